@@ -1,0 +1,270 @@
+"""The run and its steps as plain Python values.
+
+This module is the domain model both services share. It never imports generated protobuf code: the servicers
+translate between these types and the `agentrun.*.v1` messages in `agentrun_core.proto_convert`.
+
+Times are timezone-aware UTC datetimes and durations are timedeltas; both are kept to the microsecond.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, assert_never
+
+
+class RunStatus(enum.StrEnum):
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+    INTERRUPTED = "INTERRUPTED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not RunStatus.RUNNING
+
+
+class ToolCallStatus(enum.StrEnum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    CANCELLED = "CANCELLED"
+
+
+class ErrorReason(enum.StrEnum):
+    """Stable codes for RunError.reason and tool errors. Clients switch on these strings."""
+
+    MODEL_RATE_LIMITED = "MODEL_RATE_LIMITED"
+    MODEL_UNAVAILABLE = "MODEL_UNAVAILABLE"
+    MODEL_TIMEOUT = "MODEL_TIMEOUT"
+    MODEL_ERROR = "MODEL_ERROR"
+    MODEL_REQUEST_INVALID = "MODEL_REQUEST_INVALID"
+    PROMPT_BLOCKED = "PROMPT_BLOCKED"
+    RESPONSE_BLOCKED = "RESPONSE_BLOCKED"
+    MAX_TOKENS = "MAX_TOKENS"
+    MAX_STEPS_EXCEEDED = "MAX_STEPS_EXCEEDED"
+    TOKEN_BUDGET_EXCEEDED = "TOKEN_BUDGET_EXCEEDED"
+    RUN_TIMEOUT = "RUN_TIMEOUT"
+    CANCELLED = "CANCELLED"
+    INTERRUPTED = "INTERRUPTED"
+    INTERNAL = "INTERNAL"
+    # Tool-level reasons (ToolCallFinished.result_text carries the message).
+    TOOL_ERROR = "TOOL_ERROR"
+    TOOL_TIMEOUT = "TOOL_TIMEOUT"
+    TOOL_SERVER_UNAVAILABLE = "TOOL_SERVER_UNAVAILABLE"
+    TOOL_ARGUMENTS_INVALID = "TOOL_ARGUMENTS_INVALID"
+    TOOL_NOT_FOUND = "TOOL_NOT_FOUND"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Raw token counts as the provider reports them (see run.proto for the Gemini mapping)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int = 0
+    thinking_tokens: int = 0
+    tool_use_prompt_tokens: int = 0
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+            thinking_tokens=self.thinking_tokens + other.thinking_tokens,
+            tool_use_prompt_tokens=self.tool_use_prompt_tokens + other.tool_use_prompt_tokens,
+        )
+
+    def counts(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    amount: Decimal
+    currency_code: str = "USD"
+    price_table_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunError:
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCall:
+    model: str
+    usage: TokenUsage = TokenUsage()
+    finish_reason: str = ""
+    time_to_first_token: timedelta | None = None
+    text: str = ""
+    function_call_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStarted:
+    call_id: str
+    tool_name: str
+    server: str
+    arguments_json: str = "{}"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFinished:
+    call_id: str
+    tool_name: str
+    result_text: str = ""
+    result_json: str = ""
+    is_error: bool = False
+    duration: timedelta = timedelta(0)
+    status: ToolCallStatus = ToolCallStatus.SUCCEEDED
+    original_size_bytes: int = 0
+    truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FinalResponse:
+    text: str
+
+
+StepPayload = ModelCall | ToolCallStarted | ToolCallFinished | FinalResponse | RunError
+
+
+class StepKind(enum.StrEnum):
+    MODEL_CALL = "model_call"
+    TOOL_CALL = "tool_call"
+    TOOL_RESULT = "tool_result"
+    FINAL_RESPONSE = "final_response"
+    ERROR = "error"
+
+
+def step_kind(payload: StepPayload) -> StepKind:
+    match payload:
+        case ModelCall():
+            return StepKind.MODEL_CALL
+        case ToolCallStarted():
+            return StepKind.TOOL_CALL
+        case ToolCallFinished():
+            return StepKind.TOOL_RESULT
+        case FinalResponse():
+            return StepKind.FINAL_RESPONSE
+        case RunError():
+            return StepKind.ERROR
+        case _:
+            assert_never(payload)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionStep:
+    run_id: str
+    sequence: int
+    time: datetime
+    payload: StepPayload
+    duration: timedelta = timedelta(0)
+
+    @property
+    def kind(self) -> StepKind:
+        return step_kind(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRecord:
+    """Summary of one tool call of a run (the tool_calls table)."""
+
+    id: str
+    name: str
+    server: str
+    parameters_json: str
+    result: str
+    duration: timedelta
+    status: ToolCallStatus
+    start_time: datetime
+    is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: str
+    agent_name: str
+    status: RunStatus
+    start_time: datetime
+    agent_version: str = ""
+    user: str = ""
+    task: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    variables: dict[str, str] = field(default_factory=dict)
+    error: RunError | None = None
+    final_response: str = ""
+    model_name: str = ""
+    end_time: datetime | None = None
+    duration: timedelta | None = None
+    token_usage: TokenUsage = TokenUsage()
+    cost: Cost | None = None
+    steps_taken: int = 0
+    tools_used: tuple[str, ...] = ()
+    trace_id: str = ""
+    execution_steps: tuple[ExecutionStep, ...] = ()
+    tool_calls: tuple[ToolCallRecord, ...] = ()
+
+    def basic(self) -> Run:
+        """The run without steps and tool calls (the BASIC view)."""
+        return dataclasses.replace(self, execution_steps=(), tool_calls=())
+
+
+def tool_calls_from_steps(steps: tuple[ExecutionStep, ...] | list[ExecutionStep]) -> tuple[ToolCallRecord, ...]:
+    """Builds the per-run tool call summaries from ToolCallStarted/ToolCallFinished steps."""
+    started: dict[str, tuple[ExecutionStep, ToolCallStarted]] = {}
+    records: dict[str, ToolCallRecord] = {}
+    for step in steps:
+        payload = step.payload
+        if isinstance(payload, ToolCallStarted):
+            started[payload.call_id] = (step, payload)
+            records[payload.call_id] = ToolCallRecord(
+                id=payload.call_id,
+                name=payload.tool_name,
+                server=payload.server,
+                parameters_json=payload.arguments_json,
+                result="",
+                duration=timedelta(0),
+                status=ToolCallStatus.RUNNING,
+                start_time=step.time,
+            )
+        elif isinstance(payload, ToolCallFinished) and payload.call_id in started:
+            records[payload.call_id] = dataclasses.replace(
+                records[payload.call_id],
+                result=payload.result_text,
+                duration=payload.duration,
+                status=payload.status,
+                is_error=payload.is_error,
+            )
+    return tuple(records.values())
+
+
+def as_jsonable(value: Any) -> Any:
+    """Dataclasses, enums, datetimes, timedeltas and Decimals as JSON-ready values (used for hashing/logging)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: as_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        out["__type__"] = type(value).__name__
+        return out
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return round(value.total_seconds() * 1_000_000)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): as_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [as_jsonable(v) for v in value]
+    return value

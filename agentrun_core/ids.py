@@ -1,0 +1,25 @@
+"""Run ids: UUIDv7 strings."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import uuid6
+
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def new_run_id() -> str:
+    return str(uuid6.uuid7())
+
+
+def run_id_problem(value: str) -> str | None:
+    """Why `value` is not a valid run id (a lower-case UUIDv7 string), or None when it is."""
+    if not value:
+        return "must not be empty"
+    if not _UUID_RE.match(value):
+        return f"must be a lower-case UUID string like 0190b6e2-7c3a-7d4e-9f10-2a3b4c5d6e7f, got {value[:80]!r}"
+    if uuid.UUID(value).version != 7:
+        return f"must be a UUIDv7 (version 7), got version {uuid.UUID(value).version}"
+    return None

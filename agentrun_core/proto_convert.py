@@ -1,0 +1,345 @@
+"""Translation between the domain model (agentrun_core.domain) and the agentrun.runs.v1 messages.
+
+The only module of agentrun_core that imports generated code; servicers and gRPC clients use it so that domain
+code never sees protobuf.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import assert_never
+
+from agentrun.runs.v1 import run_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from agentrun_core import domain as d
+
+_RUN_STATUS_TO_PB = {
+    d.RunStatus.RUNNING: run_pb2.RUN_STATUS_RUNNING,
+    d.RunStatus.COMPLETED: run_pb2.RUN_STATUS_COMPLETED,
+    d.RunStatus.FAILED: run_pb2.RUN_STATUS_FAILED,
+    d.RunStatus.CANCELLED: run_pb2.RUN_STATUS_CANCELLED,
+    d.RunStatus.TIMED_OUT: run_pb2.RUN_STATUS_TIMED_OUT,
+    d.RunStatus.INTERRUPTED: run_pb2.RUN_STATUS_INTERRUPTED,
+}
+_RUN_STATUS_FROM_PB = {v: k for k, v in _RUN_STATUS_TO_PB.items()}
+
+_TOOL_STATUS_TO_PB = {
+    d.ToolCallStatus.RUNNING: run_pb2.TOOL_CALL_STATUS_RUNNING,
+    d.ToolCallStatus.SUCCEEDED: run_pb2.TOOL_CALL_STATUS_SUCCEEDED,
+    d.ToolCallStatus.FAILED: run_pb2.TOOL_CALL_STATUS_FAILED,
+    d.ToolCallStatus.TIMED_OUT: run_pb2.TOOL_CALL_STATUS_TIMED_OUT,
+    d.ToolCallStatus.CANCELLED: run_pb2.TOOL_CALL_STATUS_CANCELLED,
+}
+_TOOL_STATUS_FROM_PB = {v: k for k, v in _TOOL_STATUS_TO_PB.items()}
+
+
+class ConversionError(ValueError):
+    """A message cannot be turned into a domain value. `field` names the offending field path."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+# --- scalars -------------------------------------------------------------------------------------------------
+
+
+def timestamp_to_pb(value: datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value.astimezone(UTC))
+    return ts
+
+
+def timestamp_from_pb(value: timestamp_pb2.Timestamp) -> datetime:
+    micros = value.seconds * 1_000_000 + value.nanos // 1000
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+
+
+def duration_to_pb(value: timedelta) -> duration_pb2.Duration:
+    dur = duration_pb2.Duration()
+    dur.FromTimedelta(value)
+    return dur
+
+
+def duration_from_pb(value: duration_pb2.Duration) -> timedelta:
+    return timedelta(microseconds=value.seconds * 1_000_000 + value.nanos // 1000)
+
+
+def run_status_to_pb(value: d.RunStatus) -> run_pb2.RunStatus.ValueType:
+    return _RUN_STATUS_TO_PB[value]
+
+
+def run_status_from_pb(value: int, field: str = "status") -> d.RunStatus:
+    try:
+        return _RUN_STATUS_FROM_PB[value]  # type: ignore[index]
+    except KeyError:
+        raise ConversionError(field, "must be set to a RunStatus other than RUN_STATUS_UNSPECIFIED") from None
+
+
+def tool_status_from_pb(value: int, field: str) -> d.ToolCallStatus:
+    try:
+        return _TOOL_STATUS_FROM_PB[value]  # type: ignore[index]
+    except KeyError:
+        raise ConversionError(field, "must be a ToolCallStatus other than UNSPECIFIED") from None
+
+
+def token_usage_to_pb(value: d.TokenUsage) -> run_pb2.TokenUsage:
+    return run_pb2.TokenUsage(**value.counts())
+
+
+def token_usage_from_pb(value: run_pb2.TokenUsage, field: str = "token_usage") -> d.TokenUsage:
+    usage = d.TokenUsage(
+        input_tokens=value.input_tokens,
+        output_tokens=value.output_tokens,
+        total_tokens=value.total_tokens,
+        cached_tokens=value.cached_tokens,
+        thinking_tokens=value.thinking_tokens,
+        tool_use_prompt_tokens=value.tool_use_prompt_tokens,
+    )
+    for name, count in usage.counts().items():
+        if count < 0:
+            raise ConversionError(f"{field}.{name}", f"must not be negative, got {count}")
+    return usage
+
+
+def cost_to_pb(value: d.Cost) -> run_pb2.Cost:
+    return run_pb2.Cost(
+        amount=str(value.amount),
+        currency_code=value.currency_code,
+        price_table_version=value.price_table_version,
+    )
+
+
+def cost_from_pb(value: run_pb2.Cost, field: str = "cost") -> d.Cost:
+    try:
+        amount = Decimal(value.amount)
+    except InvalidOperation:
+        raise ConversionError(f"{field}.amount", f"must be a decimal number, got {value.amount[:40]!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise ConversionError(f"{field}.amount", f"must be a finite, non-negative decimal, got {value.amount!r}")
+    return d.Cost(
+        amount=amount,
+        currency_code=value.currency_code or "USD",
+        price_table_version=value.price_table_version,
+    )
+
+
+def run_error_to_pb(value: d.RunError) -> run_pb2.RunError:
+    return run_pb2.RunError(reason=value.reason, message=value.message)
+
+
+# --- steps ---------------------------------------------------------------------------------------------------
+
+
+def step_to_pb(step: d.ExecutionStep) -> run_pb2.ExecutionStep:
+    msg = run_pb2.ExecutionStep(
+        run_id=step.run_id,
+        sequence=step.sequence,
+        time=timestamp_to_pb(step.time),
+        duration=duration_to_pb(step.duration),
+    )
+    payload = step.payload
+    match payload:
+        case d.ModelCall():
+            mc = run_pb2.ModelCall(
+                model=payload.model,
+                usage=token_usage_to_pb(payload.usage),
+                finish_reason=payload.finish_reason,
+                text=payload.text,
+                function_call_count=payload.function_call_count,
+            )
+            if payload.time_to_first_token is not None:
+                mc.time_to_first_token.CopyFrom(duration_to_pb(payload.time_to_first_token))
+            msg.model_call.CopyFrom(mc)
+        case d.ToolCallStarted():
+            msg.tool_call.CopyFrom(
+                run_pb2.ToolCallStarted(
+                    call_id=payload.call_id,
+                    tool_name=payload.tool_name,
+                    server=payload.server,
+                    arguments_json=payload.arguments_json,
+                )
+            )
+        case d.ToolCallFinished():
+            msg.tool_result.CopyFrom(
+                run_pb2.ToolCallFinished(
+                    call_id=payload.call_id,
+                    tool_name=payload.tool_name,
+                    result_text=payload.result_text,
+                    result_json=payload.result_json,
+                    is_error=payload.is_error,
+                    duration=duration_to_pb(payload.duration),
+                    status=_TOOL_STATUS_TO_PB[payload.status],
+                    original_size_bytes=payload.original_size_bytes,
+                    truncated=payload.truncated,
+                )
+            )
+        case d.FinalResponse():
+            msg.final_response.CopyFrom(run_pb2.FinalResponse(text=payload.text))
+        case d.RunError():
+            msg.error.CopyFrom(run_error_to_pb(payload))
+        case _:
+            assert_never(payload)
+    return msg
+
+
+def step_from_pb(msg: run_pb2.ExecutionStep, field: str = "step") -> d.ExecutionStep:
+    kind = msg.WhichOneof("payload")
+    payload: d.StepPayload
+    if kind == "model_call":
+        mc = msg.model_call
+        payload = d.ModelCall(
+            model=mc.model,
+            usage=token_usage_from_pb(mc.usage, f"{field}.model_call.usage"),
+            finish_reason=mc.finish_reason,
+            time_to_first_token=duration_from_pb(mc.time_to_first_token)
+            if mc.HasField("time_to_first_token")
+            else None,
+            text=mc.text,
+            function_call_count=mc.function_call_count,
+        )
+    elif kind == "tool_call":
+        tc = msg.tool_call
+        if not tc.call_id:
+            raise ConversionError(f"{field}.tool_call.call_id", "must not be empty")
+        payload = d.ToolCallStarted(
+            call_id=tc.call_id, tool_name=tc.tool_name, server=tc.server, arguments_json=tc.arguments_json
+        )
+    elif kind == "tool_result":
+        tr = msg.tool_result
+        if not tr.call_id:
+            raise ConversionError(f"{field}.tool_result.call_id", "must not be empty")
+        payload = d.ToolCallFinished(
+            call_id=tr.call_id,
+            tool_name=tr.tool_name,
+            result_text=tr.result_text,
+            result_json=tr.result_json,
+            is_error=tr.is_error,
+            duration=duration_from_pb(tr.duration),
+            status=tool_status_from_pb(tr.status, f"{field}.tool_result.status"),
+            original_size_bytes=tr.original_size_bytes,
+            truncated=tr.truncated,
+        )
+    elif kind == "final_response":
+        payload = d.FinalResponse(text=msg.final_response.text)
+    elif kind == "error":
+        payload = d.RunError(reason=msg.error.reason, message=msg.error.message)
+    else:
+        raise ConversionError(f"{field}.payload", "must be set (model_call, tool_call, tool_result, ...)")
+    if not msg.HasField("time"):
+        raise ConversionError(f"{field}.time", "must be set")
+    if msg.duration.seconds < 0 or msg.duration.nanos < 0:
+        raise ConversionError(f"{field}.duration", "must not be negative")
+    return d.ExecutionStep(
+        run_id=msg.run_id,
+        sequence=msg.sequence,
+        time=timestamp_from_pb(msg.time),
+        duration=duration_from_pb(msg.duration),
+        payload=payload,
+    )
+
+
+# --- runs ----------------------------------------------------------------------------------------------------
+
+
+def tool_call_to_pb(value: d.ToolCallRecord) -> run_pb2.ToolCall:
+    return run_pb2.ToolCall(
+        id=value.id,
+        name=value.name,
+        server=value.server,
+        parameters_json=value.parameters_json,
+        result=value.result,
+        duration=duration_to_pb(value.duration),
+        status=_TOOL_STATUS_TO_PB[value.status],
+        start_time=timestamp_to_pb(value.start_time),
+        is_error=value.is_error,
+    )
+
+
+def tool_call_from_pb(msg: run_pb2.ToolCall, field: str) -> d.ToolCallRecord:
+    if not msg.id:
+        raise ConversionError(f"{field}.id", "must not be empty")
+    if not msg.name:
+        raise ConversionError(f"{field}.name", "must not be empty")
+    if not msg.HasField("start_time"):
+        raise ConversionError(f"{field}.start_time", "must be set")
+    return d.ToolCallRecord(
+        id=msg.id,
+        name=msg.name,
+        server=msg.server,
+        parameters_json=msg.parameters_json,
+        result=msg.result,
+        duration=duration_from_pb(msg.duration),
+        status=tool_status_from_pb(msg.status, f"{field}.status"),
+        start_time=timestamp_from_pb(msg.start_time),
+        is_error=msg.is_error,
+    )
+
+
+def run_to_pb(run: d.Run) -> run_pb2.Run:
+    msg = run_pb2.Run(
+        id=run.id,
+        agent_name=run.agent_name,
+        agent_version=run.agent_version,
+        user=run.user,
+        task=run.task,
+        labels=run.labels,
+        variables=run.variables,
+        status=_RUN_STATUS_TO_PB[run.status],
+        final_response=run.final_response,
+        model_name=run.model_name,
+        start_time=timestamp_to_pb(run.start_time),
+        token_usage=token_usage_to_pb(run.token_usage),
+        steps_taken=run.steps_taken,
+        tools_used=list(run.tools_used),
+        trace_id=run.trace_id,
+        execution_steps=[step_to_pb(s) for s in run.execution_steps],
+        tool_calls=[tool_call_to_pb(t) for t in run.tool_calls],
+    )
+    if run.error is not None:
+        msg.error.CopyFrom(run_error_to_pb(run.error))
+    if run.end_time is not None:
+        msg.end_time.CopyFrom(timestamp_to_pb(run.end_time))
+    if run.duration is not None:
+        msg.duration.CopyFrom(duration_to_pb(run.duration))
+    if run.cost is not None:
+        msg.cost.CopyFrom(cost_to_pb(run.cost))
+    return msg
+
+
+def run_from_pb(msg: run_pb2.Run) -> d.Run:
+    """Converts and checks the shape of a Run message; raises ConversionError naming the field."""
+    if not msg.HasField("start_time"):
+        raise ConversionError("run.start_time", "must be set")
+    if msg.steps_taken < 0:
+        raise ConversionError("run.steps_taken", f"must not be negative, got {msg.steps_taken}")
+    if msg.HasField("duration") and (msg.duration.seconds < 0 or msg.duration.nanos < 0):
+        raise ConversionError("run.duration", "must not be negative")
+    return d.Run(
+        id=msg.id,
+        agent_name=msg.agent_name,
+        agent_version=msg.agent_version,
+        user=msg.user,
+        task=msg.task,
+        labels=dict(msg.labels),
+        variables=dict(msg.variables),
+        status=run_status_from_pb(msg.status, "run.status"),
+        error=d.RunError(reason=msg.error.reason, message=msg.error.message) if msg.HasField("error") else None,
+        final_response=msg.final_response,
+        model_name=msg.model_name,
+        start_time=timestamp_from_pb(msg.start_time),
+        end_time=timestamp_from_pb(msg.end_time) if msg.HasField("end_time") else None,
+        duration=duration_from_pb(msg.duration) if msg.HasField("duration") else None,
+        token_usage=token_usage_from_pb(msg.token_usage, "run.token_usage"),
+        cost=cost_from_pb(msg.cost, "run.cost") if msg.HasField("cost") else None,
+        steps_taken=msg.steps_taken,
+        tools_used=tuple(msg.tools_used),
+        trace_id=msg.trace_id,
+        execution_steps=tuple(
+            step_from_pb(s, f"run.execution_steps[{i}]") for i, s in enumerate(msg.execution_steps)
+        ),
+        tool_calls=tuple(tool_call_from_pb(t, f"run.tool_calls[{i}]") for i, t in enumerate(msg.tool_calls)),
+    )

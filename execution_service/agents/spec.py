@@ -1,0 +1,46 @@
+"""An agent as loaded from its .prompt file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLimits:
+    max_steps: int = 25
+    run_timeout_s: float = 600.0
+    tool_timeout_s: float = 60.0
+    # 0 means no budget. Counted on total tokens summed over the run's model calls.
+    token_budget: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedPrompt:
+    system_instruction: str | None
+    user_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    name: str
+    path: Path
+    # sha256 of the file's bytes, hex, prefixed "sha256:".
+    version: str
+    # Bare model name ("gemini-2.5-flash", or "test" for TestModel); a "googleai/" prefix is stripped.
+    model: str
+    description: str
+    tools: tuple[str, ...]
+    limits: AgentLimits
+    # Generation config (temperature, maxOutputTokens, ...), camelCase keys as in the file.
+    config: dict[str, Any] = field(default_factory=dict)
+    # JSON schema of the variables beyond `task`.
+    input_schema: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLoadProblem:
+    path: Path
+    message: str

@@ -1,0 +1,123 @@
+"""The model-provider interface: what the agent loop needs from any model, and nothing provider-specific.
+
+A provider turns a `ModelRequest` (conversation so far + tools) into one `ModelResponse` (one model turn).
+Providers raise `ModelError` for failures; `retryable` says whether the single retry layer
+(`execution_service.model.retry`) may try again. Providers themselves never retry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from agentrun_core.domain import ErrorReason, TokenUsage
+
+
+@dataclass(frozen=True, slots=True)
+class ToolDeclaration:
+    """A tool as the model sees it. `name` is unique within a request; the schema is the MCP input schema as is."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UserMessage:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelMessage:
+    """A model turn as it goes back into the history. `provider_content` is the provider's own object for the
+    turn (e.g. google.genai types.Content); a provider echoes it back unchanged so signatures are preserved."""
+
+    text: str
+    function_calls: tuple[FunctionCall, ...] = ()
+    provider_content: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResultMessage:
+    """Results of the function calls of one model turn, in call order."""
+
+    results: tuple[FunctionResult, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionResult:
+    call_id: str
+    name: str
+    # What the model receives: {"result": ...} on success, {"error": "..."} on failure.
+    response: dict[str, Any]
+    is_error: bool = False
+
+
+Message = UserMessage | ModelMessage | ToolResultMessage
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    model: str
+    messages: tuple[Message, ...]
+    system_instruction: str | None = None
+    tools: tuple[ToolDeclaration, ...] = ()
+    # Generation config from the agent's front matter (temperature, maxOutputTokens, topP, ...), camelCase keys.
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelResponse:
+    model: str
+    text: str
+    function_calls: tuple[FunctionCall, ...]
+    usage: TokenUsage
+    # The provider's finish reason as text, e.g. "STOP", "MAX_TOKENS", "SAFETY"; "" when none was given.
+    finish_reason: str
+    time_to_first_token: timedelta | None = None
+    # Set when the provider refused the prompt (e.g. Gemini promptFeedback.blockReason).
+    blocked_reason: str | None = None
+    provider_content: Any = None
+
+    def as_message(self) -> ModelMessage:
+        return ModelMessage(text=self.text, function_calls=self.function_calls, provider_content=self.provider_content)
+
+
+class ModelError(Exception):
+    """A model call failed. `code` is the provider's HTTP/status code when there is one."""
+
+    def __init__(
+        self,
+        reason: ErrorReason,
+        message: str,
+        *,
+        code: int | None = None,
+        status: str = "",
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.code = code
+        self.status = status
+        self.retryable = retryable
+
+    def describe(self) -> str:
+        prefix = f"{self.code} {self.status}".strip()
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+
+class ModelProvider(Protocol):
+    """Generates one model turn. Implementations: GeminiProvider, TestModel."""
+
+    name: str
+
+    async def generate(self, request: ModelRequest) -> ModelResponse: ...

@@ -1,0 +1,45 @@
+"""What the agent loop needs from tools: resolve an agent's tool patterns, and call a tool without raising."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from agentrun_core.domain import ErrorReason, ToolCallStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedTool:
+    """A tool an agent may call. `exposed_name` is what the model sees (unique within the agent)."""
+
+    server: str
+    name: str
+    exposed_name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    """How a tool call ended. Tool failures are data (is_error=True), never exceptions."""
+
+    text: str
+    structured_json: str = ""
+    is_error: bool = False
+    status: ToolCallStatus = ToolCallStatus.SUCCEEDED
+    error_reason: ErrorReason | None = None
+
+
+class ToolResolutionError(Exception):
+    """An agent's tool pattern names an unknown server or tool, or the server is not reachable."""
+
+
+class ToolProvider(Protocol):
+    async def resolve(self, patterns: list[str]) -> list[ResolvedTool]:
+        """Tools matching `server/tool` or `server/*` patterns. Raises ToolResolutionError."""
+        ...
+
+    async def call(self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float) -> ToolOutcome:
+        """Calls the tool. Never raises for tool, server or timeout failures: returns an error outcome.
+        Cancelling the calling task cancels the in-flight call."""
+        ...
