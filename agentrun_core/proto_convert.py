@@ -338,8 +338,6 @@ def run_from_pb(msg: run_pb2.Run) -> d.Run:
         steps_taken=msg.steps_taken,
         tools_used=tuple(msg.tools_used),
         trace_id=msg.trace_id,
-        execution_steps=tuple(
-            step_from_pb(s, f"run.execution_steps[{i}]") for i, s in enumerate(msg.execution_steps)
-        ),
+        execution_steps=tuple(step_from_pb(s, f"run.execution_steps[{i}]") for i, s in enumerate(msg.execution_steps)),
         tool_calls=tuple(tool_call_from_pb(t, f"run.tool_calls[{i}]") for i, t in enumerate(msg.tool_calls)),
     )

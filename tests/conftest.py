@@ -46,13 +46,13 @@ _real_connect_ex = socket.socket.connect_ex
 
 def _guarded_connect(self: socket.socket, address: Any) -> None:
     if not _is_local(address):
-        raise NetworkAccessError(f"tests must not reach the network: connect to {address!r} refused by tests/conftest.py")
+        raise NetworkAccessError(f"tests must not reach the network: connect to {address!r} refused")
     return _real_connect(self, address)
 
 
 def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
     if not _is_local(address):
-        raise NetworkAccessError(f"tests must not reach the network: connect to {address!r} refused by tests/conftest.py")
+        raise NetworkAccessError(f"tests must not reach the network: connect to {address!r} refused")
     return _real_connect_ex(self, address)
 
 

@@ -1,0 +1,200 @@
+"""RunsService's domain: its error tree, the caller's visibility scope, and the shapes of queries and answers.
+
+Servicers translate protobuf to these types and back (runs_service.api); storage implements them
+(runs_service.storage). Nothing here imports generated code.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from agentrun_core.domain import ExecutionStep, Run, RunStatus, TokenUsage
+
+# --- errors: one tree, mapped to gRPC codes in runs_service.api.errors --------------------------------------
+
+
+class RunsServiceError(Exception):
+    """Base of every error RunsService reports to a caller. `reason` is a stable code (google.rpc.ErrorInfo)."""
+
+    reason = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(RunsServiceError):
+    """The request is malformed. `field` names the request field (e.g. "run.execution_steps[3].sequence")."""
+
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, message: str, *, reason: str = "INVALID_ARGUMENT") -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.reason = reason
+
+
+class InvalidFilter(InvalidArgument):
+    """A filter expression could not be parsed or checked. `position` is the 0-based character offset."""
+
+    def __init__(self, message: str, position: int, *, field: str = "filter") -> None:
+        super().__init__(field, f"{message} (at position {position})", reason="INVALID_FILTER")
+        self.position = position
+
+
+class InvalidPageToken(InvalidArgument):
+    def __init__(self, message: str) -> None:
+        super().__init__("page_token", message, reason="INVALID_PAGE_TOKEN")
+
+
+class RunNotFound(RunsServiceError):
+    reason = "RUN_NOT_FOUND"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id!r} not found")
+        self.run_id = run_id
+
+
+class PermissionDenied(RunsServiceError):
+    reason = "PERMISSION_DENIED"
+
+
+class StorageUnavailable(RunsServiceError):
+    """The database cannot be reached or refused the operation for a transient reason."""
+
+    reason = "STORAGE_UNAVAILABLE"
+
+
+class SchemaOutdated(RunsServiceError):
+    """The database schema is not at the migration head; the message says which command migrates it."""
+
+    reason = "SCHEMA_OUTDATED"
+
+
+# --- who is asking ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which runs a caller may see. `user=None` means every run (admins and the execution service)."""
+
+    user: str | None = None
+
+    @classmethod
+    def everything(cls) -> Scope:
+        return cls(user=None)
+
+
+# --- commands and queries ---------------------------------------------------------------------------------
+
+
+class RecordOutcome(enum.StrEnum):
+    CREATED = "CREATED"
+    UPDATED = "UPDATED"
+    UNCHANGED = "UNCHANGED"
+    IGNORED = "IGNORED"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    outcome: RecordOutcome
+    stored_status: RunStatus
+
+
+class OrderField(enum.StrEnum):
+    START_TIME = "start_time"
+    DURATION = "duration"
+    TOTAL_TOKENS = "total_tokens"
+    COST = "cost"
+
+
+@dataclass(frozen=True, slots=True)
+class Ordering:
+    field: OrderField = OrderField.START_TIME
+    descending: bool = True
+
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+DEFAULT_STEP_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ListRunsQuery:
+    filter: str = ""
+    order_by: str = ""
+    page_size: int = 0
+    page_token: str = ""
+    full: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    runs: list[Run]
+    next_page_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepPage:
+    steps: list[ExecutionStep]
+    next_page_token: str
+
+
+class GroupBy(enum.StrEnum):
+    AGENT = "agent"
+    MODEL = "model"
+    USER = "user"
+    DAY = "day"
+    STATUS = "status"
+
+
+@dataclass(frozen=True, slots=True)
+class StatsQuery:
+    start_time: datetime
+    end_time: datetime
+    group_by: GroupBy = GroupBy.AGENT
+    filter: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatsRow:
+    key: str
+    run_count: int
+    completed_count: int
+    # completed / terminal runs (0.0 when no run is terminal).
+    success_rate: float
+    token_usage: TokenUsage
+    cost_total: Decimal
+    duration_p50: timedelta | None
+    duration_p95: timedelta | None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolStatsRow:
+    tool_name: str
+    server: str
+    call_count: int
+    error_count: int
+    error_rate: float
+    duration_p50: timedelta | None
+    duration_p95: timedelta | None
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """Normalised page_size (already defaulted and capped) and raw token."""
+
+    size: int
+    token: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def normalise_page_size(value: int, default: int = DEFAULT_PAGE_SIZE, field_name: str = "page_size") -> int:
+    if value < 0:
+        raise InvalidArgument(field_name, f"must not be negative, got {value}")
+    if value == 0:
+        return default
+    return min(value, MAX_PAGE_SIZE)
