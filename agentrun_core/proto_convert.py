@@ -105,9 +105,20 @@ def token_usage_from_pb(value: run_pb2.TokenUsage, field: str = "token_usage") -
     return usage
 
 
+COST_DECIMAL_PLACES = 10
+
+
+def decimal_text(value: Decimal) -> str:
+    """Canonical text of a decimal: no exponent, no trailing zeros ("0.00150" -> "0.0015", "10" -> "10")."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
 def cost_to_pb(value: d.Cost) -> run_pb2.Cost:
     return run_pb2.Cost(
-        amount=str(value.amount),
+        amount=decimal_text(value.amount),
         currency_code=value.currency_code,
         price_table_version=value.price_table_version,
     )
@@ -120,6 +131,11 @@ def cost_from_pb(value: run_pb2.Cost, field: str = "cost") -> d.Cost:
         raise ConversionError(f"{field}.amount", f"must be a decimal number, got {value.amount[:40]!r}") from None
     if not amount.is_finite() or amount < 0:
         raise ConversionError(f"{field}.amount", f"must be a finite, non-negative decimal, got {value.amount!r}")
+    if amount >= Decimal(10) ** 10 or amount != amount.quantize(Decimal(1).scaleb(-COST_DECIMAL_PLACES)):
+        raise ConversionError(
+            f"{field}.amount",
+            f"must be below 10000000000 with at most {COST_DECIMAL_PLACES} decimal places, got {value.amount!r}",
+        )
     return d.Cost(
         amount=amount,
         currency_code=value.currency_code or "USD",

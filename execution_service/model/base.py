@@ -92,7 +92,10 @@ class ModelResponse:
 
 
 class ModelError(Exception):
-    """A model call failed. `code` is the provider's HTTP/status code when there is one."""
+    """A model call failed. `code` is the provider's HTTP/status code when there is one.
+
+    `retry_after_s` is the provider's own retry delay hint (e.g. a 429's google.rpc.RetryInfo), when it gave one.
+    """
 
     def __init__(
         self,
@@ -102,6 +105,7 @@ class ModelError(Exception):
         code: int | None = None,
         status: str = "",
         retryable: bool = False,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(message)
         self.reason = reason
@@ -109,6 +113,7 @@ class ModelError(Exception):
         self.code = code
         self.status = status
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
 
     def describe(self) -> str:
         prefix = f"{self.code} {self.status}".strip()

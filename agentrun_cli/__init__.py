@@ -1,0 +1,1 @@
+"""The `agentrun` command line: run agents with a live view and query the runs they left behind."""

@@ -1,0 +1,169 @@
+"""`agentrun runs list|show|cancel|watch`: read stored runs and act on live ones."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from agentrun.runs.v1 import runs_service_pb2 as runs_pb2
+
+from agentrun_cli import output
+from agentrun_cli.client import ExecutionClient, RunsClient
+from agentrun_cli.commands.common import JsonOption, settings_of, usage_error
+from agentrun_cli.commands.run import exit_code_for_run
+from agentrun_cli.errors import EXIT_INTERRUPTED, CliError, handle_errors
+from agentrun_cli.filters import FilterValueError, build_filter
+from agentrun_cli.progress import RunProgress
+from agentrun_cli.render.run_details import run_details
+from agentrun_cli.render.run_list import runs_table
+from agentrun_cli.streaming import follow
+from agentrun_cli.views import choose_view
+
+runs_app = typer.Typer(help="Query stored runs, cancel or watch live ones.", no_args_is_help=True)
+
+DEFAULT_LIMIT = 20
+
+
+def list_request(
+    filter_expr: str,
+    agent: str | None,
+    status: str | None,
+    user: str | None,
+    order_by: str | None,
+    limit: int,
+    page_token: str | None,
+) -> runs_pb2.ListRunsRequest:
+    try:
+        expression = build_filter(filter_expr, agent=agent, status=status, user=user)
+    except FilterValueError as exc:
+        raise usage_error(exc) from None
+    if limit < 0:
+        raise CliError("--limit must not be negative", 2)
+    return runs_pb2.ListRunsRequest(
+        filter=expression,
+        order_by=order_by or "",
+        page_size=limit,
+        page_token=page_token or "",
+        view=runs_pb2.RUN_VIEW_BASIC,
+    )
+
+
+def fetch_runs(client: RunsClient, request: runs_pb2.ListRunsRequest, *, all_pages: bool) -> runs_pb2.ListRunsResponse:
+    """One page, or every page from `request`'s on (the last response's token is then empty)."""
+    response = client.list_runs(request)
+    if not all_pages:
+        return response
+    merged = runs_pb2.ListRunsResponse(runs=response.runs)
+    while response.next_page_token:
+        page = runs_pb2.ListRunsRequest()
+        page.CopyFrom(request)
+        page.page_token = response.next_page_token
+        response = client.list_runs(page)
+        merged.runs.extend(response.runs)
+    return merged
+
+
+@runs_app.command("list")
+@handle_errors
+def list_runs(
+    ctx: typer.Context,
+    filter_expr: Annotated[
+        str, typer.Option("--filter", help="Filter, e.g. 'status = FAILED AND start_time > \"2026-11-01T00:00:00Z\"'.")
+    ] = "",
+    agent: Annotated[str | None, typer.Option(help="Only this agent.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only this status (completed, failed, cancelled, ...).")] = None,
+    user: Annotated[str | None, typer.Option(help="Only runs started by this user.")] = None,
+    order_by: Annotated[
+        str | None, typer.Option("--order-by", help='"start_time desc" (default), duration, total_tokens or cost.')
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Runs per page.")] = DEFAULT_LIMIT,
+    page_token: Annotated[str | None, typer.Option("--page-token", help="Continue from a previous page.")] = None,
+    all_pages: Annotated[bool, typer.Option("--all", help="Fetch every page.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List runs, newest first."""
+    request = list_request(filter_expr, agent, status, user, order_by, limit, page_token)
+    client = RunsClient(settings_of(ctx))
+    try:
+        response = fetch_runs(client, request, all_pages=all_pages)
+    finally:
+        client.close()
+    if as_json:
+        output.print_json(response)
+        return
+    console = output.console()
+    if not response.runs:
+        console.print("no runs match", style="dim")
+    else:
+        console.print(runs_table(response.runs))
+    if response.next_page_token:
+        console.print(f"more runs: add --page-token {response.next_page_token} (or --all)", style="dim", soft_wrap=True)
+
+
+@runs_app.command("show")
+@handle_errors
+def show_run(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(metavar="ID", help="The run id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Everything about one run: tokens, cost, steps in order, tool calls."""
+    client = RunsClient(settings_of(ctx))
+    try:
+        run = client.get_run(run_id, full=True).run
+    finally:
+        client.close()
+    if as_json:
+        output.print_json(run)
+        return
+    output.console().print(run_details(run))
+
+
+@runs_app.command("cancel")
+@handle_errors
+def cancel_run(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(metavar="ID", help="The run id.")],
+    after_turn: Annotated[
+        bool, typer.Option("--after-turn", help="Let the current model turn and its tool calls finish first.")
+    ] = False,
+) -> None:
+    """Cancel a live run (immediately, or after the current turn)."""
+    client = ExecutionClient(settings_of(ctx))
+    try:
+        client.cancel_run(run_id, after_turn=after_turn)
+    finally:
+        client.close()
+    mode = "after the current turn" if after_turn else "now"
+    output.print_line(f"cancel requested: run {run_id} stops {mode}")
+
+
+@runs_app.command("watch")
+@handle_errors
+def watch_run(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(metavar="ID", help="The run id.")],
+    from_sequence: Annotated[int, typer.Option("--from", help="Replay steps from this sequence number.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Follow a live run with the same view as `agentrun run`. Ctrl-C stops watching; the run goes on."""
+    if from_sequence < 0:
+        raise CliError("--from must not be negative", 2)
+    client = ExecutionClient(settings_of(ctx))
+    try:
+        stream = client.watch(run_id, from_sequence)
+        progress = RunProgress()
+        view = choose_view(as_json=as_json, console=output.console())
+        with view:
+            try:
+                follow(stream, view, progress)
+            except KeyboardInterrupt:
+                stream.cancel()
+                view.notice(f"stopped watching; run {run_id} goes on")
+                raise typer.Exit(EXIT_INTERRUPTED) from None
+        view.summary(progress)
+    finally:
+        client.close()
+    if progress.finished is None:
+        raise CliError(f"the stream ended before the run finished; see `agentrun runs show {run_id}`")
+    raise typer.Exit(exit_code_for_run(progress))

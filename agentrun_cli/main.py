@@ -1,0 +1,62 @@
+"""The `agentrun` command: the Typer app and the options every command shares."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from agentrun_cli.commands.agents import agents_app
+from agentrun_cli.commands.run import run_command
+from agentrun_cli.commands.runs import runs_app
+from agentrun_cli.commands.serve import serve_command
+from agentrun_cli.settings import (
+    DEFAULT_EXECUTION_TARGET,
+    DEFAULT_RUNS_TARGET,
+    EXECUTION_TARGET_ENV,
+    RUNS_TARGET_ENV,
+    TLS_CA_ENV,
+    TOKEN_ENV,
+    CliSettings,
+)
+
+# Importing the module registers `runs stats` and `runs tools` on runs_app.
+from agentrun_cli.commands import stats as _stats  # noqa: F401  # isort: skip
+
+app = typer.Typer(
+    name="agentrun",
+    help="Run AI agents and query the complete record of every run.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    execution_target: Annotated[
+        str, typer.Option("--execution-target", envvar=EXECUTION_TARGET_ENV, help="ExecutionService host:port.")
+    ] = DEFAULT_EXECUTION_TARGET,
+    runs_target: Annotated[
+        str, typer.Option("--runs-target", envvar=RUNS_TARGET_ENV, help="RunsService host:port.")
+    ] = DEFAULT_RUNS_TARGET,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar=TOKEN_ENV, help="Bearer token sent on every call.", show_default=False),
+    ] = None,
+    tls_ca: Annotated[
+        str | None,
+        typer.Option("--tls-ca", envvar=TLS_CA_ENV, help="CA certificate (PEM): connect with TLS.", show_default=False),
+    ] = None,
+) -> None:
+    ctx.obj = CliSettings(
+        execution_target=execution_target, runs_target=runs_target, token=token or None, tls_ca=tls_ca or None
+    )
+
+
+app.command("run")(run_command)
+app.command("serve")(serve_command)
+app.add_typer(runs_app, name="runs")
+app.add_typer(agents_app, name="agents")

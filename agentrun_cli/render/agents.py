@@ -1,0 +1,58 @@
+"""`agentrun agents list`: the agents ExecutionService can run, and the files it could not load."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from agentrun.execution.v1 import execution_service_pb2 as ex_pb2
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from agentrun_cli.render import format as fmt
+
+def limits_text(limits: ex_pb2.AgentLimits) -> str:
+    parts: list[str] = []
+    if limits.max_steps:
+        parts.append(f"{limits.max_steps} steps")
+    if limits.HasField("run_timeout"):
+        parts.append(f"run {fmt.duration(limits.run_timeout)}")
+    if limits.HasField("tool_timeout"):
+        parts.append(f"tool {fmt.duration(limits.tool_timeout)}")
+    if limits.token_budget:
+        parts.append(f"{fmt.count(limits.token_budget)} tokens")
+    return ", ".join(parts) or fmt.NONE
+
+
+def agents_table(agents: Sequence[ex_pb2.Agent]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("name", style="cyan", no_wrap=True)
+    table.add_column("model")
+    table.add_column("tools")
+    table.add_column("limits")
+    table.add_column("version", no_wrap=True, style="dim")
+    for agent in agents:
+        table.add_row(
+            agent.name,
+            agent.model,
+            ", ".join(agent.tools) or fmt.NONE,
+            limits_text(agent.limits),
+            fmt.short_version(agent.version),
+        )
+    if not agents:
+        table.caption = "no agents loaded"
+    return table
+
+
+def load_errors(errors: Sequence[ex_pb2.AgentLoadError]) -> Text | None:
+    if not errors:
+        return None
+    text = Text(f"{len(errors)} agent file(s) could not be loaded:", style="bold red")
+    for error in errors:
+        text.append(f"\n  {error.path}: {error.message}", style="red")
+    return text
+
+
+def agents_view(response: ex_pb2.ListAgentsResponse) -> RenderableType:
+    errors = load_errors(response.errors)
+    return Group(agents_table(response.agents), *([Text(""), errors] if errors is not None else []))

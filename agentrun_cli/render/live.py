@@ -1,0 +1,82 @@
+"""The live view of a streamed run: permanent lines for finished steps, spinners for tool calls in flight,
+and a footer with the running token count and elapsed time."""
+
+from __future__ import annotations
+
+import time
+
+from agentrun.execution.v1 import execution_service_pb2 as ex_pb2
+from agentrun.runs.v1 import run_pb2
+from rich.console import Group, RenderableType
+from rich.spinner import Spinner
+from rich.text import Text
+
+from agentrun_cli.progress import RunProgress
+from agentrun_cli.render import format as fmt
+from agentrun_cli.render import steps as st
+
+
+def started_line(started: ex_pb2.RunStarted) -> Text:
+    agent = started.agent_name + (f"@{fmt.short_version(started.agent_version)}" if started.agent_version else "")
+    line = Text.assemble(("▶ run ", "bold"), (started.run_id, "bold cyan"), f" · {agent} · {started.model_name}")
+    if started.trace_id:
+        line.append(f" · trace {started.trace_id}", style="dim")
+    return line
+
+
+def started_plain(started: ex_pb2.RunStarted) -> str:
+    return started_line(started).plain
+
+
+def _call_label(call: run_pb2.ToolCallStarted) -> str:
+    arguments = fmt.truncate(fmt.compact_json(call.arguments_json), st.ARGUMENTS_PREVIEW_CHARS)
+    return f"{fmt.tool_label(call.tool_name, call.server)} {arguments}".rstrip()
+
+
+def live_step_line(step: run_pb2.ExecutionStep, progress: RunProgress) -> Text | None:
+    """The permanent line a finished step leaves above the live area (None for a tool call: it is a spinner
+    until its result arrives)."""
+    kind = step.WhichOneof("payload")
+    if kind == "model_call":
+        return Text.assemble(("◆ ", "blue"), ("model turn ", "bold"), st.model_call_summary(step.model_call))
+    if kind == "tool_result":
+        result = step.tool_result
+        call = progress.calls.get(result.call_id)
+        label = _call_label(call) if call is not None else result.tool_name
+        ok = st.tool_succeeded(result)
+        line = Text.assemble(
+            (st.OK_MARK if ok else st.ERROR_MARK, "green" if ok else "red"),
+            f" {label} ",
+            (fmt.duration(result.duration), "dim"),
+        )
+        preview = fmt.truncate(result.result_text or result.result_json, 80)
+        if preview:
+            line.append(f" → {preview}", style="dim" if ok else "red")
+        return line
+    if kind == "final_response":
+        return Text.assemble(("■ ", "green"), ("final response", "bold"))
+    if kind == "error":
+        return Text.assemble(("✗ ", "red"), (f"{step.error.reason}: {step.error.message}", "red"))
+    return None
+
+
+def footer(progress: RunProgress, now: float | None = None) -> Text:
+    tokens = fmt.total_tokens(progress.usage)
+    return Text(
+        f"{fmt.count(tokens)} tokens · {progress.model_turns} turns · {progress.tool_calls} tool calls · "
+        f"{fmt.human_seconds(progress.elapsed(now))}",
+        style="dim",
+    )
+
+
+def live_area(progress: RunProgress, now: float | None = None) -> RenderableType:
+    """What the live region shows right now: one spinner per tool call in flight, then the footer."""
+    at = time.monotonic() if now is None else now
+    rows: list[RenderableType] = []
+    for flight in progress.in_flight.values():
+        waited = fmt.human_seconds(max(at - flight.started_at, 0.0))
+        rows.append(Spinner("dots", text=Text.assemble(_call_label(flight.call), (f" {waited}", "dim"))))
+    if progress.finished is None and not progress.in_flight:
+        rows.append(Spinner("dots", text=Text("waiting for the model…", style="dim")))
+    rows.append(footer(progress, at))
+    return Group(*rows)

@@ -1,0 +1,117 @@
+"""`agentrun runs show ID`: everything stored about one run (GetRun with the FULL view)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from agentrun.runs.v1 import run_pb2
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from agentrun_cli.render import format as fmt
+from agentrun_cli.render import steps as st
+
+RESULT_CELL_CHARS = 80
+ARGUMENTS_CELL_CHARS = 80
+
+
+def _pairs(values: Mapping[str, str]) -> str:
+    items = sorted(values.items())
+    return ", ".join(f"{k}={v}" for k, v in items) if items else fmt.NONE
+
+
+def header(run: run_pb2.Run) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    agent = run.agent_name + (f"@{run.agent_version}" if run.agent_version else "")
+    grid.add_row("run", Text(run.id, style="bold cyan"))
+    grid.add_row("agent", agent)
+    grid.add_row("user", run.user or fmt.NONE)
+    grid.add_row("status", fmt.status_text(run.status))
+    grid.add_row("model", run.model_name or fmt.NONE)
+    grid.add_row("start", fmt.optional_timestamp(run, "start_time"))
+    grid.add_row("end", fmt.optional_timestamp(run, "end_time"))
+    grid.add_row("duration", fmt.optional_duration(run, "duration"))
+    grid.add_row("trace id", run.trace_id or fmt.NONE)
+    grid.add_row("labels", _pairs(run.labels))
+    if run.variables:
+        grid.add_row("variables", _pairs(run.variables))
+    grid.add_row("task", run.task or fmt.NONE)
+    return grid
+
+
+def token_table(usage: run_pb2.TokenUsage) -> Table:
+    table = Table(title="tokens", title_justify="left", box=None, header_style="bold", pad_edge=False)
+    names = ["input", "output", "cached", "thinking", "tool-use prompt", "total"]
+    values = [
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cached_tokens,
+        usage.thinking_tokens,
+        usage.tool_use_prompt_tokens,
+        fmt.total_tokens(usage),
+    ]
+    for name in names:
+        table.add_column(name, justify="right")
+    table.add_row(*(fmt.count(v) for v in values))
+    return table
+
+
+def cost_line(run: run_pb2.Run) -> Text:
+    if not run.HasField("cost") or not run.cost.amount:
+        return Text.assemble(("cost ", "bold"), "unknown (no price for this model)")
+    line = Text.assemble(("cost ", "bold"), fmt.cost(run.cost))
+    if run.cost.price_table_version:
+        line.append(f"  (price table {run.cost.price_table_version})", style="dim")
+    return line
+
+
+def steps_table(run: run_pb2.Run) -> Table:
+    table = Table(title="steps", title_justify="left", box=None, header_style="bold", pad_edge=False)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("at", justify="right", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("summary")
+    for step in run.execution_steps:
+        kind = st.step_kind(step)
+        at = fmt.offset(run.start_time, step.time) if run.HasField("start_time") and step.HasField("time") else ""
+        table.add_row(str(step.sequence), at, Text(kind, style=st.KIND_STYLES.get(kind, "")), st.step_summary(step))
+    return table
+
+
+def tool_calls_table(run: run_pb2.Run) -> Table:
+    table = Table(title="tool calls", title_justify="left", box=None, header_style="bold", pad_edge=False)
+    table.add_column("tool", no_wrap=True)
+    table.add_column("server")
+    table.add_column("arguments")
+    table.add_column("result")
+    table.add_column("duration", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for call in run.tool_calls:
+        table.add_row(
+            call.name,
+            call.server,
+            fmt.truncate(fmt.compact_json(call.parameters_json), ARGUMENTS_CELL_CHARS),
+            fmt.truncate(call.result, RESULT_CELL_CHARS),
+            fmt.optional_duration(call, "duration"),
+            fmt.tool_status_text(call.status),
+        )
+    return table
+
+
+def run_details(run: run_pb2.Run) -> RenderableType:
+    parts: list[RenderableType] = [header(run), Text(""), token_table(run.token_usage), cost_line(run)]
+    if run.HasField("error") and (run.error.reason or run.error.message):
+        parts.append(
+            Panel(Text(f"{run.error.reason}: {run.error.message}", style="red"), title="error", title_align="left")
+        )
+    if run.final_response:
+        parts.append(Panel(run.final_response, title="final response", title_align="left", border_style="green"))
+    parts.append(Text(""))
+    parts.append(steps_table(run) if run.execution_steps else Text("no steps recorded", style="dim"))
+    if run.tool_calls:
+        parts += [Text(""), tool_calls_table(run)]
+    return Group(*parts)

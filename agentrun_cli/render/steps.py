@@ -1,0 +1,85 @@
+"""One execution step as a short summary: the plain lines of non-TTY output and the rows of the show view."""
+
+from __future__ import annotations
+
+from agentrun.runs.v1 import run_pb2
+
+from agentrun_cli.render import format as fmt
+
+OK_MARK = "✓"
+ERROR_MARK = "✗"
+RESULT_PREVIEW_CHARS = 120
+ARGUMENTS_PREVIEW_CHARS = 200
+
+
+def step_kind(step: run_pb2.ExecutionStep) -> str:
+    return step.WhichOneof("payload") or "unknown"
+
+
+def tool_succeeded(result: run_pb2.ToolCallFinished) -> bool:
+    return not result.is_error and result.status in (
+        run_pb2.TOOL_CALL_STATUS_SUCCEEDED,
+        run_pb2.TOOL_CALL_STATUS_UNSPECIFIED,
+    )
+
+
+def model_call_summary(call: run_pb2.ModelCall) -> str:
+    parts = [call.model or "model", fmt.tokens_brief(call.usage)]
+    if call.finish_reason:
+        parts.append(call.finish_reason)
+    if call.HasField("time_to_first_token"):
+        parts.append(f"TTFT {fmt.duration(call.time_to_first_token)}")
+    if call.function_call_count:
+        noun = "tool call" if call.function_call_count == 1 else "tool calls"
+        parts.append(f"{call.function_call_count} {noun}")
+    return " · ".join(parts)
+
+
+def tool_call_summary(call: run_pb2.ToolCallStarted) -> str:
+    arguments = fmt.truncate(fmt.compact_json(call.arguments_json), ARGUMENTS_PREVIEW_CHARS)
+    return f"{fmt.tool_label(call.tool_name, call.server)} {arguments}".rstrip()
+
+
+def tool_result_summary(result: run_pb2.ToolCallFinished) -> str:
+    mark = OK_MARK if tool_succeeded(result) else ERROR_MARK
+    parts = [result.tool_name, mark, fmt.duration(result.duration)]
+    if not tool_succeeded(result) and result.status not in (
+        run_pb2.TOOL_CALL_STATUS_FAILED,
+        run_pb2.TOOL_CALL_STATUS_UNSPECIFIED,
+    ):
+        parts.append(fmt.tool_status_name(result.status))
+    preview = fmt.truncate(result.result_text or result.result_json, RESULT_PREVIEW_CHARS)
+    if preview:
+        parts.append(preview)
+    if result.truncated:
+        parts.append(f"(truncated from {fmt.count(result.original_size_bytes)} bytes)")
+    return " ".join(parts)
+
+
+def step_summary(step: run_pb2.ExecutionStep) -> str:
+    kind = step.WhichOneof("payload")
+    if kind == "model_call":
+        return model_call_summary(step.model_call)
+    if kind == "tool_call":
+        return tool_call_summary(step.tool_call)
+    if kind == "tool_result":
+        return tool_result_summary(step.tool_result)
+    if kind == "final_response":
+        return fmt.truncate(step.final_response.text, RESULT_PREVIEW_CHARS)
+    if kind == "error":
+        return f"{step.error.reason}: {step.error.message}"
+    return ""
+
+
+def plain_line(step: run_pb2.ExecutionStep) -> str:
+    """`[3] tool_result get_current_time ✓ 12 ms 2026-11-25T13:31:02Z`: one line per step for pipes and CI."""
+    return f"[{step.sequence}] {step_kind(step)} {step_summary(step)}".rstrip()
+
+
+KIND_STYLES = {
+    "model_call": "blue",
+    "tool_call": "cyan",
+    "tool_result": "green",
+    "final_response": "bold green",
+    "error": "bold red",
+}

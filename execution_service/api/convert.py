@@ -1,0 +1,94 @@
+"""Protobuf <-> ExecutionService domain values."""
+
+from __future__ import annotations
+
+from typing import Any, assert_never
+
+import orjson
+from agentrun.execution.v1 import execution_service_pb2 as pb
+
+from agentrun_core.proto_convert import (
+    cost_to_pb,
+    duration_to_pb,
+    run_error_to_pb,
+    run_status_to_pb,
+    step_to_pb,
+    timestamp_to_pb,
+    token_usage_to_pb,
+)
+from execution_service.agents.spec import AgentLoadProblem, AgentSpec
+from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
+from execution_service.errors import InvalidRequest
+
+
+def event_fields(event: RunEvent) -> dict[str, Any]:
+    """The oneof field for an event, shared by ExecuteAgentResponse and WatchRunResponse."""
+    match event:
+        case RunStartedEvent():
+            return {
+                "run_started": pb.RunStarted(
+                    run_id=event.run_id,
+                    agent_name=event.agent_name,
+                    agent_version=event.agent_version,
+                    model_name=event.model_name,
+                    start_time=timestamp_to_pb(event.start_time),
+                    trace_id=event.trace_id,
+                    user=event.user,
+                )
+            }
+        case StepEvent():
+            return {"step": step_to_pb(event.step)}
+        case RunFinishedEvent():
+            finished = pb.RunFinished(
+                run_id=event.run_id,
+                status=run_status_to_pb(event.status),
+                final_response=event.final_response,
+                token_usage=token_usage_to_pb(event.token_usage),
+                duration=duration_to_pb(event.duration),
+                steps_taken=event.steps_taken,
+                tool_call_count=event.tool_call_count,
+                end_time=timestamp_to_pb(event.end_time),
+            )
+            if event.error is not None:
+                finished.error.CopyFrom(run_error_to_pb(event.error))
+            if event.cost is not None:
+                finished.cost.CopyFrom(cost_to_pb(event.cost))
+            return {"run_finished": finished}
+        case _:
+            assert_never(event)
+
+
+def after_turn(mode: int) -> bool:
+    if mode in (pb.CANCEL_MODE_UNSPECIFIED, pb.CANCEL_MODE_IMMEDIATE):
+        return False
+    if mode == pb.CANCEL_MODE_AFTER_TURN:
+        return True
+    raise InvalidRequest("mode", f"unknown CancelMode value {mode}")
+
+
+def agent_to_pb(agent: AgentSpec) -> pb.Agent:
+    return pb.Agent(
+        name=agent.name,
+        version=agent.version,
+        model=agent.model,
+        description=agent.description,
+        tools=list(agent.tools),
+        path=str(agent.path),
+        input_schema_json=orjson.dumps(agent.input_schema).decode() if agent.input_schema else "",
+        limits=pb.AgentLimits(
+            max_steps=agent.limits.max_steps,
+            run_timeout=_seconds(agent.limits.run_timeout_s),
+            tool_timeout=_seconds(agent.limits.tool_timeout_s),
+            token_budget=agent.limits.token_budget,
+        ),
+    )
+
+
+def _seconds(value: float) -> Any:
+    from datetime import timedelta
+
+    return duration_to_pb(timedelta(seconds=value))
+
+
+def problem_to_pb(problem: AgentLoadProblem) -> pb.AgentLoadError:
+    return pb.AgentLoadError(path=str(problem.path), message=problem.message)

@@ -1,0 +1,46 @@
+"""The one place where ExecutionService's domain errors become gRPC statuses."""
+
+from __future__ import annotations
+
+import grpc
+
+from agentrun_core.grpc_status import abort
+from execution_service.errors import (
+    AgentNotFound,
+    AgentUnusable,
+    ExecutionError,
+    InvalidRequest,
+    RunAlreadyFinished,
+    RunNotFound,
+    ServiceShuttingDown,
+    TooManyRuns,
+)
+
+_CODES: list[tuple[type[ExecutionError], grpc.StatusCode]] = [
+    (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (AgentNotFound, grpc.StatusCode.NOT_FOUND),
+    (AgentUnusable, grpc.StatusCode.FAILED_PRECONDITION),
+    (RunNotFound, grpc.StatusCode.NOT_FOUND),
+    (RunAlreadyFinished, grpc.StatusCode.FAILED_PRECONDITION),
+    (TooManyRuns, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (ServiceShuttingDown, grpc.StatusCode.UNAVAILABLE),
+]
+
+
+def status_code_for(error: ExecutionError) -> grpc.StatusCode:
+    for error_type, code in _CODES:
+        if isinstance(error, error_type):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+async def abort_for(context: grpc.aio.ServicerContext, error: ExecutionError) -> None:
+    retry_after = error.retry_after_s if isinstance(error, TooManyRuns) else None
+    await abort(
+        context,
+        status_code_for(error),
+        error.message,
+        reason=error.reason,
+        field=getattr(error, "field", None),
+        retry_after_s=retry_after,
+    )

@@ -1,0 +1,106 @@
+"""ExecutionService gRPC servicer: translates requests to RunManager calls and events back to messages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from agentrun.execution.v1 import execution_service_pb2 as pb
+from agentrun.execution.v1 import execution_service_pb2_grpc as pb_grpc
+
+from agentrun_core.identity import current_identity
+from execution_service.agents.registry import AgentRegistry
+from execution_service.api.convert import after_turn, agent_to_pb, event_fields, problem_to_pb
+from execution_service.api.errors import abort_for
+from execution_service.engine.events import RunEvent
+from execution_service.engine.live_run import LiveRun
+from execution_service.engine.manager import RunManager, StartRun
+from execution_service.errors import ExecutionError, InvalidRequest, RunNotFound
+
+log = logging.getLogger(__name__)
+
+
+def _visible_user() -> str | None:
+    """The user whose runs the caller may touch; None for admins."""
+    identity = current_identity.get()
+    return None if identity.sees_everything else identity.user
+
+
+class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
+    def __init__(self, manager: RunManager, agents: AgentRegistry) -> None:
+        self._manager = manager
+        self._agents = agents
+
+    async def ExecuteAgent(
+        self, request: pb.ExecuteAgentRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ExecuteAgentResponse]:
+        try:
+            live = await self._manager.start(
+                StartRun(
+                    agent_name=request.agent_name,
+                    task=request.task,
+                    user=current_identity.get().user,
+                    variables=dict(request.variables),
+                    labels=dict(request.labels),
+                    run_id=request.run_id,
+                    model=request.model,
+                )
+            )
+        except ExecutionError as exc:
+            await abort_for(context, exc)
+            return
+        async for event in self._follow(live, 0, detach=request.detach):
+            yield pb.ExecuteAgentResponse(**event_fields(event))
+
+    async def WatchRun(
+        self, request: pb.WatchRunRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchRunResponse]:
+        try:
+            live = self._find_visible(request.run_id)
+            if request.from_sequence < 0:
+                raise InvalidRequest("from_sequence", f"must not be negative, got {request.from_sequence}")
+        except ExecutionError as exc:
+            await abort_for(context, exc)
+            return
+        async for event in self._follow(live, request.from_sequence, detach=True):
+            yield pb.WatchRunResponse(**event_fields(event))
+
+    async def CancelRun(self, request: pb.CancelRunRequest, context: grpc.aio.ServicerContext) -> pb.CancelRunResponse:
+        try:
+            if not request.run_id:
+                raise InvalidRequest("run_id", "must not be empty")
+            self._manager.cancel(request.run_id, after_turn=after_turn(request.mode), user=_visible_user())
+        except ExecutionError as exc:
+            await abort_for(context, exc)
+        return pb.CancelRunResponse(run_id=request.run_id)
+
+    async def ListAgents(
+        self, request: pb.ListAgentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAgentsResponse:
+        await asyncio.to_thread(self._agents.reload)
+        return pb.ListAgentsResponse(
+            agents=[agent_to_pb(a) for a in self._agents.agents()],
+            errors=[problem_to_pb(p) for p in self._agents.problems()],
+        )
+
+    def _find_visible(self, run_id: str) -> LiveRun:
+        if not run_id:
+            raise InvalidRequest("run_id", "must not be empty")
+        live = self._manager.find(run_id)
+        user = _visible_user()
+        if live is None or (user is not None and live.user != user):
+            raise RunNotFound(run_id)
+        return live
+
+    async def _follow(self, live: LiveRun, from_sequence: int, *, detach: bool) -> AsyncIterator[RunEvent]:
+        """Streams the run's events; a client that goes away cancels the run unless it detached."""
+        try:
+            async for event in live.follow(from_sequence):
+                yield event
+        except asyncio.CancelledError:
+            if not detach and not live.is_finished:
+                log.info("client disconnected: cancelling its run", extra={"run_id": live.run_id})
+                self._manager.cancel(live.run_id)
+            raise

@@ -1,0 +1,41 @@
+"""What a live run emits, in order: one RunStartedEvent, its steps, one RunFinishedEvent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from agentrun_core.domain import Cost, ExecutionStep, RunError, RunStatus, TokenUsage
+
+
+@dataclass(frozen=True, slots=True)
+class RunStartedEvent:
+    run_id: str
+    agent_name: str
+    agent_version: str
+    model_name: str
+    start_time: datetime
+    trace_id: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepEvent:
+    step: ExecutionStep
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinishedEvent:
+    run_id: str
+    status: RunStatus
+    final_response: str
+    token_usage: TokenUsage
+    duration: timedelta
+    end_time: datetime
+    steps_taken: int
+    tool_call_count: int
+    error: RunError | None
+    cost: Cost | None
+
+
+RunEvent = RunStartedEvent | StepEvent | RunFinishedEvent

@@ -1,0 +1,149 @@
+"""The agent loop: one model call per step, the tool calls it asks for, until a final answer or a limit.
+
+Each outcome of a turn is its own small function; the loop itself only sequences them. Run timeouts and
+immediate cancellation are applied around this loop by the run manager (execution_service.engine.run_task).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from agentrun_core.domain import ErrorReason, RunError, RunStatus
+from execution_service.agents.spec import AgentSpec, RenderedPrompt
+from execution_service.engine.recorder import StepRecorder, utc_now
+from execution_service.engine.tool_calls import run_tool_calls
+from execution_service.model.base import (
+    Message,
+    ModelError,
+    ModelProvider,
+    ModelRequest,
+    ModelResponse,
+    ToolDeclaration,
+    ToolResultMessage,
+    UserMessage,
+)
+from execution_service.tools.base import ResolvedTool, ToolProvider
+
+log = logging.getLogger(__name__)
+
+# Finish reasons that mean the answer was withheld by the provider.
+_BLOCKED_FINISH_REASONS = frozenset(
+    {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
+)
+
+
+@dataclass
+class RunControl:
+    """Set by CancelRun(AFTER_TURN): the loop stops before the next model call."""
+
+    stop_after_turn: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LoopOutcome:
+    status: RunStatus
+    final_response: str = ""
+    error: RunError | None = None
+
+    @classmethod
+    def failed(cls, reason: ErrorReason | str, message: str) -> LoopOutcome:
+        return cls(RunStatus.FAILED, error=RunError(reason=str(reason), message=message))
+
+
+@dataclass(frozen=True, slots=True)
+class LoopInput:
+    agent: AgentSpec
+    prompt: RenderedPrompt
+    model: str
+    tools: tuple[ResolvedTool, ...]
+    max_parallel_tools: int = 8
+
+
+async def run_agent_loop(
+    inp: LoopInput,
+    provider: ModelProvider,
+    tool_provider: ToolProvider,
+    recorder: StepRecorder,
+    control: RunControl,
+    after_turn: Callable[[], Awaitable[None]] | None = None,
+) -> LoopOutcome:
+    """Runs the agent until it answers or a limit ends it. `after_turn` runs after each turn's tool calls."""
+    limits = inp.agent.limits
+    tools_by_name = {t.exposed_name: t for t in inp.tools}
+    declarations = tuple(ToolDeclaration(t.exposed_name, t.description, t.input_schema) for t in inp.tools)
+    messages: list[Message] = [UserMessage(inp.prompt.user_text)]
+    for turn in range(1, limits.max_steps + 1):
+        if control.stop_after_turn:
+            return LoopOutcome(
+                RunStatus.CANCELLED, error=RunError(ErrorReason.CANCELLED, "cancelled after the current turn")
+            )
+        request = ModelRequest(
+            model=inp.model,
+            messages=tuple(messages),
+            system_instruction=inp.prompt.system_instruction,
+            tools=declarations,
+            config=inp.agent.config,
+        )
+        started, clock = utc_now(), time.perf_counter()
+        try:
+            response = await provider.generate(request)
+        except ModelError as exc:
+            log.warning(
+                "model call failed", extra={"run_id": recorder.run_id, "reason": str(exc.reason), "code": exc.code}
+            )
+            return LoopOutcome.failed(exc.reason, exc.describe())
+        recorder.model_call(response, started=started, duration=timedelta(seconds=time.perf_counter() - clock))
+
+        ended = _turn_outcome(response, recorder, limits.token_budget)
+        if ended is not None:
+            return ended
+        if turn == limits.max_steps:
+            break
+        messages.append(response.as_message())
+        results = await run_tool_calls(
+            response.function_calls,
+            tools_by_name,
+            tool_provider,
+            recorder,
+            timeout_s=limits.tool_timeout_s,
+            max_parallel=inp.max_parallel_tools,
+        )
+        messages.append(ToolResultMessage(results))
+        if after_turn is not None:
+            await after_turn()
+    return LoopOutcome.failed(
+        ErrorReason.MAX_STEPS_EXCEEDED,
+        f"the agent made {limits.max_steps} model calls (limits.max_steps) without giving a final answer",
+    )
+
+
+def _turn_outcome(response: ModelResponse, recorder: StepRecorder, token_budget: int) -> LoopOutcome | None:
+    """How the run ends after this model turn, or None when the loop goes on with the turn's tool calls."""
+    if response.blocked_reason:
+        return LoopOutcome.failed(
+            ErrorReason.PROMPT_BLOCKED, f"the model provider blocked the prompt: {response.blocked_reason}"
+        )
+    if token_budget and recorder.usage.total_tokens > token_budget:
+        return LoopOutcome.failed(
+            ErrorReason.TOKEN_BUDGET_EXCEEDED,
+            f"the run used {recorder.usage.total_tokens} tokens, over its budget of {token_budget} "
+            "(limits.token_budget)",
+        )
+    if response.function_calls:
+        return None
+    if response.finish_reason == "MAX_TOKENS":
+        return LoopOutcome.failed(
+            ErrorReason.MAX_TOKENS,
+            "the model stopped at its output token limit (config.maxOutputTokens) before finishing its answer",
+        )
+    if response.finish_reason in _BLOCKED_FINISH_REASONS:
+        return LoopOutcome.failed(
+            ErrorReason.RESPONSE_BLOCKED,
+            f"the model provider withheld the answer (finish reason {response.finish_reason})",
+        )
+    recorder.final_response(response.text)
+    return LoopOutcome(RunStatus.COMPLETED, final_response=response.text)

@@ -1,0 +1,355 @@
+"""Starts, tracks, cancels and publishes runs. One asyncio task per run, independent of any client stream, so a
+run survives a detached client and a disconnect cancels it only when the manager is told to."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from agentrun_core.domain import ErrorReason, Run, RunError, RunStatus, TokenUsage, tool_calls_from_steps
+from agentrun_core.ids import new_run_id, run_id_problem
+from execution_service.agents.errors import PromptRenderError
+from execution_service.agents.registry import AgentRegistry
+from execution_service.agents.render import VariablesError, render_prompt
+from execution_service.agents.spec import AgentSpec, RenderedPrompt
+from execution_service.engine.events import RunFinishedEvent, RunStartedEvent
+from execution_service.engine.live_run import LiveRun
+from execution_service.engine.loop import LoopInput, LoopOutcome, run_agent_loop
+from execution_service.engine.recorder import StepRecorder, utc_now
+from execution_service.engine.redaction import Redactor
+from execution_service.errors import (
+    AgentNotFound,
+    AgentUnusable,
+    InvalidRequest,
+    RunAlreadyFinished,
+    RunNotFound,
+    ServiceShuttingDown,
+    TooManyRuns,
+)
+from execution_service.model.base import ModelError, ModelProvider
+from execution_service.model.pricing import price_run
+from execution_service.publish.base import RunSink
+from execution_service.tools.base import ToolProvider, ToolResolutionError
+
+log = logging.getLogger(__name__)
+
+ProviderFactory = Callable[[str], tuple[ModelProvider, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class StartRun:
+    agent_name: str
+    task: str
+    user: str
+    variables: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    run_id: str = ""
+    model: str = ""
+    trace_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerLimits:
+    max_task_bytes: int = 100_000
+    max_variables_bytes: int = 100_000
+    max_labels: int = 64
+    max_live_runs: int = 2000
+    max_parallel_tools: int = 8
+    # Finished runs kept in memory for WatchRun / idempotent retries.
+    retain_finished: int = 1000
+
+
+class RunManager:
+    def __init__(
+        self,
+        agents: AgentRegistry,
+        tools: ToolProvider,
+        providers: ProviderFactory,
+        sink: RunSink,
+        *,
+        redactor: Redactor | None = None,
+        limits: ManagerLimits | None = None,
+    ) -> None:
+        self._agents = agents
+        self._tools = tools
+        self._providers = providers
+        self._sink = sink
+        self._redactor = redactor or Redactor()
+        self._limits = limits or ManagerLimits()
+        self._live: dict[str, LiveRun] = {}
+        self._finished: OrderedDict[str, LiveRun] = OrderedDict()
+        self._shutting_down = False
+
+    # --- queries ---------------------------------------------------------------------------------------------
+
+    def find(self, run_id: str) -> LiveRun | None:
+        return self._live.get(run_id) or self._finished.get(run_id)
+
+    @property
+    def live_count(self) -> int:
+        return len(self._live)
+
+    # --- start -----------------------------------------------------------------------------------------------
+
+    async def start(self, request: StartRun) -> LiveRun:
+        """Validates the request and starts the run. An existing run id reattaches to that run (idempotent retry)."""
+        if self._shutting_down:
+            raise ServiceShuttingDown("the execution service is shutting down; retry on another instance")
+        if request.run_id:
+            problem = run_id_problem(request.run_id)
+            if problem is not None:
+                raise InvalidRequest("run_id", problem)
+            existing = self.find(request.run_id)
+            if existing is not None:
+                if existing.user != request.user:
+                    raise InvalidRequest("run_id", "is already used by another run")
+                return existing
+        agent = self._agent(request.agent_name)
+        self._check_sizes(request)
+        prompt = await self._render(agent, request)
+        if len(self._live) >= self._limits.max_live_runs:
+            raise TooManyRuns(f"{len(self._live)} runs are in progress, the limit of this instance")
+        try:
+            provider, model_name = self._providers(request.model or agent.model)
+        except ModelError as exc:
+            raise InvalidRequest("model", exc.message) from None
+
+        run_id = request.run_id or new_run_id()
+        started = RunStartedEvent(
+            run_id=run_id,
+            agent_name=agent.name,
+            agent_version=agent.version,
+            model_name=model_name,
+            start_time=utc_now(),
+            trace_id=request.trace_id or secrets.token_hex(16),
+            user=request.user,
+        )
+        live = LiveRun(run_id=run_id, user=request.user, started=started)
+        self._live[run_id] = live
+        base = Run(
+            id=run_id,
+            agent_name=agent.name,
+            agent_version=agent.version,
+            user=request.user,
+            task=request.task,
+            labels=dict(request.labels),
+            variables=dict(request.variables),
+            status=RunStatus.RUNNING,
+            model_name=model_name,
+            start_time=started.start_time,
+            trace_id=started.trace_id,
+        )
+        await self._sink.record(base)
+        live.task = asyncio.create_task(self._execute(live, base, agent, prompt, provider), name=f"run-{run_id}")
+        log.info(
+            "run started",
+            extra={"run_id": run_id, "agent": agent.name, "model": model_name, "user": request.user},
+        )
+        return live
+
+    def _agent(self, name: str) -> AgentSpec:
+        if not name:
+            raise InvalidRequest("agent_name", "must not be empty")
+        agent = self._agents.get(name)
+        if agent is None:
+            known = ", ".join(a.name for a in self._agents.agents()) or "none"
+            raise AgentNotFound(f"agent {name!r} not found; available agents: {known}")
+        return agent
+
+    def _check_sizes(self, request: StartRun) -> None:
+        if not request.task.strip():
+            raise InvalidRequest("task", "must not be empty")
+        task_bytes = len(request.task.encode())
+        if task_bytes > self._limits.max_task_bytes:
+            raise InvalidRequest("task", f"is {task_bytes} bytes, over the cap of {self._limits.max_task_bytes} bytes")
+        var_bytes = sum(len(k.encode()) + len(v.encode()) for k, v in request.variables.items())
+        if var_bytes > self._limits.max_variables_bytes:
+            raise InvalidRequest(
+                "variables", f"are {var_bytes} bytes, over the cap of {self._limits.max_variables_bytes} bytes"
+            )
+        if len(request.labels) > self._limits.max_labels:
+            raise InvalidRequest(
+                "labels", f"has {len(request.labels)} entries, over the cap of {self._limits.max_labels}"
+            )
+
+    async def _render(self, agent: AgentSpec, request: StartRun) -> RenderedPrompt:
+        try:
+            return await render_prompt(agent, request.task, request.variables)
+        except VariablesError as exc:
+            raise InvalidRequest("variables", str(exc)) from None
+        except PromptRenderError as exc:
+            raise AgentUnusable(f"agent {agent.name!r} cannot be rendered: {exc}") from None
+
+    # --- the run task ----------------------------------------------------------------------------------------
+
+    async def _execute(
+        self, live: LiveRun, base: Run, agent: AgentSpec, prompt: RenderedPrompt, provider: ModelProvider
+    ) -> None:
+        recorder = StepRecorder(live.run_id, live.append_step, self._redactor)
+        outcome: LoopOutcome
+        try:
+            async with asyncio.timeout(agent.limits.run_timeout_s):
+                outcome = await self._run_loop(live, base, agent, prompt, provider, recorder)
+        except TimeoutError:
+            outcome = LoopOutcome(
+                RunStatus.TIMED_OUT,
+                error=RunError(
+                    ErrorReason.RUN_TIMEOUT,
+                    f"the run took longer than its timeout of {agent.limits.run_timeout_s:g} s (limits.run_timeout)",
+                ),
+            )
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            outcome = self._cancelled_outcome(live)
+        except Exception as exc:
+            log.exception("run failed unexpectedly", extra={"run_id": live.run_id})
+            outcome = LoopOutcome.failed(ErrorReason.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+        await asyncio.shield(self._finish(live, base, recorder, outcome))
+
+    async def _run_loop(
+        self,
+        live: LiveRun,
+        base: Run,
+        agent: AgentSpec,
+        prompt: RenderedPrompt,
+        provider: ModelProvider,
+        recorder: StepRecorder,
+    ) -> LoopOutcome:
+        try:
+            tools = await self._tools.resolve(list(agent.tools))
+        except ToolResolutionError as exc:
+            return LoopOutcome.failed(ErrorReason.TOOL_SERVER_UNAVAILABLE, str(exc))
+        loop_input = LoopInput(
+            agent=agent,
+            prompt=prompt,
+            model=live.started.model_name,
+            tools=tuple(tools),
+            max_parallel_tools=self._limits.max_parallel_tools,
+        )
+
+        async def checkpoint() -> None:
+            snapshot = dataclasses.replace(
+                base,
+                execution_steps=tuple(recorder.steps),
+                token_usage=recorder.usage,
+                steps_taken=recorder.model_calls,
+            )
+            await self._sink.checkpoint(snapshot)
+
+        return await run_agent_loop(loop_input, provider, self._tools, recorder, live.control, checkpoint)
+
+    def _cancelled_outcome(self, live: LiveRun) -> LoopOutcome:
+        if live.cancel_requested:
+            return LoopOutcome(RunStatus.CANCELLED, error=RunError(ErrorReason.CANCELLED, "the run was cancelled"))
+        return LoopOutcome(
+            RunStatus.INTERRUPTED,
+            error=RunError(ErrorReason.INTERRUPTED, "the execution service shut down while the run was in progress"),
+        )
+
+    async def _finish(self, live: LiveRun, base: Run, recorder: StepRecorder, outcome: LoopOutcome) -> None:
+        if outcome.error is not None:
+            recorder.error(outcome.error)
+        end = utc_now()
+        run = _terminal_run(base, recorder, outcome, end)
+        try:
+            await self._sink.record(run)
+        except Exception:
+            # The outbox is local; if it fails the run cannot be made durable. Say so loudly.
+            log.exception("could not store the finished run in the outbox", extra={"run_id": run.id})
+        live.finish(
+            RunFinishedEvent(
+                run_id=run.id,
+                status=run.status,
+                final_response=run.final_response,
+                token_usage=run.token_usage,
+                duration=end - base.start_time,
+                end_time=end,
+                steps_taken=run.steps_taken,
+                tool_call_count=recorder.tool_calls,
+                error=run.error,
+                cost=run.cost,
+            )
+        )
+        self._live.pop(live.run_id, None)
+        self._finished[live.run_id] = live
+        while len(self._finished) > self._limits.retain_finished:
+            self._finished.popitem(last=False)
+        log.info(
+            "run finished",
+            extra={
+                "run_id": run.id,
+                "status": run.status.value,
+                "reason": run.error.reason if run.error else "",
+                "total_tokens": run.token_usage.total_tokens,
+                "duration_s": round((end - base.start_time).total_seconds(), 3),
+            },
+        )
+
+    # --- control ---------------------------------------------------------------------------------------------
+
+    def cancel(self, run_id: str, *, after_turn: bool = False, user: str | None = None) -> LiveRun:
+        """Requests cancellation (never suspends, so it is safe from a handler that is itself being cancelled)."""
+        live = self.find(run_id)
+        if live is None or (user is not None and live.user != user):
+            raise RunNotFound(run_id)
+        if live.is_finished:
+            status = live.finished.status.value if live.finished else ""
+            raise RunAlreadyFinished(f"run {run_id!r} already finished with status {status}")
+        live.cancel_requested = True
+        if after_turn:
+            live.control.stop_after_turn = True
+        elif live.task is not None:
+            live.task.cancel()
+        return live
+
+    async def wait(self, live: LiveRun) -> None:
+        if live.task is not None:
+            await asyncio.shield(live.task)
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Stops accepting runs; lets live runs finish for grace_s, then interrupts the rest (stored INTERRUPTED)."""
+        self._shutting_down = True
+        tasks = [r.task for r in self._live.values() if r.task is not None]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=10)
+
+
+def _terminal_run(base: Run, recorder: StepRecorder, outcome: LoopOutcome, end: datetime) -> Run:
+    steps = tuple(recorder.steps)
+    usage: TokenUsage = recorder.usage
+    return Run(
+        id=base.id,
+        agent_name=base.agent_name,
+        agent_version=base.agent_version,
+        user=base.user,
+        task=base.task,
+        labels=base.labels,
+        variables=base.variables,
+        status=outcome.status,
+        error=outcome.error,
+        final_response=outcome.final_response,
+        model_name=base.model_name,
+        start_time=base.start_time,
+        end_time=end,
+        duration=end - base.start_time,
+        token_usage=usage,
+        cost=price_run(base.model_name, usage),
+        steps_taken=recorder.model_calls,
+        tools_used=recorder.tools_used,
+        trace_id=base.trace_id,
+        execution_steps=steps,
+        tool_calls=tool_calls_from_steps(steps),
+    )

@@ -1,0 +1,113 @@
+"""Turns what happens in a run into numbered ExecutionSteps, emits each one at once, and keeps the totals.
+
+Everything streamed and everything stored goes through here, so both always hold the same, redacted steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from agentrun_core.domain import (
+    ExecutionStep,
+    FinalResponse,
+    ModelCall,
+    RunError,
+    StepPayload,
+    TokenUsage,
+    ToolCallFinished,
+    ToolCallStarted,
+)
+from execution_service.engine.redaction import Redactor
+from execution_service.model.base import ModelResponse
+from execution_service.tools.base import ResolvedTool, ToolOutcome
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class StepRecorder:
+    def __init__(self, run_id: str, emit: Callable[[ExecutionStep], None], redactor: Redactor) -> None:
+        self.run_id = run_id
+        self._emit = emit
+        self._redactor = redactor
+        self.steps: list[ExecutionStep] = []
+        self.usage = TokenUsage()
+        self.model_calls = 0
+        self.tool_calls = 0
+        self._tools_used: dict[str, None] = {}
+
+    @property
+    def tools_used(self) -> tuple[str, ...]:
+        return tuple(self._tools_used)
+
+    def record(self, payload: StepPayload, *, time: datetime, duration: timedelta = timedelta(0)) -> ExecutionStep:
+        step = ExecutionStep(
+            run_id=self.run_id, sequence=len(self.steps) + 1, time=time, duration=duration, payload=payload
+        )
+        self.steps.append(step)
+        self._emit(step)
+        return step
+
+    def model_call(self, response: ModelResponse, *, started: datetime, duration: timedelta) -> None:
+        self.model_calls += 1
+        self.usage = self.usage + response.usage
+        self.record(
+            ModelCall(
+                model=response.model,
+                usage=response.usage,
+                finish_reason=response.finish_reason,
+                time_to_first_token=response.time_to_first_token,
+                text=response.text,
+                function_call_count=len(response.function_calls),
+            ),
+            time=started,
+            duration=duration,
+        )
+
+    def tool_started(self, call_id: str, tool: ResolvedTool, arguments: dict[str, Any], *, time: datetime) -> None:
+        self.tool_calls += 1
+        self._tools_used.setdefault(tool.name, None)
+        scrubbed = self._redactor.scrub_value(arguments)
+        self.record(
+            ToolCallStarted(
+                call_id=call_id,
+                tool_name=tool.name,
+                server=tool.server,
+                arguments_json=orjson.dumps(scrubbed).decode(),
+            ),
+            time=time,
+        )
+
+    def tool_finished(
+        self, call_id: str, tool_name: str, outcome: ToolOutcome, *, time: datetime, duration: timedelta
+    ) -> None:
+        capped = self._redactor.cap(self._redactor.scrub_result_text(outcome.text))
+        structured = self._redactor.scrub_json_text(outcome.structured_json)
+        if len(structured.encode()) > self._redactor.rules.max_result_bytes:
+            structured = ""  # the capped text keeps the beginning; half a JSON document helps nobody
+        self.record(
+            ToolCallFinished(
+                call_id=call_id,
+                tool_name=tool_name,
+                result_text=capped.text,
+                result_json=structured,
+                is_error=outcome.is_error,
+                duration=duration,
+                status=outcome.status,
+                original_size_bytes=capped.original_size_bytes,
+                truncated=capped.truncated,
+            ),
+            time=time,
+            duration=duration,
+        )
+
+    def final_response(self, text: str) -> None:
+        self.record(FinalResponse(text=text), time=utc_now())
+
+    def error(self, error: RunError) -> None:
+        self.record(error, time=utc_now())

@@ -1,0 +1,116 @@
+"""Scrubs secrets from tool arguments and results before they are streamed or stored, and caps result size.
+
+The model still receives the unredacted result: redaction protects the record, not the conversation.
+Rules are configurable (ExecutionSettings.redaction_*); the defaults cover keys such as password, token,
+api_key, secret, authorization, and values that look like bearer tokens, private keys or well-known API keys.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+REDACTED = "[REDACTED]"
+
+DEFAULT_SECRET_KEYS = (
+    r"pass(word|wd|phrase)?",
+    r"secret",
+    r"token",
+    r"api[_-]?key",
+    r"apikey",
+    r"auth(orization)?",
+    r"private[_-]?key",
+    r"credentials?",
+    r"client[_-]?secret",
+    r"session[_-]?id",
+    r"cookie",
+)
+
+DEFAULT_SECRET_VALUES = (
+    r"(?i:\bbearer\s+[a-z0-9._~+/=-]{8,})",
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)",
+    r"\bAIza[0-9A-Za-z_-]{35}\b",
+    r"\bsk-[A-Za-z0-9_-]{20,}\b",
+    r"\bgh[pousr]_[A-Za-z0-9]{30,}\b",
+    r"\bxox[abpr]-[A-Za-z0-9-]{10,}\b",
+    r"\bAKIA[0-9A-Z]{16}\b",
+    r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RedactionRules:
+    enabled: bool = True
+    secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
+    secret_values: tuple[str, ...] = DEFAULT_SECRET_VALUES
+    max_result_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CappedText:
+    text: str
+    original_size_bytes: int
+    truncated: bool
+
+
+@dataclass(slots=True)
+class Redactor:
+    rules: RedactionRules = field(default_factory=RedactionRules)
+    _key_re: re.Pattern[str] = field(init=False)
+    _value_re: re.Pattern[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._key_re = re.compile(r"(?i)^(.*[_-])?(" + "|".join(self.rules.secret_keys) + r")([_-].*)?$")
+        self._value_re = re.compile("|".join(f"(?:{p})" for p in self.rules.secret_values))
+
+    def is_secret_key(self, key: str) -> bool:
+        return bool(self._key_re.match(key))
+
+    def scrub_value(self, value: Any) -> Any:
+        """Scrubs a JSON-like value: secret keys get REDACTED values, strings are scanned for secret patterns."""
+        if not self.rules.enabled:
+            return value
+        if isinstance(value, dict):
+            return {
+                k: (REDACTED if self.is_secret_key(str(k)) and v not in (None, "") else self.scrub_value(v))
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self.scrub_value(v) for v in value]
+        if isinstance(value, str):
+            return self.scrub_text(value)
+        return value
+
+    def scrub_text(self, text: str) -> str:
+        if not self.rules.enabled or not text:
+            return text
+        return self._value_re.sub(REDACTED, text)
+
+    def scrub_json_text(self, text: str) -> str:
+        """Scrubs JSON text structurally when it parses, as plain text otherwise."""
+        if not self.rules.enabled or not text:
+            return text
+        try:
+            parsed = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return self.scrub_text(text)
+        return orjson.dumps(self.scrub_value(parsed)).decode()
+
+    def scrub_result_text(self, text: str) -> str:
+        """Tool results are often JSON in text form: scrub them structurally when they parse."""
+        stripped = text.lstrip()
+        if stripped.startswith(("{", "[")):
+            return self.scrub_json_text(text)
+        return self.scrub_text(text)
+
+    def cap(self, text: str) -> CappedText:
+        """Truncates text over max_result_bytes (UTF-8) with a marker; keeps the original size."""
+        size = len(text.encode())
+        limit = self.rules.max_result_bytes
+        if size <= limit:
+            return CappedText(text, size, False)
+        head = text.encode()[:limit].decode(errors="ignore")
+        return CappedText(f"{head}\n[truncated: {size} bytes in all, {limit} kept]", size, True)

@@ -1,0 +1,91 @@
+"""Runs the tool calls of one model turn concurrently (bounded), recording a step when each starts and ends."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import timedelta
+
+from agentrun_core.domain import ErrorReason, ToolCallStatus
+from execution_service.engine.recorder import StepRecorder, utc_now
+from execution_service.model.base import FunctionCall, FunctionResult
+from execution_service.tools.base import ResolvedTool, ToolOutcome, ToolProvider
+
+log = logging.getLogger(__name__)
+
+
+def _response_for_model(outcome: ToolOutcome) -> dict[str, object]:
+    if outcome.is_error:
+        return {"error": outcome.text}
+    if outcome.structured_json:
+        return {"result": outcome.text, "structured": outcome.structured_json}
+    return {"result": outcome.text}
+
+
+async def _call_one(
+    call: FunctionCall,
+    tool: ResolvedTool | None,
+    provider: ToolProvider,
+    recorder: StepRecorder,
+    timeout_s: float,
+    limit: asyncio.Semaphore,
+) -> FunctionResult:
+    async with limit:
+        started = utc_now()
+        clock = time.perf_counter()
+        if tool is None:
+            unknown = ResolvedTool(server="", name=call.name, exposed_name=call.name, description="", input_schema={})
+            recorder.tool_started(call.id, unknown, call.arguments, time=started)
+            outcome = ToolOutcome(
+                text=f"unknown tool {call.name!r}: this agent can only call the tools it was given",
+                is_error=True,
+                status=ToolCallStatus.FAILED,
+                error_reason=ErrorReason.TOOL_NOT_FOUND,
+            )
+        else:
+            recorder.tool_started(call.id, tool, call.arguments, time=started)
+            try:
+                outcome = await provider.call(tool, call.arguments, timeout_s)
+            except asyncio.CancelledError:
+                elapsed = timedelta(seconds=time.perf_counter() - clock)
+                cancelled = ToolOutcome(
+                    "cancelled: the run was cancelled", is_error=True, status=ToolCallStatus.CANCELLED
+                )
+                recorder.tool_finished(call.id, tool.name, cancelled, time=utc_now(), duration=elapsed)
+                raise
+        elapsed = timedelta(seconds=time.perf_counter() - clock)
+        name = tool.name if tool is not None else call.name
+        recorder.tool_finished(call.id, name, outcome, time=utc_now(), duration=elapsed)
+        if outcome.is_error:
+            log.info(
+                "tool call failed",
+                extra={
+                    "run_id": recorder.run_id,
+                    "tool": name,
+                    "reason": str(outcome.error_reason or ""),
+                    "status": outcome.status,
+                },
+            )
+        return FunctionResult(
+            call_id=call.id, name=call.name, response=_response_for_model(outcome), is_error=outcome.is_error
+        )
+
+
+async def run_tool_calls(
+    calls: tuple[FunctionCall, ...],
+    tools_by_name: dict[str, ResolvedTool],
+    provider: ToolProvider,
+    recorder: StepRecorder,
+    *,
+    timeout_s: float,
+    max_parallel: int,
+) -> tuple[FunctionResult, ...]:
+    """Results in call order. Cancellation cancels every in-flight call (each records a CANCELLED result)."""
+    limit = asyncio.Semaphore(max_parallel)
+    async with asyncio.TaskGroup() as group:
+        tasks = [
+            group.create_task(_call_one(call, tools_by_name.get(call.name), provider, recorder, timeout_s, limit))
+            for call in calls
+        ]
+    return tuple(task.result() for task in tasks)

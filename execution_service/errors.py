@@ -1,0 +1,53 @@
+"""ExecutionService's error tree; mapped to gRPC codes in one place (execution_service.api.errors)."""
+
+from __future__ import annotations
+
+
+class ExecutionError(Exception):
+    reason = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(ExecutionError):
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, message: str, *, reason: str = "INVALID_ARGUMENT") -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.reason = reason
+
+
+class AgentNotFound(ExecutionError):
+    reason = "AGENT_NOT_FOUND"
+
+
+class AgentUnusable(ExecutionError):
+    """The agent file loaded but cannot be used for this run (e.g. its template fails to render)."""
+
+    reason = "AGENT_UNUSABLE"
+
+
+class RunNotFound(ExecutionError):
+    reason = "RUN_NOT_FOUND"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id!r} not found (it is not live on this execution service)")
+
+
+class RunAlreadyFinished(ExecutionError):
+    reason = "RUN_ALREADY_FINISHED"
+
+
+class TooManyRuns(ExecutionError):
+    reason = "TOO_MANY_RUNS"
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ServiceShuttingDown(ExecutionError):
+    reason = "SHUTTING_DOWN"

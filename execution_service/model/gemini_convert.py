@@ -1,0 +1,256 @@
+"""Conversions between the provider-neutral ModelRequest/ModelResponse and google-genai types."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, assert_never
+
+import pydantic
+from google.genai import types
+
+from agentrun_core.domain import ErrorReason, TokenUsage
+from execution_service.model.base import (
+    FunctionCall,
+    Message,
+    ModelError,
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    ToolDeclaration,
+    ToolResultMessage,
+    UserMessage,
+)
+
+logger = logging.getLogger(__name__)
+
+# Ids we make up for function calls the model sent without one. They are ours, not the model's: they are not sent
+# back to Gemini (the model matches responses to calls by position and name then).
+GENERATED_CALL_ID_PREFIX = "agentrun-fc-"
+
+# Agent config keys (camelCase or snake_case) that map onto GenerateContentConfig fields.
+GENERATION_CONFIG_FIELDS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "top_k",
+        "candidate_count",
+        "max_output_tokens",
+        "stop_sequences",
+        "presence_penalty",
+        "frequency_penalty",
+        "seed",
+        "response_mime_type",
+        "response_schema",
+        "response_json_schema",
+        "response_logprobs",
+        "logprobs",
+        "thinking_config",
+        "safety_settings",
+        "media_resolution",
+        "response_modalities",
+    }
+)
+
+_CAMEL_BOUNDARY = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def snake_case(key: str) -> str:
+    return _CAMEL_BOUNDARY.sub("_", key).lower()
+
+
+def new_call_id() -> str:
+    return f"{GENERATED_CALL_ID_PREFIX}{uuid.uuid4().hex}"
+
+
+def _wire_call_id(call_id: str) -> str | None:
+    return None if not call_id or call_id.startswith(GENERATED_CALL_ID_PREFIX) else call_id
+
+
+# -- request -------------------------------------------------------------------------------------------------------
+
+
+def to_content(message: Message) -> types.Content:
+    match message:
+        case UserMessage(text=text):
+            return types.Content(role="user", parts=[types.Part(text=text)])
+        case ModelMessage():
+            if isinstance(message.provider_content, types.Content):
+                return message.provider_content  # unchanged: keeps thought signatures
+            return _rebuild_model_content(message)
+        case ToolResultMessage(results=results):
+            return types.Content(
+                role="user",
+                parts=[
+                    types.Part(
+                        function_response=types.FunctionResponse(
+                            id=_wire_call_id(result.call_id), name=result.name, response=result.response
+                        )
+                    )
+                    for result in results
+                ],
+            )
+        case _:
+            assert_never(message)
+
+
+def _rebuild_model_content(message: ModelMessage) -> types.Content:
+    parts: list[types.Part] = [types.Part(text=message.text)] if message.text else []
+    parts.extend(
+        types.Part(function_call=types.FunctionCall(id=_wire_call_id(call.id), name=call.name, args=call.arguments))
+        for call in message.function_calls
+    )
+    return types.Content(role="model", parts=parts or [types.Part(text="")])
+
+
+def to_tools(tools: tuple[ToolDeclaration, ...]) -> list[types.Tool] | None:
+    if not tools:
+        return None
+    declarations = [
+        types.FunctionDeclaration(
+            name=tool.name, description=tool.description, parameters_json_schema=tool.input_schema
+        )
+        for tool in tools
+    ]
+    return [types.Tool(function_declarations=declarations)]
+
+
+def generation_fields(config: dict[str, Any], *, warned: set[str] | None = None) -> dict[str, Any]:
+    """Agent config (camelCase keys) -> GenerateContentConfig keyword arguments; unknown keys are dropped."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = snake_case(key)
+        if name in GENERATION_CONFIG_FIELDS:
+            out[name] = value
+        elif warned is None or key not in warned:
+            logger.warning("ignoring unknown generation config key %r (value %r)", key, value)
+            if warned is not None:
+                warned.add(key)
+    return out
+
+
+def to_config(request: ModelRequest, *, warned: set[str] | None = None) -> types.GenerateContentConfig:
+    fields = generation_fields(request.config, warned=warned)
+    try:
+        return types.GenerateContentConfig.model_validate(
+            {
+                **fields,
+                "system_instruction": request.system_instruction or None,
+                "tools": to_tools(request.tools),
+                "automatic_function_calling": types.AutomaticFunctionCallingConfig(disable=True),
+            }
+        )
+    except pydantic.ValidationError as exc:
+        raise ModelError(
+            ErrorReason.MODEL_REQUEST_INVALID,
+            f"invalid generation config for model {request.model}: {exc}",
+        ) from exc
+
+
+# -- response ------------------------------------------------------------------------------------------------------
+
+
+def _enum_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return str(value.value) if isinstance(value, enum.Enum) else str(value)
+
+
+def to_token_usage(usage: types.GenerateContentResponseUsageMetadata | None) -> TokenUsage:
+    if usage is None:
+        return TokenUsage()
+    return TokenUsage(
+        input_tokens=usage.prompt_token_count or 0,
+        output_tokens=usage.candidates_token_count or 0,
+        total_tokens=usage.total_token_count or 0,
+        cached_tokens=usage.cached_content_token_count or 0,
+        thinking_tokens=usage.thoughts_token_count or 0,
+        tool_use_prompt_tokens=usage.tool_use_prompt_token_count or 0,
+    )
+
+
+def merge_usage(
+    previous: types.GenerateContentResponseUsageMetadata | None,
+    latest: types.GenerateContentResponseUsageMetadata | None,
+) -> types.GenerateContentResponseUsageMetadata | None:
+    """Streams report cumulative snapshots: the latest value of each count wins; counts are never added."""
+    if previous is None or latest is None:
+        return latest or previous
+    merged = {name: value for name, value in latest if value is not None}
+    return previous.model_copy(update=merged)
+
+
+def _is_plain_text(part: types.Part) -> bool:
+    return part.text is not None and part.function_call is None and part.function_response is None
+
+
+def _merge_part(parts: list[types.Part], part: types.Part) -> None:
+    """Appends a streamed part, joining consecutive text pieces into one part (keeping any thought signature)."""
+    if parts and _is_plain_text(part) and _is_plain_text(parts[-1]):
+        last = parts[-1]
+        same_kind = bool(last.thought) == bool(part.thought)
+        if same_kind and not (last.thought_signature and part.thought_signature):
+            parts[-1] = last.model_copy(
+                update={
+                    "text": (last.text or "") + (part.text or ""),
+                    "thought_signature": last.thought_signature or part.thought_signature,
+                }
+            )
+            return
+    parts.append(part)
+
+
+@dataclass
+class ResponseAccumulator:
+    """Collects one model turn from a full response or from stream chunks."""
+
+    model: str
+    parts: list[types.Part] = field(default_factory=list)
+    usage: types.GenerateContentResponseUsageMetadata | None = None
+    finish_reason: str = ""
+    block_reason: str | None = None
+    chunks: int = 0
+
+    def add(self, response: types.GenerateContentResponse) -> bool:
+        """Adds a response or chunk; returns True when it carried content (text, thoughts or function calls)."""
+        self.chunks += 1
+        self.usage = merge_usage(self.usage, response.usage_metadata)
+        feedback = response.prompt_feedback
+        if feedback is not None and feedback.block_reason is not None:
+            self.block_reason = _enum_text(feedback.block_reason)
+        if not response.candidates:
+            return False
+        candidate = response.candidates[0]
+        if candidate.finish_reason is not None:
+            self.finish_reason = _enum_text(candidate.finish_reason)
+        new_parts = (candidate.content.parts if candidate.content else None) or []
+        for part in new_parts:
+            _merge_part(self.parts, part)
+        return any(part.text or part.function_call is not None for part in new_parts)
+
+    def build(self, time_to_first_token: timedelta | None = None) -> ModelResponse:
+        text = "".join(part.text or "" for part in self.parts if _is_plain_text(part) and not part.thought)
+        calls = tuple(
+            FunctionCall(
+                id=part.function_call.id or new_call_id(),
+                name=part.function_call.name or "",
+                arguments=dict(part.function_call.args or {}),
+            )
+            for part in self.parts
+            if part.function_call is not None
+        )
+        blocked = self.block_reason if self.block_reason and not self.parts else None
+        return ModelResponse(
+            model=self.model,
+            text=text,
+            function_calls=calls,
+            usage=to_token_usage(self.usage),
+            finish_reason=self.finish_reason,
+            time_to_first_token=time_to_first_token,
+            blocked_reason=blocked,
+            provider_content=types.Content(role="model", parts=list(self.parts)) if self.parts else None,
+        )

@@ -1,0 +1,91 @@
+"""Maps google-genai and transport exceptions to ModelError (reason, provider code/status/message, retryable)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx2
+from google.genai import errors as genai_errors
+
+from agentrun_core.domain import ErrorReason
+from execution_service.model.base import ModelError
+
+try:  # The SDK's async client uses aiohttp instead of httpx2 when aiohttp is importable.
+    import aiohttp
+
+    _AIOHTTP_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientConnectionError,)
+    _AIOHTTP_TIMEOUTS: tuple[type[BaseException], ...] = (aiohttp.ServerTimeoutError,)
+except ImportError:  # pragma: no cover - depends on the environment
+    _AIOHTTP_CONNECTION_ERRORS = ()
+    _AIOHTTP_TIMEOUTS = ()
+
+_TIMEOUTS: tuple[type[BaseException], ...] = (TimeoutError, httpx2.TimeoutException, *_AIOHTTP_TIMEOUTS)
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    httpx2.NetworkError,  # ConnectError, ReadError, WriteError, CloseError
+    httpx2.RemoteProtocolError,  # server closed the connection mid-response
+    *_AIOHTTP_CONNECTION_ERRORS,
+    ConnectionError,
+)
+_UNAVAILABLE_CODES = frozenset({500, 502, 503, 504})
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)s\s*$")
+
+
+def retry_delay_hint(details: Any) -> float | None:
+    """The retryDelay of a google.rpc.RetryInfo in a Google error body, in seconds."""
+    error = details.get("error", details) if isinstance(details, dict) else None
+    items = error.get("details") if isinstance(error, dict) else None
+    if not isinstance(items, list):
+        return None
+    for item in items:
+        if isinstance(item, dict) and str(item.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            match = _DURATION.match(str(item.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return None
+
+
+def from_api_error(exc: genai_errors.APIError) -> ModelError:
+    code = exc.code
+    status = exc.status or ""
+    message = exc.message or str(exc)
+    if code == 429:
+        return ModelError(
+            ErrorReason.MODEL_RATE_LIMITED,
+            message,
+            code=code,
+            status=status,
+            retryable=True,
+            retry_after_s=retry_delay_hint(exc.details),
+        )
+    if code in _UNAVAILABLE_CODES:
+        return ModelError(ErrorReason.MODEL_UNAVAILABLE, message, code=code, status=status, retryable=True)
+    if code == 408:
+        return ModelError(ErrorReason.MODEL_TIMEOUT, message, code=code, status=status, retryable=True)
+    if code is not None and 400 <= code < 500:
+        return ModelError(ErrorReason.MODEL_REQUEST_INVALID, message, code=code, status=status)
+    return ModelError(ErrorReason.MODEL_ERROR, message, code=code, status=status)
+
+
+def to_model_error(exc: BaseException, *, model: str, timeout_s: float) -> ModelError | None:
+    """The ModelError for a failed model call, or None when `exc` is not a provider/transport failure."""
+    if isinstance(exc, ModelError):
+        return exc
+    if isinstance(exc, genai_errors.APIError):
+        return from_api_error(exc)
+    if isinstance(exc, _TIMEOUTS):
+        detail = f": {exc}" if str(exc) else ""
+        return ModelError(
+            ErrorReason.MODEL_TIMEOUT,
+            f"model {model} did not answer within {timeout_s:g} s ({type(exc).__name__}{detail})",
+            retryable=True,
+        )
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return ModelError(
+            ErrorReason.MODEL_UNAVAILABLE,
+            f"cannot reach model {model}: {type(exc).__name__}: {exc}",
+            retryable=True,
+        )
+    if isinstance(exc, genai_errors.UnknownApiResponseError):
+        return ModelError(ErrorReason.MODEL_ERROR, f"model {model} sent an unreadable response: {exc}")
+    return None

@@ -1,0 +1,184 @@
+"""Builds and runs the ExecutionService: agents, MCP pool, model providers, outbox publisher, gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from functools import lru_cache
+
+import grpc
+from agentrun.execution.v1 import execution_service_pb2, execution_service_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from execution_service.agents.registry import AgentRegistry
+from execution_service.api.servicer import ExecutionServicer
+from execution_service.config import ExecutionSettings
+from execution_service.engine.manager import ManagerLimits, ProviderFactory, RunManager
+from execution_service.engine.redaction import RedactionRules, Redactor
+from execution_service.model.base import ModelProvider
+from execution_service.model.registry import ModelSettings, build_provider
+from execution_service.model.retry import RetryPolicy
+from execution_service.publish.outbox import Outbox
+from execution_service.publish.publisher import OutboxPublisher
+from execution_service.publish.recovery import recover_interrupted
+from execution_service.tools.mcp_config import load_mcp_config
+from execution_service.tools.pool import McpToolPool
+
+log = logging.getLogger(__name__)
+
+# Reconnect quickly once RunsService is back (gRPC's default backoff grows to 120 s).
+RUNS_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 5000),
+]
+
+SERVICE_NAME = execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name
+
+
+def model_settings(settings: ExecutionSettings) -> ModelSettings:
+    return ModelSettings(
+        gemini_api_key=settings.gemini_api_key or None,
+        gemini_base_url=settings.gemini_base_url or None,
+        stream=settings.model_stream,
+        timeout_s=settings.model_timeout_s,
+        retry=RetryPolicy(
+            max_attempts=settings.model_retry_attempts,
+            initial_delay_s=settings.model_retry_initial_delay_s,
+            max_delay_s=settings.model_retry_max_delay_s,
+        ),
+        test_model_latency_s=settings.test_model_latency_s,
+    )
+
+
+def provider_factory(settings: ExecutionSettings) -> ProviderFactory:
+    resolved = model_settings(settings)
+
+    @lru_cache(maxsize=64)
+    def providers(model: str) -> tuple[ModelProvider, str]:
+        return build_provider(model, resolved)
+
+    return providers
+
+
+@dataclass
+class RunningExecutionServer:
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    manager: RunManager
+    publisher: OutboxPublisher
+    agents: AgentRegistry
+    tools: McpToolPool
+    _resources: AsyncExitStack
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """NOT_SERVING, stop accepting calls, let runs finish (then interrupt them), drain the outbox briefly."""
+        await self.health.enter_graceful_shutdown()
+        await self.manager.shutdown(grace_s)
+        await self.server.stop(min(grace_s, 5.0))
+        await self._resources.aclose()
+
+
+async def start_server(
+    settings: ExecutionSettings,
+    *,
+    interceptors: list[grpc.aio.ServerInterceptor] | None = None,
+    runs_channel: grpc.aio.Channel | None = None,
+) -> RunningExecutionServer:
+    resources = AsyncExitStack()
+    try:
+        agents = AgentRegistry(settings.agents_dir, settings.default_model)
+        agents.load()  # logs each broken agent file
+
+        servers = load_mcp_config(settings.mcp_config) if settings.mcp_config.exists() else {}
+        if not settings.mcp_config.exists():
+            log.warning("no MCP config: agents get no tools", extra={"path": str(settings.mcp_config)})
+        tools = McpToolPool(servers)
+        resources.push_async_callback(tools.aclose)
+
+        settings.resolved_outbox_path.parent.mkdir(parents=True, exist_ok=True)
+        outbox = await Outbox.open(settings.resolved_outbox_path)
+        resources.push_async_callback(outbox.close)
+        recovered = await recover_interrupted(outbox)
+        if recovered:
+            log.warning(
+                "runs interrupted by the previous stop will be published as INTERRUPTED", extra={"runs": recovered}
+            )
+        if runs_channel is None:
+            runs_channel = grpc.aio.insecure_channel(settings.runs_service_target, options=RUNS_CHANNEL_OPTIONS)
+            resources.push_async_callback(runs_channel.close)
+        publisher = OutboxPublisher(outbox, runs_channel)
+        publisher.start()
+        resources.push_async_callback(publisher.stop, 5.0)
+
+        manager = RunManager(
+            agents,
+            tools,
+            provider_factory(settings),
+            publisher,
+            redactor=Redactor(
+                RedactionRules(enabled=settings.redaction_enabled, max_result_bytes=settings.max_tool_result_bytes)
+            ),
+            limits=ManagerLimits(
+                max_task_bytes=settings.max_task_bytes,
+                max_live_runs=settings.max_live_runs,
+                max_parallel_tools=settings.max_parallel_tools,
+            ),
+        )
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_send_message_length", settings.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+            interceptors=interceptors or [],
+        )
+        execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(ExecutionServicer(manager, agents), server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        if settings.reflection:
+            reflection.enable_server_reflection(
+                [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+                server,
+            )
+        port = server.add_insecure_port(settings.listen_address)
+        if port == 0:
+            raise OSError(f"cannot listen on {settings.listen_address}")
+        await server.start()
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "execution service serving",
+            extra={
+                "address": settings.listen_address,
+                "port": port,
+                "agents": [a.name for a in agents.agents()],
+                "mcp_servers": sorted(servers),
+                "runs_service": settings.runs_service_target,
+            },
+        )
+        return RunningExecutionServer(server, port, health_servicer, manager, publisher, agents, tools, resources)
+    except BaseException:
+        await resources.aclose()
+        raise
+
+
+async def run_server(settings: ExecutionSettings) -> None:
+    """Serves until SIGINT or SIGTERM, then shuts down gracefully."""
+    running = await start_server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("execution service shutting down", extra={"grace_s": settings.shutdown_grace_s})
+        await running.stop(settings.shutdown_grace_s)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

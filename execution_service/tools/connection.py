@@ -1,0 +1,403 @@
+"""One pooled connection to one MCP server, shared by every run.
+
+anyio ties a stdio client and its session to the task that entered them, so one long-lived *owner* task per
+connection enters the transport and the `ClientSession`, initializes, lists the tools, then parks until told to
+stop, and exits everything itself. Calls from any other task go through the session object (request/response
+correlation is task-agnostic).
+
+Lifecycle: IDLE --first use--> STARTING --ok--> READY --connection lost--> DOWN --backoff elapsed, next use-->
+STARTING ... ; any state --aclose()--> CLOSED.
+
+Failures never hang a caller: every wait is bounded. A lost connection (the server process exited, the stream
+broke, or it stopped answering pings after a call timed out) is torn down and restarted lazily by the next call once
+an exponential backoff has elapsed; calls arriving before that fail fast with ServerUnavailableError and the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import enum
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import anyio
+import httpx2
+import pydantic
+from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult, Implementation, PaginatedRequestParams, Tool
+from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT
+
+from execution_service.tools.backoff import Backoff
+from execution_service.tools.mcp_config import HttpServer, McpServerConfig, StdioServer
+from execution_service.tools.stderr_log import StderrForwarder
+from execution_service.tools.stream_watch import EndWatchingReceiveStream
+
+logger = logging.getLogger(__name__)
+
+_CLIENT_INFO = Implementation(name="agentrun", version="0.1.0")
+_HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
+_MAX_TOOL_PAGES = 100
+
+
+class ServerUnavailableError(Exception):
+    """The server cannot be reached now (not started, crashed, or waiting out a reconnect backoff)."""
+
+    def __init__(self, server: str, reason: str) -> None:
+        super().__init__(f"MCP server {server!r} is unavailable: {reason}")
+        self.server = server
+        self.reason = reason
+
+
+class ToolCallTimeoutError(Exception):
+    """The server did not answer a tool call in time. The call was abandoned (and cancelled on the server)."""
+
+
+class ToolCallFailedError(Exception):
+    """The server answered a tool call with a protocol error, or with a result that could not be used."""
+
+
+class ConnectionState(enum.StrEnum):
+    IDLE = "IDLE"
+    STARTING = "STARTING"
+    READY = "READY"
+    DOWN = "DOWN"
+    CLOSED = "CLOSED"
+
+
+@dataclass(eq=False, slots=True)
+class _Live:
+    """A started session and what it knows; `generation` tells sessions of successive restarts apart."""
+
+    generation: int
+    session: ClientSession
+    tools: tuple[Tool, ...]
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+_StartOutcome = _Live | str  # the live session, or why it could not start
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionTimeouts:
+    """connect: transport + initialize + list_tools. call_grace: extra time past a call's own timeout before the
+    call is abandoned as hung (covers a write that never completes). health_check: ping after a call timed out.
+    shutdown: waiting for an owner task to tear down before cancelling it."""
+
+    connect_s: float = 30.0
+    call_grace_s: float = 5.0
+    health_check_s: float = 5.0
+    shutdown_s: float = 10.0
+
+
+class McpConnection:
+    """A lazily started, self-healing connection to one MCP server."""
+
+    def __init__(
+        self,
+        config: McpServerConfig,
+        *,
+        backoff: Backoff | None = None,
+        timeouts: ConnectionTimeouts | None = None,
+    ) -> None:
+        self._config = config
+        self._backoff = backoff or Backoff()
+        self._timeouts = timeouts or ConnectionTimeouts()
+        self._state = ConnectionState.IDLE
+        self._live: _Live | None = None
+        self._starting: asyncio.Future[_StartOutcome] | None = None
+        self._generation = 0
+        self._failures = 0
+        self._retry_at = 0.0
+        self._last_error = ""
+        self._owner_tasks: set[asyncio.Task[None]] = set()
+        self._health_checks: dict[int, asyncio.Task[None]] = {}
+
+    @property
+    def name(self) -> str:
+        return self._config.name
+
+    @property
+    def config(self) -> McpServerConfig:
+        return self._config
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def last_error(self) -> str:
+        """Why the connection was last lost or failed to start ("" if it never failed)."""
+        return self._last_error
+
+    async def start(self) -> None:
+        """Connects now if not connected. Raises ServerUnavailableError."""
+        await self._ensure_live()
+
+    async def list_tools(self) -> tuple[Tool, ...]:
+        """The server's tools as listed when the connection started. Raises ServerUnavailableError."""
+        return (await self._ensure_live()).tools
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], timeout_s: float) -> CallToolResult:
+        """Calls a tool. Raises ServerUnavailableError, ToolCallTimeoutError or ToolCallFailedError; a `CallToolResult`
+        with `is_error` set is returned, not raised. Cancelling the caller cancels the call (CancelledError
+        propagates) and leaves the connection usable."""
+        live = await self._ensure_live()
+        scope: anyio.CancelScope | None = None
+        try:
+            with anyio.fail_after(timeout_s + self._timeouts.call_grace_s) as scope:
+                result = await live.session.call_tool(name, arguments, read_timeout_seconds=timeout_s)
+        except MCPError as exc:
+            raise self._classify_mcp_error(live, name, timeout_s, exc) from exc
+        except TimeoutError as exc:
+            if scope is not None and scope.cancelled_caught:
+                reason = f"no answer to tools/call {name!r} within {timeout_s + self._timeouts.call_grace_s:.1f}s"
+                self._connection_lost(live, reason)
+                raise ToolCallTimeoutError(f"tool {name!r} did not answer within {timeout_s:g}s") from exc
+            reason = f"sending tools/call {name!r} timed out in the transport"
+            self._connection_lost(live, reason)
+            raise ServerUnavailableError(self.name, reason) from exc
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as exc:
+            reason = f"connection broke during tools/call {name!r}: {_describe(exc)}"
+            self._connection_lost(live, reason)
+            raise ServerUnavailableError(self.name, reason) from exc
+        except (RuntimeError, pydantic.ValidationError) as exc:
+            # The SDK's checks of the result: output schema mismatch, malformed result, unexpected result kind.
+            logger.warning("MCP server %r returned an unusable result for tool %r: %s", self.name, name, exc)
+            raise ToolCallFailedError(f"tool {name!r} returned an unusable result: {_describe(exc)}") from exc
+        self._failures = 0
+        return result
+
+    async def aclose(self) -> None:
+        """Stops the server connection (the subprocess, for stdio) and refuses further use. Idempotent."""
+        if self._state is ConnectionState.CLOSED:
+            return
+        self._state = ConnectionState.CLOSED
+        self._last_error = "the connection was closed"
+        if self._live is not None:
+            self._live.stop.set()
+            self._live = None
+        for check in list(self._health_checks.values()):
+            check.cancel()
+        owners = list(self._owner_tasks)
+        if not owners:
+            return
+        _done, pending = await asyncio.wait(owners, timeout=self._timeouts.shutdown_s)
+        for task in pending:
+            logger.warning(
+                "MCP server %r did not shut down within %.1fs; cancelling it", self.name, self._timeouts.shutdown_s
+            )
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=self._timeouts.shutdown_s)
+
+    # -- starting -------------------------------------------------------------------------------------------------
+
+    async def _ensure_live(self) -> _Live:
+        if self._state is ConnectionState.CLOSED:
+            raise ServerUnavailableError(self.name, "the connection is closed")
+        if self._live is not None:
+            return self._live
+        if self._starting is None:
+            if self._state is ConnectionState.DOWN:
+                remaining = self._retry_at - asyncio.get_running_loop().time()
+                if remaining > 0:
+                    raise ServerUnavailableError(
+                        self.name, f"{self._last_error} (next reconnect attempt in {remaining:.1f}s)"
+                    )
+            self._begin_start()
+        assert self._starting is not None
+        # Shielded: a caller cancelled while waiting must not cancel the start the other waiters share.
+        outcome = await asyncio.shield(self._starting)
+        if isinstance(outcome, str):
+            raise ServerUnavailableError(self.name, outcome)
+        return outcome
+
+    def _begin_start(self) -> None:
+        self._generation += 1
+        self._state = ConnectionState.STARTING
+        started: asyncio.Future[_StartOutcome] = asyncio.get_running_loop().create_future()
+        self._starting = started
+        logger.info("starting MCP server %r (attempt after %d failure(s))", self.name, self._failures)
+        # A fresh context: the connection outlives the run whose call happened to start it (trace context etc.).
+        task = asyncio.create_task(
+            self._own(self._generation, started), name=f"mcp-connection:{self.name}", context=contextvars.Context()
+        )
+        self._owner_tasks.add(task)
+        task.add_done_callback(self._owner_tasks.discard)
+
+    async def _own(self, generation: int, started: asyncio.Future[_StartOutcome]) -> None:
+        """The owner task: enters and exits the transport and the session, and holds them open in between."""
+        stop = asyncio.Event()
+        stream_ended = False
+
+        def on_stream_end() -> None:
+            nonlocal stream_ended
+            stream_ended = True
+            stop.set()
+
+        live: _Live | None = None
+        try:
+            async with AsyncExitStack() as stack:
+                read_stream, write_stream = await stack.enter_async_context(self._open_transport())
+                watched = cast(Any, EndWatchingReceiveStream(read_stream, on_stream_end))
+                session = await stack.enter_async_context(
+                    ClientSession(watched, write_stream, client_info=_CLIENT_INFO)
+                )
+                with anyio.fail_after(self._timeouts.connect_s):
+                    await session.initialize()
+                    tools = await _list_all_tools(session)
+                live = _Live(generation=generation, session=session, tools=tools, stop=stop)
+                if not self._started(started, live):
+                    return  # closed while starting
+                await stop.wait()
+                if stream_ended:
+                    self._connection_lost(live, "the server closed the connection (process exited or stream broke)")
+                logger.info("closing connection to MCP server %r (generation %d)", self.name, generation)
+        except Exception as exc:
+            if live is None:
+                reason = f"could not connect: {_describe(exc)}"
+                # The traceback once per outage: reconnect attempts during a long outage log one line each.
+                logger.warning("MCP server %r %s", self.name, reason, exc_info=exc if self._failures == 0 else None)
+                self._start_failed(generation, started, reason)
+            else:
+                reason = f"connection ended: {_describe(exc)}"
+                logger.warning("MCP server %r %s", self.name, reason, exc_info=exc)
+                self._connection_lost(live, reason)
+        finally:
+            if not started.done():  # cancelled while starting
+                self._start_failed(generation, started, "connection start was cancelled")
+
+    @asynccontextmanager
+    async def _open_transport(self) -> AsyncIterator[tuple[Any, Any]]:
+        config = self._config
+        if isinstance(config, StdioServer):
+            params = StdioServerParameters(
+                command=config.command, args=list(config.args), env=dict(config.env) or None, cwd=config.cwd
+            )
+            async with StderrForwarder(config.name) as stderr, stdio_client(params, errlog=stderr.errlog) as streams:
+                stderr.child_started()
+                yield streams
+        elif isinstance(config, HttpServer):
+            async with (
+                httpx2.AsyncClient(headers=dict(config.headers), timeout=_HTTP_TIMEOUT) as http_client,
+                streamable_http_client(config.url, http_client=http_client) as streams,
+            ):
+                yield streams
+        else:  # pragma: no cover - McpServerConfig is a closed union
+            raise TypeError(f"unsupported MCP server config {config!r}")
+
+    def _started(self, started: asyncio.Future[_StartOutcome], live: _Live) -> bool:
+        if self._state is ConnectionState.CLOSED:
+            started.set_result("the connection is closed")
+            return False
+        self._live = live
+        self._state = ConnectionState.READY
+        self._starting = None
+        logger.info("MCP server %r ready with %d tool(s): %s", self.name, len(live.tools), [t.name for t in live.tools])
+        started.set_result(live)
+        return True
+
+    def _start_failed(self, generation: int, started: asyncio.Future[_StartOutcome], reason: str) -> None:
+        if not started.done():
+            started.set_result(reason)
+        if self._starting is started:
+            self._starting = None
+        if self._state is ConnectionState.CLOSED or generation != self._generation:
+            return
+        self._go_down(reason)
+
+    # -- losing the connection ------------------------------------------------------------------------------------
+
+    def _connection_lost(self, live: _Live, reason: str) -> None:
+        """Marks the session `live` as dead (once) and tells its owner to tear it down."""
+        live.stop.set()
+        if self._live is not live:
+            return  # already replaced, lost or closed
+        self._live = None
+        if self._state is not ConnectionState.CLOSED:
+            self._go_down(reason)
+
+    def _go_down(self, reason: str) -> None:
+        self._failures += 1
+        delay = self._backoff.delay(self._failures)
+        self._state = ConnectionState.DOWN
+        self._last_error = reason
+        self._retry_at = asyncio.get_running_loop().time() + delay
+        logger.warning(
+            "MCP server %r is down (%s); failure %d, next reconnect attempt allowed in %.2fs",
+            self.name,
+            reason,
+            self._failures,
+            delay,
+        )
+
+    def _classify_mcp_error(self, live: _Live, tool: str, timeout_s: float, exc: MCPError) -> Exception:
+        if exc.code == CONNECTION_CLOSED or (
+            exc.code == INVALID_REQUEST and "session terminated" in exc.message.lower()
+        ):
+            # If the owner already saw the stream end, its reason says more than "Connection closed".
+            known = self._last_error if self._live is not live and live.stop.is_set() else ""
+            reason = f"connection lost during tools/call {tool!r}: {known or exc.message}"
+            self._connection_lost(live, reason)
+            return ServerUnavailableError(self.name, reason)
+        if exc.code == REQUEST_TIMEOUT:
+            self._check_health_later(live)
+            return ToolCallTimeoutError(f"tool {tool!r} did not answer within {timeout_s:g}s")
+        return ToolCallFailedError(f"server error {exc.code} for tool {tool!r}: {exc.message}")
+
+    def _check_health_later(self, live: _Live) -> None:
+        """After a call timed out: is the server still answering at all? If not, restart it."""
+        if live.generation in self._health_checks or self._live is not live:
+            return
+        task = asyncio.create_task(
+            self._check_health(live), name=f"mcp-health:{self.name}", context=contextvars.Context()
+        )
+        self._health_checks[live.generation] = task
+        task.add_done_callback(lambda _: self._health_checks.pop(live.generation, None))
+
+    async def _check_health(self, live: _Live) -> None:
+        try:
+            with anyio.fail_after(self._timeouts.health_check_s):
+                await live.session.send_ping()
+        except Exception as exc:
+            reason = f"server stopped answering (ping after a timed-out call failed: {_describe(exc)})"
+            self._connection_lost(live, reason)
+        else:
+            logger.debug("MCP server %r answered a ping after a timed-out call", self.name)
+
+
+async def _list_all_tools(session: ClientSession) -> tuple[Tool, ...]:
+    tools: list[Tool] = []
+    result = await session.list_tools()
+    tools.extend(result.tools)
+    pages = 1
+    while result.next_cursor is not None and pages < _MAX_TOOL_PAGES:
+        result = await session.list_tools(params=PaginatedRequestParams(cursor=result.next_cursor))
+        tools.extend(result.tools)
+        pages += 1
+    return tuple(tools)
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line description; exception groups are unwrapped to their leaf exceptions."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(inner) for inner in exc.exceptions)
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return "timed out"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+__all__ = [
+    "ConnectionState",
+    "ConnectionTimeouts",
+    "McpConnection",
+    "ServerUnavailableError",
+    "ToolCallFailedError",
+    "ToolCallTimeoutError",
+]

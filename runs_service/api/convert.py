@@ -1,0 +1,117 @@
+"""Protobuf <-> RunsService domain values for the query RPCs (runs themselves: agentrun_core.proto_convert)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from agentrun.runs.v1 import runs_service_pb2
+from google.protobuf import timestamp_pb2
+
+from agentrun_core.domain import Cost
+from agentrun_core.proto_convert import (
+    cost_to_pb,
+    duration_to_pb,
+    run_status_to_pb,
+    timestamp_from_pb,
+    token_usage_to_pb,
+)
+from runs_service.domain import (
+    GroupBy,
+    InvalidArgument,
+    RecordOutcome,
+    RecordResult,
+    RunStatsRow,
+    StatsQuery,
+    ToolStatsRow,
+)
+
+_OUTCOMES = {
+    RecordOutcome.CREATED: runs_service_pb2.RECORD_OUTCOME_CREATED,
+    RecordOutcome.UPDATED: runs_service_pb2.RECORD_OUTCOME_UPDATED,
+    RecordOutcome.UNCHANGED: runs_service_pb2.RECORD_OUTCOME_UNCHANGED,
+    RecordOutcome.IGNORED: runs_service_pb2.RECORD_OUTCOME_IGNORED,
+}
+
+_GROUP_BY = {
+    runs_service_pb2.STATS_GROUP_BY_UNSPECIFIED: GroupBy.AGENT,
+    runs_service_pb2.STATS_GROUP_BY_AGENT: GroupBy.AGENT,
+    runs_service_pb2.STATS_GROUP_BY_MODEL: GroupBy.MODEL,
+    runs_service_pb2.STATS_GROUP_BY_USER: GroupBy.USER,
+    runs_service_pb2.STATS_GROUP_BY_DAY: GroupBy.DAY,
+    runs_service_pb2.STATS_GROUP_BY_STATUS: GroupBy.STATUS,
+}
+
+
+def is_full_view(view: int, field: str = "view") -> bool:
+    if view in (runs_service_pb2.RUN_VIEW_UNSPECIFIED, runs_service_pb2.RUN_VIEW_BASIC):
+        return False
+    if view == runs_service_pb2.RUN_VIEW_FULL:
+        return True
+    raise InvalidArgument(field, f"unknown RunView value {view}; use RUN_VIEW_BASIC or RUN_VIEW_FULL")
+
+
+def record_result_to_pb(result: RecordResult) -> runs_service_pb2.RecordRunResponse:
+    return runs_service_pb2.RecordRunResponse(
+        outcome=_OUTCOMES[result.outcome], stored_status=run_status_to_pb(result.stored_status)
+    )
+
+
+def time_range_from_pb(
+    start: timestamp_pb2.Timestamp, end: timestamp_pb2.Timestamp, has_start: bool, has_end: bool
+) -> tuple[datetime, datetime]:
+    if not has_start:
+        raise InvalidArgument("start_time", "is required: the stats cover runs started in [start_time, end_time)")
+    if not has_end:
+        raise InvalidArgument("end_time", "is required: the stats cover runs started in [start_time, end_time)")
+    start_dt, end_dt = timestamp_from_pb(start), timestamp_from_pb(end)
+    if end_dt <= start_dt:
+        raise InvalidArgument("end_time", f"must be after start_time ({start_dt.isoformat()})")
+    return start_dt, end_dt
+
+
+def stats_query_from_pb(request: runs_service_pb2.GetRunStatsRequest) -> StatsQuery:
+    start, end = time_range_from_pb(
+        request.start_time, request.end_time, request.HasField("start_time"), request.HasField("end_time")
+    )
+    try:
+        group_by = _GROUP_BY[request.group_by]
+    except KeyError:
+        raise InvalidArgument("group_by", f"unknown StatsGroupBy value {request.group_by}") from None
+    return StatsQuery(start_time=start, end_time=end, group_by=group_by, filter=request.filter)
+
+
+def run_stats_to_pb(rows: list[RunStatsRow], price_table_version: str = "") -> runs_service_pb2.GetRunStatsResponse:
+    groups = []
+    for row in rows:
+        group = runs_service_pb2.RunStatsGroup(
+            key=row.key,
+            run_count=row.run_count,
+            completed_count=row.completed_count,
+            success_rate=row.success_rate,
+            token_usage=token_usage_to_pb(row.token_usage),
+            cost=cost_to_pb(Cost(amount=row.cost_total, price_table_version=price_table_version)),
+        )
+        if row.duration_p50 is not None:
+            group.duration_p50.CopyFrom(duration_to_pb(row.duration_p50))
+        if row.duration_p95 is not None:
+            group.duration_p95.CopyFrom(duration_to_pb(row.duration_p95))
+        groups.append(group)
+    return runs_service_pb2.GetRunStatsResponse(groups=groups)
+
+
+def tool_stats_to_pb(rows: list[ToolStatsRow]) -> runs_service_pb2.GetToolStatsResponse:
+    tools = []
+    for row in rows:
+        stats = runs_service_pb2.ToolStats(
+            tool_name=row.tool_name,
+            server=row.server,
+            call_count=row.call_count,
+            error_count=row.error_count,
+            error_rate=row.error_rate,
+        )
+        if row.duration_p50 is not None:
+            stats.duration_p50.CopyFrom(duration_to_pb(row.duration_p50))
+        if row.duration_p95 is not None:
+            stats.duration_p95.CopyFrom(duration_to_pb(row.duration_p95))
+        tools.append(stats)
+    return runs_service_pb2.GetToolStatsResponse(tools=tools)

@@ -1,0 +1,64 @@
+"""The one place where RunsService's domain errors become gRPC statuses."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import grpc
+
+from agentrun_core.grpc_status import abort
+from agentrun_core.proto_convert import ConversionError
+from runs_service.domain import (
+    InvalidArgument,
+    PermissionDenied,
+    RunNotFound,
+    RunsServiceError,
+    SchemaOutdated,
+    StorageUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+_CODES: list[tuple[type[RunsServiceError], grpc.StatusCode]] = [
+    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (RunNotFound, grpc.StatusCode.NOT_FOUND),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (StorageUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (SchemaOutdated, grpc.StatusCode.FAILED_PRECONDITION),
+]
+
+
+def status_code_for(error: RunsServiceError) -> grpc.StatusCode:
+    for error_type, code in _CODES:
+        if isinstance(error, error_type):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+R = TypeVar("R")
+
+
+def translate_errors(
+    method: Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]],
+) -> Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]]:
+    """Turns domain errors raised by a unary servicer method into rich gRPC statuses; logs unexpected ones."""
+
+    @wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
+        try:
+            return await method(self, request, context)
+        except ConversionError as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), reason="INVALID_ARGUMENT", field=exc.field)
+        except RunsServiceError as exc:
+            code = status_code_for(exc)
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
+                log.warning("request failed", extra={"rpc": method.__name__, "reason": exc.reason, "error": str(exc)})
+            await abort(context, code, exc.message, reason=exc.reason, field=getattr(exc, "field", None))
+        except Exception:
+            log.exception("unexpected error", extra={"rpc": method.__name__})
+            await abort(context, grpc.StatusCode.INTERNAL, "internal error; see the server log", reason="INTERNAL")
+
+    return wrapper

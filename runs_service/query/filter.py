@@ -1,0 +1,117 @@
+"""ListRuns filters as SQLAlchemy expressions: parsed against the allow-list, compiled with bound parameters only.
+
+Missing values (a running run's duration and cost, an absent label) make every comparison false except `!=`,
+which is true; so `NOT e` always selects exactly the runs `e` does not (two-valued logic, no SQL NULL surprises).
+String comparisons are case-sensitive on every backend, prefix matches included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, assert_never
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from runs_service.query.filter_ast import And, Comparison, Expr, Not, Op, Or, Prefix, Value
+from runs_service.query.filter_fields import FieldKind, resolve_field
+from runs_service.query.filter_parser import parse_filter
+from runs_service.query.filter_render import render
+
+__all__ = ["FilterTables", "compile_expr", "compile_filter", "normalise_filter", "parse_filter"]
+
+
+@dataclass(frozen=True)
+class FilterTables:
+    """The tables a filter reads: runs(id, agent_name, model_name, user_name, status, start_time, duration_us,
+    total_tokens, cost, labels) and tool_calls(run_id, name)."""
+
+    runs: sa.Table
+    tool_calls: sa.Table
+
+
+def compile_filter(text: str, tables: FilterTables) -> ColumnElement[bool] | None:
+    """A WHERE clause for `text` over `tables.runs`; None for an empty filter. Raises InvalidFilter."""
+    expr = parse_filter(text)
+    return None if expr is None else compile_expr(expr, tables)
+
+
+def normalise_filter(text: str) -> str:
+    """The canonical text of a filter ("" for an empty one), for binding page tokens. Raises InvalidFilter."""
+    expr = parse_filter(text)
+    return "" if expr is None else render(expr)
+
+
+def compile_expr(expr: Expr, tables: FilterTables) -> ColumnElement[bool]:
+    match expr:
+        case Comparison():
+            return _comparison(expr, tables)
+        case And(operands=operands):
+            return sa.and_(*(compile_expr(operand, tables) for operand in operands))
+        case Or(operands=operands):
+            return sa.or_(*(compile_expr(operand, tables) for operand in operands))
+        case Not(operand=operand):
+            return sa.not_(compile_expr(operand, tables))
+        case _:
+            assert_never(expr)
+
+
+def _comparison(comparison: Comparison, tables: FilterTables) -> ColumnElement[bool]:
+    spec = resolve_field(comparison.field, comparison.position)
+    match spec.kind:
+        case FieldKind.TOOL:
+            tool_calls = tables.tool_calls
+            return sa.exists().where(
+                tool_calls.c.run_id == tables.runs.c.id,
+                _match(tool_calls.c.name, Op.EQ, comparison.value, nullable=False),
+            )
+        case FieldKind.LABEL:
+            label = tables.runs.c.labels[spec.label_key].as_string()
+            return _match(label, comparison.op, comparison.value, nullable=True)
+        case FieldKind.DURATION:
+            assert isinstance(comparison.value, timedelta)
+            column = tables.runs.c[spec.column]
+            microseconds = comparison.value // timedelta(microseconds=1)
+            return _match(column, comparison.op, microseconds, nullable=column.nullable)
+        case FieldKind.ENUM:
+            column = tables.runs.c[spec.column]
+            return _match(column, comparison.op, str(comparison.value), nullable=column.nullable)
+        case _:
+            column = tables.runs.c[spec.column]
+            return _match(column, comparison.op, comparison.value, nullable=column.nullable)
+
+
+def _match(column: ColumnElement[Any], op: Op, value: Value, *, nullable: bool | None) -> ColumnElement[bool]:
+    """`column op value`, never NULL: a missing value is unequal to everything and not ordered."""
+    if isinstance(value, Prefix):
+        # LIKE with % and _ escaped; substr keeps the match case-sensitive on SQLite, whose LIKE is not.
+        condition = sa.and_(
+            column.startswith(value.text, autoescape=True),
+            sa.func.substr(column, 1, len(value.text)) == value.text,
+        )
+    else:
+        condition = _operator(column, op, value)
+    if not nullable:
+        return condition
+    if op is Op.NE:
+        return sa.or_(column.is_(None), condition)
+    return sa.and_(column.is_not(None), condition)
+
+
+def _operator(column: ColumnElement[Any], op: Op, value: Value) -> ColumnElement[bool]:
+    match op:
+        case Op.EQ:
+            return column == value
+        case Op.NE:
+            return column != value
+        case Op.LT:
+            return column < value
+        case Op.LE:
+            return column <= value
+        case Op.GT:
+            return column > value
+        case Op.GE:
+            return column >= value
+        case _:
+            assert_never(op)

@@ -1,0 +1,90 @@
+"""The allow-list of fields a ListRuns filter may name, their types and the operators each accepts."""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import re
+from dataclasses import dataclass
+
+from runs_service.domain import InvalidFilter
+from runs_service.query.filter_ast import Op
+
+
+class FieldKind(enum.Enum):
+    STRING = "string"
+    ENUM = "enum"
+    TIMESTAMP = "timestamp"
+    DURATION = "duration"
+    INTEGER = "integer"
+    DECIMAL = "decimal"
+    LABEL = "label"
+    TOOL = "tool"
+
+
+EQUALITY = frozenset({Op.EQ, Op.NE})
+ALL_OPERATORS = frozenset(Op)
+LABEL_PREFIX = "labels."
+_LABEL_KEY = re.compile(r"[A-Za-z0-9_.\-]+", re.ASCII)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One allowed field. `column` names the runs column (empty for labels and tool)."""
+
+    name: str
+    kind: FieldKind
+    operators: frozenset[Op]
+    column: str = ""
+    label_key: str = ""
+
+
+FIELDS: dict[str, FieldSpec] = {
+    spec.name: spec
+    for spec in (
+        FieldSpec("agent_name", FieldKind.STRING, EQUALITY, "agent_name"),
+        FieldSpec("model_name", FieldKind.STRING, EQUALITY, "model_name"),
+        FieldSpec("user", FieldKind.STRING, EQUALITY, "user_name"),
+        FieldSpec("status", FieldKind.ENUM, EQUALITY, "status"),
+        FieldSpec("start_time", FieldKind.TIMESTAMP, ALL_OPERATORS, "start_time"),
+        FieldSpec("duration", FieldKind.DURATION, ALL_OPERATORS, "duration_us"),
+        FieldSpec("total_tokens", FieldKind.INTEGER, ALL_OPERATORS, "total_tokens"),
+        FieldSpec("cost", FieldKind.DECIMAL, ALL_OPERATORS, "cost"),
+        FieldSpec("tool", FieldKind.TOOL, frozenset({Op.EQ})),
+    )
+}
+
+ALLOWED_FIELDS_TEXT = ", ".join([*list(FIELDS)[:-1], "labels.<key>", "tool"])
+
+
+def resolve_field(name: str, position: int) -> FieldSpec:
+    """The spec of field `name` (written at `position`), or InvalidFilter naming the allowed fields."""
+    spec = FIELDS.get(name)
+    if spec is not None:
+        return spec
+    if name.startswith(LABEL_PREFIX):
+        key = name[len(LABEL_PREFIX) :]
+        if not _LABEL_KEY.fullmatch(key):
+            raise InvalidFilter(
+                f"invalid label key {key!r}: a key is made of letters, digits and _ . -", position + len(LABEL_PREFIX)
+            )
+        return FieldSpec(name, FieldKind.LABEL, EQUALITY, label_key=key)
+    raise InvalidFilter(_unknown_field_message(name), position)
+
+
+def check_operator(spec: FieldSpec, op: Op, position: int) -> None:
+    if op not in spec.operators:
+        allowed = " or ".join(o.value for o in Op if o in spec.operators)
+        hint = '; to exclude a tool write NOT tool = "name"' if spec.kind is FieldKind.TOOL else ""
+        raise InvalidFilter(f"operator {op.value} is not allowed for {spec.name}; use {allowed}{hint}", position)
+
+
+def _unknown_field_message(name: str) -> str:
+    if name == "labels":
+        return f"a label filter names its key, as in labels.env; allowed fields: {ALLOWED_FIELDS_TEXT}"
+    if name.startswith("-"):
+        return f"unexpected '-' before {name[1:]!r}: negation is written NOT"
+    close = difflib.get_close_matches(name, [*FIELDS, "user_name", "labels"], n=1)
+    aliases = {"user_name": "user", "labels": "labels.<key>"}
+    suggestion = f"did you mean {aliases.get(close[0], close[0])}? " if close else ""
+    return f"unknown field {name!r}; {suggestion}allowed fields: {ALLOWED_FIELDS_TEXT}"

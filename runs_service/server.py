@@ -1,0 +1,103 @@
+"""Builds and runs the RunsService gRPC server: servicer, health, reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from runs_service.api.servicer import RunsServicer
+from runs_service.config import RunsSettings
+from runs_service.storage.engine import create_engine_for
+from runs_service.storage.migrate import check_schema, upgrade
+from runs_service.storage.repository import RunRepository
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = runs_service_pb2.DESCRIPTOR.services_by_name["RunsService"].full_name
+
+
+@dataclass
+class RunningRunsServer:
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    engine: AsyncEngine
+    repository: RunRepository
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_s)
+        await self.engine.dispose()
+
+
+async def start_server(
+    settings: RunsSettings, *, interceptors: list[grpc.aio.ServerInterceptor] | None = None
+) -> RunningRunsServer:
+    """Checks the schema (or migrates when asked), then starts serving. Raises SchemaOutdated when the database
+    is not migrated and migrate_on_start is off."""
+    url = settings.resolved_database_url()
+    if settings.migrate_on_start:
+        await asyncio.to_thread(upgrade, url, "head")
+    await asyncio.to_thread(check_schema, url)
+    engine = create_engine_for(url)
+    repository = RunRepository(engine, settings.resolved_page_token_secret())
+    await repository.ping()
+
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(options=options, interceptors=interceptors or [])
+    runs_service_pb2_grpc.add_RunsServiceServicer_to_server(
+        RunsServicer(repository, max_record_bytes=settings.max_record_bytes), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if settings.reflection:
+        reflection.enable_server_reflection(
+            [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            server,
+        )
+    port = server.add_insecure_port(settings.listen_address)
+    if port == 0:
+        await engine.dispose()
+        raise OSError(f"cannot listen on {settings.listen_address}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "runs service serving",
+        extra={"address": settings.listen_address, "port": port, "database": _redact_url(url)},
+    )
+    return RunningRunsServer(server, port, health_servicer, engine, repository)
+
+
+def _redact_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+async def run_server(settings: RunsSettings) -> None:
+    """Serves until SIGINT or SIGTERM, then reports NOT_SERVING and drains in-flight calls."""
+    running = await start_server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("runs service shutting down", extra={"grace_s": settings.shutdown_grace_s})
+        await running.stop(settings.shutdown_grace_s)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,58 @@
+"""Maps database driver errors to RunsService errors (StorageUnavailable, SchemaOutdated) with context."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+from sqlalchemy import exc as sa_exc
+
+from runs_service.domain import RunsServiceError, SchemaOutdated, StorageUnavailable
+
+logger = logging.getLogger(__name__)
+
+_MIGRATE_HINT = "run `agentrun-runs-service migrate` to create or upgrade the schema"
+
+
+def is_sqlite_busy(error: BaseException) -> bool:
+    """True for SQLite's transient 'database is locked' / 'database is busy' errors."""
+    if not isinstance(error, sa_exc.OperationalError):
+        return False
+    text = str(error.orig).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+def _is_missing_table(error: sa_exc.DBAPIError) -> bool:
+    if isinstance(error.orig, psycopg.errors.UndefinedTable):
+        return True
+    text = f"{type(error.orig).__name__} {error.orig}".lower()
+    return isinstance(error, sa_exc.OperationalError) and "no such table" in text
+
+
+@asynccontextmanager
+async def storage_errors(operation: str, **context: object) -> AsyncIterator[None]:
+    """Turns connectivity failures inside the block into StorageUnavailable (and missing tables into
+    SchemaOutdated), logging the operation and its context. RunsServiceErrors pass through unchanged."""
+    try:
+        yield
+    except RunsServiceError:
+        raise
+    except sa_exc.DBAPIError as exc:
+        if _is_missing_table(exc):
+            logger.error("%s: database schema missing: %s", operation, exc.orig, extra={"context": context})
+            raise SchemaOutdated(
+                f"{operation}: the database has no RunsService schema ({exc.orig}); {_MIGRATE_HINT}"
+            ) from exc
+        if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or exc.connection_invalidated:
+            logger.warning("%s: database unavailable: %s", operation, exc.orig, extra={"context": context})
+            raise StorageUnavailable(f"{operation}: database unavailable: {exc.orig}") from exc
+        logger.exception("%s: database error", operation, extra={"context": context})
+        raise
+    except sa_exc.TimeoutError as exc:  # connection pool exhausted
+        logger.warning("%s: no database connection available: %s", operation, exc, extra={"context": context})
+        raise StorageUnavailable(f"{operation}: no database connection available in time: {exc}") from exc
+    except (psycopg.OperationalError, ConnectionError, TimeoutError) as exc:
+        logger.warning("%s: database unreachable: %s", operation, exc, extra={"context": context})
+        raise StorageUnavailable(f"{operation}: database unreachable: {exc}") from exc

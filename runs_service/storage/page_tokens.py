@@ -1,0 +1,70 @@
+"""Opaque, signed keyset page tokens.
+
+A token is url-safe base64 (no padding) of `body || mac`: body is a small JSON object holding the position (the
+last row's sort value and id) and a digest of the request it belongs to (filter text, normalised order, caller,
+collection); mac is HMAC-SHA256 over the body with the service's secret, truncated to 128 bits. A forged or altered
+token fails the MAC; a genuine token reused with another filter, order, caller or run fails the request digest.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from runs_service.domain import InvalidPageToken
+
+_MAC_BYTES = 16
+_MAX_TOKEN_CHARS = 2048
+
+
+def request_digest(parts: Sequence[str | None]) -> str:
+    """A short digest of what a page token is bound to (e.g. ("runs", filter, order_by, user))."""
+    return hashlib.sha256(orjson.dumps(list(parts))).hexdigest()[:24]
+
+
+class PageTokenCodec:
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 16:
+            raise ValueError("page token secret must be at least 16 bytes")
+        self._secret = secret
+
+    def _mac(self, body: bytes) -> bytes:
+        return hmac.new(self._secret, body, hashlib.sha256).digest()[:_MAC_BYTES]
+
+    def encode(self, bound_to: Sequence[str | None], position: dict[str, Any]) -> str:
+        body = orjson.dumps({"r": request_digest(bound_to), "p": position})
+        return base64.urlsafe_b64encode(body + self._mac(body)).rstrip(b"=").decode("ascii")
+
+    def decode(self, token: str, bound_to: Sequence[str | None], request_description: str) -> dict[str, Any]:
+        """The position stored in `token`; InvalidPageToken when it is malformed, forged or from another request.
+
+        `request_description` says what the token must match, e.g. "filter, order_by and caller".
+        """
+        if len(token) > _MAX_TOKEN_CHARS:
+            raise InvalidPageToken("is not a page token issued by this service (too long)")
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (binascii.Error, ValueError):
+            raise InvalidPageToken("is malformed: pass the next_page_token of a previous response unchanged") from None
+        body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+        if len(raw) <= _MAC_BYTES or not hmac.compare_digest(mac, self._mac(body)):
+            raise InvalidPageToken("was not issued by this service or was altered; start again without a page_token")
+        try:
+            decoded = orjson.loads(body)
+            digest, position = decoded["r"], decoded["p"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise InvalidPageToken("is malformed: start again without a page_token") from None
+        if not hmac.compare_digest(str(digest), request_digest(bound_to)):
+            raise InvalidPageToken(
+                f"belongs to a request with a different {request_description}; a page token is only valid with "
+                "the request it came from: start again without a page_token"
+            )
+        if not isinstance(position, dict):
+            raise InvalidPageToken("is malformed: start again without a page_token")
+        return position

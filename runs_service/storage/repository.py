@@ -1,0 +1,232 @@
+"""RunRepository: everything RunsService stores and asks about runs, on SQLite or PostgreSQL (SQLAlchemy Core).
+
+Every method maps connectivity failures to StorageUnavailable (runs_service.storage.errors). Visibility: a Scope
+with a user sees only that user's runs; an invisible run behaves exactly like an unknown one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, bindparam, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from agentrun_core.domain import ExecutionStep, Run, ToolCallRecord
+from runs_service.domain import (
+    DEFAULT_STEP_PAGE_SIZE,
+    InvalidPageToken,
+    ListRunsQuery,
+    RecordResult,
+    RunNotFound,
+    RunPage,
+    RunStatsRow,
+    Scope,
+    StatsQuery,
+    StepPage,
+    ToolStatsRow,
+    normalise_page_size,
+)
+from runs_service.storage import stats
+from runs_service.storage.errors import storage_errors
+from runs_service.storage.ordering import after_position, order_clauses, ordering_text, parse_order_by, position_of
+from runs_service.storage.page_tokens import PageTokenCodec
+from runs_service.storage.recorder import RunRecorder
+from runs_service.storage.rows import run_from_row, step_from_row, to_utc, tool_call_from_row
+from runs_service.storage.tables import run_steps, runs, tool_calls
+
+logger = logging.getLogger(__name__)
+
+_RUNS_TOKEN_MATCHES = "filter, order_by or caller"
+_STEPS_TOKEN_MATCHES = "run or caller"
+
+
+class RunRepository:
+    def __init__(self, engine: AsyncEngine, page_token_secret: bytes) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
+        self._tokens = PageTokenCodec(page_token_secret)
+        self._recorder = RunRecorder(engine)
+        # SQLite reads see one snapshot per transaction anyway; PostgreSQL needs REPEATABLE READ for that.
+        self._snapshot_engine = (
+            engine.execution_options(isolation_level="REPEATABLE READ") if self._dialect == "postgresql" else engine
+        )
+        by_id = runs.c.id == bindparam("run_id")
+        by_user = runs.c.user_name == bindparam("user")
+        self._select_run = select(runs).where(by_id)
+        self._select_run_scoped = select(runs).where(by_id, by_user)
+        self._select_visible = select(runs.c.id).where(by_id)
+        self._select_visible_scoped = select(runs.c.id).where(by_id, by_user)
+        self._select_steps = (
+            select(run_steps).where(run_steps.c.run_id == bindparam("run_id")).order_by(run_steps.c.sequence)
+        )
+        self._select_step_page = (
+            select(run_steps)
+            .where(run_steps.c.run_id == bindparam("run_id"), run_steps.c.sequence > bindparam("after"))
+            .order_by(run_steps.c.sequence)
+            .limit(bindparam("limit"))
+        )
+        self._select_tool_calls = (
+            select(tool_calls)
+            .where(tool_calls.c.run_id == bindparam("run_id"))
+            .order_by(tool_calls.c.start_time, tool_calls.c.call_id)
+        )
+        self._select_steps_of = (
+            select(run_steps)
+            .where(run_steps.c.run_id.in_(bindparam("run_ids", expanding=True)))
+            .order_by(run_steps.c.run_id, run_steps.c.sequence)
+        )
+        self._select_tool_calls_of = (
+            select(tool_calls)
+            .where(tool_calls.c.run_id.in_(bindparam("run_ids", expanding=True)))
+            .order_by(tool_calls.c.run_id, tool_calls.c.start_time, tool_calls.c.call_id)
+        )
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    # --- writes ------------------------------------------------------------------------------------------
+
+    async def record_run(self, run: Run) -> RecordResult:
+        """Idempotent upsert of a validated run (runs_service.validation.validate_run); see recorder.py."""
+        return await self._recorder.record(run)
+
+    # --- single runs -------------------------------------------------------------------------------------
+
+    async def get_run(self, run_id: str, *, full: bool, scope: Scope) -> Run | None:
+        """The run, or None when it is unknown or not visible to `scope`. FULL adds steps and tool calls."""
+        async with storage_errors("get run", run_id=run_id), self._read_connection(consistent=full) as conn:
+            if scope.user is None:
+                row = (await conn.execute(self._select_run, {"run_id": run_id})).mappings().first()
+            else:
+                params = {"run_id": run_id, "user": scope.user}
+                row = (await conn.execute(self._select_run_scoped, params)).mappings().first()
+            if row is None:
+                return None
+            if not full:
+                return run_from_row(row)
+            step_rows = (await conn.execute(self._select_steps, {"run_id": run_id})).mappings().all()
+            call_rows = (await conn.execute(self._select_tool_calls, {"run_id": run_id})).mappings().all()
+            return run_from_row(row, [step_from_row(r) for r in step_rows], [tool_call_from_row(r) for r in call_rows])
+
+    async def list_steps(self, run_id: str, page_size: int, page_token: str, scope: Scope) -> StepPage:
+        """One page of a run's steps by sequence; RunNotFound when the run is unknown or not visible."""
+        size = normalise_page_size(page_size, DEFAULT_STEP_PAGE_SIZE)
+        bound_to = ("steps", run_id, scope.user)
+        after = 0
+        if page_token:
+            position = self._tokens.decode(page_token, bound_to, _STEPS_TOKEN_MATCHES)
+            after = position.get("seq", -1)
+            if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+                raise InvalidPageToken("is malformed: start again without a page_token")
+        async with storage_errors("list run steps", run_id=run_id), self._read_connection(consistent=False) as conn:
+            if not await self._is_visible(conn, run_id, scope):
+                raise RunNotFound(run_id)
+            params = {"run_id": run_id, "after": after, "limit": size + 1}
+            rows = (await conn.execute(self._select_step_page, params)).mappings().all()
+        steps = [step_from_row(r) for r in rows[:size]]
+        next_token = ""
+        if len(rows) > size:
+            next_token = self._tokens.encode(bound_to, {"seq": steps[-1].sequence})
+        return StepPage(steps=steps, next_page_token=next_token)
+
+    # --- lists and stats ---------------------------------------------------------------------------------
+
+    async def list_runs(self, query: ListRunsQuery, scope: Scope) -> RunPage:
+        """A page of runs matching `query.filter`, in `query.order_by` order, visible to `scope`."""
+        ordering = parse_order_by(query.order_by)
+        size = normalise_page_size(query.page_size)
+        filter_text = query.filter.strip()
+        bound_to = ("runs", filter_text, ordering_text(ordering), scope.user)
+        conditions = self._run_conditions(filter_text, scope)
+        if query.page_token:
+            position = self._tokens.decode(query.page_token, bound_to, _RUNS_TOKEN_MATCHES)
+            conditions.append(after_position(ordering, position))
+        stmt = select(runs).where(*conditions).order_by(*order_clauses(ordering)).limit(size + 1)
+        async with (
+            storage_errors("list runs", filter=filter_text, order_by=query.order_by),
+            self._read_connection(consistent=query.full) as conn,
+        ):
+            rows = (await conn.execute(stmt)).mappings().all()
+            page_rows = rows[:size]
+            if query.full and page_rows:
+                found = await self._children_of(conn, [r["id"] for r in page_rows])
+                page = [run_from_row(r, *found.get(r["id"], ((), ()))) for r in page_rows]
+            else:
+                page = [run_from_row(r) for r in page_rows]
+        next_token = ""
+        if len(rows) > size:
+            last = rows[size - 1]
+            next_token = self._tokens.encode(bound_to, position_of(ordering, last))
+        return RunPage(runs=page, next_page_token=next_token)
+
+    async def run_stats(self, query: StatsQuery, scope: Scope) -> list[RunStatsRow]:
+        """Aggregates over runs that started in [query.start_time, query.end_time), grouped by query.group_by."""
+        stats.check_range(query.start_time, query.end_time)
+        conditions = self._run_conditions(query.filter.strip(), scope)
+        conditions += self._time_range(query.start_time, query.end_time)
+        async with (
+            storage_errors("run stats", group_by=query.group_by.value, filter=query.filter),
+            self._read_connection(consistent=True) as conn,
+        ):
+            return await stats.run_stats(conn, query.group_by, conditions)
+
+    async def tool_stats(self, start: datetime, end: datetime, filter_text: str, scope: Scope) -> list[ToolStatsRow]:
+        """Per (tool, server) aggregates over tool calls of runs that started in [start, end)."""
+        stats.check_range(start, end)
+        conditions = self._run_conditions(filter_text.strip(), scope) + self._time_range(start, end)
+        async with (
+            storage_errors("tool stats", filter=filter_text),
+            self._read_connection(consistent=True) as conn,
+        ):
+            return await stats.tool_stats(conn, conditions)
+
+    async def ping(self) -> None:
+        """Raises StorageUnavailable when the database cannot be reached."""
+        async with storage_errors("ping"), self._engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    # --- helpers -----------------------------------------------------------------------------------------
+
+    def _read_connection(self, *, consistent: bool) -> AsyncConnection:
+        """A connection for reads; `consistent` gives one snapshot across several statements on PostgreSQL."""
+        if consistent:
+            return self._snapshot_engine.connect()
+        return self._engine.connect()
+
+    async def _is_visible(self, conn: AsyncConnection, run_id: str, scope: Scope) -> bool:
+        if scope.user is None:
+            result = await conn.execute(self._select_visible, {"run_id": run_id})
+        else:
+            result = await conn.execute(self._select_visible_scoped, {"run_id": run_id, "user": scope.user})
+        return result.first() is not None
+
+    def _run_conditions(self, filter_text: str, scope: Scope) -> list[ColumnElement[bool]]:
+        conditions: list[ColumnElement[bool]] = []
+        if scope.user is not None:
+            conditions.append(runs.c.user_name == scope.user)
+        if filter_text:
+            from runs_service.query.filter import FilterTables, compile_filter
+
+            compiled = compile_filter(filter_text, FilterTables(runs=runs, tool_calls=tool_calls))
+            if compiled is not None:
+                conditions.append(compiled)
+        return conditions
+
+    @staticmethod
+    def _time_range(start: datetime, end: datetime) -> list[ColumnElement[bool]]:
+        return [runs.c.start_time >= to_utc(start), runs.c.start_time < to_utc(end)]
+
+    async def _children_of(
+        self, conn: AsyncConnection, run_ids: Sequence[str]
+    ) -> dict[str, tuple[list[ExecutionStep], list[ToolCallRecord]]]:
+        found: dict[str, tuple[list[ExecutionStep], list[ToolCallRecord]]] = defaultdict(lambda: ([], []))
+        params = {"run_ids": list(run_ids)}
+        for row in (await conn.execute(self._select_steps_of, params)).mappings():
+            found[row["run_id"]][0].append(step_from_row(row))
+        for row in (await conn.execute(self._select_tool_calls_of, params)).mappings():
+            found[row["run_id"]][1].append(tool_call_from_row(row))
+        return found

@@ -1,0 +1,341 @@
+"""Conversion between domain values (agentrun_core.domain) and rows of runs_service.storage.tables.
+
+Times go in as UTC-aware datetimes and come back UTC-aware (SQLite hands back naive datetimes: UTC is re-attached).
+Durations are integer microseconds. A step's payload is stored as a JSON object that round-trips to the payload
+dataclass exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, assert_never
+
+import orjson
+
+from agentrun_core.domain import (
+    Cost,
+    ExecutionStep,
+    FinalResponse,
+    ModelCall,
+    Run,
+    RunError,
+    RunStatus,
+    StepKind,
+    StepPayload,
+    TokenUsage,
+    ToolCallFinished,
+    ToolCallRecord,
+    ToolCallStarted,
+    ToolCallStatus,
+    step_kind,
+)
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class CorruptRow(ValueError):
+    """A stored row cannot be turned back into a domain value."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRows:
+    """One run as the rows to write. `run` lacks recorded_at/updated_at; `record_hash` is set."""
+
+    run: dict[str, Any]
+    steps: list[dict[str, Any]]
+    tool_calls: list[dict[str, Any]]
+    record_hash: str
+
+
+# --- scalars ---------------------------------------------------------------------------------------------
+
+
+def to_utc(value: datetime) -> datetime:
+    """`value` as a UTC-aware datetime; naive values (as SQLite returns them) are taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    if value.utcoffset() == timedelta(0) and value.tzinfo is UTC:
+        return value
+    return value.astimezone(UTC)
+
+
+def micros(value: timedelta) -> int:
+    return value // _MICROSECOND
+
+
+def from_micros(value: int) -> timedelta:
+    return timedelta(microseconds=value)
+
+
+def _usage_to_json(usage: TokenUsage) -> dict[str, int]:
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "thinking_tokens": usage.thinking_tokens,
+        "tool_use_prompt_tokens": usage.tool_use_prompt_tokens,
+    }
+
+
+def _usage_from_json(value: Mapping[str, Any]) -> TokenUsage:
+    return TokenUsage(
+        input_tokens=int(value.get("input_tokens", 0)),
+        output_tokens=int(value.get("output_tokens", 0)),
+        total_tokens=int(value.get("total_tokens", 0)),
+        cached_tokens=int(value.get("cached_tokens", 0)),
+        thinking_tokens=int(value.get("thinking_tokens", 0)),
+        tool_use_prompt_tokens=int(value.get("tool_use_prompt_tokens", 0)),
+    )
+
+
+# --- step payloads ---------------------------------------------------------------------------------------
+
+
+def payload_to_json(payload: StepPayload) -> dict[str, Any]:
+    """The payload as a JSON object (only str/int/bool/None/dict values)."""
+    match payload:
+        case ModelCall():
+            ttft = payload.time_to_first_token
+            return {
+                "model": payload.model,
+                "usage": _usage_to_json(payload.usage),
+                "finish_reason": payload.finish_reason,
+                "time_to_first_token_us": None if ttft is None else micros(ttft),
+                "text": payload.text,
+                "function_call_count": payload.function_call_count,
+            }
+        case ToolCallStarted():
+            return {
+                "call_id": payload.call_id,
+                "tool_name": payload.tool_name,
+                "server": payload.server,
+                "arguments_json": payload.arguments_json,
+            }
+        case ToolCallFinished():
+            return {
+                "call_id": payload.call_id,
+                "tool_name": payload.tool_name,
+                "result_text": payload.result_text,
+                "result_json": payload.result_json,
+                "is_error": payload.is_error,
+                "duration_us": micros(payload.duration),
+                "status": payload.status.value,
+                "original_size_bytes": payload.original_size_bytes,
+                "truncated": payload.truncated,
+            }
+        case FinalResponse():
+            return {"text": payload.text}
+        case RunError():
+            return {"reason": payload.reason, "message": payload.message}
+        case _:
+            assert_never(payload)
+
+
+def payload_from_json(kind: str, value: Mapping[str, Any]) -> StepPayload:
+    """The payload dataclass stored as `value` for a step of `kind` (a StepKind value)."""
+    try:
+        step = StepKind(kind)
+    except ValueError:
+        raise CorruptRow(f"unknown step kind {kind!r}") from None
+    match step:
+        case StepKind.MODEL_CALL:
+            ttft = value.get("time_to_first_token_us")
+            return ModelCall(
+                model=value.get("model", ""),
+                usage=_usage_from_json(value.get("usage") or {}),
+                finish_reason=value.get("finish_reason", ""),
+                time_to_first_token=None if ttft is None else from_micros(int(ttft)),
+                text=value.get("text", ""),
+                function_call_count=int(value.get("function_call_count", 0)),
+            )
+        case StepKind.TOOL_CALL:
+            return ToolCallStarted(
+                call_id=value["call_id"],
+                tool_name=value.get("tool_name", ""),
+                server=value.get("server", ""),
+                arguments_json=value.get("arguments_json", "{}"),
+            )
+        case StepKind.TOOL_RESULT:
+            return ToolCallFinished(
+                call_id=value["call_id"],
+                tool_name=value.get("tool_name", ""),
+                result_text=value.get("result_text", ""),
+                result_json=value.get("result_json", ""),
+                is_error=bool(value.get("is_error", False)),
+                duration=from_micros(int(value.get("duration_us", 0))),
+                status=ToolCallStatus(value.get("status", ToolCallStatus.SUCCEEDED.value)),
+                original_size_bytes=int(value.get("original_size_bytes", 0)),
+                truncated=bool(value.get("truncated", False)),
+            )
+        case StepKind.FINAL_RESPONSE:
+            return FinalResponse(text=value.get("text", ""))
+        case StepKind.ERROR:
+            return RunError(reason=value.get("reason", ""), message=value.get("message", ""))
+        case _:
+            assert_never(step)
+
+
+# --- domain -> rows --------------------------------------------------------------------------------------
+
+
+def _hash_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot hash a {type(value).__name__}")
+
+
+def record_hash(run_row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]], tools: Sequence[Any]) -> str:
+    """sha256 (hex) of the canonical form of a run's rows (keys sorted, times UTC, Decimals as text)."""
+    canonical = orjson.dumps(
+        [run_row, steps, tools], option=orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z, default=_hash_default
+    )
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def run_to_rows(run: Run) -> RunRows:
+    """The rows that store `run`. Steps get the run's id (a step's empty run_id is filled in)."""
+    cost = run.cost
+    error = run.error
+    usage = run.token_usage
+    run_row: dict[str, Any] = {
+        "id": run.id,
+        "agent_name": run.agent_name,
+        "agent_version": run.agent_version,
+        "user_name": run.user,
+        "task": run.task,
+        "labels": dict(run.labels),
+        "variables": dict(run.variables),
+        "status": run.status.value,
+        "error_reason": None if error is None else error.reason,
+        "error_message": None if error is None else error.message,
+        "final_response": run.final_response,
+        "model_name": run.model_name,
+        "start_time": to_utc(run.start_time),
+        "end_time": None if run.end_time is None else to_utc(run.end_time),
+        "duration_us": None if run.duration is None else micros(run.duration),
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "thinking_tokens": usage.thinking_tokens,
+        "tool_use_prompt_tokens": usage.tool_use_prompt_tokens,
+        "cost": None if cost is None else cost.amount,
+        "cost_currency": None if cost is None else cost.currency_code,
+        "price_table_version": None if cost is None else cost.price_table_version,
+        "steps_taken": run.steps_taken,
+        "tools_used": list(run.tools_used),
+        "trace_id": run.trace_id,
+    }
+    run_id = run.id
+    step_rows = [
+        {
+            "run_id": run_id,
+            "sequence": step.sequence,
+            "time": to_utc(step.time),
+            "duration_us": micros(step.duration),
+            "kind": step_kind(step.payload).value,
+            "payload": payload_to_json(step.payload),
+        }
+        for step in run.execution_steps
+    ]
+    tool_rows = [
+        {
+            "run_id": run_id,
+            "call_id": call.id,
+            "name": call.name,
+            "server": call.server,
+            "parameters_json": call.parameters_json,
+            "result": call.result,
+            "duration_us": micros(call.duration),
+            "status": call.status.value,
+            "start_time": to_utc(call.start_time),
+            "is_error": call.is_error,
+        }
+        for call in run.tool_calls
+    ]
+    digest = record_hash(run_row, step_rows, tool_rows)
+    run_row["record_hash"] = digest
+    return RunRows(run=run_row, steps=step_rows, tool_calls=tool_rows, record_hash=digest)
+
+
+# --- rows -> domain --------------------------------------------------------------------------------------
+
+
+def step_from_row(row: Mapping[Any, Any]) -> ExecutionStep:
+    payload = row["payload"]
+    if isinstance(payload, str | bytes):  # a JSON column read without the JSON type (raw SQL)
+        payload = orjson.loads(payload)
+    return ExecutionStep(
+        run_id=row["run_id"],
+        sequence=row["sequence"],
+        time=to_utc(row["time"]),
+        duration=from_micros(row["duration_us"]),
+        payload=payload_from_json(row["kind"], payload),
+    )
+
+
+def tool_call_from_row(row: Mapping[Any, Any]) -> ToolCallRecord:
+    return ToolCallRecord(
+        id=row["call_id"],
+        name=row["name"],
+        server=row["server"],
+        parameters_json=row["parameters_json"],
+        result=row["result"],
+        duration=from_micros(row["duration_us"]),
+        status=ToolCallStatus(row["status"]),
+        start_time=to_utc(row["start_time"]),
+        is_error=bool(row["is_error"]),
+    )
+
+
+def run_from_row(
+    row: Mapping[Any, Any],
+    steps: Sequence[ExecutionStep] = (),
+    tool_calls: Sequence[ToolCallRecord] = (),
+) -> Run:
+    """The run stored in `row` (a runs row as a mapping), with the given steps and tool calls (FULL view)."""
+    error_reason = row["error_reason"]
+    cost_amount = row["cost"]
+    duration_us = row["duration_us"]
+    end_time = row["end_time"]
+    return Run(
+        id=row["id"],
+        agent_name=row["agent_name"],
+        status=RunStatus(row["status"]),
+        start_time=to_utc(row["start_time"]),
+        agent_version=row["agent_version"],
+        user=row["user_name"],
+        task=row["task"],
+        labels=dict(row["labels"] or {}),
+        variables=dict(row["variables"] or {}),
+        error=None if error_reason is None else RunError(reason=error_reason, message=row["error_message"] or ""),
+        final_response=row["final_response"],
+        model_name=row["model_name"],
+        end_time=None if end_time is None else to_utc(end_time),
+        duration=None if duration_us is None else from_micros(duration_us),
+        token_usage=TokenUsage(
+            input_tokens=row["input_tokens"],
+            output_tokens=row["output_tokens"],
+            total_tokens=row["total_tokens"],
+            cached_tokens=row["cached_tokens"],
+            thinking_tokens=row["thinking_tokens"],
+            tool_use_prompt_tokens=row["tool_use_prompt_tokens"],
+        ),
+        cost=None
+        if cost_amount is None
+        else Cost(
+            amount=Decimal(cost_amount) if not isinstance(cost_amount, Decimal) else cost_amount,
+            currency_code=row["cost_currency"] or "",
+            price_table_version=row["price_table_version"] or "",
+        ),
+        steps_taken=row["steps_taken"],
+        tools_used=tuple(row["tools_used"] or ()),
+        trace_id=row["trace_id"],
+        execution_steps=tuple(steps),
+        tool_calls=tuple(tool_calls),
+    )

@@ -1,0 +1,124 @@
+"""The RunsService schema as SQLAlchemy Core tables (runs, run_steps, tool_calls).
+
+Alembic migrations (migrations/versions) create exactly this schema; `metadata` is their autogenerate target.
+Times are stored UTC (`DateTime(timezone=True)`: timestamptz on PostgreSQL, naive UTC text on SQLite), durations
+as integer microseconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    false,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeEngine
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def json_type() -> TypeEngine[Any]:
+    """JSON everywhere, JSONB on PostgreSQL."""
+    return JSON().with_variant(JSONB(), "postgresql")
+
+
+TOKEN_COLUMNS: tuple[str, ...] = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "thinking_tokens",
+    "tool_use_prompt_tokens",
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("agent_name", String(255), nullable=False),
+    Column("agent_version", String(128), nullable=False, server_default=""),
+    Column("user_name", String(255), nullable=False, server_default=""),
+    Column("task", Text, nullable=False, server_default=""),
+    Column("labels", json_type(), nullable=False),
+    Column("variables", json_type(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error_reason", String(128), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("final_response", Text, nullable=False, server_default=""),
+    Column("model_name", String(255), nullable=False, server_default=""),
+    Column("start_time", DateTime(timezone=True), nullable=False),
+    Column("end_time", DateTime(timezone=True), nullable=True),
+    Column("duration_us", BigInteger, nullable=True),
+    *(Column(name, BigInteger, nullable=False, server_default="0") for name in TOKEN_COLUMNS),
+    Column("cost", Numeric(20, 10), nullable=True),
+    Column("cost_currency", String(16), nullable=True),
+    Column("price_table_version", String(128), nullable=True),
+    Column("steps_taken", Integer, nullable=False, server_default="0"),
+    Column("tools_used", json_type(), nullable=False),
+    Column("trace_id", String(64), nullable=False, server_default=""),
+    # sha256 (hex) of the canonical record: a replay of the same record is a no-op.
+    Column("record_hash", String(64), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+Index("ix_runs_agent_name_start_time_id", runs.c.agent_name, runs.c.start_time.desc(), runs.c.id)
+Index("ix_runs_status_start_time", runs.c.status, runs.c.start_time)
+Index("ix_runs_user_name_start_time", runs.c.user_name, runs.c.start_time)
+Index("ix_runs_model_name_start_time", runs.c.model_name, runs.c.start_time)
+Index("ix_runs_start_time_id", runs.c.start_time, runs.c.id)
+Index("ix_runs_duration_us", runs.c.duration_us)
+Index("ix_runs_total_tokens", runs.c.total_tokens)
+Index("ix_runs_cost", runs.c.cost)
+
+run_steps = Table(
+    "run_steps",
+    metadata,
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("sequence", Integer, primary_key=True),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("duration_us", BigInteger, nullable=False, server_default="0"),
+    # agentrun_core.domain.StepKind values.
+    Column("kind", String(16), nullable=False),
+    # The step payload as a dict (runs_service.storage.rows encodes/decodes it).
+    Column("payload", json_type(), nullable=False),
+)
+
+tool_calls = Table(
+    "tool_calls",
+    metadata,
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("call_id", String(255), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("server", String(255), nullable=False, server_default=""),
+    Column("parameters_json", Text, nullable=False, server_default=""),
+    Column("result", Text, nullable=False, server_default=""),
+    Column("duration_us", BigInteger, nullable=False, server_default="0"),
+    Column("status", String(16), nullable=False),
+    Column("start_time", DateTime(timezone=True), nullable=False),
+    Column("is_error", Boolean, nullable=False, server_default=false()),
+)
+
+Index("ix_tool_calls_name_run_id", tool_calls.c.name, tool_calls.c.run_id)

@@ -1,0 +1,149 @@
+"""Checks a Run before RunsService stores it; every problem is an InvalidArgument naming the field.
+
+Field names follow the request message: `run.id`, `run.execution_steps[3].sequence`, `run.tool_calls[0].id`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from agentrun_core.domain import Run
+from agentrun_core.ids import run_id_problem
+from runs_service.domain import InvalidArgument
+from runs_service.storage.tables import runs as runs_table
+from runs_service.storage.tables import tool_calls as tool_calls_table
+
+_ZERO = timedelta(0)
+# The largest cost the cost column (NUMERIC(20, 10)) holds exactly.
+_COST_MAX_INTEGER_DIGITS = 10
+_COST_MAX_FRACTION_DIGITS = 10
+
+
+def _max_length(column_name: str, table: str = "runs") -> int | None:
+    source = runs_table if table == "runs" else tool_calls_table
+    length = getattr(source.c[column_name].type, "length", None)
+    return length if isinstance(length, int) else None
+
+
+_RUN_STRING_FIELDS: tuple[tuple[str, str], ...] = (
+    # (Run attribute, runs column)
+    ("agent_name", "agent_name"),
+    ("agent_version", "agent_version"),
+    ("user", "user_name"),
+    ("model_name", "model_name"),
+    ("trace_id", "trace_id"),
+)
+_RUN_STRING_LIMITS = {attr: _max_length(column) for attr, column in _RUN_STRING_FIELDS}
+_TOOL_NAME_LIMIT = _max_length("name", "tool_calls")
+_TOOL_SERVER_LIMIT = _max_length("server", "tool_calls")
+_TOOL_ID_LIMIT = _max_length("call_id", "tool_calls")
+_ERROR_REASON_LIMIT = _max_length("error_reason")
+_CURRENCY_LIMIT = _max_length("cost_currency")
+_PRICE_TABLE_LIMIT = _max_length("price_table_version")
+
+
+def _check_time(field: str, value: datetime) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidArgument(field, "must be a timezone-aware datetime (UTC)")
+
+
+def _check_length(field: str, value: str, limit: int | None) -> None:
+    if limit is not None and len(value) > limit:
+        raise InvalidArgument(field, f"must be at most {limit} characters, got {len(value)}")
+
+
+def _check_duration(field: str, value: timedelta) -> None:
+    if value < _ZERO:
+        raise InvalidArgument(field, f"must not be negative, got {value}")
+
+
+def _check_cost(amount: Decimal) -> None:
+    if not amount.is_finite() or amount < 0:
+        raise InvalidArgument("run.cost.amount", f"must be a finite, non-negative decimal, got {amount}")
+    _sign, digits, exponent = amount.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    integer_digits = max(0, len(digits) + exponent)
+    if integer_digits > _COST_MAX_INTEGER_DIGITS:
+        raise InvalidArgument("run.cost.amount", f"must be below 10^{_COST_MAX_INTEGER_DIGITS}, got {amount}")
+    if -exponent > _COST_MAX_FRACTION_DIGITS and amount != round(amount, _COST_MAX_FRACTION_DIGITS):
+        raise InvalidArgument(
+            "run.cost.amount", f"must have at most {_COST_MAX_FRACTION_DIGITS} decimal places, got {amount}"
+        )
+
+
+def validate_run(run: Run) -> None:
+    """Raises InvalidArgument(field, message) for the first problem found in `run`."""
+    problem = run_id_problem(run.id)
+    if problem is not None:
+        raise InvalidArgument("run.id", problem)
+    if not run.agent_name:
+        raise InvalidArgument("run.agent_name", "must not be empty")
+    for attr, limit in _RUN_STRING_LIMITS.items():
+        _check_length(f"run.{attr}", getattr(run, attr), limit)
+
+    _check_time("run.start_time", run.start_time)
+    if run.end_time is not None:
+        _check_time("run.end_time", run.end_time)
+        if run.end_time < run.start_time:
+            raise InvalidArgument(
+                "run.end_time",
+                f"must not be before start_time ({run.end_time.isoformat()} < {run.start_time.isoformat()})",
+            )
+    elif run.status.is_terminal:
+        raise InvalidArgument("run.end_time", f"must be set for a run with terminal status {run.status.value}")
+    if run.duration is not None:
+        _check_duration("run.duration", run.duration)
+    if run.steps_taken < 0:
+        raise InvalidArgument("run.steps_taken", f"must not be negative, got {run.steps_taken}")
+    for name, count in run.token_usage.counts().items():
+        if count < 0:
+            raise InvalidArgument(f"run.token_usage.{name}", f"must not be negative, got {count}")
+    if run.error is not None:
+        _check_length("run.error.reason", run.error.reason, _ERROR_REASON_LIMIT)
+    if run.cost is not None:
+        _check_cost(run.cost.amount)
+        _check_length("run.cost.currency_code", run.cost.currency_code, _CURRENCY_LIMIT)
+        _check_length("run.cost.price_table_version", run.cost.price_table_version, _PRICE_TABLE_LIMIT)
+
+    for index, step in enumerate(run.execution_steps):
+        field = f"run.execution_steps[{index}]"
+        if step.run_id and step.run_id != run.id:
+            raise InvalidArgument(f"{field}.run_id", f"must be empty or the run's id {run.id!r}, got {step.run_id!r}")
+        if step.sequence != index + 1:
+            raise InvalidArgument(
+                f"{field}.sequence",
+                f"steps must be numbered 1..{len(run.execution_steps)} in order: expected {index + 1}, "
+                f"got {step.sequence}",
+            )
+        _check_time(f"{field}.time", step.time)
+        _check_duration(f"{field}.duration", step.duration)
+        usage = getattr(step.payload, "usage", None)
+        if usage is not None:
+            for name, count in usage.counts().items():
+                if count < 0:
+                    raise InvalidArgument(f"{field}.model_call.usage.{name}", f"must not be negative, got {count}")
+        payload_duration = getattr(step.payload, "duration", None)
+        if isinstance(payload_duration, timedelta):
+            _check_duration(f"{field}.tool_result.duration", payload_duration)
+        ttft = getattr(step.payload, "time_to_first_token", None)
+        if isinstance(ttft, timedelta):
+            _check_duration(f"{field}.model_call.time_to_first_token", ttft)
+
+    seen: dict[str, int] = {}
+    for index, call in enumerate(run.tool_calls):
+        field = f"run.tool_calls[{index}]"
+        if not call.id:
+            raise InvalidArgument(f"{field}.id", "must not be empty")
+        if call.id in seen:
+            raise InvalidArgument(
+                f"{field}.id", f"duplicate tool call id {call.id!r} (also run.tool_calls[{seen[call.id]}])"
+            )
+        seen[call.id] = index
+        _check_length(f"{field}.id", call.id, _TOOL_ID_LIMIT)
+        if not call.name:
+            raise InvalidArgument(f"{field}.name", "must not be empty")
+        _check_length(f"{field}.name", call.name, _TOOL_NAME_LIMIT)
+        _check_length(f"{field}.server", call.server, _TOOL_SERVER_LIMIT)
+        _check_time(f"{field}.start_time", call.start_time)
+        _check_duration(f"{field}.duration", call.duration)

@@ -1,0 +1,149 @@
+"""Each command against scripted services: requests sent, output printed, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+from agentrun.execution.v1 import execution_service_pb2 as ex_pb2
+from agentrun.runs.v1 import runs_service_pb2 as runs_pb2
+from typer.testing import CliRunner
+
+from tests.cli import samples
+from tests.cli.cli_helpers import invoke
+from tests.cli.fake_services import FakeServer
+
+
+def test_run_prints_one_plain_line_per_step_when_not_a_tty(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(
+        runner, fake, "run", "clock", "What time is it in Paris?", "--var", "city=Paris", "--label", "team=docs",
+        "--model", "test",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"▶ run {samples.RUN_ID} · clock@0123456789ab · test · trace {samples.TRACE_ID}")
+    assert lines[1].startswith("[1] model_call gemini-2.5-flash")
+    assert lines[2] == '[2] tool_call time/get_current_time {"timezone":"Europe/Paris"}'
+    assert lines[3].startswith("[3] tool_result get_current_time ✓ 12 ms ")
+    assert lines[5] == "[5] final_response It is 14:00 (CET) on Wednesday in Paris."
+    assert "status: COMPLETED" in lines and f"run id: {samples.RUN_ID}" in lines
+    request = fake.calls.requests[0]
+    assert isinstance(request, ex_pb2.ExecuteAgentRequest)
+    assert request.agent_name == "clock" and request.task == "What time is it in Paris?"
+    assert dict(request.variables) == {"city": "Paris"} and dict(request.labels) == {"team": "docs"}
+    assert request.model == "test" and not request.detach
+
+
+def test_run_json_prints_each_event_as_a_json_line(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(runner, fake, "run", "clock", "time?", "--json")
+    assert result.exit_code == 0
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(events) == 7
+    assert events[0]["runStarted"]["runId"] == samples.RUN_ID
+    assert events[2]["step"]["toolCall"]["argumentsJson"] == '{"timezone": "Europe/Paris"}'
+    assert events[-1]["runFinished"]["status"] == "RUN_STATUS_COMPLETED"
+
+
+def test_run_detach_prints_only_the_run_id(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(runner, fake, "run", "clock", "time?", "--detach")
+    assert result.exit_code == 0
+    assert result.stdout == f"{samples.RUN_ID}\n"
+    request = fake.calls.requests[0]
+    assert isinstance(request, ex_pb2.ExecuteAgentRequest) and request.detach
+
+
+def test_token_is_sent_as_bearer_metadata(runner: CliRunner, fake: FakeServer) -> None:
+    invoke(runner, fake, "runs", "show", samples.RUN_ID, env={"AGENTRUN_TOKEN": "s3cret"})
+    invoke(runner, fake, "--token", "flag-token", "agents", "list")
+    invoke(runner, fake, "runs", "list")
+    assert fake.calls.metadata[0]["authorization"] == "Bearer s3cret"
+    assert fake.calls.metadata[1]["authorization"] == "Bearer flag-token"
+    assert "authorization" not in fake.calls.metadata[2]
+
+
+def test_runs_show(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(runner, fake, "runs", "show", samples.RUN_ID)
+    assert result.exit_code == 0
+    assert samples.TRACE_ID in result.stdout and "2,570" in result.stdout and "tool_result" in result.stdout
+    request = fake.calls.requests[0]
+    assert isinstance(request, runs_pb2.GetRunRequest) and request.view == runs_pb2.RUN_VIEW_FULL
+
+
+def test_runs_show_json_uses_proto_json_names(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(runner, fake, "runs", "show", samples.RUN_ID, "--json")
+    run = json.loads(result.stdout)
+    assert run["id"] == samples.RUN_ID and run["traceId"] == samples.TRACE_ID
+    assert run["tokenUsage"]["inputTokens"] == "2500"  # int64 is a string in proto3 JSON
+    assert [s["sequence"] for s in run["executionSteps"]] == [1, 2, 3, 4, 5]
+
+
+def test_runs_list_table_filter_and_page_hint(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(
+        runner, fake, "runs", "list", "--agent", "clock", "--status", "completed", "--user", 'a"b', "--limit", "1",
+        "--order-by", "cost desc",
+    )  # fmt: skip
+    assert result.exit_code == 0
+    assert samples.RUN_ID in result.stdout and "COMPLETED" in result.stdout
+    assert "--page-token page-2" in result.stdout
+    request = fake.calls.requests[0]
+    assert isinstance(request, runs_pb2.ListRunsRequest)
+    assert request.filter == 'agent_name = "clock" AND status = RUN_STATUS_COMPLETED AND user = "a\\"b"'
+    assert (request.page_size, request.order_by) == (1, "cost desc")
+
+
+def test_runs_list_all_follows_page_tokens(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(runner, fake, "runs", "list", "--limit", "1", "--all", "--json")
+    data = json.loads(result.stdout)
+    assert [r["agentName"] for r in data["runs"]] == ["clock", "repo-reviewer"]
+    assert data["nextPageToken"] == ""
+    assert [r.page_token for r in fake.calls.requests] == ["", "page-2"]  # type: ignore[attr-defined]
+
+
+def test_runs_stats_default_is_per_agent_and_per_model(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(runner, fake, "runs", "stats", "--since", "24h")
+    assert result.exit_code == 0
+    assert "by agent" in result.stdout and "by model" in result.stdout
+    assert "agent-key" in result.stdout and "95.0%" in result.stdout and "0.25 USD" in result.stdout
+    groups = [r.group_by for r in fake.calls.requests]  # type: ignore[attr-defined]
+    assert groups == [runs_pb2.STATS_GROUP_BY_AGENT, runs_pb2.STATS_GROUP_BY_MODEL]
+    first = fake.calls.requests[0]
+    assert isinstance(first, runs_pb2.GetRunStatsRequest)
+    assert first.end_time.seconds - first.start_time.seconds == 24 * 3600
+
+
+def test_runs_stats_by_day_json(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(runner, fake, "runs", "stats", "--by", "day", "--from", "2026-11-01", "--to", "2026-11-08", "--json")
+    data = json.loads(result.stdout)
+    assert data["groups"][0]["key"] == "day-key"
+    request = fake.calls.requests[0]
+    assert isinstance(request, runs_pb2.GetRunStatsRequest)
+    assert request.group_by == runs_pb2.STATS_GROUP_BY_DAY
+    assert request.start_time.ToJsonString() == "2026-11-01T00:00:00Z"
+
+
+def test_runs_tools(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(runner, fake, "runs", "tools")
+    assert "get_current_time" in result.stdout and "5.0%" in result.stdout and "12 ms" in result.stdout
+
+
+def test_agents_list_shows_load_errors(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(runner, fake, "agents", "list")
+    assert result.exit_code == 0
+    assert "clock" in result.stdout and "time/*" in result.stdout and "6 steps" in result.stdout
+    assert "examples/agents/broken.prompt: invalid YAML front matter" in result.stdout
+    data = json.loads(invoke(runner, fake, "agents", "list", "--json").stdout)
+    assert data["errors"][0]["path"] == "examples/agents/broken.prompt"
+
+
+def test_runs_watch_replays_from_a_sequence(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(runner, fake, "runs", "watch", samples.RUN_ID, "--from", "3")
+    assert result.exit_code == 0
+    steps = [line for line in result.stdout.splitlines() if line.startswith("[")]
+    assert [line.split()[0] for line in steps] == ["[3]", "[4]", "[5]"]
+    assert "status: COMPLETED" in result.stdout
+
+
+def test_runs_cancel_after_turn(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(runner, fake, "runs", "cancel", "some-live-run", "--after-turn")
+    assert result.exit_code == 0
+    assert "cancel requested" in result.stdout
+    assert fake.calls.cancels[0].mode == ex_pb2.CANCEL_MODE_AFTER_TURN

@@ -1,0 +1,97 @@
+"""Service errors become one readable stderr line and an exit code; never a traceback."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from typer.testing import CliRunner
+
+from agentrun_cli.errors import exit_code_for
+from tests.cli.cli_helpers import free_port, invoke
+from tests.cli.fake_services import FakeServer
+
+
+def assert_one_line_error(stderr: str, expected: str) -> None:
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith(expected), lines[0]
+
+
+def test_not_found_is_one_line_and_exit_2(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(runner, fake, "runs", "show", "no-such-run")
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, "error: NOT_FOUND: run 'no-such-run' not found")
+    assert result.stdout == ""
+
+
+def test_invalid_argument_details_on_one_line(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(runner, fake, "runs", "list", "--filter", "bogus = 1")
+    assert result.exit_code == 2
+    assert_one_line_error(
+        result.stderr, "error: INVALID_ARGUMENT: filter: unknown field 'bogus'; allowed fields: agent_name, status (at"
+    )
+
+
+def test_not_found_from_a_stream(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(runner, fake, "run", "missing", "hello")
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, "error: NOT_FOUND: agent 'missing' not found")
+
+
+def test_other_codes_exit_1(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(runner, fake, "runs", "cancel", "0193a5c4-7d2e-7b3a-9c1d-2e3f4a5b6c7d")
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "error: FAILED_PRECONDITION: run '0193a5c4-7d2e-7b3a-9c1d-2e3f4a5b6c7d'")
+
+
+@pytest.mark.parametrize(
+    ("args", "service", "flag", "env_var"),
+    [
+        (["runs", "list"], "RunsService", "--runs-target", "AGENTRUN_RUNS_TARGET"),
+        (["agents", "list"], "ExecutionService", "--execution-target", "AGENTRUN_EXECUTION_TARGET"),
+        (["run", "clock", "what time is it?"], "ExecutionService", "--execution-target", "AGENTRUN_EXECUTION_TARGET"),
+    ],
+)
+def test_unreachable_service_names_the_address_and_how_to_start_it(
+    runner: CliRunner, args: list[str], service: str, flag: str, env_var: str
+) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    result = invoke(runner, None, *args, env={"AGENTRUN_RUNS_TARGET": address, "AGENTRUN_EXECUTION_TARGET": address})
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, f"error: UNAVAILABLE: cannot reach {service} at {address}")
+    assert "agentrun serve all" in result.stderr
+    assert flag in result.stderr and env_var in result.stderr
+
+
+def test_flags_override_environment(runner: CliRunner, fake: FakeServer) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    result = invoke(
+        runner, None, "--runs-target", fake.target, "runs", "show", "x", env={"AGENTRUN_RUNS_TARGET": dead}
+    )
+    assert "NOT_FOUND" in result.stderr
+
+
+def test_bad_option_values_exit_2(runner: CliRunner, fake: FakeServer) -> None:
+    for args, message in [
+        (["runs", "list", "--status", "finished"], "error: unknown status 'finished'"),
+        (["runs", "stats", "--since", "soon"], "error: --since expects"),
+        (["run", "clock", "t", "--var", "novalue"], "error: --var expects KEY=VALUE"),
+    ]:
+        result = invoke(runner, fake, *args)
+        assert result.exit_code == 2, args
+        assert_one_line_error(result.stderr, message)
+    assert fake.calls.requests == []
+
+
+def test_missing_ca_file(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(runner, fake, "--tls-ca", "/nonexistent/ca.pem", "runs", "list")
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "error: cannot read the CA file '/nonexistent/ca.pem'")
+
+
+def test_exit_codes() -> None:
+    assert exit_code_for(grpc.StatusCode.NOT_FOUND) == 2
+    assert exit_code_for(grpc.StatusCode.INVALID_ARGUMENT) == 2
+    assert exit_code_for(grpc.StatusCode.PERMISSION_DENIED) == 1
+    assert exit_code_for(grpc.StatusCode.UNAVAILABLE) == 1

@@ -1,0 +1,148 @@
+"""Rendering is pure: protobuf messages in, rich renderables (or plain lines) out."""
+
+from __future__ import annotations
+
+from agentrun.execution.v1 import execution_service_pb2 as ex_pb2
+from agentrun.runs.v1 import run_pb2
+from agentrun.runs.v1 import runs_service_pb2 as runs_pb2
+from rich.console import Console, RenderableType
+
+from agentrun_cli.progress import RunProgress
+from agentrun_cli.render import format as fmt
+from agentrun_cli.render.agents import agents_view
+from agentrun_cli.render.live import live_area, live_step_line
+from agentrun_cli.render.run_details import run_details
+from agentrun_cli.render.run_list import runs_table
+from agentrun_cli.render.stats import run_stats_table, tool_stats_table
+from agentrun_cli.render.steps import plain_line
+from agentrun_cli.render.summary import summary_lines
+from tests.cli import samples
+
+
+def text_of(renderable: RenderableType, width: int = 200) -> str:
+    console = Console(width=width, record=True, color_system=None, force_terminal=False)
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_show_view_has_header_tokens_cost_steps_and_tool_calls() -> None:
+    out = text_of(run_details(samples.clock_run()))
+    assert samples.RUN_ID in out
+    assert "clock@sha256:0123456789abcdef0123456789abcdef" in out
+    assert samples.TRACE_ID in out
+    assert "alice" in out and "COMPLETED" in out
+    assert "env=dev, team=docs" in out
+    # token usage: input, output, cached, thinking, tool-use prompt, total
+    for number in ("2,500", "55", "200", "15", "40", "2,570"):
+        assert number in out
+    assert "0.001496 USD" in out and "genai-prices 0.2.3" in out
+    assert "It is 14:00 (CET) on Wednesday in Paris." in out
+    kinds = ["model_call", "tool_call", "tool_result", "model_call", "final_response"]
+    positions = [out.index(kind, out.index("steps")) for kind in kinds[:3]]
+    assert positions == sorted(positions)
+    step_lines = [line for line in out.splitlines() if any(f" {k} " in f" {line} " for k in kinds)]
+    assert [next(k for k in kinds if k in line) for line in step_lines] == kinds
+    assert '{"timezone":"Europe/Paris"}' in out  # tool arguments, compacted
+    assert "+0.900s" in out  # time offset from the run's start
+    assert "TTFT 210 ms" in out and "STOP" in out
+    assert "tool calls" in out and "SUCCEEDED" in out and "12 ms" in out
+
+
+def test_show_view_of_a_failed_run_shows_the_error() -> None:
+    out = text_of(run_details(samples.failed_run()))
+    assert "FAILED" in out
+    assert "MAX_STEPS_EXCEEDED: the run took more than 6 steps" in out
+    assert "cost unknown" in out
+    assert "no steps recorded" in out
+
+
+def test_plain_lines_one_per_step() -> None:
+    lines = [plain_line(step) for step in samples.clock_steps()]
+    assert lines[0].startswith("[1] model_call gemini-2.5-flash · 1,245 tokens (1,200 in / 30 out / 200 cached")
+    assert lines[1] == '[2] tool_call time/get_current_time {"timezone":"Europe/Paris"}'
+    assert lines[2].startswith("[3] tool_result get_current_time ✓ 12 ms ")
+    assert lines[4] == "[5] final_response It is 14:00 (CET) on Wednesday in Paris."
+    assert all("\n" not in line for line in lines)
+
+
+def test_failed_tool_result_is_marked() -> None:
+    step = run_pb2.ExecutionStep(
+        sequence=7,
+        tool_result=run_pb2.ToolCallFinished(
+            tool_name="read_file",
+            is_error=True,
+            status=run_pb2.TOOL_CALL_STATUS_TIMED_OUT,
+            duration=samples.dur(20),
+            result_text="timed out",
+        ),
+    )
+    assert plain_line(step) == "[7] tool_result read_file ✗ 20.00 s TIMED_OUT timed out"
+
+
+def test_live_view_spinner_for_call_in_flight_then_check_mark() -> None:
+    progress = RunProgress()
+    progress.apply(ex_pb2.ExecuteAgentResponse(run_started=samples.run_started()))
+    steps = samples.clock_steps()
+    for step in steps[:2]:
+        progress.apply_step(step)
+    area = text_of(live_area(progress))
+    assert 'time/get_current_time {"timezone":"Europe/Paris"}' in area
+    assert "1,245 tokens" in area  # running count in the footer
+    progress.apply_step(steps[2])
+    line = live_step_line(steps[2], progress)
+    assert line is not None
+    assert line.plain.startswith('✓ time/get_current_time {"timezone":"Europe/Paris"} 12 ms')
+    assert "get_current_time" not in text_of(live_area(progress))
+
+
+def test_summary_lines() -> None:
+    lines = summary_lines(samples.run_finished())
+    assert "status: COMPLETED" in lines
+    assert "tokens: input 2,500 · output 55 · cached 200 · thinking 15 · total 2,570" in lines
+    assert f"run id: {samples.RUN_ID}" in lines
+    assert "tool calls: 1" in lines and "duration: 1.50 s" in lines
+
+
+def test_runs_table() -> None:
+    out = text_of(runs_table([samples.clock_run(), samples.failed_run()]))
+    assert samples.RUN_ID in out and "clock" in out and "repo-reviewer" in out
+    assert "COMPLETED" in out and "FAILED" in out
+    assert "2026-11-25 13:00:00Z" in out and "1.50 s" in out and "0.001496 USD" in out
+    assert "2,570" in out and "get_current_time" in out
+
+
+def test_stats_tables() -> None:
+    group = runs_pb2.RunStatsGroup(
+        key="clock",
+        run_count=40,
+        success_rate=0.95,
+        token_usage=samples.usage(1000, 200),
+        duration_p50=samples.dur(1.2),
+        duration_p95=samples.dur(75),
+    )
+    out = text_of(run_stats_table("by agent", [group]))
+    assert "clock" in out and "95.0%" in out and "1,200" in out and "1.20 s" in out and "1m 15s" in out
+    tools = text_of(tool_stats_table([runs_pb2.ToolStats(tool_name="read_file", call_count=3, error_rate=1 / 3)]))
+    assert "read_file" in tools and "33.3%" in tools
+
+
+def test_agents_view_shows_load_errors() -> None:
+    response = ex_pb2.ListAgentsResponse(
+        agents=[ex_pb2.Agent(name="clock", version="abcdef0123456789", model="m", tools=["time/*"])],
+        errors=[ex_pb2.AgentLoadError(path="agents/bad.prompt", message="no model")],
+    )
+    out = text_of(agents_view(response))
+    assert "clock" in out and "abcdef012345" in out and "abcdef0123456789" not in out
+    assert "agents/bad.prompt: no model" in out
+
+
+def test_formatters() -> None:
+    assert fmt.human_seconds(0.0123) == "12 ms"
+    assert fmt.human_seconds(3.456) == "3.46 s"
+    assert fmt.human_seconds(123) == "2m 03s"
+    assert fmt.human_seconds(3723) == "1h 02m"
+    assert fmt.truncate("a\nb  c", 10) == "a b c"
+    assert fmt.truncate("abcdefghij", 5) == "abcd…"
+    assert fmt.tool_label("get_current_time", "time") == "time/get_current_time"
+    assert fmt.tool_label("time/get_current_time", "time") == "time/get_current_time"
+    assert fmt.status_name(run_pb2.RUN_STATUS_TIMED_OUT) == "TIMED_OUT"

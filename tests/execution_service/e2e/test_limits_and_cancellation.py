@@ -1,0 +1,188 @@
+"""Limits, cancellation, disconnects, detaching and reattaching: each ends in a clear, stored status."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+import pytest
+from agentrun.execution.v1 import execution_service_pb2 as ex
+from agentrun.runs.v1 import run_pb2
+
+from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage
+from tests.support.stack import Stack, agent_source, running_stack, steps_of, wait_for
+
+
+def sleeper(seconds: float, call_id: str) -> FakeResponse:
+    return FakeResponse(function_calls=[FakeFunctionCall("sleep", {"seconds": seconds}, id=call_id)])
+
+
+async def first_events(stream: object, count: int) -> list[ex.ExecuteAgentResponse]:
+    events = []
+    async for event in stream:  # type: ignore[attr-defined]
+        events.append(event)
+        if len(events) >= count:
+            break
+    return events
+
+
+async def test_max_steps_ends_the_run_failed_with_the_reason(tmp_path: Path) -> None:
+    agents = {"loopy": agent_source(model="gemini-2.5-flash", tools=["test/echo"], limits={"max_steps": 2})}
+    async with running_stack(tmp_path, agents) as stack:
+        stack.gemini.set_responder(
+            lambda body: FakeResponse(function_calls=[FakeFunctionCall("echo", {"text": "again"})])
+        )
+        events = await stack.execute(agent_name="loopy", task="loop forever")
+        finished = events[-1].run_finished
+        assert finished.status == run_pb2.RUN_STATUS_FAILED and finished.error.reason == "MAX_STEPS_EXCEEDED"
+        assert finished.steps_taken == 2
+        stored = await stack.stored_run(finished.run_id)
+        assert stored.error.reason == "MAX_STEPS_EXCEEDED"
+
+
+async def test_run_timeout_ends_the_run_timed_out(tmp_path: Path) -> None:
+    agents = {"slow": agent_source(model="gemini-2.5-flash", tools=["test/sleep"], limits={"run_timeout": "1s"})}
+    async with running_stack(tmp_path, agents) as stack:
+        stack.gemini.add(sleeper(5, "s1"))
+        events = await stack.execute(agent_name="slow", task="sleep")
+        finished = events[-1].run_finished
+        assert finished.status == run_pb2.RUN_STATUS_TIMED_OUT and finished.error.reason == "RUN_TIMEOUT"
+        assert finished.duration.ToTimedelta().total_seconds() < 4
+        stored = await stack.stored_run(finished.run_id)
+        assert stored.status == run_pb2.RUN_STATUS_TIMED_OUT
+        assert stored.tool_calls[0].status == run_pb2.TOOL_CALL_STATUS_CANCELLED
+
+
+async def test_tool_timeout_is_a_tool_error_and_the_run_goes_on(tmp_path: Path) -> None:
+    agents = {
+        "impatient": agent_source(model="gemini-2.5-flash", tools=["test/sleep"], limits={"tool_timeout": "500ms"})
+    }
+    async with running_stack(tmp_path, agents) as stack:
+        stack.gemini.add(sleeper(5, "s1"), FakeResponse(text="the tool timed out"))
+        events = await stack.execute(agent_name="impatient", task="sleep")
+        assert events[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        result = next(s.tool_result for s in steps_of(events) if s.WhichOneof("payload") == "tool_result")
+        assert result.status == run_pb2.TOOL_CALL_STATUS_TIMED_OUT and result.is_error
+        assert 0.4 < result.duration.ToTimedelta().total_seconds() < 3
+        stored = await stack.stored_run(events[0].run_started.run_id)
+        assert stored.tool_calls[0].status == run_pb2.TOOL_CALL_STATUS_TIMED_OUT
+
+
+async def test_token_budget_ends_the_run(tmp_path: Path) -> None:
+    agents = {"hungry": agent_source(model="gemini-2.5-flash", tools=["test/echo"], limits={"token_budget": 100})}
+    async with running_stack(tmp_path, agents) as stack:
+        stack.gemini.set_responder(
+            lambda body: FakeResponse(
+                function_calls=[FakeFunctionCall("echo", {"text": "x"})], usage=FakeUsage(prompt=60, candidates=10)
+            )
+        )
+        events = await stack.execute(agent_name="hungry", task="eat tokens")
+        finished = events[-1].run_finished
+        assert finished.status == run_pb2.RUN_STATUS_FAILED and finished.error.reason == "TOKEN_BUDGET_EXCEEDED"
+        assert finished.token_usage.total_tokens == 140
+
+
+async def cancel_mid_tool(stack: Stack, mode: int) -> ex.RunFinished:
+    stub = stack.execution_stub()
+    stream = stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="sleepy", task="sleep"))
+    seen: list[ex.ExecuteAgentResponse] = []
+    async for event in stream:
+        seen.append(event)
+        if event.WhichOneof("event") == "step" and event.step.WhichOneof("payload") == "tool_call":
+            await stub.CancelRun(ex.CancelRunRequest(run_id=seen[0].run_started.run_id, mode=mode))
+        if event.WhichOneof("event") == "run_finished":
+            return event.run_finished
+    raise AssertionError("stream ended without run_finished")
+
+
+async def test_cancel_immediate_stops_in_flight_tools_and_is_stored_cancelled(tmp_path: Path) -> None:
+    agents = {"sleepy": agent_source(model="gemini-2.5-flash", tools=["test/sleep"])}
+    async with running_stack(tmp_path, agents) as stack:
+        stack.gemini.add(sleeper(30, "s1"))
+        started = asyncio.get_running_loop().time()
+        finished = await cancel_mid_tool(stack, ex.CANCEL_MODE_IMMEDIATE)
+        assert asyncio.get_running_loop().time() - started < 10
+        assert finished.status == run_pb2.RUN_STATUS_CANCELLED
+        stored = await stack.stored_run(finished.run_id)
+        assert stored.status == run_pb2.RUN_STATUS_CANCELLED
+        assert stored.tool_calls[0].status == run_pb2.TOOL_CALL_STATUS_CANCELLED
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stack.execution_stub().CancelRun(ex.CancelRunRequest(run_id=finished.run_id))
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stack.execution_stub().CancelRun(ex.CancelRunRequest(run_id="0190b6e2-7c3a-7d4e-9f10-2a3b4c5d6e7f"))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_cancel_after_turn_lets_the_tool_finish(tmp_path: Path) -> None:
+    agents = {"sleepy": agent_source(model="gemini-2.5-flash", tools=["test/sleep"])}
+    async with running_stack(tmp_path, agents) as stack:
+        stack.gemini.add(sleeper(0.5, "s1"), FakeResponse(text="never asked"))
+        finished = await cancel_mid_tool(stack, ex.CANCEL_MODE_AFTER_TURN)
+        assert finished.status == run_pb2.RUN_STATUS_CANCELLED
+        stored = await stack.stored_run(finished.run_id)
+        assert stored.tool_calls[0].status == run_pb2.TOOL_CALL_STATUS_SUCCEEDED
+        assert len(stack.gemini.requests) == 1
+
+
+async def test_client_disconnect_cancels_the_run_unless_detached(tmp_path: Path) -> None:
+    agents = {"sleepy": agent_source(model="gemini-2.5-flash", tools=["test/sleep"])}
+    async with running_stack(tmp_path, agents) as stack:
+        stack.gemini.add(sleeper(30, "s1"))
+        stub = stack.execution_stub()
+        call = stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="sleepy", task="sleep"))
+        events = await first_events(call, 3)  # started, model call, tool call
+        run_id = events[0].run_started.run_id
+        call.cancel()
+        stored = await wait_stored(stack, run_id)
+        assert stored.status == run_pb2.RUN_STATUS_CANCELLED
+
+        stack.gemini.add(sleeper(0.3, "s2"), FakeResponse(text="done while you were away"))
+        call = stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="sleepy", task="sleep", detach=True))
+        events = await first_events(call, 3)
+        run_id = events[0].run_started.run_id
+        call.cancel()
+        stored = await wait_stored(stack, run_id)
+        assert stored.status == run_pb2.RUN_STATUS_COMPLETED
+        assert stored.final_response == "done while you were away"
+
+
+async def wait_stored(stack: Stack, run_id: str) -> run_pb2.Run:
+    live = stack.execution.manager.find(run_id)
+    assert live is not None
+    await wait_for(lambda: live.is_finished, timeout_s=15)
+    return await stack.stored_run(run_id)
+
+
+async def test_watch_run_replays_missed_steps_then_follows(tmp_path: Path) -> None:
+    agents = {"sleepy": agent_source(model="gemini-2.5-flash", tools=["test/sleep"])}
+    async with running_stack(tmp_path, agents) as stack:
+        stack.gemini.add(sleeper(0.5, "s1"), FakeResponse(text="awake"))
+        stub = stack.execution_stub()
+        call = stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="sleepy", task="sleep", detach=True))
+        events = await first_events(call, 3)
+        run_id = events[0].run_started.run_id
+        call.cancel()
+        watched = [e async for e in stub.WatchRun(ex.WatchRunRequest(run_id=run_id, from_sequence=2))]
+        assert watched[0].WhichOneof("event") == "run_started"
+        steps = [e.step for e in watched if e.WhichOneof("event") == "step"]
+        assert [s.sequence for s in steps] == list(range(2, 2 + len(steps)))
+        assert watched[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        full = [e async for e in stub.WatchRun(ex.WatchRunRequest(run_id=run_id))]
+        assert next(e.step.sequence for e in full if e.WhichOneof("event") == "step") == 1
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in stub.WatchRun(ex.WatchRunRequest(run_id="0190b6e2-7c3a-7d4e-9f10-2a3b4c5d6e7f")):
+                pass
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_retry_with_the_same_run_id_reattaches_instead_of_starting_again(tmp_path: Path) -> None:
+    agents = {"plain": agent_source()}
+    async with running_stack(tmp_path, agents) as stack:
+        run_id = "0190b6e2-7c3a-7d4e-9f10-2a3b4c5d6e7f"
+        first = await stack.execute(agent_name="plain", task="hi", run_id=run_id)
+        second = await stack.execute(agent_name="plain", task="hi", run_id=run_id)
+        assert first == second
+        stored = await stack.stored_run(run_id)
+        assert stored.status == run_pb2.RUN_STATUS_COMPLETED

@@ -1,0 +1,387 @@
+"""GeminiProvider through the real google-genai async client against the local FakeGemini."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import socket
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from google.genai import types
+
+from agentrun_core.domain import ErrorReason, TokenUsage
+from execution_service.model.base import (
+    FunctionResult,
+    ModelError,
+    ModelMessage,
+    ModelRequest,
+    ToolDeclaration,
+    ToolResultMessage,
+    UserMessage,
+)
+from execution_service.model.gemini import GeminiProvider
+from execution_service.model.gemini_convert import GENERATED_CALL_ID_PREFIX, merge_usage, to_config
+from tests.fakes.gemini_server import (
+    FakeError,
+    FakeFunctionCall,
+    FakeGemini,
+    FakeResponse,
+    FakeUsage,
+    part_field,
+)
+
+MODEL = "gemini-2.5-flash"
+TIME_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"timezone": {"type": "string", "description": "IANA timezone name, e.g. 'Europe/Paris'"}},
+    "required": ["timezone"],
+}
+TIME_TOOL = ToolDeclaration("get_current_time", "Get the current time in a timezone", TIME_SCHEMA)
+ALL_COUNTS = FakeUsage(prompt=1200, candidates=80, total=1400, cached=300, thoughts=90, tool_use_prompt=30)
+ALL_COUNTS_MAPPED = TokenUsage(
+    input_tokens=1200,
+    output_tokens=80,
+    total_tokens=1400,
+    cached_tokens=300,
+    thinking_tokens=90,
+    tool_use_prompt_tokens=30,
+)
+
+
+def ask(*messages: Any, tools: tuple[ToolDeclaration, ...] = (), **kwargs: Any) -> ModelRequest:
+    return ModelRequest(model=MODEL, messages=messages or (UserMessage("What time is it?"),), tools=tools, **kwargs)
+
+
+async def test_text_turn(any_gemini: GeminiProvider, fake_gemini: FakeGemini) -> None:
+    provider = any_gemini
+    fake_gemini.add(FakeResponse(text="It is noon in Paris.", usage=FakeUsage(prompt=12, candidates=6)))
+
+    response = await provider.generate(ask(system_instruction="Be brief."))
+
+    assert response.text == "It is noon in Paris."
+    assert response.function_calls == ()
+    assert response.finish_reason == "STOP"
+    assert response.blocked_reason is None
+    assert response.usage == TokenUsage(input_tokens=12, output_tokens=6, total_tokens=18)
+    [sent] = fake_gemini.requests
+    assert sent.model == MODEL
+    assert sent.version == "v1beta"
+    assert sent.stream is provider.stream
+    assert sent.contents == [{"role": "user", "parts": [{"text": "What time is it?"}]}]
+    assert sent.system_text == "Be brief."
+
+
+async def test_function_call_turn_maps_all_six_usage_counts(
+    any_gemini: GeminiProvider, fake_gemini: FakeGemini
+) -> None:
+    provider = any_gemini
+    fake_gemini.add(
+        FakeResponse(
+            function_calls=[
+                FakeFunctionCall("get_current_time", {"timezone": "Europe/Paris"}, id="call-1"),
+                FakeFunctionCall("get_current_time", {"timezone": "Asia/Tokyo"}, id="call-2"),
+            ],
+            usage=ALL_COUNTS,
+        )
+    )
+
+    response = await provider.generate(ask(tools=(TIME_TOOL,)))
+
+    assert [(c.id, c.name, c.arguments) for c in response.function_calls] == [
+        ("call-1", "get_current_time", {"timezone": "Europe/Paris"}),
+        ("call-2", "get_current_time", {"timezone": "Asia/Tokyo"}),
+    ]
+    assert response.text == ""
+    assert response.usage == ALL_COUNTS_MAPPED
+
+
+async def test_missing_counts_become_zero(gemini: GeminiProvider, fake_gemini: FakeGemini) -> None:
+    fake_gemini.add(FakeResponse(text="hi", usage=FakeUsage(prompt=5, candidates=1)))
+    response = await gemini.generate(ask())
+    assert response.usage == TokenUsage(input_tokens=5, output_tokens=1, total_tokens=6)
+    fake_gemini.add(FakeResponse(text="hi", usage=None))
+    assert (await gemini.generate(ask())).usage == TokenUsage()
+
+
+async def test_streaming_merges_chunks_and_measures_time_to_first_token(
+    gemini: GeminiProvider, fake_gemini: FakeGemini
+) -> None:
+    text = "The current time in Paris is 12:00, and in Tokyo it is 19:00."
+    fake_gemini.add(
+        FakeResponse(
+            text=text,
+            function_calls=[FakeFunctionCall("get_current_time", {"timezone": "UTC"}, id="c1")],
+            usage=ALL_COUNTS,
+            stream_chunks=4,
+            chunk_delay_s=0.05,
+        )
+    )
+
+    started = time.perf_counter()
+    response = await gemini.generate(ask(tools=(TIME_TOOL,)))
+    elapsed = timedelta(seconds=time.perf_counter() - started)
+
+    assert response.text == text
+    assert [c.name for c in response.function_calls] == ["get_current_time"]
+    # Every chunk carried a cumulative usage snapshot: the result is the last one, not a sum.
+    assert response.usage == ALL_COUNTS_MAPPED
+    assert response.time_to_first_token is not None
+    assert timedelta(0) < response.time_to_first_token < elapsed
+    # The first chunk came ~4 x 50 ms before the end of the stream.
+    assert elapsed - response.time_to_first_token >= timedelta(milliseconds=100)
+    # Text pieces are joined into one part in the content echoed back.
+    assert response.provider_content is not None
+    assert [p.text for p in response.provider_content.parts if p.text] == [text]
+
+
+def test_merge_usage_takes_the_latest_snapshot_per_count() -> None:
+    first = types.GenerateContentResponseUsageMetadata(prompt_token_count=100, candidates_token_count=3)
+    last = types.GenerateContentResponseUsageMetadata(candidates_token_count=9, total_token_count=109)
+    merged = merge_usage(first, last)
+    assert merged is not None
+    assert (merged.prompt_token_count, merged.candidates_token_count, merged.total_token_count) == (100, 9, 109)
+    assert merge_usage(None, last) is last
+    assert merge_usage(first, None) is first
+
+
+async def test_thought_signature_echoed_back_unchanged_and_function_responses_carry_id_and_name(
+    any_gemini: GeminiProvider, fake_gemini: FakeGemini
+) -> None:
+    provider = any_gemini
+    signature = base64.b64encode(b"opaque-thought-signature\x00\xff").decode()
+    fake_gemini.add(
+        FakeResponse(
+            text="Let me check.",
+            function_calls=[FakeFunctionCall("get_current_time", {"timezone": "Europe/Paris"}, id="fc-42")],
+            thought_signature=signature,
+        ),
+        FakeResponse(text="It is noon."),
+    )
+    first = ask(tools=(TIME_TOOL,))
+    turn = await provider.generate(first)
+    [call] = turn.function_calls
+    results = ToolResultMessage((FunctionResult(call.id, call.name, {"result": '{"datetime": "12:00"}'}),))
+
+    second = await provider.generate(ask(*first.messages, turn.as_message(), results, tools=(TIME_TOOL,)))
+
+    assert second.text == "It is noon."
+    first_body, second_body = (r.body for r in fake_gemini.requests)
+    model_content = second_body["contents"][1]
+    assert model_content["role"] == "model"
+    signed = [p for p in model_content["parts"] if part_field(p, "thoughtSignature", "thought_signature")]
+    assert [part_field(p, "thoughtSignature", "thought_signature") for p in signed] == [signature]
+    assert part_field(signed[0], "functionCall", "function_call")["id"] == "fc-42"
+    tool_content = second_body["contents"][2]
+    assert tool_content["role"] == "user"
+    [response_part] = tool_content["parts"]
+    function_response = part_field(response_part, "functionResponse", "function_response")
+    assert function_response == {
+        "id": "fc-42",
+        "name": "get_current_time",
+        "response": {"result": '{"datetime": "12:00"}'},
+    }
+    assert first_body["contents"] == second_body["contents"][:1]
+
+
+async def test_calls_without_ids_get_unique_ids_that_are_not_sent_back(
+    gemini: GeminiProvider, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.add(
+        FakeResponse(
+            function_calls=[
+                FakeFunctionCall("get_current_time", {"timezone": "UTC"}),
+                FakeFunctionCall("get_current_time", {"timezone": "UTC"}),
+            ]
+        ),
+        FakeResponse(text="done"),
+    )
+    first = ask(tools=(TIME_TOOL,))
+    turn = await gemini.generate(first)
+    ids = [c.id for c in turn.function_calls]
+    assert len(set(ids)) == 2
+    assert all(i.startswith(GENERATED_CALL_ID_PREFIX) for i in ids)
+    results = ToolResultMessage(tuple(FunctionResult(c.id, c.name, {"result": "ok"}) for c in turn.function_calls))
+
+    await gemini.generate(ask(*first.messages, turn.as_message(), results))
+
+    parts = fake_gemini.requests[1].contents[2]["parts"]
+    responses = [part_field(p, "functionResponse", "function_response") for p in parts]
+    assert [r["name"] for r in responses] == ["get_current_time", "get_current_time"]
+    assert all("id" not in r for r in responses)
+
+
+async def test_model_message_without_provider_content_is_rebuilt(
+    gemini: GeminiProvider, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.add(FakeResponse(text="ok"))
+    from execution_service.model.base import FunctionCall
+
+    history = (
+        UserMessage("hi"),
+        ModelMessage("calling", (FunctionCall("m-1", "get_current_time", {"timezone": "UTC"}),)),
+        ToolResultMessage((FunctionResult("m-1", "get_current_time", {"error": "boom"}, is_error=True),)),
+    )
+    await gemini.generate(ask(*history))
+    contents = fake_gemini.requests[0].contents
+    assert contents[1]["role"] == "model"
+    assert contents[1]["parts"][0] == {"text": "calling"}
+    call = part_field(contents[1]["parts"][1], "functionCall", "function_call")
+    assert call == {"id": "m-1", "name": "get_current_time", "args": {"timezone": "UTC"}}
+    response = part_field(contents[2]["parts"][0], "functionResponse", "function_response")
+    assert response == {"id": "m-1", "name": "get_current_time", "response": {"error": "boom"}}
+
+
+async def test_tools_are_sent_with_their_json_schema_as_is(gemini: GeminiProvider, fake_gemini: FakeGemini) -> None:
+    odd_schema: dict[str, Any] = {
+        "type": "object",
+        "$defs": {"Mode": {"type": "string", "enum": ["fast", "slow"]}},
+        "properties": {
+            "mode": {"$ref": "#/$defs/Mode"},
+            "tags": {"type": "array", "items": {"type": "string"}, "minItems": 0},
+            "limit": {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None},
+        },
+        "required": ["mode"],
+        "additionalProperties": False,
+    }
+    tools = (TIME_TOOL, ToolDeclaration("search", "Search things", odd_schema))
+    fake_gemini.add(FakeResponse(text="ok"))
+
+    await gemini.generate(ask(tools=tools))
+
+    [sent] = fake_gemini.requests
+    assert [d["name"] for d in sent.function_declarations] == ["get_current_time", "search"]
+    assert sent.function_declarations[0]["description"] == "Get the current time in a timezone"
+    assert sent.declaration_schema("get_current_time") == TIME_SCHEMA
+    assert sent.declaration_schema("search") == odd_schema
+
+
+async def test_generation_config_is_mapped_and_unknown_keys_warned(
+    gemini: GeminiProvider, fake_gemini: FakeGemini, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_gemini.add(FakeResponse(text="ok"))
+    config = {
+        "temperature": 0.3,
+        "maxOutputTokens": 256,
+        "topP": 0.9,
+        "topK": 20,
+        "stopSequences": ["END"],
+        "thinkingConfig": {"thinkingBudget": 0, "includeThoughts": False},
+        "mysteryKnob": 7,
+    }
+    with caplog.at_level(logging.WARNING, logger="execution_service.model.gemini_convert"):
+        await gemini.generate(ask(config=config))
+
+    generation = fake_gemini.requests[0].generation_config
+    assert generation["temperature"] == 0.3
+    assert generation["maxOutputTokens"] == 256
+    assert generation["topP"] == 0.9
+    assert generation["topK"] == 20
+    assert generation["stopSequences"] == ["END"]
+    thinking = generation["thinkingConfig"]
+    assert (thinking.get("thinkingBudget", thinking.get("thinking_budget"))) == 0
+    assert "mysteryKnob" not in generation
+    assert any("mysteryKnob" in r.getMessage() for r in caplog.records)
+
+
+def test_config_disables_automatic_function_calling_and_rejects_bad_values() -> None:
+    config = to_config(ask(tools=(TIME_TOOL,)))
+    assert config.automatic_function_calling is not None
+    assert config.automatic_function_calling.disable is True
+    with pytest.raises(ModelError) as caught:
+        to_config(ask(config={"temperature": "hot"}))
+    assert caught.value.reason == ErrorReason.MODEL_REQUEST_INVALID
+    assert not caught.value.retryable
+
+
+async def test_blocked_prompt(any_gemini: GeminiProvider, fake_gemini: FakeGemini) -> None:
+    provider = any_gemini
+    fake_gemini.add(FakeResponse(block_reason="SAFETY", usage=FakeUsage(prompt=40)))
+    response = await provider.generate(ask())
+    assert response.blocked_reason == "SAFETY"
+    assert response.text == ""
+    assert response.function_calls == ()
+    assert response.usage.input_tokens == 40
+
+
+async def test_max_tokens_finish_reason_is_surfaced(any_gemini: GeminiProvider, fake_gemini: FakeGemini) -> None:
+    provider = any_gemini
+    fake_gemini.add(FakeResponse(text="The answer is cut", finish_reason="MAX_TOKENS"))
+    response = await provider.generate(ask())
+    assert response.finish_reason == "MAX_TOKENS"
+    assert response.text == "The answer is cut"
+
+
+async def test_responder_answers_function_calls_dynamically(gemini: GeminiProvider, fake_gemini: FakeGemini) -> None:
+    def responder(body: dict[str, Any]) -> FakeResponse:
+        last = body["contents"][-1]["parts"]
+        responses = [part_field(p, "functionResponse", "function_response") for p in last]
+        if any(responses):
+            return FakeResponse(text="echo: " + "; ".join(str(r["response"]["result"]) for r in responses if r))
+        return FakeResponse(function_calls=[FakeFunctionCall("get_current_time", {"timezone": "UTC"}, id="r1")])
+
+    fake_gemini.set_responder(responder)
+    first = ask(tools=(TIME_TOOL,))
+    turn = await gemini.generate(first)
+    results = ToolResultMessage((FunctionResult("r1", "get_current_time", {"result": "12:00 UTC"}),))
+    final = await gemini.generate(ask(*first.messages, turn.as_message(), results, tools=(TIME_TOOL,)))
+    assert final.text == "echo: 12:00 UTC"
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "retryable"),
+    [
+        (429, ErrorReason.MODEL_RATE_LIMITED, True),
+        (500, ErrorReason.MODEL_UNAVAILABLE, True),
+        (503, ErrorReason.MODEL_UNAVAILABLE, True),
+        (400, ErrorReason.MODEL_REQUEST_INVALID, False),
+        (403, ErrorReason.MODEL_REQUEST_INVALID, False),
+    ],
+)
+async def test_http_errors_map_to_model_errors(
+    gemini: GeminiProvider, fake_gemini: FakeGemini, status: int, reason: ErrorReason, retryable: bool
+) -> None:
+    fake_gemini.add(FakeError(status, f"scripted failure {status}"))
+    with pytest.raises(ModelError) as caught:
+        await gemini.generate(ask())
+    error = caught.value
+    assert (error.reason, error.code, error.retryable) == (reason, status, retryable)
+    assert error.message == f"scripted failure {status}"
+    assert error.status
+    assert len(fake_gemini.requests) == 1  # the SDK did not retry
+
+
+async def test_rate_limit_retry_info_becomes_a_delay_hint(gemini: GeminiProvider, fake_gemini: FakeGemini) -> None:
+    fake_gemini.add(FakeError(429, "Resource has been exhausted", retry_delay_s=1.5))
+    with pytest.raises(ModelError) as caught:
+        await gemini.generate(ask())
+    assert caught.value.status == "RESOURCE_EXHAUSTED"
+    assert caught.value.retry_after_s == 1.5
+
+
+async def test_timeout_is_retryable_model_timeout(fake_gemini: FakeGemini) -> None:
+    fake_gemini.add(FakeResponse(text="too late", delay_s=1.5))
+    provider = GeminiProvider("test-key", fake_gemini.base_url, timeout_s=0.3)
+    try:
+        with pytest.raises(ModelError) as caught:
+            await provider.generate(ask())
+    finally:
+        await provider.aclose()
+    assert caught.value.reason == ErrorReason.MODEL_TIMEOUT
+    assert caught.value.retryable
+
+
+async def test_connection_refused_is_retryable_unavailable() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    provider = GeminiProvider("test-key", f"http://127.0.0.1:{port}", timeout_s=5.0)
+    try:
+        with pytest.raises(ModelError) as caught:
+            await provider.generate(ask())
+    finally:
+        await provider.aclose()
+    assert caught.value.reason == ErrorReason.MODEL_UNAVAILABLE
+    assert caught.value.retryable

@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from agentrun.runs.v1 import run_pb2
+
+from agentrun_core.domain import RunStatus
+from execution_service.publish.base import RunSink
+from execution_service.publish.outbox import Outbox
+from execution_service.publish.publisher import OutboxPublisher
+from tests.execution_service.publish.conftest import FAST_RETRY, PublisherFactory, make_run
+from tests.execution_service.publish.fake_runs_server import FakeRunsServer
+
+
+async def test_records_made_while_runs_service_is_down_are_delivered_once(
+    outbox: Outbox, server: FakeRunsServer, make_publisher: PublisherFactory
+) -> None:
+    await server.stop()
+    publisher = await make_publisher(outbox)
+    ids = [f"run-{i:02d}" for i in range(20)]
+    for run_id in ids:
+        await publisher.record(make_run(run_id, RunStatus.RUNNING))
+    for run_id in ids[:15]:
+        await publisher.record(make_run(run_id, RunStatus.COMPLETED, steps=2))
+    await asyncio.sleep(0.5)  # the sender meets UNAVAILABLE and backs off
+    assert server.servicer.accepted == []
+    assert publisher.counters.retried > 0
+    assert (await outbox.counts()).pending == 20
+
+    await server.start()
+    assert await publisher.flush(timeout_s=10)
+
+    accepted = server.servicer.accepted
+    assert sorted(r.id for r in accepted) == ids  # exactly one delivery per run: its latest state
+    for run_id in ids[:15]:
+        assert server.servicer.statuses(run_id) == ["RUN_STATUS_COMPLETED"]
+    for run_id in ids[15:]:
+        assert server.servicer.statuses(run_id) == ["RUN_STATUS_RUNNING"]
+    counts = await outbox.counts()
+    assert (counts.pending, counts.parked, counts.live) == (0, 0, 5)  # 5 runs are still executing
+    stats = await publisher.stats()
+    assert (stats.sent, stats.pending, stats.parked) == (20, 0, 0)
+
+
+async def test_undelivered_records_survive_a_publisher_restart(
+    outbox_path: Path, server: FakeRunsServer, channel: grpc.aio.Channel
+) -> None:
+    await server.stop()
+    first_outbox = await Outbox.open(outbox_path)
+    first = OutboxPublisher(first_outbox, channel, retry=FAST_RETRY)  # never started: nothing is sent
+    for i in range(5):
+        await first.record(make_run(f"run-{i}", RunStatus.COMPLETED))
+    await first.stop()
+    await first_outbox.close()
+
+    await server.start()
+    second_outbox = await Outbox.open(outbox_path)
+    second = OutboxPublisher(second_outbox, channel, retry=FAST_RETRY)
+    second.start()
+    try:
+        assert await second.flush(timeout_s=10)
+    finally:
+        await second.stop(drain_timeout_s=1)
+        await second_outbox.close()
+    assert sorted(r.id for r in server.servicer.accepted) == [f"run-{i}" for i in range(5)]
+
+
+async def test_stop_keeps_what_it_could_not_send(
+    outbox: Outbox, server: FakeRunsServer, channel: grpc.aio.Channel
+) -> None:
+    await server.stop()
+    publisher = OutboxPublisher(outbox, channel, retry=FAST_RETRY)
+    publisher.start()
+    await publisher.record(make_run("r1", RunStatus.COMPLETED))
+    started = time.monotonic()
+    await publisher.stop(drain_timeout_s=0.5)
+    assert time.monotonic() - started < 2
+    item = await outbox.get("r1")
+    assert item is not None and item.attempts >= 1 and "UNAVAILABLE" in (item.last_error or "")
+
+
+async def test_stop_drains_due_records(outbox: Outbox, server: FakeRunsServer, channel: grpc.aio.Channel) -> None:
+    publisher = OutboxPublisher(outbox, channel, retry=FAST_RETRY)
+    for i in range(10):
+        await publisher.record(make_run(f"r{i}", RunStatus.COMPLETED))
+    publisher.start()
+    await publisher.stop(drain_timeout_s=5)
+    assert len(server.servicer.accepted) == 10
+    assert (await outbox.counts()).pending == 0
+
+
+async def test_running_then_terminal_arrive_in_order(
+    outbox: Outbox, server: FakeRunsServer, make_publisher: PublisherFactory
+) -> None:
+    publisher = await make_publisher(outbox)
+    await publisher.record(make_run("seq", RunStatus.RUNNING))
+    assert await publisher.flush(timeout_s=5)
+    await publisher.record(make_run("seq", RunStatus.COMPLETED, steps=3))
+    assert await publisher.flush(timeout_s=5)
+    assert server.servicer.statuses("seq") == ["RUN_STATUS_RUNNING", "RUN_STATUS_COMPLETED"]
+
+
+async def test_terminal_put_while_running_is_in_flight_is_sent_after_it(
+    outbox: Outbox, server: FakeRunsServer, make_publisher: PublisherFactory
+) -> None:
+    server.servicer.delay_s["slow"] = 0.4
+    server.servicer.delay_once.add("slow")
+    publisher = await make_publisher(outbox)
+    await publisher.record(make_run("slow", RunStatus.RUNNING))
+    await asyncio.sleep(0.1)  # RUNNING is now in flight
+    await publisher.record(make_run("slow", RunStatus.FAILED, steps=1))
+    assert await publisher.flush(timeout_s=5)
+    assert server.servicer.statuses("slow") == ["RUN_STATUS_RUNNING", "RUN_STATUS_FAILED"]
+    assert server.servicer.max_concurrent_per_run == 1
+    assert server.servicer.stored["slow"].status == run_pb2.RUN_STATUS_FAILED
+
+
+async def test_invalid_argument_parks_the_record_and_others_still_flow(
+    outbox: Outbox, server: FakeRunsServer, make_publisher: PublisherFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.servicer.reject["bad"] = grpc.StatusCode.INVALID_ARGUMENT
+    publisher = await make_publisher(outbox)
+    await publisher.record(make_run("bad", RunStatus.COMPLETED))
+    for i in range(5):
+        await publisher.record(make_run(f"good-{i}", RunStatus.COMPLETED))
+    assert await publisher.flush(timeout_s=5)  # parked records do not count as pending
+    assert sorted(r.id for r in server.servicer.accepted) == [f"good-{i}" for i in range(5)]
+    [parked] = await outbox.parked()
+    assert parked.run_id == "bad" and (parked.last_error or "").startswith("INVALID_ARGUMENT")
+    assert publisher.counters.parked == 1
+    attempts = server.servicer.attempts
+    await asyncio.sleep(0.5)
+    assert server.servicer.attempts == attempts  # not retried
+    assert any(r.levelname == "ERROR" and "parked" in r.getMessage() for r in caplog.records)
+
+
+async def test_unavailable_is_retried_with_backoff(
+    outbox: Outbox, server: FakeRunsServer, make_publisher: PublisherFactory
+) -> None:
+    server.servicer.unavailable_next = 3
+    publisher = await make_publisher(outbox, max_in_flight=1)
+    await publisher.record(make_run("r1", RunStatus.COMPLETED))
+    assert await publisher.flush(timeout_s=5)
+    assert server.servicer.statuses("r1") == ["RUN_STATUS_COMPLETED"]
+    assert publisher.counters.retried == 3 and publisher.counters.sent == 1
+
+
+async def test_deadline_exceeded_is_retried(
+    outbox: Outbox, server: FakeRunsServer, make_publisher: PublisherFactory
+) -> None:
+    server.servicer.delay_s["slow"] = 1.0
+    server.servicer.delay_once.add("slow")
+    publisher = await make_publisher(outbox, call_timeout_s=0.2)
+    await publisher.record(make_run("slow", RunStatus.COMPLETED))
+    assert await publisher.flush(timeout_s=5)
+    assert publisher.counters.retried >= 1
+    item_statuses = server.servicer.statuses("slow")
+    assert item_statuses[-1] == "RUN_STATUS_COMPLETED"
+
+
+async def test_unauthenticated_keeps_retrying_until_the_token_is_fixed(
+    outbox: Outbox, server: FakeRunsServer, make_publisher: PublisherFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.servicer.required_token = "good"
+    token = ["expired"]
+    publisher = await make_publisher(outbox, call_metadata=lambda: [("authorization", f"Bearer {token[0]}")])
+    await publisher.record(make_run("r1", RunStatus.COMPLETED))
+    assert not await publisher.flush(timeout_s=0.5)
+    assert publisher.counters.config_errors >= 1 and publisher.counters.parked == 0
+    assert any(r.levelname == "ERROR" and "refuses our calls" in r.getMessage() for r in caplog.records)
+    token[0] = "good"
+    assert await publisher.flush(timeout_s=5)
+    assert server.servicer.statuses("r1") == ["RUN_STATUS_COMPLETED"]
+    assert server.servicer.metadata[-1]["authorization"] == "Bearer good"
+
+
+async def test_concurrent_sends_are_bounded(
+    outbox: Outbox, server: FakeRunsServer, make_publisher: PublisherFactory
+) -> None:
+    for i in range(12):
+        server.servicer.delay_s[f"r{i}"] = 0.3
+    publisher = await make_publisher(outbox, max_in_flight=4)
+    for i in range(12):
+        await publisher.record(make_run(f"r{i}", RunStatus.COMPLETED))
+    await asyncio.sleep(0.15)
+    assert (await publisher.stats()).in_flight == 4
+    assert await publisher.flush(timeout_s=5)
+    assert len(server.servicer.accepted) == 12
+
+
+async def test_a_failing_metadata_hook_is_retried_not_lost(
+    outbox: Outbox, server: FakeRunsServer, make_publisher: PublisherFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = [0]
+
+    def flaky_metadata() -> list[tuple[str, str]]:
+        calls[0] += 1
+        if calls[0] <= 2:
+            raise RuntimeError("token source not ready")
+        return [("authorization", "Bearer t")]
+
+    publisher = await make_publisher(outbox, call_metadata=flaky_metadata)
+    await publisher.record(make_run("r1", RunStatus.COMPLETED))
+    assert await publisher.flush(timeout_s=5)
+    assert server.servicer.statuses("r1") == ["RUN_STATUS_COMPLETED"]
+    assert publisher.counters.retried == 2
+    assert "token source not ready" in caplog.text
+
+
+async def test_publisher_is_a_run_sink(outbox: Outbox, channel: grpc.aio.Channel) -> None:
+    sink: RunSink = OutboxPublisher(outbox, channel)  # checked by mypy
+    await sink.record(make_run("r1"))
+    assert (await outbox.counts()).live == 1

@@ -1,0 +1,104 @@
+"""Parsing mcp.json: both transports, ${VAR} expansion, and errors that name the server and the problem."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from execution_service.tools.mcp_config import (
+    HttpServer,
+    McpConfigError,
+    StdioServer,
+    load_mcp_config,
+    parse_mcp_config,
+)
+
+ENV = {"HOME_DIR": "/home/agent", "TOKEN": "s3cret", "TZ_NAME": "UTC"}
+
+
+def test_stdio_and_http_servers() -> None:
+    config = parse_mcp_config(
+        {
+            "mcpServers": {
+                "time": {
+                    "command": "mcp-server-time",
+                    "args": ["--local-timezone", "${TZ_NAME}"],
+                    "env": {"HOME": "${HOME_DIR}", "LEVEL": "${LOG_LEVEL:-info}"},
+                    "cwd": "${HOME_DIR}/work",
+                },
+                "docs": {
+                    "type": "http",
+                    "url": "https://docs.example/mcp",
+                    "headers": {"Authorization": "Bearer ${TOKEN}", "X-Literal": "$${NOT_EXPANDED}"},
+                },
+                "bare": {"command": "server"},
+            }
+        },
+        environ=ENV,
+    )
+    assert config["time"] == StdioServer(
+        name="time",
+        command="mcp-server-time",
+        args=("--local-timezone", "UTC"),
+        env={"HOME": "/home/agent", "LEVEL": "info"},
+        cwd="/home/agent/work",
+    )
+    assert config["docs"] == HttpServer(
+        name="docs",
+        url="https://docs.example/mcp",
+        headers={"Authorization": "Bearer s3cret", "X-Literal": "${NOT_EXPANDED}"},
+    )
+    assert config["bare"] == StdioServer(name="bare", command="server")
+
+
+def test_expansion_uses_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTRUN_TEST_MCP_ARG", "from-env")
+    config = parse_mcp_config({"mcpServers": {"s": {"command": "x", "args": ["${AGENTRUN_TEST_MCP_ARG}"]}}})
+    assert isinstance(config["s"], StdioServer) and config["s"].args == ("from-env",)
+
+
+@pytest.mark.parametrize(
+    ("servers", "expected"),
+    [
+        ({"s": {"command": "x", "env": {"K": "${MISSING_VAR}"}}}, r"'s'.*env\.K.*MISSING_VAR.*not set"),
+        ({"s": {"url": "http://h/mcp", "headers": {"A": "${MISSING_VAR}"}}}, r"'s'.*headers\.A.*MISSING_VAR"),
+        ({"s": {"command": "x", "url": "http://h"}}, r"'s'.*either \"command\".*or \"url\""),
+        ({"s": {}}, r"'s'.*needs \"command\""),
+        ({"s": {"command": "x", "argz": []}}, r"'s'.*unknown key.*'argz'"),
+        ({"s": {"command": "x", "args": "--flag"}}, r"'s'.*\"args\" must be a list"),
+        ({"s": {"command": "x", "args": [1]}}, r"'s'.*args\[0\].*must be a string, got a number"),
+        ({"s": {"command": "x", "env": {"K": 1}}}, r"'s'.*env\.K.*must be a string"),
+        ({"s": {"command": ""}}, r"'s'.*\"command\" is empty"),
+        ({"s": {"url": "ftp://h"}}, r"'s'.*must start with http"),
+        ({"s": {"type": "sse", "url": "http://h/sse"}}, r"'s'.*SSE transport is not supported"),
+        ({"s": {"type": "http", "command": "x"}}, r"'s'.*\"type\" is 'http' but \"command\" means stdio"),
+        ({"s": "x"}, r"'s'.*must be an object, got a string"),
+        ({"a/b": {"command": "x"}}, r"'a/b' is invalid"),
+    ],
+)
+def test_errors_name_server_and_problem(servers: dict, expected: str) -> None:
+    with pytest.raises(McpConfigError, match=expected):
+        parse_mcp_config({"mcpServers": servers}, environ={})
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [([], "must be a JSON object"), ({}, 'no "mcpServers"'), ({"mcpServers": []}, '"mcpServers" must be an object')],
+)
+def test_top_level_errors(data: object, expected: str) -> None:
+    with pytest.raises(McpConfigError, match=expected):
+        parse_mcp_config(data, environ={})
+
+
+def test_load_from_file(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {"web": {"url": "http://127.0.0.1:1/mcp"}}}), encoding="utf-8")
+    assert load_mcp_config(path, environ={}) == {"web": HttpServer(name="web", url="http://127.0.0.1:1/mcp")}
+
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(McpConfigError, match="not valid JSON"):
+        load_mcp_config(path)
+    with pytest.raises(McpConfigError, match="cannot read"):
+        load_mcp_config(tmp_path / "missing.json")

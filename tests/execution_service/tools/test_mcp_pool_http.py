@@ -1,0 +1,69 @@
+"""McpToolPool against the test MCP server over streamable HTTP (a subprocess on a free local port)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from mcp_test_helpers import FAST_BACKOFF, FAST_TIMEOUTS, HttpTestServer, http_test_server
+
+from agentrun_core.domain import ErrorReason, ToolCallStatus
+from execution_service.tools.pool import McpToolPool
+
+
+async def test_echo_and_add_over_streamable_http(http_server: HttpTestServer) -> None:
+    async with McpToolPool(
+        {"web": http_test_server(http_server.url)}, backoff=FAST_BACKOFF, timeouts=FAST_TIMEOUTS
+    ) as pool:
+        echo, add = await pool.resolve(["web/echo", "web/add"])
+        assert (await pool.call(echo, {"text": "over http"}, timeout_s=5)).text == "over http"
+        outcome = await pool.call(add, {"a": 40, "b": 2}, timeout_s=5)
+        assert (outcome.text, outcome.structured_json) == ("42", '{"result":42}')
+
+        invalid = await pool.call(add, {"a": 1}, timeout_s=5)
+        assert invalid.error_reason is ErrorReason.TOOL_ARGUMENTS_INVALID
+
+        outcomes = await asyncio.gather(*(pool.call(echo, {"text": str(i)}, timeout_s=5) for i in range(10)))
+        assert [o.text for o in outcomes] == [str(i) for i in range(10)]
+
+
+async def test_timeout_over_http_then_next_call_works(http_server: HttpTestServer) -> None:
+    async with McpToolPool(
+        {"web": http_test_server(http_server.url)}, backoff=FAST_BACKOFF, timeouts=FAST_TIMEOUTS
+    ) as pool:
+        (sleep,) = await pool.resolve(["web/sleep"])
+        outcome = await pool.call(sleep, {"seconds": 30}, timeout_s=0.5)
+        assert outcome.status is ToolCallStatus.TIMED_OUT and outcome.error_reason is ErrorReason.TOOL_TIMEOUT
+        assert not (await pool.call(sleep, {"seconds": 0.01}, timeout_s=5)).is_error
+
+
+async def test_unreachable_http_server_is_a_clear_outcome() -> None:
+    # Nothing listens on port 9 of the loopback interface.
+    async with McpToolPool(
+        {"web": http_test_server("http://127.0.0.1:9/mcp")}, backoff=FAST_BACKOFF, timeouts=FAST_TIMEOUTS
+    ) as pool:
+        servers = await pool.list_servers()
+        assert isinstance(servers["web"], str) and servers["web"]
+
+
+async def test_http_server_killed_mid_call_then_back(http_server: HttpTestServer) -> None:
+    async with McpToolPool(
+        {"web": http_test_server(http_server.url)}, backoff=FAST_BACKOFF, timeouts=FAST_TIMEOUTS
+    ) as pool:
+        sleep, echo = await pool.resolve(["web/sleep", "web/echo"])
+        call = asyncio.create_task(pool.call(sleep, {"seconds": 30}, timeout_s=30))
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        http_server.kill()
+        outcome = await asyncio.wait_for(call, timeout=10)
+        assert time.monotonic() - started < 5.0
+        assert outcome.status is ToolCallStatus.FAILED
+        assert outcome.error_reason is ErrorReason.TOOL_SERVER_UNAVAILABLE, outcome
+
+        http_server.start()
+        deadline = time.monotonic() + 15
+        while (result := await pool.call(echo, {"text": "back"}, timeout_s=5)).is_error:
+            assert result.error_reason is ErrorReason.TOOL_SERVER_UNAVAILABLE, result
+            assert time.monotonic() < deadline, result
+            await asyncio.sleep(0.1)
+        assert result.text == "back"

@@ -1,0 +1,139 @@
+"""The pure pieces of the MCP tool layer: exposed names, backoff, argument checks, result conversion."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from mcp.types import (
+    AudioContent,
+    BlobResourceContents,
+    CallToolResult,
+    EmbeddedResource,
+    ImageContent,
+    ResourceLink,
+    TextContent,
+    TextResourceContents,
+)
+
+from agentrun_core.domain import ErrorReason, ToolCallStatus
+from execution_service.tools.arguments import ArgumentValidator
+from execution_service.tools.backoff import Backoff
+from execution_service.tools.naming import FUNCTION_NAME, exposed_names, sanitize_function_name
+from execution_service.tools.results import base64_size, outcome_from_result
+
+# -- names -----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("get_time", "get_time"),
+        ("get time/now", "get_time_now"),
+        ("1st", "_1st"),
+        ("", "_"),
+        ("wörd", "w_rd"),
+        ("a.b-c:d", "a.b-c_d"),
+        ("x" * 100, "x" * 64),
+    ],
+)
+def test_sanitize_function_name(raw: str, expected: str) -> None:
+    assert sanitize_function_name(raw) == expected
+    assert FUNCTION_NAME.match(sanitize_function_name(raw))
+
+
+def test_exposed_names_prefix_only_shared_names() -> None:
+    names = exposed_names([("time", "now"), ("git", "status"), ("clock", "now"), ("git", "log")])
+    assert names == ["time_now", "status", "clock_now", "log"]
+
+
+def test_exposed_names_stay_unique_after_sanitising_and_truncating() -> None:
+    long = "t" * 70
+    names = exposed_names([("s", "a b"), ("s", "a_b"), ("s", long), ("s", long + "x")])
+    assert len(set(names)) == 4
+    assert all(FUNCTION_NAME.match(name) for name in names)
+    assert names[:2] == ["a_b", "a_b_2"]
+
+
+# -- backoff ---------------------------------------------------------------------------------------------------------
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    no_jitter = Backoff(initial_s=0.5, multiplier=2, cap_s=4, jitter=0)
+    assert [no_jitter.delay(n) for n in range(7)] == [0, 0.5, 1, 2, 4, 4, 4]
+    assert no_jitter.delay(10_000) == 4
+
+    full = Backoff(initial_s=1, multiplier=2, cap_s=60, jitter=0.5, random=lambda: 1.0)
+    assert full.delay(3) == 2.0  # 4 s scaled by (1 - 0.5)
+    with pytest.raises(ValueError):
+        Backoff(multiplier=0.5)
+
+
+# -- arguments -------------------------------------------------------------------------------------------------------
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+    "required": ["a", "b"],
+}
+
+
+def test_argument_problems_name_the_path() -> None:
+    validator = ArgumentValidator()
+    assert validator.problems("s", "add", SCHEMA, {"a": 1, "b": 2}) == []
+    problems = validator.problems("s", "add", SCHEMA, {"a": "x"})
+    assert problems == ["at $: 'b' is a required property", "at $.a: 'x' is not of type 'integer'"]
+    assert validator.problems("s", "add", SCHEMA, ["not", "a", "dict"]) == ["arguments must be a JSON object, got list"]
+
+
+def test_invalid_schema_is_not_checked_locally() -> None:
+    assert ArgumentValidator().problems("s", "odd", {"type": "no-such-type"}, {"a": 1}) == []
+
+
+# -- results ---------------------------------------------------------------------------------------------------------
+
+
+def test_result_parts_become_text() -> None:
+    png = base64.b64encode(b"\x89PNG" + bytes(1230)).decode()
+    result = CallToolResult(
+        content=[
+            TextContent(text="first"),
+            ImageContent(data=png, mime_type="image/png"),
+            AudioContent(data=base64.b64encode(b"abcde").decode(), mime_type="audio/wav"),
+            EmbeddedResource(resource=TextResourceContents(uri="file:///a.txt", text="embedded text")),
+            EmbeddedResource(resource=BlobResourceContents(uri="file:///b.bin", blob=base64.b64encode(b"12").decode())),
+            ResourceLink(uri="file:///c.md", name="c.md", mime_type="text/markdown"),
+        ],
+        structured_content={"k": [1, 2], "s": "é"},
+    )
+    outcome = outcome_from_result(result)
+    assert outcome.text.split("\n") == [
+        "first",
+        "[image image/png 1234 bytes]",
+        "[audio audio/wav 5 bytes]",
+        "embedded text",
+        "[resource file:///b.bin application/octet-stream 2 bytes]",
+        "[resource link file:///c.md text/markdown: c.md]",
+    ]
+    assert outcome.structured_json == '{"k":[1,2],"s":"é"}'
+    assert not outcome.is_error and outcome.status is ToolCallStatus.SUCCEEDED
+
+
+def test_error_result_and_structured_only_result() -> None:
+    failed = outcome_from_result(CallToolResult(content=[TextContent(text="bad input")], is_error=True))
+    assert (failed.text, failed.is_error, failed.status, failed.error_reason) == (
+        "bad input",
+        True,
+        ToolCallStatus.FAILED,
+        ErrorReason.TOOL_ERROR,
+    )
+    silent = outcome_from_result(CallToolResult(content=[], is_error=True))
+    assert silent.text and silent.is_error
+
+    structured = outcome_from_result(CallToolResult(content=[], structured_content={"n": 1}))
+    assert (structured.text, structured.structured_json) == ('{"n":1}', '{"n":1}')
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 1000])
+def test_base64_size(size: int) -> None:
+    assert base64_size(base64.b64encode(bytes(size)).decode()) == size

@@ -1,0 +1,477 @@
+"""A local fake of the Gemini REST API (generateContent and streamGenerateContent) for tests and benchmarks.
+
+The fake runs uvicorn + starlette in its own thread with its own event loop, so both the sync and the async
+google-genai clients can talk to it from any thread. Point a client at it with
+`HttpOptions(base_url=fake.base_url)`; it routes `POST /{version}/models/{model}:{action}`.
+
+Scripting: queue turns with `fake.add(...)`; each request takes the next one:
+- `FakeResponse` — a model turn (text and/or function calls, finish reason, usage, block reason, thought signature);
+- `FakeError` — an HTTP error with a Google-style JSON body `{"error": {"code", "message", "status"}}`;
+- `FakeDelay` — wait this long, then answer with the next queued turn (for timeouts and latency).
+Or install a responder (`fake.set_responder(fn)`): a callable receiving the parsed request JSON and returning the
+turn, used when the queue is empty. Without either, the fake answers 400 FAILED_PRECONDITION so a test fails loudly.
+
+Every request is recorded (`fake.requests`) with its path, model, action and JSON body. The SDK sends some fields in
+snake_case (e.g. `parameters_json_schema`) and others in camelCase; `RecordedRequest` accessors accept both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import json
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+logger = logging.getLogger(__name__)
+
+_STATUS_TEXT = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+@dataclass(frozen=True)
+class FakeFunctionCall:
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "args": self.args}
+        if self.id is not None:
+            out["id"] = self.id
+        return out
+
+
+@dataclass(frozen=True)
+class FakeUsage:
+    """usageMetadata counts; None leaves the field out (as Gemini does). `total` defaults to the sum."""
+
+    prompt: int | None = None
+    candidates: int | None = None
+    total: int | None = None
+    cached: int | None = None
+    thoughts: int | None = None
+    tool_use_prompt: int | None = None
+
+    def to_json(self) -> dict[str, int]:
+        total = self.total
+        if total is None:
+            total = sum(v or 0 for v in (self.prompt, self.candidates, self.thoughts, self.tool_use_prompt))
+        values = {
+            "promptTokenCount": self.prompt,
+            "candidatesTokenCount": self.candidates,
+            "totalTokenCount": total,
+            "cachedContentTokenCount": self.cached,
+            "thoughtsTokenCount": self.thoughts,
+            "toolUsePromptTokenCount": self.tool_use_prompt,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+    def snapshot(self, fraction: float) -> FakeUsage:
+        """An intermediate cumulative snapshot of a stream: prompt counts whole, output counts partial."""
+
+        def part(value: int | None) -> int | None:
+            return None if value is None else int(value * fraction)
+
+        candidates, thoughts = part(self.candidates), part(self.thoughts)
+        total = sum(v or 0 for v in (self.prompt, candidates, thoughts, self.tool_use_prompt))
+        return FakeUsage(self.prompt, candidates, total, self.cached, thoughts, self.tool_use_prompt)
+
+
+@dataclass(frozen=True)
+class FakeResponse:
+    """One scripted model turn."""
+
+    text: str = ""
+    function_calls: tuple[FakeFunctionCall, ...] | list[FakeFunctionCall] = ()
+    finish_reason: str | None = "STOP"
+    usage: FakeUsage | None = None
+    # promptFeedback.blockReason; when set the response has no candidates.
+    block_reason: str | None = None
+    # Base64 thoughtSignature, put on the first function call part (else on the last text part).
+    thought_signature: str | None = None
+    # Streaming: how many chunks the text is split into, and a pause between chunks.
+    stream_chunks: int = 3
+    chunk_delay_s: float = 0.0
+    # Seconds to wait before answering.
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class FakeError:
+    """An HTTP error answer with a Google-style JSON body."""
+
+    status: int
+    message: str = "scripted error"
+    status_text: str | None = None
+    # Adds a google.rpc.RetryInfo detail with this retryDelay.
+    retry_delay_s: float | None = None
+    delay_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        error: dict[str, Any] = {
+            "code": self.status,
+            "message": self.message,
+            "status": self.status_text or _STATUS_TEXT.get(self.status, "UNKNOWN"),
+        }
+        if self.retry_delay_s is not None:
+            error["details"] = [
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{self.retry_delay_s}s"}
+            ]
+        return {"error": error}
+
+
+@dataclass(frozen=True)
+class FakeDelay:
+    """Wait `seconds`, then answer the same request with the next queued turn."""
+
+    seconds: float
+
+
+Turn = FakeResponse | FakeError
+ScriptItem = FakeResponse | FakeError | FakeDelay
+Responder = Callable[[dict[str, Any]], Turn | Awaitable[Turn]]
+
+
+def _get(mapping: dict[str, Any], camel: str, snake: str, default: Any = None) -> Any:
+    if camel in mapping:
+        return mapping[camel]
+    return mapping.get(snake, default)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    path: str
+    version: str
+    model: str
+    action: str
+    stream: bool
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+    @property
+    def contents(self) -> list[dict[str, Any]]:
+        return list(self.body.get("contents") or [])
+
+    @property
+    def system_instruction(self) -> dict[str, Any] | None:
+        value = _get(self.body, "systemInstruction", "system_instruction")
+        return value if isinstance(value, dict) else None
+
+    @property
+    def system_text(self) -> str:
+        instruction = self.system_instruction or {}
+        return "".join(part.get("text", "") for part in instruction.get("parts", []))
+
+    @property
+    def generation_config(self) -> dict[str, Any]:
+        return dict(_get(self.body, "generationConfig", "generation_config", {}) or {})
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        return list(self.body.get("tools") or [])
+
+    @property
+    def function_declarations(self) -> list[dict[str, Any]]:
+        return [
+            decl
+            for tool in self.tools
+            for decl in (_get(tool, "functionDeclarations", "function_declarations", []) or [])
+        ]
+
+    def declaration_schema(self, name: str) -> dict[str, Any] | None:
+        for decl in self.function_declarations:
+            if decl.get("name") == name:
+                schema = _get(decl, "parametersJsonSchema", "parameters_json_schema")
+                return schema if schema is not None else decl.get("parameters")
+        return None
+
+    def parts(self, content_index: int) -> list[dict[str, Any]]:
+        return list(self.contents[content_index].get("parts") or [])
+
+
+def part_field(part: dict[str, Any], camel: str, snake: str) -> Any:
+    """A field of a request part in either spelling (e.g. functionResponse / function_response)."""
+    return _get(part, camel, snake)
+
+
+def _split_text(text: str, pieces: int) -> list[str]:
+    if not text:
+        return []
+    pieces = max(1, min(pieces, len(text)))
+    size = -(-len(text) // pieces)
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+class FakeGemini:
+    """A scripted Gemini REST API on 127.0.0.1:<free port>, served from its own thread."""
+
+    def __init__(self, *, responder: Responder | None = None, latency_s: float = 0.0) -> None:
+        self._script: deque[ScriptItem] = deque()
+        self._responder = responder
+        self._latency_s = latency_s
+        self._requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread_error: BaseException | None = None
+        self.base_url = ""
+
+    # -- scripting -----------------------------------------------------------------------------------------------
+
+    def add(self, *items: ScriptItem) -> FakeGemini:
+        with self._lock:
+            self._script.extend(items)
+        return self
+
+    def set_responder(self, responder: Responder | None) -> None:
+        self._responder = responder
+
+    def reset(self) -> None:
+        """Forgets scripted turns, recorded requests and the responder (to share one server between tests)."""
+        with self._lock:
+            self._script.clear()
+            self._requests.clear()
+        self._responder = None
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._script)
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+
+    def start_sync(self) -> str:
+        if self._thread is not None:
+            return self.base_url
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._app(),
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=1,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._serve, args=(sock,), name=f"fake-gemini-{port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10.0
+        while not self._server.started:
+            if self._thread_error is not None or not self._thread.is_alive():
+                raise RuntimeError("FakeGemini failed to start") from self._thread_error
+            if time.monotonic() > deadline:
+                raise RuntimeError("FakeGemini did not start within 10 s")
+            time.sleep(0.002)
+        self.base_url = f"http://127.0.0.1:{port}"
+        logger.debug("FakeGemini listening on %s", self.base_url)
+        return self.base_url
+
+    async def start(self) -> str:
+        """Starts the server thread; returns the base URL (http://127.0.0.1:PORT)."""
+        return await asyncio.to_thread(self.start_sync)
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        server.force_exit = True
+        server.should_exit = True
+        thread.join(timeout=10.0)
+        if thread.is_alive():
+            logger.error("FakeGemini thread did not stop within 10 s")
+        self._server = self._thread = None
+
+    def _serve(self, sock: socket.socket) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        assert self._server is not None
+        try:
+            loop.run_until_complete(self._server.serve(sockets=[sock]))
+        except BaseException as exc:
+            self._thread_error = exc
+            logger.exception("FakeGemini server thread failed")
+        finally:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
+            sock.close()
+
+    def __enter__(self) -> FakeGemini:
+        self.start_sync()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> FakeGemini:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+    # -- HTTP ----------------------------------------------------------------------------------------------------
+
+    def _app(self) -> Starlette:
+        return Starlette(routes=[Route("/{version}/models/{rest:path}", self._handle, methods=["POST"])])
+
+    async def _handle(self, request: Request) -> Response:
+        version = request.path_params["version"]
+        model, _, action = request.path_params["rest"].partition(":")
+        if action not in ("generateContent", "streamGenerateContent"):
+            return JSONResponse(FakeError(404, f"unknown action {action!r}").to_json(), status_code=404)
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except json.JSONDecodeError as exc:
+            return JSONResponse(FakeError(400, f"invalid JSON body: {exc}").to_json(), status_code=400)
+        stream = action == "streamGenerateContent"
+        recorded = RecordedRequest(
+            path=request.url.path,
+            version=version,
+            model=model,
+            action=action,
+            stream=stream,
+            body=body,
+            headers=dict(request.headers),
+        )
+        with self._lock:
+            self._requests.append(recorded)
+            index = len(self._requests)
+        if self._latency_s:
+            await asyncio.sleep(self._latency_s)
+        turn = await self._next_turn(body, index)
+        if turn.delay_s:
+            await asyncio.sleep(turn.delay_s)
+        if isinstance(turn, FakeError):
+            return JSONResponse(turn.to_json(), status_code=turn.status)
+        if stream:
+            return StreamingResponse(self._sse(turn, model), media_type="text/event-stream")
+        return JSONResponse(self._full_response(turn, model))
+
+    async def _next_turn(self, body: dict[str, Any], index: int) -> Turn:
+        while True:
+            with self._lock:
+                item = self._script.popleft() if self._script else None
+            if isinstance(item, FakeDelay):
+                await asyncio.sleep(item.seconds)
+                continue
+            if item is not None:
+                return item
+            break
+        if self._responder is not None:
+            result = self._responder(body)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        logger.error("FakeGemini: request %d arrived with no scripted turn left and no responder", index)
+        return FakeError(400, f"FakeGemini: no scripted turn left for request {index}", "FAILED_PRECONDITION")
+
+    def _response_id(self) -> str:
+        return f"fake-response-{next(self._ids)}"
+
+    def _full_response(self, turn: FakeResponse, model: str) -> dict[str, Any]:
+        if turn.block_reason:
+            return self._blocked(turn, model)
+        parts: list[dict[str, Any]] = [{"text": turn.text}] if turn.text else []
+        parts.extend({"functionCall": call.to_json()} for call in turn.function_calls)
+        _attach_signature(parts, turn.thought_signature)
+        return self._envelope(model, parts, turn.finish_reason, turn.usage, self._response_id())
+
+    def _blocked(self, turn: FakeResponse, model: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "promptFeedback": {"blockReason": turn.block_reason},
+            "modelVersion": model,
+            "responseId": self._response_id(),
+        }
+        if turn.usage is not None:
+            out["usageMetadata"] = turn.usage.to_json()
+        return out
+
+    def _stream_chunks(self, turn: FakeResponse, model: str) -> Iterator[dict[str, Any]]:
+        if turn.block_reason:
+            yield self._blocked(turn, model)
+            return
+        response_id = self._response_id()
+        pieces = _split_text(turn.text, turn.stream_chunks)
+        calls = [{"functionCall": call.to_json()} for call in turn.function_calls]
+        chunk_parts: list[list[dict[str, Any]]] = [[{"text": piece}] for piece in pieces]
+        if calls or not chunk_parts:
+            chunk_parts.append(calls)
+        _attach_signature(chunk_parts[-1], turn.thought_signature)
+        count = len(chunk_parts)
+        for i, parts in enumerate(chunk_parts, start=1):
+            last = i == count
+            usage = turn.usage if last or turn.usage is None else turn.usage.snapshot(i / count)
+            yield self._envelope(model, parts, turn.finish_reason if last else None, usage, response_id)
+
+    async def _sse(self, turn: FakeResponse, model: str) -> AsyncIterator[bytes]:
+        for i, chunk in enumerate(self._stream_chunks(turn, model)):
+            if i and turn.chunk_delay_s:
+                await asyncio.sleep(turn.chunk_delay_s)
+            yield b"data: " + json.dumps(chunk).encode() + b"\r\n\r\n"
+
+    @staticmethod
+    def _envelope(
+        model: str,
+        parts: list[dict[str, Any]],
+        finish_reason: str | None,
+        usage: FakeUsage | None,
+        response_id: str,
+    ) -> dict[str, Any]:
+        candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+        if finish_reason:
+            candidate["finishReason"] = finish_reason
+        out: dict[str, Any] = {"candidates": [candidate], "modelVersion": model, "responseId": response_id}
+        if usage is not None:
+            out["usageMetadata"] = usage.to_json()
+        return out
+
+
+def _attach_signature(parts: list[dict[str, Any]], signature: str | None) -> None:
+    if signature is None:
+        return
+    if not parts:
+        parts.append({"text": ""})
+    target = next((p for p in parts if "functionCall" in p), parts[-1])
+    target["thoughtSignature"] = signature

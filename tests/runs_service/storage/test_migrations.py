@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from runs_service.domain import SchemaOutdated
+from runs_service.storage import migrate
+from runs_service.storage.engine import sync_url
+
+TABLES = {"runs", "run_steps", "tool_calls"}
+
+
+def _tables(url: str) -> set[str]:
+    engine = sa.create_engine(sync_url(url))
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _indexes(url: str, table: str) -> set[str]:
+    engine = sa.create_engine(sync_url(url))
+    try:
+        return {ix["name"] for ix in sa.inspect(engine).get_indexes(table) if ix["name"]}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade(db_url: str) -> None:
+    assert migrate.current_revision(db_url) is None
+    with pytest.raises(SchemaOutdated, match="agentrun-runs-service migrate"):
+        migrate.check_schema(db_url)
+
+    migrate.upgrade(db_url, "head")
+    assert migrate.current_revision(db_url) == migrate.head_revision() == "0001"
+    assert TABLES <= _tables(db_url)
+    assert "ix_runs_agent_name_start_time_id" in _indexes(db_url, "runs")
+    assert "ix_tool_calls_name_run_id" in _indexes(db_url, "tool_calls")
+    migrate.check_schema(db_url)
+
+    migrate.downgrade(db_url, "base")
+    assert migrate.current_revision(db_url) is None
+    assert not TABLES & _tables(db_url)
+
+    migrate.upgrade(db_url, "head")
+    assert TABLES <= _tables(db_url)
+    migrate.check_schema(db_url)
+
+
+def test_migration_matches_table_definitions(migrated_db_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from runs_service.storage.tables import metadata
+
+    engine = sa.create_engine(sync_url(migrated_db_url))
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
+
+
+def test_schema_outdated_message_names_the_command(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with pytest.raises(SchemaOutdated) as info:
+        migrate.check_schema(url)
+    assert "agentrun-runs-service migrate" in info.value.message
+    assert "upgrade head" in info.value.message
+    assert "has no schema yet" in info.value.message
+
+
+async def test_async_variants(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    await migrate.upgrade_async(url)
+    assert await migrate.current_revision_async(url) == "0001"
+    await migrate.check_schema_async(url)
+    await migrate.downgrade_async(url)
+    assert await migrate.current_revision_async(url) is None

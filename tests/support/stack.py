@@ -1,0 +1,192 @@
+"""The whole system in one test process: a real RunsService on SQLite, the fake Gemini REST API, and a real
+ExecutionService whose MCP servers are real subprocesses (tests/fixtures/mcp_test_server.py, mcp-server-time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from agentrun.execution.v1 import execution_service_pb2 as ex
+from agentrun.execution.v1 import execution_service_pb2_grpc as ex_grpc
+from agentrun.runs.v1 import run_pb2
+from agentrun.runs.v1 import runs_service_pb2 as rs
+from agentrun.runs.v1 import runs_service_pb2_grpc as rs_grpc
+
+from execution_service.config import ExecutionSettings
+from execution_service.server import RunningExecutionServer
+from execution_service.server import start_server as start_execution
+from runs_service.config import RunsSettings
+from runs_service.server import RunningRunsServer
+from runs_service.server import start_server as start_runs
+from tests.fakes.gemini_server import FakeGemini
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_MCP_SERVER = REPO / "tests" / "fixtures" / "mcp_test_server.py"
+
+
+def mcp_config(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    time_server = shutil.which("mcp-server-time", path=str(Path(sys.executable).parent))
+    servers: dict[str, Any] = {
+        "test": {"command": sys.executable, "args": [str(TEST_MCP_SERVER)]},
+        "time": {
+            "command": time_server or sys.executable,
+            "args": ["--local-timezone", "UTC"]
+            if time_server
+            else ["-m", "mcp_server_time", "--local-timezone", "UTC"],
+        },
+    }
+    servers.update(extra or {})
+    return {"mcpServers": servers}
+
+
+def agent_source(
+    *,
+    model: str = "test",
+    tools: list[str] | None = None,
+    limits: dict[str, Any] | None = None,
+    body: str = '{{role "system"}}\nYou are a test agent.\n{{role "user"}}\n{{task}}',
+    extra_front_matter: str = "",
+) -> str:
+    lines = ["---", f"model: {model}"]
+    if tools:
+        lines.append("tools:")
+        lines.extend(f"  - {t}" for t in tools)
+    if limits:
+        lines.append("limits:")
+        lines.extend(f"  {k}: {v}" for k, v in limits.items())
+    if extra_front_matter:
+        lines.append(extra_front_matter.rstrip())
+    lines.append("---")
+    lines.append(body)
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Stack:
+    tmp: Path
+    gemini: FakeGemini
+    runs: RunningRunsServer | None
+    execution: RunningExecutionServer
+    runs_address: str
+    execution_address: str
+    channels: list[grpc.aio.Channel] = field(default_factory=list)
+    runs_settings: RunsSettings | None = None
+
+    def execution_stub(self) -> ex_grpc.ExecutionServiceStub:
+        channel = grpc.aio.insecure_channel(self.execution_address)
+        self.channels.append(channel)
+        return ex_grpc.ExecutionServiceStub(channel)
+
+    def runs_stub(self) -> rs_grpc.RunsServiceStub:
+        channel = grpc.aio.insecure_channel(self.runs_address)
+        self.channels.append(channel)
+        return rs_grpc.RunsServiceStub(channel)
+
+    async def execute(self, **request: Any) -> list[ex.ExecuteAgentResponse]:
+        stub = self.execution_stub()
+        return [event async for event in stub.ExecuteAgent(ex.ExecuteAgentRequest(**request))]
+
+    async def stored_run(self, run_id: str, *, timeout_s: float = 15.0) -> run_pb2.Run:
+        """The terminal run as RunsService stores it (waits for the outbox to deliver it)."""
+        assert await self.execution.publisher.flush(timeout_s), "the outbox did not drain"
+        reply = await self.runs_stub().GetRun(rs.GetRunRequest(run_id=run_id, view=rs.RUN_VIEW_FULL))
+        return reply.run
+
+    async def stop_runs(self) -> None:
+        if self.runs is not None:
+            await self.runs.stop(0)
+            self.runs = None
+
+    async def start_runs(self) -> None:
+        assert self.runs_settings is not None
+        self.runs = await start_runs(self.runs_settings)
+
+
+def write_agents(directory: Path, agents: dict[str, str]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, source in agents.items():
+        (directory / f"{name}.prompt").write_text(source)
+
+
+@asynccontextmanager
+async def running_stack(
+    tmp: Path,
+    agents: dict[str, str],
+    *,
+    mcp_servers: dict[str, Any] | None = None,
+    gemini_latency_s: float = 0.0,
+    with_runs_service: bool = True,
+    **execution_overrides: Any,
+) -> AsyncIterator[Stack]:
+    write_agents(tmp / "agents", agents)
+    (tmp / "mcp.json").write_text(json.dumps(mcp_config(mcp_servers)))
+    gemini = FakeGemini(latency_s=gemini_latency_s)
+    base_url = await gemini.start()
+    runs_port = free_port()
+    runs_settings = RunsSettings(
+        listen_address=f"127.0.0.1:{runs_port}",
+        data_dir=tmp / "runs-data",
+        migrate_on_start=True,
+        page_token_secret="test-secret-0123456789abcdef",
+    )
+    runs = await start_runs(runs_settings) if with_runs_service else None
+    settings = ExecutionSettings(
+        listen_address="127.0.0.1:0",
+        runs_service_target=f"127.0.0.1:{runs_port}",
+        agents_dir=tmp / "agents",
+        mcp_config=tmp / "mcp.json",
+        data_dir=tmp / "execution-data",
+        gemini_api_key="test-key",
+        gemini_base_url=base_url,
+        model_retry_initial_delay_s=0.01,
+        model_retry_max_delay_s=0.05,
+        log_format="text",
+    ).with_overrides(**execution_overrides)
+    execution = await start_execution(settings)
+    stack = Stack(
+        tmp=tmp,
+        gemini=gemini,
+        runs=runs,
+        execution=execution,
+        runs_address=f"127.0.0.1:{runs_port}",
+        execution_address=f"127.0.0.1:{execution.port}",
+        runs_settings=runs_settings,
+    )
+    try:
+        yield stack
+    finally:
+        for channel in stack.channels:
+            await channel.close()
+        await execution.stop(1.0)
+        if stack.runs is not None:
+            await stack.runs.stop(0)
+        gemini.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def steps_of(events: list[ex.ExecuteAgentResponse]) -> list[run_pb2.ExecutionStep]:
+    return [e.step for e in events if e.WhichOneof("event") == "step"]
+
+
+async def wait_for(predicate: Any, timeout_s: float = 10.0, interval_s: float = 0.05) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(interval_s)
