@@ -1,18 +1,72 @@
-"""Following a run's event stream into a view, and cancelling it cleanly on Ctrl-C."""
+"""Following a run's event stream into a view, and cancelling it cleanly on Ctrl-C.
+
+The stream is read by a daemon thread: a KeyboardInterrupt then interrupts the main thread's wait on a queue,
+never a gRPC receive in progress (interrupting one leaves the call unable to deliver the rest of the stream).
+"""
 
 from __future__ import annotations
 
+import queue
 import threading
+import time
 from collections.abc import Iterable
+from typing import Generic, TypeVar
 
 from agentrun_cli.client import EventStream, ExecutionClient
-from agentrun_cli.errors import ServiceError
+from agentrun_cli.errors import CliError, ServiceError
 from agentrun_cli.progress import RunProgress, StreamEvent
 from agentrun_cli.views import StreamView
 
 CANCEL_TIMEOUT_S = 5.0
 # How long to wait for run_finished after asking the server to cancel.
 CANCEL_GRACE_S = 5.0
+_POLL_S = 0.1
+
+E = TypeVar("E")
+
+
+class BackgroundStream(Generic[E]):
+    """Iterates an EventStream from a daemon thread; iteration here waits on a queue, so it can be interrupted
+    and resumed. Once `deadline` (a time.monotonic() value) passes, the stream is closed and iteration stops."""
+
+    def __init__(self, stream: EventStream[E]) -> None:
+        self._stream = stream
+        self._queue: queue.Queue[tuple[str, E | CliError | None]] = queue.Queue()
+        self.deadline: float | None = None
+        self._thread = threading.Thread(target=self._pump, name="agentrun-stream", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            for event in self._stream:
+                self._queue.put(("event", event))
+            self._queue.put(("end", None))
+        except CliError as exc:
+            self._queue.put(("error", exc))
+        except Exception as exc:
+            self._queue.put(("error", CliError(f"the stream failed: {exc}")))
+
+    def __iter__(self) -> BackgroundStream[E]:
+        return self
+
+    def __next__(self) -> E:
+        while True:
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                self.cancel()
+                raise StopIteration
+            try:
+                kind, value = self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            if kind == "end":
+                raise StopIteration
+            if isinstance(value, CliError):
+                raise value
+            return value  # type: ignore[return-value]
+
+    def cancel(self) -> None:
+        """Closes the stream; the server sees a disconnect."""
+        self._stream.cancel()
 
 
 def follow(
@@ -29,7 +83,7 @@ def follow(
 
 def cancel_and_drain(
     client: ExecutionClient,
-    stream: EventStream[StreamEvent],
+    stream: BackgroundStream[StreamEvent],
     view: StreamView,
     progress: RunProgress,
     *,
@@ -43,17 +97,13 @@ def cancel_and_drain(
     view.notice(f"cancelling run {progress.run_id}…")
     try:
         client.cancel_run(progress.run_id, timeout=CANCEL_TIMEOUT_S)
-    except ServiceError as exc:
-        import sys; print("DEBUG cancel", repr(exc), file=sys.stderr)
+    except ServiceError:
         stream.cancel()  # it may have ended already (FAILED_PRECONDITION); a disconnect cancels otherwise
         return
-    timer = threading.Timer(grace_s, stream.cancel)
-    timer.daemon = True
-    timer.start()
+    stream.deadline = time.monotonic() + grace_s
     try:
         follow(stream, view, progress)
-    except (ServiceError, KeyboardInterrupt) as exc:
-        import sys; print("DEBUG drain", repr(exc), file=sys.stderr)
+    except (CliError, KeyboardInterrupt):
+        pass
     finally:
-        timer.cancel()
         stream.cancel()

@@ -13,8 +13,8 @@ from agentrun_cli.client import EventStream, ExecutionClient
 from agentrun_cli.commands.common import JsonOption, settings_of, usage_error
 from agentrun_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, CliError, handle_errors
 from agentrun_cli.params import ParamError, parse_pairs
-from agentrun_cli.progress import RunProgress
-from agentrun_cli.streaming import cancel_and_drain, follow
+from agentrun_cli.progress import RunProgress, StreamEvent
+from agentrun_cli.streaming import BackgroundStream, cancel_and_drain, follow
 from agentrun_cli.views import choose_view
 
 
@@ -74,9 +74,9 @@ def run_command(
 
 
 def _execute(client: ExecutionClient, request: ex_pb2.ExecuteAgentRequest, *, as_json: bool) -> int:
-    stream = client.execute(request)
     if request.detach:
-        return _detach(stream, as_json=as_json)
+        return _detach(client.execute(request), as_json=as_json)
+    stream: BackgroundStream[StreamEvent] = BackgroundStream(client.execute(request))
     progress = RunProgress()
     view = choose_view(as_json=as_json, console=output.console())
     cancelled = False

@@ -13,10 +13,10 @@ from agentrun_cli.commands.common import JsonOption, settings_of, usage_error
 from agentrun_cli.commands.run import exit_code_for_run
 from agentrun_cli.errors import EXIT_INTERRUPTED, CliError, handle_errors
 from agentrun_cli.filters import FilterValueError, build_filter
-from agentrun_cli.progress import RunProgress
+from agentrun_cli.progress import RunProgress, StreamEvent
 from agentrun_cli.render.run_details import run_details
 from agentrun_cli.render.run_list import runs_table
-from agentrun_cli.streaming import follow
+from agentrun_cli.streaming import BackgroundStream, follow
 from agentrun_cli.views import choose_view
 
 runs_app = typer.Typer(help="Query stored runs, cancel or watch live ones.", no_args_is_help=True)
@@ -151,7 +151,7 @@ def watch_run(
         raise CliError("--from must not be negative", 2)
     client = ExecutionClient(settings_of(ctx))
     try:
-        stream = client.watch(run_id, from_sequence)
+        stream: BackgroundStream[StreamEvent] = BackgroundStream(client.watch(run_id, from_sequence))
         progress = RunProgress()
         view = choose_view(as_json=as_json, console=output.console())
         with view:

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from agentrun_cli.render import format as fmt
 
+
 def limits_text(limits: ex_pb2.AgentLimits) -> str:
     parts: list[str] = []
     if limits.max_steps:

@@ -61,7 +61,7 @@ def human_seconds(value: float) -> str:
     if value < 1:
         return f"{round(value * 1000)} ms"
     if value < 60:
-        return f"{value:.2f} s"
+        return f"{value:.0f} s" if value == int(value) else f"{value:.2f} s"
     minutes, secs = divmod(round(value), 60)
     if minutes < 60:
         return f"{minutes}m {secs:02d}s"
@@ -103,6 +103,11 @@ def offset(start: timestamp_pb2.Timestamp, at: timestamp_pb2.Timestamp) -> str:
 
 def count(value: int) -> str:
     return f"{value:,}"
+
+
+def plural(value: int, noun: str) -> str:
+    """`1 turn`, `2 turns`."""
+    return f"{count(value)} {noun}" if value == 1 else f"{count(value)} {noun}s"
 
 
 def total_tokens(usage: run_pb2.TokenUsage) -> int:

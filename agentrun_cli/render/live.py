@@ -63,7 +63,8 @@ def live_step_line(step: run_pb2.ExecutionStep, progress: RunProgress) -> Text |
 def footer(progress: RunProgress, now: float | None = None) -> Text:
     tokens = fmt.total_tokens(progress.usage)
     return Text(
-        f"{fmt.count(tokens)} tokens · {progress.model_turns} turns · {progress.tool_calls} tool calls · "
+        f"{fmt.plural(tokens, 'token')} · {fmt.plural(progress.model_turns, 'turn')} · "
+        f"{fmt.plural(progress.tool_calls, 'tool call')} · "
         f"{fmt.human_seconds(progress.elapsed(now))}",
         style="dim",
     )

@@ -103,7 +103,7 @@ def tool_calls_table(run: run_pb2.Run) -> Table:
 
 
 def run_details(run: run_pb2.Run) -> RenderableType:
-    parts: list[RenderableType] = [header(run), Text(""), token_table(run.token_usage), cost_line(run)]
+    parts: list[RenderableType] = [header(run), Text(""), token_table(run.token_usage), cost_line(run), Text("")]
     if run.HasField("error") and (run.error.reason or run.error.message):
         parts.append(
             Panel(Text(f"{run.error.reason}: {run.error.message}", style="red"), title="error", title_align="left")

@@ -30,8 +30,7 @@ def model_call_summary(call: run_pb2.ModelCall) -> str:
     if call.HasField("time_to_first_token"):
         parts.append(f"TTFT {fmt.duration(call.time_to_first_token)}")
     if call.function_call_count:
-        noun = "tool call" if call.function_call_count == 1 else "tool calls"
-        parts.append(f"{call.function_call_count} {noun}")
+        parts.append(fmt.plural(call.function_call_count, "tool call"))
     return " · ".join(parts)
 
 

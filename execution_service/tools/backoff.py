@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 class Backoff:
     """Delay before reconnect attempt number `failures` (1 = after the first failure).
 
-    delay = min(cap, initial * multiplier ** (failures - 1)), then scaled by a random factor in
+    The first reconnect is immediate: a server that crashed once should not fail the very next call. After
+    that, delay = min(cap, initial * multiplier ** (failures - 2)), scaled by a random factor in
     [1 - jitter, 1] so that many connections failing together do not retry in lockstep.
     """
 
@@ -30,8 +31,8 @@ class Backoff:
             raise ValueError("backoff jitter must be between 0 and 1")
 
     def delay(self, failures: int) -> float:
-        if failures <= 0:
+        if failures <= 1:
             return 0.0
         # Cap the exponent too, so a long outage cannot overflow the float.
-        base = min(self.cap_s, self.initial_s * self.multiplier ** min(failures - 1, 64))
+        base = min(self.cap_s, self.initial_s * self.multiplier ** min(failures - 2, 64))
         return base * (1.0 - self.jitter * self.random())

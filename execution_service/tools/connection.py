@@ -29,7 +29,7 @@ import httpx2
 import pydantic
 from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CallToolResult, Implementation, PaginatedRequestParams, Tool
+from mcp.types import CallToolResult, Implementation, LoggingMessageNotificationParams, PaginatedRequestParams, Tool
 from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT
 
 from execution_service.tools.backoff import Backoff
@@ -42,6 +42,16 @@ logger = logging.getLogger(__name__)
 _CLIENT_INFO = Implementation(name="agentrun", version="0.1.0")
 _HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
 _MAX_TOOL_PAGES = 100
+_MCP_LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "notice": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "alert": logging.CRITICAL,
+    "emergency": logging.CRITICAL,
+}
 
 
 class ServerUnavailableError(Exception):
@@ -246,7 +256,13 @@ class McpConnection:
                 read_stream, write_stream = await stack.enter_async_context(self._open_transport())
                 watched = cast(Any, EndWatchingReceiveStream(read_stream, on_stream_end))
                 session = await stack.enter_async_context(
-                    ClientSession(watched, write_stream, client_info=_CLIENT_INFO)
+                    ClientSession(
+                        watched,
+                        write_stream,
+                        client_info=_CLIENT_INFO,
+                        logging_callback=self._on_server_log,
+                        message_handler=self._on_message,
+                    )
                 )
                 with anyio.fail_after(self._timeouts.connect_s):
                     await session.initialize()
@@ -271,6 +287,18 @@ class McpConnection:
         finally:
             if not started.done():  # cancelled while starting
                 self._start_failed(generation, started, "connection start was cancelled")
+
+    async def _on_server_log(self, params: LoggingMessageNotificationParams) -> None:
+        """The server's own log notifications (notifications/message) go to our log with the server name."""
+        level = _MCP_LOG_LEVELS.get(params.level, logging.INFO)
+        source = f" {params.logger}" if params.logger else ""
+        logger.log(level, "[mcp %s log%s] %s", self.name, source, params.data, extra={"mcp_server": self.name})
+
+    async def _on_message(self, message: Any) -> None:
+        """Server notifications we do not act on are ignored; transport faults are logged (the session survives them
+        or ends, which the owner notices)."""
+        if isinstance(message, Exception):
+            logger.warning("MCP server %r transport error: %s", self.name, _describe(message))
 
     @asynccontextmanager
     async def _open_transport(self) -> AsyncIterator[tuple[Any, Any]]:

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import socket
 
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from agentrun_cli.main import app
 from tests.cli.fake_services import FakeServer

@@ -37,7 +37,9 @@ class FakeRuns(runs_grpc.RunsServiceServicer):
         self.calls = calls
         self.runs = {samples.RUN_ID: samples.clock_run()}
 
-    async def GetRun(self, request: runs_pb2.GetRunRequest, context: grpc.aio.ServicerContext) -> runs_pb2.GetRunResponse:
+    async def GetRun(
+        self, request: runs_pb2.GetRunRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.GetRunResponse:
         self.calls.record(request, context)
         run = self.runs.get(request.run_id)
         if run is None:

@@ -158,9 +158,7 @@ def run_started(run_id: str = RUN_ID) -> ex_pb2.RunStarted:
     )
 
 
-def run_finished(
-    run_id: str = RUN_ID, status: run_pb2.RunStatus.ValueType = run_pb2.RUN_STATUS_COMPLETED
-) -> ex_pb2.RunFinished:
+def run_finished(run_id: str = RUN_ID, status: run_pb2.RunStatus = run_pb2.RUN_STATUS_COMPLETED) -> ex_pb2.RunFinished:
     return ex_pb2.RunFinished(
         run_id=run_id,
         status=status,

@@ -47,7 +47,7 @@ def test_sigint_cancels_the_run_and_exits_130(fake: FakeServer) -> None:
     assert proc.returncode == 130, (out, err)
     assert "Traceback" not in err
     lines = out.splitlines()
-    assert f"cancelling run {SLOW_RUN_ID}…" in lines
-    assert "status: CANCELLED" in lines
+    assert f"cancelling run {SLOW_RUN_ID}…" in lines, err
+    assert "status: CANCELLED" in lines, err
     assert lines[-1] == "cancelled"
     assert [(c.run_id, c.mode) for c in fake.calls.cancels] == [(SLOW_RUN_ID, ex_pb2.CANCEL_MODE_IMMEDIATE)]

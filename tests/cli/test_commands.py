@@ -111,7 +111,8 @@ def test_runs_stats_default_is_per_agent_and_per_model(runner: CliRunner, fake: 
 
 
 def test_runs_stats_by_day_json(runner: CliRunner, fake: FakeServer) -> None:
-    result = invoke(runner, fake, "runs", "stats", "--by", "day", "--from", "2026-11-01", "--to", "2026-11-08", "--json")
+    args = ["runs", "stats", "--by", "day", "--from", "2026-11-01", "--to", "2026-11-08", "--json"]
+    result = invoke(runner, fake, *args)
     data = json.loads(result.stdout)
     assert data["groups"][0]["key"] == "day-key"
     request = fake.calls.requests[0]

@@ -66,9 +66,7 @@ def test_unreachable_service_names_the_address_and_how_to_start_it(
 
 def test_flags_override_environment(runner: CliRunner, fake: FakeServer) -> None:
     dead = f"127.0.0.1:{free_port()}"
-    result = invoke(
-        runner, None, "--runs-target", fake.target, "runs", "show", "x", env={"AGENTRUN_RUNS_TARGET": dead}
-    )
+    result = invoke(runner, None, "--runs-target", fake.target, "runs", "show", "x", env={"AGENTRUN_RUNS_TARGET": dead})
     assert "NOT_FOUND" in result.stderr
 
 

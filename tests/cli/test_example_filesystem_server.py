@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def load_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("filesystem_server", REPO / "examples/mcp_servers/filesystem_server.py")
+    path = REPO / "examples/mcp_servers/filesystem_server.py"
+    spec = importlib.util.spec_from_file_location("filesystem_server", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -32,7 +33,7 @@ def tree(tmp_path: Path) -> Path:
     (root / ".git" / "config.md").write_text("hidden")
     (tmp_path / "secret.txt").write_text("outside")
     (root / "escape").symlink_to(tmp_path / "secret.txt")
-    return root
+    return root.resolve()
 
 
 async def call(client: Client, tool: str, **arguments: object) -> tuple[bool, str]:
@@ -42,10 +43,11 @@ async def call(client: Client, tool: str, **arguments: object) -> tuple[bool, st
 
 async def test_tools(tree: Path) -> None:
     server = load_module().build_server(tree)
+    root = str(tree)
     async with Client(server) as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
         assert {"list_directory", "read_file", "search_files", "list_allowed_directories"} <= names
-        assert await call(client, "list_allowed_directories") == (False, str(tree.resolve()))
+        assert await call(client, "list_allowed_directories") == (False, root)
         error, listing = await call(client, "list_directory", path=".")
         assert not error and "[DIR]  docs/" in listing and "[FILE] main.py (1200 bytes)" in listing
         assert await call(client, "read_file", path="docs/guide.md") == (False, "# Guide\nhello\n")

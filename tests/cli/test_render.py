@@ -76,7 +76,7 @@ def test_failed_tool_result_is_marked() -> None:
             result_text="timed out",
         ),
     )
-    assert plain_line(step) == "[7] tool_result read_file ✗ 20.00 s TIMED_OUT timed out"
+    assert plain_line(step) == "[7] tool_result read_file ✗ 20 s TIMED_OUT timed out"
 
 
 def test_live_view_spinner_for_call_in_flight_then_check_mark() -> None:

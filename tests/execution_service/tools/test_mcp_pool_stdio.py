@@ -198,6 +198,17 @@ async def test_server_killed_mid_call_fails_fast_then_restarts(pool: McpToolPool
     assert read_pid(pid_file) != pid
 
 
+async def test_one_crash_restarts_the_server_for_the_very_next_call(pid_file: Path) -> None:
+    slow_backoff = Backoff(initial_s=30.0, jitter=0.0)
+    config = {"test": stdio_test_server(pid_file=pid_file)}
+    async with McpToolPool(config, backoff=slow_backoff, timeouts=FAST_TIMEOUTS) as pool:
+        crash, echo = await _tool(pool, "crash"), await _tool(pool, "echo")
+        crashed = await pool.call(crash, {}, timeout_s=5)
+        assert _unavailable(crashed), crashed
+        outcome = await pool.call(echo, {"text": "back"}, timeout_s=10)
+        assert outcome.text == "back" and not outcome.is_error
+
+
 async def test_calls_within_backoff_fail_fast_with_the_reason(pid_file: Path) -> None:
     slow_backoff = Backoff(initial_s=30.0, jitter=0.0)
     config = {"test": stdio_test_server(pid_file=pid_file)}
@@ -205,6 +216,9 @@ async def test_calls_within_backoff_fail_fast_with_the_reason(pid_file: Path) ->
         crash, echo = await _tool(pool, "crash"), await _tool(pool, "echo")
         crashed = await pool.call(crash, {}, timeout_s=5)
         assert _unavailable(crashed), crashed
+        # The first reconnect is immediate; a second crash in a row starts the backoff.
+        crashed_again = await pool.call(crash, {}, timeout_s=5)
+        assert _unavailable(crashed_again), crashed_again
 
         started = time.monotonic()
         refused = await pool.call(echo, {"text": "x"}, timeout_s=5)

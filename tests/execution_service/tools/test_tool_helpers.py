@@ -60,11 +60,11 @@ def test_exposed_names_stay_unique_after_sanitising_and_truncating() -> None:
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
     no_jitter = Backoff(initial_s=0.5, multiplier=2, cap_s=4, jitter=0)
-    assert [no_jitter.delay(n) for n in range(7)] == [0, 0.5, 1, 2, 4, 4, 4]
+    assert [no_jitter.delay(n) for n in range(8)] == [0, 0, 0.5, 1, 2, 4, 4, 4]
     assert no_jitter.delay(10_000) == 4
 
     full = Backoff(initial_s=1, multiplier=2, cap_s=60, jitter=0.5, random=lambda: 1.0)
-    assert full.delay(3) == 2.0  # 4 s scaled by (1 - 0.5)
+    assert full.delay(4) == 2.0  # 4 s scaled by (1 - 0.5)
     with pytest.raises(ValueError):
         Backoff(multiplier=0.5)
 

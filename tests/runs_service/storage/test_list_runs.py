@@ -122,16 +122,16 @@ async def test_filter_and_scope(repo: RunRepository, dataset: list[Run]) -> None
 
 
 async def test_token_bound_to_filter_order_and_user(repo: RunRepository, dataset: list[Run]) -> None:
-    first = await repo.list_runs(ListRunsQuery(filter='status = COMPLETED', page_size=2), EVERYONE)
+    first = await repo.list_runs(ListRunsQuery(filter="status = COMPLETED", page_size=2), EVERYONE)
     token = first.next_page_token
     assert token
     # The same request continues.
-    await repo.list_runs(ListRunsQuery(filter='status = COMPLETED', page_size=2, page_token=token), EVERYONE)
+    await repo.list_runs(ListRunsQuery(filter="status = COMPLETED", page_size=2, page_token=token), EVERYONE)
     for query, scope in [
-        (ListRunsQuery(filter='status = RUNNING', page_size=2, page_token=token), EVERYONE),
+        (ListRunsQuery(filter="status = RUNNING", page_size=2, page_token=token), EVERYONE),
         (ListRunsQuery(page_size=2, page_token=token), EVERYONE),
-        (ListRunsQuery(filter='status = COMPLETED', order_by="cost", page_size=2, page_token=token), EVERYONE),
-        (ListRunsQuery(filter='status = COMPLETED', page_size=2, page_token=token), Scope(user="alice")),
+        (ListRunsQuery(filter="status = COMPLETED", order_by="cost", page_size=2, page_token=token), EVERYONE),
+        (ListRunsQuery(filter="status = COMPLETED", page_size=2, page_token=token), Scope(user="alice")),
     ]:
         with pytest.raises(InvalidPageToken, match="different filter, order_by or caller") as info:
             await repo.list_runs(query, scope)
