@@ -7,6 +7,8 @@ import logging
 import time
 from datetime import timedelta
 
+import orjson
+
 from agentrun_core.domain import ErrorReason, ToolCallStatus
 from execution_service.engine.recorder import StepRecorder, utc_now
 from execution_service.model.base import FunctionCall, FunctionResult
@@ -16,10 +18,14 @@ log = logging.getLogger(__name__)
 
 
 def _response_for_model(outcome: ToolOutcome) -> dict[str, object]:
+    """The function response the model receives: the structured result when the tool gave one, else its text."""
     if outcome.is_error:
         return {"error": outcome.text}
     if outcome.structured_json:
-        return {"result": outcome.text, "structured": outcome.structured_json}
+        try:
+            return {"result": orjson.loads(outcome.structured_json)}
+        except orjson.JSONDecodeError:
+            log.warning("tool returned structured content that is not JSON; sending its text")
     return {"result": outcome.text}
 
 

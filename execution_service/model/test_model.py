@@ -41,9 +41,10 @@ def approx_tokens(chars: int) -> int:
 def result_text(result: FunctionResult) -> str:
     """The text a tool result shows the model: the "result"/"error" value, else the response as JSON."""
     for key in ("result", "error"):
-        value = result.response.get(key)
-        if isinstance(value, str) and len(result.response) == 1:
-            return value
+        if key in result.response and len(result.response) == 1:
+            value = result.response[key]
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+            return " ".join(text.split()) if key == "result" else f"error: {' '.join(text.split())}"
     return json.dumps(result.response, ensure_ascii=False, sort_keys=True, default=str)
 
 

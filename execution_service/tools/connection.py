@@ -33,7 +33,7 @@ from mcp.types import CallToolResult, Implementation, LoggingMessageNotification
 from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT
 
 from execution_service.tools.backoff import Backoff
-from execution_service.tools.mcp_config import HttpServer, McpServerConfig, StdioServer
+from execution_service.tools.mcp_config import HttpServer, McpServerConfig, StdioServer, resolve_command
 from execution_service.tools.stderr_log import StderrForwarder
 from execution_service.tools.stream_watch import EndWatchingReceiveStream
 
@@ -305,7 +305,10 @@ class McpConnection:
         config = self._config
         if isinstance(config, StdioServer):
             params = StdioServerParameters(
-                command=config.command, args=list(config.args), env=dict(config.env) or None, cwd=config.cwd
+                command=resolve_command(config.command),
+                args=list(config.args),
+                env=dict(config.env) or None,
+                cwd=config.cwd,
             )
             async with StderrForwarder(config.name) as stderr, stdio_client(params, errlog=stderr.errlog) as streams:
                 stderr.child_started()

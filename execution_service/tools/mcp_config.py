@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,3 +192,14 @@ def _json_type(value: Any) -> str:
             return "an object"
         case _:
             return type(value).__name__
+
+
+def resolve_command(command: str) -> str:
+    """A bare command found on PATH, else beside this Python interpreter (a virtual environment's bin/, where
+    pip puts MCP servers such as mcp-server-time even when the environment is not activated)."""
+    if os.sep in command or shutil.which(command):
+        return command
+    beside = Path(sys.executable).parent / command
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return command

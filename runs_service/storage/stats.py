@@ -33,20 +33,24 @@ def check_range(start: datetime, end: datetime) -> None:
 
 
 def group_key(group_by: GroupBy, dialect: str) -> ColumnElement[Any]:
+    """The grouping expression. On PostgreSQL text keys group under the "C" collation: byte order (as SQLite's
+    BINARY) and a much cheaper sort than a linguistic collation at a million rows."""
+    column: ColumnElement[Any]
     match group_by:
         case GroupBy.AGENT:
-            return runs.c.agent_name
+            column = runs.c.agent_name
         case GroupBy.MODEL:
-            return runs.c.model_name
+            column = runs.c.model_name
         case GroupBy.USER:
-            return runs.c.user_name
+            column = runs.c.user_name
         case GroupBy.STATUS:
-            return runs.c.status
+            column = runs.c.status
         case GroupBy.DAY:
             if dialect == "postgresql":
                 return func.to_char(func.timezone("UTC", runs.c.start_time), "YYYY-MM-DD")
             # SQLite stores UTC times as "YYYY-MM-DD HH:MM:SS.ffffff".
             return func.substr(runs.c.start_time, 1, 10)
+    return column.collate("C") if dialect == "postgresql" else column
 
 
 def _rate(part: int, whole: int) -> float:

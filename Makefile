@@ -1,0 +1,56 @@
+# agentrun: the two commands a fresh machine needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck check gen gen-check buf-lint bench lock clean serve
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+## Set up, start RunsService (SQLite) and ExecutionService, run an example agent live, show the stored run.
+demo: $(STAMP)
+	bash scripts/demo.sh
+
+## The test suite (the same command CI runs).
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+gen: $(STAMP)
+	PYTHON=$(PY) scripts/gen_protos.sh
+
+gen-check: $(STAMP)
+	PYTHON=$(PY) scripts/gen_protos.sh --check
+
+tools/node_modules/.bin/buf: tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund --loglevel=error
+
+buf-lint: tools/node_modules/.bin/buf
+	tools/node_modules/.bin/buf lint
+
+check: lint typecheck gen-check buf-lint test
+
+serve: $(STAMP)
+	$(VENV)/bin/agentrun serve all
+
+bench: $(STAMP)
+	$(PY) bench/engine.py
+	$(PY) bench/runs_store.py
+
+lock: $(STAMP)
+	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt.new
+	{ echo '# Every package version, pinned (regenerate: make lock). Installed with: pip install -c constraints.txt -e ".[dev]"'; cat constraints.txt.new; } > constraints.txt && rm constraints.txt.new
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

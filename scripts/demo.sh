@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The README demo: start RunsService (SQLite) and ExecutionService, run the `clock` example agent against the real
+# mcp-server-time with its steps streamed live, then show the run as RunsService stored it.
+# Uses the offline TestModel unless GEMINI_API_KEY is set (then the agent's own Gemini model).
+# Authentication is off in the demo (local development); see docs/security.md to switch it on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV_BIN=.venv/bin
+DEMO_DIR=${AGENTRUN_DEMO_DIR:-data/demo}
+TASK=${AGENTRUN_DEMO_TASK:-"What time is it in Tokyo right now?"}
+mkdir -p "$DEMO_DIR"
+
+free_port() { "$VENV_BIN/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+RUNS_PORT=${AGENTRUN_DEMO_RUNS_PORT:-$(free_port)}
+EXEC_PORT=${AGENTRUN_DEMO_EXECUTION_PORT:-$(free_port)}
+export AGENTRUN_RUNS_TARGET="127.0.0.1:$RUNS_PORT" AGENTRUN_EXECUTION_TARGET="127.0.0.1:$EXEC_PORT"
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+echo "==> starting RunsService on $AGENTRUN_RUNS_TARGET (SQLite: $DEMO_DIR/runs.db; log: $DEMO_DIR/runs-service.log)"
+"$VENV_BIN/agentrun-runs-service" --migrate --address "$AGENTRUN_RUNS_TARGET" --data-dir "$DEMO_DIR" \
+  --log-format text >"$DEMO_DIR/runs-service.log" 2>&1 &
+pids+=($!)
+echo "==> starting ExecutionService on $AGENTRUN_EXECUTION_TARGET (agents: examples/agents; MCP: examples/mcp.json)"
+"$VENV_BIN/agentrun-execution-service" --address "$AGENTRUN_EXECUTION_TARGET" --runs-service "$AGENTRUN_RUNS_TARGET" \
+  --agents-dir examples/agents --mcp-config examples/mcp.json --data-dir "$DEMO_DIR" \
+  --log-format text >"$DEMO_DIR/execution-service.log" 2>&1 &
+pids+=($!)
+
+for target in "$AGENTRUN_RUNS_TARGET" "$AGENTRUN_EXECUTION_TARGET"; do
+  ok=""
+  for _ in $(seq 1 100); do
+    if "$VENV_BIN/python" -m agentrun_cli.healthcheck "$target" >/dev/null 2>&1; then ok=1; break; fi
+    sleep 0.2
+  done
+  if [ -z "$ok" ]; then
+    echo "service at $target did not become healthy; its log:" >&2
+    tail -n 30 "$DEMO_DIR"/*.log >&2
+    exit 1
+  fi
+done
+
+model_flag=(--model test)
+if [ -n "${GEMINI_API_KEY:-}" ]; then
+  model_flag=()
+  echo "==> GEMINI_API_KEY is set: running with the agent's Gemini model"
+else
+  echo "==> GEMINI_API_KEY is not set: running with the offline TestModel (set it to use Gemini)"
+fi
+
+echo "==> agentrun run clock \"$TASK\" ${model_flag[*]}"
+"$VENV_BIN/agentrun" run clock "$TASK" "${model_flag[@]}" --label source=demo
+
+run_id=$("$VENV_BIN/agentrun" runs list --limit 1 --json | "$VENV_BIN/python" -c 'import json,sys; d=json.load(sys.stdin); runs=d.get("runs", d) if isinstance(d, dict) else d; print(runs[0]["id"])')
+echo
+echo "==> agentrun runs show $run_id   (as stored by RunsService)"
+"$VENV_BIN/agentrun" runs show "$run_id"
+echo
+echo "==> agentrun runs stats"
+"$VENV_BIN/agentrun" runs stats
+echo
+echo "Done. Stored runs are in $DEMO_DIR/runs.db. Start the services yourself with: .venv/bin/agentrun serve all"
