@@ -62,7 +62,7 @@ async def abort(
 
 def error_reason(error: grpc.aio.AioRpcError) -> str | None:
     """The ErrorInfo reason of a received error, if the server sent one."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     if status is None:
         return None
     for detail in status.details:

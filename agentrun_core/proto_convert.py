@@ -68,7 +68,7 @@ def duration_from_pb(value: duration_pb2.Duration) -> timedelta:
     return timedelta(microseconds=value.seconds * 1_000_000 + value.nanos // 1000)
 
 
-def run_status_to_pb(value: d.RunStatus) -> run_pb2.RunStatus.ValueType:
+def run_status_to_pb(value: d.RunStatus) -> run_pb2.RunStatus:
     return _RUN_STATUS_TO_PB[value]
 
 

@@ -11,7 +11,7 @@ from agentrun_cli import output
 from agentrun_cli.client import ExecutionClient, RunsClient
 from agentrun_cli.commands.common import JsonOption, settings_of, usage_error
 from agentrun_cli.commands.run import exit_code_for_run
-from agentrun_cli.errors import EXIT_INTERRUPTED, CliError, handle_errors
+from agentrun_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError, handle_errors
 from agentrun_cli.filters import FilterValueError, build_filter
 from agentrun_cli.progress import RunProgress, StreamEvent
 from agentrun_cli.render.run_details import run_details
@@ -38,7 +38,7 @@ def list_request(
     except FilterValueError as exc:
         raise usage_error(exc) from None
     if limit < 0:
-        raise CliError("--limit must not be negative", 2)
+        raise CliError("--limit must not be negative", EXIT_USAGE)
     return runs_pb2.ListRunsRequest(
         filter=expression,
         order_by=order_by or "",
@@ -148,7 +148,7 @@ def watch_run(
 ) -> None:
     """Follow a live run with the same view as `agentrun run`. Ctrl-C stops watching; the run goes on."""
     if from_sequence < 0:
-        raise CliError("--from must not be negative", 2)
+        raise CliError("--from must not be negative", EXIT_USAGE)
     client = ExecutionClient(settings_of(ctx))
     try:
         stream: BackgroundStream[StreamEvent] = BackgroundStream(client.watch(run_id, from_sequence))

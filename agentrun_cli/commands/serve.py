@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentrun_cli import output
 from agentrun_cli.addresses import client_target
-from agentrun_cli.errors import EXIT_INTERRUPTED, CliError, handle_errors
+from agentrun_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError, handle_errors
 
 if TYPE_CHECKING:
     from execution_service.config import ExecutionSettings
@@ -51,7 +51,7 @@ def serve_command(
         runs_settings = RunsSettings.from_env().with_overrides(listen_address=runs_address, migrate_on_start=migrate)
         exec_settings = ExecutionSettings.from_env().with_overrides(listen_address=execution_address)
     except SettingsError as exc:
-        raise CliError(str(exc), 2) from None
+        raise CliError(str(exc), EXIT_USAGE) from None
     if which is Which.ALL:
         exec_settings = exec_settings.with_overrides(runs_service_target=client_target(runs_settings.listen_address))
     configure_logging(runs_settings.log_level, runs_settings.log_format)

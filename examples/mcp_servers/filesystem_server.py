@@ -105,8 +105,7 @@ class Sandbox:
         except OSError:
             return
         for entry in entries:
-            inside = self._inside(entry)
-            if not inside:
+            if not self._inside(entry):
                 continue
             yield depth, entry
             if entry.is_dir() and not entry.is_symlink() and entry.name not in SKIPPED_DIRS and depth < max_depth:

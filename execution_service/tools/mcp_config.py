@@ -195,11 +195,17 @@ def _json_type(value: Any) -> str:
 
 
 def resolve_command(command: str) -> str:
-    """A bare command found on PATH, else beside this Python interpreter (a virtual environment's bin/, where
-    pip puts MCP servers such as mcp-server-time even when the environment is not activated)."""
-    if os.sep in command or shutil.which(command):
+    """The executable for a stdio server's command.
+
+    "python"/"python3" mean this service's own interpreter (so servers written in Python see the same installed
+    packages); other bare commands are looked up beside the interpreter first (a virtual environment's bin/, where
+    pip puts MCP servers such as mcp-server-time even when the environment is not activated), then on PATH.
+    """
+    if command in ("python", "python3"):
+        return sys.executable
+    if os.sep in command:
         return command
     beside = Path(sys.executable).parent / command
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
-    return command
+    return shutil.which(command) or command

@@ -140,7 +140,7 @@ class RunRepository:
         ordering = parse_order_by(query.order_by)
         size = normalise_page_size(query.page_size)
         filter_text = query.filter.strip()
-        bound_to = ("runs", filter_text, ordering_text(ordering), scope.user)
+        bound_to = ("runs", _normalised_filter(filter_text), ordering_text(ordering), scope.user)
         conditions = self._run_conditions(filter_text, scope)
         if query.page_token:
             position = self._tokens.decode(query.page_token, bound_to, _RUNS_TOKEN_MATCHES)
@@ -230,3 +230,12 @@ class RunRepository:
         for row in (await conn.execute(self._select_tool_calls_of, params)).mappings():
             found[row["run_id"]][1].append(tool_call_from_row(row))
         return found
+
+
+def _normalised_filter(filter_text: str) -> str:
+    """The canonical filter text page tokens are bound to (spacing and quoting differences do not matter)."""
+    if not filter_text:
+        return ""
+    from runs_service.query.filter import normalise_filter
+
+    return normalise_filter(filter_text)

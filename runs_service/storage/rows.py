@@ -58,7 +58,7 @@ def to_utc(value: datetime) -> datetime:
     """`value` as a UTC-aware datetime; naive values (as SQLite returns them) are taken to be UTC already."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    if value.utcoffset() == timedelta(0) and value.tzinfo is UTC:
+    if value.tzinfo is UTC:
         return value
     return value.astimezone(UTC)
 

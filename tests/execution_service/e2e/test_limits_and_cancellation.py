@@ -83,7 +83,7 @@ async def test_token_budget_ends_the_run(tmp_path: Path) -> None:
         assert finished.token_usage.total_tokens == 140
 
 
-async def cancel_mid_tool(stack: Stack, mode: int) -> ex.RunFinished:
+async def cancel_mid_tool(stack: Stack, mode: ex.CancelMode) -> ex.RunFinished:
     stub = stack.execution_stub()
     stream = stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="sleepy", task="sleep"))
     seen: list[ex.ExecuteAgentResponse] = []

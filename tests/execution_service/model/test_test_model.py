@@ -172,7 +172,7 @@ async def test_first_turn_calls_every_tool_once_in_one_turn_then_summarises() ->
     assert final.function_calls == ()
     assert final.finish_reason == "STOP"
     assert final.text == (
-        'Called 3 tools: get_current_time -> {"datetime": "x"}; convert_time -> bad time; git_log -> commit '
+        'Called 3 tools: get_current_time -> {"datetime": "x"}; convert_time -> error: bad time; git_log -> commit '
         + "a" * 193
     )
 

@@ -125,7 +125,8 @@ async def test_token_bound_to_filter_order_and_user(repo: RunRepository, dataset
     first = await repo.list_runs(ListRunsQuery(filter="status = COMPLETED", page_size=2), EVERYONE)
     token = first.next_page_token
     assert token
-    # The same request continues.
+    # The same request continues, also when the filter is only spelled differently.
+    await repo.list_runs(ListRunsQuery(filter="status=COMPLETED", page_size=2, page_token=token), EVERYONE)
     await repo.list_runs(ListRunsQuery(filter="status = COMPLETED", page_size=2, page_token=token), EVERYONE)
     for query, scope in [
         (ListRunsQuery(filter="status = RUNNING", page_size=2, page_token=token), EVERYONE),
