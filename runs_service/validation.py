@@ -5,6 +5,7 @@ Field names follow the request message: `run.id`, `run.execution_steps[3].sequen
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -63,6 +64,12 @@ def _check_cost(amount: Decimal) -> None:
         raise InvalidArgument("run.cost.amount", f"must be a finite, non-negative decimal, got {amount}")
     _sign, digits, exponent = amount.as_tuple()
     assert isinstance(exponent, int)  # finite
+    significant = len("".join(map(str, digits)).strip("0"))
+    if significant > _COST_MAX_SIGNIFICANT_DIGITS:
+        # SQLite stores NUMERIC as a double: more digits would not come back unchanged.
+        raise InvalidArgument(
+            "run.cost.amount", f"must have at most {_COST_MAX_SIGNIFICANT_DIGITS} significant digits, got {amount}"
+        )
     integer_digits = max(0, len(digits) + exponent)
     if integer_digits > _COST_MAX_INTEGER_DIGITS:
         raise InvalidArgument("run.cost.amount", f"must be below 10^{_COST_MAX_INTEGER_DIGITS}, got {amount}")
@@ -72,8 +79,29 @@ def _check_cost(amount: Decimal) -> None:
         )
 
 
+_COST_MAX_SIGNIFICANT_DIGITS = 15
+
+
+def _check_no_nul(field: str, value: object) -> None:
+    """Text may hold any character but NUL, which PostgreSQL cannot store (in text or JSONB)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidArgument(field, f"must not contain NUL characters (at offset {value.index(chr(0))})")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_no_nul(f"{field}[{key!r}]", key)
+            _check_no_nul(f"{field}[{key!r}]", item)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_no_nul(f"{field}[{index}]", item)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            _check_no_nul(f"{field}.{f.name}", getattr(value, f.name))
+
+
 def validate_run(run: Run) -> None:
     """Raises InvalidArgument(field, message) for the first problem found in `run`."""
+    _check_no_nul("run", run)
     problem = run_id_problem(run.id)
     if problem is not None:
         raise InvalidArgument("run.id", problem)

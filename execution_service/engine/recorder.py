@@ -30,6 +30,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def storable(text: str) -> str:
+    """Text as it can be stored anywhere: NUL (which PostgreSQL rejects) becomes U+FFFD."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 class StepRecorder:
     def __init__(self, run_id: str, emit: Callable[[ExecutionStep], None], redactor: Redactor) -> None:
         self.run_id = run_id
@@ -62,7 +67,7 @@ class StepRecorder:
                 usage=response.usage,
                 finish_reason=response.finish_reason,
                 time_to_first_token=response.time_to_first_token,
-                text=response.text,
+                text=storable(self._redactor.scrub_text(response.text)),
                 function_call_count=len(response.function_calls),
             ),
             time=started,
@@ -78,7 +83,7 @@ class StepRecorder:
                 call_id=call_id,
                 tool_name=tool.name,
                 server=tool.server,
-                arguments_json=orjson.dumps(scrubbed).decode(),
+                arguments_json=storable(orjson.dumps(scrubbed).decode()),
             ),
             time=time,
         )
@@ -86,8 +91,8 @@ class StepRecorder:
     def tool_finished(
         self, call_id: str, tool_name: str, outcome: ToolOutcome, *, time: datetime, duration: timedelta
     ) -> None:
-        capped = self._redactor.cap(self._redactor.scrub_result_text(outcome.text))
-        structured = self._redactor.scrub_json_text(outcome.structured_json)
+        capped = self._redactor.cap(storable(self._redactor.scrub_result_text(outcome.text)))
+        structured = storable(self._redactor.scrub_json_text(outcome.structured_json))
         if len(structured.encode()) > self._redactor.rules.max_result_bytes:
             structured = ""  # the capped text keeps the beginning; half a JSON document helps nobody
         self.record(
@@ -107,7 +112,11 @@ class StepRecorder:
         )
 
     def final_response(self, text: str) -> None:
-        self.record(FinalResponse(text=text), time=utc_now())
+        self.record(FinalResponse(text=self.scrub_final(text)), time=utc_now())
+
+    def scrub_final(self, text: str) -> str:
+        """The final response as streamed and stored: scrubbed like free text (the model saw unredacted results)."""
+        return storable(self._redactor.scrub_text(text))
 
     def error(self, error: RunError) -> None:
-        self.record(error, time=utc_now())
+        self.record(RunError(error.reason, storable(error.message)), time=utc_now())

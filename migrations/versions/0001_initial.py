@@ -94,6 +94,7 @@ def upgrade() -> None:
         "tool_calls",
         sa.Column("run_id", sa.String(length=36), nullable=False),
         sa.Column("call_id", sa.String(length=255), nullable=False),
+        sa.Column("position", sa.Integer(), server_default="0", nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("server", sa.String(length=255), server_default="", nullable=False),
         sa.Column("parameters_json", sa.Text(), server_default="", nullable=False),

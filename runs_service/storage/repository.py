@@ -71,7 +71,7 @@ class RunRepository:
         self._select_tool_calls = (
             select(tool_calls)
             .where(tool_calls.c.run_id == bindparam("run_id"))
-            .order_by(tool_calls.c.start_time, tool_calls.c.call_id)
+            .order_by(tool_calls.c.position)
         )
         self._select_steps_of = (
             select(run_steps)
@@ -81,7 +81,7 @@ class RunRepository:
         self._select_tool_calls_of = (
             select(tool_calls)
             .where(tool_calls.c.run_id.in_(bindparam("run_ids", expanding=True)))
-            .order_by(tool_calls.c.run_id, tool_calls.c.start_time, tool_calls.c.call_id)
+            .order_by(tool_calls.c.run_id, tool_calls.c.position)
         )
 
     @property

@@ -255,8 +255,9 @@ def run_to_rows(run: Run) -> RunRows:
             "status": call.status.value,
             "start_time": to_utc(call.start_time),
             "is_error": call.is_error,
+            "position": position,
         }
-        for call in run.tool_calls
+        for position, call in enumerate(run.tool_calls)
     ]
     digest = record_hash(run_row, step_rows, tool_rows)
     run_row["record_hash"] = digest

@@ -111,6 +111,8 @@ tool_calls = Table(
     metadata,
     Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
     Column("call_id", String(255), primary_key=True),
+    # Index of the call in Run.tool_calls, so a run reads back in the order it was recorded.
+    Column("position", Integer, nullable=False, server_default="0"),
     Column("name", String(255), nullable=False),
     Column("server", String(255), nullable=False, server_default=""),
     Column("parameters_json", Text, nullable=False, server_default=""),
