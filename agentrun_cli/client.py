@@ -17,6 +17,8 @@ from agentrun_cli.settings import (
     EXECUTION_TARGET_ENV,
     RUNS_TARGET_ENV,
     TLS_CA_ENV,
+    TLS_CLIENT_CERT_ENV,
+    TLS_CLIENT_KEY_ENV,
     CliSettings,
 )
 
@@ -32,15 +34,32 @@ def call_metadata(settings: CliSettings) -> Metadata:
     return (("authorization", f"Bearer {settings.token}"),) if settings.token else ()
 
 
-def open_channel(target: str, tls_ca: str | None) -> grpc.Channel:
+def _read_pem(path: str, what: str, source: str) -> bytes:
+    try:
+        return Path(path).expanduser().read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read the {what} {path!r} ({source}): {exc.strerror}") from None
+
+
+def open_channel(
+    target: str, tls_ca: str | None, *, tls_cert: str | None = None, tls_key: str | None = None
+) -> grpc.Channel:
     options = [("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES)]
     if not tls_ca:
+        if tls_cert or tls_key:
+            raise CliError(f"a client certificate needs the services' CA too ({TLS_CA_ENV} / --tls-ca)")
         return grpc.insecure_channel(target, options=options)
-    try:
-        root = Path(tls_ca).expanduser().read_bytes()
-    except OSError as exc:
-        raise CliError(f"cannot read the CA file {tls_ca!r} ({TLS_CA_ENV} / --tls-ca): {exc.strerror}") from None
-    return grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=root), options=options)
+    root = _read_pem(tls_ca, "CA file", f"{TLS_CA_ENV} / --tls-ca")
+    if not tls_cert and not tls_key:
+        return grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=root), options=options)
+    if not tls_cert or not tls_key:
+        raise CliError(f"mutual TLS needs both {TLS_CLIENT_CERT_ENV} and {TLS_CLIENT_KEY_ENV} (--tls-cert, --tls-key)")
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=root,
+        private_key=_read_pem(tls_key, "client key", f"{TLS_CLIENT_KEY_ENV} / --tls-key"),
+        certificate_chain=_read_pem(tls_cert, "client certificate", f"{TLS_CLIENT_CERT_ENV} / --tls-cert"),
+    )
+    return grpc.secure_channel(target, credentials, options=options)
 
 
 class _StreamCall(Protocol[E_co]):
@@ -76,7 +95,9 @@ class EventStream(Generic[E]):
 class RunsClient:
     def __init__(self, settings: CliSettings) -> None:
         self.endpoint = Endpoint("RunsService", settings.runs_target, RUNS_TARGET_ENV, "--runs-target")
-        self._channel = open_channel(settings.runs_target, settings.tls_ca)
+        self._channel = open_channel(
+            settings.runs_target, settings.tls_ca, tls_cert=settings.tls_cert, tls_key=settings.tls_key
+        )
         self._stub = runs_grpc.RunsServiceStub(self._channel)
         self._metadata = call_metadata(settings)
 
@@ -116,7 +137,9 @@ class ExecutionClient:
         self.endpoint = Endpoint(
             "ExecutionService", settings.execution_target, EXECUTION_TARGET_ENV, "--execution-target"
         )
-        self._channel = open_channel(settings.execution_target, settings.tls_ca)
+        self._channel = open_channel(
+            settings.execution_target, settings.tls_ca, tls_cert=settings.tls_cert, tls_key=settings.tls_key
+        )
         self._stub = ex_grpc.ExecutionServiceStub(self._channel)
         self._metadata = call_metadata(settings)
 

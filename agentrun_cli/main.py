@@ -16,6 +16,8 @@ from agentrun_cli.settings import (
     EXECUTION_TARGET_ENV,
     RUNS_TARGET_ENV,
     TLS_CA_ENV,
+    TLS_CLIENT_CERT_ENV,
+    TLS_CLIENT_KEY_ENV,
     TOKEN_ENV,
     CliSettings,
 )
@@ -50,9 +52,26 @@ def main(
         str | None,
         typer.Option("--tls-ca", envvar=TLS_CA_ENV, help="CA certificate (PEM): connect with TLS.", show_default=False),
     ] = None,
+    tls_cert: Annotated[
+        str | None,
+        typer.Option(
+            "--tls-cert", envvar=TLS_CLIENT_CERT_ENV, help="Client certificate (PEM), mTLS.", show_default=False
+        ),
+    ] = None,
+    tls_key: Annotated[
+        str | None,
+        typer.Option(
+            "--tls-key", envvar=TLS_CLIENT_KEY_ENV, help="Client private key (PEM) for mutual TLS.", show_default=False
+        ),
+    ] = None,
 ) -> None:
     ctx.obj = CliSettings(
-        execution_target=execution_target, runs_target=runs_target, token=token or None, tls_ca=tls_ca or None
+        execution_target=execution_target,
+        runs_target=runs_target,
+        token=token or None,
+        tls_ca=tls_ca or None,
+        tls_cert=tls_cert or None,
+        tls_key=tls_key or None,
     )
 
 

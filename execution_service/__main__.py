@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(run_server(settings))
+    except SettingsError as exc:  # authentication or TLS misconfigured (docs/security.md)
+        logging.getLogger("execution_service").error("refusing to start: %s", exc)
+        return 2
     except KeyboardInterrupt:
         return 130
     return 0

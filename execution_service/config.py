@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from agentrun_core.settings import env_bool, env_float, env_int, env_path, env_str
+from agentrun_core.auth.settings import AuthSettings
+from agentrun_core.settings import SettingsError, env_bool, env_float, env_int, env_path, env_str
+from agentrun_core.tls import ClientTlsSettings, ServerTlsSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +34,20 @@ class ExecutionSettings:
     max_message_bytes: int = 4 * 1024 * 1024
     max_tool_result_bytes: int = 64 * 1024
     redaction_enabled: bool = True
+    # Extra secret-key and secret-value regexes, added to the defaults (AGENTRUN_REDACT_KEYS / _PATTERNS).
+    redact_keys: tuple[str, ...] = ()
+    redact_patterns: tuple[str, ...] = ()
+    # Concurrent ExecuteAgent + WatchRun streams per user (0: no cap) and ExecuteAgent calls per user per minute
+    # (token bucket holding up to rate_limit_burst; 0: no limit).
+    max_streams_per_user: int = 16
+    rate_limit_per_minute: float = 60.0
+    rate_limit_burst: int = 20
     reflection: bool = True
+    # Bearer-token authentication and TLS of this service, and how it authenticates to RunsService: docs/security.md
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    tls: ServerTlsSettings = field(default_factory=ServerTlsSettings)
+    runs_service_token: str = ""
+    runs_service_tls: ClientTlsSettings = field(default_factory=ClientTlsSettings)
     shutdown_grace_s: float = 20.0
     log_level: str = "INFO"
     log_format: str = "auto"
@@ -67,7 +82,16 @@ class ExecutionSettings:
             max_message_bytes=env_int("AGENTRUN_MAX_MESSAGE_BYTES", base.max_message_bytes, minimum=1024),
             max_tool_result_bytes=env_int("AGENTRUN_MAX_TOOL_RESULT_BYTES", base.max_tool_result_bytes, minimum=256),
             redaction_enabled=env_bool("AGENTRUN_REDACTION", base.redaction_enabled),
+            redact_keys=env_regex_list("AGENTRUN_REDACT_KEYS", separator=","),
+            redact_patterns=env_regex_list("AGENTRUN_REDACT_PATTERNS", separator=None),
+            max_streams_per_user=env_int("AGENTRUN_MAX_STREAMS_PER_USER", base.max_streams_per_user, minimum=0),
+            rate_limit_per_minute=env_float("AGENTRUN_RATE_LIMIT_PER_MINUTE", base.rate_limit_per_minute, minimum=0),
+            rate_limit_burst=env_int("AGENTRUN_RATE_LIMIT_BURST", base.rate_limit_burst, minimum=1),
             reflection=env_bool("AGENTRUN_REFLECTION", base.reflection),
+            auth=AuthSettings.from_env(),
+            tls=ServerTlsSettings.from_env(),
+            runs_service_token=env_str("AGENTRUN_RUNS_SERVICE_TOKEN", ""),
+            runs_service_tls=_runs_service_tls(),
             shutdown_grace_s=env_float("AGENTRUN_SHUTDOWN_GRACE_S", base.shutdown_grace_s, minimum=0),
             log_level=env_str("AGENTRUN_LOG_LEVEL", base.log_level),
             log_format=env_str("AGENTRUN_LOG_FORMAT", base.log_format),
@@ -79,3 +103,45 @@ class ExecutionSettings:
     @property
     def resolved_outbox_path(self) -> Path:
         return self.outbox_path or self.data_dir / "outbox.db"
+
+
+def env_regex_list(name: str, *, separator: str | None) -> tuple[str, ...]:
+    """Regexes from `name`: a JSON array of strings, or the text split on `separator` (None: one regex)."""
+    import json
+    import re
+
+    raw = env_str(name, "").strip()
+    if not raw:
+        return ()
+    if raw.startswith("["):
+        try:
+            items = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"{name} must be a JSON array of regular expressions: {exc.msg}") from None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise SettingsError(f"{name} must be a JSON array of strings")
+        patterns = [i for i in items if i]
+    else:
+        patterns = [p.strip() for p in raw.split(separator)] if separator else [raw]
+        patterns = [p for p in patterns if p]
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise SettingsError(f"{name}: {pattern!r} is not a valid regular expression ({exc})") from None
+    return tuple(patterns)
+
+
+def _runs_service_tls() -> ClientTlsSettings:
+    """AGENTRUN_RUNS_SERVICE_TLS_* for the channel to RunsService, falling back to the shared AGENTRUN_TLS_* ones."""
+
+    def path(specific: str, shared: str) -> Path | None:
+        value = env_str(specific, "") or env_str(shared, "")
+        return Path(value).expanduser() if value else None
+
+    return ClientTlsSettings(
+        ca=path("AGENTRUN_RUNS_SERVICE_TLS_CA", "AGENTRUN_TLS_CA"),
+        cert=path("AGENTRUN_RUNS_SERVICE_TLS_CLIENT_CERT", "AGENTRUN_TLS_CLIENT_CERT"),
+        key=path("AGENTRUN_RUNS_SERVICE_TLS_CLIENT_KEY", "AGENTRUN_TLS_CLIENT_KEY"),
+        server_name=env_str("AGENTRUN_RUNS_SERVICE_TLS_SERVER_NAME", ""),
+    )

@@ -49,5 +49,17 @@ class TooManyRuns(ExecutionError):
         self.retry_after_s = retry_after_s
 
 
+class TooManyStreams(TooManyRuns):
+    """The caller has as many ExecuteAgent/WatchRun streams open as allowed (AGENTRUN_MAX_STREAMS_PER_USER)."""
+
+    reason = "TOO_MANY_STREAMS"
+
+
+class RateLimited(TooManyRuns):
+    """The caller started runs faster than allowed (AGENTRUN_RATE_LIMIT_PER_MINUTE)."""
+
+    reason = "RATE_LIMITED"
+
+
 class ServiceShuttingDown(ExecutionError):
     reason = "SHUTTING_DOWN"

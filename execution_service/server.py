@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import lru_cache
@@ -14,11 +15,14 @@ from agentrun.execution.v1 import execution_service_pb2, execution_service_pb2_g
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
+from agentrun_core.tls import add_port, aio_channel
 from execution_service.agents.registry import AgentRegistry
+from execution_service.api.limits import CallLimits
 from execution_service.api.servicer import ExecutionServicer
 from execution_service.config import ExecutionSettings
 from execution_service.engine.manager import ManagerLimits, ProviderFactory, RunManager
-from execution_service.engine.redaction import RedactionRules, Redactor
+from execution_service.engine.redaction import RedactionRules, Redactor, rules_with_extras
 from execution_service.model.base import ModelProvider
 from execution_service.model.registry import ModelSettings, build_provider
 from execution_service.model.retry import RetryPolicy
@@ -65,6 +69,23 @@ def provider_factory(settings: ExecutionSettings) -> ProviderFactory:
     return providers
 
 
+def redaction_rules(settings: ExecutionSettings) -> RedactionRules:
+    return rules_with_extras(
+        enabled=settings.redaction_enabled,
+        max_result_bytes=settings.max_tool_result_bytes,
+        extra_keys=settings.redact_keys,
+        extra_patterns=settings.redact_patterns,
+    )
+
+
+def runs_call_metadata(settings: ExecutionSettings) -> Callable[[], Sequence[tuple[str, str]]]:
+    """The metadata of every RecordRun call: this service's own bearer token (role service), when configured."""
+    metadata: tuple[tuple[str, str], ...] = (
+        (("authorization", f"Bearer {settings.runs_service_token}"),) if settings.runs_service_token else ()
+    )
+    return lambda: metadata
+
+
 @dataclass
 class RunningExecutionServer:
     server: grpc.aio.Server
@@ -90,6 +111,13 @@ async def start_server(
     interceptors: list[grpc.aio.ServerInterceptor] | None = None,
     runs_channel: grpc.aio.Channel | None = None,
 ) -> RunningExecutionServer:
+    security = auth_interceptors(settings.auth, service="ExecutionService")
+    settings.tls.credentials()  # fail early when TLS is misconfigured
+    if not settings.runs_service_token:
+        log.warning(
+            "AGENTRUN_RUNS_SERVICE_TOKEN is not set: runs are published to RunsService without credentials "
+            "(fine only when RunsService runs with AGENTRUN_AUTH=off)"
+        )
     resources = AsyncExitStack()
     try:
         agents = AgentRegistry(settings.agents_dir, settings.default_model)
@@ -110,9 +138,14 @@ async def start_server(
                 "runs interrupted by the previous stop will be published as INTERRUPTED", extra={"runs": recovered}
             )
         if runs_channel is None:
-            runs_channel = grpc.aio.insecure_channel(settings.runs_service_target, options=RUNS_CHANNEL_OPTIONS)
+            runs_channel = aio_channel(
+                settings.runs_service_target,
+                settings.runs_service_tls,
+                options=RUNS_CHANNEL_OPTIONS,
+                prefix="AGENTRUN_RUNS_SERVICE_TLS",
+            )
             resources.push_async_callback(runs_channel.close)
-        publisher = OutboxPublisher(outbox, runs_channel)
+        publisher = OutboxPublisher(outbox, runs_channel, call_metadata=runs_call_metadata(settings))
         publisher.start()
         resources.push_async_callback(publisher.stop, 5.0)
 
@@ -121,9 +154,7 @@ async def start_server(
             tools,
             provider_factory(settings),
             publisher,
-            redactor=Redactor(
-                RedactionRules(enabled=settings.redaction_enabled, max_result_bytes=settings.max_tool_result_bytes)
-            ),
+            redactor=Redactor(redaction_rules(settings)),
             limits=ManagerLimits(
                 max_task_bytes=settings.max_task_bytes,
                 max_live_runs=settings.max_live_runs,
@@ -135,10 +166,19 @@ async def start_server(
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
                 ("grpc.so_reuseport", 0),
+                *SERVER_METADATA_OPTIONS,
             ],
-            interceptors=interceptors or [],
+            # Caller interceptors (tracing) run first, so refused calls are traced too; authentication is innermost.
+            interceptors=[*(interceptors or []), *security],
         )
-        execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(ExecutionServicer(manager, agents), server)
+        limits = CallLimits(
+            max_streams_per_user=settings.max_streams_per_user,
+            rate_per_minute=settings.rate_limit_per_minute,
+            burst=settings.rate_limit_burst,
+        )
+        execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
+            ExecutionServicer(manager, agents, limits), server
+        )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         if settings.reflection:
@@ -146,7 +186,7 @@ async def start_server(
                 [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
                 server,
             )
-        port = server.add_insecure_port(settings.listen_address)
+        port = add_port(server, settings.listen_address, settings.tls, service="ExecutionService")
         if port == 0:
             raise OSError(f"cannot listen on {settings.listen_address}")
         await server.start()

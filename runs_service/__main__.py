@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     except SchemaOutdated as exc:
         log.error("refusing to start: %s", exc.message)
         return 3
+    except SettingsError as exc:  # authentication or TLS misconfigured (docs/security.md)
+        log.error("refusing to start: %s", exc)
+        return 2
     except StorageUnavailable as exc:
         log.error("database unavailable: %s", exc.message)
         return 4

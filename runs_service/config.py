@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from agentrun_core.auth.settings import AuthSettings
 from agentrun_core.settings import env_bool, env_float, env_int, env_path, env_str
+from agentrun_core.tls import ServerTlsSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +25,9 @@ class RunsSettings:
     # Key that signs page tokens. Empty: read (or create once) <data_dir>/page_token_secret.
     page_token_secret: str = ""
     reflection: bool = True
+    # Bearer-token authentication (AGENTRUN_AUTH, AGENTRUN_TOKENS_FILE, ...) and TLS (AGENTRUN_TLS_*): docs/security.md
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    tls: ServerTlsSettings = field(default_factory=ServerTlsSettings)
     shutdown_grace_s: float = 10.0
     log_level: str = "INFO"
     log_format: str = "auto"
@@ -39,6 +44,8 @@ class RunsSettings:
             max_message_bytes=env_int("AGENTRUN_MAX_MESSAGE_BYTES", base.max_message_bytes, minimum=1024),
             page_token_secret=env_str("AGENTRUN_PAGE_TOKEN_SECRET", base.page_token_secret),
             reflection=env_bool("AGENTRUN_REFLECTION", base.reflection),
+            auth=AuthSettings.from_env(),
+            tls=ServerTlsSettings.from_env(),
             shutdown_grace_s=env_float("AGENTRUN_SHUTDOWN_GRACE_S", base.shutdown_grace_s, minimum=0),
             log_level=env_str("AGENTRUN_LOG_LEVEL", base.log_level),
             log_format=env_str("AGENTRUN_LOG_FORMAT", base.log_format),

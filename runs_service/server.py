@@ -13,6 +13,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
+from agentrun_core.tls import add_port
 from runs_service.api.servicer import RunsServicer
 from runs_service.config import RunsSettings
 from runs_service.storage.engine import create_engine_for
@@ -42,7 +44,10 @@ async def start_server(
     settings: RunsSettings, *, interceptors: list[grpc.aio.ServerInterceptor] | None = None
 ) -> RunningRunsServer:
     """Checks the schema (or migrates when asked), then starts serving. Raises SchemaOutdated when the database
-    is not migrated and migrate_on_start is off."""
+    is not migrated and migrate_on_start is off, and a SettingsError (TokenConfigError, TlsConfigError) when
+    authentication or TLS is misconfigured (checked first)."""
+    security = auth_interceptors(settings.auth, service="RunsService")
+    settings.tls.credentials()  # fail before touching the database when TLS is misconfigured
     url = settings.resolved_database_url()
     if settings.migrate_on_start:
         await asyncio.to_thread(upgrade, url, "head")
@@ -55,8 +60,10 @@ async def start_server(
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
+        *SERVER_METADATA_OPTIONS,
     ]
-    server = grpc.aio.server(options=options, interceptors=interceptors or [])
+    # Caller interceptors (tracing) run first, so refused calls are traced too; authentication is innermost.
+    server = grpc.aio.server(options=options, interceptors=[*(interceptors or []), *security])
     runs_service_pb2_grpc.add_RunsServiceServicer_to_server(
         RunsServicer(repository, max_record_bytes=settings.max_record_bytes), server
     )
@@ -67,7 +74,7 @@ async def start_server(
             [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             server,
         )
-    port = server.add_insecure_port(settings.listen_address)
+    port = add_port(server, settings.listen_address, settings.tls, service="RunsService")
     if port == 0:
         await engine.dispose()
         raise OSError(f"cannot listen on {settings.listen_address}")

@@ -14,6 +14,11 @@ free_port() { "$VENV_BIN/python" -c 'import socket; s=socket.socket(); s.bind(("
 RUNS_PORT=${AGENTRUN_DEMO_RUNS_PORT:-$(free_port)}
 EXEC_PORT=${AGENTRUN_DEMO_EXECUTION_PORT:-$(free_port)}
 export AGENTRUN_RUNS_TARGET="127.0.0.1:$RUNS_PORT" AGENTRUN_EXECUTION_TARGET="127.0.0.1:$EXEC_PORT"
+# Local development only: every caller is the local admin. Production: AGENTRUN_AUTH=tokens (the default) with
+# AGENTRUN_TOKENS_FILE, AGENTRUN_RUNS_SERVICE_TOKEN and TLS; see docs/security.md.
+export AGENTRUN_AUTH=off
+echo "==> authentication is OFF for this demo (AGENTRUN_AUTH=off, local development)."
+echo "    To turn it on: AGENTRUN_AUTH=tokens + AGENTRUN_TOKENS_FILE (python -m agentrun_core.auth generate USER); see docs/security.md"
 
 pids=()
 cleanup() {

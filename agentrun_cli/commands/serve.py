@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Awaitable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
@@ -54,6 +55,16 @@ def serve_command(
         raise CliError(str(exc), EXIT_USAGE) from None
     if which is Which.ALL:
         exec_settings = exec_settings.with_overrides(runs_service_target=client_target(runs_settings.listen_address))
+    if not os.environ.get("AGENTRUN_AUTH"):
+        from agentrun_core.auth import AuthSettings
+
+        # `serve` is for development: authentication is off unless AGENTRUN_AUTH says otherwise.
+        runs_settings = runs_settings.with_overrides(auth=AuthSettings.off())
+        exec_settings = exec_settings.with_overrides(auth=AuthSettings.off())
+        output.print_line(
+            "authentication is off (development); to turn it on set AGENTRUN_AUTH=tokens and AGENTRUN_TOKENS_FILE "
+            "(docs/security.md)"
+        )
     configure_logging(runs_settings.log_level, runs_settings.log_format)
     from runs_service.domain import RunsServiceError
 
@@ -65,6 +76,8 @@ def serve_command(
         raise CliError(f"RunsService cannot start: {exc.message}") from None
     except OSError as exc:
         raise CliError(f"cannot start: {exc}") from None
+    except SettingsError as exc:  # authentication or TLS misconfigured
+        raise CliError(f"cannot start: {exc}", EXIT_USAGE) from None
 
 
 async def _serve(which: Which, runs_settings: RunsSettings, exec_settings: ExecutionSettings) -> None:

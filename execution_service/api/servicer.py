@@ -14,6 +14,7 @@ from agentrun_core.identity import current_identity
 from execution_service.agents.registry import AgentRegistry
 from execution_service.api.convert import after_turn, agent_to_pb, event_fields, problem_to_pb
 from execution_service.api.errors import abort_for
+from execution_service.api.limits import CallLimits, RateLimiter, StreamLimiter
 from execution_service.engine.events import RunEvent
 from execution_service.engine.live_run import LiveRun
 from execution_service.engine.manager import RunManager, StartRun
@@ -29,43 +30,62 @@ def _visible_user() -> str | None:
 
 
 class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
-    def __init__(self, manager: RunManager, agents: AgentRegistry) -> None:
+    def __init__(self, manager: RunManager, agents: AgentRegistry, limits: CallLimits | None = None) -> None:
         self._manager = manager
         self._agents = agents
+        limits = limits or CallLimits()
+        self._streams = StreamLimiter(limits.max_streams_per_user)
+        self._rate = RateLimiter(limits.rate_per_minute, limits.burst)
 
     async def ExecuteAgent(
         self, request: pb.ExecuteAgentRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ExecuteAgentResponse]:
+        user = current_identity.get().user
         try:
-            live = await self._manager.start(
-                StartRun(
-                    agent_name=request.agent_name,
-                    task=request.task,
-                    user=current_identity.get().user,
-                    variables=dict(request.variables),
-                    labels=dict(request.labels),
-                    run_id=request.run_id,
-                    model=request.model,
-                )
-            )
+            self._rate.acquire(user)
+            self._streams.acquire(user)
         except ExecutionError as exc:
+            log.info("ExecuteAgent refused", extra={"user": user, "reason": exc.reason})
             await abort_for(context, exc)
             return
-        async for event in self._follow(live, 0, detach=request.detach):
-            yield pb.ExecuteAgentResponse(**event_fields(event))
+        try:
+            try:
+                live = await self._manager.start(
+                    StartRun(
+                        agent_name=request.agent_name,
+                        task=request.task,
+                        user=user,
+                        variables=dict(request.variables),
+                        labels=dict(request.labels),
+                        run_id=request.run_id,
+                        model=request.model,
+                    )
+                )
+            except ExecutionError as exc:
+                await abort_for(context, exc)
+                return
+            async for event in self._follow(live, 0, detach=request.detach):
+                yield pb.ExecuteAgentResponse(**event_fields(event))
+        finally:
+            self._streams.release(user)
 
     async def WatchRun(
         self, request: pb.WatchRunRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchRunResponse]:
+        user = current_identity.get().user
         try:
             live = self._find_visible(request.run_id)
             if request.from_sequence < 0:
                 raise InvalidRequest("from_sequence", f"must not be negative, got {request.from_sequence}")
+            self._streams.acquire(user)
         except ExecutionError as exc:
             await abort_for(context, exc)
             return
-        async for event in self._follow(live, request.from_sequence, detach=True):
-            yield pb.WatchRunResponse(**event_fields(event))
+        try:
+            async for event in self._follow(live, request.from_sequence, detach=True):
+                yield pb.WatchRunResponse(**event_fields(event))
+        finally:
+            self._streams.release(user)
 
     async def CancelRun(self, request: pb.CancelRunRequest, context: grpc.aio.ServicerContext) -> pb.CancelRunResponse:
         try:

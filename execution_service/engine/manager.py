@@ -21,7 +21,7 @@ from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.engine.events import RunFinishedEvent, RunStartedEvent
 from execution_service.engine.live_run import LiveRun
 from execution_service.engine.loop import LoopInput, LoopOutcome, run_agent_loop
-from execution_service.engine.recorder import StepRecorder, utc_now
+from execution_service.engine.recorder import StepRecorder, storable, utc_now
 from execution_service.engine.redaction import Redactor
 from execution_service.errors import (
     AgentNotFound,
@@ -165,6 +165,14 @@ class RunManager:
     def _check_sizes(self, request: StartRun) -> None:
         if not request.task.strip():
             raise InvalidRequest("task", "must not be empty")
+        texts = {
+            "task": [request.task],
+            "variables": [*request.variables.keys(), *request.variables.values()],
+            "labels": [*request.labels.keys(), *request.labels.values()],
+        }
+        for name, values in texts.items():
+            if any("\x00" in value for value in values):
+                raise InvalidRequest(name, "must not contain NUL characters")
         task_bytes = len(request.task.encode())
         if task_bytes > self._limits.max_task_bytes:
             raise InvalidRequest("task", f"is {task_bytes} bytes, over the cap of {self._limits.max_task_bytes} bytes")
@@ -339,8 +347,8 @@ def _terminal_run(base: Run, recorder: StepRecorder, outcome: LoopOutcome, end: 
         labels=base.labels,
         variables=base.variables,
         status=outcome.status,
-        error=outcome.error,
-        final_response=outcome.final_response,
+        error=RunError(outcome.error.reason, storable(outcome.error.message)) if outcome.error else None,
+        final_response=recorder.scrub_final(outcome.final_response),
         model_name=base.model_name,
         start_time=base.start_time,
         end_time=end,

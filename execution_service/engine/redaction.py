@@ -1,8 +1,13 @@
 """Scrubs secrets from tool arguments and results before they are streamed or stored, and caps result size.
 
-The model still receives the unredacted result: redaction protects the record, not the conversation.
-Rules are configurable (ExecutionSettings.redaction_*); the defaults cover keys such as password, token,
-api_key, secret, authorization, and values that look like bearer tokens, private keys or well-known API keys.
+The model still receives the unredacted result: redaction protects the record, not the conversation. Because the
+model saw the secret, its own text (model-call text and the final response) is scrubbed too (`scrub_text`), so a
+model that repeats a secret does not put it in the stream or the store.
+
+Rules are configurable (ExecutionSettings: AGENTRUN_REDACTION, AGENTRUN_REDACT_KEYS, AGENTRUN_REDACT_PATTERNS,
+AGENTRUN_MAX_TOOL_RESULT_BYTES; `rules_with_extras`); the defaults cover keys such as password, token, api_key,
+secret, authorization (as JSON keys and as `key=value` / `"key": "value"` pairs in text), and values that look like
+bearer tokens, private keys or well-known API keys.
 """
 
 from __future__ import annotations
@@ -49,6 +54,18 @@ class RedactionRules:
     max_result_bytes: int = 64 * 1024
 
 
+def rules_with_extras(
+    *, enabled: bool, max_result_bytes: int, extra_keys: tuple[str, ...] = (), extra_patterns: tuple[str, ...] = ()
+) -> RedactionRules:
+    """The default rules plus configured secret-key and secret-value regexes."""
+    return RedactionRules(
+        enabled=enabled,
+        secret_keys=DEFAULT_SECRET_KEYS + tuple(extra_keys),
+        secret_values=DEFAULT_SECRET_VALUES + tuple(extra_patterns),
+        max_result_bytes=max_result_bytes,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class CappedText:
     text: str
@@ -61,10 +78,18 @@ class Redactor:
     rules: RedactionRules = field(default_factory=RedactionRules)
     _key_re: re.Pattern[str] = field(init=False)
     _value_re: re.Pattern[str] = field(init=False)
+    _pair_re: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self._key_re = re.compile(r"(?i)^(.*[_-])?(" + "|".join(self.rules.secret_keys) + r")([_-].*)?$")
+        keys = "|".join(f"(?:{k})" for k in self.rules.secret_keys)
+        self._key_re = re.compile(r"(?i)^(.*[_-])?(" + keys + r")([_-].*)?$")
         self._value_re = re.compile("|".join(f"(?:{p})" for p in self.rules.secret_values))
+        # `password=...`, `"api_key": "..."`, `X-Auth-Token: ...` inside free text: the value goes, the key stays.
+        self._pair_re = re.compile(
+            r"(?i)(?P<key>[\"']?(?<![\w-])(?:[a-z0-9]+[_-])*(?:" + keys + r")(?:[_-][a-z0-9]+)*(?![\w])[\"']?"
+            r"\s*[:=]\s*)"
+            r"(?P<value>\[REDACTED\]|\"(?:[^\"\\\n]|\\.)*\"|'[^'\n]*'|[^\s\"',;&}\]]+)"
+        )
 
     def is_secret_key(self, key: str) -> bool:
         return bool(self._key_re.match(key))
@@ -85,9 +110,10 @@ class Redactor:
         return value
 
     def scrub_text(self, text: str) -> str:
+        """Free text: secret-looking values, and the values of `secret_key=value` / `"secret_key": "value"` pairs."""
         if not self.rules.enabled or not text:
             return text
-        return self._value_re.sub(REDACTED, text)
+        return self._pair_re.sub(_redact_pair, self._value_re.sub(REDACTED, text))
 
     def scrub_json_text(self, text: str) -> str:
         """Scrubs JSON text structurally when it parses, as plain text otherwise."""
@@ -114,3 +140,11 @@ class Redactor:
             return CappedText(text, size, False)
         head = text.encode()[:limit].decode(errors="ignore")
         return CappedText(f"{head}\n[truncated: {size} bytes in all, {limit} kept]", size, True)
+
+
+def _redact_pair(match: re.Match[str]) -> str:
+    value = match.group("value")
+    if value == REDACTED or value in ('""', "''"):
+        return match.group(0)
+    quote = value[0] if value[0] in "\"'" and len(value) > 1 else ""
+    return f"{match.group('key')}{quote}{REDACTED}{quote}"

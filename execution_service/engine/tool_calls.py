@@ -23,7 +23,11 @@ def _response_for_model(outcome: ToolOutcome) -> dict[str, object]:
         return {"error": outcome.text}
     if outcome.structured_json:
         try:
-            return {"result": orjson.loads(outcome.structured_json)}
+            structured = orjson.loads(outcome.structured_json)
+            # The MCP SDK wraps a tool's primitive return value as {"result": value}: do not wrap it twice.
+            if isinstance(structured, dict) and structured.keys() == {"result"}:
+                return structured
+            return {"result": structured}
         except orjson.JSONDecodeError:
             log.warning("tool returned structured content that is not JSON; sending its text")
     return {"result": outcome.text}

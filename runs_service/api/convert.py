@@ -56,6 +56,13 @@ def record_result_to_pb(result: RecordResult) -> runs_service_pb2.RecordRunRespo
     )
 
 
+def _checked_time(value: timestamp_pb2.Timestamp, field: str) -> datetime:
+    try:
+        return timestamp_from_pb(value)
+    except (OverflowError, ValueError):
+        raise InvalidArgument(field, f"is out of range ({value.seconds} s, {value.nanos} ns since 1970)") from None
+
+
 def time_range_from_pb(
     start: timestamp_pb2.Timestamp, end: timestamp_pb2.Timestamp, has_start: bool, has_end: bool
 ) -> tuple[datetime, datetime]:
@@ -63,7 +70,7 @@ def time_range_from_pb(
         raise InvalidArgument("start_time", "is required: the stats cover runs started in [start_time, end_time)")
     if not has_end:
         raise InvalidArgument("end_time", "is required: the stats cover runs started in [start_time, end_time)")
-    start_dt, end_dt = timestamp_from_pb(start), timestamp_from_pb(end)
+    start_dt, end_dt = _checked_time(start, "start_time"), _checked_time(end, "end_time")
     if end_dt <= start_dt:
         raise InvalidArgument("end_time", f"must be after start_time ({start_dt.isoformat()})")
     return start_dt, end_dt

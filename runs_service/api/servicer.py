@@ -55,7 +55,11 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
             )
         if not request.HasField("run"):
             raise InvalidArgument("run", "is required")
-        run = run_from_pb(request.run)
+        try:
+            run = run_from_pb(request.run)
+        except OverflowError:
+            # A Timestamp/Duration beyond what datetime holds (years 1-9999): bad input, not a server fault.
+            raise InvalidArgument("run", "holds a timestamp or duration out of range (years 1-9999)") from None
         validate_run(run)
         result = await self._repository.record_run(run)
         return record_result_to_pb(result)

@@ -69,9 +69,7 @@ class RunRepository:
             .limit(bindparam("limit"))
         )
         self._select_tool_calls = (
-            select(tool_calls)
-            .where(tool_calls.c.run_id == bindparam("run_id"))
-            .order_by(tool_calls.c.position)
+            select(tool_calls).where(tool_calls.c.run_id == bindparam("run_id")).order_by(tool_calls.c.position)
         )
         self._select_steps_of = (
             select(run_steps)

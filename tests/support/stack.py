@@ -21,6 +21,8 @@ from agentrun.runs.v1 import run_pb2
 from agentrun.runs.v1 import runs_service_pb2 as rs
 from agentrun.runs.v1 import runs_service_pb2_grpc as rs_grpc
 
+from agentrun_core.auth import AuthSettings
+from agentrun_core.tls import ClientTlsSettings, ServerTlsSettings
 from execution_service.config import ExecutionSettings
 from execution_service.server import RunningExecutionServer
 from execution_service.server import start_server as start_execution
@@ -28,6 +30,7 @@ from runs_service.config import RunsSettings
 from runs_service.server import RunningRunsServer
 from runs_service.server import start_server as start_runs
 from tests.fakes.gemini_server import FakeGemini
+from tests.support.auth import channel as auth_channel
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_MCP_SERVER = REPO / "tests" / "fixtures" / "mcp_test_server.py"
@@ -80,25 +83,33 @@ class Stack:
     execution_address: str
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     runs_settings: RunsSettings | None = None
+    # TLS settings for the test's own client channels (None: plaintext).
+    client_tls: ClientTlsSettings | None = None
+    # Token the Stack's own reads of RunsService use (stored_run) when RunsService has authentication on.
+    reader_token: str | None = None
 
-    def execution_stub(self) -> ex_grpc.ExecutionServiceStub:
-        channel = grpc.aio.insecure_channel(self.execution_address)
+    def channel(
+        self, target: str, *, token: str | None = None, header: str | None = None, tls: ClientTlsSettings | None = None
+    ) -> grpc.aio.Channel:
+        """A channel closed with the stack; `token` is sent as a bearer token, `header` as the raw value."""
+        channel = auth_channel(target, token=token, header=header, tls=tls or self.client_tls)
         self.channels.append(channel)
-        return ex_grpc.ExecutionServiceStub(channel)
+        return channel
 
-    def runs_stub(self) -> rs_grpc.RunsServiceStub:
-        channel = grpc.aio.insecure_channel(self.runs_address)
-        self.channels.append(channel)
-        return rs_grpc.RunsServiceStub(channel)
+    def execution_stub(self, token: str | None = None, *, header: str | None = None) -> ex_grpc.ExecutionServiceStub:
+        return ex_grpc.ExecutionServiceStub(self.channel(self.execution_address, token=token, header=header))
 
-    async def execute(self, **request: Any) -> list[ex.ExecuteAgentResponse]:
-        stub = self.execution_stub()
+    def runs_stub(self, token: str | None = None, *, header: str | None = None) -> rs_grpc.RunsServiceStub:
+        return rs_grpc.RunsServiceStub(self.channel(self.runs_address, token=token, header=header))
+
+    async def execute(self, token: str | None = None, **request: Any) -> list[ex.ExecuteAgentResponse]:
+        stub = self.execution_stub(token)
         return [event async for event in stub.ExecuteAgent(ex.ExecuteAgentRequest(**request))]
 
     async def stored_run(self, run_id: str, *, timeout_s: float = 15.0) -> run_pb2.Run:
         """The terminal run as RunsService stores it (waits for the outbox to deliver it)."""
         assert await self.execution.publisher.flush(timeout_s), "the outbox did not drain"
-        reply = await self.runs_stub().GetRun(rs.GetRunRequest(run_id=run_id, view=rs.RUN_VIEW_FULL))
+        reply = await self.runs_stub(self.reader_token).GetRun(rs.GetRunRequest(run_id=run_id, view=rs.RUN_VIEW_FULL))
         return reply.run
 
     async def stop_runs(self) -> None:
@@ -125,8 +136,15 @@ async def running_stack(
     mcp_servers: dict[str, Any] | None = None,
     gemini_latency_s: float = 0.0,
     with_runs_service: bool = True,
+    runs_auth: AuthSettings | None = None,
+    runs_tls: ServerTlsSettings | None = None,
+    client_tls: ClientTlsSettings | None = None,
+    reader_token: str | None = None,
     **execution_overrides: Any,
 ) -> AsyncIterator[Stack]:
+    """Authentication is off on both services unless `runs_auth` / `auth=` (an ExecutionSettings override) say
+    otherwise, like the demo: AGENTRUN_AUTH=off. `runs_tls` / `tls=` switch the listeners to TLS; `client_tls` is what
+    the test's own channels use; `reader_token` is what `Stack.stored_run` reads RunsService with."""
     write_agents(tmp / "agents", agents)
     (tmp / "mcp.json").write_text(json.dumps(mcp_config(mcp_servers)))
     gemini = FakeGemini(latency_s=gemini_latency_s)
@@ -137,6 +155,8 @@ async def running_stack(
         data_dir=tmp / "runs-data",
         migrate_on_start=True,
         page_token_secret="test-secret-0123456789abcdef",
+        auth=runs_auth or AuthSettings.off(),
+        tls=runs_tls or ServerTlsSettings(),
     )
     runs = await start_runs(runs_settings) if with_runs_service else None
     settings = ExecutionSettings(
@@ -150,6 +170,7 @@ async def running_stack(
         model_retry_initial_delay_s=0.01,
         model_retry_max_delay_s=0.05,
         log_format="text",
+        auth=AuthSettings.off(),
     ).with_overrides(**execution_overrides)
     execution = await start_execution(settings)
     stack = Stack(
@@ -160,6 +181,8 @@ async def running_stack(
         runs_address=f"127.0.0.1:{runs_port}",
         execution_address=f"127.0.0.1:{execution.port}",
         runs_settings=runs_settings,
+        client_tls=client_tls,
+        reader_token=reader_token,
     )
     try:
         yield stack

@@ -17,6 +17,7 @@ from agentrun.runs.v1 import run_pb2
 from agentrun.runs.v1 import runs_service_pb2 as rs
 from agentrun.runs.v1 import runs_service_pb2_grpc as rs_grpc
 
+from agentrun_core.auth import AuthSettings
 from runs_service.config import RunsSettings
 from runs_service.server import start_server as start_runs
 from tests.fakes.gemini_server import FakeFunctionCall, FakeGemini, FakeResponse
@@ -88,7 +89,12 @@ async def test_mcp_server_killed_mid_call_is_a_tool_error_then_restarted(tmp_pat
 async def test_execution_service_killed_mid_run_publishes_interrupted_after_restart(tmp_path: Path) -> None:
     runs_port, exec_port = free_port(), free_port()
     runs = await start_runs(
-        RunsSettings(listen_address=f"127.0.0.1:{runs_port}", data_dir=tmp_path / "runs", migrate_on_start=True)
+        RunsSettings(
+            listen_address=f"127.0.0.1:{runs_port}",
+            data_dir=tmp_path / "runs",
+            migrate_on_start=True,
+            auth=AuthSettings.off(),
+        )
     )
     gemini = FakeGemini()
     base_url = await gemini.start()
@@ -105,6 +111,7 @@ async def test_execution_service_killed_mid_run_publishes_interrupted_after_rest
         "GEMINI_API_KEY": "test-key",
         "GOOGLE_GEMINI_BASE_URL": base_url,
         "AGENTRUN_LOG_FORMAT": "json",
+        "AGENTRUN_AUTH": "off",
     }
     command = [sys.executable, "-m", "execution_service"]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -186,3 +186,53 @@ async def test_retry_with_the_same_run_id_reattaches_instead_of_starting_again(t
         assert first == second
         stored = await stack.stored_run(run_id)
         assert stored.status == run_pb2.RUN_STATUS_COMPLETED
+
+
+async def test_max_tokens_and_blocked_prompts_end_the_run_with_a_clear_reason(tmp_path: Path) -> None:
+    agents = {"plain": agent_source(model="gemini-2.5-flash")}
+    async with running_stack(tmp_path, agents) as stack:
+        stack.gemini.add(FakeResponse(text="The answer is cut", finish_reason="MAX_TOKENS"))
+        finished = (await stack.execute(agent_name="plain", task="write a novel"))[-1].run_finished
+        assert finished.status == run_pb2.RUN_STATUS_FAILED and finished.error.reason == "MAX_TOKENS"
+
+        stack.gemini.add(FakeResponse(block_reason="PROHIBITED_CONTENT"))
+        finished = (await stack.execute(agent_name="plain", task="something bad"))[-1].run_finished
+        assert finished.status == run_pb2.RUN_STATUS_FAILED and finished.error.reason == "PROMPT_BLOCKED"
+        assert "PROHIBITED_CONTENT" in finished.error.message
+
+        stack.gemini.add(FakeResponse(text="", finish_reason="SAFETY"))
+        finished = (await stack.execute(agent_name="plain", task="something unsafe"))[-1].run_finished
+        assert finished.status == run_pb2.RUN_STATUS_FAILED and finished.error.reason == "RESPONSE_BLOCKED"
+        stored = await stack.stored_run(finished.run_id)
+        assert stored.error.reason == "RESPONSE_BLOCKED"
+
+
+async def test_streamed_model_calls_record_time_to_first_token(tmp_path: Path) -> None:
+    agents = {"plain": agent_source(model="gemini-2.5-flash")}
+    async with running_stack(tmp_path, agents) as stack:
+        stack.gemini.add(FakeResponse(text="one two three four", stream_chunks=4, chunk_delay_s=0.1))
+        events = await stack.execute(agent_name="plain", task="count")
+        model_call = steps_of(events)[0].model_call
+        ttft = model_call.time_to_first_token.ToTimedelta().total_seconds()
+        total = steps_of(events)[0].duration.ToTimedelta().total_seconds()
+        assert model_call.HasField("time_to_first_token") and 0 < ttft < total
+        assert total >= 0.3  # three pauses between four chunks
+        assert model_call.text == "one two three four"
+
+
+async def test_tool_calls_of_one_turn_run_concurrently(tmp_path: Path) -> None:
+    agents = {"parallel": agent_source(model="gemini-2.5-flash", tools=["test/sleep"])}
+    async with running_stack(tmp_path, agents) as stack:
+        stack.gemini.add(
+            FakeResponse(function_calls=[FakeFunctionCall("sleep", {"seconds": 0.6}, id=f"p{i}") for i in range(4)]),
+            FakeResponse(text="all slept"),
+        )
+        events = await stack.execute(agent_name="parallel", task="sleep four times")
+        assert events[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        steps = steps_of(events)
+        results = [s for s in steps if s.WhichOneof("payload") == "tool_result"]
+        assert len(results) == 4 and not any(r.tool_result.is_error for r in results)
+        first_call = min(s.time.ToDatetime() for s in steps if s.WhichOneof("payload") == "tool_call")
+        last_result = max(s.time.ToDatetime() for s in results)
+        # Sequential calls would take 2.4 s; concurrent ones about 0.6 s.
+        assert (last_result - first_call).total_seconds() < 1.8

@@ -10,6 +10,7 @@ import grpc
 import pytest
 from agentrun.runs.v1 import runs_service_pb2_grpc
 
+from agentrun_core.auth import AuthSettings
 from runs_service.config import RunsSettings
 from runs_service.server import RunningRunsServer, start_server
 
@@ -29,6 +30,7 @@ async def start_runs_client(db_url: str, data_dir: Path, **overrides: object) ->
         data_dir=data_dir,
         migrate_on_start=True,
         page_token_secret="test-secret-0123456789abcdef",
+        auth=AuthSettings.off(),
     ).with_overrides(**overrides)
     server = await start_server(settings)
     address = f"127.0.0.1:{server.port}"

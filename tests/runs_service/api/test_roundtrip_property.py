@@ -28,7 +28,7 @@ from runs_service.server import start_server
 
 # Any Unicode text but NUL (refused with INVALID_ARGUMENT: PostgreSQL cannot store it) and lone surrogates
 # (not representable in protobuf strings).
-TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
+TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=40)
 NAME = TEXT.filter(lambda s: s != "").map(lambda s: s[:40])
 TIMES = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC))
 DURATIONS = st.integers(0, 10**12).map(lambda us: timedelta(microseconds=us))

@@ -14,6 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from agentrun_core.auth import AuthSettings
 from runs_service.config import RunsSettings
 from runs_service.domain import SchemaOutdated
 from runs_service.server import start_server
@@ -26,7 +27,9 @@ def free_port() -> int:
 
 
 async def test_refuses_an_unmigrated_database_and_names_the_command(tmp_path: Path) -> None:
-    settings = RunsSettings(listen_address="127.0.0.1:0", data_dir=tmp_path, migrate_on_start=False)
+    settings = RunsSettings(
+        listen_address="127.0.0.1:0", data_dir=tmp_path, migrate_on_start=False, auth=AuthSettings.off()
+    )
     with pytest.raises(SchemaOutdated) as caught:
         await start_server(settings)
     assert "agentrun-runs-service migrate" in caught.value.message
@@ -50,7 +53,7 @@ async def wait_serving(address: str, timeout_s: float = 20.0) -> None:
 
 async def test_process_migrates_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "AGENTRUN_DATA_DIR": str(tmp_path), "AGENTRUN_LOG_FORMAT": "json"}
+    env = {**os.environ, "AGENTRUN_DATA_DIR": str(tmp_path), "AGENTRUN_LOG_FORMAT": "json", "AGENTRUN_AUTH": "off"}
     # Without the flag the process refuses to start with exit code 3 and says how to migrate.
     refused = subprocess.run(
         [sys.executable, "-m", "runs_service", "--address", f"127.0.0.1:{port}"],

@@ -1,0 +1,53 @@
+"""Small helpers shared by the benchmark scripts (percentiles, printing, a free port, the repo on sys.path)."""
+
+from __future__ import annotations
+
+import math
+import socket
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def ensure_repo_on_path() -> None:
+    """`python bench/x.py` puts bench/ on sys.path, not the repo: add it so `tests.support` and `bench` import."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..1) of `values`; NaN when empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summary_ms(values_s: Sequence[float]) -> str:
+    """'p50 x ms, p99 y ms (n=N)' for durations in seconds."""
+    return (
+        f"p50 {percentile(values_s, 0.5) * 1e3:7.2f} ms  p99 {percentile(values_s, 0.99) * 1e3:7.2f} ms  "
+        f"(n={len(values_s)})"
+    )
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def verdict(ok: bool) -> str:
+    return "MET" if ok else "MISSED"
+
+
+def header(title: str) -> None:
+    print(f"\n=== {title} ===", flush=True)

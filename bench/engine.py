@@ -1,0 +1,526 @@
+"""ExecutionService benchmark: engine overhead per step, CPU split of a typical run, concurrency, step latency.
+
+    .venv/bin/python bench/engine.py            # full (~3-4 min)
+    .venv/bin/python bench/engine.py --quick    # smoke (< 60 s)
+
+1. Overhead per step: RunManager driven directly (TestModel, an in-process MCP server through `mcp.Client(server)`,
+   a RunSink that only counts). Per run: wall time minus the time spent inside the model provider and inside the
+   tool calls (both wrapped and timed), divided by the run's steps. Telemetry on/off when agentrun_core.telemetry
+   offers a switch.
+2. CPU per typical run: the real ExecutionService and RunsService (SQLite) in this process, the real google-genai
+   client against tests.fakes.gemini_server.FakeGemini (3 model calls: two function calls, then an answer), the
+   stdio MCP test server (2 tool calls), every step streamed to a gRPC client. cProfile over the event loop thread;
+   each function's own time is attributed by module to a part (loop, model client, MCP, streaming, publishing);
+   a function of a shared module (asyncio, grpc, protobuf, pydantic, ...) takes the parts of its callers.
+3. Concurrency: 10 / 100 / 1,000 runs at once against TestModel(latency_s=0.5): wall time against the ideal (model
+   calls per run x 0.5 s), and memory per in-flight run (tracemalloc, a separate pass).
+4. Step-to-client latency: from the engine emitting a step (LiveRun.append_step) to the gRPC client receiving it,
+   next to a raw grpc.aio server stream replaying the same messages with the same gaps, interleaved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import gc
+import importlib
+import logging
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import grpc
+from agentrun.execution.v1 import execution_service_pb2 as ex
+from agentrun.execution.v1 import execution_service_pb2_grpc as ex_grpc
+from mcp import Client
+
+from agentrun_core.domain import Run, RunStatus
+from bench._util import free_port, header, percentile, verdict
+from execution_service.agents.registry import AgentRegistry
+from execution_service.engine.live_run import LiveRun
+from execution_service.engine.manager import ManagerLimits, RunManager, StartRun
+from execution_service.model.base import ModelRequest, ModelResponse
+from execution_service.model.test_model import TestModel
+from execution_service.tools.base import ResolvedTool, ToolOutcome
+from execution_service.tools.results import outcome_from_result
+from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage
+from tests.fixtures.mcp_test_server import server as mcp_test_server
+from tests.support.stack import agent_source, running_stack, write_agents
+
+GOALS = {"overhead_ms": 1.0, "telemetry_pct": 10.0, "memory_kb": 200.0, "latency_ratio": 2.0}
+TOOLS = ["test/echo", "test/add"]
+
+
+# --- in-process parts ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Clock:
+    """Seconds spent inside wrapped calls (model provider, tools)."""
+
+    model_s: float = 0.0
+    tools_s: float = 0.0
+
+
+class TimedModel:
+    """A ModelProvider timing its inner provider."""
+
+    def __init__(self, inner: Any, clock: Clock) -> None:
+        self.name = inner.name
+        self._inner = inner
+        self._clock = clock
+
+    async def generate(self, request: ModelRequest) -> ModelResponse:
+        t0 = time.perf_counter()
+        try:
+            return await self._inner.generate(request)
+        finally:
+            self._clock.model_s += time.perf_counter() - t0
+
+
+class InProcessMcpTools:
+    """A ToolProvider over an MCP server object in this process (`mcp.Client(server)`), timing each call."""
+
+    def __init__(self, client: Client, clock: Clock) -> None:
+        self._client = client
+        self._clock = clock
+        self._tools: list[ResolvedTool] | None = None
+        self._in_flight = 0
+        self._since = 0.0
+
+    async def resolve(self, patterns: list[str]) -> list[ResolvedTool]:
+        if self._tools is None:
+            listed = (await self._client.list_tools()).tools
+            self._tools = [
+                ResolvedTool("test", t.name, t.name, t.description or "", t.input_schema)
+                for t in listed
+                if f"test/{t.name}" in patterns
+            ]
+        return self._tools
+
+    async def call(self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float) -> ToolOutcome:
+        # A turn's tool calls run concurrently: count the time at least one is in flight (the union), not the sum.
+        if self._in_flight == 0:
+            self._since = time.perf_counter()
+        self._in_flight += 1
+        try:
+            return outcome_from_result(await self._client.call_tool(tool.name, arguments))
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._clock.tools_s += time.perf_counter() - self._since
+
+
+@dataclass
+class CountingSink:
+    records: int = 0
+    checkpoints: int = 0
+    finished: list[Run] = field(default_factory=list)
+
+    async def record(self, run: Run) -> None:
+        self.records += 1
+        if run.status.is_terminal:
+            self.finished.append(run)
+
+    async def checkpoint(self, run: Run) -> bool:
+        self.checkpoints += 1
+        return True
+
+
+def _manager(agents_dir: Path, client: Client, clock: Clock, model: TestModel, sink: CountingSink) -> RunManager:
+    write_agents(agents_dir, {"bench": agent_source(model="test", tools=TOOLS)})
+    registry = AgentRegistry(agents_dir, "test")
+    registry.load()
+    provider = TimedModel(model, clock)
+    return RunManager(
+        registry,
+        InProcessMcpTools(client, clock),
+        lambda _name: (provider, "test"),
+        sink,
+        limits=ManagerLimits(max_live_runs=5000, retain_finished=10),
+    )
+
+
+# --- 1. overhead per step ----------------------------------------------------------------------------------------
+
+
+def telemetry_switch() -> Callable[[bool], None] | None:
+    """A function switching agentrun telemetry on/off, when agentrun_core.telemetry offers one."""
+    try:
+        module = importlib.import_module("agentrun_core.telemetry")
+    except ImportError:
+        return None
+    for name in ("set_enabled", "set_telemetry_enabled"):
+        fn = getattr(module, name, None)
+        if callable(fn):
+            return fn
+    enable, disable = getattr(module, "enable", None), getattr(module, "disable", None)
+    if callable(enable) and callable(disable):
+        return lambda on: enable() if on else disable()
+    return None
+
+
+async def overhead_runs(manager: RunManager, clock: Clock, sink: CountingSink, runs: int) -> list[float]:
+    """Per-run engine overhead per step (seconds), one run at a time."""
+    per_step = []
+    for i in range(runs):
+        clock.model_s = clock.tools_s = 0.0
+        t0 = time.perf_counter()
+        live = await manager.start(StartRun(agent_name="bench", task=f"task {i}", user="bench"))
+        await manager.wait(live)
+        wall = time.perf_counter() - t0
+        run = sink.finished[-1]
+        assert run.status is RunStatus.COMPLETED, run.error
+        per_step.append((wall - clock.model_s - clock.tools_s) / len(run.execution_steps))
+    return per_step
+
+
+async def bench_overhead(quick: bool, tmp: Path) -> dict[str, Any]:
+    header("1. Engine overhead per step (RunManager, TestModel, in-process MCP server, counting sink)")
+    runs = 60 if quick else 400
+    clock, sink = Clock(), CountingSink()
+    switch = telemetry_switch()
+    out: dict[str, Any] = {}
+    async with Client(mcp_test_server) as client:
+        manager = _manager(tmp / "agents-overhead", client, clock, TestModel(), sink)
+        await overhead_runs(manager, clock, sink, 10)  # warm-up
+        modes = ["off", "on"] if switch is not None else ["off"]
+        samples: dict[str, list[float]] = defaultdict(list)
+        for _ in range(2):  # interleave off, on, off, on
+            for mode in modes:
+                if switch is not None:
+                    switch(mode == "on")
+                samples[mode] += await overhead_runs(manager, clock, sink, runs // 2)
+        if switch is not None:
+            switch(False)
+    steps = len(sink.finished[-1].execution_steps)
+    print(f"{runs} runs per mode, {steps} steps each (2 model calls, 2 tool calls as start/finish pairs, final answer)")
+    for mode in modes:
+        med = statistics.median(samples[mode]) * 1e3
+        out[f"overhead_{mode}_ms"] = med
+        print(
+            f"  telemetry {mode:<3}: median {med:.3f} ms/step, p90 {percentile(samples[mode], 0.9) * 1e3:.3f} ms "
+            f"(goal < {GOALS['overhead_ms']} ms: {verdict(med < GOALS['overhead_ms'])})"
+        )
+    if switch is None:
+        print("  telemetry on/off: agentrun_core.telemetry has no switch yet: measured 'off' only")
+    else:
+        diff = (out["overhead_on_ms"] / out["overhead_off_ms"] - 1) * 100
+        out["telemetry_pct"] = diff
+        print(
+            f"  telemetry on vs off: {diff:+.1f}% (goal under {GOALS['telemetry_pct']:.0f}%: "
+            f"{verdict(abs(diff) < GOALS['telemetry_pct'])})"
+        )
+    return out
+
+
+# --- 2. CPU split -------------------------------------------------------------------------------------------------
+
+PARTS: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "loop",
+        (
+            "execution_service/engine/",
+            "execution_service/agents/",
+            "execution_service/model/retry",
+            "execution_service/model/base",
+            "execution_service/model/pricing",
+            "dotpromptz",
+            "handlebars",
+        ),
+    ),
+    (
+        "model client",
+        (
+            "execution_service/model/",
+            "google/genai",
+            "httpx",
+            "httpcore",
+            "h11",
+            "h2/",
+            "aiohttp",
+            "google/auth",
+            "tests/fakes",
+        ),
+    ),
+    ("MCP", ("execution_service/tools/", "mcp/", "anyio", "jsonschema", "referencing", "rpds")),
+    ("streaming", ("execution_service/api/", "bench/engine")),
+    ("publishing", ("execution_service/publish/", "runs_service/", "sqlalchemy", "aiosqlite", "alembic")),
+]
+
+
+def _part_of(filename: str) -> str | None:
+    name = filename.replace("\\", "/")
+    for part, prefixes in PARTS:
+        if any(p in name for p in prefixes):
+            return part
+    return None
+
+
+def attribute(profile: cProfile.Profile) -> dict[str, float]:
+    """Own time of every function, given to its module's part; an unclassified function's time goes to its callers'
+    parts in proportion to the time it spent under each caller (what cannot be traced is 'event loop / other')."""
+    stats: Any = pstats.Stats(profile).stats  # type: ignore[attr-defined]  # {func: (cc, nc, tt, ct, callers{func: (cc, nc, tt, ct)})}
+    memo: dict[Any, dict[str, float]] = {}
+
+    def shares(func: Any, depth: int) -> dict[str, float]:
+        if func in memo:
+            return memo[func]
+        part = _part_of(func[0])
+        if part is not None:
+            result = {part: 1.0}
+        else:
+            callers = stats.get(func, (0, 0, 0.0, 0.0, {}))[4]
+            total = sum(edge[3] for edge in callers.values())
+            if depth > 40 or not callers or total <= 0:
+                result = {"event loop / other": 1.0}
+            else:
+                memo[func] = {"event loop / other": 1.0}  # breaks cycles
+                result = defaultdict(float)
+                for caller, edge in callers.items():
+                    for p, share in shares(caller, depth + 1).items():
+                        result[p] += share * edge[3] / total
+                result = dict(result)
+        memo[func] = result
+        return result
+
+    totals: dict[str, float] = defaultdict(float)
+    for func, (_cc, _nc, tt, _ct, _callers) in stats.items():
+        for part, share in shares(func, 0).items():
+            totals[part] += tt * share
+    return dict(totals)
+
+
+def _gemini_responder(body: dict[str, Any]) -> FakeResponse:
+    turns = len(body.get("contents") or [])
+    usage = FakeUsage(prompt=400 + 50 * turns, candidates=30, thoughts=10)
+    if turns == 1:
+        return FakeResponse(function_calls=[FakeFunctionCall("echo", {"text": "hello"})], usage=usage)
+    if turns == 3:
+        return FakeResponse(function_calls=[FakeFunctionCall("add", {"a": 2, "b": 3})], usage=usage)
+    return FakeResponse(text="Echoed hello; 2 + 3 = 5.", usage=usage)
+
+
+async def _execute(stub: ex_grpc.ExecutionServiceStub, model: str, task: str = "go") -> list[ex.ExecuteAgentResponse]:
+    events = [e async for e in stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="bench", task=task, model=model))]
+    finished = events[-1].run_finished
+    assert finished.status == 2, finished  # RUN_STATUS_COMPLETED
+    return events
+
+
+async def bench_cpu_split(quick: bool, tmp: Path) -> dict[str, Any]:
+    header("2. CPU per typical run (real google-genai -> FakeGemini, stdio MCP, gRPC stream, RunsService on SQLite)")
+    runs = 15 if quick else 80
+    out: dict[str, Any] = {}
+    async with running_stack(
+        tmp / "cpu", {"bench": agent_source(model="gemini-2.5-flash", tools=TOOLS)}, rate_limit_per_minute=0.0
+    ) as stack:
+        stack.gemini.set_responder(_gemini_responder)
+        stub = stack.execution_stub()
+        for _ in range(3):  # warm-up: MCP server start, genai client, connections
+            await _execute(stub, "gemini-2.5-flash")
+        assert await stack.execution.publisher.flush(15)
+        gc.collect()
+        profile = cProfile.Profile()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        profile.enable()
+        steps = 0
+        for _ in range(runs):
+            events = await _execute(stub, "gemini-2.5-flash")
+            steps = sum(1 for e in events if e.WhichOneof("event") == "step")
+        assert await stack.execution.publisher.flush(15)
+        profile.disable()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        # Again without the profiler, for the plain CPU per run.
+        cpu1 = time.process_time()
+        for _ in range(runs):
+            await _execute(stub, "gemini-2.5-flash")
+        assert await stack.execution.publisher.flush(15)
+        plain = (time.process_time() - cpu1) / runs
+    parts = attribute(profile)
+    profiled = sum(parts.values())
+    out["cpu_per_run_ms"] = plain * 1e3
+    print(
+        f"{runs} runs of {steps} steps (3 model calls, 2 tool calls); process CPU per run {plain * 1e3:.1f} ms "
+        f"without the profiler ({cpu / runs * 1e3:.1f} ms with it; wall {wall / runs * 1e3:.1f} ms/run)"
+    )
+    print(
+        "  includes in this process: ExecutionService, RunsService (SQLite), the gRPC client and FakeGemini's thread;"
+        " the MCP server is a subprocess"
+    )
+    print("  split of the profiled event-loop CPU (cProfile, by module, shared modules by caller):")
+    for part in ["loop", "model client", "MCP", "streaming", "publishing", "event loop / other"]:
+        share = parts.get(part, 0.0) / profiled if profiled else 0.0
+        out[f"share_{part}"] = share
+        print(f"    {part:<20} {share * 100:5.1f}%  ~{share * plain * 1e3:6.1f} ms/run")
+    return out
+
+
+# --- 3. concurrency ----------------------------------------------------------------------------------------------
+
+
+async def _concurrent(manager: RunManager, count: int, trace: bool) -> tuple[float, float]:
+    """Starts `count` runs at once; returns (wall seconds, bytes per in-flight run measured 0.25 s in)."""
+    gc.collect()
+    base = tracemalloc.get_traced_memory()[0] if trace else 0
+    t0 = time.perf_counter()
+    lives = [await manager.start(StartRun(agent_name="bench", task=f"t{i}", user="bench")) for i in range(count)]
+    await asyncio.sleep(0.25)
+    in_flight = manager.live_count
+    per_run = (tracemalloc.get_traced_memory()[0] - base) / max(in_flight, 1) if trace else 0.0
+    await asyncio.gather(*(manager.wait(live) for live in lives))
+    return time.perf_counter() - t0, per_run
+
+
+async def bench_concurrency(quick: bool, tmp: Path) -> dict[str, Any]:
+    header("3. Concurrency: N runs at once, TestModel(latency_s=0.5), in-process MCP server")
+    latency, calls_per_run = 0.5, 2
+    ideal = latency * calls_per_run
+    out: dict[str, Any] = {}
+    async with Client(mcp_test_server) as client:
+        clock, sink = Clock(), CountingSink()
+        manager = _manager(tmp / "agents-conc", client, clock, TestModel(latency_s=latency), sink)
+        await _concurrent(manager, 5, trace=False)
+        for count in (10, 100, 1000):
+            sink.finished.clear()
+            wall, _ = await _concurrent(manager, count, trace=False)
+            failed = [r for r in sink.finished if r.status is not RunStatus.COMPLETED]
+            completed = len(sink.finished) - len(failed)
+            tracemalloc.start()
+            _, per_run = await _concurrent(manager, count, trace=True)
+            tracemalloc.stop()
+            out[f"wall_{count}"], out[f"kb_{count}"] = wall, per_run / 1024
+            print(
+                f"  {count:>5} runs: wall {wall:5.2f} s vs ideal {ideal:.2f} s ({wall / ideal:4.2f}x); "
+                f"{completed}/{count} completed, {len(failed)} failed; "
+                f"{per_run / 1024:6.1f} KB per in-flight run (goal < {GOALS['memory_kb']:.0f} KB: "
+                f"{verdict(per_run / 1024 < GOALS['memory_kb'])})",
+                flush=True,
+            )
+            if quick and count >= 100:
+                break
+    return out
+
+
+# --- 4. step-to-client latency ---------------------------------------------------------------------------------
+
+
+class _Replay(ex_grpc.ExecutionServiceServicer):
+    """A raw server stream replaying recorded messages with their gaps; records when each is yielded."""
+
+    def __init__(self) -> None:
+        self.script: list[tuple[float, ex.ExecuteAgentResponse]] = []
+        self.sent: list[float] = []
+
+    async def ExecuteAgent(
+        self, request: ex.ExecuteAgentRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[ex.ExecuteAgentResponse]:
+        for gap, message in self.script:
+            if gap > 0:
+                await asyncio.sleep(gap)
+            self.sent.append(time.perf_counter())
+            yield message
+
+
+async def bench_latency(quick: bool, tmp: Path) -> dict[str, Any]:
+    header("4. Step-to-client latency: engine emit -> gRPC client receive, vs a raw grpc.aio stream (interleaved)")
+    rounds = 10 if quick else 40
+    emitted: dict[tuple[str, int], float] = {}
+    original = LiveRun.append_step
+
+    def timed_append(self: LiveRun, step: Any) -> None:
+        emitted[(self.run_id, step.sequence)] = time.perf_counter()
+        original(self, step)
+
+    engine_lat: list[float] = []
+    raw_lat: list[float] = []
+    replay = _Replay()
+    raw_server = grpc.aio.server()
+    ex_grpc.add_ExecutionServiceServicer_to_server(replay, raw_server)
+    port = raw_server.add_insecure_port(f"127.0.0.1:{free_port()}")
+    await raw_server.start()
+    LiveRun.append_step = timed_append  # type: ignore[method-assign]
+    try:
+        async with (
+            running_stack(
+                tmp / "lat",
+                {"bench": agent_source(model="test", tools=TOOLS)},
+                test_model_latency_s=0.01,
+                rate_limit_per_minute=0.0,
+            ) as stack,
+            grpc.aio.insecure_channel(f"127.0.0.1:{port}") as raw_channel,
+        ):
+            stub, raw_stub = stack.execution_stub(), ex_grpc.ExecutionServiceStub(raw_channel)
+            await _execute(stub, "test")
+            for _ in range(rounds):
+                received: list[tuple[float, ex.ExecuteAgentResponse]] = []
+                async for event in stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="bench", task="go")):
+                    received.append((time.perf_counter(), event))
+                script: list[tuple[float, ex.ExecuteAgentResponse]] = []
+                previous: float | None = None
+                for at, event in received:
+                    if event.WhichOneof("event") == "step":
+                        sent = emitted[(event.step.run_id, event.step.sequence)]
+                        engine_lat.append(at - sent)
+                        script.append((0.0 if previous is None else max(sent - previous, 0.0), event))
+                        previous = sent
+                replay.script, replay.sent = script, []
+                got = [time.perf_counter() async for _ in raw_stub.ExecuteAgent(ex.ExecuteAgentRequest())]
+                raw_lat += [g - s for g, s in zip(got, replay.sent, strict=True)]
+    finally:
+        LiveRun.append_step = original  # type: ignore[method-assign]
+        await raw_server.stop(0)
+    size = statistics.mean(len(m.SerializeToString()) for _, m in replay.script)
+    e50, r50 = percentile(engine_lat, 0.5) * 1e6, percentile(raw_lat, 0.5) * 1e6
+    ratio = e50 / r50
+    print(
+        f"{len(engine_lat)} steps (mean {size:.0f} bytes): engine p50 {e50:.0f} us, p99 "
+        f"{percentile(engine_lat, 0.99) * 1e6:.0f} us; raw stream p50 {r50:.0f} us, p99 "
+        f"{percentile(raw_lat, 0.99) * 1e6:.0f} us; ratio of p50s {ratio:.2f} "
+        f"(goal < {GOALS['latency_ratio']:.0f}x: {verdict(ratio < GOALS['latency_ratio'])})"
+    )
+    return {"engine_p50_us": e50, "raw_p50_us": r50, "ratio": ratio}
+
+
+async def amain(quick: bool, only: set[str]) -> None:
+    print(f"engine benchmark ({'quick' if quick else 'full'}); 2-core shared machine: compare ratios", flush=True)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="agentrun-bench-engine-") as name:
+        tmp = Path(name)
+        steps: list[tuple[str, Callable[[bool, Path], Any]]] = [
+            ("overhead", bench_overhead),
+            ("cpu", bench_cpu_split),
+            ("concurrency", bench_concurrency),
+            ("latency", bench_latency),
+        ]
+        for key, fn in steps:
+            if not only or key in only:
+                await fn(quick, tmp)
+    print(f"\ndone in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke mode (< 60 s)")
+    parser.add_argument("--only", action="append", choices=["overhead", "cpu", "concurrency", "latency"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger().setLevel(logging.ERROR)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(asyncio.wait_for(amain(args.quick, set(args.only or [])), timeout=110 if args.quick else 900))
+
+
+if __name__ == "__main__":
+    main()
