@@ -33,6 +33,7 @@ from agentrun_core.domain import (
     ToolCallStatus,
     step_kind,
 )
+from runs_service.validation import check_no_nul
 
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -189,12 +190,14 @@ def _hash_default(value: Any) -> Any:
     raise TypeError(f"cannot hash a {type(value).__name__}")
 
 
+def canonical_record(run_row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]], tools: Sequence[Any]) -> bytes:
+    """The canonical form of a run's rows (keys sorted, times UTC, Decimals as text)."""
+    return orjson.dumps([run_row, steps, tools], option=orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z, default=_hash_default)
+
+
 def record_hash(run_row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]], tools: Sequence[Any]) -> str:
-    """sha256 (hex) of the canonical form of a run's rows (keys sorted, times UTC, Decimals as text)."""
-    canonical = orjson.dumps(
-        [run_row, steps, tools], option=orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z, default=_hash_default
-    )
-    return hashlib.sha256(canonical).hexdigest()
+    """sha256 (hex) of the canonical form of a run's rows."""
+    return hashlib.sha256(canonical_record(run_row, steps, tools)).hexdigest()
 
 
 def run_to_rows(run: Run) -> RunRows:
@@ -259,7 +262,11 @@ def run_to_rows(run: Run) -> RunRows:
         }
         for position, call in enumerate(run.tool_calls)
     ]
-    digest = record_hash(run_row, step_rows, tool_rows)
+    canonical = canonical_record(run_row, step_rows, tool_rows)
+    if b"\\u0000" in canonical:
+        # orjson writes NUL as \u0000: only then walk the run to name the field (the text "\u0000" also matches).
+        check_no_nul(run)
+    digest = hashlib.sha256(canonical).hexdigest()
     run_row["record_hash"] = digest
     return RunRows(run=run_row, steps=step_rows, tool_calls=tool_rows, record_hash=digest)
 

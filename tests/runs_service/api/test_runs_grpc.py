@@ -234,3 +234,17 @@ async def test_health_is_serving_and_reflection_lists_the_service(runs: RunsClie
         names = {s.name for s in response.list_services_response.service}
         assert "agentrun.runs.v1.RunsService" in names
         break
+
+
+async def test_nul_characters_are_refused_naming_the_field_but_their_escape_text_is_fine(runs: RunsClient) -> None:
+    bad = run_to_pb(make_run())
+    bad.execution_steps[3].model_call.text = "before\x00after" if bad.execution_steps[3].HasField("model_call") else ""
+    bad.labels["team"] = "a\x00b"
+    error = await expect_error(record(runs, bad), grpc.StatusCode.INVALID_ARGUMENT)
+    assert "NUL" in (error.details() or "") and "run." in (error.details() or "")
+
+    fine = run_to_pb(make_run())
+    fine.task = "the six characters \\u0000 are not a NUL"
+    assert (await record(runs, fine)).outcome == rs.RECORD_OUTCOME_CREATED
+    got = await runs.stub.GetRun(rs.GetRunRequest(run_id=fine.id))
+    assert got.run.task == fine.task
