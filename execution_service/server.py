@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
+from agentrun_core.serving import wait_for_stop_signal
 from agentrun_core.tls import add_port, aio_channel
 from execution_service.agents.registry import AgentRegistry
 from execution_service.api.limits import CallLimits
@@ -211,14 +210,8 @@ async def start_server(
 async def run_server(settings: ExecutionSettings) -> None:
     """Serves until SIGINT or SIGTERM, then shuts down gracefully."""
     running = await start_server(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await wait_for_stop_signal()
     finally:
         log.info("execution service shutting down", extra={"grace_s": settings.shutdown_grace_s})
         await running.stop(settings.shutdown_grace_s)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from dataclasses import dataclass
 
 import grpc
@@ -14,10 +13,11 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
+from agentrun_core.serving import wait_for_stop_signal
 from agentrun_core.tls import add_port
 from runs_service.api.servicer import RunsServicer
 from runs_service.config import RunsSettings
-from runs_service.storage.engine import create_engine_for
+from runs_service.storage.engine import create_engine_for, redact
 from runs_service.storage.migrate import check_schema, upgrade
 from runs_service.storage.repository import RunRepository
 
@@ -83,28 +83,16 @@ async def start_server(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info(
         "runs service serving",
-        extra={"address": settings.listen_address, "port": port, "database": _redact_url(url)},
+        extra={"address": settings.listen_address, "port": port, "database": redact(url)},
     )
     return RunningRunsServer(server, port, health_servicer, engine, repository)
-
-
-def _redact_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 async def run_server(settings: RunsSettings) -> None:
     """Serves until SIGINT or SIGTERM, then reports NOT_SERVING and drains in-flight calls."""
     running = await start_server(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await wait_for_stop_signal()
     finally:
         log.info("runs service shutting down", extra={"grace_s": settings.shutdown_grace_s})
         await running.stop(settings.shutdown_grace_s)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)

@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
-import grpc
 import typer
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentrun_cli import output
 from agentrun_cli.addresses import client_target
 from agentrun_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError, handle_errors
+from agentrun_core.serving import wait_for_stop_signal
 
 if TYPE_CHECKING:
     from execution_service.config import ExecutionSettings
     from runs_service.config import RunsSettings
-
-STARTUP_TIMEOUT_S = 60.0
 
 
 class Which(StrEnum):
@@ -81,58 +77,25 @@ def serve_command(
 
 
 async def _serve(which: Which, runs_settings: RunsSettings, exec_settings: ExecutionSettings) -> None:
-    started: list[asyncio.Task[None]] = []
+    """Starts the chosen servers in this process, serves until Ctrl-C or SIGTERM, then stops them in reverse order
+    (ExecutionService drains its runs and outbox before RunsService goes away)."""
+    stops: list[Callable[[], Awaitable[None]]] = []
     try:
         if which in (Which.RUNS, Which.ALL):
-            from runs_service.server import run_server as run_runs_server
+            from runs_service.server import start_server as start_runs_server
 
-            started.append(await _start("RunsService", runs_settings.listen_address, run_runs_server(runs_settings)))
+            runs = await start_runs_server(runs_settings)
+            stops.append(lambda: runs.stop(runs_settings.shutdown_grace_s))
+            output.print_line(f"RunsService listening on {runs_settings.listen_address}")
         if which in (Which.EXECUTION, Which.ALL):
-            from execution_service.server import run_server as run_execution_server
+            from execution_service.server import start_server as start_execution_server
 
-            task = await _start("ExecutionService", exec_settings.listen_address, run_execution_server(exec_settings))
-            started.append(task)
+            execution = await start_execution_server(exec_settings)
+            stops.append(lambda: execution.stop(exec_settings.shutdown_grace_s))
+            output.print_line(f"ExecutionService listening on {exec_settings.listen_address}")
             output.print_line(f"  recording runs to RunsService at {exec_settings.runs_service_target}")
         output.print_line("Ctrl-C stops; try `agentrun agents list`")
-        await asyncio.wait(started, return_when=asyncio.FIRST_COMPLETED)
+        await wait_for_stop_signal()
     finally:
-        await _stop_all(started)
-
-
-async def _start(name: str, listen_address: str, server: Awaitable[None]) -> asyncio.Task[None]:
-    """Starts `server` as a task and returns once it reports SERVING (or raises what made it fail)."""
-    task: asyncio.Task[None] = asyncio.ensure_future(server)
-    target = client_target(listen_address)
-    try:
-        await asyncio.wait_for(_until_serving(target, task), STARTUP_TIMEOUT_S)
-    except TimeoutError:
-        task.cancel()
-        raise CliError(f"{name} did not report SERVING at {target} within {STARTUP_TIMEOUT_S:.0f} s") from None
-    except BaseException:
-        task.cancel()
-        raise
-    output.print_line(f"{name} listening on {listen_address}")
-    return task
-
-
-async def _until_serving(target: str, task: asyncio.Task[None]) -> None:
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            if task.done():
-                task.result()  # raises what stopped it
-                raise CliError(f"the server for {target} stopped while starting")
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            await asyncio.sleep(0.1)
-
-
-async def _stop_all(tasks: list[asyncio.Task[None]]) -> None:
-    """Stops the servers last-started first (ExecutionService drains before RunsService goes away)."""
-    for task in reversed(tasks):
-        if not task.done():
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for stop in reversed(stops):
+            await stop()
