@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from agentrun_cli.addresses import client_target
-from agentrun_cli.commands.serve import _stop_all
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -25,16 +32,47 @@ def test_client_target(listen: str, target: str) -> None:
     assert client_target(listen) == target
 
 
-async def test_stop_all_stops_the_last_started_first() -> None:
-    stopped: list[str] = []
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
-    async def server(name: str) -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            stopped.append(name)
 
-    tasks = [asyncio.create_task(server("runs")), asyncio.create_task(server("execution"))]
-    await asyncio.sleep(0)
-    await _stop_all(tasks)
-    assert stopped == ["execution", "runs"]
+def test_serve_all_starts_both_services_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    runs, execution = f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
+    env = {**os.environ, "AGENTRUN_DATA_DIR": str(tmp_path), "AGENTRUN_LOG_FORMAT": "json"}
+    env.pop("AGENTRUN_AUTH", None)
+    cli = [sys.executable, "-m", "agentrun_cli"]
+    proc = subprocess.Popen(
+        [*cli, "serve", "all", "--runs-address", runs, "--execution-address", execution],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            listed = subprocess.run(
+                [*cli, "--execution-target", execution, "agents", "list", "--json"],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            if listed.returncode == 0 or time.monotonic() > deadline or proc.poll() is not None:
+                break
+            time.sleep(0.3)
+        assert listed.returncode == 0, listed.stderr
+        assert "clock" in listed.stdout
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "authentication is off" in out
+    assert f"RunsService listening on {runs}" in out and f"ExecutionService listening on {execution}" in out
