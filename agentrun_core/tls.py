@@ -128,10 +128,11 @@ def aio_channel(
     *,
     options: list[tuple[str, Any]] | None = None,
     prefix: str = "AGENTRUN_TLS",
+    interceptors: list[grpc.aio.ClientInterceptor] | None = None,
 ) -> grpc.aio.Channel:
     """A grpc.aio channel to `target`: TLS (and mTLS) per `tls`, plaintext when it has no CA."""
     all_options = [*(options or []), *tls.channel_options()]
     credentials = tls.credentials(prefix=prefix)
     if credentials is None:
-        return grpc.aio.insecure_channel(target, options=all_options)
-    return grpc.aio.secure_channel(target, credentials, options=all_options)
+        return grpc.aio.insecure_channel(target, options=all_options, interceptors=interceptors)
+    return grpc.aio.secure_channel(target, credentials, options=all_options, interceptors=interceptors)

@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
 from agentrun_core.serving import wait_for_stop_signal
+from agentrun_core.telemetry import EXECUTION_SERVICE_NAME, Telemetry
 from agentrun_core.tls import add_port, aio_channel
 from execution_service.agents.registry import AgentRegistry
 from execution_service.api.limits import CallLimits
@@ -25,6 +26,7 @@ from execution_service.engine.redaction import RedactionRules, Redactor, rules_w
 from execution_service.model.base import ModelProvider
 from execution_service.model.registry import ModelSettings, build_provider
 from execution_service.model.retry import RetryPolicy
+from execution_service.publish.metrics import register_publisher_metrics
 from execution_service.publish.outbox import Outbox
 from execution_service.publish.publisher import OutboxPublisher
 from execution_service.publish.recovery import recover_interrupted
@@ -95,6 +97,7 @@ class RunningExecutionServer:
     agents: AgentRegistry
     tools: McpToolPool
     _resources: AsyncExitStack
+    telemetry: Telemetry | None = None
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """NOT_SERVING, stop accepting calls, let runs finish (then interrupt them), drain the outbox briefly."""
@@ -109,7 +112,11 @@ async def start_server(
     *,
     interceptors: list[grpc.aio.ServerInterceptor] | None = None,
     runs_channel: grpc.aio.Channel | None = None,
+    telemetry: Telemetry | None = None,
 ) -> RunningExecutionServer:
+    """`telemetry`: tracer and meter providers (tests pass in-memory exporters); by default built from the OTEL_*
+    environment variables and shut down on stop. A telemetry passed in is flushed on stop, not shut down. A
+    `runs_channel` passed in is used as is (add `telemetry.client_interceptors()` to it to trace RecordRun)."""
     security = auth_interceptors(settings.auth, service="ExecutionService")
     settings.tls.credentials()  # fail early when TLS is misconfigured
     if not settings.runs_service_token:
@@ -117,7 +124,11 @@ async def start_server(
             "AGENTRUN_RUNS_SERVICE_TOKEN is not set: runs are published to RunsService without credentials "
             "(fine only when RunsService runs with AGENTRUN_AUTH=off)"
         )
+    owns_telemetry = telemetry is None
+    telemetry = telemetry or Telemetry.from_env(EXECUTION_SERVICE_NAME)
     resources = AsyncExitStack()
+    # Registered first, so it runs last: the spans of the final RecordRun calls are exported too.
+    resources.push_async_callback(telemetry.aclose if owns_telemetry else telemetry.aflush)
     try:
         agents = AgentRegistry(settings.agents_dir, settings.default_model)
         agents.load()  # logs each broken agent file
@@ -142,11 +153,13 @@ async def start_server(
                 settings.runs_service_tls,
                 options=RUNS_CHANNEL_OPTIONS,
                 prefix="AGENTRUN_RUNS_SERVICE_TLS",
+                interceptors=telemetry.client_interceptors(),  # RecordRun spans, trace context to RunsService
             )
             resources.push_async_callback(runs_channel.close)
         publisher = OutboxPublisher(outbox, runs_channel, call_metadata=runs_call_metadata(settings))
         publisher.start()
         resources.push_async_callback(publisher.stop, 5.0)
+        register_publisher_metrics(telemetry.meter("agentrun.outbox"), publisher, outbox)
 
         manager = RunManager(
             agents,
@@ -159,6 +172,7 @@ async def start_server(
                 max_live_runs=settings.max_live_runs,
                 max_parallel_tools=settings.max_parallel_tools,
             ),
+            telemetry=telemetry,
         )
         server = grpc.aio.server(
             options=[
@@ -168,7 +182,7 @@ async def start_server(
                 *SERVER_METADATA_OPTIONS,
             ],
             # Caller interceptors (tracing) run first, so refused calls are traced too; authentication is innermost.
-            interceptors=[*(interceptors or []), *security],
+            interceptors=[*telemetry.server_interceptors(), *(interceptors or []), *security],
         )
         limits = CallLimits(
             max_streams_per_user=settings.max_streams_per_user,
@@ -201,7 +215,9 @@ async def start_server(
                 "runs_service": settings.runs_service_target,
             },
         )
-        return RunningExecutionServer(server, port, health_servicer, manager, publisher, agents, tools, resources)
+        return RunningExecutionServer(
+            server, port, health_servicer, manager, publisher, agents, tools, resources, telemetry
+        )
     except BaseException:
         await resources.aclose()
         raise

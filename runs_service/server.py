@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
 from agentrun_core.serving import wait_for_stop_signal
+from agentrun_core.telemetry import RUNS_SERVICE_NAME, Telemetry
 from agentrun_core.tls import add_port
 from runs_service.api.servicer import RunsServicer
 from runs_service.config import RunsSettings
@@ -33,19 +34,27 @@ class RunningRunsServer:
     health: health.aio.HealthServicer
     engine: AsyncEngine
     repository: RunRepository
+    telemetry: Telemetry | None = None
+    owns_telemetry: bool = False  # built from the environment by start_server: shut down on stop (else flushed)
 
     async def stop(self, grace_s: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
         await self.engine.dispose()
+        if self.telemetry is not None:
+            await (self.telemetry.aclose() if self.owns_telemetry else self.telemetry.aflush())
 
 
 async def start_server(
-    settings: RunsSettings, *, interceptors: list[grpc.aio.ServerInterceptor] | None = None
+    settings: RunsSettings,
+    *,
+    interceptors: list[grpc.aio.ServerInterceptor] | None = None,
+    telemetry: Telemetry | None = None,
 ) -> RunningRunsServer:
     """Checks the schema (or migrates when asked), then starts serving. Raises SchemaOutdated when the database
     is not migrated and migrate_on_start is off, and a SettingsError (TokenConfigError, TlsConfigError) when
-    authentication or TLS is misconfigured (checked first)."""
+    authentication or TLS is misconfigured (checked first). `telemetry`: see execution_service.server.start_server
+    (by default built from the OTEL_* environment variables)."""
     security = auth_interceptors(settings.auth, service="RunsService")
     settings.tls.credentials()  # fail before touching the database when TLS is misconfigured
     url = settings.resolved_database_url()
@@ -62,8 +71,12 @@ async def start_server(
         ("grpc.so_reuseport", 0),
         *SERVER_METADATA_OPTIONS,
     ]
-    # Caller interceptors (tracing) run first, so refused calls are traced too; authentication is innermost.
-    server = grpc.aio.server(options=options, interceptors=[*(interceptors or []), *security])
+    owns_telemetry = telemetry is None
+    telemetry = telemetry or Telemetry.from_env(RUNS_SERVICE_NAME)
+    # Tracing runs first, so refused calls are traced too; authentication is innermost.
+    server = grpc.aio.server(
+        options=options, interceptors=[*telemetry.server_interceptors(), *(interceptors or []), *security]
+    )
     runs_service_pb2_grpc.add_RunsServiceServicer_to_server(
         RunsServicer(repository, max_record_bytes=settings.max_record_bytes), server
     )
@@ -77,6 +90,8 @@ async def start_server(
     port = add_port(server, settings.listen_address, settings.tls, service="RunsService")
     if port == 0:
         await engine.dispose()
+        if owns_telemetry:
+            await telemetry.aclose()
         raise OSError(f"cannot listen on {settings.listen_address}")
     await server.start()
     for name in ("", SERVICE_NAME):
@@ -85,7 +100,7 @@ async def start_server(
         "runs service serving",
         extra={"address": settings.listen_address, "port": port, "database": redact(url)},
     )
-    return RunningRunsServer(server, port, health_servicer, engine, repository)
+    return RunningRunsServer(server, port, health_servicer, engine, repository, telemetry, owns_telemetry)
 
 
 async def run_server(settings: RunsSettings) -> None:

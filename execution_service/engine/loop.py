@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from agentrun_core.domain import ErrorReason, RunError, RunStatus
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
+from execution_service.engine.instrumentation import RunTelemetry
 from execution_service.engine.recorder import StepRecorder, utc_now
 from execution_service.engine.tool_calls import run_tool_calls
 from execution_service.model.base import (
@@ -61,6 +62,8 @@ class LoopInput:
     model: str
     tools: tuple[ResolvedTool, ...]
     max_parallel_tools: int = 8
+    # Spans and metrics of this run's model and tool calls (execution_service.engine.instrumentation).
+    telemetry: RunTelemetry = field(default_factory=RunTelemetry.noop)
 
 
 async def run_agent_loop(
@@ -89,14 +92,18 @@ async def run_agent_loop(
             config=inp.agent.config,
         )
         started, clock = utc_now(), time.perf_counter()
-        try:
-            response = await provider.generate(request)
-        except ModelError as exc:
-            log.warning(
-                "model call failed", extra={"run_id": recorder.run_id, "reason": str(exc.reason), "code": exc.code}
-            )
-            return LoopOutcome.failed(exc.reason, exc.describe())
+        with inp.telemetry.model_call(inp.model) as model_call:
+            try:
+                response = await provider.generate(request)
+            except ModelError as exc:
+                model_call.failed(str(exc.reason))
+                log.warning(
+                    "model call failed", extra={"run_id": recorder.run_id, "reason": str(exc.reason), "code": exc.code}
+                )
+                return LoopOutcome.failed(exc.reason, exc.describe())
+            model_call.succeeded(response)
         recorder.model_call(response, started=started, duration=timedelta(seconds=time.perf_counter() - clock))
+        await recorder.let_watchers_run()
 
         ended = _turn_outcome(response, recorder, limits.token_budget)
         if ended is not None:
@@ -111,6 +118,7 @@ async def run_agent_loop(
             recorder,
             timeout_s=limits.tool_timeout_s,
             max_parallel=inp.max_parallel_tools,
+            telemetry=inp.telemetry,
         )
         messages.append(ToolResultMessage(results))
         if after_turn is not None:

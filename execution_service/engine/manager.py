@@ -14,11 +14,13 @@ from datetime import datetime
 
 from agentrun_core.domain import ErrorReason, Run, RunError, RunStatus, TokenUsage, tool_calls_from_steps
 from agentrun_core.ids import new_run_id, run_id_problem
+from agentrun_core.telemetry import EXECUTION_SERVICE_NAME, Telemetry
 from execution_service.agents.errors import PromptRenderError
 from execution_service.agents.registry import AgentRegistry
 from execution_service.agents.render import VariablesError, render_prompt
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.engine.events import RunFinishedEvent, RunStartedEvent
+from execution_service.engine.instrumentation import EngineInstruments, RunTelemetry
 from execution_service.engine.live_run import LiveRun
 from execution_service.engine.loop import LoopInput, LoopOutcome, run_agent_loop
 from execution_service.engine.recorder import StepRecorder, storable, utc_now
@@ -75,6 +77,7 @@ class RunManager:
         *,
         redactor: Redactor | None = None,
         limits: ManagerLimits | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._agents = agents
         self._tools = tools
@@ -82,6 +85,10 @@ class RunManager:
         self._sink = sink
         self._redactor = redactor or Redactor()
         self._limits = limits or ManagerLimits()
+        # Default: in-process providers exporting nothing (what the service has with no OTEL_* settings).
+        self._instruments = EngineInstruments(
+            telemetry or Telemetry.with_exporters(EXECUTION_SERVICE_NAME), self._redactor
+        )
         self._live: dict[str, LiveRun] = {}
         self._finished: OrderedDict[str, LiveRun] = OrderedDict()
         self._shutting_down = False
@@ -121,13 +128,17 @@ class RunManager:
             raise InvalidRequest("model", exc.message) from None
 
         run_id = request.run_id or new_run_id()
+        # The run's span starts first: its trace id is the run's trace_id.
+        traced = self._instruments.start_run(
+            run_id=run_id, agent=agent, model=model_name, provider=provider.name, user=request.user, prompt=prompt
+        )
         started = RunStartedEvent(
             run_id=run_id,
             agent_name=agent.name,
             agent_version=agent.version,
             model_name=model_name,
             start_time=utc_now(),
-            trace_id=request.trace_id or secrets.token_hex(16),
+            trace_id=traced.trace_id or request.trace_id or secrets.token_hex(16),
             user=request.user,
         )
         live = LiveRun(run_id=run_id, user=request.user, started=started)
@@ -145,8 +156,11 @@ class RunManager:
             start_time=started.start_time,
             trace_id=started.trace_id,
         )
-        await self._sink.record(base)
-        live.task = asyncio.create_task(self._execute(live, base, agent, prompt, provider), name=f"run-{run_id}")
+        with traced.activate():  # the RUNNING record and the run task carry the run's trace context
+            await self._sink.record(base)
+            live.task = asyncio.create_task(
+                self._execute(live, base, agent, prompt, provider, traced), name=f"run-{run_id}"
+            )
         log.info(
             "run started",
             extra={"run_id": run_id, "agent": agent.name, "model": model_name, "user": request.user},
@@ -197,13 +211,19 @@ class RunManager:
     # --- the run task ----------------------------------------------------------------------------------------
 
     async def _execute(
-        self, live: LiveRun, base: Run, agent: AgentSpec, prompt: RenderedPrompt, provider: ModelProvider
+        self,
+        live: LiveRun,
+        base: Run,
+        agent: AgentSpec,
+        prompt: RenderedPrompt,
+        provider: ModelProvider,
+        traced: RunTelemetry,
     ) -> None:
         recorder = StepRecorder(live.run_id, live.append_step, self._redactor)
         outcome: LoopOutcome
         try:
             async with asyncio.timeout(agent.limits.run_timeout_s):
-                outcome = await self._run_loop(live, base, agent, prompt, provider, recorder)
+                outcome = await self._run_loop(live, base, agent, prompt, provider, recorder, traced)
         except TimeoutError:
             outcome = LoopOutcome(
                 RunStatus.TIMED_OUT,
@@ -220,7 +240,7 @@ class RunManager:
         except Exception as exc:
             log.exception("run failed unexpectedly", extra={"run_id": live.run_id})
             outcome = LoopOutcome.failed(ErrorReason.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
-        await asyncio.shield(self._finish(live, base, recorder, outcome))
+        await asyncio.shield(self._finish(live, base, recorder, outcome, traced))
 
     async def _run_loop(
         self,
@@ -230,6 +250,7 @@ class RunManager:
         prompt: RenderedPrompt,
         provider: ModelProvider,
         recorder: StepRecorder,
+        traced: RunTelemetry,
     ) -> LoopOutcome:
         try:
             tools = await self._tools.resolve(list(agent.tools))
@@ -241,6 +262,7 @@ class RunManager:
             model=live.started.model_name,
             tools=tuple(tools),
             max_parallel_tools=self._limits.max_parallel_tools,
+            telemetry=traced,
         )
 
         async def checkpoint() -> None:
@@ -262,7 +284,9 @@ class RunManager:
             error=RunError(ErrorReason.INTERRUPTED, "the execution service shut down while the run was in progress"),
         )
 
-    async def _finish(self, live: LiveRun, base: Run, recorder: StepRecorder, outcome: LoopOutcome) -> None:
+    async def _finish(
+        self, live: LiveRun, base: Run, recorder: StepRecorder, outcome: LoopOutcome, traced: RunTelemetry
+    ) -> None:
         if outcome.error is not None:
             recorder.error(outcome.error)
         end = utc_now()
@@ -272,6 +296,7 @@ class RunManager:
         except Exception:
             # The outbox is local; if it fails the run cannot be made durable. Say so loudly.
             log.exception("could not store the finished run in the outbox", extra={"run_id": run.id})
+        traced.finish(run)
         live.finish(
             RunFinishedEvent(
                 run_id=run.id,

@@ -5,6 +5,7 @@ Everything streamed and everything stored goes through here, so both always hold
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,6 +58,12 @@ class StepRecorder:
         self.steps.append(step)
         self._emit(step)
         return step
+
+    @staticmethod
+    async def let_watchers_run() -> None:
+        """Yields to the event loop once, so the streams following this run send the steps just recorded before
+        the run goes on (a model or tool that answers without suspending would otherwise batch them)."""
+        await asyncio.sleep(0)
 
     def model_call(self, response: ModelResponse, *, started: datetime, duration: timedelta) -> None:
         self.model_calls += 1

@@ -10,6 +10,7 @@ from datetime import timedelta
 import orjson
 
 from agentrun_core.domain import ErrorReason, ToolCallStatus
+from execution_service.engine.instrumentation import RunTelemetry
 from execution_service.engine.recorder import StepRecorder, utc_now
 from execution_service.model.base import FunctionCall, FunctionResult
 from execution_service.tools.base import ResolvedTool, ToolOutcome, ToolProvider
@@ -40,8 +41,12 @@ async def _call_one(
     recorder: StepRecorder,
     timeout_s: float,
     limit: asyncio.Semaphore,
+    telemetry: RunTelemetry,
 ) -> FunctionResult:
     async with limit:
+        span = telemetry.start_tool_call(
+            call.id, tool.name if tool else call.name, tool.server if tool else "", call.arguments
+        )
         started = utc_now()
         clock = time.perf_counter()
         if tool is None:
@@ -55,6 +60,7 @@ async def _call_one(
             )
         else:
             recorder.tool_started(call.id, tool, call.arguments, time=started)
+            await recorder.let_watchers_run()
             try:
                 outcome = await provider.call(tool, call.arguments, timeout_s)
             except asyncio.CancelledError:
@@ -63,10 +69,13 @@ async def _call_one(
                     "cancelled: the run was cancelled", is_error=True, status=ToolCallStatus.CANCELLED
                 )
                 recorder.tool_finished(call.id, tool.name, cancelled, time=utc_now(), duration=elapsed)
+                span.finished(cancelled, elapsed)
                 raise
         elapsed = timedelta(seconds=time.perf_counter() - clock)
         name = tool.name if tool is not None else call.name
         recorder.tool_finished(call.id, name, outcome, time=utc_now(), duration=elapsed)
+        span.finished(outcome, elapsed)
+        await recorder.let_watchers_run()
         if outcome.is_error:
             log.info(
                 "tool call failed",
@@ -90,12 +99,16 @@ async def run_tool_calls(
     *,
     timeout_s: float,
     max_parallel: int,
+    telemetry: RunTelemetry | None = None,
 ) -> tuple[FunctionResult, ...]:
     """Results in call order. Cancellation cancels every in-flight call (each records a CANCELLED result)."""
     limit = asyncio.Semaphore(max_parallel)
+    traced = telemetry or RunTelemetry.noop()
     async with asyncio.TaskGroup() as group:
         tasks = [
-            group.create_task(_call_one(call, tools_by_name.get(call.name), provider, recorder, timeout_s, limit))
+            group.create_task(
+                _call_one(call, tools_by_name.get(call.name), provider, recorder, timeout_s, limit, traced)
+            )
             for call in calls
         ]
     return tuple(task.result() for task in tasks)

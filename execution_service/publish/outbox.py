@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     version         INTEGER NOT NULL,
     created_at      REAL NOT NULL,
     updated_at      REAL NOT NULL,
-    parked_at       REAL
+    parked_at       REAL,
+    traceparent     TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS live_runs (
@@ -64,7 +65,7 @@ CREATE TABLE IF NOT EXISTS outbox_meta (
 INSERT OR IGNORE INTO outbox_meta (key, value) VALUES ('version', 0);
 """
 
-_ITEM_COLUMNS = "run_id, payload, is_terminal, attempts, next_attempt_at, last_error, version"
+_ITEM_COLUMNS = "run_id, payload, is_terminal, attempts, next_attempt_at, last_error, version, traceparent"
 
 
 class OutboxError(RuntimeError):
@@ -86,6 +87,8 @@ class OutboxItem:
     next_attempt_at: float
     last_error: str | None
     version: int
+    # W3C traceparent of the run's span when the record was put ("" if none): the send joins the run's trace.
+    traceparent: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +136,14 @@ class Outbox:
     # --- records -----------------------------------------------------------------------------------------------
 
     async def put(
-        self, run_id: str, payload: bytes, terminal: bool, *, mark_live: bool = False, replace_terminal: bool = True
+        self,
+        run_id: str,
+        payload: bytes,
+        terminal: bool,
+        *,
+        mark_live: bool = False,
+        replace_terminal: bool = True,
+        traceparent: str = "",
     ) -> PutResult:
         """Stores the latest record of a run durably (fsynced) before returning.
 
@@ -141,11 +151,12 @@ class Outbox:
         journal in the same transaction. A RUNNING record replaces a RUNNING one but never a terminal one
         (IGNORED). With `mark_live`, a stored RUNNING record also becomes the run's live-journal snapshot. With
         `replace_terminal=False` a terminal record does not replace a terminal one either (used by recovery, so a
-        synthesized INTERRUPTED record never overwrites the run's real ending).
+        synthesized INTERRUPTED record never overwrites the run's real ending). `traceparent` is kept with the record
+        so its delivery is traced in the run's trace.
         """
         if not run_id:
             raise ValueError("run_id must not be empty")
-        return await self._call(self._put, run_id, payload, terminal, mark_live, replace_terminal)
+        return await self._call(self._put, run_id, payload, terminal, mark_live, replace_terminal, traceparent)
 
     async def due(self, now: float, limit: int, exclude: Collection[str] = ()) -> list[OutboxItem]:
         """Pending records whose next attempt is at or before `now`, oldest schedule first, skipping `exclude`."""
@@ -183,6 +194,18 @@ class Outbox:
 
     async def counts(self) -> OutboxCounts:
         return await self._call(self._counts)
+
+    def counts_blocking(self, timeout_s: float = 1.0) -> OutboxCounts:
+        """`counts()` for synchronous callers on any thread (metrics callbacks). Raises OutboxError when closed,
+        TimeoutError after `timeout_s`."""
+        if self._closed:
+            raise OutboxError(f"outbox {self._path} is closed")
+        try:
+            return self._executor.submit(self._guarded, self._counts).result(timeout_s)
+        except RuntimeError as exc:
+            if "shutdown" in str(exc):
+                raise OutboxError(f"outbox {self._path} is closed") from exc
+            raise
 
     async def count_due(self, now: float) -> int:
         return await self._call(self._count_due, now)
@@ -253,6 +276,9 @@ class Outbox:
                 raise OutboxError(f"could not switch {self._path} to WAL (journal_mode={mode})")
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+            if "traceparent" not in columns:  # a file from before trace propagation
+                conn.execute("ALTER TABLE outbox ADD COLUMN traceparent TEXT NOT NULL DEFAULT ''")
             self._conn = conn
             self._sync = "FULL"
             counts = self._counts()
@@ -300,7 +326,9 @@ class Outbox:
         row = conn.execute("UPDATE outbox_meta SET value = value + 1 WHERE key = 'version' RETURNING value").fetchone()
         return int(row[0])
 
-    def _put(self, run_id: str, payload: bytes, terminal: bool, mark_live: bool, replace_terminal: bool) -> PutResult:
+    def _put(
+        self, run_id: str, payload: bytes, terminal: bool, mark_live: bool, replace_terminal: bool, traceparent: str
+    ) -> PutResult:
         def body(conn: sqlite3.Connection) -> PutResult:
             row = conn.execute("SELECT is_terminal, state FROM outbox WHERE run_id = ?", (run_id,)).fetchone()
             if row is not None and row[0] and not (terminal and replace_terminal):
@@ -312,14 +340,15 @@ class Outbox:
             conn.execute(
                 """
                 INSERT INTO outbox (run_id, payload, is_terminal, state, attempts, next_attempt_at, last_error,
-                                    version, created_at, updated_at)
-                VALUES (?, ?, ?, 'pending', 0, ?, NULL, ?, ?, ?)
+                                    version, created_at, updated_at, traceparent)
+                VALUES (?, ?, ?, 'pending', 0, ?, NULL, ?, ?, ?, ?)
                 ON CONFLICT (run_id) DO UPDATE SET
                     payload = excluded.payload, is_terminal = excluded.is_terminal, state = 'pending',
                     attempts = 0, next_attempt_at = excluded.next_attempt_at, last_error = NULL,
-                    version = excluded.version, updated_at = excluded.updated_at, parked_at = NULL
+                    version = excluded.version, updated_at = excluded.updated_at, parked_at = NULL,
+                    traceparent = excluded.traceparent
                 """,
-                (run_id, payload, int(terminal), now, version, now, now),
+                (run_id, payload, int(terminal), now, version, now, now, traceparent),
             )
             if terminal:
                 conn.execute("DELETE FROM live_runs WHERE run_id = ?", (run_id,))
@@ -489,7 +518,7 @@ class Outbox:
 
 
 def _item(row: tuple[object, ...]) -> OutboxItem:
-    run_id, payload, is_terminal, attempts, next_attempt_at, last_error, version = row
+    run_id, payload, is_terminal, attempts, next_attempt_at, last_error, version, traceparent = row
     assert isinstance(payload, bytes)
     assert isinstance(attempts, int) and isinstance(version, int)
     assert isinstance(next_attempt_at, int | float)
@@ -501,4 +530,5 @@ def _item(row: tuple[object, ...]) -> OutboxItem:
         next_attempt_at=float(next_attempt_at),
         last_error=None if last_error is None else str(last_error),
         version=version,
+        traceparent=str(traceparent or ""),
     )

@@ -27,6 +27,7 @@ from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
 from google.protobuf.message import DecodeError
 
 from agentrun_core.domain import Run
+from agentrun_core.telemetry import current_traceparent, trace_context
 from execution_service.publish.outbox import Outbox, OutboxError, OutboxItem
 from execution_service.publish.records import decode_request, encode_run
 from execution_service.publish.recovery import checkpoint
@@ -112,12 +113,15 @@ class OutboxPublisher:
     async def record(self, run: Run) -> None:
         """Durably accepts the run; returns once it is fsynced. Works whether or not the sender is running.
 
-        A RUNNING run is also journaled as live (same transaction), a terminal one leaves the journal.
+        A RUNNING run is also journaled as live (same transaction), a terminal one leaves the journal. The current
+        trace context (the run's span) is stored with the record, so its RecordRun call joins the run's trace.
         """
         if not run.id:
             raise ValueError("run.id must not be empty")
         terminal = run.status.is_terminal
-        result = await self._outbox.put(run.id, encode_run(run), terminal, mark_live=not terminal)
+        result = await self._outbox.put(
+            run.id, encode_run(run), terminal, mark_live=not terminal, traceparent=current_traceparent()
+        )
         log.debug("run recorded in outbox", extra={"run_id": run.id, "status": str(run.status), "put": str(result)})
         self._wake.set()
 
@@ -287,9 +291,10 @@ class OutboxPublisher:
             return
         try:
             metadata = tuple(self._call_metadata())
-            response: runs_service_pb2.RecordRunResponse = await self._stub.RecordRun(
-                request, timeout=self._call_timeout_s, metadata=metadata
-            )
+            with trace_context(item.traceparent):  # the call's client span is a child of the run's span
+                response: runs_service_pb2.RecordRunResponse = await self._stub.RecordRun(
+                    request, timeout=self._call_timeout_s, metadata=metadata
+                )
         except grpc.aio.AioRpcError as exc:
             await self._on_rpc_error(item, exc)
             return

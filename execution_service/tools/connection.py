@@ -30,8 +30,9 @@ import pydantic
 from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, Implementation, LoggingMessageNotificationParams, PaginatedRequestParams, Tool
-from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT
+from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT, RequestParamsMeta
 
+from agentrun_core.telemetry import current_trace_carrier
 from execution_service.tools.backoff import Backoff
 from execution_service.tools.mcp_config import HttpServer, McpServerConfig, StdioServer, resolve_command
 from execution_service.tools.stderr_log import StderrForwarder
@@ -160,7 +161,9 @@ class McpConnection:
         scope: anyio.CancelScope | None = None
         try:
             with anyio.fail_after(timeout_s + self._timeouts.call_grace_s) as scope:
-                result = await live.session.call_tool(name, arguments, read_timeout_seconds=timeout_s)
+                result = await live.session.call_tool(
+                    name, arguments, read_timeout_seconds=timeout_s, meta=_trace_meta()
+                )
         except MCPError as exc:
             raise self._classify_mcp_error(live, name, timeout_s, exc) from exc
         except TimeoutError as exc:
@@ -432,3 +435,10 @@ __all__ = [
     "ToolCallFailedError",
     "ToolCallTimeoutError",
 ]
+
+
+def _trace_meta() -> RequestParamsMeta | None:
+    """The current trace context (traceparent, tracestate) for the request's `_meta`, so an MCP server that reads
+    it joins the run's trace; None without a valid span."""
+    carrier = current_trace_carrier()
+    return cast(RequestParamsMeta, carrier) if carrier else None

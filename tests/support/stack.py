@@ -22,6 +22,7 @@ from agentrun.runs.v1 import runs_service_pb2 as rs
 from agentrun.runs.v1 import runs_service_pb2_grpc as rs_grpc
 
 from agentrun_core.auth import AuthSettings
+from agentrun_core.telemetry import Telemetry
 from agentrun_core.tls import ClientTlsSettings, ServerTlsSettings
 from execution_service.config import ExecutionSettings
 from execution_service.server import RunningExecutionServer
@@ -87,6 +88,8 @@ class Stack:
     client_tls: ClientTlsSettings | None = None
     # Token the Stack's own reads of RunsService use (stored_run) when RunsService has authentication on.
     reader_token: str | None = None
+    # Telemetry RunsService is (re)started with (None: from the environment).
+    runs_telemetry: Telemetry | None = None
 
     def channel(
         self, target: str, *, token: str | None = None, header: str | None = None, tls: ClientTlsSettings | None = None
@@ -119,7 +122,7 @@ class Stack:
 
     async def start_runs(self) -> None:
         assert self.runs_settings is not None
-        self.runs = await start_runs(self.runs_settings)
+        self.runs = await start_runs(self.runs_settings, telemetry=self.runs_telemetry)
 
 
 def write_agents(directory: Path, agents: dict[str, str]) -> None:
@@ -140,11 +143,15 @@ async def running_stack(
     runs_tls: ServerTlsSettings | None = None,
     client_tls: ClientTlsSettings | None = None,
     reader_token: str | None = None,
+    telemetry: Telemetry | None = None,
+    runs_telemetry: Telemetry | None = None,
     **execution_overrides: Any,
 ) -> AsyncIterator[Stack]:
     """Authentication is off on both services unless `runs_auth` / `auth=` (an ExecutionSettings override) say
     otherwise, like the demo: AGENTRUN_AUTH=off. `runs_tls` / `tls=` switch the listeners to TLS; `client_tls` is what
-    the test's own channels use; `reader_token` is what `Stack.stored_run` reads RunsService with."""
+    the test's own channels use; `reader_token` is what `Stack.stored_run` reads RunsService with. `telemetry` goes to
+    ExecutionService and, unless `runs_telemetry` is given, to RunsService (None: built from the environment)."""
+    runs_telemetry = runs_telemetry or telemetry
     write_agents(tmp / "agents", agents)
     (tmp / "mcp.json").write_text(json.dumps(mcp_config(mcp_servers)))
     gemini = FakeGemini(latency_s=gemini_latency_s)
@@ -158,7 +165,7 @@ async def running_stack(
         auth=runs_auth or AuthSettings.off(),
         tls=runs_tls or ServerTlsSettings(),
     )
-    runs = await start_runs(runs_settings) if with_runs_service else None
+    runs = await start_runs(runs_settings, telemetry=runs_telemetry) if with_runs_service else None
     settings = ExecutionSettings(
         listen_address="127.0.0.1:0",
         runs_service_target=f"127.0.0.1:{runs_port}",
@@ -172,7 +179,7 @@ async def running_stack(
         log_format="text",
         auth=AuthSettings.off(),
     ).with_overrides(**execution_overrides)
-    execution = await start_execution(settings)
+    execution = await start_execution(settings, telemetry=telemetry)
     stack = Stack(
         tmp=tmp,
         gemini=gemini,
@@ -183,6 +190,7 @@ async def running_stack(
         runs_settings=runs_settings,
         client_tls=client_tls,
         reader_token=reader_token,
+        runs_telemetry=runs_telemetry,
     )
     try:
         yield stack
