@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import cProfile
 import gc
 import importlib
+import itertools
+import json
 import logging
 import pstats
 import statistics
@@ -34,7 +37,7 @@ import tempfile
 import time
 import tracemalloc
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +50,8 @@ from agentrun.execution.v1 import execution_service_pb2_grpc as ex_grpc
 from mcp import Client
 
 from agentrun_core.domain import Run, RunStatus
-from bench._util import free_port, header, percentile, verdict
+from bench._util import REPO, header, percentile, verdict
 from execution_service.agents.registry import AgentRegistry
-from execution_service.engine.live_run import LiveRun
 from execution_service.engine.manager import ManagerLimits, RunManager, StartRun
 from execution_service.model.base import ModelRequest, ModelResponse
 from execution_service.model.test_model import TestModel
@@ -417,81 +419,70 @@ async def bench_concurrency(quick: bool, tmp: Path) -> dict[str, Any]:
 # --- 4. step-to-client latency ---------------------------------------------------------------------------------
 
 
-class _Replay(ex_grpc.ExecutionServiceServicer):
-    """A raw server stream replaying recorded messages with their gaps; records when each is yielded."""
-
-    def __init__(self) -> None:
-        self.script: list[tuple[float, ex.ExecuteAgentResponse]] = []
-        self.sent: list[float] = []
-
-    async def ExecuteAgent(
-        self, request: ex.ExecuteAgentRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[ex.ExecuteAgentResponse]:
-        for gap, message in self.script:
-            if gap > 0:
-                await asyncio.sleep(gap)
-            self.sent.append(time.perf_counter())
-            yield message
-
-
 async def bench_latency(quick: bool, tmp: Path) -> dict[str, Any]:
+    """The servers run in a child process (bench/latency_server.py), as they would in production, so the client's
+    receive is not queued behind the servers' work on one event loop. Both the engine stream and the raw stream are
+    served by that child; the raw one replays each run's messages with the gaps the engine had, interleaved."""
     header("4. Step-to-client latency: engine emit -> gRPC client receive, vs a raw grpc.aio stream (interleaved)")
     rounds = 10 if quick else 40
-    emitted: dict[tuple[str, int], float] = {}
-    original = LiveRun.append_step
-
-    def timed_append(self: LiveRun, step: Any) -> None:
-        emitted[(self.run_id, step.sequence)] = time.perf_counter()
-        original(self, step)
-
-    engine_lat: list[float] = []
-    raw_lat: list[float] = []
-    replay = _Replay()
-    raw_server = grpc.aio.server()
-    ex_grpc.add_ExecutionServiceServicer_to_server(replay, raw_server)
-    port = raw_server.add_insecure_port(f"127.0.0.1:{free_port()}")
-    await raw_server.start()
-    LiveRun.append_step = timed_append  # type: ignore[method-assign]
+    out, ports_file = tmp / "latency.json", tmp / "latency-ports.json"
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.latency_server", str(out), str(ports_file), cwd=str(REPO)
+    )
+    received_engine: dict[str, float] = {}
+    received_raw: dict[str, list[float]] = {}
+    sizes: list[int] = []
     try:
+        deadline = time.monotonic() + 60
+        while not ports_file.exists():
+            if time.monotonic() > deadline or child.returncode is not None:
+                raise RuntimeError("the latency server did not start")
+            await asyncio.sleep(0.1)
+        ports = json.loads(ports_file.read_text())
         async with (
-            running_stack(
-                tmp / "lat",
-                {"bench": agent_source(model="test", tools=TOOLS)},
-                test_model_latency_s=0.01,
-                rate_limit_per_minute=0.0,
-            ) as stack,
-            grpc.aio.insecure_channel(f"127.0.0.1:{port}") as raw_channel,
+            grpc.aio.insecure_channel(ports["engine"]) as channel,
+            grpc.aio.insecure_channel(ports["raw"]) as raw,
         ):
-            stub, raw_stub = stack.execution_stub(), ex_grpc.ExecutionServiceStub(raw_channel)
+            stub, raw_stub = ex_grpc.ExecutionServiceStub(channel), ex_grpc.ExecutionServiceStub(raw)
             await _execute(stub, "test")
-            for _ in range(rounds):
-                received: list[tuple[float, ex.ExecuteAgentResponse]] = []
+            for round_ in range(rounds):
+                steps: list[ex.ExecuteAgentResponse] = []
                 async for event in stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="bench", task="go")):
-                    received.append((time.perf_counter(), event))
-                script: list[tuple[float, ex.ExecuteAgentResponse]] = []
-                previous: float | None = None
-                for at, event in received:
                     if event.WhichOneof("event") == "step":
-                        sent = emitted[(event.step.run_id, event.step.sequence)]
-                        engine_lat.append(at - sent)
-                        script.append((0.0 if previous is None else max(sent - previous, 0.0), event))
-                        previous = sent
-                replay.script, replay.sent = script, []
-                got = [time.perf_counter() async for _ in raw_stub.ExecuteAgent(ex.ExecuteAgentRequest())]
-                raw_lat += [g - s for g, s in zip(got, replay.sent, strict=True)]
+                        received_engine[f"{event.step.run_id}/{event.step.sequence}"] = time.perf_counter()
+                        steps.append(event)
+                sizes += [len(m.SerializeToString()) for m in steps]
+                key = f"replay-{round_}"
+                script = {
+                    "gaps": json.dumps(_gaps(steps, received_engine)),
+                    "messages": json.dumps([base64.b64encode(m.SerializeToString()).decode() for m in steps]),
+                }
+                received_raw[key] = [
+                    time.perf_counter()
+                    async for _ in raw_stub.ExecuteAgent(ex.ExecuteAgentRequest(run_id=key, variables=script))
+                ]
     finally:
-        LiveRun.append_step = original  # type: ignore[method-assign]
-        await raw_server.stop(0)
-    size = statistics.mean(len(m.SerializeToString()) for _, m in replay.script)
+        if child.returncode is None:
+            child.terminate()
+        await child.wait()
+    times = json.loads(out.read_text())
+    engine_lat = [received_engine[k] - times["emitted"][k] for k in received_engine if k in times["emitted"]]
+    raw_lat = [r - s for key, got in received_raw.items() for r, s in zip(got, times["raw_sent"][key], strict=True)]
     e50, r50 = percentile(engine_lat, 0.5) * 1e6, percentile(raw_lat, 0.5) * 1e6
     ratio = e50 / r50
     print(
-        f"{len(engine_lat)} steps (mean {size:.0f} bytes): engine p50 {e50:.0f} us, p99 "
+        f"{len(engine_lat)} steps (mean {statistics.mean(sizes):.0f} bytes): engine p50 {e50:.0f} us, p99 "
         f"{percentile(engine_lat, 0.99) * 1e6:.0f} us; raw stream p50 {r50:.0f} us, p99 "
         f"{percentile(raw_lat, 0.99) * 1e6:.0f} us; ratio of p50s {ratio:.2f} "
         f"(goal < {GOALS['latency_ratio']:.0f}x: {verdict(ratio < GOALS['latency_ratio'])})"
     )
     return {"engine_p50_us": e50, "raw_p50_us": r50, "ratio": ratio}
+
+
+def _gaps(steps: list[ex.ExecuteAgentResponse], received: dict[str, float]) -> list[float]:
+    """Gaps between consecutive steps as the client received them (the engine's pace)."""
+    times = [received[f"{s.step.run_id}/{s.step.sequence}"] for s in steps]
+    return [0.0] + [max(b - a, 0.0) for a, b in itertools.pairwise(times)]
 
 
 async def amain(quick: bool, only: set[str]) -> None:

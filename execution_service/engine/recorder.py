@@ -63,7 +63,8 @@ class StepRecorder:
     async def let_watchers_run() -> None:
         """Yields to the event loop once, so the streams following this run send the steps just recorded before
         the run goes on (a model or tool that answers without suspending would otherwise batch them)."""
-        await asyncio.sleep(0)
+        for _ in range(3):
+            await asyncio.sleep(0)
 
     def model_call(self, response: ModelResponse, *, started: datetime, duration: timedelta) -> None:
         self.model_calls += 1
