@@ -84,7 +84,15 @@ class TokenUsage:
         )
 
     def counts(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
+        # Spelled out: dataclasses.asdict deep-copies and is ~10x slower, and this runs for every model call step.
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "cached_tokens": self.cached_tokens,
+            "thinking_tokens": self.thinking_tokens,
+            "tool_use_prompt_tokens": self.tool_use_prompt_tokens,
+        }
 
 
 @dataclass(frozen=True, slots=True)

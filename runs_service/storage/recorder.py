@@ -20,8 +20,9 @@ import weakref
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
-from sqlalchemy import Engine, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import JSON, Engine, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -55,6 +56,13 @@ def _positional_insert(table: Table) -> tuple[str, tuple[str, ...]]:
 
 _PG_INSERT_STEPS, _STEP_COLUMNS = _positional_insert(run_steps)
 _PG_INSERT_TOOL_CALLS, _TOOL_CALL_COLUMNS = _positional_insert(tool_calls)
+_PG_INSERT_RUN, _RUN_COLUMNS = _positional_insert(runs)
+_PG_INSERT_NEW_RUN = f"{_PG_INSERT_RUN} ON CONFLICT (id) DO NOTHING RETURNING id"
+_JSON_RUN_COLUMNS = frozenset(column.name for column in runs.columns if isinstance(column.type, JSON))
+
+
+class _RunAlreadyStored(Exception):
+    """Internal: the optimistic create found the run stored; its transaction is rolled back."""
 
 
 def _jsonb(value: Any) -> Jsonb:
@@ -80,6 +88,33 @@ async def _insert_children_psycopg(conn: AsyncConnection, rows: RunRows) -> None
             await cursor.executemany(
                 _PG_INSERT_TOOL_CALLS, [tuple(call[name] for name in _TOOL_CALL_COLUMNS) for call in rows.tool_calls]
             )
+
+
+async def _create_psycopg(engine: AsyncEngine, rows: RunRows, now: datetime) -> bool:
+    """Creates a run that is not stored yet in ONE pipelined transaction (run row, steps, tool calls, commit: one
+    round trip, like raw psycopg). Returns False, having written nothing, when the run is already stored: then its
+    row insert returns no id or a child insert collides, and the transaction is rolled back."""
+    run_row = {**rows.run, "recorded_at": now, "updated_at": now}
+    values = tuple(_jsonb(run_row[n]) if n in _JSON_RUN_COLUMNS else run_row[n] for n in _RUN_COLUMNS)
+    steps = [tuple(_jsonb(s[n]) if n == "payload" else s[n] for n in _STEP_COLUMNS) for s in rows.steps]
+    calls = [tuple(call[name] for name in _TOOL_CALL_COLUMNS) for call in rows.tool_calls]
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        try:
+            async with driver.transaction(), driver.cursor() as run_cursor, driver.cursor() as cursor:
+                async with driver.pipeline():
+                    await run_cursor.execute(_PG_INSERT_NEW_RUN, values)
+                    if steps:
+                        await cursor.executemany(_PG_INSERT_STEPS, steps)
+                    if calls:
+                        await cursor.executemany(_PG_INSERT_TOOL_CALLS, calls)
+                if await run_cursor.fetchone() is None:
+                    raise _RunAlreadyStored
+        except (_RunAlreadyStored, psycopg.errors.UniqueViolation):
+            return False
+    return True
 
 
 _UPDATABLE_COLUMNS = [c.name for c in runs.columns if c.name not in ("id", "recorded_at")]
@@ -142,6 +177,9 @@ class RunRecorder:
 
     async def _record_once(self, run: Run, rows: RunRows) -> RecordResult:
         now = datetime.now(UTC)
+        if not self._is_sqlite and await _create_psycopg(self._engine, rows, now):
+            logger.debug("run %s created (%s)", run.id, run.status.value)
+            return RecordResult(RecordOutcome.CREATED, run.status)
         async with self._write_engine.begin() as conn:
             inserted = (
                 await conn.execute(self._insert_run, {**rows.run, "recorded_at": now, "updated_at": now})
