@@ -131,7 +131,21 @@ class McpToolPool:
             by_name = {listed.name: listed for listed in listing}
             if tool_name == _WILDCARD:
                 for listed in listing:
+                    if _needs_task_augmentation(listed):
+                        logger.info(
+                            "MCP server %r: tool %r left out of %r: it requires task-augmented calls, which agentrun "
+                            "does not make",
+                            server,
+                            listed.name,
+                            pattern,
+                        )
+                        continue
                     selected.setdefault((server, listed.name), listed)
+            elif tool_name in by_name and _needs_task_augmentation(by_name[tool_name]):
+                problems.append(
+                    f"MCP server {server!r}: tool {tool_name!r} requires task-augmented calls (execution.taskSupport "
+                    "'required'), which agentrun does not make"
+                )
             elif tool_name in by_name:
                 selected.setdefault((server, tool_name), by_name[tool_name])
             else:
@@ -217,3 +231,9 @@ def _failed(text: str, reason: ErrorReason) -> ToolOutcome:
 
 def _timed_out(text: str) -> ToolOutcome:
     return ToolOutcome(text=text, is_error=True, status=ToolCallStatus.TIMED_OUT, error_reason=ErrorReason.TOOL_TIMEOUT)
+
+
+def _needs_task_augmentation(tool: Tool) -> bool:
+    """MCP 2025-11-25 tools may demand task-augmented calls; a plain tools/call to them always fails."""
+    execution = getattr(tool, "execution", None)
+    return getattr(execution, "task_support", None) == "required"

@@ -137,3 +137,19 @@ def test_error_result_and_structured_only_result() -> None:
 @pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 1000])
 def test_base64_size(size: int) -> None:
     assert base64_size(base64.b64encode(bytes(size)).decode()) == size
+
+
+# -- task-augmented tools (MCP 2025-11-25) ---------------------------------------------------------------------------
+
+
+def test_tools_that_require_task_augmentation_are_recognised() -> None:
+    from mcp.types import Tool, ToolExecution
+
+    from execution_service.tools.pool import _needs_task_augmentation
+
+    schema = {"type": "object", "properties": {}}
+    required = Tool(name="research", input_schema=schema, execution=ToolExecution(task_support="required"))
+    optional = Tool(name="maybe", input_schema=schema, execution=ToolExecution(task_support="optional"))
+    plain = Tool(name="echo", input_schema=schema)
+    assert _needs_task_augmentation(required)
+    assert not _needs_task_augmentation(optional) and not _needs_task_augmentation(plain)
