@@ -1,0 +1,52 @@
+// Runs an agent through ExecutionService, prints every streamed step, then reads the stored run from RunsService.
+// Usage: node client.mjs [agent] [task]   (AGENTRUN_EXECUTION_TARGET / AGENTRUN_RUNS_TARGET / AGENTRUN_TOKEN)
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import grpc from "@grpc/grpc-js";
+import protoLoader from "@grpc/proto-loader";
+
+const protos = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../protos");
+const definition = protoLoader.loadSync(
+  ["agentrun/execution/v1/execution_service.proto", "agentrun/runs/v1/runs_service.proto"],
+  { includeDirs: [protos], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true },
+);
+const api = grpc.loadPackageDefinition(definition).agentrun;
+const credentials = grpc.credentials.createInsecure();
+const metadata = new grpc.Metadata();
+if (process.env.AGENTRUN_TOKEN) metadata.set("authorization", `Bearer ${process.env.AGENTRUN_TOKEN}`);
+
+const execution = new api.execution.v1.ExecutionService(process.env.AGENTRUN_EXECUTION_TARGET ?? "127.0.0.1:50052", credentials);
+const runs = new api.runs.v1.RunsService(process.env.AGENTRUN_RUNS_TARGET ?? "127.0.0.1:50051", credentials);
+
+const [agent = "clock", task = "What time is it in Lima?"] = process.argv.slice(2);
+let runId = "";
+const stream = execution.ExecuteAgent({ agent_name: agent, task, model: "test" }, metadata);
+stream.on("data", (response) => {
+  if (response.event === "run_started") {
+    runId = response.run_started.run_id;
+    console.log(`run ${runId} started (${response.run_started.model_name})`);
+  } else if (response.event === "step") {
+    const step = response.step;
+    console.log(`[${step.sequence}] ${step.payload}`);
+  } else {
+    const done = response.run_finished;
+    console.log(`finished: ${done.status}, ${done.token_usage.total_tokens} tokens`);
+  }
+});
+stream.on("error", (error) => {
+  console.error(`error: ${grpc.status[error.code]}: ${error.details}`);
+  process.exit(1);
+});
+stream.on("end", () => {
+  // The run is published asynchronously; give the outbox a moment, then read it back.
+  setTimeout(() => {
+    runs.GetRun({ run_id: runId, view: "RUN_VIEW_FULL" }, metadata, (error, reply) => {
+      if (error) {
+        console.error(`error: ${grpc.status[error.code]}: ${error.details}`);
+        process.exit(1);
+      }
+      const run = reply.run;
+      console.log(`stored: ${run.status}, ${run.execution_steps.length} steps, ${run.tool_calls.length} tool calls`);
+    });
+  }, 500);
+});
