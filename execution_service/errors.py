@@ -37,6 +37,16 @@ class RunNotFound(ExecutionError):
         super().__init__(f"run {run_id!r} not found (it is not live on this execution service)")
 
 
+class RunAlreadyExists(ExecutionError):
+    reason = "RUN_ALREADY_EXISTS"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"run {run_id!r} already exists and is not live on this execution service; read it from RunsService "
+            "(GetRun) instead of starting it again"
+        )
+
+
 class RunAlreadyFinished(ExecutionError):
     reason = "RUN_ALREADY_FINISHED"
 

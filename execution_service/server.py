@@ -26,6 +26,7 @@ from execution_service.engine.redaction import RedactionRules, Redactor, rules_w
 from execution_service.model.base import ModelProvider
 from execution_service.model.registry import ModelSettings, build_provider
 from execution_service.model.retry import RetryPolicy
+from execution_service.publish.known_runs import KnownRuns
 from execution_service.publish.metrics import register_publisher_metrics
 from execution_service.publish.outbox import Outbox
 from execution_service.publish.publisher import OutboxPublisher
@@ -161,11 +162,13 @@ async def start_server(
         resources.push_async_callback(publisher.stop, 5.0)
         register_publisher_metrics(telemetry.meter("agentrun.outbox"), publisher, outbox)
 
+        known_runs = KnownRuns(outbox, runs_channel, runs_call_metadata(settings))
         manager = RunManager(
             agents,
             tools,
             provider_factory(settings),
             publisher,
+            run_exists=known_runs.exists,
             redactor=Redactor(redaction_rules(settings)),
             limits=ManagerLimits(
                 max_task_bytes=settings.max_task_bytes,

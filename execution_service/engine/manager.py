@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,6 +29,7 @@ from execution_service.errors import (
     AgentNotFound,
     AgentUnusable,
     InvalidRequest,
+    RunAlreadyExists,
     RunAlreadyFinished,
     RunNotFound,
     ServiceShuttingDown,
@@ -78,7 +79,11 @@ class RunManager:
         redactor: Redactor | None = None,
         limits: ManagerLimits | None = None,
         telemetry: Telemetry | None = None,
+        run_exists: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
+        """`run_exists` tells whether a run id was used before (outbox or RunsService): an ExecuteAgent naming such
+        an id that is not live here is ALREADY_EXISTS rather than a second execution."""
+        self._run_exists = run_exists
         self._agents = agents
         self._tools = tools
         self._providers = providers
@@ -117,6 +122,8 @@ class RunManager:
                 if existing.user != request.user:
                     raise InvalidRequest("run_id", "is already used by another run")
                 return existing
+            if self._run_exists is not None and await self._run_exists(request.run_id):
+                raise RunAlreadyExists(request.run_id)
         agent = self._agent(request.agent_name)
         self._check_sizes(request)
         prompt = await self._render(agent, request)

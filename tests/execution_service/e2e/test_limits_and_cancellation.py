@@ -236,3 +236,23 @@ async def test_tool_calls_of_one_turn_run_concurrently(tmp_path: Path) -> None:
         last_result = max(s.time.ToDatetime() for s in results)
         # Sequential calls would take 2.4 s; concurrent ones about 0.6 s.
         assert (last_result - first_call).total_seconds() < 1.8
+
+
+async def test_a_run_id_already_stored_is_not_executed_again(tmp_path: Path) -> None:
+    from agentrun.runs.v1 import runs_service_pb2 as rs
+
+    from agentrun_core.proto_convert import run_to_pb
+    from tests.support.run_factory import make_run
+
+    agents = {"plain": agent_source()}
+    async with running_stack(tmp_path, agents) as stack:
+        # Stored earlier (e.g. by an instance that has since restarted), so not live here.
+        stored = make_run(agent="plain", user="local")
+        await stack.runs_stub().RecordRun(rs.RecordRunRequest(run=run_to_pb(stored)))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stack.execute(agent_name="plain", task="hi", run_id=stored.id)
+        assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert "GetRun" in (caught.value.details() or "")
+        assert not stack.gemini.requests  # nothing was executed
+        reply = await stack.runs_stub().GetRun(rs.GetRunRequest(run_id=stored.id, view=rs.RUN_VIEW_FULL))
+        assert reply.run == run_to_pb(stored)

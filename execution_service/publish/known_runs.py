@@ -1,0 +1,49 @@
+"""Has a run id been used before? Asked before an ExecuteAgent that names its run id starts a run, so an idempotent
+retry reaching an instance that no longer holds the run in memory does not execute it a second time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import grpc
+from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
+
+from execution_service.publish.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+class KnownRuns:
+    def __init__(
+        self,
+        outbox: Outbox,
+        channel: grpc.aio.Channel,
+        call_metadata: Callable[[], Sequence[tuple[str, str]]],
+        *,
+        timeout_s: float = 2.0,
+    ) -> None:
+        self._outbox = outbox
+        self._stub = runs_service_pb2_grpc.RunsServiceStub(channel)
+        self._call_metadata = call_metadata
+        self._timeout_s = timeout_s
+
+    async def exists(self, run_id: str) -> bool:
+        """True when this instance's outbox or RunsService holds the run. When RunsService cannot answer, the
+        answer is False (logged): a run is never refused because the store is down."""
+        if await self._outbox.get(run_id) is not None:
+            return True
+        try:
+            await self._stub.GetRun(
+                runs_service_pb2.GetRunRequest(run_id=run_id),
+                metadata=tuple(self._call_metadata()),
+                timeout=self._timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                log.warning(
+                    "cannot tell whether the run id was used before; starting the run",
+                    extra={"run_id": run_id, "code": exc.code().name, "error": exc.details()},
+                )
+            return False
+        return True
