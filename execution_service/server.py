@@ -10,11 +10,10 @@ from functools import lru_cache
 
 import grpc
 from agentrun.execution.v1 import execution_service_pb2, execution_service_pb2_grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
-from agentrun_core.serving import wait_for_stop_signal
+from agentrun_core.serving import add_health_and_reflection, set_serving, wait_for_stop_signal
 from agentrun_core.telemetry import EXECUTION_SERVICE_NAME, Telemetry
 from agentrun_core.tls import add_port, aio_channel
 from execution_service.agents.registry import AgentRegistry
@@ -195,19 +194,12 @@ async def start_server(
         execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
             ExecutionServicer(manager, agents, limits), server
         )
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        if settings.reflection:
-            reflection.enable_server_reflection(
-                [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-                server,
-            )
+        health_servicer = add_health_and_reflection(server, SERVICE_NAME, reflection=settings.reflection)
         port = add_port(server, settings.listen_address, settings.tls, service="ExecutionService")
         if port == 0:
             raise OSError(f"cannot listen on {settings.listen_address}")
         await server.start()
-        for name in ("", SERVICE_NAME):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await set_serving(health_servicer, SERVICE_NAME)
         log.info(
             "execution service serving",
             extra={

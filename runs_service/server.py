@@ -8,12 +8,11 @@ from dataclasses import dataclass
 
 import grpc
 from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
-from agentrun_core.serving import wait_for_stop_signal
+from agentrun_core.serving import add_health_and_reflection, set_serving, wait_for_stop_signal
 from agentrun_core.telemetry import RUNS_SERVICE_NAME, Telemetry
 from agentrun_core.tls import add_port
 from runs_service.api.servicer import RunsServicer
@@ -80,13 +79,7 @@ async def start_server(
     runs_service_pb2_grpc.add_RunsServiceServicer_to_server(
         RunsServicer(repository, max_record_bytes=settings.max_record_bytes), server
     )
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if settings.reflection:
-        reflection.enable_server_reflection(
-            [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-            server,
-        )
+    health_servicer = add_health_and_reflection(server, SERVICE_NAME, reflection=settings.reflection)
     port = add_port(server, settings.listen_address, settings.tls, service="RunsService")
     if port == 0:
         await engine.dispose()
@@ -94,8 +87,7 @@ async def start_server(
             await telemetry.aclose()
         raise OSError(f"cannot listen on {settings.listen_address}")
     await server.start()
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await set_serving(health_servicer, SERVICE_NAME)
     log.info(
         "runs service serving",
         extra={"address": settings.listen_address, "port": port, "database": redact(url)},
