@@ -10,8 +10,10 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, select, text
+from sqlalchemy import ColumnElement, bindparam, func, literal_column, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agentrun_core.domain import ExecutionStep, Run, ToolCallRecord
@@ -71,6 +73,10 @@ class RunRepository:
         self._select_tool_calls = (
             select(tool_calls).where(tool_calls.c.run_id == bindparam("run_id")).order_by(tool_calls.c.position)
         )
+        # PostgreSQL: the run with its steps and tool calls in ONE statement (one round trip, one snapshot).
+        steps_json, calls_json = _children_as_json()
+        self._select_full = select(runs, steps_json, calls_json).where(by_id)
+        self._select_full_scoped = select(runs, steps_json, calls_json).where(by_id, by_user)
         self._select_steps_of = (
             select(run_steps)
             .where(run_steps.c.run_id.in_(bindparam("run_ids", expanding=True)))
@@ -96,6 +102,8 @@ class RunRepository:
 
     async def get_run(self, run_id: str, *, full: bool, scope: Scope) -> Run | None:
         """The run, or None when it is unknown or not visible to `scope`. FULL adds steps and tool calls."""
+        if full and self._dialect == "postgresql":
+            return await self._get_full_run_pg(run_id, scope)
         async with storage_errors("get run", run_id=run_id), self._read_connection(consistent=full) as conn:
             if scope.user is None:
                 row = (await conn.execute(self._select_run, {"run_id": run_id})).mappings().first()
@@ -109,6 +117,19 @@ class RunRepository:
             step_rows = (await conn.execute(self._select_steps, {"run_id": run_id})).mappings().all()
             call_rows = (await conn.execute(self._select_tool_calls, {"run_id": run_id})).mappings().all()
             return run_from_row(row, [step_from_row(r) for r in step_rows], [tool_call_from_row(r) for r in call_rows])
+
+    async def _get_full_run_pg(self, run_id: str, scope: Scope) -> Run | None:
+        async with storage_errors("get run", run_id=run_id), self._engine.connect() as conn:
+            if scope.user is None:
+                result = await conn.execute(self._select_full, {"run_id": run_id})
+            else:
+                result = await conn.execute(self._select_full_scoped, {"run_id": run_id, "user": scope.user})
+            row = result.mappings().first()
+        if row is None:
+            return None
+        steps = [step_from_row(_timestamps_parsed(r, "time")) for r in row["steps_json"]]
+        calls = [tool_call_from_row(_timestamps_parsed(r, "start_time")) for r in row["calls_json"]]
+        return run_from_row(row, steps, calls)
 
     async def list_steps(self, run_id: str, page_size: int, page_token: str, scope: Scope) -> StepPage:
         """One page of a run's steps by sequence; RunNotFound when the run is unknown or not visible."""
@@ -237,3 +258,31 @@ def _normalised_filter(filter_text: str) -> str:
     from runs_service.query.filter import normalise_filter
 
     return normalise_filter(filter_text)
+
+
+def _children_as_json() -> tuple[Any, Any]:
+    """Correlated subqueries giving a run's steps (by sequence) and tool calls (by position) as JSON arrays."""
+    step = run_steps.alias("step")
+    call = tool_calls.alias("call")
+    steps = (
+        select(func.coalesce(func.json_agg(aggregate_order_by(step.table_valued(), step.c.sequence)), _EMPTY_JSON))
+        .where(step.c.run_id == runs.c.id)
+        .scalar_subquery()
+        .label("steps_json")
+    )
+    calls = (
+        select(func.coalesce(func.json_agg(aggregate_order_by(call.table_valued(), call.c.position)), _EMPTY_JSON))
+        .where(call.c.run_id == runs.c.id)
+        .scalar_subquery()
+        .label("calls_json")
+    )
+    return steps, calls
+
+
+_EMPTY_JSON: ColumnElement[Any] = literal_column("'[]'::json")
+
+
+def _timestamps_parsed(row: dict[str, Any], key: str) -> dict[str, Any]:
+    """A child row decoded from JSON: its timestamp is ISO 8601 text there."""
+    row[key] = datetime.fromisoformat(row[key])
+    return row
