@@ -77,6 +77,7 @@ class Config:
     stats_reps: int
     keep_db: bool
     skip_ingest: bool
+    reuse_db: bool
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -89,6 +90,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--concurrency", type=int, default=8, help="calls / connections in flight while ingesting")
     parser.add_argument("--keep-db", action="store_true", help=f"keep the seeded database {BENCH_DB}")
     parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument(
+        "--reuse-db",
+        action="store_true",
+        help=f"query the {BENCH_DB} database a --keep-db run left (no ingest, no seeding; implies --keep-db)",
+    )
     args = parser.parse_args(argv)
     quick = bool(args.quick)
     return Config(
@@ -100,8 +106,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
         concurrency=args.concurrency,
         query_samples=150 if quick else 1_000,
         stats_reps=2 if quick else 5,
-        keep_db=args.keep_db,
-        skip_ingest=args.skip_ingest,
+        keep_db=args.keep_db or args.reuse_db,
+        skip_ingest=args.skip_ingest or args.reuse_db,
+        reuse_db=args.reuse_db,
     )
 
 
@@ -117,6 +124,13 @@ def recreate_database(admin_url: str) -> str:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
+    url = _db_url(admin_url, BENCH_DB)
+    upgrade(url, "head")
+    return url
+
+
+def existing_database(admin_url: str) -> str:
+    """The URL of the bench database a --keep-db run left, migrated to head."""
     url = _db_url(admin_url, BENCH_DB)
     upgrade(url, "head")
     return url
@@ -463,6 +477,19 @@ def seed(db_url: str, count: int, step_runs: int) -> Seeded:
     return Seeded(all_ids=ids, step_ids=[ids[i] for i in with_steps], window_start=window_start, window_end=window_end)
 
 
+def read_seeded(db_url: str) -> Seeded:
+    """What seed() returned, read back from a database it filled (for --reuse-db)."""
+    with psycopg.connect(db_url) as conn:
+        all_ids = [row[0] for row in conn.execute("SELECT id FROM runs")]
+        step_ids = [row[0] for row in conn.execute("SELECT DISTINCT run_id FROM run_steps")]
+        bounds = conn.execute("SELECT min(start_time), max(start_time) FROM runs").fetchone()
+    if not all_ids or bounds is None or bounds[0] is None:
+        raise SystemExit(f"--reuse-db: {BENCH_DB} holds no runs; run once with --keep-db first")
+    print(f"reusing {BENCH_DB}: {len(all_ids):,} runs, {len(step_ids):,} with steps", flush=True)
+    window_start = bounds[0] - timedelta(hours=1)
+    return Seeded(all_ids, step_ids, window_start, window_start + timedelta(days=30, minutes=1))
+
+
 # --- queries -----------------------------------------------------------------------------------------------------
 
 
@@ -572,14 +599,18 @@ async def amain(cfg: Config) -> None:
         f"runs_store benchmark ({'quick' if cfg.quick else 'full'}); {os.cpu_count()} CPUs, shared machine", flush=True
     )
     t0 = time.perf_counter()
-    db_url = await asyncio.to_thread(recreate_database, cfg.admin_url)
+    prepare = existing_database if cfg.reuse_db else recreate_database
+    db_url = await asyncio.to_thread(prepare, cfg.admin_url)
     with tempfile.TemporaryDirectory(prefix="agentrun-bench-") as tmp:
         server = RunsServiceProcess(db_url, Path(tmp))
         try:
             await server.wait_ready()
             if not cfg.skip_ingest:
                 await bench_ingest(cfg, db_url, server.target)
-            seeded = await asyncio.to_thread(seed, db_url, cfg.runs, cfg.step_runs)
+            if cfg.reuse_db:
+                seeded = await asyncio.to_thread(read_seeded, db_url)
+            else:
+                seeded = await asyncio.to_thread(seed, db_url, cfg.runs, cfg.step_runs)
             await bench_queries(cfg, seeded, server.target)
         finally:
             server.stop()

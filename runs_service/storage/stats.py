@@ -1,27 +1,44 @@
 """GetRunStats and GetToolStats queries.
 
-Percentiles: PostgreSQL computes them in SQL (percentile_cont WITHIN GROUP); SQLite has no such aggregate, so the
-durations are read sorted and interpolated in Python the same way (runs_service.storage.percentiles).
+Sums and counts are exact on both dialects. Percentiles:
+- SQLite (small deployments): the durations are read sorted and interpolated in Python exactly like PostgreSQL's
+  percentile_cont (runs_service.storage.percentiles).
+- PostgreSQL: an exact percentile_cont cannot run as a parallel aggregate and needs a sort of every duration of the
+  range (0.8-0.9 s at a million runs). Instead one parallel hash aggregate groups the rows by (key, log bucket of the
+  duration) and keeps each bucket's count, minimum and maximum (a DDSketch-like histogram); the percentile is then
+  interpolated in Python. Buckets are 1% wide, so a percentile is within 1% of percentile_cont's value, and exact
+  where the ranks it needs fall in buckets of at most two runs (small groups).
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, Integer, case, cast, func, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentrun_core.domain import RunStatus, TokenUsage
 from runs_service.domain import GroupBy, InvalidArgument, RunStatsRow, ToolStatsRow
-from runs_service.storage.percentiles import micros_to_duration, percentile_cont
+from runs_service.storage.percentiles import HistogramBucket, histogram_percentile, micros_to_duration, percentile_cont
 from runs_service.storage.tables import TOKEN_COLUMNS, runs, tool_calls
 
 P50 = 0.5
 P95 = 0.95
+# Bucket b holds durations d (microseconds) with floor(ln(max(d, 1)) / ln(GAMMA)) == b, so hi / lo <= GAMMA.
+GAMMA = 1.01
+_BUCKETS_PER_LN = 1.0 / math.log(GAMMA)
+# For this transaction only: the planner estimates the (key, bucket) hash table at a few MB, over the default 4 MB
+# work_mem, and would otherwise sort every row (spilling to disk) instead; JIT compilation costs ~50 ms and gains
+# nothing on a scan this simple. Measured at 1M runs: 585 ms -> 255 ms.
+_ANALYTICS_SETTINGS = (text("SET LOCAL work_mem = '32MB'"), text("SET LOCAL jit = off"))
+
+Percentiles = tuple[float | None, float | None]
 
 
 def check_range(start: datetime, end: datetime) -> None:
@@ -34,7 +51,7 @@ def check_range(start: datetime, end: datetime) -> None:
 
 def group_key(group_by: GroupBy, dialect: str) -> ColumnElement[Any]:
     """The grouping expression. On PostgreSQL text keys group under the "C" collation: byte order (as SQLite's
-    BINARY) and a much cheaper sort than a linguistic collation at a million rows."""
+    BINARY) and a much cheaper comparison than a linguistic collation at a million rows."""
     column: ColumnElement[Any]
     match group_by:
         case GroupBy.AGENT:
@@ -57,32 +74,83 @@ def _rate(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
 
+def _log_bucket(duration_us: ColumnElement[Any]) -> ColumnElement[int]:
+    """PostgreSQL: the histogram bucket of a duration (NULL for a NULL duration)."""
+    return cast(func.floor(func.ln(func.greatest(duration_us, 1)) * _BUCKETS_PER_LN), Integer)
+
+
+async def _histogram_rows(
+    conn: AsyncConnection,
+    keys: Sequence[ColumnElement[Any]],
+    sums: Sequence[ColumnElement[Any]],
+    duration_us: ColumnElement[Any],
+    select_from: Any,
+    conditions: Sequence[ColumnElement[bool]],
+) -> list[Any]:
+    """PostgreSQL: one row per group `keys` with the re-summed `sums` (each labelled) and `histogram`, the group's
+    durations as JSON [[bucket, count, min, max], ...] ordered by bucket. The inner aggregate over (keys, bucket) is
+    what runs in parallel; the outer one merges a few thousand rows."""
+    for setting in _ANALYTICS_SETTINGS:
+        await conn.execute(setting)
+    bucket = _log_bucket(duration_us).label("bucket")
+    inner = (
+        select(
+            *keys,
+            bucket,
+            func.count(duration_us).label("timed"),
+            func.min(duration_us).label("lo"),
+            func.max(duration_us).label("hi"),
+            *sums,
+        )
+        .select_from(select_from)
+        .where(*conditions)
+        .group_by(*keys, bucket)
+        .subquery("by_bucket")
+    )
+    outer_keys = [inner.c[k.name] for k in keys]
+    histogram = func.json_agg(
+        aggregate_order_by(func.json_build_array(inner.c.bucket, inner.c.timed, inner.c.lo, inner.c.hi), inner.c.bucket)
+    ).filter(inner.c.bucket.is_not(None))
+    stmt = (
+        select(
+            *outer_keys,
+            *(func.sum(inner.c[s.name]).label(s.name) for s in sums),
+            histogram.label("histogram"),
+        )
+        .group_by(*outer_keys)
+        .order_by(*outer_keys)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+def _from_histogram(histogram: list[list[int]] | None) -> Percentiles:
+    buckets = [HistogramBucket(count=count, low=low, high=high) for _, count, low, high in histogram or ()]
+    return histogram_percentile(buckets, P50), histogram_percentile(buckets, P95)
+
+
+def _exact(durations: dict[Any, list[int]]) -> dict[Any, Percentiles]:
+    return {k: (percentile_cont(v, P50), percentile_cont(v, P95)) for k, v in durations.items()}
+
+
 async def run_stats(
     conn: AsyncConnection, group_by: GroupBy, conditions: Sequence[ColumnElement[bool]]
 ) -> list[RunStatsRow]:
     """Aggregates over runs matching `conditions` (time range, scope and filter), grouped by `group_by`."""
     dialect = conn.dialect.name
     key = group_key(group_by, dialect).label("key")
-    columns: list[Any] = [
-        key,
+    sums: list[Any] = [
         func.count().label("run_count"),
-        func.coalesce(func.sum(case((runs.c.status == RunStatus.COMPLETED.value, 1), else_=0)), 0).label("completed"),
-        func.coalesce(func.sum(case((runs.c.status != RunStatus.RUNNING.value, 1), else_=0)), 0).label("terminal"),
-        *(func.coalesce(func.sum(runs.c[name]), 0).label(name) for name in TOKEN_COLUMNS),
+        func.sum(case((runs.c.status == RunStatus.COMPLETED.value, 1), else_=0)).label("completed"),
+        func.sum(case((runs.c.status != RunStatus.RUNNING.value, 1), else_=0)).label("terminal"),
+        *(func.sum(runs.c[name]).label(name) for name in TOKEN_COLUMNS),
         func.sum(runs.c.cost).label("cost_total"),
     ]
+    percentiles: dict[str, Percentiles]
     if dialect == "postgresql":
-        columns += [
-            func.percentile_cont(P50).within_group(runs.c.duration_us).label("p50"),
-            func.percentile_cont(P95).within_group(runs.c.duration_us).label("p95"),
-        ]
-    stmt = select(*columns).where(*conditions).group_by(key).order_by(key)
-    rows = (await conn.execute(stmt)).all()
-
-    percentiles: dict[str, tuple[float | None, float | None]] = {}
-    if dialect == "postgresql":
-        percentiles = {row.key: (row.p50, row.p95) for row in rows}
+        rows = await _histogram_rows(conn, [key], sums, runs.c.duration_us, runs, conditions)
+        percentiles = {row.key: _from_histogram(row.histogram) for row in rows}
     else:
+        rows = list((await conn.execute(select(key, *sums).where(*conditions).group_by(key).order_by(key))).all())
         durations: dict[str, list[int]] = defaultdict(list)
         duration_stmt = (
             select(key, runs.c.duration_us)
@@ -91,20 +159,20 @@ async def run_stats(
         )
         for key_value, duration_us in (await conn.execute(duration_stmt)).all():
             durations[key_value].append(duration_us)
-        percentiles = {k: (percentile_cont(v, P50), percentile_cont(v, P95)) for k, v in durations.items()}
+        percentiles = _exact(durations)
 
     result = []
     for row in rows:
         p50, p95 = percentiles.get(row.key, (None, None))
-        cost_total = row.cost_total
+        completed = int(row.completed or 0)
         result.append(
             RunStatsRow(
                 key=str(row.key),
                 run_count=int(row.run_count),
-                completed_count=int(row.completed),
-                success_rate=_rate(int(row.completed), int(row.terminal)),
-                token_usage=TokenUsage(**{name: int(getattr(row, name)) for name in TOKEN_COLUMNS}),
-                cost_total=Decimal(0) if cost_total is None else Decimal(cost_total),
+                completed_count=completed,
+                success_rate=_rate(completed, int(row.terminal or 0)),
+                token_usage=TokenUsage(**{name: int(getattr(row, name) or 0) for name in TOKEN_COLUMNS}),
+                cost_total=Decimal(0) if row.cost_total is None else Decimal(row.cost_total),
                 duration_p50=micros_to_duration(p50),
                 duration_p95=micros_to_duration(p95),
             )
@@ -118,25 +186,18 @@ async def tool_stats(conn: AsyncConnection, run_conditions: Sequence[ColumnEleme
     # An alias, so that a filter's own EXISTS over tool_calls does not correlate with this query's tool_calls.
     calls = tool_calls.alias("tc")
     joined = calls.join(runs, runs.c.id == calls.c.run_id)
-    columns: list[Any] = [
-        calls.c.name,
-        calls.c.server,
+    group = [calls.c.name, calls.c.server]
+    sums: list[Any] = [
         func.count().label("call_count"),
-        func.coalesce(func.sum(case((calls.c.is_error, 1), else_=0)), 0).label("error_count"),
+        func.sum(case((calls.c.is_error, 1), else_=0)).label("error_count"),
     ]
+    percentiles: dict[tuple[str, str], Percentiles]
     if dialect == "postgresql":
-        columns += [
-            func.percentile_cont(P50).within_group(calls.c.duration_us).label("p50"),
-            func.percentile_cont(P95).within_group(calls.c.duration_us).label("p95"),
-        ]
-    group = (calls.c.name, calls.c.server)
-    stmt = select(*columns).select_from(joined).where(*run_conditions).group_by(*group).order_by(*group)
-    rows = (await conn.execute(stmt)).all()
-
-    percentiles: dict[tuple[str, str], tuple[float | None, float | None]] = {}
-    if dialect == "postgresql":
-        percentiles = {(row.name, row.server): (row.p50, row.p95) for row in rows}
+        rows = await _histogram_rows(conn, group, sums, calls.c.duration_us, joined, run_conditions)
+        percentiles = {(row.name, row.server): _from_histogram(row.histogram) for row in rows}
     else:
+        stmt = select(*group, *sums).select_from(joined).where(*run_conditions).group_by(*group).order_by(*group)
+        rows = list((await conn.execute(stmt)).all())
         durations: dict[tuple[str, str], list[int]] = defaultdict(list)
         duration_stmt = (
             select(calls.c.name, calls.c.server, calls.c.duration_us)
@@ -146,12 +207,12 @@ async def tool_stats(conn: AsyncConnection, run_conditions: Sequence[ColumnEleme
         )
         for name, server, duration_us in (await conn.execute(duration_stmt)).all():
             durations[(name, server)].append(duration_us)
-        percentiles = {k: (percentile_cont(v, P50), percentile_cont(v, P95)) for k, v in durations.items()}
+        percentiles = _exact(durations)
 
     result = []
     for row in rows:
         p50, p95 = percentiles.get((row.name, row.server), (None, None))
-        calls_count, errors = int(row.call_count), int(row.error_count)
+        calls_count, errors = int(row.call_count), int(row.error_count or 0)
         result.append(
             ToolStatsRow(
                 tool_name=row.name,

@@ -11,6 +11,7 @@ import pytest
 from agentrun_core.domain import Cost, Run, RunStatus, TokenUsage
 from runs_service.domain import GroupBy, InvalidArgument, RunStatsRow, Scope, StatsQuery
 from runs_service.storage.repository import RunRepository
+from runs_service.storage.stats import GAMMA
 from tests.support.run_factory import make_run
 
 EVERYONE = Scope.everything()
@@ -159,3 +160,24 @@ async def test_tool_stats(repo: RunRepository) -> None:
     with_git = [r for r in runs if "git_status" in r.tools_used]
     rows = await repo.tool_stats(START, END, 'tool = "git_status"', EVERYONE)
     assert {(r.tool_name, r.server): r.call_count for r in rows} == {k: v[0] for k, v in expected(with_git).items()}
+
+
+async def test_percentiles_of_a_dense_group_are_within_one_percent(repo: RunRepository) -> None:
+    """300 runs whose durations crowd into the same 1% buckets: SQLite answers percentile_cont exactly, PostgreSQL
+    from its log histogram, within the documented 1%."""
+    durations_us = [1_000_000 + 137 * i for i in range(300)]  # 1.000 s .. 1.041 s: ~5 buckets of ~60 runs
+    for i, micros in enumerate(durations_us):
+        base = make_run(agent="dense", start_time=DAY1 + timedelta(seconds=i), model_calls=1, tool_calls=0, seed=i)
+        await repo.record_run(
+            dataclasses.replace(
+                base, duration=timedelta(microseconds=micros), end_time=base.start_time + timedelta(microseconds=micros)
+            )
+        )
+    (row,) = await repo.run_stats(StatsQuery(START, END, GroupBy.AGENT), EVERYONE)
+    assert row.run_count == 300
+    for got, fraction in ((row.duration_p50, 0.5), (row.duration_p95, 0.95)):
+        exact = _expected_percentile(durations_us, fraction)
+        assert got is not None
+        assert abs(got - exact) <= exact * (GAMMA - 1), (fraction, got, exact)
+        if repo.engine.dialect.name == "sqlite":
+            assert abs(got - exact) <= timedelta(microseconds=1)
