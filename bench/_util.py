@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import math
+import os
 import socket
 import statistics
 import sys
@@ -51,3 +53,30 @@ def verdict(ok: bool) -> str:
 
 def header(title: str) -> None:
     print(f"\n=== {title} ===", flush=True)
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc); 0.0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def processes_cpu_s(command_name: str) -> float:
+    """CPU seconds used so far by every live process whose name starts with `command_name` (e.g. "postgres": the
+    server's backends, on a machine where it runs locally)."""
+    total = 0.0
+    for comm in glob.glob("/proc/[0-9]*/comm"):
+        try:
+            with open(comm) as name:
+                if name.read().startswith(command_name):
+                    total += process_cpu_s(int(comm.split("/")[2]))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import random
 import subprocess
@@ -47,7 +48,16 @@ from sqlalchemy.schema import CreateIndex
 
 from agentrun_core.domain import RunStatus
 from agentrun_core.proto_convert import run_to_pb
-from bench._util import free_port, header, median, percentile, summary_ms, verdict
+from bench._util import (
+    free_port,
+    header,
+    median,
+    percentile,
+    process_cpu_s,
+    processes_cpu_s,
+    summary_ms,
+    verdict,
+)
 from runs_service.storage.engine import orjson_text
 from runs_service.storage.migrate import upgrade
 from runs_service.storage.rows import RunRows, run_to_rows
@@ -263,7 +273,39 @@ async def ingest_raw(conns: list[psycopg.AsyncConnection[Any]], batch: list[RunR
     return len(batch) / await _drive(batch, concurrency, one)
 
 
-async def bench_ingest(cfg: Config, db_url: str, target: str) -> dict[str, float]:
+@dataclass
+class CpuPerRun:
+    """CPU milliseconds per run spent by each process of a measurement (summed over its repetitions)."""
+
+    runs: int = 0
+    server_s: float = 0.0
+    postgres_s: float = 0.0
+    client_s: float = 0.0
+
+    def line(self) -> str:
+        per = 1e3 / max(self.runs, 1)
+        parts = [f"client {self.client_s * per:.2f}", f"PostgreSQL {self.postgres_s * per:.2f}"]
+        if self.server_s:
+            parts.insert(1, f"RunsService {self.server_s * per:.2f}")
+        return f"{', '.join(parts)}; total {self.total_ms():.2f} ms"
+
+    def total_ms(self) -> float:
+        return (self.server_s + self.postgres_s + self.client_s) * 1e3 / max(self.runs, 1)
+
+
+async def _measured(call: Callable[[], Awaitable[float]], runs: int, cpu: CpuPerRun, server_pid: int | None) -> float:
+    """Runs one ingest measurement, adding the CPU each process used to `cpu`; returns its rate."""
+    before = (process_cpu_s(server_pid) if server_pid else 0.0, processes_cpu_s("postgres"), time.process_time())
+    rate = await call()
+    after = (process_cpu_s(server_pid) if server_pid else 0.0, processes_cpu_s("postgres"), time.process_time())
+    cpu.runs += runs
+    cpu.server_s += after[0] - before[0]
+    cpu.postgres_s += after[1] - before[1]
+    cpu.client_s += after[2] - before[2]
+    return rate
+
+
+async def bench_ingest(cfg: Config, db_url: str, server: RunsServiceProcess) -> dict[str, float]:
     header(f"Ingest: RecordRun (gRPC -> RunsService -> PostgreSQL) vs raw psycopg, {cfg.concurrency} in flight")
     print(f"{cfg.ingest_runs} runs of 40 steps + 15 tool calls per measurement; order A, B, A, B", flush=True)
     batches = [_ingest_batch(cfg.ingest_runs, salt) for salt in range(4)]
@@ -274,18 +316,29 @@ async def bench_ingest(cfg: Config, db_url: str, target: str) -> dict[str, float
     conns = [await psycopg.AsyncConnection.connect(db_url) for _ in range(cfg.concurrency)]
     grpc_rates: list[float] = []
     raw_rates: list[float] = []
+    grpc_cpu, raw_cpu = CpuPerRun(), CpuPerRun()
+    server_pid = server.process.pid
     try:
-        async with grpc.aio.insecure_channel(target) as channel:
+        async with grpc.aio.insecure_channel(server.target) as channel:
             stub = rs_grpc.RunsServiceStub(channel)
             await ingest_grpc(stub, [rs.RecordRunRequest(run=run_to_pb(r)) for r in warm[::2]], cfg.concurrency)
             await ingest_raw(conns, [run_to_rows(r) for r in warm[1::2]], cfg.concurrency)
             for i in range(4):
                 if i % 2 == 0:
-                    rate = await ingest_grpc(stub, grpc_requests[i], cfg.concurrency)
+                    requests = grpc_requests[i]
+                    rate = await _measured(
+                        functools.partial(ingest_grpc, stub, requests, cfg.concurrency),
+                        len(requests),
+                        grpc_cpu,
+                        server_pid,
+                    )
                     grpc_rates.append(rate)
                     print(f"  A gRPC RecordRun : {rate:8.1f} runs/s", flush=True)
                 else:
-                    rate = await ingest_raw(conns, raw_rows[i], cfg.concurrency)
+                    rows = raw_rows[i]
+                    rate = await _measured(
+                        functools.partial(ingest_raw, conns, rows, cfg.concurrency), len(rows), raw_cpu, None
+                    )
                     raw_rates.append(rate)
                     print(f"  B raw psycopg    : {rate:8.1f} runs/s", flush=True)
     finally:
@@ -298,7 +351,12 @@ async def bench_ingest(cfg: Config, db_url: str, target: str) -> dict[str, float
         f"(goal >= {GOALS['ingest_ratio']}: {verdict(ratio >= GOALS['ingest_ratio'])})",
         flush=True,
     )
-    return {"grpc_runs_s": grpc_rate, "raw_runs_s": raw_rate, "ratio": ratio}
+    # Where the CPU goes: on a machine whose cores are all busy, the ratio cannot exceed B's CPU per run over A's.
+    print(f"CPU per run, A: {grpc_cpu.line()}", flush=True)
+    print(f"CPU per run, B: {raw_cpu.line()}", flush=True)
+    ceiling = raw_cpu.total_ms() / grpc_cpu.total_ms()
+    print(f"CPU-bound ceiling of the ratio (B's CPU per run / A's): {ceiling:.2f} ({os.cpu_count()} cores)", flush=True)
+    return {"grpc_runs_s": grpc_rate, "raw_runs_s": raw_rate, "ratio": ratio, "cpu_ceiling": ceiling}
 
 
 # --- seeding with COPY -------------------------------------------------------------------------------------------
@@ -606,7 +664,7 @@ async def amain(cfg: Config) -> None:
         try:
             await server.wait_ready()
             if not cfg.skip_ingest:
-                await bench_ingest(cfg, db_url, server.target)
+                await bench_ingest(cfg, db_url, server)
             if cfg.reuse_db:
                 seeded = await asyncio.to_thread(read_seeded, db_url)
             else:
