@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from agentrun_core.domain import ExecutionStep
 from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
 from execution_service.engine.loop import RunControl
+
+# How long the run waits, after emitting a step, for its watchers to pass the step on to their streams.
+HANDOFF_TIMEOUT_S = 0.005
+
+
+@dataclass(slots=True)
+class _Cursor:
+    """One watcher's position: the number of events (after RunStarted) it has passed on."""
+
+    taken: int
+    # Missed a handoff deadline (e.g. its client does not read): not waited for again until it caught up.
+    lagging: bool = False
 
 
 @dataclass
@@ -23,6 +35,8 @@ class LiveRun:
     _events: list[StepEvent | RunFinishedEvent] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     finished: RunFinishedEvent | None = None
+    _cursors: list[_Cursor] = field(default_factory=list)
+    _handoff: asyncio.Future[None] | None = None
 
     def append_step(self, step: ExecutionStep) -> None:
         self._append(StepEvent(step))
@@ -40,15 +54,52 @@ class LiveRun:
     def is_finished(self) -> bool:
         return self.finished is not None
 
-    async def follow(self, from_sequence: int = 0) -> AsyncIterator[RunEvent]:
+    def _handed_off(self) -> bool:
+        end = len(self._events)
+        return all(c.taken >= end or c.lagging for c in self._cursors)
+
+    async def handed_off(self, timeout_s: float = HANDOFF_TIMEOUT_S) -> None:
+        """Returns once every watcher has passed every event emitted so far on to its stream (a gRPC stream starts
+        the write of a message when it takes it), so the send does not queue behind the run's next piece of work
+        on the event loop. Returns at once without watchers; a watcher that takes longer than `timeout_s` (a
+        client that does not read) is not waited for again until it has caught up."""
+        if self._handed_off():
+            return
+        if self._handoff is None or self._handoff.done():
+            self._handoff = asyncio.get_running_loop().create_future()
+        waiter = self._handoff
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(waiter)
+        except TimeoutError:
+            end = len(self._events)
+            for cursor in self._cursors:
+                if cursor.taken < end:
+                    cursor.lagging = True
+
+    def _moved(self, cursor: _Cursor) -> None:
+        if cursor.lagging and cursor.taken >= len(self._events):
+            cursor.lagging = False
+        if self._handoff is not None and not self._handoff.done() and self._handed_off():
+            self._handoff.set_result(None)
+
+    async def follow(self, from_sequence: int = 0) -> AsyncGenerator[RunEvent]:
         """RunStarted, the steps with sequence >= from_sequence, then each new event until RunFinished."""
         yield self.started
         index = max(from_sequence - 1, 0)  # steps are numbered from 1 and stored in order
-        while True:
-            while index < len(self._events):
-                event = self._events[index]
-                index += 1
-                yield event
-                if isinstance(event, RunFinishedEvent):
-                    return
-            await self._changed.wait()
+        cursor = _Cursor(taken=index)
+        self._cursors.append(cursor)
+        try:
+            while True:
+                while index < len(self._events):
+                    event = self._events[index]
+                    index += 1
+                    cursor.taken = index
+                    self._moved(cursor)
+                    yield event
+                    if isinstance(event, RunFinishedEvent):
+                        return
+                await self._changed.wait()
+        finally:
+            self._cursors.remove(cursor)
+            self._moved(cursor)

@@ -226,7 +226,7 @@ class RunManager:
         provider: ModelProvider,
         traced: RunTelemetry,
     ) -> None:
-        recorder = StepRecorder(live.run_id, live.append_step, self._redactor)
+        recorder = StepRecorder(live.run_id, live.append_step, self._redactor, live.handed_off)
         outcome: LoopOutcome
         try:
             async with asyncio.timeout(agent.limits.run_timeout_s):
@@ -296,6 +296,7 @@ class RunManager:
     ) -> None:
         if outcome.error is not None:
             recorder.error(outcome.error)
+        await recorder.let_watchers_run()  # the last steps go out before the terminal record is built and stored
         end = utc_now()
         run = _terminal_run(base, recorder, outcome, end)
         try:

@@ -5,8 +5,7 @@ Everything streamed and everything stored goes through here, so both always hold
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,9 +36,17 @@ def storable(text: str) -> str:
 
 
 class StepRecorder:
-    def __init__(self, run_id: str, emit: Callable[[ExecutionStep], None], redactor: Redactor) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        emit: Callable[[ExecutionStep], None],
+        redactor: Redactor,
+        handed_off: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """`emit` publishes a step to the run's watchers; `handed_off` waits until they passed it on (LiveRun)."""
         self.run_id = run_id
         self._emit = emit
+        self._handed_off = handed_off
         self._redactor = redactor
         self.steps: list[ExecutionStep] = []
         self.usage = TokenUsage()
@@ -59,12 +66,11 @@ class StepRecorder:
         self._emit(step)
         return step
 
-    @staticmethod
-    async def let_watchers_run() -> None:
-        """Yields to the event loop once, so the streams following this run send the steps just recorded before
-        the run goes on (a model or tool that answers without suspending would otherwise batch them)."""
-        for _ in range(3):
-            await asyncio.sleep(0)
+    async def let_watchers_run(self) -> None:
+        """Waits until the streams following this run have started sending the steps just recorded, so their sends
+        do not queue behind the run's next piece of work (MCP requests, outbox writes) on the event loop."""
+        if self._handed_off is not None:
+            await self._handed_off()
 
     def model_call(self, response: ModelResponse, *, started: datetime, duration: timedelta) -> None:
         self.model_calls += 1
