@@ -448,8 +448,9 @@ async def bench_latency(quick: bool, tmp: Path) -> dict[str, Any]:
             for round_ in range(rounds):
                 steps: list[ex.ExecuteAgentResponse] = []
                 async for event in stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="bench", task="go")):
+                    now = time.perf_counter()  # first, as the raw stream's client does
                     if event.WhichOneof("event") == "step":
-                        received_engine[f"{event.step.run_id}/{event.step.sequence}"] = time.perf_counter()
+                        received_engine[f"{event.step.run_id}/{event.step.sequence}"] = now
                         steps.append(event)
                 sizes += [len(m.SerializeToString()) for m in steps]
                 key = f"replay-{round_}"
@@ -475,6 +476,22 @@ async def bench_latency(quick: bool, tmp: Path) -> dict[str, Any]:
         f"{percentile(engine_lat, 0.99) * 1e6:.0f} us; raw stream p50 {r50:.0f} us, p99 "
         f"{percentile(raw_lat, 0.99) * 1e6:.0f} us; ratio of p50s {ratio:.2f} "
         f"(goal < {GOALS['latency_ratio']:.0f}x: {verdict(ratio < GOALS['latency_ratio'])})"
+    )
+    converted = times.get("converted", {})
+    to_servicer = [converted[k] - times["emitted"][k] for k in received_engine if k in converted]
+    to_client = [received_engine[k] - converted[k] for k in received_engine if k in converted]
+    if to_servicer:
+        print(
+            f"  engine path: emit -> servicer yield p50 {percentile(to_servicer, 0.5) * 1e6:.0f} us; servicer yield "
+            f"-> client p50 {percentile(to_client, 0.5) * 1e6:.0f} us"
+        )
+    by_seq: dict[int, list[float]] = defaultdict(list)
+    for k, got in received_engine.items():
+        if k in times["emitted"]:
+            by_seq[int(k.rsplit("/", 1)[1])].append(got - times["emitted"][k])
+    print(
+        "  engine p50 by step number (us): "
+        + ", ".join(f"#{s} {percentile(v, 0.5) * 1e6:.0f}" for s, v in sorted(by_seq.items()))
     )
     return {"engine_p50_us": e50, "raw_p50_us": r50, "ratio": ratio}
 

@@ -28,7 +28,9 @@ from agentrun.execution.v1 import execution_service_pb2_grpc as ex_grpc
 from agentrun_core.auth.settings import AuthSettings
 from agentrun_core.serving import wait_for_stop_signal
 from bench._util import free_port
+from execution_service.api import servicer as servicer_module
 from execution_service.config import ExecutionSettings
+from execution_service.engine.events import StepEvent
 from execution_service.engine.live_run import LiveRun
 from execution_service.server import start_server
 from tests.support.stack import agent_source, mcp_config, write_agents
@@ -67,6 +69,16 @@ async def main(out: Path, ports_file: Path) -> None:
         original(self, step)
 
     LiveRun.append_step = timed_append  # type: ignore[method-assign]
+    converted: dict[str, float] = {}
+    original_fields = servicer_module.event_fields
+
+    def timed_fields(event: Any) -> dict[str, Any]:
+        fields = original_fields(event)
+        if isinstance(event, StepEvent):
+            converted[f"{event.step.run_id}/{event.step.sequence}"] = time.perf_counter()
+        return fields
+
+    servicer_module.event_fields = timed_fields
     replay = Replay()
     raw = grpc.aio.server()
     ex_grpc.add_ExecutionServiceServicer_to_server(replay, raw)
@@ -107,7 +119,7 @@ async def main(out: Path, ports_file: Path) -> None:
             runs.terminate()
             await runs.wait()
     await raw.stop(0)
-    out.write_text(json.dumps({"emitted": emitted, "raw_sent": replay.sent}))
+    out.write_text(json.dumps({"emitted": emitted, "converted": converted, "raw_sent": replay.sent}))
 
 
 if __name__ == "__main__":
