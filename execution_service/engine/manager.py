@@ -35,7 +35,7 @@ from execution_service.errors import (
     ServiceShuttingDown,
     TooManyRuns,
 )
-from execution_service.model.base import ModelError, ModelProvider
+from execution_service.model.base import ModelError, ModelProvider, ProviderNotConfigured
 from execution_service.model.pricing import price_run
 from execution_service.publish.base import RunSink
 from execution_service.tools.base import ToolProvider, ToolResolutionError
@@ -131,6 +131,9 @@ class RunManager:
             raise TooManyRuns(f"{len(self._live)} runs are in progress, the limit of this instance")
         try:
             provider, model_name = self._providers(request.model or agent.model)
+        except ProviderNotConfigured as exc:
+            chosen = f"model {request.model!r}" if request.model else f"agent {agent.name!r} (model {agent.model!r})"
+            raise AgentUnusable(f"{chosen} cannot run on this execution service: {exc.message}") from None
         except ModelError as exc:
             raise InvalidRequest("model", exc.message) from None
 

@@ -120,6 +120,14 @@ class ModelError(Exception):
         return f"{prefix}: {self.message}" if prefix else self.message
 
 
+class ProviderNotConfigured(ModelError):
+    """The model needs a provider this service is not configured for (e.g. Gemini without GEMINI_API_KEY): a
+    problem of the deployment, not of the request."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorReason.MODEL_REQUEST_INVALID, message)
+
+
 class ModelProvider(Protocol):
     """Generates one model turn. Implementations: GeminiProvider, TestModel."""
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from agentrun_core.domain import ErrorReason
 from agentrun_core.settings import SettingsError
-from execution_service.model.base import ModelError, ModelProvider
+from execution_service.model.base import ModelError, ModelProvider, ProviderNotConfigured
 from execution_service.model.gemini import GeminiProvider
 from execution_service.model.guard import GEMINI_BASE_URL_ENV
 from execution_service.model.retry import RetryingProvider, RetryPolicy
@@ -126,9 +126,7 @@ def build_provider(model_name: str, settings: ModelSettings) -> tuple[ModelProvi
         inner = TestModel(latency_s=settings.test_model_latency_s)
     else:
         if not settings.gemini_api_key:
-            raise ModelError(
-                ErrorReason.MODEL_REQUEST_INVALID, "GEMINI_API_KEY is not set: set it or run with model 'test'"
-            )
+            raise ProviderNotConfigured("GEMINI_API_KEY is not set: set it or run with model 'test'")
         inner = _gemini_provider(settings)
     logger.debug("model %r -> provider %s", bare, inner.name)
     return RetryingProvider(inner, settings.retry), bare

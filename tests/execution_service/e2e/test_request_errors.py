@@ -1,0 +1,27 @@
+"""Requests the service cannot serve get the status a client can act on, with a message that says what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+from agentrun.execution.v1 import execution_service_pb2 as ex
+
+from tests.support.stack import agent_source, running_stack
+
+
+async def test_a_gemini_agent_without_an_api_key_is_failed_precondition_not_a_bad_request(tmp_path: Path) -> None:
+    agents = {"gem": agent_source(model="gemini-2.5-flash", tools=["test/echo"])}
+    async with running_stack(tmp_path, agents, gemini_api_key="") as stack:
+        stub = stack.execution_stub()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="gem", task="hello")):
+                pass
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        details = caught.value.details() or ""
+        assert "agent 'gem'" in details and "GEMINI_API_KEY is not set" in details, details
+
+        # The same agent runs with the offline model when the request asks for it.
+        events = [e async for e in stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="gem", task="hi", model="test"))]
+        assert events[-1].WhichOneof("event") == "run_finished"
