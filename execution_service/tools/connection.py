@@ -16,6 +16,7 @@ an exponential backoff has elapsed; calls arriving before that fail fast with Se
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 import contextvars
 import enum
 import logging
@@ -254,9 +255,10 @@ class McpConnection:
             stop.set()
 
         live: _Live | None = None
+        stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
         try:
             async with AsyncExitStack() as stack:
-                read_stream, write_stream = await stack.enter_async_context(self._open_transport())
+                read_stream, write_stream = await stack.enter_async_context(self._open_transport(stderr_tail))
                 watched = cast(Any, EndWatchingReceiveStream(read_stream, on_stream_end))
                 session = await stack.enter_async_context(
                     ClientSession(
@@ -279,7 +281,7 @@ class McpConnection:
                 logger.info("closing connection to MCP server %r (generation %d)", self.name, generation)
         except Exception as exc:
             if live is None:
-                reason = f"could not connect: {_describe(exc)}"
+                reason = f"could not connect{self._where()}: {_describe(exc)}{_last_words(stderr_tail)}"
                 # The traceback once per outage: reconnect attempts during a long outage log one line each.
                 logger.warning("MCP server %r %s", self.name, reason, exc_info=exc if self._failures == 0 else None)
                 self._start_failed(generation, started, reason)
@@ -303,8 +305,12 @@ class McpConnection:
         if isinstance(message, Exception):
             logger.warning("MCP server %r transport error: %s", self.name, _describe(message))
 
+    def _where(self) -> str:
+        """' to URL' for an HTTP server (its URL is the first thing to check), '' for a stdio one."""
+        return f" to {self._config.url}" if isinstance(self._config, HttpServer) else ""
+
     @asynccontextmanager
-    async def _open_transport(self) -> AsyncIterator[tuple[Any, Any]]:
+    async def _open_transport(self, stderr_tail: deque[str]) -> AsyncIterator[tuple[Any, Any]]:
         config = self._config
         if isinstance(config, StdioServer):
             params = StdioServerParameters(
@@ -313,7 +319,7 @@ class McpConnection:
                 env=dict(config.env) or None,
                 cwd=config.cwd,
             )
-            async with StderrForwarder(config.name) as stderr, stdio_client(params, errlog=stderr.errlog) as streams:
+            async with StderrForwarder(config.name, tail=stderr_tail) as stderr, stdio_client(params, errlog=stderr.errlog) as streams:
                 stderr.child_started()
                 yield streams
         elif isinstance(config, HttpServer):
@@ -415,6 +421,20 @@ async def _list_all_tools(session: ClientSession) -> tuple[Tool, ...]:
         tools.extend(result.tools)
         pages += 1
     return tuple(tools)
+
+
+_STDERR_TAIL_LINES = 5
+_STDERR_TAIL_CHARS = 600
+
+
+def _last_words(stderr_tail: deque[str]) -> str:
+    """'; stderr: ...' with the last lines a stdio server wrote before it failed (most useful last), or ''."""
+    if not stderr_tail:
+        return ""
+    text = " | ".join(stderr_tail)
+    if len(text) > _STDERR_TAIL_CHARS:
+        text = "..." + text[-_STDERR_TAIL_CHARS:]
+    return f"; stderr: {text}"
 
 
 def _describe(exc: BaseException) -> str:

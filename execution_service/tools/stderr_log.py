@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections import deque
 from types import TracebackType
 from typing import Self, TextIO, cast
 
@@ -21,11 +22,13 @@ _DRAIN_TIMEOUT_S = 1.0
 
 
 class StderrForwarder:
-    """Async context manager: `errlog` is the file to give the subprocess; lines are logged until EOF."""
+    """Async context manager: `errlog` is the file to give the subprocess; lines are logged until EOF. `tail`, when
+    given, keeps the last lines too (its maxlen), so a server that dies can be reported with its last words."""
 
-    def __init__(self, server_name: str, level: int = logging.INFO) -> None:
+    def __init__(self, server_name: str, level: int = logging.INFO, *, tail: deque[str] | None = None) -> None:
         self._server_name = server_name
         self._level = level
+        self._tail = tail
         self._write_end: TextIO | None = None
         self._transport: asyncio.ReadTransport | None = None
         self._task: asyncio.Task[None] | None = None
@@ -96,4 +99,6 @@ class StderrForwarder:
             return
         if len(line) > _MAX_LINE_CHARS:
             line = line[:_MAX_LINE_CHARS] + " [...]"
+        if self._tail is not None:
+            self._tail.append(line)
         logger.log(self._level, "[mcp %s stderr] %s", self._server_name, line, extra={"mcp_server": self._server_name})

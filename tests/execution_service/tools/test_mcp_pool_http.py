@@ -43,7 +43,9 @@ async def test_unreachable_http_server_is_a_clear_outcome() -> None:
         {"web": http_test_server("http://127.0.0.1:9/mcp")}, backoff=FAST_BACKOFF, timeouts=FAST_TIMEOUTS
     ) as pool:
         servers = await pool.list_servers()
-        assert isinstance(servers["web"], str) and servers["web"]
+        # The reason names the URL it tried (the first thing to check) and what went wrong there.
+        assert isinstance(servers["web"], str)
+        assert servers["web"].startswith("could not connect to http://127.0.0.1:9/mcp: "), servers["web"]
 
 
 async def test_http_server_killed_mid_call_then_back(http_server: HttpTestServer) -> None:

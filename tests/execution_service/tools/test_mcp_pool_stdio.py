@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -103,6 +104,25 @@ async def test_unreachable_server_fails_resolution_and_shows_in_list_servers(poo
         servers = await two.list_servers()
         assert set(servers["test"]) == ALL_TOOLS
         assert isinstance(servers["broken"], str) and "no-such-server" in servers["broken"]
+
+
+async def test_server_that_exits_at_startup_is_reported_with_its_last_stderr_lines(tmp_path: Path) -> None:
+    """A server that dies before the MCP handshake: what it wrote to stderr is the most useful part of the reason."""
+    script = tmp_path / "exits.py"
+    script.write_text(
+        "import sys\n"
+        "print('starting up', file=sys.stderr)\n"
+        "print('fatal: missing config FOO_API_URL', file=sys.stderr)\n"
+        "sys.exit(3)\n"
+    )
+    dying = StdioServer(name="dying", command=sys.executable, args=(str(script),))
+    async with McpToolPool({"dying": dying}, backoff=FAST_BACKOFF, timeouts=FAST_TIMEOUTS) as one:
+        await one.start()
+        with pytest.raises(ToolResolutionError) as caught:
+            await one.resolve(["dying/*"])
+        assert "fatal: missing config FOO_API_URL" in str(caught.value)
+        servers = await one.list_servers()
+        assert isinstance(servers["dying"], str) and "starting up | fatal: missing config FOO_API_URL" in servers["dying"]
 
 
 # -- calls -----------------------------------------------------------------------------------------------------------

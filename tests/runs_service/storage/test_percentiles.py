@@ -45,5 +45,5 @@ def test_histogram_percentile_edges() -> None:
     assert histogram_percentile([], 0.5) is None
     assert histogram_percentile([HistogramBucket(0, 0, 0)], 0.5) is None
     assert histogram_percentile([HistogramBucket(1, 42, 42)], 0.95) == 42
-    with pytest.raises(ValueError, match="within 0..1"):
+    with pytest.raises(ValueError, match=r"within 0\.\.1"):
         histogram_percentile([HistogramBucket(1, 1, 1)], 1.5)
