@@ -146,6 +146,9 @@ class CountingSink:
         self.checkpoints += 1
         return True
 
+    async def wait_delivered(self, run_id: str, timeout_s: float) -> bool:
+        return True
+
 
 def _manager(
     agents_dir: Path,

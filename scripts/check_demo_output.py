@@ -24,6 +24,8 @@ def main(argv: list[str]) -> int:
             problems.append(f"no streamed {kind} step in the demo output")
     if "status: COMPLETED" not in text:
         problems.append("the demo run did not print status: COMPLETED")
+    if "stored: yes" not in text:
+        problems.append("the run's stream ended before RunsService stored it (no 'stored: yes' in the summary)")
     match = re.search(r"agentrun runs show ([0-9a-f-]{36})", text)
     if match is None:
         problems.append("the demo did not show a stored run")

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV_BIN=.venv/bin
 DEMO_DIR=${AGENTRUN_DEMO_DIR:-data/demo}
-TASK=${AGENTRUN_DEMO_TASK:-"What time is it in Tokyo right now?"}
+TASK=${AGENTRUN_DEMO_TASK:-"What time is it in Paris right now?"}
 mkdir -p "$DEMO_DIR"
 
 free_port() { "$VENV_BIN/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -55,13 +55,16 @@ if [ -n "${GEMINI_API_KEY:-}" ]; then
   model_flag=()
   echo "==> GEMINI_API_KEY is set: running with the agent's Gemini model"
 else
-  echo "==> GEMINI_API_KEY is not set: running with the offline TestModel (set it to use Gemini)"
+  echo "==> GEMINI_API_KEY is not set: running with the offline TestModel (set it to use Gemini)."
+  echo "    TestModel does not read the task: it calls each of the agent's tools once with arguments made up from"
+  echo "    the tool's schema, then answers with a summary of the results."
 fi
 
-echo "==> agentrun run clock \"$TASK\" ${model_flag[*]}"
-"$VENV_BIN/agentrun" run clock "$TASK" "${model_flag[@]}" --label source=demo
+# The run id is ours (a UUIDv7, as ExecuteAgent accepts for idempotent retries), so the stored run is found by id.
+run_id=$("$VENV_BIN/python" -c 'from agentrun_core.ids import new_run_id; print(new_run_id())')
+echo "==> agentrun run clock \"$TASK\" ${model_flag[*]} --run-id $run_id"
+"$VENV_BIN/agentrun" run clock "$TASK" "${model_flag[@]}" --label source=demo --run-id "$run_id"
 
-run_id=$("$VENV_BIN/agentrun" runs list --limit 1 --json | "$VENV_BIN/python" -c 'import json,sys; d=json.load(sys.stdin); runs=d.get("runs", d) if isinstance(d, dict) else d; print(runs[0]["id"])')
 echo
 echo "==> agentrun runs show $run_id   (as stored by RunsService)"
 "$VENV_BIN/agentrun" runs show "$run_id"

@@ -33,6 +33,15 @@ def summary_fields(finished: ex_pb2.RunFinished) -> list[tuple[str, str]]:
     if finished.HasField("cost"):
         fields.append(("cost", fmt.cost(finished.cost)))
     fields.append(("run id", finished.run_id))
+    fields.append(
+        (
+            "stored",
+            "yes (RunsService has the complete run)"
+            if finished.recorded
+            else "not yet: RunsService did not acknowledge it in time; it is kept in the outbox and stored when "
+            "RunsService accepts it",
+        )
+    )
     return fields
 
 

@@ -48,6 +48,7 @@ def event_fields(event: RunEvent) -> dict[str, Any]:
                 steps_taken=event.steps_taken,
                 tool_call_count=event.tool_call_count,
                 end_time=timestamp_to_pb(event.end_time),
+                recorded=event.recorded,
             )
             if event.error is not None:
                 finished.error.CopyFrom(run_error_to_pb(event.error))

@@ -36,6 +36,9 @@ class RunFinishedEvent:
     tool_call_count: int
     error: RunError | None
     cost: Cost | None
+    # RunsService had acknowledged the complete run when this event was made (GetRun returns it); False: it is in
+    # the durable outbox and will be delivered (RunsService slow or down).
+    recorded: bool = False
 
 
 RunEvent = RunStartedEvent | StepEvent | RunFinishedEvent

@@ -66,6 +66,10 @@ class ManagerLimits:
     max_parallel_tools: int = 8
     # Finished runs kept in memory for WatchRun / idempotent retries.
     retain_finished: int = 1000
+    # How long a run's end waits for RunsService to acknowledge the terminal record before RunFinished goes out,
+    # so a client that reads the run right after its stream ended finds it stored (not waited for while RunsService
+    # is known to be failing).
+    publish_wait_s: float = 2.0
 
 
 class RunManager:
@@ -302,8 +306,10 @@ class RunManager:
         await recorder.let_watchers_run()  # the last steps go out before the terminal record is built and stored
         end = utc_now()
         run = _terminal_run(base, recorder, outcome, end)
+        recorded = False
         try:
             await self._sink.record(run)
+            recorded = await self._sink.wait_delivered(run.id, self._limits.publish_wait_s)
         except Exception:
             # The outbox is local; if it fails the run cannot be made durable. Say so loudly.
             log.exception("could not store the finished run in the outbox", extra={"run_id": run.id})
@@ -320,6 +326,7 @@ class RunManager:
                 tool_call_count=recorder.tool_calls,
                 error=run.error,
                 cost=run.cost,
+                recorded=recorded,
             )
         )
         self._live.pop(live.run_id, None)

@@ -15,3 +15,8 @@ class RunSink(Protocol):
     async def checkpoint(self, run: Run) -> bool:
         """Remembers a RUNNING run's steps so far, so a crash publishes them as INTERRUPTED. Cheap, not fsynced."""
         ...
+
+    async def wait_delivered(self, run_id: str, timeout_s: float) -> bool:
+        """After `record` of a terminal run: waits at most `timeout_s` until RunsService has acknowledged it. True
+        once it has; False on timeout or while RunsService is known to be failing (the run stays durable anyway)."""
+        ...

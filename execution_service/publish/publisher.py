@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 CallMetadata = Callable[[], Sequence[tuple[str, str]]]
 
 _IDLE_POLL_S = 30.0  # safety net: re-check the outbox at least this often even when nothing woke the sender
+_DELIVERED_REMEMBERED = 1_000  # terminal run ids remembered as delivered, for wait_delivered calls that come late
 _LOG_EVERY_S = 30.0  # at most one "RunsService unreachable"/"config error" line per status code per this period
 
 
@@ -107,6 +109,9 @@ class OutboxPublisher:
         self._progress = asyncio.Event()
         self._throttle = _Throttle()
         self._failing = False  # the last call failed transiently (to log recovery once)
+        # Terminal records acknowledged by RunsService: waiters, and the latest ids (a wait may start after the ack).
+        self._delivery_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._delivered: OrderedDict[str, None] = OrderedDict()
 
     # --- RunSink -----------------------------------------------------------------------------------------------
 
@@ -128,6 +133,27 @@ class OutboxPublisher:
     async def checkpoint(self, run: Run) -> bool:
         """Refreshes the live-journal snapshot of a RUNNING run (steps so far); see recovery.checkpoint."""
         return await checkpoint(self._outbox, run)
+
+    async def wait_delivered(self, run_id: str, timeout_s: float) -> bool:
+        """See RunSink.wait_delivered. Does not wait at all while RunsService is failing or the sender is stopped:
+        a run's end must not be held up by an outage its record is already durable against."""
+        if run_id in self._delivered:
+            return True
+        if self._failing or not self.running or timeout_s <= 0:
+            return False
+        waiter = asyncio.get_running_loop().create_future()
+        self._delivery_waiters.setdefault(run_id, []).append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            waiters = self._delivery_waiters.get(run_id, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters:
+                self._delivery_waiters.pop(run_id, None)
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -315,6 +341,8 @@ class OutboxPublisher:
                 extra={"run_id": item.run_id, "outcome": outcome},
             )
         acked = await self._outbox.ack(item.run_id, item.version)
+        if item.terminal:
+            self._mark_delivered(item.run_id)
         log.debug(
             "run delivered",
             extra={"run_id": item.run_id, "terminal": item.terminal, "outcome": outcome, "acked": acked},
@@ -367,6 +395,14 @@ class OutboxPublisher:
             self._counters.parked += 1
 
     # --- waiting -----------------------------------------------------------------------------------------------
+
+    def _mark_delivered(self, run_id: str) -> None:
+        self._delivered[run_id] = None
+        while len(self._delivered) > _DELIVERED_REMEMBERED:
+            self._delivered.popitem(last=False)
+        for waiter in self._delivery_waiters.pop(run_id, []):
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _notify_progress(self) -> None:
         self._progress.set()

@@ -101,6 +101,10 @@ def test_summary_lines() -> None:
     assert "tokens: input 2,500 · output 55 · cached 200 · thinking 15 · total 2,570" in lines
     assert f"run id: {samples.RUN_ID}" in lines
     assert "tool calls: 1" in lines and "duration: 1.50 s" in lines
+    assert any(line.startswith("stored: not yet: RunsService did not acknowledge it") for line in lines)
+    recorded = samples.run_finished()
+    recorded.recorded = True
+    assert "stored: yes (RunsService has the complete run)" in summary_lines(recorded)
 
 
 def test_runs_table() -> None:

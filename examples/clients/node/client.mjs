@@ -37,16 +37,25 @@ stream.on("error", (error) => {
   console.error(`error: ${grpc.status[error.code]}: ${error.details}`);
   process.exit(1);
 });
-stream.on("end", () => {
-  // The run is published asynchronously; give the outbox a moment, then read it back.
-  setTimeout(() => {
-    runs.GetRun({ run_id: runId, view: "RUN_VIEW_FULL" }, metadata, (error, reply) => {
-      if (error) {
-        console.error(`error: ${grpc.status[error.code]}: ${error.details}`);
-        process.exit(1);
-      }
-      const run = reply.run;
-      console.log(`stored: ${run.status}, ${run.execution_steps.length} steps, ${run.tool_calls.length} tool calls`);
-    });
-  }, 500);
+// run_finished.recorded says whether RunsService already stored the run; if not (RunsService slow or down), it is
+// stored once the execution service's outbox delivers it, so poll for a while.
+let recorded = false;
+stream.on("data", (response) => {
+  if (response.event === "run_finished") recorded = response.run_finished.recorded;
 });
+function readStoredRun(attempt) {
+  runs.GetRun({ run_id: runId, view: "RUN_VIEW_FULL" }, metadata, (error, reply) => {
+    const pending = error ? error.code === grpc.status.NOT_FOUND : reply.run.status === "RUN_STATUS_RUNNING";
+    if (pending && !recorded && attempt < 50) {
+      setTimeout(() => readStoredRun(attempt + 1), 200);
+      return;
+    }
+    if (error) {
+      console.error(`error: ${grpc.status[error.code]}: ${error.details}`);
+      process.exit(1);
+    }
+    const run = reply.run;
+    console.log(`stored: ${run.status}, ${run.execution_steps.length} steps, ${run.tool_calls.length} tool calls`);
+  });
+}
+stream.on("end", () => readStoredRun(0));

@@ -73,7 +73,7 @@ class RunStarted(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_version: _Optional[str] = ..., model_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., user: _Optional[str] = ...) -> None: ...
 
 class RunFinished(_message.Message):
-    __slots__ = ("run_id", "status", "final_response", "token_usage", "duration", "steps_taken", "tool_call_count", "error", "cost", "end_time")
+    __slots__ = ("run_id", "status", "final_response", "token_usage", "duration", "steps_taken", "tool_call_count", "error", "cost", "end_time", "recorded")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     FINAL_RESPONSE_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,7 @@ class RunFinished(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     status: _run_pb2.RunStatus
     final_response: str
@@ -94,7 +95,8 @@ class RunFinished(_message.Message):
     error: _run_pb2.RunError
     cost: _run_pb2.Cost
     end_time: _timestamp_pb2.Timestamp
-    def __init__(self, run_id: _Optional[str] = ..., status: _Optional[_Union[_run_pb2.RunStatus, str]] = ..., final_response: _Optional[str] = ..., token_usage: _Optional[_Union[_run_pb2.TokenUsage, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., steps_taken: _Optional[int] = ..., tool_call_count: _Optional[int] = ..., error: _Optional[_Union[_run_pb2.RunError, _Mapping]] = ..., cost: _Optional[_Union[_run_pb2.Cost, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    recorded: bool
+    def __init__(self, run_id: _Optional[str] = ..., status: _Optional[_Union[_run_pb2.RunStatus, str]] = ..., final_response: _Optional[str] = ..., token_usage: _Optional[_Union[_run_pb2.TokenUsage, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., steps_taken: _Optional[int] = ..., tool_call_count: _Optional[int] = ..., error: _Optional[_Union[_run_pb2.RunError, _Mapping]] = ..., cost: _Optional[_Union[_run_pb2.Cost, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recorded: _Optional[bool] = ...) -> None: ...
 
 class ExecuteAgentResponse(_message.Message):
     __slots__ = ("run_started", "step", "run_finished")
