@@ -91,6 +91,9 @@ class LiveRun:
         self._cursors.append(cursor)
         try:
             while True:
+                if self.finished is not None:
+                    # RunFinished is the last event: a watcher asking for steps past the end still gets it.
+                    index = min(index, len(self._events) - 1)
                 while index < len(self._events):
                     event = self._events[index]
                     index += 1

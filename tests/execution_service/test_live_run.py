@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
-from agentrun_core.domain import ExecutionStep, FinalResponse
-from execution_service.engine.events import RunEvent, RunStartedEvent, StepEvent
+from agentrun_core.domain import ExecutionStep, FinalResponse, RunStatus, TokenUsage
+from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
 from execution_service.engine.live_run import LiveRun
 
 
@@ -71,3 +72,35 @@ async def test_a_watcher_that_does_not_read_is_waited_for_once() -> None:
     assert time.perf_counter() - t0 < 0.04
     await watcher.aclose()
     assert live._cursors == []
+
+
+def _finished(live: LiveRun) -> None:
+    now = datetime.now(UTC)
+    live.finish(RunFinishedEvent("r1", RunStatus.COMPLETED, "x", TokenUsage(), timedelta(0), now, 1, 0, None, None))
+
+
+async def test_a_watcher_past_the_end_of_a_finished_run_gets_run_finished() -> None:
+    live = _live()
+    live.append_step(_step(1))
+    live.append_step(_step(2))
+    _finished(live)
+    for from_sequence in (0, 1, 2, 3, 4, 1000):
+        events = [e async for e in live.follow(from_sequence)]
+        steps = [e.step.sequence for e in events if isinstance(e, StepEvent)]
+        assert events[0] is live.started and events[-1] is live.finished, from_sequence
+        assert steps == [s for s in (1, 2) if s >= from_sequence], from_sequence
+
+
+async def test_a_watcher_waiting_past_the_end_of_a_live_run_gets_run_finished_when_it_ends() -> None:
+    live = _live()
+    live.append_step(_step(1))
+    watcher = asyncio.create_task(_collect(live.follow(10)))
+    await asyncio.sleep(0.01)
+    live.append_step(_step(2))
+    _finished(live)
+    events = await asyncio.wait_for(watcher, 1.0)
+    assert events[0] is live.started and events[-1] is live.finished and len(events) == 2
+
+
+async def _collect(events: AsyncIterator[RunEvent]) -> list[RunEvent]:
+    return [event async for event in events]
