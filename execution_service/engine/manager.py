@@ -124,7 +124,8 @@ class RunManager:
             existing = self.find(request.run_id)
             if existing is not None:
                 if existing.user != request.user:
-                    raise InvalidRequest("run_id", "is already used by another run")
+                    # The same answer as for any run id used before: nothing tells whose run it is, or that it is live.
+                    raise RunAlreadyExists(request.run_id)
                 return existing
             if self._run_exists is not None and await self._run_exists(request.run_id):
                 raise RunAlreadyExists(request.run_id)

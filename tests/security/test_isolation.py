@@ -57,11 +57,18 @@ async def test_another_users_runs_are_not_found_on_every_rpc_and_never_counted(t
             assert code == grpc.StatusCode.NOT_FOUND
             code, _ = await status_of(partial(drain, execution.WatchRun(ex.WatchRunRequest(run_id=run_id))))
             assert code == grpc.StatusCode.NOT_FOUND
-        # Reusing alice's run id to start a run does not attach bob to it.
-        code, _ = await status_of(
-            lambda: drain(execution.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="echo", task="x", run_id=live_id)))
-        )
-        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        # Reusing alice's run ids (live or finished) to start a run does not attach bob to it, and answers exactly
+        # as for any id used before: ALREADY_EXISTS, with nothing about whose run it is or whether it is live.
+        answers = set()
+        for run_id in (live_id, alice_run):
+            code, details = await status_of(
+                partial(
+                    drain, execution.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="echo", task="x", run_id=run_id))
+                )
+            )
+            assert code == grpc.StatusCode.ALREADY_EXISTS and "alice" not in details
+            answers.add(details.replace(run_id, "<id>"))
+        assert len(answers) == 1, answers
         assert not stack.execution.manager.find(live_id).is_finished  # type: ignore[union-attr]
         await stack.execution_stub(ALICE).CancelRun(ex.CancelRunRequest(run_id=live_id))
         stream.cancel()
