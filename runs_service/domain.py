@@ -167,9 +167,13 @@ class RunStatsRow:
     # completed / terminal runs (0.0 when no run is terminal).
     success_rate: float
     token_usage: TokenUsage
-    cost_total: Decimal
+    # The sum of the group's known costs; None when no run of the group has a cost.
+    cost_total: Decimal | None
     duration_p50: timedelta | None
     duration_p95: timedelta | None
+    cost_currency: str = ""
+    # The price table the summed costs came from; "A .. B" when the group's runs were priced with several.
+    price_table_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)

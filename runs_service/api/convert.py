@@ -87,7 +87,7 @@ def stats_query_from_pb(request: runs_service_pb2.GetRunStatsRequest) -> StatsQu
     return StatsQuery(start_time=start, end_time=end, group_by=group_by, filter=request.filter)
 
 
-def run_stats_to_pb(rows: list[RunStatsRow], price_table_version: str = "") -> runs_service_pb2.GetRunStatsResponse:
+def run_stats_to_pb(rows: list[RunStatsRow]) -> runs_service_pb2.GetRunStatsResponse:
     groups = []
     for row in rows:
         group = runs_service_pb2.RunStatsGroup(
@@ -96,8 +96,17 @@ def run_stats_to_pb(rows: list[RunStatsRow], price_table_version: str = "") -> r
             completed_count=row.completed_count,
             success_rate=row.success_rate,
             token_usage=token_usage_to_pb(row.token_usage),
-            cost=cost_to_pb(Cost(amount=row.cost_total, price_table_version=price_table_version)),
         )
+        if row.cost_total is not None:
+            group.cost.CopyFrom(
+                cost_to_pb(
+                    Cost(
+                        amount=row.cost_total,
+                        currency_code=row.cost_currency or "USD",
+                        price_table_version=row.price_table_version,
+                    )
+                )
+            )
         if row.duration_p50 is not None:
             group.duration_p50.CopyFrom(duration_to_pb(row.duration_p50))
         if row.duration_p95 is not None:

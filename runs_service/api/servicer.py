@@ -35,10 +35,9 @@ def _checked_run_id(value: str, field: str = "run_id") -> str:
 
 
 class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
-    def __init__(self, repository: RunRepository, *, max_record_bytes: int, price_table_version: str = "") -> None:
+    def __init__(self, repository: RunRepository, *, max_record_bytes: int) -> None:
         self._repository = repository
         self._max_record_bytes = max_record_bytes
-        self._price_table_version = price_table_version
 
     @translate_errors
     async def RecordRun(
@@ -106,7 +105,7 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
         self, request: runs_service_pb2.GetRunStatsRequest, context: grpc.aio.ServicerContext
     ) -> runs_service_pb2.GetRunStatsResponse:
         rows = await self._repository.run_stats(stats_query_from_pb(request), _caller_scope())
-        return run_stats_to_pb(rows, self._price_table_version)
+        return run_stats_to_pb(rows)
 
     @translate_errors
     async def GetToolStats(

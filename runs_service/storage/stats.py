@@ -87,9 +87,10 @@ async def _histogram_rows(
     select_from: Any,
     conditions: Sequence[ColumnElement[bool]],
 ) -> list[Any]:
-    """PostgreSQL: one row per group `keys` with the re-summed `sums` (each labelled) and `histogram`, the group's
-    durations as JSON [[bucket, count, min, max], ...] ordered by bucket. The inner aggregate over (keys, bucket) is
-    what runs in parallel; the outer one merges a few thousand rows."""
+    """PostgreSQL: one row per group `keys` with the merged `sums` (each labelled; merged with sum, or with min/max
+    for labels starting with "min_"/"max_") and `histogram`, the group's durations as JSON [[bucket, count, min,
+    max], ...] ordered by bucket. The inner aggregate over (keys, bucket) is what runs in parallel; the outer one
+    merges a few thousand rows."""
     for setting in _ANALYTICS_SETTINGS:
         await conn.execute(setting)
     bucket = _log_bucket(duration_us).label("bucket")
@@ -114,13 +115,28 @@ async def _histogram_rows(
     stmt = (
         select(
             *outer_keys,
-            *(func.sum(inner.c[s.name]).label(s.name) for s in sums),
+            *(_merge(s.name)(inner.c[s.name]).label(s.name) for s in sums),
             histogram.label("histogram"),
         )
         .group_by(*outer_keys)
         .order_by(*outer_keys)
     )
     return list((await conn.execute(stmt)).all())
+
+
+def _merge(label: str) -> Any:
+    """How per-bucket partial aggregates of column `label` combine into the group's."""
+    if label.startswith("min_"):
+        return func.min
+    if label.startswith("max_"):
+        return func.max
+    return func.sum
+
+
+def _price_table(low: str | None, high: str | None) -> str:
+    if not low or not high:
+        return low or high or ""
+    return low if low == high else f"{low} .. {high}"
 
 
 def _from_histogram(histogram: list[list[int]] | None) -> Percentiles:
@@ -144,6 +160,9 @@ async def run_stats(
         func.sum(case((runs.c.status != RunStatus.RUNNING.value, 1), else_=0)).label("terminal"),
         *(func.sum(runs.c[name]).label(name) for name in TOKEN_COLUMNS),
         func.sum(runs.c.cost).label("cost_total"),
+        func.min(runs.c.cost_currency).label("min_currency"),
+        func.min(runs.c.price_table_version).label("min_price_table"),
+        func.max(runs.c.price_table_version).label("max_price_table"),
     ]
     percentiles: dict[str, Percentiles]
     if dialect == "postgresql":
@@ -172,9 +191,11 @@ async def run_stats(
                 completed_count=completed,
                 success_rate=_rate(completed, int(row.terminal or 0)),
                 token_usage=TokenUsage(**{name: int(getattr(row, name) or 0) for name in TOKEN_COLUMNS}),
-                cost_total=Decimal(0) if row.cost_total is None else Decimal(row.cost_total),
+                cost_total=None if row.cost_total is None else Decimal(row.cost_total),
                 duration_p50=micros_to_duration(p50),
                 duration_p95=micros_to_duration(p95),
+                cost_currency=row.min_currency or "",
+                price_table_version=_price_table(row.min_price_table, row.max_price_table),
             )
         )
     return result

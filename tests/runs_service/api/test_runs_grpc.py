@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import grpc
 import pytest
@@ -211,6 +212,10 @@ async def test_run_and_tool_stats(runs: RunsClient) -> None:
     assert by_key["clock"].run_count == 2
     assert by_key["clock"].success_rate == pytest.approx(0.5)
     assert by_key["clock"].token_usage.total_tokens == sum(r.token_usage.total_tokens for r in stored[:2])
+    clock_cost = sum(r.cost.amount for r in stored[:2] if r.cost is not None)
+    assert Decimal(by_key["clock"].cost.amount) == clock_cost
+    assert stored[0].cost is not None
+    assert by_key["clock"].cost.price_table_version == stored[0].cost.price_table_version != ""
 
     tools = await runs.stub.GetToolStats(
         rs.GetToolStatsRequest(start_time=ts(base), end_time=ts(base + timedelta(days=1)))

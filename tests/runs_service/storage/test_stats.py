@@ -29,13 +29,14 @@ def _run(
     user: str,
     tokens: int,
     model: str = "gemini-2.5-flash",
+    prices: str = "genai-prices 0.2.3",
 ) -> Run:
     base = make_run(agent=agent, status=status, start_time=start, user=user, model=model, seed=tokens)
     return dataclasses.replace(
         base,
         duration=None if duration_s is None else timedelta(seconds=duration_s),
         end_time=None if duration_s is None and not status.is_terminal else start + timedelta(seconds=duration_s or 0),
-        cost=None if cost is None else Cost(Decimal(cost)),
+        cost=None if cost is None else Cost(Decimal(cost), price_table_version=prices),
         token_usage=TokenUsage(tokens, tokens // 2, tokens * 2, 1, 2, 3),
     )
 
@@ -46,7 +47,17 @@ async def stats_runs(repo: RunRepository) -> list[Run]:
         _run("a", RunStatus.COMPLETED, DAY1 + timedelta(hours=1), 1, "0.1", "alice", 100),
         _run("a", RunStatus.FAILED, DAY1 + timedelta(hours=2), 3, "0.2", "bob", 200),
         _run("a", RunStatus.RUNNING, DAY2 + timedelta(hours=1), None, None, "alice", 300),
-        _run("a", RunStatus.COMPLETED, DAY2 + timedelta(hours=2), 10, "0.05", "alice", 400, model="gemini-2.5-pro"),
+        _run(
+            "a",
+            RunStatus.COMPLETED,
+            DAY2 + timedelta(hours=2),
+            10,
+            "0.05",
+            "alice",
+            400,
+            model="gemini-2.5-pro",
+            prices="genai-prices 0.2.4",
+        ),
         _run("b", RunStatus.COMPLETED, DAY1 + timedelta(hours=3), 2, None, "bob", 500),
         # Outside [START, END): not counted.
         _run("a", RunStatus.COMPLETED, END, 7, "9", "alice", 600),
@@ -68,11 +79,12 @@ async def test_stats_by_agent(repo: RunRepository, stats_runs: list[Run]) -> Non
     assert (a.run_count, a.completed_count) == (4, 2)
     assert a.success_rate == pytest.approx(2 / 3)
     assert a.token_usage == TokenUsage(1000, 500, 2000, 4, 8, 12)
-    assert a.cost_total == Decimal("0.35")
+    assert a.cost_total == Decimal("0.35") and a.cost_currency == "USD"
+    assert a.price_table_version == "genai-prices 0.2.3 .. genai-prices 0.2.4"  # its runs were priced with two
     assert a.duration_p50 == timedelta(seconds=3)
     assert a.duration_p95 == timedelta(seconds=9.3)  # 3 + 0.9 * (10 - 3)
     assert (b.run_count, b.completed_count, b.success_rate) == (1, 1, 1.0)
-    assert b.cost_total == Decimal(0)
+    assert b.cost_total is None and b.price_table_version == ""  # no run of b has a cost: unknown, not 0
     assert b.duration_p50 == b.duration_p95 == timedelta(seconds=2)
 
 
@@ -101,6 +113,7 @@ async def test_stats_scope_and_filter(repo: RunRepository, stats_runs: list[Run]
     alice = await repo.run_stats(StatsQuery(START, END, GroupBy.AGENT), Scope(user="alice"))
     assert [(r.key, r.run_count) for r in alice] == [("a", 3)]
     assert alice[0].cost_total == Decimal("0.15")
+    assert alice[0].price_table_version == "genai-prices 0.2.3 .. genai-prices 0.2.4"
     assert await repo.run_stats(StatsQuery(START, END, GroupBy.AGENT), Scope(user="mallory")) == []
     filtered = await repo.run_stats(StatsQuery(START, END, GroupBy.AGENT, filter="status = COMPLETED"), EVERYONE)
     assert [(r.key, r.run_count, r.success_rate) for r in filtered] == [("a", 2, 1.0), ("b", 1, 1.0)]
