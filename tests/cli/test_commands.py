@@ -90,6 +90,20 @@ def test_runs_list_table_filter_and_page_hint(runner: CliRunner, fake: FakeServe
     assert (request.page_size, request.order_by) == (1, "cost desc")
 
 
+def test_runs_list_at_80_columns_shows_every_column_and_json_has_the_full_id(
+    runner: CliRunner, fake: FakeServer
+) -> None:
+    result = invoke(runner, fake, "runs", "list", "--limit", "1", env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), result.stdout
+    assert lines[0].split() == ["id", "agent", "status", "model", "start", "duration", "tokens", "cost", "tools"]
+    assert lines[1].split()[:3] == ["…4a5b6c7d", "clock", "COMPLETED"] and "2,570" in lines[1]
+    assert "--json shows them in full" in result.stdout
+    listed = json.loads(invoke(runner, fake, "runs", "list", "--limit", "1", "--json", env={"COLUMNS": "80"}).stdout)
+    assert listed["runs"][0]["id"] == samples.RUN_ID
+
+
 def test_runs_list_all_follows_page_tokens(runner: CliRunner, fake: FakeServer) -> None:
     result = invoke(runner, fake, "runs", "list", "--limit", "1", "--all", "--json")
     data = json.loads(result.stdout)

@@ -107,12 +107,46 @@ def test_summary_lines() -> None:
     assert "stored: yes (RunsService has the complete run)" in summary_lines(recorded)
 
 
+RUNS_COLUMNS = ["id", "agent", "status", "model", "start", "duration", "tokens", "cost", "tools"]
+
+
 def test_runs_table() -> None:
     out = text_of(runs_table([samples.clock_run(), samples.failed_run()]))
+    assert out.splitlines()[0].split() == RUNS_COLUMNS
     assert samples.RUN_ID in out and "clock" in out and "repo-reviewer" in out
     assert "COMPLETED" in out and "FAILED" in out
     assert "2026-11-25 13:00:00Z" in out and "1.50 s" in out and "0.001496 USD" in out
     assert "2,570" in out and "get_current_time" in out
+    assert "shortened" not in out
+
+
+def test_runs_table_at_80_columns_keeps_every_column_and_truncates_with_an_ellipsis() -> None:
+    """Rich used to drop agent, model, tokens, cost and tools at 80 columns (also the width of piped output)."""
+    long_one = samples.clock_run("0193a5c4-0000-7000-8000-00000000abcd")
+    long_one.agent_name = "a-very-long-agent-name-that-cannot-fit"
+    long_one.tools_used.extend(["convert_time", "list_directory", "read_file"])
+    runs = [samples.clock_run(), samples.failed_run(), long_one]
+    out = text_of(runs_table(runs), width=80)
+    lines = out.splitlines()
+    assert all(len(line) <= 80 for line in lines), out
+    assert lines[0].split() == RUNS_COLUMNS
+    clock, failed, long_row = lines[1:4]
+    # id (shortened to its random end), agent, status, start, duration and tokens are all there, uncut.
+    assert clock.split()[:2] == ["…4a5b6c7d", "clock"] and "COMPLETED" in clock
+    assert "11-25 13:00Z" in clock and "1.50 s" in clock and "2,570" in clock
+    assert failed.split()[:3] == ["…00000002", "repo-reviewer", "FAILED"] and "30 s" in failed and "9,800" in failed
+    # What does not fit is cut with an ellipsis, not dropped.
+    assert "…" in long_row.split()[1] and long_row.split()[1].startswith("a-very-long")
+    assert long_row.rstrip().endswith("…")
+    assert "ids shortened to fit: --json shows them in full" in out
+
+
+def test_runs_table_fits_every_width_from_80_up() -> None:
+    runs = [samples.clock_run(), samples.failed_run()]
+    for width in range(80, 180, 7):
+        lines = text_of(runs_table(runs), width=width).splitlines()
+        assert lines[0].split() == RUNS_COLUMNS, width
+        assert all(len(line) <= width for line in lines), width
 
 
 def test_stats_tables() -> None:
