@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from agentrun_core.domain import Run
 from agentrun_core.ids import run_id_problem
+from agentrun_core.labels import label_key_problem
 from runs_service.domain import InvalidArgument
 from runs_service.storage.tables import runs as runs_table
 from runs_service.storage.tables import tool_calls as tool_calls_table
@@ -132,6 +133,10 @@ def validate_run(run: Run) -> None:
     for name, count in run.token_usage.counts().items():
         if count < 0:
             raise InvalidArgument(f"run.token_usage.{name}", f"must not be negative, got {count}")
+    for key in run.labels:
+        problem = label_key_problem(key)
+        if problem is not None:
+            raise InvalidArgument("run.labels", problem)
     if run.error is not None:
         _check_length("run.error.reason", run.error.reason, _ERROR_REASON_LIMIT)
     if run.cost is not None:

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from agentrun_core.domain import ErrorReason, Run, RunError, RunStatus, TokenUsage, tool_calls_from_steps
 from agentrun_core.ids import new_run_id, run_id_problem
+from agentrun_core.labels import label_key_problem
 from agentrun_core.telemetry import EXECUTION_SERVICE_NAME, Telemetry
 from execution_service.agents.errors import PromptRenderError
 from execution_service.agents.registry import AgentRegistry
@@ -214,6 +215,10 @@ class RunManager:
             raise InvalidRequest(
                 "labels", f"has {len(request.labels)} entries, over the cap of {self._limits.max_labels}"
             )
+        for key in request.labels:
+            problem = label_key_problem(key)
+            if problem is not None:
+                raise InvalidRequest("labels", problem)
 
     async def _render(self, agent: AgentSpec, request: StartRun) -> RenderedPrompt:
         try:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import difflib
 import enum
-import re
 from dataclasses import dataclass
 
+from agentrun_core.labels import label_key_problem
 from runs_service.domain import InvalidFilter
 from runs_service.query.filter_ast import Op
 
@@ -25,7 +25,6 @@ class FieldKind(enum.Enum):
 EQUALITY = frozenset({Op.EQ, Op.NE})
 ALL_OPERATORS = frozenset(Op)
 LABEL_PREFIX = "labels."
-_LABEL_KEY = re.compile(r"[A-Za-z0-9_.\-]+", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +63,9 @@ def resolve_field(name: str, position: int) -> FieldSpec:
         return spec
     if name.startswith(LABEL_PREFIX):
         key = name[len(LABEL_PREFIX) :]
-        if not _LABEL_KEY.fullmatch(key):
-            raise InvalidFilter(
-                f"invalid label key {key!r}: a key is made of letters, digits and _ . -", position + len(LABEL_PREFIX)
-            )
+        problem = label_key_problem(key)
+        if problem is not None:
+            raise InvalidFilter(problem, position + len(LABEL_PREFIX))
         return FieldSpec(name, FieldKind.LABEL, EQUALITY, label_key=key)
     raise InvalidFilter(_unknown_field_message(name), position)
 

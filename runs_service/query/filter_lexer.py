@@ -1,7 +1,7 @@
 """Splits a ListRuns filter into tokens, each with its 0-based character position.
 
 Tokens: `(` `)`, the operators `= != < <= > >=`, the keywords AND / OR / NOT (uppercase only), quoted strings
-("..." or '...', with the escapes \\" \\' \\\\ and \\*) and bare words made of ASCII letters, digits and `_ . - *`.
+("..." or '...', with the escapes \\" \\' \\\\ and \\*) and bare words made of ASCII letters, digits and `_ . - * /`.
 Anything else is an InvalidFilter naming the character and its position.
 """
 
@@ -15,7 +15,7 @@ from runs_service.domain import InvalidFilter
 
 MAX_FILTER_LENGTH = 4096
 
-_WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-*")
+_WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-*/")
 _ESCAPABLE = frozenset("\"'\\*")
 _KEYWORDS = ("AND", "OR", "NOT")
 

@@ -25,3 +25,14 @@ async def test_a_gemini_agent_without_an_api_key_is_failed_precondition_not_a_ba
         # The same agent runs with the offline model when the request asks for it.
         events = [e async for e in stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="gem", task="hi", model="test"))]
         assert events[-1].WhichOneof("event") == "run_finished"
+
+
+async def test_a_label_key_no_filter_could_name_is_invalid_argument(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, {"echoer": agent_source(model="test", tools=["test/echo"])}) as stack:
+        stub = stack.execution_stub()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            request = ex.ExecuteAgentRequest(agent_name="echoer", task="hi", labels={"has space": "x"})
+            async for _ in stub.ExecuteAgent(request):
+                pass
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "labels: invalid label key 'has space'" in (caught.value.details() or "")

@@ -30,6 +30,7 @@ from runs_service.server import start_server
 # (not representable in protobuf strings).
 TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=40)
 NAME = TEXT.filter(lambda s: s != "").map(lambda s: s[:40])
+LABEL_KEY = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,39}", fullmatch=True)
 TIMES = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC))
 DURATIONS = st.integers(0, 10**12).map(lambda us: timedelta(microseconds=us))
 COUNTS = st.integers(0, 2**40)
@@ -110,7 +111,7 @@ def runs(draw: st.DrawFn) -> d.Run:
         agent_version=draw(TEXT),
         user=draw(TEXT),
         task=draw(TEXT),
-        labels=draw(st.dictionaries(NAME, TEXT, max_size=3)),
+        labels=draw(st.dictionaries(LABEL_KEY, TEXT, max_size=3)),
         variables=draw(st.dictionaries(NAME, TEXT, max_size=3)),
         error=draw(st.none() | st.builds(d.RunError, NAME, TEXT)),
         final_response=draw(TEXT),

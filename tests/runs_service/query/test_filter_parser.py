@@ -89,8 +89,10 @@ def test_values_are_converted_to_the_field_type(text: str, value: object) -> Non
     assert type(expr.value) is type(value)
 
 
-def test_labels_keep_their_key_and_keys_may_contain_dots_and_dashes() -> None:
+def test_labels_keep_their_key_and_keys_may_contain_dots_dashes_and_slashes() -> None:
     assert parse_filter("labels.team.v2-x_y != ops") == cmp("labels.team.v2-x_y", "!=", "ops", 0)
+    # Kubernetes-style keys, which RecordRun and ExecuteAgent accept, can be named.
+    assert parse_filter('labels.app.kubernetes.io/name = "web"') == cmp("labels.app.kubernetes.io/name", "=", "web", 0)
 
 
 ALLOWED = (

@@ -114,3 +114,13 @@ def test_fields_are_named() -> None:
 
 def test_cost_with_trailing_zeros_is_fine() -> None:
     validate_run(dataclasses.replace(make_run(), cost=Cost(Decimal("0.001496000000000000"))))
+
+
+@pytest.mark.parametrize("key", ["has space", "", "-leading-dash", "ümlaut", "a" * 129, 'quote"d'])
+def test_label_keys_a_filter_could_not_name_are_refused(key: str) -> None:
+    problem = _problem(dataclasses.replace(make_run(), labels={key: "x"}))
+    assert problem.field == "run.labels" and "label key" in problem.message
+
+
+def test_kubernetes_style_label_keys_are_accepted() -> None:
+    validate_run(dataclasses.replace(make_run(), labels={"app.kubernetes.io/name": "web", "team_1": "a"}))
