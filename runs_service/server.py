@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 from dataclasses import dataclass
 
 import grpc
@@ -17,8 +18,9 @@ from agentrun_core.telemetry import RUNS_SERVICE_NAME, Telemetry
 from agentrun_core.tls import add_port
 from runs_service.api.servicer import RunsServicer
 from runs_service.config import RunsSettings
+from runs_service.domain import SchemaOutdated
 from runs_service.storage.engine import create_engine_for, redact
-from runs_service.storage.migrate import check_schema, upgrade
+from runs_service.storage.migrate import MIGRATE_COMMAND, check_schema, upgrade
 from runs_service.storage.repository import RunRepository
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,30 @@ class RunningRunsServer:
             await (self.telemetry.aclose() if self.owns_telemetry else self.telemetry.aflush())
 
 
+def migrate_command(settings: RunsSettings) -> str:
+    """The command that migrates the database `settings` point at, as it can be typed: `agentrun-runs-service
+    migrate` with the service's --database-url (its password masked as ***) or --data-dir (absolute, so it works
+    from any directory). Without them it would migrate the default data/runs.db instead."""
+    if settings.database_url:
+        return f"{MIGRATE_COMMAND} --database-url {shlex.quote(redact(settings.database_url))}"
+    return f"{MIGRATE_COMMAND} --data-dir {shlex.quote(str(settings.data_dir.absolute()))}"
+
+
+async def _check_schema(settings: RunsSettings, url: str) -> None:
+    """check_schema, whose SchemaOutdated names the migrate command with this service's database flags."""
+    try:
+        await asyncio.to_thread(check_schema, url)
+    except SchemaOutdated as exc:
+        generic, specific = f"`{MIGRATE_COMMAND}`", f"`{migrate_command(settings)}`"
+        if settings.database_url and redact(settings.database_url) != settings.database_url:
+            specific += " (with the real password for ***)"
+        if generic in exc.message:
+            message = exc.message.replace(generic, specific, 1)
+        else:
+            message = f"{exc.message} (run {specific}, or start with --migrate)"
+        raise SchemaOutdated(message) from exc
+
+
 async def start_server(
     settings: RunsSettings,
     *,
@@ -59,7 +85,7 @@ async def start_server(
     url = settings.resolved_database_url()
     if settings.migrate_on_start:
         await asyncio.to_thread(upgrade, url, "head")
-    await asyncio.to_thread(check_schema, url)
+    await _check_schema(settings, url)
     engine = create_engine_for(url)
     repository = RunRepository(engine, settings.resolved_page_token_secret())
     await repository.ping()

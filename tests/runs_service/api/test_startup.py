@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -15,9 +17,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentrun_core.auth import AuthSettings
+from runs_service import server as runs_server
 from runs_service.config import RunsSettings
 from runs_service.domain import SchemaOutdated
-from runs_service.server import start_server
+from runs_service.server import migrate_command, start_server
+from runs_service.storage.migrate import MIGRATE_COMMAND
 
 
 def free_port() -> int:
@@ -33,6 +37,67 @@ async def test_refuses_an_unmigrated_database_and_names_the_command(tmp_path: Pa
     with pytest.raises(SchemaOutdated) as caught:
         await start_server(settings)
     assert "agentrun-runs-service migrate" in caught.value.message
+
+
+def suggested_command(message: str) -> list[str]:
+    """The migrate command a SchemaOutdated message suggests, as argv (the console script of this venv)."""
+    found = re.search(r"run `(agentrun-runs-service migrate[^`]*)`", message)
+    assert found, message
+    argv = shlex.split(found.group(1))
+    return [str(Path(sys.executable).parent / argv[0]), *argv[1:]]
+
+
+@pytest.mark.parametrize("how", ["data-dir", "relative-data-dir", "database-url"])
+async def test_the_suggested_migrate_command_migrates_this_database_when_run_as_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """Started with --data-dir /x, the hint used to say `agentrun-runs-service migrate`, which migrates data/runs.db."""
+    service_dir = tmp_path / "service cwd"
+    service_dir.mkdir()
+    monkeypatch.chdir(service_dir)
+    database: dict[str, object] = {"data_dir": tmp_path / "the data"}
+    if how == "relative-data-dir":
+        database = {"data_dir": Path("rel data")}
+    elif how == "database-url":
+        database = {"database_url": f"sqlite:///{tmp_path / 'elsewhere.db'}", "data_dir": tmp_path / "unused"}
+    settings = RunsSettings(listen_address="127.0.0.1:0", auth=AuthSettings.off(), **database)  # type: ignore[arg-type]
+    with pytest.raises(SchemaOutdated) as caught:
+        await start_server(settings)
+    argv = suggested_command(caught.value.message)
+    if how == "database-url":
+        assert argv[1:] == ["migrate", "--database-url", settings.database_url]
+    else:
+        assert argv[1:] == ["migrate", "--data-dir", str(service_dir / settings.data_dir)]
+
+    # Run as printed, from another directory and without the service's environment: it migrates this database.
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "AGENTRUN_DATA_DIR")}
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    running = await start_server(settings)
+    await running.stop(0)
+
+
+def test_the_suggested_command_masks_the_database_password() -> None:
+    settings = RunsSettings(database_url="postgresql+psycopg://alice:s3cret@db.example:5432/runs")
+    command = migrate_command(settings)
+    assert command == f"{MIGRATE_COMMAND} --database-url 'postgresql+psycopg://alice:***@db.example:5432/runs'"
+    assert "s3cret" not in command
+
+
+async def test_refusal_with_a_password_in_the_url_masks_it_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    def outdated(url: str) -> None:
+        raise SchemaOutdated(f"the database has no schema yet: run `{MIGRATE_COMMAND}` to migrate it")
+
+    monkeypatch.setattr(runs_server, "check_schema", outdated)
+    settings = RunsSettings(database_url="postgresql+psycopg://alice:s3cret@db.example:5432/runs")
+    with pytest.raises(SchemaOutdated) as caught:
+        await runs_server._check_schema(settings, settings.database_url)
+    message = caught.value.message
+    assert "s3cret" not in message
+    assert (
+        f"run `{MIGRATE_COMMAND} --database-url 'postgresql+psycopg://alice:***@db.example:5432/runs'` "
+        "(with the real password for ***) to migrate it"
+    ) in message
 
 
 async def wait_serving(address: str, timeout_s: float = 20.0) -> None:
