@@ -10,10 +10,9 @@ from functools import lru_cache
 
 import grpc
 from agentrun.execution.v1 import execution_service_pb2, execution_service_pb2_grpc
-from grpc_health.v1 import health
 
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
-from agentrun_core.serving import add_health_and_reflection, set_serving, wait_for_stop_signal
+from agentrun_core.serving import HealthServicer, add_health_and_reflection, set_serving, wait_for_stop_signal
 from agentrun_core.telemetry import EXECUTION_SERVICE_NAME, Telemetry
 from agentrun_core.tls import add_port, aio_channel
 from execution_service.agents.registry import AgentRegistry
@@ -91,7 +90,7 @@ def runs_call_metadata(settings: ExecutionSettings) -> Callable[[], Sequence[tup
 class RunningExecutionServer:
     server: grpc.aio.Server
     port: int
-    health: health.aio.HealthServicer
+    health: HealthServicer
     manager: RunManager
     publisher: OutboxPublisher
     agents: AgentRegistry
@@ -130,12 +129,11 @@ async def start_server(
     # Registered first, so it runs last: the spans of the final RecordRun calls are exported too.
     resources.push_async_callback(telemetry.aclose if owns_telemetry else telemetry.aflush)
     try:
-        agents = AgentRegistry(settings.agents_dir, settings.default_model)
-        agents.load()  # logs each broken agent file
-
         servers = load_mcp_config(settings.mcp_config) if settings.mcp_config.exists() else {}
         if not settings.mcp_config.exists():
             log.warning("no MCP config: agents get no tools", extra={"path": str(settings.mcp_config)})
+        agents = AgentRegistry(settings.agents_dir, settings.default_model, known_servers=servers.keys())
+        agents.load()  # logs each broken agent file
         tools = McpToolPool(servers)
         resources.push_async_callback(tools.aclose)
 

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +40,12 @@ class AgentRegistry:
     call on every ListAgents. Safe to call from several threads.
     """
 
-    def __init__(self, directory: Path, default_model: str) -> None:
+    def __init__(self, directory: Path, default_model: str, *, known_servers: Collection[str] | None = None) -> None:
+        """`known_servers`: the MCP servers mcp.json declares; an agent whose tools name another one is a problem
+        (reported at load and by ListAgents) rather than a run that fails. None: not checked."""
         self._directory = directory
         self._default_model = default_model
+        self._known_servers = None if known_servers is None else frozenset(known_servers)
         self._lock = threading.Lock()
         self._entries: dict[Path, _Entry] = {}
         self._agents: dict[str, AgentSpec] = {}
@@ -127,12 +131,27 @@ class AgentRegistry:
         result: AgentSpec | AgentLoadProblem
         try:
             result = load_agent_from_bytes(path, data, default_model=self._default_model)
+            unknown = self._unknown_servers(result)
+            if unknown:
+                result = AgentLoadProblem(path, unknown)
         except AgentLoadError as exc:
             result = AgentLoadProblem(path, exc.message)
         except Exception as exc:  # a bug here or in dotpromptz must not stop the other files from loading
             log.exception("unexpected error loading agent file", extra={"path": str(path)})
             result = AgentLoadProblem(path, f"unexpected error while loading ({type(exc).__name__}: {exc})")
         return _Entry(stat_key, read_at_ns, digest, result)
+
+    def _unknown_servers(self, agent: AgentSpec) -> str:
+        """What is wrong with the MCP servers `agent`'s tools name ("" when nothing, or when not checked)."""
+        if self._known_servers is None:
+            return ""
+        bad = [p for p in agent.tools if p.partition("/")[0] not in self._known_servers]
+        if not bad:
+            return ""
+        declared = ", ".join(sorted(self._known_servers)) or "none"
+        named = ", ".join(repr(p) for p in bad)
+        verb = "names" if len(bad) == 1 else "name"
+        return f"tools: {named} {verb} an MCP server that mcp.json does not declare (declared: {declared})"
 
     def _log_changes(self, entries: dict[Path, _Entry]) -> None:
         for path, entry in entries.items():

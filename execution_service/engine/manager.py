@@ -275,7 +275,8 @@ class RunManager:
         try:
             tools = await self._tools.resolve(list(agent.tools))
         except ToolResolutionError as exc:
-            return LoopOutcome.failed(ErrorReason.TOOL_SERVER_UNAVAILABLE, str(exc))
+            reason = ErrorReason.TOOL_SERVER_UNAVAILABLE if exc.unavailable else ErrorReason.TOOL_NOT_FOUND
+            return LoopOutcome.failed(reason, str(exc))
         loop_input = LoopInput(
             agent=agent,
             prompt=prompt,

@@ -31,7 +31,12 @@ class ToolOutcome:
 
 
 class ToolResolutionError(Exception):
-    """An agent's tool pattern names an unknown server or tool, or the server is not reachable."""
+    """An agent's tool pattern names an unknown server or tool, or the server is not reachable (`unavailable`: at
+    least one server could not be reached, a passing condition; otherwise the agent's configuration is wrong)."""
+
+    def __init__(self, message: str, *, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
 
 
 class ToolProvider(Protocol):

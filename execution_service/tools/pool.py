@@ -123,10 +123,12 @@ class McpToolPool:
             zip(servers, await asyncio.gather(*(self._tools_or_error(server) for server in servers)), strict=True)
         )
         selected: dict[tuple[str, str], Tool] = {}
+        unavailable = False
         for pattern, server, tool_name in parsed:
             listing = listings[server]
             if isinstance(listing, str):
                 problems.append(f"tool pattern {pattern!r}: MCP server {server!r} is not reachable: {listing}")
+                unavailable = True
                 continue
             by_name = {listed.name: listed for listed in listing}
             if tool_name == _WILDCARD:
@@ -152,7 +154,7 @@ class McpToolPool:
                 available = ", ".join(sorted(by_name)) or "none"
                 problems.append(f"MCP server {server!r} has no tool {tool_name!r} (it has: {available})")
         if problems:
-            raise ToolResolutionError("; ".join(problems))
+            raise ToolResolutionError("; ".join(problems), unavailable=unavailable)
 
         names = exposed_names(list(selected))
         return [

@@ -93,3 +93,22 @@ def test_registry_keeps_good_files_and_records_each_problem(tmp_path: Path, capl
             assert text in problems[filename], problems[filename]
     warned = {record.path for record in caplog.records if record.levelno == logging.WARNING}  # type: ignore[attr-defined]
     assert warned == {str(tmp_path / filename) for filename in BROKEN}
+
+
+def test_an_agent_naming_an_mcp_server_mcp_json_does_not_declare_is_a_problem_not_a_failed_run(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "typo.prompt").write_text("---\nmodel: test\ntools: [tme/get_current_time, time/*]\n---\n{{task}}\n")
+    (tmp_path / "fine.prompt").write_text("---\nmodel: test\ntools: [time/*]\n---\n{{task}}\n")
+    registry = AgentRegistry(tmp_path, default_model="test", known_servers=["time", "git"])
+    registry.load()
+    assert [agent.name for agent in registry.agents()] == ["fine"]
+    (problem,) = registry.problems()
+    assert problem.path.name == "typo.prompt"
+    assert problem.message == (
+        "tools: 'tme/get_current_time' names an MCP server that mcp.json does not declare (declared: git, time)"
+    )
+    # Without the list of servers (e.g. tools checked elsewhere) nothing is refused.
+    unchecked = AgentRegistry(tmp_path, default_model="test")
+    unchecked.load()
+    assert [agent.name for agent in unchecked.agents()] == ["fine", "typo"]

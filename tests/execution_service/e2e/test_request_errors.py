@@ -36,3 +36,21 @@ async def test_a_label_key_no_filter_could_name_is_invalid_argument(tmp_path: Pa
                 pass
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "labels: invalid label key 'has space'" in (caught.value.details() or "")
+
+
+async def test_an_agent_naming_a_tool_its_server_lacks_fails_tool_not_found_naming_what_exists(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, {"typo": agent_source(model="test", tools=["test/ecko"])}) as stack:
+        events = await stack.execute(agent_name="typo", task="hi")
+        finished = events[-1].run_finished
+        assert finished.error.reason == "TOOL_NOT_FOUND"
+        assert "MCP server 'test' has no tool 'ecko' (it has: " in finished.error.message
+        assert "echo" in finished.error.message
+
+
+async def test_list_agents_reports_an_agent_naming_an_undeclared_mcp_server(tmp_path: Path) -> None:
+    agents = {"good": agent_source(model="test", tools=["test/echo"]), "lost": agent_source(tools=["nowhere/*"])}
+    async with running_stack(tmp_path, agents) as stack:
+        reply = await stack.execution_stub().ListAgents(ex.ListAgentsRequest())
+        assert [a.name for a in reply.agents] == ["good"]
+        (error,) = reply.errors
+        assert error.path.endswith("lost.prompt") and "'nowhere/*' names an MCP server" in error.message
