@@ -5,7 +5,10 @@ google-genai clients can talk to it from any thread. Point a client at it with
 `HttpOptions(base_url=fake.base_url)`; it routes `POST /{version}/models/{model}:{action}`.
 
 Scripting: queue turns with `fake.add(...)`; each request takes the next one:
-- `FakeResponse` — a model turn (text and/or function calls, finish reason, usage, block reason, thought signature);
+- `FakeResponse` — a model turn: text and/or function calls, a thought summary (`thought: true` part), thought
+  signature, finish reason and finishMessage, usage (any count may be left out, totalTokenCount too), a prompt
+  block reason (+ blockReasonMessage), a candidate without content, further candidates with their `index`;
+- `FakeRaw` — a response body (or, for streams, the SSE chunks) sent verbatim, e.g. `{}`;
 - `FakeError` — an HTTP error with a Google-style JSON body `{"error": {"code", "message", "status"}}`;
 - `FakeDelay` — wait this long, then answer with the next queued turn (for timeouts and latency).
 Or install a responder (`fake.set_responder(fn)`): a callable receiving the parsed request JSON and returning the
@@ -68,7 +71,8 @@ class FakeFunctionCall:
 
 @dataclass(frozen=True)
 class FakeUsage:
-    """usageMetadata counts; None leaves the field out (as Gemini does). `total` defaults to the sum."""
+    """usageMetadata counts; None leaves the field out (as Gemini does). `total` defaults to the sum;
+    `send_total=False` leaves totalTokenCount out even though other counts are there."""
 
     prompt: int | None = None
     candidates: int | None = None
@@ -76,10 +80,13 @@ class FakeUsage:
     cached: int | None = None
     thoughts: int | None = None
     tool_use_prompt: int | None = None
+    send_total: bool = True
 
     def to_json(self) -> dict[str, int]:
         total = self.total
-        if total is None:
+        if not self.send_total:
+            total = None
+        elif total is None:
             total = sum(v or 0 for v in (self.prompt, self.candidates, self.thoughts, self.tool_use_prompt))
         values = {
             "promptTokenCount": self.prompt,
@@ -99,21 +106,42 @@ class FakeUsage:
 
         candidates, thoughts = part(self.candidates), part(self.thoughts)
         total = sum(v or 0 for v in (self.prompt, candidates, thoughts, self.tool_use_prompt))
-        return FakeUsage(self.prompt, candidates, total, self.cached, thoughts, self.tool_use_prompt)
+        return FakeUsage(
+            self.prompt, candidates, total, self.cached, thoughts, self.tool_use_prompt, send_total=self.send_total
+        )
+
+
+@dataclass(frozen=True)
+class FakeCandidate:
+    """A further candidate of a response (candidateCount > 1), sent with `index` 1, 2, ... in order."""
+
+    text: str = ""
+    finish_reason: str | None = "STOP"
 
 
 @dataclass(frozen=True)
 class FakeResponse:
-    """One scripted model turn."""
+    """One scripted model turn (candidate 0, plus any `other_candidates`)."""
 
     text: str = ""
     function_calls: tuple[FakeFunctionCall, ...] | list[FakeFunctionCall] = ()
     finish_reason: str | None = "STOP"
+    # candidate.finishMessage: the API's explanation of the finish reason.
+    finish_message: str | None = None
     usage: FakeUsage | None = None
-    # promptFeedback.blockReason; when set the response has no candidates.
+    # promptFeedback.blockReason (+ blockReasonMessage); when set the response has no candidates.
     block_reason: str | None = None
+    block_reason_message: str | None = None
+    # A thought summary (includeThoughts): a `{"text": ..., "thought": true}` part before the answer.
+    thought: str = ""
     # Base64 thoughtSignature, put on the first function call part (else on the last text part).
     thought_signature: str | None = None
+    # The candidate carries no `content` at all (only finishReason / finishMessage / index).
+    no_content: bool = False
+    # Candidates 1..n. In a stream each candidate's pieces come in chunks of their own, interleaved with candidate 0's.
+    other_candidates: tuple[FakeCandidate, ...] = ()
+    # Leave `index` out of candidate 0 (absent means 0).
+    omit_index: bool = False
     # Streaming: how many chunks the text is split into, and a pause between chunks.
     stream_chunks: int = 3
     chunk_delay_s: float = 0.0
@@ -152,8 +180,18 @@ class FakeDelay:
     seconds: float
 
 
-Turn = FakeResponse | FakeError
-ScriptItem = FakeResponse | FakeError | FakeDelay
+@dataclass(frozen=True)
+class FakeRaw:
+    """A 200 answer sent verbatim: `body` for generateContent; for streamGenerateContent each of `chunks`
+    (default: just `body`) is one SSE event."""
+
+    body: dict[str, Any] = field(default_factory=dict)
+    chunks: tuple[dict[str, Any], ...] | None = None
+    delay_s: float = 0.0
+
+
+Turn = FakeResponse | FakeError | FakeRaw
+ScriptItem = FakeResponse | FakeError | FakeRaw | FakeDelay
 Responder = Callable[[dict[str, Any]], Turn | Awaitable[Turn]]
 
 
@@ -212,6 +250,19 @@ class RecordedRequest:
 
     def parts(self, content_index: int) -> list[dict[str, Any]]:
         return list(self.contents[content_index].get("parts") or [])
+
+    @property
+    def roles(self) -> list[str]:
+        return [content.get("role", "") for content in self.contents]
+
+    def function_response(self, call_id: str) -> dict[str, Any]:
+        """The functionResponse ({id, name, response}) this request sent back for the call `call_id`."""
+        for content in self.contents:
+            for part in content.get("parts") or []:
+                response = _get(part, "functionResponse", "function_response")
+                if isinstance(response, dict) and response.get("id") == call_id:
+                    return response
+        raise AssertionError(f"no functionResponse for call {call_id!r} in request {self.path}: {self.contents}")
 
 
 def part_field(part: dict[str, Any], camel: str, snake: str) -> Any:
@@ -385,6 +436,11 @@ class FakeGemini:
             await asyncio.sleep(turn.delay_s)
         if isinstance(turn, FakeError):
             return JSONResponse(turn.to_json(), status_code=turn.status)
+        if isinstance(turn, FakeRaw):
+            if stream:
+                chunks = turn.chunks if turn.chunks is not None else (turn.body,)
+                return StreamingResponse(_sse_events(chunks), media_type="text/event-stream")
+            return JSONResponse(turn.body)
         if stream:
             return StreamingResponse(self._sse(turn, model), media_type="text/event-stream")
         return JSONResponse(self._full_response(turn, model))
@@ -413,17 +469,22 @@ class FakeGemini:
     def _full_response(self, turn: FakeResponse, model: str) -> dict[str, Any]:
         if turn.block_reason:
             return self._blocked(turn, model)
-        parts: list[dict[str, Any]] = [{"text": turn.text}] if turn.text else []
+        parts: list[dict[str, Any]] = [{"text": turn.thought, "thought": True}] if turn.thought else []
+        if turn.text:
+            parts.append({"text": turn.text})
         parts.extend({"functionCall": call.to_json()} for call in turn.function_calls)
         _attach_signature(parts, turn.thought_signature)
-        return self._envelope(model, parts, turn.finish_reason, turn.usage, self._response_id())
+        candidates = [_first_candidate(turn, parts, last=True)]
+        for index, other in enumerate(turn.other_candidates, start=1):
+            other_parts = [{"text": other.text}] if other.text else []
+            candidates.append(_candidate(index, other_parts, other.finish_reason))
+        return self._envelope(model, candidates, turn.usage, self._response_id())
 
     def _blocked(self, turn: FakeResponse, model: str) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "promptFeedback": {"blockReason": turn.block_reason},
-            "modelVersion": model,
-            "responseId": self._response_id(),
-        }
+        feedback: dict[str, Any] = {"blockReason": turn.block_reason}
+        if turn.block_reason_message:
+            feedback["blockReasonMessage"] = turn.block_reason_message
+        out: dict[str, Any] = {"promptFeedback": feedback, "modelVersion": model, "responseId": self._response_id()}
         if turn.usage is not None:
             out["usageMetadata"] = turn.usage.to_json()
         return out
@@ -433,39 +494,84 @@ class FakeGemini:
             yield self._blocked(turn, model)
             return
         response_id = self._response_id()
-        pieces = _split_text(turn.text, turn.stream_chunks)
+        chunk_parts: list[list[dict[str, Any]]] = [[{"text": turn.thought, "thought": True}]] if turn.thought else []
+        chunk_parts.extend([{"text": piece}] for piece in _split_text(turn.text, turn.stream_chunks))
         calls = [{"functionCall": call.to_json()} for call in turn.function_calls]
-        chunk_parts: list[list[dict[str, Any]]] = [[{"text": piece}] for piece in pieces]
         if calls or not chunk_parts:
             chunk_parts.append(calls)
         _attach_signature(chunk_parts[-1], turn.thought_signature)
-        count = len(chunk_parts)
-        for i, parts in enumerate(chunk_parts, start=1):
+        if turn.no_content:
+            chunk_parts = [[]]
+        lanes = [[_first_candidate(turn, parts, last=i == len(chunk_parts)) for i, parts in enumerate(chunk_parts, 1)]]
+        for index, other in enumerate(turn.other_candidates, start=1):
+            pieces = _split_text(other.text, turn.stream_chunks) or [""]
+            lanes.append(
+                [
+                    _candidate(
+                        index, [{"text": piece}] if piece else [], other.finish_reason if i == len(pieces) else None
+                    )
+                    for i, piece in enumerate(pieces, start=1)
+                ]
+            )
+        # One candidate per chunk: candidate 0's first piece, then candidate 1's, ..., then everyone's second piece.
+        ordered = [lane[i] for i in range(max(len(lane) for lane in lanes)) for lane in lanes if i < len(lane)]
+        count = len(ordered)
+        for i, candidate in enumerate(ordered, start=1):
             last = i == count
             usage = turn.usage if last or turn.usage is None else turn.usage.snapshot(i / count)
-            yield self._envelope(model, parts, turn.finish_reason if last else None, usage, response_id)
+            yield self._envelope(model, [candidate], usage, response_id)
 
     async def _sse(self, turn: FakeResponse, model: str) -> AsyncIterator[bytes]:
         for i, chunk in enumerate(self._stream_chunks(turn, model)):
             if i and turn.chunk_delay_s:
                 await asyncio.sleep(turn.chunk_delay_s)
-            yield b"data: " + json.dumps(chunk).encode() + b"\r\n\r\n"
+            yield _sse_event(chunk)
 
     @staticmethod
     def _envelope(
-        model: str,
-        parts: list[dict[str, Any]],
-        finish_reason: str | None,
-        usage: FakeUsage | None,
-        response_id: str,
+        model: str, candidates: list[dict[str, Any]], usage: FakeUsage | None, response_id: str
     ) -> dict[str, Any]:
-        candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
-        if finish_reason:
-            candidate["finishReason"] = finish_reason
-        out: dict[str, Any] = {"candidates": [candidate], "modelVersion": model, "responseId": response_id}
+        out: dict[str, Any] = {"candidates": candidates, "modelVersion": model, "responseId": response_id}
         if usage is not None:
             out["usageMetadata"] = usage.to_json()
         return out
+
+
+def _candidate(
+    index: int | None,
+    parts: list[dict[str, Any]] | None,
+    finish_reason: str | None,
+    finish_message: str | None = None,
+) -> dict[str, Any]:
+    """A candidate as the API sends it; `parts=None` leaves `content` out, `index=None` leaves the index out."""
+    candidate: dict[str, Any] = {}
+    if parts is not None:
+        candidate["content"] = {"role": "model", "parts": parts}
+    if finish_reason:
+        candidate["finishReason"] = finish_reason
+    if finish_message:
+        candidate["finishMessage"] = finish_message
+    if index is not None:
+        candidate["index"] = index
+    return candidate
+
+
+def _first_candidate(turn: FakeResponse, parts: list[dict[str, Any]], *, last: bool) -> dict[str, Any]:
+    return _candidate(
+        None if turn.omit_index else 0,
+        None if turn.no_content else parts,
+        turn.finish_reason if last else None,
+        turn.finish_message if last else None,
+    )
+
+
+def _sse_event(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(chunk).encode() + b"\r\n\r\n"
+
+
+async def _sse_events(chunks: tuple[dict[str, Any], ...]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield _sse_event(chunk)
 
 
 def _attach_signature(parts: list[dict[str, Any]], signature: str | None) -> None:

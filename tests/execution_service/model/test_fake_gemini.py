@@ -6,7 +6,16 @@ import json
 
 import httpx2
 
-from tests.fakes.gemini_server import FakeDelay, FakeError, FakeFunctionCall, FakeGemini, FakeResponse, FakeUsage
+from tests.fakes.gemini_server import (
+    FakeCandidate,
+    FakeDelay,
+    FakeError,
+    FakeFunctionCall,
+    FakeGemini,
+    FakeRaw,
+    FakeResponse,
+    FakeUsage,
+)
 
 
 def post(fake: FakeGemini, action: str, body: dict[str, object], query: str = "") -> httpx2.Response:
@@ -57,3 +66,67 @@ def test_errors_delays_and_an_empty_script(fake_gemini: FakeGemini) -> None:
     assert unscripted.status_code == 400
     assert "no scripted turn left" in unscripted.json()["error"]["message"]
     assert len(fake_gemini.requests) == 2
+
+
+def sse_events(reply: httpx2.Response) -> list[dict[str, object]]:
+    return [json.loads(line[len("data: ") :]) for line in reply.text.splitlines() if line.startswith("data: ")]
+
+
+def test_thought_parts_finish_message_and_usage_without_a_total(fake_gemini: FakeGemini) -> None:
+    fake_gemini.add(
+        FakeResponse(
+            text="noon",
+            thought="The user wants the time.",
+            thought_signature="c2ln",
+            finish_message="done",
+            usage=FakeUsage(prompt=10, candidates=2, thoughts=5, send_total=False),
+        )
+    )
+    body = post(fake_gemini, "generateContent", {}).json()
+    [candidate] = body["candidates"]
+    assert candidate["content"]["parts"] == [
+        {"text": "The user wants the time.", "thought": True},
+        {"text": "noon", "thoughtSignature": "c2ln"},
+    ]
+    assert (candidate["finishReason"], candidate["finishMessage"], candidate["index"]) == ("STOP", "done", 0)
+    assert body["usageMetadata"] == {"promptTokenCount": 10, "candidatesTokenCount": 2, "thoughtsTokenCount": 5}
+
+
+def test_a_candidate_without_content_and_a_blocked_prompt_with_its_message(fake_gemini: FakeGemini) -> None:
+    fake_gemini.add(
+        FakeResponse(no_content=True, finish_reason="MALFORMED_FUNCTION_CALL", finish_message="bad call"),
+        FakeResponse(block_reason="OTHER", block_reason_message="The prompt was blocked."),
+    )
+    [candidate] = post(fake_gemini, "generateContent", {}).json()["candidates"]
+    assert candidate == {"finishReason": "MALFORMED_FUNCTION_CALL", "finishMessage": "bad call", "index": 0}
+    blocked = post(fake_gemini, "generateContent", {}).json()
+    assert "candidates" not in blocked
+    assert blocked["promptFeedback"] == {"blockReason": "OTHER", "blockReasonMessage": "The prompt was blocked."}
+
+
+def test_several_candidates_carry_their_index_and_stream_in_chunks_of_their_own(fake_gemini: FakeGemini) -> None:
+    turn = FakeResponse(text="AB", other_candidates=(FakeCandidate("A2B2"),), stream_chunks=2, omit_index=True)
+    fake_gemini.add(turn, turn)
+    candidates = post(fake_gemini, "generateContent", {}).json()["candidates"]
+    assert [(c.get("index"), c["content"]["parts"]) for c in candidates] == [
+        (None, [{"text": "AB"}]),
+        (1, [{"text": "A2B2"}]),
+    ]
+    events = sse_events(post(fake_gemini, "streamGenerateContent", {}, "?alt=sse"))
+    streamed = [(c.get("index"), c["content"]["parts"], c.get("finishReason")) for e in events for c in e["candidates"]]  # type: ignore[attr-defined]
+    assert streamed == [
+        (None, [{"text": "A"}], None),
+        (1, [{"text": "A2"}], None),
+        (None, [{"text": "B"}], "STOP"),
+        (1, [{"text": "B2"}], "STOP"),
+    ]
+
+
+def test_raw_bodies_are_sent_verbatim(fake_gemini: FakeGemini) -> None:
+    fake_gemini.add(FakeRaw({}), FakeRaw(chunks=({"candidates": [{"index": 0}]}, {})))
+    reply = post(fake_gemini, "generateContent", {})
+    assert (reply.status_code, reply.json()) == (200, {})
+    assert sse_events(post(fake_gemini, "streamGenerateContent", {}, "?alt=sse")) == [
+        {"candidates": [{"index": 0}]},
+        {},
+    ]

@@ -23,7 +23,11 @@ from execution_service.model.base import (
     UserMessage,
 )
 from execution_service.model.gemini import GeminiProvider
-from execution_service.model.gemini_convert import GENERATED_CALL_ID_PREFIX, merge_usage, to_config
+from execution_service.model.gemini_convert import (
+    GENERATED_CALL_ID_PREFIX,
+    merge_usage,
+    to_config,
+)
 from tests.fakes.gemini_server import (
     FakeError,
     FakeFunctionCall,
@@ -304,6 +308,38 @@ async def test_blocked_prompt(any_gemini: GeminiProvider, fake_gemini: FakeGemin
     assert response.text == ""
     assert response.function_calls == ()
     assert response.usage.input_tokens == 40
+
+
+async def test_thought_parts_are_not_answer_text_and_go_back_with_their_signature(
+    any_gemini: GeminiProvider, fake_gemini: FakeGemini
+) -> None:
+    signature = base64.b64encode(b"sig-after-thinking").decode()
+    fake_gemini.add(
+        FakeResponse(
+            thought="**Checking the time** I should call the tool.",
+            function_calls=[FakeFunctionCall("get_current_time", {"timezone": "UTC"}, id="t1")],
+            thought_signature=signature,
+            usage=FakeUsage(prompt=10, candidates=5, thoughts=40),
+        ),
+        FakeResponse(
+            thought="Now answer.", text="It is noon UTC.", usage=FakeUsage(prompt=30, candidates=6, thoughts=3)
+        ),
+    )
+    first = ask(tools=(TIME_TOOL,))
+    turn = await any_gemini.generate(first)
+    assert turn.text == ""
+    assert [c.id for c in turn.function_calls] == ["t1"]
+    assert turn.usage.thinking_tokens == 40 and turn.usage.total_tokens == 55
+    results = ToolResultMessage((FunctionResult("t1", "get_current_time", {"result": "12:00"}),))
+    final = await any_gemini.generate(ask(*first.messages, turn.as_message(), results, tools=(TIME_TOOL,)))
+    assert final.text == "It is noon UTC."
+
+    echoed = fake_gemini.requests[1].contents[1]
+    assert echoed["role"] == "model"
+    thought, call = echoed["parts"]
+    assert thought["thought"] is True and thought["text"] == "**Checking the time** I should call the tool."
+    assert part_field(call, "thoughtSignature", "thought_signature") == signature
+    assert part_field(call, "functionCall", "function_call")["id"] == "t1"
 
 
 async def test_max_tokens_finish_reason_is_surfaced(any_gemini: GeminiProvider, fake_gemini: FakeGemini) -> None:
