@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as grpc_reflection
+
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+_SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 
 async def wait_for_stop_signal() -> None:
@@ -24,11 +29,67 @@ async def wait_for_stop_signal() -> None:
             loop.remove_signal_handler(sig)
 
 
-def add_health_and_reflection(
-    server: grpc.aio.Server, service_name: str, *, reflection: bool
-) -> health.aio.HealthServicer:
+class HealthServicer(health_pb2_grpc.HealthServicer):
+    """grpc.health.v1.Health, as grpc_health's asyncio HealthServicer (same Check, Watch, set and
+    enter_graceful_shutdown), except that Watch streams end at shutdown.
+
+    grpc_health's Watch never returns: at shutdown it sends NOT_SERVING and waits on, so every open Watch (a load
+    balancer, a client's health checking) keeps `server.stop(grace)` waiting for the whole grace period. Here
+    `enter_graceful_shutdown()` sets every service NOT_SERVING, each Watch sends that (or the status it has not sent
+    yet) and then ends its stream with OK.
+    """
+
+    def __init__(self) -> None:
+        self._status: dict[str, health_pb2.HealthCheckResponse.ServingStatus.ValueType] = {"": _SERVING}
+        self._changed = asyncio.Condition()
+        self._shutting_down = False
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
+        status = self._status.get(request.service)
+        if status is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=status)
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
+        """Sends the service's status now and at every change; ends after sending it once shutdown has begun."""
+        sent: health_pb2.HealthCheckResponse.ServingStatus.ValueType | None = None
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(functools.partial(self._news_for, request.service, sent))
+                status, last = self._current(request.service), self._shutting_down
+            if status != sent:  # written outside the lock: a slow watcher holds up no one
+                await context.write(health_pb2.HealthCheckResponse(status=status))
+                sent = status
+            if last:
+                return
+
+    async def set(self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        """Sets a service's status (ignored once shutdown has begun)."""
+        async with self._changed:
+            if not self._shutting_down:
+                self._status[service] = status
+                self._changed.notify_all()
+
+    async def enter_graceful_shutdown(self) -> None:
+        """Every service NOT_SERVING for good; open Watch streams send it and end."""
+        async with self._changed:
+            self._shutting_down = True
+            self._status = dict.fromkeys(self._status, _NOT_SERVING)
+            self._changed.notify_all()
+
+    def _news_for(self, service: str, sent: health_pb2.HealthCheckResponse.ServingStatus.ValueType | None) -> bool:
+        """Whether a watcher of `service` that last sent `sent` has something to do."""
+        return self._shutting_down or self._current(service) != sent
+
+    def _current(self, service: str) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
+        return self._status.get(service, _SERVICE_UNKNOWN)
+
+
+def add_health_and_reflection(server: grpc.aio.Server, service_name: str, *, reflection: bool) -> HealthServicer:
     """The standard gRPC health service (NOT_SERVING until `set_serving`) and, when asked, server reflection."""
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if reflection:
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -36,7 +97,7 @@ def add_health_and_reflection(
     return health_servicer
 
 
-async def set_serving(health_servicer: health.aio.HealthServicer, service_name: str) -> None:
+async def set_serving(health_servicer: HealthServicer, service_name: str) -> None:
     """SERVING for the server as a whole ("") and for the named service."""
     for name in ("", service_name):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

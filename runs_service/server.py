@@ -9,11 +9,10 @@ from dataclasses import dataclass
 
 import grpc
 from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
-from grpc_health.v1 import health
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
-from agentrun_core.serving import add_health_and_reflection, set_serving, wait_for_stop_signal
+from agentrun_core.serving import HealthServicer, add_health_and_reflection, set_serving, wait_for_stop_signal
 from agentrun_core.telemetry import RUNS_SERVICE_NAME, Telemetry
 from agentrun_core.tls import add_port
 from runs_service.api.servicer import RunsServicer
@@ -32,7 +31,7 @@ SERVICE_NAME = runs_service_pb2.DESCRIPTOR.services_by_name["RunsService"].full_
 class RunningRunsServer:
     server: grpc.aio.Server
     port: int
-    health: health.aio.HealthServicer
+    health: HealthServicer
     engine: AsyncEngine
     repository: RunRepository
     telemetry: Telemetry | None = None

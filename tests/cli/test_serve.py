@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -10,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentrun_cli.addresses import client_target
 
@@ -76,3 +79,61 @@ def test_serve_all_starts_both_services_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
     assert proc.returncode == 0, err
     assert "authentication is off" in out
     assert f"RunsService listening on {runs}" in out and f"ExecutionService listening on {execution}" in out
+
+
+async def _watch_until_serving(
+    channel: grpc.aio.Channel, service: str, deadline: float
+) -> grpc.aio.UnaryStreamCall[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]:
+    """An open health Watch of `service` that has reported SERVING (re-opened while the server is starting)."""
+    while True:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=service))
+        try:
+            while (reply := await watch.read()) is not grpc.aio.EOF:
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return watch
+        except grpc.aio.AioRpcError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{service or 'the server'} did not become SERVING")
+        await asyncio.sleep(0.2)
+
+
+async def test_serve_all_reports_not_serving_to_open_health_watches_and_ends_them_on_ctrl_c(tmp_path: Path) -> None:
+    """Both services go NOT_SERVING while shutting down, and open Watch streams end instead of holding the
+    shutdown for the whole grace period (10 s for each service here)."""
+    runs, execution = f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
+    env = {**os.environ, "AGENTRUN_DATA_DIR": str(tmp_path), "AGENTRUN_SHUTDOWN_GRACE_S": "10"}
+    env.pop("AGENTRUN_AUTH", None)
+    serve = ["serve", "all", "--runs-address", runs, "--execution-address", execution]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentrun_cli", *serve],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        async with (
+            grpc.aio.insecure_channel(runs) as runs_channel,
+            grpc.aio.insecure_channel(execution) as exec_channel,
+        ):
+            deadline = time.monotonic() + 60
+            watches = [
+                await _watch_until_serving(runs_channel, "agentrun.runs.v1.RunsService", deadline),
+                await _watch_until_serving(exec_channel, "agentrun.execution.v1.ExecutionService", deadline),
+                await _watch_until_serving(exec_channel, "", deadline),
+            ]
+            proc.send_signal(signal.SIGINT)
+            started = time.monotonic()
+            for watch in watches:
+                reply = await asyncio.wait_for(watch.read(), 10)
+                assert reply is not grpc.aio.EOF and reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+                assert await asyncio.wait_for(watch.read(), 10) is grpc.aio.EOF
+            returncode = await asyncio.to_thread(proc.wait, 30)
+            assert returncode == 0, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() - started < 8, "an open health Watch held up the shutdown"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -148,3 +148,27 @@ async def test_process_migrates_serves_and_stops_on_sigterm(tmp_path: Path) -> N
             proc.kill()
             proc.wait()
     assert (tmp_path / "runs.db").exists()
+
+
+async def test_health_watch_sees_not_serving_at_shutdown_and_does_not_hold_it_up(tmp_path: Path) -> None:
+    """Stopping reports NOT_SERVING to open Watch streams and ends them: an open Watch used to keep server.stop
+    waiting for its whole grace period (grpc_health's Watch never returns)."""
+    settings = RunsSettings(
+        listen_address="127.0.0.1:0", data_dir=tmp_path, migrate_on_start=True, auth=AuthSettings.off()
+    )
+    running = await start_server(settings)
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        watches = [health.Watch(health_pb2.HealthCheckRequest(service=name)) for name in ("", runs_server.SERVICE_NAME)]
+        for watch in watches:
+            assert (await asyncio.wait_for(watch.read(), 5)).status == serving
+        grace_s = 10.0
+        started = asyncio.get_running_loop().time()
+        stopping = asyncio.create_task(running.stop(grace_s))
+        for watch in watches:
+            assert (await asyncio.wait_for(watch.read(), 5)).status == not_serving
+            assert await asyncio.wait_for(watch.read(), 5) is grpc.aio.EOF  # the stream ends
+            assert await watch.code() == grpc.StatusCode.OK
+        await asyncio.wait_for(stopping, grace_s)
+        assert asyncio.get_running_loop().time() - started < grace_s / 2
