@@ -161,26 +161,55 @@ def _enum_text(value: Any) -> str:
 
 
 def to_token_usage(usage: types.GenerateContentResponseUsageMetadata | None) -> TokenUsage:
+    """Counts the API left out are 0 (TokenUsage has no "unknown"). A missing totalTokenCount is the sum of the
+    counts that were sent (prompt + candidates + thoughts + tool-use prompt; cached tokens are part of prompt)."""
     if usage is None:
         return TokenUsage()
+    total = usage.total_token_count
+    if total is None:
+        total = sum(
+            count or 0
+            for count in (
+                usage.prompt_token_count,
+                usage.candidates_token_count,
+                usage.thoughts_token_count,
+                usage.tool_use_prompt_token_count,
+            )
+        )
     return TokenUsage(
         input_tokens=usage.prompt_token_count or 0,
         output_tokens=usage.candidates_token_count or 0,
-        total_tokens=usage.total_token_count or 0,
+        total_tokens=total,
         cached_tokens=usage.cached_content_token_count or 0,
         thinking_tokens=usage.thoughts_token_count or 0,
         tool_use_prompt_tokens=usage.tool_use_prompt_token_count or 0,
     )
 
 
+_COUNT_FIELDS = frozenset(
+    {
+        "prompt_token_count",
+        "candidates_token_count",
+        "cached_content_token_count",
+        "thoughts_token_count",
+        "tool_use_prompt_token_count",
+    }
+)
+
+
 def merge_usage(
     previous: types.GenerateContentResponseUsageMetadata | None,
     latest: types.GenerateContentResponseUsageMetadata | None,
 ) -> types.GenerateContentResponseUsageMetadata | None:
-    """Streams report cumulative snapshots: the latest value of each count wins; counts are never added."""
+    """Streams report cumulative snapshots: the latest value of each count wins; counts are never added.
+
+    An earlier total is not kept when the latest snapshot has counts but no total: it would be stale, so the total
+    is then computed from the merged counts (to_token_usage)."""
     if previous is None or latest is None:
         return latest or previous
     merged = {name: value for name, value in latest if value is not None}
+    if latest.total_token_count is None and any(name in _COUNT_FIELDS for name in merged):
+        merged["total_token_count"] = None
     return previous.model_copy(update=merged)
 
 

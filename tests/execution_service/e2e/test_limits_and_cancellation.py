@@ -69,18 +69,22 @@ async def test_tool_timeout_is_a_tool_error_and_the_run_goes_on(tmp_path: Path) 
         assert stored.tool_calls[0].status == run_pb2.TOOL_CALL_STATUS_TIMED_OUT
 
 
-async def test_token_budget_ends_the_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("send_total", [True, False], ids=["with-total", "total-omitted"])
+async def test_token_budget_ends_the_run(tmp_path: Path, send_total: bool) -> None:
     agents = {"hungry": agent_source(model="gemini-2.5-flash", tools=["test/echo"], limits={"token_budget": 100})}
     async with running_stack(tmp_path, agents) as stack:
+        # Without totalTokenCount the total is the sum of the counts the API did send.
+        usage = FakeUsage(prompt=60, candidates=10, send_total=send_total)
         stack.gemini.set_responder(
-            lambda body: FakeResponse(
-                function_calls=[FakeFunctionCall("echo", {"text": "x"})], usage=FakeUsage(prompt=60, candidates=10)
-            )
+            lambda body: FakeResponse(function_calls=[FakeFunctionCall("echo", {"text": "x"})], usage=usage)
         )
         events = await stack.execute(agent_name="hungry", task="eat tokens")
         finished = events[-1].run_finished
         assert finished.status == run_pb2.RUN_STATUS_FAILED and finished.error.reason == "TOKEN_BUDGET_EXCEEDED"
         assert finished.token_usage.total_tokens == 140
+        assert finished.steps_taken == 2
+        model_calls = [s.model_call for s in steps_of(events) if s.WhichOneof("payload") == "model_call"]
+        assert [call.usage.total_tokens for call in model_calls] == [70, 70]
 
 
 async def cancel_mid_tool(stack: Stack, mode: ex.CancelMode) -> ex.RunFinished:

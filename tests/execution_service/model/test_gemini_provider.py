@@ -27,6 +27,7 @@ from execution_service.model.gemini_convert import (
     GENERATED_CALL_ID_PREFIX,
     merge_usage,
     to_config,
+    to_token_usage,
 )
 from tests.fakes.gemini_server import (
     FakeError,
@@ -139,6 +140,38 @@ async def test_streaming_merges_chunks_and_measures_time_to_first_token(
     # Text pieces are joined into one part in the content echoed back.
     assert response.provider_content is not None
     assert [p.text for p in response.provider_content.parts if p.text] == [text]
+
+
+async def test_a_missing_total_is_the_sum_of_the_counts_sent(
+    any_gemini: GeminiProvider, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.add(
+        FakeResponse(
+            text="hi",
+            usage=FakeUsage(prompt=100, candidates=20, cached=30, thoughts=7, tool_use_prompt=3, send_total=False),
+        ),
+        FakeResponse(text="hi", usage=FakeUsage(prompt=100, send_total=False)),
+    )
+    # cached tokens are part of the prompt count: not added again.
+    assert (await any_gemini.generate(ask())).usage == TokenUsage(
+        input_tokens=100,
+        output_tokens=20,
+        total_tokens=130,
+        cached_tokens=30,
+        thinking_tokens=7,
+        tool_use_prompt_tokens=3,
+    )
+    assert (await any_gemini.generate(ask())).usage == TokenUsage(input_tokens=100, total_tokens=100)
+
+
+def test_a_stale_total_is_not_kept_when_the_latest_snapshot_has_none() -> None:
+    first = types.GenerateContentResponseUsageMetadata(
+        prompt_token_count=100, candidates_token_count=3, total_token_count=103
+    )
+    last = types.GenerateContentResponseUsageMetadata(candidates_token_count=9)
+    merged = merge_usage(first, last)
+    assert merged is not None and merged.total_token_count is None
+    assert to_token_usage(merged) == TokenUsage(input_tokens=100, output_tokens=9, total_tokens=109)
 
 
 def test_merge_usage_takes_the_latest_snapshot_per_count() -> None:
