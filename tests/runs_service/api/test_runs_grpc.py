@@ -173,6 +173,32 @@ async def test_list_runs_filters_orders_and_paginates(runs: RunsClient) -> None:
     await expect_error(runs.stub.ListRuns(rs.ListRunsRequest(page_size=-1)), grpc.StatusCode.INVALID_ARGUMENT)
 
 
+async def test_list_runs_page_size_zero_means_50_and_over_1000_is_capped_at_1000(runs: RunsClient) -> None:
+    base = datetime(2026, 3, 1, tzinfo=UTC)
+    # 1,010 small runs (one model call, no tools), stored through the server's own repository: quick to insert.
+    batch = asyncio.Semaphore(16)
+
+    async def store(i: int) -> str:
+        run = make_run(model_calls=1, tool_calls=0, start_time=base + timedelta(seconds=i))
+        async with batch:
+            await runs.server.repository.record_run(run)
+        return run.id
+
+    stored = set(await asyncio.gather(*(store(i) for i in range(1010))))
+
+    default = await runs.stub.ListRuns(rs.ListRunsRequest(page_size=0))
+    assert len(default.runs) == 50 and default.next_page_token
+    for size in (1001, 5000, 2**31 - 1):
+        capped = await runs.stub.ListRuns(rs.ListRunsRequest(page_size=size))
+        assert len(capped.runs) == 1000 and capped.next_page_token, size
+    exact = await runs.stub.ListRuns(rs.ListRunsRequest(page_size=1000))
+    assert [r.id for r in exact.runs] == [r.id for r in capped.runs]
+    # The capped page continues where it stopped: the last 10 runs, then no token.
+    rest = await runs.stub.ListRuns(rs.ListRunsRequest(page_size=5000, page_token=capped.next_page_token))
+    assert len(rest.runs) == 10 and not rest.next_page_token
+    assert {r.id for r in capped.runs} | {r.id for r in rest.runs} == stored
+
+
 async def test_invalid_filters_name_the_problem_and_its_position(runs: RunsClient) -> None:
     error = await expect_error(
         runs.stub.ListRuns(rs.ListRunsRequest(filter="colour = 3")), grpc.StatusCode.INVALID_ARGUMENT
