@@ -135,6 +135,12 @@ def generation_fields(config: dict[str, Any], *, warned: set[str] | None = None)
 
 def to_config(request: ModelRequest, *, warned: set[str] | None = None) -> types.GenerateContentConfig:
     fields = generation_fields(request.config, warned=warned)
+    if fields.get("candidate_count", 1) != 1:
+        # Agent files are checked when loaded (execution_service.agents.gen_config); this guards other callers.
+        raise ModelError(
+            ErrorReason.MODEL_REQUEST_INVALID,
+            f"candidateCount must be 1 (the agent loop follows one conversation), got {fields['candidate_count']!r}",
+        )
     try:
         return types.GenerateContentConfig.model_validate(
             {
@@ -233,6 +239,12 @@ def _merge_part(parts: list[types.Part], part: types.Part) -> None:
     parts.append(part)
 
 
+def _first_candidate(candidates: list[types.Candidate] | None) -> types.Candidate | None:
+    """The candidate with index 0 (an absent index means 0). The loop follows one conversation: with more than one
+    candidate (which agent files cannot ask for) the others are ignored, and never merged into this one."""
+    return next((candidate for candidate in candidates or () if not candidate.index), None)
+
+
 @dataclass
 class ResponseAccumulator:
     """Collects one model turn from a full response or from stream chunks."""
@@ -251,9 +263,9 @@ class ResponseAccumulator:
         feedback = response.prompt_feedback
         if feedback is not None and feedback.block_reason is not None:
             self.block_reason = _enum_text(feedback.block_reason)
-        if not response.candidates:
+        candidate = _first_candidate(response.candidates)
+        if candidate is None:
             return False
-        candidate = response.candidates[0]
         if candidate.finish_reason is not None:
             self.finish_reason = _enum_text(candidate.finish_reason)
         new_parts = (candidate.content.parts if candidate.content else None) or []

@@ -10,7 +10,7 @@ import pytest
 from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
 
-from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage
+from tests.fakes.gemini_server import FakeCandidate, FakeFunctionCall, FakeResponse, FakeUsage
 from tests.support.stack import Stack, agent_source, running_stack, steps_of, wait_for
 
 
@@ -209,6 +209,22 @@ async def test_max_tokens_and_blocked_prompts_end_the_run_with_a_clear_reason(tm
         assert finished.status == run_pb2.RUN_STATUS_FAILED and finished.error.reason == "RESPONSE_BLOCKED"
         stored = await stack.stored_run(finished.run_id)
         assert stored.error.reason == "RESPONSE_BLOCKED"
+
+
+async def test_an_answer_without_a_finish_reason_completes_and_only_candidate_zero_counts(tmp_path: Path) -> None:
+    agents = {"plain": agent_source(model="gemini-2.5-flash")}
+    async with running_stack(tmp_path, agents) as stack:
+        stack.gemini.add(
+            FakeResponse(
+                text="It is noon.",
+                thought="The user wants the time.",
+                finish_reason=None,
+                other_candidates=(FakeCandidate("It is midnight."),),
+            )
+        )
+        finished = (await stack.execute(agent_name="plain", task="time?"))[-1].run_finished
+        assert finished.status == run_pb2.RUN_STATUS_COMPLETED, finished.error
+        assert finished.final_response == "It is noon."
 
 
 async def test_streamed_model_calls_record_time_to_first_token(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from execution_service.model.gemini_convert import (
     to_token_usage,
 )
 from tests.fakes.gemini_server import (
+    FakeCandidate,
     FakeError,
     FakeFunctionCall,
     FakeGemini,
@@ -373,6 +374,27 @@ async def test_thought_parts_are_not_answer_text_and_go_back_with_their_signatur
     assert thought["thought"] is True and thought["text"] == "**Checking the time** I should call the tool."
     assert part_field(call, "thoughtSignature", "thought_signature") == signature
     assert part_field(call, "functionCall", "function_call")["id"] == "t1"
+
+
+async def test_only_candidate_zero_is_used(any_gemini: GeminiProvider, fake_gemini: FakeGemini) -> None:
+    fake_gemini.add(
+        FakeResponse(text="AB", other_candidates=(FakeCandidate("A2B2", finish_reason="MAX_TOKENS"),), stream_chunks=2),
+        FakeResponse(text="CD", other_candidates=(FakeCandidate("C2D2"),), stream_chunks=2, omit_index=True),
+    )
+    first = await any_gemini.generate(ask())
+    assert (first.text, first.finish_reason) == ("AB", "STOP")
+    assert first.provider_content is not None and [p.text for p in first.provider_content.parts] == ["AB"]
+    # An absent index means 0.
+    assert (await any_gemini.generate(ask())).text == "CD"
+
+
+async def test_candidate_count_other_than_one_is_refused_before_any_request(
+    gemini: GeminiProvider, fake_gemini: FakeGemini
+) -> None:
+    with pytest.raises(ModelError) as caught:
+        await gemini.generate(ask(config={"candidateCount": 2}))
+    assert caught.value.reason == ErrorReason.MODEL_REQUEST_INVALID and "candidateCount" in caught.value.message
+    assert not fake_gemini.requests
 
 
 async def test_max_tokens_finish_reason_is_surfaced(any_gemini: GeminiProvider, fake_gemini: FakeGemini) -> None:
