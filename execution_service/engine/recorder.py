@@ -105,7 +105,9 @@ class StepRecorder:
     def tool_finished(
         self, call_id: str, tool_name: str, outcome: ToolOutcome, *, time: datetime, duration: timedelta
     ) -> None:
-        capped = self._redactor.cap(storable(self._redactor.scrub_result_text(outcome.text)))
+        scrubbed = storable(self._redactor.scrub_result_text(outcome.text))
+        # The size of the result as the tool returned it, not of the scrubbed (maybe re-serialised) text.
+        capped = self._redactor.cap(scrubbed, original_size_bytes=len(outcome.text.encode()))
         structured = storable(self._redactor.scrub_json_text(outcome.structured_json))
         if len(structured.encode()) > self._redactor.rules.max_result_bytes:
             structured = ""  # the capped text keeps the beginning; half a JSON document helps nobody

@@ -132,14 +132,17 @@ class Redactor:
             return self.scrub_json_text(text)
         return self.scrub_text(text)
 
-    def cap(self, text: str) -> CappedText:
-        """Truncates text over max_result_bytes (UTF-8) with a marker; keeps the original size."""
-        size = len(text.encode())
+    def cap(self, text: str, *, original_size_bytes: int | None = None) -> CappedText:
+        """Truncates text over max_result_bytes (UTF-8) with a marker. `original_size_bytes` is the size of the
+        result as the tool returned it (before scrubbing); the size of `text` when not given."""
+        encoded = text.encode()
+        size = len(encoded)
+        original = size if original_size_bytes is None else original_size_bytes
         limit = self.rules.max_result_bytes
         if size <= limit:
-            return CappedText(text, size, False)
-        head = text.encode()[:limit].decode(errors="ignore")
-        return CappedText(f"{head}\n[truncated: {size} bytes in all, {limit} kept]", size, True)
+            return CappedText(text, original, False)
+        head = encoded[:limit].decode(errors="ignore")
+        return CappedText(f"{head}\n[truncated: {original} bytes in all, {limit} kept]", original, True)
 
 
 def _redact_pair(match: re.Match[str]) -> str:
