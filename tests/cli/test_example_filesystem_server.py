@@ -76,6 +76,16 @@ def test_example_mcp_json_shape() -> None:
     config = json.loads((REPO / "examples/mcp.json").read_text())
     servers = config["mcpServers"]
     assert servers["time"] == {"command": "mcp-server-time", "args": ["--local-timezone", "UTC"]}
-    assert servers["git"] == {"command": "mcp-server-git", "args": ["--repository", "."]}
-    assert servers["filesystem"]["args"][0] == "examples/mcp_servers/filesystem_server.py"
+    # The git server works in (and is confined to) $AGENTRUN_GIT_REPOSITORY, the file server reads under
+    # $AGENTRUN_FILES_ROOT; both default to the directory ExecutionService runs in.
+    assert servers["git"] == {
+        "command": "mcp-server-git",
+        "args": ["--repository", "."],
+        "cwd": "${AGENTRUN_GIT_REPOSITORY:-.}",
+    }
+    assert servers["filesystem"]["args"] == [
+        "examples/mcp_servers/filesystem_server.py",
+        "--root",
+        "${AGENTRUN_FILES_ROOT:-.}",
+    ]
     assert (REPO / servers["filesystem"]["args"][0]).is_file()
