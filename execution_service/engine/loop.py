@@ -31,10 +31,28 @@ from execution_service.tools.base import ResolvedTool, ToolProvider
 
 log = logging.getLogger(__name__)
 
-# Finish reasons that mean the answer was withheld by the provider.
+# Finish reasons (google.genai.types.FinishReason) that mean the provider withheld or refused the answer.
 _BLOCKED_FINISH_REASONS = frozenset(
-    {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
+    {
+        "SAFETY",
+        "RECITATION",
+        "LANGUAGE",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+        "MODEL_ARMOR",
+        "ESCALATION",
+    }
 )
+# Finish reasons of a turn that may be the final answer (absent or unspecified too); it still needs text.
+_ANSWER_FINISH_REASONS = frozenset({"STOP", "", "FINISH_REASON_UNSPECIFIED"})
+# RunError.reason of a turn the model ended with any other finish reason (MALFORMED_FUNCTION_CALL, OTHER, ...),
+# and of a turn with no answer at all (no candidate, or no text and no function calls).
+MODEL_FINISH_REASON = "MODEL_FINISH_REASON"
+MODEL_EMPTY_RESPONSE = "MODEL_EMPTY_RESPONSE"
 
 
 @dataclass
@@ -133,7 +151,8 @@ def _turn_outcome(response: ModelResponse, recorder: StepRecorder, token_budget:
     """How the run ends after this model turn, or None when the loop goes on with the turn's tool calls."""
     if response.blocked_reason:
         return LoopOutcome.failed(
-            ErrorReason.PROMPT_BLOCKED, f"the model provider blocked the prompt: {response.blocked_reason}"
+            ErrorReason.PROMPT_BLOCKED,
+            f"the model provider blocked the prompt: {response.blocked_reason}{_provider_says(response)}",
         )
     if token_budget and recorder.usage.total_tokens > token_budget:
         return LoopOutcome.failed(
@@ -143,15 +162,32 @@ def _turn_outcome(response: ModelResponse, recorder: StepRecorder, token_budget:
         )
     if response.function_calls:
         return None
-    if response.finish_reason == "MAX_TOKENS":
+    reason = response.finish_reason
+    if reason == "MAX_TOKENS":
         return LoopOutcome.failed(
             ErrorReason.MAX_TOKENS,
-            "the model stopped at its output token limit (config.maxOutputTokens) before finishing its answer",
+            "the model stopped at its output token limit (config.maxOutputTokens) before finishing its answer"
+            + _provider_says(response),
         )
-    if response.finish_reason in _BLOCKED_FINISH_REASONS:
+    if reason in _BLOCKED_FINISH_REASONS:
         return LoopOutcome.failed(
             ErrorReason.RESPONSE_BLOCKED,
-            f"the model provider withheld the answer (finish reason {response.finish_reason})",
+            f"the model provider withheld the answer (finish reason {reason}){_provider_says(response)}",
         )
+    if reason not in _ANSWER_FINISH_REASONS:
+        return LoopOutcome.failed(
+            MODEL_FINISH_REASON,
+            f"the model ended its turn with finish reason {reason} and no function calls{_provider_says(response)}",
+        )
+    if not response.text.strip():
+        if response.no_candidates:
+            what = "no candidate at all (and no reason for blocking the prompt)"
+        else:
+            what = f"no text and no function calls (finish reason {reason or 'absent'})"
+        return LoopOutcome.failed(MODEL_EMPTY_RESPONSE, f"the model answered with {what}{_provider_says(response)}")
     recorder.final_response(response.text)
     return LoopOutcome(RunStatus.COMPLETED, final_response=response.text)
+
+
+def _provider_says(response: ModelResponse) -> str:
+    return f"; the provider said: {response.finish_message}" if response.finish_message else ""

@@ -86,6 +86,11 @@ class ModelResponse:
     # Set when the provider refused the prompt (e.g. Gemini promptFeedback.blockReason).
     blocked_reason: str | None = None
     provider_content: Any = None
+    # The provider's own explanation of the finish reason or of the block, when it gave one (Gemini
+    # candidate.finishMessage, promptFeedback.blockReasonMessage).
+    finish_message: str = ""
+    # True when the provider answered with no candidate at all (and did not say the prompt was blocked).
+    no_candidates: bool = False
 
     def as_message(self) -> ModelMessage:
         return ModelMessage(text=self.text, function_calls=self.function_calls, provider_content=self.provider_content)

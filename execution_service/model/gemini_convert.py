@@ -253,8 +253,11 @@ class ResponseAccumulator:
     parts: list[types.Part] = field(default_factory=list)
     usage: types.GenerateContentResponseUsageMetadata | None = None
     finish_reason: str = ""
+    finish_message: str = ""
     block_reason: str | None = None
+    block_message: str = ""
     chunks: int = 0
+    candidate_seen: bool = False
 
     def add(self, response: types.GenerateContentResponse) -> bool:
         """Adds a response or chunk; returns True when it carried content (text, thoughts or function calls)."""
@@ -263,11 +266,17 @@ class ResponseAccumulator:
         feedback = response.prompt_feedback
         if feedback is not None and feedback.block_reason is not None:
             self.block_reason = _enum_text(feedback.block_reason)
+            self.block_message = feedback.block_reason_message or self.block_message
         candidate = _first_candidate(response.candidates)
         if candidate is None:
             return False
+        self.candidate_seen = True
         if candidate.finish_reason is not None:
             self.finish_reason = _enum_text(candidate.finish_reason)
+        if candidate.finish_message:
+            # google-genai 3.6.1 drops the Gemini API's finishMessage while converting the response; kept here for
+            # the SDK versions (and backends) that carry it.
+            self.finish_message = candidate.finish_message
         new_parts = (candidate.content.parts if candidate.content else None) or []
         for part in new_parts:
             _merge_part(self.parts, part)
@@ -294,4 +303,6 @@ class ResponseAccumulator:
             time_to_first_token=time_to_first_token,
             blocked_reason=blocked,
             provider_content=types.Content(role="model", parts=list(self.parts)) if self.parts else None,
+            finish_message=self.finish_message or (self.block_message if blocked else ""),
+            no_candidates=not self.candidate_seen and blocked is None,
         )

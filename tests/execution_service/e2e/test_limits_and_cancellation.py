@@ -10,7 +10,7 @@ import pytest
 from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
 
-from tests.fakes.gemini_server import FakeCandidate, FakeFunctionCall, FakeResponse, FakeUsage
+from tests.fakes.gemini_server import FakeCandidate, FakeFunctionCall, FakeRaw, FakeResponse, FakeUsage
 from tests.support.stack import Stack, agent_source, running_stack, steps_of, wait_for
 
 
@@ -209,6 +209,63 @@ async def test_max_tokens_and_blocked_prompts_end_the_run_with_a_clear_reason(tm
         assert finished.status == run_pb2.RUN_STATUS_FAILED and finished.error.reason == "RESPONSE_BLOCKED"
         stored = await stack.stored_run(finished.run_id)
         assert stored.error.reason == "RESPONSE_BLOCKED"
+
+
+def _case_id(value: object) -> str:
+    if isinstance(value, FakeRaw):
+        return "empty-body"
+    if isinstance(value, FakeResponse):
+        if value.block_reason:
+            return f"prompt-blocked-{value.block_reason}"
+        return f"{value.finish_reason or 'no-finish-reason'}{'-no-content' if value.no_content else ''}"
+    return str(value) if isinstance(value, str) else ""
+
+
+@pytest.mark.parametrize(
+    ("turn", "reason", "in_message"),
+    [
+        (
+            FakeResponse(no_content=True, finish_reason="MALFORMED_FUNCTION_CALL"),
+            "MODEL_FINISH_REASON",
+            ["MALFORMED_FUNCTION_CALL"],
+        ),
+        (FakeResponse(no_content=True, finish_reason="UNEXPECTED_TOOL_CALL"), "MODEL_FINISH_REASON", ["UNEXPECTED"]),
+        (FakeResponse(finish_reason="TOO_MANY_TOOL_CALLS"), "MODEL_FINISH_REASON", ["TOO_MANY_TOOL_CALLS"]),
+        (FakeResponse(text="half an answ", finish_reason="OTHER"), "MODEL_FINISH_REASON", ["finish reason OTHER"]),
+        (FakeResponse(no_content=True, finish_reason="IMAGE_SAFETY"), "RESPONSE_BLOCKED", ["IMAGE_SAFETY"]),
+        (FakeResponse(no_content=True, finish_reason="SPII"), "RESPONSE_BLOCKED", ["SPII"]),
+        (FakeResponse(no_content=True, finish_reason="MODEL_ARMOR"), "RESPONSE_BLOCKED", ["MODEL_ARMOR"]),
+        (FakeResponse(no_content=True, finish_reason="NO_IMAGE"), "MODEL_FINISH_REASON", ["NO_IMAGE"]),
+        (FakeRaw({}), "MODEL_EMPTY_RESPONSE", ["no candidate"]),
+        (FakeResponse(no_content=True, finish_reason="STOP"), "MODEL_EMPTY_RESPONSE", ["finish reason STOP"]),
+        (FakeResponse(no_content=True, finish_reason=None), "MODEL_EMPTY_RESPONSE", ["finish reason absent"]),
+        (
+            FakeResponse(block_reason="OTHER", block_reason_message="The prompt was blocked for other reasons."),
+            "PROMPT_BLOCKED",
+            ["OTHER", "The prompt was blocked for other reasons."],
+        ),
+    ],
+    ids=_case_id,
+)
+async def test_a_turn_that_is_no_answer_fails_the_run_naming_the_finish_reason(
+    tmp_path: Path, turn: FakeResponse | FakeRaw, reason: str, in_message: list[str]
+) -> None:
+    agents = {"plain": agent_source(model="gemini-2.5-flash", tools=["test/echo"])}
+    async with running_stack(tmp_path, agents) as stack:
+        stack.gemini.add(turn)
+        events = await stack.execute(agent_name="plain", task="answer me")
+        finished = events[-1].run_finished
+        assert finished.status == run_pb2.RUN_STATUS_FAILED, finished
+        assert finished.error.reason == reason
+        assert all(text in finished.error.message for text in in_message), finished.error.message
+        assert finished.final_response == ""
+        steps = steps_of(events)
+        assert [s.WhichOneof("payload") for s in steps] == ["model_call", "error"]
+        assert steps[-1].error.reason == reason
+        if isinstance(turn, FakeResponse) and turn.finish_reason and not turn.block_reason:
+            assert steps[0].model_call.finish_reason == turn.finish_reason
+        stored = await stack.stored_run(finished.run_id)
+        assert stored.status == run_pb2.RUN_STATUS_FAILED and stored.error == finished.error
 
 
 async def test_an_answer_without_a_finish_reason_completes_and_only_candidate_zero_counts(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from execution_service.model.base import (
 from execution_service.model.gemini import GeminiProvider
 from execution_service.model.gemini_convert import (
     GENERATED_CALL_ID_PREFIX,
+    ResponseAccumulator,
     merge_usage,
     to_config,
     to_token_usage,
@@ -34,6 +35,7 @@ from tests.fakes.gemini_server import (
     FakeError,
     FakeFunctionCall,
     FakeGemini,
+    FakeRaw,
     FakeResponse,
     FakeUsage,
     part_field,
@@ -336,12 +338,61 @@ def test_config_disables_automatic_function_calling_and_rejects_bad_values() -> 
 
 async def test_blocked_prompt(any_gemini: GeminiProvider, fake_gemini: FakeGemini) -> None:
     provider = any_gemini
-    fake_gemini.add(FakeResponse(block_reason="SAFETY", usage=FakeUsage(prompt=40)))
+    fake_gemini.add(
+        FakeResponse(block_reason="SAFETY", block_reason_message="unsafe prompt", usage=FakeUsage(prompt=40))
+    )
     response = await provider.generate(ask())
     assert response.blocked_reason == "SAFETY"
+    assert response.finish_message == "unsafe prompt"
     assert response.text == ""
     assert response.function_calls == ()
     assert response.usage.input_tokens == 40
+    assert not response.no_candidates
+
+
+async def test_finish_reason_and_message_of_a_candidate_without_content(
+    any_gemini: GeminiProvider, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.add(
+        FakeResponse(
+            no_content=True,
+            finish_reason="MALFORMED_FUNCTION_CALL",
+            finish_message="Malformed function call: get_current_time(timezone=",
+            usage=FakeUsage(prompt=12),
+        )
+    )
+    response = await any_gemini.generate(ask(tools=(TIME_TOOL,)))
+    assert response.finish_reason == "MALFORMED_FUNCTION_CALL"
+    # google-genai 3.6.1 drops finishMessage when it converts a Gemini API response (models._Candidate_from_mldev
+    # copies no such field), so it never reaches us. If an SDK upgrade starts passing it, this becomes the message
+    # the fake sent (test_candidate_finish_message_is_kept covers our side).
+    assert response.finish_message == ""
+    assert (response.text, response.function_calls, response.provider_content) == ("", (), None)
+    assert not response.no_candidates and response.blocked_reason is None
+    assert response.usage == TokenUsage(input_tokens=12, total_tokens=12)
+
+
+def test_candidate_finish_message_is_kept() -> None:
+    accumulator = ResponseAccumulator(model=MODEL)
+    accumulator.add(
+        types.GenerateContentResponse(
+            candidates=[
+                types.Candidate(
+                    index=0, finish_reason=types.FinishReason.UNEXPECTED_TOOL_CALL, finish_message="no such tool"
+                )
+            ]
+        )
+    )
+    response = accumulator.build()
+    assert (response.finish_reason, response.finish_message) == ("UNEXPECTED_TOOL_CALL", "no such tool")
+
+
+async def test_an_empty_response_has_no_candidates(any_gemini: GeminiProvider, fake_gemini: FakeGemini) -> None:
+    fake_gemini.add(FakeRaw({}))
+    response = await any_gemini.generate(ask())
+    assert response.no_candidates
+    assert (response.text, response.function_calls, response.finish_reason) == ("", (), "")
+    assert response.blocked_reason is None and response.usage == TokenUsage()
 
 
 async def test_thought_parts_are_not_answer_text_and_go_back_with_their_signature(
