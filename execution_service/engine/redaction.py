@@ -6,12 +6,21 @@ model that repeats a secret does not put it in the stream or the store.
 
 Rules are configurable (ExecutionSettings: AGENTRUN_REDACTION, AGENTRUN_REDACT_KEYS, AGENTRUN_REDACT_PATTERNS,
 AGENTRUN_MAX_TOOL_RESULT_BYTES; `rules_with_extras`); the defaults cover keys such as password, token, api_key,
-secret, authorization (as JSON keys and as `key=value` / `"key": "value"` pairs in text), and values that look like
-bearer tokens, private keys or well-known API keys.
+secret, authorization (as JSON keys, as the `name` of a `{"name": ..., "value": ...}` header entry, and as
+`key=value` / `"key": "value"` pairs in text), and values that look like bearer tokens, Basic credentials,
+passwords in URLs, private keys or well-known API keys.
+
+Keys are normalised before matching: camelCase, kebab-case, snake_case, dotted and spaced keys become lower-case
+words joined by `_` (`refreshToken`, `X-Api-Key` -> `refresh_token`, `x_api_key`). A key is secret when a secret
+key regex matches whole words of it, unless its last word says it is about the secret rather than the secret itself
+(`token_count`, `auth_method`, `credential_type`: `RedactionRules.non_secret_suffixes`). Keys with spaces (prose
+such as "API key: ...") must end with the secret words.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,9 +28,12 @@ from typing import Any
 import orjson
 
 REDACTED = "[REDACTED]"
+DEEP_MARKER = "[REDACTED: nested too deeply]"
 
+# Regexes, each matched against whole `_`-separated words of the normalised key (lower case, `_` between words).
 DEFAULT_SECRET_KEYS = (
-    r"pass(word|wd|phrase)?",
+    r"pass(word|wd|phrase|code)?",
+    r"pwd",
     r"secret",
     r"token",
     r"api[_-]?key",
@@ -31,7 +43,60 @@ DEFAULT_SECRET_KEYS = (
     r"credentials?",
     r"client[_-]?secret",
     r"session[_-]?id",
-    r"cookie",
+    r"cookies?",
+    r"jwt",
+)
+
+# A key whose last word is one of these describes a secret (its count, type, expiry, name...) and is kept, unless
+# that last word is itself part of the secret-key match (`session_id`).
+DEFAULT_NON_SECRET_SUFFIXES = (
+    "count",
+    "counts",
+    "type",
+    "types",
+    "kind",
+    "method",
+    "methods",
+    "scheme",
+    "mode",
+    "format",
+    "version",
+    "length",
+    "len",
+    "size",
+    "limit",
+    "limits",
+    "budget",
+    "usage",
+    "used",
+    "remaining",
+    "expiry",
+    "expires",
+    "expiration",
+    "expired",
+    "ttl",
+    "lifetime",
+    "age",
+    "at",
+    "time",
+    "timestamp",
+    "date",
+    "url",
+    "uri",
+    "endpoint",
+    "path",
+    "file",
+    "name",
+    "label",
+    "id",
+    "ids",
+    "provider",
+    "policy",
+    "required",
+    "enabled",
+    "status",
+    "valid",
+    "strength",
 )
 
 DEFAULT_SECRET_VALUES = (
@@ -45,6 +110,74 @@ DEFAULT_SECRET_VALUES = (
     r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b",
 )
 
+# Always on (with redaction), each only tried when a substring check says it may match: the password of
+# `scheme://user:password@host` (scheme, user and host stay), and `Basic <base64>` when the base64 decodes to
+# `user:password`.
+_URL_CREDENTIALS_RE = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#:\"'<>]*:)(?P<password>[^\s/?#\"'<>]+)(?=@[^\s/?#@\"'<>]+)"
+)
+_BASIC_RE = re.compile(r"(?i:\bbasic)[ \t]+(?P<credentials>[A-Za-z0-9+/]{6,}={0,2})(?![A-Za-z0-9+/=])")
+
+# `Authorization: Basic xyz`: in a key/value pair the scheme and the credentials are one value.
+_AUTH_SCHEMES = (
+    r"basic|bearer|digest|token|negotiate|ntlm|hoba|mutual|vapid|apikey|api-key|key|ssws|otp|"
+    r"sharedaccesssignature|aws4-hmac-sha256|gitlab-token"
+)
+
+# `key: value`, `key=value`, `"key": "value"`, `\"key\": \"value\"` (JSON inside a JSON string), `X-Api-Key: v`,
+# `API key: v` (up to three words). Only the key and separator are consumed; the value is captured in a lookahead,
+# so a pair whose key is not secret never hides a secret pair in its value.
+_WORD = r"[A-Za-z_][\w.-]{0,63}"
+_PAIR_RE = re.compile(
+    r"(?<!\w)(?P<key>" + _WORD + r"(?:[ ]" + _WORD + r"){0,2})"
+    r"(?:\\?[\"'])?[ \t]*(?::(?!//)|=(?!=))\s*"
+    r"(?=(?P<value>\[REDACTED\]"
+    r"|\\\"(?:[^\"\\\n]|\\[^\"\n])*\\\""
+    r"|\"(?:[^\"\\\n]|\\.)*\""
+    r"|'[^'\n]*'"
+    r"|(?:(?i:" + _AUTH_SCHEMES + r")[ \t]+)?[^\s\"',;&}\]\\]+))"
+)
+
+_CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z]{2})(?=[A-Z][a-z])|(?<=[A-Za-z])(?=[0-9])")
+_NON_ALNUM_RE = re.compile(r"[^A-Za-z0-9]+")
+_HEADER_NAME_RE = re.compile(r"[\w.-]{1,64}")
+_LABEL_FIELDS = ("name", "key", "header", "Name", "Key", "Header")
+_VALUE_FIELDS = ("value", "Value")
+
+# JSON text inside a string is decoded and scrubbed structurally, at most this many encodings deep.
+MAX_JSON_IN_STRING_DEPTH = 3
+# Deeper JSON structures are replaced by DEEP_MARKER (orjson cannot serialise more than 254 levels, Python
+# recursion stops at 1000).
+MAX_NESTING = 100
+_KEY_CACHE_SIZE = 4096
+
+
+def normalise_key(key: str) -> str:
+    """`refreshToken`, `X-Api-Key`, `db.password`, `API key` -> `refresh_token`, `x_api_key`, `db_password`,
+    `api_key`: lower-case words joined by `_` (camelCase, separators and letter/digit boundaries split)."""
+    return "_".join(w for w in _NON_ALNUM_RE.split(_CAMEL_RE.sub("_", key).lower()) if w)
+
+
+def words_regex(regex: str) -> str:
+    """A key regex as matched against normalised keys: outside character classes `-`, `\\-`, `\\.` and spaces
+    stand for the `_` between words, so a configured `x-tenant-key` still matches `X-Tenant-Key` and `xTenantKey`."""
+    out: list[str] = []
+    in_class = escaped = False
+    for ch in regex:
+        if escaped:
+            escaped = False
+            if not in_class and ch in "-.":
+                out[-1] = "_"
+                continue
+        elif ch == "\\":
+            escaped = True
+        elif ch == "[" and not in_class:
+            in_class = True
+        elif ch == "]" and in_class:
+            in_class = False
+        out.append("_" if not in_class and ch in "- " else ch)
+    return "".join(out)
+
 
 @dataclass(frozen=True, slots=True)
 class RedactionRules:
@@ -52,6 +185,7 @@ class RedactionRules:
     secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
     secret_values: tuple[str, ...] = DEFAULT_SECRET_VALUES
     max_result_bytes: int = 64 * 1024
+    non_secret_suffixes: tuple[str, ...] = DEFAULT_NON_SECRET_SUFFIXES
 
 
 def rules_with_extras(
@@ -78,52 +212,154 @@ class Redactor:
     rules: RedactionRules = field(default_factory=RedactionRules)
     _key_re: re.Pattern[str] = field(init=False)
     _value_re: re.Pattern[str] = field(init=False)
-    _pair_re: re.Pattern[str] = field(init=False)
+    _non_secret_suffixes: frozenset[str] = field(init=False)
+    _key_cache: dict[str, bool] = field(init=False)
 
     def __post_init__(self) -> None:
-        keys = "|".join(f"(?:{k})" for k in self.rules.secret_keys)
-        self._key_re = re.compile(r"(?i)^(.*[_-])?(" + keys + r")([_-].*)?$")
+        keys = "|".join(f"(?:{words_regex(k)})" for k in self.rules.secret_keys)
+        self._key_re = re.compile(r"(?i)(?:^|_)(?:" + keys + r")(?=_|$)")
         self._value_re = re.compile("|".join(f"(?:{p})" for p in self.rules.secret_values))
-        # `password=...`, `"api_key": "..."`, `X-Auth-Token: ...` inside free text: the value goes, the key stays.
-        self._pair_re = re.compile(
-            r"(?i)(?P<key>[\"']?(?<![\w-])(?:[a-z0-9]+[_-])*(?:" + keys + r")(?:[_-][a-z0-9]+)*(?![\w])[\"']?"
-            r"\s*[:=]\s*)"
-            r"(?P<value>\[REDACTED\]|\"(?:[^\"\\\n]|\\.)*\"|'[^'\n]*'|[^\s\"',;&}\]]+)"
-        )
+        self._non_secret_suffixes = frozenset(s.lower() for s in self.rules.non_secret_suffixes)
+        self._key_cache = {}
+
+    # --- keys -------------------------------------------------------------------------------------------------
 
     def is_secret_key(self, key: str) -> bool:
-        return bool(self._key_re.match(key))
+        cached = self._key_cache.get(key)
+        if cached is None:
+            cached = self._classify_key(key)
+            if len(self._key_cache) >= _KEY_CACHE_SIZE:
+                self._key_cache.clear()
+            self._key_cache[key] = cached
+        return cached
+
+    def _classify_key(self, key: str) -> bool:
+        words = normalise_key(key)
+        end = -1
+        for match in self._key_re.finditer(words):
+            end = match.end()
+        if end < 0:
+            return False
+        if end == len(words):
+            return True
+        if any(c.isspace() for c in key.strip()):
+            return False  # prose ("the secret to success: ..."): the secret words must come last
+        return words.rsplit("_", 1)[-1] not in self._non_secret_suffixes
+
+    # --- structures -------------------------------------------------------------------------------------------
 
     def scrub_value(self, value: Any) -> Any:
-        """Scrubs a JSON-like value: secret keys get REDACTED values, strings are scanned for secret patterns."""
+        """Scrubs a JSON-like value: secret keys get REDACTED values, strings are scanned for secret patterns (and
+        decoded and scrubbed structurally when they hold JSON). Returns `value` itself when nothing changed."""
         if not self.rules.enabled:
             return value
-        if isinstance(value, dict):
-            return {
-                k: (REDACTED if self.is_secret_key(str(k)) and v not in (None, "") else self.scrub_value(v))
-                for k, v in value.items()
-            }
-        if isinstance(value, list):
-            return [self.scrub_value(v) for v in value]
+        return self._scrub(value, 0, 0)
+
+    def _scrub(self, value: Any, level: int, json_depth: int) -> Any:
         if isinstance(value, str):
-            return self.scrub_text(value)
+            return self._scrub_str(value, level, json_depth)
+        if isinstance(value, dict):
+            if level >= MAX_NESTING:
+                return DEEP_MARKER
+            return self._scrub_dict(value, level, json_depth)
+        if isinstance(value, list):
+            if level >= MAX_NESTING:
+                return DEEP_MARKER
+            items = [self._scrub(v, level + 1, json_depth) for v in value]
+            return value if all(a is b for a, b in zip(items, value, strict=True)) else items
         return value
+
+    def _scrub_dict(self, value: dict[Any, Any], level: int, json_depth: int) -> Any:
+        header_value = self._secret_header_field(value)
+        out: dict[Any, Any] | None = None
+        for k, v in value.items():
+            if (k == header_value or self.is_secret_key(str(k))) and _redactable(v):
+                new = REDACTED
+            else:
+                new = self._scrub(v, level + 1, json_depth)
+            if new is not v and out is None:
+                out = {}
+                for done_k, done_v in value.items():
+                    if done_k == k:
+                        break
+                    out[done_k] = done_v
+            if out is not None:
+                out[k] = new
+        return value if out is None else out
+
+    def _secret_header_field(self, value: dict[Any, Any]) -> str | None:
+        """`{"name": "Authorization", "value": "Bearer ..."}` (also key/header, Value): the value field to redact."""
+        for value_field in _VALUE_FIELDS:
+            if value_field in value:
+                for label_field in _LABEL_FIELDS:
+                    label = value.get(label_field)
+                    if isinstance(label, str) and _HEADER_NAME_RE.fullmatch(label) and self.is_secret_key(label):
+                        return value_field
+        return None
+
+    def _scrub_str(self, text: str, level: int, json_depth: int) -> str:
+        if json_depth < MAX_JSON_IN_STRING_DEPTH and _looks_like_json(text):
+            try:
+                parsed = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                pass
+            else:
+                if isinstance(parsed, (dict, list, str)):
+                    scrubbed = self._scrub(parsed, level + 1, json_depth + 1)
+                    return text if scrubbed is parsed else _dumps(scrubbed)
+        return self._scrub_text(text)
+
+    # --- text -------------------------------------------------------------------------------------------------
 
     def scrub_text(self, text: str) -> str:
         """Free text: secret-looking values, and the values of `secret_key=value` / `"secret_key": "value"` pairs."""
         if not self.rules.enabled or not text:
             return text
-        return self._pair_re.sub(_redact_pair, self._value_re.sub(REDACTED, text))
+        return self._scrub_text(text)
+
+    def _scrub_text(self, text: str) -> str:
+        out = self._value_re.sub(REDACTED, text)
+        if "://" in out:
+            out = _URL_CREDENTIALS_RE.sub(_redact_url_password, out)
+        if "asic" in out or "ASIC" in out:
+            out = _BASIC_RE.sub(_redact_basic, out)
+        return self._scrub_pairs(out)
+
+    def _scrub_pairs(self, text: str) -> str:
+        pieces: list[str] | None = None
+        pos = 0  # text[:pos] is done
+        search = _PAIR_RE.search
+        match = search(text)
+        while match is not None:
+            replacement = None
+            if self.is_secret_key(match.group("key")):
+                replacement = _redacted_pair_value(match.group("value"))
+            if replacement is None:
+                match = search(text, match.end())  # the value may hold a pair of its own
+                continue
+            if pieces is None:
+                pieces = []
+            start, end = match.span("value")
+            pieces.append(text[pos:start])
+            pieces.append(replacement)
+            pos = end
+            match = search(text, end)
+        if pieces is None:
+            return text
+        pieces.append(text[pos:])
+        return "".join(pieces)
 
     def scrub_json_text(self, text: str) -> str:
-        """Scrubs JSON text structurally when it parses, as plain text otherwise."""
+        """Scrubs JSON text structurally when it parses (returned as is when nothing in it was secret), as plain text
+        otherwise."""
         if not self.rules.enabled or not text:
             return text
         try:
             parsed = orjson.loads(text)
         except orjson.JSONDecodeError:
-            return self.scrub_text(text)
-        return orjson.dumps(self.scrub_value(parsed)).decode()
+            return self._scrub_text(text)
+        scrubbed = self.scrub_value(parsed)
+        return text if scrubbed is parsed else _dumps(scrubbed)
 
     def scrub_result_text(self, text: str) -> str:
         """Tool results are often JSON in text form: scrub them structurally when they parse."""
@@ -145,9 +381,60 @@ class Redactor:
         return CappedText(f"{head}\n[truncated: {original} bytes in all, {limit} kept]", original, True)
 
 
-def _redact_pair(match: re.Match[str]) -> str:
-    value = match.group("value")
-    if value == REDACTED or value in ('""', "''"):
+def _redact_url_password(match: re.Match[str]) -> str:
+    if match.group("password") == REDACTED:
         return match.group(0)
-    quote = value[0] if value[0] in "\"'" and len(value) > 1 else ""
-    return f"{match.group('key')}{quote}{REDACTED}{quote}"
+    return match.group("head") + REDACTED
+
+
+def _redact_basic(match: re.Match[str]) -> str:
+    if _basic_credentials(match.group("credentials")) is None:
+        return match.group(0)  # "Basic configuration": a word, not credentials
+    return REDACTED
+
+
+def _redactable(value: Any) -> bool:
+    """A value under a secret key that is redacted: not empty, and not a boolean (`"auth": false` holds no secret)."""
+    return value is not None and value != "" and not isinstance(value, bool)
+
+
+def _looks_like_json(text: str) -> bool:
+    first = text[:1]
+    if first in (" ", "\n", "\t", "\r"):
+        text = text.strip()
+        first = text[:1]
+    if first == "{":
+        return text.endswith("}") or text.rstrip().endswith("}")
+    if first == "[":
+        return text.endswith("]") or text.rstrip().endswith("]")
+    if first == '"':
+        return len(text) > 1 and (text.endswith('"') or text.rstrip().endswith('"'))
+    return False
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _basic_credentials(encoded: str) -> str | None:
+    """`user:password` when `encoded` is base64 of that (Basic authentication), else None."""
+    try:
+        decoded = base64.b64decode(encoded, validate=True).decode()
+    except (binascii.Error, ValueError):
+        return None
+    return decoded if ":" in decoded and decoded.isprintable() else None
+
+
+def _redacted_pair_value(value: str) -> str | None:
+    """The replacement for the value of a secret pair, or None to leave it (empty or already redacted)."""
+    if value == REDACTED:
+        return None
+    if value.startswith('\\"'):
+        quote, inner = '\\"', value[2:-2]
+    elif value[0] in "\"'" and len(value) > 1:
+        quote, inner = value[0], value[1:-1]
+    else:
+        quote, inner = "", value
+    if not inner or inner == REDACTED:
+        return None
+    return f"{quote}{REDACTED}{quote}"

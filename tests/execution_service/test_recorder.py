@@ -29,3 +29,13 @@ def test_a_truncated_result_reports_the_size_the_tool_returned() -> None:
     assert finished.original_size_bytes == len(original.encode())
     assert f"[truncated: {len(original.encode())} bytes in all, 256 kept]" in finished.result_text
     assert "p" * 50 not in finished.result_text
+
+
+def test_a_result_under_the_cap_keeps_its_text_and_original_size() -> None:
+    recorder, _ = _recorder()
+    original = json.dumps({"rows": [1, 2, 3], "token_count": 3}, indent=2)
+    recorder.tool_finished("c1", "vault", ToolOutcome(text=original), time=NOW, duration=timedelta(0))
+    finished = recorder.steps[-1].payload
+    assert isinstance(finished, ToolCallFinished)
+    assert finished.result_text == original  # nothing secret: not re-serialised
+    assert finished.original_size_bytes == len(original.encode()) and not finished.truncated

@@ -1,0 +1,299 @@
+"""The redactor as an attacker (or a careless tool) would test it: secret keys spelled every way, credentials in
+headers, URLs and header lists, JSON hidden inside strings, and what must NOT be redacted."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import orjson
+import pytest
+
+from execution_service.engine.redaction import (
+    DEEP_MARKER,
+    REDACTED,
+    RedactionRules,
+    Redactor,
+    normalise_key,
+    rules_with_extras,
+)
+
+SECRET = "s3cr3t-VALUE-9876"
+
+SECRET_KEYS = [
+    "password",
+    "Password",
+    "PASSWORD",
+    "accessToken",
+    "refreshToken",
+    "authToken",
+    "userPassword",
+    "dbPassword",
+    "secretAccessKey",
+    "pwd",
+    "passwd",
+    "passphrase",
+    "x-api-key",
+    "X-Api-Key",
+    "apiKey",
+    "APIKey",
+    "api_key",
+    "apikey",
+    "client_secret",
+    "clientSecret",
+    "private_key",
+    "privateKey",
+    "set-cookie",
+    "Set-Cookie",
+    "cookie",
+    "session_id",
+    "sessionId",
+    "SESSION_ID",
+    "token",
+    "auth_token",
+    "access_token",
+    "id_token",
+    "OAuthToken",
+    "Authorization",
+    "auth",
+    "credentials",
+    "db.password",
+    "password2",
+    "github_token_value",
+]
+
+NON_SECRET_KEYS = [
+    "max_tokens",
+    "maxTokens",
+    "token_count",
+    "tokenCount",
+    "total_tokens",
+    "input_tokens",
+    "auth_method",
+    "authMethod",
+    "credential_type",
+    "token_type",
+    "token_expires_at",
+    "password_policy",
+    "author",
+    "authority",
+    "oauth_provider",
+    "OAuthProvider",
+    "username",
+    "user",
+    "session",
+    "keyboard",
+    "passport_number",
+    "bypass",
+    "compass",
+    "secretary_name",
+    "tokenizer",
+    "api_key_name",
+]
+
+
+@pytest.mark.parametrize("key", SECRET_KEYS)
+def test_secret_keys_are_redacted_however_they_are_spelled(key: str) -> None:
+    redactor = Redactor()
+    assert redactor.is_secret_key(key), normalise_key(key)
+    assert redactor.scrub_value({key: SECRET, "n": 1}) == {key: REDACTED, "n": 1}
+    # ... and as a `key: value` / `key=value` pair in free text.
+    for text in (f"{key}: {SECRET}", f"{key}={SECRET}&next=1", f'{{"{key}": "{SECRET}"}} (log line)'):
+        scrubbed = redactor.scrub_text(text)
+        assert SECRET not in scrubbed and REDACTED in scrubbed and key in scrubbed, (text, scrubbed)
+
+
+@pytest.mark.parametrize("key", NON_SECRET_KEYS)
+def test_keys_that_only_describe_or_contain_a_secret_word_are_kept(key: str) -> None:
+    redactor = Redactor()
+    assert not redactor.is_secret_key(key), normalise_key(key)
+    value = {key: "kept-value-1234", "nested": {key: 42}}
+    assert redactor.scrub_value(value) is value
+    text = f"{key}: kept-value-1234, {key}=42"
+    assert redactor.scrub_text(text) == text
+
+
+def test_usage_counts_survive_next_to_redacted_tokens() -> None:
+    usage = {"max_tokens": 512, "token_count": 17, "total_tokens": 99, "accessToken": "abc", "token": "xyz"}
+    assert Redactor().scrub_value(usage) == {
+        "max_tokens": 512,
+        "token_count": 17,
+        "total_tokens": 99,
+        "accessToken": REDACTED,
+        "token": REDACTED,
+    }
+
+
+def test_key_normalisation() -> None:
+    assert normalise_key("refreshToken") == "refresh_token"
+    assert normalise_key("X-Api-Key") == "x_api_key"
+    assert normalise_key("APIKey") == "api_key"
+    assert normalise_key("OAuthToken") == "oauth_token"
+    assert normalise_key("HTTPAuthHeader") == "http_auth_header"
+    assert normalise_key("db.password") == "db_password"
+    assert normalise_key("  API key ") == "api_key"
+    assert normalise_key("password2") == "password_2"
+
+
+def test_configured_keys_and_suffixes_still_work() -> None:
+    rules = rules_with_extras(enabled=True, max_result_bytes=1024, extra_keys=("ssn", "iban"))
+    redactor = Redactor(rules)
+    assert redactor.scrub_value({"customerSsn": "078-05-1120", "IBAN": "DE89370400440532013000", "n": 1}) == {
+        "customerSsn": REDACTED,
+        "IBAN": REDACTED,
+        "n": 1,
+    }
+    assert redactor.scrub_text("customer-ssn=078-05-1120") == f"customer-ssn={REDACTED}"
+    # Configured regexes written with `-` or `\.` still match however the key is spelled.
+    dashed = Redactor(rules_with_extras(enabled=True, max_result_bytes=1024, extra_keys=("x-tenant-key", r"db\.dsn")))
+    for key in ("X-Tenant-Key", "xTenantKey", "x_tenant_key", "db.dsn", "dbDsn"):
+        assert dashed.is_secret_key(key), key
+    assert not dashed.is_secret_key("tenant_key")
+    # The words that make a key descriptive are a rule too.
+    strict = Redactor(RedactionRules(non_secret_suffixes=()))
+    assert strict.scrub_value({"token_count": 3}) == {"token_count": REDACTED}
+    off = Redactor(RedactionRules(enabled=False))
+    assert off.scrub_value({"password": SECRET}) == {"password": SECRET}
+
+
+def test_booleans_and_empty_values_under_secret_keys_are_kept() -> None:
+    value = {"auth": False, "password": "", "token": None, "has_password": True}
+    assert Redactor().scrub_value(value) is value
+
+
+# --- free text: schemes, Basic, URLs ------------------------------------------------------------------------------
+
+BASIC = base64.b64encode(b"svc-user:correct-horse-battery").decode()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Authorization: Basic dXNlcjpwYXNzd29yZA==", f"Authorization: {REDACTED}"),
+        ("authorization=Basic dXNlcjpwYXNzd29yZA==; next", f"authorization={REDACTED}; next"),
+        ("Authorization: Digest abcdef0123456789", f"Authorization: {REDACTED}"),
+        ("Proxy-Authorization: Negotiate YIIGhgYJKoZIhvcSAQICAQBuggZ1", f"Proxy-Authorization: {REDACTED}"),
+        ("Authorization: Token 0123456789abcdef", f"Authorization: {REDACTED}"),
+        ("Authorization: Bearer abcdefghijklmnop", f"Authorization: {REDACTED}"),
+        (f"curl -H 'Authorization: Basic {BASIC}' https://api", f"curl -H 'Authorization: {REDACTED}' https://api"),
+        (f"sent Basic {BASIC} to the proxy", f"sent {REDACTED} to the proxy"),
+        ("Basic configuration is described in basic terms", "Basic configuration is described in basic terms"),
+        ("Basic aGVsbG8gd29ybGQ= is hello world, no colon", "Basic aGVsbG8gd29ybGQ= is hello world, no colon"),
+    ],
+)
+def test_authorization_schemes_are_redacted_with_their_credentials(text: str, expected: str) -> None:
+    assert Redactor().scrub_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "postgres://admin:pa55-word@db.example.com:5432/app",
+            f"postgres://admin:{REDACTED}@db.example.com:5432/app",
+        ),
+        ("see https://bob:hunter22@example.com/path?x=1 now", f"see https://bob:{REDACTED}@example.com/path?x=1 now"),
+        ("redis://:only-a-password@cache:6379/0", f"redis://:{REDACTED}@cache:6379/0"),
+        ("amqp://me@corp.com:p@ss:word@mq.host/vhost", f"amqp://me@corp.com:{REDACTED}@mq.host/vhost"),
+        ("https://example.com:8443/a@b and ftp://host/x", "https://example.com:8443/a@b and ftp://host/x"),
+        ("mailto:someone@example.com", "mailto:someone@example.com"),
+    ],
+)
+def test_passwords_in_urls_are_redacted_and_scheme_user_and_host_kept(text: str, expected: str) -> None:
+    assert Redactor().scrub_text(text) == expected
+
+
+def test_pairs_hidden_in_the_value_of_a_harmless_pair_are_found() -> None:
+    redactor = Redactor()
+    assert redactor.scrub_text("note: password=hunter22") == f"note: password={REDACTED}"
+    assert (
+        redactor.scrub_text("accessToken=abcdef123456 and x-api-key: key-1234567")
+        == f"accessToken={REDACTED} and x-api-key: {REDACTED}"
+    )
+    assert redactor.scrub_text("Your API key: AKabc123456.") == f"Your API key: {REDACTED}"
+    # Prose whose key merely starts with a secret word keeps its value.
+    assert redactor.scrub_text("The secret to success: hard work") == "The secret to success: hard work"
+    assert redactor.scrub_text("if token == 'x': pass") == "if token == 'x': pass"
+
+
+def test_escaped_json_in_text_is_redacted() -> None:
+    text = 'payload was "{\\"password\\": \\"esc-secret-1\\", \\"n\\": 1}"'
+    assert Redactor().scrub_text(text) == f'payload was "{{\\"password\\": \\"{REDACTED}\\", \\"n\\": 1}}"'
+
+
+# --- header lists -------------------------------------------------------------------------------------------------
+
+
+def test_header_lists_redact_the_value_of_secret_names() -> None:
+    headers = {
+        "headers": [
+            {"name": "Authorization", "value": "Basic opaque-credential"},
+            {"name": "Content-Type", "value": "application/json"},
+            {"key": "X-Api-Key", "value": "opaque-api-key"},
+            {"header": "Cookie", "value": "sid=opaque"},
+            {"Name": "set-cookie", "Value": "sid=opaque; Path=/"},
+        ],
+        "env": [{"name": "DB_PASSWORD", "value": "opaque-db"}, {"name": "REGION", "value": "eu-west-1"}],
+        "field": {"name": "a sentence about the password reset", "value": 3},
+    }
+    assert Redactor().scrub_value(headers) == {
+        "headers": [
+            {"name": "Authorization", "value": REDACTED},
+            {"name": "Content-Type", "value": "application/json"},
+            {"key": "X-Api-Key", "value": REDACTED},
+            {"header": "Cookie", "value": REDACTED},
+            {"Name": "set-cookie", "Value": REDACTED},
+        ],
+        "env": [{"name": "DB_PASSWORD", "value": REDACTED}, {"name": "REGION", "value": "eu-west-1"}],
+        "field": {"name": "a sentence about the password reset", "value": 3},
+    }
+
+
+# --- JSON inside strings ------------------------------------------------------------------------------------------
+
+
+def test_double_encoded_json_is_scrubbed_structurally() -> None:
+    inner = {"refreshToken": SECRET, "user": "alice", "token_count": 3}
+    value = {"payload": json.dumps(inner), "list": [json.dumps([inner])]}
+    scrubbed = Redactor().scrub_value(value)
+    assert json.loads(scrubbed["payload"]) == {"refreshToken": REDACTED, "user": "alice", "token_count": 3}
+    assert json.loads(scrubbed["list"][0]) == [{"refreshToken": REDACTED, "user": "alice", "token_count": 3}]
+
+
+def test_triple_encoded_json_in_a_tool_result_and_in_structured_content() -> None:
+    redactor = Redactor()
+    once = json.dumps({"password": SECRET})
+    twice = json.dumps(once)  # a JSON string holding JSON text
+    result = json.dumps({"result": twice})
+    out = redactor.scrub_result_text(result)
+    assert SECRET not in out
+    assert json.loads(json.loads(json.loads(out)["result"])) == {"password": REDACTED}
+    assert SECRET not in redactor.scrub_json_text(json.dumps({"structuredContent": {"body": once}}))
+
+
+def test_json_in_strings_is_decoded_a_bounded_number_of_times() -> None:
+    text: Any = {"password": SECRET}
+    for _ in range(10):
+        text = json.dumps(text)
+    # Deeper than the bound: scanned as text, where the escaped pair still matches.
+    assert SECRET not in Redactor().scrub_value({"x": text})
+
+
+def test_nothing_secret_means_the_same_objects_and_text_back() -> None:
+    redactor = Redactor()
+    value = {"a": [1, 2.5, "text", {"b": None, "c": json.dumps({"d": "e"})}], "token_count": 4}
+    assert redactor.scrub_value(value) is value
+    text = json.dumps(value, indent=2)  # not re-serialised: formatting kept
+    assert redactor.scrub_result_text(text) is text
+    assert redactor.scrub_json_text(text) is text
+
+
+def test_structures_nested_deeper_than_the_limit_are_cut_not_crashing() -> None:
+    deep = "[" * 600 + "]" * 600
+    out = Redactor().scrub_json_text(deep)
+    assert DEEP_MARKER in out and orjson.loads(out)
+    arguments: Any = {"password": SECRET}
+    for _ in range(300):
+        arguments = {"n": arguments}
+    assert SECRET not in orjson.dumps(Redactor().scrub_value(arguments)).decode()
