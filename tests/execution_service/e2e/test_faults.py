@@ -82,8 +82,11 @@ async def test_mcp_server_killed_mid_call_is_a_tool_error_then_restarted(tmp_pat
         assert results["s1"].is_error and results["s1"].status == run_pb2.TOOL_CALL_STATUS_FAILED
         assert results["s1"].duration.ToTimedelta().total_seconds() < 10
         assert not results["e1"].is_error and "still there?" in results["e1"].result_text
-        # The model received the crash as the tool's result.
-        assert "s1" in json.dumps(stack.gemini.requests[1].body)
+        # The model received the crash as the tool's error, for that call.
+        crash = stack.gemini.requests[1].function_response("s1")
+        assert crash == {"id": "s1", "name": "sleep", "response": {"error": results["s1"].result_text}}
+        assert "victim" in results["s1"].result_text and "connection lost" in results["s1"].result_text
+        assert stack.gemini.requests[2].function_response("e1")["response"] == {"result": "still there?"}
 
 
 async def test_execution_service_killed_mid_run_publishes_interrupted_after_restart(tmp_path: Path) -> None:

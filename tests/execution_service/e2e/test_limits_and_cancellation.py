@@ -138,9 +138,18 @@ async def test_client_disconnect_cancels_the_run_unless_detached(tmp_path: Path)
         call = stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="sleepy", task="sleep"))
         events = await first_events(call, 3)  # started, model call, tool call
         run_id = events[0].run_started.run_id
+        assert events[2].step.tool_call.call_id == "s1"
+        disconnected_at = asyncio.get_running_loop().time()
         call.cancel()
         stored = await wait_stored(stack, run_id)
-        assert stored.status == run_pb2.RUN_STATUS_CANCELLED
+        assert stored.status == run_pb2.RUN_STATUS_CANCELLED and stored.error.reason == "CANCELLED"
+        # The in-flight tool call was cancelled (not left running for its 30 s), and stored so.
+        assert asyncio.get_running_loop().time() - disconnected_at < 10
+        [sleep_call] = stored.tool_calls
+        assert (sleep_call.id, sleep_call.status) == ("s1", run_pb2.TOOL_CALL_STATUS_CANCELLED)
+        assert sleep_call.duration.ToTimedelta().total_seconds() < 10
+        [result] = [s.tool_result for s in stored.execution_steps if s.WhichOneof("payload") == "tool_result"]
+        assert (result.call_id, result.status, result.is_error) == ("s1", run_pb2.TOOL_CALL_STATUS_CANCELLED, True)
 
         stack.gemini.add(sleeper(0.3, "s2"), FakeResponse(text="done while you were away"))
         call = stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="sleepy", task="sleep", detach=True))

@@ -4,12 +4,14 @@ RunsService on SQLite. What the client saw streamed must be exactly what is stor
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
 
-from tests.fakes.gemini_server import FakeError, FakeFunctionCall, FakeResponse, FakeUsage
+from tests.fakes.gemini_server import FakeError, FakeFunctionCall, FakeResponse, FakeUsage, part_field
 from tests.support.stack import agent_source, running_stack, steps_of
 
 
@@ -40,7 +42,19 @@ async def test_test_model_run_streams_every_step_and_stores_the_same_run(tmp_pat
             assert steps.index(call) < result_index
         results = {s.tool_result.tool_name: s.tool_result for s in steps if s.WhichOneof("payload") == "tool_result"}
         assert not any(r.is_error for r in results.values()), results
-        assert "Europe/Paris" in results["get_current_time"].result_text or results["get_current_time"].result_text
+        # The time tool was asked for Paris (TestModel fills "timezone" with Europe/Paris) and answered with the
+        # current time there.
+        calls = {s.tool_call.tool_name: s.tool_call for s in steps if s.WhichOneof("payload") == "tool_call"}
+        assert json.loads(calls["get_current_time"].arguments_json) == {"timezone": "Europe/Paris"}
+        paris = json.loads(results["get_current_time"].result_json)
+        assert paris["timezone"] == "Europe/Paris"
+        paris_time = datetime.fromisoformat(paris["datetime"])
+        assert paris_time.utcoffset() == datetime.now(ZoneInfo("Europe/Paris")).utcoffset()
+        assert abs(paris_time - datetime.now(UTC)) < timedelta(minutes=2)
+        assert results["echo"].result_text == "example"
+        assert json.loads(results["add"].result_json) == {"result": 2}
+        assert finished.final_response.startswith("Called 3 tools: echo -> example; add -> 2; get_current_time -> ")
+        assert paris["datetime"] in finished.final_response
 
         stored = await stack.stored_run(started.run_id)
         assert stored.status == run_pb2.RUN_STATUS_COMPLETED
@@ -91,9 +105,13 @@ async def test_gemini_run_sums_tokens_over_every_model_call_and_measures_tool_ti
         assert stored.steps_taken == 3
         assert stored.tool_calls[0].duration.ToTimedelta().total_seconds() >= 0.3
         assert stored.cost.amount and stored.cost.price_table_version.startswith("genai-prices")
-        # Tool results went back to the model as function responses with the call id.
+        # Tool results went back to the model as function responses with the call id, after the call they answer.
         third = stack.gemini.requests[2]
-        assert "slept" in json.dumps(third.body) or "c1" in json.dumps(third.body)
+        assert third.roles == ["user", "model", "user", "model", "user"]
+        assert third.function_response("c1") == {"id": "c1", "name": "sleep", "response": {"result": "slept 0.3s"}}
+        assert third.function_response("c2") == {"id": "c2", "name": "add", "response": {"result": 5}}
+        assert [part_field(p, "functionResponse", "function_response")["id"] for p in third.parts(2)] == ["c1"]
+        assert [part_field(p, "functionResponse", "function_response")["id"] for p in third.parts(4)] == ["c2"]
 
 
 async def test_model_answering_429_twice_then_succeeding_completes(tmp_path: Path) -> None:
@@ -146,8 +164,16 @@ async def test_failing_and_schema_invalid_tool_calls_go_back_to_the_model_as_err
         assert results["f1"].is_error and "disk on fire" in results["f1"].result_text
         assert results["f2"].is_error and results["f2"].status == run_pb2.TOOL_CALL_STATUS_FAILED
         assert results["f3"].is_error and "no_such_tool" in results["f3"].result_text
-        second = json.dumps(stack.gemini.requests[1].body)
-        assert "disk on fire" in second
+        # The model received each failure as that call's error, never as a result.
+        second = stack.gemini.requests[1]
+        sent = {call_id: second.function_response(call_id) for call_id in ("f1", "f2", "f3")}
+        assert {call_id: r["name"] for call_id, r in sent.items()} == {"f1": "fail", "f2": "add", "f3": "no_such_tool"}
+        assert all(r["response"].keys() == {"error"} for r in sent.values()), sent
+        assert "disk on fire" in sent["f1"]["response"]["error"]
+        invalid = sent["f2"]["response"]["error"]
+        assert invalid.startswith("Invalid arguments for tool 'add'") and "two" in invalid, invalid
+        assert invalid == results["f2"].result_text
+        assert "no_such_tool" in sent["f3"]["response"]["error"]
 
 
 async def test_secrets_in_tool_results_are_redacted_in_the_stream_and_the_store(tmp_path: Path) -> None:
