@@ -1,6 +1,8 @@
 """Turns what happens in a run into numbered ExecutionSteps, emits each one at once, and keeps the totals.
 
-Everything streamed and everything stored goes through here, so both always hold the same, redacted steps.
+Everything streamed and everything stored goes through here, so both always hold the same, redacted steps. Each
+recorder has the run's SecretMemory: a secret value redacted from one step is also scrubbed from every later step
+(and the final response and error) that repeats it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class StepRecorder:
         self._emit = emit
         self._handed_off = handed_off
         self._redactor = redactor
+        self._secrets = redactor.new_memory()
         self.steps: list[ExecutionStep] = []
         self.usage = TokenUsage()
         self.model_calls = 0
@@ -81,7 +84,7 @@ class StepRecorder:
                 usage=response.usage,
                 finish_reason=response.finish_reason,
                 time_to_first_token=response.time_to_first_token,
-                text=storable(self._redactor.scrub_text(response.text)),
+                text=storable(self._redactor.scrub_text(response.text, self._secrets)),
                 function_call_count=len(response.function_calls),
             ),
             time=started,
@@ -91,7 +94,7 @@ class StepRecorder:
     def tool_started(self, call_id: str, tool: ResolvedTool, arguments: dict[str, Any], *, time: datetime) -> None:
         self.tool_calls += 1
         self._tools_used.setdefault(tool.name, None)
-        scrubbed = self._redactor.scrub_value(arguments)
+        scrubbed = self._redactor.scrub_value(arguments, self._secrets)
         self.record(
             ToolCallStarted(
                 call_id=call_id,
@@ -105,10 +108,11 @@ class StepRecorder:
     def tool_finished(
         self, call_id: str, tool_name: str, outcome: ToolOutcome, *, time: datetime, duration: timedelta
     ) -> None:
-        scrubbed = storable(self._redactor.scrub_result_text(outcome.text))
+        # Structured content first: its keys find the secrets that the text may show without a key.
+        structured = storable(self._redactor.scrub_json_text(outcome.structured_json, self._secrets))
+        scrubbed = storable(self._redactor.scrub_result_text(outcome.text, self._secrets))
         # The size of the result as the tool returned it, not of the scrubbed (maybe re-serialised) text.
         capped = self._redactor.cap(scrubbed, original_size_bytes=len(outcome.text.encode()))
-        structured = storable(self._redactor.scrub_json_text(outcome.structured_json))
         if len(structured.encode()) > self._redactor.rules.max_result_bytes:
             structured = ""  # the capped text keeps the beginning; half a JSON document helps nobody
         self.record(
@@ -132,7 +136,11 @@ class StepRecorder:
 
     def scrub_final(self, text: str) -> str:
         """The final response as streamed and stored: scrubbed like free text (the model saw unredacted results)."""
-        return storable(self._redactor.scrub_text(text))
+        return storable(self._redactor.scrub_text(text, self._secrets))
+
+    def scrub_error(self, error: RunError) -> RunError:
+        """An error as streamed and stored: its message may quote a model or tool answer holding a secret."""
+        return RunError(error.reason, storable(self._redactor.scrub_text(error.message, self._secrets)))
 
     def error(self, error: RunError) -> None:
-        self.record(RunError(error.reason, storable(error.message)), time=utc_now())
+        self.record(self.scrub_error(error), time=utc_now())

@@ -2,7 +2,9 @@
 
 The model still receives the unredacted result: redaction protects the record, not the conversation. Because the
 model saw the secret, its own text (model-call text and the final response) is scrubbed too (`scrub_text`), so a
-model that repeats a secret does not put it in the stream or the store.
+model that repeats a secret does not put it in the stream or the store. A model that repeats a secret in prose
+("the token is abc123...") is caught by `SecretMemory`: each run remembers the values its redaction removed and
+replaces them literally wherever they appear later in the run.
 
 Rules are configurable (ExecutionSettings: AGENTRUN_REDACTION, AGENTRUN_REDACT_KEYS, AGENTRUN_REDACT_PATTERNS,
 AGENTRUN_MAX_TOOL_RESULT_BYTES; `rules_with_extras`); the defaults cover keys such as password, token, api_key,
@@ -22,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -207,6 +210,47 @@ class CappedText:
     truncated: bool
 
 
+class SecretMemory:
+    """The secret values one run's redaction removed (at least MIN_LENGTH characters, so common short words
+    survive), replaced literally wherever they appear later in the same run: a model repeating a secret in prose
+    ("the refreshToken is ...") is scrubbed even though no rule matches the prose."""
+
+    MIN_LENGTH = 6
+    MAX_VALUES = 1024
+
+    __slots__ = ("_pattern", "_values")
+
+    def __init__(self) -> None:
+        self._values: dict[str, None] = {}
+        self._pattern: re.Pattern[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._values
+
+    def add(self, value: str) -> None:
+        value = value.strip()
+        if (
+            len(value) < self.MIN_LENGTH
+            or value in self._values
+            or REDACTED in value
+            or len(self._values) >= self.MAX_VALUES
+        ):
+            return
+        self._values[value] = None
+        self._pattern = None
+
+    def scrub(self, text: str) -> str:
+        if not self._values or len(text) < self.MIN_LENGTH:
+            return text
+        if self._pattern is None:
+            ordered = sorted(self._values, key=len, reverse=True)  # the longest first: no half-replaced secret
+            self._pattern = re.compile("|".join(map(re.escape, ordered)))
+        return self._pattern.sub(REDACTED, text)
+
+
 @dataclass(slots=True)
 class Redactor:
     rules: RedactionRules = field(default_factory=RedactionRules)
@@ -221,6 +265,10 @@ class Redactor:
         self._value_re = re.compile("|".join(f"(?:{p})" for p in self.rules.secret_values))
         self._non_secret_suffixes = frozenset(s.lower() for s in self.rules.non_secret_suffixes)
         self._key_cache = {}
+
+    def new_memory(self) -> SecretMemory:
+        """A memory for one run (StepRecorder): pass it to every scrub of that run."""
+        return SecretMemory()
 
     # --- keys -------------------------------------------------------------------------------------------------
 
@@ -248,35 +296,42 @@ class Redactor:
 
     # --- structures -------------------------------------------------------------------------------------------
 
-    def scrub_value(self, value: Any) -> Any:
+    def scrub_value(self, value: Any, memory: SecretMemory | None = None) -> Any:
         """Scrubs a JSON-like value: secret keys get REDACTED values, strings are scanned for secret patterns (and
         decoded and scrubbed structurally when they hold JSON). Returns `value` itself when nothing changed."""
         if not self.rules.enabled:
             return value
-        return self._scrub(value, 0, 0)
+        before = len(memory) if memory is not None else 0
+        out = self._scrub(value, memory, 0, 0)
+        if memory is not None and len(memory) != before:
+            # Secrets found late in the walk may also sit in strings scrubbed before they were found.
+            out = _apply_memory(out, memory, 0)
+        return out
 
-    def _scrub(self, value: Any, level: int, json_depth: int) -> Any:
+    def _scrub(self, value: Any, memory: SecretMemory | None, level: int, json_depth: int) -> Any:
         if isinstance(value, str):
-            return self._scrub_str(value, level, json_depth)
+            return self._scrub_str(value, memory, level, json_depth)
         if isinstance(value, dict):
             if level >= MAX_NESTING:
                 return DEEP_MARKER
-            return self._scrub_dict(value, level, json_depth)
+            return self._scrub_dict(value, memory, level, json_depth)
         if isinstance(value, list):
             if level >= MAX_NESTING:
                 return DEEP_MARKER
-            items = [self._scrub(v, level + 1, json_depth) for v in value]
+            items = [self._scrub(v, memory, level + 1, json_depth) for v in value]
             return value if all(a is b for a, b in zip(items, value, strict=True)) else items
         return value
 
-    def _scrub_dict(self, value: dict[Any, Any], level: int, json_depth: int) -> Any:
+    def _scrub_dict(self, value: dict[Any, Any], memory: SecretMemory | None, level: int, json_depth: int) -> Any:
         header_value = self._secret_header_field(value)
         out: dict[Any, Any] | None = None
         for k, v in value.items():
             if (k == header_value or self.is_secret_key(str(k))) and _redactable(v):
+                if memory is not None:
+                    _remember(v, memory, 0)
                 new = REDACTED
             else:
-                new = self._scrub(v, level + 1, json_depth)
+                new = self._scrub(v, memory, level + 1, json_depth)
             if new is not v and out is None:
                 out = {}
                 for done_k, done_v in value.items():
@@ -297,7 +352,7 @@ class Redactor:
                         return value_field
         return None
 
-    def _scrub_str(self, text: str, level: int, json_depth: int) -> str:
+    def _scrub_str(self, text: str, memory: SecretMemory | None, level: int, json_depth: int) -> str:
         if json_depth < MAX_JSON_IN_STRING_DEPTH and _looks_like_json(text):
             try:
                 parsed = orjson.loads(text)
@@ -305,27 +360,29 @@ class Redactor:
                 pass
             else:
                 if isinstance(parsed, (dict, list, str)):
-                    scrubbed = self._scrub(parsed, level + 1, json_depth + 1)
+                    scrubbed = self._scrub(parsed, memory, level + 1, json_depth + 1)
                     return text if scrubbed is parsed else _dumps(scrubbed)
-        return self._scrub_text(text)
+        return self._scrub_text(text, memory)
 
     # --- text -------------------------------------------------------------------------------------------------
 
-    def scrub_text(self, text: str) -> str:
-        """Free text: secret-looking values, and the values of `secret_key=value` / `"secret_key": "value"` pairs."""
+    def scrub_text(self, text: str, memory: SecretMemory | None = None) -> str:
+        """Free text: secret-looking values, the values of `secret_key=value` / `"secret_key": "value"` pairs, and
+        (with a memory) every secret value redacted earlier in the run."""
         if not self.rules.enabled or not text:
             return text
-        return self._scrub_text(text)
+        return self._scrub_text(text, memory)
 
-    def _scrub_text(self, text: str) -> str:
-        out = self._value_re.sub(REDACTED, text)
+    def _scrub_text(self, text: str, memory: SecretMemory | None) -> str:
+        out = self._value_re.sub(REDACTED if memory is None else _value_replacer(memory), text)
         if "://" in out:
-            out = _URL_CREDENTIALS_RE.sub(_redact_url_password, out)
+            out = _URL_CREDENTIALS_RE.sub(_url_replacer(memory), out)
         if "asic" in out or "ASIC" in out:
-            out = _BASIC_RE.sub(_redact_basic, out)
-        return self._scrub_pairs(out)
+            out = _BASIC_RE.sub(_basic_replacer(memory), out)
+        out = self._scrub_pairs(out, memory)
+        return memory.scrub(out) if memory is not None else out
 
-    def _scrub_pairs(self, text: str) -> str:
+    def _scrub_pairs(self, text: str, memory: SecretMemory | None) -> str:
         pieces: list[str] | None = None
         pos = 0  # text[:pos] is done
         search = _PAIR_RE.search
@@ -333,7 +390,7 @@ class Redactor:
         while match is not None:
             replacement = None
             if self.is_secret_key(match.group("key")):
-                replacement = _redacted_pair_value(match.group("value"))
+                replacement = _redacted_pair_value(match.group("value"), memory)
             if replacement is None:
                 match = search(text, match.end())  # the value may hold a pair of its own
                 continue
@@ -349,7 +406,7 @@ class Redactor:
         pieces.append(text[pos:])
         return "".join(pieces)
 
-    def scrub_json_text(self, text: str) -> str:
+    def scrub_json_text(self, text: str, memory: SecretMemory | None = None) -> str:
         """Scrubs JSON text structurally when it parses (returned as is when nothing in it was secret), as plain text
         otherwise."""
         if not self.rules.enabled or not text:
@@ -357,16 +414,16 @@ class Redactor:
         try:
             parsed = orjson.loads(text)
         except orjson.JSONDecodeError:
-            return self._scrub_text(text)
-        scrubbed = self.scrub_value(parsed)
+            return self._scrub_text(text, memory)
+        scrubbed = self.scrub_value(parsed, memory)
         return text if scrubbed is parsed else _dumps(scrubbed)
 
-    def scrub_result_text(self, text: str) -> str:
+    def scrub_result_text(self, text: str, memory: SecretMemory | None = None) -> str:
         """Tool results are often JSON in text form: scrub them structurally when they parse."""
         stripped = text.lstrip()
         if stripped.startswith(("{", "[")):
-            return self.scrub_json_text(text)
-        return self.scrub_text(text)
+            return self.scrub_json_text(text, memory)
+        return self.scrub_text(text, memory)
 
     def cap(self, text: str, *, original_size_bytes: int | None = None) -> CappedText:
         """Truncates text over max_result_bytes (UTF-8) with a marker. `original_size_bytes` is the size of the
@@ -381,16 +438,38 @@ class Redactor:
         return CappedText(f"{head}\n[truncated: {original} bytes in all, {limit} kept]", original, True)
 
 
-def _redact_url_password(match: re.Match[str]) -> str:
-    if match.group("password") == REDACTED:
-        return match.group(0)
-    return match.group("head") + REDACTED
+def _value_replacer(memory: SecretMemory) -> Callable[[re.Match[str]], str]:
+    def replace(match: re.Match[str]) -> str:
+        _remember_text(match.group(0), memory)
+        return REDACTED
+
+    return replace
 
 
-def _redact_basic(match: re.Match[str]) -> str:
-    if _basic_credentials(match.group("credentials")) is None:
-        return match.group(0)  # "Basic configuration": a word, not credentials
-    return REDACTED
+def _url_replacer(memory: SecretMemory | None) -> Callable[[re.Match[str]], str]:
+    def replace(match: re.Match[str]) -> str:
+        password = match.group("password")
+        if password == REDACTED:
+            return match.group(0)
+        if memory is not None:
+            memory.add(password)
+        return match.group("head") + REDACTED
+
+    return replace
+
+
+def _basic_replacer(memory: SecretMemory | None) -> Callable[[re.Match[str]], str]:
+    def replace(match: re.Match[str]) -> str:
+        encoded = match.group("credentials")
+        credentials = _basic_credentials(encoded)
+        if credentials is None:
+            return match.group(0)  # "Basic configuration": a word, not credentials
+        if memory is not None:
+            memory.add(encoded)
+            memory.add(credentials.partition(":")[2])
+        return REDACTED
+
+    return replace
 
 
 def _redactable(value: Any) -> bool:
@@ -425,7 +504,7 @@ def _basic_credentials(encoded: str) -> str | None:
     return decoded if ":" in decoded and decoded.isprintable() else None
 
 
-def _redacted_pair_value(value: str) -> str | None:
+def _redacted_pair_value(value: str, memory: SecretMemory | None) -> str | None:
     """The replacement for the value of a secret pair, or None to leave it (empty or already redacted)."""
     if value == REDACTED:
         return None
@@ -437,4 +516,52 @@ def _redacted_pair_value(value: str) -> str | None:
         quote, inner = "", value
     if not inner or inner == REDACTED:
         return None
+    if memory is not None:
+        _remember_text(inner, memory)
     return f"{quote}{REDACTED}{quote}"
+
+
+def _remember_text(text: str, memory: SecretMemory) -> None:
+    """A redacted text, and its credential part when it is `<scheme> <credential>` (Bearer abc...)."""
+    memory.add(text)
+    parts = text.split()
+    if len(parts) == 2:
+        memory.add(parts[1])
+
+
+def _remember(value: Any, memory: SecretMemory, level: int) -> None:
+    """Every string (and integer) in a value that was redacted as a whole, JSON text included."""
+    if level >= MAX_NESTING:
+        return
+    if isinstance(value, str):
+        _remember_text(value, memory)
+        if _looks_like_json(value):
+            try:
+                parsed = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                return
+            if not isinstance(parsed, str):
+                _remember(parsed, memory, level + 1)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        memory.add(str(value))
+    elif isinstance(value, dict):
+        for v in value.values():
+            _remember(v, memory, level + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _remember(v, memory, level + 1)
+
+
+def _apply_memory(value: Any, memory: SecretMemory, level: int) -> Any:
+    """`value` with every remembered secret replaced in its strings (the same object when none was found)."""
+    if isinstance(value, str):
+        return memory.scrub(value)
+    if level >= MAX_NESTING:
+        return value
+    if isinstance(value, dict):
+        out = {k: _apply_memory(v, memory, level + 1) for k, v in value.items()}
+        return value if all(out[k] is v for k, v in value.items()) else out
+    if isinstance(value, list):
+        items = [_apply_memory(v, memory, level + 1) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value

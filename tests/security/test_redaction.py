@@ -15,6 +15,7 @@ from execution_service.engine.redaction import (
     REDACTED,
     RedactionRules,
     Redactor,
+    SecretMemory,
     normalise_key,
     rules_with_extras,
 )
@@ -297,3 +298,34 @@ def test_structures_nested_deeper_than_the_limit_are_cut_not_crashing() -> None:
     for _ in range(300):
         arguments = {"n": arguments}
     assert SECRET not in orjson.dumps(Redactor().scrub_value(arguments)).decode()
+
+
+# --- memory ---------------------------------------------------------------------------------------------------------
+
+
+def test_memory_scrubs_values_it_redacted_when_they_come_back_in_prose() -> None:
+    redactor, memory = Redactor(), SecretMemory()
+    redactor.scrub_value({"refreshToken": "refresh-secret-456", "pin": "1234", "password": 12345678}, memory)
+    redactor.scrub_text("Authorization: Bearer bearer-token-abcdef", memory)
+    redactor.scrub_text(f"db at postgres://app:url-pass-123@db/x, Basic {BASIC}", memory)
+    prose = (
+        "the refreshToken is refresh-secret-456, pin 1234, password 12345678, the bearer token "
+        "bearer-token-abcdef, the db password url-pass-123 and the proxy one correct-horse-battery"
+    )
+    scrubbed = redactor.scrub_text(prose, memory)
+    for secret in ("refresh-secret-456", "12345678", "bearer-token-abcdef", "url-pass-123", "correct-horse-battery"):
+        assert secret not in scrubbed
+    assert "pin 1234" in scrubbed  # under 6 characters: not remembered, common short words survive
+
+
+def test_memory_applies_to_strings_scrubbed_before_the_secret_was_found() -> None:
+    redactor, memory = Redactor(), SecretMemory()
+    out = redactor.scrub_value({"note": "use abc-def-ghi-123 to log in", "token": "abc-def-ghi-123"}, memory)
+    assert out == {"note": f"use {REDACTED} to log in", "token": REDACTED}
+
+
+def test_memory_remembers_the_leaves_of_redacted_containers() -> None:
+    redactor, memory = Redactor(), SecretMemory()
+    redactor.scrub_value({"credentials": {"user": "svc", "key": "leaf-secret-77"}}, memory)
+    redactor.scrub_value({"auth": json.dumps({"pw": "json-leaf-secret"})}, memory)
+    assert redactor.scrub_text("leaf-secret-77 / json-leaf-secret", memory) == f"{REDACTED} / {REDACTED}"
