@@ -17,7 +17,6 @@ from agentrun_core.telemetry import RUNS_SERVICE_NAME, Telemetry
 from agentrun_core.tls import add_port
 from runs_service.api.servicer import RunsServicer
 from runs_service.config import RunsSettings
-from runs_service.domain import SchemaOutdated
 from runs_service.storage.engine import create_engine_for, redact
 from runs_service.storage.migrate import MIGRATE_COMMAND, check_schema, upgrade
 from runs_service.storage.repository import RunRepository
@@ -56,17 +55,7 @@ def migrate_command(settings: RunsSettings) -> str:
 
 async def _check_schema(settings: RunsSettings, url: str) -> None:
     """check_schema, whose SchemaOutdated names the migrate command with this service's database flags."""
-    try:
-        await asyncio.to_thread(check_schema, url)
-    except SchemaOutdated as exc:
-        generic, specific = f"`{MIGRATE_COMMAND}`", f"`{migrate_command(settings)}`"
-        if settings.database_url and redact(settings.database_url) != settings.database_url:
-            specific += " (with the real password for ***)"
-        if generic in exc.message:
-            message = exc.message.replace(generic, specific, 1)
-        else:
-            message = f"{exc.message} (run {specific}, or start with --migrate)"
-        raise SchemaOutdated(message) from exc
+    await asyncio.to_thread(check_schema, url, migrate_command(settings))
 
 
 async def start_server(

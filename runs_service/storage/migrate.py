@@ -66,18 +66,24 @@ def downgrade(url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(url), revision)
 
 
-def migrate_hint(url: str) -> str:
-    return f"run `{MIGRATE_COMMAND}` (or `alembic -c {ALEMBIC_INI} -x url={redact(url)} upgrade head`) to migrate it"
+def migrate_hint(url: str, migrate_command: str = MIGRATE_COMMAND) -> str:
+    masked = " (with the real password for ***)" if redact(url) != url else ""
+    return (
+        f"run `{migrate_command}`{masked} (or `alembic -c {ALEMBIC_INI} -x url={redact(url)} upgrade head`) "
+        "to migrate it"
+    )
 
 
-def check_schema(url: str) -> None:
-    """Raises SchemaOutdated unless the database at `url` is at the migration head."""
+def check_schema(url: str, migrate_command: str = MIGRATE_COMMAND) -> None:
+    """Raises SchemaOutdated unless the database at `url` is at the migration head; its message suggests
+    `migrate_command` (give the service's own database flags, so it migrates this database as printed)."""
     current = current_revision(url)
     head = head_revision()
     if current == head:
         return
     state = "has no schema yet" if current is None else f"is at schema revision {current}"
-    raise SchemaOutdated(f"the database {redact(url)} {state}, this service needs revision {head}: {migrate_hint(url)}")
+    hint = migrate_hint(url, migrate_command)
+    raise SchemaOutdated(f"the database {redact(url)} {state}, this service needs revision {head}: {hint}")
 
 
 async def upgrade_async(url: str, revision: str = "head") -> None:

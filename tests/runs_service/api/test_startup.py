@@ -21,6 +21,7 @@ from runs_service import server as runs_server
 from runs_service.config import RunsSettings
 from runs_service.domain import SchemaOutdated
 from runs_service.server import migrate_command, start_server
+from runs_service.storage import migrate
 from runs_service.storage.migrate import MIGRATE_COMMAND
 
 
@@ -85,8 +86,8 @@ def test_the_suggested_command_masks_the_database_password() -> None:
 
 
 async def test_refusal_with_a_password_in_the_url_masks_it_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    def outdated(url: str) -> None:
-        raise SchemaOutdated(f"the database has no schema yet: run `{MIGRATE_COMMAND}` to migrate it")
+    def outdated(url: str, migrate_command: str = MIGRATE_COMMAND) -> None:
+        raise SchemaOutdated(f"the database has no schema yet: {migrate.migrate_hint(url, migrate_command)}")
 
     monkeypatch.setattr(runs_server, "check_schema", outdated)
     settings = RunsSettings(database_url="postgresql+psycopg://alice:s3cret@db.example:5432/runs")
@@ -96,7 +97,7 @@ async def test_refusal_with_a_password_in_the_url_masks_it_and_says_so(monkeypat
     assert "s3cret" not in message
     assert (
         f"run `{MIGRATE_COMMAND} --database-url 'postgresql+psycopg://alice:***@db.example:5432/runs'` "
-        "(with the real password for ***) to migrate it"
+        "(with the real password for ***) (or `alembic -c "
     ) in message
 
 
