@@ -48,6 +48,10 @@ class ErrorReason(enum.StrEnum):
     PROMPT_BLOCKED = "PROMPT_BLOCKED"
     RESPONSE_BLOCKED = "RESPONSE_BLOCKED"
     MAX_TOKENS = "MAX_TOKENS"
+    # The model ended a turn without function calls for another reason than STOP (MALFORMED_FUNCTION_CALL, ...).
+    MODEL_FINISH_REASON = "MODEL_FINISH_REASON"
+    # The model answered with no candidate, or with no text and no function calls.
+    MODEL_EMPTY_RESPONSE = "MODEL_EMPTY_RESPONSE"
     MAX_STEPS_EXCEEDED = "MAX_STEPS_EXCEEDED"
     TOKEN_BUDGET_EXCEEDED = "TOKEN_BUDGET_EXCEEDED"
     RUN_TIMEOUT = "RUN_TIMEOUT"

@@ -49,10 +49,6 @@ _BLOCKED_FINISH_REASONS = frozenset(
 )
 # Finish reasons of a turn that may be the final answer (absent or unspecified too); it still needs text.
 _ANSWER_FINISH_REASONS = frozenset({"STOP", "", "FINISH_REASON_UNSPECIFIED"})
-# RunError.reason of a turn the model ended with any other finish reason (MALFORMED_FUNCTION_CALL, OTHER, ...),
-# and of a turn with no answer at all (no candidate, or no text and no function calls).
-MODEL_FINISH_REASON = "MODEL_FINISH_REASON"
-MODEL_EMPTY_RESPONSE = "MODEL_EMPTY_RESPONSE"
 
 
 @dataclass
@@ -176,7 +172,7 @@ def _turn_outcome(response: ModelResponse, recorder: StepRecorder, token_budget:
         )
     if reason not in _ANSWER_FINISH_REASONS:
         return LoopOutcome.failed(
-            MODEL_FINISH_REASON,
+            ErrorReason.MODEL_FINISH_REASON,
             f"the model ended its turn with finish reason {reason} and no function calls{_provider_says(response)}",
         )
     if not response.text.strip():
@@ -184,7 +180,9 @@ def _turn_outcome(response: ModelResponse, recorder: StepRecorder, token_budget:
             what = "no candidate at all (and no reason for blocking the prompt)"
         else:
             what = f"no text and no function calls (finish reason {reason or 'absent'})"
-        return LoopOutcome.failed(MODEL_EMPTY_RESPONSE, f"the model answered with {what}{_provider_says(response)}")
+        return LoopOutcome.failed(
+            ErrorReason.MODEL_EMPTY_RESPONSE, f"the model answered with {what}{_provider_says(response)}"
+        )
     recorder.final_response(response.text)
     return LoopOutcome(RunStatus.COMPLETED, final_response=response.text)
 
