@@ -24,7 +24,7 @@ from execution_service.engine.events import RunFinishedEvent, RunStartedEvent
 from execution_service.engine.instrumentation import EngineInstruments, RunTelemetry
 from execution_service.engine.live_run import LiveRun
 from execution_service.engine.loop import LoopInput, LoopOutcome, run_agent_loop
-from execution_service.engine.recorder import StepRecorder, storable, utc_now
+from execution_service.engine.recorder import StepRecorder, utc_now
 from execution_service.engine.redaction import Redactor
 from execution_service.errors import (
     AgentNotFound,
@@ -397,7 +397,7 @@ def _terminal_run(base: Run, recorder: StepRecorder, outcome: LoopOutcome, end: 
         labels=base.labels,
         variables=base.variables,
         status=outcome.status,
-        error=RunError(outcome.error.reason, storable(outcome.error.message)) if outcome.error else None,
+        error=recorder.scrub_error(outcome.error) if outcome.error else None,
         final_response=recorder.scrub_final(outcome.final_response),
         model_name=base.model_name,
         start_time=base.start_time,

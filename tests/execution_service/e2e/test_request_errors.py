@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import grpc
@@ -54,3 +55,27 @@ async def test_list_agents_reports_an_agent_naming_an_undeclared_mcp_server(tmp_
         assert [a.name for a in reply.agents] == ["good"]
         (error,) = reply.errors
         assert error.path.endswith("lost.prompt") and "'nowhere/*' names an MCP server" in error.message
+
+
+async def test_a_run_error_quoting_a_secret_is_redacted_in_the_stream_and_the_store(tmp_path: Path) -> None:
+    """An MCP server that dies at start-up printing its connection string: the run's error quotes its stderr (the
+    most useful part), with the password redacted in RunFinished, the error step and the stored run alike."""
+    script = tmp_path / "leaky.py"
+    script.write_text(
+        "import sys\n"
+        "print('fatal: cannot connect to postgres://app:hunter2secret@db:5432/x (password=hunter2secret)',"
+        " file=sys.stderr)\n"
+        "sys.exit(1)\n"
+    )
+    servers = {"leaky": {"command": sys.executable, "args": [str(script)]}}
+    async with running_stack(
+        tmp_path, {"leaky": agent_source(model="test", tools=["leaky/*"])}, mcp_servers=servers
+    ) as stack:
+        events = await stack.execute(agent_name="leaky", task="hi")
+        finished = events[-1].run_finished
+        assert finished.error.reason == "TOOL_SERVER_UNAVAILABLE"
+        assert "fatal: cannot connect to postgres://app:" in finished.error.message
+        stored = await stack.stored_run(finished.run_id)
+        error_step = stored.execution_steps[-1].error
+        for text in (finished.error.message, stored.error.message, error_step.message):
+            assert "hunter2secret" not in text and "[REDACTED]" in text, text
