@@ -331,8 +331,9 @@ class ToolCallSpan:
         self._token = token
         self._finished = False
 
-    def finished(self, outcome: ToolOutcome, duration: timedelta) -> None:
-        """Records how the call ended (error.type: the ErrorReason, else the status), its duration; ends the span."""
+    def finished(self, outcome: ToolOutcome, duration: timedelta, *, end_time_ns: int | None = None) -> None:
+        """Records how the call ended (error.type: the ErrorReason, else the status), its duration; ends the span
+        (at `end_time_ns`, time.time_ns() when the call ended, if the caller did other things since)."""
         if self._finished:
             return
         self._finished = True
@@ -340,7 +341,7 @@ class ToolCallSpan:
             self._record(outcome, duration)
         finally:
             otel_context.detach(self._token)
-            self._span.end()
+            self._span.end(end_time=end_time_ns)
 
     def _record(self, outcome: ToolOutcome, duration: timedelta) -> None:
         inst = self._instruments

@@ -36,7 +36,7 @@ class LiveRun:
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     finished: RunFinishedEvent | None = None
     _cursors: list[_Cursor] = field(default_factory=list)
-    _handoff: asyncio.Future[None] | None = None
+    _waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
     def append_step(self, step: ExecutionStep) -> None:
         self._append(StepEvent(step))
@@ -65,23 +65,34 @@ class LiveRun:
         client that does not read) is not waited for again until it has caught up."""
         if self._handed_off():
             return
-        if self._handoff is None or self._handoff.done():
-            self._handoff = asyncio.get_running_loop().create_future()
-        waiter = self._handoff
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_later(timeout_s, self._deadline, waiter)
         try:
-            async with asyncio.timeout(timeout_s):
-                await asyncio.shield(waiter)
-        except TimeoutError:
-            end = len(self._events)
-            for cursor in self._cursors:
-                if cursor.taken < end:
-                    cursor.lagging = True
+            await waiter
+        finally:
+            timer.cancel()
+            if waiter in self._waiters:  # cancelled while waiting
+                self._waiters.remove(waiter)
 
-    def _moved(self, cursor: _Cursor) -> None:
-        if cursor.lagging and cursor.taken >= len(self._events):
+    def _deadline(self, waiter: asyncio.Future[None]) -> None:
+        if waiter.done():
+            return
+        end = len(self._events)
+        for cursor in self._cursors:
+            if cursor.taken < end:
+                cursor.lagging = True
+        self._moved(None)
+
+    def _moved(self, cursor: _Cursor | None) -> None:
+        if cursor is not None and cursor.lagging and cursor.taken >= len(self._events):
             cursor.lagging = False
-        if self._handoff is not None and not self._handoff.done() and self._handed_off():
-            self._handoff.set_result(None)
+        if self._waiters and self._handed_off():
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def follow(self, from_sequence: int = 0) -> AsyncGenerator[RunEvent]:
         """RunStarted, the steps with sequence >= from_sequence, then each new event until RunFinished."""

@@ -72,10 +72,13 @@ async def _call_one(
                 span.finished(cancelled, elapsed)
                 raise
         elapsed = timedelta(seconds=time.perf_counter() - clock)
+        ended_ns = time.time_ns()
         name = tool.name if tool is not None else call.name
         recorder.tool_finished(call.id, name, outcome, time=utc_now(), duration=elapsed)
-        span.finished(outcome, elapsed)
-        await recorder.let_watchers_run()
+        try:
+            await recorder.let_watchers_run()  # the step goes out first; the span's bookkeeping can wait
+        finally:
+            span.finished(outcome, elapsed, end_time_ns=ended_ns)
         if outcome.is_error:
             log.info(
                 "tool call failed",

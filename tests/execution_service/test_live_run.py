@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -104,3 +105,26 @@ async def test_a_watcher_waiting_past_the_end_of_a_live_run_gets_run_finished_wh
 
 async def _collect(events: AsyncIterator[RunEvent]) -> list[RunEvent]:
     return [event async for event in events]
+
+
+async def test_a_run_cancelled_while_waiting_for_its_watchers_leaves_no_waiter_behind() -> None:
+    live = _live()
+    watcher = live.follow()
+    await anext(watcher)
+
+    async def take() -> RunEvent:
+        return await anext(watcher)
+
+    pending = asyncio.create_task(take())
+    await asyncio.sleep(0)
+    live.append_step(_step(1))
+    await asyncio.sleep(0)
+    assert pending.done()
+    live.append_step(_step(2))  # the watcher does not ask for it
+    waiting = asyncio.create_task(live.handed_off(timeout_s=10.0))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    assert live._waiters == []
+    await watcher.aclose()
