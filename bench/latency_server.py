@@ -115,9 +115,11 @@ async def main(out: Path, ports_file: Path) -> None:
             ports_file.write_text(json.dumps({"engine": f"127.0.0.1:{execution.port}", "raw": f"127.0.0.1:{raw_port}"}))
             await wait_for_stop_signal()
         finally:
-            await execution.stop(1.0)
-            runs.terminate()
-            await runs.wait()
+            try:
+                await execution.stop(1.0)
+            finally:
+                runs.terminate()
+                await runs.wait()
     await raw.stop(0)
     out.write_text(json.dumps({"emitted": emitted, "converted": converted, "raw_sent": replay.sent}))
 
