@@ -10,13 +10,13 @@ from agentrun_core.domain import ExecutionStep
 from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
 from execution_service.engine.loop import RunControl
 
-# How long the run waits, after emitting a step, for its watchers to pass the step on to their streams.
+# How long the run waits, after emitting a step, for its watchers to send it.
 HANDOFF_TIMEOUT_S = 0.005
 
 
 @dataclass(slots=True)
 class _Cursor:
-    """One watcher's position: the number of events (after RunStarted) it has passed on."""
+    """One watcher's position: the number of events (after RunStarted) it has sent (asked for the next one after)."""
 
     taken: int
     # Missed a handoff deadline (e.g. its client does not read): not waited for again until it caught up.
@@ -59,10 +59,10 @@ class LiveRun:
         return all(c.taken >= end or c.lagging for c in self._cursors)
 
     async def handed_off(self, timeout_s: float = HANDOFF_TIMEOUT_S) -> None:
-        """Returns once every watcher has passed every event emitted so far on to its stream (a gRPC stream starts
-        the write of a message when it takes it), so the send does not queue behind the run's next piece of work
-        on the event loop. Returns at once without watchers; a watcher that takes longer than `timeout_s` (a
-        client that does not read) is not waited for again until it has caught up."""
+        """Returns once every watcher has sent every event emitted so far: a gRPC stream asks its watcher for the
+        next event when the write of the last one is done. The run's next piece of work on the event loop (MCP
+        requests, outbox writes) then no longer holds up those sends. Returns at once without watchers; a watcher
+        slower than `timeout_s` (a client that does not read) is not waited for again until it has caught up."""
         if self._handed_off():
             return
         loop = asyncio.get_running_loop()
@@ -108,9 +108,9 @@ class LiveRun:
                 while index < len(self._events):
                     event = self._events[index]
                     index += 1
+                    yield event
                     cursor.taken = index
                     self._moved(cursor)
-                    yield event
                     if isinstance(event, RunFinishedEvent):
                         return
                 await self._changed.wait()

@@ -70,8 +70,8 @@ class StepRecorder:
         return step
 
     async def let_watchers_run(self) -> None:
-        """Waits until the streams following this run have started sending the steps just recorded, so their sends
-        do not queue behind the run's next piece of work (MCP requests, outbox writes) on the event loop."""
+        """Waits (briefly, see LiveRun.handed_off) until the streams following this run have sent the steps just
+        recorded, so their sends do not queue behind the run's next piece of work (MCP requests, outbox writes)."""
         if self._handed_off is not None:
             await self._handed_off()
 
