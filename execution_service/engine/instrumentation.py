@@ -263,8 +263,10 @@ class RunTelemetry:
         inst.executions.add(1, outcome)
         if run.duration is not None:
             inst.execution_duration.record(run.duration.total_seconds(), outcome)
-        inst.run_tokens.record(input_tokens(usage), {**base, TOKEN_TYPE: "input"})
-        inst.run_tokens.record(output_tokens(usage), {**base, TOKEN_TYPE: "output"})
+        # Labelled by success too (as the seed's metrics are), so spend on failed runs can be charted on its own.
+        success = outcome["agentrun.success"]
+        inst.run_tokens.record(input_tokens(usage), {**base, "agentrun.success": success, TOKEN_TYPE: "input"})
+        inst.run_tokens.record(output_tokens(usage), {**base, "agentrun.success": success, TOKEN_TYPE: "output"})
 
     def _end_failed(self, error_type: str) -> None:
         if self._ended:
