@@ -9,9 +9,10 @@
    offers a switch.
 2. CPU per typical run: the real ExecutionService and RunsService (SQLite) in this process, the real google-genai
    client against tests.fakes.gemini_server.FakeGemini (3 model calls: two function calls, then an answer), the
-   stdio MCP test server (2 tool calls), every step streamed to a gRPC client. cProfile over the event loop thread;
-   each function's own time is attributed by module to a part (loop, model client, MCP, streaming, publishing);
-   a function of a shared module (asyncio, grpc, protobuf, pydantic, ...) takes the parts of its callers.
+   stdio MCP test server (2 tool calls), every step streamed to a gRPC client. cProfile (thread CPU time) over the
+   event loop thread; each function's own time is attributed by module to a part (loop, model client, MCP,
+   streaming, publishing, and RunsService, which shares this process here but not in production); a function of a
+   shared module (asyncio, grpc, protobuf, pydantic, ...) takes the parts of its callers.
 3. Concurrency: 10 / 100 / 1,000 runs at once against TestModel(latency_s=0.5): wall time against the ideal (model
    calls per run x 0.5 s), and memory per in-flight run (tracemalloc, a separate pass).
 4. Step-to-client latency: from the engine emitting a step (LiveRun.append_step) to the gRPC client receiving it,
@@ -309,7 +310,9 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("MCP", ("execution_service/tools/", "mcp/", "anyio", "jsonschema", "referencing", "rpds")),
     ("streaming", ("execution_service/api/", "bench/engine")),
-    ("publishing", ("execution_service/publish/", "runs_service/", "sqlalchemy", "aiosqlite", "alembic")),
+    ("publishing", ("execution_service/publish/",)),
+    # RunsService runs in this process here (in production it has its own): its share is not ExecutionService's.
+    ("RunsService", ("runs_service/", "sqlalchemy", "aiosqlite", "alembic")),
 ]
 
 
@@ -385,7 +388,9 @@ async def bench_cpu_split(quick: bool, tmp: Path) -> dict[str, Any]:
             await _execute(stub, "gemini-2.5-flash")
         assert await stack.execution.publisher.flush(15)
         gc.collect()
-        profile = cProfile.Profile()
+        # CPU time of the event-loop thread, not wall time: time spent waiting in epoll (for FakeGemini's thread, the
+        # MCP subprocess, SQLite threads) would otherwise be charged to whichever part awaited.
+        profile = cProfile.Profile(time.thread_time)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         profile.enable()
         steps = 0
@@ -413,7 +418,7 @@ async def bench_cpu_split(quick: bool, tmp: Path) -> dict[str, Any]:
         " the MCP server is a subprocess"
     )
     print("  split of the profiled event-loop CPU (cProfile, by module, shared modules by caller):")
-    for part in ["loop", "model client", "MCP", "streaming", "publishing", "event loop / other"]:
+    for part in ["loop", "model client", "MCP", "streaming", "publishing", "RunsService", "event loop / other"]:
         share = parts.get(part, 0.0) / profiled if profiled else 0.0
         out[f"share_{part}"] = share
         print(f"    {part:<20} {share * 100:5.1f}%  ~{share * plain * 1e3:6.1f} ms/run")
