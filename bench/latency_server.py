@@ -25,6 +25,7 @@ import grpc
 from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.execution.v1 import execution_service_pb2_grpc as ex_grpc
 
+from agentrun_core import event_loop
 from agentrun_core.auth.settings import AuthSettings
 from agentrun_core.serving import wait_for_stop_signal
 from bench._util import free_port
@@ -125,4 +126,5 @@ async def main(out: Path, ports_file: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), Path(sys.argv[2])))
+    # The loop the services run on in production (uvloop where installed); the raw server shares it.
+    event_loop.run(main(Path(sys.argv[1]), Path(sys.argv[2])))

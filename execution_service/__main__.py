@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from pathlib import Path
 
+from agentrun_core import event_loop
 from agentrun_core.logging_setup import configure_logging
 from agentrun_core.settings import SettingsError
 from execution_service.config import ExecutionSettings
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from execution_service.server import run_server
 
     try:
-        asyncio.run(run_server(settings))
+        event_loop.run(run_server(settings))
     except SettingsError as exc:  # authentication or TLS misconfigured (docs/security.md)
         logging.getLogger("execution_service").error("refusing to start: %s", exc)
         return 2

@@ -1,0 +1,3 @@
+from agentrun_core.grpc_process import prepare_grpc_environment
+
+prepare_grpc_environment()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from pathlib import Path
 
+from agentrun_core import event_loop
 from agentrun_core.logging_setup import configure_logging
 from agentrun_core.settings import SettingsError
 from runs_service.config import RunsSettings
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from runs_service.server import run_server
 
-        asyncio.run(run_server(settings))
+        event_loop.run(run_server(settings))
         return 0
     except SchemaOutdated as exc:
         log.error("refusing to start: %s", exc.message)

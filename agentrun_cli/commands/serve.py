@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
@@ -13,6 +12,7 @@ import typer
 from agentrun_cli import output
 from agentrun_cli.addresses import client_target
 from agentrun_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError, handle_errors
+from agentrun_core import event_loop
 from agentrun_core.serving import wait_for_stop_signal
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def serve_command(
     from runs_service.domain import RunsServiceError
 
     try:
-        asyncio.run(_serve(which, runs_settings, exec_settings))
+        event_loop.run(_serve(which, runs_settings, exec_settings))
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except RunsServiceError as exc:  # SchemaOutdated (run with --migrate), StorageUnavailable

@@ -70,6 +70,16 @@ def test_serve_all_starts_both_services_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
             time.sleep(0.3)
         assert listed.returncode == 0, listed.stderr
         assert "clock" in listed.stdout
+        # A run starts the time MCP server as a subprocess of the service (on the production event loop).
+        ran = subprocess.run(
+            [*cli, "--execution-target", execution, "run", "clock", "What time is it?", "--model", "test"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert ran.returncode == 0 and "status: COMPLETED" in ran.stdout, ran.stdout + ran.stderr
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -79,6 +89,8 @@ def test_serve_all_starts_both_services_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
     assert proc.returncode == 0, err
     assert "authentication is off" in out
     assert f"RunsService listening on {runs}" in out and f"ExecutionService listening on {execution}" in out
+    assert '"event_loop":"uvloop.Loop"' in out + err, "the services should run on uvloop where it is installed"
+    assert "fork_posix" not in out + err  # gRPC's fork handlers stay quiet when uvloop spawns the MCP server
 
 
 async def _watch_until_serving(
