@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from agentrun_core.grpc_process import FORK_SUPPORT_VAR, grpc_fork_handlers_off
 from agentrun_core.settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,15 @@ def loop_factory(choice: str | None = None) -> LoopFactory | None:
     except ImportError:
         if value == "uvloop":
             raise SettingsError(f"{ENV_VAR}=uvloop but uvloop is not installed (pip install uvloop)") from None
+        return None
+    if not grpc_fork_handlers_off():
+        problem = (
+            f"uvloop needs gRPC's fork handlers off ({FORK_SUPPORT_VAR}=false, the default of the agentrun "
+            "commands): with them on, starting a stdio MCP server sometimes fails"
+        )
+        if value == "uvloop":
+            raise SettingsError(f"{ENV_VAR}=uvloop: {problem}")
+        log.warning("running on asyncio's event loop: %s", problem)
         return None
     factory: LoopFactory = uvloop.new_event_loop
     return factory
