@@ -28,7 +28,7 @@ from opentelemetry.util.types import AttributeValue
 from agentrun_core.domain import Run, RunStatus, TokenUsage
 from agentrun_core.telemetry import Telemetry, is_enabled
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
-from execution_service.engine.redaction import Redactor
+from execution_service.engine.redaction import Redactor, SecretMemory
 from execution_service.model.base import ModelResponse
 from execution_service.tools.base import ToolOutcome
 
@@ -157,6 +157,9 @@ class RunTelemetry:
         self._attributes = dict(attributes)
         self._parent = trace.set_span_in_context(span)
         self._ended = False
+        # The run's remembered secrets (StepRecorder's), so captured content is scrubbed like the streamed steps: a
+        # secret a tool returned and the model repeats in prose stays out of the spans too.
+        self.secrets: SecretMemory | None = None
 
     @classmethod
     def noop(cls) -> RunTelemetry:
@@ -190,7 +193,7 @@ class RunTelemetry:
         span = inst.tracer.start_span(
             f"generate_content {model}", context=self._parent, kind=SpanKind.CLIENT, attributes=attributes
         )
-        call = ModelCallSpan(inst, span, {**attributes, AGENT_NAME: self._attributes.get(AGENT_NAME, "")})
+        call = ModelCallSpan(inst, span, {**attributes, AGENT_NAME: self._attributes.get(AGENT_NAME, "")}, self.secrets)
         clock = time.perf_counter()
         try:
             yield call
@@ -213,7 +216,7 @@ class RunTelemetry:
             MCP_SERVER: server,
         }
         if inst.capture_content:
-            attributes["gen_ai.tool.call.arguments"] = _json(inst.redactor.scrub_value(arguments))
+            attributes["gen_ai.tool.call.arguments"] = _json(inst.redactor.scrub_value(arguments, self.secrets))
         span = inst.tracer.start_span(
             f"execute_tool {tool_name}", context=self._parent, kind=SpanKind.INTERNAL, attributes=attributes
         )
@@ -223,6 +226,7 @@ class RunTelemetry:
             span,
             {TOOL_NAME: tool_name, MCP_SERVER: server, AGENT_NAME: self._attributes.get(AGENT_NAME, "")},
             token,
+            self.secrets,
         )
 
     def finish(self, run: Run) -> None:
@@ -278,10 +282,17 @@ class RunTelemetry:
 
 
 class ModelCallSpan:
-    def __init__(self, instruments: EngineInstruments, span: Span, attributes: dict[str, AttributeValue]) -> None:
+    def __init__(
+        self,
+        instruments: EngineInstruments,
+        span: Span,
+        attributes: dict[str, AttributeValue],
+        secrets: SecretMemory | None = None,
+    ) -> None:
         self._instruments = instruments
         self._span = span
         self._attributes = attributes
+        self._secrets = secrets
         self._error: str | None = None
 
     def succeeded(self, response: ModelResponse) -> None:
@@ -301,7 +312,7 @@ class ModelCallSpan:
             if response.finish_reason:
                 attributes["gen_ai.response.finish_reasons"] = (response.finish_reason,)
             if inst.capture_content:
-                attributes["gen_ai.output.messages"] = _json([_output_message(response, inst.redactor)])
+                attributes["gen_ai.output.messages"] = _json([_output_message(response, inst.redactor, self._secrets)])
             self._span.set_attributes(attributes)
         inst.token_usage.record(input_tokens(usage), {**self._attributes, TOKEN_TYPE: "input"})
         inst.token_usage.record(output_tokens(usage), {**self._attributes, TOKEN_TYPE: "output"})
@@ -326,7 +337,9 @@ class ToolCallSpan:
         span: Span,
         attributes: dict[str, AttributeValue],
         token: otel_context.Token[otel_context.Context],
+        secrets: SecretMemory | None = None,
     ) -> None:
+        self._secrets = secrets
         self._instruments = instruments
         self._span = span
         self._attributes = attributes
@@ -355,7 +368,7 @@ class ToolCallSpan:
             self._span.set_status(Status(StatusCode.ERROR))
             inst.tool_errors.add(1, attributes)
         if inst.capture_content and self._span.is_recording():
-            capped = inst.redactor.cap(inst.redactor.scrub_result_text(outcome.text))
+            capped = inst.redactor.cap(inst.redactor.scrub_result_text(outcome.text, self._secrets))
             self._span.set_attribute("gen_ai.tool.call.result", capped.text)
         inst.tool_duration.record(duration.total_seconds(), attributes)
 
@@ -364,14 +377,13 @@ def _exception_type(exc: BaseException) -> str:
     return "CANCELLED" if isinstance(exc, asyncio.CancelledError) else type(exc).__qualname__
 
 
-def _output_message(response: ModelResponse, redactor: Redactor) -> dict[str, Any]:
+def _output_message(response: ModelResponse, redactor: Redactor, secrets: SecretMemory | None) -> dict[str, Any]:
     parts: list[dict[str, Any]] = []
     if response.text:
-        parts.append({"type": "text", "content": redactor.scrub_text(response.text)})
+        parts.append({"type": "text", "content": redactor.scrub_text(response.text, secrets)})
     for call in response.function_calls:
-        parts.append(
-            {"type": "tool_call", "id": call.id, "name": call.name, "arguments": redactor.scrub_value(call.arguments)}
-        )
+        arguments = redactor.scrub_value(call.arguments, secrets)
+        parts.append({"type": "tool_call", "id": call.id, "name": call.name, "arguments": arguments})
     return {"role": "assistant", "parts": parts, "finish_reason": response.finish_reason.lower()}
 
 

@@ -240,6 +240,7 @@ class RunManager:
         traced: RunTelemetry,
     ) -> None:
         recorder = StepRecorder(live.run_id, live.append_step, self._redactor, live.handed_off)
+        traced.secrets = recorder.secret_memory  # captured span content is scrubbed like the steps
         outcome: LoopOutcome
         try:
             async with asyncio.timeout(agent.limits.run_timeout_s):

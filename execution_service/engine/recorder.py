@@ -23,7 +23,7 @@ from agentrun_core.domain import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from execution_service.engine.redaction import Redactor
+from execution_service.engine.redaction import Redactor, SecretMemory
 from execution_service.model.base import ModelResponse
 from execution_service.tools.base import ResolvedTool, ToolOutcome
 
@@ -56,6 +56,11 @@ class StepRecorder:
         self.model_calls = 0
         self.tool_calls = 0
         self._tools_used: dict[str, None] = {}
+
+    @property
+    def secret_memory(self) -> SecretMemory:
+        """The secret values this run's redaction removed so far (scrubbed wherever they appear later)."""
+        return self._secrets
 
     @property
     def tools_used(self) -> tuple[str, ...]:

@@ -277,3 +277,28 @@ async def test_run_instrumentation_can_be_switched_off_at_run_time(tmp_path: Pat
     assert not any(n.startswith(("invoke_agent", "generate_content", "execute_tool")) for n in names)
     assert EXECUTE_AGENT in names  # the gRPC interceptors stay
     assert not points(reader, "agentrun.executions")
+
+
+async def test_captured_content_scrubs_a_secret_the_model_repeats_in_prose(tmp_path: Path) -> None:
+    """The spans get the run's remembered secrets too: a password a tool returned (redacted by its key) and the
+    model then quotes in its answer and in a later call's arguments appears in no span attribute."""
+    password = "hunter2-not-a-real-password"
+    execution, runs, exporter, _reader = telemetries(capture=True)
+    agents = {"leaky": agent_source(model="gemini-2.5-flash", tools=["test/secret_config", "test/echo"])}
+    async with running_stack(tmp_path, agents, telemetry=execution, runs_telemetry=runs) as stack:
+        stack.gemini.add(
+            FakeResponse(function_calls=[FakeFunctionCall("secret_config", {}, id="c1")]),
+            FakeResponse(
+                text=f"It logs in with {password}.",
+                function_calls=[FakeFunctionCall("echo", {"text": password}, id="c2")],
+            ),
+            FakeResponse(text=f"The password is {password}."),
+        )
+        events = await stack.execute(agent_name="leaky", task="what is the billing password?")
+        assert events[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        await stack.stored_run(events[0].run_started.run_id)
+        await wait_for(lambda: bool(named(exporter.get_finished_spans(), "invoke_agent leaky")))
+    spans = list(exporter.get_finished_spans())
+    text = all_attribute_text(spans)
+    assert "It logs in with [REDACTED]." in text and "The password is [REDACTED]." in text
+    assert password not in text
