@@ -166,6 +166,7 @@ async def start_server(
             provider_factory(settings),
             publisher,
             run_exists=known_runs.exists,
+            finished_run=known_runs.finished,
             redactor=Redactor(redaction_rules(settings)),
             limits=ManagerLimits(
                 max_task_bytes=settings.max_task_bytes,

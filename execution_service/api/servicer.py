@@ -91,7 +91,9 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         try:
             if not request.run_id:
                 raise InvalidRequest("run_id", "must not be empty")
-            self._manager.cancel(request.run_id, after_turn=after_turn(request.mode), user=_visible_user())
+            await self._manager.cancel_anywhere(
+                request.run_id, after_turn=after_turn(request.mode), user=_visible_user()
+            )
         except ExecutionError as exc:
             await abort_for(context, exc)
         return pb.CancelRunResponse(run_id=request.run_id)

@@ -85,10 +85,13 @@ class RunManager:
         limits: ManagerLimits | None = None,
         telemetry: Telemetry | None = None,
         run_exists: Callable[[str], Awaitable[bool]] | None = None,
+        finished_run: Callable[[str], Awaitable[tuple[str, RunStatus] | None]] | None = None,
     ) -> None:
         """`run_exists` tells whether a run id was used before (outbox or RunsService): an ExecuteAgent naming such
-        an id that is not live here is ALREADY_EXISTS rather than a second execution."""
+        an id that is not live here is ALREADY_EXISTS rather than a second execution. `finished_run` gives the user
+        and status of a run that ended but is no longer in memory, so cancelling it is FAILED_PRECONDITION."""
         self._run_exists = run_exists
+        self._finished_run = finished_run
         self._agents = agents
         self._tools = tools
         self._providers = providers
@@ -368,6 +371,18 @@ class RunManager:
         elif live.task is not None:
             live.task.cancel()
         return live
+
+    async def cancel_anywhere(self, run_id: str, *, after_turn: bool = False, user: str | None = None) -> LiveRun:
+        """`cancel`, and for a run this instance no longer holds in memory (finished long ago, or before a restart):
+        RunAlreadyFinished when it is stored as finished and visible to `user`, else RunNotFound."""
+        try:
+            return self.cancel(run_id, after_turn=after_turn, user=user)
+        except RunNotFound:
+            if self._finished_run is not None and self.find(run_id) is None:
+                found = await self._finished_run(run_id)
+                if found is not None and (user is None or found[0] == user):
+                    raise RunAlreadyFinished(f"run {run_id!r} already finished with status {found[1].value}") from None
+            raise
 
     async def wait(self, live: LiveRun) -> None:
         if live.task is not None:

@@ -7,9 +7,13 @@ import logging
 from collections.abc import Callable, Sequence
 
 import grpc
-from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
+from agentrun.runs.v1 import run_pb2, runs_service_pb2, runs_service_pb2_grpc
+from google.protobuf.message import DecodeError
 
+from agentrun_core.domain import RunStatus
+from agentrun_core.proto_convert import ConversionError, run_status_from_pb
 from execution_service.publish.outbox import Outbox
+from execution_service.publish.records import decode_request
 
 log = logging.getLogger(__name__)
 
@@ -47,3 +51,35 @@ class KnownRuns:
                 )
             return False
         return True
+
+    async def finished(self, run_id: str) -> tuple[str, RunStatus] | None:
+        """(user, status) of a run that has ended, from this instance's outbox or RunsService; None when the run is
+        unknown, still running (e.g. on another instance), or RunsService cannot answer (logged)."""
+        item = await self._outbox.get(run_id)
+        if item is not None:
+            try:
+                return _finished(decode_request(item.payload).run) if item.terminal else None
+            except DecodeError:
+                return None
+        try:
+            reply = await self._stub.GetRun(
+                runs_service_pb2.GetRunRequest(run_id=run_id),
+                metadata=tuple(self._call_metadata()),
+                timeout=self._timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                log.warning(
+                    "cannot tell whether the run has finished",
+                    extra={"run_id": run_id, "code": exc.code().name, "error": exc.details()},
+                )
+            return None
+        return _finished(reply.run)
+
+
+def _finished(run: run_pb2.Run) -> tuple[str, RunStatus] | None:
+    try:
+        status = run_status_from_pb(run.status)
+    except ConversionError:
+        return None
+    return (run.user, status) if status.is_terminal else None

@@ -195,3 +195,18 @@ async def test_secrets_in_tool_results_never_reach_the_stream_or_the_store(tmp_p
         results = [s.tool_result for s in steps_of(events) if s.WhichOneof("payload") == "tool_result"]
         assert results and "svc-billing" in results[0].result_text  # the harmless parts stay
         assert "[REDACTED]" in stored.final_response
+
+
+async def test_cancelling_another_users_long_finished_run_is_not_found(tmp_path: Path) -> None:
+    """A run no longer in the instance's memory is looked up in the store to answer FAILED_PRECONDITION; that
+    lookup must not tell another user that the run exists."""
+    async with secure_stack(tmp_path, {"echo": agent_source()}) as stack:
+        alice_run = await _run(stack, ALICE)
+        await stack.stored_run(alice_run)
+        stack.execution.manager._finished.clear()  # as after a restart
+        code, details = await status_of(
+            partial(stack.execution_stub(BOB).CancelRun, ex.CancelRunRequest(run_id=alice_run))
+        )
+        assert code == grpc.StatusCode.NOT_FOUND and "COMPLETED" not in details
+        code, _ = await status_of(partial(stack.execution_stub(ALICE).CancelRun, ex.CancelRunRequest(run_id=alice_run)))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION

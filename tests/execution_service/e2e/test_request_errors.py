@@ -79,3 +79,24 @@ async def test_a_run_error_quoting_a_secret_is_redacted_in_the_stream_and_the_st
         error_step = stored.execution_steps[-1].error
         for text in (finished.error.message, stored.error.message, error_step.message):
             assert "hunter2secret" not in text and "[REDACTED]" in text, text
+
+
+async def test_cancelling_a_run_that_finished_long_ago_is_failed_precondition_for_its_user_only(
+    tmp_path: Path,
+) -> None:
+    """Once the run has left this instance's memory (a restart, or 1,000 later runs), its stored record says it
+    finished: FAILED_PRECONDITION for its user, and still NOT_FOUND for anyone else (nothing leaks)."""
+    async with running_stack(tmp_path, {"echoer": agent_source(model="test", tools=["test/echo"])}) as stack:
+        events = await stack.execute(agent_name="echoer", task="hi")
+        run_id = events[-1].run_finished.run_id
+        await stack.stored_run(run_id)
+        stack.execution.manager._finished.clear()  # as after a restart
+        stub = stack.execution_stub()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.CancelRun(ex.CancelRunRequest(run_id=run_id))
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "already finished with status COMPLETED" in (caught.value.details() or "")
+        unknown = "01a22b00-0000-7000-8000-000000000000"
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.CancelRun(ex.CancelRunRequest(run_id=unknown))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND

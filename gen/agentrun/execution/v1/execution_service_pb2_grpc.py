@@ -71,7 +71,8 @@ class ExecutionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelRun(self, request, context):
-        """Cancel a live run. A finished run is FAILED_PRECONDITION; an unknown one NOT_FOUND.
+        """Cancel a run live on this execution service. A finished run (also one long gone from its memory, as RunsService
+        stores it) is FAILED_PRECONDITION; one that is unknown, another user's, or live on another instance is NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
