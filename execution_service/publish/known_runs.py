@@ -37,20 +37,9 @@ class KnownRuns:
         answer is False (logged): a run is never refused because the store is down."""
         if await self._outbox.get(run_id) is not None:
             return True
-        try:
-            await self._stub.GetRun(
-                runs_service_pb2.GetRunRequest(run_id=run_id),
-                metadata=tuple(self._call_metadata()),
-                timeout=self._timeout_s,
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.NOT_FOUND:
-                log.warning(
-                    "cannot tell whether the run id was used before; starting the run",
-                    extra={"run_id": run_id, "code": exc.code().name, "error": exc.details()},
-                )
-            return False
-        return True
+        return (
+            await self._stored(run_id, "cannot tell whether the run id was used before; starting the run") is not None
+        )
 
     async def finished(self, run_id: str) -> tuple[str, RunStatus] | None:
         """(user, status) of a run that has ended, from this instance's outbox or RunsService; None when the run is
@@ -61,6 +50,12 @@ class KnownRuns:
                 return _finished(decode_request(item.payload).run) if item.terminal else None
             except DecodeError:
                 return None
+        stored = await self._stored(run_id, "cannot tell whether the run has finished")
+        return None if stored is None else _finished(stored)
+
+    async def _stored(self, run_id: str, unanswered: str) -> run_pb2.Run | None:
+        """The run (BASIC view) as RunsService stores it; None when it is unknown there, or when RunsService cannot
+        answer (logged with `unanswered`, what that means for the caller)."""
         try:
             reply = await self._stub.GetRun(
                 runs_service_pb2.GetRunRequest(run_id=run_id),
@@ -69,12 +64,9 @@ class KnownRuns:
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.NOT_FOUND:
-                log.warning(
-                    "cannot tell whether the run has finished",
-                    extra={"run_id": run_id, "code": exc.code().name, "error": exc.details()},
-                )
+                log.warning(unanswered, extra={"run_id": run_id, "code": exc.code().name, "error": exc.details()})
             return None
-        return _finished(reply.run)
+        return reply.run
 
 
 def _finished(run: run_pb2.Run) -> tuple[str, RunStatus] | None:
