@@ -16,10 +16,10 @@ an exponential backoff has elapsed; calls arriving before that fail fast with Se
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 import contextvars
 import enum
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -319,7 +319,10 @@ class McpConnection:
                 env=dict(config.env) or None,
                 cwd=config.cwd,
             )
-            async with StderrForwarder(config.name, tail=stderr_tail) as stderr, stdio_client(params, errlog=stderr.errlog) as streams:
+            async with (
+                StderrForwarder(config.name, tail=stderr_tail) as stderr,
+                stdio_client(params, errlog=stderr.errlog) as streams,
+            ):
                 stderr.child_started()
                 yield streams
         elif isinstance(config, HttpServer):

@@ -122,7 +122,9 @@ async def test_server_that_exits_at_startup_is_reported_with_its_last_stderr_lin
             await one.resolve(["dying/*"])
         assert "fatal: missing config FOO_API_URL" in str(caught.value)
         servers = await one.list_servers()
-        assert isinstance(servers["dying"], str) and "starting up | fatal: missing config FOO_API_URL" in servers["dying"]
+        assert (
+            isinstance(servers["dying"], str) and "starting up | fatal: missing config FOO_API_URL" in servers["dying"]
+        )
 
 
 # -- calls -----------------------------------------------------------------------------------------------------------
