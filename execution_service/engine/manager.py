@@ -312,11 +312,11 @@ class RunManager:
     async def _finish(
         self, live: LiveRun, base: Run, recorder: StepRecorder, outcome: LoopOutcome, traced: RunTelemetry
     ) -> None:
-        if outcome.error is not None:
-            recorder.error(outcome.error)
+        # Scrubbed once: the error step, RunFinished and the stored run carry the same text.
+        error = recorder.error(outcome.error) if outcome.error is not None else None
         await recorder.let_watchers_run()  # the last steps go out before the terminal record is built and stored
         end = utc_now()
-        run = _terminal_run(base, recorder, outcome, end)
+        run = _terminal_run(base, recorder, outcome, error, end)
         recorded = False
         try:
             await self._sink.record(run)
@@ -401,7 +401,9 @@ class RunManager:
             await asyncio.wait(pending, timeout=10)
 
 
-def _terminal_run(base: Run, recorder: StepRecorder, outcome: LoopOutcome, end: datetime) -> Run:
+def _terminal_run(
+    base: Run, recorder: StepRecorder, outcome: LoopOutcome, error: RunError | None, end: datetime
+) -> Run:
     steps = tuple(recorder.steps)
     usage: TokenUsage = recorder.usage
     return Run(
@@ -413,7 +415,7 @@ def _terminal_run(base: Run, recorder: StepRecorder, outcome: LoopOutcome, end: 
         labels=base.labels,
         variables=base.variables,
         status=outcome.status,
-        error=recorder.scrub_error(outcome.error) if outcome.error else None,
+        error=error,
         final_response=recorder.scrub_final(outcome.final_response),
         model_name=base.model_name,
         start_time=base.start_time,

@@ -143,9 +143,9 @@ class StepRecorder:
         """The final response as streamed and stored: scrubbed like free text (the model saw unredacted results)."""
         return storable(self._redactor.scrub_text(text, self._secrets))
 
-    def scrub_error(self, error: RunError) -> RunError:
-        """An error as streamed and stored: its message may quote a model or tool answer holding a secret."""
-        return RunError(error.reason, storable(self._redactor.scrub_text(error.message, self._secrets)))
-
-    def error(self, error: RunError) -> None:
-        self.record(self.scrub_error(error), time=utc_now())
+    def error(self, error: RunError) -> RunError:
+        """Records the run's error as its last step; returns it as streamed and stored (its message may quote a
+        model or tool answer holding a secret, so it is scrubbed)."""
+        scrubbed = RunError(error.reason, storable(self._redactor.scrub_text(error.message, self._secrets)))
+        self.record(scrubbed, time=utc_now())
+        return scrubbed
