@@ -62,7 +62,7 @@ def serve_command(
             "(docs/security.md)"
         )
     configure_logging(runs_settings.log_level, runs_settings.log_format)
-    from runs_service.domain import RunsServiceError
+    from runs_service.errors import RunsServiceError
 
     try:
         event_loop.run(_serve(which, runs_settings, exec_settings))
