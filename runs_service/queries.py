@@ -36,12 +36,29 @@ class RecordOutcome(enum.StrEnum):
     UPDATED = "UPDATED"
     UNCHANGED = "UNCHANGED"
     IGNORED = "IGNORED"
+    # RecordRuns only: the run is invalid (or the database refused its values); nothing of it was stored.
+    REJECTED = "REJECTED"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why one run of a RecordRuns batch was not stored: what RecordRun would have answered."""
+
+    reason: str
+    field: str
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
 class RecordResult:
     outcome: RecordOutcome
-    stored_status: RunStatus
+    # The status stored after the call; None when REJECTED.
+    stored_status: RunStatus | None
+    rejection: Rejection | None = None
+
+    @classmethod
+    def rejected(cls, reason: str, field: str, message: str) -> RecordResult:
+        return cls(RecordOutcome.REJECTED, None, Rejection(reason, field, message))
 
 
 class OrderField(enum.StrEnum):

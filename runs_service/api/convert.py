@@ -23,6 +23,7 @@ _OUTCOMES = {
     RecordOutcome.UPDATED: runs_service_pb2.RECORD_OUTCOME_UPDATED,
     RecordOutcome.UNCHANGED: runs_service_pb2.RECORD_OUTCOME_UNCHANGED,
     RecordOutcome.IGNORED: runs_service_pb2.RECORD_OUTCOME_IGNORED,
+    RecordOutcome.REJECTED: runs_service_pb2.RECORD_OUTCOME_REJECTED,
 }
 
 _GROUP_BY = {
@@ -44,9 +45,24 @@ def is_full_view(view: int, field: str = "view") -> bool:
 
 
 def record_result_to_pb(result: RecordResult) -> runs_service_pb2.RecordRunResponse:
+    if result.rejection is not None or result.stored_status is None:  # never from a single RecordRun
+        raise AssertionError(f"RecordRun cannot answer {result}")
     return runs_service_pb2.RecordRunResponse(
         outcome=_OUTCOMES[result.outcome], stored_status=run_status_to_pb(result.stored_status)
     )
+
+
+def record_results_to_pb(run_ids: list[str], results: list[RecordResult]) -> runs_service_pb2.RecordRunsResponse:
+    response = runs_service_pb2.RecordRunsResponse()
+    for run_id, result in zip(run_ids, results, strict=True):
+        item = response.results.add(run_id=run_id, outcome=_OUTCOMES[result.outcome])
+        if result.stored_status is not None:
+            item.stored_status = run_status_to_pb(result.stored_status)
+        if result.rejection is not None:
+            item.rejection.reason = result.rejection.reason
+            item.rejection.field = result.rejection.field
+            item.rejection.message = result.rejection.message
+    return response
 
 
 def _checked_time(value: timestamp_pb2.Timestamp, field: str) -> datetime:

@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
 
 from agentrun_core.identity import current_identity
 from agentrun_core.ids import run_id_problem
-from agentrun_core.proto_convert import run_from_pb, run_to_pb, step_to_pb
+from agentrun_core.proto_convert import run_to_pb, step_to_pb
 from runs_service.api.convert import (
     is_full_view,
     record_result_to_pb,
+    record_results_to_pb,
     run_stats_to_pb,
     stats_query_from_pb,
     time_range_from_pb,
     tool_stats_to_pb,
 )
 from runs_service.api.errors import translate_errors
+from runs_service.api.run_rows import rows_from_pb
 from runs_service.errors import InvalidArgument, PermissionDenied, RunNotFound
-from runs_service.queries import ListRunsQuery, Scope
+from runs_service.queries import ListRunsQuery, RecordResult, Scope
 from runs_service.storage.repository import RunRepository
-from runs_service.validation import validate_run
+from runs_service.storage.rows import RunRows
+
+log = logging.getLogger(__name__)
+
+# RecordRuns: the most runs one call may carry (the outbox sends at most 100).
+MAX_RECORD_BATCH = 1000
 
 
 def _caller_scope() -> Scope:
@@ -40,12 +49,8 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
         self._repository = repository
         self._max_record_bytes = max_record_bytes
 
-    @translate_errors
-    async def RecordRun(
-        self, request: runs_service_pb2.RecordRunRequest, context: grpc.aio.ServicerContext
-    ) -> runs_service_pb2.RecordRunResponse:
-        if not current_identity.get().may_record_runs:
-            raise PermissionDenied("RecordRun is reserved to the execution service and admins")
+    def _checked_record(self, request: runs_service_pb2.RecordRunRequest) -> RunRows:
+        """The rows of one record, checked exactly as RecordRun checks them (InvalidArgument naming the field)."""
         size = request.ByteSize()
         if size > self._max_record_bytes:
             raise InvalidArgument(
@@ -55,14 +60,40 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
             )
         if not request.HasField("run"):
             raise InvalidArgument("run", "is required")
-        try:
-            run = run_from_pb(request.run)
-        except OverflowError:
-            # A Timestamp/Duration beyond what datetime holds (years 1-9999): bad input, not a server fault.
-            raise InvalidArgument("run", "holds a timestamp or duration out of range (years 1-9999)") from None
-        validate_run(run)
-        result = await self._repository.record_run(run)
+        return rows_from_pb(request.run)
+
+    @translate_errors
+    async def RecordRun(
+        self, request: runs_service_pb2.RecordRunRequest, context: grpc.aio.ServicerContext
+    ) -> runs_service_pb2.RecordRunResponse:
+        if not current_identity.get().may_record_runs:
+            raise PermissionDenied("RecordRun is reserved to the execution service and admins")
+        result = await self._repository.record_rows(self._checked_record(request))
         return record_result_to_pb(result)
+
+    @translate_errors
+    async def RecordRuns(
+        self, request: runs_service_pb2.RecordRunsRequest, context: grpc.aio.ServicerContext
+    ) -> runs_service_pb2.RecordRunsResponse:
+        if not current_identity.get().may_record_runs:
+            raise PermissionDenied("RecordRuns is reserved to the execution service and admins")
+        count = len(request.requests)
+        if count > MAX_RECORD_BATCH:
+            raise InvalidArgument("requests", f"at most {MAX_RECORD_BATCH} runs per call, got {count}")
+        results: list[RecordResult | None] = [None] * count
+        valid: list[RunRows] = []
+        positions: list[int] = []
+        for index, item in enumerate(request.requests):
+            try:
+                valid.append(self._checked_record(item))
+                positions.append(index)
+            except InvalidArgument as exc:
+                results[index] = RecordResult.rejected(exc.reason, exc.field, exc.message)
+        if count - len(valid):
+            log.info("RecordRuns rejected invalid runs", extra={"rejected": count - len(valid), "runs": count})
+        for index, result in zip(positions, await self._repository.record_batch(valid), strict=True):
+            results[index] = result
+        return record_results_to_pb([item.run.id for item in request.requests], [r for r in results if r is not None])
 
     @translate_errors
     async def GetRun(

@@ -34,7 +34,7 @@ from runs_service.storage import stats
 from runs_service.storage.errors import storage_errors
 from runs_service.storage.ordering import after_position, order_clauses, ordering_text, parse_order_by, position_of
 from runs_service.storage.page_tokens import PageTokenCodec
-from runs_service.storage.rows import run_from_row, step_from_row, to_utc, tool_call_from_row
+from runs_service.storage.rows import RunRows, run_from_row, step_from_row, to_utc, tool_call_from_row
 from runs_service.storage.run_writer import RunWriter
 from runs_service.storage.tables import run_steps, runs, tool_calls
 
@@ -94,8 +94,16 @@ class RunRepository:
     # --- writes ------------------------------------------------------------------------------------------
 
     async def record_run(self, run: Run) -> RecordResult:
-        """Idempotent upsert of a validated run (runs_service.validation.validate_run); see recorder.py."""
+        """Idempotent upsert of a validated run (runs_service.validation.validate_run); see run_writer.py."""
         return await self._writer.record(run)
+
+    async def record_rows(self, rows: RunRows) -> RecordResult:
+        """Idempotent upsert of one run's validated rows (runs_service.validation.validate_rows)."""
+        return await self._writer.record_rows(rows)
+
+    async def record_batch(self, batch: Sequence[RunRows]) -> list[RecordResult]:
+        """Idempotent upserts of several runs' validated rows; one result per run, in order (run_writer.py)."""
+        return await self._writer.record_batch(batch)
 
     # --- single runs -------------------------------------------------------------------------------------
 
