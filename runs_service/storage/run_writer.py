@@ -167,9 +167,7 @@ def _rejected_by_database(rows: RunRows, error: Exception) -> RecordResult:
 def _is_data_error(error: BaseException) -> bool:
     """The database refused values (not a transient or connectivity failure)."""
     orig = getattr(error, "orig", error)
-    return isinstance(orig, psycopg.errors.DataError | psycopg.errors.IntegrityError) or (
-        isinstance(error, sa_exc.IntegrityError | sa_exc.DataError) and not isinstance(error, sa_exc.OperationalError)
-    )
+    return isinstance(orig, psycopg.errors.DataError) or isinstance(error, sa_exc.DataError)
 
 
 class RunWriter:
@@ -248,7 +246,7 @@ class RunWriter:
     async def _record_alone(self, rows: RunRows) -> RecordResult:
         try:
             return await self.record_rows(rows)
-        except sa_exc.DBAPIError as exc:
+        except (sa_exc.DBAPIError, psycopg.Error) as exc:
             if not _is_data_error(exc):
                 raise
             return _rejected_by_database(rows, exc)

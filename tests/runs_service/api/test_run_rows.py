@@ -1,0 +1,132 @@
+"""Property: the fast path (protobuf -> rows) stores exactly what protobuf -> domain -> rows stored, and refuses
+exactly what RecordRun's conversion and validation refused, with the same field and message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from agentrun.runs.v1 import run_pb2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agentrun_core import domain as d
+from agentrun_core.proto_convert import ConversionError, run_from_pb, run_to_pb
+from runs_service.api.run_rows import rows_from_pb
+from runs_service.errors import InvalidArgument
+from runs_service.storage.rows import RunRows, run_to_rows
+from runs_service.validation import validate_run
+from tests.runs_service.api.test_roundtrip_property import runs
+from tests.support.run_factory import make_run
+
+Outcome = tuple[str, str] | RunRows
+
+
+def through_domain(msg: run_pb2.Run) -> Outcome:
+    """What RecordRun did before the fast path: convert, validate, build rows."""
+    try:
+        run = run_from_pb(msg)
+        validate_run(run)
+        return run_to_rows(run)
+    except ConversionError as exc:
+        return exc.field, str(exc)
+    except OverflowError:
+        return "run", "run: holds a timestamp or duration out of range (years 1-9999)"
+    except InvalidArgument as exc:
+        return exc.field, exc.message
+
+
+def fast(msg: run_pb2.Run) -> Outcome:
+    try:
+        return rows_from_pb(msg)
+    except InvalidArgument as exc:
+        return exc.field, exc.message
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(run=runs())
+def test_valid_runs_give_the_same_rows_and_hash(run: d.Run) -> None:
+    msg = run_to_pb(run)
+    expected = through_domain(msg)
+    assert isinstance(expected, RunRows), expected
+    assert fast(msg) == expected
+
+
+def _set(path: str, value: Any) -> Callable[[run_pb2.Run], None]:
+    def apply(msg: run_pb2.Run) -> None:
+        *parents, name = path.split(".")
+        target: Any = msg
+        for part in parents:
+            target = target[int(part)] if part.isdigit() else getattr(target, part)
+        setattr(target, name, value)
+
+    return apply
+
+
+def _clear(path: str) -> Callable[[run_pb2.Run], None]:
+    def apply(msg: run_pb2.Run) -> None:
+        *parents, name = path.split(".")
+        target: Any = msg
+        for part in parents:
+            target = target[int(part)] if part.isdigit() else getattr(target, part)
+        target.ClearField(name)
+
+    return apply
+
+
+INTS = st.sampled_from([-(2**40), -1, 0, 1, 7, 2**31 - 1])
+SECONDS = st.sampled_from([-(2**40), -62_135_596_801, -1, 0, 1_800_000_000, 253_402_300_800, 2**40])
+STRINGS = st.sampled_from(["", "x", "a\x00b", "x" * 300, "0190a0f0-0000-7000-8000-000000000001", "12.5", "-3", "NaN"])
+
+
+@st.composite
+def mutations(draw: st.DrawFn) -> list[Callable[[run_pb2.Run], None]]:
+    step = draw(st.integers(0, 39))
+    call = draw(st.integers(0, 14))
+    choices = [
+        _set("id", draw(STRINGS)),
+        _set("agent_name", draw(STRINGS)),
+        _set("user", draw(STRINGS)),
+        _set("task", draw(STRINGS)),
+        _set("status", draw(st.integers(0, 8))),
+        _set("steps_taken", draw(INTS)),
+        _set("start_time.seconds", draw(SECONDS)),
+        _clear("start_time"),
+        _clear("end_time"),
+        _set("end_time.seconds", draw(SECONDS)),
+        _set("duration.seconds", draw(INTS)),
+        _set("token_usage.total_tokens", draw(INTS)),
+        _set("cost.amount", draw(STRINGS)),
+        _set("cost.currency_code", draw(STRINGS)),
+        _set("error.reason", draw(STRINGS)),
+        _set(f"execution_steps.{step}.sequence", draw(INTS)),
+        _set(f"execution_steps.{step}.run_id", draw(STRINGS)),
+        _set(f"execution_steps.{step}.duration.nanos", draw(st.sampled_from([-1, 0, 5]))),
+        _set(f"execution_steps.{step}.time.seconds", draw(SECONDS)),
+        _clear(f"execution_steps.{step}.time"),
+        _set(f"execution_steps.{step}.model_call.usage.input_tokens", draw(INTS)),
+        _set(f"execution_steps.{step}.model_call.time_to_first_token.seconds", draw(INTS)),
+        _set(f"execution_steps.{step}.tool_call.call_id", draw(STRINGS)),
+        _set(f"execution_steps.{step}.tool_result.status", draw(st.integers(0, 7))),
+        _set(f"execution_steps.{step}.tool_result.duration.seconds", draw(INTS)),
+        _set(f"execution_steps.{step}.final_response.text", draw(STRINGS)),
+        _set(f"tool_calls.{call}.id", draw(STRINGS)),
+        _set(f"tool_calls.{call}.name", draw(STRINGS)),
+        _set(f"tool_calls.{call}.status", draw(st.integers(0, 7))),
+        _set(f"tool_calls.{call}.duration.seconds", draw(INTS)),
+        _clear(f"tool_calls.{call}.start_time"),
+        _set(f"tool_calls.{call}.start_time.seconds", draw(SECONDS)),
+    ]
+    return draw(st.lists(st.sampled_from(choices), min_size=1, max_size=3))
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(changes=mutations(), status=st.sampled_from(list(d.RunStatus)))
+def test_malformed_runs_are_refused_alike(changes: list[Callable[[run_pb2.Run], None]], status: d.RunStatus) -> None:
+    msg = run_to_pb(make_run(status=status, seed=1))
+    for change in changes:
+        try:
+            change(msg)
+        except (ValueError, TypeError, IndexError):  # a value the field cannot hold: skip that change
+            continue
+    assert fast(msg) == through_domain(msg)
