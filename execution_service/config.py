@@ -19,6 +19,9 @@ class ExecutionSettings:
     data_dir: Path = Path("data")
     # Empty means <data_dir>/outbox.db. One file per instance: it also remembers this instance's live runs.
     outbox_path: Path | None = None
+    # RecordRuns batches the outbox sends: at most this many records and bytes per call (a larger record goes alone).
+    outbox_batch_records: int = 100
+    outbox_batch_bytes: int = 4 * 1024 * 1024
     default_model: str = "gemini-2.5-flash"
     gemini_api_key: str = ""
     gemini_base_url: str = ""
@@ -63,6 +66,8 @@ class ExecutionSettings:
             mcp_config=env_path("AGENTRUN_MCP_CONFIG", base.mcp_config),
             data_dir=env_path("AGENTRUN_DATA_DIR", base.data_dir),
             outbox_path=Path(outbox) if outbox else None,
+            outbox_batch_records=env_int("AGENTRUN_OUTBOX_BATCH_RECORDS", base.outbox_batch_records, minimum=1),
+            outbox_batch_bytes=env_int("AGENTRUN_OUTBOX_BATCH_BYTES", base.outbox_batch_bytes, minimum=1024),
             default_model=env_str("AGENTRUN_DEFAULT_MODEL", base.default_model),
             gemini_api_key=env_str("GEMINI_API_KEY", env_str("GOOGLE_API_KEY", "")),
             gemini_base_url=env_str("GOOGLE_GEMINI_BASE_URL", ""),
