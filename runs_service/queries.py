@@ -145,6 +145,35 @@ class ToolStatsRow:
 
 
 @dataclass(frozen=True, slots=True)
+class DeleteRunsQuery:
+    filter: str = ""
+    dry_run: bool = False
+    # Deliberately every run in scope; the filter must then be empty (an empty filter alone is refused).
+    match_all: bool = False
+
+    def checked_filter(self) -> str:
+        """The filter text; InvalidArgument unless exactly one of a filter and match_all was given."""
+        text = self.filter.strip()
+        if not text and not self.match_all:
+            raise InvalidArgument(
+                "filter",
+                "is required: name the runs to delete (e.g. 'start_time < \"2026-01-01T00:00:00Z\"'), "
+                "or set match_all to delete every run you may delete",
+            )
+        if text and self.match_all:
+            raise InvalidArgument("match_all", "must not be set together with a filter")
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteAnswer:
+    # Runs deleted, or with dry_run, runs that would be deleted now.
+    run_count: int
+    # With dry_run: a few of the matching run ids, oldest first.
+    sample_run_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class PageRequest:
     """Normalised page_size (already defaulted and capped) and raw token."""
 

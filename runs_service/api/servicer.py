@@ -7,7 +7,7 @@ import logging
 import grpc
 from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
 
-from agentrun_core.identity import current_identity
+from agentrun_core.identity import Role, current_identity
 from agentrun_core.ids import run_id_problem
 from agentrun_core.proto_convert import run_to_pb, step_to_pb
 from runs_service.api.convert import (
@@ -22,7 +22,7 @@ from runs_service.api.convert import (
 from runs_service.api.errors import translate_errors
 from runs_service.api.run_rows import rows_from_pb
 from runs_service.errors import InvalidArgument, PermissionDenied, RunNotFound
-from runs_service.queries import ListRunsQuery, RecordResult, Scope
+from runs_service.queries import DeleteRunsQuery, ListRunsQuery, RecordResult, Scope
 from runs_service.storage.repository import RunRepository
 from runs_service.storage.rows import RunRows
 
@@ -94,6 +94,30 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
         for index, result in zip(positions, await self._repository.record_batch(valid), strict=True):
             results[index] = result
         return record_results_to_pb([item.run.id for item in request.requests], [r for r in results if r is not None])
+
+    @translate_errors
+    async def DeleteRuns(
+        self, request: runs_service_pb2.DeleteRunsRequest, context: grpc.aio.ServicerContext
+    ) -> runs_service_pb2.DeleteRunsResponse:
+        identity = current_identity.get()
+        if identity.role is Role.SERVICE:
+            raise PermissionDenied(
+                "DeleteRuns is not allowed with the execution service's token (it only records runs); "
+                "use an admin token, or a user token for that user's own runs"
+            )
+        query = DeleteRunsQuery(filter=request.filter, dry_run=request.dry_run, match_all=request.match_all)
+        answer = await self._repository.delete_runs(query, _caller_scope())
+        log.info(
+            "runs counted for deletion" if request.dry_run else "runs deleted",
+            extra={
+                "user": identity.user,
+                "role": identity.role.value,
+                "filter": request.filter,
+                "match_all": request.match_all,
+                "run_count": answer.run_count,
+            },
+        )
+        return runs_service_pb2.DeleteRunsResponse(run_count=answer.run_count, sample_run_ids=answer.sample_run_ids)
 
     @translate_errors
     async def GetRun(

@@ -6,6 +6,7 @@ with a user sees only that user's runs; an invisible run behaves exactly like an
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -20,6 +21,8 @@ from agentrun_core.domain import ExecutionStep, Run, ToolCallRecord
 from runs_service.errors import InvalidPageToken, RunNotFound
 from runs_service.queries import (
     DEFAULT_STEP_PAGE_SIZE,
+    DeleteAnswer,
+    DeleteRunsQuery,
     ListRunsQuery,
     RecordResult,
     RunPage,
@@ -31,6 +34,7 @@ from runs_service.queries import (
     normalise_page_size,
 )
 from runs_service.storage import stats
+from runs_service.storage.deletion import RunDeleter
 from runs_service.storage.errors import storage_errors
 from runs_service.storage.ordering import after_position, order_clauses, ordering_text, parse_order_by, position_of
 from runs_service.storage.page_tokens import PageTokenCodec
@@ -50,6 +54,7 @@ class RunRepository:
         self._dialect = engine.dialect.name
         self._tokens = PageTokenCodec(page_token_secret)
         self._writer = RunWriter(engine)
+        self._deleter = RunDeleter(engine)
         # SQLite reads see one snapshot per transaction anyway; PostgreSQL needs REPEATABLE READ for that.
         self._snapshot_engine = (
             engine.execution_options(isolation_level="REPEATABLE READ") if self._dialect == "postgresql" else engine
@@ -210,6 +215,23 @@ class RunRepository:
         ):
             return await stats.tool_stats(conn, conditions)
 
+    # --- deletion ----------------------------------------------------------------------------------------
+
+    async def delete_runs(self, query: DeleteRunsQuery, scope: Scope) -> DeleteAnswer:
+        """Deletes (or with dry_run counts) the non-RUNNING runs matching the filter that `scope` may see, with
+        their steps and tool calls, in batches (runs_service.storage.deletion)."""
+        filter_text = query.checked_filter()
+        conditions = self._run_conditions(filter_text, scope)
+        if query.dry_run:
+            count, sample = await self._deleter.count(conditions)
+            return DeleteAnswer(run_count=count, sample_run_ids=sample)
+        deleted = await self._deleter.delete(conditions, pause=_yield)
+        return DeleteAnswer(run_count=deleted)
+
+    @property
+    def deleter(self) -> RunDeleter:
+        return self._deleter
+
     async def ping(self) -> None:
         """Raises StorageUnavailable when the database cannot be reached."""
         async with storage_errors("ping"), self._engine.connect() as conn:
@@ -256,6 +278,11 @@ class RunRepository:
         for row in (await conn.execute(self._select_tool_calls_of, params)).mappings():
             found[row["run_id"]][1].append(tool_call_from_row(row))
         return found
+
+
+async def _yield(_elapsed_s: float, _deleted: int) -> None:
+    """Between DeleteRuns batches: let other calls run (no sleep: the caller is waiting for the answer)."""
+    await asyncio.sleep(0)
 
 
 def _normalised_filter(filter_text: str) -> str:

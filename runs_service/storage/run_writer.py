@@ -54,7 +54,8 @@ _SQLITE_RETRY_BASE_DELAY_S = 0.05
 _sqlite_write_locks: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
-def _sqlite_write_lock(engine: AsyncEngine) -> asyncio.Lock:
+def sqlite_write_lock(engine: AsyncEngine) -> asyncio.Lock:
+    """The lock every writer of this SQLite engine holds around its write transactions (recorders, deletes)."""
     lock = _sqlite_write_locks.get(engine.sync_engine)
     if lock is None:
         lock = _sqlite_write_locks[engine.sync_engine] = asyncio.Lock()
@@ -178,7 +179,7 @@ class RunWriter:
         self._is_sqlite = engine.dialect.name == "sqlite"
         if self._is_sqlite:
             self._write_engine = engine.execution_options(**SQLITE_WRITE_OPTIONS)
-            self._lock: asyncio.Lock | None = _sqlite_write_lock(engine)
+            self._lock: asyncio.Lock | None = sqlite_write_lock(engine)
             insert_run: Any = sqlite_insert(runs)
         else:
             self._write_engine = engine
@@ -197,11 +198,6 @@ class RunWriter:
         self._delete_tool_calls = delete(tool_calls).where(tool_calls.c.run_id == bindparam("run_id"))
         self._insert_steps = insert(run_steps)
         self._insert_tool_calls = insert(tool_calls)
-
-    @property
-    def sqlite_lock(self) -> asyncio.Lock | None:
-        """SQLite: the lock every writer of this engine holds (deletes and purges take it too)."""
-        return self._lock
 
     async def record(self, run: Run) -> RecordResult:
         """Stores `run` (already validated) following the module's rules."""
