@@ -9,6 +9,7 @@ from pathlib import Path
 from agentrun_core.auth.settings import AuthSettings
 from agentrun_core.settings import env_bool, env_float, env_int, env_path, env_str
 from agentrun_core.tls import ServerTlsSettings
+from runs_service.retention import FOREVER, RETENTION_ENV, RULES_ENV, RetentionPolicy, parse_period, parse_rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,13 @@ class RunsSettings:
     # Bearer-token authentication (AGENTRUN_AUTH, AGENTRUN_TOKENS_FILE, ...) and TLS (AGENTRUN_TLS_*): docs/security.md
     auth: AuthSettings = field(default_factory=AuthSettings)
     tls: ServerTlsSettings = field(default_factory=ServerTlsSettings)
+    # Retention (runs_service.retention): the default period and per-agent / per-label rules; the background purge
+    # runs every retention_interval_s, deleting retention_batch_size runs per transaction, with a pause of at least
+    # retention_pause_s (and 4x the batch's own time) between batches.
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    retention_interval_s: float = 600.0
+    retention_batch_size: int = 500
+    retention_pause_s: float = 0.05
     shutdown_grace_s: float = 10.0
     log_level: str = "INFO"
     log_format: str = "auto"
@@ -46,6 +54,13 @@ class RunsSettings:
             reflection=env_bool("AGENTRUN_REFLECTION", base.reflection),
             auth=AuthSettings.from_env(),
             tls=ServerTlsSettings.from_env(),
+            retention=RetentionPolicy(
+                default=parse_period(env_str(RETENTION_ENV, FOREVER), RETENTION_ENV),
+                rules=parse_rules(env_str(RULES_ENV, "")),
+            ),
+            retention_interval_s=env_float("AGENTRUN_RETENTION_INTERVAL_S", base.retention_interval_s, minimum=1),
+            retention_batch_size=env_int("AGENTRUN_RETENTION_BATCH_SIZE", base.retention_batch_size, minimum=1),
+            retention_pause_s=env_float("AGENTRUN_RETENTION_PAUSE_S", base.retention_pause_s, minimum=0),
             shutdown_grace_s=env_float("AGENTRUN_SHUTDOWN_GRACE_S", base.shutdown_grace_s, minimum=0),
             log_level=env_str("AGENTRUN_LOG_LEVEL", base.log_level),
             log_format=env_str("AGENTRUN_LOG_FORMAT", base.log_format),

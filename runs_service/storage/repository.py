@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -33,8 +34,9 @@ from runs_service.queries import (
     ToolStatsRow,
     normalise_page_size,
 )
+from runs_service.retention import PurgePlan
 from runs_service.storage import stats
-from runs_service.storage.deletion import RunDeleter
+from runs_service.storage.deletion import Pause, RunDeleter
 from runs_service.storage.errors import storage_errors
 from runs_service.storage.ordering import after_position, order_clauses, ordering_text, parse_order_by, position_of
 from runs_service.storage.page_tokens import PageTokenCodec
@@ -228,9 +230,41 @@ class RunRepository:
         deleted = await self._deleter.delete(conditions, pause=_yield)
         return DeleteAnswer(run_count=deleted)
 
-    @property
-    def deleter(self) -> RunDeleter:
-        return self._deleter
+    def expired_conditions(self, plan: PurgePlan) -> list[ColumnElement[bool]]:
+        """The runs a retention plan has expired (runs_service.retention); InvalidFilter for a bad rule."""
+        conditions = self._run_conditions(plan.filter, Scope.everything())
+        return [*conditions, runs.c.start_time < to_utc(plan.cutoff)]
+
+    async def purge_expired(self, plan: PurgePlan, *, batch_size: int, pause: Pause) -> int:
+        """Deletes the runs `plan` has expired, batch by batch, pausing between batches; returns how many."""
+        what = f"retention purge ({plan.description})"
+        return await self._deleter.delete(self.expired_conditions(plan), batch_size=batch_size, pause=pause, what=what)
+
+    @asynccontextmanager
+    async def exclusive(self, key: int) -> AsyncIterator[bool]:
+        """PostgreSQL: holds the session advisory lock `key` for the block if no other session holds it (yields
+        whether it got it). SQLite: one process owns the file, so always True."""
+        if self._dialect != "postgresql":
+            yield True
+            return
+        async with storage_errors("advisory lock"):
+            conn = await self._engine.connect()
+        try:
+            async with storage_errors("advisory lock"):
+                acquired = bool((await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})).scalar())
+                await conn.commit()
+            try:
+                yield acquired
+            finally:
+                if acquired:
+                    try:
+                        await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                        await conn.commit()
+                    except Exception as exc:  # close the session for real: the lock goes with it
+                        logger.warning("could not release advisory lock %d: %s", key, exc)
+                        await conn.invalidate()
+        finally:
+            await conn.close()
 
     async def ping(self) -> None:
         """Raises StorageUnavailable when the database cannot be reached."""

@@ -32,9 +32,7 @@ def _ts(value: datetime) -> timestamp_pb2.Timestamp:
 
 
 async def record_all(stub: rs_grpc.RunsServiceStub, runs_: list[Run]) -> None:
-    reply = await stub.RecordRuns(
-        rs.RecordRunsRequest(requests=[rs.RecordRunRequest(run=run_to_pb(r)) for r in runs_])
-    )
+    reply = await stub.RecordRuns(rs.RecordRunsRequest(requests=[rs.RecordRunRequest(run=run_to_pb(r)) for r in runs_]))
     assert all(r.outcome == rs.RECORD_OUTCOME_CREATED for r in reply.results), reply
 
 
@@ -68,7 +66,8 @@ async def child_rows(client: RunsClient, run_ids: list[str]) -> int:
 
 def fleet() -> tuple[list[Run], list[Run]]:
     """(runs to keep, runs to delete): two agents, two users, spread over days, with steps and tool calls."""
-    keep, drop = [], []
+    keep: list[Run] = []
+    drop: list[Run] = []
     for i in range(12):
         run = make_run(
             agent="keep-agent" if i % 3 else "drop-agent",
