@@ -7,6 +7,7 @@ Servicers translate protobuf to these types and back (runs_service.api); storage
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -142,6 +143,26 @@ class ToolStatsRow:
     error_rate: float
     duration_p50: timedelta | None
     duration_p95: timedelta | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExportQuery:
+    filter: str = ""
+    full: bool = False
+    # From a previous ExportBatch of the same filter and caller: resume right after it.
+    resume_cursor: str = ""
+    count_total: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ExportBatch:
+    """The next runs of an export in (start_time, id) order."""
+
+    runs: list[Run]
+    # cursor_after(i): the opaque cursor that resumes the export right after runs[i].
+    cursor_after: Callable[[int], str]
+    # Only in the first batch, when asked: matching runs after the resume cursor when the export started.
+    total_count: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

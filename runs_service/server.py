@@ -111,7 +111,10 @@ async def start_server(
         options=options, interceptors=[*telemetry.server_interceptors(), *(interceptors or []), *security]
     )
     runs_service_pb2_grpc.add_RunsServiceServicer_to_server(
-        RunsServicer(repository, max_record_bytes=settings.max_record_bytes), server
+        RunsServicer(
+            repository, max_record_bytes=settings.max_record_bytes, max_message_bytes=settings.max_message_bytes
+        ),
+        server,
     )
     health_servicer = add_health_and_reflection(server, SERVICE_NAME, reflection=settings.reflection)
     port = add_port(server, settings.listen_address, settings.tls, service="RunsService")

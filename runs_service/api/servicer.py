@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 import grpc
 from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
@@ -11,6 +12,8 @@ from agentrun_core.identity import Role, current_identity
 from agentrun_core.ids import run_id_problem
 from agentrun_core.proto_convert import run_to_pb, step_to_pb
 from runs_service.api.convert import (
+    EXPORT_MESSAGE_BYTES,
+    export_messages,
     is_full_view,
     record_result_to_pb,
     record_results_to_pb,
@@ -19,10 +22,10 @@ from runs_service.api.convert import (
     time_range_from_pb,
     tool_stats_to_pb,
 )
-from runs_service.api.errors import translate_errors
+from runs_service.api.errors import translate_errors, translate_stream_errors
 from runs_service.api.run_rows import rows_from_pb
 from runs_service.errors import InvalidArgument, PermissionDenied, RunNotFound
-from runs_service.queries import DeleteRunsQuery, ListRunsQuery, RecordResult, Scope
+from runs_service.queries import DeleteRunsQuery, ExportQuery, ListRunsQuery, RecordResult, Scope
 from runs_service.storage.repository import RunRepository
 from runs_service.storage.rows import RunRows
 
@@ -45,9 +48,11 @@ def _checked_run_id(value: str, field: str = "run_id") -> str:
 
 
 class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
-    def __init__(self, repository: RunRepository, *, max_record_bytes: int) -> None:
+    def __init__(self, repository: RunRepository, *, max_record_bytes: int, max_message_bytes: int = 16 << 20) -> None:
         self._repository = repository
         self._max_record_bytes = max_record_bytes
+        # ExportRuns messages stay well under the gRPC message cap (a single larger run is still sent alone).
+        self._max_export_message_bytes = min(EXPORT_MESSAGE_BYTES, max_message_bytes // 2)
 
     def _checked_record(self, request: runs_service_pb2.RecordRunRequest) -> RunRows:
         """The rows of one record, checked exactly as RecordRun checks them (InvalidArgument naming the field)."""
@@ -94,6 +99,20 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
         for index, result in zip(positions, await self._repository.record_batch(valid), strict=True):
             results[index] = result
         return record_results_to_pb([item.run.id for item in request.requests], [r for r in results if r is not None])
+
+    @translate_stream_errors
+    async def ExportRuns(
+        self, request: runs_service_pb2.ExportRunsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[runs_service_pb2.ExportRunsResponse]:
+        query = ExportQuery(
+            filter=request.filter,
+            full=is_full_view(request.view),
+            resume_cursor=request.resume_cursor,
+            count_total=request.count_total,
+        )
+        async for batch in self._repository.export(query, _caller_scope()):
+            for message in export_messages(batch, self._max_export_message_bytes):
+                yield message
 
     @translate_errors
     async def DeleteRuns(

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, func, literal_column, select, text
@@ -24,6 +24,8 @@ from runs_service.queries import (
     DEFAULT_STEP_PAGE_SIZE,
     DeleteAnswer,
     DeleteRunsQuery,
+    ExportBatch,
+    ExportQuery,
     ListRunsQuery,
     RecordResult,
     RunPage,
@@ -36,7 +38,7 @@ from runs_service.queries import (
 )
 from runs_service.retention import PurgePlan
 from runs_service.storage import stats
-from runs_service.storage.deletion import Pause, RunDeleter
+from runs_service.storage.deletion import Pause, Position, RunDeleter, after
 from runs_service.storage.errors import storage_errors
 from runs_service.storage.ordering import after_position, order_clauses, ordering_text, parse_order_by, position_of
 from runs_service.storage.page_tokens import PageTokenCodec
@@ -47,6 +49,11 @@ from runs_service.storage.tables import run_steps, runs, tool_calls
 logger = logging.getLogger(__name__)
 
 _RUNS_TOKEN_MATCHES = "filter, order_by or caller"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# Runs per export batch (one database read each): BASIC rows are small; FULL runs carry their steps.
+EXPORT_BASIC_BATCH = 500
+EXPORT_FULL_BATCH = 20
 _STEPS_TOKEN_MATCHES = "run or caller"
 
 
@@ -195,6 +202,66 @@ class RunRepository:
             last = rows[size - 1]
             next_token = self._tokens.encode(bound_to, position_of(ordering, last))
         return RunPage(runs=page, next_page_token=next_token)
+
+    async def export(self, query: ExportQuery, scope: Scope) -> AsyncIterator[ExportBatch]:
+        """The runs matching `query.filter` that `scope` sees, in (start_time, id) order, batch by batch, from after
+        `query.resume_cursor`. Each batch is one short read (no transaction or connection is held while the
+        caller consumes a batch), so memory stays constant and a slow reader holds nothing in the database."""
+        filter_text = query.filter.strip()
+        bound_to = ("export", _normalised_filter(filter_text), scope.user)
+        conditions = self._run_conditions(filter_text, scope)
+        position = self._export_position(query.resume_cursor, bound_to) if query.resume_cursor else None
+        batch_size = EXPORT_FULL_BATCH if query.full else EXPORT_BASIC_BATCH
+        total: int | None = None
+        if query.count_total:
+            count = select(func.count()).select_from(runs).where(*conditions, *after(position))
+            async with storage_errors("count runs to export", filter=filter_text), self._engine.connect() as conn:
+                total = int((await conn.execute(count)).scalar_one())
+        while True:
+            stmt = (
+                select(runs)
+                .where(*conditions, *after(position))
+                .order_by(runs.c.start_time, runs.c.id)
+                .limit(batch_size)
+            )
+            async with (
+                storage_errors("export runs", filter=filter_text),
+                self._read_connection(consistent=query.full) as conn,
+            ):
+                rows = (await conn.execute(stmt)).mappings().all()
+                if query.full and rows:
+                    found = await self._children_of(conn, [r["id"] for r in rows])
+                    batch = [run_from_row(r, *found.get(r["id"], ((), ()))) for r in rows]
+                else:
+                    batch = [run_from_row(r) for r in rows]
+            if not batch:
+                return
+            last = batch[-1]
+            position = Position(last.start_time, last.id)
+            yield ExportBatch(runs=batch, cursor_after=self._cursor_maker(batch, bound_to), total_count=total)
+            total = None
+            if len(rows) < batch_size:
+                return
+
+    def _cursor_maker(self, batch: list[Run], bound_to: tuple[str | None, ...]) -> Callable[[int], str]:
+        def cursor_after(index: int) -> str:
+            run = batch[index]
+            return self._tokens.encode(bound_to, {"t": (run.start_time - _EPOCH) // _MICROSECOND, "id": run.id})
+
+        return cursor_after
+
+    def _export_position(self, cursor: str, bound_to: tuple[str | None, ...]) -> Position:
+        try:
+            position = self._tokens.decode(cursor, bound_to, "filter or caller")
+        except InvalidPageToken as exc:
+            raise InvalidPageToken(exc.message.replace("page_token", "resume_cursor"), field="resume_cursor") from None
+        micros, run_id = position.get("t"), position.get("id")
+        if not isinstance(micros, int) or isinstance(micros, bool) or not isinstance(run_id, str):
+            raise InvalidPageToken("is malformed: start again without a resume_cursor", field="resume_cursor")
+        try:
+            return Position(_EPOCH + micros * _MICROSECOND, run_id)
+        except OverflowError:
+            raise InvalidPageToken("is malformed: start again without a resume_cursor", field="resume_cursor") from None
 
     async def run_stats(self, query: StatsQuery, scope: Scope) -> list[RunStatsRow]:
         """Aggregates over runs that started in [query.start_time, query.end_time), grouped by query.group_by."""
