@@ -22,8 +22,10 @@ from agentrun_cli.settings import (
     CliSettings,
 )
 
-# Importing the module registers `runs stats` and `runs tools` on runs_app.
+# Importing the modules registers `runs stats`, `runs tools`, `runs export` and `runs delete` on runs_app.
 from agentrun_cli.commands import stats as _stats  # noqa: F401  # isort: skip
+from agentrun_cli.commands import export as _export  # noqa: F401  # isort: skip
+from agentrun_cli.commands import delete as _delete  # noqa: F401  # isort: skip
 
 app = typer.Typer(
     name="agentrun",

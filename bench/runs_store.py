@@ -141,31 +141,31 @@ def _db_url(admin_url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
-def recreate_database(admin_url: str) -> str:
+def recreate_database(admin_url: str, name: str = BENCH_DB) -> str:
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
-    url = _db_url(admin_url, BENCH_DB)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = _db_url(admin_url, name)
     upgrade(url, "head")
     return url
 
 
-def existing_database(admin_url: str) -> str:
+def existing_database(admin_url: str, name: str = BENCH_DB) -> str:
     """The URL of the bench database a --keep-db run left, migrated to head."""
-    url = _db_url(admin_url, BENCH_DB)
+    url = _db_url(admin_url, name)
     upgrade(url, "head")
     return url
 
 
-def drop_database(admin_url: str) -> None:
+def drop_database(admin_url: str, name: str = BENCH_DB) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB)))
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 class RunsServiceProcess:
     """RunsService in a subprocess (`python -m runs_service serve`) on 127.0.0.1:<free port>."""
 
-    def __init__(self, db_url: str, data_dir: Path) -> None:
+    def __init__(self, db_url: str, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         env = {
             **os.environ,
@@ -173,6 +173,7 @@ class RunsServiceProcess:
             "AGENTRUN_LOG_LEVEL": "WARNING",
             "AGENTRUN_LOG_FORMAT": "text",
             "AGENTRUN_AUTH": "off",  # the benchmark measures storage, not authentication
+            **(extra_env or {}),
         }
         self.process = subprocess.Popen(
             [
