@@ -191,6 +191,13 @@ async def _answer(call: Callable[[], Awaitable[Any]]) -> grpc.StatusCode:
 
 async def _call_runs(stack: Stack, method: str, request: Any, token: str) -> grpc.StatusCode:
     stub = rs_grpc.RunsServiceStub(stack.channel(stack.runs_address, token=token))
+    if method == "ExportRuns":
+
+        async def drain() -> None:
+            async for _ in stub.ExportRuns(request, timeout=10):
+                pass
+
+        return await _answer(drain)
     return await _answer(lambda: getattr(stub, method)(request, timeout=10))
 
 
@@ -209,6 +216,9 @@ async def _call_execution(stack: Stack, method: str, request: Any, token: str) -
 
 RUNS_REQUESTS: dict[str, Any] = {
     "RecordRun": rs.RecordRunRequest,
+    "RecordRuns": rs.RecordRunsRequest,
+    "DeleteRuns": rs.DeleteRunsRequest,
+    "ExportRuns": rs.ExportRunsRequest,
     "GetRun": rs.GetRunRequest,
     "ListRuns": rs.ListRunsRequest,
     "ListRunSteps": rs.ListRunStepsRequest,
