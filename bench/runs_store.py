@@ -92,6 +92,7 @@ class Config:
     keep_db: bool
     skip_ingest: bool
     skip_queries: bool
+    skip_purge: bool
     reuse_db: bool
 
 
@@ -107,7 +108,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--batch-in-flight", type=int, default=2, help="RecordRuns calls in flight")
     parser.add_argument("--keep-db", action="store_true", help=f"keep the seeded database {BENCH_DB}")
     parser.add_argument("--skip-ingest", action="store_true")
-    parser.add_argument("--skip-queries", action="store_true", help="no seeding and no query figures")
+    parser.add_argument("--skip-queries", action="store_true", help="no seeding, no query or purge figures")
+    parser.add_argument("--skip-purge", action="store_true", help="no retention purge figures (they delete the seed)")
     parser.add_argument(
         "--reuse-db",
         action="store_true",
@@ -129,6 +131,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         keep_db=args.keep_db or args.reuse_db,
         skip_ingest=args.skip_ingest or args.reuse_db,
         skip_queries=args.skip_queries,
+        skip_purge=args.skip_purge,
         reuse_db=args.reuse_db,
     )
 
@@ -712,6 +715,108 @@ async def bench_queries(cfg: Config, seeded: Seeded, target: str) -> dict[str, f
     return out
 
 
+# --- retention purge ---------------------------------------------------------------------------------------------
+
+PURGE_RETENTION = "1h"  # every seeded run but the last hour's is expired; runs ingested during the bench are not
+
+
+def _expired_count(db_url: str) -> int:
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT count(*) FROM runs WHERE start_time < now() - interval '1 hour'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _recent_ids(db_url: str, limit: int) -> list[str]:
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT id FROM runs WHERE start_time > now() - interval '50 minutes' LIMIT %s", (limit,)
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+async def _get_run_p99(target: str, ids: list[str], view: int, samples: int) -> float:
+    rng = random.Random(5)
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = rs_grpc.RunsServiceStub(channel)
+
+        async def call() -> None:
+            reply = await stub.GetRun(rs.GetRunRequest(run_id=rng.choice(ids), view=view))  # type: ignore[arg-type]
+            assert reply.run.id
+
+        await _timed(call, 20)
+        return percentile(await _timed(call, samples), 0.99) * 1e3
+
+
+async def _ingest_rate(target: str, runs_: list[Any], cfg: Config) -> float:
+    async with grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", -1)]) as channel:
+        stub = rs_grpc.RunsServiceStub(channel)
+        return await ingest_grpc_batches(stub, _batched(runs_, cfg.batch_size), cfg.batch_in_flight)
+
+
+async def bench_purge(cfg: Config, db_url: str, base: RunsServiceProcess, tmp: Path) -> dict[str, float]:
+    """Ingest (RecordRuns) and GetRun p99 without a purge (B) and while RunsService purges the expired runs (P),
+    in the order B, P, P, B; the purge runs in the RunsService process that serves P's calls."""
+    expired = await asyncio.to_thread(_expired_count, db_url)
+    header(f"Retention purge of {expired:,} expired runs in progress (AGENTRUN_RETENTION={PURGE_RETENTION})")
+    fresh = _ingest_batch(200, 77)
+    await _ingest_rate(base.target, fresh, cfg)
+    full_ids = [run.id for run in fresh]
+    basic_ids = await asyncio.to_thread(_recent_ids, db_url, 2_000) or full_ids
+    purger: RunsServiceProcess | None = None
+    rates: dict[str, list[float]] = {"B": [], "P": []}
+    p99s: dict[str, list[float]] = {"B": [], "P": []}
+    purge_window: list[tuple[float, int]] = []
+    samples = cfg.query_samples // 2
+    try:
+        for index, phase in enumerate("BPPB"):
+            if phase == "P" and purger is None:
+                purger = RunsServiceProcess(
+                    db_url,
+                    tmp / "purger",
+                    {"AGENTRUN_RETENTION": PURGE_RETENTION, "AGENTRUN_RETENTION_INTERVAL_S": "86400"},
+                )
+                await purger.wait_ready()
+                deadline = time.monotonic() + 60
+                while await asyncio.to_thread(_expired_count, db_url) >= expired:  # the purge has begun
+                    assert time.monotonic() < deadline, "the purge did not start"
+                    await asyncio.sleep(0.2)
+                purge_window.append((time.monotonic(), await asyncio.to_thread(_expired_count, db_url)))
+            if phase == "B" and purger is not None:
+                purge_window.append((time.monotonic(), await asyncio.to_thread(_expired_count, db_url)))
+                purger.stop()
+                purger = None
+            target = (purger or base).target
+            rate = await _ingest_rate(target, _ingest_batch(cfg.ingest_runs, 200 + index), cfg)
+            full = await _get_run_p99(target, full_ids, rs.RUN_VIEW_FULL, samples)
+            basic = await _get_run_p99(target, basic_ids, rs.RUN_VIEW_BASIC, samples)
+            rates[phase].append(rate)
+            p99s[phase].append(max(full, basic))
+            label = "without purge" if phase == "B" else "during purge "
+            print(
+                f"  {phase} {label}: RecordRuns {rate:7.1f} runs/s; GetRun p99 FULL {full:5.2f} ms, "
+                f"BASIC {basic:5.2f} ms",
+                flush=True,
+            )
+    finally:
+        if purger is not None:
+            purger.stop()
+    ratio = sum(rates["P"]) / sum(rates["B"])
+    worst = max(p99s["P"])
+    (t_start, left_start), (t_end, left_end) = purge_window
+    purged = left_start - left_end
+    print(
+        f"ingest during the purge / without: {ratio:.2f} (goal >= 0.8: {verdict(ratio >= 0.8)}); "
+        f"GetRun p99 during the purge {worst:.2f} ms (goal < 5 ms: {verdict(worst < 5.0)})",
+        flush=True,
+    )
+    print(
+        f"the purge deleted {purged:,} runs in the {t_end - t_start:.1f} s measured "
+        f"({purged / max(t_end - t_start, 1e-6):,.0f} runs/s, batches of 500, >= 4x pauses)",
+        flush=True,
+    )
+    return {"purge_ingest_ratio": ratio, "purge_get_run_p99_ms": worst}
+
+
 async def amain(cfg: Config) -> None:
     print(
         f"runs_store benchmark ({'quick' if cfg.quick else 'full'}); {os.cpu_count()} CPUs, shared machine", flush=True
@@ -731,6 +836,8 @@ async def amain(cfg: Config) -> None:
                 else:
                     seeded = await asyncio.to_thread(seed, db_url, cfg.runs, cfg.step_runs)
                 await bench_queries(cfg, seeded, server.target)
+                if not cfg.skip_purge:
+                    await bench_purge(cfg, db_url, server, Path(tmp))
         finally:
             server.stop()
             if not cfg.keep_db:
