@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
 
-from agentrun_core.identity import Role, current_identity
+from agentrun_core.identity import current_identity
 from agentrun_core.ids import run_id_problem
 from agentrun_core.proto_convert import run_to_pb, step_to_pb
 from runs_service.api.convert import (
@@ -119,7 +119,7 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
         self, request: runs_service_pb2.DeleteRunsRequest, context: grpc.aio.ServicerContext
     ) -> runs_service_pb2.DeleteRunsResponse:
         identity = current_identity.get()
-        if identity.role is Role.SERVICE:
+        if not identity.may_delete_runs:
             raise PermissionDenied(
                 "DeleteRuns is not allowed with the execution service's token (it only records runs); "
                 "use an admin token, or a user token for that user's own runs"
