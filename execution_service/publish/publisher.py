@@ -305,7 +305,9 @@ class OutboxPublisher:
         if free <= 0:
             return
         per_call = self._batch_max_records if self._batches_allowed() else 1
-        items = await self._outbox.due(time.time(), free * per_call, exclude=tuple(self._in_flight))
+        items = await self._outbox.due(
+            time.time(), free * per_call, exclude=tuple(self._in_flight), max_bytes=free * self._batch_max_bytes
+        )
         for batch in self._batches(items, per_call, free):
             name = f"outbox-send:{batch[0].run_id}" + (f"+{len(batch) - 1}" if len(batch) > 1 else "")
             call = asyncio.create_task(self._send(batch), name=name)
