@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import pty
 import signal
 import sys
 import time
@@ -255,3 +256,38 @@ async def test_export_over_a_down_service_says_how_to_resume(tmp_path: Path, db_
     done = await cli(client, "runs", "export", "-o", str(out))
     assert done.code == 1 and "UNAVAILABLE" in done.stderr and "--resume" in done.stderr
     assert (tmp_path / "runs.jsonl.export-state.json").exists()
+
+
+async def test_a_progress_bar_on_a_terminal(stocked: tuple[RunsClient, list[Run]], tmp_path: Path) -> None:
+    runs, _ = stocked
+    primary, secondary = pty.openpty()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agentrun_cli",
+        "--runs-target",
+        runs.address,
+        "runs",
+        "export",
+        "-o",
+        str(tmp_path / "runs.jsonl"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=secondary,
+        env={**os.environ, "AGENTRUN_TOKEN": "", "COLUMNS": "100", "TERM": "xterm"},
+        cwd=REPO,
+    )
+    os.close(secondary)
+    assert await process.wait() == 0
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(primary)
+    text = shown.decode(errors="replace")
+    assert "exporting" in text and "30/30" in text, text
+    assert "exported 30 runs" in text
