@@ -1,11 +1,13 @@
 """PostgreSQL: a batch of runs recorded in one transaction with set-based statements (RecordRuns' write path).
 
 One transaction per batch, whatever its mix of new and stored runs:
-1. one multi-row `INSERT INTO runs .. ON CONFLICT (id) DO NOTHING RETURNING id` creates the runs not stored yet;
+1. one `INSERT INTO runs .. SELECT * FROM unnest(<one array per column>) ON CONFLICT (id) DO NOTHING RETURNING id`
+   creates the runs not stored yet;
 2. the others are read with `SELECT .. FOR UPDATE` (in id order, like the insert) and decided one by one exactly as
    RecordRun decides (runs_service.storage.run_writer.decide): UNCHANGED, IGNORED or UPDATED;
 3. updated runs get their row rewritten and their old steps and tool calls deleted (one statement per table);
-4. the steps and tool calls of every created or updated run go in with COPY.
+4. the steps and tool calls of every created or updated run go in with COPY (text lines built by
+   runs_service.storage.copy_text, one write per table).
 
 Rows are taken in run id order by every statement, so two batches sharing runs cannot deadlock on them (a deadlock
 with anything else is retried by the caller). The rows are written through psycopg directly: the batch is what
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from psycopg import AsyncConnection as PsycopgConnection
@@ -24,15 +27,43 @@ from sqlalchemy import JSON
 
 from agentrun_core.domain import RunStatus
 from runs_service.queries import RecordOutcome, RecordResult
+from runs_service.storage import copy_text
 from runs_service.storage.engine import orjson_text
 from runs_service.storage.rows import RunRows
 from runs_service.storage.tables import run_steps, runs, tool_calls
 
+# COPY writes every column of the child tables (a column added to them must be added to copy_text too).
+assert set(copy_text.STEP_COLUMNS) == {c.name for c in run_steps.columns}
+assert set(copy_text.TOOL_CALL_COLUMNS) == {c.name for c in tool_calls.columns}
+
 _RUN_COLUMNS = tuple(column.name for column in runs.columns)
-_STEP_COLUMNS = tuple(column.name for column in run_steps.columns)
-_TOOL_CALL_COLUMNS = tuple(column.name for column in tool_calls.columns)
 _JSON_RUN_COLUMNS = frozenset(column.name for column in runs.columns if isinstance(column.type, JSON))
-_ROW_PLACEHOLDERS = f"({', '.join(['%s'] * len(_RUN_COLUMNS))})"
+
+
+def _array_type(column: Any) -> str:
+    """The array type a column's values are sent as: base types only (an explicit cast to varchar(n) would silently
+    truncate; the INSERT's assignment to the column then checks lengths and precision as for any insert)."""
+    python = column.type.python_type if not isinstance(column.type, JSON) else dict
+    if isinstance(column.type, JSON):
+        return "jsonb[]"
+    if python is datetime:
+        return "timestamptz[]"
+    if python is int:
+        return "bigint[]"
+    if python is Decimal:
+        return "numeric[]"
+    if python is bool:
+        return "boolean[]"
+    return "text[]"
+
+
+# One statement text whatever the batch size (psycopg parses a query once per text): the batch's values go as one
+# array per column, turned back into rows by unnest.
+_INSERT_RUNS = (
+    f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'%s::{_array_type(column)}' for column in runs.columns)}) "
+    "ON CONFLICT (id) DO NOTHING RETURNING id"
+)
 _UPDATED_COLUMNS = tuple(name for name in _RUN_COLUMNS if name not in ("id", "recorded_at"))
 
 _SELECT_STORED = "SELECT id, status, record_hash FROM runs WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
@@ -40,9 +71,8 @@ _SELECT_MAX_SEQUENCE = "SELECT run_id, max(sequence) FROM run_steps WHERE run_id
 _UPDATE_RUN = f"UPDATE runs SET {', '.join(f'{name} = %s' for name in _UPDATED_COLUMNS)} WHERE id = %s"
 _DELETE_STEPS = "DELETE FROM run_steps WHERE run_id = ANY(%s)"
 _DELETE_TOOL_CALLS = "DELETE FROM tool_calls WHERE run_id = ANY(%s)"
-_COPY_STEPS = f"COPY run_steps ({', '.join(_STEP_COLUMNS)}) FROM STDIN"
-_COPY_TOOL_CALLS = f"COPY tool_calls ({', '.join(_TOOL_CALL_COLUMNS)}) FROM STDIN"
-_PAYLOAD_INDEX = _STEP_COLUMNS.index("payload")
+_COPY_STEPS = f"COPY run_steps ({', '.join(copy_text.STEP_COLUMNS)}) FROM STDIN"
+_COPY_TOOL_CALLS = f"COPY tool_calls ({', '.join(copy_text.TOOL_CALL_COLUMNS)}) FROM STDIN"
 
 
 # decide(stored_status, stored_record_hash, incoming rows, stored step count) -> what to do with a stored run.
@@ -55,13 +85,6 @@ class RunVanished(Exception):
 
 def _jsonb(value: Any) -> Jsonb:
     return Jsonb(value, dumps=orjson_text)
-
-
-def _insert_runs_statement(count: int) -> str:
-    return (
-        f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES {', '.join([_ROW_PLACEHOLDERS] * count)} "
-        "ON CONFLICT (id) DO NOTHING RETURNING id"
-    )
 
 
 def _run_values(row: dict[str, Any], now: datetime) -> list[Any]:
@@ -86,10 +109,8 @@ async def record_batch(
     result per run in batch order. `decide(stored_status, stored_hash, rows, stored_steps)` -> RecordResult decides
     a stored run (run_writer.decide)."""
     async with driver.cursor() as cursor:
-        params: list[Any] = []
-        for rows in batch:
-            params.extend(_run_values(rows.run, now))
-        await cursor.execute(_insert_runs_statement(len(batch)), params)
+        values = [_run_values(rows.run, now) for rows in batch]
+        await cursor.execute(_INSERT_RUNS, [list(column) for column in zip(*values, strict=True)])
         created = {row[0] for row in await cursor.fetchall()}
         results: dict[str, RecordResult] = {}
         write = [rows for rows in batch if rows.run["id"] in created]
@@ -156,15 +177,11 @@ async def _rewrite(cursor: Any, updated: list[RunRows], now: datetime) -> None:
 
 
 async def _copy_children(cursor: Any, write: list[RunRows]) -> None:
-    if any(rows.steps for rows in write):
+    steps = copy_text.step_lines(step for rows in write for step in rows.steps)
+    if steps:
         async with cursor.copy(_COPY_STEPS) as copy:
-            for rows in write:
-                for step in rows.steps:
-                    values = [step[name] for name in _STEP_COLUMNS]
-                    values[_PAYLOAD_INDEX] = _jsonb(values[_PAYLOAD_INDEX])
-                    await copy.write_row(values)
-    if any(rows.tool_calls for rows in write):
+            await copy.write(steps)
+    calls = copy_text.tool_call_lines(call for rows in write for call in rows.tool_calls)
+    if calls:
         async with cursor.copy(_COPY_TOOL_CALLS) as copy:
-            for rows in write:
-                for call in rows.tool_calls:
-                    await copy.write_row([call[name] for name in _TOOL_CALL_COLUMNS])
+            await copy.write(calls)
