@@ -291,3 +291,20 @@ async def test_a_progress_bar_on_a_terminal(stocked: tuple[RunsClient, list[Run]
     text = shown.decode(errors="replace")
     assert "exporting" in text and "30/30" in text, text
     assert "exported 30 runs" in text
+
+
+async def test_an_export_matching_nothing_writes_empty_files(
+    stocked: tuple[RunsClient, list[Run]], tmp_path: Path
+) -> None:
+    runs, _ = stocked
+    for fmt in ("jsonl", "csv", "parquet"):
+        out = tmp_path / f"none.{fmt}"
+        done = await cli(runs, "runs", "export", "--agent", "nobody", "--format", fmt, "-o", str(out))
+        assert done.code == 0 and "exported 0 runs" in done.stderr, done.stderr
+        if fmt == "jsonl":
+            assert out.read_bytes() == b""
+        elif fmt == "csv":
+            assert out.read_text().splitlines() == [",".join(name for name, _ in COLUMNS)]
+        else:
+            table = pq.read_table(out)
+            assert table.num_rows == 0 and table.column_names == [name for name, _ in COLUMNS]
