@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agentrun_core.auth.settings import AuthSettings
-from agentrun_core.settings import env_bool, env_float, env_int, env_path, env_str
+from agentrun_core.settings import SettingsError, env_bool, env_float, env_int, env_path, env_str
 from agentrun_core.tls import ServerTlsSettings
 from runs_service.retention import FOREVER, RETENTION_ENV, RULES_ENV, RetentionPolicy, parse_period, parse_rules
 
@@ -30,12 +30,13 @@ class RunsSettings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     tls: ServerTlsSettings = field(default_factory=ServerTlsSettings)
     # Retention (runs_service.retention): the default period and per-agent / per-label rules; the background purge
-    # runs every retention_interval_s, deleting retention_batch_size runs per transaction, with a pause of at least
-    # retention_pause_s (and 4x the batch's own time) between batches.
+    # runs every retention_interval_s, deleting retention_batch_size runs per transaction, pausing between batches at
+    # least retention_pause_s and enough to keep the database busy at most retention_duty of the time.
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     retention_interval_s: float = 600.0
-    retention_batch_size: int = 500
+    retention_batch_size: int = 200
     retention_pause_s: float = 0.05
+    retention_duty: float = 0.1
     shutdown_grace_s: float = 10.0
     log_level: str = "INFO"
     log_format: str = "auto"
@@ -61,6 +62,7 @@ class RunsSettings:
             retention_interval_s=env_float("AGENTRUN_RETENTION_INTERVAL_S", base.retention_interval_s, minimum=1),
             retention_batch_size=env_int("AGENTRUN_RETENTION_BATCH_SIZE", base.retention_batch_size, minimum=1),
             retention_pause_s=env_float("AGENTRUN_RETENTION_PAUSE_S", base.retention_pause_s, minimum=0),
+            retention_duty=_retention_duty(),
             shutdown_grace_s=env_float("AGENTRUN_SHUTDOWN_GRACE_S", base.shutdown_grace_s, minimum=0),
             log_level=env_str("AGENTRUN_LOG_LEVEL", base.log_level),
             log_format=env_str("AGENTRUN_LOG_FORMAT", base.log_format),
@@ -86,3 +88,10 @@ class RunsSettings:
             path.write_text(secrets.token_hex(32))
             path.chmod(0o600)
         return path.read_text().strip().encode()
+
+
+def _retention_duty() -> float:
+    duty = env_float("AGENTRUN_RETENTION_DUTY", RunsSettings().retention_duty, minimum=0.001)
+    if duty > 1:
+        raise SettingsError(f"AGENTRUN_RETENTION_DUTY must be between 0.001 and 1 (a share of the time), got {duty}")
+    return duty

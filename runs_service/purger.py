@@ -3,9 +3,10 @@ batches that never hold up ingest or queries.
 
 Every `interval_s` (and once at start-up) a pass walks each retention plan's expired runs in (start_time, id) order
 and deletes them batch by batch (runs_service.storage.deletion: one short transaction per batch). After each batch
-it sleeps at least `pause_s` and at least DUTY_RATIO times as long as the batch took, so the purge keeps the
-database busy at most 1 / (1 + DUTY_RATIO) = 20% of the time, however large the backlog. On PostgreSQL one replica
-purges at a time (a session advisory lock held for the pass; the others skip it).
+it sleeps at least `pause_s`, and long enough that batches take at most `duty` of the time (the batch's duration x
+(1 - duty) / duty: 9x at the default 0.1), so however large the backlog the purge keeps the database busy at most
+that share of the time, and slows down by itself when the database is slow. On PostgreSQL one replica purges at a
+time (a session advisory lock held for the pass; the others skip it).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from runs_service.storage.repository import RunRepository
 
 log = logging.getLogger(__name__)
 
-DUTY_RATIO = 4.0
+DEFAULT_DUTY = 0.1
 # pg_try_advisory_lock key of the purge ("agentrun retention" as a 63-bit number).
 _ADVISORY_KEY = 0x61676E7472756E52
 
@@ -35,8 +36,9 @@ class RetentionPurger:
         policy: RetentionPolicy,
         *,
         interval_s: float = 600.0,
-        batch_size: int = 500,
+        batch_size: int = 200,
         pause_s: float = 0.05,
+        duty: float = DEFAULT_DUTY,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._repository = repository
@@ -44,6 +46,9 @@ class RetentionPurger:
         self._interval_s = interval_s
         self._batch_size = batch_size
         self._pause_s = pause_s
+        if not 0 < duty <= 1:
+            raise ValueError(f"duty must be in (0, 1], got {duty}")
+        self._rest_per_busy = (1 - duty) / duty
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
         self.deleted_total = 0
@@ -103,7 +108,7 @@ class RetentionPurger:
         return deleted
 
     async def _pause(self, elapsed_s: float, _deleted: int) -> None:
-        await asyncio.sleep(max(self._pause_s, elapsed_s * DUTY_RATIO))
+        await asyncio.sleep(max(self._pause_s, elapsed_s * self._rest_per_busy))
 
     async def _run(self) -> None:
         while True:

@@ -91,6 +91,7 @@ async def start_server(
             interval_s=settings.retention_interval_s,
             batch_size=settings.retention_batch_size,
             pause_s=settings.retention_pause_s,
+            duty=settings.retention_duty,
         )
         try:
             purger.check()

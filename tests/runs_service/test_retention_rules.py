@@ -66,6 +66,12 @@ def test_settings_read_retention_from_the_environment(monkeypatch: pytest.Monkey
     assert settings.retention.default == timedelta(days=30)
     assert settings.retention.describe() == "default 30d; rules label:env=dev=1d"
     assert settings.retention_batch_size == 200
+    assert settings.retention_duty == 0.1
+    monkeypatch.setenv("AGENTRUN_RETENTION_DUTY", "2")
+    with pytest.raises(SettingsError) as caught:
+        RunsSettings.from_env()
+    assert "AGENTRUN_RETENTION_DUTY" in str(caught.value)
+    monkeypatch.setenv("AGENTRUN_RETENTION_DUTY", "0.5")
     monkeypatch.setenv("AGENTRUN_RETENTION", "a month")
     with pytest.raises(SettingsError):
         RunsSettings.from_env()
