@@ -63,6 +63,8 @@ def group_key(group_by: GroupBy, dialect: str) -> ColumnElement[Any]:
             column = runs.c.user_name
         case GroupBy.STATUS:
             column = runs.c.status
+        case GroupBy.SESSION:
+            column = runs.c.session_id
         case GroupBy.DAY:
             if dialect == "postgresql":
                 return func.to_char(func.timezone("UTC", runs.c.start_time), "YYYY-MM-DD")
