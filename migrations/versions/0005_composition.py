@@ -12,6 +12,7 @@ Create Date: 2026-12-08
   bounds from its runs (index ix_runs_session_id_user_name_start_time) only when the run held one of them, and
   removes the session row with its last run. On PostgreSQL the session row is locked before that recomputation, so
   a run of the same session inserted concurrently is either seen by it or applied after it.
+- TRUNCATE runs (PostgreSQL) empties sessions too.
 - Existing runs get the defaults: top-level, no session, not forked.
 """
 
@@ -61,6 +62,9 @@ _SESSION_INDEXES: tuple[tuple[str, list[str]], ...] = (
 )
 
 _TRIGGERS = ("runs_sessions_insert", "runs_sessions_update", "runs_sessions_delete")
+# PostgreSQL only: TRUNCATE fires no row trigger (on SQLite, DELETE without WHERE does: with triggers present it is
+# not optimised into a truncate).
+_PG_TRUNCATE_TRIGGER = "runs_sessions_truncate"
 
 # --- PostgreSQL: one trigger function for the three events ------------------------------------------------------
 
@@ -95,6 +99,15 @@ END
 $$
 """
 
+_PG_TRUNCATE_FUNCTION = """
+CREATE FUNCTION runs_sessions_clear() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM sessions;
+  RETURN NULL;
+END
+$$
+"""
+
 _PG_TRIGGERS = (
     "CREATE TRIGGER runs_sessions_insert AFTER INSERT ON runs FOR EACH ROW "
     "WHEN (NEW.session_id <> '') EXECUTE FUNCTION runs_sessions_sync()",
@@ -103,6 +116,8 @@ _PG_TRIGGERS = (
     "OR OLD.start_time IS DISTINCT FROM NEW.start_time) EXECUTE FUNCTION runs_sessions_sync()",
     "CREATE TRIGGER runs_sessions_delete AFTER DELETE ON runs FOR EACH ROW "
     "WHEN (OLD.session_id <> '') EXECUTE FUNCTION runs_sessions_sync()",
+    f"CREATE TRIGGER {_PG_TRUNCATE_TRIGGER} AFTER TRUNCATE ON runs FOR EACH STATEMENT "
+    "EXECUTE FUNCTION runs_sessions_clear()",
 )
 
 # --- SQLite: one writer at a time, so no locking; the same statements per trigger ------------------------------
@@ -159,6 +174,7 @@ def upgrade() -> None:
 
     if op.get_context().dialect.name == "postgresql":
         op.execute(_PG_FUNCTION)
+        op.execute(_PG_TRUNCATE_FUNCTION)
         for statement in _PG_TRIGGERS:
             op.execute(statement)
     else:
@@ -171,7 +187,9 @@ def downgrade() -> None:
     for trigger in _TRIGGERS:
         op.execute(f"DROP TRIGGER IF EXISTS {trigger} ON runs" if postgres else f"DROP TRIGGER IF EXISTS {trigger}")
     if postgres:
+        op.execute(f"DROP TRIGGER IF EXISTS {_PG_TRUNCATE_TRIGGER} ON runs")
         op.execute("DROP FUNCTION IF EXISTS runs_sessions_sync()")
+        op.execute("DROP FUNCTION IF EXISTS runs_sessions_clear()")
     for name, _columns in _SESSION_INDEXES:
         op.drop_index(name, table_name="sessions")
     op.drop_table("sessions")

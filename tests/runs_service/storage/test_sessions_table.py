@@ -51,8 +51,12 @@ async def test_inserts_updates_and_deletes_keep_sessions_in_step(repo: RunReposi
     assert await _session_rows(repo) == {("chat-1", "alice"): (second.start_time, second.start_time)}
     page = await repo.list_sessions(ListSessionsQuery(), Scope.everything())
     assert [(s.session_id, s.run_count) for s in page.sessions] == [("chat-1", 1)]
+    await repo.record_run(first)
     async with repo.engine.begin() as conn:
-        await conn.execute(sa.delete(runs))
+        if conn.dialect.name == "postgresql":
+            await conn.execute(sa.text("TRUNCATE runs CASCADE"))
+        else:
+            await conn.execute(sa.delete(runs))
     assert await _session_rows(repo) == {}
     assert (await repo.list_sessions(ListSessionsQuery(), Scope.everything())).sessions == []
 
