@@ -286,10 +286,6 @@ class Run:
     token_usage_with_descendants: TokenUsage | None = None
     cost_with_descendants: Cost | None = None
 
-    @property
-    def is_child(self) -> bool:
-        return bool(self.parent_run_id)
-
     def basic(self) -> Run:
         """The run without steps and tool calls (the BASIC view)."""
         return dataclasses.replace(self, execution_steps=(), tool_calls=())

@@ -33,11 +33,6 @@ SESSION_ID_SYNTAX = (
 _SESSION_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*", re.ASCII)
 
 
-def new_session_id() -> str:
-    """A fresh session id (a UUIDv7, so sessions started later sort after earlier ones)."""
-    return str(uuid6.uuid7())
-
-
 def session_id_problem(value: str) -> str | None:
     """Why `value` is not a valid session id, or None when it is (SESSION_ID_SYNTAX)."""
     if not value:

@@ -16,6 +16,7 @@ from agentrun_core.domain import ExecutionStep, Run, SessionHistory, ToolCallFin
 from agentrun_core.ids import run_id_problem, session_id_problem
 from runs_service.errors import InvalidArgument
 
+# The runs column's size (String(255), as tool_calls.call_id).
 PARENT_TOOL_CALL_ID_MAX_LENGTH = 255
 
 

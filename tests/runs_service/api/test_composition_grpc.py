@@ -17,8 +17,9 @@ from agentrun.runs.v1 import runs_service_pb2_grpc as rs_grpc
 from agentrun_core.domain import ForkOrigin, Run, RunStatus, SessionHistory, SessionTurn
 from agentrun_core.grpc_status import error_reason
 from agentrun_core.ids import new_run_id
-from agentrun_core.proto_convert import cost_from_pb, run_to_pb, timestamp_from_pb
+from agentrun_core.proto_convert import cost_from_pb, duration_from_pb, run_to_pb, timestamp_from_pb
 from runs_service.queries import MAX_DESCENDANTS
+from runs_service.storage.percentiles import micros_to_duration, percentile_cont
 from tests.runs_service.api.conftest import RunsClient, start_runs_client
 from tests.support.auth import ALICE, BOB, SERVICE, channel, token_auth
 from tests.support.composition import child_of, cost_sum, link_child, top_level, usage_sum, with_totals
@@ -266,6 +267,16 @@ async def test_list_sessions_totals_equal_the_sums_of_their_runs(runs: RunsClien
     assert seen == [(s.id, s.user) for s in listed.sessions]
     researched = await runs.stub.ListSessions(rs.ListSessionsRequest(filter='agent_name = "researcher"'))
     assert [(s.id, s.run_count) for s in researched.sessions] == [("chat-1", 5)]  # figures cover all its runs
+    # A filter naming a tool: the sessions with a run that called it (an EXISTS within the EXISTS).
+    members = {
+        ("chat-1", "alice"): [root, first, second, grandchild, later],
+        ("chat-2", "alice"): chat2,
+        ("chat-2", "bob"): [bobs],
+    }
+    for tool in {t for group in members.values() for run in group for t in run.tools_used}:
+        with_tool = await runs.stub.ListSessions(rs.ListSessionsRequest(filter=f'tool = "{tool}"'))
+        expected = {key for key, group in members.items() if any(tool in run.tools_used for run in group)}
+        assert {(s.id, s.user) for s in with_tool.sessions} == expected, tool
     by_start = await runs.stub.ListSessions(rs.ListSessionsRequest(order_by="start_time asc"))
     assert [(s.id, s.user) for s in by_start.sessions] == [("chat-1", "alice"), ("chat-2", "alice"), ("chat-2", "bob")]
     bad_requests = [
@@ -302,6 +313,13 @@ async def test_stats_by_session_count_every_run_once(runs: RunsClient) -> None:
     assert groups["chat-1"].token_usage.total_tokens == usage_sum([root, first, second, grandchild]).total_tokens
     assert cost_from_pb(groups["chat-1"].cost).amount == cost_sum([root, first, second, grandchild])
     assert groups[""].run_count == 1 and groups["chat-2"].run_count == 1
+    # Percentiles by session are exact on both backends (percentile_cont over the session's durations).
+    durations = sorted(
+        r.duration // timedelta(microseconds=1) for r in (root, first, second, grandchild) if r.duration is not None
+    )
+    for field, q in (("duration_p50", 0.5), ("duration_p95", 0.95)):
+        expected = micros_to_duration(percentile_cont(durations, q))
+        assert duration_from_pb(getattr(groups["chat-1"], field)) == expected, field
     # Summed over every group: each run's own usage once, never a parent's totals with descendants again.
     assert sum(g.token_usage.total_tokens for g in groups.values()) == usage_sum(everything).total_tokens
     sessions = {s.id: s for s in (await runs.stub.ListSessions(rs.ListSessionsRequest())).sessions}
