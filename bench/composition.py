@@ -270,6 +270,9 @@ async def bench_queries(cfg: Config, seeded: Seeded, target: str, db_url: str) -
     async with grpc.aio.insecure_channel(target) as channel:
         stub = rs_grpc.RunsServiceStub(channel)
         await bench_ingest(cfg, stub)
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("ANALYZE runs")  # the ingested runs, as autovacuum would (steady-state plans)
+            conn.execute("ANALYZE sessions")
         header("Reads")
 
         async def report(label: str, call: Callable[[], Awaitable[Any]]) -> list[float]:
