@@ -112,7 +112,8 @@ def _price_table(low: str | None, high: str | None) -> str:
 
 async def summaries(conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> list[SessionSummary]:
     """The figures of the sessions `keys` ((session_id, user) pairs), in that order, from their runs. A session
-    whose runs are all gone (deleted between the two steps cannot happen in one snapshot) is left out."""
+    without runs is left out (the triggers remove its row with its last run, in the same transaction, so within one
+    snapshot this does not happen; it guards against a row left by a write that bypassed them)."""
     if not keys:
         return []
     # Runs of the page's session ids and users, grouped by (session_id, user): a group that is not one of the page's
