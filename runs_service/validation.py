@@ -1,8 +1,10 @@
 """Checks a run before RunsService stores it; every problem is an InvalidArgument naming the field.
 
 The rules live in one place, `validate_rows`, over the rows that store a run: RecordRun and RecordRuns build those
-rows straight from protobuf (runs_service.api.run_rows) and domain callers through `validate_run`. Field names
-follow the request message: `run.id`, `run.execution_steps[3].sequence`, `run.tool_calls[0].id`.
+rows straight from protobuf (runs_service.api.run_rows) and domain callers through `validate_run`. The composition
+fields (sub-agent tree, session, fork) are checked by runs_service.validation_composition, called from here.
+
+Field names follow the request message: `run.id`, `run.execution_steps[3].sequence`, `run.tool_calls[0].id`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from agentrun_core.domain import Run
+from agentrun_core.domain import ExecutionStep, Run
 from agentrun_core.ids import run_id_problem
 from agentrun_core.labels import label_key_problem
+from runs_service import validation_composition as composition
 from runs_service.errors import InvalidArgument
 from runs_service.storage.tables import runs as runs_table
 from runs_service.storage.tables import tool_calls as tool_calls_table
@@ -61,24 +64,22 @@ def _check_length(field: str, value: str, limit: int | None) -> None:
         raise InvalidArgument(field, f"must be at most {limit} characters, got {len(value)}")
 
 
-def _check_cost(amount: Decimal) -> None:
+def _check_cost(amount: Decimal, field: str = "run.cost.amount") -> None:
     if not amount.is_finite() or amount < 0:
-        raise InvalidArgument("run.cost.amount", f"must be a finite, non-negative decimal, got {amount}")
+        raise InvalidArgument(field, f"must be a finite, non-negative decimal, got {amount}")
     _sign, digits, exponent = amount.as_tuple()
     assert isinstance(exponent, int)  # finite
     significant = len("".join(map(str, digits)).strip("0"))
     if significant > _COST_MAX_SIGNIFICANT_DIGITS:
         # SQLite stores NUMERIC as a double: more digits would not come back unchanged.
         raise InvalidArgument(
-            "run.cost.amount", f"must have at most {_COST_MAX_SIGNIFICANT_DIGITS} significant digits, got {amount}"
+            field, f"must have at most {_COST_MAX_SIGNIFICANT_DIGITS} significant digits, got {amount}"
         )
     integer_digits = max(0, len(digits) + exponent)
     if integer_digits > _COST_MAX_INTEGER_DIGITS:
-        raise InvalidArgument("run.cost.amount", f"must be below 10^{_COST_MAX_INTEGER_DIGITS}, got {amount}")
+        raise InvalidArgument(field, f"must be below 10^{_COST_MAX_INTEGER_DIGITS}, got {amount}")
     if -exponent > _COST_MAX_FRACTION_DIGITS and amount != round(amount, _COST_MAX_FRACTION_DIGITS):
-        raise InvalidArgument(
-            "run.cost.amount", f"must have at most {_COST_MAX_FRACTION_DIGITS} decimal places, got {amount}"
-        )
+        raise InvalidArgument(field, f"must have at most {_COST_MAX_FRACTION_DIGITS} decimal places, got {amount}")
 
 
 _COST_MAX_SIGNIFICANT_DIGITS = 15
@@ -123,10 +124,25 @@ def validate_run(run: Run) -> None:
         field = f"run.execution_steps[{index}]"
         if step.run_id and step.run_id != run.id:
             raise InvalidArgument(f"{field}.run_id", f"must be empty or the run's id {run.id!r}, got {step.run_id!r}")
+        composition.check_step_depth(field, step.depth)
         _check_time(f"{field}.time", step.time)
     for index, call in enumerate(run.tool_calls):
         _check_time(f"run.tool_calls[{index}].start_time", call.start_time)
     validate_rows(run_to_rows(run))
+
+
+def _composition_view(row: Mapping[str, Any]) -> Run:
+    """A run holding just what validation_composition.check_run reads, from its runs row."""
+    from runs_service.storage.rows import run_from_row
+
+    return run_from_row(row)
+
+
+def _step_view(step: Mapping[str, Any]) -> ExecutionStep:
+    """A stored step (depth 0: checked before the rows were built) for validation_composition.check_step."""
+    from runs_service.storage.rows import step_from_row
+
+    return step_from_row(step)
 
 
 def _check_micros(field: str, value: int) -> None:
@@ -191,6 +207,20 @@ def validate_rows(rows: RunRows) -> None:
         _check_cost(run["cost"])
         _check_length("run.cost.currency_code", run["cost_currency"], _CURRENCY_LIMIT)
         _check_length("run.cost.price_table_version", run["price_table_version"], _PRICE_TABLE_LIMIT)
+    totals = run["totals_with_descendants"] or {}
+    cost_with_descendants = totals.get("cost")
+    if cost_with_descendants is not None:
+        _check_cost(Decimal(cost_with_descendants["amount"]), "run.cost_with_descendants.amount")
+        _check_length(
+            "run.cost_with_descendants.currency_code", cost_with_descendants["currency_code"], _CURRENCY_LIMIT
+        )
+        _check_length(
+            "run.cost_with_descendants.price_table_version",
+            cost_with_descendants["price_table_version"],
+            _PRICE_TABLE_LIMIT,
+        )
+    composed = _composition_view(run)
+    composition.check_run(composed)
 
     steps = rows.steps
     for index, step in enumerate(steps):
@@ -202,6 +232,8 @@ def validate_rows(rows: RunRows) -> None:
         if step["duration_us"] < 0:
             _check_micros(f"run.execution_steps[{index}].duration", step["duration_us"])
         kind = step["kind"]
+        if kind == "session_history" or step["payload"].get("child_run_id"):
+            composition.check_step(f"run.execution_steps[{index}]", _step_view(step), composed)
         if kind == "model_call":
             payload = step["payload"]
             _check_counts(f"run.execution_steps[{index}].model_call.usage", payload["usage"])

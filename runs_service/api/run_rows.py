@@ -18,6 +18,7 @@ from agentrun.runs.v1 import run_pb2
 
 from agentrun_core.ids import run_id_problem
 from agentrun_core.proto_convert import COST_DECIMAL_PLACES, ConversionError, run_from_pb
+from runs_service import validation_composition as composition
 from runs_service.errors import InvalidArgument
 from runs_service.storage.rows import RunRows, canonical_record
 from runs_service.validation import check_no_nul, validate_rows
@@ -72,19 +73,49 @@ def _usage(value: run_pb2.TokenUsage, field: str) -> dict[str, int]:
     return usage
 
 
-def _cost_amount(value: run_pb2.Cost) -> Decimal:
+def _cost_amount(value: run_pb2.Cost, field: str = "run.cost") -> Decimal:
     try:
         amount = Decimal(value.amount)
     except InvalidOperation:
-        raise _invalid("run.cost.amount", f"must be a decimal number, got {value.amount[:40]!r}") from None
+        raise _invalid(f"{field}.amount", f"must be a decimal number, got {value.amount[:40]!r}") from None
     if not amount.is_finite() or amount < 0:
-        raise _invalid("run.cost.amount", f"must be a finite, non-negative decimal, got {value.amount!r}")
+        raise _invalid(f"{field}.amount", f"must be a finite, non-negative decimal, got {value.amount!r}")
     if amount >= _MAX_COST or amount != amount.quantize(_COST_QUANTUM):
         raise _invalid(
-            "run.cost.amount",
+            f"{field}.amount",
             f"must be below 10000000000 with at most {COST_DECIMAL_PLACES} decimal places, got {value.amount!r}",
         )
     return amount
+
+
+def _totals_with_descendants(msg: run_pb2.Run) -> dict[str, Any] | None:
+    """runs.totals_with_descendants (as storage.rows builds it), None when the run has neither total."""
+    totals: dict[str, Any] = {}
+    if msg.HasField("token_usage_with_descendants"):
+        totals["token_usage"] = _usage(msg.token_usage_with_descendants, "run.token_usage_with_descendants")
+    if msg.HasField("cost_with_descendants"):
+        cost = msg.cost_with_descendants
+        amount = _cost_amount(cost, "run.cost_with_descendants")
+        totals["cost"] = {
+            "amount": format(amount, "f"),
+            "currency_code": cost.currency_code or "USD",
+            "price_table_version": cost.price_table_version,
+        }
+    return totals or None
+
+
+def _session_history(value: run_pb2.SessionHistory) -> dict[str, Any]:
+    first = value.first_turn
+    return {
+        "session_id": value.session_id,
+        "run_ids": list(value.run_ids),
+        "turn_count": value.turn_count,
+        "first_turn": {"run_id": first.run_id, "sequence": first.sequence} if value.HasField("first_turn") else None,
+        "dropped_turn_count": value.dropped_turn_count,
+        "dropped_run_ids": list(value.dropped_run_ids),
+        "token_limit": value.token_limit,
+        "token_count": value.token_count,
+    }
 
 
 def _step_row(msg: run_pb2.ExecutionStep, run_id: str, index: int) -> dict[str, Any]:
@@ -111,6 +142,8 @@ def _step_row(msg: run_pb2.ExecutionStep, run_id: str, index: int) -> dict[str, 
             "server": tc.server,
             "arguments_json": tc.arguments_json,
         }
+        if tc.child_run_id:
+            payload["child_run_id"] = tc.child_run_id
     elif kind == "tool_result":
         tr = msg.tool_result
         if not tr.call_id:
@@ -129,10 +162,14 @@ def _step_row(msg: run_pb2.ExecutionStep, run_id: str, index: int) -> dict[str, 
             "original_size_bytes": tr.original_size_bytes,
             "truncated": tr.truncated,
         }
+        if tr.child_run_id:
+            payload["child_run_id"] = tr.child_run_id
     elif kind == "final_response":
         payload = {"text": msg.final_response.text}
     elif kind == "error":
         payload = {"reason": msg.error.reason, "message": msg.error.message}
+    elif kind == "session_history":
+        payload = _session_history(msg.session_history)
     else:
         raise _invalid(f"{field}.payload", "must be set (model_call, tool_call, tool_result, ...)")
     if not msg.HasField("time"):
@@ -214,16 +251,25 @@ def _run_row(msg: run_pb2.Run) -> dict[str, Any]:
         "steps_taken": msg.steps_taken,
         "tools_used": list(msg.tools_used),
         "trace_id": msg.trace_id,
+        "parent_run_id": msg.parent_run_id,
+        "root_run_id": msg.root_run_id,
+        "parent_tool_call_id": msg.parent_tool_call_id,
+        "depth": msg.depth,
+        "session_id": msg.session_id,
+        "forked_from_run_id": msg.forked_from.run_id if msg.HasField("forked_from") else None,
+        "forked_from_sequence": msg.forked_from.sequence if msg.HasField("forked_from") else None,
     }
 
 
-def _check_step_run_ids(msg: run_pb2.Run) -> None:
+def _check_steps_belong(msg: run_pb2.Run) -> None:
+    """What the rows do not keep: each step's run id (empty or the run's) and depth (0 in a stored run)."""
     run_id = msg.id
     for index, step in enumerate(msg.execution_steps):
         if step.run_id and step.run_id != run_id:
             raise InvalidArgument(
                 f"run.execution_steps[{index}].run_id", f"must be empty or the run's id {run_id!r}, got {step.run_id!r}"
             )
+        composition.check_step_depth(f"run.execution_steps[{index}]", step.depth)
 
 
 def rows_from_pb(msg: run_pb2.Run) -> RunRows:
@@ -234,13 +280,14 @@ def rows_from_pb(msg: run_pb2.Run) -> RunRows:
         run_id = run_row["id"]
         steps = [_step_row(step, run_id, index) for index, step in enumerate(msg.execution_steps)]
         calls = [_tool_call_row(call, run_id, position) for position, call in enumerate(msg.tool_calls)]
+        run_row["totals_with_descendants"] = _totals_with_descendants(msg)
     except OverflowError:
         # A Timestamp/Duration beyond what datetime holds (years 1-9999): bad input, not a server fault.
         raise InvalidArgument("run", "holds a timestamp or duration out of range (years 1-9999)") from None
     problem = run_id_problem(run_id)
     if problem is not None:
         raise InvalidArgument("run.id", problem)
-    _check_step_run_ids(msg)
+    _check_steps_belong(msg)
     canonical = canonical_record(run_row, steps, calls)
     if b"\\u0000" in canonical:
         # orjson writes NUL as \u0000: only then convert and walk the run to name the field (rare).

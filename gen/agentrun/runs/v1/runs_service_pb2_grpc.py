@@ -81,6 +81,11 @@ class RunsServiceStub:
                 request_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ExportRunsRequest.SerializeToString,
                 response_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ExportRunsResponse.FromString,
                 _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/agentrun.runs.v1.RunsService/ListSessions',
+                request_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
 
 
 class RunsServiceServicer:
@@ -117,7 +122,7 @@ class RunsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetRunStats(self, request, context):
-        """Aggregates over a time range, grouped by agent, model, user, day or status.
+        """Aggregates over a time range, grouped by agent, model, user, day, status or session.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -153,6 +158,14 @@ class RunsServiceServicer:
         """Streams the runs matching a filter in (start_time, id) ascending order, a batch per message, each message with
         the cursor that resumes the export right after it. Memory is constant on both sides: batches are read from the
         database as the client consumes them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSessions(self, request, context):
+        """Sessions (conversations: the runs recorded with one session_id by one user) with their runs' totals, most
+        recently active first, paginated with opaque keyset page tokens.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -205,6 +218,11 @@ def add_RunsServiceServicer_to_server(servicer, server):
                     servicer.ExportRuns,
                     request_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ExportRunsRequest.FromString,
                     response_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ExportRunsResponse.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListSessionsRequest.FromString,
+                    response_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListSessionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -451,6 +469,33 @@ class RunsService:
             '/agentrun.runs.v1.RunsService/ExportRuns',
             agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ExportRunsRequest.SerializeToString,
             agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ExportRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentrun.runs.v1.RunsService/ListSessions',
+            agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListSessionsRequest.SerializeToString,
+            agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
