@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -205,3 +206,26 @@ async def test_a_run_recorded_again_after_deletion_is_stored_again(runs: RunsCli
     assert reply.outcome == rs.RECORD_OUTCOME_CREATED
     got = await runs.stub.GetRun(rs.GetRunRequest(run_id=run.id, view=rs.RUN_VIEW_FULL))
     assert got.run == run_to_pb(run) and got.run.status == run_pb2.RUN_STATUS_COMPLETED
+
+
+async def test_sessions_follow_deleted_runs(runs: RunsClient) -> None:
+    """The sessions table (kept by triggers on runs) drops a session whose runs are all deleted and keeps the rest."""
+    chat = [
+        dataclasses.replace(make_run(agent="chat", start_time=T0 + timedelta(minutes=i), seed=i), session_id="chat-1")
+        for i in range(3)
+    ]
+    other = [dataclasses.replace(make_run(agent="other", seed=9), session_id="chat-2")]
+    await record_all(runs.stub, chat + other)
+    listed = await runs.stub.ListSessions(rs.ListSessionsRequest())
+    assert sorted((s.id, s.run_count) for s in listed.sessions) == [("chat-1", 3), ("chat-2", 1)]
+
+    assert (await runs.stub.DeleteRuns(rs.DeleteRunsRequest(filter='agent_name = "other"'))).run_count == 1
+    first = await runs.stub.DeleteRuns(rs.DeleteRunsRequest(filter=f'start_time < "{_iso(chat[1].start_time)}"'))
+    assert first.run_count == 1
+    listed = await runs.stub.ListSessions(rs.ListSessionsRequest())
+    assert [(s.id, s.run_count) for s in listed.sessions] == [("chat-1", 2)]
+    assert listed.sessions[0].start_time.ToDatetime(UTC) == chat[1].start_time
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
