@@ -69,6 +69,13 @@ COLUMNS: list[tuple[str, Callable[[run_pb2.Run], Any]]] = [
     ("task", lambda r: r.task),
     ("final_response", lambda r: r.final_response),
     ("trace_id", lambda r: r.trace_id),
+    ("session_id", lambda r: r.session_id),
+    ("parent_run_id", lambda r: r.parent_run_id),
+    ("root_run_id", lambda r: r.root_run_id),
+    ("parent_tool_call_id", lambda r: r.parent_tool_call_id),
+    ("depth", lambda r: r.depth),
+    ("forked_from_run_id", lambda r: r.forked_from.run_id if r.HasField("forked_from") else ""),
+    ("forked_from_sequence", lambda r: r.forked_from.sequence if r.HasField("forked_from") else None),
 ]
 # FULL view only: a run's steps and tool calls as JSON arrays (each element in the protobuf JSON mapping).
 FULL_COLUMNS: list[tuple[str, Callable[[run_pb2.Run], Any]]] = [

@@ -154,6 +154,7 @@ def parquet_schema(full: bool) -> Any:
         "variables": pa.map_(pa.string(), pa.string()),
         **{name: pa.int64() for name in ("input_tokens", "output_tokens", "total_tokens", "cached_tokens")},
         **{name: pa.int64() for name in ("thinking_tokens", "tool_use_prompt_tokens", "steps_taken")},
+        **{name: pa.int64() for name in ("depth", "forked_from_sequence")},
     }
     return pa.schema([(name, types.get(name, pa.string())) for name, _ in columns(full)])
 
