@@ -54,8 +54,15 @@ def _time(value: Any) -> datetime:
     return _EPOCH + timedelta(microseconds=value.seconds * 1_000_000 + value.nanos // 1000)
 
 
+_MICROS_PER_DAY = 86_400_000_000
+_TIMEDELTA_DAYS = 999_999_999  # datetime.timedelta's range, which the domain path's conversion is bound by
+
+
 def _micros(value: Any) -> int:
-    return int(value.seconds * 1_000_000 + value.nanos // 1000)
+    micros = int(value.seconds * 1_000_000 + value.nanos // 1000)
+    if not -_TIMEDELTA_DAYS <= micros // _MICROS_PER_DAY <= _TIMEDELTA_DAYS:
+        raise OverflowError("duration out of range")
+    return micros
 
 
 def _usage(value: run_pb2.TokenUsage, field: str) -> dict[str, int]:
@@ -148,6 +155,7 @@ def _step_row(msg: run_pb2.ExecutionStep, run_id: str, index: int) -> dict[str, 
         tr = msg.tool_result
         if not tr.call_id:
             raise _invalid(f"{field}.tool_result.call_id", "must not be empty")
+        result_duration = _micros(tr.duration)  # before the status, as the domain conversion meets them
         status = _TOOL_STATUS.get(tr.status)
         if status is None:
             raise _invalid(f"{field}.tool_result.status", "must be a ToolCallStatus other than UNSPECIFIED")
@@ -157,7 +165,7 @@ def _step_row(msg: run_pb2.ExecutionStep, run_id: str, index: int) -> dict[str, 
             "result_text": tr.result_text,
             "result_json": tr.result_json,
             "is_error": tr.is_error,
-            "duration_us": _micros(tr.duration),
+            "duration_us": result_duration,
             "status": status,
             "original_size_bytes": tr.original_size_bytes,
             "truncated": tr.truncated,
@@ -195,6 +203,8 @@ def _tool_call_row(msg: run_pb2.ToolCall, run_id: str, position: int) -> dict[st
         raise _invalid(f"{field}.name", "must not be empty")
     if not msg.HasField("start_time"):
         raise _invalid(f"{field}.start_time", "must be set")
+    # In the order the domain conversion meets them (agentrun_core.proto_convert.tool_call_from_pb).
+    duration_us = _micros(msg.duration)
     status = _TOOL_STATUS.get(msg.status)
     if status is None:
         raise _invalid(f"{field}.status", "must be a ToolCallStatus other than UNSPECIFIED")
@@ -205,7 +215,7 @@ def _tool_call_row(msg: run_pb2.ToolCall, run_id: str, position: int) -> dict[st
         "server": msg.server,
         "parameters_json": msg.parameters_json,
         "result": msg.result,
-        "duration_us": _micros(msg.duration),
+        "duration_us": duration_us,
         "status": status,
         "start_time": _time(msg.start_time),
         "is_error": msg.is_error,
@@ -221,13 +231,19 @@ def _run_row(msg: run_pb2.Run) -> dict[str, Any]:
     has_duration = msg.HasField("duration")
     if has_duration and (msg.duration.seconds < 0 or msg.duration.nanos < 0):
         raise _invalid("run.duration", "must not be negative")
+    # In the order the domain conversion meets them (agentrun_core.proto_convert.run_from_pb): the status, the
+    # times (out of range: OverflowError), the token usage, the cost.
     status = _RUN_STATUS.get(msg.status)
     if status is None:
         raise _invalid("run.status", "must be set to a RunStatus other than RUN_STATUS_UNSPECIFIED")
+    start_time = _time(msg.start_time)
+    end_time = _time(msg.end_time) if msg.HasField("end_time") else None
+    duration_us = _micros(msg.duration) if has_duration else None
     usage = _usage(msg.token_usage, "run.token_usage")
     has_error = msg.HasField("error")
     has_cost = msg.HasField("cost")
     cost = msg.cost
+    cost_amount = _cost_amount(cost) if has_cost else None
     return {
         "id": msg.id,
         "agent_name": msg.agent_name,
@@ -241,11 +257,11 @@ def _run_row(msg: run_pb2.Run) -> dict[str, Any]:
         "error_message": msg.error.message if has_error else None,
         "final_response": msg.final_response,
         "model_name": msg.model_name,
-        "start_time": _time(msg.start_time),
-        "end_time": _time(msg.end_time) if msg.HasField("end_time") else None,
-        "duration_us": _micros(msg.duration) if has_duration else None,
+        "start_time": start_time,
+        "end_time": end_time,
+        "duration_us": duration_us,
         **usage,
-        "cost": _cost_amount(cost) if has_cost else None,
+        "cost": cost_amount,
         "cost_currency": (cost.currency_code or "USD") if has_cost else None,
         "price_table_version": cost.price_table_version if has_cost else None,
         "steps_taken": msg.steps_taken,
