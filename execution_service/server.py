@@ -12,6 +12,7 @@ import grpc
 from agentrun.execution.v1 import execution_service_pb2, execution_service_pb2_grpc
 
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
+from agentrun_core.backoff import Backoff
 from agentrun_core.serving import HealthServicer, add_health_and_reflection, set_serving, wait_for_stop_signal
 from agentrun_core.telemetry import EXECUTION_SERVICE_NAME, Telemetry
 from agentrun_core.tls import add_port, aio_channel
@@ -22,7 +23,7 @@ from execution_service.config import ExecutionSettings
 from execution_service.engine.manager import ManagerLimits, ProviderFactory, RunManager
 from execution_service.model.base import ModelProvider
 from execution_service.model.registry import ModelSettings, build_provider
-from execution_service.model.retry import RetryPolicy
+from execution_service.model.retry import ModelRetryPolicy
 from execution_service.publish.known_runs import KnownRuns
 from execution_service.publish.metrics import register_publisher_metrics
 from execution_service.publish.outbox import Outbox
@@ -50,10 +51,14 @@ def model_settings(settings: ExecutionSettings) -> ModelSettings:
         gemini_base_url=settings.gemini_base_url or None,
         stream=settings.model_stream,
         timeout_s=settings.model_timeout_s,
-        retry=RetryPolicy(
+        retry=ModelRetryPolicy(
             max_attempts=settings.model_retry_attempts,
-            initial_delay_s=settings.model_retry_initial_delay_s,
-            max_delay_s=settings.model_retry_max_delay_s,
+            backoff=Backoff(
+                initial_s=settings.model_retry_initial_delay_s,
+                multiplier=2.0,
+                max_s=settings.model_retry_max_delay_s,
+                jitter=1.0,
+            ),
         ),
         test_model_latency_s=settings.test_model_latency_s,
     )

@@ -18,7 +18,7 @@ from agentrun_core.settings import SettingsError
 from execution_service.model.base import ModelError, ModelProvider, ProviderNotConfigured
 from execution_service.model.gemini import GeminiProvider
 from execution_service.model.guard import GEMINI_BASE_URL_ENV
-from execution_service.model.retry import RetryingProvider, RetryPolicy
+from execution_service.model.retry import ModelRetryPolicy, RetryingProvider
 from execution_service.model.test_model import TestModel
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class ModelSettings:
     gemini_base_url: str | None = None
     stream: bool = True
     timeout_s: float = 120.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: ModelRetryPolicy = field(default_factory=ModelRetryPolicy)
     test_model_latency_s: float = 0.0
 
     @classmethod
@@ -75,7 +75,7 @@ class ModelSettings:
         api_key = next((env[name] for name in API_KEY_ENVS if env.get(name)), None)
         attempts_raw = env.get("AGENTRUN_MODEL_MAX_ATTEMPTS", "")
         try:
-            attempts = int(attempts_raw) if attempts_raw else RetryPolicy().max_attempts
+            attempts = int(attempts_raw) if attempts_raw else ModelRetryPolicy().max_attempts
         except ValueError:
             raise SettingsError(f"AGENTRUN_MODEL_MAX_ATTEMPTS must be an integer, got {attempts_raw!r}") from None
         if attempts < 1:
@@ -85,7 +85,7 @@ class ModelSettings:
             gemini_base_url=env.get(GEMINI_BASE_URL_ENV) or None,
             stream=_env_bool(env, "AGENTRUN_MODEL_STREAM", True),
             timeout_s=_positive(_env_float(env, "AGENTRUN_MODEL_TIMEOUT_S", 120.0), "AGENTRUN_MODEL_TIMEOUT_S"),
-            retry=RetryPolicy(max_attempts=attempts),
+            retry=ModelRetryPolicy(max_attempts=attempts),
             test_model_latency_s=_env_float(env, "AGENTRUN_TEST_MODEL_LATENCY_S", 0.0),
         )
 

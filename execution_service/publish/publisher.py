@@ -27,12 +27,19 @@ import grpc
 from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
 from google.protobuf.message import DecodeError
 
+from agentrun_core.backoff import Backoff
 from agentrun_core.domain import Run
 from agentrun_core.telemetry import current_traceparent, trace_context
 from execution_service.publish.outbox import Outbox, OutboxError, OutboxItem
 from execution_service.publish.records import decode_request, encode_run
 from execution_service.publish.recovery import checkpoint
-from execution_service.publish.retry import Disposition, RetryPolicy, classify, server_retry_delay_s
+from execution_service.publish.retry import (
+    DELIVERY_BACKOFF,
+    Disposition,
+    classify,
+    delivery_delay_s,
+    server_retry_delay_s,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +96,7 @@ class OutboxPublisher:
         *,
         call_timeout_s: float = 10.0,
         max_in_flight: int = 8,
-        retry: RetryPolicy | None = None,
+        backoff: Backoff = DELIVERY_BACKOFF,
         call_metadata: CallMetadata = _no_metadata,
     ) -> None:
         if max_in_flight < 1:
@@ -100,7 +107,7 @@ class OutboxPublisher:
         self._stub = runs_service_pb2_grpc.RunsServiceStub(channel)
         self._call_timeout_s = call_timeout_s
         self._max_in_flight = max_in_flight
-        self._retry = retry or RetryPolicy()
+        self._backoff = backoff
         self._call_metadata = call_metadata
         self._counters = PublisherCounters()
         self._in_flight: dict[str, asyncio.Task[None]] = {}
@@ -375,7 +382,7 @@ class OutboxPublisher:
         await self._defer(item, error, server_retry_delay_s(exc))
 
     async def _defer(self, item: OutboxItem, error: str, server_hint_s: float | None) -> None:
-        delay = self._retry.delay(item.attempts, server_hint_s)
+        delay = delivery_delay_s(self._backoff, item.attempts, server_hint_s)
         deferred = await self._outbox.defer(item.run_id, item.version, time.time() + delay, error)
         if deferred:
             self._counters.retried += 1

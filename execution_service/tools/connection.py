@@ -33,8 +33,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, Implementation, LoggingMessageNotificationParams, PaginatedRequestParams, Tool
 from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT, RequestParamsMeta
 
+from agentrun_core.backoff import Backoff
 from agentrun_core.telemetry import current_trace_carrier
-from execution_service.tools.backoff import Backoff
 from execution_service.tools.mcp_config import HttpServer, McpServerConfig, StdioServer, resolve_command
 from execution_service.tools.stderr_log import StderrForwarder
 from execution_service.tools.stream_watch import EndWatchingReceiveStream
@@ -54,6 +54,16 @@ _MCP_LOG_LEVELS = {
     "alert": logging.CRITICAL,
     "emergency": logging.CRITICAL,
 }
+
+
+# Reconnect waits: 0.5 s, doubling up to 30 s, scaled by a random factor in [0.8, 1].
+RECONNECT_BACKOFF = Backoff(initial_s=0.5, multiplier=2.0, max_s=30.0, jitter=0.2)
+
+
+def reconnect_delay_s(backoff: Backoff, failures: int) -> float:
+    """The wait before reconnecting after `failures` failures in a row. The first reconnect is immediate: a server
+    that crashed once should not fail the very next call; from the second failure in a row on, it backs off."""
+    return 0.0 if failures <= 1 else backoff.delay_s(failures - 1)
 
 
 class ServerUnavailableError(Exception):
@@ -117,7 +127,7 @@ class McpConnection:
         timeouts: ConnectionTimeouts | None = None,
     ) -> None:
         self._config = config
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or RECONNECT_BACKOFF
         self._timeouts = timeouts or ConnectionTimeouts()
         self._state = ConnectionState.IDLE
         self._live: _Live | None = None
@@ -367,7 +377,7 @@ class McpConnection:
 
     def _go_down(self, reason: str) -> None:
         self._failures += 1
-        delay = self._backoff.delay(self._failures)
+        delay = reconnect_delay_s(self._backoff, self._failures)
         self._state = ConnectionState.DOWN
         self._last_error = reason
         self._retry_at = asyncio.get_running_loop().time() + delay

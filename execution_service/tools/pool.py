@@ -20,9 +20,9 @@ from typing import Any, Self
 import anyio
 from mcp.types import Tool
 
+from agentrun_core.backoff import Backoff
 from agentrun_core.domain import ErrorReason, ToolCallStatus
 from execution_service.tools.arguments import ArgumentValidator
-from execution_service.tools.backoff import Backoff
 from execution_service.tools.base import ResolvedTool, ToolOutcome, ToolResolutionError
 from execution_service.tools.connection import (
     ConnectionTimeouts,

@@ -12,7 +12,7 @@ from execution_service.publish.outbox import Outbox
 from execution_service.publish.publisher import OutboxPublisher
 from execution_service.publish.records import decode_request, encode_run
 from execution_service.publish.recovery import INTERRUPTED_MESSAGE, checkpoint, recover_interrupted
-from tests.execution_service.publish.conftest import FAST_RETRY, T0, make_run
+from tests.execution_service.publish.conftest import FAST_BACKOFF, T0, make_run
 from tests.execution_service.publish.fake_runs_server import FakeRunsServer
 
 
@@ -22,7 +22,7 @@ async def test_interrupted_runs_are_published_at_start_up(
     # Before the "crash": two runs start, one gets checkpoints, one finishes; the process dies (no stop, no close
     # of the journal entries).
     first_outbox = await Outbox.open(outbox_path)
-    first = OutboxPublisher(first_outbox, channel, retry=FAST_RETRY)
+    first = OutboxPublisher(first_outbox, channel, backoff=FAST_BACKOFF)
     await first.record(make_run("alive", RunStatus.RUNNING))
     await first.record(make_run("done", RunStatus.RUNNING))
     assert await first.checkpoint(make_run("alive", RunStatus.RUNNING, steps=3))
@@ -35,7 +35,7 @@ async def test_interrupted_runs_are_published_at_start_up(
     assert await recover_interrupted(outbox, now) == ["alive"]
     assert await outbox.live_runs() == []
     assert await recover_interrupted(outbox, now) == []  # idempotent
-    publisher = OutboxPublisher(outbox, channel, retry=FAST_RETRY)
+    publisher = OutboxPublisher(outbox, channel, backoff=FAST_BACKOFF)
     publisher.start()
     try:
         assert await publisher.flush(timeout_s=5)

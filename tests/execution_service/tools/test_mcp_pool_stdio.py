@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from mcp_test_helpers import FAST_BACKOFF, FAST_TIMEOUTS, forget_pid, read_pid, stdio_test_server
 
+from agentrun_core.backoff import Backoff
 from agentrun_core.domain import ErrorReason, ToolCallStatus
-from execution_service.tools.backoff import Backoff
 from execution_service.tools.base import ResolvedTool, ToolOutcome, ToolProvider, ToolResolutionError
 from execution_service.tools.mcp_config import StdioServer
 from execution_service.tools.pool import McpToolPool
