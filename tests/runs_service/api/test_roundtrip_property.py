@@ -46,6 +46,19 @@ COSTS = st.decimals(min_value=0, max_value=Decimal("99999"), places=10, allow_na
     )
 )
 
+SHARES = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
+ATTEMPTS = st.builds(
+    d.ModelAttempt,
+    attempt=st.integers(1, 10),
+    reason=TEXT,
+    message=TEXT,
+    start_time=TIMES,
+    duration=DURATIONS,
+    code=st.integers(0, 599),
+    status=TEXT,
+    wait_before_next=st.none() | DURATIONS,
+)
+
 
 @st.composite
 def payloads(draw: st.DrawFn, call_ids: list[str]) -> d.StepPayload:
@@ -58,6 +71,10 @@ def payloads(draw: st.DrawFn, call_ids: list[str]) -> d.StepPayload:
             time_to_first_token=draw(st.none() | DURATIONS),
             text=draw(TEXT),
             function_call_count=draw(st.integers(0, 20)),
+            failed_attempts=tuple(draw(st.lists(ATTEMPTS, max_size=3))),
+            thoughts=draw(TEXT),
+            input_token_limit=draw(st.integers(0, 2**40)),
+            context_window_used=draw(SHARES),
         )
     if kind == "call":
         return d.ToolCallStarted(call_id=draw(NAME), tool_name=draw(NAME), server=draw(TEXT), arguments_json=draw(TEXT))
@@ -125,6 +142,7 @@ def runs(draw: st.DrawFn) -> d.Run:
         trace_id=draw(st.sampled_from(["", "0af7651916cd43dd8448eb211c80319c"])),
         execution_steps=steps,
         tool_calls=tool_calls,
+        max_context_window_used=draw(SHARES),
     )
 
 
