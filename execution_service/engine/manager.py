@@ -23,7 +23,8 @@ from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.engine.events import RunFinishedEvent, RunStartedEvent
 from execution_service.engine.instrumentation import EngineInstruments, RunTelemetry
 from execution_service.engine.live_run import LiveRun
-from execution_service.engine.loop import LoopInput, LoopOutcome, run_agent_loop
+from execution_service.engine.loop import LoopInput, run_agent_loop
+from execution_service.engine.outcomes import LoopOutcome
 from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.errors import (
     AgentNotFound,
@@ -428,4 +429,5 @@ def _terminal_run(
         trace_id=base.trace_id,
         execution_steps=steps,
         tool_calls=tool_calls_from_steps(steps),
+        max_context_window_used=recorder.max_context_window_used,
     )

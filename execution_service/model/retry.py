@@ -12,10 +12,13 @@ import asyncio
 import dataclasses
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from agentrun_core.backoff import Backoff
+from agentrun_core.domain import ModelAttempt
 from execution_service.model.base import ModelError, ModelProvider, ModelRequest, ModelResponse
 
 logger = logging.getLogger(__name__)
@@ -52,11 +55,16 @@ class RetryingProvider:
         self.name = inner.name
 
     async def generate(self, request: ModelRequest) -> ModelResponse:
+        """The inner provider's answer, with the attempts that failed before it (`ModelResponse.failed_attempts`).
+        When the call fails for good, the ModelError raised carries every attempt (`ModelError.attempts`)."""
+        failed: list[ModelAttempt] = []
         attempt = 1
         while True:
+            started, clock = datetime.now(UTC), time.perf_counter()
             try:
-                return await self.inner.generate(request)
+                response = await self.inner.generate(request)
             except ModelError as error:
+                took = timedelta(seconds=time.perf_counter() - clock)
                 if not error.retryable or attempt >= self.policy.max_attempts:
                     if error.retryable:
                         logger.error(
@@ -66,8 +74,11 @@ class RetryingProvider:
                             error.reason,
                             error.describe(),
                         )
+                    failed.append(_attempt(attempt, error, started, took, None))
+                    error.attempts = tuple(failed)
                     raise
                 delay = self._delay_s(attempt, error.retry_after_s)
+                failed.append(_attempt(attempt, error, started, took, delay))
                 logger.warning(
                     "model %s attempt %d/%d failed with %s %s; retrying in %.3f s%s",
                     request.model,
@@ -80,6 +91,8 @@ class RetryingProvider:
                 )
                 await self._sleep(delay)
                 attempt += 1
+                continue
+            return dataclasses.replace(response, failed_attempts=tuple(failed)) if failed else response
 
     def _delay_s(self, attempt: int, hint_s: float | None) -> float:
         backoff = self.policy.backoff
@@ -91,3 +104,16 @@ class RetryingProvider:
         close = getattr(self.inner, "aclose", None)
         if close is not None:
             await close()
+
+
+def _attempt(number: int, error: ModelError, started: datetime, took: timedelta, delay_s: float | None) -> ModelAttempt:
+    return ModelAttempt(
+        attempt=number,
+        reason=str(error.reason),
+        message=error.message,
+        start_time=started,
+        duration=took,
+        code=error.code or 0,
+        status=error.status,
+        wait_before_next=None if delay_s is None else timedelta(seconds=delay_s),
+    )
