@@ -29,6 +29,7 @@ from execution_service.publish.metrics import register_publisher_metrics
 from execution_service.publish.outbox import Outbox
 from execution_service.publish.publisher import OutboxPublisher
 from execution_service.publish.recovery import recover_interrupted
+from execution_service.publish.step_journal import StepJournal, journal_directory
 from execution_service.redaction import RedactionRules, Redactor, rules_with_extras
 from execution_service.tools.mcp_config import load_mcp_config
 from execution_service.tools.pool import McpToolPool
@@ -145,7 +146,9 @@ async def start_server(
         settings.resolved_outbox_path.parent.mkdir(parents=True, exist_ok=True)
         outbox = await Outbox.open(settings.resolved_outbox_path)
         resources.push_async_callback(outbox.close)
-        recovered = await recover_interrupted(outbox)
+        journal = StepJournal(journal_directory(settings.resolved_outbox_path))
+        resources.callback(journal.close)
+        recovered = await recover_interrupted(outbox, journal)
         if recovered:
             log.warning(
                 "runs interrupted by the previous stop will be published as INTERRUPTED", extra={"runs": recovered}
@@ -159,7 +162,7 @@ async def start_server(
                 interceptors=telemetry.client_interceptors(),  # RecordRun spans, trace context to RunsService
             )
             resources.push_async_callback(runs_channel.close)
-        publisher = OutboxPublisher(outbox, runs_channel, call_metadata=runs_call_metadata(settings))
+        publisher = OutboxPublisher(outbox, runs_channel, call_metadata=runs_call_metadata(settings), journal=journal)
         publisher.start()
         resources.push_async_callback(publisher.stop, 5.0)
         register_publisher_metrics(telemetry.meter("agentrun.outbox"), publisher, outbox)

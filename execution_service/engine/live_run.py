@@ -38,8 +38,9 @@ class LiveRun:
     _cursors: list[_Cursor] = field(default_factory=list)
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
-    def append_step(self, step: ExecutionStep) -> None:
-        self._append(StepEvent(step))
+    def append_step(self, step: ExecutionStep, encoded: bytes | None = None) -> None:
+        """`encoded`: the step already serialized (StepEvent.encoded)."""
+        self._append(StepEvent(step, encoded))
 
     def finish(self, event: RunFinishedEvent) -> None:
         self.finished = event

@@ -7,7 +7,6 @@ execution_service.engine.manager).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
@@ -39,9 +38,8 @@ async def run_agent_loop(
     tool_provider: ToolProvider,
     recorder: StepRecorder,
     control: RunControl,
-    after_turn: Callable[[], Awaitable[None]] | None = None,
 ) -> LoopOutcome:
-    """Runs the agent until it answers or a limit ends it. `after_turn` runs after each turn's tool calls."""
+    """Runs the agent until it answers or a limit ends it."""
     turns = Turns(
         agent=inp.agent,
         model=inp.model,
@@ -63,6 +61,4 @@ async def run_agent_loop(
         if isinstance(result, LoopOutcome):
             return result
         messages += result.messages
-        if after_turn is not None:
-            await after_turn()
     return max_steps_exceeded(max_steps)  # only when max_steps < 1, which agent files cannot ask for
