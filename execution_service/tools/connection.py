@@ -10,7 +10,11 @@ STARTING ... ; any state --aclose()--> CLOSED.
 
 Failures never hang a caller: every wait is bounded. A lost connection (the server process exited, the stream
 broke, or it stopped answering pings after a call timed out) is torn down and restarted lazily by the next call once
-an exponential backoff has elapsed; calls arriving before that fail fast with ServerUnavailableError and the reason.
+an exponential backoff has elapsed. A call arriving during the backoff waits for the restart when it is due within
+half of the call's timeout (leaving the other half for the start and the call), else fails fast with
+ServerUnavailableError and the reason. The tool list of the last session that started is kept: while the server is
+down, `list_tools` answers from it, so agents resolve their tools (and their runs start) and each call of a tool of
+that server is a tool error for the model, never a failed run.
 """
 
 from __future__ import annotations
@@ -138,6 +142,8 @@ class McpConnection:
         self._last_error = ""
         self._owner_tasks: set[asyncio.Task[None]] = set()
         self._health_checks: dict[int, asyncio.Task[None]] = {}
+        # The tool list of the last session that started (None before the first start).
+        self._known_tools: tuple[Tool, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -156,13 +162,21 @@ class McpConnection:
         """Why the connection was last lost or failed to start ("" if it never failed)."""
         return self._last_error
 
-    async def start(self) -> None:
-        """Connects now if not connected. Raises ServerUnavailableError."""
-        await self._ensure_live()
+    async def start(self, *, wait_s: float = 0.0) -> None:
+        """Connects now if not connected, waiting up to `wait_s` for a restart that the backoff holds back. Raises
+        ServerUnavailableError."""
+        await self._ensure_live(wait_s)
 
     async def list_tools(self) -> tuple[Tool, ...]:
-        """The server's tools as listed when the connection started. Raises ServerUnavailableError."""
-        return (await self._ensure_live()).tools
+        """The server's tools as listed when the connection started; while the server cannot be reached, as listed
+        by its last session. Raises ServerUnavailableError when it never started."""
+        try:
+            return (await self._ensure_live()).tools
+        except ServerUnavailableError as exc:
+            if self._known_tools is None or self._state is ConnectionState.CLOSED:
+                raise
+            logger.info("MCP server %r is unavailable (%s); its tools as last listed are used", self.name, exc.reason)
+            return self._known_tools
 
     async def call_tool(self, name: str, arguments: dict[str, Any], timeout_s: float) -> CallToolResult:
         """Calls a tool. Raises ServerUnavailableError, ToolCallTimeoutError or ToolCallFailedError; a `CallToolResult`
@@ -221,18 +235,29 @@ class McpConnection:
 
     # -- starting -------------------------------------------------------------------------------------------------
 
-    async def _ensure_live(self) -> _Live:
+    async def _ensure_live(self, wait_s: float = 0.0) -> _Live:
+        """The live session, starting one if needed. During a reconnect backoff: waits for it when it ends within
+        half of `wait_s`, else raises ServerUnavailableError at once."""
         if self._state is ConnectionState.CLOSED:
             raise ServerUnavailableError(self.name, "the connection is closed")
         if self._live is not None:
             return self._live
+        while self._starting is None and self._state is ConnectionState.DOWN:
+            remaining = self._retry_at - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            if remaining > wait_s / 2:
+                raise ServerUnavailableError(
+                    self.name, f"{self._last_error} (next reconnect attempt in {remaining:.1f}s)"
+                )
+            logger.info("MCP server %r: waiting %.2fs for its restart", self.name, remaining)
+            await asyncio.sleep(remaining)
+            wait_s -= remaining
+            if self._state is ConnectionState.CLOSED:
+                raise ServerUnavailableError(self.name, "the connection is closed")
+            if self._live is not None:
+                return self._live
         if self._starting is None:
-            if self._state is ConnectionState.DOWN:
-                remaining = self._retry_at - asyncio.get_running_loop().time()
-                if remaining > 0:
-                    raise ServerUnavailableError(
-                        self.name, f"{self._last_error} (next reconnect attempt in {remaining:.1f}s)"
-                    )
             self._begin_start()
         assert self._starting is not None
         # Shielded: a caller cancelled while waiting must not cancel the start the other waiters share.
@@ -349,6 +374,7 @@ class McpConnection:
             started.set_result("the connection is closed")
             return False
         self._live = live
+        self._known_tools = live.tools
         self._state = ConnectionState.READY
         self._starting = None
         logger.info("MCP server %r ready with %d tool(s): %s", self.name, len(live.tools), [t.name for t in live.tools])
