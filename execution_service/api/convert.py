@@ -93,6 +93,7 @@ def agent_to_pb(agent: AgentSpec) -> pb.Agent:
             run_timeout=_seconds(agent.limits.run_timeout_s),
             tool_timeout=_seconds(agent.limits.tool_timeout_s),
             token_budget=agent.limits.token_budget,
+            tool_result_bytes=agent.limits.tool_result_bytes,
         ),
     )
 

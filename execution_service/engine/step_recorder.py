@@ -29,6 +29,9 @@ from execution_service.model.base import ModelError, ModelResponse
 from execution_service.redaction import Redactor, SecretMemory
 from execution_service.tools.base import ResolvedTool, ToolOutcome
 
+# Characters scrubbed past what is kept of a tool result, so that a secret cut in two by the cap is still redacted.
+SCRUB_MARGIN_CHARS = 4096
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -154,15 +157,31 @@ class StepRecorder:
         )
 
     def tool_finished(
-        self, call_id: str, tool_name: str, outcome: ToolOutcome, *, time: datetime, duration: timedelta
+        self,
+        call_id: str,
+        tool_name: str,
+        outcome: ToolOutcome,
+        *,
+        time: datetime,
+        duration: timedelta,
+        size_bytes: int | None = None,
+        model_bytes: int = 0,
     ) -> None:
+        """`size_bytes`: the UTF-8 size of the result as the tool returned it (computed when not given);
+        `model_bytes`: how much of it the model receives, whose secrets must be remembered too."""
+        rules = self._redactor.rules
+        size = len(outcome.text.encode()) if size_bytes is None else size_bytes
+        # Only what is stored or sent to the model is scrubbed (with a margin, so a secret straddling the cut is
+        # still recognised): redacting a 20 MB result whole costs seconds and hundreds of MB for nothing kept.
+        keep = max(rules.max_result_bytes, model_bytes) + SCRUB_MARGIN_CHARS
+        text = outcome.text if len(outcome.text) <= keep else outcome.text[:keep]
+        structured = outcome.structured_json
+        if len(structured) > rules.max_result_bytes and len(structured.encode()) > rules.max_result_bytes:
+            structured = ""  # not stored: the capped text keeps the beginning; half a JSON document helps nobody
         # Structured content first: its keys find the secrets that the text may show without a key.
-        structured = storable(self._redactor.scrub_json_text(outcome.structured_json, self._secrets))
-        scrubbed = storable(self._redactor.scrub_result_text(outcome.text, self._secrets))
-        # The size of the result as the tool returned it, not of the scrubbed (maybe re-serialised) text.
-        capped = self._redactor.cap(scrubbed, original_size_bytes=len(outcome.text.encode()))
-        if len(structured.encode()) > self._redactor.rules.max_result_bytes:
-            structured = ""  # the capped text keeps the beginning; half a JSON document helps nobody
+        structured = storable(self._redactor.scrub_json_text(structured, self._secrets))
+        scrubbed = storable(self._redactor.scrub_result_text(text, self._secrets))
+        capped = self._redactor.cap(scrubbed, original_size_bytes=size)
         self.record(
             ToolCallFinished(
                 call_id=call_id,
@@ -173,7 +192,7 @@ class StepRecorder:
                 duration=duration,
                 status=outcome.status,
                 original_size_bytes=capped.original_size_bytes,
-                truncated=capped.truncated,
+                truncated=capped.truncated or len(text) < len(outcome.text),
             ),
             time=time,
             duration=duration,

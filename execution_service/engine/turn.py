@@ -77,6 +77,7 @@ class Turns:
             self.recorder,
             timeout_s=self.agent.limits.tool_timeout_s,
             max_parallel=self.max_parallel_tools,
+            result_bytes=self.agent.limits.tool_result_bytes,
             telemetry=self.telemetry,
         )
         return NextTurn((response.as_message(), ToolResultMessage(results)))

@@ -38,14 +38,21 @@ from mcp.types import CallToolResult, Implementation, LoggingMessageNotification
 from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT, RequestParamsMeta
 
 from agentrun_core.backoff import Backoff
+from agentrun_core.memory import release_free_memory
 from agentrun_core.telemetry import current_trace_carrier
 from execution_service.tools.mcp_config import HttpServer, McpServerConfig, StdioServer, resolve_command
 from execution_service.tools.stderr_log import StderrForwarder
+from execution_service.tools.stdio_lines import install as install_linear_stdio_reads
 from execution_service.tools.stream_watch import EndWatchingReceiveStream
+
+install_linear_stdio_reads()
 
 logger = logging.getLogger(__name__)
 
 _CLIENT_INFO = Implementation(name="agentrun", version="0.1.0")
+# A result at least this large (characters of text and structured content) is followed by a ping and a release of
+# freed memory to the OS (McpConnection._after_large_result).
+LARGE_RESULT_CHARS = 1_000_000
 _HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
 _MAX_TOOL_PAGES = 100
 _MCP_LOG_LEVELS = {
@@ -142,6 +149,7 @@ class McpConnection:
         self._last_error = ""
         self._owner_tasks: set[asyncio.Task[None]] = set()
         self._health_checks: dict[int, asyncio.Task[None]] = {}
+        self._release_tasks: set[asyncio.Task[None]] = set()
         # The tool list of the last session that started (None before the first start).
         self._known_tools: tuple[Tool, ...] | None = None
 
@@ -208,6 +216,8 @@ class McpConnection:
             logger.warning("MCP server %r returned an unusable result for tool %r: %s", self.name, name, exc)
             raise ToolCallFailedError(f"tool {name!r} returned an unusable result: {_describe(exc)}") from exc
         self._failures = 0
+        if _result_chars(result) >= LARGE_RESULT_CHARS:
+            self._after_large_result(live)
         return result
 
     async def aclose(self) -> None:
@@ -219,7 +229,7 @@ class McpConnection:
         if self._live is not None:
             self._live.stop.set()
             self._live = None
-        for check in list(self._health_checks.values()):
+        for check in [*self._health_checks.values(), *self._release_tasks]:
             check.cancel()
         owners = list(self._owner_tasks)
         if not owners:
@@ -429,6 +439,24 @@ class McpConnection:
             return ToolCallTimeoutError(f"tool {tool!r} did not answer within {timeout_s:g}s")
         return ToolCallFailedError(f"server error {exc.code} for tool {tool!r}: {exc.message}")
 
+    def _after_large_result(self, live: _Live) -> None:
+        """The SDK's reader and session keep their last message (here a large result) until the next one arrives: a
+        ping replaces it with a small one, then the freed memory goes back to the OS (agentrun_core.memory). Runs
+        after the caller, which has dropped its own copy by then."""
+        task = asyncio.create_task(
+            self._release_large_result(live), name=f"mcp-release:{self.name}", context=contextvars.Context()
+        )
+        self._release_tasks.add(task)
+        task.add_done_callback(self._release_tasks.discard)
+
+    async def _release_large_result(self, live: _Live) -> None:
+        try:
+            with anyio.fail_after(self._timeouts.health_check_s):
+                await live.session.send_ping()
+        except Exception as exc:
+            logger.debug("MCP server %r: ping after a large result failed: %s", self.name, _describe(exc))
+        release_free_memory()
+
     def _check_health_later(self, live: _Live) -> None:
         """After a call timed out: is the server still answering at all? If not, restart it."""
         if live.generation in self._health_checks or self._live is not live:
@@ -448,6 +476,14 @@ class McpConnection:
             self._connection_lost(live, reason)
         else:
             logger.debug("MCP server %r answered a ping after a timed-out call", self.name)
+
+
+def _result_chars(result: CallToolResult) -> int:
+    """Characters of a result's text content plus its structured content (a cheap estimate of its size)."""
+    chars = sum(len(getattr(block, "text", "")) for block in result.content)
+    if isinstance(result.structured_content, dict):
+        chars += sum(len(v) for v in result.structured_content.values() if isinstance(v, str))
+    return chars
 
 
 async def _list_all_tools(session: ClientSession) -> tuple[Tool, ...]:

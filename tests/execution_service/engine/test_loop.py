@@ -303,3 +303,19 @@ async def test_thoughts_are_recorded_and_scrubbed_like_text() -> None:
     call_step = run.steps[0].payload
     assert isinstance(call_step, ModelCall)
     assert call_step.thoughts == "The key [REDACTED] looks valid."
+
+
+async def test_the_model_receives_a_tool_result_cut_to_the_agents_limit_with_a_marker() -> None:
+    big = "0123456789" * 1000  # 10,000 bytes
+    model = ScriptedModel(answer("", call("dump", "c1")), answer("summarised"))
+    run = await run_loop(model, FakeTools({"dump": ok(big)}), limits=AgentLimits(tool_result_bytes=1000))
+    [sent] = results_sent(model.requests[1])
+    text = sent.response["result"]
+    assert isinstance(text, str) and text.startswith(big[:1000])
+    assert text[1000:] == (
+        "\n[agentrun cut this tool result here: it is 10000 bytes long and only the first 1000 are shown "
+        "(limits.tool_result_bytes)]"
+    )
+    stored = next(s.payload for s in run.steps if isinstance(s.payload, ToolCallFinished))
+    assert (stored.original_size_bytes, stored.truncated) == (10_000, False)  # under the store's own 64 KiB cap
+    assert stored.result_text == big
