@@ -14,6 +14,7 @@ from agentrun.execution.v1 import execution_service_pb2, execution_service_pb2_g
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
 from agentrun_core.backoff import Backoff
 from agentrun_core.serving import HealthServicer, add_health_and_reflection, set_serving, wait_for_stop_signal
+from agentrun_core.stream_closing import StreamsEndInTheirTask
 from agentrun_core.telemetry import EXECUTION_SERVICE_NAME, Telemetry
 from agentrun_core.tls import add_port, aio_channel
 from execution_service.agents.registry import AgentRegistry
@@ -191,7 +192,7 @@ async def start_server(
                 *SERVER_METADATA_OPTIONS,
             ],
             # Caller interceptors (tracing) run first, so refused calls are traced too; authentication is innermost.
-            interceptors=[*telemetry.server_interceptors(), *(interceptors or []), *security],
+            interceptors=[StreamsEndInTheirTask(), *telemetry.server_interceptors(), *(interceptors or []), *security],
         )
         limits = CallLimits(
             max_streams_per_user=settings.max_streams_per_user,
