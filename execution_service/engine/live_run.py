@@ -44,6 +44,9 @@ class LiveRun:
 
     def finish(self, event: RunFinishedEvent) -> None:
         self.finished = event
+        # A finished run stays in memory for a while (WatchRun, idempotent retries): without the steps' serialized
+        # copies, which only spared live streams a conversion.
+        self._events = [StepEvent(e.step) if isinstance(e, StepEvent) and e.encoded else e for e in self._events]
         self._append(event)
 
     def _append(self, event: StepEvent | RunFinishedEvent) -> None:

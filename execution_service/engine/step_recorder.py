@@ -27,10 +27,8 @@ from agentrun_core.domain import (
 )
 from execution_service.model.base import ModelError, ModelResponse
 from execution_service.redaction import Redactor, SecretMemory
+from execution_service.redaction.redactor import SCRUB_MARGIN_CHARS
 from execution_service.tools.base import ResolvedTool, ToolOutcome
-
-# Characters scrubbed past what is kept of a tool result, so that a secret cut in two by the cap is still redacted.
-SCRUB_MARGIN_CHARS = 4096
 
 
 def utc_now() -> datetime:

@@ -75,6 +75,9 @@ MAX_JSON_IN_STRING_DEPTH = 3
 # recursion stops at 1000).
 MAX_NESTING = 100
 _KEY_CACHE_SIZE = 4096
+# Characters scrubbed past what is kept of a long text (a tool result cut to a cap), so that a secret the cut splits
+# is still recognised and redacted whole.
+SCRUB_MARGIN_CHARS = 4096
 
 
 @dataclass(frozen=True, slots=True)
