@@ -13,6 +13,9 @@ The forms and the rule for each (what is NOT redacted matters as much: ordinary 
   reads it that way (sshpass, redis-cli, docker login): `mysql -p mydb` prompts for the password and `mydb` is the
   database, `ssh -p 2222`, `docker run -p 8080:80`, `mkdir -p dir`, `cp -pr` stay as they are.
 - `curl -u user:SECRET` / `--user user:SECRET`: the part after the first colon.
+- The same as argument lists (`["mysql", "-uroot", "-pSECRET"]`, `["sshpass", "-p", "SECRET", "ssh", "h"]`,
+  `["app", "--password", "SECRET"]`), as tools take commands in JSON: an item is a command word when it is one (or
+  its path ends with one: `/usr/bin/mysql`); its flags are the items up to a `;`, `|` or `&&` item.
 Quotes around a value are kept; the value inside becomes [REDACTED] and is remembered by the run's SecretMemory.
 Values that stand for a password are left alone: `$MYSQL_PWD`, `${PW}`, `<password>`, `***`, `PASSWORD`, `xxx`.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 from execution_service.redaction.rules import REDACTED, PasswordFlag
 from execution_service.redaction.secret_memory import SecretMemory
@@ -52,6 +56,7 @@ class CommandLineScrubber:
 
     def __init__(self, flags: tuple[PasswordFlag, ...], is_secret_key: Callable[[str], bool]) -> None:
         # One scan finds every command word; the group that matched says which flag rule applies to its line.
+        self._rules = flags
         self._flags = (*(_flag_regex(flag) for flag in flags), _CURL_USER_RE)
         commands = [flag.commands for flag in flags] + [_CURL]
         self._commands = re.compile(
@@ -75,10 +80,68 @@ class CommandLineScrubber:
             pos = start  # the rest of the line may name another command (`sshpass -p X mysql -pY`)
         return text
 
+    def scrub_argv(self, items: list[Any], memory: SecretMemory | None) -> list[Any] | None:
+        """The argument list with its password values redacted, or None when it holds none (or is no argv)."""
+        if len(items) < 2 or not all(isinstance(item, str) for item in items) or not any("-" in i for i in items):
+            return None
+        out = list(items)
+        for index, item in enumerate(items[:-1]):
+            if item.startswith("--") and self._is_long_secret(item[2:], items[index + 1]):
+                out[index + 1] = _redacted(items[index + 1], memory)
+        for index in range(len(items)):
+            found = self._command_at(items, index)
+            if found is not None:
+                flag, first = found
+                _redact_argv_flags(out, first, flag, memory)
+        return out if out != items else None
+
+    def _command_at(self, items: list[str], index: int) -> tuple[PasswordFlag | None, int] | None:
+        """(the command's flag rule, None for curl; the index of its first argument) when a command starts at
+        `index` (its word may be a path: /usr/bin/mysql; it may span items: docker login)."""
+        head = items[index].rsplit("/", 1)[-1]
+        for span in (1, 2, 3):
+            words = " ".join([head, *items[index + 1 : index + span]])
+            found = self._commands.fullmatch(words)
+            if found is not None:
+                number = int((found.lastgroup or "c0")[1:])
+                return (self._rules[number] if number < len(self._rules) else None), index + span
+        return None
+
+    def _is_long_secret(self, flag: str, value: str) -> bool:
+        if "=" in flag or not value or value.startswith("-") or _PROSE_WORD.fullmatch(value):
+            return False
+        return self._is_secret_key(flag)
+
     def _long_flag(self, match: re.Match[str], memory: SecretMemory | None) -> str:
         if not self._is_secret_key(match.group("flag")) or _PROSE_WORD.fullmatch(match.group("value")):
             return match.group(0)
         return _redact_value(match, memory)
+
+
+_ARGV_SEPARATORS = frozenset({";", "|", "||", "&&", "&"})
+
+
+def _redact_argv_flags(out: list[str], first: int, flag: PasswordFlag | None, memory: SecretMemory | None) -> None:
+    """Redacts, in place, the password values among the arguments from `first` up to a separator item: `-pX`
+    (attached), `-p X` (spaced), or for curl (`flag` None) the password of `-u user:X` / `--user user:X`."""
+    index = first
+    while index < len(out) and out[index] not in _ARGV_SEPARATORS:
+        item = out[index]
+        if flag is None:
+            value_at = index + 1 if item in ("-u", "--user") else index
+            value = out[value_at] if value_at < len(out) else ""
+            if value_at == index:
+                value = item[2:] if item.startswith("-u") else item[7:] if item.startswith("--user=") else ""
+            user, colon, password = value.partition(":")
+            if colon and password:
+                redacted = user + colon + _redacted(password, memory)
+                out[value_at] = redacted if value_at != index else item[: len(item) - len(value)] + redacted
+        elif flag.spaced and item == f"-{flag.flag}" and index + 1 < len(out):
+            out[index + 1] = _redacted(out[index + 1], memory)
+            index += 1
+        elif flag.attached and item.startswith(f"-{flag.flag}") and len(item) > len(flag.flag) + 1:
+            out[index] = item[: len(flag.flag) + 1] + _redacted(item[len(flag.flag) + 1 :], memory)
+        index += 1
 
 
 def _redact_value(match: re.Match[str], memory: SecretMemory | None) -> str:

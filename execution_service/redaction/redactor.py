@@ -157,6 +157,9 @@ class Redactor:
             if level >= MAX_NESTING:
                 return DEEP_MARKER
             items = [self._scrub(v, memory, level + 1, json_depth) for v in value]
+            argv = self._command_lines.scrub_argv(items, memory)  # ["mysql", "-pSECRET"], ["sshpass", "-p", "X"]
+            if argv is not None:
+                items = argv
             return value if all(a is b for a, b in zip(items, value, strict=True)) else items
         return value
 

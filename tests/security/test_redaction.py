@@ -403,3 +403,25 @@ def test_command_lines_inside_tool_arguments_and_results() -> None:
     assert Redactor().scrub_result_text(log, memory) == (
         "$ sshpass -p [REDACTED] ssh db\nWarning: Permanently added 'db'\n$ mkdir -p /tmp/x"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["mysql", "-uroot", "-pS3cretPass", "db"], ["mysql", "-uroot", "-p[REDACTED]", "db"]),
+        (["/usr/bin/mysqldump", "-pS3cretPass"], ["/usr/bin/mysqldump", "-p[REDACTED]"]),
+        (["sshpass", "-p", "S3cret pass", "ssh", "h"], ["sshpass", "-p", "[REDACTED]", "ssh", "h"]),
+        (["app", "--password", "S3cretPass", "-v"], ["app", "--password", "[REDACTED]", "-v"]),
+        (["docker", "login", "-u", "me", "-p", "S3cretPass"], ["docker", "login", "-u", "me", "-p", "[REDACTED]"]),
+        (["curl", "-u", "admin:S3cretPass", "https://x"], ["curl", "-u", "admin:[REDACTED]", "https://x"]),
+        (["mysql", "-pA1b2c3d4", ";", "ls", "-p", "x"], ["mysql", "-p[REDACTED]", ";", "ls", "-p", "x"]),
+        # Kept:
+        (["/usr/bin/mysql", "-p", "mydb"], ["/usr/bin/mysql", "-p", "mydb"]),
+        (["ssh", "-p", "2222", "host"], ["ssh", "-p", "2222", "host"]),
+        (["docker", "run", "-p", "8080:80", "nginx"], ["docker", "run", "-p", "8080:80", "nginx"]),
+        (["mysql", "-p$MYSQL_PWD"], ["mysql", "-p$MYSQL_PWD"]),
+        (["echo", "--password", "option"], ["echo", "--password", "option"]),
+    ],
+)
+def test_command_line_passwords_in_argument_lists(argv: list[str], expected: list[str]) -> None:
+    assert Redactor().scrub_value({"command": argv}) == {"command": expected}
