@@ -9,9 +9,9 @@ The forms and the rule for each (what is NOT redacted matters as much: ordinary 
   about the flag, and a password that simple is not recognised).
 - `-pSECRET`, `-p'SEC RET'`, `-p"SECRET"` (a short flag with the value attached): only in the commands whose short
   flag means a password (rules.DEFAULT_PASSWORD_FLAGS: the mysql/mariadb tools, sshpass, redis-cli `-a`, `docker
-  login`...), on the same command line (up to a newline, `;`, `|` or `&`). `-p SECRET` (spaced) only where the tool
-  reads it that way (sshpass, redis-cli, docker login): `mysql -p mydb` prompts for the password and `mydb` is the
-  database, `ssh -p 2222`, `docker run -p 8080:80`, `mkdir -p dir`, `cp -pr` stay as they are.
+  login`...), on the same command line (up to a newline or a `; `, `| `, `&& `). `-p SECRET` (spaced) only where
+  the tool reads it that way (sshpass, redis-cli, docker login): `mysql -p mydb` prompts for the password and `mydb`
+  is the database, `ssh -p 2222`, `docker run -p 8080:80`, `mkdir -p dir`, `cp -pr` stay as they are.
 - `curl -u user:SECRET` / `--user user:SECRET`: the part after the first colon.
 - The same as argument lists (`["mysql", "-uroot", "-pSECRET"]`, `["sshpass", "-p", "SECRET", "ssh", "h"]`,
   `["app", "--password", "SECRET"]`), as tools take commands in JSON: an item is a command word when it is one (or
