@@ -47,17 +47,18 @@ async def _live_run_started(services: Services, caller: Caller, run_id: str) -> 
     return None
 
 
-async def load_run(services: Services, caller: Caller, run_id: str) -> run_pb2.Run:
-    """The stored run, or (not stored yet) the live run as far as RunStarted tells; ServiceCallError otherwise."""
+async def load_run(services: Services, caller: Caller, run_id: str) -> tuple[run_pb2.Run, bool]:
+    """The stored run, or (not stored yet) the live run as far as RunStarted tells, and whether it is the stored
+    one; ServiceCallError otherwise."""
     try:
-        return await services.runs.get_run(caller, run_id, full=True)
+        return await services.runs.get_run(caller, run_id, full=True), True
     except ServiceCallError as exc:
         if exc.code is not grpc.StatusCode.NOT_FOUND:
             raise
         started = await _live_run_started(services, caller, run_id)
         if started is None:
             raise
-        return run_from_started(started)
+        return run_from_started(started), False
 
 
 def _selected_step(request: Request) -> int | None:
@@ -69,7 +70,7 @@ async def run_details(request: Request) -> Response:
     services: Services = request.app.state.services
     renderer: Renderer = request.app.state.renderer
     caller = caller_of(request)
-    run = await load_run(services, caller, request.path_params["run_id"])
+    run, stored = await load_run(services, caller, request.path_params["run_id"])
     page = run_page(run, trace_link=settings_of(request).trace_link(run.trace_id))
     selected = wf.selected_bar(page.waterfall, _selected_step(request))
     selected_steps = find_steps(run.execution_steps, selected.steps) if selected is not None else []
@@ -79,6 +80,7 @@ async def run_details(request: Request) -> Response:
         page=page,
         run=run,
         run_id=run.id,
+        stored=stored,
         selected=selected,
         selected_steps=selected_steps,
         cancel_notice=request.query_params.get("cancel", ""),

@@ -157,7 +157,7 @@
         try {
           const response = await fetch(form.action, {
             method: "POST",
-            body: new FormData(form),
+            body: new URLSearchParams(new FormData(form)),
             headers: { ...FRAGMENT, "X-CSRF-Token": csrfToken() },
             credentials: "same-origin",
           });
@@ -171,6 +171,8 @@
     }
 
     if (run.dataset.eventsUrl) follow(run.dataset.eventsUrl);
+    // A run RunsService had not stored yet when the page was made: its task and labels arrive with the record.
+    if (run.dataset.partial) setTimeout(refreshFacts, 1500);
 
     function addUsage(usage) {
       for (const [field, value] of Object.entries(usage)) {
@@ -307,6 +309,6 @@
     const stats = document.getElementById("stats-query");
     if (stats) statsPage(stats);
     tickElapsed();
-    setInterval(tickElapsed, 1000);
+    setInterval(tickElapsed, 250);
   });
 })();

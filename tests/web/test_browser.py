@@ -302,3 +302,22 @@ def test_a_run_of_500_steps_stays_usable(alice: Any, web: WebStack) -> None:
     last.locator(".wf-bar").click()
     page.locator("#pane-body article.detail.k-tool_result").wait_for()
     page.close()
+
+
+def test_a_link_from_another_site_opens_the_run_signed_in(alice: Any, web: WebStack) -> None:
+    """The session cookie is SameSite=Strict, so a navigation from another site arrives without it: the console
+    reloads the page from its own origin (the cookie is sent then) instead of asking to sign in again."""
+    run = web.execute(ALICE, "quick", "linked from elsewhere")
+    page = alice.new_page()
+    link = f"{web.url}/runs/{run.id}"
+    page.route(
+        "http://elsewhere.test/",
+        lambda route: route.fulfill(content_type="text/html", body=f'<a id="go" href="{link}">the run</a>'),
+    )
+    page.goto("http://elsewhere.test/")
+    page.click("#go")
+    page.wait_for_url(link)
+    page.locator("#status-badge").wait_for()
+    assert page.locator("#status-badge").inner_text() == "COMPLETED"
+    assert "signed in" in page.locator(".who").inner_text()
+    page.close()

@@ -78,13 +78,16 @@ def test_sign_in_gives_a_new_httponly_samesite_cookie_and_never_shows_the_token(
     assert "signed in" in caplog.text
 
 
-def test_wrong_token_is_refused_on_the_login_page(web: WebStack) -> None:
+def test_wrong_token_is_refused_on_the_login_page(web: WebStack, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = "not-a-token-0123456789"
     with httpx.Client(base_url=web.url, follow_redirects=False) as client:
         login = client.get("/login")
-        response = client.post("/login", data={"token": "not-a-token-0123456789", "csrf_token": csrf_of(login.text)})
+        response = client.post("/login", data={"token": wrong, "csrf_token": csrf_of(login.text)})
         assert response.status_code == 401
-        assert "The services do not accept this token." in response.text
+        assert "The services do not accept this token." in response.text and wrong not in response.text
         assert client.get("/").status_code == 303
+    assert "sign-in refused" in caplog.text and wrong not in caplog.text
 
 
 def test_state_changing_requests_need_the_csrf_token_and_this_site(web: WebStack, alice_http: httpx.Client) -> None:
