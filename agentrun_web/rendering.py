@@ -20,7 +20,9 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(fmt=fmt, kind_label=st.kind_label, kind_of=st.kind_of)
+    env.globals.update(
+        fmt=fmt, kind_label=st.kind_label, kind_of=st.kind_of, is_known=st.is_known, payload_text=st.payload_text
+    )
     env.filters.update(
         count=fmt.count,
         marked=fmt.marked,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -177,10 +178,13 @@ def is_cross_site(request: Request) -> bool:
 
 
 def _same_origin(request: Request) -> bool:
+    """No Origin header (older browsers, same-origin GETs), or one naming this console's host. The scheme is not
+    compared: behind a proxy that terminates TLS the console sees http while the browser says https."""
     origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return origin is None
-    return origin == f"{request.url.scheme}://{request.url.netloc}"
+    if origin is None:
+        return True
+    host = request.headers.get("host", "")
+    return origin != "null" and bool(host) and urlsplit(origin).netloc == host
 
 
 async def checked_form(request: Request) -> FormData:

@@ -241,8 +241,9 @@ def bench_pages(cfg: Config, console: ConsoleProcess, runs_target: str, long_run
         ok = page.p(0.95) < GOAL_P95_MS
         print(page.line(), flush=True)
         print(rpc.line(), flush=True)
+        extra = page.p(0.95) - rpc.p(0.95)
         print(
-            f"    -> page p95 {page.p(0.95):.1f} ms = gRPC p95 {rpc.p(0.95):.1f} ms + {page.p(0.95) - rpc.p(0.95):.1f} ms "
+            f"    -> page p95 {page.p(0.95):.1f} ms = gRPC p95 {rpc.p(0.95):.1f} ms + {extra:.1f} ms "
             f"(ratio {page.p(0.5) / rpc.p(0.5):.1f}x at p50); goal p95 < {GOAL_P95_MS:.0f} ms: {verdict(ok)}",
             flush=True,
         )
@@ -283,8 +284,9 @@ def bench_browser(console: ConsoleProcess, longest: str, loads: int = 5) -> None
         browser.close()
     median = sorted(timings, key=lambda t: t[2])[len(timings) // 2]
     print(f"  {rows} step rows, {bars} waterfall bars; HTML {median[4] / 1024:.1f} KiB")
+    response, ready, loaded = median[0], median[1], median[2]
     print(
-        f"  median of {loads}: response {median[0]:.0f} ms, DOMContentLoaded {median[1]:.0f} ms, load {median[2]:.0f} ms;"
+        f"  median of {loads}: response {response:.0f} ms, DOMContentLoaded {ready:.0f} ms, load {loaded:.0f} ms;"
         f" selecting a bar shows its details in {pane_ms:.0f} ms (a GetRun FULL per step, fetched once)"
     )
 

@@ -29,6 +29,8 @@ def safe_next(target: str) -> str:
     """A local path to go to after sign-in (never another site: `//host` and `/\\host` are refused)."""
     if not target.startswith("/") or target.startswith(("//", "/\\")):
         return "/"
+    if any(ord(c) < 0x20 or c in "\\\x7f" for c in target):  # browsers drop tabs and newlines: "/\t/evil"
+        return "/"
     return target
 
 

@@ -9,6 +9,7 @@ that does not exist.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import grpc
@@ -35,8 +36,11 @@ _NO_STEPS = 2**31 - 1
 async def _live_run_started(services: Services, caller: Caller, run_id: str) -> ex_pb2.RunStarted | None:
     """RunStarted of a run live on ExecutionService, or None (not live there, another user's, or unreachable)."""
     try:
-        async with asyncio.timeout(LIVE_PROBE_TIMEOUT_S):
-            async for event in services.execution.watch(caller, run_id, _NO_STEPS):
+        async with (
+            asyncio.timeout(LIVE_PROBE_TIMEOUT_S),
+            contextlib.aclosing(services.execution.watch(caller, run_id, _NO_STEPS)) as events,
+        ):
+            async for event in events:  # closed on return: the stream ends at once
                 if event.WhichOneof("event") == "run_started":
                     return event.run_started
     except ServiceCallError as exc:

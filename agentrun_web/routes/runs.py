@@ -65,5 +65,6 @@ async def runs_page(request: Request) -> Response:
         orders=ORDERS,
         agents=names.agents,
         models=names.models,
-        refresh_ms=int(settings_of(request).refresh_s * 1000),
+        # A query the service refused is not asked again every few seconds.
+        refresh_ms=0 if problem else int(settings_of(request).refresh_s * 1000),
     )

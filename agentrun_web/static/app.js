@@ -44,7 +44,8 @@
     const body = document.getElementById("run-rows");
     const note = document.getElementById("runs-live-note");
     if (!body) return;
-    const every = Number(section.dataset.refreshMs) || 2000;
+    const every = Number(section.dataset.refreshMs);
+    if (!every) return;
     let etag = null;
     let busy = false;
     const baseNote = note ? note.textContent : "";

@@ -65,6 +65,23 @@ def status_class(status: int) -> str:
     return "s-" + (name.lower().replace("_", "-") if not name.startswith("STATUS_") else "unknown")
 
 
+_TERMINAL = frozenset(
+    {
+        run_pb2.RUN_STATUS_COMPLETED,
+        run_pb2.RUN_STATUS_FAILED,
+        run_pb2.RUN_STATUS_CANCELLED,
+        run_pb2.RUN_STATUS_TIMED_OUT,
+        run_pb2.RUN_STATUS_INTERRUPTED,
+    }
+)
+
+
+def is_live(status: int) -> bool:
+    """A run that has not ended: RUNNING, or a status newer than this console that is not one of the terminal ones
+    (e.g. queued), so its page follows it live."""
+    return status != run_pb2.RUN_STATUS_UNSPECIFIED and status not in _TERMINAL
+
+
 def tool_status_name(status: int) -> str:
     return enum_name(run_pb2.ToolCallStatus, status, "TOOL_CALL_STATUS_")
 

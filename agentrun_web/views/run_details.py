@@ -68,7 +68,7 @@ class RunPage:
 
 
 def run_page(run: run_pb2.Run, *, trace_link: str) -> RunPage:
-    live = run.status == run_pb2.RUN_STATUS_RUNNING
+    live = fmt.is_live(run.status)
     steps = list(run.execution_steps)
     run_end = fmt.seconds(run.duration) if run.HasField("duration") else None
     usage = usage_of_steps(steps) if live else run.token_usage

@@ -160,7 +160,7 @@ class RunRow:
 
 
 def run_row(run: run_pb2.Run) -> RunRow:
-    running = run.status == run_pb2.RUN_STATUS_RUNNING
+    running = fmt.is_live(run.status)
     error = f"{run.error.reason}: {run.error.message}" if run.HasField("error") and run.error.reason else ""
     return RunRow(
         id=run.id,
@@ -172,7 +172,7 @@ def run_row(run: run_pb2.Run) -> RunRow:
         user=run.user,
         start=fmt.optional_timestamp(run, "start_time"),
         start_iso=fmt.iso(run.start_time) if run.HasField("start_time") else "",
-        duration=fmt.optional_duration(run, "duration") if not running else "running",
+        duration=fmt.status_name(run.status).lower() if running else fmt.optional_duration(run, "duration"),
         running=running,
         tokens=fmt.count(fmt.total_tokens(run.token_usage)),
         cost=fmt.cost(run.cost) if run.HasField("cost") else fmt.NONE,

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agentrun.runs.v1 import run_pb2
-from google.protobuf import timestamp_pb2
+from google.protobuf import text_format, timestamp_pb2
 
 from agentrun_cli.render.steps import step_summary
 from agentrun_web.views import format as fmt
@@ -30,7 +30,20 @@ def kind_of(step: run_pb2.ExecutionStep) -> str:
 
 
 def kind_label(kind: str) -> str:
-    return KIND_LABELS.get(kind, "unknown step kind")
+    """A person's name for a step kind: a kind newer than this console shows its raw name."""
+    if kind == UNKNOWN_KIND:
+        return "unknown step kind"
+    return KIND_LABELS.get(kind, kind.replace("_", " "))
+
+
+def is_known(kind: str) -> bool:
+    return kind in KIND_LABELS
+
+
+def payload_text(step: run_pb2.ExecutionStep) -> str:
+    """The payload of a step kind this console has no view for, as protobuf text (what there is to show)."""
+    kind = step.WhichOneof("payload")
+    return text_format.MessageToString(getattr(step, kind), as_utf8=True) if kind else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +84,12 @@ def step_row(step: run_pb2.ExecutionStep, run_start: timestamp_pb2.Timestamp | N
     at = ""
     if run_start is not None and step.HasField("time"):
         at = f"+{max(fmt.offset_s(run_start, step.time), 0.0):.3f}s"
-    summary = step_summary(step) if kind != UNKNOWN_KIND else "a step kind this console does not know (newer service?)"
+    if kind == UNKNOWN_KIND:
+        summary = "a step kind this console does not know (newer service?)"
+    elif not is_known(kind):
+        summary = " ".join(payload_text(step).split())
+    else:
+        summary = step_summary(step)
     return StepRow(
         sequence=step.sequence,
         at=at,

@@ -86,7 +86,7 @@ SCENARIOS: dict[str, list[FakeResponse]] = {
         FakeResponse(
             function_calls=[call("echo", "s1", text="one"), call("sleep", "s2", seconds=0.6)],
             usage=usage(300, 20),
-            delay_s=0.5,
+            delay_s=0.8,
         ),
         FakeResponse(function_calls=[call("echo", "s3", text="two")], usage=usage(400, 20), delay_s=0.5),
         FakeResponse(text="Slow and steady.", usage=usage(500, 10), delay_s=0.5),

@@ -242,3 +242,21 @@ def test_run_page_of_a_live_run_counts_the_tokens_of_its_steps() -> None:
     )
     assert page.live and page.cards[0].value == steps_usage
     assert page.from_sequence == len(run.execution_steps) + 1
+
+
+@pytest.mark.parametrize(
+    ("target", "safe"),
+    [
+        ("/runs/x?step=3", "/runs/x?step=3"),
+        ("/stats", "/stats"),
+        ("//evil.test/", "/"),
+        ("/\\evil.test/", "/"),
+        ("/\t/evil.test/", "/"),
+        ("https://evil.test/", "/"),
+        ("", "/"),
+    ],
+)
+def test_sign_in_only_returns_to_this_console(target: str, safe: str) -> None:
+    from agentrun_web.routes.auth import safe_next
+
+    assert safe_next(target) == safe
