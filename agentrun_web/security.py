@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 from http.cookies import SimpleCookie
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.datastructures import FormData, Headers, MutableHeaders
 from starlette.requests import Request
