@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,7 +191,7 @@ class ExecutionApi:
             self.endpoint, "ExecuteAgent", grpc.StatusCode.UNKNOWN, "the stream ended before the run started"
         )
 
-    async def watch(self, caller: Caller, run_id: str, from_sequence: int) -> AsyncIterator[ex_pb2.WatchRunResponse]:
+    async def watch(self, caller: Caller, run_id: str, from_sequence: int) -> AsyncGenerator[ex_pb2.WatchRunResponse]:
         """WatchRun's events (no deadline: a live run lasts as long as it lasts); the stream is closed when the
         iteration stops (the run goes on: WatchRun never cancels it)."""
         call = self._stub.WatchRun(
