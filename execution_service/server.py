@@ -20,7 +20,6 @@ from execution_service.api.limits import CallLimits
 from execution_service.api.servicer import ExecutionServicer
 from execution_service.config import ExecutionSettings
 from execution_service.engine.manager import ManagerLimits, ProviderFactory, RunManager
-from execution_service.engine.redaction import RedactionRules, Redactor, rules_with_extras
 from execution_service.model.base import ModelProvider
 from execution_service.model.registry import ModelSettings, build_provider
 from execution_service.model.retry import RetryPolicy
@@ -29,6 +28,7 @@ from execution_service.publish.metrics import register_publisher_metrics
 from execution_service.publish.outbox import Outbox
 from execution_service.publish.publisher import OutboxPublisher
 from execution_service.publish.recovery import recover_interrupted
+from execution_service.redaction import RedactionRules, Redactor, rules_with_extras
 from execution_service.tools.mcp_config import load_mcp_config
 from execution_service.tools.pool import McpToolPool
 

@@ -11,7 +11,7 @@ from agentrun_core import event_loop
 from agentrun_core.logging_setup import configure_logging
 from agentrun_core.settings import SettingsError
 from runs_service.config import RunsSettings
-from runs_service.domain import SchemaOutdated, StorageUnavailable
+from runs_service.errors import SchemaOutdated, StorageUnavailable
 
 log = logging.getLogger("runs_service")
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 from agentrun_core.domain import Run
 from agentrun_core.ids import run_id_problem
 from agentrun_core.labels import label_key_problem
-from runs_service.domain import InvalidArgument
+from runs_service.errors import InvalidArgument
 from runs_service.storage.tables import runs as runs_table
 from runs_service.storage.tables import tool_calls as tool_calls_table
 

@@ -87,7 +87,7 @@ def serve_command(
             auth=WebAuth.OFF if auth_turned_off else None,
         )
     configure_logging(runs_settings.log_level, runs_settings.log_format)
-    from runs_service.domain import RunsServiceError
+    from runs_service.errors import RunsServiceError
 
     try:
         event_loop.run(_serve(which, runs_settings, exec_settings, web_settings))

@@ -42,7 +42,7 @@ __all__ = [
     "truncate",
 ]
 
-# What the execution service writes where it removed a secret or cut a long result (engine/redaction.py).
+# What the execution service writes where it removed a secret or cut a long result (execution_service/redaction).
 _MARKERS = re.compile(r"\[REDACTED(?::[^\]\n]{0,80})?\]|\[truncated: [^\]\n]{0,80}\]")
 
 

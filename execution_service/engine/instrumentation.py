@@ -28,8 +28,8 @@ from opentelemetry.util.types import AttributeValue
 from agentrun_core.domain import Run, RunStatus, TokenUsage
 from agentrun_core.telemetry import Telemetry, is_enabled
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
-from execution_service.engine.redaction import Redactor, SecretMemory
 from execution_service.model.base import ModelResponse
+from execution_service.redaction import Redactor, SecretMemory
 from execution_service.tools.base import ToolOutcome
 
 # Bucket boundaries recommended by the GenAI semantic conventions.

@@ -7,8 +7,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from agentrun_core.domain import ExecutionStep
+from execution_service.engine.control import RunControl
 from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
-from execution_service.engine.loop import RunControl
 
 # How long the run waits, after emitting a step, for its watchers to send it.
 HANDOFF_TIMEOUT_S = 0.005

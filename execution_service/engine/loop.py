@@ -1,7 +1,8 @@
 """The agent loop: one model call per step, the tool calls it asks for, until a final answer or a limit.
 
 Each outcome of a turn is its own small function; the loop itself only sequences them. Run timeouts and
-immediate cancellation are applied around this loop by the run manager (execution_service.engine.run_task).
+immediate cancellation are applied around this loop by the run manager (RunManager._execute in
+execution_service.engine.manager).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from datetime import timedelta
 
 from agentrun_core.domain import ErrorReason, RunError, RunStatus
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
+from execution_service.engine.control import RunControl
 from execution_service.engine.instrumentation import RunTelemetry
-from execution_service.engine.recorder import StepRecorder, utc_now
+from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.engine.tool_calls import run_tool_calls
 from execution_service.model.base import (
     Message,
@@ -49,13 +51,6 @@ _BLOCKED_FINISH_REASONS = frozenset(
 )
 # Finish reasons of a turn that may be the final answer (absent or unspecified too); it still needs text.
 _ANSWER_FINISH_REASONS = frozenset({"STOP", "", "FINISH_REASON_UNSPECIFIED"})
-
-
-@dataclass
-class RunControl:
-    """Set by CancelRun(AFTER_TURN): the loop stops before the next model call."""
-
-    stop_after_turn: bool = False
 
 
 @dataclass(frozen=True, slots=True)

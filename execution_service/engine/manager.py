@@ -24,8 +24,7 @@ from execution_service.engine.events import RunFinishedEvent, RunStartedEvent
 from execution_service.engine.instrumentation import EngineInstruments, RunTelemetry
 from execution_service.engine.live_run import LiveRun
 from execution_service.engine.loop import LoopInput, LoopOutcome, run_agent_loop
-from execution_service.engine.recorder import StepRecorder, utc_now
-from execution_service.engine.redaction import Redactor
+from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.errors import (
     AgentNotFound,
     AgentUnusable,
@@ -39,6 +38,7 @@ from execution_service.errors import (
 from execution_service.model.base import ModelError, ModelProvider, ProviderNotConfigured
 from execution_service.model.pricing import price_run
 from execution_service.publish.base import RunSink
+from execution_service.redaction import Redactor
 from execution_service.tools.base import ToolProvider, ToolResolutionError
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import orjson
 
 from agentrun_core.domain import ErrorReason, ToolCallStatus
 from execution_service.engine.instrumentation import RunTelemetry
-from execution_service.engine.recorder import StepRecorder, utc_now
+from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.model.base import FunctionCall, FunctionResult
 from execution_service.tools.base import ResolvedTool, ToolOutcome, ToolProvider
 

@@ -15,15 +15,8 @@ from agentrun_core.proto_convert import (
     timestamp_from_pb,
     token_usage_to_pb,
 )
-from runs_service.domain import (
-    GroupBy,
-    InvalidArgument,
-    RecordOutcome,
-    RecordResult,
-    RunStatsRow,
-    StatsQuery,
-    ToolStatsRow,
-)
+from runs_service.errors import InvalidArgument
+from runs_service.queries import GroupBy, RecordOutcome, RecordResult, RunStatsRow, StatsQuery, ToolStatsRow
 
 _OUTCOMES = {
     RecordOutcome.CREATED: runs_service_pb2.RECORD_OUTCOME_CREATED,

@@ -11,7 +11,7 @@ import grpc
 
 from agentrun_core.grpc_status import abort
 from agentrun_core.proto_convert import ConversionError
-from runs_service.domain import (
+from runs_service.errors import (
     InvalidArgument,
     PermissionDenied,
     RunNotFound,

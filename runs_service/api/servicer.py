@@ -17,7 +17,8 @@ from runs_service.api.convert import (
     tool_stats_to_pb,
 )
 from runs_service.api.errors import translate_errors
-from runs_service.domain import InvalidArgument, ListRunsQuery, PermissionDenied, RunNotFound, Scope
+from runs_service.errors import InvalidArgument, PermissionDenied, RunNotFound
+from runs_service.queries import ListRunsQuery, Scope
 from runs_service.storage.repository import RunRepository
 from runs_service.validation import validate_run
 

@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass
 
 from agentrun_core.labels import label_key_problem
-from runs_service.domain import InvalidFilter
+from runs_service.errors import InvalidFilter
 from runs_service.query.filter_ast import Op
 
 

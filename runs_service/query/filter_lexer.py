@@ -11,7 +11,7 @@ import enum
 import unicodedata
 from dataclasses import dataclass
 
-from runs_service.domain import InvalidFilter
+from runs_service.errors import InvalidFilter
 
 MAX_FILTER_LENGTH = 4096
 

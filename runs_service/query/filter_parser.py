@@ -14,7 +14,7 @@ converted to the field's type here, so a tree returned by `parse_filter` is alwa
 
 from __future__ import annotations
 
-from runs_service.domain import InvalidFilter
+from runs_service.errors import InvalidFilter
 from runs_service.query.filter_ast import And, Comparison, Expr, Not, Op, Or
 from runs_service.query.filter_fields import check_operator, resolve_field
 from runs_service.query.filter_lexer import Token, TokenKind, tokenize

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, localcontext
 
 from agentrun_core.domain import RunStatus
-from runs_service.domain import InvalidFilter
+from runs_service.errors import InvalidFilter
 from runs_service.query.filter_ast import Op, Prefix, Value
 from runs_service.query.filter_fields import FieldKind, FieldSpec
 

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import psycopg
 from sqlalchemy import exc as sa_exc
 
-from runs_service.domain import RunsServiceError, SchemaOutdated, StorageUnavailable
+from runs_service.errors import RunsServiceError, SchemaOutdated, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
-from runs_service.domain import SchemaOutdated
+from runs_service.errors import SchemaOutdated
 from runs_service.storage.engine import redact, sync_url
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, literal, tuple_
 
-from runs_service.domain import InvalidArgument, InvalidPageToken, OrderField, Ordering
+from runs_service.errors import InvalidArgument, InvalidPageToken
+from runs_service.queries import OrderField, Ordering
 from runs_service.storage.rows import to_utc
 from runs_service.storage.tables import runs
 

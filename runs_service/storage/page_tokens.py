@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from runs_service.domain import InvalidPageToken
+from runs_service.errors import InvalidPageToken
 
 _MAC_BYTES = 16
 _MAX_TOKEN_CHARS = 2048

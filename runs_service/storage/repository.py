@@ -17,12 +17,11 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agentrun_core.domain import ExecutionStep, Run, ToolCallRecord
-from runs_service.domain import (
+from runs_service.errors import InvalidPageToken, RunNotFound
+from runs_service.queries import (
     DEFAULT_STEP_PAGE_SIZE,
-    InvalidPageToken,
     ListRunsQuery,
     RecordResult,
-    RunNotFound,
     RunPage,
     RunStatsRow,
     Scope,
@@ -35,8 +34,8 @@ from runs_service.storage import stats
 from runs_service.storage.errors import storage_errors
 from runs_service.storage.ordering import after_position, order_clauses, ordering_text, parse_order_by, position_of
 from runs_service.storage.page_tokens import PageTokenCodec
-from runs_service.storage.recorder import RunRecorder
 from runs_service.storage.rows import run_from_row, step_from_row, to_utc, tool_call_from_row
+from runs_service.storage.run_writer import RunWriter
 from runs_service.storage.tables import run_steps, runs, tool_calls
 
 logger = logging.getLogger(__name__)
@@ -50,7 +49,7 @@ class RunRepository:
         self._engine = engine
         self._dialect = engine.dialect.name
         self._tokens = PageTokenCodec(page_token_secret)
-        self._recorder = RunRecorder(engine)
+        self._writer = RunWriter(engine)
         # SQLite reads see one snapshot per transaction anyway; PostgreSQL needs REPEATABLE READ for that.
         self._snapshot_engine = (
             engine.execution_options(isolation_level="REPEATABLE READ") if self._dialect == "postgresql" else engine
@@ -96,7 +95,7 @@ class RunRepository:
 
     async def record_run(self, run: Run) -> RecordResult:
         """Idempotent upsert of a validated run (runs_service.validation.validate_run); see recorder.py."""
-        return await self._recorder.record(run)
+        return await self._writer.record(run)
 
     # --- single runs -------------------------------------------------------------------------------------
 

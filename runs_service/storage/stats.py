@@ -24,7 +24,8 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentrun_core.domain import RunStatus, TokenUsage
-from runs_service.domain import GroupBy, InvalidArgument, RunStatsRow, ToolStatsRow
+from runs_service.errors import InvalidArgument
+from runs_service.queries import GroupBy, RunStatsRow, ToolStatsRow
 from runs_service.storage.percentiles import HistogramBucket, histogram_percentile, micros_to_duration, percentile_cont
 from runs_service.storage.tables import TOKEN_COLUMNS, runs, tool_calls
 

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from execution_service.engine.redaction import (
+from execution_service.redaction import (
     DEEP_MARKER,
     REDACTED,
     RedactionRules,

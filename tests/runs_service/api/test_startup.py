@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from agentrun_core.auth import AuthSettings
 from runs_service import server as runs_server
 from runs_service.config import RunsSettings
-from runs_service.domain import SchemaOutdated
+from runs_service.errors import SchemaOutdated
 from runs_service.server import migrate_command, start_server
 from runs_service.storage import migrate
 from runs_service.storage.migrate import MIGRATE_COMMAND

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runs_service.domain import InvalidFilter
+from runs_service.errors import InvalidFilter
 from runs_service.query.filter import compile_filter, normalise_filter
 from runs_service.storage.tables import runs
 from tests.runs_service.query.filter_db import ALL_IDS, RUNS, TABLES, select_ids

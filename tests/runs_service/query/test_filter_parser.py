@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from agentrun_core.domain import RunStatus
-from runs_service.domain import InvalidArgument, InvalidFilter
+from runs_service.errors import InvalidArgument, InvalidFilter
 from runs_service.query.filter import normalise_filter
 from runs_service.query.filter_ast import Prefix
 from runs_service.query.filter_parser import And, Comparison, Expr, Not, Op, Or, parse_filter

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from runs_service.domain import InvalidFilter
+from runs_service.errors import InvalidFilter
 from runs_service.query.filter import compile_filter, normalise_filter
 from runs_service.storage.tables import runs
 from tests.runs_service.query.filter_db import ALL_IDS, TABLES, select_ids

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from agentrun_core.domain import Cost, Run, RunStatus
-from runs_service.domain import InvalidArgument, InvalidPageToken, ListRunsQuery, Scope
+from runs_service.errors import InvalidArgument, InvalidPageToken
+from runs_service.queries import ListRunsQuery, Scope
 from runs_service.storage.repository import RunRepository
 from tests.support.run_factory import make_run
 

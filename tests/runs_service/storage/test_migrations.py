@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from runs_service.domain import SchemaOutdated
+from runs_service.errors import SchemaOutdated
 from runs_service.storage import migrate
 from runs_service.storage.engine import sync_url
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 from agentrun_core.domain import Cost, RunStatus
-from runs_service.domain import RecordOutcome, Scope
+from runs_service.queries import RecordOutcome, Scope
 from runs_service.storage.repository import RunRepository
 from tests.runs_service.storage.helpers import distinct_steps, row_counts
 from tests.support.run_factory import make_run

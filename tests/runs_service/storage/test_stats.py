@@ -9,7 +9,8 @@ from decimal import Decimal
 import pytest
 
 from agentrun_core.domain import Cost, Run, RunStatus, TokenUsage
-from runs_service.domain import GroupBy, InvalidArgument, RunStatsRow, Scope, StatsQuery
+from runs_service.errors import InvalidArgument
+from runs_service.queries import GroupBy, RunStatsRow, Scope, StatsQuery
 from runs_service.storage.repository import RunRepository
 from runs_service.storage.stats import GAMMA
 from tests.support.run_factory import make_run

@@ -4,15 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from runs_service.domain import (
-    GroupBy,
-    InvalidArgument,
-    InvalidPageToken,
-    ListRunsQuery,
-    RunNotFound,
-    Scope,
-    StatsQuery,
-)
+from runs_service.errors import InvalidArgument, InvalidPageToken, RunNotFound
+from runs_service.queries import GroupBy, ListRunsQuery, Scope, StatsQuery
 from runs_service.storage.repository import RunRepository
 from tests.support.run_factory import make_run
 

@@ -6,7 +6,8 @@ import socket
 
 import pytest
 
-from runs_service.domain import ListRunsQuery, SchemaOutdated, Scope, StorageUnavailable
+from runs_service.errors import SchemaOutdated, StorageUnavailable
+from runs_service.queries import ListRunsQuery, Scope
 from runs_service.storage.engine import create_engine_for
 from runs_service.storage.repository import RunRepository
 from tests.support.run_factory import make_run

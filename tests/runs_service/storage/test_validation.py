@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from agentrun_core.domain import Cost, Run, RunError, RunStatus, TokenUsage
-from runs_service.domain import InvalidArgument
+from runs_service.errors import InvalidArgument
 from runs_service.validation import validate_run
 from tests.support.run_factory import make_run
 

@@ -16,9 +16,9 @@ from agentrun_core.domain import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from execution_service.engine.recorder import StepRecorder
-from execution_service.engine.redaction import REDACTED, RedactionRules, Redactor
+from execution_service.engine.step_recorder import StepRecorder
 from execution_service.model.base import FunctionCall, ModelResponse
+from execution_service.redaction import REDACTED, RedactionRules, Redactor
 from execution_service.tools.base import ResolvedTool, ToolOutcome
 
 NOW = datetime.now(UTC)

@@ -1,4 +1,4 @@
-"""RunsService's domain: its error tree, the caller's visibility scope, and the shapes of queries and answers.
+"""RunsService's queries and answers: the caller's visibility scope, and the shapes of commands, queries and results.
 
 Servicers translate protobuf to these types and back (runs_service.api); storage implements them
 (runs_service.storage). Nothing here imports generated code.
@@ -12,67 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from agentrun_core.domain import ExecutionStep, Run, RunStatus, TokenUsage
-
-# --- errors: one tree, mapped to gRPC codes in runs_service.api.errors --------------------------------------
-
-
-class RunsServiceError(Exception):
-    """Base of every error RunsService reports to a caller. `reason` is a stable code (google.rpc.ErrorInfo)."""
-
-    reason = "INTERNAL"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class InvalidArgument(RunsServiceError):
-    """The request is malformed. `field` names the request field (e.g. "run.execution_steps[3].sequence")."""
-
-    reason = "INVALID_ARGUMENT"
-
-    def __init__(self, field: str, message: str, *, reason: str = "INVALID_ARGUMENT") -> None:
-        super().__init__(f"{field}: {message}" if field else message)
-        self.field = field
-        self.reason = reason
-
-
-class InvalidFilter(InvalidArgument):
-    """A filter expression could not be parsed or checked. `position` is the 0-based character offset."""
-
-    def __init__(self, message: str, position: int, *, field: str = "filter") -> None:
-        super().__init__(field, f"{message} (at position {position})", reason="INVALID_FILTER")
-        self.position = position
-
-
-class InvalidPageToken(InvalidArgument):
-    def __init__(self, message: str) -> None:
-        super().__init__("page_token", message, reason="INVALID_PAGE_TOKEN")
-
-
-class RunNotFound(RunsServiceError):
-    reason = "RUN_NOT_FOUND"
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"run {run_id!r} not found")
-        self.run_id = run_id
-
-
-class PermissionDenied(RunsServiceError):
-    reason = "PERMISSION_DENIED"
-
-
-class StorageUnavailable(RunsServiceError):
-    """The database cannot be reached or refused the operation for a transient reason."""
-
-    reason = "STORAGE_UNAVAILABLE"
-
-
-class SchemaOutdated(RunsServiceError):
-    """The database schema is not at the migration head; the message says which command migrates it."""
-
-    reason = "SCHEMA_OUTDATED"
-
+from runs_service.errors import InvalidArgument
 
 # --- who is asking ----------------------------------------------------------------------------------------
 

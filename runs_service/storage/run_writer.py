@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agentrun_core.domain import Run, RunStatus
-from runs_service.domain import RecordOutcome, RecordResult
+from runs_service.queries import RecordOutcome, RecordResult
 from runs_service.storage.engine import SQLITE_WRITE_OPTIONS, orjson_text
 from runs_service.storage.errors import is_sqlite_busy, storage_errors
 from runs_service.storage.rows import RunRows, run_to_rows
@@ -120,7 +120,7 @@ async def _create_psycopg(engine: AsyncEngine, rows: RunRows, now: datetime) -> 
 _UPDATABLE_COLUMNS = [c.name for c in runs.columns if c.name not in ("id", "recorded_at")]
 
 
-class RunRecorder:
+class RunWriter:
     """Writes runs; one per engine. Statements are built once."""
 
     def __init__(self, engine: AsyncEngine) -> None:

@@ -23,8 +23,8 @@ from agentrun_core.domain import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from execution_service.engine.redaction import Redactor, SecretMemory
 from execution_service.model.base import ModelResponse
+from execution_service.redaction import Redactor, SecretMemory
 from execution_service.tools.base import ResolvedTool, ToolOutcome
 
 

@@ -1,4 +1,4 @@
-"""Scrubs secrets from tool arguments and results before they are streamed or stored, and caps result size.
+"""The redactor: scrubs secrets from tool arguments and results before they are streamed or stored; caps results.
 
 The model still receives the unredacted result: redaction protects the record, not the conversation. Because the
 model saw the secret, its own text (model-call text and the final response) is scrubbed too (`scrub_text`), so a
@@ -12,11 +12,7 @@ secret, authorization (as JSON keys, as the `name` of a `{"name": ..., "value": 
 `key=value` / `"key": "value"` pairs in text), and values that look like bearer tokens, Basic credentials,
 passwords in URLs, private keys or well-known API keys.
 
-Keys are normalised before matching: camelCase, kebab-case, snake_case, dotted and spaced keys become lower-case
-words joined by `_` (`refreshToken`, `X-Api-Key` -> `refresh_token`, `x_api_key`). A key is secret when a secret
-key regex matches whole words of it, unless its last word says it is about the secret rather than the secret itself
-(`token_count`, `auth_method`, `credential_type`: `RedactionRules.non_secret_suffixes`). Keys with spaces (prose
-such as "API key: ...") must end with the secret words.
+Which keys and values are secrets is decided by the rules (execution_service.redaction.rules).
 """
 
 from __future__ import annotations
@@ -30,88 +26,14 @@ from typing import Any
 
 import orjson
 
-REDACTED = "[REDACTED]"
-DEEP_MARKER = "[REDACTED: nested too deeply]"
-
-# Regexes, each matched against whole `_`-separated words of the normalised key (lower case, `_` between words).
-DEFAULT_SECRET_KEYS = (
-    r"pass(word|wd|phrase|code)?",
-    r"pwd",
-    r"secret",
-    r"token",
-    r"api[_-]?key",
-    r"apikey",
-    r"auth(orization)?",
-    r"private[_-]?key",
-    r"credentials?",
-    r"client[_-]?secret",
-    r"session[_-]?id",
-    r"cookies?",
-    r"jwt",
+from execution_service.redaction.rules import (
+    DEEP_MARKER,
+    REDACTED,
+    RedactionRules,
+    normalise_key,
+    words_regex,
 )
-
-# A key whose last word is one of these describes a secret (its count, type, expiry, name...) and is kept, unless
-# that last word is itself part of the secret-key match (`session_id`).
-DEFAULT_NON_SECRET_SUFFIXES = (
-    "count",
-    "counts",
-    "type",
-    "types",
-    "kind",
-    "method",
-    "methods",
-    "scheme",
-    "mode",
-    "format",
-    "version",
-    "length",
-    "len",
-    "size",
-    "limit",
-    "limits",
-    "budget",
-    "usage",
-    "used",
-    "remaining",
-    "expiry",
-    "expires",
-    "expiration",
-    "expired",
-    "ttl",
-    "lifetime",
-    "age",
-    "at",
-    "time",
-    "timestamp",
-    "date",
-    "url",
-    "uri",
-    "endpoint",
-    "path",
-    "file",
-    "name",
-    "label",
-    "id",
-    "ids",
-    "provider",
-    "policy",
-    "required",
-    "enabled",
-    "status",
-    "valid",
-    "strength",
-)
-
-DEFAULT_SECRET_VALUES = (
-    r"(?i:\bbearer\s+[a-z0-9._~+/=-]{8,})",
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)",
-    r"\bAIza[0-9A-Za-z_-]{35}\b",
-    r"\bsk-[A-Za-z0-9_-]{20,}\b",
-    r"\bgh[pousr]_[A-Za-z0-9]{30,}\b",
-    r"\bxox[abpr]-[A-Za-z0-9-]{10,}\b",
-    r"\bAKIA[0-9A-Z]{16}\b",
-    r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b",
-)
+from execution_service.redaction.secret_memory import SecretMemory
 
 # Always on (with redaction), each only tried when a substring check says it may match: the password of
 # `scheme://user:password@host` (scheme, user and host stay), and `Basic <base64>` when the base64 decodes to
@@ -141,8 +63,6 @@ _PAIR_RE = re.compile(
     r"|(?:(?i:" + _AUTH_SCHEMES + r")[ \t]+)?[^\s\"',;&}\]\\]+))"
 )
 
-_CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z]{2})(?=[A-Z][a-z])|(?<=[A-Za-z])(?=[0-9])")
-_NON_ALNUM_RE = re.compile(r"[^A-Za-z0-9]+")
 _HEADER_NAME_RE = re.compile(r"[\w.-]{1,64}")
 _LABEL_FIELDS = ("name", "key", "header", "Name", "Key", "Header")
 _VALUE_FIELDS = ("value", "Value")
@@ -155,100 +75,11 @@ MAX_NESTING = 100
 _KEY_CACHE_SIZE = 4096
 
 
-def normalise_key(key: str) -> str:
-    """`refreshToken`, `X-Api-Key`, `db.password`, `API key` -> `refresh_token`, `x_api_key`, `db_password`,
-    `api_key`: lower-case words joined by `_` (camelCase, separators and letter/digit boundaries split)."""
-    return "_".join(w for w in _NON_ALNUM_RE.split(_CAMEL_RE.sub("_", key).lower()) if w)
-
-
-def words_regex(regex: str) -> str:
-    """A key regex as matched against normalised keys: outside character classes `-`, `\\-`, `\\.` and spaces
-    stand for the `_` between words, so a configured `x-tenant-key` still matches `X-Tenant-Key` and `xTenantKey`."""
-    out: list[str] = []
-    in_class = escaped = False
-    for ch in regex:
-        if escaped:
-            escaped = False
-            if not in_class and ch in "-.":
-                out[-1] = "_"
-                continue
-        elif ch == "\\":
-            escaped = True
-        elif ch == "[" and not in_class:
-            in_class = True
-        elif ch == "]" and in_class:
-            in_class = False
-        out.append("_" if not in_class and ch in "- " else ch)
-    return "".join(out)
-
-
-@dataclass(frozen=True, slots=True)
-class RedactionRules:
-    enabled: bool = True
-    secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
-    secret_values: tuple[str, ...] = DEFAULT_SECRET_VALUES
-    max_result_bytes: int = 64 * 1024
-    non_secret_suffixes: tuple[str, ...] = DEFAULT_NON_SECRET_SUFFIXES
-
-
-def rules_with_extras(
-    *, enabled: bool, max_result_bytes: int, extra_keys: tuple[str, ...] = (), extra_patterns: tuple[str, ...] = ()
-) -> RedactionRules:
-    """The default rules plus configured secret-key and secret-value regexes."""
-    return RedactionRules(
-        enabled=enabled,
-        secret_keys=DEFAULT_SECRET_KEYS + tuple(extra_keys),
-        secret_values=DEFAULT_SECRET_VALUES + tuple(extra_patterns),
-        max_result_bytes=max_result_bytes,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class CappedText:
     text: str
     original_size_bytes: int
     truncated: bool
-
-
-class SecretMemory:
-    """The secret values one run's redaction removed (at least MIN_LENGTH characters, so common short words
-    survive), replaced literally wherever they appear later in the same run: a model repeating a secret in prose
-    ("the refreshToken is ...") is scrubbed even though no rule matches the prose."""
-
-    MIN_LENGTH = 6
-    MAX_VALUES = 1024
-
-    __slots__ = ("_pattern", "_values")
-
-    def __init__(self) -> None:
-        self._values: dict[str, None] = {}
-        self._pattern: re.Pattern[str] | None = None
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def __contains__(self, value: object) -> bool:
-        return value in self._values
-
-    def add(self, value: str) -> None:
-        value = value.strip()
-        if (
-            len(value) < self.MIN_LENGTH
-            or value in self._values
-            or REDACTED in value
-            or len(self._values) >= self.MAX_VALUES
-        ):
-            return
-        self._values[value] = None
-        self._pattern = None
-
-    def scrub(self, text: str) -> str:
-        if not self._values or len(text) < self.MIN_LENGTH:
-            return text
-        if self._pattern is None:
-            ordered = sorted(self._values, key=len, reverse=True)  # the longest first: no half-replaced secret
-            self._pattern = re.compile("|".join(map(re.escape, ordered)))
-        return self._pattern.sub(REDACTED, text)
 
 
 @dataclass(slots=True)
