@@ -1,5 +1,5 @@
-"""Fixtures of the web console tests: one stack of real services with the console (per session), one Chromium (per
-session, skipped with the reason when none is installed), one signed-in browser context per person.
+"""Fixtures of the web console tests: one stack of real services with the console (per session), one Chromium (for
+test_browser.py, skipped with the reason when none is installed), one signed-in browser context per person.
 
 Browser tests save a screenshot of each page they check in $AGENTRUN_WEB_SCREENSHOTS (`make screenshots` points it
 at docs/images/), else in the session's temporary directory.
@@ -40,7 +40,10 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+# Module scope (test_browser.py is the only module that drives a browser, so there is still one browser per run):
+# Playwright's sync API keeps its event loop marked as running in this thread while it is open, which would make
+# every later asyncio.run() in the session fail.
+@pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
@@ -66,7 +69,7 @@ def sign_in(browser: Any, web: WebStack, token: str) -> Any:
     return context
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def alice(browser: Any, web: WebStack) -> Iterator[Any]:
     context = sign_in(browser, web, ALICE)
     yield context
