@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+from importlib import resources
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from agentrun_web.security import page_context
 from agentrun_web.views import format as fmt
 from agentrun_web.views import steps as st
+
+
+def asset_version() -> str:
+    """A digest of the scripts and styles, in their URLs: browsers keep them an hour, but never across versions."""
+    digest = hashlib.sha256()
+    for name in ("app.js", "app.css"):
+        digest.update((resources.files("agentrun_web") / "static" / name).read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def environment() -> Environment:
@@ -21,7 +32,12 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.globals.update(
-        fmt=fmt, kind_label=st.kind_label, kind_of=st.kind_of, is_known=st.is_known, payload_text=st.payload_text
+        asset_version=asset_version(),
+        fmt=fmt,
+        kind_label=st.kind_label,
+        kind_of=st.kind_of,
+        is_known=st.is_known,
+        payload_text=st.payload_text,
     )
     env.filters.update(
         count=fmt.count,
@@ -43,7 +59,5 @@ class Renderer:
         return self.env.get_template(template).render(**context)
 
     def page(self, request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-        from agentrun_web.security import page_context
-
         html = self.env.get_template(template).render(**page_context(request), **context)
         return HTMLResponse(html, status_code=status_code)

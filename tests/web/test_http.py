@@ -308,3 +308,25 @@ def test_console_served_over_https_marks_the_cookie_secure(tmp_path: Path) -> No
             response = client.get("/login")
             assert response.status_code == 200
             assert "Secure" in set_cookie(response).split("; ")
+
+
+def test_single_user_console_serves_every_page_as_its_token_user(web: WebStack) -> None:
+    mine = web.execute(ALICE, "quick", "single-user view")
+    theirs = web.execute(BOB, "quick", "not for alice")
+    settings = WebSettings(
+        address="127.0.0.1:0",
+        runs_target=web.stack.runs_address,
+        execution_target=web.stack.execution_address,
+        auth=WebAuth.TOKENS,
+        token=ALICE,
+        trace_url="http://traces.test/trace/{trace_id}",
+    )
+    with console_only(settings) as console, httpx.Client(base_url=console.url, follow_redirects=False) as client:
+        runs = client.get("/?agent=quick")
+        assert runs.status_code == 200 and "single-user console" in runs.text
+        assert mine.id in runs.text and theirs.id not in runs.text
+        assert client.get("/login").status_code == 303  # nobody signs in
+        page = client.get(f"/runs/{mine.id}")
+        assert f'href="http://traces.test/trace/{mine.trace_id}"' in page.text
+        assert client.get(f"/runs/{theirs.id}").status_code == 404
+        assert ALICE not in page.text
