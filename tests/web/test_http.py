@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+from pydantic import SecretStr
 
 from agentrun_core.ids import new_run_id
 from agentrun_web.settings import WebAuth, WebSettings
@@ -318,7 +319,7 @@ def test_single_user_console_serves_every_page_as_its_token_user(web: WebStack) 
         runs_target=web.stack.runs_address,
         execution_target=web.stack.execution_address,
         auth=WebAuth.TOKENS,
-        token=ALICE,
+        token=SecretStr(ALICE),
         trace_url="http://traces.test/trace/{trace_id}",
     )
     with console_only(settings) as console, httpx.Client(base_url=console.url, follow_redirects=False) as client:
