@@ -28,6 +28,8 @@ def environment() -> Environment:
         loader=PackageLoader("agentrun_web", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
+        # The templates ship in the package: no stat() of their files on every include.
+        auto_reload=False,
         trim_blocks=True,
         lstrip_blocks=True,
     )
