@@ -76,6 +76,8 @@ async def start_console(settings: WebSettings) -> RunningConsole:
     """Listens on settings.address (port 0: any free port) and serves until `stop()`. OSError when it cannot bind;
     SettingsError for unusable settings."""
     host, port = settings.host_port()
+    # uvicorn's own start-up lines repeat ours ("web console listening"); its warnings and errors still show.
+    logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, logging.getLogger().level))
     app = create_app(settings)
     config = uvicorn.Config(
         app,
