@@ -47,6 +47,7 @@ serve: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/engine.py
 	$(PY) bench/runs_store.py
+	$(PY) bench/composition.py
 	$(PY) bench/web.py
 
 ## Screenshots of the web console's pages into docs/images/ (taken by the browser tests; needs Chromium).
