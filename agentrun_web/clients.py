@@ -128,9 +128,16 @@ class RunsApi:
             raise ServiceCallError.from_rpc(self.endpoint, method, exc) from None
 
     async def get_run(self, caller: Caller, run_id: str, *, full: bool = True) -> run_pb2.Run:
-        view = runs_pb2.RUN_VIEW_FULL if full else runs_pb2.RUN_VIEW_BASIC
-        reply = await self._call("GetRun", runs_pb2.GetRunRequest(run_id=run_id, view=view), caller)
+        reply = await self.get_run_tree(caller, run_id, full=full, descendants=False)
         return reply.run
+
+    async def get_run_tree(
+        self, caller: Caller, run_id: str, *, full: bool = True, descendants: bool = True
+    ) -> runs_pb2.GetRunResponse:
+        """The run, and (with `descendants`) its sub-agent runs in the BASIC view, at most 500 of them."""
+        view = runs_pb2.RUN_VIEW_FULL if full else runs_pb2.RUN_VIEW_BASIC
+        request = runs_pb2.GetRunRequest(run_id=run_id, view=view, include_descendants=descendants)
+        return await self._call("GetRun", request, caller)
 
     async def list_runs(self, caller: Caller, request: runs_pb2.ListRunsRequest) -> runs_pb2.ListRunsResponse:
         return await self._call("ListRuns", request, caller)

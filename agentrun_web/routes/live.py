@@ -120,6 +120,8 @@ async def _events(request: Request, caller: Caller, run_id: str, start: int) -> 
             if kind == "run_started":
                 started = item.run_started
                 yield sse("started", live_events.started_event(started))
+            elif kind == "step" and item.step.depth > 0:
+                continue  # a sub-agent run's step carried in this stream: it is on that run's own page
             elif kind == "step" and started is not None:
                 data = live_events.step_event(renderer, run_id, item.step, started.start_time)
                 yield sse("step", data, event_id=item.step.sequence)

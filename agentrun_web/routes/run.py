@@ -14,7 +14,7 @@ import logging
 
 import grpc
 from agentrun.execution.v1 import execution_service_pb2 as ex_pb2
-from agentrun.runs.v1 import run_pb2
+from agentrun.runs.v1 import runs_service_pb2 as runs_pb2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -51,18 +51,18 @@ async def _live_run_started(services: Services, caller: Caller, run_id: str) -> 
     return None
 
 
-async def load_run(services: Services, caller: Caller, run_id: str) -> tuple[run_pb2.Run, bool]:
-    """The stored run, or (not stored yet) the live run as far as RunStarted tells, and whether it is the stored
-    one; ServiceCallError otherwise."""
+async def load_run(services: Services, caller: Caller, run_id: str) -> tuple[runs_pb2.GetRunResponse, bool]:
+    """The stored run with its sub-agent runs, or (not stored yet) the live run as far as RunStarted tells, and
+    whether it is the stored one; ServiceCallError otherwise."""
     try:
-        return await services.runs.get_run(caller, run_id, full=True), True
+        return await services.runs.get_run_tree(caller, run_id), True
     except ServiceCallError as exc:
         if exc.code is not grpc.StatusCode.NOT_FOUND:
             raise
         started = await _live_run_started(services, caller, run_id)
         if started is None:
             raise
-        return run_from_started(started), False
+        return runs_pb2.GetRunResponse(run=run_from_started(started)), False
 
 
 def _selected_step(request: Request) -> int | None:
@@ -74,8 +74,14 @@ async def run_details(request: Request) -> Response:
     services: Services = request.app.state.services
     renderer: Renderer = request.app.state.renderer
     caller = caller_of(request)
-    run, stored = await load_run(services, caller, request.path_params["run_id"])
-    page = run_page(run, trace_link=settings_of(request).trace_link(run.trace_id))
+    reply, stored = await load_run(services, caller, request.path_params["run_id"])
+    run = reply.run
+    page = run_page(
+        run,
+        trace_link=settings_of(request).trace_link(run.trace_id),
+        descendants=reply.descendants,
+        descendants_truncated=reply.descendants_truncated,
+    )
     selected = wf.selected_bar(page.waterfall, _selected_step(request))
     selected_steps = find_steps(run.execution_steps, selected.steps) if selected is not None else []
     return renderer.page(

@@ -11,6 +11,7 @@ from agentrun.runs.v1 import run_pb2
 
 from agentrun_web.views import format as fmt
 from agentrun_web.views import waterfall as wf
+from agentrun_web.views.run_list import RunRow, run_row
 from agentrun_web.views.steps import StepRow, step_rows
 
 TOKEN_CARDS = (
@@ -48,6 +49,66 @@ def usage_of_steps(steps: Sequence[run_pb2.ExecutionStep]) -> run_pb2.TokenUsage
 
 
 @dataclass(frozen=True, slots=True)
+class Lineage:
+    """Where a run sits among others: its session, the run whose tool call started it (sub-agents), its tree's top
+    run, and the run it was forked from."""
+
+    session_id: str
+    parent_run_id: str
+    parent_tool_call_id: str
+    root_run_id: str
+    depth: int
+    forked_from_run_id: str
+    forked_from_sequence: int
+
+    @property
+    def any(self) -> bool:
+        return bool(self.session_id or self.parent_run_id or self.forked_from_run_id)
+
+
+def lineage(run: run_pb2.Run) -> Lineage:
+    forked = run.HasField("forked_from")
+    return Lineage(
+        session_id=run.session_id,
+        parent_run_id=run.parent_run_id,
+        parent_tool_call_id=run.parent_tool_call_id,
+        root_run_id=run.root_run_id if run.root_run_id != run.parent_run_id else "",
+        depth=run.depth,
+        forked_from_run_id=run.forked_from.run_id if forked else "",
+        forked_from_sequence=run.forked_from.sequence if forked else 0,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Descendant:
+    """A sub-agent run of the page's run, for the tree of its sub-agent runs."""
+
+    row: RunRow
+    # How far below the page's run (1: a child).
+    level: int
+    parent_tool_call_id: str
+
+
+def descendant_rows(run: run_pb2.Run, descendants: Sequence[run_pb2.Run]) -> list[Descendant]:
+    """The descendants in tree order (each under its parent, siblings by start time, as GetRun orders them); one
+    whose parent is not among them hangs under the run."""
+    known = {run.id, *(d.id for d in descendants)}
+    children: dict[str, list[run_pb2.Run]] = {}
+    for descendant in descendants:
+        parent = descendant.parent_run_id if descendant.parent_run_id in known else run.id
+        children.setdefault(parent, []).append(descendant)
+    out: list[Descendant] = []
+
+    def walk(parent_id: str, level: int) -> None:
+        for child in children.get(parent_id, []):
+            out.append(Descendant(run_row(child), level, child.parent_tool_call_id))
+            walk(child.id, level + 1)
+
+    walk(run.id, 1)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
 class RunPage:
     run: run_pb2.Run
     live: bool
@@ -65,9 +126,21 @@ class RunPage:
     # Live pages: the first sequence the event stream should send (the page already shows the ones before it).
     from_sequence: int
     start_iso: str
+    lineage: Lineage
+    descendants: list[Descendant]
+    descendants_truncated: bool
+    # With sub-agent runs: the tokens and cost of the run and all of them (each counted once).
+    cards_with_descendants: list[TokenCard]
+    cost_with_descendants: str
 
 
-def run_page(run: run_pb2.Run, *, trace_link: str) -> RunPage:
+def run_page(
+    run: run_pb2.Run,
+    *,
+    trace_link: str,
+    descendants: Sequence[run_pb2.Run] = (),
+    descendants_truncated: bool = False,
+) -> RunPage:
     live = fmt.is_live(run.status)
     steps = list(run.execution_steps)
     run_end = fmt.seconds(run.duration) if run.HasField("duration") else None
@@ -91,6 +164,13 @@ def run_page(run: run_pb2.Run, *, trace_link: str) -> RunPage:
         rows=step_rows(steps, run.start_time if run.HasField("start_time") else None),
         from_sequence=(max(step.sequence for step in steps) + 1) if steps else 0,
         start_iso=fmt.iso(run.start_time) if run.HasField("start_time") else "",
+        lineage=lineage(run),
+        descendants=descendant_rows(run, descendants),
+        descendants_truncated=descendants_truncated,
+        cards_with_descendants=(
+            token_cards(run.token_usage_with_descendants) if run.HasField("token_usage_with_descendants") else []
+        ),
+        cost_with_descendants=(fmt.cost(run.cost_with_descendants) if run.HasField("cost_with_descendants") else ""),
     )
 
 
@@ -105,6 +185,9 @@ def run_from_started(started: ex_pb2.RunStarted) -> run_pb2.Run:
         start_time=started.start_time,
         trace_id=started.trace_id,
         status=run_pb2.RUN_STATUS_RUNNING,
+        session_id=started.session_id,
+        parent_run_id=started.parent_run_id,
+        depth=started.depth,
     )
 
 
@@ -123,4 +206,8 @@ def run_from_finished(started: ex_pb2.RunStarted, finished: ex_pb2.RunFinished) 
         run.error.CopyFrom(finished.error)
     if finished.HasField("cost"):
         run.cost.CopyFrom(finished.cost)
+    if finished.HasField("token_usage_with_descendants"):
+        run.token_usage_with_descendants.CopyFrom(finished.token_usage_with_descendants)
+    if finished.HasField("cost_with_descendants"):
+        run.cost_with_descendants.CopyFrom(finished.cost_with_descendants)
     return run

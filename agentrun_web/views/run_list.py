@@ -157,6 +157,9 @@ class RunRow:
     cost: str
     tools: str
     error: str
+    # 0 for a top-level run; a sub-agent run's depth, and the run that started it.
+    depth: int
+    parent_run_id: str
 
 
 def run_row(run: run_pb2.Run) -> RunRow:
@@ -178,4 +181,6 @@ def run_row(run: run_pb2.Run) -> RunRow:
         cost=fmt.cost(run.cost) if run.HasField("cost") else fmt.NONE,
         tools=", ".join(run.tools_used),
         error=error,
+        depth=run.depth,
+        parent_run_id=run.parent_run_id,
     )

@@ -22,6 +22,7 @@ KIND_LABELS = {
     "tool_result": "tool result",
     "final_response": "final response",
     "error": "error",
+    "session_history": "session history",
 }
 
 

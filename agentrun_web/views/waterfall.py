@@ -118,7 +118,7 @@ def tool_bar(step: run_pb2.ExecutionStep, run_start: timestamp_pb2.Timestamp) ->
     return Bar(
         key=f"tool-{call.call_id or step.sequence}",
         kind="tool",
-        label=fmt.tool_label(call.tool_name, call.server),
+        label=fmt.tool_label(call.tool_name, call.server) + (" → sub-agent run" if call.child_run_id else ""),
         start_s=max(fmt.offset_s(run_start, step.time), 0.0),
         duration_s=None,
         state="running",

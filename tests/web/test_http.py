@@ -331,3 +331,41 @@ def test_single_user_console_serves_every_page_as_its_token_user(web: WebStack) 
         assert f'href="http://traces.test/trace/{mine.trace_id}"' in page.text
         assert client.get(f"/runs/{theirs.id}").status_code == 404
         assert ALICE not in page.text
+
+
+def test_a_run_tree_shows_its_sub_agent_runs_lineage_and_totals(web: WebStack, alice_http: httpx.Client) -> None:
+    from agentrun_core.proto_convert import run_to_pb
+    from tests.support.composition import child_of, link_child, top_level, with_totals
+
+    root = top_level(agent="planner", session_id="web-chat-1")
+    first = child_of(root, "call-001", agent="researcher", start_offset_s=0.5)
+    second = child_of(root, "call-002", agent="writer", start_offset_s=0.8)
+    grandchild = child_of(first, "call-001", agent="searcher", start_offset_s=0.1)
+    first = with_totals(link_child(first, grandchild), [grandchild])
+    root = with_totals(link_child(link_child(root, first), second), [first, second, grandchild])
+    for run in (root, first, second, grandchild):
+        web.record(run_to_pb(run))
+
+    page = alice_http.get(f"/runs/{root.id}").text
+    levels = re.findall(r'<tr data-run-id="([0-9a-f-]{36})" data-level="(\d)"', page)
+    assert levels == [(first.id, "1"), (grandchild.id, "2"), (second.id, "1")]  # a tree, each under its parent
+    assert root.token_usage_with_descendants is not None
+    totals = re.search(
+        r'id="token-cards-with-descendants".*?data-field="total_tokens".*?data-value="(\d+)"', page, re.S
+    )
+    assert totals is not None and int(totals.group(1)) == root.token_usage_with_descendants.total_tokens
+    assert 'id="session-link"' in page and "web-chat-1" in page
+    child = alice_http.get(f"/runs/{grandchild.id}").text
+    assert f'href="/runs/{first.id}" id="parent-link"' in child and "depth 2" in child
+    assert f'href="/runs/{root.id}"' in child  # the top-level run of its tree
+    listed = alice_http.get("/", params={"filter": 'session_id = "web-chat-1"'}).text
+    assert listed.count('class="sub-run"') == 3  # the three sub-agent runs are marked as such
+    step = next(
+        s
+        for s in run_to_pb(root).execution_steps
+        if s.WhichOneof("payload") == "tool_call" and s.tool_call.child_run_id
+    )
+    label = f"{step.tool_call.server}/{step.tool_call.tool_name} → sub-agent run"
+    assert f'id="bar-tool-{step.tool_call.call_id}"' in page and label in page  # the waterfall says so too
+    detail = alice_http.get(f"/runs/{root.id}/steps/{step.sequence}").text
+    assert f'href="/runs/{step.tool_call.child_run_id}"' in detail

@@ -260,3 +260,14 @@ def test_sign_in_only_returns_to_this_console(target: str, safe: str) -> None:
     from agentrun_web.routes.auth import safe_next
 
     assert safe_next(target) == safe
+
+
+def test_a_session_history_step_is_shown_with_its_runs() -> None:
+    history = run_pb2.SessionHistory(
+        session_id="chat-9", run_ids=["r-1", "r-2"], turn_count=6, dropped_turn_count=2, dropped_run_ids=["r-1"]
+    )
+    step = _step(1, 0.0, session_history=history)
+    row = step_row(step, step.time)
+    assert row.kind == "session_history" and "session chat-9: 6 turns from 2 runs" in row.summary
+    html = Renderer().fragment("_step_detail.html", step=step, run_id="r-3")
+    assert "session history" in html and 'href="/runs/r-2"' in html and "(dropped)" in html
