@@ -211,8 +211,9 @@ def bench_pages(
         filter=f'agent_name = "{FILTER_AGENT}" AND status = COMPLETED',
         view=rs.RUN_VIEW_BASIC,
     )
-    full = rs.GetRunRequest(run_id=long_run, view=rs.RUN_VIEW_FULL)
-    fullest = rs.GetRunRequest(run_id=longest, view=rs.RUN_VIEW_FULL)
+    # What the run page asks for: the FULL view and the run's sub-agent runs (none here: one empty index range).
+    full = rs.GetRunRequest(run_id=long_run, view=rs.RUN_VIEW_FULL, include_descendants=True)
+    fullest = rs.GetRunRequest(run_id=longest, view=rs.RUN_VIEW_FULL, include_descendants=True)
     pairs = [
         ("GET / (runs page, 50 newest)", get("/", "runs"), "gRPC ListRuns (50 newest)", lambda: stub.ListRuns(newest)),
         (
