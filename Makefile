@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check gen gen-check buf-lint bench lock clean serve
+.PHONY: demo test lint typecheck check gen gen-check buf-lint bench lock clean serve screenshots
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ bench: $(STAMP)
 	$(PY) bench/engine.py
 	$(PY) bench/runs_store.py
 	$(PY) bench/composition.py
+	$(PY) bench/web.py
+
+## Screenshots of the web console's pages into docs/images/ (taken by the browser tests; needs Chromium).
+screenshots: $(STAMP)
+	AGENTRUN_WEB_SCREENSHOTS=docs/images $(PY) -m pytest tests/web/test_browser.py -q
 
 lock: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt.new

@@ -11,6 +11,7 @@ from agentrun_cli.commands.run import run_command
 from agentrun_cli.commands.runs import runs_app
 from agentrun_cli.commands.serve import serve_command
 from agentrun_cli.commands.sessions import sessions_app
+from agentrun_cli.commands.web import web_command
 from agentrun_cli.settings import (
     DEFAULT_EXECUTION_TARGET,
     DEFAULT_RUNS_TARGET,
@@ -79,6 +80,7 @@ def main(
 
 app.command("run")(run_command)
 app.command("serve")(serve_command)
+app.command("web")(web_command)
 app.add_typer(runs_app, name="runs")
 app.add_typer(agents_app, name="agents")
 app.add_typer(sessions_app, name="sessions")

@@ -132,25 +132,25 @@ def _db_url(admin_url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
-def recreate_database(admin_url: str) -> str:
+def recreate_database(admin_url: str, name: str = BENCH_DB) -> str:
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
-    url = _db_url(admin_url, BENCH_DB)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = _db_url(admin_url, name)
     upgrade(url, "head")
     return url
 
 
-def existing_database(admin_url: str) -> str:
+def existing_database(admin_url: str, name: str = BENCH_DB) -> str:
     """The URL of the bench database a --keep-db run left, migrated to head."""
-    url = _db_url(admin_url, BENCH_DB)
+    url = _db_url(admin_url, name)
     upgrade(url, "head")
     return url
 
 
-def drop_database(admin_url: str) -> None:
+def drop_database(admin_url: str, name: str = BENCH_DB) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB)))
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 class RunsServiceProcess:
@@ -537,15 +537,15 @@ def seed(db_url: str, count: int, step_runs: int) -> Seeded:
     return Seeded(all_ids=ids, step_ids=[ids[i] for i in with_steps], window_start=window_start, window_end=window_end)
 
 
-def read_seeded(db_url: str) -> Seeded:
+def read_seeded(db_url: str, name: str = BENCH_DB) -> Seeded:
     """What seed() returned, read back from a database it filled (for --reuse-db)."""
     with psycopg.connect(db_url) as conn:
         all_ids = [row[0] for row in conn.execute("SELECT id FROM runs")]
         step_ids = [row[0] for row in conn.execute("SELECT DISTINCT run_id FROM run_steps")]
         bounds = conn.execute("SELECT min(start_time), max(start_time) FROM runs").fetchone()
     if not all_ids or bounds is None or bounds[0] is None:
-        raise SystemExit(f"--reuse-db: {BENCH_DB} holds no runs; run once with --keep-db first")
-    print(f"reusing {BENCH_DB}: {len(all_ids):,} runs, {len(step_ids):,} with steps", flush=True)
+        raise SystemExit(f"--reuse-db: {name} holds no runs; run once with --keep-db first")
+    print(f"reusing {name}: {len(all_ids):,} runs, {len(step_ids):,} with steps", flush=True)
     window_start = bounds[0] - timedelta(hours=1)
     return Seeded(all_ids, step_ids, window_start, window_start + timedelta(days=30, minutes=1))
 

@@ -12,10 +12,12 @@ import typer
 from agentrun_cli import output
 from agentrun_cli.addresses import client_target
 from agentrun_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError, handle_errors
+from agentrun_cli.settings import TLS_CA_ENV, TLS_CLIENT_CERT_ENV, TLS_CLIENT_KEY_ENV, CliSettings
 from agentrun_core import event_loop
 from agentrun_core.serving import wait_for_stop_signal
 
 if TYPE_CHECKING:
+    from agentrun_web.settings import WebSettings
     from execution_service.config import ExecutionSettings
     from runs_service.config import RunsSettings
 
@@ -37,8 +39,14 @@ def serve_command(
         typer.Option("--execution-address", help="ExecutionService listen address (AGENTRUN_EXECUTION_ADDRESS)."),
     ] = None,
     migrate: Annotated[bool, typer.Option("--migrate/--no-migrate", help="Migrate the runs database on start.")] = True,
+    web_address: Annotated[
+        str | None,
+        typer.Option("--web-address", help="Web console address (AGENTRUN_WEB_ADDRESS, default 127.0.0.1:8080)."),
+    ] = None,
+    web: Annotated[bool, typer.Option("--web/--no-web", help="With `all`: also serve the web console.")] = True,
 ) -> None:
-    """Start RunsService, ExecutionService or both in this process (development). Ctrl-C stops them."""
+    """Start RunsService, ExecutionService or both in this process (development); `all` also serves the web console.
+    Ctrl-C stops them."""
     from agentrun_core.logging_setup import configure_logging
     from agentrun_core.settings import SettingsError
     from execution_service.config import ExecutionSettings
@@ -51,7 +59,8 @@ def serve_command(
         raise CliError(str(exc), EXIT_USAGE) from None
     if which is Which.ALL:
         exec_settings = exec_settings.with_overrides(runs_service_target=client_target(runs_settings.listen_address))
-    if not os.environ.get("AGENTRUN_AUTH"):
+    auth_turned_off = not os.environ.get("AGENTRUN_AUTH")
+    if auth_turned_off:
         from agentrun_core.auth import AuthSettings
 
         # `serve` is for development: authentication is off unless AGENTRUN_AUTH says otherwise.
@@ -61,11 +70,27 @@ def serve_command(
             "authentication is off (development); to turn it on set AGENTRUN_AUTH=tokens and AGENTRUN_TOKENS_FILE "
             "(docs/security.md)"
         )
+    web_settings = None
+    if which is Which.ALL and web:
+        from agentrun_cli.commands.web import web_settings as console_settings
+        from agentrun_web.settings import WebAuth
+
+        web_settings = console_settings(
+            CliSettings(
+                runs_target=client_target(runs_settings.listen_address),
+                execution_target=client_target(exec_settings.listen_address),
+                tls_ca=os.environ.get(TLS_CA_ENV) or None,
+                tls_cert=os.environ.get(TLS_CLIENT_CERT_ENV) or None,
+                tls_key=os.environ.get(TLS_CLIENT_KEY_ENV) or None,
+            ),
+            web_address,
+            auth=WebAuth.OFF if auth_turned_off else None,
+        )
     configure_logging(runs_settings.log_level, runs_settings.log_format)
     from runs_service.errors import RunsServiceError
 
     try:
-        event_loop.run(_serve(which, runs_settings, exec_settings))
+        event_loop.run(_serve(which, runs_settings, exec_settings, web_settings))
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except RunsServiceError as exc:  # SchemaOutdated (run with --migrate), StorageUnavailable
@@ -76,9 +101,11 @@ def serve_command(
         raise CliError(f"cannot start: {exc}", EXIT_USAGE) from None
 
 
-async def _serve(which: Which, runs_settings: RunsSettings, exec_settings: ExecutionSettings) -> None:
+async def _serve(
+    which: Which, runs_settings: RunsSettings, exec_settings: ExecutionSettings, web_settings: WebSettings | None
+) -> None:
     """Starts the chosen servers in this process, serves until Ctrl-C or SIGTERM, then stops them in reverse order
-    (ExecutionService drains its runs and outbox before RunsService goes away)."""
+    (the console first; ExecutionService drains its runs and outbox before RunsService goes away)."""
     stops: list[Callable[[], Awaitable[None]]] = []
     try:
         if which in (Which.RUNS, Which.ALL):
@@ -94,6 +121,13 @@ async def _serve(which: Which, runs_settings: RunsSettings, exec_settings: Execu
             stops.append(lambda: execution.stop(exec_settings.shutdown_grace_s))
             output.print_line(f"ExecutionService listening on {exec_settings.listen_address}")
             output.print_line(f"  recording runs to RunsService at {exec_settings.runs_service_target}")
+        if web_settings is not None:
+            from agentrun_cli.commands.web import describe
+            from agentrun_web.server import start_console
+
+            console = await start_console(web_settings)
+            stops.append(console.stop)
+            output.print_line(describe(console, web_settings))
         output.print_line("Ctrl-C stops; try `agentrun agents list`")
         await wait_for_stop_signal()
     finally:
