@@ -12,6 +12,7 @@ from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
+from agentrun_core.grpc_decoding import add_servicer
 from agentrun_core.serving import HealthServicer, add_health_and_reflection, set_serving, wait_for_stop_signal
 from agentrun_core.telemetry import RUNS_SERVICE_NAME, Telemetry
 from agentrun_core.tls import add_port
@@ -90,8 +91,10 @@ async def start_server(
     server = grpc.aio.server(
         options=options, interceptors=[*telemetry.server_interceptors(), *(interceptors or []), *security]
     )
-    runs_service_pb2_grpc.add_RunsServiceServicer_to_server(
-        RunsServicer(repository, max_record_bytes=settings.max_record_bytes), server
+    add_servicer(
+        runs_service_pb2_grpc.add_RunsServiceServicer_to_server,
+        RunsServicer(repository, max_record_bytes=settings.max_record_bytes),
+        server,
     )
     health_servicer = add_health_and_reflection(server, SERVICE_NAME, reflection=settings.reflection)
     port = add_port(server, settings.listen_address, settings.tls, service="RunsService")

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, localcontext
 
 from agentrun_core.domain import RunStatus
+from agentrun_core.echo import cut
 from runs_service.errors import InvalidFilter
 from runs_service.query.filter_ast import Op, Prefix, Value
 from runs_service.query.filter_fields import FieldKind, FieldSpec
@@ -148,6 +149,5 @@ def _decimal(spec: FieldSpec, literal: Literal) -> Decimal:
 
 def _show(text: str) -> str:
     """`text` in double quotes for an error message, shortened when long."""
-    if len(text) > 40:
-        text = text[:37] + "..."
+    text = cut(text, 40)
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
