@@ -59,6 +59,10 @@ class StartRun:
     trace_id: str = ""
 
 
+# A model name is a short identifier (gemini-2.5-flash, googleai/...); RunsService stores at most this much of it.
+MAX_MODEL_NAME_CHARS = 200
+
+
 @dataclass(frozen=True, slots=True)
 class ManagerLimits:
     max_task_bytes: int = 100_000
@@ -201,6 +205,8 @@ class RunManager:
     def _check_sizes(self, request: StartRun) -> None:
         if not request.task.strip():
             raise InvalidRequest("task", "must not be empty")
+        if len(request.model) > MAX_MODEL_NAME_CHARS:
+            raise InvalidRequest("model", f"is {len(request.model)} characters, over the cap of {MAX_MODEL_NAME_CHARS}")
         texts = {
             "task": [request.task],
             "variables": [*request.variables.keys(), *request.variables.values()],
