@@ -13,7 +13,7 @@ from agentrun.execution.v1 import execution_service_pb2, execution_service_pb2_g
 
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
 from agentrun_core.grpc_decoding import add_servicer
-from agentrun_core.serving import HealthServicer, add_health_and_reflection, set_serving, wait_for_stop_signal
+from agentrun_core.serving import HealthServicer, add_health_and_reflection, set_serving
 from agentrun_core.telemetry import EXECUTION_SERVICE_NAME, Telemetry
 from agentrun_core.tls import add_port, aio_channel
 from execution_service.agents.registry import AgentRegistry
@@ -218,13 +218,3 @@ async def start_server(
     except BaseException:
         await resources.aclose()
         raise
-
-
-async def run_server(settings: ExecutionSettings) -> None:
-    """Serves until SIGINT or SIGTERM, then shuts down gracefully."""
-    running = await start_server(settings)
-    try:
-        await wait_for_stop_signal()
-    finally:
-        log.info("execution service shutting down", extra={"grace_s": settings.shutdown_grace_s})
-        await running.stop(settings.shutdown_grace_s)
