@@ -16,12 +16,29 @@ from agentrun_cli.filters import FilterValueError, build_filter
 from agentrun_cli.progress import RunProgress, StreamEvent
 from agentrun_cli.render.run_details import run_details
 from agentrun_cli.render.run_list import runs_table
+from agentrun_cli.run_ids import resolve_run_id
 from agentrun_cli.streaming import BackgroundStream, follow
 from agentrun_cli.views import choose_view
 
 runs_app = typer.Typer(help="Query stored runs, cancel or watch live ones.", no_args_is_help=True)
 
 DEFAULT_LIMIT = 20
+RunIdArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="ID",
+        help="The run id, or any unique prefix or suffix of it (such as the shortened ids `runs list` prints).",
+    ),
+]
+
+
+def _whole_id(ctx: typer.Context, run_id: str) -> str:
+    """The whole id `run_id` names (asking RunsService when it is a part of one)."""
+    client = RunsClient(settings_of(ctx))
+    try:
+        return resolve_run_id(client, run_id)
+    finally:
+        client.close()
 
 
 def list_request(
@@ -104,13 +121,13 @@ def list_runs(
 @handle_errors
 def show_run(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(metavar="ID", help="The run id.")],
+    run_id: RunIdArgument,
     as_json: JsonOption = False,
 ) -> None:
     """Everything about one run: tokens, cost, steps in order, tool calls."""
     client = RunsClient(settings_of(ctx))
     try:
-        run = client.get_run(run_id, full=True).run
+        run = client.get_run(resolve_run_id(client, run_id), full=True).run
     finally:
         client.close()
     if as_json:
@@ -123,12 +140,13 @@ def show_run(
 @handle_errors
 def cancel_run(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(metavar="ID", help="The run id.")],
+    run_id: RunIdArgument,
     after_turn: Annotated[
         bool, typer.Option("--after-turn", help="Let the current model turn and its tool calls finish first.")
     ] = False,
 ) -> None:
     """Cancel a live run (immediately, or after the current turn)."""
+    run_id = _whole_id(ctx, run_id)
     client = ExecutionClient(settings_of(ctx))
     try:
         client.cancel_run(run_id, after_turn=after_turn)
@@ -142,13 +160,14 @@ def cancel_run(
 @handle_errors
 def watch_run(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(metavar="ID", help="The run id.")],
+    run_id: RunIdArgument,
     from_sequence: Annotated[int, typer.Option("--from", help="Replay steps from this sequence number.")] = 0,
     as_json: JsonOption = False,
 ) -> None:
     """Follow a live run with the same view as `agentrun run`. Ctrl-C stops watching; the run goes on."""
     if from_sequence < 0:
         raise CliError("--from must not be negative", EXIT_USAGE)
+    run_id = _whole_id(ctx, run_id)
     client = ExecutionClient(settings_of(ctx))
     try:
         stream: BackgroundStream[StreamEvent] = BackgroundStream(client.watch(run_id, from_sequence))

@@ -13,6 +13,7 @@ from runs_service.query.filter_ast import Op
 
 
 class FieldKind(enum.Enum):
+    RUN_ID = "run_id"
     STRING = "string"
     ENUM = "enum"
     TIMESTAMP = "timestamp"
@@ -42,6 +43,7 @@ class FieldSpec:
 FIELDS: dict[str, FieldSpec] = {
     spec.name: spec
     for spec in (
+        FieldSpec("id", FieldKind.RUN_ID, EQUALITY, "id"),
         FieldSpec("agent_name", FieldKind.STRING, EQUALITY, "agent_name"),
         FieldSpec("model_name", FieldKind.STRING, EQUALITY, "model_name"),
         FieldSpec("user", FieldKind.STRING, EQUALITY, "user_name"),

@@ -32,7 +32,7 @@ def test_upgrade_downgrade_upgrade(db_url: str) -> None:
         migrate.check_schema(db_url)
 
     migrate.upgrade(db_url, "head")
-    assert migrate.current_revision(db_url) == migrate.head_revision() == "0001"
+    assert migrate.current_revision(db_url) == migrate.head_revision() == "0002"
     assert _tables(db_url) >= TABLES
     assert "ix_runs_agent_name_start_time_id" in _indexes(db_url, "runs")
     assert "ix_tool_calls_name_run_id" in _indexes(db_url, "tool_calls")
@@ -74,7 +74,7 @@ def test_schema_outdated_message_names_the_command(tmp_path) -> None:
 async def test_async_variants(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'a.db'}"
     await migrate.upgrade_async(url)
-    assert await migrate.current_revision_async(url) == "0001"
+    assert await migrate.current_revision_async(url) == "0002"
     await migrate.check_schema_async(url)
     await migrate.downgrade_async(url)
     assert await migrate.current_revision_async(url) is None
