@@ -29,7 +29,7 @@ from agentrun_core.grpc_status import error_reason
 from agentrun_core.proto_convert import run_to_pb
 from runs_service.config import RunsSettings
 from runs_service.server import RunningRunsServer, start_server
-from runs_service.storage.migrate import current_revision, head_revision
+from runs_service.storage.migrate import current_revision, head_revision, upgrade
 from tests.runs_service.api.test_startup import wait_serving
 from tests.support.postgres import PostgresServer, start_throwaway_cluster
 from tests.support.run_factory import make_run
@@ -210,6 +210,18 @@ def test_an_outdated_schema_is_exit_3_naming_the_migrate_command(tmp_path: Path,
         assert "agentrun-runs-service migrate --database-url" in line and PASSWORD not in line, line
     finally:
         pg_server.drop_database(url)
+
+
+def test_a_schema_at_an_older_revision_is_exit_3_naming_both_revisions(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade(url, "0001")
+    done = _command(tmp_path, "--database-url", url, "--address", f"127.0.0.1:{free_port()}")
+    assert done.returncode == 3, done.stderr
+    line = _error_line(done)
+    assert f"the database {url} is at schema revision 0001, this service needs revision {head_revision()}" in line
+    assert f"run `agentrun-runs-service migrate --database-url {url}`" in line, line
+    migrated = _command(tmp_path, "migrate", "--database-url", url)
+    assert migrated.returncode == 0 and current_revision(url) == head_revision(), migrated.stderr
 
 
 @pytest.fixture(scope="module")
