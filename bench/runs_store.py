@@ -47,6 +47,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateIndex
 
 from agentrun_core.domain import RunStatus
@@ -129,8 +130,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
 
 
 def _db_url(admin_url: str, name: str) -> str:
-    base, _, _ = admin_url.rpartition("/")
-    return f"{base}/{name}"
+    """`admin_url` naming database `name` (a unix socket in `?host=` is kept)."""
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
 def recreate_database(admin_url: str) -> str:
