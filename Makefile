@@ -58,6 +58,7 @@ serve: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/engine.py
 	$(PY) bench/runs_store.py
+	$(PY) bench/composition.py
 
 lock: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt.new

@@ -104,12 +104,17 @@ class RunsClient:
     def close(self) -> None:
         self._channel.close()
 
-    def get_run(self, run_id: str, *, full: bool = True) -> runs_pb2.GetRunResponse:
+    def get_run(self, run_id: str, *, full: bool = True, include_descendants: bool = False) -> runs_pb2.GetRunResponse:
         view = runs_pb2.RUN_VIEW_FULL if full else runs_pb2.RUN_VIEW_BASIC
+        request = runs_pb2.GetRunRequest(run_id=run_id, view=view, include_descendants=include_descendants)
         try:
-            return self._stub.GetRun(
-                runs_pb2.GetRunRequest(run_id=run_id, view=view), timeout=UNARY_TIMEOUT_S, metadata=self._metadata
-            )
+            return self._stub.GetRun(request, timeout=UNARY_TIMEOUT_S, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise ServiceError(self.endpoint, exc) from None
+
+    def list_sessions(self, request: runs_pb2.ListSessionsRequest) -> runs_pb2.ListSessionsResponse:
+        try:
+            return self._stub.ListSessions(request, timeout=UNARY_TIMEOUT_S, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise ServiceError(self.endpoint, exc) from None
 

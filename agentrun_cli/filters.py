@@ -37,6 +37,10 @@ def build_filter(
     agent: str | None = None,
     status: str | None = None,
     user: str | None = None,
+    session: str | None = None,
+    parent: str | None = None,
+    root: str | None = None,
+    top_level: bool = False,
 ) -> str:
     """The user's expression and the shortcut options joined with AND.
 
@@ -53,4 +57,12 @@ def build_filter(
         terms.append(f"status = {status_enum_name(status)}")
     if user:
         terms.append(f"user = {quote(user)}")
+    if session:
+        terms.append(f"session_id = {quote(session)}")
+    if parent:
+        terms.append(f"parent_run_id = {quote(parent)}")
+    if root:
+        terms.append(f"root_run_id = {quote(root)}")
+    if top_level:
+        terms.append('parent_run_id = ""')
     return " AND ".join(terms)

@@ -10,6 +10,7 @@ from agentrun_cli.commands.agents import agents_app
 from agentrun_cli.commands.run import run_command
 from agentrun_cli.commands.runs import runs_app
 from agentrun_cli.commands.serve import serve_command
+from agentrun_cli.commands.sessions import sessions_app
 from agentrun_cli.settings import (
     DEFAULT_EXECUTION_TARGET,
     DEFAULT_RUNS_TARGET,
@@ -22,8 +23,9 @@ from agentrun_cli.settings import (
     CliSettings,
 )
 
-# Importing the module registers `runs stats` and `runs tools` on runs_app.
+# Importing the modules registers `runs stats`, `runs tools` and `runs diff` on runs_app.
 from agentrun_cli.commands import stats as _stats  # noqa: F401  # isort: skip
+from agentrun_cli.commands import diff as _diff  # noqa: F401  # isort: skip
 
 app = typer.Typer(
     name="agentrun",
@@ -92,3 +94,4 @@ app.command("run")(run_command)
 app.command("serve")(serve_command)
 app.add_typer(runs_app, name="runs")
 app.add_typer(agents_app, name="agents")
+app.add_typer(sessions_app, name="sessions")

@@ -128,6 +128,8 @@ class ToolCallStarted:
     tool_name: str
     server: str
     arguments_json: str = "{}"
+    # Set when the tool is a sub-agent: the child run this call started.
+    child_run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,8 @@ class ToolCallFinished:
     status: ToolCallStatus = ToolCallStatus.SUCCEEDED
     original_size_bytes: int = 0
     truncated: bool = False
+    # Set when the tool is a sub-agent: the child run whose answer (or failure) this result is.
+    child_run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +152,35 @@ class FinalResponse:
     text: str
 
 
-StepPayload = ModelCall | ToolCallStarted | ToolCallFinished | FinalResponse | RunError
+@dataclass(frozen=True, slots=True)
+class SessionTurn:
+    """One turn of a session's earlier run: its step `sequence`, or its task (sequence 0)."""
+
+    run_id: str
+    sequence: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionHistory:
+    """What history a run of a session loaded from the session's earlier runs and what it dropped (oldest turns
+    first) to fit `token_limit`: the dropped turns are exactly the session's turns before `first_turn`."""
+
+    session_id: str
+    # The earlier runs whose turns the history holds, oldest first.
+    run_ids: tuple[str, ...] = ()
+    turn_count: int = 0
+    # The oldest turn held; None when the history holds none.
+    first_turn: SessionTurn | None = None
+    dropped_turn_count: int = 0
+    # Runs all of whose turns were dropped, oldest first.
+    dropped_run_ids: tuple[str, ...] = ()
+    # The token limit that dropped them; 0 when there is none.
+    token_limit: int = 0
+    # Tokens of the history as loaded.
+    token_count: int = 0
+
+
+StepPayload = ModelCall | ToolCallStarted | ToolCallFinished | FinalResponse | RunError | SessionHistory
 
 
 class StepKind(enum.StrEnum):
@@ -157,6 +189,7 @@ class StepKind(enum.StrEnum):
     TOOL_RESULT = "tool_result"
     FINAL_RESPONSE = "final_response"
     ERROR = "error"
+    SESSION_HISTORY = "session_history"
 
 
 def step_kind(payload: StepPayload) -> StepKind:
@@ -171,6 +204,8 @@ def step_kind(payload: StepPayload) -> StepKind:
             return StepKind.FINAL_RESPONSE
         case RunError():
             return StepKind.ERROR
+        case SessionHistory():
+            return StepKind.SESSION_HISTORY
         case _:
             assert_never(payload)
 
@@ -182,6 +217,9 @@ class ExecutionStep:
     time: datetime
     payload: StepPayload
     duration: timedelta = timedelta(0)
+    # 0 for the run's own steps; 1 for a child run's step carried in its parent's stream, 2 for a grandchild's...
+    # A stored run holds only its own steps (depth 0).
+    depth: int = 0
 
     @property
     def kind(self) -> StepKind:
@@ -201,6 +239,14 @@ class ToolCallRecord:
     status: ToolCallStatus
     start_time: datetime
     is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ForkOrigin:
+    """The run a fork came from, and the last of its steps the fork replayed."""
+
+    run_id: str
+    sequence: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +272,19 @@ class Run:
     trace_id: str = ""
     execution_steps: tuple[ExecutionStep, ...] = ()
     tool_calls: tuple[ToolCallRecord, ...] = ()
+    # Composition (docs/agents.md). A child run (sub-agent) names its parent, the tool call that started it and
+    # the top-level run of its tree; all three are empty and depth is 0 for a top-level run.
+    parent_run_id: str = ""
+    root_run_id: str = ""
+    parent_tool_call_id: str = ""
+    depth: int = 0
+    # The session (conversation) the run belongs to; a child run carries its parent's.
+    session_id: str = ""
+    forked_from: ForkOrigin | None = None
+    # token_usage and cost are the run's own model calls only; these add its descendants', each counted once.
+    # None when the run has no children.
+    token_usage_with_descendants: TokenUsage | None = None
+    cost_with_descendants: Cost | None = None
 
     def basic(self) -> Run:
         """The run without steps and tool calls (the BASIC view)."""

@@ -25,3 +25,22 @@ def run_id_problem(value: str) -> str | None:
     if uuid.UUID(value).version != 7:
         return f"must be a UUIDv7 (version 7), got version {uuid.UUID(value).version}"
     return None
+
+
+SESSION_ID_MAX_LENGTH = 128
+SESSION_ID_SYNTAX = (
+    f"1-{SESSION_ID_MAX_LENGTH} characters: letters, digits and . _ - :, starting with a letter or digit "
+    "(e.g. a UUID, or support:ticket-4711)"
+)
+_SESSION_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*", re.ASCII)
+
+
+def session_id_problem(value: str) -> str | None:
+    """Why `value` is not a valid session id, or None when it is (SESSION_ID_SYNTAX)."""
+    if not value:
+        return "must not be empty"
+    if len(value) > SESSION_ID_MAX_LENGTH:
+        return f"must be at most {SESSION_ID_MAX_LENGTH} characters, got {len(value)}"
+    if not _SESSION_ID_RE.fullmatch(value):
+        return f"must be {SESSION_ID_SYNTAX}; got {value[:80]!r}"
+    return None

@@ -148,6 +148,35 @@ def run_error_to_pb(value: d.RunError) -> run_pb2.RunError:
     return run_pb2.RunError(reason=value.reason, message=value.message)
 
 
+def session_history_to_pb(value: d.SessionHistory) -> run_pb2.SessionHistory:
+    msg = run_pb2.SessionHistory(
+        session_id=value.session_id,
+        run_ids=list(value.run_ids),
+        turn_count=value.turn_count,
+        dropped_turn_count=value.dropped_turn_count,
+        dropped_run_ids=list(value.dropped_run_ids),
+        token_limit=value.token_limit,
+        token_count=value.token_count,
+    )
+    if value.first_turn is not None:
+        msg.first_turn.CopyFrom(run_pb2.SessionTurn(run_id=value.first_turn.run_id, sequence=value.first_turn.sequence))
+    return msg
+
+
+def session_history_from_pb(msg: run_pb2.SessionHistory) -> d.SessionHistory:
+    first = msg.first_turn
+    return d.SessionHistory(
+        session_id=msg.session_id,
+        run_ids=tuple(msg.run_ids),
+        turn_count=msg.turn_count,
+        first_turn=d.SessionTurn(run_id=first.run_id, sequence=first.sequence) if msg.HasField("first_turn") else None,
+        dropped_turn_count=msg.dropped_turn_count,
+        dropped_run_ids=tuple(msg.dropped_run_ids),
+        token_limit=msg.token_limit,
+        token_count=msg.token_count,
+    )
+
+
 # --- steps ---------------------------------------------------------------------------------------------------
 
 
@@ -157,6 +186,7 @@ def step_to_pb(step: d.ExecutionStep) -> run_pb2.ExecutionStep:
         sequence=step.sequence,
         time=timestamp_to_pb(step.time),
         duration=duration_to_pb(step.duration),
+        depth=step.depth,
     )
     payload = step.payload
     match payload:
@@ -178,6 +208,7 @@ def step_to_pb(step: d.ExecutionStep) -> run_pb2.ExecutionStep:
                     tool_name=payload.tool_name,
                     server=payload.server,
                     arguments_json=payload.arguments_json,
+                    child_run_id=payload.child_run_id,
                 )
             )
         case d.ToolCallFinished():
@@ -192,12 +223,15 @@ def step_to_pb(step: d.ExecutionStep) -> run_pb2.ExecutionStep:
                     status=_TOOL_STATUS_TO_PB[payload.status],
                     original_size_bytes=payload.original_size_bytes,
                     truncated=payload.truncated,
+                    child_run_id=payload.child_run_id,
                 )
             )
         case d.FinalResponse():
             msg.final_response.CopyFrom(run_pb2.FinalResponse(text=payload.text))
         case d.RunError():
             msg.error.CopyFrom(run_error_to_pb(payload))
+        case d.SessionHistory():
+            msg.session_history.CopyFrom(session_history_to_pb(payload))
         case _:
             assert_never(payload)
     return msg
@@ -223,7 +257,11 @@ def step_from_pb(msg: run_pb2.ExecutionStep, field: str = "step") -> d.Execution
         if not tc.call_id:
             raise ConversionError(f"{field}.tool_call.call_id", "must not be empty")
         payload = d.ToolCallStarted(
-            call_id=tc.call_id, tool_name=tc.tool_name, server=tc.server, arguments_json=tc.arguments_json
+            call_id=tc.call_id,
+            tool_name=tc.tool_name,
+            server=tc.server,
+            arguments_json=tc.arguments_json,
+            child_run_id=tc.child_run_id,
         )
     elif kind == "tool_result":
         tr = msg.tool_result
@@ -239,11 +277,14 @@ def step_from_pb(msg: run_pb2.ExecutionStep, field: str = "step") -> d.Execution
             status=tool_status_from_pb(tr.status, f"{field}.tool_result.status"),
             original_size_bytes=tr.original_size_bytes,
             truncated=tr.truncated,
+            child_run_id=tr.child_run_id,
         )
     elif kind == "final_response":
         payload = d.FinalResponse(text=msg.final_response.text)
     elif kind == "error":
         payload = d.RunError(reason=msg.error.reason, message=msg.error.message)
+    elif kind == "session_history":
+        payload = session_history_from_pb(msg.session_history)
     else:
         raise ConversionError(f"{field}.payload", "must be set (model_call, tool_call, tool_result, ...)")
     if not msg.HasField("time"):
@@ -256,6 +297,7 @@ def step_from_pb(msg: run_pb2.ExecutionStep, field: str = "step") -> d.Execution
         time=timestamp_from_pb(msg.time),
         duration=duration_from_pb(msg.duration),
         payload=payload,
+        depth=msg.depth,
     )
 
 
@@ -315,7 +357,18 @@ def run_to_pb(run: d.Run) -> run_pb2.Run:
         trace_id=run.trace_id,
         execution_steps=[step_to_pb(s) for s in run.execution_steps],
         tool_calls=[tool_call_to_pb(t) for t in run.tool_calls],
+        parent_run_id=run.parent_run_id,
+        root_run_id=run.root_run_id,
+        parent_tool_call_id=run.parent_tool_call_id,
+        depth=run.depth,
+        session_id=run.session_id,
     )
+    if run.forked_from is not None:
+        msg.forked_from.CopyFrom(run_pb2.ForkOrigin(run_id=run.forked_from.run_id, sequence=run.forked_from.sequence))
+    if run.token_usage_with_descendants is not None:
+        msg.token_usage_with_descendants.CopyFrom(token_usage_to_pb(run.token_usage_with_descendants))
+    if run.cost_with_descendants is not None:
+        msg.cost_with_descendants.CopyFrom(cost_to_pb(run.cost_with_descendants))
     if run.error is not None:
         msg.error.CopyFrom(run_error_to_pb(run.error))
     if run.end_time is not None:
@@ -357,4 +410,20 @@ def run_from_pb(msg: run_pb2.Run) -> d.Run:
         trace_id=msg.trace_id,
         execution_steps=tuple(step_from_pb(s, f"run.execution_steps[{i}]") for i, s in enumerate(msg.execution_steps)),
         tool_calls=tuple(tool_call_from_pb(t, f"run.tool_calls[{i}]") for i, t in enumerate(msg.tool_calls)),
+        parent_run_id=msg.parent_run_id,
+        root_run_id=msg.root_run_id,
+        parent_tool_call_id=msg.parent_tool_call_id,
+        depth=msg.depth,
+        session_id=msg.session_id,
+        forked_from=d.ForkOrigin(run_id=msg.forked_from.run_id, sequence=msg.forked_from.sequence)
+        if msg.HasField("forked_from")
+        else None,
+        token_usage_with_descendants=token_usage_from_pb(
+            msg.token_usage_with_descendants, "run.token_usage_with_descendants"
+        )
+        if msg.HasField("token_usage_with_descendants")
+        else None,
+        cost_with_descendants=cost_from_pb(msg.cost_with_descendants, "run.cost_with_descendants")
+        if msg.HasField("cost_with_descendants")
+        else None,
     )

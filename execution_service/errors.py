@@ -22,6 +22,12 @@ class InvalidRequest(ExecutionError):
         self.reason = reason
 
 
+class Unimplemented(ExecutionError):
+    """The request asks for something this service does not do yet (e.g. ExecuteAgent.session_id)."""
+
+    reason = "UNIMPLEMENTED"
+
+
 class AgentNotFound(ExecutionError):
     reason = "AGENT_NOT_FOUND"
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from agentrun_core.domain import ExecutionStep, Run, RunStatus, TokenUsage
+from agentrun_core.domain import Cost, ExecutionStep, Run, RunStatus, TokenUsage
 from runs_service.errors import InvalidArgument
 
 # --- who is asking ----------------------------------------------------------------------------------------
@@ -89,6 +89,7 @@ class GroupBy(enum.StrEnum):
     USER = "user"
     DAY = "day"
     STATUS = "status"
+    SESSION = "session"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,66 @@ class ToolStatsRow:
     error_rate: float
     duration_p50: timedelta | None
     duration_p95: timedelta | None
+
+
+# --- composition: run trees and sessions ------------------------------------------------------------------
+
+# GetRun include_descendants returns at most this many descendants (the first by start time).
+MAX_DESCENDANTS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Descendants:
+    """The runs under a run (BASIC views, by start time then id); `truncated` when there were more than these."""
+
+    runs: list[Run]
+    truncated: bool
+
+
+class SessionOrderField(enum.StrEnum):
+    LAST_RUN_START_TIME = "last_run_start_time"
+    START_TIME = "start_time"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOrdering:
+    field: SessionOrderField = SessionOrderField.LAST_RUN_START_TIME
+    descending: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ListSessionsQuery:
+    filter: str = ""
+    order_by: str = ""
+    page_size: int = 0
+    page_token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    """One session (runs with one session_id and one user) and the totals of its runs, each run counted once."""
+
+    session_id: str
+    user: str
+    run_count: int
+    top_level_run_count: int
+    agent_names: tuple[str, ...]
+    start_time: datetime
+    # The latest end among its ended runs; None while none has ended.
+    end_time: datetime | None
+    last_run_start_time: datetime
+    token_usage: TokenUsage
+    # Sum of its runs' known costs ("A .. B" price tables when several); None when no run has a cost.
+    cost: Cost | None
+    # Status and id of its latest top-level run; None / "" when it has no top-level run.
+    last_status: RunStatus | None
+    last_run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPage:
+    sessions: list[SessionSummary]
+    next_page_token: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,7 @@
 """Checks a Run before RunsService stores it; every problem is an InvalidArgument naming the field.
 
+The composition fields (sub-agent tree, session, fork) are checked by runs_service.validation_composition.
+
 Field names follow the request message: `run.id`, `run.execution_steps[3].sequence`, `run.tool_calls[0].id`.
 """
 
@@ -13,6 +15,7 @@ from agentrun_core.domain import Run
 from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
 from agentrun_core.labels import label_key_problem
+from runs_service import validation_composition as composition
 from runs_service.errors import InvalidArgument
 from runs_service.storage.tables import runs as runs_table
 from runs_service.storage.tables import tool_calls as tool_calls_table
@@ -61,24 +64,22 @@ def _check_duration(field: str, value: timedelta) -> None:
         raise InvalidArgument(field, f"must not be negative, got {value}")
 
 
-def _check_cost(amount: Decimal) -> None:
+def _check_cost(amount: Decimal, field: str = "run.cost.amount") -> None:
     if not amount.is_finite() or amount < 0:
-        raise InvalidArgument("run.cost.amount", f"must be a finite, non-negative decimal, got {amount}")
+        raise InvalidArgument(field, f"must be a finite, non-negative decimal, got {amount}")
     _sign, digits, exponent = amount.as_tuple()
     assert isinstance(exponent, int)  # finite
     significant = len("".join(map(str, digits)).strip("0"))
     if significant > _COST_MAX_SIGNIFICANT_DIGITS:
         # SQLite stores NUMERIC as a double: more digits would not come back unchanged.
         raise InvalidArgument(
-            "run.cost.amount", f"must have at most {_COST_MAX_SIGNIFICANT_DIGITS} significant digits, got {amount}"
+            field, f"must have at most {_COST_MAX_SIGNIFICANT_DIGITS} significant digits, got {amount}"
         )
     integer_digits = max(0, len(digits) + exponent)
     if integer_digits > _COST_MAX_INTEGER_DIGITS:
-        raise InvalidArgument("run.cost.amount", f"must be below 10^{_COST_MAX_INTEGER_DIGITS}, got {amount}")
+        raise InvalidArgument(field, f"must be below 10^{_COST_MAX_INTEGER_DIGITS}, got {amount}")
     if -exponent > _COST_MAX_FRACTION_DIGITS and amount != round(amount, _COST_MAX_FRACTION_DIGITS):
-        raise InvalidArgument(
-            "run.cost.amount", f"must have at most {_COST_MAX_FRACTION_DIGITS} decimal places, got {amount}"
-        )
+        raise InvalidArgument(field, f"must have at most {_COST_MAX_FRACTION_DIGITS} decimal places, got {amount}")
 
 
 _COST_MAX_SIGNIFICANT_DIGITS = 15
@@ -140,10 +141,12 @@ def validate_run(run: Run) -> None:
             raise InvalidArgument("run.labels", problem)
     if run.error is not None:
         _check_length("run.error.reason", run.error.reason, _ERROR_REASON_LIMIT)
-    if run.cost is not None:
-        _check_cost(run.cost.amount)
-        _check_length("run.cost.currency_code", run.cost.currency_code, _CURRENCY_LIMIT)
-        _check_length("run.cost.price_table_version", run.cost.price_table_version, _PRICE_TABLE_LIMIT)
+    for name, cost in (("cost", run.cost), ("cost_with_descendants", run.cost_with_descendants)):
+        if cost is not None:
+            _check_cost(cost.amount, f"run.{name}.amount")
+            _check_length(f"run.{name}.currency_code", cost.currency_code, _CURRENCY_LIMIT)
+            _check_length(f"run.{name}.price_table_version", cost.price_table_version, _PRICE_TABLE_LIMIT)
+    composition.check_run(run)
 
     for index, step in enumerate(run.execution_steps):
         field = f"run.execution_steps[{index}]"
@@ -159,6 +162,7 @@ def validate_run(run: Run) -> None:
             )
         _check_time(f"{field}.time", step.time)
         _check_duration(f"{field}.duration", step.duration)
+        composition.check_step(field, step, run)
         usage = getattr(step.payload, "usage", None)
         if usage is not None:
             for name, count in usage.counts().items():

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import grpc
 import typer
+from agentrun.runs.v1 import run_pb2
 from agentrun.runs.v1 import runs_service_pb2 as runs_pb2
 
 from agentrun_cli import output
 from agentrun_cli.client import ExecutionClient, RunsClient
 from agentrun_cli.commands.common import JsonOption, settings_of, usage_error
 from agentrun_cli.commands.run import exit_code_for_run
-from agentrun_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError, handle_errors
+from agentrun_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError, ServiceError, handle_errors
 from agentrun_cli.filters import FilterValueError, build_filter
 from agentrun_cli.progress import RunProgress, StreamEvent
 from agentrun_cli.render.run_details import run_details
@@ -49,9 +51,23 @@ def list_request(
     order_by: str | None,
     limit: int,
     page_token: str | None,
+    *,
+    session: str | None = None,
+    parent: str | None = None,
+    root: str | None = None,
+    top_level: bool = False,
 ) -> runs_pb2.ListRunsRequest:
     try:
-        expression = build_filter(filter_expr, agent=agent, status=status, user=user)
+        expression = build_filter(
+            filter_expr,
+            agent=agent,
+            status=status,
+            user=user,
+            session=session,
+            parent=parent,
+            root=root,
+            top_level=top_level,
+        )
     except FilterValueError as exc:
         raise usage_error(exc) from None
     if limit < 0:
@@ -90,6 +106,16 @@ def list_runs(
     agent: Annotated[str | None, typer.Option(help="Only this agent.")] = None,
     status: Annotated[str | None, typer.Option(help="Only this status (completed, failed, cancelled, ...).")] = None,
     user: Annotated[str | None, typer.Option(help="Only runs started by this user.")] = None,
+    session: Annotated[str | None, typer.Option("--session", help="Only runs of this session.")] = None,
+    parent: Annotated[
+        str | None,
+        typer.Option("--parent", help="Only the child runs (sub-agents) of this run (its id, or a unique part of it)."),
+    ] = None,
+    root: Annotated[
+        str | None,
+        typer.Option("--root", help="Only the runs under this top-level run (its id, or a unique part of it)."),
+    ] = None,
+    top_level: Annotated[bool, typer.Option("--top-level", help="Only top-level runs (no sub-agent runs).")] = False,
     order_by: Annotated[
         str | None, typer.Option("--order-by", help='"start_time desc" (default), duration, total_tokens or cost.')
     ] = None,
@@ -99,9 +125,21 @@ def list_runs(
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
-    request = list_request(filter_expr, agent, status, user, order_by, limit, page_token)
     client = RunsClient(settings_of(ctx))
     try:
+        request = list_request(
+            filter_expr,
+            agent,
+            status,
+            user,
+            order_by,
+            limit,
+            page_token,
+            session=session,
+            parent=resolve_run_id(client, parent) if parent else None,
+            root=resolve_run_id(client, root) if root else None,
+            top_level=top_level,
+        )
         response = fetch_runs(client, request, all_pages=all_pages)
     finally:
         client.close()
@@ -124,16 +162,41 @@ def show_run(
     run_id: RunIdArgument,
     as_json: JsonOption = False,
 ) -> None:
-    """Everything about one run: tokens, cost, steps in order, tool calls."""
+    """Everything about one run: tokens, cost, steps in order, tool calls, and its sub-agent runs."""
     client = RunsClient(settings_of(ctx))
     try:
-        run = client.get_run(resolve_run_id(client, run_id), full=True).run
+        response = client.get_run(resolve_run_id(client, run_id), full=True, include_descendants=True)
+        parent = _parent_of(client, response.run) if not as_json else None
     finally:
         client.close()
     if as_json:
-        output.print_json(run)
+        # The run as before; its descendants (BASIC views) only when it has some.
+        if response.descendants:
+            output.print_json(
+                {
+                    **output.to_dict(response.run),
+                    "descendants": [output.to_dict(d) for d in response.descendants],
+                    "descendantsTruncated": response.descendants_truncated,
+                }
+            )
+        else:
+            output.print_json(response.run)
         return
-    output.console().print(run_details(run))
+    output.console().print(
+        run_details(response.run, response.descendants, truncated=response.descendants_truncated, parent=parent)
+    )
+
+
+def _parent_of(client: RunsClient, run: run_pb2.Run) -> run_pb2.Run | None:
+    """The parent of a child run (BASIC view), or None for a top-level run or a parent not stored (yet)."""
+    if not run.parent_run_id:
+        return None
+    try:
+        return client.get_run(run.parent_run_id, full=False).run
+    except ServiceError as exc:
+        if exc.code is grpc.StatusCode.NOT_FOUND:
+            return None
+        raise
 
 
 @runs_app.command("cancel")

@@ -27,6 +27,7 @@ class GroupBy(StrEnum):
     USER = "user"
     DAY = "day"
     STATUS = "status"
+    SESSION = "session"
 
 
 _GROUP_BY = {
@@ -35,6 +36,7 @@ _GROUP_BY = {
     GroupBy.USER: runs_pb2.STATS_GROUP_BY_USER,
     GroupBy.DAY: runs_pb2.STATS_GROUP_BY_DAY,
     GroupBy.STATUS: runs_pb2.STATS_GROUP_BY_STATUS,
+    GroupBy.SESSION: runs_pb2.STATS_GROUP_BY_SESSION,
 }
 # What `runs stats` shows without --by.
 DEFAULT_GROUPS = (GroupBy.AGENT, GroupBy.MODEL)

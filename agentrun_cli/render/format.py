@@ -95,9 +95,13 @@ def optional_timestamp(parent: Message, field: str) -> str:
     return timestamp(getattr(parent, field))
 
 
+def seconds_between(start: timestamp_pb2.Timestamp, end: timestamp_pb2.Timestamp) -> float:
+    return (end.seconds - start.seconds) + (end.nanos - start.nanos) / 1e9
+
+
 def offset(start: timestamp_pb2.Timestamp, at: timestamp_pb2.Timestamp) -> str:
     """`at` relative to `start`: +1.234s."""
-    delta = (at.seconds - start.seconds) + (at.nanos - start.nanos) / 1e9
+    delta = seconds_between(start, at)
     return f"+{delta:.3f}s" if delta >= 0 else f"{delta:.3f}s"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from agentrun.runs.v1 import run_pb2
 from rich.console import Group, RenderableType
@@ -12,6 +12,7 @@ from rich.text import Text
 
 from agentrun_cli.render import format as fmt
 from agentrun_cli.render import steps as st
+from agentrun_cli.render.tree import has_descendants, run_tree
 
 RESULT_CELL_CHARS = 80
 ARGUMENTS_CELL_CHARS = 80
@@ -22,7 +23,7 @@ def _pairs(values: Mapping[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in items) if items else fmt.NONE
 
 
-def header(run: run_pb2.Run) -> Table:
+def header(run: run_pb2.Run, parent: run_pb2.Run | None = None) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
@@ -36,6 +37,20 @@ def header(run: run_pb2.Run) -> Table:
     grid.add_row("end", fmt.optional_timestamp(run, "end_time"))
     grid.add_row("duration", fmt.optional_duration(run, "duration"))
     grid.add_row("trace id", run.trace_id or fmt.NONE)
+    if run.session_id:
+        grid.add_row("session", run.session_id)
+    if run.parent_run_id:
+        call = f"(tool call {run.parent_tool_call_id or fmt.NONE})"
+        if parent is None:
+            grid.add_row("parent", f"{run.parent_run_id} {call}")
+        else:
+            described = Text.assemble(f"{parent.agent_name} ", fmt.status_text(parent.status), f" {parent.id} {call}")
+            grid.add_row("parent", described)
+        if run.root_run_id and run.root_run_id != run.parent_run_id:
+            grid.add_row("root", run.root_run_id)
+        grid.add_row("depth", str(run.depth))
+    if run.HasField("forked_from"):
+        grid.add_row("forked from", f"{run.forked_from.run_id} at step {run.forked_from.sequence}")
     grid.add_row("labels", _pairs(run.labels))
     if run.variables:
         grid.add_row("variables", _pairs(run.variables))
@@ -43,9 +58,7 @@ def header(run: run_pb2.Run) -> Table:
     return grid
 
 
-def token_table(usage: run_pb2.TokenUsage) -> Table:
-    table = Table(title="tokens", title_justify="left", box=None, header_style="bold", pad_edge=False)
-    names = ["input", "output", "cached", "thinking", "tool-use prompt", "total"]
+def _usage_cells(usage: run_pb2.TokenUsage) -> list[str]:
     values = [
         usage.input_tokens,
         usage.output_tokens,
@@ -54,17 +67,35 @@ def token_table(usage: run_pb2.TokenUsage) -> Table:
         usage.tool_use_prompt_tokens,
         fmt.total_tokens(usage),
     ]
-    for name in names:
+    return [fmt.count(v) for v in values]
+
+
+def token_table(usage: run_pb2.TokenUsage, with_descendants: run_pb2.TokenUsage | None = None) -> Table:
+    """The run's token counts; with a second row including its descendants' when it has sub-agent runs."""
+    table = Table(title="tokens", title_justify="left", box=None, header_style="bold", pad_edge=False)
+    if with_descendants is not None:
+        table.add_column("")
+    for name in ("input", "output", "cached", "thinking", "tool-use prompt", "total"):
         table.add_column(name, justify="right")
-    table.add_row(*(fmt.count(v) for v in values))
+    if with_descendants is None:
+        table.add_row(*_usage_cells(usage))
+    else:
+        table.add_row("own", *_usage_cells(usage))
+        table.add_row("with descendants", *_usage_cells(with_descendants))
     return table
 
 
-def cost_line(run: run_pb2.Run) -> Text:
+def cost_line(run: run_pb2.Run, *, with_descendants: bool = False) -> Text:
     if not run.HasField("cost") or not run.cost.amount:
-        return Text.assemble(("cost ", "bold"), "unknown (no price for this model)")
-    line = Text.assemble(("cost ", "bold"), fmt.cost(run.cost))
-    if run.cost.price_table_version:
+        line = Text.assemble(("cost ", "bold"), "unknown (no price for this model)")
+    else:
+        line = Text.assemble(("cost ", "bold"), fmt.cost(run.cost))
+        if with_descendants:
+            line.append(" own")
+    if with_descendants:
+        total = fmt.cost(run.cost_with_descendants) if run.HasField("cost_with_descendants") else "unknown"
+        line.append(f" · {total} with descendants")
+    if run.HasField("cost") and run.cost.price_table_version:
         line.append(f"  (price table {run.cost.price_table_version})", style="dim")
     return line
 
@@ -102,8 +133,25 @@ def tool_calls_table(run: run_pb2.Run) -> Table:
     return table
 
 
-def run_details(run: run_pb2.Run) -> RenderableType:
-    parts: list[RenderableType] = [header(run), Text(""), token_table(run.token_usage), cost_line(run), Text("")]
+def run_details(
+    run: run_pb2.Run,
+    descendants: Sequence[run_pb2.Run] = (),
+    *,
+    truncated: bool = False,
+    parent: run_pb2.Run | None = None,
+) -> RenderableType:
+    """The run (FULL view) with, when it has sub-agent runs, its tree and its usage own vs with descendants."""
+    composite = has_descendants(run, descendants)
+    with_descendants = run.token_usage_with_descendants if composite else None
+    parts: list[RenderableType] = [
+        header(run, parent),
+        Text(""),
+        token_table(run.token_usage, with_descendants),
+        cost_line(run, with_descendants=composite),
+        Text(""),
+    ]
+    if composite:
+        parts += [run_tree(run, descendants, truncated=truncated), Text("")]
     if run.HasField("error") and (run.error.reason or run.error.message):
         parts.append(
             Panel(Text(f"{run.error.reason}: {run.error.message}", style="red"), title="error", title_align="left")

@@ -36,7 +36,21 @@ def model_call_summary(call: run_pb2.ModelCall) -> str:
 
 def tool_call_summary(call: run_pb2.ToolCallStarted) -> str:
     arguments = fmt.truncate(fmt.compact_json(call.arguments_json), ARGUMENTS_PREVIEW_CHARS)
-    return f"{fmt.tool_label(call.tool_name, call.server)} {arguments}".rstrip()
+    summary = f"{fmt.tool_label(call.tool_name, call.server)} {arguments}".rstrip()
+    return f"{summary} → child run {call.child_run_id}" if call.child_run_id else summary
+
+
+def session_history_summary(history: run_pb2.SessionHistory) -> str:
+    """`session chat-1: 12 turns from 3 runs (4,210 tokens); dropped 5 turns (1 whole run) over the 8,000 limit`."""
+    parts = [
+        f"session {history.session_id}: {fmt.plural(history.turn_count, 'turn')} from "
+        f"{fmt.plural(len(history.run_ids), 'run')} ({fmt.plural(history.token_count, 'token')})"
+    ]
+    if history.dropped_turn_count:
+        whole = f" ({fmt.plural(len(history.dropped_run_ids), 'whole run')})" if history.dropped_run_ids else ""
+        limit = f" over the {fmt.count(history.token_limit)}-token limit" if history.token_limit else ""
+        parts.append(f"dropped {fmt.plural(history.dropped_turn_count, 'turn')}{whole}{limit}")
+    return "; ".join(parts)
 
 
 def tool_result_summary(result: run_pb2.ToolCallFinished) -> str:
@@ -52,6 +66,8 @@ def tool_result_summary(result: run_pb2.ToolCallFinished) -> str:
         parts.append(preview)
     if result.truncated:
         parts.append(f"(truncated from {fmt.count(result.original_size_bytes)} bytes)")
+    if result.child_run_id:
+        parts.append(f"(child run {result.child_run_id})")
     return " ".join(parts)
 
 
@@ -67,6 +83,8 @@ def step_summary(step: run_pb2.ExecutionStep) -> str:
         return fmt.truncate(step.final_response.text, RESULT_PREVIEW_CHARS)
     if kind == "error":
         return f"{step.error.reason}: {step.error.message}"
+    if kind == "session_history":
+        return session_history_summary(step.session_history)
     return ""
 
 
@@ -81,4 +99,5 @@ KIND_STYLES = {
     "tool_result": "green",
     "final_response": "bold green",
     "error": "bold red",
+    "session_history": "magenta",
 }

@@ -34,6 +34,9 @@ def event_fields(event: RunEvent) -> dict[str, Any]:
                     start_time=timestamp_to_pb(event.start_time),
                     trace_id=event.trace_id,
                     user=event.user,
+                    session_id=event.session_id,
+                    parent_run_id=event.parent_run_id,
+                    depth=event.depth,
                 )
             }
         case StepEvent():
@@ -54,6 +57,10 @@ def event_fields(event: RunEvent) -> dict[str, Any]:
                 finished.error.CopyFrom(run_error_to_pb(event.error))
             if event.cost is not None:
                 finished.cost.CopyFrom(cost_to_pb(event.cost))
+            if event.token_usage_with_descendants is not None:
+                finished.token_usage_with_descendants.CopyFrom(token_usage_to_pb(event.token_usage_with_descendants))
+            if event.cost_with_descendants is not None:
+                finished.cost_with_descendants.CopyFrom(cost_to_pb(event.cost_with_descendants))
             return {"run_finished": finished}
         case _:
             assert_never(event)

@@ -15,10 +15,12 @@ from execution_service.errors import (
     RunNotFound,
     ServiceShuttingDown,
     TooManyRuns,
+    Unimplemented,
 )
 
 _CODES: list[tuple[type[ExecutionError], grpc.StatusCode]] = [
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
     (AgentNotFound, grpc.StatusCode.NOT_FOUND),
     (AgentUnusable, grpc.StatusCode.FAILED_PRECONDITION),
     (RunNotFound, grpc.StatusCode.NOT_FOUND),

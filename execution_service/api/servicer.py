@@ -19,7 +19,7 @@ from execution_service.api.limits import CallLimits, RateLimiter, StreamLimiter
 from execution_service.engine.events import RunEvent
 from execution_service.engine.live_run import LiveRun
 from execution_service.engine.manager import RunManager, StartRun
-from execution_service.errors import ExecutionError, InvalidRequest, RunNotFound
+from execution_service.errors import ExecutionError, InvalidRequest, RunNotFound, Unimplemented
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,12 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
     ) -> AsyncIterator[pb.ExecuteAgentResponse]:
         user = current_identity.get().user
         try:
+            if request.session_id:
+                # Never ignore it silently: the client expects the session's history to be loaded.
+                raise Unimplemented(
+                    "session_id: this ExecutionService does not run sessions yet (RunsService stores and lists them; "
+                    "see docs/agents.md); start the run without session_id"
+                )
             self._rate.acquire(user)
             self._streams.acquire(user)
         except ExecutionError as exc:

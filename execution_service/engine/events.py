@@ -17,6 +17,10 @@ class RunStartedEvent:
     start_time: datetime
     trace_id: str
     user: str
+    # Composition (docs/agents.md): the run's session, and for a child run its parent and depth.
+    session_id: str = ""
+    parent_run_id: str = ""
+    depth: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,9 @@ class RunFinishedEvent:
     # RunsService had acknowledged the complete run when this event was made (GetRun returns it); False: it is in
     # the durable outbox and will be delivered (RunsService slow or down).
     recorded: bool = False
+    # token_usage and cost are the run's own; these add its descendants' (None when it has no children).
+    token_usage_with_descendants: TokenUsage | None = None
+    cost_with_descendants: Cost | None = None
 
 
 RunEvent = RunStartedEvent | StepEvent | RunFinishedEvent

@@ -1,7 +1,7 @@
 """Index on the last 8 characters of run ids: `id = "*2e3f4a5b"` filters (the ids `agentrun runs list` prints).
 
 Revision ID: 0002
-Revises: 0001
+Revises: 0005 (numbered for issue 9, chained after what main had when it merged)
 Create Date: 2026-12-06
 
 An expression index (substr(id, 29), the same expression runs_service.query.filter.run_id_tail writes): no column,
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0002"
-down_revision: str | None = "0001"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -13,10 +13,20 @@ from agentrun_core.proto_convert import (
     duration_to_pb,
     run_status_to_pb,
     timestamp_from_pb,
+    timestamp_to_pb,
     token_usage_to_pb,
 )
 from runs_service.errors import InvalidArgument
-from runs_service.queries import GroupBy, RecordOutcome, RecordResult, RunStatsRow, StatsQuery, ToolStatsRow
+from runs_service.queries import (
+    GroupBy,
+    RecordOutcome,
+    RecordResult,
+    RunStatsRow,
+    SessionPage,
+    SessionSummary,
+    StatsQuery,
+    ToolStatsRow,
+)
 
 _OUTCOMES = {
     RecordOutcome.CREATED: runs_service_pb2.RECORD_OUTCOME_CREATED,
@@ -32,6 +42,7 @@ _GROUP_BY = {
     runs_service_pb2.STATS_GROUP_BY_USER: GroupBy.USER,
     runs_service_pb2.STATS_GROUP_BY_DAY: GroupBy.DAY,
     runs_service_pb2.STATS_GROUP_BY_STATUS: GroupBy.STATUS,
+    runs_service_pb2.STATS_GROUP_BY_SESSION: GroupBy.SESSION,
 }
 
 
@@ -124,3 +135,30 @@ def tool_stats_to_pb(rows: list[ToolStatsRow]) -> runs_service_pb2.GetToolStatsR
             stats.duration_p95.CopyFrom(duration_to_pb(row.duration_p95))
         tools.append(stats)
     return runs_service_pb2.GetToolStatsResponse(tools=tools)
+
+
+def session_to_pb(session: SessionSummary) -> runs_service_pb2.Session:
+    msg = runs_service_pb2.Session(
+        id=session.session_id,
+        user=session.user,
+        run_count=session.run_count,
+        top_level_run_count=session.top_level_run_count,
+        agent_names=list(session.agent_names),
+        start_time=timestamp_to_pb(session.start_time),
+        last_run_start_time=timestamp_to_pb(session.last_run_start_time),
+        token_usage=token_usage_to_pb(session.token_usage),
+        last_run_id=session.last_run_id,
+    )
+    if session.end_time is not None:
+        msg.end_time.CopyFrom(timestamp_to_pb(session.end_time))
+    if session.cost is not None:
+        msg.cost.CopyFrom(cost_to_pb(session.cost))
+    if session.last_status is not None:
+        msg.last_status = run_status_to_pb(session.last_status)
+    return msg
+
+
+def session_page_to_pb(page: SessionPage) -> runs_service_pb2.ListSessionsResponse:
+    return runs_service_pb2.ListSessionsResponse(
+        sessions=[session_to_pb(s) for s in page.sessions], next_page_token=page.next_page_token
+    )

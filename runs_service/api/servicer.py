@@ -12,13 +12,14 @@ from runs_service.api.convert import (
     is_full_view,
     record_result_to_pb,
     run_stats_to_pb,
+    session_page_to_pb,
     stats_query_from_pb,
     time_range_from_pb,
     tool_stats_to_pb,
 )
 from runs_service.api.errors import translate_errors
 from runs_service.errors import InvalidArgument, PermissionDenied, RunNotFound
-from runs_service.queries import ListRunsQuery, Scope
+from runs_service.queries import ListRunsQuery, ListSessionsQuery, Scope
 from runs_service.storage.repository import RunRepository
 from runs_service.validation import validate_run
 
@@ -70,10 +71,16 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
     ) -> runs_service_pb2.GetRunResponse:
         run_id = _checked_run_id(request.run_id)
         full = is_full_view(request.view)
-        run = await self._repository.get_run(run_id, full=full, scope=_caller_scope())
+        scope = _caller_scope()
+        run = await self._repository.get_run(run_id, full=full, scope=scope)
         if run is None:
             raise RunNotFound(run_id)
-        return runs_service_pb2.GetRunResponse(run=run_to_pb(run))
+        response = runs_service_pb2.GetRunResponse(run=run_to_pb(run))
+        if request.include_descendants:
+            descendants = await self._repository.get_descendants(run, scope)
+            response.descendants.extend(run_to_pb(d) for d in descendants.runs)
+            response.descendants_truncated = descendants.truncated
+        return response
 
     @translate_errors
     async def ListRuns(
@@ -117,3 +124,16 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
         )
         rows = await self._repository.tool_stats(start, end, request.filter, _caller_scope())
         return tool_stats_to_pb(rows)
+
+    @translate_errors
+    async def ListSessions(
+        self, request: runs_service_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext
+    ) -> runs_service_pb2.ListSessionsResponse:
+        query = ListSessionsQuery(
+            filter=request.filter,
+            order_by=request.order_by,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        page = await self._repository.list_sessions(query, _caller_scope())
+        return session_page_to_pb(page)

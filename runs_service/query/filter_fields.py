@@ -52,10 +52,16 @@ FIELDS: dict[str, FieldSpec] = {
         FieldSpec("duration", FieldKind.DURATION, ALL_OPERATORS, "duration_us"),
         FieldSpec("total_tokens", FieldKind.INTEGER, ALL_OPERATORS, "total_tokens"),
         FieldSpec("cost", FieldKind.DECIMAL, ALL_OPERATORS, "cost"),
+        # Composition: `parent_run_id = ""` selects top-level runs.
+        FieldSpec("session_id", FieldKind.STRING, EQUALITY, "session_id"),
+        FieldSpec("parent_run_id", FieldKind.STRING, EQUALITY, "parent_run_id"),
+        FieldSpec("root_run_id", FieldKind.STRING, EQUALITY, "root_run_id"),
+        FieldSpec("depth", FieldKind.INTEGER, ALL_OPERATORS, "depth"),
         FieldSpec("tool", FieldKind.TOOL, frozenset({Op.EQ})),
     )
 }
 
+# "tool" last, as in FIELDS.
 ALLOWED_FIELDS_TEXT = ", ".join([*list(FIELDS)[:-1], "labels.<key>", "tool"])
 
 

@@ -20,17 +20,21 @@ from agentrun_core.domain import ExecutionStep, Run, ToolCallRecord
 from runs_service.errors import InvalidPageToken, RunNotFound
 from runs_service.queries import (
     DEFAULT_STEP_PAGE_SIZE,
+    MAX_DESCENDANTS,
+    Descendants,
     ListRunsQuery,
+    ListSessionsQuery,
     RecordResult,
     RunPage,
     RunStatsRow,
     Scope,
+    SessionPage,
     StatsQuery,
     StepPage,
     ToolStatsRow,
     normalise_page_size,
 )
-from runs_service.storage import stats
+from runs_service.storage import run_tree, sessions, stats
 from runs_service.storage.errors import storage_errors
 from runs_service.storage.ordering import after_position, order_clauses, ordering_text, parse_order_by, position_of
 from runs_service.storage.page_tokens import PageTokenCodec
@@ -42,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 _RUNS_TOKEN_MATCHES = "filter, order_by or caller"
 _STEPS_TOKEN_MATCHES = "run or caller"
+_SESSIONS_TOKEN_MATCHES = "filter, order_by or caller"
 
 
 class RunRepository:
@@ -130,6 +135,11 @@ class RunRepository:
         calls = [tool_call_from_row(_timestamps_parsed(r, "start_time")) for r in row["calls_json"]]
         return run_from_row(row, steps, calls)
 
+    async def get_descendants(self, run: Run, scope: Scope, limit: int = MAX_DESCENDANTS) -> Descendants:
+        """The runs under `run` visible to `scope` (BASIC views), at most `limit`, by start time then id."""
+        async with storage_errors("get run descendants", run_id=run.id), self._engine.connect() as conn:
+            return await run_tree.descendants(conn, run, scope, limit)
+
     async def list_steps(self, run_id: str, page_size: int, page_token: str, scope: Scope) -> StepPage:
         """One page of a run's steps by sequence; RunNotFound when the run is unknown or not visible."""
         size = normalise_page_size(page_size, DEFAULT_STEP_PAGE_SIZE)
@@ -181,6 +191,38 @@ class RunRepository:
             next_token = self._tokens.encode(bound_to, position_of(ordering, last))
         return RunPage(runs=page, next_page_token=next_token)
 
+    async def list_sessions(self, query: ListSessionsQuery, scope: Scope) -> SessionPage:
+        """A page of sessions visible to `scope` with a run matching `query.filter`, in `query.order_by` order."""
+        ordering = sessions.parse_session_order_by(query.order_by)
+        size = normalise_page_size(query.page_size)
+        filter_text = query.filter.strip()
+        bound_to = (
+            "sessions",
+            _normalised_filter(filter_text),
+            sessions.session_ordering_text(ordering),
+            scope.user,
+        )
+        conditions: list[ColumnElement[bool]] = []
+        if scope.user is not None:
+            conditions.append(sessions.sessions.c.user_name == scope.user)
+        run_filter = _compiled_filter(filter_text)
+        if run_filter is not None:
+            conditions.append(sessions.has_matching_run(run_filter))
+        if query.page_token:
+            position = self._tokens.decode(query.page_token, bound_to, _SESSIONS_TOKEN_MATCHES)
+            conditions.append(sessions.after_position(ordering, position))
+        async with (
+            storage_errors("list sessions", filter=filter_text, order_by=query.order_by),
+            self._read_connection(consistent=True) as conn,
+        ):
+            rows = await sessions.page_rows(conn, conditions, ordering, size + 1)
+            page = rows[:size]
+            found = await sessions.summaries(conn, [(row["session_id"], row["user_name"]) for row in page])
+        next_token = ""
+        if len(rows) > size:
+            next_token = self._tokens.encode(bound_to, sessions.position_of(ordering, page[-1]))
+        return SessionPage(sessions=found, next_page_token=next_token)
+
     async def run_stats(self, query: StatsQuery, scope: Scope) -> list[RunStatsRow]:
         """Aggregates over runs that started in [query.start_time, query.end_time), grouped by query.group_by."""
         stats.check_range(query.start_time, query.end_time)
@@ -226,12 +268,9 @@ class RunRepository:
         conditions: list[ColumnElement[bool]] = []
         if scope.user is not None:
             conditions.append(runs.c.user_name == scope.user)
-        if filter_text:
-            from runs_service.query.filter import FilterTables, compile_filter
-
-            compiled = compile_filter(filter_text, FilterTables(runs=runs, tool_calls=tool_calls))
-            if compiled is not None:
-                conditions.append(compiled)
+        compiled = _compiled_filter(filter_text)
+        if compiled is not None:
+            conditions.append(compiled)
         return conditions
 
     @staticmethod
@@ -248,6 +287,15 @@ class RunRepository:
         for row in (await conn.execute(self._select_tool_calls_of, params)).mappings():
             found[row["run_id"]][1].append(tool_call_from_row(row))
         return found
+
+
+def _compiled_filter(filter_text: str) -> ColumnElement[bool] | None:
+    """The WHERE clause over `runs` of a ListRuns filter; None for an empty one. Raises InvalidFilter."""
+    if not filter_text:
+        return None
+    from runs_service.query.filter import FilterTables, compile_filter
+
+    return compile_filter(filter_text, FilterTables(runs=runs, tool_calls=tool_calls))
 
 
 def _normalised_filter(filter_text: str) -> str:

@@ -20,10 +20,13 @@ from agentrun_core.domain import (
     Cost,
     ExecutionStep,
     FinalResponse,
+    ForkOrigin,
     ModelCall,
     Run,
     RunError,
     RunStatus,
+    SessionHistory,
+    SessionTurn,
     StepKind,
     StepPayload,
     TokenUsage,
@@ -94,7 +97,68 @@ def _usage_from_json(value: Mapping[str, Any]) -> TokenUsage:
     )
 
 
+def _cost_to_json(cost: Cost) -> dict[str, str]:
+    return {
+        "amount": format(cost.amount, "f"),
+        "currency_code": cost.currency_code,
+        "price_table_version": cost.price_table_version,
+    }
+
+
+def _cost_from_json(value: Mapping[str, Any]) -> Cost:
+    return Cost(
+        amount=Decimal(str(value["amount"])),
+        currency_code=value.get("currency_code", ""),
+        price_table_version=value.get("price_table_version", ""),
+    )
+
+
+def _with_descendants_to_json(run: Run) -> dict[str, Any] | None:
+    """The runs.totals_with_descendants value of `run` (None when it has neither total)."""
+    totals: dict[str, Any] = {}
+    if run.token_usage_with_descendants is not None:
+        totals["token_usage"] = _usage_to_json(run.token_usage_with_descendants)
+    if run.cost_with_descendants is not None:
+        totals["cost"] = _cost_to_json(run.cost_with_descendants)
+    return totals or None
+
+
 # --- step payloads ---------------------------------------------------------------------------------------
+
+
+def _with_child(payload: dict[str, Any], child_run_id: str) -> dict[str, Any]:
+    """A tool step's JSON with its child run id, which is left out when empty (the usual case)."""
+    if child_run_id:
+        payload["child_run_id"] = child_run_id
+    return payload
+
+
+def _session_history_to_json(payload: SessionHistory) -> dict[str, Any]:
+    first = payload.first_turn
+    return {
+        "session_id": payload.session_id,
+        "run_ids": list(payload.run_ids),
+        "turn_count": payload.turn_count,
+        "first_turn": None if first is None else {"run_id": first.run_id, "sequence": first.sequence},
+        "dropped_turn_count": payload.dropped_turn_count,
+        "dropped_run_ids": list(payload.dropped_run_ids),
+        "token_limit": payload.token_limit,
+        "token_count": payload.token_count,
+    }
+
+
+def _session_history_from_json(value: Mapping[str, Any]) -> SessionHistory:
+    first = value.get("first_turn")
+    return SessionHistory(
+        session_id=value.get("session_id", ""),
+        run_ids=tuple(value.get("run_ids") or ()),
+        turn_count=int(value.get("turn_count", 0)),
+        first_turn=None if first is None else SessionTurn(run_id=first["run_id"], sequence=int(first["sequence"])),
+        dropped_turn_count=int(value.get("dropped_turn_count", 0)),
+        dropped_run_ids=tuple(value.get("dropped_run_ids") or ()),
+        token_limit=int(value.get("token_limit", 0)),
+        token_count=int(value.get("token_count", 0)),
+    )
 
 
 def payload_to_json(payload: StepPayload) -> dict[str, Any]:
@@ -111,14 +175,15 @@ def payload_to_json(payload: StepPayload) -> dict[str, Any]:
                 "function_call_count": payload.function_call_count,
             }
         case ToolCallStarted():
-            return {
+            started = {
                 "call_id": payload.call_id,
                 "tool_name": payload.tool_name,
                 "server": payload.server,
                 "arguments_json": payload.arguments_json,
             }
+            return _with_child(started, payload.child_run_id)
         case ToolCallFinished():
-            return {
+            finished = {
                 "call_id": payload.call_id,
                 "tool_name": payload.tool_name,
                 "result_text": payload.result_text,
@@ -129,10 +194,13 @@ def payload_to_json(payload: StepPayload) -> dict[str, Any]:
                 "original_size_bytes": payload.original_size_bytes,
                 "truncated": payload.truncated,
             }
+            return _with_child(finished, payload.child_run_id)
         case FinalResponse():
             return {"text": payload.text}
         case RunError():
             return {"reason": payload.reason, "message": payload.message}
+        case SessionHistory():
+            return _session_history_to_json(payload)
         case _:
             assert_never(payload)
 
@@ -160,6 +228,7 @@ def payload_from_json(kind: str, value: Mapping[str, Any]) -> StepPayload:
                 tool_name=value.get("tool_name", ""),
                 server=value.get("server", ""),
                 arguments_json=value.get("arguments_json", "{}"),
+                child_run_id=value.get("child_run_id", ""),
             )
         case StepKind.TOOL_RESULT:
             return ToolCallFinished(
@@ -172,11 +241,14 @@ def payload_from_json(kind: str, value: Mapping[str, Any]) -> StepPayload:
                 status=ToolCallStatus(value.get("status", ToolCallStatus.SUCCEEDED.value)),
                 original_size_bytes=int(value.get("original_size_bytes", 0)),
                 truncated=bool(value.get("truncated", False)),
+                child_run_id=value.get("child_run_id", ""),
             )
         case StepKind.FINAL_RESPONSE:
             return FinalResponse(text=value.get("text", ""))
         case StepKind.ERROR:
             return RunError(reason=value.get("reason", ""), message=value.get("message", ""))
+        case StepKind.SESSION_HISTORY:
+            return _session_history_from_json(value)
         case _:
             assert_never(step)
 
@@ -233,6 +305,14 @@ def run_to_rows(run: Run) -> RunRows:
         "steps_taken": run.steps_taken,
         "tools_used": list(run.tools_used),
         "trace_id": run.trace_id,
+        "parent_run_id": run.parent_run_id,
+        "root_run_id": run.root_run_id,
+        "parent_tool_call_id": run.parent_tool_call_id,
+        "depth": run.depth,
+        "session_id": run.session_id,
+        "forked_from_run_id": None if run.forked_from is None else run.forked_from.run_id,
+        "forked_from_sequence": None if run.forked_from is None else run.forked_from.sequence,
+        "totals_with_descendants": _with_descendants_to_json(run),
     }
     run_id = run.id
     step_rows = [
@@ -309,6 +389,10 @@ def run_from_row(
     """The run stored in `row` (a runs row as a mapping), with the given steps and tool calls (FULL view)."""
     error_reason = row["error_reason"]
     cost_amount = row["cost"]
+    totals = row["totals_with_descendants"] or {}
+    usage_with_descendants = totals.get("token_usage")
+    cost_with_descendants = totals.get("cost")
+    forked_from_run_id = row["forked_from_run_id"]
     duration_us = row["duration_us"]
     end_time = row["end_time"]
     return Run(
@@ -346,4 +430,16 @@ def run_from_row(
         trace_id=row["trace_id"],
         execution_steps=tuple(steps),
         tool_calls=tuple(tool_calls),
+        parent_run_id=row["parent_run_id"],
+        root_run_id=row["root_run_id"],
+        parent_tool_call_id=row["parent_tool_call_id"],
+        depth=row["depth"],
+        session_id=row["session_id"],
+        forked_from=None
+        if forked_from_run_id is None
+        else ForkOrigin(run_id=forked_from_run_id, sequence=row["forked_from_sequence"] or 0),
+        token_usage_with_descendants=None
+        if usage_with_descendants is None
+        else _usage_from_json(usage_with_descendants),
+        cost_with_descendants=None if cost_with_descendants is None else _cost_from_json(cost_with_descendants),
     )

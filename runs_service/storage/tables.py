@@ -1,4 +1,4 @@
-"""The RunsService schema as SQLAlchemy Core tables (runs, run_steps, tool_calls).
+"""The RunsService schema as SQLAlchemy Core tables (runs, run_steps, tool_calls, sessions).
 
 Alembic migrations (migrations/versions) create exactly this schema; `metadata` is their autogenerate target.
 Times are stored UTC (`DateTime(timezone=True)`: timestamptz on PostgreSQL, naive UTC text on SQLite), durations
@@ -84,6 +84,18 @@ runs = Table(
     Column("record_hash", String(64), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Composition (migration 0005): a child run's parent, the tool call that started it and the top-level run of
+    # its tree ("" and depth 0 for a top-level run); its session ("" when none); the run it was forked from.
+    Column("parent_run_id", String(36), nullable=False, server_default=""),
+    Column("root_run_id", String(36), nullable=False, server_default=""),
+    Column("parent_tool_call_id", String(255), nullable=False, server_default=""),
+    Column("depth", Integer, nullable=False, server_default="0"),
+    Column("session_id", String(128), nullable=False, server_default=""),
+    Column("forked_from_run_id", String(36), nullable=True),
+    Column("forked_from_sequence", Integer, nullable=True),
+    # {"token_usage": {...counts}, "cost": {"amount": "0.0123", "currency_code": ..., "price_table_version": ...}}
+    # (either key may be absent); NULL when the run has no descendants. Never summed: stats add each run's own.
+    Column("totals_with_descendants", json_type(), nullable=True),
 )
 
 Index("ix_runs_agent_name_start_time_id", runs.c.agent_name, runs.c.start_time.desc(), runs.c.id)
@@ -94,6 +106,9 @@ Index("ix_runs_start_time_id", runs.c.start_time, runs.c.id)
 Index("ix_runs_duration_us", runs.c.duration_us)
 Index("ix_runs_total_tokens", runs.c.total_tokens)
 Index("ix_runs_cost", runs.c.cost)
+Index("ix_runs_parent_run_id_start_time", runs.c.parent_run_id, runs.c.start_time)
+Index("ix_runs_root_run_id_start_time_id", runs.c.root_run_id, runs.c.start_time, runs.c.id)
+Index("ix_runs_session_id_user_name_start_time", runs.c.session_id, runs.c.user_name, runs.c.start_time)
 # The last 8 characters of the id (what `agentrun runs list` prints): `id = "*2e3f4a5b"` filters. The expression is
 # runs_service.query.filter.run_id_tail's, character for character (migration 0002).
 Index("ix_runs_id_tail", func.substr(runs.c.id, literal_column("29")))
@@ -129,3 +144,34 @@ tool_calls = Table(
 )
 
 Index("ix_tool_calls_name_run_id", tool_calls.c.name, tool_calls.c.run_id)
+
+# One row per session (runs with one session_id and one user), holding only what ListSessions orders and pages by.
+# Database triggers on `runs` keep it in step with every write path (insert, update, delete; the SQL is in
+# migrations/versions/0005_composition.py), so it is never written by the service itself. Everything else about a
+# session (counts, token sums, cost, agents, status) is computed from its runs when it is listed, so it is exact.
+# A later migration that recreates `runs` (SQLite batch mode) must recreate those triggers.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("session_id", String(128), primary_key=True),
+    Column("user_name", String(255), primary_key=True),
+    # min(start_time) of the session's runs.
+    Column("start_time", DateTime(timezone=True), nullable=False),
+    # max(start_time) of the session's runs.
+    Column("last_run_start_time", DateTime(timezone=True), nullable=False),
+)
+
+Index(
+    "ix_sessions_last_run_start_time_session_id_user_name",
+    sessions.c.last_run_start_time,
+    sessions.c.session_id,
+    sessions.c.user_name,
+)
+Index(
+    "ix_sessions_user_name_last_run_start_time_session_id",
+    sessions.c.user_name,
+    sessions.c.last_run_start_time,
+    sessions.c.session_id,
+)
+Index("ix_sessions_start_time_session_id_user_name", sessions.c.start_time, sessions.c.session_id, sessions.c.user_name)
+Index("ix_sessions_user_name_start_time_session_id", sessions.c.user_name, sessions.c.start_time, sessions.c.session_id)

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import difflib
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import grpc
 import pytest
 from agentrun.runs.v1 import runs_service_pb2 as rs
-from agentrun.runs.v1 import runs_service_pb2_grpc as rs_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agentrun_core import domain as d
-from agentrun_core.auth.settings import AuthSettings
 from agentrun_core.ids import new_run_id
 from agentrun_core.proto_convert import run_to_pb
-from runs_service.config import RunsSettings
-from runs_service.server import start_server
+from tests.support.runs_thread import ServerThread
 
 # Any Unicode text but NUL (refused with INVALID_ARGUMENT: PostgreSQL cannot store it) and lone surrogates
 # (not representable in protobuf strings).
@@ -47,9 +41,30 @@ COSTS = st.decimals(min_value=0, max_value=Decimal("99999"), places=10, allow_na
 )
 
 
+SESSION_IDS = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,40}", fullmatch=True)
+CHILD_IDS = st.just("") | RUN_IDS
+
+
 @st.composite
-def payloads(draw: st.DrawFn, call_ids: list[str]) -> d.StepPayload:
-    kind = draw(st.sampled_from(["model", "call", "result", "final", "error"]))
+def session_histories(draw: st.DrawFn, session_id: str) -> d.SessionHistory:
+    return d.SessionHistory(
+        session_id=session_id,
+        run_ids=tuple(draw(st.lists(RUN_IDS, max_size=3))),
+        turn_count=draw(st.integers(0, 2**31 - 1)),
+        first_turn=draw(st.none() | st.builds(d.SessionTurn, RUN_IDS, st.integers(0, 2**31 - 1))),
+        dropped_turn_count=draw(st.integers(0, 2**31 - 1)),
+        dropped_run_ids=tuple(draw(st.lists(RUN_IDS, max_size=3))),
+        token_limit=draw(COUNTS),
+        token_count=draw(COUNTS),
+    )
+
+
+@st.composite
+def payloads(draw: st.DrawFn, call_ids: list[str], session_id: str = "") -> d.StepPayload:
+    kinds = ["model", "call", "result", "final", "error"] + (["history"] if session_id else [])
+    kind = draw(st.sampled_from(kinds))
+    if kind == "history":
+        return draw(session_histories(session_id))
     if kind == "model":
         return d.ModelCall(
             model=draw(NAME),
@@ -60,7 +75,13 @@ def payloads(draw: st.DrawFn, call_ids: list[str]) -> d.StepPayload:
             function_call_count=draw(st.integers(0, 20)),
         )
     if kind == "call":
-        return d.ToolCallStarted(call_id=draw(NAME), tool_name=draw(NAME), server=draw(TEXT), arguments_json=draw(TEXT))
+        return d.ToolCallStarted(
+            call_id=draw(NAME),
+            tool_name=draw(NAME),
+            server=draw(TEXT),
+            arguments_json=draw(TEXT),
+            child_run_id=draw(CHILD_IDS),
+        )
     if kind == "result":
         return d.ToolCallFinished(
             call_id=draw(NAME),
@@ -72,6 +93,7 @@ def payloads(draw: st.DrawFn, call_ids: list[str]) -> d.StepPayload:
             status=draw(st.sampled_from(list(d.ToolCallStatus))),
             original_size_bytes=draw(st.integers(0, 2**40)),
             truncated=draw(st.booleans()),
+            child_run_id=draw(CHILD_IDS),
         )
     if kind == "final":
         return d.FinalResponse(text=draw(TEXT))
@@ -84,10 +106,28 @@ def runs(draw: st.DrawFn) -> d.Run:
     status = draw(st.sampled_from(list(d.RunStatus)))
     start = draw(TIMES)
     end = start + draw(DURATIONS) if status.is_terminal or draw(st.booleans()) else None
+    session_id = draw(st.just("") | SESSION_IDS)
     steps = tuple(
         d.ExecutionStep(run_id=run_id, sequence=i + 1, time=draw(TIMES), duration=draw(DURATIONS), payload=p)
-        for i, p in enumerate(draw(st.lists(payloads([]), max_size=6)))
+        for i, p in enumerate(draw(st.lists(payloads([], session_id), max_size=6)))
     )
+    usage = draw(USAGE)
+    cost = draw(st.none() | COSTS)
+    tree: dict[str, object] = {}
+    if draw(st.booleans()):  # a child run at some depth
+        depth = draw(st.integers(1, 2**31 - 1))
+        parent = draw(RUN_IDS)
+        tree = {
+            "parent_run_id": parent,
+            "root_run_id": parent if depth == 1 else draw(RUN_IDS.filter(lambda r: r != parent)),
+            "parent_tool_call_id": draw(NAME),
+            "depth": depth,
+        }
+    if draw(st.booleans()):  # totals with descendants: the run's own plus some more
+        more = draw(USAGE)
+        tree["token_usage_with_descendants"] = usage + more
+        if cost is not None:
+            tree["cost_with_descendants"] = dataclasses.replace(cost, amount=cost.amount + draw(COSTS).amount)
     call_ids = draw(st.lists(NAME, unique=True, max_size=4))
     tool_calls = tuple(
         d.ToolCallRecord(
@@ -118,40 +158,17 @@ def runs(draw: st.DrawFn) -> d.Run:
         model_name=draw(TEXT),
         end_time=end,
         duration=(end - start) if end is not None else draw(st.none() | DURATIONS),
-        token_usage=draw(USAGE),
-        cost=draw(st.none() | COSTS),
+        token_usage=usage,
+        cost=cost,
         steps_taken=draw(st.integers(0, 1000)),
         tools_used=tuple(draw(st.lists(NAME, max_size=3))),
         trace_id=draw(st.sampled_from(["", "0af7651916cd43dd8448eb211c80319c"])),
         execution_steps=steps,
         tool_calls=tool_calls,
+        session_id=session_id,
+        forked_from=draw(st.none() | st.builds(d.ForkOrigin, RUN_IDS, st.integers(1, 2**31 - 1))),
+        **tree,  # type: ignore[arg-type]
     )
-
-
-class ServerThread:
-    """A RunsService on its own event loop in a thread, so hypothesis can call it through a sync channel."""
-
-    def __init__(self, db_url: str, data_dir: Path) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        settings_ = RunsSettings(
-            listen_address="127.0.0.1:0",
-            database_url=db_url,
-            data_dir=data_dir,
-            migrate_on_start=True,
-            page_token_secret="property-secret-0123456789",
-            auth=AuthSettings.off(),
-        )
-        self.server = asyncio.run_coroutine_threadsafe(start_server(settings_), self._loop).result(60)
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.server.port}")
-        self.stub = rs_grpc.RunsServiceStub(self.channel)
-
-    def close(self) -> None:
-        self.channel.close()
-        asyncio.run_coroutine_threadsafe(self.server.stop(0), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
 
 @pytest.fixture

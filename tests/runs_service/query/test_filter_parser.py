@@ -96,8 +96,8 @@ def test_labels_keep_their_key_and_keys_may_contain_dots_dashes_and_slashes() ->
 
 
 ALLOWED = (
-    "allowed fields: id, agent_name, model_name, user, status, start_time, duration, total_tokens, cost, labels.<key>, "
-    "tool"
+    "allowed fields: id, agent_name, model_name, user, status, start_time, duration, total_tokens, cost, session_id, "
+    "parent_run_id, root_run_id, depth, labels.<key>, tool"
 )
 
 # (filter, 0-based position, words the message must contain)

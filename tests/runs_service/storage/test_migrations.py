@@ -7,7 +7,8 @@ from runs_service.errors import SchemaOutdated
 from runs_service.storage import migrate
 from runs_service.storage.engine import sync_url
 
-TABLES = {"runs", "run_steps", "tool_calls"}
+TABLES = {"runs", "run_steps", "tool_calls", "sessions"}
+SESSION_TRIGGERS = {"runs_sessions_insert", "runs_sessions_update", "runs_sessions_delete"}
 
 
 def _tables(url: str) -> set[str]:
@@ -26,21 +27,54 @@ def _indexes(url: str, table: str) -> set[str]:
         engine.dispose()
 
 
+def _has_index(url: str, name: str) -> bool:
+    engine = sa.create_engine(sync_url(url))
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                found = conn.execute(sa.text("SELECT 1 FROM pg_indexes WHERE indexname = :n"), {"n": name})
+            else:
+                found = conn.execute(
+                    sa.text("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = :n"), {"n": name}
+                )
+            return found.first() is not None
+    finally:
+        engine.dispose()
+
+
+def _triggers(url: str) -> set[str]:
+    engine = sa.create_engine(sync_url(url))
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                rows = conn.execute(sa.text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"))
+            else:
+                rows = conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger'"))
+            return {row[0] for row in rows}
+    finally:
+        engine.dispose()
+
+
 def test_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert migrate.current_revision(db_url) is None
     with pytest.raises(SchemaOutdated, match="agentrun-runs-service migrate"):
         migrate.check_schema(db_url)
 
     migrate.upgrade(db_url, "head")
-    assert migrate.current_revision(db_url) == migrate.head_revision() == "0002"
+    assert migrate.current_revision(db_url) == migrate.head_revision()
     assert _tables(db_url) >= TABLES
     assert "ix_runs_agent_name_start_time_id" in _indexes(db_url, "runs")
+    assert _has_index(db_url, "ix_runs_id_tail")  # an expression index: SQLAlchemy does not reflect it on SQLite
+    assert "ix_runs_session_id_user_name_start_time" in _indexes(db_url, "runs")
+    postgres = db_url.startswith("postgresql")
+    assert _triggers(db_url) == SESSION_TRIGGERS | ({"runs_sessions_truncate"} if postgres else set())
     assert "ix_tool_calls_name_run_id" in _indexes(db_url, "tool_calls")
     migrate.check_schema(db_url)
 
     migrate.downgrade(db_url, "base")
     assert migrate.current_revision(db_url) is None
     assert not TABLES & _tables(db_url)
+    assert not _triggers(db_url)
 
     migrate.upgrade(db_url, "head")
     assert _tables(db_url) >= TABLES
@@ -74,7 +108,7 @@ def test_schema_outdated_message_names_the_command(tmp_path) -> None:
 async def test_async_variants(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'a.db'}"
     await migrate.upgrade_async(url)
-    assert await migrate.current_revision_async(url) == "0002"
+    assert await migrate.current_revision_async(url) == migrate.head_revision()
     await migrate.check_schema_async(url)
     await migrate.downgrade_async(url)
     assert await migrate.current_revision_async(url) is None

@@ -23,7 +23,7 @@ CANCEL_MODE_IMMEDIATE: CancelMode
 CANCEL_MODE_AFTER_TURN: CancelMode
 
 class ExecuteAgentRequest(_message.Message):
-    __slots__ = ("agent_name", "task", "variables", "labels", "run_id", "detach", "model")
+    __slots__ = ("agent_name", "task", "variables", "labels", "run_id", "detach", "model", "session_id")
     class VariablesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class ExecuteAgentRequest(_message.Message):
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     DETACH_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     agent_name: str
     task: str
     variables: _containers.ScalarMap[str, str]
@@ -52,10 +53,11 @@ class ExecuteAgentRequest(_message.Message):
     run_id: str
     detach: bool
     model: str
-    def __init__(self, agent_name: _Optional[str] = ..., task: _Optional[str] = ..., variables: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., run_id: _Optional[str] = ..., detach: _Optional[bool] = ..., model: _Optional[str] = ...) -> None: ...
+    session_id: str
+    def __init__(self, agent_name: _Optional[str] = ..., task: _Optional[str] = ..., variables: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., run_id: _Optional[str] = ..., detach: _Optional[bool] = ..., model: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class RunStarted(_message.Message):
-    __slots__ = ("run_id", "agent_name", "agent_version", "model_name", "start_time", "trace_id", "user")
+    __slots__ = ("run_id", "agent_name", "agent_version", "model_name", "start_time", "trace_id", "user", "session_id", "parent_run_id", "depth")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +65,9 @@ class RunStarted(_message.Message):
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     agent_name: str
     agent_version: str
@@ -70,10 +75,13 @@ class RunStarted(_message.Message):
     start_time: _timestamp_pb2.Timestamp
     trace_id: str
     user: str
-    def __init__(self, run_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_version: _Optional[str] = ..., model_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., user: _Optional[str] = ...) -> None: ...
+    session_id: str
+    parent_run_id: str
+    depth: int
+    def __init__(self, run_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_version: _Optional[str] = ..., model_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., user: _Optional[str] = ..., session_id: _Optional[str] = ..., parent_run_id: _Optional[str] = ..., depth: _Optional[int] = ...) -> None: ...
 
 class RunFinished(_message.Message):
-    __slots__ = ("run_id", "status", "final_response", "token_usage", "duration", "steps_taken", "tool_call_count", "error", "cost", "end_time", "recorded")
+    __slots__ = ("run_id", "status", "final_response", "token_usage", "duration", "steps_taken", "tool_call_count", "error", "cost", "end_time", "recorded", "token_usage_with_descendants", "cost_with_descendants")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     FINAL_RESPONSE_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +93,8 @@ class RunFinished(_message.Message):
     COST_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     RECORDED_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_USAGE_WITH_DESCENDANTS_FIELD_NUMBER: _ClassVar[int]
+    COST_WITH_DESCENDANTS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     status: _run_pb2.RunStatus
     final_response: str
@@ -96,7 +106,9 @@ class RunFinished(_message.Message):
     cost: _run_pb2.Cost
     end_time: _timestamp_pb2.Timestamp
     recorded: bool
-    def __init__(self, run_id: _Optional[str] = ..., status: _Optional[_Union[_run_pb2.RunStatus, str]] = ..., final_response: _Optional[str] = ..., token_usage: _Optional[_Union[_run_pb2.TokenUsage, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., steps_taken: _Optional[int] = ..., tool_call_count: _Optional[int] = ..., error: _Optional[_Union[_run_pb2.RunError, _Mapping]] = ..., cost: _Optional[_Union[_run_pb2.Cost, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recorded: _Optional[bool] = ...) -> None: ...
+    token_usage_with_descendants: _run_pb2.TokenUsage
+    cost_with_descendants: _run_pb2.Cost
+    def __init__(self, run_id: _Optional[str] = ..., status: _Optional[_Union[_run_pb2.RunStatus, str]] = ..., final_response: _Optional[str] = ..., token_usage: _Optional[_Union[_run_pb2.TokenUsage, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., steps_taken: _Optional[int] = ..., tool_call_count: _Optional[int] = ..., error: _Optional[_Union[_run_pb2.RunError, _Mapping]] = ..., cost: _Optional[_Union[_run_pb2.Cost, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recorded: _Optional[bool] = ..., token_usage_with_descendants: _Optional[_Union[_run_pb2.TokenUsage, _Mapping]] = ..., cost_with_descendants: _Optional[_Union[_run_pb2.Cost, _Mapping]] = ...) -> None: ...
 
 class ExecuteAgentResponse(_message.Message):
     __slots__ = ("run_started", "step", "run_finished")

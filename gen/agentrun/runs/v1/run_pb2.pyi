@@ -95,19 +95,21 @@ class ModelCall(_message.Message):
     def __init__(self, model: _Optional[str] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., finish_reason: _Optional[str] = ..., time_to_first_token: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., text: _Optional[str] = ..., function_call_count: _Optional[int] = ...) -> None: ...
 
 class ToolCallStarted(_message.Message):
-    __slots__ = ("call_id", "tool_name", "server", "arguments_json")
+    __slots__ = ("call_id", "tool_name", "server", "arguments_json", "child_run_id")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     TOOL_NAME_FIELD_NUMBER: _ClassVar[int]
     SERVER_FIELD_NUMBER: _ClassVar[int]
     ARGUMENTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    CHILD_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     tool_name: str
     server: str
     arguments_json: str
-    def __init__(self, call_id: _Optional[str] = ..., tool_name: _Optional[str] = ..., server: _Optional[str] = ..., arguments_json: _Optional[str] = ...) -> None: ...
+    child_run_id: str
+    def __init__(self, call_id: _Optional[str] = ..., tool_name: _Optional[str] = ..., server: _Optional[str] = ..., arguments_json: _Optional[str] = ..., child_run_id: _Optional[str] = ...) -> None: ...
 
 class ToolCallFinished(_message.Message):
-    __slots__ = ("call_id", "tool_name", "result_text", "result_json", "is_error", "duration", "status", "original_size_bytes", "truncated")
+    __slots__ = ("call_id", "tool_name", "result_text", "result_json", "is_error", "duration", "status", "original_size_bytes", "truncated", "child_run_id")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     TOOL_NAME_FIELD_NUMBER: _ClassVar[int]
     RESULT_TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +119,7 @@ class ToolCallFinished(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    CHILD_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     tool_name: str
     result_text: str
@@ -126,7 +129,8 @@ class ToolCallFinished(_message.Message):
     status: ToolCallStatus
     original_size_bytes: int
     truncated: bool
-    def __init__(self, call_id: _Optional[str] = ..., tool_name: _Optional[str] = ..., result_text: _Optional[str] = ..., result_json: _Optional[str] = ..., is_error: _Optional[bool] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., status: _Optional[_Union[ToolCallStatus, str]] = ..., original_size_bytes: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
+    child_run_id: str
+    def __init__(self, call_id: _Optional[str] = ..., tool_name: _Optional[str] = ..., result_text: _Optional[str] = ..., result_json: _Optional[str] = ..., is_error: _Optional[bool] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., status: _Optional[_Union[ToolCallStatus, str]] = ..., original_size_bytes: _Optional[int] = ..., truncated: _Optional[bool] = ..., child_run_id: _Optional[str] = ...) -> None: ...
 
 class FinalResponse(_message.Message):
     __slots__ = ("text",)
@@ -134,27 +138,59 @@ class FinalResponse(_message.Message):
     text: str
     def __init__(self, text: _Optional[str] = ...) -> None: ...
 
+class SessionTurn(_message.Message):
+    __slots__ = ("run_id", "sequence")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    sequence: int
+    def __init__(self, run_id: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class SessionHistory(_message.Message):
+    __slots__ = ("session_id", "run_ids", "turn_count", "first_turn", "dropped_turn_count", "dropped_run_ids", "token_limit", "token_count")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    TURN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_TURN_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_TURN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    run_ids: _containers.RepeatedScalarFieldContainer[str]
+    turn_count: int
+    first_turn: SessionTurn
+    dropped_turn_count: int
+    dropped_run_ids: _containers.RepeatedScalarFieldContainer[str]
+    token_limit: int
+    token_count: int
+    def __init__(self, session_id: _Optional[str] = ..., run_ids: _Optional[_Iterable[str]] = ..., turn_count: _Optional[int] = ..., first_turn: _Optional[_Union[SessionTurn, _Mapping]] = ..., dropped_turn_count: _Optional[int] = ..., dropped_run_ids: _Optional[_Iterable[str]] = ..., token_limit: _Optional[int] = ..., token_count: _Optional[int] = ...) -> None: ...
+
 class ExecutionStep(_message.Message):
-    __slots__ = ("run_id", "sequence", "time", "duration", "model_call", "tool_call", "tool_result", "final_response", "error")
+    __slots__ = ("run_id", "sequence", "time", "duration", "depth", "model_call", "tool_call", "tool_result", "final_response", "error", "session_history")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     DURATION_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
     MODEL_CALL_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALL_FIELD_NUMBER: _ClassVar[int]
     TOOL_RESULT_FIELD_NUMBER: _ClassVar[int]
     FINAL_RESPONSE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    SESSION_HISTORY_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     sequence: int
     time: _timestamp_pb2.Timestamp
     duration: _duration_pb2.Duration
+    depth: int
     model_call: ModelCall
     tool_call: ToolCallStarted
     tool_result: ToolCallFinished
     final_response: FinalResponse
     error: RunError
-    def __init__(self, run_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., model_call: _Optional[_Union[ModelCall, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCallStarted, _Mapping]] = ..., tool_result: _Optional[_Union[ToolCallFinished, _Mapping]] = ..., final_response: _Optional[_Union[FinalResponse, _Mapping]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ...) -> None: ...
+    session_history: SessionHistory
+    def __init__(self, run_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., depth: _Optional[int] = ..., model_call: _Optional[_Union[ModelCall, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCallStarted, _Mapping]] = ..., tool_result: _Optional[_Union[ToolCallFinished, _Mapping]] = ..., final_response: _Optional[_Union[FinalResponse, _Mapping]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., session_history: _Optional[_Union[SessionHistory, _Mapping]] = ...) -> None: ...
 
 class ToolCall(_message.Message):
     __slots__ = ("id", "name", "server", "parameters_json", "result", "duration", "status", "start_time", "is_error")
@@ -178,8 +214,16 @@ class ToolCall(_message.Message):
     is_error: bool
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., server: _Optional[str] = ..., parameters_json: _Optional[str] = ..., result: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., status: _Optional[_Union[ToolCallStatus, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., is_error: _Optional[bool] = ...) -> None: ...
 
+class ForkOrigin(_message.Message):
+    __slots__ = ("run_id", "sequence")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    sequence: int
+    def __init__(self, run_id: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
+
 class Run(_message.Message):
-    __slots__ = ("id", "agent_name", "agent_version", "user", "task", "labels", "status", "error", "final_response", "model_name", "start_time", "end_time", "duration", "token_usage", "cost", "steps_taken", "tools_used", "trace_id", "execution_steps", "tool_calls", "variables")
+    __slots__ = ("id", "agent_name", "agent_version", "user", "task", "labels", "status", "error", "final_response", "model_name", "start_time", "end_time", "duration", "token_usage", "cost", "steps_taken", "tools_used", "trace_id", "execution_steps", "tool_calls", "variables", "parent_run_id", "root_run_id", "parent_tool_call_id", "depth", "session_id", "forked_from", "token_usage_with_descendants", "cost_with_descendants")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -215,6 +259,14 @@ class Run(_message.Message):
     EXECUTION_STEPS_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ROOT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    FORKED_FROM_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_USAGE_WITH_DESCENDANTS_FIELD_NUMBER: _ClassVar[int]
+    COST_WITH_DESCENDANTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     agent_name: str
     agent_version: str
@@ -236,4 +288,12 @@ class Run(_message.Message):
     execution_steps: _containers.RepeatedCompositeFieldContainer[ExecutionStep]
     tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
     variables: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_version: _Optional[str] = ..., user: _Optional[str] = ..., task: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., final_response: _Optional[str] = ..., model_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., token_usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., steps_taken: _Optional[int] = ..., tools_used: _Optional[_Iterable[str]] = ..., trace_id: _Optional[str] = ..., execution_steps: _Optional[_Iterable[_Union[ExecutionStep, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., variables: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    parent_run_id: str
+    root_run_id: str
+    parent_tool_call_id: str
+    depth: int
+    session_id: str
+    forked_from: ForkOrigin
+    token_usage_with_descendants: TokenUsage
+    cost_with_descendants: Cost
+    def __init__(self, id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_version: _Optional[str] = ..., user: _Optional[str] = ..., task: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., final_response: _Optional[str] = ..., model_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., token_usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., steps_taken: _Optional[int] = ..., tools_used: _Optional[_Iterable[str]] = ..., trace_id: _Optional[str] = ..., execution_steps: _Optional[_Iterable[_Union[ExecutionStep, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., variables: _Optional[_Mapping[str, str]] = ..., parent_run_id: _Optional[str] = ..., root_run_id: _Optional[str] = ..., parent_tool_call_id: _Optional[str] = ..., depth: _Optional[int] = ..., session_id: _Optional[str] = ..., forked_from: _Optional[_Union[ForkOrigin, _Mapping]] = ..., token_usage_with_descendants: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost_with_descendants: _Optional[_Union[Cost, _Mapping]] = ...) -> None: ...

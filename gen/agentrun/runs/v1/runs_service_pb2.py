@@ -28,47 +28,53 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#agentrun/runs/v1/runs_service.proto\x12\x10\x61gentrun.runs.v1\x1a\x1a\x61gentrun/runs/v1/run.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"6\n\x10RecordRunRequest\x12\"\n\x03run\x18\x01 \x01(\x0b\x32\x15.agentrun.runs.v1.Run\"y\n\x11RecordRunResponse\x12\x30\n\x07outcome\x18\x01 \x01(\x0e\x32\x1f.agentrun.runs.v1.RecordOutcome\x12\x32\n\rstored_status\x18\x02 \x01(\x0e\x32\x1b.agentrun.runs.v1.RunStatus\"H\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\'\n\x04view\x18\x02 \x01(\x0e\x32\x19.agentrun.runs.v1.RunView\"4\n\x0eGetRunResponse\x12\"\n\x03run\x18\x01 \x01(\x0b\x32\x15.agentrun.runs.v1.Run\"\x83\x01\n\x0fListRunsRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\x12\x10\n\x08order_by\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\'\n\x04view\x18\x05 \x01(\x0e\x32\x19.agentrun.runs.v1.RunView\"P\n\x10ListRunsResponse\x12#\n\x04runs\x18\x01 \x03(\x0b\x32\x15.agentrun.runs.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"L\n\x13ListRunStepsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"_\n\x14ListRunStepsResponse\x12.\n\x05steps\x18\x01 \x03(\x0b\x32\x1f.agentrun.runs.v1.ExecutionStep\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb4\x01\n\x12GetRunStatsRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x08group_by\x18\x03 \x01(\x0e\x32\x1e.agentrun.runs.v1.StatsGroupBy\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"\x99\x02\n\rRunStatsGroup\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\trun_count\x18\x02 \x01(\x03\x12\x17\n\x0f\x63ompleted_count\x18\x03 \x01(\x03\x12\x14\n\x0csuccess_rate\x18\x04 \x01(\x01\x12\x31\n\x0btoken_usage\x18\x05 \x01(\x0b\x32\x1c.agentrun.runs.v1.TokenUsage\x12$\n\x04\x63ost\x18\x06 \x01(\x0b\x32\x16.agentrun.runs.v1.Cost\x12/\n\x0c\x64uration_p50\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0c\x64uration_p95\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"F\n\x13GetRunStatsResponse\x12/\n\x06groups\x18\x01 \x03(\x0b\x32\x1f.agentrun.runs.v1.RunStatsGroup\"\x83\x01\n\x13GetToolStatsRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"\xcd\x01\n\tToolStats\x12\x11\n\ttool_name\x18\x01 \x01(\t\x12\x0e\n\x06server\x18\x02 \x01(\t\x12\x12\n\ncall_count\x18\x03 \x01(\x03\x12\x13\n\x0b\x65rror_count\x18\x04 \x01(\x03\x12\x12\n\nerror_rate\x18\x05 \x01(\x01\x12/\n\x0c\x64uration_p50\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0c\x64uration_p95\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\"B\n\x14GetToolStatsResponse\x12*\n\x05tools\x18\x01 \x03(\x0b\x32\x1b.agentrun.runs.v1.ToolStats*J\n\x07RunView\x12\x18\n\x14RUN_VIEW_UNSPECIFIED\x10\x00\x12\x12\n\x0eRUN_VIEW_BASIC\x10\x01\x12\x11\n\rRUN_VIEW_FULL\x10\x02*\xa1\x01\n\rRecordOutcome\x12\x1e\n\x1aRECORD_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16RECORD_OUTCOME_CREATED\x10\x01\x12\x1a\n\x16RECORD_OUTCOME_UPDATED\x10\x02\x12\x1c\n\x18RECORD_OUTCOME_UNCHANGED\x10\x03\x12\x1a\n\x16RECORD_OUTCOME_IGNORED\x10\x04*\xae\x01\n\x0cStatsGroupBy\x12\x1e\n\x1aSTATS_GROUP_BY_UNSPECIFIED\x10\x00\x12\x18\n\x14STATS_GROUP_BY_AGENT\x10\x01\x12\x18\n\x14STATS_GROUP_BY_MODEL\x10\x02\x12\x17\n\x13STATS_GROUP_BY_USER\x10\x03\x12\x16\n\x12STATS_GROUP_BY_DAY\x10\x04\x12\x19\n\x15STATS_GROUP_BY_STATUS\x10\x05\x32\x9d\x04\n\x0bRunsService\x12T\n\tRecordRun\x12\".agentrun.runs.v1.RecordRunRequest\x1a#.agentrun.runs.v1.RecordRunResponse\x12K\n\x06GetRun\x12\x1f.agentrun.runs.v1.GetRunRequest\x1a .agentrun.runs.v1.GetRunResponse\x12Q\n\x08ListRuns\x12!.agentrun.runs.v1.ListRunsRequest\x1a\".agentrun.runs.v1.ListRunsResponse\x12]\n\x0cListRunSteps\x12%.agentrun.runs.v1.ListRunStepsRequest\x1a&.agentrun.runs.v1.ListRunStepsResponse\x12Z\n\x0bGetRunStats\x12$.agentrun.runs.v1.GetRunStatsRequest\x1a%.agentrun.runs.v1.GetRunStatsResponse\x12]\n\x0cGetToolStats\x12%.agentrun.runs.v1.GetToolStatsRequest\x1a&.agentrun.runs.v1.GetToolStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#agentrun/runs/v1/runs_service.proto\x12\x10\x61gentrun.runs.v1\x1a\x1a\x61gentrun/runs/v1/run.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"6\n\x10RecordRunRequest\x12\"\n\x03run\x18\x01 \x01(\x0b\x32\x15.agentrun.runs.v1.Run\"y\n\x11RecordRunResponse\x12\x30\n\x07outcome\x18\x01 \x01(\x0e\x32\x1f.agentrun.runs.v1.RecordOutcome\x12\x32\n\rstored_status\x18\x02 \x01(\x0e\x32\x1b.agentrun.runs.v1.RunStatus\"e\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\'\n\x04view\x18\x02 \x01(\x0e\x32\x19.agentrun.runs.v1.RunView\x12\x1b\n\x13include_descendants\x18\x03 \x01(\x08\"\x7f\n\x0eGetRunResponse\x12\"\n\x03run\x18\x01 \x01(\x0b\x32\x15.agentrun.runs.v1.Run\x12*\n\x0b\x64\x65scendants\x18\x02 \x03(\x0b\x32\x15.agentrun.runs.v1.Run\x12\x1d\n\x15\x64\x65scendants_truncated\x18< \x01(\x08\"\x83\x01\n\x0fListRunsRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\x12\x10\n\x08order_by\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\'\n\x04view\x18\x05 \x01(\x0e\x32\x19.agentrun.runs.v1.RunView\"P\n\x10ListRunsResponse\x12#\n\x04runs\x18\x01 \x03(\x0b\x32\x15.agentrun.runs.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"L\n\x13ListRunStepsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"_\n\x14ListRunStepsResponse\x12.\n\x05steps\x18\x01 \x03(\x0b\x32\x1f.agentrun.runs.v1.ExecutionStep\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb4\x01\n\x12GetRunStatsRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x08group_by\x18\x03 \x01(\x0e\x32\x1e.agentrun.runs.v1.StatsGroupBy\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"\x99\x02\n\rRunStatsGroup\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\trun_count\x18\x02 \x01(\x03\x12\x17\n\x0f\x63ompleted_count\x18\x03 \x01(\x03\x12\x14\n\x0csuccess_rate\x18\x04 \x01(\x01\x12\x31\n\x0btoken_usage\x18\x05 \x01(\x0b\x32\x1c.agentrun.runs.v1.TokenUsage\x12$\n\x04\x63ost\x18\x06 \x01(\x0b\x32\x16.agentrun.runs.v1.Cost\x12/\n\x0c\x64uration_p50\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0c\x64uration_p95\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"F\n\x13GetRunStatsResponse\x12/\n\x06groups\x18\x01 \x03(\x0b\x32\x1f.agentrun.runs.v1.RunStatsGroup\"\x83\x01\n\x13GetToolStatsRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"\xcd\x01\n\tToolStats\x12\x11\n\ttool_name\x18\x01 \x01(\t\x12\x0e\n\x06server\x18\x02 \x01(\t\x12\x12\n\ncall_count\x18\x03 \x01(\x03\x12\x13\n\x0b\x65rror_count\x18\x04 \x01(\x03\x12\x12\n\nerror_rate\x18\x05 \x01(\x01\x12/\n\x0c\x64uration_p50\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0c\x64uration_p95\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\"B\n\x14GetToolStatsResponse\x12*\n\x05tools\x18\x01 \x03(\x0b\x32\x1b.agentrun.runs.v1.ToolStats\"^\n\x13ListSessionsRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\x12\x10\n\x08order_by\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"\x9f\x03\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x11\n\trun_count\x18\x03 \x01(\x03\x12\x1b\n\x13top_level_run_count\x18\x04 \x01(\x03\x12\x13\n\x0b\x61gent_names\x18\x05 \x03(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x13last_run_start_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x0btoken_usage\x18\t \x01(\x0b\x32\x1c.agentrun.runs.v1.TokenUsage\x12$\n\x04\x63ost\x18\n \x01(\x0b\x32\x16.agentrun.runs.v1.Cost\x12\x30\n\x0blast_status\x18\x0b \x01(\x0e\x32\x1b.agentrun.runs.v1.RunStatus\x12\x13\n\x0blast_run_id\x18\x0c \x01(\t\"\\\n\x14ListSessionsResponse\x12+\n\x08sessions\x18\x01 \x03(\x0b\x32\x19.agentrun.runs.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*J\n\x07RunView\x12\x18\n\x14RUN_VIEW_UNSPECIFIED\x10\x00\x12\x12\n\x0eRUN_VIEW_BASIC\x10\x01\x12\x11\n\rRUN_VIEW_FULL\x10\x02*\xa1\x01\n\rRecordOutcome\x12\x1e\n\x1aRECORD_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16RECORD_OUTCOME_CREATED\x10\x01\x12\x1a\n\x16RECORD_OUTCOME_UPDATED\x10\x02\x12\x1c\n\x18RECORD_OUTCOME_UNCHANGED\x10\x03\x12\x1a\n\x16RECORD_OUTCOME_IGNORED\x10\x04*\xca\x01\n\x0cStatsGroupBy\x12\x1e\n\x1aSTATS_GROUP_BY_UNSPECIFIED\x10\x00\x12\x18\n\x14STATS_GROUP_BY_AGENT\x10\x01\x12\x18\n\x14STATS_GROUP_BY_MODEL\x10\x02\x12\x17\n\x13STATS_GROUP_BY_USER\x10\x03\x12\x16\n\x12STATS_GROUP_BY_DAY\x10\x04\x12\x19\n\x15STATS_GROUP_BY_STATUS\x10\x05\x12\x1a\n\x16STATS_GROUP_BY_SESSION\x10\x06\x32\xfc\x04\n\x0bRunsService\x12T\n\tRecordRun\x12\".agentrun.runs.v1.RecordRunRequest\x1a#.agentrun.runs.v1.RecordRunResponse\x12K\n\x06GetRun\x12\x1f.agentrun.runs.v1.GetRunRequest\x1a .agentrun.runs.v1.GetRunResponse\x12Q\n\x08ListRuns\x12!.agentrun.runs.v1.ListRunsRequest\x1a\".agentrun.runs.v1.ListRunsResponse\x12]\n\x0cListRunSteps\x12%.agentrun.runs.v1.ListRunStepsRequest\x1a&.agentrun.runs.v1.ListRunStepsResponse\x12Z\n\x0bGetRunStats\x12$.agentrun.runs.v1.GetRunStatsRequest\x1a%.agentrun.runs.v1.GetRunStatsResponse\x12]\n\x0cGetToolStats\x12%.agentrun.runs.v1.GetToolStatsRequest\x1a&.agentrun.runs.v1.GetToolStatsResponse\x12]\n\x0cListSessions\x12%.agentrun.runs.v1.ListSessionsRequest\x1a&.agentrun.runs.v1.ListSessionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agentrun.runs.v1.runs_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RUNVIEW']._serialized_start=1797
-  _globals['_RUNVIEW']._serialized_end=1871
-  _globals['_RECORDOUTCOME']._serialized_start=1874
-  _globals['_RECORDOUTCOME']._serialized_end=2035
-  _globals['_STATSGROUPBY']._serialized_start=2038
-  _globals['_STATSGROUPBY']._serialized_end=2212
+  _globals['_RUNVIEW']._serialized_start=2509
+  _globals['_RUNVIEW']._serialized_end=2583
+  _globals['_RECORDOUTCOME']._serialized_start=2586
+  _globals['_RECORDOUTCOME']._serialized_end=2747
+  _globals['_STATSGROUPBY']._serialized_start=2750
+  _globals['_STATSGROUPBY']._serialized_end=2952
   _globals['_RECORDRUNREQUEST']._serialized_start=150
   _globals['_RECORDRUNREQUEST']._serialized_end=204
   _globals['_RECORDRUNRESPONSE']._serialized_start=206
   _globals['_RECORDRUNRESPONSE']._serialized_end=327
   _globals['_GETRUNREQUEST']._serialized_start=329
-  _globals['_GETRUNREQUEST']._serialized_end=401
-  _globals['_GETRUNRESPONSE']._serialized_start=403
-  _globals['_GETRUNRESPONSE']._serialized_end=455
-  _globals['_LISTRUNSREQUEST']._serialized_start=458
-  _globals['_LISTRUNSREQUEST']._serialized_end=589
-  _globals['_LISTRUNSRESPONSE']._serialized_start=591
-  _globals['_LISTRUNSRESPONSE']._serialized_end=671
-  _globals['_LISTRUNSTEPSREQUEST']._serialized_start=673
-  _globals['_LISTRUNSTEPSREQUEST']._serialized_end=749
-  _globals['_LISTRUNSTEPSRESPONSE']._serialized_start=751
-  _globals['_LISTRUNSTEPSRESPONSE']._serialized_end=846
-  _globals['_GETRUNSTATSREQUEST']._serialized_start=849
-  _globals['_GETRUNSTATSREQUEST']._serialized_end=1029
-  _globals['_RUNSTATSGROUP']._serialized_start=1032
-  _globals['_RUNSTATSGROUP']._serialized_end=1313
-  _globals['_GETRUNSTATSRESPONSE']._serialized_start=1315
-  _globals['_GETRUNSTATSRESPONSE']._serialized_end=1385
-  _globals['_GETTOOLSTATSREQUEST']._serialized_start=1388
-  _globals['_GETTOOLSTATSREQUEST']._serialized_end=1519
-  _globals['_TOOLSTATS']._serialized_start=1522
-  _globals['_TOOLSTATS']._serialized_end=1727
-  _globals['_GETTOOLSTATSRESPONSE']._serialized_start=1729
-  _globals['_GETTOOLSTATSRESPONSE']._serialized_end=1795
-  _globals['_RUNSSERVICE']._serialized_start=2215
-  _globals['_RUNSSERVICE']._serialized_end=2756
+  _globals['_GETRUNREQUEST']._serialized_end=430
+  _globals['_GETRUNRESPONSE']._serialized_start=432
+  _globals['_GETRUNRESPONSE']._serialized_end=559
+  _globals['_LISTRUNSREQUEST']._serialized_start=562
+  _globals['_LISTRUNSREQUEST']._serialized_end=693
+  _globals['_LISTRUNSRESPONSE']._serialized_start=695
+  _globals['_LISTRUNSRESPONSE']._serialized_end=775
+  _globals['_LISTRUNSTEPSREQUEST']._serialized_start=777
+  _globals['_LISTRUNSTEPSREQUEST']._serialized_end=853
+  _globals['_LISTRUNSTEPSRESPONSE']._serialized_start=855
+  _globals['_LISTRUNSTEPSRESPONSE']._serialized_end=950
+  _globals['_GETRUNSTATSREQUEST']._serialized_start=953
+  _globals['_GETRUNSTATSREQUEST']._serialized_end=1133
+  _globals['_RUNSTATSGROUP']._serialized_start=1136
+  _globals['_RUNSTATSGROUP']._serialized_end=1417
+  _globals['_GETRUNSTATSRESPONSE']._serialized_start=1419
+  _globals['_GETRUNSTATSRESPONSE']._serialized_end=1489
+  _globals['_GETTOOLSTATSREQUEST']._serialized_start=1492
+  _globals['_GETTOOLSTATSREQUEST']._serialized_end=1623
+  _globals['_TOOLSTATS']._serialized_start=1626
+  _globals['_TOOLSTATS']._serialized_end=1831
+  _globals['_GETTOOLSTATSRESPONSE']._serialized_start=1833
+  _globals['_GETTOOLSTATSRESPONSE']._serialized_end=1899
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=1901
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=1995
+  _globals['_SESSION']._serialized_start=1998
+  _globals['_SESSION']._serialized_end=2413
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=2415
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=2507
+  _globals['_RUNSSERVICE']._serialized_start=2955
+  _globals['_RUNSSERVICE']._serialized_end=3591
 # @@protoc_insertion_point(module_scope)

@@ -35,6 +35,7 @@ class StatsGroupBy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STATS_GROUP_BY_USER: _ClassVar[StatsGroupBy]
     STATS_GROUP_BY_DAY: _ClassVar[StatsGroupBy]
     STATS_GROUP_BY_STATUS: _ClassVar[StatsGroupBy]
+    STATS_GROUP_BY_SESSION: _ClassVar[StatsGroupBy]
 RUN_VIEW_UNSPECIFIED: RunView
 RUN_VIEW_BASIC: RunView
 RUN_VIEW_FULL: RunView
@@ -49,6 +50,7 @@ STATS_GROUP_BY_MODEL: StatsGroupBy
 STATS_GROUP_BY_USER: StatsGroupBy
 STATS_GROUP_BY_DAY: StatsGroupBy
 STATS_GROUP_BY_STATUS: StatsGroupBy
+STATS_GROUP_BY_SESSION: StatsGroupBy
 
 class RecordRunRequest(_message.Message):
     __slots__ = ("run",)
@@ -65,18 +67,24 @@ class RecordRunResponse(_message.Message):
     def __init__(self, outcome: _Optional[_Union[RecordOutcome, str]] = ..., stored_status: _Optional[_Union[_run_pb2.RunStatus, str]] = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
-    __slots__ = ("run_id", "view")
+    __slots__ = ("run_id", "view", "include_descendants")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     VIEW_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DESCENDANTS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     view: RunView
-    def __init__(self, run_id: _Optional[str] = ..., view: _Optional[_Union[RunView, str]] = ...) -> None: ...
+    include_descendants: bool
+    def __init__(self, run_id: _Optional[str] = ..., view: _Optional[_Union[RunView, str]] = ..., include_descendants: _Optional[bool] = ...) -> None: ...
 
 class GetRunResponse(_message.Message):
-    __slots__ = ("run",)
+    __slots__ = ("run", "descendants", "descendants_truncated")
     RUN_FIELD_NUMBER: _ClassVar[int]
+    DESCENDANTS_FIELD_NUMBER: _ClassVar[int]
+    DESCENDANTS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     run: _run_pb2.Run
-    def __init__(self, run: _Optional[_Union[_run_pb2.Run, _Mapping]] = ...) -> None: ...
+    descendants: _containers.RepeatedCompositeFieldContainer[_run_pb2.Run]
+    descendants_truncated: bool
+    def __init__(self, run: _Optional[_Union[_run_pb2.Run, _Mapping]] = ..., descendants: _Optional[_Iterable[_Union[_run_pb2.Run, _Mapping]]] = ..., descendants_truncated: _Optional[bool] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
     __slots__ = ("filter", "order_by", "page_size", "page_token", "view")
@@ -189,3 +197,51 @@ class GetToolStatsResponse(_message.Message):
     TOOLS_FIELD_NUMBER: _ClassVar[int]
     tools: _containers.RepeatedCompositeFieldContainer[ToolStats]
     def __init__(self, tools: _Optional[_Iterable[_Union[ToolStats, _Mapping]]] = ...) -> None: ...
+
+class ListSessionsRequest(_message.Message):
+    __slots__ = ("filter", "order_by", "page_size", "page_token")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    filter: str
+    order_by: str
+    page_size: int
+    page_token: str
+    def __init__(self, filter: _Optional[str] = ..., order_by: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class Session(_message.Message):
+    __slots__ = ("id", "user", "run_count", "top_level_run_count", "agent_names", "start_time", "end_time", "last_run_start_time", "token_usage", "cost", "last_status", "last_run_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    RUN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOP_LEVEL_RUN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    AGENT_NAMES_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_RUN_START_TIME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_USAGE_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    LAST_STATUS_FIELD_NUMBER: _ClassVar[int]
+    LAST_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    user: str
+    run_count: int
+    top_level_run_count: int
+    agent_names: _containers.RepeatedScalarFieldContainer[str]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    last_run_start_time: _timestamp_pb2.Timestamp
+    token_usage: _run_pb2.TokenUsage
+    cost: _run_pb2.Cost
+    last_status: _run_pb2.RunStatus
+    last_run_id: str
+    def __init__(self, id: _Optional[str] = ..., user: _Optional[str] = ..., run_count: _Optional[int] = ..., top_level_run_count: _Optional[int] = ..., agent_names: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_run_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., token_usage: _Optional[_Union[_run_pb2.TokenUsage, _Mapping]] = ..., cost: _Optional[_Union[_run_pb2.Cost, _Mapping]] = ..., last_status: _Optional[_Union[_run_pb2.RunStatus, str]] = ..., last_run_id: _Optional[str] = ...) -> None: ...
+
+class ListSessionsResponse(_message.Message):
+    __slots__ = ("sessions", "next_page_token")
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[Session]
+    next_page_token: str
+    def __init__(self, sessions: _Optional[_Iterable[_Union[Session, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -66,6 +66,11 @@ class RunsServiceStub:
                 request_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.GetToolStatsRequest.SerializeToString,
                 response_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.GetToolStatsResponse.FromString,
                 _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/agentrun.runs.v1.RunsService/ListSessions',
+                request_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
 
 
 class RunsServiceServicer:
@@ -102,7 +107,7 @@ class RunsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetRunStats(self, request, context):
-        """Aggregates over a time range, grouped by agent, model, user, day or status.
+        """Aggregates over a time range, grouped by agent, model, user, day, status or session.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -110,6 +115,14 @@ class RunsServiceServicer:
 
     def GetToolStats(self, request, context):
         """Per-tool aggregates over a time range.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSessions(self, request, context):
+        """Sessions (conversations: the runs recorded with one session_id by one user) with their runs' totals, most
+        recently active first, paginated with opaque keyset page tokens.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -147,6 +160,11 @@ def add_RunsServiceServicer_to_server(servicer, server):
                     servicer.GetToolStats,
                     request_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.GetToolStatsRequest.FromString,
                     response_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.GetToolStatsResponse.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListSessionsRequest.FromString,
+                    response_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListSessionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -312,6 +330,33 @@ class RunsService:
             '/agentrun.runs.v1.RunsService/GetToolStats',
             agentrun_dot_runs_dot_v1_dot_runs__service__pb2.GetToolStatsRequest.SerializeToString,
             agentrun_dot_runs_dot_v1_dot_runs__service__pb2.GetToolStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentrun.runs.v1.RunsService/ListSessions',
+            agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListSessionsRequest.SerializeToString,
+            agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
