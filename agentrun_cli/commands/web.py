@@ -8,10 +8,10 @@ import typer
 
 from agentrun_cli import output
 from agentrun_cli.commands.common import settings_of
-from agentrun_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError, handle_errors
+from agentrun_cli.errors import EXIT_USAGE, CliError, handle_errors
+from agentrun_cli.services import launch
+from agentrun_cli.services.components import Component, Started
 from agentrun_cli.settings import CliSettings
-from agentrun_core import event_loop
-from agentrun_core.serving import wait_for_stop_signal
 
 if TYPE_CHECKING:
     from agentrun_web.server import RunningConsole
@@ -49,6 +49,19 @@ def describe(console: RunningConsole, settings: WebSettings) -> str:
     return f"Web console at {console.url} ({who})"
 
 
+def web_component(settings: WebSettings) -> Component:
+    """The console as one of the components a process serves (`agentrun web`, `agentrun serve all`)."""
+
+    async def start() -> Started:
+        from agentrun_web.server import start_console
+
+        console = await start_console(settings)
+        targets = f"RunsService {settings.runs_target}, ExecutionService {settings.execution_target}"
+        return Started(stop=console.stop, lines=(describe(console, settings), f"  calling {targets}"))
+
+    return Component("web console", start, settings.log_level, settings.log_format)
+
+
 @handle_errors
 def web_command(
     ctx: typer.Context,
@@ -58,30 +71,7 @@ def web_command(
     ] = None,
 ) -> None:
     """Serve the web console: runs, run details with a waterfall, live runs, starting runs, stats. Ctrl-C stops."""
-    from agentrun_core.logging_setup import configure_logging
-
     settings = web_settings(settings_of(ctx), address)
-    configure_logging(settings.log_level, settings.log_format)
-    try:
-        event_loop.run(_serve(settings))
-    except KeyboardInterrupt:
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except OSError as exc:
-        raise CliError(f"cannot start: {exc.strerror or exc}") from None
-
-
-async def _serve(settings: WebSettings) -> None:
-    from agentrun_core.settings import SettingsError
-    from agentrun_web.server import start_console
-
-    try:
-        console = await start_console(settings)
-    except SettingsError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
-    output.print_line(describe(console, settings))
-    targets = f"RunsService {settings.runs_target}, ExecutionService {settings.execution_target}"
-    output.print_line(f"  {targets}; Ctrl-C stops")
-    try:
-        await wait_for_stop_signal()
-    finally:
-        await console.stop()
+    code = launch.serve([web_component(settings)], announce=output.print_line, ready="Ctrl-C stops")
+    if code != launch.EXIT_OK:
+        raise typer.Exit(code)
