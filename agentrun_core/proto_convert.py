@@ -15,6 +15,7 @@ from agentrun.runs.v1 import run_pb2
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from agentrun_core import domain as d
+from agentrun_core.echo import shown
 
 _RUN_STATUS_TO_PB = {
     d.RunStatus.RUNNING: run_pb2.RUN_STATUS_RUNNING,
@@ -129,13 +130,13 @@ def cost_from_pb(value: run_pb2.Cost, field: str = "cost") -> d.Cost:
     try:
         amount = Decimal(value.amount)
     except InvalidOperation:
-        raise ConversionError(f"{field}.amount", f"must be a decimal number, got {value.amount[:40]!r}") from None
+        raise ConversionError(f"{field}.amount", f"must be a decimal number, got {shown(value.amount)}") from None
     if not amount.is_finite() or amount < 0:
-        raise ConversionError(f"{field}.amount", f"must be a finite, non-negative decimal, got {value.amount!r}")
+        raise ConversionError(f"{field}.amount", f"must be a finite, non-negative decimal, got {shown(value.amount)}")
     if amount >= Decimal(10) ** 10 or amount != amount.quantize(Decimal(1).scaleb(-COST_DECIMAL_PLACES)):
         raise ConversionError(
             f"{field}.amount",
-            f"must be below 10000000000 with at most {COST_DECIMAL_PLACES} decimal places, got {value.amount!r}",
+            f"must be below 10000000000 with at most {COST_DECIMAL_PLACES} decimal places, got {shown(value.amount)}",
         )
     return d.Cost(
         amount=amount,

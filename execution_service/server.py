@@ -13,7 +13,8 @@ from agentrun.execution.v1 import execution_service_pb2, execution_service_pb2_g
 
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
 from agentrun_core.backoff import Backoff
-from agentrun_core.serving import HealthServicer, add_health_and_reflection, set_serving, wait_for_stop_signal
+from agentrun_core.grpc_decoding import add_servicer
+from agentrun_core.serving import HealthServicer, add_health_and_reflection, set_serving
 from agentrun_core.stream_closing import StreamsEndInTheirTask
 from agentrun_core.telemetry import EXECUTION_SERVICE_NAME, Telemetry
 from agentrun_core.tls import add_port, aio_channel
@@ -199,8 +200,10 @@ async def start_server(
             rate_per_minute=settings.rate_limit_per_minute,
             burst=settings.rate_limit_burst,
         )
-        execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
-            ExecutionServicer(manager, agents, limits), server
+        add_servicer(
+            execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server,
+            ExecutionServicer(manager, agents, limits),
+            server,
         )
         health_servicer = add_health_and_reflection(server, SERVICE_NAME, reflection=settings.reflection)
         port = add_port(server, settings.listen_address, settings.tls, service="ExecutionService")
@@ -224,13 +227,3 @@ async def start_server(
     except BaseException:
         await resources.aclose()
         raise
-
-
-async def run_server(settings: ExecutionSettings) -> None:
-    """Serves until SIGINT or SIGTERM, then shuts down gracefully."""
-    running = await start_server(settings)
-    try:
-        await wait_for_stop_signal()
-    finally:
-        log.info("execution service shutting down", extra={"grace_s": settings.shutdown_grace_s})
-        await running.stop(settings.shutdown_grace_s)

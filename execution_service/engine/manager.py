@@ -20,6 +20,7 @@ from agentrun_core.domain import (
     TokenUsage,
     tool_calls_from_steps,
 )
+from agentrun_core.echo import shown
 from agentrun_core.ids import new_run_id, run_id_problem
 from agentrun_core.labels import label_key_problem
 from agentrun_core.telemetry import EXECUTION_SERVICE_NAME, Telemetry
@@ -64,6 +65,10 @@ class StartRun:
     run_id: str = ""
     model: str = ""
     trace_id: str = ""
+
+
+# A model name is a short identifier (gemini-2.5-flash, googleai/...); RunsService stores at most this much of it.
+MAX_MODEL_NAME_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +154,9 @@ class RunManager:
         try:
             provider, model_name = self._providers(request.model or agent.model)
         except ProviderNotConfigured as exc:
-            chosen = f"model {request.model!r}" if request.model else f"agent {agent.name!r} (model {agent.model!r})"
+            chosen = (
+                f"model {shown(request.model)}" if request.model else f"agent {agent.name!r} (model {agent.model!r})"
+            )
             raise AgentUnusable(f"{chosen} cannot run on this execution service: {exc.message}") from None
         except ModelError as exc:
             raise InvalidRequest("model", exc.message) from None
@@ -200,12 +207,14 @@ class RunManager:
         agent = self._agents.get(name)
         if agent is None:
             known = ", ".join(a.name for a in self._agents.agents()) or "none"
-            raise AgentNotFound(f"agent {name!r} not found; available agents: {known}")
+            raise AgentNotFound(f"agent {shown(name)} not found; available agents: {known}")
         return agent
 
     def _check_sizes(self, request: StartRun) -> None:
         if not request.task.strip():
             raise InvalidRequest("task", "must not be empty")
+        if len(request.model) > MAX_MODEL_NAME_CHARS:
+            raise InvalidRequest("model", f"is {len(request.model)} characters, over the cap of {MAX_MODEL_NAME_CHARS}")
         texts = {
             "task": [request.task],
             "variables": [*request.variables.keys(), *request.variables.values()],
@@ -370,7 +379,7 @@ class RunManager:
             raise RunNotFound(run_id)
         if live.is_finished:
             status = live.finished.status.value if live.finished else ""
-            raise RunAlreadyFinished(f"run {run_id!r} already finished with status {status}")
+            raise RunAlreadyFinished(f"run {shown(run_id)} already finished with status {status}")
         live.cancel_requested = True
         if after_turn:
             live.control.stop_after_turn = True
@@ -387,7 +396,9 @@ class RunManager:
             if self._finished_run is not None and self.find(run_id) is None:
                 found = await self._finished_run(run_id)
                 if found is not None and (user is None or found[0] == user):
-                    raise RunAlreadyFinished(f"run {run_id!r} already finished with status {found[1].value}") from None
+                    raise RunAlreadyFinished(
+                        f"run {shown(run_id)} already finished with status {found[1].value}"
+                    ) from None
             raise
 
     async def wait(self, live: LiveRun) -> None:

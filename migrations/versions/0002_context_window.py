@@ -1,11 +1,11 @@
 """runs.max_context_window_used: the largest share of its model's input token limit a model call of the run used.
 
 Revision ID: 0002
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-07
 
 Existing runs get 0 (unknown). The per-model-call figures live in the steps' JSON payloads and need no column.
-Chained after main's head (0005) when issue 9's branch merged main: one linear chain, 0001 -> 0005 -> 0002.
+Chained after main's head when issue 9's branch merged main: one linear chain, 0001 -> 0005 -> 0006 -> 0002.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0002"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

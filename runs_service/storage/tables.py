@@ -25,6 +25,8 @@ from sqlalchemy import (
     Table,
     Text,
     false,
+    func,
+    literal_column,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeEngine
@@ -110,6 +112,9 @@ Index("ix_runs_cost", runs.c.cost)
 Index("ix_runs_parent_run_id_start_time", runs.c.parent_run_id, runs.c.start_time)
 Index("ix_runs_root_run_id_start_time_id", runs.c.root_run_id, runs.c.start_time, runs.c.id)
 Index("ix_runs_session_id_user_name_start_time", runs.c.session_id, runs.c.user_name, runs.c.start_time)
+# The last 8 characters of the id (what `agentrun runs list` prints): `id = "*2e3f4a5b"` filters. The expression is
+# runs_service.query.filter.run_id_tail's, character for character (migration 0002).
+Index("ix_runs_id_tail", func.substr(runs.c.id, literal_column("29")))
 
 run_steps = Table(
     "run_steps",

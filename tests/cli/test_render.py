@@ -139,7 +139,7 @@ def test_runs_table_at_80_columns_keeps_every_column_and_truncates_with_an_ellip
     # What does not fit is cut with an ellipsis, not dropped.
     assert "…" in long_row.split()[1] and long_row.split()[1].startswith("a-very-long")
     assert long_row.rstrip().endswith("…")
-    assert "ids shortened to fit: --json shows them in full" in out
+    assert "ids shortened: runs show/watch/cancel take them as is; --json shows them in full" in out
 
 
 def test_runs_table_fits_every_width_from_80_up() -> None:

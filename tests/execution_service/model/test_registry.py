@@ -49,7 +49,14 @@ def test_missing_api_key() -> None:
 
 
 def test_settings_from_env() -> None:
-    settings = ModelSettings.from_env(
+    """The model settings come from ExecutionSettings' environment variables."""
+    from execution_service.config import ExecutionSettings
+    from execution_service.server import model_settings
+
+    def from_env(environ: dict[str, str]) -> ModelSettings:
+        return model_settings(ExecutionSettings.from_env(environ))
+
+    settings = from_env(
         {
             "GOOGLE_API_KEY": "g-key",
             "GOOGLE_GEMINI_BASE_URL": "http://127.0.0.1:9999",
@@ -66,7 +73,8 @@ def test_settings_from_env() -> None:
     assert settings.retry.max_attempts == 2
     assert settings.test_model_latency_s == 0.5
     assert "g-key" not in repr(settings)
-    assert ModelSettings.from_env({"GEMINI_API_KEY": "a", "GOOGLE_API_KEY": "b"}).gemini_api_key == "a"
-    assert ModelSettings.from_env({}) == ModelSettings()
-    with pytest.raises(SettingsError, match="AGENTRUN_MODEL_TIMEOUT_S"):
-        ModelSettings.from_env({"AGENTRUN_MODEL_TIMEOUT_S": "soon"})
+    assert from_env({"GEMINI_API_KEY": "a", "GOOGLE_API_KEY": "b"}).gemini_api_key == "a"
+    assert from_env({"GEMINI_API_KEY": "", "GOOGLE_API_KEY": "b"}).gemini_api_key == "b"
+    assert from_env({}).gemini_api_key is None and from_env({}).timeout_s == ModelSettings().timeout_s
+    with pytest.raises(SettingsError, match="AGENTRUN_MODEL_TIMEOUT_S must be a number, got 'soon'"):
+        from_env({"AGENTRUN_MODEL_TIMEOUT_S": "soon"})
