@@ -59,16 +59,27 @@ class ServerTlsSettings(EnvSettings):
 
 
 def add_port(server: grpc.aio.Server, address: str, tls: ServerTlsSettings, *, service: str) -> int:
-    """Binds `address` with TLS when configured (else plaintext); the bound port (0 when binding failed)."""
+    """Binds `address` with TLS when configured (else plaintext); the bound port. OSError naming the address and the
+    service when it cannot be bound (in use, not an address of this host): gRPC raises a bare RuntimeError."""
     credentials = tls.credentials()
-    if credentials is None:
-        log.info("listening without TLS", extra={"service": service, "address": address})
-        return server.add_insecure_port(address)
-    log.info(
-        "listening with TLS",
-        extra={"service": service, "address": address, "mutual_tls": tls.client_ca is not None},
-    )
-    return server.add_secure_port(address, credentials)
+    try:
+        if credentials is None:
+            log.info("listening without TLS", extra={"service": service, "address": address})
+            port = server.add_insecure_port(address)
+        else:
+            log.info(
+                "listening with TLS",
+                extra={"service": service, "address": address, "mutual_tls": tls.client_ca is not None},
+            )
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise OSError(
+            f"{service} cannot listen on {address}: the address is in use or is not an address of this host "
+            "(choose another with its --address flag or variable)"
+        )
+    return port
 
 
 class ClientTlsSettings(EnvSettings):

@@ -9,13 +9,11 @@ served as that token's user, with no login page. docs/web.md lists every variabl
 from __future__ import annotations
 
 import enum
-from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import SecretStr, field_validator
 
-from agentrun_core.settings import SettingsError
+from agentrun_core.settings import EnvSettings, LogFormat, LogLevel, SettingsError, UserPath, setting
 from agentrun_core.tls import ClientTlsSettings
 
 ADDRESS_ENV = "AGENTRUN_WEB_ADDRESS"
@@ -30,34 +28,32 @@ class WebAuth(enum.StrEnum):
     OFF = "off"
 
 
-class WebSettings(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", validate_by_name=True, validate_by_alias=True)
-
-    address: str = Field(default=DEFAULT_ADDRESS, validation_alias=ADDRESS_ENV)
-    runs_target: str = Field(default="127.0.0.1:50051", validation_alias="AGENTRUN_RUNS_TARGET")
-    execution_target: str = Field(default="127.0.0.1:50052", validation_alias="AGENTRUN_EXECUTION_TARGET")
-    auth: WebAuth = Field(default=WebAuth.TOKENS, validation_alias=AliasChoices("AGENTRUN_WEB_AUTH", "AGENTRUN_AUTH"))
+class WebSettings(EnvSettings):
+    address: str = setting(DEFAULT_ADDRESS, ADDRESS_ENV)
+    runs_target: str = setting("127.0.0.1:50051", "AGENTRUN_RUNS_TARGET")
+    execution_target: str = setting("127.0.0.1:50052", "AGENTRUN_EXECUTION_TARGET")
+    auth: WebAuth = setting(WebAuth.TOKENS, "AGENTRUN_WEB_AUTH", "AGENTRUN_AUTH")
     # Single-user deployment: every page is served as this token's user (no login page).
-    token: SecretStr | None = Field(default=None, validation_alias="AGENTRUN_WEB_TOKEN")
+    token: SecretStr | None = setting(None, "AGENTRUN_WEB_TOKEN")
     # TLS to the services (as the CLI): the CA that signed their certificates, and a client pair for mutual TLS.
-    tls_ca: Path | None = Field(default=None, validation_alias="AGENTRUN_TLS_CA")
-    tls_client_cert: Path | None = Field(default=None, validation_alias="AGENTRUN_TLS_CLIENT_CERT")
-    tls_client_key: Path | None = Field(default=None, validation_alias="AGENTRUN_TLS_CLIENT_KEY")
+    tls_ca: UserPath | None = setting(None, "AGENTRUN_TLS_CA")
+    tls_client_cert: UserPath | None = setting(None, "AGENTRUN_TLS_CLIENT_CERT")
+    tls_client_key: UserPath | None = setting(None, "AGENTRUN_TLS_CLIENT_KEY")
     # HTTPS for the console itself (then session cookies are Secure).
-    https_cert: Path | None = Field(default=None, validation_alias="AGENTRUN_WEB_TLS_CERT")
-    https_key: Path | None = Field(default=None, validation_alias="AGENTRUN_WEB_TLS_KEY")
+    https_cert: UserPath | None = setting(None, "AGENTRUN_WEB_TLS_CERT")
+    https_key: UserPath | None = setting(None, "AGENTRUN_WEB_TLS_KEY")
     # Mark cookies Secure even over plain HTTP (the console behind a proxy that terminates TLS).
-    secure_cookies: bool = Field(default=False, validation_alias="AGENTRUN_WEB_SECURE_COOKIES")
+    secure_cookies: bool = setting(False, "AGENTRUN_WEB_SECURE_COOKIES")
     # Link from a run's trace id to a trace UI, e.g. http://localhost:16686/trace/{trace_id} (Jaeger).
-    trace_url: str = Field(default="", validation_alias="AGENTRUN_WEB_TRACE_URL")
-    session_ttl_s: float = Field(default=12 * 3600.0, gt=0, validation_alias="AGENTRUN_WEB_SESSION_TTL_S")
-    max_sessions: int = Field(default=10_000, ge=1, validation_alias="AGENTRUN_WEB_MAX_SESSIONS")
+    trace_url: str = setting("", "AGENTRUN_WEB_TRACE_URL")
+    session_ttl_s: float = setting(12 * 3600.0, "AGENTRUN_WEB_SESSION_TTL_S", gt=0)
+    max_sessions: int = setting(10_000, "AGENTRUN_WEB_MAX_SESSIONS", ge=1)
     # How often an open runs page asks for its rows again (runs that start or end appear without a reload).
-    refresh_s: float = Field(default=2.0, gt=0, validation_alias="AGENTRUN_WEB_REFRESH_S")
+    refresh_s: float = setting(2.0, "AGENTRUN_WEB_REFRESH_S", gt=0)
     # Deadline of each unary call to the services.
-    call_timeout_s: float = Field(default=10.0, gt=0, validation_alias="AGENTRUN_WEB_CALL_TIMEOUT_S")
-    log_level: str = Field(default="INFO", validation_alias="AGENTRUN_LOG_LEVEL")
-    log_format: str = Field(default="auto", validation_alias="AGENTRUN_LOG_FORMAT")
+    call_timeout_s: float = setting(10.0, "AGENTRUN_WEB_CALL_TIMEOUT_S", gt=0)
+    log_level: LogLevel = setting("INFO", "AGENTRUN_LOG_LEVEL")
+    log_format: LogFormat = setting("auto", "AGENTRUN_LOG_FORMAT")
 
     @field_validator("auth", mode="before")
     @classmethod
@@ -114,29 +110,6 @@ class WebSettings(BaseSettings):
     @classmethod
     def load(cls, **overrides: Any) -> WebSettings:
         """From the environment, with `overrides` (non-None values) on top. SettingsError names the variable."""
-        try:
-            settings = cls(**{k: v for k, v in overrides.items() if v is not None})
-        except ValidationError as exc:
-            raise SettingsError(describe(exc)) from None
+        settings = cls.from_env(**{k: v for k, v in overrides.items() if v is not None})
         settings.check()
         return settings
-
-
-def _variables(field_name: str) -> list[str]:
-    field = WebSettings.model_fields[field_name]
-    alias = field.validation_alias
-    if isinstance(alias, AliasChoices):
-        return [str(choice) for choice in alias.choices]
-    return [alias] if isinstance(alias, str) else [field_name]
-
-
-def describe(error: ValidationError) -> str:
-    """One line per problem, naming the environment variable(s) (not the Python field)."""
-    names = {variable: name for name in WebSettings.model_fields for variable in [name, *_variables(name)]}
-    lines = []
-    for problem in error.errors():
-        location = str((problem.get("loc") or ("?",))[0])
-        field = names.get(location)
-        label = " / ".join(_variables(field)) if field is not None else location
-        lines.append(f"{label}: {problem.get('msg', 'invalid value')}")
-    return "; ".join(lines)

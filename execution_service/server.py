@@ -207,8 +207,6 @@ async def start_server(
         )
         health_servicer = add_health_and_reflection(server, SERVICE_NAME, reflection=settings.reflection)
         port = add_port(server, settings.listen_address, settings.tls, service="ExecutionService")
-        if port == 0:
-            raise OSError(f"cannot listen on {settings.listen_address}")
         await server.start()
         await set_serving(health_servicer, SERVICE_NAME)
         log.info(

@@ -103,12 +103,13 @@ async def start_server(
         server,
     )
     health_servicer = add_health_and_reflection(server, SERVICE_NAME, reflection=settings.reflection)
-    port = add_port(server, settings.listen_address, settings.tls, service="RunsService")
-    if port == 0:
+    try:
+        port = add_port(server, settings.listen_address, settings.tls, service="RunsService")
+    except OSError:
         await engine.dispose()
         if owns_telemetry:
             await telemetry.aclose()
-        raise OSError(f"cannot listen on {settings.listen_address}")
+        raise
     await server.start()
     await set_serving(health_servicer, SERVICE_NAME)
     log.info(

@@ -198,3 +198,28 @@ def test_agentrun_web_refuses_a_bad_address() -> None:
     )
     assert done.returncode == 2
     assert done.stderr.strip() == "error: AGENTRUN_WEB_ADDRESS / --address must be HOST:PORT, got 'nowhere'"
+
+
+@pytest.mark.parametrize(
+    ("which", "flag", "service"),
+    [
+        ("runs", "--runs-address", "RunsService"),
+        ("execution", "--execution-address", "ExecutionService"),
+    ],
+)
+def test_serve_names_an_address_in_use_in_one_line(tmp_path: Path, which: str, flag: str, service: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        done = subprocess.run(
+            [sys.executable, "-m", "agentrun_cli", "serve", which, flag, address, "--data-dir", str(tmp_path)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "AGENTRUN_LOG_FORMAT": "text"},
+        )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"refusing to start: {service} cannot listen on {address}: the address is in use" in done.stderr

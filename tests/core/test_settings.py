@@ -18,6 +18,7 @@ from agentrun_core.auth.settings import AuthMode, AuthSettings
 from agentrun_core.settings import EnvSettings, SettingsError
 from agentrun_core.telemetry_settings import TelemetrySettings
 from agentrun_core.tls import ServerTlsSettings
+from agentrun_web.settings import WebSettings
 from execution_service.config import ExecutionSettings, RunsServiceTlsSettings
 from runs_service.config import RunsSettings
 
@@ -30,6 +31,7 @@ SETTINGS: list[type[EnvSettings]] = [
     RunsServiceTlsSettings,
     CliSettings,
     TelemetrySettings,
+    WebSettings,
 ]
 # Documented variables read elsewhere than a settings class, or only by the OpenTelemetry SDK itself.
 NOT_SETTINGS = {
