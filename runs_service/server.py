@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
 from agentrun_core.grpc_decoding import add_servicer
 from agentrun_core.serving import HealthServicer, add_health_and_reflection, set_serving
+from agentrun_core.stream_closing import StreamsEndInTheirTask
 from agentrun_core.telemetry import RUNS_SERVICE_NAME, Telemetry
 from agentrun_core.tls import add_port
 from runs_service.api.servicer import RunsServicer
@@ -93,7 +94,8 @@ async def start_server(
     telemetry = telemetry or Telemetry.from_env(RUNS_SERVICE_NAME)
     # Tracing runs first, so refused calls are traced too; authentication is innermost.
     server = grpc.aio.server(
-        options=options, interceptors=[*telemetry.server_interceptors(), *(interceptors or []), *security]
+        options=options,
+        interceptors=[StreamsEndInTheirTask(), *telemetry.server_interceptors(), *(interceptors or []), *security],
     )
     add_servicer(
         runs_service_pb2_grpc.add_RunsServiceServicer_to_server,

@@ -13,7 +13,7 @@ from agentrun.execution.v1 import execution_service_pb2_grpc as pb_grpc
 from agentrun_core.identity import current_identity
 from agentrun_core.ids import run_id_problem
 from execution_service.agents.registry import AgentRegistry
-from execution_service.api.convert import after_turn, agent_to_pb, event_fields, problem_to_pb
+from execution_service.api.convert import after_turn, agent_to_pb, event_response, problem_to_pb
 from execution_service.api.errors import abort_for
 from execution_service.api.limits import CallLimits, RateLimiter, StreamLimiter
 from execution_service.engine.events import RunEvent
@@ -78,7 +78,7 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
                 await abort_for(context, exc)
                 return
             async for event in self._follow(live, 0, detach=request.detach):
-                yield pb.ExecuteAgentResponse(**event_fields(event))
+                yield event_response(pb.ExecuteAgentResponse, event)
         finally:
             self._streams.release(user)
 
@@ -96,7 +96,7 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
             return
         try:
             async for event in self._follow(live, request.from_sequence, detach=True):
-                yield pb.WatchRunResponse(**event_fields(event))
+                yield event_response(pb.WatchRunResponse, event)
         finally:
             self._streams.release(user)
 

@@ -4,7 +4,6 @@ run survives a detached client and a disconnect cancels it only when the manager
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import secrets
 from collections import OrderedDict
@@ -12,7 +11,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from agentrun_core.domain import ErrorReason, Run, RunError, RunStatus, TokenUsage, tool_calls_from_steps
+from agentrun_core.domain import (
+    ErrorReason,
+    ExecutionStep,
+    Run,
+    RunError,
+    RunStatus,
+    TokenUsage,
+    tool_calls_from_steps,
+)
 from agentrun_core.echo import shown
 from agentrun_core.ids import new_run_id, run_id_problem
 from agentrun_core.labels import label_key_problem
@@ -24,7 +31,8 @@ from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.engine.events import RunFinishedEvent, RunStartedEvent
 from execution_service.engine.instrumentation import EngineInstruments, RunTelemetry
 from execution_service.engine.live_run import LiveRun
-from execution_service.engine.loop import LoopInput, LoopOutcome, run_agent_loop
+from execution_service.engine.loop import LoopInput, run_agent_loop
+from execution_service.engine.outcomes import LoopOutcome
 from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.errors import (
     AgentNotFound,
@@ -251,7 +259,14 @@ class RunManager:
         provider: ModelProvider,
         traced: RunTelemetry,
     ) -> None:
-        recorder = StepRecorder(live.run_id, live.append_step, self._redactor, live.handed_off)
+        journal_step, stream_step = self._sink.journal_step, live.append_step
+
+        def emit(step: ExecutionStep) -> None:
+            # Journaled first: a step a client saw is in the record even if this process dies right after. The
+            # stream sends the bytes the journal wrote (the step is serialized once).
+            stream_step(step, journal_step(step))
+
+        recorder = StepRecorder(live.run_id, emit, self._redactor, live.handed_off)
         traced.secrets = recorder.secret_memory  # captured span content is scrubbed like the steps
         outcome: LoopOutcome
         try:
@@ -299,16 +314,7 @@ class RunManager:
             telemetry=traced,
         )
 
-        async def checkpoint() -> None:
-            snapshot = dataclasses.replace(
-                base,
-                execution_steps=tuple(recorder.steps),
-                token_usage=recorder.usage,
-                steps_taken=recorder.model_calls,
-            )
-            await self._sink.checkpoint(snapshot)
-
-        return await run_agent_loop(loop_input, provider, self._tools, recorder, live.control, checkpoint)
+        return await run_agent_loop(loop_input, provider, self._tools, recorder, live.control)
 
     def _cancelled_outcome(self, live: LiveRun) -> LoopOutcome:
         if live.cancel_requested:
@@ -439,4 +445,5 @@ def _terminal_run(
         trace_id=base.trace_id,
         execution_steps=steps,
         tool_calls=tool_calls_from_steps(steps),
+        max_context_window_used=recorder.max_context_window_used,
     )

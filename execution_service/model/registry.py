@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from agentrun_core.domain import ErrorReason
 from execution_service.model.base import ModelError, ModelProvider, ProviderNotConfigured
 from execution_service.model.gemini import GeminiProvider
-from execution_service.model.retry import RetryingProvider, RetryPolicy
+from execution_service.model.retry import ModelRetryPolicy, RetryingProvider
 from execution_service.model.test_model import TestModel
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class ModelSettings:
     gemini_base_url: str | None = None
     stream: bool = True
     timeout_s: float = 120.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: ModelRetryPolicy = field(default_factory=ModelRetryPolicy)
     test_model_latency_s: float = 0.0
 
 

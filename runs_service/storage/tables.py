@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -80,6 +81,8 @@ runs = Table(
     Column("steps_taken", Integer, nullable=False, server_default="0"),
     Column("tools_used", json_type(), nullable=False),
     Column("trace_id", String(64), nullable=False, server_default=""),
+    # The largest share of its model's input token limit a model call of the run used, 0..1 (migration 0002).
+    Column("max_context_window_used", Float, nullable=False, server_default="0"),
     # sha256 (hex) of the canonical record: a replay of the same record is a no-op.
     Column("record_hash", String(64), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),

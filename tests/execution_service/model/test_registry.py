@@ -7,7 +7,7 @@ from agentrun_core.settings import SettingsError
 from execution_service.model.base import ModelError, ModelRequest, UserMessage
 from execution_service.model.gemini import GeminiProvider
 from execution_service.model.registry import ModelSettings, build_provider
-from execution_service.model.retry import RetryingProvider, RetryPolicy
+from execution_service.model.retry import ModelRetryPolicy, RetryingProvider
 from execution_service.model.test_model import TestModel
 from tests.fakes.gemini_server import FakeGemini, FakeResponse
 
@@ -23,7 +23,7 @@ def test_test_model(name: str) -> None:
 
 
 async def test_gemini_behind_retries_against_the_fake(fake_gemini: FakeGemini) -> None:
-    policy = RetryPolicy(max_attempts=2)
+    policy = ModelRetryPolicy(max_attempts=2)
     settings = ModelSettings(gemini_api_key="k", gemini_base_url=fake_gemini.base_url, retry=policy, stream=False)
     provider, model = build_provider("googleai/gemini-2.5-flash", settings)
     assert model == "gemini-2.5-flash"

@@ -12,7 +12,7 @@ from agentrun_core.domain import RunStatus
 from execution_service.publish.base import RunSink
 from execution_service.publish.outbox import Outbox
 from execution_service.publish.publisher import OutboxPublisher
-from tests.execution_service.publish.conftest import FAST_RETRY, PublisherFactory, make_run
+from tests.execution_service.publish.conftest import FAST_BACKOFF, PublisherFactory, make_run
 from tests.execution_service.publish.fake_runs_server import FakeRunsServer
 
 
@@ -51,7 +51,7 @@ async def test_undelivered_records_survive_a_publisher_restart(
 ) -> None:
     await server.stop()
     first_outbox = await Outbox.open(outbox_path)
-    first = OutboxPublisher(first_outbox, channel, retry=FAST_RETRY)  # never started: nothing is sent
+    first = OutboxPublisher(first_outbox, channel, backoff=FAST_BACKOFF)  # never started: nothing is sent
     for i in range(5):
         await first.record(make_run(f"run-{i}", RunStatus.COMPLETED))
     await first.stop()
@@ -59,7 +59,7 @@ async def test_undelivered_records_survive_a_publisher_restart(
 
     await server.start()
     second_outbox = await Outbox.open(outbox_path)
-    second = OutboxPublisher(second_outbox, channel, retry=FAST_RETRY)
+    second = OutboxPublisher(second_outbox, channel, backoff=FAST_BACKOFF)
     second.start()
     try:
         assert await second.flush(timeout_s=10)
@@ -73,7 +73,7 @@ async def test_stop_keeps_what_it_could_not_send(
     outbox: Outbox, server: FakeRunsServer, channel: grpc.aio.Channel
 ) -> None:
     await server.stop()
-    publisher = OutboxPublisher(outbox, channel, retry=FAST_RETRY)
+    publisher = OutboxPublisher(outbox, channel, backoff=FAST_BACKOFF)
     publisher.start()
     await publisher.record(make_run("r1", RunStatus.COMPLETED))
     started = time.monotonic()
@@ -84,7 +84,7 @@ async def test_stop_keeps_what_it_could_not_send(
 
 
 async def test_stop_drains_due_records(outbox: Outbox, server: FakeRunsServer, channel: grpc.aio.Channel) -> None:
-    publisher = OutboxPublisher(outbox, channel, retry=FAST_RETRY)
+    publisher = OutboxPublisher(outbox, channel, backoff=FAST_BACKOFF)
     for i in range(10):
         await publisher.record(make_run(f"r{i}", RunStatus.COMPLETED))
     publisher.start()
