@@ -1,6 +1,6 @@
 """runs.max_context_window_used: the largest share of its model's input token limit a model call of the run used.
 
-Revision ID: 0002
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-07
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002"
+revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
