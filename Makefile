@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check gen gen-check buf-lint bench lock clean serve
+.PHONY: demo test lint typecheck check gen gen-check buf-lint buf-breaking node-example bench lock clean serve screenshots
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,7 +39,18 @@ tools/node_modules/.bin/buf: tools/package.json tools/package-lock.json
 buf-lint: tools/node_modules/.bin/buf
 	tools/node_modules/.bin/buf lint
 
-check: lint typecheck gen-check buf-lint test
+## Every commit that changed protos/ against its parent (exceptions: .ci/buf-breaking-exceptions); needs full history.
+buf-breaking: tools/node_modules/.bin/buf
+	scripts/buf_breaking.sh
+
+## The Node.js client example's dependencies (tests/examples/test_node_client.py runs it when they are installed).
+node-example: examples/clients/node/node_modules/.installed
+
+examples/clients/node/node_modules/.installed: examples/clients/node/package.json examples/clients/node/package-lock.json
+	cd examples/clients/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+check: lint typecheck gen-check buf-lint buf-breaking test
 
 serve: $(STAMP)
 	$(VENV)/bin/agentrun serve all
@@ -49,6 +60,11 @@ bench: $(STAMP)
 	$(PY) bench/runs_store.py
 	$(PY) bench/export.py
 	$(PY) bench/composition.py
+	$(PY) bench/web.py
+
+## Screenshots of the web console's pages into docs/images/ (taken by the browser tests; needs Chromium).
+screenshots: $(STAMP)
+	AGENTRUN_WEB_SCREENSHOTS=docs/images $(PY) -m pytest tests/web/test_browser.py -q
 
 lock: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt.new

@@ -17,6 +17,11 @@ EXIT_INTERRUPTED = 130
 
 _USAGE_CODES = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND})
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# Where a CLI user's credentials come from, said whenever a service refuses them.
+TOKEN_HINT = (
+    "pass a bearer token with --token or the AGENTRUN_TOKEN environment variable (an administrator creates one with "
+    "`python -m agentrun_core.auth generate USER`; docs/security.md)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +35,13 @@ class Endpoint:
 
 
 class CliError(Exception):
-    """A failure to report as `error: <message>` with `exit_code`."""
+    """A failure to report as `error: <message>` with `exit_code` (then `details`, one indented line each)."""
 
     def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
+        self.details: list[str] = []
 
 
 class ServiceError(CliError):
@@ -78,11 +84,15 @@ def format_rpc_error(endpoint: Endpoint, error: grpc.RpcError) -> str:
             f"UNAVAILABLE: cannot reach {endpoint.service} at {endpoint.target} ({details}); "
             f"start the services with `agentrun serve all`, or point {endpoint.flag} / {endpoint.env_var} at them"
         )
+    if code is grpc.StatusCode.UNAUTHENTICATED:
+        return f"{code.name}: {details}; {TOKEN_HINT}"
     return f"{code.name}: {details}"
 
 
 def report(error: CliError) -> None:
     print(f"error: {_one_line(error.message)}", file=sys.stderr)
+    for line in error.details:
+        print(f"  {_one_line(line)}", file=sys.stderr)
 
 
 P = ParamSpec("P")

@@ -1,12 +1,16 @@
-"""`python -m agentrun_cli.healthcheck ADDRESS [--service NAME]`: exit 0 when the gRPC health check says SERVING.
+"""`python -m agentrun_cli.healthcheck ADDRESS... [--service NAME] [--wait SECONDS]`: exit 0 when the gRPC health
+check of every address says SERVING.
 
-For container HEALTHCHECKs: no Typer import, one call with a short deadline, one line of output.
+For container HEALTHCHECKs: no Typer import, one call per address with a short deadline, one line each. With
+`--wait`, for scripts that start services and use them next: check again until every address serves or the time is
+up.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -32,13 +36,22 @@ def check(address: str, service: str = "", timeout_s: float = 3.0) -> tuple[bool
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agentrun_cli.healthcheck", description=__doc__)
-    parser.add_argument("address", help="host:port of the gRPC server")
+    parser.add_argument("addresses", nargs="+", metavar="address", help="host:port of a gRPC server")
     parser.add_argument("--service", default="", help="service name to check (default: the whole server)")
-    parser.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds per check (default 3)")
+    parser.add_argument("--wait", type=float, default=0.0, help="check again until serving, up to this many seconds")
     args = parser.parse_args(argv)
-    serving, message = check(args.address, args.service, args.timeout)
-    print(message, file=sys.stdout if serving else sys.stderr)
-    return EXIT_SERVING if serving else EXIT_UNHEALTHY
+    deadline = time.monotonic() + args.wait
+    healthy = True
+    for address in args.addresses:
+        while True:
+            serving, message = check(address, args.service, args.timeout)
+            if serving or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        print(message, file=sys.stdout if serving else sys.stderr)
+        healthy = healthy and serving
+    return EXIT_SERVING if healthy else EXIT_UNHEALTHY
 
 
 if __name__ == "__main__":

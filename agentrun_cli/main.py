@@ -11,6 +11,7 @@ from agentrun_cli.commands.run import run_command
 from agentrun_cli.commands.runs import runs_app
 from agentrun_cli.commands.serve import serve_command
 from agentrun_cli.commands.sessions import sessions_app
+from agentrun_cli.commands.web import web_command
 from agentrun_cli.settings import (
     DEFAULT_EXECUTION_TARGET,
     DEFAULT_RUNS_TARGET,
@@ -43,35 +44,48 @@ app = typer.Typer(
 def main(
     ctx: typer.Context,
     execution_target: Annotated[
-        str, typer.Option("--execution-target", envvar=EXECUTION_TARGET_ENV, help="ExecutionService host:port.")
-    ] = DEFAULT_EXECUTION_TARGET,
+        str | None,
+        typer.Option(
+            "--execution-target",
+            help=f"ExecutionService host:port (env {EXECUTION_TARGET_ENV}; default: {DEFAULT_EXECUTION_TARGET}).",
+            show_default=False,
+        ),
+    ] = None,
     runs_target: Annotated[
-        str, typer.Option("--runs-target", envvar=RUNS_TARGET_ENV, help="RunsService host:port.")
-    ] = DEFAULT_RUNS_TARGET,
+        str | None,
+        typer.Option(
+            "--runs-target",
+            help=f"RunsService host:port (env {RUNS_TARGET_ENV}; default: {DEFAULT_RUNS_TARGET}).",
+            show_default=False,
+        ),
+    ] = None,
     token: Annotated[
         str | None,
-        typer.Option("--token", envvar=TOKEN_ENV, help="Bearer token sent on every call.", show_default=False),
+        typer.Option("--token", help=f"Bearer token sent on every call (env {TOKEN_ENV}).", show_default=False),
     ] = None,
     tls_ca: Annotated[
         str | None,
-        typer.Option("--tls-ca", envvar=TLS_CA_ENV, help="CA certificate (PEM): connect with TLS.", show_default=False),
+        typer.Option(
+            "--tls-ca", help=f"CA certificate (PEM): connect with TLS (env {TLS_CA_ENV}).", show_default=False
+        ),
     ] = None,
     tls_cert: Annotated[
         str | None,
         typer.Option(
-            "--tls-cert", envvar=TLS_CLIENT_CERT_ENV, help="Client certificate (PEM), mTLS.", show_default=False
+            "--tls-cert", help=f"Client certificate (PEM), mTLS (env {TLS_CLIENT_CERT_ENV}).", show_default=False
         ),
     ] = None,
     tls_key: Annotated[
         str | None,
         typer.Option(
-            "--tls-key", envvar=TLS_CLIENT_KEY_ENV, help="Client private key (PEM) for mutual TLS.", show_default=False
+            "--tls-key", help=f"Client private key (PEM), mTLS (env {TLS_CLIENT_KEY_ENV}).", show_default=False
         ),
     ] = None,
 ) -> None:
-    ctx.obj = CliSettings(
-        execution_target=execution_target,
-        runs_target=runs_target,
+    # The environment, then the flags (an empty flag or variable counts as unset).
+    ctx.obj = CliSettings.from_env().with_overrides(
+        execution_target=execution_target or None,
+        runs_target=runs_target or None,
         token=token or None,
         tls_ca=tls_ca or None,
         tls_cert=tls_cert or None,
@@ -81,6 +95,7 @@ def main(
 
 app.command("run")(run_command)
 app.command("serve")(serve_command)
+app.command("web")(web_command)
 app.add_typer(runs_app, name="runs")
 app.add_typer(agents_app, name="agents")
 app.add_typer(sessions_app, name="sessions")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from agentrun_core.settings import EnvSettings, setting
 
 EXECUTION_TARGET_ENV = "AGENTRUN_EXECUTION_TARGET"
 RUNS_TARGET_ENV = "AGENTRUN_RUNS_TARGET"
@@ -15,14 +15,15 @@ DEFAULT_EXECUTION_TARGET = "127.0.0.1:50052"
 DEFAULT_RUNS_TARGET = "127.0.0.1:50051"
 
 
-@dataclass(frozen=True, slots=True)
-class CliSettings:
-    execution_target: str = DEFAULT_EXECUTION_TARGET
-    runs_target: str = DEFAULT_RUNS_TARGET
+class CliSettings(EnvSettings):
+    """The environment (`CliSettings.from_env()`), overridden by the global flags of the same names."""
+
+    execution_target: str = setting(DEFAULT_EXECUTION_TARGET, EXECUTION_TARGET_ENV)
+    runs_target: str = setting(DEFAULT_RUNS_TARGET, RUNS_TARGET_ENV)
     # Sent as `authorization: Bearer <token>` on every call when set.
-    token: str | None = None
+    token: str | None = setting(None, TOKEN_ENV, repr=False)
     # PEM file of the CA that signed the services' certificates; set means TLS.
-    tls_ca: str | None = None
+    tls_ca: str | None = setting(None, TLS_CA_ENV)
     # Client certificate and key (PEM) for services that require mutual TLS.
-    tls_cert: str | None = None
-    tls_key: str | None = None
+    tls_cert: str | None = setting(None, TLS_CLIENT_CERT_ENV)
+    tls_key: str | None = setting(None, TLS_CLIENT_KEY_ENV)

@@ -113,6 +113,21 @@ class RunError:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelAttempt:
+    """One failed attempt of a model call. `code` is the provider's HTTP status (0: no answer came); `wait_before_next`
+    is None after the last attempt of a call that failed the run."""
+
+    attempt: int
+    reason: str
+    message: str
+    start_time: datetime
+    duration: timedelta
+    code: int = 0
+    status: str = ""
+    wait_before_next: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ModelCall:
     model: str
     usage: TokenUsage = TokenUsage()
@@ -120,6 +135,13 @@ class ModelCall:
     time_to_first_token: timedelta | None = None
     text: str = ""
     function_call_count: int = 0
+    # The attempts that failed before the answer (all of them when the call failed the run).
+    failed_attempts: tuple[ModelAttempt, ...] = ()
+    # Thought summaries, only when the agent asked for them (thinkingConfig.includeThoughts).
+    thoughts: str = ""
+    # The model's input token limit (0: unknown) and the share of it the prompt used (0..1; 0 when unknown).
+    input_token_limit: int = 0
+    context_window_used: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +307,8 @@ class Run:
     # None when the run has no children.
     token_usage_with_descendants: TokenUsage | None = None
     cost_with_descendants: Cost | None = None
+    # The largest ModelCall.context_window_used of the run (0..1).
+    max_context_window_used: float = 0.0
 
     def basic(self) -> Run:
         """The run without steps and tool calls (the BASIC view)."""

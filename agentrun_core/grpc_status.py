@@ -2,6 +2,11 @@
 
 Every error carries a google.rpc.ErrorInfo (reason such as RUN_NOT_FOUND, domain "agentrun.dev") and, for bad
 input, a google.rpc.BadRequest naming the field. Clients that ignore details still get code + message.
+
+Sizes are bounded whatever the message holds: the message at MAX_MESSAGE_BYTES (UTF-8), a field name or metadata
+value at MAX_DETAIL_BYTES, so the trailers (grpc-message percent-encoded, grpc-status-details-bin in base64) stay
+far below a client's 8 KiB metadata limit and the caller sees the real code. Values taken from a request are cut
+where the message is written (agentrun_core.echo); this is the last resort.
 """
 
 from __future__ import annotations
@@ -13,7 +18,11 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from agentrun_core.echo import clipped
+
 ERROR_DOMAIN = "agentrun.dev"
+MAX_MESSAGE_BYTES = 1024
+MAX_DETAIL_BYTES = 256
 
 
 def rich_status(
@@ -25,14 +34,18 @@ def rich_status(
     metadata: dict[str, str] | None = None,
     retry_after_s: float | None = None,
 ) -> grpc.Status:
+    message = clipped(message, MAX_MESSAGE_BYTES)
     details: list[any_pb2.Any] = []
-    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata or {})
+    bounded_metadata = {clipped(k, MAX_DETAIL_BYTES): clipped(v, MAX_DETAIL_BYTES) for k, v in (metadata or {}).items()}
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=bounded_metadata)
     packed = any_pb2.Any()
     packed.Pack(info)
     details.append(packed)
     if field is not None:
         bad = error_details_pb2.BadRequest(
-            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=field, description=message)]
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=clipped(field, MAX_DETAIL_BYTES), description=message)
+            ]
         )
         packed = any_pb2.Any()
         packed.Pack(bad)
@@ -54,9 +67,12 @@ async def abort(
     *,
     reason: str,
     field: str | None = None,
+    metadata: dict[str, str] | None = None,
     retry_after_s: float | None = None,
 ) -> NoReturn:
-    await context.abort_with_status(rich_status(code, message, reason=reason, field=field, retry_after_s=retry_after_s))
+    await context.abort_with_status(
+        rich_status(code, message, reason=reason, field=field, metadata=metadata, retry_after_s=retry_after_s)
+    )
     raise AssertionError("abort_with_status returned")  # pragma: no cover
 
 

@@ -7,6 +7,8 @@ import uuid
 
 import uuid6
 
+from agentrun_core.echo import shown
+
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -19,7 +21,7 @@ def run_id_problem(value: str) -> str | None:
     if not value:
         return "must not be empty"
     if not _UUID_RE.match(value):
-        return f"must be a lower-case UUID string like 0190b6e2-7c3a-7d4e-9f10-2a3b4c5d6e7f, got {value[:80]!r}"
+        return f"must be a lower-case UUID string like 0190b6e2-7c3a-7d4e-9f10-2a3b4c5d6e7f, got {shown(value)}"
     if uuid.UUID(value).version != 7:
         return f"must be a UUIDv7 (version 7), got version {uuid.UUID(value).version}"
     return None

@@ -6,6 +6,7 @@ code never sees protobuf.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import assert_never
@@ -14,6 +15,7 @@ from agentrun.runs.v1 import run_pb2
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from agentrun_core import domain as d
+from agentrun_core.echo import shown
 
 _RUN_STATUS_TO_PB = {
     d.RunStatus.RUNNING: run_pb2.RUN_STATUS_RUNNING,
@@ -128,13 +130,13 @@ def cost_from_pb(value: run_pb2.Cost, field: str = "cost") -> d.Cost:
     try:
         amount = Decimal(value.amount)
     except InvalidOperation:
-        raise ConversionError(f"{field}.amount", f"must be a decimal number, got {value.amount[:40]!r}") from None
+        raise ConversionError(f"{field}.amount", f"must be a decimal number, got {shown(value.amount)}") from None
     if not amount.is_finite() or amount < 0:
-        raise ConversionError(f"{field}.amount", f"must be a finite, non-negative decimal, got {value.amount!r}")
+        raise ConversionError(f"{field}.amount", f"must be a finite, non-negative decimal, got {shown(value.amount)}")
     if amount >= Decimal(10) ** 10 or amount != amount.quantize(Decimal(1).scaleb(-COST_DECIMAL_PLACES)):
         raise ConversionError(
             f"{field}.amount",
-            f"must be below 10000000000 with at most {COST_DECIMAL_PLACES} decimal places, got {value.amount!r}",
+            f"must be below 10000000000 with at most {COST_DECIMAL_PLACES} decimal places, got {shown(value.amount)}",
         )
     return d.Cost(
         amount=amount,
@@ -176,7 +178,88 @@ def session_history_from_pb(msg: run_pb2.SessionHistory) -> d.SessionHistory:
     )
 
 
+def share_problem(value: float) -> str | None:
+    """Why `value` is not a share (0..1), or None when it is."""
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        return f"must be between 0 and 1, got {value!r}"
+    return None
+
+
 # --- steps ---------------------------------------------------------------------------------------------------
+
+
+def model_attempt_to_pb(value: d.ModelAttempt) -> run_pb2.ModelAttempt:
+    msg = run_pb2.ModelAttempt(
+        attempt=value.attempt,
+        code=value.code,
+        status=value.status,
+        reason=value.reason,
+        message=value.message,
+        start_time=timestamp_to_pb(value.start_time),
+        duration=duration_to_pb(value.duration),
+    )
+    if value.wait_before_next is not None:
+        msg.wait_before_next.CopyFrom(duration_to_pb(value.wait_before_next))
+    return msg
+
+
+def model_attempt_from_pb(msg: run_pb2.ModelAttempt, field: str) -> d.ModelAttempt:
+    if msg.attempt < 1:
+        raise ConversionError(f"{field}.attempt", f"must be at least 1, got {msg.attempt}")
+    for name in ("duration", "wait_before_next"):
+        value = getattr(msg, name)
+        if value.seconds < 0 or value.nanos < 0:
+            raise ConversionError(f"{field}.{name}", "must not be negative")
+    return d.ModelAttempt(
+        attempt=msg.attempt,
+        reason=msg.reason,
+        message=msg.message,
+        start_time=timestamp_from_pb(msg.start_time),
+        duration=duration_from_pb(msg.duration),
+        code=msg.code,
+        status=msg.status,
+        wait_before_next=duration_from_pb(msg.wait_before_next) if msg.HasField("wait_before_next") else None,
+    )
+
+
+def model_call_to_pb(payload: d.ModelCall) -> run_pb2.ModelCall:
+    mc = run_pb2.ModelCall(
+        model=payload.model,
+        usage=token_usage_to_pb(payload.usage),
+        finish_reason=payload.finish_reason,
+        text=payload.text,
+        function_call_count=payload.function_call_count,
+        thoughts=payload.thoughts,
+        input_token_limit=payload.input_token_limit,
+        context_window_used=payload.context_window_used,
+    )
+    if payload.failed_attempts:
+        mc.failed_attempts.extend(model_attempt_to_pb(a) for a in payload.failed_attempts)
+    if payload.time_to_first_token is not None:
+        mc.time_to_first_token.CopyFrom(duration_to_pb(payload.time_to_first_token))
+    return mc
+
+
+def model_call_from_pb(mc: run_pb2.ModelCall, field: str) -> d.ModelCall:
+    problem = share_problem(mc.context_window_used)
+    if problem is not None:
+        raise ConversionError(f"{field}.context_window_used", problem)
+    if mc.input_token_limit < 0:
+        raise ConversionError(f"{field}.input_token_limit", f"must not be negative, got {mc.input_token_limit}")
+    return d.ModelCall(
+        model=mc.model,
+        usage=token_usage_from_pb(mc.usage, f"{field}.usage"),
+        finish_reason=mc.finish_reason,
+        time_to_first_token=duration_from_pb(mc.time_to_first_token) if mc.HasField("time_to_first_token") else None,
+        text=mc.text,
+        function_call_count=mc.function_call_count,
+        failed_attempts=tuple(
+            model_attempt_from_pb(a, f"{field}.failed_attempts[{i}]") for i, a in enumerate(mc.failed_attempts)
+        ),
+        thoughts=mc.thoughts,
+        input_token_limit=mc.input_token_limit,
+        context_window_used=mc.context_window_used,
+    )
 
 
 def step_to_pb(step: d.ExecutionStep) -> run_pb2.ExecutionStep:
@@ -190,16 +273,7 @@ def step_to_pb(step: d.ExecutionStep) -> run_pb2.ExecutionStep:
     payload = step.payload
     match payload:
         case d.ModelCall():
-            mc = run_pb2.ModelCall(
-                model=payload.model,
-                usage=token_usage_to_pb(payload.usage),
-                finish_reason=payload.finish_reason,
-                text=payload.text,
-                function_call_count=payload.function_call_count,
-            )
-            if payload.time_to_first_token is not None:
-                mc.time_to_first_token.CopyFrom(duration_to_pb(payload.time_to_first_token))
-            msg.model_call.CopyFrom(mc)
+            msg.model_call.CopyFrom(model_call_to_pb(payload))
         case d.ToolCallStarted():
             msg.tool_call.CopyFrom(
                 run_pb2.ToolCallStarted(
@@ -240,17 +314,7 @@ def step_from_pb(msg: run_pb2.ExecutionStep, field: str = "step") -> d.Execution
     kind = msg.WhichOneof("payload")
     payload: d.StepPayload
     if kind == "model_call":
-        mc = msg.model_call
-        payload = d.ModelCall(
-            model=mc.model,
-            usage=token_usage_from_pb(mc.usage, f"{field}.model_call.usage"),
-            finish_reason=mc.finish_reason,
-            time_to_first_token=duration_from_pb(mc.time_to_first_token)
-            if mc.HasField("time_to_first_token")
-            else None,
-            text=mc.text,
-            function_call_count=mc.function_call_count,
-        )
+        payload = model_call_from_pb(msg.model_call, f"{field}.model_call")
     elif kind == "tool_call":
         tc = msg.tool_call
         if not tc.call_id:
@@ -361,6 +425,7 @@ def run_to_pb(run: d.Run) -> run_pb2.Run:
         parent_tool_call_id=run.parent_tool_call_id,
         depth=run.depth,
         session_id=run.session_id,
+        max_context_window_used=run.max_context_window_used,
     )
     if run.forked_from is not None:
         msg.forked_from.CopyFrom(run_pb2.ForkOrigin(run_id=run.forked_from.run_id, sequence=run.forked_from.sequence))
@@ -387,6 +452,9 @@ def run_from_pb(msg: run_pb2.Run) -> d.Run:
         raise ConversionError("run.steps_taken", f"must not be negative, got {msg.steps_taken}")
     if msg.HasField("duration") and (msg.duration.seconds < 0 or msg.duration.nanos < 0):
         raise ConversionError("run.duration", "must not be negative")
+    problem = share_problem(msg.max_context_window_used)
+    if problem is not None:
+        raise ConversionError("run.max_context_window_used", problem)
     return d.Run(
         id=msg.id,
         agent_name=msg.agent_name,
@@ -425,4 +493,5 @@ def run_from_pb(msg: run_pb2.Run) -> d.Run:
         cost_with_descendants=cost_from_pb(msg.cost_with_descendants, "run.cost_with_descendants")
         if msg.HasField("cost_with_descendants")
         else None,
+        max_context_window_used=msg.max_context_window_used,
     )

@@ -9,6 +9,10 @@ import signal
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as grpc_reflection
+from grpc_reflection.v1alpha import reflection_pb2_grpc
+
+from agentrun_core.echo import shown
+from agentrun_core.grpc_decoding import add_servicer
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -49,7 +53,7 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
     ) -> health_pb2.HealthCheckResponse:
         status = self._status.get(request.service)
         if status is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {shown(request.service)}")
         return health_pb2.HealthCheckResponse(status=status)
 
     async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
@@ -88,12 +92,19 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
 
 
 def add_health_and_reflection(server: grpc.aio.Server, service_name: str, *, reflection: bool) -> HealthServicer:
-    """The standard gRPC health service (NOT_SERVING until `set_serving`) and, when asked, server reflection."""
+    """The standard gRPC health service (NOT_SERVING until `set_serving`) and, when asked, server reflection; both
+    registered like our own services (agentrun_core.grpc_decoding: a request that does not decode is
+    INVALID_ARGUMENT)."""
     health_servicer = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    add_servicer(health_pb2_grpc.add_HealthServicer_to_server, health_servicer, server)
     if reflection:
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-        grpc_reflection.enable_server_reflection([service_name, health_name, grpc_reflection.SERVICE_NAME], server)
+        names = [service_name, health_name, grpc_reflection.SERVICE_NAME]
+        add_servicer(
+            reflection_pb2_grpc.add_ServerReflectionServicer_to_server,
+            grpc_reflection.aio.ReflectionServicer(names),
+            server,
+        )
     return health_servicer
 
 

@@ -1,56 +1,186 @@
-"""Small helpers to read settings from the environment with clear errors."""
+"""Settings from the environment, one way for the whole project: pydantic-settings.
+
+A settings class derives from `EnvSettings` and names the variable of each field it reads with `env("VAR")` (or
+`env("VAR", "FALLBACK_VAR")`). Then:
+
+- `Cls.from_env()` reads the environment (settings nested in it through a default factory read it too);
+- `Cls(field=...)` takes only what it is given and the defaults, never the environment (tests, programs);
+- `settings.with_overrides(**flags)` replaces the fields given a value (None keeps the current one): command-line
+  flags override the environment this way.
+
+Empty variables count as unset. A bad value raises SettingsError, one line naming the variable, the rule and the
+value (cut: agentrun_core.echo), e.g. "AGENTRUN_MAX_TASK_BYTES must be at least 1, got '0'".
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Annotated, Any, Literal, Self, TypeVar
+
+from pydantic import AfterValidator, AliasChoices, BeforeValidator, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from agentrun_core.echo import shown
 
 
 class SettingsError(ValueError):
     """A setting has a value that cannot be used. The message names the variable."""
 
 
-def env_str(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+# The environment `from_env` reads, while it builds (None: settings built directly read no environment).
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("agentrun_settings_environ", default=None)
 
 
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if raw.lower() in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+def env(name: str, *fallbacks: str) -> Any:
+    """The validation alias naming a field's environment variable (then the fallbacks, in order)."""
+    return AliasChoices(name, *fallbacks) if fallbacks else name
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+def _expand_user(path: Path) -> Path:
+    return path.expanduser()
+
+
+# A path from a variable or a flag, with ~ expanded.
+UserPath = Annotated[Path, AfterValidator(_expand_user)]
+
+
+class _DeclaredEnvironment(EnvSettingsSource):
+    """Only the variables fields declare (their validation alias), from the mapping `from_env` was given."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls, case_sensitive=True, env_ignore_empty=True)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name: value for name, value in self._environ.items() if value != ""}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field.validation_alias is None:
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
+
+
+class EnvSettings(BaseSettings):
+    """Base of every settings class (see the module docstring)."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        validate_by_name=True,
+        validate_by_alias=True,
+        protected_namespaces=(),
+        case_sensitive=True,
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environ = _ENVIRON.get()
+        if environ is None:
+            return (init_settings,)
+        return (init_settings, _DeclaredEnvironment(settings_cls, environ))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **values: Any) -> Self:
+        """Settings from `environ` (default: os.environ); `values` (e.g. flags) win over it. SettingsError on a bad
+        value, naming the variable."""
+        with _reading(os.environ if environ is None else environ):
+            return checked(lambda: cls(**values))
+
+    def with_overrides(self, **changes: Any) -> Self:
+        """A copy with the fields given a value other than None replaced (validated like the environment)."""
+        given = {name: value for name, value in changes.items() if value is not None}
+        if not given:
+            return self
+        current = {name: getattr(self, name) for name in type(self).model_fields}
+        return checked(lambda: type(self).model_validate({**current, **given}))
+
+
+@contextmanager
+def _reading(environ: Mapping[str, str]) -> Iterator[None]:
+    token = _ENVIRON.set(environ)
     try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if minimum is not None and value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
-    return value
+        yield
+    finally:
+        _ENVIRON.reset(token)
 
 
-def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+T = TypeVar("T")
+
+
+def checked(build: Callable[[], T]) -> T:
+    """`build()`, its ValidationError turned into a one-line SettingsError naming the variable."""
     try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if minimum is not None and value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
-    return value
+        return build()
+    except ValidationError as exc:
+        raise SettingsError(describe(exc.errors()[0])) from None
 
 
-def env_path(name: str, default: Path) -> Path:
-    raw = os.environ.get(name)
-    return Path(raw).expanduser() if raw else default
+_TYPE_RULES = {
+    "int_parsing": "must be an integer",
+    "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+}
+
+
+def describe(error: ErrorDetails) -> str:
+    """One line: the variable (or field), what it must be, what it got."""
+    name = ".".join(str(part) for part in error["loc"]) or "settings"
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    value = error.get("input")
+    got = f", got {shown(str(value))}" if isinstance(value, str | int | float) else ""
+    if kind in _TYPE_RULES:
+        return f"{name} {_TYPE_RULES[kind]}{got}"
+    if kind == "greater_than_equal":
+        return f"{name} must be at least {ctx['ge']}{got}"
+    if kind == "greater_than":
+        return f"{name} must be greater than {ctx['gt']}{got}"
+    if kind == "less_than_equal":
+        return f"{name} must be at most {ctx['le']}{got}"
+    if kind in ("literal_error", "enum"):
+        return f"{name} must be {ctx.get('expected', 'one of the documented values')}{got}"
+    if kind == "value_error":
+        cause = ctx.get("error")
+        return f"{name} {cause}{got}" if cause is not None else f"{name}: {error['msg']}"
+    if kind == "extra_forbidden":
+        return f"unknown setting {name}"
+    return f"{name}: {error['msg']}{got}"
+
+
+def setting(default: Any = None, variable: str | None = None, *fallbacks: str, **constraints: Any) -> Any:
+    """A field read from `variable` (then `fallbacks`), or not from the environment when None."""
+    alias = env(variable, *fallbacks) if variable else None
+    factory = constraints.pop("default_factory", None)
+    if factory is not None:
+        return Field(default_factory=factory, validation_alias=alias, **constraints)
+    return Field(default, validation_alias=alias, **constraints)
+
+
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+# AGENTRUN_LOG_LEVEL (any case) and AGENTRUN_LOG_FORMAT (json, text, or auto: text on a terminal).
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)]
+LogFormat = Annotated[Literal["json", "text", "auto"], BeforeValidator(_lower)]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -46,14 +45,13 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from agentrun_core.settings import SettingsError
+from agentrun_core.telemetry_settings import TelemetrySettings
 
 log = logging.getLogger(__name__)
 
 EXECUTION_SERVICE_NAME = "agentrun-execution-service"
 RUNS_SERVICE_NAME = "agentrun-runs-service"
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off", "")
 _PROPAGATOR = TraceContextTextMapPropagator()
 _enabled = True
 
@@ -103,38 +101,10 @@ def trace_context(traceparent: str) -> Iterator[None]:
 # --- settings --------------------------------------------------------------------------------------------------------
 
 
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise SettingsError(f"{name} must be true or false, got {env[name]!r}")
-
-
-def _exporters(env: Mapping[str, str], variable: str, endpoints: tuple[str, ...], allowed: set[str]) -> list[str]:
-    raw = env.get(variable, "").strip().lower()
-    if not raw:
-        return ["otlp"] if any(env.get(e, "").strip() for e in endpoints) else []
-    names = [n.strip() for n in raw.split(",") if n.strip()]
-    unknown = [n for n in names if n not in allowed and n != "none"]
-    if unknown:
-        raise SettingsError(f"{variable}: unsupported exporter {unknown[0]!r} (use {', '.join(sorted(allowed))}, none)")
-    return [] if "none" in names else names
-
-
-def _protocol(env: Mapping[str, str], signal: str) -> str:
-    return (
-        env.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
-    ).strip()
-
-
-def _resource(env: Mapping[str, str], default_service_name: str) -> Resource:
+def _resource(settings: TelemetrySettings, default_service_name: str) -> Resource:
     attributes: dict[str, str] = {"service.namespace": "agentrun"}
-    explicit = env.get("OTEL_SERVICE_NAME", "").strip()
-    in_resource_attrs = "service.name=" in env.get("OTEL_RESOURCE_ATTRIBUTES", "").replace(" ", "")
+    explicit = settings.service_name.strip()
+    in_resource_attrs = "service.name=" in settings.resource_attributes.replace(" ", "")
     if explicit:
         attributes["service.name"] = explicit
     elif not in_resource_attrs:
@@ -142,8 +112,8 @@ def _resource(env: Mapping[str, str], default_service_name: str) -> Resource:
     return Resource.create(attributes)
 
 
-def _otlp_span_exporter(env: Mapping[str, str]) -> SpanExporter:
-    protocol = _protocol(env, "TRACES")
+def _otlp_span_exporter(settings: TelemetrySettings) -> SpanExporter:
+    protocol = settings.protocol("traces")
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
@@ -162,8 +132,8 @@ def _otlp_span_exporter(env: Mapping[str, str]) -> SpanExporter:
     raise SettingsError(f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol {protocol!r} (use grpc)")
 
 
-def _otlp_metric_reader(env: Mapping[str, str]) -> MetricReader:
-    protocol = _protocol(env, "METRICS")
+def _otlp_metric_reader(settings: TelemetrySettings) -> MetricReader:
+    protocol = settings.protocol("metrics")
     if protocol != "grpc":
         raise SettingsError(f"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: unsupported protocol {protocol!r} (use grpc)")
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
@@ -177,13 +147,9 @@ _prometheus_lock = threading.Lock()
 _prometheus_servers: dict[int, tuple[Any, int]] = {}  # port -> (server, users)
 
 
-def _prometheus_reader(env: Mapping[str, str]) -> tuple[MetricReader, int]:
-    raw = env.get("AGENTRUN_PROMETHEUS_PORT", "").strip()
-    try:
-        port = int(raw) if raw else 9464
-    except ValueError:
-        raise SettingsError(f"AGENTRUN_PROMETHEUS_PORT must be a port number, got {raw!r}") from None
-    host = env.get("AGENTRUN_PROMETHEUS_HOST", "127.0.0.1").strip() or "127.0.0.1"
+def _prometheus_reader(settings: TelemetrySettings) -> tuple[MetricReader, int]:
+    port = 9464 if settings.prometheus_port is None else settings.prometheus_port
+    host = settings.prometheus_host.strip() or "127.0.0.1"
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import start_http_server
 
@@ -277,43 +243,31 @@ class Telemetry:
     @classmethod
     def from_env(cls, service_name: str, env: Mapping[str, str] | None = None) -> Telemetry:
         """Providers from the standard OTEL_* variables (see the module docstring). Raises SettingsError."""
-        env = os.environ if env is None else env
-        capture = _flag(env, "AGENTRUN_CAPTURE_CONTENT", False)
-        if _flag(env, "OTEL_SDK_DISABLED", False):
+        settings = TelemetrySettings.from_env(env)
+        capture = settings.capture_content
+        if settings.sdk_disabled:
             log.info("OpenTelemetry disabled (OTEL_SDK_DISABLED)", extra={"service": service_name})
             return cls.disabled()
-        traces = _exporters(
-            env,
-            "OTEL_TRACES_EXPORTER",
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
-            {"otlp", "console"},
-        )
-        metric_names = _exporters(
-            env,
-            "OTEL_METRICS_EXPORTER",
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
-            {"otlp", "console", "prometheus"},
-        )
-        if env.get("AGENTRUN_PROMETHEUS_PORT", "").strip() and "prometheus" not in metric_names:
-            metric_names.append("prometheus")
+        traces = settings.trace_exporters()
+        metric_names = settings.metric_exporters()
         span_exporters: list[SpanExporter] = []
         readers: list[MetricReader] = []
         created: list[str] = []
         prometheus_port: int | None = None
         for name in traces:
-            span_exporters.append(_otlp_span_exporter(env) if name == "otlp" else ConsoleSpanExporter())
+            span_exporters.append(_otlp_span_exporter(settings) if name == "otlp" else ConsoleSpanExporter())
             created.append(f"{name}-traces")
         for name in metric_names:
             if name == "otlp":
-                readers.append(_otlp_metric_reader(env))
+                readers.append(_otlp_metric_reader(settings))
             elif name == "console":
                 readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
             else:
-                reader, prometheus_port = _prometheus_reader(env)
+                reader, prometheus_port = _prometheus_reader(settings)
                 readers.append(reader)
             created.append(f"{name}-metrics")
-        resource = _resource(env, service_name)
-        # Shut down by the service's stop (run_server always stops), not by atexit handlers.
+        resource = _resource(settings, service_name)
+        # Shut down by the service's stop (agentrun_cli.services.launch always stops), not by atexit handlers.
         tracer_provider = SdkTracerProvider(resource=resource, shutdown_on_exit=False)
         for exporter in span_exporters:
             tracer_provider.add_span_processor(BatchSpanProcessor(exporter))

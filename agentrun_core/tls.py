@@ -8,13 +8,12 @@ issuer) switches the channel to TLS; a client certificate + key are sent for mTL
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from agentrun_core.settings import SettingsError, env_path, env_str
+from agentrun_core.settings import EnvSettings, SettingsError, UserPath, setting
 
 log = logging.getLogger(__name__)
 
@@ -33,29 +32,15 @@ def _read(path: Path, variable: str) -> bytes:
     return data
 
 
-def _optional_path(name: str) -> Path | None:
-    value = env_str(name, "")
-    return env_path(name, Path()) if value else None
-
-
-@dataclass(frozen=True, slots=True)
-class ServerTlsSettings:
-    cert: Path | None = None
-    key: Path | None = None
+class ServerTlsSettings(EnvSettings):
+    cert: UserPath | None = setting(None, "AGENTRUN_TLS_CERT")
+    key: UserPath | None = setting(None, "AGENTRUN_TLS_KEY")
     # Set: clients must present a certificate signed by this CA (mTLS).
-    client_ca: Path | None = None
+    client_ca: UserPath | None = setting(None, "AGENTRUN_TLS_CLIENT_CA")
 
     @property
     def enabled(self) -> bool:
         return self.cert is not None or self.key is not None
-
-    @classmethod
-    def from_env(cls) -> ServerTlsSettings:
-        return cls(
-            cert=_optional_path("AGENTRUN_TLS_CERT"),
-            key=_optional_path("AGENTRUN_TLS_KEY"),
-            client_ca=_optional_path("AGENTRUN_TLS_CLIENT_CA"),
-        )
 
     def credentials(self) -> grpc.ServerCredentials | None:
         """Server credentials, or None for plaintext. TlsConfigError when half configured or unreadable."""
@@ -74,25 +59,37 @@ class ServerTlsSettings:
 
 
 def add_port(server: grpc.aio.Server, address: str, tls: ServerTlsSettings, *, service: str) -> int:
-    """Binds `address` with TLS when configured (else plaintext); the bound port (0 when binding failed)."""
+    """Binds `address` with TLS when configured (else plaintext); the bound port. OSError naming the address and the
+    service when it cannot be bound (in use, not an address of this host): gRPC raises a bare RuntimeError."""
     credentials = tls.credentials()
-    if credentials is None:
-        log.info("listening without TLS", extra={"service": service, "address": address})
-        return server.add_insecure_port(address)
-    log.info(
-        "listening with TLS",
-        extra={"service": service, "address": address, "mutual_tls": tls.client_ca is not None},
-    )
-    return server.add_secure_port(address, credentials)
+    try:
+        if credentials is None:
+            log.info("listening without TLS", extra={"service": service, "address": address})
+            port = server.add_insecure_port(address)
+        else:
+            log.info(
+                "listening with TLS",
+                extra={"service": service, "address": address, "mutual_tls": tls.client_ca is not None},
+            )
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise OSError(
+            f"{service} cannot listen on {address}: the address is in use or is not an address of this host "
+            "(choose another with its --address flag or variable)"
+        )
+    return port
 
 
-@dataclass(frozen=True, slots=True)
-class ClientTlsSettings:
+class ClientTlsSettings(EnvSettings):
+    """A client's TLS: built in code (the CLI from its flags), or from the environment as a subclass names it."""
+
     # The CA that signed the server's certificate; set means TLS.
-    ca: Path | None = None
+    ca: UserPath | None = None
     # Client certificate and key for mTLS.
-    cert: Path | None = None
-    key: Path | None = None
+    cert: UserPath | None = None
+    key: UserPath | None = None
     # Override the name checked against the server certificate (when the target is an address it does not name).
     server_name: str = ""
 

@@ -15,8 +15,9 @@
    shared module (asyncio, grpc, protobuf, pydantic, ...) takes the parts of its callers.
 3. Concurrency: 10 / 100 / 1,000 runs at once against TestModel(latency_s=0.5): wall time against the ideal (model
    calls per run x 0.5 s), and memory per in-flight run (tracemalloc, a separate pass).
-4. Step-to-client latency: from the engine emitting a step (LiveRun.append_step) to the gRPC client receiving it,
-   next to a raw grpc.aio server stream replaying the same messages with the same gaps, interleaved.
+4. Step-to-client latency: from the engine recording a step (StepRecorder.record, before the step is journaled and
+   handed to the stream) to the gRPC client receiving it, next to a raw grpc.aio server stream replaying the same
+   messages with the same gaps, interleaved.
 """
 
 from __future__ import annotations
@@ -59,13 +60,14 @@ from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from agentrun_core import event_loop
-from agentrun_core.domain import Run, RunStatus
+from agentrun_core.domain import ExecutionStep, Run, RunStatus
 from agentrun_core.telemetry import Telemetry
 from bench._util import REPO, header, percentile, verdict
 from execution_service.agents.registry import AgentRegistry
 from execution_service.engine.manager import ManagerLimits, RunManager, StartRun
 from execution_service.model.base import ModelRequest, ModelResponse
 from execution_service.model.test_model import TestModel
+from execution_service.publish.step_journal import StepJournal
 from execution_service.tools.base import ResolvedTool, ToolOutcome
 from execution_service.tools.results import outcome_from_result
 from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage
@@ -138,18 +140,21 @@ class InProcessMcpTools:
 
 @dataclass
 class CountingSink:
+    """Counts records instead of storing them; journals each step in a real live-steps journal (its cost is the
+    engine's: it is paid on the event loop before a step is streamed)."""
+
+    journal: StepJournal
     records: int = 0
-    checkpoints: int = 0
     finished: list[Run] = field(default_factory=list)
 
     async def record(self, run: Run) -> None:
         self.records += 1
         if run.status.is_terminal:
             self.finished.append(run)
+            self.journal.forget(run.id)
 
-    async def checkpoint(self, run: Run) -> bool:
-        self.checkpoints += 1
-        return True
+    def journal_step(self, step: ExecutionStep) -> bytes:
+        return self.journal.append(step)
 
     async def wait_delivered(self, run_id: str, timeout_s: float) -> bool:
         return True
@@ -229,9 +234,11 @@ def _exporting_telemetry() -> Telemetry:
 
 
 async def bench_overhead(quick: bool, tmp: Path) -> dict[str, Any]:
-    header("1. Engine overhead per step (RunManager, TestModel, in-process MCP server, counting sink)")
+    header(
+        "1. Engine overhead per step (RunManager, TestModel, in-process MCP server, live-steps journal, counting sink)"
+    )
     runs = 60 if quick else 400
-    clock, sink = Clock(), CountingSink()
+    clock, sink = Clock(), CountingSink(StepJournal(tmp / "live-steps"))
     switch = telemetry_switch()
     out: dict[str, Any] = {}
     # "on": the OpenTelemetry SDK providers of a service without OTEL_* settings (no exporter: spans and metric
@@ -451,7 +458,7 @@ async def bench_concurrency(quick: bool, tmp: Path) -> dict[str, Any]:
     ideal = latency * calls_per_run
     out: dict[str, Any] = {}
     async with Client(mcp_test_server) as client:
-        clock, sink = Clock(), CountingSink()
+        clock, sink = Clock(), CountingSink(StepJournal(tmp / "live-steps"))
         manager = _manager(tmp / "agents-conc", client, clock, TestModel(latency_s=latency), sink)
         await _concurrent(manager, 5, trace=False)
         for count in (10, 100, 1000):

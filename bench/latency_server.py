@@ -2,8 +2,9 @@
 
 Runs a real ExecutionService (TestModel, the test MCP server over stdio) publishing to a RunsService in its own
 process, as in production, and, beside it, a raw grpc.aio server that replays a given message script. Both record,
-with time.perf_counter() (CLOCK_MONOTONIC, so comparable across processes on Linux), when each step is emitted by
-the engine / yielded by the raw stream. On SIGTERM it writes those times to the output file as JSON and exits.
+with time.perf_counter() (CLOCK_MONOTONIC, so comparable across processes on Linux), when each step is recorded by
+the engine (StepRecorder.record: before the live-steps journal and the stream) / yielded by the raw stream. On
+SIGTERM it writes those times to the output file as JSON and exits.
 
 Usage: python -m bench.latency_server OUT_JSON PORTS_FILE
 """
@@ -32,7 +33,7 @@ from bench._util import free_port
 from execution_service.api import servicer as servicer_module
 from execution_service.config import ExecutionSettings
 from execution_service.engine.events import StepEvent
-from execution_service.engine.live_run import LiveRun
+from execution_service.engine.step_recorder import StepRecorder
 from execution_service.server import start_server
 from tests.support.stack import agent_source, mcp_config, write_agents
 
@@ -63,23 +64,24 @@ class Replay(ex_grpc.ExecutionServiceServicer):
 
 async def main(out: Path, ports_file: Path) -> None:
     emitted: dict[str, float] = {}
-    original = LiveRun.append_step
+    original = StepRecorder.record
 
-    def timed_append(self: LiveRun, step: Any) -> None:
-        emitted[f"{self.run_id}/{step.sequence}"] = time.perf_counter()
-        original(self, step)
+    def timed_record(self: StepRecorder, payload: Any, **kwargs: Any) -> Any:
+        # When the engine records the step: before it is journaled (the live-steps journal) and handed to the stream.
+        emitted[f"{self.run_id}/{len(self.steps) + 1}"] = time.perf_counter()
+        return original(self, payload, **kwargs)
 
-    LiveRun.append_step = timed_append  # type: ignore[method-assign]
+    StepRecorder.record = timed_record  # type: ignore[method-assign]
     converted: dict[str, float] = {}
-    original_fields = servicer_module.event_fields
+    original_response = servicer_module.event_response
 
-    def timed_fields(event: Any) -> dict[str, Any]:
-        fields = original_fields(event)
+    def timed_response(cls: Any, event: Any) -> Any:
+        message = original_response(cls, event)
         if isinstance(event, StepEvent):
             converted[f"{event.step.run_id}/{event.step.sequence}"] = time.perf_counter()
-        return fields
+        return message
 
-    servicer_module.event_fields = timed_fields
+    servicer_module.event_response = timed_response
     replay = Replay()
     raw = grpc.aio.server()
     ex_grpc.add_ExecutionServiceServicer_to_server(replay, raw)

@@ -11,7 +11,8 @@ N connections). The two are interleaved A, B, A, B to cancel machine noise; the 
 Scale: the tables are seeded with COPY (FREEZE, in the TRUNCATE's transaction: rows are all-visible at once, as
 after a VACUUM) from a few hundred make_run() templates rewritten with fresh ids and start times spread over the
 last 30 days, then indexes are built and the tables ANALYZEd. Then GetRun (FULL/BASIC), ListRuns (agent + status,
-page of 50), GetRunStats (30 days, by agent and by model) and GetToolStats (30 days) are timed through gRPC.
+page of 50; an id prefix and an id suffix, as the CLI resolves a short id), GetRunStats (30 days, by agent and by
+model) and GetToolStats (30 days) are timed through gRPC.
 
 Benchmarks print figures; they are not tests. PostgreSQL: AGENTRUN_BENCH_PG or postgresql://postgres@127.0.0.1:5432/
 (a database `agentrun_bench` is created, and dropped at the end unless --keep-db).
@@ -46,6 +47,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateIndex
 
 from agentrun_core.domain import RunStatus
@@ -140,8 +142,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
 
 
 def _db_url(admin_url: str, name: str) -> str:
-    base, _, _ = admin_url.rpartition("/")
-    return f"{base}/{name}"
+    """`admin_url` naming database `name` (a unix socket in `?host=` is kept)."""
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
 def recreate_database(admin_url: str, name: str = BENCH_DB) -> str:
@@ -598,15 +600,15 @@ def seed(db_url: str, count: int, step_runs: int) -> Seeded:
     return Seeded(all_ids=ids, step_ids=[ids[i] for i in with_steps], window_start=window_start, window_end=window_end)
 
 
-def read_seeded(db_url: str) -> Seeded:
+def read_seeded(db_url: str, name: str = BENCH_DB) -> Seeded:
     """What seed() returned, read back from a database it filled (for --reuse-db)."""
     with psycopg.connect(db_url) as conn:
         all_ids = [row[0] for row in conn.execute("SELECT id FROM runs")]
         step_ids = [row[0] for row in conn.execute("SELECT DISTINCT run_id FROM run_steps")]
         bounds = conn.execute("SELECT min(start_time), max(start_time) FROM runs").fetchone()
     if not all_ids or bounds is None or bounds[0] is None:
-        raise SystemExit(f"--reuse-db: {BENCH_DB} holds no runs; run once with --keep-db first")
-    print(f"reusing {BENCH_DB}: {len(all_ids):,} runs, {len(step_ids):,} with steps", flush=True)
+        raise SystemExit(f"--reuse-db: {name} holds no runs; run once with --keep-db first")
+    print(f"reusing {name}: {len(all_ids):,} runs, {len(step_ids):,} with steps", flush=True)
     window_start = bounds[0] - timedelta(hours=1)
     return Seeded(all_ids, step_ids, window_start, window_start + timedelta(days=30, minutes=1))
 
@@ -680,6 +682,23 @@ async def bench_queries(cfg: Config, seeded: Seeded, target: str) -> dict[str, f
             f"{verdict(p99 < GOALS['list_runs_p99_ms'])}",
             flush=True,
         )
+
+        # What `agentrun runs show|watch|cancel` send to resolve a part of an id (agentrun_cli.run_ids): a prefix
+        # (13 characters: the whole millisecond timestamp) and a suffix (8 characters, as `runs list` prints ids).
+        for key, label, part in (
+            ("ListRuns_id_prefix", "ListRuns id prefix (13 chars)", lambda run_id: f'id = "{run_id[:13]}*"'),
+            ("ListRuns_id_suffix", "ListRuns id suffix ( 8 chars)", lambda run_id: f'id = "*{run_id[-8:]}"'),
+        ):
+
+            async def resolve(part: Callable[[str], str] = part) -> None:
+                run_id = rng.choice(seeded.all_ids)
+                reply = await stub.ListRuns(rs.ListRunsRequest(filter=part(run_id), page_size=11))
+                assert run_id in {run.id for run in reply.runs}
+
+            await _timed(resolve, 20)
+            durations = await _timed(resolve, cfg.query_samples)
+            out[f"{key}_p99_ms"] = percentile(durations, 0.99) * 1e3
+            print(f"{label}, 11: {summary_ms(durations)}", flush=True)
 
         start, end = _ts(seeded.window_start), _ts(seeded.window_end)
         for label, group_by in (("agent", rs.STATS_GROUP_BY_AGENT), ("model", rs.STATS_GROUP_BY_MODEL)):

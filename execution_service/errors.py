@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from agentrun_core.echo import shown
+
 
 class ExecutionError(Exception):
     reason = "INTERNAL"
@@ -40,7 +42,7 @@ class RunNotFound(ExecutionError):
     reason = "RUN_NOT_FOUND"
 
     def __init__(self, run_id: str) -> None:
-        super().__init__(f"run {run_id!r} not found (it is not live on this execution service)")
+        super().__init__(f"run {shown(run_id)} not found (it is not live on this execution service)")
 
 
 class RunAlreadyExists(ExecutionError):
@@ -48,7 +50,7 @@ class RunAlreadyExists(ExecutionError):
 
     def __init__(self, run_id: str) -> None:
         super().__init__(
-            f"run {run_id!r} already exists and is not live on this execution service; read it from RunsService "
+            f"run {shown(run_id)} already exists and is not live on this execution service; read it from RunsService "
             "(GetRun) instead of starting it again"
         )
 

@@ -12,7 +12,10 @@ import grpc
 from agentrun.execution.v1 import execution_service_pb2, execution_service_pb2_grpc
 
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
-from agentrun_core.serving import HealthServicer, add_health_and_reflection, set_serving, wait_for_stop_signal
+from agentrun_core.backoff import Backoff
+from agentrun_core.grpc_decoding import add_servicer
+from agentrun_core.serving import HealthServicer, add_health_and_reflection, set_serving
+from agentrun_core.stream_closing import StreamsEndInTheirTask
 from agentrun_core.telemetry import EXECUTION_SERVICE_NAME, Telemetry
 from agentrun_core.tls import add_port, aio_channel
 from execution_service.agents.registry import AgentRegistry
@@ -22,12 +25,13 @@ from execution_service.config import ExecutionSettings
 from execution_service.engine.manager import ManagerLimits, ProviderFactory, RunManager
 from execution_service.model.base import ModelProvider
 from execution_service.model.registry import ModelSettings, build_provider
-from execution_service.model.retry import RetryPolicy
+from execution_service.model.retry import ModelRetryPolicy
 from execution_service.publish.known_runs import KnownRuns
 from execution_service.publish.metrics import register_publisher_metrics
 from execution_service.publish.outbox import Outbox
 from execution_service.publish.publisher import OutboxPublisher
 from execution_service.publish.recovery import recover_interrupted
+from execution_service.publish.step_journal import StepJournal, journal_directory
 from execution_service.redaction import RedactionRules, Redactor, rules_with_extras
 from execution_service.tools.mcp_config import load_mcp_config
 from execution_service.tools.pool import McpToolPool
@@ -50,10 +54,14 @@ def model_settings(settings: ExecutionSettings) -> ModelSettings:
         gemini_base_url=settings.gemini_base_url or None,
         stream=settings.model_stream,
         timeout_s=settings.model_timeout_s,
-        retry=RetryPolicy(
+        retry=ModelRetryPolicy(
             max_attempts=settings.model_retry_attempts,
-            initial_delay_s=settings.model_retry_initial_delay_s,
-            max_delay_s=settings.model_retry_max_delay_s,
+            backoff=Backoff(
+                initial_s=settings.model_retry_initial_delay_s,
+                multiplier=2.0,
+                max_s=settings.model_retry_max_delay_s,
+                jitter=1.0,
+            ),
         ),
         test_model_latency_s=settings.test_model_latency_s,
     )
@@ -140,7 +148,9 @@ async def start_server(
         settings.resolved_outbox_path.parent.mkdir(parents=True, exist_ok=True)
         outbox = await Outbox.open(settings.resolved_outbox_path)
         resources.push_async_callback(outbox.close)
-        recovered = await recover_interrupted(outbox)
+        journal = StepJournal(journal_directory(settings.resolved_outbox_path))
+        resources.callback(journal.close)
+        recovered = await recover_interrupted(outbox, journal)
         if recovered:
             log.warning(
                 "runs interrupted by the previous stop will be published as INTERRUPTED", extra={"runs": recovered}
@@ -158,6 +168,7 @@ async def start_server(
             outbox,
             runs_channel,
             call_metadata=runs_call_metadata(settings),
+            journal=journal,
             batch_max_records=settings.outbox_batch_records,
             batch_max_bytes=settings.outbox_batch_bytes,
         )
@@ -189,20 +200,20 @@ async def start_server(
                 *SERVER_METADATA_OPTIONS,
             ],
             # Caller interceptors (tracing) run first, so refused calls are traced too; authentication is innermost.
-            interceptors=[*telemetry.server_interceptors(), *(interceptors or []), *security],
+            interceptors=[StreamsEndInTheirTask(), *telemetry.server_interceptors(), *(interceptors or []), *security],
         )
         limits = CallLimits(
             max_streams_per_user=settings.max_streams_per_user,
             rate_per_minute=settings.rate_limit_per_minute,
             burst=settings.rate_limit_burst,
         )
-        execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
-            ExecutionServicer(manager, agents, limits), server
+        add_servicer(
+            execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server,
+            ExecutionServicer(manager, agents, limits),
+            server,
         )
         health_servicer = add_health_and_reflection(server, SERVICE_NAME, reflection=settings.reflection)
         port = add_port(server, settings.listen_address, settings.tls, service="ExecutionService")
-        if port == 0:
-            raise OSError(f"cannot listen on {settings.listen_address}")
         await server.start()
         await set_serving(health_servicer, SERVICE_NAME)
         log.info(
@@ -221,13 +232,3 @@ async def start_server(
     except BaseException:
         await resources.aclose()
         raise
-
-
-async def run_server(settings: ExecutionSettings) -> None:
-    """Serves until SIGINT or SIGTERM, then shuts down gracefully."""
-    running = await start_server(settings)
-    try:
-        await wait_for_stop_signal()
-    finally:
-        log.info("execution service shutting down", extra={"grace_s": settings.shutdown_grace_s})
-        await running.stop(settings.shutdown_grace_s)

@@ -5,6 +5,8 @@ Each error has a stable `reason` (google.rpc.ErrorInfo). Nothing here imports ge
 
 from __future__ import annotations
 
+from agentrun_core.echo import shown
+
 
 class RunsServiceError(Exception):
     """Base of every error RunsService reports to a caller. `reason` is a stable code (google.rpc.ErrorInfo)."""
@@ -44,7 +46,7 @@ class RunNotFound(RunsServiceError):
     reason = "RUN_NOT_FOUND"
 
     def __init__(self, run_id: str) -> None:
-        super().__init__(f"run {run_id!r} not found")
+        super().__init__(f"run {shown(run_id)} not found")
         self.run_id = run_id
 
 

@@ -133,6 +133,8 @@ class RunStatsRow:
     cost_currency: str = ""
     # The price table the summed costs came from; "A .. B" when the group's runs were priced with several.
     price_table_version: str = ""
+    # The largest Run.max_context_window_used of the group (0..1).
+    max_context_window_used: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

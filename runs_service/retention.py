@@ -27,9 +27,12 @@ import enum
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+from pydantic_settings import NoDecode
 
 from agentrun_core.labels import label_key_problem
-from agentrun_core.settings import SettingsError
 
 RETENTION_ENV = "AGENTRUN_RETENTION"
 RULES_ENV = "AGENTRUN_RETENTION_RULES"
@@ -44,18 +47,16 @@ class RuleKind(enum.StrEnum):
     LABEL = "label"
 
 
-def parse_period(text: str, setting: str) -> timedelta | None:
-    """`30d` -> 30 days; `forever` -> None. SettingsError naming `setting` otherwise."""
+def parse_period(text: str) -> timedelta | None:
+    """`30d` -> 30 days; `forever` -> None. ValueError saying what a period looks like otherwise."""
     if text.strip().lower() == FOREVER:
         return None
     match = _PERIOD.match(text)
     if match is None:
-        raise SettingsError(
-            f"{setting}: expected a period such as 30d, 12h, 2w (units s, m, h, d, w) or 'forever', got {text!r}"
-        )
+        raise ValueError("must be a period such as 30d, 12h, 2w (units s, m, h, d, w) or 'forever'")
     period = timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
     if period < MIN_PERIOD:
-        raise SettingsError(f"{setting}: a retention period must be at least 1 minute, got {text!r}")
+        raise ValueError("must be a retention period of at least 1 minute")
     return period
 
 
@@ -102,27 +103,46 @@ class RetentionRule:
 
 
 def parse_rule(text: str) -> RetentionRule:
-    kind_text, sep, rest = text.partition(":")
+    """One rule; ValueError naming the rule and what is wrong with it."""
+    rule = text.strip()
+    kind_text, sep, rest = rule.partition(":")
     selector, sep2, period_text = rest.rpartition("=")
     if not sep or not sep2 or kind_text.strip() not in ("agent", "label"):
-        raise SettingsError(f"{RULES_ENV}: expected agent:NAME=PERIOD or label:KEY=VALUE=PERIOD, got {text.strip()!r}")
-    period = parse_period(period_text, f"{RULES_ENV} ({text.strip()!r})")
+        raise ValueError(f"has the rule {rule!r}: expected agent:NAME=PERIOD or label:KEY=VALUE=PERIOD")
+    try:
+        period = parse_period(period_text)
+    except ValueError as exc:
+        raise ValueError(f"has the rule {rule!r}, whose period {exc}") from None
     if kind_text.strip() == "agent":
         name = selector.strip()
         if not name:
-            raise SettingsError(f"{RULES_ENV}: the agent name is empty in {text.strip()!r}")
+            raise ValueError(f"has the rule {rule!r}, whose agent name is empty")
         return RetentionRule(RuleKind.AGENT, name, period)
     key, sep3, value = selector.partition("=")
     key = key.strip()
     problem = label_key_problem(key) if sep3 else "expected KEY=VALUE after label:"
     if problem is not None:
-        raise SettingsError(f"{RULES_ENV}: {problem} in {text.strip()!r}")
+        raise ValueError(f"has the rule {rule!r}: {problem}")
     return RetentionRule(RuleKind.LABEL, value.strip(), period, key=key)
 
 
 def parse_rules(text: str) -> tuple[RetentionRule, ...]:
     """Rules separated by `;` or newlines (blank entries ignored)."""
     return tuple(parse_rule(part) for part in re.split(r"[;\n]", text) if part.strip())
+
+
+def _period_value(value: Any) -> Any:
+    return parse_period(value) if isinstance(value, str) else value
+
+
+def _rules_value(value: Any) -> Any:
+    return parse_rules(value) if isinstance(value, str) else value
+
+
+# AGENTRUN_RETENTION as a settings field: a period, or None for forever.
+RetentionPeriod = Annotated[timedelta | None, BeforeValidator(_period_value)]
+# AGENTRUN_RETENTION_RULES as a settings field (NoDecode: the text is parsed here, not as JSON).
+RetentionRules = Annotated[tuple[RetentionRule, ...], NoDecode, BeforeValidator(_rules_value)]
 
 
 @dataclass(frozen=True, slots=True)

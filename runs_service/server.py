@@ -12,8 +12,10 @@ from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
-from agentrun_core.serving import HealthServicer, add_health_and_reflection, set_serving, wait_for_stop_signal
+from agentrun_core.grpc_decoding import add_servicer
+from agentrun_core.serving import HealthServicer, add_health_and_reflection, set_serving
 from agentrun_core.settings import SettingsError
+from agentrun_core.stream_closing import StreamsEndInTheirTask
 from agentrun_core.telemetry import RUNS_SERVICE_NAME, Telemetry
 from agentrun_core.tls import add_port
 from runs_service.api.servicer import RunsServicer
@@ -21,7 +23,7 @@ from runs_service.config import RunsSettings
 from runs_service.errors import InvalidFilter
 from runs_service.purger import RetentionPurger
 from runs_service.storage.engine import create_engine_for, redact
-from runs_service.storage.migrate import MIGRATE_COMMAND, check_schema, upgrade
+from runs_service.storage.migrate import MIGRATE_COMMAND, check_schema, ensure_database, upgrade
 from runs_service.storage.repository import RunRepository
 
 log = logging.getLogger(__name__)
@@ -70,13 +72,17 @@ async def start_server(
     interceptors: list[grpc.aio.ServerInterceptor] | None = None,
     telemetry: Telemetry | None = None,
 ) -> RunningRunsServer:
-    """Checks the schema (or migrates when asked), then starts serving. Raises SchemaOutdated when the database
-    is not migrated and migrate_on_start is off, and a SettingsError (TokenConfigError, TlsConfigError) when
-    authentication or TLS is misconfigured (checked first). `telemetry`: see execution_service.server.start_server
-    (by default built from the OTEL_* environment variables)."""
+    """Creates the database when asked (create_database), checks the schema (or migrates when asked), then starts
+    serving. Raises, each with a one-line message naming the database URL (password masked) and the fix:
+    UnsupportedDatabaseURL (not SQLite or PostgreSQL), DatabaseUnusable (unreachable, missing, wrong password),
+    SchemaOutdated (not migrated and migrate_on_start off); and a SettingsError (TokenConfigError, TlsConfigError)
+    when authentication or TLS is misconfigured (checked first). `telemetry`: see
+    execution_service.server.start_server (by default built from the OTEL_* environment variables)."""
     security = auth_interceptors(settings.auth, service="RunsService")
     settings.tls.credentials()  # fail before touching the database when TLS is misconfigured
     url = settings.resolved_database_url()
+    if settings.create_database:
+        await asyncio.to_thread(ensure_database, url)
     if settings.migrate_on_start:
         await asyncio.to_thread(upgrade, url, "head")
     await _check_schema(settings, url)
@@ -109,21 +115,24 @@ async def start_server(
     telemetry = telemetry or Telemetry.from_env(RUNS_SERVICE_NAME)
     # Tracing runs first, so refused calls are traced too; authentication is innermost.
     server = grpc.aio.server(
-        options=options, interceptors=[*telemetry.server_interceptors(), *(interceptors or []), *security]
+        options=options,
+        interceptors=[StreamsEndInTheirTask(), *telemetry.server_interceptors(), *(interceptors or []), *security],
     )
-    runs_service_pb2_grpc.add_RunsServiceServicer_to_server(
+    add_servicer(
+        runs_service_pb2_grpc.add_RunsServiceServicer_to_server,
         RunsServicer(
             repository, max_record_bytes=settings.max_record_bytes, max_message_bytes=settings.max_message_bytes
         ),
         server,
     )
     health_servicer = add_health_and_reflection(server, SERVICE_NAME, reflection=settings.reflection)
-    port = add_port(server, settings.listen_address, settings.tls, service="RunsService")
-    if port == 0:
+    try:
+        port = add_port(server, settings.listen_address, settings.tls, service="RunsService")
+    except OSError:
         await engine.dispose()
         if owns_telemetry:
             await telemetry.aclose()
-        raise OSError(f"cannot listen on {settings.listen_address}")
+        raise
     await server.start()
     await set_serving(health_servicer, SERVICE_NAME)
     if purger is not None:
@@ -133,13 +142,3 @@ async def start_server(
         extra={"address": settings.listen_address, "port": port, "database": redact(url)},
     )
     return RunningRunsServer(server, port, health_servicer, engine, repository, telemetry, owns_telemetry, purger)
-
-
-async def run_server(settings: RunsSettings) -> None:
-    """Serves until SIGINT or SIGTERM, then reports NOT_SERVING and drains in-flight calls."""
-    running = await start_server(settings)
-    try:
-        await wait_for_stop_signal()
-    finally:
-        log.info("runs service shutting down", extra={"grace_s": settings.shutdown_grace_s})
-        await running.stop(settings.shutdown_grace_s)

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from agentrun_core.domain import ExecutionStep, Run
+from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
 from agentrun_core.labels import label_key_problem
 from runs_service import validation_composition as composition
@@ -92,8 +93,8 @@ def _check_no_nul(field: str, value: object) -> None:
             raise InvalidArgument(field, f"must not contain NUL characters (at offset {value.index(chr(0))})")
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_no_nul(f"{field}[{key!r}]", key)
-            _check_no_nul(f"{field}[{key!r}]", item)
+            _check_no_nul(f"{field}[{shown(key)}]", key)
+            _check_no_nul(f"{field}[{shown(key)}]", item)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             _check_no_nul(f"{field}[{index}]", item)
@@ -123,7 +124,9 @@ def validate_run(run: Run) -> None:
     for index, step in enumerate(run.execution_steps):
         field = f"run.execution_steps[{index}]"
         if step.run_id and step.run_id != run.id:
-            raise InvalidArgument(f"{field}.run_id", f"must be empty or the run's id {run.id!r}, got {step.run_id!r}")
+            raise InvalidArgument(
+                f"{field}.run_id", f"must be empty or the run's id {shown(run.id)}, got {shown(step.run_id)}"
+            )
         composition.check_step_depth(field, step.depth)
         _check_time(f"{field}.time", step.time)
     for index, call in enumerate(run.tool_calls):
@@ -251,7 +254,7 @@ def validate_rows(rows: RunRows) -> None:
             raise InvalidArgument(f"{field}.id", "must not be empty")
         if call_id in seen:
             raise InvalidArgument(
-                f"{field}.id", f"duplicate tool call id {call_id!r} (also run.tool_calls[{seen[call_id]}])"
+                f"{field}.id", f"duplicate tool call id {shown(call_id)} (also run.tool_calls[{seen[call_id]}])"
             )
         seen[call_id] = index
         _check_length(f"{field}.id", call_id, _TOOL_ID_LIMIT)

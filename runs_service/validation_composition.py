@@ -13,6 +13,7 @@ with each other:
 from __future__ import annotations
 
 from agentrun_core.domain import ExecutionStep, Run, SessionHistory, ToolCallFinished, ToolCallStarted
+from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem, session_id_problem
 from runs_service.errors import InvalidArgument
 
@@ -25,7 +26,7 @@ def _check_run_id(field: str, value: str, run: Run, *, itself: str = "") -> None
     if problem is not None:
         raise InvalidArgument(field, problem)
     if value == run.id:
-        raise InvalidArgument(field, itself or f"must not be the run's own id {run.id!r}")
+        raise InvalidArgument(field, itself or f"must not be the run's own id {shown(run.id)}")
 
 
 def _check_session_id(field: str, value: str) -> None:
@@ -106,7 +107,7 @@ def _check_session_history(field: str, history: SessionHistory, run: Run) -> Non
     if history.session_id != run.session_id:
         raise InvalidArgument(
             f"{field}.session_history.session_id",
-            f"must be the run's session_id {run.session_id!r}, got {history.session_id[:80]!r}",
+            f"must be the run's session_id {shown(run.session_id)}, got {shown(history.session_id)}",
         )
     for name, ids in (("run_ids", history.run_ids), ("dropped_run_ids", history.dropped_run_ids)):
         for index, value in enumerate(ids):

@@ -1,5 +1,6 @@
 """Checks what `make demo` printed (CI, issue: the first five minutes): the streamed steps, the stored run
-details, and that the run really is in the demo database afterwards.
+details, the web console's address and that it served the run's page, and that the run really is in the demo
+database afterwards.
 
 Usage: python scripts/check_demo_output.py DEMO_LOG [DB_PATH]
 """
@@ -24,6 +25,13 @@ def main(argv: list[str]) -> int:
             problems.append(f"no streamed {kind} step in the demo output")
     if "status: COMPLETED" not in text:
         problems.append("the demo run did not print status: COMPLETED")
+    console = re.search(r"^==> web console: (http://127\.0\.0\.1:\d+)/", text, flags=re.MULTILINE)
+    if console is None:
+        problems.append("the demo did not print the web console's address")
+    elif f"==> the run in the web console: {console.group(1)}/runs/" not in text:
+        problems.append("the demo did not print the run's page in the web console")
+    if "web console served the run page (HTTP 200)" not in text:
+        problems.append("the web console did not serve the run's page")
     if "stored: yes" not in text:
         problems.append("the run's stream ended before RunsService stored it (no 'stored: yes' in the summary)")
     match = re.search(r"agentrun runs show ([0-9a-f-]{36})", text)

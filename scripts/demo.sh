@@ -13,6 +13,8 @@ mkdir -p "$DEMO_DIR"
 free_port() { "$VENV_BIN/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 RUNS_PORT=${AGENTRUN_DEMO_RUNS_PORT:-$(free_port)}
 EXEC_PORT=${AGENTRUN_DEMO_EXECUTION_PORT:-$(free_port)}
+WEB_PORT=${AGENTRUN_DEMO_WEB_PORT:-$(free_port)}
+WEB_URL="http://127.0.0.1:$WEB_PORT"
 export AGENTRUN_RUNS_TARGET="127.0.0.1:$RUNS_PORT" AGENTRUN_EXECUTION_TARGET="127.0.0.1:$EXEC_PORT"
 # Local development only: every caller is the local admin. Production: AGENTRUN_AUTH=tokens (the default) with
 # AGENTRUN_TOKENS_FILE, AGENTRUN_RUNS_SERVICE_TOKEN and TLS; see docs/security.md.
@@ -37,6 +39,24 @@ echo "==> starting ExecutionService on $AGENTRUN_EXECUTION_TARGET (agents: examp
   --log-format text >"$DEMO_DIR/execution-service.log" 2>&1 &
 pids+=($!)
 
+echo "==> starting the web console on $WEB_URL (log: $DEMO_DIR/web.log)"
+"$VENV_BIN/agentrun" web --address "127.0.0.1:$WEB_PORT" >"$DEMO_DIR/web.log" 2>&1 &
+pids+=($!)
+
+# GET a console page; prints the HTTP status (000 when the console does not answer).
+http_status() {
+  "$VENV_BIN/python" - "$1" <<'PY'
+import sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=5) as page:
+        print(page.status)
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+except OSError:
+    print("000")
+PY
+}
+
 for target in "$AGENTRUN_RUNS_TARGET" "$AGENTRUN_EXECUTION_TARGET"; do
   ok=""
   for _ in $(seq 1 100); do
@@ -49,6 +69,18 @@ for target in "$AGENTRUN_RUNS_TARGET" "$AGENTRUN_EXECUTION_TARGET"; do
     exit 1
   fi
 done
+
+ok=""
+for _ in $(seq 1 100); do
+  if [ "$(http_status "$WEB_URL/healthz")" = 200 ]; then ok=1; break; fi
+  sleep 0.2
+done
+if [ -z "$ok" ]; then
+  echo "the web console did not start; its log:" >&2
+  tail -n 30 "$DEMO_DIR/web.log" >&2
+  exit 1
+fi
+echo "==> web console: $WEB_URL/ (runs, run details with a waterfall, live runs, starting runs, stats)"
 
 model_flag=(--model test)
 if [ -n "${GEMINI_API_KEY:-}" ]; then
@@ -72,4 +104,14 @@ echo
 echo "==> agentrun runs stats"
 "$VENV_BIN/agentrun" runs stats
 echo
-echo "Done. Stored runs are in $DEMO_DIR/runs.db. Start the services yourself with: .venv/bin/agentrun serve all"
+echo "==> the run in the web console: $WEB_URL/runs/$run_id"
+status=$(http_status "$WEB_URL/runs/$run_id")
+if [ "$status" != 200 ]; then
+  echo "the web console answered HTTP $status for the run's page; its log:" >&2
+  tail -n 30 "$DEMO_DIR/web.log" >&2
+  exit 1
+fi
+echo "web console served the run page (HTTP $status)"
+echo
+echo "Done. Stored runs are in $DEMO_DIR/runs.db. Start the services and the web console yourself with:"
+echo "  .venv/bin/agentrun serve all      # web console at http://127.0.0.1:8080/"

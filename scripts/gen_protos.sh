@@ -14,6 +14,7 @@ fi
 rm -rf "$out/agentrun"
 mkdir -p "$out"
 cd "$root/protos"
+# Our packages only: protos/google/rpc is vendored for other languages; Python has it from googleapis-common-protos.
 mapfile -t files < <(find agentrun -name '*.proto' | sort)
 "$py" -m grpc_tools.protoc -I. --python_out="$out" --pyi_out="$out" --grpc_python_out="$out" "${files[@]}"
 # Mark every generated file.

@@ -18,12 +18,29 @@ from agentrun_cli.filters import FilterValueError, build_filter
 from agentrun_cli.progress import RunProgress, StreamEvent
 from agentrun_cli.render.run_details import run_details
 from agentrun_cli.render.run_list import runs_table
+from agentrun_cli.run_ids import resolve_run_id
 from agentrun_cli.streaming import BackgroundStream, follow
 from agentrun_cli.views import choose_view
 
 runs_app = typer.Typer(help="Query stored runs, cancel or watch live ones.", no_args_is_help=True)
 
 DEFAULT_LIMIT = 20
+RunIdArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="ID",
+        help="The run id, or any unique prefix or suffix of it (such as the shortened ids `runs list` prints).",
+    ),
+]
+
+
+def _whole_id(ctx: typer.Context, run_id: str) -> str:
+    """The whole id `run_id` names (asking RunsService when it is a part of one)."""
+    client = RunsClient(settings_of(ctx))
+    try:
+        return resolve_run_id(client, run_id)
+    finally:
+        client.close()
 
 
 def list_request(
@@ -91,9 +108,13 @@ def list_runs(
     user: Annotated[str | None, typer.Option(help="Only runs started by this user.")] = None,
     session: Annotated[str | None, typer.Option("--session", help="Only runs of this session.")] = None,
     parent: Annotated[
-        str | None, typer.Option("--parent", help="Only the child runs (sub-agents) of this run.")
+        str | None,
+        typer.Option("--parent", help="Only the child runs (sub-agents) of this run (its id, or a unique part of it)."),
     ] = None,
-    root: Annotated[str | None, typer.Option("--root", help="Only the runs under this top-level run.")] = None,
+    root: Annotated[
+        str | None,
+        typer.Option("--root", help="Only the runs under this top-level run (its id, or a unique part of it)."),
+    ] = None,
     top_level: Annotated[bool, typer.Option("--top-level", help="Only top-level runs (no sub-agent runs).")] = False,
     order_by: Annotated[
         str | None, typer.Option("--order-by", help='"start_time desc" (default), duration, total_tokens or cost.')
@@ -104,21 +125,21 @@ def list_runs(
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
-    request = list_request(
-        filter_expr,
-        agent,
-        status,
-        user,
-        order_by,
-        limit,
-        page_token,
-        session=session,
-        parent=parent,
-        root=root,
-        top_level=top_level,
-    )
     client = RunsClient(settings_of(ctx))
     try:
+        request = list_request(
+            filter_expr,
+            agent,
+            status,
+            user,
+            order_by,
+            limit,
+            page_token,
+            session=session,
+            parent=resolve_run_id(client, parent) if parent else None,
+            root=resolve_run_id(client, root) if root else None,
+            top_level=top_level,
+        )
         response = fetch_runs(client, request, all_pages=all_pages)
     finally:
         client.close()
@@ -138,13 +159,13 @@ def list_runs(
 @handle_errors
 def show_run(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(metavar="ID", help="The run id.")],
+    run_id: RunIdArgument,
     as_json: JsonOption = False,
 ) -> None:
     """Everything about one run: tokens, cost, steps in order, tool calls, and its sub-agent runs."""
     client = RunsClient(settings_of(ctx))
     try:
-        response = client.get_run(run_id, full=True, include_descendants=True)
+        response = client.get_run(resolve_run_id(client, run_id), full=True, include_descendants=True)
         parent = _parent_of(client, response.run) if not as_json else None
     finally:
         client.close()
@@ -182,12 +203,13 @@ def _parent_of(client: RunsClient, run: run_pb2.Run) -> run_pb2.Run | None:
 @handle_errors
 def cancel_run(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(metavar="ID", help="The run id.")],
+    run_id: RunIdArgument,
     after_turn: Annotated[
         bool, typer.Option("--after-turn", help="Let the current model turn and its tool calls finish first.")
     ] = False,
 ) -> None:
     """Cancel a live run (immediately, or after the current turn)."""
+    run_id = _whole_id(ctx, run_id)
     client = ExecutionClient(settings_of(ctx))
     try:
         client.cancel_run(run_id, after_turn=after_turn)
@@ -201,13 +223,14 @@ def cancel_run(
 @handle_errors
 def watch_run(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(metavar="ID", help="The run id.")],
+    run_id: RunIdArgument,
     from_sequence: Annotated[int, typer.Option("--from", help="Replay steps from this sequence number.")] = 0,
     as_json: JsonOption = False,
 ) -> None:
     """Follow a live run with the same view as `agentrun run`. Ctrl-C stops watching; the run goes on."""
     if from_sequence < 0:
         raise CliError("--from must not be negative", EXIT_USAGE)
+    run_id = _whole_id(ctx, run_id)
     client = ExecutionClient(settings_of(ctx))
     try:
         stream: BackgroundStream[StreamEvent] = BackgroundStream(client.watch(run_id, from_sequence))

@@ -1,9 +1,14 @@
-"""`agentrun serve [runs|execution|all]`: the services in this process, for development."""
+"""`agentrun serve [runs|execution|all]`: the services in this process, for development.
+
+The same flags, settings, start-up and exit codes as `agentrun-runs-service` / `agentrun-execution-service`
+(agentrun_cli.services), with development defaults: the schema is migrated at start, authentication is off unless
+AGENTRUN_AUTH says otherwise, and `all` points ExecutionService at the RunsService it starts and also serves the web
+console (`agentrun web`) on both. Each is one entry in `_components`.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,11 +16,31 @@ import typer
 
 from agentrun_cli import output
 from agentrun_cli.addresses import client_target
-from agentrun_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError, handle_errors
-from agentrun_core import event_loop
-from agentrun_core.serving import wait_for_stop_signal
+from agentrun_cli.commands.web import web_component, web_settings
+from agentrun_cli.errors import EXIT_USAGE, CliError, handle_errors
+from agentrun_cli.services import launch
+from agentrun_cli.services.components import (
+    Component,
+    execution_component,
+    execution_settings,
+    runs_component,
+    runs_settings,
+)
+from agentrun_cli.services.options import (
+    AgentsDir,
+    CreateDatabase,
+    DatabaseUrl,
+    DataDir,
+    LogFormatOption,
+    LogLevelOption,
+    McpConfig,
+    address,
+    value,
+)
+from agentrun_cli.settings import CliSettings
 
 if TYPE_CHECKING:
+    from agentrun_web.settings import WebSettings
     from execution_service.config import ExecutionSettings
     from runs_service.config import RunsSettings
 
@@ -29,73 +54,92 @@ class Which(StrEnum):
 @handle_errors
 def serve_command(
     which: Annotated[Which, typer.Argument(help="Which service(s) to run.")] = Which.ALL,
-    runs_address: Annotated[
-        str | None, typer.Option("--runs-address", help="RunsService listen address (AGENTRUN_RUNS_ADDRESS).")
-    ] = None,
+    runs_address: Annotated[str | None, address("--runs-address", "AGENTRUN_RUNS_ADDRESS", "127.0.0.1:50051")] = None,
     execution_address: Annotated[
-        str | None,
-        typer.Option("--execution-address", help="ExecutionService listen address (AGENTRUN_EXECUTION_ADDRESS)."),
+        str | None, address("--execution-address", "AGENTRUN_EXECUTION_ADDRESS", "127.0.0.1:50052")
     ] = None,
     migrate: Annotated[bool, typer.Option("--migrate/--no-migrate", help="Migrate the runs database on start.")] = True,
+    create_database: CreateDatabase = False,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    agents_dir: AgentsDir = None,
+    mcp_config: McpConfig = None,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
+    web_address: Annotated[
+        str | None,
+        typer.Option("--web-address", help="Web console address (AGENTRUN_WEB_ADDRESS, default 127.0.0.1:8080)."),
+    ] = None,
+    web: Annotated[bool, typer.Option("--web/--no-web", help="With `all`: also serve the web console.")] = True,
 ) -> None:
-    """Start RunsService, ExecutionService or both in this process (development). Ctrl-C stops them."""
-    from agentrun_core.logging_setup import configure_logging
+    """Start RunsService, ExecutionService or both in this process (development); `all` also serves the web console.
+    Ctrl-C stops them."""
     from agentrun_core.settings import SettingsError
-    from execution_service.config import ExecutionSettings
-    from runs_service.config import RunsSettings
 
     try:
-        runs_settings = RunsSettings.from_env().with_overrides(listen_address=runs_address, migrate_on_start=migrate)
-        exec_settings = ExecutionSettings.from_env().with_overrides(listen_address=execution_address)
+        runs = runs_settings(
+            address=runs_address,
+            database_url=database_url,
+            data_dir=data_dir,
+            migrate=migrate,
+            create_database=create_database,
+            log_level=value(log_level),
+            log_format=value(log_format),
+        )
+        execution = execution_settings(
+            address=execution_address,
+            agents_dir=agents_dir,
+            mcp_config=mcp_config,
+            data_dir=data_dir,
+            log_level=value(log_level),
+            log_format=value(log_format),
+        )
     except SettingsError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     if which is Which.ALL:
-        exec_settings = exec_settings.with_overrides(runs_service_target=client_target(runs_settings.listen_address))
-    if not os.environ.get("AGENTRUN_AUTH"):
+        execution = execution.with_overrides(runs_service_target=client_target(runs.listen_address))
+    auth_turned_off = not os.environ.get("AGENTRUN_AUTH")
+    if auth_turned_off:
         from agentrun_core.auth import AuthSettings
 
         # `serve` is for development: authentication is off unless AGENTRUN_AUTH says otherwise.
-        runs_settings = runs_settings.with_overrides(auth=AuthSettings.off())
-        exec_settings = exec_settings.with_overrides(auth=AuthSettings.off())
+        runs = runs.with_overrides(auth=AuthSettings.off())
+        execution = execution.with_overrides(auth=AuthSettings.off())
         output.print_line(
             "authentication is off (development); to turn it on set AGENTRUN_AUTH=tokens and AGENTRUN_TOKENS_FILE "
             "(docs/security.md)"
         )
-    configure_logging(runs_settings.log_level, runs_settings.log_format)
-    from runs_service.errors import RunsServiceError
 
-    try:
-        event_loop.run(_serve(which, runs_settings, exec_settings))
-    except KeyboardInterrupt:
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except RunsServiceError as exc:  # SchemaOutdated (run with --migrate), StorageUnavailable
-        raise CliError(f"RunsService cannot start: {exc.message}") from None
-    except OSError as exc:
-        raise CliError(f"cannot start: {exc}") from None
-    except SettingsError as exc:  # authentication or TLS misconfigured
-        raise CliError(f"cannot start: {exc}", EXIT_USAGE) from None
+    console: WebSettings | None = None
+    if which is Which.ALL and web:
+        from agentrun_web.settings import WebAuth
+
+        console = web_settings(
+            CliSettings.from_env().with_overrides(
+                runs_target=client_target(runs.listen_address),
+                execution_target=client_target(execution.listen_address),
+            ),
+            web_address,
+            auth=WebAuth.OFF if auth_turned_off else None,
+        )
+    code = launch.serve(
+        _components(which, runs, execution, console),
+        announce=output.print_line,
+        ready="Ctrl-C stops; try `agentrun agents list`",
+    )
+    if code != launch.EXIT_OK:
+        raise typer.Exit(code)
 
 
-async def _serve(which: Which, runs_settings: RunsSettings, exec_settings: ExecutionSettings) -> None:
-    """Starts the chosen servers in this process, serves until Ctrl-C or SIGTERM, then stops them in reverse order
-    (ExecutionService drains its runs and outbox before RunsService goes away)."""
-    stops: list[Callable[[], Awaitable[None]]] = []
-    try:
-        if which in (Which.RUNS, Which.ALL):
-            from runs_service.server import start_server as start_runs_server
-
-            runs = await start_runs_server(runs_settings)
-            stops.append(lambda: runs.stop(runs_settings.shutdown_grace_s))
-            output.print_line(f"RunsService listening on {runs_settings.listen_address}")
-        if which in (Which.EXECUTION, Which.ALL):
-            from execution_service.server import start_server as start_execution_server
-
-            execution = await start_execution_server(exec_settings)
-            stops.append(lambda: execution.stop(exec_settings.shutdown_grace_s))
-            output.print_line(f"ExecutionService listening on {exec_settings.listen_address}")
-            output.print_line(f"  recording runs to RunsService at {exec_settings.runs_service_target}")
-        output.print_line("Ctrl-C stops; try `agentrun agents list`")
-        await wait_for_stop_signal()
-    finally:
-        for stop in reversed(stops):
-            await stop()
+def _components(
+    which: Which, runs: RunsSettings, execution: ExecutionSettings, console: WebSettings | None
+) -> list[Component]:
+    """What `which` starts, in start order (stopped in reverse: the console first)."""
+    components: list[Component] = []
+    if which in (Which.RUNS, Which.ALL):
+        components.append(runs_component(runs))
+    if which in (Which.EXECUTION, Which.ALL):
+        components.append(execution_component(execution))
+    if console is not None:
+        components.append(web_component(console))
+    return components

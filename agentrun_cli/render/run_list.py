@@ -5,8 +5,8 @@ output) left only id, status, start and duration. `RunsTable` instead fits the t
 this order until it fits:
 
 1. everything in full;
-2. the run id shortened to its last characters (`…2e3f4a5b`; a note under the table says that `--json` shows the
-   full ids, which `agentrun runs show` takes);
+2. the run id shortened to its last characters (`…2e3f4a5b`; a note under the table says that `runs show`, `watch`
+   and `cancel` take them as printed, and that `--json` shows the full ids);
 3. the start time without year and seconds (`11-25 13:31Z`);
 4. one blank between columns instead of two;
 5. model, cost and tools truncated with an ellipsis (widest first), then the agent.
@@ -145,7 +145,10 @@ class RunsTable:
             table.add_row(*cells)
         yield table
         if ids_shortened:
-            yield Text("ids shortened to fit: --json shows them in full", style="dim")
+            yield Text(
+                "ids shortened: runs show/watch/cancel take them as is; --json shows them in full",
+                style="dim",
+            )
 
 
 def runs_table(runs: Sequence[run_pb2.Run]) -> RunsTable:

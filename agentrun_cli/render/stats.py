@@ -17,7 +17,7 @@ def percent(value: float) -> str:
 def run_stats_table(title: str, groups: Sequence[runs_pb2.RunStatsGroup]) -> Table:
     table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
     table.add_column(title.removeprefix("by "))
-    for name in ("runs", "success", "tokens", "cost", "p50", "p95"):
+    for name in ("runs", "success", "tokens", "cost", "p50", "p95", "max context"):
         table.add_column(name, justify="right", no_wrap=True)
     for group in groups:
         table.add_row(
@@ -28,6 +28,7 @@ def run_stats_table(title: str, groups: Sequence[runs_pb2.RunStatsGroup]) -> Tab
             fmt.cost(group.cost) if group.HasField("cost") else fmt.NONE,
             fmt.optional_duration(group, "duration_p50"),
             fmt.optional_duration(group, "duration_p95"),
+            percent(group.max_context_window_used) if group.max_context_window_used else fmt.NONE,
         )
     if not groups:
         table.caption = "no runs in this time range"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from agentrun.runs.v1 import run_pb2
 
 from agentrun_cli.render import format as fmt
@@ -31,7 +33,22 @@ def model_call_summary(call: run_pb2.ModelCall) -> str:
         parts.append(f"TTFT {fmt.duration(call.time_to_first_token)}")
     if call.function_call_count:
         parts.append(fmt.plural(call.function_call_count, "tool call"))
+    if call.input_token_limit:
+        parts.append(f"context {call.context_window_used:.0%} of {fmt.count(call.input_token_limit)}")
+    if call.failed_attempts:
+        parts.append(failed_attempts_summary(call))
+    if call.thoughts:
+        parts.append("thoughts")
     return " · ".join(parts)
+
+
+def failed_attempts_summary(call: run_pb2.ModelCall) -> str:
+    """`3 failed attempts (429 x3), waited 20.0s`: what the retries cost."""
+    codes = Counter(str(a.code) if a.code else a.reason for a in call.failed_attempts)
+    waited = sum(fmt.seconds(a.wait_before_next) for a in call.failed_attempts if a.HasField("wait_before_next"))
+    what = ", ".join(f"{code} x{n}" if n > 1 else code for code, n in codes.items())
+    text = f"{fmt.plural(len(call.failed_attempts), 'failed attempt')} ({what})"
+    return f"{text}, waited {fmt.human_seconds(waited)}" if waited else text
 
 
 def tool_call_summary(call: run_pb2.ToolCallStarted) -> str:

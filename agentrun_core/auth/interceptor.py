@@ -17,6 +17,7 @@ import grpc
 
 from agentrun_core.auth.settings import AuthMode, AuthSettings
 from agentrun_core.auth.tokens import MAX_TOKEN_CHARS, TokenConfigError, TokenStore
+from agentrun_core.echo import cut
 from agentrun_core.grpc_status import abort
 from agentrun_core.identity import Identity, current_identity
 
@@ -131,7 +132,8 @@ def _with_identity(behavior: Behavior, identity: Identity) -> Behavior:
 def _rejecting(handler: grpc.RpcMethodHandler | None, method: str, problem: str) -> grpc.RpcMethodHandler:
     async def reject(request: Any, context: grpc.aio.ServicerContext) -> None:
         log.info(
-            "call refused: not authenticated", extra={"method": method, "peer": context.peer(), "problem": problem}
+            "call refused: not authenticated",
+            extra={"method": cut(method, 200), "peer": context.peer(), "problem": problem},
         )
         await abort(context, grpc.StatusCode.UNAUTHENTICATED, problem, reason="UNAUTHENTICATED")
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
-from agentrun_core.settings import SettingsError, env_bool, env_str
+from pydantic import field_validator
+
+from agentrun_core.settings import EnvSettings, UserPath, setting
 
 
 class AuthMode(enum.StrEnum):
@@ -14,30 +15,22 @@ class AuthMode(enum.StrEnum):
     OFF = "off"
 
 
-@dataclass(frozen=True, slots=True)
-class AuthSettings:
+class AuthSettings(EnvSettings):
     # "tokens" (default): every call but health needs a bearer token. "off": every caller is the local admin.
-    mode: AuthMode = AuthMode.TOKENS
-    tokens_file: Path | None = None
+    mode: AuthMode = setting(AuthMode.TOKENS, "AGENTRUN_AUTH")
+    tokens_file: UserPath | None = setting(None, "AGENTRUN_TOKENS_FILE")
     # The same content as a tokens file, inline (AGENTRUN_TOKENS).
-    tokens_inline: str = ""
+    tokens_inline: str = setting("", "AGENTRUN_TOKENS")
     # Server reflection without a token (only matters when mode is "tokens" and reflection is enabled).
-    reflection_public: bool = False
+    reflection_public: bool = setting(False, "AGENTRUN_REFLECTION_PUBLIC")
 
+    @field_validator("mode", mode="before")
     @classmethod
-    def from_env(cls) -> AuthSettings:
-        raw_mode = env_str("AGENTRUN_AUTH", AuthMode.TOKENS.value).strip().lower() or AuthMode.TOKENS.value
-        try:
-            mode = AuthMode(raw_mode)
-        except ValueError:
-            raise SettingsError(f"AGENTRUN_AUTH must be tokens or off, got {raw_mode!r}") from None
-        tokens_file = env_str("AGENTRUN_TOKENS_FILE", "")
-        return cls(
-            mode=mode,
-            tokens_file=Path(tokens_file).expanduser() if tokens_file else None,
-            tokens_inline=env_str("AGENTRUN_TOKENS", ""),
-            reflection_public=env_bool("AGENTRUN_REFLECTION_PUBLIC", False),
-        )
+    def _mode_text(cls, value: Any) -> Any:
+        """Case and surrounding blanks do not matter; blank means the default."""
+        if isinstance(value, str):
+            return value.strip().lower() or AuthMode.TOKENS
+        return value
 
     @classmethod
     def off(cls) -> AuthSettings:

@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import sys
@@ -171,6 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     gen_cmd = commands.add_parser("generate", help="make a random token and print it and its tokens-file line")
     gen_cmd.add_argument("user")
     gen_cmd.add_argument("--role", default="user", choices=[r.value for r in Role])
+    gen_cmd.add_argument(
+        "--tokens-file",
+        type=Path,
+        help="append the entry to this tokens file (created, readable by its owner only) and print only the token",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "hash":
@@ -189,11 +195,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     token = generate_token()
     entry = TokenEntry(Identity(args.user, Role(args.role)), hash_token(token))
+    if args.tokens_file is not None:
+        return _append_entry(args.tokens_file, entry, token)
     print(token)
     print(entry.line())
     print(
         f"line 1: the token for {args.user!r} (shown once; give it to them as AGENTRUN_TOKEN). "
         "line 2: append it to AGENTRUN_TOKENS_FILE.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _append_entry(path: Path, entry: TokenEntry, token: str) -> int:
+    """Appends `entry` to the tokens file at `path` (created with mode 600) and prints the token alone."""
+    path = path.expanduser()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a") as out:
+            if out.tell() == 0:
+                out.write("# agentrun tokens (python -m agentrun_core.auth generate USER --tokens-file FILE)\n")
+            out.write(entry.line() + "\n")
+    except OSError as exc:
+        print(f"error: cannot append to {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(token)
+    print(
+        f"the token for {entry.identity.user!r} ({entry.identity.role.value}) is on stdout, shown once; its entry was "
+        f"appended to {path} (services read it at start)",
         file=sys.stderr,
     )
     return 0

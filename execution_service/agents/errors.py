@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from agentrun_core.echo import ECHO_ITEMS, cut, shown_list
+
 
 class AgentLoadError(Exception):
     """An agent file cannot be used. `message` says what is wrong and where, without the path."""
@@ -50,10 +52,13 @@ class VariablesError(ValueError):
         if self.missing:
             parts.append("missing required variables: " + ", ".join(self.missing))
         if self.invalid:
-            parts.append("invalid variables: " + "; ".join(f"{name}: {why}" for name, why in self.invalid.items()))
+            invalid = list(self.invalid.items())
+            described = "; ".join(f"{name}: {cut(why, 200)}" for name, why in invalid[:ECHO_ITEMS])
+            more = f"; and {len(invalid) - ECHO_ITEMS} more" if len(invalid) > ECHO_ITEMS else ""
+            parts.append(f"invalid variables: {described}{more}")
         if self.unknown:
             known = ", ".join(self.known) if self.known else "none besides the task"
-            parts.append(f"unknown variables: {', '.join(self.unknown)} (this agent takes: {known})")
+            parts.append(f"unknown variables: {shown_list(self.unknown)} (this agent takes: {known})")
         return "; ".join(parts) if parts else "invalid variables"
 
 

@@ -10,7 +10,9 @@ from execution_service.agents.spec import AgentLimits
 
 _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
-KNOWN_LIMITS = ("max_steps", "run_timeout", "tool_timeout", "token_budget")
+KNOWN_LIMITS = ("max_steps", "run_timeout", "tool_timeout", "token_budget", "tool_result_bytes")
+# A tool result cut shorter than this would leave the model nothing to work with.
+MIN_TOOL_RESULT_BYTES = 256
 
 
 def parse_limits(raw: Any) -> AgentLimits:
@@ -28,6 +30,9 @@ def parse_limits(raw: Any) -> AgentLimits:
         run_timeout_s=_duration(raw, "run_timeout", defaults.run_timeout_s),
         tool_timeout_s=_duration(raw, "tool_timeout", defaults.tool_timeout_s),
         token_budget=_int_in_range(raw, "token_budget", defaults.token_budget, 0, _INT64_MAX),
+        tool_result_bytes=_int_in_range(
+            raw, "tool_result_bytes", defaults.tool_result_bytes, MIN_TOOL_RESULT_BYTES, _INT32_MAX
+        ),
     )
 
 

@@ -14,6 +14,8 @@ class AgentLimits:
     tool_timeout_s: float = 60.0
     # 0 means no budget. Counted on total tokens summed over the run's model calls.
     token_budget: int = 0
+    # How much of one tool result the model receives (UTF-8 bytes); the rest is cut, with a marker saying so.
+    tool_result_bytes: int = 128 * 1024
 
 
 @dataclass(frozen=True, slots=True)

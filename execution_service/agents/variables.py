@@ -10,6 +10,7 @@ from typing import Any
 
 import jsonschema
 
+from agentrun_core.echo import ECHO_CHARS, cut, shown
 from execution_service.agents.errors import VariablesError
 from execution_service.agents.input_schema import TASK
 
@@ -92,7 +93,7 @@ def _convert(kind: str, text: str) -> Any:
         return text
     if kind == "integer":
         if not _INTEGER.fullmatch(stripped):
-            raise _Invalid(f"expected an integer, got {text!r}")
+            raise _Invalid(f"expected an integer, got {shown(text)}")
         return int(stripped)
     if kind == "number":
         if _INTEGER.fullmatch(stripped):
@@ -102,11 +103,11 @@ def _convert(kind: str, text: str) -> Any:
         except ValueError:
             number = math.nan
         if not math.isfinite(number):
-            raise _Invalid(f"expected a number, got {text!r}")
+            raise _Invalid(f"expected a number, got {shown(text)}")
         return number
     if kind == "boolean":
         if stripped.lower() not in _BOOLEANS:
-            raise _Invalid(f'expected a boolean ("true" or "false"), got {text!r}')
+            raise _Invalid(f'expected a boolean ("true" or "false"), got {shown(text)}')
         return _BOOLEANS[stripped.lower()]
     if kind in ("array", "object"):
         expected = "a JSON array" if kind == "array" else "a JSON object"
@@ -115,7 +116,7 @@ def _convert(kind: str, text: str) -> Any:
         except json.JSONDecodeError as exc:
             raise _Invalid(f"expected {expected}, got text that is not JSON ({exc.msg})") from exc
         if not isinstance(value, list if kind == "array" else dict):
-            raise _Invalid(f"expected {expected}, got {text!r}")
+            raise _Invalid(f"expected {expected}, got {shown(text)}")
         return value
     if kind == "null":
         return None
@@ -131,7 +132,7 @@ def _enum_value(options: list[Any], text: str) -> Any:
         ):
             return option
     allowed = ", ".join(repr(option) for option in options if option is not None)
-    raise _Invalid(f"expected one of {allowed}, got {text!r}")
+    raise _Invalid(f"expected one of {allowed}, got {shown(text)}")
 
 
 def _schema_violations(schema: Mapping[str, Any], values: dict[str, Any]) -> dict[str, str]:
@@ -142,5 +143,5 @@ def _schema_violations(schema: Mapping[str, Any], values: dict[str, Any]) -> dic
         if error.validator in ("required", "additionalProperties"):
             continue  # reported as missing / unknown
         name = str(error.path[0]) if error.path else "variables"
-        found.setdefault(name, error.message)
+        found.setdefault(cut(name, ECHO_CHARS), cut(error.message, 200))
     return found

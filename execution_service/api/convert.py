@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, assert_never
+from typing import Any, TypeVar, assert_never
 
 import orjson
 from agentrun.execution.v1 import execution_service_pb2 as pb
@@ -19,6 +19,18 @@ from agentrun_core.proto_convert import (
 from execution_service.agents.spec import AgentLoadProblem, AgentSpec
 from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
 from execution_service.errors import InvalidRequest
+
+EventResponse = TypeVar("EventResponse", pb.ExecuteAgentResponse, pb.WatchRunResponse)
+
+
+def event_response(cls: type[EventResponse], event: RunEvent) -> EventResponse:
+    """The ExecuteAgentResponse or WatchRunResponse carrying `event`. A step the live-steps journal serialized is
+    parsed into place from those bytes (the step is not converted a second time)."""
+    if isinstance(event, StepEvent) and event.encoded is not None:
+        message = cls()
+        message.step.MergeFromString(event.encoded)
+        return message
+    return cls(**event_fields(event))
 
 
 def event_fields(event: RunEvent) -> dict[str, Any]:
@@ -88,6 +100,7 @@ def agent_to_pb(agent: AgentSpec) -> pb.Agent:
             run_timeout=_seconds(agent.limits.run_timeout_s),
             tool_timeout=_seconds(agent.limits.tool_timeout_s),
             token_budget=agent.limits.token_budget,
+            tool_result_bytes=agent.limits.tool_result_bytes,
         ),
     )
 

@@ -11,8 +11,9 @@ from agentrun.execution.v1 import execution_service_pb2 as pb
 from agentrun.execution.v1 import execution_service_pb2_grpc as pb_grpc
 
 from agentrun_core.identity import current_identity
+from agentrun_core.ids import run_id_problem
 from execution_service.agents.registry import AgentRegistry
-from execution_service.api.convert import after_turn, agent_to_pb, event_fields, problem_to_pb
+from execution_service.api.convert import after_turn, agent_to_pb, event_response, problem_to_pb
 from execution_service.api.errors import abort_for
 from execution_service.api.limits import CallLimits, RateLimiter, StreamLimiter
 from execution_service.engine.events import RunEvent
@@ -27,6 +28,12 @@ def _visible_user() -> str | None:
     """The user whose runs the caller may touch; None for admins."""
     identity = current_identity.get()
     return None if identity.sees_everything else identity.user
+
+
+def _check_run_id(run_id: str) -> None:
+    problem = run_id_problem(run_id)
+    if problem is not None:
+        raise InvalidRequest("run_id", problem)
 
 
 class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
@@ -71,7 +78,7 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
                 await abort_for(context, exc)
                 return
             async for event in self._follow(live, 0, detach=request.detach):
-                yield pb.ExecuteAgentResponse(**event_fields(event))
+                yield event_response(pb.ExecuteAgentResponse, event)
         finally:
             self._streams.release(user)
 
@@ -89,14 +96,13 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
             return
         try:
             async for event in self._follow(live, request.from_sequence, detach=True):
-                yield pb.WatchRunResponse(**event_fields(event))
+                yield event_response(pb.WatchRunResponse, event)
         finally:
             self._streams.release(user)
 
     async def CancelRun(self, request: pb.CancelRunRequest, context: grpc.aio.ServicerContext) -> pb.CancelRunResponse:
         try:
-            if not request.run_id:
-                raise InvalidRequest("run_id", "must not be empty")
+            _check_run_id(request.run_id)  # never forward an invalid id to RunsService, nor log it
             await self._manager.cancel_anywhere(
                 request.run_id, after_turn=after_turn(request.mode), user=_visible_user()
             )
@@ -114,8 +120,7 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         )
 
     def _find_visible(self, run_id: str) -> LiveRun:
-        if not run_id:
-            raise InvalidRequest("run_id", "must not be empty")
+        _check_run_id(run_id)
         live = self._manager.find(run_id)
         user = _visible_user()
         if live is None or (user is not None and live.user != user):

@@ -26,6 +26,9 @@ class RunStartedEvent:
 @dataclass(frozen=True, slots=True)
 class StepEvent:
     step: ExecutionStep
+    # The step serialized as an agentrun.runs.v1.ExecutionStep, when the live-steps journal made it (the servicer
+    # sends these bytes rather than converting the step again).
+    encoded: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from agentrun_core.telemetry import Telemetry, is_enabled
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.model.base import ModelResponse
 from execution_service.redaction import Redactor, SecretMemory
+from execution_service.redaction.redactor import SCRUB_MARGIN_CHARS
 from execution_service.tools.base import ToolOutcome
 
 # Bucket boundaries recommended by the GenAI semantic conventions.
@@ -368,7 +369,9 @@ class ToolCallSpan:
             self._span.set_status(Status(StatusCode.ERROR))
             inst.tool_errors.add(1, attributes)
         if inst.capture_content and self._span.is_recording():
-            capped = inst.redactor.cap(inst.redactor.scrub_result_text(outcome.text, self._secrets))
+            # Only what the span keeps is scrubbed (a margin past the cap, so a secret cut in two is still found).
+            kept = outcome.text[: inst.redactor.rules.max_result_bytes + SCRUB_MARGIN_CHARS]
+            capped = inst.redactor.cap(inst.redactor.scrub_result_text(kept, self._secrets))
             self._span.set_attribute("gen_ai.tool.call.result", capped.text)
         inst.tool_duration.record(duration.total_seconds(), attributes)
 

@@ -38,11 +38,15 @@ class LiveRun:
     _cursors: list[_Cursor] = field(default_factory=list)
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
-    def append_step(self, step: ExecutionStep) -> None:
-        self._append(StepEvent(step))
+    def append_step(self, step: ExecutionStep, encoded: bytes | None = None) -> None:
+        """`encoded`: the step already serialized (StepEvent.encoded)."""
+        self._append(StepEvent(step, encoded))
 
     def finish(self, event: RunFinishedEvent) -> None:
         self.finished = event
+        # A finished run stays in memory for a while (WatchRun, idempotent retries): without the steps' serialized
+        # copies, which only spared live streams a conversion.
+        self._events = [StepEvent(e.step) if isinstance(e, StepEvent) and e.encoded else e for e in self._events]
         self._append(event)
 
     def _append(self, event: StepEvent | RunFinishedEvent) -> None:

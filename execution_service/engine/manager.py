@@ -4,7 +4,6 @@ run survives a detached client and a disconnect cancels it only when the manager
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import secrets
 from collections import OrderedDict
@@ -12,7 +11,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from agentrun_core.domain import ErrorReason, Run, RunError, RunStatus, TokenUsage, tool_calls_from_steps
+from agentrun_core.domain import (
+    ErrorReason,
+    ExecutionStep,
+    Run,
+    RunError,
+    RunStatus,
+    TokenUsage,
+    tool_calls_from_steps,
+)
+from agentrun_core.echo import shown
 from agentrun_core.ids import new_run_id, run_id_problem
 from agentrun_core.labels import label_key_problem
 from agentrun_core.telemetry import EXECUTION_SERVICE_NAME, Telemetry
@@ -23,7 +31,8 @@ from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.engine.events import RunFinishedEvent, RunStartedEvent
 from execution_service.engine.instrumentation import EngineInstruments, RunTelemetry
 from execution_service.engine.live_run import LiveRun
-from execution_service.engine.loop import LoopInput, LoopOutcome, run_agent_loop
+from execution_service.engine.loop import LoopInput, run_agent_loop
+from execution_service.engine.outcomes import LoopOutcome
 from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.errors import (
     AgentNotFound,
@@ -56,6 +65,10 @@ class StartRun:
     run_id: str = ""
     model: str = ""
     trace_id: str = ""
+
+
+# A model name is a short identifier (gemini-2.5-flash, googleai/...); RunsService stores at most this much of it.
+MAX_MODEL_NAME_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +154,9 @@ class RunManager:
         try:
             provider, model_name = self._providers(request.model or agent.model)
         except ProviderNotConfigured as exc:
-            chosen = f"model {request.model!r}" if request.model else f"agent {agent.name!r} (model {agent.model!r})"
+            chosen = (
+                f"model {shown(request.model)}" if request.model else f"agent {agent.name!r} (model {agent.model!r})"
+            )
             raise AgentUnusable(f"{chosen} cannot run on this execution service: {exc.message}") from None
         except ModelError as exc:
             raise InvalidRequest("model", exc.message) from None
@@ -192,12 +207,14 @@ class RunManager:
         agent = self._agents.get(name)
         if agent is None:
             known = ", ".join(a.name for a in self._agents.agents()) or "none"
-            raise AgentNotFound(f"agent {name!r} not found; available agents: {known}")
+            raise AgentNotFound(f"agent {shown(name)} not found; available agents: {known}")
         return agent
 
     def _check_sizes(self, request: StartRun) -> None:
         if not request.task.strip():
             raise InvalidRequest("task", "must not be empty")
+        if len(request.model) > MAX_MODEL_NAME_CHARS:
+            raise InvalidRequest("model", f"is {len(request.model)} characters, over the cap of {MAX_MODEL_NAME_CHARS}")
         texts = {
             "task": [request.task],
             "variables": [*request.variables.keys(), *request.variables.values()],
@@ -242,7 +259,14 @@ class RunManager:
         provider: ModelProvider,
         traced: RunTelemetry,
     ) -> None:
-        recorder = StepRecorder(live.run_id, live.append_step, self._redactor, live.handed_off)
+        journal_step, stream_step = self._sink.journal_step, live.append_step
+
+        def emit(step: ExecutionStep) -> None:
+            # Journaled first: a step a client saw is in the record even if this process dies right after. The
+            # stream sends the bytes the journal wrote (the step is serialized once).
+            stream_step(step, journal_step(step))
+
+        recorder = StepRecorder(live.run_id, emit, self._redactor, live.handed_off)
         traced.secrets = recorder.secret_memory  # captured span content is scrubbed like the steps
         outcome: LoopOutcome
         try:
@@ -290,16 +314,7 @@ class RunManager:
             telemetry=traced,
         )
 
-        async def checkpoint() -> None:
-            snapshot = dataclasses.replace(
-                base,
-                execution_steps=tuple(recorder.steps),
-                token_usage=recorder.usage,
-                steps_taken=recorder.model_calls,
-            )
-            await self._sink.checkpoint(snapshot)
-
-        return await run_agent_loop(loop_input, provider, self._tools, recorder, live.control, checkpoint)
+        return await run_agent_loop(loop_input, provider, self._tools, recorder, live.control)
 
     def _cancelled_outcome(self, live: LiveRun) -> LoopOutcome:
         if live.cancel_requested:
@@ -364,7 +379,7 @@ class RunManager:
             raise RunNotFound(run_id)
         if live.is_finished:
             status = live.finished.status.value if live.finished else ""
-            raise RunAlreadyFinished(f"run {run_id!r} already finished with status {status}")
+            raise RunAlreadyFinished(f"run {shown(run_id)} already finished with status {status}")
         live.cancel_requested = True
         if after_turn:
             live.control.stop_after_turn = True
@@ -381,7 +396,9 @@ class RunManager:
             if self._finished_run is not None and self.find(run_id) is None:
                 found = await self._finished_run(run_id)
                 if found is not None and (user is None or found[0] == user):
-                    raise RunAlreadyFinished(f"run {run_id!r} already finished with status {found[1].value}") from None
+                    raise RunAlreadyFinished(
+                        f"run {shown(run_id)} already finished with status {found[1].value}"
+                    ) from None
             raise
 
     async def wait(self, live: LiveRun) -> None:
@@ -428,4 +445,5 @@ def _terminal_run(
         trace_id=base.trace_id,
         execution_steps=steps,
         tool_calls=tool_calls_from_steps(steps),
+        max_context_window_used=recorder.max_context_window_used,
     )

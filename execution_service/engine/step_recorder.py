@@ -7,6 +7,7 @@ recorder has the run's SecretMemory: a secret value redacted from one step is al
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ import orjson
 from agentrun_core.domain import (
     ExecutionStep,
     FinalResponse,
+    ModelAttempt,
     ModelCall,
     RunError,
     StepPayload,
@@ -23,13 +25,21 @@ from agentrun_core.domain import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from execution_service.model.base import ModelResponse
+from execution_service.model.base import ModelError, ModelResponse
 from execution_service.redaction import Redactor, SecretMemory
+from execution_service.redaction.redactor import SCRUB_MARGIN_CHARS
 from execution_service.tools.base import ResolvedTool, ToolOutcome
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def context_window_share(prompt_tokens: int, input_token_limit: int) -> float:
+    """prompt tokens / input token limit, 0..1 (0 when the limit is unknown; a prompt over the limit counts as 1)."""
+    if input_token_limit <= 0 or prompt_tokens <= 0:
+        return 0.0
+    return min(1.0, prompt_tokens / input_token_limit)
 
 
 def storable(text: str) -> str:
@@ -56,6 +66,8 @@ class StepRecorder:
         self.model_calls = 0
         self.tool_calls = 0
         self._tools_used: dict[str, None] = {}
+        # The largest share of its model's input token limit a prompt of this run used (0..1).
+        self.max_context_window_used = 0.0
 
     @property
     def secret_memory(self) -> SecretMemory:
@@ -81,20 +93,52 @@ class StepRecorder:
             await self._handed_off()
 
     def model_call(self, response: ModelResponse, *, started: datetime, duration: timedelta) -> None:
+        """A model call that answered (after the failed attempts it lists, if any)."""
         self.model_calls += 1
         self.usage = self.usage + response.usage
+        limit = response.input_token_limit
+        used = context_window_share(response.usage.input_tokens, limit)
+        self.max_context_window_used = max(self.max_context_window_used, used)
         self.record(
             ModelCall(
                 model=response.model,
                 usage=response.usage,
                 finish_reason=response.finish_reason,
                 time_to_first_token=response.time_to_first_token,
-                text=storable(self._redactor.scrub_text(response.text, self._secrets)),
+                text=self._scrub(response.text),
                 function_call_count=len(response.function_calls),
+                failed_attempts=self._scrub_attempts(response.failed_attempts),
+                thoughts=self._scrub(response.thoughts),
+                input_token_limit=limit,
+                context_window_used=used,
             ),
             time=started,
             duration=duration,
         )
+
+    def failed_model_call(self, model: str, error: ModelError, *, started: datetime, duration: timedelta) -> None:
+        """A model call that failed the run: every attempt it made (the retry layer's, else this one error)."""
+        self.model_calls += 1
+        attempts = error.attempts or (
+            ModelAttempt(
+                attempt=1,
+                reason=str(error.reason),
+                message=error.message,
+                start_time=started,
+                duration=duration,
+                code=error.code or 0,
+                status=error.status,
+            ),
+        )
+        self.record(
+            ModelCall(model=model, failed_attempts=self._scrub_attempts(attempts)), time=started, duration=duration
+        )
+
+    def _scrub(self, text: str) -> str:
+        return storable(self._redactor.scrub_text(text, self._secrets)) if text else text
+
+    def _scrub_attempts(self, attempts: tuple[ModelAttempt, ...]) -> tuple[ModelAttempt, ...]:
+        return tuple(dataclasses.replace(a, message=self._scrub(a.message)) for a in attempts)
 
     def tool_started(self, call_id: str, tool: ResolvedTool, arguments: dict[str, Any], *, time: datetime) -> None:
         self.tool_calls += 1
@@ -111,15 +155,31 @@ class StepRecorder:
         )
 
     def tool_finished(
-        self, call_id: str, tool_name: str, outcome: ToolOutcome, *, time: datetime, duration: timedelta
+        self,
+        call_id: str,
+        tool_name: str,
+        outcome: ToolOutcome,
+        *,
+        time: datetime,
+        duration: timedelta,
+        size_bytes: int | None = None,
+        model_bytes: int = 0,
     ) -> None:
+        """`size_bytes`: the UTF-8 size of the result as the tool returned it (computed when not given);
+        `model_bytes`: how much of it the model receives, whose secrets must be remembered too."""
+        rules = self._redactor.rules
+        size = len(outcome.text.encode()) if size_bytes is None else size_bytes
+        # Only what is stored or sent to the model is scrubbed (with a margin, so a secret straddling the cut is
+        # still recognised): redacting a 20 MB result whole costs seconds and hundreds of MB for nothing kept.
+        keep = max(rules.max_result_bytes, model_bytes) + SCRUB_MARGIN_CHARS
+        text = outcome.text if len(outcome.text) <= keep else outcome.text[:keep]
+        structured = outcome.structured_json
+        if len(structured) > rules.max_result_bytes and len(structured.encode()) > rules.max_result_bytes:
+            structured = ""  # not stored: the capped text keeps the beginning; half a JSON document helps nobody
         # Structured content first: its keys find the secrets that the text may show without a key.
-        structured = storable(self._redactor.scrub_json_text(outcome.structured_json, self._secrets))
-        scrubbed = storable(self._redactor.scrub_result_text(outcome.text, self._secrets))
-        # The size of the result as the tool returned it, not of the scrubbed (maybe re-serialised) text.
-        capped = self._redactor.cap(scrubbed, original_size_bytes=len(outcome.text.encode()))
-        if len(structured.encode()) > self._redactor.rules.max_result_bytes:
-            structured = ""  # the capped text keeps the beginning; half a JSON document helps nobody
+        structured = storable(self._redactor.scrub_json_text(structured, self._secrets))
+        scrubbed = storable(self._redactor.scrub_result_text(text, self._secrets))
+        capped = self._redactor.cap(scrubbed, original_size_bytes=size)
         self.record(
             ToolCallFinished(
                 call_id=call_id,
@@ -130,7 +190,7 @@ class StepRecorder:
                 duration=duration,
                 status=outcome.status,
                 original_size_bytes=capped.original_size_bytes,
-                truncated=capped.truncated,
+                truncated=capped.truncated or len(text) < len(outcome.text),
             ),
             time=time,
             duration=duration,

@@ -1,4 +1,9 @@
-"""Runs the tool calls of one model turn concurrently (bounded), recording a step when each starts and ends."""
+"""Runs the tool calls of one model turn concurrently (bounded), recording a step when each starts and ends.
+
+What the model receives from a result is cut to the agent's `limits.tool_result_bytes` (with a marker saying so);
+what is streamed and stored is capped by the redaction rules (AGENTRUN_MAX_TOOL_RESULT_BYTES). The full result is
+dropped as soon as both are made, so a huge result never stays in the run's conversation.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from datetime import timedelta
 import orjson
 
 from agentrun_core.domain import ErrorReason, ToolCallStatus
+from execution_service.agents.spec import AgentLimits
 from execution_service.engine.instrumentation import RunTelemetry
 from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.model.base import FunctionCall, FunctionResult
@@ -18,11 +24,30 @@ from execution_service.tools.base import ResolvedTool, ToolOutcome, ToolProvider
 log = logging.getLogger(__name__)
 
 
-def _response_for_model(outcome: ToolOutcome) -> dict[str, object]:
-    """The function response the model receives: the structured result when the tool gave one, else its text."""
+def utf8_size(text: str) -> int:
+    """The UTF-8 size of `text`, without encoding it when it is ASCII (str.isascii is O(1))."""
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def cut_for_model(text: str, limit_bytes: int, size_bytes: int) -> str:
+    """`text` cut to its first `limit_bytes` UTF-8 bytes (on a character boundary), with a marker the model can read
+    saying how much was cut; `text` itself when it fits. `size_bytes` is the UTF-8 size of `text`."""
+    if size_bytes <= limit_bytes:
+        return text
+    head = text[:limit_bytes].encode()[:limit_bytes].decode(errors="ignore")  # never encodes more than it keeps
+    return (
+        f"{head}\n[agentrun cut this tool result here: it is {size_bytes} bytes long and only the first "
+        f"{utf8_size(head)} are shown (limits.tool_result_bytes)]"
+    )
+
+
+def response_for_model(outcome: ToolOutcome, limit_bytes: int, size_bytes: int) -> dict[str, object]:
+    """The function response the model receives: the structured result when the tool gave one that fits in
+    `limit_bytes`, else its text cut to `limit_bytes`. `size_bytes`: the UTF-8 size of `outcome.text`."""
+    text = cut_for_model(outcome.text, limit_bytes, size_bytes)
     if outcome.is_error:
-        return {"error": outcome.text}
-    if outcome.structured_json:
+        return {"error": text}
+    if outcome.structured_json and utf8_size(outcome.structured_json) <= limit_bytes:
         try:
             structured = orjson.loads(outcome.structured_json)
             # The MCP SDK wraps a tool's primitive return value as {"result": value}: do not wrap it twice.
@@ -31,7 +56,7 @@ def _response_for_model(outcome: ToolOutcome) -> dict[str, object]:
             return {"result": structured}
         except orjson.JSONDecodeError:
             log.warning("tool returned structured content that is not JSON; sending its text")
-    return {"result": outcome.text}
+    return {"result": text}
 
 
 async def _call_one(
@@ -42,6 +67,7 @@ async def _call_one(
     timeout_s: float,
     limit: asyncio.Semaphore,
     telemetry: RunTelemetry,
+    result_bytes: int,
 ) -> FunctionResult:
     async with limit:
         span = telemetry.start_tool_call(
@@ -68,13 +94,18 @@ async def _call_one(
                 cancelled = ToolOutcome(
                     "cancelled: the run was cancelled", is_error=True, status=ToolCallStatus.CANCELLED
                 )
-                recorder.tool_finished(call.id, tool.name, cancelled, time=utc_now(), duration=elapsed)
+                recorder.tool_finished(
+                    call.id, tool.name, cancelled, time=utc_now(), duration=elapsed, model_bytes=result_bytes
+                )
                 span.finished(cancelled, elapsed)
                 raise
         elapsed = timedelta(seconds=time.perf_counter() - clock)
         ended_ns = time.time_ns()
         name = tool.name if tool is not None else call.name
-        recorder.tool_finished(call.id, name, outcome, time=utc_now(), duration=elapsed)
+        size = utf8_size(outcome.text)
+        recorder.tool_finished(
+            call.id, name, outcome, time=utc_now(), duration=elapsed, size_bytes=size, model_bytes=result_bytes
+        )
         try:
             await recorder.let_watchers_run()  # the step goes out first; the span's bookkeeping can wait
         finally:
@@ -89,8 +120,16 @@ async def _call_one(
                     "status": outcome.status,
                 },
             )
+        if size > result_bytes:
+            log.info(
+                "tool result cut for the model",
+                extra={"run_id": recorder.run_id, "tool": name, "size_bytes": size, "limit_bytes": result_bytes},
+            )
         return FunctionResult(
-            call_id=call.id, name=call.name, response=_response_for_model(outcome), is_error=outcome.is_error
+            call_id=call.id,
+            name=call.name,
+            response=response_for_model(outcome, result_bytes, size),
+            is_error=outcome.is_error,
         )
 
 
@@ -102,15 +141,19 @@ async def run_tool_calls(
     *,
     timeout_s: float,
     max_parallel: int,
+    result_bytes: int = AgentLimits().tool_result_bytes,
     telemetry: RunTelemetry | None = None,
 ) -> tuple[FunctionResult, ...]:
-    """Results in call order. Cancellation cancels every in-flight call (each records a CANCELLED result)."""
+    """Results in call order, each cut to `result_bytes` for the model. Cancellation cancels every in-flight call
+    (each records a CANCELLED result)."""
     limit = asyncio.Semaphore(max_parallel)
     traced = telemetry or RunTelemetry.noop()
     async with asyncio.TaskGroup() as group:
         tasks = [
             group.create_task(
-                _call_one(call, tools_by_name.get(call.name), provider, recorder, timeout_s, limit, traced)
+                _call_one(
+                    call, tools_by_name.get(call.name), provider, recorder, timeout_s, limit, traced, result_bytes
+                )
             )
             for call in calls
         ]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
-from agentrun_core.domain import ErrorReason, TokenUsage
+from agentrun_core.domain import ErrorReason, ModelAttempt, TokenUsage
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +91,12 @@ class ModelResponse:
     finish_message: str = ""
     # True when the provider answered with no candidate at all (and did not say the prompt was blocked).
     no_candidates: bool = False
+    # The model's thought summaries (only sent when the request's config asks for them: includeThoughts).
+    thoughts: str = ""
+    # The model's input token limit, as the provider knows it (0: unknown).
+    input_token_limit: int = 0
+    # The attempts that failed before this answer (set by the retry layer, execution_service.model.retry).
+    failed_attempts: tuple[ModelAttempt, ...] = ()
 
     def as_message(self) -> ModelMessage:
         return ModelMessage(text=self.text, function_calls=self.function_calls, provider_content=self.provider_content)
@@ -119,6 +125,8 @@ class ModelError(Exception):
         self.status = status
         self.retryable = retryable
         self.retry_after_s = retry_after_s
+        # Every attempt of the call, this one included as the last (set by the retry layer when it gives up).
+        self.attempts: tuple[ModelAttempt, ...] = ()
 
     def describe(self) -> str:
         prefix = f"{self.code} {self.status}".strip()

@@ -2,11 +2,18 @@
 
 This is the one place that creates genai clients. The SDK never retries (RetryingProvider is the single retry
 layer) and never runs functions itself (automatic function calling is disabled: the agent loop owns tool calls).
+
+Each answer carries the model's input token limit (`ModelResponse.input_token_limit`), from the API's model
+metadata (GET models/{model}: inputTokenLimit). It is fetched once per model, alongside the model's first call, and
+cached for the provider's lifetime. When it cannot be had (an unknown model, an error, no answer within
+LIMIT_LOOKUP_TIMEOUT_S) the limit is 0 ("unknown": the context window share is recorded as 0, the run goes on), and
+the lookup is tried again after LIMIT_RETRY_S.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from datetime import timedelta
@@ -16,13 +23,15 @@ from google.genai import types
 
 from agentrun_core.domain import ErrorReason
 from execution_service.model.base import ModelError, ModelRequest, ModelResponse
-from execution_service.model.gemini_convert import ResponseAccumulator, to_config, to_content
+from execution_service.model.gemini_convert import ResponseAccumulator, asks_for_thoughts, to_config, to_content
 from execution_service.model.gemini_errors import to_model_error
 from execution_service.model.guard import check_real_model_allowed, effective_gemini_base_url
 
 logger = logging.getLogger(__name__)
 
 API_VERSION = "v1beta"
+LIMIT_LOOKUP_TIMEOUT_S = 10.0
+LIMIT_RETRY_S = 300.0
 
 
 class GeminiProvider:
@@ -43,6 +52,9 @@ class GeminiProvider:
         self.timeout_s = timeout_s
         check_real_model_allowed(effective_gemini_base_url(base_url))
         self._warned_config_keys: set[str] = set()
+        self._input_limits: dict[str, int] = {}
+        self._limit_lookups: dict[str, asyncio.Task[int]] = {}
+        self._limit_failed_at: dict[str, float] = {}
         http_options = types.HttpOptions(
             base_url=base_url,
             api_version=API_VERSION,
@@ -68,6 +80,7 @@ class GeminiProvider:
         check_real_model_allowed(self.base_url)
         contents = [to_content(message) for message in request.messages]
         config = to_config(request, warned=self._warned_config_keys)
+        limit = self._input_token_limit(request.model)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout_s):
@@ -99,20 +112,57 @@ class GeminiProvider:
             len(response.function_calls),
             response.usage.counts(),
         )
-        return response
+        if isinstance(limit, asyncio.Task):
+            limit = await asyncio.shield(limit)
+        return dataclasses.replace(response, input_token_limit=limit) if limit else response
+
+    def _input_token_limit(self, model: str) -> int | asyncio.Task[int]:
+        """The model's input token limit when known (0: unknown for now), else the lookup under way."""
+        known = self._input_limits.get(model)
+        if known is not None:
+            return known
+        failed_at = self._limit_failed_at.get(model)
+        if failed_at is not None and time.monotonic() - failed_at < LIMIT_RETRY_S:
+            return 0
+        lookup = self._limit_lookups.get(model)
+        if lookup is None:
+            lookup = asyncio.create_task(self._look_up_limit(model), name=f"gemini-limit:{model}")
+            self._limit_lookups[model] = lookup
+            lookup.add_done_callback(lambda _: self._limit_lookups.pop(model, None))
+        return lookup
+
+    async def _look_up_limit(self, model: str) -> int:
+        try:
+            async with asyncio.timeout(LIMIT_LOOKUP_TIMEOUT_S):
+                info = await self._client.aio.models.get(model=model)
+        except Exception as exc:
+            self._limit_failed_at[model] = time.monotonic()
+            logger.warning(
+                "input token limit of model %s unknown (%s: %s); its context window use is recorded as 0 and the "
+                "lookup is tried again in %g s",
+                model,
+                type(exc).__name__,
+                exc,
+                LIMIT_RETRY_S,
+            )
+            return 0
+        limit = info.input_token_limit or 0
+        self._input_limits[model] = limit
+        logger.debug("model %s: input token limit %d", model, limit)
+        return limit
 
     async def _generate_once(
         self, model: str, contents: list[types.Content], config: types.GenerateContentConfig
     ) -> ModelResponse:
         result = await self._client.aio.models.generate_content(model=model, contents=contents, config=config)
-        accumulator = ResponseAccumulator(model=model)
+        accumulator = ResponseAccumulator(model=model, include_thoughts=asks_for_thoughts(config))
         accumulator.add(result)
         return accumulator.build()
 
     async def _generate_stream(
         self, model: str, contents: list[types.Content], config: types.GenerateContentConfig, started: float
     ) -> ModelResponse:
-        accumulator = ResponseAccumulator(model=model)
+        accumulator = ResponseAccumulator(model=model, include_thoughts=asks_for_thoughts(config))
         first_token: timedelta | None = None
         chunks = await self._client.aio.models.generate_content_stream(model=model, contents=contents, config=config)
         async for chunk in chunks:
@@ -121,4 +171,6 @@ class GeminiProvider:
         return accumulator.build(first_token)
 
     async def aclose(self) -> None:
+        for lookup in list(self._limit_lookups.values()):
+            lookup.cancel()
         await self._client.aio.aclose()

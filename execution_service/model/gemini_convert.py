@@ -133,6 +133,11 @@ def generation_fields(config: dict[str, Any], *, warned: set[str] | None = None)
     return out
 
 
+def asks_for_thoughts(config: types.GenerateContentConfig) -> bool:
+    """The request asks for thought summaries (thinkingConfig.includeThoughts)."""
+    return bool(config.thinking_config is not None and config.thinking_config.include_thoughts)
+
+
 def to_config(request: ModelRequest, *, warned: set[str] | None = None) -> types.GenerateContentConfig:
     fields = generation_fields(request.config, warned=warned)
     if fields.get("candidate_count", 1) != 1:
@@ -247,9 +252,11 @@ def _first_candidate(candidates: list[types.Candidate] | None) -> types.Candidat
 
 @dataclass
 class ResponseAccumulator:
-    """Collects one model turn from a full response or from stream chunks."""
+    """Collects one model turn from a full response or from stream chunks. Thought summaries are kept only when the
+    request asked for them (`include_thoughts`); they are never answer text."""
 
     model: str
+    include_thoughts: bool = False
     parts: list[types.Part] = field(default_factory=list)
     usage: types.GenerateContentResponseUsageMetadata | None = None
     finish_reason: str = ""
@@ -294,6 +301,9 @@ class ResponseAccumulator:
             if part.function_call is not None
         )
         blocked = self.block_reason if self.block_reason and not self.parts else None
+        thoughts = (
+            "\n\n".join(part.text for part in self.parts if part.thought and part.text) if self.include_thoughts else ""
+        )
         return ModelResponse(
             model=self.model,
             text=text,
@@ -305,4 +315,5 @@ class ResponseAccumulator:
             provider_content=types.Content(role="model", parts=list(self.parts)) if self.parts else None,
             finish_message=self.finish_message or (self.block_message if blocked else ""),
             no_candidates=not self.candidate_seen and blocked is None,
+            thoughts=thoughts,
         )

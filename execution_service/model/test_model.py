@@ -4,7 +4,8 @@ First turn (no tool results since the last user message): call each offered tool
 `call_tools`), all in one turn, with arguments generated from the tool's JSON schema. Next turn: answer with a
 summary of the tool results ("Called N tools: a -> <result>; ...") and finish reason STOP. Without tools it
 answers at once, echoing the task. Usage is synthetic but realistic (about one token per four characters), so
-token sums are non-zero and deterministic.
+token sums are non-zero and deterministic. It declares an input token limit of its own (TEST_MODEL_INPUT_TOKEN_LIMIT,
+or `input_token_limit`), so runs on it record a context window share too.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from execution_service.model.schema_examples import example_arguments
 logger = logging.getLogger(__name__)
 
 RESULT_PREVIEW_CHARS = 200
+# The context window TestModel declares (its prompts are counted at about one token per four characters).
+TEST_MODEL_INPUT_TOKEN_LIMIT = 32_768
 
 
 def approx_tokens(chars: int) -> int:
@@ -75,7 +78,9 @@ class TestModel:
         final_text: str | None = None,
         latency_s: float = 0.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        input_token_limit: int = TEST_MODEL_INPUT_TOKEN_LIMIT,
     ) -> None:
+        self.input_token_limit = input_token_limit
         self.call_tools = call_tools
         self.final_text = final_text
         self.latency_s = latency_s
@@ -105,6 +110,7 @@ class TestModel:
             ),
             finish_reason="STOP",
             time_to_first_token=timedelta(seconds=time.perf_counter() - started),
+            input_token_limit=self.input_token_limit,
         )
 
     @staticmethod

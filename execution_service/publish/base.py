@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from agentrun_core.domain import Run
+from agentrun_core.domain import ExecutionStep, Run
 
 
 class RunSink(Protocol):
@@ -12,8 +12,11 @@ class RunSink(Protocol):
         """Durably accepts the run (RUNNING at start, terminal at the end) for delivery to RunsService."""
         ...
 
-    async def checkpoint(self, run: Run) -> bool:
-        """Remembers a RUNNING run's steps so far, so a crash publishes them as INTERRUPTED. Cheap, not fsynced."""
+    def journal_step(self, step: ExecutionStep) -> bytes | None:
+        """Journals a step of a RUNNING run the moment it is recorded, before any client sees it, so that a crash
+        publishes the run INTERRUPTED with it (publish.step_journal). Synchronous and cheap; never raises. Returns
+        the step as journaled (a serialized agentrun.runs.v1.ExecutionStep), which the stream then sends as is, or
+        None when the sink does not serialize steps."""
         ...
 
     async def wait_delivered(self, run_id: str, timeout_s: float) -> bool:

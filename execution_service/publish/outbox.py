@@ -2,16 +2,16 @@
 
 One SQLite file (WAL). Table `outbox` holds one row per run: the latest RecordRunRequest bytes for that run, whether
 it is terminal, a delivery state (`pending` or `parked`), the retry schedule and a version that changes on every
-put. Table `live_runs` is the journal of runs this instance is executing right now (their latest RUNNING snapshot);
-a run still in it at start-up was interrupted by a crash.
+put. Table `live_runs` is the journal of runs this instance is executing right now (their RUNNING record); a run still
+in it at start-up was interrupted by a crash (its steps are in the live-steps journal, publish.step_journal).
 
 Durability. `put` and `mark_live` commit with synchronous=FULL: the WAL is fsynced before they return, so a record
 the engine was told is accepted survives a process crash *and* an OS crash / power loss. A FULL commit measured
 ~0.3-0.4 ms here, so RUNNING records get it too (the caller has already handed the run id to a user at that point).
-Everything else — journal checkpoints, ack, defer, park, requeue — commits with synchronous=NORMAL (no fsync; still
+Everything else — ack, defer, park, requeue, clearing a live entry — commits with synchronous=NORMAL (no fsync; still
 safe against a process crash in WAL mode). Losing one of those to a power loss only costs a resend (RunsService
-upserts idempotently by run id), a retry sooner than planned, or an INTERRUPTED run that carries the steps of its
-previous checkpoint. Any later FULL commit fsyncs the whole WAL, earlier NORMAL commits included.
+upserts idempotently by run id) or a retry sooner than planned. Any later FULL commit fsyncs the whole WAL, earlier
+NORMAL commits included.
 
 Concurrency. All sqlite3 work runs on one dedicated worker thread that owns the only connection, so calls from any
 number of coroutines are serialized in submission order and never block the event loop. One publisher per file:
@@ -221,13 +221,6 @@ class Outbox:
         if not run_id:
             raise ValueError("run_id must not be empty")
         await self._call(self._mark_live, run_id, payload)
-
-    async def update_live(self, run_id: str, payload: bytes) -> bool:
-        """Rewrites the snapshot of a run already in the journal (cheap: no fsync). False if it is not live.
-
-        Never inserts: a late checkpoint of a run whose terminal record was already put must not resurrect it.
-        """
-        return await self._call(self._update_live, run_id, payload)
 
     async def clear_live(self, run_id: str) -> bool:
         return await self._call(self._clear_live, run_id)
@@ -512,17 +505,6 @@ class Outbox:
             lambda c: c.execute(
                 "INSERT OR REPLACE INTO live_runs (run_id, payload, updated_at) VALUES (?, ?, ?)",
                 (run_id, payload, time.time()),
-            ),
-        )
-
-    def _update_live(self, run_id: str, payload: bytes) -> bool:
-        return self._write(
-            "NORMAL",
-            lambda c: (
-                c.execute(
-                    "UPDATE live_runs SET payload = ?, updated_at = ? WHERE run_id = ?", (payload, time.time(), run_id)
-                ).rowcount
-                == 1
             ),
         )
 

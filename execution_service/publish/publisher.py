@@ -33,12 +33,19 @@ import grpc
 from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
 from google.protobuf.message import DecodeError
 
-from agentrun_core.domain import Run
+from agentrun_core.backoff import Backoff
+from agentrun_core.domain import ExecutionStep, Run
 from agentrun_core.telemetry import current_traceparent, trace_context
 from execution_service.publish.outbox import Outbox, OutboxError, OutboxItem
 from execution_service.publish.records import decode_request, encode_run
-from execution_service.publish.recovery import checkpoint
-from execution_service.publish.retry import Disposition, RetryPolicy, classify, server_retry_delay_s
+from execution_service.publish.retry import (
+    DELIVERY_BACKOFF,
+    Disposition,
+    classify,
+    delivery_delay_s,
+    server_retry_delay_s,
+)
+from execution_service.publish.step_journal import StepJournal, journal_directory
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +106,14 @@ class OutboxPublisher:
         *,
         call_timeout_s: float = 10.0,
         max_in_flight: int = 8,
-        retry: RetryPolicy | None = None,
+        backoff: Backoff = DELIVERY_BACKOFF,
         call_metadata: CallMetadata = _no_metadata,
+        journal: StepJournal | None = None,
         batch_max_records: int = DEFAULT_BATCH_MAX_RECORDS,
         batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES,
         batch_reprobe_s: float = _REPROBE_S,
     ) -> None:
+        """`journal`: the live-steps journal (by default the one beside the outbox file, journal_directory)."""
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         if batch_max_records < 1 or batch_max_bytes < 1:
@@ -112,6 +121,7 @@ class OutboxPublisher:
         if call_timeout_s <= 0:
             raise ValueError("call_timeout_s must be positive")
         self._outbox = outbox
+        self.journal = journal or StepJournal(journal_directory(outbox.path))
         self._stub = runs_service_pb2_grpc.RunsServiceStub(channel)
         self._call_timeout_s = call_timeout_s
         self._max_in_flight = max_in_flight
@@ -121,7 +131,7 @@ class OutboxPublisher:
         # When RunsService answered RecordRuns with UNIMPLEMENTED (monotonic time): one record per RecordRun until
         # batch_reprobe_s later.
         self._batches_refused_at: float | None = None
-        self._retry = retry or RetryPolicy()
+        self._backoff = backoff
         self._call_metadata = call_metadata
         self._counters = PublisherCounters()
         self._in_flight: dict[str, asyncio.Task[None]] = {}  # run id -> the call sending its record
@@ -140,8 +150,9 @@ class OutboxPublisher:
     async def record(self, run: Run) -> None:
         """Durably accepts the run; returns once it is fsynced. Works whether or not the sender is running.
 
-        A RUNNING run is also journaled as live (same transaction), a terminal one leaves the journal. The current
-        trace context (the run's span) is stored with the record, so its RecordRun call joins the run's trace.
+        A RUNNING run is also journaled as live (same transaction), a terminal one leaves the journal (and its
+        live-steps file goes). The current trace context (the run's span) is stored with the record, so its RecordRun
+        call joins the run's trace.
         """
         if not run.id:
             raise ValueError("run.id must not be empty")
@@ -150,11 +161,13 @@ class OutboxPublisher:
             run.id, encode_run(run), terminal, mark_live=not terminal, traceparent=current_traceparent()
         )
         log.debug("run recorded in outbox", extra={"run_id": run.id, "status": str(run.status), "put": str(result)})
+        if terminal:
+            self.journal.forget(run.id)  # the terminal record holds every step now
         self._wake.set()
 
-    async def checkpoint(self, run: Run) -> bool:
-        """Refreshes the live-journal snapshot of a RUNNING run (steps so far); see recovery.checkpoint."""
-        return await checkpoint(self._outbox, run)
+    def journal_step(self, step: ExecutionStep) -> bytes:
+        """See RunSink.journal_step (publish.step_journal)."""
+        return self.journal.append(step)
 
     async def wait_delivered(self, run_id: str, timeout_s: float) -> bool:
         """See RunSink.wait_delivered. Does not wait at all while RunsService is failing or the sender is stopped:
@@ -502,7 +515,7 @@ class OutboxPublisher:
         await self._defer(item, error, server_retry_delay_s(exc))
 
     async def _defer(self, item: OutboxItem, error: str, server_hint_s: float | None) -> None:
-        delay = self._retry.delay(item.attempts, server_hint_s)
+        delay = delivery_delay_s(self._backoff, item.attempts, server_hint_s)
         deferred = await self._outbox.defer(item.run_id, item.version, time.time() + delay, error)
         if deferred:
             self._counters.retried += 1

@@ -1,83 +1,109 @@
-"""Crash recovery: runs this instance was executing when it died are recorded as INTERRUPTED at the next start.
+"""Crash recovery: runs this instance was executing when it died are recorded as INTERRUPTED at the next start, with
+every step they had recorded.
 
-The live-run journal (Outbox.live_runs) holds the latest RUNNING snapshot of every run in progress: written with the
-RUNNING record at start (OutboxPublisher.record), refreshed by `checkpoint` after each model turn, removed in the
-same transaction that stores the run's terminal record. Whatever is still in it at start-up was interrupted.
+Two journals tell what was in flight. The outbox's live-run table (Outbox.live_runs) holds the RUNNING record of
+every run in progress: written with the RUNNING record at start (OutboxPublisher.record), removed in the same
+transaction that stores the run's terminal record. The live-steps journal (publish.step_journal) holds each such
+run's steps, each written before any client saw it. Whatever is still in the live-run table at start-up was
+interrupted: its INTERRUPTED record is rebuilt from its RUNNING record and its journaled steps, with the totals a
+finished run has (token usage summed over its model calls, cost, tool calls, tools used, steps taken, context window),
+an INTERRUPTED error step after its last step, and tool calls still in flight marked CANCELLED.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
-from agentrun.runs.v1 import run_pb2
 from google.protobuf.message import DecodeError
 
-from agentrun_core.domain import ErrorReason, Run, RunStatus
-from agentrun_core.proto_convert import duration_to_pb, timestamp_from_pb, timestamp_to_pb
+from agentrun_core.domain import (
+    ErrorReason,
+    ExecutionStep,
+    ModelCall,
+    Run,
+    RunError,
+    RunStatus,
+    TokenUsage,
+    ToolCallStarted,
+    ToolCallStatus,
+    tool_calls_from_steps,
+)
+from agentrun_core.proto_convert import ConversionError, run_from_pb
+from execution_service.model.pricing import price_run
 from execution_service.publish.outbox import Outbox, PutResult
 from execution_service.publish.records import decode_request, encode_run
+from execution_service.publish.step_journal import StepJournal
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED_MESSAGE = "the execution service stopped while the run was in progress (recovered at start-up)"
+IN_FLIGHT_RESULT = "the execution service stopped while the call was in flight"
 
 
-async def checkpoint(outbox: Outbox, run: Run) -> bool:
-    """Rewrites the journal snapshot of a RUNNING run so an interruption keeps its steps so far.
+def interrupted_run(running: Run, journaled: Sequence[ExecutionStep], now: datetime) -> Run:
+    """The terminal INTERRUPTED run from its RUNNING record and its journaled steps (the steps of the RUNNING record
+    when nothing was journaled: an outbox written before the live-steps journal existed)."""
+    steps = list(journaled or running.execution_steps)
+    error = RunError(ErrorReason.INTERRUPTED.value, INTERRUPTED_MESSAGE)
+    steps.append(ExecutionStep(run_id=running.id, sequence=len(steps) + 1, time=now, payload=error))
+    calls = [step.payload for step in steps if isinstance(step.payload, ModelCall)]
+    usage = sum((call.usage for call in calls), TokenUsage())
+    tools_used = dict.fromkeys(step.payload.tool_name for step in steps if isinstance(step.payload, ToolCallStarted))
+    end = max(now, running.start_time)
+    return dataclasses.replace(
+        running,
+        status=RunStatus.INTERRUPTED,
+        error=error,
+        end_time=end,
+        duration=end - running.start_time,
+        token_usage=usage,
+        cost=price_run(running.model_name, usage),
+        steps_taken=len(calls),
+        tools_used=tuple(tools_used),
+        execution_steps=tuple(steps),
+        tool_calls=tuple(
+            dataclasses.replace(call, status=ToolCallStatus.CANCELLED, result=IN_FLIGHT_RESULT, is_error=True)
+            if call.status is ToolCallStatus.RUNNING
+            else call
+            for call in tool_calls_from_steps(steps)
+        ),
+        max_context_window_used=max((call.context_window_used for call in calls), default=0.0),
+    )
 
-    Cheap: one serialization and one small transaction without fsync (see Outbox). Returns False, changing
-    nothing, when the run is not live (never started here, or its terminal record was already put): a late
-    checkpoint never brings a finished run back.
-    """
-    if run.status.is_terminal:
-        log.debug("checkpoint of a terminal run ignored", extra={"run_id": run.id, "status": str(run.status)})
-        return False
-    updated = await outbox.update_live(run.id, encode_run(run))
-    if not updated:
-        log.debug("checkpoint of a run that is not live ignored", extra={"run_id": run.id})
-    return updated
 
+async def recover_interrupted(outbox: Outbox, journal: StepJournal, now: datetime | None = None) -> list[str]:
+    """Puts an INTERRUPTED terminal record for every run left in the live-run table; returns their ids.
 
-def interrupted_record(snapshot: bytes, now: datetime) -> bytes:
-    """The terminal INTERRUPTED RecordRunRequest built from a RUNNING snapshot (steps and usage kept)."""
-    request = decode_request(snapshot)
-    run = request.run
-    run.status = run_pb2.RUN_STATUS_INTERRUPTED
-    run.end_time.CopyFrom(timestamp_to_pb(now))
-    if run.HasField("start_time"):
-        duration = now - timestamp_from_pb(run.start_time)
-        run.duration.CopyFrom(duration_to_pb(max(duration, timedelta(0))))
-    run.error.CopyFrom(run_pb2.RunError(reason=ErrorReason.INTERRUPTED.value, message=INTERRUPTED_MESSAGE))
-    return request.SerializeToString()
-
-
-async def recover_interrupted(outbox: Outbox, now: datetime | None = None) -> list[str]:
-    """Puts an INTERRUPTED terminal record for every run left in the live journal; returns their ids.
-
-    Call before starting the publisher. A journal entry that cannot be parsed is logged at ERROR and left in
-    place (never dropped); the other runs are still recovered.
+    Call before starting the publisher. A RUNNING record that cannot be read is logged at ERROR and left in place
+    (never dropped); the other runs are still recovered. Journal files of runs that are not live are deleted.
     """
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     recovered: list[str] = []
-    for run_id, snapshot in await outbox.live_runs():
+    live = await outbox.live_runs()
+    for run_id, snapshot in live:
         try:
-            payload = interrupted_record(snapshot, now)
-        except DecodeError:
+            running = run_from_pb(decode_request(snapshot).run)
+        except (DecodeError, ConversionError):
             log.exception(
                 "live-run snapshot is unreadable; left in the journal for inspection",
                 extra={"run_id": run_id, "outbox": str(outbox.path)},
             )
             continue
-        result = await outbox.put(run_id, payload, terminal=True, replace_terminal=False)
+        run = interrupted_run(running, journal.read(run_id), now)
+        result = await outbox.put(run_id, encode_run(run), terminal=True, replace_terminal=False)
+        journal.forget(run_id)
         if result is PutResult.IGNORED:
             log.warning("run already had a terminal record; not marked INTERRUPTED", extra={"run_id": run_id})
             continue
         log.warning(
             "run interrupted by a stop of the execution service; recorded as INTERRUPTED",
-            extra={"run_id": run_id, "status": RunStatus.INTERRUPTED.value},
+            extra={"run_id": run_id, "status": RunStatus.INTERRUPTED.value, "steps": len(run.execution_steps)},
         )
         recovered.append(run_id)
+    journal.remove_stray({run_id for run_id, _ in await outbox.live_runs()})
     return recovered

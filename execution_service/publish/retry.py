@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import enum
 import logging
-import random
-from dataclasses import dataclass
 
 import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
+
+from agentrun_core.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -55,30 +55,14 @@ def classify(code: grpc.StatusCode | None) -> Disposition:
     return _DISPOSITIONS.get(code, Disposition.RETRY)
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Exponential backoff with jitter: attempt n waits initial * multiplier**n, capped, then scaled by a random
-    factor in [1 - jitter, 1] so that records failing together do not retry together."""
+# How long a record waits after failed attempts: 0.2 s after the first, doubling up to 30 s, scaled by a random factor
+# in [0.5, 1] so that records failing together do not retry together; RunsService's RetryInfo is a floor.
+DELIVERY_BACKOFF = Backoff(initial_s=0.2, multiplier=2.0, max_s=30.0, jitter=0.5)
 
-    initial_backoff_s: float = 0.2
-    max_backoff_s: float = 30.0
-    multiplier: float = 2.0
-    jitter: float = 0.5
 
-    def __post_init__(self) -> None:
-        if self.initial_backoff_s <= 0 or self.max_backoff_s < self.initial_backoff_s:
-            raise ValueError("need 0 < initial_backoff_s <= max_backoff_s")
-        if self.multiplier < 1 or not 0 <= self.jitter <= 1:
-            raise ValueError("need multiplier >= 1 and 0 <= jitter <= 1")
-
-    def delay(self, failed_attempts: int, server_hint_s: float | None = None) -> float:
-        """Seconds to wait after `failed_attempts` failures (0 for the first). A server's RetryInfo is a floor."""
-        exponent = min(failed_attempts, 64)
-        base = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier**exponent)
-        delay = base * (1 - self.jitter * random.random())
-        if server_hint_s is not None:
-            delay = max(delay, min(server_hint_s, self.max_backoff_s))
-        return delay
+def delivery_delay_s(backoff: Backoff, failed_attempts_before: int, server_hint_s: float | None = None) -> float:
+    """Seconds a record waits after its attempt number `failed_attempts_before + 1` failed."""
+    return backoff.delay_s(failed_attempts_before + 1, server_hint_s)
 
 
 def server_retry_delay_s(error: grpc.aio.AioRpcError) -> float | None:

@@ -9,8 +9,9 @@ replaces them literally wherever they appear later in the run.
 Rules are configurable (ExecutionSettings: AGENTRUN_REDACTION, AGENTRUN_REDACT_KEYS, AGENTRUN_REDACT_PATTERNS,
 AGENTRUN_MAX_TOOL_RESULT_BYTES; `rules_with_extras`); the defaults cover keys such as password, token, api_key,
 secret, authorization (as JSON keys, as the `name` of a `{"name": ..., "value": ...}` header entry, and as
-`key=value` / `"key": "value"` pairs in text), and values that look like bearer tokens, Basic credentials,
-passwords in URLs, private keys or well-known API keys.
+`key=value` / `"key": "value"` pairs in text), values that look like bearer tokens, Basic credentials,
+passwords in URLs, private keys or well-known API keys, and passwords on command lines (`mysql -pSECRET`,
+`--password SECRET`, `sshpass -p SECRET`...: execution_service.redaction.command_line).
 
 Which keys and values are secrets is decided by the rules (execution_service.redaction.rules).
 """
@@ -26,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from execution_service.redaction.command_line import CommandLineScrubber
 from execution_service.redaction.rules import (
     DEEP_MARKER,
     REDACTED,
@@ -73,6 +75,9 @@ MAX_JSON_IN_STRING_DEPTH = 3
 # recursion stops at 1000).
 MAX_NESTING = 100
 _KEY_CACHE_SIZE = 4096
+# Characters scrubbed past what is kept of a long text (a tool result cut to a cap), so that a secret the cut splits
+# is still recognised and redacted whole.
+SCRUB_MARGIN_CHARS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +94,7 @@ class Redactor:
     _value_re: re.Pattern[str] = field(init=False)
     _non_secret_suffixes: frozenset[str] = field(init=False)
     _key_cache: dict[str, bool] = field(init=False)
+    _command_lines: CommandLineScrubber = field(init=False)
 
     def __post_init__(self) -> None:
         keys = "|".join(f"(?:{words_regex(k)})" for k in self.rules.secret_keys)
@@ -96,6 +102,7 @@ class Redactor:
         self._value_re = re.compile("|".join(f"(?:{p})" for p in self.rules.secret_values))
         self._non_secret_suffixes = frozenset(s.lower() for s in self.rules.non_secret_suffixes)
         self._key_cache = {}
+        self._command_lines = CommandLineScrubber(self.rules.password_flags, self.is_secret_key)
 
     def new_memory(self) -> SecretMemory:
         """A memory for one run (StepRecorder): pass it to every scrub of that run."""
@@ -150,6 +157,9 @@ class Redactor:
             if level >= MAX_NESTING:
                 return DEEP_MARKER
             items = [self._scrub(v, memory, level + 1, json_depth) for v in value]
+            argv = self._command_lines.scrub_argv(items, memory)  # ["mysql", "-pSECRET"], ["sshpass", "-p", "X"]
+            if argv is not None:
+                items = argv
             return value if all(a is b for a, b in zip(items, value, strict=True)) else items
         return value
 
@@ -211,6 +221,7 @@ class Redactor:
         if "asic" in out or "ASIC" in out:
             out = _BASIC_RE.sub(_basic_replacer(memory), out)
         out = self._scrub_pairs(out, memory)
+        out = self._command_lines.scrub(out, memory)
         return memory.scrub(out) if memory is not None else out
 
     def _scrub_pairs(self, text: str, memory: SecretMemory | None) -> str:

@@ -34,6 +34,9 @@ DEFAULT_SECRET_KEYS = (
     r"session[_-]?id",
     r"cookies?",
     r"jwt",
+    # Environment variables that hold a password as a single word: PGPASSWORD (psql), SSHPASS (sshpass -e).
+    r"pgpassword",
+    r"sshpass",
 )
 
 # A key whose last word is one of these describes a secret (its count, type, expiry, name...) and is kept, unless
@@ -100,6 +103,27 @@ DEFAULT_SECRET_VALUES = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class PasswordFlag:
+    """A short command-line flag that takes a password, for the commands it means that in: `commands` is a regex
+    of the command word(s); `attached` allows `-pSECRET`, `spaced` allows `-p SECRET`."""
+
+    commands: str
+    flag: str
+    attached: bool = True
+    spaced: bool = False
+
+
+# Short password flags of common tools. Only in these commands: `-p` is a port (ssh, docker run), `--parents`
+# (mkdir), "preserve" (cp)... elsewhere. `mysql -p NAME` (spaced) prompts for the password: NAME is the database.
+DEFAULT_PASSWORD_FLAGS = (
+    PasswordFlag(r"mysql(?:dump|admin|import|check|show|slap|pump|binlog)?|mariadb(?:-[a-z]+)?", "p"),
+    PasswordFlag(r"sshpass", "p", spaced=True),
+    PasswordFlag(r"redis-cli", "a", spaced=True),
+    PasswordFlag(r"(?:docker|podman|nerdctl|helm\s+registry)\s+login", "p", spaced=True),
+)
+
+
 _CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z]{2})(?=[A-Z][a-z])|(?<=[A-Za-z])(?=[0-9])")
 _NON_ALNUM_RE = re.compile(r"[^A-Za-z0-9]+")
 
@@ -138,6 +162,7 @@ class RedactionRules:
     secret_values: tuple[str, ...] = DEFAULT_SECRET_VALUES
     max_result_bytes: int = 64 * 1024
     non_secret_suffixes: tuple[str, ...] = DEFAULT_NON_SECRET_SUFFIXES
+    password_flags: tuple[PasswordFlag, ...] = DEFAULT_PASSWORD_FLAGS
 
 
 def rules_with_extras(

@@ -10,7 +10,11 @@ STARTING ... ; any state --aclose()--> CLOSED.
 
 Failures never hang a caller: every wait is bounded. A lost connection (the server process exited, the stream
 broke, or it stopped answering pings after a call timed out) is torn down and restarted lazily by the next call once
-an exponential backoff has elapsed; calls arriving before that fail fast with ServerUnavailableError and the reason.
+an exponential backoff has elapsed. A call arriving during the backoff waits for the restart when it is due within
+half of the call's timeout (leaving the other half for the start and the call), else fails fast with
+ServerUnavailableError and the reason. The tool list of the last session that started is kept: while the server is
+down, `list_tools` answers from it, so agents resolve their tools (and their runs start) and each call of a tool of
+that server is a tool error for the model, never a failed run.
 """
 
 from __future__ import annotations
@@ -33,15 +37,22 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, Implementation, LoggingMessageNotificationParams, PaginatedRequestParams, Tool
 from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT, RequestParamsMeta
 
+from agentrun_core.backoff import Backoff
+from agentrun_core.memory import release_free_memory
 from agentrun_core.telemetry import current_trace_carrier
-from execution_service.tools.backoff import Backoff
 from execution_service.tools.mcp_config import HttpServer, McpServerConfig, StdioServer, resolve_command
 from execution_service.tools.stderr_log import StderrForwarder
+from execution_service.tools.stdio_lines import install as install_linear_stdio_reads
 from execution_service.tools.stream_watch import EndWatchingReceiveStream
+
+install_linear_stdio_reads()
 
 logger = logging.getLogger(__name__)
 
 _CLIENT_INFO = Implementation(name="agentrun", version="0.1.0")
+# A result at least this large (characters of text and structured content) is followed by a ping and a release of
+# freed memory to the OS (McpConnection._after_large_result).
+LARGE_RESULT_CHARS = 1_000_000
 _HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
 _MAX_TOOL_PAGES = 100
 _MCP_LOG_LEVELS = {
@@ -54,6 +65,16 @@ _MCP_LOG_LEVELS = {
     "alert": logging.CRITICAL,
     "emergency": logging.CRITICAL,
 }
+
+
+# Reconnect waits: 0.5 s, doubling up to 30 s, scaled by a random factor in [0.8, 1].
+RECONNECT_BACKOFF = Backoff(initial_s=0.5, multiplier=2.0, max_s=30.0, jitter=0.2)
+
+
+def reconnect_delay_s(backoff: Backoff, failures: int) -> float:
+    """The wait before reconnecting after `failures` failures in a row. The first reconnect is immediate: a server
+    that crashed once should not fail the very next call; from the second failure in a row on, it backs off."""
+    return 0.0 if failures <= 1 else backoff.delay_s(failures - 1)
 
 
 class ServerUnavailableError(Exception):
@@ -117,7 +138,7 @@ class McpConnection:
         timeouts: ConnectionTimeouts | None = None,
     ) -> None:
         self._config = config
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or RECONNECT_BACKOFF
         self._timeouts = timeouts or ConnectionTimeouts()
         self._state = ConnectionState.IDLE
         self._live: _Live | None = None
@@ -128,6 +149,9 @@ class McpConnection:
         self._last_error = ""
         self._owner_tasks: set[asyncio.Task[None]] = set()
         self._health_checks: dict[int, asyncio.Task[None]] = {}
+        self._release_tasks: set[asyncio.Task[None]] = set()
+        # The tool list of the last session that started (None before the first start).
+        self._known_tools: tuple[Tool, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -146,13 +170,21 @@ class McpConnection:
         """Why the connection was last lost or failed to start ("" if it never failed)."""
         return self._last_error
 
-    async def start(self) -> None:
-        """Connects now if not connected. Raises ServerUnavailableError."""
-        await self._ensure_live()
+    async def start(self, *, wait_s: float = 0.0) -> None:
+        """Connects now if not connected, waiting up to `wait_s` for a restart that the backoff holds back. Raises
+        ServerUnavailableError."""
+        await self._ensure_live(wait_s)
 
     async def list_tools(self) -> tuple[Tool, ...]:
-        """The server's tools as listed when the connection started. Raises ServerUnavailableError."""
-        return (await self._ensure_live()).tools
+        """The server's tools as listed when the connection started; while the server cannot be reached, as listed
+        by its last session. Raises ServerUnavailableError when it never started."""
+        try:
+            return (await self._ensure_live()).tools
+        except ServerUnavailableError as exc:
+            if self._known_tools is None or self._state is ConnectionState.CLOSED:
+                raise
+            logger.info("MCP server %r is unavailable (%s); its tools as last listed are used", self.name, exc.reason)
+            return self._known_tools
 
     async def call_tool(self, name: str, arguments: dict[str, Any], timeout_s: float) -> CallToolResult:
         """Calls a tool. Raises ServerUnavailableError, ToolCallTimeoutError or ToolCallFailedError; a `CallToolResult`
@@ -184,6 +216,8 @@ class McpConnection:
             logger.warning("MCP server %r returned an unusable result for tool %r: %s", self.name, name, exc)
             raise ToolCallFailedError(f"tool {name!r} returned an unusable result: {_describe(exc)}") from exc
         self._failures = 0
+        if _result_chars(result) >= LARGE_RESULT_CHARS:
+            self._after_large_result(live)
         return result
 
     async def aclose(self) -> None:
@@ -195,7 +229,7 @@ class McpConnection:
         if self._live is not None:
             self._live.stop.set()
             self._live = None
-        for check in list(self._health_checks.values()):
+        for check in [*self._health_checks.values(), *self._release_tasks]:
             check.cancel()
         owners = list(self._owner_tasks)
         if not owners:
@@ -211,18 +245,29 @@ class McpConnection:
 
     # -- starting -------------------------------------------------------------------------------------------------
 
-    async def _ensure_live(self) -> _Live:
+    async def _ensure_live(self, wait_s: float = 0.0) -> _Live:
+        """The live session, starting one if needed. During a reconnect backoff: waits for it when it ends within
+        half of `wait_s`, else raises ServerUnavailableError at once."""
         if self._state is ConnectionState.CLOSED:
             raise ServerUnavailableError(self.name, "the connection is closed")
         if self._live is not None:
             return self._live
+        while self._starting is None and self._state is ConnectionState.DOWN:
+            remaining = self._retry_at - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            if remaining > wait_s / 2:
+                raise ServerUnavailableError(
+                    self.name, f"{self._last_error} (next reconnect attempt in {remaining:.1f}s)"
+                )
+            logger.info("MCP server %r: waiting %.2fs for its restart", self.name, remaining)
+            await asyncio.sleep(remaining)
+            wait_s -= remaining
+            if self._state is ConnectionState.CLOSED:
+                raise ServerUnavailableError(self.name, "the connection is closed")
+            if self._live is not None:
+                return self._live
         if self._starting is None:
-            if self._state is ConnectionState.DOWN:
-                remaining = self._retry_at - asyncio.get_running_loop().time()
-                if remaining > 0:
-                    raise ServerUnavailableError(
-                        self.name, f"{self._last_error} (next reconnect attempt in {remaining:.1f}s)"
-                    )
             self._begin_start()
         assert self._starting is not None
         # Shielded: a caller cancelled while waiting must not cancel the start the other waiters share.
@@ -339,6 +384,7 @@ class McpConnection:
             started.set_result("the connection is closed")
             return False
         self._live = live
+        self._known_tools = live.tools
         self._state = ConnectionState.READY
         self._starting = None
         logger.info("MCP server %r ready with %d tool(s): %s", self.name, len(live.tools), [t.name for t in live.tools])
@@ -367,7 +413,7 @@ class McpConnection:
 
     def _go_down(self, reason: str) -> None:
         self._failures += 1
-        delay = self._backoff.delay(self._failures)
+        delay = reconnect_delay_s(self._backoff, self._failures)
         self._state = ConnectionState.DOWN
         self._last_error = reason
         self._retry_at = asyncio.get_running_loop().time() + delay
@@ -393,6 +439,24 @@ class McpConnection:
             return ToolCallTimeoutError(f"tool {tool!r} did not answer within {timeout_s:g}s")
         return ToolCallFailedError(f"server error {exc.code} for tool {tool!r}: {exc.message}")
 
+    def _after_large_result(self, live: _Live) -> None:
+        """The SDK's reader and session keep their last message (here a large result) until the next one arrives: a
+        ping replaces it with a small one, then the freed memory goes back to the OS (agentrun_core.memory). Runs
+        after the caller, which has dropped its own copy by then."""
+        task = asyncio.create_task(
+            self._release_large_result(live), name=f"mcp-release:{self.name}", context=contextvars.Context()
+        )
+        self._release_tasks.add(task)
+        task.add_done_callback(self._release_tasks.discard)
+
+    async def _release_large_result(self, live: _Live) -> None:
+        try:
+            with anyio.fail_after(self._timeouts.health_check_s):
+                await live.session.send_ping()
+        except Exception as exc:
+            logger.debug("MCP server %r: ping after a large result failed: %s", self.name, _describe(exc))
+        release_free_memory()
+
     def _check_health_later(self, live: _Live) -> None:
         """After a call timed out: is the server still answering at all? If not, restart it."""
         if live.generation in self._health_checks or self._live is not live:
@@ -412,6 +476,14 @@ class McpConnection:
             self._connection_lost(live, reason)
         else:
             logger.debug("MCP server %r answered a ping after a timed-out call", self.name)
+
+
+def _result_chars(result: CallToolResult) -> int:
+    """Characters of a result's text content plus its structured content (a cheap estimate of its size)."""
+    chars = sum(len(getattr(block, "text", "")) for block in result.content)
+    if isinstance(result.structured_content, dict):
+        chars += sum(len(v) for v in result.structured_content.values() if isinstance(v, str))
+    return chars
 
 
 async def _list_all_tools(session: ClientSession) -> tuple[Tool, ...]:

@@ -1,7 +1,7 @@
 """McpToolPool: the ToolProvider over MCP servers. One pooled connection per configured server, shared by all runs.
 
 - `resolve(["time/get_current_time", "git/*"])` turns an agent's tool patterns into ResolvedTools with names the
-  model can use (see naming.py).
+  model can use (see naming.py); a server that is down (restarting, in backoff) resolves from its last tool list.
 - `call(tool, arguments, timeout_s)` checks the arguments against the tool's input schema, calls the tool, and
   returns a ToolOutcome; failures (tool error, timeout, server down) are outcomes, never exceptions. Cancelling the
   calling task cancels the call and propagates CancelledError.
@@ -20,9 +20,9 @@ from typing import Any, Self
 import anyio
 from mcp.types import Tool
 
+from agentrun_core.backoff import Backoff
 from agentrun_core.domain import ErrorReason, ToolCallStatus
 from execution_service.tools.arguments import ArgumentValidator
-from execution_service.tools.backoff import Backoff
 from execution_service.tools.base import ResolvedTool, ToolOutcome, ToolResolutionError
 from execution_service.tools.connection import (
     ConnectionTimeouts,
@@ -178,7 +178,7 @@ class McpToolPool:
 
     async def call(self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float) -> ToolOutcome:
         """Calls the tool; see the module docstring. `timeout_s` bounds the whole call, including waiting for a
-        server that is starting."""
+        server that is starting (or restarting after a backoff that ends within half of it)."""
         label = f"{tool.server}/{tool.name}"
         connection = self._connections.get(tool.server)
         if connection is None:
@@ -197,7 +197,7 @@ class McpToolPool:
         started = time.monotonic()
         try:
             with anyio.fail_after(timeout_s):
-                await connection.start()
+                await connection.start(wait_s=timeout_s)
         except TimeoutError:
             reason = f"MCP server {tool.server!r} is still starting after {timeout_s:g}s"
             logger.warning("tool call %s: %s", label, reason)

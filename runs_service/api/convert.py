@@ -145,6 +145,7 @@ def run_stats_to_pb(rows: list[RunStatsRow]) -> runs_service_pb2.GetRunStatsResp
             completed_count=row.completed_count,
             success_rate=row.success_rate,
             token_usage=token_usage_to_pb(row.token_usage),
+            max_context_window_used=row.max_context_window_used,
         )
         if row.cost_total is not None:
             group.cost.CopyFrom(

@@ -16,8 +16,9 @@ from typing import Any
 
 from agentrun.runs.v1 import run_pb2
 
+from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
-from agentrun_core.proto_convert import COST_DECIMAL_PLACES, ConversionError, run_from_pb
+from agentrun_core.proto_convert import COST_DECIMAL_PLACES, ConversionError, run_from_pb, share_problem
 from runs_service import validation_composition as composition
 from runs_service.errors import InvalidArgument
 from runs_service.storage.rows import RunRows, canonical_record
@@ -84,13 +85,13 @@ def _cost_amount(value: run_pb2.Cost, field: str = "run.cost") -> Decimal:
     try:
         amount = Decimal(value.amount)
     except InvalidOperation:
-        raise _invalid(f"{field}.amount", f"must be a decimal number, got {value.amount[:40]!r}") from None
+        raise _invalid(f"{field}.amount", f"must be a decimal number, got {shown(value.amount)}") from None
     if not amount.is_finite() or amount < 0:
-        raise _invalid(f"{field}.amount", f"must be a finite, non-negative decimal, got {value.amount!r}")
+        raise _invalid(f"{field}.amount", f"must be a finite, non-negative decimal, got {shown(value.amount)}")
     if amount >= _MAX_COST or amount != amount.quantize(_COST_QUANTUM):
         raise _invalid(
             f"{field}.amount",
-            f"must be below 10000000000 with at most {COST_DECIMAL_PLACES} decimal places, got {value.amount!r}",
+            f"must be below 10000000000 with at most {COST_DECIMAL_PLACES} decimal places, got {shown(value.amount)}",
         )
     return amount
 
@@ -125,20 +126,64 @@ def _session_history(value: run_pb2.SessionHistory) -> dict[str, Any]:
     }
 
 
+def _attempt(msg: run_pb2.ModelAttempt, field: str) -> dict[str, Any]:
+    """A failed model attempt as storage.rows writes it, checked as proto_convert.model_attempt_from_pb checks it."""
+    if msg.attempt < 1:
+        raise _invalid(f"{field}.attempt", f"must be at least 1, got {msg.attempt}")
+    for name in ("duration", "wait_before_next"):
+        value = getattr(msg, name)
+        if value.seconds < 0 or value.nanos < 0:
+            raise _invalid(f"{field}.{name}", "must not be negative")
+    start_time = _time(msg.start_time)
+    duration_us = _micros(msg.duration)
+    wait = _micros(msg.wait_before_next) if msg.HasField("wait_before_next") else None
+    return {
+        "attempt": msg.attempt,
+        "code": msg.code,
+        "status": msg.status,
+        "reason": msg.reason,
+        "message": msg.message,
+        "start_time": start_time.isoformat(),
+        "duration_us": duration_us,
+        "wait_before_next_us": wait,
+    }
+
+
+def _model_call(mc: run_pb2.ModelCall, field: str) -> dict[str, Any]:
+    """A model call as storage.rows writes it (the optional keys only when set: older rows and hashes stay as they
+    were), checked in the order proto_convert.model_call_from_pb checks it."""
+    problem = share_problem(mc.context_window_used)
+    if problem is not None:
+        raise _invalid(f"{field}.context_window_used", problem)
+    if mc.input_token_limit < 0:
+        raise _invalid(f"{field}.input_token_limit", f"must not be negative, got {mc.input_token_limit}")
+    payload: dict[str, Any] = {
+        "model": mc.model,
+        "usage": _usage(mc.usage, f"{field}.usage"),
+        "finish_reason": mc.finish_reason,
+        "time_to_first_token_us": _micros(mc.time_to_first_token) if mc.HasField("time_to_first_token") else None,
+        "text": mc.text,
+        "function_call_count": mc.function_call_count,
+    }
+    if mc.failed_attempts:
+        payload["failed_attempts"] = [
+            _attempt(attempt, f"{field}.failed_attempts[{i}]") for i, attempt in enumerate(mc.failed_attempts)
+        ]
+    if mc.thoughts:
+        payload["thoughts"] = mc.thoughts
+    if mc.input_token_limit:
+        payload["input_token_limit"] = mc.input_token_limit
+    if mc.context_window_used:
+        payload["context_window_used"] = mc.context_window_used
+    return payload
+
+
 def _step_row(msg: run_pb2.ExecutionStep, run_id: str, index: int) -> dict[str, Any]:
     field = f"run.execution_steps[{index}]"
     kind = msg.WhichOneof("payload")
     payload: dict[str, Any]
     if kind == "model_call":
-        mc = msg.model_call
-        payload = {
-            "model": mc.model,
-            "usage": _usage(mc.usage, f"{field}.model_call.usage"),
-            "finish_reason": mc.finish_reason,
-            "time_to_first_token_us": _micros(mc.time_to_first_token) if mc.HasField("time_to_first_token") else None,
-            "text": mc.text,
-            "function_call_count": mc.function_call_count,
-        }
+        payload = _model_call(msg.model_call, f"{field}.model_call")
     elif kind == "tool_call":
         tc = msg.tool_call
         if not tc.call_id:
@@ -231,6 +276,9 @@ def _run_row(msg: run_pb2.Run) -> dict[str, Any]:
     has_duration = msg.HasField("duration")
     if has_duration and (msg.duration.seconds < 0 or msg.duration.nanos < 0):
         raise _invalid("run.duration", "must not be negative")
+    problem = share_problem(msg.max_context_window_used)
+    if problem is not None:
+        raise _invalid("run.max_context_window_used", problem)
     # In the order the domain conversion meets them (agentrun_core.proto_convert.run_from_pb): the status, the
     # times (out of range: OverflowError), the token usage, the cost.
     status = _RUN_STATUS.get(msg.status)
@@ -274,6 +322,7 @@ def _run_row(msg: run_pb2.Run) -> dict[str, Any]:
         "session_id": msg.session_id,
         "forked_from_run_id": msg.forked_from.run_id if msg.HasField("forked_from") else None,
         "forked_from_sequence": msg.forked_from.sequence if msg.HasField("forked_from") else None,
+        "max_context_window_used": msg.max_context_window_used,
     }
 
 
@@ -283,7 +332,8 @@ def _check_steps_belong(msg: run_pb2.Run) -> None:
     for index, step in enumerate(msg.execution_steps):
         if step.run_id and step.run_id != run_id:
             raise InvalidArgument(
-                f"run.execution_steps[{index}].run_id", f"must be empty or the run's id {run_id!r}, got {step.run_id!r}"
+                f"run.execution_steps[{index}].run_id",
+                f"must be empty or the run's id {shown(run_id)}, got {shown(step.run_id)}",
             )
         composition.check_step_depth(f"run.execution_steps[{index}]", step.depth)
 

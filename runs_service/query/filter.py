@@ -14,12 +14,26 @@ from typing import Any, assert_never
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from runs_service.query.filter_ast import And, Comparison, Expr, Not, Op, Or, Prefix, Value
+from runs_service.query.filter_ast import And, Comparison, Expr, Not, Op, Or, Prefix, Suffix, Value
 from runs_service.query.filter_fields import FieldKind, resolve_field
 from runs_service.query.filter_parser import parse_filter
 from runs_service.query.filter_render import render
 
-__all__ = ["FilterTables", "compile_expr", "compile_filter", "normalise_filter", "parse_filter"]
+__all__ = [
+    "FilterTables",
+    "compile_expr",
+    "compile_filter",
+    "id_prefix_bounds",
+    "normalise_filter",
+    "parse_filter",
+    "run_id_tail",
+]
+
+# The index ix_runs_id_tail covers this expression: the last 8 characters of the run id (what `agentrun runs list`
+# prints). The start is a literal (not a bound parameter) so that queries repeat the index's expression exactly.
+RUN_ID_TAIL_CHARS = 8
+RUN_ID_TAIL_START = 36 - RUN_ID_TAIL_CHARS + 1
+_UUID_GROUP_ENDS = (8, 12, 16, 20)  # in hexadecimal digits
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,8 @@ def compile_expr(expr: Expr, tables: FilterTables) -> ColumnElement[bool]:
 def _comparison(comparison: Comparison, tables: FilterTables) -> ColumnElement[bool]:
     spec = resolve_field(comparison.field, comparison.position)
     match spec.kind:
+        case FieldKind.RUN_ID:
+            return _run_id(tables.runs.c.id, comparison.op, comparison.value)
         case FieldKind.TOOL:
             tool_calls = tables.tool_calls
             return sa.exists().where(
@@ -80,6 +96,49 @@ def _comparison(comparison: Comparison, tables: FilterTables) -> ColumnElement[b
         case _:
             column = tables.runs.c[spec.column]
             return _match(column, comparison.op, comparison.value, nullable=column.nullable)
+
+
+def run_id_tail(column: ColumnElement[Any]) -> ColumnElement[str]:
+    """The indexed expression: the last RUN_ID_TAIL_CHARS characters of a run id (ids are 36 characters)."""
+    return sa.func.substr(column, sa.literal_column(str(RUN_ID_TAIL_START)))
+
+
+def _canonical(digits: str) -> str:
+    """Hexadecimal digits with the hyphens a UUID has after them."""
+    return "-".join(
+        digits[start:end]
+        for start, end in zip((0, *_UUID_GROUP_ENDS), (*_UUID_GROUP_ENDS, 32), strict=True)
+        if digits[start:end]
+    )
+
+
+def id_prefix_bounds(prefix: str) -> tuple[str, str | None]:
+    """[low, high): the run ids starting with `prefix` (a checked UUID prefix) lie in this range, whatever the
+    column's collation, as every id has its hyphens at the same places; high is None after the last possible id."""
+    digits = prefix.replace("-", "")
+    following = int(digits, 16) + 1
+    if following >= 16 ** len(digits):
+        return _canonical(digits), None
+    return _canonical(digits), _canonical(format(following, f"0{len(digits)}x"))
+
+
+def _run_id(column: ColumnElement[Any], op: Op, value: Value) -> ColumnElement[bool]:
+    """A whole id: the primary key. A prefix: a range scan of the primary key. A suffix: the index on the id's last
+    8 characters when it has 8 or more, else a scan. Each also checks the exact characters (bound parameters)."""
+    match value:
+        case Prefix(text=text):
+            low, high = id_prefix_bounds(text)
+            bounds = [column >= low, *([column < high] if high is not None else [])]
+            return sa.and_(*bounds, sa.func.substr(column, 1, len(text)) == text)
+        case Suffix(text=text):
+            exact = sa.func.substr(column, 36 - len(text) + 1) == text
+            if len(text) < RUN_ID_TAIL_CHARS:
+                return exact
+            return sa.and_(run_id_tail(column) == text[-RUN_ID_TAIL_CHARS:], exact)
+        case str():
+            return _operator(column, op, value)
+        case _:
+            raise AssertionError(f"not a run id value: {value!r}")
 
 
 def _match(column: ColumnElement[Any], op: Op, value: Value, *, nullable: bool | None) -> ColumnElement[bool]:

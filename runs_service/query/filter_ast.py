@@ -31,8 +31,15 @@ class Prefix:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class Suffix:
+    """A run id value written with a leading `*` (`id = "*2e3f4a5b"`): matches ids that end with `text`."""
+
+    text: str
+
+
 # RunStatus before str when matching: it is a StrEnum.
-Value = RunStatus | Prefix | str | int | Decimal | datetime | timedelta
+Value = RunStatus | Prefix | Suffix | str | int | Decimal | datetime | timedelta
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,12 +6,14 @@ import difflib
 import enum
 from dataclasses import dataclass
 
+from agentrun_core.echo import shown
 from agentrun_core.labels import label_key_problem
 from runs_service.errors import InvalidFilter
 from runs_service.query.filter_ast import Op
 
 
 class FieldKind(enum.Enum):
+    RUN_ID = "run_id"
     STRING = "string"
     ENUM = "enum"
     TIMESTAMP = "timestamp"
@@ -41,6 +43,7 @@ class FieldSpec:
 FIELDS: dict[str, FieldSpec] = {
     spec.name: spec
     for spec in (
+        FieldSpec("id", FieldKind.RUN_ID, EQUALITY, "id"),
         FieldSpec("agent_name", FieldKind.STRING, EQUALITY, "agent_name"),
         FieldSpec("model_name", FieldKind.STRING, EQUALITY, "model_name"),
         FieldSpec("user", FieldKind.STRING, EQUALITY, "user_name"),
@@ -87,8 +90,8 @@ def _unknown_field_message(name: str) -> str:
     if name == "labels":
         return f"a label filter names its key, as in labels.env; allowed fields: {ALLOWED_FIELDS_TEXT}"
     if name.startswith("-"):
-        return f"unexpected '-' before {name[1:]!r}: negation is written NOT"
+        return f"unexpected '-' before {shown(name[1:])}: negation is written NOT"
     close = difflib.get_close_matches(name, [*FIELDS, "user_name", "labels"], n=1)
     aliases = {"user_name": "user", "labels": "labels.<key>"}
     suggestion = f"did you mean {aliases.get(close[0], close[0])}? " if close else ""
-    return f"unknown field {name!r}; {suggestion}allowed fields: {ALLOWED_FIELDS_TEXT}"
+    return f"unknown field {shown(name)}; {suggestion}allowed fields: {ALLOWED_FIELDS_TEXT}"

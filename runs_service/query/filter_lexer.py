@@ -11,6 +11,7 @@ import enum
 import unicodedata
 from dataclasses import dataclass
 
+from agentrun_core.echo import cut
 from runs_service.errors import InvalidFilter
 
 MAX_FILTER_LENGTH = 4096
@@ -46,7 +47,7 @@ class Token:
         """The token as an error message shows it."""
         if self.kind is TokenKind.END:
             return "end of input"
-        text = self.text if len(self.text) <= 40 else self.text[:37] + "..."
+        text = cut(self.text, 40)
         return f"'{text}'" if self.kind is not TokenKind.STRING else text
 
 

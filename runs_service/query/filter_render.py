@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import assert_never
 
 from agentrun_core.domain import RunStatus
-from runs_service.query.filter_ast import And, Comparison, Expr, Not, Or, Prefix, Value
+from runs_service.query.filter_ast import And, Comparison, Expr, Not, Or, Prefix, Suffix, Value
 
 
 def render(expr: Expr) -> str:
@@ -36,6 +36,8 @@ def render_value(value: Value) -> str:
             return value.value
         case Prefix(text=text):
             return _quote(text)[:-1] + '*"'
+        case Suffix(text=text):
+            return '"*' + _quote(text)[1:]
         case str():
             return _quote(value).removesuffix('*"') + ('\\*"' if value.endswith("*") else "")
         case bool():

@@ -3,6 +3,7 @@
 Quotes are optional for every value that has no spaces or special characters: `status = COMPLETED` and
 `status = "COMPLETED"` mean the same, and so do `duration > 30s` and `duration > "30s"`. A trailing unescaped `*`
 is a prefix match for string fields (agent_name, model_name, user, labels.<key>, tool) and is only allowed with `=`.
+`id` takes a whole run id, a prefix (`"0190b6e2*"`) or a suffix (`"*2e3f4a5b"`, as `agentrun runs list` prints ids).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, localcontext
 
 from agentrun_core.domain import RunStatus
+from agentrun_core.echo import cut
 from runs_service.errors import InvalidFilter
-from runs_service.query.filter_ast import Op, Prefix, Value
+from runs_service.query.filter_ast import Op, Prefix, Suffix, Value
 from runs_service.query.filter_fields import FieldKind, FieldSpec
 
 INT64_MAX = 2**63 - 1
@@ -29,6 +31,11 @@ _TIMESTAMP = re.compile(
     r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))",
     re.ASCII,
 )
+# A run id: a lower-case UUID, hyphens at these positions.
+RUN_ID_LENGTH = 36
+_RUN_ID_HYPHENS = frozenset({8, 13, 18, 23})
+_HEX = frozenset("0123456789abcdef")
+_RUN_ID_EXPECTED = 'id expects a run id, a prefix such as "0190b6e2*" or a suffix such as "*2e3f4a5b"'
 _MICROSECONDS_PER_UNIT = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
 
 
@@ -43,6 +50,8 @@ class Literal:
 
 def convert_value(spec: FieldSpec, op: Op, literal: Literal) -> Value:
     match spec.kind:
+        case FieldKind.RUN_ID:
+            return _run_id(op, literal)
         case FieldKind.STRING | FieldKind.LABEL | FieldKind.TOOL:
             return _string(spec, op, literal)
         case FieldKind.ENUM:
@@ -67,6 +76,37 @@ def _string(spec: FieldSpec, op: Op, literal: Literal) -> str | Prefix:
             literal.position,
         )
     return Prefix(literal.text[:-1])
+
+
+def _run_id(op: Op, literal: Literal) -> str | Prefix | Suffix:
+    """A whole run id, a Prefix (trailing `*`) or a Suffix (leading `*`); each part must fit the UUID's shape."""
+    text = literal.text
+    prefix, suffix = literal.wildcard, text.startswith("*")
+    part = text[1 if suffix else 0 : -1 if prefix else None]
+    if (prefix or suffix) and op is not Op.EQ:
+        raise InvalidFilter(
+            f'{_RUN_ID_EXPECTED}; a * is only allowed with =, write NOT id = "..." to exclude', literal.position
+        )
+    if (prefix and suffix) or not part or len(part) > RUN_ID_LENGTH:
+        raise InvalidFilter(f"{_RUN_ID_EXPECTED}, got {_show(text)}", literal.position)
+    offset = RUN_ID_LENGTH - len(part) if suffix else 0
+    for index, char in enumerate(part, start=offset):
+        if (char != "-") if index in _RUN_ID_HYPHENS else (char not in _HEX):
+            raise InvalidFilter(
+                f"{_RUN_ID_EXPECTED} (lower-case hexadecimal digits, hyphens where a UUID has them), got {_show(text)}",
+                literal.position,
+            )
+    if prefix:
+        return Prefix(part)
+    if suffix:
+        return Suffix(part)
+    if len(part) != RUN_ID_LENGTH:
+        raise InvalidFilter(
+            f'{_show(text)} is not a whole run id ({RUN_ID_LENGTH} characters): write "{part}*" for the runs whose id '
+            f'starts with it, or "*{part}" for those whose id ends with it',
+            literal.position,
+        )
+    return part
 
 
 def _status(literal: Literal) -> RunStatus:
@@ -148,6 +188,5 @@ def _decimal(spec: FieldSpec, literal: Literal) -> Decimal:
 
 def _show(text: str) -> str:
     """`text` in double quotes for an error message, shortened when long."""
-    if len(text) > 40:
-        text = text[:37] + "..."
+    text = cut(text, 40)
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

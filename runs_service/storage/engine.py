@@ -23,6 +23,9 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Execution options for a SQLite write transaction: take the write lock at BEGIN (no deadlock on lock upgrade).
 SQLITE_WRITE_OPTIONS: dict[str, str] = {"sqlite_begin": "IMMEDIATE"}
 
+# libpq waits for the OS's TCP timeout (minutes) on a host that does not answer: fail a connection after this.
+POSTGRES_CONNECT_TIMEOUT_S = 10
+
 _SQLITE_DRIVERS = {"sqlite", "sqlite+pysqlite", "sqlite+aiosqlite"}
 _POSTGRES_DRIVERS = {"postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2", "postgresql+psycopg_async"}
 
@@ -66,6 +69,13 @@ def sync_url(url: str) -> str:
     if parsed.drivername == "sqlite+aiosqlite":
         parsed = parsed.set(drivername="sqlite")
     return parsed.render_as_string(hide_password=False)
+
+
+def connect_args(url: str) -> dict[str, Any]:
+    """Driver connection arguments for `url`: for PostgreSQL, a connect timeout unless the URL sets its own."""
+    if is_sqlite(url) or "connect_timeout" in _parse(url).query:
+        return {}
+    return {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}
 
 
 def redact(url: str) -> str:
@@ -115,6 +125,7 @@ def create_engine_for(url: str, **engine_options: Any) -> AsyncEngine:
             Path(target.database).parent.mkdir(parents=True, exist_ok=True)
     else:
         options["pool_pre_ping"] = False
+        options["connect_args"] = connect_args(url)
         options["pool_size"] = 10
         options["max_overflow"] = 20
     options.update(engine_options)

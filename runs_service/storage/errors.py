@@ -10,6 +10,7 @@ import psycopg
 from sqlalchemy import exc as sa_exc
 
 from runs_service.errors import RunsServiceError, SchemaOutdated, StorageUnavailable
+from runs_service.storage.database_problems import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +47,15 @@ async def storage_errors(operation: str, **context: object) -> AsyncIterator[Non
                 f"{operation}: the database has no RunsService schema ({exc.orig}); {_MIGRATE_HINT}"
             ) from exc
         if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or exc.connection_invalidated:
-            logger.warning("%s: database unavailable: %s", operation, exc.orig, extra={"context": context})
-            raise StorageUnavailable(f"{operation}: database unavailable: {exc.orig}") from exc
+            cause = first_line(exc.orig or exc)
+            logger.warning("%s: database unavailable: %s", operation, cause, extra={"context": context})
+            raise StorageUnavailable(f"{operation}: the database is unavailable ({cause}); retry later") from exc
         logger.exception("%s: database error", operation, extra={"context": context})
         raise
     except sa_exc.TimeoutError as exc:  # connection pool exhausted
         logger.warning("%s: no database connection available: %s", operation, exc, extra={"context": context})
         raise StorageUnavailable(f"{operation}: no database connection available in time: {exc}") from exc
     except (psycopg.OperationalError, ConnectionError, TimeoutError) as exc:
-        logger.warning("%s: database unreachable: %s", operation, exc, extra={"context": context})
-        raise StorageUnavailable(f"{operation}: database unreachable: {exc}") from exc
+        cause = first_line(exc)
+        logger.warning("%s: database unreachable: %s", operation, cause, extra={"context": context})
+        raise StorageUnavailable(f"{operation}: the database is unreachable ({cause}); retry later") from exc

@@ -14,10 +14,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
 
 from runs_service.errors import SchemaOutdated
-from runs_service.storage.engine import redact, sync_url
+from runs_service.storage.database_problems import DatabaseUnusable, Diagnosis, createdb_command, database_problems
+from runs_service.storage.engine import connect_args, redact, sync_url
 
 logger = logging.getLogger(__name__)
 
@@ -47,23 +50,79 @@ def head_revision() -> str:
 
 
 def current_revision(url: str) -> str | None:
-    """The revision the database at `url` is at, or None when it has never been migrated."""
-    engine = create_engine(sync_url(url), poolclass=pool.NullPool)
+    """The revision the database at `url` is at, or None when it has never been migrated. DatabaseUnusable when
+    the database cannot be reached (the message says why and what to do)."""
+    engine = create_engine(sync_url(url), poolclass=pool.NullPool, connect_args=connect_args(url))
     try:
-        with engine.connect() as connection:
+        with database_problems(url), engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
     finally:
         engine.dispose()
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    """Migrates the database at `url` to `revision`; DatabaseUnusable when it cannot be reached."""
+    sync_url(url)  # an unsupported URL is refused before Alembic runs
     logger.info("upgrading database schema", extra={"database_url": redact(url), "revision": revision})
-    command.upgrade(alembic_config(url), revision)
+    with database_problems(url):
+        command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str = "base") -> None:
+    sync_url(url)
     logger.info("downgrading database schema", extra={"database_url": redact(url), "revision": revision})
-    command.downgrade(alembic_config(url), revision)
+    with database_problems(url):
+        command.downgrade(alembic_config(url), revision)
+
+
+_MAINTENANCE_DATABASES = ("postgres", "template1")
+
+
+def ensure_database(url: str) -> bool:
+    """Creates the PostgreSQL database `url` names when it does not exist (connecting to the server's maintenance
+    database); True when it created it. SQLite creates its file by itself: nothing to do. DatabaseUnusable when the
+    server cannot be reached or the user may not create databases."""
+    target = make_url(sync_url(url))
+    if target.get_backend_name() == "sqlite":
+        return False
+    name = target.database
+    if not name:
+        raise DatabaseUnusable(url, Diagnosis("the URL names no database", "end it with /DATABASE_NAME"))
+    last_error: Exception | None = None
+    for maintenance in _MAINTENANCE_DATABASES:
+        engine = create_engine(
+            target.set(database=maintenance),
+            poolclass=pool.NullPool,
+            isolation_level="AUTOCOMMIT",
+            connect_args=connect_args(url),
+        )
+        try:
+            with database_problems(url), engine.connect() as connection:
+                found = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name})
+                if found.first() is not None:
+                    return False
+                quoted = connection.dialect.identifier_preparer.quote(name)
+                try:
+                    connection.execute(text(f"CREATE DATABASE {quoted}"))
+                except sa_exc.ProgrammingError as exc:  # e.g. permission denied to create database
+                    user = target.username or "this user"
+                    raise DatabaseUnusable(
+                        url,
+                        Diagnosis(
+                            f"{user} may not create databases ({str(exc.orig).strip().splitlines()[0]})",
+                            f"ask an administrator to run `{createdb_command(url)}`, or use a user with CREATEDB",
+                        ),
+                    ) from exc
+                logger.warning("database created", extra={"database_url": redact(url)})
+                return True
+        except DatabaseUnusable as exc:
+            if not exc.diagnosis.missing_database:  # the server or the user is the problem, not the database
+                raise
+            last_error = exc  # this maintenance database is missing: try the next one
+        finally:
+            engine.dispose()
+    assert last_error is not None
+    raise last_error
 
 
 def migrate_hint(url: str, migrate_command: str = MIGRATE_COMMAND) -> str:

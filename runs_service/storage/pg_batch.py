@@ -50,10 +50,14 @@ def _array_type(column: Any) -> str:
         return "timestamptz[]"
     if python is int:
         return "bigint[]"
+    if python is float:
+        return "double precision[]"
     if python is Decimal:
         return "numeric[]"
     if python is bool:
         return "boolean[]"
+    if python is not str:
+        raise TypeError(f"runs.{column.name}: no array type for {python.__name__} (pg_batch._array_type)")
     return "text[]"
 
 

@@ -21,6 +21,7 @@ from agentrun_core.domain import (
     ExecutionStep,
     FinalResponse,
     ForkOrigin,
+    ModelAttempt,
     ModelCall,
     Run,
     RunError,
@@ -123,6 +124,72 @@ def _with_descendants_to_json(run: Run) -> dict[str, Any] | None:
     return totals or None
 
 
+def _attempt_to_json(attempt: ModelAttempt) -> dict[str, Any]:
+    wait = attempt.wait_before_next
+    return {
+        "attempt": attempt.attempt,
+        "code": attempt.code,
+        "status": attempt.status,
+        "reason": attempt.reason,
+        "message": attempt.message,
+        "start_time": to_utc(attempt.start_time).isoformat(),
+        "duration_us": micros(attempt.duration),
+        "wait_before_next_us": None if wait is None else micros(wait),
+    }
+
+
+def _attempt_from_json(value: Mapping[str, Any]) -> ModelAttempt:
+    wait = value.get("wait_before_next_us")
+    return ModelAttempt(
+        attempt=int(value.get("attempt", 1)),
+        code=int(value.get("code", 0)),
+        status=value.get("status", ""),
+        reason=value.get("reason", ""),
+        message=value.get("message", ""),
+        start_time=to_utc(datetime.fromisoformat(value["start_time"])),
+        duration=from_micros(int(value.get("duration_us", 0))),
+        wait_before_next=None if wait is None else from_micros(int(wait)),
+    )
+
+
+def _model_call_to_json(payload: ModelCall) -> dict[str, Any]:
+    ttft = payload.time_to_first_token
+    out: dict[str, Any] = {
+        "model": payload.model,
+        "usage": _usage_to_json(payload.usage),
+        "finish_reason": payload.finish_reason,
+        "time_to_first_token_us": None if ttft is None else micros(ttft),
+        "text": payload.text,
+        "function_call_count": payload.function_call_count,
+    }
+    # Written only when set: the rows (and record hashes) of model calls that have none stay as they were.
+    if payload.failed_attempts:
+        out["failed_attempts"] = [_attempt_to_json(a) for a in payload.failed_attempts]
+    if payload.thoughts:
+        out["thoughts"] = payload.thoughts
+    if payload.input_token_limit:
+        out["input_token_limit"] = payload.input_token_limit
+    if payload.context_window_used:
+        out["context_window_used"] = payload.context_window_used
+    return out
+
+
+def _model_call_from_json(value: Mapping[str, Any]) -> ModelCall:
+    ttft = value.get("time_to_first_token_us")
+    return ModelCall(
+        model=value.get("model", ""),
+        usage=_usage_from_json(value.get("usage") or {}),
+        finish_reason=value.get("finish_reason", ""),
+        time_to_first_token=None if ttft is None else from_micros(int(ttft)),
+        text=value.get("text", ""),
+        function_call_count=int(value.get("function_call_count", 0)),
+        failed_attempts=tuple(_attempt_from_json(a) for a in value.get("failed_attempts") or ()),
+        thoughts=value.get("thoughts", ""),
+        input_token_limit=int(value.get("input_token_limit", 0)),
+        context_window_used=float(value.get("context_window_used", 0.0)),
+    )
+
+
 # --- step payloads ---------------------------------------------------------------------------------------
 
 
@@ -165,15 +232,7 @@ def payload_to_json(payload: StepPayload) -> dict[str, Any]:
     """The payload as a JSON object (only str/int/bool/None/dict values)."""
     match payload:
         case ModelCall():
-            ttft = payload.time_to_first_token
-            return {
-                "model": payload.model,
-                "usage": _usage_to_json(payload.usage),
-                "finish_reason": payload.finish_reason,
-                "time_to_first_token_us": None if ttft is None else micros(ttft),
-                "text": payload.text,
-                "function_call_count": payload.function_call_count,
-            }
+            return _model_call_to_json(payload)
         case ToolCallStarted():
             started = {
                 "call_id": payload.call_id,
@@ -213,15 +272,7 @@ def payload_from_json(kind: str, value: Mapping[str, Any]) -> StepPayload:
         raise CorruptRow(f"unknown step kind {kind!r}") from None
     match step:
         case StepKind.MODEL_CALL:
-            ttft = value.get("time_to_first_token_us")
-            return ModelCall(
-                model=value.get("model", ""),
-                usage=_usage_from_json(value.get("usage") or {}),
-                finish_reason=value.get("finish_reason", ""),
-                time_to_first_token=None if ttft is None else from_micros(int(ttft)),
-                text=value.get("text", ""),
-                function_call_count=int(value.get("function_call_count", 0)),
-            )
+            return _model_call_from_json(value)
         case StepKind.TOOL_CALL:
             return ToolCallStarted(
                 call_id=value["call_id"],
@@ -313,6 +364,7 @@ def run_to_rows(run: Run) -> RunRows:
         "forked_from_run_id": None if run.forked_from is None else run.forked_from.run_id,
         "forked_from_sequence": None if run.forked_from is None else run.forked_from.sequence,
         "totals_with_descendants": _with_descendants_to_json(run),
+        "max_context_window_used": run.max_context_window_used,
     }
     run_id = run.id
     step_rows = [
@@ -442,4 +494,5 @@ def run_from_row(
         if usage_with_descendants is None
         else _usage_from_json(usage_with_descendants),
         cost_with_descendants=None if cost_with_descendants is None else _cost_from_json(cost_with_descendants),
+        max_context_window_used=float(row["max_context_window_used"] or 0.0),
     )

@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, and_, case, exists, func, literal, select,
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentrun_core.domain import Cost, RunStatus, TokenUsage
+from agentrun_core.echo import shown
 from runs_service.errors import InvalidArgument, InvalidPageToken
 from runs_service.queries import SessionOrderField, SessionOrdering, SessionSummary
 from runs_service.storage.rows import to_utc
@@ -37,14 +38,14 @@ def parse_session_order_by(text: str) -> SessionOrdering:
     if not words:
         return SessionOrdering()
     if len(words) > 2:
-        raise InvalidArgument("order_by", f"must be one field: {_ALLOWED_TEXT}; got {text!r}")
+        raise InvalidArgument("order_by", f"must be one field: {_ALLOWED_TEXT}; got {shown(text)}")
     try:
         field = SessionOrderField(words[0].lower())
     except ValueError:
-        raise InvalidArgument("order_by", f"unknown field {words[0]!r}: use {_ALLOWED_TEXT}") from None
+        raise InvalidArgument("order_by", f"unknown field {shown(words[0])}: use {_ALLOWED_TEXT}") from None
     direction = words[1].lower() if len(words) == 2 else "desc"
     if direction not in ("asc", "desc"):
-        raise InvalidArgument("order_by", f"direction must be asc or desc, got {words[1]!r}")
+        raise InvalidArgument("order_by", f"direction must be asc or desc, got {shown(words[1])}")
     return SessionOrdering(field=field, descending=direction == "desc")
 
 

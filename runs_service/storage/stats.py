@@ -172,6 +172,7 @@ async def run_stats(
         func.min(runs.c.cost_currency).label("min_currency"),
         func.min(runs.c.price_table_version).label("min_price_table"),
         func.max(runs.c.price_table_version).label("max_price_table"),
+        func.max(runs.c.max_context_window_used).label("max_context_window_used"),
     ]
     percentiles: dict[str, Percentiles]
     if dialect == "postgresql" and group_by in _EXACT_ON_POSTGRES:
@@ -215,6 +216,7 @@ async def run_stats(
                 duration_p95=micros_to_duration(p95),
                 cost_currency=row.min_currency or "",
                 price_table_version=_price_table(row.min_price_table, row.max_price_table),
+                max_context_window_used=float(row.max_context_window_used or 0.0),
             )
         )
     return result

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -24,6 +25,8 @@ from sqlalchemy import (
     Table,
     Text,
     false,
+    func,
+    literal_column,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeEngine
@@ -78,6 +81,8 @@ runs = Table(
     Column("steps_taken", Integer, nullable=False, server_default="0"),
     Column("tools_used", json_type(), nullable=False),
     Column("trace_id", String(64), nullable=False, server_default=""),
+    # The largest share of its model's input token limit a model call of the run used, 0..1 (migration 0002).
+    Column("max_context_window_used", Float, nullable=False, server_default="0"),
     # sha256 (hex) of the canonical record: a replay of the same record is a no-op.
     Column("record_hash", String(64), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
@@ -107,6 +112,9 @@ Index("ix_runs_cost", runs.c.cost)
 Index("ix_runs_parent_run_id_start_time", runs.c.parent_run_id, runs.c.start_time)
 Index("ix_runs_root_run_id_start_time_id", runs.c.root_run_id, runs.c.start_time, runs.c.id)
 Index("ix_runs_session_id_user_name_start_time", runs.c.session_id, runs.c.user_name, runs.c.start_time)
+# The last 8 characters of the id (what `agentrun runs list` prints): `id = "*2e3f4a5b"` filters. The expression is
+# runs_service.query.filter.run_id_tail's, character for character (migration 0002).
+Index("ix_runs_id_tail", func.substr(runs.c.id, literal_column("29")))
 
 run_steps = Table(
     "run_steps",

@@ -158,7 +158,7 @@ def test_runs_watch_replays_from_a_sequence(runner: CliRunner, fake: FakeServer)
 
 
 def test_runs_cancel_after_turn(runner: CliRunner, fake: FakeServer) -> None:
-    result = invoke(runner, fake, "runs", "cancel", "some-live-run", "--after-turn")
+    result = invoke(runner, fake, "runs", "cancel", "0193a5c4-0000-7000-8000-00000000abcd", "--after-turn")
     assert result.exit_code == 0
     assert "cancel requested" in result.stdout
     assert fake.calls.cancels[0].mode == ex_pb2.CANCEL_MODE_AFTER_TURN

@@ -10,6 +10,8 @@ from agentrun_cli.errors import exit_code_for
 from tests.cli.cli_helpers import free_port, invoke
 from tests.cli.fake_services import FakeServer
 
+MISSING_RUN_ID = "0193a5c4-0000-7000-8000-00000000dead"
+
 
 def assert_one_line_error(stderr: str, expected: str) -> None:
     assert "Traceback" not in stderr
@@ -19,9 +21,9 @@ def assert_one_line_error(stderr: str, expected: str) -> None:
 
 
 def test_not_found_is_one_line_and_exit_2(runner: CliRunner, fake: FakeServer) -> None:
-    result = invoke(runner, fake, "runs", "show", "no-such-run")
+    result = invoke(runner, fake, "runs", "show", MISSING_RUN_ID)
     assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "error: NOT_FOUND: run 'no-such-run' not found")
+    assert_one_line_error(result.stderr, f"error: NOT_FOUND: run '{MISSING_RUN_ID}' not found")
     assert result.stdout == ""
 
 
@@ -66,7 +68,9 @@ def test_unreachable_service_names_the_address_and_how_to_start_it(
 
 def test_flags_override_environment(runner: CliRunner, fake: FakeServer) -> None:
     dead = f"127.0.0.1:{free_port()}"
-    result = invoke(runner, None, "--runs-target", fake.target, "runs", "show", "x", env={"AGENTRUN_RUNS_TARGET": dead})
+    result = invoke(
+        runner, None, "--runs-target", fake.target, "runs", "show", MISSING_RUN_ID, env={"AGENTRUN_RUNS_TARGET": dead}
+    )
     assert "NOT_FOUND" in result.stderr
 
 

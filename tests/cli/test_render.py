@@ -5,6 +5,7 @@ from __future__ import annotations
 from agentrun.execution.v1 import execution_service_pb2 as ex_pb2
 from agentrun.runs.v1 import run_pb2
 from agentrun.runs.v1 import runs_service_pb2 as runs_pb2
+from google.protobuf.duration_pb2 import Duration
 from rich.console import Console, RenderableType
 
 from agentrun_cli.progress import RunProgress
@@ -138,7 +139,7 @@ def test_runs_table_at_80_columns_keeps_every_column_and_truncates_with_an_ellip
     # What does not fit is cut with an ellipsis, not dropped.
     assert "…" in long_row.split()[1] and long_row.split()[1].startswith("a-very-long")
     assert long_row.rstrip().endswith("…")
-    assert "ids shortened to fit: --json shows them in full" in out
+    assert "ids shortened: runs show/watch/cancel take them as is; --json shows them in full" in out
 
 
 def test_runs_table_fits_every_width_from_80_up() -> None:
@@ -157,9 +158,11 @@ def test_stats_tables() -> None:
         token_usage=samples.usage(1000, 200),
         duration_p50=samples.dur(1.2),
         duration_p95=samples.dur(75),
+        max_context_window_used=0.875,
     )
     out = text_of(run_stats_table("by agent", [group]))
     assert "clock" in out and "95.0%" in out and "1,200" in out and "1.20 s" in out and "1m 15s" in out
+    assert "max context" in out and "87.5%" in out
     tools = text_of(tool_stats_table([runs_pb2.ToolStats(tool_name="read_file", call_count=3, error_rate=1 / 3)]))
     assert "read_file" in tools and "33.3%" in tools
 
@@ -184,3 +187,21 @@ def test_formatters() -> None:
     assert fmt.tool_label("get_current_time", "time") == "time/get_current_time"
     assert fmt.tool_label("time/get_current_time", "time") == "time/get_current_time"
     assert fmt.status_name(run_pb2.RUN_STATUS_TIMED_OUT) == "TIMED_OUT"
+
+
+def test_a_model_call_line_shows_retries_context_and_thoughts() -> None:
+    attempts = [
+        run_pb2.ModelAttempt(attempt=n, code=429, reason="MODEL_RATE_LIMITED", wait_before_next=Duration(seconds=7))
+        for n in (1, 2, 3)
+    ]
+    call = run_pb2.ModelCall(
+        model="gemini-2.5-flash",
+        failed_attempts=attempts,
+        input_token_limit=1_048_576,
+        context_window_used=0.42,
+        thoughts="The user wants...",
+    )
+    line = plain_line(run_pb2.ExecutionStep(sequence=1, model_call=call))
+    assert "context 42% of 1,048,576" in line
+    assert "3 failed attempts (429 x3), waited 21 s" in line
+    assert "thoughts" in line

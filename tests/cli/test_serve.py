@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -41,13 +42,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_serve_all_starts_both_services_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+def test_serve_all_starts_both_services_and_the_console_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     runs, execution = f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
+    web = f"127.0.0.1:{_free_port()}"
     env = {**os.environ, "AGENTRUN_DATA_DIR": str(tmp_path), "AGENTRUN_LOG_FORMAT": "json"}
     env.pop("AGENTRUN_AUTH", None)
     cli = [sys.executable, "-m", "agentrun_cli"]
     proc = subprocess.Popen(
-        [*cli, "serve", "all", "--runs-address", runs, "--execution-address", execution],
+        [*cli, "serve", "all", "--runs-address", runs, "--execution-address", execution, "--web-address", web],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -80,6 +82,10 @@ def test_serve_all_starts_both_services_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
             timeout=60,
         )
         assert ran.returncode == 0 and "status: COMPLETED" in ran.stdout, ran.stdout + ran.stderr
+        # The console shows that run without a sign-in (serve turned authentication off for everything).
+        with urllib.request.urlopen(f"http://{web}/?agent=clock", timeout=30) as page:
+            html = page.read().decode()
+        assert page.status == 200 and 'data-status="COMPLETED"' in html and ">clock</td>" in html
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -89,6 +95,7 @@ def test_serve_all_starts_both_services_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
     assert proc.returncode == 0, err
     assert "authentication is off" in out
     assert f"RunsService listening on {runs}" in out and f"ExecutionService listening on {execution}" in out
+    assert f"Web console at http://{web}/ (no sign-in (authentication off))" in out
     assert '"event_loop":"uvloop.Loop"' in out + err, "the services should run on uvloop where it is installed"
     assert "fork_posix" not in out + err  # gRPC's fork handlers stay quiet when uvloop spawns the MCP server
 
@@ -116,7 +123,7 @@ async def test_serve_all_reports_not_serving_to_open_health_watches_and_ends_the
     runs, execution = f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
     env = {**os.environ, "AGENTRUN_DATA_DIR": str(tmp_path), "AGENTRUN_SHUTDOWN_GRACE_S": "10"}
     env.pop("AGENTRUN_AUTH", None)
-    serve = ["serve", "all", "--runs-address", runs, "--execution-address", execution]
+    serve = ["serve", "all", "--runs-address", runs, "--execution-address", execution, "--no-web"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentrun_cli", *serve],
         cwd=REPO,
@@ -149,3 +156,70 @@ async def test_serve_all_reports_not_serving_to_open_health_watches_and_ends_the
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_agentrun_web_serves_the_console_until_ctrl_c(tmp_path: Path) -> None:
+    address = f"127.0.0.1:{_free_port()}"
+    env = {**os.environ, "AGENTRUN_WEB_ADDRESS": address, "AGENTRUN_AUTH": "tokens"}
+    env.pop("AGENTRUN_WEB_TOKEN", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentrun_cli", "--runs-target", f"127.0.0.1:{_free_port()}", "web"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.strip() == f"Web console at http://{address}/ (sign in with your token)", first
+        with urllib.request.urlopen(f"http://{address}/healthz", timeout=10) as health:
+            assert health.read() == b"ok"
+        with urllib.request.urlopen(f"http://{address}/", timeout=10) as page:  # follows the redirect
+            assert page.url.endswith("/login?next=%2F") and "Sign in" in page.read().decode()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+
+
+def test_agentrun_web_refuses_a_bad_address() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "agentrun_cli", "web", "--address", "nowhere"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: AGENTRUN_WEB_ADDRESS / --address must be HOST:PORT, got 'nowhere'"
+
+
+@pytest.mark.parametrize(
+    ("which", "flag", "service"),
+    [
+        ("runs", "--runs-address", "RunsService"),
+        ("execution", "--execution-address", "ExecutionService"),
+    ],
+)
+def test_serve_names_an_address_in_use_in_one_line(tmp_path: Path, which: str, flag: str, service: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        done = subprocess.run(
+            [sys.executable, "-m", "agentrun_cli", "serve", which, flag, address, "--data-dir", str(tmp_path)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "AGENTRUN_LOG_FORMAT": "text"},
+        )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"refusing to start: {service} cannot listen on {address}: the address is in use" in done.stderr

@@ -128,3 +128,23 @@ async def test_a_run_cancelled_while_waiting_for_its_watchers_leaves_no_waiter_b
         await waiting
     assert live._waiters == []
     await watcher.aclose()
+
+
+async def test_a_finished_run_keeps_its_steps_but_not_their_serialized_copies() -> None:
+    live = _live()
+    step = _step(1)
+    live.append_step(step, b"serialized")
+    seen = [event async for event in _until_first_step(live)]
+    assert seen[-1] == StepEvent(step, b"serialized")  # a live stream sends the journal's bytes
+    now = datetime.now(UTC)
+    live.finish(RunFinishedEvent("r1", RunStatus.COMPLETED, "x", TokenUsage(), timedelta(0), now, 0, 0, None, None))
+    replayed = [event async for event in live.follow()]
+    assert [type(e).__name__ for e in replayed] == ["RunStartedEvent", "StepEvent", "RunFinishedEvent"]
+    assert replayed[1] == StepEvent(step)  # the step itself, without its serialized copy
+
+
+async def _until_first_step(live: LiveRun) -> AsyncIterator[RunEvent]:
+    async for event in live.follow():
+        yield event
+        if isinstance(event, StepEvent):
+            return

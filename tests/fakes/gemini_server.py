@@ -14,6 +14,13 @@ Scripting: queue turns with `fake.add(...)`; each request takes the next one:
 Or install a responder (`fake.set_responder(fn)`): a callable receiving the parsed request JSON and returning the
 turn, used when the queue is empty. Without either, the fake answers 400 FAILED_PRECONDITION so a test fails loudly.
 
+Like the real API, a turn's thought summary (`FakeResponse.thought`) is only sent when the request asks for it
+(`generationConfig.thinkingConfig.includeThoughts`); thought signatures are sent either way.
+
+`GET /{version}/models/{model}` answers the model's metadata (`inputTokenLimit`, `outputTokenLimit`) from
+`fake.models` (real Gemini 2.x limits by default; set or delete entries per test), 404 NOT_FOUND for others; each
+lookup is counted in `fake.model_lookups`.
+
 Every request is recorded (`fake.requests`) with its path, model, action and JSON body. The SDK sends some fields in
 snake_case (e.g. `parameters_json_schema`) and others in camelCase; `RecordedRequest` accessors accept both.
 """
@@ -21,6 +28,7 @@ snake_case (e.g. `parameters_json_schema`) and others in camelCase; `RecordedReq
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import itertools
 import json
@@ -28,7 +36,7 @@ import logging
 import socket
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -132,7 +140,8 @@ class FakeResponse:
     # promptFeedback.blockReason (+ blockReasonMessage); when set the response has no candidates.
     block_reason: str | None = None
     block_reason_message: str | None = None
-    # A thought summary (includeThoughts): a `{"text": ..., "thought": true}` part before the answer.
+    # A thought summary: a `{"text": ..., "thought": true}` part before the answer, sent only when the request asks
+    # for thoughts (thinkingConfig.includeThoughts), like the real API.
     thought: str = ""
     # Base64 thoughtSignature, put on the first function call part (else on the last text part).
     thought_signature: str | None = None
@@ -278,10 +287,28 @@ def _split_text(text: str, pieces: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
+# inputTokenLimit / outputTokenLimit as the Gemini API reports them.
+DEFAULT_MODEL_LIMITS: dict[str, tuple[int, int]] = {
+    "gemini-2.5-flash": (1_048_576, 65_536),
+    "gemini-2.5-pro": (1_048_576, 65_536),
+    "gemini-2.5-flash-lite": (1_048_576, 65_536),
+    "gemini-2.0-flash": (1_048_576, 8_192),
+}
+
+
+def _include_thoughts(body: dict[str, Any]) -> bool:
+    config = _get(body, "generationConfig", "generation_config", {}) or {}
+    thinking = _get(config, "thinkingConfig", "thinking_config", {}) or {}
+    return bool(_get(thinking, "includeThoughts", "include_thoughts", False))
+
+
 class FakeGemini:
     """A scripted Gemini REST API on 127.0.0.1:<free port>, served from its own thread."""
 
     def __init__(self, *, responder: Responder | None = None, latency_s: float = 0.0) -> None:
+        # Model metadata served by GET models/{model}: (inputTokenLimit, outputTokenLimit).
+        self.models: dict[str, tuple[int, int]] = dict(DEFAULT_MODEL_LIMITS)
+        self.model_lookups: Counter[str] = Counter()
         self._script: deque[ScriptItem] = deque()
         self._responder = responder
         self._latency_s = latency_s
@@ -309,6 +336,8 @@ class FakeGemini:
         with self._lock:
             self._script.clear()
             self._requests.clear()
+            self.model_lookups.clear()
+            self.models = dict(DEFAULT_MODEL_LIMITS)
         self._responder = None
 
     @property
@@ -405,7 +434,32 @@ class FakeGemini:
     # -- HTTP ----------------------------------------------------------------------------------------------------
 
     def _app(self) -> Starlette:
-        return Starlette(routes=[Route("/{version}/models/{rest:path}", self._handle, methods=["POST"])])
+        return Starlette(
+            routes=[
+                Route("/{version}/models/{rest:path}", self._handle, methods=["POST"]),
+                Route("/{version}/models/{model}", self._model_info, methods=["GET"]),
+            ]
+        )
+
+    async def _model_info(self, request: Request) -> Response:
+        model = request.path_params["model"]
+        with self._lock:
+            self.model_lookups[model] += 1
+            limits = self.models.get(model)
+        if limits is None:
+            error = FakeError(404, f"models/{model} is not found for API version {request.path_params['version']}")
+            return JSONResponse(error.to_json(), status_code=404)
+        input_limit, output_limit = limits
+        return JSONResponse(
+            {
+                "name": f"models/{model}",
+                "version": "001",
+                "displayName": model,
+                "inputTokenLimit": input_limit,
+                "outputTokenLimit": output_limit,
+                "supportedGenerationMethods": ["generateContent", "countTokens"],
+            }
+        )
 
     async def _handle(self, request: Request) -> Response:
         version = request.path_params["version"]
@@ -441,6 +495,8 @@ class FakeGemini:
                 chunks = turn.chunks if turn.chunks is not None else (turn.body,)
                 return StreamingResponse(_sse_events(chunks), media_type="text/event-stream")
             return JSONResponse(turn.body)
+        if turn.thought and not _include_thoughts(body):
+            turn = dataclasses.replace(turn, thought="")  # the API sends thought summaries only when asked
         if stream:
             return StreamingResponse(self._sse(turn, model), media_type="text/event-stream")
         return JSONResponse(self._full_response(turn, model))

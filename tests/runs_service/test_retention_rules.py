@@ -12,16 +12,19 @@ from runs_service.retention import RetentionPolicy, RuleKind, parse_period, pars
 
 
 def test_periods() -> None:
-    assert parse_period("30d", "X") == timedelta(days=30)
-    assert parse_period(" 12h ", "X") == timedelta(hours=12)
-    assert parse_period("2w", "X") == timedelta(weeks=2)
-    assert parse_period("1.5d", "X") == timedelta(hours=36)
-    assert parse_period("forever", "X") is None
-    assert parse_period("FOREVER", "X") is None
-    for bad in ("30", "30 days", "-1d", "0d", "30s", "", "1y"):
+    assert parse_period("30d") == timedelta(days=30)
+    assert parse_period(" 12h ") == timedelta(hours=12)
+    assert parse_period("2w") == timedelta(weeks=2)
+    assert parse_period("1.5d") == timedelta(hours=36)
+    assert parse_period("forever") is None
+    assert parse_period("FOREVER") is None
+    for bad in ("30", "30 days", "-1d", "0d", "30s", "1y"):
+        with pytest.raises(ValueError, match="must be"):
+            parse_period(bad)
         with pytest.raises(SettingsError) as caught:
-            parse_period(bad, "AGENTRUN_RETENTION")
-        assert "AGENTRUN_RETENTION" in str(caught.value)
+            RunsSettings.from_env({"AGENTRUN_RETENTION": bad})
+        assert str(caught.value).startswith("AGENTRUN_RETENTION must be"), str(caught.value)
+    assert RunsSettings.from_env({"AGENTRUN_RETENTION": ""}).retention_period is None  # empty is unset: forever
 
 
 def test_rules_parse_with_prefixes_and_values_holding_equals_signs() -> None:
@@ -47,34 +50,34 @@ def test_rules_parse_with_prefixes_and_values_holding_equals_signs() -> None:
         ("agent=7d", "expected agent:NAME=PERIOD"),
         ("user:bob=7d", "expected agent:NAME=PERIOD"),
         ("agent:=7d", "agent name is empty"),
-        ("agent:x=soon", "expected a period"),
+        ("agent:x=soon", "whose period must be a period such as 30d"),
         ("label:env=7d", "expected KEY=VALUE"),
         ("label:bad key=x=7d", "label key"),
     ],
 )
-def test_bad_rules_name_the_setting(text: str, fragment: str) -> None:
+def test_bad_rules_name_the_setting_and_the_rule(text: str, fragment: str) -> None:
+    with pytest.raises(ValueError, match="has the rule"):
+        parse_rules(f"agent:fine=1d; {text}")
     with pytest.raises(SettingsError) as caught:
-        parse_rules(text)
-    assert "AGENTRUN_RETENTION_RULES" in str(caught.value) and fragment in str(caught.value), str(caught.value)
+        RunsSettings.from_env({"AGENTRUN_RETENTION_RULES": f"agent:fine=1d; {text}"})
+    message = str(caught.value)
+    assert message.startswith(f"AGENTRUN_RETENTION_RULES has the rule {text!r}") and fragment in message, message
 
 
-def test_settings_read_retention_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AGENTRUN_RETENTION", "30d")
-    monkeypatch.setenv("AGENTRUN_RETENTION_RULES", "label:env=dev=1d")
-    monkeypatch.setenv("AGENTRUN_RETENTION_BATCH_SIZE", "200")
-    settings = RunsSettings.from_env()
+def test_settings_read_retention_from_the_environment() -> None:
+    environ = {
+        "AGENTRUN_RETENTION": "30d",
+        "AGENTRUN_RETENTION_RULES": "label:env=dev=1d",
+        "AGENTRUN_RETENTION_BATCH_SIZE": "300",
+    }
+    settings = RunsSettings.from_env(environ)
     assert settings.retention.default == timedelta(days=30)
     assert settings.retention.describe() == "default 30d; rules label:env=dev=1d"
-    assert settings.retention_batch_size == 200
-    assert settings.retention_duty == 0.1
-    monkeypatch.setenv("AGENTRUN_RETENTION_DUTY", "2")
-    with pytest.raises(SettingsError) as caught:
-        RunsSettings.from_env()
-    assert "AGENTRUN_RETENTION_DUTY" in str(caught.value)
-    monkeypatch.setenv("AGENTRUN_RETENTION_DUTY", "0.5")
-    monkeypatch.setenv("AGENTRUN_RETENTION", "a month")
-    with pytest.raises(SettingsError):
-        RunsSettings.from_env()
+    assert (settings.retention_batch_size, settings.retention_duty) == (300, 0.1)
+    for name, bad in (("AGENTRUN_RETENTION_DUTY", "2"), ("AGENTRUN_RETENTION_DUTY", "0"), ("AGENTRUN_RETENTION", "x")):
+        with pytest.raises(SettingsError) as caught:
+            RunsSettings.from_env({**environ, name: bad})
+        assert str(caught.value).startswith(name), str(caught.value)
 
 
 def test_keep_forever_by_default_plans_nothing() -> None:

@@ -329,3 +329,99 @@ def test_memory_remembers_the_leaves_of_redacted_containers() -> None:
     redactor.scrub_value({"credentials": {"user": "svc", "key": "leaf-secret-77"}}, memory)
     redactor.scrub_value({"auth": json.dumps({"pw": "json-leaf-secret"})}, memory)
     assert redactor.scrub_text("leaf-secret-77 / json-leaf-secret", memory) == f"{REDACTED} / {REDACTED}"
+
+
+# -- passwords on command lines ---------------------------------------------------------------------------------------
+
+COMMAND_LINES_REDACTED = [
+    ("mysql -u root -pS3cretPass mydb", "mysql -u root -p[REDACTED] mydb", "S3cretPass"),
+    ("mysqldump -uroot -p'S3 cr et' --all-databases", "mysqldump -uroot -p'[REDACTED]' --all-databases", "S3 cr et"),
+    ('mysql -h db -p"S3cret!" mydb', 'mysql -h db -p"[REDACTED]" mydb', "S3cret!"),
+    ("mariadb-dump -pS3cretPass db", "mariadb-dump -p[REDACTED] db", "S3cretPass"),
+    ("mysql --password=S3cretPass db", "mysql --password=[REDACTED] db", "S3cretPass"),
+    ("app --password S3cretPass --verbose", "app --password [REDACTED] --verbose", "S3cretPass"),
+    ("deploy --db-password 'S3 cret' now", "deploy --db-password '[REDACTED]' now", "S3 cret"),
+    ("cli --api-key ak_0123456789 list", "cli --api-key [REDACTED] list", "ak_0123456789"),
+    ("PGPASSWORD=S3cretPass psql -h db -U app", "PGPASSWORD=[REDACTED] psql -h db -U app", "S3cretPass"),
+    ("MYSQL_PWD=S3cretPass mysql -u app", "MYSQL_PWD=[REDACTED] mysql -u app", "S3cretPass"),
+    ("SSHPASS=S3cretPass sshpass -e ssh host", "SSHPASS=[REDACTED] sshpass -e ssh host", "S3cretPass"),
+    ("sshpass -p S3cretPass ssh admin@host", "sshpass -p [REDACTED] ssh admin@host", "S3cretPass"),
+    ("sshpass -pS3cretPass scp f host:", "sshpass -p[REDACTED] scp f host:", "S3cretPass"),
+    ("redis-cli -h cache -a S3cretPass ping", "redis-cli -h cache -a [REDACTED] ping", "S3cretPass"),
+    ("docker login -u me -p S3cretPass ghcr.io", "docker login -u me -p [REDACTED] ghcr.io", "S3cretPass"),
+    ("curl -u admin:S3cretPass https://x", "curl -u admin:[REDACTED] https://x", "S3cretPass"),
+    ("curl --user admin:S3cretPass https://x", "curl --user admin:[REDACTED] https://x", "S3cretPass"),
+    ("$ mysql -pA1b2C3d4; ls -p /tmp", "$ mysql -p[REDACTED]; ls -p /tmp", "A1b2C3d4"),
+]
+
+COMMAND_LINES_KEPT = [
+    "ssh -p 2222 admin@host",
+    "scp -P 2222 -p file host:",
+    "docker run -p 8080:80 nginx",
+    "mkdir -p /tmp/a/b",
+    "cp -pr src dst",
+    "mysql -p mydb",  # -p alone prompts for the password; mydb is the database
+    "mysql -u root mydb | ssh -p 2222 host",
+    "mysql -P 3306 -h db mydb",
+    "mysql -p$MYSQL_PWD mydb",  # a reference, not the password
+    "mysql -p'<password>' mydb",
+    "Set it with the --password option.",
+    "--password - reads it from stdin",
+    "--token-count 5 --max-tokens 100",
+    "pip install -p 3.11 pkg",
+    "grep -p pattern file",
+    "sshpass -e ssh host",
+    "curl -u admin https://x",  # curl prompts for the password
+]
+
+
+@pytest.mark.parametrize(("text", "expected", "secret"), COMMAND_LINES_REDACTED)
+def test_command_line_passwords_are_redacted_and_remembered(text: str, expected: str, secret: str) -> None:
+    memory = SecretMemory()
+    assert Redactor().scrub_text(text, memory) == expected
+    assert secret in memory or len(secret) < SecretMemory.MIN_LENGTH
+    # ... and the run's memory scrubs the password wherever it shows up later, in prose or a tool argument.
+    if len(secret) >= SecretMemory.MIN_LENGTH:
+        assert Redactor().scrub_text(f"it was {secret}, right?", memory) == "it was [REDACTED], right?"
+
+
+@pytest.mark.parametrize("text", COMMAND_LINES_KEPT)
+def test_ordinary_command_lines_are_kept(text: str) -> None:
+    memory = SecretMemory()
+    assert Redactor().scrub_text(text, memory) == text
+    assert len(memory) == 0
+
+
+def test_command_lines_inside_tool_arguments_and_results() -> None:
+    memory = SecretMemory()
+    arguments = {"command": "mysql -uroot -pS3cretPass -e 'select 1'", "cwd": "/srv"}
+    assert Redactor().scrub_value(arguments, memory) == {
+        "command": "mysql -uroot -p[REDACTED] -e 'select 1'",
+        "cwd": "/srv",
+    }
+    log = "$ sshpass -p hunter2-x ssh db\nWarning: Permanently added 'db'\n$ mkdir -p /tmp/x"
+    assert Redactor().scrub_result_text(log, memory) == (
+        "$ sshpass -p [REDACTED] ssh db\nWarning: Permanently added 'db'\n$ mkdir -p /tmp/x"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["mysql", "-uroot", "-pS3cretPass", "db"], ["mysql", "-uroot", "-p[REDACTED]", "db"]),
+        (["/usr/bin/mysqldump", "-pS3cretPass"], ["/usr/bin/mysqldump", "-p[REDACTED]"]),
+        (["sshpass", "-p", "S3cret pass", "ssh", "h"], ["sshpass", "-p", "[REDACTED]", "ssh", "h"]),
+        (["app", "--password", "S3cretPass", "-v"], ["app", "--password", "[REDACTED]", "-v"]),
+        (["docker", "login", "-u", "me", "-p", "S3cretPass"], ["docker", "login", "-u", "me", "-p", "[REDACTED]"]),
+        (["curl", "-u", "admin:S3cretPass", "https://x"], ["curl", "-u", "admin:[REDACTED]", "https://x"]),
+        (["mysql", "-pA1b2c3d4", ";", "ls", "-p", "x"], ["mysql", "-p[REDACTED]", ";", "ls", "-p", "x"]),
+        # Kept:
+        (["/usr/bin/mysql", "-p", "mydb"], ["/usr/bin/mysql", "-p", "mydb"]),
+        (["ssh", "-p", "2222", "host"], ["ssh", "-p", "2222", "host"]),
+        (["docker", "run", "-p", "8080:80", "nginx"], ["docker", "run", "-p", "8080:80", "nginx"]),
+        (["mysql", "-p$MYSQL_PWD"], ["mysql", "-p$MYSQL_PWD"]),
+        (["echo", "--password", "option"], ["echo", "--password", "option"]),
+    ],
+)
+def test_command_line_passwords_in_argument_lists(argv: list[str], expected: list[str]) -> None:
+    assert Redactor().scrub_value({"command": argv}) == {"command": expected}

@@ -7,6 +7,10 @@ Discovery order (first that works wins):
 3. A throwaway cluster from /usr/lib/postgresql/*/bin (initdb + postgres, unix socket in a temp dir, fsync off),
    run as the `postgres` user when we are root; stopped by `PostgresServer.stop()`.
 `find_postgres()` returns the server, or None and the reason naming everything tried.
+
+A test that needs a server of its own (to stop and restart it, or with password authentication) starts one with
+`start_throwaway_cluster(password=...)`; `halt()` / `resume()` / `restart()` stop its postmaster and start it again
+on the same data.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ class PostgresServer:
     process: subprocess.Popen[bytes] | None = None
     work_dir: Path | None = None
     created: set[str] = field(default_factory=set)
+    # How to start the postmaster again (a throwaway cluster only).
+    launch_argv: list[str] | None = None
 
     def url_for(self, database: str) -> str:
         return make_url(self.admin_url).set(database=database).render_as_string(hide_password=False)
@@ -98,22 +104,55 @@ class PostgresServer:
         except ProcessLookupError:
             logger.info("postgres (pid %d) already exited", pid)
 
+    def halt(self) -> None:
+        """Stops the postmaster of a cluster this object started (fast shutdown), keeping its data."""
+        if self.process is None:
+            return
+        self._signal_postmaster(signal.SIGINT)  # fast shutdown: sessions are disconnected
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            logger.warning("postgres did not stop in 15 s, killing it")
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def resume(self) -> None:
+        """Starts a halted cluster again on the same data and socket; returns once it accepts connections."""
+        if self.launch_argv is None:
+            raise RuntimeError("only a throwaway cluster started by start_throwaway_cluster can be resumed")
+        if self.process is not None:
+            return
+        self.process = subprocess.Popen(self.launch_argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._wait_ready()
+
+    def restart(self) -> None:
+        self.halt()
+        self.resume()
+
+    def _wait_ready(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        problem: str | None = "not started"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                stderr = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                raise RuntimeError(f"postgres exited with {self.process.returncode}: {stderr[-500:]}")
+            problem = _reachable(self.admin_url)
+            if problem is None:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"postgres did not accept connections within {_START_TIMEOUT_S} s: {problem}")
+
     def stop(self) -> None:
         """Drops databases this object created; stops and deletes a cluster it started."""
-        for name in list(self.created):
-            try:
-                self.drop_database(name)
-            except Exception:
-                logger.exception("could not drop test database %s", name)
-        if self.process is not None:
-            self._signal_postmaster(signal.SIGINT)  # fast shutdown
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                logger.warning("postgres did not stop in 15 s, killing it")
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+        if self.process is not None or self.launch_argv is None:
+            for name in list(self.created):
+                try:
+                    self.drop_database(name)
+                except Exception:
+                    logger.exception("could not drop test database %s", name)
+        self.halt()
         if self.work_dir is not None:
             shutil.rmtree(self.work_dir, ignore_errors=True)
             self.work_dir = None
@@ -132,8 +171,9 @@ def _as_postgres_user(argv: list[str]) -> list[str]:
     return [runuser, "-u", "postgres", "--", *argv]
 
 
-def start_throwaway_cluster() -> PostgresServer:
-    """initdb + postgres in a temp dir (unix socket only, fsync off). Raises RuntimeError naming what failed."""
+def start_throwaway_cluster(*, password: str | None = None) -> PostgresServer:
+    """initdb + postgres in a temp dir (unix socket only, fsync off). With `password`, the `postgres` user needs it
+    (scram-sha-256), else any local connection is trusted. Raises RuntimeError naming what failed."""
     bin_dirs = _postgres_bin_dirs()
     if not bin_dirs:
         raise RuntimeError("no PostgreSQL binaries in /usr/lib/postgresql/*/bin")
@@ -141,62 +181,54 @@ def start_throwaway_cluster() -> PostgresServer:
     work_dir = Path(tempfile.mkdtemp(prefix="agentrun-pg-"))
     data_dir, socket_dir = work_dir / "data", work_dir / "socket"
     socket_dir.mkdir()
+    initdb = [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres", "-E", "UTF8"]
+    if password is None:
+        initdb += ["-A", "trust"]
+    else:
+        password_file = work_dir / "password"
+        password_file.write_text(password + "\n")
+        initdb += ["-A", "scram-sha-256", f"--pwfile={password_file}"]
     if os.geteuid() == 0:
         try:
             entry = pwd.getpwnam("postgres")
         except KeyError:
             shutil.rmtree(work_dir, ignore_errors=True)
             raise RuntimeError("running as root and there is no `postgres` user to run initdb as") from None
-        for path in (work_dir, socket_dir):
+        for path in (work_dir, socket_dir, *([work_dir / "password"] if password is not None else [])):
             os.chown(path, entry.pw_uid, entry.pw_gid)
-    init = subprocess.run(
-        _as_postgres_user(
-            [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres", "-A", "trust", "-E", "UTF8"]
-        ),
-        capture_output=True,
-        check=False,
-    )
+    init = subprocess.run(_as_postgres_user(initdb), capture_output=True, check=False)
     if init.returncode != 0:
         shutil.rmtree(work_dir, ignore_errors=True)
         raise RuntimeError(f"initdb failed ({init.returncode}): {init.stderr.decode(errors='replace')[-500:]}")
-    process = subprocess.Popen(
-        _as_postgres_user(
-            [
-                str(bin_dir / "postgres"),
-                "-D",
-                str(data_dir),
-                "-k",
-                str(socket_dir),
-                "-c",
-                "listen_addresses=",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ]
-        ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    argv = _as_postgres_user(
+        [
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data_dir),
+            "-k",
+            str(socket_dir),
+            "-c",
+            "listen_addresses=",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ]
     )
-    url = f"postgresql://postgres@/postgres?host={socket_dir}"
-    server = PostgresServer(admin_url=url, description=f"throwaway cluster ({bin_dir})", process=process)
-    server.work_dir = work_dir
-    deadline = time.monotonic() + _START_TIMEOUT_S
-    problem: str | None = "not started"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            server.stop()
-            raise RuntimeError(f"postgres exited with {process.returncode}: {stderr[-500:]}")
-        problem = _reachable(url)
-        if problem is None:
-            logger.info("started a throwaway PostgreSQL cluster in %s", work_dir)
-            return server
-        time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"postgres did not accept connections within {_START_TIMEOUT_S} s: {problem}")
+    credentials = f"postgres:{password}" if password is not None else "postgres"
+    url = f"postgresql://{credentials}@/postgres?host={socket_dir}"
+    server = PostgresServer(
+        admin_url=url, description=f"throwaway cluster ({bin_dir})", work_dir=work_dir, launch_argv=argv
+    )
+    try:
+        server.resume()
+    except Exception:
+        server.stop()
+        raise
+    logger.info("started a throwaway PostgreSQL cluster in %s", work_dir)
+    return server
 
 
 def find_postgres() -> tuple[PostgresServer | None, str]:

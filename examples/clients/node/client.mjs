@@ -1,5 +1,7 @@
 // Runs an agent through ExecutionService, prints every streamed step, then reads the stored run from RunsService.
 // Usage: node client.mjs [agent] [task]   (AGENTRUN_EXECUTION_TARGET / AGENTRUN_RUNS_TARGET / AGENTRUN_TOKEN)
+// Errors print their code, message and google.rpc details (the ErrorInfo reason, the BadRequest field), decoded
+// from the grpc-status-details-bin trailer with the google/rpc protos shipped in protos/.
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import grpc from "@grpc/grpc-js";
@@ -7,9 +9,37 @@ import protoLoader from "@grpc/proto-loader";
 
 const protos = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../protos");
 const definition = protoLoader.loadSync(
-  ["agentrun/execution/v1/execution_service.proto", "agentrun/runs/v1/runs_service.proto"],
+  [
+    "agentrun/execution/v1/execution_service.proto",
+    "agentrun/runs/v1/runs_service.proto",
+    "google/rpc/status.proto",
+    "google/rpc/error_details.proto",
+  ],
   { includeDirs: [protos], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true },
 );
+
+// The details of a failed call: google.rpc.Status in the grpc-status-details-bin trailer, its details packed Anys.
+function errorDetails(error) {
+  const raw = error.metadata?.get("grpc-status-details-bin")?.[0];
+  if (!raw) return [];
+  const status = definition["google.rpc.Status"].deserialize(raw);
+  return status.details.flatMap((detail) => {
+    const type = detail.type_url.slice(detail.type_url.lastIndexOf("/") + 1);
+    return definition[type]?.deserialize ? [{ type, ...definition[type].deserialize(detail.value) }] : [];
+  });
+}
+
+function describe(error) {
+  const parts = [`error: ${grpc.status[error.code]}: ${error.details}`];
+  for (const detail of errorDetails(error)) {
+    if (detail.type === "google.rpc.ErrorInfo") parts.push(`reason: ${detail.reason} (${detail.domain})`);
+    if (detail.type === "google.rpc.BadRequest") {
+      for (const violation of detail.field_violations) parts.push(`field: ${violation.field}`);
+    }
+    if (detail.type === "google.rpc.RetryInfo") parts.push(`retry after: ${detail.retry_delay.seconds}s`);
+  }
+  return parts.join("\n  ");
+}
 const api = grpc.loadPackageDefinition(definition).agentrun;
 const credentials = grpc.credentials.createInsecure();
 const metadata = new grpc.Metadata();
@@ -34,7 +64,7 @@ stream.on("data", (response) => {
   }
 });
 stream.on("error", (error) => {
-  console.error(`error: ${grpc.status[error.code]}: ${error.details}`);
+  console.error(describe(error));
   process.exit(1);
 });
 // run_finished.recorded says whether RunsService already stored the run; if not (RunsService slow or down), it is
@@ -51,7 +81,7 @@ function readStoredRun(attempt) {
       return;
     }
     if (error) {
-      console.error(`error: ${grpc.status[error.code]}: ${error.details}`);
+      console.error(describe(error));
       process.exit(1);
     }
     const run = reply.run;

@@ -88,11 +88,14 @@ limits:
   run_timeout: 2m
   tool_timeout: 500ms
   token_budget: 10000
+  tool_result_bytes: 4096
 ---
 {{task}}
 """
     agent = load_agent(write(tmp_path, "l.prompt", text))
-    assert agent.limits == AgentLimits(max_steps=3, run_timeout_s=120.0, tool_timeout_s=0.5, token_budget=10000)
+    assert agent.limits == AgentLimits(
+        max_steps=3, run_timeout_s=120.0, tool_timeout_s=0.5, token_budget=10000, tool_result_bytes=4096
+    )
     assert agent.config["maxOutputTokens"] == 100
     assert agent.config["thinkingConfig"] == {"thinkingBudget": 1024, "includeThoughts": False}
 

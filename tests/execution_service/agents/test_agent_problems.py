@@ -41,6 +41,7 @@ BROKEN: dict[str, tuple[str, list[str]]] = {
     "float-steps.prompt": ("---\nlimits: {max_steps: 2.5}\n---\nx\n", ["limits.max_steps", "whole number"]),
     "bad-duration.prompt": ("---\nlimits: {run_timeout: 10 minutes}\n---\nx\n", ["limits.run_timeout", "10 minutes"]),
     "bad-budget.prompt": ("---\nlimits: {token_budget: -5}\n---\nx\n", ["limits.token_budget"]),
+    "tiny-results.prompt": ("---\nlimits: {tool_result_bytes: 10}\n---\nx\n", ["limits.tool_result_bytes", "256"]),
     "unknown-limit.prompt": ("---\nlimits: {max_step: 3}\n---\nx\n", ["limits.max_step", "max_steps"]),
     "unknown-key.prompt": ("---\nlimit: {max_steps: 3}\n---\nx\n", ["limit", "unknown front matter key", "limits"]),
     "bad-model.prompt": ("---\nmodel: openai/gpt-4o\n---\nx\n", ["model", "openai/gpt-4o"]),

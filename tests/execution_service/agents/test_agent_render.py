@@ -148,7 +148,7 @@ async def test_task_is_not_a_variable(typed: AgentSpec) -> None:
 
 async def test_agent_without_variables_rejects_any(tmp_path: Path) -> None:
     agent = load_agent(write(tmp_path, "plain.prompt", "---\nmodel: test\n---\nDo: {{task}}\n"))
-    with pytest.raises(VariablesError, match="unknown variables: x"):
+    with pytest.raises(VariablesError, match="unknown variables: 'x'"):
         await render_prompt(agent, "t", {"x": "1"})
 
 

@@ -20,7 +20,7 @@ from agentrun.runs.v1 import runs_service_pb2_grpc as rs_grpc
 from agentrun_core.auth import AuthSettings
 from runs_service.config import RunsSettings
 from runs_service.server import start_server as start_runs
-from tests.fakes.gemini_server import FakeFunctionCall, FakeGemini, FakeResponse
+from tests.fakes.gemini_server import FakeFunctionCall, FakeGemini, FakeResponse, FakeUsage
 from tests.support.stack import (
     TEST_MCP_SERVER,
     agent_source,
@@ -89,7 +89,7 @@ async def test_mcp_server_killed_mid_call_is_a_tool_error_then_restarted(tmp_pat
         assert stack.gemini.requests[2].function_response("e1")["response"] == {"result": "still there?"}
 
 
-async def test_execution_service_killed_mid_run_publishes_interrupted_after_restart(tmp_path: Path) -> None:
+async def test_execution_service_killed_mid_run_stores_every_streamed_step_after_restart(tmp_path: Path) -> None:
     runs_port, exec_port = free_port(), free_port()
     runs = await start_runs(
         RunsSettings(
@@ -101,8 +101,20 @@ async def test_execution_service_killed_mid_run_publishes_interrupted_after_rest
     )
     gemini = FakeGemini()
     base_url = await gemini.start()
-    gemini.add(FakeResponse(function_calls=[FakeFunctionCall("sleep", {"seconds": 60}, id="s1")]))
-    write_agents(tmp_path / "agents", {"doomed": agent_source(model="gemini-2.5-flash", tools=["test/sleep"])})
+    gemini.add(
+        FakeResponse(
+            function_calls=[FakeFunctionCall("echo", {"text": "first"}, id="e1")],
+            usage=FakeUsage(prompt=100, candidates=10),
+        ),
+        FakeResponse(
+            text="Now the long one.",
+            function_calls=[FakeFunctionCall("sleep", {"seconds": 60}, id="s1")],
+            usage=FakeUsage(prompt=150, candidates=20, thoughts=5),
+        ),
+    )
+    write_agents(
+        tmp_path / "agents", {"doomed": agent_source(model="gemini-2.5-flash", tools=["test/sleep", "test/echo"])}
+    )
     (tmp_path / "mcp.json").write_text(json.dumps(mcp_config()))
     env = {
         **os.environ,
@@ -124,11 +136,15 @@ async def test_execution_service_killed_mid_run_publishes_interrupted_after_rest
         stub = ex_grpc.ExecutionServiceStub(channel)
         call = stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="doomed", task="sleep", detach=True))
         run_id = ""
+        streamed: list[run_pb2.ExecutionStep] = []
         async for event in call:
             if event.WhichOneof("event") == "run_started":
                 run_id = event.run_started.run_id
-            if event.WhichOneof("event") == "step" and event.step.WhichOneof("payload") == "tool_call":
-                break
+            if event.WhichOneof("event") == "step":
+                streamed.append(event.step)
+                if event.step.WhichOneof("payload") == "tool_call" and event.step.tool_call.call_id == "s1":
+                    break
+        # Streamed so far: model call, echo started, echo result, model call, sleep started. Killed right away.
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         call.cancel()
@@ -145,9 +161,28 @@ async def test_execution_service_killed_mid_run_publishes_interrupted_after_rest
             if stored.run.status != run_pb2.RUN_STATUS_RUNNING or asyncio.get_running_loop().time() > deadline:
                 break
             await asyncio.sleep(0.2)
-        assert stored.run.status == run_pb2.RUN_STATUS_INTERRUPTED
-        assert stored.run.error.reason == "INTERRUPTED"
-        assert stored.run.HasField("end_time")
+        run = stored.run
+        assert run.status == run_pb2.RUN_STATUS_INTERRUPTED
+        assert run.error.reason == "INTERRUPTED"
+        assert run.HasField("end_time")
+        # Every step a client saw is stored as it was streamed, then the error step.
+        kinds = [s.WhichOneof("payload") for s in streamed]
+        assert kinds == ["model_call", "tool_call", "tool_result", "model_call", "tool_call"]
+        assert list(run.execution_steps[: len(streamed)]) == streamed
+        assert [s.WhichOneof("payload") for s in run.execution_steps[len(streamed) :]] == ["error"]
+        # ... and the totals that go with them.
+        assert (run.token_usage.input_tokens, run.token_usage.output_tokens, run.token_usage.thinking_tokens) == (
+            250,
+            30,
+            5,
+        )
+        assert run.token_usage.total_tokens == 285
+        assert run.steps_taken == 2 and list(run.tools_used) == ["echo", "sleep"]
+        assert run.cost.amount and run.cost.price_table_version.startswith("genai-prices")
+        calls = {c.id: c for c in run.tool_calls}
+        assert calls["e1"].status == run_pb2.TOOL_CALL_STATUS_SUCCEEDED and calls["e1"].result == "first"
+        assert calls["s1"].status == run_pb2.TOOL_CALL_STATUS_CANCELLED and calls["s1"].is_error
+        assert run.max_context_window_used == 150 / 1_048_576
         await runs_channel.close()
     finally:
         await channel.close()

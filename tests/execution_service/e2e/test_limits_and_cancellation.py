@@ -208,8 +208,16 @@ async def test_max_tokens_and_blocked_prompts_end_the_run_with_a_clear_reason(tm
     agents = {"plain": agent_source(model="gemini-2.5-flash")}
     async with running_stack(tmp_path, agents) as stack:
         stack.gemini.add(FakeResponse(text="The answer is cut", finish_reason="MAX_TOKENS"))
-        finished = (await stack.execute(agent_name="plain", task="write a novel"))[-1].run_finished
+        events = await stack.execute(agent_name="plain", task="write a novel")
+        finished = events[-1].run_finished
         assert finished.status == run_pb2.RUN_STATUS_FAILED and finished.error.reason == "MAX_TOKENS"
+        # What the model did write is the run's final response, in the stream and in the store (no FinalResponse
+        # step: the run has no answer; the text is also in its model call step).
+        assert finished.final_response == "The answer is cut"
+        stored = await stack.stored_run(finished.run_id)
+        assert (stored.status, stored.final_response) == (run_pb2.RUN_STATUS_FAILED, "The answer is cut")
+        assert [s.WhichOneof("payload") for s in stored.execution_steps] == ["model_call", "error"]
+        assert stored.execution_steps[0].model_call.text == "The answer is cut"
 
         stack.gemini.add(FakeResponse(block_reason="PROHIBITED_CONTENT"))
         finished = (await stack.execute(agent_name="plain", task="something bad"))[-1].run_finished

@@ -229,6 +229,7 @@ async def test_list_agents_reports_broken_files_and_serves_the_others(tmp_path: 
         reply = await stack.execution_stub().ListAgents(ex.ListAgentsRequest())
         assert [a.name for a in reply.agents] == ["good"]
         assert reply.agents[0].limits.max_steps == 25 and reply.agents[0].version.startswith("sha256:")
+        assert reply.agents[0].limits.tool_result_bytes == 128 * 1024
         assert len(reply.errors) == 1 and reply.errors[0].path.endswith("broken.prompt") and reply.errors[0].message
         events = await stack.execute(agent_name="good", task="echo something")
         assert events[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED

@@ -73,16 +73,16 @@ def sse_events(reply: httpx2.Response) -> list[dict[str, object]]:
 
 
 def test_thought_parts_finish_message_and_usage_without_a_total(fake_gemini: FakeGemini) -> None:
-    fake_gemini.add(
-        FakeResponse(
-            text="noon",
-            thought="The user wants the time.",
-            thought_signature="c2ln",
-            finish_message="done",
-            usage=FakeUsage(prompt=10, candidates=2, thoughts=5, send_total=False),
-        )
+    turn = FakeResponse(
+        text="noon",
+        thought="The user wants the time.",
+        thought_signature="c2ln",
+        finish_message="done",
+        usage=FakeUsage(prompt=10, candidates=2, thoughts=5, send_total=False),
     )
-    body = post(fake_gemini, "generateContent", {}).json()
+    fake_gemini.add(turn, turn)
+    asked: dict[str, object] = {"generationConfig": {"thinkingConfig": {"includeThoughts": True}}}
+    body = post(fake_gemini, "generateContent", asked).json()
     [candidate] = body["candidates"]
     assert candidate["content"]["parts"] == [
         {"text": "The user wants the time.", "thought": True},
@@ -90,6 +90,21 @@ def test_thought_parts_finish_message_and_usage_without_a_total(fake_gemini: Fak
     ]
     assert (candidate["finishReason"], candidate["finishMessage"], candidate["index"]) == ("STOP", "done", 0)
     assert body["usageMetadata"] == {"promptTokenCount": 10, "candidatesTokenCount": 2, "thoughtsTokenCount": 5}
+    # Not asked: like the real API, no thought summary (the signature still comes).
+    [candidate] = post(fake_gemini, "generateContent", {}).json()["candidates"]
+    assert candidate["content"]["parts"] == [{"text": "noon", "thoughtSignature": "c2ln"}]
+
+
+def test_model_metadata_is_served_like_the_api(fake_gemini: FakeGemini) -> None:
+    fake_gemini.models["tiny-model"] = (1000, 100)
+    info = httpx2.get(f"{fake_gemini.base_url}/v1beta/models/tiny-model", timeout=5.0)
+    assert info.status_code == 200
+    assert (info.json()["inputTokenLimit"], info.json()["outputTokenLimit"]) == (1000, 100)
+    flash = httpx2.get(f"{fake_gemini.base_url}/v1beta/models/gemini-2.5-flash", timeout=5.0).json()
+    assert flash["inputTokenLimit"] == 1_048_576
+    missing = httpx2.get(f"{fake_gemini.base_url}/v1beta/models/no-such-model", timeout=5.0)
+    assert missing.status_code == 404 and missing.json()["error"]["status"] == "NOT_FOUND"
+    assert fake_gemini.model_lookups == {"tiny-model": 1, "gemini-2.5-flash": 1, "no-such-model": 1}
 
 
 def test_a_candidate_without_content_and_a_blocked_prompt_with_its_message(fake_gemini: FakeGemini) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import socket
@@ -395,6 +396,9 @@ async def test_an_empty_response_has_no_candidates(any_gemini: GeminiProvider, f
     assert response.blocked_reason is None and response.usage == TokenUsage()
 
 
+THOUGHTS_ON = {"thinkingConfig": {"includeThoughts": True}}
+
+
 async def test_thought_parts_are_not_answer_text_and_go_back_with_their_signature(
     any_gemini: GeminiProvider, fake_gemini: FakeGemini
 ) -> None:
@@ -410,14 +414,19 @@ async def test_thought_parts_are_not_answer_text_and_go_back_with_their_signatur
             thought="Now answer.", text="It is noon UTC.", usage=FakeUsage(prompt=30, candidates=6, thoughts=3)
         ),
     )
-    first = ask(tools=(TIME_TOOL,))
+    first = ask(tools=(TIME_TOOL,), config=THOUGHTS_ON)
     turn = await any_gemini.generate(first)
     assert turn.text == ""
+    assert turn.thoughts == "**Checking the time** I should call the tool."
     assert [c.id for c in turn.function_calls] == ["t1"]
     assert turn.usage.thinking_tokens == 40 and turn.usage.total_tokens == 55
     results = ToolResultMessage((FunctionResult("t1", "get_current_time", {"result": "12:00"}),))
-    final = await any_gemini.generate(ask(*first.messages, turn.as_message(), results, tools=(TIME_TOOL,)))
-    assert final.text == "It is noon UTC."
+    final = await any_gemini.generate(
+        ask(*first.messages, turn.as_message(), results, tools=(TIME_TOOL,), config=THOUGHTS_ON)
+    )
+    assert (final.text, final.thoughts) == ("It is noon UTC.", "Now answer.")
+    thinking = part_field(fake_gemini.requests[0].generation_config, "thinkingConfig", "thinking_config")
+    assert part_field(thinking, "includeThoughts", "include_thoughts") is True  # the SDK sends snake_case here
 
     echoed = fake_gemini.requests[1].contents[1]
     assert echoed["role"] == "model"
@@ -425,6 +434,51 @@ async def test_thought_parts_are_not_answer_text_and_go_back_with_their_signatur
     assert thought["thought"] is True and thought["text"] == "**Checking the time** I should call the tool."
     assert part_field(call, "thoughtSignature", "thought_signature") == signature
     assert part_field(call, "functionCall", "function_call")["id"] == "t1"
+
+
+async def test_without_include_thoughts_nothing_changes(any_gemini: GeminiProvider, fake_gemini: FakeGemini) -> None:
+    fake_gemini.add(FakeResponse(thought="secret plan", text="It is noon.", thought_signature="c2ln"))
+    response = await any_gemini.generate(ask(config={"thinkingConfig": {"thinkingBudget": 128}}))
+    assert (response.text, response.thoughts) == ("It is noon.", "")
+    assert "secret plan" not in repr(response.provider_content)
+
+
+def test_thoughts_sent_without_being_asked_for_are_not_kept() -> None:
+    """A backend that sends thought parts unasked: they are neither answer text nor thoughts."""
+    accumulator = ResponseAccumulator(model=MODEL)
+    part = types.Part(text="unasked", thought=True)
+    accumulator.add(
+        types.GenerateContentResponse(
+            candidates=[types.Candidate(content=types.Content(role="model", parts=[part, types.Part(text="hi")]))]
+        )
+    )
+    response = accumulator.build()
+    assert (response.text, response.thoughts) == ("hi", "")
+
+
+async def test_the_input_token_limit_is_looked_up_once_per_model(
+    any_gemini: GeminiProvider, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.models[MODEL] = (2000, 100)
+    fake_gemini.add(*[FakeResponse(text="ok", usage=FakeUsage(prompt=500, candidates=1))] * 4)
+    first = await any_gemini.generate(ask())
+    assert first.input_token_limit == 2000
+    rest = await asyncio.gather(*(any_gemini.generate(ask()) for _ in range(3)))
+    assert [r.input_token_limit for r in rest] == [2000] * 3
+    assert fake_gemini.model_lookups == {MODEL: 1}
+
+
+async def test_an_unknown_input_token_limit_is_zero_and_never_fails_the_call(
+    any_gemini: GeminiProvider, fake_gemini: FakeGemini, caplog: pytest.LogCaptureFixture
+) -> None:
+    del fake_gemini.models[MODEL]  # the API answers 404 for the model's metadata
+    fake_gemini.add(FakeResponse(text="ok"), FakeResponse(text="again"))
+    with caplog.at_level(logging.WARNING, logger="execution_service.model.gemini"):
+        first = await any_gemini.generate(ask())
+        second = await any_gemini.generate(ask())
+    assert (first.text, first.input_token_limit, second.input_token_limit) == ("ok", 0, 0)
+    assert fake_gemini.model_lookups == {MODEL: 1}  # not asked again at every call
+    assert [r for r in caplog.records if "input token limit of model" in r.getMessage()]
 
 
 async def test_only_candidate_zero_is_used(any_gemini: GeminiProvider, fake_gemini: FakeGemini) -> None:

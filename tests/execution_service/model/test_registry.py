@@ -7,7 +7,7 @@ from agentrun_core.settings import SettingsError
 from execution_service.model.base import ModelError, ModelRequest, UserMessage
 from execution_service.model.gemini import GeminiProvider
 from execution_service.model.registry import ModelSettings, build_provider
-from execution_service.model.retry import RetryingProvider, RetryPolicy
+from execution_service.model.retry import ModelRetryPolicy, RetryingProvider
 from execution_service.model.test_model import TestModel
 from tests.fakes.gemini_server import FakeGemini, FakeResponse
 
@@ -23,7 +23,7 @@ def test_test_model(name: str) -> None:
 
 
 async def test_gemini_behind_retries_against_the_fake(fake_gemini: FakeGemini) -> None:
-    policy = RetryPolicy(max_attempts=2)
+    policy = ModelRetryPolicy(max_attempts=2)
     settings = ModelSettings(gemini_api_key="k", gemini_base_url=fake_gemini.base_url, retry=policy, stream=False)
     provider, model = build_provider("googleai/gemini-2.5-flash", settings)
     assert model == "gemini-2.5-flash"
@@ -49,7 +49,14 @@ def test_missing_api_key() -> None:
 
 
 def test_settings_from_env() -> None:
-    settings = ModelSettings.from_env(
+    """The model settings come from ExecutionSettings' environment variables."""
+    from execution_service.config import ExecutionSettings
+    from execution_service.server import model_settings
+
+    def from_env(environ: dict[str, str]) -> ModelSettings:
+        return model_settings(ExecutionSettings.from_env(environ))
+
+    settings = from_env(
         {
             "GOOGLE_API_KEY": "g-key",
             "GOOGLE_GEMINI_BASE_URL": "http://127.0.0.1:9999",
@@ -66,7 +73,8 @@ def test_settings_from_env() -> None:
     assert settings.retry.max_attempts == 2
     assert settings.test_model_latency_s == 0.5
     assert "g-key" not in repr(settings)
-    assert ModelSettings.from_env({"GEMINI_API_KEY": "a", "GOOGLE_API_KEY": "b"}).gemini_api_key == "a"
-    assert ModelSettings.from_env({}) == ModelSettings()
-    with pytest.raises(SettingsError, match="AGENTRUN_MODEL_TIMEOUT_S"):
-        ModelSettings.from_env({"AGENTRUN_MODEL_TIMEOUT_S": "soon"})
+    assert from_env({"GEMINI_API_KEY": "a", "GOOGLE_API_KEY": "b"}).gemini_api_key == "a"
+    assert from_env({"GEMINI_API_KEY": "", "GOOGLE_API_KEY": "b"}).gemini_api_key == "b"
+    assert from_env({}).gemini_api_key is None and from_env({}).timeout_s == ModelSettings().timeout_s
+    with pytest.raises(SettingsError, match="AGENTRUN_MODEL_TIMEOUT_S must be a number, got 'soon'"):
+        from_env({"AGENTRUN_MODEL_TIMEOUT_S": "soon"})

@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from agentrun_core.backoff import Backoff
 from agentrun_core.domain import ErrorReason, TokenUsage
 from execution_service.model.base import ModelError, ModelRequest, ModelResponse, UserMessage
 from execution_service.model.gemini import GeminiProvider
-from execution_service.model.retry import Jitter, RetryingProvider, RetryPolicy
+from execution_service.model.retry import ModelRetryPolicy, RetryingProvider
 from tests.fakes.gemini_server import FakeError, FakeGemini, FakeResponse
 
-TINY = RetryPolicy(max_attempts=4, initial_delay_s=0.001, max_delay_s=0.01)
+TINY = ModelRetryPolicy(max_attempts=4, backoff=Backoff(initial_s=0.001, max_s=0.01))
 REQUEST = ModelRequest(model="gemini-2.5-flash", messages=(UserMessage("hi"),))
 
 
@@ -75,7 +76,7 @@ async def test_invalid_request_is_not_retried(retrying: RetryingProvider, fake_g
 async def test_retry_info_hint_is_honoured_within_the_cap(fake_gemini: FakeGemini) -> None:
     sleeps = Sleeps()
     inner = GeminiProvider("test-key", fake_gemini.base_url, timeout_s=10.0)
-    provider = RetryingProvider(inner, RetryPolicy(max_attempts=3, max_delay_s=5.0), sleep=sleeps)
+    provider = RetryingProvider(inner, ModelRetryPolicy(max_attempts=3, backoff=Backoff(max_s=5.0)), sleep=sleeps)
     fake_gemini.add(
         FakeError(429, "slow down", retry_delay_s=2.5),
         FakeError(429, "slow down", retry_delay_s=60),
@@ -105,23 +106,26 @@ class Flaky:
 async def test_backoff_is_exponential_capped_and_fully_jittered() -> None:
     unavailable = ModelError(ErrorReason.MODEL_UNAVAILABLE, "down", code=503, retryable=True)
     sleeps = Sleeps()
-    policy = RetryPolicy(max_attempts=6, initial_delay_s=0.5, max_delay_s=3.0, multiplier=2.0)
+    policy = ModelRetryPolicy(max_attempts=6, backoff=Backoff(initial_s=0.5, max_s=3.0, multiplier=2.0))
     provider = RetryingProvider(Flaky([unavailable] * 5), policy, sleep=sleeps, rng=random.Random(7))
     assert (await provider.generate(REQUEST)).text == "ok"
     caps = [0.5, 1.0, 2.0, 3.0, 3.0]
     assert len(sleeps.delays) == 5
     assert all(0 <= d <= cap for d, cap in zip(sleeps.delays, caps, strict=True))
-    assert [policy.backoff_s(n) for n in range(1, 6)] == caps
+    assert len(set(sleeps.delays)) == 5  # jittered: no two waits alike
+    assert [policy.backoff.ceiling_s(n) for n in range(1, 6)] == caps
 
-    no_jitter = RetryPolicy(initial_delay_s=0.5, multiplier=2.0, jitter=Jitter.NONE)
+    no_jitter = Backoff(initial_s=0.5, multiplier=2.0, jitter=0.0)
     assert [no_jitter.delay_s(n) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
+    assert no_jitter.delay_s(1, hint_s=0.1) == 0.5  # a hint is a floor, not a replacement
+    assert no_jitter.delay_s(1, hint_s=100.0) == 30.0  # ... capped at max_s
 
 
 async def test_last_error_is_reraised_unchanged() -> None:
     errors = [ModelError(ErrorReason.MODEL_TIMEOUT, f"timeout {i}", retryable=True) for i in range(3)]
     last = errors[-1]
     flaky = Flaky(list(errors))
-    provider = RetryingProvider(flaky, RetryPolicy(max_attempts=3), sleep=Sleeps())
+    provider = RetryingProvider(flaky, ModelRetryPolicy(max_attempts=3), sleep=Sleeps())
     with pytest.raises(ModelError) as caught:
         await provider.generate(REQUEST)
     assert caught.value is last
@@ -131,5 +135,7 @@ async def test_last_error_is_reraised_unchanged() -> None:
 
 def test_policy_validation() -> None:
     with pytest.raises(ValueError, match="max_attempts"):
-        RetryPolicy(max_attempts=0)
-    assert RetryPolicy() == RetryPolicy(4, 0.5, 20.0, 2.0, Jitter.FULL)
+        ModelRetryPolicy(max_attempts=0)
+    assert ModelRetryPolicy() == ModelRetryPolicy(4, Backoff(initial_s=0.5, multiplier=2.0, max_s=20.0, jitter=1.0))
+    with pytest.raises(ValueError, match="jitter"):
+        Backoff(jitter=1.5)

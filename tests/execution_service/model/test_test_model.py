@@ -14,7 +14,7 @@ from execution_service.model.base import (
     UserMessage,
 )
 from execution_service.model.schema_examples import example_arguments
-from execution_service.model.test_model import TestModel
+from execution_service.model.test_model import TEST_MODEL_INPUT_TOKEN_LIMIT, TestModel
 
 # The shapes mcp-server-time and mcp-server-git publish.
 GET_CURRENT_TIME: dict[str, Any] = {
@@ -218,3 +218,9 @@ async def test_latency_sleeps_before_answering() -> None:
     await model.generate(ask())
     assert slept == [0.5]
     assert model.name == "test"
+
+
+async def test_it_declares_its_own_input_token_limit() -> None:
+    request = ModelRequest(model="test", messages=(UserMessage("What time is it in Oslo?"),))
+    assert (await TestModel().generate(request)).input_token_limit == TEST_MODEL_INPUT_TOKEN_LIMIT
+    assert (await TestModel(input_token_limit=64).generate(request)).input_token_limit == 64

@@ -7,6 +7,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from agentrun_core.backoff import Backoff
 from agentrun_core.domain import (
     ExecutionStep,
     FinalResponse,
@@ -18,11 +19,10 @@ from agentrun_core.domain import (
 )
 from execution_service.publish.outbox import Outbox
 from execution_service.publish.publisher import OutboxPublisher
-from execution_service.publish.retry import RetryPolicy
 from tests.execution_service.publish.fake_runs_server import FAST_RECONNECT_OPTIONS, FakeRunsServer
 
 T0 = datetime(2026, 11, 3, 12, 0, 0, tzinfo=UTC)
-FAST_RETRY = RetryPolicy(initial_backoff_s=0.05, max_backoff_s=0.3)
+FAST_BACKOFF = Backoff(initial_s=0.05, max_s=0.3, jitter=0.5)
 
 
 def make_run(run_id: str, status: RunStatus = RunStatus.RUNNING, steps: int = 0) -> Run:
@@ -93,7 +93,7 @@ async def make_publisher(channel: grpc.aio.Channel) -> AsyncIterator[PublisherFa
     created: list[OutboxPublisher] = []
 
     async def factory(outbox: Outbox, **kwargs: object) -> OutboxPublisher:
-        kwargs.setdefault("retry", FAST_RETRY)
+        kwargs.setdefault("backoff", FAST_BACKOFF)
         kwargs.setdefault("call_timeout_s", 2.0)
         publisher = OutboxPublisher(outbox, channel, **kwargs)  # type: ignore[arg-type]
         publisher.start()

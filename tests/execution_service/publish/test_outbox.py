@@ -94,11 +94,9 @@ async def test_park_keeps_the_record_listed_and_out_of_due(outbox: Outbox, caplo
 async def test_live_journal_is_cleared_by_the_terminal_put(outbox: Outbox) -> None:
     await outbox.put("r1", b"running", terminal=False, mark_live=True)
     await outbox.mark_live("r2", b"running-2")
-    assert await outbox.update_live("r1", b"running+steps")
-    assert sorted(await outbox.live_runs()) == [("r1", b"running+steps"), ("r2", b"running-2")]
+    assert sorted(await outbox.live_runs()) == [("r1", b"running"), ("r2", b"running-2")]
     await outbox.put("r1", b"done", terminal=True)
     assert await outbox.live_runs() == [("r2", b"running-2")]
-    assert not await outbox.update_live("r1", b"late checkpoint")  # never resurrects a finished run
     assert await outbox.clear_live("r2")
     assert await outbox.live_runs() == []
 
@@ -133,7 +131,6 @@ async def test_open_failure_is_reported(tmp_path: Path) -> None:
 async def test_many_coroutines_put_concurrently(outbox: Outbox) -> None:
     async def one(i: int) -> None:
         await outbox.put(f"r{i}", b"running", terminal=False, mark_live=True)
-        await outbox.update_live(f"r{i}", b"checkpoint")
         await outbox.put(f"r{i}", b"done", terminal=True)
 
     await asyncio.gather(*(one(i) for i in range(200)))

@@ -13,7 +13,7 @@ from execution_service.publish.base import RunSink
 from execution_service.publish.outbox import Outbox
 from execution_service.publish.publisher import OutboxPublisher
 from execution_service.publish.records import encode_run
-from tests.execution_service.publish.conftest import FAST_RETRY, PublisherFactory, make_run
+from tests.execution_service.publish.conftest import FAST_BACKOFF, PublisherFactory, make_run
 from tests.execution_service.publish.fake_runs_server import FakeRunsServer
 
 
@@ -52,7 +52,7 @@ async def test_undelivered_records_survive_a_publisher_restart(
 ) -> None:
     await server.stop()
     first_outbox = await Outbox.open(outbox_path)
-    first = OutboxPublisher(first_outbox, channel, retry=FAST_RETRY)  # never started: nothing is sent
+    first = OutboxPublisher(first_outbox, channel, backoff=FAST_BACKOFF)  # never started: nothing is sent
     for i in range(5):
         await first.record(make_run(f"run-{i}", RunStatus.COMPLETED))
     await first.stop()
@@ -60,7 +60,7 @@ async def test_undelivered_records_survive_a_publisher_restart(
 
     await server.start()
     second_outbox = await Outbox.open(outbox_path)
-    second = OutboxPublisher(second_outbox, channel, retry=FAST_RETRY)
+    second = OutboxPublisher(second_outbox, channel, backoff=FAST_BACKOFF)
     second.start()
     try:
         assert await second.flush(timeout_s=10)
@@ -74,7 +74,7 @@ async def test_stop_keeps_what_it_could_not_send(
     outbox: Outbox, server: FakeRunsServer, channel: grpc.aio.Channel
 ) -> None:
     await server.stop()
-    publisher = OutboxPublisher(outbox, channel, retry=FAST_RETRY)
+    publisher = OutboxPublisher(outbox, channel, backoff=FAST_BACKOFF)
     publisher.start()
     await publisher.record(make_run("r1", RunStatus.COMPLETED))
     started = time.monotonic()
@@ -85,7 +85,7 @@ async def test_stop_keeps_what_it_could_not_send(
 
 
 async def test_stop_drains_due_records(outbox: Outbox, server: FakeRunsServer, channel: grpc.aio.Channel) -> None:
-    publisher = OutboxPublisher(outbox, channel, retry=FAST_RETRY)
+    publisher = OutboxPublisher(outbox, channel, backoff=FAST_BACKOFF)
     for i in range(10):
         await publisher.record(make_run(f"r{i}", RunStatus.COMPLETED))
     publisher.start()
@@ -184,7 +184,7 @@ async def test_concurrent_calls_and_batch_sizes_are_bounded(
 ) -> None:
     for i in range(12):
         server.servicer.delay_s[f"r{i}"] = 0.3
-    publisher = OutboxPublisher(outbox, channel, retry=FAST_RETRY, max_in_flight=4, batch_max_records=2)
+    publisher = OutboxPublisher(outbox, channel, backoff=FAST_BACKOFF, max_in_flight=4, batch_max_records=2)
     for i in range(12):
         await publisher.record(make_run(f"r{i}", RunStatus.COMPLETED))
     publisher.start()
@@ -203,7 +203,7 @@ async def test_records_go_in_batches_bounded_by_count_and_bytes(
     outbox: Outbox, server: FakeRunsServer, channel: grpc.aio.Channel
 ) -> None:
     runs = [make_run(f"r{i:02d}", RunStatus.COMPLETED, steps=3) for i in range(30)]
-    publisher = OutboxPublisher(outbox, channel, retry=FAST_RETRY, batch_max_records=10)
+    publisher = OutboxPublisher(outbox, channel, backoff=FAST_BACKOFF, batch_max_records=10)
     for run in runs:
         await publisher.record(run)
     publisher.start()
@@ -222,7 +222,7 @@ async def test_batches_stay_under_the_byte_cap(
     runs = [make_run(f"r{i}", RunStatus.COMPLETED, steps=3) for i in range(6)]
     size = len(encode_run(runs[0]))
     assert all(len(encode_run(run)) == size for run in runs)
-    publisher = OutboxPublisher(outbox, channel, retry=FAST_RETRY, batch_max_bytes=int(size * 2.5))
+    publisher = OutboxPublisher(outbox, channel, backoff=FAST_BACKOFF, batch_max_bytes=int(size * 2.5))
     for run in runs:
         await publisher.record(run)
     publisher.start()
@@ -259,7 +259,7 @@ async def test_a_batch_refused_as_a_whole_is_sent_record_by_record(
 ) -> None:
     server.servicer.batch_error = grpc.StatusCode.RESOURCE_EXHAUSTED  # e.g. over the server's message size cap
     server.servicer.reject["bad"] = grpc.StatusCode.INVALID_ARGUMENT
-    publisher = OutboxPublisher(outbox, channel, retry=FAST_RETRY)
+    publisher = OutboxPublisher(outbox, channel, backoff=FAST_BACKOFF)
     for run_id in ("a", "bad", "b"):
         await publisher.record(make_run(run_id, RunStatus.COMPLETED))
     publisher.start()
@@ -277,7 +277,7 @@ async def test_a_transient_batch_failure_retries_every_record_of_it(
     outbox: Outbox, server: FakeRunsServer, channel: grpc.aio.Channel
 ) -> None:
     server.servicer.unavailable_next = 2
-    publisher = OutboxPublisher(outbox, channel, retry=FAST_RETRY)
+    publisher = OutboxPublisher(outbox, channel, backoff=FAST_BACKOFF)
     for i in range(4):
         await publisher.record(make_run(f"r{i}", RunStatus.COMPLETED))
     publisher.start()

@@ -8,14 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-from execution_service.tools.backoff import Backoff
+from agentrun_core.backoff import Backoff
 from execution_service.tools.connection import ConnectionTimeouts
 from execution_service.tools.mcp_config import HttpServer, StdioServer
 
 TEST_SERVER = Path(__file__).resolve().parents[2] / "fixtures" / "mcp_test_server.py"
 
 # Fast reconnects and short bounds so failure tests finish quickly.
-FAST_BACKOFF = Backoff(initial_s=0.05, multiplier=2.0, cap_s=0.5, jitter=0.2)
+FAST_BACKOFF = Backoff(initial_s=0.05, multiplier=2.0, max_s=0.5, jitter=0.2)
 FAST_TIMEOUTS = ConnectionTimeouts(connect_s=20.0, call_grace_s=2.0, health_check_s=1.5, shutdown_s=8.0)
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from mcp_test_helpers import FAST_BACKOFF, FAST_TIMEOUTS, forget_pid, read_pid, stdio_test_server
 
+from agentrun_core.backoff import Backoff
 from agentrun_core.domain import ErrorReason, ToolCallStatus
-from execution_service.tools.backoff import Backoff
 from execution_service.tools.base import ResolvedTool, ToolOutcome, ToolProvider, ToolResolutionError
 from execution_service.tools.mcp_config import StdioServer
 from execution_service.tools.pool import McpToolPool
@@ -247,6 +247,42 @@ async def test_calls_within_backoff_fail_fast_with_the_reason(pid_file: Path) ->
         assert time.monotonic() - started < 0.5
         assert _unavailable(refused)
         assert "next reconnect attempt in" in refused.text and "connection" in refused.text
+
+
+async def test_a_call_waits_for_a_restart_due_within_half_its_timeout(pid_file: Path) -> None:
+    backoff = Backoff(initial_s=1.0, jitter=0.0)
+    config = {"test": stdio_test_server(pid_file=pid_file)}
+    async with McpToolPool(config, backoff=backoff, timeouts=FAST_TIMEOUTS) as pool:
+        crash, echo = await _tool(pool, "crash"), await _tool(pool, "echo")
+        assert _unavailable(await pool.call(crash, {}, timeout_s=5))
+        assert _unavailable(await pool.call(crash, {}, timeout_s=5))  # second crash in a row: 1 s of backoff
+        started = time.monotonic()
+        outcome = await pool.call(echo, {"text": "after the restart"}, timeout_s=10)
+        assert (outcome.text, outcome.is_error) == ("after the restart", False)
+        assert time.monotonic() - started >= 0.5  # it waited for the backoff, then restarted the server
+
+
+async def test_resolution_during_a_backoff_uses_the_last_tool_list(pid_file: Path) -> None:
+    config = {"test": stdio_test_server(pid_file=pid_file)}
+    async with McpToolPool(config, backoff=Backoff(initial_s=30.0, jitter=0.0), timeouts=FAST_TIMEOUTS) as pool:
+        crash = await _tool(pool, "crash")
+        assert _unavailable(await pool.call(crash, {}, timeout_s=5))
+        assert _unavailable(await pool.call(crash, {}, timeout_s=5))
+        started = time.monotonic()
+        tools = await pool.resolve(["test/echo", "test/*"])
+        assert time.monotonic() - started < 0.5  # no start attempt: the backoff still runs
+        assert {t.name for t in tools} == ALL_TOOLS
+        # Each call is a tool error the model can read, not an exception and not a failed run.
+        refused = await pool.call(tools[0], {"text": "x"}, timeout_s=5)
+        assert _unavailable(refused) and "next reconnect attempt in" in refused.text
+
+
+async def test_a_server_that_never_started_still_fails_resolution(tmp_path: Path) -> None:
+    broken = StdioServer(name="test", command=sys.executable, args=("-c", "import sys; sys.exit(5)"))
+    async with McpToolPool({"test": broken}, backoff=FAST_BACKOFF, timeouts=FAST_TIMEOUTS) as pool:
+        with pytest.raises(ToolResolutionError) as caught:
+            await pool.resolve(["test/echo"])
+    assert caught.value.unavailable
 
 
 async def test_server_dying_while_idle_is_noticed_before_the_next_call(pool: McpToolPool, pid_file: Path) -> None:

@@ -16,9 +16,10 @@ from mcp.types import (
     TextResourceContents,
 )
 
+from agentrun_core.backoff import Backoff
 from agentrun_core.domain import ErrorReason, ToolCallStatus
 from execution_service.tools.arguments import ArgumentValidator
-from execution_service.tools.backoff import Backoff
+from execution_service.tools.connection import reconnect_delay_s
 from execution_service.tools.naming import FUNCTION_NAME, exposed_names, sanitize_function_name
 from execution_service.tools.results import base64_size, outcome_from_result
 
@@ -58,13 +59,13 @@ def test_exposed_names_stay_unique_after_sanitising_and_truncating() -> None:
 # -- backoff ---------------------------------------------------------------------------------------------------------
 
 
-def test_backoff_grows_is_capped_and_jittered() -> None:
-    no_jitter = Backoff(initial_s=0.5, multiplier=2, cap_s=4, jitter=0)
-    assert [no_jitter.delay(n) for n in range(8)] == [0, 0, 0.5, 1, 2, 4, 4, 4]
-    assert no_jitter.delay(10_000) == 4
+def test_reconnect_is_immediate_once_then_grows_is_capped_and_jittered() -> None:
+    no_jitter = Backoff(initial_s=0.5, multiplier=2, max_s=4, jitter=0)
+    assert [reconnect_delay_s(no_jitter, n) for n in range(8)] == [0, 0, 0.5, 1, 2, 4, 4, 4]
+    assert reconnect_delay_s(no_jitter, 10_000) == 4
 
-    full = Backoff(initial_s=1, multiplier=2, cap_s=60, jitter=0.5, random=lambda: 1.0)
-    assert full.delay(4) == 2.0  # 4 s scaled by (1 - 0.5)
+    half = Backoff(initial_s=1, multiplier=2, max_s=60, jitter=0.5, random=lambda: 1.0)
+    assert reconnect_delay_s(half, 4) == 2.0  # 4 s scaled by (1 - 0.5)
     with pytest.raises(ValueError):
         Backoff(multiplier=0.5)
 

@@ -13,7 +13,7 @@ from agentrun.runs.v1 import runs_service_pb2 as rs
 
 from agentrun_core.domain import Run, RunStatus
 from agentrun_core.proto_convert import run_to_pb
-from runs_service.retention import RetentionPolicy, parse_period, parse_rules
+from runs_service.retention import parse_period, parse_rules
 from tests.runs_service.api.conftest import RunsClient, start_runs_client
 from tests.runs_service.api.test_delete_runs import record_all, stored_ids
 from tests.support.run_factory import make_run
@@ -65,9 +65,14 @@ async def wait_until(condition: object, timeout_s: float = 20.0) -> None:
 
 
 async def test_the_purge_deletes_exactly_the_expired_runs(db_url: str, tmp_path: Path) -> None:
-    policy = RetentionPolicy(default=parse_period("30d", "test"), rules=parse_rules(RULES))
     client = await start_runs_client(
-        db_url, tmp_path, retention=policy, retention_interval_s=0.3, retention_batch_size=2, retention_pause_s=0
+        db_url,
+        tmp_path,
+        retention_period=parse_period("30d"),
+        retention_rules=parse_rules(RULES),
+        retention_interval_s=1,
+        retention_batch_size=2,
+        retention_pause_s=0,
     )
     try:
         runs, expired = fleet()
@@ -117,7 +122,7 @@ async def test_without_retention_nothing_is_purged(runs: RunsClient) -> None:
 async def test_a_rule_that_is_not_a_valid_filter_stops_the_start(db_url: str, tmp_path: Path) -> None:
     from agentrun_core.settings import SettingsError
 
-    policy = RetentionPolicy(rules=parse_rules("agent:a\x01b=7d"))  # filters refuse control characters
+    rules = parse_rules("agent:a\x01b=7d")  # filters refuse control characters
     with pytest.raises(SettingsError) as caught:
-        await start_runs_client(db_url, tmp_path, retention=policy)
+        await start_runs_client(db_url, tmp_path, retention_rules=rules)
     assert "AGENTRUN_RETENTION_RULES" in str(caught.value)

@@ -40,6 +40,19 @@ COSTS = st.decimals(min_value=0, max_value=Decimal("99999"), places=10, allow_na
     )
 )
 
+SHARES = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
+ATTEMPTS = st.builds(
+    d.ModelAttempt,
+    attempt=st.integers(1, 10),
+    reason=TEXT,
+    message=TEXT,
+    start_time=TIMES,
+    duration=DURATIONS,
+    code=st.integers(0, 599),
+    status=TEXT,
+    wait_before_next=st.none() | DURATIONS,
+)
+
 
 SESSION_IDS = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,40}", fullmatch=True)
 CHILD_IDS = st.just("") | RUN_IDS
@@ -73,6 +86,10 @@ def payloads(draw: st.DrawFn, call_ids: list[str], session_id: str = "") -> d.St
             time_to_first_token=draw(st.none() | DURATIONS),
             text=draw(TEXT),
             function_call_count=draw(st.integers(0, 20)),
+            failed_attempts=tuple(draw(st.lists(ATTEMPTS, max_size=3))),
+            thoughts=draw(TEXT),
+            input_token_limit=draw(st.integers(0, 2**40)),
+            context_window_used=draw(SHARES),
         )
     if kind == "call":
         return d.ToolCallStarted(
@@ -127,7 +144,11 @@ def runs(draw: st.DrawFn) -> d.Run:
         more = draw(USAGE)
         tree["token_usage_with_descendants"] = usage + more
         if cost is not None:
-            tree["cost_with_descendants"] = dataclasses.replace(cost, amount=cost.amount + draw(COSTS).amount)
+            # Kept below 100000: with 10 decimal places a sum of 6 integer digits exceeds the 15 significant digits
+            # RunsService accepts (it was 100000.0000000001 once: INVALID_ARGUMENT, a failure of the test, not a bug).
+            more_cost = draw(COSTS).amount
+            total = cost.amount + more_cost if cost.amount + more_cost < 100_000 else cost.amount
+            tree["cost_with_descendants"] = dataclasses.replace(cost, amount=total)
     call_ids = draw(st.lists(NAME, unique=True, max_size=4))
     tool_calls = tuple(
         d.ToolCallRecord(
@@ -168,6 +189,7 @@ def runs(draw: st.DrawFn) -> d.Run:
         session_id=session_id,
         forked_from=draw(st.none() | st.builds(d.ForkOrigin, RUN_IDS, st.integers(1, 2**31 - 1))),
         **tree,  # type: ignore[arg-type]
+        max_context_window_used=draw(SHARES),
     )
 
 

@@ -78,7 +78,20 @@ def _clear(path: str) -> Callable[[run_pb2.Run], None]:
     return apply
 
 
+def _add_attempt(step: int, attempt: int, duration_s: int, start_s: int, wait: bool) -> Callable[[run_pb2.Run], None]:
+    def apply(msg: run_pb2.Run) -> None:
+        model_call = msg.execution_steps[step].model_call  # sets the payload when the step held another kind
+        added = model_call.failed_attempts.add(attempt=attempt, code=429, status="RESOURCE_EXHAUSTED", reason="x")
+        added.duration.seconds = duration_s
+        added.start_time.seconds = start_s
+        if wait:
+            added.wait_before_next.seconds = 2
+
+    return apply
+
+
 INTS = st.sampled_from([-(2**40), -1, 0, 1, 7, 2**31 - 1])
+SHARES = st.sampled_from([0.0, 0.5, 1.0, 1.5, -0.1, float("nan"), float("inf")])
 # Beyond what a datetime / timedelta holds (the domain path raises OverflowError there).
 HUGE = st.sampled_from([2**62, -(2**62), 90_000_000_000_000])
 SECONDS = st.sampled_from([-(2**40), -62_135_596_801, -1, 0, 1_800_000_000, 253_402_300_800, 2**40])
@@ -138,6 +151,12 @@ def mutations(draw: st.DrawFn) -> list[Callable[[run_pb2.Run], None]]:
         _set(f"execution_steps.{step}.depth", draw(INTS)),
         _set(f"execution_steps.{step}.tool_call.child_run_id", draw(STRINGS)),
         _set(f"execution_steps.{step}.session_history.session_id", draw(STRINGS)),
+        # Issue 9's record: context window shares, token limits, failed attempts.
+        _set("max_context_window_used", draw(SHARES)),
+        _set(f"execution_steps.{step}.model_call.context_window_used", draw(SHARES)),
+        _set(f"execution_steps.{step}.model_call.input_token_limit", draw(INTS)),
+        _set(f"execution_steps.{step}.model_call.thoughts", draw(STRINGS)),
+        _add_attempt(step, draw(INTS), draw(INTS | HUGE), draw(SECONDS), draw(st.booleans())),
     ]
     return draw(st.lists(st.sampled_from(choices), min_size=1, max_size=3))
 

@@ -96,7 +96,7 @@ def test_labels_keep_their_key_and_keys_may_contain_dots_dashes_and_slashes() ->
 
 
 ALLOWED = (
-    "allowed fields: agent_name, model_name, user, status, start_time, duration, total_tokens, cost, session_id, "
+    "allowed fields: id, agent_name, model_name, user, status, start_time, duration, total_tokens, cost, session_id, "
     "parent_run_id, root_run_id, depth, labels.<key>, tool"
 )
 

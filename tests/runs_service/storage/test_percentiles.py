@@ -30,7 +30,9 @@ def test_histogram_percentile_is_within_a_bucket_width(values: list[int], fracti
     exact = percentile_cont(sorted(values), fraction)
     approx = histogram_percentile(_histogram(values), fraction)
     assert exact is not None and approx is not None
-    assert abs(approx - exact) <= exact * (GAMMA - 1) + 1e-6
+    # A bucket spans a factor GAMMA, except the first, which holds 0 and 1 us together (ln(max(d, 1))): there the
+    # error is up to its width, 1 us ([0, 0, 1] at 0.5: exact 0, interpolated 0.5).
+    assert abs(approx - exact) <= exact * (GAMMA - 1) + 1 + 1e-6
 
 
 @given(st.lists(st.integers(min_value=0, max_value=10**10), min_size=1, max_size=60, unique=True), fractions)

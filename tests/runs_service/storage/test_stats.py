@@ -31,6 +31,7 @@ def _run(
     tokens: int,
     model: str = "gemini-2.5-flash",
     prices: str = "genai-prices 0.2.3",
+    context: float = 0.0,
 ) -> Run:
     base = make_run(agent=agent, status=status, start_time=start, user=user, model=model, seed=tokens)
     return dataclasses.replace(
@@ -39,14 +40,15 @@ def _run(
         end_time=None if duration_s is None and not status.is_terminal else start + timedelta(seconds=duration_s or 0),
         cost=None if cost is None else Cost(Decimal(cost), price_table_version=prices),
         token_usage=TokenUsage(tokens, tokens // 2, tokens * 2, 1, 2, 3),
+        max_context_window_used=context,
     )
 
 
 @pytest.fixture
 async def stats_runs(repo: RunRepository) -> list[Run]:
     runs = [
-        _run("a", RunStatus.COMPLETED, DAY1 + timedelta(hours=1), 1, "0.1", "alice", 100),
-        _run("a", RunStatus.FAILED, DAY1 + timedelta(hours=2), 3, "0.2", "bob", 200),
+        _run("a", RunStatus.COMPLETED, DAY1 + timedelta(hours=1), 1, "0.1", "alice", 100, context=0.25),
+        _run("a", RunStatus.FAILED, DAY1 + timedelta(hours=2), 3, "0.2", "bob", 200, context=0.875),
         _run("a", RunStatus.RUNNING, DAY2 + timedelta(hours=1), None, None, "alice", 300),
         _run(
             "a",
@@ -61,7 +63,7 @@ async def stats_runs(repo: RunRepository) -> list[Run]:
         ),
         _run("b", RunStatus.COMPLETED, DAY1 + timedelta(hours=3), 2, None, "bob", 500),
         # Outside [START, END): not counted.
-        _run("a", RunStatus.COMPLETED, END, 7, "9", "alice", 600),
+        _run("a", RunStatus.COMPLETED, END, 7, "9", "alice", 600, context=0.99),
         _run("a", RunStatus.COMPLETED, START - timedelta(microseconds=1), 7, "9", "alice", 700),
     ]
     for run in runs:
@@ -87,6 +89,8 @@ async def test_stats_by_agent(repo: RunRepository, stats_runs: list[Run]) -> Non
     assert (b.run_count, b.completed_count, b.success_rate) == (1, 1, 1.0)
     assert b.cost_total is None and b.price_table_version == ""  # no run of b has a cost: unknown, not 0
     assert b.duration_p50 == b.duration_p95 == timedelta(seconds=2)
+    # The closest any run of the group came to its model's input limit (0.99 is outside the range).
+    assert (a.max_context_window_used, b.max_context_window_used) == (0.875, 0.0)
 
 
 async def test_stats_by_day_status_user_model(repo: RunRepository, stats_runs: list[Run]) -> None:
@@ -106,6 +110,7 @@ async def test_stats_by_day_status_user_model(repo: RunRepository, stats_runs: l
 
     users = _by_key(await repo.run_stats(StatsQuery(START, END, GroupBy.USER), EVERYONE))
     assert {k: v.run_count for k, v in users.items()} == {"alice": 3, "bob": 2}
+    assert {k: v.max_context_window_used for k, v in users.items()} == {"alice": 0.25, "bob": 0.875}
     models = _by_key(await repo.run_stats(StatsQuery(START, END, GroupBy.MODEL), EVERYONE))
     assert {k: v.run_count for k, v in models.items()} == {"gemini-2.5-flash": 4, "gemini-2.5-pro": 1}
 

@@ -157,16 +157,18 @@ class ListAgentsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentLimits(_message.Message):
-    __slots__ = ("max_steps", "run_timeout", "tool_timeout", "token_budget")
+    __slots__ = ("max_steps", "run_timeout", "tool_timeout", "token_budget", "tool_result_bytes")
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     RUN_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     TOOL_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    TOOL_RESULT_BYTES_FIELD_NUMBER: _ClassVar[int]
     max_steps: int
     run_timeout: _duration_pb2.Duration
     tool_timeout: _duration_pb2.Duration
     token_budget: int
-    def __init__(self, max_steps: _Optional[int] = ..., run_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tool_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., token_budget: _Optional[int] = ...) -> None: ...
+    tool_result_bytes: int
+    def __init__(self, max_steps: _Optional[int] = ..., run_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tool_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., token_budget: _Optional[int] = ..., tool_result_bytes: _Optional[int] = ...) -> None: ...
 
 class Agent(_message.Message):
     __slots__ = ("name", "version", "model", "description", "tools", "path", "input_schema_json", "limits")

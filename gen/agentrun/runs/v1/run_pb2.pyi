@@ -78,21 +78,49 @@ class RunError(_message.Message):
     message: str
     def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
+class ModelAttempt(_message.Message):
+    __slots__ = ("attempt", "code", "status", "reason", "message", "start_time", "duration", "wait_before_next")
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    WAIT_BEFORE_NEXT_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    code: int
+    status: str
+    reason: str
+    message: str
+    start_time: _timestamp_pb2.Timestamp
+    duration: _duration_pb2.Duration
+    wait_before_next: _duration_pb2.Duration
+    def __init__(self, attempt: _Optional[int] = ..., code: _Optional[int] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wait_before_next: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
 class ModelCall(_message.Message):
-    __slots__ = ("model", "usage", "finish_reason", "time_to_first_token", "text", "function_call_count")
+    __slots__ = ("model", "usage", "finish_reason", "time_to_first_token", "text", "function_call_count", "failed_attempts", "thoughts", "input_token_limit", "context_window_used")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     TIME_TO_FIRST_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     FUNCTION_CALL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FAILED_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    THOUGHTS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKEN_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_WINDOW_USED_FIELD_NUMBER: _ClassVar[int]
     model: str
     usage: TokenUsage
     finish_reason: str
     time_to_first_token: _duration_pb2.Duration
     text: str
     function_call_count: int
-    def __init__(self, model: _Optional[str] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., finish_reason: _Optional[str] = ..., time_to_first_token: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., text: _Optional[str] = ..., function_call_count: _Optional[int] = ...) -> None: ...
+    failed_attempts: _containers.RepeatedCompositeFieldContainer[ModelAttempt]
+    thoughts: str
+    input_token_limit: int
+    context_window_used: float
+    def __init__(self, model: _Optional[str] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., finish_reason: _Optional[str] = ..., time_to_first_token: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., text: _Optional[str] = ..., function_call_count: _Optional[int] = ..., failed_attempts: _Optional[_Iterable[_Union[ModelAttempt, _Mapping]]] = ..., thoughts: _Optional[str] = ..., input_token_limit: _Optional[int] = ..., context_window_used: _Optional[float] = ...) -> None: ...
 
 class ToolCallStarted(_message.Message):
     __slots__ = ("call_id", "tool_name", "server", "arguments_json", "child_run_id")
@@ -223,7 +251,7 @@ class ForkOrigin(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("id", "agent_name", "agent_version", "user", "task", "labels", "status", "error", "final_response", "model_name", "start_time", "end_time", "duration", "token_usage", "cost", "steps_taken", "tools_used", "trace_id", "execution_steps", "tool_calls", "variables", "parent_run_id", "root_run_id", "parent_tool_call_id", "depth", "session_id", "forked_from", "token_usage_with_descendants", "cost_with_descendants")
+    __slots__ = ("id", "agent_name", "agent_version", "user", "task", "labels", "status", "error", "final_response", "model_name", "start_time", "end_time", "duration", "token_usage", "cost", "steps_taken", "tools_used", "trace_id", "execution_steps", "tool_calls", "variables", "parent_run_id", "root_run_id", "parent_tool_call_id", "depth", "session_id", "forked_from", "token_usage_with_descendants", "cost_with_descendants", "max_context_window_used")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -267,6 +295,7 @@ class Run(_message.Message):
     FORKED_FROM_FIELD_NUMBER: _ClassVar[int]
     TOKEN_USAGE_WITH_DESCENDANTS_FIELD_NUMBER: _ClassVar[int]
     COST_WITH_DESCENDANTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONTEXT_WINDOW_USED_FIELD_NUMBER: _ClassVar[int]
     id: str
     agent_name: str
     agent_version: str
@@ -296,4 +325,5 @@ class Run(_message.Message):
     forked_from: ForkOrigin
     token_usage_with_descendants: TokenUsage
     cost_with_descendants: Cost
-    def __init__(self, id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_version: _Optional[str] = ..., user: _Optional[str] = ..., task: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., final_response: _Optional[str] = ..., model_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., token_usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., steps_taken: _Optional[int] = ..., tools_used: _Optional[_Iterable[str]] = ..., trace_id: _Optional[str] = ..., execution_steps: _Optional[_Iterable[_Union[ExecutionStep, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., variables: _Optional[_Mapping[str, str]] = ..., parent_run_id: _Optional[str] = ..., root_run_id: _Optional[str] = ..., parent_tool_call_id: _Optional[str] = ..., depth: _Optional[int] = ..., session_id: _Optional[str] = ..., forked_from: _Optional[_Union[ForkOrigin, _Mapping]] = ..., token_usage_with_descendants: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost_with_descendants: _Optional[_Union[Cost, _Mapping]] = ...) -> None: ...
+    max_context_window_used: float
+    def __init__(self, id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_version: _Optional[str] = ..., user: _Optional[str] = ..., task: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., final_response: _Optional[str] = ..., model_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., token_usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., steps_taken: _Optional[int] = ..., tools_used: _Optional[_Iterable[str]] = ..., trace_id: _Optional[str] = ..., execution_steps: _Optional[_Iterable[_Union[ExecutionStep, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., variables: _Optional[_Mapping[str, str]] = ..., parent_run_id: _Optional[str] = ..., root_run_id: _Optional[str] = ..., parent_tool_call_id: _Optional[str] = ..., depth: _Optional[int] = ..., session_id: _Optional[str] = ..., forked_from: _Optional[_Union[ForkOrigin, _Mapping]] = ..., token_usage_with_descendants: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost_with_descendants: _Optional[_Union[Cost, _Mapping]] = ..., max_context_window_used: _Optional[float] = ...) -> None: ...

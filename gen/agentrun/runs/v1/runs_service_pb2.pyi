@@ -141,7 +141,7 @@ class GetRunStatsRequest(_message.Message):
     def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group_by: _Optional[_Union[StatsGroupBy, str]] = ..., filter: _Optional[str] = ...) -> None: ...
 
 class RunStatsGroup(_message.Message):
-    __slots__ = ("key", "run_count", "completed_count", "success_rate", "token_usage", "cost", "duration_p50", "duration_p95")
+    __slots__ = ("key", "run_count", "completed_count", "success_rate", "token_usage", "cost", "duration_p50", "duration_p95", "max_context_window_used")
     KEY_FIELD_NUMBER: _ClassVar[int]
     RUN_COUNT_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +150,7 @@ class RunStatsGroup(_message.Message):
     COST_FIELD_NUMBER: _ClassVar[int]
     DURATION_P50_FIELD_NUMBER: _ClassVar[int]
     DURATION_P95_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONTEXT_WINDOW_USED_FIELD_NUMBER: _ClassVar[int]
     key: str
     run_count: int
     completed_count: int
@@ -158,7 +159,8 @@ class RunStatsGroup(_message.Message):
     cost: _run_pb2.Cost
     duration_p50: _duration_pb2.Duration
     duration_p95: _duration_pb2.Duration
-    def __init__(self, key: _Optional[str] = ..., run_count: _Optional[int] = ..., completed_count: _Optional[int] = ..., success_rate: _Optional[float] = ..., token_usage: _Optional[_Union[_run_pb2.TokenUsage, _Mapping]] = ..., cost: _Optional[_Union[_run_pb2.Cost, _Mapping]] = ..., duration_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., duration_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    max_context_window_used: float
+    def __init__(self, key: _Optional[str] = ..., run_count: _Optional[int] = ..., completed_count: _Optional[int] = ..., success_rate: _Optional[float] = ..., token_usage: _Optional[_Union[_run_pb2.TokenUsage, _Mapping]] = ..., cost: _Optional[_Union[_run_pb2.Cost, _Mapping]] = ..., duration_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., duration_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_context_window_used: _Optional[float] = ...) -> None: ...
 
 class GetRunStatsResponse(_message.Message):
     __slots__ = ("groups",)

@@ -1,0 +1,80 @@
+"""What the live run page receives for each WatchRun event: the pieces of the page it adds or replaces, rendered by
+the same templates as the finished run's page (so a live run and its stored record look the same).
+
+- `started`: the run's start time (bars are placed relative to it).
+- `step` (the SSE id is the step's sequence, so a reconnecting browser resumes after the last step it has): the
+  step's row, its details for the side pane, a new waterfall bar (model call, tool call started) or the end of a
+  tool call's bar (tool result: its duration and state), and a model call's token usage to add to the cards.
+- `finished`: the run's status, error, token cards, cost and final response as RunFinished tells them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentrun.execution.v1 import execution_service_pb2 as ex_pb2
+from agentrun.runs.v1 import run_pb2
+from google.protobuf import timestamp_pb2
+
+from agentrun_web.rendering import Renderer
+from agentrun_web.views import format as fmt
+from agentrun_web.views import waterfall as wf
+from agentrun_web.views.run_details import TOKEN_CARDS, run_from_finished, run_page
+from agentrun_web.views.steps import kind_of, step_row
+
+
+def started_event(started: ex_pb2.RunStarted) -> dict[str, Any]:
+    return {
+        "run_id": started.run_id,
+        "start": fmt.iso(started.start_time) if started.HasField("start_time") else "",
+        "agent": started.agent_name,
+        "model": started.model_name,
+    }
+
+
+def step_event(
+    renderer: Renderer, run_id: str, step: run_pb2.ExecutionStep, run_start: timestamp_pb2.Timestamp
+) -> dict[str, Any]:
+    kind = kind_of(step)
+    event: dict[str, Any] = {
+        "seq": step.sequence,
+        "kind": kind,
+        "row": renderer.fragment("_step_row.html", row=step_row(step, run_start), run_id=run_id),
+        "detail": renderer.fragment("_step_detail.html", step=step, run_id=run_id),
+    }
+    bar: wf.Bar | None = None
+    if kind == "model_call":
+        bar = wf.model_bar(step, run_start)
+        usage = step.model_call.usage
+        event["usage"] = {name: getattr(usage, name) for _, name in TOKEN_CARDS}
+        event["usage"]["total_tokens"] = fmt.total_tokens(usage)
+    elif kind == "tool_call":
+        bar = wf.tool_bar(step, run_start)
+    elif kind == "tool_result":
+        result = step.tool_result
+        duration = fmt.seconds(result.duration) if result.HasField("duration") else fmt.seconds(step.duration)
+        event["finish"] = {
+            "key": f"tool-{result.call_id or step.sequence}",
+            "seq": step.sequence,
+            "duration_s": duration,
+            "duration_text": fmt.human_seconds(duration),
+            "state": wf.tool_state(result),
+            "note": wf.tool_note(result),
+        }
+    if bar is not None:
+        event["bar"] = {"key": bar.key, "html": renderer.fragment("_waterfall_bar.html", bar=bar, run_id=run_id)}
+    return event
+
+
+def finished_event(
+    renderer: Renderer, started: ex_pb2.RunStarted, finished: ex_pb2.RunFinished, *, trace_link: str
+) -> dict[str, Any]:
+    page = run_page(run_from_finished(started, finished), trace_link=trace_link)
+    return {
+        "status": page.status,
+        "status_html": renderer.fragment("_run_status.html", page=page),
+        "tokens_html": renderer.fragment("_run_tokens.html", page=page),
+        "final_html": renderer.fragment("_run_final.html", page=page),
+        "duration_s": fmt.seconds(finished.duration) if finished.HasField("duration") else None,
+        "recorded": finished.recorded,
+    }

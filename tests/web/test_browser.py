@@ -1,0 +1,323 @@
+"""The web console in a real Chromium, against the real services: what a person sees.
+
+One browser for the session, one signed-in context for alice; bob's runs are made through the API with his token.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from agentrun.runs.v1 import run_pb2
+from agentrun.runs.v1 import runs_service_pb2 as rs
+
+from agentrun_core.proto_convert import run_to_pb
+from tests.security.support import status_of
+from tests.support.auth import ALICE, BOB
+from tests.support.run_factory import make_run
+from tests.web.proxy import DroppingProxy
+from tests.web.support import WebStack
+
+pytestmark = pytest.mark.browser
+
+TOKEN_FIELDS = (
+    "input_tokens",
+    "cached_tokens",
+    "output_tokens",
+    "thinking_tokens",
+    "tool_use_prompt_tokens",
+    "total_tokens",
+)
+_RUN_URL = re.compile(r".*/runs/([0-9a-f-]{36})$")
+
+
+def seconds(duration: Any) -> float:
+    return duration.seconds + duration.nanos / 1e9
+
+
+def epoch_s(stamp: Any) -> float:
+    return stamp.seconds + stamp.nanos / 1e9
+
+
+def card_value(page: Any, field: str) -> int:
+    text = page.locator(f'#token-cards .card[data-field="{field}"] .card-value').inner_text()
+    return int(text.replace(",", ""))
+
+
+def box(page: Any, selector: str) -> dict[str, float]:
+    found = page.locator(selector).bounding_box()
+    assert found is not None, f"{selector} is not visible"
+    return found
+
+
+def mark_document(page: Any) -> None:
+    """A marker that survives only as long as this document: a reload or navigation loses it."""
+    page.evaluate("window.__sameDocument = true")
+
+
+def same_document(page: Any) -> bool:
+    return bool(page.evaluate("window.__sameDocument === true"))
+
+
+def test_run_page_shows_the_runs_tokens_and_a_waterfall_of_every_call(
+    alice: Any, web: WebStack, screenshots: Path
+) -> None:
+    run = web.execute(ALICE, "scripted", "waterfall: what time is it?")
+    assert run.status == run_pb2.RUN_STATUS_COMPLETED
+    page = alice.new_page()
+    page.goto(f"{web.url}/runs/{run.id}")
+
+    # Token cards: exactly GetRun's numbers; the cost with its price table.
+    for field in TOKEN_FIELDS[:-1]:
+        assert card_value(page, field) == getattr(run.token_usage, field), field
+    assert card_value(page, "total_tokens") == run.token_usage.total_tokens
+    assert page.locator("#cost-value").inner_text() == f"{run.cost.amount} {run.cost.currency_code}"
+    assert run.cost.price_table_version in page.locator("#price-table").inner_text()
+    assert page.locator("#status-badge").inner_text() == "COMPLETED"
+    assert page.locator("#final-response pre").inner_text() == run.final_response
+
+    # One bar per model call and per tool call, each with its stored duration, drawn to scale.
+    model_steps = [s for s in run.execution_steps if s.WhichOneof("payload") == "model_call"]
+    assert page.locator("#wf-rows .wf-row.wf-model").count() == len(model_steps) == 3
+    assert page.locator("#wf-rows .wf-row.wf-tool").count() == len(run.tool_calls) == 5
+    span = float(page.locator("#waterfall").get_attribute("data-span-s"))
+    expected = {f"#bar-model-{s.sequence}": seconds(s.duration) for s in model_steps}
+    expected |= {f"#bar-tool-{c.id}": seconds(c.duration) for c in run.tool_calls}
+    for row, duration in expected.items():
+        assert float(page.locator(row).get_attribute("data-duration-s")) == pytest.approx(duration, abs=1e-6), row
+        track = box(page, f"{row} .wf-track")
+        bar = box(page, f"{row} .wf-bar")
+        assert bar["width"] == pytest.approx(max(2.0, duration / span * track["width"]), abs=1.5), row
+    # Time to first token is marked inside each model call's bar.
+    for step in model_steps:
+        ttft = seconds(step.model_call.time_to_first_token)
+        bar, mark = box(page, f"#bar-model-{step.sequence} .wf-bar"), box(page, f"#bar-model-{step.sequence} .wf-ttft")
+        assert mark["x"] - bar["x"] == pytest.approx(ttft / seconds(step.duration) * bar["width"], abs=2.0)
+    # The two calls of the first turn ran in parallel: side by side on their own lanes, overlapping in time.
+    echo, sleep = box(page, "#bar-tool-c1 .wf-bar"), box(page, "#bar-tool-c2 .wf-bar")
+    assert echo["y"] != sleep["y"]
+    assert echo["x"] < sleep["x"] + sleep["width"] and sleep["x"] < echo["x"] + echo["width"]
+    # A failed call looks different from one that succeeded, and says so.
+    failed, ok = page.locator("#bar-tool-c3"), page.locator("#bar-tool-c1")
+    assert failed.get_attribute("data-state") == "failed" and "failed" in failed.locator(".wf-note").inner_text()
+    style = "el => getComputedStyle(el).backgroundImage + getComputedStyle(el).backgroundColor"
+    assert failed.locator(".wf-bar").evaluate(style) != ok.locator(".wf-bar").evaluate(style)
+
+    # Selecting a bar shows its details; redaction and truncation markers are shown as what they are.
+    page.click("#bar-tool-c4 .wf-bar")
+    pane = page.locator("#pane-body")
+    pane.locator("mark.redacted").first.wait_for()
+    assert "hunter2" not in pane.inner_text()
+    assert "removed by the execution service" in pane.locator(".note-redacted").inner_text()
+    page.click("#bar-tool-c5 .wf-bar")
+    pane.locator(".note-truncated").wait_for()
+    assert "5,000 bytes" in pane.locator(".note-truncated").inner_text()
+    assert pane.locator("mark.truncated").count() == 1
+    page.click(f"#bar-model-{model_steps[0].sequence} .wf-bar")
+    pane.locator(".finish-reason").wait_for()
+    assert pane.locator(".finish-reason").inner_text() == "STOP"
+    assert pane.locator("pre.text").inner_text() == model_steps[0].model_call.text
+    usage_cells = pane.locator("table.usage tbody td").all_inner_texts()
+    assert usage_cells[0] == f"{model_steps[0].model_call.usage.input_tokens:,}"
+    page.click("#bar-tool-c3 .wf-bar")
+    pane.locator("pre.error-text").wait_for()
+    assert "boom" in pane.locator("pre.error-text").inner_text()
+    assert page.url.endswith("?step=7")  # the selection is in the URL, so it can be shared
+    page.screenshot(path=str(screenshots / "run-details.png"), full_page=True)
+    page.close()
+
+
+def test_live_run_started_from_the_start_page_shows_each_step_within_a_second(
+    alice: Any, web: WebStack, screenshots: Path
+) -> None:
+    page = alice.new_page()
+    page.goto(f"{web.url}/start?agent=withvars")
+    assert page.locator('input[name="var.city"]').get_attribute("required") is not None
+    assert page.locator('input[name="var.days"]').get_attribute("required") is None
+    broken = page.locator("#broken-agents")
+    assert "broken.prompt" in broken.inner_text() and "max_steps" in broken.inner_text()
+    page.click('a[data-agent="scripted"]')
+    page.fill('textarea[name="task"]', "slow: take your time")
+    page.screenshot(path=str(screenshots / "start.png"), full_page=True)
+    page.click("#start-button")
+    page.wait_for_url(_RUN_URL)
+    mark_document(page)
+    match = _RUN_URL.match(page.url)
+    assert match is not None
+    run_id = match.group(1)
+    page.locator("#step-rows tr[data-seq='3']").wait_for()
+    page.screenshot(path=str(screenshots / "live-run.png"), full_page=True)
+    page.locator("#run[data-finished]").wait_for(timeout=20_000)
+    assert same_document(page), "the page was reloaded"
+    assert page.locator("#status-badge").inner_text() == "COMPLETED"
+
+    stored = web.wait_stored(run_id)
+    shown = page.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('#step-rows tr[data-seq]')]"
+        ".map(tr => [tr.dataset.seq, Number(tr.dataset.shownAt)]))"
+    )
+    assert sorted(int(seq) for seq in shown) == [step.sequence for step in stored.execution_steps]
+    for step in stored.execution_steps:
+        # A model call is streamed when it ends; the other steps when they happen.
+        happened = epoch_s(step.time) + (seconds(step.duration) if step.WhichOneof("payload") == "model_call" else 0)
+        lag = shown[str(step.sequence)] / 1000 - happened
+        assert -0.05 <= lag <= 1.0, (step.sequence, step.WhichOneof("payload"), lag)
+    for field in TOKEN_FIELDS:
+        assert card_value(page, field) == getattr(stored.token_usage, field), field
+    assert page.locator("#wf-rows .wf-row").count() == len(stored.tool_calls) + stored.steps_taken
+    page.close()
+
+
+def test_cancel_ends_the_run_cancelled(alice: Any, web: WebStack) -> None:
+    run_id = web.start(ALICE, "scripted", "cancel: wait for me")
+    page = alice.new_page()
+    page.goto(f"{web.url}/runs/{run_id}")
+    mark_document(page)
+    page.locator("#bar-tool-w1.st-running").wait_for()
+    page.click("#cancel-now")
+    page.locator("#run[data-finished]").wait_for(timeout=15_000)
+    assert same_document(page)
+    assert page.locator("#status-badge").inner_text() == "CANCELLED"
+    assert page.locator("#bar-tool-w1").get_attribute("data-state") == "cancelled"
+    assert page.locator(".cancel-form").count() == 0
+    assert web.wait_stored(run_id).status == run_pb2.RUN_STATUS_CANCELLED
+    page.close()
+
+
+def test_cancel_after_turn_lets_the_turn_finish(alice: Any, web: WebStack) -> None:
+    run_id = web.start(ALICE, "scripted", "slow: stop after this turn")
+    page = alice.new_page()
+    page.goto(f"{web.url}/runs/{run_id}")
+    page.locator("#bar-tool-s2").wait_for()  # the first turn's tool calls are running
+    page.click("#cancel-after-turn")
+    page.locator("#run[data-finished]").wait_for(timeout=15_000)
+    assert page.locator("#status-badge").inner_text() == "CANCELLED"
+    stored = web.wait_stored(run_id)
+    assert stored.status == run_pb2.RUN_STATUS_CANCELLED and stored.steps_taken == 1
+    assert [call.status for call in stored.tool_calls] == [run_pb2.TOOL_CALL_STATUS_SUCCEEDED] * 2
+    page.close()
+
+
+def test_another_users_run_is_neither_listed_nor_reachable(alice: Any, web: WebStack) -> None:
+    mine = web.execute(ALICE, "quick", "alice's own task")
+    theirs = web.execute(BOB, "quick", "bob's private task")
+    page = alice.new_page()
+    page.goto(f"{web.url}/")
+    listed = page.locator("#run-rows tr[data-run-id]").evaluate_all("rows => rows.map(r => r.dataset.runId)")
+    assert mine.id in listed and theirs.id not in listed
+    response = page.goto(f"{web.url}/runs/{theirs.id}")
+    assert response is not None and response.status == 404
+    assert page.locator("section.problem h1").inner_text() == "Not found"
+    assert "bob's private task" not in page.content()
+    response = page.goto(f"{web.url}/runs/{theirs.id}/steps/1")
+    assert response is not None and response.status == 404
+    page.close()
+
+
+def test_bad_filter_shows_the_services_message_next_to_the_box(alice: Any, web: WebStack) -> None:
+    bad = "total_tokens > lots"
+    request = rs.ListRunsRequest(filter=bad)
+    code, details = web.call(lambda: status_of(lambda: web.stack.runs_stub(ALICE).ListRuns(request)))
+    assert code is grpc.StatusCode.INVALID_ARGUMENT
+    page = alice.new_page()
+    page.goto(f"{web.url}/")
+    page.fill("#filter", bad)
+    page.click("#runs-query button[type='submit']")
+    problem = page.locator(".filter-box #filter-problem")
+    problem.wait_for()
+    assert problem.inner_text() == details
+    assert page.locator("#filter").get_attribute("aria-invalid") == "true"
+    assert "filter=total_tokens" in page.url  # the view, bad filter included, is in the URL
+    page.close()
+
+
+def test_runs_that_start_or_end_appear_without_a_reload(alice: Any, web: WebStack, screenshots: Path) -> None:
+    page = alice.new_page()
+    page.goto(f"{web.url}/?agent=scripted")
+    mark_document(page)
+    run_id = web.start(ALICE, "scripted", "slow: appear in the list")
+    row = page.locator(f'#run-rows tr[data-run-id="{run_id}"]')
+    row.wait_for(timeout=5_000)
+    assert row.get_attribute("data-status") == "RUNNING"
+    page.screenshot(path=str(screenshots / "runs.png"), full_page=True)
+    page.locator(f'#run-rows tr[data-run-id="{run_id}"][data-status="COMPLETED"]').wait_for(timeout=15_000)
+    assert same_document(page)
+    assert "agent=scripted" in page.url
+    page.close()
+
+
+def test_dropped_event_stream_resumes_without_duplicates(alice: Any, web: WebStack) -> None:
+    proxy = DroppingProxy(web.loop, web.console.port)
+    try:
+        run_id = web.start(ALICE, "scripted", "slow: survive a dropped connection")
+        page = alice.new_page()
+        page.goto(f"{proxy.url}/runs/{run_id}")
+        mark_document(page)
+        page.locator("#step-rows tr[data-seq='1']").wait_for()
+        proxy.drop_all()
+        page.locator("#live-bar.lost").wait_for(timeout=5_000)  # the page says it lost the stream
+        page.locator("#run[data-finished]").wait_for(timeout=20_000)
+        assert same_document(page)
+        stored = web.wait_stored(run_id)
+        sequences = page.locator("#step-rows tr[data-seq]").evaluate_all("rows => rows.map(r => Number(r.dataset.seq))")
+        assert sequences == [step.sequence for step in stored.execution_steps]
+        assert page.locator("#run").get_attribute("data-duplicates") == "0"
+        resumed = [head for head in proxy.requests if "/events" in head and "last-event-id:" in head.lower()]
+        assert resumed, proxy.requests
+        assert page.locator("#status-badge").inner_text() == "COMPLETED"
+        page.close()
+    finally:
+        proxy.close()
+
+
+def test_stats_page_charts_what_the_api_counts(alice: Any, web: WebStack, screenshots: Path) -> None:
+    web.execute(ALICE, "quick", "count me")
+    page = alice.new_page()
+    page.goto(f"{web.url}/stats")
+    assert page.locator("figure.chart").count() == 5
+    assert page.locator("figure.chart[data-chart='runs'] .column").count() == 31  # every day of the last 30 days
+    runs_by_agent = {
+        row.locator("td").first.inner_text(): int(row.locator("td").nth(1).inner_text().replace(",", ""))
+        for row in page.locator("#stats-agent tbody tr[data-key]").all()
+    }
+    listed = web.list_runs(ALICE).runs
+    assert runs_by_agent["quick"] == sum(1 for run in listed if run.agent_name == "quick")
+    assert page.locator("#stats-tools tr[data-key='echo']").count() == 1
+    page.screenshot(path=str(screenshots / "stats.png"), full_page=True)
+    page.close()
+
+
+def test_a_run_of_500_steps_stays_usable(alice: Any, web: WebStack) -> None:
+    big = run_to_pb(make_run(user="alice", agent="big-agent", model_calls=101, tool_calls=199))
+    assert len(big.execution_steps) == 500
+    web.record(big)
+    page = alice.new_page()
+    page.goto(f"{web.url}/runs/{big.id}")
+    assert page.locator("#step-rows tr").count() == 500
+    assert page.locator("#wf-rows .wf-row").count() == 101 + 199
+    last = page.locator("#wf-rows .wf-row.wf-tool").last
+    last.locator(".wf-bar").click()
+    page.locator("#pane-body article.detail.k-tool_result").wait_for()
+    page.close()
+
+
+def test_a_link_from_another_site_opens_the_run_signed_in(alice: Any, web: WebStack) -> None:
+    """The session cookie is SameSite=Strict, so a navigation from another site arrives without it: the console
+    reloads the page from its own origin (the cookie is sent then) instead of asking to sign in again."""
+    run = web.execute(ALICE, "quick", "linked from elsewhere")
+    page = alice.new_page()
+    link = f"{web.url}/runs/{run.id}"
+    page.route(
+        "http://elsewhere.test/",
+        lambda route: route.fulfill(content_type="text/html", body=f'<a id="go" href="{link}">the run</a>'),
+    )
+    page.goto("http://elsewhere.test/")
+    page.click("#go")
+    page.wait_for_url(link)
+    page.locator("#status-badge").wait_for()
+    assert page.locator("#status-badge").inner_text() == "COMPLETED"
+    assert "signed in" in page.locator(".who").inner_text()
+    page.close()

@@ -1,0 +1,371 @@
+"""The web console over HTTP, against the real services: sessions, CSRF, errors shown as pages, the event stream's
+resume protocol, paging. (What a browser shows is in test_browser.py; these need no browser.)"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+from pydantic import SecretStr
+
+from agentrun_core.ids import new_run_id
+from agentrun_web.settings import WebAuth, WebSettings
+from tests.support.auth import ALICE, BOB, make_pki
+from tests.support.stack import free_port
+from tests.web.support import WebStack, console_only
+
+_CSRF = re.compile(r'<meta name="csrf-token" content="([0-9a-f]+)">')
+
+
+def csrf_of(html: str) -> str:
+    match = _CSRF.search(html)
+    assert match is not None, html[:500]
+    return match.group(1)
+
+
+def set_cookie(response: httpx.Response) -> str:
+    cookies = response.headers.get_list("set-cookie")
+    assert len(cookies) == 1, cookies
+    return cookies[0]
+
+
+@contextlib.contextmanager
+def signed_in(web: WebStack, token: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=web.url, follow_redirects=False, timeout=30) as client:
+        login = client.get("/login")
+        response = client.post("/login", data={"token": token, "csrf_token": csrf_of(login.text), "next": "/"})
+        assert response.status_code == 303 and response.headers["location"] == "/", response.text[:300]
+        yield client
+
+
+@pytest.fixture
+def alice_http(web: WebStack) -> Iterator[httpx.Client]:
+    with signed_in(web, ALICE) as client:
+        yield client
+
+
+def test_sign_in_gives_a_new_httponly_samesite_cookie_and_never_shows_the_token(
+    web: WebStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with httpx.Client(base_url=web.url, follow_redirects=False) as client:
+        first = client.get("/")
+        assert first.status_code == 303 and first.headers["location"] == "/login?next=%2F"
+        cookie = set_cookie(first)
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+        assert "Secure" not in cookie  # plain HTTP
+        before = client.cookies["agentrun_session"]
+        login = client.get("/login?next=%2Fstats")
+        response = client.post("/login", data={"token": ALICE, "csrf_token": csrf_of(login.text), "next": "/stats"})
+        assert response.status_code == 303 and response.headers["location"] == "/stats"
+        after = client.cookies["agentrun_session"]
+        assert after != before and ALICE not in after
+        page = client.get("/stats")
+        assert page.status_code == 200 and "signed in" in page.text
+        for seen in (page.text, str(page.headers), str(response.headers), page.url.query.decode()):
+            assert ALICE not in seen
+        logout = client.post("/logout", data={"csrf_token": csrf_of(page.text)})
+        assert logout.status_code == 303 and logout.headers["location"] == "/login"
+        assert client.get("/stats").status_code == 303  # the old session is gone
+    assert ALICE not in caplog.text
+    assert "signed in" in caplog.text
+
+
+def test_wrong_token_is_refused_on_the_login_page(web: WebStack, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = "not-a-token-0123456789"
+    with httpx.Client(base_url=web.url, follow_redirects=False) as client:
+        login = client.get("/login")
+        response = client.post("/login", data={"token": wrong, "csrf_token": csrf_of(login.text)})
+        assert response.status_code == 401
+        assert "The services do not accept this token." in response.text and wrong not in response.text
+        assert client.get("/").status_code == 303
+    assert "sign-in refused" in caplog.text and wrong not in caplog.text
+
+
+def test_state_changing_requests_need_the_csrf_token_and_this_site(web: WebStack, alice_http: httpx.Client) -> None:
+    run_id = new_run_id()
+    page = alice_http.get("/")
+    token = csrf_of(page.text)
+    refused = [
+        alice_http.post(f"/runs/{run_id}/cancel", data={"mode": "immediate"}),
+        alice_http.post(f"/runs/{run_id}/cancel", data={"csrf_token": "0" * 64}),
+        alice_http.post(f"/runs/{run_id}/cancel", data={"csrf_token": token}, headers={"origin": "http://evil.test"}),
+        alice_http.post(f"/runs/{run_id}/cancel", data={"csrf_token": token}, headers={"sec-fetch-site": "cross-site"}),
+        alice_http.post("/start", data={"agent": "quick", "task": "x", "run_id": new_run_id()}),
+        alice_http.post("/logout", data={}),
+    ]
+    for response in refused:
+        assert response.status_code == 403, response.request.url
+        assert "Form expired" in response.text
+    # The same cancel with the token: the service's own answer (no such live run).
+    accepted = alice_http.post(f"/runs/{run_id}/cancel", data={"csrf_token": token, "mode": "immediate"})
+    assert accepted.status_code == 303 and accepted.headers["location"] == f"/runs/{run_id}?cancel=refused"
+    # Another session's token is not this session's token.
+    with signed_in(web, BOB) as bob:
+        stolen = bob.post(f"/runs/{run_id}/cancel", data={"csrf_token": token})
+        assert stolen.status_code == 403
+
+
+def test_following_a_link_from_another_site_keeps_the_session(web: WebStack, alice_http: httpx.Client) -> None:
+    """A SameSite=Strict cookie is not sent on a cross-site navigation: the console answers with a page that reloads
+    itself (then the browser sends it), and never replaces the cookie it could not see."""
+    cross_site = {"sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate"}
+    with httpx.Client(base_url=web.url, follow_redirects=False) as stranger:
+        response = stranger.get("/runs/" + new_run_id(), headers=cross_site)
+        assert response.status_code == 200 and 'http-equiv="refresh"' in response.text
+        assert "set-cookie" not in response.headers
+
+
+def test_bad_run_id_shows_the_services_message(alice_http: httpx.Client) -> None:
+    response = alice_http.get("/runs/not-a-run-id")
+    assert response.status_code == 400
+    assert "RunsService answered INVALID_ARGUMENT" in response.text and "run_id" in response.text
+    assert "Traceback" not in response.text
+
+
+def test_unknown_run_is_not_found(alice_http: httpx.Client) -> None:
+    response = alice_http.get(f"/runs/{new_run_id()}")
+    assert response.status_code == 404
+    assert "<h1>Not found</h1>" in response.text and "not found" in response.text
+
+
+def test_unknown_page_is_a_not_found_page(alice_http: httpx.Client) -> None:
+    response = alice_http.get("/nothing/here")
+    assert response.status_code == 404 and "There is no page at /nothing/here." in response.text
+
+
+def test_event_stream_resumes_after_the_last_event_id(web: WebStack, alice_http: httpx.Client) -> None:
+    run = web.execute(ALICE, "quick", "stream me")  # finished, still known to ExecutionService
+    steps = [step.sequence for step in run.execution_steps]
+
+    def ids(headers: dict[str, str]) -> tuple[list[int], list[str]]:
+        with alice_http.stream("GET", f"/runs/{run.id}/events", headers=headers) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            text = "".join(response.iter_text())
+        events = re.findall(r"^event: (\w+)$", text, flags=re.MULTILINE)
+        return [int(value) for value in re.findall(r"^id: (\d+)$", text, flags=re.MULTILINE)], events
+
+    everything, events = ids({})
+    assert everything == steps
+    assert events[0] == "started" and events[-1] == "finished"
+    resumed, events = ids({"last-event-id": "3"})
+    assert resumed == steps[3:]
+    assert events[-1] == "finished"
+    assert sorted(everything[:3] + resumed) == steps  # together: every step once
+
+
+def test_event_stream_of_another_users_run_says_gone(web: WebStack, alice_http: httpx.Client) -> None:
+    theirs = web.start(BOB, "scripted", "cancel: bob waits")
+    try:
+        with alice_http.stream("GET", f"/runs/{theirs}/events") as response:
+            text = "".join(response.iter_text())
+        assert "event: gone" in text and "event: step" not in text
+        assert alice_http.get(f"/runs/{theirs}").status_code == 404
+    finally:
+        with signed_in(web, BOB) as bob:
+            token = csrf_of(bob.get("/").text)
+            assert bob.post(f"/runs/{theirs}/cancel", data={"csrf_token": token}).status_code == 303
+
+
+def test_start_form_shows_the_services_message_for_a_bad_variable(alice_http: httpx.Client) -> None:
+    form = alice_http.get("/start?agent=withvars")
+    data = {
+        "csrf_token": csrf_of(form.text),
+        "agent": "withvars",
+        "task": "hello",
+        "run_id": new_run_id(),
+        "var.city": "Lima",
+        "var.days": "many",
+    }
+    response = alice_http.post("/start", data=data)
+    assert response.status_code == 400
+    assert "ExecutionService answered INVALID_ARGUMENT" in response.text and "days" in response.text
+    assert 'value="Lima"' in response.text  # what was typed is kept
+
+
+def test_sending_the_start_form_twice_starts_one_run(web: WebStack, alice_http: httpx.Client) -> None:
+    form = alice_http.get("/start?agent=quick")
+    run_id = re.search(r'name="run_id" value="([0-9a-f-]{36})"', form.text)
+    assert run_id is not None
+    data = {"csrf_token": csrf_of(form.text), "agent": "quick", "task": "once", "run_id": run_id.group(1)}
+    first, second = alice_http.post("/start", data=data), alice_http.post("/start", data=data)
+    assert first.status_code == second.status_code == 303
+    assert first.headers["location"] == second.headers["location"] == f"/runs/{run_id.group(1)}"
+    web.wait_stored(run_id.group(1))
+    listed = [run.id for run in web.list_runs(ALICE, 'agent_name = "quick"').runs]
+    assert listed.count(run_id.group(1)) == 1
+
+
+def test_runs_page_pages_with_keyset_tokens_and_keeps_the_view_in_the_url(
+    web: WebStack, alice_http: httpx.Client
+) -> None:
+    for _ in range(3):
+        web.execute(ALICE, "quick", "page me")
+    first = alice_http.get("/", params={"agent": "quick", "size": "2", "order": "start_time asc"})
+    assert first.status_code == 200
+    rows = re.findall(r'data-run-id="([0-9a-f-]{36})"', first.text)
+    assert len(rows) == 2
+    next_url = re.search(r'<a href="([^"]+)" rel="next"', first.text)
+    assert next_url is not None
+    second = alice_http.get(next_url.group(1).replace("&amp;", "&"))
+    more = re.findall(r'data-run-id="([0-9a-f-]{36})"', second.text)
+    assert more and not set(more) & set(rows)
+    previous = re.search(r'<a href="([^"]+)" rel="prev"', second.text)
+    assert previous is not None and "agent=quick" in previous.group(1)
+    again = alice_http.get(previous.group(1).replace("&amp;", "&"))
+    assert re.findall(r'data-run-id="([0-9a-f-]{36})"', again.text) == rows
+
+
+def test_rows_fragment_is_not_sent_again_when_nothing_changed(alice_http: httpx.Client) -> None:
+    headers = {"x-agentrun-fragment": "1"}
+    first = alice_http.get("/", headers=headers)
+    assert first.status_code == 200 and "<tr" in first.text and "<html" not in first.text
+    again = alice_http.get("/", headers={**headers, "if-none-match": first.headers["etag"]})
+    assert again.status_code == 304
+
+
+def test_services_that_are_down_are_named_on_the_page_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    runs, execution = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    settings = WebSettings(
+        address="127.0.0.1:0", runs_target=runs, execution_target=execution, auth=WebAuth.OFF, call_timeout_s=5
+    )
+    caplog.set_level(logging.INFO)
+    with console_only(settings) as console, httpx.Client(base_url=console.url, timeout=30) as client:
+        page = client.get("/")
+        assert page.status_code == 503
+        assert "RunsService is unavailable" in page.text and f"cannot reach RunsService at {runs}" in page.text
+        assert "AGENTRUN_RUNS_TARGET" in page.text and "Traceback" not in page.text
+        start = client.get("/start")
+        assert start.status_code == 503 and f"cannot reach ExecutionService at {execution}" in start.text
+        assert client.get(f"/runs/{new_run_id()}").status_code == 503
+        assert client.get("/stats").status_code == 503
+    failures = [r for r in caplog.records if r.getMessage() == "service call failed"]
+    assert {getattr(r, "service", None) for r in failures} == {"RunsService", "ExecutionService"}
+    assert all(getattr(r, "code", None) == "UNAVAILABLE" and getattr(r, "path", None) for r in failures)
+
+
+def test_a_service_that_does_not_answer_in_time_is_a_clear_deadline(tmp_path: Path) -> None:
+    """A listener that accepts connections and never speaks: the call's deadline passes."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(silent.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    target = f"127.0.0.1:{silent.getsockname()[1]}"
+    settings = WebSettings(
+        address="127.0.0.1:0", runs_target=target, execution_target=target, auth=WebAuth.OFF, call_timeout_s=0.5
+    )
+    try:
+        with console_only(settings) as console, httpx.Client(base_url=console.url, timeout=30) as client:
+            page = client.get("/")
+            assert page.status_code == 504, page.text
+            assert f"RunsService at {target} did not answer ListRuns within 0.5 s" in page.text
+            assert "Traceback" not in page.text
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in accepted:
+            conn.close()
+        silent.close()
+
+
+def test_console_served_over_https_marks_the_cookie_secure(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    settings = WebSettings(
+        address="127.0.0.1:0",
+        runs_target=f"127.0.0.1:{free_port()}",
+        execution_target=f"127.0.0.1:{free_port()}",
+        https_cert=pki.server_cert,
+        https_key=pki.server_key,
+    )
+    with console_only(settings) as console:
+        assert console.url.startswith("https://")
+        with httpx.Client(
+            base_url=console.url, verify=ssl.create_default_context(cafile=str(pki.ca)), follow_redirects=False
+        ) as client:
+            response = client.get("/login")
+            assert response.status_code == 200
+            assert "Secure" in set_cookie(response).split("; ")
+
+
+def test_single_user_console_serves_every_page_as_its_token_user(web: WebStack) -> None:
+    mine = web.execute(ALICE, "quick", "single-user view")
+    theirs = web.execute(BOB, "quick", "not for alice")
+    settings = WebSettings(
+        address="127.0.0.1:0",
+        runs_target=web.stack.runs_address,
+        execution_target=web.stack.execution_address,
+        auth=WebAuth.TOKENS,
+        token=SecretStr(ALICE),
+        trace_url="http://traces.test/trace/{trace_id}",
+    )
+    with console_only(settings) as console, httpx.Client(base_url=console.url, follow_redirects=False) as client:
+        runs = client.get("/?agent=quick")
+        assert runs.status_code == 200 and "single-user console" in runs.text
+        assert mine.id in runs.text and theirs.id not in runs.text
+        assert client.get("/login").status_code == 303  # nobody signs in
+        page = client.get(f"/runs/{mine.id}")
+        assert f'href="http://traces.test/trace/{mine.trace_id}"' in page.text
+        assert client.get(f"/runs/{theirs.id}").status_code == 404
+        assert ALICE not in page.text
+
+
+def test_a_run_tree_shows_its_sub_agent_runs_lineage_and_totals(web: WebStack, alice_http: httpx.Client) -> None:
+    from agentrun_core.proto_convert import run_to_pb
+    from tests.support.composition import child_of, link_child, top_level, with_totals
+
+    root = top_level(agent="planner", session_id="web-chat-1")
+    first = child_of(root, "call-001", agent="researcher", start_offset_s=0.5)
+    second = child_of(root, "call-002", agent="writer", start_offset_s=0.8)
+    grandchild = child_of(first, "call-001", agent="searcher", start_offset_s=0.1)
+    first = with_totals(link_child(first, grandchild), [grandchild])
+    root = with_totals(link_child(link_child(root, first), second), [first, second, grandchild])
+    for run in (root, first, second, grandchild):
+        web.record(run_to_pb(run))
+
+    page = alice_http.get(f"/runs/{root.id}").text
+    levels = re.findall(r'<tr data-run-id="([0-9a-f-]{36})" data-level="(\d)"', page)
+    assert levels == [(first.id, "1"), (grandchild.id, "2"), (second.id, "1")]  # a tree, each under its parent
+    assert root.token_usage_with_descendants is not None
+    totals = re.search(
+        r'id="token-cards-with-descendants".*?data-field="total_tokens".*?data-value="(\d+)"', page, re.S
+    )
+    assert totals is not None and int(totals.group(1)) == root.token_usage_with_descendants.total_tokens
+    assert 'id="session-link"' in page and "web-chat-1" in page
+    child = alice_http.get(f"/runs/{grandchild.id}").text
+    assert f'href="/runs/{first.id}" id="parent-link"' in child and "depth 2" in child
+    assert f'href="/runs/{root.id}"' in child  # the top-level run of its tree
+    listed = alice_http.get("/", params={"filter": 'session_id = "web-chat-1"'}).text
+    assert listed.count('class="sub-run"') == 3  # the three sub-agent runs are marked as such
+    step = next(
+        s
+        for s in run_to_pb(root).execution_steps
+        if s.WhichOneof("payload") == "tool_call" and s.tool_call.child_run_id
+    )
+    label = f"{step.tool_call.server}/{step.tool_call.tool_name} → sub-agent run"
+    assert f'id="bar-tool-{step.tool_call.call_id}"' in page and label in page  # the waterfall says so too
+    detail = alice_http.get(f"/runs/{root.id}/steps/{step.sequence}").text
+    assert f'href="/runs/{step.tool_call.child_run_id}"' in detail
