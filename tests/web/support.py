@@ -91,6 +91,15 @@ SCENARIOS: dict[str, list[FakeResponse]] = {
         FakeResponse(function_calls=[call("echo", "s3", text="two")], usage=usage(400, 20), delay_s=0.5),
         FakeResponse(text="Slow and steady.", usage=usage(500, 10), delay_s=0.5),
     ],
+    # A first turn whose tool call lasts long enough for a person (or a loaded test machine) to press a button
+    # before the turn ends, then a second turn that must never start when the run was cancelled after the first.
+    "turn": [
+        FakeResponse(
+            function_calls=[call("echo", "t1", text="one"), call("sleep", "t2", seconds=4)], usage=usage(300, 20)
+        ),
+        FakeResponse(function_calls=[call("echo", "t3", text="two")], usage=usage(400, 20)),
+        FakeResponse(text="too far", usage=usage(500, 10)),
+    ],
     # A run that waits in a long tool call until someone cancels it.
     "cancel": [
         FakeResponse(function_calls=[call("sleep", "w1", seconds=30)], usage=usage(100, 10)),

@@ -188,10 +188,10 @@ def test_cancel_ends_the_run_cancelled(alice: Any, web: WebStack) -> None:
 
 
 def test_cancel_after_turn_lets_the_turn_finish(alice: Any, web: WebStack) -> None:
-    run_id = web.start(ALICE, "scripted", "slow: stop after this turn")
+    run_id = web.start(ALICE, "scripted", "turn: stop after this turn")
     page = alice.new_page()
     page.goto(f"{web.url}/runs/{run_id}")
-    page.locator("#bar-tool-s2").wait_for()  # the first turn's tool calls are running
+    page.locator("#bar-tool-t2").wait_for()  # the first turn's tool calls are running (t2 lasts 4 s)
     page.click("#cancel-after-turn")
     page.locator("#run[data-finished]").wait_for(timeout=15_000)
     assert page.locator("#status-badge").inner_text() == "CANCELLED"
