@@ -58,6 +58,7 @@ serve: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/engine.py
 	$(PY) bench/runs_store.py
+	$(PY) bench/export.py
 	$(PY) bench/composition.py
 	$(PY) bench/web.py
 

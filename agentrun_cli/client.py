@@ -130,6 +130,17 @@ class RunsClient:
         except grpc.RpcError as exc:
             raise ServiceError(self.endpoint, exc) from None
 
+    def export(self, request: runs_pb2.ExportRunsRequest) -> EventStream[runs_pb2.ExportRunsResponse]:
+        """A server stream without a deadline: an export of millions of runs takes minutes."""
+        return EventStream(self._stub.ExportRuns(request, metadata=self._metadata), self.endpoint)
+
+    def delete_runs(self, request: runs_pb2.DeleteRunsRequest) -> runs_pb2.DeleteRunsResponse:
+        """No deadline: a large delete goes batch by batch on the server and may take minutes."""
+        try:
+            return self._stub.DeleteRuns(request, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise ServiceError(self.endpoint, exc) from None
+
     def get_tool_stats(self, request: runs_pb2.GetToolStatsRequest) -> runs_pb2.GetToolStatsResponse:
         try:
             return self._stub.GetToolStats(request, timeout=UNARY_TIMEOUT_S, metadata=self._metadata)

@@ -24,9 +24,11 @@ from agentrun_cli.settings import (
     CliSettings,
 )
 
-# Importing the modules registers `runs stats`, `runs tools` and `runs diff` on runs_app.
+# Importing the modules registers `runs stats`, `runs tools`, `runs diff`, `runs export` and `runs delete` on runs_app.
 from agentrun_cli.commands import stats as _stats  # noqa: F401  # isort: skip
 from agentrun_cli.commands import diff as _diff  # noqa: F401  # isort: skip
+from agentrun_cli.commands import export as _export  # noqa: F401  # isort: skip
+from agentrun_cli.commands import delete as _delete  # noqa: F401  # isort: skip
 
 app = typer.Typer(
     name="agentrun",

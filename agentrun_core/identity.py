@@ -30,6 +30,11 @@ class Identity:
     def may_record_runs(self) -> bool:
         return self.role in (Role.ADMIN, Role.SERVICE)
 
+    @property
+    def may_delete_runs(self) -> bool:
+        """Admins delete any run and users their own; the execution service only records runs."""
+        return self.role in (Role.ADMIN, Role.USER)
+
 
 LOCAL_IDENTITY = Identity(user="local", role=Role.ADMIN)
 

@@ -76,7 +76,7 @@ USERS = [f"user-{i:03d}" for i in range(100)]
 # Status mix of the seeded runs (per 20 templates).
 STATUS_MIX = [RunStatus.COMPLETED] * 16 + [RunStatus.FAILED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT]
 TEMPLATES = 400
-GOALS = {"ingest_ratio": 0.8, "get_run_p99_ms": 5.0, "list_runs_p99_ms": 20.0, "stats_ms": 500.0}
+GOALS = {"ingest_ratio": 0.7, "server_cpu_ms": 1.0, "get_run_p99_ms": 5.0, "list_runs_p99_ms": 20.0, "stats_ms": 500.0}
 
 
 @dataclass(frozen=True)
@@ -87,10 +87,14 @@ class Config:
     step_runs: int
     ingest_runs: int
     concurrency: int
+    batch_size: int
+    batch_in_flight: int
     query_samples: int
     stats_reps: int
     keep_db: bool
     skip_ingest: bool
+    skip_queries: bool
+    skip_purge: bool
     reuse_db: bool
 
 
@@ -102,8 +106,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--step-runs", type=int, help="how many of them get their steps and tool calls")
     parser.add_argument("--ingest-runs", type=int, help="runs per ingest measurement (4 measurements)")
     parser.add_argument("--concurrency", type=int, default=8, help="calls / connections in flight while ingesting")
+    parser.add_argument("--batch-size", type=int, default=100, help="runs per RecordRuns call (the outbox's maximum)")
+    parser.add_argument("--batch-in-flight", type=int, default=2, help="RecordRuns calls in flight")
     parser.add_argument("--keep-db", action="store_true", help=f"keep the seeded database {BENCH_DB}")
     parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--skip-queries", action="store_true", help="no seeding, no query or purge figures")
+    parser.add_argument("--skip-purge", action="store_true", help="no retention purge figures (they delete the seed)")
     parser.add_argument(
         "--reuse-db",
         action="store_true",
@@ -118,10 +126,14 @@ def parse_args(argv: list[str] | None = None) -> Config:
         step_runs=args.step_runs or (10_000 if quick else 100_000),
         ingest_runs=args.ingest_runs or (150 if quick else 1_200),
         concurrency=args.concurrency,
+        batch_size=args.batch_size,
+        batch_in_flight=args.batch_in_flight,
         query_samples=150 if quick else 1_000,
         stats_reps=2 if quick else 5,
         keep_db=args.keep_db or args.reuse_db,
         skip_ingest=args.skip_ingest or args.reuse_db,
+        skip_queries=args.skip_queries,
+        skip_purge=args.skip_purge,
         reuse_db=args.reuse_db,
     )
 
@@ -158,7 +170,7 @@ def drop_database(admin_url: str, name: str = BENCH_DB) -> None:
 class RunsServiceProcess:
     """RunsService in a subprocess (`python -m runs_service serve`) on 127.0.0.1:<free port>."""
 
-    def __init__(self, db_url: str, data_dir: Path) -> None:
+    def __init__(self, db_url: str, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         env = {
             **os.environ,
@@ -166,6 +178,7 @@ class RunsServiceProcess:
             "AGENTRUN_LOG_LEVEL": "WARNING",
             "AGENTRUN_LOG_FORMAT": "text",
             "AGENTRUN_AUTH": "off",  # the benchmark measures storage, not authentication
+            **(extra_env or {}),
         }
         self.process = subprocess.Popen(
             [
@@ -309,58 +322,106 @@ async def _measured(call: Callable[[], Awaitable[float]], runs: int, cpu: CpuPer
     return rate
 
 
+async def ingest_grpc_batches(
+    stub: rs_grpc.RunsServiceStub, requests: list[rs.RecordRunsRequest], concurrency: int
+) -> float:
+    """RecordRuns, `concurrency` calls in flight (what the outbox does under load); returns runs per second."""
+
+    async def one(request: rs.RecordRunsRequest, _worker: int) -> None:
+        reply = await stub.RecordRuns(request)
+        assert all(r.outcome == rs.RECORD_OUTCOME_CREATED for r in reply.results), reply
+
+    runs_sent = sum(len(r.requests) for r in requests)
+    return runs_sent / await _drive(requests, concurrency, one)
+
+
+def _batched(runs_: list[Any], size: int) -> list[rs.RecordRunsRequest]:
+    return [
+        rs.RecordRunsRequest(requests=[rs.RecordRunRequest(run=run_to_pb(r)) for r in runs_[i : i + size]])
+        for i in range(0, len(runs_), size)
+    ]
+
+
 async def bench_ingest(cfg: Config, db_url: str, server: RunsServiceProcess) -> dict[str, float]:
-    header(f"Ingest: RecordRun (gRPC -> RunsService -> PostgreSQL) vs raw psycopg, {cfg.concurrency} in flight")
-    print(f"{cfg.ingest_runs} runs of 40 steps + 15 tool calls per measurement; order A, B, A, B", flush=True)
-    batches = [_ingest_batch(cfg.ingest_runs, salt) for salt in range(4)]
-    grpc_requests = {i: [rs.RecordRunRequest(run=run_to_pb(r)) for r in batches[i]] for i in (0, 2)}
-    raw_rows = {i: [run_to_rows(r) for r in batches[i]] for i in (1, 3)}
-    # Warm both paths (connections, server caches, plan caches) on a few runs that are not counted.
-    warm = _ingest_batch(2 * cfg.concurrency, 99)
+    header(
+        f"Ingest: RecordRuns (gRPC -> RunsService -> PostgreSQL, batches of {cfg.batch_size}, {cfg.batch_in_flight} "
+        f"calls in flight) vs raw psycopg ({cfg.concurrency} connections); RecordRun ({cfg.concurrency} in flight)"
+    )
+    print(
+        f"{cfg.ingest_runs} runs of 40 steps + 15 tool calls per measurement; order A, B, A, B, C, B",
+        flush=True,
+    )
+    batches = [_ingest_batch(cfg.ingest_runs, salt) for salt in range(6)]
+    batch_requests = {i: _batched(batches[i], cfg.batch_size) for i in (0, 2)}
+    single_requests = [rs.RecordRunRequest(run=run_to_pb(r)) for r in batches[4]]
+    raw_rows = {i: [run_to_rows(r) for r in batches[i]] for i in (1, 3, 5)}
+    # Warm every path (connections, server caches, plan caches) on a few runs that are not counted.
+    warm = _ingest_batch(6 * cfg.concurrency, 99)
     conns = [await psycopg.AsyncConnection.connect(db_url) for _ in range(cfg.concurrency)]
-    grpc_rates: list[float] = []
-    raw_rates: list[float] = []
-    grpc_cpu, raw_cpu = CpuPerRun(), CpuPerRun()
+    rates: dict[str, list[float]] = {"A": [], "B": [], "C": []}
+    cpu = {"A": CpuPerRun(), "B": CpuPerRun(), "C": CpuPerRun()}
+    names = {"A": "gRPC RecordRuns", "B": "raw psycopg    ", "C": "gRPC RecordRun "}
     server_pid = server.process.pid
     try:
-        async with grpc.aio.insecure_channel(server.target) as channel:
+        async with grpc.aio.insecure_channel(server.target, options=[("grpc.max_send_message_length", -1)]) as channel:
             stub = rs_grpc.RunsServiceStub(channel)
-            await ingest_grpc(stub, [rs.RecordRunRequest(run=run_to_pb(r)) for r in warm[::2]], cfg.concurrency)
-            await ingest_raw(conns, [run_to_rows(r) for r in warm[1::2]], cfg.concurrency)
-            for i in range(4):
-                if i % 2 == 0:
-                    requests = grpc_requests[i]
-                    rate = await _measured(
-                        functools.partial(ingest_grpc, stub, requests, cfg.concurrency),
-                        len(requests),
-                        grpc_cpu,
-                        server_pid,
+            await ingest_grpc_batches(stub, _batched(warm[0::3], cfg.concurrency), 2)
+            await ingest_grpc(stub, [rs.RecordRunRequest(run=run_to_pb(r)) for r in warm[1::3]], cfg.concurrency)
+            await ingest_raw(conns, [run_to_rows(r) for r in warm[2::3]], cfg.concurrency)
+            plan: list[tuple[str, Callable[[], Awaitable[float]], int, int | None]] = []
+            for i in range(6):
+                if i in (0, 2):
+                    call: Callable[[], Awaitable[float]] = functools.partial(
+                        ingest_grpc_batches, stub, batch_requests[i], cfg.batch_in_flight
                     )
-                    grpc_rates.append(rate)
-                    print(f"  A gRPC RecordRun : {rate:8.1f} runs/s", flush=True)
+                    plan.append(("A", call, cfg.ingest_runs, server_pid))
+                elif i == 4:
+                    call = functools.partial(ingest_grpc, stub, single_requests, cfg.concurrency)
+                    plan.append(("C", call, cfg.ingest_runs, server_pid))
                 else:
-                    rows = raw_rows[i]
-                    rate = await _measured(
-                        functools.partial(ingest_raw, conns, rows, cfg.concurrency), len(rows), raw_cpu, None
-                    )
-                    raw_rates.append(rate)
-                    print(f"  B raw psycopg    : {rate:8.1f} runs/s", flush=True)
+                    call = functools.partial(ingest_raw, conns, raw_rows[i], cfg.concurrency)
+                    plan.append(("B", call, cfg.ingest_runs, None))
+            for key, call, count, pid in plan:
+                rate = await _measured(call, count, cpu[key], pid)
+                rates[key].append(rate)
+                print(f"  {key} {names[key]}: {rate:8.1f} runs/s", flush=True)
     finally:
         for conn in conns:
             await conn.close()
-    grpc_rate, raw_rate = sum(grpc_rates) / 2, sum(raw_rates) / 2
-    ratio = grpc_rate / raw_rate
+    batch_rate = sum(rates["A"]) / len(rates["A"])
+    raw_rate = sum(rates["B"][:2]) / 2  # the two B measurements interleaved with A
+    single_rate = rates["C"][0]
+    ratio = batch_rate / raw_rate
     print(
-        f"RecordRun {grpc_rate:.1f} runs/s, raw psycopg {raw_rate:.1f} runs/s: ratio {ratio:.2f} "
+        f"RecordRuns {batch_rate:.1f} runs/s, raw psycopg {raw_rate:.1f} runs/s: ratio {ratio:.2f} "
         f"(goal >= {GOALS['ingest_ratio']}: {verdict(ratio >= GOALS['ingest_ratio'])})",
         flush=True,
     )
+    print(
+        f"RecordRun (one run per call) {single_rate:.1f} runs/s: ratio {single_rate / rates['B'][2]:.2f} to the B "
+        "measured next to it",
+        flush=True,
+    )
     # Where the CPU goes: on a machine whose cores are all busy, the ratio cannot exceed B's CPU per run over A's.
-    print(f"CPU per run, A: {grpc_cpu.line()}", flush=True)
-    print(f"CPU per run, B: {raw_cpu.line()}", flush=True)
-    ceiling = raw_cpu.total_ms() / grpc_cpu.total_ms()
+    server_ms = cpu["A"].server_s * 1e3 / max(cpu["A"].runs, 1)
+    print(f"CPU per run, A: {cpu['A'].line()}", flush=True)
+    print(f"CPU per run, B: {cpu['B'].line()}", flush=True)
+    print(f"CPU per run, C: {cpu['C'].line()}", flush=True)
+    print(
+        f"RunsService CPU per stored run (RecordRuns): {server_ms:.2f} ms "
+        f"(goal <= {GOALS['server_cpu_ms']}: {verdict(server_ms <= GOALS['server_cpu_ms'])})",
+        flush=True,
+    )
+    ceiling = cpu["B"].total_ms() / cpu["A"].total_ms()
     print(f"CPU-bound ceiling of the ratio (B's CPU per run / A's): {ceiling:.2f} ({os.cpu_count()} cores)", flush=True)
-    return {"grpc_runs_s": grpc_rate, "raw_runs_s": raw_rate, "ratio": ratio, "cpu_ceiling": ceiling}
+    return {
+        "batch_runs_s": batch_rate,
+        "raw_runs_s": raw_rate,
+        "ratio": ratio,
+        "single_runs_s": single_rate,
+        "server_cpu_ms": server_ms,
+        "cpu_ceiling": ceiling,
+    }
 
 
 # --- seeding with COPY -------------------------------------------------------------------------------------------
@@ -673,6 +734,112 @@ async def bench_queries(cfg: Config, seeded: Seeded, target: str) -> dict[str, f
     return out
 
 
+# --- retention purge ---------------------------------------------------------------------------------------------
+
+PURGE_RETENTION = "1h"  # every seeded run but the last hour's is expired; runs ingested during the bench are not
+
+
+def _expired_count(db_url: str) -> int:
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT count(*) FROM runs WHERE start_time < now() - interval '1 hour'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _recent_ids(db_url: str, limit: int) -> list[str]:
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT id FROM runs WHERE start_time > now() - interval '50 minutes' LIMIT %s", (limit,)
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+async def _get_run_p99(target: str, ids: list[str], view: int, samples: int) -> float:
+    rng = random.Random(5)
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = rs_grpc.RunsServiceStub(channel)
+
+        async def call() -> None:
+            reply = await stub.GetRun(rs.GetRunRequest(run_id=rng.choice(ids), view=view))  # type: ignore[arg-type]
+            assert reply.run.id
+
+        await _timed(call, 20)
+        return percentile(await _timed(call, samples), 0.99) * 1e3
+
+
+async def _ingest_rate(target: str, runs_: list[Any], cfg: Config) -> float:
+    async with grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", -1)]) as channel:
+        stub = rs_grpc.RunsServiceStub(channel)
+        return await ingest_grpc_batches(stub, _batched(runs_, cfg.batch_size), cfg.batch_in_flight)
+
+
+async def bench_purge(cfg: Config, db_url: str, base: RunsServiceProcess, tmp: Path) -> dict[str, float]:
+    """Ingest (RecordRuns) and GetRun p99 without a purge (B) and while RunsService purges the expired runs (P),
+    in the order B, P, P, B; the purge runs in the RunsService process that serves P's calls."""
+    expired = await asyncio.to_thread(_expired_count, db_url)
+    header(f"Retention purge of {expired:,} expired runs in progress (AGENTRUN_RETENTION={PURGE_RETENTION})")
+    fresh = _ingest_batch(200, 77)
+    await _ingest_rate(base.target, fresh, cfg)
+    full_ids = [run.id for run in fresh]
+    basic_ids = await asyncio.to_thread(_recent_ids, db_url, 2_000) or full_ids
+    purger: RunsServiceProcess | None = None
+    rates: dict[str, list[float]] = {"B": [], "P": []}
+    p99s: dict[str, list[float]] = {"B": [], "P": []}
+    purge_window: list[tuple[float, int]] = []
+    samples = cfg.query_samples // 2
+    try:
+        for index, phase in enumerate("BPPB"):
+            if phase == "P" and purger is None:
+                purger = RunsServiceProcess(
+                    db_url,
+                    tmp / "purger",
+                    {"AGENTRUN_RETENTION": PURGE_RETENTION, "AGENTRUN_RETENTION_INTERVAL_S": "86400"},
+                )
+                await purger.wait_ready()
+                deadline = time.monotonic() + 60
+                while await asyncio.to_thread(_expired_count, db_url) >= expired:  # the purge has begun
+                    assert time.monotonic() < deadline, "the purge did not start"
+                    await asyncio.sleep(0.2)
+                purge_window.append((time.monotonic(), await asyncio.to_thread(_expired_count, db_url)))
+            if phase == "B" and purger is not None:
+                purge_window.append((time.monotonic(), await asyncio.to_thread(_expired_count, db_url)))
+                purger.stop()
+                purger = None
+            target = (purger or base).target
+            rate = await _ingest_rate(target, _ingest_batch(cfg.ingest_runs, 200 + index), cfg)
+            full = await _get_run_p99(target, full_ids, rs.RUN_VIEW_FULL, samples)
+            basic = await _get_run_p99(target, basic_ids, rs.RUN_VIEW_BASIC, samples)
+            rates[phase].append(rate)
+            p99s[phase].append(max(full, basic))
+            label = "without purge" if phase == "B" else "during purge "
+            elsewhere = ""
+            if purger is not None:  # where the delay comes from: the purging process, or the database and CPUs
+                other = await _get_run_p99(base.target, full_ids, rs.RUN_VIEW_FULL, samples)
+                elsewhere = f"; FULL through a RunsService that is not purging {other:5.2f} ms"
+            print(
+                f"  {phase} {label}: RecordRuns {rate:7.1f} runs/s; GetRun p99 FULL {full:5.2f} ms, "
+                f"BASIC {basic:5.2f} ms{elsewhere}",
+                flush=True,
+            )
+    finally:
+        if purger is not None:
+            purger.stop()
+    ratio = sum(rates["P"]) / sum(rates["B"])
+    worst = max(p99s["P"])
+    (t_start, left_start), (t_end, left_end) = purge_window
+    purged = left_start - left_end
+    print(
+        f"ingest during the purge / without: {ratio:.2f} (goal >= 0.8: {verdict(ratio >= 0.8)}); "
+        f"GetRun p99 during the purge {worst:.2f} ms (goal < 5 ms: {verdict(worst < 5.0)})",
+        flush=True,
+    )
+    print(
+        f"the purge deleted {purged:,} runs in the {t_end - t_start:.1f} s measured "
+        f"({purged / max(t_end - t_start, 1e-6):,.0f} runs/s at the default batch size and duty)",
+        flush=True,
+    )
+    return {"purge_ingest_ratio": ratio, "purge_get_run_p99_ms": worst}
+
+
 async def amain(cfg: Config) -> None:
     print(
         f"runs_store benchmark ({'quick' if cfg.quick else 'full'}); {os.cpu_count()} CPUs, shared machine", flush=True
@@ -686,11 +853,14 @@ async def amain(cfg: Config) -> None:
             await server.wait_ready()
             if not cfg.skip_ingest:
                 await bench_ingest(cfg, db_url, server)
-            if cfg.reuse_db:
-                seeded = await asyncio.to_thread(read_seeded, db_url)
-            else:
-                seeded = await asyncio.to_thread(seed, db_url, cfg.runs, cfg.step_runs)
-            await bench_queries(cfg, seeded, server.target)
+            if not cfg.skip_queries:
+                if cfg.reuse_db:
+                    seeded = await asyncio.to_thread(read_seeded, db_url)
+                else:
+                    seeded = await asyncio.to_thread(seed, db_url, cfg.runs, cfg.step_runs)
+                await bench_queries(cfg, seeded, server.target)
+                if not cfg.skip_purge:
+                    await bench_purge(cfg, db_url, server, Path(tmp))
         finally:
             server.stop()
             if not cfg.keep_db:

@@ -68,6 +68,9 @@ class ExecutionSettings(EnvSettings):
     data_dir: UserPath = setting(Path("data"), "AGENTRUN_DATA_DIR")
     # Empty means <data_dir>/outbox.db. One file per instance: it also remembers this instance's live runs.
     outbox_path: UserPath | None = setting(None, "AGENTRUN_OUTBOX_PATH")
+    # RecordRuns batches the outbox sends: at most this many records and bytes per call (a larger record goes alone).
+    outbox_batch_records: int = setting(100, "AGENTRUN_OUTBOX_BATCH_RECORDS", ge=1)
+    outbox_batch_bytes: int = setting(4 * 1024 * 1024, "AGENTRUN_OUTBOX_BATCH_BYTES", ge=1024)
     default_model: str = setting("gemini-2.5-flash", "AGENTRUN_DEFAULT_MODEL")
     gemini_api_key: str = setting("", "GEMINI_API_KEY", "GOOGLE_API_KEY", repr=False)
     gemini_base_url: str = setting("", "GOOGLE_GEMINI_BASE_URL")

@@ -161,10 +161,17 @@ async def start_server(
                 settings.runs_service_tls,
                 options=RUNS_CHANNEL_OPTIONS,
                 prefix="AGENTRUN_RUNS_SERVICE_TLS",
-                interceptors=telemetry.client_interceptors(),  # RecordRun spans, trace context to RunsService
+                interceptors=telemetry.client_interceptors(),  # RecordRuns spans, trace context to RunsService
             )
             resources.push_async_callback(runs_channel.close)
-        publisher = OutboxPublisher(outbox, runs_channel, call_metadata=runs_call_metadata(settings), journal=journal)
+        publisher = OutboxPublisher(
+            outbox,
+            runs_channel,
+            call_metadata=runs_call_metadata(settings),
+            journal=journal,
+            batch_max_records=settings.outbox_batch_records,
+            batch_max_bytes=settings.outbox_batch_bytes,
+        )
         publisher.start()
         resources.push_async_callback(publisher.stop, 5.0)
         register_publisher_metrics(telemetry.meter("agentrun.outbox"), publisher, outbox)

@@ -8,6 +8,13 @@ from pathlib import Path
 from agentrun_core.auth.settings import AuthSettings
 from agentrun_core.settings import EnvSettings, LogFormat, LogLevel, UserPath, setting
 from agentrun_core.tls import ServerTlsSettings
+from runs_service.retention import (
+    RETENTION_ENV,
+    RULES_ENV,
+    RetentionPeriod,
+    RetentionPolicy,
+    RetentionRules,
+)
 
 
 class RunsSettings(EnvSettings):
@@ -28,9 +35,23 @@ class RunsSettings(EnvSettings):
     # Bearer-token authentication (AGENTRUN_AUTH, AGENTRUN_TOKENS_FILE, ...) and TLS (AGENTRUN_TLS_*): docs/security.md
     auth: AuthSettings = setting(default_factory=AuthSettings)
     tls: ServerTlsSettings = setting(default_factory=ServerTlsSettings)
+    # Retention (runs_service.retention): the default period (None: forever) and per-agent / per-label rules; the
+    # background purge runs every retention_interval_s, deleting retention_batch_size runs per transaction, pausing
+    # between batches at least retention_pause_s and enough to keep the database busy at most retention_duty of the
+    # time.
+    retention_period: RetentionPeriod = setting(None, RETENTION_ENV)
+    retention_rules: RetentionRules = setting((), RULES_ENV)
+    retention_interval_s: float = setting(600.0, "AGENTRUN_RETENTION_INTERVAL_S", ge=1)
+    retention_batch_size: int = setting(200, "AGENTRUN_RETENTION_BATCH_SIZE", ge=1)
+    retention_pause_s: float = setting(0.05, "AGENTRUN_RETENTION_PAUSE_S", ge=0)
+    retention_duty: float = setting(0.1, "AGENTRUN_RETENTION_DUTY", gt=0, le=1)
     shutdown_grace_s: float = setting(10.0, "AGENTRUN_SHUTDOWN_GRACE_S", ge=0)
     log_level: LogLevel = setting("INFO", "AGENTRUN_LOG_LEVEL")
     log_format: LogFormat = setting("auto", "AGENTRUN_LOG_FORMAT")
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        return RetentionPolicy(default=self.retention_period, rules=self.retention_rules)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -38,8 +38,8 @@ class InvalidFilter(InvalidArgument):
 
 
 class InvalidPageToken(InvalidArgument):
-    def __init__(self, message: str) -> None:
-        super().__init__("page_token", message, reason="INVALID_PAGE_TOKEN")
+    def __init__(self, message: str, field: str = "page_token") -> None:
+        super().__init__(field, message, reason="INVALID_PAGE_TOKEN")
 
 
 class RunNotFound(RunsServiceError):

@@ -7,6 +7,7 @@ Servicers translate protobuf to these types and back (runs_service.api); storage
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -36,12 +37,29 @@ class RecordOutcome(enum.StrEnum):
     UPDATED = "UPDATED"
     UNCHANGED = "UNCHANGED"
     IGNORED = "IGNORED"
+    # RecordRuns only: the run is invalid (or the database refused its values); nothing of it was stored.
+    REJECTED = "REJECTED"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why one run of a RecordRuns batch was not stored: what RecordRun would have answered."""
+
+    reason: str
+    field: str
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
 class RecordResult:
     outcome: RecordOutcome
-    stored_status: RunStatus
+    # The status stored after the call; None when REJECTED.
+    stored_status: RunStatus | None
+    rejection: Rejection | None = None
+
+    @classmethod
+    def rejected(cls, reason: str, field: str, message: str) -> RecordResult:
+        return cls(RecordOutcome.REJECTED, None, Rejection(reason, field, message))
 
 
 class OrderField(enum.StrEnum):
@@ -188,6 +206,55 @@ class SessionSummary:
 class SessionPage:
     sessions: list[SessionSummary]
     next_page_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExportQuery:
+    filter: str = ""
+    full: bool = False
+    # From a previous ExportBatch of the same filter and caller: resume right after it.
+    resume_cursor: str = ""
+    count_total: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ExportBatch:
+    """The next runs of an export in (start_time, id) order."""
+
+    runs: list[Run]
+    # cursor_after(i): the opaque cursor that resumes the export right after runs[i].
+    cursor_after: Callable[[int], str]
+    # Only in the first batch, when asked: matching runs after the resume cursor when the export started.
+    total_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRunsQuery:
+    filter: str = ""
+    dry_run: bool = False
+    # Deliberately every run in scope; the filter must then be empty (an empty filter alone is refused).
+    match_all: bool = False
+
+    def checked_filter(self) -> str:
+        """The filter text; InvalidArgument unless exactly one of a filter and match_all was given."""
+        text = self.filter.strip()
+        if not text and not self.match_all:
+            raise InvalidArgument(
+                "filter",
+                "is required: name the runs to delete (e.g. 'start_time < \"2026-01-01T00:00:00Z\"'), "
+                "or set match_all to delete every run you may delete",
+            )
+        if text and self.match_all:
+            raise InvalidArgument("match_all", "must not be set together with a filter")
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteAnswer:
+    # Runs deleted, or with dry_run, runs that would be deleted now.
+    run_count: int
+    # With dry_run: a few of the matching run ids, oldest first.
+    sample_run_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,11 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
 from agentrun_core.grpc_decoding import add_servicer
 from agentrun_core.serving import HealthServicer, add_health_and_reflection, set_serving
+from agentrun_core.settings import SettingsError
 from agentrun_core.stream_closing import StreamsEndInTheirTask
 from agentrun_core.telemetry import RUNS_SERVICE_NAME, Telemetry
 from agentrun_core.tls import add_port
 from runs_service.api.servicer import RunsServicer
 from runs_service.config import RunsSettings
+from runs_service.errors import InvalidFilter
+from runs_service.purger import RetentionPurger
 from runs_service.storage.engine import create_engine_for, redact
 from runs_service.storage.migrate import MIGRATE_COMMAND, check_schema, ensure_database, upgrade
 from runs_service.storage.repository import RunRepository
@@ -37,9 +40,12 @@ class RunningRunsServer:
     repository: RunRepository
     telemetry: Telemetry | None = None
     owns_telemetry: bool = False  # built from the environment by start_server: shut down on stop (else flushed)
+    purger: RetentionPurger | None = None  # when a retention period is set
 
     async def stop(self, grace_s: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
+        if self.purger is not None:
+            await self.purger.stop()
         await self.server.stop(grace_s)
         await self.engine.dispose()
         if self.telemetry is not None:
@@ -83,6 +89,21 @@ async def start_server(
     engine = create_engine_for(url)
     repository = RunRepository(engine, settings.resolved_page_token_secret())
     await repository.ping()
+    purger = None
+    if settings.retention.deletes_anything:
+        purger = RetentionPurger(
+            repository,
+            settings.retention,
+            interval_s=settings.retention_interval_s,
+            batch_size=settings.retention_batch_size,
+            pause_s=settings.retention_pause_s,
+            duty=settings.retention_duty,
+        )
+        try:
+            purger.check()
+        except InvalidFilter as exc:
+            await engine.dispose()
+            raise SettingsError(f"AGENTRUN_RETENTION_RULES: a rule is not a valid filter: {exc.message}") from None
 
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -99,7 +120,9 @@ async def start_server(
     )
     add_servicer(
         runs_service_pb2_grpc.add_RunsServiceServicer_to_server,
-        RunsServicer(repository, max_record_bytes=settings.max_record_bytes),
+        RunsServicer(
+            repository, max_record_bytes=settings.max_record_bytes, max_message_bytes=settings.max_message_bytes
+        ),
         server,
     )
     health_servicer = add_health_and_reflection(server, SERVICE_NAME, reflection=settings.reflection)
@@ -112,8 +135,10 @@ async def start_server(
         raise
     await server.start()
     await set_serving(health_servicer, SERVICE_NAME)
+    if purger is not None:
+        purger.start()
     log.info(
         "runs service serving",
         extra={"address": settings.listen_address, "port": port, "database": redact(url)},
     )
-    return RunningRunsServer(server, port, health_servicer, engine, repository, telemetry, owns_telemetry)
+    return RunningRunsServer(server, port, health_servicer, engine, repository, telemetry, owns_telemetry, purger)

@@ -1,6 +1,8 @@
-"""Checks a Run before RunsService stores it; every problem is an InvalidArgument naming the field.
+"""Checks a run before RunsService stores it; every problem is an InvalidArgument naming the field.
 
-The composition fields (sub-agent tree, session, fork) are checked by runs_service.validation_composition.
+The rules live in one place, `validate_rows`, over the rows that store a run: RecordRun and RecordRuns build those
+rows straight from protobuf (runs_service.api.run_rows) and domain callers through `validate_run`. The composition
+fields (sub-agent tree, session, fork) are checked by runs_service.validation_composition, called from here.
 
 Field names follow the request message: `run.id`, `run.execution_steps[3].sequence`, `run.tool_calls[0].id`.
 """
@@ -8,10 +10,12 @@ Field names follow the request message: `run.id`, `run.execution_steps[3].sequen
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
-from agentrun_core.domain import Run
+from agentrun_core.domain import ExecutionStep, Run
 from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
 from agentrun_core.labels import label_key_problem
@@ -20,7 +24,9 @@ from runs_service.errors import InvalidArgument
 from runs_service.storage.tables import runs as runs_table
 from runs_service.storage.tables import tool_calls as tool_calls_table
 
-_ZERO = timedelta(0)
+if TYPE_CHECKING:
+    from runs_service.storage.rows import RunRows
+
 # The largest cost the cost column (NUMERIC(20, 10)) holds exactly.
 _COST_MAX_INTEGER_DIGITS = 10
 _COST_MAX_FRACTION_DIGITS = 10
@@ -57,11 +63,6 @@ def _check_time(field: str, value: datetime) -> None:
 def _check_length(field: str, value: str, limit: int | None) -> None:
     if limit is not None and len(value) > limit:
         raise InvalidArgument(field, f"must be at most {limit} characters, got {len(value)}")
-
-
-def _check_duration(field: str, value: timedelta) -> None:
-    if value < _ZERO:
-        raise InvalidArgument(field, f"must not be negative, got {value}")
 
 
 def _check_cost(amount: Decimal, field: str = "run.cost.amount") -> None:
@@ -109,86 +110,156 @@ def check_no_nul(run: Run) -> None:
 
 
 def validate_run(run: Run) -> None:
-    """Raises InvalidArgument(field, message) for the first problem found in `run` (NUL characters: check_no_nul)."""
+    """Raises InvalidArgument(field, message) for the first problem found in a domain `run`: what only a domain
+    value can get wrong (naive datetimes, a step naming another run), then every rule of validate_rows on the rows
+    that would store it."""
+    from runs_service.storage.rows import run_to_rows
+
     problem = run_id_problem(run.id)
     if problem is not None:
         raise InvalidArgument("run.id", problem)
-    if not run.agent_name:
-        raise InvalidArgument("run.agent_name", "must not be empty")
-    for attr, limit in _RUN_STRING_LIMITS.items():
-        _check_length(f"run.{attr}", getattr(run, attr), limit)
-
     _check_time("run.start_time", run.start_time)
     if run.end_time is not None:
         _check_time("run.end_time", run.end_time)
-        if run.end_time < run.start_time:
-            raise InvalidArgument(
-                "run.end_time",
-                f"must not be before start_time ({run.end_time.isoformat()} < {run.start_time.isoformat()})",
-            )
-    elif run.status.is_terminal:
-        raise InvalidArgument("run.end_time", f"must be set for a run with terminal status {run.status.value}")
-    if run.duration is not None:
-        _check_duration("run.duration", run.duration)
-    if run.steps_taken < 0:
-        raise InvalidArgument("run.steps_taken", f"must not be negative, got {run.steps_taken}")
-    for name, count in run.token_usage.counts().items():
-        if count < 0:
-            raise InvalidArgument(f"run.token_usage.{name}", f"must not be negative, got {count}")
-    for key in run.labels:
-        problem = label_key_problem(key)
-        if problem is not None:
-            raise InvalidArgument("run.labels", problem)
-    if run.error is not None:
-        _check_length("run.error.reason", run.error.reason, _ERROR_REASON_LIMIT)
-    for name, cost in (("cost", run.cost), ("cost_with_descendants", run.cost_with_descendants)):
-        if cost is not None:
-            _check_cost(cost.amount, f"run.{name}.amount")
-            _check_length(f"run.{name}.currency_code", cost.currency_code, _CURRENCY_LIMIT)
-            _check_length(f"run.{name}.price_table_version", cost.price_table_version, _PRICE_TABLE_LIMIT)
-    composition.check_run(run)
-
     for index, step in enumerate(run.execution_steps):
         field = f"run.execution_steps[{index}]"
         if step.run_id and step.run_id != run.id:
             raise InvalidArgument(
                 f"{field}.run_id", f"must be empty or the run's id {shown(run.id)}, got {shown(step.run_id)}"
             )
-        if step.sequence != index + 1:
-            raise InvalidArgument(
-                f"{field}.sequence",
-                f"steps must be numbered 1..{len(run.execution_steps)} in order: expected {index + 1}, "
-                f"got {step.sequence}",
-            )
+        composition.check_step_depth(field, step.depth)
         _check_time(f"{field}.time", step.time)
-        _check_duration(f"{field}.duration", step.duration)
-        composition.check_step(field, step, run)
-        usage = getattr(step.payload, "usage", None)
-        if usage is not None:
-            for name, count in usage.counts().items():
-                if count < 0:
-                    raise InvalidArgument(f"{field}.model_call.usage.{name}", f"must not be negative, got {count}")
-        payload_duration = getattr(step.payload, "duration", None)
-        if isinstance(payload_duration, timedelta):
-            _check_duration(f"{field}.tool_result.duration", payload_duration)
-        ttft = getattr(step.payload, "time_to_first_token", None)
-        if isinstance(ttft, timedelta):
-            _check_duration(f"{field}.model_call.time_to_first_token", ttft)
+    for index, call in enumerate(run.tool_calls):
+        _check_time(f"run.tool_calls[{index}].start_time", call.start_time)
+    validate_rows(run_to_rows(run))
+
+
+def _composition_view(row: Mapping[str, Any]) -> Run:
+    """A run holding just what validation_composition.check_run reads, from its runs row."""
+    from runs_service.storage.rows import run_from_row
+
+    return run_from_row(row)
+
+
+def _step_view(step: Mapping[str, Any]) -> ExecutionStep:
+    """A stored step (depth 0: checked before the rows were built) for validation_composition.check_step."""
+    from runs_service.storage.rows import step_from_row
+
+    return step_from_row(step)
+
+
+def _check_micros(field: str, value: int) -> None:
+    if value < 0:
+        raise InvalidArgument(field, f"must not be negative, got {timedelta(microseconds=value)}")
+
+
+def _check_counts(field: str, usage: Mapping[str, Any]) -> None:
+    for name in _TOKEN_NAMES:
+        count = usage.get(name, 0)
+        if count < 0:
+            raise InvalidArgument(f"{field}.{name}", f"must not be negative, got {count}")
+
+
+_TOKEN_NAMES = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "thinking_tokens",
+    "tool_use_prompt_tokens",
+)
+
+
+def validate_rows(rows: RunRows) -> None:
+    """Raises InvalidArgument(field, message) for the first problem found in the rows of one run (as
+    runs_service.storage.rows.run_to_rows or the RecordRun fast path builds them). Field names follow the request
+    message (`run.user`, `run.execution_steps[3].sequence`, `run.tool_calls[0].id`). NUL characters are checked
+    when the rows are built."""
+    run = rows.run
+    run_id = run["id"]
+    problem = run_id_problem(run_id)
+    if problem is not None:
+        raise InvalidArgument("run.id", problem)
+    if not run["agent_name"]:
+        raise InvalidArgument("run.agent_name", "must not be empty")
+    for attr, column in _RUN_STRING_FIELDS:
+        _check_length(f"run.{attr}", run[column], _RUN_STRING_LIMITS[attr])
+
+    start_time: datetime = run["start_time"]
+    end_time: datetime | None = run["end_time"]
+    if end_time is not None:
+        if end_time < start_time:
+            raise InvalidArgument(
+                "run.end_time",
+                f"must not be before start_time ({end_time.isoformat()} < {start_time.isoformat()})",
+            )
+    elif run["status"] != "RUNNING":
+        raise InvalidArgument("run.end_time", f"must be set for a run with terminal status {run['status']}")
+    if run["duration_us"] is not None:
+        _check_micros("run.duration", run["duration_us"])
+    if run["steps_taken"] < 0:
+        raise InvalidArgument("run.steps_taken", f"must not be negative, got {run['steps_taken']}")
+    _check_counts("run.token_usage", run)
+    for key in run["labels"]:
+        problem = label_key_problem(key)
+        if problem is not None:
+            raise InvalidArgument("run.labels", problem)
+    if run["error_reason"] is not None:
+        _check_length("run.error.reason", run["error_reason"], _ERROR_REASON_LIMIT)
+    if run["cost"] is not None:
+        _check_cost(run["cost"])
+        _check_length("run.cost.currency_code", run["cost_currency"], _CURRENCY_LIMIT)
+        _check_length("run.cost.price_table_version", run["price_table_version"], _PRICE_TABLE_LIMIT)
+    totals = run["totals_with_descendants"] or {}
+    cost_with_descendants = totals.get("cost")
+    if cost_with_descendants is not None:
+        _check_cost(Decimal(cost_with_descendants["amount"]), "run.cost_with_descendants.amount")
+        _check_length(
+            "run.cost_with_descendants.currency_code", cost_with_descendants["currency_code"], _CURRENCY_LIMIT
+        )
+        _check_length(
+            "run.cost_with_descendants.price_table_version",
+            cost_with_descendants["price_table_version"],
+            _PRICE_TABLE_LIMIT,
+        )
+    composed = _composition_view(run)
+    composition.check_run(composed)
+
+    steps = rows.steps
+    for index, step in enumerate(steps):
+        if step["sequence"] != index + 1:
+            raise InvalidArgument(
+                f"run.execution_steps[{index}].sequence",
+                f"steps must be numbered 1..{len(steps)} in order: expected {index + 1}, got {step['sequence']}",
+            )
+        if step["duration_us"] < 0:
+            _check_micros(f"run.execution_steps[{index}].duration", step["duration_us"])
+        kind = step["kind"]
+        if kind == "session_history" or step["payload"].get("child_run_id"):
+            composition.check_step(f"run.execution_steps[{index}]", _step_view(step), composed)
+        if kind == "model_call":
+            payload = step["payload"]
+            _check_counts(f"run.execution_steps[{index}].model_call.usage", payload["usage"])
+            ttft = payload["time_to_first_token_us"]
+            if ttft is not None and ttft < 0:
+                _check_micros(f"run.execution_steps[{index}].model_call.time_to_first_token", ttft)
+        elif kind == "tool_result" and step["payload"]["duration_us"] < 0:
+            _check_micros(f"run.execution_steps[{index}].tool_result.duration", step["payload"]["duration_us"])
 
     seen: dict[str, int] = {}
-    for index, call in enumerate(run.tool_calls):
+    for index, call in enumerate(rows.tool_calls):
         field = f"run.tool_calls[{index}]"
-        if not call.id:
+        call_id = call["call_id"]
+        if not call_id:
             raise InvalidArgument(f"{field}.id", "must not be empty")
-        if call.id in seen:
+        if call_id in seen:
             raise InvalidArgument(
-                f"{field}.id", f"duplicate tool call id {shown(call.id)} (also run.tool_calls[{seen[call.id]}])"
+                f"{field}.id", f"duplicate tool call id {shown(call_id)} (also run.tool_calls[{seen[call_id]}])"
             )
-        seen[call.id] = index
-        _check_length(f"{field}.id", call.id, _TOOL_ID_LIMIT)
-        if not call.name:
+        seen[call_id] = index
+        _check_length(f"{field}.id", call_id, _TOOL_ID_LIMIT)
+        if not call["name"]:
             raise InvalidArgument(f"{field}.name", "must not be empty")
-        _check_length(f"{field}.name", call.name, _TOOL_NAME_LIMIT)
-        _check_length(f"{field}.server", call.server, _TOOL_SERVER_LIMIT)
-        _check_time(f"{field}.start_time", call.start_time)
-        _check_duration(f"{field}.duration", call.duration)
+        _check_length(f"{field}.name", call["name"], _TOOL_NAME_LIMIT)
+        _check_length(f"{field}.server", call["server"], _TOOL_SERVER_LIMIT)
+        _check_micros(f"{field}.duration", call["duration_us"])

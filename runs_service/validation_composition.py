@@ -125,14 +125,20 @@ def _check_session_history(field: str, history: SessionHistory, run: Run) -> Non
             raise InvalidArgument(f"{field}.session_history.{name}", f"must not be negative, got {value}")
 
 
-def check_step(field: str, step: ExecutionStep, run: Run) -> None:
-    """The composition fields of one stored step (`field` is e.g. "run.execution_steps[3]")."""
-    if step.depth != 0:
+def check_step_depth(field: str, depth: int) -> None:
+    """A stored step's depth (`field` is e.g. "run.execution_steps[3]"): the rows do not keep it, so it is checked
+    before they are built."""
+    if depth != 0:
         raise InvalidArgument(
             f"{field}.depth",
-            f"must be 0 in a stored run, got {step.depth}: a run's record holds only its own steps (a child run's "
+            f"must be 0 in a stored run, got {depth}: a run's record holds only its own steps (a child run's "
             "steps, carried in its parent's stream with depth >= 1, are stored in the child run's record)",
         )
+
+
+def check_step(field: str, step: ExecutionStep, run: Run) -> None:
+    """The composition fields of one stored step (`field` is e.g. "run.execution_steps[3]")."""
+    check_step_depth(field, step.depth)
     payload = step.payload
     if isinstance(payload, ToolCallStarted | ToolCallFinished) and payload.child_run_id:
         kind = "tool_call" if isinstance(payload, ToolCallStarted) else "tool_result"

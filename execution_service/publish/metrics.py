@@ -14,8 +14,8 @@ log = logging.getLogger(__name__)
 
 
 def register_publisher_metrics(meter: Meter, publisher: OutboxPublisher, outbox: Outbox) -> None:
-    """agentrun.outbox.{sent,retried,parked,config_errors} (counters since start) and agentrun.outbox.pending /
-    agentrun.outbox.parked_records (records in the outbox file now)."""
+    """agentrun.outbox.{sent,retried,parked,config_errors} (counters of records since start) and
+    agentrun.outbox.pending / agentrun.outbox.parked_records (records in the outbox file now)."""
 
     def counter(field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
@@ -24,8 +24,8 @@ def register_publisher_metrics(meter: Meter, publisher: OutboxPublisher, outbox:
         return observe
 
     for field, description in (
-        ("sent", "RecordRun calls that succeeded"),
-        ("retried", "Failed RecordRun attempts scheduled for another try"),
+        ("sent", "Records RunsService acknowledged (RecordRuns results, or RecordRun calls that succeeded)"),
+        ("retried", "Failed delivery attempts of a record scheduled for another try"),
         ("parked", "Records RunsService rejected, moved to the dead-letter state"),
         ("config_errors", "UNAUTHENTICATED / PERMISSION_DENIED / UNIMPLEMENTED answers from RunsService"),
     ):

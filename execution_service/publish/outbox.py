@@ -158,9 +158,13 @@ class Outbox:
             raise ValueError("run_id must not be empty")
         return await self._call(self._put, run_id, payload, terminal, mark_live, replace_terminal, traceparent)
 
-    async def due(self, now: float, limit: int, exclude: Collection[str] = ()) -> list[OutboxItem]:
-        """Pending records whose next attempt is at or before `now`, oldest schedule first, skipping `exclude`."""
-        return await self._call(self._due, now, limit, tuple(exclude))
+    async def due(
+        self, now: float, limit: int, exclude: Collection[str] = (), max_bytes: int | None = None
+    ) -> list[OutboxItem]:
+        """Pending records whose next attempt is at or before `now`, oldest schedule first, skipping `exclude`.
+        With `max_bytes`, only as many as fit in that many payload bytes (at least one): a backlog of large records
+        is never loaded at once."""
+        return await self._call(self._due, now, limit, tuple(exclude), max_bytes)
 
     async def next_attempt_at(self, exclude: Collection[str] = ()) -> float | None:
         """The earliest next_attempt_at of a pending record not in `exclude`, or None when there is none."""
@@ -367,17 +371,32 @@ class Outbox:
             return "", ()
         return f" AND run_id NOT IN ({','.join('?' * len(exclude))})", exclude
 
-    def _due(self, now: float, limit: int, exclude: tuple[str, ...]) -> list[OutboxItem]:
+    def _due(self, now: float, limit: int, exclude: tuple[str, ...], max_bytes: int | None) -> list[OutboxItem]:
         clause, params = self._exclusion(exclude)
-        rows = (
-            self._db("NORMAL")
-            .execute(
+        conn = self._db("NORMAL")
+        if max_bytes is None:
+            rows = conn.execute(
                 f"SELECT {_ITEM_COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?{clause}"
-                " ORDER BY next_attempt_at LIMIT ?",
+                " ORDER BY next_attempt_at, run_id LIMIT ?",
                 (now, *params, limit),
-            )
-            .fetchall()
-        )
+            ).fetchall()
+            return [_item(r) for r in rows]
+        # The payload sizes first (length() of a blob does not read it), then only the payloads that fit.
+        chosen = conn.execute(
+            "SELECT run_id FROM (SELECT run_id, next_attempt_at,"
+            " sum(length(payload)) OVER (ORDER BY next_attempt_at, run_id) - length(payload) AS before"
+            f" FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?{clause})"
+            " WHERE before < ? ORDER BY next_attempt_at, run_id LIMIT ?",
+            (now, *params, max(max_bytes, 1), limit),
+        ).fetchall()
+        if not chosen:
+            return []
+        ids = [row[0] for row in chosen]
+        rows = conn.execute(
+            f"SELECT {_ITEM_COLUMNS} FROM outbox WHERE run_id IN ({','.join('?' * len(ids))})"
+            " ORDER BY next_attempt_at, run_id",
+            ids,
+        ).fetchall()
         return [_item(r) for r in rows]
 
     def _next_attempt_at(self, exclude: tuple[str, ...]) -> float | None:

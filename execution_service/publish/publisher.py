@@ -5,12 +5,18 @@ Delivery guarantees
   RunsService outages and restarts of this process (unsent records stay in the file for the next start).
 - RunsService upserts idempotently by run id, so an at-least-once resend (a call that timed out after the server
   stored it, a crash between send and ack) changes nothing there.
+- Records go out in batches through RecordRuns (up to `batch_max_records` records or `batch_max_bytes` bytes per
+  call, at most `max_in_flight` calls at once), each record getting its own outcome; when RunsService answers
+  RecordRuns with UNIMPLEMENTED (an older RunsService), records go one per RecordRun call until a later probe finds
+  RecordRuns (every `batch_reprobe_s`). A batch refused as a whole for a permanent reason (too large for the
+  server, INVALID_ARGUMENT) is delivered record by record through RecordRun, so only a bad record is parked.
 - Per run, records go out in order and never concurrently: a run in flight is not picked again until that call
   finished. The outbox holds only a run's latest record, so when RUNNING and terminal were both pending only the
   terminal one is sent; a terminal record put while RUNNING was in flight is sent after it (the ack of RUNNING is
   version-checked and leaves the terminal record in place).
 - Failures follow execution_service.publish.retry: transient codes back off (per record, exponential with jitter,
-  without holding up other records); permanent rejections are parked (dead-letter, never dropped).
+  without holding up other records); permanent rejections are parked (dead-letter, never dropped), and so is a
+  record RecordRuns answers REJECTED.
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ CallMetadata = Callable[[], Sequence[tuple[str, str]]]
 _IDLE_POLL_S = 30.0  # safety net: re-check the outbox at least this often even when nothing woke the sender
 _DELIVERED_REMEMBERED = 1_000  # terminal run ids remembered as delivered, for wait_delivered calls that come late
 _LOG_EVERY_S = 30.0  # at most one "RunsService unreachable"/"config error" line per status code per this period
+DEFAULT_BATCH_MAX_RECORDS = 100
+DEFAULT_BATCH_MAX_BYTES = 4 * 1024 * 1024  # well under RunsService's default 16 MiB message cap
+_REPROBE_S = 300.0  # after UNIMPLEMENTED, try RecordRuns again this much later (RunsService may have been upgraded)
 
 
 def _no_metadata() -> Sequence[tuple[str, str]]:
@@ -58,7 +67,7 @@ def _no_metadata() -> Sequence[tuple[str, str]]:
 class PublisherCounters:
     """Counts since this publisher was created (for metrics)."""
 
-    sent: int = 0  # RecordRun calls that succeeded
+    sent: int = 0  # records RunsService acknowledged (RecordRuns results or RecordRun calls that succeeded)
     retried: int = 0  # failed attempts scheduled for another try
     parked: int = 0  # records moved to the dead-letter state
     config_errors: int = 0  # UNAUTHENTICATED / PERMISSION_DENIED / UNIMPLEMENTED answers (retried)
@@ -72,7 +81,8 @@ class PublisherStats:
     config_errors: int
     pending: int  # records in the outbox waiting for delivery (in flight included)
     parked_total: int  # records in the dead-letter state in the file (from any process lifetime)
-    in_flight: int
+    in_flight: int  # records in calls not answered yet
+    calls_in_flight: int  # RecordRuns / RecordRun calls not answered yet
 
 
 @dataclass(slots=True)
@@ -99,10 +109,15 @@ class OutboxPublisher:
         backoff: Backoff = DELIVERY_BACKOFF,
         call_metadata: CallMetadata = _no_metadata,
         journal: StepJournal | None = None,
+        batch_max_records: int = DEFAULT_BATCH_MAX_RECORDS,
+        batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES,
+        batch_reprobe_s: float = _REPROBE_S,
     ) -> None:
         """`journal`: the live-steps journal (by default the one beside the outbox file, journal_directory)."""
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        if batch_max_records < 1 or batch_max_bytes < 1:
+            raise ValueError("batch_max_records and batch_max_bytes must be at least 1")
         if call_timeout_s <= 0:
             raise ValueError("call_timeout_s must be positive")
         self._outbox = outbox
@@ -110,10 +125,17 @@ class OutboxPublisher:
         self._stub = runs_service_pb2_grpc.RunsServiceStub(channel)
         self._call_timeout_s = call_timeout_s
         self._max_in_flight = max_in_flight
+        self._batch_max_records = batch_max_records
+        self._batch_max_bytes = batch_max_bytes
+        self._batch_reprobe_s = batch_reprobe_s
+        # When RunsService answered RecordRuns with UNIMPLEMENTED (monotonic time): one record per RecordRun until
+        # batch_reprobe_s later.
+        self._batches_refused_at: float | None = None
         self._backoff = backoff
         self._call_metadata = call_metadata
         self._counters = PublisherCounters()
-        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._in_flight: dict[str, asyncio.Task[None]] = {}  # run id -> the call sending its record
+        self._calls: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
@@ -213,14 +235,15 @@ class OutboxPublisher:
                 await self._wait_event(progress, min(remaining, 0.5))
         finally:
             task.cancel()
-            in_flight = list(self._in_flight.values())
-            for t in in_flight:
+            calls = list(self._calls)
+            for t in calls:
                 t.cancel()
-            results = await asyncio.gather(task, *in_flight, return_exceptions=True)
+            results = await asyncio.gather(task, *calls, return_exceptions=True)
             for r in results:
                 if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
                     log.error("outbox sender ended with an error", exc_info=r)
             self._in_flight.clear()
+            self._calls.clear()
             self._task = None
         try:
             counts = await self._outbox.counts()
@@ -271,6 +294,7 @@ class OutboxPublisher:
             pending=counts.pending,
             parked_total=counts.parked,
             in_flight=len(self._in_flight),
+            calls_in_flight=len(self._calls),
         )
 
     # --- sender ------------------------------------------------------------------------------------------------
@@ -290,44 +314,144 @@ class OutboxPublisher:
                 await self._wait_event(self._wake, delay)
 
     async def _dispatch_due(self) -> None:
-        free = self._max_in_flight - len(self._in_flight)
+        free = self._max_in_flight - len(self._calls)
         if free <= 0:
             return
-        items = await self._outbox.due(time.time(), free, exclude=tuple(self._in_flight))
+        per_call = self._batch_max_records if self._batches_allowed() else 1
+        items = await self._outbox.due(
+            time.time(), free * per_call, exclude=tuple(self._in_flight), max_bytes=free * self._batch_max_bytes
+        )
+        for batch in self._batches(items, per_call, free):
+            name = f"outbox-send:{batch[0].run_id}" + (f"+{len(batch) - 1}" if len(batch) > 1 else "")
+            call = asyncio.create_task(self._send(batch), name=name)
+            self._calls.add(call)
+            for item in batch:
+                self._in_flight[item.run_id] = call
+
+    def _batches(self, items: list[OutboxItem], per_call: int, calls: int) -> list[list[OutboxItem]]:
+        """`items` (oldest schedule first) cut into at most `calls` batches of at most `per_call` records and
+        batch_max_bytes bytes (a record larger than that goes alone). Records beyond them wait for the next round."""
+        batches: list[list[OutboxItem]] = []
+        size = 0
         for item in items:
-            self._in_flight[item.run_id] = asyncio.create_task(self._send(item), name=f"outbox-send:{item.run_id}")
+            current = batches[-1] if batches else None
+            if current is None or len(current) >= per_call or size + len(item.payload) > self._batch_max_bytes:
+                if len(batches) == calls:
+                    break
+                batches.append([item])
+                size = len(item.payload)
+            else:
+                current.append(item)
+                size += len(item.payload)
+        return batches
+
+    def _batches_allowed(self) -> bool:
+        refused_at = self._batches_refused_at
+        if refused_at is None:
+            return True
+        if time.monotonic() - refused_at >= self._batch_reprobe_s:
+            self._batches_refused_at = None
+            log.info("trying RecordRuns again (RunsService may have been upgraded)")
+            return True
+        return False
 
     async def _idle_delay(self) -> float:
-        if len(self._in_flight) >= self._max_in_flight:
+        if len(self._calls) >= self._max_in_flight:
             return _IDLE_POLL_S  # a finishing call wakes us
         next_at = await self._outbox.next_attempt_at(exclude=tuple(self._in_flight))
         if next_at is None:
             return _IDLE_POLL_S
         return min(_IDLE_POLL_S, max(0.0, next_at - time.time()))
 
-    async def _send(self, item: OutboxItem) -> None:
+    async def _send(self, batch: list[OutboxItem]) -> None:
         try:
-            await self._deliver(item)
+            await self._deliver(batch)
         except asyncio.CancelledError:
             raise
         except Exception:
-            # The outbox could not ack/defer/park (disk, closed file). The record is still in the file, unchanged,
-            # so it is sent again: at-least-once, and RecordRun is idempotent.
+            # The outbox could not ack/defer/park (disk, closed file). The records are still in the file, unchanged,
+            # so they are sent again: at-least-once, and RecordRun(s) is idempotent.
             log.exception(
-                "outbox bookkeeping failed after a RecordRun attempt; the record stays pending",
-                extra={"run_id": item.run_id, "version": item.version},
+                "outbox bookkeeping failed after a delivery attempt; the records stay pending",
+                extra={"run_ids": [item.run_id for item in batch]},
             )
         finally:
-            self._in_flight.pop(item.run_id, None)
+            call = asyncio.current_task()
+            self._calls.discard(call)
+            for item in batch:
+                if self._in_flight.get(item.run_id) is call:
+                    del self._in_flight[item.run_id]
             self._wake.set()
             self._notify_progress()
 
-    async def _deliver(self, item: OutboxItem) -> None:
-        try:
-            request = decode_request(item.payload)
-        except DecodeError as exc:
-            await self._park(item, f"stored payload is not a RecordRunRequest: {exc}")
+    async def _deliver(self, batch: list[OutboxItem]) -> None:
+        sendable: list[tuple[OutboxItem, runs_service_pb2.RecordRunRequest]] = []
+        for item in batch:
+            try:
+                sendable.append((item, decode_request(item.payload)))
+            except DecodeError as exc:
+                await self._park(item, f"stored payload is not a RecordRunRequest: {exc}")
+        if not sendable:
             return
+        if not self._batches_allowed():
+            await asyncio.gather(*(self._deliver_one(item, request) for item, request in sendable))
+            return
+        await self._deliver_batch(sendable)
+
+    async def _deliver_batch(self, sendable: list[tuple[OutboxItem, runs_service_pb2.RecordRunRequest]]) -> None:
+        items = [item for item, _ in sendable]
+        request = runs_service_pb2.RecordRunsRequest(requests=[request for _, request in sendable])
+        try:
+            metadata = tuple(self._call_metadata())
+            # A batch joins the trace of its first run (one call cannot be a child of several traces).
+            with trace_context(items[0].traceparent):
+                response: runs_service_pb2.RecordRunsResponse = await self._stub.RecordRuns(
+                    request, timeout=self._call_timeout_s, metadata=metadata
+                )
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                if self._batches_refused_at is None:  # once, not for every batch that was already in flight
+                    log.warning(
+                        "RunsService has no RecordRuns (an older version): delivering one record per RecordRun call",
+                        extra={"retry_batches_after_s": self._batch_reprobe_s},
+                    )
+                self._batches_refused_at = time.monotonic()
+            elif classify(code) is Disposition.PARK or code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                log.warning(
+                    "RunsService refused a batch as a whole; delivering its records one by one",
+                    extra={"code": code.name if code else "UNKNOWN", "details": exc.details(), "records": len(items)},
+                )
+            else:
+                for item in items:
+                    await self._on_rpc_error(item, exc)
+                return
+            await asyncio.gather(*(self._deliver_one(item, one) for item, one in sendable))
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("RecordRuns attempt failed unexpectedly", extra={"run_ids": [i.run_id for i in items]})
+            for item in items:
+                await self._defer(item, f"unexpected error: {exc!r}", None)
+            return
+        if len(response.results) != len(items):
+            log.error(
+                "RecordRuns answered with a wrong number of results; the records are retried",
+                extra={"sent": len(items), "results": len(response.results)},
+            )
+            for item in items:
+                await self._defer(item, f"RecordRuns answered {len(response.results)} results for {len(items)}", None)
+            return
+        for item, result in zip(items, response.results, strict=True):
+            if result.outcome == runs_service_pb2.RECORD_OUTCOME_REJECTED:
+                rejection = result.rejection
+                await self._park(item, f"{rejection.reason or 'REJECTED'}: {rejection.message}")
+                continue
+            await self._delivered_one(item, result.outcome)
+
+    async def _deliver_one(self, item: OutboxItem, request: runs_service_pb2.RecordRunRequest) -> None:
+        """One record through RecordRun (an older RunsService, or a batch refused as a whole)."""
         try:
             metadata = tuple(self._call_metadata())
             with trace_context(item.traceparent):  # the call's client span is a child of the run's span
@@ -343,12 +467,15 @@ class OutboxPublisher:
             log.exception("RecordRun attempt failed unexpectedly", extra={"run_id": item.run_id})
             await self._defer(item, f"unexpected error: {exc!r}", None)
             return
+        await self._delivered_one(item, response.outcome)
+
+    async def _delivered_one(self, item: OutboxItem, outcome_value: int) -> None:
         self._counters.sent += 1
         if self._failing:
             self._failing = False
             log.info("RunsService accepts records again", extra={"run_id": item.run_id})
-        outcome = runs_service_pb2.RecordOutcome.Name(response.outcome)
-        if response.outcome == runs_service_pb2.RECORD_OUTCOME_IGNORED and item.terminal:
+        outcome = runs_service_pb2.RecordOutcome.Name(outcome_value)
+        if outcome_value == runs_service_pb2.RECORD_OUTCOME_IGNORED and item.terminal:
             log.warning(
                 "RunsService kept a different terminal record for this run",
                 extra={"run_id": item.run_id, "outcome": outcome},

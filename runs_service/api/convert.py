@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 
 from agentrun.runs.v1 import runs_service_pb2
@@ -12,12 +13,14 @@ from agentrun_core.proto_convert import (
     cost_to_pb,
     duration_to_pb,
     run_status_to_pb,
+    run_to_pb,
     timestamp_from_pb,
     timestamp_to_pb,
     token_usage_to_pb,
 )
 from runs_service.errors import InvalidArgument
 from runs_service.queries import (
+    ExportBatch,
     GroupBy,
     RecordOutcome,
     RecordResult,
@@ -33,6 +36,7 @@ _OUTCOMES = {
     RecordOutcome.UPDATED: runs_service_pb2.RECORD_OUTCOME_UPDATED,
     RecordOutcome.UNCHANGED: runs_service_pb2.RECORD_OUTCOME_UNCHANGED,
     RecordOutcome.IGNORED: runs_service_pb2.RECORD_OUTCOME_IGNORED,
+    RecordOutcome.REJECTED: runs_service_pb2.RECORD_OUTCOME_REJECTED,
 }
 
 _GROUP_BY = {
@@ -55,9 +59,50 @@ def is_full_view(view: int, field: str = "view") -> bool:
 
 
 def record_result_to_pb(result: RecordResult) -> runs_service_pb2.RecordRunResponse:
+    if result.rejection is not None or result.stored_status is None:  # never from a single RecordRun
+        raise AssertionError(f"RecordRun cannot answer {result}")
     return runs_service_pb2.RecordRunResponse(
         outcome=_OUTCOMES[result.outcome], stored_status=run_status_to_pb(result.stored_status)
     )
+
+
+def record_results_to_pb(run_ids: list[str], results: list[RecordResult]) -> runs_service_pb2.RecordRunsResponse:
+    response = runs_service_pb2.RecordRunsResponse()
+    for run_id, result in zip(run_ids, results, strict=True):
+        item = response.results.add(run_id=run_id, outcome=_OUTCOMES[result.outcome])
+        if result.stored_status is not None:
+            item.stored_status = run_status_to_pb(result.stored_status)
+        if result.rejection is not None:
+            item.rejection.reason = result.rejection.reason
+            item.rejection.field = result.rejection.field
+            item.rejection.message = result.rejection.message
+    return response
+
+
+# ExportRuns: runs are packed into messages of at most this many bytes (a larger run goes alone).
+EXPORT_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def export_messages(batch: ExportBatch, max_bytes: int) -> Iterator[runs_service_pb2.ExportRunsResponse]:
+    """An export batch as messages of at most `max_bytes` (one larger run goes alone), each with the cursor that
+    resumes right after its last run; the batch's total_count goes in the first."""
+    message = runs_service_pb2.ExportRunsResponse()
+    if batch.total_count is not None:
+        message.total_count = batch.total_count
+    size = 0
+    for index, run in enumerate(batch.runs):
+        run_pb = run_to_pb(run)
+        run_size = run_pb.ByteSize()
+        if message.runs and size + run_size > max_bytes:
+            message.resume_cursor = batch.cursor_after(index - 1)
+            yield message
+            message = runs_service_pb2.ExportRunsResponse()
+            size = 0
+        message.runs.append(run_pb)
+        size += run_size
+    if message.runs:
+        message.resume_cursor = batch.cursor_after(len(batch.runs) - 1)
+        yield message
 
 
 def _checked_time(value: timestamp_pb2.Timestamp, field: str) -> datetime:

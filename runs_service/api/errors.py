@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -39,6 +39,7 @@ def status_code_for(error: RunsServiceError) -> grpc.StatusCode:
 
 
 R = TypeVar("R")
+M = TypeVar("M")
 
 
 def translate_errors(
@@ -60,5 +61,35 @@ def translate_errors(
         except Exception:
             log.exception("unexpected error", extra={"rpc": method.__name__})
             await abort(context, grpc.StatusCode.INTERNAL, "internal error; see the server log", reason="INTERNAL")
+
+    return wrapper
+
+
+async def _abort_for(context: grpc.aio.ServicerContext, rpc: str, exc: Exception) -> None:
+    if isinstance(exc, ConversionError):
+        await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), reason="INVALID_ARGUMENT", field=exc.field)
+    elif isinstance(exc, RunsServiceError):
+        code = status_code_for(exc)
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
+            log.warning("request failed", extra={"rpc": rpc, "reason": exc.reason, "error": str(exc)})
+        await abort(context, code, exc.message, reason=exc.reason, field=getattr(exc, "field", None))
+    else:
+        log.exception("unexpected error", extra={"rpc": rpc}, exc_info=exc)
+        await abort(context, grpc.StatusCode.INTERNAL, "internal error; see the server log", reason="INTERNAL")
+
+
+def translate_stream_errors(
+    method: Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterator[M]],
+) -> Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterator[M]]:
+    """translate_errors for a server-streaming method (an async generator): an error before or between messages
+    ends the stream with its rich status."""
+
+    @wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[M]:
+        try:
+            async for message in method(self, request, context):
+                yield message
+        except (ConversionError, Exception) as exc:  # CancelledError (a client gone) is not an Exception
+            await _abort_for(context, method.__name__, exc)
 
     return wrapper

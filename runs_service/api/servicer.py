@@ -2,26 +2,38 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+
 import grpc
 from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
 
 from agentrun_core.identity import current_identity
 from agentrun_core.ids import run_id_problem
-from agentrun_core.proto_convert import run_from_pb, run_to_pb, step_to_pb
+from agentrun_core.proto_convert import run_to_pb, step_to_pb
 from runs_service.api.convert import (
+    EXPORT_MESSAGE_BYTES,
+    export_messages,
     is_full_view,
     record_result_to_pb,
+    record_results_to_pb,
     run_stats_to_pb,
     session_page_to_pb,
     stats_query_from_pb,
     time_range_from_pb,
     tool_stats_to_pb,
 )
-from runs_service.api.errors import translate_errors
+from runs_service.api.errors import translate_errors, translate_stream_errors
+from runs_service.api.run_rows import rows_from_pb
 from runs_service.errors import InvalidArgument, PermissionDenied, RunNotFound
-from runs_service.queries import ListRunsQuery, ListSessionsQuery, Scope
+from runs_service.queries import DeleteRunsQuery, ExportQuery, ListRunsQuery, ListSessionsQuery, RecordResult, Scope
 from runs_service.storage.repository import RunRepository
-from runs_service.validation import validate_run
+from runs_service.storage.rows import RunRows
+
+log = logging.getLogger(__name__)
+
+# RecordRuns: the most runs one call may carry (the outbox sends at most 100).
+MAX_RECORD_BATCH = 1000
 
 
 def _caller_scope() -> Scope:
@@ -37,16 +49,14 @@ def _checked_run_id(value: str, field: str = "run_id") -> str:
 
 
 class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
-    def __init__(self, repository: RunRepository, *, max_record_bytes: int) -> None:
+    def __init__(self, repository: RunRepository, *, max_record_bytes: int, max_message_bytes: int = 16 << 20) -> None:
         self._repository = repository
         self._max_record_bytes = max_record_bytes
+        # ExportRuns messages stay well under the gRPC message cap (a single larger run is still sent alone).
+        self._max_export_message_bytes = min(EXPORT_MESSAGE_BYTES, max_message_bytes // 2)
 
-    @translate_errors
-    async def RecordRun(
-        self, request: runs_service_pb2.RecordRunRequest, context: grpc.aio.ServicerContext
-    ) -> runs_service_pb2.RecordRunResponse:
-        if not current_identity.get().may_record_runs:
-            raise PermissionDenied("RecordRun is reserved to the execution service and admins")
+    def _checked_record(self, request: runs_service_pb2.RecordRunRequest) -> RunRows:
+        """The rows of one record, checked exactly as RecordRun checks them (InvalidArgument naming the field)."""
         size = request.ByteSize()
         if size > self._max_record_bytes:
             raise InvalidArgument(
@@ -56,14 +66,78 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
             )
         if not request.HasField("run"):
             raise InvalidArgument("run", "is required")
-        try:
-            run = run_from_pb(request.run)
-        except OverflowError:
-            # A Timestamp/Duration beyond what datetime holds (years 1-9999): bad input, not a server fault.
-            raise InvalidArgument("run", "holds a timestamp or duration out of range (years 1-9999)") from None
-        validate_run(run)
-        result = await self._repository.record_run(run)
+        return rows_from_pb(request.run)
+
+    @translate_errors
+    async def RecordRun(
+        self, request: runs_service_pb2.RecordRunRequest, context: grpc.aio.ServicerContext
+    ) -> runs_service_pb2.RecordRunResponse:
+        if not current_identity.get().may_record_runs:
+            raise PermissionDenied("RecordRun is reserved to the execution service and admins")
+        result = await self._repository.record_rows(self._checked_record(request))
         return record_result_to_pb(result)
+
+    @translate_errors
+    async def RecordRuns(
+        self, request: runs_service_pb2.RecordRunsRequest, context: grpc.aio.ServicerContext
+    ) -> runs_service_pb2.RecordRunsResponse:
+        if not current_identity.get().may_record_runs:
+            raise PermissionDenied("RecordRuns is reserved to the execution service and admins")
+        count = len(request.requests)
+        if count > MAX_RECORD_BATCH:
+            raise InvalidArgument("requests", f"at most {MAX_RECORD_BATCH} runs per call, got {count}")
+        results: list[RecordResult | None] = [None] * count
+        valid: list[RunRows] = []
+        positions: list[int] = []
+        for index, item in enumerate(request.requests):
+            try:
+                valid.append(self._checked_record(item))
+                positions.append(index)
+            except InvalidArgument as exc:
+                results[index] = RecordResult.rejected(exc.reason, exc.field, exc.message)
+        if count - len(valid):
+            log.info("RecordRuns rejected invalid runs", extra={"rejected": count - len(valid), "runs": count})
+        for index, result in zip(positions, await self._repository.record_batch(valid), strict=True):
+            results[index] = result
+        return record_results_to_pb([item.run.id for item in request.requests], [r for r in results if r is not None])
+
+    @translate_stream_errors
+    async def ExportRuns(
+        self, request: runs_service_pb2.ExportRunsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[runs_service_pb2.ExportRunsResponse]:
+        query = ExportQuery(
+            filter=request.filter,
+            full=is_full_view(request.view),
+            resume_cursor=request.resume_cursor,
+            count_total=request.count_total,
+        )
+        async for batch in self._repository.export(query, _caller_scope()):
+            for message in export_messages(batch, self._max_export_message_bytes):
+                yield message
+
+    @translate_errors
+    async def DeleteRuns(
+        self, request: runs_service_pb2.DeleteRunsRequest, context: grpc.aio.ServicerContext
+    ) -> runs_service_pb2.DeleteRunsResponse:
+        identity = current_identity.get()
+        if not identity.may_delete_runs:
+            raise PermissionDenied(
+                "DeleteRuns is not allowed with the execution service's token (it only records runs); "
+                "use an admin token, or a user token for that user's own runs"
+            )
+        query = DeleteRunsQuery(filter=request.filter, dry_run=request.dry_run, match_all=request.match_all)
+        answer = await self._repository.delete_runs(query, _caller_scope())
+        log.info(
+            "runs counted for deletion" if request.dry_run else "runs deleted",
+            extra={
+                "user": identity.user,
+                "role": identity.role.value,
+                "filter": request.filter,
+                "match_all": request.match_all,
+                "run_count": answer.run_count,
+            },
+        )
+        return runs_service_pb2.DeleteRunsResponse(run_count=answer.run_count, sample_run_ids=answer.sample_run_ids)
 
     @translate_errors
     async def GetRun(

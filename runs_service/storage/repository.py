@@ -6,10 +6,12 @@ with a user sees only that user's runs; an invisible run behaves exactly like an
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, func, literal_column, select, text
@@ -21,7 +23,11 @@ from runs_service.errors import InvalidPageToken, RunNotFound
 from runs_service.queries import (
     DEFAULT_STEP_PAGE_SIZE,
     MAX_DESCENDANTS,
+    DeleteAnswer,
+    DeleteRunsQuery,
     Descendants,
+    ExportBatch,
+    ExportQuery,
     ListRunsQuery,
     ListSessionsQuery,
     RecordResult,
@@ -34,17 +40,24 @@ from runs_service.queries import (
     ToolStatsRow,
     normalise_page_size,
 )
+from runs_service.retention import PurgePlan
 from runs_service.storage import run_tree, sessions, stats
+from runs_service.storage.deletion import Pause, Position, RunDeleter, after
 from runs_service.storage.errors import storage_errors
 from runs_service.storage.ordering import after_position, order_clauses, ordering_text, parse_order_by, position_of
 from runs_service.storage.page_tokens import PageTokenCodec
-from runs_service.storage.rows import run_from_row, step_from_row, to_utc, tool_call_from_row
+from runs_service.storage.rows import RunRows, run_from_row, step_from_row, to_utc, tool_call_from_row
 from runs_service.storage.run_writer import RunWriter
 from runs_service.storage.tables import run_steps, runs, tool_calls
 
 logger = logging.getLogger(__name__)
 
 _RUNS_TOKEN_MATCHES = "filter, order_by or caller"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# Runs per export batch (one database read each): BASIC rows are small; FULL runs carry their steps.
+EXPORT_BASIC_BATCH = 500
+EXPORT_FULL_BATCH = 20
 _STEPS_TOKEN_MATCHES = "run or caller"
 _SESSIONS_TOKEN_MATCHES = "filter, order_by or caller"
 
@@ -55,6 +68,7 @@ class RunRepository:
         self._dialect = engine.dialect.name
         self._tokens = PageTokenCodec(page_token_secret)
         self._writer = RunWriter(engine)
+        self._deleter = RunDeleter(engine)
         # SQLite reads see one snapshot per transaction anyway; PostgreSQL needs REPEATABLE READ for that.
         self._snapshot_engine = (
             engine.execution_options(isolation_level="REPEATABLE READ") if self._dialect == "postgresql" else engine
@@ -99,8 +113,16 @@ class RunRepository:
     # --- writes ------------------------------------------------------------------------------------------
 
     async def record_run(self, run: Run) -> RecordResult:
-        """Idempotent upsert of a validated run (runs_service.validation.validate_run); see recorder.py."""
+        """Idempotent upsert of a validated run (runs_service.validation.validate_run); see run_writer.py."""
         return await self._writer.record(run)
+
+    async def record_rows(self, rows: RunRows) -> RecordResult:
+        """Idempotent upsert of one run's validated rows (runs_service.validation.validate_rows)."""
+        return await self._writer.record_rows(rows)
+
+    async def record_batch(self, batch: Sequence[RunRows]) -> list[RecordResult]:
+        """Idempotent upserts of several runs' validated rows; one result per run, in order (run_writer.py)."""
+        return await self._writer.record_batch(batch)
 
     # --- single runs -------------------------------------------------------------------------------------
 
@@ -191,6 +213,66 @@ class RunRepository:
             next_token = self._tokens.encode(bound_to, position_of(ordering, last))
         return RunPage(runs=page, next_page_token=next_token)
 
+    async def export(self, query: ExportQuery, scope: Scope) -> AsyncIterator[ExportBatch]:
+        """The runs matching `query.filter` that `scope` sees, in (start_time, id) order, batch by batch, from after
+        `query.resume_cursor`. Each batch is one short read (no transaction or connection is held while the
+        caller consumes a batch), so memory stays constant and a slow reader holds nothing in the database."""
+        filter_text = query.filter.strip()
+        bound_to = ("export", _normalised_filter(filter_text), scope.user)
+        conditions = self._run_conditions(filter_text, scope)
+        position = self._export_position(query.resume_cursor, bound_to) if query.resume_cursor else None
+        batch_size = EXPORT_FULL_BATCH if query.full else EXPORT_BASIC_BATCH
+        total: int | None = None
+        if query.count_total:
+            count = select(func.count()).select_from(runs).where(*conditions, *after(position))
+            async with storage_errors("count runs to export", filter=filter_text), self._engine.connect() as conn:
+                total = int((await conn.execute(count)).scalar_one())
+        while True:
+            stmt = (
+                select(runs)
+                .where(*conditions, *after(position))
+                .order_by(runs.c.start_time, runs.c.id)
+                .limit(batch_size)
+            )
+            async with (
+                storage_errors("export runs", filter=filter_text),
+                self._read_connection(consistent=query.full) as conn,
+            ):
+                rows = (await conn.execute(stmt)).mappings().all()
+                if query.full and rows:
+                    found = await self._children_of(conn, [r["id"] for r in rows])
+                    batch = [run_from_row(r, *found.get(r["id"], ((), ()))) for r in rows]
+                else:
+                    batch = [run_from_row(r) for r in rows]
+            if not batch:
+                return
+            last = batch[-1]
+            position = Position(last.start_time, last.id)
+            yield ExportBatch(runs=batch, cursor_after=self._cursor_maker(batch, bound_to), total_count=total)
+            total = None
+            if len(rows) < batch_size:
+                return
+
+    def _cursor_maker(self, batch: list[Run], bound_to: tuple[str | None, ...]) -> Callable[[int], str]:
+        def cursor_after(index: int) -> str:
+            run = batch[index]
+            return self._tokens.encode(bound_to, {"t": (run.start_time - _EPOCH) // _MICROSECOND, "id": run.id})
+
+        return cursor_after
+
+    def _export_position(self, cursor: str, bound_to: tuple[str | None, ...]) -> Position:
+        try:
+            position = self._tokens.decode(cursor, bound_to, "filter or caller")
+        except InvalidPageToken as exc:
+            raise InvalidPageToken(exc.message.replace("page_token", "resume_cursor"), field="resume_cursor") from None
+        micros, run_id = position.get("t"), position.get("id")
+        if not isinstance(micros, int) or isinstance(micros, bool) or not isinstance(run_id, str):
+            raise InvalidPageToken("is malformed: start again without a resume_cursor", field="resume_cursor")
+        try:
+            return Position(_EPOCH + micros * _MICROSECOND, run_id)
+        except OverflowError:
+            raise InvalidPageToken("is malformed: start again without a resume_cursor", field="resume_cursor") from None
+
     async def list_sessions(self, query: ListSessionsQuery, scope: Scope) -> SessionPage:
         """A page of sessions visible to `scope` with a run matching `query.filter`, in `query.order_by` order."""
         ordering = sessions.parse_session_order_by(query.order_by)
@@ -244,6 +326,55 @@ class RunRepository:
         ):
             return await stats.tool_stats(conn, conditions)
 
+    # --- deletion ----------------------------------------------------------------------------------------
+
+    async def delete_runs(self, query: DeleteRunsQuery, scope: Scope) -> DeleteAnswer:
+        """Deletes (or with dry_run counts) the non-RUNNING runs matching the filter that `scope` may see, with
+        their steps and tool calls, in batches (runs_service.storage.deletion)."""
+        filter_text = query.checked_filter()
+        conditions = self._run_conditions(filter_text, scope)
+        if query.dry_run:
+            count, sample = await self._deleter.count(conditions)
+            return DeleteAnswer(run_count=count, sample_run_ids=sample)
+        deleted = await self._deleter.delete(conditions, pause=_yield)
+        return DeleteAnswer(run_count=deleted)
+
+    def expired_conditions(self, plan: PurgePlan) -> list[ColumnElement[bool]]:
+        """The runs a retention plan has expired (runs_service.retention); InvalidFilter for a bad rule."""
+        conditions = self._run_conditions(plan.filter, Scope.everything())
+        return [*conditions, runs.c.start_time < to_utc(plan.cutoff)]
+
+    async def purge_expired(self, plan: PurgePlan, *, batch_size: int, pause: Pause) -> int:
+        """Deletes the runs `plan` has expired, batch by batch, pausing between batches; returns how many."""
+        what = f"retention purge ({plan.description})"
+        return await self._deleter.delete(self.expired_conditions(plan), batch_size=batch_size, pause=pause, what=what)
+
+    @asynccontextmanager
+    async def exclusive(self, key: int) -> AsyncIterator[bool]:
+        """PostgreSQL: holds the session advisory lock `key` for the block if no other session holds it (yields
+        whether it got it). SQLite: one process owns the file, so always True."""
+        if self._dialect != "postgresql":
+            yield True
+            return
+        async with storage_errors("advisory lock"):
+            conn = await self._engine.connect()
+        try:
+            async with storage_errors("advisory lock"):
+                acquired = bool((await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})).scalar())
+                await conn.commit()
+            try:
+                yield acquired
+            finally:
+                if acquired:
+                    try:
+                        await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                        await conn.commit()
+                    except Exception as exc:  # close the session for real: the lock goes with it
+                        logger.warning("could not release advisory lock %d: %s", key, exc)
+                        await conn.invalidate()
+        finally:
+            await conn.close()
+
     async def ping(self) -> None:
         """Raises StorageUnavailable when the database cannot be reached."""
         async with storage_errors("ping"), self._engine.connect() as conn:
@@ -287,6 +418,11 @@ class RunRepository:
         for row in (await conn.execute(self._select_tool_calls_of, params)).mappings():
             found[row["run_id"]][1].append(tool_call_from_row(row))
         return found
+
+
+async def _yield(_elapsed_s: float, _deleted: int) -> None:
+    """Between DeleteRuns batches: let other calls run (no sleep: the caller is waiting for the answer)."""
+    await asyncio.sleep(0)
 
 
 def _compiled_filter(filter_text: str) -> ColumnElement[bool] | None:

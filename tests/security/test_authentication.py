@@ -50,6 +50,9 @@ def _calls(stack: Stack, header: str | None) -> dict[str, Callable[[], Awaitable
     now_run = run_pb2.Run(id=RUN_ID, agent_name="echo", user="mallory", status=run_pb2.RUN_STATUS_RUNNING)
     return {
         "RecordRun": lambda: runs.RecordRun(rs.RecordRunRequest(run=now_run)),
+        "RecordRuns": lambda: runs.RecordRuns(rs.RecordRunsRequest(requests=[rs.RecordRunRequest(run=now_run)])),
+        "DeleteRuns": lambda: runs.DeleteRuns(rs.DeleteRunsRequest(match_all=True)),
+        "ExportRuns": lambda: drain(runs.ExportRuns(rs.ExportRunsRequest())),
         "GetRun": lambda: runs.GetRun(rs.GetRunRequest(run_id=RUN_ID)),
         "ListRuns": lambda: runs.ListRuns(rs.ListRunsRequest()),
         "ListRunSteps": lambda: runs.ListRunSteps(rs.ListRunStepsRequest(run_id=RUN_ID)),
@@ -123,6 +126,9 @@ async def test_a_user_token_cannot_record_runs_but_the_service_token_can(tmp_pat
         assert code == grpc.StatusCode.PERMISSION_DENIED, details
         code, _ = await status_of(lambda: stack.runs_stub(ADMIN).GetRun(rs.GetRunRequest(run_id=RUN_ID)))
         assert code == grpc.StatusCode.NOT_FOUND  # nothing was stored
+        batch = rs.RecordRunsRequest(requests=[rs.RecordRunRequest(run=forged)])
+        code, details = await status_of(lambda: stack.runs_stub(ALICE).RecordRuns(batch))
+        assert code == grpc.StatusCode.PERMISSION_DENIED, details
         reply = await stack.runs_stub(SERVICE).RecordRun(rs.RecordRunRequest(run=forged))
         assert reply.outcome == rs.RECORD_OUTCOME_CREATED
 

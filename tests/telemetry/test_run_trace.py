@@ -20,7 +20,7 @@ from tests.support.stack import agent_source, running_stack, wait_for
 
 META_SERVER = Path(__file__).with_name("mcp_meta_server.py")
 EXECUTE_AGENT = "/agentrun.execution.v1.ExecutionService/ExecuteAgent"
-RECORD_RUN = "/agentrun.runs.v1.RunsService/RecordRun"
+RECORD_RUN = "/agentrun.runs.v1.RunsService/RecordRuns"
 TASK_WORD = "zebra-task-text"
 SECRET = "sk-test-0123456789abcdef"
 TASK = f"{TASK_WORD} add and check api_key={SECRET}"

@@ -203,3 +203,16 @@ async def test_put_survives_sigkill(outbox_path: Path, mode: str) -> None:
             assert item.payload == f"terminal-{run_id.removeprefix('run-')}".encode()
     finally:
         await reopened.close()
+
+
+async def test_due_loads_only_the_payloads_that_fit_in_a_byte_budget(outbox: Outbox) -> None:
+    for i in range(10):
+        await outbox.put(f"r{i}", bytes([i]) * 1000, terminal=True)
+    everything = await outbox.due(time.time() + 1, limit=100)
+    assert [item.run_id for item in everything] == [f"r{i}" for i in range(10)]
+    fitting = await outbox.due(time.time() + 1, limit=100, max_bytes=3500)
+    assert [item.run_id for item in fitting] == ["r0", "r1", "r2", "r3"]  # the one that crosses the budget too
+    assert [item.payload for item in fitting] == [bytes([i]) * 1000 for i in range(4)]
+    assert [item.run_id for item in await outbox.due(time.time() + 1, limit=2, max_bytes=10**9)] == ["r0", "r1"]
+    one = await outbox.due(time.time() + 1, limit=100, max_bytes=1, exclude=["r0"])
+    assert [item.run_id for item in one] == ["r1"]  # a record larger than the budget still goes, alone

@@ -12,6 +12,7 @@ from agentrun_core.domain import RunStatus
 from execution_service.publish.base import RunSink
 from execution_service.publish.outbox import Outbox
 from execution_service.publish.publisher import OutboxPublisher
+from execution_service.publish.records import encode_run
 from tests.execution_service.publish.conftest import FAST_BACKOFF, PublisherFactory, make_run
 from tests.execution_service.publish.fake_runs_server import FakeRunsServer
 
@@ -178,18 +179,117 @@ async def test_unauthenticated_keeps_retrying_until_the_token_is_fixed(
     assert server.servicer.metadata[-1]["authorization"] == "Bearer good"
 
 
-async def test_concurrent_sends_are_bounded(
-    outbox: Outbox, server: FakeRunsServer, make_publisher: PublisherFactory
+async def test_concurrent_calls_and_batch_sizes_are_bounded(
+    outbox: Outbox, server: FakeRunsServer, channel: grpc.aio.Channel
 ) -> None:
     for i in range(12):
         server.servicer.delay_s[f"r{i}"] = 0.3
-    publisher = await make_publisher(outbox, max_in_flight=4)
+    publisher = OutboxPublisher(outbox, channel, backoff=FAST_BACKOFF, max_in_flight=4, batch_max_records=2)
     for i in range(12):
         await publisher.record(make_run(f"r{i}", RunStatus.COMPLETED))
-    await asyncio.sleep(0.15)
-    assert (await publisher.stats()).in_flight == 4
-    assert await publisher.flush(timeout_s=5)
+    publisher.start()
+    try:
+        await asyncio.sleep(0.15)
+        stats = await publisher.stats()
+        assert (stats.calls_in_flight, stats.in_flight) == (4, 8)
+        assert await publisher.flush(timeout_s=5)
+    finally:
+        await publisher.stop(drain_timeout_s=0)
     assert len(server.servicer.accepted) == 12
+    assert server.servicer.batch_sizes == [2] * 6 and server.servicer.single_calls == 0
+
+
+async def test_records_go_in_batches_bounded_by_count_and_bytes(
+    outbox: Outbox, server: FakeRunsServer, channel: grpc.aio.Channel
+) -> None:
+    runs = [make_run(f"r{i:02d}", RunStatus.COMPLETED, steps=3) for i in range(30)]
+    publisher = OutboxPublisher(outbox, channel, backoff=FAST_BACKOFF, batch_max_records=10)
+    for run in runs:
+        await publisher.record(run)
+    publisher.start()
+    try:
+        assert await publisher.flush(timeout_s=5)
+        assert server.servicer.batch_sizes == [10, 10, 10]
+        assert publisher.counters.sent == 30
+    finally:
+        await publisher.stop(drain_timeout_s=0)
+    assert sorted(server.servicer.stored) == [run.id for run in runs]
+
+
+async def test_batches_stay_under_the_byte_cap(
+    outbox: Outbox, server: FakeRunsServer, channel: grpc.aio.Channel
+) -> None:
+    runs = [make_run(f"r{i}", RunStatus.COMPLETED, steps=3) for i in range(6)]
+    size = len(encode_run(runs[0]))
+    assert all(len(encode_run(run)) == size for run in runs)
+    publisher = OutboxPublisher(outbox, channel, backoff=FAST_BACKOFF, batch_max_bytes=int(size * 2.5))
+    for run in runs:
+        await publisher.record(run)
+    publisher.start()
+    try:
+        assert await publisher.flush(timeout_s=5)
+    finally:
+        await publisher.stop(drain_timeout_s=0)
+    assert server.servicer.batch_sizes == [2, 2, 2]
+
+
+async def test_an_older_runs_service_gets_one_record_per_record_run_until_it_has_record_runs(
+    outbox: Outbox, server: FakeRunsServer, make_publisher: PublisherFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.servicer.batch_rpc = False
+    publisher = await make_publisher(outbox, batch_reprobe_s=0.5)
+    for i in range(5):
+        await publisher.record(make_run(f"old-{i}", RunStatus.COMPLETED))
+    assert await publisher.flush(timeout_s=5)
+    assert sorted(server.servicer.stored) == [f"old-{i}" for i in range(5)]
+    assert server.servicer.single_calls == 5 and server.servicer.batch_sizes == []
+    assert publisher.counters.retried == 0 and publisher.counters.parked == 0
+    assert sum("has no RecordRuns" in r.getMessage() for r in caplog.records) == 1
+
+    server.servicer.batch_rpc = True  # RunsService upgraded: batches again after the probe interval
+    await asyncio.sleep(0.6)
+    for i in range(3):
+        await publisher.record(make_run(f"new-{i}", RunStatus.COMPLETED))
+    assert await publisher.flush(timeout_s=5)
+    assert sum(server.servicer.batch_sizes) == 3 and server.servicer.single_calls == 5
+
+
+async def test_a_batch_refused_as_a_whole_is_sent_record_by_record(
+    outbox: Outbox, server: FakeRunsServer, channel: grpc.aio.Channel
+) -> None:
+    server.servicer.batch_error = grpc.StatusCode.RESOURCE_EXHAUSTED  # e.g. over the server's message size cap
+    server.servicer.reject["bad"] = grpc.StatusCode.INVALID_ARGUMENT
+    publisher = OutboxPublisher(outbox, channel, backoff=FAST_BACKOFF)
+    for run_id in ("a", "bad", "b"):
+        await publisher.record(make_run(run_id, RunStatus.COMPLETED))
+    publisher.start()
+    try:
+        assert await publisher.flush(timeout_s=5)
+    finally:
+        await publisher.stop(drain_timeout_s=0)
+    assert server.servicer.batch_sizes == [3] and server.servicer.single_calls == 3
+    assert sorted(server.servicer.stored) == ["a", "b"]
+    [parked] = await outbox.parked()
+    assert parked.run_id == "bad" and (parked.last_error or "").startswith("INVALID_ARGUMENT")
+
+
+async def test_a_transient_batch_failure_retries_every_record_of_it(
+    outbox: Outbox, server: FakeRunsServer, channel: grpc.aio.Channel
+) -> None:
+    server.servicer.unavailable_next = 2
+    publisher = OutboxPublisher(outbox, channel, backoff=FAST_BACKOFF)
+    for i in range(4):
+        await publisher.record(make_run(f"r{i}", RunStatus.COMPLETED))
+    publisher.start()
+    try:
+        assert await publisher.flush(timeout_s=5)
+    finally:
+        await publisher.stop(drain_timeout_s=0)
+    # Each record backs off on its own schedule after a failure, so the retries may go in smaller batches.
+    sizes = server.servicer.batch_sizes
+    assert sizes[0] == 4 and sum(sizes[2:]) == 4
+    assert sorted(r.id for r in server.servicer.accepted) == ["r0", "r1", "r2", "r3"]  # once each
+    assert publisher.counters.retried == 4 + sizes[1] and publisher.counters.sent == 4
 
 
 async def test_a_failing_metadata_hook_is_retried_not_lost(

@@ -219,3 +219,27 @@ def test_any_run_round_trips_through_record_and_get_full(runs_server: ServerThre
             str(message).splitlines(), str(stored).splitlines(), "recorded", "read back", lineterm=""
         )
         raise AssertionError("\n".join(diff))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(runs(), min_size=1, max_size=4))
+def test_any_runs_round_trip_through_record_runs(runs_server: ServerThread, batch: list[d.Run]) -> None:
+    """The batch path (PostgreSQL: unnest arrays and COPY text) stores any text exactly as RecordRun does."""
+    messages = []
+    for drawn in batch:
+        run_id = new_run_id()
+        steps = tuple(dataclasses.replace(s, run_id=run_id) for s in drawn.execution_steps)
+        run = dataclasses.replace(drawn, id=run_id, execution_steps=steps)
+        messages.append(run_to_pb(run))
+    request = rs.RecordRunsRequest(requests=[rs.RecordRunRequest(run=m) for m in messages])
+    reply = runs_server.stub.RecordRuns(request, timeout=30)
+    assert [r.outcome for r in reply.results] == [rs.RECORD_OUTCOME_CREATED] * len(messages), reply
+    for message in messages:
+        stored = runs_server.stub.GetRun(rs.GetRunRequest(run_id=message.id, view=rs.RUN_VIEW_FULL), timeout=30).run
+        if stored != message:
+            diff = difflib.unified_diff(
+                str(message).splitlines(), str(stored).splitlines(), "recorded", "read back", lineterm=""
+            )
+            raise AssertionError("\n".join(diff))
+        again = runs_server.stub.RecordRun(rs.RecordRunRequest(run=message), timeout=30)
+        assert again.outcome == rs.RECORD_OUTCOME_UNCHANGED  # the same hash, whichever path stored it

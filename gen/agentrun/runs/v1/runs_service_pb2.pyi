@@ -26,6 +26,7 @@ class RecordOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RECORD_OUTCOME_UPDATED: _ClassVar[RecordOutcome]
     RECORD_OUTCOME_UNCHANGED: _ClassVar[RecordOutcome]
     RECORD_OUTCOME_IGNORED: _ClassVar[RecordOutcome]
+    RECORD_OUTCOME_REJECTED: _ClassVar[RecordOutcome]
 
 class StatsGroupBy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -44,6 +45,7 @@ RECORD_OUTCOME_CREATED: RecordOutcome
 RECORD_OUTCOME_UPDATED: RecordOutcome
 RECORD_OUTCOME_UNCHANGED: RecordOutcome
 RECORD_OUTCOME_IGNORED: RecordOutcome
+RECORD_OUTCOME_REJECTED: RecordOutcome
 STATS_GROUP_BY_UNSPECIFIED: StatsGroupBy
 STATS_GROUP_BY_AGENT: StatsGroupBy
 STATS_GROUP_BY_MODEL: StatsGroupBy
@@ -199,6 +201,80 @@ class GetToolStatsResponse(_message.Message):
     TOOLS_FIELD_NUMBER: _ClassVar[int]
     tools: _containers.RepeatedCompositeFieldContainer[ToolStats]
     def __init__(self, tools: _Optional[_Iterable[_Union[ToolStats, _Mapping]]] = ...) -> None: ...
+
+class RecordRunsRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[RecordRunRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[RecordRunRequest, _Mapping]]] = ...) -> None: ...
+
+class RecordRunRejection(_message.Message):
+    __slots__ = ("reason", "field", "message")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    field: str
+    message: str
+    def __init__(self, reason: _Optional[str] = ..., field: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class RecordRunResult(_message.Message):
+    __slots__ = ("run_id", "outcome", "stored_status", "rejection")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    STORED_STATUS_FIELD_NUMBER: _ClassVar[int]
+    REJECTION_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    outcome: RecordOutcome
+    stored_status: _run_pb2.RunStatus
+    rejection: RecordRunRejection
+    def __init__(self, run_id: _Optional[str] = ..., outcome: _Optional[_Union[RecordOutcome, str]] = ..., stored_status: _Optional[_Union[_run_pb2.RunStatus, str]] = ..., rejection: _Optional[_Union[RecordRunRejection, _Mapping]] = ...) -> None: ...
+
+class RecordRunsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[RecordRunResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[RecordRunResult, _Mapping]]] = ...) -> None: ...
+
+class DeleteRunsRequest(_message.Message):
+    __slots__ = ("filter", "dry_run", "match_all")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    MATCH_ALL_FIELD_NUMBER: _ClassVar[int]
+    filter: str
+    dry_run: bool
+    match_all: bool
+    def __init__(self, filter: _Optional[str] = ..., dry_run: _Optional[bool] = ..., match_all: _Optional[bool] = ...) -> None: ...
+
+class DeleteRunsResponse(_message.Message):
+    __slots__ = ("run_count", "sample_run_ids")
+    RUN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    run_count: int
+    sample_run_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_count: _Optional[int] = ..., sample_run_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ExportRunsRequest(_message.Message):
+    __slots__ = ("filter", "view", "resume_cursor", "count_total")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    RESUME_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    COUNT_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    filter: str
+    view: RunView
+    resume_cursor: str
+    count_total: bool
+    def __init__(self, filter: _Optional[str] = ..., view: _Optional[_Union[RunView, str]] = ..., resume_cursor: _Optional[str] = ..., count_total: _Optional[bool] = ...) -> None: ...
+
+class ExportRunsResponse(_message.Message):
+    __slots__ = ("runs", "resume_cursor", "total_count")
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    RESUME_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[_run_pb2.Run]
+    resume_cursor: str
+    total_count: int
+    def __init__(self, runs: _Optional[_Iterable[_Union[_run_pb2.Run, _Mapping]]] = ..., resume_cursor: _Optional[str] = ..., total_count: _Optional[int] = ...) -> None: ...
 
 class ListSessionsRequest(_message.Message):
     __slots__ = ("filter", "order_by", "page_size", "page_token")

@@ -66,6 +66,21 @@ class RunsServiceStub:
                 request_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.GetToolStatsRequest.SerializeToString,
                 response_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.GetToolStatsResponse.FromString,
                 _registered_method=True)
+        self.RecordRuns = channel.unary_unary(
+                '/agentrun.runs.v1.RunsService/RecordRuns',
+                request_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.RecordRunsRequest.SerializeToString,
+                response_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.RecordRunsResponse.FromString,
+                _registered_method=True)
+        self.DeleteRuns = channel.unary_unary(
+                '/agentrun.runs.v1.RunsService/DeleteRuns',
+                request_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.DeleteRunsRequest.SerializeToString,
+                response_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.DeleteRunsResponse.FromString,
+                _registered_method=True)
+        self.ExportRuns = channel.unary_stream(
+                '/agentrun.runs.v1.RunsService/ExportRuns',
+                request_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ExportRunsRequest.SerializeToString,
+                response_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ExportRunsResponse.FromString,
+                _registered_method=True)
         self.ListSessions = channel.unary_unary(
                 '/agentrun.runs.v1.RunsService/ListSessions',
                 request_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListSessionsRequest.SerializeToString,
@@ -120,6 +135,34 @@ class RunsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordRuns(self, request, context):
+        """Records up to 1000 runs in one call, each exactly as RecordRun would (same validation, same idempotent upsert),
+        with one result per run in request order. A run that fails validation is REJECTED (with the reason and field)
+        without failing the others. The call fails as a whole only for the caller's permissions, a request over the
+        limits, or a database that is unavailable (then nothing is lost: every record may be sent again).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRuns(self, request, context):
+        """Deletes the runs matching a filter (the ListRuns language), with their steps and tool calls, in batches.
+        Administrators delete any run, users only their own; RUNNING runs are never deleted. An empty filter is
+        INVALID_ARGUMENT unless match_all is set. With dry_run, nothing is deleted: the response counts the runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportRuns(self, request, context):
+        """Streams the runs matching a filter in (start_time, id) ascending order, a batch per message, each message with
+        the cursor that resumes the export right after it. Memory is constant on both sides: batches are read from the
+        database as the client consumes them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListSessions(self, request, context):
         """Sessions (conversations: the runs recorded with one session_id by one user) with their runs' totals, most
         recently active first, paginated with opaque keyset page tokens.
@@ -160,6 +203,21 @@ def add_RunsServiceServicer_to_server(servicer, server):
                     servicer.GetToolStats,
                     request_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.GetToolStatsRequest.FromString,
                     response_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.GetToolStatsResponse.SerializeToString,
+            ),
+            'RecordRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordRuns,
+                    request_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.RecordRunsRequest.FromString,
+                    response_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.RecordRunsResponse.SerializeToString,
+            ),
+            'DeleteRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRuns,
+                    request_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.DeleteRunsRequest.FromString,
+                    response_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.DeleteRunsResponse.SerializeToString,
+            ),
+            'ExportRuns': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportRuns,
+                    request_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ExportRunsRequest.FromString,
+                    response_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ExportRunsResponse.SerializeToString,
             ),
             'ListSessions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSessions,
@@ -330,6 +388,87 @@ class RunsService:
             '/agentrun.runs.v1.RunsService/GetToolStats',
             agentrun_dot_runs_dot_v1_dot_runs__service__pb2.GetToolStatsRequest.SerializeToString,
             agentrun_dot_runs_dot_v1_dot_runs__service__pb2.GetToolStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentrun.runs.v1.RunsService/RecordRuns',
+            agentrun_dot_runs_dot_v1_dot_runs__service__pb2.RecordRunsRequest.SerializeToString,
+            agentrun_dot_runs_dot_v1_dot_runs__service__pb2.RecordRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentrun.runs.v1.RunsService/DeleteRuns',
+            agentrun_dot_runs_dot_v1_dot_runs__service__pb2.DeleteRunsRequest.SerializeToString,
+            agentrun_dot_runs_dot_v1_dot_runs__service__pb2.DeleteRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/agentrun.runs.v1.RunsService/ExportRuns',
+            agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ExportRunsRequest.SerializeToString,
+            agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ExportRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

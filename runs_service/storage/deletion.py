@@ -1,0 +1,143 @@
+"""Deleting runs in small batches (DeleteRuns and the retention purge): short transactions that never hold up ingest
+or queries for long.
+
+Each batch is one statement in its own transaction: `DELETE FROM runs WHERE id IN (the next batch_size matching runs in
+(start_time, id) order after the previous batch) RETURNING start_time, id`; the foreign keys' ON DELETE CASCADE takes
+their steps and tool calls with them. The walk is a keyset walk, so a long delete never rescans what it already
+passed, and the statement does all the work in the database (the service's event loop only sends it). RUNNING runs
+are never deleted: their terminal record would store them again. A batch that deadlocks with a writer (PostgreSQL
+picks one of the two) is tried again.
+Between batches the caller's `pause` runs (the purge sleeps there; DeleteRuns only yields). On SQLite each batch
+holds the database's single write lock (and this engine's writer lock), so ingest waits at most one batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg.errors
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agentrun_core.domain import RunStatus
+from runs_service.storage.engine import SQLITE_WRITE_OPTIONS
+from runs_service.storage.errors import storage_errors
+from runs_service.storage.rows import to_utc
+from runs_service.storage.run_writer import sqlite_write_lock
+from runs_service.storage.tables import runs
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 500
+DEADLOCK_ATTEMPTS = 3
+_RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+SAMPLE_SIZE = 10
+# Called after each batch with the batch's duration in seconds and the runs it deleted; may sleep.
+Pause = Callable[[float, int], Awaitable[None]]
+
+_NOT_RUNNING = runs.c.status != RunStatus.RUNNING.value
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a keyset walk over (start_time, id) stands: after this run."""
+
+    start_time: datetime
+    run_id: str
+
+
+def after(position: Position | None) -> list[ColumnElement[bool]]:
+    """Runs strictly after `position` in (start_time, id) order (an index-friendly form of the row comparison)."""
+    if position is None:
+        return []
+    return [
+        runs.c.start_time >= position.start_time,
+        or_(
+            runs.c.start_time > position.start_time,
+            and_(runs.c.start_time == position.start_time, runs.c.id > position.run_id),
+        ),
+    ]
+
+
+class RunDeleter:
+    """Counts and deletes runs matching SQL conditions (already scoped to the caller), batch by batch."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._is_sqlite = engine.dialect.name == "sqlite"
+        self._write_engine = engine.execution_options(**SQLITE_WRITE_OPTIONS) if self._is_sqlite else engine
+
+    async def count(self, conditions: Sequence[ColumnElement[bool]]) -> tuple[int, list[str]]:
+        """(runs that would be deleted now, up to SAMPLE_SIZE of their ids, oldest first)."""
+        where = [*conditions, _NOT_RUNNING]
+        async with storage_errors("count runs to delete"), self._engine.connect() as conn:
+            total = (await conn.execute(select(func.count()).select_from(runs).where(*where))).scalar_one()
+            sample = await conn.execute(
+                select(runs.c.id).where(*where).order_by(runs.c.start_time, runs.c.id).limit(SAMPLE_SIZE)
+            )
+            return int(total), [row[0] for row in sample]
+
+    async def delete(
+        self,
+        conditions: Sequence[ColumnElement[bool]],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        pause: Pause | None = None,
+        what: str = "delete runs",
+    ) -> int:
+        """Deletes every non-RUNNING run matching `conditions` with its steps and tool calls; returns how many."""
+        where = [*conditions, _NOT_RUNNING]
+        deleted = 0
+        position: Position | None = None
+        while True:
+            started = time.monotonic()
+            async with storage_errors(what, deleted_so_far=deleted):
+                found, position = await self._delete_batch(where, position, batch_size)
+            deleted += found
+            if position is None:
+                return deleted
+            if pause is not None:
+                await pause(time.monotonic() - started, found)
+
+    async def _delete_batch(
+        self, where: list[ColumnElement[bool]], position: Position | None, batch_size: int
+    ) -> tuple[int, Position | None]:
+        """Deletes the next batch; returns (runs deleted, the position to go on from, None when it was the last)."""
+        doomed = (
+            select(runs.c.id)
+            .where(*where, *after(position))
+            .order_by(runs.c.start_time, runs.c.id)
+            .limit(batch_size)
+            .scalar_subquery()
+        )
+        stmt = delete(runs).where(runs.c.id.in_(doomed), _NOT_RUNNING).returning(runs.c.start_time, runs.c.id)
+        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            try:
+                rows = await self._execute(stmt)
+                break
+            except sa_exc.DBAPIError as exc:
+                if not isinstance(exc.orig, _RETRYABLE) or attempt == DEADLOCK_ATTEMPTS:
+                    raise
+                logger.info("a delete batch met a concurrent writer (%s); trying it again", exc.orig)
+        if not rows:
+            return 0, None
+        last = max(rows, key=lambda row: (to_utc(row[0]), row[1]))
+        more = len(rows) == batch_size
+        return len(rows), Position(last[0], last[1]) if more else None
+
+    async def _execute(self, stmt: Any) -> list[Any]:
+        lock = sqlite_write_lock(self._engine) if self._is_sqlite else None
+        if lock is not None:
+            await lock.acquire()
+        try:
+            async with self._write_engine.begin() as conn:
+                return list((await conn.execute(stmt)).all())
+        finally:
+            if lock is not None:
+                lock.release()
