@@ -178,7 +178,7 @@ def _manager(
         InProcessMcpTools(client, clock),
         lambda _name: (provider, "test"),
         sink,
-        limits=ManagerLimits(max_live_runs=5000, retain_finished=10),
+        limits=ManagerLimits(max_concurrent_runs=5000, retain_finished=10),
         telemetry=telemetry,
     )
 

@@ -117,9 +117,13 @@ async def _events(request: Request, caller: Caller, run_id: str, start: int) -> 
                 return
             assert isinstance(item, ex_pb2.WatchRunResponse)
             kind = item.WhichOneof("event")
-            if kind == "run_started":
+            if kind == "run_queued":
+                # Until it starts (or ends in the queue), what the run is as far as RunQueued tells.
+                started = live_events.started_from_queued(item.run_queued)
+                yield sse("queued", live_events.queued_event(renderer, item.run_queued))
+            elif kind == "run_started":
                 started = item.run_started
-                yield sse("started", live_events.started_event(started))
+                yield sse("started", live_events.started_event(renderer, started))
             elif kind == "step" and item.step.depth > 0:
                 continue  # a sub-agent run's step carried in this stream: it is on that run's own page
             elif kind == "step" and started is not None:

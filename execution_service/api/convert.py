@@ -17,7 +17,7 @@ from agentrun_core.proto_convert import (
     token_usage_to_pb,
 )
 from execution_service.agents.spec import AgentLoadProblem, AgentSpec
-from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
+from execution_service.engine.events import RunEvent, RunFinishedEvent, RunQueuedEvent, RunStartedEvent, StepEvent
 from execution_service.errors import InvalidRequest
 
 EventResponse = TypeVar("EventResponse", pb.ExecuteAgentResponse, pb.WatchRunResponse)
@@ -36,6 +36,21 @@ def event_response(cls: type[EventResponse], event: RunEvent) -> EventResponse:
 def event_fields(event: RunEvent) -> dict[str, Any]:
     """The oneof field for an event, shared by ExecuteAgentResponse and WatchRunResponse."""
     match event:
+        case RunQueuedEvent():
+            queued = pb.RunQueued(
+                run_id=event.run_id,
+                agent_name=event.agent_name,
+                agent_version=event.agent_version,
+                model_name=event.model_name,
+                enqueue_time=timestamp_to_pb(event.enqueue_time),
+                position=event.position,
+                queue_name=event.queue_name,
+                trace_id=event.trace_id,
+                user=event.user,
+            )
+            if event.queue_timeout is not None:
+                queued.queue_timeout.CopyFrom(duration_to_pb(event.queue_timeout))
+            return {"run_queued": queued}
         case RunStartedEvent():
             return {
                 "run_started": pb.RunStarted(

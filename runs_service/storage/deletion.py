@@ -4,9 +4,9 @@ or queries for long.
 Each batch is one statement in its own transaction: `DELETE FROM runs WHERE id IN (the next batch_size matching runs in
 (start_time, id) order after the previous batch) RETURNING start_time, id`; the foreign keys' ON DELETE CASCADE takes
 their steps and tool calls with them. The walk is a keyset walk, so a long delete never rescans what it already
-passed, and the statement does all the work in the database (the service's event loop only sends it). RUNNING runs
-are never deleted: their terminal record would store them again. A batch that deadlocks with a writer (PostgreSQL
-picks one of the two) is tried again.
+passed, and the statement does all the work in the database (the service's event loop only sends it). QUEUED and
+RUNNING runs are never deleted: their terminal record would store them again. A batch that deadlocks with a writer
+(PostgreSQL picks one of the two) is tried again.
 Between batches the caller's `pause` runs (the purge sleeps there; DeleteRuns only yields). On SQLite each batch
 holds the database's single write lock (and this engine's writer lock), so ingest waits at most one batch.
 """
@@ -41,7 +41,8 @@ SAMPLE_SIZE = 10
 # Called after each batch with the batch's duration in seconds and the runs it deleted; may sleep.
 Pause = Callable[[float, int], Awaitable[None]]
 
-_NOT_RUNNING = runs.c.status != RunStatus.RUNNING.value
+# QUEUED and RUNNING runs are never deleted.
+_NOT_RUNNING = runs.c.status.not_in([status.value for status in RunStatus if not status.is_terminal])
 
 
 @dataclass(frozen=True, slots=True)

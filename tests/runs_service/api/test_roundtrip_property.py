@@ -190,6 +190,7 @@ def runs(draw: st.DrawFn) -> d.Run:
         forked_from=draw(st.none() | st.builds(d.ForkOrigin, RUN_IDS, st.integers(1, 2**31 - 1))),
         **tree,  # type: ignore[arg-type]
         max_context_window_used=draw(SHARES),
+        queue_duration=draw(st.none() | DURATIONS),
     )
 
 
