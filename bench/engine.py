@@ -18,6 +18,10 @@
 4. Step-to-client latency: from the engine recording a step (StepRecorder.record, before the step is journaled and
    handed to the stream) to the gRPC client receiving it, next to a raw grpc.aio server stream replaying the same
    messages with the same gaps, interleaved.
+5. Admission: 1,000 runs (100 with --quick) started at once against TestModel(latency_s=0.5) on a manager that
+   executes at most a tenth of them at once (AGENTRUN_MAX_CONCURRENT_RUNS): the rest wait QUEUED. Wall time against
+   the ideal (waves x model calls x 0.5 s), the most model calls in flight at once (must not exceed the limit), and
+   the queue's own cost: the gap between a run leaving its slot and the next queued run starting.
 """
 
 from __future__ import annotations
@@ -105,6 +109,24 @@ class TimedModel:
             self._clock.model_s += time.perf_counter() - t0
 
 
+class InFlightModel:
+    """A ModelProvider counting the calls in flight through it, and the most at once."""
+
+    def __init__(self, inner: Any) -> None:
+        self.name = inner.name
+        self._inner = inner
+        self.in_flight = 0
+        self.most = 0
+
+    async def generate(self, request: ModelRequest) -> ModelResponse:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            return await self._inner.generate(request)
+        finally:
+            self.in_flight -= 1
+
+
 class InProcessMcpTools:
     """A ToolProvider over an MCP server object in this process (`mcp.Client(server)`), timing each call."""
 
@@ -167,18 +189,21 @@ def _manager(
     model: TestModel,
     sink: CountingSink,
     telemetry: Telemetry | None = None,
+    limits: ManagerLimits | None = None,
+    wrap: Callable[[Any], Any] = lambda provider: provider,
 ) -> RunManager:
-    """`telemetry`: the service's providers; by default what the service has without OTEL_* settings."""
+    """`telemetry`: the service's providers; by default what the service has without OTEL_* settings. `wrap`: a
+    wrapper around the (timed) model provider."""
     write_agents(agents_dir, {"bench": agent_source(model="test", tools=TOOLS)})
     registry = AgentRegistry(agents_dir, "test")
     registry.load()
-    provider = TimedModel(model, clock)
+    provider = wrap(TimedModel(model, clock))
     return RunManager(
         registry,
         InProcessMcpTools(client, clock),
         lambda _name: (provider, "test"),
         sink,
-        limits=ManagerLimits(max_concurrent_runs=5000, retain_finished=10),
+        limits=limits or ManagerLimits(max_concurrent_runs=5000, retain_finished=10),
         telemetry=telemetry,
     )
 
@@ -482,6 +507,53 @@ async def bench_concurrency(quick: bool, tmp: Path) -> dict[str, Any]:
     return out
 
 
+# --- 5. admission ----------------------------------------------------------------------------------------------
+
+
+async def bench_admission(quick: bool, tmp: Path) -> dict[str, Any]:
+    header("5. Admission: N runs at once over a concurrency limit of N / 10, TestModel(latency_s=0.5)")
+    latency, calls_per_run = 0.5, 2
+    count = 100 if quick else 1000
+    limit = count // 10
+    ideal = (count // limit) * calls_per_run * latency
+    async with Client(mcp_test_server) as client:
+        clock, sink = Clock(), CountingSink(StepJournal(tmp / "live-steps-admission"))
+        counted: list[InFlightModel] = []
+
+        def wrap(provider: Any) -> InFlightModel:
+            counted.append(InFlightModel(provider))
+            return counted[-1]
+
+        limits = ManagerLimits(max_concurrent_runs=limit, max_queued_runs=count, retain_finished=count)
+        manager = _manager(
+            tmp / "agents-admission", client, clock, TestModel(latency_s=latency), sink, None, limits, wrap
+        )
+        t0 = time.perf_counter()
+        lives = [await manager.start(StartRun(agent_name="bench", task=f"t{i}", user="bench")) for i in range(count)]
+        queued = sum(1 for live in lives if live.queued is not None)
+        await asyncio.gather(*(manager.wait(live) for live in lives))
+        wall = time.perf_counter() - t0
+    finished = sorted(sink.finished, key=lambda run: run.start_time)
+    completed = sum(1 for run in finished if run.status is RunStatus.COMPLETED)
+    # A queued run starts when a run leaves its slot: the gap between the k-th start of a queued run and the k-th
+    # end of execution (a run's last step) is the hand-off's cost.
+    ends = sorted(run.execution_steps[-1].time for run in finished if run.execution_steps)
+    starts = sorted(run.start_time for run in finished if run.queue_duration is not None)
+    gaps_ms = [max((start - end).total_seconds(), 0.0) * 1000 for start, end in zip(starts, ends, strict=False)]
+    waits = sorted(run.queue_duration.total_seconds() for run in finished if run.queue_duration is not None)
+    most = counted[0].most if counted else 0
+    print(
+        f"  {count} runs, limit {limit}: {queued} queued; wall {wall:5.2f} s vs ideal {ideal:.2f} s "
+        f"({wall / ideal:4.2f}x); {completed}/{count} completed; most model calls at once {most} "
+        f"(limit held: {verdict(most <= limit)})\n"
+        f"  hand-off from a freed slot to the next run: p50 {percentile(gaps_ms, 0.5):.2f} ms, "
+        f"p95 {percentile(gaps_ms, 0.95):.2f} ms; wait in the queue p50 {percentile(waits, 0.5):.2f} s, "
+        f"max {max(waits, default=0.0):.2f} s",
+        flush=True,
+    )
+    return {"wall": wall, "ideal": ideal, "most_in_flight": most, "handoff_p50_ms": percentile(gaps_ms, 0.5)}
+
+
 # --- 4. step-to-client latency ---------------------------------------------------------------------------------
 
 
@@ -578,6 +650,7 @@ async def amain(quick: bool, only: set[str]) -> None:
             ("cpu", bench_cpu_split),
             ("concurrency", bench_concurrency),
             ("latency", bench_latency),
+            ("admission", bench_admission),
         ]
         for key, fn in steps:
             if not only or key in only:
@@ -588,7 +661,7 @@ async def amain(quick: bool, only: set[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke mode (< 60 s)")
-    parser.add_argument("--only", action="append", choices=["overhead", "cpu", "concurrency", "latency"])
+    parser.add_argument("--only", action="append", choices=["overhead", "cpu", "concurrency", "latency", "admission"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger().setLevel(logging.ERROR)
