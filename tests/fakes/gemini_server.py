@@ -319,6 +319,8 @@ class FakeGemini:
         # included), and the most there ever were at once: what a concurrency limit must hold.
         self.in_flight = 0
         self.max_in_flight = 0
+        # (arrival, answer ready) of every model request, time.monotonic(): concurrency across several fakes.
+        self.spans: list[tuple[float, float]] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._server: uvicorn.Server | None = None
@@ -344,6 +346,7 @@ class FakeGemini:
             self._requests.clear()
             self.model_lookups.clear()
             self.max_in_flight = self.in_flight
+            self.spans.clear()
             self.models = dict(DEFAULT_MODEL_LIMITS)
         self._responder = None
 
@@ -492,6 +495,7 @@ class FakeGemini:
             index = len(self._requests)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        arrived = time.monotonic()
         try:
             if self._latency_s:
                 await asyncio.sleep(self._latency_s)
@@ -501,6 +505,7 @@ class FakeGemini:
         finally:
             with self._lock:
                 self.in_flight -= 1
+                self.spans.append((arrived, time.monotonic()))
         if isinstance(turn, FakeError):
             return JSONResponse(turn.to_json(), status_code=turn.status)
         if isinstance(turn, FakeRaw):

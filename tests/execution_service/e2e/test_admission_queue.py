@@ -178,3 +178,30 @@ async def test_cancelling_a_queued_run_ends_it_without_running_it(tmp_path: Path
         gate.open()
         await rest_of(first_stream)
         assert len(stack.gemini.requests) == 1
+
+
+async def test_a_shutdown_ends_queued_runs_at_once_and_lets_running_ones_finish(tmp_path: Path) -> None:
+    gate = Gate()
+    async with running_stack(tmp_path, AGENTS, max_concurrent_runs=1) as stack:
+        stack.gemini.set_responder(gate.respond)
+        first_stream, first_id = await occupy_the_slot(stack)
+        queued_stream = aiter(
+            stack.execution_stub().ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="queued at stop"))
+        )
+        run_id = (await next_event(queued_stream)).run_queued.run_id
+
+        stopping = asyncio.create_task(stack.execution.stop(30.0))
+        events = await rest_of(queued_stream)  # ends before the running run, without ever starting
+        assert [event_kind(e) for e in events] == ["step", "run_finished"]
+        finished = events[-1].run_finished
+        assert finished.status == run_pb2.RUN_STATUS_INTERRUPTED and "start it again" in finished.error.message
+        assert not stopping.done()  # the running run still has its grace period
+        gate.open()
+        assert (await rest_of(first_stream))[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        await asyncio.wait_for(stopping, 60)
+
+        runs = stack.runs_stub()
+        stored = (await runs.GetRun(rs.GetRunRequest(run_id=run_id))).run
+        assert stored.status == run_pb2.RUN_STATUS_INTERRUPTED and stored.steps_taken == 0
+        assert (await runs.GetRun(rs.GetRunRequest(run_id=first_id))).run.status == run_pb2.RUN_STATUS_COMPLETED
+        assert len(stack.gemini.requests) == 1
