@@ -85,6 +85,8 @@ class ExecutionSettings(EnvSettings):
     max_parallel_tools: int = setting(8, "AGENTRUN_MAX_PARALLEL_TOOLS", ge=1)
     max_message_bytes: int = setting(4 * 1024 * 1024, "AGENTRUN_MAX_MESSAGE_BYTES", ge=1024)
     max_tool_result_bytes: int = setting(64 * 1024, "AGENTRUN_MAX_TOOL_RESULT_BYTES", ge=256)
+    # The largest JSON-RPC message read from a stdio MCP server (one line; a 20 MB result is ~40 MB on the wire).
+    mcp_max_message_bytes: int = setting(64 * 1024 * 1024, "AGENTRUN_MCP_MAX_MESSAGE_BYTES", ge=1024)
     redaction_enabled: bool = setting(True, "AGENTRUN_REDACTION")
     # Extra secret-key and secret-value regexes, added to the defaults (AGENTRUN_REDACT_KEYS / _PATTERNS).
     redact_keys: KeyRegexes = setting((), "AGENTRUN_REDACT_KEYS")
