@@ -101,7 +101,8 @@ class RunManager:
         finished_run: Callable[[str], Awaitable[tuple[str, RunStatus] | None]] | None = None,
     ) -> None:
         """`run_exists` tells whether a run id was used before (outbox or RunsService): an ExecuteAgent naming such
-        an id that is not live here is ALREADY_EXISTS rather than a second execution. `finished_run` gives the user
+        an id that is not live here is ALREADY_EXISTS rather than a second execution (it raises RunIdUncheckable,
+        UNAVAILABLE, when it cannot tell). `finished_run` gives the user
         and status of a run that ended but is no longer in memory, so cancelling it is FAILED_PRECONDITION."""
         self._run_exists = run_exists
         self._finished_run = finished_run
