@@ -75,7 +75,6 @@ class KnownRuns:
             return None
         return reply.run
 
-
     async def _get_run(self, run_id: str) -> runs_service_pb2.GetRunResponse:
         return await self._stub.GetRun(
             runs_service_pb2.GetRunRequest(run_id=run_id),
