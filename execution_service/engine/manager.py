@@ -22,7 +22,7 @@ from agentrun_core.domain import (
 )
 from agentrun_core.echo import shown
 from agentrun_core.ids import new_run_id, run_id_problem
-from agentrun_core.labels import label_key_problem
+from agentrun_core.labels import label_problem
 from agentrun_core.telemetry import EXECUTION_SERVICE_NAME, Telemetry
 from execution_service.agents.errors import PromptRenderError
 from execution_service.agents.registry import AgentRegistry
@@ -236,8 +236,8 @@ class RunManager:
             raise InvalidRequest(
                 "labels", f"has {len(request.labels)} entries, over the cap of {self._limits.max_labels}"
             )
-        for key in request.labels:
-            problem = label_key_problem(key)
+        for key, value in request.labels.items():
+            problem = label_problem(key, value)
             if problem is not None:
                 raise InvalidRequest("labels", problem)
 
