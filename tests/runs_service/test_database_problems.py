@@ -237,6 +237,45 @@ def own_cluster() -> Iterator[PostgresServer]:
         server.stop()
 
 
+def test_a_user_that_may_not_create_databases_gets_the_command_an_administrator_runs(
+    tmp_path: Path, pg_server: PostgresServer
+) -> None:
+    import shlex
+    import shutil
+
+    import psycopg
+    from psycopg import sql
+
+    role, name = f"agentrun_nocreate_{uuid.uuid4().hex[:8]}", f"agentrun_missing_{uuid.uuid4().hex[:10]}"
+    admin = make_url(pg_server.admin_url)
+    libpq = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(PASSWORD)))
+    pg_server.created.add(name)
+    user_url = make_url(pg_server.url_for(name)).set(username=role).render_as_string(hide_password=False)
+    url = _psycopg(user_url, password=PASSWORD)
+    try:
+        done = _command(tmp_path, "migrate", "--database-url", url, "--create-database")
+        assert done.returncode == 4, done.stderr
+        line = _error_line(done)
+        assert f"{role} may not create databases (permission denied to create database)" in line, line
+        printed = line.split("ask an administrator to run `", 1)[1].split("`", 1)[0]
+        argv = shlex.split(printed)
+        # Run by an administrator, owned by the user: not as the user, who cannot.
+        assert argv[0] == "createdb" and argv[-1] == name and ["-O", role] == argv[-3:-1], printed
+        assert argv[argv.index("-U") + 1] == "postgres", printed
+        assert f"-O makes {role} its owner), or connect as a user with CREATEDB" in line, line
+        if admin.username == "postgres" and shutil.which("createdb") and not admin.query.get("host"):
+            env = {**os.environ, "PGPASSWORD": admin.password or ""}
+            subprocess.run(argv, check=True, env=env, timeout=30)  # the command as printed works
+            migrated = _command(tmp_path, "migrate", "--database-url", url)
+            assert migrated.returncode == 0, migrated.stderr
+    finally:
+        pg_server.drop_database(name)
+        with psycopg.connect(libpq, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
 def test_a_wrong_password_is_exit_4_without_echoing_it(tmp_path: Path, own_cluster: PostgresServer) -> None:
     url = _psycopg(own_cluster.admin_url, password="not-the-password")
     for command in ([], ["migrate"]):
