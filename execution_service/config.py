@@ -60,6 +60,14 @@ class RunsServiceTlsSettings(ClientTlsSettings):
     server_name: str = setting("", "AGENTRUN_RUNS_SERVICE_TLS_SERVER_NAME")
 
 
+class ModelGuardSettings(EnvSettings):
+    """The test-wide switch that forbids real model calls (execution_service.model.guard), read where a Gemini
+    provider is made or called, whoever made it; and the endpoint the SDK falls back to without an explicit one."""
+
+    forbid_real_model: bool = setting(False, "AGENTRUN_FORBID_REAL_MODEL")
+    gemini_base_url: str = setting("", "GOOGLE_GEMINI_BASE_URL")
+
+
 class ExecutionSettings(EnvSettings):
     listen_address: str = setting("127.0.0.1:50052", "AGENTRUN_EXECUTION_ADDRESS")
     runs_service_target: str = setting("127.0.0.1:50051", "AGENTRUN_RUNS_SERVICE_TARGET")
