@@ -184,3 +184,13 @@ def _lower(value: Any) -> Any:
 # AGENTRUN_LOG_LEVEL (any case) and AGENTRUN_LOG_FORMAT (json, text, or auto: text on a terminal).
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)]
 LogFormat = Annotated[Literal["json", "text", "auto"], BeforeValidator(_lower)]
+
+
+# AGENTRUN_EVENT_LOOP: auto (uvloop where installed), uvloop (required) or asyncio (agentrun_core.event_loop).
+EventLoopChoice = Annotated[Literal["auto", "uvloop", "asyncio"], BeforeValidator(_lower)]
+
+
+class ProcessSettings(EnvSettings):
+    """What every agentrun process reads before it starts serving (the services, `agentrun serve`)."""
+
+    event_loop: EventLoopChoice = setting("auto", "AGENTRUN_EVENT_LOOP")
