@@ -9,7 +9,7 @@ from pydantic import BeforeValidator
 from pydantic_settings import NoDecode
 
 from agentrun_core.auth.settings import AuthSettings
-from agentrun_core.settings import EnvSettings, LogFormat, LogLevel, UserPath, setting
+from agentrun_core.settings import EnvSettings, ListenAddress, LogFormat, LogLevel, UserPath, setting
 from agentrun_core.tls import ClientTlsSettings, ServerTlsSettings
 
 
@@ -61,7 +61,7 @@ class RunsServiceTlsSettings(ClientTlsSettings):
 
 
 class ExecutionSettings(EnvSettings):
-    listen_address: str = setting("127.0.0.1:50052", "AGENTRUN_EXECUTION_ADDRESS")
+    listen_address: ListenAddress = setting("127.0.0.1:50052", "AGENTRUN_EXECUTION_ADDRESS")
     runs_service_target: str = setting("127.0.0.1:50051", "AGENTRUN_RUNS_SERVICE_TARGET")
     agents_dir: UserPath = setting(Path("examples/agents"), "AGENTRUN_AGENTS_DIR")
     mcp_config: UserPath = setting(Path("examples/mcp.json"), "AGENTRUN_MCP_CONFIG")
