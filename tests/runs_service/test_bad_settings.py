@@ -27,7 +27,13 @@ def _run(tmp_path: Path, argv: list[str], **env: str) -> subprocess.CompletedPro
         **env,
     }
     return subprocess.run(
-        [sys.executable, "-m", *argv], env=environ, capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path
+        [sys.executable, "-m", *argv],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
     )
 
 
