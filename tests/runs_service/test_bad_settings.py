@@ -139,3 +139,9 @@ def test_a_port_that_does_not_speak_postgresql_is_exit_4(
     url = f"postgresql+psycopg://u@127.0.0.1:{silent_server}/db?connect_timeout=2"
     line = _one_line(_run(tmp_path, ["runs_service", *command, "--address", "127.0.0.1:0", "--database-url", url]), 4)
     assert f"nothing answered as PostgreSQL at 127.0.0.1:{silent_server} within the connect timeout" in line, line
+
+
+@pytest.mark.parametrize("value", ["0", "1001"])
+def test_an_outbox_batch_cap_outside_1_to_1000_is_exit_2(tmp_path: Path, value: str) -> None:
+    line = _one_line(_run(tmp_path, ["execution_service"], AGENTRUN_OUTBOX_BATCH_RECORDS=value), 2)
+    assert line.startswith("agentrun-execution-service: AGENTRUN_OUTBOX_BATCH_RECORDS must be"), line
