@@ -436,9 +436,12 @@ class Outbox:
         return int(
             self._write(
                 "NORMAL",
-                lambda c: c.execute(
-                    "UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending' AND next_attempt_at > ?", (now, now)
-                ).rowcount,
+                lambda c: (
+                    c.execute(
+                        "UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending' AND next_attempt_at > ?",
+                        (now, now),
+                    ).rowcount
+                ),
             )
         )
 

@@ -332,9 +332,7 @@ async def test_a_backlog_left_by_an_outage_drains_in_full_batches_when_runs_serv
     publisher.start()
     try:
         deadline = time.monotonic() + 20
-        while not all(
-            item is not None and item.attempts >= 2 for item in [await outbox.get(run_id) for run_id in ids]
-        ):
+        while not all(item is not None and item.attempts >= 2 for item in [await outbox.get(run_id) for run_id in ids]):
             assert time.monotonic() < deadline, "the records did not all fail twice during the outage"
             await asyncio.sleep(0.2)
         await server.start()
