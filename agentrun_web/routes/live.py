@@ -24,6 +24,7 @@ from agentrun_web.clients import Caller, ServiceCallError, Services
 from agentrun_web.rendering import Renderer
 from agentrun_web.security import caller_of, settings_of
 from agentrun_web.views import live_events
+from agentrun_web.views.run_details import started_from_queued
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ async def _events(request: Request, caller: Caller, run_id: str, start: int) -> 
             kind = item.WhichOneof("event")
             if kind == "run_queued":
                 # Until it starts (or ends in the queue), what the run is as far as RunQueued tells.
-                started = live_events.started_from_queued(item.run_queued)
+                started = started_from_queued(item.run_queued)
                 yield sse("queued", live_events.queued_event(renderer, item.run_queued))
             elif kind == "run_started":
                 started = item.run_started

@@ -21,7 +21,7 @@ from google.protobuf import timestamp_pb2
 from agentrun_web.rendering import Renderer
 from agentrun_web.views import format as fmt
 from agentrun_web.views import waterfall as wf
-from agentrun_web.views.run_details import TOKEN_CARDS, run_from_finished, run_from_started, run_page
+from agentrun_web.views.run_details import TOKEN_CARDS, run_from_finished, run_from_queued, run_from_started, run_page
 from agentrun_web.views.steps import kind_of, step_row
 
 
@@ -37,24 +37,8 @@ def started_event(renderer: Renderer, started: ex_pb2.RunStarted) -> dict[str, A
     }
 
 
-def started_from_queued(queued: ex_pb2.RunQueued) -> ex_pb2.RunStarted:
-    """The run as far as RunQueued tells, as a RunStarted at its enqueue time (a run that ends in the queue has no
-    RunStarted)."""
-    return ex_pb2.RunStarted(
-        run_id=queued.run_id,
-        agent_name=queued.agent_name,
-        agent_version=queued.agent_version,
-        model_name=queued.model_name,
-        start_time=queued.enqueue_time,
-        trace_id=queued.trace_id,
-        user=queued.user,
-    )
-
-
 def queued_event(renderer: Renderer, queued: ex_pb2.RunQueued) -> dict[str, Any]:
-    run = run_from_started(started_from_queued(queued))
-    run.status = run_pb2.RUN_STATUS_QUEUED
-    page = run_page(run, trace_link="")
+    page = run_page(run_from_queued(queued), trace_link="")
     where = f"in queue {queued.queue_name}" if queued.queue_name else ""
     place = f"position {queued.position} {where}".strip() if queued.position else where
     limit = ""
