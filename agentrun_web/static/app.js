@@ -202,6 +202,20 @@
         else say("disconnected from the console; reload the page to follow the run", "lost");
       });
       source.addEventListener("problem", (event) => say(JSON.parse(event.data).message, "lost"));
+      // A run waiting in ExecutionService's queue: its QUEUED badge and its place, until it starts.
+      source.addEventListener("queued", (event) => {
+        const data = JSON.parse(event.data);
+        document.getElementById("run-status").innerHTML = data.status_html;
+        run.dataset.queued = String(data.position);
+        say(data.message);
+      });
+      source.addEventListener("started", (event) => {
+        if (run.dataset.queued === undefined) return;  // the page already shows it running
+        const data = JSON.parse(event.data);
+        document.getElementById("run-status").innerHTML = data.status_html;
+        delete run.dataset.queued;
+        say("live: steps appear as they happen");
+      });
       source.addEventListener("gone", (event) => {
         source.close();
         say(JSON.parse(event.data).message, "ended");

@@ -17,9 +17,11 @@ from agentrun.runs.v1 import runs_service_pb2 as rs
 from agentrun_core.proto_convert import run_to_pb
 from tests.security.support import status_of
 from tests.support.auth import ALICE, BOB
+from tests.support.model_gate import Gate
 from tests.support.run_factory import make_run
+from tests.web.conftest import sign_in
 from tests.web.proxy import DroppingProxy
-from tests.web.support import WebStack
+from tests.web.support import WebStack, web_stack
 
 pytestmark = pytest.mark.browser
 
@@ -321,3 +323,29 @@ def test_a_link_from_another_site_opens_the_run_signed_in(alice: Any, web: WebSt
     assert page.locator("#status-badge").inner_text() == "COMPLETED"
     assert "signed in" in page.locator(".who").inner_text()
     page.close()
+
+
+def test_a_queued_run_shows_queued_then_runs_live_on_the_same_page(browser: Any, tmp_path: Path) -> None:
+    gate = Gate()
+    with web_stack(tmp_path, execution={"max_concurrent_runs": 1}) as web:
+        web.stack.gemini.set_responder(gate.respond)
+        web.start(ALICE, "scripted", "wait for the gate")  # holds the only slot
+        queued_id = web.start(ALICE, "scripted", "then me")
+        context = sign_in(browser, web, ALICE)
+        try:
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"{web.url}/runs/{queued_id}")
+            mark_document(page)
+            page.locator('#status-badge[data-status="QUEUED"]').wait_for()
+            page.locator("#live-state", has_text="queued (position 1").wait_for()
+            gate.open()
+            page.locator('#status-badge[data-status="RUNNING"], #status-badge[data-status="COMPLETED"]').wait_for()
+            page.locator("#run[data-finished]").wait_for(timeout=30_000)
+            assert same_document(page), "the page was reloaded"
+            assert page.locator("#status-badge").inner_text() == "COMPLETED"
+            assert page.locator("#step-rows tr[data-seq]").count() == len(web.wait_stored(queued_id).execution_steps)
+            assert errors == []
+        finally:
+            context.close()
