@@ -4,7 +4,7 @@
 either path is UNCHANGED when replayed through the other) and raises the same InvalidArgument for a malformed message
 as that conversion would, without building the domain values in between: protobuf -> domain -> rows cost ~2x the
 CPU of this on a 40-step run. A property test holds the two equal (tests/runs_service/api/test_run_rows.py). The
-rules of a valid run are then checked on these rows by runs_service.validation.validate_rows.
+rules of a valid run are then checked on these rows by runs_service.recording (runs_service.validation.validate_rows).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from agentrun_core.ids import run_id_problem
 from agentrun_core.proto_convert import COST_DECIMAL_PLACES, ConversionError, run_from_pb, share_problem
 from runs_service import validation_composition as composition
 from runs_service.errors import InvalidArgument
-from runs_service.storage.rows import RunRows, canonical_record
-from runs_service.validation import check_no_nul, validate_rows
+from runs_service.storage.rows import RunRows, canonical_record, max_context_window_used
+from runs_service.validation import check_no_nul
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_COST = Decimal(10) ** 10
@@ -50,7 +50,13 @@ def _invalid(field: str, problem: str) -> InvalidArgument:
     return InvalidArgument(field, problem)
 
 
-def _time(value: Any) -> datetime:
+_NANOS_PER_SECOND = 1_000_000_000
+
+
+def _time(value: Any, field: str) -> datetime:
+    """A google.protobuf.Timestamp; InvalidArgument naming `field`.nanos outside 0..999999999 (the type's rule)."""
+    if not 0 <= value.nanos < _NANOS_PER_SECOND:
+        raise _invalid(f"{field}.nanos", f"must be from 0 to 999999999, got {value.nanos}")
     # Same arithmetic as agentrun_core.proto_convert.timestamp_from_pb (microseconds, nanos floored).
     return _EPOCH + timedelta(microseconds=value.seconds * 1_000_000 + value.nanos // 1000)
 
@@ -59,8 +65,13 @@ _MICROS_PER_DAY = 86_400_000_000
 _TIMEDELTA_DAYS = 999_999_999  # datetime.timedelta's range, which the domain path's conversion is bound by
 
 
-def _micros(value: Any) -> int:
-    micros = int(value.seconds * 1_000_000 + value.nanos // 1000)
+def _micros(value: Any, field: str) -> int:
+    """A google.protobuf.Duration in microseconds; InvalidArgument naming `field`.nanos outside -999999999..999999999
+    (a negative total is refused by validation, naming the duration)."""
+    nanos = value.nanos
+    if not -_NANOS_PER_SECOND < nanos < _NANOS_PER_SECOND:
+        raise _invalid(f"{field}.nanos", f"must be from -999999999 to 999999999, got {nanos}")
+    micros = int(value.seconds * 1_000_000 + nanos // 1000)
     if not -_TIMEDELTA_DAYS <= micros // _MICROS_PER_DAY <= _TIMEDELTA_DAYS:
         raise OverflowError("duration out of range")
     return micros
@@ -134,9 +145,9 @@ def _attempt(msg: run_pb2.ModelAttempt, field: str) -> dict[str, Any]:
         value = getattr(msg, name)
         if value.seconds < 0 or value.nanos < 0:
             raise _invalid(f"{field}.{name}", "must not be negative")
-    start_time = _time(msg.start_time)
-    duration_us = _micros(msg.duration)
-    wait = _micros(msg.wait_before_next) if msg.HasField("wait_before_next") else None
+    start_time = _time(msg.start_time, f"{field}.start_time")
+    duration_us = _micros(msg.duration, f"{field}.duration")
+    wait = _micros(msg.wait_before_next, f"{field}.wait_before_next") if msg.HasField("wait_before_next") else None
     return {
         "attempt": msg.attempt,
         "code": msg.code,
@@ -161,7 +172,9 @@ def _model_call(mc: run_pb2.ModelCall, field: str) -> dict[str, Any]:
         "model": mc.model,
         "usage": _usage(mc.usage, f"{field}.usage"),
         "finish_reason": mc.finish_reason,
-        "time_to_first_token_us": _micros(mc.time_to_first_token) if mc.HasField("time_to_first_token") else None,
+        "time_to_first_token_us": _micros(mc.time_to_first_token, f"{field}.time_to_first_token")
+        if mc.HasField("time_to_first_token")
+        else None,
         "text": mc.text,
         "function_call_count": mc.function_call_count,
     }
@@ -200,7 +213,8 @@ def _step_row(msg: run_pb2.ExecutionStep, run_id: str, index: int) -> dict[str, 
         tr = msg.tool_result
         if not tr.call_id:
             raise _invalid(f"{field}.tool_result.call_id", "must not be empty")
-        result_duration = _micros(tr.duration)  # before the status, as the domain conversion meets them
+        # Before the status, as the domain conversion meets them.
+        result_duration = _micros(tr.duration, f"{field}.tool_result.duration")
         status = _TOOL_STATUS.get(tr.status)
         if status is None:
             raise _invalid(f"{field}.tool_result.status", "must be a ToolCallStatus other than UNSPECIFIED")
@@ -233,8 +247,8 @@ def _step_row(msg: run_pb2.ExecutionStep, run_id: str, index: int) -> dict[str, 
     return {
         "run_id": run_id,
         "sequence": msg.sequence,
-        "time": _time(msg.time),
-        "duration_us": _micros(duration),
+        "time": _time(msg.time, f"{field}.time"),
+        "duration_us": _micros(duration, f"{field}.duration"),
         "kind": kind,
         "payload": payload,
     }
@@ -249,7 +263,7 @@ def _tool_call_row(msg: run_pb2.ToolCall, run_id: str, position: int) -> dict[st
     if not msg.HasField("start_time"):
         raise _invalid(f"{field}.start_time", "must be set")
     # In the order the domain conversion meets them (agentrun_core.proto_convert.tool_call_from_pb).
-    duration_us = _micros(msg.duration)
+    duration_us = _micros(msg.duration, f"{field}.duration")
     status = _TOOL_STATUS.get(msg.status)
     if status is None:
         raise _invalid(f"{field}.status", "must be a ToolCallStatus other than UNSPECIFIED")
@@ -262,7 +276,7 @@ def _tool_call_row(msg: run_pb2.ToolCall, run_id: str, position: int) -> dict[st
         "result": msg.result,
         "duration_us": duration_us,
         "status": status,
-        "start_time": _time(msg.start_time),
+        "start_time": _time(msg.start_time, f"{field}.start_time"),
         "is_error": msg.is_error,
         "position": position,
     }
@@ -284,9 +298,9 @@ def _run_row(msg: run_pb2.Run) -> dict[str, Any]:
     status = _RUN_STATUS.get(msg.status)
     if status is None:
         raise _invalid("run.status", "must be set to a RunStatus other than RUN_STATUS_UNSPECIFIED")
-    start_time = _time(msg.start_time)
-    end_time = _time(msg.end_time) if msg.HasField("end_time") else None
-    duration_us = _micros(msg.duration) if has_duration else None
+    start_time = _time(msg.start_time, "run.start_time")
+    end_time = _time(msg.end_time, "run.end_time") if msg.HasField("end_time") else None
+    duration_us = _micros(msg.duration, "run.duration") if has_duration else None
     usage = _usage(msg.token_usage, "run.token_usage")
     has_error = msg.HasField("error")
     has_cost = msg.HasField("cost")
@@ -339,13 +353,15 @@ def _check_steps_belong(msg: run_pb2.Run) -> None:
 
 
 def rows_from_pb(msg: run_pb2.Run) -> RunRows:
-    """The rows storing `msg` (with its record hash), checked: raises InvalidArgument naming the field for the
-    first problem RecordRun's conversion and validation (runs_service.validation.validate_run) would report."""
+    """The rows storing `msg` (with its record hash): raises InvalidArgument naming the field for the first problem
+    the domain conversion (agentrun_core.proto_convert.run_from_pb) would meet. With validate_rows after it, a
+    record is refused exactly as validate_run(run_from_pb(msg)) refuses it."""
     try:
         run_row = _run_row(msg)
         run_id = run_row["id"]
         steps = [_step_row(step, run_id, index) for index, step in enumerate(msg.execution_steps)]
         calls = [_tool_call_row(call, run_id, position) for position, call in enumerate(msg.tool_calls)]
+        run_row["max_context_window_used"] = max_context_window_used(steps, run_row["max_context_window_used"])
         run_row["totals_with_descendants"] = _totals_with_descendants(msg)
     except OverflowError:
         # A Timestamp/Duration beyond what datetime holds (years 1-9999): bad input, not a server fault.
@@ -363,6 +379,4 @@ def rows_from_pb(msg: run_pb2.Run) -> RunRows:
             raise InvalidArgument(exc.field, exc.problem) from None
     digest = hashlib.sha256(canonical).hexdigest()
     run_row["record_hash"] = digest
-    rows = RunRows(run=run_row, steps=steps, tool_calls=calls, record_hash=digest)
-    validate_rows(rows)
-    return rows
+    return RunRows(run=run_row, steps=steps, tool_calls=calls, record_hash=digest)
