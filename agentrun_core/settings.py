@@ -200,3 +200,13 @@ def _listen_address(value: Any) -> Any:
 
 # A gRPC listen address: HOST:PORT (port 0-65535; [::1]:PORT for IPv6) or unix:PATH.
 ListenAddress = Annotated[str, AfterValidator(_listen_address)]
+
+
+# AGENTRUN_EVENT_LOOP: auto (uvloop where installed), uvloop (required) or asyncio (agentrun_core.event_loop).
+EventLoopChoice = Annotated[Literal["auto", "uvloop", "asyncio"], BeforeValidator(_lower)]
+
+
+class ProcessSettings(EnvSettings):
+    """What every agentrun process reads before it starts serving (the services, `agentrun serve`)."""
+
+    event_loop: EventLoopChoice = setting("auto", "AGENTRUN_EVENT_LOOP")

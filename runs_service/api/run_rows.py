@@ -18,7 +18,14 @@ from agentrun.runs.v1 import run_pb2
 
 from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
-from agentrun_core.proto_convert import COST_DECIMAL_PLACES, ConversionError, run_from_pb, share_problem
+from agentrun_core.proto_convert import (
+    COST_DECIMAL_PLACES,
+    ConversionError,
+    duration_problem,
+    run_from_pb,
+    share_problem,
+    timestamp_problem,
+)
 from runs_service import validation_composition as composition
 from runs_service.errors import InvalidArgument
 from runs_service.storage.rows import RunRows, canonical_record, max_context_window_used
@@ -50,31 +57,20 @@ def _invalid(field: str, problem: str) -> InvalidArgument:
     return InvalidArgument(field, problem)
 
 
-_NANOS_PER_SECOND = 1_000_000_000
-
-
 def _time(value: Any, field: str) -> datetime:
-    """A google.protobuf.Timestamp; InvalidArgument naming `field`.nanos outside 0..999999999 (the type's rule)."""
-    if not 0 <= value.nanos < _NANOS_PER_SECOND:
-        raise _invalid(f"{field}.nanos", f"must be from 0 to 999999999, got {value.nanos}")
-    # Same arithmetic as agentrun_core.proto_convert.timestamp_from_pb (microseconds, nanos floored).
+    # The checks and arithmetic of agentrun_core.proto_convert.timestamp_from_pb (microseconds, nanos floored).
+    problem = timestamp_problem(value)
+    if problem is not None:
+        raise _invalid(field, problem)
     return _EPOCH + timedelta(microseconds=value.seconds * 1_000_000 + value.nanos // 1000)
 
 
-_MICROS_PER_DAY = 86_400_000_000
-_TIMEDELTA_DAYS = 999_999_999  # datetime.timedelta's range, which the domain path's conversion is bound by
-
-
 def _micros(value: Any, field: str) -> int:
-    """A google.protobuf.Duration in microseconds; InvalidArgument naming `field`.nanos outside -999999999..999999999
-    (a negative total is refused by validation, naming the duration)."""
-    nanos = value.nanos
-    if not -_NANOS_PER_SECOND < nanos < _NANOS_PER_SECOND:
-        raise _invalid(f"{field}.nanos", f"must be from -999999999 to 999999999, got {nanos}")
-    micros = int(value.seconds * 1_000_000 + nanos // 1000)
-    if not -_TIMEDELTA_DAYS <= micros // _MICROS_PER_DAY <= _TIMEDELTA_DAYS:
-        raise OverflowError("duration out of range")
-    return micros
+    # The checks of agentrun_core.proto_convert.duration_from_pb (which keep it within datetime.timedelta's range).
+    problem = duration_problem(value)
+    if problem is not None:
+        raise _invalid(field, problem)
+    return int(value.seconds * 1_000_000 + value.nanos // 1000)
 
 
 def _usage(value: run_pb2.TokenUsage, field: str) -> dict[str, int]:
@@ -172,9 +168,11 @@ def _model_call(mc: run_pb2.ModelCall, field: str) -> dict[str, Any]:
         "model": mc.model,
         "usage": _usage(mc.usage, f"{field}.usage"),
         "finish_reason": mc.finish_reason,
-        "time_to_first_token_us": _micros(mc.time_to_first_token, f"{field}.time_to_first_token")
-        if mc.HasField("time_to_first_token")
-        else None,
+        "time_to_first_token_us": (
+            _micros(mc.time_to_first_token, f"{field}.time_to_first_token")
+            if mc.HasField("time_to_first_token")
+            else None
+        ),
         "text": mc.text,
         "function_call_count": mc.function_call_count,
     }
@@ -213,8 +211,9 @@ def _step_row(msg: run_pb2.ExecutionStep, run_id: str, index: int) -> dict[str, 
         tr = msg.tool_result
         if not tr.call_id:
             raise _invalid(f"{field}.tool_result.call_id", "must not be empty")
-        # Before the status, as the domain conversion meets them.
-        result_duration = _micros(tr.duration, f"{field}.tool_result.duration")
+        result_duration = _micros(
+            tr.duration, f"{field}.tool_result.duration"
+        )  # before the status, as the domain conversion meets them
         status = _TOOL_STATUS.get(tr.status)
         if status is None:
             raise _invalid(f"{field}.tool_result.status", "must be a ToolCallStatus other than UNSPECIFIED")
@@ -294,7 +293,7 @@ def _run_row(msg: run_pb2.Run) -> dict[str, Any]:
     if problem is not None:
         raise _invalid("run.max_context_window_used", problem)
     # In the order the domain conversion meets them (agentrun_core.proto_convert.run_from_pb): the status, the
-    # times (out of range: OverflowError), the token usage, the cost.
+    # times (out of their protobuf range: InvalidArgument naming the field), the token usage, the cost.
     status = _RUN_STATUS.get(msg.status)
     if status is None:
         raise _invalid("run.status", "must be set to a RunStatus other than RUN_STATUS_UNSPECIFIED")
@@ -364,7 +363,8 @@ def rows_from_pb(msg: run_pb2.Run) -> RunRows:
         run_row["max_context_window_used"] = max_context_window_used(steps, run_row["max_context_window_used"])
         run_row["totals_with_descendants"] = _totals_with_descendants(msg)
     except OverflowError:
-        # A Timestamp/Duration beyond what datetime holds (years 1-9999): bad input, not a server fault.
+        # Arithmetic on values in range that still overflows (none known: the Timestamp and Duration checks keep
+        # every value within datetime's range): bad input, not a server fault.
         raise InvalidArgument("run", "holds a timestamp or duration out of range (years 1-9999)") from None
     problem = run_id_problem(run_id)
     if problem is not None:

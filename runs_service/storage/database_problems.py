@@ -72,19 +72,31 @@ def _where(url: str) -> str:
     return f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
 
 
-def createdb_command(url: str) -> str:
-    """The `createdb` command that creates the database `url` names, as it can be typed."""
+def createdb_command(url: str, *, by_administrator: bool = False) -> str:
+    """The `createdb` command that creates the database `url` names, as it can be typed: run as the URL's user, or
+    (`by_administrator`, when that user may not create databases) as `postgres`, owned by the URL's user (`-O`)."""
     parsed = make_url(url)
-    host = parsed.query.get("host") or parsed.host
-    argv = ["createdb"]
-    if host:
-        argv += ["-h", host if isinstance(host, str) else host[0]]
-    if parsed.port:
-        argv += ["-p", str(parsed.port)]
-    if parsed.username:
+    argv = ["createdb", *_server_options(url)]
+    if by_administrator:
+        argv += ["-U", "postgres"]
+        if parsed.username:
+            argv += ["-O", parsed.username]
+    elif parsed.username:
         argv += ["-U", parsed.username]
     argv.append(parsed.database or "agentrun")
     return shlex.join(argv)
+
+
+def _server_options(url: str) -> list[str]:
+    """`-h HOST -p PORT` of the server `url` names (as set in it)."""
+    parsed = make_url(url)
+    host = parsed.query.get("host") or parsed.host
+    options = []
+    if host:
+        options += ["-h", host if isinstance(host, str) else host[0]]
+    if parsed.port:
+        options += ["-p", str(parsed.port)]
+    return options
 
 
 _MISSING_DATABASE = re.compile(r'database "(?P<name>[^"]+)" does not exist')
@@ -151,8 +163,9 @@ def diagnose(url: str, error: BaseException) -> Diagnosis:
     if match := _NO_ROLE.search(text):
         return Diagnosis(
             f'the server at {_where(url)} has no user "{match["user"]}"',
-            f"create it (`createuser -h HOST -U postgres --createdb {match['user']}`) or name an existing user in "
-            "DATABASE_URL / --database-url",
+            f"create it (`{shlex.join(['createuser', *_server_options(url), '-U', 'postgres', match['user']])}`, "
+            "adding --createdb if it should create its database itself) or name an existing user in DATABASE_URL / "
+            "--database-url",
         )
     if any(marker in lowered for marker in _NOT_POSTGRES):
         return Diagnosis(
