@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from agentrun.runs.v1 import run_pb2
@@ -19,12 +19,13 @@ from agentrun.runs.v1 import run_pb2
 from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
 from agentrun_core.proto_convert import (
-    COST_DECIMAL_PLACES,
     ConversionError,
+    cost_amount_from_pb,
     duration_problem,
     run_from_pb,
     share_problem,
     timestamp_problem,
+    token_counts_from_pb,
 )
 from runs_service import validation_composition as composition
 from runs_service.errors import InvalidArgument
@@ -32,8 +33,6 @@ from runs_service.storage.rows import RunRows, canonical_record, max_context_win
 from runs_service.validation import check_no_nul
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_COST = Decimal(10) ** 10
-_COST_QUANTUM = Decimal(1).scaleb(-COST_DECIMAL_PLACES)
 
 _RUN_STATUS = {
     run_pb2.RUN_STATUS_RUNNING: "RUNNING",
@@ -74,33 +73,17 @@ def _micros(value: Any, field: str) -> int:
 
 
 def _usage(value: run_pb2.TokenUsage, field: str) -> dict[str, int]:
-    usage = {
-        "input_tokens": value.input_tokens,
-        "output_tokens": value.output_tokens,
-        "total_tokens": value.total_tokens,
-        "cached_tokens": value.cached_tokens,
-        "thinking_tokens": value.thinking_tokens,
-        "tool_use_prompt_tokens": value.tool_use_prompt_tokens,
-    }
-    for name, count in usage.items():
-        if count < 0:
-            raise _invalid(f"{field}.{name}", f"must not be negative, got {count}")
-    return usage
+    try:
+        return token_counts_from_pb(value, field)
+    except ConversionError as exc:
+        raise _invalid(exc.field, exc.problem) from None
 
 
 def _cost_amount(value: run_pb2.Cost, field: str = "run.cost") -> Decimal:
     try:
-        amount = Decimal(value.amount)
-    except InvalidOperation:
-        raise _invalid(f"{field}.amount", f"must be a decimal number, got {shown(value.amount)}") from None
-    if not amount.is_finite() or amount < 0:
-        raise _invalid(f"{field}.amount", f"must be a finite, non-negative decimal, got {shown(value.amount)}")
-    if amount >= _MAX_COST or amount != amount.quantize(_COST_QUANTUM):
-        raise _invalid(
-            f"{field}.amount",
-            f"must be below 10000000000 with at most {COST_DECIMAL_PLACES} decimal places, got {shown(value.amount)}",
-        )
-    return amount
+        return cost_amount_from_pb(value, field)
+    except ConversionError as exc:
+        raise _invalid(exc.field, exc.problem) from None
 
 
 def _totals_with_descendants(msg: run_pb2.Run) -> dict[str, Any] | None:
