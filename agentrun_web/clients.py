@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import grpc
 from agentrun.execution.v1 import execution_service_pb2 as ex_pb2
@@ -19,6 +20,7 @@ from agentrun.runs.v1 import runs_service_pb2_grpc as runs_grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from agentrun_core.auth.interceptor import USER_METADATA_KEY
 from agentrun_core.tls import aio_channel
 from agentrun_web.settings import WebSettings
 
@@ -141,6 +143,21 @@ class RunsApi:
 
     async def list_runs(self, caller: Caller, request: runs_pb2.ListRunsRequest) -> runs_pb2.ListRunsResponse:
         return await self._call("ListRuns", request, caller)
+
+    async def user_of(self, caller: Caller) -> str:
+        """Who RunsService takes the caller for (the `agentrun-user` metadata of its answer to a one-run ListRuns);
+        "" when it does not say (authentication off). ServiceCallError when it refuses the token."""
+        request = runs_pb2.ListRunsRequest(page_size=1)
+        try:
+            call = self._stub.ListRuns(request, timeout=self._timeout_s, metadata=caller.metadata())
+            await call
+            metadata = await call.initial_metadata()
+        except grpc.RpcError as exc:
+            raise ServiceCallError.from_rpc(self.endpoint, "ListRuns", exc) from None
+        for key, value in metadata or ():
+            if key == USER_METADATA_KEY and isinstance(value, str):
+                return unquote(value)
+        return ""
 
     async def run_stats(self, caller: Caller, request: runs_pb2.GetRunStatsRequest) -> runs_pb2.GetRunStatsResponse:
         return await self._call("GetRunStats", request, caller)

@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse
 from agentrun_web.security import page_context
 from agentrun_web.views import format as fmt
 from agentrun_web.views import steps as st
+from agentrun_web.views import waterfall as wf
 
 
 def asset_version() -> str:
@@ -36,6 +37,7 @@ def environment() -> Environment:
     env.globals.update(
         asset_version=asset_version(),
         fmt=fmt,
+        wf=wf,
         kind_label=st.kind_label,
         kind_of=st.kind_of,
         is_known=st.is_known,

@@ -214,6 +214,7 @@ def page_context(request: Request) -> dict[str, Any]:
         "request": request,
         "csrf_token": sessions_of(request).csrf_token(visitor.id),
         "signed_in": visitor.session is not None,
+        "user_name": visitor.session.user if visitor.session is not None else "",
         "needs_login": settings.needs_login,
         "single_user": settings.token is not None,
         "auth_off": settings.auth is WebAuth.OFF and settings.token is None,

@@ -321,3 +321,80 @@ def test_a_link_from_another_site_opens_the_run_signed_in(alice: Any, web: WebSt
     assert page.locator("#status-badge").inner_text() == "COMPLETED"
     assert "signed in" in page.locator(".who").inner_text()
     page.close()
+
+
+def _with_failed_attempts(run: run_pb2.Run) -> tuple[int, int, int]:
+    """Gives the run's first model call two failed attempts before its answer (retried) and makes its last one a
+    call that got no answer (every attempt failed); returns the sequences (retried, failed, a clean call)."""
+    calls = [step for step in run.execution_steps if step.WhichOneof("payload") == "model_call"]
+    retried, clean, failed = calls[0], calls[1], calls[-1]
+    for attempt, (code, status, reason) in enumerate(
+        ((429, "RESOURCE_EXHAUSTED", "MODEL_RATE_LIMITED"), (503, "UNAVAILABLE", "MODEL_UNAVAILABLE")), start=1
+    ):
+        failed_attempt = retried.model_call.failed_attempts.add(
+            attempt=attempt, code=code, status=status, reason=reason, message=f"try {attempt} refused"
+        )
+        failed_attempt.start_time.CopyFrom(retried.time)
+        failed_attempt.duration.FromMilliseconds(20)
+        failed_attempt.wait_before_next.FromMilliseconds(10)
+    failed.model_call.finish_reason = ""
+    failed.model_call.text = ""
+    last = failed.model_call.failed_attempts.add(attempt=1, code=0, reason="MODEL_TIMEOUT", message="no answer")
+    last.start_time.CopyFrom(failed.time)
+    last.duration.CopyFrom(failed.duration)
+    return retried.sequence, failed.sequence, clean.sequence
+
+
+def test_failed_and_retried_model_calls_stand_out_and_the_header_names_the_user(alice: Any, web: WebStack) -> None:
+    run = run_to_pb(make_run(user="alice", agent="flaky-agent", model_calls=3, tool_calls=2))
+    retried, failed, clean = _with_failed_attempts(run)
+    web.record(run)
+    page = alice.new_page()
+    page.goto(f"{web.url}/runs/{run.id}")
+    assert page.locator("header.topbar #user-name").inner_text() == "alice"
+
+    bar_of = {sequence: page.locator(f"#bar-model-{sequence}") for sequence in (retried, failed, clean)}
+    assert bar_of[retried].get_attribute("data-state") == "retried"
+    assert bar_of[retried].locator(".wf-attempt").count() == 2
+    assert "retried after 2 failed attempts (429 RESOURCE_EXHAUSTED, 503 UNAVAILABLE)" in (
+        bar_of[retried].locator(".wf-note").inner_text()
+    )
+    assert bar_of[failed].get_attribute("data-state") == "failed"
+    assert bar_of[failed].locator(".wf-note").inner_text().startswith("failed: MODEL_TIMEOUT")
+    assert bar_of[clean].locator(".wf-attempt").count() == 0
+    style = "el => getComputedStyle(el).backgroundImage + getComputedStyle(el).backgroundColor"
+    clean_look = bar_of[clean].locator(".wf-bar").evaluate(style)
+    assert bar_of[failed].locator(".wf-bar").evaluate(style) != clean_look
+    assert bar_of[retried].locator(".wf-attempt").first.evaluate(style) != clean_look
+
+    bar_of[retried].locator(".wf-bar").click()
+    attempts = page.locator(f"#pane-body #attempts-{retried} tbody tr")
+    attempts.first.wait_for()
+    assert [row.locator("td").nth(1).inner_text() for row in attempts.all()] == [
+        "429 RESOURCE_EXHAUSTED",
+        "503 UNAVAILABLE",
+    ]
+    assert "try 2 refused" in attempts.nth(1).inner_text()
+    bar_of[failed].locator(".wf-bar").click()
+    page.locator(f"#pane-body #attempts-{failed}").wait_for()
+    assert "every attempt failed" in page.locator("#pane-body .attempts-summary").inner_text()
+    page.close()
+
+
+def test_runs_page_shows_each_runs_number_of_tool_calls(alice: Any, web: WebStack) -> None:
+    runs = [run_to_pb(make_run(user="alice", agent="counted", model_calls=3, tool_calls=n)) for n in (0, 4, 7)]
+    for run in runs:
+        web.record(run)
+    listed = {run.id: run for run in web.list_runs(ALICE, 'agent_name = "counted"').runs}
+    assert {run_id: run.tool_call_count for run_id, run in listed.items()} == {r.id: len(r.tool_calls) for r in runs}
+    assert not any(run.tool_calls for run in listed.values())  # the BASIC view: the count without the calls
+    page = alice.new_page()
+    page.goto(f"{web.url}/?agent=counted")
+    header = page.locator("#runs-table thead th").all_inner_texts()
+    column = header.index("tool calls")
+    shown = {
+        row.get_attribute("data-run-id"): row.locator("td").nth(column).inner_text()
+        for row in page.locator("#run-rows tr[data-run-id]").all()
+    }
+    assert shown == {run.id: str(len(run.tool_calls)) for run in runs}
+    page.close()

@@ -16,9 +16,12 @@ import httpx2 as httpx
 import pytest
 from pydantic import SecretStr
 
+from agentrun_core.domain import RunStatus
 from agentrun_core.ids import new_run_id
+from agentrun_core.proto_convert import run_to_pb
 from agentrun_web.settings import WebAuth, WebSettings
 from tests.support.auth import ALICE, BOB, make_pki
+from tests.support.run_factory import make_run
 from tests.support.stack import free_port
 from tests.web.support import WebStack, console_only
 
@@ -369,3 +372,33 @@ def test_a_run_tree_shows_its_sub_agent_runs_lineage_and_totals(web: WebStack, a
     assert f'id="bar-tool-{step.tool_call.call_id}"' in page and label in page  # the waterfall says so too
     detail = alice_http.get(f"/runs/{root.id}/steps/{step.sequence}").text
     assert f'href="/runs/{step.tool_call.child_run_id}"' in detail
+
+
+@pytest.fixture(scope="module")
+def failed_runs_of_two_agents(web: WebStack) -> set[str]:
+    """A completed and a failed run of each of the agents h2-a and h2-b; the failed ones' ids."""
+    for agent in ("h2-a", "h2-b"):
+        for status in (RunStatus.COMPLETED, RunStatus.FAILED):
+            web.record(run_to_pb(make_run(user="alice", agent=agent, status=status, model_calls=2, tool_calls=1)))
+    failed = {run.id for run in web.list_runs(ALICE, 'status = FAILED AND agent_name = "h2-*"').runs}
+    assert len(failed) == 2
+    return failed
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        'agent_name = "h2-a" OR agent_name = "h2-b"',
+        '(agent_name = "h2-a")OR(agent_name = "h2-b")',  # no spaces around OR
+        'agent_name = "h2-a"\tOR agent_name = "h2-b"',  # a tab, as a shared URL may hold
+    ],
+)
+def test_quick_filters_apply_to_all_of_a_typed_filter_with_or(
+    typed: str, failed_runs_of_two_agents: set[str], alice_http: httpx.Client
+) -> None:
+    """`a OR b` with the status quick filter FAILED lists the failed runs of a and b: (a OR b) AND status = FAILED,
+    never a OR (b AND status = FAILED)."""
+    page = alice_http.get("/", params={"filter": typed, "status": "FAILED"})
+    assert page.status_code == 200, page.text[:500]
+    shown = dict(re.findall(r'data-run-id="([0-9a-f-]{36})" data-status="(\w+)"', page.text))
+    assert set(shown) == failed_runs_of_two_agents and set(shown.values()) == {"FAILED"}
