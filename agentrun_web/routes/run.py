@@ -94,6 +94,7 @@ async def run_details(request: Request) -> Response:
         selected=selected,
         selected_steps=selected_steps,
         cancel_notice=request.query_params.get("cancel", ""),
+        live_first_event_s=settings_of(request).live_first_event_s,
     )
 
 

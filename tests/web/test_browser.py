@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
+from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
 from agentrun.runs.v1 import runs_service_pb2 as rs
 
@@ -265,8 +266,10 @@ def test_dropped_event_stream_resumes_without_duplicates(alice: Any, web: WebSta
         sequences = page.locator("#step-rows tr[data-seq]").evaluate_all("rows => rows.map(r => Number(r.dataset.seq))")
         assert sequences == [step.sequence for step in stored.execution_steps]
         assert page.locator("#run").get_attribute("data-duplicates") == "0"
-        resumed = [head for head in proxy.requests if "/events" in head and "last-event-id:" in head.lower()]
-        assert resumed, proxy.requests
+        # The tabs' shared stream asked again from the step after the last one it had.
+        asked = [re.search(rf"watch={run_id}%3A(\d+)", head) for head in proxy.requests if "GET /live?" in head]
+        starts = [int(found.group(1)) for found in asked if found]
+        assert len(starts) >= 2 and starts[0] < starts[-1], proxy.requests
         assert page.locator("#status-badge").inner_text() == "COMPLETED"
         page.close()
     finally:
@@ -398,3 +401,31 @@ def test_runs_page_shows_each_runs_number_of_tool_calls(alice: Any, web: WebStac
     }
     assert shown == {run.id: str(len(run.tool_calls)) for run in runs}
     page.close()
+
+
+def test_seven_live_tabs_share_one_connection_and_leave_room_for_other_pages(alice: Any, web: WebStack) -> None:
+    """Browsers open at most six HTTP/1.1 connections per host: seven live run pages with a stream each would hold
+    them all and every other page would wait. The tabs share one stream (a SharedWorker), so the console's other
+    pages still load at once and every tab still shows its run's steps."""
+    run_ids = [web.start(ALICE, "scripted", f"cancel: tab {n}") for n in range(7)]
+    tabs = []
+    try:
+        for run_id in run_ids:
+            tab = alice.new_page()
+            tab.goto(f"{web.url}/runs/{run_id}")
+            tabs.append(tab)
+        for tab in tabs:
+            tab.locator("#step-rows tr[data-seq='1']").wait_for(timeout=10_000)
+            assert tab.locator("#run").get_attribute("data-channel") == "shared"
+        other = alice.new_page()
+        other.goto(f"{web.url}/?agent=scripted", timeout=5_000)  # would wait for a free connection otherwise
+        for run_id in run_ids:
+            other.locator(f'#run-rows tr[data-run-id="{run_id}"]').wait_for(timeout=5_000)
+        other.close()
+    finally:
+        for run_id in run_ids:
+            request = ex.CancelRunRequest(run_id=run_id, mode=ex.CANCEL_MODE_IMMEDIATE)
+            web.call(lambda request=request: web.stack.execution_stub(ALICE).CancelRun(request))  # type: ignore[misc]
+    for tab in tabs:
+        tab.locator("#run[data-finished='CANCELLED']").wait_for(timeout=15_000)
+        tab.close()
