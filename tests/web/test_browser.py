@@ -6,6 +6,7 @@ One browser for the session, one signed-in context for alice; bob's runs are mad
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,15 @@ from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
 from agentrun.runs.v1 import runs_service_pb2 as rs
 
+from agentrun_core.domain import RunStatus
 from agentrun_core.proto_convert import run_to_pb
+from agentrun_web.settings import WebAuth, WebSettings
 from tests.security.support import status_of
 from tests.support.auth import ALICE, BOB
 from tests.support.run_factory import make_run
 from tests.web.proxy import DroppingProxy
-from tests.web.support import WebStack
+from tests.support.stack import free_port
+from tests.web.support import WebStack, console_only, sign_in_at
 
 pytestmark = pytest.mark.browser
 
@@ -429,3 +433,38 @@ def test_seven_live_tabs_share_one_connection_and_leave_room_for_other_pages(ali
     for tab in tabs:
         tab.locator("#run[data-finished='CANCELLED']").wait_for(timeout=15_000)
         tab.close()
+
+
+def test_a_live_page_says_what_is_wrong_with_its_stream(browser: Any, web: WebStack) -> None:
+    """ExecutionService down: the page shows its message and asks again later and later (backoff). ExecutionService
+    silent: after AGENTRUN_WEB_LIVE_FIRST_EVENT_S the page says it has heard nothing, instead of spinning."""
+    stuck = run_to_pb(make_run(user="alice", agent="stuck", status=RunStatus.RUNNING, model_calls=2, tool_calls=1))
+    web.record(stuck)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # accepts connections and never answers
+        down = f"127.0.0.1:{free_port()}"
+        quiet = f"127.0.0.1:{silent.getsockname()[1]}"
+        for target, wanted in (
+            (down, [f"ExecutionService at {down} is unreachable: retrying in 1 s", "unreachable: retrying in 2 s"]),
+            (quiet, ["no word from the live stream after 1.5 s"]),
+        ):
+            settings = WebSettings(
+                address="127.0.0.1:0",
+                runs_target=web.stack.runs_address,
+                execution_target=target,
+                auth=WebAuth.TOKENS,
+                live_first_event_s=1.5,
+                log_format="text",
+            )
+            with console_only(settings) as console:
+                context = sign_in_at(browser, console.url.rstrip("/"), ALICE)
+                page = context.new_page()
+                page.goto(f"{console.url.rstrip('/')}/runs/{stuck.id}")
+                state = page.locator("#live-state")
+                for text in wanted:
+                    page.wait_for_function(
+                        "text => document.getElementById('live-state').textContent.includes(text)", arg=text
+                    )
+                assert page.locator("#live-bar").get_attribute("class") == "live-bar lost", state.inner_text()
+                context.close()
