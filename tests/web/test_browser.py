@@ -22,8 +22,8 @@ from agentrun_web.settings import WebAuth, WebSettings
 from tests.security.support import status_of
 from tests.support.auth import ALICE, BOB
 from tests.support.run_factory import make_run
-from tests.web.proxy import DroppingProxy
 from tests.support.stack import free_port
+from tests.web.proxy import DroppingProxy
 from tests.web.support import WebStack, console_only, sign_in_at
 
 pytestmark = pytest.mark.browser
