@@ -1,6 +1,7 @@
 """A run's page (/runs/{run_id}), one step's details for the side pane, and cancelling a live run.
 
-The page comes from GetRun (FULL). A run RunsService does not have yet (just started: its RUNNING record is still on
+The page comes from GetRun (BASIC, with the sub-agent runs) and ListRunSteps (page by page); a step's details from
+ListRunSteps up to that step. A run RunsService does not have yet (just started: its RUNNING record is still on
 its way through the outbox) is looked up on ExecutionService (WatchRun's RunStarted) before the page says "not
 found"; both services answer NOT_FOUND for another user's run, so it is neither shown nor told apart from a run
 that does not exist.
@@ -55,7 +56,10 @@ async def load_run(services: Services, caller: Caller, run_id: str) -> tuple[run
     """The stored run with its sub-agent runs, or (not stored yet) the live run as far as RunStarted tells, and
     whether it is the stored one; ServiceCallError otherwise."""
     try:
-        return await services.runs.get_run_tree(caller, run_id), True
+        # The run in the BASIC view, then its steps page by page: a run of thousands of steps is never one message.
+        reply = await services.runs.get_run_tree(caller, run_id, full=False)
+        reply.run.execution_steps.extend(await services.runs.steps(caller, reply.run.id))
+        return reply, True
     except ServiceCallError as exc:
         if exc.code is not grpc.StatusCode.NOT_FOUND:
             raise
@@ -105,8 +109,7 @@ async def step_detail(request: Request) -> Response:
     caller = caller_of(request)
     run_id = request.path_params["run_id"]
     sequence = request.path_params["sequence"]
-    run = await services.runs.get_run(caller, run_id, full=True)
-    found = find_steps(run.execution_steps, [sequence])
+    found = find_steps(await services.runs.steps(caller, run_id, until=sequence), [sequence])
     if not found:
         return HTMLResponse(renderer.fragment("_missing_step.html", sequence=sequence, run_id=run_id), status_code=404)
     return HTMLResponse(renderer.fragment("_step_detail.html", step=found[0], run_id=run_id))

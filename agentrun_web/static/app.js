@@ -103,23 +103,33 @@
       if (ticks) ticks.innerHTML = parts.join("");
     }
 
+    // A step's details: kept once fetched; a failure (the console's message, or none when it cannot be reached)
+    // is shown in the pane, in the step's place, and asked again next time.
     async function detailOf(sequence) {
       if (details.has(sequence)) return details.get(sequence);
-      const response = await fetch(`/runs/${runId}/steps/${sequence}`, { headers: FRAGMENT, credentials: "same-origin" });
-      const html = await response.text();
-      if (response.ok) details.set(sequence, html);
-      return html;
+      try {
+        const response = await fetch(`/runs/${runId}/steps/${sequence}`, { headers: FRAGMENT, credentials: "same-origin" });
+        const html = await response.text();
+        if (response.ok) details.set(sequence, html);
+        return html;
+      } catch (error) {
+        return `<article class="detail problem" data-seq="${sequence}"><p class="error" role="alert">The details of step ${sequence} could not be loaded: the console cannot be reached. Select the bar again to retry.</p></article>`;
+      }
     }
 
+    let selecting = 0;
     async function select(sequences, barRow) {
+      const ticket = ++selecting;
+      const ordered = [...new Set(sequences)].sort((a, b) => a - b);
       for (const el of document.querySelectorAll(".wf-row.selected, .steps-table tr.selected")) el.classList.remove("selected");
       if (barRow) barRow.classList.add("selected");
-      for (const sequence of sequences) document.getElementById(`step-${sequence}`)?.classList.add("selected");
+      for (const sequence of ordered) document.getElementById(`step-${sequence}`)?.classList.add("selected");
       pane.setAttribute("aria-busy", "true");
-      const parts = await Promise.all(sequences.map(detailOf));
+      const parts = await Promise.all(ordered.map(detailOf));
+      if (ticket !== selecting) return; // a later selection won: its details are the ones to show
       pane.innerHTML = parts.join("");
       pane.removeAttribute("aria-busy");
-      history.replaceState(null, "", `${location.pathname}?step=${sequences[0]}`);
+      history.replaceState(null, "", `${location.pathname}?step=${ordered[0]}`);
     }
 
     function stepsOf(row) {

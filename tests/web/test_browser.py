@@ -298,16 +298,32 @@ def test_stats_page_charts_what_the_api_counts(alice: Any, web: WebStack, screen
 
 
 def test_a_run_of_500_steps_stays_usable(alice: Any, web: WebStack) -> None:
-    big = run_to_pb(make_run(user="alice", agent="big-agent", model_calls=101, tool_calls=199))
-    assert len(big.execution_steps) == 500
+    """The page and the pane read the steps page by page (ListRunSteps); the pane shows a call's steps in sequence
+    order, an error step's message, and says so when a step's details cannot be loaded."""
+    big = run_to_pb(make_run(user="alice", agent="big-agent", model_calls=101, tool_calls=199, status=RunStatus.FAILED))
+    assert len(big.execution_steps) == 500 and big.execution_steps[-1].WhichOneof("payload") == "error"
     web.record(big)
     page = alice.new_page()
     page.goto(f"{web.url}/runs/{big.id}")
     assert page.locator("#step-rows tr").count() == 500
+    shown = page.locator("#step-rows tr[data-seq]").evaluate_all("rows => rows.map(r => Number(r.dataset.seq))")
+    assert shown == list(range(1, 501))
     assert page.locator("#wf-rows .wf-row").count() == 101 + 199
     last = page.locator("#wf-rows .wf-row.wf-tool").last
     last.locator(".wf-bar").click()
     page.locator("#pane-body article.detail.k-tool_result").wait_for()
+    in_pane = page.locator("#pane-body article.detail").evaluate_all("els => els.map(e => Number(e.dataset.seq))")
+    assert in_pane == sorted(in_pane) and len(in_pane) == 2  # the call, then its result
+    page.locator("#step-500 a").click()
+    error = big.execution_steps[-1].error
+    page.locator("#pane-body article.detail.k-error").wait_for()
+    assert page.locator("#pane-body article.detail.k-error pre.error-text").inner_text() == error.message
+    page.route("**/steps/**", lambda route: route.abort())  # the console cannot be reached
+    page.locator("#wf-rows .wf-row.wf-tool").first.locator(".wf-bar").click()
+    alert = page.locator("#pane-body [role='alert']").first
+    alert.wait_for()
+    assert "could not be loaded" in alert.inner_text()
+    assert page.locator("#pane-body").get_attribute("aria-busy") is None
     page.close()
 
 
