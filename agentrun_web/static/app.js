@@ -155,7 +155,10 @@
     const selectedStep = Number(new URLSearchParams(location.search).get("step"));
     if (selectedStep) {
       for (const row of document.querySelectorAll(".wf-row[data-steps]")) {
-        if (stepsOf(row).includes(selectedStep)) row.classList.add("selected");
+        if (stepsOf(row).includes(selectedStep)) {
+          row.classList.add("selected");
+          row.scrollIntoView({ block: "nearest" }); // inside the waterfall's own scroll box
+        }
       }
     }
 

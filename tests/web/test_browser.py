@@ -294,6 +294,26 @@ def test_stats_page_charts_what_the_api_counts(alice: Any, web: WebStack, screen
     assert runs_by_agent["quick"] == sum(1 for run in listed if run.agent_name == "quick")
     assert page.locator("#stats-tools tr[data-key='echo']").count() == 1
     page.screenshot(path=str(screenshots / "stats.png"), full_page=True)
+
+    # Accessible charts: each says what it shows, and has a table of every value a column shows.
+    for chart in page.locator("figure.chart").all():
+        title = chart.get_attribute("data-chart") or ""
+        columns = chart.locator(".columns")
+        assert columns.get_attribute("role") == "img" and title in (columns.get_attribute("aria-label") or "")
+        shown = chart.locator(".column").evaluate_all("cols => cols.map(c => c.title)")
+        rows = chart.locator("table tbody tr").evaluate_all(
+            "rows => rows.map(r => [...r.cells].map(c => c.textContent.trim()))"
+        )
+        assert len(rows) == len(shown) == 31, title
+        assert all(cells[1] in text for cells, text in zip(rows, shown, strict=True)), title
+    # A custom range of whole days, with day labels a whole number of days apart under each chart.
+    page.fill("input[name='from']", "2026-11-01")
+    page.fill("input[name='to']", "2026-11-20")
+    page.click("#stats-query button[type='submit']")
+    page.wait_for_url("**/stats?**from=2026-11-01**")
+    runs_chart = page.locator("figure.chart[data-chart='runs']")
+    assert runs_chart.locator(".column").count() == 20
+    assert runs_chart.locator(".axis .tick").all_inner_texts() == ["11-01", "11-08", "11-15"]
     page.close()
 
 
@@ -309,7 +329,16 @@ def test_a_run_of_500_steps_stays_usable(alice: Any, web: WebStack) -> None:
     shown = page.locator("#step-rows tr[data-seq]").evaluate_all("rows => rows.map(r => Number(r.dataset.seq))")
     assert shown == list(range(1, 501))
     assert page.locator("#wf-rows .wf-row").count() == 101 + 199
+    # The 300 bars scroll inside the waterfall's box (no 6,000-pixel page), the time axis staying on top.
+    waterfall = box(page, "#waterfall")
+    assert waterfall["height"] <= 0.8 * 900
     last = page.locator("#wf-rows .wf-row.wf-tool").last
+    last.scroll_into_view_if_needed()
+    waterfall, axis = box(page, "#waterfall"), box(page, "#waterfall .wf-axis")
+    last_bar = box(page, "#wf-rows .wf-row.wf-tool >> nth=-1")
+    assert axis["y"] == pytest.approx(waterfall["y"], abs=3)
+    assert axis["y"] + axis["height"] <= last_bar["y"] <= waterfall["y"] + waterfall["height"]
+    assert page.locator("#waterfall .wf-tick").count() >= 2
     last.locator(".wf-bar").click()
     page.locator("#pane-body article.detail.k-tool_result").wait_for()
     in_pane = page.locator("#pane-body article.detail").evaluate_all("els => els.map(e => Number(e.dataset.seq))")
