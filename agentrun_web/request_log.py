@@ -1,14 +1,15 @@
 """Every log line the console writes while serving a request names that request: its browser session (a digest of
 the session id, never the id) and its path, so a person's trouble can be followed through the log.
 
-The visitor middleware sets the context per request; a filter on the `agentrun_web` logger adds it to each record
-(`browser_session`, `path`) unless the line already says.
+The visitor middleware sets the context per request; a log record factory adds it to each record of the console's
+loggers (`browser_session`, `request_path`).
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
+from typing import Any
 
 _REQUEST: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("agentrun_web_request", default=None)
 
@@ -21,20 +22,29 @@ def reset_request(token: contextvars.Token[tuple[str, str] | None]) -> None:
     _REQUEST.reset(token)
 
 
-class RequestLogFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        current = _REQUEST.get()
-        if current is not None:
-            browser_session, path = current
-            if not hasattr(record, "browser_session"):
-                record.browser_session = browser_session
-            if not hasattr(record, "path"):
-                record.path = path
-        return True
+def _named(record: logging.LogRecord) -> logging.LogRecord:
+    current = _REQUEST.get()
+    if current is not None and record.name.startswith("agentrun_web"):
+        browser_session, path = current
+        # Names no log call passes as `extra` (logging refuses an extra that overwrites a record's attribute).
+        record.browser_session = browser_session
+        record.request_path = path
+    return record
+
+
+_installed = False
 
 
 def install() -> None:
-    """Adds the filter to the console's logger once."""
-    logger = logging.getLogger("agentrun_web")
-    if not any(isinstance(existing, RequestLogFilter) for existing in logger.filters):
-        logger.addFilter(RequestLogFilter())
+    """Names the request on every record of the console's loggers (a record factory: a logger's filter would not see
+    the records of its children, agentrun_web.errors and the others). Once per process."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        return _named(previous(*args, **kwargs))
+
+    logging.setLogRecordFactory(factory)

@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 
 # How long the page waits for ExecutionService to say whether it runs a run RunsService does not know.
 LIVE_PROBE_TIMEOUT_S = 2.0
+# What the run page says when a cancel without a script brings the browser back (?cancel=...).
+CANCEL_NOTICES = {
+    "requested": "Cancel requested.",
+    "refused": "The run could not be cancelled (it has ended, or runs elsewhere).",
+}
 # Beyond any real sequence: a probe asks for RunStarted only, not for the steps.
 _NO_STEPS = 2**31 - 1
 
@@ -87,6 +92,8 @@ async def run_details(request: Request) -> Response:
         descendants_truncated=reply.descendants_truncated,
     )
     selected = wf.selected_bar(page.waterfall, _selected_step(request))
+    cancel_notice = request.query_params.get("cancel", "")
+    cancel_notice = cancel_notice if cancel_notice in CANCEL_NOTICES else ""
     selected_steps = find_steps(run.execution_steps, selected.steps) if selected is not None else []
     return renderer.page(
         request,
@@ -97,7 +104,8 @@ async def run_details(request: Request) -> Response:
         stored=stored,
         selected=selected,
         selected_steps=selected_steps,
-        cancel_notice=request.query_params.get("cancel", ""),
+        cancel_notice=cancel_notice,
+        cancel_text=CANCEL_NOTICES.get(cancel_notice, ""),
         live_first_event_s=settings_of(request).live_first_event_s,
     )
 

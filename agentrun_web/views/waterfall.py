@@ -10,7 +10,7 @@ is still running (live) or never finished (a terminal run: it is drawn to the ru
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agentrun.runs.v1 import run_pb2
@@ -267,7 +267,3 @@ def bars_by_step(waterfall: Waterfall) -> dict[int, Bar]:
 
 def selected_bar(waterfall: Waterfall, sequence: int | None) -> Bar | None:
     return bars_by_step(waterfall).get(sequence) if sequence is not None else None
-
-
-def steps_of(bars: Iterable[Bar]) -> set[int]:
-    return {sequence for bar in bars for sequence in bar.steps}
