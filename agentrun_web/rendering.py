@@ -19,7 +19,7 @@ from agentrun_web.views import waterfall as wf
 def asset_version() -> str:
     """A digest of the scripts and styles, in their URLs: browsers keep them an hour, but never across versions."""
     digest = hashlib.sha256()
-    for name in ("app.js", "app.css"):
+    for name in ("app.js", "app.css", "live-worker.js"):
         digest.update((resources.files("agentrun_web") / "static" / name).read_bytes())
     return digest.hexdigest()[:12]
 
