@@ -513,3 +513,17 @@ def test_a_live_page_says_what_is_wrong_with_its_stream(browser: Any, web: WebSt
                     )
                 assert page.locator("#live-bar").get_attribute("class") == "live-bar lost", state.inner_text()
                 context.close()
+
+
+def test_a_browser_without_shared_workers_follows_the_run_on_a_stream_of_its_own(alice: Any, web: WebStack) -> None:
+    run_id = web.start(ALICE, "scripted", "slow: no shared worker here")
+    page = alice.new_page()
+    page.add_init_script("delete window.SharedWorker")
+    page.goto(f"{web.url}/runs/{run_id}")
+    page.locator("#run[data-finished]").wait_for(timeout=20_000)
+    assert page.locator("#run").get_attribute("data-channel") == "own"
+    stored = web.wait_stored(run_id)
+    sequences = page.locator("#step-rows tr[data-seq]").evaluate_all("rows => rows.map(r => Number(r.dataset.seq))")
+    assert sequences == [step.sequence for step in stored.execution_steps]
+    assert page.locator("#status-badge").inner_text() == "COMPLETED"
+    page.close()
