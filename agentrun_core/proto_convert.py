@@ -487,6 +487,7 @@ def run_to_pb(run: d.Run) -> run_pb2.Run:
         depth=run.depth,
         session_id=run.session_id,
         max_context_window_used=run.max_context_window_used,
+        tool_call_count=run.tool_calls_made,
     )
     if run.forked_from is not None:
         msg.forked_from.CopyFrom(run_pb2.ForkOrigin(run_id=run.forked_from.run_id, sequence=run.forked_from.sequence))
@@ -555,4 +556,6 @@ def run_from_pb(msg: run_pb2.Run) -> d.Run:
         if msg.HasField("cost_with_descendants")
         else None,
         max_context_window_used=msg.max_context_window_used,
+        # The count stands for the tool calls only when they are left out (the BASIC view); see d.Run.
+        tool_call_count=0 if msg.tool_calls else max(msg.tool_call_count, 0),
     )

@@ -362,4 +362,6 @@ def rows_from_pb(msg: run_pb2.Run) -> RunRows:
             raise InvalidArgument(exc.field, exc.problem) from None
     digest = hashlib.sha256(canonical).hexdigest()
     run_row["record_hash"] = digest
+    # Derived from the tool calls (already in the hash): the BASIC view's count of them.
+    run_row["tool_call_count"] = len(calls)
     return RunRows(run=run_row, steps=steps, tool_calls=calls, record_hash=digest)

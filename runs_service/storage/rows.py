@@ -412,6 +412,8 @@ def run_to_rows(run: Run) -> RunRows:
         check_no_nul(run)
     digest = hashlib.sha256(canonical).hexdigest()
     run_row["record_hash"] = digest
+    # Derived from the tool calls (already in the hash): the BASIC view's count of them.
+    run_row["tool_call_count"] = len(tool_rows)
     return RunRows(run=run_row, steps=step_rows, tool_calls=tool_rows, record_hash=digest)
 
 
@@ -507,4 +509,6 @@ def run_from_row(
         else _usage_from_json(usage_with_descendants),
         cost_with_descendants=None if cost_with_descendants is None else _cost_from_json(cost_with_descendants),
         max_context_window_used=float(row["max_context_window_used"] or 0.0),
+        # The count stands for the tool calls only when they are left out (the BASIC view); see Run.
+        tool_call_count=0 if tool_calls else int(row["tool_call_count"] or 0),
     )
