@@ -14,6 +14,7 @@ elsewhere with from_sequence N + 1 misses nothing and sees nothing twice.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
@@ -49,7 +50,12 @@ class StreamPrefix:
 
 
 async def read_prefix(run_id: str) -> StreamPrefix:
-    """The entries already in the run's stream (called by the run's own workflow when it resumes)."""
+    """The entries already in the run's stream (called by the run's own workflow when it resumes). Read outside the
+    workflow's context: inside it, DBOS would make the read a checkpointed operation of the workflow."""
+    return await asyncio.create_task(_read_prefix(run_id), context=contextvars.Context())
+
+
+async def _read_prefix(run_id: str) -> StreamPrefix:
     started: pb.RunStarted | None = None
     steps: list[ExecutionStep] = []
     try:
