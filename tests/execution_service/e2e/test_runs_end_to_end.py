@@ -11,7 +11,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-
 from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
 
