@@ -81,9 +81,24 @@ class DurableRuntime:
             self._launched = False
             asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(thread_name_prefix="agentrun"))
 
+    async def register_run_queue(
+        self, name: str, *, worker_concurrency: int | None, global_concurrency: int | None, polling_interval_s: float
+    ) -> None:
+        """Declares the DBOS queue runs enter (admission by queue): at most `worker_concurrency` of its runs execute
+        on one replica and `global_concurrency` on all; each replica polls it every `polling_interval_s`. After
+        `launch`."""
+        await DBOS.register_queue_async(
+            name,
+            worker_concurrency=worker_concurrency,
+            global_concurrency=global_concurrency,
+            polling_interval_sec=polling_interval_s,
+        )
+
     async def start_run(self, run: DurableRunInput, *, queue_name: str | None = None) -> None:
         """Starts the run's workflow (id: the run id): at once on this replica, or through the DBOS queue
-        `queue_name` (admission by queue). The one place a run's workflow starts."""
+        `queue_name` (admission by queue; see register_run_queue). The one place a run's workflow starts. A queued
+        run may execute on another replica: its starter then follows it through its stream (stream.RemoteRun), and
+        the replica that dequeues it runs DurableRunManager.execute as for any run it did not start."""
         with SetWorkflowID(run.run_id):
             if queue_name is None:
                 await DBOS.start_workflow_async(workflow.run_workflow, run)
