@@ -406,7 +406,9 @@ def step_from_pb(msg: run_pb2.ExecutionStep, field: str = "step") -> d.Execution
         if resumed.gap.seconds < 0 or resumed.gap.nanos < 0:
             raise ConversionError(f"{field}.resumed.gap", "must not be negative")
         payload = d.RunResumed(
-            gap=duration_from_pb(resumed.gap), replica=resumed.replica, previous_replica=resumed.previous_replica
+            gap=duration_from_pb(resumed.gap, f"{field}.resumed.gap"),
+            replica=resumed.replica,
+            previous_replica=resumed.previous_replica,
         )
     else:
         raise ConversionError(f"{field}.payload", "must be set (model_call, tool_call, tool_result, ...)")

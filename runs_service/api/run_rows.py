@@ -241,7 +241,7 @@ def _step_row(msg: run_pb2.ExecutionStep, run_id: str, index: int) -> dict[str, 
         if gap.seconds < 0 or gap.nanos < 0:
             raise _invalid(f"{field}.resumed.gap", "must not be negative")
         payload = {
-            "gap_us": _micros(gap),
+            "gap_us": _micros(gap, f"{field}.resumed.gap"),
             "replica": msg.resumed.replica,
             "previous_replica": msg.resumed.previous_replica,
         }
