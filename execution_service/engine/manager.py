@@ -36,7 +36,7 @@ from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.engine.admission import EMBEDDED_QUEUE_NAME, AdmissionQueue, Ticket
 from execution_service.engine.events import RunFinishedEvent, RunQueuedEvent, RunStartedEvent
 from execution_service.engine.instrumentation import EngineInstruments, RunTelemetry
-from execution_service.engine.live_run import LiveRun
+from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.loop import LoopInput, run_agent_loop
 from execution_service.engine.outcomes import LoopOutcome
 from execution_service.engine.step_recorder import StepRecorder, utc_now
@@ -135,6 +135,10 @@ class RunManager:
     def find(self, run_id: str) -> LiveRun | None:
         return self._live.get(run_id) or self._finished.get(run_id)
 
+    async def locate(self, run_id: str) -> FollowedRun | None:
+        """The run to follow: here, the one in memory (the durable mode also finds the runs of other replicas)."""
+        return self.find(run_id)
+
     @property
     def live_count(self) -> int:
         """Runs in progress here: executing or waiting in the queue."""
@@ -179,9 +183,21 @@ class RunManager:
         except ModelError as exc:
             raise InvalidRequest("model", exc.message) from None
 
+        return await self._begin(request.run_id or new_run_id(), request, agent, prompt, provider, model_name)
+
+    async def _begin(
+        self,
+        run_id: str,
+        request: StartRun,
+        agent: AgentSpec,
+        prompt: RenderedPrompt,
+        provider: ModelProvider,
+        model_name: str,
+    ) -> LiveRun:
+        """Starts a validated run: a slot or a place in the admission queue, its first record (RUNNING, or QUEUED),
+        then its task (the durable mode starts a workflow instead)."""
         ticket = self._admission.enter()  # QueueFull: no slot and no place in the queue
         try:
-            run_id = request.run_id or new_run_id()
             # The run's span starts first: its trace id is the run's trace_id.
             traced = self._instruments.start_run(
                 run_id=run_id, agent=agent, model=model_name, provider=provider.name, user=request.user, prompt=prompt
@@ -316,23 +332,58 @@ class RunManager:
         traced.secrets = recorder.secret_memory  # captured span content is scrubbed like the steps
         outcome: LoopOutcome
         try:
+            if live.started is None:
+                base = await self._leave_queue(live, base, ticket)
+        except _QueueTimedOut:
+            self._admission.leave(ticket)
+            outcome = self._queue_timeout_outcome()
+        except asyncio.CancelledError:  # cancelled, or the service stops, while the run waits for a slot
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            self._admission.leave(ticket)
+            outcome = self._cancelled_outcome(live)
+        else:
             try:
-                if live.started is None:
-                    base = await self._leave_queue(live, base, ticket)
                 # The run timeout counts from the start of execution, not from the wait in the queue.
-                async with asyncio.timeout(agent.limits.run_timeout_s):
-                    outcome = await self._run_loop(live, base, agent, prompt, provider, recorder, traced)
+                outcome = await self._outcome(
+                    live, agent, prompt, provider, recorder, traced, agent.limits.run_timeout_s
+                )
             finally:
                 self._admission.leave(ticket)  # the next run in line starts while this one is published
-        except _QueueTimedOut:
-            outcome = LoopOutcome(
-                RunStatus.TIMED_OUT,
-                error=RunError(
-                    ErrorReason.QUEUE_TIMEOUT,
-                    f"the run waited in the queue for a free slot longer than the queue timeout of "
-                    f"{self._limits.queue_timeout_s:g} s (AGENTRUN_QUEUE_TIMEOUT_S) and never started",
-                ),
-            )
+        await asyncio.shield(self._finish(live, base, recorder, outcome, traced))
+
+    def _queue_timeout_outcome(self) -> LoopOutcome:
+        return LoopOutcome(
+            RunStatus.TIMED_OUT,
+            error=RunError(
+                ErrorReason.QUEUE_TIMEOUT,
+                f"the run waited in the queue for a free slot longer than the queue timeout of "
+                f"{self._limits.queue_timeout_s:g} s (AGENTRUN_QUEUE_TIMEOUT_S) and never started",
+            ),
+        )
+
+    async def _outcome(
+        self,
+        live: LiveRun,
+        agent: AgentSpec,
+        prompt: RenderedPrompt,
+        provider: ModelProvider,
+        recorder: StepRecorder,
+        traced: RunTelemetry,
+        timeout_s: float,
+        tools: ToolProvider | None = None,
+        max_parallel_tools: int | None = None,
+    ) -> LoopOutcome:
+        """How the run's loop ended, within `timeout_s`: its own outcome, TIMED_OUT, CANCELLED (or INTERRUPTED, see
+        `_cancelled_outcome`), or FAILED with INTERNAL for an unexpected error. `tools` (default: this manager's) and
+        `max_parallel_tools` are what the durable mode wraps."""
+        outcome: LoopOutcome
+        try:
+            async with asyncio.timeout(timeout_s):
+                outcome = await self._run_loop(
+                    live, agent, prompt, provider, recorder, traced, tools or self._tools, max_parallel_tools
+                )
         except TimeoutError:
             outcome = LoopOutcome(
                 RunStatus.TIMED_OUT,
@@ -349,7 +400,7 @@ class RunManager:
         except Exception as exc:
             log.exception("run failed unexpectedly", extra={"run_id": live.run_id})
             outcome = LoopOutcome.failed(ErrorReason.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
-        await asyncio.shield(self._finish(live, base, recorder, outcome, traced))
+        return outcome
 
     async def _leave_queue(self, live: LiveRun, base: Run, ticket: Ticket) -> Run:
         """Waits for a slot (at most the queue timeout: _QueueTimedOut), then starts the run: RunStarted, and the
@@ -381,28 +432,31 @@ class RunManager:
     async def _run_loop(
         self,
         live: LiveRun,
-        base: Run,
         agent: AgentSpec,
         prompt: RenderedPrompt,
         provider: ModelProvider,
         recorder: StepRecorder,
         traced: RunTelemetry,
+        tool_provider: ToolProvider,
+        max_parallel_tools: int | None,
     ) -> LoopOutcome:
         try:
-            tools = await self._tools.resolve(list(agent.tools))
+            tools = await tool_provider.resolve(list(agent.tools))
         except ToolResolutionError as exc:
             reason = ErrorReason.TOOL_SERVER_UNAVAILABLE if exc.unavailable else ErrorReason.TOOL_NOT_FOUND
             return LoopOutcome.failed(reason, str(exc))
+        started = live.started
+        assert started is not None, "a run executes only once it has left the queue"
         loop_input = LoopInput(
             agent=agent,
             prompt=prompt,
-            model=base.model_name,
+            model=started.model_name,
             tools=tuple(tools),
-            max_parallel_tools=self._limits.max_parallel_tools,
+            max_parallel_tools=max_parallel_tools or self._limits.max_parallel_tools,
             telemetry=traced,
         )
 
-        return await run_agent_loop(loop_input, provider, self._tools, recorder, live.control)
+        return await run_agent_loop(loop_input, provider, tool_provider, recorder, live.control)
 
     def _cancelled_outcome(self, live: LiveRun) -> LoopOutcome:
         if live.cancel_requested:
@@ -486,7 +540,7 @@ class RunManager:
             live.task.cancel()
         return live
 
-    async def cancel_anywhere(self, run_id: str, *, after_turn: bool = False, user: str | None = None) -> LiveRun:
+    async def cancel_anywhere(self, run_id: str, *, after_turn: bool = False, user: str | None = None) -> FollowedRun:
         """`cancel`, and for a run this instance no longer holds in memory (finished long ago, or before a restart):
         RunAlreadyFinished when it is stored as finished and visible to `user`, else RunNotFound."""
         try:

@@ -51,7 +51,7 @@ async def test_run_and_runs_list_show_a_queued_run(tmp_path: Path) -> None:
         runs = stack.runs_stub()
         queued: list[run_pb2.Run] = []
         for _ in range(300):
-            await stack.execution.publisher.flush(5.0)
+            await stack.execution.flush_outbox(5.0)
             queued = list((await runs.ListRuns(rs.ListRunsRequest(filter="status = QUEUED"))).runs)
             if queued:
                 break

@@ -26,7 +26,7 @@ def test_a_queued_run_shows_queued_then_follows_live_once_it_starts(tmp_path: Pa
             started = http.post("/start", data=data)
             assert started.status_code == 303, started.text[:300]
             queued_id = started.headers["location"].removeprefix("/runs/")
-            assert web.call(lambda: web.stack.execution.publisher.flush(15.0))
+            assert web.call(lambda: web.stack.execution.flush_outbox(15.0))
             page = http.get(f"/runs/{queued_id}")
             assert page.status_code == 200
             assert 'data-status="QUEUED"' in page.text and "queued for" in page.text

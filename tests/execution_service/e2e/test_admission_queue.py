@@ -46,7 +46,7 @@ async def rest_of(stream: AsyncIterator[Any]) -> list[Any]:
 
 async def stored_status(stack: Stack, run_id: str) -> run_pb2.Run:
     """The run as RunsService has it now (QUEUED and RUNNING records included)."""
-    assert await stack.execution.publisher.flush(15.0), "the outbox did not drain"
+    assert await stack.execution.flush_outbox(15.0), "the outbox did not drain"
     reply = await stack.runs_stub().GetRun(rs.GetRunRequest(run_id=run_id))
     return reply.run
 
