@@ -22,6 +22,11 @@
    executes at most a tenth of them at once (AGENTRUN_MAX_CONCURRENT_RUNS): the rest wait QUEUED. Wall time against
    the ideal (waves x model calls x 0.5 s), the most model calls in flight at once (must not exceed the limit), and
    the queue's own cost: the gap between a run leaving its slot and the next queued run starting.
+6. Embedded vs durable, side by side (durable: AGENTRUN_EXECUTION_DATABASE_URL on a throwaway PostgreSQL database,
+   one replica in this process): process CPU per typical run and per step (3 model calls, 2 tool calls, the real
+   stack of section 2; goal: durable adds < 2 ms of CPU per step), and N concurrent typical runs (1,000; 20 with
+   --quick) with 0.5 s model calls (FakeGemini latency): wall time against the ideal 1.5 s (goal: durable within 3x).
+   Not measured here yet: the time from a replica's SIGKILL to its runs' first step elsewhere.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import asyncio
 import base64
 import contextlib
 import cProfile
+import dataclasses
 import gc
 import importlib
 import itertools
@@ -76,6 +82,7 @@ from execution_service.tools.base import ResolvedTool, ToolOutcome
 from execution_service.tools.results import outcome_from_result
 from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage
 from tests.fixtures.mcp_test_server import server as mcp_test_server
+from tests.support.postgres import find_postgres
 from tests.support.stack import agent_source, running_stack, write_agents
 
 GOALS = {"overhead_ms": 1.0, "telemetry_pct": 10.0, "memory_kb": 200.0, "latency_ratio": 2.0}
@@ -554,6 +561,77 @@ async def bench_admission(quick: bool, tmp: Path) -> dict[str, Any]:
     return {"wall": wall, "ideal": ideal, "most_in_flight": most, "handoff_p50_ms": percentile(gaps_ms, 0.5)}
 
 
+# --- 6. embedded vs durable ------------------------------------------------------------------------------------
+
+
+async def _mode_figures(
+    tmp: Path, mode: str, runs: int, concurrent: int, overrides: dict[str, Any]
+) -> tuple[float, int, float, int]:
+    """(process CPU per typical run in s, steps per run, wall of `concurrent` runs at once in s, how many completed)."""
+    agents = {"bench": agent_source(model="gemini-2.5-flash", tools=TOOLS)}
+    common: dict[str, Any] = {"rate_limit_per_minute": 0.0, "max_streams_per_user": 0}
+    async with running_stack(tmp / f"modes-{mode}", agents, **common, **overrides) as stack:
+        stack.gemini.set_responder(_gemini_responder)
+        stub = stack.execution_stub()
+        for _ in range(3):  # warm-up: MCP server start, genai client, connections
+            await _execute(stub, "gemini-2.5-flash")
+        assert await stack.execution.flush_outbox(15)
+        gc.collect()
+        steps = 0
+        cpu0 = time.process_time()
+        for _ in range(runs):
+            events = await _execute(stub, "gemini-2.5-flash")
+            steps = sum(1 for e in events if e.WhichOneof("event") == "step")
+        assert await stack.execution.flush_outbox(30)
+        cpu = (time.process_time() - cpu0) / runs
+        stack.gemini.set_responder(lambda body: dataclasses.replace(_gemini_responder(body), delay_s=0.5))
+        t0 = time.perf_counter()
+        finished = await asyncio.gather(*(_execute(stub, "gemini-2.5-flash", f"c{i}") for i in range(concurrent)))
+        wall = time.perf_counter() - t0
+        completed = len(finished)  # _execute checks that each run completed
+    return cpu, steps, wall, completed
+
+
+async def bench_modes(quick: bool, tmp: Path) -> dict[str, Any]:
+    header("6. Embedded vs durable: CPU per typical run and per step; N typical runs at once with 0.5 s model calls")
+    runs, concurrent = (10, 20) if quick else (60, 1000)
+    ideal = 3 * 0.5
+    out: dict[str, Any] = {}
+    server, description = find_postgres()
+    modes: list[tuple[str, dict[str, Any]]] = [("embedded", {})]
+    database_url = ""
+    if server is None:
+        print(f"  durable: skipped, no PostgreSQL ({description})")
+    else:
+        database_url = server.create_database(prefix="agentrun_bench_durable")
+        modes.append(("durable", {"execution_database_url": database_url, "replica_id": "bench"}))
+    try:
+        for mode, overrides in modes:
+            cpu, steps, wall, completed = await _mode_figures(tmp, mode, runs, concurrent, overrides)
+            out[mode] = {"cpu_ms": cpu * 1e3, "steps": steps, "wall": wall, "completed": completed}
+            print(
+                f"  {mode:<9} CPU {cpu * 1e3:6.1f} ms/run, {cpu * 1e3 / max(steps, 1):5.2f} ms/step ({steps} steps); "
+                f"{concurrent} runs at once: wall {wall:5.2f} s vs ideal {ideal:.2f} s ({wall / ideal:4.2f}x), "
+                f"{completed}/{concurrent} completed",
+                flush=True,
+            )
+    finally:
+        if server is not None and database_url:
+            server.drop_database(database_url)
+            server.stop()
+    if "durable" in out:
+        embedded, durable = out["embedded"], out["durable"]
+        added = (durable["cpu_ms"] - embedded["cpu_ms"]) / max(durable["steps"], 1)
+        ratio = durable["wall"] / ideal
+        print(
+            f"  durable adds {added:.2f} ms of CPU per step (goal < 2 ms: {verdict(added < 2.0)}); "
+            f"durable wall {ratio:.2f}x the ideal (goal < 3x: {verdict(ratio < 3.0)})",
+            flush=True,
+        )
+        out["durable_added_ms_per_step"] = added
+    return out
+
+
 # --- 4. step-to-client latency ---------------------------------------------------------------------------------
 
 
@@ -651,6 +729,7 @@ async def amain(quick: bool, only: set[str]) -> None:
             ("concurrency", bench_concurrency),
             ("latency", bench_latency),
             ("admission", bench_admission),
+            ("modes", bench_modes),
         ]
         for key, fn in steps:
             if not only or key in only:
@@ -661,13 +740,14 @@ async def amain(quick: bool, only: set[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke mode (< 60 s)")
-    parser.add_argument("--only", action="append", choices=["overhead", "cpu", "concurrency", "latency", "admission"])
+    sections = ["overhead", "cpu", "concurrency", "latency", "admission", "modes"]
+    parser.add_argument("--only", action="append", choices=sections)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger().setLevel(logging.ERROR)
     with contextlib.suppress(KeyboardInterrupt):
         # The loop the services run on (uvloop where installed), so sections 1-3 measure what production runs.
-        event_loop.run(asyncio.wait_for(amain(args.quick, set(args.only or [])), timeout=110 if args.quick else 900))
+        event_loop.run(asyncio.wait_for(amain(args.quick, set(args.only or [])), timeout=150 if args.quick else 1800))
 
 
 if __name__ == "__main__":
