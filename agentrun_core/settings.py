@@ -186,6 +186,22 @@ LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], B
 LogFormat = Annotated[Literal["json", "text", "auto"], BeforeValidator(_lower)]
 
 
+def _listen_address(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("unix:"):
+        return text
+    _host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError("must be HOST:PORT with a port from 0 to 65535 (0: any free port)")
+    return text
+
+
+# A gRPC listen address: HOST:PORT (port 0-65535; [::1]:PORT for IPv6) or unix:PATH.
+ListenAddress = Annotated[str, AfterValidator(_listen_address)]
+
+
 # AGENTRUN_EVENT_LOOP: auto (uvloop where installed), uvloop (required) or asyncio (agentrun_core.event_loop).
 EventLoopChoice = Annotated[Literal["auto", "uvloop", "asyncio"], BeforeValidator(_lower)]
 

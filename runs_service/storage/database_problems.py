@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,10 +49,13 @@ def driver_error(error: BaseException) -> BaseException:
 
 
 def is_database_error(error: BaseException) -> bool:
-    """Whether `error` is a failure to reach or use the database (as opposed to a bug)."""
+    """Whether `error` is a failure to reach or use the database (as opposed to a bug): the server or file cannot be
+    reached or opened, or the SQLite file is not a (sound) database."""
     inner = driver_error(error)
-    return isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError) or isinstance(
-        inner, psycopg.OperationalError | ConnectionError | TimeoutError
+    return (
+        isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError)
+        or isinstance(inner, psycopg.OperationalError | ConnectionError | TimeoutError)
+        or type(inner) is sqlite3.DatabaseError  # "file is not a database", "database disk image is malformed"
     )
 
 
@@ -134,6 +138,11 @@ def diagnose(url: str, error: BaseException) -> Diagnosis:
             )
         if "file is not a database" in lowered:
             return Diagnosis(f"{path} is not a SQLite database", "point DATABASE_URL or --data-dir at a runs database")
+        if "malformed" in lowered:
+            return Diagnosis(
+                f"the SQLite database {path} is damaged ({first_line(inner)})",
+                "restore it from a backup, or point DATABASE_URL or --data-dir at another runs database",
+            )
         return Diagnosis(first_line(inner), "check the SQLite file in DATABASE_URL / --data-dir")
     if match := _MISSING_DATABASE.search(text):
         return Diagnosis(
@@ -162,6 +171,12 @@ def diagnose(url: str, error: BaseException) -> Diagnosis:
         return Diagnosis(
             f"the server at {_where(url)} does not answer as PostgreSQL ({first_line(inner)})",
             "check the host and port in DATABASE_URL / --database-url",
+        )
+    if "timeout expired" in lowered:
+        return Diagnosis(
+            f"nothing answered as PostgreSQL at {_where(url)} within the connect timeout (a PostgreSQL that does not "
+            "respond, or another kind of server on that port)",
+            "check the host and port in DATABASE_URL / --database-url and that PostgreSQL is up there",
         )
     if any(marker in lowered for marker in _UNREACHABLE):
         return Diagnosis(

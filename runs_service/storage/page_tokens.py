@@ -20,6 +20,7 @@ import orjson
 from runs_service.errors import InvalidPageToken
 
 _MAC_BYTES = 16
+MIN_SECRET_BYTES = 16
 _MAX_TOKEN_CHARS = 2048
 # Where a valid token of each field comes from, for the messages ("pass it unchanged, as ...").
 _SOURCES = {
@@ -35,8 +36,8 @@ def request_digest(parts: Sequence[str | None]) -> str:
 
 class PageTokenCodec:
     def __init__(self, secret: bytes) -> None:
-        if len(secret) < 16:
-            raise ValueError("page token secret must be at least 16 bytes")
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ValueError(f"page token secret must be at least {MIN_SECRET_BYTES} bytes")
         self._secret = secret
 
     def _mac(self, body: bytes) -> bytes:
