@@ -10,9 +10,12 @@ from execution_service.errors import (
     AgentUnusable,
     ExecutionError,
     InvalidRequest,
+    PermissionDenied,
     RunAlreadyExists,
     RunAlreadyFinished,
     RunNotFound,
+    RunsServiceUnavailable,
+    ScheduleNotFound,
     ServiceShuttingDown,
     TooManyRuns,
     Unimplemented,
@@ -28,6 +31,9 @@ _CODES: list[tuple[type[ExecutionError], grpc.StatusCode]] = [
     (RunAlreadyFinished, grpc.StatusCode.FAILED_PRECONDITION),
     (TooManyRuns, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (ServiceShuttingDown, grpc.StatusCode.UNAVAILABLE),
+    (ScheduleNotFound, grpc.StatusCode.NOT_FOUND),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (RunsServiceUnavailable, grpc.StatusCode.UNAVAILABLE),
 ]
 
 
