@@ -101,9 +101,23 @@ class ExecutionSettings(EnvSettings):
     runs_service_token: str = setting("", "AGENTRUN_RUNS_SERVICE_TOKEN", repr=False)
     runs_service_tls: ClientTlsSettings = setting(default_factory=RunsServiceTlsSettings)
     shutdown_grace_s: float = setting(20.0, "AGENTRUN_SHUTDOWN_GRACE_S", ge=0)
+    # Scheduled runs (docs/agents.md, "Schedules"): whether this replica runs the agents' schedules; how late a tick
+    # may be handled and still count as on time; the name recorded with this replica's tick claims (empty:
+    # host:pid); how often the agents directory is re-read for schedule changes.
+    scheduler_enabled: bool = setting(True, "AGENTRUN_SCHEDULER")
+    scheduler_grace_s: float = setting(60.0, "AGENTRUN_SCHEDULER_GRACE_S", ge=0)
+    scheduler_replica: str = setting("", "AGENTRUN_SCHEDULER_REPLICA", max_length=200)
+    scheduler_refresh_s: float = setting(5.0, "AGENTRUN_SCHEDULER_REFRESH_S", ge=0.1)
     log_level: LogLevel = setting("INFO", "AGENTRUN_LOG_LEVEL")
     log_format: LogFormat = setting("auto", "AGENTRUN_LOG_FORMAT")
 
     @property
     def resolved_outbox_path(self) -> Path:
         return self.outbox_path or self.data_dir / "outbox.db"
+
+    @property
+    def resolved_scheduler_replica(self) -> str:
+        import os
+        import socket
+
+        return self.scheduler_replica or f"{socket.gethostname()}:{os.getpid()}"[:200]

@@ -33,6 +33,9 @@ from execution_service.publish.publisher import OutboxPublisher
 from execution_service.publish.recovery import recover_interrupted
 from execution_service.publish.step_journal import StepJournal, journal_directory
 from execution_service.redaction import RedactionRules, Redactor, rules_with_extras
+from execution_service.schedules.scheduler import Scheduler, SchedulerSettings
+from execution_service.schedules.service import Schedules
+from execution_service.schedules.store import ScheduleStore
 from execution_service.tools.mcp_config import load_mcp_config
 from execution_service.tools.pool import McpToolPool
 
@@ -105,10 +108,15 @@ class RunningExecutionServer:
     tools: McpToolPool
     _resources: AsyncExitStack
     telemetry: Telemetry | None = None
+    # None when AGENTRUN_SCHEDULER is off.
+    scheduler: Scheduler | None = None
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """NOT_SERVING, stop accepting calls, let runs finish (then interrupt them), drain the outbox briefly."""
+        """NOT_SERVING, stop accepting calls and ticks, let runs finish (then interrupt them), drain the outbox
+        briefly."""
         await self.health.enter_graceful_shutdown()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         await self.manager.shutdown(grace_s)
         await self.server.stop(min(grace_s, 5.0))
         await self._resources.aclose()
@@ -207,15 +215,30 @@ async def start_server(
             rate_per_minute=settings.rate_limit_per_minute,
             burst=settings.rate_limit_burst,
         )
+        schedule_store = ScheduleStore(runs_channel, runs_call_metadata(settings))
         add_servicer(
             execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server,
-            ExecutionServicer(manager, agents, limits),
+            ExecutionServicer(manager, agents, limits, Schedules(agents, schedule_store)),
             server,
         )
         health_servicer = add_health_and_reflection(server, SERVICE_NAME, reflection=settings.reflection)
         port = add_port(server, settings.listen_address, settings.tls, service="ExecutionService")
         await server.start()
         await set_serving(health_servicer, SERVICE_NAME)
+        scheduler = None
+        if settings.scheduler_enabled:
+            scheduler = Scheduler(
+                agents,
+                manager.start,
+                schedule_store,
+                SchedulerSettings(
+                    replica=settings.resolved_scheduler_replica,
+                    grace_s=settings.scheduler_grace_s,
+                    refresh_s=settings.scheduler_refresh_s,
+                ),
+            )
+            scheduler.start()
+            resources.push_async_callback(scheduler.stop)
         log.info(
             "execution service serving",
             extra={
@@ -227,7 +250,7 @@ async def start_server(
             },
         )
         return RunningExecutionServer(
-            server, port, health_servicer, manager, publisher, agents, tools, resources, telemetry
+            server, port, health_servicer, manager, publisher, agents, tools, resources, telemetry, scheduler
         )
     except BaseException:
         await resources.aclose()
