@@ -11,7 +11,7 @@ from agentrun_cli import output
 from agentrun_cli.client import ExecutionClient
 from agentrun_cli.commands.common import JsonOption, settings_of
 from agentrun_cli.errors import EXIT_USAGE, CliError, handle_errors
-from agentrun_cli.render.schedules import schedule_key, schedules_table, state_text
+from agentrun_cli.render.schedules import schedule_key, schedules_view, state_text
 
 schedules_app = typer.Typer(
     help="Scheduled runs the agents declare (front matter schedule:): next fire times, pause, resume.",
@@ -49,7 +49,7 @@ def list_schedules(
     if as_json:
         output.print_json(response)
         return
-    output.console().print(schedules_table(response.schedules))
+    output.console().print(schedules_view(response.schedules))
 
 
 def _set_paused(ctx: typer.Context, target: str, *, paused: bool, as_json: bool) -> None:

@@ -1,11 +1,12 @@
-"""`agentrun schedules list`: each schedule, its state and its next fire times."""
+"""`agentrun schedules list`: each schedule, its state and its next fire times, as a short block per schedule (the
+fire times stay whole on a narrow terminal)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from agentrun.execution.v1 import execution_service_pb2 as ex_pb2
-from rich.table import Table
+from rich.console import Group, RenderableType
 from rich.text import Text
 
 from agentrun_cli.render import format as fmt
@@ -28,28 +29,29 @@ def state_text(schedule: ex_pb2.Schedule) -> Text:
     return Text("active", style="green")
 
 
-def schedules_table(schedules: Sequence[ex_pb2.Schedule]) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("schedule", style="cyan", no_wrap=True)
-    table.add_column("cron", no_wrap=True)
-    table.add_column("timezone")
-    table.add_column("state")
-    table.add_column("missed")
-    table.add_column("next fire times (UTC)")
-    table.add_column("last tick (UTC)")
-    table.add_column("task")
-    for schedule in schedules:
-        next_times = "\n".join(fmt.timestamp(t) for t in schedule.next_fire_times) or fmt.NONE
-        table.add_row(
-            schedule_key(schedule),
-            schedule.cron,
-            schedule.timezone,
-            state_text(schedule),
-            MISSED_NAMES.get(schedule.missed_ticks, "skip"),
-            next_times,
-            fmt.optional_timestamp(schedule, "last_tick_time"),
-            fmt.truncate(schedule.task, 40),
-        )
+def schedule_block(schedule: ex_pb2.Schedule) -> Text:
+    text = Text.assemble(
+        (schedule_key(schedule), "bold cyan"),
+        "  ",
+        state_text(schedule),
+        f"  {schedule.cron} ({schedule.timezone})  missed ticks: {MISSED_NAMES.get(schedule.missed_ticks, 'skip')}",
+    )
+    if schedule.next_fire_times:
+        text.append("\n  next: " + ", ".join(fmt.timestamp(t) for t in schedule.next_fire_times))
+    else:
+        text.append("\n  next: none while paused", style="yellow")
+    if schedule.HasField("last_tick_time"):
+        text.append(f"\n  last tick: {fmt.timestamp(schedule.last_tick_time)}  run {schedule.last_run_id}")
+    text.append(f"\n  task: {fmt.truncate(schedule.task, 200)}", style="dim")
+    return text
+
+
+def schedules_view(schedules: Sequence[ex_pb2.Schedule]) -> RenderableType:
     if not schedules:
-        table.caption = "no schedules: agents declare them in their front matter (schedule:)"
-    return table
+        return Text("no schedules: agents declare them in their front matter (schedule:)", style="dim")
+    blocks: list[RenderableType] = []
+    for index, schedule in enumerate(schedules):
+        if index:
+            blocks.append(Text(""))
+        blocks.append(schedule_block(schedule))
+    return Group(*blocks)

@@ -3,7 +3,7 @@ tick in RunsService and, when this replica won it, start the run. However many r
 starts one run: RunsService answers CLAIMED to exactly one of them.
 
 Where a replica starts looking at a schedule (its cursor) comes from RunsService: the latest tick claimed, or the
-last pause or resume when later; a schedule never claimed starts from now. What happens to ticks missed in
+last resume when later; a schedule never claimed, or paused, starts from now. What happens to ticks missed in
 between is plan.decide's. A claimed tick whose run then fails to start is logged (the claim is not undone: a tick
 runs at most once).
 """
@@ -156,7 +156,10 @@ class Scheduler:
         now = self._clock()
         for key in unread:
             state = states.get(key)
-            marks = [] if state is None else [t for t in (state.last_tick, state.changed_time) if t is not None]
+            if state is None or state.paused:  # never run, or paused: no tick before now was missed
+                self._tracked[key].cursor = now
+                continue
+            marks = [t for t in (state.last_tick, state.changed_time) if t is not None]
             self._tracked[key].cursor = max(marks) if marks else now
 
     async def _handle(self, tracked: _Tracked) -> bool:

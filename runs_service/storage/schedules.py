@@ -70,8 +70,10 @@ class ScheduleRepository:
         self._lock: asyncio.Lock | None = sqlite_write_lock(engine) if self._is_sqlite else None
         self._write_engine = engine.execution_options(**SQLITE_WRITE_OPTIONS) if self._is_sqlite else engine
         dialect_insert: Any = sqlite_insert if self._is_sqlite else pg_insert
-        self._insert_tick = dialect_insert(schedule_ticks).on_conflict_do_nothing(
-            index_elements=[schedule_ticks.c.schedule, schedule_ticks.c.tick_time]
+        self._insert_tick = (
+            dialect_insert(schedule_ticks)
+            .on_conflict_do_nothing(index_elements=[schedule_ticks.c.schedule, schedule_ticks.c.tick_time])
+            .returning(schedule_ticks.c.run_id)
         )
         by_schedule = schedule_ticks.c.schedule == bindparam("schedule")
         self._select_tick = select(schedule_ticks).where(by_schedule, schedule_ticks.c.tick_time == bindparam("tick"))
@@ -114,7 +116,7 @@ class ScheduleRepository:
                     "claimed_time": datetime.now(UTC),
                 },
             )
-            if inserted.rowcount == 1:
+            if inserted.first() is not None:
                 await conn.execute(self._prune, {"schedule": claim.schedule})
                 logger.info(
                     "schedule tick claimed",
