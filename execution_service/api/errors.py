@@ -13,6 +13,7 @@ from execution_service.errors import (
     PermissionDenied,
     RunAlreadyExists,
     RunAlreadyFinished,
+    RunIdUncheckable,
     RunNotFound,
     RunsServiceUnavailable,
     ScheduleNotFound,
@@ -34,6 +35,7 @@ _CODES: list[tuple[type[ExecutionError], grpc.StatusCode]] = [
     (ScheduleNotFound, grpc.StatusCode.NOT_FOUND),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (RunsServiceUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (RunIdUncheckable, grpc.StatusCode.UNAVAILABLE),
 ]
 
 
