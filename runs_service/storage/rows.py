@@ -323,6 +323,17 @@ def record_hash(run_row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]], 
     return hashlib.sha256(canonical_record(run_row, steps, tools)).hexdigest()
 
 
+def max_context_window_used(steps: Sequence[Mapping[str, Any]], recorded: float) -> float:
+    """What runs.max_context_window_used stores: the largest context_window_used of the run's model-call steps,
+    computed here whatever the record said; the record's own value only when it carries no steps at all."""
+    if not steps:
+        return recorded
+    return max(
+        (float(step["payload"].get("context_window_used", 0.0)) for step in steps if step["kind"] == "model_call"),
+        default=0.0,
+    )
+
+
 def run_to_rows(run: Run) -> RunRows:
     """The rows that store `run`. Steps get the run's id (a step's empty run_id is filled in)."""
     cost = run.cost
@@ -378,6 +389,7 @@ def run_to_rows(run: Run) -> RunRows:
         }
         for step in run.execution_steps
     ]
+    run_row["max_context_window_used"] = max_context_window_used(step_rows, run.max_context_window_used)
     tool_rows = [
         {
             "run_id": run_id,
