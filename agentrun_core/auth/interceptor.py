@@ -13,6 +13,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import grpc
 
@@ -25,6 +26,8 @@ from agentrun_core.identity import Identity, current_identity
 log = logging.getLogger(__name__)
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
+# Initial metadata of every authenticated unary call's answer: the caller's user name (percent-encoded).
+USER_METADATA_KEY = "agentrun-user"
 REFLECTION_PREFIXES = ("/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.ServerReflection/")
 
 MISSING = "missing credentials: send the metadata `authorization: Bearer <token>`"
@@ -122,6 +125,8 @@ def _with_identity(behavior: Behavior, identity: Identity) -> Behavior:
 
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         current_identity.set(identity)
+        # Who the services took the caller for (the web console shows it): percent-encoded, metadata is ASCII.
+        await context.send_initial_metadata(((USER_METADATA_KEY, quote(identity.user, safe="")),))
         result = behavior(request, context)
         if inspect.isawaitable(result):
             return await result

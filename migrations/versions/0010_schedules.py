@@ -1,7 +1,7 @@
 """schedule_ticks and schedule_states: scheduled runs claimed once per tick, and their shared pause state.
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-06
 
 schedule_ticks' primary key (schedule, tick_time) is the claim: of the ExecutionService replicas racing on one tick,
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

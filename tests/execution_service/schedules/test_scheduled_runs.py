@@ -88,7 +88,7 @@ async def replicas(tmp_path: Path, runs: RunningRunsServer, names: list[str]) ->
                 "AGENTRUN_AGENTS_DIR": str(tmp_path / "agents"),
                 "AGENTRUN_MCP_CONFIG": str(tmp_path / "mcp.json"),
                 "AGENTRUN_DATA_DIR": str(tmp_path / name),
-                "AGENTRUN_SCHEDULER_REPLICA": name,
+                "AGENTRUN_REPLICA_ID": name,
                 "AGENTRUN_LOG_FORMAT": "json",
                 "AGENTRUN_AUTH": "off",
             }
