@@ -33,7 +33,7 @@ from execution_service.publish.publisher import OutboxPublisher
 from execution_service.publish.recovery import recover_interrupted
 from execution_service.publish.step_journal import StepJournal, journal_directory
 from execution_service.redaction import RedactionRules, Redactor, rules_with_extras
-from execution_service.schedules.scheduler import Scheduler, SchedulerSettings
+from execution_service.schedules.scheduler import Scheduler, SchedulerSettings, TickSource
 from execution_service.schedules.service import Schedules
 from execution_service.schedules.store import ScheduleStore
 from execution_service.tools.mcp_config import load_mcp_config
@@ -110,7 +110,7 @@ class RunningExecutionServer:
     _resources: AsyncExitStack
     telemetry: Telemetry | None = None
     # None when AGENTRUN_SCHEDULER is off.
-    scheduler: Scheduler | None = None
+    scheduler: TickSource | None = None
 
     async def flush_outbox(self, timeout_s: float) -> bool:
         """Waits until the outbox delivered every record (False on timeout). The durable mode has no outbox: a run's
@@ -168,10 +168,13 @@ async def start_server(
             )
             resources.push_async_callback(runs_channel.close)
         publisher: OutboxPublisher | None = None
+        schedule_store = ScheduleStore(runs_channel, runs_call_metadata(settings))
         if settings.durable:
             from execution_service.durable.service import start_durable  # DBOS is imported in this mode only
+            from execution_service.schedules import durable as durable_schedules  # its workflow, before launch
 
             manager: RunManager = await start_durable(settings, agents, tools, runs_channel, telemetry, resources)
+            durable_schedules.bind_tick_runner(agents, manager.start, schedule_store, settings.resolved_replica_id)
         else:
             publisher, manager = await _embedded_manager(settings, agents, tools, runs_channel, telemetry, resources)
         server = grpc.aio.server(
@@ -189,7 +192,6 @@ async def start_server(
             rate_per_minute=settings.rate_limit_per_minute,
             burst=settings.rate_limit_burst,
         )
-        schedule_store = ScheduleStore(runs_channel, runs_call_metadata(settings))
         add_servicer(
             execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server,
             ExecutionServicer(manager, agents, limits, Schedules(agents, schedule_store)),
@@ -199,18 +201,19 @@ async def start_server(
         port = add_port(server, settings.listen_address, settings.tls, service="ExecutionService")
         await server.start()
         await set_serving(health_servicer, SERVICE_NAME)
-        scheduler = None
+        scheduler: TickSource | None = None
         if settings.scheduler_enabled:
-            scheduler = Scheduler(
-                agents,
-                manager.start,
-                schedule_store,
-                SchedulerSettings(
-                    replica=settings.resolved_replica_id,
-                    grace_s=settings.scheduler_grace_s,
-                    refresh_s=settings.scheduler_refresh_s,
-                ),
+            scheduler_settings = SchedulerSettings(
+                replica=settings.resolved_replica_id,
+                grace_s=settings.scheduler_grace_s,
+                refresh_s=settings.scheduler_refresh_s,
             )
+            if settings.durable:
+                from execution_service.schedules.durable import DurableSchedules
+
+                scheduler = DurableSchedules(agents, schedule_store, scheduler_settings)
+            else:
+                scheduler = Scheduler(agents, manager.start, schedule_store, scheduler_settings)
             scheduler.start()
             resources.push_async_callback(scheduler.stop)
         log.info(

@@ -17,7 +17,7 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from agentrun_core.ids import new_run_id
 from execution_service.agents.registry import AgentRegistry
@@ -34,6 +34,14 @@ log = logging.getLogger(__name__)
 _TIMER_SLACK_S = 0.005
 
 StartRunFn = Callable[[StartRun], Awaitable[Any]]
+
+
+class TickSource(Protocol):
+    """What starts scheduled runs in a replica: the embedded Scheduler, or the durable mode's DurableSchedules."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
