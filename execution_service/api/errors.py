@@ -9,9 +9,11 @@ from execution_service.errors import (
     AgentNotFound,
     AgentUnusable,
     ExecutionError,
+    HistoryUnavailable,
     InvalidRequest,
     RunAlreadyExists,
     RunAlreadyFinished,
+    RunNotForkable,
     RunNotFound,
     ServiceShuttingDown,
     TooManyRuns,
@@ -28,6 +30,8 @@ _CODES: list[tuple[type[ExecutionError], grpc.StatusCode]] = [
     (RunAlreadyFinished, grpc.StatusCode.FAILED_PRECONDITION),
     (TooManyRuns, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (ServiceShuttingDown, grpc.StatusCode.UNAVAILABLE),
+    (HistoryUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (RunNotForkable, grpc.StatusCode.FAILED_PRECONDITION),
 ]
 
 

@@ -28,6 +28,7 @@ from execution_service.agents.errors import PromptRenderError
 from execution_service.agents.registry import AgentRegistry
 from execution_service.agents.render import VariablesError, render_prompt
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
+from execution_service.engine.composition import ForkRequest, RunSetup, fork_setup, session_setup
 from execution_service.engine.events import RunFinishedEvent, RunStartedEvent
 from execution_service.engine.instrumentation import EngineInstruments, RunTelemetry
 from execution_service.engine.live_run import LiveRun
@@ -44,6 +45,7 @@ from execution_service.errors import (
     ServiceShuttingDown,
     TooManyRuns,
 )
+from execution_service.history.stored_runs import StoredRuns
 from execution_service.model.base import ModelError, ModelProvider, ProviderNotConfigured
 from execution_service.model.pricing import price_run
 from execution_service.publish.base import RunSink
@@ -65,6 +67,8 @@ class StartRun:
     run_id: str = ""
     model: str = ""
     trace_id: str = ""
+    # Continue this session of the user's (docs/agents.md, Sessions).
+    session_id: str = ""
 
 
 # A model name is a short identifier (gemini-2.5-flash, googleai/...); RunsService stores at most this much of it.
@@ -99,11 +103,14 @@ class RunManager:
         telemetry: Telemetry | None = None,
         run_exists: Callable[[str], Awaitable[bool]] | None = None,
         finished_run: Callable[[str], Awaitable[tuple[str, RunStatus] | None]] | None = None,
+        stored_runs: StoredRuns | None = None,
     ) -> None:
         """`run_exists` tells whether a run id was used before (outbox or RunsService): an ExecuteAgent naming such
         an id that is not live here is ALREADY_EXISTS rather than a second execution. `finished_run` gives the user
         and status of a run that ended but is no longer in memory, so cancelling it is FAILED_PRECONDITION."""
         self._run_exists = run_exists
+        # Sessions' earlier runs and forks' originals are read from RunsService through this.
+        self._stored_runs = stored_runs
         self._finished_run = finished_run
         self._agents = agents
         self._tools = tools
@@ -130,8 +137,26 @@ class RunManager:
 
     # --- start -----------------------------------------------------------------------------------------------
 
-    async def start(self, request: StartRun) -> LiveRun:
-        """Validates the request and starts the run. An existing run id reattaches to that run (idempotent retry)."""
+    async def fork(self, request: ForkRequest) -> LiveRun:
+        """Starts a fork of a stored run (execution_service.engine.composition)."""
+        if self._shutting_down:
+            raise ServiceShuttingDown("the execution service is shutting down; retry on another instance")
+        fork = await fork_setup(self._stored_runs, self._tools, self._agent, request)
+        return await self.start(
+            StartRun(
+                agent_name=fork.agent_name,
+                task=fork.task,
+                user=request.user,
+                variables=fork.variables,
+                labels=fork.labels,
+                model=fork.model,
+            ),
+            fork.setup,
+        )
+
+    async def start(self, request: StartRun, setup: RunSetup | None = None) -> LiveRun:
+        """Validates the request and starts the run. An existing run id reattaches to that run (idempotent retry).
+        `setup`: what a fork adds (a run with `request.session_id` loads its session's history itself)."""
         if self._shutting_down:
             raise ServiceShuttingDown("the execution service is shutting down; retry on another instance")
         if request.run_id:
@@ -149,6 +174,13 @@ class RunManager:
         agent = self._agent(request.agent_name)
         self._check_sizes(request)
         prompt = await self._render(agent, request)
+        if setup is None:
+            setup = (
+                await session_setup(self._stored_runs, self._tools, agent, request.session_id, request.user)
+                if request.session_id
+                else RunSetup()
+            )
+        agent = setup.agent(agent)
         if len(self._live) >= self._limits.max_live_runs:
             raise TooManyRuns(f"{len(self._live)} runs are in progress, the limit of this instance")
         try:
@@ -174,6 +206,8 @@ class RunManager:
             start_time=utc_now(),
             trace_id=traced.trace_id or request.trace_id or secrets.token_hex(16),
             user=request.user,
+            session_id=setup.session_id,
+            forked_from=setup.forked_from,
         )
         live = LiveRun(run_id=run_id, user=request.user, started=started)
         self._live[run_id] = live
@@ -189,11 +223,13 @@ class RunManager:
             model_name=model_name,
             start_time=started.start_time,
             trace_id=started.trace_id,
+            session_id=setup.session_id,
+            forked_from=setup.forked_from,
         )
         with traced.activate():  # the RUNNING record and the run task carry the run's trace context
             await self._sink.record(base)
             live.task = asyncio.create_task(
-                self._execute(live, base, agent, prompt, provider, traced), name=f"run-{run_id}"
+                self._execute(live, base, agent, prompt, provider, traced, setup), name=f"run-{run_id}"
             )
         log.info(
             "run started",
@@ -258,6 +294,7 @@ class RunManager:
         prompt: RenderedPrompt,
         provider: ModelProvider,
         traced: RunTelemetry,
+        setup: RunSetup,
     ) -> None:
         journal_step, stream_step = self._sink.journal_step, live.append_step
 
@@ -271,7 +308,7 @@ class RunManager:
         outcome: LoopOutcome
         try:
             async with asyncio.timeout(agent.limits.run_timeout_s):
-                outcome = await self._run_loop(live, base, agent, prompt, provider, recorder, traced)
+                outcome = await self._run_loop(live, agent, prompt, provider, recorder, traced, setup)
         except TimeoutError:
             outcome = LoopOutcome(
                 RunStatus.TIMED_OUT,
@@ -293,13 +330,15 @@ class RunManager:
     async def _run_loop(
         self,
         live: LiveRun,
-        base: Run,
         agent: AgentSpec,
         prompt: RenderedPrompt,
         provider: ModelProvider,
         recorder: StepRecorder,
         traced: RunTelemetry,
+        setup: RunSetup,
     ) -> LoopOutcome:
+        if setup.history is not None:
+            recorder.record(setup.history.step, time=utc_now())
         try:
             tools = await self._tools.resolve(list(agent.tools))
         except ToolResolutionError as exc:
@@ -312,9 +351,15 @@ class RunManager:
             tools=tuple(tools),
             max_parallel_tools=self._limits.max_parallel_tools,
             telemetry=traced,
+            history=setup.history_messages,
         )
-
-        return await run_agent_loop(loop_input, provider, self._tools, recorder, live.control)
+        return await run_agent_loop(
+            loop_input,
+            setup.model_provider(provider),
+            setup.tool_provider(self._tools),
+            recorder,
+            live.control,
+        )
 
     def _cancelled_outcome(self, live: LiveRun) -> LoopOutcome:
         if live.cancel_requested:
@@ -446,4 +491,6 @@ def _terminal_run(
         execution_steps=steps,
         tool_calls=tool_calls_from_steps(steps),
         max_context_window_used=recorder.max_context_window_used,
+        session_id=base.session_id,
+        forked_from=base.forked_from,
     )

@@ -1,0 +1,159 @@
+"""What a run of a session or a fork adds to an ordinary run, prepared before it starts (docs/agents.md).
+
+- A run of a session starts with the session's earlier turns as history (execution_service.history.session), and
+  records what it loaded as its first step (SessionHistory).
+- A fork replays a stored run up to one of its steps through wrapped model and tool providers
+  (execution_service.history.replay) and records where it came from (forked_from).
+The run manager applies a `RunSetup`; the agent loop only sees the history messages and the wrapped providers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentrun_core.domain import ForkOrigin
+from agentrun_core.echo import shown
+from agentrun_core.ids import session_id_problem
+from execution_service.agents.errors import InvalidField
+from execution_service.agents.gen_config import validate_config
+from execution_service.agents.spec import AgentSpec
+from execution_service.errors import HistoryUnavailable, InvalidRequest, RunNotForkable, RunNotFound
+from execution_service.history.replay import ForkOverrides, Replay, ReplayingModel, ReplayingTools, plan_replay
+from execution_service.history.session import LoadedHistory, fit_history
+from execution_service.history.stored_runs import StoredRuns
+from execution_service.history.transcript import ToolNamer, default_namer, run_turns
+from execution_service.model.base import Message, ModelProvider
+from execution_service.tools.base import ToolProvider, ToolResolutionError
+from execution_service.tools.naming import sanitize_function_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSetup:
+    """Nothing for an ordinary run."""
+
+    session_id: str = ""
+    history: LoadedHistory | None = None
+    forked_from: ForkOrigin | None = None
+    replay: Replay | None = None
+    # Generation config keys merged over the agent's (a fork's override).
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def history_messages(self) -> tuple[Message, ...]:
+        return self.history.messages if self.history is not None else ()
+
+    def agent(self, agent: AgentSpec) -> AgentSpec:
+        return dataclasses.replace(agent, config={**agent.config, **self.config}) if self.config else agent
+
+    def model_provider(self, provider: ModelProvider) -> ModelProvider:
+        return ReplayingModel(provider, self.replay.responses) if self.replay is not None else provider
+
+    def tool_provider(self, tools: ToolProvider) -> ToolProvider:
+        return ReplayingTools(tools, self.replay.outcomes) if self.replay is not None else tools
+
+
+def _needs_runs_service(stored: StoredRuns | None, what: str) -> StoredRuns:
+    if stored is None:
+        raise HistoryUnavailable(f"{what} needs RunsService, which this execution service is not connected to")
+    return stored
+
+
+async def tool_namer(tools: ToolProvider, agent: AgentSpec) -> ToolNamer:
+    """(server, tool) -> the name the agent's model sees for it now (its own name when the agent no longer has it)."""
+    try:
+        resolved = await tools.resolve(list(agent.tools))
+    except ToolResolutionError as exc:
+        log.info("tools not resolved for the stored conversation; using their own names", extra={"error": str(exc)})
+        return default_namer
+    names = {(t.server, t.name): t.exposed_name for t in resolved}
+    return lambda server, tool: names.get((server, tool)) or sanitize_function_name(tool)
+
+
+async def session_setup(
+    stored: StoredRuns | None, tools: ToolProvider, agent: AgentSpec, session_id: str, user: str
+) -> RunSetup:
+    """The history of `user`'s session `session_id` for a run of `agent`. Another user's session of the same id is
+    another session: its runs are never read."""
+    problem = session_id_problem(session_id)
+    if problem is not None:
+        raise InvalidRequest("session_id", problem)
+    runs = await _needs_runs_service(stored, "a run of a session").session_runs(session_id, user)
+    namer = await tool_namer(tools, agent)
+    history = fit_history(session_id, [run_turns(run, namer) for run in runs], agent.session.history_tokens)
+    log.info(
+        "session history loaded",
+        extra={
+            "session_id": session_id,
+            "runs": len(runs),
+            "turns": history.step.turn_count,
+            "dropped_turns": history.step.dropped_turn_count,
+            "tokens": history.step.token_count,
+        },
+    )
+    return RunSetup(session_id=session_id, history=history)
+
+
+@dataclass(frozen=True, slots=True)
+class ForkRequest:
+    run_id: str
+    from_sequence: int
+    user: str
+    # The user whose runs the caller may fork; None for admins.
+    visible_user: str | None
+    overrides: ForkOverrides = field(default_factory=ForkOverrides)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedFork:
+    """The original's agent, task, variables, labels and model (as overridden) and the replay."""
+
+    agent_name: str
+    task: str
+    variables: dict[str, str]
+    labels: dict[str, str]
+    model: str
+    setup: RunSetup
+
+
+async def fork_setup(
+    stored: StoredRuns | None, tools: ToolProvider, find_agent: Callable[[str], AgentSpec], request: ForkRequest
+) -> PreparedFork:
+    """Reads the original and plans the replay. Raises RunNotFound (unknown, or another user's), RunNotForkable,
+    InvalidRequest (a bad step, override, or generation config), and what `find_agent` raises for an agent this
+    service no longer has."""
+    original = await _needs_runs_service(stored, "a fork").get(request.run_id)
+    if original is None or (request.visible_user is not None and original.user != request.visible_user):
+        raise RunNotFound(request.run_id)
+    if not original.status.is_terminal:
+        raise RunNotForkable(
+            f"run {request.run_id} is {original.status.value}: a run can be forked once it has finished"
+        )
+    if original.session_id:
+        raise RunNotForkable(
+            f"run {request.run_id} belongs to session {shown(original.session_id)}: forking a run of a session is "
+            "not supported yet"
+        )
+    agent = find_agent(original.agent_name)
+    try:
+        config = validate_config(dict(request.overrides.generation_config))
+    except InvalidField as exc:
+        raise InvalidRequest("overrides.generation_config_json", str(exc)) from None
+    replay = plan_replay(
+        original, request.from_sequence, request.overrides.tool_results, await tool_namer(tools, agent)
+    )
+    return PreparedFork(
+        agent_name=original.agent_name,
+        task=request.overrides.task or original.task,
+        variables=dict(original.variables),
+        labels=dict(original.labels),
+        model=request.overrides.model or original.model_name,
+        setup=RunSetup(
+            forked_from=ForkOrigin(run_id=original.id, sequence=request.from_sequence), replay=replay, config=config
+        ),
+    )
