@@ -133,7 +133,7 @@ async def test_fork_requests_that_cannot_be_served_get_clear_statuses(tmp_path: 
     ledger = tmp_path / "ledger.txt"
     async with running_stack(tmp_path, AGENTS, mcp_servers=ledger_servers(ledger)) as stack:
         original_id = (await original_run(stack))[0].run_started.run_id
-        cases = [
+        cases: list[tuple[dict[str, Any], grpc.StatusCode, str]] = [
             ({"run_id": original_id, "from_sequence": 7}, grpc.StatusCode.INVALID_ARGUMENT, "between 1 and 6"),
             ({"run_id": original_id, "from_sequence": 0}, grpc.StatusCode.INVALID_ARGUMENT, "between 1 and 6"),
             ({"run_id": "not-a-run-id", "from_sequence": 1}, grpc.StatusCode.INVALID_ARGUMENT, "run_id"),
