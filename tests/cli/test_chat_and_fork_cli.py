@@ -53,7 +53,7 @@ async def test_chat_is_one_session_whose_runs_see_the_conversation_and_ends_on_e
         assert lines[0] == "session cli-chat · chat · Ctrl-D to end"
         assert "chat> Hello Ada." in out and "chat> Your name is Ada." in out
         # Each line was streamed as a run: its start line and its model turn.
-        assert out.count("▶ run ") == 2
+        assert out.count("▶ run ") == out.count(" · session cli-chat · trace ") == 2
         assert lines[-1] == "session cli-chat · continue with `agentrun chat chat --session cli-chat`"
         # The blank line started no run; the second run's request held the first exchange.
         assert len(stack.gemini.requests) == 2
@@ -97,7 +97,8 @@ async def test_runs_fork_streams_the_fork_with_a_tool_result_from_a_file(tmp_pat
         )  # fmt: skip
         assert code == 0, (out, err)
         assert "Traceback" not in err
-        assert "gemini-2.5-pro" in out.splitlines()[0]  # the start line names the live model
+        # The start line names the live model and the fork's origin.
+        assert f"gemini-2.5-pro · fork of {original_id} after step 3" in out.splitlines()[0]
         assert "edited by hand" in out
         assert "final response: The tool said edited by hand." in out
         # One model request for the fork (the last call), carrying the edited result.
