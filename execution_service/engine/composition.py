@@ -23,9 +23,9 @@ from execution_service.agents.gen_config import validate_config
 from execution_service.agents.spec import AgentSpec
 from execution_service.errors import HistoryUnavailable, InvalidRequest, RunNotForkable, RunNotFound
 from execution_service.history.replay import ForkOverrides, Replay, ReplayingModel, ReplayingTools, plan_replay
-from execution_service.history.session import LoadedHistory, fit_history
+from execution_service.history.session import LoadedHistory, UnreadRun, fit_history
 from execution_service.history.stored_runs import StoredRuns
-from execution_service.history.transcript import ToolNamer, default_namer, run_turns
+from execution_service.history.transcript import ToolNamer, Turn, default_namer, run_turns
 from execution_service.model.base import Message, ModelProvider
 from execution_service.tools.base import ToolProvider, ToolResolutionError
 from execution_service.tools.naming import sanitize_function_name
@@ -83,14 +83,31 @@ async def session_setup(
     problem = session_id_problem(session_id)
     if problem is not None:
         raise InvalidRequest("session_id", problem)
-    runs = await _needs_runs_service(stored, "a run of a session").session_runs(session_id, user)
+    reader = _needs_runs_service(stored, "a run of a session")
+    summaries = await reader.session_runs(session_id, user)
     namer = await tool_namer(tools, agent)
-    history = fit_history(session_id, [run_turns(run, namer) for run in runs], agent.session.history_tokens)
+    limit = agent.session.history_tokens
+    # Newest first, each run's steps read only while the history may still reach back to it: once the runs read
+    # hold more than the limit, the older ones are dropped whole without being read.
+    read: list[list[Turn]] = []
+    tokens = 0
+    unread = list(summaries)
+    while unread and tokens <= limit:
+        summary = unread.pop()
+        run = await reader.get(summary.id)
+        if run is None:
+            continue  # deleted since it was listed
+        turns = run_turns(run, namer)
+        read.append(turns)
+        tokens += sum(t.tokens for t in turns)
+    older = [UnreadRun(r.id, 1 + r.steps_taken) for r in unread]
+    history = fit_history(session_id, read[::-1], limit, older)
     log.info(
         "session history loaded",
         extra={
             "session_id": session_id,
-            "runs": len(runs),
+            "runs": len(summaries),
+            "runs_read": len(read),
             "turns": history.step.turn_count,
             "dropped_turns": history.step.dropped_turn_count,
             "tokens": history.step.token_count,

@@ -43,8 +43,8 @@ class Replay:
 
 
 def forkable_range(original: Run) -> tuple[int, int] | None:
-    """The steps a fork may start after: 1 up to the step before the original's last model call; None when the run
-    made fewer than two model calls... or rather, when there is no step before its last model call."""
+    """The steps a fork may replay up to: 1 up to the step before the original's last model call (which the fork
+    makes again, live); None when there is no such step (no model call, or only one, as the first step)."""
     calls = [s.sequence for s in original.execution_steps if isinstance(s.payload, ModelCall)]
     if not calls or calls[-1] <= 1:
         return None

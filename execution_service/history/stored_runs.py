@@ -50,32 +50,34 @@ class StoredRuns:
             raise HistoryUnavailable(f"run {run_id} as RunsService returned it is unusable: {exc}") from None
 
     async def session_runs(self, session_id: str, user: str) -> list[Run]:
-        """The finished top-level runs of `user`'s session `session_id`, oldest first, with their steps. Raises
-        HistoryUnavailable."""
-        run_ids: list[str] = []
+        """The finished top-level runs of `user`'s session `session_id` (BASIC view: no steps), oldest first: its
+        MAX_SESSION_RUNS most recent ones. Raises HistoryUnavailable."""
+        runs: list[Run] = []
         page_token = ""
         query = f"session_id = {quoted(session_id)} AND user = {quoted(user)} AND depth = 0"
-        while len(run_ids) < MAX_SESSION_RUNS:
+        while len(runs) < MAX_SESSION_RUNS:
             try:
                 reply = await self._stub.ListRuns(
                     runs_service_pb2.ListRunsRequest(
-                        filter=query, order_by="start_time asc", page_size=_PAGE_SIZE, page_token=page_token
+                        filter=query, order_by="start_time desc", page_size=_PAGE_SIZE, page_token=page_token
                     ),
                     metadata=tuple(self._call_metadata()),
                     timeout=self._timeout_s,
                 )
             except grpc.aio.AioRpcError as exc:
                 raise _unavailable(f"the runs of session {session_id}", exc) from None
-            run_ids.extend(run.id for run in reply.runs)
+            for message in reply.runs:
+                try:
+                    run = run_from_pb(message)
+                except ConversionError as exc:
+                    log.error("RunsService listed a run that does not convert", extra={"run_id": message.id})
+                    raise HistoryUnavailable(f"run {message.id} as RunsService listed it is unusable: {exc}") from None
+                if run.status.is_terminal:  # a run still going has no turns to give yet
+                    runs.append(run)
             page_token = reply.next_page_token
             if not page_token:
                 break
-        runs = []
-        for run_id in run_ids[-MAX_SESSION_RUNS:]:
-            run = await self.get(run_id)
-            if run is not None and run.status.is_terminal:  # a run still going has no turns to give yet
-                runs.append(run)
-        return runs
+        return runs[:MAX_SESSION_RUNS][::-1]
 
 
 def quoted(value: str) -> str:

@@ -3,6 +3,7 @@ The history a run of a session receives is read back from RunsService and seen a
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -92,39 +93,54 @@ async def test_the_third_run_of_a_session_sends_the_model_the_first_two_runs_tur
         assert len(listed.runs) == 3
 
 
-async def test_history_over_the_agents_token_limit_drops_the_oldest_turns_and_records_them(tmp_path: Path) -> None:
+async def test_history_over_the_agents_token_limit_drops_the_oldest_turns_and_records_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     agents = {
         "chat": agent_source(model="gemini-2.5-flash", extra_front_matter="session:\n  history_tokens: 40"),
     }
     long_task = "Remember this long note: " + "x" * 100  # 125 characters: 32 tokens
+    caplog.set_level(logging.INFO, logger="execution_service.engine.composition")
+
+    def tokens(*texts: str) -> int:
+        return sum(-(-len(text) // CHARS_PER_TOKEN) for text in texts)
+
     async with running_stack(tmp_path, agents) as stack:
         stack.gemini.add(
+            FakeResponse(text="Hello."),
             FakeResponse(text="Noted."),
-            FakeResponse(text="Second answer."),
             FakeResponse(text="Third answer."),
+            FakeResponse(text="Fourth answer."),
         )
-        first = await run_in_session(stack, long_task, "notes")
-        second = await run_in_session(stack, "Second question.", "notes")
-        third = await run_in_session(stack, "Third question.", "notes")
-
-        # Run 2 still had all of run 1 (32 + 2 tokens <= 40); run 3 would have had 34 + 8 tokens: run 1 is dropped.
-        assert history_step(second).turn_count == 2 and history_step(second).dropped_turn_count == 0
-        run_ids = [first[0].run_started.run_id, second[0].run_started.run_id]
-        history = history_step(third)
-        assert list(history.run_ids) == [run_ids[1]]
-        assert list(history.dropped_run_ids) == [run_ids[0]]
-        assert history.dropped_turn_count == 2 and history.turn_count == 2
-        assert (history.first_turn.run_id, history.first_turn.sequence) == (run_ids[1], 0)
-        expected_tokens = -(-len("Second question.") // CHARS_PER_TOKEN) + -(-len("Second answer.") // CHARS_PER_TOKEN)
-        assert history.token_limit == 40 and history.token_count == expected_tokens
-        # What the model received matches what was recorded.
-        assert texts(stack.gemini.requests[2]) == [
-            ("user", "Second question."),
-            ("model", "Second answer."),
-            ("user", "Third question."),
+        runs = [
+            await run_in_session(stack, task, "notes")
+            for task in ("Hi.", long_task, "Third question.", "Fourth question.")
         ]
-        stored = await stack.stored_run(run_ids[1])
-        assert stored.session_id == "notes"
+        run_ids = [events[0].run_started.run_id for events in runs]
+
+        # Run 3 had runs 1 and 2 whole: 1 + 2 + 32 + 2 tokens <= 40.
+        third = history_step(runs[2])
+        assert list(third.run_ids) == run_ids[:2] and third.turn_count == 4 and third.dropped_turn_count == 0
+        assert third.token_count == tokens("Hi.", "Hello.", long_task, "Noted.") == 37
+        # Run 4 would have had 37 + 8 tokens: the oldest turns go, up to the next task that lets the rest fit (run
+        # 2's task alone is too much, and its answer cannot open the history): runs 1 and 2 are dropped. (Run 1's
+        # steps are not even read: runs 2 and 3 already hold more than the limit.)
+        fourth = history_step(runs[3])
+        assert list(fourth.run_ids) == [run_ids[2]]
+        assert list(fourth.dropped_run_ids) == run_ids[:2]
+        assert fourth.dropped_turn_count == 4 and fourth.turn_count == 2
+        assert (fourth.first_turn.run_id, fourth.first_turn.sequence) == (run_ids[2], 0)
+        assert fourth.token_limit == 40 and fourth.token_count == tokens("Third question.", "Third answer.")
+        loaded = [r for r in caplog.records if r.getMessage() == "session history loaded"]
+        assert [(r.__dict__["runs"], r.__dict__["runs_read"]) for r in loaded[-1:]] == [(3, 2)]
+        # What the model received matches what was recorded.
+        assert texts(stack.gemini.requests[3]) == [
+            ("user", "Third question."),
+            ("model", "Third answer."),
+            ("user", "Fourth question."),
+        ]
+        stored = await stack.stored_run(run_ids[3])
+        assert stored.session_id == "notes" and stored.execution_steps[0].session_history == fourth
 
 
 async def test_a_session_is_its_users_own_another_users_run_of_the_same_id_sees_nothing(tmp_path: Path) -> None:
