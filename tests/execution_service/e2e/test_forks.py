@@ -3,6 +3,7 @@ fake Gemini and no call reaches the tool for the replayed steps) and continues l
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
 
-from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage
+from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage, part_field
 from tests.security.support import secure_stack
 from tests.support.auth import ALICE, BOB
 from tests.support.stack import REPO, Stack, agent_source, running_stack, steps_of
@@ -83,6 +84,9 @@ async def test_a_fork_from_step_4_replays_without_calling_the_model_or_tools_the
         assert len(stack.gemini.requests) == 4
         live = stack.gemini.requests[3]
         assert live.model == "gemini-2.5-pro"
+        # Gemini 2.x does not check signatures: the replayed calls carry none.
+        replayed_parts = live.parts(1) + live.parts(3)
+        assert all(part_field(p, "thoughtSignature", "thought_signature") is None for p in replayed_parts)
         assert live.function_response("c1")["response"] == {"result": 3}
         assert ledger.read_text() == "three\nthree\n"
 
@@ -114,7 +118,9 @@ async def test_a_fork_with_an_edited_tool_result_sends_it_to_the_model_and_calls
             FakeResponse(function_calls=[FakeFunctionCall("note", {"text": "four"}, id="c3")]),
             FakeResponse(text="1 + 2 = 4, noted."),
         )
-        overrides = ex.ForkOverrides(tool_results={"c1": "4"}, generation_config_json='{"temperature": 0.1}')
+        overrides = ex.ForkOverrides(
+            tool_results={"c1": "4"}, generation_config_json='{"temperature": 0.1}', model="gemini-3-pro-preview"
+        )
         events = await fork(stack, run_id=original_id, from_sequence=3, overrides=overrides)
         finished = events[-1].run_finished
         assert finished.status == run_pb2.RUN_STATUS_COMPLETED, finished.error
@@ -123,6 +129,12 @@ async def test_a_fork_with_an_edited_tool_result_sends_it_to_the_model_and_calls
         live = stack.gemini.requests[3]
         assert live.function_response("c1")["response"] == {"result": "4"}
         assert live.generation_config["temperature"] == 0.1
+        # Gemini 3 checks the thought signature of the current turn's function calls: the replayed call, whose
+        # signature was not stored, carries the sentinel that skips the check.
+        replayed_call = live.parts(1)[0]
+        assert part_field(replayed_call, "functionCall", "function_call")["name"] == "add"
+        signature = part_field(replayed_call, "thoughtSignature", "thought_signature")
+        assert base64.b64decode(signature) == b"skip_thought_signature_validator"
         fork_steps = steps_of(events)
         assert content(fork_steps[2]) == ("tool_result", "c1", "4", False)
         assert ledger.read_text() == "three\nfour\n"  # the fork's own, live note
