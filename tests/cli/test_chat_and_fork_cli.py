@@ -125,3 +125,12 @@ async def test_runs_fork_with_a_step_out_of_range_exits_with_the_services_messag
             stack, "runs", "fork", events[0].run_started.run_id, "--from", "1", "--set-tool-result", "c1=/nonexistent"
         )
         assert code == 2 and "cannot read '/nonexistent'" in err, (out, err)
+
+
+async def test_chat_with_an_unknown_agent_ends_with_the_services_message(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, {"chat": agent_source(model="gemini-2.5-flash")}) as stack:
+        code, out, err = await agentrun(stack, "chat", "nosuch", stdin="Hello\nAgain\n")
+        assert code == 2, (out, err)  # NOT_FOUND is a usage error, as for `agentrun run`
+        assert "NOT_FOUND" in err and "agent 'nosuch' not found; available agents: chat" in err, err
+        assert "Traceback" not in err
+        assert stack.gemini.requests == []
