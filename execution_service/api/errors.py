@@ -13,6 +13,7 @@ from execution_service.errors import (
     InvalidRequest,
     RunAlreadyExists,
     RunAlreadyFinished,
+    RunIdUncheckable,
     RunNotForkable,
     RunNotFound,
     ServiceShuttingDown,
@@ -32,6 +33,7 @@ _CODES: list[tuple[type[ExecutionError], grpc.StatusCode]] = [
     (ServiceShuttingDown, grpc.StatusCode.UNAVAILABLE),
     (HistoryUnavailable, grpc.StatusCode.UNAVAILABLE),
     (RunNotForkable, grpc.StatusCode.FAILED_PRECONDITION),
+    (RunIdUncheckable, grpc.StatusCode.UNAVAILABLE),
 ]
 
 

@@ -22,7 +22,7 @@ from agentrun_core.domain import (
 )
 from agentrun_core.echo import shown
 from agentrun_core.ids import new_run_id, run_id_problem
-from agentrun_core.labels import label_key_problem
+from agentrun_core.labels import label_problem
 from agentrun_core.telemetry import EXECUTION_SERVICE_NAME, Telemetry
 from execution_service.agents.errors import PromptRenderError
 from execution_service.agents.registry import AgentRegistry
@@ -106,7 +106,8 @@ class RunManager:
         stored_runs: StoredRuns | None = None,
     ) -> None:
         """`run_exists` tells whether a run id was used before (outbox or RunsService): an ExecuteAgent naming such
-        an id that is not live here is ALREADY_EXISTS rather than a second execution. `finished_run` gives the user
+        an id that is not live here is ALREADY_EXISTS rather than a second execution (it raises RunIdUncheckable,
+        UNAVAILABLE, when it cannot tell). `finished_run` gives the user
         and status of a run that ended but is no longer in memory, so cancelling it is FAILED_PRECONDITION."""
         self._run_exists = run_exists
         # Sessions' earlier runs and forks' originals are read from RunsService through this.
@@ -271,8 +272,8 @@ class RunManager:
             raise InvalidRequest(
                 "labels", f"has {len(request.labels)} entries, over the cap of {self._limits.max_labels}"
             )
-        for key in request.labels:
-            problem = label_key_problem(key)
+        for key, value in request.labels.items():
+            problem = label_problem(key, value)
             if problem is not None:
                 raise InvalidRequest("labels", problem)
 
