@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentrun_core.domain import ForkOrigin
+from agentrun_core.domain import ForkOrigin, Run, SessionHistory
 from agentrun_core.echo import shown
 from agentrun_core.ids import session_id_problem
 from execution_service.agents.errors import InvalidField
@@ -84,7 +84,8 @@ async def session_setup(
     if problem is not None:
         raise InvalidRequest("session_id", problem)
     reader = _needs_runs_service(stored, "a run of a session")
-    summaries = await reader.session_runs(session_id, user)
+    # A fork of a run of the session is a side branch: it belongs to the session, but is never its history.
+    summaries = [r for r in await reader.session_runs(session_id, user) if r.forked_from is None]
     namer = await tool_namer(tools, agent)
     limit = agent.session.history_tokens
     # Newest first, each run's steps read only while the history may still reach back to it: once the runs read
@@ -144,26 +145,22 @@ async def fork_setup(
     """Reads the original and plans the replay. Raises RunNotFound (unknown, or another user's), RunNotForkable,
     InvalidRequest (a bad step, override, or generation config), and what `find_agent` raises for an agent this
     service no longer has."""
-    original = await _needs_runs_service(stored, "a fork").get(request.run_id)
+    reader = _needs_runs_service(stored, "a fork")
+    original = await reader.get(request.run_id)
     if original is None or (request.visible_user is not None and original.user != request.visible_user):
         raise RunNotFound(request.run_id)
     if not original.status.is_terminal:
         raise RunNotForkable(
             f"run {request.run_id} is {original.status.value}: a run can be forked once it has finished"
         )
-    if original.session_id:
-        raise RunNotForkable(
-            f"run {request.run_id} belongs to session {shown(original.session_id)}: forking a run of a session is "
-            "not supported yet"
-        )
     agent = find_agent(original.agent_name)
     try:
         config = validate_config(dict(request.overrides.generation_config))
     except InvalidField as exc:
         raise InvalidRequest("overrides.generation_config_json", str(exc)) from None
-    replay = plan_replay(
-        original, request.from_sequence, request.overrides.tool_results, await tool_namer(tools, agent)
-    )
+    namer = await tool_namer(tools, agent)
+    replay = plan_replay(original, request.from_sequence, request.overrides.tool_results, namer)
+    history = await _original_history(reader, original, namer) if original.session_id else None
     return PreparedFork(
         agent_name=original.agent_name,
         task=request.overrides.task or original.task,
@@ -171,6 +168,35 @@ async def fork_setup(
         labels=dict(original.labels),
         model=request.overrides.model or original.model_name,
         setup=RunSetup(
-            forked_from=ForkOrigin(run_id=original.id, sequence=request.from_sequence), replay=replay, config=config
+            session_id=original.session_id,
+            history=history,
+            forked_from=ForkOrigin(run_id=original.id, sequence=request.from_sequence),
+            replay=replay,
+            config=config,
         ),
     )
+
+
+async def _original_history(reader: StoredRuns, original: Run, namer: ToolNamer) -> LoadedHistory:
+    """The history a run of a session started with, rebuilt from its SessionHistory step (its first): the turns of
+    the runs it names, from its first turn on. The fork records the same step."""
+    first = original.execution_steps[0].payload if original.execution_steps else None
+    if not isinstance(first, SessionHistory):
+        raise RunNotForkable(
+            f"run {original.id} belongs to session {shown(original.session_id)} but has no SessionHistory step to "
+            "rebuild its history from"
+        )
+    turns: list[Turn] = []
+    for run_id in first.run_ids:
+        run = await reader.get(run_id)
+        if run is None or run.user != original.user:
+            raise RunNotForkable(
+                f"run {original.id} had run {run_id} of its session as history, which is no longer stored: its "
+                "history cannot be replayed"
+            )
+        turns.extend(run_turns(run, namer))
+    if first.first_turn is not None:
+        start = (first.first_turn.run_id, first.first_turn.sequence)
+        index = next((i for i, t in enumerate(turns) if (t.run_id, t.sequence) == start), 0)
+        turns = turns[index:]
+    return LoadedHistory(tuple(m for t in turns for m in t.messages), first)

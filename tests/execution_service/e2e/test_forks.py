@@ -197,3 +197,41 @@ async def test_another_users_run_cannot_be_forked(tmp_path: Path) -> None:
             await fork(stack, ALICE, run_id=run_id, from_sequence=1)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "no step before its last model call" in (caught.value.details() or "")
+
+
+async def test_a_fork_of_a_run_of_a_session_replays_its_history_and_is_a_side_branch(tmp_path: Path) -> None:
+    agents = {"chat": agent_source(model="gemini-2.5-flash")}
+    async with running_stack(tmp_path, agents) as stack:
+        stack.gemini.add(FakeResponse(text="Hello Ada."), FakeResponse(text="You are Ada."))
+        runs = []
+        for task in ("My name is Ada.", "Who am I?"):
+            events = await stack.execute(agent_name="chat", task=task, session_id="talk")
+            await stack.stored_run(events[0].run_started.run_id)
+            runs.append(events)
+        second_id = runs[1][0].run_started.run_id
+
+        # Fork the second run after its first step (the history): the same history, a live answer from another model.
+        stack.gemini.add(FakeResponse(text="Ada, of course."))
+        events = await fork(
+            stack, run_id=second_id, from_sequence=1, overrides=ex.ForkOverrides(model="gemini-2.5-pro")
+        )
+        finished = events[-1].run_finished
+        assert finished.status == run_pb2.RUN_STATUS_COMPLETED, finished.error
+        assert events[0].run_started.session_id == "talk"
+        # Its first step is the original's SessionHistory: the same history, replayed.
+        first, original_first = steps_of(events)[0], steps_of(runs[1])[0]
+        assert first.sequence == 1 and first.session_history == original_first.session_history
+        assert list(first.session_history.run_ids) == [runs[0][0].run_started.run_id]
+        live = stack.gemini.requests[2]
+        assert live.model == "gemini-2.5-pro"
+        assert [p["text"] for c in live.contents for p in c["parts"]] == ["My name is Ada.", "Hello Ada.", "Who am I?"]
+        assert finished.final_response == "Ada, of course."
+
+        # The fork belongs to the session, but the session's next run takes the original's turns, not the fork's.
+        stored = await stack.stored_run(events[0].run_started.run_id)
+        assert stored.session_id == "talk" and stored.forked_from.run_id == second_id
+        stack.gemini.add(FakeResponse(text="Still Ada."))
+        third = await stack.execute(agent_name="chat", task="And now?", session_id="talk")
+        assert third[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        texts = [p["text"] for c in stack.gemini.requests[3].contents for p in c["parts"]]
+        assert texts == ["My name is Ada.", "Hello Ada.", "Who am I?", "You are Ada.", "And now?"]
