@@ -309,7 +309,7 @@ class RunManager:
         outcome: LoopOutcome
         try:
             async with asyncio.timeout(agent.limits.run_timeout_s):
-                outcome = await self._run_loop(live, agent, prompt, provider, recorder, traced, setup)
+                outcome = await self._run_loop(live, base, agent, prompt, provider, recorder, traced, setup)
         except TimeoutError:
             outcome = LoopOutcome(
                 RunStatus.TIMED_OUT,
@@ -331,6 +331,7 @@ class RunManager:
     async def _run_loop(
         self,
         live: LiveRun,
+        base: Run,
         agent: AgentSpec,
         prompt: RenderedPrompt,
         provider: ModelProvider,
