@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
+from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
 from agentrun.runs.v1 import runs_service_pb2 as rs
 
@@ -141,6 +142,8 @@ async def test_history_over_the_agents_token_limit_drops_the_oldest_turns_and_re
         ]
         stored = await stack.stored_run(run_ids[3])
         assert stored.session_id == "notes" and stored.execution_steps[0].session_history == fourth
+        listed = await stack.execution_stub().ListAgents(ex.ListAgentsRequest())
+        assert [(a.name, a.session_history_tokens) for a in listed.agents] == [("chat", 40)]
 
 
 async def test_a_session_is_its_users_own_another_users_run_of_the_same_id_sees_nothing(tmp_path: Path) -> None:
