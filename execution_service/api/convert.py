@@ -20,7 +20,7 @@ from agentrun_core.proto_convert import (
 )
 from execution_service.agents.spec import AgentLoadProblem, AgentSpec
 from execution_service.engine.composition import ForkRequest
-from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
+from execution_service.engine.events import EncodedEvent, RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
 from execution_service.errors import InvalidRequest
 from execution_service.history.replay import ForkOverrides
 
@@ -34,6 +34,8 @@ def event_response(cls: type[EventResponse], event: RunEvent) -> EventResponse:
         message = cls()
         message.step.MergeFromString(event.encoded)
         return message
+    if isinstance(event, EncodedEvent):
+        return cls.FromString(event.data)
     return cls(**event_fields(event))
 
 
@@ -52,6 +54,7 @@ def event_fields(event: RunEvent) -> dict[str, Any]:
                 session_id=event.session_id,
                 parent_run_id=event.parent_run_id,
                 depth=event.depth,
+                replica=event.replica,
             )
             if event.forked_from is not None:
                 started.forked_from.CopyFrom(
@@ -81,6 +84,8 @@ def event_fields(event: RunEvent) -> dict[str, Any]:
             if event.cost_with_descendants is not None:
                 finished.cost_with_descendants.CopyFrom(cost_to_pb(event.cost_with_descendants))
             return {"run_finished": finished}
+        case EncodedEvent():
+            return {}  # parsed whole by event_response
         case _:
             assert_never(event)
 

@@ -60,7 +60,7 @@ async def test_chat_is_one_session_whose_runs_see_the_conversation_and_ends_on_e
         second = stack.gemini.requests[1]
         assert second.roles == ["user", "model", "user"]
         assert [p["text"] for c in second.contents for p in c["parts"]] == ["I am Ada.", "Hello Ada.", "Who am I?"]
-        await stack.execution.publisher.flush(10)
+        await stack.execution.flush_outbox(10)
         listed = await stack.runs_stub().ListRuns(rs.ListRunsRequest(filter='session_id = "cli-chat"'))
         assert sorted(r.final_response for r in listed.runs) == ["Hello Ada.", "Your name is Ada."]
 
@@ -72,7 +72,7 @@ async def test_chat_without_a_session_starts_a_new_one_and_prints_it(tmp_path: P
         assert code == 0, (out, err)
         session_id = out.splitlines()[0].split(" ")[1]
         assert session_id.startswith("chat-")
-        await stack.execution.publisher.flush(10)
+        await stack.execution.flush_outbox(10)
         listed = await stack.runs_stub().ListRuns(rs.ListRunsRequest(filter=f'session_id = "{session_id}"'))
         assert [r.final_response for r in listed.runs] == ["Hi."]
 
@@ -104,7 +104,7 @@ async def test_runs_fork_streams_the_fork_with_a_tool_result_from_a_file(tmp_pat
         # One model request for the fork (the last call), carrying the edited result.
         assert len(stack.gemini.requests) == 3
         assert stack.gemini.requests[2].function_response("c1")["response"] == {"result": "edited by hand"}
-        await stack.execution.publisher.flush(10)
+        await stack.execution.flush_outbox(10)
         listed = await stack.runs_stub().ListRuns(rs.ListRunsRequest(view=rs.RUN_VIEW_BASIC))
         forks = [r for r in listed.runs if r.HasField("forked_from")]
         assert [(r.forked_from.run_id, r.forked_from.sequence, r.status) for r in forks] == [
