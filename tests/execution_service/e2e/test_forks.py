@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,21 @@ from agentrun.runs.v1 import run_pb2
 from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage, part_field
 from tests.security.support import secure_stack
 from tests.support.auth import ALICE, BOB
+from tests.support.replicas import execution_database
 from tests.support.stack import REPO, Stack, agent_source, running_stack, steps_of
 
 LEDGER_SERVER = REPO / "tests" / "fixtures" / "mcp_ledger_server.py"
+
+
+@pytest.fixture(params=["embedded", pytest.param("durable", marks=pytest.mark.postgres)])
+def mode(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """The execution service's settings for each mode: embedded (the default), and durable (DBOS on a fresh
+    PostgreSQL database; one replica, in this process)."""
+    if request.param == "embedded":
+        yield {}
+        return
+    with execution_database() as url:
+        yield {"execution_database_url": url, "replica_id": "e2e-replica"}
 
 
 def ledger_servers(ledger: Path) -> dict[str, Any]:
@@ -61,9 +74,11 @@ async def original_run(stack: Stack) -> list[ex.ExecuteAgentResponse]:
 AGENTS = {"worker": agent_source(model="gemini-2.5-flash", tools=["test/add", "ledger/note"])}
 
 
-async def test_a_fork_from_step_4_replays_without_calling_the_model_or_tools_then_differs(tmp_path: Path) -> None:
+async def test_a_fork_from_step_4_replays_without_calling_the_model_or_tools_then_differs(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
     ledger = tmp_path / "ledger.txt"
-    async with running_stack(tmp_path, AGENTS, mcp_servers=ledger_servers(ledger)) as stack:
+    async with running_stack(tmp_path, AGENTS, mcp_servers=ledger_servers(ledger), **mode) as stack:
         original = await original_run(stack)
         original_id = original[0].run_started.run_id
         assert len(stack.gemini.requests) == 3 and ledger.read_text() == "three\n"

@@ -4,6 +4,7 @@ The history a run of a session receives is read back from RunsService and seen a
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,19 @@ from execution_service.history.transcript import CHARS_PER_TOKEN
 from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage, RecordedRequest, part_field
 from tests.security.support import secure_stack
 from tests.support.auth import ALICE, BOB
+from tests.support.replicas import execution_database
 from tests.support.stack import Stack, agent_source, running_stack, steps_of
+
+
+@pytest.fixture(params=["embedded", pytest.param("durable", marks=pytest.mark.postgres)])
+def mode(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """The execution service's settings for each mode: embedded (the default), and durable (DBOS on a fresh
+    PostgreSQL database; one replica, in this process)."""
+    if request.param == "embedded":
+        yield {}
+        return
+    with execution_database() as url:
+        yield {"execution_database_url": url, "replica_id": "e2e-replica"}
 
 
 def texts(request: RecordedRequest) -> list[tuple[str, str]]:
@@ -46,9 +59,11 @@ def history_step(events: list[Any]) -> run_pb2.SessionHistory:
     return first.session_history
 
 
-async def test_the_third_run_of_a_session_sends_the_model_the_first_two_runs_turns(tmp_path: Path) -> None:
+async def test_the_third_run_of_a_session_sends_the_model_the_first_two_runs_turns(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
     agents = {"chat": agent_source(model="gemini-2.5-flash", tools=["test/add"])}
-    async with running_stack(tmp_path, agents) as stack:
+    async with running_stack(tmp_path, agents, **mode) as stack:
         usage = FakeUsage(prompt=10, candidates=2)
         stack.gemini.add(
             FakeResponse(text="Hello Ada.", usage=usage),
