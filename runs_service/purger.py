@@ -123,12 +123,13 @@ class RetentionPurger:
             )
         return deleted
 
-    async def _pause(self, elapsed_s: float, deleted: int) -> None:
+    async def _pause(self, elapsed_s: float, deleted: int, last: bool) -> None:
         self.batches += 1
         self.batched_runs += deleted
         self.batch_busy_s += elapsed_s
         self.longest_batch_s = max(self.longest_batch_s, elapsed_s)
-        await asyncio.sleep(max(self._pause_s, elapsed_s * self._rest_per_busy))
+        if not last:
+            await asyncio.sleep(max(self._pause_s, elapsed_s * self._rest_per_busy))
 
     async def _run(self) -> None:
         while True:
