@@ -366,6 +366,12 @@ def step_to_pb(step: d.ExecutionStep) -> run_pb2.ExecutionStep:
             msg.error.CopyFrom(run_error_to_pb(payload))
         case d.SessionHistory():
             msg.session_history.CopyFrom(session_history_to_pb(payload))
+        case d.RunResumed():
+            msg.resumed.CopyFrom(
+                run_pb2.RunResumed(
+                    gap=duration_to_pb(payload.gap), replica=payload.replica, previous_replica=payload.previous_replica
+                )
+            )
         case _:
             assert_never(payload)
     return msg
@@ -409,6 +415,15 @@ def step_from_pb(msg: run_pb2.ExecutionStep, field: str = "step") -> d.Execution
         payload = d.RunError(reason=msg.error.reason, message=msg.error.message)
     elif kind == "session_history":
         payload = session_history_from_pb(msg.session_history)
+    elif kind == "resumed":
+        resumed = msg.resumed
+        if resumed.gap.seconds < 0 or resumed.gap.nanos < 0:
+            raise ConversionError(f"{field}.resumed.gap", "must not be negative")
+        payload = d.RunResumed(
+            gap=duration_from_pb(resumed.gap, f"{field}.resumed.gap"),
+            replica=resumed.replica,
+            previous_replica=resumed.previous_replica,
+        )
     else:
         raise ConversionError(f"{field}.payload", "must be set (model_call, tool_call, tool_result, ...)")
     if not msg.HasField("time"):
@@ -487,6 +502,7 @@ def run_to_pb(run: d.Run) -> run_pb2.Run:
         depth=run.depth,
         session_id=run.session_id,
         max_context_window_used=run.max_context_window_used,
+        tool_call_count=run.tool_calls_made,
     )
     if run.forked_from is not None:
         msg.forked_from.CopyFrom(run_pb2.ForkOrigin(run_id=run.forked_from.run_id, sequence=run.forked_from.sequence))
@@ -555,4 +571,6 @@ def run_from_pb(msg: run_pb2.Run) -> d.Run:
         if msg.HasField("cost_with_descendants")
         else None,
         max_context_window_used=msg.max_context_window_used,
+        # The count stands for the tool calls only when they are left out (the BASIC view); see d.Run.
+        tool_call_count=0 if msg.tool_calls else max(msg.tool_call_count, 0),
     )

@@ -17,7 +17,7 @@ from agentrun_core.proto_convert import (
     token_usage_to_pb,
 )
 from execution_service.agents.spec import AgentLoadProblem, AgentSpec
-from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
+from execution_service.engine.events import EncodedEvent, RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
 from execution_service.errors import InvalidRequest
 
 EventResponse = TypeVar("EventResponse", pb.ExecuteAgentResponse, pb.WatchRunResponse)
@@ -30,6 +30,8 @@ def event_response(cls: type[EventResponse], event: RunEvent) -> EventResponse:
         message = cls()
         message.step.MergeFromString(event.encoded)
         return message
+    if isinstance(event, EncodedEvent):
+        return cls.FromString(event.data)
     return cls(**event_fields(event))
 
 
@@ -49,6 +51,7 @@ def event_fields(event: RunEvent) -> dict[str, Any]:
                     session_id=event.session_id,
                     parent_run_id=event.parent_run_id,
                     depth=event.depth,
+                    replica=event.replica,
                 )
             }
         case StepEvent():
@@ -74,6 +77,8 @@ def event_fields(event: RunEvent) -> dict[str, Any]:
             if event.cost_with_descendants is not None:
                 finished.cost_with_descendants.CopyFrom(cost_to_pb(event.cost_with_descendants))
             return {"run_finished": finished}
+        case EncodedEvent():
+            return {}  # parsed whole by event_response
         case _:
             assert_never(event)
 

@@ -21,6 +21,8 @@ class RunStartedEvent:
     session_id: str = ""
     parent_run_id: str = ""
     depth: int = 0
+    # Durable mode: the replica that started the run.
+    replica: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,4 +53,13 @@ class RunFinishedEvent:
     cost_with_descendants: Cost | None = None
 
 
-RunEvent = RunStartedEvent | StepEvent | RunFinishedEvent
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """An event as a durable run's stream holds it (execution_service.durable.stream): serialized as a
+    WatchRunResponse, whose wire format ExecuteAgentResponse shares. `final`: it is the RunFinished event."""
+
+    data: bytes
+    final: bool = False
+
+
+RunEvent = RunStartedEvent | StepEvent | RunFinishedEvent | EncodedEvent

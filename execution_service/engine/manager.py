@@ -30,7 +30,7 @@ from execution_service.agents.render import VariablesError, render_prompt
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.engine.events import RunFinishedEvent, RunStartedEvent
 from execution_service.engine.instrumentation import EngineInstruments, RunTelemetry
-from execution_service.engine.live_run import LiveRun
+from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.loop import LoopInput, run_agent_loop
 from execution_service.engine.outcomes import LoopOutcome
 from execution_service.engine.step_recorder import StepRecorder, utc_now
@@ -125,6 +125,10 @@ class RunManager:
     def find(self, run_id: str) -> LiveRun | None:
         return self._live.get(run_id) or self._finished.get(run_id)
 
+    async def locate(self, run_id: str) -> FollowedRun | None:
+        """The run to follow: here, the one in memory (the durable mode also finds the runs of other replicas)."""
+        return self.find(run_id)
+
     @property
     def live_count(self) -> int:
         return len(self._live)
@@ -162,7 +166,18 @@ class RunManager:
         except ModelError as exc:
             raise InvalidRequest("model", exc.message) from None
 
-        run_id = request.run_id or new_run_id()
+        return await self._begin(request.run_id or new_run_id(), request, agent, prompt, provider, model_name)
+
+    async def _begin(
+        self,
+        run_id: str,
+        request: StartRun,
+        agent: AgentSpec,
+        prompt: RenderedPrompt,
+        provider: ModelProvider,
+        model_name: str,
+    ) -> LiveRun:
+        """Starts a validated run: its RUNNING record, then its task (the durable mode starts a workflow instead)."""
         # The run's span starts first: its trace id is the run's trace_id.
         traced = self._instruments.start_run(
             run_id=run_id, agent=agent, model=model_name, provider=provider.name, user=request.user, prompt=prompt
@@ -269,10 +284,30 @@ class RunManager:
 
         recorder = StepRecorder(live.run_id, emit, self._redactor, live.handed_off)
         traced.secrets = recorder.secret_memory  # captured span content is scrubbed like the steps
+        outcome = await self._outcome(live, agent, prompt, provider, recorder, traced, agent.limits.run_timeout_s)
+        await asyncio.shield(self._finish(live, base, recorder, outcome, traced))
+
+    async def _outcome(
+        self,
+        live: LiveRun,
+        agent: AgentSpec,
+        prompt: RenderedPrompt,
+        provider: ModelProvider,
+        recorder: StepRecorder,
+        traced: RunTelemetry,
+        timeout_s: float,
+        tools: ToolProvider | None = None,
+        max_parallel_tools: int | None = None,
+    ) -> LoopOutcome:
+        """How the run's loop ended, within `timeout_s`: its own outcome, TIMED_OUT, CANCELLED (or INTERRUPTED, see
+        `_cancelled_outcome`), or FAILED with INTERNAL for an unexpected error. `tools` (default: this manager's) and
+        `max_parallel_tools` are what the durable mode wraps."""
         outcome: LoopOutcome
         try:
-            async with asyncio.timeout(agent.limits.run_timeout_s):
-                outcome = await self._run_loop(live, base, agent, prompt, provider, recorder, traced)
+            async with asyncio.timeout(timeout_s):
+                outcome = await self._run_loop(
+                    live, agent, prompt, provider, recorder, traced, tools or self._tools, max_parallel_tools
+                )
         except TimeoutError:
             outcome = LoopOutcome(
                 RunStatus.TIMED_OUT,
@@ -289,20 +324,21 @@ class RunManager:
         except Exception as exc:
             log.exception("run failed unexpectedly", extra={"run_id": live.run_id})
             outcome = LoopOutcome.failed(ErrorReason.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
-        await asyncio.shield(self._finish(live, base, recorder, outcome, traced))
+        return outcome
 
     async def _run_loop(
         self,
         live: LiveRun,
-        base: Run,
         agent: AgentSpec,
         prompt: RenderedPrompt,
         provider: ModelProvider,
         recorder: StepRecorder,
         traced: RunTelemetry,
+        tool_provider: ToolProvider,
+        max_parallel_tools: int | None,
     ) -> LoopOutcome:
         try:
-            tools = await self._tools.resolve(list(agent.tools))
+            tools = await tool_provider.resolve(list(agent.tools))
         except ToolResolutionError as exc:
             reason = ErrorReason.TOOL_SERVER_UNAVAILABLE if exc.unavailable else ErrorReason.TOOL_NOT_FOUND
             return LoopOutcome.failed(reason, str(exc))
@@ -311,11 +347,11 @@ class RunManager:
             prompt=prompt,
             model=live.started.model_name,
             tools=tuple(tools),
-            max_parallel_tools=self._limits.max_parallel_tools,
+            max_parallel_tools=max_parallel_tools or self._limits.max_parallel_tools,
             telemetry=traced,
         )
 
-        return await run_agent_loop(loop_input, provider, self._tools, recorder, live.control)
+        return await run_agent_loop(loop_input, provider, tool_provider, recorder, live.control)
 
     def _cancelled_outcome(self, live: LiveRun) -> LoopOutcome:
         if live.cancel_requested:
@@ -388,7 +424,7 @@ class RunManager:
             live.task.cancel()
         return live
 
-    async def cancel_anywhere(self, run_id: str, *, after_turn: bool = False, user: str | None = None) -> LiveRun:
+    async def cancel_anywhere(self, run_id: str, *, after_turn: bool = False, user: str | None = None) -> FollowedRun:
         """`cancel`, and for a run this instance no longer holds in memory (finished long ago, or before a restart):
         RunAlreadyFinished when it is stored as finished and visible to `user`, else RunNotFound."""
         try:
