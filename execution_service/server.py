@@ -23,6 +23,7 @@ from execution_service.api.limits import CallLimits
 from execution_service.api.servicer import ExecutionServicer
 from execution_service.config import ExecutionSettings
 from execution_service.engine.manager import ManagerLimits, ProviderFactory, RunManager
+from execution_service.history.stored_runs import StoredRuns
 from execution_service.model.base import ModelProvider
 from execution_service.model.registry import ModelSettings, build_provider
 from execution_service.model.retry import ModelRetryPolicy
@@ -272,6 +273,7 @@ async def _embedded_manager(
         publisher,
         run_exists=known_runs.exists,
         finished_run=known_runs.finished,
+        stored_runs=StoredRuns(runs_channel, runs_call_metadata(settings)),
         redactor=Redactor(redaction_rules(settings)),
         limits=ManagerLimits(
             max_task_bytes=settings.max_task_bytes,

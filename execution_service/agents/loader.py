@@ -7,6 +7,7 @@ Front matter keys we read:
 - input: {schema: <Picoschema>, default: {...}} for the variables beyond `task`,
 - limits: {max_steps, run_timeout, tool_timeout, token_budget} (our own key, read from the raw front matter).
 - schedule: a list of schedules (cron, timezone, task, variables, labels, missed), see execution_service.schedules.
+- session: {history_tokens} (our own key): how much of a session's earlier turns a run receives.
 `name`, `version`, `variant`, `ext`, `metadata` and namespaced keys ("x.y") are accepted; `name`, when given,
 must equal the file name. `output` and `toolDefs` are refused: tools come from MCP servers and the final answer is
 text.
@@ -26,6 +27,7 @@ from execution_service.agents.frontmatter_errors import describe_frontmatter_err
 from execution_service.agents.gen_config import validate_config
 from execution_service.agents.input_schema import build_input_schema
 from execution_service.agents.limits import parse_limits
+from execution_service.agents.session import parse_session
 from execution_service.agents.spec import AgentSpec
 from execution_service.agents.template import check_template
 from execution_service.schedules.parse import parse_schedules
@@ -46,6 +48,7 @@ _ACCEPTED_KEYS = frozenset(
         "input",
         "limits",
         "schedule",
+        "session",
         "version",
         "variant",
         "ext",
@@ -127,6 +130,7 @@ def _build_spec(name: str, path: Path, source: str, version: str, default_model:
         input_schema=input_schema,
         source=source,
         schedules=parse_schedules(raw.get("schedule"), name, input_schema),
+        session=parse_session(raw.get("session")),
     )
 
 

@@ -21,6 +21,13 @@ class AgentLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionSettings:
+    # The most tokens (estimated, execution_service.history.transcript) of a session's earlier turns a run receives
+    # as history; older turns are dropped first.
+    history_tokens: int = 32_000
+
+
+@dataclass(frozen=True, slots=True)
 class RenderedPrompt:
     system_instruction: str | None
     user_text: str
@@ -44,6 +51,7 @@ class AgentSpec:
     source: str = ""
     # The front matter's `schedule:` list (execution_service.schedules).
     schedules: tuple[ScheduleSpec, ...] = ()
+    session: SessionSettings = field(default_factory=SessionSettings)
 
 
 @dataclass(frozen=True, slots=True)

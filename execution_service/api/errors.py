@@ -9,11 +9,13 @@ from execution_service.errors import (
     AgentNotFound,
     AgentUnusable,
     ExecutionError,
+    HistoryUnavailable,
     InvalidRequest,
     PermissionDenied,
     RunAlreadyExists,
     RunAlreadyFinished,
     RunIdUncheckable,
+    RunNotForkable,
     RunNotFound,
     RunsServiceUnavailable,
     ScheduleNotFound,
@@ -35,6 +37,8 @@ _CODES: list[tuple[type[ExecutionError], grpc.StatusCode]] = [
     (ScheduleNotFound, grpc.StatusCode.NOT_FOUND),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (RunsServiceUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (HistoryUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (RunNotForkable, grpc.StatusCode.FAILED_PRECONDITION),
     (RunIdUncheckable, grpc.StatusCode.UNAVAILABLE),
 ]
 

@@ -13,7 +13,7 @@ from agentrun.execution.v1 import execution_service_pb2_grpc as pb_grpc
 from agentrun_core.identity import current_identity
 from agentrun_core.ids import run_id_problem
 from execution_service.agents.registry import AgentRegistry
-from execution_service.api.convert import after_turn, agent_to_pb, event_response, problem_to_pb
+from execution_service.api.convert import after_turn, agent_to_pb, event_response, fork_request, problem_to_pb
 from execution_service.api.errors import abort_for
 from execution_service.api.limits import CallLimits, RateLimiter, StreamLimiter
 from execution_service.api.schedules_convert import schedule_view_to_pb
@@ -64,12 +64,6 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
     ) -> AsyncIterator[pb.ExecuteAgentResponse]:
         user = current_identity.get().user
         try:
-            if request.session_id:
-                # Never ignore it silently: the client expects the session's history to be loaded.
-                raise Unimplemented(
-                    "session_id: this ExecutionService does not run sessions yet (RunsService stores and lists them; "
-                    "see docs/agents.md); start the run without session_id"
-                )
             self._rate.acquire(user)
             self._streams.acquire(user)
         except ExecutionError as exc:
@@ -87,6 +81,7 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
                         labels=dict(request.labels),
                         run_id=request.run_id,
                         model=request.model,
+                        session_id=request.session_id,
                     )
                 )
             except ExecutionError as exc:
@@ -94,6 +89,29 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
                 return
             async for event in self._follow(live, 0, detach=request.detach):
                 yield event_response(pb.ExecuteAgentResponse, event)
+        finally:
+            self._streams.release(user)
+
+    async def ForkRun(
+        self, request: pb.ForkRunRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ForkRunResponse]:
+        user = current_identity.get().user
+        try:
+            fork = fork_request(request, user, _visible_user())
+            self._rate.acquire(user)
+            self._streams.acquire(user)
+        except ExecutionError as exc:
+            log.info("ForkRun refused", extra={"user": user, "reason": exc.reason})
+            await abort_for(context, exc)
+            return
+        try:
+            try:
+                live = await self._manager.fork(fork)
+            except ExecutionError as exc:
+                await abort_for(context, exc)
+                return
+            async for event in self._follow(live, 0, detach=request.detach):
+                yield event_response(pb.ForkRunResponse, event)
         finally:
             self._streams.release(user)
 
