@@ -10,6 +10,7 @@ from agentrun_cli.commands.agents import agents_app
 from agentrun_cli.commands.chat import chat_command
 from agentrun_cli.commands.run import run_command
 from agentrun_cli.commands.runs import runs_app
+from agentrun_cli.commands.schedules import schedules_app
 from agentrun_cli.commands.serve import serve_command
 from agentrun_cli.commands.sessions import sessions_app
 from agentrun_cli.commands.web import web_command
@@ -103,3 +104,4 @@ app.command("web")(web_command)
 app.add_typer(runs_app, name="runs")
 app.add_typer(agents_app, name="agents")
 app.add_typer(sessions_app, name="sessions")
+app.add_typer(schedules_app, name="schedules")

@@ -96,6 +96,22 @@ class ServiceShuttingDown(ExecutionError):
     reason = "SHUTTING_DOWN"
 
 
+class ScheduleNotFound(ExecutionError):
+    """PauseSchedule / ResumeSchedule name a schedule no loaded agent declares."""
+
+    reason = "SCHEDULE_NOT_FOUND"
+
+
+class PermissionDenied(ExecutionError):
+    reason = "PERMISSION_DENIED"
+
+
+class RunsServiceUnavailable(ExecutionError):
+    """RunsService, which holds what every replica shares (schedule state), did not answer."""
+
+    reason = "RUNS_SERVICE_UNAVAILABLE"
+
+
 class HistoryUnavailable(ExecutionError):
     """A session's earlier runs or a fork's original could not be read from RunsService (a passing condition)."""
 

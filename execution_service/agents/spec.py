@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from execution_service.schedules.spec import ScheduleSpec
+
 
 @dataclass(frozen=True, slots=True)
 class AgentLimits:
@@ -47,6 +49,8 @@ class AgentSpec:
     # JSON schema of the variables beyond `task`.
     input_schema: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    # The front matter's `schedule:` list (execution_service.schedules).
+    schedules: tuple[ScheduleSpec, ...] = ()
     session: SessionSettings = field(default_factory=SessionSettings)
 
 

@@ -19,6 +19,7 @@ from agentrun_core.proto_convert import (
     token_usage_to_pb,
 )
 from execution_service.agents.spec import AgentLoadProblem, AgentSpec
+from execution_service.api.schedules_convert import schedule_spec_to_pb
 from execution_service.engine.composition import ForkRequest
 from execution_service.engine.events import EncodedEvent, RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
 from execution_service.errors import InvalidRequest
@@ -114,6 +115,7 @@ def agent_to_pb(agent: AgentSpec) -> pb.Agent:
             token_budget=agent.limits.token_budget,
             tool_result_bytes=agent.limits.tool_result_bytes,
         ),
+        schedules=[schedule_spec_to_pb(s) for s in agent.schedules],
         session_history_tokens=agent.session.history_tokens,
     )
 

@@ -61,6 +61,21 @@ class ExecutionServiceStub:
                 request_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ForkRunRequest.SerializeToString,
                 response_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ForkRunResponse.FromString,
                 _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/agentrun.execution.v1.ExecutionService/ListSchedules',
+                request_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.PauseSchedule = channel.unary_unary(
+                '/agentrun.execution.v1.ExecutionService/PauseSchedule',
+                request_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.PauseScheduleRequest.SerializeToString,
+                response_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.PauseScheduleResponse.FromString,
+                _registered_method=True)
+        self.ResumeSchedule = channel.unary_unary(
+                '/agentrun.execution.v1.ExecutionService/ResumeSchedule',
+                request_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ResumeScheduleRequest.SerializeToString,
+                response_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ResumeScheduleResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -108,6 +123,29 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSchedules(self, request, context):
+        """The schedules the loaded agents declare, with their shared state (paused, last tick, from RunsService) and
+        their next fire times. UNAVAILABLE when RunsService cannot answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSchedule(self, request, context):
+        """Pauses a schedule (or every schedule of an agent) on every replica: its ticks start no run until resumed.
+        Reserved to admins. An agent or schedule that is not declared is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSchedule(self, request, context):
+        """Resumes a paused schedule (or every schedule of an agent). Ticks that passed while it was paused are not run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -135,6 +173,21 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.ForkRun,
                     request_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ForkRunRequest.FromString,
                     response_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ForkRunResponse.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'PauseSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSchedule,
+                    request_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.PauseScheduleRequest.FromString,
+                    response_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.PauseScheduleResponse.SerializeToString,
+            ),
+            'ResumeSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSchedule,
+                    request_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ResumeScheduleRequest.FromString,
+                    response_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ResumeScheduleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -273,6 +326,87 @@ class ExecutionService:
             '/agentrun.execution.v1.ExecutionService/ForkRun',
             agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ForkRunRequest.SerializeToString,
             agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ForkRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentrun.execution.v1.ExecutionService/ListSchedules',
+            agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListSchedulesRequest.SerializeToString,
+            agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentrun.execution.v1.ExecutionService/PauseSchedule',
+            agentrun_dot_execution_dot_v1_dot_execution__service__pb2.PauseScheduleRequest.SerializeToString,
+            agentrun_dot_execution_dot_v1_dot_execution__service__pb2.PauseScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentrun.execution.v1.ExecutionService/ResumeSchedule',
+            agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ResumeScheduleRequest.SerializeToString,
+            agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ResumeScheduleResponse.FromString,
             options,
             channel_credentials,
             insecure,
