@@ -223,8 +223,9 @@ async def _shared_events(request: Request, caller: Caller, runs: dict[str, int])
             if item is None:
                 open_runs -= 1
                 continue
-            event, data, event_id = item
-            yield sse(event, {**data, "run": run_id}, event_id=event_id)
+            event, data, _ = item
+            # No SSE id: one id cannot say where several runs are; the worker asks again with each run's next step.
+            yield sse(event, {**data, "run": run_id})
         yield sse("idle", {})
     finally:
         for task in tasks:
