@@ -79,9 +79,6 @@ class LiveStreams:
         for queue in self._queues:
             queue.put_nowait(_END)
 
-    def __len__(self) -> int:
-        return len(self._queues)
-
 
 async def _pump(services: Services, caller: Caller, run_id: str, start: int, queue: asyncio.Queue[object]) -> None:
     try:
