@@ -165,6 +165,9 @@ class ExecutionClient:
     def execute(self, request: ex_pb2.ExecuteAgentRequest) -> EventStream[ex_pb2.ExecuteAgentResponse]:
         return EventStream(self._stub.ExecuteAgent(request, metadata=self._metadata), self.endpoint)
 
+    def fork(self, request: ex_pb2.ForkRunRequest) -> EventStream[ex_pb2.ForkRunResponse]:
+        return EventStream(self._stub.ForkRun(request, metadata=self._metadata), self.endpoint)
+
     def watch(self, run_id: str, from_sequence: int = 0) -> EventStream[ex_pb2.WatchRunResponse]:
         request = ex_pb2.WatchRunRequest(run_id=run_id, from_sequence=from_sequence)
         return EventStream(self._stub.WatchRun(request, metadata=self._metadata), self.endpoint)

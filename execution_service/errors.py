@@ -94,3 +94,15 @@ class RateLimited(TooManyRuns):
 
 class ServiceShuttingDown(ExecutionError):
     reason = "SHUTTING_DOWN"
+
+
+class HistoryUnavailable(ExecutionError):
+    """A session's earlier runs or a fork's original could not be read from RunsService (a passing condition)."""
+
+    reason = "RUNS_SERVICE_UNAVAILABLE"
+
+
+class RunNotForkable(ExecutionError):
+    """The run exists but cannot be forked as asked (it has not finished, or it belongs to a session)."""
+
+    reason = "RUN_NOT_FORKABLE"

@@ -6,6 +6,7 @@ Front matter keys we read:
 - description, tools ("server/tool" or "server/*"), config (generation settings, camelCase),
 - input: {schema: <Picoschema>, default: {...}} for the variables beyond `task`,
 - limits: {max_steps, run_timeout, tool_timeout, token_budget} (our own key, read from the raw front matter).
+- session: {history_tokens} (our own key): how much of a session's earlier turns a run receives.
 `name`, `version`, `variant`, `ext`, `metadata` and namespaced keys ("x.y") are accepted; `name`, when given,
 must equal the file name. `output` and `toolDefs` are refused: tools come from MCP servers and the final answer is
 text.
@@ -25,6 +26,7 @@ from execution_service.agents.frontmatter_errors import describe_frontmatter_err
 from execution_service.agents.gen_config import validate_config
 from execution_service.agents.input_schema import build_input_schema
 from execution_service.agents.limits import parse_limits
+from execution_service.agents.session import parse_session
 from execution_service.agents.spec import AgentSpec
 from execution_service.agents.template import check_template
 
@@ -35,7 +37,20 @@ _MODEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _MODEL_PROVIDER_PREFIX = "googleai/"
 _TOOL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/(?:\*|[A-Za-z0-9_][A-Za-z0-9_.-]*)")
 _ACCEPTED_KEYS = frozenset(
-    {"name", "description", "model", "tools", "config", "input", "limits", "version", "variant", "ext", "metadata"}
+    {
+        "name",
+        "description",
+        "model",
+        "tools",
+        "config",
+        "input",
+        "limits",
+        "session",
+        "version",
+        "variant",
+        "ext",
+        "metadata",
+    }
 )
 _REFUSED_KEYS = {
     "output": "structured output is not supported: an agent's final answer is text",
@@ -110,6 +125,7 @@ def _build_spec(name: str, path: Path, source: str, version: str, default_model:
         config=validate_config(raw.get("config")),
         input_schema=build_input_schema(raw.get("input")),
         source=source,
+        session=parse_session(raw.get("session")),
     )
 
 

@@ -19,6 +19,13 @@ class AgentLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionSettings:
+    # The most tokens (estimated, execution_service.history.transcript) of a session's earlier turns a run receives
+    # as history; older turns are dropped first.
+    history_tokens: int = 32_000
+
+
+@dataclass(frozen=True, slots=True)
 class RenderedPrompt:
     system_instruction: str | None
     user_text: str
@@ -40,6 +47,7 @@ class AgentSpec:
     # JSON schema of the variables beyond `task`.
     input_schema: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    session: SessionSettings = field(default_factory=SessionSettings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,12 @@ from execution_service.errors import (
     AgentNotFound,
     AgentUnusable,
     ExecutionError,
+    HistoryUnavailable,
     InvalidRequest,
     RunAlreadyExists,
     RunAlreadyFinished,
     RunIdUncheckable,
+    RunNotForkable,
     RunNotFound,
     ServiceShuttingDown,
     TooManyRuns,
@@ -29,6 +31,8 @@ _CODES: list[tuple[type[ExecutionError], grpc.StatusCode]] = [
     (RunAlreadyFinished, grpc.StatusCode.FAILED_PRECONDITION),
     (TooManyRuns, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (ServiceShuttingDown, grpc.StatusCode.UNAVAILABLE),
+    (HistoryUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (RunNotForkable, grpc.StatusCode.FAILED_PRECONDITION),
     (RunIdUncheckable, grpc.StatusCode.UNAVAILABLE),
 ]
 

@@ -13,13 +13,13 @@ from agentrun.execution.v1 import execution_service_pb2_grpc as pb_grpc
 from agentrun_core.identity import current_identity
 from agentrun_core.ids import run_id_problem
 from execution_service.agents.registry import AgentRegistry
-from execution_service.api.convert import after_turn, agent_to_pb, event_response, problem_to_pb
+from execution_service.api.convert import after_turn, agent_to_pb, event_response, fork_request, problem_to_pb
 from execution_service.api.errors import abort_for
 from execution_service.api.limits import CallLimits, RateLimiter, StreamLimiter
 from execution_service.engine.events import RunEvent
-from execution_service.engine.live_run import LiveRun
+from execution_service.engine.live_run import FollowedRun
 from execution_service.engine.manager import RunManager, StartRun
-from execution_service.errors import ExecutionError, InvalidRequest, RunNotFound, Unimplemented
+from execution_service.errors import ExecutionError, InvalidRequest, RunNotFound
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,6 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
     ) -> AsyncIterator[pb.ExecuteAgentResponse]:
         user = current_identity.get().user
         try:
-            if request.session_id:
-                # Never ignore it silently: the client expects the session's history to be loaded.
-                raise Unimplemented(
-                    "session_id: this ExecutionService does not run sessions yet (RunsService stores and lists them; "
-                    "see docs/agents.md); start the run without session_id"
-                )
             self._rate.acquire(user)
             self._streams.acquire(user)
         except ExecutionError as exc:
@@ -72,6 +66,7 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
                         labels=dict(request.labels),
                         run_id=request.run_id,
                         model=request.model,
+                        session_id=request.session_id,
                     )
                 )
             except ExecutionError as exc:
@@ -82,12 +77,35 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         finally:
             self._streams.release(user)
 
+    async def ForkRun(
+        self, request: pb.ForkRunRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ForkRunResponse]:
+        user = current_identity.get().user
+        try:
+            fork = fork_request(request, user, _visible_user())
+            self._rate.acquire(user)
+            self._streams.acquire(user)
+        except ExecutionError as exc:
+            log.info("ForkRun refused", extra={"user": user, "reason": exc.reason})
+            await abort_for(context, exc)
+            return
+        try:
+            try:
+                live = await self._manager.fork(fork)
+            except ExecutionError as exc:
+                await abort_for(context, exc)
+                return
+            async for event in self._follow(live, 0, detach=request.detach):
+                yield event_response(pb.ForkRunResponse, event)
+        finally:
+            self._streams.release(user)
+
     async def WatchRun(
         self, request: pb.WatchRunRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchRunResponse]:
         user = current_identity.get().user
         try:
-            live = self._find_visible(request.run_id)
+            live = await self._find_visible(request.run_id)
             if request.from_sequence < 0:
                 raise InvalidRequest("from_sequence", f"must not be negative, got {request.from_sequence}")
             self._streams.acquire(user)
@@ -119,15 +137,15 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
             errors=[problem_to_pb(p) for p in self._agents.problems()],
         )
 
-    def _find_visible(self, run_id: str) -> LiveRun:
+    async def _find_visible(self, run_id: str) -> FollowedRun:
         _check_run_id(run_id)
-        live = self._manager.find(run_id)
+        live = await self._manager.locate(run_id)
         user = _visible_user()
         if live is None or (user is not None and live.user != user):
             raise RunNotFound(run_id)
         return live
 
-    async def _follow(self, live: LiveRun, from_sequence: int, *, detach: bool) -> AsyncIterator[RunEvent]:
+    async def _follow(self, live: FollowedRun, from_sequence: int, *, detach: bool) -> AsyncIterator[RunEvent]:
         """Streams the run's events; a client that goes away cancels the run unless it detached."""
         try:
             async for event in live.follow(from_sequence):

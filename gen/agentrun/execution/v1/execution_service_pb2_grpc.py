@@ -56,6 +56,11 @@ class ExecutionServiceStub:
                 request_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListAgentsRequest.SerializeToString,
                 response_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListAgentsResponse.FromString,
                 _registered_method=True)
+        self.ForkRun = channel.unary_stream(
+                '/agentrun.execution.v1.ExecutionService/ForkRun',
+                request_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ForkRunRequest.SerializeToString,
+                response_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ForkRunResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -92,6 +97,17 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForkRun(self, request, context):
+        """Start a new run that replays a finished run (the caller's own) up to one of its steps, reusing its recorded
+        model replies and tool results (no model or tool call of that part is made again), then continues live with the
+        overrides applied. Streams like ExecuteAgent; the new run records forked_from. An unknown run or another user's is
+        NOT_FOUND; a from_sequence outside the run's forkable steps or an override naming no tool call of the replayed
+        part is INVALID_ARGUMENT; a run that has not finished is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -114,6 +130,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.ListAgents,
                     request_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListAgentsRequest.FromString,
                     response_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListAgentsResponse.SerializeToString,
+            ),
+            'ForkRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.ForkRun,
+                    request_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ForkRunRequest.FromString,
+                    response_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ForkRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +246,33 @@ class ExecutionService:
             '/agentrun.execution.v1.ExecutionService/ListAgents',
             agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListAgentsRequest.SerializeToString,
             agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListAgentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForkRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/agentrun.execution.v1.ExecutionService/ForkRun',
+            agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ForkRunRequest.SerializeToString,
+            agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ForkRunResponse.FromString,
             options,
             channel_credentials,
             insecure,
