@@ -202,7 +202,17 @@ class SessionHistory:
     token_count: int = 0
 
 
-StepPayload = ModelCall | ToolCallStarted | ToolCallFinished | FinalResponse | RunError | SessionHistory
+@dataclass(frozen=True, slots=True)
+class RunResumed:
+    """Durable mode: the run resumed after the replica running it stopped. `gap`: from its last step before the stop
+    (or its start) to the resumption; `replica` resumed it, `previous_replica` ran it before."""
+
+    gap: timedelta = timedelta(0)
+    replica: str = ""
+    previous_replica: str = ""
+
+
+StepPayload = ModelCall | ToolCallStarted | ToolCallFinished | FinalResponse | RunError | SessionHistory | RunResumed
 
 
 class StepKind(enum.StrEnum):
@@ -212,6 +222,7 @@ class StepKind(enum.StrEnum):
     FINAL_RESPONSE = "final_response"
     ERROR = "error"
     SESSION_HISTORY = "session_history"
+    RESUMED = "resumed"
 
 
 def step_kind(payload: StepPayload) -> StepKind:
@@ -228,6 +239,8 @@ def step_kind(payload: StepPayload) -> StepKind:
             return StepKind.ERROR
         case SessionHistory():
             return StepKind.SESSION_HISTORY
+        case RunResumed():
+            return StepKind.RESUMED
         case _:
             assert_never(payload)
 

@@ -366,6 +366,12 @@ def step_to_pb(step: d.ExecutionStep) -> run_pb2.ExecutionStep:
             msg.error.CopyFrom(run_error_to_pb(payload))
         case d.SessionHistory():
             msg.session_history.CopyFrom(session_history_to_pb(payload))
+        case d.RunResumed():
+            msg.resumed.CopyFrom(
+                run_pb2.RunResumed(
+                    gap=duration_to_pb(payload.gap), replica=payload.replica, previous_replica=payload.previous_replica
+                )
+            )
         case _:
             assert_never(payload)
     return msg
@@ -409,6 +415,15 @@ def step_from_pb(msg: run_pb2.ExecutionStep, field: str = "step") -> d.Execution
         payload = d.RunError(reason=msg.error.reason, message=msg.error.message)
     elif kind == "session_history":
         payload = session_history_from_pb(msg.session_history)
+    elif kind == "resumed":
+        resumed = msg.resumed
+        if resumed.gap.seconds < 0 or resumed.gap.nanos < 0:
+            raise ConversionError(f"{field}.resumed.gap", "must not be negative")
+        payload = d.RunResumed(
+            gap=duration_from_pb(resumed.gap, f"{field}.resumed.gap"),
+            replica=resumed.replica,
+            previous_replica=resumed.previous_replica,
+        )
     else:
         raise ConversionError(f"{field}.payload", "must be set (model_call, tool_call, tool_result, ...)")
     if not msg.HasField("time"):

@@ -23,6 +23,7 @@ from execution_service.api.limits import CallLimits
 from execution_service.api.servicer import ExecutionServicer
 from execution_service.config import ExecutionSettings
 from execution_service.engine.manager import ManagerLimits, ProviderFactory, RunManager
+from execution_service.history.stored_runs import StoredRuns
 from execution_service.model.base import ModelProvider
 from execution_service.model.registry import ModelSettings, build_provider
 from execution_service.model.retry import ModelRetryPolicy
@@ -33,6 +34,9 @@ from execution_service.publish.publisher import OutboxPublisher
 from execution_service.publish.recovery import recover_interrupted
 from execution_service.publish.step_journal import StepJournal, journal_directory
 from execution_service.redaction import RedactionRules, Redactor, rules_with_extras
+from execution_service.schedules.scheduler import Scheduler, SchedulerSettings, TickSource
+from execution_service.schedules.service import Schedules
+from execution_service.schedules.store import ScheduleStore
 from execution_service.tools.mcp_config import load_mcp_config
 from execution_service.tools.pool import McpToolPool
 
@@ -100,15 +104,26 @@ class RunningExecutionServer:
     port: int
     health: HealthServicer
     manager: RunManager
-    publisher: OutboxPublisher
+    # The embedded mode's outbox sender (None in the durable mode, which publishes from each run's workflow).
+    publisher: OutboxPublisher | None
     agents: AgentRegistry
     tools: McpToolPool
     _resources: AsyncExitStack
     telemetry: Telemetry | None = None
+    # None when AGENTRUN_SCHEDULER is off.
+    scheduler: TickSource | None = None
+
+    async def flush_outbox(self, timeout_s: float) -> bool:
+        """Waits until the outbox delivered every record (False on timeout). The durable mode has no outbox: a run's
+        end is published before its RunFinished (or retried by its workflow), so there is nothing to wait for."""
+        return True if self.publisher is None else await self.publisher.flush(timeout_s)
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """NOT_SERVING, stop accepting calls, let runs finish (then interrupt them), drain the outbox briefly."""
+        """NOT_SERVING, stop accepting calls and ticks, let runs finish (then interrupt them), drain the outbox
+        briefly."""
         await self.health.enter_graceful_shutdown()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         await self.manager.shutdown(grace_s)
         await self.server.stop(min(grace_s, 5.0))
         await self._resources.aclose()
@@ -144,17 +159,6 @@ async def start_server(
         agents.load()  # logs each broken agent file
         tools = McpToolPool(servers, max_message_bytes=settings.mcp_max_message_bytes)
         resources.push_async_callback(tools.aclose)
-
-        settings.resolved_outbox_path.parent.mkdir(parents=True, exist_ok=True)
-        outbox = await Outbox.open(settings.resolved_outbox_path)
-        resources.push_async_callback(outbox.close)
-        journal = StepJournal(journal_directory(settings.resolved_outbox_path))
-        resources.callback(journal.close)
-        recovered = await recover_interrupted(outbox, journal)
-        if recovered:
-            log.warning(
-                "runs interrupted by the previous stop will be published as INTERRUPTED", extra={"runs": recovered}
-            )
         if runs_channel is None:
             runs_channel = aio_channel(
                 settings.runs_service_target,
@@ -164,34 +168,16 @@ async def start_server(
                 interceptors=telemetry.client_interceptors(),  # RecordRuns spans, trace context to RunsService
             )
             resources.push_async_callback(runs_channel.close)
-        publisher = OutboxPublisher(
-            outbox,
-            runs_channel,
-            call_metadata=runs_call_metadata(settings),
-            journal=journal,
-            batch_max_records=settings.outbox_batch_records,
-            batch_max_bytes=settings.outbox_batch_bytes,
-        )
-        publisher.start()
-        resources.push_async_callback(publisher.stop, 5.0)
-        register_publisher_metrics(telemetry.meter("agentrun.outbox"), publisher, outbox)
+        publisher: OutboxPublisher | None = None
+        schedule_store = ScheduleStore(runs_channel, runs_call_metadata(settings))
+        if settings.durable:
+            from execution_service.durable.service import start_durable  # DBOS is imported in this mode only
+            from execution_service.schedules import durable as durable_schedules  # its workflow, before launch
 
-        known_runs = KnownRuns(outbox, runs_channel, runs_call_metadata(settings))
-        manager = RunManager(
-            agents,
-            tools,
-            provider_factory(settings),
-            publisher,
-            run_exists=known_runs.exists,
-            finished_run=known_runs.finished,
-            redactor=Redactor(redaction_rules(settings)),
-            limits=ManagerLimits(
-                max_task_bytes=settings.max_task_bytes,
-                max_live_runs=settings.max_live_runs,
-                max_parallel_tools=settings.max_parallel_tools,
-            ),
-            telemetry=telemetry,
-        )
+            manager: RunManager = await start_durable(settings, agents, tools, runs_channel, telemetry, resources)
+            durable_schedules.bind_tick_runner(agents, manager.start, schedule_store, settings.resolved_replica_id)
+        else:
+            publisher, manager = await _embedded_manager(settings, agents, tools, runs_channel, telemetry, resources)
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -209,13 +195,28 @@ async def start_server(
         )
         add_servicer(
             execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server,
-            ExecutionServicer(manager, agents, limits),
+            ExecutionServicer(manager, agents, limits, Schedules(agents, schedule_store)),
             server,
         )
         health_servicer = add_health_and_reflection(server, SERVICE_NAME, reflection=settings.reflection)
         port = add_port(server, settings.listen_address, settings.tls, service="ExecutionService")
         await server.start()
         await set_serving(health_servicer, SERVICE_NAME)
+        scheduler: TickSource | None = None
+        if settings.scheduler_enabled:
+            scheduler_settings = SchedulerSettings(
+                replica=settings.resolved_replica_id,
+                grace_s=settings.scheduler_grace_s,
+                refresh_s=settings.scheduler_refresh_s,
+            )
+            if settings.durable:
+                from execution_service.schedules.durable import DurableSchedules
+
+                scheduler = DurableSchedules(agents, schedule_store, scheduler_settings)
+            else:
+                scheduler = Scheduler(agents, manager.start, schedule_store, scheduler_settings)
+            scheduler.start()
+            resources.push_async_callback(scheduler.stop)
         log.info(
             "execution service serving",
             extra={
@@ -227,8 +228,58 @@ async def start_server(
             },
         )
         return RunningExecutionServer(
-            server, port, health_servicer, manager, publisher, agents, tools, resources, telemetry
+            server, port, health_servicer, manager, publisher, agents, tools, resources, telemetry, scheduler
         )
     except BaseException:
         await resources.aclose()
         raise
+
+
+async def _embedded_manager(
+    settings: ExecutionSettings,
+    agents: AgentRegistry,
+    tools: McpToolPool,
+    runs_channel: grpc.aio.Channel,
+    telemetry: Telemetry,
+    resources: AsyncExitStack,
+) -> tuple[OutboxPublisher, RunManager]:
+    """The embedded mode: runs in this process, published through the local SQLite outbox."""
+
+    settings.resolved_outbox_path.parent.mkdir(parents=True, exist_ok=True)
+    outbox = await Outbox.open(settings.resolved_outbox_path)
+    resources.push_async_callback(outbox.close)
+    journal = StepJournal(journal_directory(settings.resolved_outbox_path))
+    resources.callback(journal.close)
+    recovered = await recover_interrupted(outbox, journal)
+    if recovered:
+        log.warning("runs interrupted by the previous stop will be published as INTERRUPTED", extra={"runs": recovered})
+    publisher = OutboxPublisher(
+        outbox,
+        runs_channel,
+        call_metadata=runs_call_metadata(settings),
+        journal=journal,
+        batch_max_records=settings.outbox_batch_records,
+        batch_max_bytes=settings.outbox_batch_bytes,
+    )
+    publisher.start()
+    resources.push_async_callback(publisher.stop, 5.0)
+    register_publisher_metrics(telemetry.meter("agentrun.outbox"), publisher, outbox)
+
+    known_runs = KnownRuns(outbox, runs_channel, runs_call_metadata(settings))
+    manager = RunManager(
+        agents,
+        tools,
+        provider_factory(settings),
+        publisher,
+        run_exists=known_runs.exists,
+        finished_run=known_runs.finished,
+        stored_runs=StoredRuns(runs_channel, runs_call_metadata(settings)),
+        redactor=Redactor(redaction_rules(settings)),
+        limits=ManagerLimits(
+            max_task_bytes=settings.max_task_bytes,
+            max_live_runs=settings.max_live_runs,
+            max_parallel_tools=settings.max_parallel_tools,
+        ),
+        telemetry=telemetry,
+    )
+    return publisher, manager

@@ -23,6 +23,7 @@ KIND_LABELS = {
     "final_response": "final response",
     "error": "error",
     "session_history": "session history",
+    "resumed": "resumed",
 }
 
 

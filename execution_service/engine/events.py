@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from agentrun_core.domain import Cost, ExecutionStep, RunError, RunStatus, TokenUsage
+from agentrun_core.domain import Cost, ExecutionStep, ForkOrigin, RunError, RunStatus, TokenUsage
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,10 @@ class RunStartedEvent:
     session_id: str = ""
     parent_run_id: str = ""
     depth: int = 0
+    # Durable mode: the replica that started the run.
+    replica: str = ""
+    # A fork's original run and the last of its steps it replayed.
+    forked_from: ForkOrigin | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,4 +55,13 @@ class RunFinishedEvent:
     cost_with_descendants: Cost | None = None
 
 
-RunEvent = RunStartedEvent | StepEvent | RunFinishedEvent
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """An event as a durable run's stream holds it (execution_service.durable.stream): serialized as a
+    WatchRunResponse, whose wire format ExecuteAgentResponse shares. `final`: it is the RunFinished event."""
+
+    data: bytes
+    final: bool = False
+
+
+RunEvent = RunStartedEvent | StepEvent | RunFinishedEvent | EncodedEvent

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from agentrun_core.domain import ExecutionStep
 from execution_service.engine.control import RunControl
@@ -12,6 +13,21 @@ from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStart
 
 # How long the run waits, after emitting a step, for its watchers to send it.
 HANDOFF_TIMEOUT_S = 0.005
+
+
+class FollowedRun(Protocol):
+    """A run a stream can follow: a LiveRun here, or (durable mode) a run another replica executes."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def user(self) -> str: ...
+
+    @property
+    def is_finished(self) -> bool: ...
+
+    def follow(self, from_sequence: int = 0) -> AsyncIterator[RunEvent]: ...
 
 
 @dataclass(slots=True)

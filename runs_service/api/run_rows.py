@@ -219,6 +219,15 @@ def _step_row(msg: run_pb2.ExecutionStep, run_id: str, index: int) -> dict[str, 
         payload = {"reason": msg.error.reason, "message": msg.error.message}
     elif kind == "session_history":
         payload = _session_history(msg.session_history)
+    elif kind == "resumed":
+        gap = msg.resumed.gap
+        if gap.seconds < 0 or gap.nanos < 0:
+            raise _invalid(f"{field}.resumed.gap", "must not be negative")
+        payload = {
+            "gap_us": _micros(gap, f"{field}.resumed.gap"),
+            "replica": msg.resumed.replica,
+            "previous_replica": msg.resumed.previous_replica,
+        }
     else:
         raise _invalid(f"{field}.payload", "must be set (model_call, tool_call, tool_result, ...)")
     if not msg.HasField("time"):

@@ -25,6 +25,7 @@ from agentrun_core.domain import (
     ModelCall,
     Run,
     RunError,
+    RunResumed,
     RunStatus,
     SessionHistory,
     SessionTurn,
@@ -260,6 +261,12 @@ def payload_to_json(payload: StepPayload) -> dict[str, Any]:
             return {"reason": payload.reason, "message": payload.message}
         case SessionHistory():
             return _session_history_to_json(payload)
+        case RunResumed():
+            return {
+                "gap_us": micros(payload.gap),
+                "replica": payload.replica,
+                "previous_replica": payload.previous_replica,
+            }
         case _:
             assert_never(payload)
 
@@ -300,6 +307,12 @@ def payload_from_json(kind: str, value: Mapping[str, Any]) -> StepPayload:
             return RunError(reason=value.get("reason", ""), message=value.get("message", ""))
         case StepKind.SESSION_HISTORY:
             return _session_history_from_json(value)
+        case StepKind.RESUMED:
+            return RunResumed(
+                gap=from_micros(int(value.get("gap_us", 0))),
+                replica=value.get("replica", ""),
+                previous_replica=value.get("previous_replica", ""),
+            )
         case _:
             assert_never(step)
 

@@ -205,3 +205,13 @@ def test_a_model_call_line_shows_retries_context_and_thoughts() -> None:
     assert "context 42% of 1,048,576" in line
     assert "3 failed attempts (429 x3), waited 21 s" in line
     assert "thoughts" in line
+
+
+def test_a_resumed_step_is_one_line_with_the_gap_and_the_replicas() -> None:
+    step = run_pb2.ExecutionStep(
+        sequence=6,
+        resumed=run_pb2.RunResumed(
+            gap=Duration(seconds=31, nanos=250_000_000), replica="replica-b", previous_replica="replica-a"
+        ),
+    )
+    assert plain_line(step) == "[6] resumed resumed on replica-b after 31.2 s (was replica-a)"

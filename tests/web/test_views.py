@@ -11,6 +11,7 @@ import pytest
 from agentrun.execution.v1 import execution_service_pb2 as ex_pb2
 from agentrun.runs.v1 import run_pb2
 from agentrun.runs.v1 import runs_service_pb2 as runs_pb2
+from google.protobuf import duration_pb2
 
 from agentrun_core.domain import RunStatus
 from agentrun_core.proto_convert import run_to_pb
@@ -306,3 +307,14 @@ async def test_quick_filter_agent_names_are_never_offered_to_another_person() ->
     assert (await names.get(api, Caller("mallory-token"))).agents == ()  # refused: nobody's names
     assert (await names.get(api, Caller("bob-token"))).agents == ("bob-private",)  # kept for bob
     assert service.calls == 3
+
+
+def test_a_resumed_step_is_shown_with_its_replicas_and_gap() -> None:
+    resumed = run_pb2.RunResumed(
+        gap=duration_pb2.Duration(seconds=31, nanos=500_000_000), replica="replica-b", previous_replica="replica-a"
+    )
+    step = _step(6, 40.0, resumed=resumed)
+    row = step_row(step, _step(1, 0.0).time)
+    assert row.kind == "resumed" and row.summary == "resumed on replica-b after 31.5 s (was replica-a)"
+    html = Renderer().fragment("_step_detail.html", step=step, run_id="r-3")
+    assert "replica-b" in html and "replica-a" in html and "no view" not in html

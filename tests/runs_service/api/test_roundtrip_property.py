@@ -74,10 +74,12 @@ def session_histories(draw: st.DrawFn, session_id: str) -> d.SessionHistory:
 
 @st.composite
 def payloads(draw: st.DrawFn, call_ids: list[str], session_id: str = "") -> d.StepPayload:
-    kinds = ["model", "call", "result", "final", "error"] + (["history"] if session_id else [])
+    kinds = ["model", "call", "result", "final", "error", "resumed"] + (["history"] if session_id else [])
     kind = draw(st.sampled_from(kinds))
     if kind == "history":
         return draw(session_histories(session_id))
+    if kind == "resumed":
+        return d.RunResumed(gap=draw(DURATIONS), replica=draw(TEXT), previous_replica=draw(TEXT))
     if kind == "model":
         return d.ModelCall(
             model=draw(NAME),

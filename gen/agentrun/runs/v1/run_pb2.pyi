@@ -195,7 +195,7 @@ class SessionHistory(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., run_ids: _Optional[_Iterable[str]] = ..., turn_count: _Optional[int] = ..., first_turn: _Optional[_Union[SessionTurn, _Mapping]] = ..., dropped_turn_count: _Optional[int] = ..., dropped_run_ids: _Optional[_Iterable[str]] = ..., token_limit: _Optional[int] = ..., token_count: _Optional[int] = ...) -> None: ...
 
 class ExecutionStep(_message.Message):
-    __slots__ = ("run_id", "sequence", "time", "duration", "depth", "model_call", "tool_call", "tool_result", "final_response", "error", "session_history")
+    __slots__ = ("run_id", "sequence", "time", "duration", "depth", "model_call", "tool_call", "tool_result", "final_response", "error", "session_history", "resumed")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -207,6 +207,7 @@ class ExecutionStep(_message.Message):
     FINAL_RESPONSE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     SESSION_HISTORY_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     sequence: int
     time: _timestamp_pb2.Timestamp
@@ -218,7 +219,18 @@ class ExecutionStep(_message.Message):
     final_response: FinalResponse
     error: RunError
     session_history: SessionHistory
-    def __init__(self, run_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., depth: _Optional[int] = ..., model_call: _Optional[_Union[ModelCall, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCallStarted, _Mapping]] = ..., tool_result: _Optional[_Union[ToolCallFinished, _Mapping]] = ..., final_response: _Optional[_Union[FinalResponse, _Mapping]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., session_history: _Optional[_Union[SessionHistory, _Mapping]] = ...) -> None: ...
+    resumed: RunResumed
+    def __init__(self, run_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., depth: _Optional[int] = ..., model_call: _Optional[_Union[ModelCall, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCallStarted, _Mapping]] = ..., tool_result: _Optional[_Union[ToolCallFinished, _Mapping]] = ..., final_response: _Optional[_Union[FinalResponse, _Mapping]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., session_history: _Optional[_Union[SessionHistory, _Mapping]] = ..., resumed: _Optional[_Union[RunResumed, _Mapping]] = ...) -> None: ...
+
+class RunResumed(_message.Message):
+    __slots__ = ("gap", "replica", "previous_replica")
+    GAP_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_REPLICA_FIELD_NUMBER: _ClassVar[int]
+    gap: _duration_pb2.Duration
+    replica: str
+    previous_replica: str
+    def __init__(self, gap: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., replica: _Optional[str] = ..., previous_replica: _Optional[str] = ...) -> None: ...
 
 class ToolCall(_message.Message):
     __slots__ = ("id", "name", "server", "parameters_json", "result", "duration", "status", "start_time", "is_error")
