@@ -34,6 +34,7 @@ from execution_service.agents.registry import AgentRegistry
 from execution_service.agents.render import VariablesError, render_prompt
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.engine.admission import EMBEDDED_QUEUE_NAME, AdmissionQueue, Ticket
+from execution_service.engine.composition import ForkRequest, RunSetup, fork_setup, session_setup
 from execution_service.engine.events import RunFinishedEvent, RunQueuedEvent, RunStartedEvent
 from execution_service.engine.instrumentation import EngineInstruments, RunTelemetry
 from execution_service.engine.live_run import FollowedRun, LiveRun
@@ -49,6 +50,7 @@ from execution_service.errors import (
     RunNotFound,
     ServiceShuttingDown,
 )
+from execution_service.history.stored_runs import StoredRuns
 from execution_service.model.base import ModelError, ModelProvider, ProviderNotConfigured
 from execution_service.model.pricing import price_run
 from execution_service.publish.base import RunSink
@@ -70,6 +72,8 @@ class StartRun:
     run_id: str = ""
     model: str = ""
     trace_id: str = ""
+    # Continue this session of the user's (docs/agents.md, Sessions).
+    session_id: str = ""
 
 
 # A model name is a short identifier (gemini-2.5-flash, googleai/...); RunsService stores at most this much of it.
@@ -108,12 +112,15 @@ class RunManager:
         telemetry: Telemetry | None = None,
         run_exists: Callable[[str], Awaitable[bool]] | None = None,
         finished_run: Callable[[str], Awaitable[tuple[str, RunStatus] | None]] | None = None,
+        stored_runs: StoredRuns | None = None,
     ) -> None:
         """`run_exists` tells whether a run id was used before (outbox or RunsService): an ExecuteAgent naming such
         an id that is not live here is ALREADY_EXISTS rather than a second execution (it raises RunIdUncheckable,
         UNAVAILABLE, when it cannot tell). `finished_run` gives the user
         and status of a run that ended but is no longer in memory, so cancelling it is FAILED_PRECONDITION."""
         self._run_exists = run_exists
+        # Sessions' earlier runs and forks' originals are read from RunsService through this.
+        self._stored_runs = stored_runs
         self._finished_run = finished_run
         self._agents = agents
         self._tools = tools
@@ -154,8 +161,26 @@ class RunManager:
 
     # --- start -----------------------------------------------------------------------------------------------
 
-    async def start(self, request: StartRun) -> LiveRun:
-        """Validates the request and starts the run. An existing run id reattaches to that run (idempotent retry)."""
+    async def fork(self, request: ForkRequest) -> LiveRun:
+        """Starts a fork of a stored run (execution_service.engine.composition)."""
+        if self._shutting_down:
+            raise ServiceShuttingDown("the execution service is shutting down; retry on another instance")
+        fork = await fork_setup(self._stored_runs, self._tools, self._agent, request)
+        return await self.start(
+            StartRun(
+                agent_name=fork.agent_name,
+                task=fork.task,
+                user=request.user,
+                variables=fork.variables,
+                labels=fork.labels,
+                model=fork.model,
+            ),
+            fork.setup,
+        )
+
+    async def start(self, request: StartRun, setup: RunSetup | None = None) -> LiveRun:
+        """Validates the request and starts the run. An existing run id reattaches to that run (idempotent retry).
+        `setup`: what a fork adds (a run with `request.session_id` loads its session's history itself)."""
         if self._shutting_down:
             raise ServiceShuttingDown("the execution service is shutting down; retry on another instance")
         if request.run_id:
@@ -173,6 +198,13 @@ class RunManager:
         agent = self._agent(request.agent_name)
         self._check_sizes(request)
         prompt = await self._render(agent, request)
+        if setup is None:
+            setup = (
+                await session_setup(self._stored_runs, self._tools, agent, request.session_id, request.user)
+                if request.session_id
+                else RunSetup()
+            )
+        agent = setup.agent(agent)
         try:
             provider, model_name = self._providers(request.model or agent.model)
         except ProviderNotConfigured as exc:
@@ -183,7 +215,7 @@ class RunManager:
         except ModelError as exc:
             raise InvalidRequest("model", exc.message) from None
 
-        return await self._begin(request.run_id or new_run_id(), request, agent, prompt, provider, model_name)
+        return await self._begin(request.run_id or new_run_id(), request, agent, prompt, provider, model_name, setup)
 
     async def _begin(
         self,
@@ -193,6 +225,7 @@ class RunManager:
         prompt: RenderedPrompt,
         provider: ModelProvider,
         model_name: str,
+        setup: RunSetup,
     ) -> LiveRun:
         """Starts a validated run: a slot or a place in the admission queue, its first record (RUNNING, or QUEUED),
         then its task (the durable mode starts a workflow instead)."""
@@ -205,8 +238,6 @@ class RunManager:
         except BaseException:
             self._admission.leave(ticket)
             raise
-        now = utc_now()
-        trace_id = traced.trace_id or request.trace_id or secrets.token_hex(16)
         base = Run(
             id=run_id,
             agent_name=agent.name,
@@ -217,8 +248,10 @@ class RunManager:
             variables=dict(request.variables),
             status=RunStatus.RUNNING if ticket.admitted else RunStatus.QUEUED,
             model_name=model_name,
-            start_time=now,
-            trace_id=trace_id,
+            start_time=utc_now(),
+            trace_id=traced.trace_id or request.trace_id or secrets.token_hex(16),
+            session_id=setup.session_id,
+            forked_from=setup.forked_from,
         )
         if ticket.admitted:
             live = LiveRun(run_id=run_id, user=request.user, started=_started_event(base))
@@ -233,7 +266,7 @@ class RunManager:
                 self._admission.leave(ticket)
                 raise
             live.task = asyncio.create_task(
-                self._execute(live, base, agent, prompt, provider, traced, ticket), name=f"run-{run_id}"
+                self._execute(live, base, agent, prompt, provider, traced, setup, ticket), name=f"run-{run_id}"
             )
         log.info(
             "run started" if ticket.admitted else "run queued",
@@ -319,6 +352,7 @@ class RunManager:
         prompt: RenderedPrompt,
         provider: ModelProvider,
         traced: RunTelemetry,
+        setup: RunSetup,
         ticket: Ticket,
     ) -> None:
         journal_step, stream_step = self._sink.journal_step, live.append_step
@@ -347,7 +381,7 @@ class RunManager:
             try:
                 # The run timeout counts from the start of execution, not from the wait in the queue.
                 outcome = await self._outcome(
-                    live, agent, prompt, provider, recorder, traced, agent.limits.run_timeout_s
+                    live, agent, prompt, provider, recorder, traced, agent.limits.run_timeout_s, setup=setup
                 )
             finally:
                 self._admission.leave(ticket)  # the next run in line starts while this one is published
@@ -362,45 +396,6 @@ class RunManager:
                 f"{self._limits.queue_timeout_s:g} s (AGENTRUN_QUEUE_TIMEOUT_S) and never started",
             ),
         )
-
-    async def _outcome(
-        self,
-        live: LiveRun,
-        agent: AgentSpec,
-        prompt: RenderedPrompt,
-        provider: ModelProvider,
-        recorder: StepRecorder,
-        traced: RunTelemetry,
-        timeout_s: float,
-        tools: ToolProvider | None = None,
-        max_parallel_tools: int | None = None,
-    ) -> LoopOutcome:
-        """How the run's loop ended, within `timeout_s`: its own outcome, TIMED_OUT, CANCELLED (or INTERRUPTED, see
-        `_cancelled_outcome`), or FAILED with INTERNAL for an unexpected error. `tools` (default: this manager's) and
-        `max_parallel_tools` are what the durable mode wraps."""
-        outcome: LoopOutcome
-        try:
-            async with asyncio.timeout(timeout_s):
-                outcome = await self._run_loop(
-                    live, agent, prompt, provider, recorder, traced, tools or self._tools, max_parallel_tools
-                )
-        except TimeoutError:
-            outcome = LoopOutcome(
-                RunStatus.TIMED_OUT,
-                error=RunError(
-                    ErrorReason.RUN_TIMEOUT,
-                    f"the run took longer than its timeout of {agent.limits.run_timeout_s:g} s (limits.run_timeout)",
-                ),
-            )
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-            outcome = self._cancelled_outcome(live)
-        except Exception as exc:
-            log.exception("run failed unexpectedly", extra={"run_id": live.run_id})
-            outcome = LoopOutcome.failed(ErrorReason.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
-        return outcome
 
     async def _leave_queue(self, live: LiveRun, base: Run, ticket: Ticket) -> Run:
         """Waits for a slot (at most the queue timeout: _QueueTimedOut), then starts the run: RunStarted, and the
@@ -429,6 +424,46 @@ class RunManager:
         )
         return running
 
+    async def _outcome(
+        self,
+        live: LiveRun,
+        agent: AgentSpec,
+        prompt: RenderedPrompt,
+        provider: ModelProvider,
+        recorder: StepRecorder,
+        traced: RunTelemetry,
+        timeout_s: float,
+        tools: ToolProvider | None = None,
+        max_parallel_tools: int | None = None,
+        setup: RunSetup | None = None,
+    ) -> LoopOutcome:
+        """How the run's loop ended, within `timeout_s`: its own outcome, TIMED_OUT, CANCELLED (or INTERRUPTED, see
+        `_cancelled_outcome`), or FAILED with INTERNAL for an unexpected error. `tools` (default: this manager's) and
+        `max_parallel_tools` are what the durable mode wraps; `setup`: a session's history, a fork's replay."""
+        outcome: LoopOutcome
+        try:
+            async with asyncio.timeout(timeout_s):
+                outcome = await self._run_loop(
+                    live, agent, prompt, provider, recorder, traced, tools or self._tools, max_parallel_tools, setup
+                )
+        except TimeoutError:
+            outcome = LoopOutcome(
+                RunStatus.TIMED_OUT,
+                error=RunError(
+                    ErrorReason.RUN_TIMEOUT,
+                    f"the run took longer than its timeout of {agent.limits.run_timeout_s:g} s (limits.run_timeout)",
+                ),
+            )
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            outcome = self._cancelled_outcome(live)
+        except Exception as exc:
+            log.exception("run failed unexpectedly", extra={"run_id": live.run_id})
+            outcome = LoopOutcome.failed(ErrorReason.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+        return outcome
+
     async def _run_loop(
         self,
         live: LiveRun,
@@ -439,7 +474,11 @@ class RunManager:
         traced: RunTelemetry,
         tool_provider: ToolProvider,
         max_parallel_tools: int | None,
+        setup: RunSetup | None = None,
     ) -> LoopOutcome:
+        setup = setup or RunSetup()
+        if setup.history is not None:
+            recorder.record(setup.history.step, time=utc_now())
         try:
             tools = await tool_provider.resolve(list(agent.tools))
         except ToolResolutionError as exc:
@@ -454,9 +493,15 @@ class RunManager:
             tools=tuple(tools),
             max_parallel_tools=max_parallel_tools or self._limits.max_parallel_tools,
             telemetry=traced,
+            history=setup.history_messages,
         )
-
-        return await run_agent_loop(loop_input, provider, tool_provider, recorder, live.control)
+        return await run_agent_loop(
+            loop_input,
+            setup.model_provider(provider),
+            setup.tool_provider(tool_provider),
+            recorder,
+            live.control,
+        )
 
     def _cancelled_outcome(self, live: LiveRun) -> LoopOutcome:
         if live.cancel_requested:
@@ -590,6 +635,8 @@ def _started_event(run: Run) -> RunStartedEvent:
         start_time=run.start_time,
         trace_id=run.trace_id,
         user=run.user,
+        session_id=run.session_id,
+        forked_from=run.forked_from,
     )
 
 
@@ -621,5 +668,7 @@ def _terminal_run(
         execution_steps=steps,
         tool_calls=tool_calls_from_steps(steps),
         max_context_window_used=recorder.max_context_window_used,
+        session_id=base.session_id,
+        forked_from=base.forked_from,
         queue_duration=base.queue_duration,
     )

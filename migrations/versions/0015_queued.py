@@ -1,7 +1,7 @@
 """runs.queue_duration_us: how long a run waited in ExecutionService's admission queue before it started.
 
 Revision ID: 0015
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-06
 
 Existing runs get NULL (they did not wait). The QUEUED status itself needs no schema change (status is text).
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015"
-down_revision: str | None = "0008"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
