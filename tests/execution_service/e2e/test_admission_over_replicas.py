@@ -3,8 +3,9 @@ replica executing at most 4 at once and both together at most 6; the rest wait Q
 processes (two ExecutionService replicas on one PostgreSQL database), RunsService, one fake Gemini per replica (so the
 per-replica and the global concurrency are both measured where the model calls arrive).
 
-PENDING: needs the durable core (execution_service.durable, issue 10 §1-4) on this branch and its workflow start
-routed through the DBOS queue with the limits below. Until then the test is skipped with that reason.
+PENDING: the durable core is on main, but its workflow start does not go through a DBOS queue yet (durable mode
+refuses a run over the per-replica bound instead of queueing it, and has no global limit). Until admission is wired
+through the queue the test is skipped with that reason.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ DURABLE_ADMISSION_WIRED = False  # set when the durable run manager enqueues run
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("execution_service.durable") is None or not DURABLE_ADMISSION_WIRED,
-    reason="pending: the durable core (execution_service.durable, issue 10 §1-4) is not on this branch yet, so runs "
-    "cannot enter the shared DBOS queue; see docs/deployment.md, 'Admission and queues'",
+    reason="pending: durable runs do not enter a shared DBOS queue yet (durable mode refuses a run over "
+    "AGENTRUN_MAX_CONCURRENT_RUNS); see docs/deployment.md, 'Admission and queues'",
 )
 
 
