@@ -13,13 +13,14 @@ from dbos import DBOS
 
 from agentrun_core.domain import Run, RunResumed, RunStatus
 from agentrun_core.echo import shown
+from agentrun_core.ids import run_id_problem
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.durable.cancellation import CancelRequests
 from execution_service.durable.effects import CancelGate, DurableModelProvider, DurableToolProvider
 from execution_service.durable.publishing import RunPublisher
 from execution_service.durable.recorder import DurableStepRecorder
 from execution_service.durable.runtime import DurableRuntime
-from execution_service.durable.stream import StreamPrefix, StreamWriter, read_prefix, remote_run
+from execution_service.durable.stream import StreamPrefix, StreamWriter, has_finished, read_prefix, remote_run
 from execution_service.durable.workflow import DurableRunInput
 from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
 from execution_service.engine.instrumentation import RunTelemetry
@@ -27,7 +28,7 @@ from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.manager import RunManager, StartRun, _terminal_run
 from execution_service.engine.outcomes import LoopOutcome
 from execution_service.engine.step_recorder import utc_now
-from execution_service.errors import RunAlreadyFinished, RunNotFound
+from execution_service.errors import RunAlreadyExists, RunAlreadyFinished, RunNotFound
 from execution_service.model.base import ModelProvider
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,17 @@ class DurableRunManager(RunManager):
         return self._runtime.replica_id
 
     # --- start -----------------------------------------------------------------------------------------------
+
+    async def start_or_attach(self, request: StartRun) -> FollowedRun:
+        """An ExecuteAgent retried with the run id of a run another replica executes (its client lost that replica)
+        follows that run, like a retry on the replica that runs it."""
+        if request.run_id and self.find(request.run_id) is None and run_id_problem(request.run_id) is None:
+            remote = await remote_run(request.run_id, wait_s=1.0)
+            if remote is not None:
+                if remote.user != request.user:
+                    raise RunAlreadyExists(request.run_id)
+                return remote
+        return await self.start(request)
 
     async def _begin(
         self,
@@ -205,7 +217,7 @@ class DurableRunManager(RunManager):
         if remote is None or (user is not None and remote.user != user):
             return await super().cancel_anywhere(run_id, after_turn=after_turn, user=user)
         status = await DBOS.get_workflow_status_async(run_id)
-        if status is not None and status.status in _TERMINAL_WORKFLOW_STATUSES:
+        if (status is not None and status.status in _TERMINAL_WORKFLOW_STATUSES) or await has_finished(run_id):
             raise RunAlreadyFinished(f"run {shown(run_id)} already finished")
         await self._cancels.request(run_id, after_turn=after_turn)
         return remote

@@ -135,6 +135,10 @@ class RunManager:
 
     # --- start -----------------------------------------------------------------------------------------------
 
+    async def start_or_attach(self, request: StartRun) -> FollowedRun:
+        """`start`, for ExecuteAgent (the durable mode also reattaches to a run another replica executes)."""
+        return await self.start(request)
+
     async def start(self, request: StartRun) -> LiveRun:
         """Validates the request and starts the run. An existing run id reattaches to that run (idempotent retry)."""
         if self._shutting_down:

@@ -173,6 +173,15 @@ async def test_cancel_and_watch_through_another_replica(tmp_path: Path, database
         assert kind(first[0]) == "run_started"
         assert [e.step for e in first[1:]] == seen[1:]
 
+        # ExecuteAgent retried with the run's id on another replica follows the run (an idempotent retry).
+        retried = cluster.stub(b).ExecuteAgent(
+            ex.ExecuteAgentRequest(agent_name="worker", task="go", run_id=run_id, detach=True)
+        )
+        again = await retried.read()
+        assert again.run_started.run_id == run_id and again.run_started.replica == "replica-c1"
+        assert (await retried.read()).step == seen[0]
+        retried.cancel()
+
         asked = time.monotonic()
         await cluster.stub(b).CancelRun(ex.CancelRunRequest(run_id=run_id))
         rest = [event async for event in stream]
