@@ -11,7 +11,7 @@ from typing import Any
 
 from dbos import DBOS
 
-from agentrun_core.domain import Run, RunResumed, RunStatus
+from agentrun_core.domain import ErrorReason, Run, RunResumed, RunStatus
 from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
@@ -29,7 +29,7 @@ from execution_service.engine.manager import RunManager, StartRun, _terminal_run
 from execution_service.engine.outcomes import LoopOutcome
 from execution_service.engine.step_recorder import utc_now
 from execution_service.errors import RunAlreadyExists, RunAlreadyFinished, RunNotFound
-from execution_service.model.base import ModelProvider
+from execution_service.model.base import ModelError, ModelProvider
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +139,20 @@ class DurableRunManager(RunManager):
         if fresh:
             self._publish_running(run)
         gate = CancelGate(live)
-        provider = DurableModelProvider(self._providers(run.model)[0], writer.flush, gate)
-        tools = DurableToolProvider(self._tools, run.run_id, writer.flush, gate)
-        used = (prefix.steps[-1].time - run.base.start_time).total_seconds() if prefix.steps else 0.0
-        timeout_s = max(run.agent.limits.run_timeout_s - used, 0.001)
-        traced = RunTelemetry.noop()
-        outcome = await self._outcome(live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, 1)
+        try:
+            model = self._providers(run.model)[0]
+        except ModelError as exc:  # a replica configured unlike the one that started the run (no Gemini key...)
+            log.error("this replica cannot run the run's model", extra={"run_id": run.run_id, "model": run.model})
+            outcome = LoopOutcome.failed(
+                ErrorReason.MODEL_REQUEST_INVALID, f"replica {self.replica} cannot run model {run.model}: {exc.message}"
+            )
+        else:
+            provider = DurableModelProvider(model, writer.flush, gate)
+            tools = DurableToolProvider(self._tools, run.run_id, writer.flush, gate)
+            used = (prefix.steps[-1].time - run.base.start_time).total_seconds() if prefix.steps else 0.0
+            timeout_s = max(run.agent.limits.run_timeout_s - used, 0.001)
+            traced = RunTelemetry.noop()
+            outcome = await self._outcome(live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, 1)
         await asyncio.shield(self._finish_durable(run, live, recorder, writer, outcome))
 
     def _cancelled_outcome(self, live: LiveRun) -> LoopOutcome:
