@@ -1,10 +1,12 @@
-"""GET /runs/{run_id}/events: a live run as server-sent events, from WatchRun.
+"""Live runs as server-sent events, from WatchRun: GET /live?watch=RUN_ID:FROM&... (several runs in one stream, each
+event naming its run: the tabs of a browser share it through static/live-worker.js, so they hold one connection
+between them) and GET /runs/{run_id}/events (one run, for a browser without SharedWorker).
 
-The browser's EventSource reconnects by itself when the connection drops and sends the id of the last event it
-received (Last-Event-ID): a step's id is its sequence, so the stream resumes with WatchRun(from_sequence = that + 1)
-and no step is sent twice. `finished` is the last event (the page then closes the stream); `gone` means the run is
-not live on ExecutionService (unknown, another user's, or long finished: the page offers the stored record);
-`problem` means the stream broke (service down): the browser retries every RETRY_MS.
+A step's SSE id (one-run stream) is its sequence: an EventSource that reconnects by itself sends it back
+(Last-Event-ID) and the stream resumes with WatchRun(from_sequence = that + 1); pages also ask with `from`.
+`finished` is a run's last event; `gone` means the run is not live on ExecutionService (unknown, another user's, or
+long finished: the page offers the stored record); `problem` means the stream broke (service down): the page shows
+the message and asks again after a backoff.
 """
 
 from __future__ import annotations
@@ -79,9 +81,6 @@ class LiveStreams:
         for queue in self._queues:
             queue.put_nowait(_END)
 
-    def __len__(self) -> int:
-        return len(self._queues)
-
 
 async def _pump(services: Services, caller: Caller, run_id: str, start: int, queue: asyncio.Queue[object]) -> None:
     try:
@@ -92,7 +91,13 @@ async def _pump(services: Services, caller: Caller, run_id: str, start: int, que
         queue.put_nowait(exc)
 
 
-async def _events(request: Request, caller: Caller, run_id: str, start: int) -> AsyncIterator[str]:
+# One event for the page: (event name, data, SSE id or None).
+LiveEvent = tuple[str, dict[str, Any], int | None]
+
+
+async def _run_events(request: Request, caller: Caller, run_id: str, start: int) -> AsyncIterator[LiveEvent | None]:
+    """One run's events from WatchRun, until it finishes, is gone or the stream breaks; None every KEEPALIVE_S
+    without one (the caller keeps the connection alive)."""
     services: Services = request.app.state.services
     renderer: Renderer = request.app.state.renderer
     streams: LiveStreams = request.app.state.live_streams
@@ -103,12 +108,11 @@ async def _events(request: Request, caller: Caller, run_id: str, start: int) -> 
     context = {"run_id": run_id, "from_sequence": start}
     log.info("live stream opened", extra=context)
     try:
-        yield f"retry: {RETRY_MS}\n\n"
         while True:
             try:
                 item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
             except TimeoutError:
-                yield ": keep-alive\n\n"
+                yield None
                 continue
             if item is _END:
                 return
@@ -119,16 +123,16 @@ async def _events(request: Request, caller: Caller, run_id: str, start: int) -> 
             kind = item.WhichOneof("event")
             if kind == "run_started":
                 started = item.run_started
-                yield sse("started", live_events.started_event(started))
+                yield "started", live_events.started_event(started), None
             elif kind == "step" and item.step.depth > 0:
                 continue  # a sub-agent run's step carried in this stream: it is on that run's own page
             elif kind == "step" and started is not None:
                 data = live_events.step_event(renderer, run_id, item.step, started.start_time)
-                yield sse("step", data, event_id=item.step.sequence)
+                yield "step", data, item.step.sequence
             elif kind == "run_finished" and started is not None:
                 trace_link = settings.trace_link(started.trace_id)
                 data = live_events.finished_event(renderer, started, item.run_finished, trace_link=trace_link)
-                yield sse("finished", data)
+                yield "finished", data, None
                 log.info("live stream: run finished", extra={**context, "status": data["status"]})
                 return
             else:
@@ -139,23 +143,31 @@ async def _events(request: Request, caller: Caller, run_id: str, start: int) -> 
         log.info("live stream closed", extra=context)
 
 
-def _failure(error: ServiceCallError, context: dict[str, Any]) -> str:
+async def _events(request: Request, caller: Caller, run_id: str, start: int) -> AsyncIterator[str]:
+    yield f"retry: {RETRY_MS}\n\n"
+    async for item in _run_events(request, caller, run_id, start):
+        if item is None:
+            yield ": keep-alive\n\n"
+        else:
+            event, data, event_id = item
+            yield sse(event, data, event_id=event_id)
+
+
+def _failure(error: ServiceCallError, context: dict[str, Any]) -> LiveEvent:
     if error.code is grpc.StatusCode.NOT_FOUND:
         log.info("live stream: the run is not live on ExecutionService", extra={**context, **error.log_context()})
-        return sse(
-            "gone",
-            {"message": "This run is not live on ExecutionService (it ended a while ago, or runs elsewhere)."},
-        )
+        message = "This run is not live on ExecutionService (it ended a while ago, or runs elsewhere)."
+        return "gone", {"message": message}, None
     if error.code not in _RETRYABLE:
         log.warning("live stream refused", extra={**context, **error.log_context()})
-        return sse("gone", {"message": f"{error.endpoint.service} answered {error.code.name}: {error.details}"})
+        return "gone", {"message": f"{error.endpoint.service} answered {error.code.name}: {error.details}"}, None
     log.warning("live stream broke", extra={**context, **error.log_context()})
     endpoint = error.endpoint
     if error.unreachable:
-        message = f"{endpoint.service} at {endpoint.target} is unreachable; retrying…"
+        message = f"{endpoint.service} at {endpoint.target} is unreachable"
     else:
-        message = f"{endpoint.service} answered {error.code.name}: {error.details}; retrying…"
-    return sse("problem", {"message": message})
+        message = f"{endpoint.service} answered {error.code.name}: {error.details}"
+    return "problem", {"message": message}, None
 
 
 async def run_events(request: Request) -> Response:
@@ -163,6 +175,66 @@ async def run_events(request: Request) -> Response:
     run_id = request.path_params["run_id"]
     return StreamingResponse(
         _events(request, caller, run_id, first_sequence(request)),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )
+
+
+MAX_WATCHED_RUNS = 32
+
+
+def watched_runs(request: Request) -> dict[str, int]:
+    """`?watch=RUN_ID:FROM` (repeated): the runs a browser follows and the first sequence it needs of each."""
+    runs: dict[str, int] = {}
+    for value in request.query_params.getlist("watch")[:MAX_WATCHED_RUNS]:
+        run_id, _, start = value.partition(":")
+        if run_id:
+            runs[run_id.strip()] = int(start) if start.strip().isdigit() else 0
+    return runs
+
+
+async def _shared_events(request: Request, caller: Caller, runs: dict[str, int]) -> AsyncIterator[str]:
+    """Several runs' events in one stream (each event's data names its run): a browser's tabs share one connection
+    (static/live-worker.js) instead of holding one each, which HTTP/1.1's six connections per host cannot afford."""
+    merged: asyncio.Queue[tuple[str, LiveEvent | None] | None] = asyncio.Queue()
+
+    async def follow(run_id: str, start: int) -> None:
+        try:
+            async for item in _run_events(request, caller, run_id, start):
+                if item is not None:
+                    merged.put_nowait((run_id, item))
+        finally:
+            merged.put_nowait((run_id, None))
+
+    tasks = [asyncio.create_task(follow(run_id, start)) for run_id, start in runs.items()]
+    open_runs = len(tasks)
+    try:
+        yield f"retry: {RETRY_MS}\n\n"
+        while open_runs:
+            try:
+                entry = await asyncio.wait_for(merged.get(), KEEPALIVE_S)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            if entry is None:
+                return
+            run_id, item = entry
+            if item is None:
+                open_runs -= 1
+                continue
+            event, data, _ = item
+            # No SSE id: one id cannot say where several runs are; the worker asks again with each run's next step.
+            yield sse(event, {**data, "run": run_id})
+        yield sse("idle", {})
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def shared_events(request: Request) -> Response:
+    caller = caller_of(request)
+    return StreamingResponse(
+        _shared_events(request, caller, watched_runs(request)),
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )

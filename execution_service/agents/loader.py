@@ -6,6 +6,8 @@ Front matter keys we read:
 - description, tools ("server/tool" or "server/*"), config (generation settings, camelCase),
 - input: {schema: <Picoschema>, default: {...}} for the variables beyond `task`,
 - limits: {max_steps, run_timeout, tool_timeout, token_budget} (our own key, read from the raw front matter).
+- schedule: a list of schedules (cron, timezone, task, variables, labels, missed), see execution_service.schedules.
+- session: {history_tokens} (our own key): how much of a session's earlier turns a run receives.
 `name`, `version`, `variant`, `ext`, `metadata` and namespaced keys ("x.y") are accepted; `name`, when given,
 must equal the file name. `output` and `toolDefs` are refused: tools come from MCP servers and the final answer is
 text.
@@ -25,8 +27,10 @@ from execution_service.agents.frontmatter_errors import describe_frontmatter_err
 from execution_service.agents.gen_config import validate_config
 from execution_service.agents.input_schema import build_input_schema
 from execution_service.agents.limits import parse_limits
+from execution_service.agents.session import parse_session
 from execution_service.agents.spec import AgentSpec
 from execution_service.agents.template import check_template
+from execution_service.schedules.parse import parse_schedules
 
 DEFAULT_MODEL = "gemini-2.5-flash"
 AGENT_SUFFIX = ".prompt"
@@ -35,7 +39,21 @@ _MODEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _MODEL_PROVIDER_PREFIX = "googleai/"
 _TOOL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/(?:\*|[A-Za-z0-9_][A-Za-z0-9_.-]*)")
 _ACCEPTED_KEYS = frozenset(
-    {"name", "description", "model", "tools", "config", "input", "limits", "version", "variant", "ext", "metadata"}
+    {
+        "name",
+        "description",
+        "model",
+        "tools",
+        "config",
+        "input",
+        "limits",
+        "schedule",
+        "session",
+        "version",
+        "variant",
+        "ext",
+        "metadata",
+    }
 )
 _REFUSED_KEYS = {
     "output": "structured output is not supported: an agent's final answer is text",
@@ -99,6 +117,7 @@ def _build_spec(name: str, path: Path, source: str, version: str, default_model:
     _check_keys(raw, name)
     check_template(parsed.template)
     description = raw.get("description") or ""
+    input_schema = build_input_schema(raw.get("input"))
     return AgentSpec(
         name=name,
         path=path,
@@ -108,8 +127,10 @@ def _build_spec(name: str, path: Path, source: str, version: str, default_model:
         tools=_tools(raw.get("tools")),
         limits=parse_limits(raw.get("limits")),
         config=validate_config(raw.get("config")),
-        input_schema=build_input_schema(raw.get("input")),
+        input_schema=input_schema,
         source=source,
+        schedules=parse_schedules(raw.get("schedule"), name, input_schema),
+        session=parse_session(raw.get("session")),
     )
 
 

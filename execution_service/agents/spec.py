@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from execution_service.schedules.spec import ScheduleSpec
+
 
 @dataclass(frozen=True, slots=True)
 class AgentLimits:
@@ -16,6 +18,13 @@ class AgentLimits:
     token_budget: int = 0
     # How much of one tool result the model receives (UTF-8 bytes); the rest is cut, with a marker saying so.
     tool_result_bytes: int = 128 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    # The most tokens (estimated, execution_service.history.transcript) of a session's earlier turns a run receives
+    # as history; older turns are dropped first.
+    history_tokens: int = 32_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +49,9 @@ class AgentSpec:
     # JSON schema of the variables beyond `task`.
     input_schema: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    # The front matter's `schedule:` list (execution_service.schedules).
+    schedules: tuple[ScheduleSpec, ...] = ()
+    session: SessionSettings = field(default_factory=SessionSettings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,10 +19,8 @@ from agentrun_core.domain import ExecutionStep, RunResumed, StepPayload, step_ki
 from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.model.base import ModelError, ModelResponse
 from execution_service.redaction import Redactor
-from execution_service.tools.base import ResolvedTool, ToolOutcome
+from execution_service.tools.base import ResolvedTool, ToolOutcome, current_tool_call_id
 
-# The call id of the tool call the current task runs (each tool call of a turn runs in its own task).
-current_tool_call_id: ContextVar[str] = ContextVar("current_tool_call_id", default="")
 # Set by the durable providers when a call's result was checkpointed by an earlier execution: when the call started
 # and how long it took then (its step may be missing from the stream: the replica died before writing it).
 replayed_timing: ContextVar[tuple[datetime, timedelta] | None] = ContextVar("replayed_timing", default=None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from agentrun_core.domain import Cost, ExecutionStep, RunError, RunStatus, TokenUsage
+from agentrun_core.domain import Cost, ExecutionStep, ForkOrigin, RunError, RunStatus, TokenUsage
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,8 @@ class RunStartedEvent:
     depth: int = 0
     # Durable mode: the replica that started the run.
     replica: str = ""
+    # A fork's original run and the last of its steps it replayed.
+    forked_from: ForkOrigin | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import grpc
 from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
 
-from agentrun_core.contract import RECORD_RUNS_MAX_RUNS
 from agentrun_core.identity import current_identity
 from agentrun_core.ids import run_id_problem
 from agentrun_core.proto_convert import run_to_pb, step_to_pb
+from runs_service import recording
 from runs_service.api.convert import (
     EXPORT_MESSAGE_BYTES,
     export_messages,
@@ -26,15 +26,21 @@ from runs_service.api.convert import (
 )
 from runs_service.api.errors import translate_errors, translate_stream_errors
 from runs_service.api.run_rows import rows_from_pb
+from runs_service.api.schedules import (
+    check_schedule_caller,
+    claim_from_pb,
+    claim_result_to_pb,
+    listed_schedules,
+    pause_from_pb,
+    state_to_pb,
+)
 from runs_service.errors import InvalidArgument, PermissionDenied, RunNotFound
-from runs_service.queries import DeleteRunsQuery, ExportQuery, ListRunsQuery, ListSessionsQuery, RecordResult, Scope
+from runs_service.queries import DeleteRunsQuery, ExportQuery, ListRunsQuery, ListSessionsQuery, Scope
 from runs_service.storage.repository import RunRepository
 from runs_service.storage.rows import RunRows
+from runs_service.storage.schedules import ScheduleRepository
 
 log = logging.getLogger(__name__)
-
-# RecordRuns: the most runs one call may carry (the outbox sends at most 100 by default).
-MAX_RECORD_BATCH = RECORD_RUNS_MAX_RUNS
 
 
 def _caller_scope() -> Scope:
@@ -52,12 +58,13 @@ def _checked_run_id(value: str, field: str = "run_id") -> str:
 class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
     def __init__(self, repository: RunRepository, *, max_record_bytes: int, max_message_bytes: int = 16 << 20) -> None:
         self._repository = repository
+        self._schedules = ScheduleRepository(repository.engine)
         self._max_record_bytes = max_record_bytes
         # ExportRuns messages stay well under the gRPC message cap (a single larger run is still sent alone).
         self._max_export_message_bytes = min(EXPORT_MESSAGE_BYTES, max_message_bytes // 2)
 
-    def _checked_record(self, request: runs_service_pb2.RecordRunRequest) -> RunRows:
-        """The rows of one record, checked exactly as RecordRun checks them (InvalidArgument naming the field)."""
+    def _record_rows(self, request: runs_service_pb2.RecordRunRequest) -> RunRows:
+        """The rows of one record (InvalidArgument naming the field when the message cannot be stored as rows)."""
         size = request.ByteSize()
         if size > self._max_record_bytes:
             raise InvalidArgument(
@@ -75,7 +82,7 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
     ) -> runs_service_pb2.RecordRunResponse:
         if not current_identity.get().may_record_runs:
             raise PermissionDenied("RecordRun is reserved to the execution service and admins")
-        result = await self._repository.record_rows(self._checked_record(request))
+        result = await recording.record_run(self._repository, self._record_rows(request))
         return record_result_to_pb(result)
 
     @translate_errors
@@ -84,23 +91,15 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
     ) -> runs_service_pb2.RecordRunsResponse:
         if not current_identity.get().may_record_runs:
             raise PermissionDenied("RecordRuns is reserved to the execution service and admins")
-        count = len(request.requests)
-        if count > MAX_RECORD_BATCH:
-            raise InvalidArgument("requests", f"at most {MAX_RECORD_BATCH} runs per call, got {count}")
-        results: list[RecordResult | None] = [None] * count
-        valid: list[RunRows] = []
-        positions: list[int] = []
-        for index, item in enumerate(request.requests):
-            try:
-                valid.append(self._checked_record(item))
-                positions.append(index)
-            except InvalidArgument as exc:
-                results[index] = RecordResult.rejected(exc.reason, exc.field, exc.message)
-        if count - len(valid):
-            log.info("RecordRuns rejected invalid runs", extra={"rejected": count - len(valid), "runs": count})
-        for index, result in zip(positions, await self._repository.record_batch(valid), strict=True):
-            results[index] = result
-        return record_results_to_pb([item.run.id for item in request.requests], [r for r in results if r is not None])
+        recording.check_batch_size(len(request.requests))
+        results = await recording.record_runs(self._repository, [self._translated(item) for item in request.requests])
+        return record_results_to_pb([item.run.id for item in request.requests], results)
+
+    def _translated(self, request: runs_service_pb2.RecordRunRequest) -> recording.Translated:
+        try:
+            return self._record_rows(request)
+        except InvalidArgument as exc:
+            return exc
 
     @translate_stream_errors
     async def ExportRuns(
@@ -212,3 +211,27 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
         )
         page = await self._repository.list_sessions(query, _caller_scope())
         return session_page_to_pb(page)
+
+    @translate_errors
+    async def ClaimScheduleTick(
+        self, request: runs_service_pb2.ClaimScheduleTickRequest, context: grpc.aio.ServicerContext
+    ) -> runs_service_pb2.ClaimScheduleTickResponse:
+        check_schedule_caller("ClaimScheduleTick")
+        return claim_result_to_pb(await self._schedules.claim_tick(claim_from_pb(request)))
+
+    @translate_errors
+    async def ListScheduleStates(
+        self, request: runs_service_pb2.ListScheduleStatesRequest, context: grpc.aio.ServicerContext
+    ) -> runs_service_pb2.ListScheduleStatesResponse:
+        check_schedule_caller("ListScheduleStates")
+        states = await self._schedules.states(listed_schedules(request))
+        return runs_service_pb2.ListScheduleStatesResponse(states=[state_to_pb(s) for s in states])
+
+    @translate_errors
+    async def SetSchedulePaused(
+        self, request: runs_service_pb2.SetSchedulePausedRequest, context: grpc.aio.ServicerContext
+    ) -> runs_service_pb2.SetSchedulePausedResponse:
+        check_schedule_caller("SetSchedulePaused")
+        schedule, paused, changed_by = pause_from_pb(request)
+        state = await self._schedules.set_paused(schedule, paused, changed_by)
+        return runs_service_pb2.SetSchedulePausedResponse(state=state_to_pb(state))

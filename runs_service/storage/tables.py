@@ -1,4 +1,5 @@
-"""The RunsService schema as SQLAlchemy Core tables (runs, run_steps, tool_calls, sessions).
+"""The RunsService schema as SQLAlchemy Core tables (runs, run_steps, tool_calls, sessions, schedule_ticks,
+schedule_states).
 
 Alembic migrations (migrations/versions) create exactly this schema; `metadata` is their autogenerate target.
 Times are stored UTC (`DateTime(timezone=True)`: timestamptz on PostgreSQL, naive UTC text on SQLite), durations
@@ -83,6 +84,8 @@ runs = Table(
     Column("trace_id", String(64), nullable=False, server_default=""),
     # The largest share of its model's input token limit a model call of the run used, 0..1 (migration 0002).
     Column("max_context_window_used", Float, nullable=False, server_default="0"),
+    # How many tool_calls rows the run has (migration 0008): the BASIC view's Run.tool_call_count.
+    Column("tool_call_count", Integer, nullable=False, server_default="0"),
     # sha256 (hex) of the canonical record: a replay of the same record is a no-op.
     Column("record_hash", String(64), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
@@ -107,7 +110,10 @@ Index("ix_runs_user_name_start_time", runs.c.user_name, runs.c.start_time)
 Index("ix_runs_model_name_start_time", runs.c.model_name, runs.c.start_time)
 Index("ix_runs_start_time_id", runs.c.start_time, runs.c.id)
 Index("ix_runs_duration_us", runs.c.duration_us)
-Index("ix_runs_total_tokens", runs.c.total_tokens)
+Index("ix_runs_total_tokens_id", runs.c.total_tokens, runs.c.id)
+# ListRuns' orders by duration and cost (runs_service.storage.ordering.sort_key's expressions; migration 0008).
+Index("ix_runs_duration_order", func.coalesce(runs.c.duration_us, literal_column("-1")), runs.c.id)
+Index("ix_runs_cost_order", func.coalesce(runs.c.cost, literal_column("-1")), runs.c.id)
 Index("ix_runs_cost", runs.c.cost)
 Index("ix_runs_parent_run_id_start_time", runs.c.parent_run_id, runs.c.start_time)
 Index("ix_runs_root_run_id_start_time_id", runs.c.root_run_id, runs.c.start_time, runs.c.id)
@@ -178,3 +184,27 @@ Index(
 )
 Index("ix_sessions_start_time_session_id_user_name", sessions.c.start_time, sessions.c.session_id, sessions.c.user_name)
 Index("ix_sessions_user_name_start_time_session_id", sessions.c.user_name, sessions.c.start_time, sessions.c.session_id)
+
+# Scheduled runs (migration 0010_schedules). One row per tick claimed: the primary key on (schedule, tick_time) is
+# what lets exactly one of the ExecutionService replicas racing on a tick start its run. Only the latest ticks of
+# each schedule are kept (runs_service.storage.schedules.KEEP_TICKS).
+schedule_ticks = Table(
+    "schedule_ticks",
+    metadata,
+    # "<agent>/<schedule name>".
+    Column("schedule", String(200), primary_key=True),
+    Column("tick_time", DateTime(timezone=True), primary_key=True),
+    Column("run_id", String(36), nullable=False),
+    Column("replica", String(200), nullable=False, server_default=""),
+    Column("claimed_time", DateTime(timezone=True), nullable=False),
+)
+
+# A schedule's pause state, shared by every replica (absent: never paused nor resumed, so running).
+schedule_states = Table(
+    "schedule_states",
+    metadata,
+    Column("schedule", String(200), primary_key=True),
+    Column("paused", Boolean, nullable=False, server_default=false()),
+    Column("changed_by", String(200), nullable=False, server_default=""),
+    Column("changed_time", DateTime(timezone=True), nullable=False),
+)

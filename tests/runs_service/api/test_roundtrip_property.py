@@ -191,7 +191,12 @@ def runs(draw: st.DrawFn) -> d.Run:
         session_id=session_id,
         forked_from=draw(st.none() | st.builds(d.ForkOrigin, RUN_IDS, st.integers(1, 2**31 - 1))),
         **tree,  # type: ignore[arg-type]
-        max_context_window_used=draw(SHARES),
+        # RunsService computes it from the model calls when the run has steps (storage.rows.max_context_window_used).
+        max_context_window_used=max(
+            (step.payload.context_window_used for step in steps if isinstance(step.payload, d.ModelCall)), default=0.0
+        )
+        if steps
+        else draw(SHARES),
     )
 
 
