@@ -29,7 +29,7 @@ from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.manager import RunManager, StartRun, _terminal_run
 from execution_service.engine.outcomes import LoopOutcome
 from execution_service.engine.step_recorder import utc_now
-from execution_service.errors import RunAlreadyExists, RunAlreadyFinished, RunNotFound
+from execution_service.errors import RunAlreadyExists, RunAlreadyFinished, RunNotFound, TooManyRuns
 from execution_service.model.base import ModelError, ModelProvider
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,14 @@ class DurableRunManager(RunManager):
         model_name: str,
         setup: RunSetup,
     ) -> LiveRun:
+        # Admission in this mode is still a bound, not a queue: the shared DBOS queue (QUEUED runs across replicas,
+        # a global limit) is not wired yet (docs/deployment.md, "Admission and queues").
+        if len(self._live) >= self._limits.max_concurrent_runs:
+            raise TooManyRuns(
+                f"{len(self._live)} runs are in progress on this replica (AGENTRUN_MAX_CONCURRENT_RUNS="
+                f"{self._limits.max_concurrent_runs}); in durable mode a run over the limit is refused rather than "
+                "queued: retry later, or on another replica"
+            )
         started = RunStartedEvent(
             run_id=run_id,
             agent_name=agent.name,

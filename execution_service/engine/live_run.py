@@ -9,7 +9,7 @@ from typing import Protocol
 
 from agentrun_core.domain import ExecutionStep
 from execution_service.engine.control import RunControl
-from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
+from execution_service.engine.events import RunEvent, RunFinishedEvent, RunQueuedEvent, RunStartedEvent, StepEvent
 
 # How long the run waits, after emitting a step, for its watchers to send it.
 HANDOFF_TIMEOUT_S = 0.005
@@ -43,7 +43,10 @@ class _Cursor:
 class LiveRun:
     run_id: str
     user: str
-    started: RunStartedEvent
+    # None while the run waits in the admission queue (and for good when it ends there).
+    started: RunStartedEvent | None
+    # Set when the run had to wait for a slot.
+    queued: RunQueuedEvent | None = None
     control: RunControl = field(default_factory=RunControl)
     task: asyncio.Task[None] | None = None
     cancel_requested: bool = False
@@ -53,6 +56,15 @@ class LiveRun:
     finished: RunFinishedEvent | None = None
     _cursors: list[_Cursor] = field(default_factory=list)
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+    def start(self, event: RunStartedEvent) -> None:
+        """The queued run starts executing."""
+        self.started = event
+        self._wake()
+
+    @property
+    def is_queued(self) -> bool:
+        return self.started is None and self.finished is None
 
     def append_step(self, step: ExecutionStep, encoded: bytes | None = None) -> None:
         """`encoded`: the step already serialized (StepEvent.encoded)."""
@@ -67,6 +79,9 @@ class LiveRun:
 
     def _append(self, event: StepEvent | RunFinishedEvent) -> None:
         self._events.append(event)
+        self._wake()
+
+    def _wake(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
@@ -115,8 +130,14 @@ class LiveRun:
                     waiter.set_result(None)
 
     async def follow(self, from_sequence: int = 0) -> AsyncGenerator[RunEvent]:
-        """RunStarted, the steps with sequence >= from_sequence, then each new event until RunFinished."""
-        yield self.started
+        """RunQueued (for a run that waited for a slot), RunStarted (once the run executes), the steps with
+        sequence >= from_sequence, then each new event until RunFinished."""
+        if self.queued is not None:
+            yield self.queued
+            while self.started is None and self.finished is None:
+                await self._changed.wait()
+        if self.started is not None:
+            yield self.started
         index = max(from_sequence - 1, 0)  # steps are numbered from 1 and stored in order
         cursor = _Cursor(taken=index)
         self._cursors.append(cursor)
