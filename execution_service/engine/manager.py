@@ -142,6 +142,10 @@ class RunManager:
 
     # --- start -----------------------------------------------------------------------------------------------
 
+    async def start_or_attach(self, request: StartRun) -> FollowedRun:
+        """`start`, for ExecuteAgent (the durable mode also reattaches to a run another replica executes)."""
+        return await self.start(request)
+
     async def fork(self, request: ForkRequest) -> LiveRun:
         """Starts a fork of a stored run (execution_service.engine.composition)."""
         if self._shutting_down:
