@@ -28,7 +28,12 @@ from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.durable.cancellation import CancelRequests
-from execution_service.durable.effects import CancelGate, DurableModelProvider, DurableToolProvider
+from execution_service.durable.effects import (
+    CancelGate,
+    DurableModelProvider,
+    DurableToolProvider,
+    ToolStepReservations,
+)
 from execution_service.durable.failure import FailedRun, enter_failure_steps, workflow_error
 from execution_service.durable.publishing import RunPublisher
 from execution_service.durable.recorder import DurableStepRecorder
@@ -153,6 +158,7 @@ class DurableRunManager(RunManager):
                 "resuming a run",
                 extra={"run_id": run.run_id, "previous_replica": resumed_from, "steps": len(prefix.steps)},
             )
+        reservations = ToolStepReservations()
         recorder = DurableStepRecorder(
             run.run_id,
             writer.put_step,
@@ -162,6 +168,7 @@ class DurableRunManager(RunManager):
             recorded=prefix.steps,
             resumed_from=resumed_from,
             started_at=run.base.start_time,
+            function_calls=reservations.reserve,
         )
         if fresh:
             self._publish_running(run)
@@ -175,12 +182,14 @@ class DurableRunManager(RunManager):
             )
         else:
             provider = DurableModelProvider(model, writer.flush, gate)
-            tools = DurableToolProvider(self._tools, run.run_id, writer.flush, gate)
+            tools = DurableToolProvider(
+                self._tools, run.run_id, writer.flush, gate, reservations, caught_up=recorder.caught_up
+            )
             used = (prefix.steps[-1].time - run.base.start_time).total_seconds() if prefix.steps else 0.0
             timeout_s = max(run.agent.limits.run_timeout_s - used, 0.001)
             traced = RunTelemetry.noop()
             outcome = await self._outcome(
-                live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, 1, run.setup
+                live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, None, run.setup
             )
         await asyncio.shield(self._finish_durable(run, live, recorder, writer, outcome))
 
