@@ -21,6 +21,9 @@ class RunStartedEvent:
     session_id: str = ""
     parent_run_id: str = ""
     depth: int = 0
+    # For a child run: the top-level run of its tree, and the parent's tool call that started it.
+    root_run_id: str = ""
+    parent_tool_call_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,12 +4,14 @@ run survives a detached client and a disconnect cancels it only when the manager
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from agentrun_core.domain import (
     ErrorReason,
@@ -28,11 +30,13 @@ from execution_service.agents.errors import PromptRenderError
 from execution_service.agents.registry import AgentRegistry
 from execution_service.agents.render import VariablesError, render_prompt
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
+from execution_service.engine.child_runs import ChildRuns, ChildStart, ParentRun
 from execution_service.engine.events import RunFinishedEvent, RunStartedEvent
 from execution_service.engine.instrumentation import EngineInstruments, RunTelemetry
 from execution_service.engine.live_run import LiveRun
 from execution_service.engine.loop import LoopInput, run_agent_loop
 from execution_service.engine.outcomes import LoopOutcome
+from execution_service.engine.run_tree import RunNode
 from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.errors import (
     AgentNotFound,
@@ -49,6 +53,8 @@ from execution_service.model.pricing import price_run
 from execution_service.publish.base import RunSink
 from execution_service.redaction import Redactor
 from execution_service.tools.base import ToolProvider, ToolResolutionError
+from execution_service.tools.run_tools import RunTools
+from execution_service.tools.sub_agents import SubAgentTools
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +71,8 @@ class StartRun:
     run_id: str = ""
     model: str = ""
     trace_id: str = ""
+    # Set for a child run (a sub-agent's tool call, engine.child_runs): its parent.
+    parent: ParentRun | None = None
 
 
 # A model name is a short identifier (gemini-2.5-flash, googleai/...); RunsService stores at most this much of it.
@@ -144,7 +152,7 @@ class RunManager:
                     # The same answer as for any run id used before: nothing tells whose run it is, or that it is live.
                     raise RunAlreadyExists(request.run_id)
                 return existing
-            if self._run_exists is not None and await self._run_exists(request.run_id):
+            if request.parent is None and self._run_exists is not None and await self._run_exists(request.run_id):
                 raise RunAlreadyExists(request.run_id)
         agent = self._agent(request.agent_name)
         self._check_sizes(request)
@@ -166,6 +174,7 @@ class RunManager:
         traced = self._instruments.start_run(
             run_id=run_id, agent=agent, model=model_name, provider=provider.name, user=request.user, prompt=prompt
         )
+        parent = request.parent
         started = RunStartedEvent(
             run_id=run_id,
             agent_name=agent.name,
@@ -174,9 +183,17 @@ class RunManager:
             start_time=utc_now(),
             trace_id=traced.trace_id or request.trace_id or secrets.token_hex(16),
             user=request.user,
+            **_child_fields(parent),
         )
-        live = LiveRun(run_id=run_id, user=request.user, started=started)
+        live = LiveRun(run_id=run_id, user=request.user, started=started, parent=parent.live if parent else None)
         self._live[run_id] = live
+        tree = (
+            parent.tree.child(
+                run_id, agent.name, agent.limits.token_budget, agent.limits.max_depth, parent.tool_call_id
+            )
+            if parent is not None
+            else RunNode(run_id, agent.name, agent.limits.token_budget, agent.limits.max_depth)
+        )
         base = Run(
             id=run_id,
             agent_name=agent.name,
@@ -189,11 +206,12 @@ class RunManager:
             model_name=model_name,
             start_time=started.start_time,
             trace_id=started.trace_id,
+            **_child_run_fields(parent),
         )
         with traced.activate():  # the RUNNING record and the run task carry the run's trace context
             await self._sink.record(base)
             live.task = asyncio.create_task(
-                self._execute(live, base, agent, prompt, provider, traced), name=f"run-{run_id}"
+                self._execute(live, base, agent, prompt, provider, traced, tree, request.model), name=f"run-{run_id}"
             )
         log.info(
             "run started",
@@ -258,6 +276,8 @@ class RunManager:
         prompt: RenderedPrompt,
         provider: ModelProvider,
         traced: RunTelemetry,
+        tree: RunNode,
+        model_override: str,
     ) -> None:
         journal_step, stream_step = self._sink.journal_step, live.append_step
 
@@ -266,12 +286,12 @@ class RunManager:
             # stream sends the bytes the journal wrote (the step is serialized once).
             stream_step(step, journal_step(step))
 
-        recorder = StepRecorder(live.run_id, emit, self._redactor, live.handed_off)
+        recorder = StepRecorder(live.run_id, emit, self._redactor, live.handed_off, tree)
         traced.secrets = recorder.secret_memory  # captured span content is scrubbed like the steps
         outcome: LoopOutcome
         try:
             async with asyncio.timeout(agent.limits.run_timeout_s):
-                outcome = await self._run_loop(live, base, agent, prompt, provider, recorder, traced)
+                outcome = await self._run_loop(live, base, agent, prompt, provider, recorder, traced, model_override)
         except TimeoutError:
             outcome = LoopOutcome(
                 RunStatus.TIMED_OUT,
@@ -299,9 +319,11 @@ class RunManager:
         provider: ModelProvider,
         recorder: StepRecorder,
         traced: RunTelemetry,
+        model_override: str,
     ) -> LoopOutcome:
+        run_tools = self._run_tools(live, base, recorder.tree, model_override)
         try:
-            tools = await self._tools.resolve(list(agent.tools))
+            tools = await run_tools.resolve([*agent.tools, *(f"agents/{name}" for name in agent.sub_agents)])
         except ToolResolutionError as exc:
             reason = ErrorReason.TOOL_SERVER_UNAVAILABLE if exc.unavailable else ErrorReason.TOOL_NOT_FOUND
             return LoopOutcome.failed(reason, str(exc))
@@ -314,7 +336,30 @@ class RunManager:
             telemetry=traced,
         )
 
-        return await run_agent_loop(loop_input, provider, self._tools, recorder, live.control)
+        return await run_agent_loop(loop_input, provider, run_tools, recorder, live.control)
+
+    # --- sub-agents (engine.child_runs) ----------------------------------------------------------------------
+
+    def _run_tools(self, live: LiveRun, base: Run, tree: RunNode, model_override: str) -> RunTools:
+        """The run's MCP tools and its sub-agents, whose calls start child runs of this run."""
+        children = ChildRuns(self._start_child, self.cancel, live, base, tree, model_override)
+        return RunTools(self._tools, SubAgentTools(self._agents.get, children))
+
+    async def _start_child(self, child: ChildStart) -> LiveRun:
+        """A child run: the parent's user, labels and model override; its own agent, limits and run id."""
+        parent = child.parent
+        return await self.start(
+            StartRun(
+                agent_name=child.agent,
+                task=child.task,
+                user=parent.base.user,
+                variables=child.variables,
+                labels=dict(parent.base.labels),
+                run_id=child.run_id,
+                model=parent.model_override,
+                parent=parent,
+            )
+        )
 
     def _cancelled_outcome(self, live: LiveRun) -> LoopOutcome:
         if live.cancel_requested:
@@ -332,6 +377,12 @@ class RunManager:
         await recorder.let_watchers_run()  # the last steps go out before the terminal record is built and stored
         end = utc_now()
         run = _terminal_run(base, recorder, outcome, error, end)
+        if recorder.tree.children:
+            run = dataclasses.replace(
+                run,
+                token_usage_with_descendants=recorder.tree.usage_with_descendants,
+                cost_with_descendants=recorder.tree.cost_with_descendants(run.cost),
+            )
         recorded = False
         try:
             await self._sink.record(run)
@@ -353,6 +404,8 @@ class RunManager:
                 error=run.error,
                 cost=run.cost,
                 recorded=recorded,
+                token_usage_with_descendants=run.token_usage_with_descendants,
+                cost_with_descendants=run.cost_with_descendants,
             )
         )
         self._live.pop(live.run_id, None)
@@ -418,31 +471,49 @@ class RunManager:
             await asyncio.wait(pending, timeout=10)
 
 
+def _child_fields(parent: ParentRun | None) -> dict[str, Any]:
+    """RunStartedEvent's composition fields for a child run (none for a top-level run)."""
+    if parent is None:
+        return {}
+    return {
+        "parent_run_id": parent.base.id,
+        "depth": parent.base.depth + 1,
+        "root_run_id": parent.root_run_id,
+        "parent_tool_call_id": parent.tool_call_id,
+        "session_id": parent.base.session_id,
+    }
+
+
+def _child_run_fields(parent: ParentRun | None) -> dict[str, Any]:
+    """Run's composition fields for a child run (none for a top-level run)."""
+    if parent is None:
+        return {}
+    return {
+        "parent_run_id": parent.base.id,
+        "root_run_id": parent.root_run_id,
+        "parent_tool_call_id": parent.tool_call_id,
+        "depth": parent.base.depth + 1,
+        "session_id": parent.base.session_id,
+    }
+
+
 def _terminal_run(
     base: Run, recorder: StepRecorder, outcome: LoopOutcome, error: RunError | None, end: datetime
 ) -> Run:
+    """The RUNNING record `base` (identity, request, composition) with how the run ended."""
     steps = tuple(recorder.steps)
     usage: TokenUsage = recorder.usage
-    return Run(
-        id=base.id,
-        agent_name=base.agent_name,
-        agent_version=base.agent_version,
-        user=base.user,
-        task=base.task,
-        labels=base.labels,
-        variables=base.variables,
+    return dataclasses.replace(
+        base,
         status=outcome.status,
         error=error,
         final_response=recorder.scrub_final(outcome.final_response),
-        model_name=base.model_name,
-        start_time=base.start_time,
         end_time=end,
         duration=end - base.start_time,
         token_usage=usage,
         cost=price_run(base.model_name, usage),
         steps_taken=recorder.model_calls,
         tools_used=recorder.tools_used,
-        trace_id=base.trace_id,
         execution_steps=steps,
         tool_calls=tool_calls_from_steps(steps),
         max_context_window_used=recorder.max_context_window_used,
