@@ -4,7 +4,8 @@ The browser's EventSource reconnects by itself when the connection drops and sen
 received (Last-Event-ID): a step's id is its sequence, so the stream resumes with WatchRun(from_sequence = that + 1)
 and no step is sent twice. `finished` is the last event (the page then closes the stream); `gone` means the run is
 not live on ExecutionService (unknown, another user's, or long finished: the page offers the stored record);
-`problem` means the stream broke (service down): the browser retries every RETRY_MS.
+`problem` means the stream broke (service down): the browser retries every RETRY_MS. `child_step` is a step of a
+sub-agent's run (any depth) as it happens, linked to that run's page.
 """
 
 from __future__ import annotations
@@ -120,8 +121,10 @@ async def _events(request: Request, caller: Caller, run_id: str, start: int) -> 
             if kind == "run_started":
                 started = item.run_started
                 yield sse("started", live_events.started_event(started))
-            elif kind == "step" and item.step.depth > 0:
-                continue  # a sub-agent run's step carried in this stream: it is on that run's own page
+            elif kind == "step" and item.step.depth > 0 and started is not None:
+                # A sub-agent run's step, carried in this stream: shown under the call that started it, without an
+                # SSE id (the id a reconnecting browser resumes from is the run's own last step).
+                yield sse("child_step", live_events.child_step_event(renderer, item.step, started.start_time))
             elif kind == "step" and started is not None:
                 data = live_events.step_event(renderer, run_id, item.step, started.start_time)
                 yield sse("step", data, event_id=item.step.sequence)

@@ -232,6 +232,13 @@
         if (data.usage) addUsage(data.usage);
         updateCounts();
       });
+      source.addEventListener("child_step", (event) => {
+        // A sub-agent run's step: a row of its own (not counted among this run's steps), shown once.
+        const data = JSON.parse(event.data);
+        if (document.getElementById(`child-${data.key}`)) return;
+        stepRows.insertAdjacentHTML("beforeend", data.row);
+        document.getElementById(`child-${data.key}`)?.classList.add("fresh");
+      });
       source.addEventListener("finished", (event) => {
         source.close();
         const data = JSON.parse(event.data);
