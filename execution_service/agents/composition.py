@@ -35,9 +35,9 @@ def composition_problems(agents: Mapping[str, AgentSpec], broken: frozenset[str]
     for name, (height, chain) in heights.items():
         limit = agents[name].limits.max_depth
         if height > limit:
+            levels = f"{height} level{'' if height == 1 else 's'}"
             problems[name] = (
-                f"limits.max_depth: its sub-agents nest {height} levels deep ({' -> '.join(chain)}), over its "
-                f"limit of {limit}"
+                f"limits.max_depth: its sub-agents nest {levels} deep ({' -> '.join(chain)}), over its limit of {limit}"
             )
     _spread(agents, problems)
     return problems
