@@ -165,14 +165,9 @@ async def test_example_agent_runs_offline_end_to_end(
         assert_stored_as_streamed(stored, started, finished, own)
         for call in (s.tool_call for s in own if s.HasField("tool_call") and s.tool_call.child_run_id):
             child = await stack.stored_run(call.child_run_id)
-            assert (child.parent_run_id, child.parent_tool_call_id, child.model_name) == (
-                stored.id,
-                call.call_id,
-                "test",
-            )
-            assert list(child.execution_steps) == [
-                run_pb2.ExecutionStep(**{**_fields(s), "depth": 0}) for s in steps if s.run_id == child.id
-            ]
+            assert (child.parent_run_id, child.parent_tool_call_id) == (stored.id, call.call_id)
+            assert child.model_name == "test"  # the parent's model override holds for its sub-agents
+            assert list(child.execution_steps) == [at_depth_0(s) for s in steps if s.run_id == child.id]
 
 
 def assert_stored_as_streamed(
@@ -199,5 +194,9 @@ def assert_stored_as_streamed(
         assert by_id[result.call_id].result == result.result_text
 
 
-def _fields(step: run_pb2.ExecutionStep) -> dict[str, object]:
-    return {field.name: value for field, value in step.ListFields()}
+def at_depth_0(step: run_pb2.ExecutionStep) -> run_pb2.ExecutionStep:
+    """A sub-agent's step as its own run stores it (its parent's stream showed it at its depth)."""
+    copy = run_pb2.ExecutionStep()
+    copy.CopyFrom(step)
+    copy.depth = 0
+    return copy
