@@ -10,7 +10,6 @@ interrupted) cancels the child, and the call returns only once the child has end
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -59,7 +58,7 @@ class ChildRuns:
     def __init__(
         self,
         start: Callable[[ChildStart], Awaitable[LiveRun]],
-        cancel: Callable[[str], object],
+        cancel: Callable[[str], None],
         live: LiveRun,
         base: Run,
         tree: RunNode,
@@ -91,8 +90,7 @@ class ChildRuns:
         try:
             await asyncio.shield(child.task)
         except asyncio.CancelledError:
-            with contextlib.suppress(ExecutionError):  # it ended meanwhile
-                self._cancel(child.run_id)
+            self._cancel(child.run_id)
             await asyncio.wait([child.task], timeout=CHILD_END_WAIT_S)
             raise
         finished = child.finished

@@ -48,6 +48,8 @@ class LiveRun:
     control: RunControl = field(default_factory=RunControl)
     task: asyncio.Task[None] | None = None
     cancel_requested: bool = False
+    # Why it was cancelled, when not by a client (a sub-agent's run whose parent ended first).
+    cancel_message: str = ""
     # The run whose tool call started this one (a sub-agent's run); it receives this run's steps too.
     parent: LiveRun | None = None
     # Every event after RunStarted, in order: the steps, then RunFinished.

@@ -342,8 +342,22 @@ class RunManager:
 
     def _run_tools(self, live: LiveRun, base: Run, tree: RunNode, model_override: str) -> RunTools:
         """The run's MCP tools and its sub-agents, whose calls start child runs of this run."""
-        children = ChildRuns(self._start_child, self.cancel, live, base, tree, model_override)
+        children = ChildRuns(
+            self._start_child, lambda child: self._end_child(child, live), live, base, tree, model_override
+        )
         return RunTools(self._tools, SubAgentTools(self._agents.get, children))
+
+    def _end_child(self, child_id: str, parent: LiveRun) -> None:
+        """The parent's call of a child was cancelled: the child ends as its parent does (INTERRUPTED when the
+        service shuts down, else CANCELLED, saying why)."""
+        child = self._live.get(child_id)
+        if child is None or child.is_finished or child.task is None:
+            return
+        if self._shutting_down and not parent.cancel_requested:
+            child.task.cancel()
+            return
+        child.cancel_message = f"the run was cancelled: its parent run {parent.run_id} ended first"
+        self.cancel(child_id)
 
     async def _start_child(self, child: ChildStart) -> LiveRun:
         """A child run: the parent's user, labels and model override; its own agent, limits and run id."""
@@ -363,7 +377,8 @@ class RunManager:
 
     def _cancelled_outcome(self, live: LiveRun) -> LoopOutcome:
         if live.cancel_requested:
-            return LoopOutcome(RunStatus.CANCELLED, error=RunError(ErrorReason.CANCELLED, "the run was cancelled"))
+            message = live.cancel_message or "the run was cancelled"
+            return LoopOutcome(RunStatus.CANCELLED, error=RunError(ErrorReason.CANCELLED, message))
         return LoopOutcome(
             RunStatus.INTERRUPTED,
             error=RunError(ErrorReason.INTERRUPTED, "the execution service shut down while the run was in progress"),

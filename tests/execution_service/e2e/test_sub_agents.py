@@ -230,6 +230,7 @@ async def test_cancelling_the_parent_cancels_its_children(tmp_path: Path) -> Non
         child_id = next(s.tool_call.child_run_id for s in steps_of(seen) if s.depth == 0 and s.HasField("tool_call"))
         child = await stack.stored_run(child_id)
         assert child.status == run_pb2.RUN_STATUS_CANCELLED and child.error.reason == "CANCELLED"
+        assert f"its parent run {finished.run_id} ended first" in child.error.message
         [sleep_call] = child.tool_calls
         assert sleep_call.status == run_pb2.TOOL_CALL_STATUS_CANCELLED
         parent = await stack.stored_run(finished.run_id)
