@@ -175,6 +175,18 @@ def test_agents_view_shows_load_errors() -> None:
     out = text_of(agents_view(response))
     assert "clock" in out and "abcdef012345" in out and "abcdef0123456789" not in out
     assert "agents/bad.prompt: no model" in out
+    assert "depth" not in out  # an agent without sub-agents: how deep they may nest does not matter
+
+
+def test_agents_view_shows_sub_agents_and_their_depth_limit() -> None:
+    planner = ex_pb2.Agent(
+        name="planner",
+        tools=["agents/clock"],
+        sub_agents=["clock"],
+        limits=ex_pb2.AgentLimits(max_steps=8, max_depth=1),
+    )
+    out = text_of(agents_view(ex_pb2.ListAgentsResponse(agents=[planner])))
+    assert "agents/clock" in out and "8 steps, depth 1" in out
 
 
 def test_formatters() -> None:
