@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from agentrun_core.domain import Run, RunStatus
 from execution_service.engine.live_run import LiveRun
@@ -41,6 +42,20 @@ class ParentRun:
     @property
     def root_run_id(self) -> str:
         return self.base.root_run_id or self.base.id
+
+
+def child_fields(parent: ParentRun | None) -> dict[str, Any]:
+    """The composition fields (of Run and of RunStartedEvent alike) of a run started by `parent`'s tool call; none
+    for a top-level run."""
+    if parent is None:
+        return {}
+    return {
+        "parent_run_id": parent.base.id,
+        "root_run_id": parent.root_run_id,
+        "parent_tool_call_id": parent.tool_call_id,
+        "depth": parent.base.depth + 1,
+        "session_id": parent.base.session_id,
+    }
 
 
 @dataclass(frozen=True, slots=True)

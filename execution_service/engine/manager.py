@@ -11,7 +11,6 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from agentrun_core.domain import (
     ErrorReason,
@@ -30,7 +29,7 @@ from execution_service.agents.errors import PromptRenderError
 from execution_service.agents.registry import AgentRegistry
 from execution_service.agents.render import VariablesError, render_prompt
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
-from execution_service.engine.child_runs import ChildRuns, ChildStart, ParentRun
+from execution_service.engine.child_runs import ChildRuns, ChildStart, ParentRun, child_fields
 from execution_service.engine.events import RunFinishedEvent, RunStartedEvent
 from execution_service.engine.instrumentation import EngineInstruments, RunTelemetry
 from execution_service.engine.live_run import LiveRun
@@ -183,7 +182,7 @@ class RunManager:
             start_time=utc_now(),
             trace_id=traced.trace_id or request.trace_id or secrets.token_hex(16),
             user=request.user,
-            **_child_fields(parent),
+            **child_fields(parent),
         )
         live = LiveRun(run_id=run_id, user=request.user, started=started, parent=parent.live if parent else None)
         self._live[run_id] = live
@@ -206,7 +205,7 @@ class RunManager:
             model_name=model_name,
             start_time=started.start_time,
             trace_id=started.trace_id,
-            **_child_run_fields(parent),
+            **child_fields(parent),
         )
         with traced.activate():  # the RUNNING record and the run task carry the run's trace context
             await self._sink.record(base)
@@ -484,32 +483,6 @@ class RunManager:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=10)
-
-
-def _child_fields(parent: ParentRun | None) -> dict[str, Any]:
-    """RunStartedEvent's composition fields for a child run (none for a top-level run)."""
-    if parent is None:
-        return {}
-    return {
-        "parent_run_id": parent.base.id,
-        "depth": parent.base.depth + 1,
-        "root_run_id": parent.root_run_id,
-        "parent_tool_call_id": parent.tool_call_id,
-        "session_id": parent.base.session_id,
-    }
-
-
-def _child_run_fields(parent: ParentRun | None) -> dict[str, Any]:
-    """Run's composition fields for a child run (none for a top-level run)."""
-    if parent is None:
-        return {}
-    return {
-        "parent_run_id": parent.base.id,
-        "root_run_id": parent.root_run_id,
-        "parent_tool_call_id": parent.tool_call_id,
-        "depth": parent.base.depth + 1,
-        "session_id": parent.base.session_id,
-    }
 
 
 def _terminal_run(
