@@ -100,7 +100,10 @@ class SubAgentTools:
                 "(the task for the sub-agent)",
                 ErrorReason.TOOL_ARGUMENTS_INVALID,
             )
-        variables = {name: _as_text(value) for name, value in arguments.items() if name != TASK_ARGUMENT}
+        # A null (an optional variable the model filled with nothing) is a variable not given.
+        variables = {
+            name: _as_text(value) for name, value in arguments.items() if name != TASK_ARGUMENT and value is not None
+        }
         result = await self._runner.run_child(tool.name, task, variables, context)
         if isinstance(result, str):
             return _failed(f"sub-agent {tool.name!r} did not start: {result}", ErrorReason.TOOL_ERROR)
