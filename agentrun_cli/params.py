@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 
-_SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+from agentrun_core.periods import parse_period
+
 DEFAULT_SINCE = "7d"
 
 
@@ -26,11 +25,11 @@ def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
 
 
 def parse_since(value: str) -> timedelta:
-    """`90s`, `15m`, `12h`, `7d`, `2w`."""
-    match = _SINCE.match(value)
-    if match is None:
-        raise ParamError(f"--since expects a number and a unit (s, m, h, d, w) such as 7d, got {value!r}")
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    """`90s`, `15m`, `12h`, `7d`, `2w` (agentrun_core.periods)."""
+    try:
+        return parse_period(value)
+    except ValueError as exc:
+        raise ParamError(f"--since {exc}, got {value!r}") from None
 
 
 def parse_time(value: str, option: str) -> datetime:

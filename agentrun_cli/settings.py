@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import field_validator
+
+from agentrun_core.auth.settings import AuthMode
 from agentrun_core.settings import EnvSettings, setting
 
 EXECUTION_TARGET_ENV = "AGENTRUN_EXECUTION_TARGET"
@@ -27,3 +32,21 @@ class CliSettings(EnvSettings):
     # Client certificate and key (PEM) for services that require mutual TLS.
     tls_cert: str | None = setting(None, TLS_CLIENT_CERT_ENV)
     tls_key: str | None = setting(None, TLS_CLIENT_KEY_ENV)
+
+
+class ExportSettings(EnvSettings):
+    """`agentrun runs export --output`: how often (seconds) it fsyncs the file and records its resume cursor (0:
+    after every message)."""
+
+    checkpoint_s: float = setting(1.0, "AGENTRUN_EXPORT_CHECKPOINT_S", ge=0)
+
+
+class ServeSettings(EnvSettings):
+    """`agentrun serve` (development): authentication is off unless AGENTRUN_AUTH names a mode."""
+
+    auth: AuthMode | None = setting(None, "AGENTRUN_AUTH")
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _auth_text(cls, value: Any) -> Any:
+        return value.strip().lower() or None if isinstance(value, str) else value

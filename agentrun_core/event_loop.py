@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from agentrun_core.grpc_process import FORK_SUPPORT_VAR, grpc_fork_handlers_off
-from agentrun_core.settings import SettingsError
+from agentrun_core.settings import ProcessSettings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +24,12 @@ LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 
 def loop_factory(choice: str | None = None) -> LoopFactory | None:
-    """The factory of the loop to run on for `choice` (default: the environment variable); None means asyncio's.
-    Raises SettingsError for an unknown choice, or for `uvloop` when it is not installed."""
-    value = (os.environ.get(ENV_VAR, "") if choice is None else choice).strip().lower() or "auto"
+    """The factory of the loop to run on for `choice` (default: AGENTRUN_EVENT_LOOP, ProcessSettings); None means
+    asyncio's. Raises SettingsError for an unknown choice, or for `uvloop` when it is not installed."""
+    if choice is None:
+        value: str = ProcessSettings.from_env().event_loop
+    else:
+        value = choice.strip().lower() or "auto"
     if value not in CHOICES:
         raise SettingsError(f"{ENV_VAR} must be one of {', '.join(CHOICES)}, got {value!r}")
     if value == "asyncio":

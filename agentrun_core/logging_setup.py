@@ -91,12 +91,37 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class PoolErrorsAsWarnings(logging.Filter):
+    """SQLAlchemy's pool logs at ERROR, with a traceback, each connection it could not reset, close or terminate:
+    when the database drops connections (a restart, a failover, an administrator) and at shutdown. Nothing a caller
+    sees failed there (the connection is discarded and a new one made when needed; a query that did fail is reported
+    where it failed), so each becomes one WARNING line naming the database error, without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("sqlalchemy.pool") or record.levelno < logging.ERROR or not record.exc_info:
+            return True
+        error = record.exc_info[1]
+        what = record.getMessage().split(" <", 1)[0]  # without the connection's repr (an address)
+        cause = _one_line(error) if error is not None else "unknown error"
+        record.msg = "database pool: %s (%s); the connection was discarded"
+        record.args = (what, cause)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
 def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     """fmt: "json", "text", or "auto" (text on a terminal, JSON otherwise)."""
     if fmt == "auto":
         fmt = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(PoolErrorsAsWarnings())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -55,7 +55,42 @@ def timestamp_to_pb(value: datetime) -> timestamp_pb2.Timestamp:
     return ts
 
 
-def timestamp_from_pb(value: timestamp_pb2.Timestamp) -> datetime:
+# google.protobuf.Timestamp's range (0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z) and Duration's (about
+# 10,000 years either way); nanos are 0..999,999,999 (a Duration's take the sign of its seconds).
+MIN_TIMESTAMP_SECONDS = -62_135_596_800
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
+MAX_DURATION_SECONDS = 315_576_000_000
+MAX_NANOS = 999_999_999
+
+
+def timestamp_problem(value: timestamp_pb2.Timestamp) -> str | None:
+    """Why `value` is not a valid Timestamp, or None."""
+    if not 0 <= value.nanos <= MAX_NANOS:
+        return f"nanos must be 0 to {MAX_NANOS}, got {value.nanos}"
+    if not MIN_TIMESTAMP_SECONDS <= value.seconds <= MAX_TIMESTAMP_SECONDS:
+        return (
+            "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, got "
+            f"{value.seconds} seconds since 1970-01-01"
+        )
+    return None
+
+
+def duration_problem(value: duration_pb2.Duration) -> str | None:
+    """Why `value` is not a valid Duration, or None."""
+    if not -MAX_NANOS <= value.nanos <= MAX_NANOS:
+        return f"nanos must be -{MAX_NANOS} to {MAX_NANOS}, got {value.nanos}"
+    if not -MAX_DURATION_SECONDS <= value.seconds <= MAX_DURATION_SECONDS:
+        return f"must be at most {MAX_DURATION_SECONDS} seconds (10,000 years) either way, got {value.seconds}"
+    if (value.seconds < 0 < value.nanos) or (value.nanos < 0 < value.seconds):
+        return f"seconds ({value.seconds}) and nanos ({value.nanos}) must have the same sign"
+    return None
+
+
+def timestamp_from_pb(value: timestamp_pb2.Timestamp, field: str = "time") -> datetime:
+    """The time (microseconds, nanos floored); raises ConversionError(field) for a Timestamp out of its range."""
+    problem = timestamp_problem(value)
+    if problem is not None:
+        raise ConversionError(field, problem)
     micros = value.seconds * 1_000_000 + value.nanos // 1000
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
 
@@ -66,7 +101,11 @@ def duration_to_pb(value: timedelta) -> duration_pb2.Duration:
     return dur
 
 
-def duration_from_pb(value: duration_pb2.Duration) -> timedelta:
+def duration_from_pb(value: duration_pb2.Duration, field: str = "duration") -> timedelta:
+    """The span (microseconds, nanos floored); raises ConversionError(field) for a Duration out of its range."""
+    problem = duration_problem(value)
+    if problem is not None:
+        raise ConversionError(field, problem)
     return timedelta(microseconds=value.seconds * 1_000_000 + value.nanos // 1000)
 
 
@@ -214,11 +253,15 @@ def model_attempt_from_pb(msg: run_pb2.ModelAttempt, field: str) -> d.ModelAttem
         attempt=msg.attempt,
         reason=msg.reason,
         message=msg.message,
-        start_time=timestamp_from_pb(msg.start_time),
-        duration=duration_from_pb(msg.duration),
+        start_time=timestamp_from_pb(msg.start_time, f"{field}.start_time"),
+        duration=duration_from_pb(msg.duration, f"{field}.duration"),
         code=msg.code,
         status=msg.status,
-        wait_before_next=duration_from_pb(msg.wait_before_next) if msg.HasField("wait_before_next") else None,
+        wait_before_next=(
+            duration_from_pb(msg.wait_before_next, f"{field}.wait_before_next")
+            if msg.HasField("wait_before_next")
+            else None
+        ),
     )
 
 
@@ -250,7 +293,11 @@ def model_call_from_pb(mc: run_pb2.ModelCall, field: str) -> d.ModelCall:
         model=mc.model,
         usage=token_usage_from_pb(mc.usage, f"{field}.usage"),
         finish_reason=mc.finish_reason,
-        time_to_first_token=duration_from_pb(mc.time_to_first_token) if mc.HasField("time_to_first_token") else None,
+        time_to_first_token=(
+            duration_from_pb(mc.time_to_first_token, f"{field}.time_to_first_token")
+            if mc.HasField("time_to_first_token")
+            else None
+        ),
         text=mc.text,
         function_call_count=mc.function_call_count,
         failed_attempts=tuple(
@@ -336,7 +383,7 @@ def step_from_pb(msg: run_pb2.ExecutionStep, field: str = "step") -> d.Execution
             result_text=tr.result_text,
             result_json=tr.result_json,
             is_error=tr.is_error,
-            duration=duration_from_pb(tr.duration),
+            duration=duration_from_pb(tr.duration, f"{field}.tool_result.duration"),
             status=tool_status_from_pb(tr.status, f"{field}.tool_result.status"),
             original_size_bytes=tr.original_size_bytes,
             truncated=tr.truncated,
@@ -357,8 +404,8 @@ def step_from_pb(msg: run_pb2.ExecutionStep, field: str = "step") -> d.Execution
     return d.ExecutionStep(
         run_id=msg.run_id,
         sequence=msg.sequence,
-        time=timestamp_from_pb(msg.time),
-        duration=duration_from_pb(msg.duration),
+        time=timestamp_from_pb(msg.time, f"{field}.time"),
+        duration=duration_from_pb(msg.duration, f"{field}.duration"),
         payload=payload,
         depth=msg.depth,
     )
@@ -394,9 +441,9 @@ def tool_call_from_pb(msg: run_pb2.ToolCall, field: str) -> d.ToolCallRecord:
         server=msg.server,
         parameters_json=msg.parameters_json,
         result=msg.result,
-        duration=duration_from_pb(msg.duration),
+        duration=duration_from_pb(msg.duration, f"{field}.duration"),
         status=tool_status_from_pb(msg.status, f"{field}.status"),
-        start_time=timestamp_from_pb(msg.start_time),
+        start_time=timestamp_from_pb(msg.start_time, f"{field}.start_time"),
         is_error=msg.is_error,
     )
 
@@ -467,9 +514,9 @@ def run_from_pb(msg: run_pb2.Run) -> d.Run:
         error=d.RunError(reason=msg.error.reason, message=msg.error.message) if msg.HasField("error") else None,
         final_response=msg.final_response,
         model_name=msg.model_name,
-        start_time=timestamp_from_pb(msg.start_time),
-        end_time=timestamp_from_pb(msg.end_time) if msg.HasField("end_time") else None,
-        duration=duration_from_pb(msg.duration) if msg.HasField("duration") else None,
+        start_time=timestamp_from_pb(msg.start_time, "run.start_time"),
+        end_time=timestamp_from_pb(msg.end_time, "run.end_time") if msg.HasField("end_time") else None,
+        duration=duration_from_pb(msg.duration, "run.duration") if msg.HasField("duration") else None,
         token_usage=token_usage_from_pb(msg.token_usage, "run.token_usage"),
         cost=cost_from_pb(msg.cost, "run.cost") if msg.HasField("cost") else None,
         steps_taken=msg.steps_taken,

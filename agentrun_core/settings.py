@@ -184,3 +184,29 @@ def _lower(value: Any) -> Any:
 # AGENTRUN_LOG_LEVEL (any case) and AGENTRUN_LOG_FORMAT (json, text, or auto: text on a terminal).
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)]
 LogFormat = Annotated[Literal["json", "text", "auto"], BeforeValidator(_lower)]
+
+
+def _listen_address(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("unix:"):
+        return text
+    _host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError("must be HOST:PORT with a port from 0 to 65535 (0: any free port)")
+    return text
+
+
+# A gRPC listen address: HOST:PORT (port 0-65535; [::1]:PORT for IPv6) or unix:PATH.
+ListenAddress = Annotated[str, AfterValidator(_listen_address)]
+
+
+# AGENTRUN_EVENT_LOOP: auto (uvloop where installed), uvloop (required) or asyncio (agentrun_core.event_loop).
+EventLoopChoice = Annotated[Literal["auto", "uvloop", "asyncio"], BeforeValidator(_lower)]
+
+
+class ProcessSettings(EnvSettings):
+    """What every agentrun process reads before it starts serving (the services, `agentrun serve`)."""
+
+    event_loop: EventLoopChoice = setting("auto", "AGENTRUN_EVENT_LOOP")

@@ -9,7 +9,8 @@ from pydantic import BeforeValidator
 from pydantic_settings import NoDecode
 
 from agentrun_core.auth.settings import AuthSettings
-from agentrun_core.settings import EnvSettings, LogFormat, LogLevel, UserPath, setting
+from agentrun_core.contract import RECORD_RUNS_MAX_RUNS
+from agentrun_core.settings import EnvSettings, ListenAddress, LogFormat, LogLevel, UserPath, setting
 from agentrun_core.tls import ClientTlsSettings, ServerTlsSettings
 
 
@@ -60,8 +61,16 @@ class RunsServiceTlsSettings(ClientTlsSettings):
     server_name: str = setting("", "AGENTRUN_RUNS_SERVICE_TLS_SERVER_NAME")
 
 
+class ModelGuardSettings(EnvSettings):
+    """The test-wide switch that forbids real model calls (execution_service.model.guard), read where a Gemini
+    provider is made or called, whoever made it; and the endpoint the SDK falls back to without an explicit one."""
+
+    forbid_real_model: bool = setting(False, "AGENTRUN_FORBID_REAL_MODEL")
+    gemini_base_url: str = setting("", "GOOGLE_GEMINI_BASE_URL")
+
+
 class ExecutionSettings(EnvSettings):
-    listen_address: str = setting("127.0.0.1:50052", "AGENTRUN_EXECUTION_ADDRESS")
+    listen_address: ListenAddress = setting("127.0.0.1:50052", "AGENTRUN_EXECUTION_ADDRESS")
     runs_service_target: str = setting("127.0.0.1:50051", "AGENTRUN_RUNS_SERVICE_TARGET")
     agents_dir: UserPath = setting(Path("examples/agents"), "AGENTRUN_AGENTS_DIR")
     mcp_config: UserPath = setting(Path("examples/mcp.json"), "AGENTRUN_MCP_CONFIG")
@@ -69,7 +78,7 @@ class ExecutionSettings(EnvSettings):
     # Empty means <data_dir>/outbox.db. One file per instance: it also remembers this instance's live runs.
     outbox_path: UserPath | None = setting(None, "AGENTRUN_OUTBOX_PATH")
     # RecordRuns batches the outbox sends: at most this many records and bytes per call (a larger record goes alone).
-    outbox_batch_records: int = setting(100, "AGENTRUN_OUTBOX_BATCH_RECORDS", ge=1)
+    outbox_batch_records: int = setting(100, "AGENTRUN_OUTBOX_BATCH_RECORDS", ge=1, le=RECORD_RUNS_MAX_RUNS)
     outbox_batch_bytes: int = setting(4 * 1024 * 1024, "AGENTRUN_OUTBOX_BATCH_BYTES", ge=1024)
     default_model: str = setting("gemini-2.5-flash", "AGENTRUN_DEFAULT_MODEL")
     gemini_api_key: str = setting("", "GEMINI_API_KEY", "GOOGLE_API_KEY", repr=False)
@@ -85,6 +94,8 @@ class ExecutionSettings(EnvSettings):
     max_parallel_tools: int = setting(8, "AGENTRUN_MAX_PARALLEL_TOOLS", ge=1)
     max_message_bytes: int = setting(4 * 1024 * 1024, "AGENTRUN_MAX_MESSAGE_BYTES", ge=1024)
     max_tool_result_bytes: int = setting(64 * 1024, "AGENTRUN_MAX_TOOL_RESULT_BYTES", ge=256)
+    # The largest JSON-RPC message read from a stdio MCP server (one line; a 20 MB result is ~40 MB on the wire).
+    mcp_max_message_bytes: int = setting(64 * 1024 * 1024, "AGENTRUN_MCP_MAX_MESSAGE_BYTES", ge=1024)
     redaction_enabled: bool = setting(True, "AGENTRUN_REDACTION")
     # Extra secret-key and secret-value regexes, added to the defaults (AGENTRUN_REDACT_KEYS / _PATTERNS).
     redact_keys: KeyRegexes = setting((), "AGENTRUN_REDACT_KEYS")

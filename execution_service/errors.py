@@ -55,6 +55,19 @@ class RunAlreadyExists(ExecutionError):
         )
 
 
+class RunIdUncheckable(ExecutionError):
+    """A client-chosen run id cannot be checked for earlier use: RunsService did not answer. Starting the run anyway
+    could execute a run a second time, so the request is refused as UNAVAILABLE (retryable)."""
+
+    reason = "RUNS_SERVICE_UNAVAILABLE"
+
+    def __init__(self, run_id: str, cause: str) -> None:
+        super().__init__(
+            f"cannot tell whether run id {shown(run_id)} was used before: RunsService did not answer ({cause}); "
+            "retry later, or leave run_id empty to start a new run"
+        )
+
+
 class RunAlreadyFinished(ExecutionError):
     reason = "RUN_ALREADY_FINISHED"
 

@@ -142,7 +142,7 @@ async def start_server(
             log.warning("no MCP config: agents get no tools", extra={"path": str(settings.mcp_config)})
         agents = AgentRegistry(settings.agents_dir, settings.default_model, known_servers=servers.keys())
         agents.load()  # logs each broken agent file
-        tools = McpToolPool(servers)
+        tools = McpToolPool(servers, max_message_bytes=settings.mcp_max_message_bytes)
         resources.push_async_callback(tools.aclose)
 
         settings.resolved_outbox_path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import secrets
 from pathlib import Path
 
 from agentrun_core.auth.settings import AuthSettings
-from agentrun_core.settings import EnvSettings, LogFormat, LogLevel, UserPath, setting
+from agentrun_core.settings import EnvSettings, ListenAddress, LogFormat, LogLevel, SettingsError, UserPath, setting
 from agentrun_core.tls import ServerTlsSettings
 from runs_service.retention import (
     RETENTION_ENV,
@@ -15,10 +15,11 @@ from runs_service.retention import (
     RetentionPolicy,
     RetentionRules,
 )
+from runs_service.storage.page_tokens import MIN_SECRET_BYTES
 
 
 class RunsSettings(EnvSettings):
-    listen_address: str = setting("127.0.0.1:50051", "AGENTRUN_RUNS_ADDRESS")
+    listen_address: ListenAddress = setting("127.0.0.1:50051", "AGENTRUN_RUNS_ADDRESS")
     data_dir: UserPath = setting(Path("data"), "AGENTRUN_DATA_DIR")
     # Empty means the SQLite file <data_dir>/runs.db.
     database_url: str = setting("", "DATABASE_URL")
@@ -62,11 +63,25 @@ class RunsSettings(EnvSettings):
         return database_url_default(self.data_dir)
 
     def resolved_page_token_secret(self) -> bytes:
+        """The page-token key: AGENTRUN_PAGE_TOKEN_SECRET, else <data_dir>/page_token_secret (created once).
+        SettingsError (never showing the secret) when it is shorter than MIN_SECRET_BYTES."""
         if self.page_token_secret:
-            return self.page_token_secret.encode()
+            secret = self.page_token_secret.encode()
+            if len(secret) < MIN_SECRET_BYTES:
+                raise SettingsError(
+                    f"AGENTRUN_PAGE_TOKEN_SECRET must be at least {MIN_SECRET_BYTES} bytes, got "
+                    f"{len(secret)} (generate one with `openssl rand -hex 32`)"
+                )
+            return secret
         path = self.data_dir / "page_token_secret"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(secrets.token_hex(32))
             path.chmod(0o600)
-        return path.read_text().strip().encode()
+        secret = path.read_text().strip().encode()
+        if len(secret) < MIN_SECRET_BYTES:
+            raise SettingsError(
+                f"the page token secret in {path} must be at least {MIN_SECRET_BYTES} bytes, got "
+                f"{len(secret)}: delete the file to have a new one generated, or set AGENTRUN_PAGE_TOKEN_SECRET"
+            )
+        return secret

@@ -32,13 +32,12 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator
 from pydantic_settings import NoDecode
 
+from agentrun_core import periods
 from agentrun_core.labels import label_key_problem
 
 RETENTION_ENV = "AGENTRUN_RETENTION"
 RULES_ENV = "AGENTRUN_RETENTION_RULES"
 FOREVER = "forever"
-_PERIOD = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 MIN_PERIOD = timedelta(minutes=1)
 
 
@@ -48,26 +47,20 @@ class RuleKind(enum.StrEnum):
 
 
 def parse_period(text: str) -> timedelta | None:
-    """`30d` -> 30 days; `forever` -> None. ValueError saying what a period looks like otherwise."""
+    """`30d` -> 30 days (agentrun_core.periods); `forever` -> None. ValueError saying what a period looks like."""
     if text.strip().lower() == FOREVER:
         return None
-    match = _PERIOD.match(text)
-    if match is None:
-        raise ValueError("must be a period such as 30d, 12h, 2w (units s, m, h, d, w) or 'forever'")
-    period = timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        period = periods.parse_period(text)
+    except ValueError as exc:
+        raise ValueError(f"{exc}, or 'forever'") from None
     if period < MIN_PERIOD:
         raise ValueError("must be a retention period of at least 1 minute")
     return period
 
 
 def format_period(period: timedelta | None) -> str:
-    if period is None:
-        return FOREVER
-    seconds = int(period.total_seconds())
-    for unit, size in (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    return FOREVER if period is None else periods.format_period(period)
 
 
 def _quote(value: str) -> str:

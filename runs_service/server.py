@@ -80,6 +80,7 @@ async def start_server(
     execution_service.server.start_server (by default built from the OTEL_* environment variables)."""
     security = auth_interceptors(settings.auth, service="RunsService")
     settings.tls.credentials()  # fail before touching the database when TLS is misconfigured
+    page_token_secret = settings.resolved_page_token_secret()
     url = settings.resolved_database_url()
     if settings.create_database:
         await asyncio.to_thread(ensure_database, url)
@@ -87,7 +88,7 @@ async def start_server(
         await asyncio.to_thread(upgrade, url, "head")
     await _check_schema(settings, url)
     engine = create_engine_for(url)
-    repository = RunRepository(engine, settings.resolved_page_token_secret())
+    repository = RunRepository(engine, page_token_secret)
     await repository.ping()
     purger = None
     if settings.retention.deletes_anything:

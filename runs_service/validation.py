@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from agentrun_core.domain import ExecutionStep, Run
 from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
-from agentrun_core.labels import label_key_problem
+from agentrun_core.labels import label_problem
 from runs_service import validation_composition as composition
 from runs_service.errors import InvalidArgument
 from runs_service.storage.tables import runs as runs_table
@@ -200,8 +200,8 @@ def validate_rows(rows: RunRows) -> None:
     if run["steps_taken"] < 0:
         raise InvalidArgument("run.steps_taken", f"must not be negative, got {run['steps_taken']}")
     _check_counts("run.token_usage", run)
-    for key in run["labels"]:
-        problem = label_key_problem(key)
+    for key, value in run["labels"].items():
+        problem = label_problem(key, value)
         if problem is not None:
             raise InvalidArgument("run.labels", problem)
     if run["error_reason"] is not None:

@@ -3,9 +3,14 @@
 # against its parent (the first parent of a merge), from the first commit on, then uncommitted changes against HEAD.
 # A submission of many commits fails when any one of them breaks the contract, not only its last one.
 #
+# The rules are this script's own (RULES below: buf's FILE category over protos/, Google's vendored protos/google
+# aside), never those of the buf.yaml of a commit under check: a commit cannot loosen the check that judges it (an
+# `ignore`, an `except`, a narrower module), and a commit or parent without buf.yaml is checked all the same. A
+# commit whose parent had no protos/ yet has nothing to break; one that deletes protos/ breaks everything.
+#
 # An intended break (a new major version, say) needs an explicit, reviewed exception: a line
-# "<full commit sha> <reason>" in .ci/buf-breaking-exceptions. A shallow clone cannot be checked: this fails, saying
-# so, rather than pass without looking.
+# "<full 40-hex commit sha> <reason>" in .ci/buf-breaking-exceptions (an abbreviated sha or an empty reason does not
+# count). A shallow clone cannot be checked: this fails, saying so, rather than pass without looking.
 #
 # Usage: scripts/buf_breaking.sh   (BUF: the buf binary, default tools/node_modules/.bin/buf)
 set -euo pipefail
@@ -27,16 +32,30 @@ fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-# Writes the contract (buf.yaml and protos/) of commit $1 into directory $2; fails when the commit has no buf.yaml.
-export_contract() {
+# The breaking rules, for both sides of every comparison (paths relative to the directory checked).
+RULES='{"version":"v2","modules":[{"path":"protos"}],"breaking":{"use":["FILE"],"ignore":["protos/google"]}}'
+
+# Writes protos/ of commit $1 into directory $2; fails when the commit has no protos/.
+export_protos() {
   mkdir -p "$2"
-  git cat-file -e "$1:buf.yaml" 2>/dev/null || return 1
-  git archive "$1" buf.yaml protos | tar -x -C "$2"
+  git cat-file -e "$1:protos" 2>/dev/null || return 1
+  git archive "$1" protos | tar -x -C "$2"
 }
 
+# The reason recorded for commit $1 in the exceptions file; fails when there is none (or it is empty).
 exception_for() {
   [ -f "$exceptions" ] || return 1
-  grep -E "^$1[[:space:]]" "$exceptions" | head -1 | cut -d' ' -f2-
+  local line reason
+  line="$(grep -E "^$1[[:space:]]" "$exceptions" | head -1)" || return 1
+  reason="$(printf '%s' "${line#"$1"}" | sed -E 's/^[[:space:]]+//; s/[[:space:]]+$//')"
+  [ -n "$reason" ] || return 1
+  printf '%s\n' "$reason"
+}
+
+# buf breaking of directory $1 against directory $2, both under RULES. A side without protos/ is an empty module.
+breaking() {
+  mkdir -p "$1/protos" "$2/protos"
+  (cd "$1" && "$buf" breaking --config "$RULES" --against "$2" --against-config "$RULES")
 }
 
 failed=0
@@ -50,11 +69,12 @@ for commit in $(git rev-list --reverse --full-history HEAD -- protos buf.yaml); 
     continue
   fi
   rm -rf "$work/new" "$work/old"
-  if ! export_contract "$parent" "$work/old" || ! export_contract "$commit" "$work/new"; then
-    continue # no buf.yaml yet: no contract to compare
+  if ! export_protos "$parent" "$work/old"; then
+    continue # the parent has no protos/: no contract to break yet
   fi
+  export_protos "$commit" "$work/new" || true # none left: every file of the parent's contract is deleted
   checked=$((checked + 1))
-  if ! (cd "$work/new" && "$buf" breaking --against "$work/old"); then
+  if ! breaking "$work/new" "$work/old"; then
     echo "buf breaking: commit $subject breaks the contract of its parent (above). Make the change additive" \
       "(docs/style.md: new fields and RPCs, never renumbered, retyped or removed ones), or, for an intended" \
       "break, add the line '$commit <reason>' to .ci/buf-breaking-exceptions" >&2
@@ -63,10 +83,12 @@ for commit in $(git rev-list --reverse --full-history HEAD -- protos buf.yaml); 
 done
 
 if [ -n "$(git status --porcelain -- protos buf.yaml)" ]; then
-  rm -rf "$work/head"
-  if export_contract HEAD "$work/head"; then
+  rm -rf "$work/head" "$work/tree"
+  if export_protos HEAD "$work/head"; then
+    mkdir -p "$work/tree"
+    [ ! -d protos ] || cp -R protos "$work/tree/protos"
     checked=$((checked + 1))
-    if ! "$buf" breaking --against "$work/head"; then
+    if ! breaking "$work/tree" "$work/head"; then
       echo "buf breaking: the uncommitted changes to protos/ break the contract of HEAD (above)" >&2
       failed=1
     fi

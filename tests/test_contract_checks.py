@@ -150,3 +150,65 @@ def test_the_google_rpc_protos_are_googleapis_files_unchanged() -> None:
         vendored = (REPO / "protos" / "google" / "rpc" / name).read_text()
         assert vendored == (installed / name).read_text(), name
         assert vendored.startswith("// Copyright") and "Apache License, Version 2.0" in vendored
+
+
+def _commit_files(
+    repo: Path, message: str, *, remove: tuple[str, ...] = (), write: dict[str, str] | None = None
+) -> str:
+    for name in remove:
+        _git(repo, "rm", "-q", "-r", name)
+    for name, text in (write or {}).items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", message)
+    return _git(repo, "rev-parse", "HEAD")
+
+
+@needs_buf
+@pytest.mark.parametrize(
+    "loosened",
+    [
+        "version: v2\nmodules:\n  - path: protos\nbreaking:\n  use: [FILE]\n  ignore: [protos/demo]\n",
+        "version: v2\nmodules:\n  - path: protos\nbreaking:\n  use: [FILE]\n  except: [FIELD_NO_DELETE]\n",
+        "version: v2\nmodules:\n  - path: protos/demo/v1/other\n",
+    ],
+)
+def test_a_commit_cannot_loosen_the_rules_it_is_checked_by(repo: Path, loosened: str) -> None:
+    """The rules come from the script, not from the buf.yaml of the commit under check."""
+    breaking = _commit_files(
+        repo, "remove size, loosen buf.yaml", write={"buf.yaml": loosened, "protos/demo/v1/demo.proto": PROTO % ""}
+    )
+    done = _check(repo)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"commit {breaking[:7]} remove size, loosen buf.yaml breaks the contract" in done.stderr, done.stderr
+
+
+@needs_buf
+def test_a_break_made_while_buf_yaml_is_gone_fails(repo: Path) -> None:
+    """Removing buf.yaml in one commit and restoring it in the next does not take the break between out of the
+    check (the base commit lacking buf.yaml is no reason to skip)."""
+    breaking = _commit_files(
+        repo, "remove size and buf.yaml", remove=("buf.yaml",), write={"protos/demo/v1/demo.proto": PROTO % ""}
+    )
+    _commit_files(repo, "restore buf.yaml", write={"buf.yaml": (REPO / "buf.yaml").read_text()})
+    done = _check(repo)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"commit {breaking[:7]} remove size and buf.yaml breaks the contract" in done.stderr, done.stderr
+
+
+@needs_buf
+def test_deleting_the_protos_fails(repo: Path) -> None:
+    gone = _commit_files(repo, "remove the protos", remove=("protos",))
+    done = _check(repo)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"commit {gone[:7]} remove the protos breaks the contract" in done.stderr, done.stderr
+
+
+@needs_buf
+def test_an_exception_needs_the_full_commit_id_and_a_reason(repo: Path) -> None:
+    breaking = _commit(repo, "", "remove size")
+    for line in (f"{breaking}\n", f"{breaking} \n", f"{breaking[:12]} an abbreviated id\n", f"#{breaking} x\n"):
+        (repo / ".ci" / "buf-breaking-exceptions").write_text(line)
+        done = _check(repo)
+        assert done.returncode == 1, (line, done.stdout + done.stderr)

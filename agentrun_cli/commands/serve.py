@@ -8,7 +8,6 @@ console (`agentrun web`) on both. Each is one entry in `_components`.
 
 from __future__ import annotations
 
-import os
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
@@ -37,7 +36,7 @@ from agentrun_cli.services.options import (
     address,
     value,
 )
-from agentrun_cli.settings import CliSettings
+from agentrun_cli.settings import CliSettings, ServeSettings
 
 if TYPE_CHECKING:
     from agentrun_web.settings import WebSettings
@@ -98,7 +97,10 @@ def serve_command(
         raise CliError(str(exc), EXIT_USAGE) from None
     if which is Which.ALL:
         execution = execution.with_overrides(runs_service_target=client_target(runs.listen_address))
-    auth_turned_off = not os.environ.get("AGENTRUN_AUTH")
+    try:
+        auth_turned_off = ServeSettings.from_env().auth is None
+    except SettingsError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
     if auth_turned_off:
         from agentrun_core.auth import AuthSettings
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -15,13 +14,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from agentrun_cli.client import RunsClient
-from agentrun_cli.errors import EXIT_INTERRUPTED, CliError, ServiceError
+from agentrun_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError, ServiceError
 from agentrun_cli.export.sinks import CsvSink, JsonlSink, ParquetSink, Sink, open_at
 from agentrun_cli.export.state import ExportState, stage_path
+from agentrun_cli.settings import ExportSettings
+from agentrun_core.settings import SettingsError
 
-# How often the cursor is checkpointed (data fsynced, then the state file replaced). 0: after every message.
-CHECKPOINT_ENV = "AGENTRUN_EXPORT_CHECKPOINT_S"
-DEFAULT_CHECKPOINT_S = 1.0
 FORMATS = ("jsonl", "csv", "parquet")
 VIEWS = ("basic", "full")
 
@@ -35,11 +33,10 @@ class ExportJob:
 
 
 def _checkpoint_interval() -> float:
-    raw = os.environ.get(CHECKPOINT_ENV, "")
     try:
-        return max(0.0, float(raw)) if raw else DEFAULT_CHECKPOINT_S
-    except ValueError:
-        raise CliError(f"{CHECKPOINT_ENV} must be a number of seconds, got {raw!r}") from None
+        return ExportSettings.from_env().checkpoint_s
+    except SettingsError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
 
 
 def _open_sink(job: ExportJob) -> Sink:

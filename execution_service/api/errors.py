@@ -12,6 +12,7 @@ from execution_service.errors import (
     InvalidRequest,
     RunAlreadyExists,
     RunAlreadyFinished,
+    RunIdUncheckable,
     RunNotFound,
     ServiceShuttingDown,
     TooManyRuns,
@@ -28,6 +29,7 @@ _CODES: list[tuple[type[ExecutionError], grpc.StatusCode]] = [
     (RunAlreadyFinished, grpc.StatusCode.FAILED_PRECONDITION),
     (TooManyRuns, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (ServiceShuttingDown, grpc.StatusCode.UNAVAILABLE),
+    (RunIdUncheckable, grpc.StatusCode.UNAVAILABLE),
 ]
 
 

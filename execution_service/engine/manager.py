@@ -23,7 +23,7 @@ from agentrun_core.domain import (
 )
 from agentrun_core.echo import shown
 from agentrun_core.ids import new_run_id, run_id_problem
-from agentrun_core.labels import label_key_problem
+from agentrun_core.labels import label_problem
 from agentrun_core.telemetry import EXECUTION_SERVICE_NAME, Telemetry
 from execution_service.agents.errors import PromptRenderError
 from execution_service.agents.registry import AgentRegistry
@@ -108,7 +108,8 @@ class RunManager:
         finished_run: Callable[[str], Awaitable[tuple[str, RunStatus] | None]] | None = None,
     ) -> None:
         """`run_exists` tells whether a run id was used before (outbox or RunsService): an ExecuteAgent naming such
-        an id that is not live here is ALREADY_EXISTS rather than a second execution. `finished_run` gives the user
+        an id that is not live here is ALREADY_EXISTS rather than a second execution (it raises RunIdUncheckable,
+        UNAVAILABLE, when it cannot tell). `finished_run` gives the user
         and status of a run that ended but is no longer in memory, so cancelling it is FAILED_PRECONDITION."""
         self._run_exists = run_exists
         self._finished_run = finished_run
@@ -252,8 +253,8 @@ class RunManager:
             raise InvalidRequest(
                 "labels", f"has {len(request.labels)} entries, over the cap of {self._limits.max_labels}"
             )
-        for key in request.labels:
-            problem = label_key_problem(key)
+        for key, value in request.labels.items():
+            problem = label_problem(key, value)
             if problem is not None:
                 raise InvalidRequest("labels", problem)
 

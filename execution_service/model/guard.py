@@ -7,10 +7,10 @@ loudly with MODEL_REQUEST_INVALID before a request is made.
 from __future__ import annotations
 
 import ipaddress
-import os
 from urllib.parse import urlsplit
 
 from agentrun_core.domain import ErrorReason
+from execution_service.config import ModelGuardSettings
 from execution_service.model.base import ModelError
 
 FORBID_ENV = "AGENTRUN_FORBID_REAL_MODEL"
@@ -19,12 +19,13 @@ DEFAULT_GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/"
 
 
 def real_model_calls_forbidden() -> bool:
-    return os.environ.get(FORBID_ENV, "").strip().lower() in ("1", "true", "yes")
+    return ModelGuardSettings.from_env().forbid_real_model
 
 
 def effective_gemini_base_url(base_url: str | None) -> str:
-    """The URL the SDK will call: the explicit one, else GOOGLE_GEMINI_BASE_URL, else Google's endpoint."""
-    return base_url or os.environ.get(GEMINI_BASE_URL_ENV) or DEFAULT_GEMINI_BASE_URL
+    """The URL the SDK will call: the explicit one, else GOOGLE_GEMINI_BASE_URL (which the SDK reads itself), else
+    Google's endpoint."""
+    return base_url or ModelGuardSettings.from_env().gemini_base_url or DEFAULT_GEMINI_BASE_URL
 
 
 def is_loopback_http_url(url: str) -> bool:

@@ -11,7 +11,9 @@ from agentrun.runs.v1 import run_pb2, runs_service_pb2, runs_service_pb2_grpc
 from google.protobuf.message import DecodeError
 
 from agentrun_core.domain import RunStatus
+from agentrun_core.echo import cut
 from agentrun_core.proto_convert import ConversionError, run_status_from_pb
+from execution_service.errors import RunIdUncheckable
 from execution_service.publish.outbox import Outbox
 from execution_service.publish.records import decode_request
 
@@ -33,13 +35,22 @@ class KnownRuns:
         self._timeout_s = timeout_s
 
     async def exists(self, run_id: str) -> bool:
-        """True when this instance's outbox or RunsService holds the run. When RunsService cannot answer, the
-        answer is False (logged): a run is never refused because the store is down."""
+        """True when this instance's outbox or RunsService holds the run. Raises RunIdUncheckable when RunsService
+        cannot answer: starting the run then could execute it a second time (only runs whose client chose their id
+        are checked; the others never wait for RunsService)."""
         if await self._outbox.get(run_id) is not None:
             return True
-        return (
-            await self._stored(run_id, "cannot tell whether the run id was used before; starting the run") is not None
-        )
+        try:
+            reply = await self._get_run(run_id)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return False
+            log.warning(
+                "cannot tell whether the run id was used before; the run is refused",
+                extra={"run_id": run_id, "code": exc.code().name, "error": exc.details()},
+            )
+            raise RunIdUncheckable(run_id, f"{exc.code().name}: {cut(exc.details() or '', 200)}") from None
+        return reply is not None
 
     async def finished(self, run_id: str) -> tuple[str, RunStatus] | None:
         """(user, status) of a run that has ended, from this instance's outbox or RunsService; None when the run is
@@ -57,16 +68,19 @@ class KnownRuns:
         """The run (BASIC view) as RunsService stores it; None when it is unknown there, or when RunsService cannot
         answer (logged with `unanswered`, what that means for the caller)."""
         try:
-            reply = await self._stub.GetRun(
-                runs_service_pb2.GetRunRequest(run_id=run_id),
-                metadata=tuple(self._call_metadata()),
-                timeout=self._timeout_s,
-            )
+            reply = await self._get_run(run_id)
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.NOT_FOUND:
                 log.warning(unanswered, extra={"run_id": run_id, "code": exc.code().name, "error": exc.details()})
             return None
         return reply.run
+
+    async def _get_run(self, run_id: str) -> runs_service_pb2.GetRunResponse:
+        return await self._stub.GetRun(
+            runs_service_pb2.GetRunRequest(run_id=run_id),
+            metadata=tuple(self._call_metadata()),
+            timeout=self._timeout_s,
+        )
 
 
 def _finished(run: run_pb2.Run) -> tuple[str, RunStatus] | None:

@@ -178,6 +178,11 @@ class Outbox:
         """Counts a failed attempt and schedules the next one, unless a newer record replaced `version`."""
         return await self._call(self._defer, run_id, version, next_at, error)
 
+    async def make_due(self, now: float) -> int:
+        """Brings every pending record scheduled after `now` forward to `now` (their attempt counts stay); how many.
+        Used when RunsService answers again after an outage."""
+        return await self._call(self._make_due, now)
+
     async def park(self, run_id: str, error: str, version: int | None = None) -> bool:
         """Moves a record RunsService rejected to the dead-letter state (kept, listed by `parked()`, never sent).
 
@@ -425,6 +430,19 @@ class Outbox:
                 ).rowcount
                 == 1
             ),
+        )
+
+    def _make_due(self, now: float) -> int:
+        return int(
+            self._write(
+                "NORMAL",
+                lambda c: (
+                    c.execute(
+                        "UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending' AND next_attempt_at > ?",
+                        (now, now),
+                    ).rowcount
+                ),
+            )
         )
 
     def _park(self, run_id: str, error: str, version: int | None) -> bool:

@@ -15,8 +15,9 @@ Delivery guarantees
   terminal one is sent; a terminal record put while RUNNING was in flight is sent after it (the ack of RUNNING is
   version-checked and leaves the terminal record in place).
 - Failures follow execution_service.publish.retry: transient codes back off (per record, exponential with jitter,
-  without holding up other records); permanent rejections are parked (dead-letter, never dropped), and so is a
-  record RecordRuns answers REJECTED.
+  without holding up other records); while RunsService is failing, one call at a time probes it, and once a record
+  is accepted again every pending record is due at once, so the backlog of an outage drains in full batches;
+  permanent rejections are parked (dead-letter, never dropped), and so is a record RecordRuns answers REJECTED.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
 from google.protobuf.message import DecodeError
 
 from agentrun_core.backoff import Backoff
+from agentrun_core.contract import RECORD_RUNS_MAX_RUNS
 from agentrun_core.domain import ExecutionStep, Run
 from agentrun_core.telemetry import current_traceparent, trace_context
 from execution_service.publish.outbox import Outbox, OutboxError, OutboxItem
@@ -116,8 +118,10 @@ class OutboxPublisher:
         """`journal`: the live-steps journal (by default the one beside the outbox file, journal_directory)."""
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
-        if batch_max_records < 1 or batch_max_bytes < 1:
-            raise ValueError("batch_max_records and batch_max_bytes must be at least 1")
+        if not 1 <= batch_max_records <= RECORD_RUNS_MAX_RUNS:
+            raise ValueError(f"batch_max_records must be from 1 to {RECORD_RUNS_MAX_RUNS} (RecordRuns' cap)")
+        if batch_max_bytes < 1:
+            raise ValueError("batch_max_bytes must be at least 1")
         if call_timeout_s <= 0:
             raise ValueError("call_timeout_s must be positive")
         self._outbox = outbox
@@ -314,7 +318,8 @@ class OutboxPublisher:
                 await self._wait_event(self._wake, delay)
 
     async def _dispatch_due(self) -> None:
-        free = self._max_in_flight - len(self._calls)
+        # While RunsService fails, one call at a time probes it (with what is due); the others wait for its answer.
+        free = (1 if self._failing else self._max_in_flight) - len(self._calls)
         if free <= 0:
             return
         per_call = self._batch_max_records if self._batches_allowed() else 1
@@ -473,7 +478,11 @@ class OutboxPublisher:
         self._counters.sent += 1
         if self._failing:
             self._failing = False
-            log.info("RunsService accepts records again", extra={"run_id": item.run_id})
+            # The backlog the outage left is due now, whatever each record's backoff said: it goes out in full
+            # batches rather than one record per call as each jittered schedule comes due.
+            due_now = await self._outbox.make_due(time.time())
+            log.info("RunsService accepts records again", extra={"run_id": item.run_id, "backlog": due_now})
+            self._wake.set()
         outcome = runs_service_pb2.RecordOutcome.Name(outcome_value)
         if outcome_value == runs_service_pb2.RECORD_OUTCOME_IGNORED and item.terminal:
             log.warning(

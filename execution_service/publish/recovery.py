@@ -7,7 +7,9 @@ transaction that stores the run's terminal record. The live-steps journal (publi
 run's steps, each written before any client saw it. Whatever is still in the live-run table at start-up was
 interrupted: its INTERRUPTED record is rebuilt from its RUNNING record and its journaled steps, with the totals a
 finished run has (token usage summed over its model calls, cost, tool calls, tools used, steps taken, context window),
-an INTERRUPTED error step after its last step, and tool calls still in flight marked CANCELLED.
+an INTERRUPTED error step after its last step, and tool calls still in flight marked CANCELLED. The run ends at the
+last moment it is known to have been alive, its last journaled step (its start when it journaled none), not at the
+recovery, which may come hours later.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from google.protobuf.message import DecodeError
 
@@ -43,16 +44,17 @@ INTERRUPTED_MESSAGE = "the execution service stopped while the run was in progre
 IN_FLIGHT_RESULT = "the execution service stopped while the call was in flight"
 
 
-def interrupted_run(running: Run, journaled: Sequence[ExecutionStep], now: datetime) -> Run:
+def interrupted_run(running: Run, journaled: Sequence[ExecutionStep]) -> Run:
     """The terminal INTERRUPTED run from its RUNNING record and its journaled steps (the steps of the RUNNING record
-    when nothing was journaled: an outbox written before the live-steps journal existed)."""
+    when nothing was journaled: an outbox written before the live-steps journal existed). It ends at its last step's
+    time (its start time without steps): the last moment it is known to have run."""
     steps = list(journaled or running.execution_steps)
+    end = max([running.start_time, *(step.time for step in steps)])
     error = RunError(ErrorReason.INTERRUPTED.value, INTERRUPTED_MESSAGE)
-    steps.append(ExecutionStep(run_id=running.id, sequence=len(steps) + 1, time=now, payload=error))
+    steps.append(ExecutionStep(run_id=running.id, sequence=len(steps) + 1, time=end, payload=error))
     calls = [step.payload for step in steps if isinstance(step.payload, ModelCall)]
     usage = sum((call.usage for call in calls), TokenUsage())
     tools_used = dict.fromkeys(step.payload.tool_name for step in steps if isinstance(step.payload, ToolCallStarted))
-    end = max(now, running.start_time)
     return dataclasses.replace(
         running,
         status=RunStatus.INTERRUPTED,
@@ -74,15 +76,12 @@ def interrupted_run(running: Run, journaled: Sequence[ExecutionStep], now: datet
     )
 
 
-async def recover_interrupted(outbox: Outbox, journal: StepJournal, now: datetime | None = None) -> list[str]:
+async def recover_interrupted(outbox: Outbox, journal: StepJournal) -> list[str]:
     """Puts an INTERRUPTED terminal record for every run left in the live-run table; returns their ids.
 
     Call before starting the publisher. A RUNNING record that cannot be read is logged at ERROR and left in place
     (never dropped); the other runs are still recovered. Journal files of runs that are not live are deleted.
     """
-    now = now or datetime.now(UTC)
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
     recovered: list[str] = []
     live = await outbox.live_runs()
     for run_id, snapshot in live:
@@ -94,7 +93,7 @@ async def recover_interrupted(outbox: Outbox, journal: StepJournal, now: datetim
                 extra={"run_id": run_id, "outbox": str(outbox.path)},
             )
             continue
-        run = interrupted_run(running, journal.read(run_id), now)
+        run = interrupted_run(running, journal.read(run_id))
         result = await outbox.put(run_id, encode_run(run), terminal=True, replace_terminal=False)
         journal.forget(run_id)
         if result is PutResult.IGNORED:

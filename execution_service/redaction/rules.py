@@ -105,22 +105,36 @@ DEFAULT_SECRET_VALUES = (
 
 @dataclass(frozen=True, slots=True)
 class PasswordFlag:
-    """A short command-line flag that takes a password, for the commands it means that in: `commands` is a regex
-    of the command word(s); `attached` allows `-pSECRET`, `spaced` allows `-p SECRET`."""
+    """A command-line flag that takes a password, for the commands it means that in: `commands` is a regex of the
+    command word(s); `flag` its name without the dash (several names separated by `|`: `storepass|keypass`);
+    `attached` allows `-pSECRET`, `spaced` allows `-p SECRET`."""
 
     commands: str
     flag: str
     attached: bool = True
     spaced: bool = False
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.flag.split("|"))
 
-# Short password flags of common tools. Only in these commands: `-p` is a port (ssh, docker run), `--parents`
-# (mkdir), "preserve" (cp)... elsewhere. `mysql -p NAME` (spaced) prompts for the password: NAME is the database.
+
+# Password flags of common tools. Only in these commands: `-p` is a port (ssh, docker run), `--parents` (mkdir),
+# "preserve" (cp)... elsewhere. `mysql -p NAME` (spaced) prompts for the password: NAME is the database. keytool's
+# `-storepass:env VAR` / `:file PATH` name where the password is, not the password, and are kept.
 DEFAULT_PASSWORD_FLAGS = (
     PasswordFlag(r"mysql(?:dump|admin|import|check|show|slap|pump|binlog)?|mariadb(?:-[a-z]+)?", "p"),
     PasswordFlag(r"sshpass", "p", spaced=True),
     PasswordFlag(r"redis-cli", "a", spaced=True),
     PasswordFlag(r"(?:docker|podman|nerdctl|helm\s+registry)\s+login", "p", spaced=True),
+    PasswordFlag(r"sqlcmd|bcp|osql", "P", spaced=True),
+    PasswordFlag(r"az\s+login", "p", spaced=True),
+    PasswordFlag(
+        r"keytool",
+        "storepass|keypass|srcstorepass|deststorepass|srckeypass|destkeypass|new",
+        attached=False,
+        spaced=True,
+    ),
 )
 
 

@@ -42,6 +42,7 @@ from agentrun_core.memory import release_free_memory
 from agentrun_core.telemetry import current_trace_carrier
 from execution_service.tools.mcp_config import HttpServer, McpServerConfig, StdioServer, resolve_command
 from execution_service.tools.stderr_log import StderrForwarder
+from execution_service.tools.stdio_lines import DEFAULT_MAX_LINE_BYTES, LINE_POLICY, LinePolicy
 from execution_service.tools.stdio_lines import install as install_linear_stdio_reads
 from execution_service.tools.stream_watch import EndWatchingReceiveStream
 
@@ -136,8 +137,10 @@ class McpConnection:
         *,
         backoff: Backoff | None = None,
         timeouts: ConnectionTimeouts | None = None,
+        max_message_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
         self._config = config
+        self._max_message_bytes = max_message_bytes
         self._backoff = backoff or RECONNECT_BACKOFF
         self._timeouts = timeouts or ConnectionTimeouts()
         self._state = ConnectionState.IDLE
@@ -293,16 +296,25 @@ class McpConnection:
         """The owner task: enters and exits the transport and the session, and holds them open in between."""
         stop = asyncio.Event()
         stream_ended = False
+        fault = ""  # why the transport gave the server up (e.g. an oversized message), when it did
+
+        def on_fault(reason: str) -> None:
+            nonlocal fault
+            fault = reason
 
         def on_stream_end() -> None:
             nonlocal stream_ended
             stream_ended = True
             stop.set()
+            if fault and live is not None:  # before the session fails the calls in flight, so they tell why
+                self._connection_lost(live, fault)
 
         live: _Live | None = None
         stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
         try:
             async with AsyncExitStack() as stack:
+                # The SDK's stdout reader task inherits this (this task's own context): this server's line cap.
+                LINE_POLICY.set(LinePolicy(self._max_message_bytes, self.name, on_fault))
                 read_stream, write_stream = await stack.enter_async_context(self._open_transport(stderr_tail))
                 watched = cast(Any, EndWatchingReceiveStream(read_stream, on_stream_end))
                 session = await stack.enter_async_context(
@@ -322,11 +334,13 @@ class McpConnection:
                     return  # closed while starting
                 await stop.wait()
                 if stream_ended:
-                    self._connection_lost(live, "the server closed the connection (process exited or stream broke)")
+                    reason = fault or "the server closed the connection (process exited or stream broke)"
+                    self._connection_lost(live, reason)
                 logger.info("closing connection to MCP server %r (generation %d)", self.name, generation)
         except Exception as exc:
             if live is None:
-                reason = f"could not connect{self._where()}: {_describe(exc)}{_last_words(stderr_tail)}"
+                cause = fault or _describe(exc)
+                reason = f"could not connect{self._where()}: {cause}{_last_words(stderr_tail)}"
                 # The traceback once per outage: reconnect attempts during a long outage log one line each.
                 logger.warning("MCP server %r %s", self.name, reason, exc_info=exc if self._failures == 0 else None)
                 self._start_failed(generation, started, reason)

@@ -34,6 +34,7 @@ from execution_service.tools.connection import (
 from execution_service.tools.mcp_config import McpServerConfig, load_mcp_config
 from execution_service.tools.naming import exposed_names
 from execution_service.tools.results import outcome_from_result
+from execution_service.tools.stdio_lines import DEFAULT_MAX_LINE_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +50,11 @@ class McpToolPool:
         *,
         backoff: Backoff | None = None,
         timeouts: ConnectionTimeouts | None = None,
+        max_message_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
         self._connections = {
-            name: McpConnection(config, backoff=backoff, timeouts=timeouts) for name, config in servers.items()
+            name: McpConnection(config, backoff=backoff, timeouts=timeouts, max_message_bytes=max_message_bytes)
+            for name, config in servers.items()
         }
         self._validator = ArgumentValidator()
 
@@ -63,9 +66,11 @@ class McpToolPool:
         environ: Mapping[str, str] | None = None,
         backoff: Backoff | None = None,
         timeouts: ConnectionTimeouts | None = None,
+        max_message_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> McpToolPool:
         """Builds a pool from an mcp.json file. Raises McpConfigError."""
-        return cls(load_mcp_config(path, environ), backoff=backoff, timeouts=timeouts)
+        servers = load_mcp_config(path, environ)
+        return cls(servers, backoff=backoff, timeouts=timeouts, max_message_bytes=max_message_bytes)
 
     @property
     def server_names(self) -> list[str]:

@@ -10,6 +10,7 @@ from google.protobuf import timestamp_pb2
 
 from agentrun_core.domain import Cost
 from agentrun_core.proto_convert import (
+    ConversionError,
     cost_to_pb,
     duration_to_pb,
     run_status_to_pb,
@@ -107,9 +108,9 @@ def export_messages(batch: ExportBatch, max_bytes: int) -> Iterator[runs_service
 
 def _checked_time(value: timestamp_pb2.Timestamp, field: str) -> datetime:
     try:
-        return timestamp_from_pb(value)
-    except (OverflowError, ValueError):
-        raise InvalidArgument(field, f"is out of range ({value.seconds} s, {value.nanos} ns since 1970)") from None
+        return timestamp_from_pb(value, field)
+    except ConversionError as exc:
+        raise InvalidArgument(field, exc.problem) from None
 
 
 def time_range_from_pb(

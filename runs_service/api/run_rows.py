@@ -18,7 +18,14 @@ from agentrun.runs.v1 import run_pb2
 
 from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
-from agentrun_core.proto_convert import COST_DECIMAL_PLACES, ConversionError, run_from_pb, share_problem
+from agentrun_core.proto_convert import (
+    COST_DECIMAL_PLACES,
+    ConversionError,
+    duration_problem,
+    run_from_pb,
+    share_problem,
+    timestamp_problem,
+)
 from runs_service import validation_composition as composition
 from runs_service.errors import InvalidArgument
 from runs_service.storage.rows import RunRows, canonical_record
@@ -50,20 +57,20 @@ def _invalid(field: str, problem: str) -> InvalidArgument:
     return InvalidArgument(field, problem)
 
 
-def _time(value: Any) -> datetime:
-    # Same arithmetic as agentrun_core.proto_convert.timestamp_from_pb (microseconds, nanos floored).
+def _time(value: Any, field: str) -> datetime:
+    # The checks and arithmetic of agentrun_core.proto_convert.timestamp_from_pb (microseconds, nanos floored).
+    problem = timestamp_problem(value)
+    if problem is not None:
+        raise _invalid(field, problem)
     return _EPOCH + timedelta(microseconds=value.seconds * 1_000_000 + value.nanos // 1000)
 
 
-_MICROS_PER_DAY = 86_400_000_000
-_TIMEDELTA_DAYS = 999_999_999  # datetime.timedelta's range, which the domain path's conversion is bound by
-
-
-def _micros(value: Any) -> int:
-    micros = int(value.seconds * 1_000_000 + value.nanos // 1000)
-    if not -_TIMEDELTA_DAYS <= micros // _MICROS_PER_DAY <= _TIMEDELTA_DAYS:
-        raise OverflowError("duration out of range")
-    return micros
+def _micros(value: Any, field: str) -> int:
+    # The checks of agentrun_core.proto_convert.duration_from_pb (which keep it within datetime.timedelta's range).
+    problem = duration_problem(value)
+    if problem is not None:
+        raise _invalid(field, problem)
+    return int(value.seconds * 1_000_000 + value.nanos // 1000)
 
 
 def _usage(value: run_pb2.TokenUsage, field: str) -> dict[str, int]:
@@ -134,9 +141,9 @@ def _attempt(msg: run_pb2.ModelAttempt, field: str) -> dict[str, Any]:
         value = getattr(msg, name)
         if value.seconds < 0 or value.nanos < 0:
             raise _invalid(f"{field}.{name}", "must not be negative")
-    start_time = _time(msg.start_time)
-    duration_us = _micros(msg.duration)
-    wait = _micros(msg.wait_before_next) if msg.HasField("wait_before_next") else None
+    start_time = _time(msg.start_time, f"{field}.start_time")
+    duration_us = _micros(msg.duration, f"{field}.duration")
+    wait = _micros(msg.wait_before_next, f"{field}.wait_before_next") if msg.HasField("wait_before_next") else None
     return {
         "attempt": msg.attempt,
         "code": msg.code,
@@ -161,7 +168,11 @@ def _model_call(mc: run_pb2.ModelCall, field: str) -> dict[str, Any]:
         "model": mc.model,
         "usage": _usage(mc.usage, f"{field}.usage"),
         "finish_reason": mc.finish_reason,
-        "time_to_first_token_us": _micros(mc.time_to_first_token) if mc.HasField("time_to_first_token") else None,
+        "time_to_first_token_us": (
+            _micros(mc.time_to_first_token, f"{field}.time_to_first_token")
+            if mc.HasField("time_to_first_token")
+            else None
+        ),
         "text": mc.text,
         "function_call_count": mc.function_call_count,
     }
@@ -200,7 +211,9 @@ def _step_row(msg: run_pb2.ExecutionStep, run_id: str, index: int) -> dict[str, 
         tr = msg.tool_result
         if not tr.call_id:
             raise _invalid(f"{field}.tool_result.call_id", "must not be empty")
-        result_duration = _micros(tr.duration)  # before the status, as the domain conversion meets them
+        result_duration = _micros(
+            tr.duration, f"{field}.tool_result.duration"
+        )  # before the status, as the domain conversion meets them
         status = _TOOL_STATUS.get(tr.status)
         if status is None:
             raise _invalid(f"{field}.tool_result.status", "must be a ToolCallStatus other than UNSPECIFIED")
@@ -233,8 +246,8 @@ def _step_row(msg: run_pb2.ExecutionStep, run_id: str, index: int) -> dict[str, 
     return {
         "run_id": run_id,
         "sequence": msg.sequence,
-        "time": _time(msg.time),
-        "duration_us": _micros(duration),
+        "time": _time(msg.time, f"{field}.time"),
+        "duration_us": _micros(duration, f"{field}.duration"),
         "kind": kind,
         "payload": payload,
     }
@@ -249,7 +262,7 @@ def _tool_call_row(msg: run_pb2.ToolCall, run_id: str, position: int) -> dict[st
     if not msg.HasField("start_time"):
         raise _invalid(f"{field}.start_time", "must be set")
     # In the order the domain conversion meets them (agentrun_core.proto_convert.tool_call_from_pb).
-    duration_us = _micros(msg.duration)
+    duration_us = _micros(msg.duration, f"{field}.duration")
     status = _TOOL_STATUS.get(msg.status)
     if status is None:
         raise _invalid(f"{field}.status", "must be a ToolCallStatus other than UNSPECIFIED")
@@ -262,7 +275,7 @@ def _tool_call_row(msg: run_pb2.ToolCall, run_id: str, position: int) -> dict[st
         "result": msg.result,
         "duration_us": duration_us,
         "status": status,
-        "start_time": _time(msg.start_time),
+        "start_time": _time(msg.start_time, f"{field}.start_time"),
         "is_error": msg.is_error,
         "position": position,
     }
@@ -280,13 +293,13 @@ def _run_row(msg: run_pb2.Run) -> dict[str, Any]:
     if problem is not None:
         raise _invalid("run.max_context_window_used", problem)
     # In the order the domain conversion meets them (agentrun_core.proto_convert.run_from_pb): the status, the
-    # times (out of range: OverflowError), the token usage, the cost.
+    # times (out of their protobuf range: InvalidArgument naming the field), the token usage, the cost.
     status = _RUN_STATUS.get(msg.status)
     if status is None:
         raise _invalid("run.status", "must be set to a RunStatus other than RUN_STATUS_UNSPECIFIED")
-    start_time = _time(msg.start_time)
-    end_time = _time(msg.end_time) if msg.HasField("end_time") else None
-    duration_us = _micros(msg.duration) if has_duration else None
+    start_time = _time(msg.start_time, "run.start_time")
+    end_time = _time(msg.end_time, "run.end_time") if msg.HasField("end_time") else None
+    duration_us = _micros(msg.duration, "run.duration") if has_duration else None
     usage = _usage(msg.token_usage, "run.token_usage")
     has_error = msg.HasField("error")
     has_cost = msg.HasField("cost")
@@ -348,7 +361,8 @@ def rows_from_pb(msg: run_pb2.Run) -> RunRows:
         calls = [_tool_call_row(call, run_id, position) for position, call in enumerate(msg.tool_calls)]
         run_row["totals_with_descendants"] = _totals_with_descendants(msg)
     except OverflowError:
-        # A Timestamp/Duration beyond what datetime holds (years 1-9999): bad input, not a server fault.
+        # Arithmetic on values in range that still overflows (none known: the Timestamp and Duration checks keep
+        # every value within datetime's range): bad input, not a server fault.
         raise InvalidArgument("run", "holds a timestamp or duration out of range (years 1-9999)") from None
     problem = run_id_problem(run_id)
     if problem is not None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
 
+from agentrun_core.contract import RECORD_RUNS_MAX_RUNS
 from agentrun_core.identity import current_identity
 from agentrun_core.ids import run_id_problem
 from agentrun_core.proto_convert import run_to_pb, step_to_pb
@@ -32,8 +33,8 @@ from runs_service.storage.rows import RunRows
 
 log = logging.getLogger(__name__)
 
-# RecordRuns: the most runs one call may carry (the outbox sends at most 100).
-MAX_RECORD_BATCH = 1000
+# RecordRuns: the most runs one call may carry (the outbox sends at most 100 by default).
+MAX_RECORD_BATCH = RECORD_RUNS_MAX_RUNS
 
 
 def _caller_scope() -> Scope:

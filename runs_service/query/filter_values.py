@@ -15,6 +15,7 @@ from decimal import Decimal, localcontext
 
 from agentrun_core.domain import RunStatus
 from agentrun_core.echo import cut
+from agentrun_core.labels import label_value_problem
 from runs_service.errors import InvalidFilter
 from runs_service.query.filter_ast import Op, Prefix, Suffix, Value
 from runs_service.query.filter_fields import FieldKind, FieldSpec
@@ -67,6 +68,10 @@ def convert_value(spec: FieldSpec, op: Op, literal: Literal) -> Value:
 
 
 def _string(spec: FieldSpec, op: Op, literal: Literal) -> str | Prefix:
+    if spec.kind is FieldKind.LABEL:
+        problem = label_value_problem(spec.label_key, literal.text[:-1] if literal.wildcard else literal.text)
+        if problem is not None:
+            raise InvalidFilter(f"{problem}: no run can have it", literal.position)
     if not literal.wildcard:
         return literal.text
     if op is not Op.EQ:

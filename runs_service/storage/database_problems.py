@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,10 +49,13 @@ def driver_error(error: BaseException) -> BaseException:
 
 
 def is_database_error(error: BaseException) -> bool:
-    """Whether `error` is a failure to reach or use the database (as opposed to a bug)."""
+    """Whether `error` is a failure to reach or use the database (as opposed to a bug): the server or file cannot be
+    reached or opened, or the SQLite file is not a (sound) database."""
     inner = driver_error(error)
-    return isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError) or isinstance(
-        inner, psycopg.OperationalError | ConnectionError | TimeoutError
+    return (
+        isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError)
+        or isinstance(inner, psycopg.OperationalError | ConnectionError | TimeoutError)
+        or type(inner) is sqlite3.DatabaseError  # "file is not a database", "database disk image is malformed"
     )
 
 
@@ -68,19 +72,31 @@ def _where(url: str) -> str:
     return f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
 
 
-def createdb_command(url: str) -> str:
-    """The `createdb` command that creates the database `url` names, as it can be typed."""
+def createdb_command(url: str, *, by_administrator: bool = False) -> str:
+    """The `createdb` command that creates the database `url` names, as it can be typed: run as the URL's user, or
+    (`by_administrator`, when that user may not create databases) as `postgres`, owned by the URL's user (`-O`)."""
     parsed = make_url(url)
-    host = parsed.query.get("host") or parsed.host
-    argv = ["createdb"]
-    if host:
-        argv += ["-h", host if isinstance(host, str) else host[0]]
-    if parsed.port:
-        argv += ["-p", str(parsed.port)]
-    if parsed.username:
+    argv = ["createdb", *_server_options(url)]
+    if by_administrator:
+        argv += ["-U", "postgres"]
+        if parsed.username:
+            argv += ["-O", parsed.username]
+    elif parsed.username:
         argv += ["-U", parsed.username]
     argv.append(parsed.database or "agentrun")
     return shlex.join(argv)
+
+
+def _server_options(url: str) -> list[str]:
+    """`-h HOST -p PORT` of the server `url` names (as set in it)."""
+    parsed = make_url(url)
+    host = parsed.query.get("host") or parsed.host
+    options = []
+    if host:
+        options += ["-h", host if isinstance(host, str) else host[0]]
+    if parsed.port:
+        options += ["-p", str(parsed.port)]
+    return options
 
 
 _MISSING_DATABASE = re.compile(r'database "(?P<name>[^"]+)" does not exist')
@@ -122,6 +138,11 @@ def diagnose(url: str, error: BaseException) -> Diagnosis:
             )
         if "file is not a database" in lowered:
             return Diagnosis(f"{path} is not a SQLite database", "point DATABASE_URL or --data-dir at a runs database")
+        if "malformed" in lowered:
+            return Diagnosis(
+                f"the SQLite database {path} is damaged ({first_line(inner)})",
+                "restore it from a backup, or point DATABASE_URL or --data-dir at another runs database",
+            )
         return Diagnosis(first_line(inner), "check the SQLite file in DATABASE_URL / --data-dir")
     if match := _MISSING_DATABASE.search(text):
         return Diagnosis(
@@ -142,13 +163,20 @@ def diagnose(url: str, error: BaseException) -> Diagnosis:
     if match := _NO_ROLE.search(text):
         return Diagnosis(
             f'the server at {_where(url)} has no user "{match["user"]}"',
-            f"create it (`createuser -h HOST -U postgres --createdb {match['user']}`) or name an existing user in "
-            "DATABASE_URL / --database-url",
+            f"create it (`{shlex.join(['createuser', *_server_options(url), '-U', 'postgres', match['user']])}`, "
+            "adding --createdb if it should create its database itself) or name an existing user in DATABASE_URL / "
+            "--database-url",
         )
     if any(marker in lowered for marker in _NOT_POSTGRES):
         return Diagnosis(
             f"the server at {_where(url)} does not answer as PostgreSQL ({first_line(inner)})",
             "check the host and port in DATABASE_URL / --database-url",
+        )
+    if "timeout expired" in lowered:
+        return Diagnosis(
+            f"nothing answered as PostgreSQL at {_where(url)} within the connect timeout (a PostgreSQL that does not "
+            "respond, or another kind of server on that port)",
+            "check the host and port in DATABASE_URL / --database-url and that PostgreSQL is up there",
         )
     if any(marker in lowered for marker in _UNREACHABLE):
         return Diagnosis(

@@ -1,12 +1,13 @@
 """Deleting runs in small batches (DeleteRuns and the retention purge): short transactions that never hold up ingest
 or queries for long.
 
-Each batch is one statement in its own transaction: `DELETE FROM runs WHERE id IN (the next batch_size matching runs in
-(start_time, id) order after the previous batch) RETURNING start_time, id`; the foreign keys' ON DELETE CASCADE takes
-their steps and tool calls with them. The walk is a keyset walk, so a long delete never rescans what it already
-passed, and the statement does all the work in the database (the service's event loop only sends it). RUNNING runs
-are never deleted: their terminal record would store them again. A batch that deadlocks with a writer (PostgreSQL
-picks one of the two) is tried again.
+Each batch is its own short transaction: select the next batch_size matching runs in (start_time, id) order after
+the previous batch, then `DELETE FROM runs WHERE id IN (those) AND status <> 'RUNNING'`; the foreign keys' ON DELETE
+CASCADE takes their steps and tool calls with them. The walk is a keyset walk from the last run *selected*, so a long
+delete never rescans what it already passed, and it ends only when a selection comes back short of a batch: runs a
+concurrent delete took from under a batch (the delete skips them, so the counts stay exact) never end it early.
+RUNNING runs are never deleted: their terminal record would store them again. A batch that deadlocks with a writer
+(PostgreSQL picks one of the two) is tried again.
 Between batches the caller's `pause` runs (the purge sleeps there; DeleteRuns only yields). On SQLite each batch
 holds the database's single write lock (and this engine's writer lock), so ingest waits at most one batch.
 """
@@ -28,7 +29,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agentrun_core.domain import RunStatus
 from runs_service.storage.engine import SQLITE_WRITE_OPTIONS
 from runs_service.storage.errors import storage_errors
-from runs_service.storage.rows import to_utc
 from runs_service.storage.run_writer import sqlite_write_lock
 from runs_service.storage.tables import runs
 
@@ -108,36 +108,43 @@ class RunDeleter:
     async def _delete_batch(
         self, where: list[ColumnElement[bool]], position: Position | None, batch_size: int
     ) -> tuple[int, Position | None]:
-        """Deletes the next batch; returns (runs deleted, the position to go on from, None when it was the last)."""
-        doomed = (
-            select(runs.c.id)
+        """Deletes the next batch; returns (runs deleted, the position to go on from, None when it was the last).
+
+        The walk goes on from the last run the batch *selected*, and ends only when a selection comes back short:
+        a concurrent DeleteRuns (or purge) may delete some of the selected runs first, so this call deletes fewer
+        than it selected without having reached the end."""
+        chosen = (
+            select(runs.c.start_time, runs.c.id)
             .where(*where, *after(position))
             .order_by(runs.c.start_time, runs.c.id)
             .limit(batch_size)
-            .scalar_subquery()
         )
-        stmt = delete(runs).where(runs.c.id.in_(doomed), _NOT_RUNNING).returning(runs.c.start_time, runs.c.id)
         for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
             try:
-                rows = await self._execute(stmt)
+                selected, deleted = await self._execute(chosen)
                 break
             except sa_exc.DBAPIError as exc:
                 if not isinstance(exc.orig, _RETRYABLE) or attempt == DEADLOCK_ATTEMPTS:
                     raise
                 logger.info("a delete batch met a concurrent writer (%s); trying it again", exc.orig)
-        if not rows:
-            return 0, None
-        last = max(rows, key=lambda row: (to_utc(row[0]), row[1]))
-        more = len(rows) == batch_size
-        return len(rows), Position(last[0], last[1]) if more else None
+        if len(selected) < batch_size:
+            return deleted, None
+        last_start, last_id = selected[-1]
+        return deleted, Position(last_start, last_id)
 
-    async def _execute(self, stmt: Any) -> list[Any]:
+    async def _execute(self, chosen: Any) -> tuple[list[Any], int]:
+        """In one transaction: the runs `chosen` selects (start_time, id), then the delete of those still there and
+        not RUNNING; (the selected rows, how many this transaction deleted)."""
         lock = sqlite_write_lock(self._engine) if self._is_sqlite else None
         if lock is not None:
             await lock.acquire()
         try:
             async with self._write_engine.begin() as conn:
-                return list((await conn.execute(stmt)).all())
+                selected = list((await conn.execute(chosen)).all())
+                if not selected:
+                    return selected, 0
+                doomed = delete(runs).where(runs.c.id.in_([row[1] for row in selected]), _NOT_RUNNING)
+                return selected, (await conn.execute(doomed)).rowcount
         finally:
             if lock is not None:
                 lock.release()

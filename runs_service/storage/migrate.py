@@ -110,7 +110,9 @@ def ensure_database(url: str) -> bool:
                         url,
                         Diagnosis(
                             f"{user} may not create databases ({str(exc.orig).strip().splitlines()[0]})",
-                            f"ask an administrator to run `{createdb_command(url)}`, or use a user with CREATEDB",
+                            f"ask an administrator to run `{createdb_command(url, by_administrator=True)}` (as "
+                            f"postgres or another user with CREATEDB; -O makes {user} its owner), or connect as a user "
+                            "with CREATEDB",
                         ),
                     ) from exc
                 logger.warning("database created", extra={"database_url": redact(url)})

@@ -81,24 +81,24 @@ def _sort_value(ordering: Ordering, raw: Any) -> Any:
     match ordering.field:
         case OrderField.START_TIME:
             if not isinstance(raw, int) or isinstance(raw, bool):
-                raise InvalidPageToken("is malformed: start again without a page_token")
+                raise InvalidPageToken("is malformed; start again without it")
             return _EPOCH + timedelta(microseconds=raw)
         case OrderField.DURATION | OrderField.TOTAL_TOKENS:
             if not isinstance(raw, int) or isinstance(raw, bool):
-                raise InvalidPageToken("is malformed: start again without a page_token")
+                raise InvalidPageToken("is malformed; start again without it")
             return raw
         case OrderField.COST:
             try:
                 return Decimal(str(raw))
             except InvalidOperation:
-                raise InvalidPageToken("is malformed: start again without a page_token") from None
+                raise InvalidPageToken("is malformed; start again without it") from None
 
 
 def after_position(ordering: Ordering, position: dict[str, Any]) -> ColumnElement[bool]:
     """Rows strictly after `position` in `ordering` (row-value comparison plus an index-friendly bound)."""
     last_id = position.get("id")
     if not isinstance(last_id, str):
-        raise InvalidPageToken("is malformed: start again without a page_token")
+        raise InvalidPageToken("is malformed; start again without it")
     key = sort_key(ordering.field)
     value = literal(_sort_value(ordering, position.get("v")), type_=key.type)
     id_value = literal(last_id, type_=runs.c.id.type)

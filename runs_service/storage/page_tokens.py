@@ -20,7 +20,13 @@ import orjson
 from runs_service.errors import InvalidPageToken
 
 _MAC_BYTES = 16
+MIN_SECRET_BYTES = 16
 _MAX_TOKEN_CHARS = 2048
+# Where a valid token of each field comes from, for the messages ("pass it unchanged, as ...").
+_SOURCES = {
+    "page_token": "the next_page_token of a previous response gave it",
+    "resume_cursor": "an ExportRuns message gave it",
+}
 
 
 def request_digest(parts: Sequence[str | None]) -> str:
@@ -30,8 +36,8 @@ def request_digest(parts: Sequence[str | None]) -> str:
 
 class PageTokenCodec:
     def __init__(self, secret: bytes) -> None:
-        if len(secret) < 16:
-            raise ValueError("page token secret must be at least 16 bytes")
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ValueError(f"page token secret must be at least {MIN_SECRET_BYTES} bytes")
         self._secret = secret
 
     def _mac(self, body: bytes) -> bytes:
@@ -41,30 +47,38 @@ class PageTokenCodec:
         body = orjson.dumps({"r": request_digest(bound_to), "p": position})
         return base64.urlsafe_b64encode(body + self._mac(body)).rstrip(b"=").decode("ascii")
 
-    def decode(self, token: str, bound_to: Sequence[str | None], request_description: str) -> dict[str, Any]:
-        """The position stored in `token`; InvalidPageToken when it is malformed, forged or from another request.
+    def decode(
+        self, token: str, bound_to: Sequence[str | None], request_description: str, *, field: str = "page_token"
+    ) -> dict[str, Any]:
+        """The position stored in `token`; InvalidPageToken (naming `field`) when it is malformed, forged or from
+        another request.
 
-        `request_description` says what the token must match, e.g. "filter, order_by and caller".
+        `request_description` says what the token must match, e.g. "filter, order_by and caller". The messages
+        follow the field's name (`page_token: ... start again without it`), never repeat it.
         """
+        source = _SOURCES.get(field, "a previous response gave it")
         if len(token) > _MAX_TOKEN_CHARS:
-            raise InvalidPageToken("is not a page token issued by this service (too long)")
+            raise InvalidPageToken(
+                f"is too long to be one this service issued; pass it unchanged, as {source}", field=field
+            )
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError):
-            raise InvalidPageToken("is malformed: pass the next_page_token of a previous response unchanged") from None
+            raise InvalidPageToken(f"is malformed; pass it unchanged, as {source}", field=field) from None
         body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
         if len(raw) <= _MAC_BYTES or not hmac.compare_digest(mac, self._mac(body)):
-            raise InvalidPageToken("was not issued by this service or was altered; start again without a page_token")
+            raise InvalidPageToken("was not issued by this service or was altered; start again without it", field=field)
         try:
             decoded = orjson.loads(body)
             digest, position = decoded["r"], decoded["p"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            raise InvalidPageToken("is malformed: start again without a page_token") from None
+            raise InvalidPageToken("is malformed; start again without it", field=field) from None
         if not hmac.compare_digest(str(digest), request_digest(bound_to)):
             raise InvalidPageToken(
-                f"belongs to a request with a different {request_description}; a page token is only valid with "
-                "the request it came from: start again without a page_token"
+                f"belongs to a request with a different {request_description}; it is only valid with the request it "
+                "came from: start again without it",
+                field=field,
             )
         if not isinstance(position, dict):
-            raise InvalidPageToken("is malformed: start again without a page_token")
+            raise InvalidPageToken("is malformed; start again without it", field=field)
         return position

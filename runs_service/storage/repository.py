@@ -171,7 +171,7 @@ class RunRepository:
             position = self._tokens.decode(page_token, bound_to, _STEPS_TOKEN_MATCHES)
             after = position.get("seq", -1)
             if not isinstance(after, int) or isinstance(after, bool) or after < 0:
-                raise InvalidPageToken("is malformed: start again without a page_token")
+                raise InvalidPageToken("is malformed; start again without it")
         async with storage_errors("list run steps", run_id=run_id), self._read_connection(consistent=False) as conn:
             if not await self._is_visible(conn, run_id, scope):
                 raise RunNotFound(run_id)
@@ -261,17 +261,14 @@ class RunRepository:
         return cursor_after
 
     def _export_position(self, cursor: str, bound_to: tuple[str | None, ...]) -> Position:
-        try:
-            position = self._tokens.decode(cursor, bound_to, "filter or caller")
-        except InvalidPageToken as exc:
-            raise InvalidPageToken(exc.message.replace("page_token", "resume_cursor"), field="resume_cursor") from None
+        position = self._tokens.decode(cursor, bound_to, "filter or caller", field="resume_cursor")
         micros, run_id = position.get("t"), position.get("id")
         if not isinstance(micros, int) or isinstance(micros, bool) or not isinstance(run_id, str):
-            raise InvalidPageToken("is malformed: start again without a resume_cursor", field="resume_cursor")
+            raise InvalidPageToken("is malformed; start the export again without it", field="resume_cursor")
         try:
             return Position(_EPOCH + micros * _MICROSECOND, run_id)
         except OverflowError:
-            raise InvalidPageToken("is malformed: start again without a resume_cursor", field="resume_cursor") from None
+            raise InvalidPageToken("is malformed; start the export again without it", field="resume_cursor") from None
 
     async def list_sessions(self, query: ListSessionsQuery, scope: Scope) -> SessionPage:
         """A page of sessions visible to `scope` with a run matching `query.filter`, in `query.order_by` order."""

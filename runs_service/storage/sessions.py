@@ -79,9 +79,9 @@ def after_position(ordering: SessionOrdering, position: Mapping[str, Any]) -> Co
     """Sessions strictly after `position` in `ordering`."""
     micros, session_id, user = position.get("v"), position.get("s"), position.get("u")
     if not isinstance(micros, int) or isinstance(micros, bool) or not isinstance(session_id, str):
-        raise InvalidPageToken("is malformed: start again without a page_token")
+        raise InvalidPageToken("is malformed; start again without it")
     if not isinstance(user, str):
-        raise InvalidPageToken("is malformed: start again without a page_token")
+        raise InvalidPageToken("is malformed; start again without it")
     column = _sort_column(ordering)
     value = literal(_EPOCH + timedelta(microseconds=micros), type_=column.type)
     bound = tuple_(value, literal(session_id, sessions.c.session_id.type), literal(user, sessions.c.user_name.type))

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from agentrun_cli.services.components import execution_settings, runs_settings
-from agentrun_cli.settings import CliSettings
+from agentrun_cli.settings import CliSettings, ExportSettings, ServeSettings
 from agentrun_core.auth.settings import AuthMode, AuthSettings
-from agentrun_core.settings import EnvSettings, SettingsError
+from agentrun_core.settings import EnvSettings, ProcessSettings, SettingsError
 from agentrun_core.telemetry_settings import TelemetrySettings
 from agentrun_core.tls import ServerTlsSettings
 from agentrun_web.settings import WebSettings
-from execution_service.config import ExecutionSettings, RunsServiceTlsSettings
+from execution_service.config import ExecutionSettings, ModelGuardSettings, RunsServiceTlsSettings
 from runs_service.config import RunsSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,19 +32,29 @@ SETTINGS: list[type[EnvSettings]] = [
     CliSettings,
     TelemetrySettings,
     WebSettings,
+    ProcessSettings,
+    ModelGuardSettings,
+    ExportSettings,
+    ServeSettings,
 ]
 # Documented variables read elsewhere than a settings class, or only by the OpenTelemetry SDK itself.
 NOT_SETTINGS = {
-    "AGENTRUN_EVENT_LOOP",  # agentrun_core.event_loop, when the loop starts
-    "GRPC_ENABLE_FORK_SUPPORT",
+    "GRPC_ENABLE_FORK_SUPPORT",  # gRPC's own; set (unless given) before gRPC loads, agentrun_core.grpc_process
     "AGENTRUN_HEALTH_ADDRESS",  # the Docker health check
     "OTEL_EXPORTER_OTLP_HEADERS",
     "OTEL_BSP_",
     "OTEL_METRIC_EXPORT_INTERVAL",
     "OTEL_TRACES_SAMPLER",
     "AGENTRUN_TEST_DATABASE_URL",
-    "AGENTRUN_FORBID_REAL_MODEL",
 }
+# The modules that may read the environment by hand: the settings library itself, gRPC's own variable, and the
+# `${VAR}` references of mcp.json (a configuration file's interpolation, not a setting).
+READS_ENVIRONMENT = {
+    "agentrun_core/settings.py",
+    "agentrun_core/grpc_process.py",
+    "execution_service/tools/mcp_config.py",
+}
+PACKAGES = ("agentrun_core", "agentrun_cli", "agentrun_web", "execution_service", "runs_service")
 
 
 def _variables(settings: type[EnvSettings]) -> set[str]:
@@ -71,6 +81,30 @@ def test_every_documented_variable_is_read_by_a_settings_class() -> None:
         if not any(name.startswith(other) for other in NOT_SETTINGS) and not name.endswith("_")
     }
     assert not missing, f"documented but read by no settings class: {sorted(missing)}"
+
+
+def test_no_module_reads_the_environment_by_hand() -> None:
+    pattern = re.compile(r"\bos\.environ\b|\bgetenv\(|\bos\.getenvb?\b|\bfrom os import .*\benviron\b")
+    offenders = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for package in PACKAGES
+        for path in sorted((REPO / package).rglob("*.py"))
+        if str(path.relative_to(REPO)) not in READS_ENVIRONMENT
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if pattern.search(line)
+    ]
+    assert not offenders, "read the environment through an EnvSettings class instead:\n" + "\n".join(offenders)
+
+
+def test_settings_once_read_by_hand_are_read_and_checked_by_their_class() -> None:
+    assert ProcessSettings.from_env({"AGENTRUN_EVENT_LOOP": " UVLOOP"}).event_loop == "uvloop"
+    assert ModelGuardSettings.from_env({"AGENTRUN_FORBID_REAL_MODEL": "1"}).forbid_real_model
+    assert not ModelGuardSettings.from_env({}).forbid_real_model
+    assert ExportSettings.from_env({"AGENTRUN_EXPORT_CHECKPOINT_S": "0"}).checkpoint_s == 0
+    assert ExportSettings.from_env({}).checkpoint_s == 1.0
+    assert ServeSettings.from_env({}).auth is None
+    assert ServeSettings.from_env({"AGENTRUN_AUTH": " Tokens "}).auth is AuthMode.TOKENS
+    assert ServeSettings.from_env({"AGENTRUN_AUTH": "off"}).auth is AuthMode.OFF
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -164,6 +198,11 @@ def test_an_empty_variable_counts_as_unset() -> None:
         (TelemetrySettings, {"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER names an unsupported exporter"),
         (TelemetrySettings, {"AGENTRUN_PROMETHEUS_PORT": "http"}, "AGENTRUN_PROMETHEUS_PORT must be an integer"),
         (TelemetrySettings, {"AGENTRUN_PROMETHEUS_PORT": "70000"}, "AGENTRUN_PROMETHEUS_PORT must be at most 65535"),
+        (ProcessSettings, {"AGENTRUN_EVENT_LOOP": "trio"}, "AGENTRUN_EVENT_LOOP must be 'auto', 'uvloop' or 'asyncio'"),
+        (ModelGuardSettings, {"AGENTRUN_FORBID_REAL_MODEL": "maybe"}, "AGENTRUN_FORBID_REAL_MODEL must be true or"),
+        (ExportSettings, {"AGENTRUN_EXPORT_CHECKPOINT_S": "-1"}, "AGENTRUN_EXPORT_CHECKPOINT_S must be at least 0"),
+        (ExportSettings, {"AGENTRUN_EXPORT_CHECKPOINT_S": "often"}, "AGENTRUN_EXPORT_CHECKPOINT_S must be a number"),
+        (ServeSettings, {"AGENTRUN_AUTH": "ldap"}, "AGENTRUN_AUTH must be 'tokens' or 'off', got 'ldap'"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(
@@ -228,6 +267,20 @@ def test_agentrun_serve_exits_2_with_one_line_on_a_bad_variable(tmp_path: Path) 
     done = _run("-m", "agentrun_cli", "serve", "runs", env={"AGENTRUN_MAX_RECORD_BYTES": "x"})
     assert done.returncode == 2, done.stderr
     assert done.stderr == "error: AGENTRUN_MAX_RECORD_BYTES must be an integer, got 'x'\n"
+
+
+def test_the_export_exits_2_with_one_line_on_a_bad_checkpoint_interval(tmp_path: Path) -> None:
+    env = {"AGENTRUN_EXPORT_CHECKPOINT_S": "-1", "AGENTRUN_RUNS_TARGET": "127.0.0.1:9"}
+    done = _run("-m", "agentrun_cli", "runs", "export", "--output", str(tmp_path / "out.jsonl"), env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == "error: AGENTRUN_EXPORT_CHECKPOINT_S must be at least 0.0, got '-1'\n"
+
+
+def test_services_exit_2_with_one_line_on_a_bad_event_loop(tmp_path: Path) -> None:
+    done = _run("-m", "runs_service", env={"AGENTRUN_DATA_DIR": str(tmp_path), "AGENTRUN_EVENT_LOOP": "trio"})
+    assert done.returncode == 2, done.stderr
+    assert "AGENTRUN_EVENT_LOOP must be 'auto', 'uvloop' or 'asyncio', got 'trio'" in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
 
 
 def test_a_bad_flag_value_is_a_usage_error() -> None:

@@ -237,6 +237,45 @@ def own_cluster() -> Iterator[PostgresServer]:
         server.stop()
 
 
+def test_a_user_that_may_not_create_databases_gets_the_command_an_administrator_runs(
+    tmp_path: Path, pg_server: PostgresServer
+) -> None:
+    import shlex
+    import shutil
+
+    import psycopg
+    from psycopg import sql
+
+    role, name = f"agentrun_nocreate_{uuid.uuid4().hex[:8]}", f"agentrun_missing_{uuid.uuid4().hex[:10]}"
+    admin = make_url(pg_server.admin_url)
+    libpq = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(PASSWORD)))
+    pg_server.created.add(name)
+    user_url = make_url(pg_server.url_for(name)).set(username=role).render_as_string(hide_password=False)
+    url = _psycopg(user_url, password=PASSWORD)
+    try:
+        done = _command(tmp_path, "migrate", "--database-url", url, "--create-database")
+        assert done.returncode == 4, done.stderr
+        line = _error_line(done)
+        assert f"{role} may not create databases (permission denied to create database)" in line, line
+        printed = line.split("ask an administrator to run `", 1)[1].split("`", 1)[0]
+        argv = shlex.split(printed)
+        # Run by an administrator, owned by the user: not as the user, who cannot.
+        assert argv[0] == "createdb" and argv[-1] == name and ["-O", role] == argv[-3:-1], printed
+        assert argv[argv.index("-U") + 1] == "postgres", printed
+        assert f"-O makes {role} its owner), or connect as a user with CREATEDB" in line, line
+        if admin.username == "postgres" and shutil.which("createdb") and not admin.query.get("host"):
+            env = {**os.environ, "PGPASSWORD": admin.password or ""}
+            subprocess.run(argv, check=True, env=env, timeout=30)  # the command as printed works
+            migrated = _command(tmp_path, "migrate", "--database-url", url)
+            assert migrated.returncode == 0, migrated.stderr
+    finally:
+        pg_server.drop_database(name)
+        with psycopg.connect(libpq, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
 def test_a_wrong_password_is_exit_4_without_echoing_it(tmp_path: Path, own_cluster: PostgresServer) -> None:
     url = _psycopg(own_cluster.admin_url, password="not-the-password")
     for command in ([], ["migrate"]):
@@ -321,3 +360,59 @@ async def test_rpcs_answer_unavailable_while_postgres_is_down_and_recover_when_i
         assert recorded.outcome == rs.RECORD_OUTCOME_CREATED
         listed = await stub.ListRuns(rs.ListRunsRequest(), timeout=10)
         assert {run.id for run in listed.runs} == {before.id, during.id}
+
+
+async def test_connections_the_database_drops_are_one_warning_line_each_never_a_traceback(
+    tmp_path: Path, pg_server: PostgresServer
+) -> None:
+    import psycopg
+
+    url = _psycopg(pg_server.create_database(prefix="agentrun_dropped"))
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "AGENTRUN_AUTH": "off",
+        "AGENTRUN_LOG_FORMAT": "text",
+        "AGENTRUN_DATA_DIR": str(tmp_path),
+        "AGENTRUN_RUNS_ADDRESS": f"127.0.0.1:{port}",
+        "DATABASE_URL": url,
+        "AGENTRUN_MIGRATE_ON_START": "true",
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "runs_service"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        await wait_serving(f"127.0.0.1:{port}", timeout_s=60)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = rs_grpc.RunsServiceStub(channel)
+
+            async def load() -> list[grpc.StatusCode]:
+                async def one() -> grpc.StatusCode:
+                    try:
+                        await stub.RecordRun(rs.RecordRunRequest(run=run_to_pb(make_run())))
+                        await stub.ListRuns(rs.ListRunsRequest(page_size=20))
+                    except grpc.aio.AioRpcError as exc:
+                        return exc.code()
+                    return grpc.StatusCode.OK
+
+                return list(await asyncio.gather(*(one() for _ in range(20))))
+
+            assert set(await load()) == {grpc.StatusCode.OK}  # the pool now holds several connections
+            name = make_url(url).database
+            admin = make_url(pg_server.admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            # Calls on dropped connections may fail (UNAVAILABLE, retryable); none is INTERNAL or UNKNOWN.
+            assert set(await load()) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+        pg_server.drop_database(url)
+    assert "Traceback" not in stderr, stderr
+    assert " ERROR " not in stderr, stderr
+    dropped = [line for line in stderr.splitlines() if "database pool:" in line]
+    assert dropped, stderr
+    for line in dropped:
+        assert " WARNING " in line and "the connection was discarded" in line, line
+        assert "terminating connection due to administrator command" in line or "Error" in line, line

@@ -50,7 +50,7 @@ def test_rules_parse_with_prefixes_and_values_holding_equals_signs() -> None:
         ("agent=7d", "expected agent:NAME=PERIOD"),
         ("user:bob=7d", "expected agent:NAME=PERIOD"),
         ("agent:=7d", "agent name is empty"),
-        ("agent:x=soon", "whose period must be a period such as 30d"),
+        ("agent:x=soon", "whose period must be a number and a unit (s, m, h, d, w) such as 30d"),
         ("label:env=7d", "expected KEY=VALUE"),
         ("label:bad key=x=7d", "label key"),
     ],

@@ -352,6 +352,42 @@ COMMAND_LINES_REDACTED = [
     ("curl -u admin:S3cretPass https://x", "curl -u admin:[REDACTED] https://x", "S3cretPass"),
     ("curl --user admin:S3cretPass https://x", "curl --user admin:[REDACTED] https://x", "S3cretPass"),
     ("$ mysql -pA1b2C3d4; ls -p /tmp", "$ mysql -p[REDACTED]; ls -p /tmp", "A1b2C3d4"),
+    ("sqlcmd -S db -U sa -P S3cretPass -Q 'select 1'", "sqlcmd -S db -U sa -P [REDACTED] -Q 'select 1'", "S3cretPass"),
+    ("bcp t out f.dat -S db -U sa -PS3cretPass", "bcp t out f.dat -S db -U sa -P[REDACTED]", "S3cretPass"),
+    ("az login -u me@corp.example -p S3cretPass", "az login -u me@corp.example -p [REDACTED]", "S3cretPass"),
+    (
+        "az login --service-principal -u app -p 'S3 cret' --tenant t",
+        "az login --service-principal -u app -p '[REDACTED]' --tenant t",
+        "S3 cret",
+    ),
+    ("az login -u me --password S3cretPass", "az login -u me --password [REDACTED]", "S3cretPass"),
+    (
+        "keytool -list -keystore ks.jks -storepass S3cretPass",
+        "keytool -list -keystore ks.jks -storepass [REDACTED]",
+        "S3cretPass",
+    ),
+    (
+        "keytool -genkeypair -alias a -keypass S3cretPass -v",
+        "keytool -genkeypair -alias a -keypass [REDACTED] -v",
+        "S3cretPass",
+    ),
+    (
+        "keytool -importkeystore -srcstorepass S3cretPass -deststorepass '[REDACTED]'",
+        "keytool -importkeystore -srcstorepass [REDACTED] -deststorepass '[REDACTED]'",
+        "S3cretPass",
+    ),
+    (
+        "keytool -storepasswd -new S3cretPass -keystore ks.jks",
+        "keytool -storepasswd -new [REDACTED] -keystore ks.jks",
+        "S3cretPass",
+    ),
+    (
+        "htpasswd -b /etc/nginx/.htpasswd alice S3cretPass",
+        "htpasswd -b /etc/nginx/.htpasswd alice [REDACTED]",
+        "S3cretPass",
+    ),
+    ("htpasswd -nb alice S3cretPass", "htpasswd -nb alice [REDACTED]", "S3cretPass"),
+    ("htpasswd -cbB -C 12 users alice 'S3 cret'", "htpasswd -cbB -C 12 users alice '[REDACTED]'", "S3 cret"),
 ]
 
 COMMAND_LINES_KEPT = [
@@ -372,6 +408,14 @@ COMMAND_LINES_KEPT = [
     "grep -p pattern file",
     "sshpass -e ssh host",
     "curl -u admin https://x",  # curl prompts for the password
+    "htpasswd -c /etc/nginx/.htpasswd alice",  # prompts for the password
+    "htpasswd -D users alice",
+    "sqlcmd -S db -E -Q 'select 1'",
+    "keytool -list -keystore ks.jks -storepass:env STOREPASS",  # names where the password is
+    "keytool -list -v -keystore ks.jks",
+    "az login --use-device-code",
+    "az webapp up -p 8080 --name app",
+    "psql -P pager=off -c 'select 1'",
 ]
 
 
@@ -415,12 +459,19 @@ def test_command_lines_inside_tool_arguments_and_results() -> None:
         (["docker", "login", "-u", "me", "-p", "S3cretPass"], ["docker", "login", "-u", "me", "-p", "[REDACTED]"]),
         (["curl", "-u", "admin:S3cretPass", "https://x"], ["curl", "-u", "admin:[REDACTED]", "https://x"]),
         (["mysql", "-pA1b2c3d4", ";", "ls", "-p", "x"], ["mysql", "-p[REDACTED]", ";", "ls", "-p", "x"]),
+        (["sqlcmd", "-S", "db", "-P", "S3cretPass"], ["sqlcmd", "-S", "db", "-P", "[REDACTED]"]),
+        (["az", "login", "-u", "me", "-p", "S3cretPass"], ["az", "login", "-u", "me", "-p", "[REDACTED]"]),
+        (["keytool", "-storepass", "S3cretPass", "-list"], ["keytool", "-storepass", "[REDACTED]", "-list"]),
+        (["htpasswd", "-b", "f", "alice", "S3cretPass"], ["htpasswd", "-b", "f", "alice", "[REDACTED]"]),
+        (["htpasswd", "-nbB", "alice", "S3cretPass"], ["htpasswd", "-nbB", "alice", "[REDACTED]"]),
         # Kept:
         (["/usr/bin/mysql", "-p", "mydb"], ["/usr/bin/mysql", "-p", "mydb"]),
         (["ssh", "-p", "2222", "host"], ["ssh", "-p", "2222", "host"]),
         (["docker", "run", "-p", "8080:80", "nginx"], ["docker", "run", "-p", "8080:80", "nginx"]),
         (["mysql", "-p$MYSQL_PWD"], ["mysql", "-p$MYSQL_PWD"]),
         (["echo", "--password", "option"], ["echo", "--password", "option"]),
+        (["htpasswd", "-c", "f", "alice"], ["htpasswd", "-c", "f", "alice"]),
+        (["keytool", "-storepass:env", "PW", "-list"], ["keytool", "-storepass:env", "PW", "-list"]),
     ],
 )
 def test_command_line_passwords_in_argument_lists(argv: list[str], expected: list[str]) -> None:

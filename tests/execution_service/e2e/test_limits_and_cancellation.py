@@ -353,3 +353,38 @@ async def test_a_run_id_already_stored_is_not_executed_again(tmp_path: Path) -> 
         assert not stack.gemini.requests  # nothing was executed
         reply = await stack.runs_stub().GetRun(rs.GetRunRequest(run_id=stored.id, view=rs.RUN_VIEW_FULL))
         assert reply.run == run_to_pb(stored)
+
+
+async def test_a_chosen_run_id_is_unavailable_while_runs_service_cannot_tell_whether_it_was_used(
+    tmp_path: Path,
+) -> None:
+    from agentrun.runs.v1 import runs_service_pb2 as rs
+
+    from agentrun_core.proto_convert import run_to_pb
+    from tests.support.run_factory import make_run
+
+    agents = {"plain": agent_source()}
+    async with running_stack(tmp_path, agents) as stack:
+        stored = make_run(agent="plain", user="local")  # used earlier, known only to RunsService
+        await stack.runs_stub().RecordRun(rs.RecordRunRequest(run=run_to_pb(stored)))
+        await stack.stop_runs()
+        for run_id in (stored.id, "0190b6e2-7c3a-7d4e-9f10-2a3b4c5d6e7f"):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stack.execute(agent_name="plain", task="hi", run_id=run_id)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value
+            details = caught.value.details() or ""
+            assert f"cannot tell whether run id {run_id!r} was used before: RunsService did not answer" in details
+            assert "retry later, or leave run_id empty" in details
+        assert not stack.gemini.requests  # nothing was executed
+        # Without a chosen id nothing needs checking: the run starts while RunsService is down.
+        events = await stack.execute(agent_name="plain", task="hi")
+        assert events[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        # Back up (once the outbox delivered that run, the service's channel is connected again): a used id is
+        # ALREADY_EXISTS again, a new one runs.
+        await stack.start_runs()
+        assert (await stack.stored_run(events[-1].run_finished.run_id)).status == run_pb2.RUN_STATUS_COMPLETED
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stack.execute(agent_name="plain", task="hi", run_id=stored.id)
+        assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        events = await stack.execute(agent_name="plain", task="hi", run_id="0190b6e2-7c3a-7d4e-9f10-2a3b4c5d6e7f")
+        assert events[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED

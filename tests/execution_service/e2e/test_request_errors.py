@@ -40,6 +40,29 @@ async def test_a_label_key_no_filter_could_name_is_invalid_argument(tmp_path: Pa
         assert "labels: invalid label key 'has space'" in (caught.value.details() or "")
 
 
+async def test_a_label_value_over_256_characters_is_invalid_argument_naming_the_key(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, {"echoer": agent_source(model="test", tools=["test/echo"])}) as stack:
+        stub = stack.execution_stub()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            labels = {"env": "dev", "ticket": "x" * 100_000}
+            async for _ in stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="echoer", task="hi", labels=labels)):
+                pass
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        details = caught.value.details() or ""
+        assert "labels: the value of label 'ticket' is 100000 characters, over the cap of 256" in details, details
+        assert len(details) < 300
+        assert not stack.gemini.requests
+        # 256 characters are fine, and RunsService stores them.
+        events = [
+            e
+            async for e in stub.ExecuteAgent(
+                ex.ExecuteAgentRequest(agent_name="echoer", task="hi", labels={"ticket": "y" * 256})
+            )
+        ]
+        stored = await stack.stored_run(events[-1].run_finished.run_id)
+        assert stored.labels["ticket"] == "y" * 256
+
+
 async def test_a_session_id_is_refused_as_unimplemented_until_sessions_run(tmp_path: Path) -> None:
     """RunsService stores sessions; until this service loads a session's history, a session_id is refused rather than
     silently starting a run without it. Nothing is run or stored."""

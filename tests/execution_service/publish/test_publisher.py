@@ -8,6 +8,7 @@ import grpc
 import pytest
 from agentrun.runs.v1 import run_pb2
 
+from agentrun_core.backoff import Backoff
 from agentrun_core.domain import RunStatus
 from execution_service.publish.base import RunSink
 from execution_service.publish.outbox import Outbox
@@ -315,3 +316,38 @@ async def test_publisher_is_a_run_sink(outbox: Outbox, channel: grpc.aio.Channel
     sink: RunSink = OutboxPublisher(outbox, channel)  # checked by mypy
     await sink.record(make_run("r1"))
     assert (await outbox.counts()).live == 1
+
+
+async def test_a_backlog_left_by_an_outage_drains_in_full_batches_when_runs_service_returns(
+    outbox: Outbox, server: FakeRunsServer, channel: grpc.aio.Channel
+) -> None:
+    """During an outage every record backs off on its own jittered schedule; once RunsService answers again, the
+    backlog goes out in batches of up to batch_max_records, not one record per call as each schedule comes due."""
+    await server.stop()
+    backoff = Backoff(initial_s=0.2, multiplier=2.0, max_s=3.0, jitter=0.5)  # the shape of DELIVERY_BACKOFF
+    publisher = OutboxPublisher(outbox, channel, backoff=backoff, call_timeout_s=2.0, batch_max_records=100)
+    ids = [f"run-{i:03d}" for i in range(200)]
+    for run_id in ids:
+        await publisher.record(make_run(run_id, RunStatus.COMPLETED, steps=1))
+    publisher.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not all(item is not None and item.attempts >= 2 for item in [await outbox.get(run_id) for run_id in ids]):
+            assert time.monotonic() < deadline, "the records did not all fail twice during the outage"
+            await asyncio.sleep(0.2)
+        await server.start()
+        assert await publisher.flush(timeout_s=30)
+    finally:
+        await publisher.stop(drain_timeout_s=0)
+    assert sorted(server.servicer.stored) == ids
+    assert server.servicer.single_calls == 0
+    assert sum(server.servicer.batch_sizes) == 200
+    assert len(server.servicer.batch_sizes) <= 5, server.servicer.batch_sizes
+
+
+def test_the_batch_cap_is_at_most_what_record_runs_accepts(outbox: Outbox) -> None:
+    channel = grpc.aio.insecure_channel("127.0.0.1:1")
+    for bad in (0, 1001):
+        with pytest.raises(ValueError, match="batch_max_records must be from 1 to 1000"):
+            OutboxPublisher(outbox, channel, batch_max_records=bad)
+    OutboxPublisher(outbox, channel, batch_max_records=1000)

@@ -63,11 +63,10 @@ async def test_interrupted_runs_are_published_at_start_up_with_every_journaled_s
 
     # Start-up: recover, then publish.
     outbox = await Outbox.open(outbox_path)
-    now = T0 + timedelta(minutes=2)
-    assert await recover_interrupted(outbox, journal, now) == ["alive"]
+    assert await recover_interrupted(outbox, journal) == ["alive"]
     assert await outbox.live_runs() == []
     assert not journal.path("alive").exists()
-    assert await recover_interrupted(outbox, journal, now) == []  # idempotent
+    assert await recover_interrupted(outbox, journal) == []  # idempotent
     publisher = OutboxPublisher(outbox, channel, backoff=FAST_BACKOFF, journal=journal)
     publisher.start()
     try:
@@ -79,11 +78,13 @@ async def test_interrupted_runs_are_published_at_start_up_with_every_journaled_s
     stored = server.servicer.stored
     run = run_from_pb(stored["alive"])
     assert run.status is RunStatus.INTERRUPTED
-    assert (run.end_time, run.duration) == (now, timedelta(minutes=2))
+    # It ends when its last journaled step happened (T0 + 4 s), not when it was recovered (now, much later).
+    assert (run.end_time, run.duration) == (T0 + timedelta(seconds=4), timedelta(seconds=4))
     assert run.error == RunError(ErrorReason.INTERRUPTED.value, INTERRUPTED_MESSAGE)
     # Every journaled step, then the error step.
     assert [s.payload for s in run.execution_steps[:-1]] == [s.payload for s in _steps("alive")]
     assert run.execution_steps[-1].payload == run.error and run.execution_steps[-1].sequence == 5
+    assert run.execution_steps[-1].time == run.end_time
     # The totals a finished run has, from the steps.
     assert run.token_usage == USAGE and run.steps_taken == 1
     assert run.cost is not None and run.cost == price_run("gemini-2.5-flash", USAGE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -229,3 +230,37 @@ async def test_sessions_follow_deleted_runs(runs: RunsClient) -> None:
 
 def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
+
+
+async def test_concurrent_deletes_with_overlapping_filters_delete_every_match_and_count_exactly(
+    runs: RunsClient,
+) -> None:
+    """Two DeleteRuns at once whose filters share runs: neither stops early because the other took some of its
+    batch, and the two counts add up to exactly the runs that went (each run counted by the call that deleted it)."""
+    for round_ in range(3):
+        fleet_ = [
+            make_run(
+                agent="agent-a" if i % 2 else "agent-b",
+                user="alice" if i % 3 else "bob",
+                model_calls=1,
+                tool_calls=0,
+                start_time=T0 + timedelta(seconds=i // 3),
+                seed=i,
+            )
+            for i in range(1_800)
+        ]
+        for i in range(0, len(fleet_), 600):
+            await record_all(runs.stub, fleet_[i : i + 600])
+        by_agent = {r.id for r in fleet_ if r.agent_name == "agent-a"}
+        by_user = {r.id for r in fleet_ if r.user == "alice"}
+        assert len(by_agent & by_user) > 500  # more than a batch shared between the two calls
+
+        first, second = await asyncio.gather(
+            runs.stub.DeleteRuns(rs.DeleteRunsRequest(filter='agent_name = "agent-a"')),
+            runs.stub.DeleteRuns(rs.DeleteRunsRequest(filter='user = "alice"')),
+        )
+        remaining = await stored_ids(runs.stub)
+        assert remaining == {r.id for r in fleet_} - by_agent - by_user, f"round {round_}"
+        assert first.run_count + second.run_count == len(by_agent | by_user), f"round {round_}"
+        assert first.run_count <= len(by_agent) and second.run_count <= len(by_user)
+        await runs.stub.DeleteRuns(rs.DeleteRunsRequest(match_all=True))

@@ -89,11 +89,18 @@ async def test_filter_count_and_cursors_bound_to_the_filter(runs: RunsClient) ->
         await export(runs.stub, filter='agent_name = "agent-1"', resume_cursor=messages[0].resume_cursor)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_reason(caught.value) == "INVALID_PAGE_TOKEN"
-    assert (caught.value.details() or "").startswith("resume_cursor:")
-    for bad in ("nonsense", messages[0].resume_cursor[:-3] + "AAA"):
+    assert caught.value.details() == (
+        "resume_cursor: belongs to a request with a different filter or caller; it is only valid with the request it "
+        "came from: start again without it"
+    )
+    for bad in ("nonsense", messages[0].resume_cursor[:-3] + "AAA", "x" * 3000):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await export(runs.stub, filter=flt, resume_cursor=bad)
         assert error_reason(caught.value) == "INVALID_PAGE_TOKEN"
+        details = caught.value.details() or ""
+        # It names its field once, and never calls itself a page token.
+        assert details.startswith("resume_cursor: ") and details.count("resume_cursor") == 1, details
+        assert "page" not in details, details
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await export(runs.stub, filter="agent = 1")
     assert error_reason(caught.value) == "INVALID_FILTER"

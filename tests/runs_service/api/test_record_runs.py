@@ -114,6 +114,54 @@ async def test_rejections_name_the_same_field_as_record_run(runs: RunsClient) ->
         assert result.rejection.message.startswith(result.rejection.field + ":"), result.rejection
 
 
+async def test_times_out_of_the_protobuf_range_are_invalid_argument_naming_the_field(runs: RunsClient) -> None:
+    cases: list[tuple[run_pb2.Run, str, str]] = []
+    run = run_to_pb(make_run())
+    run.start_time.nanos = 1_500_000_000
+    cases.append((run, "run.start_time", "nanos must be 0 to 999999999, got 1500000000"))
+    run = run_to_pb(make_run())
+    run.end_time.nanos = -1
+    cases.append((run, "run.end_time", "nanos must be 0 to 999999999, got -1"))
+    run = run_to_pb(make_run())
+    run.end_time.seconds = 253_402_300_800  # the first second of year 10000
+    cases.append((run, "run.end_time", "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"))
+    run = run_to_pb(make_run())
+    run.execution_steps[2].time.nanos = 2_000_000_000
+    cases.append((run, "run.execution_steps[2].time", "nanos must be 0 to 999999999"))
+    run = run_to_pb(make_run())
+    run.execution_steps[1].time.seconds = -(10**13)
+    cases.append((run, "run.execution_steps[1].time", "must be between 0001-01-01T00:00:00Z"))
+    run = run_to_pb(make_run())
+    run.tool_calls[0].start_time.nanos = 10**9
+    cases.append((run, "run.tool_calls[0].start_time", "nanos must be 0 to 999999999"))
+    run = run_to_pb(make_run())
+    run.duration.nanos = 1_000_000_000
+    cases.append((run, "run.duration", "nanos must be -999999999 to 999999999"))
+    response = await runs.stub.RecordRuns(batch(*(run for run, _, _ in cases)))
+    for (run, field, words), result in zip(cases, response.results, strict=True):
+        assert result.outcome == rs.RECORD_OUTCOME_REJECTED, (field, result)
+        assert (result.rejection.field, result.rejection.reason) == (field, "INVALID_ARGUMENT")
+        assert words in result.rejection.message, result.rejection
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await runs.stub.RecordRun(rs.RecordRunRequest(run=run))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert caught.value.details() == f"{field}: {result.rejection.message.split(': ', 1)[1]}"
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await runs.stub.GetRun(rs.GetRunRequest(run_id=run.id))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND  # nothing was stored
+
+
+async def test_stats_time_ranges_out_of_range_name_the_field(runs: RunsClient) -> None:
+    request = rs.GetRunStatsRequest()
+    request.start_time.seconds = 0
+    request.end_time.seconds = 1_800_000_000
+    request.end_time.nanos = 1_000_000_000
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await runs.stub.GetRunStats(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == "end_time: nanos must be 0 to 999999999, got 1000000000"
+
+
 async def test_a_run_over_the_size_cap_is_rejected_alone(db_url: str, tmp_path: object) -> None:
     client = await start_runs_client(db_url, tmp_path, max_record_bytes=4_000)  # type: ignore[arg-type]
     try:

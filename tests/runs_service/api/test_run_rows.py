@@ -94,6 +94,7 @@ INTS = st.sampled_from([-(2**40), -1, 0, 1, 7, 2**31 - 1])
 SHARES = st.sampled_from([0.0, 0.5, 1.0, 1.5, -0.1, float("nan"), float("inf")])
 # Beyond what a datetime / timedelta holds (the domain path raises OverflowError there).
 HUGE = st.sampled_from([2**62, -(2**62), 90_000_000_000_000])
+NANOS = st.sampled_from([-(2**31), -1_000_000_000, -999_999_999, -1, 0, 999_999_999, 1_000_000_000, 2**31 - 1])
 SECONDS = st.sampled_from([-(2**40), -62_135_596_801, -1, 0, 1_800_000_000, 253_402_300_800, 2**40])
 STRINGS = st.sampled_from(
     ["", "x", "a\x00b", "x" * 300, "0190a0f0-0000-7000-8000-000000000001", "12.5", "-3", "NaN", "chat-1"]
@@ -115,6 +116,12 @@ def mutations(draw: st.DrawFn) -> list[Callable[[run_pb2.Run], None]]:
         _clear("start_time"),
         _clear("end_time"),
         _set("end_time.seconds", draw(SECONDS)),
+        _set("start_time.nanos", draw(NANOS)),
+        _set("end_time.nanos", draw(NANOS)),
+        _set("duration.nanos", draw(NANOS)),
+        _set(f"execution_steps.{step}.time.nanos", draw(NANOS)),
+        _set(f"execution_steps.{step}.tool_result.duration.nanos", draw(NANOS)),
+        _set(f"tool_calls.{call}.start_time.nanos", draw(NANOS)),
         _set("duration.seconds", draw(INTS | HUGE)),
         _set("token_usage.total_tokens", draw(INTS)),
         _set("cost.amount", draw(STRINGS)),

@@ -108,6 +108,8 @@ INVALID: list[tuple[str, int, str]] = [
     ("labels = x", 0, "names its key, as in labels.env"),
     ("labels.a*b = x", 7, "invalid label key 'a*b'"),
     ("labels. = x", 7, "invalid label key ''"),
+    ("labels.note = " + "n" * 257, 14, "the value of label 'note' is 257 characters, over the cap of 256: no run can"),
+    ("labels.note = " + "n" * 258 + "*", 14, "the value of label 'note' is 258 characters"),
     ("total_tokens = abc", 15, 'total_tokens expects an integer, got "abc"'),
     ('total_tokens = "1.5"', 15, 'total_tokens expects an integer, got "1.5"'),
     ("total_tokens > 9223372036854775808", 15, "outside the 64-bit integer range"),

@@ -122,5 +122,12 @@ def test_label_keys_a_filter_could_not_name_are_refused(key: str) -> None:
     assert problem.field == "run.labels" and "label key" in problem.message
 
 
+def test_label_values_over_256_characters_are_refused_naming_the_key() -> None:
+    problem = _problem(dataclasses.replace(make_run(), labels={"env": "dev", "note": "n" * 257}))
+    assert problem.field == "run.labels"
+    assert "the value of label 'note' is 257 characters, over the cap of 256" in problem.message
+    validate_run(dataclasses.replace(make_run(), labels={"note": "n" * 256}))
+
+
 def test_kubernetes_style_label_keys_are_accepted() -> None:
     validate_run(dataclasses.replace(make_run(), labels={"app.kubernetes.io/name": "web", "team_1": "a"}))

@@ -1,0 +1,147 @@
+"""Bad settings and unusable databases, tried through the real commands (subprocesses): each is one line saying
+what is wrong, with the exit code docs/configuration.md documents (2: a setting; 4: the database), never a
+traceback, and a secret is never echoed."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING) ")
+
+
+def _run(tmp_path: Path, argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "AGENTRUN_AUTH": "off",
+        "AGENTRUN_LOG_FORMAT": "text",
+        "AGENTRUN_DATA_DIR": str(tmp_path / "data"),
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", *argv],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+
+
+def _one_line(done: subprocess.CompletedProcess[str], code: int) -> str:
+    """The command failed with `code`, saying why in exactly one line (besides INFO/WARNING logs), no traceback."""
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if line.strip() and not _LOG_LINE.match(line)]
+    assert len(lines) == 1, output
+    assert done.returncode == code, output
+    return lines[0]
+
+
+RUNS = ["runs_service", "--address", "127.0.0.1:0", "--migrate"]
+
+
+def test_a_page_token_secret_too_short_is_exit_2_and_never_echoed(tmp_path: Path) -> None:
+    line = _one_line(_run(tmp_path, RUNS, AGENTRUN_PAGE_TOKEN_SECRET="sesame-77"), 2)
+    assert "AGENTRUN_PAGE_TOKEN_SECRET must be at least 16 bytes, got 9" in line, line
+    assert "sesame" not in line
+
+
+def test_a_page_token_secret_file_too_short_is_exit_2_naming_the_file(tmp_path: Path) -> None:
+    secret_file = tmp_path / "data" / "page_token_secret"
+    secret_file.parent.mkdir()
+    secret_file.write_text("tiny\n")
+    line = _one_line(_run(tmp_path, RUNS), 2)
+    assert f"the page token secret in {secret_file} must be at least 16 bytes, got 4" in line, line
+    assert "tiny" not in line
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("AGENTRUN_RETENTION", "99999999d"),
+        ("AGENTRUN_RETENTION", "99999999999999999999999999999999999999w"),
+        ("AGENTRUN_RETENTION_RULES", "agent:x=99999999d"),
+    ],
+)
+def test_a_retention_period_that_overflows_is_exit_2(tmp_path: Path, variable: str, value: str) -> None:
+    line = _one_line(_run(tmp_path, RUNS, **{variable: value}), 2)
+    assert line.startswith(f"agentrun-runs-service: {variable} ") and "at most 36500d" in line, line
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "named"),
+    [
+        (["runs_service", "--address", "127.0.0.1:70000"], {}, "'127.0.0.1:70000'"),
+        (["runs_service"], {"AGENTRUN_RUNS_ADDRESS": "127.0.0.1:-1"}, "AGENTRUN_RUNS_ADDRESS"),
+        (["execution_service"], {"AGENTRUN_EXECUTION_ADDRESS": "127.0.0.1:65536"}, "AGENTRUN_EXECUTION_ADDRESS"),
+        (["agentrun_cli", "serve", "runs", "--runs-address", "[::1]:99999"], {}, "'[::1]:99999'"),
+    ],
+)
+def test_a_port_outside_0_to_65535_is_exit_2(tmp_path: Path, argv: list[str], env: dict[str, str], named: str) -> None:
+    line = _one_line(_run(tmp_path, argv, **env), 2)
+    assert "must be HOST:PORT with a port from 0 to 65535" in line and named in line, line
+
+
+@pytest.mark.parametrize("since", ["99999999d", "1e5d", "soon"])
+def test_runs_stats_with_a_bad_since_is_exit_2(tmp_path: Path, since: str) -> None:
+    line = _one_line(_run(tmp_path, ["agentrun_cli", "runs", "stats", "--since", since]), 2)
+    assert line.startswith("error: --since must be") and repr(since) in line, line
+
+
+@pytest.mark.parametrize("command", [[], ["migrate"]])
+def test_a_sqlite_file_that_is_not_a_database_is_exit_4(tmp_path: Path, command: list[str]) -> None:
+    not_a_database = tmp_path / "notes.db"
+    not_a_database.write_text("these are notes, not a database\n" * 100)
+    url = f"sqlite:///{not_a_database}"
+    line = _one_line(_run(tmp_path, ["runs_service", *command, "--address", "127.0.0.1:0", "--database-url", url]), 4)
+    assert f"{not_a_database} is not a SQLite database" in line, line
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port whose server accepts connections and never answers (as Redis does to PostgreSQL's first message)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            held.append(client)
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        server.close()
+        for client in held:
+            client.close()
+
+
+@pytest.mark.parametrize("command", [[], ["migrate"]])
+def test_a_port_that_does_not_speak_postgresql_is_exit_4(
+    tmp_path: Path, silent_server: int, command: list[str]
+) -> None:
+    url = f"postgresql+psycopg://u@127.0.0.1:{silent_server}/db?connect_timeout=2"
+    line = _one_line(_run(tmp_path, ["runs_service", *command, "--address", "127.0.0.1:0", "--database-url", url]), 4)
+    assert f"nothing answered as PostgreSQL at 127.0.0.1:{silent_server} within the connect timeout" in line, line
+
+
+@pytest.mark.parametrize("value", ["0", "1001"])
+def test_an_outbox_batch_cap_outside_1_to_1000_is_exit_2(tmp_path: Path, value: str) -> None:
+    line = _one_line(_run(tmp_path, ["execution_service"], AGENTRUN_OUTBOX_BATCH_RECORDS=value), 2)
+    assert line.startswith("agentrun-execution-service: AGENTRUN_OUTBOX_BATCH_RECORDS must be"), line
