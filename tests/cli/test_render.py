@@ -103,6 +103,15 @@ def test_summary_lines() -> None:
     assert f"run id: {samples.RUN_ID}" in lines
     assert "tool calls: 1" in lines and "duration: 1.50 s" in lines
     assert any(line.startswith("stored: not yet: RunsService did not acknowledge it") for line in lines)
+    assert not any("sub-agents" in line for line in lines)
+    parent = samples.run_finished()
+    parent.token_usage_with_descendants.CopyFrom(
+        run_pb2.TokenUsage(input_tokens=3000, output_tokens=70, total_tokens=3070)
+    )
+    parent.cost_with_descendants.CopyFrom(run_pb2.Cost(amount="0.002", currency_code="USD"))
+    with_children = summary_lines(parent)
+    assert "tokens with sub-agents: input 3,000 · output 70 · cached 0 · thinking 0 · total 3,070" in with_children
+    assert any(line.startswith("cost with sub-agents: 0.002") for line in with_children)
     recorded = samples.run_finished()
     recorded.recorded = True
     assert "stored: yes (RunsService has the complete run)" in summary_lines(recorded)
