@@ -63,8 +63,9 @@ class ExecutionServiceServicer:
     """
 
     def ExecuteAgent(self, request, context):
-        """Start a run and stream it: first run_started, then every step, last run_finished.
-        Disconnecting cancels the run unless detach is set.
+        """Start a run and stream it: first run_started, then every step, last run_finished. The steps of the child runs
+        its sub-agent tool calls start come in the stream too, as they happen, each with the child's run_id and its
+        depth (docs/agents.md). Disconnecting cancels the run (and its children) unless detach is set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
