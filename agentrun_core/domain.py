@@ -202,7 +202,17 @@ class SessionHistory:
     token_count: int = 0
 
 
-StepPayload = ModelCall | ToolCallStarted | ToolCallFinished | FinalResponse | RunError | SessionHistory
+@dataclass(frozen=True, slots=True)
+class RunResumed:
+    """Durable mode: the run resumed after the replica running it stopped. `gap`: from its last step before the stop
+    (or its start) to the resumption; `replica` resumed it, `previous_replica` ran it before."""
+
+    gap: timedelta = timedelta(0)
+    replica: str = ""
+    previous_replica: str = ""
+
+
+StepPayload = ModelCall | ToolCallStarted | ToolCallFinished | FinalResponse | RunError | SessionHistory | RunResumed
 
 
 class StepKind(enum.StrEnum):
@@ -212,6 +222,7 @@ class StepKind(enum.StrEnum):
     FINAL_RESPONSE = "final_response"
     ERROR = "error"
     SESSION_HISTORY = "session_history"
+    RESUMED = "resumed"
 
 
 def step_kind(payload: StepPayload) -> StepKind:
@@ -228,6 +239,8 @@ def step_kind(payload: StepPayload) -> StepKind:
             return StepKind.ERROR
         case SessionHistory():
             return StepKind.SESSION_HISTORY
+        case RunResumed():
+            return StepKind.RESUMED
         case _:
             assert_never(payload)
 
@@ -309,10 +322,18 @@ class Run:
     cost_with_descendants: Cost | None = None
     # The largest ModelCall.context_window_used of the run (0..1).
     max_context_window_used: float = 0.0
+    # How many tool calls the run made, when tool_calls is left out (the BASIC view keeps their number here); 0
+    # beside the tool calls themselves (one truth: tool_calls_made reads whichever is there).
+    tool_call_count: int = 0
+
+    @property
+    def tool_calls_made(self) -> int:
+        """The number of tool calls: the records' when present (FULL view), else the stored count."""
+        return len(self.tool_calls) if self.tool_calls else self.tool_call_count
 
     def basic(self) -> Run:
-        """The run without steps and tool calls (the BASIC view)."""
-        return dataclasses.replace(self, execution_steps=(), tool_calls=())
+        """The run without steps and tool calls (the BASIC view); it keeps their number."""
+        return dataclasses.replace(self, execution_steps=(), tool_calls=(), tool_call_count=self.tool_calls_made)
 
 
 def tool_calls_from_steps(steps: tuple[ExecutionStep, ...] | list[ExecutionStep]) -> tuple[ToolCallRecord, ...]:

@@ -131,22 +131,30 @@ def token_usage_to_pb(value: d.TokenUsage) -> run_pb2.TokenUsage:
     return run_pb2.TokenUsage(**value.counts())
 
 
-def token_usage_from_pb(value: run_pb2.TokenUsage, field: str = "token_usage") -> d.TokenUsage:
-    usage = d.TokenUsage(
-        input_tokens=value.input_tokens,
-        output_tokens=value.output_tokens,
-        total_tokens=value.total_tokens,
-        cached_tokens=value.cached_tokens,
-        thinking_tokens=value.thinking_tokens,
-        tool_use_prompt_tokens=value.tool_use_prompt_tokens,
-    )
-    for name, count in usage.counts().items():
+def token_counts_from_pb(value: run_pb2.TokenUsage, field: str = "token_usage") -> dict[str, int]:
+    """The counts of a TokenUsage message by name (TokenUsage's fields), checked: ConversionError naming the first
+    negative one (the one rule for every path that reads usage)."""
+    counts = {
+        "input_tokens": value.input_tokens,
+        "output_tokens": value.output_tokens,
+        "total_tokens": value.total_tokens,
+        "cached_tokens": value.cached_tokens,
+        "thinking_tokens": value.thinking_tokens,
+        "tool_use_prompt_tokens": value.tool_use_prompt_tokens,
+    }
+    for name, count in counts.items():
         if count < 0:
             raise ConversionError(f"{field}.{name}", f"must not be negative, got {count}")
-    return usage
+    return counts
+
+
+def token_usage_from_pb(value: run_pb2.TokenUsage, field: str = "token_usage") -> d.TokenUsage:
+    return d.TokenUsage(**token_counts_from_pb(value, field))
 
 
 COST_DECIMAL_PLACES = 10
+_MAX_COST = Decimal(10) ** 10
+_COST_QUANTUM = Decimal(1).scaleb(-COST_DECIMAL_PLACES)
 
 
 def decimal_text(value: Decimal) -> str:
@@ -165,20 +173,26 @@ def cost_to_pb(value: d.Cost) -> run_pb2.Cost:
     )
 
 
-def cost_from_pb(value: run_pb2.Cost, field: str = "cost") -> d.Cost:
+def cost_amount_from_pb(value: run_pb2.Cost, field: str = "cost") -> Decimal:
+    """The amount of a Cost message, checked (the one rule for every path that reads one): a finite, non-negative
+    decimal below 10^10 with at most COST_DECIMAL_PLACES places; ConversionError naming `field`.amount otherwise."""
     try:
         amount = Decimal(value.amount)
     except InvalidOperation:
         raise ConversionError(f"{field}.amount", f"must be a decimal number, got {shown(value.amount)}") from None
     if not amount.is_finite() or amount < 0:
         raise ConversionError(f"{field}.amount", f"must be a finite, non-negative decimal, got {shown(value.amount)}")
-    if amount >= Decimal(10) ** 10 or amount != amount.quantize(Decimal(1).scaleb(-COST_DECIMAL_PLACES)):
+    if amount >= _MAX_COST or amount != amount.quantize(_COST_QUANTUM):
         raise ConversionError(
             f"{field}.amount",
             f"must be below 10000000000 with at most {COST_DECIMAL_PLACES} decimal places, got {shown(value.amount)}",
         )
+    return amount
+
+
+def cost_from_pb(value: run_pb2.Cost, field: str = "cost") -> d.Cost:
     return d.Cost(
-        amount=amount,
+        amount=cost_amount_from_pb(value, field),
         currency_code=value.currency_code or "USD",
         price_table_version=value.price_table_version,
     )
@@ -352,6 +366,12 @@ def step_to_pb(step: d.ExecutionStep) -> run_pb2.ExecutionStep:
             msg.error.CopyFrom(run_error_to_pb(payload))
         case d.SessionHistory():
             msg.session_history.CopyFrom(session_history_to_pb(payload))
+        case d.RunResumed():
+            msg.resumed.CopyFrom(
+                run_pb2.RunResumed(
+                    gap=duration_to_pb(payload.gap), replica=payload.replica, previous_replica=payload.previous_replica
+                )
+            )
         case _:
             assert_never(payload)
     return msg
@@ -395,6 +415,15 @@ def step_from_pb(msg: run_pb2.ExecutionStep, field: str = "step") -> d.Execution
         payload = d.RunError(reason=msg.error.reason, message=msg.error.message)
     elif kind == "session_history":
         payload = session_history_from_pb(msg.session_history)
+    elif kind == "resumed":
+        resumed = msg.resumed
+        if resumed.gap.seconds < 0 or resumed.gap.nanos < 0:
+            raise ConversionError(f"{field}.resumed.gap", "must not be negative")
+        payload = d.RunResumed(
+            gap=duration_from_pb(resumed.gap, f"{field}.resumed.gap"),
+            replica=resumed.replica,
+            previous_replica=resumed.previous_replica,
+        )
     else:
         raise ConversionError(f"{field}.payload", "must be set (model_call, tool_call, tool_result, ...)")
     if not msg.HasField("time"):
@@ -473,6 +502,7 @@ def run_to_pb(run: d.Run) -> run_pb2.Run:
         depth=run.depth,
         session_id=run.session_id,
         max_context_window_used=run.max_context_window_used,
+        tool_call_count=run.tool_calls_made,
     )
     if run.forked_from is not None:
         msg.forked_from.CopyFrom(run_pb2.ForkOrigin(run_id=run.forked_from.run_id, sequence=run.forked_from.sequence))
@@ -541,4 +571,6 @@ def run_from_pb(msg: run_pb2.Run) -> d.Run:
         if msg.HasField("cost_with_descendants")
         else None,
         max_context_window_used=msg.max_context_window_used,
+        # The count stands for the tool calls only when they are left out (the BASIC view); see d.Run.
+        tool_call_count=0 if msg.tool_calls else max(msg.tool_call_count, 0),
     )

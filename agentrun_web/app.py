@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from agentrun_web import request_log
 from agentrun_web.agent_names import AgentNames
 from agentrun_web.clients import Services
 from agentrun_web.errors import HANDLERS
@@ -42,6 +43,7 @@ class StaticAssets(StaticFiles):
 
 
 def create_app(settings: WebSettings) -> Starlette:
+    request_log.install()
     services = Services(settings)
     streams = live.LiveStreams()
     sessions = SessionStore(settings.session_ttl_s, settings.max_sessions)
@@ -62,6 +64,7 @@ def create_app(settings: WebSettings) -> Starlette:
             Route(_RUN, run.run_details, methods=["GET"]),
             Route(_RUN + "/steps/{sequence:int}", run.step_detail, methods=["GET"]),
             Route(_RUN + "/events", live.run_events, methods=["GET"]),
+            Route("/live", live.shared_events, methods=["GET"]),
             Route(_RUN + "/cancel", run.cancel_run, methods=["POST"]),
             Route("/start", start.start_page, methods=["GET"]),
             Route("/start", start.start_run, methods=["POST"]),

@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import grpc
 from agentrun.execution.v1 import execution_service_pb2 as ex_pb2
@@ -19,12 +20,15 @@ from agentrun.runs.v1 import runs_service_pb2_grpc as runs_grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from agentrun_core.auth.interceptor import USER_METADATA_KEY
 from agentrun_core.tls import aio_channel
 from agentrun_web.settings import WebSettings
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# ListRunSteps caps its pages at 1,000 steps.
+MAX_STEP_PAGE = 1000
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
@@ -127,10 +131,6 @@ class RunsApi:
         except grpc.RpcError as exc:
             raise ServiceCallError.from_rpc(self.endpoint, method, exc) from None
 
-    async def get_run(self, caller: Caller, run_id: str, *, full: bool = True) -> run_pb2.Run:
-        reply = await self.get_run_tree(caller, run_id, full=full, descendants=False)
-        return reply.run
-
     async def get_run_tree(
         self, caller: Caller, run_id: str, *, full: bool = True, descendants: bool = True
     ) -> runs_pb2.GetRunResponse:
@@ -141,6 +141,36 @@ class RunsApi:
 
     async def list_runs(self, caller: Caller, request: runs_pb2.ListRunsRequest) -> runs_pb2.ListRunsResponse:
         return await self._call("ListRuns", request, caller)
+
+    async def steps(self, caller: Caller, run_id: str, *, until: int | None = None) -> list[run_pb2.ExecutionStep]:
+        """The run's steps in sequence order, ListRunSteps page by page (never one message with the whole run):
+        every step, or (`until`) the steps up to that sequence only (a page of `until` steps holds steps 1..until,
+        so the pane's step costs what comes before it, not the whole run)."""
+        size = min(until, MAX_STEP_PAGE) if until is not None else MAX_STEP_PAGE
+        steps: list[run_pb2.ExecutionStep] = []
+        token = ""
+        while True:
+            request = runs_pb2.ListRunStepsRequest(run_id=run_id, page_size=size, page_token=token)
+            reply = await self._call("ListRunSteps", request, caller)
+            steps.extend(reply.steps)
+            token = reply.next_page_token
+            if not token or (until is not None and steps and steps[-1].sequence >= until):
+                return steps
+
+    async def user_of(self, caller: Caller) -> str:
+        """Who RunsService takes the caller for (the `agentrun-user` metadata of its answer to a one-run ListRuns);
+        "" when it does not say (authentication off). ServiceCallError when it refuses the token."""
+        request = runs_pb2.ListRunsRequest(page_size=1)
+        try:
+            call = self._stub.ListRuns(request, timeout=self._timeout_s, metadata=caller.metadata())
+            await call
+            metadata = await call.initial_metadata()
+        except grpc.RpcError as exc:
+            raise ServiceCallError.from_rpc(self.endpoint, "ListRuns", exc) from None
+        for key, value in metadata or ():
+            if key == USER_METADATA_KEY and isinstance(value, str):
+                return unquote(value)
+        return ""
 
     async def run_stats(self, caller: Caller, request: runs_pb2.GetRunStatsRequest) -> runs_pb2.GetRunStatsResponse:
         return await self._call("GetRunStats", request, caller)

@@ -13,12 +13,13 @@ from starlette.responses import HTMLResponse
 from agentrun_web.security import page_context
 from agentrun_web.views import format as fmt
 from agentrun_web.views import steps as st
+from agentrun_web.views import waterfall as wf
 
 
 def asset_version() -> str:
     """A digest of the scripts and styles, in their URLs: browsers keep them an hour, but never across versions."""
     digest = hashlib.sha256()
-    for name in ("app.js", "app.css"):
+    for name in ("app.js", "app.css", "live-worker.js"):
         digest.update((resources.files("agentrun_web") / "static" / name).read_bytes())
     return digest.hexdigest()[:12]
 
@@ -36,6 +37,7 @@ def environment() -> Environment:
     env.globals.update(
         asset_version=asset_version(),
         fmt=fmt,
+        wf=wf,
         kind_label=st.kind_label,
         kind_of=st.kind_of,
         is_known=st.is_known,

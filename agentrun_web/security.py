@@ -23,8 +23,9 @@ from starlette.datastructures import FormData, Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agentrun_web import request_log
 from agentrun_web.clients import Caller
-from agentrun_web.sessions import COOKIE_NAME, Session, SessionStore, new_session_id
+from agentrun_web.sessions import COOKIE_NAME, Session, SessionStore, log_id, new_session_id
 from agentrun_web.settings import WebAuth, WebSettings
 
 CSRF_FIELD = "csrf_token"
@@ -124,6 +125,7 @@ class VisitorMiddleware:
             set_cookie=existing is None and not cross_site,
         )
         scope.setdefault("state", {})["visitor"] = visitor
+        log_token = request_log.set_request(log_id(visitor.id), str(scope.get("path", "")))
         secure = scope.get("scheme") == "https" or self.settings.secure_cookies
 
         async def send_with_headers(message: Message) -> None:
@@ -138,7 +140,10 @@ class VisitorMiddleware:
                     out.append("set-cookie", session_cookie(visitor.id, secure=secure))
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            request_log.reset_request(log_token)
 
 
 def visitor_of(request: Request) -> Visitor:
@@ -214,6 +219,7 @@ def page_context(request: Request) -> dict[str, Any]:
         "request": request,
         "csrf_token": sessions_of(request).csrf_token(visitor.id),
         "signed_in": visitor.session is not None,
+        "user_name": visitor.session.user if visitor.session is not None else "",
         "needs_login": settings.needs_login,
         "single_user": settings.token is not None,
         "auth_off": settings.auth is WebAuth.OFF and settings.token is None,

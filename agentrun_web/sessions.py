@@ -36,6 +36,8 @@ class Session:
     # The bearer token the person signed in with.
     token: str = field(repr=False)
     last_seen: float
+    # Who the services take the token for (shown in the header); "" when they did not say.
+    user: str = ""
 
 
 class SessionStore:
@@ -70,11 +72,11 @@ class SessionStore:
         self._sessions.move_to_end(session_id)
         return session
 
-    def sign_in(self, old_id: str | None, token: str) -> Session:
-        """A new signed-in session for `token`; the old id (if it was signed in) ends."""
+    def sign_in(self, old_id: str | None, token: str, user: str = "") -> Session:
+        """A new signed-in session for `token` (the services' `user`); the old id (if it was signed in) ends."""
         if old_id:
             self.drop(old_id)
-        session = Session(id=new_session_id(), token=token, last_seen=self._clock())
+        session = Session(id=new_session_id(), token=token, last_seen=self._clock(), user=user)
         self._sessions[session.id] = session
         while len(self._sessions) > self._max:
             self._sessions.popitem(last=False)

@@ -50,6 +50,8 @@ class WebSettings(EnvSettings):
     max_sessions: int = setting(10_000, "AGENTRUN_WEB_MAX_SESSIONS", ge=1)
     # How often an open runs page asks for its rows again (runs that start or end appear without a reload).
     refresh_s: float = setting(2.0, "AGENTRUN_WEB_REFRESH_S", gt=0)
+    # A live run page that has heard nothing of its run this long says so (instead of spinning); it keeps trying.
+    live_first_event_s: float = setting(8.0, "AGENTRUN_WEB_LIVE_FIRST_EVENT_S", gt=0)
     # Deadline of each unary call to the services.
     call_timeout_s: float = setting(10.0, "AGENTRUN_WEB_CALL_TIMEOUT_S", gt=0)
     log_level: LogLevel = setting("INFO", "AGENTRUN_LOG_LEVEL")

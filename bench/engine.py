@@ -399,7 +399,7 @@ async def bench_cpu_split(quick: bool, tmp: Path) -> dict[str, Any]:
         stub = stack.execution_stub()
         for _ in range(3):  # warm-up: MCP server start, genai client, connections
             await _execute(stub, "gemini-2.5-flash")
-        assert await stack.execution.publisher.flush(15)
+        assert await stack.execution.flush_outbox(15)
         gc.collect()
         # CPU time of the event-loop thread, not wall time: time spent waiting in epoll (for FakeGemini's thread, the
         # MCP subprocess, SQLite threads) would otherwise be charged to whichever part awaited.
@@ -410,14 +410,14 @@ async def bench_cpu_split(quick: bool, tmp: Path) -> dict[str, Any]:
         for _ in range(runs):
             events = await _execute(stub, "gemini-2.5-flash")
             steps = sum(1 for e in events if e.WhichOneof("event") == "step")
-        assert await stack.execution.publisher.flush(15)
+        assert await stack.execution.flush_outbox(15)
         profile.disable()
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         # Again without the profiler, for the plain CPU per run.
         cpu1 = time.process_time()
         for _ in range(runs):
             await _execute(stub, "gemini-2.5-flash")
-        assert await stack.execution.publisher.flush(15)
+        assert await stack.execution.flush_outbox(15)
         plain = (time.process_time() - cpu1) / runs
     parts = attribute(profile)
     profiled = sum(parts.values())

@@ -11,8 +11,12 @@ as subprocesses and measures, one request in flight, interleaved A, B, A, B:
 - GET /                                 (the runs page: 50 newest runs)   beside gRPC ListRuns (same request)
 - GET /?agent=..&status=COMPLETED       (quick filters)                   beside gRPC ListRuns (same filter)
 - GET / with X-Agentrun-Fragment        (the rows the open page re-asks for every few seconds)
-- GET /runs/{200-step run}              (run details: waterfall, steps)  beside gRPC GetRun FULL
-- GET /runs/{500-step run}              (the same, 500 steps)             beside gRPC GetRun FULL
+- GET /?filter=status = FAILED&order=duration desc  (a typed filter, slowest first)  beside gRPC ListRuns (same)
+- GET /?order=cost desc                 (every run, most expensive first) beside gRPC ListRuns (same)
+- GET /?filter=(a OR b)&agent=..&order=total_tokens desc (OR, a quick filter, an order) beside gRPC ListRuns (same)
+- GET /runs/{200-step run}              (run details: waterfall, steps)  beside gRPC GetRun BASIC + ListRunSteps
+- GET /runs/{200-step run}/steps/199    (a step's details in the pane)   beside gRPC ListRunSteps (199 steps)
+- GET /runs/{500-step run}              (the same, 500 steps)             beside gRPC GetRun BASIC + ListRunSteps
 
 The goal is p95 < 200 ms for the pages. With --browser (and Chromium installed) it also loads the 500-step run's
 page in Chromium and reports its size and how long it takes to be shown (Navigation Timing). Benchmarks print
@@ -33,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
@@ -211,9 +216,26 @@ def bench_pages(
         filter=f'agent_name = "{FILTER_AGENT}" AND status = COMPLETED',
         view=rs.RUN_VIEW_BASIC,
     )
-    # What the run page asks for: the FULL view and the run's sub-agent runs (none here: one empty index range).
-    full = rs.GetRunRequest(run_id=long_run, view=rs.RUN_VIEW_FULL, include_descendants=True)
-    fullest = rs.GetRunRequest(run_id=longest, view=rs.RUN_VIEW_FULL, include_descendants=True)
+    slowest_failed = rs.ListRunsRequest(
+        page_size=50, order_by="duration desc", filter="status = FAILED", view=rs.RUN_VIEW_BASIC
+    )
+    dearest = rs.ListRunsRequest(page_size=50, order_by="cost desc", view=rs.RUN_VIEW_BASIC)
+    typed_or = "status = FAILED OR total_tokens > 20000"
+    combined = rs.ListRunsRequest(
+        page_size=50,
+        order_by="total_tokens desc",
+        filter=f'({typed_or}) AND agent_name = "{FILTER_AGENT}"',
+        view=rs.RUN_VIEW_BASIC,
+    )
+
+    # What the run page asks for: the BASIC view with the run's sub-agent runs (none here: one empty index range),
+    # then its steps page by page (1,000 a page: one page here).
+    def run_page_calls(run_id: str) -> Callable[[], Any]:
+        basic = rs.GetRunRequest(run_id=run_id, view=rs.RUN_VIEW_BASIC, include_descendants=True)
+        steps = rs.ListRunStepsRequest(run_id=run_id, page_size=1000)
+        return lambda: (stub.GetRun(basic), stub.ListRunSteps(steps))
+
+    step_199 = rs.ListRunStepsRequest(run_id=long_run, page_size=199)
     pairs = [
         ("GET / (runs page, 50 newest)", get("/", "runs"), "gRPC ListRuns (50 newest)", lambda: stub.ListRuns(newest)),
         (
@@ -229,16 +251,43 @@ def bench_pages(
             lambda: stub.ListRuns(newest),
         ),
         (
+            "GET /?filter=status=FAILED&order=duration desc",
+            get("/?filter=status+%3D+FAILED&order=duration+desc", "slowest_failed"),
+            "gRPC ListRuns (FAILED, duration desc)",
+            lambda: stub.ListRuns(slowest_failed),
+        ),
+        (
+            "GET /?order=cost desc (all runs)",
+            get("/?order=cost+desc", "dearest"),
+            "gRPC ListRuns (cost desc)",
+            lambda: stub.ListRuns(dearest),
+        ),
+        (
+            "GET /?filter=(OR)&agent&order=tokens desc",
+            get(
+                "/?" + urlencode({"filter": typed_or, "agent": FILTER_AGENT, "order": "total_tokens desc"}),
+                "combined",
+            ),
+            "gRPC ListRuns ((OR) AND agent, tokens)",
+            lambda: stub.ListRuns(combined),
+        ),
+        (
             "GET /runs/{id} (200 steps)",
             get(f"/runs/{long_run}", "run"),
-            "gRPC GetRun FULL (200 steps)",
-            lambda: stub.GetRun(full),
+            "gRPC GetRun BASIC + ListRunSteps (200)",
+            run_page_calls(long_run),
+        ),
+        (
+            "GET /runs/{id}/steps/199 (the pane)",
+            get(f"/runs/{long_run}/steps/199", "step", **{"x-agentrun-fragment": "1"}),
+            "gRPC ListRunSteps (199 steps)",
+            lambda: stub.ListRunSteps(step_199),
         ),
         (
             "GET /runs/{id} (500 steps)",
             get(f"/runs/{longest}", "longest"),
-            "gRPC GetRun FULL (500 steps)",
-            lambda: stub.GetRun(fullest),
+            "gRPC GetRun BASIC + ListRunSteps (500)",
+            run_page_calls(longest),
         ),
     ]
     out: dict[str, float] = {}
@@ -247,7 +296,8 @@ def bench_pages(
     finally:
         client.close()
         channel.close()
-    for (page, rpc), key in zip(results, ("runs", "filtered", "rows", "run", "longest"), strict=True):
+    keys = ("runs", "filtered", "rows", "slowest_failed", "dearest", "combined", "run", "step", "longest")
+    for (page, rpc), key in zip(results, keys, strict=True):
         page.size_bytes = sizes[key]
         ok = page.p(0.95) < GOAL_P95_MS
         print(page.line(), flush=True)

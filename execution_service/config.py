@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, field_validator
 from pydantic_settings import NoDecode
 
 from agentrun_core.auth.settings import AuthSettings
@@ -112,8 +112,39 @@ class ExecutionSettings(EnvSettings):
     runs_service_token: str = setting("", "AGENTRUN_RUNS_SERVICE_TOKEN", repr=False)
     runs_service_tls: ClientTlsSettings = setting(default_factory=RunsServiceTlsSettings)
     shutdown_grace_s: float = setting(20.0, "AGENTRUN_SHUTDOWN_GRACE_S", ge=0)
+    # Durable mode (docs/architecture.md, "Durable mode"): a postgresql:// URL turns it on. Runs are DBOS workflows
+    # in that database, any replica serves any run, and a dead replica's runs resume elsewhere.
+    execution_database_url: str = setting("", "AGENTRUN_EXECUTION_DATABASE_URL", repr=False)
+    # This replica's stable identity (its DBOS executor id): a restart with the same id resumes its own runs.
+    # Empty: the host name.
+    replica_id: str = setting("", "AGENTRUN_REPLICA_ID", max_length=100)
+    # Durable mode: how often a replica writes its heartbeat, and how long a replica may stay silent before a
+    # survivor takes its runs over.
+    heartbeat_interval_s: float = setting(5.0, "AGENTRUN_HEARTBEAT_INTERVAL_S", gt=0)
+    takeover_timeout_s: float = setting(30.0, "AGENTRUN_TAKEOVER_TIMEOUT_S", gt=0)
     log_level: LogLevel = setting("INFO", "AGENTRUN_LOG_LEVEL")
     log_format: LogFormat = setting("auto", "AGENTRUN_LOG_FORMAT")
+
+    @field_validator("execution_database_url")
+    @classmethod
+    def _postgresql_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and value.split("://", 1)[0].split("+", 1)[0] not in ("postgresql", "postgres"):
+            raise ValueError(
+                "must be a PostgreSQL URL (postgresql://user:password@host:5432/database): durable mode runs on "
+                "PostgreSQL only"
+            )
+        return value
+
+    @property
+    def durable(self) -> bool:
+        return bool(self.execution_database_url)
+
+    @property
+    def resolved_replica_id(self) -> str:
+        import socket
+
+        return self.replica_id or socket.gethostname()
 
     @property
     def resolved_outbox_path(self) -> Path:

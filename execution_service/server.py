@@ -100,11 +100,17 @@ class RunningExecutionServer:
     port: int
     health: HealthServicer
     manager: RunManager
-    publisher: OutboxPublisher
+    # The embedded mode's outbox sender (None in the durable mode, which publishes from each run's workflow).
+    publisher: OutboxPublisher | None
     agents: AgentRegistry
     tools: McpToolPool
     _resources: AsyncExitStack
     telemetry: Telemetry | None = None
+
+    async def flush_outbox(self, timeout_s: float) -> bool:
+        """Waits until the outbox delivered every record (False on timeout). The durable mode has no outbox: a run's
+        end is published before its RunFinished (or retried by its workflow), so there is nothing to wait for."""
+        return True if self.publisher is None else await self.publisher.flush(timeout_s)
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """NOT_SERVING, stop accepting calls, let runs finish (then interrupt them), drain the outbox briefly."""
@@ -144,17 +150,6 @@ async def start_server(
         agents.load()  # logs each broken agent file
         tools = McpToolPool(servers, max_message_bytes=settings.mcp_max_message_bytes)
         resources.push_async_callback(tools.aclose)
-
-        settings.resolved_outbox_path.parent.mkdir(parents=True, exist_ok=True)
-        outbox = await Outbox.open(settings.resolved_outbox_path)
-        resources.push_async_callback(outbox.close)
-        journal = StepJournal(journal_directory(settings.resolved_outbox_path))
-        resources.callback(journal.close)
-        recovered = await recover_interrupted(outbox, journal)
-        if recovered:
-            log.warning(
-                "runs interrupted by the previous stop will be published as INTERRUPTED", extra={"runs": recovered}
-            )
         if runs_channel is None:
             runs_channel = aio_channel(
                 settings.runs_service_target,
@@ -164,34 +159,13 @@ async def start_server(
                 interceptors=telemetry.client_interceptors(),  # RecordRuns spans, trace context to RunsService
             )
             resources.push_async_callback(runs_channel.close)
-        publisher = OutboxPublisher(
-            outbox,
-            runs_channel,
-            call_metadata=runs_call_metadata(settings),
-            journal=journal,
-            batch_max_records=settings.outbox_batch_records,
-            batch_max_bytes=settings.outbox_batch_bytes,
-        )
-        publisher.start()
-        resources.push_async_callback(publisher.stop, 5.0)
-        register_publisher_metrics(telemetry.meter("agentrun.outbox"), publisher, outbox)
+        publisher: OutboxPublisher | None = None
+        if settings.durable:
+            from execution_service.durable.service import start_durable  # DBOS is imported in this mode only
 
-        known_runs = KnownRuns(outbox, runs_channel, runs_call_metadata(settings))
-        manager = RunManager(
-            agents,
-            tools,
-            provider_factory(settings),
-            publisher,
-            run_exists=known_runs.exists,
-            finished_run=known_runs.finished,
-            redactor=Redactor(redaction_rules(settings)),
-            limits=ManagerLimits(
-                max_task_bytes=settings.max_task_bytes,
-                max_live_runs=settings.max_live_runs,
-                max_parallel_tools=settings.max_parallel_tools,
-            ),
-            telemetry=telemetry,
-        )
+            manager: RunManager = await start_durable(settings, agents, tools, runs_channel, telemetry, resources)
+        else:
+            publisher, manager = await _embedded_manager(settings, agents, tools, runs_channel, telemetry, resources)
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -232,3 +206,52 @@ async def start_server(
     except BaseException:
         await resources.aclose()
         raise
+
+
+async def _embedded_manager(
+    settings: ExecutionSettings,
+    agents: AgentRegistry,
+    tools: McpToolPool,
+    runs_channel: grpc.aio.Channel,
+    telemetry: Telemetry,
+    resources: AsyncExitStack,
+) -> tuple[OutboxPublisher, RunManager]:
+    """The embedded mode: runs in this process, published through the local SQLite outbox."""
+
+    settings.resolved_outbox_path.parent.mkdir(parents=True, exist_ok=True)
+    outbox = await Outbox.open(settings.resolved_outbox_path)
+    resources.push_async_callback(outbox.close)
+    journal = StepJournal(journal_directory(settings.resolved_outbox_path))
+    resources.callback(journal.close)
+    recovered = await recover_interrupted(outbox, journal)
+    if recovered:
+        log.warning("runs interrupted by the previous stop will be published as INTERRUPTED", extra={"runs": recovered})
+    publisher = OutboxPublisher(
+        outbox,
+        runs_channel,
+        call_metadata=runs_call_metadata(settings),
+        journal=journal,
+        batch_max_records=settings.outbox_batch_records,
+        batch_max_bytes=settings.outbox_batch_bytes,
+    )
+    publisher.start()
+    resources.push_async_callback(publisher.stop, 5.0)
+    register_publisher_metrics(telemetry.meter("agentrun.outbox"), publisher, outbox)
+
+    known_runs = KnownRuns(outbox, runs_channel, runs_call_metadata(settings))
+    manager = RunManager(
+        agents,
+        tools,
+        provider_factory(settings),
+        publisher,
+        run_exists=known_runs.exists,
+        finished_run=known_runs.finished,
+        redactor=Redactor(redaction_rules(settings)),
+        limits=ManagerLimits(
+            max_task_bytes=settings.max_task_bytes,
+            max_live_runs=settings.max_live_runs,
+            max_parallel_tools=settings.max_parallel_tools,
+        ),
+        telemetry=telemetry,
+    )
+    return publisher, manager

@@ -41,7 +41,8 @@ pids+=($!)
 
 echo "==> starting the web console on $WEB_URL (log: $DEMO_DIR/web.log)"
 "$VENV_BIN/agentrun" web --address "127.0.0.1:$WEB_PORT" >"$DEMO_DIR/web.log" 2>&1 &
-pids+=($!)
+web_pid=$!
+pids+=("$web_pid")
 
 # GET a console page; prints the HTTP status (000 when the console does not answer).
 http_status() {
@@ -115,3 +116,15 @@ echo "web console served the run page (HTTP $status)"
 echo
 echo "Done. Stored runs are in $DEMO_DIR/runs.db. Start the services and the web console yourself with:"
 echo "  .venv/bin/agentrun serve all      # web console at http://127.0.0.1:8080/"
+# In a terminal, the console stays up so the address above can be opened (AGENTRUN_DEMO_KEEP=0: end at once; =1: stay
+# even without a terminal). The demo then waits for the console itself, never for whichever process ends first: a
+# service that stops leaves the console up, saying on its pages that the service is unavailable.
+keep=${AGENTRUN_DEMO_KEEP:-auto}
+if [ "$keep" = 1 ] || { [ "$keep" = auto ] && [ -t 0 ] && [ -t 1 ]; }; then
+  echo
+  echo "==> the services and the web console keep running: open $WEB_URL/runs/$run_id"
+  echo "    press Ctrl-C to stop them"
+  trap 'echo; echo "==> stopping"; exit 0' INT TERM
+  wait "$web_pid" || true
+  echo "the web console stopped; its log: $DEMO_DIR/web.log" >&2
+fi

@@ -30,6 +30,7 @@ from agentrun_cli.services.options import (
     CreateDatabase,
     DatabaseUrl,
     DataDir,
+    ExecutionDatabaseUrl,
     LogFormatOption,
     LogLevelOption,
     McpConfig,
@@ -63,6 +64,7 @@ def serve_command(
     data_dir: DataDir = None,
     agents_dir: AgentsDir = None,
     mcp_config: McpConfig = None,
+    execution_database_url: ExecutionDatabaseUrl = None,
     log_level: LogLevelOption = None,
     log_format: LogFormatOption = None,
     web_address: Annotated[
@@ -92,6 +94,7 @@ def serve_command(
             data_dir=data_dir,
             log_level=value(log_level),
             log_format=value(log_format),
+            execution_database_url=execution_database_url,
         )
     except SettingsError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None

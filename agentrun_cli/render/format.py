@@ -105,6 +105,11 @@ def offset(start: timestamp_pb2.Timestamp, at: timestamp_pb2.Timestamp) -> str:
     return f"+{delta:.3f}s" if delta >= 0 else f"{delta:.3f}s"
 
 
+def percent(value: float) -> str:
+    """0.9731 -> 97.3%."""
+    return f"{value * 100:.1f}%"
+
+
 def count(value: int) -> str:
     return f"{value:,}"
 

@@ -10,10 +10,6 @@ from rich.table import Table
 from agentrun_cli.render import format as fmt
 
 
-def percent(value: float) -> str:
-    return f"{value * 100:.1f}%"
-
-
 def run_stats_table(title: str, groups: Sequence[runs_pb2.RunStatsGroup]) -> Table:
     table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
     table.add_column(title.removeprefix("by "))
@@ -23,12 +19,12 @@ def run_stats_table(title: str, groups: Sequence[runs_pb2.RunStatsGroup]) -> Tab
         table.add_row(
             group.key or fmt.NONE,
             fmt.count(group.run_count),
-            percent(group.success_rate),
+            fmt.percent(group.success_rate),
             fmt.count(fmt.total_tokens(group.token_usage)),
             fmt.cost(group.cost) if group.HasField("cost") else fmt.NONE,
             fmt.optional_duration(group, "duration_p50"),
             fmt.optional_duration(group, "duration_p95"),
-            percent(group.max_context_window_used) if group.max_context_window_used else fmt.NONE,
+            fmt.percent(group.max_context_window_used) if group.max_context_window_used else fmt.NONE,
         )
     if not groups:
         table.caption = "no runs in this time range"
@@ -47,7 +43,7 @@ def tool_stats_table(tools: Sequence[runs_pb2.ToolStats]) -> Table:
             tool.server,
             fmt.count(tool.call_count),
             fmt.count(tool.error_count),
-            percent(tool.error_rate),
+            fmt.percent(tool.error_rate),
             fmt.optional_duration(tool, "duration_p50"),
             fmt.optional_duration(tool, "duration_p95"),
         )

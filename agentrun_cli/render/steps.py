@@ -57,6 +57,13 @@ def tool_call_summary(call: run_pb2.ToolCallStarted) -> str:
     return f"{summary} → child run {call.child_run_id}" if call.child_run_id else summary
 
 
+def resumed_summary(resumed: run_pb2.RunResumed) -> str:
+    """`resumed on replica-b after 31.2 s (was replica-a)`."""
+    gap = resumed.gap.seconds + resumed.gap.nanos / 1e9
+    previous = f" (was {resumed.previous_replica})" if resumed.previous_replica else ""
+    return f"resumed on {resumed.replica or 'a replica'} after {gap:.1f} s{previous}"
+
+
 def session_history_summary(history: run_pb2.SessionHistory) -> str:
     """`session chat-1: 12 turns from 3 runs (4,210 tokens); dropped 5 turns (1 whole run) over the 8,000 limit`."""
     parts = [
@@ -102,6 +109,8 @@ def step_summary(step: run_pb2.ExecutionStep) -> str:
         return f"{step.error.reason}: {step.error.message}"
     if kind == "session_history":
         return session_history_summary(step.session_history)
+    if kind == "resumed":
+        return resumed_summary(step.resumed)
     return ""
 
 
@@ -121,4 +130,5 @@ KIND_STYLES = {
     "final_response": "bold green",
     "error": "bold red",
     "session_history": "magenta",
+    "resumed": "yellow",
 }

@@ -67,6 +67,7 @@ def execution_settings(
     data_dir: Path | None = None,
     log_level: str | None = None,
     log_format: str | None = None,
+    execution_database_url: str | None = None,
 ) -> ExecutionSettings:
     """ExecutionSettings from the environment and these flags. SettingsError names a bad variable."""
     from execution_service.config import ExecutionSettings
@@ -79,6 +80,7 @@ def execution_settings(
         data_dir=data_dir,
         log_level=log_level,
         log_format=log_format,
+        execution_database_url=execution_database_url,
     )
 
 
@@ -105,6 +107,11 @@ def execution_component(settings: ExecutionSettings) -> Component:
             lines=(
                 f"ExecutionService listening on {settings.listen_address}",
                 f"  recording runs to RunsService at {settings.runs_service_target}",
+                *(
+                    (f"  durable mode: replica {settings.resolved_replica_id} on the execution database",)
+                    if settings.durable
+                    else ()
+                ),
             ),
         )
 

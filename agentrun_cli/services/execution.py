@@ -15,6 +15,7 @@ from agentrun_cli.services.components import execution_component, execution_sett
 from agentrun_cli.services.options import (
     AgentsDir,
     DataDir,
+    ExecutionDatabaseUrl,
     LogFormatOption,
     LogLevelOption,
     McpConfig,
@@ -37,6 +38,7 @@ def execution_service(
     data_dir: DataDir = None,
     log_level: LogLevelOption = None,
     log_format: LogFormatOption = None,
+    execution_database_url: ExecutionDatabaseUrl = None,
 ) -> None:
     """agentrun ExecutionService: runs agents and streams every step."""
     from agentrun_core.settings import SettingsError
@@ -50,6 +52,7 @@ def execution_service(
             data_dir=data_dir,
             log_level=value(log_level),
             log_format=value(log_format),
+            execution_database_url=execution_database_url,
         )
     except SettingsError as exc:
         print(f"{PROGRAM}: {exc}", file=sys.stderr)

@@ -64,6 +64,15 @@ RunsServiceTarget = Annotated[
         show_default=False,
     ),
 ]
+ExecutionDatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--execution-database-url",
+        help="PostgreSQL URL that turns on durable mode: runs survive a replica's death and any replica serves any "
+        "run (env AGENTRUN_EXECUTION_DATABASE_URL; default: off, the embedded mode).",
+        show_default=False,
+    ),
+]
 AgentsDir = Annotated[
     Path | None,
     typer.Option("--agents-dir", help="Directory of .prompt files (env AGENTRUN_AGENTS_DIR).", show_default=False),

@@ -8,10 +8,12 @@ the servicers, which read `current_identity`.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import grpc
 
@@ -24,6 +26,8 @@ from agentrun_core.identity import Identity, current_identity
 log = logging.getLogger(__name__)
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
+# Initial metadata of every authenticated unary call's answer: the caller's user name (percent-encoded).
+USER_METADATA_KEY = "agentrun-user"
 REFLECTION_PREFIXES = ("/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.ServerReflection/")
 
 MISSING = "missing credentials: send the metadata `authorization: Bearer <token>`"
@@ -121,6 +125,8 @@ def _with_identity(behavior: Behavior, identity: Identity) -> Behavior:
 
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         current_identity.set(identity)
+        # Who the services took the caller for (the web console shows it): percent-encoded, metadata is ASCII.
+        await context.send_initial_metadata(((USER_METADATA_KEY, quote(identity.user, safe="")),))
         result = behavior(request, context)
         if inspect.isawaitable(result):
             return await result
@@ -129,13 +135,29 @@ def _with_identity(behavior: Behavior, identity: Identity) -> Behavior:
     return call
 
 
+# A rejected call that streams its requests: how long, and how many requests, the rejection waits for the client to
+# finish sending (see _rejecting).
+REJECT_DRAIN_S = 2.0
+REJECT_DRAIN_MESSAGES = 16
+
+
 def _rejecting(handler: grpc.RpcMethodHandler | None, method: str, problem: str) -> grpc.RpcMethodHandler:
+    """A handler answering UNAUTHENTICATED. For a call that streams its requests, the answer waits until the client
+    has finished sending (its half-close; at most REJECT_DRAIN_MESSAGES requests, read as bytes and never parsed,
+    and REJECT_DRAIN_S): a status sent while the client is still writing makes its write fail, and grpc's client
+    then reports that failure (INTERNAL "Internal error from Core", or CANCELLED) instead of UNAUTHENTICATED, about 1
+    call in 200 (reflection without a token, as grpcurl or buf curl send it)."""
+
     async def reject(request: Any, context: grpc.aio.ServicerContext) -> None:
         log.info(
             "call refused: not authenticated",
             extra={"method": cut(method, 200), "peer": context.peer(), "problem": problem},
         )
         await abort(context, grpc.StatusCode.UNAUTHENTICATED, problem, reason="UNAUTHENTICATED")
+
+    async def reject_stream(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
+        await _until_sent(requests)
+        await reject(None, context)
 
     deserializer = handler.request_deserializer if handler is not None else None
     serializer = handler.response_serializer if handler is not None else None
@@ -148,12 +170,21 @@ def _rejecting(handler: grpc.RpcMethodHandler | None, method: str, problem: str)
             reject, request_deserializer=deserializer, response_serializer=serializer
         )
     if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(
-            reject, request_deserializer=deserializer, response_serializer=serializer
-        )
-    return grpc.stream_stream_rpc_method_handler(
-        reject, request_deserializer=deserializer, response_serializer=serializer
-    )
+        return grpc.stream_unary_rpc_method_handler(reject_stream, response_serializer=serializer)
+    return grpc.stream_stream_rpc_method_handler(reject_stream, response_serializer=serializer)
+
+
+async def _until_sent(requests: AsyncIterator[bytes]) -> None:
+    """Reads (and drops) a client's requests until it has sent them all, within the bounds above."""
+    try:
+        async with asyncio.timeout(REJECT_DRAIN_S):
+            received = 0
+            async for _ in requests:
+                received += 1
+                if received >= REJECT_DRAIN_MESSAGES:
+                    return
+    except TimeoutError:
+        return
 
 
 def auth_interceptors(settings: AuthSettings, *, service: str) -> list[grpc.aio.ServerInterceptor]:

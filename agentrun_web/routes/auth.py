@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 
 import grpc
-from agentrun.runs.v1 import runs_service_pb2 as runs_pb2
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -56,12 +55,12 @@ async def login(request: Request) -> Response:
         return RedirectResponse(target, status_code=303)
     token = str(form.get("token") or "").strip()
     visitor = visitor_of(request)
-    problem, status = "", 200
+    problem, status, user = "", 200, ""
     if not token or len(token) > MAX_TOKEN_CHARS or any(c.isspace() for c in token):
         problem, status = "Paste the bearer token you were given (one word, no spaces).", 400
     else:
         try:
-            await services.runs.list_runs(Caller(token), runs_pb2.ListRunsRequest(page_size=1))
+            user = await services.runs.user_of(Caller(token))
         except ServiceCallError as exc:
             if exc.code is grpc.StatusCode.UNAUTHENTICATED:
                 log.info("sign-in refused: the services do not accept the token", extra={"session": log_id(visitor.id)})
@@ -72,9 +71,9 @@ async def login(request: Request) -> Response:
                 problem, status = f"{found.message} {found.hint}".strip(), found.status
     if problem:
         return renderer.page(request, "login.html", status_code=status, next=target, problem=problem)
-    session = sessions_of(request).sign_in(visitor.session.id if visitor.session else None, token)
+    session = sessions_of(request).sign_in(visitor.session.id if visitor.session else None, token, user)
     visitor.replace(session.id, session)
-    log.info("signed in", extra={"session": log_id(session.id)})
+    log.info("signed in", extra={"session": log_id(session.id), "user": user})
     return RedirectResponse(target, status_code=303)
 
 

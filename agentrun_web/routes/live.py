@@ -93,7 +93,13 @@ async def _pump(services: Services, caller: Caller, run_id: str, start: int, que
         queue.put_nowait(exc)
 
 
-async def _events(request: Request, caller: Caller, run_id: str, start: int) -> AsyncIterator[str]:
+# One event for the page: (event name, data, SSE id or None).
+LiveEvent = tuple[str, dict[str, Any], int | None]
+
+
+async def _run_events(request: Request, caller: Caller, run_id: str, start: int) -> AsyncIterator[LiveEvent | None]:
+    """One run's events from WatchRun, until it finishes, is gone or the stream breaks; None every KEEPALIVE_S
+    without one (the caller keeps the connection alive)."""
     services: Services = request.app.state.services
     renderer: Renderer = request.app.state.renderer
     streams: LiveStreams = request.app.state.live_streams
@@ -104,12 +110,11 @@ async def _events(request: Request, caller: Caller, run_id: str, start: int) -> 
     context = {"run_id": run_id, "from_sequence": start}
     log.info("live stream opened", extra=context)
     try:
-        yield f"retry: {RETRY_MS}\n\n"
         while True:
             try:
                 item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
             except TimeoutError:
-                yield ": keep-alive\n\n"
+                yield None
                 continue
             if item is _END:
                 return
@@ -120,18 +125,18 @@ async def _events(request: Request, caller: Caller, run_id: str, start: int) -> 
             kind = item.WhichOneof("event")
             if kind == "run_started":
                 started = item.run_started
-                yield sse("started", live_events.started_event(started))
+                yield "started", live_events.started_event(started), None
             elif kind == "step" and item.step.depth > 0 and started is not None:
                 # A sub-agent run's step, carried in this stream: shown under the call that started it, without an
                 # SSE id (the id a reconnecting browser resumes from is the run's own last step).
-                yield sse("child_step", live_events.child_step_event(renderer, item.step, started.start_time))
+                yield "child_step", live_events.child_step_event(renderer, item.step, started.start_time), None
             elif kind == "step" and started is not None:
                 data = live_events.step_event(renderer, run_id, item.step, started.start_time)
-                yield sse("step", data, event_id=item.step.sequence)
+                yield "step", data, item.step.sequence
             elif kind == "run_finished" and started is not None:
                 trace_link = settings.trace_link(started.trace_id)
                 data = live_events.finished_event(renderer, started, item.run_finished, trace_link=trace_link)
-                yield sse("finished", data)
+                yield "finished", data, None
                 log.info("live stream: run finished", extra={**context, "status": data["status"]})
                 return
             else:
@@ -142,23 +147,31 @@ async def _events(request: Request, caller: Caller, run_id: str, start: int) -> 
         log.info("live stream closed", extra=context)
 
 
-def _failure(error: ServiceCallError, context: dict[str, Any]) -> str:
+async def _events(request: Request, caller: Caller, run_id: str, start: int) -> AsyncIterator[str]:
+    yield f"retry: {RETRY_MS}\n\n"
+    async for item in _run_events(request, caller, run_id, start):
+        if item is None:
+            yield ": keep-alive\n\n"
+        else:
+            event, data, event_id = item
+            yield sse(event, data, event_id=event_id)
+
+
+def _failure(error: ServiceCallError, context: dict[str, Any]) -> LiveEvent:
     if error.code is grpc.StatusCode.NOT_FOUND:
         log.info("live stream: the run is not live on ExecutionService", extra={**context, **error.log_context()})
-        return sse(
-            "gone",
-            {"message": "This run is not live on ExecutionService (it ended a while ago, or runs elsewhere)."},
-        )
+        message = "This run is not live on ExecutionService (it ended a while ago, or runs elsewhere)."
+        return "gone", {"message": message}, None
     if error.code not in _RETRYABLE:
         log.warning("live stream refused", extra={**context, **error.log_context()})
-        return sse("gone", {"message": f"{error.endpoint.service} answered {error.code.name}: {error.details}"})
+        return "gone", {"message": f"{error.endpoint.service} answered {error.code.name}: {error.details}"}, None
     log.warning("live stream broke", extra={**context, **error.log_context()})
     endpoint = error.endpoint
     if error.unreachable:
-        message = f"{endpoint.service} at {endpoint.target} is unreachable; retrying…"
+        message = f"{endpoint.service} at {endpoint.target} is unreachable"
     else:
-        message = f"{endpoint.service} answered {error.code.name}: {error.details}; retrying…"
-    return sse("problem", {"message": message})
+        message = f"{endpoint.service} answered {error.code.name}: {error.details}"
+    return "problem", {"message": message}, None
 
 
 async def run_events(request: Request) -> Response:
@@ -166,6 +179,65 @@ async def run_events(request: Request) -> Response:
     run_id = request.path_params["run_id"]
     return StreamingResponse(
         _events(request, caller, run_id, first_sequence(request)),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )
+
+
+MAX_WATCHED_RUNS = 32
+
+
+def watched_runs(request: Request) -> dict[str, int]:
+    """`?watch=RUN_ID:FROM` (repeated): the runs a browser follows and the first sequence it needs of each."""
+    runs: dict[str, int] = {}
+    for value in request.query_params.getlist("watch")[:MAX_WATCHED_RUNS]:
+        run_id, _, start = value.partition(":")
+        if run_id:
+            runs[run_id.strip()] = int(start) if start.strip().isdigit() else 0
+    return runs
+
+
+async def _shared_events(request: Request, caller: Caller, runs: dict[str, int]) -> AsyncIterator[str]:
+    """Several runs' events in one stream (each event's data names its run): a browser's tabs share one connection
+    (static/live-worker.js) instead of holding one each, which HTTP/1.1's six connections per host cannot afford."""
+    merged: asyncio.Queue[tuple[str, LiveEvent | None] | None] = asyncio.Queue()
+
+    async def follow(run_id: str, start: int) -> None:
+        try:
+            async for item in _run_events(request, caller, run_id, start):
+                if item is not None:
+                    merged.put_nowait((run_id, item))
+        finally:
+            merged.put_nowait((run_id, None))
+
+    tasks = [asyncio.create_task(follow(run_id, start)) for run_id, start in runs.items()]
+    open_runs = len(tasks)
+    try:
+        yield f"retry: {RETRY_MS}\n\n"
+        while open_runs:
+            try:
+                entry = await asyncio.wait_for(merged.get(), KEEPALIVE_S)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            if entry is None:
+                return
+            run_id, item = entry
+            if item is None:
+                open_runs -= 1
+                continue
+            event, data, event_id = item
+            yield sse(event, {**data, "run": run_id}, event_id=event_id)
+        yield sse("idle", {})
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def shared_events(request: Request) -> Response:
+    caller = caller_of(request)
+    return StreamingResponse(
+        _shared_events(request, caller, watched_runs(request)),
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )

@@ -1,6 +1,7 @@
 """A run's page (/runs/{run_id}), one step's details for the side pane, and cancelling a live run.
 
-The page comes from GetRun (FULL). A run RunsService does not have yet (just started: its RUNNING record is still on
+The page comes from GetRun (BASIC, with the sub-agent runs) and ListRunSteps (page by page); a step's details from
+ListRunSteps up to that step. A run RunsService does not have yet (just started: its RUNNING record is still on
 its way through the outbox) is looked up on ExecutionService (WatchRun's RunStarted) before the page says "not
 found"; both services answer NOT_FOUND for another user's run, so it is neither shown nor told apart from a run
 that does not exist.
@@ -29,6 +30,11 @@ log = logging.getLogger(__name__)
 
 # How long the page waits for ExecutionService to say whether it runs a run RunsService does not know.
 LIVE_PROBE_TIMEOUT_S = 2.0
+# What the run page says when a cancel without a script brings the browser back (?cancel=...).
+CANCEL_NOTICES = {
+    "requested": "Cancel requested.",
+    "refused": "The run could not be cancelled (it has ended, or runs elsewhere).",
+}
 # Beyond any real sequence: a probe asks for RunStarted only, not for the steps.
 _NO_STEPS = 2**31 - 1
 
@@ -55,7 +61,10 @@ async def load_run(services: Services, caller: Caller, run_id: str) -> tuple[run
     """The stored run with its sub-agent runs, or (not stored yet) the live run as far as RunStarted tells, and
     whether it is the stored one; ServiceCallError otherwise."""
     try:
-        return await services.runs.get_run_tree(caller, run_id), True
+        # The run in the BASIC view, then its steps page by page: a run of thousands of steps is never one message.
+        reply = await services.runs.get_run_tree(caller, run_id, full=False)
+        reply.run.execution_steps.extend(await services.runs.steps(caller, reply.run.id))
+        return reply, True
     except ServiceCallError as exc:
         if exc.code is not grpc.StatusCode.NOT_FOUND:
             raise
@@ -83,6 +92,8 @@ async def run_details(request: Request) -> Response:
         descendants_truncated=reply.descendants_truncated,
     )
     selected = wf.selected_bar(page.waterfall, _selected_step(request))
+    cancel_notice = request.query_params.get("cancel", "")
+    cancel_notice = cancel_notice if cancel_notice in CANCEL_NOTICES else ""
     selected_steps = find_steps(run.execution_steps, selected.steps) if selected is not None else []
     return renderer.page(
         request,
@@ -93,7 +104,9 @@ async def run_details(request: Request) -> Response:
         stored=stored,
         selected=selected,
         selected_steps=selected_steps,
-        cancel_notice=request.query_params.get("cancel", ""),
+        cancel_notice=cancel_notice,
+        cancel_text=CANCEL_NOTICES.get(cancel_notice, ""),
+        live_first_event_s=settings_of(request).live_first_event_s,
     )
 
 
@@ -104,8 +117,7 @@ async def step_detail(request: Request) -> Response:
     caller = caller_of(request)
     run_id = request.path_params["run_id"]
     sequence = request.path_params["sequence"]
-    run = await services.runs.get_run(caller, run_id, full=True)
-    found = find_steps(run.execution_steps, [sequence])
+    found = find_steps(await services.runs.steps(caller, run_id, until=sequence), [sequence])
     if not found:
         return HTMLResponse(renderer.fragment("_missing_step.html", sequence=sequence, run_id=run_id), status_code=404)
     return HTMLResponse(renderer.fragment("_step_detail.html", step=found[0], run_id=run_id))

@@ -103,23 +103,33 @@
       if (ticks) ticks.innerHTML = parts.join("");
     }
 
+    // A step's details: kept once fetched; a failure (the console's message, or none when it cannot be reached)
+    // is shown in the pane, in the step's place, and asked again next time.
     async function detailOf(sequence) {
       if (details.has(sequence)) return details.get(sequence);
-      const response = await fetch(`/runs/${runId}/steps/${sequence}`, { headers: FRAGMENT, credentials: "same-origin" });
-      const html = await response.text();
-      if (response.ok) details.set(sequence, html);
-      return html;
+      try {
+        const response = await fetch(`/runs/${runId}/steps/${sequence}`, { headers: FRAGMENT, credentials: "same-origin" });
+        const html = await response.text();
+        if (response.ok) details.set(sequence, html);
+        return html;
+      } catch (error) {
+        return `<article class="detail problem" data-seq="${sequence}"><p class="error" role="alert">The details of step ${sequence} could not be loaded: the console cannot be reached. Select the bar again to retry.</p></article>`;
+      }
     }
 
+    let selecting = 0;
     async function select(sequences, barRow) {
+      const ticket = ++selecting;
+      const ordered = [...new Set(sequences)].sort((a, b) => a - b);
       for (const el of document.querySelectorAll(".wf-row.selected, .steps-table tr.selected")) el.classList.remove("selected");
       if (barRow) barRow.classList.add("selected");
-      for (const sequence of sequences) document.getElementById(`step-${sequence}`)?.classList.add("selected");
+      for (const sequence of ordered) document.getElementById(`step-${sequence}`)?.classList.add("selected");
       pane.setAttribute("aria-busy", "true");
-      const parts = await Promise.all(sequences.map(detailOf));
+      const parts = await Promise.all(ordered.map(detailOf));
+      if (ticket !== selecting) return; // a later selection won: its details are the ones to show
       pane.innerHTML = parts.join("");
       pane.removeAttribute("aria-busy");
-      history.replaceState(null, "", `${location.pathname}?step=${sequences[0]}`);
+      history.replaceState(null, "", `${location.pathname}?step=${ordered[0]}`);
     }
 
     function stepsOf(row) {
@@ -145,7 +155,10 @@
     const selectedStep = Number(new URLSearchParams(location.search).get("step"));
     if (selectedStep) {
       for (const row of document.querySelectorAll(".wf-row[data-steps]")) {
-        if (stepsOf(row).includes(selectedStep)) row.classList.add("selected");
+        if (stepsOf(row).includes(selectedStep)) {
+          row.classList.add("selected");
+          row.scrollIntoView({ block: "nearest" }); // inside the waterfall's own scroll box
+        }
       }
     }
 
@@ -171,7 +184,7 @@
       });
     }
 
-    if (run.dataset.eventsUrl) follow(run.dataset.eventsUrl);
+    if (run.dataset.liveFrom) follow(Number(run.dataset.liveFrom));
     // A run RunsService had not stored yet when the page was made: its task and labels arrive with the record.
     if (run.dataset.partial) setTimeout(refreshFacts, 1500);
 
@@ -185,72 +198,150 @@
       }
     }
 
-    function follow(url) {
+    // How the page hears of its run: through the shared worker (one connection for every live tab of this browser,
+    // static/live-worker.js), else through an EventSource of its own (/runs/{id}/events). Either way the page is told
+    // open / lost / problem / started / step / child_step (a sub-agent run's step) / finished / gone.
+    function liveChannel(from, on) {
+      if (window.SharedWorker) {
+        try {
+          const worker = new SharedWorker(`/static/live-worker.js?v=${run.dataset.assetVersion || ""}`, { name: "agentrun-live" });
+          worker.port.onmessage = (message) => on[message.data.type]?.(message.data);
+          worker.port.start();
+          worker.port.postMessage({ type: "watch", run: runId, from });
+          window.addEventListener("pagehide", () => worker.port.postMessage({ type: "unwatch", run: runId }));
+          run.dataset.channel = "shared";
+          return { close: () => worker.port.postMessage({ type: "unwatch", run: runId }) };
+        } catch (error) {
+          // A browser that refuses the worker (privacy settings): a stream of this page's own.
+        }
+      }
+      run.dataset.channel = "own";
+      let source = null;
+      let next = from;
+      let failures = 0;
+      const backoff = [1000, 2000, 4000, 8000, 15000];
+      const retry = (message) => {
+        source?.close();
+        source = null;
+        const delay = backoff[Math.min(failures++, backoff.length - 1)];
+        on.lost?.({ message, retryMs: delay });
+        setTimeout(connect, delay);
+      };
+      function connect() {
+        const stream = new EventSource(`/runs/${runId}/events?from=${next}`);
+        source = stream;
+        const pass = (type) => (event) => {
+          const data = JSON.parse(event.data);
+          if (type === "step") next = Math.max(next, data.seq + 1);
+          if (type === "step" || type === "started") failures = 0;
+          if (type === "finished" || type === "gone") stream.close();
+          on[type]?.({ type, data });
+        };
+        for (const type of ["started", "step", "child_step", "finished", "gone"]) stream.addEventListener(type, pass(type));
+        stream.addEventListener("problem", (event) => {
+          on.problem?.({ data: JSON.parse(event.data) });
+          retry(JSON.parse(event.data).message);
+        });
+        stream.addEventListener("open", () => on.open?.({}));
+        stream.addEventListener("error", () => {
+          if (source === stream) retry("");
+        });
+      }
+      connect();
+      return { close: () => source?.close() };
+    }
+
+    function follow(from) {
+      // No first event this long after the page asked: say so rather than spin (the stream keeps trying).
+      const FIRST_EVENT_MS = Number(run.dataset.firstEventMs) || 8000;
       const state = document.getElementById("live-state");
       const bar = document.getElementById("live-bar");
       const seen = new Set([...document.querySelectorAll("#step-rows tr[data-seq]")].map((tr) => Number(tr.dataset.seq)));
       let duplicates = 0;
+      let heard = false;
+      let channel = null;
       run.dataset.duplicates = "0";
-      const source = new EventSource(url);
       const say = (text, cls) => {
         if (state) state.textContent = text;
         if (bar) bar.className = `live-bar ${cls || ""}`;
       };
-      source.addEventListener("open", () => say("live: steps appear as they happen"));
-      source.addEventListener("error", () => {
-        if (source.readyState === EventSource.CONNECTING) say("connection lost; reconnecting…", "lost");
-        else say("disconnected from the console; reload the page to follow the run", "lost");
-      });
-      source.addEventListener("problem", (event) => say(JSON.parse(event.data).message, "lost"));
-      source.addEventListener("gone", (event) => {
-        source.close();
-        say(JSON.parse(event.data).message, "ended");
-        if (state) state.insertAdjacentHTML("beforeend", ` <a href="${location.pathname}">show the stored run</a>`);
-      });
-      source.addEventListener("step", (event) => {
-        const data = JSON.parse(event.data);
-        if (seen.has(data.seq)) {
-          run.dataset.duplicates = String(++duplicates);
-          return;
+      const deadline = setTimeout(() => {
+        if (!heard) {
+          say(`no word from the live stream after ${FIRST_EVENT_MS / 1000} s (ExecutionService busy or unreachable?); still trying…`, "lost");
+          run.dataset.stalled = "1";
         }
-        seen.add(data.seq);
-        details.set(data.seq, data.detail);
-        stepRows.insertAdjacentHTML("beforeend", data.row);
-        const row = document.getElementById(`step-${data.seq}`);
-        row?.classList.add("fresh");
-        row?.setAttribute("data-shown-at", String(Date.now()));
-        document.getElementById("steps-count").textContent = String(seen.size);
-        document.getElementById("wf-empty")?.remove();
-        if (data.bar && !document.getElementById(`bar-${data.bar.key}`)) {
-          rows.insertAdjacentHTML("beforeend", data.bar.html);
-          const barRow = document.getElementById(`bar-${data.bar.key}`);
-          const start = Number(barRow.dataset.startS);
-          if (barRow.dataset.durationS === "") running.set(data.bar.key, { row: barRow, startS: start, receivedAt: performance.now() });
-          else setSpan(start + Number(barRow.dataset.durationS));
-        }
-        if (data.finish) finishBar(data.finish);
-        if (data.usage) addUsage(data.usage);
-        updateCounts();
-      });
-      source.addEventListener("child_step", (event) => {
-        // A sub-agent run's step: a row of its own (not counted among this run's steps), shown once.
-        const data = JSON.parse(event.data);
-        if (document.getElementById(`child-${data.key}`)) return;
-        stepRows.insertAdjacentHTML("beforeend", data.row);
-        document.getElementById(`child-${data.key}`)?.classList.add("fresh");
-      });
-      source.addEventListener("finished", (event) => {
-        source.close();
-        const data = JSON.parse(event.data);
-        document.getElementById("run-status").innerHTML = data.status_html;
-        document.getElementById("run-tokens").innerHTML = data.tokens_html;
-        document.getElementById("run-final").innerHTML = data.final_html;
-        for (const form of document.querySelectorAll(".cancel-form")) form.remove();
-        say(`finished: ${data.status}${data.recorded ? "" : " (RunsService stores it shortly)"}`, "ended");
-        if (data.duration_s) setSpan(data.duration_s);
-        run.classList.remove("is-live");
-        run.dataset.finished = data.status;
-        if (data.recorded) refreshFacts();
+      }, FIRST_EVENT_MS);
+      const hear = () => {
+        heard = true;
+        delete run.dataset.stalled;
+        clearTimeout(deadline);
+      };
+      channel = liveChannel(from, {
+        open: () => say(heard ? "live: steps appear as they happen" : "connected; waiting for the run's first event…"),
+        lost: ({ message, retryMs }) => {
+          const again = retryMs ? ` retrying in ${Math.round(retryMs / 1000)} s` : " reconnecting";
+          say(`${message ? `${message}:` : "connection lost:"}${again}…`, "lost");
+        },
+        problem: ({ data }) => {
+          clearTimeout(deadline); // the service said what is wrong: that, not silence, is the news
+          say(`${data.message}; retrying…`, "lost");
+        },
+        gone: ({ data }) => {
+          hear();
+          channel?.close();
+          say(data.message, "ended");
+          if (state) state.insertAdjacentHTML("beforeend", ` <a href="${location.pathname}">show the stored run</a>`);
+        },
+        started: () => {
+          hear();
+          say("live: steps appear as they happen");
+        },
+        step: ({ data }) => {
+          hear();
+          say("live: steps appear as they happen");
+          if (seen.has(data.seq)) {
+            run.dataset.duplicates = String(++duplicates);
+            return;
+          }
+          seen.add(data.seq);
+          details.set(data.seq, data.detail);
+          stepRows.insertAdjacentHTML("beforeend", data.row);
+          const row = document.getElementById(`step-${data.seq}`);
+          row?.classList.add("fresh");
+          row?.setAttribute("data-shown-at", String(Date.now()));
+          document.getElementById("steps-count").textContent = String(seen.size);
+          document.getElementById("wf-empty")?.remove();
+          if (data.bar && !document.getElementById(`bar-${data.bar.key}`)) {
+            rows.insertAdjacentHTML("beforeend", data.bar.html);
+            const barRow = document.getElementById(`bar-${data.bar.key}`);
+            const start = Number(barRow.dataset.startS);
+            if (barRow.dataset.durationS === "") running.set(data.bar.key, { row: barRow, startS: start, receivedAt: performance.now() });
+            else setSpan(start + Number(barRow.dataset.durationS));
+          }
+          if (data.finish) finishBar(data.finish);
+          if (data.usage) addUsage(data.usage);
+          updateCounts();
+        },
+        child_step: ({ data }) => {
+          // A sub-agent run's step: a row of its own (not counted among this run's steps), shown once.
+          hear();
+          if (document.getElementById(`child-${data.key}`)) return;
+          stepRows.insertAdjacentHTML("beforeend", data.row);
+          document.getElementById(`child-${data.key}`)?.classList.add("fresh");
+        },
+        finished: ({ data }) => {
+          hear();
+          channel?.close();
+          document.getElementById("run-status").innerHTML = data.status_html;
+          document.getElementById("run-tokens").innerHTML = data.tokens_html;
+          document.getElementById("run-final").innerHTML = data.final_html;
+          for (const form of document.querySelectorAll(".cancel-form")) form.remove();
+          say(`finished: ${data.status}${data.recorded ? "" : " (RunsService stores it shortly)"}`, "ended");
+          if (data.duration_s) setSpan(data.duration_s);
+          run.classList.remove("is-live");
+          run.dataset.finished = data.status;
+          if (data.recorded) refreshFacts();
+        },
       });
     }
 

@@ -1,7 +1,8 @@
 """Text for the pages: statuses (unknown enum values shown by number, never an error), durations, times, counts.
 
-The plain-text formatters are the CLI's (agentrun_cli.render.format), so the console and `agentrun runs show` say the
-same thing the same way.
+The plain-text formatters are the CLI's (agentrun_cli.render.format: statuses, durations, times, counts, tokens,
+costs, percentages), one helper for both, so the console and `agentrun runs show` say the same thing the same way;
+what is only the console's (HTML markers, ISO times for scripts, CSS classes) is here.
 """
 
 from __future__ import annotations
@@ -10,53 +11,53 @@ import json
 import re
 
 from agentrun.runs.v1 import run_pb2
-from google.protobuf import duration_pb2, timestamp_pb2
-from google.protobuf.message import Message
+from google.protobuf import timestamp_pb2
 from markupsafe import Markup, escape
 
 from agentrun_cli.render.format import (
     NONE,
-    compact_json,
     cost,
     count,
+    duration,
     human_seconds,
+    optional_duration,
+    optional_timestamp,
+    percent,
     seconds,
     short_version,
+    status_name,
+    timestamp,
     to_datetime,
     tool_label,
+    tool_status_name,
     total_tokens,
     truncate,
 )
+from agentrun_cli.render.format import seconds_between as offset_s
 
 __all__ = [
     "NONE",
-    "compact_json",
     "cost",
     "count",
+    "duration",
     "human_seconds",
+    "offset_s",
+    "optional_duration",
+    "optional_timestamp",
+    "percent",
     "seconds",
     "short_version",
+    "status_name",
+    "timestamp",
     "to_datetime",
     "tool_label",
+    "tool_status_name",
     "total_tokens",
     "truncate",
 ]
 
 # What the execution service writes where it removed a secret or cut a long result (execution_service/redaction).
 _MARKERS = re.compile(r"\[REDACTED(?::[^\]\n]{0,80})?\]|\[truncated: [^\]\n]{0,80}\]")
-
-
-def enum_name(enum: object, value: int, prefix: str) -> str:
-    """RUN_STATUS_COMPLETED -> COMPLETED; a value this console's stubs do not know (a newer service) -> its number,
-    e.g. STATUS_7, so the page still shows something true."""
-    try:
-        return str(enum.Name(value)).removeprefix(prefix)  # type: ignore[attr-defined]
-    except ValueError:
-        return f"STATUS_{value}"
-
-
-def status_name(status: int) -> str:
-    return enum_name(run_pb2.RunStatus, status, "RUN_STATUS_")
 
 
 def status_class(status: int) -> str:
@@ -82,10 +83,6 @@ def is_live(status: int) -> bool:
     return status != run_pb2.RUN_STATUS_UNSPECIFIED and status not in _TERMINAL
 
 
-def tool_status_name(status: int) -> str:
-    return enum_name(run_pb2.ToolCallStatus, status, "TOOL_CALL_STATUS_")
-
-
 def run_statuses() -> list[str]:
     """Every RunStatus this console knows but UNSPECIFIED, for the status quick filter."""
     return [
@@ -95,34 +92,9 @@ def run_statuses() -> list[str]:
     ]
 
 
-def duration(value: duration_pb2.Duration) -> str:
-    return human_seconds(seconds(value))
-
-
-def optional_duration(parent: Message, name: str) -> str:
-    return duration(getattr(parent, name)) if parent.HasField(name) else NONE
-
-
-def timestamp(value: timestamp_pb2.Timestamp) -> str:
-    """2026-11-25 13:31:02Z (UTC, second precision)."""
-    return to_datetime(value).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 def iso(value: timestamp_pb2.Timestamp) -> str:
     """RFC 3339 with milliseconds, for <time datetime=...> and scripts."""
     return to_datetime(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def optional_timestamp(parent: Message, name: str) -> str:
-    return timestamp(getattr(parent, name)) if parent.HasField(name) else NONE
-
-
-def offset_s(start: timestamp_pb2.Timestamp, at: timestamp_pb2.Timestamp) -> float:
-    return (at.seconds - start.seconds) + (at.nanos - start.nanos) / 1e9
-
-
-def percent(value: float) -> str:
-    return f"{value * 100:.1f}%"
 
 
 def pretty_json(text: str) -> str:

@@ -61,10 +61,6 @@ class Lineage:
     forked_from_run_id: str
     forked_from_sequence: int
 
-    @property
-    def any(self) -> bool:
-        return bool(self.session_id or self.parent_run_id or self.forked_from_run_id)
-
 
 def lineage(run: run_pb2.Run) -> Lineage:
     forked = run.HasField("forked_from")

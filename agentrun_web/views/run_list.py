@@ -75,18 +75,21 @@ class RunsQuery:
         )
 
     def combined_filter(self) -> str:
-        """The filter box AND the quick filters (an OR in the box is parenthesised, so the quick filters apply to
-        all of it)."""
+        """The filter box AND the quick filters. With quick filters the box's filter is always parenthesised, so they
+        apply to all of it: `a OR b` with status FAILED is `(a OR b) AND status = FAILED`, never `a OR (b AND
+        status = FAILED)` (an OR can hide behind a tab, a newline or a parenthesis, so its spelling is not guessed)."""
         terms: list[str] = []
-        if self.filter:
-            terms.append(f"({self.filter})" if " OR " in f" {self.filter} " else self.filter)
         if self.status:
             terms.append(f"status = {self.status}")
         if self.agent:
             terms.append(f"agent_name = {quote(self.agent)}")
         if self.model:
             terms.append(f"model_name = {quote(self.model)}")
-        return " AND ".join(terms)
+        if not self.filter:
+            return " AND ".join(terms)
+        if not terms:
+            return self.filter
+        return " AND ".join([f"({self.filter})", *terms])
 
     def request(self) -> runs_pb2.ListRunsRequest:
         return runs_pb2.ListRunsRequest(
@@ -155,6 +158,8 @@ class RunRow:
     running: bool
     tokens: str
     cost: str
+    # The number of tool calls (Run.tool_call_count, in the BASIC view) and the distinct tools they called.
+    tool_calls: str
     tools: str
     error: str
     # 0 for a top-level run; a sub-agent run's depth, and the run that started it.
@@ -179,6 +184,7 @@ def run_row(run: run_pb2.Run) -> RunRow:
         running=running,
         tokens=fmt.count(fmt.total_tokens(run.token_usage)),
         cost=fmt.cost(run.cost) if run.HasField("cost") else fmt.NONE,
+        tool_calls=fmt.count(run.tool_call_count),
         tools=", ".join(run.tools_used),
         error=error,
         depth=run.depth,

@@ -87,6 +87,20 @@ class Column:
     # A second series drawn beside it (p95 next to p50), or None.
     height2: float | None = None
     text2: str = ""
+    # The values as text, for the chart's data table (value2: the second series').
+    value: str = ""
+    value2: str = ""
+
+
+# At most this many day labels under a chart (evenly spaced, the first and the last always among them).
+MAX_AXIS_LABELS = 7
+
+
+@dataclass(frozen=True, slots=True)
+class AxisTick:
+    # Where the label sits: the middle of its column, 0..1 of the chart's width.
+    at: float
+    label: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +109,24 @@ class ColumnChart:
     columns: list[Column]
     top: str  # the value at the top of the axis
     legend: tuple[str, ...] = ()
+
+    @property
+    def ticks(self) -> list[AxisTick]:
+        """Day labels at a whole number of days apart (1, 2, 7, 14... as the range needs), from the first day."""
+        n = len(self.columns)
+        if not n:
+            return []
+        step = next((s for s in (1, 2, 7, 14, 30, 61, 91) if (n - 1) // s + 1 <= MAX_AXIS_LABELS), n)
+        return [AxisTick((i + 0.5) / n, self.columns[i].label) for i in range(0, n, step)]
+
+    @property
+    def summary(self) -> str:
+        """What the chart shows, in words (its aria-label; the table under it has every value)."""
+        if not self.columns:
+            return f"{self.title}: no days in this range"
+        first, last = self.columns[0].label, self.columns[-1].label
+        series = f" ({' and '.join(self.legend)})" if self.legend else ""
+        return f"{self.title}{series} per day from {first} to {last}; the highest is {self.top}; values in the table"
 
 
 def _cost(group: runs_pb2.RunStatsGroup) -> float:
@@ -120,7 +152,7 @@ def _chart(
 ) -> ColumnChart:
     peak = top if top is not None else max([*values, 0.0])
     columns = [
-        Column(label, value / peak if peak > 0 else 0.0, f"{label}: {text(value)}")
+        Column(label, value / peak if peak > 0 else 0.0, f"{label}: {text(value)}", value=text(value))
         for label, value in zip(labels, values, strict=True)
     ]
     return ColumnChart(title, columns, text(peak) if peak > 0 else "none")
@@ -151,6 +183,8 @@ def day_charts(groups: Sequence[runs_pb2.RunStatsGroup], days: Sequence[str]) ->
             f"{label}: p50 {fmt.human_seconds(a)}",
             b / peak if peak else 0.0,
             f"{label}: p95 {fmt.human_seconds(b)}",
+            value=fmt.human_seconds(a),
+            value2=fmt.human_seconds(b),
         )
         for label, a, b in zip(labels, p50, p95, strict=True)
     ]

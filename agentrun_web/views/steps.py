@@ -23,6 +23,7 @@ KIND_LABELS = {
     "final_response": "final response",
     "error": "error",
     "session_history": "session history",
+    "resumed": "resumed",
 }
 
 
@@ -109,7 +110,3 @@ def find_steps(steps: Sequence[run_pb2.ExecutionStep], sequences: Sequence[int])
     """The steps with these sequences, in sequence order (steps are stored in order, numbered from 1)."""
     wanted = set(sequences)
     return [step for step in steps if step.sequence in wanted]
-
-
-def result_bytes(result: run_pb2.ToolCallFinished) -> int:
-    return len(result.result_text.encode())

@@ -10,7 +10,7 @@ is still running (live) or never finished (a terminal run: it is drawn to the ru
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agentrun.runs.v1 import run_pb2
@@ -38,10 +38,21 @@ _STATE_WORDS = {
     "running": "running",
     "no-result": "no result",
     "warn": "",
+    "retried": "retried",
     "unknown": "",
 }
 _NICE_STEPS = (1, 2, 5)
 MAX_TICKS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptMark:
+    """A failed attempt of a model call, drawn inside its bar: where it starts and how long it lasted, as shares
+    (0..1) of the call's duration, and what it was (for the mark's title)."""
+
+    at: float
+    width: float
+    title: str
 
 
 @dataclass(slots=True)
@@ -59,6 +70,8 @@ class Bar:
     note: str = ""
     # 0: a model call; 1: a tool call (asked for by the model call above it).
     depth: int = 0
+    # A model call's failed attempts (retried, or the ones that failed the run).
+    attempts: list[AttemptMark] = field(default_factory=list)
 
     @property
     def state_word(self) -> str:
@@ -94,21 +107,58 @@ class Waterfall:
         return sum(1 for bar in self.bars if bar.kind == "tool")
 
 
+def attempt_label(attempt: run_pb2.ModelAttempt) -> str:
+    """`429 RESOURCE_EXHAUSTED`, `MODEL_TIMEOUT` (no answer): what an attempt failed with, shortest first."""
+    parts = [str(attempt.code) if attempt.code else "", attempt.status or attempt.reason]
+    return " ".join(part for part in parts if part) or "failed"
+
+
+def model_call_failed(call: run_pb2.ModelCall) -> bool:
+    """A model call that got no answer (it failed the run): no finish reason, and its attempts were recorded."""
+    return not call.finish_reason and bool(call.failed_attempts)
+
+
+def _attempt_marks(step: run_pb2.ExecutionStep) -> list[AttemptMark]:
+    total = fmt.seconds(step.duration)
+    marks = []
+    for attempt in step.model_call.failed_attempts:
+        duration = fmt.seconds(attempt.duration)
+        at = fmt.offset_s(step.time, attempt.start_time) if attempt.HasField("start_time") else 0.0
+        share_at = min(max(at / total, 0.0), 1.0) if total > 0 else 0.0
+        share = min(duration / total, 1.0 - share_at) if total > 0 else 1.0
+        title = f"attempt {attempt.attempt}: {attempt_label(attempt)} after {fmt.human_seconds(duration)}"
+        marks.append(AttemptMark(at=share_at, width=share, title=title))
+    return marks
+
+
 def model_bar(step: run_pb2.ExecutionStep, run_start: timestamp_pb2.Timestamp) -> Bar:
+    """A model call's bar: ok (STOP), warn (another finish reason), retried (it got its answer after failed
+    attempts, drawn inside the bar) or failed (no answer: it failed the run)."""
     call = step.model_call
     reason = call.finish_reason
     usage = fmt.count(fmt.total_tokens(call.usage))
-    note = f"{usage} tokens" + (f" · {reason}" if reason else "")
+    failed = list(call.failed_attempts)
+    if model_call_failed(call):
+        state = "failed"
+        note = f"failed: {attempt_label(failed[-1])}" + (f" after {len(failed)} attempts" if len(failed) > 1 else "")
+    else:
+        state = "ok" if reason in ("", "STOP") else "warn"
+        note = f"{usage} tokens" + (f" · {reason}" if reason else "")
+        if failed:
+            state = "retried" if state == "ok" else state
+            plural = "s" if len(failed) > 1 else ""
+            note += f" · retried after {len(failed)} failed attempt{plural} ({', '.join(map(attempt_label, failed))})"
     return Bar(
         key=f"model-{step.sequence}",
         kind="model",
         label=call.model or "model",
         start_s=max(fmt.offset_s(run_start, step.time), 0.0),
         duration_s=fmt.seconds(step.duration),
-        state="ok" if reason in ("", "STOP") else "warn",
+        state=state,
         steps=[step.sequence],
         ttft_s=fmt.seconds(call.time_to_first_token) if call.HasField("time_to_first_token") else None,
         note=note,
+        attempts=_attempt_marks(step),
     )
 
 
@@ -217,7 +267,3 @@ def bars_by_step(waterfall: Waterfall) -> dict[int, Bar]:
 
 def selected_bar(waterfall: Waterfall, sequence: int | None) -> Bar | None:
     return bars_by_step(waterfall).get(sequence) if sequence is not None else None
-
-
-def steps_of(bars: Iterable[Bar]) -> set[int]:
-    return {sequence for bar in bars for sequence in bar.steps}

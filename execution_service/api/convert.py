@@ -18,7 +18,7 @@ from agentrun_core.proto_convert import (
 )
 from execution_service.agents.loader import SUB_AGENT_PREFIX
 from execution_service.agents.spec import AgentLoadProblem, AgentSpec
-from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
+from execution_service.engine.events import EncodedEvent, RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
 from execution_service.errors import InvalidRequest
 
 EventResponse = TypeVar("EventResponse", pb.ExecuteAgentResponse, pb.WatchRunResponse)
@@ -31,6 +31,8 @@ def event_response(cls: type[EventResponse], event: RunEvent) -> EventResponse:
         message = cls()
         message.step.MergeFromString(event.encoded)
         return message
+    if isinstance(event, EncodedEvent):
+        return cls.FromString(event.data)
     return cls(**event_fields(event))
 
 
@@ -52,6 +54,7 @@ def event_fields(event: RunEvent) -> dict[str, Any]:
                     depth=event.depth,
                     root_run_id=event.root_run_id,
                     parent_tool_call_id=event.parent_tool_call_id,
+                    replica=event.replica,
                 )
             }
         case StepEvent():
@@ -77,6 +80,8 @@ def event_fields(event: RunEvent) -> dict[str, Any]:
             if event.cost_with_descendants is not None:
                 finished.cost_with_descendants.CopyFrom(cost_to_pb(event.cost_with_descendants))
             return {"run_finished": finished}
+        case EncodedEvent():
+            return {}  # parsed whole by event_response
         case _:
             assert_never(event)
 

@@ -17,7 +17,7 @@ from execution_service.api.convert import after_turn, agent_to_pb, event_respons
 from execution_service.api.errors import abort_for
 from execution_service.api.limits import CallLimits, RateLimiter, StreamLimiter
 from execution_service.engine.events import RunEvent
-from execution_service.engine.live_run import LiveRun
+from execution_service.engine.live_run import FollowedRun
 from execution_service.engine.manager import RunManager, StartRun
 from execution_service.errors import ExecutionError, InvalidRequest, RunNotFound, Unimplemented
 
@@ -87,7 +87,7 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
     ) -> AsyncIterator[pb.WatchRunResponse]:
         user = current_identity.get().user
         try:
-            live = self._find_visible(request.run_id)
+            live = await self._find_visible(request.run_id)
             if request.from_sequence < 0:
                 raise InvalidRequest("from_sequence", f"must not be negative, got {request.from_sequence}")
             self._streams.acquire(user)
@@ -119,15 +119,15 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
             errors=[problem_to_pb(p) for p in self._agents.problems()],
         )
 
-    def _find_visible(self, run_id: str) -> LiveRun:
+    async def _find_visible(self, run_id: str) -> FollowedRun:
         _check_run_id(run_id)
-        live = self._manager.find(run_id)
+        live = await self._manager.locate(run_id)
         user = _visible_user()
         if live is None or (user is not None and live.user != user):
             raise RunNotFound(run_id)
         return live
 
-    async def _follow(self, live: LiveRun, from_sequence: int, *, detach: bool) -> AsyncIterator[RunEvent]:
+    async def _follow(self, live: FollowedRun, from_sequence: int, *, detach: bool) -> AsyncIterator[RunEvent]:
         """Streams the run's events; a client that goes away cancels the run unless it detached."""
         try:
             async for event in live.follow(from_sequence):

@@ -24,6 +24,8 @@ class RunStartedEvent:
     # For a child run: the top-level run of its tree, and the parent's tool call that started it.
     root_run_id: str = ""
     parent_tool_call_id: str = ""
+    # Durable mode: the replica that started the run.
+    replica: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,4 +56,13 @@ class RunFinishedEvent:
     cost_with_descendants: Cost | None = None
 
 
-RunEvent = RunStartedEvent | StepEvent | RunFinishedEvent
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """An event as a durable run's stream holds it (execution_service.durable.stream): serialized as a
+    WatchRunResponse, whose wire format ExecuteAgentResponse shares. `final`: it is the RunFinished event."""
+
+    data: bytes
+    final: bool = False
+
+
+RunEvent = RunStartedEvent | StepEvent | RunFinishedEvent | EncodedEvent

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from agentrun_core.domain import ExecutionStep
 from execution_service.engine.control import RunControl
@@ -29,6 +30,21 @@ def with_depth(encoded: bytes, depth: int) -> bytes:
     if not 0 < depth < 128:
         raise ValueError(f"depth {depth} is out of range")
     return encoded + _DEPTH_KEY + bytes([depth])
+
+
+class FollowedRun(Protocol):
+    """A run a stream can follow: a LiveRun here, or (durable mode) a run another replica executes."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def user(self) -> str: ...
+
+    @property
+    def is_finished(self) -> bool: ...
+
+    def follow(self, from_sequence: int = 0) -> AsyncIterator[RunEvent]: ...
 
 
 @dataclass(slots=True)

@@ -32,7 +32,7 @@ from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.engine.child_runs import ChildRuns, ChildStart, ParentRun, child_fields
 from execution_service.engine.events import RunFinishedEvent, RunStartedEvent
 from execution_service.engine.instrumentation import EngineInstruments, RunTelemetry
-from execution_service.engine.live_run import LiveRun
+from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.loop import LoopInput, run_agent_loop
 from execution_service.engine.outcomes import LoopOutcome
 from execution_service.engine.run_tree import RunNode
@@ -132,6 +132,10 @@ class RunManager:
     def find(self, run_id: str) -> LiveRun | None:
         return self._live.get(run_id) or self._finished.get(run_id)
 
+    async def locate(self, run_id: str) -> FollowedRun | None:
+        """The run to follow: here, the one in memory (the durable mode also finds the runs of other replicas)."""
+        return self.find(run_id)
+
     @property
     def live_count(self) -> int:
         return len(self._live)
@@ -169,7 +173,18 @@ class RunManager:
         except ModelError as exc:
             raise InvalidRequest("model", exc.message) from None
 
-        run_id = request.run_id or new_run_id()
+        return await self._begin(request.run_id or new_run_id(), request, agent, prompt, provider, model_name)
+
+    async def _begin(
+        self,
+        run_id: str,
+        request: StartRun,
+        agent: AgentSpec,
+        prompt: RenderedPrompt,
+        provider: ModelProvider,
+        model_name: str,
+    ) -> LiveRun:
+        """Starts a validated run: its RUNNING record, then its task (the durable mode starts a workflow instead)."""
         # The run's span starts first: its trace id is the run's trace_id.
         traced = self._instruments.start_run(
             run_id=run_id, agent=agent, model=model_name, provider=provider.name, user=request.user, prompt=prompt
@@ -288,10 +303,33 @@ class RunManager:
 
         recorder = StepRecorder(live.run_id, emit, self._redactor, live.handed_off, tree)
         traced.secrets = recorder.secret_memory  # captured span content is scrubbed like the steps
+        tools = self._run_tools(live, base, tree, model_override)
+        outcome = await self._outcome(
+            live, agent, prompt, provider, recorder, traced, agent.limits.run_timeout_s, tools
+        )
+        await asyncio.shield(self._finish(live, base, recorder, outcome, traced))
+
+    async def _outcome(
+        self,
+        live: LiveRun,
+        agent: AgentSpec,
+        prompt: RenderedPrompt,
+        provider: ModelProvider,
+        recorder: StepRecorder,
+        traced: RunTelemetry,
+        timeout_s: float,
+        tools: ToolProvider | None = None,
+        max_parallel_tools: int | None = None,
+    ) -> LoopOutcome:
+        """How the run's loop ended, within `timeout_s`: its own outcome, TIMED_OUT, CANCELLED (or INTERRUPTED, see
+        `_cancelled_outcome`), or FAILED with INTERNAL for an unexpected error. `tools` (default: this manager's) and
+        `max_parallel_tools` are what the durable mode wraps."""
         outcome: LoopOutcome
         try:
-            async with asyncio.timeout(agent.limits.run_timeout_s):
-                outcome = await self._run_loop(live, base, agent, prompt, provider, recorder, traced, model_override)
+            async with asyncio.timeout(timeout_s):
+                outcome = await self._run_loop(
+                    live, agent, prompt, provider, recorder, traced, tools or self._tools, max_parallel_tools
+                )
         except TimeoutError:
             outcome = LoopOutcome(
                 RunStatus.TIMED_OUT,
@@ -308,22 +346,27 @@ class RunManager:
         except Exception as exc:
             log.exception("run failed unexpectedly", extra={"run_id": live.run_id})
             outcome = LoopOutcome.failed(ErrorReason.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
-        await asyncio.shield(self._finish(live, base, recorder, outcome, traced))
+        return outcome
 
     async def _run_loop(
         self,
         live: LiveRun,
-        base: Run,
         agent: AgentSpec,
         prompt: RenderedPrompt,
         provider: ModelProvider,
         recorder: StepRecorder,
         traced: RunTelemetry,
-        model_override: str,
+        tool_provider: ToolProvider,
+        max_parallel_tools: int | None,
     ) -> LoopOutcome:
-        run_tools = self._run_tools(live, base, recorder.tree, model_override)
+        if agent.sub_agents and not isinstance(tool_provider, RunTools):
+            return LoopOutcome.failed(
+                ErrorReason.TOOL_NOT_FOUND,
+                f"agent {agent.name!r} calls sub-agents ({', '.join(agent.sub_agents)}), which the durable mode does "
+                "not run yet; run it on an execution service in the embedded mode",
+            )
         try:
-            tools = await run_tools.resolve([*agent.tools, *(f"agents/{name}" for name in agent.sub_agents)])
+            tools = await tool_provider.resolve([*agent.tools, *(f"agents/{name}" for name in agent.sub_agents)])
         except ToolResolutionError as exc:
             reason = ErrorReason.TOOL_SERVER_UNAVAILABLE if exc.unavailable else ErrorReason.TOOL_NOT_FOUND
             return LoopOutcome.failed(reason, str(exc))
@@ -332,11 +375,11 @@ class RunManager:
             prompt=prompt,
             model=live.started.model_name,
             tools=tuple(tools),
-            max_parallel_tools=self._limits.max_parallel_tools,
+            max_parallel_tools=max_parallel_tools or self._limits.max_parallel_tools,
             telemetry=traced,
         )
 
-        return await run_agent_loop(loop_input, provider, run_tools, recorder, live.control)
+        return await run_agent_loop(loop_input, provider, tool_provider, recorder, live.control)
 
     # --- sub-agents (engine.child_runs) ----------------------------------------------------------------------
 
@@ -455,7 +498,7 @@ class RunManager:
             live.task.cancel()
         return live
 
-    async def cancel_anywhere(self, run_id: str, *, after_turn: bool = False, user: str | None = None) -> LiveRun:
+    async def cancel_anywhere(self, run_id: str, *, after_turn: bool = False, user: str | None = None) -> FollowedRun:
         """`cancel`, and for a run this instance no longer holds in memory (finished long ago, or before a restart):
         RunAlreadyFinished when it is stored as finished and visible to `user`, else RunNotFound."""
         try:

@@ -41,6 +41,7 @@ from agentrun_core.backoff import Backoff
 from agentrun_core.memory import release_free_memory
 from agentrun_core.telemetry import current_trace_carrier
 from execution_service.tools.mcp_config import HttpServer, McpServerConfig, StdioServer, resolve_command
+from execution_service.tools.request_meta import tool_request_meta
 from execution_service.tools.stderr_log import StderrForwarder
 from execution_service.tools.stdio_lines import DEFAULT_MAX_LINE_BYTES, LINE_POLICY, LinePolicy
 from execution_service.tools.stdio_lines import install as install_linear_stdio_reads
@@ -548,6 +549,10 @@ __all__ = [
 
 def _trace_meta() -> RequestParamsMeta | None:
     """The current trace context (traceparent, tracestate) for the request's `_meta`, so an MCP server that reads
-    it joins the run's trace; None without a valid span."""
+    it joins the run's trace, and the entries of `tool_request_meta` (the durable mode's idempotency key); None
+    without either."""
     carrier = current_trace_carrier()
+    extra = tool_request_meta.get()
+    if extra:
+        carrier = {**(carrier or {}), **extra}
     return cast(RequestParamsMeta, carrier) if carrier else None

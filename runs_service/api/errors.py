@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
@@ -51,21 +51,14 @@ def translate_errors(
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
         try:
             return await method(self, request, context)
-        except ConversionError as exc:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), reason="INVALID_ARGUMENT", field=exc.field)
-        except RunsServiceError as exc:
-            code = status_code_for(exc)
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
-                log.warning("request failed", extra={"rpc": method.__name__, "reason": exc.reason, "error": str(exc)})
-            await abort(context, code, exc.message, reason=exc.reason, field=getattr(exc, "field", None))
-        except Exception:
-            log.exception("unexpected error", extra={"rpc": method.__name__})
-            await abort(context, grpc.StatusCode.INTERNAL, "internal error; see the server log", reason="INTERNAL")
+        except Exception as exc:  # CancelledError (a client gone) is not an Exception
+            await _abort_for(context, method.__name__, exc)
 
     return wrapper
 
 
-async def _abort_for(context: grpc.aio.ServicerContext, rpc: str, exc: Exception) -> None:
+async def _abort_for(context: grpc.aio.ServicerContext, rpc: str, exc: Exception) -> NoReturn:
+    """Ends the call with the status of `exc`: the one mapping of RunsService's errors to gRPC statuses."""
     if isinstance(exc, ConversionError):
         await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), reason="INVALID_ARGUMENT", field=exc.field)
     elif isinstance(exc, RunsServiceError):
@@ -89,7 +82,7 @@ def translate_stream_errors(
         try:
             async for message in method(self, request, context):
                 yield message
-        except (ConversionError, Exception) as exc:  # CancelledError (a client gone) is not an Exception
+        except Exception as exc:  # CancelledError (a client gone) is not an Exception
             await _abort_for(context, method.__name__, exc)
 
     return wrapper

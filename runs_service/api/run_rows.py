@@ -4,14 +4,14 @@
 either path is UNCHANGED when replayed through the other) and raises the same InvalidArgument for a malformed message
 as that conversion would, without building the domain values in between: protobuf -> domain -> rows cost ~2x the
 CPU of this on a 40-step run. A property test holds the two equal (tests/runs_service/api/test_run_rows.py). The
-rules of a valid run are then checked on these rows by runs_service.validation.validate_rows.
+rules of a valid run are then checked on these rows by runs_service.recording (runs_service.validation.validate_rows).
 """
 
 from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from agentrun.runs.v1 import run_pb2
@@ -19,21 +19,20 @@ from agentrun.runs.v1 import run_pb2
 from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
 from agentrun_core.proto_convert import (
-    COST_DECIMAL_PLACES,
     ConversionError,
+    cost_amount_from_pb,
     duration_problem,
     run_from_pb,
     share_problem,
     timestamp_problem,
+    token_counts_from_pb,
 )
 from runs_service import validation_composition as composition
 from runs_service.errors import InvalidArgument
-from runs_service.storage.rows import RunRows, canonical_record
-from runs_service.validation import check_no_nul, validate_rows
+from runs_service.storage.rows import RunRows, canonical_record, max_context_window_used
+from runs_service.validation import check_no_nul
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_COST = Decimal(10) ** 10
-_COST_QUANTUM = Decimal(1).scaleb(-COST_DECIMAL_PLACES)
 
 _RUN_STATUS = {
     run_pb2.RUN_STATUS_RUNNING: "RUNNING",
@@ -74,33 +73,17 @@ def _micros(value: Any, field: str) -> int:
 
 
 def _usage(value: run_pb2.TokenUsage, field: str) -> dict[str, int]:
-    usage = {
-        "input_tokens": value.input_tokens,
-        "output_tokens": value.output_tokens,
-        "total_tokens": value.total_tokens,
-        "cached_tokens": value.cached_tokens,
-        "thinking_tokens": value.thinking_tokens,
-        "tool_use_prompt_tokens": value.tool_use_prompt_tokens,
-    }
-    for name, count in usage.items():
-        if count < 0:
-            raise _invalid(f"{field}.{name}", f"must not be negative, got {count}")
-    return usage
+    try:
+        return token_counts_from_pb(value, field)
+    except ConversionError as exc:
+        raise _invalid(exc.field, exc.problem) from None
 
 
 def _cost_amount(value: run_pb2.Cost, field: str = "run.cost") -> Decimal:
     try:
-        amount = Decimal(value.amount)
-    except InvalidOperation:
-        raise _invalid(f"{field}.amount", f"must be a decimal number, got {shown(value.amount)}") from None
-    if not amount.is_finite() or amount < 0:
-        raise _invalid(f"{field}.amount", f"must be a finite, non-negative decimal, got {shown(value.amount)}")
-    if amount >= _MAX_COST or amount != amount.quantize(_COST_QUANTUM):
-        raise _invalid(
-            f"{field}.amount",
-            f"must be below 10000000000 with at most {COST_DECIMAL_PLACES} decimal places, got {shown(value.amount)}",
-        )
-    return amount
+        return cost_amount_from_pb(value, field)
+    except ConversionError as exc:
+        raise _invalid(exc.field, exc.problem) from None
 
 
 def _totals_with_descendants(msg: run_pb2.Run) -> dict[str, Any] | None:
@@ -236,6 +219,15 @@ def _step_row(msg: run_pb2.ExecutionStep, run_id: str, index: int) -> dict[str, 
         payload = {"reason": msg.error.reason, "message": msg.error.message}
     elif kind == "session_history":
         payload = _session_history(msg.session_history)
+    elif kind == "resumed":
+        gap = msg.resumed.gap
+        if gap.seconds < 0 or gap.nanos < 0:
+            raise _invalid(f"{field}.resumed.gap", "must not be negative")
+        payload = {
+            "gap_us": _micros(gap, f"{field}.resumed.gap"),
+            "replica": msg.resumed.replica,
+            "previous_replica": msg.resumed.previous_replica,
+        }
     else:
         raise _invalid(f"{field}.payload", "must be set (model_call, tool_call, tool_result, ...)")
     if not msg.HasField("time"):
@@ -352,13 +344,15 @@ def _check_steps_belong(msg: run_pb2.Run) -> None:
 
 
 def rows_from_pb(msg: run_pb2.Run) -> RunRows:
-    """The rows storing `msg` (with its record hash), checked: raises InvalidArgument naming the field for the
-    first problem RecordRun's conversion and validation (runs_service.validation.validate_run) would report."""
+    """The rows storing `msg` (with its record hash): raises InvalidArgument naming the field for the first problem
+    the domain conversion (agentrun_core.proto_convert.run_from_pb) would meet. With validate_rows after it, a
+    record is refused exactly as validate_run(run_from_pb(msg)) refuses it."""
     try:
         run_row = _run_row(msg)
         run_id = run_row["id"]
         steps = [_step_row(step, run_id, index) for index, step in enumerate(msg.execution_steps)]
         calls = [_tool_call_row(call, run_id, position) for position, call in enumerate(msg.tool_calls)]
+        run_row["max_context_window_used"] = max_context_window_used(steps, run_row["max_context_window_used"])
         run_row["totals_with_descendants"] = _totals_with_descendants(msg)
     except OverflowError:
         # Arithmetic on values in range that still overflows (none known: the Timestamp and Duration checks keep
@@ -377,6 +371,6 @@ def rows_from_pb(msg: run_pb2.Run) -> RunRows:
             raise InvalidArgument(exc.field, exc.problem) from None
     digest = hashlib.sha256(canonical).hexdigest()
     run_row["record_hash"] = digest
-    rows = RunRows(run=run_row, steps=steps, tool_calls=calls, record_hash=digest)
-    validate_rows(rows)
-    return rows
+    # Derived from the tool calls (already in the hash): the BASIC view's count of them.
+    run_row["tool_call_count"] = len(calls)
+    return RunRows(run=run_row, steps=steps, tool_calls=calls, record_hash=digest)

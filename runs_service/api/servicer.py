@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import grpc
 from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
 
-from agentrun_core.contract import RECORD_RUNS_MAX_RUNS
 from agentrun_core.identity import current_identity
 from agentrun_core.ids import run_id_problem
 from agentrun_core.proto_convert import run_to_pb, step_to_pb
+from runs_service import recording
 from runs_service.api.convert import (
     EXPORT_MESSAGE_BYTES,
     export_messages,
@@ -27,14 +27,11 @@ from runs_service.api.convert import (
 from runs_service.api.errors import translate_errors, translate_stream_errors
 from runs_service.api.run_rows import rows_from_pb
 from runs_service.errors import InvalidArgument, PermissionDenied, RunNotFound
-from runs_service.queries import DeleteRunsQuery, ExportQuery, ListRunsQuery, ListSessionsQuery, RecordResult, Scope
+from runs_service.queries import DeleteRunsQuery, ExportQuery, ListRunsQuery, ListSessionsQuery, Scope
 from runs_service.storage.repository import RunRepository
 from runs_service.storage.rows import RunRows
 
 log = logging.getLogger(__name__)
-
-# RecordRuns: the most runs one call may carry (the outbox sends at most 100 by default).
-MAX_RECORD_BATCH = RECORD_RUNS_MAX_RUNS
 
 
 def _caller_scope() -> Scope:
@@ -56,8 +53,8 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
         # ExportRuns messages stay well under the gRPC message cap (a single larger run is still sent alone).
         self._max_export_message_bytes = min(EXPORT_MESSAGE_BYTES, max_message_bytes // 2)
 
-    def _checked_record(self, request: runs_service_pb2.RecordRunRequest) -> RunRows:
-        """The rows of one record, checked exactly as RecordRun checks them (InvalidArgument naming the field)."""
+    def _record_rows(self, request: runs_service_pb2.RecordRunRequest) -> RunRows:
+        """The rows of one record (InvalidArgument naming the field when the message cannot be stored as rows)."""
         size = request.ByteSize()
         if size > self._max_record_bytes:
             raise InvalidArgument(
@@ -75,7 +72,7 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
     ) -> runs_service_pb2.RecordRunResponse:
         if not current_identity.get().may_record_runs:
             raise PermissionDenied("RecordRun is reserved to the execution service and admins")
-        result = await self._repository.record_rows(self._checked_record(request))
+        result = await recording.record_run(self._repository, self._record_rows(request))
         return record_result_to_pb(result)
 
     @translate_errors
@@ -84,23 +81,15 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
     ) -> runs_service_pb2.RecordRunsResponse:
         if not current_identity.get().may_record_runs:
             raise PermissionDenied("RecordRuns is reserved to the execution service and admins")
-        count = len(request.requests)
-        if count > MAX_RECORD_BATCH:
-            raise InvalidArgument("requests", f"at most {MAX_RECORD_BATCH} runs per call, got {count}")
-        results: list[RecordResult | None] = [None] * count
-        valid: list[RunRows] = []
-        positions: list[int] = []
-        for index, item in enumerate(request.requests):
-            try:
-                valid.append(self._checked_record(item))
-                positions.append(index)
-            except InvalidArgument as exc:
-                results[index] = RecordResult.rejected(exc.reason, exc.field, exc.message)
-        if count - len(valid):
-            log.info("RecordRuns rejected invalid runs", extra={"rejected": count - len(valid), "runs": count})
-        for index, result in zip(positions, await self._repository.record_batch(valid), strict=True):
-            results[index] = result
-        return record_results_to_pb([item.run.id for item in request.requests], [r for r in results if r is not None])
+        recording.check_batch_size(len(request.requests))
+        results = await recording.record_runs(self._repository, [self._translated(item) for item in request.requests])
+        return record_results_to_pb([item.run.id for item in request.requests], results)
+
+    def _translated(self, request: runs_service_pb2.RecordRunRequest) -> recording.Translated:
+        try:
+            return self._record_rows(request)
+        except InvalidArgument as exc:
+            return exc
 
     @translate_stream_errors
     async def ExportRuns(

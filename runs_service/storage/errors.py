@@ -10,7 +10,7 @@ import psycopg
 from sqlalchemy import exc as sa_exc
 
 from runs_service.errors import RunsServiceError, SchemaOutdated, StorageUnavailable
-from runs_service.storage.database_problems import first_line
+from runs_service.storage.database_problems import driver_error, first_line, is_database_error
 
 logger = logging.getLogger(__name__)
 
@@ -34,28 +34,27 @@ def _is_missing_table(error: sa_exc.DBAPIError) -> bool:
 
 @asynccontextmanager
 async def storage_errors(operation: str, **context: object) -> AsyncIterator[None]:
-    """Turns connectivity failures inside the block into StorageUnavailable (and missing tables into
-    SchemaOutdated), logging the operation and its context. RunsServiceErrors pass through unchanged."""
+    """Turns failures to reach or use the database inside the block (database_problems.is_database_error, the one
+    classification start-up uses too) into StorageUnavailable, and missing tables into SchemaOutdated, logging the
+    operation and its context. RunsServiceErrors pass through unchanged; anything else is logged and re-raised."""
     try:
         yield
     except RunsServiceError:
         raise
-    except sa_exc.DBAPIError as exc:
-        if _is_missing_table(exc):
+    except sa_exc.TimeoutError as exc:  # connection pool exhausted
+        logger.warning("%s: no database connection available: %s", operation, exc, extra={"context": context})
+        raise StorageUnavailable(f"{operation}: no database connection available in time: {exc}") from exc
+    except Exception as exc:
+        if isinstance(exc, sa_exc.DBAPIError) and _is_missing_table(exc):
             logger.error("%s: database schema missing: %s", operation, exc.orig, extra={"context": context})
             raise SchemaOutdated(
                 f"{operation}: the database has no RunsService schema ({exc.orig}); {_MIGRATE_HINT}"
             ) from exc
-        if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or exc.connection_invalidated:
-            cause = first_line(exc.orig or exc)
+        invalidated = isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+        if is_database_error(exc) or invalidated:
+            cause = first_line(driver_error(exc))
             logger.warning("%s: database unavailable: %s", operation, cause, extra={"context": context})
             raise StorageUnavailable(f"{operation}: the database is unavailable ({cause}); retry later") from exc
-        logger.exception("%s: database error", operation, extra={"context": context})
+        if isinstance(exc, sa_exc.DBAPIError):
+            logger.exception("%s: database error", operation, extra={"context": context})
         raise
-    except sa_exc.TimeoutError as exc:  # connection pool exhausted
-        logger.warning("%s: no database connection available: %s", operation, exc, extra={"context": context})
-        raise StorageUnavailable(f"{operation}: no database connection available in time: {exc}") from exc
-    except (psycopg.OperationalError, ConnectionError, TimeoutError) as exc:
-        cause = first_line(exc)
-        logger.warning("%s: database unreachable: %s", operation, cause, extra={"context": context})
-        raise StorageUnavailable(f"{operation}: the database is unreachable ({cause}); retry later") from exc

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, tuple_
+from sqlalchemy import ColumnClause, ColumnElement, and_, func, literal, literal_column, tuple_
 
 from agentrun_core.echo import shown
 from runs_service.errors import InvalidArgument, InvalidPageToken
@@ -44,16 +44,20 @@ def ordering_text(ordering: Ordering) -> str:
     return f"{ordering.field.value} {'desc' if ordering.descending else 'asc'}"
 
 
+# -1 written into the SQL, not bound: the expression must be the indexes' (tables.py) for the database to use them.
+_UNKNOWN: ColumnClause[Any] = literal_column("-1")
+
+
 def sort_key(field: OrderField) -> ColumnElement[Any]:
     match field:
         case OrderField.START_TIME:
             return runs.c.start_time
         case OrderField.DURATION:
-            return func.coalesce(runs.c.duration_us, -1)
+            return func.coalesce(runs.c.duration_us, _UNKNOWN)
         case OrderField.TOTAL_TOKENS:
             return runs.c.total_tokens
         case OrderField.COST:
-            return func.coalesce(runs.c.cost, -1)
+            return func.coalesce(runs.c.cost, _UNKNOWN)
 
 
 def order_clauses(ordering: Ordering) -> list[ColumnElement[Any]]:

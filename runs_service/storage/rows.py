@@ -25,6 +25,7 @@ from agentrun_core.domain import (
     ModelCall,
     Run,
     RunError,
+    RunResumed,
     RunStatus,
     SessionHistory,
     SessionTurn,
@@ -260,6 +261,12 @@ def payload_to_json(payload: StepPayload) -> dict[str, Any]:
             return {"reason": payload.reason, "message": payload.message}
         case SessionHistory():
             return _session_history_to_json(payload)
+        case RunResumed():
+            return {
+                "gap_us": micros(payload.gap),
+                "replica": payload.replica,
+                "previous_replica": payload.previous_replica,
+            }
         case _:
             assert_never(payload)
 
@@ -300,6 +307,12 @@ def payload_from_json(kind: str, value: Mapping[str, Any]) -> StepPayload:
             return RunError(reason=value.get("reason", ""), message=value.get("message", ""))
         case StepKind.SESSION_HISTORY:
             return _session_history_from_json(value)
+        case StepKind.RESUMED:
+            return RunResumed(
+                gap=from_micros(int(value.get("gap_us", 0))),
+                replica=value.get("replica", ""),
+                previous_replica=value.get("previous_replica", ""),
+            )
         case _:
             assert_never(step)
 
@@ -321,6 +334,17 @@ def canonical_record(run_row: Mapping[str, Any], steps: Sequence[Mapping[str, An
 def record_hash(run_row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]], tools: Sequence[Any]) -> str:
     """sha256 (hex) of the canonical form of a run's rows."""
     return hashlib.sha256(canonical_record(run_row, steps, tools)).hexdigest()
+
+
+def max_context_window_used(steps: Sequence[Mapping[str, Any]], recorded: float) -> float:
+    """What runs.max_context_window_used stores: the largest context_window_used of the run's model-call steps,
+    computed here whatever the record said; the record's own value only when it carries no steps at all."""
+    if not steps:
+        return recorded
+    return max(
+        (float(step["payload"].get("context_window_used", 0.0)) for step in steps if step["kind"] == "model_call"),
+        default=0.0,
+    )
 
 
 def run_to_rows(run: Run) -> RunRows:
@@ -378,6 +402,7 @@ def run_to_rows(run: Run) -> RunRows:
         }
         for step in run.execution_steps
     ]
+    run_row["max_context_window_used"] = max_context_window_used(step_rows, run.max_context_window_used)
     tool_rows = [
         {
             "run_id": run_id,
@@ -400,6 +425,8 @@ def run_to_rows(run: Run) -> RunRows:
         check_no_nul(run)
     digest = hashlib.sha256(canonical).hexdigest()
     run_row["record_hash"] = digest
+    # Derived from the tool calls (already in the hash): the BASIC view's count of them.
+    run_row["tool_call_count"] = len(tool_rows)
     return RunRows(run=run_row, steps=step_rows, tool_calls=tool_rows, record_hash=digest)
 
 
@@ -495,4 +522,6 @@ def run_from_row(
         else _usage_from_json(usage_with_descendants),
         cost_with_descendants=None if cost_with_descendants is None else _cost_from_json(cost_with_descendants),
         max_context_window_used=float(row["max_context_window_used"] or 0.0),
+        # The count stands for the tool calls only when they are left out (the BASIC view); see Run.
+        tool_call_count=0 if tool_calls else int(row["tool_call_count"] or 0),
     )

@@ -83,6 +83,8 @@ runs = Table(
     Column("trace_id", String(64), nullable=False, server_default=""),
     # The largest share of its model's input token limit a model call of the run used, 0..1 (migration 0002).
     Column("max_context_window_used", Float, nullable=False, server_default="0"),
+    # How many tool_calls rows the run has (migration 0008): the BASIC view's Run.tool_call_count.
+    Column("tool_call_count", Integer, nullable=False, server_default="0"),
     # sha256 (hex) of the canonical record: a replay of the same record is a no-op.
     Column("record_hash", String(64), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
@@ -107,7 +109,10 @@ Index("ix_runs_user_name_start_time", runs.c.user_name, runs.c.start_time)
 Index("ix_runs_model_name_start_time", runs.c.model_name, runs.c.start_time)
 Index("ix_runs_start_time_id", runs.c.start_time, runs.c.id)
 Index("ix_runs_duration_us", runs.c.duration_us)
-Index("ix_runs_total_tokens", runs.c.total_tokens)
+Index("ix_runs_total_tokens_id", runs.c.total_tokens, runs.c.id)
+# ListRuns' orders by duration and cost (runs_service.storage.ordering.sort_key's expressions; migration 0008).
+Index("ix_runs_duration_order", func.coalesce(runs.c.duration_us, literal_column("-1")), runs.c.id)
+Index("ix_runs_cost_order", func.coalesce(runs.c.cost, literal_column("-1")), runs.c.id)
 Index("ix_runs_cost", runs.c.cost)
 Index("ix_runs_parent_run_id_start_time", runs.c.parent_run_id, runs.c.start_time)
 Index("ix_runs_root_run_id_start_time_id", runs.c.root_run_id, runs.c.start_time, runs.c.id)

@@ -77,7 +77,7 @@ def test_flags_override_environment(runner: CliRunner, fake: FakeServer) -> None
 def test_bad_option_values_exit_2(runner: CliRunner, fake: FakeServer) -> None:
     for args, message in [
         (["runs", "list", "--status", "finished"], "error: unknown status 'finished'"),
-        (["runs", "stats", "--since", "soon"], "error: --since expects"),
+        (["runs", "stats", "--since", "soon"], "error: --since must be a number and a unit"),
         (["run", "clock", "t", "--var", "novalue"], "error: --var expects KEY=VALUE"),
     ]:
         result = invoke(runner, fake, *args)

@@ -268,3 +268,13 @@ def test_live_view_indents_a_sub_agents_steps_by_depth() -> None:
     answered = live_step_line(answer, progress)
     assert answered is not None and answered.plain.startswith("    ■ sub-agent answered")
     assert plain_line(answer) == f"    [4] final_response x (run {child})"
+
+
+def test_a_resumed_step_is_one_line_with_the_gap_and_the_replicas() -> None:
+    step = run_pb2.ExecutionStep(
+        sequence=6,
+        resumed=run_pb2.RunResumed(
+            gap=Duration(seconds=31, nanos=250_000_000), replica="replica-b", previous_replica="replica-a"
+        ),
+    )
+    assert plain_line(step) == "[6] resumed resumed on replica-b after 31.2 s (was replica-a)"

@@ -195,6 +195,12 @@ def test_an_empty_variable_counts_as_unset() -> None:
             {"AGENTRUN_REDACT_PATTERNS": "[1]"},
             "AGENTRUN_REDACT_PATTERNS must be a JSON array of strings",
         ),
+        (
+            ExecutionSettings,
+            {"AGENTRUN_EXECUTION_DATABASE_URL": "sqlite:///runs.db"},
+            "AGENTRUN_EXECUTION_DATABASE_URL must be a PostgreSQL URL",
+        ),
+        (ExecutionSettings, {"AGENTRUN_TAKEOVER_TIMEOUT_S": "0"}, "AGENTRUN_TAKEOVER_TIMEOUT_S must be greater than 0"),
         (TelemetrySettings, {"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER names an unsupported exporter"),
         (TelemetrySettings, {"AGENTRUN_PROMETHEUS_PORT": "http"}, "AGENTRUN_PROMETHEUS_PORT must be an integer"),
         (TelemetrySettings, {"AGENTRUN_PROMETHEUS_PORT": "70000"}, "AGENTRUN_PROMETHEUS_PORT must be at most 65535"),

@@ -3,7 +3,10 @@ Health stays open; reflection needs a token unless made public; a user token can
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -23,9 +26,10 @@ from agentrun_core.auth.tokens import main as tokens_main
 from agentrun_core.identity import Identity, Role
 from runs_service.config import RunsSettings
 from runs_service.server import start_server as start_runs
+from tests.runs_service.api.test_startup import wait_serving
 from tests.security.support import drain, secure_stack, status_of
 from tests.support.auth import ADMIN, ALICE, SERVICE, write_tokens_file
-from tests.support.stack import Stack
+from tests.support.stack import Stack, free_port
 
 RUN_ID = "0190a0f0-0000-7000-8000-000000000001"
 LONG_TOKEN = "x" * 10 * 1024
@@ -186,3 +190,38 @@ def test_token_cli_hashes_and_generates(capsys: pytest.CaptureFixture[str]) -> N
     entry = json.loads(line)
     assert entry == {"user": "dave", "role": "admin", "token_sha256": hash_token(token)}
     assert TokenStore.load(file=None, inline=line).identify(token) == Identity("dave", Role.ADMIN)
+
+
+async def test_a_streaming_call_without_a_token_is_always_unauthenticated(tmp_path: Path) -> None:
+    """The status of a refused call that streams its requests must not race the client's own writes: answered while
+    the client was still sending, 2 to 9 calls in 1000 ended INTERNAL ("Internal error from Core") on the client (and
+    test_reflection_needs_a_token_unless_public failed now and then). A real RunsService process, as clients see it."""
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "AGENTRUN_AUTH": "tokens",
+        "AGENTRUN_TOKENS_FILE": str(write_tokens_file(tmp_path / "tokens.jsonl")),
+        "AGENTRUN_DATA_DIR": str(tmp_path / "runs"),
+        "AGENTRUN_MIGRATE_ON_START": "true",
+        "AGENTRUN_RUNS_ADDRESS": f"127.0.0.1:{port}",
+        "AGENTRUN_LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "runs_service"], env=env, stderr=subprocess.DEVNULL)
+
+    async def refused() -> grpc.StatusCode:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:  # a new connection each time
+            try:
+                await _reflection_list(channel)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+            return grpc.StatusCode.OK
+
+    try:
+        await wait_serving(f"127.0.0.1:{port}", timeout_s=60)
+        codes: list[grpc.StatusCode] = []
+        for _ in range(100):
+            codes += await asyncio.gather(*(refused() for _ in range(10)))
+        assert set(codes) == {grpc.StatusCode.UNAUTHENTICATED}, collections.Counter(codes)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -111,7 +111,7 @@ class Stack:
 
     async def stored_run(self, run_id: str, *, timeout_s: float = 15.0) -> run_pb2.Run:
         """The terminal run as RunsService stores it (waits for the outbox to deliver it)."""
-        assert await self.execution.publisher.flush(timeout_s), "the outbox did not drain"
+        assert await self.execution.flush_outbox(timeout_s), "the outbox did not drain"
         reply = await self.runs_stub(self.reader_token).GetRun(rs.GetRunRequest(run_id=run_id, view=rs.RUN_VIEW_FULL))
         return reply.run
 

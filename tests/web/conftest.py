@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.support.auth import ALICE
-from tests.web.support import SCREENSHOTS_ENV, WebStack, find_chromium, web_stack
+from tests.web.support import SCREENSHOTS_ENV, WebStack, find_chromium, sign_in_at, web_stack
 
 
 @pytest.fixture(scope="session")
@@ -57,16 +57,7 @@ def browser(chromium_path: str) -> Iterator[Any]:
 
 def sign_in(browser: Any, web: WebStack, token: str) -> Any:
     """A browser context signed in through the login page with `token`."""
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    page.goto(web.url + "/")
-    assert page.url.startswith(web.url + "/login"), page.url
-    page.fill('input[name="token"]', token)
-    page.click('button[type="submit"]')
-    page.wait_for_url(web.url + "/")
-    page.close()
-    return context
+    return sign_in_at(browser, web.url, token)
 
 
 @pytest.fixture(scope="module")

@@ -260,3 +260,17 @@ def console_only(settings: WebSettings) -> Iterator[RunningConsole]:
             loop.run(console.stop())
     finally:
         loop.close()
+
+
+def sign_in_at(browser: Any, url: str, token: str) -> Any:
+    """A browser context signed in to the console at `url` through its login page with `token`."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.goto(url + "/")
+    assert page.url.startswith(url + "/login"), page.url
+    page.fill('input[name="token"]', token)
+    page.click('button[type="submit"]')
+    page.wait_for_url(url + "/")
+    page.close()
+    return context

@@ -6,20 +6,25 @@ One browser for the session, one signed-in context for alice; bob's runs are mad
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
 from agentrun.runs.v1 import runs_service_pb2 as rs
 
+from agentrun_core.domain import RunStatus
 from agentrun_core.proto_convert import run_to_pb
+from agentrun_web.settings import WebAuth, WebSettings
 from tests.security.support import status_of
 from tests.support.auth import ALICE, BOB
 from tests.support.run_factory import make_run
+from tests.support.stack import free_port
 from tests.web.proxy import DroppingProxy
-from tests.web.support import WebStack
+from tests.web.support import WebStack, console_only, sign_in_at
 
 pytestmark = pytest.mark.browser
 
@@ -265,8 +270,10 @@ def test_dropped_event_stream_resumes_without_duplicates(alice: Any, web: WebSta
         sequences = page.locator("#step-rows tr[data-seq]").evaluate_all("rows => rows.map(r => Number(r.dataset.seq))")
         assert sequences == [step.sequence for step in stored.execution_steps]
         assert page.locator("#run").get_attribute("data-duplicates") == "0"
-        resumed = [head for head in proxy.requests if "/events" in head and "last-event-id:" in head.lower()]
-        assert resumed, proxy.requests
+        # The tabs' shared stream asked again from the step after the last one it had.
+        asked = [re.search(rf"watch={run_id}%3A(\d+)", head) for head in proxy.requests if "GET /live?" in head]
+        starts = [int(found.group(1)) for found in asked if found]
+        assert len(starts) >= 2 and starts[0] < starts[-1], proxy.requests
         assert page.locator("#status-badge").inner_text() == "COMPLETED"
         page.close()
     finally:
@@ -287,20 +294,65 @@ def test_stats_page_charts_what_the_api_counts(alice: Any, web: WebStack, screen
     assert runs_by_agent["quick"] == sum(1 for run in listed if run.agent_name == "quick")
     assert page.locator("#stats-tools tr[data-key='echo']").count() == 1
     page.screenshot(path=str(screenshots / "stats.png"), full_page=True)
+
+    # Accessible charts: each says what it shows, and has a table of every value a column shows.
+    for chart in page.locator("figure.chart").all():
+        title = chart.get_attribute("data-chart") or ""
+        columns = chart.locator(".columns")
+        assert columns.get_attribute("role") == "img" and title in (columns.get_attribute("aria-label") or "")
+        shown = chart.locator(".column").evaluate_all("cols => cols.map(c => c.title)")
+        rows = chart.locator("table tbody tr").evaluate_all(
+            "rows => rows.map(r => [...r.cells].map(c => c.textContent.trim()))"
+        )
+        assert len(rows) == len(shown) == 31, title
+        assert all(cells[1] in text for cells, text in zip(rows, shown, strict=True)), title
+    # A custom range of whole days, with day labels a whole number of days apart under each chart.
+    page.fill("input[name='from']", "2026-11-01")
+    page.fill("input[name='to']", "2026-11-20")
+    page.click("#stats-query button[type='submit']")
+    page.wait_for_url("**/stats?**from=2026-11-01**")
+    runs_chart = page.locator("figure.chart[data-chart='runs']")
+    assert runs_chart.locator(".column").count() == 20
+    assert runs_chart.locator(".axis .tick").all_inner_texts() == ["11-01", "11-08", "11-15"]
     page.close()
 
 
 def test_a_run_of_500_steps_stays_usable(alice: Any, web: WebStack) -> None:
-    big = run_to_pb(make_run(user="alice", agent="big-agent", model_calls=101, tool_calls=199))
-    assert len(big.execution_steps) == 500
+    """The page and the pane read the steps page by page (ListRunSteps); the pane shows a call's steps in sequence
+    order, an error step's message, and says so when a step's details cannot be loaded."""
+    big = run_to_pb(make_run(user="alice", agent="big-agent", model_calls=101, tool_calls=199, status=RunStatus.FAILED))
+    assert len(big.execution_steps) == 500 and big.execution_steps[-1].WhichOneof("payload") == "error"
     web.record(big)
     page = alice.new_page()
     page.goto(f"{web.url}/runs/{big.id}")
     assert page.locator("#step-rows tr").count() == 500
+    shown = page.locator("#step-rows tr[data-seq]").evaluate_all("rows => rows.map(r => Number(r.dataset.seq))")
+    assert shown == list(range(1, 501))
     assert page.locator("#wf-rows .wf-row").count() == 101 + 199
+    # The 300 bars scroll inside the waterfall's box (no 6,000-pixel page), the time axis staying on top.
+    waterfall = box(page, "#waterfall")
+    assert waterfall["height"] <= 0.8 * 900
     last = page.locator("#wf-rows .wf-row.wf-tool").last
+    last.scroll_into_view_if_needed()
+    waterfall, axis = box(page, "#waterfall"), box(page, "#waterfall .wf-axis")
+    last_bar = box(page, "#wf-rows .wf-row.wf-tool >> nth=-1")
+    assert axis["y"] == pytest.approx(waterfall["y"], abs=3)
+    assert axis["y"] + axis["height"] <= last_bar["y"] <= waterfall["y"] + waterfall["height"]
+    assert page.locator("#waterfall .wf-tick").count() >= 2
     last.locator(".wf-bar").click()
     page.locator("#pane-body article.detail.k-tool_result").wait_for()
+    in_pane = page.locator("#pane-body article.detail").evaluate_all("els => els.map(e => Number(e.dataset.seq))")
+    assert in_pane == sorted(in_pane) and len(in_pane) == 2  # the call, then its result
+    page.locator("#step-500 a").click()
+    error = big.execution_steps[-1].error
+    page.locator("#pane-body article.detail.k-error").wait_for()
+    assert page.locator("#pane-body article.detail.k-error pre.error-text").inner_text() == error.message
+    page.route("**/steps/**", lambda route: route.abort())  # the console cannot be reached
+    page.locator("#wf-rows .wf-row.wf-tool").first.locator(".wf-bar").click()
+    alert = page.locator("#pane-body [role='alert']").first
+    alert.wait_for()
+    assert "could not be loaded" in alert.inner_text()
+    assert page.locator("#pane-body").get_attribute("aria-busy") is None
     page.close()
 
 
@@ -320,4 +372,158 @@ def test_a_link_from_another_site_opens_the_run_signed_in(alice: Any, web: WebSt
     page.locator("#status-badge").wait_for()
     assert page.locator("#status-badge").inner_text() == "COMPLETED"
     assert "signed in" in page.locator(".who").inner_text()
+    page.close()
+
+
+def _with_failed_attempts(run: run_pb2.Run) -> tuple[int, int, int]:
+    """Gives the run's first model call two failed attempts before its answer (retried) and makes its last one a
+    call that got no answer (every attempt failed); returns the sequences (retried, failed, a clean call)."""
+    calls = [step for step in run.execution_steps if step.WhichOneof("payload") == "model_call"]
+    retried, clean, failed = calls[0], calls[1], calls[-1]
+    for attempt, (code, status, reason) in enumerate(
+        ((429, "RESOURCE_EXHAUSTED", "MODEL_RATE_LIMITED"), (503, "UNAVAILABLE", "MODEL_UNAVAILABLE")), start=1
+    ):
+        failed_attempt = retried.model_call.failed_attempts.add(
+            attempt=attempt, code=code, status=status, reason=reason, message=f"try {attempt} refused"
+        )
+        failed_attempt.start_time.CopyFrom(retried.time)
+        failed_attempt.duration.FromMilliseconds(20)
+        failed_attempt.wait_before_next.FromMilliseconds(10)
+    failed.model_call.finish_reason = ""
+    failed.model_call.text = ""
+    last = failed.model_call.failed_attempts.add(attempt=1, code=0, reason="MODEL_TIMEOUT", message="no answer")
+    last.start_time.CopyFrom(failed.time)
+    last.duration.CopyFrom(failed.duration)
+    return retried.sequence, failed.sequence, clean.sequence
+
+
+def test_failed_and_retried_model_calls_stand_out_and_the_header_names_the_user(alice: Any, web: WebStack) -> None:
+    run = run_to_pb(make_run(user="alice", agent="flaky-agent", model_calls=3, tool_calls=2))
+    retried, failed, clean = _with_failed_attempts(run)
+    web.record(run)
+    page = alice.new_page()
+    page.goto(f"{web.url}/runs/{run.id}")
+    assert page.locator("header.topbar #user-name").inner_text() == "alice"
+
+    bar_of = {sequence: page.locator(f"#bar-model-{sequence}") for sequence in (retried, failed, clean)}
+    assert bar_of[retried].get_attribute("data-state") == "retried"
+    assert bar_of[retried].locator(".wf-attempt").count() == 2
+    assert "retried after 2 failed attempts (429 RESOURCE_EXHAUSTED, 503 UNAVAILABLE)" in (
+        bar_of[retried].locator(".wf-note").inner_text()
+    )
+    assert bar_of[failed].get_attribute("data-state") == "failed"
+    assert bar_of[failed].locator(".wf-note").inner_text().startswith("failed: MODEL_TIMEOUT")
+    assert bar_of[clean].locator(".wf-attempt").count() == 0
+    style = "el => getComputedStyle(el).backgroundImage + getComputedStyle(el).backgroundColor"
+    clean_look = bar_of[clean].locator(".wf-bar").evaluate(style)
+    assert bar_of[failed].locator(".wf-bar").evaluate(style) != clean_look
+    assert bar_of[retried].locator(".wf-attempt").first.evaluate(style) != clean_look
+
+    bar_of[retried].locator(".wf-bar").click()
+    attempts = page.locator(f"#pane-body #attempts-{retried} tbody tr")
+    attempts.first.wait_for()
+    assert [row.locator("td").nth(1).inner_text() for row in attempts.all()] == [
+        "429 RESOURCE_EXHAUSTED",
+        "503 UNAVAILABLE",
+    ]
+    assert "try 2 refused" in attempts.nth(1).inner_text()
+    bar_of[failed].locator(".wf-bar").click()
+    page.locator(f"#pane-body #attempts-{failed}").wait_for()
+    assert "every attempt failed" in page.locator("#pane-body .attempts-summary").inner_text()
+    page.close()
+
+
+def test_runs_page_shows_each_runs_number_of_tool_calls(alice: Any, web: WebStack) -> None:
+    runs = [run_to_pb(make_run(user="alice", agent="counted", model_calls=3, tool_calls=n)) for n in (0, 4, 7)]
+    for run in runs:
+        web.record(run)
+    listed = {run.id: run for run in web.list_runs(ALICE, 'agent_name = "counted"').runs}
+    assert {run_id: run.tool_call_count for run_id, run in listed.items()} == {r.id: len(r.tool_calls) for r in runs}
+    assert not any(run.tool_calls for run in listed.values())  # the BASIC view: the count without the calls
+    page = alice.new_page()
+    page.goto(f"{web.url}/?agent=counted")
+    header = page.locator("#runs-table thead th").all_inner_texts()
+    column = header.index("tool calls")
+    shown = {
+        row.get_attribute("data-run-id"): row.locator("td").nth(column).inner_text()
+        for row in page.locator("#run-rows tr[data-run-id]").all()
+    }
+    assert shown == {run.id: str(len(run.tool_calls)) for run in runs}
+    page.close()
+
+
+def test_seven_live_tabs_share_one_connection_and_leave_room_for_other_pages(alice: Any, web: WebStack) -> None:
+    """Browsers open at most six HTTP/1.1 connections per host: seven live run pages with a stream each would hold
+    them all and every other page would wait. The tabs share one stream (a SharedWorker), so the console's other
+    pages still load at once and every tab still shows its run's steps."""
+    run_ids = [web.start(ALICE, "scripted", f"cancel: tab {n}") for n in range(7)]
+    tabs = []
+    try:
+        for run_id in run_ids:
+            tab = alice.new_page()
+            tab.goto(f"{web.url}/runs/{run_id}")
+            tabs.append(tab)
+        for tab in tabs:
+            tab.locator("#step-rows tr[data-seq='1']").wait_for(timeout=10_000)
+            assert tab.locator("#run").get_attribute("data-channel") == "shared"
+        other = alice.new_page()
+        other.goto(f"{web.url}/?agent=scripted", timeout=5_000)  # would wait for a free connection otherwise
+        for run_id in run_ids:
+            other.locator(f'#run-rows tr[data-run-id="{run_id}"]').wait_for(timeout=5_000)
+        other.close()
+    finally:
+        for run_id in run_ids:
+            request = ex.CancelRunRequest(run_id=run_id, mode=ex.CANCEL_MODE_IMMEDIATE)
+            web.call(lambda request=request: web.stack.execution_stub(ALICE).CancelRun(request))  # type: ignore[misc]
+    for tab in tabs:
+        tab.locator("#run[data-finished='CANCELLED']").wait_for(timeout=15_000)
+        tab.close()
+
+
+def test_a_live_page_says_what_is_wrong_with_its_stream(browser: Any, web: WebStack) -> None:
+    """ExecutionService down: the page shows its message and asks again later and later (backoff). ExecutionService
+    silent: after AGENTRUN_WEB_LIVE_FIRST_EVENT_S the page says it has heard nothing, instead of spinning."""
+    stuck = run_to_pb(make_run(user="alice", agent="stuck", status=RunStatus.RUNNING, model_calls=2, tool_calls=1))
+    web.record(stuck)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # accepts connections and never answers
+        down = f"127.0.0.1:{free_port()}"
+        quiet = f"127.0.0.1:{silent.getsockname()[1]}"
+        for target, wanted in (
+            (down, [f"ExecutionService at {down} is unreachable: retrying in 1 s", "unreachable: retrying in 2 s"]),
+            (quiet, ["no word from the live stream after 1.5 s"]),
+        ):
+            settings = WebSettings(
+                address="127.0.0.1:0",
+                runs_target=web.stack.runs_address,
+                execution_target=target,
+                auth=WebAuth.TOKENS,
+                live_first_event_s=1.5,
+                log_format="text",
+            )
+            with console_only(settings) as console:
+                context = sign_in_at(browser, console.url.rstrip("/"), ALICE)
+                page = context.new_page()
+                page.goto(f"{console.url.rstrip('/')}/runs/{stuck.id}")
+                state = page.locator("#live-state")
+                for text in wanted:
+                    page.wait_for_function(
+                        "text => document.getElementById('live-state').textContent.includes(text)", arg=text
+                    )
+                assert page.locator("#live-bar").get_attribute("class") == "live-bar lost", state.inner_text()
+                context.close()
+
+
+def test_a_browser_without_shared_workers_follows_the_run_on_a_stream_of_its_own(alice: Any, web: WebStack) -> None:
+    run_id = web.start(ALICE, "scripted", "slow: no shared worker here")
+    page = alice.new_page()
+    page.add_init_script("delete window.SharedWorker")
+    page.goto(f"{web.url}/runs/{run_id}")
+    page.locator("#run[data-finished]").wait_for(timeout=20_000)
+    assert page.locator("#run").get_attribute("data-channel") == "own"
+    stored = web.wait_stored(run_id)
+    sequences = page.locator("#step-rows tr[data-seq]").evaluate_all("rows => rows.map(r => Number(r.dataset.seq))")
+    assert sequences == [step.sequence for step in stored.execution_steps]
+    assert page.locator("#status-badge").inner_text() == "COMPLETED"
     page.close()

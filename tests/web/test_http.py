@@ -14,11 +14,16 @@ from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+from agentrun.runs.v1 import run_pb2
 from pydantic import SecretStr
 
+from agentrun_core.domain import RunStatus
 from agentrun_core.ids import new_run_id
+from agentrun_core.proto_convert import run_to_pb
+from agentrun_web.sessions import log_id
 from agentrun_web.settings import WebAuth, WebSettings
 from tests.support.auth import ALICE, BOB, make_pki
+from tests.support.run_factory import make_run
 from tests.support.stack import free_port
 from tests.web.support import WebStack, console_only
 
@@ -125,11 +130,18 @@ def test_following_a_link_from_another_site_keeps_the_session(web: WebStack, ali
         assert "set-cookie" not in response.headers
 
 
-def test_bad_run_id_shows_the_services_message(alice_http: httpx.Client) -> None:
+def test_bad_run_id_shows_the_services_message(alice_http: httpx.Client, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="agentrun_web")
     response = alice_http.get("/runs/not-a-run-id")
     assert response.status_code == 400
     assert "RunsService answered INVALID_ARGUMENT" in response.text and "run_id" in response.text
     assert "Traceback" not in response.text
+    # The console's log of the request names it: its path and the browser session (a digest, never the id).
+    cookie = alice_http.cookies.get("agentrun_session") or ""
+    logged = [r for r in caplog.records if getattr(r, "request_path", "") == "/runs/not-a-run-id"]
+    assert logged, [r.getMessage() for r in caplog.records]
+    assert {getattr(r, "browser_session", "") for r in logged} == {log_id(cookie)}
+    assert cookie and cookie not in caplog.text
 
 
 def test_unknown_run_is_not_found(alice_http: httpx.Client) -> None:
@@ -385,3 +397,48 @@ def test_a_run_tree_shows_its_sub_agent_runs_lineage_and_totals(web: WebStack, a
     assert f'id="bar-tool-{step.tool_call.call_id}"' in page and label in page  # the waterfall says so too
     detail = alice_http.get(f"/runs/{root.id}/steps/{step.sequence}").text
     assert f'href="/runs/{step.tool_call.child_run_id}"' in detail
+
+
+@pytest.fixture(scope="module")
+def failed_runs_of_two_agents(web: WebStack) -> set[str]:
+    """A completed and a failed run of each of the agents h2-a and h2-b; the failed ones' ids."""
+    for agent in ("h2-a", "h2-b"):
+        for status in (RunStatus.COMPLETED, RunStatus.FAILED):
+            web.record(run_to_pb(make_run(user="alice", agent=agent, status=status, model_calls=2, tool_calls=1)))
+    failed = {run.id for run in web.list_runs(ALICE, 'status = FAILED AND agent_name = "h2-*"').runs}
+    assert len(failed) == 2
+    return failed
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        'agent_name = "h2-a" OR agent_name = "h2-b"',
+        '(agent_name = "h2-a")OR(agent_name = "h2-b")',  # no spaces around OR
+        'agent_name = "h2-a"\tOR agent_name = "h2-b"',  # a tab, as a shared URL may hold
+    ],
+)
+def test_quick_filters_apply_to_all_of_a_typed_filter_with_or(
+    typed: str, failed_runs_of_two_agents: set[str], alice_http: httpx.Client
+) -> None:
+    """`a OR b` with the status quick filter FAILED lists the failed runs of a and b: (a OR b) AND status = FAILED,
+    never a OR (b AND status = FAILED)."""
+    page = alice_http.get("/", params={"filter": typed, "status": "FAILED"})
+    assert page.status_code == 200, page.text[:500]
+    shown = dict(re.findall(r'data-run-id="([0-9a-f-]{36})" data-status="(\w+)"', page.text))
+    assert set(shown) == failed_runs_of_two_agents and set(shown.values()) == {"FAILED"}
+
+
+def test_cancel_without_a_script_comes_back_to_the_run_with_a_notice(web: WebStack, alice_http: httpx.Client) -> None:
+    run_id = web.start(ALICE, "scripted", "cancel: from a browser without scripts")
+    token = csrf_of(alice_http.get(f"/runs/{run_id}").text)
+    answer = alice_http.post(f"/runs/{run_id}/cancel", data={"csrf_token": token, "mode": "immediate"})
+    assert answer.status_code == 303 and answer.headers["location"] == f"/runs/{run_id}?cancel=requested"
+    assert web.wait_stored(run_id).status == run_pb2.RUN_STATUS_CANCELLED
+    page = alice_http.get(answer.headers["location"])
+    notice = re.search(r'id="cancel-result" role="status">([^<]*)<', page.text)
+    assert notice is not None, page.text[:2000]
+    assert notice.group(1) == "Cancel requested. The run ended CANCELLED."
+    again = alice_http.post(f"/runs/{run_id}/cancel", data={"csrf_token": token, "mode": "immediate"})
+    refused = alice_http.get(again.headers["location"])
+    assert "The run could not be cancelled (it has ended, or runs elsewhere)." in refused.text

@@ -4,15 +4,20 @@ the runs query in the URL, stats shaping, the agent form, settings and sessions.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
+import grpc
 import pytest
 from agentrun.execution.v1 import execution_service_pb2 as ex_pb2
 from agentrun.runs.v1 import run_pb2
 from agentrun.runs.v1 import runs_service_pb2 as runs_pb2
+from google.protobuf import duration_pb2
 
 from agentrun_core.domain import RunStatus
 from agentrun_core.proto_convert import run_to_pb
 from agentrun_core.settings import SettingsError
+from agentrun_web.agent_names import AgentNames
+from agentrun_web.clients import Caller, Endpoint, ExecutionApi, ServiceCallError
 from agentrun_web.rendering import Renderer
 from agentrun_web.sessions import SessionStore
 from agentrun_web.settings import WebAuth, WebSettings
@@ -271,3 +276,45 @@ def test_a_session_history_step_is_shown_with_its_runs() -> None:
     assert row.kind == "session_history" and "session chat-9: 6 turns from 2 runs" in row.summary
     html = Renderer().fragment("_step_detail.html", step=step, run_id="r-3")
     assert "session history" in html and 'href="/runs/r-2"' in html and "(dropped)" in html
+
+
+class _AgentsByCaller:
+    """ListAgents as a service that shows each person their own agents (and refuses unknown tokens)."""
+
+    def __init__(self, agents: dict[str, list[str]]) -> None:
+        self.agents = agents
+        self.calls = 0
+
+    async def list_agents(self, caller: Caller, *, timeout_s: float | None = None) -> ex_pb2.ListAgentsResponse:
+        self.calls += 1
+        if caller.token not in self.agents:
+            raise ServiceCallError(
+                Endpoint("ExecutionService", "127.0.0.1:1", "AGENTRUN_EXECUTION_TARGET"),
+                "ListAgents",
+                grpc.StatusCode.UNAUTHENTICATED,
+                "invalid bearer token",
+            )
+        names = self.agents[caller.token or ""]
+        return ex_pb2.ListAgentsResponse(agents=[ex_pb2.Agent(name=name, model="gemini-x") for name in names])
+
+
+async def test_quick_filter_agent_names_are_never_offered_to_another_person() -> None:
+    service = _AgentsByCaller({"alice-token": ["alice-private"], "bob-token": ["bob-private"]})
+    names = AgentNames(ttl_s=60, max_callers=2)
+    api = cast(ExecutionApi, service)
+    assert (await names.get(api, Caller("alice-token"))).agents == ("alice-private",)
+    assert (await names.get(api, Caller("bob-token"))).agents == ("bob-private",)
+    assert (await names.get(api, Caller("mallory-token"))).agents == ()  # refused: nobody's names
+    assert (await names.get(api, Caller("bob-token"))).agents == ("bob-private",)  # kept for bob
+    assert service.calls == 3
+
+
+def test_a_resumed_step_is_shown_with_its_replicas_and_gap() -> None:
+    resumed = run_pb2.RunResumed(
+        gap=duration_pb2.Duration(seconds=31, nanos=500_000_000), replica="replica-b", previous_replica="replica-a"
+    )
+    step = _step(6, 40.0, resumed=resumed)
+    row = step_row(step, _step(1, 0.0).time)
+    assert row.kind == "resumed" and row.summary == "resumed on replica-b after 31.5 s (was replica-a)"
+    html = Renderer().fragment("_step_detail.html", step=step, run_id="r-3")
+    assert "replica-b" in html and "replica-a" in html and "no view" not in html

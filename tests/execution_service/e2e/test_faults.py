@@ -41,9 +41,9 @@ async def test_runs_survive_runs_service_down_for_a_whole_batch(tmp_path: Path) 
             events = await stack.execute(agent_name="plain", task=f"run {i}")
             assert events[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
             run_ids.append(events[0].run_started.run_id)
-        assert not await stack.execution.publisher.flush(0.5)  # nothing can be delivered yet
+        assert not await stack.execution.flush_outbox(0.5)  # nothing can be delivered yet
         await stack.start_runs()
-        assert await stack.execution.publisher.flush(30)
+        assert await stack.execution.flush_outbox(30)
         listed = await stack.runs_stub().ListRuns(rs.ListRunsRequest(page_size=100))
         assert sorted(r.id for r in listed.runs) == sorted(run_ids)
         assert all(r.status == run_pb2.RUN_STATUS_COMPLETED for r in listed.runs)

@@ -36,4 +36,5 @@ async def test_with_runs_service_down_the_stream_ends_at_once_and_says_the_run_i
         finished = events[-1].run_finished
         assert finished.status == run_pb2.RUN_STATUS_COMPLETED and not finished.recorded
         assert time.monotonic() - started < 1.5  # not held up by the 2 s wait for an acknowledgement
+        assert stack.execution.publisher is not None
         assert (await stack.execution.publisher.stats()).pending >= 1

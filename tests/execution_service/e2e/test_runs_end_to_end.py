@@ -4,24 +4,39 @@ RunsService on SQLite. What the client saw streamed must be exactly what is stor
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
 
 from tests.fakes.gemini_server import FakeError, FakeFunctionCall, FakeResponse, FakeUsage, part_field
+from tests.support.replicas import execution_database
 from tests.support.stack import agent_source, running_stack, steps_of
+
+
+@pytest.fixture(params=["embedded", pytest.param("durable", marks=pytest.mark.postgres)])
+def mode(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """The execution service's settings for each mode: embedded (the default), and durable (DBOS on a fresh
+    PostgreSQL database; one replica, in this process)."""
+    if request.param == "embedded":
+        yield {}
+        return
+    with execution_database() as url:
+        yield {"execution_database_url": url, "replica_id": "e2e-replica"}
 
 
 def summed(steps: list[run_pb2.ExecutionStep], field: str) -> int:
     return sum(getattr(s.model_call.usage, field) for s in steps if s.WhichOneof("payload") == "model_call")
 
 
-async def test_test_model_run_streams_every_step_and_stores_the_same_run(tmp_path: Path) -> None:
+async def test_test_model_run_streams_every_step_and_stores_the_same_run(tmp_path: Path, mode: dict[str, Any]) -> None:
     agents = {"helper": agent_source(tools=["test/echo", "test/add", "time/get_current_time"])}
-    async with running_stack(tmp_path, agents) as stack:
+    async with running_stack(tmp_path, agents, **mode) as stack:
         events = await stack.execute(agent_name="helper", task="use your tools", labels={"env": "test"})
         kinds = [e.WhichOneof("event") for e in events]
         assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
@@ -69,9 +84,11 @@ async def test_test_model_run_streams_every_step_and_stores_the_same_run(tmp_pat
         assert stored.trace_id == started.trace_id and len(stored.trace_id) == 32
 
 
-async def test_gemini_run_sums_tokens_over_every_model_call_and_measures_tool_time(tmp_path: Path) -> None:
+async def test_gemini_run_sums_tokens_over_every_model_call_and_measures_tool_time(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
     agents = {"sleeper": agent_source(model="googleai/gemini-2.5-flash", tools=["test/sleep", "test/add"])}
-    async with running_stack(tmp_path, agents) as stack:
+    async with running_stack(tmp_path, agents, **mode) as stack:
         stack.gemini.add(
             FakeResponse(
                 function_calls=[FakeFunctionCall("sleep", {"seconds": 0.3}, id="c1")],

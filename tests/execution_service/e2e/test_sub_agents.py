@@ -59,7 +59,7 @@ def usage(prompt: int, candidates: int) -> FakeUsage:
 
 
 async def stored_tree(stack: Stack, run_id: str) -> rs.GetRunResponse:
-    assert await stack.execution.publisher.flush(15)
+    assert await stack.execution.flush_outbox(15)
     return await stack.runs_stub().GetRun(
         rs.GetRunRequest(run_id=run_id, view=rs.RUN_VIEW_FULL, include_descendants=True)
     )

@@ -216,3 +216,33 @@ async def test_concurrent_overlapping_batches_store_each_run_once(runs: RunsClie
     for run in pool:
         if run.id in sent:
             assert await full(runs, run.id) == run
+
+
+async def test_both_rpcs_store_the_same_run_with_its_largest_context_share_computed_from_its_steps(
+    runs: RunsClient,
+) -> None:
+    """A client's max_context_window_used is not taken on trust: both RPCs store the largest share of the run's model
+    calls, so GetRun FULL of one run recorded through each is the same."""
+    template = run_to_pb(make_run())
+    model_calls = [step for step in template.execution_steps if step.WhichOneof("payload") == "model_call"]
+    for share, step in zip((0.125, 0.375, 0.25), model_calls, strict=False):
+        step.model_call.input_token_limit = 1_048_576
+        step.model_call.context_window_used = share
+    template.max_context_window_used = 0.9  # what a careless client claims
+    for step in template.execution_steps:
+        step.run_id = ""  # (the steps then belong to whichever id the run has)
+    through_one, through_batch = run_pb2.Run(), run_pb2.Run()
+    through_one.CopyFrom(template)
+    through_batch.CopyFrom(template)
+    through_batch.id = make_run().id
+    await runs.stub.RecordRun(rs.RecordRunRequest(run=through_one))
+    assert outcomes(await runs.stub.RecordRuns(batch(through_batch))) == ["CREATED"]
+
+    one, other = await full(runs, through_one.id), await full(runs, through_batch.id)
+    assert one.max_context_window_used == 0.375
+    other.id = one.id
+    for step in other.execution_steps:
+        step.run_id = one.id
+    assert other == one
+    listed = await runs.stub.ListRuns(rs.ListRunsRequest(filter=f'id = "{through_batch.id}"'))
+    assert [run.max_context_window_used for run in listed.runs] == [0.375]

@@ -74,10 +74,12 @@ def session_histories(draw: st.DrawFn, session_id: str) -> d.SessionHistory:
 
 @st.composite
 def payloads(draw: st.DrawFn, call_ids: list[str], session_id: str = "") -> d.StepPayload:
-    kinds = ["model", "call", "result", "final", "error"] + (["history"] if session_id else [])
+    kinds = ["model", "call", "result", "final", "error", "resumed"] + (["history"] if session_id else [])
     kind = draw(st.sampled_from(kinds))
     if kind == "history":
         return draw(session_histories(session_id))
+    if kind == "resumed":
+        return d.RunResumed(gap=draw(DURATIONS), replica=draw(TEXT), previous_replica=draw(TEXT))
     if kind == "model":
         return d.ModelCall(
             model=draw(NAME),
@@ -189,7 +191,12 @@ def runs(draw: st.DrawFn) -> d.Run:
         session_id=session_id,
         forked_from=draw(st.none() | st.builds(d.ForkOrigin, RUN_IDS, st.integers(1, 2**31 - 1))),
         **tree,  # type: ignore[arg-type]
-        max_context_window_used=draw(SHARES),
+        # RunsService computes it from the model calls when the run has steps (storage.rows.max_context_window_used).
+        max_context_window_used=max(
+            (step.payload.context_window_used for step in steps if isinstance(step.payload, d.ModelCall)), default=0.0
+        )
+        if steps
+        else draw(SHARES),
     )
 
 

@@ -112,3 +112,40 @@ async def test_async_variants(tmp_path) -> None:
     await migrate.check_schema_async(url)
     await migrate.downgrade_async(url)
     assert await migrate.current_revision_async(url) is None
+
+
+async def test_tool_call_count_is_backfilled_from_the_stored_tool_calls(db_url: str) -> None:
+    """Runs stored before migration 0008 get their number of tool calls, which the BASIC view then carries."""
+    from runs_service.queries import ListRunsQuery, Scope
+    from runs_service.storage.engine import create_engine_for
+    from runs_service.storage.repository import RunRepository
+    from runs_service.storage.rows import run_to_rows
+    from runs_service.storage.tables import runs, tool_calls
+    from tests.support.run_factory import make_run
+
+    migrate.upgrade(db_url, "0007")
+    with_calls, without = make_run(model_calls=3, tool_calls=4), make_run(model_calls=1, tool_calls=0)
+    engine = sa.create_engine(sync_url(db_url))
+    try:
+        with engine.begin() as conn:
+            old_columns = [c for c in runs.columns if c.name != "tool_call_count"]
+            old_runs = sa.table("runs", *(sa.column(c.name, c.type) for c in old_columns))
+            for run in (with_calls, without):
+                rows = run_to_rows(run)
+                now = run.start_time
+                values = {c.name: rows.run[c.name] for c in old_columns if c.name in rows.run}
+                conn.execute(sa.insert(old_runs).values(**values, recorded_at=now, updated_at=now))
+                if rows.tool_calls:
+                    conn.execute(sa.insert(tool_calls), rows.tool_calls)
+    finally:
+        engine.dispose()
+    assert len(with_calls.tool_calls) == 4
+
+    migrate.upgrade(db_url, "head")
+    repository = RunRepository(create_engine_for(db_url), b"test-page-token-secret-0123456789")
+    try:
+        page = await repository.list_runs(ListRunsQuery(), Scope.everything())
+        counts = {run.id: (run.tool_call_count, len(run.tool_calls)) for run in page.runs}
+        assert counts == {with_calls.id: (4, 0), without.id: (0, 0)}
+    finally:
+        await repository.engine.dispose()

@@ -83,6 +83,7 @@ async def test_a_database_with_runs_migrates_to_composition_and_back(db_url: str
                 "forked_from_sequence",
                 "totals_with_descendants",
                 "max_context_window_used",  # migration 0007
+                "tool_call_count",  # migration 0008
             }
             row = {k: v for k, v in run_to_rows(old).run.items() if k in columns}
             now = old.start_time + timedelta(seconds=1)

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from agentrun_core.domain import Cost, Run, RunStatus, TokenUsage
+from agentrun_core.domain import Cost, ModelCall, Run, RunStatus, TokenUsage
 from runs_service.errors import InvalidArgument
 from runs_service.queries import GroupBy, RunStatsRow, Scope, StatsQuery
 from runs_service.storage.repository import RunRepository
@@ -34,8 +34,16 @@ def _run(
     context: float = 0.0,
 ) -> Run:
     base = make_run(agent=agent, status=status, start_time=start, user=user, model=model, seed=tokens)
+    # The run's largest context share is its first model call's (RunsService computes it from the steps).
+    first = base.execution_steps[0]
+    assert isinstance(first.payload, ModelCall)
+    steps = (
+        dataclasses.replace(first, payload=dataclasses.replace(first.payload, context_window_used=context)),
+        *base.execution_steps[1:],
+    )
     return dataclasses.replace(
         base,
+        execution_steps=steps,
         duration=None if duration_s is None else timedelta(seconds=duration_s),
         end_time=None if duration_s is None and not status.is_terminal else start + timedelta(seconds=duration_s or 0),
         cost=None if cost is None else Cost(Decimal(cost), price_table_version=prices),

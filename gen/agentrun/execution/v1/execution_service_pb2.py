@@ -28,7 +28,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-agentrun/execution/v1/execution_service.proto\x12\x15\x61gentrun.execution.v1\x1a\x1a\x61gentrun/runs/v1/run.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf1\x02\n\x13\x45xecuteAgentRequest\x12\x12\n\nagent_name\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12L\n\tvariables\x18\x03 \x03(\x0b\x32\x39.agentrun.execution.v1.ExecuteAgentRequest.VariablesEntry\x12\x46\n\x06labels\x18\x04 \x03(\x0b\x32\x36.agentrun.execution.v1.ExecuteAgentRequest.LabelsEntry\x12\x0e\n\x06run_id\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tach\x18\x06 \x01(\x08\x12\r\n\x05model\x18\x07 \x01(\t\x12\x12\n\nsession_id\x18\x08 \x01(\t\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x97\x02\n\nRunStarted\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\nagent_name\x18\x02 \x01(\t\x12\x15\n\ragent_version\x18\x03 \x01(\t\x12\x12\n\nmodel_name\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08trace_id\x18\x06 \x01(\t\x12\x0c\n\x04user\x18\x07 \x01(\t\x12\x12\n\nsession_id\x18\x08 \x01(\t\x12\x15\n\rparent_run_id\x18\t \x01(\t\x12\r\n\x05\x64\x65pth\x18\n \x01(\x05\x12\x13\n\x0broot_run_id\x18\x0c \x01(\t\x12\x1b\n\x13parent_tool_call_id\x18\r \x01(\t\"\xfc\x03\n\x0bRunFinished\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.agentrun.runs.v1.RunStatus\x12\x16\n\x0e\x66inal_response\x18\x03 \x01(\t\x12\x31\n\x0btoken_usage\x18\x04 \x01(\x0b\x32\x1c.agentrun.runs.v1.TokenUsage\x12+\n\x08\x64uration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bsteps_taken\x18\x06 \x01(\x05\x12\x17\n\x0ftool_call_count\x18\x07 \x01(\x05\x12)\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x1a.agentrun.runs.v1.RunError\x12$\n\x04\x63ost\x18\t \x01(\x0b\x32\x16.agentrun.runs.v1.Cost\x12,\n\x08\x65nd_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08recorded\x18\x0b \x01(\x08\x12\x42\n\x1ctoken_usage_with_descendants\x18\x0c \x01(\x0b\x32\x1c.agentrun.runs.v1.TokenUsage\x12\x35\n\x15\x63ost_with_descendants\x18\r \x01(\x0b\x32\x16.agentrun.runs.v1.Cost\"\xc6\x01\n\x14\x45xecuteAgentResponse\x12\x38\n\x0brun_started\x18\x01 \x01(\x0b\x32!.agentrun.execution.v1.RunStartedH\x00\x12/\n\x04step\x18\x02 \x01(\x0b\x32\x1f.agentrun.runs.v1.ExecutionStepH\x00\x12:\n\x0crun_finished\x18\x03 \x01(\x0b\x32\".agentrun.execution.v1.RunFinishedH\x00\x42\x07\n\x05\x65vent\"S\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12/\n\x04mode\x18\x02 \x01(\x0e\x32!.agentrun.execution.v1.CancelMode\"#\n\x11\x43\x61ncelRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"8\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x05\"\xc2\x01\n\x10WatchRunResponse\x12\x38\n\x0brun_started\x18\x01 \x01(\x0b\x32!.agentrun.execution.v1.RunStartedH\x00\x12/\n\x04step\x18\x02 \x01(\x0b\x32\x1f.agentrun.runs.v1.ExecutionStepH\x00\x12:\n\x0crun_finished\x18\x03 \x01(\x0b\x32\".agentrun.execution.v1.RunFinishedH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListAgentsRequest\"\xc5\x01\n\x0b\x41gentLimits\x12\x11\n\tmax_steps\x18\x01 \x01(\x05\x12.\n\x0brun_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0ctool_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0ctoken_budget\x18\x04 \x01(\x03\x12\x19\n\x11tool_result_bytes\x18( \x01(\x03\x12\x11\n\tmax_depth\x18< \x01(\x05\"\xca\x01\n\x05\x41gent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\r\n\x05tools\x18\x05 \x03(\t\x12\x0c\n\x04path\x18\x06 \x01(\t\x12\x19\n\x11input_schema_json\x18\x07 \x01(\t\x12\x32\n\x06limits\x18\x08 \x01(\x0b\x32\".agentrun.execution.v1.AgentLimits\x12\x12\n\nsub_agents\x18\t \x03(\t\"/\n\x0e\x41gentLoadError\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"y\n\x12ListAgentsResponse\x12,\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1c.agentrun.execution.v1.Agent\x12\x35\n\x06\x65rrors\x18\x02 \x03(\x0b\x32%.agentrun.execution.v1.AgentLoadError*`\n\nCancelMode\x12\x1b\n\x17\x43\x41NCEL_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43\x41NCEL_MODE_IMMEDIATE\x10\x01\x12\x1a\n\x16\x43\x41NCEL_MODE_AFTER_TURN\x10\x02\x32\x9f\x03\n\x10\x45xecutionService\x12i\n\x0c\x45xecuteAgent\x12*.agentrun.execution.v1.ExecuteAgentRequest\x1a+.agentrun.execution.v1.ExecuteAgentResponse0\x01\x12^\n\tCancelRun\x12\'.agentrun.execution.v1.CancelRunRequest\x1a(.agentrun.execution.v1.CancelRunResponse\x12]\n\x08WatchRun\x12&.agentrun.execution.v1.WatchRunRequest\x1a\'.agentrun.execution.v1.WatchRunResponse0\x01\x12\x61\n\nListAgents\x12(.agentrun.execution.v1.ListAgentsRequest\x1a).agentrun.execution.v1.ListAgentsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-agentrun/execution/v1/execution_service.proto\x12\x15\x61gentrun.execution.v1\x1a\x1a\x61gentrun/runs/v1/run.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf1\x02\n\x13\x45xecuteAgentRequest\x12\x12\n\nagent_name\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12L\n\tvariables\x18\x03 \x03(\x0b\x32\x39.agentrun.execution.v1.ExecuteAgentRequest.VariablesEntry\x12\x46\n\x06labels\x18\x04 \x03(\x0b\x32\x36.agentrun.execution.v1.ExecuteAgentRequest.LabelsEntry\x12\x0e\n\x06run_id\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tach\x18\x06 \x01(\x08\x12\r\n\x05model\x18\x07 \x01(\t\x12\x12\n\nsession_id\x18\x08 \x01(\t\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa8\x02\n\nRunStarted\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\nagent_name\x18\x02 \x01(\t\x12\x15\n\ragent_version\x18\x03 \x01(\t\x12\x12\n\nmodel_name\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08trace_id\x18\x06 \x01(\t\x12\x0c\n\x04user\x18\x07 \x01(\t\x12\x12\n\nsession_id\x18\x08 \x01(\t\x12\x15\n\rparent_run_id\x18\t \x01(\t\x12\r\n\x05\x64\x65pth\x18\n \x01(\x05\x12\x0f\n\x07replica\x18\x0b \x01(\t\x12\x13\n\x0broot_run_id\x18\x0c \x01(\t\x12\x1b\n\x13parent_tool_call_id\x18\r \x01(\t\"\xfc\x03\n\x0bRunFinished\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.agentrun.runs.v1.RunStatus\x12\x16\n\x0e\x66inal_response\x18\x03 \x01(\t\x12\x31\n\x0btoken_usage\x18\x04 \x01(\x0b\x32\x1c.agentrun.runs.v1.TokenUsage\x12+\n\x08\x64uration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bsteps_taken\x18\x06 \x01(\x05\x12\x17\n\x0ftool_call_count\x18\x07 \x01(\x05\x12)\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x1a.agentrun.runs.v1.RunError\x12$\n\x04\x63ost\x18\t \x01(\x0b\x32\x16.agentrun.runs.v1.Cost\x12,\n\x08\x65nd_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08recorded\x18\x0b \x01(\x08\x12\x42\n\x1ctoken_usage_with_descendants\x18\x0c \x01(\x0b\x32\x1c.agentrun.runs.v1.TokenUsage\x12\x35\n\x15\x63ost_with_descendants\x18\r \x01(\x0b\x32\x16.agentrun.runs.v1.Cost\"\xc6\x01\n\x14\x45xecuteAgentResponse\x12\x38\n\x0brun_started\x18\x01 \x01(\x0b\x32!.agentrun.execution.v1.RunStartedH\x00\x12/\n\x04step\x18\x02 \x01(\x0b\x32\x1f.agentrun.runs.v1.ExecutionStepH\x00\x12:\n\x0crun_finished\x18\x03 \x01(\x0b\x32\".agentrun.execution.v1.RunFinishedH\x00\x42\x07\n\x05\x65vent\"S\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12/\n\x04mode\x18\x02 \x01(\x0e\x32!.agentrun.execution.v1.CancelMode\"#\n\x11\x43\x61ncelRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"8\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x05\"\xc2\x01\n\x10WatchRunResponse\x12\x38\n\x0brun_started\x18\x01 \x01(\x0b\x32!.agentrun.execution.v1.RunStartedH\x00\x12/\n\x04step\x18\x02 \x01(\x0b\x32\x1f.agentrun.runs.v1.ExecutionStepH\x00\x12:\n\x0crun_finished\x18\x03 \x01(\x0b\x32\".agentrun.execution.v1.RunFinishedH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListAgentsRequest\"\xc5\x01\n\x0b\x41gentLimits\x12\x11\n\tmax_steps\x18\x01 \x01(\x05\x12.\n\x0brun_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0ctool_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0ctoken_budget\x18\x04 \x01(\x03\x12\x19\n\x11tool_result_bytes\x18( \x01(\x03\x12\x11\n\tmax_depth\x18< \x01(\x05\"\xca\x01\n\x05\x41gent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\r\n\x05tools\x18\x05 \x03(\t\x12\x0c\n\x04path\x18\x06 \x01(\t\x12\x19\n\x11input_schema_json\x18\x07 \x01(\t\x12\x32\n\x06limits\x18\x08 \x01(\x0b\x32\".agentrun.execution.v1.AgentLimits\x12\x12\n\nsub_agents\x18\t \x03(\t\"/\n\x0e\x41gentLoadError\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"y\n\x12ListAgentsResponse\x12,\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1c.agentrun.execution.v1.Agent\x12\x35\n\x06\x65rrors\x18\x02 \x03(\x0b\x32%.agentrun.execution.v1.AgentLoadError*`\n\nCancelMode\x12\x1b\n\x17\x43\x41NCEL_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43\x41NCEL_MODE_IMMEDIATE\x10\x01\x12\x1a\n\x16\x43\x41NCEL_MODE_AFTER_TURN\x10\x02\x32\x9f\x03\n\x10\x45xecutionService\x12i\n\x0c\x45xecuteAgent\x12*.agentrun.execution.v1.ExecuteAgentRequest\x1a+.agentrun.execution.v1.ExecuteAgentResponse0\x01\x12^\n\tCancelRun\x12\'.agentrun.execution.v1.CancelRunRequest\x1a(.agentrun.execution.v1.CancelRunResponse\x12]\n\x08WatchRun\x12&.agentrun.execution.v1.WatchRunRequest\x1a\'.agentrun.execution.v1.WatchRunResponse0\x01\x12\x61\n\nListAgents\x12(.agentrun.execution.v1.ListAgentsRequest\x1a).agentrun.execution.v1.ListAgentsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,8 +39,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECUTEAGENTREQUEST_VARIABLESENTRY']._serialized_options = b'8\001'
   _globals['_EXECUTEAGENTREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_EXECUTEAGENTREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_CANCELMODE']._serialized_start=2506
-  _globals['_CANCELMODE']._serialized_end=2602
+  _globals['_CANCELMODE']._serialized_start=2523
+  _globals['_CANCELMODE']._serialized_end=2619
   _globals['_EXECUTEAGENTREQUEST']._serialized_start=166
   _globals['_EXECUTEAGENTREQUEST']._serialized_end=535
   _globals['_EXECUTEAGENTREQUEST_VARIABLESENTRY']._serialized_start=440
@@ -48,29 +48,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECUTEAGENTREQUEST_LABELSENTRY']._serialized_start=490
   _globals['_EXECUTEAGENTREQUEST_LABELSENTRY']._serialized_end=535
   _globals['_RUNSTARTED']._serialized_start=538
-  _globals['_RUNSTARTED']._serialized_end=817
-  _globals['_RUNFINISHED']._serialized_start=820
-  _globals['_RUNFINISHED']._serialized_end=1328
-  _globals['_EXECUTEAGENTRESPONSE']._serialized_start=1331
-  _globals['_EXECUTEAGENTRESPONSE']._serialized_end=1529
-  _globals['_CANCELRUNREQUEST']._serialized_start=1531
-  _globals['_CANCELRUNREQUEST']._serialized_end=1614
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1616
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1651
-  _globals['_WATCHRUNREQUEST']._serialized_start=1653
-  _globals['_WATCHRUNREQUEST']._serialized_end=1709
-  _globals['_WATCHRUNRESPONSE']._serialized_start=1712
-  _globals['_WATCHRUNRESPONSE']._serialized_end=1906
-  _globals['_LISTAGENTSREQUEST']._serialized_start=1908
-  _globals['_LISTAGENTSREQUEST']._serialized_end=1927
-  _globals['_AGENTLIMITS']._serialized_start=1930
-  _globals['_AGENTLIMITS']._serialized_end=2127
-  _globals['_AGENT']._serialized_start=2130
-  _globals['_AGENT']._serialized_end=2332
-  _globals['_AGENTLOADERROR']._serialized_start=2334
-  _globals['_AGENTLOADERROR']._serialized_end=2381
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=2383
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=2504
-  _globals['_EXECUTIONSERVICE']._serialized_start=2605
-  _globals['_EXECUTIONSERVICE']._serialized_end=3020
+  _globals['_RUNSTARTED']._serialized_end=834
+  _globals['_RUNFINISHED']._serialized_start=837
+  _globals['_RUNFINISHED']._serialized_end=1345
+  _globals['_EXECUTEAGENTRESPONSE']._serialized_start=1348
+  _globals['_EXECUTEAGENTRESPONSE']._serialized_end=1546
+  _globals['_CANCELRUNREQUEST']._serialized_start=1548
+  _globals['_CANCELRUNREQUEST']._serialized_end=1631
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1633
+  _globals['_CANCELRUNRESPONSE']._serialized_end=1668
+  _globals['_WATCHRUNREQUEST']._serialized_start=1670
+  _globals['_WATCHRUNREQUEST']._serialized_end=1726
+  _globals['_WATCHRUNRESPONSE']._serialized_start=1729
+  _globals['_WATCHRUNRESPONSE']._serialized_end=1923
+  _globals['_LISTAGENTSREQUEST']._serialized_start=1925
+  _globals['_LISTAGENTSREQUEST']._serialized_end=1944
+  _globals['_AGENTLIMITS']._serialized_start=1947
+  _globals['_AGENTLIMITS']._serialized_end=2144
+  _globals['_AGENT']._serialized_start=2147
+  _globals['_AGENT']._serialized_end=2349
+  _globals['_AGENTLOADERROR']._serialized_start=2351
+  _globals['_AGENTLOADERROR']._serialized_end=2398
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=2400
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=2521
+  _globals['_EXECUTIONSERVICE']._serialized_start=2622
+  _globals['_EXECUTIONSERVICE']._serialized_end=3037
 # @@protoc_insertion_point(module_scope)

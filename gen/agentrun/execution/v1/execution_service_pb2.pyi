@@ -57,7 +57,7 @@ class ExecuteAgentRequest(_message.Message):
     def __init__(self, agent_name: _Optional[str] = ..., task: _Optional[str] = ..., variables: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., run_id: _Optional[str] = ..., detach: _Optional[bool] = ..., model: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class RunStarted(_message.Message):
-    __slots__ = ("run_id", "agent_name", "agent_version", "model_name", "start_time", "trace_id", "user", "session_id", "parent_run_id", "depth", "root_run_id", "parent_tool_call_id")
+    __slots__ = ("run_id", "agent_name", "agent_version", "model_name", "start_time", "trace_id", "user", "session_id", "parent_run_id", "depth", "replica", "root_run_id", "parent_tool_call_id")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +68,7 @@ class RunStarted(_message.Message):
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
     ROOT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
@@ -80,9 +81,10 @@ class RunStarted(_message.Message):
     session_id: str
     parent_run_id: str
     depth: int
+    replica: str
     root_run_id: str
     parent_tool_call_id: str
-    def __init__(self, run_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_version: _Optional[str] = ..., model_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., user: _Optional[str] = ..., session_id: _Optional[str] = ..., parent_run_id: _Optional[str] = ..., depth: _Optional[int] = ..., root_run_id: _Optional[str] = ..., parent_tool_call_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, run_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_version: _Optional[str] = ..., model_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., user: _Optional[str] = ..., session_id: _Optional[str] = ..., parent_run_id: _Optional[str] = ..., depth: _Optional[int] = ..., replica: _Optional[str] = ..., root_run_id: _Optional[str] = ..., parent_tool_call_id: _Optional[str] = ...) -> None: ...
 
 class RunFinished(_message.Message):
     __slots__ = ("run_id", "status", "final_response", "token_usage", "duration", "steps_taken", "tool_call_count", "error", "cost", "end_time", "recorded", "token_usage_with_descendants", "cost_with_descendants")

@@ -195,7 +195,7 @@ class SessionHistory(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., run_ids: _Optional[_Iterable[str]] = ..., turn_count: _Optional[int] = ..., first_turn: _Optional[_Union[SessionTurn, _Mapping]] = ..., dropped_turn_count: _Optional[int] = ..., dropped_run_ids: _Optional[_Iterable[str]] = ..., token_limit: _Optional[int] = ..., token_count: _Optional[int] = ...) -> None: ...
 
 class ExecutionStep(_message.Message):
-    __slots__ = ("run_id", "sequence", "time", "duration", "depth", "model_call", "tool_call", "tool_result", "final_response", "error", "session_history")
+    __slots__ = ("run_id", "sequence", "time", "duration", "depth", "model_call", "tool_call", "tool_result", "final_response", "error", "session_history", "resumed")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -207,6 +207,7 @@ class ExecutionStep(_message.Message):
     FINAL_RESPONSE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     SESSION_HISTORY_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     sequence: int
     time: _timestamp_pb2.Timestamp
@@ -218,7 +219,18 @@ class ExecutionStep(_message.Message):
     final_response: FinalResponse
     error: RunError
     session_history: SessionHistory
-    def __init__(self, run_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., depth: _Optional[int] = ..., model_call: _Optional[_Union[ModelCall, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCallStarted, _Mapping]] = ..., tool_result: _Optional[_Union[ToolCallFinished, _Mapping]] = ..., final_response: _Optional[_Union[FinalResponse, _Mapping]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., session_history: _Optional[_Union[SessionHistory, _Mapping]] = ...) -> None: ...
+    resumed: RunResumed
+    def __init__(self, run_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., depth: _Optional[int] = ..., model_call: _Optional[_Union[ModelCall, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCallStarted, _Mapping]] = ..., tool_result: _Optional[_Union[ToolCallFinished, _Mapping]] = ..., final_response: _Optional[_Union[FinalResponse, _Mapping]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., session_history: _Optional[_Union[SessionHistory, _Mapping]] = ..., resumed: _Optional[_Union[RunResumed, _Mapping]] = ...) -> None: ...
+
+class RunResumed(_message.Message):
+    __slots__ = ("gap", "replica", "previous_replica")
+    GAP_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_REPLICA_FIELD_NUMBER: _ClassVar[int]
+    gap: _duration_pb2.Duration
+    replica: str
+    previous_replica: str
+    def __init__(self, gap: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., replica: _Optional[str] = ..., previous_replica: _Optional[str] = ...) -> None: ...
 
 class ToolCall(_message.Message):
     __slots__ = ("id", "name", "server", "parameters_json", "result", "duration", "status", "start_time", "is_error")
@@ -251,7 +263,7 @@ class ForkOrigin(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("id", "agent_name", "agent_version", "user", "task", "labels", "status", "error", "final_response", "model_name", "start_time", "end_time", "duration", "token_usage", "cost", "steps_taken", "tools_used", "trace_id", "execution_steps", "tool_calls", "variables", "parent_run_id", "root_run_id", "parent_tool_call_id", "depth", "session_id", "forked_from", "token_usage_with_descendants", "cost_with_descendants", "max_context_window_used")
+    __slots__ = ("id", "agent_name", "agent_version", "user", "task", "labels", "status", "error", "final_response", "model_name", "start_time", "end_time", "duration", "token_usage", "cost", "steps_taken", "tools_used", "trace_id", "execution_steps", "tool_calls", "variables", "parent_run_id", "root_run_id", "parent_tool_call_id", "depth", "session_id", "forked_from", "token_usage_with_descendants", "cost_with_descendants", "max_context_window_used", "tool_call_count")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -296,6 +308,7 @@ class Run(_message.Message):
     TOKEN_USAGE_WITH_DESCENDANTS_FIELD_NUMBER: _ClassVar[int]
     COST_WITH_DESCENDANTS_FIELD_NUMBER: _ClassVar[int]
     MAX_CONTEXT_WINDOW_USED_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALL_COUNT_FIELD_NUMBER: _ClassVar[int]
     id: str
     agent_name: str
     agent_version: str
@@ -326,4 +339,5 @@ class Run(_message.Message):
     token_usage_with_descendants: TokenUsage
     cost_with_descendants: Cost
     max_context_window_used: float
-    def __init__(self, id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_version: _Optional[str] = ..., user: _Optional[str] = ..., task: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., final_response: _Optional[str] = ..., model_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., token_usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., steps_taken: _Optional[int] = ..., tools_used: _Optional[_Iterable[str]] = ..., trace_id: _Optional[str] = ..., execution_steps: _Optional[_Iterable[_Union[ExecutionStep, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., variables: _Optional[_Mapping[str, str]] = ..., parent_run_id: _Optional[str] = ..., root_run_id: _Optional[str] = ..., parent_tool_call_id: _Optional[str] = ..., depth: _Optional[int] = ..., session_id: _Optional[str] = ..., forked_from: _Optional[_Union[ForkOrigin, _Mapping]] = ..., token_usage_with_descendants: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost_with_descendants: _Optional[_Union[Cost, _Mapping]] = ..., max_context_window_used: _Optional[float] = ...) -> None: ...
+    tool_call_count: int
+    def __init__(self, id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_version: _Optional[str] = ..., user: _Optional[str] = ..., task: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., final_response: _Optional[str] = ..., model_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., token_usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., steps_taken: _Optional[int] = ..., tools_used: _Optional[_Iterable[str]] = ..., trace_id: _Optional[str] = ..., execution_steps: _Optional[_Iterable[_Union[ExecutionStep, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., variables: _Optional[_Mapping[str, str]] = ..., parent_run_id: _Optional[str] = ..., root_run_id: _Optional[str] = ..., parent_tool_call_id: _Optional[str] = ..., depth: _Optional[int] = ..., session_id: _Optional[str] = ..., forked_from: _Optional[_Union[ForkOrigin, _Mapping]] = ..., token_usage_with_descendants: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost_with_descendants: _Optional[_Union[Cost, _Mapping]] = ..., max_context_window_used: _Optional[float] = ..., tool_call_count: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,70 @@
+"""CancelRun from any replica. DBOS's own cancel marks a workflow CANCELLED but lets a running step go on (and would
+stop the run before it records and publishes its end), so agentrun cancels its way: the request is stored in
+agentrun.cancel_requests and announced with NOTIFY on channel `agentrun_cancel`; the replica running the run hears it
+at once (LISTEN) and cancels the in-flight model or tool call (immediate) or sets the after-turn flag, and the run ends
+CANCELLED through its usual path. A run that no replica runs at that moment (being resumed) reads the stored request
+when its workflow starts again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "agentrun_cancel"
+_RECONNECT_S = 1.0
+
+OnCancel = Callable[[str, bool], None]
+
+
+class CancelRequests:
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._task: asyncio.Task[None] | None = None
+
+    async def request(self, run_id: str, *, after_turn: bool) -> None:
+        """Stores the request (an immediate one wins over an after-turn one) and tells every replica."""
+        async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+            await conn.execute(
+                "INSERT INTO agentrun.cancel_requests (run_id, after_turn) VALUES (%s, %s) "
+                "ON CONFLICT (run_id) DO UPDATE SET after_turn = cancel_requests.after_turn AND EXCLUDED.after_turn",
+                (run_id, after_turn),
+            )
+            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{'turn' if after_turn else 'now'}:{run_id}"))
+
+    async def stored(self, run_id: str) -> bool | None:
+        """The stored request for the run: its after_turn flag, or None when there is none."""
+        async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+            cursor = await conn.execute("SELECT after_turn FROM agentrun.cancel_requests WHERE run_id = %s", (run_id,))
+            row = await cursor.fetchone()
+        return None if row is None else bool(row[0])
+
+    def listen(self, on_cancel: OnCancel) -> None:
+        """Calls `on_cancel(run_id, after_turn)` for every request announced from now on (until `stop`)."""
+        self._task = asyncio.create_task(self._listen(on_cancel), name="durable-cancel-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _listen(self, on_cancel: OnCancel) -> None:
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    async for notice in conn.notifies():
+                        mode, _, run_id = notice.payload.partition(":")
+                        on_cancel(run_id, mode == "turn")
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the cancel listener lost its connection; reconnecting", extra={"in_s": _RECONNECT_S})
+            await asyncio.sleep(_RECONNECT_S)

@@ -1,0 +1,255 @@
+"""The run manager of the durable mode: the embedded RunManager's validation, loop and outcomes, with each run a DBOS
+workflow (execution_service.durable.workflow), its effects checkpointed (effects), its steps in a durable stream
+(stream), publishing as a checkpointed step (publishing), and WatchRun / CancelRun for runs of other replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any
+
+from dbos import DBOS
+
+from agentrun_core.domain import Run, RunResumed, RunStatus
+from agentrun_core.echo import shown
+from execution_service.agents.spec import AgentSpec, RenderedPrompt
+from execution_service.durable.cancellation import CancelRequests
+from execution_service.durable.effects import CancelGate, DurableModelProvider, DurableToolProvider
+from execution_service.durable.publishing import RunPublisher
+from execution_service.durable.recorder import DurableStepRecorder
+from execution_service.durable.runtime import DurableRuntime
+from execution_service.durable.stream import StreamPrefix, StreamWriter, read_prefix, remote_run
+from execution_service.durable.workflow import DurableRunInput
+from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
+from execution_service.engine.instrumentation import RunTelemetry
+from execution_service.engine.live_run import FollowedRun, LiveRun
+from execution_service.engine.manager import RunManager, StartRun, _terminal_run
+from execution_service.engine.outcomes import LoopOutcome
+from execution_service.engine.step_recorder import utc_now
+from execution_service.errors import RunAlreadyFinished, RunNotFound
+from execution_service.model.base import ModelProvider
+
+log = logging.getLogger(__name__)
+
+PUBLISH_STEP = "agentrun.publish_run"
+PUBLISH_RETRY_STEP = "agentrun.publish_run_retry"
+_TERMINAL_WORKFLOW_STATUSES = frozenset({"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
+
+
+class DurableRunManager(RunManager):
+    def __init__(
+        self,
+        *args: Any,
+        runtime: DurableRuntime,
+        publisher: RunPublisher,
+        cancels: CancelRequests,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._runtime = runtime
+        self._publisher = publisher
+        self._cancels = cancels
+        # Runs started here whose workflow has not begun yet (a workflow that begins otherwise is a resumption).
+        self._fresh: set[str] = set()
+
+    @property
+    def replica(self) -> str:
+        return self._runtime.replica_id
+
+    # --- start -----------------------------------------------------------------------------------------------
+
+    async def _begin(
+        self,
+        run_id: str,
+        request: StartRun,
+        agent: AgentSpec,
+        prompt: RenderedPrompt,
+        provider: ModelProvider,
+        model_name: str,
+    ) -> LiveRun:
+        started = RunStartedEvent(
+            run_id=run_id,
+            agent_name=agent.name,
+            agent_version=agent.version,
+            model_name=model_name,
+            start_time=utc_now(),
+            trace_id=request.trace_id or secrets.token_hex(16),
+            user=request.user,
+            replica=self.replica,
+        )
+        base = _base_run(run_id, request, agent, started)
+        live = LiveRun(run_id=run_id, user=request.user, started=started)
+        self._live[run_id] = live
+        self._fresh.add(run_id)
+        run = DurableRunInput(run_id, base, started, agent, prompt, request.model or agent.model)
+        try:
+            await self._runtime.start_run(run)
+        except BaseException:
+            self._live.pop(run_id, None)
+            self._fresh.discard(run_id)
+            raise
+        log.info("run started", extra={"run_id": run_id, "agent": agent.name, "replica": self.replica})
+        return live
+
+    # --- the workflow's body ---------------------------------------------------------------------------------
+
+    async def execute(self, run: DurableRunInput) -> None:
+        """Runs (or resumes) the run: called by the run workflow on the replica that executes it."""
+        fresh = run.run_id in self._fresh
+        self._fresh.discard(run.run_id)
+        prefix = StreamPrefix() if fresh else await read_prefix(run.run_id)
+        live = self._live.get(run.run_id)
+        if live is None:
+            live = LiveRun(run_id=run.run_id, user=run.base.user, started=run.started)
+            self._live[run.run_id] = live
+        live.task = asyncio.current_task()
+        if not fresh:
+            await self._apply_stored_cancel(live)
+        writer = StreamWriter(run.run_id, lambda event: _show_locally(live, event))
+        writer.put(run.started)  # offset 0 (replayed, not written again, on a resumption)
+        resumed_from = _previous_replica(prefix) if prefix.started is not None else None
+        if resumed_from is not None:
+            log.warning(
+                "resuming a run",
+                extra={"run_id": run.run_id, "previous_replica": resumed_from, "steps": len(prefix.steps)},
+            )
+        recorder = DurableStepRecorder(
+            run.run_id,
+            writer.put_step,
+            self._redactor,
+            writer.flush,
+            replica=self.replica,
+            recorded=prefix.steps,
+            resumed_from=resumed_from,
+            started_at=run.base.start_time,
+        )
+        if fresh:
+            self._publish_running(run)
+        gate = CancelGate(live)
+        provider = DurableModelProvider(self._providers(run.model)[0], writer.flush, gate)
+        tools = DurableToolProvider(self._tools, run.run_id, writer.flush, gate)
+        used = (prefix.steps[-1].time - run.base.start_time).total_seconds() if prefix.steps else 0.0
+        timeout_s = max(run.agent.limits.run_timeout_s - used, 0.001)
+        traced = RunTelemetry.noop()
+        outcome = await self._outcome(live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, 1)
+        await asyncio.shield(self._finish_durable(run, live, recorder, writer, outcome))
+
+    def _cancelled_outcome(self, live: LiveRun) -> LoopOutcome:
+        if live.cancel_requested:
+            return super()._cancelled_outcome(live)
+        # The replica is stopping: the run is not over. Its workflow stays pending and resumes on this replica when
+        # it restarts, or on another one.
+        raise asyncio.CancelledError("the replica is stopping; the run resumes later")
+
+    async def _finish_durable(
+        self,
+        run: DurableRunInput,
+        live: LiveRun,
+        recorder: DurableStepRecorder,
+        writer: StreamWriter,
+        outcome: LoopOutcome,
+    ) -> None:
+        error = recorder.error(outcome.error) if outcome.error is not None else None
+        await writer.flush()
+        end = utc_now()
+        terminal = _terminal_run(run.base, recorder, outcome, error, end)
+        recorded = await DBOS.run_step_async(
+            {"name": PUBLISH_STEP}, self._publisher.deliver, terminal, self._limits.publish_wait_s
+        )
+        writer.put(
+            RunFinishedEvent(
+                run_id=terminal.id,
+                status=terminal.status,
+                final_response=terminal.final_response,
+                token_usage=terminal.token_usage,
+                duration=end - run.base.start_time,
+                end_time=end,
+                steps_taken=terminal.steps_taken,
+                tool_call_count=recorder.tool_calls,
+                error=terminal.error,
+                cost=terminal.cost,
+                recorded=recorded,
+            )
+        )
+        await writer.close()
+        self._live.pop(live.run_id, None)
+        self._finished[live.run_id] = live
+        while len(self._finished) > self._limits.retain_finished:
+            self._finished.popitem(last=False)
+        log.info("run finished", extra={"run_id": terminal.id, "status": terminal.status.value})
+        if not recorded:
+            await DBOS.run_step_async({"name": PUBLISH_RETRY_STEP}, self._publisher.deliver, terminal)
+
+    def _publish_running(self, run: DurableRunInput) -> None:
+        """The RUNNING record, best effort (the terminal record is the one that must arrive, and does)."""
+        task = asyncio.create_task(self._publisher.deliver(run.base, 10.0), name=f"publish-running-{run.run_id}")
+        task.add_done_callback(_log_failure)
+
+    async def _apply_stored_cancel(self, live: LiveRun) -> None:
+        after_turn = await self._cancels.stored(live.run_id)
+        if after_turn is None:
+            return
+        live.cancel_requested = True  # immediate: the next call the run would make is not made (CancelGate)
+        live.control.stop_after_turn = after_turn
+
+    # --- any replica -----------------------------------------------------------------------------------------
+
+    async def locate(self, run_id: str) -> FollowedRun | None:
+        return self.find(run_id) or await remote_run(run_id)
+
+    async def cancel_anywhere(self, run_id: str, *, after_turn: bool = False, user: str | None = None) -> FollowedRun:
+        if self.find(run_id) is not None:
+            return self.cancel(run_id, after_turn=after_turn, user=user)
+        remote = await remote_run(run_id, wait_s=1.0)
+        if remote is None or (user is not None and remote.user != user):
+            return await super().cancel_anywhere(run_id, after_turn=after_turn, user=user)
+        status = await DBOS.get_workflow_status_async(run_id)
+        if status is not None and status.status in _TERMINAL_WORKFLOW_STATUSES:
+            raise RunAlreadyFinished(f"run {shown(run_id)} already finished")
+        await self._cancels.request(run_id, after_turn=after_turn)
+        return remote
+
+    def cancel_here(self, run_id: str, after_turn: bool) -> None:
+        """A cancel request announced by any replica: applied when the run runs here."""
+        try:
+            self.cancel(run_id, after_turn=after_turn)
+            log.info("cancelling a run on request of another replica", extra={"run_id": run_id})
+        except (RunNotFound, RunAlreadyFinished):
+            pass  # another replica's run, or over already
+
+
+def _base_run(run_id: str, request: StartRun, agent: AgentSpec, started: RunStartedEvent) -> Run:
+    return Run(
+        id=run_id,
+        agent_name=agent.name,
+        agent_version=agent.version,
+        user=request.user,
+        task=request.task,
+        labels=dict(request.labels),
+        variables=dict(request.variables),
+        status=RunStatus.RUNNING,
+        model_name=started.model_name,
+        start_time=started.start_time,
+        trace_id=started.trace_id,
+    )
+
+
+def _previous_replica(prefix: StreamPrefix) -> str:
+    for step in reversed(prefix.steps):
+        if isinstance(step.payload, RunResumed):
+            return step.payload.replica
+    return prefix.started.replica if prefix.started is not None else ""
+
+
+def _show_locally(live: LiveRun, event: RunEvent) -> None:
+    """An event now durable goes to this replica's watchers of the run."""
+    if isinstance(event, StepEvent):
+        live.append_step(event.step, event.encoded)
+    elif isinstance(event, RunFinishedEvent):
+        live.finish(event)
+
+
+def _log_failure(task: asyncio.Task[bool]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("publishing a RUNNING record failed", exc_info=task.exception())

@@ -1,0 +1,94 @@
+"""The step recorder of a durable run: the same recorder, replaying what the run's stream already holds.
+
+A resumed workflow runs the agent loop again from the start; its model and tool calls return their checkpointed
+results, so the loop records the same steps in the same order. For each step the stream already holds, the recorder
+keeps the stream's copy (its time and duration are those of the first execution: the clock is not replayed), and its
+write is a checkpointed operation that DBOS does not repeat. Before the first step the stream does not hold, a
+resumed run records one RunResumed step (the gap, this replica, the previous one); a later resumption replays the
+RunResumed steps of earlier ones where they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agentrun_core.domain import ExecutionStep, RunResumed, StepPayload, step_kind
+from execution_service.engine.step_recorder import StepRecorder, utc_now
+from execution_service.redaction import Redactor
+from execution_service.tools.base import ResolvedTool
+
+# The call id of the tool call the current task runs (each tool call of a turn runs in its own task).
+current_tool_call_id: ContextVar[str] = ContextVar("current_tool_call_id", default="")
+
+
+class ReplayDiverged(RuntimeError):
+    """The resumed loop recorded another kind of step than the stream holds at that place."""
+
+
+class DurableStepRecorder(StepRecorder):
+    def __init__(
+        self,
+        run_id: str,
+        emit: Callable[[ExecutionStep], None],
+        redactor: Redactor,
+        flush: Callable[[], Awaitable[None]],
+        *,
+        replica: str,
+        recorded: tuple[ExecutionStep, ...] = (),
+        resumed_from: str | None = None,
+        started_at: datetime | None = None,
+    ) -> None:
+        """`recorded`: the steps the stream holds; `resumed_from`: the replica that ran the run before (None: this
+        is the run's first execution, nothing to mark)."""
+        super().__init__(run_id, emit, redactor, flush)
+        self._recorded = recorded
+        self._replica = replica
+        self._resumed_from = resumed_from
+        self._started_at = started_at or utc_now()
+
+    @property
+    def replaying(self) -> bool:
+        """True while the loop records steps the stream already holds."""
+        return len(self.steps) < len(self._recorded)
+
+    def record(self, payload: StepPayload, *, time: datetime, duration: timedelta = timedelta(0)) -> ExecutionStep:
+        self._replay_markers()
+        sequence = len(self.steps) + 1
+        if sequence <= len(self._recorded):
+            kept = self._recorded[sequence - 1]
+            if step_kind(kept.payload) != step_kind(payload):
+                raise ReplayDiverged(
+                    f"run {self.run_id}: step {sequence} was a {kept.kind} and is now a {step_kind(payload)}"
+                )
+            self.steps.append(kept)
+            self._emit(kept)
+            return kept
+        if self._resumed_from is not None:
+            self._mark_resumed()
+        return super().record(payload, time=time, duration=duration)
+
+    def _replay_markers(self) -> None:
+        """Keeps the RunResumed steps of earlier resumptions where the stream holds them."""
+        while len(self.steps) < len(self._recorded):
+            kept = self._recorded[len(self.steps)]
+            if not isinstance(kept.payload, RunResumed):
+                return
+            self.steps.append(kept)
+            self._emit(kept)
+
+    def _mark_resumed(self) -> None:
+        previous, self._resumed_from = self._resumed_from or "", None
+        now = utc_now()
+        last = self.steps[-1].time if self.steps else self._started_at
+        gap = max(now - last.astimezone(UTC), timedelta(0))
+        super().record(RunResumed(gap=gap, replica=self._replica, previous_replica=previous), time=now)
+
+    def tool_started(
+        self, call_id: str, tool: ResolvedTool, arguments: dict[str, Any], *, time: datetime, child_run_id: str = ""
+    ) -> None:
+        # The durable tool provider reads it for the call's idempotency key (the call runs in this task).
+        current_tool_call_id.set(call_id)
+        super().tool_started(call_id, tool, arguments, time=time, child_run_id=child_run_id)

@@ -1,0 +1,81 @@
+"""Replica heartbeats and takeover. Each replica writes its heartbeat to agentrun.replicas every interval; a replica
+silent for longer than the takeover timeout has its pending runs recovered by one survivor: the survivor locks the
+dead replica's row (FOR UPDATE SKIP LOCKED, so several survivors never take the same replica), has DBOS recover that
+executor's pending workflows, and deletes the row in the same transaction. A replica that restarts with the same id
+resumes its own runs at launch (DBOS) and heartbeats again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import psycopg
+from dbos import DBOS
+
+log = logging.getLogger(__name__)
+
+
+def recover_runs_of(replica_id: str) -> list[str]:
+    """Makes the pending workflows of executor `replica_id` run again (on whichever replica dequeues them first).
+    The one call of DBOS's underscore API `_recover_pending_workflows`."""
+    handles = DBOS._recover_pending_workflows([replica_id])
+    return [handle.get_workflow_id() for handle in handles]
+
+
+class ReplicaHeartbeat:
+    def __init__(self, url: str, replica_id: str, *, interval_s: float, takeover_timeout_s: float) -> None:
+        self._url = url
+        self._replica_id = replica_id
+        self._interval_s = interval_s
+        self._timeout_s = takeover_timeout_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def beat(self) -> None:
+        async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+            await conn.execute(
+                "INSERT INTO agentrun.replicas (replica_id) VALUES (%s) "
+                "ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now()",
+                (self._replica_id,),
+            )
+
+    async def take_over(self) -> dict[str, list[str]]:
+        """Recovers the runs of every replica silent for longer than the timeout (that no other survivor is taking
+        over right now); returns the run ids recovered per replica."""
+        taken: dict[str, list[str]] = {}
+        async with await psycopg.AsyncConnection.connect(self._url) as conn, conn.transaction():
+            cursor = await conn.execute(
+                "SELECT replica_id, heartbeat_at FROM agentrun.replicas WHERE replica_id <> %s "
+                "AND heartbeat_at < now() - make_interval(secs => %s) FOR UPDATE SKIP LOCKED",
+                (self._replica_id, self._timeout_s),
+            )
+            for replica_id, heartbeat_at in await cursor.fetchall():
+                runs = await asyncio.to_thread(recover_runs_of, replica_id)
+                await conn.execute("DELETE FROM agentrun.replicas WHERE replica_id = %s", (replica_id,))
+                taken[replica_id] = runs
+                log.warning(
+                    "took over the runs of a silent replica",
+                    extra={"replica": replica_id, "last_heartbeat": heartbeat_at.isoformat(), "runs": runs},
+                )
+        return taken
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="durable-heartbeat")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.beat()
+                await self.take_over()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("heartbeat or takeover failed; trying again next interval")
+            await asyncio.sleep(self._interval_s)

@@ -1,0 +1,106 @@
+"""The DBOS runtime of one replica: configuration, launch and shutdown, and the one place a run's workflow starts.
+
+DBOS is a process-wide singleton: one replica is one process. `launch` must run on the service's event loop thread
+(DBOS then runs the workflows it recovers or dequeues on that loop, beside the gRPC server and the MCP pool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dbos import DBOS, SetWorkflowID
+
+from execution_service.durable import workflow
+
+if TYPE_CHECKING:
+    from execution_service.durable.workflow import DurableRunInput
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "agentrun"
+# DBOS recovers a workflow only on a replica of the same application version. Every agentrun replica runs the run
+# workflow the same way, so they share one version (bump it when a change makes old runs unable to replay).
+APP_VERSION = "agentrun-run-workflow-1"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The URL with the psycopg 3 driver named, as DBOS's SQLAlchemy engine needs it."""
+    scheme, _, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
+def libpq_url(url: str) -> str:
+    """The URL as psycopg.connect takes it (no +driver suffix)."""
+    scheme, _, rest = url.partition("://")
+    return f"postgresql://{rest}" if scheme.startswith("postgres") else url
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSettings:
+    database_url: str
+    replica_id: str
+
+
+class DurableRuntime:
+    def __init__(self, settings: RuntimeSettings) -> None:
+        self._settings = settings
+        self._launched = False
+
+    @property
+    def replica_id(self) -> str:
+        return self._settings.replica_id
+
+    def launch(self) -> None:
+        """Creates (or migrates) DBOS's tables in the execution database and starts DBOS, which resumes the
+        pending runs of this replica's id (a restart). Call from the event loop's thread."""
+        asyncio.get_running_loop()  # DBOS adopts the running loop for the workflows it starts itself
+        DBOS(
+            config={
+                "name": APP_NAME,
+                "system_database_url": sqlalchemy_url(self._settings.database_url),
+                "executor_id": self._settings.replica_id,
+                "application_version": APP_VERSION,
+                "notification_listener_polling_interval_sec": 0.1,
+            }
+        )
+        DBOS.launch()
+        self._launched = True
+        log.info("durable mode: DBOS launched", extra={"replica": self._settings.replica_id})
+
+    def destroy(self) -> None:
+        """Stops DBOS. DBOS made its own thread pool the event loop's default executor and shuts it down here, so the
+        loop gets a new one for whatever still runs on it (asyncio.to_thread during the rest of the shutdown)."""
+        if self._launched:
+            DBOS.destroy(destroy_registry=False)
+            self._launched = False
+            asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(thread_name_prefix="agentrun"))
+
+    async def register_run_queue(
+        self, name: str, *, worker_concurrency: int | None, global_concurrency: int | None, polling_interval_s: float
+    ) -> None:
+        """Declares the DBOS queue runs enter (admission by queue): at most `worker_concurrency` of its runs execute
+        on one replica and `global_concurrency` on all; each replica polls it every `polling_interval_s`. After
+        `launch`."""
+        await DBOS.register_queue_async(
+            name,
+            worker_concurrency=worker_concurrency,
+            global_concurrency=global_concurrency,
+            polling_interval_sec=polling_interval_s,
+        )
+
+    async def start_run(self, run: DurableRunInput, *, queue_name: str | None = None) -> None:
+        """Starts the run's workflow (id: the run id): at once on this replica, or through the DBOS queue
+        `queue_name` (admission by queue; see register_run_queue). The one place a run's workflow starts. A queued
+        run may execute on another replica: its starter then follows it through its stream (stream.RemoteRun), and
+        the replica that dequeues it runs DurableRunManager.execute as for any run it did not start."""
+        with SetWorkflowID(run.run_id):
+            if queue_name is None:
+                await DBOS.start_workflow_async(workflow.run_workflow, run)
+            else:
+                await DBOS.enqueue_workflow_async(queue_name, workflow.run_workflow, run)

@@ -1,0 +1,93 @@
+"""Builds the durable mode of one replica: DBOS launched on the execution database, agentrun's tables, the run
+manager, the cancel listener and the heartbeat (stopped in reverse order through the server's resources)."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+
+import grpc
+from dbos import DBOS
+
+from agentrun_core.domain import ExecutionStep, Run
+from agentrun_core.telemetry import Telemetry
+from execution_service.agents.registry import AgentRegistry
+from execution_service.config import ExecutionSettings
+from execution_service.durable import workflow
+from execution_service.durable.cancellation import CancelRequests
+from execution_service.durable.manager import DurableRunManager
+from execution_service.durable.publishing import RunPublisher
+from execution_service.durable.replicas import ReplicaHeartbeat
+from execution_service.durable.runtime import DurableRuntime, RuntimeSettings, libpq_url
+from execution_service.durable.schema import ensure_schema
+from execution_service.engine.manager import ManagerLimits
+from execution_service.tools.pool import McpToolPool
+
+log = logging.getLogger(__name__)
+
+
+class NoOutbox:
+    """The durable mode's RunSink: unused (each run's workflow publishes it), present for RunManager's type."""
+
+    async def record(self, run: Run) -> None:
+        raise RuntimeError("the durable mode publishes runs from their workflow, not through a sink")
+
+    def journal_step(self, step: ExecutionStep) -> bytes | None:
+        return None
+
+    async def wait_delivered(self, run_id: str, timeout_s: float) -> bool:
+        return False
+
+
+async def _workflow_exists(run_id: str) -> bool:
+    return await DBOS.get_workflow_status_async(run_id) is not None
+
+
+async def start_durable(
+    settings: ExecutionSettings,
+    agents: AgentRegistry,
+    tools: McpToolPool,
+    runs_channel: grpc.aio.Channel,
+    telemetry: Telemetry,
+    resources: AsyncExitStack,
+) -> DurableRunManager:
+    from execution_service.redaction import Redactor
+    from execution_service.server import provider_factory, redaction_rules, runs_call_metadata
+
+    url = libpq_url(settings.execution_database_url)
+    replica = settings.resolved_replica_id
+    await ensure_schema(url)
+    cancels = CancelRequests(url)
+    runtime = DurableRuntime(RuntimeSettings(settings.execution_database_url, replica))
+    manager = DurableRunManager(
+        agents,
+        tools,
+        provider_factory(settings),
+        NoOutbox(),
+        run_exists=_workflow_exists,
+        redactor=Redactor(redaction_rules(settings)),
+        limits=ManagerLimits(
+            max_task_bytes=settings.max_task_bytes,
+            max_live_runs=settings.max_live_runs,
+            max_parallel_tools=settings.max_parallel_tools,
+        ),
+        telemetry=telemetry,
+        runtime=runtime,
+        publisher=RunPublisher(runs_channel, runs_call_metadata(settings)),
+        cancels=cancels,
+    )
+    workflow.bind(manager)
+    resources.callback(workflow.bind, None)
+    # Launching resumes this replica's pending runs (a restart): the manager is bound first.
+    runtime.launch()
+    resources.callback(runtime.destroy)
+    cancels.listen(manager.cancel_here)
+    resources.push_async_callback(cancels.stop)
+    heartbeat = ReplicaHeartbeat(
+        url, replica, interval_s=settings.heartbeat_interval_s, takeover_timeout_s=settings.takeover_timeout_s
+    )
+    await heartbeat.beat()
+    heartbeat.start()
+    resources.push_async_callback(heartbeat.stop)
+    log.info("durable mode on", extra={"replica": replica, "takeover_timeout_s": settings.takeover_timeout_s})
+    return manager

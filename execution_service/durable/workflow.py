@@ -1,0 +1,52 @@
+"""The run workflow: one DBOS workflow per run, whose workflow id is the run id.
+
+Its input is everything the run needs that a request gave (the agent as it was when the run started, the rendered
+prompt, the RUNNING record), so any replica can execute or resume it. Its body is the replica's
+DurableRunManager.execute, bound at launch (`bind`): the agent loop with its effects wrapped as DBOS steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from dbos import DBOS
+
+from agentrun_core.domain import Run
+from execution_service.agents.spec import AgentSpec, RenderedPrompt
+from execution_service.engine.events import RunStartedEvent
+
+WORKFLOW_NAME = "agentrun.run"
+
+
+@dataclass(frozen=True, slots=True)
+class DurableRunInput:
+    """The workflow's input (checkpointed by DBOS with the workflow)."""
+
+    run_id: str
+    base: Run
+    started: RunStartedEvent
+    agent: AgentSpec
+    prompt: RenderedPrompt
+    # The model the run was asked for (the request's, else the agent's), for this replica's provider factory.
+    model: str
+
+
+class RunExecutor(Protocol):
+    async def execute(self, run: DurableRunInput) -> None: ...
+
+
+_executor: RunExecutor | None = None
+
+
+def bind(executor: RunExecutor | None) -> None:
+    """Makes `executor` run this process's run workflows (DBOS is one per process, and so is this)."""
+    global _executor
+    _executor = executor
+
+
+@DBOS.workflow(name=WORKFLOW_NAME)
+async def run_workflow(run: DurableRunInput) -> None:
+    if _executor is None:
+        raise RuntimeError("no durable run executor is bound in this process (execution_service.durable.workflow)")
+    await _executor.execute(run)

@@ -1,0 +1,197 @@
+"""Durable mode with real replicas: ExecutionService processes on one PostgreSQL database, a RunsService, the fake
+Gemini and the stdio MCP test server. A replica SIGKILLed mid-run: its run completes on a survivor (takeover) or on
+itself when it restarts, without repeating a completed model or tool call; a client watching the dead replica goes
+on through another with WatchRun(from_sequence) and sees every step once, in order; CancelRun through another
+replica stops the in-flight tool call."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from agentrun.execution.v1 import execution_service_pb2 as ex
+from agentrun.runs.v1 import run_pb2
+
+from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse
+from tests.support.replicas import Cluster, execution_database, running_cluster
+from tests.support.stack import agent_source, wait_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
+
+AGENTS = {
+    "worker": agent_source(
+        model="gemini-2.5-flash",
+        tools=["test/echo", "test/sleep"],
+        limits={"tool_timeout": "60s", "run_timeout": "300s"},
+    )
+}
+
+
+@pytest.fixture(scope="module")
+def database_url() -> Iterator[str]:
+    with execution_database() as url:
+        yield url
+
+
+def two_tools_then_answer(sleep_s: float) -> Any:
+    """Turn 1 calls echo, turn 2 calls sleep(sleep_s), turn 3 answers: decided by the results the request carries,
+    so a repeated model call would show up as a fourth request."""
+
+    def respond(body: dict[str, Any]) -> FakeResponse:
+        results = sum(
+            1
+            for content in body.get("contents", [])
+            for part in content.get("parts", [])
+            if "functionResponse" in part or "function_response" in part
+        )
+        if results == 0:
+            return FakeResponse(function_calls=[FakeFunctionCall("echo", {"text": "first"})])
+        if results == 1:
+            return FakeResponse(function_calls=[FakeFunctionCall("sleep", {"seconds": sleep_s})])
+        return FakeResponse(text="all done")
+
+    return respond
+
+
+async def sleep_in_flight(cluster: Cluster) -> None:
+    """Waits until the MCP server received the sleep call (it is then in flight, not merely announced)."""
+    await wait_for(lambda: any(call["tool"] == "sleep" for call in cluster.calls()), timeout_s=30)
+
+
+def kind(event: Any) -> str:
+    which = event.WhichOneof("event")
+    return event.step.WhichOneof("payload") if which == "step" else which
+
+
+async def until_sleep_started(
+    events: AsyncIterator[ex.ExecuteAgentResponse],
+) -> tuple[str, list[run_pb2.ExecutionStep]]:
+    """Reads a run's stream until its sleep tool call started: (run id, the steps seen)."""
+    run_id, steps = "", []
+    async for event in events:
+        if event.WhichOneof("event") == "run_started":
+            run_id = event.run_started.run_id
+        elif event.WhichOneof("event") == "step":
+            steps.append(event.step)
+            if event.step.WhichOneof("payload") == "tool_call" and event.step.tool_call.tool_name == "sleep":
+                return run_id, steps
+    raise AssertionError(f"the run ended before its sleep call: {steps}")
+
+
+async def watch_rest(cluster: Cluster, replica: Any, run_id: str, from_sequence: int) -> list[ex.WatchRunResponse]:
+    stub = cluster.stub(replica)
+    return [e async for e in stub.WatchRun(ex.WatchRunRequest(run_id=run_id, from_sequence=from_sequence))]
+
+
+def assert_exactly_once_in_order(seen: list[run_pb2.ExecutionStep], stored: run_pb2.Run) -> None:
+    assert [s.sequence for s in seen] == list(range(1, len(seen) + 1))
+    assert [s.SerializeToString(deterministic=True) for s in seen] == [
+        s.SerializeToString(deterministic=True) for s in stored.execution_steps
+    ]
+
+
+async def test_a_killed_replicas_run_completes_on_one_survivor(tmp_path: Path, database_url: str) -> None:
+    async with running_cluster(
+        tmp_path, database_url, AGENTS, AGENTRUN_HEARTBEAT_INTERVAL_S="0.5", AGENTRUN_TAKEOVER_TIMEOUT_S="3"
+    ) as cluster:
+        cluster.gemini.set_responder(two_tools_then_answer(sleep_s=3.0))
+        a = await cluster.start_replica("replica-a")
+        b = await cluster.start_replica("replica-b")
+        c = await cluster.start_replica("replica-c")
+        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=True))
+        run_id, seen = await until_sleep_started(stream)
+        await sleep_in_flight(cluster)
+        a.kill()
+        killed_at = time.monotonic()
+
+        # The client watching the dead replica goes on through the survivor from the next step.
+        rest = await watch_rest(cluster, b, run_id, seen[-1].sequence + 1)
+        assert kind(rest[0]) == "run_started" and rest[0].run_started.replica == "replica-a"
+        assert kind(rest[-1]) == "run_finished"
+        assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        later = [e.step for e in rest if e.WhichOneof("event") == "step"]
+        assert [s.WhichOneof("payload") for s in later] == ["resumed", "tool_result", "model_call", "final_response"]
+        resumed = later[0].resumed
+        assert resumed.previous_replica == "replica-a" and resumed.replica in ("replica-b", "replica-c")
+        # Exactly one survivor took the dead replica's runs over.
+        takeovers = [r.name for r in (b, c) if "took over the runs of a silent replica" in r.log()]
+        assert len(takeovers) == 1, takeovers
+        assert resumed.gap.seconds >= 3  # not before the takeover timeout
+        assert time.monotonic() - killed_at < 60
+
+        stored = await cluster.stored_run(run_id)
+        assert stored.status == run_pb2.RUN_STATUS_COMPLETED and stored.final_response == "all done"
+        assert_exactly_once_in_order(seen + later, stored)
+        # No completed model call was made again: 3 turns, 3 requests.
+        assert len(cluster.gemini.requests) == 3
+        # The completed echo ran once; the sleep in flight at the kill ran again, with the same idempotency key.
+        calls = cluster.calls()
+        assert [c["tool"] for c in calls] == ["echo", "sleep", "sleep"]
+        sleep_call = next(
+            s.tool_call for s in seen if s.WhichOneof("payload") == "tool_call" and s.tool_call.tool_name == "sleep"
+        )
+        assert calls[1]["idempotency_key"] == calls[2]["idempotency_key"] == f"{run_id}:{sleep_call.call_id}"
+        assert calls[1]["pid"] != calls[2]["pid"]
+
+
+async def test_a_restarted_replica_resumes_its_runs(tmp_path: Path, database_url: str) -> None:
+    async with running_cluster(tmp_path, database_url, AGENTS) as cluster:
+        cluster.gemini.set_responder(two_tools_then_answer(sleep_s=2.0))
+        a = await cluster.start_replica("replica-r")
+        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=True))
+        run_id, seen = await until_sleep_started(stream)
+        await sleep_in_flight(cluster)
+        a.kill()
+        again = await cluster.start_replica("replica-r", port=a.port)
+        rest = await watch_rest(cluster, again, run_id, seen[-1].sequence + 1)
+        later = [e.step for e in rest if e.WhichOneof("event") == "step"]
+        assert later[0].WhichOneof("payload") == "resumed"
+        assert (later[0].resumed.replica, later[0].resumed.previous_replica) == ("replica-r", "replica-r")
+        assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        stored = await cluster.stored_run(run_id)
+        assert_exactly_once_in_order(seen + later, stored)
+        assert len(cluster.gemini.requests) == 3
+        assert [c["tool"] for c in cluster.calls()] == ["echo", "sleep", "sleep"]
+
+
+async def test_cancel_and_watch_through_another_replica(tmp_path: Path, database_url: str) -> None:
+    async with running_cluster(tmp_path, database_url, AGENTS) as cluster:
+        cluster.gemini.set_responder(two_tools_then_answer(sleep_s=60.0))
+        a = await cluster.start_replica("replica-c1")
+        b = await cluster.start_replica("replica-c2")
+        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go"))
+        run_id, seen = await until_sleep_started(stream)
+        await sleep_in_flight(cluster)
+
+        # Any replica serves the run: watching it through b from step 2 shows what a streamed, then follows.
+        watch = cluster.stub(b).WatchRun(ex.WatchRunRequest(run_id=run_id, from_sequence=2))
+        first = [await watch.read() for _ in range(len(seen))]  # RunStarted, then steps 2..
+        assert kind(first[0]) == "run_started"
+        assert [e.step for e in first[1:]] == seen[1:]
+
+        asked = time.monotonic()
+        await cluster.stub(b).CancelRun(ex.CancelRunRequest(run_id=run_id))
+        rest = [event async for event in stream]
+        stopped_in = time.monotonic() - asked
+        assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_CANCELLED
+        assert stopped_in < 5, f"the in-flight tool call took {stopped_in:.1f} s to stop"  # 1 s goal, loaded machine
+        result = next(e.step.tool_result for e in rest if kind(e) == "tool_result")
+        assert result.status == run_pb2.TOOL_CALL_STATUS_CANCELLED
+        watched = []
+        while (message := await watch.read()) is not grpc.aio.EOF:
+            watched.append(message)
+        assert kind(watched[-1]) == "run_finished"
+        assert [e.step for e in watched[:-1]] == [e.step for e in rest[:-1]]
+        stored = await cluster.stored_run(run_id)
+        assert stored.status == run_pb2.RUN_STATUS_CANCELLED
+        assert_exactly_once_in_order(seen + [e.step for e in rest if kind(e) != "run_finished"], stored)
+
+        # A finished run cannot be cancelled again, through either replica.
+        for replica in (a, b):
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await cluster.stub(replica).CancelRun(ex.CancelRunRequest(run_id=run_id))
+            assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
