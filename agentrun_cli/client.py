@@ -165,6 +165,9 @@ class ExecutionClient:
     def execute(self, request: ex_pb2.ExecuteAgentRequest) -> EventStream[ex_pb2.ExecuteAgentResponse]:
         return EventStream(self._stub.ExecuteAgent(request, metadata=self._metadata), self.endpoint)
 
+    def fork(self, request: ex_pb2.ForkRunRequest) -> EventStream[ex_pb2.ForkRunResponse]:
+        return EventStream(self._stub.ForkRun(request, metadata=self._metadata), self.endpoint)
+
     def watch(self, run_id: str, from_sequence: int = 0) -> EventStream[ex_pb2.WatchRunResponse]:
         request = ex_pb2.WatchRunRequest(run_id=run_id, from_sequence=from_sequence)
         return EventStream(self._stub.WatchRun(request, metadata=self._metadata), self.endpoint)
@@ -183,5 +186,23 @@ class ExecutionClient:
     def list_agents(self) -> ex_pb2.ListAgentsResponse:
         try:
             return self._stub.ListAgents(ex_pb2.ListAgentsRequest(), timeout=UNARY_TIMEOUT_S, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise ServiceError(self.endpoint, exc) from None
+
+    def list_schedules(self, agent_name: str = "", next_count: int = 0) -> ex_pb2.ListSchedulesResponse:
+        request = ex_pb2.ListSchedulesRequest(agent_name=agent_name, next_fire_time_count=next_count)
+        try:
+            return self._stub.ListSchedules(request, timeout=UNARY_TIMEOUT_S, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise ServiceError(self.endpoint, exc) from None
+
+    def set_schedule_paused(self, agent_name: str, schedule_name: str, *, paused: bool) -> list[ex_pb2.Schedule]:
+        try:
+            options = {"timeout": UNARY_TIMEOUT_S, "metadata": self._metadata}
+            if paused:
+                request = ex_pb2.PauseScheduleRequest(agent_name=agent_name, schedule_name=schedule_name)
+                return list(self._stub.PauseSchedule(request, **options).schedules)
+            resume = ex_pb2.ResumeScheduleRequest(agent_name=agent_name, schedule_name=schedule_name)
+            return list(self._stub.ResumeSchedule(resume, **options).schedules)
         except grpc.RpcError as exc:
             raise ServiceError(self.endpoint, exc) from None

@@ -7,8 +7,10 @@ from typing import Annotated
 import typer
 
 from agentrun_cli.commands.agents import agents_app
+from agentrun_cli.commands.chat import chat_command
 from agentrun_cli.commands.run import run_command
 from agentrun_cli.commands.runs import runs_app
+from agentrun_cli.commands.schedules import schedules_app
 from agentrun_cli.commands.serve import serve_command
 from agentrun_cli.commands.sessions import sessions_app
 from agentrun_cli.commands.web import web_command
@@ -24,11 +26,13 @@ from agentrun_cli.settings import (
     CliSettings,
 )
 
-# Importing the modules registers `runs stats`, `runs tools`, `runs diff`, `runs export` and `runs delete` on runs_app.
+# Importing the modules registers `runs stats`, `runs tools`, `runs diff`, `runs export`, `runs delete` and
+# `runs fork` on runs_app.
 from agentrun_cli.commands import stats as _stats  # noqa: F401  # isort: skip
 from agentrun_cli.commands import diff as _diff  # noqa: F401  # isort: skip
 from agentrun_cli.commands import export as _export  # noqa: F401  # isort: skip
 from agentrun_cli.commands import delete as _delete  # noqa: F401  # isort: skip
+from agentrun_cli.commands import fork as _fork  # noqa: F401  # isort: skip
 
 app = typer.Typer(
     name="agentrun",
@@ -94,8 +98,10 @@ def main(
 
 
 app.command("run")(run_command)
+app.command("chat")(chat_command)
 app.command("serve")(serve_command)
 app.command("web")(web_command)
 app.add_typer(runs_app, name="runs")
 app.add_typer(agents_app, name="agents")
 app.add_typer(sessions_app, name="sessions")
+app.add_typer(schedules_app, name="schedules")

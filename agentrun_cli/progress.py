@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from agentrun.execution.v1 import execution_service_pb2 as ex_pb2
 from agentrun.runs.v1 import run_pb2
 
-StreamEvent = ex_pb2.ExecuteAgentResponse | ex_pb2.WatchRunResponse
+StreamEvent = ex_pb2.ExecuteAgentResponse | ex_pb2.WatchRunResponse | ex_pb2.ForkRunResponse
 
 
 @dataclass

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import json
 import os
 import random
 import subprocess
@@ -95,6 +96,7 @@ class Config:
     skip_ingest: bool
     skip_queries: bool
     skip_purge: bool
+    purge_batch_size: int
     reuse_db: bool
 
 
@@ -112,6 +114,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-queries", action="store_true", help="no seeding, no query or purge figures")
     parser.add_argument("--skip-purge", action="store_true", help="no retention purge figures (they delete the seed)")
+    parser.add_argument(
+        "--purge-batch-size", type=int, default=200, help="runs per purge transaction (AGENTRUN_RETENTION_BATCH_SIZE)"
+    )
     parser.add_argument(
         "--reuse-db",
         action="store_true",
@@ -134,6 +139,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         skip_ingest=args.skip_ingest or args.reuse_db,
         skip_queries=args.skip_queries,
         skip_purge=args.skip_purge,
+        purge_batch_size=args.purge_batch_size,
         reuse_db=args.reuse_db,
     )
 
@@ -170,8 +176,11 @@ def drop_database(admin_url: str, name: str = BENCH_DB) -> None:
 class RunsServiceProcess:
     """RunsService in a subprocess (`python -m runs_service serve`) on 127.0.0.1:<free port>."""
 
-    def __init__(self, db_url: str, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, db_url: str, data_dir: Path, extra_env: dict[str, str] | None = None, log_path: Path | None = None
+    ) -> None:
         self.port = free_port()
+        self._log = None if log_path is None else log_path.open("w")
         env = {
             **os.environ,
             "AGENTRUN_PAGE_TOKEN_SECRET": "bench-secret-0123456789abcdef",
@@ -194,6 +203,8 @@ class RunsServiceProcess:
                 str(data_dir),
             ],
             env=env,
+            stdout=self._log,
+            stderr=self._log,
         )
         self.target = f"127.0.0.1:{self.port}"
 
@@ -218,6 +229,8 @@ class RunsServiceProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self._log is not None:
+            self._log.close()
 
 
 # --- ingest ------------------------------------------------------------------------------------------------------
@@ -776,7 +789,11 @@ async def bench_purge(cfg: Config, db_url: str, base: RunsServiceProcess, tmp: P
     """Ingest (RecordRuns) and GetRun p99 without a purge (B) and while RunsService purges the expired runs (P),
     in the order B, P, P, B; the purge runs in the RunsService process that serves P's calls."""
     expired = await asyncio.to_thread(_expired_count, db_url)
-    header(f"Retention purge of {expired:,} expired runs in progress (AGENTRUN_RETENTION={PURGE_RETENTION})")
+    header(
+        f"Retention purge of {expired:,} expired runs in progress (AGENTRUN_RETENTION={PURGE_RETENTION}, "
+        f"AGENTRUN_RETENTION_BATCH_SIZE={cfg.purge_batch_size})"
+    )
+    purger_log = tmp / "purger.log"
     fresh = _ingest_batch(200, 77)
     await _ingest_rate(base.target, fresh, cfg)
     full_ids = [run.id for run in fresh]
@@ -792,7 +809,14 @@ async def bench_purge(cfg: Config, db_url: str, base: RunsServiceProcess, tmp: P
                 purger = RunsServiceProcess(
                     db_url,
                     tmp / "purger",
-                    {"AGENTRUN_RETENTION": PURGE_RETENTION, "AGENTRUN_RETENTION_INTERVAL_S": "86400"},
+                    {
+                        "AGENTRUN_RETENTION": PURGE_RETENTION,
+                        "AGENTRUN_RETENTION_INTERVAL_S": "86400",
+                        "AGENTRUN_RETENTION_BATCH_SIZE": str(cfg.purge_batch_size),
+                        "AGENTRUN_LOG_LEVEL": "INFO",
+                        "AGENTRUN_LOG_FORMAT": "json",
+                    },
+                    log_path=purger_log,
                 )
                 await purger.wait_ready()
                 deadline = time.monotonic() + 60
@@ -837,7 +861,28 @@ async def bench_purge(cfg: Config, db_url: str, base: RunsServiceProcess, tmp: P
         f"({purged / max(t_end - t_start, 1e-6):,.0f} runs/s at the default batch size and duty)",
         flush=True,
     )
-    return {"purge_ingest_ratio": ratio, "purge_get_run_p99_ms": worst}
+    batches = _purge_batches(purger_log)
+    if batches:
+        print(
+            f"purge batches of {batches['batch_size']} runs: {batches['batches']} batches, mean "
+            f"{batches['mean_batch_ms']:.1f} ms, longest {batches['longest_batch_ms']:.1f} ms (one transaction each)",
+            flush=True,
+        )
+    return {
+        "purge_ingest_ratio": ratio,
+        "purge_get_run_p99_ms": worst,
+        "purge_longest_batch_ms": float(batches.get("longest_batch_ms", 0.0)),
+    }
+
+
+def _purge_batches(log_path: Path) -> dict[str, Any]:
+    """The purging RunsService's own account of its batches (its "retention purge stopped" log line)."""
+    for line in reversed(log_path.read_text().splitlines()):
+        if '"retention purge stopped"' in line:
+            found: dict[str, Any] = json.loads(line)
+            return found
+    print(f"(the purging RunsService logged no batch figures: see {log_path})", flush=True)
+    return {}
 
 
 async def amain(cfg: Config) -> None:

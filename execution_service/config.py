@@ -122,6 +122,11 @@ class ExecutionSettings(EnvSettings):
     # survivor takes its runs over.
     heartbeat_interval_s: float = setting(5.0, "AGENTRUN_HEARTBEAT_INTERVAL_S", gt=0)
     takeover_timeout_s: float = setting(30.0, "AGENTRUN_TAKEOVER_TIMEOUT_S", gt=0)
+    # Scheduled runs (docs/agents.md, "Schedules"): whether this replica runs the agents' schedules; how late a tick
+    # may be handled and still count as on time; how often the agents directory is re-read for schedule changes.
+    scheduler_enabled: bool = setting(True, "AGENTRUN_SCHEDULER")
+    scheduler_grace_s: float = setting(60.0, "AGENTRUN_SCHEDULER_GRACE_S", ge=0)
+    scheduler_refresh_s: float = setting(5.0, "AGENTRUN_SCHEDULER_REFRESH_S", ge=0.1)
     log_level: LogLevel = setting("INFO", "AGENTRUN_LOG_LEVEL")
     log_format: LogFormat = setting("auto", "AGENTRUN_LOG_FORMAT")
 

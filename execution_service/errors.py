@@ -94,3 +94,31 @@ class RateLimited(TooManyRuns):
 
 class ServiceShuttingDown(ExecutionError):
     reason = "SHUTTING_DOWN"
+
+
+class ScheduleNotFound(ExecutionError):
+    """PauseSchedule / ResumeSchedule name a schedule no loaded agent declares."""
+
+    reason = "SCHEDULE_NOT_FOUND"
+
+
+class PermissionDenied(ExecutionError):
+    reason = "PERMISSION_DENIED"
+
+
+class RunsServiceUnavailable(ExecutionError):
+    """RunsService, which holds what every replica shares (schedule state), did not answer."""
+
+    reason = "RUNS_SERVICE_UNAVAILABLE"
+
+
+class HistoryUnavailable(ExecutionError):
+    """A session's earlier runs or a fork's original could not be read from RunsService (a passing condition)."""
+
+    reason = "RUNS_SERVICE_UNAVAILABLE"
+
+
+class RunNotForkable(ExecutionError):
+    """The run exists but cannot be forked as asked (it has not finished, or it belongs to a session)."""
+
+    reason = "RUN_NOT_FORKABLE"

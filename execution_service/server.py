@@ -23,6 +23,7 @@ from execution_service.api.limits import CallLimits
 from execution_service.api.servicer import ExecutionServicer
 from execution_service.config import ExecutionSettings
 from execution_service.engine.manager import ManagerLimits, ProviderFactory, RunManager
+from execution_service.history.stored_runs import StoredRuns
 from execution_service.model.base import ModelProvider
 from execution_service.model.registry import ModelSettings, build_provider
 from execution_service.model.retry import ModelRetryPolicy
@@ -33,6 +34,9 @@ from execution_service.publish.publisher import OutboxPublisher
 from execution_service.publish.recovery import recover_interrupted
 from execution_service.publish.step_journal import StepJournal, journal_directory
 from execution_service.redaction import RedactionRules, Redactor, rules_with_extras
+from execution_service.schedules.scheduler import Scheduler, SchedulerSettings, TickSource
+from execution_service.schedules.service import Schedules
+from execution_service.schedules.store import ScheduleStore
 from execution_service.tools.mcp_config import load_mcp_config
 from execution_service.tools.pool import McpToolPool
 
@@ -106,6 +110,8 @@ class RunningExecutionServer:
     tools: McpToolPool
     _resources: AsyncExitStack
     telemetry: Telemetry | None = None
+    # None when AGENTRUN_SCHEDULER is off.
+    scheduler: TickSource | None = None
 
     async def flush_outbox(self, timeout_s: float) -> bool:
         """Waits until the outbox delivered every record (False on timeout). The durable mode has no outbox: a run's
@@ -113,8 +119,11 @@ class RunningExecutionServer:
         return True if self.publisher is None else await self.publisher.flush(timeout_s)
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """NOT_SERVING, stop accepting calls, let runs finish (then interrupt them), drain the outbox briefly."""
+        """NOT_SERVING, stop accepting calls and ticks, let runs finish (then interrupt them), drain the outbox
+        briefly."""
         await self.health.enter_graceful_shutdown()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         await self.manager.shutdown(grace_s)
         await self.server.stop(min(grace_s, 5.0))
         await self._resources.aclose()
@@ -160,10 +169,13 @@ async def start_server(
             )
             resources.push_async_callback(runs_channel.close)
         publisher: OutboxPublisher | None = None
+        schedule_store = ScheduleStore(runs_channel, runs_call_metadata(settings))
         if settings.durable:
             from execution_service.durable.service import start_durable  # DBOS is imported in this mode only
+            from execution_service.schedules import durable as durable_schedules  # its workflow, before launch
 
             manager: RunManager = await start_durable(settings, agents, tools, runs_channel, telemetry, resources)
+            durable_schedules.bind_tick_runner(agents, manager.start, schedule_store, settings.resolved_replica_id)
         else:
             publisher, manager = await _embedded_manager(settings, agents, tools, runs_channel, telemetry, resources)
         server = grpc.aio.server(
@@ -183,13 +195,28 @@ async def start_server(
         )
         add_servicer(
             execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server,
-            ExecutionServicer(manager, agents, limits),
+            ExecutionServicer(manager, agents, limits, Schedules(agents, schedule_store)),
             server,
         )
         health_servicer = add_health_and_reflection(server, SERVICE_NAME, reflection=settings.reflection)
         port = add_port(server, settings.listen_address, settings.tls, service="ExecutionService")
         await server.start()
         await set_serving(health_servicer, SERVICE_NAME)
+        scheduler: TickSource | None = None
+        if settings.scheduler_enabled:
+            scheduler_settings = SchedulerSettings(
+                replica=settings.resolved_replica_id,
+                grace_s=settings.scheduler_grace_s,
+                refresh_s=settings.scheduler_refresh_s,
+            )
+            if settings.durable:
+                from execution_service.schedules.durable import DurableSchedules
+
+                scheduler = DurableSchedules(agents, schedule_store, scheduler_settings)
+            else:
+                scheduler = Scheduler(agents, manager.start, schedule_store, scheduler_settings)
+            scheduler.start()
+            resources.push_async_callback(scheduler.stop)
         log.info(
             "execution service serving",
             extra={
@@ -201,7 +228,7 @@ async def start_server(
             },
         )
         return RunningExecutionServer(
-            server, port, health_servicer, manager, publisher, agents, tools, resources, telemetry
+            server, port, health_servicer, manager, publisher, agents, tools, resources, telemetry, scheduler
         )
     except BaseException:
         await resources.aclose()
@@ -246,6 +273,7 @@ async def _embedded_manager(
         publisher,
         run_exists=known_runs.exists,
         finished_run=known_runs.finished,
+        stored_runs=StoredRuns(runs_channel, runs_call_metadata(settings)),
         redactor=Redactor(redaction_rules(settings)),
         limits=ManagerLimits(
             max_task_bytes=settings.max_task_bytes,

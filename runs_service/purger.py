@@ -53,6 +53,11 @@ class RetentionPurger:
         self._task: asyncio.Task[None] | None = None
         self.deleted_total = 0
         self.passes = 0
+        # The delete batches so far (each one transaction): how many, their total and longest time.
+        self.batches = 0
+        self.batched_runs = 0
+        self.batch_busy_s = 0.0
+        self.longest_batch_s = 0.0
 
     def check(self) -> None:
         """Raises InvalidFilter when a plan cannot be compiled (a misconfigured rule): at start-up, not at 3 am."""
@@ -77,6 +82,17 @@ class RetentionPurger:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            log.info("retention purge stopped", extra=self.batch_figures())
+
+    def batch_figures(self) -> dict[str, float]:
+        """What the purge did so far: runs deleted, batches, and their mean and longest duration (ms)."""
+        return {
+            "runs": self.batched_runs,
+            "batch_size": self._batch_size,
+            "batches": self.batches,
+            "mean_batch_ms": round(1e3 * self.batch_busy_s / self.batches, 2) if self.batches else 0.0,
+            "longest_batch_ms": round(1e3 * self.longest_batch_s, 2),
+        }
 
     async def purge_once(self) -> int:
         """One pass over every plan; returns the runs deleted (0 when another replica holds the purge lock)."""
@@ -107,8 +123,13 @@ class RetentionPurger:
             )
         return deleted
 
-    async def _pause(self, elapsed_s: float, _deleted: int) -> None:
-        await asyncio.sleep(max(self._pause_s, elapsed_s * self._rest_per_busy))
+    async def _pause(self, elapsed_s: float, deleted: int, last: bool) -> None:
+        self.batches += 1
+        self.batched_runs += deleted
+        self.batch_busy_s += elapsed_s
+        self.longest_batch_s = max(self.longest_batch_s, elapsed_s)
+        if not last:
+            await asyncio.sleep(max(self._pause_s, elapsed_s * self._rest_per_busy))
 
     async def _run(self) -> None:
         while True:

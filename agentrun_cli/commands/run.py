@@ -75,8 +75,13 @@ def run_command(
 
 def _execute(client: ExecutionClient, request: ex_pb2.ExecuteAgentRequest, *, as_json: bool) -> int:
     if request.detach:
-        return _detach(client.execute(request), as_json=as_json)
-    stream: BackgroundStream[StreamEvent] = BackgroundStream(client.execute(request))
+        return detach_stream(client.execute(request), as_json=as_json)
+    return follow_run(client, client.execute(request), as_json=as_json)
+
+
+def follow_run(client: ExecutionClient, events: EventStream[StreamEvent], *, as_json: bool) -> int:
+    """Shows a run's stream (ExecuteAgent, ForkRun) until it finishes; Ctrl-C cancels the run. The exit code."""
+    stream: BackgroundStream[StreamEvent] = BackgroundStream(events)
     progress = RunProgress()
     view = choose_view(as_json=as_json, console=output.console())
     cancelled = False
@@ -98,7 +103,7 @@ def _execute(client: ExecutionClient, request: ex_pb2.ExecuteAgentRequest, *, as
     return exit_code_for_run(progress)
 
 
-def _detach(stream: EventStream[ex_pb2.ExecuteAgentResponse], *, as_json: bool) -> int:
+def detach_stream(stream: EventStream[StreamEvent], *, as_json: bool) -> int:
     """Waits for run_started only: prints the run id (or that event as JSON) and leaves the run going."""
     for event in stream:
         if event.WhichOneof("event") == "run_started":

@@ -19,6 +19,10 @@ from agentrun_cli.render import steps as st
 def started_line(started: ex_pb2.RunStarted) -> Text:
     agent = started.agent_name + (f"@{fmt.short_version(started.agent_version)}" if started.agent_version else "")
     line = Text.assemble(("▶ run ", "bold"), (started.run_id, "bold cyan"), f" · {agent} · {started.model_name}")
+    if started.session_id:
+        line.append(f" · session {started.session_id}")
+    if started.HasField("forked_from"):
+        line.append(f" · fork of {started.forked_from.run_id} after step {started.forked_from.sequence}")
     if started.trace_id:
         line.append(f" · trace {started.trace_id}", style="dim")
     return line

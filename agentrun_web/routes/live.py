@@ -1,11 +1,13 @@
-"""GET /runs/{run_id}/events: a live run as server-sent events, from WatchRun.
+"""Live runs as server-sent events, from WatchRun: GET /live?watch=RUN_ID:FROM&... (several runs in one stream, each
+event naming its run: the tabs of a browser share it through static/live-worker.js, so they hold one connection
+between them) and GET /runs/{run_id}/events (one run, for a browser without SharedWorker).
 
-The browser's EventSource reconnects by itself when the connection drops and sends the id of the last event it
-received (Last-Event-ID): a step's id is its sequence, so the stream resumes with WatchRun(from_sequence = that + 1)
-and no step is sent twice. `finished` is the last event (the page then closes the stream); `gone` means the run is
-not live on ExecutionService (unknown, another user's, or long finished: the page offers the stored record);
-`problem` means the stream broke (service down): the browser retries every RETRY_MS. `child_step` is a step of a
-sub-agent's run (any depth) as it happens, linked to that run's page.
+A step's SSE id (one-run stream) is its sequence: an EventSource that reconnects by itself sends it back
+(Last-Event-ID) and the stream resumes with WatchRun(from_sequence = that + 1); pages also ask with `from`.
+`finished` is a run's last event; `gone` means the run is not live on ExecutionService (unknown, another user's, or
+long finished: the page offers the stored record); `problem` means the stream broke (service down): the page shows
+the message and asks again after a backoff. `child_step` (no SSE id) is a step of a sub-agent's run (any depth) as
+it happens, linked to that run's page.
 """
 
 from __future__ import annotations
@@ -79,9 +81,6 @@ class LiveStreams:
     def end_all(self) -> None:
         for queue in self._queues:
             queue.put_nowait(_END)
-
-    def __len__(self) -> int:
-        return len(self._queues)
 
 
 async def _pump(services: Services, caller: Caller, run_id: str, start: int, queue: asyncio.Queue[object]) -> None:
@@ -226,8 +225,9 @@ async def _shared_events(request: Request, caller: Caller, runs: dict[str, int])
             if item is None:
                 open_runs -= 1
                 continue
-            event, data, event_id = item
-            yield sse(event, {**data, "run": run_id}, event_id=event_id)
+            event, data, _ = item
+            # No SSE id: one id cannot say where several runs are; the worker asks again with each run's next step.
+            yield sse(event, {**data, "run": run_id})
         yield sse("idle", {})
     finally:
         for task in tasks:

@@ -8,6 +8,8 @@ Front matter keys we read:
 - input: {schema: <Picoschema>, default: {...}} for the variables beyond `task`,
 - limits: {max_steps, run_timeout, tool_timeout, token_budget, tool_result_bytes, max_depth} (our own key, read
   from the raw front matter).
+- schedule: a list of schedules (cron, timezone, task, variables, labels, missed), see execution_service.schedules.
+- session: {history_tokens} (our own key): how much of a session's earlier turns a run receives.
 `name`, `version`, `variant`, `ext`, `metadata` and namespaced keys ("x.y") are accepted; `name`, when given,
 must equal the file name. `output` and `toolDefs` are refused: tools come from MCP servers and the final answer is
 text.
@@ -27,8 +29,10 @@ from execution_service.agents.frontmatter_errors import describe_frontmatter_err
 from execution_service.agents.gen_config import validate_config
 from execution_service.agents.input_schema import build_input_schema
 from execution_service.agents.limits import parse_limits
+from execution_service.agents.session import parse_session
 from execution_service.agents.spec import AgentSpec
 from execution_service.agents.template import check_template
+from execution_service.schedules.parse import parse_schedules
 
 DEFAULT_MODEL = "gemini-2.5-flash"
 AGENT_SUFFIX = ".prompt"
@@ -40,7 +44,21 @@ _TOOL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/(?:\*|[A-Za-z0-9_][A-Za-
 # therefore not an MCP server name agents can use.
 SUB_AGENT_PREFIX = "agents/"
 _ACCEPTED_KEYS = frozenset(
-    {"name", "description", "model", "tools", "config", "input", "limits", "version", "variant", "ext", "metadata"}
+    {
+        "name",
+        "description",
+        "model",
+        "tools",
+        "config",
+        "input",
+        "limits",
+        "schedule",
+        "session",
+        "version",
+        "variant",
+        "ext",
+        "metadata",
+    }
 )
 _REFUSED_KEYS = {
     "output": "structured output is not supported: an agent's final answer is text",
@@ -105,6 +123,7 @@ def _build_spec(name: str, path: Path, source: str, version: str, default_model:
     check_template(parsed.template)
     description = raw.get("description") or ""
     tools = _tools(raw.get("tools"), name)
+    input_schema = build_input_schema(raw.get("input"))
     return AgentSpec(
         name=name,
         path=path,
@@ -115,8 +134,10 @@ def _build_spec(name: str, path: Path, source: str, version: str, default_model:
         sub_agents=tuple(t.removeprefix(SUB_AGENT_PREFIX) for t in tools if t.startswith(SUB_AGENT_PREFIX)),
         limits=parse_limits(raw.get("limits")),
         config=validate_config(raw.get("config")),
-        input_schema=build_input_schema(raw.get("input")),
+        input_schema=input_schema,
         source=source,
+        schedules=parse_schedules(raw.get("schedule"), name, input_schema),
+        session=parse_session(raw.get("session")),
     )
 
 

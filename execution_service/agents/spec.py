@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from execution_service.schedules.spec import ScheduleSpec
+
 
 @dataclass(frozen=True, slots=True)
 class AgentLimits:
@@ -18,6 +20,13 @@ class AgentLimits:
     tool_result_bytes: int = 128 * 1024
     # How many levels of sub-agent runs a run of this agent may have under it (1: its sub-agents, which call none).
     max_depth: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    # The most tokens (estimated, execution_service.history.transcript) of a session's earlier turns a run receives
+    # as history; older turns are dropped first.
+    history_tokens: int = 32_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +53,9 @@ class AgentSpec:
     # JSON schema of the variables beyond `task`.
     input_schema: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    # The front matter's `schedule:` list (execution_service.schedules).
+    schedules: tuple[ScheduleSpec, ...] = ()
+    session: SessionSettings = field(default_factory=SessionSettings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,9 @@ from typing import Any, TypeVar, assert_never
 
 import orjson
 from agentrun.execution.v1 import execution_service_pb2 as pb
+from agentrun.runs.v1 import run_pb2
 
+from agentrun_core.ids import run_id_problem
 from agentrun_core.proto_convert import (
     cost_to_pb,
     duration_to_pb,
@@ -18,10 +20,13 @@ from agentrun_core.proto_convert import (
 )
 from execution_service.agents.loader import SUB_AGENT_PREFIX
 from execution_service.agents.spec import AgentLoadProblem, AgentSpec
+from execution_service.api.schedules_convert import schedule_spec_to_pb
+from execution_service.engine.composition import ForkRequest
 from execution_service.engine.events import EncodedEvent, RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
 from execution_service.errors import InvalidRequest
+from execution_service.history.replay import ForkOverrides
 
-EventResponse = TypeVar("EventResponse", pb.ExecuteAgentResponse, pb.WatchRunResponse)
+EventResponse = TypeVar("EventResponse", pb.ExecuteAgentResponse, pb.WatchRunResponse, pb.ForkRunResponse)
 
 
 def event_response(cls: type[EventResponse], event: RunEvent) -> EventResponse:
@@ -37,26 +42,29 @@ def event_response(cls: type[EventResponse], event: RunEvent) -> EventResponse:
 
 
 def event_fields(event: RunEvent) -> dict[str, Any]:
-    """The oneof field for an event, shared by ExecuteAgentResponse and WatchRunResponse."""
+    """The oneof field for an event, shared by ExecuteAgentResponse, WatchRunResponse and ForkRunResponse."""
     match event:
         case RunStartedEvent():
-            return {
-                "run_started": pb.RunStarted(
-                    run_id=event.run_id,
-                    agent_name=event.agent_name,
-                    agent_version=event.agent_version,
-                    model_name=event.model_name,
-                    start_time=timestamp_to_pb(event.start_time),
-                    trace_id=event.trace_id,
-                    user=event.user,
-                    session_id=event.session_id,
-                    parent_run_id=event.parent_run_id,
-                    depth=event.depth,
-                    root_run_id=event.root_run_id,
-                    parent_tool_call_id=event.parent_tool_call_id,
-                    replica=event.replica,
+            started = pb.RunStarted(
+                run_id=event.run_id,
+                agent_name=event.agent_name,
+                agent_version=event.agent_version,
+                model_name=event.model_name,
+                start_time=timestamp_to_pb(event.start_time),
+                trace_id=event.trace_id,
+                user=event.user,
+                session_id=event.session_id,
+                parent_run_id=event.parent_run_id,
+                depth=event.depth,
+                replica=event.replica,
+                root_run_id=event.root_run_id,
+                parent_tool_call_id=event.parent_tool_call_id,
+            )
+            if event.forked_from is not None:
+                started.forked_from.CopyFrom(
+                    run_pb2.ForkOrigin(run_id=event.forked_from.run_id, sequence=event.forked_from.sequence)
                 )
-            }
+            return {"run_started": started}
         case StepEvent():
             return {"step": step_to_pb(event.step)}
         case RunFinishedEvent():
@@ -112,6 +120,8 @@ def agent_to_pb(agent: AgentSpec) -> pb.Agent:
             tool_result_bytes=agent.limits.tool_result_bytes,
             max_depth=agent.limits.max_depth,
         ),
+        schedules=[schedule_spec_to_pb(s) for s in agent.schedules],
+        session_history_tokens=agent.session.history_tokens,
     )
 
 
@@ -123,3 +133,33 @@ def _seconds(value: float) -> Any:
 
 def problem_to_pb(problem: AgentLoadProblem) -> pb.AgentLoadError:
     return pb.AgentLoadError(path=str(problem.path), message=problem.message)
+
+
+def fork_request(request: pb.ForkRunRequest, user: str, visible_user: str | None) -> ForkRequest:
+    """The fork a ForkRunRequest asks for. Raises InvalidRequest for a field that is wrong on its own."""
+    problem = run_id_problem(request.run_id)
+    if problem is not None:
+        raise InvalidRequest("run_id", problem)
+    overrides = request.overrides
+    config: dict[str, Any] = {}
+    if overrides.generation_config_json:
+        try:
+            config = orjson.loads(overrides.generation_config_json)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequest("overrides.generation_config_json", f"is not JSON: {exc}") from None
+        if not isinstance(config, dict):
+            raise InvalidRequest("overrides.generation_config_json", "must be a JSON object of generation settings")
+    if overrides.task and not overrides.task.strip():
+        raise InvalidRequest("overrides.task", "must not be blank (leave it empty to keep the original task)")
+    return ForkRequest(
+        run_id=request.run_id,
+        from_sequence=request.from_sequence,
+        user=user,
+        visible_user=visible_user,
+        overrides=ForkOverrides(
+            model=overrides.model,
+            generation_config=config,
+            task=overrides.task,
+            tool_results=dict(overrides.tool_results),
+        ),
+    )

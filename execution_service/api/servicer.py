@@ -13,13 +13,21 @@ from agentrun.execution.v1 import execution_service_pb2_grpc as pb_grpc
 from agentrun_core.identity import current_identity
 from agentrun_core.ids import run_id_problem
 from execution_service.agents.registry import AgentRegistry
-from execution_service.api.convert import after_turn, agent_to_pb, event_response, problem_to_pb
+from execution_service.api.convert import after_turn, agent_to_pb, event_response, fork_request, problem_to_pb
 from execution_service.api.errors import abort_for
 from execution_service.api.limits import CallLimits, RateLimiter, StreamLimiter
+from execution_service.api.schedules_convert import schedule_view_to_pb
 from execution_service.engine.events import RunEvent
 from execution_service.engine.live_run import FollowedRun
 from execution_service.engine.manager import RunManager, StartRun
-from execution_service.errors import ExecutionError, InvalidRequest, RunNotFound, Unimplemented
+from execution_service.errors import (
+    ExecutionError,
+    InvalidRequest,
+    PermissionDenied,
+    RunNotFound,
+    Unimplemented,
+)
+from execution_service.schedules.service import Schedules, ScheduleView
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +45,16 @@ def _check_run_id(run_id: str) -> None:
 
 
 class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
-    def __init__(self, manager: RunManager, agents: AgentRegistry, limits: CallLimits | None = None) -> None:
+    def __init__(
+        self,
+        manager: RunManager,
+        agents: AgentRegistry,
+        limits: CallLimits | None = None,
+        schedules: Schedules | None = None,
+    ) -> None:
         self._manager = manager
         self._agents = agents
+        self._schedules = schedules
         limits = limits or CallLimits()
         self._streams = StreamLimiter(limits.max_streams_per_user)
         self._rate = RateLimiter(limits.rate_per_minute, limits.burst)
@@ -49,12 +64,6 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
     ) -> AsyncIterator[pb.ExecuteAgentResponse]:
         user = current_identity.get().user
         try:
-            if request.session_id:
-                # Never ignore it silently: the client expects the session's history to be loaded.
-                raise Unimplemented(
-                    "session_id: this ExecutionService does not run sessions yet (RunsService stores and lists them; "
-                    "see docs/agents.md); start the run without session_id"
-                )
             self._rate.acquire(user)
             self._streams.acquire(user)
         except ExecutionError as exc:
@@ -72,6 +81,7 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
                         labels=dict(request.labels),
                         run_id=request.run_id,
                         model=request.model,
+                        session_id=request.session_id,
                     )
                 )
             except ExecutionError as exc:
@@ -79,6 +89,29 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
                 return
             async for event in self._follow(live, 0, detach=request.detach):
                 yield event_response(pb.ExecuteAgentResponse, event)
+        finally:
+            self._streams.release(user)
+
+    async def ForkRun(
+        self, request: pb.ForkRunRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ForkRunResponse]:
+        user = current_identity.get().user
+        try:
+            fork = fork_request(request, user, _visible_user())
+            self._rate.acquire(user)
+            self._streams.acquire(user)
+        except ExecutionError as exc:
+            log.info("ForkRun refused", extra={"user": user, "reason": exc.reason})
+            await abort_for(context, exc)
+            return
+        try:
+            try:
+                live = await self._manager.fork(fork)
+            except ExecutionError as exc:
+                await abort_for(context, exc)
+                return
+            async for event in self._follow(live, 0, detach=request.detach):
+                yield event_response(pb.ForkRunResponse, event)
         finally:
             self._streams.release(user)
 
@@ -118,6 +151,49 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
             agents=[agent_to_pb(a) for a in self._agents.agents()],
             errors=[problem_to_pb(p) for p in self._agents.problems()],
         )
+
+    async def ListSchedules(
+        self, request: pb.ListSchedulesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSchedulesResponse:
+        try:
+            views = await self._schedule_service().listed(request.agent_name, request.next_fire_time_count)
+        except ExecutionError as exc:
+            await abort_for(context, exc)
+            raise AssertionError("unreachable") from None
+        return pb.ListSchedulesResponse(schedules=[schedule_view_to_pb(v) for v in views])
+
+    async def PauseSchedule(
+        self, request: pb.PauseScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PauseScheduleResponse:
+        views = await self._set_paused(request.agent_name, request.schedule_name, True, context)
+        return pb.PauseScheduleResponse(schedules=[schedule_view_to_pb(v) for v in views])
+
+    async def ResumeSchedule(
+        self, request: pb.ResumeScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ResumeScheduleResponse:
+        views = await self._set_paused(request.agent_name, request.schedule_name, False, context)
+        return pb.ResumeScheduleResponse(schedules=[schedule_view_to_pb(v) for v in views])
+
+    async def _set_paused(
+        self, agent_name: str, schedule_name: str, paused: bool, context: grpc.aio.ServicerContext
+    ) -> list[ScheduleView]:
+        identity = current_identity.get()
+        verb = "pause" if paused else "resume"
+        try:
+            if not identity.sees_everything:  # admins (and the service identity, "like admin")
+                raise PermissionDenied(f"only admins may {verb} schedules (they start runs for every user)")
+            service = self._schedule_service()
+            views = await service.set_paused(agent_name, schedule_name, paused=paused, by=identity.user)
+        except ExecutionError as exc:
+            await abort_for(context, exc)
+            raise AssertionError("unreachable") from None
+        log.info(f"schedules {verb}d", extra={"user": identity.user, "schedules": [v.spec.key for v in views]})
+        return views
+
+    def _schedule_service(self) -> Schedules:
+        if self._schedules is None:
+            raise Unimplemented("schedules are not available on this execution service")
+        return self._schedules
 
     async def _find_visible(self, run_id: str) -> FollowedRun:
         _check_run_id(run_id)

@@ -20,10 +20,9 @@ from typing import Any
 from dbos import DBOS
 
 from agentrun_core.domain import ErrorReason, ModelAttempt
-from execution_service.durable.recorder import current_tool_call_id
 from execution_service.engine.live_run import LiveRun
 from execution_service.model.base import ModelError, ModelProvider, ModelRequest, ModelResponse
-from execution_service.tools.base import ResolvedTool, ToolCallContext, ToolOutcome, ToolProvider
+from execution_service.tools.base import ResolvedTool, ToolCallContext, ToolOutcome, ToolProvider, current_tool_call_id
 from execution_service.tools.request_meta import IDEMPOTENCY_KEY, tool_request_meta
 
 MODEL_STEP = "agentrun.model_call"

@@ -21,6 +21,7 @@ from execution_service.durable.recorder import DurableStepRecorder
 from execution_service.durable.runtime import DurableRuntime
 from execution_service.durable.stream import StreamPrefix, StreamWriter, read_prefix, remote_run
 from execution_service.durable.workflow import DurableRunInput
+from execution_service.engine.composition import RunSetup
 from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
 from execution_service.engine.instrumentation import RunTelemetry
 from execution_service.engine.live_run import FollowedRun, LiveRun
@@ -67,6 +68,7 @@ class DurableRunManager(RunManager):
         prompt: RenderedPrompt,
         provider: ModelProvider,
         model_name: str,
+        setup: RunSetup,
     ) -> LiveRun:
         started = RunStartedEvent(
             run_id=run_id,
@@ -77,12 +79,14 @@ class DurableRunManager(RunManager):
             trace_id=request.trace_id or secrets.token_hex(16),
             user=request.user,
             replica=self.replica,
+            session_id=setup.session_id,
+            forked_from=setup.forked_from,
         )
         base = _base_run(run_id, request, agent, started)
         live = LiveRun(run_id=run_id, user=request.user, started=started)
         self._live[run_id] = live
         self._fresh.add(run_id)
-        run = DurableRunInput(run_id, base, started, agent, prompt, request.model or agent.model)
+        run = DurableRunInput(run_id, base, started, agent, prompt, request.model or agent.model, setup)
         try:
             await self._runtime.start_run(run)
         except BaseException:
@@ -132,7 +136,9 @@ class DurableRunManager(RunManager):
         used = (prefix.steps[-1].time - run.base.start_time).total_seconds() if prefix.steps else 0.0
         timeout_s = max(run.agent.limits.run_timeout_s - used, 0.001)
         traced = RunTelemetry.noop()
-        outcome = await self._outcome(live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, 1)
+        outcome = await self._outcome(
+            live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, 1, run.setup
+        )
         await asyncio.shield(self._finish_durable(run, live, recorder, writer, outcome))
 
     def _cancelled_outcome(self, live: LiveRun) -> LoopOutcome:
@@ -232,6 +238,8 @@ def _base_run(run_id: str, request: StartRun, agent: AgentSpec, started: RunStar
         model_name=started.model_name,
         start_time=started.start_time,
         trace_id=started.trace_id,
+        session_id=started.session_id,
+        forked_from=started.forked_from,
     )
 
 

@@ -11,17 +11,13 @@ RunResumed steps of earlier ones where they are.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agentrun_core.domain import ExecutionStep, RunResumed, StepPayload, step_kind
 from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.redaction import Redactor
-from execution_service.tools.base import ResolvedTool
-
-# The call id of the tool call the current task runs (each tool call of a turn runs in its own task).
-current_tool_call_id: ContextVar[str] = ContextVar("current_tool_call_id", default="")
+from execution_service.tools.base import ResolvedTool, current_tool_call_id
 
 
 class ReplayDiverged(RuntimeError):

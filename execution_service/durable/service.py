@@ -51,6 +51,7 @@ async def start_durable(
     telemetry: Telemetry,
     resources: AsyncExitStack,
 ) -> DurableRunManager:
+    from execution_service.history.stored_runs import StoredRuns
     from execution_service.redaction import Redactor
     from execution_service.server import provider_factory, redaction_rules, runs_call_metadata
 
@@ -65,6 +66,7 @@ async def start_durable(
         provider_factory(settings),
         NoOutbox(),
         run_exists=_workflow_exists,
+        stored_runs=StoredRuns(runs_channel, runs_call_metadata(settings)),
         redactor=Redactor(redaction_rules(settings)),
         limits=ManagerLimits(
             max_task_bytes=settings.max_task_bytes,

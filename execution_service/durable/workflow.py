@@ -7,13 +7,14 @@ DurableRunManager.execute, bound at launch (`bind`): the agent loop with its eff
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from dbos import DBOS
 
 from agentrun_core.domain import Run
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
+from execution_service.engine.composition import RunSetup
 from execution_service.engine.events import RunStartedEvent
 
 WORKFLOW_NAME = "agentrun.run"
@@ -30,6 +31,8 @@ class DurableRunInput:
     prompt: RenderedPrompt
     # The model the run was asked for (the request's, else the agent's), for this replica's provider factory.
     model: str
+    # A session's history or a fork's replay (execution_service.engine.composition), as prepared when it started.
+    setup: RunSetup = field(default_factory=RunSetup)
 
 
 class RunExecutor(Protocol):

@@ -46,7 +46,7 @@ class ParentRun:
 
 def child_fields(parent: ParentRun | None) -> dict[str, Any]:
     """The composition fields (of Run and of RunStartedEvent alike) of a run started by `parent`'s tool call; none
-    for a top-level run."""
+    for a top-level run. (A child is in its parent's session: the caller sets session_id.)"""
     if parent is None:
         return {}
     return {
@@ -54,7 +54,6 @@ def child_fields(parent: ParentRun | None) -> dict[str, Any]:
         "root_run_id": parent.root_run_id,
         "parent_tool_call_id": parent.tool_call_id,
         "depth": parent.base.depth + 1,
-        "session_id": parent.base.session_id,
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from agentrun_core.domain import Cost, ExecutionStep, RunError, RunStatus, TokenUsage
+from agentrun_core.domain import Cost, ExecutionStep, ForkOrigin, RunError, RunStatus, TokenUsage
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,8 @@ class RunStartedEvent:
     parent_tool_call_id: str = ""
     # Durable mode: the replica that started the run.
     replica: str = ""
+    # A fork's original run and the last of its steps it replayed.
+    forked_from: ForkOrigin | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,8 @@ class LoopInput:
     max_parallel_tools: int = 8
     # Spans and metrics of this run's model and tool calls (execution_service.engine.instrumentation).
     telemetry: RunTelemetry = field(default_factory=RunTelemetry.noop)
+    # Messages before the prompt: a session's earlier turns (execution_service.engine.composition).
+    history: tuple[Message, ...] = ()
 
 
 async def run_agent_loop(
@@ -52,7 +54,7 @@ async def run_agent_loop(
         telemetry=inp.telemetry,
         max_parallel_tools=inp.max_parallel_tools,
     )
-    messages: tuple[Message, ...] = (UserMessage(inp.prompt.user_text),)
+    messages: tuple[Message, ...] = (*inp.history, UserMessage(inp.prompt.user_text))
     max_steps = inp.agent.limits.max_steps
     for turn in range(1, max_steps + 1):
         if control.stop_after_turn:

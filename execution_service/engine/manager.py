@@ -30,6 +30,7 @@ from execution_service.agents.registry import AgentRegistry
 from execution_service.agents.render import VariablesError, render_prompt
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.engine.child_runs import ChildRuns, ChildStart, ParentRun, child_fields
+from execution_service.engine.composition import ForkRequest, RunSetup, fork_setup, session_setup
 from execution_service.engine.events import RunFinishedEvent, RunStartedEvent
 from execution_service.engine.instrumentation import EngineInstruments, RunTelemetry
 from execution_service.engine.live_run import FollowedRun, LiveRun
@@ -47,6 +48,7 @@ from execution_service.errors import (
     ServiceShuttingDown,
     TooManyRuns,
 )
+from execution_service.history.stored_runs import StoredRuns
 from execution_service.model.base import ModelError, ModelProvider, ProviderNotConfigured
 from execution_service.model.pricing import price_run
 from execution_service.publish.base import RunSink
@@ -72,6 +74,8 @@ class StartRun:
     trace_id: str = ""
     # Set for a child run (a sub-agent's tool call, engine.child_runs): its parent.
     parent: ParentRun | None = None
+    # Continue this session of the user's (docs/agents.md, Sessions).
+    session_id: str = ""
 
 
 # A model name is a short identifier (gemini-2.5-flash, googleai/...); RunsService stores at most this much of it.
@@ -106,12 +110,15 @@ class RunManager:
         telemetry: Telemetry | None = None,
         run_exists: Callable[[str], Awaitable[bool]] | None = None,
         finished_run: Callable[[str], Awaitable[tuple[str, RunStatus] | None]] | None = None,
+        stored_runs: StoredRuns | None = None,
     ) -> None:
         """`run_exists` tells whether a run id was used before (outbox or RunsService): an ExecuteAgent naming such
         an id that is not live here is ALREADY_EXISTS rather than a second execution (it raises RunIdUncheckable,
         UNAVAILABLE, when it cannot tell). `finished_run` gives the user
         and status of a run that ended but is no longer in memory, so cancelling it is FAILED_PRECONDITION."""
         self._run_exists = run_exists
+        # Sessions' earlier runs and forks' originals are read from RunsService through this.
+        self._stored_runs = stored_runs
         self._finished_run = finished_run
         self._agents = agents
         self._tools = tools
@@ -142,8 +149,26 @@ class RunManager:
 
     # --- start -----------------------------------------------------------------------------------------------
 
-    async def start(self, request: StartRun) -> LiveRun:
-        """Validates the request and starts the run. An existing run id reattaches to that run (idempotent retry)."""
+    async def fork(self, request: ForkRequest) -> LiveRun:
+        """Starts a fork of a stored run (execution_service.engine.composition)."""
+        if self._shutting_down:
+            raise ServiceShuttingDown("the execution service is shutting down; retry on another instance")
+        fork = await fork_setup(self._stored_runs, self._tools, self._agent, request)
+        return await self.start(
+            StartRun(
+                agent_name=fork.agent_name,
+                task=fork.task,
+                user=request.user,
+                variables=fork.variables,
+                labels=fork.labels,
+                model=fork.model,
+            ),
+            fork.setup,
+        )
+
+    async def start(self, request: StartRun, setup: RunSetup | None = None) -> LiveRun:
+        """Validates the request and starts the run. An existing run id reattaches to that run (idempotent retry).
+        `setup`: what a fork adds (a run with `request.session_id` loads its session's history itself)."""
         if self._shutting_down:
             raise ServiceShuttingDown("the execution service is shutting down; retry on another instance")
         if request.run_id:
@@ -161,6 +186,13 @@ class RunManager:
         agent = self._agent(request.agent_name)
         self._check_sizes(request)
         prompt = await self._render(agent, request)
+        if setup is None:
+            setup = (
+                await session_setup(self._stored_runs, self._tools, agent, request.session_id, request.user)
+                if request.session_id
+                else RunSetup()
+            )
+        agent = setup.agent(agent)
         if len(self._live) >= self._limits.max_live_runs:
             raise TooManyRuns(f"{len(self._live)} runs are in progress, the limit of this instance")
         try:
@@ -173,7 +205,7 @@ class RunManager:
         except ModelError as exc:
             raise InvalidRequest("model", exc.message) from None
 
-        return await self._begin(request.run_id or new_run_id(), request, agent, prompt, provider, model_name)
+        return await self._begin(request.run_id or new_run_id(), request, agent, prompt, provider, model_name, setup)
 
     async def _begin(
         self,
@@ -183,6 +215,7 @@ class RunManager:
         prompt: RenderedPrompt,
         provider: ModelProvider,
         model_name: str,
+        setup: RunSetup,
     ) -> LiveRun:
         """Starts a validated run: its RUNNING record, then its task (the durable mode starts a workflow instead)."""
         # The run's span starts first: its trace id is the run's trace_id.
@@ -198,6 +231,8 @@ class RunManager:
             start_time=utc_now(),
             trace_id=traced.trace_id or request.trace_id or secrets.token_hex(16),
             user=request.user,
+            session_id=parent.base.session_id if parent is not None else setup.session_id,
+            forked_from=setup.forked_from,
             **child_fields(parent),
         )
         live = LiveRun(run_id=run_id, user=request.user, started=started, parent=parent.live if parent else None)
@@ -221,12 +256,15 @@ class RunManager:
             model_name=model_name,
             start_time=started.start_time,
             trace_id=started.trace_id,
+            session_id=parent.base.session_id if parent is not None else setup.session_id,
+            forked_from=setup.forked_from,
             **child_fields(parent),
         )
         with traced.activate():  # the RUNNING record and the run task carry the run's trace context
             await self._sink.record(base)
             live.task = asyncio.create_task(
-                self._execute(live, base, agent, prompt, provider, traced, tree, request.model), name=f"run-{run_id}"
+                self._execute(live, base, agent, prompt, provider, traced, tree, request.model, setup),
+                name=f"run-{run_id}",
             )
         log.info(
             "run started",
@@ -293,6 +331,7 @@ class RunManager:
         traced: RunTelemetry,
         tree: RunNode,
         model_override: str,
+        setup: RunSetup,
     ) -> None:
         journal_step, stream_step = self._sink.journal_step, live.append_step
 
@@ -305,7 +344,7 @@ class RunManager:
         traced.secrets = recorder.secret_memory  # captured span content is scrubbed like the steps
         tools = self._run_tools(live, base, tree, model_override)
         outcome = await self._outcome(
-            live, agent, prompt, provider, recorder, traced, agent.limits.run_timeout_s, tools
+            live, agent, prompt, provider, recorder, traced, agent.limits.run_timeout_s, tools, setup=setup
         )
         await asyncio.shield(self._finish(live, base, recorder, outcome, traced))
 
@@ -320,15 +359,16 @@ class RunManager:
         timeout_s: float,
         tools: ToolProvider | None = None,
         max_parallel_tools: int | None = None,
+        setup: RunSetup | None = None,
     ) -> LoopOutcome:
         """How the run's loop ended, within `timeout_s`: its own outcome, TIMED_OUT, CANCELLED (or INTERRUPTED, see
         `_cancelled_outcome`), or FAILED with INTERNAL for an unexpected error. `tools` (default: this manager's) and
-        `max_parallel_tools` are what the durable mode wraps."""
+        `max_parallel_tools` are what the durable mode wraps; `setup`: a session's history, a fork's replay."""
         outcome: LoopOutcome
         try:
             async with asyncio.timeout(timeout_s):
                 outcome = await self._run_loop(
-                    live, agent, prompt, provider, recorder, traced, tools or self._tools, max_parallel_tools
+                    live, agent, prompt, provider, recorder, traced, tools or self._tools, max_parallel_tools, setup
                 )
         except TimeoutError:
             outcome = LoopOutcome(
@@ -358,6 +398,7 @@ class RunManager:
         traced: RunTelemetry,
         tool_provider: ToolProvider,
         max_parallel_tools: int | None,
+        setup: RunSetup | None = None,
     ) -> LoopOutcome:
         if agent.sub_agents and not isinstance(tool_provider, RunTools):
             return LoopOutcome.failed(
@@ -365,6 +406,9 @@ class RunManager:
                 f"agent {agent.name!r} calls sub-agents ({', '.join(agent.sub_agents)}), which the durable mode does "
                 "not run yet; run it on an execution service in the embedded mode",
             )
+        setup = setup or RunSetup()
+        if setup.history is not None:
+            recorder.record(setup.history.step, time=utc_now())
         try:
             tools = await tool_provider.resolve([*agent.tools, *(f"agents/{name}" for name in agent.sub_agents)])
         except ToolResolutionError as exc:
@@ -377,9 +421,15 @@ class RunManager:
             tools=tuple(tools),
             max_parallel_tools=max_parallel_tools or self._limits.max_parallel_tools,
             telemetry=traced,
+            history=setup.history_messages,
         )
-
-        return await run_agent_loop(loop_input, provider, tool_provider, recorder, live.control)
+        return await run_agent_loop(
+            loop_input,
+            setup.model_provider(provider),
+            setup.tool_provider(tool_provider),
+            recorder,
+            live.control,
+        )
 
     # --- sub-agents (engine.child_runs) ----------------------------------------------------------------------
 
@@ -549,4 +599,6 @@ def _terminal_run(
         execution_steps=steps,
         tool_calls=tool_calls_from_steps(steps),
         max_context_window_used=recorder.max_context_window_used,
+        session_id=base.session_id,
+        forked_from=base.forked_from,
     )

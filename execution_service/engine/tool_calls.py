@@ -20,7 +20,7 @@ from execution_service.agents.spec import AgentLimits
 from execution_service.engine.instrumentation import RunTelemetry
 from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.model.base import FunctionCall, FunctionResult
-from execution_service.tools.base import ResolvedTool, ToolCallContext, ToolOutcome, ToolProvider
+from execution_service.tools.base import ResolvedTool, ToolCallContext, ToolOutcome, ToolProvider, current_tool_call_id
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ async def _call_one(
             child_run_id = context.child_run_id
             recorder.tool_started(call.id, tool, call.arguments, time=started, child_run_id=child_run_id)
             await recorder.let_watchers_run()
+            current_tool_call_id.set(call.id)  # this call's own task: nothing else sees it
             try:
                 outcome = await provider.call(tool, call.arguments, timeout_s, context)
             except asyncio.CancelledError:

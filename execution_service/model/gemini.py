@@ -78,7 +78,7 @@ class GeminiProvider:
 
     async def generate(self, request: ModelRequest) -> ModelResponse:
         check_real_model_allowed(self.base_url)
-        contents = [to_content(message) for message in request.messages]
+        contents = [to_content(message, model=request.model) for message in request.messages]
         config = to_config(request, warned=self._warned_config_keys)
         limit = self._input_token_limit(request.model)
         started = time.perf_counter()

@@ -74,14 +74,28 @@ def _wire_call_id(call_id: str) -> str | None:
 # -- request -------------------------------------------------------------------------------------------------------
 
 
-def to_content(message: Message) -> types.Content:
+# Gemini 3 and later refuse a function call of the current turn without its thought signature (400 "Function call
+# is missing a thought_signature"). A model turn rebuilt from a stored run (a session's history, a fork's replay) has
+# lost it: such a turn carries the sentinel Google documents for turns it did not generate, which skips the check.
+REBUILT_TURN_SIGNATURE = b"skip_thought_signature_validator"
+_GEMINI_MAJOR = re.compile(r"gemini-(\d+)")
+
+
+def needs_signatures(model: str) -> bool:
+    """Whether `model` (a bare Gemini model name) checks the thought signatures of function calls (Gemini 3+)."""
+    match = _GEMINI_MAJOR.match(model)
+    return match is not None and int(match.group(1)) >= 3
+
+
+def to_content(message: Message, *, model: str = "") -> types.Content:
+    """`model`: the model the request goes to (it decides whether a rebuilt turn needs a signature)."""
     match message:
         case UserMessage(text=text):
             return types.Content(role="user", parts=[types.Part(text=text)])
         case ModelMessage():
             if isinstance(message.provider_content, types.Content):
                 return message.provider_content  # unchanged: keeps thought signatures
-            return _rebuild_model_content(message)
+            return _rebuild_model_content(message, signed=needs_signatures(model))
         case ToolResultMessage(results=results):
             return types.Content(
                 role="user",
@@ -98,11 +112,16 @@ def to_content(message: Message) -> types.Content:
             assert_never(message)
 
 
-def _rebuild_model_content(message: ModelMessage) -> types.Content:
+def _rebuild_model_content(message: ModelMessage, *, signed: bool = False) -> types.Content:
+    """A model turn without the provider's own content. `signed`: its first function call (where Gemini puts the
+    signature of parallel calls) carries REBUILT_TURN_SIGNATURE."""
     parts: list[types.Part] = [types.Part(text=message.text)] if message.text else []
     parts.extend(
-        types.Part(function_call=types.FunctionCall(id=_wire_call_id(call.id), name=call.name, args=call.arguments))
-        for call in message.function_calls
+        types.Part(
+            function_call=types.FunctionCall(id=_wire_call_id(call.id), name=call.name, args=call.arguments),
+            thought_signature=REBUILT_TURN_SIGNATURE if signed and index == 0 else None,
+        )
+        for index, call in enumerate(message.function_calls)
     )
     return types.Content(role="model", parts=parts or [types.Part(text="")])
 

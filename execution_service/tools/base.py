@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agentrun_core.domain import ErrorReason, ToolCallStatus
+
+# The id of the tool call (FunctionCall.id) a ToolProvider.call is made for, set by the engine around each call: a
+# provider wrapping another (execution_service.history.replay) can answer a call from its record by id.
+current_tool_call_id: ContextVar[str] = ContextVar("current_tool_call_id", default="")
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,10 +135,10 @@ class LineTextReceiveStream:
             self._pending.append(piece)
             self._pending_bytes += len(piece)
         else:
-            self._pending.append(piece)
-            head = b"".join(self._pending)
-            self._oversized = _Oversized(head=head[:_KEPT_BYTES], tail=head[-_KEPT_BYTES:], size=len(head))
-            self._pending = []
+            pieces, self._pending = [*self._pending, piece], []
+            self._oversized = _Oversized(head=_first_bytes(pieces), tail=b"", size=0)
+            for kept in pieces:
+                self._oversized.add(kept)
             self._pending_bytes = 0
 
     def _finish_line(self) -> bytes | None:
@@ -174,6 +174,18 @@ class LineTextReceiveStream:
         """Stops reading this server: closing stdout also ends the SDK's drain of it."""
         self._given_up = True
         await self.transport_stream.aclose()
+
+
+def _first_bytes(pieces: list[bytes]) -> bytes:
+    """The first _KEPT_BYTES of the pieces, without joining them all."""
+    head: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        head.append(piece[: _KEPT_BYTES - size])
+        size += len(head[-1])
+        if size >= _KEPT_BYTES:
+            break
+    return b"".join(head)
 
 
 def _response_id(line: _Oversized) -> int | str | None:

@@ -26,10 +26,19 @@ from runs_service.api.convert import (
 )
 from runs_service.api.errors import translate_errors, translate_stream_errors
 from runs_service.api.run_rows import rows_from_pb
+from runs_service.api.schedules import (
+    check_schedule_caller,
+    claim_from_pb,
+    claim_result_to_pb,
+    listed_schedules,
+    pause_from_pb,
+    state_to_pb,
+)
 from runs_service.errors import InvalidArgument, PermissionDenied, RunNotFound
 from runs_service.queries import DeleteRunsQuery, ExportQuery, ListRunsQuery, ListSessionsQuery, Scope
 from runs_service.storage.repository import RunRepository
 from runs_service.storage.rows import RunRows
+from runs_service.storage.schedules import ScheduleRepository
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,7 @@ def _checked_run_id(value: str, field: str = "run_id") -> str:
 class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
     def __init__(self, repository: RunRepository, *, max_record_bytes: int, max_message_bytes: int = 16 << 20) -> None:
         self._repository = repository
+        self._schedules = ScheduleRepository(repository.engine)
         self._max_record_bytes = max_record_bytes
         # ExportRuns messages stay well under the gRPC message cap (a single larger run is still sent alone).
         self._max_export_message_bytes = min(EXPORT_MESSAGE_BYTES, max_message_bytes // 2)
@@ -201,3 +211,27 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
         )
         page = await self._repository.list_sessions(query, _caller_scope())
         return session_page_to_pb(page)
+
+    @translate_errors
+    async def ClaimScheduleTick(
+        self, request: runs_service_pb2.ClaimScheduleTickRequest, context: grpc.aio.ServicerContext
+    ) -> runs_service_pb2.ClaimScheduleTickResponse:
+        check_schedule_caller("ClaimScheduleTick")
+        return claim_result_to_pb(await self._schedules.claim_tick(claim_from_pb(request)))
+
+    @translate_errors
+    async def ListScheduleStates(
+        self, request: runs_service_pb2.ListScheduleStatesRequest, context: grpc.aio.ServicerContext
+    ) -> runs_service_pb2.ListScheduleStatesResponse:
+        check_schedule_caller("ListScheduleStates")
+        states = await self._schedules.states(listed_schedules(request))
+        return runs_service_pb2.ListScheduleStatesResponse(states=[state_to_pb(s) for s in states])
+
+    @translate_errors
+    async def SetSchedulePaused(
+        self, request: runs_service_pb2.SetSchedulePausedRequest, context: grpc.aio.ServicerContext
+    ) -> runs_service_pb2.SetSchedulePausedResponse:
+        check_schedule_caller("SetSchedulePaused")
+        schedule, paused, changed_by = pause_from_pb(request)
+        state = await self._schedules.set_paused(schedule, paused, changed_by)
+        return runs_service_pb2.SetSchedulePausedResponse(state=state_to_pb(state))

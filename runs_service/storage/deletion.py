@@ -38,8 +38,9 @@ DEFAULT_BATCH_SIZE = 500
 DEADLOCK_ATTEMPTS = 3
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 SAMPLE_SIZE = 10
-# Called after each batch with the batch's duration in seconds and the runs it deleted; may sleep.
-Pause = Callable[[float, int], Awaitable[None]]
+# Called after each batch with the batch's duration in seconds, the runs it deleted and whether it was the last; may
+# sleep (not after the last: the walk is over).
+Pause = Callable[[float, int, bool], Awaitable[None]]
 
 _NOT_RUNNING = runs.c.status != RunStatus.RUNNING.value
 
@@ -100,10 +101,10 @@ class RunDeleter:
             async with storage_errors(what, deleted_so_far=deleted):
                 found, position = await self._delete_batch(where, position, batch_size)
             deleted += found
+            if pause is not None:
+                await pause(time.monotonic() - started, found, position is None)
             if position is None:
                 return deleted
-            if pause is not None:
-                await pause(time.monotonic() - started, found)
 
     async def _delete_batch(
         self, where: list[ColumnElement[bool]], position: Position | None, batch_size: int

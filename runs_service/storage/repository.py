@@ -417,7 +417,7 @@ class RunRepository:
         return found
 
 
-async def _yield(_elapsed_s: float, _deleted: int) -> None:
+async def _yield(_elapsed_s: float, _deleted: int, _last: bool) -> None:
     """Between DeleteRuns batches: let other calls run (no sleep: the caller is waiting for the answer)."""
     await asyncio.sleep(0)
 

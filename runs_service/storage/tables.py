@@ -1,4 +1,5 @@
-"""The RunsService schema as SQLAlchemy Core tables (runs, run_steps, tool_calls, sessions).
+"""The RunsService schema as SQLAlchemy Core tables (runs, run_steps, tool_calls, sessions, schedule_ticks,
+schedule_states).
 
 Alembic migrations (migrations/versions) create exactly this schema; `metadata` is their autogenerate target.
 Times are stored UTC (`DateTime(timezone=True)`: timestamptz on PostgreSQL, naive UTC text on SQLite), durations
@@ -183,3 +184,27 @@ Index(
 )
 Index("ix_sessions_start_time_session_id_user_name", sessions.c.start_time, sessions.c.session_id, sessions.c.user_name)
 Index("ix_sessions_user_name_start_time_session_id", sessions.c.user_name, sessions.c.start_time, sessions.c.session_id)
+
+# Scheduled runs (migration 0010_schedules). One row per tick claimed: the primary key on (schedule, tick_time) is
+# what lets exactly one of the ExecutionService replicas racing on a tick start its run. Only the latest ticks of
+# each schedule are kept (runs_service.storage.schedules.KEEP_TICKS).
+schedule_ticks = Table(
+    "schedule_ticks",
+    metadata,
+    # "<agent>/<schedule name>".
+    Column("schedule", String(200), primary_key=True),
+    Column("tick_time", DateTime(timezone=True), primary_key=True),
+    Column("run_id", String(36), nullable=False),
+    Column("replica", String(200), nullable=False, server_default=""),
+    Column("claimed_time", DateTime(timezone=True), nullable=False),
+)
+
+# A schedule's pause state, shared by every replica (absent: never paused nor resumed, so running).
+schedule_states = Table(
+    "schedule_states",
+    metadata,
+    Column("schedule", String(200), primary_key=True),
+    Column("paused", Boolean, nullable=False, server_default=false()),
+    Column("changed_by", String(200), nullable=False, server_default=""),
+    Column("changed_time", DateTime(timezone=True), nullable=False),
+)

@@ -65,6 +65,7 @@ def _calls(stack: Stack, header: str | None) -> dict[str, Callable[[], Awaitable
         "ExecuteAgent": lambda: drain(execution.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="echo", task="hi"))),
         "WatchRun": lambda: drain(execution.WatchRun(ex.WatchRunRequest(run_id=RUN_ID))),
         "CancelRun": lambda: execution.CancelRun(ex.CancelRunRequest(run_id=RUN_ID)),
+        "ForkRun": lambda: drain(execution.ForkRun(ex.ForkRunRequest(run_id=RUN_ID, from_sequence=1))),
         "ListAgents": lambda: execution.ListAgents(ex.ListAgentsRequest()),
     }
 

@@ -9,6 +9,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -434,7 +435,10 @@ def test_cancel_without_a_script_comes_back_to_the_run_with_a_notice(web: WebSta
     token = csrf_of(alice_http.get(f"/runs/{run_id}").text)
     answer = alice_http.post(f"/runs/{run_id}/cancel", data={"csrf_token": token, "mode": "immediate"})
     assert answer.status_code == 303 and answer.headers["location"] == f"/runs/{run_id}?cancel=requested"
-    assert web.wait_stored(run_id).status == run_pb2.RUN_STATUS_CANCELLED
+    deadline = time.monotonic() + 30  # the cancel was requested: the run ends, then its record arrives
+    while (status := web.wait_stored(run_id).status) == run_pb2.RUN_STATUS_RUNNING and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status == run_pb2.RUN_STATUS_CANCELLED
     page = alice_http.get(answer.headers["location"])
     notice = re.search(r'id="cancel-result" role="status">([^<]*)<', page.text)
     assert notice is not None, page.text[:2000]

@@ -8,7 +8,6 @@ from pathlib import Path
 import grpc
 import pytest
 from agentrun.execution.v1 import execution_service_pb2 as ex
-from agentrun.runs.v1 import runs_service_pb2 as rs
 
 from tests.support.stack import agent_source, running_stack
 
@@ -61,20 +60,6 @@ async def test_a_label_value_over_256_characters_is_invalid_argument_naming_the_
         ]
         stored = await stack.stored_run(events[-1].run_finished.run_id)
         assert stored.labels["ticket"] == "y" * 256
-
-
-async def test_a_session_id_is_refused_as_unimplemented_until_sessions_run(tmp_path: Path) -> None:
-    """RunsService stores sessions; until this service loads a session's history, a session_id is refused rather than
-    silently starting a run without it. Nothing is run or stored."""
-    async with running_stack(tmp_path, {"echoer": agent_source(model="test", tools=["test/echo"])}) as stack:
-        stub = stack.execution_stub()
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            async for _ in stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="echoer", task="hi", session_id="s-1")):
-                pass
-        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-        assert "session_id" in (caught.value.details() or "")
-        listed = await stack.runs_stub().ListRuns(rs.ListRunsRequest())
-        assert list(listed.runs) == []
 
 
 async def test_an_agent_naming_a_tool_its_server_lacks_fails_tool_not_found_naming_what_exists(tmp_path: Path) -> None:

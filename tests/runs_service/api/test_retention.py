@@ -86,6 +86,9 @@ async def test_the_purge_deletes_exactly_the_expired_runs(db_url: str, tmp_path:
         assert client.server.purger is not None
         deleted_before = client.server.purger.deleted_total
         assert deleted_before == len(expired)
+        figures = client.server.purger.batch_figures()  # what bench/runs_store.py prints
+        assert figures["runs"] == len(expired) and figures["batch_size"] == 2
+        assert figures["batches"] >= len(expired) / 2 and 0 < figures["mean_batch_ms"] <= figures["longest_batch_ms"]
         passes = client.server.purger.passes
         await wait_until(lambda: _later(client, passes + 2))
         assert await stored_ids(client.stub) == kept  # nothing more goes on later passes

@@ -18,9 +18,18 @@ class CancelMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CANCEL_MODE_UNSPECIFIED: _ClassVar[CancelMode]
     CANCEL_MODE_IMMEDIATE: _ClassVar[CancelMode]
     CANCEL_MODE_AFTER_TURN: _ClassVar[CancelMode]
+
+class MissedTickPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MISSED_TICK_POLICY_UNSPECIFIED: _ClassVar[MissedTickPolicy]
+    MISSED_TICK_POLICY_SKIP: _ClassVar[MissedTickPolicy]
+    MISSED_TICK_POLICY_RUN_LATE_ONCE: _ClassVar[MissedTickPolicy]
 CANCEL_MODE_UNSPECIFIED: CancelMode
 CANCEL_MODE_IMMEDIATE: CancelMode
 CANCEL_MODE_AFTER_TURN: CancelMode
+MISSED_TICK_POLICY_UNSPECIFIED: MissedTickPolicy
+MISSED_TICK_POLICY_SKIP: MissedTickPolicy
+MISSED_TICK_POLICY_RUN_LATE_ONCE: MissedTickPolicy
 
 class ExecuteAgentRequest(_message.Message):
     __slots__ = ("agent_name", "task", "variables", "labels", "run_id", "detach", "model", "session_id")
@@ -57,7 +66,7 @@ class ExecuteAgentRequest(_message.Message):
     def __init__(self, agent_name: _Optional[str] = ..., task: _Optional[str] = ..., variables: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., run_id: _Optional[str] = ..., detach: _Optional[bool] = ..., model: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class RunStarted(_message.Message):
-    __slots__ = ("run_id", "agent_name", "agent_version", "model_name", "start_time", "trace_id", "user", "session_id", "parent_run_id", "depth", "replica", "root_run_id", "parent_tool_call_id")
+    __slots__ = ("run_id", "agent_name", "agent_version", "model_name", "start_time", "trace_id", "user", "session_id", "parent_run_id", "depth", "replica", "root_run_id", "parent_tool_call_id", "forked_from")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +80,7 @@ class RunStarted(_message.Message):
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     ROOT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    FORKED_FROM_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     agent_name: str
     agent_version: str
@@ -84,7 +94,8 @@ class RunStarted(_message.Message):
     replica: str
     root_run_id: str
     parent_tool_call_id: str
-    def __init__(self, run_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_version: _Optional[str] = ..., model_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., user: _Optional[str] = ..., session_id: _Optional[str] = ..., parent_run_id: _Optional[str] = ..., depth: _Optional[int] = ..., replica: _Optional[str] = ..., root_run_id: _Optional[str] = ..., parent_tool_call_id: _Optional[str] = ...) -> None: ...
+    forked_from: _run_pb2.ForkOrigin
+    def __init__(self, run_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_version: _Optional[str] = ..., model_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., user: _Optional[str] = ..., session_id: _Optional[str] = ..., parent_run_id: _Optional[str] = ..., depth: _Optional[int] = ..., replica: _Optional[str] = ..., root_run_id: _Optional[str] = ..., parent_tool_call_id: _Optional[str] = ..., forked_from: _Optional[_Union[_run_pb2.ForkOrigin, _Mapping]] = ...) -> None: ...
 
 class RunFinished(_message.Message):
     __slots__ = ("run_id", "status", "final_response", "token_usage", "duration", "steps_taken", "tool_call_count", "error", "cost", "end_time", "recorded", "token_usage_with_descendants", "cost_with_descendants")
@@ -179,7 +190,7 @@ class AgentLimits(_message.Message):
     def __init__(self, max_steps: _Optional[int] = ..., run_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tool_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., token_budget: _Optional[int] = ..., tool_result_bytes: _Optional[int] = ..., max_depth: _Optional[int] = ...) -> None: ...
 
 class Agent(_message.Message):
-    __slots__ = ("name", "version", "model", "description", "tools", "path", "input_schema_json", "limits", "sub_agents")
+    __slots__ = ("name", "version", "model", "description", "tools", "path", "input_schema_json", "limits", "sub_agents", "session_history_tokens", "schedules")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +200,8 @@ class Agent(_message.Message):
     INPUT_SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     SUB_AGENTS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_HISTORY_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULES_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     model: str
@@ -198,7 +211,9 @@ class Agent(_message.Message):
     input_schema_json: str
     limits: AgentLimits
     sub_agents: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., model: _Optional[str] = ..., description: _Optional[str] = ..., tools: _Optional[_Iterable[str]] = ..., path: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., limits: _Optional[_Union[AgentLimits, _Mapping]] = ..., sub_agents: _Optional[_Iterable[str]] = ...) -> None: ...
+    session_history_tokens: int
+    schedules: _containers.RepeatedCompositeFieldContainer[Schedule]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., model: _Optional[str] = ..., description: _Optional[str] = ..., tools: _Optional[_Iterable[str]] = ..., path: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., limits: _Optional[_Union[AgentLimits, _Mapping]] = ..., sub_agents: _Optional[_Iterable[str]] = ..., session_history_tokens: _Optional[int] = ..., schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...
 
 class AgentLoadError(_message.Message):
     __slots__ = ("path", "message")
@@ -215,3 +230,132 @@ class ListAgentsResponse(_message.Message):
     agents: _containers.RepeatedCompositeFieldContainer[Agent]
     errors: _containers.RepeatedCompositeFieldContainer[AgentLoadError]
     def __init__(self, agents: _Optional[_Iterable[_Union[Agent, _Mapping]]] = ..., errors: _Optional[_Iterable[_Union[AgentLoadError, _Mapping]]] = ...) -> None: ...
+
+class ForkOverrides(_message.Message):
+    __slots__ = ("model", "generation_config_json", "task", "tool_results")
+    class ToolResultsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    TOOL_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    generation_config_json: str
+    task: str
+    tool_results: _containers.ScalarMap[str, str]
+    def __init__(self, model: _Optional[str] = ..., generation_config_json: _Optional[str] = ..., task: _Optional[str] = ..., tool_results: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ForkRunRequest(_message.Message):
+    __slots__ = ("run_id", "from_sequence", "overrides", "detach")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDES_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    from_sequence: int
+    overrides: ForkOverrides
+    detach: bool
+    def __init__(self, run_id: _Optional[str] = ..., from_sequence: _Optional[int] = ..., overrides: _Optional[_Union[ForkOverrides, _Mapping]] = ..., detach: _Optional[bool] = ...) -> None: ...
+
+class ForkRunResponse(_message.Message):
+    __slots__ = ("run_started", "step", "run_finished")
+    RUN_STARTED_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    RUN_FINISHED_FIELD_NUMBER: _ClassVar[int]
+    run_started: RunStarted
+    step: _run_pb2.ExecutionStep
+    run_finished: RunFinished
+    def __init__(self, run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., step: _Optional[_Union[_run_pb2.ExecutionStep, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ...) -> None: ...
+
+class Schedule(_message.Message):
+    __slots__ = ("agent_name", "name", "cron", "timezone", "task", "variables", "labels", "missed_ticks", "paused", "next_fire_times", "last_tick_time", "last_run_id", "paused_state_time", "paused_state_changed_by")
+    class VariablesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    MISSED_TICKS_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIRE_TIMES_FIELD_NUMBER: _ClassVar[int]
+    LAST_TICK_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_STATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_STATE_CHANGED_BY_FIELD_NUMBER: _ClassVar[int]
+    agent_name: str
+    name: str
+    cron: str
+    timezone: str
+    task: str
+    variables: _containers.ScalarMap[str, str]
+    labels: _containers.ScalarMap[str, str]
+    missed_ticks: MissedTickPolicy
+    paused: bool
+    next_fire_times: _containers.RepeatedCompositeFieldContainer[_timestamp_pb2.Timestamp]
+    last_tick_time: _timestamp_pb2.Timestamp
+    last_run_id: str
+    paused_state_time: _timestamp_pb2.Timestamp
+    paused_state_changed_by: str
+    def __init__(self, agent_name: _Optional[str] = ..., name: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., task: _Optional[str] = ..., variables: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., missed_ticks: _Optional[_Union[MissedTickPolicy, str]] = ..., paused: _Optional[bool] = ..., next_fire_times: _Optional[_Iterable[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]]] = ..., last_tick_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_run_id: _Optional[str] = ..., paused_state_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paused_state_changed_by: _Optional[str] = ...) -> None: ...
+
+class ListSchedulesRequest(_message.Message):
+    __slots__ = ("agent_name", "next_fire_time_count")
+    AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIRE_TIME_COUNT_FIELD_NUMBER: _ClassVar[int]
+    agent_name: str
+    next_fire_time_count: int
+    def __init__(self, agent_name: _Optional[str] = ..., next_fire_time_count: _Optional[int] = ...) -> None: ...
+
+class ListSchedulesResponse(_message.Message):
+    __slots__ = ("schedules",)
+    SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    schedules: _containers.RepeatedCompositeFieldContainer[Schedule]
+    def __init__(self, schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...
+
+class PauseScheduleRequest(_message.Message):
+    __slots__ = ("agent_name", "schedule_name")
+    AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_NAME_FIELD_NUMBER: _ClassVar[int]
+    agent_name: str
+    schedule_name: str
+    def __init__(self, agent_name: _Optional[str] = ..., schedule_name: _Optional[str] = ...) -> None: ...
+
+class PauseScheduleResponse(_message.Message):
+    __slots__ = ("schedules",)
+    SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    schedules: _containers.RepeatedCompositeFieldContainer[Schedule]
+    def __init__(self, schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...
+
+class ResumeScheduleRequest(_message.Message):
+    __slots__ = ("agent_name", "schedule_name")
+    AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_NAME_FIELD_NUMBER: _ClassVar[int]
+    agent_name: str
+    schedule_name: str
+    def __init__(self, agent_name: _Optional[str] = ..., schedule_name: _Optional[str] = ...) -> None: ...
+
+class ResumeScheduleResponse(_message.Message):
+    __slots__ = ("schedules",)
+    SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    schedules: _containers.RepeatedCompositeFieldContainer[Schedule]
+    def __init__(self, schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...

@@ -56,6 +56,26 @@ class ExecutionServiceStub:
                 request_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListAgentsRequest.SerializeToString,
                 response_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListAgentsResponse.FromString,
                 _registered_method=True)
+        self.ForkRun = channel.unary_stream(
+                '/agentrun.execution.v1.ExecutionService/ForkRun',
+                request_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ForkRunRequest.SerializeToString,
+                response_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ForkRunResponse.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/agentrun.execution.v1.ExecutionService/ListSchedules',
+                request_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.PauseSchedule = channel.unary_unary(
+                '/agentrun.execution.v1.ExecutionService/PauseSchedule',
+                request_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.PauseScheduleRequest.SerializeToString,
+                response_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.PauseScheduleResponse.FromString,
+                _registered_method=True)
+        self.ResumeSchedule = channel.unary_unary(
+                '/agentrun.execution.v1.ExecutionService/ResumeSchedule',
+                request_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ResumeScheduleRequest.SerializeToString,
+                response_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ResumeScheduleResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -93,6 +113,40 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForkRun(self, request, context):
+        """Start a new run that replays a finished run (the caller's own) up to one of its steps, reusing its recorded
+        model replies and tool results (no model or tool call of that part is made again), then continues live with the
+        overrides applied. Streams like ExecuteAgent; the new run records forked_from. An unknown run or another user's is
+        NOT_FOUND; a from_sequence outside the run's forkable steps or an override naming no tool call of the replayed
+        part is INVALID_ARGUMENT; a run that has not finished is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """The schedules the loaded agents declare, with their shared state (paused, last tick, from RunsService) and
+        their next fire times. UNAVAILABLE when RunsService cannot answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSchedule(self, request, context):
+        """Pauses a schedule (or every schedule of an agent) on every replica: its ticks start no run until resumed.
+        Reserved to admins. An agent or schedule that is not declared is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSchedule(self, request, context):
+        """Resumes a paused schedule (or every schedule of an agent). Ticks that passed while it was paused are not run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +169,26 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.ListAgents,
                     request_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListAgentsRequest.FromString,
                     response_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListAgentsResponse.SerializeToString,
+            ),
+            'ForkRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.ForkRun,
+                    request_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ForkRunRequest.FromString,
+                    response_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ForkRunResponse.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'PauseSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSchedule,
+                    request_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.PauseScheduleRequest.FromString,
+                    response_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.PauseScheduleResponse.SerializeToString,
+            ),
+            'ResumeSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSchedule,
+                    request_deserializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ResumeScheduleRequest.FromString,
+                    response_serializer=agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ResumeScheduleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -226,6 +300,114 @@ class ExecutionService:
             '/agentrun.execution.v1.ExecutionService/ListAgents',
             agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListAgentsRequest.SerializeToString,
             agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListAgentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForkRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/agentrun.execution.v1.ExecutionService/ForkRun',
+            agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ForkRunRequest.SerializeToString,
+            agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ForkRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentrun.execution.v1.ExecutionService/ListSchedules',
+            agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListSchedulesRequest.SerializeToString,
+            agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentrun.execution.v1.ExecutionService/PauseSchedule',
+            agentrun_dot_execution_dot_v1_dot_execution__service__pb2.PauseScheduleRequest.SerializeToString,
+            agentrun_dot_execution_dot_v1_dot_execution__service__pb2.PauseScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentrun.execution.v1.ExecutionService/ResumeSchedule',
+            agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ResumeScheduleRequest.SerializeToString,
+            agentrun_dot_execution_dot_v1_dot_execution__service__pb2.ResumeScheduleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,13 @@ class StatsGroupBy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STATS_GROUP_BY_DAY: _ClassVar[StatsGroupBy]
     STATS_GROUP_BY_STATUS: _ClassVar[StatsGroupBy]
     STATS_GROUP_BY_SESSION: _ClassVar[StatsGroupBy]
+
+class ScheduleTickClaim(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCHEDULE_TICK_CLAIM_UNSPECIFIED: _ClassVar[ScheduleTickClaim]
+    SCHEDULE_TICK_CLAIM_CLAIMED: _ClassVar[ScheduleTickClaim]
+    SCHEDULE_TICK_CLAIM_ALREADY_CLAIMED: _ClassVar[ScheduleTickClaim]
+    SCHEDULE_TICK_CLAIM_PAUSED: _ClassVar[ScheduleTickClaim]
 RUN_VIEW_UNSPECIFIED: RunView
 RUN_VIEW_BASIC: RunView
 RUN_VIEW_FULL: RunView
@@ -53,6 +60,10 @@ STATS_GROUP_BY_USER: StatsGroupBy
 STATS_GROUP_BY_DAY: StatsGroupBy
 STATS_GROUP_BY_STATUS: StatsGroupBy
 STATS_GROUP_BY_SESSION: StatsGroupBy
+SCHEDULE_TICK_CLAIM_UNSPECIFIED: ScheduleTickClaim
+SCHEDULE_TICK_CLAIM_CLAIMED: ScheduleTickClaim
+SCHEDULE_TICK_CLAIM_ALREADY_CLAIMED: ScheduleTickClaim
+SCHEDULE_TICK_CLAIM_PAUSED: ScheduleTickClaim
 
 class RecordRunRequest(_message.Message):
     __slots__ = ("run",)
@@ -323,3 +334,71 @@ class ListSessionsResponse(_message.Message):
     sessions: _containers.RepeatedCompositeFieldContainer[Session]
     next_page_token: str
     def __init__(self, sessions: _Optional[_Iterable[_Union[Session, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ClaimScheduleTickRequest(_message.Message):
+    __slots__ = ("schedule", "tick_time", "replica", "run_id")
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    TICK_TIME_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    schedule: str
+    tick_time: _timestamp_pb2.Timestamp
+    replica: str
+    run_id: str
+    def __init__(self, schedule: _Optional[str] = ..., tick_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replica: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+
+class ClaimScheduleTickResponse(_message.Message):
+    __slots__ = ("outcome", "run_id", "replica")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    outcome: ScheduleTickClaim
+    run_id: str
+    replica: str
+    def __init__(self, outcome: _Optional[_Union[ScheduleTickClaim, str]] = ..., run_id: _Optional[str] = ..., replica: _Optional[str] = ...) -> None: ...
+
+class ListScheduleStatesRequest(_message.Message):
+    __slots__ = ("schedules",)
+    SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    schedules: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, schedules: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ScheduleState(_message.Message):
+    __slots__ = ("schedule", "paused", "paused_state_time", "paused_state_changed_by", "last_tick_time", "last_run_id", "last_replica")
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_STATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_STATE_CHANGED_BY_FIELD_NUMBER: _ClassVar[int]
+    LAST_TICK_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_REPLICA_FIELD_NUMBER: _ClassVar[int]
+    schedule: str
+    paused: bool
+    paused_state_time: _timestamp_pb2.Timestamp
+    paused_state_changed_by: str
+    last_tick_time: _timestamp_pb2.Timestamp
+    last_run_id: str
+    last_replica: str
+    def __init__(self, schedule: _Optional[str] = ..., paused: _Optional[bool] = ..., paused_state_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paused_state_changed_by: _Optional[str] = ..., last_tick_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_run_id: _Optional[str] = ..., last_replica: _Optional[str] = ...) -> None: ...
+
+class ListScheduleStatesResponse(_message.Message):
+    __slots__ = ("states",)
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    states: _containers.RepeatedCompositeFieldContainer[ScheduleState]
+    def __init__(self, states: _Optional[_Iterable[_Union[ScheduleState, _Mapping]]] = ...) -> None: ...
+
+class SetSchedulePausedRequest(_message.Message):
+    __slots__ = ("schedule", "paused", "changed_by")
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_BY_FIELD_NUMBER: _ClassVar[int]
+    schedule: str
+    paused: bool
+    changed_by: str
+    def __init__(self, schedule: _Optional[str] = ..., paused: _Optional[bool] = ..., changed_by: _Optional[str] = ...) -> None: ...
+
+class SetSchedulePausedResponse(_message.Message):
+    __slots__ = ("state",)
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    state: ScheduleState
+    def __init__(self, state: _Optional[_Union[ScheduleState, _Mapping]] = ...) -> None: ...

@@ -86,6 +86,21 @@ class RunsServiceStub:
                 request_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListSessionsRequest.SerializeToString,
                 response_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListSessionsResponse.FromString,
                 _registered_method=True)
+        self.ClaimScheduleTick = channel.unary_unary(
+                '/agentrun.runs.v1.RunsService/ClaimScheduleTick',
+                request_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ClaimScheduleTickRequest.SerializeToString,
+                response_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ClaimScheduleTickResponse.FromString,
+                _registered_method=True)
+        self.ListScheduleStates = channel.unary_unary(
+                '/agentrun.runs.v1.RunsService/ListScheduleStates',
+                request_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListScheduleStatesRequest.SerializeToString,
+                response_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListScheduleStatesResponse.FromString,
+                _registered_method=True)
+        self.SetSchedulePaused = channel.unary_unary(
+                '/agentrun.runs.v1.RunsService/SetSchedulePaused',
+                request_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.SetSchedulePausedRequest.SerializeToString,
+                response_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.SetSchedulePausedResponse.FromString,
+                _registered_method=True)
 
 
 class RunsServiceServicer:
@@ -171,6 +186,32 @@ class RunsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClaimScheduleTick(self, request, context):
+        """Scheduled runs (docs/agents.md, "Schedules"): claims one tick of a schedule for one run. Every ExecutionService
+        replica asks for every tick; exactly one is answered CLAIMED (a unique key on schedule and tick time), the
+        others ALREADY_CLAIMED; a paused schedule is answered PAUSED and nothing is stored. Reserved to the execution
+        service and admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListScheduleStates(self, request, context):
+        """The shared state of schedules: paused or not, and the last tick claimed. A schedule never claimed nor paused
+        has no state (it is absent from the response). Reserved to the execution service and admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSchedulePaused(self, request, context):
+        """Pauses or resumes a schedule for every replica. Reserved to the execution service and admins (people pause
+        schedules through ExecutionService.PauseSchedule, which checks the agent declares the schedule).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -223,6 +264,21 @@ def add_RunsServiceServicer_to_server(servicer, server):
                     servicer.ListSessions,
                     request_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListSessionsRequest.FromString,
                     response_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'ClaimScheduleTick': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimScheduleTick,
+                    request_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ClaimScheduleTickRequest.FromString,
+                    response_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ClaimScheduleTickResponse.SerializeToString,
+            ),
+            'ListScheduleStates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListScheduleStates,
+                    request_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListScheduleStatesRequest.FromString,
+                    response_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListScheduleStatesResponse.SerializeToString,
+            ),
+            'SetSchedulePaused': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSchedulePaused,
+                    request_deserializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.SetSchedulePausedRequest.FromString,
+                    response_serializer=agentrun_dot_runs_dot_v1_dot_runs__service__pb2.SetSchedulePausedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -496,6 +552,87 @@ class RunsService:
             '/agentrun.runs.v1.RunsService/ListSessions',
             agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListSessionsRequest.SerializeToString,
             agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimScheduleTick(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentrun.runs.v1.RunsService/ClaimScheduleTick',
+            agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ClaimScheduleTickRequest.SerializeToString,
+            agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ClaimScheduleTickResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListScheduleStates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentrun.runs.v1.RunsService/ListScheduleStates',
+            agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListScheduleStatesRequest.SerializeToString,
+            agentrun_dot_runs_dot_v1_dot_runs__service__pb2.ListScheduleStatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSchedulePaused(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentrun.runs.v1.RunsService/SetSchedulePaused',
+            agentrun_dot_runs_dot_v1_dot_runs__service__pb2.SetSchedulePausedRequest.SerializeToString,
+            agentrun_dot_runs_dot_v1_dot_runs__service__pb2.SetSchedulePausedResponse.FromString,
             options,
             channel_credentials,
             insecure,
