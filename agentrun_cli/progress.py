@@ -25,6 +25,8 @@ CallKey = tuple[str, str]
 
 @dataclass
 class RunProgress:
+    # Set when the run had to wait in the execution service's queue (run_queued came first).
+    queued: ex_pb2.RunQueued | None = None
     started: ex_pb2.RunStarted | None = None
     finished: ex_pb2.RunFinished | None = None
     # The run's own last step (its children's steps, depth > 0, are numbered in their own runs).
@@ -43,7 +45,13 @@ class RunProgress:
     def run_id(self) -> str:
         if self.started is not None:
             return self.started.run_id
+        if self.queued is not None:
+            return self.queued.run_id
         return self.finished.run_id if self.finished is not None else ""
+
+    @property
+    def waiting_in_queue(self) -> bool:
+        return self.queued is not None and self.started is None and self.finished is None
 
     def elapsed(self, now: float | None = None) -> float:
         if self.finished is not None and self.finished.HasField("duration"):
@@ -52,7 +60,9 @@ class RunProgress:
 
     def apply(self, event: StreamEvent) -> None:
         kind = event.WhichOneof("event")
-        if kind == "run_started":
+        if kind == "run_queued":
+            self.queued = event.run_queued
+        elif kind == "run_started":
             self.started = event.run_started
         elif kind == "step":
             self.apply_step(event.step)

@@ -56,7 +56,9 @@ class LiveView:
     def show(self, event: StreamEvent, progress: RunProgress) -> None:
         self._progress = progress
         kind = event.WhichOneof("event")
-        if kind == "run_started":
+        if kind == "run_queued":
+            self._console.print(live_render.queued_line(event.run_queued))
+        elif kind == "run_started":
             self._console.print(live_render.started_line(event.run_started))
         elif kind == "step":
             line = live_render.live_step_line(event.step, progress)
@@ -85,7 +87,9 @@ class PlainView:
 
     def show(self, event: StreamEvent, progress: RunProgress) -> None:
         kind = event.WhichOneof("event")
-        if kind == "run_started":
+        if kind == "run_queued":
+            output.print_line(live_render.queued_plain(event.run_queued))
+        elif kind == "run_started":
             output.print_line(live_render.started_plain(event.run_started))
         elif kind == "step":
             output.print_line(st.plain_line(event.step))

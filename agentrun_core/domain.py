@@ -23,10 +23,12 @@ class RunStatus(enum.StrEnum):
     CANCELLED = "CANCELLED"
     TIMED_OUT = "TIMED_OUT"
     INTERRUPTED = "INTERRUPTED"
+    # Accepted, waiting in the execution service's admission queue for a free slot.
+    QUEUED = "QUEUED"
 
     @property
     def is_terminal(self) -> bool:
-        return self is not RunStatus.RUNNING
+        return self is not RunStatus.RUNNING and self is not RunStatus.QUEUED
 
 
 class ToolCallStatus(enum.StrEnum):
@@ -55,6 +57,8 @@ class ErrorReason(enum.StrEnum):
     MAX_STEPS_EXCEEDED = "MAX_STEPS_EXCEEDED"
     TOKEN_BUDGET_EXCEEDED = "TOKEN_BUDGET_EXCEEDED"
     RUN_TIMEOUT = "RUN_TIMEOUT"
+    # The run waited in the admission queue longer than the queue timeout and never started (status TIMED_OUT).
+    QUEUE_TIMEOUT = "QUEUE_TIMEOUT"
     CANCELLED = "CANCELLED"
     INTERRUPTED = "INTERRUPTED"
     INTERNAL = "INTERNAL"
@@ -322,6 +326,8 @@ class Run:
     cost_with_descendants: Cost | None = None
     # The largest ModelCall.context_window_used of the run (0..1).
     max_context_window_used: float = 0.0
+    # How long the run waited in the admission queue before start_time (None: it started at once).
+    queue_duration: timedelta | None = None
     # How many tool calls the run made, when tool_calls is left out (the BASIC view keeps their number here); 0
     # beside the tool calls themselves (one truth: tool_calls_made reads whichever is there).
     tool_call_count: int = 0

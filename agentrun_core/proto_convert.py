@@ -24,6 +24,7 @@ _RUN_STATUS_TO_PB = {
     d.RunStatus.CANCELLED: run_pb2.RUN_STATUS_CANCELLED,
     d.RunStatus.TIMED_OUT: run_pb2.RUN_STATUS_TIMED_OUT,
     d.RunStatus.INTERRUPTED: run_pb2.RUN_STATUS_INTERRUPTED,
+    d.RunStatus.QUEUED: run_pb2.RUN_STATUS_QUEUED,
 }
 _RUN_STATUS_FROM_PB = {v: k for k, v in _RUN_STATUS_TO_PB.items()}
 
@@ -516,6 +517,8 @@ def run_to_pb(run: d.Run) -> run_pb2.Run:
         msg.end_time.CopyFrom(timestamp_to_pb(run.end_time))
     if run.duration is not None:
         msg.duration.CopyFrom(duration_to_pb(run.duration))
+    if run.queue_duration is not None:
+        msg.queue_duration.CopyFrom(duration_to_pb(run.queue_duration))
     if run.cost is not None:
         msg.cost.CopyFrom(cost_to_pb(run.cost))
     return msg
@@ -532,6 +535,8 @@ def run_from_pb(msg: run_pb2.Run) -> d.Run:
     problem = share_problem(msg.max_context_window_used)
     if problem is not None:
         raise ConversionError("run.max_context_window_used", problem)
+    if msg.HasField("queue_duration") and (msg.queue_duration.seconds < 0 or msg.queue_duration.nanos < 0):
+        raise ConversionError("run.queue_duration", "must not be negative")
     return d.Run(
         id=msg.id,
         agent_name=msg.agent_name,
@@ -547,6 +552,9 @@ def run_from_pb(msg: run_pb2.Run) -> d.Run:
         start_time=timestamp_from_pb(msg.start_time, "run.start_time"),
         end_time=timestamp_from_pb(msg.end_time, "run.end_time") if msg.HasField("end_time") else None,
         duration=duration_from_pb(msg.duration, "run.duration") if msg.HasField("duration") else None,
+        queue_duration=duration_from_pb(msg.queue_duration, "run.queue_duration")
+        if msg.HasField("queue_duration")
+        else None,
         token_usage=token_usage_from_pb(msg.token_usage, "run.token_usage"),
         cost=cost_from_pb(msg.cost, "run.cost") if msg.HasField("cost") else None,
         steps_taken=msg.steps_taken,

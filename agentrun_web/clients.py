@@ -202,8 +202,11 @@ class ExecutionApi:
         except grpc.RpcError as exc:
             raise ServiceCallError.from_rpc(self.endpoint, "CancelRun", exc) from None
 
-    async def start_run(self, caller: Caller, request: ex_pb2.ExecuteAgentRequest) -> ex_pb2.RunStarted:
-        """ExecuteAgent with detach: waits for RunStarted, then closes the stream (the run goes on)."""
+    async def start_run(
+        self, caller: Caller, request: ex_pb2.ExecuteAgentRequest
+    ) -> ex_pb2.RunStarted | ex_pb2.RunQueued:
+        """ExecuteAgent with detach: waits for RunStarted (or RunQueued: the run waits for a slot), then closes the
+        stream (the run goes on)."""
         detached = ex_pb2.ExecuteAgentRequest()
         detached.CopyFrom(request)
         detached.detach = True
@@ -213,6 +216,8 @@ class ExecutionApi:
                 async for event in call:
                     if event.WhichOneof("event") == "run_started":
                         return event.run_started
+                    if event.WhichOneof("event") == "run_queued":
+                        return event.run_queued
         except grpc.RpcError as exc:
             raise ServiceCallError.from_rpc(self.endpoint, "ExecuteAgent", exc) from None
         except TimeoutError:

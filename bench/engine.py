@@ -18,6 +18,15 @@
 4. Step-to-client latency: from the engine recording a step (StepRecorder.record, before the step is journaled and
    handed to the stream) to the gRPC client receiving it, next to a raw grpc.aio server stream replaying the same
    messages with the same gaps, interleaved.
+5. Admission: 1,000 runs (100 with --quick) started at once against TestModel(latency_s=0.5) on a manager that
+   executes at most a tenth of them at once (AGENTRUN_MAX_CONCURRENT_RUNS): the rest wait QUEUED. Wall time against
+   the ideal (waves x model calls x 0.5 s), the most model calls in flight at once (must not exceed the limit), and
+   the queue's own cost: the gap between a run leaving its slot and the next queued run starting.
+6. Embedded vs durable, side by side (durable: AGENTRUN_EXECUTION_DATABASE_URL on a throwaway PostgreSQL database,
+   one replica in this process): process CPU per typical run and per step (3 model calls, 2 tool calls, the real
+   stack of section 2; goal: durable adds < 2 ms of CPU per step), and N concurrent typical runs (1,000; 20 with
+   --quick) with 0.5 s model calls (FakeGemini latency): wall time against the ideal 1.5 s (goal: durable within 3x).
+   Not measured here yet: the time from a replica's SIGKILL to its runs' first step elsewhere.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import asyncio
 import base64
 import contextlib
 import cProfile
+import dataclasses
 import gc
 import importlib
 import itertools
@@ -72,6 +82,7 @@ from execution_service.tools.base import ResolvedTool, ToolCallContext, ToolOutc
 from execution_service.tools.results import outcome_from_result
 from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage
 from tests.fixtures.mcp_test_server import server as mcp_test_server
+from tests.support.postgres import find_postgres
 from tests.support.stack import agent_source, running_stack, write_agents
 
 GOALS = {"overhead_ms": 1.0, "telemetry_pct": 10.0, "memory_kb": 200.0, "latency_ratio": 2.0}
@@ -103,6 +114,24 @@ class TimedModel:
             return await self._inner.generate(request)
         finally:
             self._clock.model_s += time.perf_counter() - t0
+
+
+class InFlightModel:
+    """A ModelProvider counting the calls in flight through it, and the most at once."""
+
+    def __init__(self, inner: Any) -> None:
+        self.name = inner.name
+        self._inner = inner
+        self.in_flight = 0
+        self.most = 0
+
+    async def generate(self, request: ModelRequest) -> ModelResponse:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            return await self._inner.generate(request)
+        finally:
+            self.in_flight -= 1
 
 
 class InProcessMcpTools:
@@ -169,18 +198,21 @@ def _manager(
     model: TestModel,
     sink: CountingSink,
     telemetry: Telemetry | None = None,
+    limits: ManagerLimits | None = None,
+    wrap: Callable[[Any], Any] = lambda provider: provider,
 ) -> RunManager:
-    """`telemetry`: the service's providers; by default what the service has without OTEL_* settings."""
+    """`telemetry`: the service's providers; by default what the service has without OTEL_* settings. `wrap`: a
+    wrapper around the (timed) model provider."""
     write_agents(agents_dir, {"bench": agent_source(model="test", tools=TOOLS)})
     registry = AgentRegistry(agents_dir, "test")
     registry.load()
-    provider = TimedModel(model, clock)
+    provider = wrap(TimedModel(model, clock))
     return RunManager(
         registry,
         InProcessMcpTools(client, clock),
         lambda _name: (provider, "test"),
         sink,
-        limits=ManagerLimits(max_live_runs=5000, retain_finished=10),
+        limits=limits or ManagerLimits(max_concurrent_runs=5000, retain_finished=10),
         telemetry=telemetry,
     )
 
@@ -484,6 +516,124 @@ async def bench_concurrency(quick: bool, tmp: Path) -> dict[str, Any]:
     return out
 
 
+# --- 5. admission ----------------------------------------------------------------------------------------------
+
+
+async def bench_admission(quick: bool, tmp: Path) -> dict[str, Any]:
+    header("5. Admission: N runs at once over a concurrency limit of N / 10, TestModel(latency_s=0.5)")
+    latency, calls_per_run = 0.5, 2
+    count = 100 if quick else 1000
+    limit = count // 10
+    ideal = (count // limit) * calls_per_run * latency
+    async with Client(mcp_test_server) as client:
+        clock, sink = Clock(), CountingSink(StepJournal(tmp / "live-steps-admission"))
+        counted: list[InFlightModel] = []
+
+        def wrap(provider: Any) -> InFlightModel:
+            counted.append(InFlightModel(provider))
+            return counted[-1]
+
+        limits = ManagerLimits(max_concurrent_runs=limit, max_queued_runs=count, retain_finished=count)
+        manager = _manager(
+            tmp / "agents-admission", client, clock, TestModel(latency_s=latency), sink, None, limits, wrap
+        )
+        t0 = time.perf_counter()
+        lives = [await manager.start(StartRun(agent_name="bench", task=f"t{i}", user="bench")) for i in range(count)]
+        queued = sum(1 for live in lives if live.queued is not None)
+        await asyncio.gather(*(manager.wait(live) for live in lives))
+        wall = time.perf_counter() - t0
+    finished = sorted(sink.finished, key=lambda run: run.start_time)
+    completed = sum(1 for run in finished if run.status is RunStatus.COMPLETED)
+    # A queued run starts when a run leaves its slot: the gap between the k-th start of a queued run and the k-th
+    # end of execution (a run's last step) is the hand-off's cost.
+    ends = sorted(run.execution_steps[-1].time for run in finished if run.execution_steps)
+    starts = sorted(run.start_time for run in finished if run.queue_duration is not None)
+    gaps_ms = [max((start - end).total_seconds(), 0.0) * 1000 for start, end in zip(starts, ends, strict=False)]
+    waits = sorted(run.queue_duration.total_seconds() for run in finished if run.queue_duration is not None)
+    most = counted[0].most if counted else 0
+    print(
+        f"  {count} runs, limit {limit}: {queued} queued; wall {wall:5.2f} s vs ideal {ideal:.2f} s "
+        f"({wall / ideal:4.2f}x); {completed}/{count} completed; most model calls at once {most} "
+        f"(limit held: {verdict(most <= limit)})\n"
+        f"  hand-off from a freed slot to the next run: p50 {percentile(gaps_ms, 0.5):.2f} ms, "
+        f"p95 {percentile(gaps_ms, 0.95):.2f} ms; wait in the queue p50 {percentile(waits, 0.5):.2f} s, "
+        f"max {max(waits, default=0.0):.2f} s",
+        flush=True,
+    )
+    return {"wall": wall, "ideal": ideal, "most_in_flight": most, "handoff_p50_ms": percentile(gaps_ms, 0.5)}
+
+
+# --- 6. embedded vs durable ------------------------------------------------------------------------------------
+
+
+async def _mode_figures(
+    tmp: Path, mode: str, runs: int, concurrent: int, overrides: dict[str, Any]
+) -> tuple[float, int, float, int]:
+    """(process CPU per typical run in s, steps per run, wall of `concurrent` runs at once in s, how many completed)."""
+    agents = {"bench": agent_source(model="gemini-2.5-flash", tools=TOOLS)}
+    common: dict[str, Any] = {"rate_limit_per_minute": 0.0, "max_streams_per_user": 0}
+    async with running_stack(tmp / f"modes-{mode}", agents, **common, **overrides) as stack:
+        stack.gemini.set_responder(_gemini_responder)
+        stub = stack.execution_stub()
+        for _ in range(3):  # warm-up: MCP server start, genai client, connections
+            await _execute(stub, "gemini-2.5-flash")
+        assert await stack.execution.flush_outbox(15)
+        gc.collect()
+        steps = 0
+        cpu0 = time.process_time()
+        for _ in range(runs):
+            events = await _execute(stub, "gemini-2.5-flash")
+            steps = sum(1 for e in events if e.WhichOneof("event") == "step")
+        assert await stack.execution.flush_outbox(30)
+        cpu = (time.process_time() - cpu0) / runs
+        stack.gemini.set_responder(lambda body: dataclasses.replace(_gemini_responder(body), delay_s=0.5))
+        t0 = time.perf_counter()
+        finished = await asyncio.gather(*(_execute(stub, "gemini-2.5-flash", f"c{i}") for i in range(concurrent)))
+        wall = time.perf_counter() - t0
+        completed = len(finished)  # _execute checks that each run completed
+    return cpu, steps, wall, completed
+
+
+async def bench_modes(quick: bool, tmp: Path) -> dict[str, Any]:
+    header("6. Embedded vs durable: CPU per typical run and per step; N typical runs at once with 0.5 s model calls")
+    runs, concurrent = (10, 20) if quick else (60, 1000)
+    ideal = 3 * 0.5
+    out: dict[str, Any] = {}
+    server, description = find_postgres()
+    modes: list[tuple[str, dict[str, Any]]] = [("embedded", {})]
+    database_url = ""
+    if server is None:
+        print(f"  durable: skipped, no PostgreSQL ({description})")
+    else:
+        database_url = server.create_database(prefix="agentrun_bench_durable")
+        modes.append(("durable", {"execution_database_url": database_url, "replica_id": "bench"}))
+    try:
+        for mode, overrides in modes:
+            cpu, steps, wall, completed = await _mode_figures(tmp, mode, runs, concurrent, overrides)
+            out[mode] = {"cpu_ms": cpu * 1e3, "steps": steps, "wall": wall, "completed": completed}
+            print(
+                f"  {mode:<9} CPU {cpu * 1e3:6.1f} ms/run, {cpu * 1e3 / max(steps, 1):5.2f} ms/step ({steps} steps); "
+                f"{concurrent} runs at once: wall {wall:5.2f} s vs ideal {ideal:.2f} s ({wall / ideal:4.2f}x), "
+                f"{completed}/{concurrent} completed",
+                flush=True,
+            )
+    finally:
+        if server is not None and database_url:
+            server.drop_database(database_url)
+            server.stop()
+    if "durable" in out:
+        embedded, durable = out["embedded"], out["durable"]
+        added = (durable["cpu_ms"] - embedded["cpu_ms"]) / max(durable["steps"], 1)
+        ratio = durable["wall"] / ideal
+        print(
+            f"  durable adds {added:.2f} ms of CPU per step (goal < 2 ms: {verdict(added < 2.0)}); "
+            f"durable wall {ratio:.2f}x the ideal (goal < 3x: {verdict(ratio < 3.0)})",
+            flush=True,
+        )
+        out["durable_added_ms_per_step"] = added
+    return out
+
+
 # --- 4. step-to-client latency ---------------------------------------------------------------------------------
 
 
@@ -580,6 +730,8 @@ async def amain(quick: bool, only: set[str]) -> None:
             ("cpu", bench_cpu_split),
             ("concurrency", bench_concurrency),
             ("latency", bench_latency),
+            ("admission", bench_admission),
+            ("modes", bench_modes),
         ]
         for key, fn in steps:
             if not only or key in only:
@@ -590,13 +742,14 @@ async def amain(quick: bool, only: set[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke mode (< 60 s)")
-    parser.add_argument("--only", action="append", choices=["overhead", "cpu", "concurrency", "latency"])
+    sections = ["overhead", "cpu", "concurrency", "latency", "admission", "modes"]
+    parser.add_argument("--only", action="append", choices=sections)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger().setLevel(logging.ERROR)
     with contextlib.suppress(KeyboardInterrupt):
         # The loop the services run on (uvloop where installed), so sections 1-3 measure what production runs.
-        event_loop.run(asyncio.wait_for(amain(args.quick, set(args.only or [])), timeout=110 if args.quick else 900))
+        event_loop.run(asyncio.wait_for(amain(args.quick, set(args.only or [])), timeout=150 if args.quick else 1800))
 
 
 if __name__ == "__main__":

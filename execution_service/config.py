@@ -90,7 +90,12 @@ class ExecutionSettings(EnvSettings):
     model_retry_max_delay_s: float = setting(20.0, "AGENTRUN_MODEL_RETRY_MAX_DELAY_S", ge=0)
     test_model_latency_s: float = setting(0.0, "AGENTRUN_TEST_MODEL_LATENCY_S", ge=0)
     max_task_bytes: int = setting(100_000, "AGENTRUN_MAX_TASK_BYTES", ge=1)
-    max_live_runs: int = setting(2000, "AGENTRUN_MAX_LIVE_RUNS", ge=1)
+    # Admission (docs/configuration.md, "Admission"): runs executing at once on this instance (the old name
+    # AGENTRUN_MAX_LIVE_RUNS is read too); runs over it wait QUEUED, at most max_queued_runs of them (0: no queue,
+    # RESOURCE_EXHAUSTED at once), each at most queue_timeout_s (0: no limit) before it ends TIMED_OUT (QUEUE_TIMEOUT).
+    max_concurrent_runs: int = setting(2000, "AGENTRUN_MAX_CONCURRENT_RUNS", "AGENTRUN_MAX_LIVE_RUNS", ge=1)
+    max_queued_runs: int = setting(10_000, "AGENTRUN_MAX_QUEUED_RUNS", ge=0)
+    queue_timeout_s: float = setting(600.0, "AGENTRUN_QUEUE_TIMEOUT_S", ge=0)
     max_parallel_tools: int = setting(8, "AGENTRUN_MAX_PARALLEL_TOOLS", ge=1)
     max_message_bytes: int = setting(4 * 1024 * 1024, "AGENTRUN_MAX_MESSAGE_BYTES", ge=1024)
     max_tool_result_bytes: int = setting(64 * 1024, "AGENTRUN_MAX_TOOL_RESULT_BYTES", ge=256)

@@ -80,6 +80,13 @@ class TooManyRuns(ExecutionError):
         self.retry_after_s = retry_after_s
 
 
+class QueueFull(TooManyRuns):
+    """Every execution slot is taken and the admission queue holds as many runs as its bound
+    (AGENTRUN_MAX_QUEUED_RUNS)."""
+
+    reason = "QUEUE_FULL"
+
+
 class TooManyStreams(TooManyRuns):
     """The caller has as many ExecuteAgent/WatchRun streams open as allowed (AGENTRUN_MAX_STREAMS_PER_USER)."""
 

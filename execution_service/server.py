@@ -277,7 +277,9 @@ async def _embedded_manager(
         redactor=Redactor(redaction_rules(settings)),
         limits=ManagerLimits(
             max_task_bytes=settings.max_task_bytes,
-            max_live_runs=settings.max_live_runs,
+            max_concurrent_runs=settings.max_concurrent_runs,
+            max_queued_runs=settings.max_queued_runs,
+            queue_timeout_s=settings.queue_timeout_s,
             max_parallel_tools=settings.max_parallel_tools,
         ),
         telemetry=telemetry,

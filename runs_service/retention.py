@@ -15,7 +15,7 @@ Which period applies to a run when several match (most specific kind first, then
 3. otherwise the default.
 So a label rule can shorten or lengthen what its agent's rule says (`label:pii=true=7d` under an agent kept 90
 days), and among rules of one kind, keeping wins over deleting. A run expires `period` after its start_time; RUNNING
-runs never expire.
+and QUEUED runs never expire.
 
 `RetentionPolicy.plans(now)` turns this into one filter per finite period, each selecting exactly the expired runs
 that period governs; runs_service.purger deletes them in the background.

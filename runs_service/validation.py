@@ -193,10 +193,12 @@ def validate_rows(rows: RunRows) -> None:
                 "run.end_time",
                 f"must not be before start_time ({end_time.isoformat()} < {start_time.isoformat()})",
             )
-    elif run["status"] != "RUNNING":
+    elif run["status"] not in ("RUNNING", "QUEUED"):
         raise InvalidArgument("run.end_time", f"must be set for a run with terminal status {run['status']}")
     if run["duration_us"] is not None:
         _check_micros("run.duration", run["duration_us"])
+    if run["queue_duration_us"] is not None:
+        _check_micros("run.queue_duration", run["queue_duration_us"])
     if run["steps_taken"] < 0:
         raise InvalidArgument("run.steps_taken", f"must not be negative, got {run['steps_taken']}")
     _check_counts("run.token_usage", run)

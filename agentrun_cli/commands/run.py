@@ -104,10 +104,13 @@ def follow_run(client: ExecutionClient, events: EventStream[StreamEvent], *, as_
 
 
 def detach_stream(stream: EventStream[StreamEvent], *, as_json: bool) -> int:
-    """Waits for run_started only: prints the run id (or that event as JSON) and leaves the run going."""
+    """Waits for run_started (or run_queued: the run waits for a slot) only: prints the run id (or that event as
+    JSON) and leaves the run going."""
     for event in stream:
-        if event.WhichOneof("event") == "run_started":
-            output.print_line(output.json_line(event) if as_json else event.run_started.run_id)
+        kind = event.WhichOneof("event")
+        if kind in ("run_started", "run_queued"):
+            run_id = event.run_started.run_id if kind == "run_started" else event.run_queued.run_id
+            output.print_line(output.json_line(event) if as_json else run_id)
             stream.cancel()
             return 0
     raise CliError("the stream ended before the run started")

@@ -13,6 +13,7 @@ from rich.text import Text
 NONE = "—"
 
 _STATUS_STYLES = {
+    run_pb2.RUN_STATUS_QUEUED: "blue",
     run_pb2.RUN_STATUS_RUNNING: "cyan",
     run_pb2.RUN_STATUS_COMPLETED: "green",
     run_pb2.RUN_STATUS_FAILED: "red",

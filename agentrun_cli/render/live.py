@@ -32,6 +32,23 @@ def started_plain(started: ex_pb2.RunStarted) -> str:
     return started_line(started).plain
 
 
+def queued_line(queued: ex_pb2.RunQueued) -> Text:
+    agent = queued.agent_name + (f"@{fmt.short_version(queued.agent_version)}" if queued.agent_version else "")
+    line = Text.assemble(("⏸ run ", "bold"), (queued.run_id, "bold blue"), f" · {agent} · queued")
+    where = f" in {queued.queue_name}" if queued.queue_name else ""
+    if queued.position:
+        line.append(f" · position {queued.position}{where}")
+    elif where:
+        line.append(f" ·{where}")
+    if queued.HasField("queue_timeout"):
+        line.append(f" · waits at most {fmt.duration(queued.queue_timeout)}", style="dim")
+    return line
+
+
+def queued_plain(queued: ex_pb2.RunQueued) -> str:
+    return queued_line(queued).plain
+
+
 def _call_label(call: run_pb2.ToolCallStarted) -> str:
     arguments = fmt.truncate(fmt.compact_json(call.arguments_json), st.ARGUMENTS_PREVIEW_CHARS)
     return f"{fmt.tool_label(call.tool_name, call.server)} {arguments}".rstrip()
@@ -95,7 +112,9 @@ def live_area(progress: RunProgress, now: float | None = None) -> RenderableType
         waited = fmt.human_seconds(max(at - flight.started_at, 0.0))
         label = Text.assemble(INDENT * flight.depth, _call_label(flight.call), (f" {waited}", "dim"))
         rows.append(Spinner("dots", text=label))
-    if progress.finished is None and not progress.in_flight:
+    if progress.waiting_in_queue:
+        rows.append(Spinner("dots", text=Text("waiting in the queue for a free slot…", style="dim")))
+    elif progress.finished is None and not progress.in_flight:
         rows.append(Spinner("dots", text=Text("waiting for the model…", style="dim")))
     rows.append(footer(progress, at))
     return Group(*rows)

@@ -36,6 +36,8 @@ def header(run: run_pb2.Run, parent: run_pb2.Run | None = None) -> Table:
     grid.add_row("start", fmt.optional_timestamp(run, "start_time"))
     grid.add_row("end", fmt.optional_timestamp(run, "end_time"))
     grid.add_row("duration", fmt.optional_duration(run, "duration"))
+    if run.HasField("queue_duration") or run.status == run_pb2.RUN_STATUS_QUEUED:
+        grid.add_row("queued", fmt.optional_duration(run, "queue_duration") + " in the queue before start")
     grid.add_row("trace id", run.trace_id or fmt.NONE)
     if run.session_id:
         grid.add_row("session", run.session_id)

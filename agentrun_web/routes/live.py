@@ -27,6 +27,7 @@ from agentrun_web.clients import Caller, ServiceCallError, Services
 from agentrun_web.rendering import Renderer
 from agentrun_web.security import caller_of, settings_of
 from agentrun_web.views import live_events
+from agentrun_web.views.run_details import started_from_queued
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +123,13 @@ async def _run_events(request: Request, caller: Caller, run_id: str, start: int)
                 return
             assert isinstance(item, ex_pb2.WatchRunResponse)
             kind = item.WhichOneof("event")
-            if kind == "run_started":
+            if kind == "run_queued":
+                # Until it starts (or ends in the queue), what the run is as far as RunQueued tells.
+                started = started_from_queued(item.run_queued)
+                yield "queued", live_events.queued_event(renderer, item.run_queued), None
+            elif kind == "run_started":
                 started = item.run_started
-                yield "started", live_events.started_event(started), None
+                yield "started", live_events.started_event(renderer, started), None
             elif kind == "step" and item.step.depth > 0 and started is not None:
                 # A sub-agent run's step, carried in this stream: shown under the call that started it, without an
                 # SSE id (the id a reconnecting browser resumes from is the run's own last step).

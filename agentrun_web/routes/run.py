@@ -23,7 +23,7 @@ from agentrun_web.clients import Caller, ServiceCallError, Services
 from agentrun_web.rendering import Renderer
 from agentrun_web.security import caller_of, checked_form, settings_of, wants_fragment
 from agentrun_web.views import waterfall as wf
-from agentrun_web.views.run_details import run_from_started, run_page
+from agentrun_web.views.run_details import run_from_queued, run_from_started, run_page
 from agentrun_web.views.steps import find_steps
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,11 @@ CANCEL_NOTICES = {
 _NO_STEPS = 2**31 - 1
 
 
-async def _live_run_started(services: Services, caller: Caller, run_id: str) -> ex_pb2.RunStarted | None:
-    """RunStarted of a run live on ExecutionService, or None (not live there, another user's, or unreachable)."""
+async def _live_run_started(
+    services: Services, caller: Caller, run_id: str
+) -> ex_pb2.RunStarted | ex_pb2.RunQueued | None:
+    """RunStarted (RunQueued while it waits for a slot) of a run live on ExecutionService, or None (not live there,
+    another user's, or unreachable)."""
     try:
         async with (
             asyncio.timeout(LIVE_PROBE_TIMEOUT_S),
@@ -49,6 +52,8 @@ async def _live_run_started(services: Services, caller: Caller, run_id: str) -> 
             async for event in events:  # closed on return: the stream ends at once
                 if event.WhichOneof("event") == "run_started":
                     return event.run_started
+                if event.WhichOneof("event") == "run_queued":
+                    return event.run_queued
     except ServiceCallError as exc:
         if exc.code is not grpc.StatusCode.NOT_FOUND:
             log.info("could not ask ExecutionService about a run RunsService does not know", extra=exc.log_context())
@@ -71,6 +76,8 @@ async def load_run(services: Services, caller: Caller, run_id: str) -> tuple[run
         started = await _live_run_started(services, caller, run_id)
         if started is None:
             raise
+        if isinstance(started, ex_pb2.RunQueued):
+            return runs_pb2.GetRunResponse(run=run_from_queued(started)), False
         return runs_pb2.GetRunResponse(run=run_from_started(started)), False
 
 

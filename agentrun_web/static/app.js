@@ -200,7 +200,7 @@
 
     // How the page hears of its run: through the shared worker (one connection for every live tab of this browser,
     // static/live-worker.js), else through an EventSource of its own (/runs/{id}/events). Either way the page is told
-    // open / lost / problem / started / step / child_step (a sub-agent run's step) / finished / gone.
+    // open / lost / problem / queued / started / step / child_step (a sub-agent run's step) / finished / gone.
     function liveChannel(from, on) {
       if (window.SharedWorker) {
         try {
@@ -233,11 +233,11 @@
         const pass = (type) => (event) => {
           const data = JSON.parse(event.data);
           if (type === "step") next = Math.max(next, data.seq + 1);
-          if (type === "step" || type === "started") failures = 0;
+          if (type === "step" || type === "started" || type === "queued") failures = 0;
           if (type === "finished" || type === "gone") stream.close();
           on[type]?.({ type, data });
         };
-        for (const type of ["started", "step", "child_step", "finished", "gone"]) stream.addEventListener(type, pass(type));
+        for (const type of ["queued", "started", "step", "child_step", "finished", "gone"]) stream.addEventListener(type, pass(type));
         stream.addEventListener("problem", (event) => {
           on.problem?.({ data: JSON.parse(event.data) });
           retry(JSON.parse(event.data).message);
@@ -292,8 +292,19 @@
           say(data.message, "ended");
           if (state) state.insertAdjacentHTML("beforeend", ` <a href="${location.pathname}">show the stored run</a>`);
         },
-        started: () => {
+        // A run waiting in ExecutionService's queue: its QUEUED badge and its place, until it starts.
+        queued: ({ data }) => {
           hear();
+          document.getElementById("run-status").innerHTML = data.status_html;
+          run.dataset.queued = String(data.position);
+          say(data.message);
+        },
+        started: ({ data }) => {
+          hear();
+          if (run.dataset.queued !== undefined) {
+            document.getElementById("run-status").innerHTML = data.status_html;
+            delete run.dataset.queued;
+          }
           say("live: steps appear as they happen");
         },
         step: ({ data }) => {

@@ -54,11 +54,11 @@ function open() {
     const watcher = watchers.get(data.run);
     if (!watcher) return;
     if (type === "step") watcher.from = Math.max(watcher.from, data.seq + 1);
-    if (type === "step" || type === "started") failures = 0;
+    if (type === "step" || type === "started" || type === "queued") failures = 0;
     post(watcher.ports, { type, data });
     if (type === "finished" || type === "gone") watchers.delete(data.run);
   };
-  for (const type of ["started", "step", "child_step", "finished", "gone"]) stream.addEventListener(type, forward(type));
+  for (const type of ["queued", "started", "step", "child_step", "finished", "gone"]) stream.addEventListener(type, forward(type));
   // The service broke this run's stream (the others go on): say so, and ask again after a backoff.
   stream.addEventListener("problem", (event) => {
     const data = JSON.parse(event.data);

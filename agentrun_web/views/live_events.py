@@ -1,7 +1,9 @@
 """What the live run page receives for each WatchRun event: the pieces of the page it adds or replaces, rendered by
 the same templates as the finished run's page (so a live run and its stored record look the same).
 
-- `started`: the run's start time (bars are placed relative to it).
+- `queued`: the run waits in ExecutionService's admission queue (its place, the queue, how long it may wait, and
+  its QUEUED status badge).
+- `started`: the run's start time (bars are placed relative to it) and its RUNNING status badge.
 - `step` (the SSE id is the step's sequence, so a reconnecting browser resumes after the last step it has): the
   step's row, its details for the side pane, a new waterfall bar (model call, tool call started) or the end of a
   tool call's bar (tool result: its duration and state), and a model call's token usage to add to the cards.
@@ -20,16 +22,36 @@ from google.protobuf import timestamp_pb2
 from agentrun_web.rendering import Renderer
 from agentrun_web.views import format as fmt
 from agentrun_web.views import waterfall as wf
-from agentrun_web.views.run_details import TOKEN_CARDS, run_from_finished, run_page
+from agentrun_web.views.run_details import TOKEN_CARDS, run_from_finished, run_from_queued, run_from_started, run_page
 from agentrun_web.views.steps import kind_of, step_row
 
 
-def started_event(started: ex_pb2.RunStarted) -> dict[str, Any]:
+def started_event(renderer: Renderer, started: ex_pb2.RunStarted) -> dict[str, Any]:
+    page = run_page(run_from_started(started), trace_link="")
     return {
         "run_id": started.run_id,
         "start": fmt.iso(started.start_time) if started.HasField("start_time") else "",
         "agent": started.agent_name,
         "model": started.model_name,
+        "status": page.status,
+        "status_html": renderer.fragment("_run_status.html", page=page),
+    }
+
+
+def queued_event(renderer: Renderer, queued: ex_pb2.RunQueued) -> dict[str, Any]:
+    page = run_page(run_from_queued(queued), trace_link="")
+    where = f"in queue {queued.queue_name}" if queued.queue_name else ""
+    place = f"position {queued.position} {where}".strip() if queued.position else where
+    limit = ""
+    if queued.HasField("queue_timeout"):
+        limit = f"; it waits at most {fmt.human_seconds(fmt.seconds(queued.queue_timeout))}"
+    return {
+        "run_id": queued.run_id,
+        "position": queued.position,
+        "queue": queued.queue_name,
+        "message": f"queued ({place}): the run starts when an execution slot frees{limit}",
+        "status": page.status,
+        "status_html": renderer.fragment("_run_status.html", page=page),
     }
 
 

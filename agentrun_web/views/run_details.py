@@ -187,6 +187,27 @@ def run_from_started(started: ex_pb2.RunStarted) -> run_pb2.Run:
     )
 
 
+def started_from_queued(queued: ex_pb2.RunQueued) -> ex_pb2.RunStarted:
+    """The run as far as RunQueued tells, as a RunStarted at its enqueue time (a run that ends in the queue has no
+    RunStarted)."""
+    return ex_pb2.RunStarted(
+        run_id=queued.run_id,
+        agent_name=queued.agent_name,
+        agent_version=queued.agent_version,
+        model_name=queued.model_name,
+        start_time=queued.enqueue_time,
+        trace_id=queued.trace_id,
+        user=queued.user,
+    )
+
+
+def run_from_queued(queued: ex_pb2.RunQueued) -> run_pb2.Run:
+    """A QUEUED run as far as RunQueued tells (RunsService has not stored it yet)."""
+    run = run_from_started(started_from_queued(queued))
+    run.status = run_pb2.RUN_STATUS_QUEUED
+    return run
+
+
 def run_from_finished(started: ex_pb2.RunStarted, finished: ex_pb2.RunFinished) -> run_pb2.Run:
     """The ended run as the event stream tells it (what the live page shows the moment it ends)."""
     run = run_from_started(started)

@@ -22,7 +22,14 @@ from execution_service.agents.loader import SUB_AGENT_PREFIX
 from execution_service.agents.spec import AgentLoadProblem, AgentSpec
 from execution_service.api.schedules_convert import schedule_spec_to_pb
 from execution_service.engine.composition import ForkRequest
-from execution_service.engine.events import EncodedEvent, RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
+from execution_service.engine.events import (
+    EncodedEvent,
+    RunEvent,
+    RunFinishedEvent,
+    RunQueuedEvent,
+    RunStartedEvent,
+    StepEvent,
+)
 from execution_service.errors import InvalidRequest
 from execution_service.history.replay import ForkOverrides
 
@@ -44,6 +51,21 @@ def event_response(cls: type[EventResponse], event: RunEvent) -> EventResponse:
 def event_fields(event: RunEvent) -> dict[str, Any]:
     """The oneof field for an event, shared by ExecuteAgentResponse, WatchRunResponse and ForkRunResponse."""
     match event:
+        case RunQueuedEvent():
+            queued = pb.RunQueued(
+                run_id=event.run_id,
+                agent_name=event.agent_name,
+                agent_version=event.agent_version,
+                model_name=event.model_name,
+                enqueue_time=timestamp_to_pb(event.enqueue_time),
+                position=event.position,
+                queue_name=event.queue_name,
+                trace_id=event.trace_id,
+                user=event.user,
+            )
+            if event.queue_timeout is not None:
+                queued.queue_timeout.CopyFrom(duration_to_pb(event.queue_timeout))
+            return {"run_queued": queued}
         case RunStartedEvent():
             started = pb.RunStarted(
                 run_id=event.run_id,

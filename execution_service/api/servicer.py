@@ -72,7 +72,7 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
             return
         try:
             try:
-                live = await self._manager.start(
+                live = await self._manager.start_or_attach(
                     StartRun(
                         agent_name=request.agent_name,
                         task=request.task,
@@ -211,5 +211,10 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         except asyncio.CancelledError:
             if not detach and not live.is_finished:
                 log.info("client disconnected: cancelling its run", extra={"run_id": live.run_id})
-                self._manager.cancel(live.run_id)
+                try:
+                    self._manager.cancel(live.run_id)
+                except RunNotFound:
+                    # Durable mode: a run another replica executes (a retried ExecuteAgent reattached to it) is
+                    # cancelled only by CancelRun.
+                    log.info("the run executes on another replica; it goes on", extra={"run_id": live.run_id})
             raise

@@ -13,20 +13,48 @@ tool calls of one turn run one after another (DurableExecution passes max_parall
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
 
 from dbos import DBOS
 
 from agentrun_core.domain import ErrorReason, ModelAttempt
+from execution_service.durable.recorder import replayed_timing
 from execution_service.engine.live_run import LiveRun
+from execution_service.engine.step_recorder import utc_now
 from execution_service.model.base import ModelError, ModelProvider, ModelRequest, ModelResponse
 from execution_service.tools.base import ResolvedTool, ToolCallContext, ToolOutcome, ToolProvider, current_tool_call_id
 from execution_service.tools.request_meta import IDEMPOTENCY_KEY, tool_request_meta
 
 MODEL_STEP = "agentrun.model_call"
 TOOL_STEP = "agentrun.tool_call"
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Timed(Generic[T]):
+    """A call's result with when it started and how long it took, checkpointed together: a resumed run that gets the
+    result back records the call's own time, not the time of its replay (the clock is an effect too)."""
+
+    value: T
+    started: datetime
+    duration: timedelta
+
+
+async def _timed(call: Awaitable[T]) -> Timed[T]:
+    started, clock = utc_now(), time.perf_counter()
+    value = await call
+    return Timed(value, started, timedelta(seconds=time.perf_counter() - clock))
+
+
+def _note_replayed(timed: Timed[Any], asked_at: datetime) -> None:
+    """Tells the recorder the call's checkpointed timing when the result comes from an earlier execution."""
+    replayed_timing.set((timed.started, timed.duration) if timed.started < asked_at else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,13 +118,18 @@ class DurableModelProvider:
 
     async def generate(self, request: ModelRequest) -> ModelResponse:
         await self._flush()
-        result = await DBOS.run_step_async({"name": MODEL_STEP}, self._generate, request)
-        if isinstance(result, ModelFailure):
-            raise result.error()
-        return result
+        asked_at = utc_now()
+        timed = await DBOS.run_step_async({"name": MODEL_STEP}, self._generate, request)
+        _note_replayed(timed, asked_at)
+        if isinstance(timed.value, ModelFailure):
+            raise timed.value.error()
+        return timed.value
 
-    async def _generate(self, request: ModelRequest) -> ModelResponse | ModelFailure:
+    async def _generate(self, request: ModelRequest) -> Timed[ModelResponse | ModelFailure]:
         self._gate.check()
+        return await _timed(self._answer(request))
+
+    async def _answer(self, request: ModelRequest) -> ModelResponse | ModelFailure:
         try:
             return await self._inner.generate(request)
         except ModelError as exc:
@@ -119,12 +152,17 @@ class DurableToolProvider:
         """`context` is not needed: sub-agents (the tools that need it) do not run in the durable mode."""
         await self._flush()
         key = f"{self._run_id}:{current_tool_call_id.get()}"
-        return await DBOS.run_step_async({"name": TOOL_STEP}, self._call, tool, arguments, timeout_s, key)
+        asked_at = utc_now()
+        timed = await DBOS.run_step_async({"name": TOOL_STEP}, self._call, tool, arguments, timeout_s, key)
+        _note_replayed(timed, asked_at)
+        return timed.value
 
-    async def _call(self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float, key: str) -> ToolOutcome:
+    async def _call(
+        self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float, key: str
+    ) -> Timed[ToolOutcome]:
         self._gate.check()
         token = tool_request_meta.set({IDEMPOTENCY_KEY: key})
         try:
-            return await self._inner.call(tool, arguments, timeout_s)
+            return await _timed(self._inner.call(tool, arguments, timeout_s))
         finally:
             tool_request_meta.reset(token)

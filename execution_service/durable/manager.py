@@ -11,15 +11,16 @@ from typing import Any
 
 from dbos import DBOS
 
-from agentrun_core.domain import Run, RunResumed, RunStatus
+from agentrun_core.domain import ErrorReason, Run, RunResumed, RunStatus
 from agentrun_core.echo import shown
+from agentrun_core.ids import run_id_problem
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.durable.cancellation import CancelRequests
 from execution_service.durable.effects import CancelGate, DurableModelProvider, DurableToolProvider
 from execution_service.durable.publishing import RunPublisher
 from execution_service.durable.recorder import DurableStepRecorder
 from execution_service.durable.runtime import DurableRuntime
-from execution_service.durable.stream import StreamPrefix, StreamWriter, read_prefix, remote_run
+from execution_service.durable.stream import StreamPrefix, StreamWriter, has_finished, read_prefix, remote_run
 from execution_service.durable.workflow import DurableRunInput
 from execution_service.engine.composition import RunSetup
 from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
@@ -28,8 +29,8 @@ from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.manager import RunManager, StartRun, _terminal_run
 from execution_service.engine.outcomes import LoopOutcome
 from execution_service.engine.step_recorder import utc_now
-from execution_service.errors import RunAlreadyFinished, RunNotFound
-from execution_service.model.base import ModelProvider
+from execution_service.errors import RunAlreadyExists, RunAlreadyFinished, RunNotFound, TooManyRuns
+from execution_service.model.base import ModelError, ModelProvider
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,17 @@ class DurableRunManager(RunManager):
 
     # --- start -----------------------------------------------------------------------------------------------
 
+    async def start_or_attach(self, request: StartRun) -> FollowedRun:
+        """An ExecuteAgent retried with the run id of a run another replica executes (its client lost that replica)
+        follows that run, like a retry on the replica that runs it."""
+        if request.run_id and self.find(request.run_id) is None and run_id_problem(request.run_id) is None:
+            remote = await remote_run(request.run_id, wait_s=1.0)
+            if remote is not None:
+                if remote.user != request.user:
+                    raise RunAlreadyExists(request.run_id)
+                return remote
+        return await self.start(request)
+
     async def _begin(
         self,
         run_id: str,
@@ -70,6 +82,14 @@ class DurableRunManager(RunManager):
         model_name: str,
         setup: RunSetup,
     ) -> LiveRun:
+        # Admission in this mode is still a bound, not a queue: the shared DBOS queue (QUEUED runs across replicas,
+        # a global limit) is not wired yet (docs/deployment.md, "Admission and queues").
+        if len(self._live) >= self._limits.max_concurrent_runs:
+            raise TooManyRuns(
+                f"{len(self._live)} runs are in progress on this replica (AGENTRUN_MAX_CONCURRENT_RUNS="
+                f"{self._limits.max_concurrent_runs}); in durable mode a run over the limit is refused rather than "
+                "queued: retry later, or on another replica"
+            )
         started = RunStartedEvent(
             run_id=run_id,
             agent_name=agent.name,
@@ -131,14 +151,22 @@ class DurableRunManager(RunManager):
         if fresh:
             self._publish_running(run)
         gate = CancelGate(live)
-        provider = DurableModelProvider(self._providers(run.model)[0], writer.flush, gate)
-        tools = DurableToolProvider(self._tools, run.run_id, writer.flush, gate)
-        used = (prefix.steps[-1].time - run.base.start_time).total_seconds() if prefix.steps else 0.0
-        timeout_s = max(run.agent.limits.run_timeout_s - used, 0.001)
-        traced = RunTelemetry.noop()
-        outcome = await self._outcome(
-            live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, 1, run.setup
-        )
+        try:
+            model = self._providers(run.model)[0]
+        except ModelError as exc:  # a replica configured unlike the one that started the run (no Gemini key...)
+            log.error("this replica cannot run the run's model", extra={"run_id": run.run_id, "model": run.model})
+            outcome = LoopOutcome.failed(
+                ErrorReason.MODEL_REQUEST_INVALID, f"replica {self.replica} cannot run model {run.model}: {exc.message}"
+            )
+        else:
+            provider = DurableModelProvider(model, writer.flush, gate)
+            tools = DurableToolProvider(self._tools, run.run_id, writer.flush, gate)
+            used = (prefix.steps[-1].time - run.base.start_time).total_seconds() if prefix.steps else 0.0
+            timeout_s = max(run.agent.limits.run_timeout_s - used, 0.001)
+            traced = RunTelemetry.noop()
+            outcome = await self._outcome(
+                live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, 1, run.setup
+            )
         await asyncio.shield(self._finish_durable(run, live, recorder, writer, outcome))
 
     def _cancelled_outcome(self, live: LiveRun) -> LoopOutcome:
@@ -211,7 +239,7 @@ class DurableRunManager(RunManager):
         if remote is None or (user is not None and remote.user != user):
             return await super().cancel_anywhere(run_id, after_turn=after_turn, user=user)
         status = await DBOS.get_workflow_status_async(run_id)
-        if status is not None and status.status in _TERMINAL_WORKFLOW_STATUSES:
+        if (status is not None and status.status in _TERMINAL_WORKFLOW_STATUSES) or await has_finished(run_id):
             raise RunAlreadyFinished(f"run {shown(run_id)} already finished")
         await self._cancels.request(run_id, after_turn=after_turn)
         return remote

@@ -11,13 +11,26 @@ RunResumed steps of earlier ones where they are.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agentrun_core.domain import ExecutionStep, RunResumed, StepPayload, step_kind
 from execution_service.engine.step_recorder import StepRecorder, utc_now
+from execution_service.model.base import ModelError, ModelResponse
 from execution_service.redaction import Redactor
-from execution_service.tools.base import ResolvedTool, current_tool_call_id
+from execution_service.tools.base import ResolvedTool, ToolOutcome, current_tool_call_id
+
+# Set by the durable providers when a call's result was checkpointed by an earlier execution: when the call started
+# and how long it took then (its step may be missing from the stream: the replica died before writing it).
+replayed_timing: ContextVar[tuple[datetime, timedelta] | None] = ContextVar("replayed_timing", default=None)
+
+
+def _replayed() -> tuple[datetime, timedelta] | None:
+    timing = replayed_timing.get()
+    if timing is not None:
+        replayed_timing.set(None)
+    return timing
 
 
 class ReplayDiverged(RuntimeError):
@@ -81,6 +94,41 @@ class DurableStepRecorder(StepRecorder):
         last = self.steps[-1].time if self.steps else self._started_at
         gap = max(now - last.astimezone(UTC), timedelta(0))
         super().record(RunResumed(gap=gap, replica=self._replica, previous_replica=previous), time=now)
+
+    def model_call(self, response: ModelResponse, *, started: datetime, duration: timedelta) -> None:
+        if (timing := _replayed()) is not None:
+            started, duration = timing
+        super().model_call(response, started=started, duration=duration)
+
+    def failed_model_call(self, model: str, error: ModelError, *, started: datetime, duration: timedelta) -> None:
+        if (timing := _replayed()) is not None:
+            started, duration = timing
+        super().failed_model_call(model, error, started=started, duration=duration)
+
+    def tool_finished(
+        self,
+        call_id: str,
+        tool_name: str,
+        outcome: ToolOutcome,
+        *,
+        time: datetime,
+        duration: timedelta,
+        size_bytes: int | None = None,
+        model_bytes: int = 0,
+        child_run_id: str = "",
+    ) -> None:
+        if (timing := _replayed()) is not None:
+            time, duration = timing[0] + timing[1], timing[1]
+        super().tool_finished(
+            call_id,
+            tool_name,
+            outcome,
+            time=time,
+            duration=duration,
+            size_bytes=size_bytes,
+            model_bytes=model_bytes,
+            child_run_id=child_run_id,
+        )
 
     def tool_started(
         self, call_id: str, tool: ResolvedTool, arguments: dict[str, Any], *, time: datetime, child_run_id: str = ""

@@ -1,5 +1,6 @@
-"""Replica heartbeats and takeover. Each replica writes its heartbeat to agentrun.replicas every interval; a replica
-silent for longer than the takeover timeout has its pending runs recovered by one survivor: the survivor locks the
+"""Replica heartbeats and takeover. Each replica writes its heartbeat to agentrun.replicas every interval (and marks
+itself silent when it stops); a replica silent for longer than the takeover timeout has its pending runs recovered by
+one survivor: the survivor locks the
 dead replica's row (FOR UPDATE SKIP LOCKED, so several survivors never take the same replica), has DBOS recover that
 executor's pending workflows, and deletes the row in the same transaction. A replica that restarts with the same id
 resumes its own runs at launch (DBOS) and heartbeats again."""
@@ -63,11 +64,21 @@ class ReplicaHeartbeat:
         self._task = asyncio.create_task(self._run(), name="durable-heartbeat")
 
     async def stop(self) -> None:
+        """Stops the heartbeat and hands this replica's runs over: a stopping replica (its runs left pending by the
+        shutdown's grace period) is silent from now on, so the next survivor to look takes its runs at once rather
+        than after the takeover timeout. A replica restarted with the same id resumes whatever is still its own."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        try:
+            async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+                await conn.execute(
+                    "UPDATE agentrun.replicas SET heartbeat_at = 'epoch' WHERE replica_id = %s", (self._replica_id,)
+                )
+        except psycopg.Error:
+            log.exception("could not hand this replica's runs over; survivors take them after the takeover timeout")
 
     async def _run(self) -> None:
         while True:

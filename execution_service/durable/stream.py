@@ -35,6 +35,8 @@ STREAM_KEY = "events"
 # How long reading the stream of a run being resumed waits for more entries before it takes what it read as the
 # whole prefix (the run's own workflow is the only writer, and it is here, replaying).
 PREFIX_READ_TIMEOUT_S = 0.2
+# How long a look at whether a run finished waits for more entries after the last one there is.
+FINISHED_READ_TIMEOUT_S = 0.05
 
 
 def encode_event(event: RunEvent) -> bytes:
@@ -119,6 +121,17 @@ class RemoteRun:
             if final:
                 self.is_finished = True
                 return
+
+
+async def has_finished(run_id: str) -> bool:
+    """Whether the run's stream holds its RunFinished (its workflow may still be recording its own end)."""
+    last = b""
+    try:
+        async for value in DBOS.read_stream_async(run_id, STREAM_KEY, timeout_seconds=FINISHED_READ_TIMEOUT_S):
+            last = value
+    except DBOSStreamTimeoutError:
+        pass  # the run goes on: its stream is not closed
+    return bool(last) and pb.WatchRunResponse.FromString(last).WhichOneof("event") == "run_finished"
 
 
 async def remote_run(run_id: str, wait_s: float = 5.0) -> RemoteRun | None:

@@ -1,4 +1,5 @@
-"""What a live run emits, in order: one RunStartedEvent, its steps, one RunFinishedEvent."""
+"""What a live run emits, in order: a RunQueuedEvent when it had to wait for a slot, one RunStartedEvent when it
+starts executing, its steps, one RunFinishedEvent. A run that ends in the queue emits no RunStartedEvent."""
 
 from __future__ import annotations
 
@@ -6,6 +7,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from agentrun_core.domain import Cost, ExecutionStep, ForkOrigin, RunError, RunStatus, TokenUsage
+
+
+@dataclass(frozen=True, slots=True)
+class RunQueuedEvent:
+    run_id: str
+    agent_name: str
+    agent_version: str
+    model_name: str
+    enqueue_time: datetime
+    # 1: next in line, when the run was queued; 0: unknown.
+    position: int
+    queue_name: str
+    # None: the run may wait for ever.
+    queue_timeout: timedelta | None
+    trace_id: str
+    user: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,4 +84,4 @@ class EncodedEvent:
     final: bool = False
 
 
-RunEvent = RunStartedEvent | StepEvent | RunFinishedEvent | EncodedEvent
+RunEvent = RunQueuedEvent | RunStartedEvent | StepEvent | RunFinishedEvent | EncodedEvent

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from agentrun_core.domain import ExecutionStep
 from execution_service.engine.control import RunControl
-from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
+from execution_service.engine.events import RunEvent, RunFinishedEvent, RunQueuedEvent, RunStartedEvent, StepEvent
 
 # How long the run waits, after emitting a step, for its watchers to send it.
 HANDOFF_TIMEOUT_S = 0.005
@@ -60,7 +60,10 @@ class _Cursor:
 class LiveRun:
     run_id: str
     user: str
-    started: RunStartedEvent
+    # None while the run waits in the admission queue (and for good when it ends there).
+    started: RunStartedEvent | None
+    # Set when the run had to wait for a slot.
+    queued: RunQueuedEvent | None = None
     control: RunControl = field(default_factory=RunControl)
     task: asyncio.Task[None] | None = None
     cancel_requested: bool = False
@@ -76,6 +79,15 @@ class LiveRun:
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)
     # Where each of the run's own steps is in _events (its descendants' steps are interleaved).
     _own_positions: list[int] = field(default_factory=list)
+
+    def start(self, event: RunStartedEvent) -> None:
+        """The queued run starts executing."""
+        self.started = event
+        self._wake()
+
+    @property
+    def is_queued(self) -> bool:
+        return self.started is None and self.finished is None
 
     def append_step(self, step: ExecutionStep, encoded: bytes | None = None) -> None:
         """`encoded`: the step already serialized (StepEvent.encoded)."""
@@ -102,6 +114,9 @@ class LiveRun:
 
     def _append(self, event: StepEvent | RunFinishedEvent) -> None:
         self._events.append(event)
+        self._wake()
+
+    def _wake(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
@@ -159,9 +174,15 @@ class LiveRun:
         return len(self._events)
 
     async def follow(self, from_sequence: int = 0) -> AsyncGenerator[RunEvent]:
-        """RunStarted, the steps with sequence >= from_sequence (and the descendants' steps after the run's own step
-        before it), then each new event until RunFinished."""
-        yield self.started
+        """RunQueued (for a run that waited for a slot), RunStarted (once the run executes), the steps with
+        sequence >= from_sequence (and the descendants' steps after the run's own step before it), then each new event
+        until RunFinished."""
+        if self.queued is not None:
+            yield self.queued
+            while self.started is None and self.finished is None:
+                await self._changed.wait()
+        if self.started is not None:
+            yield self.started
         index = self._start_index(from_sequence)
         cursor = _Cursor(taken=index)
         self._cursors.append(cursor)

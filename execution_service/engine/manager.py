@@ -1,5 +1,9 @@
 """Starts, tracks, cancels and publishes runs. One asyncio task per run, independent of any client stream, so a
-run survives a detached client and a disconnect cancels it only when the manager is told to."""
+run survives a detached client and a disconnect cancels it only when the manager is told to.
+
+Admission: at most `max_concurrent_runs` runs execute at once; a run over that waits QUEUED in the admission queue
+(at most `max_queued_runs` of them, then RESOURCE_EXHAUSTED) for at most `queue_timeout_s`, then ends TIMED_OUT with
+reason QUEUE_TIMEOUT. The run timeout counts from the start of execution, after the wait."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from agentrun_core.domain import (
     ErrorReason,
@@ -29,9 +33,10 @@ from execution_service.agents.errors import PromptRenderError
 from execution_service.agents.registry import AgentRegistry
 from execution_service.agents.render import VariablesError, render_prompt
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
+from execution_service.engine.admission import EMBEDDED_QUEUE_NAME, AdmissionQueue, Ticket, within_parent_slot
 from execution_service.engine.child_runs import ChildRuns, ChildStart, ParentRun, child_fields
 from execution_service.engine.composition import ForkRequest, RunSetup, fork_setup, session_setup
-from execution_service.engine.events import RunFinishedEvent, RunStartedEvent
+from execution_service.engine.events import RunFinishedEvent, RunQueuedEvent, RunStartedEvent
 from execution_service.engine.instrumentation import EngineInstruments, RunTelemetry
 from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.loop import LoopInput, run_agent_loop
@@ -46,7 +51,6 @@ from execution_service.errors import (
     RunAlreadyFinished,
     RunNotFound,
     ServiceShuttingDown,
-    TooManyRuns,
 )
 from execution_service.history.stored_runs import StoredRuns
 from execution_service.model.base import ModelError, ModelProvider, ProviderNotConfigured
@@ -87,7 +91,11 @@ class ManagerLimits:
     max_task_bytes: int = 100_000
     max_variables_bytes: int = 100_000
     max_labels: int = 64
-    max_live_runs: int = 2000
+    # Runs executing at once; a run over this waits in the admission queue (QUEUED), which holds at most
+    # max_queued_runs (0: no queue, refused at once), each for at most queue_timeout_s (0: no limit).
+    max_concurrent_runs: int = 2000
+    max_queued_runs: int = 10_000
+    queue_timeout_s: float = 600.0
     max_parallel_tools: int = 8
     # Finished runs kept in memory for WatchRun / idempotent retries.
     retain_finished: int = 1000
@@ -133,6 +141,7 @@ class RunManager:
         self._live: dict[str, LiveRun] = {}
         self._finished: OrderedDict[str, LiveRun] = OrderedDict()
         self._shutting_down = False
+        self._admission = AdmissionQueue(self._limits.max_concurrent_runs, self._limits.max_queued_runs)
 
     # --- queries ---------------------------------------------------------------------------------------------
 
@@ -145,9 +154,22 @@ class RunManager:
 
     @property
     def live_count(self) -> int:
+        """Runs in progress here: executing or waiting in the queue."""
         return len(self._live)
 
+    @property
+    def executing_count(self) -> int:
+        return self._admission.running
+
+    @property
+    def queued_count(self) -> int:
+        return self._admission.queued
+
     # --- start -----------------------------------------------------------------------------------------------
+
+    async def start_or_attach(self, request: StartRun) -> FollowedRun:
+        """`start`, for ExecuteAgent (the durable mode also reattaches to a run another replica executes)."""
+        return await self.start(request)
 
     async def fork(self, request: ForkRequest) -> LiveRun:
         """Starts a fork of a stored run (execution_service.engine.composition)."""
@@ -193,8 +215,6 @@ class RunManager:
                 else RunSetup()
             )
         agent = setup.agent(agent)
-        if len(self._live) >= self._limits.max_live_runs:
-            raise TooManyRuns(f"{len(self._live)} runs are in progress, the limit of this instance")
         try:
             provider, model_name = self._providers(request.model or agent.model)
         except ProviderNotConfigured as exc:
@@ -217,26 +237,20 @@ class RunManager:
         model_name: str,
         setup: RunSetup,
     ) -> LiveRun:
-        """Starts a validated run: its RUNNING record, then its task (the durable mode starts a workflow instead)."""
-        # The run's span starts first: its trace id is the run's trace_id.
-        traced = self._instruments.start_run(
-            run_id=run_id, agent=agent, model=model_name, provider=provider.name, user=request.user, prompt=prompt
-        )
+        """Starts a validated run: a slot or a place in the admission queue, its first record (RUNNING, or QUEUED),
+        then its task (the durable mode starts a workflow instead). A child run (sub-agent) runs within its parent's
+        slot: it never waits in the queue (a parent waiting for a child that waits for the parent's slot would never
+        end)."""
         parent = request.parent
-        started = RunStartedEvent(
-            run_id=run_id,
-            agent_name=agent.name,
-            agent_version=agent.version,
-            model_name=model_name,
-            start_time=utc_now(),
-            trace_id=traced.trace_id or request.trace_id or secrets.token_hex(16),
-            user=request.user,
-            session_id=parent.base.session_id if parent is not None else setup.session_id,
-            forked_from=setup.forked_from,
-            **child_fields(parent),
-        )
-        live = LiveRun(run_id=run_id, user=request.user, started=started, parent=parent.live if parent else None)
-        self._live[run_id] = live
+        ticket = self._admission.enter() if parent is None else within_parent_slot()  # QueueFull: no slot, no place
+        try:
+            # The run's span starts first: its trace id is the run's trace_id.
+            traced = self._instruments.start_run(
+                run_id=run_id, agent=agent, model=model_name, provider=provider.name, user=request.user, prompt=prompt
+            )
+        except BaseException:
+            self._admission.leave(ticket)
+            raise
         tree = (
             parent.tree.child(
                 run_id, agent.name, agent.limits.token_budget, agent.limits.max_depth, parent.tool_call_id
@@ -252,25 +266,58 @@ class RunManager:
             task=request.task,
             labels=dict(request.labels),
             variables=dict(request.variables),
-            status=RunStatus.RUNNING,
+            status=RunStatus.RUNNING if ticket.admitted else RunStatus.QUEUED,
             model_name=model_name,
-            start_time=started.start_time,
-            trace_id=started.trace_id,
+            start_time=utc_now(),
+            trace_id=traced.trace_id or request.trace_id or secrets.token_hex(16),
             session_id=parent.base.session_id if parent is not None else setup.session_id,
             forked_from=setup.forked_from,
             **child_fields(parent),
         )
-        with traced.activate():  # the RUNNING record and the run task carry the run's trace context
-            await self._sink.record(base)
+        if ticket.admitted:
+            live = LiveRun(
+                run_id=run_id, user=request.user, started=_started_event(base), parent=parent.live if parent else None
+            )
+        else:
+            live = LiveRun(run_id=run_id, user=request.user, started=None, queued=self._queued_event(base, ticket))
+        self._live[run_id] = live
+        with traced.activate():  # the first record and the run task carry the run's trace context
+            try:
+                await self._sink.record(base)
+            except BaseException:
+                self._live.pop(run_id, None)
+                self._admission.leave(ticket)
+                raise
             live.task = asyncio.create_task(
-                self._execute(live, base, agent, prompt, provider, traced, tree, request.model, setup),
+                self._execute(live, base, agent, prompt, provider, traced, tree, request.model, setup, ticket),
                 name=f"run-{run_id}",
             )
         log.info(
-            "run started",
-            extra={"run_id": run_id, "agent": agent.name, "model": model_name, "user": request.user},
+            "run started" if ticket.admitted else "run queued",
+            extra={
+                "run_id": run_id,
+                "agent": agent.name,
+                "model": model_name,
+                "user": request.user,
+                **({} if ticket.admitted else {"queue_position": ticket.position}),
+            },
         )
         return live
+
+    def _queued_event(self, base: Run, ticket: Ticket) -> RunQueuedEvent:
+        timeout_s = self._limits.queue_timeout_s
+        return RunQueuedEvent(
+            run_id=base.id,
+            agent_name=base.agent_name,
+            agent_version=base.agent_version,
+            model_name=base.model_name,
+            enqueue_time=base.start_time,
+            position=ticket.position,
+            queue_name=EMBEDDED_QUEUE_NAME,
+            queue_timeout=timedelta(seconds=timeout_s) if timeout_s > 0 else None,
+            trace_id=base.trace_id,
+            user=base.user,
+        )
 
     def _agent(self, name: str) -> AgentSpec:
         if not name:
@@ -332,6 +379,7 @@ class RunManager:
         tree: RunNode,
         model_override: str,
         setup: RunSetup,
+        ticket: Ticket,
     ) -> None:
         journal_step, stream_step = self._sink.journal_step, live.append_step
 
@@ -342,11 +390,66 @@ class RunManager:
 
         recorder = StepRecorder(live.run_id, emit, self._redactor, live.handed_off, tree)
         traced.secrets = recorder.secret_memory  # captured span content is scrubbed like the steps
-        tools = self._run_tools(live, base, tree, model_override)
-        outcome = await self._outcome(
-            live, agent, prompt, provider, recorder, traced, agent.limits.run_timeout_s, tools, setup=setup
-        )
+        outcome: LoopOutcome
+        try:
+            if live.started is None:
+                base = await self._leave_queue(live, base, ticket)
+        except _QueueTimedOut:
+            self._admission.leave(ticket)
+            outcome = self._queue_timeout_outcome()
+        except asyncio.CancelledError:  # cancelled, or the service stops, while the run waits for a slot
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            self._admission.leave(ticket)
+            outcome = self._cancelled_outcome(live)
+        else:
+            try:
+                # The run timeout counts from the start of execution, not from the wait in the queue.
+                tools = self._run_tools(live, base, tree, model_override)
+                outcome = await self._outcome(
+                    live, agent, prompt, provider, recorder, traced, agent.limits.run_timeout_s, tools, setup=setup
+                )
+            finally:
+                self._admission.leave(ticket)  # the next run in line starts while this one is published
         await asyncio.shield(self._finish(live, base, recorder, outcome, traced))
+
+    def _queue_timeout_outcome(self) -> LoopOutcome:
+        return LoopOutcome(
+            RunStatus.TIMED_OUT,
+            error=RunError(
+                ErrorReason.QUEUE_TIMEOUT,
+                f"the run waited in the queue for a free slot longer than the queue timeout of "
+                f"{self._limits.queue_timeout_s:g} s (AGENTRUN_QUEUE_TIMEOUT_S) and never started",
+            ),
+        )
+
+    async def _leave_queue(self, live: LiveRun, base: Run, ticket: Ticket) -> Run:
+        """Waits for a slot (at most the queue timeout: _QueueTimedOut), then starts the run: RunStarted, and the
+        RUNNING record with the time it waited. Returns that record."""
+        timeout_s = self._limits.queue_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s if timeout_s > 0 else None):
+                await self._admission.wait(ticket)
+        except TimeoutError:
+            raise _QueueTimedOut from None
+        now = utc_now()
+        running = dataclasses.replace(
+            base, status=RunStatus.RUNNING, start_time=now, queue_duration=now - base.start_time
+        )
+        live.start(_started_event(running))
+        await self._sink.record(running)
+        log.info(
+            "run started",
+            extra={
+                "run_id": live.run_id,
+                "agent": base.agent_name,
+                "model": base.model_name,
+                "user": base.user,
+                "queued_s": round((now - base.start_time).total_seconds(), 3),
+            },
+        )
+        return running
 
     async def _outcome(
         self,
@@ -414,10 +517,12 @@ class RunManager:
         except ToolResolutionError as exc:
             reason = ErrorReason.TOOL_SERVER_UNAVAILABLE if exc.unavailable else ErrorReason.TOOL_NOT_FOUND
             return LoopOutcome.failed(reason, str(exc))
+        started = live.started
+        assert started is not None, "a run executes only once it has left the queue"
         loop_input = LoopInput(
             agent=agent,
             prompt=prompt,
-            model=live.started.model_name,
+            model=started.model_name,
             tools=tuple(tools),
             max_parallel_tools=max_parallel_tools or self._limits.max_parallel_tools,
             telemetry=traced,
@@ -472,6 +577,15 @@ class RunManager:
         if live.cancel_requested:
             message = live.cancel_message or "the run was cancelled"
             return LoopOutcome(RunStatus.CANCELLED, error=RunError(ErrorReason.CANCELLED, message))
+        if live.started is None:
+            return LoopOutcome(
+                RunStatus.INTERRUPTED,
+                error=RunError(
+                    ErrorReason.INTERRUPTED,
+                    "the execution service shut down while the run waited in its queue; the run never started: "
+                    "start it again",
+                ),
+            )
         return LoopOutcome(
             RunStatus.INTERRUPTED,
             error=RunError(ErrorReason.INTERRUPTED, "the execution service shut down while the run was in progress"),
@@ -484,6 +598,8 @@ class RunManager:
         error = recorder.error(outcome.error) if outcome.error is not None else None
         await recorder.let_watchers_run()  # the last steps go out before the terminal record is built and stored
         end = utc_now()
+        if live.started is None:  # ended in the queue: it starts and ends when it leaves the queue, having run 0 s
+            base = dataclasses.replace(base, start_time=end, queue_duration=end - base.start_time)
         run = _terminal_run(base, recorder, outcome, error, end)
         if recorder.tree.children:
             run = dataclasses.replace(
@@ -542,7 +658,7 @@ class RunManager:
             status = live.finished.status.value if live.finished else ""
             raise RunAlreadyFinished(f"run {shown(run_id)} already finished with status {status}")
         live.cancel_requested = True
-        if after_turn:
+        if after_turn and not live.is_queued:  # a queued run has no turn to finish: it leaves the queue now
             live.control.stop_after_turn = True
         elif live.task is not None:
             live.task.cancel()
@@ -569,6 +685,12 @@ class RunManager:
     async def shutdown(self, grace_s: float) -> None:
         """Stops accepting runs; lets live runs finish for grace_s, then interrupts the rest (stored INTERRUPTED)."""
         self._shutting_down = True
+        # Queued runs never start now: they end at once (INTERRUPTED), before a slot freed below could admit them.
+        queued = [r.task for r in self._live.values() if r.task is not None and r.is_queued]
+        for task in queued:
+            task.cancel()
+        if queued:
+            await asyncio.wait(queued, timeout=10)
         tasks = [r.task for r in self._live.values() if r.task is not None]
         if not tasks:
             return
@@ -577,6 +699,28 @@ class RunManager:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=10)
+
+
+class _QueueTimedOut(Exception):
+    """The run waited in the admission queue longer than the queue timeout."""
+
+
+def _started_event(run: Run) -> RunStartedEvent:
+    return RunStartedEvent(
+        run_id=run.id,
+        agent_name=run.agent_name,
+        agent_version=run.agent_version,
+        model_name=run.model_name,
+        start_time=run.start_time,
+        trace_id=run.trace_id,
+        user=run.user,
+        session_id=run.session_id,
+        forked_from=run.forked_from,
+        parent_run_id=run.parent_run_id,
+        depth=run.depth,
+        root_run_id=run.root_run_id,
+        parent_tool_call_id=run.parent_tool_call_id,
+    )
 
 
 def _terminal_run(
@@ -601,4 +745,5 @@ def _terminal_run(
         max_context_window_used=recorder.max_context_window_used,
         session_id=base.session_id,
         forked_from=base.forked_from,
+        queue_duration=base.queue_duration,
     )

@@ -15,7 +15,7 @@ import json
 import re
 from typing import Any
 
-from agentrun_core.labels import label_key_problem
+from agentrun_core.labels import label_problem
 from execution_service.agents.errors import InvalidField, VariablesError
 from execution_service.agents.variables import coerce_variables
 from execution_service.schedules.cron import CronError, CronTimes
@@ -68,8 +68,8 @@ def _schedule(raw: Any, where: str, agent_name: str, input_schema: dict[str, Any
     except VariablesError as exc:
         raise InvalidField(f"{where}.variables", str(exc)) from None
     labels = _text_map(raw.get("labels"), f"{where}.labels")
-    for key in labels:
-        problem = label_key_problem(key)
+    for key, value in labels.items():
+        problem = label_problem(key, value)
         if problem is not None:
             raise InvalidField(f"{where}.labels", problem)
         if key.startswith(_RESERVED_LABEL_PREFIX):

@@ -41,6 +41,7 @@ _RUN_STATUS = {
     run_pb2.RUN_STATUS_CANCELLED: "CANCELLED",
     run_pb2.RUN_STATUS_TIMED_OUT: "TIMED_OUT",
     run_pb2.RUN_STATUS_INTERRUPTED: "INTERRUPTED",
+    run_pb2.RUN_STATUS_QUEUED: "QUEUED",
 }
 _TOOL_STATUS = {
     run_pb2.TOOL_CALL_STATUS_RUNNING: "RUNNING",
@@ -284,6 +285,9 @@ def _run_row(msg: run_pb2.Run) -> dict[str, Any]:
     problem = share_problem(msg.max_context_window_used)
     if problem is not None:
         raise _invalid("run.max_context_window_used", problem)
+    has_queue_duration = msg.HasField("queue_duration")
+    if has_queue_duration and (msg.queue_duration.seconds < 0 or msg.queue_duration.nanos < 0):
+        raise _invalid("run.queue_duration", "must not be negative")
     # In the order the domain conversion meets them (agentrun_core.proto_convert.run_from_pb): the status, the
     # times (out of their protobuf range: InvalidArgument naming the field), the token usage, the cost.
     status = _RUN_STATUS.get(msg.status)
@@ -292,6 +296,7 @@ def _run_row(msg: run_pb2.Run) -> dict[str, Any]:
     start_time = _time(msg.start_time, "run.start_time")
     end_time = _time(msg.end_time, "run.end_time") if msg.HasField("end_time") else None
     duration_us = _micros(msg.duration, "run.duration") if has_duration else None
+    queue_duration_us = _micros(msg.queue_duration, "run.queue_duration") if has_queue_duration else None
     usage = _usage(msg.token_usage, "run.token_usage")
     has_error = msg.HasField("error")
     has_cost = msg.HasField("cost")
@@ -328,6 +333,7 @@ def _run_row(msg: run_pb2.Run) -> dict[str, Any]:
         "forked_from_run_id": msg.forked_from.run_id if msg.HasField("forked_from") else None,
         "forked_from_sequence": msg.forked_from.sequence if msg.HasField("forked_from") else None,
         "max_context_window_used": msg.max_context_window_used,
+        "queue_duration_us": queue_duration_us,
     }
 
 

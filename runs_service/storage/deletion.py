@@ -2,12 +2,12 @@
 or queries for long.
 
 Each batch is its own short transaction: select the next batch_size matching runs in (start_time, id) order after
-the previous batch, then `DELETE FROM runs WHERE id IN (those) AND status <> 'RUNNING'`; the foreign keys' ON DELETE
-CASCADE takes their steps and tool calls with them. The walk is a keyset walk from the last run *selected*, so a long
-delete never rescans what it already passed, and it ends only when a selection comes back short of a batch: runs a
-concurrent delete took from under a batch (the delete skips them, so the counts stay exact) never end it early.
-RUNNING runs are never deleted: their terminal record would store them again. A batch that deadlocks with a writer
-(PostgreSQL picks one of the two) is tried again.
+the previous batch, then `DELETE FROM runs WHERE id IN (those) AND status NOT IN ('RUNNING', 'QUEUED')`; the foreign
+keys' ON DELETE CASCADE takes their steps and tool calls with them. The walk is a keyset walk from the last run
+*selected*, so a long delete never rescans what it already passed, and it ends only when a selection comes back short
+of a batch: runs a concurrent delete took from under a batch (the delete skips them, so the counts stay exact) never
+end it early. QUEUED and RUNNING runs are never deleted: their terminal record would store them again. A batch that
+deadlocks with a writer (PostgreSQL picks one of the two) is tried again.
 Between batches the caller's `pause` runs (the purge sleeps there; DeleteRuns only yields). On SQLite each batch
 holds the database's single write lock (and this engine's writer lock), so ingest waits at most one batch.
 """
@@ -42,7 +42,8 @@ SAMPLE_SIZE = 10
 # sleep (not after the last: the walk is over).
 Pause = Callable[[float, int, bool], Awaitable[None]]
 
-_NOT_RUNNING = runs.c.status != RunStatus.RUNNING.value
+# QUEUED and RUNNING runs are never deleted.
+_NOT_RUNNING = runs.c.status.not_in([status.value for status in RunStatus if not status.is_terminal])
 
 
 @dataclass(frozen=True, slots=True)

@@ -389,6 +389,7 @@ def run_to_rows(run: Run) -> RunRows:
         "forked_from_sequence": None if run.forked_from is None else run.forked_from.sequence,
         "totals_with_descendants": _with_descendants_to_json(run),
         "max_context_window_used": run.max_context_window_used,
+        "queue_duration_us": None if run.queue_duration is None else micros(run.queue_duration),
     }
     run_id = run.id
     step_rows = [
@@ -473,6 +474,7 @@ def run_from_row(
     cost_with_descendants = totals.get("cost")
     forked_from_run_id = row["forked_from_run_id"]
     duration_us = row["duration_us"]
+    queue_duration_us = row["queue_duration_us"]
     end_time = row["end_time"]
     return Run(
         id=row["id"],
@@ -522,6 +524,7 @@ def run_from_row(
         else _usage_from_json(usage_with_descendants),
         cost_with_descendants=None if cost_with_descendants is None else _cost_from_json(cost_with_descendants),
         max_context_window_used=float(row["max_context_window_used"] or 0.0),
+        queue_duration=None if queue_duration_us is None else from_micros(queue_duration_us),
         # The count stands for the tool calls only when they are left out (the BASIC view); see Run.
         tool_call_count=0 if tool_calls else int(row["tool_call_count"] or 0),
     )

@@ -5,7 +5,9 @@ Rules (stored -> incoming):
 - same record (record_hash) -> UNCHANGED;
 - stored terminal -> IGNORED (a late RUNNING snapshot or a different terminal record never overwrites it);
 - stored RUNNING, incoming terminal or a RUNNING snapshot with at least as many steps -> UPDATED (steps and tool
-  calls replaced); an older RUNNING snapshot (fewer steps) -> IGNORED.
+  calls replaced); an older RUNNING snapshot (fewer steps) -> IGNORED;
+- stored QUEUED, incoming anything -> UPDATED; stored RUNNING, incoming QUEUED (a late snapshot from before the run
+  started) -> IGNORED.
 
 Concurrency: the run row is inserted with ON CONFLICT DO NOTHING; when it exists it is read with SELECT .. FOR
 UPDATE (PostgreSQL), so concurrent writers of one run serialise on its row. On SQLite, writers of one engine are
@@ -150,6 +152,9 @@ def decide(stored_status: str, stored_hash: str, rows: RunRows, stored_steps: in
             stored_status,
             rows.run["status"],
         )
+        return RecordResult(RecordOutcome.IGNORED, status)
+    if status is RunStatus.RUNNING and rows.run["status"] == RunStatus.QUEUED.value:
+        logger.info("run %s: stored run is RUNNING, ignoring a late QUEUED record", run_id)
         return RecordResult(RecordOutcome.IGNORED, status)
     if rows.run["status"] == RunStatus.RUNNING.value and len(rows.steps) < stored_steps:
         logger.info(

@@ -32,6 +32,8 @@ from runs_service.queries import GroupBy, RunStatsRow, ToolStatsRow
 from runs_service.storage.percentiles import HistogramBucket, histogram_percentile, micros_to_duration, percentile_cont
 from runs_service.storage.tables import TOKEN_COLUMNS, runs, tool_calls
 
+# QUEUED and RUNNING: not finished, left out of the success rate's denominator.
+_NOT_FINISHED = tuple(status.value for status in RunStatus if not status.is_terminal)
 P50 = 0.5
 P95 = 0.95
 # Bucket b holds durations d (microseconds) with floor(ln(max(d, 1)) / ln(GAMMA)) == b, so hi / lo <= GAMMA.
@@ -166,7 +168,7 @@ async def run_stats(
     sums: list[Any] = [
         func.count().label("run_count"),
         func.sum(case((runs.c.status == RunStatus.COMPLETED.value, 1), else_=0)).label("completed"),
-        func.sum(case((runs.c.status != RunStatus.RUNNING.value, 1), else_=0)).label("terminal"),
+        func.sum(case((runs.c.status.in_(_NOT_FINISHED), 0), else_=1)).label("terminal"),
         *(func.sum(runs.c[name]).label(name) for name in TOKEN_COLUMNS),
         func.sum(runs.c.cost).label("cost_total"),
         func.min(runs.c.cost_currency).label("min_currency"),

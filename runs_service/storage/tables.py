@@ -84,6 +84,8 @@ runs = Table(
     Column("trace_id", String(64), nullable=False, server_default=""),
     # The largest share of its model's input token limit a model call of the run used, 0..1 (migration 0002).
     Column("max_context_window_used", Float, nullable=False, server_default="0"),
+    # How long the run waited in ExecutionService's admission queue before start_time (NULL: it did not wait).
+    Column("queue_duration_us", BigInteger, nullable=True),
     # How many tool_calls rows the run has (migration 0008): the BASIC view's Run.tool_call_count.
     Column("tool_call_count", Integer, nullable=False, server_default="0"),
     # sha256 (hex) of the canonical record: a replay of the same record is a no-op.

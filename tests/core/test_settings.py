@@ -115,7 +115,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert (runs.log_level, runs.log_format) == ("INFO", "auto")
     assert execution.listen_address == "127.0.0.1:50052" and execution.runs_service_target == "127.0.0.1:50051"
     assert execution.agents_dir == Path("examples/agents") and execution.mcp_config == Path("examples/mcp.json")
-    assert execution.max_task_bytes == 100_000 and execution.max_live_runs == 2000
+    assert execution.max_task_bytes == 100_000 and execution.max_concurrent_runs == 2000
     assert execution.max_tool_result_bytes == 65536 and execution.redaction_enabled
     assert (execution.max_streams_per_user, execution.rate_limit_per_minute, execution.rate_limit_burst) == (16, 60, 20)
     assert execution.model_retry_attempts == 4 and execution.model_timeout_s == 120 and execution.shutdown_grace_s == 20

@@ -21,8 +21,10 @@ Like the real API, a turn's thought summary (`FakeResponse.thought`) is only sen
 `fake.models` (real Gemini 2.x limits by default; set or delete entries per test), 404 NOT_FOUND for others; each
 lookup is counted in `fake.model_lookups`.
 
-Every request is recorded (`fake.requests`) with its path, model, action and JSON body. The SDK sends some fields in
-snake_case (e.g. `parameters_json_schema`) and others in camelCase; `RecordedRequest` accessors accept both.
+Every request is recorded (`fake.requests`) with its path, model, action and JSON body; `fake.in_flight` counts the
+requests being answered now and `fake.max_in_flight` the most at once (a concurrency limit's proof). The SDK sends
+some fields in snake_case (e.g. `parameters_json_schema`) and others in camelCase; `RecordedRequest` accessors
+accept both.
 """
 
 from __future__ import annotations
@@ -313,6 +315,12 @@ class FakeGemini:
         self._responder = responder
         self._latency_s = latency_s
         self._requests: list[RecordedRequest] = []
+        # Model requests being answered right now (from arrival until the answer is ready, latency and delays
+        # included), and the most there ever were at once: what a concurrency limit must hold.
+        self.in_flight = 0
+        self.max_in_flight = 0
+        # (arrival, answer ready) of every model request, time.monotonic(): concurrency across several fakes.
+        self.spans: list[tuple[float, float]] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._server: uvicorn.Server | None = None
@@ -337,6 +345,8 @@ class FakeGemini:
             self._script.clear()
             self._requests.clear()
             self.model_lookups.clear()
+            self.max_in_flight = self.in_flight
+            self.spans.clear()
             self.models = dict(DEFAULT_MODEL_LIMITS)
         self._responder = None
 
@@ -483,11 +493,19 @@ class FakeGemini:
         with self._lock:
             self._requests.append(recorded)
             index = len(self._requests)
-        if self._latency_s:
-            await asyncio.sleep(self._latency_s)
-        turn = await self._next_turn(body, index)
-        if turn.delay_s:
-            await asyncio.sleep(turn.delay_s)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        arrived = time.monotonic()
+        try:
+            if self._latency_s:
+                await asyncio.sleep(self._latency_s)
+            turn = await self._next_turn(body, index)
+            if turn.delay_s:
+                await asyncio.sleep(turn.delay_s)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                self.spans.append((arrived, time.monotonic()))
         if isinstance(turn, FakeError):
             return JSONResponse(turn.to_json(), status_code=turn.status)
         if isinstance(turn, FakeRaw):

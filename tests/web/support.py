@@ -175,7 +175,7 @@ class WebStack:
         return self.call(lambda: self.stack.runs_stub(token).ListRuns(request))
 
     def start(self, token: str, agent: str, task: str, **request: Any) -> str:
-        """Starts a run detached (as the console does); returns its id once it has started."""
+        """Starts a run detached (as the console does); returns its id once it has started (or was queued)."""
 
         async def run() -> str:
             stream = self.stack.execution_stub(token).ExecuteAgent(
@@ -185,6 +185,9 @@ class WebStack:
                 if event.WhichOneof("event") == "run_started":
                     stream.cancel()
                     return str(event.run_started.run_id)
+                if event.WhichOneof("event") == "run_queued":
+                    stream.cancel()
+                    return str(event.run_queued.run_id)
             raise AssertionError("the run did not start")
 
         return self.loop.run(run())
@@ -205,7 +208,9 @@ class WebStack:
         self.call(lambda: self.stack.runs_stub(SERVICE).RecordRun(request))
 
 
-async def _open(tmp: Path, console_overrides: dict[str, Any]) -> tuple[Stack, RunningConsole, AsyncExitStack]:
+async def _open(
+    tmp: Path, console_overrides: dict[str, Any], execution_overrides: dict[str, Any]
+) -> tuple[Stack, RunningConsole, AsyncExitStack]:
     exits = AsyncExitStack()
     auth = token_auth(tmp / "tokens.jsonl")
     stack = await exits.enter_async_context(
@@ -217,6 +222,7 @@ async def _open(tmp: Path, console_overrides: dict[str, Any]) -> tuple[Stack, Ru
             runs_service_token=SERVICE,
             reader_token=ADMIN,
             max_tool_result_bytes=2000,
+            **execution_overrides,
         )
     )
     (tmp / "agents" / "broken.prompt").write_text(BROKEN_AGENT)
@@ -236,10 +242,11 @@ async def _open(tmp: Path, console_overrides: dict[str, Any]) -> tuple[Stack, Ru
 
 
 @contextlib.contextmanager
-def web_stack(tmp: Path, **console_overrides: Any) -> Iterator[WebStack]:
+def web_stack(tmp: Path, execution: dict[str, Any] | None = None, **console_overrides: Any) -> Iterator[WebStack]:
+    """`execution`: ExecutionSettings overrides (e.g. max_concurrent_runs)."""
     loop = BackgroundLoop()
     try:
-        stack, console, exits = loop.run(_open(tmp, console_overrides))
+        stack, console, exits = loop.run(_open(tmp, console_overrides, execution or {}))
         try:
             yield WebStack(loop, stack, console, exits)
         finally:

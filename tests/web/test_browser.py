@@ -21,10 +21,12 @@ from agentrun_core.proto_convert import run_to_pb
 from agentrun_web.settings import WebAuth, WebSettings
 from tests.security.support import status_of
 from tests.support.auth import ALICE, BOB
+from tests.support.model_gate import Gate
 from tests.support.run_factory import make_run
 from tests.support.stack import free_port
+from tests.web.conftest import sign_in
 from tests.web.proxy import DroppingProxy
-from tests.web.support import WebStack, console_only, sign_in_at
+from tests.web.support import WebStack, console_only, sign_in_at, web_stack
 
 pytestmark = pytest.mark.browser
 
@@ -527,3 +529,29 @@ def test_a_browser_without_shared_workers_follows_the_run_on_a_stream_of_its_own
     assert sequences == [step.sequence for step in stored.execution_steps]
     assert page.locator("#status-badge").inner_text() == "COMPLETED"
     page.close()
+
+
+def test_a_queued_run_shows_queued_then_runs_live_on_the_same_page(browser: Any, tmp_path: Path) -> None:
+    gate = Gate()
+    with web_stack(tmp_path, execution={"max_concurrent_runs": 1}) as web:
+        web.stack.gemini.set_responder(gate.respond)
+        web.start(ALICE, "scripted", "wait for the gate")  # holds the only slot
+        queued_id = web.start(ALICE, "scripted", "then me")
+        context = sign_in(browser, web, ALICE)
+        try:
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"{web.url}/runs/{queued_id}")
+            mark_document(page)
+            page.locator('#status-badge[data-status="QUEUED"]').wait_for()
+            page.locator("#live-state", has_text="queued (position 1").wait_for()
+            gate.open()
+            page.locator('#status-badge[data-status="RUNNING"], #status-badge[data-status="COMPLETED"]').wait_for()
+            page.locator("#run[data-finished]").wait_for(timeout=30_000)
+            assert same_document(page), "the page was reloaded"
+            assert page.locator("#status-badge").inner_text() == "COMPLETED"
+            assert page.locator("#step-rows tr[data-seq]").count() == len(web.wait_stored(queued_id).execution_steps)
+            assert errors == []
+        finally:
+            context.close()

@@ -173,6 +173,15 @@ async def test_cancel_and_watch_through_another_replica(tmp_path: Path, database
         assert kind(first[0]) == "run_started"
         assert [e.step for e in first[1:]] == seen[1:]
 
+        # ExecuteAgent retried with the run's id on another replica follows the run (an idempotent retry).
+        retried = cluster.stub(b).ExecuteAgent(
+            ex.ExecuteAgentRequest(agent_name="worker", task="go", run_id=run_id, detach=True)
+        )
+        again = await retried.read()
+        assert again.run_started.run_id == run_id and again.run_started.replica == "replica-c1"
+        assert (await retried.read()).step == seen[0]
+        retried.cancel()
+
         asked = time.monotonic()
         await cluster.stub(b).CancelRun(ex.CancelRunRequest(run_id=run_id))
         rest = [event async for event in stream]
@@ -195,3 +204,25 @@ async def test_cancel_and_watch_through_another_replica(tmp_path: Path, database
             with pytest.raises(grpc.aio.AioRpcError) as error:
                 await cluster.stub(replica).CancelRun(ex.CancelRunRequest(run_id=run_id))
             assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_stopping_replica_hands_its_runs_over_at_once(tmp_path: Path, database_url: str) -> None:
+    """SIGTERM: the replica lets its runs go on for the shutdown grace, then leaves them pending and marks itself
+    silent; a survivor takes them over without waiting for the takeover timeout."""
+    async with running_cluster(tmp_path, database_url, AGENTS, AGENTRUN_HEARTBEAT_INTERVAL_S="0.5") as cluster:
+        cluster.gemini.set_responder(two_tools_then_answer(sleep_s=3.0))
+        a = await cluster.start_replica("replica-d1", AGENTRUN_SHUTDOWN_GRACE_S="0.5")
+        b = await cluster.start_replica("replica-d2", AGENTRUN_TAKEOVER_TIMEOUT_S="30")
+        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=True))
+        run_id, seen = await until_sleep_started(stream)
+        await sleep_in_flight(cluster)
+        stopped_at = time.monotonic()
+        a.stop()
+        rest = await watch_rest(cluster, b, run_id, seen[-1].sequence + 1)
+        assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        assert time.monotonic() - stopped_at < 25  # well before the 30 s takeover timeout
+        later = [e.step for e in rest if e.WhichOneof("event") == "step"]
+        assert later[0].resumed.previous_replica == "replica-d1" and later[0].resumed.replica == "replica-d2"
+        stored = await cluster.stored_run(run_id)
+        assert_exactly_once_in_order(seen + later, stored)
+        assert len(cluster.gemini.requests) == 3

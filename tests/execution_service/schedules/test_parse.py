@@ -70,6 +70,10 @@ def test_schedules_load_with_defaults(tmp_path: Path) -> None:
         ('schedule:\n  - cron: "0 7 * * *"\n    task: x\n    missed: catch_up', "schedule[0].missed: must be one of"),
         ('schedule:\n  - cron: "0 7 * * *"\n    task: x\n    variables: {town: Lima}', "unknown variables: 'town'"),
         ('schedule:\n  - cron: "0 7 * * *"\n    task: x\n    labels: {agentrun.x: y}', "reserved"),
+        (
+            'schedule:\n  - cron: "0 7 * * *"\n    task: x\n    labels: {note: ' + "n" * 257 + "}",
+            "schedule[0].labels: the value of label 'note' is 257 characters, over the cap of 256",
+        ),
         ('schedule:\n  - {cron: "@daily", task: a}\n  - {cron: "@daily", task: b}', "schedule[0].name: is required"),
         (
             'schedule:\n  - {name: a, cron: "@daily", task: a}\n  - {name: a, cron: "@hourly", task: b}',

@@ -197,6 +197,7 @@ def runs(draw: st.DrawFn) -> d.Run:
         )
         if steps
         else draw(SHARES),
+        queue_duration=draw(st.none() | DURATIONS),
     )
 
 

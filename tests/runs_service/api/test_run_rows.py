@@ -163,6 +163,9 @@ def mutations(draw: st.DrawFn) -> list[Callable[[run_pb2.Run], None]]:
         _set(f"execution_steps.{step}.session_history.session_id", draw(STRINGS)),
         # Issue 9's record: context window shares, token limits, failed attempts.
         _set("max_context_window_used", draw(SHARES)),
+        # Issue 10's admission queue.
+        _set("queue_duration.seconds", draw(INTS | HUGE)),
+        _set("queue_duration.nanos", draw(st.sampled_from([-1, 0, 5]))),
         _set(f"execution_steps.{step}.model_call.context_window_used", draw(SHARES)),
         _set(f"execution_steps.{step}.model_call.input_token_limit", draw(INTS)),
         _set(f"execution_steps.{step}.model_call.thoughts", draw(STRINGS)),

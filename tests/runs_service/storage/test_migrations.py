@@ -128,7 +128,7 @@ async def test_tool_call_count_is_backfilled_from_the_stored_tool_calls(db_url: 
     engine = sa.create_engine(sync_url(db_url))
     try:
         with engine.begin() as conn:
-            old_columns = [c for c in runs.columns if c.name != "tool_call_count"]
+            old_columns = [c for c in runs.columns if c.name not in ("tool_call_count", "queue_duration_us")]
             old_runs = sa.table("runs", *(sa.column(c.name, c.type) for c in old_columns))
             for run in (with_calls, without):
                 rows = run_to_rows(run)

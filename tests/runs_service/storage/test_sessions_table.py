@@ -84,6 +84,7 @@ async def test_a_database_with_runs_migrates_to_composition_and_back(db_url: str
                 "totals_with_descendants",
                 "max_context_window_used",  # migration 0007
                 "tool_call_count",  # migration 0008
+                "queue_duration_us",  # migration 0015
             }
             row = {k: v for k, v in run_to_rows(old).run.items() if k in columns}
             now = old.start_time + timedelta(seconds=1)

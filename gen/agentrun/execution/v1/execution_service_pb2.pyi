@@ -127,15 +127,41 @@ class RunFinished(_message.Message):
     cost_with_descendants: _run_pb2.Cost
     def __init__(self, run_id: _Optional[str] = ..., status: _Optional[_Union[_run_pb2.RunStatus, str]] = ..., final_response: _Optional[str] = ..., token_usage: _Optional[_Union[_run_pb2.TokenUsage, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., steps_taken: _Optional[int] = ..., tool_call_count: _Optional[int] = ..., error: _Optional[_Union[_run_pb2.RunError, _Mapping]] = ..., cost: _Optional[_Union[_run_pb2.Cost, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recorded: _Optional[bool] = ..., token_usage_with_descendants: _Optional[_Union[_run_pb2.TokenUsage, _Mapping]] = ..., cost_with_descendants: _Optional[_Union[_run_pb2.Cost, _Mapping]] = ...) -> None: ...
 
+class RunQueued(_message.Message):
+    __slots__ = ("run_id", "agent_name", "agent_version", "model_name", "enqueue_time", "position", "queue_name", "queue_timeout", "trace_id", "user")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    ENQUEUE_TIME_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    agent_name: str
+    agent_version: str
+    model_name: str
+    enqueue_time: _timestamp_pb2.Timestamp
+    position: int
+    queue_name: str
+    queue_timeout: _duration_pb2.Duration
+    trace_id: str
+    user: str
+    def __init__(self, run_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_version: _Optional[str] = ..., model_name: _Optional[str] = ..., enqueue_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., position: _Optional[int] = ..., queue_name: _Optional[str] = ..., queue_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., trace_id: _Optional[str] = ..., user: _Optional[str] = ...) -> None: ...
+
 class ExecuteAgentResponse(_message.Message):
-    __slots__ = ("run_started", "step", "run_finished")
+    __slots__ = ("run_started", "step", "run_finished", "run_queued")
     RUN_STARTED_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     RUN_FINISHED_FIELD_NUMBER: _ClassVar[int]
+    RUN_QUEUED_FIELD_NUMBER: _ClassVar[int]
     run_started: RunStarted
     step: _run_pb2.ExecutionStep
     run_finished: RunFinished
-    def __init__(self, run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., step: _Optional[_Union[_run_pb2.ExecutionStep, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ...) -> None: ...
+    run_queued: RunQueued
+    def __init__(self, run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., step: _Optional[_Union[_run_pb2.ExecutionStep, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., run_queued: _Optional[_Union[RunQueued, _Mapping]] = ...) -> None: ...
 
 class CancelRunRequest(_message.Message):
     __slots__ = ("run_id", "mode")
@@ -160,14 +186,16 @@ class WatchRunRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., from_sequence: _Optional[int] = ...) -> None: ...
 
 class WatchRunResponse(_message.Message):
-    __slots__ = ("run_started", "step", "run_finished")
+    __slots__ = ("run_started", "step", "run_finished", "run_queued")
     RUN_STARTED_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     RUN_FINISHED_FIELD_NUMBER: _ClassVar[int]
+    RUN_QUEUED_FIELD_NUMBER: _ClassVar[int]
     run_started: RunStarted
     step: _run_pb2.ExecutionStep
     run_finished: RunFinished
-    def __init__(self, run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., step: _Optional[_Union[_run_pb2.ExecutionStep, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ...) -> None: ...
+    run_queued: RunQueued
+    def __init__(self, run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., step: _Optional[_Union[_run_pb2.ExecutionStep, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., run_queued: _Optional[_Union[RunQueued, _Mapping]] = ...) -> None: ...
 
 class ListAgentsRequest(_message.Message):
     __slots__ = ()

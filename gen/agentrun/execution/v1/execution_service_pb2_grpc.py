@@ -85,7 +85,10 @@ class ExecutionServiceServicer:
     def ExecuteAgent(self, request, context):
         """Start a run and stream it: first run_started, then every step, last run_finished. The steps of the child runs
         its sub-agent tool calls start come in the stream too, as they happen, each with the child's run_id and its
-        depth (docs/agents.md). Disconnecting cancels the run (and its children) unless detach is set.
+        depth (docs/agents.md). A run over the service's concurrency limit waits in its admission queue: then run_queued
+        comes first, and run_started when the run starts executing (or run_finished alone when it ends in the queue:
+        queue timeout, cancel, shutdown). A full queue is RESOURCE_EXHAUSTED. Disconnecting cancels the run (and its
+        children) unless detach is set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -100,7 +103,8 @@ class ExecutionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchRun(self, request, context):
-        """Reattach to a live run: replays steps from from_sequence, then follows until the run ends.
+        """Reattach to a live run: run_queued (for a run that was queued), run_started (once it runs), the steps from
+        from_sequence, then follows until the run ends.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -21,6 +21,7 @@ class RunStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RUN_STATUS_CANCELLED: _ClassVar[RunStatus]
     RUN_STATUS_TIMED_OUT: _ClassVar[RunStatus]
     RUN_STATUS_INTERRUPTED: _ClassVar[RunStatus]
+    RUN_STATUS_QUEUED: _ClassVar[RunStatus]
 
 class ToolCallStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -37,6 +38,7 @@ RUN_STATUS_FAILED: RunStatus
 RUN_STATUS_CANCELLED: RunStatus
 RUN_STATUS_TIMED_OUT: RunStatus
 RUN_STATUS_INTERRUPTED: RunStatus
+RUN_STATUS_QUEUED: RunStatus
 TOOL_CALL_STATUS_UNSPECIFIED: ToolCallStatus
 TOOL_CALL_STATUS_RUNNING: ToolCallStatus
 TOOL_CALL_STATUS_SUCCEEDED: ToolCallStatus
@@ -263,7 +265,7 @@ class ForkOrigin(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("id", "agent_name", "agent_version", "user", "task", "labels", "status", "error", "final_response", "model_name", "start_time", "end_time", "duration", "token_usage", "cost", "steps_taken", "tools_used", "trace_id", "execution_steps", "tool_calls", "variables", "parent_run_id", "root_run_id", "parent_tool_call_id", "depth", "session_id", "forked_from", "token_usage_with_descendants", "cost_with_descendants", "max_context_window_used", "tool_call_count")
+    __slots__ = ("id", "agent_name", "agent_version", "user", "task", "labels", "status", "error", "final_response", "model_name", "start_time", "end_time", "duration", "token_usage", "cost", "steps_taken", "tools_used", "trace_id", "execution_steps", "tool_calls", "variables", "parent_run_id", "root_run_id", "parent_tool_call_id", "depth", "session_id", "forked_from", "token_usage_with_descendants", "cost_with_descendants", "max_context_window_used", "queue_duration", "tool_call_count")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -308,6 +310,7 @@ class Run(_message.Message):
     TOKEN_USAGE_WITH_DESCENDANTS_FIELD_NUMBER: _ClassVar[int]
     COST_WITH_DESCENDANTS_FIELD_NUMBER: _ClassVar[int]
     MAX_CONTEXT_WINDOW_USED_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_DURATION_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALL_COUNT_FIELD_NUMBER: _ClassVar[int]
     id: str
     agent_name: str
@@ -339,5 +342,6 @@ class Run(_message.Message):
     token_usage_with_descendants: TokenUsage
     cost_with_descendants: Cost
     max_context_window_used: float
+    queue_duration: _duration_pb2.Duration
     tool_call_count: int
-    def __init__(self, id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_version: _Optional[str] = ..., user: _Optional[str] = ..., task: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., final_response: _Optional[str] = ..., model_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., token_usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., steps_taken: _Optional[int] = ..., tools_used: _Optional[_Iterable[str]] = ..., trace_id: _Optional[str] = ..., execution_steps: _Optional[_Iterable[_Union[ExecutionStep, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., variables: _Optional[_Mapping[str, str]] = ..., parent_run_id: _Optional[str] = ..., root_run_id: _Optional[str] = ..., parent_tool_call_id: _Optional[str] = ..., depth: _Optional[int] = ..., session_id: _Optional[str] = ..., forked_from: _Optional[_Union[ForkOrigin, _Mapping]] = ..., token_usage_with_descendants: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost_with_descendants: _Optional[_Union[Cost, _Mapping]] = ..., max_context_window_used: _Optional[float] = ..., tool_call_count: _Optional[int] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_version: _Optional[str] = ..., user: _Optional[str] = ..., task: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., final_response: _Optional[str] = ..., model_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., token_usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost: _Optional[_Union[Cost, _Mapping]] = ..., steps_taken: _Optional[int] = ..., tools_used: _Optional[_Iterable[str]] = ..., trace_id: _Optional[str] = ..., execution_steps: _Optional[_Iterable[_Union[ExecutionStep, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., variables: _Optional[_Mapping[str, str]] = ..., parent_run_id: _Optional[str] = ..., root_run_id: _Optional[str] = ..., parent_tool_call_id: _Optional[str] = ..., depth: _Optional[int] = ..., session_id: _Optional[str] = ..., forked_from: _Optional[_Union[ForkOrigin, _Mapping]] = ..., token_usage_with_descendants: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost_with_descendants: _Optional[_Union[Cost, _Mapping]] = ..., max_context_window_used: _Optional[float] = ..., queue_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tool_call_count: _Optional[int] = ...) -> None: ...

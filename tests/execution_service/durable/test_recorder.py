@@ -1,0 +1,87 @@
+"""DurableStepRecorder without DBOS: what a resumed run records where its stream already holds steps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agentrun_core.domain import ExecutionStep, FinalResponse, RunResumed, TokenUsage
+from execution_service.durable.recorder import DurableStepRecorder, ReplayDiverged
+from execution_service.model.base import ModelResponse
+from execution_service.redaction import Redactor
+
+START = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+async def no_flush() -> None:
+    return None
+
+
+def answer(text: str) -> ModelResponse:
+    return ModelResponse(model="m", text=text, function_calls=(), usage=TokenUsage(1, 2, 3), finish_reason="STOP")
+
+
+def recorder(
+    recorded: tuple[ExecutionStep, ...], resumed_from: str | None, emitted: list[ExecutionStep]
+) -> DurableStepRecorder:
+    return DurableStepRecorder(
+        "run-1",
+        emitted.append,
+        Redactor(),
+        no_flush,
+        replica="replica-b",
+        recorded=recorded,
+        resumed_from=resumed_from,
+        started_at=START,
+    )
+
+
+def first_execution() -> list[ExecutionStep]:
+    emitted: list[ExecutionStep] = []
+    first = recorder((), None, emitted)
+    first.model_call(answer("thinking"), started=START + timedelta(seconds=1), duration=timedelta(seconds=2))
+    return emitted
+
+
+def test_a_resumed_run_keeps_the_streamed_steps_then_marks_the_resumption() -> None:
+    streamed = first_execution()
+    emitted: list[ExecutionStep] = []
+    resumed = recorder(tuple(streamed), "replica-a", emitted)
+    assert resumed.replaying
+    # The loop records the same model call again (its result was checkpointed), at another time: the stream's copy
+    # is kept, with the first execution's time and duration, and its usage counts once.
+    resumed.model_call(answer("thinking"), started=datetime.now(UTC), duration=timedelta(0))
+    assert emitted == streamed and not resumed.replaying
+    assert resumed.usage == TokenUsage(1, 2, 3) and resumed.model_calls == 1
+    resumed.final_response("done")
+    kinds = [type(s.payload) for s in emitted]
+    assert kinds[1:] == [RunResumed, FinalResponse]
+    assert [s.sequence for s in emitted] == [1, 2, 3]
+    marker = emitted[1].payload
+    assert isinstance(marker, RunResumed)
+    assert (marker.replica, marker.previous_replica) == ("replica-b", "replica-a")
+    # The gap: from the last step the stream held to the resumption.
+    assert marker.gap == emitted[1].time - streamed[0].time > timedelta(0)
+
+
+def test_a_second_resumption_replays_the_first_marker_where_it_is() -> None:
+    streamed = first_execution()
+    emitted: list[ExecutionStep] = []
+    second = recorder(tuple(streamed), "replica-a", emitted)
+    second.model_call(answer("thinking"), started=START, duration=timedelta(0))
+    second.final_response("done")
+    emitted_again: list[ExecutionStep] = []
+    third = recorder(tuple(emitted[:2]), "replica-b", emitted_again)  # died after the marker, before the answer
+    third.model_call(answer("thinking"), started=START, duration=timedelta(0))
+    third.final_response("done")
+    assert emitted_again[:2] == emitted[:2]
+    assert [type(s.payload) for s in emitted_again[2:]] == [RunResumed, FinalResponse]
+    assert [s.sequence for s in emitted_again] == [1, 2, 3, 4]
+
+
+def test_a_run_that_records_another_step_than_its_stream_holds_is_refused() -> None:
+    streamed = first_execution()
+    diverged = recorder(tuple(streamed), "replica-a", [])
+    with pytest.raises(ReplayDiverged):
+        diverged.final_response("not what happened")
