@@ -344,3 +344,29 @@ async def test_depth_limits_cycles_and_missing_sub_agents_are_refused_at_load(tm
         (tmp_path / "agents" / "pong.prompt").write_text(agent("pong"))
         listed = await stack.execution_stub().ListAgents(ex.ListAgentsRequest())
         assert {"ping", "pong", "uses-ping"} <= {a.name for a in listed.agents}
+
+
+async def test_children_run_within_their_parents_slot_of_the_admission_queue(tmp_path: Path) -> None:
+    agents = {
+        "boss": agent("boss", tools=["agents/helper"]),
+        "helper": agent("helper"),
+    }
+    # One run at a time: a child queued behind its own parent would wait forever.
+    async with running_stack(tmp_path, agents, max_concurrent_runs=1, max_queued_runs=0) as stack:
+        stack.gemini.set_responder(
+            ByAgent(
+                {
+                    "boss": [
+                        FakeResponse(function_calls=[call("helper", "c1", task="a"), call("helper", "c2", task="b")]),
+                        FakeResponse(text="both helped"),
+                    ],
+                    "helper": [FakeResponse(text="helped"), FakeResponse(text="helped")],
+                }
+            )
+        )
+        events = await asyncio.wait_for(stack.execute(agent_name="boss", task="delegate twice"), timeout=60)
+        finished = events[-1].run_finished
+        assert finished.status == run_pb2.RUN_STATUS_COMPLETED and finished.final_response == "both helped"
+        assert not any(e.HasField("run_queued") for e in events)
+        results = [s.tool_result for s in steps_of(events) if s.depth == 0 and s.HasField("tool_result")]
+        assert [r.result_text for r in results] == ["helped", "helped"]
