@@ -15,6 +15,12 @@ StreamEvent = ex_pb2.ExecuteAgentResponse | ex_pb2.WatchRunResponse | ex_pb2.For
 class InFlightCall:
     call: run_pb2.ToolCallStarted
     started_at: float
+    # 0 for the run's own call, 1 for a sub-agent's (a child run's), 2 for a grandchild's...
+    depth: int = 0
+
+
+# A tool call of the run or of one of its child runs: (run id, call id).
+CallKey = tuple[str, str]
 
 
 @dataclass
@@ -23,14 +29,16 @@ class RunProgress:
     queued: ex_pb2.RunQueued | None = None
     started: ex_pb2.RunStarted | None = None
     finished: ex_pb2.RunFinished | None = None
+    # The run's own last step (its children's steps, depth > 0, are numbered in their own runs).
     last_sequence: int = 0
     steps_seen: int = 0
+    # Model turns, tool calls and tokens of the whole tree: the run's and its sub-agents' runs'.
     model_turns: int = 0
     tool_calls: int = 0
     usage: run_pb2.TokenUsage = field(default_factory=run_pb2.TokenUsage)
-    in_flight: dict[str, InFlightCall] = field(default_factory=dict)
+    in_flight: dict[CallKey, InFlightCall] = field(default_factory=dict)
     # Arguments of every call seen, so a result line can show what was asked.
-    calls: dict[str, run_pb2.ToolCallStarted] = field(default_factory=dict)
+    calls: dict[CallKey, run_pb2.ToolCallStarted] = field(default_factory=dict)
     opened_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -64,17 +72,19 @@ class RunProgress:
 
     def apply_step(self, step: run_pb2.ExecutionStep) -> None:
         self.steps_seen += 1
-        self.last_sequence = max(self.last_sequence, step.sequence)
+        if step.depth == 0:
+            self.last_sequence = max(self.last_sequence, step.sequence)
         kind = step.WhichOneof("payload")
         if kind == "model_call":
             self.model_turns += 1
             _add_usage(self.usage, step.model_call.usage)
         elif kind == "tool_call":
             self.tool_calls += 1
-            self.calls[step.tool_call.call_id] = step.tool_call
-            self.in_flight[step.tool_call.call_id] = InFlightCall(step.tool_call, time.monotonic())
+            key = (step.run_id, step.tool_call.call_id)
+            self.calls[key] = step.tool_call
+            self.in_flight[key] = InFlightCall(step.tool_call, time.monotonic(), step.depth)
         elif kind == "tool_result":
-            self.in_flight.pop(step.tool_result.call_id, None)
+            self.in_flight.pop((step.run_id, step.tool_result.call_id), None)
 
 
 def _add_usage(total: run_pb2.TokenUsage, more: run_pb2.TokenUsage) -> None:

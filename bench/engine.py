@@ -78,7 +78,7 @@ from execution_service.engine.manager import ManagerLimits, RunManager, StartRun
 from execution_service.model.base import ModelRequest, ModelResponse
 from execution_service.model.test_model import TestModel
 from execution_service.publish.step_journal import StepJournal
-from execution_service.tools.base import ResolvedTool, ToolOutcome
+from execution_service.tools.base import ResolvedTool, ToolCallContext, ToolOutcome
 from execution_service.tools.results import outcome_from_result
 from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage
 from tests.fixtures.mcp_test_server import server as mcp_test_server
@@ -154,7 +154,9 @@ class InProcessMcpTools:
             ]
         return self._tools
 
-    async def call(self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float) -> ToolOutcome:
+    async def call(
+        self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float, context: ToolCallContext | None = None
+    ) -> ToolOutcome:
         # A turn's tool calls run concurrently: count the time at least one is in flight (the union), not the sum.
         if self._in_flight == 0:
             self._since = time.perf_counter()

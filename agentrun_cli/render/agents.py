@@ -12,7 +12,8 @@ from rich.text import Text
 from agentrun_cli.render import format as fmt
 
 
-def limits_text(limits: ex_pb2.AgentLimits) -> str:
+def limits_text(limits: ex_pb2.AgentLimits, *, calls_agents: bool = False) -> str:
+    """`calls_agents`: the agent has sub-agents, so how deep they may nest matters."""
     parts: list[str] = []
     if limits.max_steps:
         parts.append(f"{limits.max_steps} steps")
@@ -22,6 +23,8 @@ def limits_text(limits: ex_pb2.AgentLimits) -> str:
         parts.append(f"tool {fmt.duration(limits.tool_timeout)}")
     if limits.token_budget:
         parts.append(f"{fmt.count(limits.token_budget)} tokens")
+    if calls_agents:
+        parts.append(f"depth {limits.max_depth}")
     return ", ".join(parts) or fmt.NONE
 
 
@@ -37,7 +40,7 @@ def agents_table(agents: Sequence[ex_pb2.Agent]) -> Table:
             agent.name,
             agent.model,
             ", ".join(agent.tools) or fmt.NONE,
-            limits_text(agent.limits),
+            limits_text(agent.limits, calls_agents=bool(agent.sub_agents)),
             fmt.short_version(agent.version),
         )
     if not agents:

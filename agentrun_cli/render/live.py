@@ -54,15 +54,26 @@ def _call_label(call: run_pb2.ToolCallStarted) -> str:
     return f"{fmt.tool_label(call.tool_name, call.server)} {arguments}".rstrip()
 
 
+# How far a sub-agent's steps are indented per level of depth.
+INDENT = "  "
+
+
 def live_step_line(step: run_pb2.ExecutionStep, progress: RunProgress) -> Text | None:
     """The permanent line a finished step leaves above the live area (None for a tool call: it is a spinner
-    until its result arrives)."""
+    until its result arrives). A sub-agent's steps (depth > 0) are indented by their depth."""
+    line = _step_line(step, progress)
+    if line is None or step.depth == 0:
+        return line
+    return Text(INDENT * step.depth) + line
+
+
+def _step_line(step: run_pb2.ExecutionStep, progress: RunProgress) -> Text | None:
     kind = step.WhichOneof("payload")
     if kind == "model_call":
         return Text.assemble(("◆ ", "blue"), ("model turn ", "bold"), st.model_call_summary(step.model_call))
     if kind == "tool_result":
         result = step.tool_result
-        call = progress.calls.get(result.call_id)
+        call = progress.calls.get((step.run_id, result.call_id))
         label = _call_label(call) if call is not None else result.tool_name
         ok = st.tool_succeeded(result)
         line = Text.assemble(
@@ -75,6 +86,8 @@ def live_step_line(step: run_pb2.ExecutionStep, progress: RunProgress) -> Text |
             line.append(f" → {preview}", style="dim" if ok else "red")
         return line
     if kind == "final_response":
+        if step.depth:
+            return Text.assemble(("■ ", "green"), ("sub-agent answered", "bold"), (f" · run {step.run_id}", "dim"))
         return Text.assemble(("■ ", "green"), ("final response", "bold"))
     if kind == "error":
         return Text.assemble(("✗ ", "red"), (f"{step.error.reason}: {step.error.message}", "red"))
@@ -97,7 +110,8 @@ def live_area(progress: RunProgress, now: float | None = None) -> RenderableType
     rows: list[RenderableType] = []
     for flight in progress.in_flight.values():
         waited = fmt.human_seconds(max(at - flight.started_at, 0.0))
-        rows.append(Spinner("dots", text=Text.assemble(_call_label(flight.call), (f" {waited}", "dim"))))
+        label = Text.assemble(INDENT * flight.depth, _call_label(flight.call), (f" {waited}", "dim"))
+        rows.append(Spinner("dots", text=label))
     if progress.waiting_in_queue:
         rows.append(Spinner("dots", text=Text("waiting in the queue for a free slot…", style="dim")))
     elif progress.finished is None and not progress.in_flight:

@@ -115,8 +115,12 @@ def step_summary(step: run_pb2.ExecutionStep) -> str:
 
 
 def plain_line(step: run_pb2.ExecutionStep) -> str:
-    """`[3] tool_result get_current_time ✓ 12 ms 2026-11-25T13:31:02Z`: one line per step for pipes and CI."""
-    return f"[{step.sequence}] {step_kind(step)} {step_summary(step)}".rstrip()
+    """`[3] tool_result get_current_time ✓ 12 ms 2026-11-25T13:31:02Z`: one line per step for pipes and CI. A
+    sub-agent's step (depth > 0, in its parent's stream) is indented by its depth and names its run."""
+    line = f"[{step.sequence}] {step_kind(step)} {step_summary(step)}".rstrip()
+    if step.depth:
+        return f"{'  ' * step.depth}{line} (run {step.run_id})"
+    return line
 
 
 KIND_STYLES = {

@@ -26,12 +26,19 @@ def summary_fields(finished: ex_pb2.RunFinished) -> list[tuple[str, str]]:
     fields += [
         ("final response", finished.final_response or fmt.NONE),
         ("tokens", usage_line(finished.token_usage)),
+        *(
+            [("tokens with sub-agents", usage_line(finished.token_usage_with_descendants))]
+            if finished.HasField("token_usage_with_descendants")
+            else []
+        ),
         ("duration", fmt.optional_duration(finished, "duration")),
         ("steps", str(finished.steps_taken)),
         ("tool calls", str(finished.tool_call_count)),
     ]
     if finished.HasField("cost"):
         fields.append(("cost", fmt.cost(finished.cost)))
+    if finished.HasField("cost_with_descendants"):
+        fields.append(("cost with sub-agents", fmt.cost(finished.cost_with_descendants)))
     fields.append(("run id", finished.run_id))
     fields.append(
         (

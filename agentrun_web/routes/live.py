@@ -6,7 +6,8 @@ A step's SSE id (one-run stream) is its sequence: an EventSource that reconnects
 (Last-Event-ID) and the stream resumes with WatchRun(from_sequence = that + 1); pages also ask with `from`.
 `finished` is a run's last event; `gone` means the run is not live on ExecutionService (unknown, another user's, or
 long finished: the page offers the stored record); `problem` means the stream broke (service down): the page shows
-the message and asks again after a backoff.
+the message and asks again after a backoff. `child_step` (no SSE id) is a step of a sub-agent's run (any depth) as
+it happens, linked to that run's page.
 """
 
 from __future__ import annotations
@@ -129,8 +130,10 @@ async def _run_events(request: Request, caller: Caller, run_id: str, start: int)
             elif kind == "run_started":
                 started = item.run_started
                 yield "started", live_events.started_event(renderer, started), None
-            elif kind == "step" and item.step.depth > 0:
-                continue  # a sub-agent run's step carried in this stream: it is on that run's own page
+            elif kind == "step" and item.step.depth > 0 and started is not None:
+                # A sub-agent run's step, carried in this stream: shown under the call that started it, without an
+                # SSE id (the id a reconnecting browser resumes from is the run's own last step).
+                yield "child_step", live_events.child_step_event(renderer, item.step, started.start_time), None
             elif kind == "step" and started is not None:
                 data = live_events.step_event(renderer, run_id, item.step, started.start_time)
                 yield "step", data, item.step.sequence

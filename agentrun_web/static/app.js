@@ -200,7 +200,7 @@
 
     // How the page hears of its run: through the shared worker (one connection for every live tab of this browser,
     // static/live-worker.js), else through an EventSource of its own (/runs/{id}/events). Either way the page is told
-    // open / lost / problem / queued / started / step / finished / gone.
+    // open / lost / problem / queued / started / step / child_step (a sub-agent run's step) / finished / gone.
     function liveChannel(from, on) {
       if (window.SharedWorker) {
         try {
@@ -237,7 +237,7 @@
           if (type === "finished" || type === "gone") stream.close();
           on[type]?.({ type, data });
         };
-        for (const type of ["queued", "started", "step", "finished", "gone"]) stream.addEventListener(type, pass(type));
+        for (const type of ["queued", "started", "step", "child_step", "finished", "gone"]) stream.addEventListener(type, pass(type));
         stream.addEventListener("problem", (event) => {
           on.problem?.({ data: JSON.parse(event.data) });
           retry(JSON.parse(event.data).message);
@@ -332,6 +332,13 @@
           if (data.finish) finishBar(data.finish);
           if (data.usage) addUsage(data.usage);
           updateCounts();
+        },
+        child_step: ({ data }) => {
+          // A sub-agent run's step: a row of its own (not counted among this run's steps), shown once.
+          hear();
+          if (document.getElementById(`child-${data.key}`)) return;
+          stepRows.insertAdjacentHTML("beforeend", data.row);
+          document.getElementById(`child-${data.key}`)?.classList.add("fresh");
         },
         finished: ({ data }) => {
           hear();

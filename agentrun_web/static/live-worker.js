@@ -58,7 +58,7 @@ function open() {
     post(watcher.ports, { type, data });
     if (type === "finished" || type === "gone") watchers.delete(data.run);
   };
-  for (const type of ["queued", "started", "step", "finished", "gone"]) stream.addEventListener(type, forward(type));
+  for (const type of ["queued", "started", "step", "child_step", "finished", "gone"]) stream.addEventListener(type, forward(type));
   // The service broke this run's stream (the others go on): say so, and ask again after a backoff.
   stream.addEventListener("problem", (event) => {
     const data = JSON.parse(event.data);

@@ -7,6 +7,7 @@ the same templates as the finished run's page (so a live run and its stored reco
 - `step` (the SSE id is the step's sequence, so a reconnecting browser resumes after the last step it has): the
   step's row, its details for the side pane, a new waterfall bar (model call, tool call started) or the end of a
   tool call's bar (tool result: its duration and state), and a model call's token usage to add to the cards.
+- `child_step` (no SSE id): a sub-agent run's step, as a row indented by its depth linking to that run's page.
 - `finished`: the run's status, error, token cards, cost and final response as RunFinished tells them.
 """
 
@@ -86,6 +87,18 @@ def step_event(
     if bar is not None:
         event["bar"] = {"key": bar.key, "html": renderer.fragment("_waterfall_bar.html", bar=bar, run_id=run_id)}
     return event
+
+
+def child_step_event(
+    renderer: Renderer, step: run_pb2.ExecutionStep, run_start: timestamp_pb2.Timestamp
+) -> dict[str, Any]:
+    """A sub-agent run's step (depth > 0): its row, indented by its depth, linking to that run's page."""
+    key = f"{step.run_id}-{step.sequence}"
+    row = step_row(step, run_start)
+    return {
+        "key": key,
+        "row": renderer.fragment("_child_step_row.html", row=row, step=step, key=key),
+    }
 
 
 def finished_event(

@@ -10,7 +10,9 @@ from execution_service.agents.spec import AgentLimits
 
 _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
-KNOWN_LIMITS = ("max_steps", "run_timeout", "tool_timeout", "token_budget", "tool_result_bytes")
+KNOWN_LIMITS = ("max_steps", "run_timeout", "tool_timeout", "token_budget", "tool_result_bytes", "max_depth")
+# The deepest tree of sub-agent runs an agent may ask for (a deeper one is a mistake, not a design).
+MAX_SUB_AGENT_DEPTH = 10
 # A tool result cut shorter than this would leave the model nothing to work with.
 MIN_TOOL_RESULT_BYTES = 256
 
@@ -33,6 +35,7 @@ def parse_limits(raw: Any) -> AgentLimits:
         tool_result_bytes=_int_in_range(
             raw, "tool_result_bytes", defaults.tool_result_bytes, MIN_TOOL_RESULT_BYTES, _INT32_MAX
         ),
+        max_depth=_int_in_range(raw, "max_depth", defaults.max_depth, 0, MAX_SUB_AGENT_DEPTH),
     )
 
 

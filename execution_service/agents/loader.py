@@ -3,9 +3,11 @@
 Front matter keys we read:
 - model: "googleai/gemini-2.5-flash" or a bare name ("gemini-2.5-flash", "test" for the offline TestModel);
   absent -> the `default_model` argument.
-- description, tools ("server/tool" or "server/*"), config (generation settings, camelCase),
+- description, tools ("server/tool" or "server/*" for MCP tools, "agents/NAME" for a sub-agent), config
+  (generation settings, camelCase),
 - input: {schema: <Picoschema>, default: {...}} for the variables beyond `task`,
-- limits: {max_steps, run_timeout, tool_timeout, token_budget} (our own key, read from the raw front matter).
+- limits: {max_steps, run_timeout, tool_timeout, token_budget, tool_result_bytes, max_depth} (our own key, read
+  from the raw front matter).
 - schedule: a list of schedules (cron, timezone, task, variables, labels, missed), see execution_service.schedules.
 - session: {history_tokens} (our own key): how much of a session's earlier turns a run receives.
 `name`, `version`, `variant`, `ext`, `metadata` and namespaced keys ("x.y") are accepted; `name`, when given,
@@ -38,6 +40,9 @@ NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _MODEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _MODEL_PROVIDER_PREFIX = "googleai/"
 _TOOL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/(?:\*|[A-Za-z0-9_][A-Za-z0-9_.-]*)")
+# `agents/NAME` in `tools:` names another agent of the directory, called as a tool (a sub-agent); "agents" is
+# therefore not an MCP server name agents can use.
+SUB_AGENT_PREFIX = "agents/"
 _ACCEPTED_KEYS = frozenset(
     {
         "name",
@@ -117,6 +122,7 @@ def _build_spec(name: str, path: Path, source: str, version: str, default_model:
     _check_keys(raw, name)
     check_template(parsed.template)
     description = raw.get("description") or ""
+    tools = _tools(raw.get("tools"), name)
     input_schema = build_input_schema(raw.get("input"))
     return AgentSpec(
         name=name,
@@ -124,7 +130,8 @@ def _build_spec(name: str, path: Path, source: str, version: str, default_model:
         version=version,
         model=normalize_model(raw["model"]) if raw.get("model") else normalize_model(default_model, "default_model"),
         description=description.strip(),
-        tools=_tools(raw.get("tools")),
+        tools=tuple(t for t in tools if not t.startswith(SUB_AGENT_PREFIX)),
+        sub_agents=tuple(t.removeprefix(SUB_AGENT_PREFIX) for t in tools if t.startswith(SUB_AGENT_PREFIX)),
         limits=parse_limits(raw.get("limits")),
         config=validate_config(raw.get("config")),
         input_schema=input_schema,
@@ -146,13 +153,28 @@ def _check_keys(raw: dict[str, Any], name: str) -> None:
         raise InvalidField("name", f"{declared!r} differs from the file name {name!r}; remove it or make them equal")
 
 
-def _tools(raw: list[str] | None) -> tuple[str, ...]:
+def _tools(raw: list[str] | None, name: str) -> tuple[str, ...]:
+    """The tool patterns as declared: MCP patterns and `agents/NAME` sub-agents. Raises InvalidField."""
     tools = list(raw or [])
     seen: set[str] = set()
     for index, tool in enumerate(tools):
-        if not _TOOL_PATTERN.fullmatch(tool):
+        if not isinstance(tool, str):
+            raise InvalidField(f"tools[{index}]", f'{tool!r} is not a tool pattern: write "server/tool" or "server/*"')
+        if tool.startswith(SUB_AGENT_PREFIX):
+            _check_sub_agent(index, tool, name)
+        elif not _TOOL_PATTERN.fullmatch(tool):
             raise InvalidField(f"tools[{index}]", f'{tool!r} is not a tool pattern: write "server/tool" or "server/*"')
         if tool in seen:
             raise InvalidField(f"tools[{index}]", f"{tool!r} is listed twice")
         seen.add(tool)
     return tuple(tools)
+
+
+def _check_sub_agent(index: int, tool: str, name: str) -> None:
+    called = tool.removeprefix(SUB_AGENT_PREFIX)
+    if called == "*":
+        raise InvalidField(f"tools[{index}]", "name each sub-agent (agents/NAME): agents/* is not supported")
+    if not NAME_PATTERN.fullmatch(called):
+        raise InvalidField(f"tools[{index}]", f"{tool!r} does not name an agent: write agents/NAME, NAME an agent file")
+    if called == name:
+        raise InvalidField(f"tools[{index}]", f"{tool!r}: an agent cannot call itself as a sub-agent")

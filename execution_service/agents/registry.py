@@ -10,6 +10,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from execution_service.agents.composition import composition_problems
 from execution_service.agents.errors import AgentLoadError
 from execution_service.agents.loader import AGENT_SUFFIX, load_agent_from_bytes
 from execution_service.agents.spec import AgentLoadProblem, AgentSpec
@@ -105,8 +106,22 @@ class AgentRegistry:
                 )
         self._log_changes(entries)
         self._entries = entries
-        self._agents = {e.result.name: e.result for e in entries.values() if isinstance(e.result, AgentSpec)}
-        self._problems = [e.result for e in entries.values() if isinstance(e.result, AgentLoadProblem)]
+        loaded = {e.result.name: e.result for e in entries.values() if isinstance(e.result, AgentSpec)}
+        broken = frozenset(
+            path.name.removesuffix(AGENT_SUFFIX)
+            for path, entry in entries.items()
+            if isinstance(entry.result, AgentLoadProblem)
+        )
+        composed = composition_problems(loaded, broken)
+        problems = [e.result for e in entries.values() if isinstance(e.result, AgentLoadProblem)]
+        before = set(self._problems)
+        for name, message in composed.items():
+            problem = AgentLoadProblem(loaded.pop(name).path, message)
+            if fresh or problem not in before:
+                log.warning("agent not usable: %s", message, extra={"path": str(problem.path), "problem": message})
+            problems.append(problem)
+        self._agents = loaded
+        self._problems = sorted(problems, key=lambda problem: problem.path)
 
     def _refresh(self, path: Path, previous: _Entry | None) -> _Entry | None:
         """The entry for `path`, re-using `previous` (not re-parsing) when the content did not change.

@@ -18,6 +18,8 @@ class AgentLimits:
     token_budget: int = 0
     # How much of one tool result the model receives (UTF-8 bytes); the rest is cut, with a marker saying so.
     tool_result_bytes: int = 128 * 1024
+    # How many levels of sub-agent runs a run of this agent may have under it (1: its sub-agents, which call none).
+    max_depth: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,8 @@ class AgentSpec:
     description: str
     tools: tuple[str, ...]
     limits: AgentLimits
+    # The agents it may call as tools (`agents/NAME` in `tools:`), by name; `tools` holds the MCP patterns.
+    sub_agents: tuple[str, ...] = ()
     # Generation config (temperature, maxOutputTokens, ...), camelCase keys as in the file.
     config: dict[str, Any] = field(default_factory=dict)
     # JSON schema of the variables beyond `task`.

@@ -18,6 +18,7 @@ from agentrun_core.proto_convert import (
     timestamp_to_pb,
     token_usage_to_pb,
 )
+from execution_service.agents.loader import SUB_AGENT_PREFIX
 from execution_service.agents.spec import AgentLoadProblem, AgentSpec
 from execution_service.api.schedules_convert import schedule_spec_to_pb
 from execution_service.engine.composition import ForkRequest
@@ -78,6 +79,8 @@ def event_fields(event: RunEvent) -> dict[str, Any]:
                 parent_run_id=event.parent_run_id,
                 depth=event.depth,
                 replica=event.replica,
+                root_run_id=event.root_run_id,
+                parent_tool_call_id=event.parent_tool_call_id,
             )
             if event.forked_from is not None:
                 started.forked_from.CopyFrom(
@@ -127,7 +130,8 @@ def agent_to_pb(agent: AgentSpec) -> pb.Agent:
         version=agent.version,
         model=agent.model,
         description=agent.description,
-        tools=list(agent.tools),
+        tools=[*agent.tools, *(f"{SUB_AGENT_PREFIX}{name}" for name in agent.sub_agents)],
+        sub_agents=list(agent.sub_agents),
         path=str(agent.path),
         input_schema_json=orjson.dumps(agent.input_schema).decode() if agent.input_schema else "",
         limits=pb.AgentLimits(
@@ -136,6 +140,7 @@ def agent_to_pb(agent: AgentSpec) -> pb.Agent:
             tool_timeout=_seconds(agent.limits.tool_timeout_s),
             token_budget=agent.limits.token_budget,
             tool_result_bytes=agent.limits.tool_result_bytes,
+            max_depth=agent.limits.max_depth,
         ),
         schedules=[schedule_spec_to_pb(s) for s in agent.schedules],
         session_history_tokens=agent.session.history_tokens,

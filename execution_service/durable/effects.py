@@ -32,7 +32,7 @@ from execution_service.durable.recorder import replayed_timing
 from execution_service.engine.live_run import LiveRun
 from execution_service.engine.step_recorder import utc_now
 from execution_service.model.base import FunctionCall, ModelError, ModelProvider, ModelRequest, ModelResponse
-from execution_service.tools.base import ResolvedTool, ToolOutcome, ToolProvider, current_tool_call_id
+from execution_service.tools.base import ResolvedTool, ToolCallContext, ToolOutcome, ToolProvider, current_tool_call_id
 from execution_service.tools.request_meta import IDEMPOTENCY_KEY, tool_request_meta
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,10 @@ class DurableToolProvider:
     async def resolve(self, patterns: list[str]) -> list[ResolvedTool]:
         return await self._inner.resolve(patterns)
 
-    async def call(self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float) -> ToolOutcome:
+    async def call(
+        self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float, context: ToolCallContext | None = None
+    ) -> ToolOutcome:
+        """`context` is not needed: sub-agents (the tools that need it) do not run in the durable mode."""
         call_id = current_tool_call_id.get()
         key = f"{self._run_id}:{call_id}"
         asked_at = utc_now()

@@ -152,14 +152,24 @@ class DurableStepRecorder(StepRecorder):
         duration: timedelta,
         size_bytes: int | None = None,
         model_bytes: int = 0,
+        child_run_id: str = "",
     ) -> None:
         if (timing := _replayed()) is not None:
             time, duration = timing[0] + timing[1], timing[1]
         super().tool_finished(
-            call_id, tool_name, outcome, time=time, duration=duration, size_bytes=size_bytes, model_bytes=model_bytes
+            call_id,
+            tool_name,
+            outcome,
+            time=time,
+            duration=duration,
+            size_bytes=size_bytes,
+            model_bytes=model_bytes,
+            child_run_id=child_run_id,
         )
 
-    def tool_started(self, call_id: str, tool: ResolvedTool, arguments: dict[str, Any], *, time: datetime) -> None:
+    def tool_started(
+        self, call_id: str, tool: ResolvedTool, arguments: dict[str, Any], *, time: datetime, child_run_id: str = ""
+    ) -> None:
         # The durable tool provider reads it for the call's idempotency key (the call runs in this task).
         current_tool_call_id.set(call_id)
-        super().tool_started(call_id, tool, arguments, time=time)
+        super().tool_started(call_id, tool, arguments, time=time, child_run_id=child_run_id)

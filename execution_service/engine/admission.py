@@ -30,6 +30,12 @@ class Ticket:
     _left: bool = False
 
 
+def within_parent_slot() -> Ticket:
+    """The ticket of a child run (a sub-agent's): it runs within its parent's slot, so it takes no slot of its own and
+    leaving it frees none."""
+    return Ticket(0, admitted=True, _left=True)
+
+
 class AdmissionQueue:
     def __init__(self, max_running: int, max_queued: int) -> None:
         """`max_queued` 0: no queue (a run over `max_running` is refused at once)."""

@@ -38,6 +38,9 @@ class RunStartedEvent:
     session_id: str = ""
     parent_run_id: str = ""
     depth: int = 0
+    # For a child run: the top-level run of its tree, and the parent's tool call that started it.
+    root_run_id: str = ""
+    parent_tool_call_id: str = ""
     # Durable mode: the replica that started the run.
     replica: str = ""
     # A fork's original run and the last of its steps it replayed.

@@ -1,8 +1,14 @@
-"""A run in memory: its event log, which any number of watchers replay and then follow as it grows."""
+"""A run in memory: its event log, which any number of watchers replay and then follow as it grows.
+
+A child run (sub-agent) also hands each of its steps to its parent's log, marked with its depth under that run, so a
+client following the parent sees the whole tree as it happens (a grandchild's steps reach the root through the
+child). Only the run's own steps are journaled and stored with it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -13,6 +19,17 @@ from execution_service.engine.events import RunEvent, RunFinishedEvent, RunQueue
 
 # How long the run waits, after emitting a step, for its watchers to send it.
 HANDOFF_TIMEOUT_S = 0.005
+# ExecutionStep.depth as a protobuf key: field 5, varint.
+_DEPTH_KEY = bytes([5 << 3])
+
+
+def with_depth(encoded: bytes, depth: int) -> bytes:
+    """A serialized ExecutionStep with its depth set to `depth` (1..127). A scalar field that appears again later in
+    the bytes wins when they are parsed (protobuf encoding rules), so appending it is enough: the step is not
+    serialized again."""
+    if not 0 < depth < 128:
+        raise ValueError(f"depth {depth} is out of range")
+    return encoded + _DEPTH_KEY + bytes([depth])
 
 
 class FollowedRun(Protocol):
@@ -50,12 +67,18 @@ class LiveRun:
     control: RunControl = field(default_factory=RunControl)
     task: asyncio.Task[None] | None = None
     cancel_requested: bool = False
+    # Why it was cancelled, when not by a client (a sub-agent's run whose parent ended first).
+    cancel_message: str = ""
+    # The run whose tool call started this one (a sub-agent's run); it receives this run's steps too.
+    parent: LiveRun | None = None
     # Every event after RunStarted, in order: the steps, then RunFinished.
     _events: list[StepEvent | RunFinishedEvent] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     finished: RunFinishedEvent | None = None
     _cursors: list[_Cursor] = field(default_factory=list)
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    # Where each of the run's own steps is in _events (its descendants' steps are interleaved).
+    _own_positions: list[int] = field(default_factory=list)
 
     def start(self, event: RunStartedEvent) -> None:
         """The queued run starts executing."""
@@ -73,7 +96,19 @@ class LiveRun:
 
     def append_step(self, step: ExecutionStep, encoded: bytes | None = None) -> None:
         """`encoded`: the step already serialized (StepEvent.encoded)."""
+        self._own_positions.append(len(self._events))
         self._append(StepEvent(step, encoded))
+        if self.parent is not None:
+            self.parent.append_descendant_step(step, encoded, 1)
+
+    def append_descendant_step(self, step: ExecutionStep, encoded: bytes | None, depth: int) -> None:
+        """A step of a run `depth` levels under this one, as it happens: shown to this run's watchers, passed up."""
+        if self.finished is not None:
+            return  # a parent ends after its children; nothing of theirs can follow its RunFinished
+        shown = dataclasses.replace(step, depth=depth)
+        self._append(StepEvent(shown, None if encoded is None else with_depth(encoded, depth)))
+        if self.parent is not None:
+            self.parent.append_descendant_step(step, encoded, depth + 1)
 
     def finish(self, event: RunFinishedEvent) -> None:
         self.finished = event
@@ -134,16 +169,26 @@ class LiveRun:
                 if not waiter.done():
                     waiter.set_result(None)
 
+    def _start_index(self, from_sequence: int) -> int:
+        """Where a watcher asking for the run's steps from `from_sequence` on starts: just after the run's own step
+        from_sequence - 1 (its descendants' steps since then included)."""
+        if from_sequence <= 1:
+            return 0
+        if from_sequence - 1 <= len(self._own_positions):
+            return self._own_positions[from_sequence - 2] + 1
+        return len(self._events)
+
     async def follow(self, from_sequence: int = 0) -> AsyncGenerator[RunEvent]:
         """RunQueued (for a run that waited for a slot), RunStarted (once the run executes), the steps with
-        sequence >= from_sequence, then each new event until RunFinished."""
+        sequence >= from_sequence (and the descendants' steps after the run's own step before it), then each new event
+        until RunFinished."""
         if self.queued is not None:
             yield self.queued
             while self.started is None and self.finished is None:
                 await self._changed.wait()
         if self.started is not None:
             yield self.started
-        index = max(from_sequence - 1, 0)  # steps are numbered from 1 and stored in order
+        index = self._start_index(from_sequence)
         cursor = _Cursor(taken=index)
         self._cursors.append(cursor)
         try:
@@ -154,7 +199,9 @@ class LiveRun:
                 while index < len(self._events):
                     event = self._events[index]
                     index += 1
-                    yield event
+                    # Asked for from a step the run had not reached yet: its own earlier steps are not sent.
+                    if not _own_step_before(event, from_sequence):
+                        yield event
                     cursor.taken = index
                     self._moved(cursor)
                     if isinstance(event, RunFinishedEvent):
@@ -163,3 +210,7 @@ class LiveRun:
         finally:
             self._cursors.remove(cursor)
             self._moved(cursor)
+
+
+def _own_step_before(event: StepEvent | RunFinishedEvent, sequence: int) -> bool:
+    return isinstance(event, StepEvent) and event.step.depth == 0 and event.step.sequence < sequence

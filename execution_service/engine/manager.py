@@ -33,13 +33,15 @@ from execution_service.agents.errors import PromptRenderError
 from execution_service.agents.registry import AgentRegistry
 from execution_service.agents.render import VariablesError, render_prompt
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
-from execution_service.engine.admission import EMBEDDED_QUEUE_NAME, AdmissionQueue, Ticket
+from execution_service.engine.admission import EMBEDDED_QUEUE_NAME, AdmissionQueue, Ticket, within_parent_slot
+from execution_service.engine.child_runs import ChildRuns, ChildStart, ParentRun, child_fields
 from execution_service.engine.composition import ForkRequest, RunSetup, fork_setup, session_setup
 from execution_service.engine.events import RunFinishedEvent, RunQueuedEvent, RunStartedEvent
 from execution_service.engine.instrumentation import EngineInstruments, RunTelemetry
 from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.loop import LoopInput, run_agent_loop
 from execution_service.engine.outcomes import LoopOutcome
+from execution_service.engine.run_tree import RunNode
 from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.errors import (
     AgentNotFound,
@@ -56,6 +58,8 @@ from execution_service.model.pricing import price_run
 from execution_service.publish.base import RunSink
 from execution_service.redaction import Redactor
 from execution_service.tools.base import ToolProvider, ToolResolutionError
+from execution_service.tools.run_tools import RunTools
+from execution_service.tools.sub_agents import SubAgentTools
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,8 @@ class StartRun:
     run_id: str = ""
     model: str = ""
     trace_id: str = ""
+    # Set for a child run (a sub-agent's tool call, engine.child_runs): its parent.
+    parent: ParentRun | None = None
     # Continue this session of the user's (docs/agents.md, Sessions).
     session_id: str = ""
 
@@ -197,7 +203,7 @@ class RunManager:
                     # The same answer as for any run id used before: nothing tells whose run it is, or that it is live.
                     raise RunAlreadyExists(request.run_id)
                 return existing
-            if self._run_exists is not None and await self._run_exists(request.run_id):
+            if request.parent is None and self._run_exists is not None and await self._run_exists(request.run_id):
                 raise RunAlreadyExists(request.run_id)
         agent = self._agent(request.agent_name)
         self._check_sizes(request)
@@ -232,8 +238,11 @@ class RunManager:
         setup: RunSetup,
     ) -> LiveRun:
         """Starts a validated run: a slot or a place in the admission queue, its first record (RUNNING, or QUEUED),
-        then its task (the durable mode starts a workflow instead)."""
-        ticket = self._admission.enter()  # QueueFull: no slot and no place in the queue
+        then its task (the durable mode starts a workflow instead). A child run (sub-agent) runs within its parent's
+        slot: it never waits in the queue (a parent waiting for a child that waits for the parent's slot would never
+        end)."""
+        parent = request.parent
+        ticket = self._admission.enter() if parent is None else within_parent_slot()  # QueueFull: no slot, no place
         try:
             # The run's span starts first: its trace id is the run's trace_id.
             traced = self._instruments.start_run(
@@ -242,6 +251,13 @@ class RunManager:
         except BaseException:
             self._admission.leave(ticket)
             raise
+        tree = (
+            parent.tree.child(
+                run_id, agent.name, agent.limits.token_budget, agent.limits.max_depth, parent.tool_call_id
+            )
+            if parent is not None
+            else RunNode(run_id, agent.name, agent.limits.token_budget, agent.limits.max_depth)
+        )
         base = Run(
             id=run_id,
             agent_name=agent.name,
@@ -254,11 +270,14 @@ class RunManager:
             model_name=model_name,
             start_time=utc_now(),
             trace_id=traced.trace_id or request.trace_id or secrets.token_hex(16),
-            session_id=setup.session_id,
+            session_id=parent.base.session_id if parent is not None else setup.session_id,
             forked_from=setup.forked_from,
+            **child_fields(parent),
         )
         if ticket.admitted:
-            live = LiveRun(run_id=run_id, user=request.user, started=_started_event(base))
+            live = LiveRun(
+                run_id=run_id, user=request.user, started=_started_event(base), parent=parent.live if parent else None
+            )
         else:
             live = LiveRun(run_id=run_id, user=request.user, started=None, queued=self._queued_event(base, ticket))
         self._live[run_id] = live
@@ -270,7 +289,8 @@ class RunManager:
                 self._admission.leave(ticket)
                 raise
             live.task = asyncio.create_task(
-                self._execute(live, base, agent, prompt, provider, traced, setup, ticket), name=f"run-{run_id}"
+                self._execute(live, base, agent, prompt, provider, traced, tree, request.model, setup, ticket),
+                name=f"run-{run_id}",
             )
         log.info(
             "run started" if ticket.admitted else "run queued",
@@ -356,6 +376,8 @@ class RunManager:
         prompt: RenderedPrompt,
         provider: ModelProvider,
         traced: RunTelemetry,
+        tree: RunNode,
+        model_override: str,
         setup: RunSetup,
         ticket: Ticket,
     ) -> None:
@@ -366,7 +388,7 @@ class RunManager:
             # stream sends the bytes the journal wrote (the step is serialized once).
             stream_step(step, journal_step(step))
 
-        recorder = StepRecorder(live.run_id, emit, self._redactor, live.handed_off)
+        recorder = StepRecorder(live.run_id, emit, self._redactor, live.handed_off, tree)
         traced.secrets = recorder.secret_memory  # captured span content is scrubbed like the steps
         outcome: LoopOutcome
         try:
@@ -384,8 +406,9 @@ class RunManager:
         else:
             try:
                 # The run timeout counts from the start of execution, not from the wait in the queue.
+                tools = self._run_tools(live, base, tree, model_override)
                 outcome = await self._outcome(
-                    live, agent, prompt, provider, recorder, traced, agent.limits.run_timeout_s, setup=setup
+                    live, agent, prompt, provider, recorder, traced, agent.limits.run_timeout_s, tools, setup=setup
                 )
             finally:
                 self._admission.leave(ticket)  # the next run in line starts while this one is published
@@ -480,11 +503,17 @@ class RunManager:
         max_parallel_tools: int | None,
         setup: RunSetup | None = None,
     ) -> LoopOutcome:
+        if agent.sub_agents and not isinstance(tool_provider, RunTools):
+            return LoopOutcome.failed(
+                ErrorReason.TOOL_NOT_FOUND,
+                f"agent {agent.name!r} calls sub-agents ({', '.join(agent.sub_agents)}), which the durable mode does "
+                "not run yet; run it on an execution service in the embedded mode",
+            )
         setup = setup or RunSetup()
         if setup.history is not None:
             recorder.record(setup.history.step, time=utc_now())
         try:
-            tools = await tool_provider.resolve(list(agent.tools))
+            tools = await tool_provider.resolve([*agent.tools, *(f"agents/{name}" for name in agent.sub_agents)])
         except ToolResolutionError as exc:
             reason = ErrorReason.TOOL_SERVER_UNAVAILABLE if exc.unavailable else ErrorReason.TOOL_NOT_FOUND
             return LoopOutcome.failed(reason, str(exc))
@@ -507,9 +536,47 @@ class RunManager:
             live.control,
         )
 
+    # --- sub-agents (engine.child_runs) ----------------------------------------------------------------------
+
+    def _run_tools(self, live: LiveRun, base: Run, tree: RunNode, model_override: str) -> RunTools:
+        """The run's MCP tools and its sub-agents, whose calls start child runs of this run."""
+        children = ChildRuns(
+            self._start_child, lambda child: self._end_child(child, live), live, base, tree, model_override
+        )
+        return RunTools(self._tools, SubAgentTools(self._agents.get, children))
+
+    def _end_child(self, child_id: str, parent: LiveRun) -> None:
+        """The parent's call of a child was cancelled: the child ends as its parent does (INTERRUPTED when the
+        service shuts down, else CANCELLED, saying why)."""
+        child = self._live.get(child_id)
+        if child is None or child.is_finished or child.task is None:
+            return
+        if self._shutting_down and not parent.cancel_requested:
+            child.task.cancel()
+            return
+        child.cancel_message = f"the run was cancelled: its parent run {parent.run_id} ended first"
+        self.cancel(child_id)
+
+    async def _start_child(self, child: ChildStart) -> LiveRun:
+        """A child run: the parent's user, labels and model override; its own agent, limits and run id."""
+        parent = child.parent
+        return await self.start(
+            StartRun(
+                agent_name=child.agent,
+                task=child.task,
+                user=parent.base.user,
+                variables=child.variables,
+                labels=dict(parent.base.labels),
+                run_id=child.run_id,
+                model=parent.model_override,
+                parent=parent,
+            )
+        )
+
     def _cancelled_outcome(self, live: LiveRun) -> LoopOutcome:
         if live.cancel_requested:
-            return LoopOutcome(RunStatus.CANCELLED, error=RunError(ErrorReason.CANCELLED, "the run was cancelled"))
+            message = live.cancel_message or "the run was cancelled"
+            return LoopOutcome(RunStatus.CANCELLED, error=RunError(ErrorReason.CANCELLED, message))
         if live.started is None:
             return LoopOutcome(
                 RunStatus.INTERRUPTED,
@@ -534,6 +601,12 @@ class RunManager:
         if live.started is None:  # ended in the queue: it starts and ends when it leaves the queue, having run 0 s
             base = dataclasses.replace(base, start_time=end, queue_duration=end - base.start_time)
         run = _terminal_run(base, recorder, outcome, error, end)
+        if recorder.tree.children:
+            run = dataclasses.replace(
+                run,
+                token_usage_with_descendants=recorder.tree.usage_with_descendants,
+                cost_with_descendants=recorder.tree.cost_with_descendants(run.cost),
+            )
         recorded = False
         try:
             await self._sink.record(run)
@@ -555,6 +628,8 @@ class RunManager:
                 error=run.error,
                 cost=run.cost,
                 recorded=recorded,
+                token_usage_with_descendants=run.token_usage_with_descendants,
+                cost_with_descendants=run.cost_with_descendants,
             )
         )
         self._live.pop(live.run_id, None)
@@ -641,34 +716,30 @@ def _started_event(run: Run) -> RunStartedEvent:
         user=run.user,
         session_id=run.session_id,
         forked_from=run.forked_from,
+        parent_run_id=run.parent_run_id,
+        depth=run.depth,
+        root_run_id=run.root_run_id,
+        parent_tool_call_id=run.parent_tool_call_id,
     )
 
 
 def _terminal_run(
     base: Run, recorder: StepRecorder, outcome: LoopOutcome, error: RunError | None, end: datetime
 ) -> Run:
+    """The RUNNING record `base` (identity, request, composition) with how the run ended."""
     steps = tuple(recorder.steps)
     usage: TokenUsage = recorder.usage
-    return Run(
-        id=base.id,
-        agent_name=base.agent_name,
-        agent_version=base.agent_version,
-        user=base.user,
-        task=base.task,
-        labels=base.labels,
-        variables=base.variables,
+    return dataclasses.replace(
+        base,
         status=outcome.status,
         error=error,
         final_response=recorder.scrub_final(outcome.final_response),
-        model_name=base.model_name,
-        start_time=base.start_time,
         end_time=end,
         duration=end - base.start_time,
         token_usage=usage,
         cost=price_run(base.model_name, usage),
         steps_taken=recorder.model_calls,
         tools_used=recorder.tools_used,
-        trace_id=base.trace_id,
         execution_steps=steps,
         tool_calls=tool_calls_from_steps(steps),
         max_context_window_used=recorder.max_context_window_used,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agentrun_core.domain import ErrorReason, RunError, RunStatus, TokenUsage
+from agentrun_core.domain import ErrorReason, RunError, RunStatus
+from execution_service.engine.run_tree import BudgetExceeded
 from execution_service.model.base import ModelError, ModelResponse
 
 # Finish reasons (google.genai.types.FinishReason) that mean the provider withheld or refused the answer.
@@ -56,10 +57,10 @@ def model_failed(error: ModelError) -> LoopOutcome:
     return LoopOutcome.failed(error.reason, error.describe())
 
 
-def after_model_turn(response: ModelResponse, run_usage: TokenUsage, token_budget: int) -> LoopOutcome | None:
-    """How the run ends after this model turn (`run_usage`: the run's usage, this turn included), or None when the
-    loop goes on with the turn's function calls."""
-    ended = prompt_blocked(response) or over_token_budget(run_usage, token_budget)
+def after_model_turn(response: ModelResponse, exceeded: BudgetExceeded | None) -> LoopOutcome | None:
+    """How the run ends after this model turn (`exceeded`: the token budget its tree went over, this turn
+    included), or None when the loop goes on with the turn's function calls."""
+    ended = prompt_blocked(response) or over_token_budget(exceeded)
     if ended is not None or response.function_calls:
         return ended
     return answered(response)
@@ -74,13 +75,20 @@ def prompt_blocked(response: ModelResponse) -> LoopOutcome | None:
     )
 
 
-def over_token_budget(run_usage: TokenUsage, token_budget: int) -> LoopOutcome | None:
-    if not token_budget or run_usage.total_tokens <= token_budget:
+def over_token_budget(exceeded: BudgetExceeded | None) -> LoopOutcome | None:
+    if exceeded is None:
         return None
-    return LoopOutcome.failed(
-        ErrorReason.TOKEN_BUDGET_EXCEEDED,
-        f"the run used {run_usage.total_tokens} tokens, over its budget of {token_budget} (limits.token_budget)",
-    )
+    if exceeded.own:
+        whose = " (its sub-agents' included)" if exceeded.with_descendants else ""
+        message = (
+            f"the run used {exceeded.used} tokens{whose}, over its budget of {exceeded.budget} (limits.token_budget)"
+        )
+    else:
+        message = (
+            f"the run's tree used {exceeded.used} tokens, over the budget of {exceeded.budget} of its ancestor run "
+            f"{exceeded.run_id} (limits.token_budget of agent {exceeded.agent!r}, which covers its sub-agents)"
+        )
+    return LoopOutcome.failed(ErrorReason.TOKEN_BUDGET_EXCEEDED, message)
 
 
 def answered(response: ModelResponse) -> LoopOutcome:

@@ -25,6 +25,7 @@ from agentrun_core.domain import (
     ToolCallFinished,
     ToolCallStarted,
 )
+from execution_service.engine.run_tree import RunNode
 from execution_service.model.base import ModelError, ModelResponse
 from execution_service.redaction import Redactor, SecretMemory
 from execution_service.redaction.redactor import SCRUB_MARGIN_CHARS
@@ -54,9 +55,12 @@ class StepRecorder:
         emit: Callable[[ExecutionStep], None],
         redactor: Redactor,
         handed_off: Callable[[], Awaitable[None]] | None = None,
+        tree: RunNode | None = None,
     ) -> None:
-        """`emit` publishes a step to the run's watchers; `handed_off` waits until they passed it on (LiveRun)."""
+        """`emit` publishes a step to the run's watchers; `handed_off` waits until they passed it on (LiveRun);
+        `tree`: the run's place in its tree of sub-agent runs (default: a top-level run)."""
         self.run_id = run_id
+        self.tree = tree or RunNode(run_id, agent="", token_budget=0, max_depth=0)
         self._emit = emit
         self._handed_off = handed_off
         self._redactor = redactor
@@ -96,6 +100,7 @@ class StepRecorder:
         """A model call that answered (after the failed attempts it lists, if any)."""
         self.model_calls += 1
         self.usage = self.usage + response.usage
+        self.tree.add_usage(response.usage)
         limit = response.input_token_limit
         used = context_window_share(response.usage.input_tokens, limit)
         self.max_context_window_used = max(self.max_context_window_used, used)
@@ -140,7 +145,9 @@ class StepRecorder:
     def _scrub_attempts(self, attempts: tuple[ModelAttempt, ...]) -> tuple[ModelAttempt, ...]:
         return tuple(dataclasses.replace(a, message=self._scrub(a.message)) for a in attempts)
 
-    def tool_started(self, call_id: str, tool: ResolvedTool, arguments: dict[str, Any], *, time: datetime) -> None:
+    def tool_started(
+        self, call_id: str, tool: ResolvedTool, arguments: dict[str, Any], *, time: datetime, child_run_id: str = ""
+    ) -> None:
         self.tool_calls += 1
         self._tools_used.setdefault(tool.name, None)
         scrubbed = self._redactor.scrub_value(arguments, self._secrets)
@@ -150,6 +157,7 @@ class StepRecorder:
                 tool_name=tool.name,
                 server=tool.server,
                 arguments_json=storable(orjson.dumps(scrubbed).decode()),
+                child_run_id=child_run_id,
             ),
             time=time,
         )
@@ -164,6 +172,7 @@ class StepRecorder:
         duration: timedelta,
         size_bytes: int | None = None,
         model_bytes: int = 0,
+        child_run_id: str = "",
     ) -> None:
         """`size_bytes`: the UTF-8 size of the result as the tool returned it (computed when not given);
         `model_bytes`: how much of it the model receives, whose secrets must be remembered too."""
@@ -191,6 +200,7 @@ class StepRecorder:
                 status=outcome.status,
                 original_size_bytes=capped.original_size_bytes,
                 truncated=capped.truncated or len(text) < len(outcome.text),
+                child_run_id=child_run_id,
             ),
             time=time,
             duration=duration,

@@ -15,11 +15,12 @@ from datetime import timedelta
 import orjson
 
 from agentrun_core.domain import ErrorReason, ToolCallStatus
+from agentrun_core.ids import new_run_id
 from execution_service.agents.spec import AgentLimits
 from execution_service.engine.instrumentation import RunTelemetry
 from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.model.base import FunctionCall, FunctionResult
-from execution_service.tools.base import ResolvedTool, ToolOutcome, ToolProvider, current_tool_call_id
+from execution_service.tools.base import ResolvedTool, ToolCallContext, ToolOutcome, ToolProvider, current_tool_call_id
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ async def _call_one(
         )
         started = utc_now()
         clock = time.perf_counter()
+        child_run_id = ""
         if tool is None:
             unknown = ResolvedTool(server="", name=call.name, exposed_name=call.name, description="", input_schema={})
             recorder.tool_started(call.id, unknown, call.arguments, time=started)
@@ -85,18 +87,27 @@ async def _call_one(
                 error_reason=ErrorReason.TOOL_NOT_FOUND,
             )
         else:
-            recorder.tool_started(call.id, tool, call.arguments, time=started)
+            # A sub-agent's call starts a child run: its id is on the call's steps, from the first.
+            context = ToolCallContext(call.id, child_run_id=new_run_id() if tool.starts_run else "")
+            child_run_id = context.child_run_id
+            recorder.tool_started(call.id, tool, call.arguments, time=started, child_run_id=child_run_id)
             await recorder.let_watchers_run()
             current_tool_call_id.set(call.id)  # this call's own task: nothing else sees it
             try:
-                outcome = await provider.call(tool, call.arguments, timeout_s)
+                outcome = await provider.call(tool, call.arguments, timeout_s, context)
             except asyncio.CancelledError:
                 elapsed = timedelta(seconds=time.perf_counter() - clock)
                 cancelled = ToolOutcome(
                     "cancelled: the run was cancelled", is_error=True, status=ToolCallStatus.CANCELLED
                 )
                 recorder.tool_finished(
-                    call.id, tool.name, cancelled, time=utc_now(), duration=elapsed, model_bytes=result_bytes
+                    call.id,
+                    tool.name,
+                    cancelled,
+                    time=utc_now(),
+                    duration=elapsed,
+                    model_bytes=result_bytes,
+                    child_run_id=child_run_id,
                 )
                 span.finished(cancelled, elapsed)
                 raise
@@ -105,7 +116,14 @@ async def _call_one(
         name = tool.name if tool is not None else call.name
         size = utf8_size(outcome.text)
         recorder.tool_finished(
-            call.id, name, outcome, time=utc_now(), duration=elapsed, size_bytes=size, model_bytes=result_bytes
+            call.id,
+            name,
+            outcome,
+            time=utc_now(),
+            duration=elapsed,
+            size_bytes=size,
+            model_bytes=result_bytes,
+            child_run_id=child_run_id,
         )
         try:
             await recorder.let_watchers_run()  # the step goes out first; the span's bookkeeping can wait

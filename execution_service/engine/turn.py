@@ -15,7 +15,13 @@ from datetime import timedelta
 from agentrun_core.domain import RunStatus
 from execution_service.agents.spec import AgentSpec
 from execution_service.engine.instrumentation import RunTelemetry
-from execution_service.engine.outcomes import LoopOutcome, after_model_turn, max_steps_exceeded, model_failed
+from execution_service.engine.outcomes import (
+    LoopOutcome,
+    after_model_turn,
+    max_steps_exceeded,
+    model_failed,
+    over_token_budget,
+)
 from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.engine.tool_calls import run_tool_calls
 from execution_service.model.base import (
@@ -63,7 +69,7 @@ class Turns:
         response = await self.call_model(messages)
         if isinstance(response, LoopOutcome):
             return response
-        ended = after_model_turn(response, self.recorder.usage, self.agent.limits.token_budget)
+        ended = after_model_turn(response, self.recorder.tree.budget_exceeded(self.agent.limits.token_budget))
         if ended is not None:
             if ended.status is RunStatus.COMPLETED:
                 self.recorder.final_response(ended.final_response)
@@ -80,6 +86,10 @@ class Turns:
             result_bytes=self.agent.limits.tool_result_bytes,
             telemetry=self.telemetry,
         )
+        # Sub-agents' tokens count against this run's budget: a child may have crossed it.
+        over = over_token_budget(self.recorder.tree.budget_exceeded(self.agent.limits.token_budget))
+        if over is not None:
+            return over
         return NextTurn((response.as_message(), ToolResultMessage(results)))
 
     async def call_model(self, messages: tuple[Message, ...]) -> ModelResponse | LoopOutcome:

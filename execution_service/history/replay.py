@@ -18,7 +18,7 @@ from agentrun_core.domain import ExecutionStep, ModelCall, Run, ToolCallFinished
 from execution_service.errors import InvalidRequest
 from execution_service.history.transcript import ToolNamer, function_calls_of, stored_outcome
 from execution_service.model.base import ModelProvider, ModelRequest, ModelResponse
-from execution_service.tools.base import ResolvedTool, ToolOutcome, ToolProvider, current_tool_call_id
+from execution_service.tools.base import ResolvedTool, ToolCallContext, ToolOutcome, ToolProvider, current_tool_call_id
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,10 @@ class ReplayingTools:
     async def resolve(self, patterns: list[str]) -> list[ResolvedTool]:
         return await self._live.resolve(patterns)
 
-    async def call(self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float) -> ToolOutcome:
+    async def call(
+        self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float, context: ToolCallContext | None = None
+    ) -> ToolOutcome:
         outcome = self._outcomes.pop(current_tool_call_id.get(), None)
         if outcome is not None:
             return outcome
-        return await self._live.call(tool, arguments, timeout_s)
+        return await self._live.call(tool, arguments, timeout_s, context)

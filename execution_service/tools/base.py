@@ -22,6 +22,17 @@ class ResolvedTool:
     exposed_name: str
     description: str
     input_schema: dict[str, Any]
+    # A sub-agent (execution_service.tools.sub_agents): each call starts a child run, whose id the call's steps carry.
+    starts_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallContext:
+    """Which call of the run a tool call is: the model's call id, and for a tool that `starts_run`, the id of the
+    child run it starts (chosen before the call's start is recorded, so the ToolCallStarted step names it)."""
+
+    call_id: str
+    child_run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +60,10 @@ class ToolProvider(Protocol):
         """Tools matching `server/tool` or `server/*` patterns. Raises ToolResolutionError."""
         ...
 
-    async def call(self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float) -> ToolOutcome:
+    async def call(
+        self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float, context: ToolCallContext | None = None
+    ) -> ToolOutcome:
         """Calls the tool. Never raises for tool, server or timeout failures: returns an error outcome.
-        Cancelling the calling task cancels the in-flight call."""
+        Cancelling the calling task cancels the in-flight call. `context`: which call of the run this is (a tool
+        that `starts_run` needs it)."""
         ...

@@ -55,6 +55,8 @@ class HttpServer:
 McpServerConfig = StdioServer | HttpServer
 
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# `agents/NAME` in an agent's tools names a sub-agent (execution_service.tools.sub_agents), never an MCP server's tool.
+RESERVED_SERVER_NAME = "agents"
 _VARIABLE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _STDIO_KEYS = frozenset({"type", "command", "args", "env", "cwd"})
 _HTTP_KEYS = frozenset({"type", "url", "headers"})
@@ -94,6 +96,10 @@ def parse_mcp_config(data: Any, environ: Mapping[str, str] | None = None) -> dic
 def _parse_server(name: str, entry: Any, environ: Mapping[str, str]) -> McpServerConfig:
     if not _SERVER_NAME.match(name):
         raise McpConfigError(f"MCP server name {name!r} is invalid: use 1-64 letters, digits, '_', '.' or '-' (no '/')")
+    if name == RESERVED_SERVER_NAME:
+        raise McpConfigError(
+            f"MCP server name {name!r} is reserved: agents name their sub-agents as agents/NAME; rename the server"
+        )
     if not isinstance(entry, Mapping):
         raise McpConfigError(f"MCP server {name!r}: must be an object, got {_json_type(entry)}")
     declared_type = entry.get("type")

@@ -23,7 +23,7 @@ from mcp.types import Tool
 from agentrun_core.backoff import Backoff
 from agentrun_core.domain import ErrorReason, ToolCallStatus
 from execution_service.tools.arguments import ArgumentValidator
-from execution_service.tools.base import ResolvedTool, ToolOutcome, ToolResolutionError
+from execution_service.tools.base import ResolvedTool, ToolCallContext, ToolOutcome, ToolResolutionError
 from execution_service.tools.connection import (
     ConnectionTimeouts,
     McpConnection,
@@ -181,7 +181,9 @@ class McpToolPool:
 
     # -- call ------------------------------------------------------------------------------------------------------
 
-    async def call(self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float) -> ToolOutcome:
+    async def call(
+        self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float, context: ToolCallContext | None = None
+    ) -> ToolOutcome:
         """Calls the tool; see the module docstring. `timeout_s` bounds the whole call, including waiting for a
         server that is starting (or restarting after a backoff that ends within half of it)."""
         label = f"{tool.server}/{tool.name}"

@@ -103,6 +103,15 @@ def test_summary_lines() -> None:
     assert f"run id: {samples.RUN_ID}" in lines
     assert "tool calls: 1" in lines and "duration: 1.50 s" in lines
     assert any(line.startswith("stored: not yet: RunsService did not acknowledge it") for line in lines)
+    assert not any("sub-agents" in line for line in lines)
+    parent = samples.run_finished()
+    parent.token_usage_with_descendants.CopyFrom(
+        run_pb2.TokenUsage(input_tokens=3000, output_tokens=70, total_tokens=3070)
+    )
+    parent.cost_with_descendants.CopyFrom(run_pb2.Cost(amount="0.002", currency_code="USD"))
+    with_children = summary_lines(parent)
+    assert "tokens with sub-agents: input 3,000 · output 70 · cached 0 · thinking 0 · total 3,070" in with_children
+    assert any(line.startswith("cost with sub-agents: 0.002") for line in with_children)
     recorded = samples.run_finished()
     recorded.recorded = True
     assert "stored: yes (RunsService has the complete run)" in summary_lines(recorded)
@@ -175,6 +184,18 @@ def test_agents_view_shows_load_errors() -> None:
     out = text_of(agents_view(response))
     assert "clock" in out and "abcdef012345" in out and "abcdef0123456789" not in out
     assert "agents/bad.prompt: no model" in out
+    assert "depth" not in out  # an agent without sub-agents: how deep they may nest does not matter
+
+
+def test_agents_view_shows_sub_agents_and_their_depth_limit() -> None:
+    planner = ex_pb2.Agent(
+        name="planner",
+        tools=["agents/clock"],
+        sub_agents=["clock"],
+        limits=ex_pb2.AgentLimits(max_steps=8, max_depth=1),
+    )
+    out = text_of(agents_view(ex_pb2.ListAgentsResponse(agents=[planner])))
+    assert "agents/clock" in out and "8 steps, depth 1" in out
 
 
 def test_formatters() -> None:
@@ -205,6 +226,48 @@ def test_a_model_call_line_shows_retries_context_and_thoughts() -> None:
     assert "context 42% of 1,048,576" in line
     assert "3 failed attempts (429 x3), waited 21 s" in line
     assert "thoughts" in line
+
+
+def test_live_view_indents_a_sub_agents_steps_by_depth() -> None:
+    child = "0190b6e2-7c3a-7d4e-9f10-000000000002"
+    progress = RunProgress()
+    progress.apply(ex_pb2.ExecuteAgentResponse(run_started=samples.run_started()))
+    own_call = run_pb2.ExecutionStep(
+        run_id=samples.RUN_ID,
+        sequence=2,
+        tool_call=run_pb2.ToolCallStarted(
+            call_id="c1", tool_name="researcher", server="agents", arguments_json='{"task":"dig"}', child_run_id=child
+        ),
+    )
+    # The child's own call has the same call id as the parent's: they are told apart by run id.
+    child_call = run_pb2.ExecutionStep(
+        run_id=child,
+        sequence=2,
+        depth=1,
+        tool_call=run_pb2.ToolCallStarted(call_id="c1", tool_name="echo", server="test", arguments_json='{"text":"x"}'),
+    )
+    child_result = run_pb2.ExecutionStep(
+        run_id=child,
+        sequence=3,
+        depth=1,
+        tool_result=run_pb2.ToolCallFinished(call_id="c1", tool_name="echo", duration=samples.dur(0.012)),
+    )
+    for step in (own_call, child_call):
+        progress.apply_step(step)
+    area = text_of(live_area(progress)).splitlines()
+    [parent_line] = [line for line in area if "agents/researcher" in line]
+    [child_line] = [line for line in area if "test/echo" in line]
+    indent = child_line.index("test/echo") - parent_line.index("agents/researcher")
+    assert indent == 2
+    progress.apply_step(child_result)
+    line = live_step_line(child_result, progress)
+    assert line is not None and line.plain.startswith('  ✓ test/echo {"text":"x"}')
+    assert "agents/researcher" in text_of(live_area(progress)) and "test/echo" not in text_of(live_area(progress))
+    assert progress.last_sequence == 2  # the run's own steps only: a reattach resumes after them
+    answer = run_pb2.ExecutionStep(run_id=child, sequence=4, depth=2, final_response=run_pb2.FinalResponse(text="x"))
+    answered = live_step_line(answer, progress)
+    assert answered is not None and answered.plain.startswith("    ■ sub-agent answered")
+    assert plain_line(answer) == f"    [4] final_response x (run {child})"
 
 
 def test_a_resumed_step_is_one_line_with_the_gap_and_the_replicas() -> None:

@@ -107,10 +107,24 @@ def check_files(results: Results, tmp: Path) -> None:
     assert results["directory_tree"].result_text.splitlines() == ["./", "  docs/", "    plan.md", "  notes.txt"]
 
 
+# --- meeting-planner: the clock agent as a sub-agent (each call a child run), on mcp-server-time ------------------
+
+
+def prepare_meeting_planner(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    return {"cities": "Lima, Paris"}
+
+
+def check_meeting_planner(results: Results, tmp: Path) -> None:
+    asked = results["clock"]  # the sub-agent's answer: the clock run's final response
+    assert asked.child_run_id and asked.result_text.startswith("Called 2 tools: get_current_time -> ")
+    check_clock(results, tmp)  # the clock run's own tool results, streamed at depth 1
+
+
 EXAMPLES = [
     Example("clock", "What time is it in Paris?", prepare_clock, check_clock),
     Example("repo-reviewer", "Review the latest commit.", prepare_repo_reviewer, check_repo_reviewer),
     Example("files", "What is in this directory?", prepare_files, check_files),
+    Example("meeting-planner", "Find a time for a one-hour call.", prepare_meeting_planner, check_meeting_planner),
 ]
 
 
@@ -146,8 +160,14 @@ async def test_example_agent_runs_offline_end_to_end(
         assert results, [s.tool_result for s in steps if s.WhichOneof("payload") == "tool_result"]
         example.check(results, tmp_path)
 
+        own = [s for s in steps if s.depth == 0]  # a sub-agent's steps are stored with its own run
         stored = await stack.stored_run(started.run_id)
-        assert_stored_as_streamed(stored, started, finished, steps)
+        assert_stored_as_streamed(stored, started, finished, own)
+        for call in (s.tool_call for s in own if s.HasField("tool_call") and s.tool_call.child_run_id):
+            child = await stack.stored_run(call.child_run_id)
+            assert (child.parent_run_id, child.parent_tool_call_id) == (stored.id, call.call_id)
+            assert child.model_name == "test"  # the parent's model override holds for its sub-agents
+            assert list(child.execution_steps) == [at_depth_0(s) for s in steps if s.run_id == child.id]
 
 
 def assert_stored_as_streamed(
@@ -172,3 +192,11 @@ def assert_stored_as_streamed(
     for result in streamed_results:
         assert by_id[result.call_id].name == result.tool_name
         assert by_id[result.call_id].result == result.result_text
+
+
+def at_depth_0(step: run_pb2.ExecutionStep) -> run_pb2.ExecutionStep:
+    """A sub-agent's step as its own run stores it (its parent's stream showed it at its depth)."""
+    copy = run_pb2.ExecutionStep()
+    copy.CopyFrom(step)
+    copy.depth = 0
+    return copy

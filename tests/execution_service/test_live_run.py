@@ -8,9 +8,12 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+from agentrun.runs.v1 import run_pb2
+
 from agentrun_core.domain import ExecutionStep, FinalResponse, RunStatus, TokenUsage
+from agentrun_core.proto_convert import step_to_pb
 from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
-from execution_service.engine.live_run import LiveRun
+from execution_service.engine.live_run import LiveRun, with_depth
 
 
 def _live() -> LiveRun:
@@ -148,3 +151,40 @@ async def _until_first_step(live: LiveRun) -> AsyncIterator[RunEvent]:
         yield event
         if isinstance(event, StepEvent):
             return
+
+
+def test_with_depth_sets_the_depth_of_a_serialized_step_without_reserializing_it() -> None:
+    encoded = step_to_pb(_step(4)).SerializeToString()
+    parsed = run_pb2.ExecutionStep.FromString(with_depth(encoded, 2))
+    assert (parsed.depth, parsed.sequence, parsed.final_response.text) == (2, 4, "x")
+
+
+async def test_a_childs_steps_reach_its_ancestors_at_their_depth_and_replays_start_after_the_own_step() -> None:
+    root = _live()
+    child_started = RunStartedEvent("r2", "agent", "v1", "test", datetime.now(UTC), "", "alice", parent_run_id="r1")
+    child = LiveRun(run_id="r2", user="alice", started=child_started, parent=root)
+    grandchild = LiveRun(run_id="r3", user="alice", started=child_started, parent=child)
+
+    def step(run_id: str, sequence: int) -> ExecutionStep:
+        return ExecutionStep(run_id=run_id, sequence=sequence, time=datetime.now(UTC), payload=FinalResponse("x"))
+
+    root.append_step(step("r1", 1))
+    child.append_step(step("r2", 1))
+    grandchild.append_step(step("r3", 1))
+    root.append_step(step("r1", 2))
+    child.append_step(step("r2", 2))
+    shown = [(e.step.run_id, e.step.sequence, e.step.depth) for e in root._events if isinstance(e, StepEvent)]
+    assert shown == [("r1", 1, 0), ("r2", 1, 1), ("r3", 1, 2), ("r1", 2, 0), ("r2", 2, 1)]
+    assert [e.step.depth for e in child._events if isinstance(e, StepEvent)] == [0, 1, 0]
+
+    root.finish(
+        RunFinishedEvent("r1", RunStatus.COMPLETED, "", TokenUsage(), timedelta(0), datetime.now(UTC), 1, 0, None, None)
+    )
+    replayed = [e async for e in root.follow(from_sequence=2)][1:]
+    assert [(e.step.run_id, e.step.sequence) for e in replayed if isinstance(e, StepEvent)] == [
+        ("r2", 1),
+        ("r3", 1),
+        ("r1", 2),
+        ("r2", 2),
+    ]
+    assert isinstance(replayed[-1], RunFinishedEvent)

@@ -121,6 +121,8 @@ AGENTS = {
         model="gemini-2.5-flash", tools=["test/echo", "test/sleep", "test/fail", "test/secret_config", "test/big"]
     ),
     "quick": agent_source(tools=["test/echo", "test/add"]),
+    # Calls quick as a sub-agent (TestModel calls each tool once): a run with a child run.
+    "team": agent_source(tools=["agents/quick"]),
     "withvars": agent_source(
         extra_front_matter="description: Greets a city\ninput:\n  schema:\n    city: string, where\n    days?: integer",
         body='{{role "system"}}\nYou greet {{city}}.\n{{role "user"}}\n{{task}}',

@@ -177,6 +177,22 @@ def test_event_stream_resumes_after_the_last_event_id(web: WebStack, alice_http:
     assert sorted(everything[:3] + resumed) == steps  # together: every step once
 
 
+def test_event_stream_carries_a_sub_agents_steps_under_their_run(web: WebStack, alice_http: httpx.Client) -> None:
+    run = web.execute(ALICE, "team", "delegate this")  # finished, still known to ExecutionService
+    [call] = [s.tool_call for s in run.execution_steps if s.HasField("tool_call")]
+    child = web.wait_stored(call.child_run_id)
+    with alice_http.stream("GET", f"/runs/{run.id}/events") as response:
+        text = "".join(response.iter_text())
+    events = re.findall(r"^event: (\w+)$", text, flags=re.MULTILINE)
+    # Only the run's own steps carry an SSE id (a reconnect resumes after them); the child's come as child_step.
+    assert [int(v) for v in re.findall(r"^id: (\d+)$", text, flags=re.MULTILINE)] == [
+        s.sequence for s in run.execution_steps
+    ]
+    assert events.count("child_step") == len(child.execution_steps) > 0
+    assert f"/runs/{child.id}?step=1#pane" in text
+    assert events.index("child_step") > events.index("step")  # after the call that started it
+
+
 def test_event_stream_of_another_users_run_says_gone(web: WebStack, alice_http: httpx.Client) -> None:
     theirs = web.start(BOB, "scripted", "cancel: bob waits")
     try:

@@ -15,7 +15,7 @@ def test_examples_directory_loads_without_problems() -> None:
     registry = AgentRegistry(EXAMPLES, default_model="gemini-2.5-flash")
     registry.load()
     assert registry.problems() == []
-    assert [agent.name for agent in registry.agents()] == ["clock", "files", "repo-reviewer"]
+    assert [agent.name for agent in registry.agents()] == ["clock", "files", "meeting-planner", "repo-reviewer"]
     clock = registry.get("clock")
     assert clock is not None and clock.path == EXAMPLES / "clock.prompt"
     assert registry.get("nope") is None

@@ -16,7 +16,7 @@ from execution_service.engine.outcomes import LoopOutcome
 from execution_service.engine.step_recorder import StepRecorder
 from execution_service.model.base import FunctionCall, ModelError, ModelRequest, ModelResponse
 from execution_service.redaction import Redactor
-from execution_service.tools.base import ResolvedTool, ToolOutcome, ToolResolutionError
+from execution_service.tools.base import ResolvedTool, ToolCallContext, ToolOutcome, ToolResolutionError
 
 MODEL = "scripted-model"
 
@@ -79,7 +79,9 @@ class FakeTools:
             raise ToolResolutionError(f"unknown tools {unknown}")
         return list(self.resolved())
 
-    async def call(self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float) -> ToolOutcome:
+    async def call(
+        self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float, context: ToolCallContext | None = None
+    ) -> ToolOutcome:
         self.calls.append((tool.name, arguments, timeout_s))
         behaviour = self.behaviours[tool.name]
         if isinstance(behaviour, ToolOutcome):

@@ -76,6 +76,7 @@ def test_expansion_uses_the_process_environment_by_default(monkeypatch: pytest.M
         ({"s": {"type": "http", "command": "x"}}, r"'s'.*\"type\" is 'http' but \"command\" means stdio"),
         ({"s": "x"}, r"'s'.*must be an object, got a string"),
         ({"a/b": {"command": "x"}}, r"'a/b' is invalid"),
+        ({"agents": {"command": "x"}}, r"'agents' is reserved: agents name their sub-agents as agents/NAME"),
     ],
 )
 def test_errors_name_server_and_problem(servers: dict, expected: str) -> None:

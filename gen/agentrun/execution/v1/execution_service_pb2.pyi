@@ -66,7 +66,7 @@ class ExecuteAgentRequest(_message.Message):
     def __init__(self, agent_name: _Optional[str] = ..., task: _Optional[str] = ..., variables: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., run_id: _Optional[str] = ..., detach: _Optional[bool] = ..., model: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class RunStarted(_message.Message):
-    __slots__ = ("run_id", "agent_name", "agent_version", "model_name", "start_time", "trace_id", "user", "session_id", "parent_run_id", "depth", "replica", "forked_from")
+    __slots__ = ("run_id", "agent_name", "agent_version", "model_name", "start_time", "trace_id", "user", "session_id", "parent_run_id", "depth", "replica", "root_run_id", "parent_tool_call_id", "forked_from")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,8 @@ class RunStarted(_message.Message):
     PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
+    ROOT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
     FORKED_FROM_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     agent_name: str
@@ -90,8 +92,10 @@ class RunStarted(_message.Message):
     parent_run_id: str
     depth: int
     replica: str
+    root_run_id: str
+    parent_tool_call_id: str
     forked_from: _run_pb2.ForkOrigin
-    def __init__(self, run_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_version: _Optional[str] = ..., model_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., user: _Optional[str] = ..., session_id: _Optional[str] = ..., parent_run_id: _Optional[str] = ..., depth: _Optional[int] = ..., replica: _Optional[str] = ..., forked_from: _Optional[_Union[_run_pb2.ForkOrigin, _Mapping]] = ...) -> None: ...
+    def __init__(self, run_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_version: _Optional[str] = ..., model_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., user: _Optional[str] = ..., session_id: _Optional[str] = ..., parent_run_id: _Optional[str] = ..., depth: _Optional[int] = ..., replica: _Optional[str] = ..., root_run_id: _Optional[str] = ..., parent_tool_call_id: _Optional[str] = ..., forked_from: _Optional[_Union[_run_pb2.ForkOrigin, _Mapping]] = ...) -> None: ...
 
 class RunFinished(_message.Message):
     __slots__ = ("run_id", "status", "final_response", "token_usage", "duration", "steps_taken", "tool_call_count", "error", "cost", "end_time", "recorded", "token_usage_with_descendants", "cost_with_descendants")
@@ -198,21 +202,23 @@ class ListAgentsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentLimits(_message.Message):
-    __slots__ = ("max_steps", "run_timeout", "tool_timeout", "token_budget", "tool_result_bytes")
+    __slots__ = ("max_steps", "run_timeout", "tool_timeout", "token_budget", "tool_result_bytes", "max_depth")
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     RUN_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     TOOL_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
     TOOL_RESULT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_DEPTH_FIELD_NUMBER: _ClassVar[int]
     max_steps: int
     run_timeout: _duration_pb2.Duration
     tool_timeout: _duration_pb2.Duration
     token_budget: int
     tool_result_bytes: int
-    def __init__(self, max_steps: _Optional[int] = ..., run_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tool_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., token_budget: _Optional[int] = ..., tool_result_bytes: _Optional[int] = ...) -> None: ...
+    max_depth: int
+    def __init__(self, max_steps: _Optional[int] = ..., run_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tool_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., token_budget: _Optional[int] = ..., tool_result_bytes: _Optional[int] = ..., max_depth: _Optional[int] = ...) -> None: ...
 
 class Agent(_message.Message):
-    __slots__ = ("name", "version", "model", "description", "tools", "path", "input_schema_json", "limits", "session_history_tokens", "schedules")
+    __slots__ = ("name", "version", "model", "description", "tools", "path", "input_schema_json", "limits", "sub_agents", "session_history_tokens", "schedules")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -221,6 +227,7 @@ class Agent(_message.Message):
     PATH_FIELD_NUMBER: _ClassVar[int]
     INPUT_SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
+    SUB_AGENTS_FIELD_NUMBER: _ClassVar[int]
     SESSION_HISTORY_TOKENS_FIELD_NUMBER: _ClassVar[int]
     SCHEDULES_FIELD_NUMBER: _ClassVar[int]
     name: str
@@ -231,9 +238,10 @@ class Agent(_message.Message):
     path: str
     input_schema_json: str
     limits: AgentLimits
+    sub_agents: _containers.RepeatedScalarFieldContainer[str]
     session_history_tokens: int
     schedules: _containers.RepeatedCompositeFieldContainer[Schedule]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., model: _Optional[str] = ..., description: _Optional[str] = ..., tools: _Optional[_Iterable[str]] = ..., path: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., limits: _Optional[_Union[AgentLimits, _Mapping]] = ..., session_history_tokens: _Optional[int] = ..., schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., model: _Optional[str] = ..., description: _Optional[str] = ..., tools: _Optional[_Iterable[str]] = ..., path: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., limits: _Optional[_Union[AgentLimits, _Mapping]] = ..., sub_agents: _Optional[_Iterable[str]] = ..., session_history_tokens: _Optional[int] = ..., schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...
 
 class AgentLoadError(_message.Message):
     __slots__ = ("path", "message")

@@ -83,10 +83,12 @@ class ExecutionServiceServicer:
     """
 
     def ExecuteAgent(self, request, context):
-        """Start a run and stream it: first run_started, then every step, last run_finished. A run over the service's
-        concurrency limit waits in its admission queue: then run_queued comes first, and run_started when the run starts
-        executing (or run_finished alone when it ends in the queue: queue timeout, cancel, shutdown). A full queue is
-        RESOURCE_EXHAUSTED. Disconnecting cancels the run unless detach is set.
+        """Start a run and stream it: first run_started, then every step, last run_finished. The steps of the child runs
+        its sub-agent tool calls start come in the stream too, as they happen, each with the child's run_id and its
+        depth (docs/agents.md). A run over the service's concurrency limit waits in its admission queue: then run_queued
+        comes first, and run_started when the run starts executing (or run_finished alone when it ends in the queue:
+        queue timeout, cancel, shutdown). A full queue is RESOURCE_EXHAUSTED. Disconnecting cancels the run (and its
+        children) unless detach is set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
