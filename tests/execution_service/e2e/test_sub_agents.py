@@ -370,3 +370,75 @@ async def test_children_run_within_their_parents_slot_of_the_admission_queue(tmp
         assert not any(e.HasField("run_queued") for e in events)
         results = [s.tool_result for s in steps_of(events) if s.depth == 0 and s.HasField("tool_result")]
         assert [r.result_text for r in results] == ["helped", "helped"]
+
+
+def step_key(step: run_pb2.ExecutionStep) -> tuple[str, int, int]:
+    return (step.run_id, step.sequence, step.depth)
+
+
+async def test_reattaching_after_the_last_step_received_sends_every_later_step_exactly_once(tmp_path: Path) -> None:
+    agents = {
+        "boss": agent("boss", tools=["agents/helper"]),
+        "helper": agent("helper", tools=["test/echo"]),
+    }
+    async with running_stack(tmp_path, agents) as stack:
+        slow = 0.5  # the helper's turns take this long: the client disconnects while the child runs
+        stack.gemini.set_responder(
+            ByAgent(
+                {
+                    "boss": [
+                        FakeResponse(function_calls=[call("helper", "c1", task="echo twice")]),
+                        FakeResponse(text="boss done"),
+                    ],
+                    "helper": [
+                        FakeResponse(function_calls=[call("echo", "e1", text="one")], delay_s=slow),
+                        FakeResponse(function_calls=[call("echo", "e2", text="two")], delay_s=slow),
+                        FakeResponse(text="helper done", delay_s=slow),
+                    ],
+                }
+            )
+        )
+        stub = stack.execution_stub()
+        # A client receives the tree's stream until it has a step of the child's, after the parent's last own step
+        # so far, then goes away (detached: the run goes on).
+        stream = stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="boss", task="delegate", detach=True))
+        received: list[run_pb2.ExecutionStep] = []
+        run_id = ""
+        async for event in stream:
+            if event.HasField("run_started"):
+                run_id = event.run_started.run_id
+            if event.HasField("step"):
+                received.append(event.step)
+                if event.step.depth == 1 and event.step.sequence == 3:
+                    break
+        stream.cancel()
+        last = received[-1]
+        assert last.depth == 1 and any(s.depth == 0 for s in received)
+        # It reattaches after the last step it received (the child's): the rest, nothing twice.
+        rest = [
+            e
+            async for e in stub.WatchRun(
+                ex.WatchRunRequest(run_id=run_id, from_run_id=last.run_id, from_sequence=last.sequence + 1)
+            )
+        ]
+        assert rest[0].HasField("run_started") and rest[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        whole = [step_key(s) for s in steps_of([e async for e in stub.WatchRun(ex.WatchRunRequest(run_id=run_id))])]
+        assert [step_key(s) for s in received + steps_of(rest)] == whole
+        assert len(set(whole)) == len(whole) and {d for _, _, d in whole} == {0, 1}
+
+        # The same from after any step of the stream, the parent's or the child's.
+        for index, (step_run, sequence, _) in enumerate(whole):
+            request = ex.WatchRunRequest(run_id=run_id, from_run_id=step_run, from_sequence=sequence + 1)
+            replayed = [step_key(s) for s in steps_of([e async for e in stub.WatchRun(request)])]
+            assert replayed == whole[index + 1 :], f"after step {index} ({step_run}, {sequence})"
+
+        # A step the stream never carried cannot have been received: said so.
+        for bad in (
+            ex.WatchRunRequest(run_id=run_id, from_run_id=last.run_id, from_sequence=99),
+            ex.WatchRunRequest(run_id=run_id, from_run_id=last.run_id, from_sequence=1),
+            ex.WatchRunRequest(run_id=run_id, from_run_id="not-a-run-id", from_sequence=2),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                [e async for e in stub.WatchRun(bad)]
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
+            assert "from_" in (caught.value.details() or "")
