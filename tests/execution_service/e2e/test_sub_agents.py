@@ -442,3 +442,52 @@ async def test_reattaching_after_the_last_step_received_sends_every_later_step_e
                 [e async for e in stub.WatchRun(bad)]
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
             assert "from_" in (caught.value.details() or "")
+
+
+async def test_a_child_that_cannot_start_is_stored_failed_under_the_id_its_call_names(tmp_path: Path) -> None:
+    agents = {
+        "boss": agent("boss", tools=["agents/writer"]),
+        "writer": agent("writer", extra="input:\n  schema:\n    tone: string"),
+    }
+    async with running_stack(tmp_path, agents) as stack:
+        stack.gemini.set_responder(
+            ByAgent(
+                {
+                    "boss": [
+                        FakeResponse(
+                            function_calls=[
+                                call("writer", "no-tone", task="a line"),  # its required variable is missing
+                                call("writer", "no-task", tone="warm"),
+                            ]
+                        ),
+                        FakeResponse(text="neither helper started"),
+                    ],
+                }
+            )
+        )
+        events = await stack.execute(agent_name="boss", task="delegate badly")
+        finished = events[-1].run_finished
+        assert finished.status == run_pb2.RUN_STATUS_COMPLETED
+        steps = steps_of(events)
+        assert all(s.depth == 0 for s in steps)  # no child ran
+        calls = {s.tool_call.call_id: s.tool_call for s in steps if s.HasField("tool_call")}
+        results = {s.tool_result.call_id: s.tool_result for s in steps if s.HasField("tool_result")}
+        assert "did not start" in results["no-tone"].result_text and "tone" in results["no-tone"].result_text
+        assert "'task' must be a non-empty string" in results["no-task"].result_text
+
+        # Each call's child_run_id names a stored run: FAILED, saying why, under its parent.
+        tree = await stored_tree(stack, finished.run_id)
+        children = {run.id: run for run in tree.descendants}
+        assert set(children) == {calls["no-tone"].child_run_id, calls["no-task"].child_run_id}
+        for call_id, why in (("no-tone", "tone"), ("no-task", "'task' must be a non-empty string")):
+            child = children[calls[call_id].child_run_id]
+            assert child.status == run_pb2.RUN_STATUS_FAILED and child.error.reason == "CHILD_NOT_STARTED"
+            assert why in child.error.message and "could not start" in child.error.message
+            assert (child.agent_name, child.parent_run_id, child.root_run_id, child.parent_tool_call_id) == (
+                "writer",
+                finished.run_id,
+                finished.run_id,
+                call_id,
+            )
+            assert child.depth == 1 and not child.execution_steps and child.steps_taken == 0
+        assert children[calls["no-tone"].child_run_id].task == "a line"
