@@ -491,3 +491,42 @@ async def test_a_child_that_cannot_start_is_stored_failed_under_the_id_its_call_
             )
             assert child.depth == 1 and not child.execution_steps and child.steps_taken == 0
         assert children[calls["no-tone"].child_run_id].task == "a line"
+
+
+async def test_a_fork_that_replays_a_sub_agent_call_names_the_originals_child_run(tmp_path: Path) -> None:
+    agents = {"boss": agent("boss", tools=["agents/helper"]), "helper": agent("helper")}
+    async with running_stack(tmp_path, agents) as stack:
+        stack.gemini.set_responder(
+            ByAgent(
+                {
+                    "boss": [
+                        FakeResponse(function_calls=[call("helper", "c1", task="help")]),
+                        FakeResponse(text="original answer"),
+                        FakeResponse(text="the fork's answer"),  # the fork's live model call
+                    ],
+                    "helper": [FakeResponse(text="helped once")],
+                }
+            )
+        )
+        original = await stack.execute(agent_name="boss", task="delegate")
+        original_id = original[-1].run_finished.run_id
+        [original_call] = [s.tool_call for s in steps_of(original) if s.depth == 0 and s.HasField("tool_call")]
+        assert await stack.execution.flush_outbox(15)
+        requests_before = len(stack.gemini.requests)
+
+        # Steps 1-3: the boss's model call, its call of the helper and the helper's result, replayed.
+        forked = [
+            e async for e in stack.execution_stub().ForkRun(ex.ForkRunRequest(run_id=original_id, from_sequence=3))
+        ]
+        assert forked[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        assert forked[-1].run_finished.final_response == "the fork's answer"
+        steps = steps_of(forked)
+        assert all(s.depth == 0 for s in steps)  # no child ran again
+        [call_step] = [s.tool_call for s in steps if s.HasField("tool_call")]
+        [result_step] = [s.tool_result for s in steps if s.HasField("tool_result")]
+        assert call_step.child_run_id == result_step.child_run_id == original_call.child_run_id
+        assert result_step.result_text == "helped once"
+        assert len(stack.gemini.requests) == requests_before + 1  # only the fork's own live model call
+        # The id names the original's child run, which exists.
+        child = await stack.stored_run(call_step.child_run_id)
+        assert child.parent_run_id == original_id and child.status == run_pb2.RUN_STATUS_COMPLETED
