@@ -31,6 +31,8 @@ class RunProgress:
     finished: ex_pb2.RunFinished | None = None
     # The run's own last step (its children's steps, depth > 0, are numbered in their own runs).
     last_sequence: int = 0
+    # The last step received, at any depth (run id, sequence): a reattach after it misses nothing and repeats nothing.
+    last_step: tuple[str, int] | None = None
     steps_seen: int = 0
     # Model turns, tool calls and tokens of the whole tree: the run's and its sub-agents' runs'.
     model_turns: int = 0
@@ -72,6 +74,7 @@ class RunProgress:
 
     def apply_step(self, step: run_pb2.ExecutionStep) -> None:
         self.steps_seen += 1
+        self.last_step = (step.run_id, step.sequence)
         if step.depth == 0:
             self.last_sequence = max(self.last_sequence, step.sequence)
         kind = step.WhichOneof("payload")

@@ -225,6 +225,14 @@ def watch_run(
     ctx: typer.Context,
     run_id: RunIdArgument,
     from_sequence: Annotated[int, typer.Option("--from", help="Replay steps from this sequence number.")] = 0,
+    from_run: Annotated[
+        str,
+        typer.Option(
+            "--from-run",
+            help="With --from: the run (this one, or a sub-agent's in its stream) whose step --from - 1 was the last "
+            "received; the stream goes on just after it, nothing repeated.",
+        ),
+    ] = "",
     as_json: JsonOption = False,
 ) -> None:
     """Follow a live run with the same view as `agentrun run`. Ctrl-C stops watching; the run goes on."""
@@ -233,7 +241,7 @@ def watch_run(
     run_id = _whole_id(ctx, run_id)
     client = ExecutionClient(settings_of(ctx))
     try:
-        stream: BackgroundStream[StreamEvent] = BackgroundStream(client.watch(run_id, from_sequence))
+        stream: BackgroundStream[StreamEvent] = BackgroundStream(client.watch(run_id, from_sequence, from_run))
         progress = RunProgress()
         view = choose_view(as_json=as_json, console=output.console())
         with view:
@@ -241,7 +249,7 @@ def watch_run(
                 follow(stream, view, progress)
             except KeyboardInterrupt:
                 stream.cancel()
-                view.notice(f"stopped watching; run {run_id} goes on")
+                view.notice(f"stopped watching; run {run_id} goes on{_reattach_hint(run_id, progress)}")
                 raise typer.Exit(EXIT_INTERRUPTED) from None
         view.summary(progress)
     finally:
@@ -249,3 +257,12 @@ def watch_run(
     if progress.finished is None:
         raise CliError(f"the stream ended before the run finished; see `agentrun runs show {run_id}`")
     raise typer.Exit(exit_code_for_run(progress))
+
+
+def _reattach_hint(run_id: str, progress: RunProgress) -> str:
+    """How to watch again from just after the last step received (any depth), or "" before any step."""
+    if progress.last_step is None:
+        return ""
+    step_run, sequence = progress.last_step
+    command = f"agentrun runs watch {run_id} --from-run {step_run} --from {sequence + 1}"
+    return f" (to go on after the last step received: {command})"

@@ -18,7 +18,7 @@ from execution_service.api.errors import abort_for
 from execution_service.api.limits import CallLimits, RateLimiter, StreamLimiter
 from execution_service.api.schedules_convert import schedule_view_to_pb
 from execution_service.engine.events import RunEvent
-from execution_service.engine.live_run import FollowedRun
+from execution_service.engine.live_run import FollowedRun, resumed
 from execution_service.engine.manager import RunManager, StartRun
 from execution_service.errors import (
     ExecutionError,
@@ -87,7 +87,7 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
             except ExecutionError as exc:
                 await abort_for(context, exc)
                 return
-            async for event in self._follow(live, 0, detach=request.detach):
+            async for event in self._follow(live, live.follow(0), detach=request.detach):
                 yield event_response(pb.ExecuteAgentResponse, event)
         finally:
             self._streams.release(user)
@@ -110,7 +110,7 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
             except ExecutionError as exc:
                 await abort_for(context, exc)
                 return
-            async for event in self._follow(live, 0, detach=request.detach):
+            async for event in self._follow(live, live.follow(0), detach=request.detach):
                 yield event_response(pb.ForkRunResponse, event)
         finally:
             self._streams.release(user)
@@ -123,12 +123,13 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
             live = await self._find_visible(request.run_id)
             if request.from_sequence < 0:
                 raise InvalidRequest("from_sequence", f"must not be negative, got {request.from_sequence}")
+            events = resumed(live, request.from_sequence, request.from_run_id)
             self._streams.acquire(user)
         except ExecutionError as exc:
             await abort_for(context, exc)
             return
         try:
-            async for event in self._follow(live, request.from_sequence, detach=True):
+            async for event in self._follow(live, events, detach=True):
                 yield event_response(pb.WatchRunResponse, event)
         finally:
             self._streams.release(user)
@@ -203,10 +204,13 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
             raise RunNotFound(run_id)
         return live
 
-    async def _follow(self, live: FollowedRun, from_sequence: int, *, detach: bool) -> AsyncIterator[RunEvent]:
-        """Streams the run's events; a client that goes away cancels the run unless it detached."""
+    async def _follow(
+        self, live: FollowedRun, events: AsyncIterator[RunEvent], *, detach: bool
+    ) -> AsyncIterator[RunEvent]:
+        """Streams the run's events (`events`: its `follow`); a client that goes away cancels the run unless it
+        detached."""
         try:
-            async for event in live.follow(from_sequence):
+            async for event in events:
                 yield event
         except asyncio.CancelledError:
             if not detach and not live.is_finished:

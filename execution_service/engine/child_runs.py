@@ -67,11 +67,13 @@ class ChildStart:
 
 
 class ChildRuns:
-    """The ChildRunner of one parent run (tools.sub_agents.ChildRunner)."""
+    """The ChildRunner of one parent run (tools.sub_agents.ChildRunner). A child that cannot start is stored as a
+    FAILED run (CHILD_NOT_STARTED) under its reserved id, so the call's child_run_id always names a run."""
 
     def __init__(
         self,
         start: Callable[[ChildStart], Awaitable[LiveRun]],
+        record_not_started: Callable[[ChildStart, str], Awaitable[None]],
         cancel: Callable[[str], None],
         live: LiveRun,
         base: Run,
@@ -79,6 +81,7 @@ class ChildRuns:
         model_override: str,
     ) -> None:
         self._start = start
+        self._record_not_started = record_not_started
         self._cancel = cancel
         self._live = live
         self._base = base
@@ -88,17 +91,20 @@ class ChildRuns:
     async def run_child(
         self, agent: str, task: str, variables: dict[str, str], context: ToolCallContext
     ) -> ChildResult | str:
+        parent = ParentRun(self._live, self._base, self._tree, context.call_id, self._model_override)
+        start = ChildStart(agent, task, variables, context.child_run_id, parent)
         refused = self._tree.child_refused(agent)
         if refused is not None:
+            await self._record_not_started(start, refused)
             return refused
-        parent = ParentRun(self._live, self._base, self._tree, context.call_id, self._model_override)
         try:
-            child = await self._start(ChildStart(agent, task, variables, context.child_run_id, parent))
+            child = await self._start(start)
         except ExecutionError as exc:
             log.info(
                 "sub-agent run not started",
                 extra={"run_id": self._live.run_id, "agent": agent, "reason": exc.reason, "problem": exc.message},
             )
+            await self._record_not_started(start, exc.message)
             return exc.message
         assert child.task is not None
         try:
@@ -112,3 +118,9 @@ class ChildRuns:
             return ChildResult(child.run_id, RunStatus.FAILED)
         self._tree.add_child_cost(finished.cost_with_descendants or finished.cost)
         return ChildResult(finished.run_id, finished.status, finished.final_response, finished.error)
+
+    async def not_started(
+        self, agent: str, task: str, variables: dict[str, str], context: ToolCallContext, problem: str
+    ) -> None:
+        parent = ParentRun(self._live, self._base, self._tree, context.call_id, self._model_override)
+        await self._record_not_started(ChildStart(agent, task, variables, context.child_run_id, parent), problem)

@@ -55,7 +55,9 @@ class RunSetup:
         return ReplayingModel(provider, self.replay.responses) if self.replay is not None else provider
 
     def tool_provider(self, tools: ToolProvider) -> ToolProvider:
-        return ReplayingTools(tools, self.replay.outcomes) if self.replay is not None else tools
+        return (
+            ReplayingTools(tools, self.replay.outcomes, self.replay.child_run_ids) if self.replay is not None else tools
+        )
 
 
 def _needs_runs_service(stored: StoredRuns | None, what: str) -> StoredRuns:

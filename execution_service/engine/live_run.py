@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agentrun_core.domain import ExecutionStep
+from agentrun_core.ids import run_id_problem
 from execution_service.engine.control import RunControl
 from execution_service.engine.events import RunEvent, RunFinishedEvent, RunQueuedEvent, RunStartedEvent, StepEvent
+from execution_service.errors import InvalidRequest
 
 # How long the run waits, after emitting a step, for its watchers to send it.
 HANDOFF_TIMEOUT_S = 0.005
@@ -169,26 +171,42 @@ class LiveRun:
                 if not waiter.done():
                     waiter.set_result(None)
 
-    def _start_index(self, from_sequence: int) -> int:
-        """Where a watcher asking for the run's steps from `from_sequence` on starts: just after the run's own step
-        from_sequence - 1 (its descendants' steps since then included)."""
-        if from_sequence <= 1:
-            return 0
-        if from_sequence - 1 <= len(self._own_positions):
-            return self._own_positions[from_sequence - 2] + 1
-        return len(self._events)
+    def _position_after(self, run_id: str, sequence: int) -> int | None:
+        """Where the stream goes on after step `sequence` of run `run_id` (this run or a descendant): the index just
+        after that step in _events; None while the stream has not carried it."""
+        if run_id == self.run_id:
+            return self._own_positions[sequence - 1] + 1 if sequence <= len(self._own_positions) else None
+        for index, event in enumerate(self._events):
+            if isinstance(event, StepEvent) and event.step.run_id == run_id and event.step.sequence == sequence:
+                return index + 1
+        return None
 
-    async def follow(self, from_sequence: int = 0) -> AsyncGenerator[RunEvent]:
-        """RunQueued (for a run that waited for a slot), RunStarted (once the run executes), the steps with
-        sequence >= from_sequence (and the descendants' steps after the run's own step before it), then each new event
-        until RunFinished."""
+    def carries(self, run_id: str, sequence: int) -> bool:
+        """Whether this run's stream has carried step `sequence` of run `run_id` (this run or a descendant)."""
+        return self._position_after(run_id, sequence) is not None
+
+    def follow(self, from_sequence: int = 0) -> AsyncGenerator[RunEvent]:
+        """RunQueued (for a run that waited for a slot), RunStarted (once the run executes), then the stream from
+        just after the run's own step from_sequence - 1 (its descendants' steps since then included; from the start
+        for 0 or 1), then each new event until RunFinished."""
+        return self.follow_after(self.run_id, max(from_sequence - 1, 0))
+
+    async def follow_after(self, run_id: str, sequence: int) -> AsyncGenerator[RunEvent]:
+        """RunQueued and RunStarted as `follow` sends them, then every event the stream carried or carries after step
+        `sequence` of run `run_id` (this run, or a descendant whose steps the stream carries), each exactly once and
+        in the stream's order: a client that received the stream up to that step and reattaches here misses nothing
+        and receives nothing twice. Sequence 0 of this run: the whole stream. A step the stream has not carried yet
+        is waited for (nothing before it is sent); a run that finished without it sends only its RunFinished."""
         if self.queued is not None:
             yield self.queued
             while self.started is None and self.finished is None:
                 await self._changed.wait()
         if self.started is not None:
             yield self.started
-        index = self._start_index(from_sequence)
+        found = 0 if run_id == self.run_id and sequence <= 0 else self._position_after(run_id, sequence)
+        # Not carried yet: the events before that step are passed over, not sent.
+        waiting = found is None
+        index = len(self._events) if found is None else found
         cursor = _Cursor(taken=index)
         self._cursors.append(cursor)
         try:
@@ -199,8 +217,9 @@ class LiveRun:
                 while index < len(self._events):
                     event = self._events[index]
                     index += 1
-                    # Asked for from a step the run had not reached yet: its own earlier steps are not sent.
-                    if not _own_step_before(event, from_sequence):
+                    if waiting and isinstance(event, StepEvent):
+                        waiting = not (event.step.run_id == run_id and event.step.sequence == sequence)
+                    else:
                         yield event
                     cursor.taken = index
                     self._moved(cursor)
@@ -212,5 +231,25 @@ class LiveRun:
             self._moved(cursor)
 
 
-def _own_step_before(event: StepEvent | RunFinishedEvent, sequence: int) -> bool:
-    return isinstance(event, StepEvent) and event.step.depth == 0 and event.step.sequence < sequence
+def resumed(run: FollowedRun, from_sequence: int, from_run_id: str = "") -> AsyncIterator[RunEvent]:
+    """WatchRun's stream of `run`: from its own step `from_sequence` (`follow`), or, with `from_run_id` naming a
+    descendant whose steps the stream carries, from just after that run's step from_sequence - 1 (`follow_after`).
+    Raises InvalidRequest for a descendant's step the stream has not carried (a client cannot have received it)."""
+    if not from_run_id or from_run_id == run.run_id:
+        return run.follow(from_sequence)
+    problem = run_id_problem(from_run_id)
+    if problem is not None:
+        raise InvalidRequest("from_run_id", problem)
+    if from_sequence < 2:
+        raise InvalidRequest(
+            "from_sequence",
+            f"must be at least 2 with from_run_id naming a sub-agent's run (the sequence after the last step of that "
+            f"run received), got {from_sequence}",
+        )
+    if not isinstance(run, LiveRun) or not run.carries(from_run_id, from_sequence - 1):
+        raise InvalidRequest(
+            "from_run_id",
+            f"step {from_sequence - 1} of run {from_run_id} is not in the stream of run {run.run_id}: name the run "
+            "and the sequence + 1 of the last step received from this stream",
+        )
+    return run.follow_after(from_run_id, from_sequence - 1)

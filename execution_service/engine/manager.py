@@ -541,7 +541,13 @@ class RunManager:
     def _run_tools(self, live: LiveRun, base: Run, tree: RunNode, model_override: str) -> RunTools:
         """The run's MCP tools and its sub-agents, whose calls start child runs of this run."""
         children = ChildRuns(
-            self._start_child, lambda child: self._end_child(child, live), live, base, tree, model_override
+            self._start_child,
+            self._record_child_not_started,
+            lambda child: self._end_child(child, live),
+            live,
+            base,
+            tree,
+            model_override,
         )
         return RunTools(self._tools, SubAgentTools(self._agents.get, children))
 
@@ -572,6 +578,44 @@ class RunManager:
                 parent=parent,
             )
         )
+
+    async def _record_child_not_started(self, child: ChildStart, problem: str) -> None:
+        """Stores the run a sub-agent's call reserved but could not start as FAILED (CHILD_NOT_STARTED, saying why),
+        with its parent, so the call's child_run_id names a run (GetRun, include_descendants). Its task and variables
+        are kept only when they are within the limits of a request (else they are what was refused)."""
+        parent = child.parent
+        task, variables = child.task, dict(child.variables)
+        try:
+            self._check_sizes(StartRun(agent_name=child.agent, task=task, user=parent.base.user, variables=variables))
+        except InvalidRequest:
+            task, variables = "", {}
+        agent = self._agents.get(child.agent)
+        now = utc_now()
+        run = Run(
+            id=child.run_id,
+            agent_name=child.agent,
+            agent_version=agent.version if agent is not None else "",
+            user=parent.base.user,
+            task=task,
+            labels=dict(parent.base.labels),
+            variables=variables,
+            status=RunStatus.FAILED,
+            model_name=parent.model_override or (agent.model if agent is not None else ""),
+            start_time=now,
+            end_time=now,
+            duration=timedelta(0),
+            trace_id=parent.base.trace_id,
+            session_id=parent.base.session_id,
+            error=RunError(ErrorReason.CHILD_NOT_STARTED, f"the sub-agent's run could not start: {problem}"),
+            **child_fields(parent),
+        )
+        try:
+            await self._sink.record(run)
+        except Exception:
+            log.exception(
+                "could not store the sub-agent run that did not start",
+                extra={"run_id": child.run_id, "parent_run_id": parent.base.id},
+            )
 
     def _cancelled_outcome(self, live: LiveRun) -> LoopOutcome:
         if live.cancel_requested:

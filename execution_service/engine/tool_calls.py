@@ -20,7 +20,14 @@ from execution_service.agents.spec import AgentLimits
 from execution_service.engine.instrumentation import RunTelemetry
 from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.model.base import FunctionCall, FunctionResult
-from execution_service.tools.base import ResolvedTool, ToolCallContext, ToolOutcome, ToolProvider, current_tool_call_id
+from execution_service.tools.base import (
+    ReplaysChildRuns,
+    ResolvedTool,
+    ToolCallContext,
+    ToolOutcome,
+    ToolProvider,
+    current_tool_call_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +94,9 @@ async def _call_one(
                 error_reason=ErrorReason.TOOL_NOT_FOUND,
             )
         else:
-            # A sub-agent's call starts a child run: its id is on the call's steps, from the first.
-            context = ToolCallContext(call.id, child_run_id=new_run_id() if tool.starts_run else "")
+            # A sub-agent's call starts a child run: its id is on the call's steps, from the first. A fork's call
+            # replayed from its original starts none: it names the original's child run.
+            context = ToolCallContext(call.id, child_run_id=_child_run_id(provider, call.id) if tool.starts_run else "")
             child_run_id = context.child_run_id
             recorder.tool_started(call.id, tool, call.arguments, time=started, child_run_id=child_run_id)
             await recorder.let_watchers_run()
@@ -150,6 +158,12 @@ async def _call_one(
             response=response_for_model(outcome, result_bytes, size),
             is_error=outcome.is_error,
         )
+
+
+def _child_run_id(provider: ToolProvider, call_id: str) -> str:
+    """The run a sub-agent's call names: the original's child for a call a fork replays, else a new run id."""
+    replayed = provider.replayed_child_run_id(call_id) if isinstance(provider, ReplaysChildRuns) else ""
+    return replayed or new_run_id()
 
 
 async def run_tool_calls(

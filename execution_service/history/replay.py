@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentrun_core.domain import ExecutionStep, ModelCall, Run, ToolCallFinished
+from agentrun_core.domain import ExecutionStep, ModelCall, Run, ToolCallFinished, ToolCallStarted
 from execution_service.errors import InvalidRequest
 from execution_service.history.transcript import ToolNamer, function_calls_of, stored_outcome
 from execution_service.model.base import ModelProvider, ModelRequest, ModelResponse
@@ -40,6 +40,9 @@ class Replay:
 
     responses: tuple[ModelResponse, ...]
     outcomes: Mapping[str, ToolOutcome]
+    # The child run of each replayed sub-agent call of the original (by call id): the fork's call names that run,
+    # which exists, rather than a new one it never starts.
+    child_run_ids: Mapping[str, str] = field(default_factory=dict)
 
 
 def forkable_range(original: Run) -> tuple[int, int] | None:
@@ -87,7 +90,12 @@ def plan_replay(original: Run, from_sequence: int, tool_results: Mapping[str, st
             f"{original.id}; those calls are: {choices}",
         )
     outcomes.update({call_id: ToolOutcome(text=text) for call_id, text in tool_results.items()})
-    return Replay(responses, outcomes)
+    child_run_ids = {
+        s.payload.call_id: s.payload.child_run_id
+        for s in steps
+        if isinstance(s.payload, ToolCallStarted) and s.payload.child_run_id and s.payload.call_id in outcomes
+    }
+    return Replay(responses, outcomes, child_run_ids)
 
 
 def recorded_response(steps: Sequence[ExecutionStep], index: int, namer: ToolNamer) -> ModelResponse:
@@ -127,9 +135,17 @@ class ReplayingTools:
     """Each call the replay holds an outcome for is answered from it (once); every other call goes to the live
     provider."""
 
-    def __init__(self, live: ToolProvider, outcomes: Mapping[str, ToolOutcome]) -> None:
+    def __init__(
+        self, live: ToolProvider, outcomes: Mapping[str, ToolOutcome], child_run_ids: Mapping[str, str] | None = None
+    ) -> None:
         self._live = live
         self._outcomes = dict(outcomes)
+        self._child_run_ids = dict(child_run_ids or {})
+
+    def replayed_child_run_id(self, call_id: str) -> str:
+        """For a sub-agent call answered from the replay: the original's child run, which the fork's call names (it
+        starts none); "" for any other call."""
+        return self._child_run_ids.get(call_id, "") if call_id in self._outcomes else ""
 
     async def resolve(self, patterns: list[str]) -> list[ResolvedTool]:
         return await self._live.resolve(patterns)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from agentrun_core.domain import ErrorReason, ToolCallStatus
 
@@ -66,4 +66,14 @@ class ToolProvider(Protocol):
         """Calls the tool. Never raises for tool, server or timeout failures: returns an error outcome.
         Cancelling the calling task cancels the in-flight call. `context`: which call of the run this is (a tool
         that `starts_run` needs it)."""
+        ...
+
+
+@runtime_checkable
+class ReplaysChildRuns(Protocol):
+    """A tool provider answering some calls from a stored run (a fork's, history.replay): a sub-agent call it
+    answers names the original's child run instead of a new one."""
+
+    def replayed_child_run_id(self, call_id: str) -> str:
+        """The original's child run of call `call_id` when the provider answers it from the record, else ""."""
         ...

@@ -41,7 +41,15 @@ class ChildRunner(Protocol):
         self, agent: str, task: str, variables: dict[str, str], context: ToolCallContext
     ) -> ChildResult | str:
         """Runs a child run of `agent` to its end (the run id is `context.child_run_id`); a string says why it could
-        not start. Cancelling the caller cancels the child."""
+        not start (the runner then stored the reserved run id as a FAILED run saying so). Cancelling the caller
+        cancels the child."""
+        ...
+
+    async def not_started(
+        self, agent: str, task: str, variables: dict[str, str], context: ToolCallContext, problem: str
+    ) -> None:
+        """A call that starts no child (`problem` says why): its reserved run id (`context.child_run_id`) is stored
+        as a FAILED run of `agent` saying so, so the id the call's steps name resolves."""
         ...
 
 
@@ -94,16 +102,16 @@ class SubAgentTools:
 
     async def call(self, tool: ResolvedTool, arguments: dict[str, Any], context: ToolCallContext) -> ToolOutcome:
         task = arguments.get(TASK_ARGUMENT)
-        if not isinstance(task, str) or not task.strip():
-            return _failed(
-                f"Invalid arguments for tool {tool.exposed_name!r}: 'task' must be a non-empty string "
-                "(the task for the sub-agent)",
-                ErrorReason.TOOL_ARGUMENTS_INVALID,
-            )
         # A null (an optional variable the model filled with nothing) is a variable not given.
         variables = {
             name: _as_text(value) for name, value in arguments.items() if name != TASK_ARGUMENT and value is not None
         }
+        if not isinstance(task, str) or not task.strip():
+            problem = "'task' must be a non-empty string (the task for the sub-agent)"
+            await self._runner.not_started(tool.name, "", variables, context, problem)
+            return _failed(
+                f"Invalid arguments for tool {tool.exposed_name!r}: {problem}", ErrorReason.TOOL_ARGUMENTS_INVALID
+            )
         result = await self._runner.run_child(tool.name, task, variables, context)
         if isinstance(result, str):
             return _failed(f"sub-agent {tool.name!r} did not start: {result}", ErrorReason.TOOL_ERROR)

@@ -157,6 +157,14 @@ def test_runs_watch_replays_from_a_sequence(runner: CliRunner, fake: FakeServer)
     assert "status: COMPLETED" in result.stdout
 
 
+def test_runs_watch_reattaches_after_a_sub_agents_step(runner: CliRunner, fake: FakeServer) -> None:
+    child = "0193a5c4-0000-7000-8000-00000000c0de"
+    result = invoke(runner, fake, "runs", "watch", samples.RUN_ID, "--from-run", child, "--from", "4")
+    assert result.exit_code == 0
+    [request] = [r for r in fake.calls.requests if isinstance(r, ex_pb2.WatchRunRequest)]
+    assert (request.run_id, request.from_run_id, request.from_sequence) == (samples.RUN_ID, child, 4)
+
+
 def test_runs_cancel_after_turn(runner: CliRunner, fake: FakeServer) -> None:
     result = invoke(runner, fake, "runs", "cancel", "0193a5c4-0000-7000-8000-00000000abcd", "--after-turn")
     assert result.exit_code == 0

@@ -263,7 +263,8 @@ def test_live_view_indents_a_sub_agents_steps_by_depth() -> None:
     line = live_step_line(child_result, progress)
     assert line is not None and line.plain.startswith('  ✓ test/echo {"text":"x"}')
     assert "agents/researcher" in text_of(live_area(progress)) and "test/echo" not in text_of(live_area(progress))
-    assert progress.last_sequence == 2  # the run's own steps only: a reattach resumes after them
+    assert progress.last_sequence == 2  # the run's own last step
+    assert progress.last_step == (child, 3)  # a reattach goes on after the last step received, a sub-agent's
     answer = run_pb2.ExecutionStep(run_id=child, sequence=4, depth=2, final_response=run_pb2.FinalResponse(text="x"))
     answered = live_step_line(answer, progress)
     assert answered is not None and answered.plain.startswith("    ■ sub-agent answered")

@@ -188,3 +188,23 @@ async def test_a_childs_steps_reach_its_ancestors_at_their_depth_and_replays_sta
         ("r2", 2),
     ]
     assert isinstance(replayed[-1], RunFinishedEvent)
+
+
+async def test_a_watcher_from_a_step_not_reached_yet_is_sent_nothing_before_it() -> None:
+    root = _live()
+    child_started = RunStartedEvent("r2", "agent", "v1", "test", datetime.now(UTC), "", "alice", parent_run_id="r1")
+    child = LiveRun(run_id="r2", user="alice", started=child_started, parent=root)
+
+    def step(run_id: str, sequence: int) -> ExecutionStep:
+        return ExecutionStep(run_id=run_id, sequence=sequence, time=datetime.now(UTC), payload=FinalResponse("x"))
+
+    root.append_step(step("r1", 1))
+    watcher = root.follow(from_sequence=3)  # after the root's step 2, which has not happened
+    assert isinstance(await anext(watcher), RunStartedEvent)
+    pending = asyncio.ensure_future(anext(watcher))
+    child.append_step(step("r2", 1))  # before the root's step 2: not sent
+    root.append_step(step("r1", 2))
+    child.append_step(step("r2", 2))  # after it: sent
+    event = await asyncio.wait_for(pending, 5)
+    assert isinstance(event, StepEvent) and (event.step.run_id, event.step.sequence) == ("r2", 2)
+    await watcher.aclose()

@@ -370,3 +370,163 @@ async def test_children_run_within_their_parents_slot_of_the_admission_queue(tmp
         assert not any(e.HasField("run_queued") for e in events)
         results = [s.tool_result for s in steps_of(events) if s.depth == 0 and s.HasField("tool_result")]
         assert [r.result_text for r in results] == ["helped", "helped"]
+
+
+def step_key(step: run_pb2.ExecutionStep) -> tuple[str, int, int]:
+    return (step.run_id, step.sequence, step.depth)
+
+
+async def test_reattaching_after_the_last_step_received_sends_every_later_step_exactly_once(tmp_path: Path) -> None:
+    agents = {
+        "boss": agent("boss", tools=["agents/helper"]),
+        "helper": agent("helper", tools=["test/echo"]),
+    }
+    async with running_stack(tmp_path, agents) as stack:
+        slow = 0.5  # the helper's turns take this long: the client disconnects while the child runs
+        stack.gemini.set_responder(
+            ByAgent(
+                {
+                    "boss": [
+                        FakeResponse(function_calls=[call("helper", "c1", task="echo twice")]),
+                        FakeResponse(text="boss done"),
+                    ],
+                    "helper": [
+                        FakeResponse(function_calls=[call("echo", "e1", text="one")], delay_s=slow),
+                        FakeResponse(function_calls=[call("echo", "e2", text="two")], delay_s=slow),
+                        FakeResponse(text="helper done", delay_s=slow),
+                    ],
+                }
+            )
+        )
+        stub = stack.execution_stub()
+        # A client receives the tree's stream until it has a step of the child's, after the parent's last own step
+        # so far, then goes away (detached: the run goes on).
+        stream = stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="boss", task="delegate", detach=True))
+        received: list[run_pb2.ExecutionStep] = []
+        run_id = ""
+        async for event in stream:
+            if event.HasField("run_started"):
+                run_id = event.run_started.run_id
+            if event.HasField("step"):
+                received.append(event.step)
+                if event.step.depth == 1 and event.step.sequence == 3:
+                    break
+        stream.cancel()
+        last = received[-1]
+        assert last.depth == 1 and any(s.depth == 0 for s in received)
+        # It reattaches after the last step it received (the child's): the rest, nothing twice.
+        rest = [
+            e
+            async for e in stub.WatchRun(
+                ex.WatchRunRequest(run_id=run_id, from_run_id=last.run_id, from_sequence=last.sequence + 1)
+            )
+        ]
+        assert rest[0].HasField("run_started") and rest[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        whole = [step_key(s) for s in steps_of([e async for e in stub.WatchRun(ex.WatchRunRequest(run_id=run_id))])]
+        assert [step_key(s) for s in received + steps_of(rest)] == whole
+        assert len(set(whole)) == len(whole) and {d for _, _, d in whole} == {0, 1}
+
+        # The same from after any step of the stream, the parent's or the child's.
+        for index, (step_run, sequence, _) in enumerate(whole):
+            request = ex.WatchRunRequest(run_id=run_id, from_run_id=step_run, from_sequence=sequence + 1)
+            replayed = [step_key(s) for s in steps_of([e async for e in stub.WatchRun(request)])]
+            assert replayed == whole[index + 1 :], f"after step {index} ({step_run}, {sequence})"
+
+        # A step the stream never carried cannot have been received: said so.
+        for bad in (
+            ex.WatchRunRequest(run_id=run_id, from_run_id=last.run_id, from_sequence=99),
+            ex.WatchRunRequest(run_id=run_id, from_run_id=last.run_id, from_sequence=1),
+            ex.WatchRunRequest(run_id=run_id, from_run_id="not-a-run-id", from_sequence=2),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                [e async for e in stub.WatchRun(bad)]
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
+            assert "from_" in (caught.value.details() or "")
+
+
+async def test_a_child_that_cannot_start_is_stored_failed_under_the_id_its_call_names(tmp_path: Path) -> None:
+    agents = {
+        "boss": agent("boss", tools=["agents/writer"]),
+        "writer": agent("writer", extra="input:\n  schema:\n    tone: string"),
+    }
+    async with running_stack(tmp_path, agents) as stack:
+        stack.gemini.set_responder(
+            ByAgent(
+                {
+                    "boss": [
+                        FakeResponse(
+                            function_calls=[
+                                call("writer", "no-tone", task="a line"),  # its required variable is missing
+                                call("writer", "no-task", tone="warm"),
+                            ]
+                        ),
+                        FakeResponse(text="neither helper started"),
+                    ],
+                }
+            )
+        )
+        events = await stack.execute(agent_name="boss", task="delegate badly")
+        finished = events[-1].run_finished
+        assert finished.status == run_pb2.RUN_STATUS_COMPLETED
+        steps = steps_of(events)
+        assert all(s.depth == 0 for s in steps)  # no child ran
+        calls = {s.tool_call.call_id: s.tool_call for s in steps if s.HasField("tool_call")}
+        results = {s.tool_result.call_id: s.tool_result for s in steps if s.HasField("tool_result")}
+        assert "did not start" in results["no-tone"].result_text and "tone" in results["no-tone"].result_text
+        assert "'task' must be a non-empty string" in results["no-task"].result_text
+
+        # Each call's child_run_id names a stored run: FAILED, saying why, under its parent.
+        tree = await stored_tree(stack, finished.run_id)
+        children = {run.id: run for run in tree.descendants}
+        assert set(children) == {calls["no-tone"].child_run_id, calls["no-task"].child_run_id}
+        for call_id, why in (("no-tone", "tone"), ("no-task", "'task' must be a non-empty string")):
+            child = children[calls[call_id].child_run_id]
+            assert child.status == run_pb2.RUN_STATUS_FAILED and child.error.reason == "CHILD_NOT_STARTED"
+            assert why in child.error.message and "could not start" in child.error.message
+            assert (child.agent_name, child.parent_run_id, child.root_run_id, child.parent_tool_call_id) == (
+                "writer",
+                finished.run_id,
+                finished.run_id,
+                call_id,
+            )
+            assert child.depth == 1 and not child.execution_steps and child.steps_taken == 0
+        assert children[calls["no-tone"].child_run_id].task == "a line"
+
+
+async def test_a_fork_that_replays_a_sub_agent_call_names_the_originals_child_run(tmp_path: Path) -> None:
+    agents = {"boss": agent("boss", tools=["agents/helper"]), "helper": agent("helper")}
+    async with running_stack(tmp_path, agents) as stack:
+        stack.gemini.set_responder(
+            ByAgent(
+                {
+                    "boss": [
+                        FakeResponse(function_calls=[call("helper", "c1", task="help")]),
+                        FakeResponse(text="original answer"),
+                        FakeResponse(text="the fork's answer"),  # the fork's live model call
+                    ],
+                    "helper": [FakeResponse(text="helped once")],
+                }
+            )
+        )
+        original = await stack.execute(agent_name="boss", task="delegate")
+        original_id = original[-1].run_finished.run_id
+        [original_call] = [s.tool_call for s in steps_of(original) if s.depth == 0 and s.HasField("tool_call")]
+        assert await stack.execution.flush_outbox(15)
+        requests_before = len(stack.gemini.requests)
+
+        # Steps 1-3: the boss's model call, its call of the helper and the helper's result, replayed.
+        forked = [
+            e async for e in stack.execution_stub().ForkRun(ex.ForkRunRequest(run_id=original_id, from_sequence=3))
+        ]
+        assert forked[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        assert forked[-1].run_finished.final_response == "the fork's answer"
+        steps = steps_of(forked)
+        assert all(s.depth == 0 for s in steps)  # no child ran again
+        [call_step] = [s.tool_call for s in steps if s.HasField("tool_call")]
+        [result_step] = [s.tool_result for s in steps if s.HasField("tool_result")]
+        assert call_step.child_run_id == result_step.child_run_id == original_call.child_run_id
+        assert result_step.result_text == "helped once"
+        assert len(stack.gemini.requests) == requests_before + 1  # only the fork's own live model call
+        # The id names the original's child run, which exists.
+        child = await stack.stored_run(call_step.child_run_id)
+        assert child.parent_run_id == original_id and child.status == run_pb2.RUN_STATUS_COMPLETED

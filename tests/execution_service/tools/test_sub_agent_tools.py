@@ -33,12 +33,18 @@ class Children:
     def __init__(self, result: ChildResult | str) -> None:
         self.result = result
         self.asked: list[tuple[str, str, dict[str, str], ToolCallContext]] = []
+        self.not_started_calls: list[tuple[str, ToolCallContext, str]] = []
 
     async def run_child(
         self, agent: str, task: str, variables: dict[str, str], context: ToolCallContext
     ) -> ChildResult | str:
         self.asked.append((agent, task, variables, context))
         return self.result
+
+    async def not_started(
+        self, agent: str, task: str, variables: dict[str, str], context: ToolCallContext, problem: str
+    ) -> None:
+        self.not_started_calls.append((agent, context, problem))
 
 
 class McpTools:
@@ -92,6 +98,10 @@ async def test_arguments_become_the_task_and_text_variables(writer: AgentSpec) -
     missing = await tools(writer, children).call(tool, {"tone": "warm"}, context)
     assert missing.is_error and "'task' must be a non-empty string" in missing.text
     assert len(children.asked) == 2  # no child for a call without a task
+    # Its reserved run id is stored as a run that did not start, saying why.
+    assert children.not_started_calls == [
+        ("writer", context, "'task' must be a non-empty string (the task for the sub-agent)")
+    ]
 
 
 @pytest.mark.parametrize(

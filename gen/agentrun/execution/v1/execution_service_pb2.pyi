@@ -178,12 +178,14 @@ class CancelRunResponse(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class WatchRunRequest(_message.Message):
-    __slots__ = ("run_id", "from_sequence")
+    __slots__ = ("run_id", "from_sequence", "from_run_id")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    FROM_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     from_sequence: int
-    def __init__(self, run_id: _Optional[str] = ..., from_sequence: _Optional[int] = ...) -> None: ...
+    from_run_id: str
+    def __init__(self, run_id: _Optional[str] = ..., from_sequence: _Optional[int] = ..., from_run_id: _Optional[str] = ...) -> None: ...
 
 class WatchRunResponse(_message.Message):
     __slots__ = ("run_started", "step", "run_finished", "run_queued")
