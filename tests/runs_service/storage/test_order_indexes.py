@@ -1,4 +1,4 @@
-"""The runs list filtered by agent and ordered by tokens, duration or cost reads one index range (migration 0016).
+"""The runs list filtered by agent or status, ordered by tokens, duration or cost, reads one index range (0016).
 
 Without these indexes the database either walks the order's index and discards every other agent's run, or reads
 all the agent's runs and sorts them: 0.4-1.4 s at 1M runs (bench/web.py). The plans are checked on an empty table
@@ -16,11 +16,12 @@ from runs_service.storage.engine import sync_url
 from runs_service.storage.ordering import order_clauses
 from runs_service.storage.tables import runs, tool_calls
 
-INDEX_OF_ORDER = {
-    OrderField.TOTAL_TOKENS: "ix_runs_agent_name_total_tokens_id",
-    OrderField.DURATION: "ix_runs_agent_name_duration_order",
-    OrderField.COST: "ix_runs_agent_name_cost_order",
+ORDER_INDEX_SUFFIX = {
+    OrderField.TOTAL_TOKENS: "total_tokens_id",
+    OrderField.DURATION: "duration_order",
+    OrderField.COST: "cost_order",
 }
+FILTERS = {"agent_name": 'agent_name = "agent-03"', "status": "status = TIMED_OUT"}
 
 
 def _plan(url: str, filter_text: str, ordering: Ordering) -> str:
@@ -40,13 +41,14 @@ def _plan(url: str, filter_text: str, ordering: Ordering) -> str:
         engine.dispose()
 
 
-@pytest.mark.parametrize("field", list(INDEX_OF_ORDER))
+@pytest.mark.parametrize("field", list(ORDER_INDEX_SUFFIX))
 @pytest.mark.parametrize("descending", [True, False])
-def test_an_agent_filter_with_an_order_reads_one_index_range_without_sorting(
-    migrated_db_url: str, field: OrderField, descending: bool
+@pytest.mark.parametrize("filtered", list(FILTERS))
+def test_an_agent_or_status_filter_with_an_order_reads_one_index_range_without_sorting(
+    migrated_db_url: str, filtered: str, field: OrderField, descending: bool
 ) -> None:
-    plan = _plan(migrated_db_url, 'agent_name = "agent-03"', Ordering(field=field, descending=descending))
-    assert INDEX_OF_ORDER[field] in plan, plan
+    plan = _plan(migrated_db_url, FILTERS[filtered], Ordering(field=field, descending=descending))
+    assert f"ix_runs_{filtered}_{ORDER_INDEX_SUFFIX[field]}" in plan, plan
     if migrated_db_url.startswith("postgresql"):
         assert "Sort" not in plan and "Seq Scan" not in plan, plan
     else:
