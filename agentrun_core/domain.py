@@ -62,6 +62,9 @@ class ErrorReason(enum.StrEnum):
     CANCELLED = "CANCELLED"
     INTERRUPTED = "INTERRUPTED"
     INTERNAL = "INTERNAL"
+    # Durable mode: a resumed run's workflow no longer replays its recorded execution (its agent, model or tools
+    # changed between the crash and the resumption).
+    DURABLE_REPLAY_DIVERGED = "DURABLE_REPLAY_DIVERGED"
     # Tool-level reasons (ToolCallFinished.result_text carries the message).
     TOOL_ERROR = "TOOL_ERROR"
     TOOL_TIMEOUT = "TOOL_TIMEOUT"

@@ -5,29 +5,37 @@ the way pydantic-ai's DBOS agent wraps an unchanged agent. A resumed run gets th
 that completed and never makes it again; a call that was in flight when the replica stopped runs again, with the
 same idempotency key in the MCP request's `_meta` (`agentrun/idempotency-key`: "<run id>:<call id>").
 
-Before each step the run's pending stream writes are flushed, so the workflow's operations (stream writes, steps)
-happen in the same order on every execution, which is what DBOS replays by. For the same reason a durable run's
-tool calls of one turn run one after another (DurableExecution passes max_parallel_tools=1).
+DBOS replays a workflow by the ids of its operations (stream writes, steps), numbered in the order they start, so
+they must start in the same order on every execution. Before each model call the run's pending stream writes are
+flushed. The tool calls of one turn run concurrently, as in the embedded mode: their steps' ids are reserved
+(`DBOS.reserve_step`) synchronously, in call order, as soon as the model's answer is recorded, before anything of the
+turn awaits (`ToolStepReservations`); each call then runs its step at its own id whenever it gets there, and the
+stream writes of the turn (a step each) take the ids after them, as many on every execution. A resumed run gets the
+checkpointed result of each call that completed (not executed again) and runs again only those that were in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from dbos import DBOS
+from dbos import DBOS, StepReservation
 
 from agentrun_core.domain import ErrorReason, ModelAttempt
 from execution_service.durable.recorder import replayed_timing
 from execution_service.engine.live_run import LiveRun
 from execution_service.engine.step_recorder import utc_now
-from execution_service.model.base import ModelError, ModelProvider, ModelRequest, ModelResponse
+from execution_service.model.base import FunctionCall, ModelError, ModelProvider, ModelRequest, ModelResponse
 from execution_service.tools.base import ResolvedTool, ToolCallContext, ToolOutcome, ToolProvider, current_tool_call_id
 from execution_service.tools.request_meta import IDEMPOTENCY_KEY, tool_request_meta
+
+log = logging.getLogger(__name__)
 
 MODEL_STEP = "agentrun.model_call"
 TOOL_STEP = "agentrun.tool_call"
@@ -136,12 +144,42 @@ class DurableModelProvider:
             return ModelFailure.of(exc)
 
 
+@dataclass
+class ToolStepReservations:
+    """The step ids of one turn's tool calls, reserved in call order when the model's answer is recorded (the
+    recorder calls `reserve` synchronously, before the turn awaits anything), taken by each call when it runs. A
+    reservation never taken (an unknown tool, a turn that ends the run, a fork's replayed call) leaves the same gap in
+    the step ids on every execution."""
+
+    _by_call: defaultdict[str, deque[StepReservation]] = field(default_factory=lambda: defaultdict(deque))
+
+    def reserve(self, calls: Sequence[FunctionCall]) -> None:
+        self._by_call.clear()  # a new turn: the previous turn's unused reservations are gaps
+        for call in calls:
+            self._by_call[call.id].append(DBOS.reserve_step())
+
+    def take(self, call_id: str) -> StepReservation | None:
+        reserved = self._by_call.get(call_id)
+        return reserved.popleft() if reserved else None
+
+
 class DurableToolProvider:
-    def __init__(self, inner: ToolProvider, run_id: str, flush: Flush, gate: CancelGate) -> None:
+    def __init__(
+        self,
+        inner: ToolProvider,
+        run_id: str,
+        flush: Flush,
+        gate: CancelGate,
+        reservations: ToolStepReservations | None = None,
+        caught_up: Flush | None = None,
+    ) -> None:
+        """`caught_up`: waits until a resumed run replayed the steps its stream held (DurableStepRecorder)."""
         self._inner = inner
         self._run_id = run_id
         self._flush = flush
         self._gate = gate
+        self._reservations = reservations or ToolStepReservations()
+        self._caught_up = caught_up
 
     async def resolve(self, patterns: list[str]) -> list[ResolvedTool]:
         return await self._inner.resolve(patterns)
@@ -150,11 +188,21 @@ class DurableToolProvider:
         self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float, context: ToolCallContext | None = None
     ) -> ToolOutcome:
         """`context` is not needed: sub-agents (the tools that need it) do not run in the durable mode."""
-        await self._flush()
-        key = f"{self._run_id}:{current_tool_call_id.get()}"
+        call_id = current_tool_call_id.get()
+        key = f"{self._run_id}:{call_id}"
         asked_at = utc_now()
-        timed = await DBOS.run_step_async({"name": TOOL_STEP}, self._call, tool, arguments, timeout_s, key)
+        reservation = self._reservations.take(call_id)
+        if reservation is not None:
+            timed = await reservation.run_async({"name": TOOL_STEP}, self._call, tool, arguments, timeout_s, key)
+        else:
+            # A call the model's recorded answer did not announce: its step takes the next id, which is the same on
+            # every execution only when nothing else of the run runs meanwhile.
+            log.warning("a durable tool call without a reserved step id", extra={"run_id": self._run_id})
+            await self._flush()
+            timed = await DBOS.run_step_async({"name": TOOL_STEP}, self._call, tool, arguments, timeout_s, key)
         _note_replayed(timed, asked_at)
+        if timed.started >= asked_at and self._caught_up is not None:
+            await self._caught_up()  # a call made again: after the turn's replayed results
         return timed.value
 
     async def _call(

@@ -5,18 +5,36 @@ workflow (execution_service.durable.workflow), its effects checkpointed (effects
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 from typing import Any
 
 from dbos import DBOS
 
-from agentrun_core.domain import ErrorReason, Run, RunResumed, RunStatus
+from agentrun_core.domain import (
+    ErrorReason,
+    ExecutionStep,
+    ModelCall,
+    Run,
+    RunError,
+    RunResumed,
+    RunStatus,
+    TokenUsage,
+    ToolCallStarted,
+    tool_calls_from_steps,
+)
 from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.durable.cancellation import CancelRequests
-from execution_service.durable.effects import CancelGate, DurableModelProvider, DurableToolProvider
+from execution_service.durable.effects import (
+    CancelGate,
+    DurableModelProvider,
+    DurableToolProvider,
+    ToolStepReservations,
+)
+from execution_service.durable.failure import FailedRun, enter_failure_steps, workflow_error
 from execution_service.durable.publishing import RunPublisher
 from execution_service.durable.recorder import DurableStepRecorder
 from execution_service.durable.runtime import DurableRuntime
@@ -28,14 +46,16 @@ from execution_service.engine.instrumentation import RunTelemetry
 from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.manager import RunManager, StartRun, _terminal_run
 from execution_service.engine.outcomes import LoopOutcome
-from execution_service.engine.step_recorder import utc_now
+from execution_service.engine.step_recorder import storable, utc_now
 from execution_service.errors import RunAlreadyExists, RunAlreadyFinished, RunNotFound, TooManyRuns
 from execution_service.model.base import ModelError, ModelProvider
+from execution_service.model.pricing import price_run
 
 log = logging.getLogger(__name__)
 
 PUBLISH_STEP = "agentrun.publish_run"
 PUBLISH_RETRY_STEP = "agentrun.publish_run_retry"
+FAILED_RUN_STEP = "agentrun.failed_run"
 _TERMINAL_WORKFLOW_STATUSES = frozenset({"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
 
 
@@ -138,6 +158,7 @@ class DurableRunManager(RunManager):
                 "resuming a run",
                 extra={"run_id": run.run_id, "previous_replica": resumed_from, "steps": len(prefix.steps)},
             )
+        reservations = ToolStepReservations()
         recorder = DurableStepRecorder(
             run.run_id,
             writer.put_step,
@@ -147,6 +168,7 @@ class DurableRunManager(RunManager):
             recorded=prefix.steps,
             resumed_from=resumed_from,
             started_at=run.base.start_time,
+            function_calls=reservations.reserve,
         )
         if fresh:
             self._publish_running(run)
@@ -160,12 +182,14 @@ class DurableRunManager(RunManager):
             )
         else:
             provider = DurableModelProvider(model, writer.flush, gate)
-            tools = DurableToolProvider(self._tools, run.run_id, writer.flush, gate)
+            tools = DurableToolProvider(
+                self._tools, run.run_id, writer.flush, gate, reservations, caught_up=recorder.caught_up
+            )
             used = (prefix.steps[-1].time - run.base.start_time).total_seconds() if prefix.steps else 0.0
             timeout_s = max(run.agent.limits.run_timeout_s - used, 0.001)
             traced = RunTelemetry.noop()
             outcome = await self._outcome(
-                live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, 1, run.setup
+                live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, None, run.setup
             )
         await asyncio.shield(self._finish_durable(run, live, recorder, writer, outcome))
 
@@ -214,6 +238,94 @@ class DurableRunManager(RunManager):
         log.info("run finished", extra={"run_id": terminal.id, "status": terminal.status.value})
         if not recorded:
             await DBOS.run_step_async({"name": PUBLISH_RETRY_STEP}, self._publisher.deliver, terminal)
+
+    # --- a failed workflow ------------------------------------------------------------------------------------
+
+    async def fail(self, run: DurableRunInput, error: Exception) -> None:
+        """Ends the run FAILED after `error` escaped `execute` (called by the run workflow): an error step and
+        RunFinished in its stream, the FAILED record published to RunsService (a checkpointed step, retried like the
+        normal end's), from the failure path's reserved step ids (execution_service.durable.failure)."""
+        run_error = workflow_error(error, self.replica)
+        log.error(
+            "a durable run's workflow failed; the run ends FAILED",
+            exc_info=error,
+            extra={"run_id": run.run_id, "replica": self.replica, "reason": run_error.reason},
+        )
+        enter_failure_steps()
+        failed = await DBOS.run_step_async({"name": FAILED_RUN_STEP}, self._failed_run, run, run_error)
+        terminal = failed.terminal
+        live = self._live.get(run.run_id)
+        if live is None:
+            live = LiveRun(run_id=run.run_id, user=run.base.user, started=run.started)
+        # This replica's watchers of the run get the steps its failed execution did not replay, then the end.
+        for step in terminal.execution_steps[live.step_count : -1]:
+            live.append_step(step)
+        writer = StreamWriter(run.run_id, lambda event: _show_locally(live, event))
+        if failed.write_started:
+            writer.put(run.started)
+        writer.put_step(terminal.execution_steps[-1])
+        recorded = await DBOS.run_step_async(
+            {"name": PUBLISH_STEP}, self._publisher.deliver, terminal, self._limits.publish_wait_s
+        )
+        assert terminal.end_time is not None and terminal.duration is not None
+        writer.put(
+            RunFinishedEvent(
+                run_id=terminal.id,
+                status=terminal.status,
+                final_response="",
+                token_usage=terminal.token_usage,
+                duration=terminal.duration,
+                end_time=terminal.end_time,
+                steps_taken=terminal.steps_taken,
+                tool_call_count=len(terminal.tool_calls),
+                error=terminal.error,
+                cost=terminal.cost,
+                recorded=recorded,
+            )
+        )
+        await writer.close()
+        self._live.pop(run.run_id, None)
+        self._finished[run.run_id] = live
+        while len(self._finished) > self._limits.retain_finished:
+            self._finished.popitem(last=False)
+        log.info(
+            "run finished", extra={"run_id": run.run_id, "status": terminal.status.value, "reason": run_error.reason}
+        )
+        if not recorded:
+            await DBOS.run_step_async({"name": PUBLISH_RETRY_STEP}, self._publisher.deliver, terminal)
+
+    async def _failed_run(self, run: DurableRunInput, error: RunError) -> FailedRun:
+        """The FAILED record of a run whose workflow failed: the steps its stream holds (what its clients saw), then
+        the error step."""
+        prefix = await read_prefix(run.run_id)
+        end = utc_now()
+        scrubbed = RunError(
+            error.reason, storable(self._redactor.scrub_text(error.message, self._redactor.new_memory()))
+        )
+        steps = (*prefix.steps, ExecutionStep(run.run_id, len(prefix.steps) + 1, end, scrubbed))
+        usage = TokenUsage()
+        model_calls = 0
+        tools_used: dict[str, None] = {}
+        for step in steps:
+            if isinstance(step.payload, ModelCall):
+                usage = usage + step.payload.usage
+                model_calls += 1
+            elif isinstance(step.payload, ToolCallStarted):
+                tools_used[step.payload.tool_name] = None
+        terminal = dataclasses.replace(
+            run.base,
+            status=RunStatus.FAILED,
+            error=scrubbed,
+            end_time=end,
+            duration=end - run.base.start_time,
+            token_usage=usage,
+            cost=price_run(run.base.model_name, usage),
+            steps_taken=model_calls,
+            tools_used=tuple(tools_used),
+            execution_steps=steps,
+            tool_calls=tool_calls_from_steps(steps),
+        )
+        return FailedRun(terminal, write_started=prefix.started is None)
 
     def _publish_running(self, run: DurableRunInput) -> None:
         """The RUNNING record, best effort (the terminal record is the one that must arrive, and does)."""

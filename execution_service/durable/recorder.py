@@ -10,16 +10,23 @@ RunResumed steps of earlier ones where they are.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agentrun_core.domain import ExecutionStep, RunResumed, StepPayload, step_kind
 from execution_service.engine.step_recorder import StepRecorder, utc_now
-from execution_service.model.base import ModelError, ModelResponse
+from execution_service.model.base import FunctionCall, ModelError, ModelResponse
 from execution_service.redaction import Redactor
 from execution_service.tools.base import ResolvedTool, ToolOutcome, current_tool_call_id
+
+log = logging.getLogger(__name__)
+
+# How long a new tool result of a resumed turn waits for the turn's replayed results (DurableStepRecorder.caught_up).
+CATCH_UP_TIMEOUT_S = 10.0
 
 # Set by the durable providers when a call's result was checkpointed by an earlier execution: when the call started
 # and how long it took then (its step may be missing from the stream: the replica died before writing it).
@@ -49,21 +56,49 @@ class DurableStepRecorder(StepRecorder):
         recorded: tuple[ExecutionStep, ...] = (),
         resumed_from: str | None = None,
         started_at: datetime | None = None,
+        function_calls: Callable[[Sequence[FunctionCall]], None] | None = None,
     ) -> None:
         """`recorded`: the steps the stream holds; `resumed_from`: the replica that ran the run before (None: this
-        is the run's first execution, nothing to mark)."""
+        is the run's first execution, nothing to mark); `function_calls`: called with the function calls of each
+        model answer when it is recorded, before the turn awaits anything (effects.ToolStepReservations)."""
         super().__init__(run_id, emit, redactor, flush)
+        self._function_calls = function_calls
         self._recorded = recorded
         self._replica = replica
         self._resumed_from = resumed_from
         self._started_at = started_at or utc_now()
+        self._caught_up = asyncio.Event()
+        self._note_caught_up()
 
     @property
     def replaying(self) -> bool:
         """True while the loop records steps the stream already holds."""
         return len(self.steps) < len(self._recorded)
 
+    async def caught_up(self, timeout_s: float = CATCH_UP_TIMEOUT_S) -> None:
+        """Waits until the loop recorded again every step the stream held. The tool calls of a resumed turn run
+        concurrently: a call made again (it was in flight at the crash) waits for the turn's completed calls, whose
+        results come back from their checkpoints, so its result does not take the place of one of theirs in the
+        stream. Gives up after `timeout_s` (logged)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._caught_up.wait()
+        except TimeoutError:
+            log.warning(
+                "a resumed run's new step comes before its replay caught up",
+                extra={"run_id": self.run_id, "replayed": len(self.steps), "recorded": len(self._recorded)},
+            )
+
+    def _note_caught_up(self) -> None:
+        if all(isinstance(step.payload, RunResumed) for step in self._recorded[len(self.steps) :]):
+            self._caught_up.set()
+
     def record(self, payload: StepPayload, *, time: datetime, duration: timedelta = timedelta(0)) -> ExecutionStep:
+        step = self._record(payload, time=time, duration=duration)
+        self._note_caught_up()
+        return step
+
+    def _record(self, payload: StepPayload, *, time: datetime, duration: timedelta) -> ExecutionStep:
         self._replay_markers()
         sequence = len(self.steps) + 1
         if sequence <= len(self._recorded):
@@ -96,6 +131,8 @@ class DurableStepRecorder(StepRecorder):
         super().record(RunResumed(gap=gap, replica=self._replica, previous_replica=previous), time=now)
 
     def model_call(self, response: ModelResponse, *, started: datetime, duration: timedelta) -> None:
+        if self._function_calls is not None:
+            self._function_calls(response.function_calls)
         if (timing := _replayed()) is not None:
             started, duration = timing
         super().model_call(response, started=started, duration=duration)

@@ -2,7 +2,9 @@
 
 Its input is everything the run needs that a request gave (the agent as it was when the run started, the rendered
 prompt, the RUNNING record), so any replica can execute or resume it. Its body is the replica's
-DurableRunManager.execute, bound at launch (`bind`): the agent loop with its effects wrapped as DBOS steps.
+DurableRunManager.execute, bound at launch (`bind`): the agent loop with its effects wrapped as DBOS steps. An
+exception that escapes it (a replay that diverged, any unexpected error) ends the run FAILED (`fail`; see
+execution_service.durable.failure), so no run stays RUNNING because its workflow failed.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class DurableRunInput:
 class RunExecutor(Protocol):
     async def execute(self, run: DurableRunInput) -> None: ...
 
+    async def fail(self, run: DurableRunInput, error: Exception) -> None:
+        """Ends the run FAILED after `error` escaped `execute` (execution_service.durable.failure)."""
+
 
 _executor: RunExecutor | None = None
 
@@ -52,4 +57,7 @@ def bind(executor: RunExecutor | None) -> None:
 async def run_workflow(run: DurableRunInput) -> None:
     if _executor is None:
         raise RuntimeError("no durable run executor is bound in this process (execution_service.durable.workflow)")
-    await _executor.execute(run)
+    try:
+        await _executor.execute(run)
+    except Exception as exc:  # a run whose workflow fails ends FAILED rather than RUNNING forever
+        await _executor.fail(run, exc)

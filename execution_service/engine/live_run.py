@@ -86,6 +86,11 @@ class LiveRun:
         self._wake()
 
     @property
+    def step_count(self) -> int:
+        """The number of steps appended so far (they are numbered 1..step_count)."""
+        return sum(1 for event in self._events if isinstance(event, StepEvent))
+
+    @property
     def is_queued(self) -> bool:
         return self.started is None and self.finished is None
 

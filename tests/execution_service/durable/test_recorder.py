@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from agentrun_core.domain import ExecutionStep, FinalResponse, RunResumed, TokenUsage
 from execution_service.durable.recorder import DurableStepRecorder, ReplayDiverged
-from execution_service.model.base import ModelResponse
+from execution_service.model.base import FunctionCall, ModelResponse
 from execution_service.redaction import Redactor
 
 START = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -85,3 +86,35 @@ def test_a_run_that_records_another_step_than_its_stream_holds_is_refused() -> N
     diverged = recorder(tuple(streamed), "replica-a", [])
     with pytest.raises(ReplayDiverged):
         diverged.final_response("not what happened")
+
+
+async def test_a_new_step_of_a_resumed_turn_waits_until_the_replay_caught_up() -> None:
+    """A tool call made again after a crash records its result only once the turn's completed calls replayed theirs
+    (they come back from their checkpoints), so it does not take the place of one of theirs in the stream."""
+    streamed = first_execution()
+    resumed = recorder(tuple(streamed), "replica-a", [])
+    waiting = asyncio.create_task(resumed.caught_up(timeout_s=30))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    resumed.model_call(answer("thinking"), started=datetime.now(UTC), duration=timedelta(0))
+    await asyncio.wait_for(waiting, 5)
+    # A first execution has nothing to replay: nothing waits.
+    await asyncio.wait_for(recorder((), None, []).caught_up(timeout_s=30), 1)
+
+
+async def test_the_function_calls_of_each_recorded_answer_are_announced_before_the_turn_goes_on() -> None:
+    announced: list[tuple[str, ...]] = []
+    calls = (FunctionCall("c1", "echo", {}), FunctionCall("c2", "sleep", {}))
+    emitted: list[ExecutionStep] = []
+    first = DurableStepRecorder(
+        "run-1",
+        emitted.append,
+        Redactor(),
+        no_flush,
+        replica="replica-a",
+        function_calls=lambda answered: announced.append(tuple(call.id for call in answered)),
+    )
+    response = ModelResponse(model="m", text="", function_calls=calls, usage=TokenUsage(), finish_reason="STOP")
+    first.model_call(response, started=START, duration=timedelta(0))
+    first.model_call(answer("done"), started=START, duration=timedelta(0))
+    assert announced == [("c1", "c2"), ()]
