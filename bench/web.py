@@ -3,6 +3,7 @@
     .venv/bin/python bench/web.py                  # 1,000,000 runs on PostgreSQL (seeding takes minutes)
     .venv/bin/python bench/web.py --runs 50000     # develop against a smaller database
     .venv/bin/python bench/web.py --reuse-db       # query the database a --keep-db run left (no seeding)
+    .venv/bin/python bench/web.py --db mine_web    # a database of your own (others use the server too)
 
 Seeds the runs (bench/runs_store.py's COPY seeding: realistic runs over the last 30 days, a tenth with 40 steps),
 records one run of 200 steps and one of 500 with RecordRun, then starts RunsService and the console (`agentrun web`)
@@ -14,6 +15,8 @@ as subprocesses and measures, one request in flight, interleaved A, B, A, B:
 - GET /?filter=status = FAILED&order=duration desc  (a typed filter, slowest first)  beside gRPC ListRuns (same)
 - GET /?order=cost desc                 (every run, most expensive first) beside gRPC ListRuns (same)
 - GET /?filter=(a OR b)&agent=..&order=total_tokens desc (OR, a quick filter, an order) beside gRPC ListRuns (same)
+- GET /?agent=..&order=cost desc        (one agent's runs, most expensive first) beside gRPC ListRuns (same)
+- GET /?filter=status = TIMED_OUT&order=cost desc (a rare status, most expensive first) beside gRPC ListRuns (same)
 - GET /runs/{200-step run}              (run details: waterfall, steps)  beside gRPC GetRun BASIC + ListRunSteps
 - GET /runs/{200-step run}/steps/199    (a step's details in the pane)   beside gRPC ListRunSteps (199 steps)
 - GET /runs/{500-step run}              (the same, 500 steps)             beside gRPC GetRun BASIC + ListRunSteps
@@ -21,7 +24,7 @@ as subprocesses and measures, one request in flight, interleaved A, B, A, B:
 The goal is p95 < 200 ms for the pages. With --browser (and Chromium installed) it also loads the 500-step run's
 page in Chromium and reports its size and how long it takes to be shown (Navigation Timing). Benchmarks print
 figures; they are not tests. PostgreSQL: AGENTRUN_BENCH_PG or postgresql://postgres@127.0.0.1:5432/test (a database
-`agentrun_bench_web` is created, and dropped at the end unless --keep-db).
+`agentrun_bench_web`, or --db, is created, and dropped at the end unless --keep-db).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ FILTER_AGENT = runs_store.AGENTS[3]
 @dataclass(frozen=True)
 class Config:
     admin_url: str
+    db_name: str
     runs: int
     step_runs: int
     samples: int
@@ -71,15 +75,17 @@ class Config:
 def parse_args(argv: list[str] | None = None) -> Config:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pg", default=os.environ.get("AGENTRUN_BENCH_PG", runs_store.DEFAULT_ADMIN_URL))
+    parser.add_argument("--db", default=BENCH_DB, help=f"the database to seed or reuse (default {BENCH_DB})")
     parser.add_argument("--runs", type=int, default=1_000_000, help="runs to seed (default 1,000,000)")
     parser.add_argument("--step-runs", type=int, help="how many of them get 40 steps (default a tenth)")
     parser.add_argument("--samples", type=int, default=300, help="requests per measurement")
-    parser.add_argument("--keep-db", action="store_true", help=f"keep the seeded database {BENCH_DB}")
-    parser.add_argument("--reuse-db", action="store_true", help=f"query the {BENCH_DB} a --keep-db run left")
+    parser.add_argument("--keep-db", action="store_true", help="keep the seeded database")
+    parser.add_argument("--reuse-db", action="store_true", help="query the database a --keep-db run left")
     parser.add_argument("--browser", action="store_true", help="also time the 500-step run's page in Chromium")
     args = parser.parse_args(argv)
     return Config(
         admin_url=args.pg,
+        db_name=args.db,
         runs=args.runs,
         step_runs=args.step_runs if args.step_runs is not None else args.runs // 10,
         samples=args.samples,
@@ -227,6 +233,12 @@ def bench_pages(
         filter=f'({typed_or}) AND agent_name = "{FILTER_AGENT}"',
         view=rs.RUN_VIEW_BASIC,
     )
+    agent_dearest = rs.ListRunsRequest(
+        page_size=50, order_by="cost desc", filter=f'agent_name = "{FILTER_AGENT}"', view=rs.RUN_VIEW_BASIC
+    )
+    timed_out_dearest = rs.ListRunsRequest(
+        page_size=50, order_by="cost desc", filter="status = TIMED_OUT", view=rs.RUN_VIEW_BASIC
+    )
 
     # What the run page asks for: the BASIC view with the run's sub-agent runs (none here: one empty index range),
     # then its steps page by page (1,000 a page: one page here).
@@ -272,6 +284,18 @@ def bench_pages(
             lambda: stub.ListRuns(combined),
         ),
         (
+            "GET /?agent&order=cost desc",
+            get(f"/?agent={FILTER_AGENT}&order=cost+desc", "agent_dearest"),
+            "gRPC ListRuns (agent, cost desc)",
+            lambda: stub.ListRuns(agent_dearest),
+        ),
+        (
+            "GET /?filter=status=TIMED_OUT&order=cost desc",
+            get("/?filter=status+%3D+TIMED_OUT&order=cost+desc", "timed_out_dearest"),
+            "gRPC ListRuns (TIMED_OUT, cost desc)",
+            lambda: stub.ListRuns(timed_out_dearest),
+        ),
+        (
             "GET /runs/{id} (200 steps)",
             get(f"/runs/{long_run}", "run"),
             "gRPC GetRun BASIC + ListRunSteps (200)",
@@ -296,7 +320,19 @@ def bench_pages(
     finally:
         client.close()
         channel.close()
-    keys = ("runs", "filtered", "rows", "slowest_failed", "dearest", "combined", "run", "step", "longest")
+    keys = (
+        "runs",
+        "filtered",
+        "rows",
+        "slowest_failed",
+        "dearest",
+        "combined",
+        "agent_dearest",
+        "timed_out_dearest",
+        "run",
+        "step",
+        "longest",
+    )
     for (page, rpc), key in zip(results, keys, strict=True):
         page.size_bytes = sizes[key]
         ok = page.p(0.95) < GOAL_P95_MS
@@ -362,7 +398,7 @@ def bench_browser(console: ConsoleProcess, longest: str, loads: int = 5) -> None
 
 async def _prepare(cfg: Config) -> str:
     prepare = runs_store.existing_database if cfg.reuse_db else runs_store.recreate_database
-    db_url = await asyncio.to_thread(prepare, cfg.admin_url, BENCH_DB)
+    db_url = await asyncio.to_thread(prepare, cfg.admin_url, cfg.db_name)
     if not cfg.reuse_db:
         await asyncio.to_thread(runs_store.seed, db_url, cfg.runs, cfg.step_runs)
     return db_url
@@ -382,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
                 if cfg.reuse_db:
                     with grpc.insecure_channel(server.target) as channel:
                         total = len(rs_grpc.RunsServiceStub(channel).ListRuns(rs.ListRunsRequest(page_size=1)).runs)
-                    print(f"reusing {BENCH_DB} ({'empty' if not total else 'seeded'})", flush=True)
+                    print(f"reusing {cfg.db_name} ({'empty' if not total else 'seeded'})", flush=True)
                 long_run, longest = record_long_runs(server.target)
                 console = ConsoleProcess(server.target)
                 console.wait_ready()
@@ -395,7 +431,7 @@ def main(argv: list[str] | None = None) -> None:
                 server.stop()
     finally:
         if not cfg.keep_db:
-            runs_store.drop_database(cfg.admin_url, BENCH_DB)
+            runs_store.drop_database(cfg.admin_url, cfg.db_name)
     print(f"\ndone in {time.perf_counter() - started:.0f} s", flush=True)
 
 

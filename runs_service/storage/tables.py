@@ -117,6 +117,28 @@ Index("ix_runs_total_tokens_id", runs.c.total_tokens, runs.c.id)
 Index("ix_runs_duration_order", func.coalesce(runs.c.duration_us, literal_column("-1")), runs.c.id)
 Index("ix_runs_cost_order", func.coalesce(runs.c.cost, literal_column("-1")), runs.c.id)
 Index("ix_runs_cost", runs.c.cost)
+# The same orders within one agent's, status's or user's runs (migration 0016): filter and order from one range.
+Index("ix_runs_agent_name_total_tokens_id", runs.c.agent_name, runs.c.total_tokens, runs.c.id)
+Index(
+    "ix_runs_agent_name_duration_order",
+    runs.c.agent_name,
+    func.coalesce(runs.c.duration_us, literal_column("-1")),
+    runs.c.id,
+)
+Index("ix_runs_agent_name_cost_order", runs.c.agent_name, func.coalesce(runs.c.cost, literal_column("-1")), runs.c.id)
+Index("ix_runs_status_total_tokens_id", runs.c.status, runs.c.total_tokens, runs.c.id)
+Index(
+    "ix_runs_status_duration_order", runs.c.status, func.coalesce(runs.c.duration_us, literal_column("-1")), runs.c.id
+)
+Index("ix_runs_status_cost_order", runs.c.status, func.coalesce(runs.c.cost, literal_column("-1")), runs.c.id)
+Index("ix_runs_user_name_total_tokens_id", runs.c.user_name, runs.c.total_tokens, runs.c.id)
+Index(
+    "ix_runs_user_name_duration_order",
+    runs.c.user_name,
+    func.coalesce(runs.c.duration_us, literal_column("-1")),
+    runs.c.id,
+)
+Index("ix_runs_user_name_cost_order", runs.c.user_name, func.coalesce(runs.c.cost, literal_column("-1")), runs.c.id)
 Index("ix_runs_parent_run_id_start_time", runs.c.parent_run_id, runs.c.start_time)
 Index("ix_runs_root_run_id_start_time_id", runs.c.root_run_id, runs.c.start_time, runs.c.id)
 Index("ix_runs_session_id_user_name_start_time", runs.c.session_id, runs.c.user_name, runs.c.start_time)

@@ -66,6 +66,9 @@ def test_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert "ix_runs_agent_name_start_time_id" in _indexes(db_url, "runs")
     assert _has_index(db_url, "ix_runs_id_tail")  # an expression index: SQLAlchemy does not reflect it on SQLite
     assert "ix_runs_session_id_user_name_start_time" in _indexes(db_url, "runs")
+    for filtered in ("agent_name", "status", "user_name"):  # expression indexes among them: _has_index
+        for order in ("total_tokens_id", "duration_order", "cost_order"):
+            assert _has_index(db_url, f"ix_runs_{filtered}_{order}"), (filtered, order)
     postgres = db_url.startswith("postgresql")
     assert _triggers(db_url) == SESSION_TRIGGERS | ({"runs_sessions_truncate"} if postgres else set())
     assert "ix_tool_calls_name_run_id" in _indexes(db_url, "tool_calls")
