@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +17,9 @@ from agentrun.runs.v1 import run_pb2
 from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage, part_field
 from tests.security.support import secure_stack
 from tests.support.auth import ALICE, BOB
-from tests.support.replicas import execution_database
 from tests.support.stack import REPO, Stack, agent_source, running_stack, steps_of
 
 LEDGER_SERVER = REPO / "tests" / "fixtures" / "mcp_ledger_server.py"
-
-
-@pytest.fixture(params=["embedded", pytest.param("durable", marks=pytest.mark.postgres)])
-def mode(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    """The execution service's settings for each mode: embedded (the default), and durable (DBOS on a fresh
-    PostgreSQL database; one replica, in this process)."""
-    if request.param == "embedded":
-        yield {}
-        return
-    with execution_database() as url:
-        yield {"execution_database_url": url, "replica_id": "e2e-replica"}
 
 
 def ledger_servers(ledger: Path) -> dict[str, Any]:

@@ -4,7 +4,6 @@ RunsService on SQLite. What the client saw streamed must be exactly what is stor
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,19 +14,7 @@ from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
 
 from tests.fakes.gemini_server import FakeError, FakeFunctionCall, FakeResponse, FakeUsage, part_field
-from tests.support.replicas import execution_database
 from tests.support.stack import agent_source, running_stack, steps_of
-
-
-@pytest.fixture(params=["embedded", pytest.param("durable", marks=pytest.mark.postgres)])
-def mode(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    """The execution service's settings for each mode: embedded (the default), and durable (DBOS on a fresh
-    PostgreSQL database; one replica, in this process)."""
-    if request.param == "embedded":
-        yield {}
-        return
-    with execution_database() as url:
-        yield {"execution_database_url": url, "replica_id": "e2e-replica"}
 
 
 def summed(steps: list[run_pb2.ExecutionStep], field: str) -> int:
@@ -205,7 +192,6 @@ async def test_secrets_in_tool_results_are_redacted_in_the_stream_and_the_store(
 
 async def test_bad_requests_get_clear_statuses(tmp_path: Path) -> None:
     import grpc
-    import pytest
 
     agents = {
         "needs-city": agent_source(

@@ -4,7 +4,6 @@ The history a run of a session receives is read back from RunsService and seen a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +17,7 @@ from execution_service.history.transcript import CHARS_PER_TOKEN
 from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage, RecordedRequest, part_field
 from tests.security.support import secure_stack
 from tests.support.auth import ALICE, BOB
-from tests.support.replicas import execution_database
 from tests.support.stack import Stack, agent_source, running_stack, steps_of
-
-
-@pytest.fixture(params=["embedded", pytest.param("durable", marks=pytest.mark.postgres)])
-def mode(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    """The execution service's settings for each mode: embedded (the default), and durable (DBOS on a fresh
-    PostgreSQL database; one replica, in this process)."""
-    if request.param == "embedded":
-        yield {}
-        return
-    with execution_database() as url:
-        yield {"execution_database_url": url, "replica_id": "e2e-replica"}
 
 
 def texts(request: RecordedRequest) -> list[tuple[str, str]]:
