@@ -1,7 +1,7 @@
 """ExecutionService benchmark: engine overhead per step, CPU split of a typical run, concurrency, step latency.
 
-    .venv/bin/python bench/engine.py            # full (~3-4 min)
-    .venv/bin/python bench/engine.py --quick    # smoke (< 60 s)
+    .venv/bin/python bench/engine.py            # full (~5-6 min; section 7 alone ~2 min)
+    .venv/bin/python bench/engine.py --quick    # smoke (~2 min; section 7 starts replica processes)
 
 1. Overhead per step: RunManager driven directly (TestModel, an in-process MCP server through `mcp.Client(server)`,
    a RunSink that only counts). Per run: wall time minus the time spent inside the model provider and inside the
@@ -1016,7 +1016,7 @@ async def amain(quick: bool, only: set[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smoke mode (< 60 s)")
+    parser.add_argument("--quick", action="store_true", help="smoke mode (~2 min)")
     sections = ["overhead", "cpu", "concurrency", "latency", "admission", "modes", "takeover"]
     parser.add_argument("--only", action="append", choices=sections)
     args = parser.parse_args(argv)
