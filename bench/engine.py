@@ -1,7 +1,7 @@
 """ExecutionService benchmark: engine overhead per step, CPU split of a typical run, concurrency, step latency.
 
-    .venv/bin/python bench/engine.py            # full (~3-4 min)
-    .venv/bin/python bench/engine.py --quick    # smoke (< 60 s)
+    .venv/bin/python bench/engine.py            # full (~5-6 min; section 7 alone ~2 min)
+    .venv/bin/python bench/engine.py --quick    # smoke (~2 min; section 7 starts replica processes)
 
 1. Overhead per step: RunManager driven directly (TestModel, an in-process MCP server through `mcp.Client(server)`,
    a RunSink that only counts). Per run: wall time minus the time spent inside the model provider and inside the
@@ -26,7 +26,14 @@
    one replica in this process): process CPU per typical run and per step (3 model calls, 2 tool calls, the real
    stack of section 2; goal: durable adds < 2 ms of CPU per step), and N concurrent typical runs (1,000; 20 with
    --quick) with 0.5 s model calls (FakeGemini latency): wall time against the ideal 1.5 s (goal: durable within 3x).
-   Not measured here yet: the time from a replica's SIGKILL to its runs' first step elsewhere.
+7. Takeover, restart, cancel (durable replicas as processes, `python -m execution_service --execution-database-url`
+   on a throwaway PostgreSQL database, tests.support.replicas: RunsService, FakeGemini, the stdio MCP test server;
+   heartbeat 0.5 s, takeover timeout 3 s; 5 repetitions, 2 with --quick). (a) the replica running a run is SIGKILLed
+   mid tool call (sleep): time until a survivor's WatchRun streams the run's first new step (RunResumed), raw and
+   minus the takeover timeout (goal < 2 s after it); (b) SIGKILL, then the same replica started again at once: time
+   from the restart command, and from the process serving gRPC, to the first new step (watched through another
+   replica; goal < 2 s after the restart); (c) CancelRun(IMMEDIATE) sent to the other replica while the run is in a
+   60 s tool call: time until the tool result CANCELLED step and until the run's stream ends CANCELLED (goal < 1 s).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import importlib
 import itertools
 import json
 import logging
+import math
 import os
 import pstats
 import statistics
@@ -62,6 +70,7 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 import grpc
 from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.execution.v1 import execution_service_pb2_grpc as ex_grpc
+from agentrun.runs.v1 import run_pb2
 from mcp import Client
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -83,7 +92,8 @@ from execution_service.tools.results import outcome_from_result
 from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage
 from tests.fixtures.mcp_test_server import server as mcp_test_server
 from tests.support.postgres import find_postgres
-from tests.support.stack import agent_source, running_stack, write_agents
+from tests.support.replicas import Cluster, Replica, running_cluster
+from tests.support.stack import agent_source, running_stack, wait_for, write_agents
 
 GOALS = {"overhead_ms": 1.0, "telemetry_pct": 10.0, "memory_kb": 200.0, "latency_ratio": 2.0}
 TOOLS = ["test/echo", "test/add"]
@@ -634,6 +644,270 @@ async def bench_modes(quick: bool, tmp: Path) -> dict[str, Any]:
     return out
 
 
+# --- 7. takeover, restart and cancel across replicas ----------------------------------------------------------
+
+TAKEOVER_TIMEOUT_S = 3.0
+RERUN_SLEEP_S = 1.0  # the tool call in flight at the kill, made again on resumption (its result is the first new step)
+TAKEOVER_AGENTS = {
+    "sleeper": agent_source(
+        model="gemini-2.5-flash", tools=["test/sleep"], limits={"tool_timeout": "120s", "run_timeout": "300s"}
+    )
+}
+
+
+def _sleep_then_answer(seconds: float) -> Callable[[dict[str, Any]], FakeResponse]:
+    """Turn 1 calls the MCP test server's sleep(seconds), turn 2 answers (decided by the results the request holds)."""
+
+    def respond(body: dict[str, Any]) -> FakeResponse:
+        answered = any(
+            "functionResponse" in part or "function_response" in part
+            for content in body.get("contents", [])
+            for part in content.get("parts", [])
+        )
+        if answered:
+            return FakeResponse(text="done")
+        return FakeResponse(function_calls=[FakeFunctionCall("sleep", {"seconds": seconds})])
+
+    return respond
+
+
+async def _start_in_sleep(cluster: Cluster, replica: Replica) -> tuple[Any, str, int]:
+    """Starts a run on `replica` and reads its stream until the MCP server received its sleep call (the call is then
+    in flight, not merely announced): (the ExecuteAgent stream, run id, last sequence seen)."""
+    sleeps = len(_sleep_calls(cluster))
+    stream = cluster.stub(replica).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="sleeper", task="go", detach=True))
+    run_id, last = "", 0
+    async for event in stream:
+        if event.WhichOneof("event") == "run_started":
+            run_id = event.run_started.run_id
+        elif event.WhichOneof("event") == "step":
+            last = event.step.sequence
+            if event.step.WhichOneof("payload") == "tool_call":
+                break
+    else:
+        raise RuntimeError(f"run {run_id} ended before its sleep call")
+    await wait_for(lambda: len(_sleep_calls(cluster)) > sleeps, timeout_s=60)
+    return stream, run_id, last
+
+
+def _sleep_calls(cluster: Cluster) -> list[float]:
+    """When the MCP test server received each sleep call (its call log, wall clock)."""
+    return [float(call["at"]) for call in cluster.calls() if call["tool"] == "sleep"]
+
+
+async def _rerun_at(cluster: Cluster, index: int) -> float:
+    """When the sleep call number `index` (the in-flight one made again) reached the MCP server (wall clock)."""
+    await wait_for(lambda: len(_sleep_calls(cluster)) > index, timeout_s=60)
+    return _sleep_calls(cluster)[index]
+
+
+class _Watch:
+    """WatchRun(from_sequence) on one replica, read in a task: when the first step arrived, and how the run ended."""
+
+    def __init__(self, cluster: Cluster, replica: Replica, run_id: str, from_sequence: int) -> None:
+        self._call = cluster.stub(replica).WatchRun(ex.WatchRunRequest(run_id=run_id, from_sequence=from_sequence))
+        self.first_step_at = 0.0
+        self.first_step = ""
+        self.finished: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Returns once the stream is open (its RunStarted arrived), then reads the rest in a task."""
+        opening = await self._call.read()
+        if opening is grpc.aio.EOF or opening.WhichOneof("event") != "run_started":
+            raise RuntimeError(f"WatchRun did not open with RunStarted: {opening}")
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        while (event := await self._call.read()) is not grpc.aio.EOF:
+            if event.WhichOneof("event") == "step" and not self.first_step_at:
+                self.first_step_at = time.perf_counter()
+                self.first_step = event.step.WhichOneof("payload")
+            elif event.WhichOneof("event") == "run_finished":
+                self.finished = event.run_finished.status
+
+    async def wait_first_step(self, timeout_s: float) -> float:
+        assert self._task is not None
+        await wait_for(lambda: self.first_step_at > 0.0 or self._task.done(), timeout_s=timeout_s, interval_s=0.01)
+        if not self.first_step_at:
+            await self._task  # raises what ended the stream
+            raise RuntimeError("the watched run's stream ended before a new step")
+        return self.first_step_at
+
+    async def wait_end(self, timeout_s: float) -> int:
+        assert self._task is not None
+        await asyncio.wait_for(self._task, timeout_s)
+        if self.finished is None:
+            raise RuntimeError("the watched run's stream ended without RunFinished")
+        return self.finished
+
+
+def _spread(label: str, values: Sequence[float]) -> str:
+    return f"{label} p50 {percentile(values, 0.5):5.2f} s, max {max(values, default=math.nan):5.2f} s"
+
+
+async def _takeover_by_survivor(cluster: Cluster, repetitions: int) -> tuple[list[float], list[float]]:
+    """(a): SIGKILL of the replica running the run mid tool call; a survivor takes its runs over after the timeout.
+    (time to the first new step, time to the in-flight call made again) after the kill."""
+    cluster.gemini.set_responder(_sleep_then_answer(RERUN_SLEEP_S))
+    survivors = [await cluster.start_replica(f"survivor-{i}") for i in (1, 2)]
+    raw: list[float] = []
+    rerun: list[float] = []
+    for rep in range(repetitions):
+        victim = await cluster.start_replica(f"victim-{rep}")
+        stream, run_id, last = await _start_in_sleep(cluster, victim)
+        watch = _Watch(cluster, survivors[0], run_id, last + 1)
+        await watch.start()
+        calls = len(_sleep_calls(cluster))
+        killed_at, killed_wall = time.perf_counter(), time.time()
+        victim.kill()
+        stream.cancel()
+        raw.append(await watch.wait_first_step(60) - killed_at)
+        rerun.append(await _rerun_at(cluster, calls) - killed_wall)
+        if watch.first_step != "resumed":
+            raise RuntimeError(f"the first step after the takeover was {watch.first_step}, not RunResumed")
+        if await watch.wait_end(60) != run_pb2.RUN_STATUS_COMPLETED:
+            raise RuntimeError(f"run {run_id} did not complete after the takeover")
+        print(
+            f"  takeover {rep + 1}: kill -> first new step on a survivor {raw[-1]:5.2f} s "
+            f"({raw[-1] - TAKEOVER_TIMEOUT_S:+5.2f} s after the {TAKEOVER_TIMEOUT_S:.0f} s timeout); "
+            f"kill -> the in-flight call made again {rerun[-1]:5.2f} s ({rerun[-1] - TAKEOVER_TIMEOUT_S:+5.2f} s)",
+            flush=True,
+        )
+    for survivor in survivors:  # with a short takeover timeout they would take the restarting replica's runs
+        survivor.stop()
+    return raw, rerun
+
+
+async def _restart(
+    cluster: Cluster, repetitions: int
+) -> tuple[list[float], list[float], list[float], Replica, Replica]:
+    """(b): SIGKILL, then the same replica (same AGENTRUN_REPLICA_ID) started again at once; it resumes its runs at
+    launch. Watched through another replica whose takeover timeout (120 s) keeps it out of the way."""
+    watcher = await cluster.start_replica("watcher", AGENTRUN_TAKEOVER_TIMEOUT_S="120")
+    replica = await cluster.start_replica("restarting", AGENTRUN_TAKEOVER_TIMEOUT_S="120")
+    from_command: list[float] = []
+    from_ready: list[float] = []
+    rerun: list[float] = []
+    for rep in range(repetitions):
+        stream, run_id, last = await _start_in_sleep(cluster, replica)
+        watch = _Watch(cluster, watcher, run_id, last + 1)
+        await watch.start()
+        calls = len(_sleep_calls(cluster))
+        replica.kill()
+        stream.cancel()
+        commanded_at, commanded_wall = time.perf_counter(), time.time()
+        replica = await cluster.start_replica("restarting", AGENTRUN_TAKEOVER_TIMEOUT_S="120")
+        ready_at = time.perf_counter()  # ListAgents answered (polled every 0.2 s)
+        first = await watch.wait_first_step(60)
+        from_command.append(first - commanded_at)
+        from_ready.append(first - ready_at)
+        rerun.append(await _rerun_at(cluster, calls) - commanded_wall)
+        if watch.first_step != "resumed" or await watch.wait_end(60) != run_pb2.RUN_STATUS_COMPLETED:
+            raise RuntimeError(f"run {run_id} was not resumed to completion by the restarted replica")
+        print(
+            f"  restart {rep + 1}: restart command -> first new step {from_command[-1]:5.2f} s "
+            f"(serving after {ready_at - commanded_at:4.2f} s; serving -> first new step {from_ready[-1]:+5.2f} s); "
+            f"restart command -> the in-flight call made again {rerun[-1]:5.2f} s",
+            flush=True,
+        )
+    return from_command, from_ready, rerun, replica, watcher
+
+
+async def _cancel(
+    cluster: Cluster, runner: Replica, other: Replica, repetitions: int
+) -> tuple[list[float], list[float]]:
+    """(c): CancelRun(IMMEDIATE) sent to the other replica while the run is in a 60 s tool call."""
+    cluster.gemini.set_responder(_sleep_then_answer(60.0))
+    to_result: list[float] = []
+    to_end: list[float] = []
+    for rep in range(repetitions):
+        stream, run_id, _ = await _start_in_sleep(cluster, runner)
+        asked_at = time.perf_counter()
+        await cluster.stub(other).CancelRun(ex.CancelRunRequest(run_id=run_id, mode=ex.CANCEL_MODE_IMMEDIATE))
+        result_at = 0.0
+        status = None
+        async for event in stream:
+            if event.WhichOneof("event") == "step" and event.step.WhichOneof("payload") == "tool_result":
+                if event.step.tool_result.status == run_pb2.TOOL_CALL_STATUS_CANCELLED:
+                    result_at = time.perf_counter()
+            elif event.WhichOneof("event") == "run_finished":
+                status = event.run_finished.status
+        ended_at = time.perf_counter()
+        if status != run_pb2.RUN_STATUS_CANCELLED or not result_at:
+            raise RuntimeError(f"run {run_id} did not end CANCELLED with a CANCELLED tool result (status {status})")
+        to_result.append(result_at - asked_at)
+        to_end.append(ended_at - asked_at)
+        print(
+            f"  cancel {rep + 1}: CancelRun -> tool result CANCELLED {to_result[-1]:5.2f} s, "
+            f"stream ended CANCELLED {to_end[-1]:5.2f} s",
+            flush=True,
+        )
+    return to_result, to_end
+
+
+async def bench_takeover(quick: bool, tmp: Path) -> dict[str, Any]:
+    header("7. Durable replicas (processes): SIGKILL -> takeover, SIGKILL -> restart, CancelRun(IMMEDIATE) via another")
+    repetitions = 2 if quick else 5
+    server, description = find_postgres()
+    if server is None:
+        print(f"  skipped, no PostgreSQL ({description})")
+        return {}
+    database_url = server.create_database(prefix="agentrun_bench_takeover")
+    print(
+        f"  heartbeat 0.5 s, takeover timeout {TAKEOVER_TIMEOUT_S:.0f} s, {repetitions} repetitions; "
+        f"load average {os.getloadavg()[0]:.2f} at the start",
+        flush=True,
+    )
+    try:
+        async with running_cluster(
+            tmp / "takeover",
+            database_url,
+            TAKEOVER_AGENTS,
+            AGENTRUN_HEARTBEAT_INTERVAL_S="0.5",
+            AGENTRUN_TAKEOVER_TIMEOUT_S=str(TAKEOVER_TIMEOUT_S),
+        ) as cluster:
+            raw, rerun = await _takeover_by_survivor(cluster, repetitions)
+            from_command, from_ready, restart_rerun, runner, other = await _restart(cluster, repetitions)
+            to_result, to_end = await _cancel(cluster, runner, other, repetitions)
+    finally:
+        server.drop_database(database_url)
+        server.stop()
+    after = [r - TAKEOVER_TIMEOUT_S for r in raw]
+    print(
+        f"  takeover: {_spread('kill -> first new step', raw)}; after the timeout "
+        f"{_spread('', after).strip()} (goal < 2 s: {verdict(max(after) < 2.0)}); "
+        f"{_spread('kill -> in-flight call made again', rerun)}",
+        flush=True,
+    )
+    print(
+        f"  restart: {_spread('restart command -> first new step', from_command)} "
+        f"(goal < 2 s: {verdict(max(from_command) < 2.0)}); {_spread('serving -> first new step', from_ready)} "
+        f"(goal < 2 s: {verdict(max(from_ready) < 2.0)}); "
+        f"{_spread('restart command -> in-flight call made again', restart_rerun)}",
+        flush=True,
+    )
+    print(
+        f"  (the first new step is RunResumed, recorded just before the in-flight call's result: it comes "
+        f"{RERUN_SLEEP_S:.0f} s, the call made again, after the resumption)",
+        flush=True,
+    )
+    print(
+        f"  cancel: {_spread('-> tool result CANCELLED', to_result)}; {_spread('-> stream ended', to_end)} "
+        f"(goal < 1 s: {verdict(max(to_end) < 1.0)}); load average {os.getloadavg()[0]:.2f} at the end",
+        flush=True,
+    )
+    return {
+        "takeover_s": raw,
+        "takeover_rerun_s": rerun,
+        "restart_rerun_s": restart_rerun,
+        "restart_from_command_s": from_command,
+        "restart_from_ready_s": from_ready,
+        "cancel_result_s": to_result,
+        "cancel_end_s": to_end,
+    }
+
+
 # --- 4. step-to-client latency ---------------------------------------------------------------------------------
 
 
@@ -732,6 +1006,7 @@ async def amain(quick: bool, only: set[str]) -> None:
             ("latency", bench_latency),
             ("admission", bench_admission),
             ("modes", bench_modes),
+            ("takeover", bench_takeover),
         ]
         for key, fn in steps:
             if not only or key in only:
@@ -741,15 +1016,15 @@ async def amain(quick: bool, only: set[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smoke mode (< 60 s)")
-    sections = ["overhead", "cpu", "concurrency", "latency", "admission", "modes"]
+    parser.add_argument("--quick", action="store_true", help="smoke mode (~2 min)")
+    sections = ["overhead", "cpu", "concurrency", "latency", "admission", "modes", "takeover"]
     parser.add_argument("--only", action="append", choices=sections)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger().setLevel(logging.ERROR)
     with contextlib.suppress(KeyboardInterrupt):
         # The loop the services run on (uvloop where installed), so sections 1-3 measure what production runs.
-        event_loop.run(asyncio.wait_for(amain(args.quick, set(args.only or [])), timeout=150 if args.quick else 1800))
+        event_loop.run(asyncio.wait_for(amain(args.quick, set(args.only or [])), timeout=300 if args.quick else 1800))
 
 
 if __name__ == "__main__":
