@@ -3,9 +3,10 @@
 A resumed workflow runs the agent loop again from the start; its model and tool calls return their checkpointed
 results, so the loop records the same steps in the same order. For each step the stream already holds, the recorder
 keeps the stream's copy (its time and duration are those of the first execution: the clock is not replayed), and its
-write is a checkpointed operation that DBOS does not repeat. Before the first step the stream does not hold, a
-resumed run records one RunResumed step (the gap, this replica, the previous one); a later resumption replays the
-RunResumed steps of earlier ones where they are.
+write is a checkpointed operation that DBOS does not repeat. As soon as the replay re-emitted the last step the
+stream held (or before the first new step, when it held none), a resumed run records one RunResumed step (the gap,
+this replica, the previous one): a watcher sees the resumption at once, not after the call the crash interrupted has
+run again. A later resumption replays the RunResumed steps of earlier ones where they are.
 """
 
 from __future__ import annotations
@@ -109,6 +110,12 @@ class DurableStepRecorder(StepRecorder):
                 )
             self.steps.append(kept)
             self._emit(kept)
+            if self._resumed_from is not None:
+                # The replay re-emitted the last step the stream held: the run is resumed now, so a watcher sees
+                # RunResumed at once rather than after the call the crash interrupted has run again.
+                self._replay_markers()
+                if len(self.steps) == len(self._recorded):
+                    self._mark_resumed()
             return kept
         if self._resumed_from is not None:
             self._mark_resumed()

@@ -53,7 +53,10 @@ def test_a_resumed_run_keeps_the_streamed_steps_then_marks_the_resumption() -> N
     # The loop records the same model call again (its result was checkpointed), at another time: the stream's copy
     # is kept, with the first execution's time and duration, and its usage counts once.
     resumed.model_call(answer("thinking"), started=datetime.now(UTC), duration=timedelta(0))
-    assert emitted == streamed and not resumed.replaying
+    assert emitted[:1] == streamed and not resumed.replaying
+    # The replay re-emitted the last step the stream held: the resumption is marked at once, before any new step
+    # (a watcher sees it while the call the crash interrupted runs again).
+    assert [type(s.payload) for s in emitted[1:]] == [RunResumed]
     assert resumed.usage == TokenUsage(1, 2, 3) and resumed.model_calls == 1
     resumed.final_response("done")
     kinds = [type(s.payload) for s in emitted]
