@@ -647,7 +647,7 @@ async def bench_modes(quick: bool, tmp: Path) -> dict[str, Any]:
 # --- 7. takeover, restart and cancel across replicas ----------------------------------------------------------
 
 TAKEOVER_TIMEOUT_S = 3.0
-RERUN_SLEEP_S = 1.0  # the tool call in flight at the kill, made again on resumption (its result is the first new step)
+RERUN_SLEEP_S = 1.0  # the tool call in flight at the kill, made again on resumption (RunResumed comes as it is made again)
 TAKEOVER_AGENTS = {
     "sleeper": agent_source(
         model="gemini-2.5-flash", tools=["test/sleep"], limits={"tool_timeout": "120s", "run_timeout": "300s"}
@@ -888,8 +888,8 @@ async def bench_takeover(quick: bool, tmp: Path) -> dict[str, Any]:
         flush=True,
     )
     print(
-        f"  (the first new step is RunResumed, recorded just before the in-flight call's result: it comes "
-        f"{RERUN_SLEEP_S:.0f} s, the call made again, after the resumption)",
+        "  (the first new step is RunResumed, recorded once the replay re-emitted the steps the stream held: "
+        "about when the in-flight call is made again)",
         flush=True,
     )
     print(
