@@ -647,7 +647,7 @@ async def bench_modes(quick: bool, tmp: Path) -> dict[str, Any]:
 # --- 7. takeover, restart and cancel across replicas ----------------------------------------------------------
 
 TAKEOVER_TIMEOUT_S = 3.0
-RERUN_SLEEP_S = 1.0  # the tool call in flight at the kill, made again on resumption (RunResumed comes as it is made again)
+RERUN_SLEEP_S = 1.0  # the tool call in flight at the kill, made again on resumption (RunResumed comes then)
 TAKEOVER_AGENTS = {
     "sleeper": agent_source(
         model="gemini-2.5-flash", tools=["test/sleep"], limits={"tool_timeout": "120s", "run_timeout": "300s"}
