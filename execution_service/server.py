@@ -71,6 +71,17 @@ def model_settings(settings: ExecutionSettings) -> ModelSettings:
     )
 
 
+def manager_limits(settings: ExecutionSettings) -> ManagerLimits:
+    """The run manager's limits from the service's settings (both modes)."""
+    return ManagerLimits(
+        max_task_bytes=settings.max_task_bytes,
+        max_concurrent_runs=settings.max_concurrent_runs,
+        max_queued_runs=settings.max_queued_runs,
+        queue_timeout_s=settings.queue_timeout_s,
+        max_parallel_tools=settings.max_parallel_tools,
+    )
+
+
 def provider_factory(settings: ExecutionSettings) -> ProviderFactory:
     resolved = model_settings(settings)
 
@@ -275,13 +286,7 @@ async def _embedded_manager(
         finished_run=known_runs.finished,
         stored_runs=StoredRuns(runs_channel, runs_call_metadata(settings)),
         redactor=Redactor(redaction_rules(settings)),
-        limits=ManagerLimits(
-            max_task_bytes=settings.max_task_bytes,
-            max_concurrent_runs=settings.max_concurrent_runs,
-            max_queued_runs=settings.max_queued_runs,
-            queue_timeout_s=settings.queue_timeout_s,
-            max_parallel_tools=settings.max_parallel_tools,
-        ),
+        limits=manager_limits(settings),
         telemetry=telemetry,
     )
     return publisher, manager

@@ -20,7 +20,6 @@ from execution_service.durable.publishing import RunPublisher
 from execution_service.durable.replicas import ReplicaHeartbeat
 from execution_service.durable.runtime import DurableRuntime, RuntimeSettings, libpq_url
 from execution_service.durable.schema import ensure_schema
-from execution_service.engine.manager import ManagerLimits
 from execution_service.tools.pool import McpToolPool
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,7 @@ async def start_durable(
 ) -> DurableRunManager:
     from execution_service.history.stored_runs import StoredRuns
     from execution_service.redaction import Redactor
-    from execution_service.server import provider_factory, redaction_rules, runs_call_metadata
+    from execution_service.server import manager_limits, provider_factory, redaction_rules, runs_call_metadata
 
     url = libpq_url(settings.execution_database_url)
     replica = settings.resolved_replica_id
@@ -68,13 +67,7 @@ async def start_durable(
         run_exists=_workflow_exists,
         stored_runs=StoredRuns(runs_channel, runs_call_metadata(settings)),
         redactor=Redactor(redaction_rules(settings)),
-        limits=ManagerLimits(
-            max_task_bytes=settings.max_task_bytes,
-            max_concurrent_runs=settings.max_concurrent_runs,
-            max_queued_runs=settings.max_queued_runs,
-            queue_timeout_s=settings.queue_timeout_s,
-            max_parallel_tools=settings.max_parallel_tools,
-        ),
+        limits=manager_limits(settings),
         telemetry=telemetry,
         runtime=runtime,
         publisher=RunPublisher(runs_channel, runs_call_metadata(settings)),
