@@ -1,0 +1,254 @@
+"""A durable run's journal in the execution database: its event stream and the checkpointed results of its calls.
+
+Why not DBOS's own streams and steps: each `DBOS.write_stream` and `DBOS.run_step` is a SQLAlchemy transaction of
+three to five statements run in a worker thread (check the operation was not recorded, check the workflow's owner,
+insert, record the operation's output, each statement compiled and each connection pinged when checked out of the
+pool): ~3-4.5 ms of CPU each on this machine, measured (docs/performance.md, "Durable mode's CPU"), against 0.25-0.35
+ms for one prepared statement on an open psycopg connection. DBOS keeps the workflow (start, recovery on restart and
+takeover, the queue); the journal keeps what a run writes while it runs.
+
+- Entries (`agentrun.journal_entries`, key (run id, offset)): `append` inserts one entry with `ON CONFLICT DO
+  NOTHING`, so a resumed run that writes an entry again (its replay) changes nothing, and NOTIFYs channel
+  `agentrun_journal` with the run id when the entry is new. Each replica keeps one LISTEN connection and wakes the
+  readers of that run that wait for more (`follow`); a reader also looks again every `FOLLOW_POLL_S`, so a lost
+  notification (the listener reconnecting) delays it, never stalls it.
+- Checkpoints (`agentrun.journal_checkpoints`, key (run id, operation number)): `checkpoint` inserts a call's
+  result the same way and returns the result recorded first: two executions of one run (which DBOS's recovery
+  prevents) would still go on with the same result.
+
+Statements run on a few autocommit connections (`POOL_SIZE`), prepared once per connection. Every statement is
+idempotent, so one that fails because its connection broke is tried again on a new connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import Any
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "agentrun_journal"
+POOL_SIZE = 4
+# How long a follower waits for a notification before it looks at the journal again anyway.
+FOLLOW_POLL_S = 1.0
+# How often a statement whose connection broke is tried again on a new one, and how long apart.
+_ATTEMPTS = 3
+_RETRY_S = 0.2
+_RECONNECT_S = 1.0
+
+_APPEND = (
+    'WITH new AS (INSERT INTO agentrun.journal_entries (run_id, "offset", value) VALUES (%(run)s, %(offset)s, '
+    "%(value)s) ON CONFLICT DO NOTHING RETURNING run_id) SELECT pg_notify('" + CHANNEL + "', run_id) FROM new"
+)
+_ENTRIES = (
+    'SELECT "offset", value FROM agentrun.journal_entries WHERE run_id = %(run)s AND "offset" >= %(offset)s '
+    'ORDER BY "offset"'
+)
+_ENTRY = 'SELECT value FROM agentrun.journal_entries WHERE run_id = %(run)s AND "offset" = %(offset)s'
+_LAST = 'SELECT value FROM agentrun.journal_entries WHERE run_id = %(run)s ORDER BY "offset" DESC LIMIT 1'
+_CHECKPOINT = (
+    "INSERT INTO agentrun.journal_checkpoints (run_id, operation, name, value) VALUES (%(run)s, %(op)s, %(name)s, "
+    "%(value)s) ON CONFLICT DO NOTHING RETURNING operation"
+)
+_CHECKPOINT_OF = "SELECT name, value FROM agentrun.journal_checkpoints WHERE run_id = %(run)s AND operation = %(op)s"
+_CHECKPOINTS = "SELECT operation, name, value FROM agentrun.journal_checkpoints WHERE run_id = %(run)s"
+
+
+class JournalClosed(RuntimeError):
+    """The journal was used before `open` or after `close`."""
+
+
+class Journal:
+    def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
+        """`url`: the execution database, as psycopg.connect takes it."""
+        self._url = url
+        self._pool_size = pool_size
+        self._idle: asyncio.Queue[psycopg.AsyncConnection[Any]] | None = None
+        self._connections = 0
+        self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+
+    async def open(self) -> None:
+        """Starts listening for new entries (followers of runs that another replica executes)."""
+        self._idle = asyncio.Queue()
+        self._listener = asyncio.create_task(self._listen(), name="durable-journal-listener")
+        listening = asyncio.create_task(self._listening.wait())
+        await asyncio.wait({listening, self._listener}, timeout=10.0, return_when=asyncio.FIRST_COMPLETED)
+        listening.cancel()
+        if self._listener.done():
+            self._listener.result()  # raises what stopped it
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        idle, self._idle = self._idle, None
+        while idle is not None and not idle.empty():
+            await idle.get_nowait().close()
+        self._wake_all()
+
+    # --- entries ---------------------------------------------------------------------------------------------
+
+    async def append(self, run_id: str, offset: int, value: bytes) -> None:
+        """Writes the run's entry at `offset` unless it is there already (a replay), and wakes its followers."""
+        await self._run(_APPEND, {"run": run_id, "offset": offset, "value": value})
+
+    async def entries(self, run_id: str, from_offset: int = 0) -> list[tuple[int, bytes]]:
+        """The run's entries from `from_offset` on, in order, as (offset, value)."""
+        rows = await self._run(_ENTRIES, {"run": run_id, "offset": from_offset}, fetch=True)
+        return [(int(offset), bytes(value)) for offset, value in rows]
+
+    async def last(self, run_id: str) -> bytes | None:
+        rows = await self._run(_LAST, {"run": run_id}, fetch=True)
+        return bytes(rows[0][0]) if rows else None
+
+    async def entry(self, run_id: str, offset: int, wait_s: float) -> bytes | None:
+        """The run's entry at `offset`, waiting up to `wait_s` for it to be written; None when it is not."""
+        rows = await self._run(_ENTRY, {"run": run_id, "offset": offset}, fetch=True)
+        if rows or wait_s <= 0:
+            return bytes(rows[0][0]) if rows else None
+        try:
+            async with asyncio.timeout(wait_s):
+                async for at, value in self.follow(run_id, offset):
+                    if at == offset:
+                        return value
+                    break
+        except TimeoutError:
+            pass
+        return None
+
+    async def follow(self, run_id: str, from_offset: int = 0) -> AsyncGenerator[tuple[int, bytes]]:
+        """The run's entries from `from_offset` on, in order, each once, waiting for more as they are written (the
+        caller stops reading when it has what it needs)."""
+        wake = asyncio.Event()
+        self._waiters[run_id].add(wake)
+        try:
+            next_offset = from_offset
+            while True:
+                wake.clear()  # before the read: a notification that comes after it wakes the wait below
+                rows = await self.entries(run_id, next_offset)
+                for offset, value in rows:
+                    if offset != next_offset:
+                        break  # not written yet in between (two writers of one run): read again when it is
+                    yield offset, value
+                    next_offset = offset + 1
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(FOLLOW_POLL_S):
+                        await wake.wait()
+        finally:
+            waiters = self._waiters.get(run_id)
+            if waiters is not None:
+                waiters.discard(wake)
+                if not waiters:
+                    del self._waiters[run_id]
+
+    # --- checkpoints -----------------------------------------------------------------------------------------
+
+    async def checkpoint(self, run_id: str, operation: int, name: str, value: bytes) -> tuple[str, bytes]:
+        """Records the result of the run's operation unless one is recorded already; returns the recorded one (its
+        name and value)."""
+        params = {"run": run_id, "op": operation, "name": name, "value": value}
+        if await self._run(_CHECKPOINT, params, fetch=True):
+            return name, value
+        rows = await self._run(_CHECKPOINT_OF, params, fetch=True)
+        return str(rows[0][0]), bytes(rows[0][1])
+
+    async def checkpoints(self, run_id: str) -> dict[int, tuple[str, bytes]]:
+        """Every checkpointed result of the run, by operation number (read once when a run resumes)."""
+        rows = await self._run(_CHECKPOINTS, {"run": run_id}, fetch=True)
+        return {int(op): (str(name), bytes(value)) for op, name, value in rows}
+
+    # --- connections -----------------------------------------------------------------------------------------
+
+    async def _run(self, sql: str, params: dict[str, Any], *, fetch: bool = False) -> Sequence[tuple[Any, ...]]:
+        for attempt in range(1, _ATTEMPTS + 1):
+            conn = await self._take()
+            try:
+                cursor = await conn.execute(sql, params, prepare=True)
+                rows = await cursor.fetchall() if fetch else []
+            except psycopg.OperationalError:
+                await conn.close()
+                self._connections -= 1
+                if attempt == _ATTEMPTS:
+                    raise
+                log.warning("a journal connection broke; trying again", extra={"attempt": attempt})
+                await asyncio.sleep(_RETRY_S * attempt)
+                continue
+            except BaseException:
+                await conn.close()  # in an unknown state (cancelled mid-statement): not reused
+                self._connections -= 1
+                raise
+            self._give(conn)
+            return rows
+        raise AssertionError("unreachable")
+
+    async def _take(self) -> psycopg.AsyncConnection[Any]:
+        if self._idle is None:
+            raise JournalClosed("the durable journal is not open")
+        if self._idle.empty() and self._connections < self._pool_size:
+            self._connections += 1
+            try:
+                return await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+            except BaseException:
+                self._connections -= 1
+                raise
+        return await self._idle.get()
+
+    def _give(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        if self._idle is None:
+            self._connections -= 1
+            asyncio.get_running_loop().create_task(conn.close())
+            return
+        self._idle.put_nowait(conn)
+
+    # --- notifications ---------------------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self._listening.set()
+                    self._wake_all()  # entries written while it was not listening
+                    async for notice in conn.notifies():
+                        for wake in self._waiters.get(notice.payload, ()):
+                            wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the journal listener lost its connection; reconnecting", extra={"in_s": _RECONNECT_S})
+            await asyncio.sleep(_RECONNECT_S)
+
+    def _wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for wake in waiters:
+                wake.set()
+
+
+_journal: Journal | None = None
+
+
+def bind(journal: Journal | None) -> None:
+    """Makes `journal` the one this process's durable runs and followers use (one replica is one process)."""
+    global _journal
+    _journal = journal
+
+
+def current() -> Journal:
+    if _journal is None:
+        raise JournalClosed("no durable journal is bound in this process (execution_service.durable.journal)")
+    return _journal
+
+
+async def values(entries: AsyncIterator[tuple[int, bytes]]) -> AsyncGenerator[bytes]:
+    async for _, value in entries:
+        yield value
