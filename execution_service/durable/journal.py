@@ -153,12 +153,12 @@ class Journal:
 
     # --- checkpoints -----------------------------------------------------------------------------------------
 
-    async def checkpoint(self, run_id: str, operation: int, name: str, value: bytes) -> tuple[str, bytes]:
-        """Records the result of the run's operation unless one is recorded already; returns the recorded one (its
-        name and value)."""
+    async def checkpoint(self, run_id: str, operation: int, name: str, value: bytes) -> tuple[str, bytes] | None:
+        """Records the result of the run's operation unless one is recorded already: None when this one is recorded,
+        else the one recorded first (its name and value)."""
         params = {"run": run_id, "op": operation, "name": name, "value": value}
         if await self._run(_CHECKPOINT, params, fetch=True):
-            return name, value
+            return None
         rows = await self._run(_CHECKPOINT_OF, params, fetch=True)
         return str(rows[0][0]), bytes(rows[0][1])
 

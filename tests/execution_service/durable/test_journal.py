@@ -1,0 +1,141 @@
+"""The durable runs' journal on a real PostgreSQL: entries written once whatever a replay writes again, followers on
+another process woken by NOTIFY, call results checkpointed once and replayed."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from execution_service.durable import journal
+from execution_service.durable.checkpoints import Checkpoints
+from execution_service.durable.journal import Journal
+from execution_service.durable.recorder import ReplayDiverged
+from execution_service.durable.schema import ensure_schema
+from tests.support.replicas import execution_database
+
+pytestmark = [pytest.mark.postgres]
+
+# Appends entries 1..3 of run "r-remote" from another process, a second apart, on the same database.
+WRITER = """
+import asyncio, sys
+from execution_service.durable.journal import Journal
+
+async def main(url):
+    j = Journal(url)
+    await j.open()
+    for offset in (1, 2, 3):
+        await asyncio.sleep(0.5)
+        await j.append("r-remote", offset, f"entry {offset}".encode())
+    await j.close()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    with execution_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def run_journal(database_url: str) -> AsyncIterator[Journal]:
+    await ensure_schema(database_url)
+    opened = Journal(database_url)
+    await opened.open()
+    journal.bind(opened)
+    try:
+        yield opened
+    finally:
+        journal.bind(None)
+        await opened.close()
+
+
+async def test_an_entry_written_again_by_a_replay_stays_as_first_written(run_journal: Journal) -> None:
+    await run_journal.append("r1", 0, b"started")
+    await run_journal.append("r1", 1, b"step 1")
+    await run_journal.append("r1", 1, b"step 1, replayed differently")
+    await run_journal.append("r1", 2, b"finished")
+
+    assert await run_journal.entries("r1") == [(0, b"started"), (1, b"step 1"), (2, b"finished")]
+    assert await run_journal.entries("r1", 2) == [(2, b"finished")]
+    assert await run_journal.last("r1") == b"finished"
+    assert await run_journal.entries("r2") == []
+
+
+async def test_a_follower_is_woken_by_the_writer_on_another_process_without_polling(
+    run_journal: Journal, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal, "FOLLOW_POLL_S", 60.0)  # only a notification can wake it in time
+    await run_journal.append("r-remote", 0, b"entry 0")
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, database_url])
+    received: list[tuple[int, bytes, float]] = []
+    t0 = time.monotonic()
+    try:
+        async with asyncio.timeout(30):
+            async for offset, value in run_journal.follow("r-remote", 0):
+                received.append((offset, value, time.monotonic() - t0))
+                if offset == 3:
+                    break
+    finally:
+        assert writer.wait(timeout=30) == 0
+
+    assert [(offset, value) for offset, value, _ in received] == [(i, f"entry {i}".encode()) for i in range(4)]
+    assert received[-1][2] < 20.0  # three writes 0.5 s apart, plus the other process's start: not a 60 s poll
+
+
+async def test_reading_one_entry_waits_for_it_and_gives_up_after_its_wait(run_journal: Journal) -> None:
+    assert await run_journal.entry("late", 0, 0.2) is None
+
+    async def write_soon() -> None:
+        await asyncio.sleep(0.2)
+        await run_journal.append("late", 0, b"started")
+
+    writing = asyncio.create_task(write_soon())
+    assert await run_journal.entry("late", 0, 10.0) == b"started"
+    await writing
+    assert await run_journal.entry("late", 0, 0) == b"started"
+
+
+async def test_a_checkpointed_call_is_made_once_and_replayed_from_the_journal(run_journal: Journal) -> None:
+    calls: list[str] = []
+
+    async def call(answer: str) -> dict[str, str]:
+        calls.append(answer)
+        return {"answer": answer}
+
+    first = Checkpoints("r-calls")
+    model, tool = first.reserve(), first.reserve()
+    assert await model.run_async({"name": "model"}, call, "a") == {"answer": "a"}
+    assert await tool.run_async({"name": "tool"}, call, "b") == {"answer": "b"}
+
+    resumed = await Checkpoints.resume("r-calls")
+    again_model, again_tool, new = resumed.reserve(), resumed.reserve(), resumed.reserve()
+    assert await again_model.run_async({"name": "model"}, call, "other") == {"answer": "a"}
+    assert await again_tool.run_async({"name": "tool"}, call, "other") == {"answer": "b"}
+    assert await new.run_async({"name": "tool"}, call, "c") == {"answer": "c"}
+    assert calls == ["a", "b", "c"]
+
+
+async def test_the_result_recorded_first_wins_over_a_second_execution(run_journal: Journal) -> None:
+    async def answer(value: int) -> int:
+        return value
+
+    assert await Checkpoints("r-twice").reserve().run_async({"name": "model"}, answer, 1) == 1
+    # A second execution that did not read the first one's results (a race DBOS's recovery does not let happen).
+    assert await Checkpoints("r-twice").reserve().run_async({"name": "model"}, answer, 2) == 1
+
+
+async def test_a_replay_that_meets_another_operation_than_recorded_diverges(run_journal: Journal) -> None:
+    async def answer() -> str:
+        return "done"
+
+    await Checkpoints("r-diverge").reserve().run_async({"name": "agentrun.model_call"}, answer)
+    resumed = await Checkpoints.resume("r-diverge")
+    with pytest.raises(ReplayDiverged, match=r"agentrun\.tool_call now but was agentrun\.model_call"):
+        await resumed.reserve().run_async({"name": "agentrun.tool_call"}, answer)
