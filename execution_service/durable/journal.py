@@ -16,25 +16,33 @@ takeover, the queue); the journal keeps what a run writes while it runs.
   result the same way and returns the result recorded first: two executions of one run (which DBOS's recovery
   prevents) would still go on with the same result.
 
-Statements run on a few autocommit connections (`POOL_SIZE`), prepared once per connection. Every statement is
-idempotent, so one that fails because its connection broke is tried again on a new connection.
+Statements run on a few autocommit connections (`POOL_SIZE`), prepared once per connection. Writes are batched: a
+write that comes while `WRITERS` batches are being written joins the next batch, written in one transaction (one
+commit, one WAL flush for all), so a thousand runs writing at once do not queue behind one commit each. Every
+statement is idempotent, so one that fails because its connection broke is tried again on a new connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import defaultdict
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 CHANNEL = "agentrun_journal"
 POOL_SIZE = 4
+# Batches of writes in flight at once, and the most writes in one.
+WRITERS = 2
+MAX_BATCH = 200
 # How long a follower waits for a notification before it looks at the journal again anyway.
 FOLLOW_POLL_S = 1.0
 # How often a statement whose connection broke is tried again on a new one, and how long apart.
@@ -74,6 +82,8 @@ class Journal:
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
+        self._batch: list[_Write] = []
+        self._writers: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
         """Starts listening for new entries (followers of runs that another replica executes)."""
@@ -86,6 +96,10 @@ class Journal:
             self._listener.result()  # raises what stopped it
 
     async def close(self) -> None:
+        for writer in list(self._writers):
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -100,7 +114,7 @@ class Journal:
 
     async def append(self, run_id: str, offset: int, value: bytes) -> None:
         """Writes the run's entry at `offset` unless it is there already (a replay), and wakes its followers."""
-        await self._run(_APPEND, {"run": run_id, "offset": offset, "value": value})
+        await self._write(_APPEND, {"run": run_id, "offset": offset, "value": value})
 
     async def entries(self, run_id: str, from_offset: int = 0) -> list[tuple[int, bytes]]:
         """The run's entries from `from_offset` on, in order, as (offset, value)."""
@@ -157,7 +171,7 @@ class Journal:
         """Records the result of the run's operation unless one is recorded already: None when this one is recorded,
         else the one recorded first (its name and value)."""
         params = {"run": run_id, "op": operation, "name": name, "value": value}
-        if await self._run(_CHECKPOINT, params, fetch=True):
+        if await self._write(_CHECKPOINT, params):
             return None
         rows = await self._run(_CHECKPOINT_OF, params, fetch=True)
         return str(rows[0][0]), bytes(rows[0][1])
@@ -170,11 +184,51 @@ class Journal:
     # --- connections -----------------------------------------------------------------------------------------
 
     async def _run(self, sql: str, params: dict[str, Any], *, fetch: bool = False) -> Sequence[tuple[Any, ...]]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> Sequence[tuple[Any, ...]]:
+            cursor = await conn.execute(sql, params, prepare=True)
+            return await cursor.fetchall() if fetch else []
+
+        return await self._on_connection(run)
+
+    async def _write(self, sql: str, params: dict[str, Any]) -> Sequence[tuple[Any, ...]]:
+        """Runs the write in the next batch; its rows."""
+        write = _Write(sql, params, asyncio.get_running_loop().create_future())
+        self._batch.append(write)
+        if len(self._writers) < WRITERS:
+            writer = asyncio.create_task(self._write_batches(), name="durable-journal-writer")
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
+        return await write.rows
+
+    async def _write_batches(self) -> None:
+        while self._batch:
+            batch, self._batch = self._batch[:MAX_BATCH], self._batch[MAX_BATCH:]
+            try:
+                results = await self._on_connection(functools.partial(_execute, batch=batch))
+            except asyncio.CancelledError:
+                for write in (*batch, *self._batch):
+                    write.fail(JournalClosed("the durable journal closed before the write was done"))
+                self._batch = []
+                raise
+            except Exception as exc:
+                if len(batch) == 1:
+                    batch[0].fail(exc)
+                    continue
+                # One write's error undid the batch: each write again on its own, so only that one fails.
+                for write in batch:
+                    try:
+                        write.done((await self._on_connection(functools.partial(_execute, batch=[write])))[0])
+                    except Exception as error:
+                        write.fail(error)
+                continue
+            for write, rows in zip(batch, results, strict=True):
+                write.done(rows)
+
+    async def _on_connection(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
         for attempt in range(1, _ATTEMPTS + 1):
             conn = await self._take()
             try:
-                cursor = await conn.execute(sql, params, prepare=True)
-                rows = await cursor.fetchall() if fetch else []
+                result = await work(conn)
             except psycopg.OperationalError:
                 await conn.close()
                 self._connections -= 1
@@ -188,7 +242,7 @@ class Journal:
                 self._connections -= 1
                 raise
             self._give(conn)
-            return rows
+            return result
         raise AssertionError("unreachable")
 
     async def _take(self) -> psycopg.AsyncConnection[Any]:
@@ -232,6 +286,34 @@ class Journal:
         for waiters in self._waiters.values():
             for wake in waiters:
                 wake.set()
+
+
+class _Write:
+    def __init__(self, sql: str, params: dict[str, Any], rows: asyncio.Future[Sequence[tuple[Any, ...]]]) -> None:
+        self.sql = sql
+        self.params = params
+        self.rows = rows
+
+    def done(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        if not self.rows.done():  # else its writer stopped waiting (cancelled)
+            self.rows.set_result(rows)
+
+    def fail(self, error: Exception) -> None:
+        if not self.rows.done():
+            self.rows.set_exception(error)
+
+
+async def _execute(conn: psycopg.AsyncConnection[Any], batch: list[_Write]) -> list[Sequence[tuple[Any, ...]]]:
+    """The batch's writes, in one transaction when there are several (one commit)."""
+    if len(batch) == 1:
+        cursor = await conn.execute(batch[0].sql, batch[0].params, prepare=True)
+        return [await cursor.fetchall()]
+    results: list[Sequence[tuple[Any, ...]]] = []
+    async with conn.transaction():
+        for write in batch:
+            cursor = await conn.execute(write.sql, write.params, prepare=True)
+            results.append(await cursor.fetchall())
+    return results
 
 
 _journal: Journal | None = None

@@ -139,3 +139,19 @@ async def test_a_replay_that_meets_another_operation_than_recorded_diverges(run_
     resumed = await Checkpoints.resume("r-diverge")
     with pytest.raises(ReplayDiverged, match=r"agentrun\.tool_call now but was agentrun\.model_call"):
         await resumed.reserve().run_async({"name": "agentrun.tool_call"}, answer)
+
+
+async def test_writes_that_come_together_are_all_written_once_in_batches(run_journal: Journal) -> None:
+    """500 runs writing at once (batched into a few transactions), and five executions of one operation checkpointing
+    different results at once: every entry lands once, and every execution gets the result recorded first."""
+    await asyncio.gather(
+        *(run_journal.append(f"r-many-{i}", offset, b"e%d" % offset) for i in range(100) for offset in range(5))
+    )
+    outcomes = await asyncio.gather(*(run_journal.checkpoint("r-race", 0, "model", b"v%d" % i) for i in range(5)))
+
+    for i in range(100):
+        assert await run_journal.entries(f"r-many-{i}") == [(offset, b"e%d" % offset) for offset in range(5)]
+    recorded = await run_journal.checkpoints("r-race")
+    assert list(recorded) == [0]
+    assert outcomes.count(None) == 1
+    assert {outcome for outcome in outcomes if outcome is not None} == {recorded[0]}
