@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CHANNEL = "agentrun_journal"
+# The journal's connections in pg_stat_activity.
+APPLICATION = "agentrun_journal"
 POOL_SIZE = 4
 # Batches of writes in flight at once, and the most writes in one.
 WRITERS = 2
@@ -251,7 +253,7 @@ class Journal:
         if self._idle.empty() and self._connections < self._pool_size:
             self._connections += 1
             try:
-                return await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+                return await psycopg.AsyncConnection.connect(self._url, autocommit=True, application_name=APPLICATION)
             except BaseException:
                 self._connections -= 1
                 raise
@@ -269,7 +271,9 @@ class Journal:
     async def _listen(self) -> None:
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True, application_name=APPLICATION
+                ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self._listening.set()
                     self._wake_all()  # entries written while it was not listening

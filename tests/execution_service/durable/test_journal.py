@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 
+import psycopg
 import pytest
 
 from execution_service.durable import journal
@@ -155,3 +156,25 @@ async def test_writes_that_come_together_are_all_written_once_in_batches(run_jou
     assert list(recorded) == [0]
     assert outcomes.count(None) == 1
     assert {outcome for outcome in outcomes if outcome is not None} == {recorded[0]}
+
+
+async def test_broken_connections_are_replaced_and_followers_still_get_every_entry(
+    run_journal: Journal, database_url: str
+) -> None:
+    await run_journal.append("r-broken", 0, b"entry 0")
+    following = run_journal.follow("r-broken", 0)
+    assert await anext(following) == (0, b"entry 0")
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
+        cursor = await admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s "
+            "AND datname = current_database()",
+            (journal.APPLICATION,),
+        )
+        assert (await cursor.fetchone()) == (2,)  # the pool's one connection and the listener's
+
+    await run_journal.append("r-broken", 1, b"entry 1")
+
+    async with asyncio.timeout(10):
+        assert await anext(following) == (1, b"entry 1")
+    await following.aclose()
+    assert await run_journal.entries("r-broken") == [(0, b"entry 0"), (1, b"entry 1")]
