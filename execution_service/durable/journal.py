@@ -9,8 +9,10 @@ takeover, the queue); the journal keeps what a run writes while it runs.
 
 - Entries (`agentrun.journal_entries`, key (run id, offset)): `append` inserts one entry with `ON CONFLICT DO
   NOTHING`, so a resumed run that writes an entry again (its replay) changes nothing, and NOTIFYs channel
-  `agentrun_journal` with the run id when the entry is new. Each replica keeps one LISTEN connection and wakes the
-  readers of that run that wait for more (`follow`); a reader also looks again every `FOLLOW_POLL_S`, so a lost
+  `agentrun_journal` with the run id when the entry is new. A replica where someone follows a run (a client watching
+  a run another replica executes) keeps one LISTEN connection and wakes the readers of that run that wait for more
+  (`follow`); it stops listening when nobody has followed a run for `LISTEN_IDLE_S`, so a replica that only executes
+  runs does not read the notifications of every entry. A reader also looks again every `FOLLOW_POLL_S`, so a lost
   notification (the listener reconnecting) delays it, never stalls it.
 - Checkpoints (`agentrun.journal_checkpoints`, key (run id, operation number)): `checkpoint` inserts a call's
   result the same way and returns the result recorded first: two executions of one run (which DBOS's recovery
@@ -47,6 +49,9 @@ WRITERS = 2
 MAX_BATCH = 200
 # How long a follower waits for a notification before it looks at the journal again anyway.
 FOLLOW_POLL_S = 1.0
+# How long the listener goes on listening after the last follower left, and how long a follower waits for it to start.
+LISTEN_IDLE_S = 30.0
+LISTEN_START_S = 5.0
 # How often a statement whose connection broke is tried again on a new one, and how long apart.
 _ATTEMPTS = 3
 _RETRY_S = 0.2
@@ -88,14 +93,8 @@ class Journal:
         self._writers: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
-        """Starts listening for new entries (followers of runs that another replica executes)."""
+        """Makes the journal usable (connections open as they are needed)."""
         self._idle = asyncio.Queue()
-        self._listener = asyncio.create_task(self._listen(), name="durable-journal-listener")
-        listening = asyncio.create_task(self._listening.wait())
-        await asyncio.wait({listening, self._listener}, timeout=10.0, return_when=asyncio.FIRST_COMPLETED)
-        listening.cancel()
-        if self._listener.done():
-            self._listener.result()  # raises what stopped it
 
     async def close(self) -> None:
         for writer in list(self._writers):
@@ -150,6 +149,7 @@ class Journal:
         try:
             next_offset = from_offset
             while True:
+                await self._ensure_listening()
                 wake.clear()  # before the read: a notification that comes after it wakes the wait below
                 rows = await self.entries(run_id, next_offset)
                 for offset, value in rows:
@@ -268,6 +268,22 @@ class Journal:
 
     # --- notifications ---------------------------------------------------------------------------------------
 
+    async def _ensure_listening(self) -> None:
+        """Starts the listener unless it runs, and waits (at most LISTEN_START_S) until it listens; a follower that
+        goes on without it finds new entries by looking again."""
+        for _ in range(2):  # once more if it was stopping as this follower came
+            if self._listening.is_set():
+                return
+            if self._listener is None or self._listener.done():
+                self._listener = asyncio.create_task(self._listen(), name="durable-journal-listener")
+            listening = asyncio.create_task(self._listening.wait())
+            try:
+                await asyncio.wait(
+                    {listening, self._listener}, timeout=LISTEN_START_S, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                listening.cancel()
+
     async def _listen(self) -> None:
         while True:
             try:
@@ -277,13 +293,19 @@ class Journal:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self._listening.set()
                     self._wake_all()  # entries written while it was not listening
-                    async for notice in conn.notifies():
-                        for wake in self._waiters.get(notice.payload, ()):
-                            wake.set()
+                    while True:
+                        async for notice in conn.notifies(timeout=LISTEN_IDLE_S):
+                            for wake in self._waiters.get(notice.payload, ()):
+                                wake.set()
+                        if not self._waiters:
+                            self._listening.clear()
+                            return  # nobody follows a run here: the next follower starts listening again
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("the journal listener lost its connection; reconnecting", extra={"in_s": _RECONNECT_S})
+            finally:
+                self._listening.clear()
             await asyncio.sleep(_RECONNECT_S)
 
     def _wake_all(self) -> None:

@@ -178,3 +178,43 @@ async def test_broken_connections_are_replaced_and_followers_still_get_every_ent
         assert await anext(following) == (1, b"entry 1")
     await following.aclose()
     assert await run_journal.entries("r-broken") == [(0, b"entry 0"), (1, b"entry 1")]
+
+
+async def _listening_connections(database_url: str) -> int:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
+        cursor = await admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = current_database() "
+            "AND query LIKE 'LISTEN%%'",
+            (journal.APPLICATION,),
+        )
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def test_a_replica_listens_only_while_it_follows_runs(
+    run_journal: Journal, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal, "LISTEN_IDLE_S", 0.2)
+    monkeypatch.setattr(journal, "FOLLOW_POLL_S", 60.0)  # only a notification can wake a follower in time
+    await run_journal.append("r-idle", 0, b"entry 0")
+    assert await _listening_connections(database_url) == 0  # writing alone does not listen
+
+    following = asyncio.create_task(run_journal.entry("r-idle", 1, 1.5))  # a follower comes, and leaves
+    await asyncio.sleep(0.5)
+    assert await _listening_connections(database_url) == 1
+    assert await following is None
+    listening = 1
+    for _ in range(100):  # the listener stops LISTEN_IDLE_S after the follower left
+        await asyncio.sleep(0.1)
+        listening = await _listening_connections(database_url)
+        if listening == 0:
+            break
+    assert listening == 0
+
+    async def write_soon() -> None:
+        await asyncio.sleep(0.5)
+        await run_journal.append("r-idle", 1, b"entry 1")
+
+    writing = asyncio.create_task(write_soon())
+    assert await run_journal.entry("r-idle", 1, 10.0) == b"entry 1"  # listening again, woken by the notification
+    await writing
