@@ -28,6 +28,7 @@ from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.durable.cancellation import CancelRequests
+from execution_service.durable.checkpoints import Checkpoints
 from execution_service.durable.effects import (
     CancelGate,
     DurableModelProvider,
@@ -158,7 +159,8 @@ class DurableRunManager(RunManager):
                 "resuming a run",
                 extra={"run_id": run.run_id, "previous_replica": resumed_from, "steps": len(prefix.steps)},
             )
-        reservations = ToolStepReservations()
+        checkpoints = Checkpoints(run.run_id) if fresh else await Checkpoints.resume(run.run_id)
+        reservations = ToolStepReservations(checkpoints)
         recorder = DurableStepRecorder(
             run.run_id,
             writer.put_step,
@@ -181,7 +183,7 @@ class DurableRunManager(RunManager):
                 ErrorReason.MODEL_REQUEST_INVALID, f"replica {self.replica} cannot run model {run.model}: {exc.message}"
             )
         else:
-            provider = DurableModelProvider(model, writer.flush, gate)
+            provider = DurableModelProvider(model, writer.flush, gate, checkpoints)
             tools = DurableToolProvider(
                 self._tools, run.run_id, writer.flush, gate, reservations, caught_up=recorder.caught_up
             )
@@ -191,7 +193,7 @@ class DurableRunManager(RunManager):
             outcome = await self._outcome(
                 live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, None, run.setup
             )
-        await asyncio.shield(self._finish_durable(run, live, recorder, writer, outcome))
+        await asyncio.shield(self._finish_durable(run, live, recorder, writer, checkpoints, outcome))
 
     def _cancelled_outcome(self, live: LiveRun) -> LoopOutcome:
         if live.cancel_requested:
@@ -206,13 +208,15 @@ class DurableRunManager(RunManager):
         live: LiveRun,
         recorder: DurableStepRecorder,
         writer: StreamWriter,
+        checkpoints: Checkpoints,
         outcome: LoopOutcome,
     ) -> None:
         error = recorder.error(outcome.error) if outcome.error is not None else None
         await writer.flush()
         end = utc_now()
         terminal = _terminal_run(run.base, recorder, outcome, error, end)
-        recorded = await DBOS.run_step_async(
+        publish, retry = checkpoints.reserve(), checkpoints.reserve()
+        recorded = await publish.run_async(
             {"name": PUBLISH_STEP}, self._publisher.deliver, terminal, self._limits.publish_wait_s
         )
         writer.put(
@@ -237,7 +241,7 @@ class DurableRunManager(RunManager):
             self._finished.popitem(last=False)
         log.info("run finished", extra={"run_id": terminal.id, "status": terminal.status.value})
         if not recorded:
-            await DBOS.run_step_async({"name": PUBLISH_RETRY_STEP}, self._publisher.deliver, terminal)
+            await retry.run_async({"name": PUBLISH_RETRY_STEP}, self._publisher.deliver, terminal)
 
     # --- a failed workflow ------------------------------------------------------------------------------------
 

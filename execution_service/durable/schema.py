@@ -1,5 +1,7 @@
-"""agentrun's own tables in the execution database (beside DBOS's, in schema `agentrun`): replica heartbeats and
-cancellation requests. Created at launch when missing; both are small and hold no run data."""
+"""agentrun's own tables in the execution database (beside DBOS's, in schema `agentrun`): replica heartbeats,
+cancellation requests, and each durable run's journal (execution_service.durable.journal): its event stream
+(`journal_entries`, one row per entry, keyed by (run id, offset)) and the checkpointed results of its calls
+(`journal_checkpoints`, keyed by (run id, operation number)). Created at launch when missing."""
 
 from __future__ import annotations
 
@@ -16,6 +18,19 @@ CREATE TABLE IF NOT EXISTS agentrun.cancel_requests (
     run_id text PRIMARY KEY,
     after_turn boolean NOT NULL,
     requested_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS agentrun.journal_entries (
+    run_id text NOT NULL,
+    "offset" integer NOT NULL,
+    value bytea NOT NULL,
+    PRIMARY KEY (run_id, "offset")
+);
+CREATE TABLE IF NOT EXISTS agentrun.journal_checkpoints (
+    run_id text NOT NULL,
+    operation integer NOT NULL,
+    name text NOT NULL,
+    value bytea NOT NULL,
+    PRIMARY KEY (run_id, operation)
 );
 """
 
