@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -28,6 +28,7 @@ from typing import Any, Generic, TypeVar
 from dbos import DBOS, StepReservation
 
 from agentrun_core.domain import ErrorReason, ModelAttempt
+from execution_service.durable.children import CHILD_STEP, ChildCall, DurableChildren, child_run_id
 from execution_service.durable.recorder import replayed_timing
 from execution_service.engine.live_run import LiveRun
 from execution_service.engine.step_recorder import utc_now
@@ -158,6 +159,10 @@ class ToolStepReservations:
         for call in calls:
             self._by_call[call.id].append(DBOS.reserve_step())
 
+    def peek(self, call_id: str) -> StepReservation | None:
+        reserved = self._by_call.get(call_id)
+        return reserved[0] if reserved else None
+
     def take(self, call_id: str) -> StepReservation | None:
         reserved = self._by_call.get(call_id)
         return reserved.popleft() if reserved else None
@@ -172,9 +177,12 @@ class DurableToolProvider:
         gate: CancelGate,
         reservations: ToolStepReservations | None = None,
         caught_up: Flush | None = None,
+        children: DurableChildren | None = None,
     ) -> None:
-        """`caught_up`: waits until a resumed run replayed the steps its stream held (DurableStepRecorder)."""
+        """`caught_up`: waits until a resumed run replayed the steps its stream held (DurableStepRecorder);
+        `children`: runs the calls of tools that start a run (sub-agents; durable.children)."""
         self._inner = inner
+        self._children = children
         self._run_id = run_id
         self._flush = flush
         self._gate = gate
@@ -184,26 +192,55 @@ class DurableToolProvider:
     async def resolve(self, patterns: list[str]) -> list[ResolvedTool]:
         return await self._inner.resolve(patterns)
 
+    def replayed_child_run_id(self, call_id: str) -> str:
+        """A sub-agent call's child run id, derived from the step id reserved for the call: a resumed run's call
+        names the same child (tools.base.ReplaysChildRuns)."""
+        reservation = self._reservations.peek(call_id)
+        return child_run_id(self._run_id, reservation.step_id) if reservation is not None else ""
+
     async def call(
         self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float, context: ToolCallContext | None = None
     ) -> ToolOutcome:
-        """`context` is not needed: sub-agents (the tools that need it) do not run in the durable mode."""
+        """`context` names a sub-agent call's child run."""
         call_id = current_tool_call_id.get()
         key = f"{self._run_id}:{call_id}"
         asked_at = utc_now()
         reservation = self._reservations.take(call_id)
-        if reservation is not None:
-            timed = await reservation.run_async({"name": TOOL_STEP}, self._call, tool, arguments, timeout_s, key)
-        else:
+        if reservation is None:
             # A call the model's recorded answer did not announce: its step takes the next id, which is the same on
             # every execution only when nothing else of the run runs meanwhile.
             log.warning("a durable tool call without a reserved step id", extra={"run_id": self._run_id})
             await self._flush()
-            timed = await DBOS.run_step_async({"name": TOOL_STEP}, self._call, tool, arguments, timeout_s, key)
-        _note_replayed(timed, asked_at)
-        if timed.started >= asked_at and self._caught_up is not None:
+        outcome: ToolOutcome
+        if tool.starts_run and self._children is not None and context is not None:
+            child = await self._step(reservation, CHILD_STEP, self._children_call, tool, arguments, context)
+            _note_replayed(child, asked_at)
+            self._children.settle(child.value)
+            outcome = child.value.outcome
+            timed_started = child.started
+        else:
+            timed = await self._step(reservation, TOOL_STEP, self._call, tool, arguments, timeout_s, key)
+            _note_replayed(timed, asked_at)
+            outcome = timed.value
+            timed_started = timed.started
+        if timed_started >= asked_at and self._caught_up is not None:
             await self._caught_up()  # a call made again: after the turn's replayed results
-        return timed.value
+        return outcome
+
+    @staticmethod
+    async def _step(
+        reservation: StepReservation | None, name: str, func: Callable[..., Coroutine[Any, Any, T]], *args: Any
+    ) -> T:
+        if reservation is not None:
+            return await reservation.run_async({"name": name}, func, *args)
+        return await DBOS.run_step_async({"name": name}, func, *args)
+
+    async def _children_call(
+        self, tool: ResolvedTool, arguments: dict[str, Any], context: ToolCallContext
+    ) -> Timed[ChildCall]:
+        assert self._children is not None
+        self._gate.check()
+        return await _timed(self._children.call_step(tool, arguments, context))
 
     async def _call(
         self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float, key: str
