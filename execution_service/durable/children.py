@@ -83,6 +83,10 @@ class ChildHost(Protocol):
     async def record_not_started(self, child: ChildStart, problem: str) -> None:
         """Stores the child's reserved run id as a FAILED run (CHILD_NOT_STARTED)."""
 
+    def adopt_child(self, child_run_id: str, parent: LiveRun) -> None:
+        """A resumed parent's call found its child started by an earlier execution: the child's steps go to the
+        parent's watchers here when the child runs here (now, or once its workflow resumes here)."""
+
     def end_child(self, child_run_id: str, parent: LiveRun) -> bool:
         """The parent's call was cancelled: cancels the child unless the replica is stopping (the child then resumes
         with its parent). True when the child was asked to end."""
@@ -146,6 +150,7 @@ class DurableChildren:
                 "a resumed sub-agent call waits for the child run an earlier execution started",
                 extra={"run_id": self._parent.base.id, "child_run_id": start.run_id},
             )
+            self._host.adopt_child(start.run_id, self._parent.live)
         end = await self._wait(start.run_id)
         self._ends[start.run_id] = end
         return ChildResult(end.run_id, end.status, end.final_response, end.error)

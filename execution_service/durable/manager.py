@@ -38,8 +38,16 @@ from execution_service.durable.effects import (
 from execution_service.durable.failure import FailedRun, enter_failure_steps, workflow_error
 from execution_service.durable.publishing import RunPublisher
 from execution_service.durable.recorder import DurableStepRecorder
+from execution_service.durable.remote_tree import RemoteTree
 from execution_service.durable.runtime import DurableRuntime
-from execution_service.durable.stream import StreamPrefix, StreamWriter, has_finished, read_prefix, remote_run
+from execution_service.durable.stream import (
+    RemoteRun,
+    StreamPrefix,
+    StreamWriter,
+    has_finished,
+    read_prefix,
+    remote_run,
+)
 from execution_service.durable.workflow import DurableRunInput, RunEnd
 from execution_service.engine.child_runs import ChildStart, ParentRun, child_fields
 from execution_service.engine.composition import RunSetup
@@ -80,6 +88,8 @@ class DurableRunManager(RunManager):
         self._fresh: set[str] = set()
         # The nodes of the runs executing here in their trees of sub-agent runs.
         self._nodes: dict[str, RunNode] = {}
+        # Resumed parents waiting for a child that has not resumed here yet (durable.children, adopt_child).
+        self._adopters: dict[str, LiveRun] = {}
 
     @property
     def replica(self) -> str:
@@ -95,7 +105,7 @@ class DurableRunManager(RunManager):
             if remote is not None:
                 if remote.user != request.user:
                     raise RunAlreadyExists(request.run_id)
-                return remote
+                return RemoteTree(remote)
         return await self.start(request)
 
     async def _begin(
@@ -159,7 +169,7 @@ class DurableRunManager(RunManager):
             live = LiveRun(run_id=run.run_id, user=run.base.user, started=run.started)
             self._live[run.run_id] = live
         live.task = asyncio.current_task()
-        tree = self._tree(run, live)
+        tree = self._tree(run, live, fresh)
         if not fresh:
             await self._apply_stored_cancel(live)
         writer = StreamWriter(run.run_id, lambda event: _show_locally(live, event))
@@ -213,19 +223,22 @@ class DurableRunManager(RunManager):
             )
         return await asyncio.shield(self._finish_durable(run, live, recorder, writer, outcome))
 
-    def _tree(self, run: DurableRunInput, live: LiveRun) -> RunNode:
-        """The run's node in its tree of sub-agent runs: under its parent's when the parent runs here (its tokens then
-        count against the parent's budget as they are used; its steps go to the parent's watchers here)."""
+    def _tree(self, run: DurableRunInput, live: LiveRun, fresh: bool) -> RunNode:
+        """The run's node in its tree of sub-agent runs. A child started here by its parent's call is under its
+        parent's node (its tokens count against its ancestors' budgets as they are used) and its LiveRun hands its
+        steps to its parent's. A resumed child is a node of its own (its parent counts its tokens when it ends); its
+        steps go to its parent's watchers here once its resumed parent's call has found it (`adopt_child`)."""
         agent, base = run.agent, run.base
-        parent = self._nodes.get(base.parent_run_id) if base.parent_run_id else None
+        parent = self._nodes.get(base.parent_run_id) if fresh and base.parent_run_id else None
         if parent is not None and run.run_id not in parent.linked:
             node = parent.child(
                 run.run_id, agent.name, agent.limits.token_budget, agent.limits.max_depth, base.parent_tool_call_id
             )
         else:
             node = RunNode(run.run_id, agent.name, agent.limits.token_budget, agent.limits.max_depth)
-        if live.parent is None and base.parent_run_id:
-            live.parent = self._live.get(base.parent_run_id)
+        adopter = self._adopters.pop(run.run_id, None)
+        if adopter is not None:
+            live.attach_to_parent(adopter)
         self._nodes[run.run_id] = node
         return node
 
@@ -278,6 +291,7 @@ class DurableRunManager(RunManager):
         await writer.close()
         self._live.pop(live.run_id, None)
         self._nodes.pop(live.run_id, None)
+        self._adopters.pop(live.run_id, None)
         self._finished[live.run_id] = live
         while len(self._finished) > self._limits.retain_finished:
             self._finished.popitem(last=False)
@@ -400,6 +414,13 @@ class DurableRunManager(RunManager):
         if not await self._publisher.deliver(run, self._limits.publish_wait_s):
             log.warning("the sub-agent run that did not start is not stored yet", extra={"run_id": run.id})
 
+    def adopt_child(self, child_run_id: str, parent: LiveRun) -> None:
+        child = self._live.get(child_run_id)
+        if child is None:
+            self._adopters[child_run_id] = parent  # attached when its workflow resumes here (if it does)
+        elif not child.is_finished:
+            child.attach_to_parent(parent)
+
     def end_child(self, child_run_id: str, parent: LiveRun) -> bool:
         if self._shutting_down and not parent.cancel_requested:
             return False  # the replica stops: the child's workflow stays pending and resumes, like its parent's
@@ -416,7 +437,7 @@ class DurableRunManager(RunManager):
     # --- any replica -----------------------------------------------------------------------------------------
 
     async def locate(self, run_id: str) -> FollowedRun | None:
-        return self.find(run_id) or await remote_run(run_id)
+        return self.find(run_id) or _with_children(await remote_run(run_id))
 
     async def cancel_anywhere(self, run_id: str, *, after_turn: bool = False, user: str | None = None) -> FollowedRun:
         if self.find(run_id) is not None:
@@ -428,7 +449,7 @@ class DurableRunManager(RunManager):
         if (status is not None and status.status in _TERMINAL_WORKFLOW_STATUSES) or await has_finished(run_id):
             raise RunAlreadyFinished(f"run {shown(run_id)} already finished")
         await self._cancels.request(run_id, after_turn=after_turn)
-        return remote
+        return RemoteTree(remote)
 
     def cancel_here(self, run_id: str, after_turn: bool) -> None:
         """A cancel request announced by any replica: applied when the run runs here."""
@@ -459,6 +480,10 @@ def _base_run(run_id: str, request: StartRun, agent: AgentSpec, started: RunStar
         parent_tool_call_id=started.parent_tool_call_id,
         depth=started.depth,
     )
+
+
+def _with_children(remote: RemoteRun | None) -> RemoteTree | None:
+    return RemoteTree(remote) if remote is not None else None
 
 
 def _run_end(run: Run) -> RunEnd:

@@ -112,6 +112,17 @@ class LiveRun:
         if self.parent is not None:
             self.parent.append_descendant_step(step, encoded, depth + 1)
 
+    def attach_to_parent(self, parent: LiveRun) -> None:
+        """Makes `parent` receive this run's steps (and its descendants') from now on, after the ones so far: in the
+        durable mode, a parent resumed after a crash finds its sub-agent's run already running."""
+        if self.parent is not None:
+            return
+        for event in self._events:
+            if isinstance(event, StepEvent):
+                own = event.step.run_id == self.run_id
+                parent.append_descendant_step(event.step, event.encoded, 1 if own else event.step.depth + 1)
+        self.parent = parent
+
     def finish(self, event: RunFinishedEvent) -> None:
         self.finished = event
         # A finished run stays in memory for a while (WatchRun, idempotent retries): without the steps' serialized
