@@ -18,6 +18,7 @@ from execution_service.errors import (
     RunNotForkable,
     RunNotFound,
     RunsServiceUnavailable,
+    RunStateUnknown,
     ScheduleNotFound,
     ServiceShuttingDown,
     TooManyRuns,
@@ -40,6 +41,7 @@ _CODES: list[tuple[type[ExecutionError], grpc.StatusCode]] = [
     (HistoryUnavailable, grpc.StatusCode.UNAVAILABLE),
     (RunNotForkable, grpc.StatusCode.FAILED_PRECONDITION),
     (RunIdUncheckable, grpc.StatusCode.UNAVAILABLE),
+    (RunStateUnknown, grpc.StatusCode.UNAVAILABLE),
 ]
 
 
