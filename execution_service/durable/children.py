@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from dbos import DBOS, WorkflowHandleAsync
+from opentelemetry import context as otel_context
 
 from agentrun_core.domain import Cost, ErrorReason, RunError, RunStatus, TokenUsage
 from execution_service.agents.spec import AgentSpec
@@ -59,8 +60,10 @@ def child_run_id(parent_run_id: str, step_id: int) -> str:
 
 def _outside_workflow(call: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
     """`call` in a task of its own, outside the calling workflow's DBOS context (nothing it does is an operation of
-    the parent's workflow)."""
-    return asyncio.create_task(call, context=contextvars.Context())
+    the parent's workflow), in the caller's trace context (a child's run span is in its parent's trace)."""
+    context = contextvars.Context()
+    context.run(otel_context.attach, otel_context.get_current())
+    return asyncio.create_task(call, context=context)
 
 
 @dataclass(frozen=True, slots=True)

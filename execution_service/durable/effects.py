@@ -30,6 +30,7 @@ from dbos import DBOS, StepReservation
 from agentrun_core.domain import ErrorReason, ModelAttempt
 from execution_service.durable.children import CHILD_STEP, ChildCall, DurableChildren, child_run_id
 from execution_service.durable.recorder import replayed_timing
+from execution_service.engine.instrumentation import replayed_call
 from execution_service.engine.live_run import LiveRun
 from execution_service.engine.step_recorder import utc_now
 from execution_service.model.base import FunctionCall, ModelError, ModelProvider, ModelRequest, ModelResponse
@@ -62,8 +63,11 @@ async def _timed(call: Awaitable[T]) -> Timed[T]:
 
 
 def _note_replayed(timed: Timed[Any], asked_at: datetime) -> None:
-    """Tells the recorder the call's checkpointed timing when the result comes from an earlier execution."""
-    replayed_timing.set((timed.started, timed.duration) if timed.started < asked_at else None)
+    """Tells the recorder the call's checkpointed timing when the result comes from an earlier execution (and the
+    run's telemetry that the call was replayed: engine.instrumentation.replayed_call)."""
+    replayed = timed.started < asked_at
+    replayed_timing.set((timed.started, timed.duration) if replayed else None)
+    replayed_call.set(replayed)
 
 
 @dataclass(frozen=True, slots=True)

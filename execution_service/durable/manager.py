@@ -52,7 +52,7 @@ from execution_service.durable.workflow import DurableRunInput, RunEnd
 from execution_service.engine.child_runs import ChildStart, ParentRun, child_fields
 from execution_service.engine.composition import RunSetup
 from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
-from execution_service.engine.instrumentation import RunTelemetry
+from execution_service.engine.instrumentation import RunTelemetry, current_span_ids, remote_parent
 from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.manager import RunManager, StartRun, _terminal_run
 from execution_service.engine.outcomes import LoopOutcome
@@ -128,13 +128,17 @@ class DurableRunManager(RunManager):
                 f"{self._limits.max_concurrent_runs}); in durable mode a run over the limit is refused rather than "
                 "queued: retry later, or on another replica"
             )
+        current_trace, current_span = current_span_ids()  # the ExecuteAgent call's, or the parent's tool call's
         started = RunStartedEvent(
             run_id=run_id,
             agent_name=agent.name,
             agent_version=agent.version,
             model_name=model_name,
             start_time=utc_now(),
-            trace_id=(parent.base.trace_id if parent is not None else "") or request.trace_id or secrets.token_hex(16),
+            trace_id=current_trace
+            or (parent.base.trace_id if parent is not None else "")
+            or request.trace_id
+            or secrets.token_hex(16),
             user=request.user,
             replica=self.replica,
             session_id=parent.base.session_id if parent is not None else setup.session_id,
@@ -146,7 +150,15 @@ class DurableRunManager(RunManager):
         self._live[run_id] = live
         self._fresh.add(run_id)
         run = DurableRunInput(
-            run_id, base, started, agent, prompt, request.model or agent.model, setup, model_override=request.model
+            run_id,
+            base,
+            started,
+            agent,
+            prompt,
+            request.model or agent.model,
+            setup,
+            model_override=request.model,
+            trace_parent=current_span if current_trace == started.trace_id else "",
         )
         try:
             await self._runtime.start_run(run)
@@ -196,6 +208,7 @@ class DurableRunManager(RunManager):
         if fresh:
             self._publish_running(run)
         gate = CancelGate(live)
+        traced = RunTelemetry.noop()
         try:
             model = self._providers(run.model)[0]
         except ModelError as exc:  # a replica configured unlike the one that started the run (no Gemini key...)
@@ -217,11 +230,28 @@ class DurableRunManager(RunManager):
             )
             used = (prefix.steps[-1].time - run.base.start_time).total_seconds() if prefix.steps else 0.0
             timeout_s = max(run.agent.limits.run_timeout_s - used, 0.001)
-            traced = RunTelemetry.noop()
-            outcome = await self._outcome(
-                live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, None, run.setup
-            )
-        return await asyncio.shield(self._finish_durable(run, live, recorder, writer, outcome))
+            traced = self._run_telemetry(run, model.name, fresh)
+            traced.secrets = recorder.secret_memory
+            with traced.activate():  # ends the span if the execution stops (the replica stops: the run resumes)
+                outcome = await self._outcome(
+                    live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, None, run.setup
+                )
+        with traced.activate():
+            return await asyncio.shield(self._finish_durable(run, live, recorder, writer, outcome, traced))
+
+    def _run_telemetry(self, run: DurableRunInput, provider: str, fresh: bool) -> RunTelemetry:
+        """This execution's `invoke_agent` span: in the run's trace, a child of the span that started the run, on
+        whichever replica executes it (engine.instrumentation, "Durable mode")."""
+        return self._instruments.start_run(
+            run_id=run.run_id,
+            agent=run.agent,
+            model=run.started.model_name,
+            provider=provider,
+            user=run.base.user,
+            prompt=run.prompt,
+            context=remote_parent(run.base.trace_id, run.trace_parent),
+            extra={"agentrun.replica": self.replica, "agentrun.resumed": not fresh},
+        )
 
     def _tree(self, run: DurableRunInput, live: LiveRun, fresh: bool) -> RunNode:
         """The run's node in its tree of sub-agent runs. A child started here by its parent's call is under its
@@ -256,6 +286,7 @@ class DurableRunManager(RunManager):
         recorder: DurableStepRecorder,
         writer: StreamWriter,
         outcome: LoopOutcome,
+        traced: RunTelemetry,
     ) -> RunEnd:
         error = recorder.error(outcome.error) if outcome.error is not None else None
         await writer.flush()
@@ -271,6 +302,7 @@ class DurableRunManager(RunManager):
         recorded = await DBOS.run_step_async(
             {"name": PUBLISH_STEP}, self._publisher.deliver, terminal, self._limits.publish_wait_s
         )
+        traced.finish(terminal)
         writer.put(
             RunFinishedEvent(
                 run_id=terminal.id,

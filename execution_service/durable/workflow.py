@@ -37,6 +37,9 @@ class DurableRunInput:
     setup: RunSetup = field(default_factory=RunSetup)
     # The model override the run was started with ("" when none): its sub-agents' runs run on it too.
     model_override: str = ""
+    # The span that started the run (16 hex digits; "" when none): each execution's `invoke_agent` span is its child,
+    # in the run's trace (base.trace_id), on whichever replica runs it.
+    trace_parent: str = ""
 
 
 @dataclass(frozen=True, slots=True)
