@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from datetime import datetime
 
 from agentrun.execution.v1 import execution_service_pb2 as pb
@@ -31,6 +32,7 @@ CHILD_APPEAR_S = 30.0
 # How long the run's RunFinished waits for the last steps of its children's streams.
 CHILDREN_DRAIN_S = 5.0
 _POLL_S = 0.1
+QUEUE_SIZE = 256
 
 
 def _message(event: RunEvent) -> pb.WatchRunResponse | None:
@@ -85,7 +87,8 @@ class _Merge:
     """One watcher's merge: the events to send, in order, and a reader task per descendant's stream."""
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
+        # Bounded: a watcher that reads slowly holds the readers back, rather than its events piling up here.
+        self.queue: asyncio.Queue[RunEvent | None] = asyncio.Queue(maxsize=QUEUE_SIZE)
         self.readers: dict[str, asyncio.Task[None]] = {}
 
     async def root(self, run: RemoteRun, from_sequence: int) -> None:
@@ -143,18 +146,19 @@ class _Merge:
 async def _children_at(run: RemoteRun, sequence: int) -> tuple[datetime | None, list[str]]:
     """The time of the run's step `sequence` and the children running then (started, not finished)."""
     running: dict[str, None] = {}
-    async for event in run.follow(0):
-        message = _message(event)
-        if message is None or message.WhichOneof("event") == "run_finished":
-            break
-        if message.WhichOneof("event") != "step":
-            continue
-        if child := _started_child(message):
-            running[child] = None
-        elif ended := _ended_child(message):
-            running.pop(ended, None)
-        if message.step.sequence >= sequence:
-            return message.step.time.ToDatetime(), list(running)
+    async with aclosing(run.follow(0)) as events:
+        async for event in events:
+            message = _message(event)
+            if message is None or message.WhichOneof("event") == "run_finished":
+                break
+            if message.WhichOneof("event") != "step":
+                continue
+            if child := _started_child(message):
+                running[child] = None
+            elif ended := _ended_child(message):
+                running.pop(ended, None)
+            if message.step.sequence >= sequence:
+                return message.step.time.ToDatetime(), list(running)
     return None, []
 
 

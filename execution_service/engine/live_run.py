@@ -257,7 +257,13 @@ def resumed(run: FollowedRun, from_sequence: int, from_run_id: str = "") -> Asyn
             f"must be at least 2 with from_run_id naming a sub-agent's run (the sequence after the last step of that "
             f"run received), got {from_sequence}",
         )
-    if not isinstance(run, LiveRun) or not run.carries(from_run_id, from_sequence - 1):
+    if not isinstance(run, LiveRun):
+        raise InvalidRequest(
+            "from_run_id",
+            f"run {run.run_id} runs on another replica (durable mode): reattaching after a sub-agent's step works "
+            "through the replica that runs it; here, reattach with from_sequence alone",
+        )
+    if not run.carries(from_run_id, from_sequence - 1):
         raise InvalidRequest(
             "from_run_id",
             f"step {from_sequence - 1} of run {from_run_id} is not in the stream of run {run.run_id}: name the run "
