@@ -443,14 +443,18 @@ class DurableRunManager(RunManager):
         await self._record_child_not_started(child, problem)
 
     async def _store_not_started(self, run: Run) -> None:
+        """Published within the parent's call (a checkpointed step: at least once), at most publish_wait_s, then in
+        the background while this replica runs (RunsService down: the parent's call does not wait for it)."""
         if not await self._publisher.deliver(run, self._limits.publish_wait_s):
-            log.warning("the sub-agent run that did not start is not stored yet", extra={"run_id": run.id})
+            log.warning("the sub-agent run that did not start is not stored yet; retrying", extra={"run_id": run.id})
+            task = asyncio.create_task(self._publisher.deliver(run), name=f"publish-not-started-{run.id}")
+            task.add_done_callback(_log_failure)
 
     def adopt_child(self, child_run_id: str, parent: LiveRun) -> None:
-        child = self._live.get(child_run_id)
+        child = self.find(child_run_id)
         if child is None:
             self._adopters[child_run_id] = parent  # attached when its workflow resumes here (if it does)
-        elif not child.is_finished:
+        else:
             child.attach_to_parent(parent)
 
     def end_child(self, child_run_id: str, parent: LiveRun) -> bool:
@@ -546,4 +550,4 @@ def _show_locally(live: LiveRun, event: RunEvent) -> None:
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("publishing a RUNNING record failed", exc_info=task.exception())
+        log.error("a background task of the durable run manager failed", exc_info=task.exception())
