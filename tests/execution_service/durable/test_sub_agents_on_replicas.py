@@ -17,7 +17,7 @@ from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
 from agentrun.runs.v1 import runs_service_pb2 as rs
 
-from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse
+from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage
 from tests.support.replicas import execution_database, running_cluster
 from tests.support.stack import agent_source, wait_for
 
@@ -127,6 +127,60 @@ async def test_a_replica_killed_during_a_childs_model_call(tmp_path: Path, datab
         assert tree.run.token_usage_with_descendants.total_tokens == (
             parent.token_usage.total_tokens + child.token_usage.total_tokens
         )
+
+
+def slow_boss_answer(body: dict[str, Any]) -> FakeResponse:
+    """As `respond`, but the helper is quick and the boss's answer (after the child ended) is the slow call."""
+    usage = FakeUsage(prompt=10, candidates=1)
+    match turn_of(body):
+        case ("boss", 0):
+            return FakeResponse(
+                function_calls=[FakeFunctionCall("helper", {"task": "help me"}, id="c-help")], usage=usage
+            )
+        case ("boss", _):
+            return FakeResponse(text="boss done", delay_s=SLOW_S, usage=usage)
+        case ("helper", 0):
+            return FakeResponse(function_calls=[FakeFunctionCall("echo", {"text": "one"}, id="e1")], usage=usage)
+        case _:
+            return FakeResponse(text="helper done", usage=usage)
+
+
+async def test_a_parent_resumed_after_its_child_ended_does_not_run_the_child_again(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with running_cluster(tmp_path, database_url, AGENTS) as cluster:
+        cluster.gemini.set_responder(slow_boss_answer)
+        a = await cluster.start_replica("replica-sr")
+        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="boss", task="go", detach=True))
+        run_id = (await stream.read()).run_started.run_id
+        # The boss's answer is in flight: its call of the helper completed (a checkpointed step).
+        await wait_for(lambda: any(turn_of(r.body) == ("boss", 1) for r in cluster.gemini.requests), timeout_s=60)
+        stream.cancel()
+        a.kill()
+        again = await cluster.start_replica("replica-sr", port=a.port)
+        events = [e async for e in cluster.stub(again).WatchRun(ex.WatchRunRequest(run_id=run_id))]
+        assert events[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        assert events[-1].run_finished.final_response == "boss done"
+        made = Counter(turn_of(r.body) for r in cluster.gemini.requests)
+        assert made == {("boss", 0): 1, ("helper", 0): 1, ("helper", 1): 1, ("boss", 1): 2}, made
+        assert [c["tool"] for c in cluster.calls()] == ["echo"]
+        tree = await cluster.runs_stub().GetRun(
+            rs.GetRunRequest(run_id=run_id, view=rs.RUN_VIEW_BASIC, include_descendants=True)
+        )
+        [child] = tree.descendants
+        assert child.status == run_pb2.RUN_STATUS_COMPLETED and child.parent_run_id == run_id
+        parent = await cluster.stored_run(run_id)
+        # The child's tokens count in its parent's totals, from the call's replayed result.
+        assert (parent.token_usage.total_tokens, child.token_usage.total_tokens) == (22, 22)
+        assert parent.token_usage_with_descendants.total_tokens == 44
+        assert [s.WhichOneof("payload") for s in parent.execution_steps] == [
+            "model_call",
+            "tool_call",
+            "tool_result",
+            "resumed",
+            "model_call",
+            "final_response",
+        ]
 
 
 def step_keys(events: list[Any]) -> list[tuple[str, int, int, str]]:
