@@ -324,6 +324,8 @@ class DurableRunManager(RunManager):
         self._live.pop(live.run_id, None)
         self._nodes.pop(live.run_id, None)
         self._adopters.pop(live.run_id, None)
+        if any(parent is live for parent in self._adopters.values()):  # its children that did not resume here
+            self._adopters = {child: parent for child, parent in self._adopters.items() if parent is not live}
         self._finished[live.run_id] = live
         while len(self._finished) > self._limits.retain_finished:
             self._finished.popitem(last=False)
