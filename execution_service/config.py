@@ -127,6 +127,8 @@ class ExecutionSettings(EnvSettings):
     # survivor takes its runs over.
     heartbeat_interval_s: float = setting(5.0, "AGENTRUN_HEARTBEAT_INTERVAL_S", gt=0)
     takeover_timeout_s: float = setting(30.0, "AGENTRUN_TAKEOVER_TIMEOUT_S", gt=0)
+    # How often a replica looks for runs DBOS gave up on (too many recoveries) to end them FAILED.
+    given_up_check_interval_s: float = setting(30.0, "AGENTRUN_GIVEN_UP_CHECK_INTERVAL_S", gt=0)
     # Scheduled runs (docs/agents.md, "Schedules"): whether this replica runs the agents' schedules; how late a tick
     # may be handled and still count as on time; how often the agents directory is re-read for schedule changes.
     scheduler_enabled: bool = setting(True, "AGENTRUN_SCHEDULER")

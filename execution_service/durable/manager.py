@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import logging
 import secrets
+from datetime import datetime
 from typing import Any
 
 from dbos import DBOS
@@ -29,6 +30,7 @@ from agentrun_core.ids import run_id_problem
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.durable.cancellation import CancelRequests
 from execution_service.durable.checkpoints import Checkpoints
+from execution_service.durable.children import DurableChildren
 from execution_service.durable.effects import (
     CancelGate,
     DurableModelProvider,
@@ -38,19 +40,30 @@ from execution_service.durable.effects import (
 from execution_service.durable.failure import FailedRun, enter_failure_steps, workflow_error
 from execution_service.durable.publishing import RunPublisher
 from execution_service.durable.recorder import DurableStepRecorder
+from execution_service.durable.remote_tree import RemoteTree
 from execution_service.durable.runtime import DurableRuntime
-from execution_service.durable.stream import StreamPrefix, StreamWriter, has_finished, read_prefix, remote_run
-from execution_service.durable.workflow import DurableRunInput
+from execution_service.durable.stream import (
+    RemoteRun,
+    StreamPrefix,
+    StreamWriter,
+    has_finished,
+    read_prefix,
+    remote_run,
+)
+from execution_service.durable.workflow import DurableRunInput, RunEnd
+from execution_service.engine.child_runs import ChildStart, ParentRun, child_fields
 from execution_service.engine.composition import RunSetup
 from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
-from execution_service.engine.instrumentation import RunTelemetry
+from execution_service.engine.instrumentation import RunTelemetry, current_span_ids, remote_parent
 from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.manager import RunManager, StartRun, _terminal_run
 from execution_service.engine.outcomes import LoopOutcome
+from execution_service.engine.run_tree import RunNode
 from execution_service.engine.step_recorder import storable, utc_now
 from execution_service.errors import RunAlreadyExists, RunAlreadyFinished, RunNotFound, TooManyRuns
 from execution_service.model.base import ModelError, ModelProvider
 from execution_service.model.pricing import price_run
+from execution_service.tools.run_tools import RunTools
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +88,10 @@ class DurableRunManager(RunManager):
         self._cancels = cancels
         # Runs started here whose workflow has not begun yet (a workflow that begins otherwise is a resumption).
         self._fresh: set[str] = set()
+        # The nodes of the runs executing here in their trees of sub-agent runs.
+        self._nodes: dict[str, RunNode] = {}
+        # Resumed parents waiting for a child that has not resumed here yet (durable.children, adopt_child).
+        self._adopters: dict[str, LiveRun] = {}
 
     @property
     def replica(self) -> str:
@@ -90,7 +107,7 @@ class DurableRunManager(RunManager):
             if remote is not None:
                 if remote.user != request.user:
                     raise RunAlreadyExists(request.run_id)
-                return remote
+                return RemoteTree(remote)
         return await self.start(request)
 
     async def _begin(
@@ -104,30 +121,47 @@ class DurableRunManager(RunManager):
         setup: RunSetup,
     ) -> LiveRun:
         # Admission in this mode is still a bound, not a queue: the shared DBOS queue (QUEUED runs across replicas,
-        # a global limit) is not wired yet (docs/deployment.md, "Admission and queues").
-        if len(self._live) >= self._limits.max_concurrent_runs:
+        # a global limit) is not wired yet (docs/deployment.md, "Admission and queues"). A child run (sub-agent)
+        # runs within its parent's slot.
+        parent = request.parent
+        if parent is None and len(self._live) >= self._limits.max_concurrent_runs:
             raise TooManyRuns(
                 f"{len(self._live)} runs are in progress on this replica (AGENTRUN_MAX_CONCURRENT_RUNS="
                 f"{self._limits.max_concurrent_runs}); in durable mode a run over the limit is refused rather than "
                 "queued: retry later, or on another replica"
             )
+        current_trace, current_span = current_span_ids()  # the ExecuteAgent call's, or the parent's tool call's
         started = RunStartedEvent(
             run_id=run_id,
             agent_name=agent.name,
             agent_version=agent.version,
             model_name=model_name,
             start_time=utc_now(),
-            trace_id=request.trace_id or secrets.token_hex(16),
+            trace_id=current_trace
+            or (parent.base.trace_id if parent is not None else "")
+            or request.trace_id
+            or secrets.token_hex(16),
             user=request.user,
             replica=self.replica,
-            session_id=setup.session_id,
+            session_id=parent.base.session_id if parent is not None else setup.session_id,
             forked_from=setup.forked_from,
+            **child_fields(parent),
         )
         base = _base_run(run_id, request, agent, started)
-        live = LiveRun(run_id=run_id, user=request.user, started=started)
+        live = LiveRun(run_id=run_id, user=request.user, started=started, parent=parent.live if parent else None)
         self._live[run_id] = live
         self._fresh.add(run_id)
-        run = DurableRunInput(run_id, base, started, agent, prompt, request.model or agent.model, setup)
+        run = DurableRunInput(
+            run_id,
+            base,
+            started,
+            agent,
+            prompt,
+            request.model or agent.model,
+            setup,
+            model_override=request.model,
+            trace_parent=current_span if current_trace == started.trace_id else "",
+        )
         try:
             await self._runtime.start_run(run)
         except BaseException:
@@ -139,7 +173,7 @@ class DurableRunManager(RunManager):
 
     # --- the workflow's body ---------------------------------------------------------------------------------
 
-    async def execute(self, run: DurableRunInput) -> None:
+    async def execute(self, run: DurableRunInput) -> RunEnd:
         """Runs (or resumes) the run: called by the run workflow on the replica that executes it."""
         fresh = run.run_id in self._fresh
         self._fresh.discard(run.run_id)
@@ -149,6 +183,7 @@ class DurableRunManager(RunManager):
             live = LiveRun(run_id=run.run_id, user=run.base.user, started=run.started)
             self._live[run.run_id] = live
         live.task = asyncio.current_task()
+        tree = self._tree(run, live, fresh)
         if not fresh:
             await self._apply_stored_cancel(live)
         writer = StreamWriter(run.run_id, lambda event: _show_locally(live, event))
@@ -171,10 +206,12 @@ class DurableRunManager(RunManager):
             resumed_from=resumed_from,
             started_at=run.base.start_time,
             function_calls=reservations.reserve,
+            tree=tree,
         )
         if fresh:
             self._publish_running(run)
         gate = CancelGate(live)
+        traced = RunTelemetry.noop()
         try:
             model = self._providers(run.model)[0]
         except ModelError as exc:  # a replica configured unlike the one that started the run (no Gemini key...)
@@ -184,16 +221,59 @@ class DurableRunManager(RunManager):
             )
         else:
             provider = DurableModelProvider(model, writer.flush, gate, checkpoints)
+            children = DurableChildren(self, ParentRun(live, run.base, tree, "", run.model_override), self._agents.get)
             tools = DurableToolProvider(
-                self._tools, run.run_id, writer.flush, gate, reservations, caught_up=recorder.caught_up
+                RunTools(self._tools, children.tools),
+                run.run_id,
+                writer.flush,
+                gate,
+                reservations,
+                caught_up=recorder.caught_up,
+                children=children,
             )
             used = (prefix.steps[-1].time - run.base.start_time).total_seconds() if prefix.steps else 0.0
             timeout_s = max(run.agent.limits.run_timeout_s - used, 0.001)
-            traced = RunTelemetry.noop()
-            outcome = await self._outcome(
-                live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, None, run.setup
+            traced = self._run_telemetry(run, model.name, fresh)
+            traced.secrets = recorder.secret_memory
+            with traced.activate():  # ends the span if the execution stops (the replica stops: the run resumes)
+                outcome = await self._outcome(
+                    live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, None, run.setup
+                )
+        with traced.activate():
+            return await asyncio.shield(self._finish_durable(run, live, recorder, writer, checkpoints, outcome, traced))
+
+    def _run_telemetry(self, run: DurableRunInput, provider: str, fresh: bool) -> RunTelemetry:
+        """This execution's `invoke_agent` span: in the run's trace, a child of the span that started the run, on
+        whichever replica executes it (engine.instrumentation, "Durable mode")."""
+        return self._instruments.start_run(
+            run_id=run.run_id,
+            agent=run.agent,
+            model=run.started.model_name,
+            provider=provider,
+            user=run.base.user,
+            prompt=run.prompt,
+            context=remote_parent(run.base.trace_id, run.trace_parent),
+            extra={"agentrun.replica": self.replica, "agentrun.resumed": not fresh},
+        )
+
+    def _tree(self, run: DurableRunInput, live: LiveRun, fresh: bool) -> RunNode:
+        """The run's node in its tree of sub-agent runs. A child started here by its parent's call is under its
+        parent's node (its tokens count against its ancestors' budgets as they are used) and its LiveRun hands its
+        steps to its parent's. A resumed child is a node of its own (its parent counts its tokens when it ends); its
+        steps go to its parent's watchers here once its resumed parent's call has found it (`adopt_child`)."""
+        agent, base = run.agent, run.base
+        parent = self._nodes.get(base.parent_run_id) if fresh and base.parent_run_id else None
+        if parent is not None and run.run_id not in parent.linked:
+            node = parent.child(
+                run.run_id, agent.name, agent.limits.token_budget, agent.limits.max_depth, base.parent_tool_call_id
             )
-        await asyncio.shield(self._finish_durable(run, live, recorder, writer, checkpoints, outcome))
+        else:
+            node = RunNode(run.run_id, agent.name, agent.limits.token_budget, agent.limits.max_depth)
+        adopter = self._adopters.pop(run.run_id, None)
+        if adopter is not None:
+            live.attach_to_parent(adopter)
+        self._nodes[run.run_id] = node
+        return node
 
     def _cancelled_outcome(self, live: LiveRun) -> LoopOutcome:
         if live.cancel_requested:
@@ -210,15 +290,24 @@ class DurableRunManager(RunManager):
         writer: StreamWriter,
         checkpoints: Checkpoints,
         outcome: LoopOutcome,
-    ) -> None:
+        traced: RunTelemetry,
+    ) -> RunEnd:
         error = recorder.error(outcome.error) if outcome.error is not None else None
         await writer.flush()
         end = utc_now()
         terminal = _terminal_run(run.base, recorder, outcome, error, end)
+        tree = recorder.tree
+        if tree.children:
+            terminal = dataclasses.replace(
+                terminal,
+                token_usage_with_descendants=tree.usage_with_descendants,
+                cost_with_descendants=tree.cost_with_descendants(terminal.cost),
+            )
         publish, retry = checkpoints.reserve(), checkpoints.reserve()
         recorded = await publish.run_async(
             {"name": PUBLISH_STEP}, self._publisher.deliver, terminal, self._limits.publish_wait_s
         )
+        traced.finish(terminal)
         writer.put(
             RunFinishedEvent(
                 run_id=terminal.id,
@@ -232,20 +321,27 @@ class DurableRunManager(RunManager):
                 error=terminal.error,
                 cost=terminal.cost,
                 recorded=recorded,
+                token_usage_with_descendants=terminal.token_usage_with_descendants,
+                cost_with_descendants=terminal.cost_with_descendants,
             )
         )
         await writer.close()
         self._live.pop(live.run_id, None)
+        self._nodes.pop(live.run_id, None)
+        self._adopters.pop(live.run_id, None)
+        if any(parent is live for parent in self._adopters.values()):  # its children that did not resume here
+            self._adopters = {child: parent for child, parent in self._adopters.items() if parent is not live}
         self._finished[live.run_id] = live
         while len(self._finished) > self._limits.retain_finished:
             self._finished.popitem(last=False)
         log.info("run finished", extra={"run_id": terminal.id, "status": terminal.status.value})
         if not recorded:
             await retry.run_async({"name": PUBLISH_RETRY_STEP}, self._publisher.deliver, terminal)
+        return _run_end(terminal)
 
     # --- a failed workflow ------------------------------------------------------------------------------------
 
-    async def fail(self, run: DurableRunInput, error: Exception) -> None:
+    async def fail(self, run: DurableRunInput, error: Exception) -> RunEnd:
         """Ends the run FAILED after `error` escaped `execute` (called by the run workflow): an error step and
         RunFinished in its stream, the FAILED record published to RunsService (a checkpointed step, retried like the
         normal end's), from the failure path's reserved step ids (execution_service.durable.failure)."""
@@ -289,6 +385,7 @@ class DurableRunManager(RunManager):
         )
         await writer.close()
         self._live.pop(run.run_id, None)
+        self._nodes.pop(run.run_id, None)
         self._finished[run.run_id] = live
         while len(self._finished) > self._limits.retain_finished:
             self._finished.popitem(last=False)
@@ -297,12 +394,48 @@ class DurableRunManager(RunManager):
         )
         if not recorded:
             await DBOS.run_step_async({"name": PUBLISH_RETRY_STEP}, self._publisher.deliver, terminal)
+        return _run_end(terminal)
 
-    async def _failed_run(self, run: DurableRunInput, error: RunError) -> FailedRun:
+    async def end_given_up(self, run: DurableRunInput, error: RunError, end: datetime) -> bool:
+        """Ends FAILED a run whose workflow DBOS gave up on (durable.given_up): its FAILED record (the steps its
+        stream holds, then an error step at `end`) published to RunsService, then the error step and RunFinished
+        written to its stream. False when RunsService did not take the record (nothing written: try again later).
+        Outside any workflow; idempotent (the same `end` gives the same record, the stream keeps what it has)."""
+        failed = await self._failed_run(run, error, end)
+        terminal = failed.terminal
+        if not await self._publisher.deliver(terminal, self._limits.publish_wait_s):
+            return False
+        assert terminal.end_time is not None and terminal.duration is not None
+        writer = StreamWriter(run.run_id, lambda event: None)
+        writer.put(run.started)  # offset 0: kept as it is when the run's stream has it
+        writer.put_step(terminal.execution_steps[-1])
+        writer.put(
+            RunFinishedEvent(
+                run_id=terminal.id,
+                status=terminal.status,
+                final_response="",
+                token_usage=terminal.token_usage,
+                duration=terminal.duration,
+                end_time=terminal.end_time,
+                steps_taken=terminal.steps_taken,
+                tool_call_count=len(terminal.tool_calls),
+                error=terminal.error,
+                cost=terminal.cost,
+                recorded=True,
+            )
+        )
+        await writer.close()
+        log.error(
+            "a durable run DBOS gave up on ended FAILED",
+            extra={"run_id": run.run_id, "reason": terminal.error.reason if terminal.error else ""},
+        )
+        return True
+
+    async def _failed_run(self, run: DurableRunInput, error: RunError, end: datetime | None = None) -> FailedRun:
         """The FAILED record of a run whose workflow failed: the steps its stream holds (what its clients saw), then
-        the error step."""
+        the error step (at `end`, default now)."""
         prefix = await read_prefix(run.run_id)
-        end = utc_now()
+        end = end or utc_now()
         scrubbed = RunError(
             error.reason, storable(self._redactor.scrub_text(error.message, self._redactor.new_memory()))
         )
@@ -343,10 +476,46 @@ class DurableRunManager(RunManager):
         live.cancel_requested = True  # immediate: the next call the run would make is not made (CancelGate)
         live.control.stop_after_turn = after_turn
 
+    # --- sub-agents (durable.children) -----------------------------------------------------------------------
+
+    async def start_child(self, child: ChildStart) -> None:
+        await self._start_child(child)
+
+    async def record_not_started(self, child: ChildStart, problem: str) -> None:
+        await self._record_child_not_started(child, problem)
+
+    async def _store_not_started(self, run: Run) -> None:
+        """Published within the parent's call (a checkpointed step: at least once), at most publish_wait_s, then in
+        the background while this replica runs (RunsService down: the parent's call does not wait for it)."""
+        if not await self._publisher.deliver(run, self._limits.publish_wait_s):
+            log.warning("the sub-agent run that did not start is not stored yet; retrying", extra={"run_id": run.id})
+            task = asyncio.create_task(self._publisher.deliver(run), name=f"publish-not-started-{run.id}")
+            task.add_done_callback(_log_failure)
+
+    def adopt_child(self, child_run_id: str, parent: LiveRun) -> None:
+        child = self.find(child_run_id)
+        if child is None:
+            self._adopters[child_run_id] = parent  # attached when its workflow resumes here (if it does)
+        else:
+            child.attach_to_parent(parent)
+
+    def end_child(self, child_run_id: str, parent: LiveRun) -> bool:
+        if self._shutting_down and not parent.cancel_requested:
+            return False  # the replica stops: the child's workflow stays pending and resumes, like its parent's
+        child = self._live.get(child_run_id)
+        if child is None or child.is_finished:
+            # Runs on another replica (or has not begun its execution here yet): asked through the cancel channel.
+            task = asyncio.create_task(self._cancels.request(child_run_id, after_turn=False))
+            task.add_done_callback(_log_failure)
+            return True
+        child.cancel_message = f"the run was cancelled: its parent run {parent.run_id} ended first"
+        self.cancel(child_run_id)
+        return True
+
     # --- any replica -----------------------------------------------------------------------------------------
 
     async def locate(self, run_id: str) -> FollowedRun | None:
-        return self.find(run_id) or await remote_run(run_id)
+        return self.find(run_id) or _with_children(await remote_run(run_id))
 
     async def cancel_anywhere(self, run_id: str, *, after_turn: bool = False, user: str | None = None) -> FollowedRun:
         if self.find(run_id) is not None:
@@ -358,7 +527,7 @@ class DurableRunManager(RunManager):
         if (status is not None and status.status in _TERMINAL_WORKFLOW_STATUSES) or await has_finished(run_id):
             raise RunAlreadyFinished(f"run {shown(run_id)} already finished")
         await self._cancels.request(run_id, after_turn=after_turn)
-        return remote
+        return RemoteTree(remote)
 
     def cancel_here(self, run_id: str, after_turn: bool) -> None:
         """A cancel request announced by any replica: applied when the run runs here."""
@@ -384,6 +553,25 @@ def _base_run(run_id: str, request: StartRun, agent: AgentSpec, started: RunStar
         trace_id=started.trace_id,
         session_id=started.session_id,
         forked_from=started.forked_from,
+        parent_run_id=started.parent_run_id,
+        root_run_id=started.root_run_id,
+        parent_tool_call_id=started.parent_tool_call_id,
+        depth=started.depth,
+    )
+
+
+def _with_children(remote: RemoteRun | None) -> RemoteTree | None:
+    return RemoteTree(remote) if remote is not None else None
+
+
+def _run_end(run: Run) -> RunEnd:
+    return RunEnd(
+        run_id=run.id,
+        status=run.status,
+        final_response=run.final_response,
+        error=run.error,
+        usage_with_descendants=run.token_usage_with_descendants or run.token_usage,
+        cost_with_descendants=run.cost_with_descendants or run.cost,
     )
 
 
@@ -402,6 +590,6 @@ def _show_locally(live: LiveRun, event: RunEvent) -> None:
         live.finish(event)
 
 
-def _log_failure(task: asyncio.Task[bool]) -> None:
+def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("publishing a RUNNING record failed", exc_info=task.exception())
+        log.error("a background task of the durable run manager failed", exc_info=task.exception())

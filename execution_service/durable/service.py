@@ -16,6 +16,7 @@ from execution_service.agents.registry import AgentRegistry
 from execution_service.config import ExecutionSettings
 from execution_service.durable import journal, workflow
 from execution_service.durable.cancellation import CancelRequests
+from execution_service.durable.given_up import GivenUpRuns
 from execution_service.durable.manager import DurableRunManager
 from execution_service.durable.publishing import RunPublisher
 from execution_service.durable.replicas import ReplicaHeartbeat
@@ -92,5 +93,8 @@ async def start_durable(
     await heartbeat.beat()
     heartbeat.start()
     resources.push_async_callback(heartbeat.stop)
+    given_up = GivenUpRuns(manager.end_given_up, interval_s=settings.given_up_check_interval_s)
+    given_up.start()
+    resources.push_async_callback(given_up.stop)
     log.info("durable mode on", extra={"replica": replica, "takeover_timeout_s": settings.takeover_timeout_s})
     return manager

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from dbos import DBOS
 
-from agentrun_core.domain import Run
+from agentrun_core.domain import Cost, Run, RunError, RunStatus, TokenUsage
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.engine.composition import RunSetup
 from execution_service.engine.events import RunStartedEvent
@@ -35,12 +35,30 @@ class DurableRunInput:
     model: str
     # A session's history or a fork's replay (execution_service.engine.composition), as prepared when it started.
     setup: RunSetup = field(default_factory=RunSetup)
+    # The model override the run was started with ("" when none): its sub-agents' runs run on it too.
+    model_override: str = ""
+    # The span that started the run (16 hex digits; "" when none): each execution's `invoke_agent` span is its child,
+    # in the run's trace (base.trace_id), on whichever replica runs it.
+    trace_parent: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """How the run ended: the workflow's result (checkpointed by DBOS), which a parent run awaits for its sub-agent's
+    run (execution_service.durable.children). Usage and cost include the run's descendants."""
+
+    run_id: str
+    status: RunStatus
+    final_response: str = ""
+    error: RunError | None = None
+    usage_with_descendants: TokenUsage = field(default_factory=TokenUsage)
+    cost_with_descendants: Cost | None = None
 
 
 class RunExecutor(Protocol):
-    async def execute(self, run: DurableRunInput) -> None: ...
+    async def execute(self, run: DurableRunInput) -> RunEnd: ...
 
-    async def fail(self, run: DurableRunInput, error: Exception) -> None:
+    async def fail(self, run: DurableRunInput, error: Exception) -> RunEnd:
         """Ends the run FAILED after `error` escaped `execute` (execution_service.durable.failure)."""
 
 
@@ -54,10 +72,10 @@ def bind(executor: RunExecutor | None) -> None:
 
 
 @DBOS.workflow(name=WORKFLOW_NAME)
-async def run_workflow(run: DurableRunInput) -> None:
+async def run_workflow(run: DurableRunInput) -> RunEnd:
     if _executor is None:
         raise RuntimeError("no durable run executor is bound in this process (execution_service.durable.workflow)")
     try:
-        await _executor.execute(run)
+        return await _executor.execute(run)
     except Exception as exc:  # a run whose workflow fails ends FAILED rather than RUNNING forever
-        await _executor.fail(run, exc)
+        return await _executor.fail(run, exc)
