@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 APP_NAME = "agentrun"
 # DBOS recovers a workflow only on a replica of the same application version. Every agentrun replica runs the run
 # workflow the same way, so they share one version (bump it when a change makes old runs unable to replay).
-APP_VERSION = "agentrun-run-workflow-1"
+APP_VERSION = "agentrun-run-workflow-2"
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -1,5 +1,6 @@
-"""agentrun's own tables in the execution database (beside DBOS's, in schema `agentrun`): replica heartbeats and
-cancellation requests. Created at launch when missing; both are small and hold no run data."""
+"""agentrun's own tables in the execution database (beside DBOS's, in schema `agentrun`): replica heartbeats,
+cancellation requests and the admission records of runs in the shared queue (execution_service.durable.admission).
+Created at launch when missing; all are small and hold no run data beyond a queued run's RunQueued event."""
 
 from __future__ import annotations
 
@@ -17,6 +18,16 @@ CREATE TABLE IF NOT EXISTS agentrun.cancel_requests (
     after_turn boolean NOT NULL,
     requested_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS agentrun.queued_runs (
+    run_id text PRIMARY KEY,
+    queued bytea NOT NULL,
+    shown boolean NOT NULL,
+    deadline timestamptz,
+    enqueued_at timestamptz NOT NULL DEFAULT now(),
+    dequeued_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS queued_runs_deadline ON agentrun.queued_runs (deadline)
+    WHERE dequeued_at IS NULL AND deadline IS NOT NULL;
 """
 
 

@@ -17,7 +17,7 @@ from dbos import DBOS
 from agentrun_core.domain import Run
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.engine.composition import RunSetup
-from execution_service.engine.events import RunStartedEvent
+from execution_service.engine.events import RunQueuedEvent, RunStartedEvent
 
 WORKFLOW_NAME = "agentrun.run"
 
@@ -35,6 +35,11 @@ class DurableRunInput:
     model: str
     # A session's history or a fork's replay (execution_service.engine.composition), as prepared when it started.
     setup: RunSetup = field(default_factory=RunSetup)
+    # Its RunQueued (the first entry of its stream if it ends in the queue without starting), and whether its starter
+    # showed it QUEUED (then followers send that first). `started` and `base` carry the enqueue time until the run
+    # leaves the queue (execution_service.durable.admission).
+    queued: RunQueuedEvent | None = None
+    shown_queued: bool = False
 
 
 class RunExecutor(Protocol):
