@@ -14,6 +14,7 @@ from agentrun_cli.commands.schedules import schedules_app
 from agentrun_cli.commands.serve import serve_command
 from agentrun_cli.commands.sessions import sessions_app
 from agentrun_cli.commands.web import web_command
+from agentrun_cli.errors import EXIT_USAGE, CliError, report
 from agentrun_cli.settings import (
     DEFAULT_EXECUTION_TARGET,
     DEFAULT_RUNS_TARGET,
@@ -25,6 +26,7 @@ from agentrun_cli.settings import (
     TOKEN_ENV,
     CliSettings,
 )
+from agentrun_core.settings import SettingsError
 
 # Importing the modules registers `runs stats`, `runs tools`, `runs diff`, `runs export`, `runs delete` and
 # `runs fork` on runs_app.
@@ -87,14 +89,30 @@ def main(
     ] = None,
 ) -> None:
     # The environment, then the flags (an empty flag or variable counts as unset).
-    ctx.obj = CliSettings.from_env().with_overrides(
-        execution_target=execution_target or None,
-        runs_target=runs_target or None,
-        token=token or None,
-        tls_ca=tls_ca or None,
-        tls_cert=tls_cert or None,
-        tls_key=tls_key or None,
-    )
+    try:
+        ctx.obj = CliSettings.from_env().with_overrides(
+            execution_target=execution_target or None,
+            runs_target=runs_target or None,
+            token=token or None,
+            tls_ca=tls_ca or None,
+            tls_cert=tls_cert or None,
+            tls_key=tls_key or None,
+        )
+    except SettingsError as exc:  # a bad variable is named by the message; a bad flag by its field: say the flag
+        field, _, rest = str(exc).partition(" ")
+        report(CliError(f"{_FLAGS.get(field, field)} {rest}", EXIT_USAGE))
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+# The flags of the root callback by CliSettings field, for messages about a bad flag value.
+_FLAGS = {
+    "execution_target": "--execution-target",
+    "runs_target": "--runs-target",
+    "token": "--token",
+    "tls_ca": "--tls-ca",
+    "tls_cert": "--tls-cert",
+    "tls_key": "--tls-key",
+}
 
 
 app.command("run")(run_command)

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import field_validator
 
 from agentrun_core.auth.settings import AuthMode
-from agentrun_core.settings import EnvSettings, setting
+from agentrun_core.settings import ClientTarget, EnvSettings, setting
 
 EXECUTION_TARGET_ENV = "AGENTRUN_EXECUTION_TARGET"
 RUNS_TARGET_ENV = "AGENTRUN_RUNS_TARGET"
@@ -23,8 +23,8 @@ DEFAULT_RUNS_TARGET = "127.0.0.1:50051"
 class CliSettings(EnvSettings):
     """The environment (`CliSettings.from_env()`), overridden by the global flags of the same names."""
 
-    execution_target: str = setting(DEFAULT_EXECUTION_TARGET, EXECUTION_TARGET_ENV)
-    runs_target: str = setting(DEFAULT_RUNS_TARGET, RUNS_TARGET_ENV)
+    execution_target: ClientTarget = setting(DEFAULT_EXECUTION_TARGET, EXECUTION_TARGET_ENV)
+    runs_target: ClientTarget = setting(DEFAULT_RUNS_TARGET, RUNS_TARGET_ENV)
     # Sent as `authorization: Bearer <token>` on every call when set.
     token: str | None = setting(None, TOKEN_ENV, repr=False)
     # PEM file of the CA that signed the services' certificates; set means TLS.

@@ -202,6 +202,26 @@ def _listen_address(value: Any) -> Any:
 ListenAddress = Annotated[str, AfterValidator(_listen_address)]
 
 
+def _client_target(value: Any) -> Any:
+    """A plain HOST:PORT must have a port gRPC can reach (1-65535: gRPC would silently wrap 99999 to 34463); a
+    target with a scheme (dns:///..., unix:..., ipv4:..., xds:///...) or without a port is gRPC's to resolve."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        raise ValueError("must not be empty (HOST:PORT, or a gRPC target such as dns:///HOST:PORT or unix:PATH)")
+    if ":/" in text or text.startswith(("unix:", "unix-abstract:", "ipv4:", "ipv6:", "vsock:")):
+        return text
+    host, sep, port = text.rpartition(":")
+    if sep and (host.endswith("]") or ":" not in host) and port.isdigit() and not 1 <= int(port) <= 65535:
+        raise ValueError("must be HOST:PORT with a port from 1 to 65535")
+    return text
+
+
+# A gRPC client target: HOST:PORT (port 1-65535), or any target with a scheme gRPC resolves.
+ClientTarget = Annotated[str, AfterValidator(_client_target)]
+
+
 # AGENTRUN_EVENT_LOOP: auto (uvloop where installed), uvloop (required) or asyncio (agentrun_core.event_loop).
 EventLoopChoice = Annotated[Literal["auto", "uvloop", "asyncio"], BeforeValidator(_lower)]
 

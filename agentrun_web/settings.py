@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import SecretStr, field_validator
 
-from agentrun_core.settings import EnvSettings, LogFormat, LogLevel, SettingsError, UserPath, setting
+from agentrun_core.settings import ClientTarget, EnvSettings, LogFormat, LogLevel, SettingsError, UserPath, setting
 from agentrun_core.tls import ClientTlsSettings
 
 ADDRESS_ENV = "AGENTRUN_WEB_ADDRESS"
@@ -30,8 +30,8 @@ class WebAuth(enum.StrEnum):
 
 class WebSettings(EnvSettings):
     address: str = setting(DEFAULT_ADDRESS, ADDRESS_ENV)
-    runs_target: str = setting("127.0.0.1:50051", "AGENTRUN_RUNS_TARGET")
-    execution_target: str = setting("127.0.0.1:50052", "AGENTRUN_EXECUTION_TARGET")
+    runs_target: ClientTarget = setting("127.0.0.1:50051", "AGENTRUN_RUNS_TARGET")
+    execution_target: ClientTarget = setting("127.0.0.1:50052", "AGENTRUN_EXECUTION_TARGET")
     auth: WebAuth = setting(WebAuth.TOKENS, "AGENTRUN_WEB_AUTH", "AGENTRUN_AUTH")
     # Single-user deployment: every page is served as this token's user (no login page).
     token: SecretStr | None = setting(None, "AGENTRUN_WEB_TOKEN")

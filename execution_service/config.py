@@ -10,7 +10,7 @@ from pydantic_settings import NoDecode
 
 from agentrun_core.auth.settings import AuthSettings
 from agentrun_core.contract import RECORD_RUNS_MAX_RUNS
-from agentrun_core.settings import EnvSettings, ListenAddress, LogFormat, LogLevel, UserPath, setting
+from agentrun_core.settings import ClientTarget, EnvSettings, ListenAddress, LogFormat, LogLevel, UserPath, setting
 from agentrun_core.tls import ClientTlsSettings, ServerTlsSettings
 
 
@@ -71,7 +71,7 @@ class ModelGuardSettings(EnvSettings):
 
 class ExecutionSettings(EnvSettings):
     listen_address: ListenAddress = setting("127.0.0.1:50052", "AGENTRUN_EXECUTION_ADDRESS")
-    runs_service_target: str = setting("127.0.0.1:50051", "AGENTRUN_RUNS_SERVICE_TARGET")
+    runs_service_target: ClientTarget = setting("127.0.0.1:50051", "AGENTRUN_RUNS_SERVICE_TARGET")
     agents_dir: UserPath = setting(Path("examples/agents"), "AGENTRUN_AGENTS_DIR")
     mcp_config: UserPath = setting(Path("examples/mcp.json"), "AGENTRUN_MCP_CONFIG")
     data_dir: UserPath = setting(Path("data"), "AGENTRUN_DATA_DIR")

@@ -72,6 +72,19 @@ class RunAlreadyFinished(ExecutionError):
     reason = "RUN_ALREADY_FINISHED"
 
 
+class RunStateUnknown(ExecutionError):
+    """A run this instance does not hold: whether it exists and has finished is RunsService's to say, and RunsService
+    did not answer (UNAVAILABLE, retryable), rather than a NOT_FOUND that could be wrong."""
+
+    reason = "RUNS_SERVICE_UNAVAILABLE"
+
+    def __init__(self, run_id: str, cause: str) -> None:
+        super().__init__(
+            f"run {shown(run_id)} is not live on this execution service, and RunsService, which knows whether it "
+            f"exists and has finished, did not answer ({cause}); retry later"
+        )
+
+
 class TooManyRuns(ExecutionError):
     reason = "TOO_MANY_RUNS"
 

@@ -36,6 +36,10 @@ def _seconds(value: duration_pb2.Duration) -> float:
     return round(value.seconds + value.nanos / 1e9, 6)
 
 
+def _cost(cost: run_pb2.Cost) -> Decimal | None:
+    return Decimal(cost.amount) if cost.amount else None
+
+
 def _json_list(messages: Any) -> str:
     return orjson.dumps([json_format.MessageToDict(m, preserving_proto_field_name=True) for m in messages]).decode()
 
@@ -57,7 +61,7 @@ COLUMNS: list[tuple[str, Callable[[run_pb2.Run], Any]]] = [
     ("cached_tokens", lambda r: r.token_usage.cached_tokens),
     ("thinking_tokens", lambda r: r.token_usage.thinking_tokens),
     ("tool_use_prompt_tokens", lambda r: r.token_usage.tool_use_prompt_tokens),
-    ("cost", lambda r: Decimal(r.cost.amount) if r.HasField("cost") and r.cost.amount else None),
+    ("cost", lambda r: _cost(r.cost) if r.HasField("cost") else None),
     ("cost_currency", lambda r: r.cost.currency_code if r.HasField("cost") else ""),
     ("price_table_version", lambda r: r.cost.price_table_version if r.HasField("cost") else ""),
     ("steps_taken", lambda r: r.steps_taken),
@@ -76,6 +80,17 @@ COLUMNS: list[tuple[str, Callable[[run_pb2.Run], Any]]] = [
     ("depth", lambda r: r.depth),
     ("forked_from_run_id", lambda r: r.forked_from.run_id if r.HasField("forked_from") else ""),
     ("forked_from_sequence", lambda r: r.forked_from.sequence if r.HasField("forked_from") else None),
+    ("tool_call_count", lambda r: r.tool_call_count),
+    ("queue_duration_s", lambda r: _seconds(r.queue_duration) if r.HasField("queue_duration") else None),
+    ("max_context_window_used", lambda r: r.max_context_window_used),
+    (
+        "total_tokens_with_descendants",
+        lambda r: r.token_usage_with_descendants.total_tokens if r.HasField("token_usage_with_descendants") else None,
+    ),
+    (
+        "cost_with_descendants",
+        lambda r: _cost(r.cost_with_descendants) if r.HasField("cost_with_descendants") else None,
+    ),
 ]
 # FULL view only: a run's steps and tool calls as JSON arrays (each element in the protobuf JSON mapping).
 FULL_COLUMNS: list[tuple[str, Callable[[run_pb2.Run], Any]]] = [

@@ -149,12 +149,16 @@ def parquet_schema(full: bool) -> Any:
         "end_time": pa.timestamp("us", tz="UTC"),
         "duration_s": pa.float64(),
         "cost": pa.decimal128(20, 10),
+        "cost_with_descendants": pa.decimal128(20, 10),
+        "queue_duration_s": pa.float64(),
+        "max_context_window_used": pa.float64(),
         "tools_used": pa.list_(pa.string()),
         "labels": pa.map_(pa.string(), pa.string()),
         "variables": pa.map_(pa.string(), pa.string()),
         **{name: pa.int64() for name in ("input_tokens", "output_tokens", "total_tokens", "cached_tokens")},
         **{name: pa.int64() for name in ("thinking_tokens", "tool_use_prompt_tokens", "steps_taken")},
-        **{name: pa.int64() for name in ("depth", "forked_from_sequence")},
+        **{name: pa.int64() for name in ("depth", "forked_from_sequence", "tool_call_count")},
+        "total_tokens_with_descendants": pa.int64(),
     }
     return pa.schema([(name, types.get(name, pa.string())) for name, _ in columns(full)])
 

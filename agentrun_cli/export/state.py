@@ -18,7 +18,8 @@ import orjson
 
 STATE_SUFFIX = ".export-state.json"
 STAGE_SUFFIX = ".partial"
-_VERSION = 1
+# 2: csv/parquet gained tool_call_count, queue_duration_s, max_context_window_used and the descendants' totals
+_VERSION = 2
 
 
 class StateError(ValueError):

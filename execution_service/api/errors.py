@@ -19,6 +19,7 @@ from execution_service.errors import (
     RunNotForkable,
     RunNotFound,
     RunsServiceUnavailable,
+    RunStateUnknown,
     ScheduleNotFound,
     ServiceShuttingDown,
     TooManyRuns,
@@ -42,6 +43,7 @@ _CODES: list[tuple[type[ExecutionError], grpc.StatusCode]] = [
     (ExecutionDatabaseUnavailable, grpc.StatusCode.UNAVAILABLE),
     (RunNotForkable, grpc.StatusCode.FAILED_PRECONDITION),
     (RunIdUncheckable, grpc.StatusCode.UNAVAILABLE),
+    (RunStateUnknown, grpc.StatusCode.UNAVAILABLE),
 ]
 
 

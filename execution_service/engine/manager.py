@@ -710,7 +710,8 @@ class RunManager:
 
     async def cancel_anywhere(self, run_id: str, *, after_turn: bool = False, user: str | None = None) -> FollowedRun:
         """`cancel`, and for a run this instance no longer holds in memory (finished long ago, or before a restart):
-        RunAlreadyFinished when it is stored as finished and visible to `user`, else RunNotFound."""
+        RunAlreadyFinished when it is stored as finished and visible to `user`, RunStateUnknown when RunsService cannot
+        say (UNAVAILABLE), else RunNotFound."""
         try:
             return self.cancel(run_id, after_turn=after_turn, user=user)
         except RunNotFound:

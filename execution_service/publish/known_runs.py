@@ -13,7 +13,7 @@ from google.protobuf.message import DecodeError
 from agentrun_core.domain import RunStatus
 from agentrun_core.echo import cut
 from agentrun_core.proto_convert import ConversionError, run_status_from_pb
-from execution_service.errors import RunIdUncheckable
+from execution_service.errors import RunIdUncheckable, RunStateUnknown
 from execution_service.publish.outbox import Outbox
 from execution_service.publish.records import decode_request
 
@@ -54,26 +54,24 @@ class KnownRuns:
 
     async def finished(self, run_id: str) -> tuple[str, RunStatus] | None:
         """(user, status) of a run that has ended, from this instance's outbox or RunsService; None when the run is
-        unknown, still running (e.g. on another instance), or RunsService cannot answer (logged)."""
+        unknown or still running (e.g. on another instance). Raises RunStateUnknown when RunsService cannot answer."""
         item = await self._outbox.get(run_id)
         if item is not None:
             try:
                 return _finished(decode_request(item.payload).run) if item.terminal else None
             except DecodeError:
                 return None
-        stored = await self._stored(run_id, "cannot tell whether the run has finished")
-        return None if stored is None else _finished(stored)
-
-    async def _stored(self, run_id: str, unanswered: str) -> run_pb2.Run | None:
-        """The run (BASIC view) as RunsService stores it; None when it is unknown there, or when RunsService cannot
-        answer (logged with `unanswered`, what that means for the caller)."""
         try:
             reply = await self._get_run(run_id)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.NOT_FOUND:
-                log.warning(unanswered, extra={"run_id": run_id, "code": exc.code().name, "error": exc.details()})
-            return None
-        return reply.run
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            log.warning(
+                "cannot tell whether the run has finished",
+                extra={"run_id": run_id, "code": exc.code().name, "error": exc.details()},
+            )
+            raise RunStateUnknown(run_id, f"{exc.code().name}: {cut(exc.details() or '', 200)}") from None
+        return _finished(reply.run)
 
     async def _get_run(self, run_id: str) -> runs_service_pb2.GetRunResponse:
         return await self._stub.GetRun(

@@ -40,6 +40,7 @@ from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT, Reque
 from agentrun_core.backoff import Backoff
 from agentrun_core.memory import release_free_memory
 from agentrun_core.telemetry import current_trace_carrier
+from execution_service.tools.http_cap import CappedTransport, is_oversized_event, too_large_message
 from execution_service.tools.mcp_config import HttpServer, McpServerConfig, StdioServer, resolve_command
 from execution_service.tools.request_meta import tool_request_meta
 from execution_service.tools.stderr_log import StderrForwarder
@@ -387,8 +388,14 @@ class McpConnection:
                 yield streams
         elif isinstance(config, HttpServer):
             async with (
-                httpx2.AsyncClient(headers=dict(config.headers), timeout=_HTTP_TIMEOUT) as http_client,
-                streamable_http_client(config.url, http_client=http_client) as streams,
+                httpx2.AsyncClient(
+                    headers=dict(config.headers),
+                    timeout=_HTTP_TIMEOUT,
+                    transport=CappedTransport(self._max_message_bytes, config.name),
+                ) as http_client,
+                streamable_http_client(
+                    config.url, http_client=http_client, max_sse_event_size=self._max_message_bytes
+                ) as streams,
             ):
                 yield streams
         else:  # pragma: no cover - McpServerConfig is a closed union
@@ -441,6 +448,10 @@ class McpConnection:
         )
 
     def _classify_mcp_error(self, live: _Live, tool: str, timeout_s: float, exc: MCPError) -> Exception:
+        if is_oversized_event(exc.message):
+            # One answer over the cap (its SSE stream was dropped); the session and its other calls are fine.
+            logger.warning("MCP server %r: %s", self.name, exc.message)
+            return ToolCallFailedError(too_large_message(self.name, self._max_message_bytes))
         if exc.code == CONNECTION_CLOSED or (
             exc.code == INVALID_REQUEST and "session terminated" in exc.message.lower()
         ):

@@ -134,6 +134,9 @@ async def test_csv_has_the_documented_columns(stocked: tuple[RunsClient, list[Ru
     assert int(first["total_tokens"]) == run.token_usage.total_tokens
     assert run.cost is not None and Decimal(first["cost"]) == run.cost.amount
     assert json.loads(first["labels"]) == run.labels and json.loads(first["tools_used"]) == list(run.tools_used)
+    assert int(first["tool_call_count"]) == len(run.tool_calls) > 0
+    assert first["queue_duration_s"] == "" and first["total_tokens_with_descendants"] == ""
+    assert 0.0 <= float(first["max_context_window_used"]) <= 1.0
 
 
 async def test_parquet_with_typed_columns(stocked: tuple[RunsClient, list[Run]], tmp_path: Path) -> None:
@@ -151,6 +154,9 @@ async def test_parquet_with_typed_columns(stocked: tuple[RunsClient, list[Run]],
     assert [row["id"] for row in rows] == [r.id for r in expected]
     assert rows[0]["start_time"] == min(r.start_time for r in everything)
     assert dict(rows[3]["labels"]) == dict(expected[3].labels)
+    assert rows[3]["tool_call_count"] == len(expected[3].tool_calls) > 0
+    assert str(table.schema.field("tool_call_count").type) == "int64"
+    assert rows[3]["queue_duration_s"] is None and rows[3]["cost_with_descendants"] is None
     steps = json.loads(rows[3]["execution_steps"])
     assert [json_format.ParseDict(s, run_pb2.ExecutionStep()) for s in steps] == list(expected[3].execution_steps)
     assert files_in(out.parent) == ["runs.parquet"]  # staging and state removed
@@ -211,10 +217,13 @@ async def test_resume_refuses_what_it_cannot_continue(stocked: tuple[RunsClient,
     nothing = await cli(runs, "runs", "export", "-o", str(out), "--resume")
     assert nothing.code == 2 and "nothing to resume" in nothing.stderr
     state = {"filter": "", "view": "basic", "format": "jsonl", "cursor": "", "offset": 0, "runs": 0}
-    (tmp_path / "runs.jsonl.export-state.json").write_text(
-        json.dumps({**state, "stream_complete": False, "version": 1})
-    )
+    state_file = tmp_path / "runs.jsonl.export-state.json"
+    # A state written before the csv/parquet columns grew (version 1) cannot be continued with the new columns.
+    state_file.write_text(json.dumps({**state, "stream_complete": False, "version": 1}))
     out.write_bytes(b"")
+    older = await cli(runs, "runs", "export", "-o", str(out), "--resume")
+    assert older.code == 2 and "start over" in older.stderr
+    state_file.write_text(json.dumps({**state, "stream_complete": False, "version": 2}))
     fresh = await cli(runs, "runs", "export", "-o", str(out))
     assert fresh.code == 2 and "add --resume" in fresh.stderr
     other = await cli(runs, "runs", "export", "-o", str(out), "--resume", "--filter", "status = FAILED")

@@ -92,6 +92,22 @@ def test_a_port_outside_0_to_65535_is_exit_2(tmp_path: Path, argv: list[str], en
     assert "must be HOST:PORT with a port from 0 to 65535" in line and named in line, line
 
 
+@pytest.mark.parametrize(
+    ("argv", "env", "named"),
+    [
+        (["agentrun_cli", "--runs-target", "localhost:99999", "runs", "list"], {}, "--runs-target"),
+        (["agentrun_cli", "agents", "list"], {"AGENTRUN_EXECUTION_TARGET": "[::1]:0"}, "AGENTRUN_EXECUTION_TARGET"),
+        (["execution_service"], {"AGENTRUN_RUNS_SERVICE_TARGET": "127.0.0.1:65536"}, "AGENTRUN_RUNS_SERVICE_TARGET"),
+    ],
+)
+def test_a_target_port_outside_1_to_65535_is_exit_2(
+    tmp_path: Path, argv: list[str], env: dict[str, str], named: str
+) -> None:
+    """gRPC itself would wrap port 99999 to 34463 and call whatever listens there."""
+    line = _one_line(_run(tmp_path, argv, **env), 2)
+    assert f"{named} must be HOST:PORT with a port from 1 to 65535" in line and "got '" in line, line
+
+
 @pytest.mark.parametrize("since", ["99999999d", "1e5d", "soon"])
 def test_runs_stats_with_a_bad_since_is_exit_2(tmp_path: Path, since: str) -> None:
     line = _one_line(_run(tmp_path, ["agentrun_cli", "runs", "stats", "--since", since]), 2)

@@ -122,6 +122,28 @@ async def test_cancel_immediate_stops_in_flight_tools_and_is_stored_cancelled(tm
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+async def test_cancelling_a_run_not_held_here_while_runs_service_is_down_is_unavailable(tmp_path: Path) -> None:
+    """Whether a run this instance does not hold exists (and finished) is RunsService's to say: while it does not
+    answer, CancelRun is UNAVAILABLE (retry), not a NOT_FOUND that may be wrong; once it is back, NOT_FOUND."""
+    unknown = "0190b6e2-7c3a-7d4e-9f10-2a3b4c5d6e7f"
+    async with running_stack(tmp_path, {"plain": agent_source()}) as stack:
+        await stack.stop_runs()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stack.execution_stub().CancelRun(ex.CancelRunRequest(run_id=unknown))
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value
+        details = caught.value.details() or ""
+        assert "not live on this execution service, and RunsService" in details and "retry later" in details, details
+        await stack.start_runs()
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:  # the service's channel reconnects with backoff
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stack.execution_stub().CancelRun(ex.CancelRunRequest(run_id=unknown))
+            if caught.value.code() != grpc.StatusCode.UNAVAILABLE or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND, caught.value
+
+
 async def test_cancel_after_turn_lets_the_tool_finish(tmp_path: Path) -> None:
     agents = {"sleepy": agent_source(model="gemini-2.5-flash", tools=["test/sleep"])}
     async with running_stack(tmp_path, agents) as stack:

@@ -68,14 +68,16 @@ def forget_pid(pid_file: Path) -> None:
 class HttpTestServer:
     """The test MCP server as a streamable HTTP subprocess on a fixed free local port (restartable)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, json_response: bool = False) -> None:
+        """`json_response`: the server answers each request with one JSON body instead of an SSE stream."""
+        self.json_response = json_response
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self._process = subprocess.Popen(
-            [sys.executable, str(TEST_SERVER), "--http", str(self.port)],
+            [sys.executable, str(TEST_SERVER), "--http", str(self.port), *(["--json-response"] * self.json_response)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from mcp_test_helpers import FAST_BACKOFF, FAST_TIMEOUTS, HttpTestServer, http_test_server
 
 from agentrun_core.domain import ErrorReason, ToolCallStatus
@@ -69,3 +70,36 @@ async def test_http_server_killed_mid_call_then_back(http_server: HttpTestServer
             assert time.monotonic() < deadline, result
             await asyncio.sleep(0.1)
         assert result.text == "back"
+
+
+@pytest.mark.parametrize("answers", ["sse", "json"])
+async def test_http_messages_are_capped_like_stdio_ones(answers: str) -> None:
+    """One message from an HTTP server may be as large as AGENTRUN_MCP_MAX_MESSAGE_BYTES (the SDK's own SSE default,
+    1 MiB, would refuse a 1.5 MiB result, sent twice in one event: as text and as structured content), and one larger
+    fails its call with the size and the setting, leaving the connection usable."""
+    cap = 4 * 1024 * 1024
+    http_server = HttpTestServer(json_response=answers == "json")
+    http_server.start()
+    try:
+        await _capped_calls(http_server, cap)
+    finally:
+        http_server.stop()
+
+
+async def _capped_calls(http_server: HttpTestServer, cap: int) -> None:
+    async with McpToolPool(
+        {"web": http_test_server(http_server.url)},
+        backoff=FAST_BACKOFF,
+        timeouts=FAST_TIMEOUTS,
+        max_message_bytes=cap,
+    ) as pool:
+        big, echo = await pool.resolve(["web/big", "web/echo"])
+        size = 3 * 512 * 1024
+        large = await pool.call(big, {"size": size}, timeout_s=20)
+        assert not large.is_error, large
+        assert len(large.text) == size
+
+        too_big = await pool.call(big, {"size": cap + 1024}, timeout_s=20)
+        assert too_big.is_error and too_big.status is ToolCallStatus.FAILED, too_big
+        assert "AGENTRUN_MCP_MAX_MESSAGE_BYTES" in too_big.text, too_big.text
+        assert (await pool.call(echo, {"text": "still here"}, timeout_s=5)).text == "still here"

@@ -97,6 +97,7 @@ class ExecutionServiceServicer:
     def CancelRun(self, request, context):
         """Cancel a run live on this execution service. A finished run (also one long gone from its memory, as RunsService
         stores it) is FAILED_PRECONDITION; one that is unknown, another user's, or live on another instance is NOT_FOUND.
+        While RunsService does not answer, a run not held here is UNAVAILABLE (reason RUNS_SERVICE_UNAVAILABLE; retry).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
