@@ -120,7 +120,10 @@ class DurableAdmission:
             timeout_s = self.limits.queue_timeout_s
             await conn.execute(
                 "INSERT INTO agentrun.queued_runs (run_id, queued, shown, deadline) VALUES (%s, %s, %s, "
-                "CASE WHEN %s > 0 THEN now() + make_interval(secs => %s) END)",
+                "CASE WHEN %s > 0 THEN now() + make_interval(secs => %s) END) "
+                # A schedule's tick workflow replayed after a crash between this and the enqueue enters again.
+                "ON CONFLICT (run_id) DO UPDATE SET queued = EXCLUDED.queued, shown = EXCLUDED.shown, "
+                "deadline = EXCLUDED.deadline, enqueued_at = now(), dequeued_at = NULL",
                 (run_id, queued, waits, timeout_s, timeout_s),
             )
         return waits
