@@ -185,6 +185,10 @@ class DurableRunManager(RunManager):
         """Runs (or resumes) the run: called by the run workflow on the replica that dequeued it. Its first step
         leaves the queue (checkpointed: a resumption replays its start time and replica); a run cancelled or past
         its queue timeout by then ends there, without a RunStarted."""
+        if self._shutting_down and run.run_id not in self._live:
+            # A stopping replica takes no new run from the queue: the workflow stays pending, and a survivor takes
+            # it over once this replica is silent (ReplicaHeartbeat.stop), as for the runs it leaves at the end.
+            raise asyncio.CancelledError("the replica is stopping; the run starts on another replica")
         live = self._live.get(run.run_id)
         if live is None:
             # Registered before it leaves the queue, so a cancel announced meanwhile finds it (and is honoured).

@@ -135,13 +135,13 @@ async def test_a_full_queue_is_resource_exhausted_with_what_to_do(tmp_path: Path
 async def test_the_queue_timeout_ends_a_waiting_run_promptly(tmp_path: Path, database_url: str) -> None:
     gate = Gate()
     async with running_stack(
-        tmp_path, AGENTS, **durable(database_url, max_concurrent_runs=1, queue_timeout_s=1.0)
+        tmp_path, AGENTS, **durable(database_url, max_concurrent_runs=1, queue_timeout_s=3.0)
     ) as stack:
         stack.gemini.set_responder(gate.respond)
-        first_stream, _ = await occupy_the_slot(stack)
+        first_stream, _ = await occupy_the_slot(stack)  # (it too must leave the queue within 3 s)
         began = time.monotonic()
         events = await stack.execute(agent_name="worker", task="too late")
-        assert time.monotonic() - began < 5  # while the slot is still held: not when it frees
+        assert time.monotonic() - began < 8  # while the slot is still held: not when it frees
         assert [event_kind(e) for e in events] == ["run_queued", "step", "run_finished"]
         finished = events[-1].run_finished
         assert finished.status == run_pb2.RUN_STATUS_TIMED_OUT and finished.error.reason == "QUEUE_TIMEOUT"
@@ -150,7 +150,7 @@ async def test_the_queue_timeout_ends_a_waiting_run_promptly(tmp_path: Path, dat
 
         run = await stored(stack, finished.run_id, run_pb2.RUN_STATUS_TIMED_OUT)
         assert run.error.reason == "QUEUE_TIMEOUT"
-        assert 0.9 < run.queue_duration.ToTimedelta().total_seconds() < 5
+        assert 2.9 < run.queue_duration.ToTimedelta().total_seconds() < 8
         assert run.steps_taken == 0 and len(stack.gemini.requests) == 1  # it never called the model
         # Its watchers get the same end, from the stream.
         watched = [e async for e in stack.execution_stub().WatchRun(ex.WatchRunRequest(run_id=finished.run_id))]

@@ -139,6 +139,8 @@ async def test_a_killed_replicas_run_completes_on_one_survivor(tmp_path: Path, d
         stored = await cluster.stored_run(run_id)
         assert stored.status == run_pb2.RUN_STATUS_COMPLETED and stored.final_response == "all done"
         assert_exactly_once_in_order(seen + later, stored)
+        # The start time (when the run left the shared queue) is the first execution's, replayed by the survivor.
+        assert stored.start_time == rest[0].run_started.start_time
         # No completed model call was made again: 3 turns, 3 requests.
         assert len(cluster.gemini.requests) == 3
         # The completed echo ran once; the sleep in flight at the kill ran again, with the same idempotency key.
