@@ -11,10 +11,13 @@ workflow_status (`_move_to_ending_queue`, the one place that writes a DBOS table
 its first step (`leave`) sees the cancel or the expired deadline, and it ends CANCELLED or TIMED_OUT (QUEUE_TIMEOUT)
 without a RunStarted. A workflow already dequeued is not moved: the usual cancel path applies.
 
-The queue's own bound (AGENTRUN_MAX_QUEUED_RUNS) is a COUNT of its ENQUEUED workflows in DBOS's workflow_status, read
-before the run enters (`_counts`, the one place that reads a DBOS table): approximate when runs start at the same
-moment on several replicas (each counts before the others' enqueue commits), so the queue may exceed its bound by
-the number of runs starting at once.
+Whether a run has to wait, and the queue's own bound (AGENTRUN_MAX_QUEUED_RUNS), are counted over these records
+(`_counts`: entered and not dequeued = waiting, dequeued and not finished = executing) rather than over DBOS's
+ENQUEUED workflows: a record is written before its workflow is enqueued, inside a transaction that holds an advisory
+lock, so runs entering at the same moment on several replicas count each other and the bound holds exactly; whether
+a run waits is still a prediction (DBOS decides who dequeues what, replicas come and go). DBOS's workflow_status is
+touched in two named places: `_move_to_ending_queue` (the one write) and `_delete_stale_records` (a read by primary
+key, once a minute, to drop the records of runs whose workflow ended without deleting its record).
 """
 
 from __future__ import annotations
@@ -104,17 +107,19 @@ class DurableAdmission:
             capacity = self.limits.worker_concurrency * max(replicas, 1)
             if self.limits.global_limit is not None:
                 capacity = min(capacity, self.limits.global_limit)
-            waits = waiting + executing >= capacity
-            if waits and waiting >= self.limits.max_queued:
+            occupied = waiting + executing
+            waits = occupied >= capacity
+            beyond = max(occupied - capacity, 0)  # entered runs beyond the slots: those that wait
+            if waits and beyond >= self.limits.max_queued:
                 raise QueueFull(
-                    f"{executing} runs are executing over the replicas (AGENTRUN_MAX_CONCURRENT_RUNS="
-                    f"{self.limits.per_replica} per replica"
+                    f"{min(occupied, capacity)} runs are executing or starting over the replicas "
+                    f"(AGENTRUN_MAX_CONCURRENT_RUNS={self.limits.per_replica} per replica"
                     + (
                         f", AGENTRUN_GLOBAL_MAX_CONCURRENT_RUNS={self.limits.global_limit}"
                         if self.limits.global_limit is not None
                         else ""
                     )
-                    + f") and the shared queue holds {waiting} more, its bound (AGENTRUN_MAX_QUEUED_RUNS="
+                    + f") and the shared queue holds {beyond} more, its bound (AGENTRUN_MAX_QUEUED_RUNS="
                     f"{self.limits.max_queued}); retry later, or add replicas"
                 )
             timeout_s = self.limits.queue_timeout_s
@@ -238,7 +243,7 @@ async def _delete_stale_records(conn: psycopg.AsyncConnection) -> int:
     was enqueued (its starter died in between), older than a minute. Reads DBOS's workflow_status by primary key."""
     cursor = await conn.execute(
         "DELETE FROM agentrun.queued_runs q WHERE enqueued_at < now() - interval '1 minute' AND NOT EXISTS ("
-        "SELECT 1 FROM dbos.workflow_status w WHERE w.workflow_uuid = q.run_id "
+        f"SELECT 1 FROM {_WORKFLOW_STATUS} w WHERE w.workflow_uuid = q.run_id "
         "AND w.status IN ('ENQUEUED', 'PENDING', 'DELAYED'))"
     )
     return cursor.rowcount
