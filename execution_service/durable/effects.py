@@ -1,17 +1,17 @@
-"""The agent loop's effects as DBOS steps: each model call and each tool call is checkpointed with its result.
+"""The agent loop's effects as checkpointed operations: each model call and each tool call is checkpointed with its
+result in the run's journal (execution_service.durable.checkpoints).
 
 The loop is unchanged (execution_service.engine.loop); it receives these wrappers as its model and tool providers,
 the way pydantic-ai's DBOS agent wraps an unchanged agent. A resumed run gets the checkpointed result of every call
 that completed and never makes it again; a call that was in flight when the replica stopped runs again, with the
 same idempotency key in the MCP request's `_meta` (`agentrun/idempotency-key`: "<run id>:<call id>").
 
-DBOS replays a workflow by the ids of its operations (stream writes, steps), numbered in the order they start, so
-they must start in the same order on every execution. Before each model call the run's pending stream writes are
-flushed. The tool calls of one turn run concurrently, as in the embedded mode: their steps' ids are reserved
-(`DBOS.reserve_step`) synchronously, in call order, as soon as the model's answer is recorded, before anything of the
-turn awaits (`ToolStepReservations`); each call then runs its step at its own id whenever it gets there, and the
-stream writes of the turn (a step each) take the ids after them, as many on every execution. A resumed run gets the
-checkpointed result of each call that completed (not executed again) and runs again only those that were in flight.
+A run replays by the numbers of its operations, reserved in the order the run decides them, so they are the same
+on every execution. Before each model call the run's pending stream writes are flushed. The tool calls of one turn
+run concurrently, as in the embedded mode: their operation numbers are reserved synchronously, in call order, as soon
+as the model's answer is recorded, before anything of the turn awaits (`ToolStepReservations`); each call then runs
+its operation whenever it gets there. A resumed run gets the checkpointed result of each call that completed (not
+executed again) and runs again only those that were in flight.
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from dbos import DBOS, StepReservation
-
 from agentrun_core.domain import ErrorReason, ModelAttempt
+from execution_service.durable.checkpoints import Checkpoints, Operation
 from execution_service.durable.recorder import replayed_timing
 from execution_service.engine.live_run import LiveRun
 from execution_service.engine.step_recorder import utc_now
@@ -118,16 +117,18 @@ Flush = Callable[[], Awaitable[None]]
 
 
 class DurableModelProvider:
-    def __init__(self, inner: ModelProvider, flush: Flush, gate: CancelGate) -> None:
+    def __init__(self, inner: ModelProvider, flush: Flush, gate: CancelGate, checkpoints: Checkpoints) -> None:
         self.name = inner.name
         self._inner = inner
         self._flush = flush
         self._gate = gate
+        self._checkpoints = checkpoints
 
     async def generate(self, request: ModelRequest) -> ModelResponse:
+        operation = self._checkpoints.reserve()
         await self._flush()
         asked_at = utc_now()
-        timed = await DBOS.run_step_async({"name": MODEL_STEP}, self._generate, request)
+        timed = await operation.run_async({"name": MODEL_STEP}, self._generate, request)
         _note_replayed(timed, asked_at)
         if isinstance(timed.value, ModelFailure):
             raise timed.value.error()
@@ -146,19 +147,20 @@ class DurableModelProvider:
 
 @dataclass
 class ToolStepReservations:
-    """The step ids of one turn's tool calls, reserved in call order when the model's answer is recorded (the
+    """The operations of one turn's tool calls, reserved in call order when the model's answer is recorded (the
     recorder calls `reserve` synchronously, before the turn awaits anything), taken by each call when it runs. A
     reservation never taken (an unknown tool, a turn that ends the run, a fork's replayed call) leaves the same gap in
-    the step ids on every execution."""
+    the operation numbers on every execution."""
 
-    _by_call: defaultdict[str, deque[StepReservation]] = field(default_factory=lambda: defaultdict(deque))
+    checkpoints: Checkpoints
+    _by_call: defaultdict[str, deque[Operation]] = field(default_factory=lambda: defaultdict(deque))
 
     def reserve(self, calls: Sequence[FunctionCall]) -> None:
         self._by_call.clear()  # a new turn: the previous turn's unused reservations are gaps
         for call in calls:
-            self._by_call[call.id].append(DBOS.reserve_step())
+            self._by_call[call.id].append(self.checkpoints.reserve())
 
-    def take(self, call_id: str) -> StepReservation | None:
+    def take(self, call_id: str) -> Operation | None:
         reserved = self._by_call.get(call_id)
         return reserved.popleft() if reserved else None
 
@@ -170,7 +172,7 @@ class DurableToolProvider:
         run_id: str,
         flush: Flush,
         gate: CancelGate,
-        reservations: ToolStepReservations | None = None,
+        reservations: ToolStepReservations,
         caught_up: Flush | None = None,
     ) -> None:
         """`caught_up`: waits until a resumed run replayed the steps its stream held (DurableStepRecorder)."""
@@ -178,7 +180,7 @@ class DurableToolProvider:
         self._run_id = run_id
         self._flush = flush
         self._gate = gate
-        self._reservations = reservations or ToolStepReservations()
+        self._reservations = reservations
         self._caught_up = caught_up
 
     async def resolve(self, patterns: list[str]) -> list[ResolvedTool]:
@@ -192,14 +194,13 @@ class DurableToolProvider:
         key = f"{self._run_id}:{call_id}"
         asked_at = utc_now()
         reservation = self._reservations.take(call_id)
-        if reservation is not None:
-            timed = await reservation.run_async({"name": TOOL_STEP}, self._call, tool, arguments, timeout_s, key)
-        else:
-            # A call the model's recorded answer did not announce: its step takes the next id, which is the same on
-            # every execution only when nothing else of the run runs meanwhile.
-            log.warning("a durable tool call without a reserved step id", extra={"run_id": self._run_id})
+        if reservation is None:
+            # A call the model's recorded answer did not announce: it takes the next operation number, which is the
+            # same on every execution only when nothing else of the run runs meanwhile.
+            log.warning("a durable tool call without a reserved operation", extra={"run_id": self._run_id})
+            reservation = self._reservations.checkpoints.reserve()
             await self._flush()
-            timed = await DBOS.run_step_async({"name": TOOL_STEP}, self._call, tool, arguments, timeout_s, key)
+        timed = await reservation.run_async({"name": TOOL_STEP}, self._call, tool, arguments, timeout_s, key)
         _note_replayed(timed, asked_at)
         if timed.started >= asked_at and self._caught_up is not None:
             await self._caught_up()  # a call made again: after the turn's replayed results

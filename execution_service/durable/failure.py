@@ -23,8 +23,8 @@ from dbos._error import DBOSUnexpectedStepError
 from agentrun_core.domain import ErrorReason, Run, RunError
 from execution_service.durable.recorder import ReplayDiverged
 
-# The step id the failure path's operations start after. A run's own operations (each model call, tool call and
-# stream write) stay far below it.
+# The DBOS step id the failure path's operations start after. A run's normal path records no DBOS operation (its
+# calls are checkpointed in its journal: execution_service.durable.checkpoints), and a sub-agent's few stay far below.
 FAILURE_STEP_ID = 1_000_000
 
 

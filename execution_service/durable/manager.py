@@ -32,6 +32,7 @@ from agentrun_core.ids import run_id_problem
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.durable.admission import RUN_QUEUE, Dequeued, DurableAdmission
 from execution_service.durable.cancellation import CancelRequests
+from execution_service.durable.checkpoints import Checkpoints
 from execution_service.durable.effects import (
     CancelGate,
     DurableModelProvider,
@@ -203,14 +204,16 @@ class DurableRunManager(RunManager):
             first_time = True
             return await self._queue.leave(run.run_id, self.replica, utc_now())
 
-        dequeued: Dequeued = await DBOS.run_step_async({"name": DEQUEUE_STEP}, leave_queue)
-        # The step ran now (not replayed): the run's first execution, its stream is empty.
+        # Operation 0 of every run: leaving the queue (one read of what an earlier execution recorded, if any).
+        checkpoints = await Checkpoints.resume(run.run_id)
+        dequeued: Dequeued = await checkpoints.reserve().run_async({"name": DEQUEUE_STEP}, leave_queue)
+        # The operation ran now (not replayed): the run's first execution, its stream is empty.
         fresh = first_time
         run = _left_queue(run, dequeued)
         self._inputs[run.run_id] = run
         live.task = asyncio.current_task()
         if dequeued.cancelled or dequeued.timed_out:
-            await self._end_in_queue(run, live, dequeued)
+            await self._end_in_queue(run, live, dequeued, checkpoints)
             return
         live.start(run.started)
         prefix = StreamPrefix() if fresh else await read_prefix(run.run_id)
@@ -224,7 +227,7 @@ class DurableRunManager(RunManager):
                 "resuming a run",
                 extra={"run_id": run.run_id, "previous_replica": resumed_from, "steps": len(prefix.steps)},
             )
-        reservations = ToolStepReservations()
+        reservations = ToolStepReservations(checkpoints)
         recorder = DurableStepRecorder(
             run.run_id,
             writer.put_step,
@@ -247,7 +250,7 @@ class DurableRunManager(RunManager):
                 ErrorReason.MODEL_REQUEST_INVALID, f"replica {self.replica} cannot run model {run.model}: {exc.message}"
             )
         else:
-            provider = DurableModelProvider(model, writer.flush, gate)
+            provider = DurableModelProvider(model, writer.flush, gate, checkpoints)
             tools = DurableToolProvider(
                 self._tools, run.run_id, writer.flush, gate, reservations, caught_up=recorder.caught_up
             )
@@ -257,11 +260,13 @@ class DurableRunManager(RunManager):
             outcome = await self._outcome(
                 live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, None, run.setup
             )
-        await asyncio.shield(self._finish_durable(run, live, recorder, writer, outcome))
+        await asyncio.shield(self._finish_durable(run, live, recorder, writer, checkpoints, outcome))
         self._inputs.pop(run.run_id, None)
         await self._queue.forget(run.run_id)
 
-    async def _end_in_queue(self, run: DurableRunInput, live: LiveRun, dequeued: Dequeued) -> None:
+    async def _end_in_queue(
+        self, run: DurableRunInput, live: LiveRun, dequeued: Dequeued, checkpoints: Checkpoints
+    ) -> None:
         """The run ends as it leaves the queue, never started (as in embedded mode: its start and end are the time it
         left, its error is its one step): its stream holds its RunQueued at offset 0, the error step, RunFinished."""
         writer = StreamWriter(run.run_id, lambda event: _show_locally(live, event))
@@ -285,7 +290,7 @@ class DurableRunManager(RunManager):
             "a queued run ends without starting",
             extra={"run_id": run.run_id, "status": outcome.status.value, "replica": self.replica},
         )
-        await asyncio.shield(self._finish_durable(run, live, recorder, writer, outcome))
+        await asyncio.shield(self._finish_durable(run, live, recorder, writer, checkpoints, outcome))
         self._inputs.pop(run.run_id, None)
         await self._queue.forget(run.run_id)
 
@@ -302,13 +307,15 @@ class DurableRunManager(RunManager):
         live: LiveRun,
         recorder: DurableStepRecorder,
         writer: StreamWriter,
+        checkpoints: Checkpoints,
         outcome: LoopOutcome,
     ) -> None:
         error = recorder.error(outcome.error) if outcome.error is not None else None
         await writer.flush()
         end = utc_now()
         terminal = _terminal_run(run.base, recorder, outcome, error, end)
-        recorded = await DBOS.run_step_async(
+        publish, retry = checkpoints.reserve(), checkpoints.reserve()
+        recorded = await publish.run_async(
             {"name": PUBLISH_STEP}, self._publisher.deliver, terminal, self._limits.publish_wait_s
         )
         writer.put(
@@ -333,7 +340,7 @@ class DurableRunManager(RunManager):
             self._finished.popitem(last=False)
         log.info("run finished", extra={"run_id": terminal.id, "status": terminal.status.value})
         if not recorded:
-            await DBOS.run_step_async({"name": PUBLISH_RETRY_STEP}, self._publisher.deliver, terminal)
+            await retry.run_async({"name": PUBLISH_RETRY_STEP}, self._publisher.deliver, terminal)
 
     # --- a failed workflow ------------------------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 """agentrun's own tables in the execution database (beside DBOS's, in schema `agentrun`): replica heartbeats,
-cancellation requests and the admission records of runs in the shared queue (execution_service.durable.admission).
-Created at launch when missing; all are small and hold no run data beyond a queued run's RunQueued event."""
+cancellation requests, each durable run's journal (execution_service.durable.journal): its event stream
+(`journal_entries`, one row per entry, keyed by (run id, offset)) and the checkpointed results of its calls
+(`journal_checkpoints`, keyed by (run id, operation number)), and the admission records of runs in the shared queue
+(`queued_runs`, execution_service.durable.admission). Created at launch when missing."""
 
 from __future__ import annotations
 
@@ -17,6 +19,19 @@ CREATE TABLE IF NOT EXISTS agentrun.cancel_requests (
     run_id text PRIMARY KEY,
     after_turn boolean NOT NULL,
     requested_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS agentrun.journal_entries (
+    run_id text NOT NULL,
+    "offset" integer NOT NULL,
+    value bytea NOT NULL,
+    PRIMARY KEY (run_id, "offset")
+);
+CREATE TABLE IF NOT EXISTS agentrun.journal_checkpoints (
+    run_id text NOT NULL,
+    operation integer NOT NULL,
+    name text NOT NULL,
+    value bytea NOT NULL,
+    PRIMARY KEY (run_id, operation)
 );
 CREATE TABLE IF NOT EXISTS agentrun.queued_runs (
     run_id text PRIMARY KEY,

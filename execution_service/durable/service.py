@@ -1,5 +1,6 @@
-"""Builds the durable mode of one replica: DBOS launched on the execution database, agentrun's tables, the run
-manager, the cancel listener and the heartbeat (stopped in reverse order through the server's resources)."""
+"""Builds the durable mode of one replica: DBOS launched on the execution database, agentrun's tables, the runs'
+journal, the run manager, the cancel listener and the heartbeat (stopped in reverse order through the server's
+resources)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from agentrun_core.domain import ExecutionStep, Run
 from agentrun_core.telemetry import Telemetry
 from execution_service.agents.registry import AgentRegistry
 from execution_service.config import ExecutionSettings
-from execution_service.durable import workflow
+from execution_service.durable import journal, workflow
 from execution_service.durable.admission import ENDING_QUEUE, RUN_QUEUE, DurableAdmission, QueueLimits
 from execution_service.durable.cancellation import CancelRequests
 from execution_service.durable.manager import DurableRunManager
@@ -85,6 +86,11 @@ async def start_durable(
         cancels=cancels,
         admission=admission,
     )
+    run_journal = journal.Journal(url)
+    await run_journal.open()
+    journal.bind(run_journal)
+    resources.push_async_callback(run_journal.close)
+    resources.callback(journal.bind, None)
     workflow.bind(manager)
     resources.callback(workflow.bind, None)
     # Launching resumes this replica's pending runs (a restart): the manager is bound first.

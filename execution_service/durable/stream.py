@@ -1,22 +1,20 @@
-"""A durable run's event stream: DBOS `write_stream` / `read_stream` under the workflow id (the run id).
+"""A durable run's event stream: the entries of the run's journal (execution_service.durable.journal).
 
-Layout of stream `STREAM_KEY`: offset 0 is RunStarted, offset N is the step of sequence N, then RunFinished, then
-DBOS's close marker. A run that ends in the shared queue without starting (cancelled, or its queue timeout) has its
-RunQueued at offset 0 instead, then its error step and RunFinished (execution_service.durable.admission).
-Every entry is a serialized WatchRunResponse (ExecuteAgentResponse has the same wire format), so
-a replica that follows a run it does not execute sends the bytes it reads, and WatchRun(from_sequence=N) starts
-reading at offset N.
+Layout: offset 0 is RunStarted, offset N is the step of sequence N, then RunFinished. A run that ends in the shared
+queue without starting (cancelled, or its queue timeout) has its RunQueued at offset 0 instead, then its error step
+and RunFinished (execution_service.durable.admission). Every entry is a serialized WatchRunResponse
+(ExecuteAgentResponse has the same wire format), so a replica that follows a run it does not execute sends the bytes
+it reads, and WatchRun(from_sequence=N) starts reading at offset N.
 
-Writes are checkpointed workflow operations: a resumed run replays them without writing twice. They happen in the
-run's own task, in order, whenever the run flushes (after each model call, each tool call's start and end, before
-each checkpointed step): a step is written before any client sees it, so a client that saw step N and reconnects
-elsewhere with from_sequence N + 1 misses nothing and sees nothing twice.
+Each entry is written once: its offset is its key, so a resumed run that replays an entry writes nothing new. Writes
+happen in the run's own task, in order, whenever the run flushes (after each model call, each tool call's start and
+end, before each checkpointed call): a step is written before any client sees it, so a client that saw step N and
+reconnects elsewhere with from_sequence N + 1 misses nothing and sees nothing twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -24,11 +22,11 @@ from dataclasses import dataclass, field
 
 from agentrun.execution.v1 import execution_service_pb2 as pb
 from dbos import DBOS
-from dbos._error import DBOSStreamTimeoutError
 
 from agentrun_core.domain import ExecutionStep
 from agentrun_core.proto_convert import step_from_pb, step_to_pb
 from execution_service.api.convert import event_response
+from execution_service.durable import journal
 from execution_service.engine.events import (
     EncodedEvent,
     RunEvent,
@@ -42,11 +40,6 @@ from execution_service.engine.live_run import LiveRun
 log = logging.getLogger(__name__)
 
 STREAM_KEY = "events"
-# How long reading the stream of a run being resumed waits for more entries before it takes what it read as the
-# whole prefix (the run's own workflow is the only writer, and it is here, replaying).
-PREFIX_READ_TIMEOUT_S = 0.2
-# How long a look at whether a run finished waits for more entries after the last one there is.
-FINISHED_READ_TIMEOUT_S = 0.05
 
 
 def encode_event(event: RunEvent) -> bytes:
@@ -62,36 +55,33 @@ class StreamPrefix:
 
 
 async def read_prefix(run_id: str) -> StreamPrefix:
-    """The entries already in the run's stream (called by the run's own workflow when it resumes). Read outside the
-    workflow's context: inside it, DBOS would make the read a checkpointed operation of the workflow."""
-    return await asyncio.create_task(_read_prefix(run_id), context=contextvars.Context())
-
-
-async def _read_prefix(run_id: str) -> StreamPrefix:
+    """The entries already in the run's stream (called by the run's own workflow when it resumes: the only writer
+    of its stream, so what is there is the whole prefix)."""
     started: pb.RunStarted | None = None
     steps: list[ExecutionStep] = []
-    try:
-        async for value in DBOS.read_stream_async(run_id, STREAM_KEY, timeout_seconds=PREFIX_READ_TIMEOUT_S):
-            message = pb.WatchRunResponse.FromString(value)
-            kind = message.WhichOneof("event")
-            if kind == "run_started":
-                started = message.run_started
-            elif kind == "step":
-                steps.append(step_from_pb(message.step))
-    except DBOSStreamTimeoutError:
-        pass  # read everything there is
+    for _, value in await journal.current().entries(run_id):
+        message = pb.WatchRunResponse.FromString(value)
+        kind = message.WhichOneof("event")
+        if kind == "run_started":
+            started = message.run_started
+        elif kind == "step":
+            steps.append(step_from_pb(message.step))
     return StreamPrefix(started, tuple(steps))
 
 
 @dataclass
 class StreamWriter:
     """Writes a run's events to its durable stream, in the run's own task, in order. `written` is called with each
-    event once it is durable (the local LiveRun then passes it to this replica's watchers)."""
+    event once it is durable (the local LiveRun then passes it to this replica's watchers).
+
+    Offsets: a step's is its sequence; any other event takes the offset after the last one written (RunStarted: 0,
+    RunFinished: after the last step)."""
 
     run_id: str
     written: Callable[[RunEvent], None]
     _pending: deque[RunEvent] = field(default_factory=deque)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _next_offset: int = 0
 
     def put(self, event: RunEvent) -> None:
         self._pending.append(event)
@@ -100,17 +90,19 @@ class StreamWriter:
         self._pending.append(StepEvent(step, step_to_pb(step).SerializeToString()))
 
     async def flush(self) -> None:
-        """Writes every pending event (each one a checkpointed operation of the workflow)."""
+        """Writes every pending event (one journal entry each; an entry a replay writes again stays as it was)."""
         async with self._lock:
             while self._pending:
                 event = self._pending[0]
-                await DBOS.write_stream_async(STREAM_KEY, encode_event(event))
+                offset = event.step.sequence if isinstance(event, StepEvent) else self._next_offset
+                await journal.current().append(self.run_id, offset, encode_event(event))
+                self._next_offset = offset + 1
                 self._pending.popleft()
                 self.written(event)
 
     async def close(self) -> None:
+        """Writes what is pending (the stream ends with its RunFinished)."""
         await self.flush()
-        await DBOS.close_stream_async(STREAM_KEY)
 
 
 # How long a follower of a queued run waits for the first entry of its stream before it looks again whether this
@@ -150,7 +142,7 @@ class RemoteRun:
         kind = pb.WatchRunResponse.FromString(first).WhichOneof("event")
         if kind == "run_started" or (kind == "run_queued" and self.queued is None):
             yield EncodedEvent(first)
-        async for value in DBOS.read_stream_async(self.run_id, STREAM_KEY, offset=max(from_sequence, 1)):
+        async for value in read_entries(self.run_id, max(from_sequence, 1)):
             final = pb.WatchRunResponse.FromString(value).WhichOneof("event") == "run_finished"
             yield EncodedEvent(value, final=final)
             if final:
@@ -172,25 +164,22 @@ async def _without_queued(events: AsyncIterator[RunEvent]) -> AsyncGenerator[Run
             yield event
 
 
+async def has_finished(run_id: str) -> bool:
+    """Whether the run's stream holds its RunFinished (its workflow may still be recording its own end)."""
+    last = await journal.current().last(run_id)
+    return last is not None and pb.WatchRunResponse.FromString(last).WhichOneof("event") == "run_finished"
+
+
+def read_entries(run_id: str, from_offset: int) -> AsyncIterator[bytes]:
+    """The run's stream from `from_offset` on, each entry once, in order, waiting for the entries to come (the
+    caller stops at RunFinished)."""
+    return journal.values(journal.current().follow(run_id, from_offset))
+
+
 async def first_entry(run_id: str, wait_s: float) -> bytes | None:
     """The first entry of the run's stream (RunStarted; RunQueued for a run that ended in the queue), or None when
     its workflow has written none within `wait_s`."""
-    try:
-        value: bytes = await DBOS.read_stream_offset_async(run_id, STREAM_KEY, 0, timeout_seconds=wait_s)
-    except DBOSStreamTimeoutError:
-        return None
-    return value
-
-
-async def has_finished(run_id: str) -> bool:
-    """Whether the run's stream holds its RunFinished (its workflow may still be recording its own end)."""
-    last = b""
-    try:
-        async for value in DBOS.read_stream_async(run_id, STREAM_KEY, timeout_seconds=FINISHED_READ_TIMEOUT_S):
-            last = value
-    except DBOSStreamTimeoutError:
-        pass  # the run goes on: its stream is not closed
-    return bool(last) and pb.WatchRunResponse.FromString(last).WhichOneof("event") == "run_finished"
+    return await journal.current().entry(run_id, 0, wait_s)
 
 
 async def remote_run(
