@@ -27,7 +27,9 @@ from typing import Any, Generic, TypeVar
 
 from agentrun_core.domain import ErrorReason, ModelAttempt
 from execution_service.durable.checkpoints import Checkpoints, Operation
+from execution_service.durable.children import CHILD_STEP, ChildCall, DurableChildren, child_run_id
 from execution_service.durable.recorder import replayed_timing
+from execution_service.engine.instrumentation import replayed_call
 from execution_service.engine.live_run import LiveRun
 from execution_service.engine.step_recorder import utc_now
 from execution_service.model.base import FunctionCall, ModelError, ModelProvider, ModelRequest, ModelResponse
@@ -60,8 +62,11 @@ async def _timed(call: Awaitable[T]) -> Timed[T]:
 
 
 def _note_replayed(timed: Timed[Any], asked_at: datetime) -> None:
-    """Tells the recorder the call's checkpointed timing when the result comes from an earlier execution."""
-    replayed_timing.set((timed.started, timed.duration) if timed.started < asked_at else None)
+    """Tells the recorder the call's checkpointed timing when the result comes from an earlier execution (and the
+    run's telemetry that the call was replayed: engine.instrumentation.replayed_call)."""
+    replayed = timed.started < asked_at
+    replayed_timing.set((timed.started, timed.duration) if replayed else None)
+    replayed_call.set(replayed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +165,10 @@ class ToolStepReservations:
         for call in calls:
             self._by_call[call.id].append(self.checkpoints.reserve())
 
+    def peek(self, call_id: str) -> Operation | None:
+        reserved = self._by_call.get(call_id)
+        return reserved[0] if reserved else None
+
     def take(self, call_id: str) -> Operation | None:
         reserved = self._by_call.get(call_id)
         return reserved.popleft() if reserved else None
@@ -174,9 +183,12 @@ class DurableToolProvider:
         gate: CancelGate,
         reservations: ToolStepReservations,
         caught_up: Flush | None = None,
+        children: DurableChildren | None = None,
     ) -> None:
-        """`caught_up`: waits until a resumed run replayed the steps its stream held (DurableStepRecorder)."""
+        """`caught_up`: waits until a resumed run replayed the steps its stream held (DurableStepRecorder);
+        `children`: runs the calls of tools that start a run (sub-agents; durable.children)."""
         self._inner = inner
+        self._children = children
         self._run_id = run_id
         self._flush = flush
         self._gate = gate
@@ -186,10 +198,16 @@ class DurableToolProvider:
     async def resolve(self, patterns: list[str]) -> list[ResolvedTool]:
         return await self._inner.resolve(patterns)
 
+    def replayed_child_run_id(self, call_id: str) -> str:
+        """A sub-agent call's child run id, derived from the step id reserved for the call: a resumed run's call
+        names the same child (tools.base.ReplaysChildRuns)."""
+        reservation = self._reservations.peek(call_id)
+        return child_run_id(self._run_id, reservation.step_id) if reservation is not None else ""
+
     async def call(
         self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float, context: ToolCallContext | None = None
     ) -> ToolOutcome:
-        """`context` is not needed: sub-agents (the tools that need it) do not run in the durable mode."""
+        """`context` names a sub-agent call's child run."""
         call_id = current_tool_call_id.get()
         key = f"{self._run_id}:{call_id}"
         asked_at = utc_now()
@@ -200,11 +218,28 @@ class DurableToolProvider:
             log.warning("a durable tool call without a reserved operation", extra={"run_id": self._run_id})
             reservation = self._reservations.checkpoints.reserve()
             await self._flush()
-        timed = await reservation.run_async({"name": TOOL_STEP}, self._call, tool, arguments, timeout_s, key)
-        _note_replayed(timed, asked_at)
-        if timed.started >= asked_at and self._caught_up is not None:
+        outcome: ToolOutcome
+        if tool.starts_run and self._children is not None and context is not None:
+            child = await reservation.run_async({"name": CHILD_STEP}, self._children_call, tool, arguments, context)
+            _note_replayed(child, asked_at)
+            self._children.settle(child.value)
+            outcome = child.value.outcome
+            timed_started = child.started
+        else:
+            timed = await reservation.run_async({"name": TOOL_STEP}, self._call, tool, arguments, timeout_s, key)
+            _note_replayed(timed, asked_at)
+            outcome = timed.value
+            timed_started = timed.started
+        if timed_started >= asked_at and self._caught_up is not None:
             await self._caught_up()  # a call made again: after the turn's replayed results
-        return timed.value
+        return outcome
+
+    async def _children_call(
+        self, tool: ResolvedTool, arguments: dict[str, Any], context: ToolCallContext
+    ) -> Timed[ChildCall]:
+        assert self._children is not None
+        self._gate.check()
+        return await _timed(self._children.call_step(tool, arguments, context))
 
     async def _call(
         self, tool: ResolvedTool, arguments: dict[str, Any], timeout_s: float, key: str

@@ -33,6 +33,7 @@ from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.durable.admission import RUN_QUEUE, Dequeued, DurableAdmission
 from execution_service.durable.cancellation import CancelRequests
 from execution_service.durable.checkpoints import Checkpoints
+from execution_service.durable.children import DurableChildren
 from execution_service.durable.effects import (
     CancelGate,
     DurableModelProvider,
@@ -42,6 +43,7 @@ from execution_service.durable.effects import (
 from execution_service.durable.failure import FailedRun, enter_failure_steps, workflow_error
 from execution_service.durable.publishing import RunPublisher
 from execution_service.durable.recorder import DurableStepRecorder
+from execution_service.durable.remote_tree import RemoteTree
 from execution_service.durable.runtime import DurableRuntime
 from execution_service.durable.stream import (
     RemoteRun,
@@ -52,17 +54,20 @@ from execution_service.durable.stream import (
     read_prefix,
     remote_run,
 )
-from execution_service.durable.workflow import DurableRunInput
+from execution_service.durable.workflow import DurableRunInput, RunEnd
+from execution_service.engine.child_runs import ChildStart, ParentRun, child_fields
 from execution_service.engine.composition import RunSetup
 from execution_service.engine.events import RunEvent, RunFinishedEvent, RunQueuedEvent, RunStartedEvent, StepEvent
-from execution_service.engine.instrumentation import RunTelemetry
+from execution_service.engine.instrumentation import RunTelemetry, current_span_ids, remote_parent
 from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.manager import RunManager, StartRun, _terminal_run
 from execution_service.engine.outcomes import LoopOutcome
+from execution_service.engine.run_tree import RunNode
 from execution_service.engine.step_recorder import storable, utc_now
 from execution_service.errors import RunAlreadyExists, RunAlreadyFinished, RunNotFound
 from execution_service.model.base import ModelError, ModelProvider
 from execution_service.model.pricing import price_run
+from execution_service.tools.run_tools import RunTools
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +92,15 @@ class DurableRunManager(RunManager):
         self._runtime = runtime
         self._publisher = publisher
         self._cancels = cancels
+        # Sub-agents' runs started here whose workflow has not begun yet (one that begins otherwise is a resumption).
+        self._fresh: set[str] = set()
         self._queue = admission
         # The inputs of runs executing here as they started (their start time is that of leaving the queue).
         self._inputs: dict[str, DurableRunInput] = {}
+        # The nodes of the runs executing here in their trees of sub-agent runs.
+        self._nodes: dict[str, RunNode] = {}
+        # Resumed parents waiting for a child that has not resumed here yet (durable.children, adopt_child).
+        self._adopters: dict[str, LiveRun] = {}
 
     @property
     def replica(self) -> str:
@@ -105,7 +116,7 @@ class DurableRunManager(RunManager):
             if remote is not None:
                 if remote.user != request.user:
                     raise RunAlreadyExists(request.run_id)
-                return remote
+                return RemoteTree(remote)
         return await self.start(request)
 
     async def _begin(
@@ -118,41 +129,31 @@ class DurableRunManager(RunManager):
         model_name: str,
         setup: RunSetup,
     ) -> LiveRun:
-        """Admission by queue (execution_service.durable.admission): the run's admission record, then its workflow
-        enqueued on the shared queue, which any replica with a free slot dequeues. Returns the run as its starter
-        follows it: RunQueued first when it has to wait, then its stream (or, when this replica takes it, the run
-        in memory). QueueFull when it would wait and the queue is at its bound."""
+        """A run enters the shared queue (execution_service.durable.admission): its admission record, then its
+        workflow enqueued, which any replica with a free slot dequeues; returned as its starter follows it (RunQueued
+        first when it has to wait, then its stream, or the run in memory when this replica takes it). QueueFull when
+        it would wait and the queue is at its bound. A child run (sub-agent) runs within its parent's slot: its
+        workflow starts at once, never queued (a parent waiting for a child that waits for a slot might never end)."""
+        parent = request.parent
         now = utc_now()
-        trace_id = request.trace_id or secrets.token_hex(16)
-        timeout_s = self._limits.queue_timeout_s
-        queued = RunQueuedEvent(
-            run_id=run_id,
-            agent_name=agent.name,
-            agent_version=agent.version,
-            model_name=model_name,
-            enqueue_time=now,
-            position=0,  # unknown: the queue is shared by every replica
-            queue_name=RUN_QUEUE,
-            queue_timeout=timedelta(seconds=timeout_s) if timeout_s > 0 else None,
-            trace_id=trace_id,
-            user=request.user,
-        )
-        # Its start time and replica are set when it leaves the queue (`_left_queue`).
+        current_trace, current_span = current_span_ids()  # the ExecuteAgent call's, or the parent's tool call's
         started = RunStartedEvent(
             run_id=run_id,
             agent_name=agent.name,
             agent_version=agent.version,
             model_name=model_name,
-            start_time=now,
-            trace_id=trace_id,
+            start_time=now,  # a queued run's: set when it leaves the queue (`_left_queue`)
+            trace_id=current_trace
+            or (parent.base.trace_id if parent is not None else "")
+            or request.trace_id
+            or secrets.token_hex(16),
             user=request.user,
             replica=self.replica,
-            session_id=setup.session_id,
+            session_id=parent.base.session_id if parent is not None else setup.session_id,
             forked_from=setup.forked_from,
+            **child_fields(parent),
         )
         base = _base_run(run_id, request, agent, started)
-        encoded = encode_event(queued)
-        shown = await self._queue.enter(run_id, encoded)
         run = DurableRunInput(
             run_id,
             base,
@@ -161,9 +162,41 @@ class DurableRunManager(RunManager):
             prompt,
             request.model or agent.model,
             setup,
-            queued=queued,
-            shown_queued=shown,
+            model_override=request.model,
+            trace_parent=current_span if current_trace == started.trace_id else "",
         )
+        if parent is not None:
+            live = LiveRun(run_id=run_id, user=request.user, started=started, parent=parent.live)
+            self._live[run_id] = live
+            self._fresh.add(run_id)
+            try:
+                await self._runtime.start_run(run)
+            except BaseException:
+                self._live.pop(run_id, None)
+                self._fresh.discard(run_id)
+                raise
+            log.info("run started", extra={"run_id": run_id, "agent": agent.name, "replica": self.replica})
+            return live
+        return await self._enqueue(run)
+
+    async def _enqueue(self, run: DurableRunInput) -> LiveRun:
+        base, run_id = run.base, run.run_id
+        timeout_s = self._limits.queue_timeout_s
+        queued = RunQueuedEvent(
+            run_id=run_id,
+            agent_name=base.agent_name,
+            agent_version=base.agent_version,
+            model_name=base.model_name,
+            enqueue_time=base.start_time,
+            position=0,  # unknown: the queue is shared by every replica
+            queue_name=RUN_QUEUE,
+            queue_timeout=timedelta(seconds=timeout_s) if timeout_s > 0 else None,
+            trace_id=base.trace_id,
+            user=base.user,
+        )
+        encoded = encode_event(queued)
+        shown = await self._queue.enter(run_id, encoded)
+        run = dataclasses.replace(run, queued=queued, shown_queued=shown)
         if shown:
             self._publish_early(dataclasses.replace(base, status=RunStatus.QUEUED), "QUEUED")
         try:
@@ -173,19 +206,19 @@ class DurableRunManager(RunManager):
             raise
         log.info(
             "run queued" if shown else "run enqueued",
-            extra={"run_id": run_id, "agent": agent.name, "replica": self.replica, "queue": RUN_QUEUE},
+            extra={"run_id": run_id, "agent": base.agent_name, "replica": self.replica, "queue": RUN_QUEUE},
         )
         follower = RemoteRun(
-            run_id, request.user, None, queued=encoded if shown else None, local=lambda: self._live.get(run_id)
+            run_id, base.user, None, queued=encoded if shown else None, local=lambda: self._live.get(run_id)
         )
-        return AdmittedRun(run_id=run_id, user=request.user, started=None, follower=follower)
+        return AdmittedRun(run_id=run_id, user=base.user, started=None, follower=RemoteTree(follower))
 
     # --- the workflow's body ---------------------------------------------------------------------------------
 
-    async def execute(self, run: DurableRunInput) -> None:
-        """Runs (or resumes) the run: called by the run workflow on the replica that dequeued it. Its first step
-        leaves the queue (checkpointed: a resumption replays its start time and replica); a run cancelled or past
-        its queue timeout by then ends there, without a RunStarted."""
+    async def execute(self, run: DurableRunInput) -> RunEnd:
+        """Runs (or resumes) the run: called by the run workflow on the replica that dequeued it. A queued run's first
+        operation leaves the queue (checkpointed: a resumption replays its start time and replica); a run cancelled or
+        past its queue timeout by then ends there, without a RunStarted."""
         if self._shutting_down and run.run_id not in self._live:
             # A stopping replica takes no new run from the queue: the workflow stays pending, and a survivor takes
             # it over once this replica is silent (ReplicaHeartbeat.stop), as for the runs it leaves at the end.
@@ -194,29 +227,38 @@ class DurableRunManager(RunManager):
         if live is None:
             # Registered before it leaves the queue, so a cancel announced meanwhile finds it (and is honoured).
             live = LiveRun(
-                run_id=run.run_id, user=run.base.user, started=None, queued=run.queued if run.shown_queued else None
+                run_id=run.run_id,
+                user=run.base.user,
+                started=None if run.queued is not None else run.started,
+                queued=run.queued if run.shown_queued else None,
             )
             self._live[run.run_id] = live
-        first_time = False
+        if run.queued is None:  # a sub-agent's run: started at once within its parent's slot
+            fresh = run.run_id in self._fresh
+            self._fresh.discard(run.run_id)
+            checkpoints = Checkpoints(run.run_id) if fresh else await Checkpoints.resume(run.run_id)
+        else:
+            first_time = False
 
-        async def leave_queue() -> Dequeued:
-            nonlocal first_time
-            first_time = True
-            return await self._queue.leave(run.run_id, self.replica, utc_now())
+            async def leave_queue() -> Dequeued:
+                nonlocal first_time
+                first_time = True
+                return await self._queue.leave(run.run_id, self.replica, utc_now())
 
-        # Operation 0 of every run: leaving the queue (one read of what an earlier execution recorded, if any).
-        checkpoints = await Checkpoints.resume(run.run_id)
-        dequeued: Dequeued = await checkpoints.reserve().run_async({"name": DEQUEUE_STEP}, leave_queue)
-        # The operation ran now (not replayed): the run's first execution, its stream is empty.
-        fresh = first_time
-        run = _left_queue(run, dequeued)
-        self._inputs[run.run_id] = run
-        live.task = asyncio.current_task()
-        if dequeued.cancelled or dequeued.timed_out:
-            await self._end_in_queue(run, live, dequeued, checkpoints)
-            return
-        live.start(run.started)
+            # Operation 0 of a queued run: leaving the queue (after one read of what an earlier execution recorded).
+            checkpoints = await Checkpoints.resume(run.run_id)
+            dequeued: Dequeued = await checkpoints.reserve().run_async({"name": DEQUEUE_STEP}, leave_queue)
+            fresh = first_time  # ran now, not replayed: the run's first execution, its stream is empty
+            run = _left_queue(run, dequeued)
+            self._inputs[run.run_id] = run
+            if dequeued.cancelled or dequeued.timed_out:
+                live.task = asyncio.current_task()
+                return await self._end_in_queue(run, live, dequeued, checkpoints)
+            if live.started is None:
+                live.start(run.started)
         prefix = StreamPrefix() if fresh else await read_prefix(run.run_id)
+        live.task = asyncio.current_task()
+        tree = self._tree(run, live, fresh)
         if not fresh:
             await self._apply_stored_cancel(live)
         writer = StreamWriter(run.run_id, lambda event: _show_locally(live, event))
@@ -238,10 +280,12 @@ class DurableRunManager(RunManager):
             resumed_from=resumed_from,
             started_at=run.base.start_time,
             function_calls=reservations.reserve,
+            tree=tree,
         )
         if fresh:
             self._publish_running(run)
         gate = CancelGate(live)
+        traced = RunTelemetry.noop()
         try:
             model = self._providers(run.model)[0]
         except ModelError as exc:  # a replica configured unlike the one that started the run (no Gemini key...)
@@ -251,22 +295,34 @@ class DurableRunManager(RunManager):
             )
         else:
             provider = DurableModelProvider(model, writer.flush, gate, checkpoints)
+            children = DurableChildren(self, ParentRun(live, run.base, tree, "", run.model_override), self._agents.get)
             tools = DurableToolProvider(
-                self._tools, run.run_id, writer.flush, gate, reservations, caught_up=recorder.caught_up
+                RunTools(self._tools, children.tools),
+                run.run_id,
+                writer.flush,
+                gate,
+                reservations,
+                caught_up=recorder.caught_up,
+                children=children,
             )
             used = (prefix.steps[-1].time - run.base.start_time).total_seconds() if prefix.steps else 0.0
             timeout_s = max(run.agent.limits.run_timeout_s - used, 0.001)
-            traced = RunTelemetry.noop()
-            outcome = await self._outcome(
-                live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, None, run.setup
-            )
-        await asyncio.shield(self._finish_durable(run, live, recorder, writer, checkpoints, outcome))
+            traced = self._run_telemetry(run, model.name, fresh)
+            traced.secrets = recorder.secret_memory
+            with traced.activate():  # ends the span if the execution stops (the replica stops: the run resumes)
+                outcome = await self._outcome(
+                    live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, None, run.setup
+                )
+        with traced.activate():
+            end = await asyncio.shield(self._finish_durable(run, live, recorder, writer, checkpoints, outcome, traced))
         self._inputs.pop(run.run_id, None)
-        await self._queue.forget(run.run_id)
+        if run.queued is not None:
+            await self._queue.forget(run.run_id)
+        return end
 
     async def _end_in_queue(
         self, run: DurableRunInput, live: LiveRun, dequeued: Dequeued, checkpoints: Checkpoints
-    ) -> None:
+    ) -> RunEnd:
         """The run ends as it leaves the queue, never started (as in embedded mode: its start and end are the time it
         left, its error is its one step): its stream holds its RunQueued at offset 0, the error step, RunFinished."""
         writer = StreamWriter(run.run_id, lambda event: _show_locally(live, event))
@@ -290,9 +346,45 @@ class DurableRunManager(RunManager):
             "a queued run ends without starting",
             extra={"run_id": run.run_id, "status": outcome.status.value, "replica": self.replica},
         )
-        await asyncio.shield(self._finish_durable(run, live, recorder, writer, checkpoints, outcome))
+        end = await asyncio.shield(
+            self._finish_durable(run, live, recorder, writer, checkpoints, outcome, RunTelemetry.noop())
+        )
         self._inputs.pop(run.run_id, None)
         await self._queue.forget(run.run_id)
+        return end
+
+    def _run_telemetry(self, run: DurableRunInput, provider: str, fresh: bool) -> RunTelemetry:
+        """This execution's `invoke_agent` span: in the run's trace, a child of the span that started the run, on
+        whichever replica executes it (engine.instrumentation, "Durable mode")."""
+        return self._instruments.start_run(
+            run_id=run.run_id,
+            agent=run.agent,
+            model=run.started.model_name,
+            provider=provider,
+            user=run.base.user,
+            prompt=run.prompt,
+            context=remote_parent(run.base.trace_id, run.trace_parent),
+            extra={"agentrun.replica": self.replica, "agentrun.resumed": not fresh},
+        )
+
+    def _tree(self, run: DurableRunInput, live: LiveRun, fresh: bool) -> RunNode:
+        """The run's node in its tree of sub-agent runs. A child started here by its parent's call is under its
+        parent's node (its tokens count against its ancestors' budgets as they are used) and its LiveRun hands its
+        steps to its parent's. A resumed child is a node of its own (its parent counts its tokens when it ends); its
+        steps go to its parent's watchers here once its resumed parent's call has found it (`adopt_child`)."""
+        agent, base = run.agent, run.base
+        parent = self._nodes.get(base.parent_run_id) if fresh and base.parent_run_id else None
+        if parent is not None and run.run_id not in parent.linked:
+            node = parent.child(
+                run.run_id, agent.name, agent.limits.token_budget, agent.limits.max_depth, base.parent_tool_call_id
+            )
+        else:
+            node = RunNode(run.run_id, agent.name, agent.limits.token_budget, agent.limits.max_depth)
+        adopter = self._adopters.pop(run.run_id, None)
+        if adopter is not None:
+            live.attach_to_parent(adopter)
+        self._nodes[run.run_id] = node
+        return node
 
     def _cancelled_outcome(self, live: LiveRun) -> LoopOutcome:
         if live.cancel_requested:
@@ -309,15 +401,24 @@ class DurableRunManager(RunManager):
         writer: StreamWriter,
         checkpoints: Checkpoints,
         outcome: LoopOutcome,
-    ) -> None:
+        traced: RunTelemetry,
+    ) -> RunEnd:
         error = recorder.error(outcome.error) if outcome.error is not None else None
         await writer.flush()
         end = utc_now()
         terminal = _terminal_run(run.base, recorder, outcome, error, end)
+        tree = recorder.tree
+        if tree.children:
+            terminal = dataclasses.replace(
+                terminal,
+                token_usage_with_descendants=tree.usage_with_descendants,
+                cost_with_descendants=tree.cost_with_descendants(terminal.cost),
+            )
         publish, retry = checkpoints.reserve(), checkpoints.reserve()
         recorded = await publish.run_async(
             {"name": PUBLISH_STEP}, self._publisher.deliver, terminal, self._limits.publish_wait_s
         )
+        traced.finish(terminal)
         writer.put(
             RunFinishedEvent(
                 run_id=terminal.id,
@@ -331,20 +432,27 @@ class DurableRunManager(RunManager):
                 error=terminal.error,
                 cost=terminal.cost,
                 recorded=recorded,
+                token_usage_with_descendants=terminal.token_usage_with_descendants,
+                cost_with_descendants=terminal.cost_with_descendants,
             )
         )
         await writer.close()
         self._live.pop(live.run_id, None)
+        self._nodes.pop(live.run_id, None)
+        self._adopters.pop(live.run_id, None)
+        if any(parent is live for parent in self._adopters.values()):  # its children that did not resume here
+            self._adopters = {child: parent for child, parent in self._adopters.items() if parent is not live}
         self._finished[live.run_id] = live
         while len(self._finished) > self._limits.retain_finished:
             self._finished.popitem(last=False)
         log.info("run finished", extra={"run_id": terminal.id, "status": terminal.status.value})
         if not recorded:
             await retry.run_async({"name": PUBLISH_RETRY_STEP}, self._publisher.deliver, terminal)
+        return _run_end(terminal)
 
     # --- a failed workflow ------------------------------------------------------------------------------------
 
-    async def fail(self, run: DurableRunInput, error: Exception) -> None:
+    async def fail(self, run: DurableRunInput, error: Exception) -> RunEnd:
         """Ends the run FAILED after `error` escaped `execute` (called by the run workflow): an error step and
         RunFinished in its stream, the FAILED record published to RunsService (a checkpointed step, retried like the
         normal end's), from the failure path's reserved step ids (execution_service.durable.failure)."""
@@ -389,15 +497,18 @@ class DurableRunManager(RunManager):
         )
         await writer.close()
         self._live.pop(run.run_id, None)
+        self._nodes.pop(run.run_id, None)
         self._finished[run.run_id] = live
         while len(self._finished) > self._limits.retain_finished:
             self._finished.popitem(last=False)
         log.info(
             "run finished", extra={"run_id": run.run_id, "status": terminal.status.value, "reason": run_error.reason}
         )
-        await self._queue.forget(run.run_id)
+        if run.queued is not None:
+            await self._queue.forget(run.run_id)
         if not recorded:
             await DBOS.run_step_async({"name": PUBLISH_RETRY_STEP}, self._publisher.deliver, terminal)
+        return _run_end(terminal)
 
     async def _failed_run(self, run: DurableRunInput, error: RunError) -> FailedRun:
         """The FAILED record of a run whose workflow failed: the steps its stream holds (what its clients saw), then
@@ -448,13 +559,49 @@ class DurableRunManager(RunManager):
         live.cancel_requested = True  # immediate: the next call the run would make is not made (CancelGate)
         live.control.stop_after_turn = after_turn
 
+    # --- sub-agents (durable.children) -----------------------------------------------------------------------
+
+    async def start_child(self, child: ChildStart) -> None:
+        await self._start_child(child)
+
+    async def record_not_started(self, child: ChildStart, problem: str) -> None:
+        await self._record_child_not_started(child, problem)
+
+    async def _store_not_started(self, run: Run) -> None:
+        """Published within the parent's call (a checkpointed step: at least once), at most publish_wait_s, then in
+        the background while this replica runs (RunsService down: the parent's call does not wait for it)."""
+        if not await self._publisher.deliver(run, self._limits.publish_wait_s):
+            log.warning("the sub-agent run that did not start is not stored yet; retrying", extra={"run_id": run.id})
+            task = asyncio.create_task(self._publisher.deliver(run), name=f"publish-not-started-{run.id}")
+            task.add_done_callback(_log_failure)
+
+    def adopt_child(self, child_run_id: str, parent: LiveRun) -> None:
+        child = self.find(child_run_id)
+        if child is None:
+            self._adopters[child_run_id] = parent  # attached when its workflow resumes here (if it does)
+        else:
+            child.attach_to_parent(parent)
+
+    def end_child(self, child_run_id: str, parent: LiveRun) -> bool:
+        if self._shutting_down and not parent.cancel_requested:
+            return False  # the replica stops: the child's workflow stays pending and resumes, like its parent's
+        child = self._live.get(child_run_id)
+        if child is None or child.is_finished:
+            # Runs on another replica (or has not begun its execution here yet): asked through the cancel channel.
+            task = asyncio.create_task(self._cancels.request(child_run_id, after_turn=False))
+            task.add_done_callback(_log_failure)
+            return True
+        child.cancel_message = f"the run was cancelled: its parent run {parent.run_id} ended first"
+        self.cancel(child_run_id)
+        return True
+
     # --- any replica -----------------------------------------------------------------------------------------
 
     async def locate(self, run_id: str) -> FollowedRun | None:
         live = self.find(run_id)
         if live is not None and not (live.is_queued and live.queued is None):
             return live
-        return await self._remote(run_id) or live
+        return _with_children(await self._remote(run_id)) or live
 
     async def _remote(self, run_id: str, wait_s: float = 5.0) -> RemoteRun | None:
         """The run followed through its stream, with its RunQueued first while it waits in the shared queue (or when
@@ -476,7 +623,7 @@ class DurableRunManager(RunManager):
         # A run still waiting in the shared queue leaves it at once and ends CANCELLED (its workflow records it).
         if await self._queue.end_queued(run_id):
             log.info("cancelling a queued run: it ends without starting", extra={"run_id": run_id})
-        return remote
+        return RemoteTree(remote)
 
     def cancel_here(self, run_id: str, after_turn: bool) -> None:
         """A cancel request announced by any replica: applied when the run runs here."""
@@ -502,6 +649,25 @@ def _base_run(run_id: str, request: StartRun, agent: AgentSpec, started: RunStar
         trace_id=started.trace_id,
         session_id=started.session_id,
         forked_from=started.forked_from,
+        parent_run_id=started.parent_run_id,
+        root_run_id=started.root_run_id,
+        parent_tool_call_id=started.parent_tool_call_id,
+        depth=started.depth,
+    )
+
+
+def _with_children(remote: RemoteRun | None) -> RemoteTree | None:
+    return RemoteTree(remote) if remote is not None else None
+
+
+def _run_end(run: Run) -> RunEnd:
+    return RunEnd(
+        run_id=run.id,
+        status=run.status,
+        final_response=run.final_response,
+        error=run.error,
+        usage_with_descendants=run.token_usage_with_descendants or run.token_usage,
+        cost_with_descendants=run.cost_with_descendants or run.cost,
     )
 
 
@@ -538,7 +704,7 @@ class AdmittedRun(LiveRun):
     waits, then its stream or, when this replica took it, the run in memory). A LiveRun for RunManager.start's type;
     not kept in this manager's runs (the replica that executes the run holds it)."""
 
-    follower: RemoteRun | None = None
+    follower: RemoteTree | None = None
 
     def follow(self, from_sequence: int = 0) -> AsyncGenerator[RunEvent]:
         assert self.follower is not None
@@ -564,6 +730,6 @@ def _show_locally(live: LiveRun, event: RunEvent) -> None:
         live.finish(event)
 
 
-def _log_failure(task: asyncio.Task[bool]) -> None:
+def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("publishing a RUNNING record failed", exc_info=task.exception())
+        log.error("a background task of the durable run manager failed", exc_info=task.exception())

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agentrun_core.domain import ExecutionStep, RunResumed, StepPayload, step_kind
+from execution_service.engine.run_tree import RunNode
 from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.model.base import FunctionCall, ModelError, ModelResponse
 from execution_service.redaction import Redactor
@@ -58,11 +59,13 @@ class DurableStepRecorder(StepRecorder):
         resumed_from: str | None = None,
         started_at: datetime | None = None,
         function_calls: Callable[[Sequence[FunctionCall]], None] | None = None,
+        tree: RunNode | None = None,
     ) -> None:
         """`recorded`: the steps the stream holds; `resumed_from`: the replica that ran the run before (None: this
         is the run's first execution, nothing to mark); `function_calls`: called with the function calls of each
-        model answer when it is recorded, before the turn awaits anything (effects.ToolStepReservations)."""
-        super().__init__(run_id, emit, redactor, flush)
+        model answer when it is recorded, before the turn awaits anything (effects.ToolStepReservations); `tree`: the
+        run's place in its tree of sub-agent runs."""
+        super().__init__(run_id, emit, redactor, flush, tree)
         self._function_calls = function_calls
         self._recorded = recorded
         self._replica = replica

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from dbos import DBOS
 
-from agentrun_core.domain import Run
+from agentrun_core.domain import Cost, Run, RunError, RunStatus, TokenUsage
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.engine.composition import RunSetup
 from execution_service.engine.events import RunQueuedEvent, RunStartedEvent
@@ -35,6 +35,11 @@ class DurableRunInput:
     model: str
     # A session's history or a fork's replay (execution_service.engine.composition), as prepared when it started.
     setup: RunSetup = field(default_factory=RunSetup)
+    # The model override the run was started with ("" when none): its sub-agents' runs run on it too.
+    model_override: str = ""
+    # The span that started the run (16 hex digits; "" when none): each execution's `invoke_agent` span is its child,
+    # in the run's trace (base.trace_id), on whichever replica runs it.
+    trace_parent: str = ""
     # Its RunQueued (the first entry of its stream if it ends in the queue without starting), and whether its starter
     # showed it QUEUED (then followers send that first). `started` and `base` carry the enqueue time until the run
     # leaves the queue (execution_service.durable.admission).
@@ -42,10 +47,23 @@ class DurableRunInput:
     shown_queued: bool = False
 
 
-class RunExecutor(Protocol):
-    async def execute(self, run: DurableRunInput) -> None: ...
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """How the run ended: the workflow's result (checkpointed by DBOS), which a parent run awaits for its sub-agent's
+    run (execution_service.durable.children). Usage and cost include the run's descendants."""
 
-    async def fail(self, run: DurableRunInput, error: Exception) -> None:
+    run_id: str
+    status: RunStatus
+    final_response: str = ""
+    error: RunError | None = None
+    usage_with_descendants: TokenUsage = field(default_factory=TokenUsage)
+    cost_with_descendants: Cost | None = None
+
+
+class RunExecutor(Protocol):
+    async def execute(self, run: DurableRunInput) -> RunEnd: ...
+
+    async def fail(self, run: DurableRunInput, error: Exception) -> RunEnd:
         """Ends the run FAILED after `error` escaped `execute` (execution_service.durable.failure)."""
 
 
@@ -59,10 +77,10 @@ def bind(executor: RunExecutor | None) -> None:
 
 
 @DBOS.workflow(name=WORKFLOW_NAME)
-async def run_workflow(run: DurableRunInput) -> None:
+async def run_workflow(run: DurableRunInput) -> RunEnd:
     if _executor is None:
         raise RuntimeError("no durable run executor is bound in this process (execution_service.durable.workflow)")
     try:
-        await _executor.execute(run)
+        return await _executor.execute(run)
     except Exception as exc:  # a run whose workflow fails ends FAILED rather than RUNNING forever
-        await _executor.fail(run, exc)
+        return await _executor.fail(run, exc)

@@ -7,22 +7,30 @@ terminal run; the loop wraps each model and tool call in `RunTelemetry.model_cal
 
 Content (prompts, model text, tool arguments and results) goes on spans only when Telemetry.capture_content is on,
 and then redacted like everything the service streams and stores.
+
+Durable mode: each execution of a run (the first, and each resumption on any replica) has its own `invoke_agent`
+span in the run's trace (`remote_parent`: the trace id is the run's trace_id, the parent the span that started the
+run). A resumed run's calls that return their checkpointed result (`replayed_call`) keep their span, marked
+`agentrun.replayed = true`, and record no metrics: each call's tokens and duration are counted once, by the
+execution that made it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import secrets
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
 import orjson
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util.types import AttributeValue
 
 from agentrun_core.domain import Run, RunStatus, TokenUsage
@@ -53,6 +61,42 @@ TOKEN_TYPE = "gen_ai.token.type"
 TOOL_NAME = "gen_ai.tool.name"
 ERROR_TYPE = "error.type"
 MCP_SERVER = "agentrun.mcp.server"
+REPLAYED = "agentrun.replayed"
+
+# Set by the durable mode's providers after each call: True when its result came from a checkpoint (an earlier
+# execution made the call), so its span is marked and its metrics are not recorded again.
+replayed_call: ContextVar[bool] = ContextVar("replayed_call", default=False)
+
+
+def remote_parent(trace_id: str, span_id: str = "") -> otel_context.Context | None:
+    """A context whose current span is a remote parent in trace `trace_id` (32 hex digits) with span id `span_id`
+    (16 hex digits; a random one when "" or malformed): spans started in it belong to that trace. None when
+    `trace_id` is not a trace id."""
+    try:
+        trace_value = int(trace_id, 16) if len(trace_id) == 32 else 0
+    except ValueError:
+        trace_value = 0
+    if not trace_value:
+        return None
+    try:
+        span_value = int(span_id, 16) if len(span_id) == 16 else 0
+    except ValueError:
+        span_value = 0
+    parent = SpanContext(
+        trace_id=trace_value,
+        span_id=span_value or int.from_bytes(secrets.token_bytes(8), "big") or 1,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+    return trace.set_span_in_context(NonRecordingSpan(parent))
+
+
+def current_span_ids() -> tuple[str, str]:
+    """(trace id, span id) of the current span, ("", "") when there is none."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return "", ""
+    return trace.format_trace_id(ctx.trace_id), trace.format_span_id(ctx.span_id)
 
 
 def provider_name(name: str) -> str:
@@ -121,9 +165,12 @@ class EngineInstruments:
         provider: str,
         user: str,
         prompt: RenderedPrompt,
+        context: otel_context.Context | None = None,
+        extra: Mapping[str, AttributeValue] | None = None,
     ) -> RunTelemetry:
-        """Starts the run's `invoke_agent` span as a child of the current span (the ExecuteAgent call); a no-op
-        when run instrumentation is switched off (agentrun_core.telemetry.set_enabled)."""
+        """Starts the run's `invoke_agent` span as a child of the current span (the ExecuteAgent call), or of
+        `context`'s (durable mode: `remote_parent`), with `extra` attributes; a no-op when run instrumentation is
+        switched off (agentrun_core.telemetry.set_enabled)."""
         if not is_enabled():
             return RunTelemetry.noop()
         attributes: dict[str, AttributeValue] = {
@@ -134,6 +181,7 @@ class EngineInstruments:
             REQUEST_MODEL: model,
             "agentrun.run.id": run_id,
             "agentrun.user": user,
+            **(extra or {}),
         }
         if self.capture_content:
             scrub = self.redactor.scrub_text
@@ -144,7 +192,9 @@ class EngineInstruments:
             attributes["gen_ai.input.messages"] = _json(
                 [{"role": "user", "parts": [{"type": "text", "content": scrub(prompt.user_text)}]}]
             )
-        span = self.tracer.start_span(f"invoke_agent {agent.name}", kind=SpanKind.INTERNAL, attributes=attributes)
+        span = self.tracer.start_span(
+            f"invoke_agent {agent.name}", context=context, kind=SpanKind.INTERNAL, attributes=attributes
+        )
         metric_attributes = {AGENT_NAME: agent.name, REQUEST_MODEL: model, PROVIDER: provider_name(provider)}
         return RunTelemetry(self, span, metric_attributes)
 
@@ -295,10 +345,13 @@ class ModelCallSpan:
         self._attributes = attributes
         self._secrets = secrets
         self._error: str | None = None
+        # The call's result came from a checkpoint (durable mode): its metrics were recorded when it was made.
+        self._replayed = False
 
     def succeeded(self, response: ModelResponse) -> None:
         usage = response.usage
         inst = self._instruments
+        self._note_replayed()
         if response.model:
             self._attributes[RESPONSE_MODEL] = response.model
         if self._span.is_recording():
@@ -315,19 +368,28 @@ class ModelCallSpan:
             if inst.capture_content:
                 attributes["gen_ai.output.messages"] = _json([_output_message(response, inst.redactor, self._secrets)])
             self._span.set_attributes(attributes)
-        inst.token_usage.record(input_tokens(usage), {**self._attributes, TOKEN_TYPE: "input"})
-        inst.token_usage.record(output_tokens(usage), {**self._attributes, TOKEN_TYPE: "output"})
+        if not self._replayed:
+            inst.token_usage.record(input_tokens(usage), {**self._attributes, TOKEN_TYPE: "input"})
+            inst.token_usage.record(output_tokens(usage), {**self._attributes, TOKEN_TYPE: "output"})
+
+    def _note_replayed(self) -> None:
+        if replayed_call.get():
+            replayed_call.set(False)  # read once: the tasks of the turn's tool calls start with it False
+            self._replayed = True
+            self._span.set_attribute(REPLAYED, True)
 
     def failed(self, error_type: str) -> None:
         if self._error is not None:
             return
+        self._note_replayed()
         self._error = error_type
         self._span.set_attribute(ERROR_TYPE, error_type)
         self._span.set_status(Status(StatusCode.ERROR))
 
     def end(self, duration_s: float) -> None:
         attributes = self._attributes if self._error is None else {**self._attributes, ERROR_TYPE: self._error}
-        self._instruments.operation_duration.record(duration_s, attributes)
+        if not self._replayed:
+            self._instruments.operation_duration.record(duration_s, attributes)
         self._span.end()
 
 
@@ -361,19 +423,25 @@ class ToolCallSpan:
 
     def _record(self, outcome: ToolOutcome, duration: timedelta) -> None:
         inst = self._instruments
+        replayed = replayed_call.get()
+        if replayed:
+            replayed_call.set(False)
+            self._span.set_attribute(REPLAYED, True)
         attributes = {**self._attributes, "agentrun.tool.status": outcome.status.value}
         if outcome.is_error:
             error_type = str(outcome.error_reason or outcome.status.value)
             attributes[ERROR_TYPE] = error_type
             self._span.set_attribute(ERROR_TYPE, error_type)
             self._span.set_status(Status(StatusCode.ERROR))
-            inst.tool_errors.add(1, attributes)
+            if not replayed:
+                inst.tool_errors.add(1, attributes)
         if inst.capture_content and self._span.is_recording():
             # Only what the span keeps is scrubbed (a margin past the cap, so a secret cut in two is still found).
             kept = outcome.text[: inst.redactor.rules.max_result_bytes + SCRUB_MARGIN_CHARS]
             capped = inst.redactor.cap(inst.redactor.scrub_result_text(kept, self._secrets))
             self._span.set_attribute("gen_ai.tool.call.result", capped.text)
-        inst.tool_duration.record(duration.total_seconds(), attributes)
+        if not replayed:
+            inst.tool_duration.record(duration.total_seconds(), attributes)
 
 
 def _exception_type(exc: BaseException) -> str:

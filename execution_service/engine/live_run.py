@@ -112,6 +112,17 @@ class LiveRun:
         if self.parent is not None:
             self.parent.append_descendant_step(step, encoded, depth + 1)
 
+    def attach_to_parent(self, parent: LiveRun) -> None:
+        """Makes `parent` receive this run's steps (and its descendants') from now on, after the ones so far: in the
+        durable mode, a parent resumed after a crash finds its sub-agent's run already running."""
+        if self.parent is not None:
+            return
+        for event in self._events:
+            if isinstance(event, StepEvent):
+                own = event.step.run_id == self.run_id
+                parent.append_descendant_step(event.step, event.encoded, 1 if own else event.step.depth + 1)
+        self.parent = parent
+
     def finish(self, event: RunFinishedEvent) -> None:
         self.finished = event
         # A finished run stays in memory for a while (WatchRun, idempotent retries): without the steps' serialized
@@ -246,7 +257,13 @@ def resumed(run: FollowedRun, from_sequence: int, from_run_id: str = "") -> Asyn
             f"must be at least 2 with from_run_id naming a sub-agent's run (the sequence after the last step of that "
             f"run received), got {from_sequence}",
         )
-    if not isinstance(run, LiveRun) or not run.carries(from_run_id, from_sequence - 1):
+    if not isinstance(run, LiveRun):
+        raise InvalidRequest(
+            "from_run_id",
+            f"run {run.run_id} runs on another replica (durable mode): reattaching after a sub-agent's step works "
+            "through the replica that runs it; here, reattach with from_sequence alone",
+        )
+    if not run.carries(from_run_id, from_sequence - 1):
         raise InvalidRequest(
             "from_run_id",
             f"step {from_sequence - 1} of run {from_run_id} is not in the stream of run {run.run_id}: name the run "

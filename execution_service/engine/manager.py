@@ -503,12 +503,6 @@ class RunManager:
         max_parallel_tools: int | None,
         setup: RunSetup | None = None,
     ) -> LoopOutcome:
-        if agent.sub_agents and not isinstance(tool_provider, RunTools):
-            return LoopOutcome.failed(
-                ErrorReason.TOOL_NOT_FOUND,
-                f"agent {agent.name!r} calls sub-agents ({', '.join(agent.sub_agents)}), which the durable mode does "
-                "not run yet; run it on an execution service in the embedded mode",
-            )
         setup = setup or RunSetup()
         if setup.history is not None:
             recorder.record(setup.history.step, time=utc_now())
@@ -610,12 +604,16 @@ class RunManager:
             **child_fields(parent),
         )
         try:
-            await self._sink.record(run)
+            await self._store_not_started(run)
         except Exception:
             log.exception(
                 "could not store the sub-agent run that did not start",
                 extra={"run_id": child.run_id, "parent_run_id": parent.base.id},
             )
+
+    async def _store_not_started(self, run: Run) -> None:
+        """Stores a sub-agent's run that did not start (through the outbox; the durable mode publishes it)."""
+        await self._sink.record(run)
 
     def _cancelled_outcome(self, live: LiveRun) -> LoopOutcome:
         if live.cancel_requested:

@@ -38,6 +38,9 @@ class RunNode:
     children_cost: Cost | None = None
     # Children started so far.
     children: int = 0
+    # The children whose nodes are under this one (their usage counts here as it happens); in the durable mode, a
+    # child that ran elsewhere (another replica, before a restart) is not, and is counted when it ends.
+    linked: set[str] = field(default_factory=set)
 
     @property
     def depth(self) -> int:
@@ -55,7 +58,18 @@ class RunNode:
 
     def child(self, run_id: str, agent: str, token_budget: int, max_depth: int, tool_call_id: str) -> RunNode:
         self.children += 1
+        self.linked.add(run_id)
         return RunNode(run_id, agent, token_budget, max_depth, parent=self, tool_call_id=tool_call_id)
+
+    def child_ended_elsewhere(self, run_id: str, usage_with_descendants: TokenUsage) -> None:
+        """A child whose node was not under this one ended (durable mode: it ran on another replica, or before a
+        restart, or its result was replayed): its tokens count now. Nothing for a child whose node is under this one
+        (counted as they happened)."""
+        if run_id in self.linked:
+            return
+        self.linked.add(run_id)
+        self.children += 1
+        self.add_usage(usage_with_descendants)
 
     def child_refused(self, agent: str) -> str | None:
         """Why a child run of `agent` may not start under this run (None: it may): it would be deeper than this run's

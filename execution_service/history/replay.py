@@ -18,7 +18,14 @@ from agentrun_core.domain import ExecutionStep, ModelCall, Run, ToolCallFinished
 from execution_service.errors import InvalidRequest
 from execution_service.history.transcript import ToolNamer, function_calls_of, stored_outcome
 from execution_service.model.base import ModelProvider, ModelRequest, ModelResponse
-from execution_service.tools.base import ResolvedTool, ToolCallContext, ToolOutcome, ToolProvider, current_tool_call_id
+from execution_service.tools.base import (
+    ReplaysChildRuns,
+    ResolvedTool,
+    ToolCallContext,
+    ToolOutcome,
+    ToolProvider,
+    current_tool_call_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +152,10 @@ class ReplayingTools:
     def replayed_child_run_id(self, call_id: str) -> str:
         """For a sub-agent call answered from the replay: the original's child run, which the fork's call names (it
         starts none); "" for any other call."""
-        return self._child_run_ids.get(call_id, "") if call_id in self._outcomes else ""
+        if call_id in self._outcomes:
+            return self._child_run_ids.get(call_id, "")
+        # A live call: the live provider may choose its child's run id (the durable mode's are derived).
+        return self._live.replayed_child_run_id(call_id) if isinstance(self._live, ReplaysChildRuns) else ""
 
     async def resolve(self, patterns: list[str]) -> list[ResolvedTool]:
         return await self._live.resolve(patterns)

@@ -71,9 +71,10 @@ class ToolProvider(Protocol):
 
 @runtime_checkable
 class ReplaysChildRuns(Protocol):
-    """A tool provider answering some calls from a stored run (a fork's, history.replay): a sub-agent call it
-    answers names the original's child run instead of a new one."""
+    """A tool provider that chooses the child run id of some sub-agent calls: a fork's (history.replay) names the
+    original's child run for a call it answers from the record; the durable mode's (durable.children) derives the id
+    from the run and the call's checkpointed step, so a resumed run names the same child."""
 
     def replayed_child_run_id(self, call_id: str) -> str:
-        """The original's child run of call `call_id` when the provider answers it from the record, else ""."""
+        """The child run call `call_id` names, or "" for a new run id."""
         ...

@@ -69,13 +69,15 @@ def total(usage: run_pb2.TokenUsage) -> tuple[int, int, int]:
     return (usage.input_tokens, usage.output_tokens, usage.total_tokens)
 
 
-async def test_a_parent_calls_two_sub_agents_in_parallel_and_sees_their_steps_live(tmp_path: Path) -> None:
+async def test_a_parent_calls_two_sub_agents_in_parallel_and_sees_their_steps_live(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
     agents = {
         "planner": agent("planner", tools=["agents/researcher", "agents/writer"]),
         "researcher": agent("researcher", tools=["test/echo"], extra="description: Finds facts."),
         "writer": agent("writer", extra="input:\n  schema:\n    tone: string"),
     }
-    async with running_stack(tmp_path, agents) as stack:
+    async with running_stack(tmp_path, agents, **mode) as stack:
         slow = 1.0  # each child's model turns take this long, so their steps interleave
         stack.gemini.set_responder(
             ByAgent(
@@ -169,12 +171,12 @@ async def test_a_parent_calls_two_sub_agents_in_parallel_and_sees_their_steps_li
         assert len(parent.execution_steps) == sum(s.depth == 0 for s in steps)
 
 
-async def test_a_failed_child_is_the_parents_tool_error(tmp_path: Path) -> None:
+async def test_a_failed_child_is_the_parents_tool_error(tmp_path: Path, mode: dict[str, Any]) -> None:
     agents = {
         "boss": agent("boss", tools=["agents/flaky"]),
         "flaky": agent("flaky", tools=["test/echo"], limits={"max_steps": 1}),
     }
-    async with running_stack(tmp_path, agents) as stack:
+    async with running_stack(tmp_path, agents, **mode) as stack:
         stack.gemini.set_responder(
             ByAgent(
                 {
@@ -201,12 +203,12 @@ async def test_a_failed_child_is_the_parents_tool_error(tmp_path: Path) -> None:
         assert child.parent_run_id == finished.run_id
 
 
-async def test_cancelling_the_parent_cancels_its_children(tmp_path: Path) -> None:
+async def test_cancelling_the_parent_cancels_its_children(tmp_path: Path, mode: dict[str, Any]) -> None:
     agents = {
         "boss": agent("boss", tools=["agents/sleeper"]),
         "sleeper": agent("sleeper", tools=["test/sleep"]),
     }
-    async with running_stack(tmp_path, agents) as stack:
+    async with running_stack(tmp_path, agents, **mode) as stack:
         stack.gemini.set_responder(
             ByAgent(
                 {
@@ -238,12 +240,12 @@ async def test_cancelling_the_parent_cancels_its_children(tmp_path: Path) -> Non
         assert parent.tool_calls[0].status == run_pb2.TOOL_CALL_STATUS_CANCELLED
 
 
-async def test_the_parents_token_budget_covers_its_children(tmp_path: Path) -> None:
+async def test_the_parents_token_budget_covers_its_children(tmp_path: Path, mode: dict[str, Any]) -> None:
     agents = {
         "boss": agent("boss", tools=["agents/hungry"], limits={"token_budget": 300}),
         "hungry": agent("hungry", tools=["test/echo"]),
     }
-    async with running_stack(tmp_path, agents) as stack:
+    async with running_stack(tmp_path, agents, **mode) as stack:
         hungry_turn = FakeResponse(function_calls=[call("echo", "e", text="more")], usage=usage(90, 10))
         stack.gemini.set_responder(
             ByAgent(
@@ -267,13 +269,13 @@ async def test_the_parents_token_budget_covers_its_children(tmp_path: Path) -> N
         assert finished.token_usage_with_descendants.total_tokens == 400
 
 
-async def test_grandchildren_reach_the_root_stream_at_depth_two(tmp_path: Path) -> None:
+async def test_grandchildren_reach_the_root_stream_at_depth_two(tmp_path: Path, mode: dict[str, Any]) -> None:
     agents = {
         "top": agent("top", tools=["agents/middle"]),
         "middle": agent("middle", tools=["agents/bottom"]),
         "bottom": agent("bottom"),
     }
-    async with running_stack(tmp_path, agents) as stack:
+    async with running_stack(tmp_path, agents, **mode) as stack:
         stack.gemini.set_responder(
             ByAgent(
                 {
@@ -310,7 +312,9 @@ async def test_grandchildren_reach_the_root_stream_at_depth_two(tmp_path: Path) 
         assert len(replayed) == len(steps) - 2  # all but the root's first two steps, which came before any child's
 
 
-async def test_depth_limits_cycles_and_missing_sub_agents_are_refused_at_load(tmp_path: Path) -> None:
+async def test_depth_limits_cycles_and_missing_sub_agents_are_refused_at_load(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
     agents = {
         "ping": agent("ping", tools=["agents/pong"]),
         "pong": agent("pong", tools=["agents/ping"]),
@@ -322,7 +326,7 @@ async def test_depth_limits_cycles_and_missing_sub_agents_are_refused_at_load(tm
         "selfish": agent("selfish", tools=["agents/selfish"]),
         "fine": agent("fine", tools=["agents/deep1"], limits={"max_depth": 2}),
     }
-    async with running_stack(tmp_path, agents) as stack:
+    async with running_stack(tmp_path, agents, **mode) as stack:
         listed = await stack.execution_stub().ListAgents(ex.ListAgentsRequest())
         usable = {a.name: a for a in listed.agents}
         assert set(usable) == {"deep1", "deep2", "fine"}
@@ -346,13 +350,15 @@ async def test_depth_limits_cycles_and_missing_sub_agents_are_refused_at_load(tm
         assert {"ping", "pong", "uses-ping"} <= {a.name for a in listed.agents}
 
 
-async def test_children_run_within_their_parents_slot_of_the_admission_queue(tmp_path: Path) -> None:
+async def test_children_run_within_their_parents_slot_of_the_admission_queue(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
     agents = {
         "boss": agent("boss", tools=["agents/helper"]),
         "helper": agent("helper"),
     }
     # One run at a time: a child queued behind its own parent would wait forever.
-    async with running_stack(tmp_path, agents, max_concurrent_runs=1, max_queued_runs=0) as stack:
+    async with running_stack(tmp_path, agents, max_concurrent_runs=1, max_queued_runs=0, **mode) as stack:
         stack.gemini.set_responder(
             ByAgent(
                 {
@@ -376,12 +382,14 @@ def step_key(step: run_pb2.ExecutionStep) -> tuple[str, int, int]:
     return (step.run_id, step.sequence, step.depth)
 
 
-async def test_reattaching_after_the_last_step_received_sends_every_later_step_exactly_once(tmp_path: Path) -> None:
+async def test_reattaching_after_the_last_step_received_sends_every_later_step_exactly_once(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
     agents = {
         "boss": agent("boss", tools=["agents/helper"]),
         "helper": agent("helper", tools=["test/echo"]),
     }
-    async with running_stack(tmp_path, agents) as stack:
+    async with running_stack(tmp_path, agents, **mode) as stack:
         slow = 0.5  # the helper's turns take this long: the client disconnects while the child runs
         stack.gemini.set_responder(
             ByAgent(
@@ -444,12 +452,14 @@ async def test_reattaching_after_the_last_step_received_sends_every_later_step_e
             assert "from_" in (caught.value.details() or "")
 
 
-async def test_a_child_that_cannot_start_is_stored_failed_under_the_id_its_call_names(tmp_path: Path) -> None:
+async def test_a_child_that_cannot_start_is_stored_failed_under_the_id_its_call_names(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
     agents = {
         "boss": agent("boss", tools=["agents/writer"]),
         "writer": agent("writer", extra="input:\n  schema:\n    tone: string"),
     }
-    async with running_stack(tmp_path, agents) as stack:
+    async with running_stack(tmp_path, agents, **mode) as stack:
         stack.gemini.set_responder(
             ByAgent(
                 {
@@ -493,9 +503,11 @@ async def test_a_child_that_cannot_start_is_stored_failed_under_the_id_its_call_
         assert children[calls["no-tone"].child_run_id].task == "a line"
 
 
-async def test_a_fork_that_replays_a_sub_agent_call_names_the_originals_child_run(tmp_path: Path) -> None:
+async def test_a_fork_that_replays_a_sub_agent_call_names_the_originals_child_run(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
     agents = {"boss": agent("boss", tools=["agents/helper"]), "helper": agent("helper")}
-    async with running_stack(tmp_path, agents) as stack:
+    async with running_stack(tmp_path, agents, **mode) as stack:
         stack.gemini.set_responder(
             ByAgent(
                 {
