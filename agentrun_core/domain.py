@@ -65,6 +65,9 @@ class ErrorReason(enum.StrEnum):
     # Durable mode: a resumed run's workflow no longer replays its recorded execution (its agent, model or tools
     # changed between the crash and the resumption).
     DURABLE_REPLAY_DIVERGED = "DURABLE_REPLAY_DIVERGED"
+    # Durable mode: every execution of the run ended its replica's process, and DBOS gave its workflow up (too many
+    # recoveries); the run was ended by another replica (execution_service.durable.given_up).
+    DURABLE_RECOVERY_EXHAUSTED = "DURABLE_RECOVERY_EXHAUSTED"
     # A sub-agent's child run that could not start (bad task or variables, depth limit, service full): stored FAILED
     # so the parent's ToolCallStarted.child_run_id names a run; the message says why.
     CHILD_NOT_STARTED = "CHILD_NOT_STARTED"

@@ -132,6 +132,8 @@ class ExecutionSettings(EnvSettings):
     # replica looks for a queued run to take (the delay between a slot freeing and the next run starting).
     global_max_concurrent_runs: int = setting(0, "AGENTRUN_GLOBAL_MAX_CONCURRENT_RUNS", ge=0)
     queue_polling_interval_s: float = setting(0.1, "AGENTRUN_QUEUE_POLLING_INTERVAL_S", gt=0, le=60)
+    # How often a replica looks for runs DBOS gave up on (too many recoveries) to end them FAILED.
+    given_up_check_interval_s: float = setting(30.0, "AGENTRUN_GIVEN_UP_CHECK_INTERVAL_S", gt=0)
     # Scheduled runs (docs/agents.md, "Schedules"): whether this replica runs the agents' schedules; how late a tick
     # may be handled and still count as on time; how often the agents directory is re-read for schedule changes.
     scheduler_enabled: bool = setting(True, "AGENTRUN_SCHEDULER")

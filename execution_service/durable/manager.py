@@ -10,7 +10,7 @@ import logging
 import secrets
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from dbos import DBOS
@@ -510,11 +510,47 @@ class DurableRunManager(RunManager):
             await DBOS.run_step_async({"name": PUBLISH_RETRY_STEP}, self._publisher.deliver, terminal)
         return _run_end(terminal)
 
-    async def _failed_run(self, run: DurableRunInput, error: RunError) -> FailedRun:
+    async def end_given_up(self, run: DurableRunInput, error: RunError, end: datetime) -> bool:
+        """Ends FAILED a run whose workflow DBOS gave up on (durable.given_up): its FAILED record (the steps its
+        stream holds, then an error step at `end`) published to RunsService, then the error step and RunFinished
+        written to its stream. False when RunsService did not take the record (nothing written: try again later).
+        Outside any workflow; idempotent (the same `end` gives the same record, the stream keeps what it has)."""
+        failed = await self._failed_run(run, error, end)
+        terminal = failed.terminal
+        if not await self._publisher.deliver(terminal, self._limits.publish_wait_s):
+            return False
+        assert terminal.end_time is not None and terminal.duration is not None
+        writer = StreamWriter(run.run_id, lambda event: None)
+        writer.put(run.started)  # offset 0: kept as it is when the run's stream has it
+        writer.put_step(terminal.execution_steps[-1])
+        writer.put(
+            RunFinishedEvent(
+                run_id=terminal.id,
+                status=terminal.status,
+                final_response="",
+                token_usage=terminal.token_usage,
+                duration=terminal.duration,
+                end_time=terminal.end_time,
+                steps_taken=terminal.steps_taken,
+                tool_call_count=len(terminal.tool_calls),
+                error=terminal.error,
+                cost=terminal.cost,
+                recorded=True,
+            )
+        )
+        await writer.close()
+        await self._queue.forget(run.run_id)
+        log.error(
+            "a durable run DBOS gave up on ended FAILED",
+            extra={"run_id": run.run_id, "reason": terminal.error.reason if terminal.error else ""},
+        )
+        return True
+
+    async def _failed_run(self, run: DurableRunInput, error: RunError, end: datetime | None = None) -> FailedRun:
         """The FAILED record of a run whose workflow failed: the steps its stream holds (what its clients saw), then
-        the error step."""
+        the error step (at `end`, default now)."""
         prefix = await read_prefix(run.run_id)
-        end = utc_now()
+        end = end or utc_now()
         scrubbed = RunError(
             error.reason, storable(self._redactor.scrub_text(error.message, self._redactor.new_memory()))
         )

@@ -17,6 +17,7 @@ from execution_service.config import ExecutionSettings
 from execution_service.durable import journal, workflow
 from execution_service.durable.admission import ENDING_QUEUE, RUN_QUEUE, DurableAdmission, QueueLimits
 from execution_service.durable.cancellation import CancelRequests
+from execution_service.durable.given_up import GivenUpRuns
 from execution_service.durable.manager import DurableRunManager
 from execution_service.durable.publishing import RunPublisher
 from execution_service.durable.replicas import ReplicaHeartbeat
@@ -117,6 +118,9 @@ async def start_durable(
     await heartbeat.beat()
     heartbeat.start()
     resources.push_async_callback(heartbeat.stop)
+    given_up = GivenUpRuns(manager.end_given_up, interval_s=settings.given_up_check_interval_s)
+    given_up.start()
+    resources.push_async_callback(given_up.stop)
     log.info(
         "durable mode on",
         extra={
