@@ -132,6 +132,12 @@ class RunsServiceUnavailable(ExecutionError):
     reason = "RUNS_SERVICE_UNAVAILABLE"
 
 
+class ExecutionDatabaseUnavailable(ExecutionError):
+    """Durable mode: the execution database (the shared queue, DBOS's tables) did not answer."""
+
+    reason = "EXECUTION_DATABASE_UNAVAILABLE"
+
+
 class HistoryUnavailable(ExecutionError):
     """A session's earlier runs or a fork's original could not be read from RunsService (a passing condition)."""
 

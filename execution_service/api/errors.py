@@ -8,6 +8,7 @@ from agentrun_core.grpc_status import abort
 from execution_service.errors import (
     AgentNotFound,
     AgentUnusable,
+    ExecutionDatabaseUnavailable,
     ExecutionError,
     HistoryUnavailable,
     InvalidRequest,
@@ -39,6 +40,7 @@ _CODES: list[tuple[type[ExecutionError], grpc.StatusCode]] = [
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (RunsServiceUnavailable, grpc.StatusCode.UNAVAILABLE),
     (HistoryUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (ExecutionDatabaseUnavailable, grpc.StatusCode.UNAVAILABLE),
     (RunNotForkable, grpc.StatusCode.FAILED_PRECONDITION),
     (RunIdUncheckable, grpc.StatusCode.UNAVAILABLE),
     (RunStateUnknown, grpc.StatusCode.UNAVAILABLE),

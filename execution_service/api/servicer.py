@@ -58,6 +58,8 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         limits = limits or CallLimits()
         self._streams = StreamLimiter(limits.max_streams_per_user)
         self._rate = RateLimiter(limits.rate_per_minute, limits.burst)
+        # Cancellations of disconnected clients' runs held by other replicas, in flight.
+        self._cancelling: set[asyncio.Task[None]] = set()
 
     async def ExecuteAgent(
         self, request: pb.ExecuteAgentRequest, context: grpc.aio.ServicerContext
@@ -218,7 +220,20 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
                 try:
                     self._manager.cancel(live.run_id)
                 except RunNotFound:
-                    # Durable mode: a run another replica executes (a retried ExecuteAgent reattached to it) is
-                    # cancelled only by CancelRun.
-                    log.info("the run executes on another replica; it goes on", extra={"run_id": live.run_id})
+                    # Durable mode: the run waits in the shared queue or executes on another replica.
+                    self._cancel_elsewhere(live.run_id)
             raise
+
+    def _cancel_elsewhere(self, run_id: str) -> None:
+        """Cancels a run this replica does not hold, from a handler being cancelled (so in a task of its own)."""
+
+        async def cancel() -> None:
+            try:
+                await self._manager.cancel_anywhere(run_id)
+                log.info("client disconnected: cancelled its run on another replica", extra={"run_id": run_id})
+            except ExecutionError as exc:
+                log.info("could not cancel the disconnected client's run", extra={"run_id": run_id, "why": str(exc)})
+
+        task = asyncio.create_task(cancel(), name=f"cancel-abandoned-{run_id}")
+        self._cancelling.add(task)
+        task.add_done_callback(self._cancelling.discard)

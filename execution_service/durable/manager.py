@@ -8,7 +8,9 @@ import asyncio
 import dataclasses
 import logging
 import secrets
-from datetime import datetime
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from dbos import DBOS
@@ -28,6 +30,7 @@ from agentrun_core.domain import (
 from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
+from execution_service.durable.admission import RUN_QUEUE, Dequeued, DurableAdmission
 from execution_service.durable.cancellation import CancelRequests
 from execution_service.durable.checkpoints import Checkpoints
 from execution_service.durable.children import DurableChildren
@@ -46,6 +49,7 @@ from execution_service.durable.stream import (
     RemoteRun,
     StreamPrefix,
     StreamWriter,
+    encode_event,
     has_finished,
     read_prefix,
     remote_run,
@@ -53,14 +57,14 @@ from execution_service.durable.stream import (
 from execution_service.durable.workflow import DurableRunInput, RunEnd
 from execution_service.engine.child_runs import ChildStart, ParentRun, child_fields
 from execution_service.engine.composition import RunSetup
-from execution_service.engine.events import RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
+from execution_service.engine.events import RunEvent, RunFinishedEvent, RunQueuedEvent, RunStartedEvent, StepEvent
 from execution_service.engine.instrumentation import RunTelemetry, current_span_ids, remote_parent
 from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.manager import RunManager, StartRun, _terminal_run
 from execution_service.engine.outcomes import LoopOutcome
 from execution_service.engine.run_tree import RunNode
 from execution_service.engine.step_recorder import storable, utc_now
-from execution_service.errors import RunAlreadyExists, RunAlreadyFinished, RunNotFound, TooManyRuns
+from execution_service.errors import RunAlreadyExists, RunAlreadyFinished, RunNotFound
 from execution_service.model.base import ModelError, ModelProvider
 from execution_service.model.pricing import price_run
 from execution_service.tools.run_tools import RunTools
@@ -70,6 +74,7 @@ log = logging.getLogger(__name__)
 PUBLISH_STEP = "agentrun.publish_run"
 PUBLISH_RETRY_STEP = "agentrun.publish_run_retry"
 FAILED_RUN_STEP = "agentrun.failed_run"
+DEQUEUE_STEP = "agentrun.leave_queue"
 _TERMINAL_WORKFLOW_STATUSES = frozenset({"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
 
 
@@ -80,14 +85,18 @@ class DurableRunManager(RunManager):
         runtime: DurableRuntime,
         publisher: RunPublisher,
         cancels: CancelRequests,
+        admission: DurableAdmission,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._runtime = runtime
         self._publisher = publisher
         self._cancels = cancels
-        # Runs started here whose workflow has not begun yet (a workflow that begins otherwise is a resumption).
+        # Sub-agents' runs started here whose workflow has not begun yet (one that begins otherwise is a resumption).
         self._fresh: set[str] = set()
+        self._queue = admission
+        # The inputs of runs executing here as they started (their start time is that of leaving the queue).
+        self._inputs: dict[str, DurableRunInput] = {}
         # The nodes of the runs executing here in their trees of sub-agent runs.
         self._nodes: dict[str, RunNode] = {}
         # Resumed parents waiting for a child that has not resumed here yet (durable.children, adopt_child).
@@ -103,7 +112,7 @@ class DurableRunManager(RunManager):
         """An ExecuteAgent retried with the run id of a run another replica executes (its client lost that replica)
         follows that run, like a retry on the replica that runs it."""
         if request.run_id and self.find(request.run_id) is None and run_id_problem(request.run_id) is None:
-            remote = await remote_run(request.run_id, wait_s=1.0)
+            remote = await self._remote(request.run_id, wait_s=1.0)
             if remote is not None:
                 if remote.user != request.user:
                     raise RunAlreadyExists(request.run_id)
@@ -120,23 +129,20 @@ class DurableRunManager(RunManager):
         model_name: str,
         setup: RunSetup,
     ) -> LiveRun:
-        # Admission in this mode is still a bound, not a queue: the shared DBOS queue (QUEUED runs across replicas,
-        # a global limit) is not wired yet (docs/deployment.md, "Admission and queues"). A child run (sub-agent)
-        # runs within its parent's slot.
+        """A run enters the shared queue (execution_service.durable.admission): its admission record, then its
+        workflow enqueued, which any replica with a free slot dequeues; returned as its starter follows it (RunQueued
+        first when it has to wait, then its stream, or the run in memory when this replica takes it). QueueFull when
+        it would wait and the queue is at its bound. A child run (sub-agent) runs within its parent's slot: its
+        workflow starts at once, never queued (a parent waiting for a child that waits for a slot might never end)."""
         parent = request.parent
-        if parent is None and len(self._live) >= self._limits.max_concurrent_runs:
-            raise TooManyRuns(
-                f"{len(self._live)} runs are in progress on this replica (AGENTRUN_MAX_CONCURRENT_RUNS="
-                f"{self._limits.max_concurrent_runs}); in durable mode a run over the limit is refused rather than "
-                "queued: retry later, or on another replica"
-            )
+        now = utc_now()
         current_trace, current_span = current_span_ids()  # the ExecuteAgent call's, or the parent's tool call's
         started = RunStartedEvent(
             run_id=run_id,
             agent_name=agent.name,
             agent_version=agent.version,
             model_name=model_name,
-            start_time=utc_now(),
+            start_time=now,  # a queued run's: set when it leaves the queue (`_left_queue`)
             trace_id=current_trace
             or (parent.base.trace_id if parent is not None else "")
             or request.trace_id
@@ -148,9 +154,6 @@ class DurableRunManager(RunManager):
             **child_fields(parent),
         )
         base = _base_run(run_id, request, agent, started)
-        live = LiveRun(run_id=run_id, user=request.user, started=started, parent=parent.live if parent else None)
-        self._live[run_id] = live
-        self._fresh.add(run_id)
         run = DurableRunInput(
             run_id,
             base,
@@ -162,26 +165,98 @@ class DurableRunManager(RunManager):
             model_override=request.model,
             trace_parent=current_span if current_trace == started.trace_id else "",
         )
+        if parent is not None:
+            live = LiveRun(run_id=run_id, user=request.user, started=started, parent=parent.live)
+            self._live[run_id] = live
+            self._fresh.add(run_id)
+            try:
+                await self._runtime.start_run(run)
+            except BaseException:
+                self._live.pop(run_id, None)
+                self._fresh.discard(run_id)
+                raise
+            log.info("run started", extra={"run_id": run_id, "agent": agent.name, "replica": self.replica})
+            return live
+        return await self._enqueue(run)
+
+    async def _enqueue(self, run: DurableRunInput) -> LiveRun:
+        base, run_id = run.base, run.run_id
+        timeout_s = self._limits.queue_timeout_s
+        queued = RunQueuedEvent(
+            run_id=run_id,
+            agent_name=base.agent_name,
+            agent_version=base.agent_version,
+            model_name=base.model_name,
+            enqueue_time=base.start_time,
+            position=0,  # unknown: the queue is shared by every replica
+            queue_name=RUN_QUEUE,
+            queue_timeout=timedelta(seconds=timeout_s) if timeout_s > 0 else None,
+            trace_id=base.trace_id,
+            user=base.user,
+        )
+        encoded = encode_event(queued)
+        shown = await self._queue.enter(run_id, encoded)
+        run = dataclasses.replace(run, queued=queued, shown_queued=shown)
+        if shown:
+            self._publish_early(dataclasses.replace(base, status=RunStatus.QUEUED), "QUEUED")
         try:
-            await self._runtime.start_run(run)
+            await self._runtime.start_run(run, queue_name=RUN_QUEUE)
         except BaseException:
-            self._live.pop(run_id, None)
-            self._fresh.discard(run_id)
+            await asyncio.shield(self._queue.abandon(run_id))
             raise
-        log.info("run started", extra={"run_id": run_id, "agent": agent.name, "replica": self.replica})
-        return live
+        log.info(
+            "run queued" if shown else "run enqueued",
+            extra={"run_id": run_id, "agent": base.agent_name, "replica": self.replica, "queue": RUN_QUEUE},
+        )
+        follower = RemoteRun(
+            run_id, base.user, None, queued=encoded if shown else None, local=lambda: self._live.get(run_id)
+        )
+        return AdmittedRun(run_id=run_id, user=base.user, started=None, follower=RemoteTree(follower))
 
     # --- the workflow's body ---------------------------------------------------------------------------------
 
     async def execute(self, run: DurableRunInput) -> RunEnd:
-        """Runs (or resumes) the run: called by the run workflow on the replica that executes it."""
-        fresh = run.run_id in self._fresh
-        self._fresh.discard(run.run_id)
-        prefix = StreamPrefix() if fresh else await read_prefix(run.run_id)
+        """Runs (or resumes) the run: called by the run workflow on the replica that dequeued it. A queued run's first
+        operation leaves the queue (checkpointed: a resumption replays its start time and replica); a run cancelled or
+        past its queue timeout by then ends there, without a RunStarted."""
+        if self._shutting_down and run.run_id not in self._live:
+            # A stopping replica takes no new run from the queue: the workflow stays pending, and a survivor takes
+            # it over once this replica is silent (ReplicaHeartbeat.stop), as for the runs it leaves at the end.
+            raise asyncio.CancelledError("the replica is stopping; the run starts on another replica")
         live = self._live.get(run.run_id)
         if live is None:
-            live = LiveRun(run_id=run.run_id, user=run.base.user, started=run.started)
+            # Registered before it leaves the queue, so a cancel announced meanwhile finds it (and is honoured).
+            live = LiveRun(
+                run_id=run.run_id,
+                user=run.base.user,
+                started=None if run.queued is not None else run.started,
+                queued=run.queued if run.shown_queued else None,
+            )
             self._live[run.run_id] = live
+        if run.queued is None:  # a sub-agent's run: started at once within its parent's slot
+            fresh = run.run_id in self._fresh
+            self._fresh.discard(run.run_id)
+            checkpoints = Checkpoints(run.run_id) if fresh else await Checkpoints.resume(run.run_id)
+        else:
+            first_time = False
+
+            async def leave_queue() -> Dequeued:
+                nonlocal first_time
+                first_time = True
+                return await self._queue.leave(run.run_id, self.replica, utc_now())
+
+            # Operation 0 of a queued run: leaving the queue (after one read of what an earlier execution recorded).
+            checkpoints = await Checkpoints.resume(run.run_id)
+            dequeued: Dequeued = await checkpoints.reserve().run_async({"name": DEQUEUE_STEP}, leave_queue)
+            fresh = first_time  # ran now, not replayed: the run's first execution, its stream is empty
+            run = _left_queue(run, dequeued)
+            self._inputs[run.run_id] = run
+            if dequeued.cancelled or dequeued.timed_out:
+                live.task = asyncio.current_task()
+                return await self._end_in_queue(run, live, dequeued, checkpoints)
+            if live.started is None:
+                live.start(run.started)
+        prefix = StreamPrefix() if fresh else await read_prefix(run.run_id)
         live.task = asyncio.current_task()
         tree = self._tree(run, live, fresh)
         if not fresh:
@@ -194,7 +269,6 @@ class DurableRunManager(RunManager):
                 "resuming a run",
                 extra={"run_id": run.run_id, "previous_replica": resumed_from, "steps": len(prefix.steps)},
             )
-        checkpoints = Checkpoints(run.run_id) if fresh else await Checkpoints.resume(run.run_id)
         reservations = ToolStepReservations(checkpoints)
         recorder = DurableStepRecorder(
             run.run_id,
@@ -240,7 +314,44 @@ class DurableRunManager(RunManager):
                     live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, None, run.setup
                 )
         with traced.activate():
-            return await asyncio.shield(self._finish_durable(run, live, recorder, writer, checkpoints, outcome, traced))
+            end = await asyncio.shield(self._finish_durable(run, live, recorder, writer, checkpoints, outcome, traced))
+        self._inputs.pop(run.run_id, None)
+        if run.queued is not None:
+            await self._queue.forget(run.run_id)
+        return end
+
+    async def _end_in_queue(
+        self, run: DurableRunInput, live: LiveRun, dequeued: Dequeued, checkpoints: Checkpoints
+    ) -> RunEnd:
+        """The run ends as it leaves the queue, never started (as in embedded mode: its start and end are the time it
+        left, its error is its one step): its stream holds its RunQueued at offset 0, the error step, RunFinished."""
+        writer = StreamWriter(run.run_id, lambda event: _show_locally(live, event))
+        writer.put(run.queued or _queued_of(run))
+        recorder = DurableStepRecorder(
+            run.run_id,
+            writer.put_step,
+            self._redactor,
+            writer.flush,
+            replica=self.replica,
+            started_at=run.base.start_time,
+        )
+        if dequeued.cancelled:
+            outcome = LoopOutcome(
+                RunStatus.CANCELLED,
+                error=RunError(ErrorReason.CANCELLED, "the run was cancelled while it waited in the queue"),
+            )
+        else:
+            outcome = self._queue_timeout_outcome()
+        log.info(
+            "a queued run ends without starting",
+            extra={"run_id": run.run_id, "status": outcome.status.value, "replica": self.replica},
+        )
+        end = await asyncio.shield(
+            self._finish_durable(run, live, recorder, writer, checkpoints, outcome, RunTelemetry.noop())
+        )
+        self._inputs.pop(run.run_id, None)
+        await self._queue.forget(run.run_id)
+        return end
 
     def _run_telemetry(self, run: DurableRunInput, provider: str, fresh: bool) -> RunTelemetry:
         """This execution's `invoke_agent` span: in the run's trace, a child of the span that started the run, on
@@ -345,6 +456,7 @@ class DurableRunManager(RunManager):
         """Ends the run FAILED after `error` escaped `execute` (called by the run workflow): an error step and
         RunFinished in its stream, the FAILED record published to RunsService (a checkpointed step, retried like the
         normal end's), from the failure path's reserved step ids (execution_service.durable.failure)."""
+        run = self._inputs.pop(run.run_id, run)  # with its start time, once it left the queue
         run_error = workflow_error(error, self.replica)
         log.error(
             "a durable run's workflow failed; the run ends FAILED",
@@ -392,6 +504,8 @@ class DurableRunManager(RunManager):
         log.info(
             "run finished", extra={"run_id": run.run_id, "status": terminal.status.value, "reason": run_error.reason}
         )
+        if run.queued is not None:
+            await self._queue.forget(run.run_id)
         if not recorded:
             await DBOS.run_step_async({"name": PUBLISH_RETRY_STEP}, self._publisher.deliver, terminal)
         return _run_end(terminal)
@@ -425,6 +539,7 @@ class DurableRunManager(RunManager):
             )
         )
         await writer.close()
+        await self._queue.forget(run.run_id)
         log.error(
             "a durable run DBOS gave up on ended FAILED",
             extra={"run_id": run.run_id, "reason": terminal.error.reason if terminal.error else ""},
@@ -465,8 +580,12 @@ class DurableRunManager(RunManager):
         return FailedRun(terminal, write_started=prefix.started is None)
 
     def _publish_running(self, run: DurableRunInput) -> None:
-        """The RUNNING record, best effort (the terminal record is the one that must arrive, and does)."""
-        task = asyncio.create_task(self._publisher.deliver(run.base, 10.0), name=f"publish-running-{run.run_id}")
+        self._publish_early(run.base, "RUNNING")
+
+    def _publish_early(self, record: Run, what: str) -> None:
+        """A QUEUED or RUNNING record, best effort (the terminal record is the one that must arrive, and does;
+        RunsService keeps the later status whichever arrives first)."""
+        task = asyncio.create_task(self._publisher.deliver(record, 10.0), name=f"publish-{what.lower()}-{record.id}")
         task.add_done_callback(_log_failure)
 
     async def _apply_stored_cancel(self, live: LiveRun) -> None:
@@ -515,18 +634,31 @@ class DurableRunManager(RunManager):
     # --- any replica -----------------------------------------------------------------------------------------
 
     async def locate(self, run_id: str) -> FollowedRun | None:
-        return self.find(run_id) or _with_children(await remote_run(run_id))
+        live = self.find(run_id)
+        if live is not None and not (live.is_queued and live.queued is None):
+            return live
+        return _with_children(await self._remote(run_id)) or live
+
+    async def _remote(self, run_id: str, wait_s: float = 5.0) -> RemoteRun | None:
+        """The run followed through its stream, with its RunQueued first while it waits in the shared queue (or when
+        its starter showed it QUEUED)."""
+        return await remote_run(
+            run_id, wait_s, queued=await self._queue.queued_event(run_id), local=lambda: self._live.get(run_id)
+        )
 
     async def cancel_anywhere(self, run_id: str, *, after_turn: bool = False, user: str | None = None) -> FollowedRun:
         if self.find(run_id) is not None:
             return self.cancel(run_id, after_turn=after_turn, user=user)
-        remote = await remote_run(run_id, wait_s=1.0)
+        remote = await self._remote(run_id, wait_s=1.0)
         if remote is None or (user is not None and remote.user != user):
             return await super().cancel_anywhere(run_id, after_turn=after_turn, user=user)
         status = await DBOS.get_workflow_status_async(run_id)
         if (status is not None and status.status in _TERMINAL_WORKFLOW_STATUSES) or await has_finished(run_id):
             raise RunAlreadyFinished(f"run {shown(run_id)} already finished")
         await self._cancels.request(run_id, after_turn=after_turn)
+        # A run still waiting in the shared queue leaves it at once and ends CANCELLED (its workflow records it).
+        if await self._queue.end_queued(run_id):
+            log.info("cancelling a queued run: it ends without starting", extra={"run_id": run_id})
         return RemoteTree(remote)
 
     def cancel_here(self, run_id: str, after_turn: bool) -> None:
@@ -573,6 +705,50 @@ def _run_end(run: Run) -> RunEnd:
         usage_with_descendants=run.token_usage_with_descendants or run.token_usage,
         cost_with_descendants=run.cost_with_descendants or run.cost,
     )
+
+
+def _left_queue(run: DurableRunInput, dequeued: Dequeued) -> DurableRunInput:
+    """The run as it starts: its start time and replica those of the moment it left the queue (replayed from that
+    step's checkpoint on a resumption), the time it waited stored with it."""
+    start = dequeued.start_time
+    base = dataclasses.replace(
+        run.base, status=RunStatus.RUNNING, start_time=start, queue_duration=start - run.base.start_time
+    )
+    started = dataclasses.replace(run.started, start_time=start, replica=dequeued.replica)
+    return dataclasses.replace(run, base=base, started=started)
+
+
+def _queued_of(run: DurableRunInput) -> RunQueuedEvent:
+    """The RunQueued of a run whose input has none."""
+    return RunQueuedEvent(
+        run_id=run.run_id,
+        agent_name=run.base.agent_name,
+        agent_version=run.base.agent_version,
+        model_name=run.base.model_name,
+        enqueue_time=run.base.start_time - (run.base.queue_duration or timedelta(0)),
+        position=0,
+        queue_name=RUN_QUEUE,
+        queue_timeout=None,
+        trace_id=run.base.trace_id,
+        user=run.base.user,
+    )
+
+
+@dataclass
+class AdmittedRun(LiveRun):
+    """A run this replica started, as its starter follows it wherever it executes (`follower`: RunQueued while it
+    waits, then its stream or, when this replica took it, the run in memory). A LiveRun for RunManager.start's type;
+    not kept in this manager's runs (the replica that executes the run holds it)."""
+
+    follower: RemoteTree | None = None
+
+    def follow(self, from_sequence: int = 0) -> AsyncGenerator[RunEvent]:
+        assert self.follower is not None
+        return self.follower.follow(from_sequence)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.follower is not None and self.follower.is_finished
 
 
 def _previous_replica(prefix: StreamPrefix) -> str:

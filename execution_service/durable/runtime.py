@@ -25,8 +25,8 @@ APP_NAME = "agentrun"
 # DBOS recovers a workflow only on a replica of the same application version. Every agentrun replica runs the run
 # workflow the same way, so they share one version (bump it when a change makes old runs unable to replay).
 # 2: the run's stream and call results are in its journal (execution_service.durable.journal), not in DBOS streams and
-# steps.
-APP_VERSION = "agentrun-run-workflow-2"
+# steps. 3: runs enter the shared queue; the workflow's first step leaves it (execution_service.durable.admission).
+APP_VERSION = "agentrun-run-workflow-3"
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -1,7 +1,8 @@
 """agentrun's own tables in the execution database (beside DBOS's, in schema `agentrun`): replica heartbeats,
-cancellation requests, and each durable run's journal (execution_service.durable.journal): its event stream
+cancellation requests, each durable run's journal (execution_service.durable.journal): its event stream
 (`journal_entries`, one row per entry, keyed by (run id, offset)) and the checkpointed results of its calls
-(`journal_checkpoints`, keyed by (run id, operation number)). Created at launch when missing."""
+(`journal_checkpoints`, keyed by (run id, operation number)), and the admission records of runs in the shared queue
+(`queued_runs`, execution_service.durable.admission). Created at launch when missing."""
 
 from __future__ import annotations
 
@@ -32,6 +33,16 @@ CREATE TABLE IF NOT EXISTS agentrun.journal_checkpoints (
     value bytea NOT NULL,
     PRIMARY KEY (run_id, operation)
 );
+CREATE TABLE IF NOT EXISTS agentrun.queued_runs (
+    run_id text PRIMARY KEY,
+    queued bytea NOT NULL,
+    shown boolean NOT NULL,
+    deadline timestamptz,
+    enqueued_at timestamptz NOT NULL DEFAULT now(),
+    dequeued_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS queued_runs_deadline ON agentrun.queued_runs (deadline)
+    WHERE dequeued_at IS NULL AND deadline IS NOT NULL;
 """
 
 

@@ -15,6 +15,7 @@ from agentrun_core.telemetry import Telemetry
 from execution_service.agents.registry import AgentRegistry
 from execution_service.config import ExecutionSettings
 from execution_service.durable import journal, workflow
+from execution_service.durable.admission import ENDING_QUEUE, RUN_QUEUE, DurableAdmission, QueueLimits
 from execution_service.durable.cancellation import CancelRequests
 from execution_service.durable.given_up import GivenUpRuns
 from execution_service.durable.manager import DurableRunManager
@@ -60,6 +61,16 @@ async def start_durable(
     replica = settings.resolved_replica_id
     await ensure_schema(url)
     cancels = CancelRequests(url)
+    admission = DurableAdmission(
+        url,
+        QueueLimits(
+            per_replica=settings.max_concurrent_runs,
+            global_limit=settings.global_max_concurrent_runs or None,
+            max_queued=settings.max_queued_runs,
+            queue_timeout_s=settings.queue_timeout_s,
+            polling_interval_s=settings.queue_polling_interval_s,
+        ),
+    )
     runtime = DurableRuntime(RuntimeSettings(settings.execution_database_url, replica))
     manager = DurableRunManager(
         agents,
@@ -74,6 +85,7 @@ async def start_durable(
         runtime=runtime,
         publisher=RunPublisher(runs_channel, runs_call_metadata(settings)),
         cancels=cancels,
+        admission=admission,
     )
     run_journal = journal.Journal(url)
     await run_journal.open()
@@ -85,6 +97,19 @@ async def start_durable(
     # Launching resumes this replica's pending runs (a restart): the manager is bound first.
     runtime.launch()
     resources.callback(runtime.destroy)
+    # Every run enters the shared queue; a run ending without starting goes through the unlimited ending queue.
+    limits = admission.limits
+    await runtime.register_run_queue(
+        RUN_QUEUE,
+        worker_concurrency=limits.worker_concurrency,
+        global_concurrency=limits.global_limit,
+        polling_interval_s=limits.polling_interval_s,
+    )
+    await runtime.register_run_queue(
+        ENDING_QUEUE, worker_concurrency=None, global_concurrency=None, polling_interval_s=limits.polling_interval_s
+    )
+    admission.start_sweeper()
+    resources.push_async_callback(admission.stop)
     cancels.listen(manager.cancel_here)
     resources.push_async_callback(cancels.stop)
     heartbeat = ReplicaHeartbeat(
@@ -96,5 +121,14 @@ async def start_durable(
     given_up = GivenUpRuns(manager.end_given_up, interval_s=settings.given_up_check_interval_s)
     given_up.start()
     resources.push_async_callback(given_up.stop)
-    log.info("durable mode on", extra={"replica": replica, "takeover_timeout_s": settings.takeover_timeout_s})
+    log.info(
+        "durable mode on",
+        extra={
+            "replica": replica,
+            "takeover_timeout_s": settings.takeover_timeout_s,
+            "queue": RUN_QUEUE,
+            "worker_concurrency": limits.worker_concurrency,
+            "global_concurrency": limits.global_limit,
+        },
+    )
     return manager

@@ -1,8 +1,10 @@
 """A durable run's event stream: the entries of the run's journal (execution_service.durable.journal).
 
-Layout: offset 0 is RunStarted, offset N is the step of sequence N, then RunFinished. Every entry is a serialized
-WatchRunResponse (ExecuteAgentResponse has the same wire format), so a replica that follows a run it does not execute
-sends the bytes it reads, and WatchRun(from_sequence=N) starts reading at offset N.
+Layout: offset 0 is RunStarted, offset N is the step of sequence N, then RunFinished. A run that ends in the shared
+queue without starting (cancelled, or its queue timeout) has its RunQueued at offset 0 instead, then its error step
+and RunFinished (execution_service.durable.admission). Every entry is a serialized WatchRunResponse
+(ExecuteAgentResponse has the same wire format), so a replica that follows a run it does not execute sends the bytes
+it reads, and WatchRun(from_sequence=N) starts reading at offset N.
 
 Each entry is written once: its offset is its key, so a resumed run that replays an entry writes nothing new. Writes
 happen in the run's own task, in order, whenever the run flushes (after each model call, each tool call's start and
@@ -25,7 +27,15 @@ from agentrun_core.domain import ExecutionStep
 from agentrun_core.proto_convert import step_from_pb, step_to_pb
 from execution_service.api.convert import event_response
 from execution_service.durable import journal
-from execution_service.engine.events import EncodedEvent, RunEvent, RunFinishedEvent, RunStartedEvent, StepEvent
+from execution_service.engine.events import (
+    EncodedEvent,
+    RunEvent,
+    RunFinishedEvent,
+    RunQueuedEvent,
+    RunStartedEvent,
+    StepEvent,
+)
+from execution_service.engine.live_run import LiveRun
 
 log = logging.getLogger(__name__)
 
@@ -95,24 +105,63 @@ class StreamWriter:
         await self.flush()
 
 
+# How long a follower of a queued run waits for the first entry of its stream before it looks again whether this
+# replica took the run (it then follows the run in memory).
+FIRST_ENTRY_WAIT_S = 1.0
+
+
 @dataclass
 class RemoteRun:
-    """A run this replica does not execute, followed through its durable stream (WatchRun on any replica).
-    `started` is its RunStarted (offset 0), which `follow` sends first."""
+    """A run followed through its durable stream: one another replica executes (WatchRun on any replica), or one
+    waiting in the shared queue (execution_service.durable.admission). `queued`: its RunQueued (sent first, from its
+    admission record); `started`: the first entry of its stream once it is there (RunStarted, or the RunQueued of a
+    run that ended in the queue). `local`: this replica's run in memory, once this replica executes it; a follower of
+    a queued run then follows that instead of reading the stream."""
 
     run_id: str
     user: str
-    started: bytes
+    started: bytes | None
+    queued: bytes | None = None
+    local: Callable[[], LiveRun | None] | None = None
     is_finished: bool = False
 
     async def follow(self, from_sequence: int = 0) -> AsyncGenerator[RunEvent]:
-        yield EncodedEvent(self.started)
+        if self.queued is not None:
+            yield EncodedEvent(self.queued)
+        first = self.started
+        while first is None:
+            local = self._local()
+            if local is not None:
+                async for event in _without_queued(local.follow(from_sequence)):
+                    yield event
+                self.is_finished = local.is_finished
+                return
+            first = await first_entry(self.run_id, FIRST_ENTRY_WAIT_S)
+            if first is not None and self._local() is not None:
+                first = None  # this replica took the run meanwhile: followed in memory
+        kind = pb.WatchRunResponse.FromString(first).WhichOneof("event")
+        if kind == "run_started" or (kind == "run_queued" and self.queued is None):
+            yield EncodedEvent(first)
         async for value in read_entries(self.run_id, max(from_sequence, 1)):
             final = pb.WatchRunResponse.FromString(value).WhichOneof("event") == "run_finished"
             yield EncodedEvent(value, final=final)
             if final:
                 self.is_finished = True
                 return
+
+    def _local(self) -> LiveRun | None:
+        """This replica's run in memory, once it executes (or ended) here."""
+        local = self.local() if self.local is not None else None
+        if local is None or (local.started is None and not local.is_finished):
+            return None
+        return local
+
+
+async def _without_queued(events: AsyncIterator[RunEvent]) -> AsyncGenerator[RunEvent]:
+    """The events of a run in memory, but its RunQueued (the follower sent it already)."""
+    async for event in events:
+        if not isinstance(event, RunQueuedEvent):
+            yield event
 
 
 async def has_finished(run_id: str) -> bool:
@@ -128,22 +177,33 @@ def read_entries(run_id: str, from_offset: int) -> AsyncIterator[bytes]:
 
 
 async def first_entry(run_id: str, wait_s: float) -> bytes | None:
-    """The first entry of the run's stream (RunStarted), or None when its workflow has written none within
-    `wait_s`."""
+    """The first entry of the run's stream (RunStarted; RunQueued for a run that ended in the queue), or None when
+    its workflow has written none within `wait_s`."""
     return await journal.current().entry(run_id, 0, wait_s)
 
 
-async def remote_run(run_id: str, wait_s: float = 5.0) -> RemoteRun | None:
-    """The run as its stream shows it, or None when no workflow of that id has written its RunStarted within
-    `wait_s` (a workflow that just started writes it first)."""
+async def remote_run(
+    run_id: str,
+    wait_s: float = 5.0,
+    *,
+    queued: bytes | None = None,
+    local: Callable[[], LiveRun | None] | None = None,
+) -> RemoteRun | None:
+    """The run as its stream shows it, or None when no workflow of that id has written its first entry within
+    `wait_s` (a workflow that just started writes it first). `queued`: the run's RunQueued from its admission record
+    (a run in the shared queue has written nothing yet: it is found at once)."""
     if await DBOS.get_workflow_status_async(run_id) is None:
         return None
+    if queued is not None:
+        user = pb.WatchRunResponse.FromString(queued).run_queued.user
+        return RemoteRun(run_id, user, await first_entry(run_id, 0), queued=queued, local=local)
     value = await first_entry(run_id, wait_s)
     if value is None:
         log.warning("a durable run has no RunStarted in its stream", extra={"run_id": run_id})
         return None
-    started = pb.WatchRunResponse.FromString(value).run_started
-    return RemoteRun(run_id=run_id, user=started.user, started=value)
+    message = pb.WatchRunResponse.FromString(value)
+    user = message.run_started.user if message.HasField("run_started") else message.run_queued.user
+    return RemoteRun(run_id=run_id, user=user, started=value)
 
 
 __all__ = [
@@ -153,6 +213,7 @@ __all__ = [
     "RunStartedEvent",
     "StreamPrefix",
     "StreamWriter",
+    "first_entry",
     "read_prefix",
     "remote_run",
 ]

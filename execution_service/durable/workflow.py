@@ -17,7 +17,7 @@ from dbos import DBOS
 from agentrun_core.domain import Cost, Run, RunError, RunStatus, TokenUsage
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.engine.composition import RunSetup
-from execution_service.engine.events import RunStartedEvent
+from execution_service.engine.events import RunQueuedEvent, RunStartedEvent
 
 WORKFLOW_NAME = "agentrun.run"
 
@@ -40,6 +40,11 @@ class DurableRunInput:
     # The span that started the run (16 hex digits; "" when none): each execution's `invoke_agent` span is its child,
     # in the run's trace (base.trace_id), on whichever replica runs it.
     trace_parent: str = ""
+    # Its RunQueued (the first entry of its stream if it ends in the queue without starting), and whether its starter
+    # showed it QUEUED (then followers send that first). `started` and `base` carry the enqueue time until the run
+    # leaves the queue (execution_service.durable.admission).
+    queued: RunQueuedEvent | None = None
+    shown_queued: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
 
 from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse
-from tests.support.replicas import Cluster, execution_database, running_cluster
+from tests.support.replicas import Cluster, Replica, execution_database, running_cluster
 from tests.support.stack import agent_source, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -62,6 +62,16 @@ async def sleep_in_flight(cluster: Cluster) -> None:
     await wait_for(lambda: any(call["tool"] == "sleep" for call in cluster.calls()), timeout_s=30)
 
 
+# The replica that took each run from the shared queue (any replica with a free slot may), from its RunStarted.
+executors: dict[str, str] = {}
+
+
+def executor_and_others(run_id: str, *replicas: Replica) -> tuple[Replica, list[Replica]]:
+    """The replica executing the run, and the others."""
+    executor = next(r for r in replicas if r.name == executors[run_id])
+    return executor, [r for r in replicas if r is not executor]
+
+
 def kind(event: Any) -> str:
     which = event.WhichOneof("event")
     return event.step.WhichOneof("payload") if which == "step" else which
@@ -75,6 +85,7 @@ async def until_sleep_started(
     async for event in events:
         if event.WhichOneof("event") == "run_started":
             run_id = event.run_started.run_id
+            executors[run_id] = event.run_started.replica
         elif event.WhichOneof("event") == "step":
             steps.append(event.step)
             if event.step.WhichOneof("payload") == "tool_call" and event.step.tool_call.tool_name == "sleep":
@@ -105,20 +116,22 @@ async def test_a_killed_replicas_run_completes_on_one_survivor(tmp_path: Path, d
         stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=True))
         run_id, seen = await until_sleep_started(stream)
         await sleep_in_flight(cluster)
-        a.kill()
+        # The run executes where the shared queue put it (any of the three): that replica dies.
+        dead, survivors = executor_and_others(run_id, a, b, c)
+        dead.kill()
         killed_at = time.monotonic()
 
-        # The client watching the dead replica goes on through the survivor from the next step.
-        rest = await watch_rest(cluster, b, run_id, seen[-1].sequence + 1)
-        assert kind(rest[0]) == "run_started" and rest[0].run_started.replica == "replica-a"
+        # The client watching the dead replica goes on through a survivor from the next step.
+        rest = await watch_rest(cluster, survivors[0], run_id, seen[-1].sequence + 1)
+        assert kind(rest[0]) == "run_started" and rest[0].run_started.replica == dead.name
         assert kind(rest[-1]) == "run_finished"
         assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
         later = [e.step for e in rest if e.WhichOneof("event") == "step"]
         assert [s.WhichOneof("payload") for s in later] == ["resumed", "tool_result", "model_call", "final_response"]
         resumed = later[0].resumed
-        assert resumed.previous_replica == "replica-a" and resumed.replica in ("replica-b", "replica-c")
+        assert resumed.previous_replica == dead.name and resumed.replica in [r.name for r in survivors]
         # Exactly one survivor took the dead replica's runs over.
-        takeovers = [r.name for r in (b, c) if "took over the runs of a silent replica" in r.log()]
+        takeovers = [r.name for r in survivors if "took over the runs of a silent replica" in r.log()]
         assert len(takeovers) == 1, takeovers
         assert resumed.gap.seconds >= 3  # not before the takeover timeout
         assert time.monotonic() - killed_at < 60
@@ -126,6 +139,8 @@ async def test_a_killed_replicas_run_completes_on_one_survivor(tmp_path: Path, d
         stored = await cluster.stored_run(run_id)
         assert stored.status == run_pb2.RUN_STATUS_COMPLETED and stored.final_response == "all done"
         assert_exactly_once_in_order(seen + later, stored)
+        # The start time (when the run left the shared queue) is the first execution's, replayed by the survivor.
+        assert stored.start_time == rest[0].run_started.start_time
         # No completed model call was made again: 3 turns, 3 requests.
         assert len(cluster.gemini.requests) == 3
         # The completed echo ran once; the sleep in flight at the kill ran again, with the same idempotency key.
@@ -166,6 +181,8 @@ async def test_cancel_and_watch_through_another_replica(tmp_path: Path, database
         stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go"))
         run_id, seen = await until_sleep_started(stream)
         await sleep_in_flight(cluster)
+        # b: the replica that does not execute the run (the shared queue gave it to either).
+        executor, (b,) = executor_and_others(run_id, a, b)
 
         # Any replica serves the run: watching it through b from step 2 shows what a streamed, then follows.
         watch = cluster.stub(b).WatchRun(ex.WatchRunRequest(run_id=run_id, from_sequence=2))
@@ -178,7 +195,7 @@ async def test_cancel_and_watch_through_another_replica(tmp_path: Path, database
             ex.ExecuteAgentRequest(agent_name="worker", task="go", run_id=run_id, detach=True)
         )
         again = await retried.read()
-        assert again.run_started.run_id == run_id and again.run_started.replica == "replica-c1"
+        assert again.run_started.run_id == run_id and again.run_started.replica == executor.name
         assert (await retried.read()).step == seen[0]
         retried.cancel()
 
@@ -200,7 +217,7 @@ async def test_cancel_and_watch_through_another_replica(tmp_path: Path, database
         assert_exactly_once_in_order(seen + [e.step for e in rest if kind(e) != "run_finished"], stored)
 
         # A finished run cannot be cancelled again, through either replica.
-        for replica in (a, b):
+        for replica in (executor, b):
             with pytest.raises(grpc.aio.AioRpcError) as error:
                 await cluster.stub(replica).CancelRun(ex.CancelRunRequest(run_id=run_id))
             assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -211,18 +228,19 @@ async def test_a_stopping_replica_hands_its_runs_over_at_once(tmp_path: Path, da
     silent; a survivor takes them over without waiting for the takeover timeout."""
     async with running_cluster(tmp_path, database_url, AGENTS, AGENTRUN_HEARTBEAT_INTERVAL_S="0.5") as cluster:
         cluster.gemini.set_responder(two_tools_then_answer(sleep_s=3.0))
-        a = await cluster.start_replica("replica-d1", AGENTRUN_SHUTDOWN_GRACE_S="0.5")
-        b = await cluster.start_replica("replica-d2", AGENTRUN_TAKEOVER_TIMEOUT_S="30")
+        a = await cluster.start_replica("replica-d1", AGENTRUN_SHUTDOWN_GRACE_S="0.5", AGENTRUN_TAKEOVER_TIMEOUT_S="30")
+        b = await cluster.start_replica("replica-d2", AGENTRUN_SHUTDOWN_GRACE_S="0.5", AGENTRUN_TAKEOVER_TIMEOUT_S="30")
         stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=True))
         run_id, seen = await until_sleep_started(stream)
         await sleep_in_flight(cluster)
+        stopping, (survivor,) = executor_and_others(run_id, a, b)
         stopped_at = time.monotonic()
-        a.stop()
-        rest = await watch_rest(cluster, b, run_id, seen[-1].sequence + 1)
+        stopping.stop()
+        rest = await watch_rest(cluster, survivor, run_id, seen[-1].sequence + 1)
         assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
         assert time.monotonic() - stopped_at < 25  # well before the 30 s takeover timeout
         later = [e.step for e in rest if e.WhichOneof("event") == "step"]
-        assert later[0].resumed.previous_replica == "replica-d1" and later[0].resumed.replica == "replica-d2"
+        assert later[0].resumed.previous_replica == stopping.name and later[0].resumed.replica == survivor.name
         stored = await cluster.stored_run(run_id)
         assert_exactly_once_in_order(seen + later, stored)
         assert len(cluster.gemini.requests) == 3

@@ -81,14 +81,17 @@ async def test_a_replica_killed_during_a_childs_model_call(tmp_path: Path, datab
         a = await cluster.start_replica("replica-sa")
         b = await cluster.start_replica("replica-sb")
         stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="boss", task="go", detach=True))
-        run_id = (await stream.read()).run_started.run_id
+        started = (await stream.read()).run_started
+        run_id = started.run_id
+        # The shared queue gave the parent to either replica (its child runs beside it): that one dies.
+        dead, survivor = (a, b) if started.replica == a.name else (b, a)
         # The child's second model call is in flight (received by the fake, not answered yet).
         await wait_for(lambda: any(turn_of(r.body) == ("helper", 1) for r in cluster.gemini.requests), timeout_s=60)
         stream.cancel()
-        a.kill()
+        dead.kill()
 
         # Through the survivor: the parent's whole stream, its child's steps at depth 1 included.
-        events = [e async for e in cluster.stub(b).WatchRun(ex.WatchRunRequest(run_id=run_id))]
+        events = [e async for e in cluster.stub(survivor).WatchRun(ex.WatchRunRequest(run_id=run_id))]
         finished = events[-1].run_finished
         assert finished.status == run_pb2.RUN_STATUS_COMPLETED and finished.final_response == "boss done"
         steps = [e.step for e in events if e.WhichOneof("event") == "step"]
@@ -118,8 +121,8 @@ async def test_a_replica_killed_during_a_childs_model_call(tmp_path: Path, datab
         )
         kinds = [s.WhichOneof("payload") for s in child.execution_steps]
         assert kinds == ["model_call", "tool_call", "tool_result", "resumed", "model_call", "final_response"]
-        assert child.execution_steps[3].resumed.previous_replica == "replica-sa"
-        assert child.execution_steps[3].resumed.replica == "replica-sb"
+        assert child.execution_steps[3].resumed.previous_replica == dead.name
+        assert child.execution_steps[3].resumed.replica == survivor.name
         tree = await cluster.runs_stub().GetRun(
             rs.GetRunRequest(run_id=run_id, view=rs.RUN_VIEW_BASIC, include_descendants=True)
         )

@@ -2,16 +2,11 @@
 replica executing at most 4 at once and both together at most 6; the rest wait QUEUED in the shared DBOS queue. Real
 processes (two ExecutionService replicas on one PostgreSQL database), RunsService, one fake Gemini per replica (so the
 per-replica and the global concurrency are both measured where the model calls arrive).
-
-PENDING: the durable core is on main, but its workflow start does not go through a DBOS queue yet (durable mode
-refuses a run over the per-replica bound instead of queueing it, and has no global limit). Until admission is wired
-through the queue the test is skipped with that reason.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import signal
@@ -37,13 +32,8 @@ from tests.support.stack import agent_source, free_port, mcp_config, write_agent
 RUNS = 100
 PER_REPLICA = 4
 GLOBAL = 6
-DURABLE_ADMISSION_WIRED = False  # set when the durable run manager enqueues runs on the DBOS queue
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("execution_service.durable") is None or not DURABLE_ADMISSION_WIRED,
-    reason="pending: durable runs do not enter a shared DBOS queue yet (durable mode refuses a run over "
-    "AGENTRUN_MAX_CONCURRENT_RUNS); see docs/deployment.md, 'Admission and queues'",
-)
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def most_at_once(spans: list[tuple[float, float]]) -> int:

@@ -1,0 +1,259 @@
+"""Admission by queue in durable mode: every run's workflow enters one DBOS queue shared by all replicas, at most
+`worker_concurrency` of its runs execute on a replica and `global_concurrency` on all; any replica with a free slot
+takes the next one (DBOS polls the queue every `polling_interval_s`).
+
+A run's admission record (agentrun.queued_runs) is written before its workflow is enqueued: its RunQueued event (what
+a follower on any replica sends first), whether its starter showed it QUEUED, and the deadline of its queue timeout.
+The run's own workflow is the one writer of the run's stream and of its end, also for a run that ends in the queue:
+cancelling a queued run (CancelRun) or its queue timeout (the sweeper, every `SWEEP_INTERVAL_S` on each replica)
+moves its still-ENQUEUED workflow to the unlimited queue `ENDING_QUEUE`, with one conditional UPDATE of DBOS's
+workflow_status (`_move_to_ending_queue`, the one place that writes a DBOS table); the workflow starts at once there,
+its first step (`leave`) sees the cancel or the expired deadline, and it ends CANCELLED or TIMED_OUT (QUEUE_TIMEOUT)
+without a RunStarted. A workflow already dequeued is not moved: the usual cancel path applies.
+
+Whether a run has to wait, and the queue's own bound (AGENTRUN_MAX_QUEUED_RUNS), are counted over these records
+(`_counts`: entered and not dequeued = waiting, dequeued and not finished = executing) rather than over DBOS's
+ENQUEUED workflows: a record is written before its workflow is enqueued, inside a transaction that holds an advisory
+lock, so runs entering at the same moment on several replicas count each other and the bound holds exactly; whether
+a run waits is still a prediction (DBOS decides who dequeues what, replicas come and go). DBOS's workflow_status is
+touched in two named places: `_move_to_ending_queue` (the one write) and `_delete_stale_records` (a read by primary
+key, once a minute, to drop the records of runs whose workflow ended without deleting its record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from execution_service.errors import ExecutionDatabaseUnavailable, QueueFull
+
+log = logging.getLogger(__name__)
+
+# The shared queue every run enters, and the unlimited one a queued run is moved to when it must end without starting.
+RUN_QUEUE = "agentrun_runs"
+ENDING_QUEUE = "agentrun_runs_ending"
+# How often each replica looks for queued runs past their queue timeout, and for stale admission records.
+SWEEP_INTERVAL_S = 1.0
+STALE_SWEEP_INTERVAL_S = 60.0
+# Connections to the execution database this module holds at once per replica (a burst of run starts waits for one
+# rather than exhausting PostgreSQL's max_connections).
+MAX_CONNECTIONS = 4
+# DBOS's system tables (DBOS's default system schema, which agentrun does not change).
+_WORKFLOW_STATUS = "dbos.workflow_status"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLimits:
+    per_replica: int
+    # None: no global limit.
+    global_limit: int | None
+    max_queued: int
+    queue_timeout_s: float
+    polling_interval_s: float
+
+    @property
+    def worker_concurrency(self) -> int:
+        """The per-replica limit as DBOS takes it (DBOS refuses a worker limit above the global one)."""
+        return self.per_replica if self.global_limit is None else min(self.per_replica, self.global_limit)
+
+
+@dataclass(frozen=True, slots=True)
+class Dequeued:
+    """What the run's workflow found when it left the queue (a checkpointed step: replayed, not read again, on a
+    resumption). `start_time`: when it left; `cancelled` / `timed_out`: it ends there without starting."""
+
+    start_time: datetime
+    replica: str
+    cancelled: bool = False
+    timed_out: bool = False
+
+
+class DurableAdmission:
+    def __init__(self, url: str, limits: QueueLimits) -> None:
+        self._url = url
+        self.limits = limits
+        self._sweeper: asyncio.Task[None] | None = None
+        self._connections = asyncio.Semaphore(MAX_CONNECTIONS)
+
+    @contextlib.asynccontextmanager
+    async def _connect(self, *, autocommit: bool = True) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A connection to the execution database (at most MAX_CONNECTIONS at once). A database that does not
+        answer is ExecutionDatabaseUnavailable (UNAVAILABLE to a client: retryable)."""
+        async with self._connections:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=autocommit)
+            except psycopg.OperationalError as exc:
+                log.error("the execution database did not answer", extra={"error": str(exc)})
+                raise ExecutionDatabaseUnavailable(
+                    "the execution database (the shared run queue) did not answer; retry later"
+                ) from exc
+            async with conn:
+                yield conn
+
+    async def enter(self, run_id: str, queued: bytes) -> bool:
+        """Writes the run's admission record before its workflow is enqueued; returns whether the run has to wait
+        (the runs executing and waiting fill every slot of the live replicas, or the global limit), i.e. whether its
+        starter shows it QUEUED. Raises QueueFull when it would wait and the queue holds its bound already. Entries
+        are serialized over all replicas (a transaction-scoped advisory lock), so each counts the ones before it."""
+        async with self._connect(autocommit=False) as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('agentrun.admission'))")
+            waiting, executing, replicas = await _counts(conn)
+            capacity = self.limits.worker_concurrency * max(replicas, 1)
+            if self.limits.global_limit is not None:
+                capacity = min(capacity, self.limits.global_limit)
+            occupied = waiting + executing
+            waits = occupied >= capacity
+            beyond = max(occupied - capacity, 0)  # entered runs beyond the slots: those that wait
+            if waits and beyond >= self.limits.max_queued:
+                raise QueueFull(
+                    f"{min(occupied, capacity)} runs are executing or starting over the replicas "
+                    f"(AGENTRUN_MAX_CONCURRENT_RUNS={self.limits.per_replica} per replica"
+                    + (
+                        f", AGENTRUN_GLOBAL_MAX_CONCURRENT_RUNS={self.limits.global_limit}"
+                        if self.limits.global_limit is not None
+                        else ""
+                    )
+                    + f") and the shared queue holds {beyond} more, its bound (AGENTRUN_MAX_QUEUED_RUNS="
+                    f"{self.limits.max_queued}); retry later, or add replicas"
+                )
+            timeout_s = self.limits.queue_timeout_s
+            await conn.execute(
+                "INSERT INTO agentrun.queued_runs (run_id, queued, shown, deadline) VALUES (%s, %s, %s, "
+                "CASE WHEN %s > 0 THEN now() + make_interval(secs => %s) END) "
+                # A schedule's tick workflow replayed after a crash between this and the enqueue enters again.
+                "ON CONFLICT (run_id) DO UPDATE SET queued = EXCLUDED.queued, shown = EXCLUDED.shown, "
+                "deadline = EXCLUDED.deadline, enqueued_at = now(), dequeued_at = NULL",
+                (run_id, queued, waits, timeout_s, timeout_s),
+            )
+        return waits
+
+    async def abandon(self, run_id: str) -> None:
+        """The run's workflow could not be enqueued: its admission record goes."""
+        async with self._connect() as conn:
+            await conn.execute("DELETE FROM agentrun.queued_runs WHERE run_id = %s", (run_id,))
+
+    async def leave(self, run_id: str, replica: str, now: datetime) -> Dequeued:
+        """The run's workflow left the queue at `now` on `replica` (its first step): marks its record and tells
+        whether it must end there (a stored cancel request, or its queue timeout expired)."""
+        async with self._connect() as conn:
+            cursor = await conn.execute(
+                "UPDATE agentrun.queued_runs SET dequeued_at = now() WHERE run_id = %s "
+                "RETURNING deadline IS NOT NULL AND deadline <= now(), "
+                "EXISTS (SELECT 1 FROM agentrun.cancel_requests c WHERE c.run_id = queued_runs.run_id)",
+                (run_id,),
+            )
+            row = await cursor.fetchone()
+        if row is None:  # no record (removed by hand): nothing ends it here
+            return Dequeued(now, replica)
+        cancelled = bool(row[1])
+        return Dequeued(now, replica, cancelled=cancelled, timed_out=bool(row[0]) and not cancelled)
+
+    async def queued_event(self, run_id: str) -> bytes | None:
+        """The run's RunQueued event as its followers send it first: while it waits, and after it left the queue when
+        its starter showed it QUEUED. None: no such record."""
+        async with self._connect() as conn:
+            cursor = await conn.execute(
+                "SELECT queued FROM agentrun.queued_runs WHERE run_id = %s AND (shown OR dequeued_at IS NULL)",
+                (run_id,),
+            )
+            row = await cursor.fetchone()
+        return None if row is None else bytes(row[0])
+
+    async def forget(self, run_id: str) -> None:
+        """The run ended: its record goes (best effort; a record left behind holds no run data)."""
+        try:
+            async with self._connect() as conn:
+                await conn.execute("DELETE FROM agentrun.queued_runs WHERE run_id = %s", (run_id,))
+        except psycopg.Error:
+            log.exception("could not delete a finished run's admission record", extra={"run_id": run_id})
+
+    async def end_queued(self, run_id: str) -> bool:
+        """Moves the run's workflow, if it still waits in the shared queue, to the ending queue (where it starts at
+        once and ends, CancelRun). False: it left the queue already."""
+        async with self._connect() as conn:
+            moved = await _move_to_ending_queue(conn, "workflow_uuid = %s", (run_id,))
+        return moved > 0
+
+    async def sweep(self) -> int:
+        """Moves every queued run past its queue timeout to the ending queue; returns how many."""
+        async with self._connect() as conn:
+            return await _move_to_ending_queue(
+                conn,
+                "workflow_uuid IN (SELECT run_id FROM agentrun.queued_runs "
+                "WHERE dequeued_at IS NULL AND deadline IS NOT NULL AND deadline <= now())",
+                (),
+            )
+
+    async def delete_stale(self) -> int:
+        async with self._connect() as conn:
+            return await _delete_stale_records(conn)
+
+    def start_sweeper(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="durable-queue-sweeper")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def _sweep_forever(self) -> None:
+        stale_at = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if self.limits.queue_timeout_s > 0:
+                    moved = await self.sweep()
+                    if moved:
+                        log.info("queued runs past their queue timeout end now", extra={"runs": moved})
+                if loop.time() >= stale_at:
+                    stale_at = loop.time() + STALE_SWEEP_INTERVAL_S
+                    stale = await self.delete_stale()
+                    if stale:
+                        log.warning("deleted stale admission records", extra={"records": stale})
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the queue timeout sweep failed; trying again", extra={"in_s": SWEEP_INTERVAL_S})
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+
+
+async def _counts(conn: psycopg.AsyncConnection) -> tuple[int, int, int]:
+    """Runs waiting in the shared queue (entered, not dequeued yet: those being enqueued right now included), runs
+    executing from it (dequeued, not finished), and live replicas (a heartbeat within the last minute)."""
+    cursor = await conn.execute(
+        "SELECT count(*) FILTER (WHERE dequeued_at IS NULL), count(*) FILTER (WHERE dequeued_at IS NOT NULL), "
+        "(SELECT count(*) FROM agentrun.replicas WHERE heartbeat_at > now() - interval '1 minute') "
+        "FROM agentrun.queued_runs"
+    )
+    row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+async def _delete_stale_records(conn: psycopg.AsyncConnection) -> int:
+    """Deletes the admission records of runs whose workflow ended (a record `forget` could not delete) or never
+    was enqueued (its starter died in between), older than a minute. Reads DBOS's workflow_status by primary key."""
+    cursor = await conn.execute(
+        "DELETE FROM agentrun.queued_runs q WHERE enqueued_at < now() - interval '1 minute' AND NOT EXISTS ("
+        f"SELECT 1 FROM {_WORKFLOW_STATUS} w WHERE w.workflow_uuid = q.run_id "
+        "AND w.status IN ('ENQUEUED', 'PENDING', 'DELAYED'))"
+    )
+    return cursor.rowcount
+
+
+async def _move_to_ending_queue(conn: psycopg.AsyncConnection, which: str, params: tuple[object, ...]) -> int:
+    """The one write to DBOS's workflow_status: still-ENQUEUED workflows of the shared queue move to the ending
+    queue. Atomic with DBOS's dequeue: a workflow a replica claimed meanwhile is PENDING and left alone."""
+    cursor = await conn.execute(
+        f"UPDATE {_WORKFLOW_STATUS} SET queue_name = %s WHERE status = 'ENQUEUED' AND queue_name = %s AND {which}",
+        (ENDING_QUEUE, RUN_QUEUE, *params),
+    )
+    return cursor.rowcount
