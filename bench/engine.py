@@ -598,10 +598,22 @@ async def _mode_figures(
         cpu = (time.process_time() - cpu0) / runs
         stack.gemini.set_responder(lambda body: dataclasses.replace(_gemini_responder(body), delay_s=0.5))
         t0 = time.perf_counter()
-        finished = await asyncio.gather(*(_execute(stub, "gemini-2.5-flash", f"c{i}") for i in range(concurrent)))
+        finished = await asyncio.gather(
+            *(_execute(stub, "gemini-2.5-flash", f"c{i}") for i in range(concurrent)), return_exceptions=True
+        )
         wall = time.perf_counter() - t0
-        completed = len(finished)  # _execute checks that each run completed
+        failures = [outcome for outcome in finished if isinstance(outcome, BaseException)]
+        completed = len(finished) - len(failures)  # _execute checks that each run completed
+        if failures:
+            kinds = sorted({_failure_kind(failure) for failure in failures})
+            print(f"  {mode}: {len(failures)} of {concurrent} runs did not complete: {'; '.join(kinds)}", flush=True)
     return cpu, steps, wall, completed
+
+
+def _failure_kind(failure: BaseException) -> str:
+    if isinstance(failure, grpc.aio.AioRpcError):
+        return f"{failure.code().name} {failure.details()}"
+    return f"{type(failure).__name__}: {failure}"[:200]
 
 
 async def bench_modes(quick: bool, tmp: Path) -> dict[str, Any]:
