@@ -22,6 +22,7 @@ from tests.execution_service.durable.test_replicas import (
     watch_rest,
 )
 from tests.support.replicas import execution_database, running_cluster
+from tests.support.stack import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -69,6 +70,12 @@ async def test_a_run_dbos_gave_up_on_ends_failed_and_stored(tmp_path: Path, data
         assert len(stored.execution_steps) == len(seen) + 1
         # The workflow is not run again: the sleep call in flight at the kill was the last tool call.
         assert [c["tool"] for c in cluster.calls()] == ["echo", "sleep"]
-        with psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
-            row = conn.execute("SELECT status FROM dbos.workflow_status WHERE workflow_uuid = %s", (run_id,)).fetchone()
-        assert row == ("CANCELLED",)  # handled: not looked at again
+
+        def workflow_status() -> str:
+            with psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+                cursor = conn.execute("SELECT status FROM dbos.workflow_status WHERE workflow_uuid = %s", (run_id,))
+                row = cursor.fetchone()
+                return str(row[0]) if row is not None else ""
+
+        # Handled (after its end was written): not looked at again.
+        await wait_for(lambda: workflow_status() == "CANCELLED", timeout_s=15)
