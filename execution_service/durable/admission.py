@@ -28,8 +28,10 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from execution_service.errors import ExecutionDatabaseUnavailable, QueueFull
 
@@ -38,12 +40,17 @@ log = logging.getLogger(__name__)
 # The shared queue every run enters, and the unlimited one a queued run is moved to when it must end without starting.
 RUN_QUEUE = "agentrun_runs"
 ENDING_QUEUE = "agentrun_runs_ending"
+# The ending queue is polled less often than the run queue: it only carries cancels and queue timeouts of queued runs
+# (each poll is a DBOS transaction of several statements: the run queue at 0.1 s is most of an idle replica's CPU).
+ENDING_QUEUE_POLLING_INTERVAL_S = 0.5
 # How often each replica looks for queued runs past their queue timeout, and for stale admission records.
 SWEEP_INTERVAL_S = 1.0
 STALE_SWEEP_INTERVAL_S = 60.0
 # Connections to the execution database this module holds at once per replica (a burst of run starts waits for one
 # rather than exhausting PostgreSQL's max_connections).
 MAX_CONNECTIONS = 4
+# How long a statement waits for a free connection before the database counts as not answering.
+CONNECT_TIMEOUT_S = 10.0
 # DBOS's system tables (DBOS's default system schema, which agentrun does not change).
 _WORKFLOW_STATUS = "dbos.workflow_status"
 
@@ -79,29 +86,33 @@ class DurableAdmission:
         self._url = url
         self.limits = limits
         self._sweeper: asyncio.Task[None] | None = None
-        self._connections = asyncio.Semaphore(MAX_CONNECTIONS)
+        # A few open connections, reused: opening one per statement cost more CPU than the statements.
+        self._pool = AsyncConnectionPool(
+            url, min_size=1, max_size=MAX_CONNECTIONS, kwargs={"autocommit": True}, open=False, name="admission"
+        )
+
+    async def open(self) -> None:
+        await self._pool.open()
 
     @contextlib.asynccontextmanager
-    async def _connect(self, *, autocommit: bool = True) -> AsyncIterator[psycopg.AsyncConnection]:
+    async def _connect(self) -> AsyncIterator[psycopg.AsyncConnection[tuple[Any, ...]]]:
         """A connection to the execution database (at most MAX_CONNECTIONS at once). A database that does not
         answer is ExecutionDatabaseUnavailable (UNAVAILABLE to a client: retryable)."""
-        async with self._connections:
-            try:
-                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=autocommit)
-            except psycopg.OperationalError as exc:
-                log.error("the execution database did not answer", extra={"error": str(exc)})
-                raise ExecutionDatabaseUnavailable(
-                    "the execution database (the shared run queue) did not answer; retry later"
-                ) from exc
-            async with conn:
+        try:
+            async with self._pool.connection(timeout=CONNECT_TIMEOUT_S) as conn:
                 yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            log.error("the execution database did not answer", extra={"error": str(exc)})
+            raise ExecutionDatabaseUnavailable(
+                "the execution database (the shared run queue) did not answer; retry later"
+            ) from exc
 
     async def enter(self, run_id: str, queued: bytes) -> bool:
         """Writes the run's admission record before its workflow is enqueued; returns whether the run has to wait
         (the runs executing and waiting fill every slot of the live replicas, or the global limit), i.e. whether its
         starter shows it QUEUED. Raises QueueFull when it would wait and the queue holds its bound already. Entries
         are serialized over all replicas (a transaction-scoped advisory lock), so each counts the ones before it."""
-        async with self._connect(autocommit=False) as conn, conn.transaction():
+        async with self._connect() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('agentrun.admission'))")
             waiting, executing, replicas = await _counts(conn)
             capacity = self.limits.worker_concurrency * max(replicas, 1)
@@ -203,6 +214,9 @@ class DurableAdmission:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
+
+    async def close(self) -> None:
+        await self._pool.close()
 
     async def _sweep_forever(self) -> None:
         stale_at = 0.0

@@ -68,7 +68,7 @@ class DurableRuntime:
                 "system_database_url": sqlalchemy_url(self._settings.database_url),
                 "executor_id": self._settings.replica_id,
                 "application_version": APP_VERSION,
-                "notification_listener_polling_interval_sec": 0.1,
+                "notification_listener_polling_interval_sec": 1.0,
             }
         )
         DBOS.launch()

@@ -15,7 +15,13 @@ from agentrun_core.telemetry import Telemetry
 from execution_service.agents.registry import AgentRegistry
 from execution_service.config import ExecutionSettings
 from execution_service.durable import journal, workflow
-from execution_service.durable.admission import ENDING_QUEUE, RUN_QUEUE, DurableAdmission, QueueLimits
+from execution_service.durable.admission import (
+    ENDING_QUEUE,
+    ENDING_QUEUE_POLLING_INTERVAL_S,
+    RUN_QUEUE,
+    DurableAdmission,
+    QueueLimits,
+)
 from execution_service.durable.cancellation import CancelRequests
 from execution_service.durable.given_up import GivenUpRuns
 from execution_service.durable.manager import DurableRunManager
@@ -71,6 +77,8 @@ async def start_durable(
             polling_interval_s=settings.queue_polling_interval_s,
         ),
     )
+    await admission.open()
+    resources.push_async_callback(admission.close)
     runtime = DurableRuntime(RuntimeSettings(settings.execution_database_url, replica))
     manager = DurableRunManager(
         agents,
@@ -106,7 +114,10 @@ async def start_durable(
         polling_interval_s=limits.polling_interval_s,
     )
     await runtime.register_run_queue(
-        ENDING_QUEUE, worker_concurrency=None, global_concurrency=None, polling_interval_s=limits.polling_interval_s
+        ENDING_QUEUE,
+        worker_concurrency=None,
+        global_concurrency=None,
+        polling_interval_s=max(limits.polling_interval_s, ENDING_QUEUE_POLLING_INTERVAL_S),
     )
     admission.start_sweeper()
     resources.push_async_callback(admission.stop)
