@@ -479,22 +479,7 @@ class DurableRunManager(RunManager):
         recorded = await DBOS.run_step_async(
             {"name": PUBLISH_STEP}, self._publisher.deliver, terminal, self._limits.publish_wait_s
         )
-        assert terminal.end_time is not None and terminal.duration is not None
-        writer.put(
-            RunFinishedEvent(
-                run_id=terminal.id,
-                status=terminal.status,
-                final_response="",
-                token_usage=terminal.token_usage,
-                duration=terminal.duration,
-                end_time=terminal.end_time,
-                steps_taken=terminal.steps_taken,
-                tool_call_count=len(terminal.tool_calls),
-                error=terminal.error,
-                cost=terminal.cost,
-                recorded=recorded,
-            )
-        )
+        writer.put(_failed_run_finished(terminal, recorded))
         await writer.close()
         self._live.pop(run.run_id, None)
         self._nodes.pop(run.run_id, None)
@@ -519,25 +504,10 @@ class DurableRunManager(RunManager):
         terminal = failed.terminal
         if not await self._publisher.deliver(terminal, self._limits.publish_wait_s):
             return False
-        assert terminal.end_time is not None and terminal.duration is not None
         writer = StreamWriter(run.run_id, lambda event: None)
         writer.put(run.started)  # offset 0: kept as it is when the run's stream has it
         writer.put_step(terminal.execution_steps[-1])
-        writer.put(
-            RunFinishedEvent(
-                run_id=terminal.id,
-                status=terminal.status,
-                final_response="",
-                token_usage=terminal.token_usage,
-                duration=terminal.duration,
-                end_time=terminal.end_time,
-                steps_taken=terminal.steps_taken,
-                tool_call_count=len(terminal.tool_calls),
-                error=terminal.error,
-                cost=terminal.cost,
-                recorded=True,
-            )
-        )
+        writer.put(_failed_run_finished(terminal, recorded=True))
         await writer.close()
         await self._queue.forget(run.run_id)
         log.error(
@@ -756,6 +726,24 @@ def _previous_replica(prefix: StreamPrefix) -> str:
         if isinstance(step.payload, RunResumed):
             return step.payload.replica
     return prefix.started.replica if prefix.started is not None else ""
+
+
+def _failed_run_finished(terminal: Run, recorded: bool) -> RunFinishedEvent:
+    """The RunFinished of a run ended FAILED outside its loop (a failed workflow, a run DBOS gave up on)."""
+    assert terminal.end_time is not None and terminal.duration is not None
+    return RunFinishedEvent(
+        run_id=terminal.id,
+        status=terminal.status,
+        final_response="",
+        token_usage=terminal.token_usage,
+        duration=terminal.duration,
+        end_time=terminal.end_time,
+        steps_taken=terminal.steps_taken,
+        tool_call_count=len(terminal.tool_calls),
+        error=terminal.error,
+        cost=terminal.cost,
+        recorded=recorded,
+    )
 
 
 def _show_locally(live: LiveRun, event: RunEvent) -> None:
