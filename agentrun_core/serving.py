@@ -14,6 +14,16 @@ from grpc_reflection.v1alpha import reflection_pb2_grpc
 from agentrun_core.echo import shown
 from agentrun_core.grpc_decoding import add_servicer
 
+# How long a call may wait inside gRPC before the server's event loop accepts it. gRPC's default, 30 s, cancels
+# calls that wait longer with a bare CANCELLED (no message from the service, nothing logged): a replica whose loop is
+# saturated by a burst (1,000 ExecuteAgent calls at once) accepts calls more slowly than they come, and the last
+# ones were lost that way. A call waiting that long is served late instead; the client's own deadline still bounds
+# it, and gRPC still refuses calls with RESOURCE_EXHAUSTED past its backlog of pending calls (1,000 by default).
+MAX_UNACCEPTED_CALL_WAIT_S = 3600
+SERVER_ACCEPT_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.server_max_unrequested_time_in_server", MAX_UNACCEPTED_CALL_WAIT_S),
+]
+
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 _SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN

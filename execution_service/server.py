@@ -14,7 +14,7 @@ from agentrun.execution.v1 import execution_service_pb2, execution_service_pb2_g
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
 from agentrun_core.backoff import Backoff
 from agentrun_core.grpc_decoding import add_servicer
-from agentrun_core.serving import HealthServicer, add_health_and_reflection, set_serving
+from agentrun_core.serving import SERVER_ACCEPT_OPTIONS, HealthServicer, add_health_and_reflection, set_serving
 from agentrun_core.stream_closing import StreamsEndInTheirTask
 from agentrun_core.telemetry import EXECUTION_SERVICE_NAME, Telemetry
 from agentrun_core.tls import add_port, aio_channel
@@ -195,6 +195,7 @@ async def start_server(
                 ("grpc.max_send_message_length", settings.max_message_bytes),
                 ("grpc.so_reuseport", 0),
                 *SERVER_METADATA_OPTIONS,
+                *SERVER_ACCEPT_OPTIONS,
             ],
             # Caller interceptors (tracing) run first, so refused calls are traced too; authentication is innermost.
             interceptors=[StreamsEndInTheirTask(), *telemetry.server_interceptors(), *(interceptors or []), *security],

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
 from agentrun_core.grpc_decoding import add_servicer
-from agentrun_core.serving import HealthServicer, add_health_and_reflection, set_serving
+from agentrun_core.serving import SERVER_ACCEPT_OPTIONS, HealthServicer, add_health_and_reflection, set_serving
 from agentrun_core.settings import SettingsError
 from agentrun_core.stream_closing import StreamsEndInTheirTask
 from agentrun_core.telemetry import RUNS_SERVICE_NAME, Telemetry
@@ -111,6 +111,7 @@ async def start_server(
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
         *SERVER_METADATA_OPTIONS,
+        *SERVER_ACCEPT_OPTIONS,
     ]
     owns_telemetry = telemetry is None
     telemetry = telemetry or Telemetry.from_env(RUNS_SERVICE_NAME)
