@@ -80,3 +80,21 @@ def processes_cpu_s(command_name: str) -> float:
         except (FileNotFoundError, ProcessLookupError):
             continue
     return total
+
+
+def process_tree_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by a process and its live descendants (a replica and its stdio MCP servers)."""
+    children: dict[int, list[int]] = {}
+    for stat_path in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat_path) as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat_path.split("/")[2]))
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        total += process_cpu_s(current)
+        pending.extend(children.get(current, []))
+    return total

@@ -1,5 +1,5 @@
-"""Durable-mode replicas for tests: ExecutionService processes (`python -m execution_service
---execution-database-url ...`) on one PostgreSQL database, with a RunsService, the fake Gemini and the stdio MCP test
+"""ExecutionService replicas for tests and benchmarks: processes (`python -m execution_service
+--execution-database-url ...`) on one PostgreSQL database (or, with an empty database url, embedded replicas), with a RunsService, the fake Gemini and the stdio MCP test
 server (whose call log, MCP_TEST_CALL_LOG, records every echo and sleep call with its idempotency key)."""
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class Cluster:
         }
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "execution_service", "--execution-database-url", self.database_url],
+                [sys.executable, "-m", "execution_service", *self._mode_args()],
                 cwd=REPO,
                 env=environ,
                 stdout=log,
@@ -125,6 +125,10 @@ class Cluster:
         self.replicas.append(replica)
         await self._wait_ready(replica)
         return replica
+
+    def _mode_args(self) -> list[str]:
+        """Durable on the cluster's database; embedded (SQLite outbox in the replica's data dir) without one."""
+        return ["--execution-database-url", self.database_url] if self.database_url else []
 
     async def _wait_ready(self, replica: Replica) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
