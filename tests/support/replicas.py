@@ -1,6 +1,7 @@
 """ExecutionService replicas for tests and benchmarks: processes (`python -m execution_service
---execution-database-url ...`) on one PostgreSQL database (or, with an empty database url, embedded replicas), with a RunsService, the fake Gemini and the stdio MCP test
-server (whose call log, MCP_TEST_CALL_LOG, records every echo and sleep call with its idempotency key)."""
+--execution-database-url ...`) on one PostgreSQL database (or, with an empty database url, embedded replicas),
+with a RunsService, the fake Gemini and the stdio MCP test server (whose call log, MCP_TEST_CALL_LOG, records every
+echo and sleep call with its idempotency key)."""
 
 from __future__ import annotations
 
