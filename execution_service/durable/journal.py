@@ -18,7 +18,8 @@ takeover, the queue); the journal keeps what a run writes while it runs.
   result the same way and returns the result recorded first: two executions of one run (which DBOS's recovery
   prevents) would still go on with the same result.
 
-Statements run on a few autocommit connections (`POOL_SIZE`), prepared once per connection. Writes are batched: a
+Statements run on a few autocommit connections (a psycopg_pool of at most `POOL_SIZE`, opened as needed), each
+statement prepared once per connection. Writes are batched: a
 write that comes while `WRITERS` batches are being written joins the next batch, written in one transaction (one
 commit, one WAL flush for all), so a thousand runs writing at once do not queue behind one commit each. Every
 statement is idempotent, so one that fails because its connection broke is tried again on a new connection.
@@ -35,6 +36,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,9 @@ FOLLOW_POLL_S = 1.0
 # How long the listener goes on listening after the last follower left, and how long a follower waits for it to start.
 LISTEN_IDLE_S = 30.0
 LISTEN_START_S = 5.0
-# How often a statement whose connection broke is tried again on a new one, and how long apart.
+# How long a statement waits for one of the pool's connections (busy, or the database not answering).
+CONNECTION_WAIT_S = 10.0
+# How often a statement whose connection broke (or never came) is tried again on a new one, and how long apart.
 _ATTEMPTS = 3
 _RETRY_S = 0.2
 _RECONNECT_S = 1.0
@@ -84,8 +88,7 @@ class Journal:
         """`url`: the execution database, as psycopg.connect takes it."""
         self._url = url
         self._pool_size = pool_size
-        self._idle: asyncio.Queue[psycopg.AsyncConnection[Any]] | None = None
-        self._connections = 0
+        self._pool: AsyncConnectionPool | None = None
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -94,7 +97,15 @@ class Journal:
 
     async def open(self) -> None:
         """Makes the journal usable (connections open as they are needed)."""
-        self._idle = asyncio.Queue()
+        self._pool = AsyncConnectionPool(
+            self._url,
+            min_size=0,
+            max_size=self._pool_size,
+            kwargs={"autocommit": True, "application_name": APPLICATION},
+            open=False,
+            name="journal",
+        )
+        await self._pool.open()
 
     async def close(self) -> None:
         for writer in list(self._writers):
@@ -106,9 +117,9 @@ class Journal:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
-        idle, self._idle = self._idle, None
-        while idle is not None and not idle.empty():
-            await idle.get_nowait().close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
         self._wake_all()
 
     # --- entries ---------------------------------------------------------------------------------------------
@@ -227,44 +238,21 @@ class Journal:
                 write.done(rows)
 
     async def _on_connection(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """`work` on one of the pool's connections; tried again on another when the connection broke or none came in
+        CONNECTION_WAIT_S (psycopg_pool's PoolTimeout is an OperationalError). The pool drops a connection returned
+        broken, or in the middle of a statement (cancelled)."""
         for attempt in range(1, _ATTEMPTS + 1):
-            conn = await self._take()
+            if self._pool is None:
+                raise JournalClosed("the durable journal is not open")
             try:
-                result = await work(conn)
-            except psycopg.OperationalError:
-                await conn.close()
-                self._connections -= 1
+                async with self._pool.connection(timeout=CONNECTION_WAIT_S) as conn:
+                    return await work(conn)
+            except psycopg.OperationalError as exc:
                 if attempt == _ATTEMPTS:
                     raise
-                log.warning("a journal connection broke; trying again", extra={"attempt": attempt})
+                log.warning("a journal connection broke; trying again", extra={"attempt": attempt, "error": str(exc)})
                 await asyncio.sleep(_RETRY_S * attempt)
-                continue
-            except BaseException:
-                await conn.close()  # in an unknown state (cancelled mid-statement): not reused
-                self._connections -= 1
-                raise
-            self._give(conn)
-            return result
         raise AssertionError("unreachable")
-
-    async def _take(self) -> psycopg.AsyncConnection[Any]:
-        if self._idle is None:
-            raise JournalClosed("the durable journal is not open")
-        if self._idle.empty() and self._connections < self._pool_size:
-            self._connections += 1
-            try:
-                return await psycopg.AsyncConnection.connect(self._url, autocommit=True, application_name=APPLICATION)
-            except BaseException:
-                self._connections -= 1
-                raise
-        return await self._idle.get()
-
-    def _give(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        if self._idle is None:
-            self._connections -= 1
-            asyncio.get_running_loop().create_task(conn.close())
-            return
-        self._idle.put_nowait(conn)
 
     # --- notifications ---------------------------------------------------------------------------------------
 
