@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ from pydantic_settings import NoDecode
 
 from agentrun_core.auth.settings import AuthSettings
 from agentrun_core.contract import RECORD_RUNS_MAX_RUNS
+from agentrun_core.periods import parse_period
 from agentrun_core.settings import ClientTarget, EnvSettings, ListenAddress, LogFormat, LogLevel, UserPath, setting
 from agentrun_core.tls import ClientTlsSettings, ServerTlsSettings
 
@@ -48,6 +50,19 @@ def _regex_list(separator: str | None) -> Any:
 
 
 # AGENTRUN_REDACT_KEYS: comma-separated (or a JSON array); AGENTRUN_REDACT_PATTERNS: one regex (or a JSON array).
+def _kept_for(value: Any) -> Any:
+    if isinstance(value, str):
+        if value.strip().lower() == "forever":
+            return None
+        try:
+            return parse_period(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (or forever)") from None
+    return value
+
+
+# How long finished durable runs stay in the execution database: a period (30d, 12h, ...) or `forever` (None).
+KeptFor = Annotated[timedelta | None, BeforeValidator(_kept_for)]
 KeyRegexes = Annotated[tuple[str, ...], NoDecode, _regex_list(",")]
 ValueRegexes = Annotated[tuple[str, ...], NoDecode, _regex_list(None)]
 
@@ -134,6 +149,10 @@ class ExecutionSettings(EnvSettings):
     queue_polling_interval_s: float = setting(0.1, "AGENTRUN_QUEUE_POLLING_INTERVAL_S", gt=0, le=60)
     # How often a replica looks for runs DBOS gave up on (too many recoveries) to end them FAILED.
     given_up_check_interval_s: float = setting(30.0, "AGENTRUN_GIVEN_UP_CHECK_INTERVAL_S", gt=0)
+    # How long a finished durable run's journal and workflow stay in the execution database (execution_service.
+    # durable.retention; RunsService keeps the run's record under its own retention), and how often a replica looks.
+    execution_retention: KeptFor = setting(timedelta(days=7), "AGENTRUN_EXECUTION_RETENTION")
+    execution_retention_interval_s: float = setting(600.0, "AGENTRUN_EXECUTION_RETENTION_INTERVAL_S", gt=0)
     # Scheduled runs (docs/agents.md, "Schedules"): whether this replica runs the agents' schedules; how late a tick
     # may be handled and still count as on time; how often the agents directory is re-read for schedule changes.
     scheduler_enabled: bool = setting(True, "AGENTRUN_SCHEDULER")

@@ -27,6 +27,7 @@ from execution_service.durable.given_up import GivenUpRuns
 from execution_service.durable.manager import DurableRunManager
 from execution_service.durable.publishing import RunPublisher
 from execution_service.durable.replicas import ReplicaHeartbeat
+from execution_service.durable.retention import ExecutionRetention
 from execution_service.durable.runtime import DurableRuntime, RuntimeSettings, libpq_url
 from execution_service.durable.schema import ensure_schema
 from execution_service.tools.pool import McpToolPool
@@ -132,6 +133,12 @@ async def start_durable(
     given_up = GivenUpRuns(manager.end_given_up, interval_s=settings.given_up_check_interval_s)
     given_up.start()
     resources.push_async_callback(given_up.stop)
+    if settings.execution_retention is not None:
+        retention = ExecutionRetention(
+            url, settings.execution_retention, interval_s=settings.execution_retention_interval_s
+        )
+        retention.start()
+        resources.push_async_callback(retention.stop)
     log.info(
         "durable mode on",
         extra={

@@ -1,0 +1,105 @@
+"""Finished durable runs leave the execution database after `AGENTRUN_EXECUTION_RETENTION` (7 days by default).
+
+While a durable run runs, its journal (stream and checkpointed call results) and its DBOS workflow (status, input,
+output) are what let any replica serve it and resume it. Once it has finished they serve only WatchRun of a finished
+run (a client reconnecting after the end) and DBOS's view of it: RunsService holds the run's record, with its own
+retention (a run's workflow ends after the step that published the record). Left alone, they would grow for ever
+(every step's protobuf, every model answer and tool result, again), so every replica looks every `interval_s` for run
+workflows that ended (SUCCESS, or CANCELLED as a run DBOS gave up on ends once its record is published) before now
+minus the retention, and deletes, `BATCH` runs at a time: their journal entries and checkpoints, their cancel
+requests (one transaction), then their workflows through DBOS's `delete_workflows`. A replica that dies between the
+two leaves workflows that the next pass deletes (deleting journal rows again is a no-op). One replica purges at a
+time (an advisory lock held for the pass): the others skip it.
+
+Workflows that ended in ERROR are kept (their failure path itself failed, so their record may not have reached
+RunsService: look at them first). After the purge, WatchRun of such a run is NOT_FOUND, as in embedded mode once the
+run is over; GetRun on RunsService has it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from dbos import DBOS
+
+from execution_service.durable.workflow import WORKFLOW_NAME
+
+log = logging.getLogger(__name__)
+
+# Runs deleted per transaction; a full batch is followed by the next at once.
+BATCH = 500
+# DBOS's statuses of a run workflow whose record RunsService holds.
+_PURGEABLE = ["SUCCESS", "CANCELLED"]
+_LOCK = "SELECT pg_try_advisory_lock(hashtext('agentrun.execution_retention'))"
+_DELETES = (
+    "DELETE FROM agentrun.journal_entries WHERE run_id = ANY(%(ids)s)",
+    "DELETE FROM agentrun.journal_checkpoints WHERE run_id = ANY(%(ids)s)",
+    "DELETE FROM agentrun.cancel_requests WHERE run_id = ANY(%(ids)s)",
+)
+
+
+class ExecutionRetention:
+    def __init__(self, url: str, retention: timedelta, *, interval_s: float) -> None:
+        """`url`: the execution database, as psycopg.connect takes it."""
+        self._url = url
+        self.retention = retention
+        self._interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def purge(self, now: datetime | None = None) -> int:
+        """Deletes the runs that finished before `now` minus the retention; how many. 0 when another replica is
+        purging."""
+        cutoff = (now or datetime.now(UTC)) - self.retention
+        purged = 0
+        async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+            locked = await (await conn.execute(_LOCK)).fetchone()  # held until this connection closes
+            if not locked or not locked[0]:
+                log.info("another replica is purging finished runs; skipping this pass")
+                return 0
+            while True:
+                statuses = await DBOS.list_workflows_async(
+                    status=_PURGEABLE,
+                    name=WORKFLOW_NAME,
+                    completed_before=cutoff.isoformat(),
+                    limit=BATCH,
+                    load_input=False,
+                    load_output=False,
+                )
+                ids = [status.workflow_id for status in statuses]
+                if not ids:
+                    return purged
+                async with conn.transaction():
+                    for statement in _DELETES:
+                        await conn.execute(statement, {"ids": ids})
+                await DBOS.delete_workflows_async(ids)
+                purged += len(ids)
+                log.info(
+                    "purged finished durable runs from the execution database",
+                    extra={"runs": len(ids), "finished_before": cutoff.isoformat()},
+                )
+                if len(ids) < BATCH:
+                    return purged
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="durable-execution-retention")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                await self.purge()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("purging finished durable runs failed; trying again next interval")

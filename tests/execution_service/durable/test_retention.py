@@ -1,0 +1,118 @@
+"""Durable mode's retention (execution_service.durable.retention), one replica in this process: a finished run's
+journal and DBOS workflow leave the execution database once AGENTRUN_EXECUTION_RETENTION has passed since it ended,
+while RunsService keeps its record; a run still running, and one that ended within the retention, stay."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from agentrun.execution.v1 import execution_service_pb2 as ex
+from agentrun.runs.v1 import run_pb2
+from agentrun.runs.v1 import runs_service_pb2 as rs
+from dbos import DBOS
+
+from agentrun_core.settings import SettingsError
+from execution_service.config import ExecutionSettings
+from execution_service.durable.retention import ExecutionRetention
+from execution_service.durable.runtime import libpq_url
+from tests.execution_service.e2e.test_admission_queue import AGENTS, occupy_the_slot, rest_of
+from tests.support.model_gate import Gate
+from tests.support.replicas import execution_database
+from tests.support.stack import Stack, running_stack
+
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    with execution_database() as url:
+        yield url
+
+
+def durable(database_url: str, **settings: Any) -> dict[str, Any]:
+    return {"execution_database_url": database_url, "replica_id": "retention-replica", **settings}
+
+
+async def journal_rows(database_url: str, run_id: str) -> int:
+    """The run's journal entries and checkpoints."""
+    async with await psycopg.AsyncConnection.connect(libpq_url(database_url)) as conn:
+        cursor = await conn.execute(
+            "SELECT (SELECT count(*) FROM agentrun.journal_entries WHERE run_id = %(id)s) "
+            "+ (SELECT count(*) FROM agentrun.journal_checkpoints WHERE run_id = %(id)s)",
+            {"id": run_id},
+        )
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def finished_run(stack: Stack, task: str = "go") -> str:
+    events = [
+        e async for e in stack.execution_stub().ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task=task))
+    ]
+    assert events[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+    return events[0].run_started.run_id
+
+
+async def test_a_finished_run_leaves_the_execution_database_after_the_retention_and_stays_in_runs_service(
+    tmp_path: Path, database_url: str
+) -> None:
+    gate = Gate()
+    async with running_stack(tmp_path, AGENTS, **durable(database_url, execution_retention=None)) as stack:
+        stack.gemini.set_responder(gate.respond)
+        done = await finished_run(stack)
+        running_stream, running = await occupy_the_slot(stack)  # its model call waits for the gate
+        assert await journal_rows(database_url, done) > 0 and await journal_rows(database_url, running) > 0
+
+        # Within the retention: nothing goes.
+        url = libpq_url(database_url)
+        assert await ExecutionRetention(url, timedelta(hours=1), interval_s=60).purge() == 0
+        assert await journal_rows(database_url, done) > 0
+
+        # Past it: the finished run goes, journal and workflow; the running one stays whatever its age.
+        later = datetime.now(UTC) + timedelta(hours=2)
+        assert await ExecutionRetention(url, timedelta(hours=1), interval_s=60).purge(now=later) == 1
+        assert await journal_rows(database_url, done) == 0
+        assert await DBOS.get_workflow_status_async(done) is None
+        assert await journal_rows(database_url, running) > 0
+
+        # RunsService keeps the run's record, steps and all.
+        stored = (await stack.runs_stub().GetRun(rs.GetRunRequest(run_id=done, view=rs.RUN_VIEW_FULL))).run
+        assert stored.status == run_pb2.RUN_STATUS_COMPLETED and len(stored.execution_steps) > 0
+
+        gate.open()
+        rest = await asyncio.wait_for(rest_of(running_stream), 30)
+        assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        assert await ExecutionRetention(url, timedelta(hours=1), interval_s=60).purge(now=later) == 1
+        assert await journal_rows(database_url, running) == 0
+
+
+async def test_each_replica_purges_on_its_own_every_interval(tmp_path: Path, database_url: str) -> None:
+    settings = durable(database_url, execution_retention=timedelta(seconds=1), execution_retention_interval_s=0.2)
+    async with running_stack(tmp_path, AGENTS, **settings) as stack:
+        stack.gemini.set_responder(Gate().respond)
+        done = await finished_run(stack)
+        assert await journal_rows(database_url, done) > 0
+        for _ in range(100):
+            if await journal_rows(database_url, done) == 0 and await DBOS.get_workflow_status_async(done) is None:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the finished run was not purged within 10 s")
+        stored = (await stack.runs_stub().GetRun(rs.GetRunRequest(run_id=done))).run
+        assert stored.status == run_pb2.RUN_STATUS_COMPLETED
+
+
+def test_the_retention_setting() -> None:
+    assert ExecutionSettings.from_env({}).execution_retention == timedelta(days=7)
+    assert ExecutionSettings.from_env({"AGENTRUN_EXECUTION_RETENTION": "36h"}).execution_retention == timedelta(
+        hours=36
+    )
+    assert ExecutionSettings.from_env({"AGENTRUN_EXECUTION_RETENTION": " Forever "}).execution_retention is None
+    with pytest.raises(SettingsError, match=r"AGENTRUN_EXECUTION_RETENTION must be a number and a unit .*or forever"):
+        ExecutionSettings.from_env({"AGENTRUN_EXECUTION_RETENTION": "soon"})
