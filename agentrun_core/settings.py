@@ -15,6 +15,7 @@ value (cut: agentrun_core.echo), e.g. "AGENTRUN_MAX_TASK_BYTES must be at least 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -139,13 +140,21 @@ _TYPE_RULES = {
 }
 
 
+# The password of a URL (scheme://user:password@host): a bad database URL is echoed without it.
+_URL_PASSWORD = re.compile(r"(://[^/@:]*):[^/@]*@")
+
+
+def _without_password(text: str) -> str:
+    return _URL_PASSWORD.sub(r"\1:***@", text)
+
+
 def describe(error: ErrorDetails) -> str:
     """One line: the variable (or field), what it must be, what it got."""
     name = ".".join(str(part) for part in error["loc"]) or "settings"
     kind = error["type"]
     ctx = error.get("ctx") or {}
     value = error.get("input")
-    got = f", got {shown(str(value))}" if isinstance(value, str | int | float) else ""
+    got = f", got {shown(_without_password(str(value)))}" if isinstance(value, str | int | float) else ""
     if kind in _TYPE_RULES:
         return f"{name} {_TYPE_RULES[kind]}{got}"
     if kind == "greater_than_equal":
@@ -186,7 +195,8 @@ LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], B
 LogFormat = Annotated[Literal["json", "text", "auto"], BeforeValidator(_lower)]
 
 
-def _listen_address(value: Any) -> Any:
+def check_listen_address(value: Any) -> Any:
+    """A gRPC listen address as given (ValueError saying what it must be otherwise); non-text passes."""
     if not isinstance(value, str):
         return value
     text = value.strip()
@@ -199,10 +209,10 @@ def _listen_address(value: Any) -> Any:
 
 
 # A gRPC listen address: HOST:PORT (port 0-65535; [::1]:PORT for IPv6) or unix:PATH.
-ListenAddress = Annotated[str, AfterValidator(_listen_address)]
+ListenAddress = Annotated[str, AfterValidator(check_listen_address)]
 
 
-def _client_target(value: Any) -> Any:
+def check_client_target(value: Any) -> Any:
     """A plain HOST:PORT must have a port gRPC can reach (1-65535: gRPC would silently wrap 99999 to 34463); a
     target with a scheme (dns:///..., unix:..., ipv4:..., xds:///...) or without a port is gRPC's to resolve."""
     if not isinstance(value, str):
@@ -219,7 +229,7 @@ def _client_target(value: Any) -> Any:
 
 
 # A gRPC client target: HOST:PORT (port 1-65535), or any target with a scheme gRPC resolves.
-ClientTarget = Annotated[str, AfterValidator(_client_target)]
+ClientTarget = Annotated[str, AfterValidator(check_client_target)]
 
 
 # AGENTRUN_EVENT_LOOP: auto (uvloop where installed), uvloop (required) or asyncio (agentrun_core.event_loop).

@@ -80,6 +80,7 @@ def serve_command(
     try:
         runs = runs_settings(
             address=runs_address,
+            address_flag="--runs-address",
             database_url=database_url,
             data_dir=data_dir,
             migrate=migrate,
@@ -89,6 +90,7 @@ def serve_command(
         )
         execution = execution_settings(
             address=execution_address,
+            address_flag="--execution-address",
             agents_dir=agents_dir,
             mcp_config=mcp_config,
             data_dir=data_dir,

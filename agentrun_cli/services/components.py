@@ -10,11 +10,28 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from agentrun_core.settings import EnvSettings, SettingsError
 
 if TYPE_CHECKING:
     from execution_service.config import ExecutionSettings
     from runs_service.config import RunsSettings
+
+
+S = TypeVar("S", bound=EnvSettings)
+
+
+def with_flags(settings: S, flags: dict[str, str], **values: Any) -> S:
+    """`settings` with the flags' values (None: not given); a bad one is a SettingsError naming the flag (`flags`:
+    the flag of each field), not the settings field it sets."""
+    try:
+        return settings.with_overrides(**values)
+    except SettingsError as exc:
+        field, _, rest = str(exc).partition(" ")
+        if field in flags:
+            raise SettingsError(f"{flags[field]} {rest}") from None
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +60,16 @@ def runs_settings(
     create_database: bool | None = None,
     log_level: str | None = None,
     log_format: str | None = None,
+    address_flag: str = "--address",
 ) -> RunsSettings:
-    """RunsSettings from the environment and these flags. SettingsError names a bad variable."""
+    """RunsSettings from the environment and these flags. SettingsError names a bad variable or flag
+    (`address_flag`: the flag that gave `address`)."""
     from runs_service.config import RunsSettings
 
-    return RunsSettings.from_env().with_overrides(
+    flags = {"listen_address": address_flag, "database_url": "--database-url", "data_dir": "--data-dir"}
+    return with_flags(
+        RunsSettings.from_env(),
+        flags,
         listen_address=address,
         database_url=database_url,
         data_dir=data_dir,
@@ -68,11 +90,21 @@ def execution_settings(
     log_level: str | None = None,
     log_format: str | None = None,
     execution_database_url: str | None = None,
+    address_flag: str = "--address",
 ) -> ExecutionSettings:
-    """ExecutionSettings from the environment and these flags. SettingsError names a bad variable."""
+    """ExecutionSettings from the environment and these flags. SettingsError names a bad variable or flag
+    (`address_flag`: the flag that gave `address`)."""
     from execution_service.config import ExecutionSettings
 
-    return ExecutionSettings.from_env().with_overrides(
+    flags = {
+        "listen_address": address_flag,
+        "runs_service_target": "--runs-service",
+        "data_dir": "--data-dir",
+        "execution_database_url": "--execution-database-url",
+    }
+    return with_flags(
+        ExecutionSettings.from_env(),
+        flags,
         listen_address=address,
         runs_service_target=runs_service,
         agents_dir=agents_dir,

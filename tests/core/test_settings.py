@@ -292,3 +292,10 @@ def test_services_exit_2_with_one_line_on_a_bad_event_loop(tmp_path: Path) -> No
 def test_a_bad_flag_value_is_a_usage_error() -> None:
     done = _run("-m", "runs_service", "--log-format", "xml", env={})
     assert done.returncode == 2 and "--log-format" in done.stderr
+
+
+def test_a_bad_url_is_echoed_without_its_password() -> None:
+    with pytest.raises(SettingsError) as caught:
+        ExecutionSettings.from_env({"AGENTRUN_EXECUTION_DATABASE_URL": "mysql://agent:s3cret-pw@db:3306/runs"})
+    assert "s3cret-pw" not in str(caught.value)
+    assert str(caught.value).endswith("got 'mysql://agent:***@db:3306/runs'"), str(caught.value)

@@ -93,6 +93,22 @@ def test_a_port_outside_0_to_65535_is_exit_2(tmp_path: Path, argv: list[str], en
 
 
 @pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["runs_service", "--address", "127.0.0.1:70000"], "--address"),
+        (["agentrun_cli", "serve", "runs", "--runs-address", "nowhere"], "--runs-address"),
+        (["agentrun_cli", "serve", "execution", "--execution-address", "127.0.0.1:70000"], "--execution-address"),
+        (["execution_service", "--runs-service", "127.0.0.1:0"], "--runs-service"),
+        (["execution_service", "--execution-database-url", "sqlite:///x.db"], "--execution-database-url"),
+    ],
+)
+def test_a_bad_flag_is_named_by_its_flag(tmp_path: Path, argv: list[str], flag: str) -> None:
+    """Not by the settings field it sets (`listen_address must be ...` meant nothing to a user who typed a flag)."""
+    line = _one_line(_run(tmp_path, argv), 2)
+    assert f"{flag} must be " in line and "listen_address" not in line, line
+
+
+@pytest.mark.parametrize(
     ("argv", "env", "named"),
     [
         (["agentrun_cli", "--runs-target", "localhost:99999", "runs", "list"], {}, "--runs-target"),
