@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from agentrun.runs.v1 import run_pb2
@@ -134,3 +136,66 @@ async def test_chat_with_an_unknown_agent_ends_with_the_services_message(tmp_pat
         assert "NOT_FOUND" in err and "agent 'nosuch' not found; available agents: chat" in err, err
         assert "Traceback" not in err
         assert stack.gemini.requests == []
+
+
+async def test_ctrl_c_in_chat_cancels_that_run_only_and_the_conversation_goes_on(tmp_path: Path) -> None:
+    """The first line's model call hangs; SIGINT (Ctrl-C) cancels that run on the server, the prompt comes back, the
+    next line is a run of the same session that completes, and end of input ends the chat normally."""
+    agents = {"chat": agent_source(model="gemini-2.5-flash")}
+    released = threading.Event()
+
+    async def respond(body: dict[str, object]) -> FakeResponse:
+        contents = str(body.get("contents", ""))
+        if "hang" in contents and "thanks" not in contents:  # the second run's request holds the first's task
+            await asyncio.to_thread(released.wait, 60)
+        return FakeResponse(text="Answered.")
+
+    async with running_stack(tmp_path, agents) as stack:
+        stack.gemini.set_responder(respond)
+        env = {**os.environ, "AGENTRUN_EXECUTION_TARGET": stack.execution_address, "AGENTRUN_TOKEN": ""}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "agentrun_cli",
+            "chat",
+            "chat",
+            "--session",
+            "ctrl-c",
+            cwd=REPO,
+            env={**env, "COLUMNS": "200"},
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(b"please hang\n")
+            await proc.stdin.drain()
+            for _ in range(200):  # until the hanging model call reached the fake Gemini
+                if stack.gemini.requests:
+                    break
+                await asyncio.sleep(0.05)
+            assert stack.gemini.requests, "the first line's run never called the model"
+            proc.send_signal(signal.SIGINT)
+            proc.stdin.write(b"thanks anyway\n")
+            await proc.stdin.drain()
+            proc.stdin.close()
+            out_bytes, err_bytes = await asyncio.wait_for(proc.communicate(), timeout=60)
+        finally:
+            released.set()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        out, err = out_bytes.decode(), err_bytes.decode()
+        assert proc.returncode == 0, (out, err)
+        assert "Traceback" not in err
+        assert "status: CANCELLED" in out, out
+        assert "chat> Answered." in out and out.count("chat> Answered.") == 1, out
+        assert out.splitlines()[-1] == "session ctrl-c · continue with `agentrun chat chat --session ctrl-c`"
+        await stack.execution.flush_outbox(10)
+        listed = await stack.runs_stub().ListRuns(rs.ListRunsRequest(filter='session_id = "ctrl-c"'))
+        statuses = sorted((r.task, r.status) for r in listed.runs)
+        assert statuses == [
+            ("please hang", run_pb2.RUN_STATUS_CANCELLED),
+            ("thanks anyway", run_pb2.RUN_STATUS_COMPLETED),
+        ]
