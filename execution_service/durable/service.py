@@ -92,7 +92,12 @@ async def start_durable(
         limits=manager_limits(settings),
         telemetry=telemetry,
         runtime=runtime,
-        publisher=RunPublisher(runs_channel, runs_call_metadata(settings)),
+        publisher=RunPublisher(
+            runs_channel,
+            runs_call_metadata(settings),
+            batch_max_records=settings.outbox_batch_records,
+            batch_max_bytes=settings.outbox_batch_bytes,
+        ),
         cancels=cancels,
         admission=admission,
     )
