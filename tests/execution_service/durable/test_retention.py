@@ -51,12 +51,23 @@ async def journal_rows(database_url: str, run_id: str) -> int:
     return int(row[0]) if row else 0
 
 
+async def workflow_ended(run_id: str) -> None:
+    for _ in range(100):
+        status = await DBOS.get_workflow_status_async(run_id)
+        if status is not None and status.status == "SUCCESS":
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the workflow of run {run_id} did not end within 10 s")
+
+
 async def finished_run(stack: Stack, task: str = "go") -> str:
     events = [
         e async for e in stack.execution_stub().ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task=task))
     ]
     assert events[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
-    return events[0].run_started.run_id
+    run_id = events[0].run_started.run_id
+    await workflow_ended(run_id)
+    return run_id
 
 
 async def test_a_finished_run_leaves_the_execution_database_after_the_retention_and_stays_in_runs_service(
@@ -88,6 +99,7 @@ async def test_a_finished_run_leaves_the_execution_database_after_the_retention_
         gate.open()
         rest = await asyncio.wait_for(rest_of(running_stream), 30)
         assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        await workflow_ended(running)  # the stream's end comes just before the workflow's
         assert await ExecutionRetention(url, timedelta(hours=1), interval_s=60).purge(now=later) == 1
         assert await journal_rows(database_url, running) == 0
 
