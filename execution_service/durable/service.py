@@ -5,6 +5,7 @@ resources)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
 import grpc
@@ -30,6 +31,7 @@ from execution_service.durable.replicas import ReplicaHeartbeat
 from execution_service.durable.retention import ExecutionRetention
 from execution_service.durable.runtime import DurableRuntime, RuntimeSettings, libpq_url
 from execution_service.durable.schema import ensure_schema
+from execution_service.publish.known_runs import KnownRuns
 from execution_service.tools.pool import McpToolPool
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,14 @@ class NoOutbox:
         return False
 
 
-async def _workflow_exists(run_id: str) -> bool:
-    return await DBOS.get_workflow_status_async(run_id) is not None
+def _run_exists(known_runs: KnownRuns) -> Callable[[str], Awaitable[bool]]:
+    """Whether a run id was used before: its workflow is here, or RunsService has the run (a run whose workflow the
+    retention deleted: its id must not start a second run)."""
+
+    async def exists(run_id: str) -> bool:
+        return await DBOS.get_workflow_status_async(run_id) is not None or await known_runs.exists(run_id)
+
+    return exists
 
 
 async def start_durable(
@@ -86,7 +94,7 @@ async def start_durable(
         tools,
         provider_factory(settings),
         NoOutbox(),
-        run_exists=_workflow_exists,
+        run_exists=_run_exists(KnownRuns(None, runs_channel, runs_call_metadata(settings))),
         stored_runs=StoredRuns(runs_channel, runs_call_metadata(settings)),
         redactor=Redactor(redaction_rules(settings)),
         limits=manager_limits(settings),

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class KnownRuns:
     def __init__(
         self,
-        outbox: Outbox,
+        outbox: Outbox | None,
         channel: grpc.aio.Channel,
         call_metadata: Callable[[], Sequence[tuple[str, str]]],
         *,
@@ -35,10 +35,10 @@ class KnownRuns:
         self._timeout_s = timeout_s
 
     async def exists(self, run_id: str) -> bool:
-        """True when this instance's outbox or RunsService holds the run. Raises RunIdUncheckable when RunsService
-        cannot answer: starting the run then could execute it a second time (only runs whose client chose their id
-        are checked; the others never wait for RunsService)."""
-        if await self._outbox.get(run_id) is not None:
+        """True when this instance's outbox (none in durable mode) or RunsService holds the run. Raises
+        RunIdUncheckable when RunsService cannot answer: starting the run then could execute it a second time (only
+        runs whose client chose their id are checked; the others never wait for RunsService)."""
+        if self._outbox is not None and await self._outbox.get(run_id) is not None:
             return True
         try:
             reply = await self._get_run(run_id)
@@ -55,7 +55,7 @@ class KnownRuns:
     async def finished(self, run_id: str) -> tuple[str, RunStatus] | None:
         """(user, status) of a run that has ended, from this instance's outbox or RunsService; None when the run is
         unknown or still running (e.g. on another instance). Raises RunStateUnknown when RunsService cannot answer."""
-        item = await self._outbox.get(run_id)
+        item = None if self._outbox is None else await self._outbox.get(run_id)
         if item is not None:
             try:
                 return _finished(decode_request(item.payload).run) if item.terminal else None

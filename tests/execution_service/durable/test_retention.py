@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc
 import psycopg
 import pytest
 from agentrun.execution.v1 import execution_service_pb2 as ex
@@ -102,6 +103,22 @@ async def test_a_finished_run_leaves_the_execution_database_after_the_retention_
         await workflow_ended(running)  # the stream's end comes just before the workflow's
         assert await ExecutionRetention(url, timedelta(hours=1), interval_s=60).purge(now=later) == 1
         assert await journal_rows(database_url, running) == 0
+
+
+async def test_the_id_of_a_purged_run_is_not_used_again(tmp_path: Path, database_url: str) -> None:
+    """An ExecuteAgent retried with the run id of a run whose workflow the retention deleted (reaching a replica that
+    does not hold it in memory) must not execute it a second time: RunsService still has the run."""
+    async with running_stack(tmp_path, AGENTS, **durable(database_url, execution_retention=None)) as stack:
+        stack.gemini.set_responder(Gate().respond)
+        done = await finished_run(stack)
+        later = datetime.now(UTC) + timedelta(hours=2)
+        assert await ExecutionRetention(libpq_url(database_url), timedelta(hours=1), interval_s=60).purge(now=later)
+    async with running_stack(tmp_path, AGENTS, **durable(database_url, execution_retention=None)) as restarted:
+        again = ex.ExecuteAgentRequest(agent_name="worker", task="go", run_id=done)
+        with pytest.raises(grpc.aio.AioRpcError) as reused:
+            _ = [e async for e in restarted.execution_stub().ExecuteAgent(again)]
+        assert reused.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert restarted.gemini.requests == []
 
 
 async def test_each_replica_purges_on_its_own_every_interval(tmp_path: Path, database_url: str) -> None:
