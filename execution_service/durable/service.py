@@ -89,12 +89,16 @@ async def start_durable(
     await admission.open()
     resources.push_async_callback(admission.close)
     runtime = DurableRuntime(RuntimeSettings(settings.execution_database_url, replica))
+    # Runs RunsService holds: a run id is used for good, and CancelRun of a run no replica follows any more (its
+    # journal purged, or never started here) says it finished.
+    known_runs = KnownRuns(None, runs_channel, runs_call_metadata(settings))
     manager = DurableRunManager(
         agents,
         tools,
         provider_factory(settings),
         NoOutbox(),
-        run_exists=_run_exists(KnownRuns(None, runs_channel, runs_call_metadata(settings))),
+        run_exists=_run_exists(known_runs),
+        finished_run=known_runs.finished,
         stored_runs=StoredRuns(runs_channel, runs_call_metadata(settings)),
         redactor=Redactor(redaction_rules(settings)),
         limits=manager_limits(settings),

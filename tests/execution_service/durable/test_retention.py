@@ -105,7 +105,9 @@ async def test_a_finished_run_leaves_the_execution_database_after_the_retention_
         assert await journal_rows(database_url, running) == 0
 
 
-async def test_the_id_of_a_purged_run_is_not_used_again(tmp_path: Path, database_url: str) -> None:
+async def test_the_id_of_a_purged_run_is_not_used_again_and_it_cannot_be_cancelled(
+    tmp_path: Path, database_url: str
+) -> None:
     """An ExecuteAgent retried with the run id of a run whose workflow the retention deleted (reaching a replica that
     does not hold it in memory) must not execute it a second time: RunsService still has the run."""
     async with running_stack(tmp_path, AGENTS, **durable(database_url, execution_retention=None)) as stack:
@@ -119,6 +121,10 @@ async def test_the_id_of_a_purged_run_is_not_used_again(tmp_path: Path, database
             _ = [e async for e in restarted.execution_stub().ExecuteAgent(again)]
         assert reused.value.code() == grpc.StatusCode.ALREADY_EXISTS
         assert restarted.gemini.requests == []
+        with pytest.raises(grpc.aio.AioRpcError) as cancelled:
+            await restarted.execution_stub().CancelRun(ex.CancelRunRequest(run_id=done))
+        assert cancelled.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "already finished" in (cancelled.value.details() or "")
 
 
 async def test_each_replica_purges_on_its_own_every_interval(tmp_path: Path, database_url: str) -> None:
