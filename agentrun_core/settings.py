@@ -14,13 +14,14 @@ value (cut: agentrun_core.echo), e.g. "AGENTRUN_MAX_TASK_BYTES must be at least 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar, cast
 
 from pydantic import AfterValidator, AliasChoices, BeforeValidator, Field, ValidationError
 from pydantic.fields import FieldInfo
@@ -100,6 +101,20 @@ class EnvSettings(BaseSettings):
         with _reading(os.environ if environ is None else environ):
             return checked(lambda: cls(**values))
 
+    @classmethod
+    def current(cls) -> Self:
+        """`from_env()` for settings read on a hot path (every model call): parsed once per distinct value of the
+        variables the class's fields name, so a change is seen at once and an unchanged environment costs a lookup.
+        Only for a class whose fields are not settings read from the environment themselves (theirs are not keyed)."""
+        key = (cls, tuple(os.environ.get(name) for name in _variables_of(cls)))
+        found = _CURRENT.get(key)
+        if found is None:
+            found = cls.from_env()
+            if len(_CURRENT) >= _CURRENT_MAX:
+                _CURRENT.clear()
+            _CURRENT[key] = found
+        return cast(Self, found)
+
     def with_overrides(self, **changes: Any) -> Self:
         """A copy with the fields given a value other than None replaced (validated like the environment)."""
         given = {name: value for name, value in changes.items() if value is not None}
@@ -107,6 +122,24 @@ class EnvSettings(BaseSettings):
             return self
         current = {name: getattr(self, name) for name in type(self).model_fields}
         return checked(lambda: type(self).model_validate({**current, **given}))
+
+
+# EnvSettings.current's parsed settings, by class and the raw values of its variables.
+_CURRENT: dict[tuple[type[EnvSettings], tuple[str | None, ...]], EnvSettings] = {}
+_CURRENT_MAX = 64
+
+
+@functools.cache
+def _variables_of(cls: type[EnvSettings]) -> tuple[str, ...]:
+    """The environment variables the class's fields name (`env("VAR", "FALLBACK")`)."""
+    names: list[str] = []
+    for field in cls.model_fields.values():
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            names.append(alias)
+        elif isinstance(alias, AliasChoices):
+            names.extend(choice for choice in alias.choices if isinstance(choice, str))
+    return tuple(names)
 
 
 @contextmanager

@@ -299,3 +299,19 @@ def test_a_bad_url_is_echoed_without_its_password() -> None:
         ExecutionSettings.from_env({"AGENTRUN_EXECUTION_DATABASE_URL": "mysql://agent:s3cret-pw@db:3306/runs"})
     assert "s3cret-pw" not in str(caught.value)
     assert str(caught.value).endswith("got 'mysql://agent:***@db:3306/runs'"), str(caught.value)
+
+
+def test_current_settings_follow_the_environment_and_are_parsed_once_per_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AGENTRUN_FORBID_REAL_MODEL", "1")
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", "http://127.0.0.1:9")
+    first = ModelGuardSettings.current()
+    assert first.forbid_real_model and first.gemini_base_url == "http://127.0.0.1:9"
+    assert ModelGuardSettings.current() is first  # nothing changed: not parsed again
+    monkeypatch.setenv("AGENTRUN_FORBID_REAL_MODEL", "0")
+    assert not ModelGuardSettings.current().forbid_real_model  # a change is seen at once
+    monkeypatch.setenv("AGENTRUN_FORBID_REAL_MODEL", "maybe")
+    for _ in range(2):  # a bad value is refused every time, never remembered
+        with pytest.raises(SettingsError, match="AGENTRUN_FORBID_REAL_MODEL must be true or false"):
+            ModelGuardSettings.current()
