@@ -18,7 +18,8 @@ from agentrun_core.grpc_decoding import add_servicer
 # calls that wait longer with a bare CANCELLED (no message from the service, nothing logged): a replica whose loop is
 # saturated by a burst (1,000 ExecuteAgent calls at once) accepts calls more slowly than they come, and the last
 # ones were lost that way. A call waiting that long is served late instead; the client's own deadline still bounds
-# it, and gRPC still refuses calls with RESOURCE_EXHAUSTED past its backlog of pending calls (1,000 by default).
+# it, and gRPC still sheds load with RESOURCE_EXHAUSTED when too many calls wait to be accepted (some of them past
+# 1,000 waiting, every one past 3,000: its defaults).
 MAX_UNACCEPTED_CALL_WAIT_S = 3600
 SERVER_ACCEPT_OPTIONS: list[tuple[str, int]] = [
     ("grpc.server_max_unrequested_time_in_server", MAX_UNACCEPTED_CALL_WAIT_S),

@@ -173,12 +173,14 @@ _TYPE_RULES = {
 }
 
 
-# The password of a URL (scheme://user:password@host): a bad database URL is echoed without it.
-_URL_PASSWORD = re.compile(r"(://[^/@:]*):[^/@]*@")
+# Passwords in an echoed value: a URL's (scheme://user:password@host, up to the last @, so an unescaped @ or / in the
+# password is hidden too) and a password= parameter's (?password=..., libpq's "host=db password=...").
+_URL_PASSWORD = re.compile(r"(://[^:@/\s]*):\S*@")
+_PASSWORD_PARAMETER = re.compile(r"(password\s*=\s*)[^&\s]*", re.IGNORECASE)
 
 
 def _without_password(text: str) -> str:
-    return _URL_PASSWORD.sub(r"\1:***@", text)
+    return _PASSWORD_PARAMETER.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", text))
 
 
 def describe(error: ErrorDetails) -> str:

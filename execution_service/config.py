@@ -49,20 +49,22 @@ def _regex_list(separator: str | None) -> Any:
     return BeforeValidator(parse)
 
 
-# AGENTRUN_REDACT_KEYS: comma-separated (or a JSON array); AGENTRUN_REDACT_PATTERNS: one regex (or a JSON array).
 def _kept_for(value: Any) -> Any:
     if isinstance(value, str):
         if value.strip().lower() == "forever":
             return None
         try:
-            return parse_period(value)
+            value = parse_period(value)
         except ValueError as exc:
-            raise ValueError(f"{exc} (or forever)") from None
+            raise ValueError(f"must be forever or a period: it {exc}") from None
+    if isinstance(value, timedelta) and value <= timedelta(0):
+        raise ValueError("must be longer than 0s (forever keeps everything)")
     return value
 
 
 # How long finished durable runs stay in the execution database: a period (30d, 12h, ...) or `forever` (None).
 KeptFor = Annotated[timedelta | None, BeforeValidator(_kept_for)]
+# AGENTRUN_REDACT_KEYS: comma-separated (or a JSON array); AGENTRUN_REDACT_PATTERNS: one regex (or a JSON array).
 KeyRegexes = Annotated[tuple[str, ...], NoDecode, _regex_list(",")]
 ValueRegexes = Annotated[tuple[str, ...], NoDecode, _regex_list(None)]
 

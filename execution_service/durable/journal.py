@@ -36,7 +36,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolClosed
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,9 @@ LISTEN_IDLE_S = 30.0
 LISTEN_START_S = 5.0
 # How long a statement waits for one of the pool's connections (busy, or the database not answering).
 CONNECTION_WAIT_S = 10.0
-# How often a statement whose connection broke (or never came) is tried again on a new one, and how long apart.
-_ATTEMPTS = 3
+# How often a statement whose connection broke (or never came) is tried again on a new one, and how long apart: more
+# attempts than pooled connections, so a database that restarted (every pooled connection dead) costs no statement.
+_ATTEMPTS = POOL_SIZE + 1
 _RETRY_S = 0.2
 _RECONNECT_S = 1.0
 
@@ -94,6 +95,7 @@ class Journal:
         self._listening = asyncio.Event()
         self._batch: list[_Write] = []
         self._writers: set[asyncio.Task[None]] = set()
+        self._writing = 0  # writers that may still take writes (a done task leaves _writers a step later)
 
     async def open(self) -> None:
         """Makes the journal usable (connections open as they are needed)."""
@@ -104,6 +106,9 @@ class Journal:
             kwargs={"autocommit": True, "application_name": APPLICATION},
             open=False,
             name="journal",
+            # A failed connect is retried with a growing backoff until this; the next statement then starts afresh,
+            # so the journal is back within seconds of the database (the default, 300 s, let backoffs reach 128 s).
+            reconnect_timeout=CONNECTION_WAIT_S,
         )
         await self._pool.open()
 
@@ -207,35 +212,46 @@ class Journal:
         """Runs the write in the next batch; its rows."""
         write = _Write(sql, params, asyncio.get_running_loop().create_future())
         self._batch.append(write)
-        if len(self._writers) < WRITERS:
+        if self._writing < WRITERS:
+            self._writing += 1  # counted down by the writer itself as it leaves: never a write without a writer
             writer = asyncio.create_task(self._write_batches(), name="durable-journal-writer")
             self._writers.add(writer)
             writer.add_done_callback(self._writers.discard)
         return await write.rows
 
     async def _write_batches(self) -> None:
-        while self._batch:
-            batch, self._batch = self._batch[:MAX_BATCH], self._batch[MAX_BATCH:]
-            try:
-                results = await self._on_connection(functools.partial(_execute, batch=batch))
-            except asyncio.CancelledError:
-                for write in (*batch, *self._batch):
-                    write.fail(JournalClosed("the durable journal closed before the write was done"))
-                self._batch = []
-                raise
-            except Exception as exc:
-                if len(batch) == 1:
-                    batch[0].fail(exc)
-                    continue
-                # One write's error undid the batch: each write again on its own, so only that one fails.
-                for write in batch:
-                    try:
-                        write.done((await self._on_connection(functools.partial(_execute, batch=[write])))[0])
-                    except Exception as error:
-                        write.fail(error)
-                continue
-            for write, rows in zip(batch, results, strict=True):
-                write.done(rows)
+        try:
+            while self._batch:
+                await self._write_batch()
+        finally:
+            self._writing -= 1  # in the same step as the last look at _batch: a write added after it starts one
+
+    async def _write_batch(self) -> None:
+        batch, self._batch = self._batch[:MAX_BATCH], self._batch[MAX_BATCH:]
+        try:
+            results = await self._on_connection(functools.partial(_execute, batch=batch))
+        except asyncio.CancelledError:
+            for write in (*batch, *self._batch):
+                write.fail(JournalClosed("the durable journal closed before the write was done"))
+            self._batch = []
+            raise
+        except (psycopg.OperationalError, JournalClosed) as exc:
+            for write in batch:  # the database, not a write: each alone would fail the same way, one by one
+                write.fail(exc)
+            return
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].fail(exc)
+                return
+            # One write's error undid the batch: each write again on its own, so only that one fails.
+            for write in batch:
+                try:
+                    write.done((await self._on_connection(functools.partial(_execute, batch=[write])))[0])
+                except Exception as error:
+                    write.fail(error)
+            return
+        for write, rows in zip(batch, results, strict=True):
+            write.done(rows)
 
     async def _on_connection(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
         """`work` on one of the pool's connections; tried again on another when the connection broke or none came in
@@ -247,6 +263,8 @@ class Journal:
             try:
                 async with self._pool.connection(timeout=CONNECTION_WAIT_S) as conn:
                     return await work(conn)
+            except PoolClosed:
+                raise JournalClosed("the durable journal closed") from None
             except psycopg.OperationalError as exc:
                 if attempt == _ATTEMPTS:
                     raise

@@ -13,6 +13,8 @@ finds it; a batch refused as a whole for a permanent reason goes again record by
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -82,6 +84,7 @@ class RunPublisher:
         self._batch_max_bytes = batch_max_bytes
         self._waiting: list[_Pending] = []
         self._senders: set[asyncio.Task[None]] = set()
+        self._sending = 0  # senders that may still take records (a done task leaves _senders a step later)
         self._batches_refused_at: float | None = None
 
     async def deliver(self, run: Run, give_up_after_s: float | None = None) -> bool:
@@ -92,8 +95,13 @@ class RunPublisher:
         failures = 0
         while True:
             try:
-                await self._record(request)
+                if deadline is None:
+                    await self._record(request)
+                else:  # a record queued behind slow batches must not outwait its caller's bound
+                    await asyncio.wait_for(self._record(request), max(deadline - time.monotonic(), 0.001))
                 return True
+            except TimeoutError:
+                return False  # the record may still go out with its batch: RecordRun(s) is an idempotent upsert
             except _Refused as exc:
                 log.error(
                     "RunsService refuses this run for good; it is not stored", extra={"run_id": run.id, "why": str(exc)}
@@ -129,8 +137,12 @@ class RunPublisher:
             return
         pending = _Pending(request, request.ByteSize())
         self._waiting.append(pending)
-        if len(self._senders) < SENDERS:
-            sender = asyncio.create_task(self._send_batches(), name="durable-publish-batches")
+        if self._sending < SENDERS:
+            self._sending += 1  # counted down by the sender itself as it leaves: never a record without a sender
+            # In a context of its own: a batch belongs to no one run's trace (nor to its DBOS workflow).
+            sender = asyncio.create_task(
+                self._send_batches(), name="durable-publish-batches", context=contextvars.Context()
+            )
             self._senders.add(sender)
             sender.add_done_callback(self._senders.discard)
         await pending.stored
@@ -151,19 +163,30 @@ class RunPublisher:
         return batch
 
     async def _send_batches(self) -> None:
-        while self._waiting:
-            batch = self._next_batch()
-            try:
-                await self._send(batch)
-            except asyncio.CancelledError:
-                for pending in (*batch, *self._waiting):
-                    pending.settle(_NotAnswered("the publisher stopped"))
-                self._waiting = []
-                raise
-            except Exception as exc:
-                log.exception("RecordRuns attempt failed unexpectedly", extra={"records": len(batch)})
-                for pending in batch:
-                    pending.settle(_NotAnswered(f"unexpected error: {exc!r}"))
+        try:
+            while self._waiting:
+                batch = self._next_batch()
+                try:
+                    await self._send(batch)
+                except asyncio.CancelledError:
+                    for pending in (*batch, *self._waiting):
+                        pending.settle(_NotAnswered("the publisher stopped"))
+                    self._waiting = []
+                    raise
+                except Exception as exc:
+                    log.exception("RecordRuns attempt failed unexpectedly", extra={"records": len(batch)})
+                    for pending in batch:
+                        pending.settle(_NotAnswered(f"unexpected error: {exc!r}"))
+        finally:
+            self._sending -= 1  # in the same step as the last look at _waiting: a record added after it starts one
+
+    async def close(self) -> None:
+        """Stops the senders; records still waiting fail their attempt (their workflows retry them when resumed)."""
+        for sender in list(self._senders):
+            sender.cancel()
+        for sender in list(self._senders):
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
 
     async def _send(self, batch: list[_Pending]) -> None:
         if len(batch) == 1 or not self._batches_allowed():

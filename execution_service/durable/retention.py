@@ -5,9 +5,10 @@ output) are what let any replica serve it and resume it. Once it has finished th
 run (a client reconnecting after the end) and DBOS's view of it: RunsService holds the run's record, with its own
 retention (a run's workflow ends after the step that published the record). Left alone, they would grow for ever
 (every step's protobuf, every model answer and tool result, again), so every replica looks every `interval_s` for run
-workflows that ended (SUCCESS, or CANCELLED as a run DBOS gave up on ends once its record is published) before now
-minus the retention, and deletes, `BATCH` runs at a time: their journal entries and checkpoints, their cancel
-requests (one transaction), then their workflows through DBOS's `delete_workflows`. A replica that dies between the
+workflows that ended (SUCCESS; or CANCELLED, as a run DBOS gave up on ends once its record is published, when
+RunsService confirms it holds the run: anyone may cancel a workflow) before now minus the retention, and deletes,
+`BATCH` runs at a time: their journal entries and checkpoints, their cancel requests (one transaction), then their
+workflows through DBOS's `delete_workflows`. A replica that dies between the
 two leaves workflows that the next pass deletes (deleting journal rows again is a no-op). One replica purges at a
 time (an advisory lock held for the pass): the others skip it.
 
@@ -21,19 +22,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 from dbos import DBOS
 
 from execution_service.durable.workflow import WORKFLOW_NAME
+from execution_service.errors import ExecutionError
 
 log = logging.getLogger(__name__)
 
 # Runs deleted per transaction; a full batch is followed by the next at once.
 BATCH = 500
-# DBOS's statuses of a run workflow whose record RunsService holds.
-_PURGEABLE = ["SUCCESS", "CANCELLED"]
+SUCCESS = "SUCCESS"
+CANCELLED = "CANCELLED"
 _LOCK = "SELECT pg_try_advisory_lock(hashtext('agentrun.execution_retention'))"
 _DELETES = (
     "DELETE FROM agentrun.journal_entries WHERE run_id = ANY(%(ids)s)",
@@ -42,47 +46,71 @@ _DELETES = (
 )
 
 
+async def _ended(status: str, cutoff: datetime) -> list[str]:
+    """Up to BATCH run workflows that ended with `status` before `cutoff`."""
+    statuses = await DBOS.list_workflows_async(
+        status=status,
+        name=WORKFLOW_NAME,
+        completed_before=cutoff.isoformat(),
+        limit=BATCH,
+        load_input=False,
+        load_output=False,
+    )
+    return [found.workflow_id for found in statuses]
+
+
 class ExecutionRetention:
-    def __init__(self, url: str, retention: timedelta, *, interval_s: float) -> None:
-        """`url`: the execution database, as psycopg.connect takes it."""
+    def __init__(
+        self, url: str, retention: timedelta, *, interval_s: float, recorded: Callable[[str], Awaitable[bool]]
+    ) -> None:
+        """`url`: the execution database, as psycopg.connect takes it; `recorded`: whether RunsService holds the
+        run's terminal record (asked for CANCELLED workflows only)."""
         self._url = url
         self.retention = retention
         self._interval_s = interval_s
+        self._recorded = recorded
         self._task: asyncio.Task[None] | None = None
 
     async def purge(self, now: datetime | None = None) -> int:
         """Deletes the runs that finished before `now` minus the retention; how many. 0 when another replica is
         purging."""
         cutoff = (now or datetime.now(UTC)) - self.retention
-        purged = 0
         async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
             locked = await (await conn.execute(_LOCK)).fetchone()  # held until this connection closes
             if not locked or not locked[0]:
                 log.info("another replica is purging finished runs; skipping this pass")
                 return 0
-            while True:
-                statuses = await DBOS.list_workflows_async(
-                    status=_PURGEABLE,
-                    name=WORKFLOW_NAME,
-                    completed_before=cutoff.isoformat(),
-                    limit=BATCH,
-                    load_input=False,
-                    load_output=False,
-                )
-                ids = [status.workflow_id for status in statuses]
-                if not ids:
-                    return purged
-                async with conn.transaction():
-                    for statement in _DELETES:
-                        await conn.execute(statement, {"ids": ids})
-                await DBOS.delete_workflows_async(ids)
-                purged += len(ids)
-                log.info(
-                    "purged finished durable runs from the execution database",
-                    extra={"runs": len(ids), "finished_before": cutoff.isoformat()},
-                )
+            purged = 0
+            while True:  # SUCCESS: the workflow's last step published the record
+                ids = await _ended(SUCCESS, cutoff)
+                purged += await self._delete(conn, ids, cutoff)
                 if len(ids) < BATCH:
-                    return purged
+                    break
+            # CANCELLED: a run DBOS gave up on ends so once its record is stored, but anyone may cancel a workflow
+            # (DBOS's admin API, Conductor) before its run was recorded: only those RunsService holds go, a batch per
+            # pass (they are few).
+            cancelled = await _ended(CANCELLED, cutoff)
+            return purged + await self._delete(conn, [i for i in cancelled if await self._is_recorded(i)], cutoff)
+
+    async def _is_recorded(self, run_id: str) -> bool:
+        try:
+            return await self._recorded(run_id)
+        except ExecutionError as exc:
+            log.info("cannot tell whether RunsService holds the run; kept", extra={"run_id": run_id, "why": str(exc)})
+            return False
+
+    async def _delete(self, conn: psycopg.AsyncConnection[Any], ids: list[str], cutoff: datetime) -> int:
+        if not ids:
+            return 0
+        async with conn.transaction():
+            for statement in _DELETES:
+                await conn.execute(statement, {"ids": ids})
+        await DBOS.delete_workflows_async(ids)
+        log.info(
+            "purged finished durable runs from the execution database",
+            extra={"runs": len(ids), "finished_before": cutoff.isoformat()},
+        )
+        return len(ids)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="durable-execution-retention")

@@ -50,6 +50,15 @@ class NoOutbox:
         return False
 
 
+def _recorded(known_runs: KnownRuns) -> Callable[[str], Awaitable[bool]]:
+    """Whether RunsService holds the run's terminal record."""
+
+    async def recorded(run_id: str) -> bool:
+        return await known_runs.finished(run_id) is not None
+
+    return recorded
+
+
 def _run_exists(known_runs: KnownRuns) -> Callable[[str], Awaitable[bool]]:
     """Whether a run id was used before: its workflow is here, or RunsService has the run (a run whose workflow the
     retention deleted: its id must not start a second run)."""
@@ -92,6 +101,12 @@ async def start_durable(
     # Runs RunsService holds: a run id is used for good, and CancelRun of a run no replica follows any more (its
     # journal purged, or never started here) says it finished.
     known_runs = KnownRuns(None, runs_channel, runs_call_metadata(settings))
+    publisher = RunPublisher(
+        runs_channel,
+        runs_call_metadata(settings),
+        batch_max_records=settings.outbox_batch_records,
+        batch_max_bytes=settings.outbox_batch_bytes,
+    )
     manager = DurableRunManager(
         agents,
         tools,
@@ -104,15 +119,11 @@ async def start_durable(
         limits=manager_limits(settings),
         telemetry=telemetry,
         runtime=runtime,
-        publisher=RunPublisher(
-            runs_channel,
-            runs_call_metadata(settings),
-            batch_max_records=settings.outbox_batch_records,
-            batch_max_bytes=settings.outbox_batch_bytes,
-        ),
+        publisher=publisher,
         cancels=cancels,
         admission=admission,
     )
+    resources.push_async_callback(publisher.close)
     run_journal = journal.Journal(url)
     await run_journal.open()
     journal.bind(run_journal)
@@ -152,7 +163,10 @@ async def start_durable(
     resources.push_async_callback(given_up.stop)
     if settings.execution_retention is not None:
         retention = ExecutionRetention(
-            url, settings.execution_retention, interval_s=settings.execution_retention_interval_s
+            url,
+            settings.execution_retention,
+            interval_s=settings.execution_retention_interval_s,
+            recorded=_recorded(known_runs),
         )
         retention.start()
         resources.push_async_callback(retention.stop)

@@ -30,7 +30,7 @@ from dbos import DBOS
 from agentrun_core.ids import new_run_id
 from execution_service.agents.registry import AgentRegistry
 from execution_service.engine.manager import StartRun
-from execution_service.errors import ExecutionError, RunAlreadyExists, RunsServiceUnavailable
+from execution_service.errors import ExecutionError, RunAlreadyExists, RunIdUncheckable, RunsServiceUnavailable
 from execution_service.schedules.cron import CronTimes
 from execution_service.schedules.plan import decide
 from execution_service.schedules.scheduler import SchedulerSettings, tick_labels
@@ -40,6 +40,9 @@ from execution_service.schedules.store import Claim, ScheduleStore
 log = logging.getLogger(__name__)
 
 TICK_WORKFLOW = "agentrun.schedule_tick"
+# A tick's run is started again this often, this far apart, while RunsService cannot say whether its id was used.
+START_ATTEMPTS = 8
+START_RETRY_S = 1.0
 _ONE_MICROSECOND = timedelta(microseconds=1)
 
 StartRunFn = Callable[[StartRun], Awaitable[Any]]
@@ -103,15 +106,23 @@ async def schedule_tick(scheduled_at: datetime, schedule: str) -> None:
         labels=tick_labels(spec, tick),
         run_id=run_id,
     )
-    try:
-        await _binding.start_run(request)
-    except RunAlreadyExists:
-        log.info("scheduled run already started (recovered tick)", extra={**context, "run_id": run_id})
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            await _binding.start_run(request)
+        except RunAlreadyExists:
+            log.info("scheduled run already started (recovered tick)", extra={**context, "run_id": run_id})
+            return
+        except RunIdUncheckable as exc:  # RunsService did not answer whether the id was used: a blip, try again
+            if attempt == START_ATTEMPTS:
+                log.error("scheduled run could not start: %s", exc.message, extra={**context, "run_id": run_id})
+                return
+            await asyncio.sleep(START_RETRY_S)
+            continue
+        except ExecutionError as exc:
+            log.error("scheduled run could not start: %s", exc.message, extra={**context, "run_id": run_id})
+            return
+        log.info("scheduled run started", extra={**context, "run_id": run_id})
         return
-    except ExecutionError as exc:
-        log.error("scheduled run could not start: %s", exc.message, extra={**context, "run_id": run_id})
-        return
-    log.info("scheduled run started", extra={**context, "run_id": run_id})
 
 
 def _declared(agents: AgentRegistry, schedule: str) -> ScheduleSpec | None:

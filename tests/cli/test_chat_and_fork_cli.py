@@ -171,7 +171,12 @@ async def test_ctrl_c_in_chat_cancels_that_run_only_and_the_conversation_goes_on
         try:
             proc.stdin.write(b"please hang\n")
             await proc.stdin.drain()
-            for _ in range(200):  # until the hanging model call reached the fake Gemini
+            shown: list[bytes] = []
+            while not any("▶ run ".encode() in line for line in shown):
+                line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)  # until the CLI shows the run
+                assert line, "the chat ended before its first run started"
+                shown.append(line)
+            for _ in range(200):  # and the hanging model call reached the fake Gemini
                 if stack.gemini.requests:
                     break
                 await asyncio.sleep(0.05)
@@ -180,7 +185,8 @@ async def test_ctrl_c_in_chat_cancels_that_run_only_and_the_conversation_goes_on
             proc.stdin.write(b"thanks anyway\n")
             await proc.stdin.drain()
             proc.stdin.close()
-            out_bytes, err_bytes = await asyncio.wait_for(proc.communicate(), timeout=60)
+            rest, err_bytes = await asyncio.wait_for(proc.communicate(), timeout=60)
+            out_bytes = b"".join(shown) + rest
         finally:
             released.set()
             if proc.returncode is None:

@@ -294,11 +294,21 @@ def test_a_bad_flag_value_is_a_usage_error() -> None:
     assert done.returncode == 2 and "--log-format" in done.stderr
 
 
-def test_a_bad_url_is_echoed_without_its_password() -> None:
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("mysql://agent:s3cret-pw@db:3306/runs", "mysql://agent:***@db:3306/runs"),
+        ("mysql://agent:p@ss3cret@db/runs", "mysql://agent:***@db/runs"),
+        ("mysql://agent:pa/ss3cret@db/runs", "mysql://agent:***@db/runs"),
+        ("mysql://db/runs?user=agent&password=s3cret&ssl=1", "mysql://db/runs?user=agent&password=***&ssl=1"),
+        ("host=db password=s3cret dbname=x", "host=db password=*** dbname=x"),
+    ],
+)
+def test_a_bad_url_is_echoed_without_its_password(url: str, shown: str) -> None:
     with pytest.raises(SettingsError) as caught:
-        ExecutionSettings.from_env({"AGENTRUN_EXECUTION_DATABASE_URL": "mysql://agent:s3cret-pw@db:3306/runs"})
-    assert "s3cret-pw" not in str(caught.value)
-    assert str(caught.value).endswith("got 'mysql://agent:***@db:3306/runs'"), str(caught.value)
+        ExecutionSettings.from_env({"AGENTRUN_EXECUTION_DATABASE_URL": url})
+    assert "s3cret" not in str(caught.value)
+    assert str(caught.value).endswith(f"got {shown!r}"), str(caught.value)
 
 
 def test_current_settings_follow_the_environment_and_are_parsed_once_per_value(

@@ -114,6 +114,8 @@ class Cluster:
             **self.replica_env,
             **env,
         }
+        if not self.database_url:  # embedded: a durable URL inherited from the environment must not switch it
+            environ.pop("AGENTRUN_EXECUTION_DATABASE_URL", None)
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "execution_service", *self._mode_args()],

@@ -5,7 +5,8 @@ while RunsService keeps its record; a run still running, and one that ended with
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,18 @@ async def journal_rows(database_url: str, run_id: str) -> int:
     return int(row[0]) if row else 0
 
 
+async def always(run_id: str) -> bool:
+    return True
+
+
+async def never(run_id: str) -> bool:
+    return False
+
+
+def retention_of(url: str, recorded: Callable[[str], Awaitable[bool]] = always) -> ExecutionRetention:
+    return ExecutionRetention(url, timedelta(hours=1), interval_s=60, recorded=recorded)
+
+
 async def workflow_ended(run_id: str) -> None:
     for _ in range(100):
         status = await DBOS.get_workflow_status_async(run_id)
@@ -83,12 +96,12 @@ async def test_a_finished_run_leaves_the_execution_database_after_the_retention_
 
         # Within the retention: nothing goes.
         url = libpq_url(database_url)
-        assert await ExecutionRetention(url, timedelta(hours=1), interval_s=60).purge() == 0
+        assert await retention_of(url).purge() == 0
         assert await journal_rows(database_url, done) > 0
 
         # Past it: the finished run goes, journal and workflow; the running one stays whatever its age.
         later = datetime.now(UTC) + timedelta(hours=2)
-        assert await ExecutionRetention(url, timedelta(hours=1), interval_s=60).purge(now=later) == 1
+        assert await retention_of(url).purge(now=later) == 1
         assert await journal_rows(database_url, done) == 0
         assert await DBOS.get_workflow_status_async(done) is None
         assert await journal_rows(database_url, running) > 0
@@ -101,7 +114,7 @@ async def test_a_finished_run_leaves_the_execution_database_after_the_retention_
         rest = await asyncio.wait_for(rest_of(running_stream), 30)
         assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
         await workflow_ended(running)  # the stream's end comes just before the workflow's
-        assert await ExecutionRetention(url, timedelta(hours=1), interval_s=60).purge(now=later) == 1
+        assert await retention_of(url).purge(now=later) == 1
         assert await journal_rows(database_url, running) == 0
 
 
@@ -114,7 +127,7 @@ async def test_the_id_of_a_purged_run_is_not_used_again_and_it_cannot_be_cancell
         stack.gemini.set_responder(Gate().respond)
         done = await finished_run(stack)
         later = datetime.now(UTC) + timedelta(hours=2)
-        assert await ExecutionRetention(libpq_url(database_url), timedelta(hours=1), interval_s=60).purge(now=later)
+        assert await retention_of(libpq_url(database_url)).purge(now=later)
     async with running_stack(tmp_path, AGENTS, **durable(database_url, execution_retention=None)) as restarted:
         again = ex.ExecuteAgentRequest(agent_name="worker", task="go", run_id=done)
         with pytest.raises(grpc.aio.AioRpcError) as reused:
@@ -127,18 +140,41 @@ async def test_the_id_of_a_purged_run_is_not_used_again_and_it_cannot_be_cancell
         assert "already finished" in (cancelled.value.details() or "")
 
 
+async def test_a_cancelled_workflow_goes_only_once_runs_service_holds_its_run(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Anyone may cancel a workflow (DBOS's admin API, Conductor) before its run was recorded: such a run's journal
+    stays until RunsService confirms it holds the run."""
+    gate = Gate()
+    async with running_stack(tmp_path, AGENTS, **durable(database_url, execution_retention=None)) as stack:
+        stack.gemini.set_responder(gate.respond)
+        stream, cancelled = await occupy_the_slot(stack)
+        await DBOS.cancel_workflow_async(cancelled)
+        status = await DBOS.get_workflow_status_async(cancelled)
+        assert status is not None and status.status == "CANCELLED"
+        url = libpq_url(database_url)
+        later = datetime.now(UTC) + timedelta(hours=2)
+        assert await retention_of(url, recorded=never).purge(now=later) == 0
+        assert await journal_rows(database_url, cancelled) > 0
+        assert await retention_of(url, recorded=always).purge(now=later) == 1
+        assert await journal_rows(database_url, cancelled) == 0
+        gate.open()
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await asyncio.wait_for(rest_of(stream), 30)
+
+
 async def test_each_replica_purges_on_its_own_every_interval(tmp_path: Path, database_url: str) -> None:
-    settings = durable(database_url, execution_retention=timedelta(seconds=1), execution_retention_interval_s=0.2)
+    settings = durable(database_url, execution_retention=timedelta(seconds=3), execution_retention_interval_s=0.2)
     async with running_stack(tmp_path, AGENTS, **settings) as stack:
         stack.gemini.set_responder(Gate().respond)
         done = await finished_run(stack)
         assert await journal_rows(database_url, done) > 0
-        for _ in range(100):
+        for _ in range(150):
             if await journal_rows(database_url, done) == 0 and await DBOS.get_workflow_status_async(done) is None:
                 break
             await asyncio.sleep(0.1)
         else:
-            raise AssertionError("the finished run was not purged within 10 s")
+            raise AssertionError("the finished run was not purged within 15 s")
         stored = (await stack.runs_stub().GetRun(rs.GetRunRequest(run_id=done))).run
         assert stored.status == run_pb2.RUN_STATUS_COMPLETED
 
@@ -149,5 +185,7 @@ def test_the_retention_setting() -> None:
         hours=36
     )
     assert ExecutionSettings.from_env({"AGENTRUN_EXECUTION_RETENTION": " Forever "}).execution_retention is None
-    with pytest.raises(SettingsError, match=r"AGENTRUN_EXECUTION_RETENTION must be a number and a unit .*or forever"):
+    with pytest.raises(SettingsError, match=r"AGENTRUN_EXECUTION_RETENTION must be forever or a period: it must be a "):
         ExecutionSettings.from_env({"AGENTRUN_EXECUTION_RETENTION": "soon"})
+    with pytest.raises(SettingsError, match=r"AGENTRUN_EXECUTION_RETENTION must be longer than 0s"):
+        ExecutionSettings.from_env({"AGENTRUN_EXECUTION_RETENTION": "0s"})
