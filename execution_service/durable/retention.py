@@ -12,6 +12,9 @@ workflows through DBOS's `delete_workflows`. A replica that dies between the
 two leaves workflows that the next pass deletes (deleting journal rows again is a no-op). One replica purges at a
 time (an advisory lock held for the pass): the others skip it.
 
+The durable scheduler's tick workflows (one per tick, no journal) that succeeded go the same way: a tick is claimed in
+RunsService before its run starts, so even a late tick started again could not run twice.
+
 Workflows that ended in ERROR are kept (their failure path itself failed, so their record may not have reached
 RunsService: look at them first). After the purge, WatchRun of such a run is NOT_FOUND, as in embedded mode once the
 run is over; GetRun on RunsService has it.
@@ -22,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,11 +49,11 @@ _DELETES = (
 )
 
 
-async def _ended(status: str, cutoff: datetime) -> list[str]:
-    """Up to BATCH run workflows that ended with `status` before `cutoff`."""
+async def _ended(status: str, cutoff: datetime, name: str = WORKFLOW_NAME) -> list[str]:
+    """Up to BATCH workflows named `name` (default: runs) that ended with `status` before `cutoff`."""
     statuses = await DBOS.list_workflows_async(
         status=status,
-        name=WORKFLOW_NAME,
+        name=name,
         completed_before=cutoff.isoformat(),
         limit=BATCH,
         load_input=False,
@@ -61,19 +64,27 @@ async def _ended(status: str, cutoff: datetime) -> list[str]:
 
 class ExecutionRetention:
     def __init__(
-        self, url: str, retention: timedelta, *, interval_s: float, recorded: Callable[[str], Awaitable[bool]]
+        self,
+        url: str,
+        retention: timedelta,
+        *,
+        interval_s: float,
+        recorded: Callable[[str], Awaitable[bool]],
+        journal_less: Sequence[str] = (),
     ) -> None:
         """`url`: the execution database, as psycopg.connect takes it; `recorded`: whether RunsService holds the
-        run's terminal record (asked for CANCELLED workflows only)."""
+        run's terminal record (asked for CANCELLED workflows only); `journal_less`: the names of our other workflows,
+        which keep no journal (the durable scheduler's ticks: one workflow per tick), deleted when they succeeded."""
         self._url = url
         self.retention = retention
         self._interval_s = interval_s
         self._recorded = recorded
+        self._journal_less = list(journal_less)
         self._task: asyncio.Task[None] | None = None
 
     async def purge(self, now: datetime | None = None) -> int:
-        """Deletes the runs that finished before `now` minus the retention; how many. 0 when another replica is
-        purging."""
+        """Deletes the runs that finished before `now` minus the retention, and the other workflows named
+        `journal_less` that succeeded before then; how many runs. 0 when another replica is purging."""
         cutoff = (now or datetime.now(UTC)) - self.retention
         async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
             locked = await (await conn.execute(_LOCK)).fetchone()  # held until this connection closes
@@ -90,7 +101,16 @@ class ExecutionRetention:
             # (DBOS's admin API, Conductor) before its run was recorded: only those RunsService holds go, a batch per
             # pass (they are few).
             cancelled = await _ended(CANCELLED, cutoff)
-            return purged + await self._delete(conn, [i for i in cancelled if await self._is_recorded(i)], cutoff)
+            purged += await self._delete(conn, [i for i in cancelled if await self._is_recorded(i)], cutoff)
+            for name in self._journal_less:
+                while True:
+                    ids = await _ended(SUCCESS, cutoff, name)
+                    if ids:
+                        await DBOS.delete_workflows_async(ids)
+                        log.info("purged finished workflows", extra={"workflow": name, "count": len(ids)})
+                    if len(ids) < BATCH:
+                        break
+            return purged
 
     async def _is_recorded(self, run_id: str) -> bool:
         try:

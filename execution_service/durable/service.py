@@ -32,6 +32,7 @@ from execution_service.durable.retention import ExecutionRetention
 from execution_service.durable.runtime import DurableRuntime, RuntimeSettings, libpq_url
 from execution_service.durable.schema import ensure_schema
 from execution_service.publish.known_runs import KnownRuns
+from execution_service.schedules.durable import TICK_WORKFLOW
 from execution_service.tools.pool import McpToolPool
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,7 @@ async def start_durable(
             settings.execution_retention,
             interval_s=settings.execution_retention_interval_s,
             recorded=_recorded(known_runs),
+            journal_less=[TICK_WORKFLOW],
         )
         retention.start()
         resources.push_async_callback(retention.stop)

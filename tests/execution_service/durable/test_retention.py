@@ -23,6 +23,7 @@ from agentrun_core.settings import SettingsError
 from execution_service.config import ExecutionSettings
 from execution_service.durable.retention import ExecutionRetention
 from execution_service.durable.runtime import libpq_url
+from execution_service.schedules.durable import TICK_WORKFLOW, schedule_tick
 from tests.execution_service.e2e.test_admission_queue import AGENTS, occupy_the_slot, rest_of
 from tests.support.model_gate import Gate
 from tests.support.replicas import execution_database
@@ -62,7 +63,7 @@ async def never(run_id: str) -> bool:
 
 
 def retention_of(url: str, recorded: Callable[[str], Awaitable[bool]] = always) -> ExecutionRetention:
-    return ExecutionRetention(url, timedelta(hours=1), interval_s=60, recorded=recorded)
+    return ExecutionRetention(url, timedelta(hours=1), interval_s=60, recorded=recorded, journal_less=[TICK_WORKFLOW])
 
 
 async def workflow_ended(run_id: str) -> None:
@@ -161,6 +162,19 @@ async def test_a_cancelled_workflow_goes_only_once_runs_service_holds_its_run(
         gate.open()
         with contextlib.suppress(grpc.aio.AioRpcError):
             await asyncio.wait_for(rest_of(stream), 30)
+
+
+async def test_a_scheduler_tick_workflow_goes_too(tmp_path: Path, database_url: str) -> None:
+    """One workflow per tick of a durable schedule: they would pile up for ever (a tick is claimed in RunsService
+    before its run starts, so a late tick started again could not run twice)."""
+    async with running_stack(tmp_path, AGENTS, **durable(database_url, execution_retention=None)):
+        tick = await DBOS.start_workflow_async(schedule_tick, datetime.now(UTC), "nobody/no-schedule")
+        await asyncio.wait_for(tick.get_result(), 30)  # a schedule no agent declares: the tick ends at once
+        url = libpq_url(database_url)
+        assert await retention_of(url).purge() == 0
+        assert await DBOS.get_workflow_status_async(tick.workflow_id) is not None  # within the retention: kept
+        await retention_of(url).purge(now=datetime.now(UTC) + timedelta(hours=2))
+        assert await DBOS.get_workflow_status_async(tick.workflow_id) is None
 
 
 async def test_each_replica_purges_on_its_own_every_interval(tmp_path: Path, database_url: str) -> None:
