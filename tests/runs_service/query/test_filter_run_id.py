@@ -5,6 +5,8 @@ runs."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 import sqlalchemy as sa
 
@@ -64,12 +66,15 @@ INVALID: list[tuple[str, str]] = [
 
 
 @pytest.fixture
-async def repository(migrated_db_url: str) -> RunRepository:
+async def repository(migrated_db_url: str) -> AsyncIterator[RunRepository]:
     engine = create_engine_for(migrated_db_url)
     repository = RunRepository(engine, b"secret-0123456789abcdef")
     for run_id in sorted(IDS):
         await repository.record_run(make_run(run_id=run_id))
-    return repository
+    yield repository
+    # Before the test's loop closes: aiosqlite's threads of an engine left to the garbage collector later called a
+    # closed loop (PytestUnhandledThreadExceptionWarning).
+    await engine.dispose()
 
 
 @pytest.mark.parametrize(("text", "expected"), MATCHES)
