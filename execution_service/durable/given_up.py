@@ -1,20 +1,18 @@
 """Runs whose workflow DBOS gave up on end FAILED instead of staying RUNNING for ever.
 
 DBOS counts the recoveries of a workflow that never completes; past the workflow's limit (100 by default) it marks it
-MAX_RECOVERY_ATTEMPTS_EXCEEDED and never starts it again. That happens when each execution of the run ends its
-replica's process (out of memory on a huge tool result, a crash in a native library): our code never runs again for
-that run, so no failure path can end it. Every replica looks for such runs every `interval_s` (a cheap query on
-DBOS's workflow table) and ends each one: FAILED with reason DURABLE_RECOVERY_EXHAUSTED, the record published to
-RunsService (the steps its stream holds, then an error step at the time DBOS gave up), the error step and RunFinished
-written to its stream (its watchers on any replica get the end), then the workflow is marked CANCELLED so it is not
-looked at again. Several replicas may end the same run at once: every write is idempotent (the same end time, the
+MAX_RECOVERY_ATTEMPTS_EXCEEDED and never starts it again. That happens when each execution of the run ends its replica's
+process (out of memory on a huge tool result, a crash in a native library): our code never runs again for that run, so
+no failure path can end it. Every replica looks for such runs every `AGENTRUN_GIVEN_UP_CHECK_INTERVAL_S` (a cheap query
+on DBOS's workflow table; durable.periodic) and ends each one: FAILED with reason DURABLE_RECOVERY_EXHAUSTED, the record
+published to RunsService (the steps its stream holds, then an error step at the time DBOS gave up), the error step and
+RunFinished written to its stream (its watchers on any replica get the end), then the workflow is marked CANCELLED so it
+is not looked at again. Several replicas may end the same run at once: every write is idempotent (the same end time, the
 journal keeps the first entry at an offset, RunsService's upsert keeps one record).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -43,10 +41,8 @@ def given_up_error(attempts: int | None) -> RunError:
 
 
 class GivenUpRuns:
-    def __init__(self, end_run: EndRun, *, interval_s: float) -> None:
+    def __init__(self, end_run: EndRun) -> None:
         self._end_run = end_run
-        self._interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
 
     async def sweep(self) -> list[str]:
         """Ends every run DBOS gave up on; returns the ids of those ended now."""
@@ -69,23 +65,3 @@ class GivenUpRuns:
             await DBOS.cancel_workflow_async(run.run_id)  # leaves DBOS's given-up list: not looked at again
             ended.append(run.run_id)
         return ended
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="durable-given-up-runs")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("looking for runs DBOS gave up on failed; trying again next interval")
-            await asyncio.sleep(self._interval_s)

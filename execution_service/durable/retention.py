@@ -1,29 +1,27 @@
 """Finished durable runs leave the execution database after `AGENTRUN_EXECUTION_RETENTION` (7 days by default).
 
 While a durable run runs, its journal (stream and checkpointed call results) and its DBOS workflow (status, input,
-output) are what let any replica serve it and resume it. Once it has finished they serve only WatchRun of a finished
-run (a client reconnecting after the end) and DBOS's view of it: RunsService holds the run's record, with its own
-retention (a run's workflow ends after the step that published the record). Left alone, they would grow for ever
-(every step's protobuf, every model answer and tool result, again), so every replica looks every `interval_s` for run
-workflows that ended (SUCCESS; or CANCELLED, as a run DBOS gave up on ends once its record is published, when
-RunsService confirms it holds the run: anyone may cancel a workflow) before now minus the retention, and deletes,
-`BATCH` runs at a time: their journal entries and checkpoints, their cancel requests (one transaction), then their
-workflows through DBOS's `delete_workflows`. A replica that dies between the
-two leaves workflows that the next pass deletes (deleting journal rows again is a no-op). One replica purges at a
-time (an advisory lock held for the pass): the others skip it.
+output) are what let any replica serve it and resume it. Once it has finished they serve only WatchRun of a finished run
+(a client reconnecting after the end) and DBOS's view of it: RunsService holds the run's record, with its own retention
+(a run's workflow ends after the step that published the record). Left alone, they would grow for ever (every step's
+protobuf, every model answer and tool result, again), so every replica looks every
+`AGENTRUN_EXECUTION_RETENTION_INTERVAL_S` (durable.periodic) for run workflows that ended (SUCCESS; or CANCELLED, as a
+run DBOS gave up on ends once its record is published, when RunsService confirms it holds the run: anyone may cancel a
+workflow) before now minus the retention, and deletes, `BATCH` runs at a time: their journal entries and checkpoints,
+their cancel requests (one transaction), then their workflows through DBOS's `delete_workflows`. A replica that dies
+between the two leaves workflows that the next pass deletes (deleting journal rows again is a no-op). One replica purges
+at a time (an advisory lock held for the pass): the others skip it.
 
 The durable scheduler's tick workflows (one per tick, no journal) that succeeded go the same way: a tick is claimed in
 RunsService before its run starts, so even a late tick started again could not run twice.
 
 Workflows that ended in ERROR are kept (their failure path itself failed, so their record may not have reached
-RunsService: look at them first). After the purge, WatchRun of such a run is NOT_FOUND, as in embedded mode once the
-run is over; GetRun on RunsService has it.
+RunsService: look at them first). After the purge, WatchRun of such a run is NOT_FOUND, as in embedded mode once the run
+is over; GetRun on RunsService has it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -68,7 +66,6 @@ class ExecutionRetention:
         url: str,
         retention: timedelta,
         *,
-        interval_s: float,
         recorded: Callable[[str], Awaitable[bool]],
         journal_less: Sequence[str] = (),
     ) -> None:
@@ -77,10 +74,8 @@ class ExecutionRetention:
         which keep no journal (the durable scheduler's ticks: one workflow per tick), deleted when they succeeded."""
         self._url = url
         self.retention = retention
-        self._interval_s = interval_s
         self._recorded = recorded
         self._journal_less = list(journal_less)
-        self._task: asyncio.Task[None] | None = None
 
     async def purge(self, now: datetime | None = None) -> int:
         """Deletes the runs that finished before `now` minus the retention, and the other workflows named
@@ -131,23 +126,3 @@ class ExecutionRetention:
             extra={"runs": len(ids), "finished_before": cutoff.isoformat()},
         )
         return len(ids)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="durable-execution-retention")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            try:
-                await self.purge()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("purging finished durable runs failed; trying again next interval")

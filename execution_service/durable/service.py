@@ -25,10 +25,13 @@ from execution_service.durable.admission import (
 )
 from execution_service.durable.cancellation import CancelRequests
 from execution_service.durable.given_up import GivenUpRuns
+from execution_service.durable.given_up import log as given_up_log
 from execution_service.durable.manager import DurableRunManager
+from execution_service.durable.periodic import Periodic
 from execution_service.durable.publishing import RunPublisher
 from execution_service.durable.replicas import ReplicaHeartbeat
 from execution_service.durable.retention import ExecutionRetention
+from execution_service.durable.retention import log as retention_log
 from execution_service.durable.runtime import DurableRuntime, RuntimeSettings, libpq_url
 from execution_service.durable.schema import ensure_schema
 from execution_service.publish.known_runs import KnownRuns
@@ -159,19 +162,32 @@ async def start_durable(
     await heartbeat.beat()
     heartbeat.start()
     resources.push_async_callback(heartbeat.stop)
-    given_up = GivenUpRuns(manager.end_given_up, interval_s=settings.given_up_check_interval_s)
+    given_up = Periodic(
+        GivenUpRuns(manager.end_given_up).sweep,
+        interval_s=settings.given_up_check_interval_s,
+        name="durable-given-up-runs",
+        failed="looking for runs DBOS gave up on failed; trying again next interval",
+        log=given_up_log,
+    )
     given_up.start()
     resources.push_async_callback(given_up.stop)
     if settings.execution_retention is not None:
         retention = ExecutionRetention(
             url,
             settings.execution_retention,
-            interval_s=settings.execution_retention_interval_s,
             recorded=_recorded(known_runs),
             journal_less=[TICK_WORKFLOW],
         )
-        retention.start()
-        resources.push_async_callback(retention.stop)
+        purging = Periodic(
+            retention.purge,
+            interval_s=settings.execution_retention_interval_s,
+            name="durable-execution-retention",
+            failed="purging finished durable runs failed; trying again next interval",
+            log=retention_log,
+            first_at_once=False,
+        )
+        purging.start()
+        resources.push_async_callback(purging.stop)
     log.info(
         "durable mode on",
         extra={

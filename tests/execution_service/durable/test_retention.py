@@ -63,7 +63,7 @@ async def never(run_id: str) -> bool:
 
 
 def retention_of(url: str, recorded: Callable[[str], Awaitable[bool]] = always) -> ExecutionRetention:
-    return ExecutionRetention(url, timedelta(hours=1), interval_s=60, recorded=recorded, journal_less=[TICK_WORKFLOW])
+    return ExecutionRetention(url, timedelta(hours=1), recorded=recorded, journal_less=[TICK_WORKFLOW])
 
 
 async def workflow_ended(run_id: str) -> None:

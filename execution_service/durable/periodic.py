@@ -1,0 +1,54 @@
+"""A replica's background chore: one coroutine function run every `interval_s` in a task of its own until `stop`
+(the given-up runs' sweep, the retention's purge). A pass that fails is logged and the next interval tries again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+
+class Periodic:
+    def __init__(
+        self,
+        work: Callable[[], Awaitable[Any]],
+        *,
+        interval_s: float,
+        name: str,
+        failed: str,
+        log: logging.Logger,
+        first_at_once: bool = True,
+    ) -> None:
+        """`name`: the task's; `failed`: the message `log` gets when a pass fails; `first_at_once`: the first pass at
+        `start` (else one interval later)."""
+        self._work = work
+        self._interval_s = interval_s
+        self._name = name
+        self._failed = failed
+        self._log = log
+        self._first_at_once = first_at_once
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        if not self._first_at_once:
+            await asyncio.sleep(self._interval_s)
+        while True:
+            try:
+                await self._work()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._log.exception(self._failed)
+            await asyncio.sleep(self._interval_s)
