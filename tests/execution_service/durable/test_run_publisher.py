@@ -20,10 +20,8 @@ from tests.execution_service.publish.fake_runs_server import FAST_RECONNECT_OPTI
 
 @pytest.fixture
 async def server() -> AsyncIterator[FakeRunsServer]:
-    srv = FakeRunsServer()
-    await srv.start()
-    yield srv
-    await srv.stop()
+    async with FakeRunsServer() as srv:
+        yield srv
 
 
 @pytest.fixture
@@ -67,19 +65,17 @@ async def test_records_wait_through_an_outage_and_are_stored_once_runs_service_a
 
 
 async def test_an_older_runs_service_gets_one_record_run_per_record() -> None:
-    old = FakeRunsServer(FakeRunsServicer(batch_rpc=False))
-    await old.start()
-    try:
-        async with grpc.aio.insecure_channel(old.target, options=FAST_RECONNECT_OPTIONS) as channel:
-            publisher = RunPublisher(channel, lambda: (), backoff=FAST_BACKOFF, call_timeout_s=2.0)
-            runs = [make_run(f"run-{i}", RunStatus.COMPLETED) for i in range(6)]
-            assert all(await asyncio.gather(*(publisher.deliver(run) for run in runs)))
-            assert sorted(old.servicer.stored) == sorted(run.id for run in runs)
-            single_before = old.servicer.single_calls
-            assert await publisher.deliver(make_run("run-later", RunStatus.COMPLETED))
-            assert old.servicer.single_calls == single_before + 1  # no RecordRuns probe before REPROBE_S
-    finally:
-        await old.stop()
+    async with (
+        FakeRunsServer(FakeRunsServicer(batch_rpc=False)) as old,
+        grpc.aio.insecure_channel(old.target, options=FAST_RECONNECT_OPTIONS) as channel,
+    ):
+        publisher = RunPublisher(channel, lambda: (), backoff=FAST_BACKOFF, call_timeout_s=2.0)
+        runs = [make_run(f"run-{i}", RunStatus.COMPLETED) for i in range(6)]
+        assert all(await asyncio.gather(*(publisher.deliver(run) for run in runs)))
+        assert sorted(old.servicer.stored) == sorted(run.id for run in runs)
+        single_before = old.servicer.single_calls
+        assert await publisher.deliver(make_run("run-later", RunStatus.COMPLETED))
+        assert old.servicer.single_calls == single_before + 1  # no RecordRuns probe before REPROBE_S
 
 
 async def test_give_up_after_returns_false_while_runs_service_is_down(

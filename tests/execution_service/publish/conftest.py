@@ -72,10 +72,8 @@ async def outbox(outbox_path: Path) -> AsyncIterator[Outbox]:
 
 @pytest.fixture
 async def server() -> AsyncIterator[FakeRunsServer]:
-    srv = FakeRunsServer()
-    await srv.start()
-    yield srv
-    await srv.stop()
+    async with FakeRunsServer() as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -151,3 +151,10 @@ class FakeRunsServer:
         if self._server is not None:
             await self._server.stop(grace=None)
             self._server = None
+
+    async def __aenter__(self) -> FakeRunsServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
