@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +21,11 @@ from agentrun.runs.v1 import runs_service_pb2 as rs
 
 from tests.execution_service.e2e.test_admission_queue import AGENTS, event_kind, next_event, occupy_the_slot, rest_of
 from tests.support.model_gate import Gate
-from tests.support.replicas import execution_database
 from tests.support.stack import Stack, running_stack, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]
 
 QUEUE = "agentrun_runs"
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    with execution_database() as url:
-        yield url
 
 
 def durable(database_url: str, **settings: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,10 @@ from tests.execution_service.durable.test_replicas import (
     until_sleep_started,
     watch_rest,
 )
-from tests.support.replicas import execution_database, running_cluster
+from tests.support.replicas import running_cluster
 from tests.support.stack import TEST_MCP_SERVER, mcp_config
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    with execution_database() as url:
-        yield url
 
 
 def without_the_test_server(tmp: Path) -> None:

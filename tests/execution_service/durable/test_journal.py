@@ -7,7 +7,7 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
@@ -17,7 +17,6 @@ from execution_service.durable.checkpoints import Checkpoints
 from execution_service.durable.journal import Journal
 from execution_service.durable.recorder import ReplayDiverged
 from execution_service.durable.schema import ensure_schema
-from tests.support.replicas import execution_database
 
 pytestmark = [pytest.mark.postgres]
 
@@ -36,12 +35,6 @@ async def main(url):
 
 asyncio.run(main(sys.argv[1]))
 """
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    with execution_database() as url:
-        yield url
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ a replica killed mid-turn does not call again the turn's call that completed, on
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +12,10 @@ from agentrun.runs.v1 import run_pb2
 
 from tests.execution_service.durable.test_replicas import AGENTS, assert_exactly_once_in_order, watch_rest
 from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse
-from tests.support.replicas import execution_database, running_cluster
+from tests.support.replicas import running_cluster
 from tests.support.stack import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    with execution_database() as url:
-        yield url
 
 
 def one_turn_of(*calls: FakeFunctionCall) -> Any:

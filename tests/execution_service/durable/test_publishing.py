@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -13,16 +12,9 @@ import pytest
 from agentrun.runs.v1 import run_pb2
 from agentrun.runs.v1 import runs_service_pb2 as rs
 
-from tests.support.replicas import execution_database
 from tests.support.stack import agent_source, running_stack, steps_of
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    with execution_database() as url:
-        yield url
 
 
 async def test_a_run_ended_while_runs_service_is_down_is_stored_once_it_is_back(

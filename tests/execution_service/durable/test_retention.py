@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,16 +26,9 @@ from execution_service.durable.runtime import libpq_url
 from execution_service.schedules.durable import TICK_WORKFLOW, schedule_tick
 from tests.execution_service.e2e.test_admission_queue import AGENTS, occupy_the_slot, rest_of
 from tests.support.model_gate import Gate
-from tests.support.replicas import execution_database
 from tests.support.stack import Stack, running_stack
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    with execution_database() as url:
-        yield url
 
 
 def durable(database_url: str, **settings: Any) -> dict[str, Any]:
