@@ -146,9 +146,10 @@ class ExecutionSettings(EnvSettings):
     takeover_timeout_s: float = setting(30.0, "AGENTRUN_TAKEOVER_TIMEOUT_S", gt=0)
     # Durable mode's shared queue (docs/deployment.md, "Admission and queues"): at most this many runs execute at
     # once over all replicas (0: no global limit, only AGENTRUN_MAX_CONCURRENT_RUNS per replica), and how often each
-    # replica looks for a queued run to take (the delay between a slot freeing and the next run starting).
+    # replica looks for a queued run to take when nothing woke it (a run entering the queue on any replica and a slot
+    # freeing on this one wake it at once: execution_service.durable.queue_wakeups).
     global_max_concurrent_runs: int = setting(0, "AGENTRUN_GLOBAL_MAX_CONCURRENT_RUNS", ge=0)
-    queue_polling_interval_s: float = setting(0.1, "AGENTRUN_QUEUE_POLLING_INTERVAL_S", gt=0, le=60)
+    queue_polling_interval_s: float = setting(1.0, "AGENTRUN_QUEUE_POLLING_INTERVAL_S", gt=0, le=60)
     # How often a replica looks for runs DBOS gave up on (too many recoveries) to end them FAILED.
     given_up_check_interval_s: float = setting(30.0, "AGENTRUN_GIVEN_UP_CHECK_INTERVAL_S", gt=0)
     # How long a finished durable run's journal and workflow stay in the execution database (execution_service.

@@ -1,6 +1,7 @@
 """Admission by queue in durable mode: every run's workflow enters one DBOS queue shared by all replicas, at most
 `worker_concurrency` of its runs execute on a replica and `global_concurrency` on all; any replica with a free slot
-takes the next one (DBOS polls the queue every `polling_interval_s`).
+takes the next one (each replica polls the queue when woken: a run entered, a slot freed; and every
+`polling_interval_s` otherwise: durable.queue_wakeups).
 
 A run's admission record (agentrun.queued_runs) is written before its workflow is enqueued: its RunQueued event (what
 a follower on any replica sends first), whether its starter showed it QUEUED, and the deadline of its queue timeout.
@@ -25,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,9 +41,11 @@ log = logging.getLogger(__name__)
 # The shared queue every run enters, and the unlimited one a queued run is moved to when it must end without starting.
 RUN_QUEUE = "agentrun_runs"
 ENDING_QUEUE = "agentrun_runs_ending"
-# The ending queue is polled less often than the run queue: it only carries cancels and queue timeouts of queued runs
-# (each poll is a DBOS transaction of several statements: the run queue at 0.1 s is most of an idle replica's CPU).
-ENDING_QUEUE_POLLING_INTERVAL_S = 0.5
+# The ending queue is polled less often than the run queue when nothing wakes it: it only carries cancels and queue
+# timeouts of queued runs, and the replica that moves a run there wakes its own pollers (queue_wakeups).
+ENDING_QUEUE_POLLING_INTERVAL_S = 5.0
+# The NOTIFY channel on which a replica tells the others that runs entered the shared queue (payload: its replica id).
+ENTERED_CHANNEL = "agentrun_run_entered"
 # How often each replica looks for queued runs past their queue timeout, and for stale admission records.
 SWEEP_INTERVAL_S = 1.0
 STALE_SWEEP_INTERVAL_S = 60.0
@@ -144,6 +147,11 @@ class DurableAdmission:
             )
         return waits
 
+    async def announce_entered(self, replica: str) -> None:
+        """Tells every replica listening on ENTERED_CHANNEL that runs entered the shared queue (queue_wakeups)."""
+        async with self._connect() as conn:
+            await conn.execute("SELECT pg_notify(%s, %s)", (ENTERED_CHANNEL, replica))
+
     async def abandon(self, run_id: str) -> None:
         """The run's workflow could not be enqueued: its admission record goes."""
         async with self._connect() as conn:
@@ -205,8 +213,10 @@ class DurableAdmission:
         async with self._connect() as conn:
             return await _delete_stale_records(conn)
 
-    def start_sweeper(self) -> None:
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="durable-queue-sweeper")
+    def start_sweeper(self, moved: Callable[[], None]) -> None:
+        """Every SWEEP_INTERVAL_S, moves the queued runs past their queue timeout to the ending queue and then calls
+        `moved()` (the replica polls its queues)."""
+        self._sweeper = asyncio.create_task(self._sweep_forever(moved), name="durable-queue-sweeper")
 
     async def stop(self) -> None:
         if self._sweeper is not None:
@@ -218,15 +228,16 @@ class DurableAdmission:
     async def close(self) -> None:
         await self._pool.close()
 
-    async def _sweep_forever(self) -> None:
+    async def _sweep_forever(self, moved: Callable[[], None]) -> None:
         stale_at = 0.0
         loop = asyncio.get_running_loop()
         while True:
             try:
                 if self.limits.queue_timeout_s > 0:
-                    moved = await self.sweep()
-                    if moved:
-                        log.info("queued runs past their queue timeout end now", extra={"runs": moved})
+                    timed_out = await self.sweep()
+                    if timed_out:
+                        moved()
+                        log.info("queued runs past their queue timeout end now", extra={"runs": timed_out})
                 if loop.time() >= stale_at:
                     stale_at = loop.time() + STALE_SWEEP_INTERVAL_S
                     stale = await self.delete_stale()

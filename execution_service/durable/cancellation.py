@@ -7,17 +7,16 @@ when its workflow starts again."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 import psycopg
 
+from execution_service.durable.notifications import ChannelListener
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "agentrun_cancel"
-_RECONNECT_S = 1.0
 
 OnCancel = Callable[[str, bool], None]
 
@@ -25,7 +24,7 @@ OnCancel = Callable[[str, bool], None]
 class CancelRequests:
     def __init__(self, url: str) -> None:
         self._url = url
-        self._task: asyncio.Task[None] | None = None
+        self._listener: ChannelListener | None = None
 
     async def request(self, run_id: str, *, after_turn: bool) -> None:
         """Stores the request (an immediate one wins over an after-turn one) and tells every replica."""
@@ -46,25 +45,15 @@ class CancelRequests:
 
     def listen(self, on_cancel: OnCancel) -> None:
         """Calls `on_cancel(run_id, after_turn)` for every request announced from now on (until `stop`)."""
-        self._task = asyncio.create_task(self._listen(on_cancel), name="durable-cancel-listener")
+
+        def heard(payload: str) -> None:
+            mode, _, run_id = payload.partition(":")
+            on_cancel(run_id, mode == "turn")
+
+        self._listener = ChannelListener(self._url, CHANNEL, heard)
+        self._listener.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _listen(self, on_cancel: OnCancel) -> None:
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    async for notice in conn.notifies():
-                        mode, _, run_id = notice.payload.partition(":")
-                        on_cancel(run_id, mode == "turn")
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("the cancel listener lost its connection; reconnecting", extra={"in_s": _RECONNECT_S})
-            await asyncio.sleep(_RECONNECT_S)
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None

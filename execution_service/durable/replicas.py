@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 import psycopg
 from dbos import DBOS
@@ -25,7 +26,17 @@ def recover_runs_of(replica_id: str) -> list[str]:
 
 
 class ReplicaHeartbeat:
-    def __init__(self, url: str, replica_id: str, *, interval_s: float, takeover_timeout_s: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        replica_id: str,
+        *,
+        interval_s: float,
+        takeover_timeout_s: float,
+        took_over: Callable[[], None] = lambda: None,
+    ) -> None:
+        """`took_over()` is called after runs of a silent replica were recovered (they wait in their queue again)."""
+        self._took_over = took_over
         self._url = url
         self._replica_id = replica_id
         self._interval_s = interval_s
@@ -58,6 +69,8 @@ class ReplicaHeartbeat:
                     "took over the runs of a silent replica",
                     extra={"replica": replica_id, "last_heartbeat": heartbeat_at.isoformat(), "runs": runs},
                 )
+        if taken:
+            self._took_over()
         return taken
 
     def start(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 from dbos import DBOS, SetWorkflowID
 
 from execution_service.durable import workflow
+from execution_service.durable.queue_wakeups import QueueWorkers
 
 if TYPE_CHECKING:
     from execution_service.durable.workflow import DurableRunInput
@@ -43,16 +45,24 @@ def libpq_url(url: str) -> str:
     return f"postgresql://{rest}" if scheme.startswith("postgres") else url
 
 
+# Two polls of one queue are at least this far apart, however often the replica is woken (queue_wakeups).
+MIN_POLL_GAP_S = 0.1
+
+
 @dataclass(frozen=True, slots=True)
 class RuntimeSettings:
     database_url: str
     replica_id: str
+    min_poll_gap_s: float = MIN_POLL_GAP_S
 
 
 class DurableRuntime:
     def __init__(self, settings: RuntimeSettings) -> None:
         self._settings = settings
         self._launched = False
+        self._queue_workers = QueueWorkers(min_gap_s=settings.min_poll_gap_s)
+        # Tells the other replicas that a run entered a queue (queue_wakeups.QueueBell.ring); None: nobody to tell.
+        self._announce_entered: Callable[[], None] | None = None
 
     @property
     def replica_id(self) -> str:
@@ -69,8 +79,15 @@ class DurableRuntime:
                 "executor_id": self._settings.replica_id,
                 "application_version": APP_VERSION,
                 "notification_listener_polling_interval_sec": 1.0,
+                # How often DBOS flushes the NOTIFYs of its events and streams, which agentrun does not use (runs'
+                # streams are in the journal): at DBOS's default 0.01 s its notifier thread woke 100 times a second
+                # to find nothing, ~7 ms of an idle replica's CPU per second.
+                "notification_coalesce_sec": 1.0,
             }
         )
+        # agentrun's queues are polled by QueueWorkers, woken when there is work, not on DBOS's timer (DBOS still
+        # polls its own internal queue).
+        DBOS.listen_queues([])
         DBOS.launch()
         self._launched = True
         log.info("durable mode: DBOS launched", extra={"replica": self._settings.replica_id})
@@ -79,6 +96,7 @@ class DurableRuntime:
         """Stops DBOS. DBOS made its own thread pool the event loop's default executor and shuts it down here, so the
         loop gets a new one for whatever still runs on it (asyncio.to_thread during the rest of the shutdown)."""
         if self._launched:
+            self._queue_workers.stop()
             DBOS.destroy(destroy_registry=False)
             self._launched = False
             asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(thread_name_prefix="agentrun"))
@@ -87,14 +105,32 @@ class DurableRuntime:
         self, name: str, *, worker_concurrency: int | None, global_concurrency: int | None, polling_interval_s: float
     ) -> None:
         """Declares the DBOS queue runs enter (admission by queue): at most `worker_concurrency` of its runs execute
-        on one replica and `global_concurrency` on all; each replica polls it every `polling_interval_s`. After
-        `launch`."""
-        await DBOS.register_queue_async(
+        on one replica and `global_concurrency` on all; each replica polls it when woken (`wake_queues`) and every
+        `polling_interval_s` otherwise. After `launch`."""
+        from dbos._dbos import _get_dbos_instance
+
+        queue = await DBOS.register_queue_async(
             name,
             worker_concurrency=worker_concurrency,
             global_concurrency=global_concurrency,
             polling_interval_sec=polling_interval_s,
         )
+        self._queue_workers.start(_get_dbos_instance(), queue)
+
+    def announce_entered_runs(self, announce: Callable[[], None]) -> None:
+        """`announce()` is called after each run enters a queue here, to tell the other replicas."""
+        self._announce_entered = announce
+
+    def wake_queues(self) -> None:
+        """This replica's queues are polled now (a run entered, a slot freed): callable from any thread."""
+        self._queue_workers.wake()
+
+    def wake_queues_when_this_workflow_ends(self) -> None:
+        """Called from a run's workflow: once DBOS has recorded its end and released its slot (the workflow's task is
+        done), this replica's queues are polled, so the next queued run starts at once."""
+        task = asyncio.current_task()
+        if task is not None:
+            task.add_done_callback(lambda _: self._queue_workers.wake())
 
     async def start_run(self, run: DurableRunInput, *, queue_name: str | None = None) -> None:
         """Starts the run's workflow (id: the run id): at once on this replica, or through the DBOS queue
@@ -106,3 +142,6 @@ class DurableRuntime:
                 await DBOS.start_workflow_async(workflow.run_workflow, run)
             else:
                 await DBOS.enqueue_workflow_async(queue_name, workflow.run_workflow, run)
+                self._queue_workers.wake()
+                if self._announce_entered is not None:
+                    self._announce_entered()

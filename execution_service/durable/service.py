@@ -4,6 +4,7 @@ resources)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -19,6 +20,7 @@ from execution_service.durable import journal, workflow
 from execution_service.durable.admission import (
     ENDING_QUEUE,
     ENDING_QUEUE_POLLING_INTERVAL_S,
+    ENTERED_CHANNEL,
     RUN_QUEUE,
     DurableAdmission,
     QueueLimits,
@@ -27,12 +29,14 @@ from execution_service.durable.cancellation import CancelRequests
 from execution_service.durable.given_up import GivenUpRuns
 from execution_service.durable.given_up import log as given_up_log
 from execution_service.durable.manager import DurableRunManager
+from execution_service.durable.notifications import ChannelListener
 from execution_service.durable.periodic import Periodic
 from execution_service.durable.publishing import RunPublisher
+from execution_service.durable.queue_wakeups import QueueBell
 from execution_service.durable.replicas import ReplicaHeartbeat
 from execution_service.durable.retention import ExecutionRetention
 from execution_service.durable.retention import log as retention_log
-from execution_service.durable.runtime import DurableRuntime, RuntimeSettings, libpq_url
+from execution_service.durable.runtime import MIN_POLL_GAP_S, DurableRuntime, RuntimeSettings, libpq_url
 from execution_service.durable.schema import ensure_schema
 from execution_service.publish.known_runs import KnownRuns
 from execution_service.schedules.durable import TICK_WORKFLOW
@@ -101,7 +105,8 @@ async def start_durable(
     )
     await admission.open()
     resources.push_async_callback(admission.close)
-    runtime = DurableRuntime(RuntimeSettings(settings.execution_database_url, replica))
+    min_poll_gap_s = min(MIN_POLL_GAP_S, settings.queue_polling_interval_s)
+    runtime = DurableRuntime(RuntimeSettings(settings.execution_database_url, replica, min_poll_gap_s))
     # Runs RunsService holds: a run id is used for good, and CancelRun of a run no replica follows any more (its
     # journal purged, or never started here) says it finished.
     known_runs = KnownRuns(None, runs_channel, runs_call_metadata(settings))
@@ -152,12 +157,28 @@ async def start_durable(
         global_concurrency=None,
         polling_interval_s=max(limits.polling_interval_s, ENDING_QUEUE_POLLING_INTERVAL_S),
     )
-    admission.start_sweeper()
+    admission.start_sweeper(runtime.wake_queues)
     resources.push_async_callback(admission.stop)
+    # Runs entering the queue here wake the other replicas' pollers; theirs wake this one's.
+    bell = QueueBell(functools.partial(admission.announce_entered, replica), min_gap_s=min_poll_gap_s)
+    runtime.announce_entered_runs(bell.ring)
+    resources.push_async_callback(bell.close)
+
+    def heard_entered(ringer: str) -> None:
+        if ringer != replica:
+            runtime.wake_queues()
+
+    entered = ChannelListener(url, ENTERED_CHANNEL, heard_entered)
+    entered.start()
+    resources.push_async_callback(entered.stop)
     cancels.listen(manager.cancel_here)
     resources.push_async_callback(cancels.stop)
     heartbeat = ReplicaHeartbeat(
-        url, replica, interval_s=settings.heartbeat_interval_s, takeover_timeout_s=settings.takeover_timeout_s
+        url,
+        replica,
+        interval_s=settings.heartbeat_interval_s,
+        takeover_timeout_s=settings.takeover_timeout_s,
+        took_over=runtime.wake_queues,
     )
     await heartbeat.beat()
     heartbeat.start()

@@ -1,7 +1,8 @@
-"""The shared queue over replica processes (durable mode), one run executing at a time over all of them
+"""The shared queue over replica processes (durable mode), mostly one run executing at a time over all of them
 (AGENTRUN_GLOBAL_MAX_CONCURRENT_RUNS=1): a run queued through one replica is watched and cancelled through another
 (it ends CANCELLED at once, without a model call); a queued run outlives the replica that started it (SIGKILL) and
-runs on the survivor; a client that disconnects cancels its run while another replica executes it."""
+runs on the survivor; a run entering a replica whose slots are full starts at once on another (woken by NOTIFY),
+where its client's disconnect cancels it. The queue's timer is 30 s: every start is a replica woken."""
 
 from __future__ import annotations
 
@@ -23,11 +24,11 @@ from tests.support.stack import agent_source
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
 
 AGENTS = {"worker": agent_source(model="gemini-2.5-flash")}
-ONE_AT_A_TIME = {
-    "AGENTRUN_MAX_CONCURRENT_RUNS": "1",
-    "AGENTRUN_GLOBAL_MAX_CONCURRENT_RUNS": "1",
-    "AGENTRUN_QUEUE_POLLING_INTERVAL_S": "0.05",
-}
+# Nothing but wakes: a replica polls the queue on its own only every 30 s (durable.queue_wakeups), so every prompt
+# start below is a replica woken by a run entering (on it, or on another: NOTIFY), a slot freeing or a cancel.
+WAKES_ONLY = {"AGENTRUN_QUEUE_POLLING_INTERVAL_S": "30"}
+ONE_AT_A_TIME = {"AGENTRUN_MAX_CONCURRENT_RUNS": "1", "AGENTRUN_GLOBAL_MAX_CONCURRENT_RUNS": "1", **WAKES_ONLY}
+ONE_PER_REPLICA = {"AGENTRUN_MAX_CONCURRENT_RUNS": "1", **WAKES_ONLY}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def kind(event: Any) -> str:
 
 
 async def first(stream: AsyncIterator[Any]) -> Any:
-    return await asyncio.wait_for(anext(stream), 30)
+    return await asyncio.wait_for(anext(stream), 15)  # half the queue's timer: only a wake starts a run in time
 
 
 async def rest(stream: AsyncIterator[Any]) -> list[Any]:
@@ -124,36 +125,29 @@ async def test_a_queued_run_outlives_the_replica_that_started_it(tmp_path: Path,
         assert stored.status == run_pb2.RUN_STATUS_COMPLETED and stored.HasField("queue_duration")
 
 
-async def test_a_disconnected_client_cancels_its_run_on_the_replica_executing_it(
+async def test_a_run_entering_a_full_replica_starts_at_once_on_another_where_its_disconnected_client_cancels_it(
     tmp_path: Path, database_url: str
 ) -> None:
-    async with running_cluster(tmp_path, database_url, AGENTS, **ONE_AT_A_TIME) as cluster:
+    async with running_cluster(tmp_path, database_url, AGENTS, **ONE_PER_REPLICA) as cluster:
         hold = Hold()
         cluster.gemini.set_responder(hold.respond)
         a = await cluster.start_replica("leave-a")
         b = await cluster.start_replica("leave-b")
-        stub = cluster.stub(a)
-        # The shared queue gives a run to either replica: start runs through a until one executes on b.
-        for _ in range(12):
-            call = stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="hold"))
-            events: AsyncIterator[Any] = aiter(call)
-            started = await first(events)
-            if kind(started) == "run_queued":  # the previous run, cancelled, may still hold its slot a moment
-                started = await first(events)
-            assert kind(started) == "run_started"
-            run_id = started.run_started.run_id
-            if started.run_started.replica == b.name:
-                break
-            await stub.CancelRun(ex.CancelRunRequest(run_id=run_id))
-            await rest(events)
-        else:
-            pytest.fail("no run executed on the other replica in 12 tries")
-        call.cancel()  # the client goes away: its run, executing on b, is cancelled
+        _, full = await hold_the_slot(cluster, a, a, b)
+        (other,) = [r for r in (a, b) if r is not full]
+
+        # The full replica cannot take the run; the other one hears of it (NOTIFY) and starts it at once.
+        call = cluster.stub(full).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="hold"))
+        started = await first(aiter(call))
+        assert kind(started) == "run_started"
+        assert started.run_started.replica == other.name
+        run_id = started.run_started.run_id
+        call.cancel()  # the client goes away: its run, executing on the other replica, is cancelled
 
         stored = await cluster.stored_run(run_id)
         assert stored.status == run_pb2.RUN_STATUS_CANCELLED
-        assert "client disconnected: cancelled its run on another replica" in a.log()
+        assert "client disconnected: cancelled its run on another replica" in full.log()
         with pytest.raises(grpc.aio.AioRpcError) as again:
-            await cluster.stub(b).CancelRun(ex.CancelRunRequest(run_id=run_id))
+            await cluster.stub(other).CancelRun(ex.CancelRunRequest(run_id=run_id))
         assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         hold.release()

@@ -82,7 +82,6 @@ async def test_100_runs_over_two_replicas_hold_the_limits_and_are_stored_once(tm
                 "AGENTRUN_REPLICA_ID": f"replica-{index}",
                 "AGENTRUN_MAX_CONCURRENT_RUNS": str(PER_REPLICA),
                 "AGENTRUN_GLOBAL_MAX_CONCURRENT_RUNS": str(GLOBAL),
-                "AGENTRUN_QUEUE_POLLING_INTERVAL_S": "0.05",
                 "AGENTRUN_RATE_LIMIT_PER_MINUTE": "0",
                 "AGENTRUN_MAX_STREAMS_PER_USER": "0",
                 "GEMINI_API_KEY": "test-key",

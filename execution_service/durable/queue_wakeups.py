@@ -1,0 +1,149 @@
+"""The shared queues' pollers, woken when there is something to take.
+
+DBOS dequeues a queue by polling it on a timer (`dbos._queue.queue_worker_thread`): each poll is a few statements,
+~5 ms of a replica's CPU. At 0.1 s that was most of an idle replica's CPU (10 replicas: 100 transactions a second on
+an idle PostgreSQL), and a run entering an idle system still waited for the next poll to start. Here DBOS's own
+worker loop runs for each of agentrun's queues in a thread of ours (DBOS is told not to poll them itself:
+`DBOS.listen_queues`), and its wait between two polls ends early when the replica is woken (`QueueWorkers.wake`):
+
+- a run entered the shared queue on this replica, or on another one (whose `QueueBell` rang: a NOTIFY);
+- a workflow ended on this replica (its slot is free for the next run);
+- a queued run was moved to the ending queue here (cancelled or past its queue timeout);
+- this replica took over a silent replica's runs (DBOS puts them back in their queue), or just started.
+
+Two polls of a queue are at least `min_gap_s` apart (a burst of wakes costs no more polls than DBOS's timer did at
+that interval), and a queue nothing wakes is polled every `idle_interval_s` (AGENTRUN_QUEUE_POLLING_INTERVAL_S): the
+safety net for a wake that was lost (a NOTIFY sent while a replica's listener reconnected, a replica that died between
+enqueueing and ringing). What a poll takes, and the limits it honours, are DBOS's, unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dbos import DBOS, Queue
+
+log = logging.getLogger(__name__)
+
+# How long `QueueWorkers.stop` waits for a worker in the middle of a poll (DBOS waits as long for its own).
+STOP_TIMEOUT_S = 10.0
+
+
+class PollWait:
+    """What DBOS's queue worker loop waits on between two polls, in place of its stop event: `wait(timeout)` returns
+    True once stopped, False when it is time to poll (the timeout passed, or `wake` was called, but never sooner than
+    `min_gap_s` after the previous poll). Thread-safe: `wake` and `stop` may be called from any thread."""
+
+    def __init__(self, min_gap_s: float) -> None:
+        self._min_gap_s = min_gap_s
+        self._stopped = threading.Event()
+        self._woken = threading.Event()
+        self._last_poll = float("-inf")
+
+    def is_set(self) -> bool:
+        return self._stopped.is_set()
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._woken.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stopped.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            if self._woken.wait(remaining):
+                # Cleared before the poll: a wake that comes during the poll is one for the next.
+                self._woken.clear()
+                gap_left = self._last_poll + self._min_gap_s - time.monotonic()
+                if gap_left > 0 and self._stopped.wait(gap_left):
+                    return True
+                break
+        if self._stopped.is_set():
+            return True
+        self._last_poll = time.monotonic()
+        return False
+
+
+class QueueWorkers:
+    """One thread per queue running DBOS's queue worker loop on a PollWait. Start after DBOS launched and the queue
+    is registered; stop before DBOS is destroyed."""
+
+    def __init__(self, *, min_gap_s: float) -> None:
+        self._min_gap_s = min_gap_s
+        self._workers: list[tuple[threading.Thread, PollWait]] = []
+
+    def start(self, dbos: DBOS, queue: Queue) -> None:
+        # DBOS's worker loop, the one its own queue thread starts for every queue it listens to.
+        from dbos._queue import queue_worker_thread
+
+        poll_wait = PollWait(self._min_gap_s)
+        poll_wait.wake()  # the first poll at once: runs waiting already (recovered at launch) need no timer
+        thread = threading.Thread(
+            target=queue_worker_thread,
+            args=(poll_wait, dbos, queue),
+            name=f"agentrun-queue-{queue.name}",
+            daemon=True,
+        )
+        thread.start()
+        self._workers.append((thread, poll_wait))
+        log.info("polling a durable queue when woken", extra={"queue": queue.name, "min_gap_s": self._min_gap_s})
+
+    def wake(self) -> None:
+        """Every queue polls now (or `min_gap_s` after its last poll). Cheap; callable from any thread."""
+        for _, poll_wait in self._workers:
+            poll_wait.wake()
+
+    def stop(self) -> None:
+        for _, poll_wait in self._workers:
+            poll_wait.stop()
+        for thread, _ in self._workers:
+            thread.join(timeout=STOP_TIMEOUT_S)
+            if thread.is_alive():
+                log.warning("a durable queue's poller did not stop in time", extra={"thread": thread.name})
+        self._workers.clear()
+
+
+class QueueBell:
+    """Tells the other replicas that runs entered the shared queue (`send`: a NOTIFY). `ring` returns at once; rings
+    that come while one is sent, or within `min_gap_s` after, are one more ring after that: a burst of entries costs
+    at most one NOTIFY per `min_gap_s`, each entry is announced within about that. A failed send is logged; the
+    replicas' idle polls still find the run."""
+
+    def __init__(self, send: Callable[[], Awaitable[None]], *, min_gap_s: float) -> None:
+        self._send = send
+        self._min_gap_s = min_gap_s
+        self._rung = False
+        self._ringer: asyncio.Task[None] | None = None
+
+    def ring(self) -> None:
+        self._rung = True
+        if self._ringer is None or self._ringer.done():
+            self._ringer = asyncio.get_running_loop().create_task(self._ring(), name="durable-queue-bell")
+
+    async def close(self) -> None:
+        if self._ringer is not None:
+            self._ringer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ringer
+            self._ringer = None
+
+    async def _ring(self) -> None:
+        while self._rung:
+            self._rung = False
+            try:
+                await self._send()
+            except Exception:
+                log.exception("could not tell the other replicas that a run entered the queue; they find it later")
+            await asyncio.sleep(self._min_gap_s)
