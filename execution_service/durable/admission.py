@@ -13,13 +13,13 @@ its first step (`leave`) sees the cancel or the expired deadline, and it ends CA
 without a RunStarted. A workflow already dequeued is not moved: the usual cancel path applies.
 
 Whether a run has to wait, and the queue's own bound (AGENTRUN_MAX_QUEUED_RUNS), are counted over these records
-(`_counts`: entered and not dequeued = waiting, dequeued and not finished = executing) rather than over DBOS's
-ENQUEUED workflows: a record is written before its workflow is enqueued, inside a transaction that holds an advisory
-lock, so runs entering at the same moment on several replicas count each other and the bound holds exactly; whether
-a run waits is still a prediction (DBOS decides who dequeues what, replicas come and go). DBOS's workflow_status is
-touched in two named places: `_move_to_ending_queue` (the one write) and `_delete_stale_records` (a read by primary
-key, once a minute, to drop the records of runs whose workflow ended without deleting its record).
-"""
+(`agentrun.enter_queue`: entered and not dequeued = waiting, dequeued and not finished = executing) rather than over
+DBOS's ENQUEUED workflows: a record is written before its workflow is enqueued, inside a transaction that holds an
+advisory lock (one statement: the lock is held only inside PostgreSQL), so runs entering at the same moment on several
+replicas count each other and the bound holds exactly; whether a run waits is still a prediction (DBOS decides who
+dequeues what, replicas come and go). DBOS's workflow_status is touched in two named places: `_move_to_ending_queue`
+(the one write) and `_delete_stale_records` (a read by primary key, once a minute, to drop the records of runs whose
+workflow ended without deleting its record)."""
 
 from __future__ import annotations
 
@@ -114,36 +114,37 @@ class DurableAdmission:
         """Writes the run's admission record before its workflow is enqueued; returns whether the run has to wait
         (the runs executing and waiting fill every slot of the live replicas, or the global limit), i.e. whether its
         starter shows it QUEUED. Raises QueueFull when it would wait and the queue holds its bound already. Entries
-        are serialized over all replicas (a transaction-scoped advisory lock), so each counts the ones before it."""
-        async with self._connect() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('agentrun.admission'))")
-            waiting, executing, replicas = await _counts(conn)
-            capacity = self.limits.worker_concurrency * max(replicas, 1)
-            if self.limits.global_limit is not None:
-                capacity = min(capacity, self.limits.global_limit)
-            occupied = waiting + executing
-            waits = occupied >= capacity
-            beyond = max(occupied - capacity, 0)  # entered runs beyond the slots: those that wait
-            if waits and beyond >= self.limits.max_queued:
-                raise QueueFull(
-                    f"{min(occupied, capacity)} runs are executing or starting over the replicas "
-                    f"(AGENTRUN_MAX_CONCURRENT_RUNS={self.limits.per_replica} per replica"
-                    + (
-                        f", AGENTRUN_GLOBAL_MAX_CONCURRENT_RUNS={self.limits.global_limit}"
-                        if self.limits.global_limit is not None
-                        else ""
-                    )
-                    + f") and the shared queue holds {beyond} more, its bound (AGENTRUN_MAX_QUEUED_RUNS="
-                    f"{self.limits.max_queued}); retry later, or add replicas"
+        are serialized over all replicas (a transaction-scoped advisory lock), so each counts the ones before it: one
+        statement (agentrun.enter_queue, durable.schema), so the lock is never held across a round trip to a replica
+        whose event loop is busy (a burst held it for whole loop turns, and the other replicas' admission connections
+        waited on it until their runs' first steps timed out)."""
+        limits = self.limits
+        async with self._connect() as conn:
+            cursor = await conn.execute(
+                "SELECT admitted, waits, occupied, capacity FROM agentrun.enter_queue(%s, %s, %s, %s, %s, %s)",
+                (
+                    run_id,
+                    queued,
+                    limits.worker_concurrency,
+                    limits.global_limit,
+                    limits.max_queued,
+                    limits.queue_timeout_s,
+                ),
+            )
+            row = await cursor.fetchone()
+        assert row is not None
+        admitted, waits, occupied, capacity = bool(row[0]), bool(row[1]), int(row[2]), int(row[3])
+        if not admitted:
+            raise QueueFull(
+                f"{min(occupied, capacity)} runs are executing or starting over the replicas "
+                f"(AGENTRUN_MAX_CONCURRENT_RUNS={limits.per_replica} per replica"
+                + (
+                    f", AGENTRUN_GLOBAL_MAX_CONCURRENT_RUNS={limits.global_limit}"
+                    if limits.global_limit is not None
+                    else ""
                 )
-            timeout_s = self.limits.queue_timeout_s
-            await conn.execute(
-                "INSERT INTO agentrun.queued_runs (run_id, queued, shown, deadline) VALUES (%s, %s, %s, "
-                "CASE WHEN %s > 0 THEN now() + make_interval(secs => %s) END) "
-                # A schedule's tick workflow replayed after a crash between this and the enqueue enters again.
-                "ON CONFLICT (run_id) DO UPDATE SET queued = EXCLUDED.queued, shown = EXCLUDED.shown, "
-                "deadline = EXCLUDED.deadline, enqueued_at = now(), dequeued_at = NULL",
-                (run_id, queued, waits, timeout_s, timeout_s),
+                + f") and the shared queue holds {occupied - capacity} more, its bound (AGENTRUN_MAX_QUEUED_RUNS="
+                f"{limits.max_queued}); retry later, or add replicas"
             )
         return waits
 
@@ -248,19 +249,6 @@ class DurableAdmission:
             except Exception:
                 log.exception("the queue timeout sweep failed; trying again", extra={"in_s": SWEEP_INTERVAL_S})
             await asyncio.sleep(SWEEP_INTERVAL_S)
-
-
-async def _counts(conn: psycopg.AsyncConnection) -> tuple[int, int, int]:
-    """Runs waiting in the shared queue (entered, not dequeued yet: those being enqueued right now included), runs
-    executing from it (dequeued, not finished), and live replicas (a heartbeat within the last minute)."""
-    cursor = await conn.execute(
-        "SELECT count(*) FILTER (WHERE dequeued_at IS NULL), count(*) FILTER (WHERE dequeued_at IS NOT NULL), "
-        "(SELECT count(*) FROM agentrun.replicas WHERE heartbeat_at > now() - interval '1 minute') "
-        "FROM agentrun.queued_runs"
-    )
-    row = await cursor.fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1]), int(row[2])
 
 
 async def _delete_stale_records(conn: psycopg.AsyncConnection) -> int:

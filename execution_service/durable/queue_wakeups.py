@@ -11,11 +11,11 @@ worker loop runs for each of agentrun's queues in a thread of ours (DBOS is told
 - a queued run was moved to the ending queue here (cancelled or past its queue timeout);
 - this replica took over a silent replica's runs (DBOS puts them back in their queue), or just started.
 
-Two polls of a queue are at least `min_gap_s` apart (a burst of wakes costs no more polls than DBOS's timer did at
-that interval), and a queue nothing wakes is polled every `idle_interval_s` (AGENTRUN_QUEUE_POLLING_INTERVAL_S): the
-safety net for a wake that was lost (a NOTIFY sent while a replica's listener reconnected, a replica that died between
-enqueueing and ringing). What a poll takes, and the limits it honours, are DBOS's, unchanged.
-"""
+Woken polls are rate-limited (a few at once, then one per `min_gap_s`: a burst of wakes costs no more polls than DBOS's
+timer did at that interval), and a queue nothing wakes is polled every polling interval
+(AGENTRUN_QUEUE_POLLING_INTERVAL_S), the safety net for a wake that was lost (a NOTIFY sent while a replica's listener
+reconnected, a replica that died between enqueueing and ringing). What a poll takes, and the limits it honours, are
+DBOS's, unchanged."""
 
 from __future__ import annotations
 
@@ -38,14 +38,18 @@ STOP_TIMEOUT_S = 10.0
 
 class PollWait:
     """What DBOS's queue worker loop waits on between two polls, in place of its stop event: `wait(timeout)` returns
-    True once stopped, False when it is time to poll (the timeout passed, or `wake` was called, but never sooner than
-    `min_gap_s` after the previous poll). Thread-safe: `wake` and `stop` may be called from any thread."""
+    True once stopped, False when it is time to poll: the timeout passed, or `wake` was called. Woken polls are
+    rate-limited by a token bucket: `burst` polls at once, then one per `min_gap_s` (a replica woken by every run of
+    a burst polls no more often than a timer at `min_gap_s` would, and an idle one polls at once when woken).
+    Thread-safe: `wake` and `stop` may be called from any thread."""
 
-    def __init__(self, min_gap_s: float) -> None:
+    def __init__(self, min_gap_s: float, burst: int = 3) -> None:
         self._min_gap_s = min_gap_s
+        self._burst = burst
+        self._tokens = float(burst)
+        self._refilled = time.monotonic()
         self._stopped = threading.Event()
         self._woken = threading.Event()
-        self._last_poll = float("-inf")
 
     def is_set(self) -> bool:
         return self._stopped.is_set()
@@ -66,14 +70,28 @@ class PollWait:
             if self._woken.wait(remaining):
                 # Cleared before the poll: a wake that comes during the poll is one for the next.
                 self._woken.clear()
-                gap_left = self._last_poll + self._min_gap_s - time.monotonic()
-                if gap_left > 0 and self._stopped.wait(gap_left):
+                delay = self._until_token()
+                if delay > 0 and self._stopped.wait(delay):
                     return True
                 break
         if self._stopped.is_set():
             return True
-        self._last_poll = time.monotonic()
+        self._take_token()
         return False
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(float(self._burst), self._tokens + (now - self._refilled) / self._min_gap_s)
+        self._refilled = now
+
+    def _until_token(self) -> float:
+        """Seconds until a poll may run (0: now)."""
+        self._refill()
+        return 0.0 if self._tokens >= 1 else (1 - self._tokens) * self._min_gap_s
+
+    def _take_token(self) -> None:
+        self._refill()
+        self._tokens = max(self._tokens - 1, 0.0)
 
 
 class QueueWorkers:
@@ -101,7 +119,7 @@ class QueueWorkers:
         log.info("polling a durable queue when woken", extra={"queue": queue.name, "min_gap_s": self._min_gap_s})
 
     def wake(self) -> None:
-        """Every queue polls now (or `min_gap_s` after its last poll). Cheap; callable from any thread."""
+        """Every queue polls now (or, after a burst of polls, within `min_gap_s`). Cheap; callable from any thread."""
         for _, poll_wait in self._workers:
             poll_wait.wake()
 

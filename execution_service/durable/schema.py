@@ -43,6 +43,42 @@ CREATE TABLE IF NOT EXISTS agentrun.queued_runs (
 );
 CREATE INDEX IF NOT EXISTS queued_runs_deadline ON agentrun.queued_runs (deadline)
     WHERE dequeued_at IS NULL AND deadline IS NOT NULL;
+-- A run entering the shared queue (execution_service.durable.admission.DurableAdmission.enter), in one statement: the
+-- lock that serializes entries over the replicas is held only while PostgreSQL runs this, never across round trips
+-- to a replica whose event loop may be busy. Each statement below sees what earlier holders committed (READ
+-- COMMITTED: a new snapshot per statement), so the count is exact. Not admitted: the queue holds its bound.
+CREATE OR REPLACE FUNCTION agentrun.enter_queue(
+    p_run_id text, p_queued bytea, p_worker_concurrency integer, p_global_limit integer, p_max_queued integer,
+    p_timeout_s double precision
+) RETURNS TABLE (admitted boolean, waits boolean, occupied bigint, capacity bigint)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_waiting bigint;
+    v_executing bigint;
+    v_replicas bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('agentrun.admission'));
+    SELECT count(*) FILTER (WHERE q.dequeued_at IS NULL), count(*) FILTER (WHERE q.dequeued_at IS NOT NULL),
+        (SELECT count(*) FROM agentrun.replicas r WHERE r.heartbeat_at > now() - interval '1 minute')
+    INTO v_waiting, v_executing, v_replicas FROM agentrun.queued_runs q;
+    capacity := p_worker_concurrency * greatest(v_replicas, 1);
+    IF p_global_limit IS NOT NULL THEN
+        capacity := least(capacity, p_global_limit);
+    END IF;
+    occupied := v_waiting + v_executing;
+    waits := occupied >= capacity;
+    admitted := NOT (waits AND occupied - capacity >= p_max_queued);
+    IF admitted THEN
+        -- A schedule's tick workflow replayed after a crash between this and the enqueue enters again.
+        INSERT INTO agentrun.queued_runs AS q (run_id, queued, shown, deadline)
+        VALUES (p_run_id, p_queued, waits,
+                CASE WHEN p_timeout_s > 0 THEN now() + make_interval(secs => p_timeout_s) END)
+        ON CONFLICT (run_id) DO UPDATE SET queued = EXCLUDED.queued, shown = EXCLUDED.shown,
+            deadline = EXCLUDED.deadline, enqueued_at = now(), dequeued_at = NULL;
+    END IF;
+    RETURN NEXT;
+END
+$$;
 """
 
 
