@@ -30,7 +30,7 @@ from agentrun_core.domain import (
 from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
-from execution_service.durable.admission import RUN_QUEUE, Dequeued, DurableAdmission
+from execution_service.durable.admission import ENDING_QUEUE, RUN_QUEUE, Dequeued, DurableAdmission
 from execution_service.durable.cancellation import CancelRequests
 from execution_service.durable.checkpoints import Checkpoints
 from execution_service.durable.children import DurableChildren
@@ -223,7 +223,7 @@ class DurableRunManager(RunManager):
             # A stopping replica takes no new run from the queue: the workflow stays pending, and a survivor takes
             # it over once this replica is silent (ReplicaHeartbeat.stop), as for the runs it leaves at the end.
             raise asyncio.CancelledError("the replica is stopping; the run starts on another replica")
-        self._runtime.wake_queues_when_this_workflow_ends()  # its slot is free for the next queued run then
+        self._runtime.wake_queues_when_this_workflow_ends(RUN_QUEUE)  # its slot is free for the next queued run then
         live = self._live.get(run.run_id)
         if live is None:
             # Registered before it leaves the queue, so a cancel announced meanwhile finds it (and is honoured).
@@ -629,7 +629,7 @@ class DurableRunManager(RunManager):
         await self._cancels.request(run_id, after_turn=after_turn)
         # A run still waiting in the shared queue leaves it at once and ends CANCELLED (its workflow records it).
         if await self._queue.end_queued(run_id):
-            self._runtime.wake_queues()  # the ending queue starts it here, at once
+            self._runtime.wake_queues(ENDING_QUEUE)  # the ending queue starts it here, at once
             log.info("cancelling a queued run: it ends without starting", extra={"run_id": run_id})
         return RemoteTree(remote)
 

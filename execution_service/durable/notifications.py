@@ -18,10 +18,14 @@ RECONNECT_S = 1.0
 
 
 class ChannelListener:
-    def __init__(self, url: str, channel: str, on_payload: Callable[[str], None]) -> None:
+    def __init__(
+        self, url: str, channel: str, on_payload: Callable[[str], None], *, listening: Callable[[], None] | None = None
+    ) -> None:
+        """`listening()`, if given, is called each time the listener (re)connected and listens."""
         self._url = url
         self._channel = channel
         self._on_payload = on_payload
+        self._listening = listening
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -40,6 +44,8 @@ class ChannelListener:
             try:
                 async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {self._channel}")
+                    if self._listening is not None:
+                        self._listening()
                     async for notice in conn.notifies():
                         self._on_payload(notice.payload)
             except asyncio.CancelledError:

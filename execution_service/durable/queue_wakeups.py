@@ -20,6 +20,7 @@ DBOS's, unchanged."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -34,20 +35,26 @@ log = logging.getLogger(__name__)
 
 # How long `QueueWorkers.stop` waits for a worker in the middle of a poll (DBOS waits as long for its own).
 STOP_TIMEOUT_S = 10.0
+# How long a poller waits for the event loop to turn once before it polls anyway.
+LOOP_TURN_TIMEOUT_S = 1.0
 
 
 class PollWait:
     """What DBOS's queue worker loop waits on between two polls, in place of its stop event: `wait(timeout)` returns
     True once stopped, False when it is time to poll: the timeout passed, or `wake` was called. Woken polls are
     rate-limited by a token bucket: `burst` polls at once, then one per `min_gap_s` (a replica woken by every run of
-    a burst polls no more often than a timer at `min_gap_s` would, and an idle one polls at once when woken).
+    a burst polls no more often than a timer at `min_gap_s` would, and an idle one polls at once when woken). A woken
+    poll is followed by one more `min_gap_s` later: replicas woken together (a NOTIFY) contend for the same rows, and
+    DBOS leaves a claim that lost to "the next poll". `before_poll` runs on the worker's thread before each poll.
     Thread-safe: `wake` and `stop` may be called from any thread."""
 
-    def __init__(self, min_gap_s: float, burst: int = 3) -> None:
+    def __init__(self, min_gap_s: float, burst: int = 3, before_poll: Callable[[], None] = lambda: None) -> None:
         self._min_gap_s = min_gap_s
         self._burst = burst
+        self._before_poll = before_poll
         self._tokens = float(burst)
         self._refilled = time.monotonic()
+        self._follow_up_at: float | None = None
         self._stopped = threading.Event()
         self._woken = threading.Event()
 
@@ -63,6 +70,10 @@ class PollWait:
 
     def wait(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self._follow_up_at is not None:
+            deadline = self._follow_up_at if deadline is None else min(deadline, self._follow_up_at)
+            self._follow_up_at = None
+        woken = False
         while not self._stopped.is_set():
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -73,11 +84,15 @@ class PollWait:
                 delay = self._until_token()
                 if delay > 0 and self._stopped.wait(delay):
                     return True
+                woken = True
                 break
         if self._stopped.is_set():
             return True
         self._take_token()
-        return False
+        if woken:
+            self._follow_up_at = time.monotonic() + self._min_gap_s
+        self._before_poll()
+        return self._stopped.is_set()
 
     def _refill(self) -> None:
         now = time.monotonic()
@@ -96,41 +111,71 @@ class PollWait:
 
 class QueueWorkers:
     """One thread per queue running DBOS's queue worker loop on a PollWait. Start after DBOS launched and the queue
-    is registered; stop before DBOS is destroyed."""
+    is registered, from the event loop DBOS runs the workflows on; stop before DBOS is destroyed."""
 
     def __init__(self, *, min_gap_s: float) -> None:
         self._min_gap_s = min_gap_s
-        self._workers: list[tuple[threading.Thread, PollWait]] = []
+        self._workers: dict[str, tuple[threading.Thread, PollWait]] = {}
 
     def start(self, dbos: DBOS, queue: Queue) -> None:
-        # DBOS's worker loop, the one its own queue thread starts for every queue it listens to.
-        from dbos._queue import queue_worker_thread
+        loop = asyncio.get_running_loop()
 
-        poll_wait = PollWait(self._min_gap_s)
+        def let_the_loop_turn() -> None:
+            """Before a poll, the loop runs once: a workflow the previous poll dispatched registers itself as running
+            on its first turn, and DBOS counts this replica's running workflows from that registry (back-to-back
+            polls could otherwise claim past AGENTRUN_MAX_CONCURRENT_RUNS)."""
+            if poll_wait.is_set():
+                return
+            # A loop this busy, or stopping: poll anyway (DBOS's own count is the bound, as before).
+            with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
+                asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(timeout=LOOP_TURN_TIMEOUT_S)
+
+        poll_wait = PollWait(self._min_gap_s, before_poll=let_the_loop_turn)
         poll_wait.wake()  # the first poll at once: runs waiting already (recovered at launch) need no timer
         thread = threading.Thread(
-            target=queue_worker_thread,
+            target=_poll_until_stopped,
             args=(poll_wait, dbos, queue),
             name=f"agentrun-queue-{queue.name}",
             daemon=True,
         )
         thread.start()
-        self._workers.append((thread, poll_wait))
+        self._workers[queue.name] = (thread, poll_wait)
         log.info("polling a durable queue when woken", extra={"queue": queue.name, "min_gap_s": self._min_gap_s})
 
-    def wake(self) -> None:
-        """Every queue polls now (or, after a burst of polls, within `min_gap_s`). Cheap; callable from any thread."""
-        for _, poll_wait in self._workers:
-            poll_wait.wake()
+    def wake(self, *queue_names: str) -> None:
+        """The named queues (all without a name) poll now, or soon after a burst of polls. Cheap; callable from any
+        thread."""
+        for name, (_, poll_wait) in self._workers.items():
+            if not queue_names or name in queue_names:
+                poll_wait.wake()
 
     def stop(self) -> None:
-        for _, poll_wait in self._workers:
+        for _, poll_wait in self._workers.values():
             poll_wait.stop()
-        for thread, _ in self._workers:
+        for thread, _ in self._workers.values():
             thread.join(timeout=STOP_TIMEOUT_S)
             if thread.is_alive():
                 log.warning("a durable queue's poller did not stop in time", extra={"thread": thread.name})
         self._workers.clear()
+
+
+def _poll_until_stopped(poll_wait: PollWait, dbos: DBOS, queue: Queue) -> None:
+    # DBOS's worker loop, the one its own queue thread starts for every queue it listens to.
+    from dbos._queue import queue_worker_thread
+
+    try:
+        queue_worker_thread(poll_wait, dbos, queue)  # type: ignore[arg-type]  # DBOS calls only is_set() and wait()
+    except Exception:
+        log.exception(
+            "a durable queue's poller failed: runs of this queue start on other replicas only",
+            extra={"queue": queue.name},
+        )
+        return
+    if not poll_wait.is_set():
+        log.error(
+            "a durable queue's poller stopped: runs of this queue start on other replicas only",
+            extra={"queue": queue.name},
+        )
 
 
 class QueueBell:

@@ -45,7 +45,8 @@ def libpq_url(url: str) -> str:
     return f"postgresql://{rest}" if scheme.startswith("postgres") else url
 
 
-# Two polls of one queue are at least this far apart, however often the replica is woken (queue_wakeups).
+# Woken polls of one queue: a few at once, then one per this interval, however often the replica is woken
+# (queue_wakeups.PollWait).
 MIN_POLL_GAP_S = 0.1
 
 
@@ -81,8 +82,8 @@ class DurableRuntime:
                 "notification_listener_polling_interval_sec": 1.0,
                 # How often DBOS flushes the NOTIFYs of its events and streams, which agentrun does not use (runs'
                 # streams are in the journal): at DBOS's default 0.01 s its notifier thread woke 100 times a second
-                # to find nothing, ~7 ms of an idle replica's CPU per second.
-                "notification_coalesce_sec": 1.0,
+                # to find nothing, ~7 ms of an idle replica's CPU per second. (DBOS.destroy waits for its sleep.)
+                "notification_coalesce_sec": 0.1,
             }
         )
         # agentrun's queues are polled by QueueWorkers, woken when there is work, not on DBOS's timer (DBOS still
@@ -121,16 +122,17 @@ class DurableRuntime:
         """`announce()` is called after each run enters a queue here, to tell the other replicas."""
         self._announce_entered = announce
 
-    def wake_queues(self) -> None:
-        """This replica's queues are polled now (a run entered, a slot freed): callable from any thread."""
-        self._queue_workers.wake()
+    def wake_queues(self, *queue_names: str) -> None:
+        """This replica's named queues (all without a name) are polled now (a run entered, a slot freed): callable
+        from any thread."""
+        self._queue_workers.wake(*queue_names)
 
-    def wake_queues_when_this_workflow_ends(self) -> None:
+    def wake_queues_when_this_workflow_ends(self, queue_name: str) -> None:
         """Called from a run's workflow: once DBOS has recorded its end and released its slot (the workflow's task is
         done), this replica's queues are polled, so the next queued run starts at once."""
         task = asyncio.current_task()
         if task is not None:
-            task.add_done_callback(lambda _: self._queue_workers.wake())
+            task.add_done_callback(lambda _: self._queue_workers.wake(queue_name))
 
     async def start_run(self, run: DurableRunInput, *, queue_name: str | None = None) -> None:
         """Starts the run's workflow (id: the run id): at once on this replica, or through the DBOS queue
@@ -142,6 +144,14 @@ class DurableRuntime:
                 await DBOS.start_workflow_async(workflow.run_workflow, run)
             else:
                 await DBOS.enqueue_workflow_async(queue_name, workflow.run_workflow, run)
-                self._queue_workers.wake()
-                if self._announce_entered is not None:
-                    self._announce_entered()
+                self._entered(queue_name)
+
+    def _entered(self, queue_name: str) -> None:
+        """A run is in the queue: this replica polls it, the others are told. Never raises (the run is enqueued: a
+        failure here must not read as one to enqueue it); a lost wake costs a run at most a polling interval."""
+        try:
+            self._queue_workers.wake(queue_name)
+            if self._announce_entered is not None:
+                self._announce_entered()
+        except Exception:
+            log.exception("could not wake the queue pollers for a run that entered", extra={"queue": queue_name})

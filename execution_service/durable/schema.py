@@ -47,8 +47,11 @@ CREATE INDEX IF NOT EXISTS queued_runs_deadline ON agentrun.queued_runs (deadlin
 -- lock that serializes entries over the replicas is held only while PostgreSQL runs this, never across round trips
 -- to a replica whose event loop may be busy. Each statement below sees what earlier holders committed (READ
 -- COMMITTED: a new snapshot per statement), so the count is exact. Not admitted: the queue holds its bound.
+-- (bigint: psycopg sends a Python int as the smallest type that holds it, and int8 has no implicit cast to int4. The
+-- integer signature existed briefly on 2026-12-06: dropped so a call is never ambiguous.)
+DROP FUNCTION IF EXISTS agentrun.enter_queue(text, bytea, integer, integer, integer, double precision);
 CREATE OR REPLACE FUNCTION agentrun.enter_queue(
-    p_run_id text, p_queued bytea, p_worker_concurrency integer, p_global_limit integer, p_max_queued integer,
+    p_run_id text, p_queued bytea, p_worker_concurrency bigint, p_global_limit bigint, p_max_queued bigint,
     p_timeout_s double precision
 ) RETURNS TABLE (admitted boolean, waits boolean, occupied bigint, capacity bigint)
 LANGUAGE plpgsql VOLATILE AS $$

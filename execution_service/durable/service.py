@@ -157,7 +157,7 @@ async def start_durable(
         global_concurrency=None,
         polling_interval_s=max(limits.polling_interval_s, ENDING_QUEUE_POLLING_INTERVAL_S),
     )
-    admission.start_sweeper(runtime.wake_queues)
+    admission.start_sweeper(functools.partial(runtime.wake_queues, ENDING_QUEUE))
     resources.push_async_callback(admission.stop)
     # Runs entering the queue here wake the other replicas' pollers; theirs wake this one's.
     bell = QueueBell(functools.partial(admission.announce_entered, replica), min_gap_s=min_poll_gap_s)
@@ -166,9 +166,15 @@ async def start_durable(
 
     def heard_entered(ringer: str) -> None:
         if ringer != replica:
-            runtime.wake_queues()
+            runtime.wake_queues(RUN_QUEUE)
 
-    entered = ChannelListener(url, ENTERED_CHANNEL, heard_entered)
+    def took_over() -> None:
+        """Recovered runs are back in their queues: this replica polls, and the others (it may be full) are told."""
+        runtime.wake_queues()
+        bell.ring()
+
+    # (Re)connected: what was announced meanwhile is found by one poll.
+    entered = ChannelListener(url, ENTERED_CHANNEL, heard_entered, listening=lambda: runtime.wake_queues(RUN_QUEUE))
     entered.start()
     resources.push_async_callback(entered.stop)
     cancels.listen(manager.cancel_here)
@@ -178,7 +184,7 @@ async def start_durable(
         replica,
         interval_s=settings.heartbeat_interval_s,
         takeover_timeout_s=settings.takeover_timeout_s,
-        took_over=runtime.wake_queues,
+        took_over=took_over,
     )
     await heartbeat.beat()
     heartbeat.start()

@@ -1,8 +1,8 @@
 """Durable mode polls its queues when woken (execution_service.durable.queue_wakeups), not only on a timer: with the
 timer at 30 s, a run still starts at once, a queued run starts as soon as the slot frees, and a cancelled queued run
 ends at once. The pieces alone: PollWait (what DBOS's queue worker loop waits on) and QueueBell (the coalesced NOTIFY
-to the other replicas). The same over replica processes, woken by another replica's NOTIFY:
-test_queue_over_replicas.py."""
+to the other replicas); the one-statement queue entry with limits past 32 bits. The same over replica processes,
+woken by another replica's NOTIFY: test_queue_over_replicas.py."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ import pytest
 from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
 
+from execution_service.durable.admission import DurableAdmission, QueueLimits
 from execution_service.durable.queue_wakeups import PollWait, QueueBell
+from execution_service.durable.runtime import libpq_url
+from execution_service.durable.schema import ensure_schema
 from tests.execution_service.e2e.test_admission_queue import AGENTS, event_kind, next_event, rest_of
 from tests.support.model_gate import Gate
 from tests.support.stack import running_stack
@@ -93,6 +96,35 @@ def test_woken_polls_come_at_once_for_a_burst_then_one_per_gap() -> None:
     assert polled[1] < 0.2  # the burst: two at once
     assert polled[2] >= 0.25 and polled[3] - polled[2] >= 0.25  # then one per gap
     assert polled[3] < 10
+
+
+def test_a_woken_poll_is_followed_by_one_more_and_each_runs_after_before_poll() -> None:
+    turns: list[float] = []
+    wait = PollWait(min_gap_s=0.2, before_poll=lambda: turns.append(time.monotonic()))
+    wait.wake()
+    began = time.monotonic()
+    assert wait.wait(30) is False  # woken
+    assert wait.wait(30) is False  # the follow-up, one gap later, unwoken
+    assert 0.15 <= time.monotonic() - began < 10
+    began = time.monotonic()
+    assert wait.wait(0.5) is False  # no second follow-up: the timeout
+    assert time.monotonic() - began >= 0.45
+    assert len(turns) == 3
+
+
+@pytest.mark.postgres
+async def test_limits_beyond_32_bits_still_enter_the_queue(database_url: str) -> None:
+    url = libpq_url(database_url)
+    await ensure_schema(url)
+    limits = QueueLimits(
+        per_replica=2**31, global_limit=2**33, max_queued=2**40, queue_timeout_s=0, polling_interval_s=1.0
+    )
+    admission = DurableAdmission(url, limits)
+    await admission.open()
+    try:
+        assert await admission.enter("run-with-big-limits", b"queued") is False  # room: it does not wait
+    finally:
+        await admission.close()
 
 
 def test_a_stopped_poll_wait_ends_the_loop_at_once() -> None:
