@@ -1,16 +1,17 @@
 """A LISTEN on one PostgreSQL NOTIFY channel of the execution database, for as long as the replica runs: cancel
 requests (execution_service.durable.cancellation) and runs entering the shared queue (durable.queue_wakeups) reach
-every replica this way. A lost connection is logged and opened again after `RECONNECT_S`; what was announced
-meanwhile is not heard (each user has its own way to find it: a stored request, a poll)."""
+every replica this way. A lost connection is logged and opened again after `RECONNECT_S` (a `Periodic` whose pass is
+one connection's session); what was announced meanwhile is not heard (each user has its own way to find it: a stored
+request, a poll)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 import psycopg
+
+from execution_service.durable.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -26,33 +27,26 @@ class ChannelListener:
         self._channel = channel
         self._on_payload = on_payload
         self._listening = listening
-        self._task: asyncio.Task[None] | None = None
+        self._sessions = Periodic(
+            self._session,
+            interval_s=RECONNECT_S,
+            name=f"listen-{channel}",
+            failed=f"the notification listener on {channel} lost its connection; reconnecting in {RECONNECT_S} s",
+            log=log,
+        )
 
     def start(self) -> None:
         """Calls `on_payload(payload)` for every notification on the channel from now on (until `stop`)."""
-        self._task = asyncio.create_task(self._listen(), name=f"listen-{self._channel}")
+        self._sessions.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._sessions.stop()
 
-    async def _listen(self) -> None:
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {self._channel}")
-                    if self._listening is not None:
-                        self._listening()
-                    async for notice in conn.notifies():
-                        self._on_payload(notice.payload)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception(
-                    "a notification listener lost its connection; reconnecting",
-                    extra={"channel": self._channel, "in_s": RECONNECT_S},
-                )
-            await asyncio.sleep(RECONNECT_S)
+    async def _session(self) -> None:
+        """Listens until the connection is lost."""
+        async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+            await conn.execute(f"LISTEN {self._channel}")
+            if self._listening is not None:
+                self._listening()
+            async for notice in conn.notifies():
+                self._on_payload(notice.payload)

@@ -1,5 +1,6 @@
 """A replica's background chore: one coroutine function run every `interval_s` in a task of its own until `stop`
-(the given-up runs' sweep, the retention's purge). A pass that fails is logged and the next interval tries again."""
+(the given-up runs' sweep, the retention's purge; a notification listener's sessions, each run again `interval_s`
+after it ended). A pass that fails is logged and the next interval tries again."""
 
 from __future__ import annotations
 
