@@ -138,7 +138,10 @@ async def test_a_run_entering_a_full_replica_starts_at_once_on_another_where_its
 
         # The full replica cannot take the run; the other one hears of it (NOTIFY) and starts it at once.
         call = cluster.stub(full).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="hold"))
-        started = await first(aiter(call))
+        events: AsyncIterator[Any] = aiter(call)
+        started = await first(events)
+        if kind(started) == "run_queued":  # QUEUED is a prediction: the module's earlier replicas may still count
+            started = await first(events)
         assert kind(started) == "run_started"
         assert started.run_started.replica == other.name
         run_id = started.run_started.run_id
