@@ -14,6 +14,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from agentrun_core.settings import SettingsError
+from agentrun_core.tasks import cancel_and_wait
 from agentrun_web.app import create_app
 from agentrun_web.routes.live import LiveStreams
 from agentrun_web.settings import ADDRESS_ENV, WebSettings
@@ -67,9 +68,7 @@ class RunningConsole:
             await asyncio.wait_for(asyncio.shield(self.task), GRACEFUL_SHUTDOWN_S + 5)
         except TimeoutError:
             log.warning("the web console did not stop in time; cancelling it")
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            await cancel_and_wait(self.task)
 
 
 async def start_console(settings: WebSettings) -> RunningConsole:

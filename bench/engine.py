@@ -86,7 +86,8 @@ from agentrun_core.domain import ExecutionStep, Run, RunStatus
 from agentrun_core.telemetry import Telemetry
 from bench._util import REPO, header, percentile, process_tree_cpu_s, processes_cpu_s, verdict
 from execution_service.agents.registry import AgentRegistry
-from execution_service.engine.manager import ManagerLimits, RunManager, StartRun
+from execution_service.engine.manager import ManagerLimits, RunManager
+from execution_service.engine.run_request import StartRun
 from execution_service.model.base import ModelRequest, ModelResponse
 from execution_service.model.test_model import TestModel
 from execution_service.publish.step_journal import StepJournal

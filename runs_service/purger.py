@@ -12,12 +12,12 @@ time (a session advisory lock held for the pass; the others skip it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from agentrun_core.tasks import cancel_and_wait
 from runs_service.errors import RunsServiceError
 from runs_service.retention import PurgePlan, RetentionPolicy
 from runs_service.storage.repository import RunRepository
@@ -79,9 +79,7 @@ class RetentionPurger:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
             log.info("retention purge stopped", extra=self.batch_figures())
 
     def batch_figures(self) -> dict[str, float]:

@@ -19,7 +19,8 @@ from execution_service.api.limits import CallLimits, RateLimiter, StreamLimiter
 from execution_service.api.schedules_convert import schedule_view_to_pb
 from execution_service.engine.events import RunEvent
 from execution_service.engine.live_run import FollowedRun, resumed
-from execution_service.engine.manager import RunManager, StartRun
+from execution_service.engine.manager import RunManager
+from execution_service.engine.run_request import StartRun
 from execution_service.errors import (
     ExecutionError,
     InvalidRequest,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from execution_service.durable.periodic import Periodic
 from execution_service.errors import ExecutionDatabaseUnavailable, QueueFull
 
 log = logging.getLogger(__name__)
@@ -88,7 +90,8 @@ class DurableAdmission:
     def __init__(self, url: str, limits: QueueLimits) -> None:
         self._url = url
         self.limits = limits
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper: Periodic | None = None
+        self._stale_at = 0.0
         # A few open connections, reused: opening one per statement cost more CPU than the statements.
         self._pool = AsyncConnectionPool(
             url, min_size=1, max_size=MAX_CONNECTIONS, kwargs={"autocommit": True}, open=False, name="admission"
@@ -216,39 +219,36 @@ class DurableAdmission:
 
     def start_sweeper(self, moved: Callable[[], None]) -> None:
         """Every SWEEP_INTERVAL_S, moves the queued runs past their queue timeout to the ending queue and then calls
-        `moved()` (the replica polls its queues)."""
-        self._sweeper = asyncio.create_task(self._sweep_forever(moved), name="durable-queue-sweeper")
+        `moved()` (the replica polls its queues); every STALE_SWEEP_INTERVAL_S, deletes stale admission records."""
+        self._sweeper = Periodic(
+            functools.partial(self._sweep_once, moved),
+            interval_s=SWEEP_INTERVAL_S,
+            name="durable-queue-sweeper",
+            failed=f"the queue timeout sweep failed; trying again in {SWEEP_INTERVAL_S} s",
+            log=log,
+        )
+        self._sweeper.start()
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            await sweeper.stop()
 
     async def close(self) -> None:
         await self._pool.close()
 
-    async def _sweep_forever(self, moved: Callable[[], None]) -> None:
-        stale_at = 0.0
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                if self.limits.queue_timeout_s > 0:
-                    timed_out = await self.sweep()
-                    if timed_out:
-                        moved()
-                        log.info("queued runs past their queue timeout end now", extra={"runs": timed_out})
-                if loop.time() >= stale_at:
-                    stale_at = loop.time() + STALE_SWEEP_INTERVAL_S
-                    stale = await self.delete_stale()
-                    if stale:
-                        log.warning("deleted stale admission records", extra={"records": stale})
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("the queue timeout sweep failed; trying again", extra={"in_s": SWEEP_INTERVAL_S})
-            await asyncio.sleep(SWEEP_INTERVAL_S)
+    async def _sweep_once(self, moved: Callable[[], None]) -> None:
+        if self.limits.queue_timeout_s > 0:
+            timed_out = await self.sweep()
+            if timed_out:
+                moved()
+                log.info("queued runs past their queue timeout end now", extra={"runs": timed_out})
+        now = asyncio.get_running_loop().time()
+        if now >= self._stale_at:
+            self._stale_at = now + STALE_SWEEP_INTERVAL_S
+            stale = await self.delete_stale()
+            if stale:
+                log.warning("deleted stale admission records", extra={"records": stale})
 
 
 async def _delete_stale_records(conn: psycopg.AsyncConnection) -> int:

@@ -38,6 +38,8 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolClosed
 
+from agentrun_core.tasks import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -113,15 +115,8 @@ class Journal:
         await self._pool.open()
 
     async def close(self) -> None:
-        for writer in list(self._writers):
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        listener, self._listener = self._listener, None
+        await cancel_and_wait(*self._writers, listener)
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()

@@ -17,15 +17,10 @@ from dbos import DBOS
 
 from agentrun_core.domain import (
     ErrorReason,
-    ExecutionStep,
-    ModelCall,
     Run,
     RunError,
     RunResumed,
     RunStatus,
-    TokenUsage,
-    ToolCallStarted,
-    tool_calls_from_steps,
 )
 from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
@@ -40,7 +35,13 @@ from execution_service.durable.effects import (
     DurableToolProvider,
     ToolStepReservations,
 )
-from execution_service.durable.failure import FailedRun, enter_failure_steps, workflow_error
+from execution_service.durable.failure import (
+    FailedRun,
+    enter_failure_steps,
+    failed_run,
+    failed_run_finished,
+    workflow_error,
+)
 from execution_service.durable.publishing import RunPublisher
 from execution_service.durable.recorder import DurableStepRecorder
 from execution_service.durable.remote_tree import RemoteTree
@@ -60,13 +61,13 @@ from execution_service.engine.composition import RunSetup
 from execution_service.engine.events import RunEvent, RunFinishedEvent, RunQueuedEvent, RunStartedEvent, StepEvent
 from execution_service.engine.instrumentation import RunTelemetry, current_span_ids, remote_parent
 from execution_service.engine.live_run import FollowedRun, LiveRun
-from execution_service.engine.manager import RunManager, StartRun, _terminal_run
+from execution_service.engine.manager import RunManager, _terminal_run
 from execution_service.engine.outcomes import LoopOutcome
+from execution_service.engine.run_request import StartRun
 from execution_service.engine.run_tree import RunNode
 from execution_service.engine.step_recorder import storable, utc_now
 from execution_service.errors import RunAlreadyExists, RunAlreadyFinished, RunNotFound
 from execution_service.model.base import ModelError, ModelProvider
-from execution_service.model.pricing import price_run
 from execution_service.tools.run_tools import RunTools
 
 log = logging.getLogger(__name__)
@@ -480,7 +481,7 @@ class DurableRunManager(RunManager):
         recorded = await DBOS.run_step_async(
             {"name": PUBLISH_STEP}, self._publisher.deliver, terminal, self._limits.publish_wait_s
         )
-        writer.put(_failed_run_finished(terminal, recorded))
+        writer.put(failed_run_finished(terminal, recorded))
         await writer.close()
         self._live.pop(run.run_id, None)
         self._nodes.pop(run.run_id, None)
@@ -508,7 +509,7 @@ class DurableRunManager(RunManager):
         writer = StreamWriter(run.run_id, lambda event: None)
         writer.put(run.started)  # offset 0: kept as it is when the run's stream has it
         writer.put_step(terminal.execution_steps[-1])
-        writer.put(_failed_run_finished(terminal, recorded=True))
+        writer.put(failed_run_finished(terminal, recorded=True))
         await writer.close()
         await self._queue.forget(run.run_id)
         log.error(
@@ -519,36 +520,11 @@ class DurableRunManager(RunManager):
 
     async def _failed_run(self, run: DurableRunInput, error: RunError, end: datetime | None = None) -> FailedRun:
         """The FAILED record of a run whose workflow failed: the steps its stream holds (what its clients saw), then
-        the error step (at `end`, default now)."""
-        prefix = await read_prefix(run.run_id)
-        end = end or utc_now()
+        the error step (at `end`, default now), its message scrubbed of secrets."""
         scrubbed = RunError(
             error.reason, storable(self._redactor.scrub_text(error.message, self._redactor.new_memory()))
         )
-        steps = (*prefix.steps, ExecutionStep(run.run_id, len(prefix.steps) + 1, end, scrubbed))
-        usage = TokenUsage()
-        model_calls = 0
-        tools_used: dict[str, None] = {}
-        for step in steps:
-            if isinstance(step.payload, ModelCall):
-                usage = usage + step.payload.usage
-                model_calls += 1
-            elif isinstance(step.payload, ToolCallStarted):
-                tools_used[step.payload.tool_name] = None
-        terminal = dataclasses.replace(
-            run.base,
-            status=RunStatus.FAILED,
-            error=scrubbed,
-            end_time=end,
-            duration=end - run.base.start_time,
-            token_usage=usage,
-            cost=price_run(run.base.model_name, usage),
-            steps_taken=model_calls,
-            tools_used=tuple(tools_used),
-            execution_steps=steps,
-            tool_calls=tool_calls_from_steps(steps),
-        )
-        return FailedRun(terminal, write_started=prefix.started is None)
+        return failed_run(run.base, await read_prefix(run.run_id), scrubbed, end or utc_now())
 
     def _publish_running(self, run: DurableRunInput) -> None:
         self._publish_early(run.base, "RUNNING")
@@ -728,24 +704,6 @@ def _previous_replica(prefix: StreamPrefix) -> str:
         if isinstance(step.payload, RunResumed):
             return step.payload.replica
     return prefix.started.replica if prefix.started is not None else ""
-
-
-def _failed_run_finished(terminal: Run, recorded: bool) -> RunFinishedEvent:
-    """The RunFinished of a run ended FAILED outside its loop (a failed workflow, a run DBOS gave up on)."""
-    assert terminal.end_time is not None and terminal.duration is not None
-    return RunFinishedEvent(
-        run_id=terminal.id,
-        status=terminal.status,
-        final_response="",
-        token_usage=terminal.token_usage,
-        duration=terminal.duration,
-        end_time=terminal.end_time,
-        steps_taken=terminal.steps_taken,
-        tool_call_count=len(terminal.tool_calls),
-        error=terminal.error,
-        cost=terminal.cost,
-        recorded=recorded,
-    )
 
 
 def _show_locally(live: LiveRun, event: RunEvent) -> None:

@@ -1,14 +1,16 @@
 """A replica's background chore: one coroutine function run every `interval_s` in a task of its own until `stop`
-(the given-up runs' sweep, the retention's purge; a notification listener's sessions, each run again `interval_s`
-after it ended). A pass that fails is logged and the next interval tries again."""
+(the heartbeat and takeover, the queue timeout sweep, the given-up runs' sweep, the retention's purge; a notification
+listener's sessions, each run again `interval_s` after it ended). A pass that fails is logged and the next interval
+tries again."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from agentrun_core.tasks import cancel_and_wait
 
 
 class Periodic:
@@ -36,11 +38,8 @@ class Periodic:
         self._task = asyncio.create_task(self._run(), name=self._name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         if not self._first_at_once:

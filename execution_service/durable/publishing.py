@@ -13,7 +13,6 @@ finds it; a batch refused as a whole for a permanent reason goes again record by
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 import time
@@ -26,6 +25,7 @@ from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
 from agentrun_core.backoff import Backoff
 from agentrun_core.contract import RECORD_RUNS_MAX_RUNS
 from agentrun_core.domain import Run
+from agentrun_core.tasks import cancel_and_wait
 from execution_service.publish.publisher import DEFAULT_BATCH_MAX_BYTES, DEFAULT_BATCH_MAX_RECORDS
 from execution_service.publish.records import decode_request, encode_run
 from execution_service.publish.retry import DELIVERY_BACKOFF, Disposition, classify, server_retry_delay_s
@@ -182,11 +182,7 @@ class RunPublisher:
 
     async def close(self) -> None:
         """Stops the senders; records still waiting fail their attempt (their workflows retry them when resumed)."""
-        for sender in list(self._senders):
-            sender.cancel()
-        for sender in list(self._senders):
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+        await cancel_and_wait(*self._senders)
 
     async def _send(self, batch: list[_Pending]) -> None:
         if len(batch) == 1 or not self._batches_allowed():

@@ -28,6 +28,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from agentrun_core.tasks import cancel_and_wait
+
 if TYPE_CHECKING:
     from dbos import DBOS, Queue
 
@@ -196,11 +198,8 @@ class QueueBell:
             self._ringer = asyncio.get_running_loop().create_task(self._ring(), name="durable-queue-bell")
 
     async def close(self) -> None:
-        if self._ringer is not None:
-            self._ringer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ringer
-            self._ringer = None
+        ringer, self._ringer = self._ringer, None
+        await cancel_and_wait(ringer)
 
     async def _ring(self) -> None:
         while self._rung:

@@ -8,12 +8,13 @@ resumes its own runs at launch (DBOS) and heartbeats again."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 import psycopg
 from dbos import DBOS
+
+from execution_service.durable.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,13 @@ class ReplicaHeartbeat:
         self._replica_id = replica_id
         self._interval_s = interval_s
         self._timeout_s = takeover_timeout_s
-        self._task: asyncio.Task[None] | None = None
+        self._beats = Periodic(
+            self._beat_and_take_over,
+            interval_s=interval_s,
+            name="durable-heartbeat",
+            failed="heartbeat or takeover failed; trying again next interval",
+            log=log,
+        )
 
     async def beat(self) -> None:
         async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
@@ -74,17 +81,13 @@ class ReplicaHeartbeat:
         return taken
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="durable-heartbeat")
+        self._beats.start()
 
     async def stop(self) -> None:
         """Stops the heartbeat and hands this replica's runs over: a stopping replica (its runs left pending by the
         shutdown's grace period) is silent from now on, so the next survivor to look takes its runs at once rather
         than after the takeover timeout. A replica restarted with the same id resumes whatever is still its own."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._beats.stop()
         try:
             async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
                 await conn.execute(
@@ -93,13 +96,6 @@ class ReplicaHeartbeat:
         except psycopg.Error:
             log.exception("could not hand this replica's runs over; survivors take them after the takeover timeout")
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.beat()
-                await self.take_over()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("heartbeat or takeover failed; trying again next interval")
-            await asyncio.sleep(self._interval_s)
+    async def _beat_and_take_over(self) -> None:
+        await self.beat()
+        await self.take_over()

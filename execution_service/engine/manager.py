@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from agentrun_core.domain import (
@@ -27,24 +28,21 @@ from agentrun_core.domain import (
 )
 from agentrun_core.echo import shown
 from agentrun_core.ids import new_run_id, run_id_problem
-from agentrun_core.labels import label_problem
 from agentrun_core.telemetry import EXECUTION_SERVICE_NAME, Telemetry
-from execution_service.agents.errors import PromptRenderError
 from execution_service.agents.registry import AgentRegistry
-from execution_service.agents.render import VariablesError, render_prompt
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.engine.admission import EMBEDDED_QUEUE_NAME, AdmissionQueue, Ticket, within_parent_slot
-from execution_service.engine.child_runs import ChildRuns, ChildStart, ParentRun, child_fields
+from execution_service.engine.child_runs import ChildRuns, ChildStart, child_fields
 from execution_service.engine.composition import ForkRequest, RunSetup, fork_setup, session_setup
 from execution_service.engine.events import RunFinishedEvent, RunQueuedEvent, RunStartedEvent
 from execution_service.engine.instrumentation import EngineInstruments, RunTelemetry
 from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.loop import LoopInput, run_agent_loop
 from execution_service.engine.outcomes import LoopOutcome
+from execution_service.engine.run_request import StartRun, check_sizes, find_agent, render_request
 from execution_service.engine.run_tree import RunNode
 from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.errors import (
-    AgentNotFound,
     AgentUnusable,
     InvalidRequest,
     RunAlreadyExists,
@@ -64,26 +62,6 @@ from execution_service.tools.sub_agents import SubAgentTools
 log = logging.getLogger(__name__)
 
 ProviderFactory = Callable[[str], tuple[ModelProvider, str]]
-
-
-@dataclass(frozen=True, slots=True)
-class StartRun:
-    agent_name: str
-    task: str
-    user: str
-    variables: dict[str, str] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
-    run_id: str = ""
-    model: str = ""
-    trace_id: str = ""
-    # Set for a child run (a sub-agent's tool call, engine.child_runs): its parent.
-    parent: ParentRun | None = None
-    # Continue this session of the user's (docs/agents.md, Sessions).
-    session_id: str = ""
-
-
-# A model name is a short identifier (gemini-2.5-flash, googleai/...); RunsService stores at most this much of it.
-MAX_MODEL_NAME_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +153,7 @@ class RunManager:
         """Starts a fork of a stored run (execution_service.engine.composition)."""
         if self._shutting_down:
             raise ServiceShuttingDown("the execution service is shutting down; retry on another instance")
-        fork = await fork_setup(self._stored_runs, self._tools, self._agent, request)
+        fork = await fork_setup(self._stored_runs, self._tools, functools.partial(find_agent, self._agents), request)
         return await self.start(
             StartRun(
                 agent_name=fork.agent_name,
@@ -205,9 +183,9 @@ class RunManager:
                 return existing
             if request.parent is None and self._run_exists is not None and await self._run_exists(request.run_id):
                 raise RunAlreadyExists(request.run_id)
-        agent = self._agent(request.agent_name)
-        self._check_sizes(request)
-        prompt = await self._render(agent, request)
+        agent = find_agent(self._agents, request.agent_name)
+        check_sizes(request, self._limits)
+        prompt = await render_request(agent, request)
         if setup is None:
             setup = (
                 await session_setup(self._stored_runs, self._tools, agent, request.session_id, request.user)
@@ -318,53 +296,6 @@ class RunManager:
             trace_id=base.trace_id,
             user=base.user,
         )
-
-    def _agent(self, name: str) -> AgentSpec:
-        if not name:
-            raise InvalidRequest("agent_name", "must not be empty")
-        agent = self._agents.get(name)
-        if agent is None:
-            known = ", ".join(a.name for a in self._agents.agents()) or "none"
-            raise AgentNotFound(f"agent {shown(name)} not found; available agents: {known}")
-        return agent
-
-    def _check_sizes(self, request: StartRun) -> None:
-        if not request.task.strip():
-            raise InvalidRequest("task", "must not be empty")
-        if len(request.model) > MAX_MODEL_NAME_CHARS:
-            raise InvalidRequest("model", f"is {len(request.model)} characters, over the cap of {MAX_MODEL_NAME_CHARS}")
-        texts = {
-            "task": [request.task],
-            "variables": [*request.variables.keys(), *request.variables.values()],
-            "labels": [*request.labels.keys(), *request.labels.values()],
-        }
-        for name, values in texts.items():
-            if any("\x00" in value for value in values):
-                raise InvalidRequest(name, "must not contain NUL characters")
-        task_bytes = len(request.task.encode())
-        if task_bytes > self._limits.max_task_bytes:
-            raise InvalidRequest("task", f"is {task_bytes} bytes, over the cap of {self._limits.max_task_bytes} bytes")
-        var_bytes = sum(len(k.encode()) + len(v.encode()) for k, v in request.variables.items())
-        if var_bytes > self._limits.max_variables_bytes:
-            raise InvalidRequest(
-                "variables", f"are {var_bytes} bytes, over the cap of {self._limits.max_variables_bytes} bytes"
-            )
-        if len(request.labels) > self._limits.max_labels:
-            raise InvalidRequest(
-                "labels", f"has {len(request.labels)} entries, over the cap of {self._limits.max_labels}"
-            )
-        for key, value in request.labels.items():
-            problem = label_problem(key, value)
-            if problem is not None:
-                raise InvalidRequest("labels", problem)
-
-    async def _render(self, agent: AgentSpec, request: StartRun) -> RenderedPrompt:
-        try:
-            return await render_prompt(agent, request.task, request.variables)
-        except VariablesError as exc:
-            raise InvalidRequest("variables", str(exc)) from None
-        except PromptRenderError as exc:
-            raise AgentUnusable(f"agent {agent.name!r} cannot be rendered: {exc}") from None
 
     # --- the run task ----------------------------------------------------------------------------------------
 
@@ -580,7 +511,9 @@ class RunManager:
         parent = child.parent
         task, variables = child.task, dict(child.variables)
         try:
-            self._check_sizes(StartRun(agent_name=child.agent, task=task, user=parent.base.user, variables=variables))
+            check_sizes(
+                StartRun(agent_name=child.agent, task=task, user=parent.base.user, variables=variables), self._limits
+            )
         except InvalidRequest:
             task, variables = "", {}
         agent = self._agents.get(child.agent)

@@ -29,7 +29,7 @@ from dbos import DBOS
 
 from agentrun_core.ids import new_run_id
 from execution_service.agents.registry import AgentRegistry
-from execution_service.engine.manager import StartRun
+from execution_service.engine.run_request import StartRun
 from execution_service.errors import ExecutionError, RunAlreadyExists, RunIdUncheckable, RunsServiceUnavailable
 from execution_service.schedules.cron import CronTimes
 from execution_service.schedules.plan import decide

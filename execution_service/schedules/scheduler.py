@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from agentrun_core.ids import new_run_id
 from execution_service.agents.registry import AgentRegistry
-from execution_service.engine.manager import StartRun
+from execution_service.engine.run_request import StartRun
 from execution_service.errors import ExecutionError, RunsServiceUnavailable, ServiceShuttingDown
 from execution_service.schedules.cron import CronTimes
 from execution_service.schedules.plan import decide

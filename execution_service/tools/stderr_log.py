@@ -14,6 +14,8 @@ from collections import deque
 from types import TracebackType
 from typing import Self, TextIO, cast
 
+from agentrun_core.tasks import cancel_and_wait
+
 logger = logging.getLogger(__name__)
 
 _MAX_LINE_CHARS = 8_192
@@ -69,10 +71,7 @@ class StderrForwarder:
             # holding the pipe open must not keep us waiting).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._task), _DRAIN_TIMEOUT_S)
-            if not self._task.done():
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+            await cancel_and_wait(self._task)
         if self._transport is not None:
             self._transport.close()
 
