@@ -98,6 +98,8 @@ class DurableRunManager(RunManager):
         self._queue = admission
         # The inputs of runs executing here as they started (their start time is that of leaving the queue).
         self._inputs: dict[str, DurableRunInput] = {}
+        # Runs that entered through the shared queue executing here (DBOS's count of this replica's slots taken).
+        self._from_queue_here = 0
         # The nodes of the runs executing here in their trees of sub-agent runs.
         self._nodes: dict[str, RunNode] = {}
         # Resumed parents waiting for a child that has not resumed here yet (durable.children, adopt_child).
@@ -224,7 +226,9 @@ class DurableRunManager(RunManager):
             # A stopping replica takes no new run from the queue: the workflow stays pending, and a survivor takes
             # it over once this replica is silent (ReplicaHeartbeat.stop), as for the runs it leaves at the end.
             raise asyncio.CancelledError("the replica is stopping; the run starts on another replica")
-        self._runtime.wake_queues_when_this_workflow_ends(RUN_QUEUE)  # its slot is free for the next queued run then
+        if run.queued is not None:  # its slot is free for the next queued run when it ends
+            self._from_queue_here += 1
+            self._runtime.wake_queues_when_this_workflow_ends(RUN_QUEUE, only_if=self._slot_may_be_awaited)
         live = self._live.get(run.run_id)
         if live is None:
             # Registered before it leaves the queue, so a cancel announced meanwhile finds it (and is honoured).
@@ -321,6 +325,14 @@ class DurableRunManager(RunManager):
         if run.queued is not None:
             await self._queue.forget(run.run_id)
         return end
+
+    def _slot_may_be_awaited(self) -> bool:
+        """Called as the workflow of a run that came through the shared queue ends here: whether a queued run may be
+        waiting for the slot it frees: this replica was full, or a global limit holds runs back (else every queued run
+        was taken by the polls since it entered, and a poll now would find nothing)."""
+        was_full = self._from_queue_here >= self._queue.limits.worker_concurrency
+        self._from_queue_here -= 1
+        return was_full or self._queue.limits.global_limit is not None
 
     async def _end_in_queue(
         self, run: DurableRunInput, live: LiveRun, dequeued: Dequeued, checkpoints: Checkpoints

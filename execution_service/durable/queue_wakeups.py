@@ -7,7 +7,8 @@ worker loop runs for each of agentrun's queues in a thread of ours (DBOS is told
 `DBOS.listen_queues`), and its wait between two polls ends early when the replica is woken (`QueueWorkers.wake`):
 
 - a run entered the shared queue on this replica, or on another one (whose `QueueBell` rang: a NOTIFY);
-- a workflow ended on this replica (its slot is free for the next run);
+- a workflow ended on this replica while a queued run could be waiting for its slot (the replica was full, or a
+  global limit is set);
 - a queued run was moved to the ending queue here (cancelled or past its queue timeout);
 - this replica took over a silent replica's runs (DBOS puts them back in their queue), or just started.
 
@@ -46,9 +47,10 @@ class PollWait:
     True once stopped, False when it is time to poll: the timeout passed, or `wake` was called. Woken polls are
     rate-limited by a token bucket: `burst` polls at once, then one per `min_gap_s` (a replica woken by every run of
     a burst polls no more often than a timer at `min_gap_s` would, and an idle one polls at once when woken). A woken
-    poll is followed by one more `min_gap_s` later: replicas woken together (a NOTIFY) contend for the same rows, and
-    DBOS leaves a claim that lost to "the next poll". `before_poll` runs on the worker's thread before each poll.
-    Thread-safe: `wake` and `stop` may be called from any thread."""
+    poll is followed by one more `min_gap_s` later, which takes no token (the next run's wake must not wait for it; in
+    a burst the next woken poll comes first and stands for it): replicas woken together (a NOTIFY) contend for the
+    same rows, and DBOS leaves a claim that lost to "the next poll". `before_poll` runs on the worker's thread before
+    each poll. Thread-safe: `wake` and `stop` may be called from any thread."""
 
     def __init__(self, min_gap_s: float, burst: int = 3, before_poll: Callable[[], None] = lambda: None) -> None:
         self._min_gap_s = min_gap_s
@@ -90,8 +92,10 @@ class PollWait:
                 break
         if self._stopped.is_set():
             return True
-        self._take_token()
         if woken:
+            # Only woken polls take a token: a follow-up or a timer's poll must not make the next wake wait (in a
+            # burst, the next woken poll comes before the follow-up would and stands for it).
+            self._take_token()
             self._follow_up_at = time.monotonic() + self._min_gap_s
         self._before_poll()
         return self._stopped.is_set()

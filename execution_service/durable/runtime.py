@@ -127,12 +127,13 @@ class DurableRuntime:
         from any thread."""
         self._queue_workers.wake(*queue_names)
 
-    def wake_queues_when_this_workflow_ends(self, queue_name: str) -> None:
+    def wake_queues_when_this_workflow_ends(self, queue_name: str, only_if: Callable[[], bool]) -> None:
         """Called from a run's workflow: once DBOS has recorded its end and released its slot (the workflow's task is
-        done), this replica's queues are polled, so the next queued run starts at once."""
+        done), the queue is polled here if `only_if()` (called then: may a run wait for that slot?), so the next
+        queued run starts at once."""
         task = asyncio.current_task()
         if task is not None:
-            task.add_done_callback(lambda _: self._queue_workers.wake(queue_name))
+            task.add_done_callback(lambda _: self._queue_workers.wake(queue_name) if only_if() else None)
 
     async def start_run(self, run: DurableRunInput, *, queue_name: str | None = None) -> None:
         """Starts the run's workflow (id: the run id): at once on this replica, or through the DBOS queue

@@ -112,6 +112,18 @@ def test_a_woken_poll_is_followed_by_one_more_and_each_runs_after_before_poll() 
     assert len(turns) == 3
 
 
+def test_a_follow_up_poll_takes_no_token_so_the_next_wake_polls_at_once() -> None:
+    # One run after another on an idle replica: its entry wakes a poll, the follow-up comes a gap later, the next
+    # run's entry wakes another. Only woken polls spend the bucket: the next entry must not wait for a token.
+    wait = PollWait(min_gap_s=0.3, burst=1)
+    for _ in range(3):
+        wait.wake()
+        began = time.monotonic()
+        assert wait.wait(30) is False  # woken: at once
+        assert time.monotonic() - began < 0.2
+        assert wait.wait(30) is False  # the follow-up, a gap later
+
+
 @pytest.mark.postgres
 async def test_limits_beyond_32_bits_still_enter_the_queue(database_url: str) -> None:
     url = libpq_url(database_url)
