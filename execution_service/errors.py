@@ -138,6 +138,13 @@ class ExecutionDatabaseUnavailable(ExecutionError):
     reason = "EXECUTION_DATABASE_UNAVAILABLE"
 
 
+class ExecutionDatabaseUnusable(ExecutionError):
+    """Durable mode, at start-up: the execution database cannot be used (the message: its URL, the cause, the fix;
+    exit code 4)."""
+
+    reason = "EXECUTION_DATABASE_UNAVAILABLE"
+
+
 class HistoryUnavailable(ExecutionError):
     """A session's earlier runs or a fork's original could not be read from RunsService (a passing condition)."""
 

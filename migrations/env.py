@@ -15,7 +15,8 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from runs_service.storage.engine import connect_args, is_sqlite, redact, sync_url
+from agentrun_core.database_problems import masked_url
+from runs_service.storage.engine import connect_args, is_sqlite, sync_url
 from runs_service.storage.tables import metadata
 
 config = context.config
@@ -68,7 +69,7 @@ def run_migrations_online() -> None:
             context.run_migrations()
         return
     url = _database_url()
-    logger.info("migrating %s", redact(url))
+    logger.info("migrating %s", masked_url(url))
     engine = create_engine(sync_url(url), poolclass=pool.NullPool, connect_args=connect_args(url))
     try:
         with engine.connect() as conn:

@@ -12,6 +12,7 @@ from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
+from agentrun_core.database_problems import masked_url
 from agentrun_core.grpc_decoding import add_servicer
 from agentrun_core.serving import SERVER_ACCEPT_OPTIONS, HealthServicer, add_health_and_reflection, set_serving
 from agentrun_core.settings import SettingsError
@@ -22,7 +23,7 @@ from runs_service.api.servicer import RunsServicer
 from runs_service.config import RunsSettings
 from runs_service.errors import InvalidFilter
 from runs_service.purger import RetentionPurger
-from runs_service.storage.engine import create_engine_for, redact
+from runs_service.storage.engine import create_engine_for
 from runs_service.storage.migrate import MIGRATE_COMMAND, check_schema, ensure_database, upgrade
 from runs_service.storage.repository import RunRepository
 
@@ -57,7 +58,7 @@ def migrate_command(settings: RunsSettings) -> str:
     migrate` with the service's --database-url (its password masked as ***) or --data-dir (absolute, so it works
     from any directory). Without them it would migrate the default data/runs.db instead."""
     if settings.database_url:
-        return f"{MIGRATE_COMMAND} --database-url {shlex.quote(redact(settings.database_url))}"
+        return f"{MIGRATE_COMMAND} --database-url {shlex.quote(masked_url(settings.database_url))}"
     return f"{MIGRATE_COMMAND} --data-dir {shlex.quote(str(settings.data_dir.absolute()))}"
 
 
@@ -141,6 +142,6 @@ async def start_server(
         purger.start()
     log.info(
         "runs service serving",
-        extra={"address": settings.listen_address, "port": port, "database": redact(url)},
+        extra={"address": settings.listen_address, "port": port, "database": masked_url(url)},
     )
     return RunningRunsServer(server, port, health_servicer, engine, repository, telemetry, owns_telemetry, purger)

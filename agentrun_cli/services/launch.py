@@ -32,6 +32,7 @@ def failure(error: BaseException) -> tuple[int, str] | None:
     """The exit code and one-line reason of an error that keeps a service from starting or a task from running;
     None for an error nobody planned for (a bug: let its traceback show)."""
     from agentrun_core.settings import SettingsError
+    from execution_service.errors import ExecutionDatabaseUnusable
     from runs_service.errors import SchemaOutdated, StorageUnavailable
     from runs_service.storage.engine import UnsupportedDatabaseURL
 
@@ -39,7 +40,7 @@ def failure(error: BaseException) -> tuple[int, str] | None:
         return EXIT_CONFIGURATION, str(error)
     if isinstance(error, SchemaOutdated):
         return EXIT_SCHEMA_OUTDATED, error.message
-    if isinstance(error, StorageUnavailable):
+    if isinstance(error, StorageUnavailable | ExecutionDatabaseUnusable):
         return EXIT_DATABASE_UNUSABLE, error.message
     if isinstance(error, OSError):
         return EXIT_FAILURE, str(error)

@@ -72,7 +72,7 @@ def runs_service(
         raise typer.Exit(launch.serve([runs_component(settings)]))
 
     def administer() -> None:
-        from runs_service.storage.engine import redact
+        from agentrun_core.database_problems import masked_url
         from runs_service.storage.migrate import downgrade, ensure_database, upgrade
 
         url = settings.resolved_database_url()
@@ -80,10 +80,14 @@ def runs_service(
             if settings.create_database:
                 ensure_database(url)
             upgrade(url, revision or "head")
-            launch.log.info("database migrated", extra={"database_url": redact(url), "revision": revision or "head"})
+            launch.log.info(
+                "database migrated", extra={"database_url": masked_url(url), "revision": revision or "head"}
+            )
         else:
             downgrade(url, revision or "base")
-            launch.log.info("database downgraded", extra={"database_url": redact(url), "revision": revision or "base"})
+            launch.log.info(
+                "database downgraded", extra={"database_url": masked_url(url), "revision": revision or "base"}
+            )
 
     code = launch.administer(
         administer, what=command.value, log_level=settings.log_level, log_format=settings.log_format

@@ -26,6 +26,7 @@ from execution_service.durable.admission import (
     QueueLimits,
 )
 from execution_service.durable.cancellation import CancelRequests
+from execution_service.durable.database_problems import execution_database_problems, with_connect_timeout
 from execution_service.durable.given_up import GivenUpRuns
 from execution_service.durable.given_up import log as given_up_log
 from execution_service.durable.manager import DurableRunManager
@@ -85,13 +86,27 @@ async def start_durable(
     telemetry: Telemetry,
     resources: AsyncExitStack,
 ) -> DurableRunManager:
+    """The durable mode's run manager, started. ExecutionDatabaseUnusable (exit code 4) when the execution database
+    cannot be used."""
+    with execution_database_problems(settings.execution_database_url):
+        return await _start_durable(settings, agents, tools, runs_channel, telemetry, resources)
+
+
+async def _start_durable(
+    settings: ExecutionSettings,
+    agents: AgentRegistry,
+    tools: McpToolPool,
+    runs_channel: grpc.aio.Channel,
+    telemetry: Telemetry,
+    resources: AsyncExitStack,
+) -> DurableRunManager:
     from execution_service.history.stored_runs import StoredRuns
     from execution_service.redaction import Redactor
     from execution_service.server import manager_limits, provider_factory, redaction_rules, runs_call_metadata
 
     url = libpq_url(settings.execution_database_url)
     replica = settings.resolved_replica_id
-    await ensure_schema(url)
+    await ensure_schema(with_connect_timeout(url))
     cancels = CancelRequests(url)
     admission = DurableAdmission(
         url,

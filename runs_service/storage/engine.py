@@ -17,6 +17,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from agentrun_core.database_problems import masked_url
+
 logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -43,7 +45,7 @@ def _parse(url: str) -> URL:
     try:
         return make_url(url)
     except Exception as exc:  # sqlalchemy raises ArgumentError on malformed URLs
-        raise UnsupportedDatabaseURL(f"not a database URL: {redact(url)!r} ({exc})") from exc
+        raise UnsupportedDatabaseURL(f"not a database URL: {masked_url(url)!r} ({exc})") from exc
 
 
 def is_sqlite(url: str) -> bool:
@@ -58,7 +60,7 @@ def async_url(url: str) -> URL:
     if parsed.drivername in _POSTGRES_DRIVERS:
         return parsed.set(drivername="postgresql+psycopg")
     raise UnsupportedDatabaseURL(
-        f"unsupported database URL scheme {parsed.drivername!r} in {redact(url)!r}: "
+        f"unsupported database URL scheme {parsed.drivername!r} in {masked_url(url)!r}: "
         "use sqlite:///path/to/runs.db or postgresql://user@host:5432/dbname"
     )
 
@@ -76,14 +78,6 @@ def connect_args(url: str) -> dict[str, Any]:
     if is_sqlite(url) or "connect_timeout" in _parse(url).query:
         return {}
     return {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}
-
-
-def redact(url: str) -> str:
-    """`url` with its password masked, for logs and error messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable database URL>"
 
 
 def orjson_text(value: Any) -> str:
@@ -132,5 +126,5 @@ def create_engine_for(url: str, **engine_options: Any) -> AsyncEngine:
     engine = create_async_engine(target, **options)
     if target.drivername == "sqlite+aiosqlite":
         _install_sqlite_hooks(engine)
-    logger.info("database engine created", extra={"database_url": redact(url), "driver": target.drivername})
+    logger.info("database engine created", extra={"database_url": masked_url(url), "driver": target.drivername})
     return engine

@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 import psycopg
 from sqlalchemy import exc as sa_exc
 
+from agentrun_core.database_problems import driver_error, first_line, is_database_error
 from runs_service.errors import RunsServiceError, SchemaOutdated, StorageUnavailable
-from runs_service.storage.database_problems import driver_error, first_line, is_database_error
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,10 @@ from sqlalchemy import create_engine, pool, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
+from agentrun_core.database_problems import Diagnosis, createdb_command, masked_url
 from runs_service.errors import SchemaOutdated
-from runs_service.storage.database_problems import DatabaseUnusable, Diagnosis, createdb_command, database_problems
-from runs_service.storage.engine import connect_args, redact, sync_url
+from runs_service.storage.database_problems import DatabaseUnusable, database_problems
+from runs_service.storage.engine import connect_args, sync_url
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +64,14 @@ def current_revision(url: str) -> str | None:
 def upgrade(url: str, revision: str = "head") -> None:
     """Migrates the database at `url` to `revision`; DatabaseUnusable when it cannot be reached."""
     sync_url(url)  # an unsupported URL is refused before Alembic runs
-    logger.info("upgrading database schema", extra={"database_url": redact(url), "revision": revision})
+    logger.info("upgrading database schema", extra={"database_url": masked_url(url), "revision": revision})
     with database_problems(url):
         command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str = "base") -> None:
     sync_url(url)
-    logger.info("downgrading database schema", extra={"database_url": redact(url), "revision": revision})
+    logger.info("downgrading database schema", extra={"database_url": masked_url(url), "revision": revision})
     with database_problems(url):
         command.downgrade(alembic_config(url), revision)
 
@@ -115,7 +116,7 @@ def ensure_database(url: str) -> bool:
                             "with CREATEDB",
                         ),
                     ) from exc
-                logger.warning("database created", extra={"database_url": redact(url)})
+                logger.warning("database created", extra={"database_url": masked_url(url)})
                 return True
         except DatabaseUnusable as exc:
             if not exc.diagnosis.missing_database:  # the server or the user is the problem, not the database
@@ -128,9 +129,9 @@ def ensure_database(url: str) -> bool:
 
 
 def migrate_hint(url: str, migrate_command: str = MIGRATE_COMMAND) -> str:
-    masked = " (with the real password for ***)" if redact(url) != url else ""
+    masked = " (with the real password for ***)" if masked_url(url) != url else ""
     return (
-        f"run `{migrate_command}`{masked} (or `alembic -c {ALEMBIC_INI} -x url={redact(url)} upgrade head`) "
+        f"run `{migrate_command}`{masked} (or `alembic -c {ALEMBIC_INI} -x url={masked_url(url)} upgrade head`) "
         "to migrate it"
     )
 
@@ -144,7 +145,7 @@ def check_schema(url: str, migrate_command: str = MIGRATE_COMMAND) -> None:
         return
     state = "has no schema yet" if current is None else f"is at schema revision {current}"
     hint = migrate_hint(url, migrate_command)
-    raise SchemaOutdated(f"the database {redact(url)} {state}, this service needs revision {head}: {hint}")
+    raise SchemaOutdated(f"the database {masked_url(url)} {state}, this service needs revision {head}: {hint}")
 
 
 async def upgrade_async(url: str, revision: str = "head") -> None:

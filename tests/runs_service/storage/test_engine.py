@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from agentrun_core.database_problems import masked_url
 from runs_service.storage.engine import (
     UnsupportedDatabaseURL,
     async_url,
     create_engine_for,
     database_url_default,
-    redact,
     sync_url,
 )
 
@@ -23,7 +23,7 @@ def test_url_mapping(tmp_path: Path) -> None:
     assert async_url("postgresql://u@h:5432/db").drivername == "postgresql+psycopg"
     assert sync_url("postgresql://u:pw@h:5432/db") == "postgresql+psycopg://u:pw@h:5432/db"
     assert sync_url("postgresql+psycopg://u@/db?host=/tmp/s") == "postgresql+psycopg://u@/db?host=%2Ftmp%2Fs"
-    assert "pw" not in redact("postgresql://u:pw@h/db")
+    assert "pw" not in masked_url("postgresql://u:pw@h/db")
     with pytest.raises(UnsupportedDatabaseURL, match="mysql"):
         async_url("mysql://u@h/db")
 
