@@ -50,8 +50,9 @@ class RunAlreadyExists(ExecutionError):
 
     def __init__(self, run_id: str) -> None:
         super().__init__(
-            f"run {shown(run_id)} already exists and is not live on this execution service; read it from RunsService "
-            "(GetRun) instead of starting it again"
+            f"run {shown(run_id)} already exists: a run id names one run, which a retry of the same request "
+            "(same agent, same caller) reattaches to while the service still follows it; read it from RunsService "
+            "(GetRun), or leave run_id empty (or choose a new one) to start another run"
         )
 
 

@@ -63,7 +63,7 @@ from execution_service.engine.instrumentation import RunTelemetry, current_span_
 from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.manager import RunManager, _terminal_run
 from execution_service.engine.outcomes import LoopOutcome
-from execution_service.engine.run_request import StartRun
+from execution_service.engine.run_request import StartRun, is_retry_of
 from execution_service.engine.run_tree import RunNode
 from execution_service.engine.step_recorder import storable, utc_now
 from execution_service.errors import RunAlreadyExists, RunAlreadyFinished, RunNotFound
@@ -117,7 +117,7 @@ class DurableRunManager(RunManager):
         if request.run_id and self.find(request.run_id) is None and run_id_problem(request.run_id) is None:
             remote = await self._remote(request.run_id, wait_s=1.0)
             if remote is not None:
-                if remote.user != request.user:
+                if not is_retry_of(request, remote.user, remote.agent_name):
                     raise RunAlreadyExists(request.run_id)
                 return RemoteTree(remote)
         return await self.start(request)

@@ -124,6 +124,7 @@ class RemoteRun:
     queued: bytes | None = None
     local: Callable[[], LiveRun | None] | None = None
     is_finished: bool = False
+    agent_name: str = ""
 
     async def follow(self, from_sequence: int = 0) -> AsyncGenerator[RunEvent]:
         if self.queued is not None:
@@ -195,15 +196,16 @@ async def remote_run(
     if await DBOS.get_workflow_status_async(run_id) is None:
         return None
     if queued is not None:
-        user = pb.WatchRunResponse.FromString(queued).run_queued.user
-        return RemoteRun(run_id, user, await first_entry(run_id, 0), queued=queued, local=local)
+        waiting = pb.WatchRunResponse.FromString(queued).run_queued
+        first = await first_entry(run_id, 0)
+        return RemoteRun(run_id, waiting.user, first, queued=queued, local=local, agent_name=waiting.agent_name)
     value = await first_entry(run_id, wait_s)
     if value is None:
         log.warning("a durable run has no RunStarted in its stream", extra={"run_id": run_id})
         return None
     message = pb.WatchRunResponse.FromString(value)
-    user = message.run_started.user if message.HasField("run_started") else message.run_queued.user
-    return RemoteRun(run_id=run_id, user=user, started=value)
+    head = message.run_started if message.HasField("run_started") else message.run_queued
+    return RemoteRun(run_id=run_id, user=head.user, started=value, agent_name=head.agent_name)
 
 
 __all__ = [

@@ -93,6 +93,12 @@ class LiveRun:
         return sum(1 for event in self._events if isinstance(event, StepEvent))
 
     @property
+    def agent_name(self) -> str:
+        """The run's agent ("" for a run dequeued here that has not started yet: unknown until it does)."""
+        event = self.started or self.queued
+        return event.agent_name if event is not None else ""
+
+    @property
     def is_queued(self) -> bool:
         return self.started is None and self.finished is None
 

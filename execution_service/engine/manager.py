@@ -39,7 +39,7 @@ from execution_service.engine.instrumentation import EngineInstruments, RunTelem
 from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.loop import LoopInput, run_agent_loop
 from execution_service.engine.outcomes import LoopOutcome
-from execution_service.engine.run_request import StartRun, check_sizes, find_agent, render_request
+from execution_service.engine.run_request import StartRun, check_sizes, find_agent, is_retry_of, render_request
 from execution_service.engine.run_tree import RunNode
 from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.errors import (
@@ -177,7 +177,7 @@ class RunManager:
                 raise InvalidRequest("run_id", problem)
             existing = self.find(request.run_id)
             if existing is not None:
-                if existing.user != request.user:
+                if not is_retry_of(request, existing.user, existing.agent_name):
                     # The same answer as for any run id used before: nothing tells whose run it is, or that it is live.
                     raise RunAlreadyExists(request.run_id)
                 return existing

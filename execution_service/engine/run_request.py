@@ -89,3 +89,9 @@ async def render_request(agent: AgentSpec, request: StartRun) -> RenderedPrompt:
         raise InvalidRequest("variables", str(exc)) from None
     except PromptRenderError as exc:
         raise AgentUnusable(f"agent {agent.name!r} cannot be rendered: {exc}") from None
+
+
+def is_retry_of(request: StartRun, user: str, agent_name: str) -> bool:
+    """Whether `request`, naming the run id of a run of `user` and `agent_name` ("" when not known yet), retries the
+    request that started it (and reattaches to it) rather than reusing its id for another run."""
+    return user == request.user and agent_name in ("", request.agent_name)

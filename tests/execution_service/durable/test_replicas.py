@@ -204,6 +204,13 @@ async def test_cancel_and_watch_through_another_replica(tmp_path: Path, database
         assert again.run_started.run_id == run_id and again.run_started.replica == executor.name
         assert (await retried.read()).step == seen[0]
         retried.cancel()
+        # The same id for another agent is no retry: refused on the other replica too, nothing started.
+        with pytest.raises(grpc.aio.AioRpcError) as reused:
+            async for _ in cluster.stub(b).ExecuteAgent(
+                ex.ExecuteAgentRequest(agent_name="no-such-agent", task="another", run_id=run_id)
+            ):
+                pass
+        assert reused.value.code() == grpc.StatusCode.ALREADY_EXISTS
 
         asked = time.monotonic()
         await cluster.stub(b).CancelRun(ex.CancelRunRequest(run_id=run_id))

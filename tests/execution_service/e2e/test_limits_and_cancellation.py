@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -215,15 +216,23 @@ async def test_watch_run_replays_missed_steps_then_follows(tmp_path: Path) -> No
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_retry_with_the_same_run_id_reattaches_instead_of_starting_again(tmp_path: Path) -> None:
-    agents = {"plain": agent_source()}
-    async with running_stack(tmp_path, agents) as stack:
+async def test_retry_with_the_same_run_id_reattaches_instead_of_starting_again(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
+    agents = {"plain": agent_source(), "other": agent_source()}
+    async with running_stack(tmp_path, agents, **mode) as stack:
         run_id = "0190b6e2-7c3a-7d4e-9f10-2a3b4c5d6e7f"
         first = await stack.execute(agent_name="plain", task="hi", run_id=run_id)
         second = await stack.execute(agent_name="plain", task="hi", run_id=run_id)
         assert first == second
         stored = await stack.stored_run(run_id)
         assert stored.status == run_pb2.RUN_STATUS_COMPLETED
+        # The same id for another agent is not a retry: refused, the first run's record untouched.
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stack.execute(agent_name="other", task="something else", run_id=run_id)
+        assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert "GetRun" in (caught.value.details() or "") and "leave run_id empty" in (caught.value.details() or "")
+        assert await stack.stored_run(run_id) == stored
 
 
 async def test_max_tokens_and_blocked_prompts_end_the_run_with_a_clear_reason(tmp_path: Path) -> None:
