@@ -52,6 +52,8 @@ class ServiceError(CliError):
         super().__init__(format_rpc_error(endpoint, error), exit_code_for(code))
         self.endpoint = endpoint
         self.code = code
+        # What the server (or the transport) said, on one line.
+        self.status_details = _one_line((error.details() if isinstance(error, grpc.Call) else None) or "")
 
 
 def _code_of(error: grpc.RpcError) -> grpc.StatusCode:

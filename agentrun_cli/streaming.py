@@ -9,8 +9,11 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar
+
+import grpc
 
 from agentrun_cli.client import EventStream, ExecutionClient
 from agentrun_cli.errors import CliError, ServiceError
@@ -67,6 +70,39 @@ class BackgroundStream(Generic[E]):
     def cancel(self) -> None:
         """Closes the stream; the server sees a disconnect."""
         self._stream.cancel()
+
+
+def reattach_command(run_id: str, progress: RunProgress) -> str:
+    """The command that watches the run again from just after the last step received (any depth)."""
+    if progress.last_step is None:
+        return f"agentrun runs watch {run_id}"
+    step_run, sequence = progress.last_step
+    return f"agentrun runs watch {run_id} --from-run {step_run} --from {sequence + 1}"
+
+
+@contextmanager
+def reattach_when_lost(progress: RunProgress) -> Iterator[None]:
+    """A stream lost once the run was known (its service went away: UNAVAILABLE) says that the run may go on and how
+    to watch it again, through this service or another replica, rather than only that the service is unreachable."""
+    try:
+        yield
+    except ServiceError as error:
+        run_id = progress.run_id
+        if error.code is not grpc.StatusCode.UNAVAILABLE or not run_id or progress.finished is not None:
+            raise
+        endpoint = error.endpoint
+        said = f": {error.status_details}" if error.status_details else ""
+        lost = CliError(
+            f"lost the stream of run {run_id}: {endpoint.service} at {endpoint.target} went away (UNAVAILABLE{said})",
+            error.exit_code,
+        )
+        lost.details = [
+            "the run may still be going on (a detached run, or in the durable mode on another replica); "
+            f"see `agentrun runs show {run_id}`",
+            f"watch it again from where this stream stopped: `{reattach_command(run_id, progress)}` "
+            "(through another replica: add --execution-target HOST:PORT)",
+        ]
+        raise lost from None
 
 
 def follow(

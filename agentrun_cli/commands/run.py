@@ -14,7 +14,7 @@ from agentrun_cli.commands.common import JsonOption, settings_of, usage_error
 from agentrun_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, CliError, handle_errors
 from agentrun_cli.params import ParamError, parse_pairs
 from agentrun_cli.progress import RunProgress, StreamEvent
-from agentrun_cli.streaming import BackgroundStream, cancel_and_drain, follow
+from agentrun_cli.streaming import BackgroundStream, cancel_and_drain, follow, reattach_when_lost
 from agentrun_cli.views import choose_view
 
 
@@ -85,7 +85,7 @@ def follow_run(client: ExecutionClient, events: EventStream[StreamEvent], *, as_
     progress = RunProgress()
     view = choose_view(as_json=as_json, console=output.console())
     cancelled = False
-    with view:
+    with view, reattach_when_lost(progress):
         try:
             follow(stream, view, progress)
         except KeyboardInterrupt:

@@ -19,7 +19,7 @@ from agentrun_cli.progress import RunProgress, StreamEvent
 from agentrun_cli.render.run_details import run_details
 from agentrun_cli.render.run_list import runs_table
 from agentrun_cli.run_ids import resolve_run_id
-from agentrun_cli.streaming import BackgroundStream, follow
+from agentrun_cli.streaming import BackgroundStream, follow, reattach_command, reattach_when_lost
 from agentrun_cli.views import choose_view
 
 runs_app = typer.Typer(help="Query stored runs, cancel or watch live ones.", no_args_is_help=True)
@@ -244,7 +244,7 @@ def watch_run(
         stream: BackgroundStream[StreamEvent] = BackgroundStream(client.watch(run_id, from_sequence, from_run))
         progress = RunProgress()
         view = choose_view(as_json=as_json, console=output.console())
-        with view:
+        with view, reattach_when_lost(progress):
             try:
                 follow(stream, view, progress)
             except KeyboardInterrupt:
@@ -263,6 +263,4 @@ def _reattach_hint(run_id: str, progress: RunProgress) -> str:
     """How to watch again from just after the last step received (any depth), or "" before any step."""
     if progress.last_step is None:
         return ""
-    step_run, sequence = progress.last_step
-    command = f"agentrun runs watch {run_id} --from-run {step_run} --from {sequence + 1}"
-    return f" (to go on after the last step received: {command})"
+    return f" (to go on after the last step received: {reattach_command(run_id, progress)})"

@@ -105,7 +105,8 @@ SLOW_RUN_ID = "0193a5c4-0000-7000-8000-000000000051"
 
 
 class FakeExecution(ex_grpc.ExecutionServiceServicer):
-    """Agents: `clock` streams a whole run; `slow` waits in a tool call until CancelRun; others are NOT_FOUND."""
+    """Agents: `clock` streams a whole run; `slow` waits in a tool call until CancelRun; `lost` loses its stream after
+    two steps (UNAVAILABLE, as when its replica dies); others are NOT_FOUND."""
 
     def __init__(self, calls: Calls) -> None:
         self.calls = calls
@@ -129,6 +130,11 @@ class FakeExecution(ex_grpc.ExecutionServiceServicer):
             yield ex_pb2.ExecuteAgentResponse(
                 run_finished=samples.run_finished(SLOW_RUN_ID, run_pb2.RUN_STATUS_CANCELLED)
             )
+        elif request.agent_name == "lost":  # its replica dies after two steps
+            yield ex_pb2.ExecuteAgentResponse(run_started=samples.run_started(SLOW_RUN_ID))
+            yield ex_pb2.ExecuteAgentResponse(step=samples.clock_steps(SLOW_RUN_ID)[0])
+            yield ex_pb2.ExecuteAgentResponse(step=samples.clock_steps(SLOW_RUN_ID)[1])
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "Socket closed")
         else:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"agent {request.agent_name!r} not found")
 

@@ -8,7 +8,7 @@ from agentrun.execution.v1 import execution_service_pb2 as ex_pb2
 from agentrun.runs.v1 import runs_service_pb2 as runs_pb2
 from typer.testing import CliRunner
 
-from tests.cli import samples
+from tests.cli import fake_services, samples
 from tests.cli.cli_helpers import invoke
 from tests.cli.fake_services import FakeServer
 
@@ -170,3 +170,16 @@ def test_runs_cancel_after_turn(runner: CliRunner, fake: FakeServer) -> None:
     assert result.exit_code == 0
     assert "cancel requested" in result.stdout
     assert fake.calls.cancels[0].mode == ex_pb2.CANCEL_MODE_AFTER_TURN
+
+
+def test_a_run_whose_stream_is_lost_says_how_to_watch_it_again(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(runner, fake, "run", "lost", "what time is it")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    run_id = fake_services.SLOW_RUN_ID
+    assert lines[0].startswith(f"error: lost the stream of run {run_id}: ExecutionService at {fake.target} went away")
+    assert "Socket closed" in lines[0] and "agentrun serve all" not in result.stderr
+    assert f"agentrun runs show {run_id}" in lines[1]
+    step = samples.clock_steps(run_id)[1]
+    assert f"agentrun runs watch {run_id} --from-run {run_id} --from {step.sequence + 1}" in lines[2], lines
+    assert "--execution-target" in lines[2]
