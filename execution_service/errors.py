@@ -42,7 +42,11 @@ class RunNotFound(ExecutionError):
     reason = "RUN_NOT_FOUND"
 
     def __init__(self, run_id: str) -> None:
-        super().__init__(f"run {shown(run_id)} not found (it is not live on this execution service)")
+        super().__init__(
+            f"run {shown(run_id)} not found among the runs the execution service follows (live and recently "
+            "finished ones; in the durable mode, on any replica); a run that finished earlier is read from "
+            "RunsService (GetRun)"
+        )
 
 
 class RunAlreadyExists(ExecutionError):

@@ -147,7 +147,12 @@ class DurableAdmission:
                     else ""
                 )
                 + f") and the shared queue holds {occupied - capacity} more, its bound (AGENTRUN_MAX_QUEUED_RUNS="
-                f"{limits.max_queued}); retry later, or add replicas"
+                f"{limits.max_queued}); retry later"
+                + (
+                    ", or raise AGENTRUN_GLOBAL_MAX_CONCURRENT_RUNS or AGENTRUN_MAX_QUEUED_RUNS"
+                    if limits.global_limit is not None and capacity >= limits.global_limit
+                    else ", add replicas, or raise AGENTRUN_MAX_QUEUED_RUNS"
+                )
             )
         return waits
 

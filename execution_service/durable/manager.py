@@ -51,7 +51,7 @@ from execution_service.durable.stream import (
     StreamPrefix,
     StreamWriter,
     encode_event,
-    has_finished,
+    finished_status,
     read_prefix,
     remote_run,
 )
@@ -611,8 +611,11 @@ class DurableRunManager(RunManager):
         remote = await self._remote(run_id, wait_s=1.0)
         if remote is None or (user is not None and remote.user != user):
             return await super().cancel_anywhere(run_id, after_turn=after_turn, user=user)
+        ended = await finished_status(run_id)
+        if ended is not None:
+            raise RunAlreadyFinished(f"run {shown(run_id)} already finished with status {ended.value}")
         status = await DBOS.get_workflow_status_async(run_id)
-        if (status is not None and status.status in _TERMINAL_WORKFLOW_STATUSES) or await has_finished(run_id):
+        if status is not None and status.status in _TERMINAL_WORKFLOW_STATUSES:
             raise RunAlreadyFinished(f"run {shown(run_id)} already finished")
         await self._cancels.request(run_id, after_turn=after_turn)
         # A run still waiting in the shared queue leaves it at once and ends CANCELLED (its workflow records it).

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from agentrun.execution.v1 import execution_service_pb2 as pb
 from dbos import DBOS
 
-from agentrun_core.domain import ExecutionStep
-from agentrun_core.proto_convert import step_from_pb, step_to_pb
+from agentrun_core.domain import ExecutionStep, RunStatus
+from agentrun_core.proto_convert import run_status_from_pb, step_from_pb, step_to_pb
 from execution_service.api.convert import event_response
 from execution_service.durable import journal
 from execution_service.engine.events import (
@@ -165,10 +165,14 @@ async def _without_queued(events: AsyncIterator[RunEvent]) -> AsyncGenerator[Run
             yield event
 
 
-async def has_finished(run_id: str) -> bool:
-    """Whether the run's stream holds its RunFinished (its workflow may still be recording its own end)."""
+async def finished_status(run_id: str) -> RunStatus | None:
+    """The status in the run's RunFinished when its stream holds it (its workflow may still be recording its own
+    end), else None."""
     last = await journal.current().last(run_id)
-    return last is not None and pb.WatchRunResponse.FromString(last).WhichOneof("event") == "run_finished"
+    if last is None:
+        return None
+    message = pb.WatchRunResponse.FromString(last)
+    return run_status_from_pb(message.run_finished.status) if message.HasField("run_finished") else None
 
 
 def read_entries(run_id: str, from_offset: int) -> AsyncIterator[bytes]:

@@ -114,7 +114,7 @@ async def test_a_full_queue_is_resource_exhausted_with_what_to_do(tmp_path: Path
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         message = refused.value.details() or ""
         assert "AGENTRUN_MAX_QUEUED_RUNS=1" in message and "AGENTRUN_MAX_CONCURRENT_RUNS=1" in message
-        assert "retry later" in message
+        assert "retry later, add replicas, or raise AGENTRUN_MAX_QUEUED_RUNS" in message
 
         gate.open()
         assert (await rest_of(first_stream))[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED

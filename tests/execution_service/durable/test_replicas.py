@@ -234,6 +234,7 @@ async def test_cancel_and_watch_through_another_replica(tmp_path: Path, database
             with pytest.raises(grpc.aio.AioRpcError) as error:
                 await cluster.stub(replica).CancelRun(ex.CancelRunRequest(run_id=run_id))
             assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "already finished with status CANCELLED" in (error.value.details() or "")
 
 
 async def test_a_stopping_replica_hands_its_runs_over_at_once(tmp_path: Path, database_url: str) -> None:
