@@ -420,7 +420,11 @@ class DurableRunManager(RunManager):
         error = recorder.error(outcome.error) if outcome.error is not None else None
         await writer.flush()
         end = utc_now()
-        terminal = _terminal_run(run.base, recorder, outcome, error, end)
+        base = run.base
+        if live.started is None:  # ended in the queue: it starts and ends as it leaves, having run 0 s (embedded too)
+            waited = (base.queue_duration or timedelta(0)) + (end - base.start_time)
+            base = dataclasses.replace(base, start_time=end, queue_duration=waited)
+        terminal = _terminal_run(base, recorder, outcome, error, end)
         tree = recorder.tree
         if tree.children:
             terminal = dataclasses.replace(
@@ -439,7 +443,7 @@ class DurableRunManager(RunManager):
                 status=terminal.status,
                 final_response=terminal.final_response,
                 token_usage=terminal.token_usage,
-                duration=end - run.base.start_time,
+                duration=end - base.start_time,
                 end_time=end,
                 steps_taken=terminal.steps_taken,
                 tool_call_count=recorder.tool_calls,
