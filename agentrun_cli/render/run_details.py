@@ -88,7 +88,9 @@ def token_table(usage: run_pb2.TokenUsage, with_descendants: run_pb2.TokenUsage 
 
 
 def cost_line(run: run_pb2.Run, *, with_descendants: bool = False) -> Text:
-    if not run.HasField("cost") or not run.cost.amount:
+    if run.status in (run_pb2.RUN_STATUS_QUEUED, run_pb2.RUN_STATUS_RUNNING):
+        line = Text.assemble(("cost ", "bold"), "pending (priced when the run ends)")
+    elif not run.HasField("cost") or not run.cost.amount:
         line = Text.assemble(("cost ", "bold"), "unknown (no price for this model)")
     else:
         line = Text.assemble(("cost ", "bold"), fmt.cost(run.cost))

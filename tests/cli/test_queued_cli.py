@@ -63,6 +63,7 @@ async def test_run_and_runs_list_show_a_queued_run(tmp_path: Path) -> None:
         assert "QUEUED" in listed and run_id[-8:] in listed
         shown = await output_of(stack, "runs", "show", run_id)
         assert "QUEUED" in shown and "in the queue before start" in shown
+        assert "cost pending" in shown and "no price" not in shown  # gemini-2.5-flash has one: known at the end
 
         gate.open()
         stdout, stderr = await asyncio.wait_for(run.communicate(), 60)
