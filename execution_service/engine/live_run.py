@@ -266,8 +266,10 @@ def resumed(run: FollowedRun, from_sequence: int, from_run_id: str = "") -> Asyn
     if not isinstance(run, LiveRun):
         raise InvalidRequest(
             "from_run_id",
-            f"run {run.run_id} runs on another replica (durable mode): reattaching after a sub-agent's step works "
-            "through the replica that runs it; here, reattach with from_sequence alone",
+            f"run {run.run_id} is followed here through its durable stream (it executes, or executed, on another "
+            "replica): reattaching after a sub-agent's step works through the replica that executes it; here, "
+            "reattach with from_sequence alone (its sub-agents' steps since that step come again), or read a "
+            "finished run from RunsService (GetRun)",
         )
     if not run.carries(from_run_id, from_sequence - 1):
         raise InvalidRequest(
