@@ -168,8 +168,12 @@ class ExecutionClient:
     def fork(self, request: ex_pb2.ForkRunRequest) -> EventStream[ex_pb2.ForkRunResponse]:
         return EventStream(self._stub.ForkRun(request, metadata=self._metadata), self.endpoint)
 
-    def watch(self, run_id: str, from_sequence: int = 0, from_run_id: str = "") -> EventStream[ex_pb2.WatchRunResponse]:
-        request = ex_pb2.WatchRunRequest(run_id=run_id, from_sequence=from_sequence, from_run_id=from_run_id)
+    def watch(
+        self, run_id: str, from_sequence: int = 0, from_run_id: str = "", last_received: dict[str, int] | None = None
+    ) -> EventStream[ex_pb2.WatchRunResponse]:
+        request = ex_pb2.WatchRunRequest(
+            run_id=run_id, from_sequence=from_sequence, from_run_id=from_run_id, last_received=last_received or {}
+        )
         return EventStream(self._stub.WatchRun(request, metadata=self._metadata), self.endpoint)
 
     def cancel_run(

@@ -33,6 +33,9 @@ class RunProgress:
     last_sequence: int = 0
     # The last step received, at any depth (run id, sequence): a reattach after it misses nothing and repeats nothing.
     last_step: tuple[str, int] | None = None
+    # The last step received of each run (this one and its sub-agents' runs): WatchRun.last_received goes on past
+    # them through any replica.
+    last_received: dict[str, int] = field(default_factory=dict)
     steps_seen: int = 0
     # Model turns, tool calls and tokens of the whole tree: the run's and its sub-agents' runs'.
     model_turns: int = 0
@@ -75,6 +78,7 @@ class RunProgress:
     def apply_step(self, step: run_pb2.ExecutionStep) -> None:
         self.steps_seen += 1
         self.last_step = (step.run_id, step.sequence)
+        self.last_received[step.run_id] = max(self.last_received.get(step.run_id, 0), step.sequence)
         if step.depth == 0:
             self.last_sequence = max(self.last_sequence, step.sequence)
         kind = step.WhichOneof("payload")

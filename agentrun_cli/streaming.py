@@ -73,11 +73,15 @@ class BackgroundStream(Generic[E]):
 
 
 def reattach_command(run_id: str, progress: RunProgress) -> str:
-    """The command that watches the run again from just after the last step received (any depth)."""
-    if progress.last_step is None:
+    """The command that watches the run again from just after the steps received, through any replica: `--from` when
+    they are all the run's own, else `--after RUN:SEQUENCE` for each run (its sub-agents' too)."""
+    received = progress.last_received
+    if not received:
         return f"agentrun runs watch {run_id}"
-    step_run, sequence = progress.last_step
-    return f"agentrun runs watch {run_id} --from-run {step_run} --from {sequence + 1}"
+    if set(received) == {run_id}:
+        return f"agentrun runs watch {run_id} --from {received[run_id] + 1}"
+    after = " ".join(f"--after {run}:{sequence}" for run, sequence in received.items())
+    return f"agentrun runs watch {run_id} {after}"
 
 
 @contextmanager

@@ -233,16 +233,30 @@ def watch_run(
             "received; the stream goes on just after it, nothing repeated.",
         ),
     ] = "",
+    after: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--after",
+            metavar="RUN_ID:SEQUENCE",
+            help="The last step received of a run (this one, or a sub-agent's in its stream); repeat for each run. The "
+            "stream goes on past them, nothing repeated, through any replica. Excludes --from and --from-run.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Follow a live run with the same view as `agentrun run`. Ctrl-C stops watching; the run goes on."""
     if from_sequence < 0:
         raise CliError("--from must not be negative", EXIT_USAGE)
+    last_received = _last_received(after or [])
+    if last_received and (from_sequence or from_run):
+        raise CliError("--after names where to go on by itself: leave out --from and --from-run", EXIT_USAGE)
     run_id = _whole_id(ctx, run_id)
     client = ExecutionClient(settings_of(ctx))
     try:
-        stream: BackgroundStream[StreamEvent] = BackgroundStream(client.watch(run_id, from_sequence, from_run))
-        progress = RunProgress()
+        stream: BackgroundStream[StreamEvent] = BackgroundStream(
+            client.watch(run_id, from_sequence, from_run, last_received)
+        )
+        progress = RunProgress(last_received=dict(last_received))
         view = choose_view(as_json=as_json, console=output.console())
         with view, reattach_when_lost(progress):
             try:
@@ -259,8 +273,19 @@ def watch_run(
     raise typer.Exit(exit_code_for_run(progress))
 
 
+def _last_received(pairs: list[str]) -> dict[str, int]:
+    """--after RUN_ID:SEQUENCE values as WatchRun.last_received (the server checks the ids)."""
+    received: dict[str, int] = {}
+    for pair in pairs:
+        run, _, sequence = pair.rpartition(":")
+        if not run or not sequence.isdigit():
+            raise CliError(f"--after takes RUN_ID:SEQUENCE (a run id and a step's sequence), got {pair!r}", EXIT_USAGE)
+        received[run] = int(sequence)
+    return received
+
+
 def _reattach_hint(run_id: str, progress: RunProgress) -> str:
     """How to watch again from just after the last step received (any depth), or "" before any step."""
-    if progress.last_step is None:
+    if not progress.last_received:
         return ""
     return f" (to go on after the last step received: {reattach_command(run_id, progress)})"

@@ -126,7 +126,7 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
             live = await self._find_visible(request.run_id)
             if request.from_sequence < 0:
                 raise InvalidRequest("from_sequence", f"must not be negative, got {request.from_sequence}")
-            events = resumed(live, request.from_sequence, request.from_run_id)
+            events = resumed(live, request.from_sequence, request.from_run_id, request.last_received)
             self._streams.acquire(user)
         except ExecutionError as exc:
             await abort_for(context, exc)

@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import logging
 import secrets
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -712,6 +712,10 @@ class AdmittedRun(LiveRun):
     def follow(self, from_sequence: int = 0) -> AsyncGenerator[RunEvent]:
         assert self.follower is not None
         return self.follower.follow(from_sequence)
+
+    def follow_past(self, last_received: Mapping[str, int]) -> AsyncGenerator[RunEvent]:
+        assert self.follower is not None
+        return self.follower.follow_past(last_received)
 
     @property
     def is_finished(self) -> bool:

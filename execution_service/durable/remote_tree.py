@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from datetime import datetime
 
@@ -71,8 +71,15 @@ class RemoteTree:
     def is_finished(self) -> bool:
         return self._root.is_finished
 
-    async def follow(self, from_sequence: int = 0) -> AsyncGenerator[RunEvent]:
-        merge = _Merge()
+    def follow(self, from_sequence: int = 0) -> AsyncGenerator[RunEvent]:
+        return self._merged(_Merge(), from_sequence)
+
+    def follow_past(self, last_received: Mapping[str, int]) -> AsyncGenerator[RunEvent]:
+        """Every stream of the tree read from its start, each run's steps past `last_received` sent (exactly once
+        whatever order the client received them in: the merge's order is the reader's)."""
+        return self._merged(_Merge(last_received), 0)
+
+    async def _merged(self, merge: _Merge, from_sequence: int) -> AsyncGenerator[RunEvent]:
         root = asyncio.create_task(merge.root(self._root, from_sequence))
         try:
             while (event := await merge.queue.get()) is not None:
@@ -86,22 +93,31 @@ class RemoteTree:
 class _Merge:
     """One watcher's merge: the events to send, in order, and a reader task per descendant's stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, last_received: Mapping[str, int] | None = None) -> None:
         # Bounded: a watcher that reads slowly holds the readers back, rather than its events piling up here.
         self.queue: asyncio.Queue[RunEvent | None] = asyncio.Queue(maxsize=QUEUE_SIZE)
         self.readers: dict[str, asyncio.Task[None]] = {}
+        # Steps the client has (WatchRun.last_received): passed over, their sub-agent calls still followed.
+        self.last_received = last_received or {}
+
+    def _received(self, message: pb.WatchRunResponse) -> bool:
+        if message.WhichOneof("event") != "step":
+            return False
+        return message.step.sequence <= self.last_received.get(message.step.run_id, 0)
 
     async def root(self, run: RemoteRun, from_sequence: int) -> None:
         if from_sequence > 1:
             since, running = await _children_at(run, from_sequence - 1)
             for run_id in running:
                 self._follow(run_id, 1, since)
-        async for event in run.follow(from_sequence):
+        async for event in run.follow(from_sequence, self.last_received):
             message = _message(event)
             if message is not None:
                 if message.WhichOneof("event") == "run_finished":
                     await self._drained(list(self.readers))
                 await self._before(message, 1, None)
+                if self._received(message):
+                    continue
             await self.queue.put(event)
         await self.queue.put(None)
 
@@ -114,7 +130,7 @@ class _Merge:
             if message is None or message.WhichOneof("event") != "step":
                 continue
             await self._before(message, depth + 1, since)
-            if since is not None and message.step.time.ToDatetime() < since:
+            if (since is not None and message.step.time.ToDatetime() < since) or self._received(message):
                 continue
             message.step.depth = depth
             await self.queue.put(EncodedEvent(message.SerializeToString()))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 from agentrun.execution.v1 import execution_service_pb2 as pb
@@ -126,14 +126,19 @@ class RemoteRun:
     is_finished: bool = False
     agent_name: str = ""
 
-    async def follow(self, from_sequence: int = 0) -> AsyncGenerator[RunEvent]:
+    async def follow(
+        self, from_sequence: int = 0, last_received: Mapping[str, int] | None = None
+    ) -> AsyncGenerator[RunEvent]:
+        """The run's events from its step `from_sequence`; `last_received` is for a run followed in memory (the
+        stream's reader, remote_tree, passes over the steps it names itself)."""
         if self.queued is not None:
             yield EncodedEvent(self.queued)
         first = self.started
         while first is None:
             local = self._local()
             if local is not None:
-                async for event in _without_queued(local.follow(from_sequence)):
+                events = local.follow_past(last_received) if last_received else local.follow(from_sequence)
+                async for event in _without_queued(events):
                     yield event
                 self.is_finished = local.is_finished
                 return

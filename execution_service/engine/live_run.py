@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -47,6 +48,8 @@ class FollowedRun(Protocol):
     def is_finished(self) -> bool: ...
 
     def follow(self, from_sequence: int = 0) -> AsyncIterator[RunEvent]: ...
+
+    def follow_past(self, last_received: Mapping[str, int]) -> AsyncIterator[RunEvent]: ...
 
 
 @dataclass(slots=True)
@@ -208,22 +211,28 @@ class LiveRun:
         for 0 or 1), then each new event until RunFinished."""
         return self.follow_after(self.run_id, max(from_sequence - 1, 0))
 
-    async def follow_after(self, run_id: str, sequence: int) -> AsyncGenerator[RunEvent]:
-        """RunQueued and RunStarted as `follow` sends them, then every event the stream carried or carries after step
-        `sequence` of run `run_id` (this run, or a descendant whose steps the stream carries), each exactly once and
-        in the stream's order: a client that received the stream up to that step and reattaches here misses nothing
-        and receives nothing twice. Sequence 0 of this run: the whole stream. A step the stream has not carried yet
-        is waited for (nothing before it is sent); a run that finished without it sends only its RunFinished."""
+    async def follow_past(self, last_received: Mapping[str, int]) -> AsyncGenerator[RunEvent]:
+        """RunQueued and RunStarted as `follow` sends them, then every event of the stream but the steps a client
+        received already: a step of run R with a sequence up to `last_received[R]` (R: this run or a descendant; a
+        run not named: none received), in the stream's order, then each new event until RunFinished."""
+        async for event in self._head():
+            yield event
+        unseen = self._from(0, lambda step: step.sequence > last_received.get(step.run_id, 0))
+        async with aclosing(unseen) as events:  # closed with this generator: its cursor goes at once
+            async for event in events:
+                yield event
+
+    async def _head(self) -> AsyncGenerator[RunEvent]:
+        """RunQueued (for a run that waited for a slot; then its start is waited for), and RunStarted."""
         if self.queued is not None:
             yield self.queued
             while self.started is None and self.finished is None:
                 await self._changed.wait()
         if self.started is not None:
             yield self.started
-        found = 0 if run_id == self.run_id and sequence <= 0 else self._position_after(run_id, sequence)
-        # Not carried yet: the events before that step are passed over, not sent.
-        waiting = found is None
-        index = len(self._events) if found is None else found
+
+    async def _from(self, index: int, sends: Callable[[ExecutionStep], bool]) -> AsyncGenerator[RunEvent]:
+        """The events from `index` on, each step only if `sends(step)`, then each new one until RunFinished."""
         cursor = _Cursor(taken=index)
         self._cursors.append(cursor)
         try:
@@ -234,9 +243,7 @@ class LiveRun:
                 while index < len(self._events):
                     event = self._events[index]
                     index += 1
-                    if waiting and isinstance(event, StepEvent):
-                        waiting = not (event.step.run_id == run_id and event.step.sequence == sequence)
-                    else:
+                    if not isinstance(event, StepEvent) or sends(event.step):
                         yield event
                     cursor.taken = index
                     self._moved(cursor)
@@ -247,11 +254,44 @@ class LiveRun:
             self._cursors.remove(cursor)
             self._moved(cursor)
 
+    async def follow_after(self, run_id: str, sequence: int) -> AsyncGenerator[RunEvent]:
+        """RunQueued and RunStarted as `follow` sends them, then every event the stream carried or carries after step
+        `sequence` of run `run_id` (this run, or a descendant whose steps the stream carries), each exactly once and
+        in the stream's order: a client that received the stream up to that step and reattaches here misses nothing
+        and receives nothing twice. Sequence 0 of this run: the whole stream. A step the stream has not carried yet
+        is waited for (nothing before it is sent); a run that finished without it sends only its RunFinished."""
+        async for event in self._head():
+            yield event
+        found = 0 if run_id == self.run_id and sequence <= 0 else self._position_after(run_id, sequence)
+        # Not carried yet: the steps up to that one are passed over, not sent.
+        waiting = found is None
 
-def resumed(run: FollowedRun, from_sequence: int, from_run_id: str = "") -> AsyncIterator[RunEvent]:
+        def sends(step: ExecutionStep) -> bool:
+            nonlocal waiting
+            if waiting:
+                waiting = not (step.run_id == run_id and step.sequence == sequence)
+                return False
+            return True
+
+        async with aclosing(self._from(len(self._events) if found is None else found, sends)) as events:
+            async for event in events:
+                yield event
+
+
+# The most runs a WatchRun's last_received may name (a run tree's runs: far more than any agent starts).
+MAX_LAST_RECEIVED = 10_000
+
+
+def resumed(
+    run: FollowedRun, from_sequence: int, from_run_id: str = "", last_received: Mapping[str, int] | None = None
+) -> AsyncIterator[RunEvent]:
     """WatchRun's stream of `run`: from its own step `from_sequence` (`follow`), or, with `from_run_id` naming a
-    descendant whose steps the stream carries, from just after that run's step from_sequence - 1 (`follow_after`).
-    Raises InvalidRequest for a descendant's step the stream has not carried (a client cannot have received it)."""
+    descendant whose steps the stream carries, from just after that run's step from_sequence - 1 (`follow_after`),
+    or past the steps `last_received` says a client received (`follow_past`, on any replica). Raises InvalidRequest
+    for a descendant's step the stream has not carried (a client cannot have received it), and for a malformed
+    last_received or one combined with the other two."""
+    if last_received:
+        return run.follow_past(_checked_last_received(last_received, from_sequence, from_run_id))
     if not from_run_id or from_run_id == run.run_id:
         return run.follow(from_sequence)
     problem = run_id_problem(from_run_id)
@@ -278,3 +318,19 @@ def resumed(run: FollowedRun, from_sequence: int, from_run_id: str = "") -> Asyn
             "and the sequence + 1 of the last step received from this stream",
         )
     return run.follow_after(from_run_id, from_sequence - 1)
+
+
+def _checked_last_received(last_received: Mapping[str, int], from_sequence: int, from_run_id: str) -> dict[str, int]:
+    if from_sequence or from_run_id:
+        raise InvalidRequest(
+            "last_received", "names where to go on by itself: leave from_sequence and from_run_id unset with it"
+        )
+    if len(last_received) > MAX_LAST_RECEIVED:
+        raise InvalidRequest("last_received", f"names {len(last_received)} runs, over the cap of {MAX_LAST_RECEIVED}")
+    for run_id, sequence in last_received.items():
+        problem = run_id_problem(run_id)
+        if problem is not None:
+            raise InvalidRequest("last_received", f"a key {problem}")
+        if sequence < 0:
+            raise InvalidRequest("last_received", f"run {run_id}: the sequence must not be negative, got {sequence}")
+    return dict(last_received)

@@ -165,6 +165,21 @@ def test_runs_watch_reattaches_after_a_sub_agents_step(runner: CliRunner, fake: 
     assert (request.run_id, request.from_run_id, request.from_sequence) == (samples.RUN_ID, child, 4)
 
 
+def test_runs_watch_after_the_last_step_of_each_run(runner: CliRunner, fake: FakeServer) -> None:
+    child = "0193a5c4-0000-7000-8000-00000000c0de"
+    args = ["runs", "watch", samples.RUN_ID, "--after", f"{samples.RUN_ID}:2", "--after", f"{child}:3"]
+    result = invoke(runner, fake, *args)
+    assert result.exit_code == 0
+    [request] = [r for r in fake.calls.requests if isinstance(r, ex_pb2.WatchRunRequest)]
+    assert dict(request.last_received) == {samples.RUN_ID: 2, child: 3}
+    assert (request.from_sequence, request.from_run_id) == (0, "")
+
+    refused = invoke(runner, fake, "runs", "watch", samples.RUN_ID, "--after", "no-sequence")
+    assert refused.exit_code == 2 and "RUN_ID:SEQUENCE" in refused.stderr
+    refused = invoke(runner, fake, "runs", "watch", samples.RUN_ID, "--after", f"{child}:3", "--from", "2")
+    assert refused.exit_code == 2 and "leave out --from" in refused.stderr
+
+
 def test_runs_cancel_after_turn(runner: CliRunner, fake: FakeServer) -> None:
     result = invoke(runner, fake, "runs", "cancel", "0193a5c4-0000-7000-8000-00000000abcd", "--after-turn")
     assert result.exit_code == 0
@@ -181,5 +196,5 @@ def test_a_run_whose_stream_is_lost_says_how_to_watch_it_again(runner: CliRunner
     assert "Socket closed" in lines[0] and "agentrun serve all" not in result.stderr
     assert f"agentrun runs show {run_id}" in lines[1]
     step = samples.clock_steps(run_id)[1]
-    assert f"agentrun runs watch {run_id} --from-run {run_id} --from {step.sequence + 1}" in lines[2], lines
+    assert f"agentrun runs watch {run_id} --from {step.sequence + 1}" in lines[2], lines
     assert "--execution-target" in lines[2]

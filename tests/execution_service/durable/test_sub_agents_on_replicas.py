@@ -243,3 +243,14 @@ async def test_a_watcher_on_another_replica_sees_the_whole_tree(tmp_path: Path, 
         later = [e async for e in cluster.stub(b).WatchRun(ex.WatchRunRequest(run_id=run_id, from_sequence=3))]
         after_step_2 = whole[whole.index((run_id, 2, 0, "tool_call")) + 1 :]
         assert step_keys(later) == after_step_2
+
+        # A client that lost replica a mid-tree reattaches through b with the last step it received of each run:
+        # every later step exactly once, wherever it stopped (the parent's step, a child's, a grandchild's).
+        for index in range(len(whole)):
+            last_received: dict[str, int] = {}
+            for step_run, sequence, _, _ in whole[: index + 1]:
+                last_received[step_run] = sequence
+            request = ex.WatchRunRequest(run_id=run_id, last_received=last_received)
+            rest = [e async for e in cluster.stub(b).WatchRun(request)]
+            assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+            assert step_keys(rest) == whole[index + 1 :], f"after step {index}"

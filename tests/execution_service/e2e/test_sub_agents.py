@@ -440,6 +440,16 @@ async def test_reattaching_after_the_last_step_received_sends_every_later_step_e
             replayed = [step_key(s) for s in steps_of([e async for e in stub.WatchRun(request)])]
             assert replayed == whole[index + 1 :], f"after step {index} ({step_run}, {sequence})"
 
+        # Or with the last step received of each run (what works through any replica): the same rest.
+        for index in range(-1, len(whole)):
+            last_received: dict[str, int] = {}
+            for step_run, sequence, _ in whole[: index + 1]:
+                last_received[step_run] = sequence
+            request = ex.WatchRunRequest(run_id=run_id, last_received=last_received)
+            replayed_events = [e async for e in stub.WatchRun(request)]
+            assert replayed_events[0].HasField("run_started") and replayed_events[-1].HasField("run_finished")
+            assert [step_key(s) for s in steps_of(replayed_events)] == whole[index + 1 :], f"after step {index}"
+
         # A step the stream never carried cannot have been received: said so.
         for bad in (
             ex.WatchRunRequest(run_id=run_id, from_run_id=last.run_id, from_sequence=99),
@@ -450,6 +460,15 @@ async def test_reattaching_after_the_last_step_received_sends_every_later_step_e
                 [e async for e in stub.WatchRun(bad)]
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
             assert "from_" in (caught.value.details() or "")
+        for bad, says in (
+            (ex.WatchRunRequest(run_id=run_id, last_received={run_id: 1}, from_sequence=2), "leave from_sequence"),
+            (ex.WatchRunRequest(run_id=run_id, last_received={"not-a-run-id": 1}), "UUID"),
+            (ex.WatchRunRequest(run_id=run_id, last_received={run_id: -1}), "must not be negative"),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                [e async for e in stub.WatchRun(bad)]
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
+            assert "last_received" in (caught.value.details() or "") and says in (caught.value.details() or ""), bad
 
 
 async def test_a_child_that_cannot_start_is_stored_failed_under_the_id_its_call_names(

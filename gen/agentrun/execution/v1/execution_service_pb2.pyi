@@ -178,14 +178,23 @@ class CancelRunResponse(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class WatchRunRequest(_message.Message):
-    __slots__ = ("run_id", "from_sequence", "from_run_id")
+    __slots__ = ("run_id", "from_sequence", "from_run_id", "last_received")
+    class LastReceivedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     FROM_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     from_sequence: int
     from_run_id: str
-    def __init__(self, run_id: _Optional[str] = ..., from_sequence: _Optional[int] = ..., from_run_id: _Optional[str] = ...) -> None: ...
+    last_received: _containers.ScalarMap[str, int]
+    def __init__(self, run_id: _Optional[str] = ..., from_sequence: _Optional[int] = ..., from_run_id: _Optional[str] = ..., last_received: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class WatchRunResponse(_message.Message):
     __slots__ = ("run_started", "step", "run_finished", "run_queued")
