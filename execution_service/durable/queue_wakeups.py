@@ -49,13 +49,21 @@ class PollWait:
     a burst polls no more often than a timer at `min_gap_s` would, and an idle one polls at once when woken). A woken
     poll is followed by one more `min_gap_s` later, which takes no token (the next run's wake must not wait for it; in
     a burst the next woken poll comes first and stands for it): replicas woken together (a NOTIFY) contend for the
-    same rows, and DBOS leaves a claim that lost to "the next poll". `before_poll` runs on the worker's thread before
-    each poll. Thread-safe: `wake` and `stop` may be called from any thread."""
+    same rows, and DBOS leaves a claim that lost to "the next poll"; only while `follow_up_when()` (other replicas are
+    alive: alone, a replica contends with nobody, and a poll costs ~10 ms of its CPU). `before_poll` runs on the
+    worker's thread before each poll. Thread-safe: `wake` and `stop` may be called from any thread."""
 
-    def __init__(self, min_gap_s: float, burst: int = 3, before_poll: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        min_gap_s: float,
+        burst: int = 3,
+        before_poll: Callable[[], None] = lambda: None,
+        follow_up_when: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._min_gap_s = min_gap_s
         self._burst = burst
         self._before_poll = before_poll
+        self._follow_up_when = follow_up_when
         self._tokens = float(burst)
         self._refilled = time.monotonic()
         self._follow_up_at: float | None = None
@@ -96,7 +104,8 @@ class PollWait:
             # Only woken polls take a token: a follow-up or a timer's poll must not make the next wake wait (in a
             # burst, the next woken poll comes before the follow-up would and stands for it).
             self._take_token()
-            self._follow_up_at = time.monotonic() + self._min_gap_s
+            if self._follow_up_when():
+                self._follow_up_at = time.monotonic() + self._min_gap_s
         self._before_poll()
         return self._stopped.is_set()
 
@@ -122,6 +131,14 @@ class QueueWorkers:
     def __init__(self, *, min_gap_s: float) -> None:
         self._min_gap_s = min_gap_s
         self._workers: dict[str, tuple[threading.Thread, PollWait]] = {}
+        self._follow_up_when: Callable[[], bool] = lambda: True
+
+    def follow_up_only_if(self, condition: Callable[[], bool]) -> None:
+        """Woken polls are followed by one more only while `condition()` (PollWait): other replicas are alive."""
+        self._follow_up_when = condition
+
+    def _follows_up(self) -> bool:
+        return self._follow_up_when()  # read at each woken poll: the condition may be set after the workers start
 
     def start(self, dbos: DBOS, queue: Queue) -> None:
         loop = asyncio.get_running_loop()
@@ -136,7 +153,7 @@ class QueueWorkers:
             with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
                 asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(timeout=LOOP_TURN_TIMEOUT_S)
 
-        poll_wait = PollWait(self._min_gap_s, before_poll=let_the_loop_turn)
+        poll_wait = PollWait(self._min_gap_s, before_poll=let_the_loop_turn, follow_up_when=self._follows_up)
         poll_wait.wake()  # the first poll at once: runs waiting already (recovered at launch) need no timer
         thread = threading.Thread(
             target=_poll_until_stopped,

@@ -42,6 +42,8 @@ class ReplicaHeartbeat:
         self._replica_id = replica_id
         self._interval_s = interval_s
         self._timeout_s = takeover_timeout_s
+        # Whether another replica heartbeat within the takeover timeout, as of the last beat (True until then).
+        self.others_alive = True
         self._beats = Periodic(
             self._beat_and_take_over,
             interval_s=interval_s,
@@ -51,12 +53,21 @@ class ReplicaHeartbeat:
         )
 
     async def beat(self) -> None:
+        """Writes this replica's heartbeat, and reads whether another replica is alive (`others_alive`)."""
         async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
-            await conn.execute(
-                "INSERT INTO agentrun.replicas (replica_id) VALUES (%s) "
-                "ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now()",
-                (self._replica_id,),
+            cursor = await conn.execute(
+                "WITH beat AS (INSERT INTO agentrun.replicas (replica_id) VALUES (%s) "
+                "ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now()) "
+                "SELECT EXISTS (SELECT 1 FROM agentrun.replicas WHERE replica_id <> %s "
+                "AND heartbeat_at > now() - make_interval(secs => %s))",
+                (self._replica_id, self._replica_id, self._timeout_s),
             )
+            row = await cursor.fetchone()
+        self.others_alive = bool(row and row[0])
+
+    def heard_from_another(self) -> None:
+        """Another replica was heard from (its NOTIFY): alive, whatever the last beat read."""
+        self.others_alive = True
 
     async def take_over(self) -> dict[str, list[str]]:
         """Recovers the runs of every replica silent for longer than the timeout (that no other survivor is taking

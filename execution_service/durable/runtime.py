@@ -118,6 +118,10 @@ class DurableRuntime:
         )
         self._queue_workers.start(_get_dbos_instance(), queue)
 
+    def follow_up_polls_only_if(self, others_alive: Callable[[], bool]) -> None:
+        """A woken poll is followed by one more (replicas woken together contend) only while `others_alive()`."""
+        self._queue_workers.follow_up_only_if(others_alive)
+
     def announce_entered_runs(self, announce: Callable[[], None]) -> None:
         """`announce()` is called after each run enters a queue here, to tell the other replicas."""
         self._announce_entered = announce

@@ -179,21 +179,11 @@ async def _start_durable(
     runtime.announce_entered_runs(bell.ring)
     resources.push_async_callback(bell.close)
 
-    def heard_entered(ringer: str) -> None:
-        if ringer != replica:
-            runtime.wake_queues(RUN_QUEUE)
-
     def took_over() -> None:
         """Recovered runs are back in their queues: this replica polls, and the others (it may be full) are told."""
         runtime.wake_queues()
         bell.ring()
 
-    # (Re)connected: what was announced meanwhile is found by one poll.
-    entered = ChannelListener(url, ENTERED_CHANNEL, heard_entered, listening=lambda: runtime.wake_queues(RUN_QUEUE))
-    entered.start()
-    resources.push_async_callback(entered.stop)
-    cancels.listen(manager.cancel_here)
-    resources.push_async_callback(cancels.stop)
     heartbeat = ReplicaHeartbeat(
         url,
         replica,
@@ -202,6 +192,20 @@ async def _start_durable(
         took_over=took_over,
     )
     await heartbeat.beat()
+    # Woken polls are followed by one more only while other replicas are alive (they may contend for the same runs).
+    runtime.follow_up_polls_only_if(lambda: heartbeat.others_alive)
+
+    def heard_entered(ringer: str) -> None:
+        if ringer != replica:
+            heartbeat.heard_from_another()  # alive, and woken with this one: they contend now, not at the next beat
+            runtime.wake_queues(RUN_QUEUE)
+
+    # (Re)connected: what was announced meanwhile is found by one poll.
+    entered = ChannelListener(url, ENTERED_CHANNEL, heard_entered, listening=lambda: runtime.wake_queues(RUN_QUEUE))
+    entered.start()
+    resources.push_async_callback(entered.stop)
+    cancels.listen(manager.cancel_here)
+    resources.push_async_callback(cancels.stop)
     heartbeat.start()
     resources.push_async_callback(heartbeat.stop)
     given_up = Periodic(

@@ -18,6 +18,7 @@ from agentrun.runs.v1 import run_pb2
 
 from execution_service.durable.admission import DurableAdmission, QueueLimits
 from execution_service.durable.queue_wakeups import PollWait, QueueBell
+from execution_service.durable.replicas import ReplicaHeartbeat
 from execution_service.durable.runtime import libpq_url
 from execution_service.durable.schema import ensure_schema
 from tests.execution_service.e2e.test_admission_queue import AGENTS, event_kind, next_event, rest_of
@@ -122,6 +123,39 @@ def test_a_follow_up_poll_takes_no_token_so_the_next_wake_polls_at_once() -> Non
         assert wait.wait(30) is False  # woken: at once
         assert time.monotonic() - began < 0.2
         assert wait.wait(30) is False  # the follow-up, a gap later
+
+
+def test_a_replica_alone_makes_no_follow_up_poll() -> None:
+    alone = True
+    wait = PollWait(min_gap_s=0.1, follow_up_when=lambda: not alone)
+    wait.wake()
+    assert wait.wait(30) is False  # woken
+    began = time.monotonic()
+    assert wait.wait(0.5) is False  # no follow-up: the timeout
+    assert time.monotonic() - began >= 0.45
+    alone = False  # another replica heartbeats now: they may contend
+    wait.wake()
+    assert wait.wait(30) is False
+    began = time.monotonic()
+    assert wait.wait(30) is False  # the follow-up, a gap later
+    assert time.monotonic() - began < 5
+
+
+@pytest.mark.postgres
+async def test_the_heartbeat_tells_whether_another_replica_is_alive(database_url: str) -> None:
+    url = libpq_url(database_url)
+    await ensure_schema(url)
+    one = ReplicaHeartbeat(url, "alive-one", interval_s=1, takeover_timeout_s=30)
+    other = ReplicaHeartbeat(url, "alive-other", interval_s=1, takeover_timeout_s=30)
+    await one.beat()
+    assert one.others_alive is False
+    await other.beat()
+    assert other.others_alive is True
+    await one.beat()
+    assert one.others_alive is True
+    await other.stop()  # marks itself silent (heartbeat at the epoch): gone for the others' next beat
+    await one.beat()
+    assert one.others_alive is False
 
 
 @pytest.mark.postgres
