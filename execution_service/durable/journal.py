@@ -33,6 +33,7 @@ import functools
 import logging
 from collections import defaultdict
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import aclosing
 from typing import Any, TypeVar
 
 import psycopg
@@ -137,14 +138,17 @@ class Journal:
         rows = await self._run(_LAST, {"run": run_id}, fetch=True)
         return bytes(rows[0][0]) if rows else None
 
-    async def entry(self, run_id: str, offset: int, wait_s: float) -> bytes | None:
-        """The run's entry at `offset`, waiting up to `wait_s` for it to be written; None when it is not."""
+    async def entry(
+        self, run_id: str, offset: int, wait_s: float, *, unless: Callable[[], bool] | None = None
+    ) -> bytes | None:
+        """The run's entry at `offset`, waiting up to `wait_s` for it to be written; None when it is not (or, once
+        the run's followers were woken, `unless()` holds: `wake`)."""
         rows = await self._run(_ENTRY, {"run": run_id, "offset": offset}, fetch=True)
         if rows or wait_s <= 0:
             return bytes(rows[0][0]) if rows else None
         try:
-            async with asyncio.timeout(wait_s):
-                async for at, value in self.follow(run_id, offset):
+            async with asyncio.timeout(wait_s), aclosing(self.follow(run_id, offset, unless=unless)) as entries:
+                async for at, value in entries:
                     if at == offset:
                         return value
                     break
@@ -152,9 +156,16 @@ class Journal:
             pass
         return None
 
-    async def follow(self, run_id: str, from_offset: int = 0) -> AsyncGenerator[tuple[int, bytes]]:
+    def wake(self, run_id: str) -> None:
+        """Wakes this process's followers of the run (they read again, and look at their `unless`)."""
+        for wake in self._waiters.get(run_id, ()):
+            wake.set()
+
+    async def follow(
+        self, run_id: str, from_offset: int = 0, *, unless: Callable[[], bool] | None = None
+    ) -> AsyncGenerator[tuple[int, bytes]]:
         """The run's entries from `from_offset` on, in order, each once, waiting for more as they are written (the
-        caller stops reading when it has what it needs)."""
+        caller stops reading when it has what it needs); it ends when, woken, `unless()` holds."""
         wake = asyncio.Event()
         self._waiters[run_id].add(wake)
         try:
@@ -171,6 +182,8 @@ class Journal:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(FOLLOW_POLL_S):
                         await wake.wait()
+                if unless is not None and unless():
+                    return
         finally:
             waiters = self._waiters.get(run_id)
             if waiters is not None:

@@ -25,6 +25,7 @@ from agentrun_core.domain import (
 from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
+from execution_service.durable import journal
 from execution_service.durable.admission import ENDING_QUEUE, RUN_QUEUE, Dequeued, DurableAdmission
 from execution_service.durable.cancellation import CancelRequests
 from execution_service.durable.checkpoints import Checkpoints
@@ -262,6 +263,7 @@ class DurableRunManager(RunManager):
                 return await self._end_in_queue(run, live, dequeued, checkpoints)
             if live.started is None:
                 live.start(run.started)
+                journal.current().wake(run.run_id)  # its starter, if here, follows it in memory from now on
         prefix = StreamPrefix() if fresh else await read_prefix(run.run_id)
         live.task = asyncio.current_task()
         tree = self._tree(run, live, fresh)

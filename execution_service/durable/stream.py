@@ -142,7 +142,9 @@ class RemoteRun:
                     yield event
                 self.is_finished = local.is_finished
                 return
-            first = await first_entry(self.run_id, FIRST_ENTRY_WAIT_S)
+            # Woken too when this replica starts the run (DurableRunManager.execute): then followed in memory, at
+            # once, rather than once its RunStarted is written and notified.
+            first = await first_entry(self.run_id, FIRST_ENTRY_WAIT_S, unless=lambda: self._local() is not None)
             if first is not None and self._local() is not None:
                 first = None  # this replica took the run meanwhile: followed in memory
         kind = pb.WatchRunResponse.FromString(first).WhichOneof("event")
@@ -186,10 +188,10 @@ def read_entries(run_id: str, from_offset: int) -> AsyncIterator[bytes]:
     return journal.values(journal.current().follow(run_id, from_offset))
 
 
-async def first_entry(run_id: str, wait_s: float) -> bytes | None:
+async def first_entry(run_id: str, wait_s: float, *, unless: Callable[[], bool] | None = None) -> bytes | None:
     """The first entry of the run's stream (RunStarted; RunQueued for a run that ended in the queue), or None when
-    its workflow has written none within `wait_s`."""
-    return await journal.current().entry(run_id, 0, wait_s)
+    its workflow has written none within `wait_s` (or, woken, `unless()` holds: journal.Journal.wake)."""
+    return await journal.current().entry(run_id, 0, wait_s, unless=unless)
 
 
 async def remote_run(

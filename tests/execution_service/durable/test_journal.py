@@ -83,6 +83,30 @@ async def test_a_follower_is_woken_by_the_writer_on_another_process_without_poll
     assert received[-1][2] < 20.0  # three writes 0.5 s apart, plus the other process's start: not a 60 s poll
 
 
+async def test_a_wait_for_an_entry_ends_when_woken_and_its_condition_holds(
+    run_journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The starter of a run waits for its first entry until this replica executes the run (then it follows the run in
+    # memory): the wake ends the wait at once, with no entry written.
+    monkeypatch.setattr(journal, "FOLLOW_POLL_S", 60.0)
+    taken = False
+
+    async def take_it_here() -> None:
+        nonlocal taken
+        await asyncio.sleep(0.3)
+        run_journal.wake("not-taken")  # another run's wake: nothing to do with this one
+        taken = True
+        run_journal.wake("taken-here")
+
+    waker = asyncio.create_task(take_it_here())
+    began = time.monotonic()
+    assert await run_journal.entry("taken-here", 0, 30, unless=lambda: taken) is None
+    assert time.monotonic() - began < 10
+    await waker
+    # Without the condition, a wake alone ends nothing: the entry is waited for until it comes.
+    assert await run_journal.entry("taken-here", 0, 0.2, unless=lambda: False) is None
+
+
 async def test_reading_one_entry_waits_for_it_and_gives_up_after_its_wait(run_journal: Journal) -> None:
     assert await run_journal.entry("late", 0, 0.2) is None
 
