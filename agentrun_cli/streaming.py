@@ -100,11 +100,12 @@ def reattach_when_lost(progress: RunProgress) -> Iterator[None]:
             f"lost the stream of run {run_id}: {endpoint.service} at {endpoint.target} went away (UNAVAILABLE{said})",
             error.exit_code,
         )
+        command = reattach_command(run_id, progress)
         lost.details = [
             "the run may still be going on (a detached run, or in the durable mode on another replica); "
             f"see `agentrun runs show {run_id}`",
-            f"watch it again from where this stream stopped: `{reattach_command(run_id, progress)}` "
-            "(through another replica: add --execution-target HOST:PORT)",
+            f"watch it again from where this stream stopped: `{command}`; through another replica: "
+            f"`{command.replace('agentrun ', 'agentrun --execution-target HOST:PORT ', 1)}`",
         ]
         raise lost from None
 

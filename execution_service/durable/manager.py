@@ -103,6 +103,10 @@ class DurableRunManager(RunManager):
         self._from_queue_here = 0
         # The nodes of the runs executing here in their trees of sub-agent runs.
         self._nodes: dict[str, RunNode] = {}
+        # Runs whose execution here resumed an earlier one (and that are live or kept finished here): their runs in
+        # memory lack the steps of sub-agent runs that ended before the resumption, so they are followed through
+        # their streams (remote_tree), which hold everything.
+        self._resumed_here: set[str] = set()
         # Resumed parents waiting for a child that has not resumed here yet (durable.children, adopt_child).
         self._adopters: dict[str, LiveRun] = {}
 
@@ -115,7 +119,11 @@ class DurableRunManager(RunManager):
     async def start_or_attach(self, request: StartRun) -> FollowedRun:
         """An ExecuteAgent retried with the run id of a run another replica executes (its client lost that replica)
         follows that run, like a retry on the replica that runs it."""
-        if request.run_id and self.find(request.run_id) is None and run_id_problem(request.run_id) is None:
+        if (
+            request.run_id
+            and (self.find(request.run_id) is None or request.run_id in self._resumed_here)
+            and run_id_problem(request.run_id) is None
+        ):
             remote = await self._remote(request.run_id, wait_s=1.0)
             if remote is not None:
                 if not is_retry_of(request, remote.user, remote.agent_name):
@@ -264,6 +272,8 @@ class DurableRunManager(RunManager):
             if live.started is None:
                 live.start(run.started)
                 journal.current().wake(run.run_id)  # its starter, if here, follows it in memory from now on
+        if not fresh:
+            self._resumed_here.add(run.run_id)
         prefix = StreamPrefix() if fresh else await read_prefix(run.run_id)
         live.task = asyncio.current_task()
         tree = self._tree(run, live, fresh)
@@ -327,6 +337,13 @@ class DurableRunManager(RunManager):
         if run.queued is not None:
             await self._queue.forget(run.run_id)
         return end
+
+    def _keep_finished(self, live: LiveRun) -> None:
+        """Keeps the finished run in memory (WatchRun, retries) among the last `retain_finished`."""
+        self._finished[live.run_id] = live
+        while len(self._finished) > self._limits.retain_finished:
+            dropped, _ = self._finished.popitem(last=False)
+            self._resumed_here.discard(dropped)
 
     def _slot_may_be_awaited(self) -> bool:
         """Called as the workflow of a run that came through the shared queue ends here: whether a queued run may be
@@ -462,9 +479,7 @@ class DurableRunManager(RunManager):
         self._adopters.pop(live.run_id, None)
         if any(parent is live for parent in self._adopters.values()):  # its children that did not resume here
             self._adopters = {child: parent for child, parent in self._adopters.items() if parent is not live}
-        self._finished[live.run_id] = live
-        while len(self._finished) > self._limits.retain_finished:
-            self._finished.popitem(last=False)
+        self._keep_finished(live)
         log.info("run finished", extra={"run_id": terminal.id, "status": terminal.status.value})
         if not recorded:
             await retry.run_async({"name": PUBLISH_RETRY_STEP}, self._publisher.deliver, terminal)
@@ -503,9 +518,7 @@ class DurableRunManager(RunManager):
         await writer.close()
         self._live.pop(run.run_id, None)
         self._nodes.pop(run.run_id, None)
-        self._finished[run.run_id] = live
-        while len(self._finished) > self._limits.retain_finished:
-            self._finished.popitem(last=False)
+        self._keep_finished(live)
         log.info(
             "run finished", extra={"run_id": run.run_id, "status": terminal.status.value, "reason": run_error.reason}
         )
@@ -600,7 +613,7 @@ class DurableRunManager(RunManager):
 
     async def locate(self, run_id: str) -> FollowedRun | None:
         live = self.find(run_id)
-        if live is not None and not (live.is_queued and live.queued is None):
+        if live is not None and not (live.is_queued and live.queued is None) and run_id not in self._resumed_here:
             return live
         return _with_children(await self._remote(run_id)) or live
 

@@ -197,4 +197,4 @@ def test_a_run_whose_stream_is_lost_says_how_to_watch_it_again(runner: CliRunner
     assert f"agentrun runs show {run_id}" in lines[1]
     step = samples.clock_steps(run_id)[1]
     assert f"agentrun runs watch {run_id} --from {step.sequence + 1}" in lines[2], lines
-    assert "--execution-target" in lines[2]
+    assert f"agentrun --execution-target HOST:PORT runs watch {run_id} --from {step.sequence + 1}" in lines[2]

@@ -184,6 +184,28 @@ async def test_a_parent_resumed_after_its_child_ended_does_not_run_the_child_aga
             "model_call",
             "final_response",
         ]
+        # Watched through the replica that resumed the parent, the tree's stream has every step of both runs once:
+        # the child's too, though it ended before the resumption (the parent's run in memory never had them).
+        child_run = await cluster.stored_run(child.id)
+        stored = sorted(
+            [(run_id, s.sequence) for s in parent.execution_steps]
+            + [(child.id, s.sequence) for s in child_run.execution_steps]
+        )
+        for request in (
+            ex.WatchRunRequest(run_id=run_id),
+            ex.WatchRunRequest(run_id=run_id, from_sequence=2),
+            ex.WatchRunRequest(run_id=run_id, last_received={run_id: 2, child.id: 1}),
+        ):
+            watched = [e async for e in cluster.stub(again).WatchRun(request)]
+            assert watched[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+            keys = [(e.step.run_id, e.step.sequence) for e in watched if e.WhichOneof("event") == "step"]
+            if request.last_received:
+                expected = [k for k in stored if k[1] > request.last_received[k[0]]]
+            elif request.from_sequence:
+                expected = [k for k in stored if k[0] == child.id or k[1] >= request.from_sequence]
+            else:
+                expected = stored
+            assert sorted(keys) == expected and len(set(keys)) == len(keys), request
 
 
 def step_keys(events: list[Any]) -> list[tuple[str, int, int, str]]:
