@@ -796,23 +796,34 @@ def _sleep_then_answer(seconds: float) -> Callable[[dict[str, Any]], FakeRespons
     return respond
 
 
-async def _start_in_sleep(cluster: Cluster, replica: Replica) -> tuple[Any, str, int]:
-    """Starts a run on `replica` and reads its stream until the MCP server received its sleep call (the call is then
-    in flight, not merely announced): (the ExecuteAgent stream, run id, last sequence seen)."""
-    sleeps = len(_sleep_calls(cluster))
-    stream = cluster.stub(replica).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="sleeper", task="go", detach=True))
-    run_id, last = "", 0
-    async for event in stream:
-        if event.WhichOneof("event") == "run_started":
-            run_id = event.run_started.run_id
-        elif event.WhichOneof("event") == "step":
-            last = event.step.sequence
-            if event.step.WhichOneof("payload") == "tool_call":
-                break
-    else:
-        raise RuntimeError(f"run {run_id} ended before its sleep call")
-    await wait_for(lambda: len(_sleep_calls(cluster)) > sleeps, timeout_s=60)
-    return stream, run_id, last
+async def _start_in_sleep(cluster: Cluster, replica: Replica, attempts: int = 10) -> tuple[Any, str, int]:
+    """Starts a run through `replica` that `replica` executes, and reads its stream until the MCP server received its
+    sleep call (the call is then in flight, not merely announced): (the ExecuteAgent stream, run id, last sequence
+    seen). Runs enter the shared queue, which any replica woken at the time may dequeue: a run another replica took is
+    cancelled and another one started."""
+    for _ in range(attempts):
+        sleeps = len(_sleep_calls(cluster))
+        request = ex.ExecuteAgentRequest(agent_name="sleeper", task="go", detach=True)
+        stream = cluster.stub(replica).ExecuteAgent(request)
+        run_id, last, executor = "", 0, ""
+        async for event in stream:
+            if event.WhichOneof("event") == "run_started":
+                run_id, executor = event.run_started.run_id, event.run_started.replica
+                if executor != replica.name:
+                    break
+            elif event.WhichOneof("event") == "step":
+                last = event.step.sequence
+                if event.step.WhichOneof("payload") == "tool_call":
+                    break
+        else:
+            raise RuntimeError(f"run {run_id} ended before its sleep call")
+        if executor != replica.name:
+            stream.cancel()
+            await cluster.stub(replica).CancelRun(ex.CancelRunRequest(run_id=run_id, mode=ex.CANCEL_MODE_IMMEDIATE))
+            continue
+        await wait_for(lambda before=sleeps: len(_sleep_calls(cluster)) > before, timeout_s=60)
+        return stream, run_id, last
+    raise RuntimeError(f"{attempts} runs started through {replica.name} all executed on other replicas")
 
 
 def _sleep_calls(cluster: Cluster) -> list[float]:

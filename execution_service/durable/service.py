@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
@@ -44,6 +45,8 @@ from execution_service.schedules.durable import TICK_WORKFLOW
 from execution_service.tools.pool import McpToolPool
 
 log = logging.getLogger(__name__)
+# How long after its start a replica follows each woken poll with another, even alone (see start_durable).
+STARTUP_FOLLOW_UP_S = 5.0
 
 
 class NoOutbox:
@@ -192,8 +195,11 @@ async def _start_durable(
         took_over=took_over,
     )
     await heartbeat.beat()
-    # Woken polls are followed by one more only while other replicas are alive (they may contend for the same runs).
-    runtime.follow_up_polls_only_if(lambda: heartbeat.others_alive)
+    # Woken polls are followed by one more only while other replicas are alive (they may contend for the same runs),
+    # and just after the start: DBOS puts this replica's own pending runs back in their queue in a background thread
+    # after launch, which the first poll may come before (a restart then resumes them 0.1 s later, not at the timer).
+    starting_until = time.monotonic() + STARTUP_FOLLOW_UP_S
+    runtime.follow_up_polls_only_if(lambda: heartbeat.others_alive or time.monotonic() < starting_until)
 
     def heard_entered(ringer: str) -> None:
         if ringer != replica:
