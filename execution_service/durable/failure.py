@@ -15,7 +15,6 @@ things once.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,18 +24,14 @@ from dbos._error import DBOSUnexpectedStepError
 from agentrun_core.domain import (
     ErrorReason,
     ExecutionStep,
-    ModelCall,
     Run,
     RunError,
     RunStatus,
-    TokenUsage,
-    ToolCallStarted,
-    tool_calls_from_steps,
 )
 from execution_service.durable.recorder import ReplayDiverged
 from execution_service.durable.stream import StreamPrefix
+from execution_service.engine.ended_run import ended_from_steps
 from execution_service.engine.events import RunFinishedEvent
-from execution_service.model.pricing import price_run
 
 # The DBOS step id the failure path's operations start after. A run's normal path records no DBOS operation (its
 # calls are checkpointed in its journal: execution_service.durable.checkpoints), and a sub-agent's few stay far below.
@@ -83,29 +78,7 @@ def failed_run(base: Run, prefix: StreamPrefix, error: RunError, end: datetime) 
     """The FAILED record of a run whose workflow failed: the steps its stream holds (`prefix`: what its clients saw),
     then a step with `error` at `end`; its usage, cost and tools are those of the steps."""
     steps = (*prefix.steps, ExecutionStep(base.id, len(prefix.steps) + 1, end, error))
-    usage = TokenUsage()
-    model_calls = 0
-    tools_used: dict[str, None] = {}
-    for step in steps:
-        if isinstance(step.payload, ModelCall):
-            usage = usage + step.payload.usage
-            model_calls += 1
-        elif isinstance(step.payload, ToolCallStarted):
-            tools_used[step.payload.tool_name] = None
-    terminal = dataclasses.replace(
-        base,
-        status=RunStatus.FAILED,
-        error=error,
-        end_time=end,
-        duration=end - base.start_time,
-        token_usage=usage,
-        cost=price_run(base.model_name, usage),
-        steps_taken=model_calls,
-        tools_used=tuple(tools_used),
-        execution_steps=steps,
-        tool_calls=tool_calls_from_steps(steps),
-    )
-    return FailedRun(terminal, write_started=prefix.started is None)
+    return FailedRun(ended_from_steps(base, steps, RunStatus.FAILED, error, end), write_started=prefix.started is None)
 
 
 def failed_run_finished(terminal: Run, recorded: bool) -> RunFinishedEvent:

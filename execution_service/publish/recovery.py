@@ -27,13 +27,10 @@ from agentrun_core.domain import (
     Run,
     RunError,
     RunStatus,
-    TokenUsage,
-    ToolCallStarted,
     ToolCallStatus,
-    tool_calls_from_steps,
 )
 from agentrun_core.proto_convert import ConversionError, run_from_pb
-from execution_service.model.pricing import price_run
+from execution_service.engine.ended_run import ended_from_steps
 from execution_service.publish.outbox import Outbox, PutResult
 from execution_service.publish.records import decode_request, encode_run
 from execution_service.publish.step_journal import StepJournal
@@ -52,25 +49,15 @@ def interrupted_run(running: Run, journaled: Sequence[ExecutionStep]) -> Run:
     end = max([running.start_time, *(step.time for step in steps)])
     error = RunError(ErrorReason.INTERRUPTED.value, INTERRUPTED_MESSAGE)
     steps.append(ExecutionStep(run_id=running.id, sequence=len(steps) + 1, time=end, payload=error))
+    ended = ended_from_steps(running, steps, RunStatus.INTERRUPTED, error, end)
     calls = [step.payload for step in steps if isinstance(step.payload, ModelCall)]
-    usage = sum((call.usage for call in calls), TokenUsage())
-    tools_used = dict.fromkeys(step.payload.tool_name for step in steps if isinstance(step.payload, ToolCallStarted))
     return dataclasses.replace(
-        running,
-        status=RunStatus.INTERRUPTED,
-        error=error,
-        end_time=end,
-        duration=end - running.start_time,
-        token_usage=usage,
-        cost=price_run(running.model_name, usage),
-        steps_taken=len(calls),
-        tools_used=tuple(tools_used),
-        execution_steps=tuple(steps),
+        ended,
         tool_calls=tuple(
             dataclasses.replace(call, status=ToolCallStatus.CANCELLED, result=IN_FLIGHT_RESULT, is_error=True)
             if call.status is ToolCallStatus.RUNNING
             else call
-            for call in tool_calls_from_steps(steps)
+            for call in ended.tool_calls
         ),
         max_context_window_used=max((call.context_window_used for call in calls), default=0.0),
     )
