@@ -72,16 +72,20 @@ class BackgroundStream(Generic[E]):
         self._stream.cancel()
 
 
-def reattach_command(run_id: str, progress: RunProgress) -> str:
-    """The command that watches the run again from just after the steps received, through any replica: `--from` when
-    they are all the run's own, else `--after RUN:SEQUENCE` for each run (its sub-agents' too)."""
+def reattach_command(run_id: str, progress: RunProgress, *, through: str = "") -> str:
+    """The command that watches the run again from just after the steps received, through any replica (`through`: an
+    --execution-target value for the command): `--from` when they are all the run's own, else `--after
+    RUN:SEQUENCE` for each run (its sub-agents' too)."""
+    command = (
+        f"agentrun --execution-target {through} runs watch {run_id}" if through else f"agentrun runs watch {run_id}"
+    )
     received = progress.last_received
     if not received:
-        return f"agentrun runs watch {run_id}"
+        return command
     if set(received) == {run_id}:
-        return f"agentrun runs watch {run_id} --from {received[run_id] + 1}"
+        return f"{command} --from {received[run_id] + 1}"
     after = " ".join(f"--after {run}:{sequence}" for run, sequence in received.items())
-    return f"agentrun runs watch {run_id} {after}"
+    return f"{command} {after}"
 
 
 @contextmanager
@@ -100,12 +104,11 @@ def reattach_when_lost(progress: RunProgress) -> Iterator[None]:
             f"lost the stream of run {run_id}: {endpoint.service} at {endpoint.target} went away (UNAVAILABLE{said})",
             error.exit_code,
         )
-        command = reattach_command(run_id, progress)
         lost.details = [
             "the run may still be going on (a detached run, or in the durable mode on another replica); "
             f"see `agentrun runs show {run_id}`",
-            f"watch it again from where this stream stopped: `{command}`; through another replica: "
-            f"`{command.replace('agentrun ', 'agentrun --execution-target HOST:PORT ', 1)}`",
+            f"watch it again from where this stream stopped: `{reattach_command(run_id, progress)}`; through another "
+            f"replica: `{reattach_command(run_id, progress, through='HOST:PORT')}`",
         ]
         raise lost from None
 

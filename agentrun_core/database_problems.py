@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 import shlex
 import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -188,3 +190,22 @@ def diagnose(
             f"start PostgreSQL, or fix the host and port in {setting}",
         )
     return Diagnosis(first_line(inner), f"check {setting} and that the server is up")
+
+
+@contextmanager
+def diagnosed(
+    url: str,
+    unusable: Callable[[Diagnosis], Exception],
+    *,
+    setting: str = RUNS_DATABASE_SETTING,
+    create_flag: str | None = CREATE_DATABASE_FLAG,
+) -> Iterator[None]:
+    """Turns a failure to reach or use the database at `url` inside the block (`is_database_error`) into the
+    exception `unusable` makes of its diagnosis (`diagnose`, with `setting` and `create_flag`); any other error
+    passes as it is."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise
+        raise unusable(diagnose(url, exc, setting=setting, create_flag=create_flag)) from exc

@@ -5,12 +5,11 @@ URL sets `connect_timeout`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from agentrun_core.database_problems import diagnose, is_database_error, masked_url
+from agentrun_core.database_problems import Diagnosis, diagnosed, masked_url
 from execution_service.errors import ExecutionDatabaseUnusable
 
 EXECUTION_DATABASE_SETTING = "AGENTRUN_EXECUTION_DATABASE_URL / --execution-database-url"
@@ -24,17 +23,12 @@ def with_connect_timeout(url: str) -> str:
     return make_conninfo(url, connect_timeout=CONNECT_TIMEOUT_S)
 
 
-@contextmanager
-def execution_database_problems(url: str) -> Iterator[None]:
+def execution_database_problems(url: str) -> AbstractContextManager[None]:
     """Turns a failure to reach or use the execution database inside the block into ExecutionDatabaseUnusable."""
-    try:
-        yield
-    except ExecutionDatabaseUnusable:
-        raise
-    except Exception as exc:
-        if not is_database_error(exc):
-            raise
-        diagnosis = diagnose(url, exc, setting=EXECUTION_DATABASE_SETTING, create_flag=None)
-        raise ExecutionDatabaseUnusable(
+
+    def unusable(diagnosis: Diagnosis) -> ExecutionDatabaseUnusable:
+        return ExecutionDatabaseUnusable(
             f"cannot use the execution database {masked_url(url)}: {diagnosis.cause}; {diagnosis.fix}"
-        ) from exc
+        )
+
+    return diagnosed(url, unusable, setting=EXECUTION_DATABASE_SETTING, create_flag=None)

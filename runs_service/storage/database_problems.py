@@ -5,10 +5,10 @@ RPCs report the cause only (UNAVAILABLE), the URL staying in the server's log.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import functools
+from contextlib import AbstractContextManager
 
-from agentrun_core.database_problems import Diagnosis, diagnose, is_database_error, masked_url
+from agentrun_core.database_problems import Diagnosis, diagnosed, masked_url
 from runs_service.errors import StorageUnavailable
 
 
@@ -21,15 +21,7 @@ class DatabaseUnusable(StorageUnavailable):
         self.diagnosis = diagnosis
 
 
-@contextmanager
-def database_problems(url: str) -> Iterator[None]:
+def database_problems(url: str) -> AbstractContextManager[None]:
     """Turns a failure to reach or use the database inside the block into DatabaseUnusable (for start-up and
     administrative commands: the message names the URL)."""
-    try:
-        yield
-    except DatabaseUnusable:
-        raise
-    except Exception as exc:
-        if not is_database_error(exc):
-            raise
-        raise DatabaseUnusable(url, diagnose(url, exc)) from exc
+    return diagnosed(url, functools.partial(DatabaseUnusable, url))
