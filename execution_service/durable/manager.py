@@ -62,7 +62,7 @@ from execution_service.engine.composition import RunSetup
 from execution_service.engine.events import RunEvent, RunFinishedEvent, RunQueuedEvent, RunStartedEvent, StepEvent
 from execution_service.engine.instrumentation import RunTelemetry, current_span_ids, remote_parent
 from execution_service.engine.live_run import FollowedRun, LiveRun
-from execution_service.engine.manager import RunManager, _terminal_run
+from execution_service.engine.manager import RunManager, _ended_in_queue, _terminal_run
 from execution_service.engine.outcomes import LoopOutcome
 from execution_service.engine.run_request import StartRun, is_retry_of
 from execution_service.engine.run_tree import RunNode
@@ -440,9 +440,8 @@ class DurableRunManager(RunManager):
         await writer.flush()
         end = utc_now()
         base = run.base
-        if live.started is None:  # ended in the queue: it starts and ends as it leaves, having run 0 s (embedded too)
-            waited = (base.queue_duration or timedelta(0)) + (end - base.start_time)
-            base = dataclasses.replace(base, start_time=end, queue_duration=waited)
+        if live.started is None:
+            base = _ended_in_queue(base, end)
         terminal = _terminal_run(base, recorder, outcome, error, end)
         tree = recorder.tree
         if tree.children:

@@ -573,8 +573,8 @@ class RunManager:
         error = recorder.error(outcome.error) if outcome.error is not None else None
         await recorder.let_watchers_run()  # the last steps go out before the terminal record is built and stored
         end = utc_now()
-        if live.started is None:  # ended in the queue: it starts and ends when it leaves the queue, having run 0 s
-            base = dataclasses.replace(base, start_time=end, queue_duration=end - base.start_time)
+        if live.started is None:
+            base = _ended_in_queue(base, end)
         run = _terminal_run(base, recorder, outcome, error, end)
         if recorder.tree.children:
             run = dataclasses.replace(
@@ -697,6 +697,13 @@ def _started_event(run: Run) -> RunStartedEvent:
         root_run_id=run.root_run_id,
         parent_tool_call_id=run.parent_tool_call_id,
     )
+
+
+def _ended_in_queue(base: Run, end: datetime) -> Run:
+    """A run that ended in the queue (cancelled, queue timeout) starts and ends as it leaves it, having run 0 s: all
+    its time since it entered the queue is its wait."""
+    entered = base.start_time - (base.queue_duration or timedelta(0))
+    return dataclasses.replace(base, start_time=end, queue_duration=end - entered)
 
 
 def _terminal_run(
