@@ -229,6 +229,7 @@ class DurableAdmission:
             functools.partial(self._sweep_once, moved),
             interval_s=SWEEP_INTERVAL_S,
             name="durable-queue-sweeper",
+            chore="the queue timeout sweep",
             failed=f"the queue timeout sweep failed; trying again in {SWEEP_INTERVAL_S} s",
             log=log,
         )

@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolClosed
 
+from agentrun_core.failure_streak import FailureStreak
 from agentrun_core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,9 @@ class Journal:
         self._pool: AsyncConnectionPool | None = None
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self._listener: asyncio.Task[None] | None = None
+        self._listener_failures = FailureStreak(
+            log, "the journal listener", f"the journal listener lost its connection; reconnecting in {_RECONNECT_S} s"
+        )
         self._listening = asyncio.Event()
         self._batch: list[_Write] = []
         self._writers: set[asyncio.Task[None]] = set()
@@ -305,6 +309,7 @@ class Journal:
                     self._url, autocommit=True, application_name=APPLICATION
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    self._listener_failures.succeeded()
                     self._listening.set()
                     self._wake_all()  # entries written while it was not listening
                     while True:
@@ -316,8 +321,8 @@ class Journal:
                             return  # nobody follows a run here: the next follower starts listening again
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("the journal listener lost its connection; reconnecting", extra={"in_s": _RECONNECT_S})
+            except Exception as error:
+                self._listener_failures.failed(error)
             finally:
                 self._listening.clear()
             await asyncio.sleep(_RECONNECT_S)

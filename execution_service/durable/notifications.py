@@ -31,6 +31,7 @@ class ChannelListener:
             self._session,
             interval_s=RECONNECT_S,
             name=f"listen-{channel}",
+            chore=f"the notification listener on {channel}",
             failed=f"the notification listener on {channel} lost its connection; reconnecting in {RECONNECT_S} s",
             log=log,
         )
@@ -46,6 +47,7 @@ class ChannelListener:
         """Listens until the connection is lost."""
         async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
             await conn.execute(f"LISTEN {self._channel}")
+            self._sessions.working()
             if self._listening is not None:
                 self._listening()
             async for notice in conn.notifies():

@@ -48,6 +48,7 @@ class ReplicaHeartbeat:
             self._beat_and_take_over,
             interval_s=interval_s,
             name="durable-heartbeat",
+            chore="the heartbeat and takeover",
             failed="heartbeat or takeover failed; trying again next interval",
             log=log,
         )

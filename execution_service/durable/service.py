@@ -218,6 +218,7 @@ async def _start_durable(
         GivenUpRuns(manager.end_given_up).sweep,
         interval_s=settings.given_up_check_interval_s,
         name="durable-given-up-runs",
+        chore="the sweep for runs DBOS gave up on",
         failed="looking for runs DBOS gave up on failed; trying again next interval",
         log=given_up_log,
     )
@@ -234,6 +235,7 @@ async def _start_durable(
             retention.purge,
             interval_s=settings.execution_retention_interval_s,
             name="durable-execution-retention",
+            chore="the purge of finished durable runs",
             failed="purging finished durable runs failed; trying again next interval",
             log=retention_log,
             first_at_once=False,

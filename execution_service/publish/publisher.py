@@ -37,6 +37,7 @@ from google.protobuf.message import DecodeError
 from agentrun_core.backoff import Backoff
 from agentrun_core.contract import RECORD_RUNS_MAX_RUNS
 from agentrun_core.domain import ExecutionStep, Run
+from agentrun_core.failure_streak import FailureStreak
 from agentrun_core.telemetry import current_traceparent, trace_context
 from execution_service.publish.outbox import Outbox, OutboxError, OutboxItem
 from execution_service.publish.records import decode_request, encode_run
@@ -142,6 +143,9 @@ class OutboxPublisher:
         self._calls: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._read_failures = FailureStreak(
+            log, "the outbox sender", "outbox sender could not read the outbox; trying again in 1 s"
+        )
         self._progress = asyncio.Event()
         self._throttle = _Throttle()
         self._failing = False  # the last call failed transiently (to log recovery once)
@@ -311,9 +315,11 @@ class OutboxPublisher:
                 delay = await self._idle_delay()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("outbox sender could not read the outbox; trying again in 1 s")
+            except Exception as error:
+                self._read_failures.failed(error)
                 delay = 1.0
+            else:
+                self._read_failures.succeeded()
             if delay > 0:
                 await self._wait_event(self._wake, delay)
 

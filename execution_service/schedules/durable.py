@@ -27,6 +27,7 @@ from typing import Any
 
 from dbos import DBOS
 
+from agentrun_core.failure_streak import FailureStreak
 from agentrun_core.ids import new_run_id
 from execution_service.agents.registry import AgentRegistry
 from execution_service.engine.run_request import StartRun
@@ -145,6 +146,7 @@ class DurableSchedules:
         self._settings = settings
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._sync_failures = FailureStreak(log, "the durable schedules' sync", "durable schedules: sync failed")
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="durable-schedules")
@@ -163,9 +165,11 @@ class DurableSchedules:
                 await self.sync()
             except RunsServiceUnavailable:
                 delay = self._settings.retry_s
-            except Exception:  # logged and retried: a bug must not stop keeping schedules in step
-                log.exception("durable schedules: sync failed")
+            except Exception as error:  # logged and retried: a bug must not stop keeping schedules in step
+                self._sync_failures.failed(error)
                 delay = self._settings.retry_s
+            else:
+                self._sync_failures.succeeded()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=delay)
 
