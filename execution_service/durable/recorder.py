@@ -7,6 +7,12 @@ write is a checkpointed operation that DBOS does not repeat. As soon as the repl
 stream held (or before the first new step, when it held none), a resumed run records one RunResumed step (the gap,
 this replica, the previous one): a watcher sees the resumption at once, not after the call the crash interrupted has
 run again. A later resumption replays the RunResumed steps of earlier ones where they are.
+
+The calls of one turn run concurrently, at most AGENTRUN_MAX_PARALLEL_TOOLS at once, so their steps need not come back
+in the order the stream holds them: a checkpointed result returns at once where the call took seconds, and a call
+beyond the limit starts when another's result frees a slot. A call's step is matched to that call's step in the
+stream (by call id, within the turn's tool steps), and the stream's steps are re-emitted in the stream's order as soon
+as every one before them came back.
 """
 
 from __future__ import annotations
@@ -18,7 +24,15 @@ from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agentrun_core.domain import ExecutionStep, RunResumed, StepPayload, step_kind
+from agentrun_core.domain import (
+    ExecutionStep,
+    RunResumed,
+    StepKind,
+    StepPayload,
+    ToolCallFinished,
+    ToolCallStarted,
+    step_kind,
+)
 from execution_service.engine.run_tree import RunNode
 from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.model.base import FunctionCall, ModelError, ModelResponse
@@ -40,6 +54,11 @@ def _replayed() -> tuple[datetime, timedelta] | None:
     if timing is not None:
         replayed_timing.set(None)
     return timing
+
+
+# The steps of a turn's tool calls, which may come back in another order than the stream holds them (with the
+# RunResumed steps of earlier resumptions between them).
+_TURN_STEPS = frozenset({StepKind.TOOL_CALL, StepKind.TOOL_RESULT, StepKind.RESUMED})
 
 
 class ReplayDiverged(RuntimeError):
@@ -71,6 +90,9 @@ class DurableStepRecorder(StepRecorder):
         self._replica = replica
         self._resumed_from = resumed_from
         self._started_at = started_at or utc_now()
+        # Indexes of steps of the stream that the replay recorded again ahead of the stream's order (a turn's tool
+        # steps), re-emitted once every step before them was.
+        self._ahead: set[int] = set()
         self._caught_up = asyncio.Event()
         self._note_caught_up()
 
@@ -104,25 +126,55 @@ class DurableStepRecorder(StepRecorder):
 
     def _record(self, payload: StepPayload, *, time: datetime, duration: timedelta) -> ExecutionStep:
         self._replay_markers()
-        sequence = len(self.steps) + 1
-        if sequence <= len(self._recorded):
-            kept = self._recorded[sequence - 1]
-            if step_kind(kept.payload) != step_kind(payload):
-                raise ReplayDiverged(
-                    f"run {self.run_id}: step {sequence} was a {kept.kind} and is now a {step_kind(payload)}"
-                )
-            self.steps.append(kept)
-            self._emit(kept)
-            if self._resumed_from is not None:
-                # The replay re-emitted the last step the stream held: the run is resumed now, so a watcher sees
-                # RunResumed at once rather than after the call the crash interrupted has run again.
-                self._replay_markers()
-                if len(self.steps) == len(self._recorded):
-                    self._mark_resumed()
-            return kept
+        if self.replaying:
+            index = self._recorded_index(payload)
+            self._ahead.add(index)
+            self._emit_replayed()
+            return self._recorded[index]
         if self._resumed_from is not None:
             self._mark_resumed()
         return super().record(payload, time=time, duration=duration)
+
+    def _recorded_index(self, payload: StepPayload) -> int:
+        """Where the stream holds the step the replay records now: at the next place, or for a tool call's step
+        further on among the turn's tool steps (the stream's one of the same call)."""
+        place = len(self.steps)
+        kind = step_kind(payload)
+        kept = self._recorded[place].payload
+        if not isinstance(payload, ToolCallStarted | ToolCallFinished):
+            if step_kind(kept) != kind:
+                raise ReplayDiverged(f"run {self.run_id}: step {place + 1} was a {step_kind(kept)} and is now a {kind}")
+            return place
+        for index in range(place, len(self._recorded)):
+            held = self._recorded[index].payload
+            if step_kind(held) not in _TURN_STEPS:
+                break  # the turn ends here in the stream
+            if (
+                index not in self._ahead
+                and step_kind(held) == kind
+                and getattr(held, "call_id", None) == payload.call_id
+            ):
+                return index
+        raise ReplayDiverged(
+            f"run {self.run_id}: step {place + 1} was a {step_kind(kept)}, and the turn's steps from there hold no "
+            f"{kind} of call {payload.call_id!r} ({payload.tool_name})"
+        )
+
+    def _emit_replayed(self) -> None:
+        """Re-emits the stream's steps in its order, as far as the replay recorded them again."""
+        while self.replaying:
+            place = len(self.steps)
+            kept = self._recorded[place]
+            if place in self._ahead:
+                self._ahead.discard(place)
+            elif not isinstance(kept.payload, RunResumed):
+                return
+            self.steps.append(kept)
+            self._emit(kept)
+        if self._resumed_from is not None:
+            # The replay re-emitted the last step the stream held: the run is resumed now, so a watcher sees
+            # RunResumed at once rather than after the call the crash interrupted has run again.
+            self._mark_resumed()
 
     def _replay_markers(self) -> None:
         """Keeps the RunResumed steps of earlier resumptions where the stream holds them."""

@@ -96,3 +96,61 @@ async def test_a_replica_killed_mid_turn_does_not_repeat_the_turns_completed_cal
         sleeps = [c for c in calls if c["tool"] == "sleep"]
         assert sleeps[0]["idempotency_key"] == sleeps[1]["idempotency_key"] and sleeps[0]["pid"] != sleeps[1]["pid"]
         assert len(cluster.gemini.requests) == 2
+
+
+async def test_a_turn_with_more_calls_than_run_at_once_replays_after_a_crash_in_a_later_turn(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Two calls at most at once, three in turn 1: the third starts when a result frees a slot, so the stream holds
+    the turn's steps in an order that its checkpointed results, coming back at once, need not follow on a resumption
+    (it ended DURABLE_REPLAY_DIVERGED)."""
+
+    def respond(body: dict[str, Any]) -> FakeResponse:
+        answered = sum(
+            1
+            for content in body.get("contents", [])
+            for part in content.get("parts", [])
+            if "functionResponse" in part or "function_response" in part
+        )
+        if answered == 0:
+            return FakeResponse(
+                function_calls=[
+                    FakeFunctionCall("sleep", {"seconds": 0.6}),
+                    FakeFunctionCall("echo", {"text": "a"}),
+                    FakeFunctionCall("echo", {"text": "b"}),
+                ]
+            )
+        if answered == 3:
+            return FakeResponse(function_calls=[FakeFunctionCall("sleep", {"seconds": 5.0})])
+        return FakeResponse(text="all done")
+
+    async with running_cluster(tmp_path, database_url, AGENTS) as cluster:
+        cluster.gemini.set_responder(respond)
+        a = await cluster.start_replica("replica-l", AGENTRUN_MAX_PARALLEL_TOOLS="2")
+        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=True))
+        run_id, seen = "", []
+        async for event in stream:
+            if event.WhichOneof("event") == "run_started":
+                run_id = event.run_started.run_id
+            elif event.WhichOneof("event") == "step":
+                seen.append(event.step)
+                if len([s for s in seen if s.WhichOneof("payload") == "tool_call"]) == 4:
+                    break  # turn 2's sleep started
+        turn_1 = [s.WhichOneof("payload") for s in seen[1:7]]
+        # The third call started only after a result: the stream does not hold the three starts first.
+        assert turn_1 != ["tool_call"] * 3 + ["tool_result"] * 3 and sorted(turn_1) == sorted(
+            ["tool_call", "tool_result"] * 3
+        ), turn_1
+        await wait_for(lambda: len(cluster.calls()) == 4, timeout_s=30)
+        a.kill()
+
+        again = await cluster.start_replica("replica-l", port=a.port, AGENTRUN_MAX_PARALLEL_TOOLS="2")
+        rest = await watch_rest(cluster, again, run_id, seen[-1].sequence + 1)
+        assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED, rest[-1]
+        later = [e.step for e in rest if e.WhichOneof("event") == "step"]
+        assert [s.WhichOneof("payload") for s in later] == ["resumed", "tool_result", "model_call", "final_response"]
+        assert_exactly_once_in_order(seen + later, await cluster.stored_run(run_id))
+        # Turn 1's calls were not made again; turn 2's sleep, in flight at the kill, was.
+        assert [c["tool"] for c in cluster.calls()].count("echo") == 2
+        assert [c["arguments"].get("seconds") for c in cluster.calls() if c["tool"] == "sleep"] == [0.6, 5.0, 5.0]
+        assert len(cluster.gemini.requests) == 3

@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agentrun_core.domain import ExecutionStep, FinalResponse, RunResumed, TokenUsage
+from agentrun_core.domain import ExecutionStep, FinalResponse, RunResumed, TokenUsage, ToolCallFinished, ToolCallStarted
 from execution_service.durable.recorder import DurableStepRecorder, ReplayDiverged
 from execution_service.model.base import FunctionCall, ModelResponse
 from execution_service.redaction import Redactor
+from execution_service.tools.base import ResolvedTool, ToolOutcome
 
 START = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
@@ -121,3 +122,62 @@ async def test_the_function_calls_of_each_recorded_answer_are_announced_before_t
     first.model_call(response, started=START, duration=timedelta(0))
     first.model_call(answer("done"), started=START, duration=timedelta(0))
     assert announced == [("c1", "c2"), ()]
+
+
+ECHO = ResolvedTool(server="test", name="echo", exposed_name="echo", description="", input_schema={})
+TURN = ModelResponse(
+    model="m",
+    text="",
+    function_calls=(FunctionCall("a", "echo", {}), FunctionCall("b", "echo", {}), FunctionCall("c", "echo", {})),
+    usage=TokenUsage(1, 2, 3),
+    finish_reason="STOP",
+)
+
+
+def play(into: DurableStepRecorder, order: list[str]) -> None:
+    """The turn's steps in `order`: "+a" call a starts, "-a" its result."""
+    for event in order:
+        call = event[1:]
+        if event[0] == "+":
+            into.tool_started(call, ECHO, {"call": call}, time=START)
+        else:
+            into.tool_finished(call, "echo", ToolOutcome(f"result {call}"), time=START, duration=timedelta(0))
+
+
+def test_a_turns_calls_replayed_in_another_order_than_streamed_re_emit_the_stream_in_its_order() -> None:
+    """Two calls at once at most: c started when a's result freed a slot. Resumed, the checkpointed results come back
+    at once and in another order: each call's step is the stream's step of that call, emitted in the stream's order
+    once every step before it came back."""
+    streamed: list[ExecutionStep] = []
+    first = recorder((), None, streamed)
+    first.model_call(TURN, started=START, duration=timedelta(0))
+    play(first, ["+a", "+b", "-a", "+c", "-b", "-c"])
+    emitted: list[ExecutionStep] = []
+    resumed = recorder(tuple(streamed), "replica-a", emitted)
+    resumed.model_call(TURN, started=START, duration=timedelta(0))
+    play(resumed, ["+a", "+b", "-b"])
+    assert len(emitted) == 3  # b's result is held until a's comes back: the stream has a's first
+    play(resumed, ["+c"])
+    assert len(emitted) == 3 and resumed.replaying
+    play(resumed, ["-a", "-c"])
+    assert emitted[: len(streamed)] == streamed
+    assert [type(step.payload) for step in emitted[len(streamed) :]] == [RunResumed]
+    resumed.model_call(answer("done"), started=START, duration=timedelta(0))
+    assert [step.sequence for step in emitted] == list(range(1, len(streamed) + 3))
+
+
+def test_a_tool_step_the_streamed_turn_does_not_hold_is_refused() -> None:
+    streamed: list[ExecutionStep] = []
+    first = recorder((), None, streamed)
+    first.model_call(TURN, started=START, duration=timedelta(0))
+    play(first, ["+a", "+b", "-a"])
+    resumed = recorder(tuple(streamed), "replica-a", [])
+    resumed.model_call(TURN, started=START, duration=timedelta(0))
+    play(resumed, ["+a"])
+    with pytest.raises(ReplayDiverged, match=r"step 3 was a tool_call.*no tool_call of call 'z' \(echo\)"):
+        play(resumed, ["+z"])
+    # A result is matched by its call, and only within the turn: a's result is there, a second one is not.
+    play(resumed, ["-a"])
+    with pytest.raises(ReplayDiverged, match="no tool_result of call 'a'"):
+        play(resumed, ["-a"])
+    assert all(isinstance(step.payload, ToolCallStarted | ToolCallFinished) for step in streamed[1:])
