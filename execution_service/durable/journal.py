@@ -32,7 +32,7 @@ import contextlib
 import functools
 import logging
 from collections import defaultdict
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from typing import Any, TypeVar
 
@@ -76,6 +76,7 @@ _ENTRIES = (
 )
 _ENTRY = 'SELECT value FROM agentrun.journal_entries WHERE run_id = %(run)s AND "offset" = %(offset)s'
 _LAST = 'SELECT value FROM agentrun.journal_entries WHERE run_id = %(run)s ORDER BY "offset" DESC LIMIT 1'
+_LAST_OFFSET = 'SELECT max("offset") FROM agentrun.journal_entries WHERE run_id = %(run)s'
 _CHECKPOINT = (
     "INSERT INTO agentrun.journal_checkpoints (run_id, operation, name, value) VALUES (%(run)s, %(op)s, %(name)s, "
     "%(value)s) ON CONFLICT DO NOTHING RETURNING operation"
@@ -141,6 +142,11 @@ class Journal:
     async def last(self, run_id: str) -> bytes | None:
         rows = await self._run(_LAST, {"run": run_id}, fetch=True)
         return bytes(rows[0][0]) if rows else None
+
+    async def last_offset(self, run_id: str) -> int | None:
+        """The offset of the run's last entry; None when it has none."""
+        rows = await self._run(_LAST_OFFSET, {"run": run_id}, fetch=True)
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def entry(
         self, run_id: str, offset: int, wait_s: float, *, unless: Callable[[], bool] | None = None
@@ -374,8 +380,3 @@ def current() -> Journal:
     if _journal is None:
         raise JournalClosed("no durable journal is bound in this process (execution_service.durable.journal)")
     return _journal
-
-
-async def values(entries: AsyncIterator[tuple[int, bytes]]) -> AsyncGenerator[bytes]:
-    async for _, value in entries:
-        yield value

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Mapping
-from contextlib import aclosing
 from datetime import datetime
 
 from agentrun.execution.v1 import execution_service_pb2 as pb
@@ -106,12 +105,25 @@ class _Merge:
         return message.step.sequence <= self.last_received.get(message.step.run_id, 0)
 
     async def root(self, run: RemoteRun, from_sequence: int) -> None:
-        if from_sequence > 1:
-            since, running = await _children_at(run, from_sequence - 1)
-            for run_id in running:
-                self._follow(run_id, 1, since)
-        async for event in run.follow(from_sequence, self.last_received):
+        # From a later step: the steps before it are passed over (RunStarted is sent at once), and the children
+        # running at that step are followed from its time on. Read in one pass, which waits for nothing: a run that
+        # ends before the step (or a client asking past its end) still ends the watch with RunFinished.
+        passing = from_sequence > 1
+        running: dict[str, None] = {}
+        since: datetime | None = None
+        async for event in run.follow(1 if passing else from_sequence, self.last_received):
             message = _message(event)
+            if passing and message is not None and message.WhichOneof("event") in ("step", "run_finished"):
+                if message.WhichOneof("event") == "step" and message.step.sequence < from_sequence:
+                    if child := _started_child(message):
+                        running[child] = None
+                    elif ended := _ended_child(message):
+                        running.pop(ended, None)
+                    since = message.step.time.ToDatetime()
+                    continue
+                passing = False
+                for run_id in running:
+                    self._follow(run_id, 1, since)
             if message is not None:
                 if message.WhichOneof("event") == "run_finished":
                     await self._drained(list(self.readers))
@@ -157,25 +169,6 @@ class _Merge:
             _, late = await asyncio.wait(pending, timeout=CHILDREN_DRAIN_S)
             if late:
                 log.warning("sub-agent runs' streams did not end with their call", extra={"children": len(late)})
-
-
-async def _children_at(run: RemoteRun, sequence: int) -> tuple[datetime | None, list[str]]:
-    """The time of the run's step `sequence` and the children running then (started, not finished)."""
-    running: dict[str, None] = {}
-    async with aclosing(run.follow(0)) as events:
-        async for event in events:
-            message = _message(event)
-            if message is None or message.WhichOneof("event") == "run_finished":
-                break
-            if message.WhichOneof("event") != "step":
-                continue
-            if child := _started_child(message):
-                running[child] = None
-            elif ended := _ended_child(message):
-                running.pop(ended, None)
-            if message.step.sequence >= sequence:
-                return message.step.time.ToDatetime(), list(running)
-    return None, []
 
 
 async def _appeared(run_id: str) -> RemoteRun | None:

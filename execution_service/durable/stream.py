@@ -18,6 +18,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from agentrun.execution.v1 import execution_service_pb2 as pb
@@ -150,8 +151,8 @@ class RemoteRun:
         kind = pb.WatchRunResponse.FromString(first).WhichOneof("event")
         if kind == "run_started" or (kind == "run_queued" and self.queued is None):
             yield EncodedEvent(first)
-        async for value in read_entries(self.run_id, max(from_sequence, 1)):
-            final = pb.WatchRunResponse.FromString(value).WhichOneof("event") == "run_finished"
+        async for value in read_entries(self.run_id, from_sequence):
+            final = _is_run_finished(value)
             yield EncodedEvent(value, final=final)
             if final:
                 self.is_finished = True
@@ -182,10 +183,22 @@ async def finished_status(run_id: str) -> RunStatus | None:
     return run_status_from_pb(message.run_finished.status) if message.HasField("run_finished") else None
 
 
-def read_entries(run_id: str, from_offset: int) -> AsyncIterator[bytes]:
-    """The run's stream from `from_offset` on, each entry once, in order, waiting for the entries to come (the
-    caller stops at RunFinished)."""
-    return journal.values(journal.current().follow(run_id, from_offset))
+async def read_entries(run_id: str, from_sequence: int) -> AsyncGenerator[bytes]:
+    """The run's steps from `from_sequence` on and then its RunFinished, each once, in order, waiting for them to come
+    (the caller stops at RunFinished). A run that ends before its step `from_sequence` (or had ended: a client asking
+    past its end) gives its RunFinished all the same: reading starts no later than at the last entry written."""
+    the_journal = journal.current()
+    start = max(from_sequence, 1)
+    if start > 1 and (last := await the_journal.last_offset(run_id)) is not None:
+        start = max(min(start, last), 1)
+    async with aclosing(the_journal.follow(run_id, start)) as entries:
+        async for offset, value in entries:
+            if offset >= from_sequence or _is_run_finished(value):
+                yield value
+
+
+def _is_run_finished(value: bytes) -> bool:
+    return pb.WatchRunResponse.FromString(value).WhichOneof("event") == "run_finished"
 
 
 async def first_entry(run_id: str, wait_s: float, *, unless: Callable[[], bool] | None = None) -> bytes | None:

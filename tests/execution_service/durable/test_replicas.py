@@ -212,6 +212,11 @@ async def test_cancel_and_watch_through_another_replica(tmp_path: Path, database
                 pass
         assert reused.value.code() == grpc.StatusCode.ALREADY_EXISTS
 
+        # A watcher asking for steps past where the run will end gets its end all the same (it hung on a replica
+        # reading the run's stream, waiting for a step that never comes).
+        beyond = cluster.stub(b).WatchRun(ex.WatchRunRequest(run_id=run_id, from_sequence=99), timeout=60)
+        assert kind(await beyond.read()) == "run_started"
+
         asked = time.monotonic()
         await cluster.stub(b).CancelRun(ex.CancelRunRequest(run_id=run_id))
         rest = [event async for event in stream]
@@ -228,6 +233,14 @@ async def test_cancel_and_watch_through_another_replica(tmp_path: Path, database
         stored = await cluster.stored_run(run_id)
         assert stored.status == run_pb2.RUN_STATUS_CANCELLED
         assert_exactly_once_in_order(seen + [e.step for e in rest if kind(e) != "run_finished"], stored)
+        ended = []
+        while (message := await beyond.read()) is not grpc.aio.EOF:
+            ended.append(message)
+        assert [kind(e) for e in ended] == ["run_finished"] and ended[0].run_finished.status == stored.status
+        # And once it ended, through either replica: RunStarted and RunFinished at once.
+        for replica in (executor, b):
+            past = cluster.stub(replica).WatchRun(ex.WatchRunRequest(run_id=run_id, from_sequence=99), timeout=10)
+            assert [kind(e) async for e in past] == ["run_started", "run_finished"], replica.name
 
         # A finished run cannot be cancelled again, through either replica.
         for replica in (executor, b):
