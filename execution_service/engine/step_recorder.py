@@ -25,6 +25,7 @@ from agentrun_core.domain import (
     ToolCallFinished,
     ToolCallStarted,
 )
+from agentrun_core.well_formed import well_formed
 from execution_service.engine.run_tree import RunNode
 from execution_service.model.base import ModelError, ModelResponse
 from execution_service.redaction import Redactor, SecretMemory
@@ -44,8 +45,9 @@ def context_window_share(prompt_tokens: int, input_token_limit: int) -> float:
 
 
 def storable(text: str) -> str:
-    """Text as it can be stored anywhere: NUL (which PostgreSQL rejects) becomes U+FFFD."""
-    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+    """Text as it can be stored anywhere: NUL (which PostgreSQL rejects) and lone surrogates (which UTF-8 cannot
+    encode: agentrun_core.well_formed) become U+FFFD."""
+    return well_formed(text.replace("\x00", "\ufffd") if "\x00" in text else text)
 
 
 class StepRecorder:

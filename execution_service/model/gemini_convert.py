@@ -14,6 +14,7 @@ import pydantic
 from google.genai import types
 
 from agentrun_core.domain import ErrorReason, TokenUsage
+from agentrun_core.well_formed import well_formed, well_formed_value
 from execution_service.model.base import (
     FunctionCall,
     Message,
@@ -309,19 +310,23 @@ class ResponseAccumulator:
         return any(part.text or part.function_call is not None for part in new_parts)
 
     def build(self, time_to_first_token: timedelta | None = None) -> ModelResponse:
-        text = "".join(part.text or "" for part in self.parts if _is_plain_text(part) and not part.thought)
+        # What the run records and streams is well formed (agentrun_core.well_formed); `provider_content`, which goes
+        # back to the model as the conversation's history, is the response as it came.
+        text = well_formed("".join(part.text or "" for part in self.parts if _is_plain_text(part) and not part.thought))
         calls = tuple(
             FunctionCall(
                 id=part.function_call.id or new_call_id(),
-                name=part.function_call.name or "",
-                arguments=dict(part.function_call.args or {}),
+                name=well_formed(part.function_call.name or ""),
+                arguments=well_formed_value(dict(part.function_call.args or {})),
             )
             for part in self.parts
             if part.function_call is not None
         )
         blocked = self.block_reason if self.block_reason and not self.parts else None
         thoughts = (
-            "\n\n".join(part.text for part in self.parts if part.thought and part.text) if self.include_thoughts else ""
+            well_formed("\n\n".join(part.text for part in self.parts if part.thought and part.text))
+            if self.include_thoughts
+            else ""
         )
         return ModelResponse(
             model=self.model,
@@ -332,7 +337,7 @@ class ResponseAccumulator:
             time_to_first_token=time_to_first_token,
             blocked_reason=blocked,
             provider_content=types.Content(role="model", parts=list(self.parts)) if self.parts else None,
-            finish_message=self.finish_message or (self.block_message if blocked else ""),
+            finish_message=well_formed(self.finish_message or (self.block_message if blocked else "")),
             no_candidates=not self.candidate_seen and blocked is None,
             thoughts=thoughts,
         )

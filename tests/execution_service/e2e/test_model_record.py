@@ -4,8 +4,10 @@ fake Gemini, the stdio MCP test server."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from agentrun.runs.v1 import run_pb2
 from agentrun.runs.v1 import runs_service_pb2 as rs
@@ -129,3 +131,26 @@ async def test_context_window_share_per_call_per_run_and_per_agent(tmp_path: Pat
     groups = {g.key: g for g in reply.groups}
     assert groups["reader"].max_context_window_used == 0.85  # the larger of its two runs (0.85, 0.4)
     assert groups["other"].max_context_window_used == 100 / 1_048_576
+
+
+async def test_lone_surrogates_in_a_reply_become_replacement_characters_not_an_internal_failure(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
+    """A JSON string may escape a lone UTF-16 surrogate ("\\udc80"), which no UTF-8 store or wire takes: the run
+    failed INTERNAL on the function call's arguments. Each becomes U+FFFD, in the tool's arguments and the answer."""
+    agents = {"echoer": agent_source(model=GEMINI, tools=["test/echo"])}
+    async with running_stack(tmp_path, agents, **mode) as stack:
+        stack.gemini.add(
+            FakeResponse(function_calls=[FakeFunctionCall("echo", {"text": "lone:\udc80, pair:\ud83d\ude00"})]),
+            FakeResponse(text="echoed \ud800 it"),
+        )
+        events = await stack.execute(agent_name="echoer", task="echo")
+        assert events[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED, events[-1]
+        stored = await stack.stored_run(events[0].run_started.run_id)
+    steps = list(stored.execution_steps)
+    assert steps == steps_of(events)
+    [call] = [s.tool_call for s in steps if s.WhichOneof("payload") == "tool_call"]
+    assert json.loads(call.arguments_json) == {"text": "lone:\ufffd, pair:\U0001f600"}
+    [result] = [s.tool_result for s in steps if s.WhichOneof("payload") == "tool_result"]
+    assert "lone:\ufffd, pair:\U0001f600" in result.result_text and not result.is_error
+    assert stored.final_response == "echoed \ufffd it"
