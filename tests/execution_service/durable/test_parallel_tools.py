@@ -149,7 +149,16 @@ async def test_a_turn_with_more_calls_than_run_at_once_replays_after_a_crash_in_
         assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED, rest[-1]
         later = [e.step for e in rest if e.WhichOneof("event") == "step"]
         assert [s.WhichOneof("payload") for s in later] == ["resumed", "tool_result", "model_call", "final_response"]
-        assert_exactly_once_in_order(seen + later, await cluster.stored_run(run_id))
+        stored = await cluster.stored_run(run_id)
+        assert_exactly_once_in_order(seen + later, stored)
+        # The sleep made again took the run from its first start to its result, the takeover's gap included.
+        started, result = seen[-1], later[1]
+        assert started.tool_call.call_id == result.tool_result.call_id
+        span = result.time.ToDatetime() - started.time.ToDatetime()
+        assert span > later[0].resumed.gap.ToTimedelta()
+        assert abs(result.tool_result.duration.ToTimedelta() - span).total_seconds() < 0.001
+        [record] = [c for c in stored.tool_calls if c.id == started.tool_call.call_id]
+        assert abs(record.duration.ToTimedelta() - span).total_seconds() < 0.001
         # Turn 1's calls were not made again; turn 2's sleep, in flight at the kill, was.
         assert [c["tool"] for c in cluster.calls()].count("echo") == 2
         assert [c["arguments"].get("seconds") for c in cluster.calls() if c["tool"] == "sleep"] == [0.6, 5.0, 5.0]
