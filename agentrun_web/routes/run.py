@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 
 import grpc
 from agentrun.execution.v1 import execution_service_pb2 as ex_pb2
@@ -62,23 +63,38 @@ async def _live_run_started(
     return None
 
 
-async def load_run(services: Services, caller: Caller, run_id: str) -> tuple[runs_pb2.GetRunResponse, bool]:
-    """The stored run with its sub-agent runs, or (not stored yet) the live run as far as RunStarted tells, and
-    whether it is the stored one; ServiceCallError otherwise."""
+# RunsService's answers after which the page asks ExecutionService whether the run is live: not stored yet, or
+# RunsService cannot say now (a live run is shown from its stream all the same).
+_ASK_EXECUTION = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedRun:
+    reply: runs_pb2.GetRunResponse
+    # False: the live run as far as its RunStarted (or RunQueued) tells, its record not read.
+    stored: bool
+    # Why the record was not read when RunsService could not answer (its error), else "".
+    runs_problem: str = ""
+
+
+async def load_run(services: Services, caller: Caller, run_id: str) -> LoadedRun:
+    """The stored run with its sub-agent runs, or (not stored yet, or RunsService unavailable) the live run as far as
+    RunStarted tells; ServiceCallError otherwise (RunsService's, when the run is not live either)."""
     try:
         # The run in the BASIC view, then its steps page by page: a run of thousands of steps is never one message.
         reply = await services.runs.get_run_tree(caller, run_id, full=False)
         reply.run.execution_steps.extend(await services.runs.steps(caller, reply.run.id))
-        return reply, True
+        return LoadedRun(reply, stored=True)
     except ServiceCallError as exc:
-        if exc.code is not grpc.StatusCode.NOT_FOUND:
+        if exc.code not in _ASK_EXECUTION:
             raise
         started = await _live_run_started(services, caller, run_id)
         if started is None:
             raise
+        problem = "" if exc.code is grpc.StatusCode.NOT_FOUND else f"{exc.code.name}: {exc.details}"
         if isinstance(started, ex_pb2.RunQueued):
-            return runs_pb2.GetRunResponse(run=run_from_queued(started)), False
-        return runs_pb2.GetRunResponse(run=run_from_started(started)), False
+            return LoadedRun(runs_pb2.GetRunResponse(run=run_from_queued(started)), False, problem)
+        return LoadedRun(runs_pb2.GetRunResponse(run=run_from_started(started)), False, problem)
 
 
 def _selected_step(request: Request) -> int | None:
@@ -90,7 +106,8 @@ async def run_details(request: Request) -> Response:
     services: Services = request.app.state.services
     renderer: Renderer = request.app.state.renderer
     caller = caller_of(request)
-    reply, stored = await load_run(services, caller, request.path_params["run_id"])
+    loaded = await load_run(services, caller, request.path_params["run_id"])
+    reply = loaded.reply
     run = reply.run
     page = run_page(
         run,
@@ -98,18 +115,23 @@ async def run_details(request: Request) -> Response:
         descendants=reply.descendants,
         descendants_truncated=reply.descendants_truncated,
     )
-    selected = wf.selected_bar(page.waterfall, _selected_step(request))
+    asked = _selected_step(request)
+    selected = wf.selected_bar(page.waterfall, asked)
     cancel_notice = request.query_params.get("cancel", "")
     cancel_notice = cancel_notice if cancel_notice in CANCEL_NOTICES else ""
-    selected_steps = find_steps(run.execution_steps, selected.steps) if selected is not None else []
+    # A bar's steps (a tool call's start and result), or a step without a bar (an answer, an error) on its own.
+    selected_steps = find_steps(run.execution_steps, selected.steps if selected is not None else [asked or 0])
     return renderer.page(
         request,
         "run.html",
         page=page,
         run=run,
         run_id=run.id,
-        stored=stored,
+        stored=loaded.stored,
+        runs_problem=loaded.runs_problem,
+        runs_target=services.runs.endpoint.target if loaded.runs_problem else "",
         selected=selected,
+        asked_step=asked,
         selected_steps=selected_steps,
         cancel_notice=cancel_notice,
         cancel_text=CANCEL_NOTICES.get(cancel_notice, ""),

@@ -339,6 +339,7 @@
           if (document.getElementById(`child-${data.key}`)) return;
           stepRows.insertAdjacentHTML("beforeend", data.row);
           document.getElementById(`child-${data.key}`)?.classList.add("fresh");
+          refreshSoon(); // the sub-agent runs' table: new runs, statuses and totals
         },
         finished: ({ data }) => {
           hear();
@@ -356,7 +357,8 @@
       });
     }
 
-    // The stored record knows what the event stream does not tell (task, labels, variables): take them from it.
+    // The stored record knows what the event stream does not tell (task, labels, variables, the sub-agent runs'
+    // statuses and totals): take them from it.
     async function refreshFacts() {
       try {
         const response = await fetch(location.pathname, { credentials: "same-origin" });
@@ -364,9 +366,23 @@
         const stored = new DOMParser().parseFromString(await response.text(), "text/html");
         const facts = stored.querySelector(".facts");
         if (facts) document.querySelector(".facts")?.replaceWith(facts);
+        const descendants = stored.querySelector(".descendants");
+        const shown = document.querySelector(".descendants");
+        if (descendants && shown) shown.replaceWith(descendants);
+        else if (descendants) document.getElementById("run-final")?.after(descendants);
       } catch (error) {
-        // The live view already shows the run's end; the facts stay as they were.
+        // The live view already shows what the stream told; the rest stays as it was until a reload.
       }
+    }
+
+    // At most one refresh every few seconds while sub-agent runs stream their steps.
+    let refreshTimer = null;
+    function refreshSoon() {
+      if (refreshTimer !== null) return;
+      refreshTimer = setTimeout(() => {
+        refreshTimer = null;
+        refreshFacts();
+      }, 3000);
     }
 
     function finishBar(finish) {

@@ -73,6 +73,8 @@ def step_event(
         event["usage"]["total_tokens"] = fmt.total_tokens(usage)
     elif kind == "tool_call":
         bar = wf.tool_bar(step, run_start)
+    elif kind == "resumed":
+        bar = wf.resumed_bar(step, run_start)
     elif kind == "tool_result":
         result = step.tool_result
         duration = fmt.seconds(result.duration) if result.HasField("duration") else fmt.seconds(step.duration)

@@ -4,7 +4,9 @@ A model call is one ModelCall step: it starts at the step's time and lasts the s
 token is marked inside the bar. A tool call is a ToolCallStarted / ToolCallFinished pair with the same call_id: it
 starts at the started step's time and lasts the finished step's measured duration. Every bar has a row of its own,
 so tool calls that ran in parallel sit side by side on their own lanes, overlapping in time. A call without a result
-is still running (live) or never finished (a terminal run: it is drawn to the run's end, marked "no result").
+is still running (live) or never finished (a terminal run: it is drawn to the run's end, marked "no result"). A
+durable run's resumption (RunResumed) is a row of its own whose bar is the gap: from the run's last step before the
+replica running it stopped to the resumption, so an empty stretch of the waterfall says what it was.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ _STATE_WORDS = {
     "no-result": "no result",
     "warn": "",
     "retried": "retried",
+    "gap": "",
     "unknown": "",
 }
 _NICE_STEPS = (1, 2, 5)
@@ -58,7 +61,7 @@ class AttemptMark:
 @dataclass(slots=True)
 class Bar:
     key: str
-    kind: str  # "model" or "tool"
+    kind: str  # "model", "tool", or "resumed" (the gap before a durable run's resumption)
     label: str
     start_s: float
     # None while the call is running.
@@ -177,6 +180,23 @@ def tool_bar(step: run_pb2.ExecutionStep, run_start: timestamp_pb2.Timestamp) ->
     )
 
 
+def resumed_bar(step: run_pb2.ExecutionStep, run_start: timestamp_pb2.Timestamp) -> Bar:
+    """A durable run's resumption: its bar spans the gap that ended at the RunResumed step."""
+    resumed = step.resumed
+    gap = fmt.seconds(resumed.gap)
+    was = f" (was {resumed.previous_replica})" if resumed.previous_replica else ""
+    return Bar(
+        key=f"resumed-{step.sequence}",
+        kind="resumed",
+        label=f"resumed on {resumed.replica or 'another replica'}",
+        start_s=max(fmt.offset_s(run_start, step.time) - gap, 0.0),
+        duration_s=gap,
+        state="gap",
+        steps=[step.sequence],
+        note=f"after {fmt.human_seconds(gap)}{was}",
+    )
+
+
 def tool_state(result: run_pb2.ToolCallFinished) -> str:
     """ok, failed, timed-out, cancelled, or unknown (a status this console's stubs do not know)."""
     if result.status in _ENDED_NORMALLY:
@@ -214,6 +234,8 @@ def build(
         kind = step.WhichOneof("payload")
         if kind == "model_call":
             bars.append(model_bar(step, run_start))
+        elif kind == "resumed":
+            bars.append(resumed_bar(step, run_start))
         elif kind == "tool_call":
             bar = tool_bar(step, run_start)
             bars.append(bar)

@@ -100,6 +100,12 @@ SCENARIOS: dict[str, list[FakeResponse]] = {
         FakeResponse(function_calls=[call("echo", "t3", text="two")], usage=usage(400, 20)),
         FakeResponse(text="too far", usage=usage(500, 10)),
     ],
+    # The lead agent hands a slow task to the scripted agent as a sub-agent, then works on for a while.
+    "delegate": [
+        FakeResponse(function_calls=[call("scripted", "d1", task="slow: the child's part")], usage=usage(200, 10)),
+        FakeResponse(function_calls=[call("sleep", "d2", seconds=2.5)], usage=usage(300, 10)),
+        FakeResponse(text="Delegated and done.", usage=usage(400, 10)),
+    ],
     # A run that waits in a long tool call until someone cancels it.
     "cancel": [
         FakeResponse(function_calls=[call("sleep", "w1", seconds=30)], usage=usage(100, 10)),
@@ -123,6 +129,8 @@ AGENTS = {
     "quick": agent_source(tools=["test/echo", "test/add"]),
     # Calls quick as a sub-agent (TestModel calls each tool once): a run with a child run.
     "team": agent_source(tools=["agents/quick"]),
+    # Hands the scripted agent a slow task ("delegate" scenario): a child run that takes a while.
+    "lead": agent_source(model="gemini-2.5-flash", tools=["agents/scripted", "test/sleep"]),
     "withvars": agent_source(
         extra_front_matter="description: Greets a city\ninput:\n  schema:\n    city: string, where\n    days?: integer",
         body='{{role "system"}}\nYou greet {{city}}.\n{{role "user"}}\n{{task}}',

@@ -178,6 +178,27 @@ def test_live_run_started_from_the_start_page_shows_each_step_within_a_second(
     page.close()
 
 
+def test_a_live_runs_sub_agent_table_follows_its_children_without_a_reload(alice: Any, web: WebStack) -> None:
+    """The lead hands a two-second task to a sub-agent, then works on: the page opened at the start shows the child
+    run, and its end, without a reload (the table was drawn once, at load)."""
+    run_id = web.start(ALICE, "lead", "delegate: hand it on")
+    page = alice.new_page()
+    page.goto(f"{web.url}/runs/{run_id}")
+    mark_document(page)
+    page.locator("#run[data-finished]").wait_for(timeout=30_000)
+    stored = web.wait_stored(run_id)
+    [child_run_id] = [
+        step.tool_call.child_run_id
+        for step in stored.execution_steps
+        if step.WhichOneof("payload") == "tool_call" and step.tool_call.child_run_id
+    ]
+    child = page.locator(f"#descendants tr[data-run-id='{child_run_id}']")
+    child.locator(".badge", has_text="COMPLETED").wait_for(timeout=10_000)
+    assert same_document(page), "the page was reloaded"
+    assert page.locator("#descendants tr[data-run-id]").count() == 1
+    page.close()
+
+
 def test_cancel_ends_the_run_cancelled(alice: Any, web: WebStack) -> None:
     run_id = web.start(ALICE, "scripted", "cancel: wait for me")
     page = alice.new_page()
@@ -546,6 +567,8 @@ def test_a_queued_run_shows_queued_then_runs_live_on_the_same_page(browser: Any,
             mark_document(page)
             page.locator('#status-badge[data-status="QUEUED"]').wait_for()
             page.locator("#live-state", has_text="queued (position 1").wait_for()
+            # A queued run has no turn to let finish: only Cancel (which ends it at once) is offered.
+            assert page.locator("#cancel-now").is_visible() and not page.locator("#cancel-after-turn").is_visible()
             gate.open()
             page.locator('#status-badge[data-status="RUNNING"], #status-badge[data-status="COMPLETED"]').wait_for()
             page.locator("#run[data-finished]").wait_for(timeout=30_000)

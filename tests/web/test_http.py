@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
 from pydantic import SecretStr
 
@@ -151,6 +152,20 @@ def test_unknown_run_is_not_found(alice_http: httpx.Client) -> None:
     assert "<h1>Not found</h1>" in response.text and "not found" in response.text
 
 
+def test_a_step_in_the_url_opens_its_details_and_a_step_the_run_lacks_says_so(
+    web: WebStack, alice_http: httpx.Client
+) -> None:
+    run = web.execute(ALICE, "quick", "steps in the pane")
+    answer = run.execution_steps[-1]  # the final answer: a step without a bar of the waterfall
+    assert answer.WhichOneof("payload") == "final_response"
+    page = alice_http.get(f"/runs/{run.id}?step={answer.sequence}").text
+    assert f'class="detail k-final_response" data-seq="{answer.sequence}"' in page
+    missing = alice_http.get(f"/runs/{run.id}?step=999").text
+    notice = re.search(r'id="no-such-step" role="status">([^<]*)<', missing)
+    assert notice is not None
+    assert notice.group(1) == f"This run has no step 999 (its steps are 1 to {len(run.execution_steps)})."
+
+
 def test_unknown_page_is_a_not_found_page(alice_http: httpx.Client) -> None:
     response = alice_http.get("/nothing/here")
     assert response.status_code == 404 and "There is no page at /nothing/here." in response.text
@@ -283,6 +298,35 @@ def test_services_that_are_down_are_named_on_the_page_and_logged(
     failures = [r for r in caplog.records if r.getMessage() == "service call failed"]
     assert {getattr(r, "service", None) for r in failures} == {"RunsService", "ExecutionService"}
     assert all(getattr(r, "code", None) == "UNAVAILABLE" and getattr(r, "path", None) for r in failures)
+
+
+def test_a_live_run_is_shown_from_execution_service_while_runs_service_is_down(web: WebStack) -> None:
+    """RunsService unreachable: the page of a live run still shows it (from its stream) and says why it lacks its
+    record; a run that is not live is the 503 page."""
+    run_id = web.start(ALICE, "scripted", "cancel: live while RunsService is away")
+    down = f"127.0.0.1:{free_port()}"
+    settings = WebSettings(
+        address="127.0.0.1:0",
+        runs_target=down,
+        execution_target=web.stack.execution_address,
+        auth=WebAuth.TOKENS,
+        token=SecretStr(ALICE),
+        call_timeout_s=5,
+    )
+    try:
+        with console_only(settings) as console, httpx.Client(base_url=console.url, timeout=30) as client:
+            page = client.get(f"/runs/{run_id}")
+            assert page.status_code == 200, page.text[:1000]
+            notice = re.search(r'id="runs-problem" role="status">([^<]*)<', page.text)
+            assert notice is not None and f"RunsService at {down} cannot be read now (UNAVAILABLE" in notice.group(1)
+            assert 'id="live-bar"' in page.text and 'data-partial="1"' in page.text
+            assert client.get(f"/runs/{new_run_id()}").status_code == 503
+    finally:
+
+        async def cancel() -> None:
+            await web.stack.execution_stub(ALICE).CancelRun(ex.CancelRunRequest(run_id=run_id))
+
+        web.loop.run(cancel())
 
 
 def test_a_service_that_does_not_answer_in_time_is_a_clear_deadline(tmp_path: Path) -> None:

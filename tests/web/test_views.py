@@ -76,6 +76,27 @@ def test_unfinished_calls_run_on_while_live_and_say_so_once_the_run_ended() -> N
     assert ended.bars[0].state == "no-result" and ended.bars[0].duration_s == pytest.approx(1.5)
 
 
+def test_a_resumption_is_a_bar_over_the_gap_it_ended_and_the_call_made_again_spans_it() -> None:
+    """A durable run whose replica was killed mid tool call: the call's result came after the takeover's gap."""
+    start = _step(0, 0.0).time
+    resumed = _step(3, 6.0, resumed=run_pb2.RunResumed(replica="rb", previous_replica="ra"))
+    resumed.resumed.gap.FromTimedelta(timedelta(seconds=5))
+    steps = [
+        _step(1, 0.5, tool_call=run_pb2.ToolCallStarted(call_id="a", tool_name="sleep", server="s")),
+        resumed,
+        _step(4, 7.5, tool_result=run_pb2.ToolCallFinished(call_id="a", tool_name="sleep")),
+    ]
+    steps[2].tool_result.duration.FromTimedelta(timedelta(seconds=7))
+    fall = wf.build(steps, start, run_end_s=8.0)
+    assert [(bar.kind, bar.start_s, bar.duration_s) for bar in fall.bars] == [
+        ("tool", 0.5, 7.0),
+        ("resumed", 1.0, 5.0),
+    ]
+    gap = fall.bars[1]
+    assert (gap.label, gap.note, gap.steps) == ("resumed on rb", "after 5 s (was ra)", [3])
+    assert fall.model_calls == 0 and fall.tool_calls == 1
+
+
 @pytest.mark.parametrize(
     ("status", "is_error", "state"),
     [
