@@ -88,6 +88,13 @@ def format_rpc_error(endpoint: Endpoint, error: grpc.RpcError) -> str:
         )
     if code is grpc.StatusCode.UNAUTHENTICATED:
         return f"{code.name}: {details}; {TOKEN_HINT}"
+    if code is grpc.StatusCode.UNIMPLEMENTED:
+        # A gRPC server answers there, but not with this call: another service (the two addresses swapped, say), or
+        # an older version of this one.
+        return (
+            f"{code.name}: the server at {endpoint.target} does not serve this call of {endpoint.service} ({details}): "
+            f"is it {endpoint.service}, and as new as this CLI? {endpoint.flag} / {endpoint.env_var} choose the address"
+        )
     return f"{code.name}: {details}"
 
 

@@ -22,8 +22,15 @@ def run_id_problem(value: str) -> str | None:
         return "must not be empty"
     if not _UUID_RE.match(value):
         return f"must be a lower-case UUID string like 0190b6e2-7c3a-7d4e-9f10-2a3b4c5d6e7f, got {shown(value)}"
-    if uuid.UUID(value).version != 7:
-        return f"must be a UUIDv7 (version 7), got version {uuid.UUID(value).version}"
+    parsed = uuid.UUID(value)
+    if parsed.version != 7:
+        if parsed.version is not None:
+            got = f"a UUID of version {parsed.version}"
+        elif parsed.int == 0:
+            got = "the nil UUID"
+        else:
+            got = "a UUID of another variant than RFC 9562's, which has no version"
+        return f"must be a UUIDv7 (version 7, as agentrun makes them), got {got}"
     return None
 
 

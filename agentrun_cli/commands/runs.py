@@ -251,6 +251,8 @@ def watch_run(
     if last_received and (from_sequence or from_run):
         raise CliError("--after names where to go on by itself: leave out --from and --from-run", EXIT_USAGE)
     run_id = _whole_id(ctx, run_id)
+    # The runs of --after as typed: whole ids, or parts of ids as `runs list` prints them, like the run's own.
+    last_received = {_whole_id(ctx, run): sequence for run, sequence in last_received.items()}
     client = ExecutionClient(settings_of(ctx))
     try:
         stream: BackgroundStream[StreamEvent] = BackgroundStream(
@@ -274,7 +276,7 @@ def watch_run(
 
 
 def _last_received(pairs: list[str]) -> dict[str, int]:
-    """--after RUN_ID:SEQUENCE values as WatchRun.last_received (the server checks the ids)."""
+    """--after RUN_ID:SEQUENCE values as WatchRun.last_received, the runs as typed (whole ids or parts of them)."""
     received: dict[str, int] = {}
     for pair in pairs:
         run, _, sequence = pair.rpartition(":")

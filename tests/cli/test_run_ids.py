@@ -134,6 +134,10 @@ def test_cancel_and_watch_resolve_the_id_before_calling_execution_service(
         code, _, _ = _cli(runner, real_runs, ADMIN, "runs", "watch", "…000000000001", execution=fake.target)
         watched = [r for r in fake.calls.requests if type(r).__name__ == "WatchRunRequest"]
         assert watched and watched[0].run_id == C  # type: ignore[attr-defined]
+        # --after's runs too, as typed.
+        _cli(runner, real_runs, ADMIN, "runs", "watch", C, "--after", "…2a3b4c5d6e7f:3", execution=fake.target)
+        watched = [r for r in fake.calls.requests if type(r).__name__ == "WatchRunRequest"]
+        assert dict(watched[-1].last_received) == {A: 3}  # type: ignore[attr-defined]
     finally:
         fake.stop()
 
@@ -146,3 +150,14 @@ def test_unauthenticated_names_the_token_flag_and_variable(runner: CliRunner, re
         assert "pass a bearer token with --token or the AGENTRUN_TOKEN environment variable" in err, err
         assert "python -m agentrun_core.auth generate USER" in err
         assert err.count("\n") == 1
+
+
+def test_a_service_at_the_other_services_address_is_named_with_the_setting_to_fix(
+    runner: CliRunner, real_runs: RealRuns
+) -> None:
+    code, _, err = _cli(runner, real_runs, ADMIN, "agents", "list")  # ExecutionService's target is RunsService's
+    assert code == 1
+    assert err.startswith(
+        f"error: UNIMPLEMENTED: the server at {real_runs.target} does not serve this call of ExecutionService ("
+    ), err
+    assert "--execution-target / AGENTRUN_EXECUTION_TARGET choose the address" in err, err
