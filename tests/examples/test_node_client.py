@@ -29,15 +29,16 @@ pytestmark = [
 ]
 
 
-async def _client(stack: Stack, *args: str) -> tuple[int, str, str]:
+async def _client(stack: Stack, *args: str, cwd: Path = EXAMPLE, **env: str) -> tuple[int, str, str]:
     assert NODE is not None
-    env = {
+    environ = {
         **os.environ,
         "AGENTRUN_EXECUTION_TARGET": stack.execution_address,
         "AGENTRUN_RUNS_TARGET": stack.runs_address,
+        **env,
     }
     process = await asyncio.create_subprocess_exec(
-        NODE, "client.mjs", *args, cwd=EXAMPLE, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        NODE, "client.mjs", *args, cwd=cwd, env=environ, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
@@ -59,3 +60,22 @@ async def test_the_node_client_runs_an_agent_and_prints_the_reason_of_errors(tmp
         assert code == 1
         assert err.startswith("error: INVALID_ARGUMENT: task: must not be empty"), err
         assert "\n  reason: INVALID_ARGUMENT (agentrun.dev)\n  field: task" in err, err
+
+
+async def test_the_node_client_copied_out_of_the_repository_finds_the_protos_it_is_given(tmp_path: Path) -> None:
+    """A copy of the example as a project's starting point: AGENTRUN_PROTOS names the protos; AGENTRUN_MODEL picks
+    the run's model (without it, the agent's own)."""
+    copy = tmp_path / "my-client"
+    copy.mkdir()
+    shutil.copy(EXAMPLE / "client.mjs", copy / "client.mjs")
+    (copy / "node_modules").symlink_to(EXAMPLE / "node_modules")
+    agents = {"echoer": agent_source(model="gemini-2.5-flash", tools=["test/echo"])}
+    async with running_stack(tmp_path / "stack", agents) as stack:
+        code, _, err = await _client(stack, "echoer", "say hi", cwd=copy)
+        assert code == 2 and err.startswith("error: no agentrun protos in /"), err
+        assert "set AGENTRUN_PROTOS" in err
+        code, out, err = await _client(
+            stack, "echoer", "say hi", cwd=copy, AGENTRUN_PROTOS=str(REPO / "protos"), AGENTRUN_MODEL="test"
+        )
+        assert code == 0, err
+        assert "started (test)" in out and "stored: RUN_STATUS_COMPLETED" in out, out

@@ -1,13 +1,21 @@
 // Runs an agent through ExecutionService, prints every streamed step, then reads the stored run from RunsService.
-// Usage: node client.mjs [agent] [task]   (AGENTRUN_EXECUTION_TARGET / AGENTRUN_RUNS_TARGET / AGENTRUN_TOKEN)
+// Usage: node client.mjs [agent] [task]
+//   AGENTRUN_EXECUTION_TARGET / AGENTRUN_RUNS_TARGET / AGENTRUN_TOKEN: where and as whom (defaults: the local services)
+//   AGENTRUN_MODEL: a model for this run instead of the agent's own (e.g. `test`, which needs no API key)
+//   AGENTRUN_PROTOS: the protos/ directory (default: the repository's, two levels above this example)
 // Errors print their code, message and google.rpc details (the ErrorInfo reason, the BadRequest field), decoded
 // from the grpc-status-details-bin trailer with the google/rpc protos shipped in protos/.
+import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import grpc from "@grpc/grpc-js";
 import protoLoader from "@grpc/proto-loader";
 
-const protos = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../protos");
+const protos = process.env.AGENTRUN_PROTOS ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../protos");
+if (!fs.existsSync(path.join(protos, "agentrun/execution/v1/execution_service.proto"))) {
+  console.error(`error: no agentrun protos in ${protos}: set AGENTRUN_PROTOS to the protos/ directory of agentrun`);
+  process.exit(2);
+}
 const definition = protoLoader.loadSync(
   [
     "agentrun/execution/v1/execution_service.proto",
@@ -50,7 +58,8 @@ const runs = new api.runs.v1.RunsService(process.env.AGENTRUN_RUNS_TARGET ?? "12
 
 const [agent = "clock", task = "What time is it in Lima?"] = process.argv.slice(2);
 let runId = "";
-const stream = execution.ExecuteAgent({ agent_name: agent, task, model: "test" }, metadata);
+const model = process.env.AGENTRUN_MODEL ?? ""; // empty: the agent's own model
+const stream = execution.ExecuteAgent({ agent_name: agent, task, model }, metadata);
 stream.on("data", (response) => {
   if (response.event === "run_started") {
     runId = response.run_started.run_id;
