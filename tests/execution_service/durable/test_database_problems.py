@@ -1,17 +1,23 @@
-"""An execution database that cannot be used, tried as a new user would with the real command as a subprocess: one
-log line naming the URL (password masked), the cause and the fix, exit code 4 (docs/configuration.md), never a
-traceback, as RunsService reports its own database."""
+"""An execution database that cannot be used at start-up, tried as a new user would with the real command as a
+subprocess: one log line naming the URL (password masked), the cause and the fix, exit code 4 (docs/configuration.md),
+never a traceback, as RunsService reports its own database. And one that stops while a run is in flight."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from agentrun.execution.v1 import execution_service_pb2 as ex
+from agentrun.runs.v1 import run_pb2
 from sqlalchemy.engine import make_url
 
+from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse
 from tests.runs_service.test_database_problems import _closed_port, _command, _error_line
+from tests.support.postgres import start_throwaway_cluster
+from tests.support.stack import agent_source, running_stack, steps_of
 
 pytestmark = pytest.mark.postgres
 
@@ -45,3 +51,39 @@ def test_an_unreachable_execution_database_is_exit_4_naming_the_address_without_
     assert "AGENTRUN_EXECUTION_DATABASE_URL / --execution-database-url" in line, line
     assert PASSWORD not in output
     assert time.monotonic() - started < 60
+
+
+async def test_a_run_in_flight_outlives_an_outage_of_the_execution_database(tmp_path: Path) -> None:
+    """The execution database stops for a few seconds while a durable run is in a tool call: the run waits for it
+    (its journal's writes are tried again) and completes, every step once, streamed and stored."""
+    cluster = start_throwaway_cluster()
+    try:
+        url = cluster.create_database(prefix="agentrun_outage")
+        agents = {"worker": agent_source(model="gemini-2.5-flash", tools=["test/sleep"])}
+        async with running_stack(tmp_path, agents, execution_database_url=url, replica_id="outage") as stack:
+            stack.gemini.add(
+                FakeResponse(function_calls=[FakeFunctionCall("sleep", {"seconds": 1.5})]), FakeResponse(text="done")
+            )
+            events: list[ex.ExecuteAgentResponse] = []
+            stream = stack.execution_stub().ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go"))
+            async for event in stream:
+                events.append(event)
+                if event.WhichOneof("event") == "step" and event.step.WhichOneof("payload") == "tool_call":
+                    break
+            await asyncio.to_thread(cluster.halt)  # during the tool call
+            await asyncio.sleep(4)
+            await asyncio.to_thread(cluster.resume)
+            events += [event async for event in stream]
+            finished = events[-1].run_finished
+            assert finished.status == run_pb2.RUN_STATUS_COMPLETED, finished
+            stored = await stack.stored_run(finished.run_id)
+        assert [s.sequence for s in stored.execution_steps] == [s.sequence for s in steps_of(events)] == [1, 2, 3, 4, 5]
+        assert [s.WhichOneof("payload") for s in stored.execution_steps] == [
+            "model_call",
+            "tool_call",
+            "tool_result",
+            "model_call",
+            "final_response",
+        ]
+    finally:
+        cluster.stop()
