@@ -3,12 +3,20 @@ itself silent when it stops); a replica silent for longer than the takeover time
 one survivor: the survivor locks the
 dead replica's row (FOR UPDATE SKIP LOCKED, so several survivors never take the same replica), has DBOS recover that
 executor's pending workflows, and deletes the row in the same transaction. A replica that restarts with the same id
-resumes its own runs at launch (DBOS) and heartbeats again."""
+resumes its own runs at launch (DBOS) and heartbeats again.
+
+A replica takes over others only once it has itself heartbeat without a failure for the takeover timeout. Silence is
+evidence of death only while the database could be reached: after an outage of the database longer than the timeout
+every replica's heartbeat is stale, and the first to beat again would otherwise take over the runs the others are
+still executing (each such run would execute twice). A replica that starts (a replacement) takes a dead predecessor's
+runs one timeout after its start at the earliest. A replica that stopped and handed its runs over (its heartbeat set
+to the epoch: `stop`) said so itself: any survivor takes its runs at once."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 import psycopg
@@ -44,6 +52,8 @@ class ReplicaHeartbeat:
         self._timeout_s = takeover_timeout_s
         # Whether another replica heartbeat within the takeover timeout, as of the last beat (True until then).
         self.others_alive = True
+        # Since when (time.monotonic) every beat succeeded; None before the first, and after a failed one.
+        self._beating_since: float | None = None
         self._beats = Periodic(
             self._beat_and_take_over,
             interval_s=interval_s,
@@ -70,15 +80,17 @@ class ReplicaHeartbeat:
         """Another replica was heard from (its NOTIFY): alive, whatever the last beat read."""
         self.others_alive = True
 
-    async def take_over(self) -> dict[str, list[str]]:
-        """Recovers the runs of every replica silent for longer than the timeout (that no other survivor is taking
-        over right now); returns the run ids recovered per replica."""
+    async def take_over(self, *, handed_over_only: bool = False) -> dict[str, list[str]]:
+        """Recovers the runs of every replica silent for longer than the timeout (only those that handed their runs
+        over when stopping, with `handed_over_only`), that no other survivor is taking over right now; returns the
+        run ids recovered per replica."""
         taken: dict[str, list[str]] = {}
         async with await psycopg.AsyncConnection.connect(self._url) as conn, conn.transaction():
             cursor = await conn.execute(
                 "SELECT replica_id, heartbeat_at FROM agentrun.replicas WHERE replica_id <> %s "
-                "AND heartbeat_at < now() - make_interval(secs => %s) FOR UPDATE SKIP LOCKED",
-                (self._replica_id, self._timeout_s),
+                "AND heartbeat_at < now() - make_interval(secs => %s) "
+                "AND (NOT %s OR heartbeat_at = 'epoch') FOR UPDATE SKIP LOCKED",
+                (self._replica_id, self._timeout_s, handed_over_only),
             )
             for replica_id, heartbeat_at in await cursor.fetchall():
                 runs = await asyncio.to_thread(recover_runs_of, replica_id)
@@ -109,5 +121,17 @@ class ReplicaHeartbeat:
             log.exception("could not hand this replica's runs over; survivors take them after the takeover timeout")
 
     async def _beat_and_take_over(self) -> None:
-        await self.beat()
-        await self.take_over()
+        try:
+            await self.beat()
+        except BaseException:
+            self._beating_since = None  # the database could not be reached: nor, maybe, by the others
+            raise
+        now = time.monotonic()
+        if self._beating_since is None:
+            self._beating_since = now
+        await self.take_over(handed_over_only=not self.may_take_over(now))
+
+    def may_take_over(self, now: float) -> bool:
+        """Whether this replica has heartbeat, without a failure, for the takeover timeout, so that another's
+        silence means it is gone (see the module's doc); before, it takes only the runs handed over."""
+        return self._beating_since is not None and now - self._beating_since >= self._timeout_s
