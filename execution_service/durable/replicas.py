@@ -5,7 +5,8 @@ dead replica's row (FOR UPDATE SKIP LOCKED, so several survivors never take the 
 executor's pending workflows, and deletes the row in the same transaction. A replica that restarts with the same id
 resumes its own runs at launch (DBOS) and heartbeats again.
 
-A replica takes over others only once it has itself heartbeat without a failure for the takeover timeout. Silence is
+A replica takes over others only once it has itself heartbeat for the takeover timeout, without a failure and without
+a gap of more than half the timeout between two beats (a database that hangs rather than refuses). Silence is
 evidence of death only while the database could be reached: after an outage of the database longer than the timeout
 every replica's heartbeat is stale, and the first to beat again would otherwise take over the runs the others are
 still executing (each such run would execute twice). A replica that starts (a replacement) takes a dead predecessor's
@@ -52,8 +53,13 @@ class ReplicaHeartbeat:
         self._timeout_s = takeover_timeout_s
         # Whether another replica heartbeat within the takeover timeout, as of the last beat (True until then).
         self.others_alive = True
-        # Since when (time.monotonic) every beat succeeded; None before the first, and after a failed one.
+        # Since when (time.monotonic) every beat succeeded, each soon after the one before; None before the first,
+        # and after a failed one.
         self._beating_since: float | None = None
+        self._last_beat: float | None = None
+        # A longer gap between two beats (a database that hung rather than refused, a stalled process) starts the
+        # window again: the database may not have been reachable in between, for the others either.
+        self._max_gap_s = max(takeover_timeout_s / 2, 2 * interval_s)
         self._beats = Periodic(
             self._beat_and_take_over,
             interval_s=interval_s,
@@ -127,11 +133,12 @@ class ReplicaHeartbeat:
             self._beating_since = None  # the database could not be reached: nor, maybe, by the others
             raise
         now = time.monotonic()
-        if self._beating_since is None:
+        if self._beating_since is None or self._last_beat is None or now - self._last_beat > self._max_gap_s:
             self._beating_since = now
+        self._last_beat = now
         await self.take_over(handed_over_only=not self.may_take_over(now))
 
     def may_take_over(self, now: float) -> bool:
-        """Whether this replica has heartbeat, without a failure, for the takeover timeout, so that another's
-        silence means it is gone (see the module's doc); before, it takes only the runs handed over."""
+        """Whether this replica has heartbeat, without a failure or a long gap, for the takeover timeout, so that
+        another's silence means it is gone (see the module's doc); before, it takes only the runs handed over."""
         return self._beating_since is not None and now - self._beating_since >= self._timeout_s

@@ -56,8 +56,9 @@ async def test_a_replica_takes_over_a_silent_one_after_beating_for_the_timeout_i
     survivor = ReplicaHeartbeat(url, "survivor", interval_s=0.1, takeover_timeout_s=TIMEOUT_S)
     await survivor._beat_and_take_over()
     assert recovered == []  # just started: it has not seen the database reachable for a timeout yet
-    await asyncio.sleep(TIMEOUT_S)
-    await survivor._beat_and_take_over()
+    for _ in range(4):  # beating every third of the timeout, for longer than the timeout
+        await asyncio.sleep(TIMEOUT_S / 3)
+        await survivor._beat_and_take_over()
     assert recovered == ["dead"]
 
 
@@ -99,3 +100,18 @@ async def test_a_replica_that_handed_its_runs_over_is_taken_over_at_once(url: st
     survivor = ReplicaHeartbeat(url, "new-survivor", interval_s=0.1, takeover_timeout_s=30)
     await survivor._beat_and_take_over()
     assert recovered == ["leaving"]
+
+
+async def test_a_database_that_hung_rather_than_refused_starts_the_window_again(url: str, recovered: list[str]) -> None:
+    """Beats that all succeed, but with a gap longer than half the timeout between two (the database stopped
+    answering, then answered): the others may not have been able to beat either."""
+    one = ReplicaHeartbeat(url, "hung-one", interval_s=0.1, takeover_timeout_s=TIMEOUT_S)
+    other = ReplicaHeartbeat(url, "hung-other", interval_s=0.1, takeover_timeout_s=TIMEOUT_S)
+    for _ in range(4):
+        for beat in (one, other):
+            await beat._beat_and_take_over()
+        await asyncio.sleep(TIMEOUT_S / 3)
+    await asyncio.sleep(TIMEOUT_S)  # nobody beats: a hang, as seen by `one`'s next beat
+    await silence(url, "hung-other")
+    await one._beat_and_take_over()
+    assert recovered == []
