@@ -132,6 +132,7 @@ async def run_details(request: Request) -> Response:
         runs_target=services.runs.endpoint.target if loaded.runs_problem else "",
         selected=selected,
         asked_step=asked,
+        bad_step=request.query_params.get("step", "") if asked is None else "",
         selected_steps=selected_steps,
         cancel_notice=cancel_notice,
         cancel_text=CANCEL_NOTICES.get(cancel_notice, ""),

@@ -164,6 +164,10 @@ def test_a_step_in_the_url_opens_its_details_and_a_step_the_run_lacks_says_so(
     notice = re.search(r'id="no-such-step" role="status">([^<]*)<', missing)
     assert notice is not None
     assert notice.group(1) == f"This run has no step 999 (its steps are 1 to {len(run.execution_steps)})."
+    for bad in ("-1", "abc"):
+        page = alice_http.get(f"/runs/{run.id}", params={"step": bad}).text
+        notice = re.search(r'id="no-such-step" role="status">([^<]*)<', page)
+        assert notice is not None and notice.group(1) == f"?step= takes a step's number (1, 2, ...), not {bad}."
 
 
 def test_unknown_page_is_a_not_found_page(alice_http: httpx.Client) -> None:
