@@ -23,6 +23,7 @@ from agentrun_web.routes import auth, live, run, runs, start, stats
 from agentrun_web.security import VisitorMiddleware
 from agentrun_web.sessions import SessionStore
 from agentrun_web.settings import WebSettings
+from agentrun_web.started_forms import StartedForms
 
 # Run ids are UUIDs; anything else reaches GetRun, which answers INVALID_ARGUMENT with its own message.
 _RUN = "/runs/{run_id:str}"
@@ -85,4 +86,5 @@ def create_app(settings: WebSettings) -> Starlette:
     app.state.renderer = Renderer()
     app.state.agent_names = AgentNames()
     app.state.live_streams = streams
+    app.state.started_forms = StartedForms()
     return app

@@ -3,7 +3,8 @@ the task, the agent's variables and an optional model; ExecuteAgent with detach 
 the run's live page.
 
 The form carries a run id made when it was shown, so sending it twice (a double click, a retry after a timeout)
-reattaches to the same run instead of starting a second one.
+reattaches to the same run instead of starting a second one. While RunsService is down ExecutionService cannot check
+that id and refuses it; the run is then started under an id of its own (agentrun_web.started_forms).
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ from agentrun_web.clients import Caller, ServiceCallError, Services
 from agentrun_web.errors import service_problem
 from agentrun_web.rendering import Renderer
 from agentrun_web.security import caller_of, checked_form
+from agentrun_web.started_forms import StartedForms
 from agentrun_web.views.agent_form import agent_choice, parse_labels, submitted_variables
 
 log = logging.getLogger(__name__)
+
+# ExecuteAgent's reason when it could not check a client-chosen run id (RunsService did not answer).
+_RUN_ID_UNCHECKED = "RUNS_SERVICE_UNAVAILABLE"
 
 _FORM_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -107,13 +112,29 @@ async def start_run(request: Request) -> Response:
         if run_id_problem(values.get("run_id", "")) is not None:
             values.pop("run_id", None)  # shown again with a fresh run id
         return await _form_page(request, caller, selected=selected, values=values, problem=problem, status_code=400)
+    forms: StartedForms = request.app.state.started_forms
+    form_run_id = execute.run_id
     try:
-        started = await services.execution.start_run(caller, execute)
+        async with forms.sending(form_run_id):
+            if (known := forms.run_of(form_run_id)) is not None:  # sent before, while RunsService was down
+                return RedirectResponse(f"/runs/{known}", status_code=303)
+            try:
+                started = await services.execution.start_run(caller, execute)
+            except ServiceCallError as exc:
+                if exc.code is not grpc.StatusCode.UNAVAILABLE or exc.reason != _RUN_ID_UNCHECKED:
+                    raise
+                log.info(
+                    "RunsService cannot check the form's run id: starting the run under a new one",
+                    extra={"form_run_id": form_run_id},
+                )
+                execute.ClearField("run_id")
+                started = await services.execution.start_run(caller, execute)
+                forms.remember(form_run_id, started.run_id)
     except ServiceCallError as exc:
         if exc.code is grpc.StatusCode.UNAUTHENTICATED:
             raise
         if exc.code is grpc.StatusCode.ALREADY_EXISTS:  # this form was sent before and its run has ended
-            return RedirectResponse(f"/runs/{execute.run_id}", status_code=303)
+            return RedirectResponse(f"/runs/{form_run_id}", status_code=303)
         log.info("start refused", extra={**exc.log_context(), "agent": execute.agent_name})
         found = service_problem(exc, request)
         message = found.message + (f" {found.hint}" if found.hint else "")

@@ -26,7 +26,7 @@ from agentrun_web.sessions import log_id
 from agentrun_web.settings import WebAuth, WebSettings
 from tests.support.auth import ALICE, BOB, make_pki
 from tests.support.run_factory import make_run
-from tests.support.stack import free_port
+from tests.support.stack import agent_source, free_port, running_stack
 from tests.web.support import WebStack, console_only
 
 _CSRF = re.compile(r'<meta name="csrf-token" content="([0-9a-f]+)">')
@@ -494,3 +494,31 @@ def test_cancel_without_a_script_comes_back_to_the_run_with_a_notice(web: WebSta
     again = alice_http.post(f"/runs/{run_id}/cancel", data={"csrf_token": token, "mode": "immediate"})
     refused = alice_http.get(again.headers["location"])
     assert "The run could not be cancelled (it has ended, or runs elsewhere)." in refused.text
+
+
+async def test_the_start_form_starts_a_run_while_runs_service_is_down_and_once_when_sent_twice(
+    tmp_path: Path,
+) -> None:
+    """RunsService down: ExecutionService cannot check the form's run id (UNAVAILABLE), so the console starts the run
+    under an id of its own, and the same form sent again leads to that run, not to a second one."""
+    async with running_stack(tmp_path, {"quick": agent_source(tools=["test/echo"])}) as stack:
+        settings = WebSettings(
+            address="127.0.0.1:0",
+            runs_target=stack.runs_address,
+            execution_target=stack.execution_address,
+            auth=WebAuth.OFF,
+            call_timeout_s=5,
+        )
+        with console_only(settings) as console:
+            async with httpx.AsyncClient(base_url=console.url, timeout=30) as client:
+                form = (await client.get("/start?agent=quick")).text
+                form_run_id = re.search(r'name="run_id" value="([0-9a-f-]{36})"', form)
+                assert form_run_id is not None
+                await stack.stop_runs()
+                data = {"csrf_token": csrf_of(form), "agent": "quick", "task": "while away", "run_id": form_run_id[1]}
+                sent = [await client.post("/start", data=data) for _ in range(2)]
+        assert [answer.status_code for answer in sent] == [303, 303], sent[0].text[:2000]
+        assert sent[0].headers["location"] == sent[1].headers["location"] != f"/runs/{form_run_id[1]}"
+        started = sent[0].headers["location"].removeprefix("/runs/")
+        await stack.start_runs()
+        assert (await stack.stored_run(started, timeout_s=30)).task == "while away"
