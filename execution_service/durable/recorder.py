@@ -93,10 +93,14 @@ class DurableStepRecorder(StepRecorder):
         # Indexes of steps of the stream that the replay recorded again ahead of the stream's order (a turn's tool
         # steps), re-emitted once every step before them was.
         self._ahead: set[int] = set()
-        # When the calls whose start the stream holds started (their first execution's time).
-        self._first_started: dict[str, datetime] = {
-            step.payload.call_id: step.time for step in recorded if isinstance(step.payload, ToolCallStarted)
-        }
+        # When the calls in flight at the stop started (the stream holds their start, not their result): a call made
+        # again takes its duration from then.
+        self._first_started: dict[str, datetime] = {}
+        for step in recorded:
+            if isinstance(step.payload, ToolCallStarted):
+                self._first_started[step.payload.call_id] = step.time
+            elif isinstance(step.payload, ToolCallFinished):
+                self._first_started.pop(step.payload.call_id, None)
         self._caught_up = asyncio.Event()
         self._note_caught_up()
 
@@ -222,7 +226,7 @@ class DurableStepRecorder(StepRecorder):
     ) -> None:
         if (timing := _replayed()) is not None:
             time, duration = timing[0] + timing[1], timing[1]
-        elif (first := self._first_started.get(call_id)) is not None:
+        elif (first := self._first_started.pop(call_id, None)) is not None:
             # A call made again after a resumption (it was in flight at the crash): it took the run from its first
             # start to this result, the gap included (the RunResumed step between tells why).
             duration = max(time - first, duration)

@@ -181,3 +181,22 @@ def test_a_tool_step_the_streamed_turn_does_not_hold_is_refused() -> None:
     with pytest.raises(ReplayDiverged, match="no tool_result of call 'a'"):
         play(resumed, ["-a"])
     assert all(isinstance(step.payload, ToolCallStarted | ToolCallFinished) for step in streamed[1:])
+
+
+def test_a_call_made_again_after_the_stop_lasts_from_its_first_start() -> None:
+    """b was in flight at the stop: made again, its result says how long it held the run, from its first start (the
+    stream's) to this result; a, which completed before, keeps its own."""
+    streamed: list[ExecutionStep] = []
+    first = recorder((), None, streamed)
+    first.model_call(TURN, started=START, duration=timedelta(0))
+    play(first, ["+a", "+b", "-a"])
+    emitted: list[ExecutionStep] = []
+    resumed = recorder(tuple(streamed), "replica-a", emitted)
+    resumed.model_call(TURN, started=START, duration=timedelta(0))
+    play(resumed, ["+a", "+b", "-a"])
+    resumed.tool_finished(
+        "b", "echo", ToolOutcome("b again"), time=START + timedelta(seconds=10), duration=timedelta(1)
+    )
+    result = emitted[-1].payload
+    assert isinstance(result, ToolCallFinished) and result.call_id == "b"
+    assert result.duration == timedelta(seconds=10)
