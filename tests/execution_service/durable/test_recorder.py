@@ -195,7 +195,7 @@ def test_a_call_made_again_after_the_stop_lasts_from_its_first_start() -> None:
     resumed.model_call(TURN, started=START, duration=timedelta(0))
     play(resumed, ["+a", "+b", "-a"])
     resumed.tool_finished(
-        "b", "echo", ToolOutcome("b again"), time=START + timedelta(seconds=10), duration=timedelta(1)
+        "b", "echo", ToolOutcome("b again"), time=START + timedelta(seconds=10), duration=timedelta(seconds=1)
     )
     result = emitted[-1].payload
     assert isinstance(result, ToolCallFinished) and result.call_id == "b"
