@@ -153,6 +153,9 @@
       }
     });
     const selectedStep = Number(new URLSearchParams(location.search).get("step"));
+    // A step the URL names (?step=N) that a live page does not show yet: selected when it comes.
+    let pendingStep =
+      selectedStep > 0 && !pane.querySelector(`.detail[data-seq="${selectedStep}"]`) ? selectedStep : 0;
     if (selectedStep) {
       for (const row of document.querySelectorAll(".wf-row[data-steps]")) {
         if (stepsOf(row).includes(selectedStep)) {
@@ -332,6 +335,12 @@
           if (data.finish) finishBar(data.finish);
           if (data.usage) addUsage(data.usage);
           updateCounts();
+          if (data.seq === pendingStep) {
+            pendingStep = 0;
+            const key = data.bar?.key ?? data.finish?.key;
+            const barRow = key ? document.getElementById(`bar-${key}`) : null;
+            select(barRow ? stepsOf(barRow) : [data.seq], barRow);
+          }
         },
         child_step: ({ data }) => {
           // A sub-agent run's step: a row of its own (not counted among this run's steps), shown once.

@@ -199,6 +199,19 @@ def test_a_live_runs_sub_agent_table_follows_its_children_without_a_reload(alice
     page.close()
 
 
+def test_a_step_named_in_the_url_of_a_live_run_opens_when_it_comes(alice: Any, web: WebStack) -> None:
+    """A link to step 5 of a run that has not got there yet: the page says nothing is wrong, and opens the step's
+    details when it streams in."""
+    run_id = web.start(ALICE, "scripted", "slow: a link shared early")
+    page = alice.new_page()
+    page.goto(f"{web.url}/runs/{run_id}?step=5")
+    assert page.locator("#no-such-step").count() == 0
+    page.locator('#pane-body .detail[data-seq="5"]').wait_for(timeout=20_000)
+    assert "step 5" in page.locator('#pane-body .detail[data-seq="5"] h3').inner_text()
+    assert page.locator(".wf-row.selected").count() == 1
+    page.close()
+
+
 def test_cancel_ends_the_run_cancelled(alice: Any, web: WebStack) -> None:
     run_id = web.start(ALICE, "scripted", "cancel: wait for me")
     page = alice.new_page()
