@@ -55,8 +55,8 @@ class RunAlreadyExists(ExecutionError):
     def __init__(self, run_id: str) -> None:
         super().__init__(
             f"run {shown(run_id)} already exists: a run id names one run, which a retry of the same request "
-            "(same agent, same caller) reattaches to while the service still follows it; read it from RunsService "
-            "(GetRun), or leave run_id empty (or choose a new one) to start another run"
+            "(same caller, agent, task, variables and model) reattaches to while the service still follows it; read "
+            "it from RunsService (GetRun), or leave run_id empty (or choose a new one) to start another run"
         )
 
 

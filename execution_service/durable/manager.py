@@ -64,7 +64,7 @@ from execution_service.engine.instrumentation import RunTelemetry, current_span_
 from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.manager import RunManager, _ended_in_queue, _terminal_run
 from execution_service.engine.outcomes import LoopOutcome
-from execution_service.engine.run_request import StartRun, is_retry_of
+from execution_service.engine.run_request import StartRun, digest_of, is_retry_of, request_digest
 from execution_service.engine.run_tree import RunNode
 from execution_service.engine.step_recorder import storable, utc_now
 from execution_service.errors import RunAlreadyExists, RunAlreadyFinished, RunNotFound
@@ -126,7 +126,8 @@ class DurableRunManager(RunManager):
         ):
             remote = await self._remote(request.run_id, wait_s=1.0)
             if remote is not None:
-                if not is_retry_of(request, remote.user, remote.agent_name):
+                digest = await _started_by(request.run_id)
+                if not is_retry_of(request, remote.user, remote.agent_name, digest):
                     raise RunAlreadyExists(request.run_id)
                 return RemoteTree(remote)
         return await self.start(request)
@@ -178,7 +179,9 @@ class DurableRunManager(RunManager):
             trace_parent=current_span if current_trace == started.trace_id else "",
         )
         if parent is not None:
-            live = LiveRun(run_id=run_id, user=request.user, started=started, parent=parent.live)
+            live = LiveRun(
+                run_id=run_id, user=request.user, started=started, parent=parent.live, request_digest=digest_of(request)
+            )
             self._live[run_id] = live
             self._fresh.add(run_id)
             try:
@@ -223,7 +226,13 @@ class DurableRunManager(RunManager):
         follower = RemoteRun(
             run_id, base.user, None, queued=encoded if shown else None, local=lambda: self._live.get(run_id)
         )
-        return AdmittedRun(run_id=run_id, user=base.user, started=None, follower=RemoteTree(follower))
+        return AdmittedRun(
+            run_id=run_id,
+            user=base.user,
+            started=None,
+            follower=RemoteTree(follower),
+            request_digest=_digest_of_run(run),
+        )
 
     # --- the workflow's body ---------------------------------------------------------------------------------
 
@@ -246,6 +255,7 @@ class DurableRunManager(RunManager):
                 user=run.base.user,
                 started=None if run.queued is not None else run.started,
                 queued=run.queued if run.shown_queued else None,
+                request_digest=_digest_of_run(run),
             )
             self._live[run.run_id] = live
         if run.queued is None:  # a sub-agent's run: started at once within its parent's slot
@@ -502,7 +512,9 @@ class DurableRunManager(RunManager):
         terminal = failed.terminal
         live = self._live.get(run.run_id)
         if live is None:
-            live = LiveRun(run_id=run.run_id, user=run.base.user, started=run.started)
+            live = LiveRun(
+                run_id=run.run_id, user=run.base.user, started=run.started, request_digest=_digest_of_run(run)
+            )
         # This replica's watchers of the run get the steps its failed execution did not replay, then the end.
         for step in terminal.execution_steps[live.step_count : -1]:
             live.append_step(step)
@@ -649,6 +661,23 @@ class DurableRunManager(RunManager):
             log.info("cancelling a run on request of another replica", extra={"run_id": run_id})
         except (RunNotFound, RunAlreadyFinished):
             pass  # another replica's run, or over already
+
+
+def _digest_of_run(run: DurableRunInput) -> str:
+    """The digest of the request that started the run (engine.run_request.request_digest), from its workflow's input."""
+    return request_digest(run.base.agent_name, run.base.task, run.base.variables, run.model_override)
+
+
+async def _started_by(run_id: str) -> str:
+    """The digest of the request that started the run's workflow, read from its input ("" when it cannot be read)."""
+    try:
+        statuses = await DBOS.list_workflows_async(workflow_ids=[run_id], load_input=True, load_output=False)
+        inputs = statuses[0].input if statuses else None
+    except Exception:  # an input this version cannot read: the run's agent and caller still decide
+        log.warning("could not read a durable run's input", exc_info=True, extra={"run_id": run_id})
+        return ""
+    run = inputs["args"][0] if inputs and inputs["args"] else None
+    return _digest_of_run(run) if isinstance(run, DurableRunInput) else ""
 
 
 def _base_run(run_id: str, request: StartRun, agent: AgentSpec, started: RunStartedEvent) -> Run:

@@ -76,6 +76,8 @@ class LiveRun:
     cancel_message: str = ""
     # The run whose tool call started this one (a sub-agent's run); it receives this run's steps too.
     parent: LiveRun | None = None
+    # The request that started it (engine.run_request.request_digest; "" when not known): a retry must match it.
+    request_digest: str = ""
     # Every event after RunStarted, in order: the steps, then RunFinished.
     _events: list[StepEvent | RunFinishedEvent] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)

@@ -39,7 +39,14 @@ from execution_service.engine.instrumentation import EngineInstruments, RunTelem
 from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.loop import LoopInput, run_agent_loop
 from execution_service.engine.outcomes import LoopOutcome
-from execution_service.engine.run_request import StartRun, check_sizes, find_agent, is_retry_of, render_request
+from execution_service.engine.run_request import (
+    StartRun,
+    check_sizes,
+    digest_of,
+    find_agent,
+    is_retry_of,
+    render_request,
+)
 from execution_service.engine.run_tree import RunNode
 from execution_service.engine.step_recorder import StepRecorder, utc_now
 from execution_service.errors import (
@@ -177,7 +184,7 @@ class RunManager:
                 raise InvalidRequest("run_id", problem)
             existing = self.find(request.run_id)
             if existing is not None:
-                if not is_retry_of(request, existing.user, existing.agent_name):
+                if not is_retry_of(request, existing.user, existing.agent_name, existing.request_digest):
                     # The same answer as for any run id used before: nothing tells whose run it is, or that it is live.
                     raise RunAlreadyExists(request.run_id)
                 return existing
@@ -252,12 +259,23 @@ class RunManager:
             forked_from=setup.forked_from,
             **child_fields(parent),
         )
+        digest = digest_of(request)
         if ticket.admitted:
             live = LiveRun(
-                run_id=run_id, user=request.user, started=_started_event(base), parent=parent.live if parent else None
+                run_id=run_id,
+                user=request.user,
+                started=_started_event(base),
+                parent=parent.live if parent else None,
+                request_digest=digest,
             )
         else:
-            live = LiveRun(run_id=run_id, user=request.user, started=None, queued=self._queued_event(base, ticket))
+            live = LiveRun(
+                run_id=run_id,
+                user=request.user,
+                started=None,
+                queued=self._queued_event(base, ticket),
+                request_digest=digest,
+            )
         self._live[run_id] = live
         with traced.activate():  # the first record and the run task carry the run's trace context
             try:

@@ -4,6 +4,9 @@ INVALID_ARGUMENT, NOT_FOUND or FAILED_PRECONDITION it can act on."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -91,7 +94,21 @@ async def render_request(agent: AgentSpec, request: StartRun) -> RenderedPrompt:
         raise AgentUnusable(f"agent {agent.name!r} cannot be rendered: {exc}") from None
 
 
-def is_retry_of(request: StartRun, user: str, agent_name: str) -> bool:
-    """Whether `request`, naming the run id of a run of `user` and `agent_name` ("" when not known yet), retries the
-    request that started it (and reattaches to it) rather than reusing its id for another run."""
-    return user == request.user and agent_name in ("", request.agent_name)
+def request_digest(agent_name: str, task: str, variables: Mapping[str, str], model: str) -> str:
+    """What makes two start requests one run's (the second a retry): the agent, the task, the variables and the model
+    asked for ("" for the agent's), as a hex SHA-256. The labels are left out: they describe a run, they do not change
+    what it does."""
+    same = [agent_name, task, sorted(variables.items()), model]
+    return hashlib.sha256(json.dumps(same, separators=(",", ":")).encode()).hexdigest()
+
+
+def digest_of(request: StartRun) -> str:
+    return request_digest(request.agent_name, request.task, request.variables, request.model)
+
+
+def is_retry_of(request: StartRun, user: str, agent_name: str, digest: str = "") -> bool:
+    """Whether `request`, naming the run id of a run of `user` and `agent_name` ("" when not known yet) started by a
+    request of `digest` (request_digest; "" when not known), retries the request that started it (and reattaches to
+    it) rather than reusing its id for another run: the same caller, agent, task, variables and model (a key of
+    idempotency sent again with other parameters is refused, as payment APIs refuse it)."""
+    return user == request.user and agent_name in ("", request.agent_name) and digest in ("", digest_of(request))

@@ -211,6 +211,13 @@ async def test_cancel_and_watch_through_another_replica(tmp_path: Path, database
             ):
                 pass
         assert reused.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        # Nor for the same agent with another task (read from the run's workflow input on the other replica).
+        with pytest.raises(grpc.aio.AioRpcError) as reused:
+            async for _ in cluster.stub(b).ExecuteAgent(
+                ex.ExecuteAgentRequest(agent_name="worker", task="something else", run_id=run_id)
+            ):
+                pass
+        assert reused.value.code() == grpc.StatusCode.ALREADY_EXISTS
 
         # A watcher asking for steps past where the run will end gets its end all the same (it hung on a replica
         # reading the run's stream, waiting for a step that never comes).

@@ -232,6 +232,18 @@ async def test_retry_with_the_same_run_id_reattaches_instead_of_starting_again(
             await stack.execute(agent_name="other", task="something else", run_id=run_id)
         assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
         assert "GetRun" in (caught.value.details() or "") and "leave run_id empty" in (caught.value.details() or "")
+        # Nor is the same agent asked something else (a key of idempotency sent again with other parameters), or
+        # with other variables or another model; other labels do not change what the run does: a retry.
+        for other in (
+            {"task": "another task"},
+            {"task": "hi", "model": "test-2"},
+            {"task": "hi", "variables": {"a": "1"}},
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stack.execute(agent_name="plain", run_id=run_id, **other)
+            assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS, other
+            assert "same caller, agent, task, variables and model" in (caught.value.details() or "")
+        assert await stack.execute(agent_name="plain", task="hi", run_id=run_id, labels={"try": "2"}) == first
         assert await stack.stored_run(run_id) == stored
 
 
