@@ -76,7 +76,6 @@ _ENTRIES = (
 )
 _ENTRY = 'SELECT value FROM agentrun.journal_entries WHERE run_id = %(run)s AND "offset" = %(offset)s'
 _LAST = 'SELECT value FROM agentrun.journal_entries WHERE run_id = %(run)s ORDER BY "offset" DESC LIMIT 1'
-_LAST_OFFSET = 'SELECT max("offset") FROM agentrun.journal_entries WHERE run_id = %(run)s'
 _CHECKPOINT = (
     "INSERT INTO agentrun.journal_checkpoints (run_id, operation, name, value) VALUES (%(run)s, %(op)s, %(name)s, "
     "%(value)s) ON CONFLICT DO NOTHING RETURNING operation"
@@ -142,11 +141,6 @@ class Journal:
     async def last(self, run_id: str) -> bytes | None:
         rows = await self._run(_LAST, {"run": run_id}, fetch=True)
         return bytes(rows[0][0]) if rows else None
-
-    async def last_offset(self, run_id: str) -> int | None:
-        """The offset of the run's last entry; None when it has none."""
-        rows = await self._run(_LAST_OFFSET, {"run": run_id}, fetch=True)
-        return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def entry(
         self, run_id: str, offset: int, wait_s: float, *, unless: Callable[[], bool] | None = None
@@ -320,8 +314,7 @@ class Journal:
                     self._wake_all()  # entries written while it was not listening
                     while True:
                         async for notice in conn.notifies(timeout=LISTEN_IDLE_S):
-                            for wake in self._waiters.get(notice.payload, ()):
-                                wake.set()
+                            self.wake(notice.payload)
                         if not self._waiters:
                             self._listening.clear()
                             return  # nobody follows a run here: the next follower starts listening again

@@ -64,7 +64,7 @@ from execution_service.engine.instrumentation import RunTelemetry, current_span_
 from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.manager import RunManager, _ended_in_queue, _terminal_run
 from execution_service.engine.outcomes import LoopOutcome
-from execution_service.engine.run_request import StartRun, digest_of, is_retry_of, request_digest
+from execution_service.engine.run_request import StartRun, is_retry_of, request_digest
 from execution_service.engine.run_tree import RunNode
 from execution_service.engine.step_recorder import storable, utc_now
 from execution_service.errors import RunAlreadyExists, RunAlreadyFinished, RunNotFound
@@ -180,7 +180,11 @@ class DurableRunManager(RunManager):
         )
         if parent is not None:
             live = LiveRun(
-                run_id=run_id, user=request.user, started=started, parent=parent.live, request_digest=digest_of(request)
+                run_id=run_id,
+                user=request.user,
+                started=started,
+                parent=parent.live,
+                request_digest=_digest_of_run(run),
             )
             self._live[run_id] = live
             self._fresh.add(run_id)

@@ -130,8 +130,9 @@ class RemoteRun:
     async def follow(
         self, from_sequence: int = 0, last_received: Mapping[str, int] | None = None
     ) -> AsyncGenerator[RunEvent]:
-        """The run's events from its step `from_sequence`; `last_received` is for a run followed in memory (the
-        stream's reader, remote_tree, passes over the steps it names itself)."""
+        """The run's events from its step `from_sequence` (0 or 1: a watch from a later step is the tree reader's,
+        remote_tree, which passes over the earlier steps itself and so ends even past the run's end); `last_received`
+        is for a run followed in memory (remote_tree passes over the steps it names itself)."""
         if self.queued is not None:
             yield EncodedEvent(self.queued)
         first = self.started
@@ -151,7 +152,7 @@ class RemoteRun:
         kind = pb.WatchRunResponse.FromString(first).WhichOneof("event")
         if kind == "run_started" or (kind == "run_queued" and self.queued is None):
             yield EncodedEvent(first)
-        async for value in read_entries(self.run_id, from_sequence):
+        async for value in read_entries(self.run_id, max(from_sequence, 1)):
             final = _is_run_finished(value)
             yield EncodedEvent(value, final=final)
             if final:
@@ -183,18 +184,12 @@ async def finished_status(run_id: str) -> RunStatus | None:
     return run_status_from_pb(message.run_finished.status) if message.HasField("run_finished") else None
 
 
-async def read_entries(run_id: str, from_sequence: int) -> AsyncGenerator[bytes]:
-    """The run's steps from `from_sequence` on and then its RunFinished, each once, in order, waiting for them to come
-    (the caller stops at RunFinished). A run that ends before its step `from_sequence` (or had ended: a client asking
-    past its end) gives its RunFinished all the same: reading starts no later than at the last entry written."""
-    the_journal = journal.current()
-    start = max(from_sequence, 1)
-    if start > 1 and (last := await the_journal.last_offset(run_id)) is not None:
-        start = max(min(start, last), 1)
-    async with aclosing(the_journal.follow(run_id, start)) as entries:
-        async for offset, value in entries:
-            if offset >= from_sequence or _is_run_finished(value):
-                yield value
+async def read_entries(run_id: str, from_offset: int) -> AsyncGenerator[bytes]:
+    """The run's stream from `from_offset` on, each entry once, in order, waiting for the entries to come (the caller
+    stops at RunFinished)."""
+    async with aclosing(journal.current().follow(run_id, from_offset)) as entries:
+        async for _, value in entries:
+            yield value
 
 
 def _is_run_finished(value: bytes) -> bool:
