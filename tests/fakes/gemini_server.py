@@ -206,6 +206,17 @@ ScriptItem = FakeResponse | FakeError | FakeRaw | FakeDelay
 Responder = Callable[[dict[str, Any]], Turn | Awaitable[Turn]]
 
 
+def function_results_in(body: dict[str, Any]) -> int:
+    """How many function results (tool call answers) a request's conversation carries: a responder that decides its
+    turn by them answers a repeated model call as the first time, so the repeat shows as one more request."""
+    return sum(
+        1
+        for content in body.get("contents") or []
+        for part in content.get("parts") or []
+        if "functionResponse" in part or "function_response" in part
+    )
+
+
 def _get(mapping: dict[str, Any], camel: str, snake: str, default: Any = None) -> Any:
     if camel in mapping:
         return mapping[camel]

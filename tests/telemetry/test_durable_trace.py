@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from agentrun_core.telemetry import EXECUTION_SERVICE_NAME, Telemetry
-from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage
+from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage, function_results_in
 from tests.support.replicas import execution_database
 from tests.support.stack import agent_source, running_stack
 from tests.telemetry.test_run_trace import EXECUTE_AGENT, named, only, parent_id, points, span_id, trace_id
@@ -31,12 +31,7 @@ MODEL_SPAN = "generate_content gemini-2.5-flash"
 
 def respond(body: dict[str, Any]) -> FakeResponse:
     """Turn 1 calls add, turn 2 sleep, turn 3 answers (decided by the results the request carries)."""
-    results = sum(
-        1
-        for content in body.get("contents", [])
-        for part in content.get("parts", [])
-        if "functionResponse" in part or "function_response" in part
-    )
+    results = function_results_in(body)
     usage = FakeUsage(prompt=100, candidates=10)
     if results == 0:
         return FakeResponse(function_calls=[FakeFunctionCall("add", {"a": 2, "b": 3}, id="c1")], usage=usage)

@@ -3,6 +3,7 @@ a replica killed mid-turn does not call again the turn's call that completed, on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
 
 from tests.execution_service.durable.test_replicas import AGENTS, assert_exactly_once_in_order, watch_rest
-from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse
+from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, function_results_in
 from tests.support.replicas import running_cluster
 from tests.support.stack import wait_for
 
@@ -22,14 +23,23 @@ def one_turn_of(*calls: FakeFunctionCall) -> Any:
     """Turn 1 asks for `calls` at once; turn 2 answers."""
 
     def respond(body: dict[str, Any]) -> FakeResponse:
-        answered = any(
-            "functionResponse" in part or "function_response" in part
-            for content in body.get("contents", [])
-            for part in content.get("parts", [])
-        )
+        answered = function_results_in(body) > 0
         return FakeResponse(text="all done") if answered else FakeResponse(function_calls=list(calls))
 
     return respond
+
+
+async def steps_until(stream: Any, done: Callable[[list[run_pb2.ExecutionStep]], bool]) -> tuple[str, list[Any]]:
+    """The run's id and its steps streamed until `done(steps)` holds (the stream is left open)."""
+    run_id, seen = "", []
+    async for event in stream:
+        if event.WhichOneof("event") == "run_started":
+            run_id = event.run_started.run_id
+        elif event.WhichOneof("event") == "step":
+            seen.append(event.step)
+            if done(seen):
+                break
+    return run_id, seen
 
 
 async def test_the_tool_calls_of_one_turn_overlap_in_durable_mode(tmp_path: Path, database_url: str) -> None:
@@ -70,14 +80,12 @@ async def test_a_replica_killed_mid_turn_does_not_repeat_the_turns_completed_cal
         )
         a = await cluster.start_replica("replica-k")
         stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=True))
-        run_id, seen = "", []
-        async for event in stream:
-            if event.WhichOneof("event") == "run_started":
-                run_id = event.run_started.run_id
-            elif event.WhichOneof("event") == "step":
-                seen.append(event.step)
-                if event.step.WhichOneof("payload") == "tool_result" and event.step.tool_result.tool_name == "echo":
-                    break
+        run_id, seen = await steps_until(
+            stream,
+            lambda steps: (
+                steps[-1].WhichOneof("payload") == "tool_result" and steps[-1].tool_result.tool_name == "echo"
+            ),
+        )
         await wait_for(lambda: sorted(c["tool"] for c in cluster.calls()) == ["echo", "sleep"], timeout_s=30)
         a.kill()  # the echo completed, the sleep is in flight
         assert [s.WhichOneof("payload") for s in seen] == ["model_call", "tool_call", "tool_call", "tool_result"]
@@ -106,12 +114,7 @@ async def test_a_turn_with_more_calls_than_run_at_once_replays_after_a_crash_in_
     (it ended DURABLE_REPLAY_DIVERGED)."""
 
     def respond(body: dict[str, Any]) -> FakeResponse:
-        answered = sum(
-            1
-            for content in body.get("contents", [])
-            for part in content.get("parts", [])
-            if "functionResponse" in part or "function_response" in part
-        )
+        answered = function_results_in(body)
         if answered == 0:
             return FakeResponse(
                 function_calls=[
@@ -128,14 +131,9 @@ async def test_a_turn_with_more_calls_than_run_at_once_replays_after_a_crash_in_
         cluster.gemini.set_responder(respond)
         a = await cluster.start_replica("replica-l", AGENTRUN_MAX_PARALLEL_TOOLS="2")
         stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=True))
-        run_id, seen = "", []
-        async for event in stream:
-            if event.WhichOneof("event") == "run_started":
-                run_id = event.run_started.run_id
-            elif event.WhichOneof("event") == "step":
-                seen.append(event.step)
-                if len([s for s in seen if s.WhichOneof("payload") == "tool_call"]) == 4:
-                    break  # turn 2's sleep started
+        run_id, seen = await steps_until(  # turn 2's sleep started
+            stream, lambda steps: [s.WhichOneof("payload") for s in steps].count("tool_call") == 4
+        )
         turn_1 = [s.WhichOneof("payload") for s in seen[1:7]]
         # The third call started only after a result: the stream does not hold the three starts first.
         assert turn_1 != ["tool_call"] * 3 + ["tool_result"] * 3 and sorted(turn_1) == sorted(

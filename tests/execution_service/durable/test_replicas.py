@@ -16,7 +16,7 @@ import pytest
 from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
 
-from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse
+from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, function_results_in
 from tests.support.replicas import Cluster, Replica, execution_database, running_cluster
 from tests.support.stack import agent_source, wait_for
 
@@ -42,12 +42,7 @@ def two_tools_then_answer(sleep_s: float) -> Any:
     so a repeated model call would show up as a fourth request."""
 
     def respond(body: dict[str, Any]) -> FakeResponse:
-        results = sum(
-            1
-            for content in body.get("contents", [])
-            for part in content.get("parts", [])
-            if "functionResponse" in part or "function_response" in part
-        )
+        results = function_results_in(body)
         if results == 0:
             return FakeResponse(function_calls=[FakeFunctionCall("echo", {"text": "first"})])
         if results == 1:

@@ -17,7 +17,7 @@ from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
 from agentrun.runs.v1 import runs_service_pb2 as rs
 
-from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage
+from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage, function_results_in
 from tests.support.replicas import execution_database, running_cluster
 from tests.support.stack import agent_source, wait_for
 
@@ -47,18 +47,9 @@ def system_of(body: dict[str, Any]) -> str:
     return "".join(part.get("text", "") for part in instruction.get("parts", []))
 
 
-def results_in(body: dict[str, Any]) -> int:
-    return sum(
-        1
-        for content in body.get("contents", [])
-        for part in content.get("parts", [])
-        if "functionResponse" in part or "function_response" in part
-    )
-
-
 def turn_of(body: dict[str, Any]) -> tuple[str, int]:
     """(agent, turn): decided by the request itself, so a repeated model call shows up as a second request."""
-    return ("boss" if "You are boss." in system_of(body) else "helper", results_in(body))
+    return ("boss" if "You are boss." in system_of(body) else "helper", function_results_in(body))
 
 
 def respond(body: dict[str, Any]) -> FakeResponse:
@@ -218,7 +209,7 @@ def step_keys(events: list[Any]) -> list[tuple[str, int, int, str]]:
 
 def three_levels(body: dict[str, Any]) -> FakeResponse:
     """boss calls helper; helper calls echo, then helper2 (a grandchild of boss's run), then answers."""
-    system, results = system_of(body), results_in(body)
+    system, results = system_of(body), function_results_in(body)
     if "You are boss." in system:
         if results == 0:
             return FakeResponse(function_calls=[FakeFunctionCall("helper", {"task": "help"}, id="c-help")])

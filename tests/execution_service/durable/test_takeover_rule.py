@@ -47,6 +47,14 @@ async def silence(url: str, replica_id: str) -> None:
         )
 
 
+async def beat_for_longer_than_the_timeout(*replicas: ReplicaHeartbeat) -> None:
+    """Each replica beats (and looks for silent ones) every third of the timeout, four times."""
+    for _ in range(4):
+        for replica in replicas:
+            await replica._beat_and_take_over()
+        await asyncio.sleep(TIMEOUT_S / 3)
+
+
 async def test_a_replica_takes_over_a_silent_one_after_beating_for_the_timeout_itself(
     url: str, recovered: list[str]
 ) -> None:
@@ -65,10 +73,7 @@ async def test_a_replica_takes_over_a_silent_one_after_beating_for_the_timeout_i
 async def test_after_an_outage_of_the_database_no_replica_takes_over_the_others(url: str, recovered: list[str]) -> None:
     one = ReplicaHeartbeat(url, "one", interval_s=0.1, takeover_timeout_s=TIMEOUT_S)
     other = ReplicaHeartbeat(url, "other", interval_s=0.1, takeover_timeout_s=TIMEOUT_S)
-    for _ in range(4):
-        for beat in (one, other):
-            await beat._beat_and_take_over()
-        await asyncio.sleep(TIMEOUT_S / 3)
+    await beat_for_longer_than_the_timeout(one, other)
     assert recovered == []  # both alive, each beating for longer than the timeout
 
     # The database goes away for longer than the timeout: no replica can beat (`one` tries, and fails).
@@ -107,10 +112,7 @@ async def test_a_database_that_hung_rather_than_refused_starts_the_window_again(
     answering, then answered): the others may not have been able to beat either."""
     one = ReplicaHeartbeat(url, "hung-one", interval_s=0.1, takeover_timeout_s=TIMEOUT_S)
     other = ReplicaHeartbeat(url, "hung-other", interval_s=0.1, takeover_timeout_s=TIMEOUT_S)
-    for _ in range(4):
-        for beat in (one, other):
-            await beat._beat_and_take_over()
-        await asyncio.sleep(TIMEOUT_S / 3)
+    await beat_for_longer_than_the_timeout(one, other)
     await asyncio.sleep(TIMEOUT_S)  # nobody beats: a hang, as seen by `one`'s next beat
     await silence(url, "hung-other")
     await one._beat_and_take_over()
