@@ -131,7 +131,11 @@ async def test_100_runs_over_two_replicas_hold_the_limits_and_are_stored_once(tm
                 break
             await asyncio.sleep(0.2)
         assert sorted(run.id for run in stored) == sorted(run_ids)  # every run stored, each once
-        assert all(run.status == run_pb2.RUN_STATUS_COMPLETED for run in stored)
+        assert all(run.status == run_pb2.RUN_STATUS_COMPLETED for run in stored), [
+            (run.id, run_pb2.RunStatus.Name(run.status), run.error.reason)
+            for run in stored
+            if run.status != run_pb2.RUN_STATUS_COMPLETED
+        ]
         assert sum(len(fake.requests) for fake in fakes) == RUNS  # one model call each, none repeated
         assert all(fake.max_in_flight <= PER_REPLICA for fake in fakes), [f.max_in_flight for f in fakes]
         assert most_at_once([span for fake in fakes for span in fake.spans]) <= GLOBAL
