@@ -24,21 +24,23 @@ workflow ended without deleting its record)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from execution_service.durable.periodic import Periodic
+from execution_service.durable.pooled_connections import PooledConnections, Work
 from execution_service.errors import ExecutionDatabaseUnavailable, QueueFull
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # The shared queue every run enters, and the unlimited one a queued run is moved to when it must end without starting.
 RUN_QUEUE = "agentrun_runs"
@@ -93,20 +95,20 @@ class DurableAdmission:
         self._sweeper: Periodic | None = None
         self._stale_at = 0.0
         # A few open connections, reused: opening one per statement cost more CPU than the statements.
-        self._pool = AsyncConnectionPool(
-            url, min_size=1, max_size=MAX_CONNECTIONS, kwargs={"autocommit": True}, open=False, name="admission"
+        self._connections = PooledConnections(
+            AsyncConnectionPool(
+                url, min_size=1, max_size=MAX_CONNECTIONS, kwargs={"autocommit": True}, open=False, name="admission"
+            )
         )
 
     async def open(self) -> None:
-        await self._pool.open()
+        await self._connections.open()
 
-    @contextlib.asynccontextmanager
-    async def _connect(self) -> AsyncIterator[psycopg.AsyncConnection[tuple[Any, ...]]]:
-        """A connection to the execution database (at most MAX_CONNECTIONS at once). A database that does not
-        answer is ExecutionDatabaseUnavailable (UNAVAILABLE to a client: retryable)."""
+    async def _run(self, work: Work[T]) -> T:
+        """`work` on a connection to the execution database (at most MAX_CONNECTIONS at once). A database that does
+        not answer is ExecutionDatabaseUnavailable (UNAVAILABLE to a client: retryable)."""
         try:
-            async with self._pool.connection(timeout=CONNECT_TIMEOUT_S) as conn:
-                yield conn
+            return await self._connections.run(work, timeout_s=CONNECT_TIMEOUT_S)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             log.error("the execution database did not answer", extra={"error": str(exc)})
             raise ExecutionDatabaseUnavailable(
@@ -122,8 +124,9 @@ class DurableAdmission:
         whose event loop is busy (a burst held it for whole loop turns, and the other replicas' admission connections
         waited on it until their runs' first steps timed out)."""
         limits = self.limits
-        async with self._connect() as conn:
-            cursor = await conn.execute(
+        row = await self._run(
+            functools.partial(
+                _fetch_one,
                 "SELECT admitted, waits, occupied, capacity FROM agentrun.enter_queue(%s, %s, %s, %s, %s, %s)",
                 (
                     run_id,
@@ -134,7 +137,7 @@ class DurableAdmission:
                     limits.queue_timeout_s,
                 ),
             )
-            row = await cursor.fetchone()
+        )
         assert row is not None
         admitted, waits, occupied, capacity = bool(row[0]), bool(row[1]), int(row[2]), int(row[3])
         if not admitted:
@@ -158,25 +161,24 @@ class DurableAdmission:
 
     async def announce_entered(self, replica: str) -> None:
         """Tells every replica listening on ENTERED_CHANNEL that runs entered the shared queue (queue_wakeups)."""
-        async with self._connect() as conn:
-            await conn.execute("SELECT pg_notify(%s, %s)", (ENTERED_CHANNEL, replica))
+        await self._run(functools.partial(_execute, "SELECT pg_notify(%s, %s)", (ENTERED_CHANNEL, replica)))
 
     async def abandon(self, run_id: str) -> None:
         """The run's workflow could not be enqueued: its admission record goes."""
-        async with self._connect() as conn:
-            await conn.execute("DELETE FROM agentrun.queued_runs WHERE run_id = %s", (run_id,))
+        await self._run(functools.partial(_execute, "DELETE FROM agentrun.queued_runs WHERE run_id = %s", (run_id,)))
 
     async def leave(self, run_id: str, replica: str, now: datetime) -> Dequeued:
         """The run's workflow left the queue at `now` on `replica` (its first step): marks its record and tells
         whether it must end there (a stored cancel request, or its queue timeout expired)."""
-        async with self._connect() as conn:
-            cursor = await conn.execute(
+        row = await self._run(
+            functools.partial(
+                _fetch_one,
                 "UPDATE agentrun.queued_runs SET dequeued_at = now() WHERE run_id = %s "
                 "RETURNING deadline IS NOT NULL AND deadline <= now(), "
                 "EXISTS (SELECT 1 FROM agentrun.cancel_requests c WHERE c.run_id = queued_runs.run_id)",
                 (run_id,),
             )
-            row = await cursor.fetchone()
+        )
         if row is None:  # no record (removed by hand): nothing ends it here
             return Dequeued(now, replica)
         cancelled = bool(row[1])
@@ -185,42 +187,43 @@ class DurableAdmission:
     async def queued_event(self, run_id: str) -> bytes | None:
         """The run's RunQueued event as its followers send it first: while it waits, and after it left the queue when
         its starter showed it QUEUED. None: no such record."""
-        async with self._connect() as conn:
-            cursor = await conn.execute(
+        row = await self._run(
+            functools.partial(
+                _fetch_one,
                 "SELECT queued FROM agentrun.queued_runs WHERE run_id = %s AND (shown OR dequeued_at IS NULL)",
                 (run_id,),
             )
-            row = await cursor.fetchone()
+        )
         return None if row is None else bytes(row[0])
 
     async def forget(self, run_id: str) -> None:
         """The run ended: its record goes (best effort; a record left behind holds no run data)."""
         try:
-            async with self._connect() as conn:
-                await conn.execute("DELETE FROM agentrun.queued_runs WHERE run_id = %s", (run_id,))
-        except psycopg.Error:
+            await self._run(
+                functools.partial(_execute, "DELETE FROM agentrun.queued_runs WHERE run_id = %s", (run_id,))
+            )
+        except (psycopg.Error, ExecutionDatabaseUnavailable):
             log.exception("could not delete a finished run's admission record", extra={"run_id": run_id})
 
     async def end_queued(self, run_id: str) -> bool:
         """Moves the run's workflow, if it still waits in the shared queue, to the ending queue (where it starts at
         once and ends, CancelRun). False: it left the queue already."""
-        async with self._connect() as conn:
-            moved = await _move_to_ending_queue(conn, "workflow_uuid = %s", (run_id,))
+        moved = await self._run(functools.partial(_move_to_ending_queue, which="workflow_uuid = %s", params=(run_id,)))
         return moved > 0
 
     async def sweep(self) -> int:
         """Moves every queued run past its queue timeout to the ending queue; returns how many."""
-        async with self._connect() as conn:
-            return await _move_to_ending_queue(
-                conn,
-                "workflow_uuid IN (SELECT run_id FROM agentrun.queued_runs "
+        return await self._run(
+            functools.partial(
+                _move_to_ending_queue,
+                which="workflow_uuid IN (SELECT run_id FROM agentrun.queued_runs "
                 "WHERE dequeued_at IS NULL AND deadline IS NOT NULL AND deadline <= now())",
-                (),
+                params=(),
             )
+        )
 
     async def delete_stale(self) -> int:
-        async with self._connect() as conn:
-            return await _delete_stale_records(conn)
+        return await self._run(_delete_stale_records)
 
     def start_sweeper(self, moved: Callable[[], None]) -> None:
         """Every SWEEP_INTERVAL_S, moves the queued runs past their queue timeout to the ending queue and then calls
@@ -241,7 +244,7 @@ class DurableAdmission:
             await sweeper.stop()
 
     async def close(self) -> None:
-        await self._pool.close()
+        await self._connections.close()
 
     async def _sweep_once(self, moved: Callable[[], None]) -> None:
         if self.limits.queue_timeout_s > 0:
@@ -257,7 +260,18 @@ class DurableAdmission:
                 log.warning("deleted stale admission records", extra={"records": stale})
 
 
-async def _delete_stale_records(conn: psycopg.AsyncConnection) -> int:
+async def _execute(sql: str, params: tuple[object, ...], conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.execute(sql, params)
+
+
+async def _fetch_one(
+    sql: str, params: tuple[object, ...], conn: psycopg.AsyncConnection[Any]
+) -> tuple[Any, ...] | None:
+    cursor = await conn.execute(sql, params)
+    return await cursor.fetchone()
+
+
+async def _delete_stale_records(conn: psycopg.AsyncConnection[Any]) -> int:
     """Deletes the admission records of runs whose workflow ended (a record `forget` could not delete) or never
     was enqueued (its starter died in between), older than a minute. Reads DBOS's workflow_status by primary key."""
     cursor = await conn.execute(
@@ -268,7 +282,7 @@ async def _delete_stale_records(conn: psycopg.AsyncConnection) -> int:
     return cursor.rowcount
 
 
-async def _move_to_ending_queue(conn: psycopg.AsyncConnection, which: str, params: tuple[object, ...]) -> int:
+async def _move_to_ending_queue(conn: psycopg.AsyncConnection[Any], *, which: str, params: tuple[object, ...]) -> int:
     """The one write to DBOS's workflow_status: still-ENQUEUED workflows of the shared queue move to the ending
     queue. Atomic with DBOS's dequeue: a workflow a replica claimed meanwhile is PENDING and left alone."""
     cursor = await conn.execute(

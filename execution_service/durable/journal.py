@@ -18,8 +18,9 @@ takeover, the queue); the journal keeps what a run writes while it runs.
   result the same way and returns the result recorded first: two executions of one run (which DBOS's recovery
   prevents) would still go on with the same result.
 
-Statements run on a few autocommit connections (a psycopg_pool of at most `POOL_SIZE`, opened as needed), each
-statement prepared once per connection. Writes are batched: a
+Statements run on a few autocommit connections (a psycopg_pool of at most `POOL_SIZE`, opened as needed, used
+through `pooled_connections` so that a cancelled reader cannot lose one), each statement prepared once per
+connection. Writes are batched: a
 write that comes while `WRITERS` batches are being written joins the next batch, written in one transaction (one
 commit, one WAL flush for all), so a thousand runs writing at once do not queue behind one commit each. Every
 statement is idempotent, so one that fails because its connection broke is tried again on a new connection.
@@ -41,6 +42,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed
 
 from agentrun_core.failure_streak import FailureStreak
 from agentrun_core.tasks import cancel_and_wait
+from execution_service.durable.pooled_connections import PooledConnections
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +95,7 @@ class Journal:
         """`url`: the execution database, as psycopg.connect takes it."""
         self._url = url
         self._pool_size = pool_size
-        self._pool: AsyncConnectionPool | None = None
+        self._connections: PooledConnections | None = None
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self._listener: asyncio.Task[None] | None = None
         self._listener_failures = FailureStreak(
@@ -106,25 +108,28 @@ class Journal:
 
     async def open(self) -> None:
         """Makes the journal usable (connections open as they are needed)."""
-        self._pool = AsyncConnectionPool(
-            self._url,
-            min_size=0,
-            max_size=self._pool_size,
-            kwargs={"autocommit": True, "application_name": APPLICATION},
-            open=False,
-            name="journal",
-            # A failed connect is retried with a growing backoff until this; the next statement then starts afresh,
-            # so the journal is back within seconds of the database (the default, 300 s, let backoffs reach 128 s).
-            reconnect_timeout=CONNECTION_WAIT_S,
+        self._connections = PooledConnections(
+            AsyncConnectionPool(
+                self._url,
+                min_size=0,
+                max_size=self._pool_size,
+                kwargs={"autocommit": True, "application_name": APPLICATION},
+                open=False,
+                name="journal",
+                # A failed connect is retried with a growing backoff until this; the next statement then starts
+                # afresh, so the journal is back within seconds of the database (the default, 300 s, let backoffs
+                # reach 128 s).
+                reconnect_timeout=CONNECTION_WAIT_S,
+            )
         )
-        await self._pool.open()
+        await self._connections.open()
 
     async def close(self) -> None:
         listener, self._listener = self._listener, None
         await cancel_and_wait(*self._writers, listener)
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        connections, self._connections = self._connections, None
+        if connections is not None:
+            await connections.close()
         self._wake_all()
 
     # --- entries ---------------------------------------------------------------------------------------------
@@ -270,11 +275,10 @@ class Journal:
         CONNECTION_WAIT_S (psycopg_pool's PoolTimeout is an OperationalError). The pool drops a connection returned
         broken, or in the middle of a statement (cancelled)."""
         for attempt in range(1, _ATTEMPTS + 1):
-            if self._pool is None:
+            if self._connections is None:
                 raise JournalClosed("the durable journal is not open")
             try:
-                async with self._pool.connection(timeout=CONNECTION_WAIT_S) as conn:
-                    return await work(conn)
+                return await self._connections.run(work, timeout_s=CONNECTION_WAIT_S)
             except PoolClosed:
                 raise JournalClosed("the durable journal closed") from None
             except psycopg.OperationalError as exc:
