@@ -178,7 +178,10 @@ class QueueWorkers:
         for thread, _ in self._workers.values():
             thread.join(timeout=STOP_TIMEOUT_S)
             if thread.is_alive():
-                log.warning("a durable queue's poller did not stop in time", extra={"thread": thread.name})
+                log.warning(
+                    "a durable queue's poller did not stop in time",
+                    extra={"poller": thread.name, "waited_s": STOP_TIMEOUT_S},
+                )
         self._workers.clear()
 
 
