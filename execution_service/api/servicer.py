@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from contextlib import aclosing
+from typing import Any
 
 import grpc
 from agentrun.execution.v1 import execution_service_pb2 as pb
@@ -25,6 +28,7 @@ from execution_service.errors import (
     ExecutionError,
     InvalidRequest,
     PermissionDenied,
+    RunAlreadyFinished,
     RunNotFound,
     Unimplemented,
 )
@@ -59,7 +63,7 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         limits = limits or CallLimits()
         self._streams = StreamLimiter(limits.max_streams_per_user)
         self._rate = RateLimiter(limits.rate_per_minute, limits.burst)
-        # Cancellations of disconnected clients' runs held by other replicas, in flight.
+        # Cancellations of disconnected clients' runs, in flight (_cancel_in_background).
         self._cancelling: set[asyncio.Task[None]] = set()
 
     async def ExecuteAgent(
@@ -75,23 +79,27 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
             return
         try:
             try:
-                live = await self._manager.start_or_attach(
-                    StartRun(
-                        agent_name=request.agent_name,
-                        task=request.task,
-                        user=user,
-                        variables=dict(request.variables),
-                        labels=dict(request.labels),
-                        run_id=request.run_id,
-                        model=request.model,
-                        session_id=request.session_id,
-                    )
+                live = await self._start(
+                    self._manager.start_or_attach(
+                        StartRun(
+                            agent_name=request.agent_name,
+                            task=request.task,
+                            user=user,
+                            variables=dict(request.variables),
+                            labels=dict(request.labels),
+                            run_id=request.run_id,
+                            model=request.model,
+                            session_id=request.session_id,
+                        )
+                    ),
+                    detach=request.detach,
                 )
             except ExecutionError as exc:
                 await abort_for(context, exc)
                 return
-            async for event in self._follow(live, live.follow(0), detach=request.detach):
-                yield event_response(pb.ExecuteAgentResponse, event)
+            async with aclosing(self._follow(live, live.follow(0), detach=request.detach)) as followed:
+                async for event in followed:
+                    yield event_response(pb.ExecuteAgentResponse, event)
         finally:
             self._streams.release(user)
 
@@ -109,12 +117,13 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
             return
         try:
             try:
-                live = await self._manager.fork(fork)
+                live = await self._start(self._manager.fork(fork), detach=request.detach)
             except ExecutionError as exc:
                 await abort_for(context, exc)
                 return
-            async for event in self._follow(live, live.follow(0), detach=request.detach):
-                yield event_response(pb.ForkRunResponse, event)
+            async with aclosing(self._follow(live, live.follow(0), detach=request.detach)) as followed:
+                async for event in followed:
+                    yield event_response(pb.ForkRunResponse, event)
         finally:
             self._streams.release(user)
 
@@ -132,8 +141,9 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
             await abort_for(context, exc)
             return
         try:
-            async for event in self._follow(live, events, detach=True):
-                yield event_response(pb.WatchRunResponse, event)
+            async with aclosing(self._follow(live, events, detach=True)) as followed:
+                async for event in followed:
+                    yield event_response(pb.WatchRunResponse, event)
         finally:
             self._streams.release(user)
 
@@ -207,31 +217,60 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
             raise RunNotFound(run_id)
         return live
 
+    async def _start(self, starting: Coroutine[Any, Any, FollowedRun], *, detach: bool) -> FollowedRun:
+        """Starts a run in a task of its own, so a client that goes away meanwhile (its deadline, a closed stream)
+        cannot cut the start in half (a run recorded RUNNING whose task never began, an admission record without its
+        workflow). The run of a client that went away without detaching is then cancelled, as when it goes later."""
+        start = asyncio.ensure_future(starting)
+        try:
+            return await asyncio.shield(start)
+        except asyncio.CancelledError:
+            start.add_done_callback(functools.partial(self._started_for_nobody, detach=detach))
+            raise
+
+    def _started_for_nobody(self, start: asyncio.Future[FollowedRun], *, detach: bool) -> None:
+        if start.cancelled():
+            return
+        error = start.exception()
+        if error is not None:
+            log.info("a run was not started after its client went away", extra={"why": str(error)})
+            return
+        run_id = start.result().run_id
+        if detach:
+            log.info("the client went away while its detached run started; the run goes on", extra={"run_id": run_id})
+            return
+        log.info("client disconnected while its run started: cancelling it", extra={"run_id": run_id})
+        self._cancel_in_background(run_id)
+
     async def _follow(
         self, live: FollowedRun, events: AsyncIterator[RunEvent], *, detach: bool
-    ) -> AsyncIterator[RunEvent]:
+    ) -> AsyncGenerator[RunEvent]:
         """Streams the run's events (`events`: its `follow`); a client that goes away cancels the run unless it
-        detached."""
+        detached: the handler is cancelled while it waits here for the next event (CancelledError) or while gRPC
+        sends the last one (the handler then closes this generator: GeneratorExit)."""
         try:
             async for event in events:
                 yield event
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):
             if not detach and not live.is_finished:
                 log.info("client disconnected: cancelling its run", extra={"run_id": live.run_id})
                 try:
                     self._manager.cancel(live.run_id)
+                except RunAlreadyFinished:
+                    pass  # it ended as the client went away (is_finished lags the run's own end a little)
                 except RunNotFound:
                     # Durable mode: the run waits in the shared queue or executes on another replica.
-                    self._cancel_elsewhere(live.run_id)
+                    self._cancel_in_background(live.run_id)
             raise
 
-    def _cancel_elsewhere(self, run_id: str) -> None:
-        """Cancels a run this replica does not hold, from a handler being cancelled (so in a task of its own)."""
+    def _cancel_in_background(self, run_id: str) -> None:
+        """Cancels a disconnected client's run (held here or by another replica), from a handler being cancelled or
+        a callback (so in a task of its own)."""
 
         async def cancel() -> None:
             try:
                 await self._manager.cancel_anywhere(run_id)
-                log.info("client disconnected: cancelled its run on another replica", extra={"run_id": run_id})
+                log.info("client disconnected: its run is cancelled", extra={"run_id": run_id})
             except ExecutionError as exc:
                 log.info("could not cancel the disconnected client's run", extra={"run_id": run_id, "why": str(exc)})
 

@@ -134,8 +134,12 @@ class DurableChildren:
             if refused is not None:
                 await self._host.record_not_started(start, refused)
                 return refused
+            starting = _outside_workflow(self._host.start_child(start))
             try:
-                await _outside_workflow(self._host.start_child(start))
+                await asyncio.shield(starting)
+            except asyncio.CancelledError:
+                await self._end_started_child(start.run_id, starting)
+                raise
             except ExecutionError as exc:
                 log.info(
                     "sub-agent run not started",
@@ -167,6 +171,18 @@ class DurableChildren:
 
     def _for_call(self, context: ToolCallContext) -> ParentRun:
         return dataclasses.replace(self._parent, tool_call_id=context.call_id)
+
+    async def _end_started_child(self, run_id: str, starting: asyncio.Task[None]) -> None:
+        """The parent ended (cancelled, timed out) while its child was being started: the start is let finish (cut
+        short, it could leave the child's workflow pending with nobody to end it, to run at the next recovery), then
+        the child ends as its parent does (here, or by a stored cancel request wherever it resumes)."""
+        await asyncio.wait([starting], timeout=CHILD_END_WAIT_S)
+        if not starting.done():
+            log.error("a sub-agent run's start outlasted its parent's end", extra={"run_id": self._parent.base.id})
+            return
+        if starting.cancelled() or starting.exception() is not None:
+            return  # not started: nothing to end
+        self._host.end_child(run_id, self._parent.live)
 
     async def _wait(self, run_id: str) -> RunEnd:
         waiting = _outside_workflow(_result(run_id))

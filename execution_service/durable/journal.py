@@ -127,6 +127,7 @@ class Journal:
     async def close(self) -> None:
         listener, self._listener = self._listener, None
         await cancel_and_wait(*self._writers, listener)
+        self._fail_all([])  # writes left to a writer stopped before it began
         connections, self._connections = self._connections, None
         if connections is not None:
             await connections.close()
@@ -248,9 +249,7 @@ class Journal:
         try:
             results = await self._on_connection(functools.partial(_execute, batch=batch))
         except asyncio.CancelledError:
-            for write in (*batch, *self._batch):
-                write.fail(JournalClosed("the durable journal closed before the write was done"))
-            self._batch = []
+            self._fail_all(batch)
             raise
         except (psycopg.OperationalError, JournalClosed) as exc:
             for write in batch:  # the database, not a write: each alone would fail the same way, one by one
@@ -264,11 +263,20 @@ class Journal:
             for write in batch:
                 try:
                     write.done((await self._on_connection(functools.partial(_execute, batch=[write])))[0])
+                except asyncio.CancelledError:
+                    self._fail_all(batch)
+                    raise
                 except Exception as error:
                     write.fail(error)
             return
         for write, rows in zip(batch, results, strict=True):
             write.done(rows)
+
+    def _fail_all(self, batch: list[_Write]) -> None:
+        """The journal closes: every write not done yet fails (its caller would otherwise wait for good)."""
+        for write in (*batch, *self._batch):
+            write.fail(JournalClosed("the durable journal closed before the write was done"))
+        self._batch = []
 
     async def _on_connection(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
         """`work` on one of the pool's connections; tried again on another when the connection broke or none came in

@@ -24,6 +24,7 @@ from agentrun_core.domain import (
 )
 from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
+from agentrun_core.tasks import complete_despite_cancellation
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.durable import journal
 from execution_service.durable.admission import ENDING_QUEUE, RUN_QUEUE, Dequeued, DurableAdmission
@@ -216,13 +217,13 @@ class DurableRunManager(RunManager):
         encoded = encode_event(queued)
         shown = await self._queue.enter(run_id, encoded)
         run = dataclasses.replace(run, queued=queued, shown_queued=shown)
-        if shown:
-            self._publish_early(dataclasses.replace(base, status=RunStatus.QUEUED), "QUEUED")
         try:
             await self._runtime.start_run(run, queue_name=RUN_QUEUE)
         except BaseException:
             await asyncio.shield(self._queue.abandon(run_id))
             raise
+        if shown:  # once its workflow is enqueued (a QUEUED record of a run that never was stays QUEUED)
+            self._publish_early(dataclasses.replace(base, status=RunStatus.QUEUED), "QUEUED")
         log.info(
             "run queued" if shown else "run enqueued",
             extra={"run_id": run_id, "agent": base.agent_name, "replica": self.replica, "queue": RUN_QUEUE},
@@ -346,7 +347,24 @@ class DurableRunManager(RunManager):
                     live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, None, run.setup
                 )
         with traced.activate():
-            end = await asyncio.shield(self._finish_durable(run, live, recorder, writer, checkpoints, outcome, traced))
+            return await complete_despite_cancellation(
+                self._end_run(run, live, recorder, writer, checkpoints, outcome, traced),
+                what="recording a durable run's end",
+                give_way=lambda: self._shutting_down,
+            )
+
+    async def _end_run(
+        self,
+        run: DurableRunInput,
+        live: LiveRun,
+        recorder: DurableStepRecorder,
+        writer: StreamWriter,
+        checkpoints: Checkpoints,
+        outcome: LoopOutcome,
+        traced: RunTelemetry,
+    ) -> RunEnd:
+        """The run's end recorded (_finish_durable), and its admission record gone."""
+        end = await self._finish_durable(run, live, recorder, writer, checkpoints, outcome, traced)
         self._inputs.pop(run.run_id, None)
         if run.queued is not None:
             await self._queue.forget(run.run_id)
@@ -393,12 +411,11 @@ class DurableRunManager(RunManager):
             "a queued run ends without starting",
             extra={"run_id": run.run_id, "status": outcome.status.value, "replica": self.replica},
         )
-        end = await asyncio.shield(
-            self._finish_durable(run, live, recorder, writer, checkpoints, outcome, RunTelemetry.noop())
+        return await complete_despite_cancellation(
+            self._end_run(run, live, recorder, writer, checkpoints, outcome, RunTelemetry.noop()),
+            what="recording the end of a durable run that never started",
+            give_way=lambda: self._shutting_down,
         )
-        self._inputs.pop(run.run_id, None)
-        await self._queue.forget(run.run_id)
-        return end
 
     def _run_telemetry(self, run: DurableRunInput, provider: str, fresh: bool) -> RunTelemetry:
         """This execution's `invoke_agent` span: in the run's trace, a child of the span that started the run, on

@@ -183,6 +183,9 @@ class RunPublisher:
     async def close(self) -> None:
         """Stops the senders; records still waiting fail their attempt (their workflows retry them when resumed)."""
         await cancel_and_wait(*self._senders)
+        for pending in self._waiting:  # left to a sender stopped before it began
+            pending.settle(_NotAnswered("the publisher stopped"))
+        self._waiting = []
 
     async def _send(self, batch: list[_Pending]) -> None:
         if len(batch) == 1 or not self._batches_allowed():

@@ -97,8 +97,12 @@ class ChildRuns:
         if refused is not None:
             await self._record_not_started(start, refused)
             return refused
+        starting = asyncio.ensure_future(self._start(start))
         try:
-            child = await self._start(start)
+            child = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            await self._end_started_child(starting)
+            raise
         except ExecutionError as exc:
             log.info(
                 "sub-agent run not started",
@@ -118,6 +122,20 @@ class ChildRuns:
             return ChildResult(child.run_id, RunStatus.FAILED)
         self._tree.add_child_cost(finished.cost_with_descendants or finished.cost)
         return ChildResult(finished.run_id, finished.status, finished.final_response, finished.error)
+
+    async def _end_started_child(self, starting: asyncio.Future[LiveRun]) -> None:
+        """The parent ended (cancelled, timed out) while its child was being started: the start is let finish (cut
+        short, it left a child recorded RUNNING whose task never began), then the child ends as its parent does."""
+        await asyncio.wait([starting], timeout=CHILD_END_WAIT_S)
+        if not starting.done():
+            log.error("a sub-agent run's start outlasted its parent's end", extra={"run_id": self._live.run_id})
+            return
+        if starting.cancelled() or starting.exception() is not None:
+            return  # not started: nothing to end
+        child = starting.result()
+        if child.task is not None:
+            self._cancel(child.run_id)
+            await asyncio.wait([child.task], timeout=CHILD_END_WAIT_S)
 
     async def not_started(
         self, agent: str, task: str, variables: dict[str, str], context: ToolCallContext, problem: str

@@ -72,6 +72,11 @@ class LiveRun:
     control: RunControl = field(default_factory=RunControl)
     task: asyncio.Task[None] | None = None
     cancel_requested: bool = False
+    # Whether an immediate cancel may cancel its task now: only while it waits for a slot or runs its loop, where
+    # the cancellation ends it CANCELLED. Outside (before, or while its end is recorded) the cancel is only noted
+    # (cancel_requested: the loop does not begin, or it ends anyway); a cancellation there would cut the run's task
+    # short and its end with it (a durable run's workflow then stayed PENDING, its end never recorded).
+    interruptible: bool = False
     # Why it was cancelled, when not by a client (a sub-agent's run whose parent ended first).
     cancel_message: str = ""
     # The run whose tool call started this one (a sub-agent's run); it receives this run's steps too.

@@ -28,6 +28,7 @@ from agentrun_core.domain import (
 )
 from agentrun_core.echo import shown
 from agentrun_core.ids import new_run_id, run_id_problem
+from agentrun_core.tasks import complete_despite_cancellation
 from agentrun_core.telemetry import EXECUTION_SERVICE_NAME, Telemetry
 from execution_service.agents.registry import AgentRegistry
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
@@ -342,7 +343,7 @@ class RunManager:
         outcome: LoopOutcome
         try:
             if live.started is None:
-                base = await self._leave_queue(live, base, ticket)
+                base = await self._leave_queue_unless_cancelled(live, base, ticket)
         except _QueueTimedOut:
             self._admission.leave(ticket)
             outcome = self._queue_timeout_outcome()
@@ -361,7 +362,11 @@ class RunManager:
                 )
             finally:
                 self._admission.leave(ticket)  # the next run in line starts while this one is published
-        await asyncio.shield(self._finish(live, base, recorder, outcome, traced))
+        await complete_despite_cancellation(
+            self._finish(live, base, recorder, outcome, traced),
+            what="recording a run's end",
+            give_way=lambda: self._shutting_down,
+        )
 
     def _queue_timeout_outcome(self) -> LoopOutcome:
         return LoopOutcome(
@@ -372,6 +377,16 @@ class RunManager:
                 f"{self._limits.queue_timeout_s:g} s (AGENTRUN_QUEUE_TIMEOUT_S) and never started",
             ),
         )
+
+    async def _leave_queue_unless_cancelled(self, live: LiveRun, base: Run, ticket: Ticket) -> Run:
+        """`_leave_queue`, cancellable (CancelledError) while it waits; cancelled at once if it was cancelled before."""
+        live.interruptible = True
+        try:
+            if live.cancel_requested:
+                raise asyncio.CancelledError("the run was cancelled before it began")
+            return await self._leave_queue(live, base, ticket)
+        finally:
+            live.interruptible = False
 
     async def _leave_queue(self, live: LiveRun, base: Run, ticket: Ticket) -> Run:
         """Waits for a slot (at most the queue timeout: _QueueTimedOut), then starts the run: RunStarted, and the
@@ -417,7 +432,10 @@ class RunManager:
         `_cancelled_outcome`), or FAILED with INTERNAL for an unexpected error. `tools` (default: this manager's) and
         `max_parallel_tools` are what the durable mode wraps; `setup`: a session's history, a fork's replay."""
         outcome: LoopOutcome
+        live.interruptible = True  # RunManager.cancel cancels its task only in here
         try:
+            if live.cancel_requested and not live.control.stop_after_turn:
+                raise asyncio.CancelledError("the run was cancelled before its loop began")
             async with asyncio.timeout(timeout_s):
                 outcome = await self._run_loop(
                     live, agent, prompt, provider, recorder, traced, tools or self._tools, max_parallel_tools, setup
@@ -438,6 +456,8 @@ class RunManager:
         except Exception as exc:
             log.exception("run failed unexpectedly", extra={"run_id": live.run_id})
             outcome = LoopOutcome.failed(ErrorReason.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            live.interruptible = False
         return outcome
 
     async def _run_loop(
@@ -653,7 +673,7 @@ class RunManager:
         live.cancel_requested = True
         if after_turn and not live.is_queued:  # a queued run has no turn to finish: it leaves the queue now
             live.control.stop_after_turn = True
-        elif live.task is not None:
+        elif live.task is not None and live.interruptible:
             live.task.cancel()
         return live
 

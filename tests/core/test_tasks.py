@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from agentrun_core.tasks import cancel_and_wait
+from agentrun_core.tasks import cancel_and_wait, complete_despite_cancellation
 
 
 async def test_cancels_every_task_and_waits_for_its_cleanup() -> None:
@@ -55,3 +55,37 @@ async def test_a_task_that_had_failed_is_logged_not_raised(caplog: pytest.LogCap
     [record] = [r for r in caplog.records if r.name == "agentrun_core.tasks"]
     assert record.task == "the-broken-one"  # type: ignore[attr-defined]
     assert record.exc_info is not None and "disk on fire" in str(record.exc_info[1])
+
+
+async def test_work_that_must_end_ends_and_its_caller_gets_the_result_through_cancellations() -> None:
+    steps: list[str] = []
+
+    async def record_the_end() -> str:
+        await asyncio.sleep(0.1)
+        steps.append("recorded")
+        return "ended"
+
+    caller = asyncio.create_task(complete_despite_cancellation(record_the_end(), what="the test's end"))
+    for _ in range(3):  # a second CancelRun, a stray cancellation from a library's cancel scope...
+        await asyncio.sleep(0.02)
+        caller.cancel()
+    assert await caller == "ended"
+    assert steps == ["recorded"]
+    assert caller.cancelling() == 0  # withdrawn: nothing later in the caller sees a cancellation pending
+
+
+async def test_work_that_must_end_gives_way_to_a_stopping_service_and_still_ends() -> None:
+    ended = asyncio.Event()
+
+    async def record_the_end() -> None:
+        await asyncio.sleep(0.1)
+        ended.set()
+
+    caller = asyncio.create_task(
+        complete_despite_cancellation(record_the_end(), what="the test's end", give_way=lambda: True)
+    )
+    await asyncio.sleep(0.02)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await asyncio.wait_for(ended.wait(), 5)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import grpc
+import psycopg
 import pytest
 from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
+from agentrun.runs.v1 import runs_service_pb2 as rs
 
+from execution_service.durable.runtime import libpq_url
 from tests.fakes.gemini_server import FakeCandidate, FakeFunctionCall, FakeRaw, FakeResponse, FakeUsage
 from tests.support.stack import Stack, agent_source, running_stack, steps_of, wait_for
 
@@ -121,6 +125,95 @@ async def test_cancel_immediate_stops_in_flight_tools_and_is_stored_cancelled(tm
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stack.execution_stub().CancelRun(ex.CancelRunRequest(run_id="0190b6e2-7c3a-7d4e-9f10-2a3b4c5d6e7f"))
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_run_cancelled_again_while_it_finishes_ends_once_and_for_good(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
+    """CancelRun sent again (a second CancelRun, a client closing its stream after cancelling) while the run is
+    finishing: with RunsService down the run's end waits for it up to AGENTRUN_PUBLISH_WAIT_S, a wide window. The run
+    ends CANCELLED once; in durable mode its workflow ends too (cut short, it stayed PENDING and would have resumed
+    the cancelled run at the replica's next start)."""
+    agents = {"sleepy": agent_source(model="gemini-2.5-flash", tools=["test/sleep"])}
+    async with running_stack(tmp_path, agents, **mode) as stack:
+        stack.gemini.add(sleeper(30, "s1"))
+        stub = stack.execution_stub()
+        stream = stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="sleepy", task="sleep"))
+        seen = await first_events(stream, 3)  # started, model call, tool call
+        run_id = seen[0].run_started.run_id
+        await stack.stop_runs()
+        await stub.CancelRun(ex.CancelRunRequest(run_id=run_id))
+        for _ in range(5):
+            await asyncio.sleep(0.1)
+            try:
+                await stub.CancelRun(ex.CancelRunRequest(run_id=run_id))
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION, exc  # it finished meanwhile
+        finished = [event async for event in stream][-1].run_finished
+        assert finished.status == run_pb2.RUN_STATUS_CANCELLED
+        await stack.start_runs()
+        stored = await stack.stored_run(run_id, timeout_s=30)
+        for _ in range(100):  # durable mode publishes the run's end again, with backoff, once RunsService is back
+            if stored.status != run_pb2.RUN_STATUS_RUNNING:
+                break
+            await asyncio.sleep(0.2)
+            stored = await stack.stored_run(run_id)
+        assert stored.status == run_pb2.RUN_STATUS_CANCELLED
+        if "execution_database_url" in mode:
+            url = libpq_url(mode["execution_database_url"])
+
+            async def workflow_status() -> str:
+                async with await psycopg.AsyncConnection.connect(url) as conn:
+                    cursor = await conn.execute(
+                        "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = %s", (run_id,)
+                    )
+                    row = await cursor.fetchone()
+                return str(row[0]) if row else "missing"
+
+            statuses = [await workflow_status()]
+            for _ in range(75):  # its end is recorded just after the run's
+                if statuses[-1] == "SUCCESS":
+                    break
+                await asyncio.sleep(0.2)
+                statuses.append(await workflow_status())
+            assert statuses[-1] == "SUCCESS", statuses
+
+
+async def test_clients_gone_while_their_runs_start_leave_no_run_behind(tmp_path: Path, mode: dict[str, Any]) -> None:
+    """Clients whose deadline ends while their runs are being started (each a few milliseconds in): a run that was
+    recorded is followed through to its end (the start is never cut in half) and, as its client went away without
+    detaching, ends CANCELLED; none stays RUNNING or QUEUED."""
+    agents = {"sleepy": agent_source(model="gemini-2.5-flash", tools=["test/sleep"])}
+    async with running_stack(tmp_path, agents, **mode) as stack:
+        stack.gemini.set_responder(lambda body: sleeper(30, "s1"))
+        await stack.execution.tools.resolve(["test/sleep"])
+        stub = stack.execution_stub()
+
+        async def start_and_go(deadline_s: float) -> None:
+            call = stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="sleepy", task="sleep"), timeout=deadline_s)
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                async for _ in call:
+                    pass
+
+        await asyncio.gather(*(start_and_go(0.02 * (1 + i)) for i in range(30)))
+        runs_stub = stack.runs_stub()
+        left: list[str] = []
+        for _ in range(150):
+            await stack.execution.flush_outbox(5)
+            stored = (await runs_stub.ListRuns(rs.ListRunsRequest(page_size=100))).runs
+            left = [
+                f"{run.id} {run_pb2.RunStatus.Name(run.status)}"
+                for run in stored
+                if run.status in (run_pb2.RUN_STATUS_RUNNING, run_pb2.RUN_STATUS_QUEUED)
+            ]
+            if not left:
+                break
+            await asyncio.sleep(0.2)
+        assert not left, left
+        assert len(stored) >= 3  # many of the 30 started before their client's deadline
+        assert all(run.status == run_pb2.RUN_STATUS_CANCELLED for run in stored), [
+            run_pb2.RunStatus.Name(run.status) for run in stored
+        ]
 
 
 async def test_cancelling_a_run_not_held_here_while_runs_service_is_down_is_unavailable(tmp_path: Path) -> None:
