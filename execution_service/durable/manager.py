@@ -5,6 +5,7 @@ workflow (execution_service.durable.workflow), its effects checkpointed (effects
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import secrets
@@ -346,6 +347,7 @@ class DurableRunManager(RunManager):
                 outcome = await self._outcome(
                     live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, None, run.setup
                 )
+        live.ending = outcome.status
         with traced.activate():
             return await complete_despite_cancellation(
                 self._end_run(run, live, recorder, writer, checkpoints, outcome, traced),
@@ -411,6 +413,7 @@ class DurableRunManager(RunManager):
             "a queued run ends without starting",
             extra={"run_id": run.run_id, "status": outcome.status.value, "replica": self.replica},
         )
+        live.ending = outcome.status
         return await complete_despite_cancellation(
             self._end_run(run, live, recorder, writer, checkpoints, outcome, RunTelemetry.noop()),
             what="recording the end of a durable run that never started",
@@ -638,7 +641,8 @@ class DurableRunManager(RunManager):
             task.add_done_callback(_log_failure)
             return True
         child.cancel_message = f"the run was cancelled: its parent run {parent.run_id} ended first"
-        self.cancel(child_run_id)
+        with contextlib.suppress(RunAlreadyFinished):  # it ended on its own meanwhile
+            self.cancel(child_run_id)
         return True
 
     # --- any replica -----------------------------------------------------------------------------------------

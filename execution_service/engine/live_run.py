@@ -14,7 +14,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from agentrun_core.domain import ExecutionStep
+from agentrun_core.domain import ExecutionStep, RunStatus
 from agentrun_core.ids import run_id_problem
 from execution_service.engine.control import RunControl
 from execution_service.engine.events import RunEvent, RunFinishedEvent, RunQueuedEvent, RunStartedEvent, StepEvent
@@ -77,6 +77,8 @@ class LiveRun:
     # (cancel_requested: the loop does not begin, or it ends anyway); a cancellation there would cut the run's task
     # short and its end with it (a durable run's workflow then stayed PENDING, its end never recorded).
     interruptible: bool = False
+    # The status its loop ended with, while its end is recorded (a cancel then changes nothing, and says so).
+    ending: RunStatus | None = None
     # Why it was cancelled, when not by a client (a sub-agent's run whose parent ended first).
     cancel_message: str = ""
     # The run whose tool call started this one (a sub-agent's run); it receives this run's steps too.

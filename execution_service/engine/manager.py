@@ -8,6 +8,7 @@ reason QUEUE_TIMEOUT. The run timeout counts from the start of execution, after 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -362,6 +363,7 @@ class RunManager:
                 )
             finally:
                 self._admission.leave(ticket)  # the next run in line starts while this one is published
+        live.ending = outcome.status
         await complete_despite_cancellation(
             self._finish(live, base, recorder, outcome, traced),
             what="recording a run's end",
@@ -524,7 +526,8 @@ class RunManager:
             child.task.cancel()
             return
         child.cancel_message = f"the run was cancelled: its parent run {parent.run_id} ended first"
-        self.cancel(child_id)
+        with contextlib.suppress(RunAlreadyFinished):  # it ended on its own meanwhile
+            self.cancel(child_id)
 
     async def _start_child(self, child: ChildStart) -> LiveRun:
         """A child run: the parent's user, labels and model override; its own agent, limits and run id."""
@@ -670,6 +673,10 @@ class RunManager:
         if live.is_finished:
             status = live.finished.status.value if live.finished else ""
             raise RunAlreadyFinished(f"run {shown(run_id)} already finished with status {status}")
+        if live.ending is not None:
+            raise RunAlreadyFinished(
+                f"run {shown(run_id)} already finished with status {live.ending.value} (its record is being written)"
+            )
         live.cancel_requested = True
         if after_turn and not live.is_queued:  # a queued run has no turn to finish: it leaves the queue now
             live.control.stop_after_turn = True

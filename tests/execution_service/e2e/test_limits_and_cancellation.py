@@ -216,6 +216,37 @@ async def test_clients_gone_while_their_runs_start_leave_no_run_behind(tmp_path:
         ]
 
 
+async def test_cancel_run_as_a_run_ends_says_whether_it_took_effect(tmp_path: Path, mode: dict[str, Any]) -> None:
+    """CancelRun sent as soon as the run's answer streams in: the run has its outcome then, and a cancel changes
+    nothing; CancelRun says so (FAILED_PRECONDITION, naming the status) rather than OK for a run that ends
+    COMPLETED. Whatever CancelRun answers agrees with how the run ends."""
+    agents = {"plain": agent_source(model="gemini-2.5-flash")}
+    async with running_stack(tmp_path, agents, **mode) as stack:
+        stack.gemini.set_responder(lambda body: FakeResponse(text="the answer"))
+        stub = stack.execution_stub()
+        for _ in range(3):
+            stream = stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="plain", task="answer"))
+            answer: grpc.StatusCode | None = None
+            finished = None
+            run_id = ""
+            async for event in stream:
+                if event.WhichOneof("event") == "run_started":
+                    run_id = event.run_started.run_id
+                if event.WhichOneof("event") == "step" and event.step.WhichOneof("payload") == "final_response":
+                    try:
+                        await stub.CancelRun(ex.CancelRunRequest(run_id=run_id))
+                        answer = grpc.StatusCode.OK
+                    except grpc.aio.AioRpcError as exc:
+                        answer = exc.code()
+                        assert "already finished with status COMPLETED" in (exc.details() or ""), exc
+                if event.WhichOneof("event") == "run_finished":
+                    finished = event.run_finished
+            assert finished is not None and answer is not None
+            expected = run_pb2.RUN_STATUS_CANCELLED if answer == grpc.StatusCode.OK else run_pb2.RUN_STATUS_COMPLETED
+            assert answer in (grpc.StatusCode.OK, grpc.StatusCode.FAILED_PRECONDITION)
+            assert finished.status == expected, (answer, run_pb2.RunStatus.Name(finished.status))
+
+
 async def test_cancelling_a_run_not_held_here_while_runs_service_is_down_is_unavailable(tmp_path: Path) -> None:
     """Whether a run this instance does not hold exists (and finished) is RunsService's to say: while it does not
     answer, CancelRun is UNAVAILABLE (retry), not a NOT_FOUND that may be wrong; once it is back, NOT_FOUND."""

@@ -97,7 +97,8 @@ class ExecutionServiceServicer:
     def CancelRun(self, request, context):
         """Cancel a run live on this execution service. A finished run (also one long gone from its memory, as RunsService
         stores it) is FAILED_PRECONDITION; one that is unknown, another user's, or live on another instance is NOT_FOUND.
-        While RunsService does not answer, a run not held here is UNAVAILABLE (reason RUNS_SERVICE_UNAVAILABLE; retry).
+        A run executing on the instance asked whose outcome is decided (its answer or error came, its record is being
+        written) is FAILED_PRECONDITION too, naming that status, since a cancel no longer changes it. While RunsService does not answer, a run not held here is UNAVAILABLE (reason RUNS_SERVICE_UNAVAILABLE; retry).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
