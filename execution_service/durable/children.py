@@ -34,7 +34,7 @@ from opentelemetry import context as otel_context
 from agentrun_core.domain import Cost, ErrorReason, RunError, RunStatus, TokenUsage
 from execution_service.agents.spec import AgentSpec
 from execution_service.durable.workflow import RunEnd
-from execution_service.engine.child_runs import CHILD_END_WAIT_S, ChildStart, ParentRun
+from execution_service.engine.child_runs import CHILD_END_WAIT_S, ChildStart, ParentRun, started_child
 from execution_service.engine.live_run import LiveRun
 from execution_service.errors import ExecutionError
 from execution_service.tools.base import ResolvedTool, ToolCallContext, ToolOutcome
@@ -173,16 +173,10 @@ class DurableChildren:
         return dataclasses.replace(self._parent, tool_call_id=context.call_id)
 
     async def _end_started_child(self, run_id: str, starting: asyncio.Task[None]) -> None:
-        """The parent ended (cancelled, timed out) while its child was being started: the start is let finish (cut
-        short, it could leave the child's workflow pending with nobody to end it, to run at the next recovery), then
-        the child ends as its parent does (here, or by a stored cancel request wherever it resumes)."""
-        await asyncio.wait([starting], timeout=CHILD_END_WAIT_S)
-        if not starting.done():
-            log.error("a sub-agent run's start outlasted its parent's end", extra={"run_id": self._parent.base.id})
-            return
-        if starting.cancelled() or starting.exception() is not None:
-            return  # not started: nothing to end
-        self._host.end_child(run_id, self._parent.live)
+        """The parent ended (cancelled, timed out) while its child was being started: the child, once started, ends
+        as its parent does (here, or by a stored cancel request wherever it resumes)."""
+        if await started_child(starting, self._parent.base.id):
+            self._host.end_child(run_id, self._parent.live)
 
     async def _wait(self, run_id: str) -> RunEnd:
         waiting = _outside_workflow(_result(run_id))

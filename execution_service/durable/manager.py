@@ -350,27 +350,10 @@ class DurableRunManager(RunManager):
         live.ending = outcome.status
         with traced.activate():
             return await complete_despite_cancellation(
-                self._end_run(run, live, recorder, writer, checkpoints, outcome, traced),
+                self._finish_durable(run, live, recorder, writer, checkpoints, outcome, traced),
                 what="recording a durable run's end",
                 give_way=lambda: self._shutting_down,
             )
-
-    async def _end_run(
-        self,
-        run: DurableRunInput,
-        live: LiveRun,
-        recorder: DurableStepRecorder,
-        writer: StreamWriter,
-        checkpoints: Checkpoints,
-        outcome: LoopOutcome,
-        traced: RunTelemetry,
-    ) -> RunEnd:
-        """The run's end recorded (_finish_durable), and its admission record gone."""
-        end = await self._finish_durable(run, live, recorder, writer, checkpoints, outcome, traced)
-        self._inputs.pop(run.run_id, None)
-        if run.queued is not None:
-            await self._queue.forget(run.run_id)
-        return end
 
     def _keep_finished(self, live: LiveRun) -> None:
         """Keeps the finished run in memory (WatchRun, retries) among the last `retain_finished`."""
@@ -415,7 +398,7 @@ class DurableRunManager(RunManager):
         )
         live.ending = outcome.status
         return await complete_despite_cancellation(
-            self._end_run(run, live, recorder, writer, checkpoints, outcome, RunTelemetry.noop()),
+            self._finish_durable(run, live, recorder, writer, checkpoints, outcome, RunTelemetry.noop()),
             what="recording the end of a durable run that never started",
             give_way=lambda: self._shutting_down,
         )
@@ -516,6 +499,9 @@ class DurableRunManager(RunManager):
         log.info("run finished", extra={"run_id": terminal.id, "status": terminal.status.value})
         if not recorded:
             await retry.run_async({"name": PUBLISH_RETRY_STEP}, self._publisher.deliver, terminal)
+        self._inputs.pop(run.run_id, None)
+        if run.queued is not None:
+            await self._queue.forget(run.run_id)
         return _run_end(terminal)
 
     # --- a failed workflow ------------------------------------------------------------------------------------

@@ -124,14 +124,10 @@ class ChildRuns:
         return ChildResult(finished.run_id, finished.status, finished.final_response, finished.error)
 
     async def _end_started_child(self, starting: asyncio.Future[LiveRun]) -> None:
-        """The parent ended (cancelled, timed out) while its child was being started: the start is let finish (cut
-        short, it left a child recorded RUNNING whose task never began), then the child ends as its parent does."""
-        await asyncio.wait([starting], timeout=CHILD_END_WAIT_S)
-        if not starting.done():
-            log.error("a sub-agent run's start outlasted its parent's end", extra={"run_id": self._live.run_id})
+        """The parent ended (cancelled, timed out) while its child was being started: the child, once started, ends
+        as its parent does."""
+        if not await started_child(starting, self._live.run_id):
             return
-        if starting.cancelled() or starting.exception() is not None:
-            return  # not started: nothing to end
         child = starting.result()
         if child.task is not None:
             self._cancel(child.run_id)
@@ -142,3 +138,14 @@ class ChildRuns:
     ) -> None:
         parent = ParentRun(self._live, self._base, self._tree, context.call_id, self._model_override)
         await self._record_not_started(ChildStart(agent, task, variables, context.child_run_id, parent), problem)
+
+
+async def started_child(starting: asyncio.Future[Any], parent_run_id: str) -> bool:
+    """Lets a child's start whose parent ended meanwhile finish (cut short, it left a child recorded RUNNING whose
+    task never began, or a child workflow nobody ends); whether it started the child (False too when it did not
+    finish within CHILD_END_WAIT_S, logged)."""
+    await asyncio.wait([starting], timeout=CHILD_END_WAIT_S)
+    if not starting.done():
+        log.error("a sub-agent run's start outlasted its parent's end", extra={"run_id": parent_run_id})
+        return False
+    return not starting.cancelled() and starting.exception() is None

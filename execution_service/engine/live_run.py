@@ -8,8 +8,9 @@ child). Only the run's own steps are journaled and stored with it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -93,6 +94,18 @@ class LiveRun:
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)
     # Where each of the run's own steps is in _events (its descendants' steps are interleaved).
     _own_positions: list[int] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def cancellable(self) -> Iterator[None]:
+        """Where an immediate cancel cancels the run's task (`interruptible`): its wait for a slot, its loop. An
+        immediate cancel that came before raises CancelledError at once."""
+        self.interruptible = True
+        try:
+            if self.cancel_requested and not self.control.stop_after_turn:
+                raise asyncio.CancelledError("the run was cancelled before it began")
+            yield
+        finally:
+            self.interruptible = False
 
     def start(self, event: RunStartedEvent) -> None:
         """The queued run starts executing."""

@@ -382,13 +382,8 @@ class RunManager:
 
     async def _leave_queue_unless_cancelled(self, live: LiveRun, base: Run, ticket: Ticket) -> Run:
         """`_leave_queue`, cancellable (CancelledError) while it waits; cancelled at once if it was cancelled before."""
-        live.interruptible = True
-        try:
-            if live.cancel_requested:
-                raise asyncio.CancelledError("the run was cancelled before it began")
+        with live.cancellable():
             return await self._leave_queue(live, base, ticket)
-        finally:
-            live.interruptible = False
 
     async def _leave_queue(self, live: LiveRun, base: Run, ticket: Ticket) -> Run:
         """Waits for a slot (at most the queue timeout: _QueueTimedOut), then starts the run: RunStarted, and the
@@ -434,14 +429,12 @@ class RunManager:
         `_cancelled_outcome`), or FAILED with INTERNAL for an unexpected error. `tools` (default: this manager's) and
         `max_parallel_tools` are what the durable mode wraps; `setup`: a session's history, a fork's replay."""
         outcome: LoopOutcome
-        live.interruptible = True  # RunManager.cancel cancels its task only in here
         try:
-            if live.cancel_requested and not live.control.stop_after_turn:
-                raise asyncio.CancelledError("the run was cancelled before its loop began")
-            async with asyncio.timeout(timeout_s):
-                outcome = await self._run_loop(
-                    live, agent, prompt, provider, recorder, traced, tools or self._tools, max_parallel_tools, setup
-                )
+            with live.cancellable():  # RunManager.cancel cancels its task only in here
+                async with asyncio.timeout(timeout_s):
+                    outcome = await self._run_loop(
+                        live, agent, prompt, provider, recorder, traced, tools or self._tools, max_parallel_tools, setup
+                    )
         except TimeoutError:
             outcome = LoopOutcome(
                 RunStatus.TIMED_OUT,
@@ -458,8 +451,6 @@ class RunManager:
         except Exception as exc:
             log.exception("run failed unexpectedly", extra={"run_id": live.run_id})
             outcome = LoopOutcome.failed(ErrorReason.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
-        finally:
-            live.interruptible = False
         return outcome
 
     async def _run_loop(
