@@ -206,7 +206,7 @@ async def test_clients_gone_while_their_runs_start_leave_no_run_behind(tmp_path:
                 for run in stored
                 if run.status in (run_pb2.RUN_STATUS_RUNNING, run_pb2.RUN_STATUS_QUEUED)
             ]
-            if not left:
+            if not left and len(stored) >= 3:  # runs cut off during their start appear in RunsService a moment later
                 break
             await asyncio.sleep(0.2)
         assert not left, left
