@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Coroutine, Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from agentrun.execution.v1 import execution_service_pb2 as pb
 from dbos import DBOS
@@ -81,12 +83,20 @@ class RemoteTree:
     async def _merged(self, merge: _Merge, from_sequence: int) -> AsyncGenerator[RunEvent]:
         root = asyncio.create_task(merge.root(self._root, from_sequence))
         try:
-            while (event := await merge.queue.get()) is not None:
-                yield event
-            await root  # its errors are the stream's
+            while (item := await merge.queue.get()) is not None:
+                if isinstance(item, _ReaderFailed):
+                    raise item.error  # a stream that cannot be read ends the watch with its error, not a hang
+                yield item
         finally:
             for task in (root, *merge.readers.values()):
                 task.cancel()
+
+
+@dataclass(frozen=True)
+class _ReaderFailed:
+    """A reader's error (the execution database down, ...): the watch ends with it."""
+
+    error: Exception
 
 
 class _Merge:
@@ -94,7 +104,8 @@ class _Merge:
 
     def __init__(self, last_received: Mapping[str, int] | None = None) -> None:
         # Bounded: a watcher that reads slowly holds the readers back, rather than its events piling up here.
-        self.queue: asyncio.Queue[RunEvent | None] = asyncio.Queue(maxsize=QUEUE_SIZE)
+        # None: the run's stream ended (its RunFinished was put); _ReaderFailed: a reader's error.
+        self.queue: asyncio.Queue[RunEvent | _ReaderFailed | None] = asyncio.Queue(maxsize=QUEUE_SIZE)
         self.readers: dict[str, asyncio.Task[None]] = {}
         # Steps the client has (WatchRun.last_received): passed over, their sub-agent calls still followed.
         self.last_received = last_received or {}
@@ -105,6 +116,22 @@ class _Merge:
         return message.step.sequence <= self.last_received.get(message.step.run_id, 0)
 
     async def root(self, run: RemoteRun, from_sequence: int) -> None:
+        await self._reporting_failure(self._root(run, from_sequence))
+        await self.queue.put(None)
+
+    async def child(self, run_id: str, depth: int, since: datetime | None) -> None:
+        await self._reporting_failure(self._child(run_id, depth, since))
+
+    async def _reporting_failure(self, reading: Coroutine[Any, Any, None]) -> None:
+        """Runs a reader; its error goes to the watcher (the reader's task is cancelled, not failed, when the watcher
+        leaves: its cancellation is not caught)."""
+        try:
+            await reading
+        except Exception as exc:
+            log.warning("a durable run's stream could not be read", exc_info=True)
+            await self.queue.put(_ReaderFailed(exc))
+
+    async def _root(self, run: RemoteRun, from_sequence: int) -> None:
         # From a later step: the steps before it are passed over (RunStarted is sent at once), and the children
         # running at that step are followed from its time on. Read in one pass, which waits for nothing: a run that
         # ends before the step (or a client asking past its end) still ends the watch with RunFinished.
@@ -131,9 +158,8 @@ class _Merge:
                 if self._received(message):
                     continue
             await self.queue.put(event)
-        await self.queue.put(None)
 
-    async def child(self, run_id: str, depth: int, since: datetime | None) -> None:
+    async def _child(self, run_id: str, depth: int, since: datetime | None) -> None:
         run = await _appeared(run_id)
         if run is None:
             return

@@ -53,9 +53,11 @@ class FollowedRun(Protocol):
     def follow_past(self, last_received: Mapping[str, int]) -> AsyncIterator[RunEvent]: ...
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Cursor:
-    """One watcher's position: the number of events (after RunStarted) it has sent (asked for the next one after)."""
+    """One watcher's position: the number of events (after RunStarted) it has sent (asked for the next one after).
+    Compared by identity (eq=False): two watchers at the same position are two cursors, and a watcher that leaves
+    removes its own."""
 
     taken: int
     # Missed a handoff deadline (e.g. its client does not read): not waited for again until it caught up.

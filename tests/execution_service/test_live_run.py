@@ -78,6 +78,27 @@ async def test_a_watcher_that_does_not_read_is_waited_for_once() -> None:
     assert live._cursors == []
 
 
+async def test_a_watcher_that_leaves_beside_another_at_the_same_step_leaves_the_other_followed() -> None:
+    # Two caught-up watchers stand at the same step (an ExecuteAgent client and a WatchRun client, say). When one
+    # leaves, the other must stay a watcher: waited for by the run and ending cleanly with RunFinished (the first
+    # to leave once removed the other's position, whose own end then failed: UNKNOWN for its client).
+    live = _live()
+    staying, leaving = live.follow(), live.follow()
+    await anext(staying)
+    await anext(leaving)
+    live.append_step(_step(1))
+    assert isinstance(await anext(staying), StepEvent) and isinstance(await anext(leaving), StepEvent)
+    await leaving.aclose()
+    live.append_step(_step(2))
+    t0 = time.perf_counter()
+    await live.handed_off(timeout_s=0.05)  # the staying watcher has not taken step 2: it is waited for
+    assert time.perf_counter() - t0 >= 0.04
+    _finished(live)
+    rest = await asyncio.wait_for(_collect(staying), 1.0)
+    assert [type(e) for e in rest] == [StepEvent, RunFinishedEvent]
+    assert live._cursors == []
+
+
 def _finished(live: LiveRun) -> None:
     now = datetime.now(UTC)
     live.finish(RunFinishedEvent("r1", RunStatus.COMPLETED, "x", TokenUsage(), timedelta(0), now, 1, 0, None, None))

@@ -340,6 +340,39 @@ async def test_watch_run_replays_missed_steps_then_follows(tmp_path: Path) -> No
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+async def test_a_watcher_that_leaves_does_not_break_the_stream_of_another_client(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
+    # Found by an outside audit: with the ExecuteAgent client and a WatchRun client caught up at the same step, the
+    # watcher's departure took the other's place in the run; the ExecuteAgent stream then ended UNKNOWN after its
+    # RunFinished (embedded) or never ended (durable).
+    agents = {"sleepy": agent_source(model="gemini-2.5-flash", tools=["test/sleep"])}
+    async with running_stack(tmp_path, agents, **mode) as stack:
+        stack.gemini.add(sleeper(1.5, "s1"), FakeResponse(text="awake"))
+        stub = stack.execution_stub()
+        call = stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="sleepy", task="sleep"), timeout=60)
+        seen = await first_events(call, 2)  # RunStarted, the model call
+        run_id = seen[0].run_started.run_id
+        for leaving in ("cancelled", "deadline"):
+            watch = stub.WatchRun(ex.WatchRunRequest(run_id=run_id), timeout=None if leaving == "cancelled" else 0.3)
+            watched = await first_events(watch, 3)  # RunStarted, the model call, the sleep's call: caught up
+            assert watched[-1].step.WhichOneof("payload") == "tool_call"
+            if leaving == "cancelled":
+                watch.cancel()
+            else:
+                with pytest.raises(grpc.aio.AioRpcError) as gone:
+                    async for _ in watch:
+                        pass
+                assert gone.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            if leaving == "cancelled":
+                seen += await first_events(call, 1)  # the client reads along: at the watcher's step
+        rest = [event async for event in call]  # ends OK, right after RunFinished
+        assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        kinds = [e.step.WhichOneof("payload") for e in seen + rest if e.WhichOneof("event") == "step"]
+        assert kinds == ["model_call", "tool_call", "tool_result", "model_call", "final_response"]
+        assert (await stack.stored_run(run_id)).status == run_pb2.RUN_STATUS_COMPLETED
+
+
 async def test_retry_with_the_same_run_id_reattaches_instead_of_starting_again(
     tmp_path: Path, mode: dict[str, Any]
 ) -> None:
