@@ -77,7 +77,7 @@ _ENTRIES = (
     'ORDER BY "offset"'
 )
 _ENTRY = 'SELECT value FROM agentrun.journal_entries WHERE run_id = %(run)s AND "offset" = %(offset)s'
-_LAST = 'SELECT value FROM agentrun.journal_entries WHERE run_id = %(run)s ORDER BY "offset" DESC LIMIT 1'
+_LAST = 'SELECT "offset", value FROM agentrun.journal_entries WHERE run_id = %(run)s ORDER BY "offset" DESC LIMIT 1'
 _CHECKPOINT = (
     "INSERT INTO agentrun.journal_checkpoints (run_id, operation, name, value) VALUES (%(run)s, %(op)s, %(name)s, "
     "%(value)s) ON CONFLICT DO NOTHING RETURNING operation"
@@ -144,9 +144,10 @@ class Journal:
         rows = await self._run(_ENTRIES, {"run": run_id, "offset": from_offset}, fetch=True)
         return [(int(offset), bytes(value)) for offset, value in rows]
 
-    async def last(self, run_id: str) -> bytes | None:
+    async def last(self, run_id: str) -> tuple[int, bytes] | None:
+        """The run's last entry and its offset (None for a run with none)."""
         rows = await self._run(_LAST, {"run": run_id}, fetch=True)
-        return bytes(rows[0][0]) if rows else None
+        return (rows[0][0], bytes(rows[0][1])) if rows else None
 
     async def entry(
         self, run_id: str, offset: int, wait_s: float, *, unless: Callable[[], bool] | None = None

@@ -80,6 +80,10 @@ PUBLISH_RETRY_STEP = "agentrun.publish_run_retry"
 FAILED_RUN_STEP = "agentrun.failed_run"
 DEQUEUE_STEP = "agentrun.leave_queue"
 _TERMINAL_WORKFLOW_STATUSES = frozenset({"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
+# CancelRun(IMMEDIATE) through a replica that does not run the run waits for the run's end, to answer whether the
+# cancel took effect: this long for the run to stop (its replica stops an in-flight call within a second), beyond the
+# wait for RunsService that comes before a run's RunFinished (limits.publish_wait_s).
+CANCEL_STOP_S = 2.0
 
 
 class DurableRunManager(RunManager):
@@ -663,6 +667,8 @@ class DurableRunManager(RunManager):
         if await self._queue.end_queued(run_id):
             self._runtime.wake_queues(ENDING_QUEUE)  # the ending queue starts it here, at once
             log.info("cancelling a queued run: it ends without starting", extra={"run_id": run_id})
+        elif not after_turn:
+            await _confirm_cancelled(run_id, wait_s=self._limits.publish_wait_s + CANCEL_STOP_S)
         return RemoteTree(remote)
 
     def cancel_here(self, run_id: str, after_turn: bool) -> None:
@@ -672,6 +678,22 @@ class DurableRunManager(RunManager):
             log.info("cancelling a run on request of another replica", extra={"run_id": run_id})
         except (RunNotFound, RunAlreadyFinished):
             pass  # another replica's run, or over already
+
+
+async def _confirm_cancelled(run_id: str, *, wait_s: float) -> None:
+    """An immediate cancel of a run another replica executes: that replica may have decided the run's outcome (its
+    answer or error came) before the request reached it, and then the cancel changes nothing. Waits (at most
+    `wait_s`) for the run's end in its stream: an end other than CANCELLED is RunAlreadyFinished naming
+    it, as on the replica that runs the run. No end within the wait (its replica died: the run resumes with the
+    request stored, and ends CANCELLED) leaves the cancel accepted."""
+    ended = await finished_status(run_id, wait_s=wait_s)
+    if ended is None:
+        log.info("a cancelled run has not ended yet; its cancel is stored", extra={"run_id": run_id})
+    elif ended is not RunStatus.CANCELLED:
+        raise RunAlreadyFinished(
+            f"run {shown(run_id)} already finished with status {ended.value}: its outcome was decided before the "
+            "cancel reached the replica that runs it"
+        )
 
 
 def _digest_of_run(run: DurableRunInput) -> str:

@@ -174,14 +174,26 @@ async def _without_queued(events: AsyncIterator[RunEvent]) -> AsyncGenerator[Run
             yield event
 
 
-async def finished_status(run_id: str) -> RunStatus | None:
-    """The status in the run's RunFinished when its stream holds it (its workflow may still be recording its own
-    end), else None."""
-    last = await journal.current().last(run_id)
-    if last is None:
-        return None
-    message = pb.WatchRunResponse.FromString(last)
-    return run_status_from_pb(message.run_finished.status) if message.HasField("run_finished") else None
+async def finished_status(run_id: str, wait_s: float = 0.0) -> RunStatus | None:
+    """The status in the run's RunFinished once its stream holds it (its workflow may still be recording its own
+    end), waiting up to `wait_s` for it to be written (each new entry wakes the wait); None when it is not."""
+    entries = journal.current()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    last = await entries.last(run_id)
+    while True:
+        if last is not None:
+            message = pb.WatchRunResponse.FromString(last[1])
+            if message.HasField("run_finished"):
+                return run_status_from_pb(message.run_finished.status)
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return None
+        after = last[0] + 1 if last is not None else 0
+        value = await entries.entry(run_id, after, remaining)
+        last = (after, value) if value is not None else None
+        if last is None:
+            return None
 
 
 async def read_entries(run_id: str, from_offset: int) -> AsyncGenerator[bytes]:

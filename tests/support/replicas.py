@@ -87,12 +87,24 @@ class Cluster:
     database_url: str
     gemini: FakeGemini
     gemini_url: str
-    runs: RunningRunsServer
+    runs: RunningRunsServer | None
+    runs_settings: RunsSettings
     runs_address: str
     call_log: Path
     replica_env: dict[str, str] = field(default_factory=dict)
     replicas: list[Replica] = field(default_factory=list)
     channels: list[grpc.aio.Channel] = field(default_factory=list)
+
+    async def stop_runs(self) -> None:
+        """Stops RunsService (the replicas' records wait, and are retried)."""
+        if self.runs is not None:
+            await self.runs.stop(0)
+            self.runs = None
+
+    async def start_runs(self) -> None:
+        """Starts RunsService again, on its address and database."""
+        if self.runs is None:
+            self.runs = await start_runs(self.runs_settings)
 
     async def start_replica(self, name: str, *, port: int | None = None, **env: str) -> Replica:
         port = port or free_port()
@@ -194,21 +206,20 @@ async def running_cluster(
     gemini = FakeGemini()
     gemini_url = await gemini.start()
     runs_port = free_port()
-    runs = await start_runs(
-        RunsSettings(
-            listen_address=f"127.0.0.1:{runs_port}",
-            data_dir=tmp / "runs-data",
-            migrate_on_start=True,
-            page_token_secret="test-secret-0123456789abcdef",
-            auth=AuthSettings.off(),
-        )
+    runs_settings = RunsSettings(
+        listen_address=f"127.0.0.1:{runs_port}",
+        data_dir=tmp / "runs-data",
+        migrate_on_start=True,
+        page_token_secret="test-secret-0123456789abcdef",
+        auth=AuthSettings.off(),
     )
     cluster = Cluster(
         tmp=tmp,
         database_url=database_url,
         gemini=gemini,
         gemini_url=gemini_url,
-        runs=runs,
+        runs=await start_runs(runs_settings),
+        runs_settings=runs_settings,
         runs_address=f"127.0.0.1:{runs_port}",
         call_log=call_log,
         replica_env=replica_env,
@@ -220,5 +231,5 @@ async def running_cluster(
             await channel.close()
         for replica in cluster.replicas:
             replica.stop()
-        await runs.stop(0)
+        await cluster.stop_runs()
         gemini.stop()

@@ -58,7 +58,7 @@ async def test_an_entry_written_again_by_a_replay_stays_as_first_written(run_jou
 
     assert await run_journal.entries("r1") == [(0, b"started"), (1, b"step 1"), (2, b"finished")]
     assert await run_journal.entries("r1", 2) == [(2, b"finished")]
-    assert await run_journal.last("r1") == b"finished"
+    assert await run_journal.last("r1") == (2, b"finished")
     assert await run_journal.entries("r2") == []
 
 

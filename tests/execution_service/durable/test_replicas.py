@@ -252,6 +252,46 @@ async def test_cancel_and_watch_through_another_replica(tmp_path: Path, database
             assert "already finished with status CANCELLED" in (error.value.details() or "")
 
 
+async def test_a_cancel_through_another_replica_says_whether_it_took_effect(tmp_path: Path, database_url: str) -> None:
+    """CancelRun through a replica that does not run the run, sent once the run's answer came (its outcome decided,
+    its end still being recorded: RunsService is down, so the record waits): FAILED_PRECONDITION naming COMPLETED,
+    as on the replica that runs it, not OK for a run that then ends COMPLETED (found by an outside audit). And a
+    cancel that does stop the run still answers OK."""
+    async with running_cluster(tmp_path, database_url, AGENTS) as cluster:
+        a = await cluster.start_replica("replica-d1")
+        b = await cluster.start_replica("replica-d2")
+
+        cluster.gemini.set_responder(lambda body: FakeResponse(text="the answer"))
+        await cluster.stop_runs()
+        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="answer"), timeout=120)
+        run_id, other = "", None
+        async for event in stream:
+            if event.WhichOneof("event") == "run_started":
+                run_id = event.run_started.run_id
+                executors[run_id] = event.run_started.replica
+                _, (other,) = executor_and_others(run_id, a, b)
+            elif kind(event) == "final_response":
+                break
+        assert other is not None
+        with pytest.raises(grpc.aio.AioRpcError) as too_late:
+            await cluster.stub(other).CancelRun(ex.CancelRunRequest(run_id=run_id), timeout=60)
+        assert too_late.value.code() == grpc.StatusCode.FAILED_PRECONDITION, too_late.value
+        assert "already finished with status COMPLETED" in (too_late.value.details() or ""), too_late.value
+        rest = [event async for event in stream]
+        assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        await cluster.start_runs()
+        assert (await cluster.stored_run(run_id)).status == run_pb2.RUN_STATUS_COMPLETED
+
+        cluster.gemini.set_responder(two_tools_then_answer(sleep_s=60.0))
+        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go"), timeout=120)
+        run_id, _ = await until_sleep_started(stream)
+        _, (other,) = executor_and_others(run_id, a, b)
+        await cluster.stub(other).CancelRun(ex.CancelRunRequest(run_id=run_id), timeout=60)
+        rest = [event async for event in stream]
+        assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_CANCELLED
+        assert (await cluster.stored_run(run_id)).status == run_pb2.RUN_STATUS_CANCELLED
+
+
 async def test_a_stopping_replica_hands_its_runs_over_at_once(tmp_path: Path, database_url: str) -> None:
     """SIGTERM: the replica lets its runs go on for the shutdown grace, then leaves them pending and marks itself
     silent; a survivor takes them over without waiting for the takeover timeout."""

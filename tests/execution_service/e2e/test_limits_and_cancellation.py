@@ -280,6 +280,27 @@ async def test_cancel_after_turn_lets_the_tool_finish(tmp_path: Path) -> None:
         assert len(stack.gemini.requests) == 1
 
 
+async def test_cancel_after_turn_in_the_turn_that_answers_completes_with_the_answer(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
+    # AFTER_TURN lets the current turn finish, then stops: a turn that brings the final answer leaves nothing to stop,
+    # and the run completes with it (the proto's CancelMode comment).
+    agents = {"plain": agent_source(model="gemini-2.5-flash")}
+    async with running_stack(tmp_path, agents, **mode) as stack:
+        stack.gemini.add(FakeResponse(text="the answer", delay_s=1.0))
+        stub = stack.execution_stub()
+        stream = stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="plain", task="answer"), timeout=60)
+        run_id = (await stream.read()).run_started.run_id
+        await wait_for(lambda: len(stack.gemini.requests) == 1)  # the model call is in flight
+        await stub.CancelRun(ex.CancelRunRequest(run_id=run_id, mode=ex.CANCEL_MODE_AFTER_TURN))
+        rest = []
+        while (event := await stream.read()) is not grpc.aio.EOF:
+            rest.append(event)
+        finished = rest[-1].run_finished
+        assert finished.status == run_pb2.RUN_STATUS_COMPLETED and finished.final_response == "the answer"
+        assert (await stack.stored_run(run_id)).status == run_pb2.RUN_STATUS_COMPLETED
+
+
 async def test_client_disconnect_cancels_the_run_unless_detached(tmp_path: Path) -> None:
     agents = {"sleepy": agent_source(model="gemini-2.5-flash", tools=["test/sleep"])}
     async with running_stack(tmp_path, agents) as stack:

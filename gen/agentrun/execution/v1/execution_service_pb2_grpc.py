@@ -99,6 +99,10 @@ class ExecutionServiceServicer:
         stores it) is FAILED_PRECONDITION; one that is unknown, another user's, or live on another instance is NOT_FOUND.
         A run executing on the instance asked whose outcome is decided (its answer or error came, its record is being
         written) is FAILED_PRECONDITION too, naming that status, since a cancel no longer changes it. While RunsService does not answer, a run not held here is UNAVAILABLE (reason RUNS_SERVICE_UNAVAILABLE; retry).
+        Durable mode: any replica cancels any run. An immediate cancel through a replica that does not run the run
+        answers once the run ended (FAILED_PRECONDITION naming the status if its outcome was decided first, as above),
+        or OK when it has not ended within a few seconds (its replica died: the cancel is stored, and the run ends
+        CANCELLED when it resumes). An AFTER_TURN cancel answers OK at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
