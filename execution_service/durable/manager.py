@@ -113,6 +113,10 @@ class DurableRunManager(RunManager):
         # memory lack the steps of sub-agent runs that ended before the resumption, so they are followed through
         # their streams (remote_tree), which hold everything.
         self._resumed_here: set[str] = set()
+        # Resumed runs executing here whose replay has not caught up with their stream, with the cancel that waits for
+        # it (None: none; True: after the turn; False: immediate). A cancel applied during the replay would record its
+        # step in the place of a replayed one (DURABLE_REPLAY_DIVERGED: the run ended FAILED instead of CANCELLED).
+        self._replaying: dict[str, bool | None] = {}
         # Resumed parents waiting for a child that has not resumed here yet (durable.children, adopt_child).
         self._adopters: dict[str, LiveRun] = {}
 
@@ -294,11 +298,17 @@ class DurableRunManager(RunManager):
                 journal.current().wake(run.run_id)  # its starter, if here, follows it in memory from now on
         if not fresh:
             self._resumed_here.add(run.run_id)
+            self._replaying[run.run_id] = None
+            if live.cancel_requested:  # cancelled here while its workflow started again: waits for the replay too
+                self._defer_cancel(run.run_id, after_turn=live.control.stop_after_turn)
+                live.cancel_requested = live.control.stop_after_turn = False
         prefix = StreamPrefix() if fresh else await read_prefix(run.run_id)
         live.task = asyncio.current_task()
         tree = self._tree(run, live, fresh)
         if not fresh:
-            await self._apply_stored_cancel(live)
+            stored = await self._cancels.stored(live.run_id)  # requested while no replica ran it
+            if stored is not None:
+                self._defer_cancel(live.run_id, after_turn=stored)
         writer = StreamWriter(run.run_id, lambda event: _show_locally(live, event))
         writer.put(run.started)  # offset 0 (replayed, not written again, on a resumption)
         resumed_from = _previous_replica(prefix) if prefix.started is not None else None
@@ -320,6 +330,7 @@ class DurableRunManager(RunManager):
             function_calls=reservations.reserve,
             tree=tree,
         )
+        recorder.when_caught_up(lambda: self._replay_caught_up(live))
         if fresh:
             self._publish_running(run)
         gate = CancelGate(live)
@@ -495,6 +506,7 @@ class DurableRunManager(RunManager):
         )
         await writer.close()
         self._live.pop(live.run_id, None)
+        self._replaying.pop(live.run_id, None)
         self._nodes.pop(live.run_id, None)
         self._adopters.pop(live.run_id, None)
         if any(parent is live for parent in self._adopters.values()):  # its children that did not resume here
@@ -591,12 +603,26 @@ class DurableRunManager(RunManager):
         task = asyncio.create_task(self._publisher.deliver(record, 10.0), name=f"publish-{what.lower()}-{record.id}")
         task.add_done_callback(_log_failure)
 
-    async def _apply_stored_cancel(self, live: LiveRun) -> None:
-        after_turn = await self._cancels.stored(live.run_id)
-        if after_turn is None:
+    def _request_cancel(self, live: LiveRun, after_turn: bool) -> None:
+        if live.run_id in self._replaying:
+            self._defer_cancel(live.run_id, after_turn=after_turn)
             return
-        live.cancel_requested = True  # immediate: the next call the run would make is not made (CancelGate)
-        live.control.stop_after_turn = after_turn
+        super()._request_cancel(live, after_turn)
+
+    def _defer_cancel(self, run_id: str, *, after_turn: bool) -> None:
+        """A cancel of a resumed run whose replay has not caught up: applied once it has (an immediate one wins)."""
+        waiting = self._replaying.get(run_id)
+        self._replaying[run_id] = after_turn if waiting is None else waiting and after_turn
+        log.info("cancelling a resumed run once its replay caught up", extra={"run_id": run_id})
+
+    def _replay_caught_up(self, live: LiveRun) -> None:
+        """The resumed run recorded again every step its stream held: a cancel that waited for it applies now, as if
+        it had just been requested (after the step being recorded, as a cancel from another replica would)."""
+        if live.run_id not in self._replaying:
+            return
+        waiting = self._replaying.pop(live.run_id)
+        if waiting is not None:
+            asyncio.get_running_loop().call_soon(self.cancel_here, live.run_id, waiting)
 
     # --- sub-agents (durable.children) -----------------------------------------------------------------------
 

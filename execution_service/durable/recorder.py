@@ -102,6 +102,7 @@ class DurableStepRecorder(StepRecorder):
             elif isinstance(step.payload, ToolCallFinished):
                 self._first_started.pop(step.payload.call_id, None)
         self._caught_up = asyncio.Event()
+        self._on_caught_up: list[Callable[[], None]] = []
         self._note_caught_up()
 
     @property
@@ -123,9 +124,21 @@ class DurableStepRecorder(StepRecorder):
                 extra={"run_id": self.run_id, "replayed": len(self.steps), "recorded": len(self._recorded)},
             )
 
+    def when_caught_up(self, callback: Callable[[], None]) -> None:
+        """Calls `callback` once the loop recorded again every step the stream held (at once if it has)."""
+        if self._caught_up.is_set():
+            callback()
+        else:
+            self._on_caught_up.append(callback)
+
     def _note_caught_up(self) -> None:
+        if self._caught_up.is_set():
+            return
         if all(isinstance(step.payload, RunResumed) for step in self._recorded[len(self.steps) :]):
             self._caught_up.set()
+            callbacks, self._on_caught_up = self._on_caught_up, []
+            for callback in callbacks:
+                callback()
 
     def record(self, payload: StepPayload, *, time: datetime, duration: timedelta = timedelta(0)) -> ExecutionStep:
         step = self._record(payload, time=time, duration=duration)

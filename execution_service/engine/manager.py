@@ -668,12 +668,16 @@ class RunManager:
             raise RunAlreadyFinished(
                 f"run {shown(run_id)} already finished with status {live.ending.value} (its record is being written)"
             )
+        self._request_cancel(live, after_turn)
+        return live
+
+    def _request_cancel(self, live: LiveRun, after_turn: bool) -> None:
+        """Applies a cancel to a run found live and not ending."""
         live.cancel_requested = True
         if after_turn and not live.is_queued:  # a queued run has no turn to finish: it leaves the queue now
             live.control.stop_after_turn = True
         elif live.task is not None and live.interruptible:
             live.task.cancel()
-        return live
 
     async def cancel_anywhere(self, run_id: str, *, after_turn: bool = False, user: str | None = None) -> FollowedRun:
         """`cancel`, and for a run this instance no longer holds in memory (finished long ago, or before a restart):

@@ -154,6 +154,38 @@ async def test_a_killed_replicas_run_completes_on_one_survivor(tmp_path: Path, d
         assert calls[1]["pid"] != calls[2]["pid"]
 
 
+@pytest.mark.parametrize("mode", [ex.CANCEL_MODE_IMMEDIATE, ex.CANCEL_MODE_AFTER_TURN])
+async def test_a_run_cancelled_while_its_replica_is_dead_ends_cancelled_when_taken_over(
+    tmp_path: Path, database_url: str, mode: ex.CancelMode
+) -> None:
+    """CancelRun through a survivor of a run whose replica was just SIGKILLed: stored, and applied by the replica
+    that takes the run over once its replay caught up (found by an outside audit: applied before the replay, the
+    cancel's step took a replayed step's place and the run ended FAILED, DURABLE_REPLAY_DIVERGED)."""
+    async with running_cluster(
+        tmp_path, database_url, AGENTS, AGENTRUN_HEARTBEAT_INTERVAL_S="0.5", AGENTRUN_TAKEOVER_TIMEOUT_S="3"
+    ) as cluster:
+        cluster.gemini.set_responder(two_tools_then_answer(sleep_s=2.0))
+        a = await cluster.start_replica("replica-k1")
+        b = await cluster.start_replica("replica-k2")
+        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=True))
+        run_id, seen = await until_sleep_started(stream)
+        await sleep_in_flight(cluster)
+        dead, (survivor,) = executor_and_others(run_id, a, b)
+        dead.kill()
+        stream.cancel()
+        await cluster.stub(survivor).CancelRun(ex.CancelRunRequest(run_id=run_id, mode=mode), timeout=60)
+
+        rest = await watch_rest(cluster, survivor, run_id, seen[-1].sequence + 1)
+        assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_CANCELLED, rest[-1]
+        later = [e.step.WhichOneof("payload") for e in rest if e.WhichOneof("event") == "step"]
+        assert later[0] == "resumed" and later[-1] == "error", later
+        assert "model_call" not in later  # no model call after the cancel (AFTER_TURN: the turn in flight ends)
+        stored = await cluster.stored_run(run_id)
+        assert stored.status == run_pb2.RUN_STATUS_CANCELLED
+        assert "DURABLE_REPLAY_DIVERGED" not in survivor.log()
+        assert len(cluster.gemini.requests) == 2
+
+
 async def test_a_restarted_replica_resumes_its_runs(tmp_path: Path, database_url: str) -> None:
     async with running_cluster(tmp_path, database_url, AGENTS) as cluster:
         cluster.gemini.set_responder(two_tools_then_answer(sleep_s=2.0))
