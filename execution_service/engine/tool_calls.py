@@ -99,9 +99,10 @@ async def _call_one(
             context = ToolCallContext(call.id, child_run_id=_child_run_id(provider, call.id) if tool.starts_run else "")
             child_run_id = context.child_run_id
             recorder.tool_started(call.id, tool, call.arguments, time=started, child_run_id=child_run_id)
-            await recorder.let_watchers_run()
             current_tool_call_id.set(call.id)  # this call's own task: nothing else sees it
             try:
+                # Inside: a cancel that comes while the step goes out still gives the started call its result.
+                await recorder.let_watchers_run()
                 outcome = await provider.call(tool, call.arguments, timeout_s, context)
             except asyncio.CancelledError:
                 elapsed = timedelta(seconds=time.perf_counter() - clock)

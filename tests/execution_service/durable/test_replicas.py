@@ -179,6 +179,8 @@ async def test_a_run_cancelled_while_its_replica_is_dead_ends_cancelled_when_tak
         assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_CANCELLED, rest[-1]
         later = [e.step.WhichOneof("payload") for e in rest if e.WhichOneof("event") == "step"]
         assert later[0] == "resumed" and later[-1] == "error", later
+        # The sleep in flight at the kill has its result: CANCELLED (not made again), or done (AFTER_TURN).
+        assert later.count("tool_result") == 1, later
         assert "model_call" not in later  # no model call after the cancel (AFTER_TURN: the turn in flight ends)
         stored = await cluster.stored_run(run_id)
         assert stored.status == run_pb2.RUN_STATUS_CANCELLED
