@@ -25,7 +25,6 @@ from agentrun_core.domain import (
 )
 from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
-from agentrun_core.tasks import complete_despite_cancellation
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.durable import journal
 from execution_service.durable.admission import ENDING_QUEUE, RUN_QUEUE, Dequeued, DurableAdmission
@@ -362,12 +361,12 @@ class DurableRunManager(RunManager):
                 outcome = await self._outcome(
                     live, run.agent, run.prompt, provider, recorder, traced, timeout_s, tools, None, run.setup
                 )
-        live.ending = outcome.status
         with traced.activate():
-            return await complete_despite_cancellation(
+            return await self._record_end(
+                live,
+                outcome,
                 self._finish_durable(run, live, recorder, writer, checkpoints, outcome, traced),
-                what="recording a durable run's end",
-                give_way=lambda: self._shutting_down,
+                "recording a durable run's end",
             )
 
     def _keep_finished(self, live: LiveRun) -> None:
@@ -411,11 +410,11 @@ class DurableRunManager(RunManager):
             "a queued run ends without starting",
             extra={"run_id": run.run_id, "status": outcome.status.value, "replica": self.replica},
         )
-        live.ending = outcome.status
-        return await complete_despite_cancellation(
+        return await self._record_end(
+            live,
+            outcome,
             self._finish_durable(run, live, recorder, writer, checkpoints, outcome, RunTelemetry.noop()),
-            what="recording the end of a durable run that never started",
-            give_way=lambda: self._shutting_down,
+            "recording the end of a durable run that never started",
         )
 
     def _run_telemetry(self, run: DurableRunInput, provider: str, fresh: bool) -> RunTelemetry:
@@ -618,9 +617,7 @@ class DurableRunManager(RunManager):
     def _replay_caught_up(self, live: LiveRun) -> None:
         """The resumed run recorded again every step its stream held: a cancel that waited for it applies now, as if
         it had just been requested (after the step being recorded, as a cancel from another replica would)."""
-        if live.run_id not in self._replaying:
-            return
-        waiting = self._replaying.pop(live.run_id)
+        waiting = self._replaying.pop(live.run_id, None)
         if waiting is not None:
             asyncio.get_running_loop().call_soon(self.cancel_here, live.run_id, waiting)
 

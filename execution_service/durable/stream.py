@@ -191,9 +191,9 @@ async def finished_status(run_id: str, wait_s: float = 0.0) -> RunStatus | None:
             return None
         after = last[0] + 1 if last is not None else 0
         value = await entries.entry(run_id, after, remaining)
-        last = (after, value) if value is not None else None
-        if last is None:
+        if value is None:
             return None
+        last = (after, value)
 
 
 async def read_entries(run_id: str, from_offset: int) -> AsyncGenerator[bytes]:

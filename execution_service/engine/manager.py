@@ -14,9 +14,10 @@ import functools
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from agentrun_core.domain import (
     ErrorReason,
@@ -69,6 +70,8 @@ from execution_service.tools.run_tools import RunTools
 from execution_service.tools.sub_agents import SubAgentTools
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 ProviderFactory = Callable[[str], tuple[ModelProvider, str]]
 
@@ -344,7 +347,8 @@ class RunManager:
         outcome: LoopOutcome
         try:
             if live.started is None:
-                base = await self._leave_queue_unless_cancelled(live, base, ticket)
+                with live.cancellable():  # cancelled while it waits; at once if it was cancelled before
+                    base = await self._leave_queue(live, base, ticket)
         except _QueueTimedOut:
             self._admission.leave(ticket)
             outcome = self._queue_timeout_outcome()
@@ -363,12 +367,15 @@ class RunManager:
                 )
             finally:
                 self._admission.leave(ticket)  # the next run in line starts while this one is published
-        live.ending = outcome.status
-        await complete_despite_cancellation(
-            self._finish(live, base, recorder, outcome, traced),
-            what="recording a run's end",
-            give_way=lambda: self._shutting_down,
+        await self._record_end(
+            live, outcome, self._finish(live, base, recorder, outcome, traced), "recording a run's end"
         )
+
+    async def _record_end(self, live: LiveRun, outcome: LoopOutcome, recording: Coroutine[Any, Any, T], what: str) -> T:
+        """Records the end of a run whose loop has its outcome: a cancel now changes nothing (`LiveRun.ending`), and
+        the recording completes whatever cancellation comes, unless the service is stopping."""
+        live.ending = outcome.status
+        return await complete_despite_cancellation(recording, what=what, give_way=lambda: self._shutting_down)
 
     def _queue_timeout_outcome(self) -> LoopOutcome:
         return LoopOutcome(
@@ -379,11 +386,6 @@ class RunManager:
                 f"{self._limits.queue_timeout_s:g} s (AGENTRUN_QUEUE_TIMEOUT_S) and never started",
             ),
         )
-
-    async def _leave_queue_unless_cancelled(self, live: LiveRun, base: Run, ticket: Ticket) -> Run:
-        """`_leave_queue`, cancellable (CancelledError) while it waits; cancelled at once if it was cancelled before."""
-        with live.cancellable():
-            return await self._leave_queue(live, base, ticket)
 
     async def _leave_queue(self, live: LiveRun, base: Run, ticket: Ticket) -> Run:
         """Waits for a slot (at most the queue timeout: _QueueTimedOut), then starts the run: RunStarted, and the
