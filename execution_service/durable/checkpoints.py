@@ -40,6 +40,19 @@ class Checkpoints:
         """The checkpoints of a run that may have run before (one read of what it recorded)."""
         return cls(run_id, await journal.current().checkpoints(run_id))
 
+    def recorded_result(self, name: str) -> tuple[int, Any] | None:
+        """The number and result of the run's first recorded operation named `name` (None when no execution recorded
+        one): how a resumed run goes on from a point it recorded (the end its execution decided, execution_service.
+        durable.manager) without running again what came before."""
+        for operation, (recorded_name, value) in sorted(self._recorded.items()):
+            if recorded_name == name:
+                return operation, pickle.loads(value)  # written by this service, in its own database
+        return None
+
+    def at(self, operation: int) -> Operation:
+        """Operation number `operation`, reserved by an earlier execution of the run (`recorded_result`)."""
+        return Operation(self, operation)
+
     def reserve(self) -> Operation:
         """The run's next operation number (synchronous: call it in the order the run's execution decides)."""
         operation = Operation(self, self._next)

@@ -29,7 +29,7 @@ from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.durable import journal
 from execution_service.durable.admission import ENDING_QUEUE, RUN_QUEUE, Dequeued, DurableAdmission
 from execution_service.durable.cancellation import CancelRequests
-from execution_service.durable.checkpoints import Checkpoints
+from execution_service.durable.checkpoints import Checkpoints, Operation
 from execution_service.durable.children import DurableChildren
 from execution_service.durable.effects import (
     CancelGate,
@@ -57,7 +57,7 @@ from execution_service.durable.stream import (
     read_prefix,
     remote_run,
 )
-from execution_service.durable.workflow import DurableRunInput, RunEnd
+from execution_service.durable.workflow import DecidedEnd, DurableRunInput, RunEnd
 from execution_service.engine.child_runs import ChildStart, ParentRun, child_fields
 from execution_service.engine.composition import RunSetup
 from execution_service.engine.events import RunEvent, RunFinishedEvent, RunQueuedEvent, RunStartedEvent, StepEvent
@@ -74,6 +74,7 @@ from execution_service.tools.run_tools import RunTools
 
 log = logging.getLogger(__name__)
 
+END_STEP = "agentrun.run_end"
 PUBLISH_STEP = "agentrun.publish_run"
 PUBLISH_RETRY_STEP = "agentrun.publish_run_retry"
 FAILED_RUN_STEP = "agentrun.failed_run"
@@ -316,6 +317,9 @@ class DurableRunManager(RunManager):
                 "resuming a run",
                 extra={"run_id": run.run_id, "previous_replica": resumed_from, "steps": len(prefix.steps)},
             )
+        decided = None if fresh else checkpoints.recorded_result(END_STEP)
+        if decided is not None:
+            return await self._end_as_decided(run, live, writer, checkpoints, *decided)
         reservations = ToolStepReservations(checkpoints)
         recorder = DurableStepRecorder(
             run.run_id,
@@ -467,8 +471,20 @@ class DurableRunManager(RunManager):
         outcome: LoopOutcome,
         traced: RunTelemetry,
     ) -> RunEnd:
+        """Decides the run's end (checkpointed before anything of it is recorded: a resumption records the same
+        end, `_end_as_decided`), then records it."""
+        # Numbered after the end's publishing (runs left pending by versions that did not checkpoint the end replay
+        # their publishing at the same numbers).
+        publish, retry, decide = checkpoints.reserve(), checkpoints.reserve(), checkpoints.reserve()
+        decided = await decide.run_async({"name": END_STEP}, self._decide_end, run, live, recorder, outcome)
+        for step in decided.terminal.execution_steps[len(recorder.steps) :]:
+            writer.put_step(step)  # an end decided by an earlier execution (a run that ended in the queue)
+        return await self._record_decided(run, live, writer, decided, traced, publish, retry)
+
+    async def _decide_end(
+        self, run: DurableRunInput, live: LiveRun, recorder: DurableStepRecorder, outcome: LoopOutcome
+    ) -> DecidedEnd:
         error = recorder.error(outcome.error) if outcome.error is not None else None
-        await writer.flush()
         end = utc_now()
         base = run.base
         if live.started is None:
@@ -481,7 +497,56 @@ class DurableRunManager(RunManager):
                 token_usage_with_descendants=tree.usage_with_descendants,
                 cost_with_descendants=tree.cost_with_descendants(terminal.cost),
             )
-        publish, retry = checkpoints.reserve(), checkpoints.reserve()
+        return DecidedEnd(terminal, end, recorder.tool_calls)
+
+    async def _end_as_decided(
+        self,
+        run: DurableRunInput,
+        live: LiveRun,
+        writer: StreamWriter,
+        checkpoints: Checkpoints,
+        operation: int,
+        decided: DecidedEnd,
+    ) -> RunEnd:
+        """A resumed run whose earlier execution decided its end and stopped while recording it (its replica died,
+        waiting for RunsService, say): that end is recorded, the steps its stream lacks written first. The loop does
+        not run again: a run that was cancelled or timed out stays so."""
+        terminal = decided.terminal
+        log.warning(
+            "a resumed run's end was decided before its replica stopped: recording that end",
+            extra={"run_id": run.run_id, "status": terminal.status.value, "replica": self.replica},
+        )
+        for step in terminal.execution_steps:
+            writer.put_step(step)  # those the stream holds are not written again (this replica's watchers get them)
+        return await self._record_end(
+            live,
+            LoopOutcome(terminal.status, terminal.final_response, terminal.error),
+            self._record_decided(
+                run,
+                live,
+                writer,
+                decided,
+                RunTelemetry.noop(),
+                checkpoints.at(operation - 2),  # its publishing operations (`_finish_durable`)
+                checkpoints.at(operation - 1),
+            ),
+            "recording a durable run's end decided before its resumption",
+        )
+
+    async def _record_decided(
+        self,
+        run: DurableRunInput,
+        live: LiveRun,
+        writer: StreamWriter,
+        decided: DecidedEnd,
+        traced: RunTelemetry,
+        publish: Operation,
+        retry: Operation,
+    ) -> RunEnd:
+        """Records the run's decided end: its steps in its stream, its terminal record published to RunsService
+        (`publish`, then `retry` until taken: checkpointed operations, at least once), RunFinished."""
+        terminal, end = decided.terminal, decided.end
+        await writer.flush()
         recorded = await publish.run_async(
             {"name": PUBLISH_STEP}, self._publisher.deliver, terminal, self._limits.publish_wait_s
         )
@@ -492,10 +557,10 @@ class DurableRunManager(RunManager):
                 status=terminal.status,
                 final_response=terminal.final_response,
                 token_usage=terminal.token_usage,
-                duration=end - base.start_time,
+                duration=end - terminal.start_time,
                 end_time=end,
                 steps_taken=terminal.steps_taken,
-                tool_call_count=recorder.tool_calls,
+                tool_call_count=decided.tool_calls,
                 error=terminal.error,
                 cost=terminal.cost,
                 recorded=recorded,
@@ -673,9 +738,32 @@ class DurableRunManager(RunManager):
             run_id, wait_s, queued=await self._queue.queued_event(run_id), local=lambda: self._live.get(run_id)
         )
 
+    def cancel(self, run_id: str, *, after_turn: bool = False, user: str | None = None) -> LiveRun:
+        """Applies the cancel here, and stores it in the background (`_store_cancel`)."""
+        live = super().cancel(run_id, after_turn=after_turn, user=user)
+        task = asyncio.create_task(self._store_cancel(run_id, after_turn), name=f"store-cancel-{run_id}")
+        task.add_done_callback(_log_failure)
+        return live
+
+    async def _store_cancel(self, run_id: str, after_turn: bool) -> None:
+        """Stores a cancel applied here (not announced: no other replica runs the run), so that the run ends
+        cancelled when it resumes elsewhere because this replica died before the run's end was checkpointed. A
+        database that is down leaves the cancel applied here only (logged)."""
+        try:
+            await self._cancels.request(run_id, after_turn=after_turn, announce=False)
+        except Exception:
+            log.warning(
+                "a cancel applied here could not be stored: if this replica dies before the run ends, the run "
+                "resumes elsewhere uncancelled",
+                exc_info=True,
+                extra={"run_id": run_id},
+            )
+
     async def cancel_anywhere(self, run_id: str, *, after_turn: bool = False, user: str | None = None) -> FollowedRun:
         if self.find(run_id) is not None:
-            return self.cancel(run_id, after_turn=after_turn, user=user)
+            live = super().cancel(run_id, after_turn=after_turn, user=user)
+            await asyncio.shield(self._store_cancel(run_id, after_turn))  # stored before CancelRun answers OK
+            return live
         remote = await self._remote(run_id, wait_s=1.0)
         if remote is None or (user is not None and remote.user != user):
             return await super().cancel_anywhere(run_id, after_turn=after_turn, user=user)
@@ -697,7 +785,7 @@ class DurableRunManager(RunManager):
     def cancel_here(self, run_id: str, after_turn: bool) -> None:
         """A cancel request announced by any replica: applied when the run runs here."""
         try:
-            self.cancel(run_id, after_turn=after_turn)
+            super().cancel(run_id, after_turn=after_turn)  # stored by the replica that heard it first
             log.info("cancelling a run on request of another replica", extra={"run_id": run_id})
         except (RunNotFound, RunAlreadyFinished):
             pass  # another replica's run, or over already

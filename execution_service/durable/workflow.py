@@ -10,6 +10,7 @@ execution_service.durable.failure), so no run stays RUNNING because its workflow
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from dbos import DBOS
@@ -58,6 +59,17 @@ class RunEnd:
     error: RunError | None = None
     usage_with_descendants: TokenUsage = field(default_factory=TokenUsage)
     cost_with_descendants: Cost | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecidedEnd:
+    """The end a run's execution decided (its terminal record, and its tool calls for RunFinished), checkpointed
+    before it is recorded: a resumption of a run whose replica died while it recorded its end (waiting for RunsService,
+    say) records this end instead of running the run again, so an outcome decided by a cancel or a timeout stands."""
+
+    terminal: Run
+    end: datetime
+    tool_calls: int
 
 
 class RunExecutor(Protocol):

@@ -188,6 +188,50 @@ async def test_a_run_cancelled_while_its_replica_is_dead_ends_cancelled_when_tak
         assert len(cluster.gemini.requests) == 2
 
 
+@pytest.mark.parametrize("mode", [ex.CANCEL_MODE_IMMEDIATE, ex.CANCEL_MODE_AFTER_TURN])
+async def test_a_run_cancelled_through_its_replica_stays_cancelled_when_that_replica_dies(
+    tmp_path: Path, database_url: str, mode: ex.CancelMode
+) -> None:
+    """CancelRun through the replica that runs the run (OK), then that replica SIGKILLed before the run's end is
+    recorded (RunsService is down, so the end waits for it): the survivor ends the run CANCELLED, without calling
+    the model again. Before: the cancel lived in the dead replica's memory only; the survivor ran the run again from
+    its checkpoints (IMMEDIATE: the cancelled sleep again, a third model call, then FAILED/INTERNAL; AFTER_TURN:
+    COMPLETED)."""
+    async with running_cluster(
+        tmp_path, database_url, AGENTS, AGENTRUN_HEARTBEAT_INTERVAL_S="0.5", AGENTRUN_TAKEOVER_TIMEOUT_S="3"
+    ) as cluster:
+        cluster.gemini.set_responder(two_tools_then_answer(sleep_s=4.0))
+        a = await cluster.start_replica("replica-x1")
+        b = await cluster.start_replica("replica-x2")
+        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=True))
+        run_id, seen = await until_sleep_started(stream)
+        await sleep_in_flight(cluster)
+        executor, (survivor,) = executor_and_others(run_id, a, b)
+        await cluster.stop_runs()
+        await cluster.stub(executor).CancelRun(ex.CancelRunRequest(run_id=run_id, mode=mode), timeout=60)
+        if mode == ex.CANCEL_MODE_IMMEDIATE:  # killed once the run ended CANCELLED and waits for RunsService
+            async for event in stream:
+                if kind(event) == "error":
+                    break
+        executor.kill()  # AFTER_TURN: within the turn (the sleep in flight), the cancel stored but not yet applied
+        stream.cancel()
+        await cluster.start_runs()
+
+        rest = await watch_rest(cluster, survivor, run_id, seen[-1].sequence + 1)
+        assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_CANCELLED, rest[-1]
+        later = [kind(e) for e in rest if e.WhichOneof("event") == "step"]
+        assert later.count("tool_result") == 1 and later[-1] == "error", later
+        assert "model_call" not in later, later
+        assert len(cluster.gemini.requests) == 2
+        # IMMEDIATE: the cancelled sleep is not made again; AFTER_TURN: the sleep in flight at the kill is (its turn).
+        again = ["sleep"] if mode == ex.CANCEL_MODE_AFTER_TURN else []
+        assert [c["tool"] for c in cluster.calls()] == ["echo", "sleep", *again]
+        stored = await cluster.stored_run(run_id)
+        assert stored.status == run_pb2.RUN_STATUS_CANCELLED
+        assert_exactly_once_in_order(seen + [e.step for e in rest if e.WhichOneof("event") == "step"], stored)
+        assert "run failed unexpectedly" not in survivor.log()
+
+
 async def test_a_restarted_replica_resumes_its_runs(tmp_path: Path, database_url: str) -> None:
     async with running_cluster(tmp_path, database_url, AGENTS) as cluster:
         cluster.gemini.set_responder(two_tools_then_answer(sleep_s=2.0))
