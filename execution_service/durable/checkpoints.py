@@ -28,6 +28,12 @@ class StepOptions(TypedDict):
     name: str
 
 
+async def recorded_result(run_id: str, name: str) -> Any | None:
+    """The result of the run's first recorded operation named `name`, read from outside the run (None when none)."""
+    value = await journal.current().checkpoint_named(run_id, name)
+    return None if value is None else pickle.loads(value)  # written by this service, in its own database
+
+
 class Checkpoints:
     def __init__(self, run_id: str, recorded: dict[int, tuple[str, bytes]] | None = None) -> None:
         """`recorded`: the results an earlier execution of the run recorded, by operation number."""

@@ -84,6 +84,10 @@ _CHECKPOINT = (
 )
 _CHECKPOINT_OF = "SELECT name, value FROM agentrun.journal_checkpoints WHERE run_id = %(run)s AND operation = %(op)s"
 _CHECKPOINTS = "SELECT operation, name, value FROM agentrun.journal_checkpoints WHERE run_id = %(run)s"
+_CHECKPOINT_NAMED = (
+    "SELECT value FROM agentrun.journal_checkpoints WHERE run_id = %(run)s AND name = %(name)s "
+    "ORDER BY operation LIMIT 1"
+)
 
 
 class JournalClosed(RuntimeError):
@@ -217,6 +221,11 @@ class Journal:
         """Every checkpointed result of the run, by operation number (read once when a run resumes)."""
         rows = await self._run(_CHECKPOINTS, {"run": run_id}, fetch=True)
         return {int(op): (str(name), bytes(value)) for op, name, value in rows}
+
+    async def checkpoint_named(self, run_id: str, name: str) -> bytes | None:
+        """The value of the run's first checkpointed operation named `name` (None when none is recorded)."""
+        rows = await self._run(_CHECKPOINT_NAMED, {"run": run_id, "name": name}, fetch=True)
+        return bytes(rows[0][0]) if rows else None
 
     # --- connections -----------------------------------------------------------------------------------------
 

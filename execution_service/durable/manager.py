@@ -29,7 +29,7 @@ from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.durable import journal
 from execution_service.durable.admission import ENDING_QUEUE, RUN_QUEUE, Dequeued, DurableAdmission
 from execution_service.durable.cancellation import CancelRequests
-from execution_service.durable.checkpoints import Checkpoints, Operation
+from execution_service.durable.checkpoints import Checkpoints, Operation, recorded_result
 from execution_service.durable.children import DurableChildren
 from execution_service.durable.effects import (
     CancelGate,
@@ -767,7 +767,7 @@ class DurableRunManager(RunManager):
         remote = await self._remote(run_id, wait_s=1.0)
         if remote is None or (user is not None and remote.user != user):
             return await super().cancel_anywhere(run_id, after_turn=after_turn, user=user)
-        ended = await finished_status(run_id)
+        ended = await finished_status(run_id) or await _decided_status(run_id)
         if ended is not None:
             raise RunAlreadyFinished(f"run {shown(run_id)} already finished with status {ended.value}")
         status = await DBOS.get_workflow_status_async(run_id)
@@ -795,9 +795,10 @@ async def _confirm_cancelled(run_id: str, *, wait_s: float) -> None:
     """An immediate cancel of a run another replica executes: that replica may have decided the run's outcome (its
     answer or error came) before the request reached it, and then the cancel changes nothing. Waits (at most
     `wait_s`) for the run's end in its stream: an end other than CANCELLED is RunAlreadyFinished naming
-    it, as on the replica that runs the run. No end within the wait (its replica died: the run resumes with the
-    request stored, and ends CANCELLED) leaves the cancel accepted."""
-    ended = await finished_status(run_id, wait_s=wait_s)
+    it, as on the replica that runs the run. No end within the wait (its replica died) leaves the cancel accepted
+    (the run resumes with the request stored, and ends CANCELLED), unless that replica had decided the run's end
+    before it died: a resumption records that end (`_end_as_decided`), which the answer names."""
+    ended = await finished_status(run_id, wait_s=wait_s) or await _decided_status(run_id)
     if ended is None:
         log.info("a cancelled run has not ended yet; its cancel is stored", extra={"run_id": run_id})
     elif ended is not RunStatus.CANCELLED:
@@ -805,6 +806,12 @@ async def _confirm_cancelled(run_id: str, *, wait_s: float) -> None:
             f"run {shown(run_id)} already finished with status {ended.value}: its outcome was decided before the "
             "cancel reached the replica that runs it"
         )
+
+
+async def _decided_status(run_id: str) -> RunStatus | None:
+    """The status of the end the run's execution decided and checkpointed, recorded or not (None: not decided yet)."""
+    decided = await recorded_result(run_id, END_STEP)
+    return decided.terminal.status if isinstance(decided, DecidedEnd) else None
 
 
 def _digest_of_run(run: DurableRunInput) -> str:

@@ -6,6 +6,7 @@ replica stops the in-flight tool call."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -368,6 +369,44 @@ async def test_a_cancel_through_another_replica_says_whether_it_took_effect(tmp_
         rest = [event async for event in stream]
         assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_CANCELLED
         assert (await cluster.stored_run(run_id)).status == run_pb2.RUN_STATUS_CANCELLED
+
+
+async def test_a_cancel_of_a_run_whose_replica_died_after_deciding_its_end_names_that_end(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The replica running the run got its answer and died while the run's end waited for RunsService: CancelRun
+    through the survivor is FAILED_PRECONDITION naming COMPLETED (the end was decided and checkpointed: the survivor
+    records it), not OK for a run that then ends COMPLETED (found by an outside audit). The takeover comes after the
+    cancel's wait for the run's end."""
+    async with running_cluster(
+        tmp_path, database_url, AGENTS, AGENTRUN_HEARTBEAT_INTERVAL_S="0.5", AGENTRUN_TAKEOVER_TIMEOUT_S="8"
+    ) as cluster:
+        cluster.gemini.set_responder(lambda body: FakeResponse(text="the answer"))
+        a = await cluster.start_replica("replica-e1")
+        b = await cluster.start_replica("replica-e2")
+        await cluster.stop_runs()
+        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="answer", detach=True))
+        run_id = ""
+        async for event in stream:
+            if event.WhichOneof("event") == "run_started":
+                run_id = event.run_started.run_id
+                executors[run_id] = event.run_started.replica
+            elif kind(event) == "final_response":
+                break
+        executor, (survivor,) = executor_and_others(run_id, a, b)
+        await asyncio.sleep(0.5)  # its end is checkpointed at once, then waits up to 2 s for RunsService
+        executor.kill()
+        stream.cancel()
+        with pytest.raises(grpc.aio.AioRpcError) as too_late:
+            await cluster.stub(survivor).CancelRun(ex.CancelRunRequest(run_id=run_id), timeout=60)
+        assert too_late.value.code() == grpc.StatusCode.FAILED_PRECONDITION, too_late.value
+        assert "already finished with status COMPLETED" in (too_late.value.details() or ""), too_late.value
+        await cluster.start_runs()
+        rest = await watch_rest(cluster, survivor, run_id, 2)
+        assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED
+        stored = await cluster.stored_run(run_id)
+        assert (stored.status, stored.final_response) == (run_pb2.RUN_STATUS_COMPLETED, "the answer")
+        assert len(cluster.gemini.requests) == 1
 
 
 async def test_a_stopping_replica_hands_its_runs_over_at_once(tmp_path: Path, database_url: str) -> None:
