@@ -32,12 +32,12 @@ from execution_service.agents.limits import parse_limits
 from execution_service.agents.session import parse_session
 from execution_service.agents.spec import AgentSpec
 from execution_service.agents.template import check_template
+from execution_service.model.names import model_name_problem
 from execution_service.schedules.parse import parse_schedules
 
 DEFAULT_MODEL = "gemini-2.5-flash"
 AGENT_SUFFIX = ".prompt"
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
-_MODEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _MODEL_PROVIDER_PREFIX = "googleai/"
 _TOOL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/(?:\*|[A-Za-z0-9_][A-Za-z0-9_.-]*)")
 # `agents/NAME` in `tools:` names another agent of the directory, called as a tool (a sub-agent); "agents" is
@@ -106,8 +106,8 @@ def normalize_model(model: str, key: str = "model") -> str:
     bare = model.strip().removeprefix(_MODEL_PROVIDER_PREFIX)
     if "/" in bare:
         raise InvalidField(key, f"unsupported provider in {model!r}: use googleai/<model> or a bare Gemini model name")
-    if not _MODEL_PATTERN.fullmatch(bare):
-        raise InvalidField(key, f"{model!r} is not a model name such as googleai/gemini-2.5-flash")
+    if (problem := model_name_problem(bare)) is not None:
+        raise InvalidField(key, problem)
     return bare
 
 

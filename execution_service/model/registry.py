@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from agentrun_core.domain import ErrorReason
 from execution_service.model.base import ModelError, ModelProvider, ProviderNotConfigured
 from execution_service.model.gemini import GeminiProvider
+from execution_service.model.names import model_name_problem
 from execution_service.model.retry import ModelRetryPolicy, RetryingProvider
 from execution_service.model.test_model import TestModel
 
@@ -67,6 +68,8 @@ def build_provider(model_name: str, settings: ModelSettings) -> tuple[ModelProvi
     bare = bare_model_name(model_name)
     if not bare:
         raise ModelError(ErrorReason.MODEL_REQUEST_INVALID, "no model name given")
+    if (problem := model_name_problem(bare)) is not None:
+        raise ModelError(ErrorReason.MODEL_REQUEST_INVALID, problem)
     inner: ModelProvider
     if bare in TEST_MODEL_NAMES:
         inner = TestModel(latency_s=settings.test_model_latency_s)

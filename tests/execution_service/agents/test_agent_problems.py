@@ -45,6 +45,8 @@ BROKEN: dict[str, tuple[str, list[str]]] = {
     "unknown-limit.prompt": ("---\nlimits: {max_step: 3}\n---\nx\n", ["limits.max_step", "max_steps"]),
     "unknown-key.prompt": ("---\nlimit: {max_steps: 3}\n---\nx\n", ["limit", "unknown front matter key", "limits"]),
     "bad-model.prompt": ("---\nmodel: openai/gpt-4o\n---\nx\n", ["model", "openai/gpt-4o"]),
+    # google-genai refuses '..' in a model name: every run of the agent would fail INTERNAL.
+    "dotdot-model.prompt": ("---\nmodel: gemini..flash\n---\nx\n", ["model", "'gemini..flash' is not a model name"]),
     "bad-schema.prompt": ("---\ninput:\n  schema:\n    city: strng\n---\nx\n", ["input.schema", "strng"]),
     "bad-default.prompt": (
         "---\ninput:\n  schema:\n    n?: integer\n  default:\n    n: many\n---\nx\n",

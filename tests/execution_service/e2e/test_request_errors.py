@@ -123,3 +123,18 @@ async def test_cancelling_a_run_that_finished_long_ago_is_failed_precondition_fo
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.CancelRun(ex.CancelRunRequest(run_id=unknown))
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("model", ["../x", "gemini-2.5-flash?alt=sse", "a&b", "gemini 2.5", "models/gemini-2.5-pro"])
+async def test_a_model_override_that_is_no_model_name_is_invalid_argument(tmp_path: Path, model: str) -> None:
+    """Found by an outside audit: google-genai refuses '..', '?' and '&' in a model name with a ValueError, which
+    ended the run FAILED INTERNAL (an ERROR with a traceback) instead of refusing the request."""
+    agents = {"gem": agent_source(model="gemini-2.5-flash", tools=["test/echo"])}
+    async with running_stack(tmp_path, agents) as stack:
+        stub = stack.execution_stub()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in stub.ExecuteAgent(ex.ExecuteAgentRequest(agent_name="gem", task="hello", model=model)):
+                pass
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"model: {model!r} is not a model name such as gemini-2.5-flash" in (caught.value.details() or "")
+        assert not stack.gemini.requests
