@@ -357,7 +357,7 @@ class DurableRunManager(RunManager):
                 caught_up=recorder.caught_up,
                 children=children,
             )
-            used = (prefix.steps[-1].time - run.base.start_time).total_seconds() if prefix.steps else 0.0
+            used = prefix.time_executed(run.base.start_time).total_seconds()
             timeout_s = max(run.agent.limits.run_timeout_s - used, 0.001)
             traced = self._run_telemetry(run, model.name, fresh)
             traced.secrets = recorder.secret_memory

@@ -20,11 +20,12 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from agentrun.execution.v1 import execution_service_pb2 as pb
 from dbos import DBOS
 
-from agentrun_core.domain import ExecutionStep, RunStatus
+from agentrun_core.domain import ExecutionStep, RunResumed, RunStatus
 from agentrun_core.proto_convert import run_status_from_pb, step_from_pb, step_to_pb
 from execution_service.api.convert import event_response
 from execution_service.durable import journal
@@ -53,6 +54,16 @@ class StreamPrefix:
 
     started: pb.RunStarted | None = None
     steps: tuple[ExecutionStep, ...] = ()
+
+    def time_executed(self, start: datetime) -> timedelta:
+        """How long the run executed before it stopped (its run timeout counts this much used): from `start` to its
+        last step, less the gaps of its earlier resumptions (a RunResumed step's gap: the time it was stopped). The
+        time a call in flight at a stop ran before the stop is not counted (when the replica died is not known):
+        the call is made again and counts from then."""
+        if not self.steps:
+            return timedelta(0)
+        stopped = sum((step.payload.gap for step in self.steps if isinstance(step.payload, RunResumed)), timedelta(0))
+        return max(self.steps[-1].time - start - stopped, timedelta(0))
 
 
 async def read_prefix(run_id: str) -> StreamPrefix:
