@@ -4,7 +4,9 @@ Steps are compared by content: the step kind and what the model said and asked f
 reason, number of function calls), the tools called with their arguments, the tools' results and errors, the final
 answer, run errors and session history. Times, durations, token counts, call ids and child run ids are not content:
 two runs that made the same calls with the same results in the same order are the same up to there, even when one
-replayed the other's recorded replies (a fork) or ran at another time.
+replayed the other's recorded replies (a fork) or ran at another time. Nor are resumptions (durable mode's `resumed`
+steps): they tell how a run executed, not what it did, and a fork does not repeat its original's. They are left out,
+and positions count the steps compared (each step keeps its own sequence).
 """
 
 from __future__ import annotations
@@ -65,8 +67,13 @@ class RunDiff:
         return self.identical_steps + 1 if self.pairs else None
 
 
+def compared_steps(run: run_pb2.Run) -> list[run_pb2.ExecutionStep]:
+    """The run's steps that a comparison looks at: all but its resumptions."""
+    return [step for step in run.execution_steps if step.WhichOneof("payload") != "resumed"]
+
+
 def diff_runs(a: run_pb2.Run, b: run_pb2.Run) -> RunDiff:
-    steps_a, steps_b = list(a.execution_steps), list(b.execution_steps)
+    steps_a, steps_b = compared_steps(a), compared_steps(b)
     shared = 0
     while shared < min(len(steps_a), len(steps_b)) and same_step(steps_a[shared], steps_b[shared]):
         shared += 1

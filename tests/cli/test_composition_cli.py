@@ -14,7 +14,7 @@ from agentrun.runs.v1 import runs_service_pb2 as rs
 from typer.testing import CliRunner, Result
 
 from agentrun_cli.main import app
-from agentrun_core.domain import FinalResponse, ForkOrigin, Run, RunStatus, ToolCallStarted
+from agentrun_core.domain import FinalResponse, ForkOrigin, Run, RunResumed, RunStatus, ToolCallStarted
 from agentrun_core.ids import new_run_id
 from agentrun_core.proto_convert import run_to_pb
 from tests.runs_service.conftest import db_url, pg_server  # noqa: F401  (fixtures: a database on each backend)
@@ -235,6 +235,33 @@ def test_runs_diff_starts_at_the_first_differing_step(recorded: Recorded) -> Non
     assert same["firstDifference"] is None and same["steps"] == []
     unknown = cli(runner, recorded.server, "runs", "diff", original.id, new_run_id())
     assert unknown.exit_code == 2 and "NOT_FOUND" in unknown.stderr
+
+
+def test_runs_diff_leaves_out_the_resumptions_of_a_durable_run(recorded: Recorded) -> None:
+    """A fork does not repeat its original's `resumed` steps (they tell how the original executed, not what it did):
+    the diff compares the steps without them, so a fork of a resumed run is the same up to where it really differs
+    (found by an outside audit: the fork's numbers are one lower after the original's resumption)."""
+    fork = make_run(agent="clock", model_calls=3, tool_calls=2)
+    steps = list(fork.execution_steps)
+    marker = dataclasses.replace(
+        steps[4], payload=RunResumed(gap=timedelta(seconds=8), replica="b", previous_replica="a")
+    )
+    resumed = [*steps[:5], marker, *steps[5:-1], dataclasses.replace(steps[-1], payload=FinalResponse("changed"))]
+    original_id = new_run_id()
+    original = dataclasses.replace(
+        fork,
+        id=original_id,
+        execution_steps=tuple(
+            dataclasses.replace(step, run_id=original_id, sequence=index) for index, step in enumerate(resumed, 1)
+        ),
+        final_response="changed",
+    )
+    recorded.record(original)
+    recorded.record(fork)
+    data = json.loads(cli(CliRunner(), recorded.server, "runs", "diff", original.id, fork.id, "--json").stdout)
+    assert (data["identicalSteps"], data["firstDifference"]) == (len(steps) - 1, len(steps))
+    (last,) = data["steps"]
+    assert (last["a"]["sequence"], last["b"]["sequence"]) == (len(steps) + 1, len(steps))
 
 
 def test_runs_stats_by_session(recorded: Recorded) -> None:
