@@ -247,12 +247,14 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
     ) -> AsyncGenerator[RunEvent]:
         """Streams the run's events (`events`: its `follow`); a client that goes away cancels the run unless it
         detached: the handler is cancelled while it waits here for the next event (CancelledError) or while gRPC
-        sends the last one (the handler then closes this generator: GeneratorExit)."""
+        sends the last one (the handler then closes this generator: GeneratorExit). The streams this service ends
+        once it has stopped its runs cancel nothing: a durable run goes on elsewhere, where the client can watch it
+        (an embedded one has ended INTERRUPTED)."""
         try:
             async for event in events:
                 yield event
         except (asyncio.CancelledError, GeneratorExit):
-            if not detach and not live.is_finished:
+            if not detach and not live.is_finished and not self._manager.stopped:
                 log.info("client disconnected: cancelling its run", extra={"run_id": live.run_id})
                 try:
                     self._manager.cancel(live.run_id)

@@ -131,6 +131,7 @@ class RunManager:
         self._live: dict[str, LiveRun] = {}
         self._finished: OrderedDict[str, LiveRun] = OrderedDict()
         self._shutting_down = False
+        self._stopped = False
         self._admission = AdmissionQueue(self._limits.max_concurrent_runs, self._limits.max_queued_runs)
 
     # --- queries ---------------------------------------------------------------------------------------------
@@ -146,6 +147,12 @@ class RunManager:
     def live_count(self) -> int:
         """Runs in progress here: executing or waiting in the queue."""
         return len(self._live)
+
+    @property
+    def stopped(self) -> bool:
+        """True once `shutdown` has let its runs go (finished, interrupted or left to resume elsewhere): the streams
+        the service ends from then on cancel none."""
+        return self._stopped
 
     @property
     def executing_count(self) -> int:
@@ -703,6 +710,12 @@ class RunManager:
     async def shutdown(self, grace_s: float) -> None:
         """Stops accepting runs; lets live runs finish for grace_s, then interrupts the rest (stored INTERRUPTED)."""
         self._shutting_down = True
+        try:
+            await self._let_runs_go(grace_s)
+        finally:
+            self._stopped = True
+
+    async def _let_runs_go(self, grace_s: float) -> None:
         # Queued runs never start now: they end at once (INTERRUPTED), before a slot freed below could admit them.
         queued = [r.task for r in self._live.values() if r.task is not None and r.is_queued]
         for task in queued:

@@ -409,14 +409,38 @@ async def test_a_cancel_of_a_run_whose_replica_died_after_deciding_its_end_names
         assert len(cluster.gemini.requests) == 1
 
 
-async def test_a_stopping_replica_hands_its_runs_over_at_once(tmp_path: Path, database_url: str) -> None:
+async def test_a_stopping_replica_does_not_cancel_the_runs_its_clients_follow_on_another(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A client (not detached) watching through a replica that does not run the run: that replica stopping (SIGTERM)
+    ends the client's stream, and the run goes on where it runs."""
+    async with running_cluster(tmp_path, database_url, AGENTS, AGENTRUN_HEARTBEAT_INTERVAL_S="0.5") as cluster:
+        cluster.gemini.set_responder(two_tools_then_answer(sleep_s=2.0))
+        a = await cluster.start_replica("replica-f1", AGENTRUN_SHUTDOWN_GRACE_S="0.5")
+        b = await cluster.start_replica("replica-f2", AGENTRUN_SHUTDOWN_GRACE_S="0.5")
+        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=True))
+        run_id, seen = await until_sleep_started(stream)
+        executor, (other,) = executor_and_others(run_id, a, b)
+        watch = cluster.stub(other).ExecuteAgent(
+            ex.ExecuteAgentRequest(agent_name="worker", task="go", run_id=run_id)  # a retry: follows, not detached
+        )
+        assert (await watch.read()).run_started.run_id == run_id
+        other.stop()
+        rest = await watch_rest(cluster, executor, run_id, seen[-1].sequence + 1)
+        assert rest[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED, rest[-1]
+        assert (await cluster.stored_run(run_id)).status == run_pb2.RUN_STATUS_COMPLETED
+
+
+@pytest.mark.parametrize("detach", [True, False])
+async def test_a_stopping_replica_hands_its_runs_over_at_once(tmp_path: Path, database_url: str, detach: bool) -> None:
     """SIGTERM: the replica lets its runs go on for the shutdown grace, then leaves them pending and marks itself
-    silent; a survivor takes them over without waiting for the takeover timeout."""
+    silent; a survivor takes them over without waiting for the takeover timeout. A client whose stream the stopping
+    replica ends (not detached) does not cancel the run: it goes on elsewhere (the client watches it there)."""
     async with running_cluster(tmp_path, database_url, AGENTS, AGENTRUN_HEARTBEAT_INTERVAL_S="0.5") as cluster:
         cluster.gemini.set_responder(two_tools_then_answer(sleep_s=3.0))
         a = await cluster.start_replica("replica-d1", AGENTRUN_SHUTDOWN_GRACE_S="0.5", AGENTRUN_TAKEOVER_TIMEOUT_S="30")
         b = await cluster.start_replica("replica-d2", AGENTRUN_SHUTDOWN_GRACE_S="0.5", AGENTRUN_TAKEOVER_TIMEOUT_S="30")
-        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=True))
+        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=detach))
         run_id, seen = await until_sleep_started(stream)
         await sleep_in_flight(cluster)
         stopping, (survivor,) = executor_and_others(run_id, a, b)
