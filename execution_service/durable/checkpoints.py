@@ -28,8 +28,9 @@ class StepOptions(TypedDict):
     name: str
 
 
-async def recorded_result(run_id: str, name: str) -> Any | None:
-    """The result of the run's first recorded operation named `name`, read from outside the run (None when none)."""
+async def read_recorded_result(run_id: str, name: str) -> Any | None:
+    """The result of the run's first recorded operation named `name`, read from the journal from outside the run
+    (None when none); `Checkpoints.recorded_result` is the same for the run's own execution, from what it read."""
     value = await journal.current().checkpoint_named(run_id, name)
     return None if value is None else pickle.loads(value)  # written by this service, in its own database
 

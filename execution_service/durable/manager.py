@@ -29,7 +29,7 @@ from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.durable import journal
 from execution_service.durable.admission import ENDING_QUEUE, RUN_QUEUE, Dequeued, DurableAdmission
 from execution_service.durable.cancellation import CancelRequests
-from execution_service.durable.checkpoints import Checkpoints, Operation, recorded_result
+from execution_service.durable.checkpoints import Checkpoints, Operation, read_recorded_result
 from execution_service.durable.children import DurableChildren
 from execution_service.durable.effects import (
     CancelGate,
@@ -810,7 +810,7 @@ async def _confirm_cancelled(run_id: str, *, wait_s: float) -> None:
 
 async def _decided_status(run_id: str) -> RunStatus | None:
     """The status of the end the run's execution decided and checkpointed, recorded or not (None: not decided yet)."""
-    decided = await recorded_result(run_id, END_STEP)
+    decided = await read_recorded_result(run_id, END_STEP)
     return decided.terminal.status if isinstance(decided, DecidedEnd) else None
 
 
