@@ -89,6 +89,17 @@ async def until_sleep_started(
     raise AssertionError(f"the run ended before its sleep call: {steps}")
 
 
+async def run_until_sleep_in_flight(
+    cluster: Cluster, replica: Replica, *, detach: bool = True
+) -> tuple[Any, str, list[run_pb2.ExecutionStep]]:
+    """Starts a worker run through `replica` and reads its stream until its sleep call is in flight at the MCP
+    server: (the ExecuteAgent call, run id, the steps seen)."""
+    stream = cluster.stub(replica).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=detach))
+    run_id, seen = await until_sleep_started(stream)
+    await sleep_in_flight(cluster)
+    return stream, run_id, seen
+
+
 async def watch_rest(cluster: Cluster, replica: Any, run_id: str, from_sequence: int) -> list[ex.WatchRunResponse]:
     stub = cluster.stub(replica)
     return [e async for e in stub.WatchRun(ex.WatchRunRequest(run_id=run_id, from_sequence=from_sequence))]
@@ -115,9 +126,7 @@ async def test_a_killed_replicas_run_completes_on_one_survivor(tmp_path: Path, d
         a = await cluster.start_replica("replica-a")
         b = await cluster.start_replica("replica-b")
         c = await cluster.start_replica("replica-c")
-        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=True))
-        run_id, seen = await until_sleep_started(stream)
-        await sleep_in_flight(cluster)
+        _stream, run_id, seen = await run_until_sleep_in_flight(cluster, a)
         # The run executes where the shared queue put it (any of the three): that replica dies.
         dead, survivors = executor_and_others(run_id, a, b, c)
         dead.kill()
@@ -168,9 +177,7 @@ async def test_a_run_cancelled_while_its_replica_is_dead_ends_cancelled_when_tak
         cluster.gemini.set_responder(two_tools_then_answer(sleep_s=2.0))
         a = await cluster.start_replica("replica-k1")
         b = await cluster.start_replica("replica-k2")
-        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=True))
-        run_id, seen = await until_sleep_started(stream)
-        await sleep_in_flight(cluster)
+        stream, run_id, seen = await run_until_sleep_in_flight(cluster, a)
         dead, (survivor,) = executor_and_others(run_id, a, b)
         dead.kill()
         stream.cancel()
@@ -204,9 +211,7 @@ async def test_a_run_cancelled_through_its_replica_stays_cancelled_when_that_rep
         cluster.gemini.set_responder(two_tools_then_answer(sleep_s=4.0))
         a = await cluster.start_replica("replica-x1")
         b = await cluster.start_replica("replica-x2")
-        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=True))
-        run_id, seen = await until_sleep_started(stream)
-        await sleep_in_flight(cluster)
+        stream, run_id, seen = await run_until_sleep_in_flight(cluster, a)
         executor, (survivor,) = executor_and_others(run_id, a, b)
         await cluster.stop_runs()
         await cluster.stub(executor).CancelRun(ex.CancelRunRequest(run_id=run_id, mode=mode), timeout=60)
@@ -237,9 +242,7 @@ async def test_a_restarted_replica_resumes_its_runs(tmp_path: Path, database_url
     async with running_cluster(tmp_path, database_url, AGENTS) as cluster:
         cluster.gemini.set_responder(two_tools_then_answer(sleep_s=2.0))
         a = await cluster.start_replica("replica-r")
-        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=True))
-        run_id, seen = await until_sleep_started(stream)
-        await sleep_in_flight(cluster)
+        _stream, run_id, seen = await run_until_sleep_in_flight(cluster, a)
         a.kill()
         again = await cluster.start_replica("replica-r", port=a.port)
         rest = await watch_rest(cluster, again, run_id, seen[-1].sequence + 1)
@@ -258,9 +261,7 @@ async def test_cancel_and_watch_through_another_replica(tmp_path: Path, database
         cluster.gemini.set_responder(two_tools_then_answer(sleep_s=60.0))
         a = await cluster.start_replica("replica-c1")
         b = await cluster.start_replica("replica-c2")
-        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go"))
-        run_id, seen = await until_sleep_started(stream)
-        await sleep_in_flight(cluster)
+        stream, run_id, seen = await run_until_sleep_in_flight(cluster, a, detach=False)
         # b: the replica that does not execute the run (the shared queue gave it to either).
         executor, (b,) = executor_and_others(run_id, a, b)
 
@@ -440,9 +441,7 @@ async def test_a_stopping_replica_hands_its_runs_over_at_once(tmp_path: Path, da
         cluster.gemini.set_responder(two_tools_then_answer(sleep_s=3.0))
         a = await cluster.start_replica("replica-d1", AGENTRUN_SHUTDOWN_GRACE_S="0.5", AGENTRUN_TAKEOVER_TIMEOUT_S="30")
         b = await cluster.start_replica("replica-d2", AGENTRUN_SHUTDOWN_GRACE_S="0.5", AGENTRUN_TAKEOVER_TIMEOUT_S="30")
-        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=detach))
-        run_id, seen = await until_sleep_started(stream)
-        await sleep_in_flight(cluster)
+        _stream, run_id, seen = await run_until_sleep_in_flight(cluster, a, detach=detach)
         stopping, (survivor,) = executor_and_others(run_id, a, b)
         stopped_at = time.monotonic()
         stopping.stop()
