@@ -58,15 +58,17 @@ _CLIENT_INFO = Implementation(name="agentrun", version="0.1.0")
 LARGE_RESULT_CHARS = 1_000_000
 _HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
 _MAX_TOOL_PAGES = 100
+# A server's log levels in ours. Its levels are its opinion of itself, and the server may be anyone's: from warning up
+# they are WARNING here (agentrun's ERROR lines are agentrun's own failures); the message keeps the server's level.
 _MCP_LOG_LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
     "notice": logging.INFO,
     "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
-    "alert": logging.CRITICAL,
-    "emergency": logging.CRITICAL,
+    "error": logging.WARNING,
+    "critical": logging.WARNING,
+    "alert": logging.WARNING,
+    "emergency": logging.WARNING,
 }
 
 
@@ -355,10 +357,12 @@ class McpConnection:
                 self._start_failed(generation, started, "connection start was cancelled")
 
     async def _on_server_log(self, params: LoggingMessageNotificationParams) -> None:
-        """The server's own log notifications (notifications/message) go to our log with the server name."""
+        """The server's own log notifications (notifications/message) go to our log with the server's name and level
+        (at most WARNING: _MCP_LOG_LEVELS)."""
         level = _MCP_LOG_LEVELS.get(params.level, logging.INFO)
         source = f" {params.logger}" if params.logger else ""
-        logger.log(level, "[mcp %s log%s] %s", self.name, source, params.data, extra={"mcp_server": self.name})
+        extra = {"mcp_server": self.name, "mcp_level": params.level}
+        logger.log(level, "[mcp %s log %s%s] %s", self.name, params.level, source, params.data, extra=extra)
 
     async def _on_message(self, message: Any) -> None:
         """Server notifications we do not act on are ignored; transport faults are logged (the session survives them

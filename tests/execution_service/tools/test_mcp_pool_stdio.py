@@ -20,8 +20,9 @@ from agentrun_core.domain import ErrorReason, ToolCallStatus
 from execution_service.tools.base import ResolvedTool, ToolOutcome, ToolProvider, ToolResolutionError
 from execution_service.tools.mcp_config import StdioServer
 from execution_service.tools.pool import McpToolPool
+from tests.support.stack import wait_for
 
-ALL_TOOLS = {"echo", "add", "sleep", "fail", "crash", "secret_config", "big"}
+ALL_TOOLS = {"echo", "add", "sleep", "log", "fail", "crash", "secret_config", "big"}
 
 
 async def _tool(pool: McpToolPool, name: str) -> ResolvedTool:
@@ -150,6 +151,27 @@ async def test_echo_add_and_other_results(pool: McpToolPool, caplog: pytest.LogC
 
     # The server's stderr reaches our log, tagged with the server name.
     assert any("[mcp test stderr]" in r.getMessage() and "starting" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_servers_log_messages_reach_our_log_at_most_as_warnings(
+    pool: McpToolPool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server's own log levels are its opinion of itself: its errors and emergencies are warnings in ours (a
+    server nobody here wrote must not page whoever watches agentrun's ERROR lines), its level kept in the message."""
+    caplog.set_level(logging.DEBUG, logger="execution_service.tools.connection")
+    log_tool = await _tool(pool, "log")
+    for level in ("debug", "info", "warning", "error", "emergency"):
+        assert (await pool.call(log_tool, {"level": level, "message": f"{level} news"}, timeout_s=5)).text == "logged"
+    await wait_for(lambda: sum("[mcp test log" in r.getMessage() for r in caplog.records) == 5, timeout_s=5)
+    forwarded = {r.getMessage(): r for r in caplog.records if "[mcp test log" in r.getMessage()}
+    assert {message: r.levelno for message, r in forwarded.items()} == {
+        "[mcp test log debug test-logger] debug news": logging.DEBUG,
+        "[mcp test log info test-logger] info news": logging.INFO,
+        "[mcp test log warning test-logger] warning news": logging.WARNING,
+        "[mcp test log error test-logger] error news": logging.WARNING,
+        "[mcp test log emergency test-logger] emergency news": logging.WARNING,
+    }
+    assert all(getattr(r, "mcp_server", None) == "test" for r in forwarded.values())
 
 
 async def test_invalid_arguments_are_reported_to_the_model(pool: McpToolPool) -> None:
