@@ -15,7 +15,7 @@ from execution_service.engine.instrumentation import RunTelemetry
 from execution_service.engine.outcomes import LoopOutcome, cancelled_after_turn, max_steps_exceeded
 from execution_service.engine.step_recorder import StepRecorder
 from execution_service.engine.turn import Turns
-from execution_service.model.base import Message, ModelProvider, ToolDeclaration, UserMessage
+from execution_service.model.base import Message, ModelProvider, ToolDeclaration, UserMessage, without_media
 from execution_service.tools.base import ResolvedTool, ToolProvider
 
 __all__ = ["LoopInput", "LoopOutcome", "run_agent_loop"]
@@ -62,5 +62,5 @@ async def run_agent_loop(
         result = await turns.run_turn(messages, last=turn == max_steps)
         if isinstance(result, LoopOutcome):
             return result
-        messages += result.messages
+        messages = (*without_media(messages), *result.messages)  # earlier turns' media go no further (memory)
     return max_steps_exceeded(max_steps)  # only when max_steps < 1, which agent files cannot ask for

@@ -158,6 +158,7 @@ async def _call_one(
             name=call.name,
             response=response_for_model(outcome, result_bytes, size),
             is_error=outcome.is_error,
+            media=outcome.media,
         )
 
 

@@ -7,6 +7,7 @@ Providers raise `ModelError` for failures; `retryable` says whether the single r
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
@@ -53,15 +54,38 @@ class ToolResultMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class InlineMedia:
+    """Bytes the model reads as they are (an image, audio, a PDF), with their IANA MIME type."""
+
+    mime_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class FunctionResult:
     call_id: str
     name: str
     # What the model receives: {"result": ...} on success, {"error": "..."} on failure.
     response: dict[str, Any]
     is_error: bool = False
+    # The media the tool returned that the model can read (tools.results), sent beside the response.
+    media: tuple[InlineMedia, ...] = ()
 
 
 Message = UserMessage | ModelMessage | ToolResultMessage
+
+
+def without_media(messages: tuple[Message, ...]) -> tuple[Message, ...]:
+    """The messages with the tool results' media left out (their text summaries stay): a request sends only the
+    latest results' media (model.gemini_convert.to_contents), so a run need not hold older ones."""
+    if not any(isinstance(m, ToolResultMessage) and any(r.media for r in m.results) for m in messages):
+        return messages
+    return tuple(
+        ToolResultMessage(tuple(dataclasses.replace(r, media=()) for r in m.results))
+        if isinstance(m, ToolResultMessage)
+        else m
+        for m in messages
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from google.genai import types
 
 from agentrun_core.domain import ErrorReason
 from execution_service.model.base import ModelError, ModelRequest, ModelResponse
-from execution_service.model.gemini_convert import ResponseAccumulator, asks_for_thoughts, to_config, to_content
+from execution_service.model.gemini_convert import ResponseAccumulator, asks_for_thoughts, to_config, to_contents
 from execution_service.model.gemini_errors import to_model_error
 from execution_service.model.guard import check_real_model_allowed, effective_gemini_base_url
 
@@ -78,7 +78,7 @@ class GeminiProvider:
 
     async def generate(self, request: ModelRequest) -> ModelResponse:
         check_real_model_allowed(self.base_url)
-        contents = [to_content(message, model=request.model) for message in request.messages]
+        contents = to_contents(request.messages, model=request.model)
         config = to_config(request, warned=self._warned_config_keys)
         limit = self._input_token_limit(request.model)
         started = time.perf_counter()

@@ -17,6 +17,7 @@ from agentrun_core.domain import ErrorReason, TokenUsage
 from agentrun_core.well_formed import well_formed, well_formed_value
 from execution_service.model.base import (
     FunctionCall,
+    FunctionResult,
     Message,
     ModelError,
     ModelMessage,
@@ -88,8 +89,17 @@ def needs_signatures(model: str) -> bool:
     return match is not None and int(match.group(1)) >= 3
 
 
-def to_content(message: Message, *, model: str = "") -> types.Content:
-    """`model`: the model the request goes to (it decides whether a rebuilt turn needs a signature)."""
+def to_contents(messages: tuple[Message, ...], *, model: str) -> list[types.Content]:
+    """A request's messages as contents. The media tools returned go to the model with the latest tool results only:
+    it reads them when it decides what to do with them; earlier turns keep the text that summarises them, so requests
+    stay within the API's inline size and do not pay for every screenshot again on every turn."""
+    latest_results = max((i for i, m in enumerate(messages) if isinstance(m, ToolResultMessage)), default=-1)
+    return [to_content(m, model=model, with_media=i == latest_results) for i, m in enumerate(messages)]
+
+
+def to_content(message: Message, *, model: str = "", with_media: bool = False) -> types.Content:
+    """`model`: the model the request goes to (it decides whether a rebuilt turn needs a signature); `with_media`:
+    tool results carry their media (each after a text part naming the call it came from)."""
     match message:
         case UserMessage(text=text):
             return types.Content(role="user", parts=[types.Part(text=text)])
@@ -98,19 +108,30 @@ def to_content(message: Message, *, model: str = "") -> types.Content:
                 return message.provider_content  # unchanged: keeps thought signatures
             return _rebuild_model_content(message, signed=needs_signatures(model))
         case ToolResultMessage(results=results):
-            return types.Content(
-                role="user",
-                parts=[
-                    types.Part(
-                        function_response=types.FunctionResponse(
-                            id=_wire_call_id(result.call_id), name=result.name, response=result.response
-                        )
+            parts = [
+                types.Part(
+                    function_response=types.FunctionResponse(
+                        id=_wire_call_id(result.call_id), name=result.name, response=result.response
                     )
-                    for result in results
-                ],
-            )
+                )
+                for result in results
+            ]
+            if with_media:
+                parts.extend(part for result in results for part in _media_parts(result))
+            return types.Content(role="user", parts=parts)
         case _:
             assert_never(message)
+
+
+def _media_parts(result: FunctionResult) -> list[types.Part]:
+    """A result's media as inline parts beside the function responses (what Gemini 2.x and 3 both accept; Gemini 2.x
+    refuses media inside a FunctionResponse), introduced by a text part naming the call."""
+    if not result.media:
+        return []
+    kinds = ", ".join(media.mime_type for media in result.media)
+    intro = types.Part(text=f"[what the {result.name} call ({result.call_id}) returned besides its response: {kinds}]")
+    inline = [types.Part(inline_data=types.Blob(mime_type=m.mime_type, data=m.data)) for m in result.media]
+    return [intro, *inline]
 
 
 def _rebuild_model_content(message: ModelMessage, *, signed: bool = False) -> types.Content:

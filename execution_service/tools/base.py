@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, Protocol, runtime_checkable
 
 from agentrun_core.domain import ErrorReason, ToolCallStatus
+from execution_service.model.base import InlineMedia
 
 # The id of the tool call (FunctionCall.id) a ToolProvider.call is made for, set by the engine around each call: a
 # provider wrapping another (execution_service.history.replay) can answer a call from its record by id.
@@ -44,6 +46,21 @@ class ToolOutcome:
     is_error: bool = False
     status: ToolCallStatus = ToolCallStatus.SUCCEEDED
     error_reason: ErrorReason | None = None
+    # Images, audio and documents the model can read (tools.results); `text` summarises each of them too.
+    media: tuple[InlineMedia, ...] = ()
+
+    def __setstate__(self, state: Sequence[Any]) -> None:
+        """Unpickles an outcome a durable run checkpointed, also one of a version without the later fields."""
+        for index, name in enumerate(_OUTCOME_FIELDS):
+            value = state[index] if index < len(state) else _OUTCOME_DEFAULTS[name]
+            object.__setattr__(self, name, value)
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _OUTCOME_FIELDS)
+
+
+_OUTCOME_FIELDS = tuple(f.name for f in fields(ToolOutcome))
+_OUTCOME_DEFAULTS = {f.name: f.default for f in fields(ToolOutcome) if f.default is not MISSING}
 
 
 class ToolResolutionError(Exception):

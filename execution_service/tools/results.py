@@ -1,8 +1,13 @@
-"""Turns an MCP `CallToolResult` into a `ToolOutcome`: text parts joined, other parts summarised as text."""
+"""Turns an MCP `CallToolResult` into a `ToolOutcome`: text parts joined, other parts summarised as text; the images,
+audio and documents among them that the model can read are kept for it too (`ToolOutcome.media`), up to
+MAX_MEDIA_BYTES per call. A text resource sent as a blob (text/*) is decoded and joined as text."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+from dataclasses import dataclass, field
 
 from mcp.types import (
     AudioContent,
@@ -17,9 +22,32 @@ from mcp.types import (
 )
 
 from agentrun_core.domain import ErrorReason, ToolCallStatus
+from execution_service.model.base import InlineMedia
 from execution_service.tools.base import ToolOutcome
 
 _NO_ERROR_TEXT = "the tool reported an error without a message"
+
+# The media types Gemini reads inline (images, audio, PDF); others stay summaries in the text.
+MODEL_MEDIA_TYPES = frozenset(
+    {
+        "image/png",
+        "image/jpeg",
+        "image/webp",
+        "image/heic",
+        "image/heif",
+        "audio/wav",
+        "audio/x-wav",
+        "audio/mp3",
+        "audio/mpeg",
+        "audio/aiff",
+        "audio/aac",
+        "audio/ogg",
+        "audio/flac",
+        "application/pdf",
+    }
+)
+# The media one call may send the model, decoded (a request to Gemini carries at most 20 MB inline).
+MAX_MEDIA_BYTES = 4 * 1024 * 1024
 
 
 def outcome_from_result(result: CallToolResult) -> ToolOutcome:
@@ -27,10 +55,14 @@ def outcome_from_result(result: CallToolResult) -> ToolOutcome:
 
     Structured content goes to `structured_json` (compact JSON); it is also the text when the tool sent no content.
     """
-    text = content_text(result.content)
+    content = ResultContent()
+    for block in result.content:
+        content.add(block)
+    text = "\n".join(content.texts)
     structured = "" if result.structured_content is None else compact_json(result.structured_content)
     if not text and structured:
         text = structured
+    media = tuple(content.media)
     if result.is_error:
         return ToolOutcome(
             text=text or _NO_ERROR_TEXT,
@@ -38,36 +70,65 @@ def outcome_from_result(result: CallToolResult) -> ToolOutcome:
             is_error=True,
             status=ToolCallStatus.FAILED,
             error_reason=ErrorReason.TOOL_ERROR,
+            media=media,
         )
-    return ToolOutcome(text=text, structured_json=structured)
+    return ToolOutcome(text=text, structured_json=structured, media=media)
 
 
-def content_text(blocks: list[ContentBlock]) -> str:
-    return "\n".join(block_text(block) for block in blocks)
+@dataclass
+class ResultContent:
+    """A result's blocks, as the text that records them and the media the model can read."""
+
+    texts: list[str] = field(default_factory=list)
+    media: list[InlineMedia] = field(default_factory=list)
+    media_bytes: int = 0
+
+    def add(self, block: ContentBlock) -> None:
+        match block:
+            case TextContent():
+                self.texts.append(block.text)
+            case ImageContent():
+                self.texts.append(self._media("image", block.mime_type, block.data))
+            case AudioContent():
+                self.texts.append(self._media("audio", block.mime_type, block.data))
+            case EmbeddedResource():
+                self.texts.append(self._resource(block.resource))
+            case ResourceLink():
+                mime = f" {block.mime_type}" if block.mime_type else ""
+                self.texts.append(f"[resource link {block.uri}{mime}: {block.name}]")
+            case _:  # a content type newer than this code
+                self.texts.append(f"[{getattr(block, 'type', type(block).__name__)} content]")
+
+    def _resource(self, resource: TextResourceContents | BlobResourceContents) -> str:
+        if isinstance(resource, TextResourceContents):
+            return resource.text
+        mime = (resource.mime_type or "application/octet-stream").lower()
+        if mime.startswith("text/"):
+            decoded = _decoded(resource.blob)
+            if decoded is not None:
+                return decoded.decode("utf-8", errors="replace")
+        return self._media(f"resource {resource.uri}", mime, resource.blob)
+
+    def _media(self, what: str, mime_type: str, data: str) -> str:
+        """The summary that records a media block; the block is kept for the model when it can read it."""
+        summary = f"[{what} {mime_type} {base64_size(data)} bytes"
+        if mime_type.lower() not in MODEL_MEDIA_TYPES:
+            return summary + ": not a type the model reads]"
+        decoded = _decoded(data)
+        if decoded is None:
+            return summary + ": not valid base64, not sent to the model]"
+        if self.media_bytes + len(decoded) > MAX_MEDIA_BYTES:
+            return summary + f": over the {MAX_MEDIA_BYTES // (1024 * 1024)} MiB of media a call may send the model]"
+        self.media.append(InlineMedia(mime_type.lower(), decoded))
+        self.media_bytes += len(decoded)
+        return summary + ", sent to the model]"
 
 
-def block_text(block: ContentBlock) -> str:
-    match block:
-        case TextContent():
-            return block.text
-        case ImageContent():
-            return f"[image {block.mime_type} {base64_size(block.data)} bytes]"
-        case AudioContent():
-            return f"[audio {block.mime_type} {base64_size(block.data)} bytes]"
-        case EmbeddedResource():
-            return _resource_text(block.resource)
-        case ResourceLink():
-            mime = f" {block.mime_type}" if block.mime_type else ""
-            return f"[resource link {block.uri}{mime}: {block.name}]"
-        case _:  # a content type newer than this code
-            return f"[{getattr(block, 'type', type(block).__name__)} content]"
-
-
-def _resource_text(resource: TextResourceContents | BlobResourceContents) -> str:
-    if isinstance(resource, TextResourceContents):
-        return resource.text
-    mime = resource.mime_type or "application/octet-stream"
-    return f"[resource {resource.uri} {mime} {base64_size(resource.blob)} bytes]"
+def _decoded(data: str) -> bytes | None:
+    try:
+        return base64.b64decode(data, validate=False)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def base64_size(data: str) -> int:

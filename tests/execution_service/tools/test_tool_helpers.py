@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import pickle
 
 import pytest
 from mcp.types import (
@@ -18,10 +19,12 @@ from mcp.types import (
 
 from agentrun_core.backoff import Backoff
 from agentrun_core.domain import ErrorReason, ToolCallStatus
+from execution_service.model.base import InlineMedia
 from execution_service.tools.arguments import ArgumentValidator
+from execution_service.tools.base import ToolOutcome
 from execution_service.tools.connection import reconnect_delay_s
 from execution_service.tools.naming import FUNCTION_NAME, exposed_names, sanitize_function_name
-from execution_service.tools.results import base64_size, outcome_from_result
+from execution_service.tools.results import MAX_MEDIA_BYTES, base64_size, outcome_from_result
 
 # -- names -----------------------------------------------------------------------------------------------------------
 
@@ -104,20 +107,57 @@ def test_result_parts_become_text() -> None:
             EmbeddedResource(resource=TextResourceContents(uri="file:///a.txt", text="embedded text")),
             EmbeddedResource(resource=BlobResourceContents(uri="file:///b.bin", blob=base64.b64encode(b"12").decode())),
             ResourceLink(uri="file:///c.md", name="c.md", mime_type="text/markdown"),
+            EmbeddedResource(
+                resource=BlobResourceContents(
+                    uri="file:///d.txt", mime_type="text/plain", blob=base64.b64encode("blob text é".encode()).decode()
+                )
+            ),
+            ImageContent(data=base64.b64encode(b"II*\x00").decode(), mime_type="image/tiff"),
         ],
         structured_content={"k": [1, 2], "s": "é"},
     )
     outcome = outcome_from_result(result)
     assert outcome.text.split("\n") == [
         "first",
-        "[image image/png 1234 bytes]",
-        "[audio audio/wav 5 bytes]",
+        "[image image/png 1234 bytes, sent to the model]",
+        "[audio audio/wav 5 bytes, sent to the model]",
         "embedded text",
-        "[resource file:///b.bin application/octet-stream 2 bytes]",
+        "[resource file:///b.bin application/octet-stream 2 bytes: not a type the model reads]",
         "[resource link file:///c.md text/markdown: c.md]",
+        "blob text é",
+        "[image image/tiff 4 bytes: not a type the model reads]",
     ]
+    assert outcome.media == (
+        InlineMedia("image/png", b"\x89PNG" + bytes(1230)),
+        InlineMedia("audio/wav", b"abcde"),
+    )
     assert outcome.structured_json == '{"k":[1,2],"s":"é"}'
     assert not outcome.is_error and outcome.status is ToolCallStatus.SUCCEEDED
+
+
+def test_media_over_the_per_call_limit_stay_summaries() -> None:
+    big = bytes(MAX_MEDIA_BYTES - 10)
+    result = CallToolResult(
+        content=[
+            ImageContent(data=base64.b64encode(big).decode(), mime_type="image/jpeg"),
+            ImageContent(data=base64.b64encode(bytes(11)).decode(), mime_type="image/jpeg"),
+            ImageContent(data=base64.b64encode(bytes(10)).decode(), mime_type="IMAGE/JPEG"),
+        ]
+    )
+    outcome = outcome_from_result(result)
+    assert (
+        outcome.text.split("\n")[1] == "[image image/jpeg 11 bytes: over the 4 MiB of media a call may send the model]"
+    )
+    assert [(m.mime_type, len(m.data)) for m in outcome.media] == [("image/jpeg", len(big)), ("image/jpeg", 10)]
+
+
+def test_a_checkpointed_outcome_of_the_version_before_media_unpickles() -> None:
+    """A durable run's tool outcome pickled before `media` existed (its state: the five fields then) loads."""
+    old = ToolOutcome.__new__(ToolOutcome)
+    old.__setstate__(["done", "", False, ToolCallStatus.SUCCEEDED, None])
+    assert old == ToolOutcome("done")
+    kept = ToolOutcome("pic", media=(InlineMedia("image/png", b"x"),))
+    assert pickle.loads(pickle.dumps(kept)) == kept
 
 
 def test_error_result_and_structured_only_result() -> None:
