@@ -9,8 +9,6 @@ import contextlib
 import dataclasses
 import logging
 import secrets
-from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,16 +18,15 @@ from agentrun_core.domain import (
     ErrorReason,
     Run,
     RunError,
-    RunResumed,
     RunStatus,
 )
-from agentrun_core.echo import shown
 from agentrun_core.ids import run_id_problem
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
 from execution_service.durable import journal
 from execution_service.durable.admission import ENDING_QUEUE, RUN_QUEUE, Dequeued, DurableAdmission
+from execution_service.durable.admitted_run import AdmittedRun
 from execution_service.durable.cancellation import CancelRequests
-from execution_service.durable.checkpoints import Checkpoints, Operation, read_recorded_result
+from execution_service.durable.checkpoints import Checkpoints, Operation
 from execution_service.durable.children import DurableChildren
 from execution_service.durable.effects import (
     CancelGate,
@@ -46,18 +43,27 @@ from execution_service.durable.failure import (
 )
 from execution_service.durable.publishing import RunPublisher
 from execution_service.durable.recorder import DurableStepRecorder
+from execution_service.durable.remote_cancel import CANCEL_STOP_S, confirm_cancelled, refuse_if_ended
 from execution_service.durable.remote_tree import RemoteTree
+from execution_service.durable.run_records import (
+    base_run,
+    digest_of_run,
+    left_queue,
+    previous_replica,
+    queued_of,
+    run_end,
+    started_by,
+)
 from execution_service.durable.runtime import DurableRuntime
 from execution_service.durable.stream import (
     RemoteRun,
     StreamPrefix,
     StreamWriter,
     encode_event,
-    finished_status,
     read_prefix,
     remote_run,
 )
-from execution_service.durable.workflow import DecidedEnd, DurableRunInput, RunEnd
+from execution_service.durable.workflow import END_STEP, DecidedEnd, DurableRunInput, RunEnd
 from execution_service.engine.child_runs import ChildStart, ParentRun, child_fields
 from execution_service.engine.composition import RunSetup
 from execution_service.engine.events import RunEvent, RunFinishedEvent, RunQueuedEvent, RunStartedEvent, StepEvent
@@ -65,7 +71,7 @@ from execution_service.engine.instrumentation import RunTelemetry, current_span_
 from execution_service.engine.live_run import FollowedRun, LiveRun
 from execution_service.engine.manager import RunManager, _ended_in_queue, _terminal_run
 from execution_service.engine.outcomes import LoopOutcome
-from execution_service.engine.run_request import StartRun, is_retry_of, request_digest
+from execution_service.engine.run_request import StartRun, is_retry_of
 from execution_service.engine.run_tree import RunNode
 from execution_service.engine.step_recorder import storable, utc_now
 from execution_service.errors import RunAlreadyExists, RunAlreadyFinished, RunNotFound
@@ -74,16 +80,10 @@ from execution_service.tools.run_tools import RunTools
 
 log = logging.getLogger(__name__)
 
-END_STEP = "agentrun.run_end"
 PUBLISH_STEP = "agentrun.publish_run"
 PUBLISH_RETRY_STEP = "agentrun.publish_run_retry"
 FAILED_RUN_STEP = "agentrun.failed_run"
 DEQUEUE_STEP = "agentrun.leave_queue"
-_TERMINAL_WORKFLOW_STATUSES = frozenset({"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
-# CancelRun(IMMEDIATE) through a replica that does not run the run waits for the run's end, to answer whether the
-# cancel took effect: this long for the run to stop (its replica stops an in-flight call within a second), beyond the
-# wait for RunsService that comes before a run's RunFinished (limits.publish_wait_s).
-CANCEL_STOP_S = 2.0
 
 
 class DurableRunManager(RunManager):
@@ -136,7 +136,7 @@ class DurableRunManager(RunManager):
         ):
             remote = await self._remote(request.run_id, wait_s=1.0)
             if remote is not None:
-                digest = await _started_by(request.run_id)
+                digest = await started_by(request.run_id)
                 if not is_retry_of(request, remote.user, remote.agent_name, digest):
                     raise RunAlreadyExists(request.run_id)
                 return RemoteTree(remote)
@@ -165,7 +165,7 @@ class DurableRunManager(RunManager):
             agent_name=agent.name,
             agent_version=agent.version,
             model_name=model_name,
-            start_time=now,  # a queued run's: set when it leaves the queue (`_left_queue`)
+            start_time=now,  # a queued run's: set when it leaves the queue (`left_queue`)
             trace_id=current_trace
             or (parent.base.trace_id if parent is not None else "")
             or request.trace_id
@@ -176,7 +176,7 @@ class DurableRunManager(RunManager):
             forked_from=setup.forked_from,
             **child_fields(parent),
         )
-        base = _base_run(run_id, request, agent, started)
+        base = base_run(run_id, request, agent, started)
         run = DurableRunInput(
             run_id,
             base,
@@ -194,7 +194,7 @@ class DurableRunManager(RunManager):
                 user=request.user,
                 started=started,
                 parent=parent.live,
-                request_digest=_digest_of_run(run),
+                request_digest=digest_of_run(run),
             )
             self._live[run_id] = live
             self._fresh.add(run_id)
@@ -245,7 +245,7 @@ class DurableRunManager(RunManager):
             user=base.user,
             started=None,
             follower=RemoteTree(follower),
-            request_digest=_digest_of_run(run),
+            request_digest=digest_of_run(run),
         )
 
     # --- the workflow's body ---------------------------------------------------------------------------------
@@ -269,7 +269,7 @@ class DurableRunManager(RunManager):
                 user=run.base.user,
                 started=None if run.queued is not None else run.started,
                 queued=run.queued if run.shown_queued else None,
-                request_digest=_digest_of_run(run),
+                request_digest=digest_of_run(run),
             )
             self._live[run.run_id] = live
         if run.queued is None:  # a sub-agent's run: started at once within its parent's slot
@@ -288,7 +288,7 @@ class DurableRunManager(RunManager):
             checkpoints = await Checkpoints.resume(run.run_id)
             dequeued: Dequeued = await checkpoints.reserve().run_async({"name": DEQUEUE_STEP}, leave_queue)
             fresh = first_time  # ran now, not replayed: the run's first execution, its stream is empty
-            run = _left_queue(run, dequeued)
+            run = left_queue(run, dequeued)
             self._inputs[run.run_id] = run
             if dequeued.cancelled or dequeued.timed_out:
                 live.task = asyncio.current_task()
@@ -311,7 +311,7 @@ class DurableRunManager(RunManager):
                 self._defer_cancel(live.run_id, after_turn=stored)
         writer = StreamWriter(run.run_id, lambda event: _show_locally(live, event))
         writer.put(run.started)  # offset 0 (replayed, not written again, on a resumption)
-        resumed_from = _previous_replica(prefix) if prefix.started is not None else None
+        resumed_from = previous_replica(prefix) if prefix.started is not None else None
         if resumed_from is not None:
             log.warning(
                 "resuming a run",
@@ -394,7 +394,7 @@ class DurableRunManager(RunManager):
         """The run ends as it leaves the queue, never started (as in embedded mode: its start and end are the time it
         left, its error is its one step): its stream holds its RunQueued at offset 0, the error step, RunFinished."""
         writer = StreamWriter(run.run_id, lambda event: _show_locally(live, event))
-        writer.put(run.queued or _queued_of(run))
+        writer.put(run.queued or queued_of(run))
         recorder = DurableStepRecorder(
             run.run_id,
             writer.put_step,
@@ -582,7 +582,7 @@ class DurableRunManager(RunManager):
         self._inputs.pop(run.run_id, None)
         if run.queued is not None:
             await self._queue.forget(run.run_id)
-        return _run_end(terminal)
+        return run_end(terminal)
 
     # --- a failed workflow ------------------------------------------------------------------------------------
 
@@ -603,7 +603,7 @@ class DurableRunManager(RunManager):
         live = self._live.get(run.run_id)
         if live is None:
             live = LiveRun(
-                run_id=run.run_id, user=run.base.user, started=run.started, request_digest=_digest_of_run(run)
+                run_id=run.run_id, user=run.base.user, started=run.started, request_digest=digest_of_run(run)
             )
         # This replica's watchers of the run get the steps its failed execution did not replay, then the end.
         for step in terminal.execution_steps[live.step_count : -1]:
@@ -627,7 +627,7 @@ class DurableRunManager(RunManager):
             await self._queue.forget(run.run_id)
         if not recorded:
             await DBOS.run_step_async({"name": PUBLISH_RETRY_STEP}, self._publisher.deliver, terminal)
-        return _run_end(terminal)
+        return run_end(terminal)
 
     async def end_given_up(self, run: DurableRunInput, error: RunError, end: datetime) -> bool:
         """Ends FAILED a run whose workflow DBOS gave up on (durable.given_up): its FAILED record (the steps its
@@ -767,19 +767,14 @@ class DurableRunManager(RunManager):
         remote = await self._remote(run_id, wait_s=1.0)
         if remote is None or (user is not None and remote.user != user):
             return await super().cancel_anywhere(run_id, after_turn=after_turn, user=user)
-        ended = await finished_status(run_id) or await _decided_status(run_id)
-        if ended is not None:
-            raise RunAlreadyFinished(f"run {shown(run_id)} already finished with status {ended.value}")
-        status = await DBOS.get_workflow_status_async(run_id)
-        if status is not None and status.status in _TERMINAL_WORKFLOW_STATUSES:
-            raise RunAlreadyFinished(f"run {shown(run_id)} already finished")
+        await refuse_if_ended(run_id)
         await self._cancels.request(run_id, after_turn=after_turn)
         # A run still waiting in the shared queue leaves it at once and ends CANCELLED (its workflow records it).
         if await self._queue.end_queued(run_id):
             self._runtime.wake_queues(ENDING_QUEUE)  # the ending queue starts it here, at once
             log.info("cancelling a queued run: it ends without starting", extra={"run_id": run_id})
         elif not after_turn:
-            await _confirm_cancelled(run_id, wait_s=self._limits.publish_wait_s + CANCEL_STOP_S)
+            await confirm_cancelled(run_id, wait_s=self._limits.publish_wait_s + CANCEL_STOP_S)
         return RemoteTree(remote)
 
     def cancel_here(self, run_id: str, after_turn: bool) -> None:
@@ -791,136 +786,8 @@ class DurableRunManager(RunManager):
             pass  # another replica's run, or over already
 
 
-async def _confirm_cancelled(run_id: str, *, wait_s: float) -> None:
-    """An immediate cancel of a run another replica executes: that replica may have decided the run's outcome (its
-    answer or error came) before the request reached it, and then the cancel changes nothing. Waits (at most
-    `wait_s`) for the run's end in its stream: an end other than CANCELLED is RunAlreadyFinished naming
-    it, as on the replica that runs the run. No end within the wait (its replica died) leaves the cancel accepted
-    (the run resumes with the request stored, and ends CANCELLED), unless that replica had decided the run's end
-    before it died: a resumption records that end (`_end_as_decided`), which the answer names."""
-    ended = await finished_status(run_id, wait_s=wait_s) or await _decided_status(run_id)
-    if ended is None:
-        log.info("a cancelled run has not ended yet; its cancel is stored", extra={"run_id": run_id})
-    elif ended is not RunStatus.CANCELLED:
-        raise RunAlreadyFinished(
-            f"run {shown(run_id)} already finished with status {ended.value}: its outcome was decided before the "
-            "cancel reached the replica that runs it"
-        )
-
-
-async def _decided_status(run_id: str) -> RunStatus | None:
-    """The status of the end the run's execution decided and checkpointed, recorded or not (None: not decided yet)."""
-    decided = await read_recorded_result(run_id, END_STEP)
-    return decided.terminal.status if isinstance(decided, DecidedEnd) else None
-
-
-def _digest_of_run(run: DurableRunInput) -> str:
-    """The digest of the request that started the run (engine.run_request.request_digest), from its workflow's input."""
-    return request_digest(run.base.agent_name, run.base.task, run.base.variables, run.model_override)
-
-
-async def _started_by(run_id: str) -> str:
-    """The digest of the request that started the run's workflow, read from its input ("" when it cannot be read)."""
-    try:
-        statuses = await DBOS.list_workflows_async(workflow_ids=[run_id], load_input=True, load_output=False)
-        inputs = statuses[0].input if statuses else None
-    except Exception:  # an input this version cannot read: the run's agent and caller still decide
-        log.warning("could not read a durable run's input", exc_info=True, extra={"run_id": run_id})
-        return ""
-    run = inputs["args"][0] if inputs and inputs["args"] else None
-    return _digest_of_run(run) if isinstance(run, DurableRunInput) else ""
-
-
-def _base_run(run_id: str, request: StartRun, agent: AgentSpec, started: RunStartedEvent) -> Run:
-    return Run(
-        id=run_id,
-        agent_name=agent.name,
-        agent_version=agent.version,
-        user=request.user,
-        task=request.task,
-        labels=dict(request.labels),
-        variables=dict(request.variables),
-        status=RunStatus.RUNNING,
-        model_name=started.model_name,
-        start_time=started.start_time,
-        trace_id=started.trace_id,
-        session_id=started.session_id,
-        forked_from=started.forked_from,
-        parent_run_id=started.parent_run_id,
-        root_run_id=started.root_run_id,
-        parent_tool_call_id=started.parent_tool_call_id,
-        depth=started.depth,
-    )
-
-
 def _with_children(remote: RemoteRun | None) -> RemoteTree | None:
     return RemoteTree(remote) if remote is not None else None
-
-
-def _run_end(run: Run) -> RunEnd:
-    return RunEnd(
-        run_id=run.id,
-        status=run.status,
-        final_response=run.final_response,
-        error=run.error,
-        usage_with_descendants=run.token_usage_with_descendants or run.token_usage,
-        cost_with_descendants=run.cost_with_descendants or run.cost,
-    )
-
-
-def _left_queue(run: DurableRunInput, dequeued: Dequeued) -> DurableRunInput:
-    """The run as it starts: its start time and replica those of the moment it left the queue (replayed from that
-    step's checkpoint on a resumption), the time it waited stored with it."""
-    start = dequeued.start_time
-    base = dataclasses.replace(
-        run.base, status=RunStatus.RUNNING, start_time=start, queue_duration=start - run.base.start_time
-    )
-    started = dataclasses.replace(run.started, start_time=start, replica=dequeued.replica)
-    return dataclasses.replace(run, base=base, started=started)
-
-
-def _queued_of(run: DurableRunInput) -> RunQueuedEvent:
-    """The RunQueued of a run whose input has none."""
-    return RunQueuedEvent(
-        run_id=run.run_id,
-        agent_name=run.base.agent_name,
-        agent_version=run.base.agent_version,
-        model_name=run.base.model_name,
-        enqueue_time=run.base.start_time - (run.base.queue_duration or timedelta(0)),
-        position=0,
-        queue_name=RUN_QUEUE,
-        queue_timeout=None,
-        trace_id=run.base.trace_id,
-        user=run.base.user,
-    )
-
-
-@dataclass
-class AdmittedRun(LiveRun):
-    """A run this replica started, as its starter follows it wherever it executes (`follower`: RunQueued while it
-    waits, then its stream or, when this replica took it, the run in memory). A LiveRun for RunManager.start's type;
-    not kept in this manager's runs (the replica that executes the run holds it)."""
-
-    follower: RemoteTree | None = None
-
-    def follow(self, from_sequence: int = 0) -> AsyncGenerator[RunEvent]:
-        assert self.follower is not None
-        return self.follower.follow(from_sequence)
-
-    def follow_past(self, last_received: Mapping[str, int]) -> AsyncGenerator[RunEvent]:
-        assert self.follower is not None
-        return self.follower.follow_past(last_received)
-
-    @property
-    def is_finished(self) -> bool:
-        return self.follower is not None and self.follower.is_finished
-
-
-def _previous_replica(prefix: StreamPrefix) -> str:
-    for step in reversed(prefix.steps):
-        if isinstance(step.payload, RunResumed):
-            return step.payload.replica
-    return prefix.started.replica if prefix.started is not None else ""
 
 
 def _show_locally(live: LiveRun, event: RunEvent) -> None:

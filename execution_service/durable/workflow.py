@@ -21,6 +21,8 @@ from execution_service.engine.composition import RunSetup
 from execution_service.engine.events import RunQueuedEvent, RunStartedEvent
 
 WORKFLOW_NAME = "agentrun.run"
+# The checkpoint of the end a run's execution decided (DecidedEnd), before any of it is streamed or published.
+END_STEP = "agentrun.run_end"
 
 
 @dataclass(frozen=True, slots=True)
