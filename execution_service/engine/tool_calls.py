@@ -28,6 +28,7 @@ from execution_service.tools.base import (
     ToolProvider,
     current_tool_call_id,
 )
+from execution_service.tools.results import media_share, with_media_within
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,9 @@ async def _call_one(
     limit: asyncio.Semaphore,
     telemetry: RunTelemetry,
     result_bytes: int,
+    media_bytes: int,
 ) -> FunctionResult:
+    """`media_bytes`: the media this call may send the model (its share of the turn's: tools.results.media_share)."""
     async with limit:
         span = telemetry.start_tool_call(
             call.id, tool.name if tool else call.name, tool.server if tool else "", call.arguments
@@ -104,6 +107,7 @@ async def _call_one(
                 # Inside: a cancel that comes while the step goes out still gives the started call its result.
                 await recorder.let_watchers_run()
                 outcome = await provider.call(tool, call.arguments, timeout_s, context)
+                outcome = with_media_within(outcome, media_bytes)
             except asyncio.CancelledError:
                 elapsed = timedelta(seconds=time.perf_counter() - clock)
                 cancelled = ToolOutcome(
@@ -187,7 +191,15 @@ async def run_tool_calls(
         tasks = [
             group.create_task(
                 _call_one(
-                    call, tools_by_name.get(call.name), provider, recorder, timeout_s, limit, traced, result_bytes
+                    call,
+                    tools_by_name.get(call.name),
+                    provider,
+                    recorder,
+                    timeout_s,
+                    limit,
+                    traced,
+                    result_bytes,
+                    media_share(len(calls)),
                 )
             )
             for call in calls

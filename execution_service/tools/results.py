@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
@@ -46,8 +47,11 @@ MODEL_MEDIA_TYPES = frozenset(
         "application/pdf",
     }
 )
-# The media one call may send the model, decoded (a request to Gemini carries at most 20 MB inline).
+# The media one call may send the model, decoded, and the media of one turn's calls together (a request to Gemini
+# carries at most 20 MB, base64 included): a turn of n calls gives each min(MAX_MEDIA_BYTES, MAX_TURN_MEDIA_BYTES / n).
 MAX_MEDIA_BYTES = 4 * 1024 * 1024
+MAX_TURN_MEDIA_BYTES = 12 * 1024 * 1024
+_SENT = ", sent to the model]"
 
 
 def outcome_from_result(result: CallToolResult) -> ToolOutcome:
@@ -118,10 +122,41 @@ class ResultContent:
         if decoded is None:
             return summary + ": not valid base64, not sent to the model]"
         if self.media_bytes + len(decoded) > MAX_MEDIA_BYTES:
-            return summary + f": over the {MAX_MEDIA_BYTES // (1024 * 1024)} MiB of media a call may send the model]"
+            return summary + f": over the {_mib(MAX_MEDIA_BYTES)} of media a call may send the model]"
         self.media.append(InlineMedia(mime_type.lower(), decoded))
         self.media_bytes += len(decoded)
-        return summary + ", sent to the model]"
+        return summary + _SENT
+
+
+def media_share(calls_in_turn: int) -> int:
+    """The media one of a turn's `calls_in_turn` calls may send the model."""
+    return min(MAX_MEDIA_BYTES, MAX_TURN_MEDIA_BYTES // max(1, calls_in_turn))
+
+
+def with_media_within(outcome: ToolOutcome, max_bytes: int) -> ToolOutcome:
+    """The outcome with the media past the first `max_bytes` (a call's share of its turn's) withheld from the model,
+    each one's summary saying so: the n-th media of an outcome is the one its n-th "sent to the model" summary names."""
+    kept: list[InlineMedia] = []
+    total = 0
+    withheld: set[int] = set()
+    for index, media in enumerate(outcome.media):
+        if total + len(media.data) <= max_bytes:
+            kept.append(media)
+            total += len(media.data)
+        else:
+            withheld.add(index)
+    if not withheld:
+        return outcome
+    why = f"over the {_mib(max_bytes)} of media each call of this turn may send the model"
+    pieces = outcome.text.split(_SENT)
+    text = pieces[0]
+    for index, piece in enumerate(pieces[1:]):
+        text += (f": {why}]" if index in withheld else _SENT) + piece
+    return dataclasses.replace(outcome, text=text, media=tuple(kept))
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):g} MiB"
 
 
 def _decoded(data: str) -> bytes | None:

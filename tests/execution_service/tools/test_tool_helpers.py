@@ -24,7 +24,14 @@ from execution_service.tools.arguments import ArgumentValidator
 from execution_service.tools.base import ToolOutcome
 from execution_service.tools.connection import reconnect_delay_s
 from execution_service.tools.naming import FUNCTION_NAME, exposed_names, sanitize_function_name
-from execution_service.tools.results import MAX_MEDIA_BYTES, base64_size, outcome_from_result
+from execution_service.tools.results import (
+    MAX_MEDIA_BYTES,
+    MAX_TURN_MEDIA_BYTES,
+    base64_size,
+    media_share,
+    outcome_from_result,
+    with_media_within,
+)
 
 # -- names -----------------------------------------------------------------------------------------------------------
 
@@ -149,6 +156,28 @@ def test_media_over_the_per_call_limit_stay_summaries() -> None:
         outcome.text.split("\n")[1] == "[image image/jpeg 11 bytes: over the 4 MiB of media a call may send the model]"
     )
     assert [(m.mime_type, len(m.data)) for m in outcome.media] == [("image/jpeg", len(big)), ("image/jpeg", 10)]
+
+
+def test_the_calls_of_a_turn_share_its_media_budget() -> None:
+    assert media_share(1) == media_share(3) == MAX_MEDIA_BYTES
+    assert media_share(6) == MAX_TURN_MEDIA_BYTES // 6 < MAX_MEDIA_BYTES
+
+    def png(size: int) -> ImageContent:
+        return ImageContent(data=base64.b64encode(bytes(size)).decode(), mime_type="image/png")
+
+    outcome = outcome_from_result(
+        CallToolResult(content=[png(100), TextContent(text="between"), png(300), png(50), TextContent(text="end")])
+    )
+    capped = with_media_within(outcome, 160)
+    assert capped.text.split("\n") == [
+        "[image image/png 100 bytes, sent to the model]",
+        "between",
+        "[image image/png 300 bytes: over the 0.000152588 MiB of media each call of this turn may send the model]",
+        "[image image/png 50 bytes, sent to the model]",
+        "end",
+    ]
+    assert [len(m.data) for m in capped.media] == [100, 50]
+    assert with_media_within(outcome, 450) is outcome
 
 
 def test_a_checkpointed_outcome_of_the_version_before_media_unpickles() -> None:
