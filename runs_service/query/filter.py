@@ -93,6 +93,11 @@ def _comparison(comparison: Comparison, tables: FilterTables) -> ColumnElement[b
         case FieldKind.ENUM:
             column = tables.runs.c[spec.column]
             return _match(column, comparison.op, str(comparison.value), nullable=column.nullable)
+        case FieldKind.STRING if comparison.value == Prefix(""):
+            # `session_id = "*"`: the runs that have one, as `labels.k = "*"` (a prefix of "" would match every run,
+            # those without one included: a delete meant for sub-agent runs would take every run).
+            column = tables.runs.c[spec.column]
+            return sa.and_(column.is_not(None), column != "")
         case _:
             column = tables.runs.c[spec.column]
             return _match(column, comparison.op, comparison.value, nullable=column.nullable)

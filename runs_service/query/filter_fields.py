@@ -38,6 +38,8 @@ class FieldSpec:
     operators: frozenset[Op]
     column: str = ""
     label_key: str = ""
+    # An INTEGER field's width: its column's (and its proto field's) range; a literal outside it is InvalidFilter.
+    integer_bits: int = 64
 
 
 FIELDS: dict[str, FieldSpec] = {
@@ -56,7 +58,7 @@ FIELDS: dict[str, FieldSpec] = {
         FieldSpec("session_id", FieldKind.STRING, EQUALITY, "session_id"),
         FieldSpec("parent_run_id", FieldKind.STRING, EQUALITY, "parent_run_id"),
         FieldSpec("root_run_id", FieldKind.STRING, EQUALITY, "root_run_id"),
-        FieldSpec("depth", FieldKind.INTEGER, ALL_OPERATORS, "depth"),
+        FieldSpec("depth", FieldKind.INTEGER, ALL_OPERATORS, "depth", integer_bits=32),
         FieldSpec("tool", FieldKind.TOOL, frozenset({Op.EQ})),
     )
 }

@@ -176,8 +176,13 @@ def _duration(spec: FieldSpec, literal: Literal) -> timedelta:
 def _integer(spec: FieldSpec, literal: Literal) -> int:
     if not _INTEGER.fullmatch(literal.text):
         raise InvalidFilter(f"{spec.name} expects an integer, got {_show(literal.text)}", literal.position)
-    if len(literal.text) > 20 or not -INT64_MAX - 1 <= int(literal.text) <= INT64_MAX:
-        raise InvalidFilter(f"{spec.name}: {literal.text} is outside the 64-bit integer range", literal.position)
+    largest = 2 ** (spec.integer_bits - 1) - 1
+    if len(literal.text) > 20 or not -largest - 1 <= int(literal.text) <= largest:
+        raise InvalidFilter(
+            f"{spec.name}: {literal.text} is outside the {spec.integer_bits}-bit integer range "
+            f"({-largest - 1} to {largest})",
+            literal.position,
+        )
     return int(literal.text)
 
 

@@ -138,6 +138,10 @@ async def test_list_runs_filters_on_parent_root_session_and_depth(runs: RunsClie
     assert await ids('session_id = "chat-1" AND parent_run_id = ""') == [root.id]
     assert await ids('session_id = "chat-*"') == [root.id, first.id, grandchild.id, second.id, other.id]
     assert await ids('NOT session_id = ""') == [root.id, first.id, grandchild.id, second.id, other.id]
+    # "*" alone means "has one", as for labels: not every run (a prefix of "" would be every run).
+    assert await ids('session_id = "*"') == [root.id, first.id, grandchild.id, second.id, other.id]
+    assert await ids('parent_run_id = "*"') == [first.id, grandchild.id, second.id]
+    assert await ids('NOT parent_run_id = "*"') == [root.id, other.id, loose.id]
     assert await ids('root_run_id = "' + new_run_id() + '"') == []
 
 

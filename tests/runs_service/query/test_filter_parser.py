@@ -113,6 +113,9 @@ INVALID: list[tuple[str, int, str]] = [
     ("total_tokens = abc", 15, 'total_tokens expects an integer, got "abc"'),
     ('total_tokens = "1.5"', 15, 'total_tokens expects an integer, got "1.5"'),
     ("total_tokens > 9223372036854775808", 15, "outside the 64-bit integer range"),
+    # depth is a 32-bit column (PostgreSQL `integer`): a larger literal would fail the query, not the filter.
+    ("depth > 2147483648", 8, "outside the 32-bit integer range (-2147483648 to 2147483647)"),
+    ("depth < -2147483649", 8, "outside the 32-bit integer range"),
     ("cost < cheap", 7, 'cost expects a decimal number such as 0.25, got "cheap"'),
     ("cost < 1e3", 7, "cost expects a decimal number"),
     ("cost < " + "9" * 39, 7, "more than 38 digits"),
