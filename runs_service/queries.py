@@ -234,6 +234,8 @@ class DeleteRunsQuery:
     dry_run: bool = False
     # Deliberately every run in scope; the filter must then be empty (an empty filter alone is refused).
     match_all: bool = False
+    # Also the runs that have not finished (RUNNING, QUEUED), which are kept otherwise.
+    include_unfinished: bool = False
 
     def checked_filter(self) -> str:
         """The filter text; InvalidArgument unless exactly one of a filter and match_all was given."""
@@ -255,6 +257,8 @@ class DeleteAnswer:
     run_count: int
     # With dry_run: a few of the matching run ids, oldest first.
     sample_run_ids: list[str] = field(default_factory=list)
+    # Matching runs kept because they have not finished (without include_unfinished).
+    unfinished_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,11 +25,19 @@ def delete_runs(
     status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
     user: Annotated[str | None, typer.Option(help="Only runs started by this user.")] = None,
     all_runs: Annotated[bool, typer.Option("--all", help="Every run you may delete (instead of a filter).")] = False,
+    include_unfinished: Annotated[
+        bool,
+        typer.Option(
+            "--include-unfinished",
+            help="Also RUNNING and QUEUED runs (records of runs that will never finish; a live one is stored again).",
+        ),
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count the matching runs.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Delete runs with their steps and tool calls (RUNNING runs are kept). Asks first unless --yes."""
+    """Delete runs with their steps and tool calls (RUNNING and QUEUED runs are kept unless --include-unfinished).
+    Asks first unless --yes."""
     try:
         expression = build_filter(filter_expr, agent=agent, status=status, user=user)
     except FilterValueError as exc:
@@ -38,11 +46,14 @@ def delete_runs(
         raise CliError("name the runs to delete with --filter (or --agent/--status/--user), or pass --all", EXIT_USAGE)
     if expression and all_runs:
         raise CliError("--all deletes every run you may delete: leave out the filter options", EXIT_USAGE)
-    request = runs_pb2.DeleteRunsRequest(filter=expression, match_all=all_runs)
+    request = runs_pb2.DeleteRunsRequest(filter=expression, match_all=all_runs, include_unfinished=include_unfinished)
     client = RunsClient(settings_of(ctx))
     try:
         if dry_run or not yes:
-            count = client.delete_runs(runs_pb2.DeleteRunsRequest(filter=expression, match_all=all_runs, dry_run=True))
+            counting = runs_pb2.DeleteRunsRequest()
+            counting.CopyFrom(request)
+            counting.dry_run = True
+            count = client.delete_runs(counting)
             if dry_run or count.run_count == 0:
                 _report(count, as_json, dry_run=True)
                 return
@@ -67,11 +78,22 @@ def _confirm(count: runs_pb2.DeleteRunsResponse) -> None:
 def _report(response: runs_pb2.DeleteRunsResponse, as_json: bool, *, dry_run: bool) -> None:
     if as_json:
         output.print_json(
-            {"runCount": response.run_count, "dryRun": dry_run, "sampleRunIds": list(response.sample_run_ids)}
+            {
+                "runCount": response.run_count,
+                "dryRun": dry_run,
+                "sampleRunIds": list(response.sample_run_ids),
+                "unfinishedCount": response.unfinished_count,
+            }
         )
         return
+    kept = (
+        f"; {response.unfinished_count} matching runs have not finished and are kept (--include-unfinished deletes "
+        "them too)"
+        if response.unfinished_count
+        else ""
+    )
     if dry_run:
         sample = f"; the oldest: {', '.join(response.sample_run_ids)}" if response.sample_run_ids else ""
-        output.print_line(f"{response.run_count} runs match{sample}")
+        output.print_line(f"{response.run_count} runs match{sample}{kept}")
     else:
-        output.print_line(f"deleted {response.run_count} runs")
+        output.print_line(f"deleted {response.run_count} runs{kept}")

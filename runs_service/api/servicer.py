@@ -125,7 +125,12 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
                 "DeleteRuns is not allowed with the execution service's token (it only records runs); "
                 "use an admin token, or a user token for that user's own runs"
             )
-        query = DeleteRunsQuery(filter=request.filter, dry_run=request.dry_run, match_all=request.match_all)
+        query = DeleteRunsQuery(
+            filter=request.filter,
+            dry_run=request.dry_run,
+            match_all=request.match_all,
+            include_unfinished=request.include_unfinished,
+        )
         answer = await self._repository.delete_runs(query, _caller_scope())
         log.info(
             "runs counted for deletion" if request.dry_run else "runs deleted",
@@ -134,10 +139,14 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
                 "role": identity.role.value,
                 "filter": request.filter,
                 "match_all": request.match_all,
+                "include_unfinished": request.include_unfinished,
                 "run_count": answer.run_count,
+                "unfinished_count": answer.unfinished_count,
             },
         )
-        return runs_service_pb2.DeleteRunsResponse(run_count=answer.run_count, sample_run_ids=answer.sample_run_ids)
+        return runs_service_pb2.DeleteRunsResponse(
+            run_count=answer.run_count, sample_run_ids=answer.sample_run_ids, unfinished_count=answer.unfinished_count
+        )
 
     @translate_errors
     async def GetRun(

@@ -6,7 +6,8 @@ the previous batch, then `DELETE FROM runs WHERE id IN (those) AND status NOT IN
 keys' ON DELETE CASCADE takes their steps and tool calls with them. The walk is a keyset walk from the last run
 *selected*, so a long delete never rescans what it already passed, and it ends only when a selection comes back short
 of a batch: runs a concurrent delete took from under a batch (the delete skips them, so the counts stay exact) never
-end it early. QUEUED and RUNNING runs are never deleted: their terminal record would store them again. A batch that
+end it early. QUEUED and RUNNING runs are deleted only when asked (DeleteRuns include_unfinished; never by the
+retention purge): their terminal record would store them again. A batch that
 deadlocks with a writer (PostgreSQL picks one of the two) is tried again.
 Between batches the caller's `pause` runs (the purge sleeps there; DeleteRuns only yields). On SQLite each batch
 holds the database's single write lock (and this engine's writer lock), so ingest waits at most one batch.
@@ -43,7 +44,9 @@ SAMPLE_SIZE = 10
 Pause = Callable[[float, int, bool], Awaitable[None]]
 
 # QUEUED and RUNNING runs are never deleted.
-_NOT_RUNNING = runs.c.status.not_in([status.value for status in RunStatus if not status.is_terminal])
+_UNFINISHED_STATUSES = [status.value for status in RunStatus if not status.is_terminal]
+_NOT_RUNNING = runs.c.status.not_in(_UNFINISHED_STATUSES)
+_UNFINISHED = runs.c.status.in_(_UNFINISHED_STATUSES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +78,23 @@ class RunDeleter:
         self._is_sqlite = engine.dialect.name == "sqlite"
         self._write_engine = engine.execution_options(**SQLITE_WRITE_OPTIONS) if self._is_sqlite else engine
 
-    async def count(self, conditions: Sequence[ColumnElement[bool]]) -> tuple[int, list[str]]:
+    async def count(
+        self, conditions: Sequence[ColumnElement[bool]], *, include_unfinished: bool = False
+    ) -> tuple[int, list[str]]:
         """(runs that would be deleted now, up to SAMPLE_SIZE of their ids, oldest first)."""
-        where = [*conditions, _NOT_RUNNING]
+        where = [*conditions] if include_unfinished else [*conditions, _NOT_RUNNING]
         async with storage_errors("count runs to delete"), self._engine.connect() as conn:
             total = (await conn.execute(select(func.count()).select_from(runs).where(*where))).scalar_one()
             sample = await conn.execute(
                 select(runs.c.id).where(*where).order_by(runs.c.start_time, runs.c.id).limit(SAMPLE_SIZE)
             )
             return int(total), [row[0] for row in sample]
+
+    async def count_unfinished(self, conditions: Sequence[ColumnElement[bool]]) -> int:
+        """The runs matching `conditions` that have not finished (RUNNING, QUEUED): what a delete keeps."""
+        async with storage_errors("count unfinished runs"), self._engine.connect() as conn:
+            query = select(func.count()).select_from(runs).where(*conditions, _UNFINISHED)
+            return int((await conn.execute(query)).scalar_one())
 
     async def delete(
         self,
@@ -92,15 +103,17 @@ class RunDeleter:
         batch_size: int = DEFAULT_BATCH_SIZE,
         pause: Pause | None = None,
         what: str = "delete runs",
+        include_unfinished: bool = False,
     ) -> int:
-        """Deletes every non-RUNNING run matching `conditions` with its steps and tool calls; returns how many."""
-        where = [*conditions, _NOT_RUNNING]
+        """Deletes every run matching `conditions` with its steps and tool calls, the unfinished ones (RUNNING,
+        QUEUED) only with `include_unfinished`; returns how many."""
+        where = [*conditions] if include_unfinished else [*conditions, _NOT_RUNNING]
         deleted = 0
         position: Position | None = None
         while True:
             started = time.monotonic()
             async with storage_errors(what, deleted_so_far=deleted):
-                found, position = await self._delete_batch(where, position, batch_size)
+                found, position = await self._delete_batch(where, position, batch_size, include_unfinished)
             deleted += found
             if pause is not None:
                 await pause(time.monotonic() - started, found, position is None)
@@ -108,7 +121,7 @@ class RunDeleter:
                 return deleted
 
     async def _delete_batch(
-        self, where: list[ColumnElement[bool]], position: Position | None, batch_size: int
+        self, where: list[ColumnElement[bool]], position: Position | None, batch_size: int, include_unfinished: bool
     ) -> tuple[int, Position | None]:
         """Deletes the next batch; returns (runs deleted, the position to go on from, None when it was the last).
 
@@ -123,7 +136,7 @@ class RunDeleter:
         )
         for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
             try:
-                selected, deleted = await self._execute(chosen)
+                selected, deleted = await self._execute(chosen, include_unfinished)
                 break
             except sa_exc.DBAPIError as exc:
                 if not isinstance(exc.orig, _RETRYABLE) or attempt == DEADLOCK_ATTEMPTS:
@@ -134,9 +147,9 @@ class RunDeleter:
         last_start, last_id = selected[-1]
         return deleted, Position(last_start, last_id)
 
-    async def _execute(self, chosen: Any) -> tuple[list[Any], int]:
+    async def _execute(self, chosen: Any, include_unfinished: bool) -> tuple[list[Any], int]:
         """In one transaction: the runs `chosen` selects (start_time, id), then the delete of those still there and
-        not RUNNING; (the selected rows, how many this transaction deleted)."""
+        (unless `include_unfinished`) not RUNNING; (the selected rows, how many this transaction deleted)."""
         lock = sqlite_write_lock(self._engine) if self._is_sqlite else None
         if lock is not None:
             await lock.acquire()
@@ -145,7 +158,8 @@ class RunDeleter:
                 selected = list((await conn.execute(chosen)).all())
                 if not selected:
                     return selected, 0
-                doomed = delete(runs).where(runs.c.id.in_([row[1] for row in selected]), _NOT_RUNNING)
+                chosen_ids = runs.c.id.in_([row[1] for row in selected])
+                doomed = delete(runs).where(chosen_ids, *([] if include_unfinished else [_NOT_RUNNING]))
                 return selected, (await conn.execute(doomed)).rowcount
         finally:
             if lock is not None:

@@ -326,15 +326,18 @@ class RunRepository:
     # --- deletion ----------------------------------------------------------------------------------------
 
     async def delete_runs(self, query: DeleteRunsQuery, scope: Scope) -> DeleteAnswer:
-        """Deletes (or with dry_run counts) the non-RUNNING runs matching the filter that `scope` may see, with
-        their steps and tool calls, in batches (runs_service.storage.deletion)."""
+        """Deletes (or with dry_run counts) the runs matching the filter that `scope` may see, with their steps and
+        tool calls, in batches (runs_service.storage.deletion); unfinished ones only with include_unfinished."""
         filter_text = query.checked_filter()
         conditions = self._run_conditions(filter_text, scope)
+        unfinished = query.include_unfinished
         if query.dry_run:
-            count, sample = await self._deleter.count(conditions)
-            return DeleteAnswer(run_count=count, sample_run_ids=sample)
-        deleted = await self._deleter.delete(conditions, pause=_yield)
-        return DeleteAnswer(run_count=deleted)
+            count, sample = await self._deleter.count(conditions, include_unfinished=unfinished)
+            kept = 0 if unfinished else await self._deleter.count_unfinished(conditions)
+            return DeleteAnswer(run_count=count, sample_run_ids=sample, unfinished_count=kept)
+        deleted = await self._deleter.delete(conditions, pause=_yield, include_unfinished=unfinished)
+        kept = 0 if unfinished else await self._deleter.count_unfinished(conditions)
+        return DeleteAnswer(run_count=deleted, unfinished_count=kept)
 
     def expired_conditions(self, plan: PurgePlan) -> list[ColumnElement[bool]]:
         """The runs a retention plan has expired (runs_service.retention); InvalidFilter for a bad rule."""

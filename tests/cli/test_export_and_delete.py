@@ -246,11 +246,25 @@ async def test_delete_counts_asks_and_deletes(stocked: tuple[RunsClient, list[Ru
 
     deleted = await cli(runs, "runs", "delete", "--filter", "status = FAILED", "--yes", "--json")
     assert deleted.code == 0, deleted.stderr
-    assert json.loads(deleted.stdout) == {"runCount": len(failed), "dryRun": False, "sampleRunIds": []}
+    assert json.loads(deleted.stdout) == {
+        "runCount": len(failed),
+        "dryRun": False,
+        "sampleRunIds": [],
+        "unfinishedCount": 0,
+    }
     assert await stored_ids(runs.stub) == {r.id for r in everything} - failed
 
+    stale = make_run(status=RunStatus.RUNNING, agent="lost")
+    await record_all(runs.stub, [stale])
     everything_left = await cli(runs, "runs", "delete", "--all", "--yes")
-    assert everything_left.code == 0 and everything_left.stdout.decode().strip() == f"deleted {30 - len(failed)} runs"
+    assert everything_left.code == 0
+    assert everything_left.stdout.decode().strip() == (
+        f"deleted {30 - len(failed)} runs; 1 matching runs have not finished and are kept "
+        "(--include-unfinished deletes them too)"
+    )
+    assert await stored_ids(runs.stub) == {stale.id}
+    unfinished = await cli(runs, "runs", "delete", "--agent", "lost", "--include-unfinished", "--yes")
+    assert unfinished.code == 0 and unfinished.stdout.decode().strip() == "deleted 1 runs"
     assert await stored_ids(runs.stub) == set()
     bad = await cli(runs, "runs", "delete", "--filter", "nonsense = 1", "--yes")
     assert bad.code == 2 and "INVALID_ARGUMENT" in bad.stderr

@@ -131,14 +131,23 @@ async def test_an_empty_filter_never_deletes_everything(runs: RunsClient) -> Non
     assert await stored_ids(runs.stub) == set()
 
 
-async def test_running_runs_are_never_deleted(runs: RunsClient) -> None:
+async def test_unfinished_runs_are_kept_and_counted_unless_asked_for(runs: RunsClient) -> None:
     live = make_run(status=RunStatus.RUNNING, agent="x")
+    queued = make_run(status=RunStatus.QUEUED, agent="x")
     done = make_run(agent="x")
-    await record_all(runs.stub, [live, done])
+    await record_all(runs.stub, [live, queued, done])
     dry = await runs.stub.DeleteRuns(rs.DeleteRunsRequest(filter='agent_name = "x"', dry_run=True))
-    assert (dry.run_count, list(dry.sample_run_ids)) == (1, [done.id])
-    assert (await runs.stub.DeleteRuns(rs.DeleteRunsRequest(match_all=True))).run_count == 1
-    assert await stored_ids(runs.stub) == {live.id}
+    assert (dry.run_count, list(dry.sample_run_ids), dry.unfinished_count) == (1, [done.id], 2)
+    deleted = await runs.stub.DeleteRuns(rs.DeleteRunsRequest(match_all=True))
+    assert (deleted.run_count, deleted.unfinished_count) == (1, 2)
+    assert await stored_ids(runs.stub) == {live.id, queued.id}
+
+    # A RUNNING record whose run will never finish (its machine and outbox were lost) goes when asked.
+    stale = rs.DeleteRunsRequest(filter=f'id = "{live.id}"', include_unfinished=True)
+    dry_stale = rs.DeleteRunsRequest(filter=f'id = "{live.id}"', include_unfinished=True, dry_run=True)
+    assert (await runs.stub.DeleteRuns(dry_stale)).run_count == 1
+    assert (await runs.stub.DeleteRuns(stale)).run_count == 1
+    assert await stored_ids(runs.stub) == {queued.id}
 
 
 async def test_a_large_delete_goes_in_batches_and_counts_every_run(runs: RunsClient) -> None:

@@ -248,22 +248,26 @@ class RecordRunsResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[RecordRunResult, _Mapping]]] = ...) -> None: ...
 
 class DeleteRunsRequest(_message.Message):
-    __slots__ = ("filter", "dry_run", "match_all")
+    __slots__ = ("filter", "dry_run", "match_all", "include_unfinished")
     FILTER_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     MATCH_ALL_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_UNFINISHED_FIELD_NUMBER: _ClassVar[int]
     filter: str
     dry_run: bool
     match_all: bool
-    def __init__(self, filter: _Optional[str] = ..., dry_run: _Optional[bool] = ..., match_all: _Optional[bool] = ...) -> None: ...
+    include_unfinished: bool
+    def __init__(self, filter: _Optional[str] = ..., dry_run: _Optional[bool] = ..., match_all: _Optional[bool] = ..., include_unfinished: _Optional[bool] = ...) -> None: ...
 
 class DeleteRunsResponse(_message.Message):
-    __slots__ = ("run_count", "sample_run_ids")
+    __slots__ = ("run_count", "sample_run_ids", "unfinished_count")
     RUN_COUNT_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    UNFINISHED_COUNT_FIELD_NUMBER: _ClassVar[int]
     run_count: int
     sample_run_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, run_count: _Optional[int] = ..., sample_run_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    unfinished_count: int
+    def __init__(self, run_count: _Optional[int] = ..., sample_run_ids: _Optional[_Iterable[str]] = ..., unfinished_count: _Optional[int] = ...) -> None: ...
 
 class ExportRunsRequest(_message.Message):
     __slots__ = ("filter", "view", "resume_cursor", "count_total")
