@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 from agentrun.runs.v1 import runs_service_pb2 as runs_pb2
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -16,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from agentrun_cli.client import RunsClient
 from agentrun_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError, ServiceError
 from agentrun_cli.export.sinks import CsvSink, JsonlSink, ParquetSink, Sink, open_at
-from agentrun_cli.export.state import ExportState, stage_path
+from agentrun_cli.export.state import ExportState, stage_path, state_path
 from agentrun_cli.settings import ExportSettings
 from agentrun_core.settings import SettingsError
 
@@ -100,8 +101,21 @@ def _progress(job: ExportJob) -> Iterator[Progress | None]:
         yield progress
 
 
-def _resume_hint(job: ExportJob) -> str:
-    return f"continue with: agentrun runs export --output {job.output} --resume" if job.output else ""
+def _resume_hint(job: ExportJob, error: ServiceError | None = None) -> str:
+    if not job.output:
+        return ""
+    if error is not None and _cursor_refused(error):
+        # --resume would send the same cursor again: say how to start over instead.
+        return (
+            f"this export cannot go on from its cursor: delete {job.output} and {state_path(job.output)} "
+            "to start it over"
+        )
+    return f"continue with: agentrun runs export --output {job.output} --resume"
+
+
+def _cursor_refused(error: ServiceError) -> bool:
+    """RunsService refused the export's resume cursor (signed by another secret, altered, or for another query)."""
+    return error.code is grpc.StatusCode.INVALID_ARGUMENT and error.status_details.startswith("resume_cursor")
 
 
 def run_export(client: RunsClient, job: ExportJob) -> int:
@@ -128,7 +142,7 @@ def run_export(client: RunsClient, job: ExportJob) -> int:
         except ServiceError as exc:
             checkpoints.save()
             sink.close()
-            hint = _resume_hint(job)
+            hint = _resume_hint(job, exc)
             where = f" (after {state.runs} runs; {hint})" if hint else ""
             raise CliError(exc.message + where, exc.exit_code) from None
         state.stream_complete = True

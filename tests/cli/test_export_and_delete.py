@@ -228,6 +228,12 @@ async def test_resume_refuses_what_it_cannot_continue(stocked: tuple[RunsClient,
     assert fresh.code == 2 and "add --resume" in fresh.stderr
     other = await cli(runs, "runs", "export", "-o", str(out), "--resume", "--filter", "status = FAILED")
     assert other.code == 2 and "--filter" in other.stderr and "differs" in other.stderr
+    # A cursor RunsService refuses (another secret signed it, or it was altered): --resume would send it again.
+    state_file.write_text(json.dumps({**state, "cursor": "bm90IGEgY3Vyc29y", "stream_complete": False, "version": 2}))
+    refused = await cli(runs, "runs", "export", "-o", str(out), "--resume")
+    assert refused.code == 2 and "resume_cursor" in refused.stderr
+    assert f"delete {out} and {state_file} to start it over" in refused.stderr and "--resume" not in refused.stderr
+    state_file.write_text(json.dumps({**state, "stream_complete": False, "version": 2}))
     ok = await cli(runs, "runs", "export", "-o", str(out), "--resume")
     assert ok.code == 0 and len(out.read_bytes().splitlines()) == 30
 
