@@ -116,14 +116,15 @@ class ResultContent:
     def _media(self, what: str, mime_type: str, data: str) -> str:
         """The summary that records a media block; the block is kept for the model when it can read it."""
         summary = f"[{what} {mime_type} {base64_size(data)} bytes"
-        if mime_type.lower() not in MODEL_MEDIA_TYPES:
+        essence = mime_type.partition(";")[0].strip().lower()  # "image/png; x=y" is image/png
+        if essence not in MODEL_MEDIA_TYPES:
             return summary + ": not a type the model reads]"
         decoded = _decoded(data)
-        if decoded is None:
-            return summary + ": not valid base64, not sent to the model]"
+        if not decoded:
+            return summary + ": empty or not base64, not sent to the model]"
         if self.media_bytes + len(decoded) > MAX_MEDIA_BYTES:
             return summary + f": over the {_mib(MAX_MEDIA_BYTES)} of media a call may send the model]"
-        self.media.append(InlineMedia(mime_type.lower(), decoded))
+        self.media.append(InlineMedia(essence, decoded))
         self.media_bytes += len(decoded)
         return summary + _SENT
 

@@ -120,6 +120,8 @@ def test_result_parts_become_text() -> None:
                 )
             ),
             ImageContent(data=base64.b64encode(b"II*\x00").decode(), mime_type="image/tiff"),
+            ImageContent(data="", mime_type="image/png"),
+            ImageContent(data=base64.b64encode(b"RIFF").decode(), mime_type="image/webp; q=1"),
         ],
         structured_content={"k": [1, 2], "s": "é"},
     )
@@ -133,10 +135,13 @@ def test_result_parts_become_text() -> None:
         "[resource link file:///c.md text/markdown: c.md]",
         "blob text é",
         "[image image/tiff 4 bytes: not a type the model reads]",
+        "[image image/png 0 bytes: empty or not base64, not sent to the model]",
+        "[image image/webp; q=1 4 bytes, sent to the model]",
     ]
     assert outcome.media == (
         InlineMedia("image/png", b"\x89PNG" + bytes(1230)),
         InlineMedia("audio/wav", b"abcde"),
+        InlineMedia("image/webp", b"RIFF"),
     )
     assert outcome.structured_json == '{"k":[1,2],"s":"é"}'
     assert not outcome.is_error and outcome.status is ToolCallStatus.SUCCEEDED
