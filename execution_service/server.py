@@ -92,6 +92,11 @@ def provider_factory(settings: ExecutionSettings) -> ProviderFactory:
     return providers
 
 
+def redacted_servers_down(tools: McpToolPool, redactor: Redactor) -> Callable[[], dict[str, str]]:
+    """The MCP servers that are down, their last errors (a server's stderr may hold a password) redacted."""
+    return lambda: {name: redactor.scrub_text(error) for name, error in tools.servers_down().items()}
+
+
 def redaction_rules(settings: ExecutionSettings) -> RedactionRules:
     return rules_with_extras(
         enabled=settings.redaction_enabled,
@@ -207,7 +212,13 @@ async def start_server(
         )
         add_servicer(
             execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server,
-            ExecutionServicer(manager, agents, limits, Schedules(agents, schedule_store)),
+            ExecutionServicer(
+                manager,
+                agents,
+                limits,
+                Schedules(agents, schedule_store),
+                servers_down=redacted_servers_down(tools, Redactor(redaction_rules(settings))),
+            ),
             server,
         )
         health_servicer = add_health_and_reflection(server, SERVICE_NAME, reflection=settings.reflection)

@@ -57,6 +57,18 @@ def load_errors(errors: Sequence[ex_pb2.AgentLoadError]) -> Text | None:
     return text
 
 
+def tool_problems(agents: Sequence[ex_pb2.Agent]) -> Text | None:
+    """The agents whose tools come from MCP servers that are down now."""
+    troubled = [agent for agent in agents if agent.tool_problems]
+    if not troubled:
+        return None
+    text = Text(f"{len(troubled)} agent(s) would not get some of their tools now:", style="bold yellow")
+    for agent in troubled:
+        for problem in agent.tool_problems:
+            text.append(f"\n  {agent.name}: {problem}", style="yellow")
+    return text
+
+
 def agents_view(response: ex_pb2.ListAgentsResponse) -> RenderableType:
-    errors = load_errors(response.errors)
-    return Group(agents_table(response.agents), *([Text(""), errors] if errors is not None else []))
+    notes = [note for note in (tool_problems(response.agents), load_errors(response.errors)) if note is not None]
+    return Group(agents_table(response.agents), *(part for note in notes for part in (Text(""), note)))

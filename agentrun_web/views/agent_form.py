@@ -47,6 +47,8 @@ class AgentChoice:
     fields: list[VariableField]
     # Set when the schema could not be read (the agent can still be started, with free variables).
     schema_problem: str
+    # The MCP servers its tools come from that are down now (Agent.tool_problems): a run would miss those tools.
+    tool_problems: tuple[str, ...] = ()
 
 
 def _text(value: Any) -> str:
@@ -118,6 +120,7 @@ def agent_choice(agent: ex_pb2.Agent) -> AgentChoice:
         limits=_limits(agent.limits),
         fields=fields,
         schema_problem=problem,
+        tool_problems=tuple(agent.tool_problems),
     )
 
 

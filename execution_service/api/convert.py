@@ -124,8 +124,9 @@ def after_turn(mode: int) -> bool:
     raise InvalidRequest("mode", f"unknown CancelMode value {mode}")
 
 
-def agent_to_pb(agent: AgentSpec) -> pb.Agent:
+def agent_to_pb(agent: AgentSpec, tool_problems: list[str] | None = None) -> pb.Agent:
     return pb.Agent(
+        tool_problems=tool_problems or [],
         name=agent.name,
         version=agent.version,
         model=agent.model,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import aclosing
 from typing import Any
 
@@ -16,6 +16,7 @@ from agentrun.execution.v1 import execution_service_pb2_grpc as pb_grpc
 from agentrun_core.identity import current_identity
 from agentrun_core.ids import run_id_problem
 from execution_service.agents.registry import AgentRegistry
+from execution_service.agents.tool_problems import tool_problems
 from execution_service.api.convert import after_turn, agent_to_pb, event_response, fork_request, problem_to_pb
 from execution_service.api.errors import abort_for
 from execution_service.api.limits import CallLimits, RateLimiter, StreamLimiter
@@ -56,10 +57,13 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         agents: AgentRegistry,
         limits: CallLimits | None = None,
         schedules: Schedules | None = None,
+        servers_down: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         self._manager = manager
         self._agents = agents
         self._schedules = schedules
+        # The MCP servers that are down now, with their last errors (ListAgents' Agent.tool_problems).
+        self._servers_down = servers_down or dict
         limits = limits or CallLimits()
         self._streams = StreamLimiter(limits.max_streams_per_user)
         self._rate = RateLimiter(limits.rate_per_minute, limits.burst)
@@ -161,8 +165,9 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         self, request: pb.ListAgentsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAgentsResponse:
         await asyncio.to_thread(self._agents.reload)
+        down = self._servers_down()
         return pb.ListAgentsResponse(
-            agents=[agent_to_pb(a) for a in self._agents.agents()],
+            agents=[agent_to_pb(a, tool_problems(a, down)) for a in self._agents.agents()],
             errors=[problem_to_pb(p) for p in self._agents.problems()],
         )
 

@@ -25,6 +25,7 @@ from agentrun_core.domain import ErrorReason, ToolCallStatus
 from execution_service.tools.arguments import ArgumentValidator
 from execution_service.tools.base import ResolvedTool, ToolCallContext, ToolOutcome, ToolResolutionError
 from execution_service.tools.connection import (
+    ConnectionState,
     ConnectionTimeouts,
     McpConnection,
     ServerUnavailableError,
@@ -94,6 +95,15 @@ class McpToolPool:
     async def aclose(self) -> None:
         """Shuts every connection down (stdio servers are stopped). Idempotent."""
         await asyncio.gather(*(connection.aclose() for connection in self._connections.values()))
+
+    def servers_down(self) -> dict[str, str]:
+        """The servers that are down now (they failed to start, crashed, or wait out a restart backoff), each with
+        its last error; without starting or asking any server (servers not started yet are not listed)."""
+        return {
+            name: connection.last_error or "down"
+            for name, connection in self._connections.items()
+            if connection.state is ConnectionState.DOWN
+        }
 
     async def list_servers(self) -> dict[str, list[str] | str]:
         """For diagnostics: each server's tool names, or why it is not available."""

@@ -187,6 +187,21 @@ def test_agents_view_shows_load_errors() -> None:
     assert "depth" not in out  # an agent without sub-agents: how deep they may nest does not matter
 
 
+def test_agents_view_shows_which_agents_would_miss_tools() -> None:
+    down = "MCP server 'git' is down: the process exited (status 1)"
+    response = ex_pb2.ListAgentsResponse(
+        agents=[
+            ex_pb2.Agent(name="reviewer", tools=["git/*"], tool_problems=[down]),
+            ex_pb2.Agent(name="clock", tools=["time/*"]),
+        ],
+        errors=[ex_pb2.AgentLoadError(path="agents/bad.prompt", message="no model")],
+    )
+    out = text_of(agents_view(response))
+    assert "1 agent(s) would not get some of their tools now:" in out
+    assert f"reviewer: {down}" in out and "clock: " not in out
+    assert out.index("would not get") < out.index("agents/bad.prompt: no model")
+
+
 def test_agents_view_shows_sub_agents_and_their_depth_limit() -> None:
     planner = ex_pb2.Agent(
         name="planner",

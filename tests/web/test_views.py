@@ -214,6 +214,8 @@ def test_agent_form_fields_come_from_the_input_schema() -> None:
     from agentrun_web.views.agent_form import agent_choice
 
     assert "cannot be read" in agent_choice(agent).schema_problem
+    down = ex_pb2.Agent(name="reviewer", tool_problems=["MCP server 'git' is down: exited"])
+    assert agent_choice(down).tool_problems == ("MCP server 'git' is down: exited",)
 
 
 def test_settings_read_the_environment_and_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -91,9 +91,13 @@ async def test_a_run_error_quoting_a_secret_is_redacted_in_the_stream_and_the_st
         "sys.exit(1)\n"
     )
     servers = {"leaky": {"command": sys.executable, "args": [str(script)]}}
-    async with running_stack(
-        tmp_path, {"leaky": agent_source(model="test", tools=["leaky/*"])}, mcp_servers=servers
-    ) as stack:
+    agents = {
+        "leaky": agent_source(model="test", tools=["leaky/*"]),
+        "echoer": agent_source(model="test", tools=["test/echo"]),
+    }
+    async with running_stack(tmp_path, agents, mcp_servers=servers) as stack:
+        listed = await stack.execution_stub().ListAgents(ex.ListAgentsRequest())
+        assert all(not agent.tool_problems for agent in listed.agents)  # not started yet: nothing known
         events = await stack.execute(agent_name="leaky", task="hi")
         finished = events[-1].run_finished
         assert finished.error.reason == "TOOL_SERVER_UNAVAILABLE"
@@ -102,6 +106,14 @@ async def test_a_run_error_quoting_a_secret_is_redacted_in_the_stream_and_the_st
         error_step = stored.execution_steps[-1].error
         for text in (finished.error.message, stored.error.message, error_step.message):
             assert "hunter2secret" not in text and "[REDACTED]" in text, text
+
+        # ListAgents now says which agent would miss its tools, and why (the server is down, in its backoff).
+        listed = await stack.execution_stub().ListAgents(ex.ListAgentsRequest())
+        problems = {agent.name: list(agent.tool_problems) for agent in listed.agents}
+        assert problems["echoer"] == []
+        (problem,) = problems["leaky"]
+        assert problem.startswith("MCP server 'leaky' is down: ") and "fatal: cannot connect" in problem
+        assert "hunter2secret" not in problem and "[REDACTED]" in problem
 
 
 async def test_cancelling_a_run_that_finished_long_ago_is_failed_precondition_for_its_user_only(

@@ -229,7 +229,7 @@ class AgentLimits(_message.Message):
     def __init__(self, max_steps: _Optional[int] = ..., run_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tool_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., token_budget: _Optional[int] = ..., tool_result_bytes: _Optional[int] = ..., max_depth: _Optional[int] = ...) -> None: ...
 
 class Agent(_message.Message):
-    __slots__ = ("name", "version", "model", "description", "tools", "path", "input_schema_json", "limits", "sub_agents", "session_history_tokens", "schedules")
+    __slots__ = ("name", "version", "model", "description", "tools", "path", "input_schema_json", "limits", "sub_agents", "session_history_tokens", "schedules", "tool_problems")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -241,6 +241,7 @@ class Agent(_message.Message):
     SUB_AGENTS_FIELD_NUMBER: _ClassVar[int]
     SESSION_HISTORY_TOKENS_FIELD_NUMBER: _ClassVar[int]
     SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    TOOL_PROBLEMS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     model: str
@@ -252,7 +253,8 @@ class Agent(_message.Message):
     sub_agents: _containers.RepeatedScalarFieldContainer[str]
     session_history_tokens: int
     schedules: _containers.RepeatedCompositeFieldContainer[Schedule]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., model: _Optional[str] = ..., description: _Optional[str] = ..., tools: _Optional[_Iterable[str]] = ..., path: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., limits: _Optional[_Union[AgentLimits, _Mapping]] = ..., sub_agents: _Optional[_Iterable[str]] = ..., session_history_tokens: _Optional[int] = ..., schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...
+    tool_problems: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., model: _Optional[str] = ..., description: _Optional[str] = ..., tools: _Optional[_Iterable[str]] = ..., path: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., limits: _Optional[_Union[AgentLimits, _Mapping]] = ..., sub_agents: _Optional[_Iterable[str]] = ..., session_history_tokens: _Optional[int] = ..., schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ..., tool_problems: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AgentLoadError(_message.Message):
     __slots__ = ("path", "message")
