@@ -259,7 +259,9 @@ def build(
             bar.state = "no-result"
             bar.note = "no result recorded"
             bar.duration_s = max((run_end_s or bar.start_s) - bar.start_s, 0.0)
-    bars.sort(key=lambda bar: (bar.start_s, bar.steps[0] if bar.steps else 0))
+    # To the microsecond, then by step: a gap bar computed back from its step (time - gap) ties with the call it
+    # interrupted up to float error, and must sort after it, as the live page places it.
+    bars.sort(key=lambda bar: (round(bar.start_s, 6), bar.steps[0] if bar.steps else 0))
     span = max([bar.end_s for bar in bars] + [run_end_s or 0.0, 0.001])
     return Waterfall(bars=bars, span_s=span, ticks=ticks(span))
 

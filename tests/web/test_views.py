@@ -97,6 +97,16 @@ def test_a_resumption_is_a_bar_over_the_gap_it_ended_and_the_call_made_again_spa
     assert fall.model_calls == 0 and fall.tool_calls == 1
 
 
+def test_a_gap_bar_that_starts_with_the_call_it_interrupted_sorts_after_it() -> None:
+    """Found by an outside audit: time - gap lands on the interrupted call's start up to float error
+    (0.08821999999999974 against 0.08822), which put the gap first on a reloaded page and second on the live one."""
+    start = _step(0, 0.0).time
+    resumed = _step(3, 4.56822, resumed=run_pb2.RunResumed(replica="a", previous_replica="b"))
+    resumed.resumed.gap.FromTimedelta(timedelta(seconds=4.48))
+    steps = [_step(2, 0.08822, tool_call=run_pb2.ToolCallStarted(call_id="s", tool_name="sleep", server="t")), resumed]
+    assert [bar.kind for bar in wf.build(steps, start).bars] == ["tool", "resumed"]
+
+
 @pytest.mark.parametrize(
     ("status", "is_error", "state"),
     [
