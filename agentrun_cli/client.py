@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 from agentrun.execution.v1 import execution_service_pb2 as ex_pb2
@@ -21,6 +21,7 @@ from agentrun_cli.settings import (
     TLS_CLIENT_KEY_ENV,
     CliSettings,
 )
+from agentrun_core.replica_channels import EXECUTION_SERVICE, healthy_replicas_options
 
 UNARY_TIMEOUT_S = 30.0
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -42,9 +43,14 @@ def _read_pem(path: str, what: str, source: str) -> bytes:
 
 
 def open_channel(
-    target: str, tls_ca: str | None, *, tls_cert: str | None = None, tls_key: str | None = None
+    target: str,
+    tls_ca: str | None,
+    *,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    options: list[tuple[str, Any]] | None = None,
 ) -> grpc.Channel:
-    options = [("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES)]
+    options = [("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES), *(options or [])]
     if not tls_ca:
         if tls_cert or tls_key:
             raise CliError(f"a client certificate needs the services' CA too ({TLS_CA_ENV} / --tls-ca)")
@@ -154,7 +160,11 @@ class ExecutionClient:
             "ExecutionService", settings.execution_target, EXECUTION_TARGET_ENV, "--execution-target"
         )
         self._channel = open_channel(
-            settings.execution_target, settings.tls_ca, tls_cert=settings.tls_cert, tls_key=settings.tls_key
+            settings.execution_target,
+            settings.tls_ca,
+            tls_cert=settings.tls_cert,
+            tls_key=settings.tls_key,
+            options=healthy_replicas_options(EXECUTION_SERVICE, settings.execution_target),
         )
         self._stub = ex_grpc.ExecutionServiceStub(self._channel)
         self._metadata = call_metadata(settings)

@@ -21,6 +21,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from agentrun_core.auth.interceptor import USER_METADATA_KEY
+from agentrun_core.replica_channels import EXECUTION_SERVICE, healthy_replicas_options
 from agentrun_core.tls import aio_channel
 from agentrun_web.settings import WebSettings
 
@@ -267,7 +268,9 @@ class Services:
         runs_endpoint = Endpoint("RunsService", self._settings.runs_target, "AGENTRUN_RUNS_TARGET")
         exec_endpoint = Endpoint("ExecutionService", self._settings.execution_target, "AGENTRUN_EXECUTION_TARGET")
         runs_channel = aio_channel(runs_endpoint.target, tls, options=options)
-        exec_channel = aio_channel(exec_endpoint.target, tls, options=options)
+        # Any replica serves any run: calls go to the replicas that serve (a draining one gets no new runs).
+        exec_options = [*options, *healthy_replicas_options(EXECUTION_SERVICE, exec_endpoint.target)]
+        exec_channel = aio_channel(exec_endpoint.target, tls, options=exec_options)
         self._channels = [runs_channel, exec_channel]
         timeout = self._settings.call_timeout_s
         self._runs = RunsApi(runs_channel, runs_endpoint, timeout)

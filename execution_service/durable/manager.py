@@ -124,6 +124,13 @@ class DurableRunManager(RunManager):
     def replica(self) -> str:
         return self._runtime.replica_id
 
+    async def shutdown(self, grace_s: float) -> None:
+        """A draining replica takes no more runs from the shared queue, which the other replicas serve (it polled on
+        and claimed runs it then held through its grace, until it died and they resumed elsewhere), then lets its
+        runs go as the embedded manager does (the rest resume elsewhere, or here on a restart)."""
+        self._runtime.stop_polling(RUN_QUEUE)
+        await super().shutdown(grace_s)
+
     # --- start -----------------------------------------------------------------------------------------------
 
     async def start_or_attach(self, request: StartRun) -> FollowedRun:

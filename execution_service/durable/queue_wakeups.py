@@ -172,6 +172,14 @@ class QueueWorkers:
             if not queue_names or name in queue_names:
                 poll_wait.wake()
 
+    def stop_polling(self, queue_name: str) -> None:
+        """The named queue is polled no more here (its worker ends after the poll it may be in): the other replicas
+        take its runs. Does not wait for the worker; `stop` joins it."""
+        worker = self._workers.get(queue_name)
+        if worker is not None:
+            worker[1].stop()
+            log.info("no longer polling a durable queue", extra={"queue": queue_name})
+
     def stop(self) -> None:
         for _, poll_wait in self._workers.values():
             poll_wait.stop()

@@ -118,6 +118,10 @@ class DurableRuntime:
         )
         self._queue_workers.start(_get_dbos_instance(), queue)
 
+    def stop_polling(self, queue_name: str) -> None:
+        """This replica takes no more work from the queue (it drains): the other replicas do."""
+        self._queue_workers.stop_polling(queue_name)
+
     def follow_up_polls_only_if(self, others_alive: Callable[[], bool]) -> None:
         """A woken poll is followed by one more (replicas woken together contend) only while `others_alive()`."""
         self._queue_workers.follow_up_only_if(others_alive)

@@ -16,6 +16,7 @@ from agentrun.runs.v1 import runs_service_pb2 as runs_pb2
 from agentrun.runs.v1 import runs_service_pb2_grpc as runs_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from agentrun_core.replica_channels import EXECUTION_SERVICE
 from tests.cli import samples
 
 
@@ -209,6 +210,8 @@ class FakeServer:
         port = self._server.add_insecure_port("127.0.0.1:0")
         await self._server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        # As the real services report themselves (clients of ExecutionService send calls to replicas that serve).
+        await self.health.set(EXECUTION_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("agentrun.Down", health_pb2.HealthCheckResponse.NOT_SERVING)
         return port
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import signal
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from tests.execution_service.durable.test_replicas import AGENTS, sleep_in_fligh
 from tests.fakes.gemini_server import FakeResponse, function_results_in
 from tests.support.replicas import execution_database, running_cluster
 from tests.support.stack import free_port, wait_for
+from tests.web.test_http import csrf_of
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -151,4 +154,49 @@ async def test_a_console_pointed_at_every_replica_follows_a_live_run_past_the_de
             resumed = [s for s in stored.execution_steps if s.WhichOneof("payload") == "resumed"]
             assert [r.resumed.replica for r in resumed] == [b.name]
         finally:
+            await console.stop()
+
+
+async def test_the_start_form_starts_runs_elsewhere_while_the_console_s_replica_drains(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Found by an outside audit: the console stayed on a draining replica (SIGTERM: it refuses new runs for its
+    whole grace) and answered every start with 503 "retry on another instance", while the other replica served."""
+    async with running_cluster(tmp_path, database_url, AGENTS, AGENTRUN_HEARTBEAT_INTERVAL_S="0.5") as cluster:
+        gate = threading.Event()  # holds replica-a's run on its second turn: the drain lasts its whole grace
+        cluster.gemini.set_responder(gated_tools_then_answer(gate))
+        a = await cluster.start_replica("replica-a", AGENTRUN_SHUTDOWN_GRACE_S="30")
+        stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=True))
+        assert (await anext(aiter(stream))).run_started.replica == "replica-a"
+        b = await cluster.start_replica("replica-b")
+        console = await start_console(
+            WebSettings(
+                address="127.0.0.1:0",
+                runs_target=cluster.runs_address,
+                execution_target=f"ipv4:{a.address},{b.address}",
+                auth=WebAuth.OFF,
+                log_format="text",
+            )
+        )
+        try:
+            async with httpx.AsyncClient(base_url=console.url.rstrip("/"), timeout=30) as client:
+                a.process.send_signal(signal.SIGTERM)  # replica-a drains: NOT_SERVING, refuses new runs
+                await asyncio.sleep(1.0)
+                assert a.process.poll() is None, "replica-a should still be draining"
+                started: list[str] = []
+                for task in ("first", "second", "third"):
+                    form = await client.get("/start?agent=worker")
+                    field = re.search(r'name="run_id" value="([0-9a-f-]{36})"', form.text)
+                    assert field is not None
+                    data = {"csrf_token": csrf_of(form.text), "agent": "worker", "task": task, "run_id": field[1]}
+                    sent = await client.post("/start", data=data)
+                    assert sent.status_code == 303, sent.text[:2000]
+                    started.append(field[1])
+            assert a.process.poll() is None, "replica-a should still be draining"
+            gate.set()
+            for run_id in started:
+                stored = await cluster.stored_run(run_id)
+                assert stored.status == run_pb2.RUN_STATUS_COMPLETED
+        finally:
+            gate.set()
             await console.stop()
