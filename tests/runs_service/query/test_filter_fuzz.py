@@ -109,6 +109,9 @@ def string_comparisons(draw: st.DrawFn) -> Case:
     else:
         text = _quote(value)
     get = _STRING_FIELDS[field]
+    if prefix and not value and not field.startswith("labels."):
+        # `field = "*"` alone: the runs that have a value (a label's: the runs that have the label).
+        return Case(f"{field} {op} {text}", 2, lambda row: bool(get(row)))
     return Case(f"{field} {op} {text}", 2, lambda row: _str_match(get(row), op, value, prefix))
 
 
