@@ -10,6 +10,7 @@ import re
 import signal
 import threading
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from agentrun_web.server import start_console
 from agentrun_web.settings import WebAuth, WebSettings
 from tests.execution_service.durable.test_replicas import AGENTS, sleep_in_flight, two_tools_then_answer
 from tests.fakes.gemini_server import FakeResponse, function_results_in
-from tests.support.replicas import execution_database, running_cluster
+from tests.support.replicas import Cluster, execution_database, running_cluster
 from tests.support.stack import free_port, wait_for
 from tests.web.test_http import csrf_of
 
@@ -34,6 +35,28 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(240)]
 def database_url() -> Iterator[str]:
     with execution_database() as url:
         yield url
+
+
+@asynccontextmanager
+async def console_client(
+    cluster: Cluster, execution_target: str, *, timeout_s: float
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of a console (authentication off) in front of the cluster, reaching ExecutionService at
+    `execution_target`; the console stops after the block."""
+    console = await start_console(
+        WebSettings(
+            address="127.0.0.1:0",
+            runs_target=cluster.runs_address,
+            execution_target=execution_target,
+            auth=WebAuth.OFF,
+            log_format="text",
+        )
+    )
+    try:
+        async with httpx.AsyncClient(base_url=console.url.rstrip("/"), timeout=timeout_s) as client:
+            yield client
+    finally:
+        await console.stop()
 
 
 @dataclass(frozen=True)
@@ -117,44 +140,33 @@ async def test_a_console_pointed_at_every_replica_follows_a_live_run_past_the_de
         cluster.gemini.set_responder(gated_tools_then_answer(gate))
         a = await cluster.start_replica("replica-a")
         b_port = free_port()
-        console = await start_console(
-            WebSettings(
-                address="127.0.0.1:0",
-                runs_target=cluster.runs_address,
-                # Every replica; gRPC's pick_first stays on the one it connected to while that one lives.
-                execution_target=f"ipv4:{a.address},127.0.0.1:{b_port}",
-                auth=WebAuth.OFF,
-                log_format="text",
-            )
-        )
-        try:
+        # Every replica: while only replica-a serves, the console's calls go there (round_robin over the replicas
+        # that answer, replica_channels); a stream stays on the replica it was opened on.
+        async with console_client(cluster, f"ipv4:{a.address},127.0.0.1:{b_port}", timeout_s=60) as client:
             # The run starts, and the console connects, while replica-a is the only replica: both are on replica-a.
             stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=True))
             started = await anext(aiter(stream))
             run_id = started.run_started.run_id
             assert started.run_started.replica == "replica-a"
-            async with httpx.AsyncClient(base_url=console.url.rstrip("/"), timeout=60) as client:
-                page = LivePage(client, run_id)
-                following = asyncio.create_task(page.follow())
-                await wait_for(lambda: len(page.steps) >= 3, timeout_s=30)  # echo's result: the run waits on turn 2
+            page = LivePage(client, run_id)
+            following = asyncio.create_task(page.follow())
+            await wait_for(lambda: len(page.steps) >= 3, timeout_s=30)  # echo's result: the run waits on turn 2
 
-                b = await cluster.start_replica("replica-b", port=b_port)
-                gate.set()
-                await sleep_in_flight(cluster)
-                a.kill()
-                await asyncio.wait_for(following, 90)
+            b = await cluster.start_replica("replica-b", port=b_port)
+            gate.set()
+            await sleep_in_flight(cluster)
+            a.kill()
+            await asyncio.wait_for(following, 90)
 
-            assert page.problems, "the console's stream did not go through the killed replica"
-            assert page.finished is not None
-            assert page.finished.data["status"] == "COMPLETED"
-            stored = await cluster.stored_run(run_id)
-            assert stored.status == run_pb2.RUN_STATUS_COMPLETED
-            # Every step the run stored reached the page once, in order, the resumption on replica-b among them.
-            assert [s.event_id for s in page.steps] == [s.sequence for s in stored.execution_steps]
-            resumed = [s for s in stored.execution_steps if s.WhichOneof("payload") == "resumed"]
-            assert [r.resumed.replica for r in resumed] == [b.name]
-        finally:
-            await console.stop()
+        assert page.problems, "the console's stream did not go through the killed replica"
+        assert page.finished is not None
+        assert page.finished.data["status"] == "COMPLETED"
+        stored = await cluster.stored_run(run_id)
+        assert stored.status == run_pb2.RUN_STATUS_COMPLETED
+        # Every step the run stored reached the page once, in order, the resumption on replica-b among them.
+        assert [s.event_id for s in page.steps] == [s.sequence for s in stored.execution_steps]
+        resumed = [s for s in stored.execution_steps if s.WhichOneof("payload") == "resumed"]
+        assert [r.resumed.replica for r in resumed] == [b.name]
 
 
 async def test_the_start_form_starts_runs_elsewhere_while_the_console_s_replica_drains(
@@ -169,17 +181,8 @@ async def test_the_start_form_starts_runs_elsewhere_while_the_console_s_replica_
         stream = cluster.stub(a).ExecuteAgent(ex.ExecuteAgentRequest(agent_name="worker", task="go", detach=True))
         assert (await anext(aiter(stream))).run_started.replica == "replica-a"
         b = await cluster.start_replica("replica-b")
-        console = await start_console(
-            WebSettings(
-                address="127.0.0.1:0",
-                runs_target=cluster.runs_address,
-                execution_target=f"ipv4:{a.address},{b.address}",
-                auth=WebAuth.OFF,
-                log_format="text",
-            )
-        )
         try:
-            async with httpx.AsyncClient(base_url=console.url.rstrip("/"), timeout=30) as client:
+            async with console_client(cluster, f"ipv4:{a.address},{b.address}", timeout_s=30) as client:
                 a.process.send_signal(signal.SIGTERM)  # replica-a drains: NOT_SERVING, refuses new runs
                 await asyncio.sleep(1.0)
                 assert a.process.poll() is None, "replica-a should still be draining"
@@ -199,4 +202,3 @@ async def test_the_start_form_starts_runs_elsewhere_while_the_console_s_replica_
                 assert stored.status == run_pb2.RUN_STATUS_COMPLETED
         finally:
             gate.set()
-            await console.stop()
