@@ -11,6 +11,8 @@ from typing import ParamSpec, TypeVar
 import grpc
 import typer
 
+from agentrun_cli.output import printable
+
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -62,7 +64,7 @@ def _code_of(error: grpc.RpcError) -> grpc.StatusCode:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return printable(" ".join(text.split()))
 
 
 def exit_code_for(code: grpc.StatusCode) -> int:

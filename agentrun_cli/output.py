@@ -1,13 +1,38 @@
-"""Where output goes: the rich console for people, JSON for programs."""
+"""Where output goes: the rich console for people, JSON for programs.
+
+What people read shows control characters instead of obeying them: a model's answer or a tool's result holding
+ESC[2J or a carriage return must not clear or rewrite the reader's terminal. Each C0 control (tab and newline aside)
+and DEL become their Unicode control picture (ESC: U+241B), C1 controls U+FFFD; one character each, so columns keep
+their width. JSON output is untouched (the JSON escapes them).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType
+from rich.segment import Segment
+
+_CONTROL_PICTURES = {code: 0x2400 + code for code in range(0x20) if chr(code) not in "\t\n"} | {0x7F: 0x2421}
+_CONTROLS = _CONTROL_PICTURES | {code: 0xFFFD for code in range(0x80, 0xA0)}
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters shown, not obeyed (see the module docstring)."""
+    return text.translate(_CONTROLS)
+
+
+class _PrintableConsole(Console):
+    """A Console whose rendered text shows control characters (its own styling and cursor controls are kept)."""
+
+    def render(self, renderable: RenderableType, options: ConsoleOptions | None = None) -> Iterable[Segment]:
+        for segment in super().render(renderable, options):
+            yield segment if segment.control else Segment(printable(segment.text), segment.style)
+
 
 _console: Console | None = None
 
@@ -16,7 +41,7 @@ def console() -> Console:
     """The stdout console, created on first use so tests that swap sys.stdout get their own."""
     global _console
     if _console is None or _console.file is not sys.stdout:
-        _console = Console(file=sys.stdout, highlight=False)
+        _console = _PrintableConsole(file=sys.stdout, highlight=False)
     return _console
 
 
@@ -38,5 +63,5 @@ def print_json(value: Message | dict[str, object]) -> None:
 
 def print_line(text: str = "") -> None:
     """A plain line, never wrapped or styled: what pipes and CI logs see."""
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(printable(text) + "\n")
     sys.stdout.flush()

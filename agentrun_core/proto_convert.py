@@ -13,6 +13,7 @@ from typing import assert_never
 
 from agentrun.runs.v1 import run_pb2
 from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from agentrun_core import domain as d
 from agentrun_core.echo import shown
@@ -114,18 +115,34 @@ def run_status_to_pb(value: d.RunStatus) -> run_pb2.RunStatus:
     return _RUN_STATUS_TO_PB[value]
 
 
+def run_status_problem(value: int) -> str:
+    """Why `value` is not a RunStatus a run can be recorded with (unset, or a number this server does not know)."""
+    return _enum_problem(run_pb2.RunStatus, value)
+
+
+def tool_status_problem(value: int) -> str:
+    return _enum_problem(run_pb2.ToolCallStatus, value)
+
+
+def _enum_problem(enum: EnumTypeWrapper, value: int) -> str:
+    unspecified, *known = enum.keys()
+    if value == 0:
+        return f"must be set to a {enum.DESCRIPTOR.name} other than {unspecified}"
+    return f"unknown {enum.DESCRIPTOR.name} value {value}; use one of {', '.join(known)}"
+
+
 def run_status_from_pb(value: int, field: str = "status") -> d.RunStatus:
     try:
         return _RUN_STATUS_FROM_PB[value]  # type: ignore[index]
     except KeyError:
-        raise ConversionError(field, "must be set to a RunStatus other than RUN_STATUS_UNSPECIFIED") from None
+        raise ConversionError(field, run_status_problem(value)) from None
 
 
 def tool_status_from_pb(value: int, field: str) -> d.ToolCallStatus:
     try:
         return _TOOL_STATUS_FROM_PB[value]  # type: ignore[index]
     except KeyError:
-        raise ConversionError(field, "must be a ToolCallStatus other than UNSPECIFIED") from None
+        raise ConversionError(field, tool_status_problem(value)) from None
 
 
 def token_usage_to_pb(value: d.TokenUsage) -> run_pb2.TokenUsage:

@@ -60,6 +60,13 @@ class StorageUnavailable(RunsServiceError):
     reason = "STORAGE_UNAVAILABLE"
 
 
+class SumOutOfRange(RunsServiceError):
+    """An aggregate over stored runs exceeds what a 64-bit count holds (records accepted before counts were bounded
+    can hold absurd values): no retry helps; a narrower filter or deleting those runs does."""
+
+    reason = "SUM_OUT_OF_RANGE"
+
+
 class SchemaOutdated(RunsServiceError):
     """The database schema is not at the migration head; the message says which command migrates it."""
 

@@ -10,6 +10,7 @@ Field names follow the request message: `run.id`, `run.execution_steps[3].sequen
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -51,7 +52,6 @@ _TOOL_NAME_LIMIT = _max_length("name", "tool_calls")
 _TOOL_SERVER_LIMIT = _max_length("server", "tool_calls")
 _TOOL_ID_LIMIT = _max_length("call_id", "tool_calls")
 _ERROR_REASON_LIMIT = _max_length("error_reason")
-_CURRENCY_LIMIT = _max_length("cost_currency")
 _PRICE_TABLE_LIMIT = _max_length("price_table_version")
 
 
@@ -153,11 +153,50 @@ def _check_micros(field: str, value: int) -> None:
         raise InvalidArgument(field, f"must not be negative, got {timedelta(microseconds=value)}")
 
 
-def _check_counts(field: str, usage: Mapping[str, Any]) -> None:
+# A run's token count is at most this (10^12: a thousand times the largest context window, for each of a thousand
+# turns). Bounded so that the sums over millions of runs that stats and sessions report stay within 64 bits.
+MAX_TOKEN_COUNT = 10**12
+# How far a run's duration may be from end_time - start_time (the producer's rounding).
+_DURATION_SLACK = timedelta(milliseconds=1)
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+def _check_counts(field: str, usage: Mapping[str, Any], *, bounded: bool = True) -> None:
+    """Counts are never negative; a run's or a model call's own (`bounded`) are at most MAX_TOKEN_COUNT (a tree's
+    totals are not summed over runs, and sum up to as many runs as the tree has)."""
     for name in _TOKEN_NAMES:
         count = usage.get(name, 0)
         if count < 0:
             raise InvalidArgument(f"{field}.{name}", f"must not be negative, got {count}")
+        if bounded and count > MAX_TOKEN_COUNT:
+            raise InvalidArgument(f"{field}.{name}", f"must be at most 10^12, got {count}")
+
+
+def _check_duration(run: Mapping[str, Any]) -> None:
+    duration_us, end_time = run["duration_us"], run["end_time"]
+    if duration_us is None or end_time is None:
+        return
+    elapsed = end_time - run["start_time"]
+    if abs(timedelta(microseconds=duration_us) - elapsed) > _DURATION_SLACK:
+        raise InvalidArgument(
+            "run.duration",
+            f"must be end_time - start_time ({elapsed.total_seconds():.6f}s), "
+            f"got {timedelta(microseconds=duration_us).total_seconds():.6f}s",
+        )
+
+
+def _check_trace_id(trace_id: str) -> None:
+    if trace_id and (not _TRACE_ID.fullmatch(trace_id) or trace_id == "0" * 32):
+        raise InvalidArgument(
+            "run.trace_id",
+            f"must be empty or a W3C trace id (32 lower-case hex digits, not all 0), got {shown(trace_id)}",
+        )
+
+
+def _check_currency(field: str, code: str) -> None:
+    if not _CURRENCY.fullmatch(code):
+        raise InvalidArgument(field, f"must be an ISO 4217 code such as USD, got {shown(code)}")
 
 
 _TOKEN_NAMES = (
@@ -197,11 +236,13 @@ def validate_rows(rows: RunRows) -> None:
         raise InvalidArgument("run.end_time", f"must be set for a run with terminal status {run['status']}")
     if run["duration_us"] is not None:
         _check_micros("run.duration", run["duration_us"])
+        _check_duration(run)
     if run["queue_duration_us"] is not None:
         _check_micros("run.queue_duration", run["queue_duration_us"])
     if run["steps_taken"] < 0:
         raise InvalidArgument("run.steps_taken", f"must not be negative, got {run['steps_taken']}")
     _check_counts("run.token_usage", run)
+    _check_trace_id(run["trace_id"])
     for key, value in run["labels"].items():
         problem = label_problem(key, value)
         if problem is not None:
@@ -210,15 +251,15 @@ def validate_rows(rows: RunRows) -> None:
         _check_length("run.error.reason", run["error_reason"], _ERROR_REASON_LIMIT)
     if run["cost"] is not None:
         _check_cost(run["cost"])
-        _check_length("run.cost.currency_code", run["cost_currency"], _CURRENCY_LIMIT)
+        _check_currency("run.cost.currency_code", run["cost_currency"])
         _check_length("run.cost.price_table_version", run["price_table_version"], _PRICE_TABLE_LIMIT)
     totals = run["totals_with_descendants"] or {}
+    if totals.get("token_usage") is not None:
+        _check_counts("run.token_usage_with_descendants", totals["token_usage"], bounded=False)
     cost_with_descendants = totals.get("cost")
     if cost_with_descendants is not None:
         _check_cost(Decimal(cost_with_descendants["amount"]), "run.cost_with_descendants.amount")
-        _check_length(
-            "run.cost_with_descendants.currency_code", cost_with_descendants["currency_code"], _CURRENCY_LIMIT
-        )
+        _check_currency("run.cost_with_descendants.currency_code", cost_with_descendants["currency_code"])
         _check_length(
             "run.cost_with_descendants.price_table_version",
             cost_with_descendants["price_table_version"],

@@ -153,7 +153,7 @@ class ModelError(Exception):
         self.attempts: tuple[ModelAttempt, ...] = ()
 
     def describe(self) -> str:
-        prefix = f"{self.code} {self.status}".strip()
+        prefix = " ".join(str(part) for part in (self.code, self.status) if part)
         return f"{prefix}: {self.message}" if prefix else self.message
 
 

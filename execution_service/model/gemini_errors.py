@@ -45,6 +45,20 @@ def retry_delay_hint(details: Any) -> float | None:
     return None
 
 
+def daily_quota_spent(details: Any) -> bool:
+    """Whether a Google error body's google.rpc.QuotaFailure names a per-day quota (quotaId
+    "GenerateRequestsPerDayPerProjectPerModel-FreeTier"): no retry within a run can succeed."""
+    error = details.get("error", details) if isinstance(details, dict) else None
+    items = error.get("details") if isinstance(error, dict) else None
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, dict) and str(item.get("@type", "")).endswith("google.rpc.QuotaFailure"):
+            violations = item.get("violations")
+            for violation in violations if isinstance(violations, list) else ():
+                if isinstance(violation, dict) and "PerDay" in str(violation.get("quotaId", "")):
+                    return True
+    return False
+
+
 def from_api_error(exc: genai_errors.APIError) -> ModelError:
     code = exc.code
     status = exc.status or ""
@@ -55,7 +69,7 @@ def from_api_error(exc: genai_errors.APIError) -> ModelError:
             message,
             code=code,
             status=status,
-            retryable=True,
+            retryable=not daily_quota_spent(exc.details),
             retry_after_s=retry_delay_hint(exc.details),
         )
     if code in _UNAVAILABLE_CODES:

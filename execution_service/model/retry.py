@@ -1,9 +1,10 @@
 """The single retry layer for model calls: exponential backoff with full jitter around any ModelProvider.
 
 Only `ModelError.retryable` errors are retried. The delays come from the project's one backoff formula
-(agentrun_core.backoff): a provider's own delay hint (`ModelError.retry_after_s`, e.g. a 429's RetryInfo) is a floor,
-capped at the backoff's `max_s`. After the last attempt the last ModelError is re-raised unchanged, so the run fails
-with the provider's code and message.
+(agentrun_core.backoff). A provider's own delay hint (`ModelError.retry_after_s`, a 429's RetryInfo) is honoured as a
+floor, beyond the backoff's cap, up to `max_hint_s` (60 s, a per-minute quota's reset, as the OpenAI and Anthropic
+SDKs do); a longer hint ends the retries at once: an earlier attempt would only be refused again. After the last
+attempt the last ModelError is re-raised unchanged, so the run fails with the provider's code and message.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class ModelRetryPolicy:
 
     max_attempts: int = 4
     backoff: Backoff = field(default_factory=lambda: Backoff(initial_s=0.5, multiplier=2.0, max_s=20.0, jitter=1.0))
+    # The longest wait a provider may ask for between attempts; a longer one is not waited for: the call fails.
+    max_hint_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -65,15 +68,7 @@ class RetryingProvider:
                 response = await self.inner.generate(request)
             except ModelError as error:
                 took = timedelta(seconds=time.perf_counter() - clock)
-                if not error.retryable or attempt >= self.policy.max_attempts:
-                    if error.retryable:
-                        logger.error(
-                            "model %s failed after %d attempts: %s %s",
-                            request.model,
-                            attempt,
-                            error.reason,
-                            error.describe(),
-                        )
+                if self._gives_up(request, error, attempt):
                     failed.append(_attempt(attempt, error, started, took, None))
                     error.attempts = tuple(failed)
                     raise
@@ -94,11 +89,37 @@ class RetryingProvider:
                 continue
             return dataclasses.replace(response, failed_attempts=tuple(failed)) if failed else response
 
+    def _gives_up(self, request: ModelRequest, error: ModelError, attempt: int) -> bool:
+        """Whether `error` ends the call: not retryable, the last attempt, or a provider asking for a longer wait
+        than the backoff's cap (logged: the run fails with that error)."""
+        if not error.retryable:
+            return True
+        hint_s, max_s = error.retry_after_s, self.policy.max_hint_s
+        if hint_s is not None and hint_s > max_s:
+            logger.error(
+                "model %s: the provider asks to wait %.1f s before a retry, over the %.1f s a call waits: not "
+                "retried: %s %s",
+                request.model,
+                hint_s,
+                max_s,
+                error.reason,
+                error.describe(),
+            )
+            return True
+        if attempt >= self.policy.max_attempts:
+            logger.error(
+                "model %s failed after %d attempts: %s %s", request.model, attempt, error.reason, error.describe()
+            )
+            return True
+        return False
+
     def _delay_s(self, attempt: int, hint_s: float | None) -> float:
+        """The backoff's delay, or the provider's hint when longer (within max_hint_s: see _gives_up)."""
         backoff = self.policy.backoff
         if self._random is not None:
             backoff = dataclasses.replace(backoff, random=self._random)
-        return backoff.delay_s(attempt, hint_s)
+        delay = backoff.delay_s(attempt)
+        return delay if hint_s is None or hint_s < 0 else max(delay, hint_s)
 
     async def aclose(self) -> None:
         close = getattr(self.inner, "aclose", None)

@@ -18,6 +18,7 @@ from runs_service.errors import (
     RunsServiceError,
     SchemaOutdated,
     StorageUnavailable,
+    SumOutOfRange,
 )
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ _CODES: list[tuple[type[RunsServiceError], grpc.StatusCode]] = [
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (StorageUnavailable, grpc.StatusCode.UNAVAILABLE),
     (SchemaOutdated, grpc.StatusCode.FAILED_PRECONDITION),
+    (SumOutOfRange, grpc.StatusCode.OUT_OF_RANGE),
 ]
 
 

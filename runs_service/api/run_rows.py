@@ -23,9 +23,11 @@ from agentrun_core.proto_convert import (
     cost_amount_from_pb,
     duration_problem,
     run_from_pb,
+    run_status_problem,
     share_problem,
     timestamp_problem,
     token_counts_from_pb,
+    tool_status_problem,
 )
 from runs_service import validation_composition as composition
 from runs_service.errors import InvalidArgument
@@ -200,7 +202,7 @@ def _step_row(msg: run_pb2.ExecutionStep, run_id: str, index: int) -> dict[str, 
         )  # before the status, as the domain conversion meets them
         status = _TOOL_STATUS.get(tr.status)
         if status is None:
-            raise _invalid(f"{field}.tool_result.status", "must be a ToolCallStatus other than UNSPECIFIED")
+            raise _invalid(f"{field}.tool_result.status", tool_status_problem(tr.status))
         payload = {
             "call_id": tr.call_id,
             "tool_name": tr.tool_name,
@@ -258,7 +260,7 @@ def _tool_call_row(msg: run_pb2.ToolCall, run_id: str, position: int) -> dict[st
     duration_us = _micros(msg.duration, f"{field}.duration")
     status = _TOOL_STATUS.get(msg.status)
     if status is None:
-        raise _invalid(f"{field}.status", "must be a ToolCallStatus other than UNSPECIFIED")
+        raise _invalid(f"{field}.status", tool_status_problem(msg.status))
     return {
         "run_id": run_id,
         "call_id": msg.id,
@@ -292,7 +294,7 @@ def _run_row(msg: run_pb2.Run) -> dict[str, Any]:
     # times (out of their protobuf range: InvalidArgument naming the field), the token usage, the cost.
     status = _RUN_STATUS.get(msg.status)
     if status is None:
-        raise _invalid("run.status", "must be set to a RunStatus other than RUN_STATUS_UNSPECIFIED")
+        raise _invalid("run.status", run_status_problem(msg.status))
     start_time = _time(msg.start_time, "run.start_time")
     end_time = _time(msg.end_time, "run.end_time") if msg.HasField("end_time") else None
     duration_us = _micros(msg.duration, "run.duration") if has_duration else None

@@ -1,4 +1,5 @@
-"""Maps database driver errors to RunsService errors (StorageUnavailable, SchemaOutdated) with context."""
+"""Maps database driver errors to RunsService errors (StorageUnavailable, SchemaOutdated, SumOutOfRange) with
+context."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import exc as sa_exc
 
 from agentrun_core.database_problems import driver_error, first_line, is_database_error
 from runs_service.errors import RunsServiceError, SchemaOutdated, StorageUnavailable
+from runs_service.storage.sums import is_sqlite_overflow, out_of_range
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,9 @@ async def storage_errors(operation: str, **context: object) -> AsyncIterator[Non
             raise SchemaOutdated(
                 f"{operation}: the database has no RunsService schema ({exc.orig}); {_MIGRATE_HINT}"
             ) from exc
+        if is_sqlite_overflow(exc):
+            logger.warning("%s: a sum overflowed: %s", operation, exc, extra={"context": context})
+            raise out_of_range(operation) from exc
         invalidated = isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
         if is_database_error(exc) or invalidated:
             cause = first_line(driver_error(exc))

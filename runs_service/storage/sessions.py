@@ -20,11 +20,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, exists, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentrun_core.domain import Cost, RunStatus, TokenUsage
+from agentrun_core.domain import Cost, RunStatus
 from agentrun_core.echo import shown
 from runs_service.errors import InvalidArgument, InvalidPageToken
 from runs_service.queries import SessionOrderField, SessionOrdering, SessionSummary
 from runs_service.storage.rows import to_utc
+from runs_service.storage.sums import summed_token_usage
 from runs_service.storage.tables import TOKEN_COLUMNS, runs, sessions
 
 _ALLOWED_TEXT = "last_run_start_time or start_time, optionally followed by asc or desc"
@@ -182,7 +183,7 @@ async def summaries(conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> l
                 start_time=to_utc(row.first_start),
                 end_time=None if row.last_end is None else to_utc(row.last_end),
                 last_run_start_time=to_utc(row.last_start),
-                token_usage=TokenUsage(**{name: int(getattr(row, name) or 0) for name in TOKEN_COLUMNS}),
+                token_usage=summed_token_usage(row, "list sessions"),
                 cost=None
                 if row.cost_total is None
                 else Cost(

@@ -26,10 +26,11 @@ from sqlalchemy import ColumnElement, Integer, case, cast, func, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentrun_core.domain import RunStatus, TokenUsage
+from agentrun_core.domain import RunStatus
 from runs_service.errors import InvalidArgument
 from runs_service.queries import GroupBy, RunStatsRow, ToolStatsRow
 from runs_service.storage.percentiles import HistogramBucket, histogram_percentile, micros_to_duration, percentile_cont
+from runs_service.storage.sums import summed_token_usage
 from runs_service.storage.tables import TOKEN_COLUMNS, runs, tool_calls
 
 # QUEUED and RUNNING: not finished, left out of the success rate's denominator.
@@ -212,7 +213,7 @@ async def run_stats(
                 run_count=int(row.run_count),
                 completed_count=completed,
                 success_rate=_rate(completed, int(row.terminal or 0)),
-                token_usage=TokenUsage(**{name: int(getattr(row, name) or 0) for name in TOKEN_COLUMNS}),
+                token_usage=summed_token_usage(row, "run stats"),
                 cost_total=None if row.cost_total is None else Decimal(row.cost_total),
                 duration_p50=micros_to_duration(p50),
                 duration_p95=micros_to_duration(p95),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from agentrun.execution.v1 import execution_service_pb2 as ex_pb2
 from agentrun.runs.v1 import run_pb2
 from agentrun.runs.v1 import runs_service_pb2 as runs_pb2
 from google.protobuf.duration_pb2 import Duration
 from rich.console import Console, RenderableType
 
+from agentrun_cli import output
 from agentrun_cli.progress import RunProgress
 from agentrun_cli.render import format as fmt
 from agentrun_cli.render.agents import agents_view
@@ -294,3 +296,19 @@ def test_a_resumed_step_is_one_line_with_the_gap_and_the_replicas() -> None:
         ),
     )
     assert plain_line(step) == "[6] resumed resumed on replica-b after 31.2 s (was replica-a)"
+
+
+def test_control_characters_from_a_run_are_shown_not_obeyed(capsys: pytest.CaptureFixture[str]) -> None:
+    """A model's answer or a tool's result holding terminal escapes must not clear or recolour the reader's
+    terminal: both the rich views and the plain lines show them as visible characters."""
+    hostile = "It is 14:00\x1b[2J\x1b[31m in Paris\r\x07\x9b"
+    run = samples.clock_run()
+    run.final_response = hostile
+    output.console().print(run_details(run))
+    step = samples.clock_run().execution_steps[-1]
+    step.final_response.text = hostile
+    output.print_line(plain_line(step))
+    out = capsys.readouterr().out
+    for raw in ("\x1b", "\r", "\x07", "\x9b"):
+        assert raw not in out
+    assert out.count("It is 14:00␛[2J␛[31m in Paris") == 2  # a plain line folds the \r into a space

@@ -169,6 +169,8 @@ class FakeError:
     status_text: str | None = None
     # Adds a google.rpc.RetryInfo detail with this retryDelay.
     retry_delay_s: float | None = None
+    # Adds a google.rpc.QuotaFailure detail naming this quota (as the API does for a 429: a per-minute or per-day one).
+    quota_id: str | None = None
     delay_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -177,10 +179,27 @@ class FakeError:
             "message": self.message,
             "status": self.status_text or _STATUS_TEXT.get(self.status, "UNKNOWN"),
         }
+        details: list[dict[str, Any]] = []
+        if self.quota_id is not None:
+            details.append(
+                {
+                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                    "violations": [
+                        {
+                            "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                            "quotaId": self.quota_id,
+                            "quotaDimensions": {"location": "global", "model": "gemini-2.5-flash"},
+                            "quotaValue": "250",
+                        }
+                    ],
+                }
+            )
         if self.retry_delay_s is not None:
-            error["details"] = [
+            details.append(
                 {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{self.retry_delay_s}s"}
-            ]
+            )
+        if details:
+            error["details"] = details
         return {"error": error}
 
 

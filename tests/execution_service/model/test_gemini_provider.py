@@ -545,6 +545,7 @@ async def test_http_errors_map_to_model_errors(
     error = caught.value
     assert (error.reason, error.code, error.retryable) == (reason, status, retryable)
     assert error.message == f"scripted failure {status}"
+    assert error.describe().startswith(f"{status} ") and error.describe().endswith(f": scripted failure {status}")
     assert error.status
     assert len(fake_gemini.requests) == 1  # the SDK did not retry
 
@@ -567,6 +568,8 @@ async def test_timeout_is_retryable_model_timeout(fake_gemini: FakeGemini) -> No
         await provider.aclose()
     assert caught.value.reason == ErrorReason.MODEL_TIMEOUT
     assert caught.value.retryable
+    # No HTTP status came: the run's error message is the message alone (it read "None: model ... did not answer").
+    assert caught.value.describe() == caught.value.message
 
 
 async def test_connection_refused_is_retryable_unavailable() -> None:
@@ -581,3 +584,4 @@ async def test_connection_refused_is_retryable_unavailable() -> None:
         await provider.aclose()
     assert caught.value.reason == ErrorReason.MODEL_UNAVAILABLE
     assert caught.value.retryable
+    assert caught.value.describe() == caught.value.message

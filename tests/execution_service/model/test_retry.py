@@ -73,20 +73,50 @@ async def test_invalid_request_is_not_retried(retrying: RetryingProvider, fake_g
     assert len(fake_gemini.requests) == 1
 
 
-async def test_retry_info_hint_is_honoured_within_the_cap(fake_gemini: FakeGemini) -> None:
+async def test_retry_info_hint_is_honoured_up_to_a_minute(fake_gemini: FakeGemini) -> None:
+    """A per-minute quota's RetryInfo is waited for in full, beyond the backoff's own cap (a shorter wait would only
+    be refused again)."""
     sleeps = Sleeps()
     inner = GeminiProvider("test-key", fake_gemini.base_url, timeout_s=10.0)
     provider = RetryingProvider(inner, ModelRetryPolicy(max_attempts=3, backoff=Backoff(max_s=5.0)), sleep=sleeps)
     fake_gemini.add(
         FakeError(429, "slow down", retry_delay_s=2.5),
-        FakeError(429, "slow down", retry_delay_s=60),
+        FakeError(429, "slow down", retry_delay_s=60, quota_id="GenerateRequestsPerMinutePerProjectPerModel"),
         FakeResponse(text="ok"),
     )
     try:
         assert (await provider.generate(REQUEST)).text == "ok"
     finally:
         await inner.aclose()
-    assert sleeps.delays == [2.5, 5.0]
+    assert sleeps.delays == [2.5, 60.0]
+
+
+@pytest.mark.parametrize(
+    ("retry_delay_s", "quota_id"),
+    [
+        (61.0, None),  # longer than a call waits
+        (47.0, "GenerateRequestsPerDayPerProjectPerModel-FreeTier"),  # a day's quota: no retry today helps
+    ],
+)
+async def test_a_spent_quota_fails_the_call_at_once(
+    fake_gemini: FakeGemini, retry_delay_s: float, quota_id: str | None
+) -> None:
+    sleeps = Sleeps()
+    inner = GeminiProvider("test-key", fake_gemini.base_url, timeout_s=10.0)
+    provider = RetryingProvider(inner, ModelRetryPolicy(max_attempts=4), sleep=sleeps)
+    fake_gemini.add(
+        FakeError(429, "Quota exceeded", retry_delay_s=retry_delay_s, quota_id=quota_id), FakeResponse(text="never")
+    )
+    try:
+        with pytest.raises(ModelError) as caught:
+            await provider.generate(REQUEST)
+    finally:
+        await inner.aclose()
+    assert caught.value.reason == ErrorReason.MODEL_RATE_LIMITED
+    assert caught.value.message == "Quota exceeded"
+    assert len(caught.value.attempts) == 1
+    assert sleeps.delays == []
+    assert len(fake_gemini.requests) == 1
 
 
 class Flaky:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from agentrun_core import domain as d
 from agentrun_core.ids import new_run_id
 from agentrun_core.proto_convert import run_to_pb
+from runs_service.validation import MAX_TOKEN_COUNT
 from tests.support.runs_thread import ServerThread
 
 # Any Unicode text but NUL (refused with INVALID_ARGUMENT: PostgreSQL cannot store it) and lone surrogates
@@ -27,7 +28,7 @@ NAME = TEXT.filter(lambda s: s != "").map(lambda s: s[:40])
 LABEL_KEY = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,39}", fullmatch=True)
 TIMES = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC))
 DURATIONS = st.integers(0, 10**12).map(lambda us: timedelta(microseconds=us))
-COUNTS = st.integers(0, 2**40)
+COUNTS = st.integers(0, MAX_TOKEN_COUNT)  # what RecordRun accepts
 USAGE = st.builds(d.TokenUsage, COUNTS, COUNTS, COUNTS, COUNTS, COUNTS, COUNTS)
 RUN_IDS = st.integers(0, 2**122 - 1).map(
     lambda n: str(

@@ -137,7 +137,8 @@ class RunsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetRunStats(self, request, context):
-        """Aggregates over a time range, grouped by agent, model, user, day, status or session.
+        """Aggregates over a time range, grouped by agent, model, user, day, status or session. OUT_OF_RANGE (reason
+        SUM_OUT_OF_RANGE) when a token sum exceeds 64 bits (records stored before counts were bounded): narrow the filter.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -180,7 +181,7 @@ class RunsServiceServicer:
 
     def ListSessions(self, request, context):
         """Sessions (conversations: the runs recorded with one session_id by one user) with their runs' totals, most
-        recently active first, paginated with opaque keyset page tokens.
+        recently active first, paginated with opaque keyset page tokens. OUT_OF_RANGE as GetRunStats.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
