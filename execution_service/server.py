@@ -137,6 +137,10 @@ class RunningExecutionServer:
     async def stop(self, grace_s: float = 5.0) -> None:
         """NOT_SERVING, stop accepting calls and ticks, let runs finish (then interrupt them), drain the outbox
         briefly."""
+        log.info(
+            "draining: NOT_SERVING, new runs refused; live runs have the grace to finish",
+            extra={"grace_s": grace_s, "live_runs": self.manager.live_count},
+        )
         await self.health.enter_graceful_shutdown()
         if self.scheduler is not None:
             await self.scheduler.stop()
@@ -190,8 +194,11 @@ async def start_server(
             from execution_service.durable.service import start_durable  # DBOS is imported in this mode only
             from execution_service.schedules import durable as durable_schedules  # its workflow, before launch
 
-            manager: RunManager = await start_durable(settings, agents, tools, runs_channel, telemetry, resources)
-            durable_schedules.bind_tick_runner(agents, manager.start, schedule_store, settings.resolved_replica_id)
+            durable = await start_durable(settings, agents, tools, runs_channel, telemetry, resources)
+            durable_schedules.bind_tick_runner(
+                agents, durable.start_scheduled, schedule_store, settings.resolved_replica_id
+            )
+            manager: RunManager = durable
         else:
             publisher, manager = await _embedded_manager(settings, agents, tools, runs_channel, telemetry, resources)
         server = grpc.aio.server(

@@ -149,6 +149,11 @@ class DurableRunManager(RunManager):
                 return RemoteTree(remote)
         return await self.start(request)
 
+    async def start_scheduled(self, request: StartRun) -> FollowedRun:
+        """A schedule's tick run (durable.schedules): it enters the shared queue even while this replica drains, so a
+        tick that DBOS handed to a draining replica still gets its run (another replica dequeues it)."""
+        return await self.start(request, while_draining=True)
+
     async def _begin(
         self,
         run_id: str,

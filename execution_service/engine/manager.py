@@ -185,10 +185,15 @@ class RunManager:
             fork.setup,
         )
 
-    async def start(self, request: StartRun, setup: RunSetup | None = None) -> LiveRun:
+    async def start(self, request: StartRun, setup: RunSetup | None = None, *, while_draining: bool = False) -> LiveRun:
         """Validates the request and starts the run. An existing run id reattaches to that run (idempotent retry).
-        `setup`: what a fork adds (a run with `request.session_id` loads its session's history itself)."""
-        if self._shutting_down:
+        `setup`: what a fork adds (a run with `request.session_id` loads its session's history itself).
+
+        A draining service refuses new runs (ServiceShuttingDown: the client retries on another instance), except a
+        sub-agent's (its parent runs on through the grace and waits for it) and, with `while_draining`, a run that
+        nobody follows from here (the durable mode's schedule ticks: it enters the shared queue, which the replicas
+        that are not draining serve)."""
+        if self._shutting_down and request.parent is None and not while_draining:
             raise ServiceShuttingDown("the execution service is shutting down; retry on another instance")
         if request.run_id:
             problem = run_id_problem(request.run_id)
