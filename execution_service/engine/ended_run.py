@@ -18,7 +18,7 @@ from agentrun_core.domain import (
     ToolCallStarted,
     tool_calls_from_steps,
 )
-from execution_service.model.pricing import price_run
+from execution_service.model.pricing import price_steps
 
 
 def ended_from_steps(
@@ -35,7 +35,7 @@ def ended_from_steps(
         end_time=end,
         duration=end - base.start_time,
         token_usage=usage,
-        cost=price_run(base.model_name, usage),
+        cost=price_steps(base.model_name, steps),
         steps_taken=len(calls),
         tools_used=tuple(tools_used),
         execution_steps=tuple(steps),

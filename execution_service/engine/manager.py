@@ -62,7 +62,7 @@ from execution_service.errors import (
 )
 from execution_service.history.stored_runs import StoredRuns
 from execution_service.model.base import ModelError, ModelProvider, ProviderNotConfigured
-from execution_service.model.pricing import price_run
+from execution_service.model.pricing import price_steps
 from execution_service.publish.base import RunSink
 from execution_service.redaction import Redactor
 from execution_service.tools.base import ToolProvider, ToolResolutionError
@@ -780,7 +780,7 @@ def _terminal_run(
         end_time=end,
         duration=end - base.start_time,
         token_usage=usage,
-        cost=price_run(base.model_name, usage),
+        cost=price_steps(base.model_name, steps),
         steps_taken=recorder.model_calls,
         tools_used=recorder.tools_used,
         execution_steps=steps,
