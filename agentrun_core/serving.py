@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import signal
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as grpc_reflection
-from grpc_reflection.v1alpha import reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from agentrun_core.echo import shown
 from agentrun_core.grpc_decoding import add_servicer
@@ -111,12 +112,24 @@ def add_health_and_reflection(server: grpc.aio.Server, service_name: str, *, ref
     if reflection:
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         names = [service_name, health_name, grpc_reflection.SERVICE_NAME]
-        add_servicer(
-            reflection_pb2_grpc.add_ServerReflectionServicer_to_server,
-            grpc_reflection.aio.ReflectionServicer(names),
-            server,
-        )
+        reflection_servicer = grpc_reflection.aio.ReflectionServicer(names)
+        add_servicer(reflection_pb2_grpc.add_ServerReflectionServicer_to_server, reflection_servicer, server)
+        add_servicer(_add_reflection_v1, reflection_servicer, server)
     return health_servicer
+
+
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _add_reflection_v1(servicer: Any, server: Any) -> None:
+    """Reflection also under its stable name, grpc.reflection.v1 (grpcio-reflection serves v1alpha only; clients that
+    speak only v1 found no reflection). v1's messages are v1alpha's, field for field, so the same servicer answers."""
+    handler = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_registered_method_handlers(REFLECTION_V1, {"ServerReflectionInfo": handler})
 
 
 async def set_serving(health_servicer: HealthServicer, service_name: str) -> None:

@@ -125,12 +125,14 @@ def total_tokens(usage: run_pb2.TokenUsage) -> int:
 
 
 def tokens_brief(usage: run_pb2.TokenUsage) -> str:
-    """`1,234 tokens (1,000 in / 234 out)`, with cached and thinking counts when there are any."""
+    """`1,234 tokens (1,000 in / 234 out)`, with cached, thinking and tool-use prompt counts when there are any."""
     parts = [f"{count(usage.input_tokens)} in", f"{count(usage.output_tokens)} out"]
     if usage.cached_tokens:
         parts.append(f"{count(usage.cached_tokens)} cached")
     if usage.thinking_tokens:
         parts.append(f"{count(usage.thinking_tokens)} thinking")
+    if usage.tool_use_prompt_tokens:
+        parts.append(f"{count(usage.tool_use_prompt_tokens)} tool-use prompt")
     return f"{count(total_tokens(usage))} tokens ({' / '.join(parts)})"
 
 

@@ -12,9 +12,10 @@ from agentrun_cli.render import format as fmt
 
 
 def usage_line(usage: run_pb2.TokenUsage) -> str:
+    tool_use = f"tool-use prompt {fmt.count(usage.tool_use_prompt_tokens)} · " if usage.tool_use_prompt_tokens else ""
     return (
         f"input {fmt.count(usage.input_tokens)} · output {fmt.count(usage.output_tokens)} · "
-        f"cached {fmt.count(usage.cached_tokens)} · thinking {fmt.count(usage.thinking_tokens)} · "
+        f"cached {fmt.count(usage.cached_tokens)} · thinking {fmt.count(usage.thinking_tokens)} · {tool_use}"
         f"total {fmt.count(fmt.total_tokens(usage))}"
     )
 

@@ -33,6 +33,7 @@ from opentelemetry import context as otel_context
 
 from agentrun_core.domain import Cost, ErrorReason, RunError, RunStatus, TokenUsage
 from execution_service.agents.spec import AgentSpec
+from execution_service.durable.remote_cancel import TERMINAL_WORKFLOW_STATUSES
 from execution_service.durable.workflow import RunEnd
 from execution_service.engine.child_runs import CHILD_END_WAIT_S, ChildStart, ParentRun, started_child
 from execution_service.engine.live_run import LiveRun
@@ -187,6 +188,17 @@ class DurableChildren:
                 await asyncio.wait([waiting], timeout=CHILD_END_WAIT_S)
             waiting.cancel()
             raise
+
+
+async def unfinished_runs(run_ids: list[str]) -> list[str]:
+    """Those of `run_ids` whose workflow exists and has not ended (read outside the calling workflow: not one of
+    its operations)."""
+    unfinished = []
+    for run_id in dict.fromkeys(run_ids):
+        status = await _outside_workflow(DBOS.get_workflow_status_async(run_id))
+        if status is not None and status.status not in TERMINAL_WORKFLOW_STATUSES:
+            unfinished.append(run_id)
+    return unfinished
 
 
 async def _result(run_id: str) -> RunEnd:

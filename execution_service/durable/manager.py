@@ -19,6 +19,7 @@ from agentrun_core.domain import (
     Run,
     RunError,
     RunStatus,
+    ToolCallStarted,
 )
 from agentrun_core.ids import run_id_problem
 from execution_service.agents.spec import AgentSpec, RenderedPrompt
@@ -27,7 +28,7 @@ from execution_service.durable.admission import ENDING_QUEUE, RUN_QUEUE, Dequeue
 from execution_service.durable.admitted_run import AdmittedRun
 from execution_service.durable.cancellation import CancelRequests
 from execution_service.durable.checkpoints import Checkpoints, Operation
-from execution_service.durable.children import DurableChildren
+from execution_service.durable.children import DurableChildren, unfinished_runs
 from execution_service.durable.effects import (
     CancelGate,
     DurableModelProvider,
@@ -588,6 +589,7 @@ class DurableRunManager(RunManager):
         if any(parent is live for parent in self._adopters.values()):  # its children that did not resume here
             self._adopters = {child: parent for child, parent in self._adopters.items() if parent is not live}
         self._keep_finished(live)
+        await self._end_children_left_running(terminal, live)
         log.info("run finished", extra={"run_id": terminal.id, "status": terminal.status.value})
         if not recorded:
             await retry.run_async({"name": PUBLISH_RETRY_STEP}, self._publisher.deliver, terminal)
@@ -724,16 +726,34 @@ class DurableRunManager(RunManager):
     def end_child(self, child_run_id: str, parent: LiveRun) -> bool:
         if self._shutting_down and not parent.cancel_requested:
             return False  # the replica stops: the child's workflow stays pending and resumes, like its parent's
+        self._cancel_child(child_run_id, parent)
+        return True
+
+    def _cancel_child(self, child_run_id: str, parent: LiveRun) -> None:
         child = self._live.get(child_run_id)
         if child is None or child.is_finished:
             # Runs on another replica (or has not begun its execution here yet): asked through the cancel channel.
             task = asyncio.create_task(self._cancels.request(child_run_id, after_turn=False))
             task.add_done_callback(_log_failure)
-            return True
+            return
         child.cancel_message = f"the run was cancelled: its parent run {parent.run_id} ended first"
         with contextlib.suppress(RunAlreadyFinished):  # it ended on its own meanwhile
             self.cancel(child_run_id)
-        return True
+
+    async def _end_children_left_running(self, terminal: Run, parent: LiveRun) -> None:
+        """A parent that ended before a sub-agent's run it started: that run ends too (here, or by a stored cancel
+        request wherever it resumes). The parent's call ends it when the parent ends while the call waits; this
+        covers a parent that ended before its resumed call came to wait (a stored cancel applies as soon as the
+        replay catches up), which left the child, resumed beside it, to run on to its end."""
+        if terminal.status is RunStatus.COMPLETED:
+            return
+        started = [s.payload.child_run_id for s in terminal.execution_steps if isinstance(s.payload, ToolCallStarted)]
+        for child_run_id in await unfinished_runs([run_id for run_id in started if run_id]):
+            log.info(
+                "cancelling a sub-agent run its ended parent left running",
+                extra={"run_id": child_run_id, "parent_run_id": parent.run_id, "parent_status": terminal.status.value},
+            )
+            self._cancel_child(child_run_id, parent)
 
     # --- any replica -----------------------------------------------------------------------------------------
 

@@ -104,6 +104,9 @@ def export_messages(batch: ExportBatch, max_bytes: int) -> Iterator[runs_service
     if message.runs:
         message.resume_cursor = batch.cursor_after(len(batch.runs) - 1)
         yield message
+    elif not batch.runs and batch.total_count is not None:  # no run matches: the count alone, and where it began
+        message.resume_cursor = batch.cursor_after(-1)
+        yield message
 
 
 def _checked_time(value: timestamp_pb2.Timestamp, field: str) -> datetime:

@@ -245,6 +245,8 @@ class RunRepository:
                 else:
                     batch = [run_from_row(r) for r in rows]
             if not batch:
+                if total is not None:  # nothing matches: the count asked for still comes, in one empty message
+                    yield ExportBatch(runs=[], cursor_after=lambda _: query.resume_cursor, total_count=total)
                 return
             last = batch[-1]
             position = Position(last.start_time, last.id)

@@ -18,7 +18,7 @@ from agentrun_cli.render.run_details import run_details
 from agentrun_cli.render.run_list import runs_table
 from agentrun_cli.render.stats import run_stats_table, tool_stats_table
 from agentrun_cli.render.steps import plain_line
-from agentrun_cli.render.summary import summary_lines
+from agentrun_cli.render.summary import summary_lines, usage_line
 from tests.cli import samples
 
 
@@ -312,3 +312,10 @@ def test_control_characters_from_a_run_are_shown_not_obeyed(capsys: pytest.Captu
     for raw in ("\x1b", "\r", "\x07", "\x9b"):
         assert raw not in out
     assert out.count("It is 14:00␛[2J␛[31m in Paris") == 2  # a plain line folds the \r into a space
+
+
+def test_tool_use_prompt_tokens_are_shown_when_there_are_any() -> None:
+    usage = run_pb2.TokenUsage(input_tokens=1000, output_tokens=40, tool_use_prompt_tokens=30, total_tokens=1070)
+    assert fmt.tokens_brief(usage) == "1,070 tokens (1,000 in / 40 out / 30 tool-use prompt)"
+    assert "thinking 0 · tool-use prompt 30 · total 1,070" in usage_line(usage)
+    assert "tool-use" not in usage_line(run_pb2.TokenUsage(input_tokens=1))

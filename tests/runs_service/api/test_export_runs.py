@@ -85,6 +85,14 @@ async def test_filter_count_and_cursors_bound_to_the_filter(runs: RunsClient) ->
     assert {r.id for r in exported} == {r.id for r in listed.runs} and len(exported) == len(listed.runs) > 0
     assert messages[0].total_count == len(exported)
 
+    # Nothing matches: the count asked for still comes (0), in one message without runs; without it, no message.
+    (empty,) = await export(runs.stub, filter='agent_name = "nobody"', count_total=True)
+    assert (empty.total_count, list(empty.runs), empty.resume_cursor) == (0, [], "")
+    assert await export(runs.stub, filter='agent_name = "nobody"') == []
+    last = messages[-1].resume_cursor  # resumed after the last run: nothing left, and the cursor stays usable
+    (after_last,) = await export(runs.stub, filter=flt, count_total=True, resume_cursor=last)
+    assert (after_last.total_count, after_last.resume_cursor) == (0, last)
+
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await export(runs.stub, filter='agent_name = "agent-1"', resume_cursor=messages[0].resume_cursor)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -265,6 +265,16 @@ async def test_health_is_serving_and_reflection_lists_the_service(runs: RunsClie
         names = {s.name for s in response.list_services_response.service}
         assert "agentrun.runs.v1.RunsService" in names
         break
+    # The stable name too (clients that speak only grpc.reflection.v1): the same messages, field for field.
+    v1 = runs.channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    asked = reflection_pb2.ServerReflectionRequest(file_containing_symbol="agentrun.runs.v1.RunsService")
+    async for response in v1(iter([asked])):
+        assert response.file_descriptor_response.file_descriptor_proto, response
+        break
 
 
 async def test_nul_characters_are_refused_naming_the_field_but_their_escape_text_is_fine(runs: RunsClient) -> None:

@@ -87,8 +87,10 @@ class ExecutionServiceServicer:
         its sub-agent tool calls start come in the stream too, as they happen, each with the child's run_id and its
         depth (docs/agents.md). A run over the service's concurrency limit waits in its admission queue: then run_queued
         comes first, and run_started when the run starts executing (or run_finished alone when it ends in the queue:
-        queue timeout, cancel, shutdown). A full queue is RESOURCE_EXHAUSTED. Disconnecting cancels the run (and its
-        children) unless detach is set.
+        queue timeout, cancel, shutdown). RESOURCE_EXHAUSTED, with a google.rpc.RetryInfo: the queue is full (reason
+        QUEUE_FULL), the caller's rate limit (RATE_LIMITED) or stream cap (TOO_MANY_STREAMS) is reached (docs/security.md).
+        A draining instance is UNAVAILABLE (retry on another). Disconnecting cancels the run (and its children) unless
+        detach is set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -128,7 +130,8 @@ class ExecutionServiceServicer:
         model replies and tool results (no model or tool call of that part is made again), then continues live with the
         overrides applied. Streams like ExecuteAgent; the new run records forked_from. An unknown run or another user's is
         NOT_FOUND; a from_sequence outside the run's forkable steps or an override naming no tool call of the replayed
-        part is INVALID_ARGUMENT; a run that has not finished is FAILED_PRECONDITION.
+        part is INVALID_ARGUMENT; a run that has not finished, or one that cannot be rebuilt (reason RUN_NOT_FORKABLE:
+        e.g. a sub-agent's run in a session, whose history is its parent's), is FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
