@@ -62,6 +62,11 @@ def print_json(value: Message | dict[str, object]) -> None:
 
 
 def print_line(text: str = "") -> None:
-    """A plain line, never wrapped or styled: what pipes and CI logs see."""
-    sys.stdout.write(printable(text) + "\n")
+    """A plain line for people, never wrapped or styled: what pipes and CI logs see (control characters shown)."""
+    print_data_line(printable(text))
+
+
+def print_data_line(text: str) -> None:
+    """A line for programs (a JSON line), written as it is: lossless."""
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()

@@ -115,7 +115,7 @@ class JsonView:
         return None
 
     def show(self, event: StreamEvent, progress: RunProgress) -> None:
-        output.print_line(output.json_line(event))
+        output.print_data_line(output.json_line(event))
 
     def notice(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)

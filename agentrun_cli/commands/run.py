@@ -110,7 +110,7 @@ def detach_stream(stream: EventStream[StreamEvent], *, as_json: bool) -> int:
         kind = event.WhichOneof("event")
         if kind in ("run_started", "run_queued"):
             run_id = event.run_started.run_id if kind == "run_started" else event.run_queued.run_id
-            output.print_line(output.json_line(event) if as_json else run_id)
+            output.print_data_line(output.json_line(event) if as_json else run_id)
             stream.cancel()
             return 0
     raise CliError("the stream ended before the run started")

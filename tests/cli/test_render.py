@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from agentrun.execution.v1 import execution_service_pb2 as ex_pb2
 from agentrun.runs.v1 import run_pb2
@@ -312,6 +314,10 @@ def test_control_characters_from_a_run_are_shown_not_obeyed(capsys: pytest.Captu
     for raw in ("\x1b", "\r", "\x07", "\x9b"):
         assert raw not in out
     assert out.count("It is 14:00␛[2J␛[31m in Paris") == 2  # a plain line folds the \r into a space
+
+    # Output for programs (--json) stays lossless: the JSON line reads back to the very text.
+    output.print_data_line(output.json_line(step))
+    assert json.loads(capsys.readouterr().out)["finalResponse"]["text"] == hostile
 
 
 def test_tool_use_prompt_tokens_are_shown_when_there_are_any() -> None:
