@@ -736,6 +736,8 @@ class DurableRunManager(RunManager):
             task = asyncio.create_task(self._cancels.request(child_run_id, after_turn=False))
             task.add_done_callback(_log_failure)
             return
+        if child.cancel_requested:
+            return  # asked already (by its parent's call): a second cancel would interrupt its ending
         child.cancel_message = f"the run was cancelled: its parent run {parent.run_id} ended first"
         with contextlib.suppress(RunAlreadyFinished):  # it ended on its own meanwhile
             self.cancel(child_run_id)
