@@ -31,31 +31,35 @@ _UNAVAILABLE_CODES = frozenset({500, 502, 503, 504})
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)s\s*$")
 
 
+def _error_details(body: Any, type_suffix: str) -> list[dict[str, Any]]:
+    """The entries of a Google error body's `details` whose @type ends with `type_suffix` (e.g.
+    "google.rpc.RetryInfo"); the body may be the whole reply ({"error": {...}}) or its error object."""
+    error = body.get("error", body) if isinstance(body, dict) else None
+    items = error.get("details") if isinstance(error, dict) else None
+    return [
+        item
+        for item in (items if isinstance(items, list) else ())
+        if isinstance(item, dict) and str(item.get("@type", "")).endswith(type_suffix)
+    ]
+
+
 def retry_delay_hint(details: Any) -> float | None:
     """The retryDelay of a google.rpc.RetryInfo in a Google error body, in seconds."""
-    error = details.get("error", details) if isinstance(details, dict) else None
-    items = error.get("details") if isinstance(error, dict) else None
-    if not isinstance(items, list):
-        return None
-    for item in items:
-        if isinstance(item, dict) and str(item.get("@type", "")).endswith("google.rpc.RetryInfo"):
-            match = _DURATION.match(str(item.get("retryDelay", "")))
-            if match:
-                return float(match.group(1))
+    for item in _error_details(details, "google.rpc.RetryInfo"):
+        match = _DURATION.match(str(item.get("retryDelay", "")))
+        if match:
+            return float(match.group(1))
     return None
 
 
 def daily_quota_spent(details: Any) -> bool:
     """Whether a Google error body's google.rpc.QuotaFailure names a per-day quota (quotaId
     "GenerateRequestsPerDayPerProjectPerModel-FreeTier"): no retry within a run can succeed."""
-    error = details.get("error", details) if isinstance(details, dict) else None
-    items = error.get("details") if isinstance(error, dict) else None
-    for item in items if isinstance(items, list) else ():
-        if isinstance(item, dict) and str(item.get("@type", "")).endswith("google.rpc.QuotaFailure"):
-            violations = item.get("violations")
-            for violation in violations if isinstance(violations, list) else ():
-                if isinstance(violation, dict) and "PerDay" in str(violation.get("quotaId", "")):
-                    return True
+    for item in _error_details(details, "google.rpc.QuotaFailure"):
+        violations = item.get("violations")
+        for violation in violations if isinstance(violations, list) else ():
+            if isinstance(violation, dict) and "PerDay" in str(violation.get("quotaId", "")):
+                return True
     return False
 
 

@@ -236,6 +236,12 @@ def function_results_in(body: dict[str, Any]) -> int:
     )
 
 
+def system_text_in(body: dict[str, Any]) -> str:
+    """The text of a request's system instruction (the REST API's camelCase or snake_case spelling)."""
+    instruction = body.get("systemInstruction") or body.get("system_instruction") or {}
+    return "".join(part.get("text", "") for part in instruction.get("parts") or [])
+
+
 def _get(mapping: dict[str, Any], camel: str, snake: str, default: Any = None) -> Any:
     if camel in mapping:
         return mapping[camel]

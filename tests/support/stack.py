@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import sys
 from collections.abc import AsyncIterator
@@ -30,7 +31,7 @@ from execution_service.server import start_server as start_execution
 from runs_service.config import RunsSettings
 from runs_service.server import RunningRunsServer
 from runs_service.server import start_server as start_runs
-from tests.fakes.gemini_server import FakeGemini
+from tests.fakes.gemini_server import FakeGemini, system_text_in
 from tests.support.auth import channel as auth_channel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,6 +73,31 @@ def agent_source(
     lines.append("---")
     lines.append(body)
     return "\n".join(lines) + "\n"
+
+
+def named_agent_source(
+    name: str,
+    *,
+    model: str = "gemini-2.5-flash",
+    tools: list[str] | None = None,
+    limits: dict[str, Any] | None = None,
+    extra_front_matter: str = "",
+) -> str:
+    """An agent whose system instruction is "You are <name>.": a fake Gemini responder serving several agents tells
+    their requests apart with `agent_named_in`."""
+    return agent_source(
+        model=model,
+        tools=tools,
+        limits=limits,
+        body=f'{{{{role "system"}}}}\nYou are {name}.\n{{{{role "user"}}}}\n{{{{task}}}}',
+        extra_front_matter=extra_front_matter,
+    )
+
+
+def agent_named_in(body: dict[str, Any]) -> str:
+    """The name of the `named_agent_source` agent that made a model request ("" for any other agent)."""
+    found = re.search(r"You are ([^.\s]+)\.", system_text_in(body))
+    return found.group(1) if found else ""
 
 
 @dataclass

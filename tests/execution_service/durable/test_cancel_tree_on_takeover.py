@@ -16,18 +16,13 @@ from agentrun.runs.v1 import runs_service_pb2 as rs
 
 from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, function_results_in
 from tests.support.replicas import execution_database, running_cluster
-from tests.support.stack import agent_source, wait_for
+from tests.support.stack import agent_named_in, named_agent_source, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
 
 MODEL = "gemini-2.5-flash"
 AGENTS = {
-    name: agent_source(
-        model=MODEL,
-        tools=tools,
-        limits={"tool_timeout": "60s", "run_timeout": "300s"},
-        body=f'{{{{role "system"}}}}\nYou are {name}.\n{{{{role "user"}}}}\n{{{{task}}}}',
-    )
+    name: named_agent_source(name, model=MODEL, tools=tools, limits={"tool_timeout": "60s", "run_timeout": "300s"})
     for name, tools in (("boss", ["agents/helper"]), ("helper", ["test/sleep"]))
 }
 NAP_S = 20
@@ -40,9 +35,7 @@ def database_url() -> Iterator[str]:
 
 
 def turn_of(body: dict[str, Any]) -> tuple[str, int]:
-    instruction = body.get("systemInstruction") or body.get("system_instruction") or {}
-    system = "".join(part.get("text", "") for part in instruction.get("parts", []))
-    return ("boss" if "You are boss." in system else "helper", function_results_in(body))
+    return (agent_named_in(body), function_results_in(body))
 
 
 def respond(body: dict[str, Any]) -> FakeResponse:

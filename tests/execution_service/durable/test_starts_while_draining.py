@@ -24,21 +24,16 @@ from agentrun.runs.v1 import runs_service_pb2 as rs
 
 from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, function_results_in
 from tests.support.replicas import execution_database, running_cluster
-from tests.support.stack import agent_source
+from tests.support.stack import agent_named_in, named_agent_source
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
 
 MODEL = "gemini-2.5-flash"
+LIMITS = {"tool_timeout": "60s", "run_timeout": "300s"}
 
 
 def _agent(name: str, tools: list[str], extra: str = "") -> str:
-    return agent_source(
-        model=MODEL,
-        tools=tools,
-        limits={"tool_timeout": "60s", "run_timeout": "300s"},
-        body=f'{{{{role "system"}}}}\nYou are {name}.\n{{{{role "user"}}}}\n{{{{task}}}}',
-        extra_front_matter=extra,
-    )
+    return named_agent_source(name, model=MODEL, tools=tools, limits=LIMITS, extra_front_matter=extra)
 
 
 AGENTS = {
@@ -57,14 +52,13 @@ def database_url() -> Iterator[str]:
 
 
 def respond(body: dict[str, Any]) -> FakeResponse:
-    instruction = body.get("systemInstruction") or body.get("system_instruction") or {}
-    system = "".join(part.get("text", "") for part in instruction.get("parts", []))
-    if "You are boss." in system:
+    agent = agent_named_in(body)
+    if agent == "boss":
         if function_results_in(body) == 0:
             call = FakeFunctionCall("helper", {"task": "help me"}, id="c-help")
             return FakeResponse(function_calls=[call], delay_s=BOSS_FIRST_CALL_S)
         return FakeResponse(text="boss done")
-    if "You are helper." in system:
+    if agent == "helper":
         return FakeResponse(text="helper done", delay_s=HELPER_CALL_S)
     return FakeResponse(text="tock")
 

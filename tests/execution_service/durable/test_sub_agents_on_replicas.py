@@ -19,18 +19,14 @@ from agentrun.runs.v1 import runs_service_pb2 as rs
 
 from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage, function_results_in
 from tests.support.replicas import execution_database, running_cluster
-from tests.support.stack import agent_source, wait_for
+from tests.support.stack import agent_named_in, named_agent_source, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
 
 MODEL = "gemini-2.5-flash"
+LIMITS = {"tool_timeout": "60s", "run_timeout": "300s"}
 AGENTS = {
-    name: agent_source(
-        model=MODEL,
-        tools=tools,
-        limits={"tool_timeout": "60s", "run_timeout": "300s"},
-        body=f'{{{{role "system"}}}}\nYou are {name}.\n{{{{role "user"}}}}\n{{{{task}}}}',
-    )
+    name: named_agent_source(name, model=MODEL, tools=tools, limits=LIMITS)
     for name, tools in (("boss", ["agents/helper"]), ("helper", ["test/echo"]))
 }
 SLOW_S = 4.0  # the helper's last model call: the replica is killed while it is in flight
@@ -42,14 +38,9 @@ def database_url() -> Iterator[str]:
         yield url
 
 
-def system_of(body: dict[str, Any]) -> str:
-    instruction = body.get("systemInstruction") or body.get("system_instruction") or {}
-    return "".join(part.get("text", "") for part in instruction.get("parts", []))
-
-
 def turn_of(body: dict[str, Any]) -> tuple[str, int]:
     """(agent, turn): decided by the request itself, so a repeated model call shows up as a second request."""
-    return ("boss" if "You are boss." in system_of(body) else "helper", function_results_in(body))
+    return (agent_named_in(body), function_results_in(body))
 
 
 def respond(body: dict[str, Any]) -> FakeResponse:
@@ -209,12 +200,12 @@ def step_keys(events: list[Any]) -> list[tuple[str, int, int, str]]:
 
 def three_levels(body: dict[str, Any]) -> FakeResponse:
     """boss calls helper; helper calls echo, then helper2 (a grandchild of boss's run), then answers."""
-    system, results = system_of(body), function_results_in(body)
-    if "You are boss." in system:
+    agent, results = turn_of(body)
+    if agent == "boss":
         if results == 0:
             return FakeResponse(function_calls=[FakeFunctionCall("helper", {"task": "help"}, id="c-help")])
         return FakeResponse(text="boss done")
-    if "You are helper2." in system:
+    if agent == "helper2":
         return FakeResponse(text="helper2 done", delay_s=0.3)
     if results == 0:
         return FakeResponse(function_calls=[FakeFunctionCall("echo", {"text": "one"}, id="e1")], delay_s=0.3)
@@ -226,12 +217,8 @@ def three_levels(body: dict[str, Any]) -> FakeResponse:
 async def test_a_watcher_on_another_replica_sees_the_whole_tree(tmp_path: Path, database_url: str) -> None:
     agents = {
         **AGENTS,
-        "helper": agent_source(
-            model=MODEL,
-            tools=["test/echo", "agents/helper2"],
-            body='{{role "system"}}\nYou are helper.\n{{role "user"}}\n{{task}}',
-        ),
-        "helper2": agent_source(model=MODEL, body='{{role "system"}}\nYou are helper2.\n{{role "user"}}\n{{task}}'),
+        "helper": named_agent_source("helper", model=MODEL, tools=["test/echo", "agents/helper2"]),
+        "helper2": named_agent_source("helper2", model=MODEL),
     }
     async with running_cluster(tmp_path, database_url, agents) as cluster:
         cluster.gemini.set_responder(three_levels)

@@ -19,20 +19,14 @@ from agentrun.execution.v1 import execution_service_pb2 as ex
 from agentrun.runs.v1 import run_pb2
 from agentrun.runs.v1 import runs_service_pb2 as rs
 
-from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage
-from tests.support.stack import Stack, agent_source, running_stack, steps_of
+from tests.fakes.gemini_server import FakeFunctionCall, FakeResponse, FakeUsage, system_text_in
+from tests.support.stack import Stack, agent_named_in, named_agent_source, running_stack, steps_of
 
 MODEL = "gemini-2.5-flash"
 
 
 def agent(name: str, *, tools: list[str] | None = None, limits: dict[str, Any] | None = None, extra: str = "") -> str:
-    return agent_source(
-        model=MODEL,
-        tools=tools,
-        limits=limits,
-        body=f'{{{{role "system"}}}}\nYou are {name}.\n{{{{role "user"}}}}\n{{{{task}}}}',
-        extra_front_matter=extra,
-    )
+    return named_agent_source(name, model=MODEL, tools=tools, limits=limits, extra_front_matter=extra)
 
 
 class ByAgent:
@@ -42,12 +36,10 @@ class ByAgent:
         self.scripts = {name: deque(turns) for name, turns in scripts.items()}
 
     def __call__(self, body: dict[str, Any]) -> FakeResponse:
-        instruction = body.get("systemInstruction") or body.get("system_instruction") or {}
-        system = "".join(part.get("text", "") for part in instruction.get("parts", []))
-        for name, script in self.scripts.items():
-            if f"You are {name}." in system:
-                return script.popleft()
-        raise AssertionError(f"no script for the agent of {system!r}")
+        script = self.scripts.get(agent_named_in(body))
+        if script is None:
+            raise AssertionError(f"no script for the agent of {system_text_in(body)!r}")
+        return script.popleft()
 
 
 def call(name: str, call_id: str, **args: Any) -> FakeFunctionCall:
