@@ -168,6 +168,15 @@ class GeminiProvider:
         async for chunk in chunks:
             if accumulator.add(chunk) and first_token is None:
                 first_token = timedelta(seconds=time.perf_counter() - started)
+        if accumulator.parts and not accumulator.finish_reason and accumulator.block_reason is None:
+            # The API's last chunk carries the finish reason: a stream that ends with content and without one was
+            # cut (a proxy or load balancer closing it cleanly), and its answer may be a truncated one.
+            raise ModelError(
+                ErrorReason.MODEL_UNAVAILABLE,
+                f"the reply stream of model {model} ended after {accumulator.chunks} chunks without a finish "
+                "reason: the answer may be cut off",
+                retryable=True,
+            )
         return accumulator.build(first_token)
 
     async def aclose(self) -> None:

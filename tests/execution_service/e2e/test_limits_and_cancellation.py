@@ -509,20 +509,42 @@ async def test_a_turn_that_is_no_answer_fails_the_run_naming_the_finish_reason(
         assert stored.status == run_pb2.RUN_STATUS_FAILED and stored.error == finished.error
 
 
-async def test_an_answer_without_a_finish_reason_completes_and_only_candidate_zero_counts(tmp_path: Path) -> None:
+async def test_only_candidate_zero_counts(tmp_path: Path) -> None:
     agents = {"plain": agent_source(model="gemini-2.5-flash")}
     async with running_stack(tmp_path, agents) as stack:
         stack.gemini.add(
             FakeResponse(
                 text="It is noon.",
                 thought="The user wants the time.",
-                finish_reason=None,
                 other_candidates=(FakeCandidate("It is midnight."),),
             )
         )
         finished = (await stack.execute(agent_name="plain", task="time?"))[-1].run_finished
         assert finished.status == run_pb2.RUN_STATUS_COMPLETED, finished.error
         assert finished.final_response == "It is noon."
+
+
+async def test_a_reply_stream_cut_before_its_finish_reason_is_asked_again(tmp_path: Path) -> None:
+    """The API's last chunk carries the finish reason: a stream that ends without one was cut, and its text may be a
+    truncated answer. It is a failed attempt (MODEL_UNAVAILABLE, retried), never a completed run's answer."""
+    agents = {"plain": agent_source(model="gemini-2.5-flash")}
+    async with running_stack(tmp_path, agents, model_retry_attempts=3) as stack:
+        stack.gemini.add(
+            FakeResponse(text="It is no", finish_reason=None, stream_chunks=2),
+            FakeResponse(text="It is noon."),
+        )
+        events = await stack.execute(agent_name="plain", task="time?")
+        finished = events[-1].run_finished
+        assert finished.status == run_pb2.RUN_STATUS_COMPLETED, finished.error
+        assert finished.final_response == "It is noon."
+        attempts = steps_of(events)[0].model_call.failed_attempts
+        assert [(a.attempt, a.reason) for a in attempts] == [(1, "MODEL_UNAVAILABLE")]
+        assert "without a finish reason" in attempts[0].message
+
+        stack.gemini.add(*[FakeResponse(text="It is no", finish_reason=None)] * 3)
+        finished = (await stack.execute(agent_name="plain", task="time?"))[-1].run_finished
+        assert (finished.status, finished.error.reason) == (run_pb2.RUN_STATUS_FAILED, "MODEL_UNAVAILABLE")
+        assert finished.final_response == ""
 
 
 async def test_streamed_model_calls_record_time_to_first_token(tmp_path: Path) -> None:
