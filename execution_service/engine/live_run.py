@@ -324,8 +324,8 @@ def resumed(
     if from_sequence < 2:
         raise InvalidRequest(
             "from_sequence",
-            f"must be at least 2 with from_run_id naming a sub-agent's run (the sequence after the last step of that "
-            f"run received), got {from_sequence}",
+            f"must be at least 2 with from_run_id {from_run_id} (the sequence after the last step received of that "
+            f"run, a sub-agent's run whose steps this run's stream carries), got {from_sequence}",
         )
     if not isinstance(run, LiveRun):
         raise InvalidRequest(
