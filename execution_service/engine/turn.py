@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from agentrun_core.domain import RunStatus
 from execution_service.agents.spec import AgentSpec
+from execution_service.engine.call_ids import RunCallIds
 from execution_service.engine.instrumentation import RunTelemetry
 from execution_service.engine.outcomes import (
     LoopOutcome,
@@ -62,6 +63,7 @@ class Turns:
     recorder: StepRecorder
     telemetry: RunTelemetry
     max_parallel_tools: int
+    call_ids: RunCallIds = field(default_factory=RunCallIds)
 
     async def run_turn(self, messages: tuple[Message, ...], *, last: bool) -> TurnResult:
         """The model's answer to `messages`, and the tool calls it asks for unless this is the `last` turn the
@@ -90,7 +92,7 @@ class Turns:
         over = over_token_budget(self.recorder.tree.budget_exceeded(self.agent.limits.token_budget))
         if over is not None:
             return over
-        return NextTurn((response.as_message(), ToolResultMessage(results)))
+        return NextTurn(self.call_ids.as_given(response.as_message(), ToolResultMessage(results)))
 
     async def call_model(self, messages: tuple[Message, ...]) -> ModelResponse | LoopOutcome:
         """One model call (retries included), recorded as a step whether it answered or failed the run."""
@@ -116,6 +118,7 @@ class Turns:
                 await self.recorder.let_watchers_run()
                 return model_failed(exc)
             span.succeeded(response)
+        response = self.call_ids.recorded(response)
         self.recorder.model_call(response, started=started, duration=timedelta(seconds=time.perf_counter() - clock))
         await self.recorder.let_watchers_run()
         return response

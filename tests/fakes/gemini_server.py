@@ -269,8 +269,7 @@ class RecordedRequest:
 
     @property
     def system_text(self) -> str:
-        instruction = self.system_instruction or {}
-        return "".join(part.get("text", "") for part in instruction.get("parts", []))
+        return system_text_in(self.body)
 
     @property
     def generation_config(self) -> dict[str, Any]:
