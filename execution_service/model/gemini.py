@@ -83,9 +83,9 @@ class GeminiProvider:
         limit = self._input_token_limit(request.model)
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(self.timeout_s) as deadline:
                 if self.stream:
-                    response = await self._generate_stream(request.model, contents, config, started)
+                    response = await self._generate_stream(request.model, contents, config, started, deadline)
                 else:
                     response = await self._generate_once(request.model, contents, config)
         except Exception as exc:
@@ -160,12 +160,21 @@ class GeminiProvider:
         return accumulator.build()
 
     async def _generate_stream(
-        self, model: str, contents: list[types.Content], config: types.GenerateContentConfig, started: float
+        self,
+        model: str,
+        contents: list[types.Content],
+        config: types.GenerateContentConfig,
+        started: float,
+        deadline: asyncio.Timeout,
     ) -> ModelResponse:
+        """The streamed reply. `deadline` (timeout_s) bounds the wait for the first chunk and each wait between two:
+        a long answer that keeps streaming is not cut, a stalled stream is."""
         accumulator = ResponseAccumulator(model=model, include_thoughts=asks_for_thoughts(config))
         first_token: timedelta | None = None
+        loop = asyncio.get_running_loop()
         chunks = await self._client.aio.models.generate_content_stream(model=model, contents=contents, config=config)
         async for chunk in chunks:
+            deadline.reschedule(loop.time() + self.timeout_s)
             if accumulator.add(chunk) and first_token is None:
                 first_token = timedelta(seconds=time.perf_counter() - started)
         if accumulator.parts and not accumulator.finish_reason and accumulator.block_reason is None:

@@ -572,6 +572,24 @@ async def test_timeout_is_retryable_model_timeout(fake_gemini: FakeGemini) -> No
     assert caught.value.describe() == caught.value.message
 
 
+async def test_a_streamed_reply_may_outlast_the_timeout_while_it_keeps_coming(fake_gemini: FakeGemini) -> None:
+    """The timeout bounds each wait for the next chunk of a stream, not the whole reply: a long answer that keeps
+    streaming is not cut; one that stalls longer than the timeout is."""
+    fake_gemini.add(
+        FakeResponse(text="one two three four five six", stream_chunks=6, chunk_delay_s=0.2),
+        FakeResponse(text="one two three", stream_chunks=3, chunk_delay_s=0.8),
+    )
+    provider = GeminiProvider("test-key", fake_gemini.base_url, timeout_s=0.5, stream=True)
+    try:
+        answer = await provider.generate(ask())  # 1 s in all, never 0.5 s without a chunk
+        with pytest.raises(ModelError) as caught:
+            await provider.generate(ask())
+    finally:
+        await provider.aclose()
+    assert answer.text == "one two three four five six" and answer.finish_reason == "STOP"
+    assert caught.value.reason == ErrorReason.MODEL_TIMEOUT
+
+
 async def test_connection_refused_is_retryable_unavailable() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
