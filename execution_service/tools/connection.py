@@ -47,6 +47,7 @@ from execution_service.tools.stderr_log import StderrForwarder
 from execution_service.tools.stdio_lines import DEFAULT_MAX_LINE_BYTES, LINE_POLICY, LinePolicy
 from execution_service.tools.stdio_lines import install as install_linear_stdio_reads
 from execution_service.tools.stream_watch import EndWatchingReceiveStream
+from execution_service.tools.wire_repairs import RepairingReceiveStream
 
 install_linear_stdio_reads()
 
@@ -57,6 +58,10 @@ _CLIENT_INFO = Implementation(name="agentrun", version="0.1.0")
 # freed memory to the OS (McpConnection._after_large_result).
 LARGE_RESULT_CHARS = 1_000_000
 _HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
+# The messages of the -32000 (CONNECTION_CLOSED) errors the SDK (mcp, pinned in constraints.txt) makes itself when a
+# connection fails under a request: "Connection closed" (the session), "SSE stream ..." (streamable HTTP). A server's
+# own -32000, JSON-RPC's generic server error, says something else.
+_SDK_CONNECTION_ERRORS = ("Connection closed", "SSE stream ")
 _MAX_TOOL_PAGES = 100
 # A server's log levels in ours. Its levels are its opinion of itself, and the server may be anyone's: from warning up
 # they are WARNING here (agentrun's ERROR lines are agentrun's own failures); the message keeps the server's level.
@@ -91,8 +96,18 @@ class ServerUnavailableError(Exception):
         self.reason = reason
 
 
+class SessionExpiredError(ServerUnavailableError):
+    """An HTTP server no longer knows the session (404, or a JSON-RPC error naming the session): the request reached no
+    handler, so it can be sent again on a new session."""
+
+
 class ToolCallTimeoutError(Exception):
-    """The server did not answer a tool call in time. The call was abandoned (and cancelled on the server)."""
+    """The server did not answer a tool call in time. The call was abandoned (and cancelled on the server). `note`:
+    what else the server did meanwhile that may explain it ("" or text starting with "; ")."""
+
+    def __init__(self, message: str, note: str = "") -> None:
+        super().__init__(message + note)
+        self.note = note
 
 
 class ToolCallFailedError(Exception):
@@ -159,6 +174,8 @@ class McpConnection:
         self._release_tasks: set[asyncio.Task[None]] = set()
         # The tool list of the last session that started (None before the first start).
         self._known_tools: tuple[Tool, ...] | None = None
+        # When the server last wrote a message that could not be read, and why (a call it answered never ends).
+        self._unreadable: tuple[float, str] | None = None
 
     @property
     def name(self) -> str:
@@ -197,15 +214,23 @@ class McpConnection:
         """Calls a tool. Raises ServerUnavailableError, ToolCallTimeoutError or ToolCallFailedError; a `CallToolResult`
         with `is_error` set is returned, not raised. Cancelling the caller cancels the call (CancelledError
         propagates) and leaves the connection usable."""
-        live = await self._ensure_live()
+        try:
+            return await self._call_once(name, arguments, timeout_s, await self._ensure_live())
+        except SessionExpiredError as expired:
+            logger.info("MCP server %r: %s; calling %r again on a new session", self.name, expired.reason, name)
+            return await self._call_once(name, arguments, timeout_s, await self._ensure_live(wait_s=timeout_s))
+
+    async def _call_once(self, name: str, arguments: dict[str, Any], timeout_s: float, live: _Live) -> CallToolResult:
         scope: anyio.CancelScope | None = None
+        clock = asyncio.get_running_loop().time
+        sent = clock()
         try:
             with anyio.fail_after(timeout_s + self._timeouts.call_grace_s) as scope:
                 result = await live.session.call_tool(
                     name, arguments, read_timeout_seconds=timeout_s, meta=_trace_meta()
                 )
         except MCPError as exc:
-            raise self._classify_mcp_error(live, name, timeout_s, exc) from exc
+            raise self._classify_mcp_error(live, name, timeout_s, exc, waited_s=clock() - sent) from exc
         except TimeoutError as exc:
             if scope is not None and scope.cancelled_caught:
                 reason = f"no answer to tools/call {name!r} within {timeout_s + self._timeouts.call_grace_s:.1f}s"
@@ -320,7 +345,8 @@ class McpConnection:
                 # The SDK's stdout reader task inherits this (this task's own context): this server's line cap.
                 LINE_POLICY.set(LinePolicy(self._max_message_bytes, self.name, on_fault))
                 read_stream, write_stream = await stack.enter_async_context(self._open_transport(stderr_tail))
-                watched = cast(Any, EndWatchingReceiveStream(read_stream, on_stream_end))
+                repaired = RepairingReceiveStream(read_stream, self.name)
+                watched = cast(Any, EndWatchingReceiveStream(repaired, on_stream_end))
                 session = await stack.enter_async_context(
                     ClientSession(
                         watched,
@@ -369,6 +395,15 @@ class McpConnection:
         or ends, which the owner notices)."""
         if isinstance(message, Exception):
             logger.warning("MCP server %r transport error: %s", self.name, _describe(message))
+            self._unreadable = (asyncio.get_running_loop().time(), _describe(message))
+
+    def _unread_note(self, waited_s: float) -> str:
+        """'; meanwhile ...' when the server wrote an unreadable message during the last `waited_s` seconds (it may
+        have been the answer), else ''."""
+        if self._unreadable is None or self._unreadable[0] < asyncio.get_running_loop().time() - waited_s:
+            return ""
+        what = self._unreadable[1][:300]
+        return f"; meanwhile the server wrote a message that could not be read (maybe the answer): {what}"
 
     def _where(self) -> str:
         """' to URL' for an HTTP server (its URL is the first thing to check), '' for a stdio one."""
@@ -451,23 +486,42 @@ class McpConnection:
             delay,
         )
 
-    def _classify_mcp_error(self, live: _Live, tool: str, timeout_s: float, exc: MCPError) -> Exception:
+    def _classify_mcp_error(
+        self, live: _Live, tool: str, timeout_s: float, exc: MCPError, *, waited_s: float
+    ) -> Exception:
+        """What an MCPError of a tools/call means. The SDK raises its own -32000 ("Connection closed") and -32001 (the
+        read timeout) with the same codes a server may answer with (-32000 is JSON-RPC's generic server error): they
+        are told apart by the SDK's message and by whether the timeout had passed."""
         if is_oversized_event(exc.message):
             # One answer over the cap (its SSE stream was dropped); the session and its other calls are fine.
             logger.warning("MCP server %r: %s", self.name, exc.message)
             return ToolCallFailedError(too_large_message(self.name, self._max_message_bytes))
-        if exc.code == CONNECTION_CLOSED or (
-            exc.code == INVALID_REQUEST and "session terminated" in exc.message.lower()
-        ):
+        if self._session_expired(exc, timed_out=waited_s >= timeout_s):
+            reason = f"the server no longer knows the session ({exc.message})"
+            self._connection_lost(live, reason)
+            return SessionExpiredError(self.name, reason)
+        if exc.code == CONNECTION_CLOSED and (exc.message.startswith(_SDK_CONNECTION_ERRORS) or live.stop.is_set()):
             # If the owner already saw the stream end, its reason says more than "Connection closed".
             known = self._last_error if self._live is not live and live.stop.is_set() else ""
             reason = f"connection lost during tools/call {tool!r}: {known or exc.message}"
             self._connection_lost(live, reason)
             return ServerUnavailableError(self.name, reason)
-        if exc.code == REQUEST_TIMEOUT:
+        if exc.code == REQUEST_TIMEOUT and waited_s >= timeout_s:
             self._check_health_later(live)
-            return ToolCallTimeoutError(f"tool {tool!r} did not answer within {timeout_s:g}s")
+            return ToolCallTimeoutError(
+                f"tool {tool!r} did not answer within {timeout_s:g}s", self._unread_note(waited_s)
+            )
         return ToolCallFailedError(f"server error {exc.code} for tool {tool!r}: {exc.message}")
+
+    def _session_expired(self, exc: MCPError, *, timed_out: bool) -> bool:
+        """The SDK's answer to an HTTP 404 ("Session terminated"), or a server's JSON-RPC error naming the session
+        (the TypeScript SDK's 404 body: -32001 "Session not found")."""
+        if not isinstance(self._config, HttpServer):
+            return False
+        message = exc.message.lower()
+        if exc.code == INVALID_REQUEST and "session terminated" in message:
+            return True
+        return exc.code == REQUEST_TIMEOUT and not timed_out and "session" in message
 
     def _after_large_result(self, live: _Live) -> None:
         """The SDK's reader and session keep their last message (here a large result) until the next one arrives: a
@@ -557,6 +611,7 @@ __all__ = [
     "ConnectionTimeouts",
     "McpConnection",
     "ServerUnavailableError",
+    "SessionExpiredError",
     "ToolCallFailedError",
     "ToolCallTimeoutError",
 ]

@@ -233,6 +233,7 @@ class McpToolPool:
             logger.warning("tool call %s timed out after %.2fs: %s", label, time.monotonic() - started, exc)
             return _timed_out(
                 f"tool {tool.exposed_name!r} (MCP server {tool.server!r}) did not answer within {timeout_s:g}s"
+                f"{exc.note}"
             )
         except ToolCallFailedError as exc:
             logger.warning("tool call %s failed: %s", label, exc)

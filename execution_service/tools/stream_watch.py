@@ -13,24 +13,18 @@ from typing import Any, Self
 import anyio
 
 
-class EndWatchingReceiveStream:
-    """Forwards everything to `inner`; calls `on_end` (once) when a receive finds the stream ended or closed."""
+class ForwardingReceiveStream:
+    """A receive stream that forwards everything to `inner`; subclasses look at what passes (`receive`)."""
 
-    def __init__(self, inner: Any, on_end: Callable[[], None]) -> None:
+    def __init__(self, inner: Any) -> None:
         self._inner = inner
-        self._on_end = on_end
-        self._ended = False
 
     def __getattr__(self, name: str) -> Any:
         # e.g. `last_context` of the SDK's context-carrying streams.
         return getattr(self._inner, name)
 
     async def receive(self) -> Any:
-        try:
-            return await self._inner.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._ended_now()
-            raise
+        return await self._inner.receive()
 
     def __aiter__(self) -> Self:
         return self
@@ -54,6 +48,22 @@ class EndWatchingReceiveStream:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+class EndWatchingReceiveStream(ForwardingReceiveStream):
+    """Forwards everything to `inner`; calls `on_end` (once) when a receive finds the stream ended or closed."""
+
+    def __init__(self, inner: Any, on_end: Callable[[], None]) -> None:
+        super().__init__(inner)
+        self._on_end = on_end
+        self._ended = False
+
+    async def receive(self) -> Any:
+        try:
+            return await self._inner.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._ended_now()
+            raise
 
     def _ended_now(self) -> None:
         if not self._ended:
