@@ -33,10 +33,11 @@ def failure(error: BaseException) -> tuple[int, str] | None:
     None for an error nobody planned for (a bug: let its traceback show)."""
     from agentrun_core.settings import SettingsError
     from execution_service.errors import ExecutionDatabaseUnusable
+    from execution_service.tools.mcp_config import McpConfigError
     from runs_service.errors import SchemaOutdated, StorageUnavailable
     from runs_service.storage.engine import UnsupportedDatabaseURL
 
-    if isinstance(error, SettingsError | UnsupportedDatabaseURL):
+    if isinstance(error, SettingsError | UnsupportedDatabaseURL | McpConfigError):
         return EXIT_CONFIGURATION, str(error)
     if isinstance(error, SchemaOutdated):
         return EXIT_SCHEMA_OUTDATED, error.message

@@ -10,6 +10,12 @@ The shape is the one most MCP clients use::
 A server with `command` is started as a subprocess speaking stdio; a server with `url` is reached over streamable
 HTTP. An optional `"type"` (`"stdio"`, `"http"`, `"streamable-http"`, `"streamableHttp"`) must agree with that.
 
+The same file often serves other MCP clients too: a server with `"disabled": true` is left out, a server of a
+transport agentrun does not speak (`"type": "sse"`) is left out with a warning (an agent naming it is refused with
+the reason), and the keys other clients define (`autoApprove`, `alwaysAllow`, `disabledTools`, `timeout`,
+`description`, ...) are ignored. Any other unknown key is an error (a typo such as `"argz"` would otherwise start the
+server without its arguments).
+
 `${VAR}` and `${VAR:-default}` in `command`, `args`, `env` values, `cwd`, `url` and `headers` values are replaced
 from the process environment (or the `environ` mapping given); `$${` escapes a literal `${`. A variable that is
 not set and has no default is an error naming the server and the variable.
@@ -18,6 +24,7 @@ not set and has no default is an error naming the server and the variable.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -26,6 +33,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class McpConfigError(ValueError):
@@ -58,8 +67,26 @@ _SERVER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # `agents/NAME` in an agent's tools names a sub-agent (execution_service.tools.sub_agents), never an MCP server's tool.
 RESERVED_SERVER_NAME = "agents"
 _VARIABLE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_STDIO_KEYS = frozenset({"type", "command", "args", "env", "cwd"})
-_HTTP_KEYS = frozenset({"type", "url", "headers"})
+# Keys of other MCP clients' mcp.json (Claude Desktop, Cursor, Cline, Roo Code, VS Code, Gemini CLI): ignored here.
+OTHER_CLIENTS_KEYS = frozenset(
+    {
+        "autoApprove",
+        "alwaysAllow",
+        "disabledTools",
+        "enabledTools",
+        "includeTools",
+        "excludeTools",
+        "timeout",
+        "description",
+        "trust",
+        "envFile",
+        "transportType",
+        "networkTimeout",
+    }
+)
+_COMMON_KEYS = frozenset({"type", "disabled"}) | OTHER_CLIENTS_KEYS
+_STDIO_KEYS = _COMMON_KEYS | {"command", "args", "env", "cwd"}
+_HTTP_KEYS = _COMMON_KEYS | {"url", "headers"}
 _STDIO_TYPES = frozenset({"stdio"})
 _HTTP_TYPES = frozenset({"http", "streamable-http", "streamableHttp", "streamable_http"})
 
@@ -89,11 +116,14 @@ def parse_mcp_config(data: Any, environ: Mapping[str, str] | None = None) -> dic
         raise McpConfigError(f'"mcpServers" must be an object, got {_json_type(servers)}')
     parsed: dict[str, McpServerConfig] = {}
     for name, entry in servers.items():
-        parsed[name] = _parse_server(str(name), entry, env)
+        server = _parse_server(str(name), entry, env)
+        if server is not None:
+            parsed[name] = server
     return parsed
 
 
-def _parse_server(name: str, entry: Any, environ: Mapping[str, str]) -> McpServerConfig:
+def _parse_server(name: str, entry: Any, environ: Mapping[str, str]) -> McpServerConfig | None:
+    """The server's config; None for a server left out (disabled, or a transport agentrun does not speak)."""
     if not _SERVER_NAME.match(name):
         raise McpConfigError(f"MCP server name {name!r} is invalid: use 1-64 letters, digits, '_', '.' or '-' (no '/')")
     if name == RESERVED_SERVER_NAME:
@@ -102,6 +132,12 @@ def _parse_server(name: str, entry: Any, environ: Mapping[str, str]) -> McpServe
         )
     if not isinstance(entry, Mapping):
         raise McpConfigError(f"MCP server {name!r}: must be an object, got {_json_type(entry)}")
+    disabled = entry.get("disabled", False)
+    if not isinstance(disabled, bool):
+        raise McpConfigError(f'MCP server {name!r}: "disabled" must be true or false, got {_json_type(disabled)}')
+    if disabled:
+        log.info("MCP server %r is disabled in the MCP config: left out", name)
+        return None
     declared_type = entry.get("type")
     if declared_type is not None and not isinstance(declared_type, str):
         raise McpConfigError(f'MCP server {name!r}: "type" must be a string')
@@ -109,7 +145,12 @@ def _parse_server(name: str, entry: Any, environ: Mapping[str, str]) -> McpServe
     if has_command and has_url:
         raise McpConfigError(f'MCP server {name!r}: give either "command" (stdio) or "url" (HTTP), not both')
     if declared_type == "sse":
-        raise McpConfigError(f"MCP server {name!r}: the SSE transport is not supported; use streamable HTTP")
+        log.warning(
+            "MCP server %r left out: its transport, HTTP+SSE (deprecated by MCP in 2025-03-26), is not supported; "
+            'declare its streamable HTTP endpoint instead ("type": "http")',
+            name,
+        )
+        return None
     if has_command:
         if declared_type is not None and declared_type not in _STDIO_TYPES:
             raise McpConfigError(f'MCP server {name!r}: "type" is {declared_type!r} but "command" means stdio')

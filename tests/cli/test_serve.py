@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -223,3 +224,20 @@ def test_serve_names_an_address_in_use_in_one_line(tmp_path: Path, which: str, f
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert f"refusing to start: {service} cannot listen on {address}: the address is in use" in done.stderr
+
+
+def test_serve_execution_names_a_bad_mcp_config_in_one_line(tmp_path: Path) -> None:
+    mcp_json = tmp_path / "mcp.json"
+    mcp_json.write_text(json.dumps({"mcpServers": {"time": {"command": "mcp-server-time", "argz": []}}}))
+    command = ["serve", "execution", "--execution-address", "127.0.0.1:0", "--mcp-config", str(mcp_json)]
+    done = subprocess.run(
+        [sys.executable, "-m", "agentrun_cli", *command, "--data-dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "AGENTRUN_LOG_FORMAT": "text"},
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "refusing to start: MCP server 'time': unknown key(s) 'argz'" in done.stderr

@@ -72,7 +72,7 @@ def test_expansion_uses_the_process_environment_by_default(monkeypatch: pytest.M
         ({"s": {"command": "x", "env": {"K": 1}}}, r"'s'.*env\.K.*must be a string"),
         ({"s": {"command": ""}}, r"'s'.*\"command\" is empty"),
         ({"s": {"url": "ftp://h"}}, r"'s'.*must start with http"),
-        ({"s": {"type": "sse", "url": "http://h/sse"}}, r"'s'.*SSE transport is not supported"),
+        ({"s": {"command": "x", "disabled": "yes"}}, r"'s'.*\"disabled\" must be true or false, got a string"),
         ({"s": {"type": "http", "command": "x"}}, r"'s'.*\"type\" is 'http' but \"command\" means stdio"),
         ({"s": "x"}, r"'s'.*must be an object, got a string"),
         ({"a/b": {"command": "x"}}, r"'a/b' is invalid"),
@@ -103,3 +103,22 @@ def test_load_from_file(tmp_path: Path) -> None:
         load_mcp_config(path)
     with pytest.raises(McpConfigError, match="cannot read"):
         load_mcp_config(tmp_path / "missing.json")
+
+
+def test_a_config_shared_with_other_mcp_clients_loads(caplog: pytest.LogCaptureFixture) -> None:
+    """Other MCP clients' keys are ignored; a disabled server and one of the old HTTP+SSE transport are left out
+    (the latter with a warning saying what to declare instead), and the other servers load."""
+    servers = {
+        "time": {"command": "mcp-server-time", "autoApprove": ["get_current_time"], "timeout": 60, "disabledTools": []},
+        "old": {"type": "sse", "url": "http://h/sse"},
+        "off": {"command": "x", "disabled": True},
+        "web": {"type": "streamable-http", "url": "http://h/mcp", "description": "docs", "disabled": False},
+    }
+    with caplog.at_level("INFO", logger="execution_service.tools.mcp_config"):
+        config = parse_mcp_config({"mcpServers": servers}, environ={})
+    assert config == {
+        "time": StdioServer(name="time", command="mcp-server-time"),
+        "web": HttpServer(name="web", url="http://h/mcp"),
+    }
+    assert "MCP server 'old' left out: its transport, HTTP+SSE" in caplog.text
+    assert "MCP server 'off' is disabled" in caplog.text
