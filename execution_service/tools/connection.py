@@ -407,7 +407,7 @@ class McpConnection:
 
     def _where(self) -> str:
         """' to URL' for an HTTP server (its URL is the first thing to check), '' for a stdio one."""
-        return f" to {self._config.url}" if isinstance(self._config, HttpServer) else ""
+        return f" to {self._config.shown_url}" if isinstance(self._config, HttpServer) else ""
 
     @asynccontextmanager
     async def _open_transport(self, stderr_tail: deque[str]) -> AsyncIterator[tuple[Any, Any]]:

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,18 @@ class HttpServer:
     name: str
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def shown_url(self) -> str:
+        """The URL as logs and errors show it: without a user name, password or query, which may hold a credential
+        (`?api_key=...`), and without a fragment."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+        shown = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        return f"{shown}?..." if parts.query else shown
 
 
 McpServerConfig = StdioServer | HttpServer

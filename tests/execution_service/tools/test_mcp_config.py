@@ -122,3 +122,16 @@ def test_a_config_shared_with_other_mcp_clients_loads(caplog: pytest.LogCaptureF
     }
     assert "MCP server 'old' left out: its transport, HTTP+SSE" in caplog.text
     assert "MCP server 'off' is disabled" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://docs.example.com/mcp", "https://docs.example.com/mcp"),
+        ("http://127.0.0.1:9/mcp?api_key=SECRET-123", "http://127.0.0.1:9/mcp?..."),
+        ("https://user:SECRET@h.example/mcp#frag", "https://h.example/mcp"),
+        ("http://[::1]:8080/mcp", "http://[::1]:8080/mcp"),
+    ],
+)
+def test_an_http_servers_url_is_shown_without_what_may_hold_a_credential(url: str, shown: str) -> None:
+    assert HttpServer(name="h", url=url).shown_url == shown
