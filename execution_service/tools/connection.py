@@ -62,6 +62,8 @@ _HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
 # connection fails under a request: "Connection closed" (the session), "SSE stream ..." (streamable HTTP). A server's
 # own -32000, JSON-RPC's generic server error, says something else.
 _SDK_CONNECTION_ERRORS = ("Connection closed", "SSE stream ")
+# The SDK's message for an HTTP error answer without a JSON-RPC error body (it does not name the status).
+_SDK_HTTP_ERROR = "Server returned an error response"
 _MAX_TOOL_PAGES = 100
 # A server's log levels in ours. Its levels are its opinion of itself, and the server may be anyone's: from warning up
 # they are WARNING here (agentrun's ERROR lines are agentrun's own failures); the message keeps the server's level.
@@ -176,6 +178,8 @@ class McpConnection:
         self._known_tools: tuple[Tool, ...] | None = None
         # When the server last wrote a message that could not be read, and why (a call it answered never ends).
         self._unreadable: tuple[float, str] | None = None
+        # The transport of the current HTTP session (its last HTTP error status explains the SDK's bare errors).
+        self._http_transport: CappedTransport | None = None
 
     @property
     def name(self) -> str:
@@ -369,7 +373,7 @@ class McpConnection:
                 logger.info("closing connection to MCP server %r (generation %d)", self.name, generation)
         except Exception as exc:
             if live is None:
-                cause = fault or _describe(exc)
+                cause = fault or self._with_http_status(_describe(exc))
                 reason = f"could not connect{self._where()}: {cause}{_last_words(stderr_tail)}"
                 # The traceback once per outage: reconnect attempts during a long outage log one line each.
                 logger.warning("MCP server %r %s", self.name, reason, exc_info=exc if self._failures == 0 else None)
@@ -426,11 +430,11 @@ class McpConnection:
                 stderr.child_started()
                 yield streams
         elif isinstance(config, HttpServer):
+            transport = CappedTransport(self._max_message_bytes, config.name)
+            self._http_transport = transport
             async with (
                 httpx2.AsyncClient(
-                    headers=dict(config.headers),
-                    timeout=_HTTP_TIMEOUT,
-                    transport=CappedTransport(self._max_message_bytes, config.name),
+                    headers=dict(config.headers), timeout=_HTTP_TIMEOUT, transport=transport
                 ) as http_client,
                 streamable_http_client(
                     config.url, http_client=http_client, max_sse_event_size=self._max_message_bytes
@@ -511,7 +515,14 @@ class McpConnection:
             return ToolCallTimeoutError(
                 f"tool {tool!r} did not answer within {timeout_s:g}s", self._unread_note(waited_s)
             )
-        return ToolCallFailedError(f"server error {exc.code} for tool {tool!r}: {exc.message}")
+        return ToolCallFailedError(f"server error {exc.code} for tool {tool!r}: {self._with_http_status(exc.message)}")
+
+    def _with_http_status(self, message: str) -> str:
+        """`message`, with the HTTP status the server last answered with when the SDK's message has none (it says
+        only "Server returned an error response" for a 401, 403 or 500 without a JSON-RPC error body)."""
+        if self._http_transport is None or _SDK_HTTP_ERROR not in message:
+            return message
+        return f"{message} ({self._http_transport.last_error_status or 'no HTTP error status seen'})"
 
     def _session_expired(self, exc: MCPError, *, timed_out: bool) -> bool:
         """The SDK's answer to an HTTP 404 ("Session terminated"), or a server's JSON-RPC error naming the session

@@ -50,15 +50,20 @@ class _CountedBody(httpx2.AsyncByteStream):
 
 
 class CappedTransport(httpx2.AsyncBaseTransport):
-    """httpx2's own transport, with JSON bodies over `limit` bytes refused while they arrive."""
+    """httpx2's own transport, with JSON bodies over `limit` bytes refused while they arrive. It also keeps the last
+    HTTP error status the server answered with (`last_error_status`, e.g. "HTTP 401 Unauthorized"): the SDK reports
+    a non-JSON-RPC error answer only as "Server returned an error response"."""
 
     def __init__(self, limit: int, server: str) -> None:
         self._inner = httpx2.AsyncHTTPTransport()
         self._limit = limit
         self._server = server
+        self.last_error_status = ""
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         response = await self._inner.handle_async_request(request)
+        if response.status_code >= 400:
+            self.last_error_status = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
         if response.headers.get("content-type", "").startswith("text/event-stream"):
             return response  # the SDK caps each event (max_sse_event_size)
         assert isinstance(response.stream, httpx2.AsyncByteStream)

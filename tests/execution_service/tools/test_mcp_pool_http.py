@@ -103,3 +103,32 @@ async def _capped_calls(http_server: HttpTestServer, cap: int) -> None:
         assert too_big.is_error and too_big.status is ToolCallStatus.FAILED, too_big
         assert "AGENTRUN_MCP_MAX_MESSAGE_BYTES" in too_big.text, too_big.text
         assert (await pool.call(echo, {"text": "still here"}, timeout_s=5)).text == "still here"
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"), [(401, "Unauthorized"), (403, "Forbidden"), (500, "Internal Server Error")]
+)
+async def test_an_http_error_answer_is_named_by_its_status(status: int, reason: str) -> None:
+    """The SDK says only "Server returned an error response" for an HTTP error without a JSON-RPC body: the error
+    names the status, so a wrong token reads as one."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with McpToolPool(
+            {"web": http_test_server(f"http://127.0.0.1:{port}/mcp?token=SECRET")},
+            backoff=FAST_BACKOFF,
+            timeouts=FAST_TIMEOUTS,
+        ) as pool:
+            servers = await pool.list_servers()
+    finally:
+        server.close()
+    assert isinstance(servers["web"], str)
+    assert servers["web"].startswith(f"could not connect to http://127.0.0.1:{port}/mcp?...: "), servers["web"]
+    assert servers["web"].endswith(f"(HTTP {status} {reason})"), servers["web"]
