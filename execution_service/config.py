@@ -118,6 +118,9 @@ class ExecutionSettings(EnvSettings):
     max_tool_result_bytes: int = setting(64 * 1024, "AGENTRUN_MAX_TOOL_RESULT_BYTES", ge=256)
     # The largest JSON-RPC message read from a stdio MCP server (one line; a 20 MB result is ~40 MB on the wire).
     mcp_max_message_bytes: int = setting(64 * 1024 * 1024, "AGENTRUN_MCP_MAX_MESSAGE_BYTES", ge=1024)
+    # How long an MCP server may take to start: the process (or HTTP session), initialize and tools/list. A server
+    # started by npx or uvx downloads itself first, which may take a minute.
+    mcp_connect_timeout_s: float = setting(60.0, "AGENTRUN_MCP_CONNECT_TIMEOUT_S", ge=0.1)
     redaction_enabled: bool = setting(True, "AGENTRUN_REDACTION")
     # Extra secret-key and secret-value regexes, added to the defaults (AGENTRUN_REDACT_KEYS / _PATTERNS).
     redact_keys: KeyRegexes = setting((), "AGENTRUN_REDACT_KEYS")

@@ -37,6 +37,7 @@ from execution_service.redaction import RedactionRules, Redactor, rules_with_ext
 from execution_service.schedules.scheduler import Scheduler, SchedulerSettings, TickSource
 from execution_service.schedules.service import Schedules
 from execution_service.schedules.store import ScheduleStore
+from execution_service.tools.connection import ConnectionTimeouts
 from execution_service.tools.mcp_config import load_mcp_config
 from execution_service.tools.pool import McpToolPool
 
@@ -177,7 +178,11 @@ async def start_server(
             log.warning("no MCP config: agents get no tools", extra={"path": str(settings.mcp_config)})
         agents = AgentRegistry(settings.agents_dir, settings.default_model, known_servers=servers.keys())
         agents.load()  # logs each broken agent file
-        tools = McpToolPool(servers, max_message_bytes=settings.mcp_max_message_bytes)
+        tools = McpToolPool(
+            servers,
+            max_message_bytes=settings.mcp_max_message_bytes,
+            timeouts=ConnectionTimeouts(connect_s=settings.mcp_connect_timeout_s),
+        )
         resources.push_async_callback(tools.aclose)
         if runs_channel is None:
             runs_channel = aio_channel(

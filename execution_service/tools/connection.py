@@ -360,9 +360,16 @@ class McpConnection:
                         message_handler=self._on_message,
                     )
                 )
-                with anyio.fail_after(self._timeouts.connect_s):
-                    await session.initialize()
-                    tools = await _list_all_tools(session)
+                try:
+                    with anyio.fail_after(self._timeouts.connect_s):
+                        await session.initialize()
+                        tools = await _list_all_tools(session)
+                except TimeoutError:
+                    phase = "tools/list" if session.initialize_result is not None else "initialize"
+                    raise TimeoutError(
+                        f"the server did not finish starting within {self._timeouts.connect_s:g}s (no answer to "
+                        f"{phase}; AGENTRUN_MCP_CONNECT_TIMEOUT_S)"
+                    ) from None
                 live = _Live(generation=generation, session=session, tools=tools, stop=stop)
                 if not self._started(started, live):
                     return  # closed while starting

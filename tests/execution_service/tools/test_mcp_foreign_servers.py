@@ -4,6 +4,7 @@ stay usable and the connection is kept."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -75,3 +76,16 @@ async def test_an_answer_with_lone_surrogates_is_read_and_an_unreadable_one_is_n
     assert unreadable.status is ToolCallStatus.TIMED_OUT
     assert "meanwhile the server wrote a message that could not be read" in unreadable.text
     assert (await call(raw_pool, "echo", text="after")).text == "after"
+
+
+async def test_a_server_slow_to_start_names_the_limit_and_the_step_it_did_not_finish() -> None:
+    server = StdioServer(
+        name="raw", command=sys.executable, args=(str(RAW_SERVER),), env={"RAW_SLOW_INITIALIZE_S": "5"}
+    )
+    timeouts = dataclasses.replace(FAST_TIMEOUTS, connect_s=0.5)
+    async with McpToolPool({"raw": server}, backoff=FAST_BACKOFF, timeouts=timeouts) as pool:
+        servers = await pool.list_servers()
+    assert servers["raw"] == (
+        "could not connect: TimeoutError: the server did not finish starting within 0.5s (no answer to initialize; "
+        "AGENTRUN_MCP_CONNECT_TIMEOUT_S)"
+    )
