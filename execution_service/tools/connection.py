@@ -34,7 +34,14 @@ import httpx2
 import pydantic
 from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CallToolResult, Implementation, LoggingMessageNotificationParams, PaginatedRequestParams, Tool
+from mcp.types import (
+    CallToolResult,
+    Implementation,
+    LoggingMessageNotificationParams,
+    PaginatedRequestParams,
+    Tool,
+    ToolListChangedNotification,
+)
 from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT, RequestParamsMeta
 
 from agentrun_core.backoff import Backoff
@@ -407,6 +414,35 @@ class McpConnection:
         if isinstance(message, Exception):
             logger.warning("MCP server %r transport error: %s", self.name, _describe(message))
             self._unreadable = (asyncio.get_running_loop().time(), _describe(message))
+        elif isinstance(message, ToolListChangedNotification) and self._live is not None:
+            self._relist_tools_later(self._live)
+
+    def _relist_tools_later(self, live: _Live) -> None:
+        """The server said its tools changed (notifications/tools/list_changed): list them again, outside the
+        session's receive loop (which the answer needs). Runs that start later resolve their tools from the new
+        list; runs under way keep the tools they started with."""
+        task = asyncio.create_task(
+            self._relist_tools(live), name=f"mcp-relist:{self.name}", context=contextvars.Context()
+        )
+        self._release_tasks.add(task)
+        task.add_done_callback(self._release_tasks.discard)
+
+    async def _relist_tools(self, live: _Live) -> None:
+        try:
+            with anyio.fail_after(self._timeouts.connect_s):
+                tools = await _list_all_tools(live.session)
+        except Exception as exc:
+            logger.warning(
+                "MCP server %r changed its tools, but listing them again failed (%s): its last list is used",
+                self.name,
+                _describe(exc),
+            )
+            return
+        if self._live is not live:
+            return  # that session ended meanwhile: its successor listed the tools itself
+        live.tools = tools
+        self._known_tools = tools
+        logger.info("MCP server %r changed its tools: now %d: %s", self.name, len(tools), [t.name for t in tools])
 
     def _unread_note(self, waited_s: float) -> str:
         """'; meanwhile ...' when the server wrote an unreadable message during the last `waited_s` seconds (it may

@@ -4,8 +4,10 @@ stay usable and the connection is kept."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from mcp_test_helpers import FAST_BACKOFF, FAST_TIMEOUTS
 
 from agentrun_core.domain import ErrorReason, ToolCallStatus
-from execution_service.tools.base import ToolOutcome
+from execution_service.tools.base import ToolOutcome, ToolResolutionError
 from execution_service.tools.mcp_config import StdioServer
 from execution_service.tools.pool import McpToolPool
 
@@ -52,7 +54,7 @@ async def test_tools_with_loose_schemas_are_usable_and_a_broken_tool_costs_only_
     refuses outright (a name that is not a string) is left out, and the server's other tools are there."""
     servers = await raw_pool.list_servers()
     assert sorted(servers["raw"]) == sorted(
-        ["echo", "fail", "loose", "bare", "video", "noout", "surrogate", "unreadable"]
+        ["echo", "fail", "loose", "bare", "video", "noout", "surrogate", "unreadable", "grow"]
     )
     assert (await call(raw_pool, "loose", q="x")).text == 'loose got {"q": "x"}'
     assert (await call(raw_pool, "bare")).text == "bare got {}"
@@ -89,3 +91,14 @@ async def test_a_server_slow_to_start_names_the_limit_and_the_step_it_did_not_fi
         "could not connect: TimeoutError: the server did not finish starting within 0.5s (no answer to initialize; "
         "AGENTRUN_MCP_CONNECT_TIMEOUT_S)"
     )
+
+
+async def test_tools_a_server_adds_later_are_resolved_after_it_says_so(raw_pool: McpToolPool) -> None:
+    with pytest.raises(ToolResolutionError, match="'late'"):
+        await raw_pool.resolve(["raw/late"])
+    assert (await call(raw_pool, "grow")).text == "grown"  # the server sends notifications/tools/list_changed
+    deadline = time.monotonic() + 10
+    while "late" not in (await raw_pool.list_servers())["raw"]:
+        assert time.monotonic() < deadline, "the tool list was not read again"
+        await asyncio.sleep(0.05)
+    assert (await call(raw_pool, "late")).text == "late tool here"
