@@ -39,7 +39,9 @@ DEFAULT_MODEL = "gemini-2.5-flash"
 AGENT_SUFFIX = ".prompt"
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _MODEL_PROVIDER_PREFIX = "googleai/"
-_TOOL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/(?:\*|[A-Za-z0-9_][A-Za-z0-9_.-]*)")
+# "server/tool" or "server/*": the server as mcp.json names it, the tool as the server does (MCP servers name tools
+# in any script, with '/' or ':' too: everything after the first '/', without blanks; '*' only as the whole of it).
+_TOOL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/(?:\*|[^\s*]+)")
 # `agents/NAME` in `tools:` names another agent of the directory, called as a tool (a sub-agent); "agents" is
 # therefore not an MCP server name agents can use.
 SUB_AGENT_PREFIX = "agents/"

@@ -147,3 +147,13 @@ def test_byte_order_mark_does_not_hide_the_front_matter(tmp_path: Path) -> None:
     agent = load_agent(path)
     assert agent.tools == ("time/*",)
     assert agent.description == "A good agent."
+
+
+def test_tools_named_in_any_script_or_with_separators_can_be_listed(tmp_path: Path) -> None:
+    text = "---\ntools:\n  - raw/天気\n  - files/read:text\n  - git/log/oneline\n  - time/*\n---\n{{task}}\n"
+    agent = load_agent(write(tmp_path, "t.prompt", text), default_model="test")
+    assert agent.tools == ("raw/天気", "files/read:text", "git/log/oneline", "time/*")
+    with pytest.raises(AgentLoadError, match="is not a tool pattern"):
+        load_agent(
+            write(tmp_path, "u.prompt", '---\ntools:\n  - "raw/two words"\n---\n{{task}}\n'), default_model="test"
+        )
