@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import enum
+import json
 import logging
 from collections import deque
 from collections.abc import AsyncIterator
@@ -50,7 +51,7 @@ from agentrun_core.telemetry import current_trace_carrier
 from execution_service.tools.http_cap import CappedTransport, is_oversized_event, too_large_message
 from execution_service.tools.mcp_config import HttpServer, McpServerConfig, StdioServer, resolve_command
 from execution_service.tools.request_meta import tool_request_meta
-from execution_service.tools.stderr_log import StderrForwarder
+from execution_service.tools.stderr_log import LOG_REDACTOR, StderrForwarder
 from execution_service.tools.stdio_lines import DEFAULT_MAX_LINE_BYTES, LINE_POLICY, LinePolicy
 from execution_service.tools.stdio_lines import install as install_linear_stdio_reads
 from execution_service.tools.stream_watch import EndWatchingReceiveStream
@@ -370,7 +371,7 @@ class McpConnection:
                 try:
                     with anyio.fail_after(self._timeouts.connect_s):
                         await session.initialize()
-                        tools = await _list_all_tools(session)
+                        tools = await _list_all_tools(session, self.name)
                 except TimeoutError:
                     phase = "tools/list" if session.initialize_result is not None else "initialize"
                     raise TimeoutError(
@@ -406,7 +407,10 @@ class McpConnection:
         level = _MCP_LOG_LEVELS.get(params.level, logging.INFO)
         source = f" {params.logger}" if params.logger else ""
         extra = {"mcp_server": self.name, "mcp_level": params.level}
-        logger.log(level, "[mcp %s log %s%s] %s", self.name, params.level, source, params.data, extra=extra)
+        data = params.data if isinstance(params.data, str) else json.dumps(params.data, default=str)
+        logger.log(
+            level, "[mcp %s log %s%s] %s", self.name, params.level, source, LOG_REDACTOR.scrub_text(data), extra=extra
+        )
 
     async def _on_message(self, message: Any) -> None:
         """Server notifications we do not act on are ignored; transport faults are logged (the session survives them
@@ -430,7 +434,7 @@ class McpConnection:
     async def _relist_tools(self, live: _Live) -> None:
         try:
             with anyio.fail_after(self._timeouts.connect_s):
-                tools = await _list_all_tools(live.session)
+                tools = await _list_all_tools(live.session, self.name)
         except Exception as exc:
             logger.warning(
                 "MCP server %r changed its tools, but listing them again failed (%s): its last list is used",
@@ -624,16 +628,29 @@ def _result_chars(result: CallToolResult) -> int:
     return chars
 
 
-async def _list_all_tools(session: ClientSession) -> tuple[Tool, ...]:
-    tools: list[Tool] = []
+async def _list_all_tools(session: ClientSession, server: str) -> tuple[Tool, ...]:
+    """Every page of the server's tool list; a tool listed twice is kept once (its first listing), a cursor that
+    comes back (a server paging in a loop) ends the listing, with a warning."""
+    tools: dict[str, Tool] = {}
+    cursors: set[str] = set()
     result = await session.list_tools()
-    tools.extend(result.tools)
-    pages = 1
-    while result.next_cursor is not None and pages < _MAX_TOOL_PAGES:
-        result = await session.list_tools(params=PaginatedRequestParams(cursor=result.next_cursor))
-        tools.extend(result.tools)
-        pages += 1
-    return tuple(tools)
+    while True:
+        for tool in result.tools:
+            tools.setdefault(tool.name, tool)
+        cursor = result.next_cursor
+        if cursor is None:
+            break
+        if cursor in cursors or len(cursors) + 1 >= _MAX_TOOL_PAGES:
+            logger.warning(
+                "MCP server %r: tool list ended after %d pages (%s)",
+                server,
+                len(cursors) + 1,
+                "its next cursor came back" if cursor in cursors else f"at most {_MAX_TOOL_PAGES} are read",
+            )
+            break
+        cursors.add(cursor)
+        result = await session.list_tools(params=PaginatedRequestParams(cursor=cursor))
+    return tuple(tools.values())
 
 
 _STDERR_TAIL_LINES = 5

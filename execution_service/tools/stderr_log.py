@@ -1,5 +1,9 @@
 """Forwards a child process's stderr to our log, one record per line, tagged with the MCP server name.
 
+Lines go through the default redaction rules (a server printing its own API key does not put it in our log), and at
+most LINES_PER_WINDOW lines per WINDOW_S seconds are logged per server: past that, one line per window says how many
+were not (a server writing 20,000 lines of stderr in a second made 20,000 records).
+
 stdio_client takes a file for the server's stderr. We hand it the write end of a pipe and read the other end on
 the event loop, so a chatty server can never block on a full stderr pipe and its output lands in our log.
 """
@@ -15,12 +19,16 @@ from types import TracebackType
 from typing import Self, TextIO, cast
 
 from agentrun_core.tasks import cancel_and_wait
+from execution_service.redaction.redactor import Redactor
 
 logger = logging.getLogger(__name__)
 
 _MAX_LINE_CHARS = 8_192
 _READ_CHUNK = 65_536
 _DRAIN_TIMEOUT_S = 1.0
+LINES_PER_WINDOW = 200
+WINDOW_S = 10.0
+LOG_REDACTOR = Redactor()
 
 
 class StderrForwarder:
@@ -34,6 +42,9 @@ class StderrForwarder:
         self._write_end: TextIO | None = None
         self._transport: asyncio.ReadTransport | None = None
         self._task: asyncio.Task[None] | None = None
+        self._window_start = 0.0
+        self._logged_in_window = 0
+        self._dropped_in_window = 0
 
     @property
     def errlog(self) -> TextIO:
@@ -91,6 +102,7 @@ class StderrForwarder:
         finally:
             if pending:
                 self._emit(pending)
+            self._report_dropped()
 
     def _emit(self, line: str) -> None:
         line = line.rstrip("\r")
@@ -98,6 +110,34 @@ class StderrForwarder:
             return
         if len(line) > _MAX_LINE_CHARS:
             line = line[:_MAX_LINE_CHARS] + " [...]"
+        line = LOG_REDACTOR.scrub_text(line)
         if self._tail is not None:
             self._tail.append(line)
+        if self._over_rate():
+            return
         logger.log(self._level, "[mcp %s stderr] %s", self._server_name, line, extra={"mcp_server": self._server_name})
+
+    def _over_rate(self) -> bool:
+        """Whether this line is past the window's allowance (counted, not logged); a new window first says how many
+        lines the previous one did not log."""
+        now = asyncio.get_running_loop().time()
+        if now - self._window_start >= WINDOW_S:
+            self._report_dropped()
+            self._window_start, self._logged_in_window = now, 0
+        if self._logged_in_window >= LINES_PER_WINDOW:
+            self._dropped_in_window += 1
+            return True
+        self._logged_in_window += 1
+        return False
+
+    def _report_dropped(self) -> None:
+        if self._dropped_in_window:
+            logger.warning(
+                "[mcp %s stderr] %d lines not logged (more than %d in %g s)",
+                self._server_name,
+                self._dropped_in_window,
+                LINES_PER_WINDOW,
+                WINDOW_S,
+                extra={"mcp_server": self._server_name},
+            )
+            self._dropped_in_window = 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from agentrun_core.domain import ErrorReason, ToolCallStatus
 from execution_service.tools.base import ToolOutcome, ToolResolutionError
 from execution_service.tools.mcp_config import StdioServer
 from execution_service.tools.pool import McpToolPool
+from execution_service.tools.stderr_log import LINES_PER_WINDOW
 
 RAW_SERVER = Path(__file__).resolve().parents[2] / "fixtures" / "mcp_raw_server.py"
 
@@ -102,3 +104,24 @@ async def test_tools_a_server_adds_later_are_resolved_after_it_says_so(raw_pool:
         assert time.monotonic() < deadline, "the tool list was not read again"
         await asyncio.sleep(0.05)
     assert (await call(raw_pool, "late")).text == "late tool here"
+
+
+async def test_a_server_paging_its_tool_list_in_a_loop_ends_the_listing() -> None:
+    server = StdioServer(name="raw", command=sys.executable, args=(str(RAW_SERVER),), env={"RAW_PAGING_LOOP": "1"})
+    async with McpToolPool({"raw": server}, backoff=FAST_BACKOFF, timeouts=FAST_TIMEOUTS) as pool:
+        servers = await pool.list_servers()
+    assert servers["raw"] == ["echo", "fail"]
+
+
+async def test_a_servers_stderr_is_logged_redacted_and_within_a_rate(caplog: pytest.LogCaptureFixture) -> None:
+    server = StdioServer(name="raw", command=sys.executable, args=(str(RAW_SERVER),), env={"RAW_STDERR_LINES": "1000"})
+    with caplog.at_level(logging.INFO, logger="execution_service.tools.stderr_log"):
+        async with McpToolPool({"raw": server}, backoff=FAST_BACKOFF, timeouts=FAST_TIMEOUTS) as pool:
+            assert "echo" in (await pool.list_servers())["raw"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "execution_service.tools.stderr_log"]
+    assert len(lines) == LINES_PER_WINDOW + 1, lines[-3:]
+    assert "sk-proj-abcdef" not in caplog.text and "token=[REDACTED]" in lines[0]
+    assert (
+        lines[-1]
+        == f"[mcp raw stderr] {1000 - LINES_PER_WINDOW} lines not logged (more than {LINES_PER_WINDOW} in 10 s)"
+    )
