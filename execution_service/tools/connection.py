@@ -573,13 +573,10 @@ class McpConnection:
 
     def _session_expired(self, exc: MCPError, *, timed_out: bool) -> bool:
         """The SDK's answer to an HTTP 404 ("Session terminated"), or a server's JSON-RPC error naming the session
-        (the TypeScript SDK's 404 body: -32001 "Session not found")."""
-        if not isinstance(self._config, HttpServer):
+        in its 404 body (the Python SDK's -32600 "Session not found", the TypeScript SDK's -32001)."""
+        if not isinstance(self._config, HttpServer) or "session" not in exc.message.lower():
             return False
-        message = exc.message.lower()
-        if exc.code == INVALID_REQUEST and "session terminated" in message:
-            return True
-        return exc.code == REQUEST_TIMEOUT and not timed_out and "session" in message
+        return exc.code == INVALID_REQUEST or (exc.code == REQUEST_TIMEOUT and not timed_out)
 
     def _after_large_result(self, live: _Live) -> None:
         """The SDK's reader and session keep their last message (here a large result) until the next one arrives: a

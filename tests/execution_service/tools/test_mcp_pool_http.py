@@ -132,3 +132,17 @@ async def test_an_http_error_answer_is_named_by_its_status(status: int, reason: 
     assert isinstance(servers["web"], str)
     assert servers["web"].startswith(f"could not connect to http://127.0.0.1:{port}/mcp?...: "), servers["web"]
     assert servers["web"].endswith(f"(HTTP {status} {reason})"), servers["web"]
+
+
+async def test_a_call_after_the_server_forgot_the_session_is_made_on_a_new_one(http_server: HttpTestServer) -> None:
+    """A restarted HTTP server answers the old session id with 404: the request reached no handler, so the call is
+    sent again on a new session instead of failing."""
+    async with McpToolPool(
+        {"web": http_test_server(http_server.url)}, backoff=FAST_BACKOFF, timeouts=FAST_TIMEOUTS
+    ) as pool:
+        (echo,) = await pool.resolve(["web/echo"])
+        assert (await pool.call(echo, {"text": "one"}, timeout_s=10)).text == "one"
+        http_server.kill()
+        http_server.start()
+        outcome = await pool.call(echo, {"text": "two"}, timeout_s=10)
+        assert (outcome.is_error, outcome.text) == (False, "two"), outcome
