@@ -21,6 +21,7 @@ from agentrun_cli.settings import (
     TLS_CLIENT_KEY_ENV,
     CliSettings,
 )
+from agentrun_core.channel_options import RECONNECT_OPTIONS
 from agentrun_core.replica_channels import EXECUTION_SERVICE, healthy_replicas_options
 
 UNARY_TIMEOUT_S = 30.0
@@ -50,7 +51,7 @@ def open_channel(
     tls_key: str | None = None,
     options: list[tuple[str, Any]] | None = None,
 ) -> grpc.Channel:
-    options = [("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES), *(options or [])]
+    options = [("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES), *RECONNECT_OPTIONS, *(options or [])]
     if not tls_ca:
         if tls_cert or tls_key:
             raise CliError(f"a client certificate needs the services' CA too ({TLS_CA_ENV} / --tls-ca)")

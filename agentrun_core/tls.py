@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 
+from agentrun_core.channel_options import RECONNECT_OPTIONS
 from agentrun_core.settings import EnvSettings, SettingsError, UserPath, setting
 
 log = logging.getLogger(__name__)
@@ -127,8 +128,9 @@ def aio_channel(
     prefix: str = "AGENTRUN_TLS",
     interceptors: list[grpc.aio.ClientInterceptor] | None = None,
 ) -> grpc.aio.Channel:
-    """A grpc.aio channel to `target`: TLS (and mTLS) per `tls`, plaintext when it has no CA."""
-    all_options = [*(options or []), *tls.channel_options()]
+    """A grpc.aio channel to `target`: TLS (and mTLS) per `tls`, plaintext when it has no CA; it reconnects at most
+    about 2 s after its server comes back (channel_options.RECONNECT_OPTIONS)."""
+    all_options = [*RECONNECT_OPTIONS, *(options or []), *tls.channel_options()]
     credentials = tls.credentials(prefix=prefix)
     if credentials is None:
         return grpc.aio.insecure_channel(target, options=all_options, interceptors=interceptors)

@@ -263,7 +263,8 @@ class Services:
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             # A dropped connection to a service is noticed and re-established without waiting for a request.
             ("grpc.keepalive_time_ms", 30_000),
-        ]
+        ]  # aio_channel adds the reconnect backoff cap (agentrun_core.channel_options): pages work again ~2 s after
+        # a service comes back, however long it was down
         tls = self._settings.client_tls
         runs_endpoint = Endpoint("RunsService", self._settings.runs_target, "AGENTRUN_RUNS_TARGET")
         exec_endpoint = Endpoint("ExecutionService", self._settings.execution_target, "AGENTRUN_EXECUTION_TARGET")

@@ -43,13 +43,6 @@ from execution_service.tools.pool import McpToolPool
 
 log = logging.getLogger(__name__)
 
-# Reconnect quickly once RunsService is back (gRPC's default backoff grows to 120 s).
-RUNS_CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 5000),
-]
-
 SERVICE_NAME = execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name
 
 
@@ -188,7 +181,6 @@ async def start_server(
             runs_channel = aio_channel(
                 settings.runs_service_target,
                 settings.runs_service_tls,
-                options=RUNS_CHANNEL_OPTIONS,
                 prefix="AGENTRUN_RUNS_SERVICE_TLS",
                 interceptors=telemetry.client_interceptors(),  # RecordRuns spans, trace context to RunsService
             )
