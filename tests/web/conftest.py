@@ -40,7 +40,7 @@ def chromium_path() -> str:
     return path
 
 
-# Module scope (test_browser.py is the only module that drives a browser, so there is still one browser per run):
+# Module scope (one browser per browser test module, one after the other):
 # Playwright's sync API keeps its event loop marked as running in this thread while it is open, which would make
 # every later asyncio.run() in the session fail.
 @pytest.fixture(scope="module")
