@@ -2,7 +2,7 @@
 // - runs page: asks for its rows again every few seconds (runs that start or end appear without a reload);
 // - run page: waterfall selection and the side pane; a live run follows its server-sent events (the browser
 //   resumes after a dropped connection from the last step it has, via Last-Event-ID); Cancel buttons;
-// - stats page: a preset range clears the custom days.
+// - stats page: a preset range clears the custom days; a day typed in turns the range menu to "custom days".
 "use strict";
 
 (function () {
@@ -430,10 +430,21 @@
   // --- stats page --------------------------------------------------------------------------------------------
   function statsPage(form) {
     const range = form.querySelector('select[name="range"]');
+    const days = form.querySelectorAll('input[type="date"]');
     range?.addEventListener("change", () => {
-      for (const input of form.querySelectorAll('input[type="date"]')) input.value = "";
+      // "custom days" waits for the days (and Apply); a preset replaces them at once.
+      if (range.value === "custom") {
+        days[0]?.focus();
+        return;
+      }
+      for (const input of days) input.value = "";
       form.submit();
     });
+    for (const input of days) {
+      input.addEventListener("change", () => {
+        if (range && input.value) range.value = "custom";
+      });
+    }
   }
 
   document.addEventListener("DOMContentLoaded", () => {

@@ -23,6 +23,8 @@ RANGES: tuple[tuple[str, str, timedelta], ...] = (
     ("90d", "last 90 days", timedelta(days=90)),
 )
 DEFAULT_RANGE = "30d"
+# The range menu's entry for whole days (from/to); the menu shows it whenever the days are given.
+CUSTOM_RANGE = "custom"
 MAX_DAYS = 366
 
 
@@ -69,8 +71,10 @@ def time_range(params: Mapping[str, str], now: datetime | None = None) -> TimeRa
             raise RangeError(f"a range is at most {MAX_DAYS} days")
         start = datetime(first.year, first.month, first.day, tzinfo=UTC)
         end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
-        return TimeRange("custom", start, end, first.isoformat(), last.isoformat())
+        return TimeRange(CUSTOM_RANGE, start, end, first.isoformat(), last.isoformat())
     key = params.get("range", "").strip() or DEFAULT_RANGE
+    if key == CUSTOM_RANGE:
+        raise RangeError("a custom range needs its first day (from)")
     span = next((span for name, _, span in RANGES if name == key), None)
     if span is None:
         raise RangeError(f"unknown range {key!r}; one of {', '.join(name for name, _, _ in RANGES)}")

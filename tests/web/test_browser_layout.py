@@ -36,3 +36,25 @@ def test_a_long_agent_name_stays_inside_the_window_on_the_runs_list_and_the_run_
     title = page.locator(".run-head h1").bounding_box()
     assert title is not None and title["x"] + title["width"] <= window_width
     page.close()
+
+
+def test_the_range_menu_says_custom_days_for_a_custom_range_and_a_preset_can_be_chosen_from_it(
+    alice: Any, web: WebStack
+) -> None:
+    page = alice.new_page()
+    page.goto(f"{web.url}/stats?from=2026-12-01&to=2026-12-07")
+    menu = page.locator('select[name="range"]')
+    assert menu.input_value() == "custom"
+    assert menu.evaluate("s => s.options[s.selectedIndex].text") == "custom days"
+    assert page.locator('input[name="from"]').input_value() == "2026-12-01"
+    with page.expect_navigation():
+        menu.select_option("24h")
+    assert "range=24h" in page.url and "2026-12-01" not in page.url, page.url
+    assert page.locator('select[name="range"]').input_value() == "24h"
+    assert "2026-12-01" not in page.locator("#stats-range").inner_text()  # the last 24 hours, not the days
+    assert page.locator('input[name="from"]').input_value() == ""
+    # Changing a day turns the menu to custom days (Apply then asks for those days).
+    page.fill('input[name="from"]', "2026-11-20")
+    page.locator('input[name="from"]').dispatch_event("change")
+    assert page.locator('select[name="range"]').input_value() == "custom"
+    page.close()

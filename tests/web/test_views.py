@@ -201,7 +201,13 @@ def test_stats_days_are_all_there_and_ranges_are_checked() -> None:
     assert charts[1].columns[-2].height == pytest.approx(0.75)
     custom = sv.time_range({"from": "2026-11-01", "to": "2026-11-03"}, now=now)
     assert custom.days() == ["2026-11-01", "2026-11-02", "2026-11-03"]
-    for bad, message in (({"range": "1y"}, "unknown range"), ({"from": "2026-11-05", "to": "2026-11-01"}, "before")):
+    assert custom.key == sv.CUSTOM_RANGE
+    # "custom days" chosen in the menu without days (a browser without scripts) says what is missing.
+    for bad, message in (
+        ({"range": "1y"}, "unknown range"),
+        ({"from": "2026-11-05", "to": "2026-11-01"}, "before"),
+        ({"range": "custom"}, "needs its first day"),
+    ):
         with pytest.raises(sv.RangeError, match=message):
             sv.time_range(bad, now=now)
 
