@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse, Response
 
 from agentrun_web.agent_names import AgentNames
 from agentrun_web.clients import ServiceCallError, Services
+from agentrun_web.query_problems import problem_of_refused_query
 from agentrun_web.rendering import Renderer
 from agentrun_web.security import caller_of, settings_of, wants_fragment
 from agentrun_web.views import format as fmt
@@ -39,10 +40,10 @@ async def runs_page(request: Request) -> Response:
         except ServiceCallError as exc:
             if exc.code is not grpc.StatusCode.INVALID_ARGUMENT:
                 raise
-            # A bad filter (INVALID_FILTER) or page token: the service's own message, next to the box.
+            # A bad filter (INVALID_FILTER) or page token: the service's own message, next to the box it is about.
             log.info("runs page: the service refused the query", extra={**exc.log_context(), "filter": query.filter})
-            problem_field = "filter" if exc.reason == "INVALID_FILTER" or exc.field == "filter" else exc.field or ""
-            problem = exc.details
+            refused = await problem_of_refused_query(services.runs, caller, query, exc)
+            problem_field, problem = refused.field, refused.message
     if wants_fragment(request):
         html = renderer.fragment("_run_rows.html", rows=rows, problem=problem)
         etag = '"' + hashlib.sha1(html.encode(), usedforsecurity=False).hexdigest() + '"'

@@ -74,17 +74,22 @@ class RunsQuery:
             back=tuple(back.split(".")) if back or "back" in params else (),
         )
 
+    def quick_filter_terms(self) -> list[tuple[str, str]]:
+        """(form field, filter term) of each quick filter that is set."""
+        terms: list[tuple[str, str]] = []
+        if self.status:
+            terms.append(("status", f"status = {self.status}"))
+        if self.agent:
+            terms.append(("agent", f"agent_name = {quote(self.agent)}"))
+        if self.model:
+            terms.append(("model", f"model_name = {quote(self.model)}"))
+        return terms
+
     def combined_filter(self) -> str:
         """The filter box AND the quick filters. With quick filters the box's filter is always parenthesised, so they
         apply to all of it: `a OR b` with status FAILED is `(a OR b) AND status = FAILED`, never `a OR (b AND
         status = FAILED)` (an OR can hide behind a tab, a newline or a parenthesis, so its spelling is not guessed)."""
-        terms: list[str] = []
-        if self.status:
-            terms.append(f"status = {self.status}")
-        if self.agent:
-            terms.append(f"agent_name = {quote(self.agent)}")
-        if self.model:
-            terms.append(f"model_name = {quote(self.model)}")
+        terms = [term for _, term in self.quick_filter_terms()]
         if not self.filter:
             return " AND ".join(terms)
         if not terms:
