@@ -16,7 +16,7 @@ from agentrun_web.query_problems import problem_of_refused_query
 from agentrun_web.rendering import Renderer
 from agentrun_web.security import caller_of, settings_of, wants_fragment
 from agentrun_web.views import format as fmt
-from agentrun_web.views.run_list import ORDERS, QueryError, RunsQuery, run_row
+from agentrun_web.views.run_list import ORDERS, RunsQuery, run_row
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +26,12 @@ async def runs_page(request: Request) -> Response:
     renderer: Renderer = request.app.state.renderer
     caller = caller_of(request)
     problem_field, problem = "", ""
-    try:
-        query = RunsQuery.from_params(request.query_params)
-    except QueryError as exc:
-        log.info("bad runs page query", extra={"field": exc.field, "problem": str(exc)})
-        query, problem_field, problem = RunsQuery(), exc.field, str(exc)
+    # A value the page cannot use is dropped (and named); the rest of the view stays in the form.
+    query, bad_values = RunsQuery.parse(request.query_params)
+    for bad in bad_values:
+        log.info("bad runs page query", extra={"field": bad.field, "problem": str(bad)})
+    if bad_values:
+        problem_field, problem = bad_values[0].field, "; ".join(str(bad) for bad in bad_values)
     rows, next_url = [], None
     if not problem:
         try:

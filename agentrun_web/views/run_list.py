@@ -53,17 +53,31 @@ class RunsQuery:
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> RunsQuery:
         """Parses the URL's query; QueryError for a value the page cannot use (the page shows it by its field)."""
+        query, problems = cls.parse(params)
+        if problems:
+            raise problems[0]
+        return query
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> tuple[RunsQuery, list[QueryError]]:
+        """The URL's query with every value the page cannot use left at its default, and a QueryError for each of
+        those (so the form keeps the rest of the view when one value is bad)."""
+        problems: list[QueryError] = []
         raw_size = params.get("size", "").strip()
         size = DEFAULT_PAGE_SIZE
         if raw_size:
-            if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
-                raise QueryError("size", f"page size must be a number from 1 to {MAX_PAGE_SIZE}, got {raw_size!r}")
-            size = int(raw_size)
+            if raw_size.isdigit() and 1 <= int(raw_size) <= MAX_PAGE_SIZE:
+                size = int(raw_size)
+            else:
+                problems.append(
+                    QueryError("size", f"page size must be a number from 1 to {MAX_PAGE_SIZE}, got {raw_size!r}")
+                )
         status = params.get("status", "").strip().upper().removeprefix("RUN_STATUS_")
         if status and status not in fmt.run_statuses():
-            raise QueryError("status", f"unknown status {status!r}; one of {', '.join(fmt.run_statuses())}")
+            problems.append(QueryError("status", f"unknown status {status!r}; one of {', '.join(fmt.run_statuses())}"))
+            status = ""
         back = params.get("back", "")
-        return cls(
+        query = cls(
             filter=params.get("filter", "").strip(),
             status=status,
             agent=params.get("agent", "").strip(),
@@ -73,6 +87,7 @@ class RunsQuery:
             page=params.get("page", "").strip(),
             back=tuple(back.split(".")) if back or "back" in params else (),
         )
+        return query, problems
 
     def quick_filter_terms(self) -> list[tuple[str, str]]:
         """(form field, filter term) of each quick filter that is set."""

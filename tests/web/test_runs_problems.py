@@ -51,3 +51,17 @@ def test_a_bad_quick_filter_names_its_box_and_no_position_in_a_filter_nobody_typ
     where, message = problem_of(page)
     assert where == "query-problem" and message.startswith("agent: ") and "U+0000" in message, message
     assert "position" not in message
+
+
+def test_one_bad_value_in_the_url_keeps_the_rest_of_the_query_in_the_form(alice_client: httpx.Client) -> None:
+    params = {"filter": 'model_name = "m"', "agent": "quick", "order": "duration desc", "status": "FAILD"}
+    page = alice_client.get("/", params=params)
+    assert page.status_code == 400
+    assert problem_of(page)[1].startswith("unknown status 'FAILD'")
+    assert '<input id="filter" name="filter" value="model_name = &#34;m&#34;"' in page.text, page.text[:3000]
+    assert re.search(r'<input name="agent" value="quick"', page.text)
+    assert '<option value="duration desc" selected>' in page.text
+    assert re.search(r'<select name="status" aria-invalid="true"', page.text)
+    bad_size = alice_client.get("/", params={**params, "status": "FAILED", "size": "lots"})
+    assert bad_size.status_code == 400 and problem_of(bad_size)[1].startswith("page size must be")
+    assert '<option value="FAILED" selected>' in bad_size.text and 'value="quick"' in bad_size.text

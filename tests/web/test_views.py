@@ -182,6 +182,9 @@ def test_runs_query_round_trips_through_the_url() -> None:
         RunsQuery.from_params({"size": "5000"})
     with pytest.raises(QueryError, match="unknown status"):
         RunsQuery.from_params({"status": "sleeping"})
+    kept, problems = RunsQuery.parse({"filter": "x", "agent": "a", "order": "cost asc", "status": "no", "size": "0"})
+    assert [p.field for p in problems] == ["size", "status"]
+    assert kept == RunsQuery(filter="x", agent="a", order="cost asc")
 
 
 def _params(url: str) -> list[tuple[str, str]]:
