@@ -292,8 +292,18 @@
         gone: ({ data }) => {
           hear();
           channel?.close();
+          // ExecutionService does not run it: Cancel could only be refused.
+          for (const form of document.querySelectorAll(".cancel-form")) form.remove();
           say(data.message, "ended");
-          if (state) state.insertAdjacentHTML("beforeend", ` <a href="${location.pathname}">show the stored run</a>`);
+          if (!state) return;
+          if (run.dataset.partial) {
+            // The page shows the run from its stream alone: a reload reads its stored record.
+            state.insertAdjacentHTML("beforeend", ` <a href="${location.pathname}">show the stored run</a>`);
+          } else {
+            // This page is the stored record, and it says the run is still going: its end was never recorded.
+            const stored = document.getElementById("status-badge")?.dataset.status || "RUNNING";
+            state.append(` Its stored record still says ${stored}: no ExecutionService recorded its end.`);
+          }
         },
         // A run waiting in ExecutionService's queue: its QUEUED badge and its place, until it starts.
         queued: ({ data }) => {

@@ -1,9 +1,11 @@
-"""What the console's pages look like in Chromium when the data is unusual: long names, custom ranges."""
+"""What the console's pages show in Chromium when the data is unusual: long names, custom ranges, a RUNNING record
+that no ExecutionService runs."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from agentrun_core.domain import RunStatus
 from agentrun_core.proto_convert import run_to_pb
 from tests.support.run_factory import make_run
 from tests.web.support import WebStack
@@ -57,4 +59,20 @@ def test_the_range_menu_says_custom_days_for_a_custom_range_and_a_preset_can_be_
     page.fill('input[name="from"]', "2026-11-20")
     page.locator('input[name="from"]').dispatch_event("change")
     assert page.locator('select[name="range"]').input_value() == "custom"
+    page.close()
+
+
+def test_a_running_record_that_no_execution_service_runs_offers_no_cancel_and_no_link_to_itself(
+    alice: Any, web: WebStack
+) -> None:
+    orphan = run_to_pb(make_run(user="alice", agent="orphan", status=RunStatus.RUNNING, model_calls=2, tool_calls=1))
+    web.record(orphan)
+    page = alice.new_page()
+    page.goto(f"{web.url}/runs/{orphan.id}")
+    page.wait_for_function("() => document.getElementById('live-bar').classList.contains('ended')")
+    state = page.locator("#live-state")
+    assert "not live on ExecutionService" in state.inner_text()
+    assert "still says RUNNING" in state.inner_text(), state.inner_text()
+    assert page.locator(".cancel-form").count() == 0  # no Cancel that could only answer 409
+    assert page.locator("#live-state a").count() == 0, state.inner_html()  # nothing but this very page to show
     page.close()
