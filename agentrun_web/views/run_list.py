@@ -107,7 +107,9 @@ class RunsQuery:
         terms = [term for _, term in self.quick_filter_terms()]
         if not self.filter:
             return " AND ".join(terms)
-        if not terms:
+        if not terms or not parentheses_balance(self.filter):
+            # Unbalanced, the typed filter could close the wrapping parenthesis (`a) OR (b`) and leave the quick
+            # filters applying to part of it: it goes alone, and the service refuses it with its own positions.
             return self.filter
         return " AND ".join([f"({self.filter})", *terms])
 
@@ -210,3 +212,27 @@ def run_row(run: run_pb2.Run) -> RunRow:
         depth=run.depth,
         parent_run_id=run.parent_run_id,
     )
+
+
+def parentheses_balance(text: str) -> bool:
+    """Whether every ')' of a filter outside its quoted strings closes a '(' and every '(' is closed."""
+    depth = 0
+    quote_char = ""
+    escaped = False
+    for char in text:
+        if quote_char:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote_char:
+                quote_char = ""
+        elif char in "\"'":
+            quote_char = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0

@@ -163,6 +163,24 @@ def test_markers_are_shown_as_markers_and_everything_else_is_escaped() -> None:
     assert fmt.has_redaction(text) and not fmt.has_redaction("plain")
 
 
+@pytest.mark.parametrize(
+    ("typed", "combined"),
+    [
+        ('agent_name = "a)b"', '(agent_name = "a)b") AND status = FAILED'),  # a parenthesis inside a string
+        (
+            "(status = FAILED) OR (status = COMPLETED)",
+            "((status = FAILED) OR (status = COMPLETED)) AND status = FAILED",
+        ),
+        # It would close the console's parenthesis and leave the quick filter applying to half of it: sent alone,
+        # the service refuses it with its own message.
+        ("status = FAILED) OR (status = COMPLETED", "status = FAILED) OR (status = COMPLETED"),
+        ("(status = FAILED", "(status = FAILED"),
+    ],
+)
+def test_a_typed_filter_cannot_escape_the_quick_filters(typed: str, combined: str) -> None:
+    assert RunsQuery(filter=typed, status="FAILED").combined_filter() == combined
+
+
 def test_runs_query_round_trips_through_the_url() -> None:
     query = RunsQuery.from_params(
         {"filter": 'status = FAILED OR user = "x"', "status": "completed", "agent": 'we"ird', "size": "20"}
