@@ -47,6 +47,8 @@ class ErrorReason(enum.StrEnum):
     MODEL_TIMEOUT = "MODEL_TIMEOUT"
     MODEL_ERROR = "MODEL_ERROR"
     MODEL_REQUEST_INVALID = "MODEL_REQUEST_INVALID"
+    # The provider refused the credentials: a bad, expired or revoked API key, or one without access to the model.
+    MODEL_AUTH_FAILED = "MODEL_AUTH_FAILED"
     PROMPT_BLOCKED = "PROMPT_BLOCKED"
     RESPONSE_BLOCKED = "RESPONSE_BLOCKED"
     MAX_TOKENS = "MAX_TOKENS"

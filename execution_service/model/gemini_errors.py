@@ -63,6 +63,14 @@ def daily_quota_spent(details: Any) -> bool:
     return False
 
 
+def api_key_refused(details: Any) -> bool:
+    """Whether a Google error body's google.rpc.ErrorInfo says the API key is not valid (the Gemini API answers a bad
+    key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID)."""
+    return any(
+        str(item.get("reason", "")).startswith("API_KEY_") for item in _error_details(details, "google.rpc.ErrorInfo")
+    )
+
+
 def from_api_error(exc: genai_errors.APIError) -> ModelError:
     code = exc.code
     status = exc.status or ""
@@ -80,6 +88,8 @@ def from_api_error(exc: genai_errors.APIError) -> ModelError:
         return ModelError(ErrorReason.MODEL_UNAVAILABLE, message, code=code, status=status, retryable=True)
     if code == 408:
         return ModelError(ErrorReason.MODEL_TIMEOUT, message, code=code, status=status, retryable=True)
+    if code in (401, 403) or api_key_refused(exc.details):
+        return ModelError(ErrorReason.MODEL_AUTH_FAILED, message, code=code, status=status)
     if code is not None and 400 <= code < 500:
         return ModelError(ErrorReason.MODEL_REQUEST_INVALID, message, code=code, status=status)
     return ModelError(ErrorReason.MODEL_ERROR, message, code=code, status=status)

@@ -171,6 +171,8 @@ class FakeError:
     retry_delay_s: float | None = None
     # Adds a google.rpc.QuotaFailure detail naming this quota (as the API does for a 429: a per-minute or per-day one).
     quota_id: str | None = None
+    # Adds a google.rpc.ErrorInfo detail with this reason (the API's API_KEY_INVALID for a bad key).
+    error_info_reason: str | None = None
     delay_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -192,6 +194,15 @@ class FakeError:
                             "quotaValue": "250",
                         }
                     ],
+                }
+            )
+        if self.error_info_reason is not None:
+            details.append(
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": self.error_info_reason,
+                    "domain": "googleapis.com",
+                    "metadata": {"service": "generativelanguage.googleapis.com"},
                 }
             )
         if self.retry_delay_s is not None:

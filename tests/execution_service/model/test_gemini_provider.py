@@ -533,7 +533,8 @@ async def test_responder_answers_function_calls_dynamically(gemini: GeminiProvid
         (500, ErrorReason.MODEL_UNAVAILABLE, True),
         (503, ErrorReason.MODEL_UNAVAILABLE, True),
         (400, ErrorReason.MODEL_REQUEST_INVALID, False),
-        (403, ErrorReason.MODEL_REQUEST_INVALID, False),
+        (401, ErrorReason.MODEL_AUTH_FAILED, False),
+        (403, ErrorReason.MODEL_AUTH_FAILED, False),
     ],
 )
 async def test_http_errors_map_to_model_errors(
@@ -548,6 +549,23 @@ async def test_http_errors_map_to_model_errors(
     assert error.describe().startswith(f"{status} ") and error.describe().endswith(f": scripted failure {status}")
     assert error.status
     assert len(fake_gemini.requests) == 1  # the SDK did not retry
+
+
+async def test_a_bad_api_key_is_model_auth_failed_not_a_bad_request(
+    gemini: GeminiProvider, fake_gemini: FakeGemini
+) -> None:
+    """The Gemini API answers a bad key with 400 INVALID_ARGUMENT and ErrorInfo reason API_KEY_INVALID."""
+    fake_gemini.add(
+        FakeError(400, "API key not valid. Please pass a valid API key.", error_info_reason="API_KEY_INVALID")
+    )
+    with pytest.raises(ModelError) as caught:
+        await gemini.generate(ask())
+    assert (caught.value.reason, caught.value.code, caught.value.retryable) == (
+        ErrorReason.MODEL_AUTH_FAILED,
+        400,
+        False,
+    )
+    assert caught.value.describe() == "400 INVALID_ARGUMENT: API key not valid. Please pass a valid API key."
 
 
 async def test_rate_limit_retry_info_becomes_a_delay_hint(gemini: GeminiProvider, fake_gemini: FakeGemini) -> None:
