@@ -126,7 +126,8 @@ class RunStatsRow:
     # completed / terminal runs (0.0 when no run is terminal).
     success_rate: float
     token_usage: TokenUsage
-    # The sum of the group's known costs; None when no run of the group has a cost.
+    # The sum of the group's known costs; None when no run of the group has a cost, or when its runs were priced in
+    # several currencies (see costs_by_currency).
     cost_total: Decimal | None
     duration_p50: timedelta | None
     duration_p95: timedelta | None
@@ -135,6 +136,8 @@ class RunStatsRow:
     price_table_version: str = ""
     # The largest Run.max_context_window_used of the group (0..1).
     max_context_window_used: float = 0.0
+    # The group's known costs summed per currency (ordered by currency code); empty when no run has a cost.
+    costs_by_currency: tuple[Cost, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,11 +198,14 @@ class SessionSummary:
     end_time: datetime | None
     last_run_start_time: datetime
     token_usage: TokenUsage
-    # Sum of its runs' known costs ("A .. B" price tables when several); None when no run has a cost.
+    # Sum of its runs' known costs ("A .. B" price tables when several); None when no run has a cost, or when its
+    # runs were priced in several currencies (see cost_by_currency).
     cost: Cost | None
     # Status and id of its latest top-level run; None / "" when it has no top-level run.
     last_status: RunStatus | None
     last_run_id: str
+    # Its runs' known costs summed per currency (ordered by currency code); empty when no run has a cost.
+    cost_by_currency: tuple[Cost, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

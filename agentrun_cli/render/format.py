@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from agentrun.runs.v1 import run_pb2
+from agentrun.runs.v1 import run_pb2, runs_service_pb2
 from google.protobuf import duration_pb2, timestamp_pb2
 from google.protobuf.message import Message
 from rich.text import Text
 
 NONE = "—"
+
+# What carries a group's cost: a GetRunStats group or a ListSessions session.
+CostSums = runs_service_pb2.RunStatsGroup | runs_service_pb2.Session
 
 _STATUS_STYLES = {
     run_pb2.RUN_STATUS_QUEUED: "blue",
@@ -141,6 +144,15 @@ def cost(value: run_pb2.Cost | None) -> str:
     if value is None or not value.amount:
         return NONE
     return f"{value.amount} {value.currency_code or 'USD'}"
+
+
+def group_cost(value: CostSums) -> str:
+    """The cost of a stats group or session: its `cost` (`0.35 USD`); when its runs were priced in several currencies
+    (no single total), each currency's sum (`1.00 EUR + 2.50 USD`); — when no run of it was priced."""
+    if value.HasField("cost"):
+        return cost(value.cost)
+    parts = [cost(each) for each in value.cost_by_currency if each.amount]
+    return " + ".join(parts) if parts else NONE
 
 
 def truncate(text: str, limit: int) -> str:

@@ -58,7 +58,7 @@ def sessions_table(sessions: Sequence[runs_pb2.Session]) -> Table:
             _short_time(session.last_run_start_time) if session.HasField("last_run_start_time") else fmt.NONE,
             span(session),
             fmt.count(fmt.total_tokens(session.token_usage)),
-            fmt.cost(session.cost) if session.HasField("cost") else fmt.NONE,
+            fmt.group_cost(session),
             fmt.status_text(session.last_status) if session.last_status else Text(fmt.NONE),
         )
     table.caption = "runs: top-level (+ sub-agent runs); status: of the latest top-level run"
@@ -80,7 +80,10 @@ def session_header(session: runs_pb2.Session) -> Table:
     grid.add_row("end", fmt.optional_timestamp(session, "end_time"))
     grid.add_row("span", span(session))
     grid.add_row("tokens", fmt.tokens_brief(session.token_usage))
-    grid.add_row("cost", fmt.cost(session.cost) if session.HasField("cost") else "unknown (no priced run)")
+    grid.add_row(
+        "cost",
+        fmt.group_cost(session) if session.cost_by_currency or session.HasField("cost") else "unknown (no priced run)",
+    )
     grid.add_row("last status", fmt.status_text(session.last_status) if session.last_status else Text(fmt.NONE))
     return grid
 

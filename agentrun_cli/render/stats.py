@@ -21,7 +21,7 @@ def run_stats_table(title: str, groups: Sequence[runs_pb2.RunStatsGroup]) -> Tab
             fmt.count(group.run_count),
             fmt.percent(group.success_rate),
             fmt.count(fmt.total_tokens(group.token_usage)),
-            fmt.cost(group.cost) if group.HasField("cost") else fmt.NONE,
+            fmt.group_cost(group),
             fmt.optional_duration(group, "duration_p50"),
             fmt.optional_duration(group, "duration_p95"),
             fmt.percent(group.max_context_window_used) if group.max_context_window_used else fmt.NONE,

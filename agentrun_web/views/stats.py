@@ -231,7 +231,7 @@ def group_rows(groups: Sequence[runs_pb2.RunStatsGroup]) -> list[GroupRow]:
             success_share=group.success_rate,
             tokens=fmt.total_tokens(group.token_usage),
             tokens_share=share(fmt.total_tokens(group.token_usage), most_tokens),
-            cost=fmt.cost(group.cost) if group.HasField("cost") else fmt.NONE,
+            cost=fmt.group_cost(group),
             cost_share=share(_cost(group), most_cost),
             p50=fmt.optional_duration(group, "duration_p50"),
             p95=fmt.optional_duration(group, "duration_p95"),

@@ -161,6 +161,7 @@ def run_stats_to_pb(rows: list[RunStatsRow]) -> runs_service_pb2.GetRunStatsResp
                     )
                 )
             )
+        group.cost_by_currency.extend(cost_to_pb(cost) for cost in row.costs_by_currency)
         if row.duration_p50 is not None:
             group.duration_p50.CopyFrom(duration_to_pb(row.duration_p50))
         if row.duration_p95 is not None:
@@ -203,6 +204,7 @@ def session_to_pb(session: SessionSummary) -> runs_service_pb2.Session:
         msg.end_time.CopyFrom(timestamp_to_pb(session.end_time))
     if session.cost is not None:
         msg.cost.CopyFrom(cost_to_pb(session.cost))
+    msg.cost_by_currency.extend(cost_to_pb(cost) for cost in session.cost_by_currency)
     if session.last_status is not None:
         msg.last_status = run_status_to_pb(session.last_status)
     return msg

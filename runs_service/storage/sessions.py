@@ -4,9 +4,9 @@ Two steps in one snapshot:
 1. the page: rows of the `sessions` table (kept in step with `runs` by database triggers, see tables.py) in keyset
    order over (time, session_id, user_name), on one of its indexes; a filter keeps the sessions with at least one
    run matching it (EXISTS over ix_runs_session_id_user_name_start_time);
-2. the figures of the page's sessions, from their runs: counts, token and cost sums (each run once, so a sub-agent
-   run is counted exactly once and a parent's own usage never includes its children's), agents, time span, and the
-   latest top-level run's id and status.
+2. the figures of the page's sessions, from their runs: counts, token and cost sums (costs per currency; each run
+   once, so a sub-agent run is counted exactly once and a parent's own usage never includes its children's), agents,
+   time span, and the latest top-level run's id and status.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, exists, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentrun_core.domain import Cost, RunStatus
+from agentrun_core.domain import RunStatus
 from agentrun_core.echo import shown
 from runs_service.errors import InvalidArgument, InvalidPageToken
 from runs_service.queries import SessionOrderField, SessionOrdering, SessionSummary
+from runs_service.storage.cost_sums import GroupCosts, costs_by_currency
 from runs_service.storage.rows import to_utc
 from runs_service.storage.sums import summed_token_usage
 from runs_service.storage.tables import TOKEN_COLUMNS, runs, sessions
@@ -106,12 +106,6 @@ async def page_rows(
     return list((await conn.execute(stmt)).mappings().all())
 
 
-def _price_table(low: str | None, high: str | None) -> str:
-    if not low or not high:
-        return low or high or ""
-    return low if low == high else f"{low} .. {high}"
-
-
 async def summaries(conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> list[SessionSummary]:
     """The figures of the sessions `keys` ((session_id, user) pairs), in that order, from their runs. A session
     without runs is left out (the triggers remove its row with its last run, in the same transaction, so within one
@@ -133,10 +127,6 @@ async def summaries(conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> l
             func.count().label("run_count"),
             func.sum(case((runs.c.parent_run_id == "", 1), else_=0)).label("top_level"),
             *(func.sum(runs.c[name]).label(name) for name in TOKEN_COLUMNS),
-            func.sum(runs.c.cost).label("cost_total"),
-            func.min(runs.c.cost_currency).label("currency"),
-            func.min(runs.c.price_table_version).label("min_price_table"),
-            func.max(runs.c.price_table_version).label("max_price_table"),
             func.min(runs.c.start_time).label("first_start"),
             func.max(runs.c.start_time).label("last_start"),
             func.max(runs.c.end_time).label("last_end"),
@@ -166,6 +156,7 @@ async def summaries(conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> l
     for agent in await conn.execute(agents_stmt):
         agents[(agent.session_id, agent.user_name)].append(agent.agent_name)
     latest = {(row.session_id, row.user_name): row for row in await conn.execute(latest_stmt)}
+    costs = await costs_by_currency(conn, group, [in_page])
 
     result = []
     for key in keys:
@@ -173,6 +164,7 @@ async def summaries(conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> l
         if row is None:
             continue
         last = latest.get(key)
+        session_costs = costs.get(key, GroupCosts())
         result.append(
             SessionSummary(
                 session_id=key[0],
@@ -184,15 +176,10 @@ async def summaries(conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> l
                 end_time=None if row.last_end is None else to_utc(row.last_end),
                 last_run_start_time=to_utc(row.last_start),
                 token_usage=summed_token_usage(row, "list sessions"),
-                cost=None
-                if row.cost_total is None
-                else Cost(
-                    amount=Decimal(row.cost_total),
-                    currency_code=row.currency or "USD",
-                    price_table_version=_price_table(row.min_price_table, row.max_price_table),
-                ),
+                cost=session_costs.single,
                 last_status=None if last is None else RunStatus(last.status),
                 last_run_id="" if last is None else last.id,
+                cost_by_currency=session_costs.by_currency,
             )
         )
     return result

@@ -19,7 +19,6 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, case, cast, func, select, text
@@ -29,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agentrun_core.domain import RunStatus
 from runs_service.errors import InvalidArgument
 from runs_service.queries import GroupBy, RunStatsRow, ToolStatsRow
+from runs_service.storage.cost_sums import GroupCosts, costs_by_currency
 from runs_service.storage.percentiles import HistogramBucket, histogram_percentile, micros_to_duration, percentile_cont
 from runs_service.storage.sums import summed_token_usage
 from runs_service.storage.tables import TOKEN_COLUMNS, runs, tool_calls
@@ -145,12 +145,6 @@ def _merge(label: str) -> Any:
     return func.sum
 
 
-def _price_table(low: str | None, high: str | None) -> str:
-    if not low or not high:
-        return low or high or ""
-    return low if low == high else f"{low} .. {high}"
-
-
 def _from_histogram(histogram: list[list[int]] | None) -> Percentiles:
     buckets = [HistogramBucket(count=count, low=low, high=high) for _, count, low, high in histogram or ()]
     return histogram_percentile(buckets, P50), histogram_percentile(buckets, P95)
@@ -171,10 +165,6 @@ async def run_stats(
         func.sum(case((runs.c.status == RunStatus.COMPLETED.value, 1), else_=0)).label("completed"),
         func.sum(case((runs.c.status.in_(_NOT_FINISHED), 0), else_=1)).label("terminal"),
         *(func.sum(runs.c[name]).label(name) for name in TOKEN_COLUMNS),
-        func.sum(runs.c.cost).label("cost_total"),
-        func.min(runs.c.cost_currency).label("min_currency"),
-        func.min(runs.c.price_table_version).label("min_price_table"),
-        func.max(runs.c.price_table_version).label("max_price_table"),
         func.max(runs.c.max_context_window_used).label("max_context_window_used"),
     ]
     percentiles: dict[str, Percentiles]
@@ -203,10 +193,13 @@ async def run_stats(
             durations[key_value].append(duration_us)
         percentiles = _exact(durations)
 
+    costs = await costs_by_currency(conn, [key], conditions)
     result = []
     for row in rows:
         p50, p95 = percentiles.get(row.key, (None, None))
         completed = int(row.completed or 0)
+        group_costs = costs.get((row.key,), GroupCosts())
+        single = group_costs.single
         result.append(
             RunStatsRow(
                 key=str(row.key),
@@ -214,11 +207,12 @@ async def run_stats(
                 completed_count=completed,
                 success_rate=_rate(completed, int(row.terminal or 0)),
                 token_usage=summed_token_usage(row, "run stats"),
-                cost_total=None if row.cost_total is None else Decimal(row.cost_total),
+                cost_total=None if single is None else single.amount,
                 duration_p50=micros_to_duration(p50),
                 duration_p95=micros_to_duration(p95),
-                cost_currency=row.min_currency or "",
-                price_table_version=_price_table(row.min_price_table, row.max_price_table),
+                cost_currency="" if single is None else single.currency_code,
+                price_table_version="" if single is None else single.price_table_version,
+                costs_by_currency=group_costs.by_currency,
                 max_context_window_used=float(row.max_context_window_used or 0.0),
             )
         )

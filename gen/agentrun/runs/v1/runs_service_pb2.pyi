@@ -152,7 +152,7 @@ class GetRunStatsRequest(_message.Message):
     def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group_by: _Optional[_Union[StatsGroupBy, str]] = ..., filter: _Optional[str] = ...) -> None: ...
 
 class RunStatsGroup(_message.Message):
-    __slots__ = ("key", "run_count", "completed_count", "success_rate", "token_usage", "cost", "duration_p50", "duration_p95", "max_context_window_used")
+    __slots__ = ("key", "run_count", "completed_count", "success_rate", "token_usage", "cost", "duration_p50", "duration_p95", "max_context_window_used", "cost_by_currency")
     KEY_FIELD_NUMBER: _ClassVar[int]
     RUN_COUNT_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +162,7 @@ class RunStatsGroup(_message.Message):
     DURATION_P50_FIELD_NUMBER: _ClassVar[int]
     DURATION_P95_FIELD_NUMBER: _ClassVar[int]
     MAX_CONTEXT_WINDOW_USED_FIELD_NUMBER: _ClassVar[int]
+    COST_BY_CURRENCY_FIELD_NUMBER: _ClassVar[int]
     key: str
     run_count: int
     completed_count: int
@@ -171,7 +172,8 @@ class RunStatsGroup(_message.Message):
     duration_p50: _duration_pb2.Duration
     duration_p95: _duration_pb2.Duration
     max_context_window_used: float
-    def __init__(self, key: _Optional[str] = ..., run_count: _Optional[int] = ..., completed_count: _Optional[int] = ..., success_rate: _Optional[float] = ..., token_usage: _Optional[_Union[_run_pb2.TokenUsage, _Mapping]] = ..., cost: _Optional[_Union[_run_pb2.Cost, _Mapping]] = ..., duration_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., duration_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_context_window_used: _Optional[float] = ...) -> None: ...
+    cost_by_currency: _containers.RepeatedCompositeFieldContainer[_run_pb2.Cost]
+    def __init__(self, key: _Optional[str] = ..., run_count: _Optional[int] = ..., completed_count: _Optional[int] = ..., success_rate: _Optional[float] = ..., token_usage: _Optional[_Union[_run_pb2.TokenUsage, _Mapping]] = ..., cost: _Optional[_Union[_run_pb2.Cost, _Mapping]] = ..., duration_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., duration_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_context_window_used: _Optional[float] = ..., cost_by_currency: _Optional[_Iterable[_Union[_run_pb2.Cost, _Mapping]]] = ...) -> None: ...
 
 class GetRunStatsResponse(_message.Message):
     __slots__ = ("groups",)
@@ -304,7 +306,7 @@ class ListSessionsRequest(_message.Message):
     def __init__(self, filter: _Optional[str] = ..., order_by: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class Session(_message.Message):
-    __slots__ = ("id", "user", "run_count", "top_level_run_count", "agent_names", "start_time", "end_time", "last_run_start_time", "token_usage", "cost", "last_status", "last_run_id")
+    __slots__ = ("id", "user", "run_count", "top_level_run_count", "agent_names", "start_time", "end_time", "last_run_start_time", "token_usage", "cost", "last_status", "last_run_id", "cost_by_currency")
     ID_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
     RUN_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -317,6 +319,7 @@ class Session(_message.Message):
     COST_FIELD_NUMBER: _ClassVar[int]
     LAST_STATUS_FIELD_NUMBER: _ClassVar[int]
     LAST_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    COST_BY_CURRENCY_FIELD_NUMBER: _ClassVar[int]
     id: str
     user: str
     run_count: int
@@ -329,7 +332,8 @@ class Session(_message.Message):
     cost: _run_pb2.Cost
     last_status: _run_pb2.RunStatus
     last_run_id: str
-    def __init__(self, id: _Optional[str] = ..., user: _Optional[str] = ..., run_count: _Optional[int] = ..., top_level_run_count: _Optional[int] = ..., agent_names: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_run_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., token_usage: _Optional[_Union[_run_pb2.TokenUsage, _Mapping]] = ..., cost: _Optional[_Union[_run_pb2.Cost, _Mapping]] = ..., last_status: _Optional[_Union[_run_pb2.RunStatus, str]] = ..., last_run_id: _Optional[str] = ...) -> None: ...
+    cost_by_currency: _containers.RepeatedCompositeFieldContainer[_run_pb2.Cost]
+    def __init__(self, id: _Optional[str] = ..., user: _Optional[str] = ..., run_count: _Optional[int] = ..., top_level_run_count: _Optional[int] = ..., agent_names: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_run_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., token_usage: _Optional[_Union[_run_pb2.TokenUsage, _Mapping]] = ..., cost: _Optional[_Union[_run_pb2.Cost, _Mapping]] = ..., last_status: _Optional[_Union[_run_pb2.RunStatus, str]] = ..., last_run_id: _Optional[str] = ..., cost_by_currency: _Optional[_Iterable[_Union[_run_pb2.Cost, _Mapping]]] = ...) -> None: ...
 
 class ListSessionsResponse(_message.Message):
     __slots__ = ("sessions", "next_page_token")

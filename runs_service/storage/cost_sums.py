@@ -1,0 +1,74 @@
+"""Cost sums over stored runs, one per currency: amounts in different currencies are never added together.
+
+A group (of GetRunStats, or a session of ListSessions) gets one Cost per currency its priced runs used; its single
+`cost` is that sum when there is exactly one currency, and None (unknown as one figure) when there are several.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agentrun_core.domain import Cost
+from runs_service.storage.tables import runs
+
+# A stored run's currency; empty (rows from before the "USD" default was applied on input) reads as USD.
+_CURRENCY = func.coalesce(func.nullif(runs.c.cost_currency, ""), "USD")
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCosts:
+    """A group's known costs: `by_currency` one sum per currency (ordered by code), `single` the one sum when the
+    group's priced runs share one currency (None when none has a cost or they used several currencies)."""
+
+    by_currency: tuple[Cost, ...] = ()
+
+    @property
+    def single(self) -> Cost | None:
+        return self.by_currency[0] if len(self.by_currency) == 1 else None
+
+
+def price_table(low: str | None, high: str | None) -> str:
+    """The price table of summed costs: "A .. B" when they came from several (their lowest and highest)."""
+    if not low or not high:
+        return low or high or ""
+    return low if low == high else f"{low} .. {high}"
+
+
+async def costs_by_currency(
+    conn: AsyncConnection,
+    keys: Sequence[ColumnElement[Any]],
+    conditions: Sequence[ColumnElement[bool]],
+) -> dict[tuple[Any, ...], GroupCosts]:
+    """Per group `keys` (a tuple of their values): the costs of runs matching `conditions`, summed per currency.
+    Groups without a priced run are absent (their costs are unknown, not zero)."""
+    currency = _CURRENCY.label("currency")
+    stmt = (
+        select(
+            *keys,
+            currency,
+            func.sum(runs.c.cost).label("amount"),
+            func.min(runs.c.price_table_version).label("min_price_table"),
+            func.max(runs.c.price_table_version).label("max_price_table"),
+        )
+        .where(*conditions, runs.c.cost.is_not(None))
+        .group_by(*keys, currency)
+        .order_by(*keys, currency)
+    )
+    found: dict[tuple[Any, ...], list[Cost]] = defaultdict(list)
+    for row in await conn.execute(stmt):
+        key = tuple(row[: len(keys)])
+        found[key].append(
+            Cost(
+                amount=Decimal(row.amount),
+                currency_code=row.currency,
+                price_table_version=price_table(row.min_price_table, row.max_price_table),
+            )
+        )
+    return {key: GroupCosts(tuple(costs)) for key, costs in found.items()}
