@@ -92,7 +92,10 @@ class ListRunsQuery:
 @dataclass(frozen=True, slots=True)
 class RunPage:
     runs: list[Run]
+    # Continues after the page's last run; empty on the last page.
     next_page_token: str
+    # page_token_after(i): the token that continues right after runs[i] (to send fewer runs than the page holds).
+    page_token_after: Callable[[int], str] = field(default=lambda index: "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,10 +21,12 @@ from agentrun_core.proto_convert import (
 )
 from runs_service.errors import InvalidArgument
 from runs_service.queries import (
+    Descendants,
     ExportBatch,
     GroupBy,
     RecordOutcome,
     RecordResult,
+    RunPage,
     RunStatsRow,
     SessionPage,
     SessionSummary,
@@ -107,6 +109,38 @@ def export_messages(batch: ExportBatch, max_bytes: int) -> Iterator[runs_service
     elif not batch.runs and batch.total_count is not None:  # no run matches: the count alone, and where it began
         message.resume_cursor = batch.cursor_after(-1)
         yield message
+
+
+def run_page_to_pb(page: RunPage, max_bytes: int) -> runs_service_pb2.ListRunsResponse:
+    """A ListRuns page as one response of at most about `max_bytes` of runs: when the page's runs together are larger,
+    the response holds the first of them (always at least one) and a next_page_token that continues right after the
+    last one it holds."""
+    response = runs_service_pb2.ListRunsResponse(next_page_token=page.next_page_token)
+    size = 0
+    for index, run in enumerate(page.runs):
+        run_pb = run_to_pb(run)
+        run_size = run_pb.ByteSize()
+        if response.runs and size + run_size > max_bytes:
+            response.next_page_token = page.page_token_after(index - 1)
+            break
+        response.runs.append(run_pb)
+        size += run_size
+    return response
+
+
+def descendants_to_pb(response: runs_service_pb2.GetRunResponse, descendants: Descendants, max_bytes: int) -> None:
+    """GetRun's descendants into `response`, the first of them up to about `max_bytes` together (at least one); when
+    some are left out, for their number or their size, descendants_truncated is set."""
+    size = 0
+    for run in descendants.runs:
+        run_pb = run_to_pb(run)
+        run_size = run_pb.ByteSize()
+        if response.descendants and size + run_size > max_bytes:
+            response.descendants_truncated = True
+            return
+        response.descendants.append(run_pb)
+        size += run_size
+    response.descendants_truncated = descendants.truncated
 
 
 def _checked_time(value: timestamp_pb2.Timestamp, field: str) -> datetime:

@@ -14,10 +14,12 @@ from agentrun_core.proto_convert import run_to_pb, step_to_pb
 from runs_service import recording
 from runs_service.api.convert import (
     EXPORT_MESSAGE_BYTES,
+    descendants_to_pb,
     export_messages,
     is_full_view,
     record_result_to_pb,
     record_results_to_pb,
+    run_page_to_pb,
     run_stats_to_pb,
     session_page_to_pb,
     stats_query_from_pb,
@@ -60,8 +62,9 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
         self._repository = repository
         self._schedules = ScheduleRepository(repository.engine)
         self._max_record_bytes = max_record_bytes
-        # ExportRuns messages stay well under the gRPC message cap (a single larger run is still sent alone).
-        self._max_export_message_bytes = min(EXPORT_MESSAGE_BYTES, max_message_bytes // 2)
+        # ExportRuns messages, ListRuns pages and GetRun's descendants stay well under the gRPC message cap (a single
+        # larger run is still sent alone).
+        self._max_runs_message_bytes = min(EXPORT_MESSAGE_BYTES, max_message_bytes // 2)
 
     def _record_rows(self, request: runs_service_pb2.RecordRunRequest) -> RunRows:
         """The rows of one record (InvalidArgument naming the field when the message cannot be stored as rows)."""
@@ -112,7 +115,7 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
             count_total=request.count_total,
         )
         async for batch in self._repository.export(query, _caller_scope()):
-            for message in export_messages(batch, self._max_export_message_bytes):
+            for message in export_messages(batch, self._max_runs_message_bytes):
                 yield message
 
     @translate_errors
@@ -161,8 +164,7 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
         response = runs_service_pb2.GetRunResponse(run=run_to_pb(run))
         if request.include_descendants:
             descendants = await self._repository.get_descendants(run, scope)
-            response.descendants.extend(run_to_pb(d) for d in descendants.runs)
-            response.descendants_truncated = descendants.truncated
+            descendants_to_pb(response, descendants, self._max_runs_message_bytes)
         return response
 
     @translate_errors
@@ -177,9 +179,7 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
             full=is_full_view(request.view),
         )
         page = await self._repository.list_runs(query, _caller_scope())
-        return runs_service_pb2.ListRunsResponse(
-            runs=[run_to_pb(r) for r in page.runs], next_page_token=page.next_page_token
-        )
+        return run_page_to_pb(page, self._max_runs_message_bytes)
 
     @translate_errors
     async def ListRunSteps(

@@ -207,11 +207,12 @@ class RunRepository:
                 page = [run_from_row(r, *found.get(r["id"], ((), ()))) for r in page_rows]
             else:
                 page = [run_from_row(r) for r in page_rows]
-        next_token = ""
-        if len(rows) > size:
-            last = rows[size - 1]
-            next_token = self._tokens.encode(bound_to, position_of(ordering, last))
-        return RunPage(runs=page, next_page_token=next_token)
+
+        def token_after(index: int) -> str:
+            return self._tokens.encode(bound_to, position_of(ordering, page_rows[index]))
+
+        next_token = token_after(size - 1) if len(rows) > size else ""
+        return RunPage(runs=page, next_page_token=next_token, page_token_after=token_after)
 
     async def export(self, query: ExportQuery, scope: Scope) -> AsyncIterator[ExportBatch]:
         """The runs matching `query.filter` that `scope` sees, in (start_time, id) order, batch by batch, from after
