@@ -71,3 +71,10 @@ class SchemaOutdated(RunsServiceError):
     """The database schema is not at the migration head; the message says which command migrates it."""
 
     reason = "SCHEMA_OUTDATED"
+
+
+class SchemaNewer(SchemaOutdated):
+    """The database was migrated by a newer build: it is at a schema revision this build does not know. Migrating
+    cannot help; running the newer build (or downgrading the database with it) does."""
+
+    reason = "SCHEMA_NEWER"

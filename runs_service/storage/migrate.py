@@ -19,7 +19,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from agentrun_core.database_problems import Diagnosis, createdb_command, masked_url
-from runs_service.errors import SchemaOutdated
+from runs_service.errors import SchemaNewer, SchemaOutdated
 from runs_service.storage.database_problems import DatabaseUnusable, database_problems
 from runs_service.storage.engine import connect_args, sync_url
 
@@ -50,6 +50,27 @@ def head_revision() -> str:
     return head
 
 
+def known_revisions() -> frozenset[str]:
+    """Every migration revision this build has (so a database at another one was migrated by a newer build)."""
+    return frozenset(script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions())
+
+
+def schema_newer(url: str, current: str, head: str) -> SchemaNewer:
+    return SchemaNewer(
+        f"the database {masked_url(url)} is at schema revision {current}, newer than this build knows (its newest is "
+        f"{head}): a newer agentrun migrated it; run that newer agentrun (or downgrade the database to {head} with it: "
+        f"`agentrun-runs-service downgrade --revision {head}` of the newer build)"
+    )
+
+
+def _refuse_unknown_schema(url: str) -> None:
+    """SchemaNewer when the database at `url` is at a revision this build does not know (Alembic would fail with
+    "Can't locate revision identified by ..."); nothing otherwise."""
+    current = current_revision(url)
+    if current is not None and current not in known_revisions():
+        raise schema_newer(url, current, head_revision())
+
+
 def current_revision(url: str) -> str | None:
     """The revision the database at `url` is at, or None when it has never been migrated. DatabaseUnusable when
     the database cannot be reached (the message says why and what to do)."""
@@ -62,15 +83,19 @@ def current_revision(url: str) -> str | None:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Migrates the database at `url` to `revision`; DatabaseUnusable when it cannot be reached."""
+    """Migrates the database at `url` to `revision`; DatabaseUnusable when it cannot be reached, SchemaNewer when a
+    newer build migrated it (to a revision this build does not know)."""
     sync_url(url)  # an unsupported URL is refused before Alembic runs
+    _refuse_unknown_schema(url)
     logger.info("upgrading database schema", extra={"database_url": masked_url(url), "revision": revision})
     with database_problems(url):
         command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str = "base") -> None:
+    """Migrates the database at `url` down to `revision`; SchemaNewer when a newer build migrated it."""
     sync_url(url)
+    _refuse_unknown_schema(url)
     logger.info("downgrading database schema", extra={"database_url": masked_url(url), "revision": revision})
     with database_problems(url):
         command.downgrade(alembic_config(url), revision)
@@ -138,11 +163,14 @@ def migrate_hint(url: str, migrate_command: str = MIGRATE_COMMAND) -> str:
 
 def check_schema(url: str, migrate_command: str = MIGRATE_COMMAND) -> None:
     """Raises SchemaOutdated unless the database at `url` is at the migration head; its message suggests
-    `migrate_command` (give the service's own database flags, so it migrates this database as printed)."""
+    `migrate_command` (give the service's own database flags, so it migrates this database as printed). SchemaNewer
+    (no migrate command helps) when a newer build migrated it to a revision this build does not know."""
     current = current_revision(url)
     head = head_revision()
     if current == head:
         return
+    if current is not None and current not in known_revisions():
+        raise schema_newer(url, current, head)
     state = "has no schema yet" if current is None else f"is at schema revision {current}"
     hint = migrate_hint(url, migrate_command)
     raise SchemaOutdated(f"the database {masked_url(url)} {state}, this service needs revision {head}: {hint}")

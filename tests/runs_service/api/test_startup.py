@@ -173,3 +173,60 @@ async def test_health_watch_sees_not_serving_at_shutdown_and_does_not_hold_it_up
             assert await watch.code() == grpc.StatusCode.OK
         await asyncio.wait_for(stopping, grace_s)
         assert asyncio.get_running_loop().time() - started < grace_s / 2
+
+
+def _run_service(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    program = str(Path(sys.executable).parent / "agentrun-runs-service")
+    env = {**os.environ, "AGENTRUN_AUTH": "off", **(env_extra or {})}
+    return subprocess.run([program, *args], env=env, capture_output=True, text=True, timeout=90)
+
+
+async def test_a_database_migrated_by_a_newer_build_is_refused_in_one_line_with_the_right_advice(
+    migrated_db_url: str, tmp_path: Path
+) -> None:
+    """Before: serving said "run `agentrun-runs-service migrate`", and migrate / serve --migrate crashed with Alembic's
+    traceback "Can't locate revision identified by '9999'"."""
+    from sqlalchemy import create_engine, text
+
+    from runs_service.errors import SchemaNewer
+    from runs_service.storage.engine import sync_url
+
+    engine = create_engine(sync_url(migrated_db_url))
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    head = migrate.head_revision()
+
+    settings = RunsSettings(
+        listen_address="127.0.0.1:0",
+        database_url=migrated_db_url,
+        data_dir=tmp_path,
+        migrate_on_start=False,
+        auth=AuthSettings.off(),
+    )
+    with pytest.raises(SchemaNewer) as caught:
+        await start_server(settings)
+    message = caught.value.message
+    assert f"is at schema revision 9999, newer than this build knows (its newest is {head})" in message
+    assert "run that newer agentrun" in message
+    assert "agentrun-runs-service migrate" not in message  # migrating with this build cannot help
+
+    for argv in (
+        ["migrate", "--database-url", migrated_db_url],
+        [
+            "serve",
+            "--migrate",
+            "--database-url",
+            migrated_db_url,
+            "--address",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(tmp_path),
+        ],
+    ):
+        done = _run_service(*argv)
+        output = done.stdout + done.stderr
+        assert done.returncode == 3, output  # EXIT_SCHEMA_OUTDATED, as for a database that is behind
+        assert "Traceback" not in output and "Can't locate revision" not in output, output
+        errors = [line for line in output.splitlines() if "newer than this build knows" in line]
+        assert len(errors) == 1, output
