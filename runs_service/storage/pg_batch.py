@@ -40,7 +40,7 @@ _RUN_COLUMNS = tuple(column.name for column in runs.columns)
 _JSON_RUN_COLUMNS = frozenset(column.name for column in runs.columns if isinstance(column.type, JSON))
 
 
-def _array_type(column: Any) -> str:
+def array_type(column: Any) -> str:
     """The array type a column's values are sent as: base types only (an explicit cast to varchar(n) would silently
     truncate; the INSERT's assignment to the column then checks lengths and precision as for any insert)."""
     python = column.type.python_type if not isinstance(column.type, JSON) else dict
@@ -57,7 +57,7 @@ def _array_type(column: Any) -> str:
     if python is bool:
         return "boolean[]"
     if python is not str:
-        raise TypeError(f"runs.{column.name}: no array type for {python.__name__} (pg_batch._array_type)")
+        raise TypeError(f"{column.table.name}.{column.name}: no array type for {python.__name__} (pg_batch.array_type)")
     return "text[]"
 
 
@@ -65,7 +65,7 @@ def _array_type(column: Any) -> str:
 # array per column, turned back into rows by unnest.
 _INSERT_RUNS = (
     f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join(f'%s::{_array_type(column)}' for column in runs.columns)}) "
+    f"SELECT * FROM unnest({', '.join(f'%s::{array_type(column)}' for column in runs.columns)}) "
     "ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 _UPDATED_COLUMNS = tuple(name for name in _RUN_COLUMNS if name not in ("id", "recorded_at"))

@@ -10,7 +10,10 @@ Rules (stored -> incoming):
   started) -> IGNORED.
 
 Concurrency: the run row is inserted with ON CONFLICT DO NOTHING; when it exists it is read with SELECT .. FOR
-UPDATE (PostgreSQL), so concurrent writers of one run serialise on its row. On SQLite, writers of one engine are
+UPDATE (PostgreSQL), so concurrent writers of one run serialise on its row. On PostgreSQL a new run is created
+first in one pipelined transaction whose child inserts write nothing unless that transaction created the run row,
+so a record of a stored run never touches its steps outside the row lock; a deadlock or serialization failure (with
+a purge or a delete) is still retried, as for batches. On SQLite, writers of one engine are
 serialised by an asyncio.Lock and take the database write lock at BEGIN IMMEDIATE; "database is locked" is retried.
 
 Batches (RecordRuns): on PostgreSQL one transaction with set-based statements (runs_service.storage.pg_batch); on
@@ -69,10 +72,30 @@ def _positional_insert(table: Table) -> tuple[str, tuple[str, ...]]:
     return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})", names
 
 
+def _insert_if_created(table: Table) -> str:
+    """An INSERT of one row of a run's into `table` (its values, then the run id) that writes nothing unless this
+    transaction created that run's row (its xmin is this transaction's id). So the create-first pipeline adds no child
+    rows under a run stored by someone else: it neither waits for nor collides with a concurrent writer of that run's
+    steps (which could deadlock), and raises nothing (an error would abort the pipeline and make psycopg log a warning
+    on every re-sent run). Values are cast to base types (a cast to varchar(n) would truncate; the assignment to the
+    column checks lengths as for any insert)."""
+    names = ", ".join(column.name for column in table.columns)
+    values = ", ".join(f"%s::{pg_batch.array_type(column).removesuffix('[]')}" for column in table.columns)
+    return (
+        f"INSERT INTO {table.name} ({names}) SELECT {values} "
+        "WHERE EXISTS (SELECT FROM runs WHERE id = %s AND xmin = pg_current_xact_id()::xid)"
+    )
+
+
 _PG_INSERT_STEPS, _STEP_COLUMNS = _positional_insert(run_steps)
 _PG_INSERT_TOOL_CALLS, _TOOL_CALL_COLUMNS = _positional_insert(tool_calls)
 _PG_INSERT_RUN, _RUN_COLUMNS = _positional_insert(runs)
 _PG_INSERT_NEW_RUN = f"{_PG_INSERT_RUN} ON CONFLICT (id) DO NOTHING RETURNING id"
+_PG_INSERT_NEW_STEPS = _insert_if_created(run_steps)
+_PG_INSERT_NEW_TOOL_CALLS = _insert_if_created(tool_calls)
+# A single-run record that deadlocks (with another writer of the run, a purge or a delete) or fails serialization is
+# tried again, like a batch.
+PG_RECORD_ATTEMPTS = 3
 _JSON_RUN_COLUMNS = frozenset(column.name for column in runs.columns if isinstance(column.type, JSON))
 
 
@@ -108,11 +131,13 @@ async def _insert_children_psycopg(conn: AsyncConnection, rows: RunRows) -> None
 async def _create_psycopg(engine: AsyncEngine, rows: RunRows, now: datetime) -> bool:
     """Creates a run that is not stored yet in ONE pipelined transaction (run row, steps, tool calls, commit: one
     round trip, like raw psycopg). Returns False, having written nothing, when the run is already stored: then its
-    row insert returns no id or a child insert collides, and the transaction is rolled back."""
+    row insert returns no id, the child inserts write nothing (_insert_if_created), and the transaction is rolled
+    back."""
+    run_id = rows.run["id"]
     run_row = {**rows.run, "recorded_at": now, "updated_at": now}
     values = tuple(_jsonb(run_row[n]) if n in _JSON_RUN_COLUMNS else run_row[n] for n in _RUN_COLUMNS)
-    steps = [tuple(_jsonb(s[n]) if n == "payload" else s[n] for n in _STEP_COLUMNS) for s in rows.steps]
-    calls = [tuple(call[name] for name in _TOOL_CALL_COLUMNS) for call in rows.tool_calls]
+    steps = [(*(_jsonb(s[n]) if n == "payload" else s[n] for n in _STEP_COLUMNS), run_id) for s in rows.steps]
+    calls = [(*(call[name] for name in _TOOL_CALL_COLUMNS), run_id) for call in rows.tool_calls]
     async with engine.connect() as conn:
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
@@ -122,9 +147,9 @@ async def _create_psycopg(engine: AsyncEngine, rows: RunRows, now: datetime) -> 
                 async with driver.pipeline():
                     await run_cursor.execute(_PG_INSERT_NEW_RUN, values)
                     if steps:
-                        await cursor.executemany(_PG_INSERT_STEPS, steps)
+                        await cursor.executemany(_PG_INSERT_NEW_STEPS, steps)
                     if calls:
-                        await cursor.executemany(_PG_INSERT_TOOL_CALLS, calls)
+                        await cursor.executemany(_PG_INSERT_NEW_TOOL_CALLS, calls)
                 if await run_cursor.fetchone() is None:
                     raise _RunAlreadyStored
         except (_RunAlreadyStored, psycopg.errors.UniqueViolation):
@@ -213,7 +238,7 @@ class RunWriter:
         run_id = rows.run["id"]
         async with storage_errors("record run", run_id=run_id):
             if self._lock is None:
-                return await self._record_once(rows)
+                return await self._pg_with_retries(rows)
             async with self._lock:
                 return await self._sqlite_with_retries(lambda: self._record_once(rows), f"run {run_id}")
 
@@ -307,6 +332,21 @@ class RunWriter:
                     delay,
                 )
                 await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _pg_with_retries(self, rows: RunRows) -> RecordResult:
+        """PostgreSQL: _record_once, tried again after a deadlock or a serialization failure (as a batch is), so
+        concurrent records of one run never answer UNAVAILABLE "deadlock detected"."""
+        for attempt in range(1, PG_RECORD_ATTEMPTS + 1):
+            try:
+                return await self._record_once(rows)
+            except (sa_exc.DBAPIError, psycopg.Error) as exc:
+                orig = getattr(exc, "orig", exc)
+                if not isinstance(orig, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure):
+                    raise
+                if attempt == PG_RECORD_ATTEMPTS:
+                    raise StorageUnavailable(f"record run: gave up after {attempt} attempts ({orig})") from exc
+                logger.info("retrying run %s (%s)", rows.run["id"], orig)
         raise AssertionError("unreachable")
 
     async def _record_once(self, rows: RunRows) -> RecordResult:

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+
+import pytest
 
 from agentrun_core.domain import Cost, RunStatus
 from runs_service.queries import RecordOutcome, Scope
@@ -132,3 +135,36 @@ async def test_concurrent_running_and_terminal_records_end_terminal(repo: RunRep
     stored = await repo.get_run(run_id, full=True, scope=EVERYONE)
     assert stored == final
     assert await row_counts(repo, run_id) == (1, 40, 15)
+
+
+async def test_concurrent_running_and_terminal_records_of_a_new_run_never_deadlock(repo: RunRepository) -> None:
+    """Before: on PostgreSQL some of these failed with StorageUnavailable "deadlock detected" (RecordRun answered
+    UNAVAILABLE): the create-first pipeline inserted its steps under a run another writer was rewriting."""
+    for trial in range(12):
+        final = make_run(model_calls=3, tool_calls=2, seed=trial)
+        running = dataclasses.replace(
+            final,
+            status=RunStatus.RUNNING,
+            end_time=None,
+            duration=None,
+            final_response="",
+            error=None,
+            execution_steps=(),
+            tool_calls=(),
+        )
+        results = await asyncio.gather(*(repo.record_run(final if i % 2 else running) for i in range(16)))
+        assert sum(r.outcome is RecordOutcome.CREATED for r in results) == 1
+        assert await repo.get_run(final.id, full=True, scope=EVERYONE) == final
+
+
+async def test_re_sending_a_stored_run_logs_no_warning(repo: RunRepository, caplog: pytest.LogCaptureFixture) -> None:
+    """Before: every re-send on PostgreSQL logged psycopg's WARNING "error ignored terminating <psycopg.AsyncPipeline
+    [INERROR]>: pipeline aborted" (at-least-once delivery makes re-sends routine)."""
+    run = make_run()
+    assert (await repo.record_run(run)).outcome is RecordOutcome.CREATED
+    with caplog.at_level(logging.INFO):
+        assert (await repo.record_run(run)).outcome is RecordOutcome.UNCHANGED
+        later = dataclasses.replace(run, final_response="a different terminal record")
+        assert (await repo.record_run(later)).outcome is RecordOutcome.IGNORED
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert await row_counts(repo, run.id) == (1, 40, 15)
