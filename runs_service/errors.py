@@ -60,6 +60,13 @@ class StorageUnavailable(RunsServiceError):
     reason = "STORAGE_UNAVAILABLE"
 
 
+class QueryTimedOut(RunsServiceError):
+    """The database cancelled a query that ran past its statement timeout: retrying the same query would time out
+    again; a narrower filter or time range would not."""
+
+    reason = "QUERY_TIMEOUT"
+
+
 class SumOutOfRange(RunsServiceError):
     """An aggregate over stored runs exceeds what a 64-bit count holds (records accepted before counts were bounded
     can hold absurd values): no retry helps; a narrower filter or deleting those runs does."""

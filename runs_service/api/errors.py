@@ -14,6 +14,7 @@ from agentrun_core.proto_convert import ConversionError
 from runs_service.errors import (
     InvalidArgument,
     PermissionDenied,
+    QueryTimedOut,
     RunNotFound,
     RunsServiceError,
     SchemaOutdated,
@@ -28,6 +29,7 @@ _CODES: list[tuple[type[RunsServiceError], grpc.StatusCode]] = [
     (RunNotFound, grpc.StatusCode.NOT_FOUND),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (StorageUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (QueryTimedOut, grpc.StatusCode.DEADLINE_EXCEEDED),
     (SchemaOutdated, grpc.StatusCode.FAILED_PRECONDITION),
     (SumOutOfRange, grpc.StatusCode.OUT_OF_RANGE),
 ]

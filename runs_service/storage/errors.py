@@ -1,5 +1,5 @@
-"""Maps database driver errors to RunsService errors (StorageUnavailable, SchemaOutdated, SumOutOfRange) with
-context."""
+"""Maps database driver errors to RunsService errors (StorageUnavailable, QueryTimedOut, SchemaOutdated,
+SumOutOfRange) with context."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import psycopg
 from sqlalchemy import exc as sa_exc
 
 from agentrun_core.database_problems import driver_error, first_line, is_database_error
-from runs_service.errors import RunsServiceError, SchemaOutdated, StorageUnavailable
+from runs_service.errors import QueryTimedOut, RunsServiceError, SchemaOutdated, StorageUnavailable
 from runs_service.storage.sums import is_sqlite_overflow, out_of_range
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,8 @@ def _is_missing_table(error: sa_exc.DBAPIError) -> bool:
 @asynccontextmanager
 async def storage_errors(operation: str, **context: object) -> AsyncIterator[None]:
     """Turns failures to reach or use the database inside the block (database_problems.is_database_error, the one
-    classification start-up uses too) into StorageUnavailable, and missing tables into SchemaOutdated, logging the
+    classification start-up uses too) into StorageUnavailable, a query the database cancelled (its statement timeout)
+    into QueryTimedOut, and missing tables into SchemaOutdated, logging the
     operation and its context. RunsServiceErrors pass through unchanged; anything else is logged and re-raised."""
     try:
         yield
@@ -51,6 +52,14 @@ async def storage_errors(operation: str, **context: object) -> AsyncIterator[Non
             logger.error("%s: database schema missing: %s", operation, exc.orig, extra={"context": context})
             raise SchemaOutdated(
                 f"{operation}: the database has no RunsService schema ({exc.orig}); {_MIGRATE_HINT}"
+            ) from exc
+        if isinstance(driver_error(exc), psycopg.errors.QueryCanceled):  # an OperationalError, but not unavailability
+            cause = first_line(driver_error(exc))
+            logger.warning("%s: query cancelled: %s", operation, cause, extra={"context": context})
+            raise QueryTimedOut(
+                f"{operation}: the database cancelled the query ({cause}): it ran past the database's statement "
+                "timeout; narrow the filter or the time range (or raise the statement_timeout of the database's "
+                "role or database)"
             ) from exc
         if is_sqlite_overflow(exc):
             logger.warning("%s: a sum overflowed: %s", operation, exc, extra={"context": context})
