@@ -54,7 +54,9 @@ CreateDatabase = Annotated[
 ]
 Revision = Annotated[
     str | None,
-    typer.Option("--revision", help="Target revision for migrate (default head) or downgrade (default base)."),
+    typer.Option(
+        "--revision", help="Target revision for migrate (default head) or downgrade (required; base drops every table)."
+    ),
 ]
 RunsServiceTarget = Annotated[
     str | None,

@@ -41,7 +41,10 @@ app = typer.Typer(add_completion=False, context_settings={"help_option_names": [
 def runs_service(
     command: Annotated[
         RunsCommand,
-        typer.Argument(help="serve (the default), migrate (to --revision, default head) or downgrade (default base)."),
+        typer.Argument(
+            help="serve (the default), migrate (to --revision, default head) or downgrade (to --revision, required: "
+            "`--revision base` drops every table and every stored run)."
+        ),
     ] = RunsCommand.SERVE,
     listen: Annotated[str | None, address("--address", "AGENTRUN_RUNS_ADDRESS", "127.0.0.1:50051")] = None,
     database_url: DatabaseUrl = None,
@@ -70,6 +73,16 @@ def runs_service(
         raise typer.Exit(launch.EXIT_CONFIGURATION) from None
     if command is RunsCommand.SERVE:
         raise typer.Exit(launch.serve([runs_component(settings)]))
+    if command is RunsCommand.DOWNGRADE and not revision:
+        from runs_service.storage.migrate import head_revision, revision_before_head
+
+        print(
+            f"{PROGRAM}: downgrade needs --revision, the schema revision to go down to (e.g. --revision "
+            f"{revision_before_head()}, the one before this build's newest, {head_revision()}); `--revision base` "
+            "drops every table and every stored run",
+            file=sys.stderr,
+        )
+        raise typer.Exit(launch.EXIT_CONFIGURATION)
 
     def administer() -> None:
         from agentrun_core.database_problems import masked_url
@@ -84,10 +97,9 @@ def runs_service(
                 "database migrated", extra={"database_url": masked_url(url), "revision": revision or "head"}
             )
         else:
-            downgrade(url, revision or "base")
-            launch.log.info(
-                "database downgraded", extra={"database_url": masked_url(url), "revision": revision or "base"}
-            )
+            assert revision  # required above
+            downgrade(url, revision)
+            launch.log.info("database downgraded", extra={"database_url": masked_url(url), "revision": revision})
 
     code = launch.administer(
         administer, what=command.value, log_level=settings.log_level, log_format=settings.log_format

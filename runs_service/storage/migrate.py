@@ -50,6 +50,13 @@ def head_revision() -> str:
     return head
 
 
+def revision_before_head() -> str:
+    """The revision just before the newest (what a downgrade by one migration goes to); "base" when there is one."""
+    script = ScriptDirectory.from_config(alembic_config()).get_revision(head_revision())
+    down = script.down_revision if script is not None else None
+    return down if isinstance(down, str) else "base"
+
+
 def known_revisions() -> frozenset[str]:
     """Every migration revision this build has (so a database at another one was migrated by a newer build)."""
     return frozenset(script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -14,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from runs_service.storage import migrate
 
 _LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING) ")
 
@@ -177,3 +180,20 @@ def test_a_port_that_does_not_speak_postgresql_is_exit_4(
 def test_an_outbox_batch_cap_outside_1_to_1000_is_exit_2(tmp_path: Path, value: str) -> None:
     line = _one_line(_run(tmp_path, ["execution_service"], AGENTRUN_OUTBOX_BATCH_RECORDS=value), 2)
     assert line.startswith("agentrun-execution-service: AGENTRUN_OUTBOX_BATCH_RECORDS must be"), line
+
+
+def test_downgrade_without_a_revision_is_exit_2_and_drops_nothing(tmp_path: Path) -> None:
+    """Before: `downgrade` alone went down to base, dropping every table and every stored run."""
+    database = tmp_path / "runs.db"
+    url = f"sqlite:///{database}"
+    migrated = _run(tmp_path, ["runs_service", "migrate", "--database-url", url])
+    assert migrated.returncode == 0, migrated.stderr
+    line = _one_line(_run(tmp_path, ["runs_service", "downgrade", "--database-url", url]), 2)
+    assert line.startswith("agentrun-runs-service: downgrade needs --revision"), line
+    assert (
+        f"--revision {migrate.revision_before_head()}" in line
+        and "`--revision base` drops every table and every stored run" in line
+    ), line
+    with sqlite3.connect(database) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"runs", "run_steps", "alembic_version"} <= tables
