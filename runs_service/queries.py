@@ -102,6 +102,8 @@ class RunPage:
 class StepPage:
     steps: list[ExecutionStep]
     next_page_token: str
+    # page_token_after(i): the token that continues right after steps[i] (to send fewer steps than the page holds).
+    page_token_after: Callable[[int], str] = field(default=lambda index: "")
 
 
 class GroupBy(enum.StrEnum):

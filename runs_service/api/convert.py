@@ -15,6 +15,7 @@ from agentrun_core.proto_convert import (
     duration_to_pb,
     run_status_to_pb,
     run_to_pb,
+    step_to_pb,
     timestamp_from_pb,
     timestamp_to_pb,
     token_usage_to_pb,
@@ -31,6 +32,7 @@ from runs_service.queries import (
     SessionPage,
     SessionSummary,
     StatsQuery,
+    StepPage,
     ToolStatsRow,
 )
 
@@ -82,8 +84,13 @@ def record_results_to_pb(run_ids: list[str], results: list[RecordResult]) -> run
     return response
 
 
-# ExportRuns: runs are packed into messages of at most this many bytes (a larger run goes alone).
-EXPORT_MESSAGE_BYTES = 4 * 1024 * 1024
+# The most bytes of runs (or steps) one response carries, a larger one going alone: with the response's own fields
+# and each item's tag and length, a response stays under 4 MiB, the default receive limit of gRPC clients (grpcio,
+# grpc-js, grpc-go, grpc-java), so a client built from protos/ with default settings reads every page. Only a single
+# run or step larger than that (a FULL run, up to AGENTRUN_MAX_RECORD_BYTES) needs a client with a larger limit.
+REPLY_ITEMS_BYTES = 4 * 1024 * 1024 - 64 * 1024
+# Each packed item's tag and length prefix (at most 1 + 5 bytes), counted against the budget.
+_ITEM_OVERHEAD_BYTES = 6
 
 
 def export_messages(batch: ExportBatch, max_bytes: int) -> Iterator[runs_service_pb2.ExportRunsResponse]:
@@ -95,7 +102,7 @@ def export_messages(batch: ExportBatch, max_bytes: int) -> Iterator[runs_service
     size = 0
     for index, run in enumerate(batch.runs):
         run_pb = run_to_pb(run)
-        run_size = run_pb.ByteSize()
+        run_size = run_pb.ByteSize() + _ITEM_OVERHEAD_BYTES
         if message.runs and size + run_size > max_bytes:
             message.resume_cursor = batch.cursor_after(index - 1)
             yield message
@@ -119,7 +126,7 @@ def run_page_to_pb(page: RunPage, max_bytes: int) -> runs_service_pb2.ListRunsRe
     size = 0
     for index, run in enumerate(page.runs):
         run_pb = run_to_pb(run)
-        run_size = run_pb.ByteSize()
+        run_size = run_pb.ByteSize() + _ITEM_OVERHEAD_BYTES
         if response.runs and size + run_size > max_bytes:
             response.next_page_token = page.page_token_after(index - 1)
             break
@@ -129,18 +136,34 @@ def run_page_to_pb(page: RunPage, max_bytes: int) -> runs_service_pb2.ListRunsRe
 
 
 def descendants_to_pb(response: runs_service_pb2.GetRunResponse, descendants: Descendants, max_bytes: int) -> None:
-    """GetRun's descendants into `response`, the first of them up to about `max_bytes` together (at least one); when
+    """GetRun's descendants into `response`, as many as fit with the run itself in `max_bytes` (at least one); when
     some are left out, for their number or their size, descendants_truncated is set."""
-    size = 0
+    size = response.run.ByteSize() + _ITEM_OVERHEAD_BYTES
     for run in descendants.runs:
         run_pb = run_to_pb(run)
-        run_size = run_pb.ByteSize()
+        run_size = run_pb.ByteSize() + _ITEM_OVERHEAD_BYTES
         if response.descendants and size + run_size > max_bytes:
             response.descendants_truncated = True
             return
         response.descendants.append(run_pb)
         size += run_size
     response.descendants_truncated = descendants.truncated
+
+
+def step_page_to_pb(page: StepPage, max_bytes: int) -> runs_service_pb2.ListRunStepsResponse:
+    """A ListRunSteps page as one response of at most `max_bytes` of steps (at least one): when the page's steps
+    together are larger, the response holds the first of them and a next_page_token that continues after its last."""
+    response = runs_service_pb2.ListRunStepsResponse(next_page_token=page.next_page_token)
+    size = 0
+    for index, step in enumerate(page.steps):
+        step_pb = step_to_pb(step)
+        step_size = step_pb.ByteSize() + _ITEM_OVERHEAD_BYTES
+        if response.steps and size + step_size > max_bytes:
+            response.next_page_token = page.page_token_after(index - 1)
+            break
+        response.steps.append(step_pb)
+        size += step_size
+    return response
 
 
 def _checked_time(value: timestamp_pb2.Timestamp, field: str) -> datetime:

@@ -10,10 +10,10 @@ from agentrun.runs.v1 import runs_service_pb2, runs_service_pb2_grpc
 
 from agentrun_core.identity import current_identity
 from agentrun_core.ids import run_id_problem
-from agentrun_core.proto_convert import run_to_pb, step_to_pb
+from agentrun_core.proto_convert import run_to_pb
 from runs_service import recording
 from runs_service.api.convert import (
-    EXPORT_MESSAGE_BYTES,
+    REPLY_ITEMS_BYTES,
     descendants_to_pb,
     export_messages,
     is_full_view,
@@ -23,6 +23,7 @@ from runs_service.api.convert import (
     run_stats_to_pb,
     session_page_to_pb,
     stats_query_from_pb,
+    step_page_to_pb,
     time_range_from_pb,
     tool_stats_to_pb,
 )
@@ -64,7 +65,7 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
         self._max_record_bytes = max_record_bytes
         # ExportRuns messages, ListRuns pages and GetRun's descendants stay well under the gRPC message cap (a single
         # larger run is still sent alone).
-        self._max_runs_message_bytes = min(EXPORT_MESSAGE_BYTES, max_message_bytes // 2)
+        self._max_runs_message_bytes = min(REPLY_ITEMS_BYTES, max_message_bytes // 2)
 
     def _record_rows(self, request: runs_service_pb2.RecordRunRequest) -> RunRows:
         """The rows of one record (InvalidArgument naming the field when the message cannot be stored as rows)."""
@@ -187,9 +188,7 @@ class RunsServicer(runs_service_pb2_grpc.RunsServiceServicer):
     ) -> runs_service_pb2.ListRunStepsResponse:
         run_id = _checked_run_id(request.run_id)
         page = await self._repository.list_steps(run_id, request.page_size, request.page_token, _caller_scope())
-        return runs_service_pb2.ListRunStepsResponse(
-            steps=[step_to_pb(s) for s in page.steps], next_page_token=page.next_page_token
-        )
+        return step_page_to_pb(page, self._max_runs_message_bytes)
 
     @translate_errors
     async def GetRunStats(

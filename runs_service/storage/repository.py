@@ -178,10 +178,12 @@ class RunRepository:
             params = {"run_id": run_id, "after": after, "limit": size + 1}
             rows = (await conn.execute(self._select_step_page, params)).mappings().all()
         steps = [step_from_row(r) for r in rows[:size]]
-        next_token = ""
-        if len(rows) > size:
-            next_token = self._tokens.encode(bound_to, {"seq": steps[-1].sequence})
-        return StepPage(steps=steps, next_page_token=next_token)
+
+        def token_after(index: int) -> str:
+            return self._tokens.encode(bound_to, {"seq": steps[index].sequence})
+
+        next_token = token_after(len(steps) - 1) if len(rows) > size else ""
+        return StepPage(steps=steps, next_page_token=next_token, page_token_after=token_after)
 
     # --- lists and stats ---------------------------------------------------------------------------------
 

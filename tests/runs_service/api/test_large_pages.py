@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from agentrun.runs.v1 import runs_service_pb2 as rs
 
-from agentrun_core.domain import Run
+from agentrun_core.domain import ModelCall, Run
 from agentrun_core.proto_convert import run_to_pb
 from tests.runs_service.api.conftest import start_runs_client
 from tests.support.composition import child_of, top_level
@@ -77,6 +77,67 @@ async def test_large_descendants_are_cut_by_size_and_marked_truncated(db_url: st
         assert 1 <= len(got.descendants) < len(children)
         assert got.descendants_truncated
         assert [d.id for d in got.descendants] == [c.id for c in children[: len(got.descendants)]]
+    finally:
+        await client.channel.close()
+        await client.server.stop(0)
+
+
+MIB = 1024 * 1024
+
+
+async def test_a_client_with_grpcs_default_receive_limit_reads_every_page(db_url: str, tmp_path: Path) -> None:
+    """gRPC clients (grpcio, grpc-js, grpc-go, grpc-java) refuse messages over 4 MiB by default: with the service's
+    default settings, pages of runs, of steps, and a run with its descendants all stay under it (the test's channel
+    has the default limit)."""
+    client = await start_runs_client(db_url, tmp_path)
+    try:
+        runs = [
+            dataclasses.replace(
+                make_run(agent="mib", start_time=T0 + timedelta(seconds=i), model_calls=1, tool_calls=0, seed=i),
+                task="x" * MIB,
+            )
+            for i in range(5)
+        ]
+        for run in runs:
+            await client.stub.RecordRun(rs.RecordRunRequest(run=run_to_pb(run)))
+        listed: list[str] = []
+        request = rs.ListRunsRequest(filter='agent_name = "mib"')
+        while True:
+            page = await client.stub.ListRuns(request)  # before: RESOURCE_EXHAUSTED (4194320 vs. 4194304)
+            listed.extend(run.id for run in page.runs)
+            if not page.next_page_token:
+                break
+            request.page_token = page.next_page_token
+        assert sorted(listed) == sorted(run.id for run in runs) and len(listed) == len(runs)
+
+        chatty = make_run(agent="steps", model_calls=30, tool_calls=0, seed=7)
+        steps = [
+            dataclasses.replace(step, payload=dataclasses.replace(step.payload, text="y" * 150_000))
+            if isinstance(step.payload, ModelCall)
+            else step
+            for step in chatty.execution_steps
+        ]
+        chatty = dataclasses.replace(chatty, execution_steps=tuple(steps))
+        await client.stub.RecordRun(rs.RecordRunRequest(run=run_to_pb(chatty)))
+        sequences: list[int] = []
+        steps_request = rs.ListRunStepsRequest(run_id=chatty.id, page_size=1000)
+        while True:
+            step_page = await client.stub.ListRunSteps(steps_request)  # before: (4,5xx,xxx vs. 4194304)
+            sequences.extend(step.sequence for step in step_page.steps)
+            if not step_page.next_page_token:
+                break
+            steps_request.page_token = step_page.next_page_token
+        assert sequences == [step.sequence for step in chatty.execution_steps]
+
+        root = dataclasses.replace(top_level(agent="planner", model_calls=1, tool_calls=0), task="r" * MIB)
+        children = [
+            dataclasses.replace(child_of(root, f"call-{i}", start_offset_s=0.1 * (i + 1), seed=i), task="c" * 900_000)
+            for i in range(4)
+        ]
+        for run in (root, *children):
+            await client.stub.RecordRun(rs.RecordRunRequest(run=run_to_pb(run)))
+        tree = await client.stub.GetRun(rs.GetRunRequest(run_id=root.id, include_descendants=True))
+        assert tree.run.id == root.id and tree.descendants_truncated and 1 <= len(tree.descendants) < 4
     finally:
         await client.channel.close()
         await client.server.stop(0)
