@@ -53,8 +53,11 @@ const credentials = grpc.credentials.createInsecure();
 const metadata = new grpc.Metadata();
 if (process.env.AGENTRUN_TOKEN) metadata.set("authorization", `Bearer ${process.env.AGENTRUN_TOKEN}`);
 
-const execution = new api.execution.v1.ExecutionService(process.env.AGENTRUN_EXECUTION_TARGET ?? "127.0.0.1:50052", credentials);
-const runs = new api.runs.v1.RunsService(process.env.AGENTRUN_RUNS_TARGET ?? "127.0.0.1:50051", credentials);
+// Pages and streams stay under gRPC's default 4 MiB receive limit; one FULL run can be larger (up to 8 MiB by
+// default, AGENTRUN_MAX_RECORD_BYTES), so a client that reads FULL runs raises its limit.
+const options = { "grpc.max_receive_message_length": 64 * 1024 * 1024 };
+const execution = new api.execution.v1.ExecutionService(process.env.AGENTRUN_EXECUTION_TARGET ?? "127.0.0.1:50052", credentials, options);
+const runs = new api.runs.v1.RunsService(process.env.AGENTRUN_RUNS_TARGET ?? "127.0.0.1:50051", credentials, options);
 
 const [agent = "clock", task = "What time is it in Lima?"] = process.argv.slice(2);
 let runId = "";
