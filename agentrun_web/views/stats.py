@@ -1,8 +1,9 @@
 """The stats page: its time range (in the URL), and GetRunStats / GetToolStats answers shaped into charts.
 
 Charts are plain HTML and CSS (columns and bars sized with CSS variables), so they need no script and no library:
-per day (every day of the range, days without runs at zero) runs, success rate, tokens, cost and p50/p95 duration;
-per agent, model and user the same figures as bars; per tool calls, success rate and p50/p95.
+per day (every day of the range, days without runs at zero) runs, success rate, tokens, cost (one chart per currency,
+`cost_scale`) and p50/p95 duration; per agent, model and user the same figures as bars (cost bars in one currency);
+per tool calls, success rate and p50/p95.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 
 from agentrun.runs.v1 import runs_service_pb2 as runs_pb2
 
 from agentrun_web.views import format as fmt
+from agentrun_web.views.charts import Column, ColumnChart
+from agentrun_web.views.cost_scale import CostBar, cost_bars, cost_charts
 
 RANGES: tuple[tuple[str, str, timedelta], ...] = (
     ("24h", "last 24 hours", timedelta(hours=24)),
@@ -82,66 +84,6 @@ def time_range(params: Mapping[str, str], now: datetime | None = None) -> TimeRa
     return TimeRange(key, start, current, start.date().isoformat(), current.date().isoformat())
 
 
-@dataclass(frozen=True, slots=True)
-class Column:
-    label: str
-    # 0..1 of the chart's height.
-    height: float
-    text: str
-    # A second series drawn beside it (p95 next to p50), or None.
-    height2: float | None = None
-    text2: str = ""
-    # The values as text, for the chart's data table (value2: the second series').
-    value: str = ""
-    value2: str = ""
-
-
-# At most this many day labels under a chart (evenly spaced, the first and the last always among them).
-MAX_AXIS_LABELS = 7
-
-
-@dataclass(frozen=True, slots=True)
-class AxisTick:
-    # Where the label sits: the middle of its column, 0..1 of the chart's width.
-    at: float
-    label: str
-
-
-@dataclass(frozen=True, slots=True)
-class ColumnChart:
-    title: str
-    columns: list[Column]
-    top: str  # the value at the top of the axis
-    legend: tuple[str, ...] = ()
-
-    @property
-    def ticks(self) -> list[AxisTick]:
-        """Day labels at a whole number of days apart (1, 2, 7, 14... as the range needs), from the first day."""
-        n = len(self.columns)
-        if not n:
-            return []
-        step = next((s for s in (1, 2, 7, 14, 30, 61, 91) if (n - 1) // s + 1 <= MAX_AXIS_LABELS), n)
-        return [AxisTick((i + 0.5) / n, self.columns[i].label) for i in range(0, n, step)]
-
-    @property
-    def summary(self) -> str:
-        """What the chart shows, in words (its aria-label; the table under it has every value)."""
-        if not self.columns:
-            return f"{self.title}: no days in this range"
-        first, last = self.columns[0].label, self.columns[-1].label
-        series = f" ({' and '.join(self.legend)})" if self.legend else ""
-        return f"{self.title}{series} per day from {first} to {last}; the highest is {self.top}; values in the table"
-
-
-def _cost(group: runs_pb2.RunStatsGroup) -> float:
-    if not group.HasField("cost") or not group.cost.amount:
-        return 0.0
-    try:
-        return float(Decimal(group.cost.amount))
-    except InvalidOperation:
-        return 0.0
-
-
 def _ms(group: object, name: str) -> float | None:
     return fmt.seconds(getattr(group, name)) if group.HasField(name) else None  # type: ignore[attr-defined]
 
@@ -162,10 +104,6 @@ def _chart(
     return ColumnChart(title, columns, text(peak) if peak > 0 else "none")
 
 
-def _money(value: float) -> str:
-    return f"{value:.4f} USD" if value < 100 else f"{value:,.0f} USD"
-
-
 def day_charts(groups: Sequence[runs_pb2.RunStatsGroup], days: Sequence[str]) -> list[ColumnChart]:
     by_day = {group.key: group for group in groups}
     empty = runs_pb2.RunStatsGroup()
@@ -175,8 +113,8 @@ def day_charts(groups: Sequence[runs_pb2.RunStatsGroup], days: Sequence[str]) ->
         _chart("runs", labels, [float(g.run_count) for g in rows], lambda v: fmt.count(int(v))),
         _chart("success rate", labels, [g.success_rate if g.run_count else 0.0 for g in rows], fmt.percent, top=1.0),
         _chart("tokens", labels, [float(fmt.total_tokens(g.token_usage)) for g in rows], lambda v: fmt.count(int(v))),
-        _chart("cost", labels, [_cost(g) for g in rows], _money),
     ]
+    charts.extend(cost_charts(rows, labels))
     p50 = [_ms(g, "duration_p50") or 0.0 for g in rows]
     p95 = [_ms(g, "duration_p95") or 0.0 for g in rows]
     peak = max([*p95, *p50, 0.0])
@@ -206,23 +144,31 @@ class GroupRow:
     tokens: int
     tokens_share: float
     cost: str
-    cost_share: float
+    # The cost bar (None: the cost is shown as text only, with `cost_bar.note` saying why).
+    cost_bar: CostBar
     p50: str
     p95: str
     p95_share: float
 
 
-def group_rows(groups: Sequence[runs_pb2.RunStatsGroup]) -> list[GroupRow]:
+@dataclass(frozen=True, slots=True)
+class GroupTable:
+    rows: list[GroupRow]
+    # The one currency whose costs are drawn as bars ("" when no group has a cost).
+    bar_currency: str
+
+
+def group_rows(groups: Sequence[runs_pb2.RunStatsGroup]) -> GroupTable:
     ordered = sorted(groups, key=lambda group: (-group.run_count, group.key))
+    bar_currency, bars = cost_bars(ordered)
     most_runs = max([g.run_count for g in ordered] + [0])
     most_tokens = max([fmt.total_tokens(g.token_usage) for g in ordered] + [0])
-    most_cost = max([_cost(g) for g in ordered] + [0.0])
     slowest = max([_ms(g, "duration_p95") or 0.0 for g in ordered] + [0.0])
 
     def share(value: float, peak: float) -> float:
         return value / peak if peak > 0 else 0.0
 
-    return [
+    rows = [
         GroupRow(
             key=group.key or fmt.NONE,
             runs=group.run_count,
@@ -232,13 +178,14 @@ def group_rows(groups: Sequence[runs_pb2.RunStatsGroup]) -> list[GroupRow]:
             tokens=fmt.total_tokens(group.token_usage),
             tokens_share=share(fmt.total_tokens(group.token_usage), most_tokens),
             cost=fmt.group_cost(group),
-            cost_share=share(_cost(group), most_cost),
+            cost_bar=bar,
             p50=fmt.optional_duration(group, "duration_p50"),
             p95=fmt.optional_duration(group, "duration_p95"),
             p95_share=share(_ms(group, "duration_p95") or 0.0, slowest),
         )
-        for group in ordered
+        for group, bar in zip(ordered, bars, strict=True)
     ]
+    return GroupTable(rows, bar_currency)
 
 
 @dataclass(frozen=True, slots=True)

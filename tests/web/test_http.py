@@ -522,3 +522,62 @@ async def test_the_start_form_starts_a_run_while_runs_service_is_down_and_once_w
         started = sent[0].headers["location"].removeprefix("/runs/")
         await stack.start_runs()
         assert (await stack.stored_run(started, timeout_s=30)).task == "while away"
+
+
+def _figure(page: str, title: str) -> str:
+    match = re.search(rf'<figure class="chart" data-chart="{re.escape(title)}">.*?</figure>', page, re.S)
+    assert match is not None, title
+    return match.group(0)
+
+
+def _cost_cell(page: str, table: str, key: str) -> str:
+    section = re.search(rf'<table class="stats-table" id="stats-{table}">.*?</table>', page, re.S)
+    assert section is not None
+    row = re.search(rf'<tr data-key="{re.escape(key)}">.*?</tr>', section.group(0), re.S)
+    assert row is not None, key
+    return re.findall(r"<td>(.*?)</td>", row.group(0), re.S)[4]
+
+
+def test_stats_costs_keep_their_currency_and_bars_compare_one_currency(web: WebStack) -> None:
+    """1 EUR + 1.5 USD + 0.25 USD + 2.5 EUR today, 7 EUR three days ago: one cost chart per currency, days without a
+    priced run say so (never "0 USD"), and the per-agent bars compare EUR costs only (mixed and USD ones as text)."""
+    import dataclasses
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from agentrun_core.domain import Cost
+
+    today, old = datetime.now(UTC) - timedelta(seconds=30), datetime.now(UTC) - timedelta(days=3)
+    for agent, amount, currency, start in (
+        ("cur-mix", "1", "EUR", today),
+        ("cur-mix", "1.5", "USD", today),
+        ("cur-usd", "0.25", "USD", today),
+        ("cur-eur", "2.5", "EUR", today),
+        ("cur-eur-old", "7", "EUR", old),
+    ):
+        run = make_run(user="bob", agent=agent, start_time=start, model_calls=2, tool_calls=1, labels={"probe": "cur"})
+        web.record(run_to_pb(dataclasses.replace(run, cost=Cost(Decimal(amount), currency, "test-prices"))))
+    with signed_in(web, BOB) as bob:
+        page = bob.get("/stats", params={"filter": 'labels.probe = "cur"'}).text
+
+    assert re.findall(r'data-chart="([^"]*)"', page) == [
+        "runs", "success rate", "tokens", "cost (EUR)", "cost (USD)", "duration p50 / p95"
+    ]  # fmt: skip
+    assert "0.0000 USD" not in page and not re.search(r"\b0 USD", page)
+    eur, usd = _figure(page, "cost (EUR)"), _figure(page, "cost (USD)")
+    day, old_day = f"{today:%m-%d}", f"{old:%m-%d}"
+    eur_titles = dict(t.split(": ", 1) for t in re.findall(r'class="column" title="([^"]*)"', eur))
+    usd_titles = dict(t.split(": ", 1) for t in re.findall(r'class="column" title="([^"]*)"', usd))
+    assert len(eur_titles) == 31
+    assert re.fullmatch(r"3\.50* EUR", eur_titles[day]) and re.fullmatch(r"7(\.0*)? EUR", eur_titles[old_day])
+    assert re.fullmatch(r"1\.750* USD", usd_titles[day]) and usd_titles[old_day] == "no run priced in USD"
+    quiet = next(label for label in eur_titles if label not in (day, old_day))
+    assert eur_titles[quiet] == usd_titles[quiet] == "no priced run"
+    assert re.search(r"max 7(\.0*)? EUR", eur) and re.search(r"max 1\.750* USD", usd)
+    assert "bars: EUR only" in page
+    assert 'style="--share: 1.0"' in _cost_cell(page, "agent", "cur-eur-old")
+    assert 'style="--share: 0.357' in _cost_cell(page, "agent", "cur-eur")
+    mixed, dollars = _cost_cell(page, "agent", "cur-mix"), _cost_cell(page, "agent", "cur-usd")
+    assert "hbar-fill" not in mixed and re.search(r"1(\.0*)? EUR \+ 1\.50* USD", mixed)
+    assert "priced in 2 currencies: no bar (bars compare EUR costs only)" in mixed
+    assert "hbar-fill" not in dollars and "priced in USD: no bar" in dollars and re.search(r"0\.250* USD", dollars)
