@@ -9,9 +9,10 @@ this order until it fits:
    and `cancel` take them as printed, and that `--json` shows the full ids);
 3. the start time without year and seconds (`11-25 13:31Z`);
 4. one blank between columns instead of two;
-5. model, cost and tools truncated with an ellipsis (widest first), then the agent.
+5. agent, model and tools truncated with an ellipsis, the longest first (they share the width the other columns
+   leave, max-min fairly: `render/fit.py`).
 
-The id, status, start, duration and tokens are never cut.
+The id, status, start, duration, tokens and cost are never cut.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from rich.table import Table
 from rich.text import Text
 
 from agentrun_cli.render import format as fmt
+from agentrun_cli.render.fit import fit_widths, table_width
 
 SHORT_ID_CHARS = 8
-# Columns truncated (with an ellipsis) when even the compact layout is too wide, the agent last; the others never are.
-FLEXIBLE = ("agent", "model", "cost", "tools")
+# Truncated (with an ellipsis) when even the compact layout is too wide, the longest first; the others never are.
+FLEXIBLE = ("agent", "model", "tools")
 # (shortened id, short start time, blanks between columns), from the most detailed to the most compact.
 _LAYOUTS = ((False, False, 2), (True, False, 2), (True, True, 2), (True, True, 1))
 
@@ -87,29 +89,6 @@ def _natural_widths(rows: Sequence[dict[str, str]]) -> dict[str, int]:
     }
 
 
-def _table_width(widths: dict[str, int], gap: int) -> int:
-    return sum(widths.values()) + gap * (len(widths) - 1)
-
-
-def _fit_flexible(widths: dict[str, int], max_width: int, gap: int) -> dict[str, int]:
-    """Shrinks the flexible columns until the table fits (never below their header): the agent keeps its
-    width while the others can give up theirs, and those share what is left fairly (max-min: a column narrower than
-    its share keeps its width, the rest is split among the wider ones)."""
-    fitted = dict(widths)
-    budget = max_width - _table_width(widths, gap) + sum(widths[name] for name in FLEXIBLE)
-
-    def floor(name: str) -> int:
-        return cell_len(_COLUMNS[name].header)
-
-    others = sorted((name for name in FLEXIBLE if name != "agent"), key=lambda name: widths[name])
-    fitted["agent"] = max(min(widths["agent"], budget - sum(floor(name) for name in others)), floor("agent"))
-    budget -= fitted["agent"]
-    for index, name in enumerate(others):
-        fitted[name] = max(min(widths[name], budget // (len(others) - index)), floor(name))
-        budget -= fitted[name]
-    return fitted
-
-
 class RunsTable:
     """A Rich renderable: the runs as a table as wide as the console allows (see the module docstring)."""
 
@@ -122,9 +101,10 @@ class RunsTable:
         for compact_id, compact_start, gap in _LAYOUTS:
             rows = [_cells(run, compact_id=compact_id, compact_start=compact_start) for run in self.runs]
             widths = _natural_widths(rows)
-            if _table_width(widths, gap) <= max_width:
+            if table_width(widths, gap) <= max_width:
                 return rows, widths, gap, compact_id
-        return rows, _fit_flexible(widths, max_width, gap), gap, True
+        floors = {name: cell_len(_COLUMNS[name].header) for name in FLEXIBLE}
+        return rows, fit_widths(widths, FLEXIBLE, floors, max_width, gap), gap, True
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         rows, widths, gap, ids_shortened = self.layout(options.max_width)

@@ -12,8 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agentrun_cli.render import format as fmt
-
-TASK_CELL_CHARS = 60
+from agentrun_cli.render.session_runs import SessionRunsTable
 
 
 def span(session: runs_pb2.Session) -> str:
@@ -88,31 +87,5 @@ def session_header(session: runs_pb2.Session) -> Table:
     return grid
 
 
-def session_runs_table(session: runs_pb2.Session, runs: Sequence[run_pb2.Run]) -> Table:
-    """The session's runs by start time; sub-agent runs indented under the run they belong to by their depth."""
-    table = Table(title="runs", title_justify="left", box=None, header_style="bold", pad_edge=False)
-    table.add_column("at", justify="right", no_wrap=True)
-    table.add_column("agent", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("duration", justify="right", no_wrap=True)
-    table.add_column("tokens", justify="right", no_wrap=True)
-    table.add_column("cost", justify="right", no_wrap=True)
-    table.add_column("id", style="cyan", no_wrap=True)
-    table.add_column("task")
-    for run in runs:
-        indent = "  " * run.depth + ("└ " if run.depth else "")
-        table.add_row(
-            fmt.offset(session.start_time, run.start_time),
-            indent + run.agent_name,
-            fmt.status_text(run.status),
-            fmt.optional_duration(run, "duration"),
-            fmt.count(fmt.total_tokens(run.token_usage)),
-            fmt.cost(run.cost) if run.HasField("cost") else fmt.NONE,
-            run.id,
-            fmt.truncate(run.task, TASK_CELL_CHARS) if not run.depth else "",
-        )
-    return table
-
-
 def session_details(session: runs_pb2.Session, runs: Sequence[run_pb2.Run]) -> RenderableType:
-    return Group(session_header(session), Text(""), session_runs_table(session, runs))
+    return Group(session_header(session), Text(""), SessionRunsTable(session, runs))
