@@ -56,12 +56,14 @@ def run_tree(run: run_pb2.Run, descendants: Sequence[run_pb2.Run], *, truncated:
         label = node_label(orphan)
         label.append(f"  (parent {orphan.parent_run_id} not shown)", style="yellow")
         grow(top.add(label), orphan.id)
-    title = Text(f"runs ({fmt.count(len(descendants))} under this one)", style="bold")
+    shown = fmt.count(len(descendants))
+    title = Text(f"runs ({shown} shown; more are under this one)" if truncated else f"runs ({shown} under this one)")
+    title.stylize("bold")
     parts: list[RenderableType] = [title, top]
     if truncated:
         parts.append(
             Text(
-                f"showing the first {fmt.count(len(descendants))} by start time; "
+                f"GetRun returned only the first {shown} by start time (at most 500, fewer when they are large); "
                 f"`agentrun runs list --root {run.root_run_id or run.id}` lists the whole tree",
                 style="dim",
             )

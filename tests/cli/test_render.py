@@ -366,3 +366,20 @@ def test_session_runs_keep_status_and_cost_whole_at_80_columns() -> None:
     assert "FAILED" in child_line and "0.25 EUR" in child_line and "└ repo-re" in child_line, out
     assert "ids shortened: runs show takes them as is; --json shows them in full" in out
     assert samples.RUN_ID in text_of(session_details(session, [root, child]), width=250)
+
+
+def test_a_tree_cut_by_size_says_more_runs_are_under_it_without_counting_them() -> None:
+    """GetRun returned 4 of 5 large descendants (descendants_truncated): the title used to say "4 under this one"."""
+    from agentrun_cli.render.tree import run_tree
+
+    root = samples.clock_run()
+    children = []
+    for index in range(4):
+        child = samples.failed_run(f"0193a5c4-0000-7000-8000-00000000001{index}")
+        child.parent_run_id, child.root_run_id, child.depth = root.id, root.id, 1
+        children.append(child)
+    out = text_of(run_tree(root, children, truncated=True))
+    assert "runs (4 shown; more are under this one)" in out and "4 under this one" not in out
+    assert "at most 500, fewer when they are large" in out
+    assert f"`agentrun runs list --root {root.id}` lists the whole tree" in out
+    assert "runs (4 under this one)" in text_of(run_tree(root, children))

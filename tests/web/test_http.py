@@ -27,7 +27,7 @@ from agentrun_web.settings import WebAuth, WebSettings
 from tests.support.auth import ALICE, BOB, make_pki
 from tests.support.run_factory import make_run
 from tests.support.stack import agent_source, free_port, running_stack
-from tests.web.support import WebStack, console_only
+from tests.web.support import WebStack, console_only, web_stack
 
 _CSRF = re.compile(r'<meta name="csrf-token" content="([0-9a-f]+)">')
 
@@ -581,3 +581,46 @@ def test_stats_costs_keep_their_currency_and_bars_compare_one_currency(web: WebS
     assert "hbar-fill" not in mixed and re.search(r"1(\.0*)? EUR \+ 1\.50* USD", mixed)
     assert "priced in 2 currencies: no bar (bars compare EUR costs only)" in mixed
     assert "hbar-fill" not in dollars and "priced in USD: no bar" in dollars and re.search(r"0\.250* USD", dollars)
+
+
+def test_a_tree_cut_by_size_says_more_runs_are_under_it_and_links_to_them(tmp_path: Path) -> None:
+    """5 sub-agent runs of 900 KB: GetRun returns 4 (about 4 MiB together) with descendants_truncated. The page used
+    to say "4 (the first 500; all of them)": neither the reason nor the count was right. (A stack of its own: runs
+    this large make the shared stack's ListRuns pages shorter.)"""
+    with web_stack(tmp_path) as web, signed_in(web, ALICE) as alice_http:
+        _check_a_tree_cut_by_size(web, alice_http)
+
+
+def _check_a_tree_cut_by_size(web: WebStack, alice_http: httpx.Client) -> None:
+    import dataclasses
+
+    from tests.support.composition import child_of, link_child, top_level
+
+    root = top_level(agent="big-tree", model_calls=4, tool_calls=5)
+    children = [
+        dataclasses.replace(
+            child_of(root, f"call-00{i}", agent="big-kid", start_offset_s=0.1 * i), final_response="k" * 900_000
+        )
+        for i in range(1, 6)
+    ]
+    for child in children:
+        root = link_child(root, child)
+    for run in (root, *children):
+        web.record(run_to_pb(run))
+
+    page = alice_http.get(f"/runs/{root.id}").text
+    assert len(re.findall(r'<tr data-run-id="[0-9a-f-]{36}" data-level="1"', page)) == 4
+    heading = re.search(r"<h2>Sub-agent runs <small[^>]*>(.*?)</small></h2>", page, re.S)
+    assert heading is not None
+    text = re.sub(r"<[^>]+>", "", heading.group(1))
+    assert text == (
+        "4 shown, the first by start time; more runs are under this one "
+        "(every sub-agent run of its tree, in the runs list)"
+    )
+    assert "first 500" not in page and "all of them" not in page
+    link = re.search(r'href="([^"]*)" id="whole-tree-link"', heading.group(1))
+    assert link is not None
+    listed = alice_http.get(link.group(1).replace("&amp;", "&")).text
+    listed_ids = re.findall(r'<tr class="run-row[^"]*" data-run-id="([0-9a-f-]{36})"', listed)
+    # The tree's runs by start time (paged: ListRuns pages are size-capped too).
+    assert listed_ids and listed_ids == [child.id for child in children][: len(listed_ids)]
