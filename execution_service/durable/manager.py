@@ -306,9 +306,6 @@ class DurableRunManager(RunManager):
             if dequeued.cancelled or dequeued.timed_out:
                 live.task = asyncio.current_task()
                 return await self._end_in_queue(run, live, dequeued, checkpoints)
-            if live.started is None:
-                live.start(run.started)
-                journal.current().wake(run.run_id)  # its starter, if here, follows it in memory from now on
         if not fresh:
             self._resumed_here.add(run.run_id)
             self._replaying[run.run_id] = None
@@ -324,6 +321,13 @@ class DurableRunManager(RunManager):
                 self._defer_cancel(live.run_id, after_turn=stored)
         writer = StreamWriter(run.run_id, lambda event: _show_locally(live, event))
         writer.put(run.started)  # offset 0 (replayed, not written again, on a resumption)
+        # Durable before this replica shows it (below) and before the run's setup (MCP servers, history), which may
+        # take seconds: a replica killed meanwhile leaves a run every replica finds (WatchRun, CancelRun) and whose
+        # resumption is marked as one.
+        await writer.flush()
+        if live.started is None:  # a run from the queue: its RunStarted is shown now
+            live.start(run.started)
+            journal.current().wake(run.run_id)  # its starter, if here, follows it in memory from now on
         resumed_from = previous_replica(prefix) if prefix.started is not None else None
         if resumed_from is not None:
             log.warning(

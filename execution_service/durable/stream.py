@@ -15,6 +15,7 @@ reconnects elsewhere with from_sequence N + 1 misses nothing and sees nothing tw
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
@@ -158,7 +159,7 @@ class RemoteRun:
             # Woken too when this replica starts the run (DurableRunManager.execute): then followed in memory, at
             # once, rather than once its RunStarted is written and notified.
             first = await first_entry(self.run_id, FIRST_ENTRY_WAIT_S, unless=lambda: self._local() is not None)
-            if first is not None and self._local() is not None:
+            if first is not None and await self._starts_here():
                 first = None  # this replica took the run meanwhile: followed in memory
         kind = pb.WatchRunResponse.FromString(first).WhichOneof("event")
         if kind == "run_started" or (kind == "run_queued" and self.queued is None):
@@ -169,6 +170,20 @@ class RemoteRun:
             if final:
                 self.is_finished = True
                 return
+
+    async def _starts_here(self) -> bool:
+        """Whether this replica executes the run (it shows the run's RunStarted once it is written: the entry just
+        read may come a moment before), waiting up to FIRST_ENTRY_WAIT_S for that."""
+        if self._local() is not None:
+            return True
+        dequeued = self.local() if self.local is not None else None
+        if dequeued is None or dequeued.is_finished:
+            return False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FIRST_ENTRY_WAIT_S):
+                while self._local() is None:
+                    await dequeued.changed()
+        return self._local() is not None
 
     def _local(self) -> LiveRun | None:
         """This replica's run in memory, once it executes (or ended) here."""

@@ -114,6 +114,10 @@ class LiveRun:
         self.started = event
         self._wake()
 
+    async def changed(self) -> None:
+        """Returns at the run's next change: its start, a step, its end."""
+        await self._changed.wait()
+
     @property
     def step_count(self) -> int:
         """The number of steps appended so far (they are numbered 1..step_count)."""
