@@ -73,20 +73,10 @@ def runs_service(
         raise typer.Exit(launch.EXIT_CONFIGURATION) from None
     if command is RunsCommand.SERVE:
         raise typer.Exit(launch.serve([runs_component(settings)]))
-    if command is RunsCommand.DOWNGRADE and not revision:
-        from runs_service.storage.migrate import head_revision, revision_before_head
-
-        print(
-            f"{PROGRAM}: downgrade needs --revision, the schema revision to go down to (e.g. --revision "
-            f"{revision_before_head()}, the one before this build's newest, {head_revision()}); `--revision base` "
-            "drops every table and every stored run",
-            file=sys.stderr,
-        )
-        raise typer.Exit(launch.EXIT_CONFIGURATION)
 
     def administer() -> None:
         from agentrun_core.database_problems import masked_url
-        from runs_service.storage.migrate import downgrade, ensure_database, upgrade
+        from runs_service.storage.migrate import BadRevision, downgrade, downgrade_suggestion, ensure_database, upgrade
 
         url = settings.resolved_database_url()
         if command is RunsCommand.MIGRATE:
@@ -96,8 +86,9 @@ def runs_service(
             launch.log.info(
                 "database migrated", extra={"database_url": masked_url(url), "revision": revision or "head"}
             )
+        elif not revision:  # going down to base by default would drop every table and every stored run
+            raise BadRevision(downgrade_suggestion(url))
         else:
-            assert revision  # required above
             downgrade(url, revision)
             launch.log.info("database downgraded", extra={"database_url": masked_url(url), "revision": revision})
 

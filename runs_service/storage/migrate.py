@@ -14,11 +14,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from agentrun_core.database_problems import Diagnosis, createdb_command, masked_url
+from agentrun_core.settings import SettingsError
 from runs_service.errors import SchemaNewer, SchemaOutdated
 from runs_service.storage.database_problems import DatabaseUnusable, database_problems
 from runs_service.storage.engine import connect_args, sync_url
@@ -29,6 +31,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 MIGRATE_COMMAND = "agentrun-runs-service migrate"
+DOWNGRADE_COMMAND = "agentrun-runs-service downgrade"
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -89,23 +92,125 @@ def current_revision(url: str) -> str | None:
         engine.dispose()
 
 
+class BadRevision(SettingsError):
+    """A --revision that names no revision of this build, or one `migrate` / `downgrade` cannot go to from the
+    database's current revision (exit code 2, like any bad setting). The message is one line."""
+
+
+def ordered_revisions() -> list[str]:
+    """This build's revisions, oldest first."""
+    return [
+        script.revision for script in reversed(list(ScriptDirectory.from_config(alembic_config()).walk_revisions()))
+    ]
+
+
+def _revision_list() -> str:
+    return f"{', '.join(ordered_revisions())} (the newest, also called head) or base (no tables)"
+
+
+def _resolve(revision: str) -> str | None:
+    """The full revision id `revision` names ("head", an id, a unique prefix), None for "base"; BadRevision when it
+    names none of this build's revisions. Relative forms (+1, -1, 0010+1) are left to Alembic: the empty string."""
+    if revision == "base":
+        return None
+    if any(sign in revision for sign in "+-"):
+        return ""
+    try:
+        script = ScriptDirectory.from_config(alembic_config()).get_revision(revision)
+    except CommandError as exc:
+        raise BadRevision(f"--revision {revision}: {exc}; this build's revisions are {_revision_list()}") from None
+    return script.revision if script is not None else None
+
+
+def _position(revision: str | None) -> int:
+    """Where `revision` (None: base) is in this build's history: 0 for base, 1 for the oldest migration, ..."""
+    return 0 if revision is None else ordered_revisions().index(revision) + 1
+
+
+def _bad_target(revision: str, exc: CommandError, current: str | None) -> BadRevision:
+    at = f"at revision {current}" if current is not None else "at no revision (never migrated)"
+    return BadRevision(
+        f"--revision {revision}: {exc} (the database is {at}); this build's revisions are {_revision_list()}"
+    )
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     """Migrates the database at `url` to `revision`; DatabaseUnusable when it cannot be reached, SchemaNewer when a
-    newer build migrated it (to a revision this build does not know)."""
+    newer build migrated it (to a revision this build does not know), BadRevision when `revision` names no revision
+    of this build or one older than the database's (upgrading there would do nothing: that is a downgrade)."""
     sync_url(url)  # an unsupported URL is refused before Alembic runs
+    target = _resolve(revision)
     _refuse_unknown_schema(url)
+    current = current_revision(url)
+    if target != "" and current is not None and _position(target) < _position(current):
+        name = target or "base"
+        raise BadRevision(
+            f"--revision {revision}: the database is at revision {current}, newer than {name}; migrate only goes up "
+            f"(it would change nothing): to go down, run `{DOWNGRADE_COMMAND} --revision {name}`"
+        )
     logger.info("upgrading database schema", extra={"database_url": masked_url(url), "revision": revision})
-    with database_problems(url):
-        command.upgrade(alembic_config(url), revision)
+    try:
+        with database_problems(url):
+            command.upgrade(alembic_config(url), revision)
+    except CommandError as exc:
+        raise _bad_target(revision, exc, current) from None
+
+
+def _refuse_missing_sqlite_file(url: str) -> None:
+    """DatabaseUnusable when `url` names a SQLite file that does not exist (connecting would create an empty one)."""
+    target = make_url(sync_url(url))
+    database = target.database
+    if target.get_backend_name() == "sqlite" and database and database != ":memory:" and not Path(database).exists():
+        raise DatabaseUnusable(
+            url,
+            Diagnosis(
+                f"{target.database} does not exist, so there is nothing to downgrade",
+                "check --data-dir / --database-url (AGENTRUN_DATA_DIR / AGENTRUN_DATABASE_URL)",
+                missing_database=True,
+            ),
+        )
 
 
 def downgrade(url: str, revision: str = "base") -> None:
-    """Migrates the database at `url` down to `revision`; SchemaNewer when a newer build migrated it."""
+    """Migrates the database at `url` down to `revision`; SchemaNewer when a newer build migrated it, BadRevision
+    when `revision` names no revision of this build, or one that is not older than the database's, DatabaseUnusable
+    when it cannot be reached (a SQLite file that does not exist is not created)."""
     sync_url(url)
+    target = _resolve(revision)
+    _refuse_missing_sqlite_file(url)
     _refuse_unknown_schema(url)
+    current = current_revision(url)
+    if current is None:
+        raise BadRevision(
+            f"--revision {revision}: the database has no schema (it was never migrated): nothing to downgrade"
+        )
+    if target != "" and _position(target) > _position(current):
+        raise BadRevision(
+            f"--revision {revision}: the database is at revision {current}, older than {target}; downgrade only goes "
+            f"down: to go up, run `{MIGRATE_COMMAND} --revision {target}`"
+        )
     logger.info("downgrading database schema", extra={"database_url": masked_url(url), "revision": revision})
-    with database_problems(url):
-        command.downgrade(alembic_config(url), revision)
+    try:
+        with database_problems(url):
+            command.downgrade(alembic_config(url), revision)
+    except CommandError as exc:
+        raise _bad_target(revision, exc, current) from None
+
+
+def downgrade_suggestion(url: str) -> str:
+    """Why `downgrade` without --revision is refused, suggesting the revision before the database's current one
+    (SchemaNewer when a newer build migrated it: this build cannot downgrade it at all)."""
+    _refuse_missing_sqlite_file(url)
+    _refuse_unknown_schema(url)
+    current = current_revision(url)
+    if current is None:
+        return "downgrade needs --revision; the database has no schema (it was never migrated): nothing to downgrade"
+    revisions = ordered_revisions()
+    before = revisions[revisions.index(current) - 1] if revisions.index(current) > 0 else "base"
+    return (
+        f"downgrade needs --revision, the schema revision to go down to (e.g. --revision {before}, the one before "
+        f"the database's current {current}); `--revision base` drops every table and every stored run"
+    )
 
 
 _MAINTENANCE_DATABASES = ("postgres", "template1")
