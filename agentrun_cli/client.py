@@ -21,6 +21,7 @@ from agentrun_cli.settings import (
     TLS_CLIENT_KEY_ENV,
     CliSettings,
 )
+from agentrun_core.bearer_token import clean_token
 from agentrun_core.channel_options import RECONNECT_OPTIONS
 from agentrun_core.replica_channels import EXECUTION_SERVICE, healthy_replicas_options
 
@@ -33,7 +34,10 @@ E_co = TypeVar("E_co", covariant=True)
 
 
 def call_metadata(settings: CliSettings) -> Metadata:
-    return (("authorization", f"Bearer {settings.token}"),) if settings.token else ()
+    """The bearer token's metadata (its surrounding whitespace dropped: the root command refuses a token with other
+    control or non-ASCII characters, naming --token or AGENTRUN_TOKEN)."""
+    token = clean_token(settings.token or "")
+    return (("authorization", f"Bearer {token}"),) if token else ()
 
 
 def _read_pem(path: str, what: str, source: str) -> bytes:

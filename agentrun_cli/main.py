@@ -26,6 +26,7 @@ from agentrun_cli.settings import (
     TOKEN_ENV,
     CliSettings,
 )
+from agentrun_core.bearer_token import clean_token, token_problem
 from agentrun_core.settings import SettingsError
 
 # Importing the modules registers `runs stats`, `runs tools`, `runs diff`, `runs export`, `runs delete` and
@@ -102,6 +103,20 @@ def main(
         field, _, rest = str(exc).partition(" ")
         report(CliError(f"{_FLAGS.get(field, field)} {rest}", EXIT_USAGE))
         raise typer.Exit(EXIT_USAGE) from None
+    ctx.obj = _checked_token(ctx.obj, from_flag=bool(token))
+
+
+def _checked_token(settings: CliSettings, *, from_flag: bool) -> CliSettings:
+    """`settings` with the token's surrounding whitespace dropped (a file's trailing CR / newline); exit 2 naming
+    the flag or variable when it holds another control or non-ASCII character (gRPC would refuse the metadata)."""
+    if settings.token is None:
+        return settings
+    token = clean_token(settings.token)
+    problem = token_problem(token)
+    if problem is not None:
+        report(CliError(f"the bearer token ({'--token' if from_flag else TOKEN_ENV}) {problem}", EXIT_USAGE))
+        raise typer.Exit(EXIT_USAGE)
+    return settings.with_overrides(token=token) if token != settings.token else settings
 
 
 # The flags of the root callback by CliSettings field, for messages about a bad flag value.

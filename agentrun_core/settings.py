@@ -35,6 +35,10 @@ class SettingsError(ValueError):
     """A setting has a value that cannot be used. The message names the variable."""
 
 
+class SecretValueError(ValueError):
+    """Raised by a validator of a secret setting: the SettingsError says why without echoing the value."""
+
+
 # The environment `from_env` reads, while it builds (None: settings built directly read no environment).
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("agentrun_settings_environ", default=None)
 
@@ -202,6 +206,7 @@ def describe(error: ErrorDetails) -> str:
         return f"{name} must be {ctx.get('expected', 'one of the documented values')}{got}"
     if kind == "value_error":
         cause = ctx.get("error")
+        got = "" if isinstance(cause, SecretValueError) else got
         return f"{name} {cause}{got}" if cause is not None else f"{name}: {error['msg']}"
     if kind == "extra_forbidden":
         return f"unknown setting {name}"

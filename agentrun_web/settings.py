@@ -13,7 +13,17 @@ from typing import Any
 
 from pydantic import SecretStr, field_validator
 
-from agentrun_core.settings import ClientTarget, EnvSettings, LogFormat, LogLevel, SettingsError, UserPath, setting
+from agentrun_core.bearer_token import clean_token, token_problem
+from agentrun_core.settings import (
+    ClientTarget,
+    EnvSettings,
+    LogFormat,
+    LogLevel,
+    SecretValueError,
+    SettingsError,
+    UserPath,
+    setting,
+)
 from agentrun_core.tls import ClientTlsSettings
 
 ADDRESS_ENV = "AGENTRUN_WEB_ADDRESS"
@@ -61,6 +71,21 @@ class WebSettings(EnvSettings):
     @classmethod
     def _auth(cls, value: object) -> object:
         return value.strip().lower() or WebAuth.TOKENS.value if isinstance(value, str) else value
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _token_text(cls, value: object) -> object:
+        """A token file's trailing newline or CR (AGENTRUN_WEB_TOKEN="$(cat file)" keeps a CR) is dropped."""
+        return clean_token(value) or None if isinstance(value, str) else value
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        """Refused here, not by gRPC on each call ("Invalid metadata"); the error never echoes the token."""
+        problem = token_problem(value.get_secret_value()) if value is not None else None
+        if problem is not None:
+            raise SecretValueError(problem)
+        return value
 
     @field_validator("trace_url")
     @classmethod

@@ -13,6 +13,7 @@ import grpc
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from agentrun_core.bearer_token import token_problem
 from agentrun_web.clients import Caller, ServiceCallError, Services
 from agentrun_web.errors import service_problem
 from agentrun_web.rendering import Renderer
@@ -56,8 +57,8 @@ async def login(request: Request) -> Response:
     token = str(form.get("token") or "").strip()
     visitor = visitor_of(request)
     problem, status, user = "", 200, ""
-    if not token or len(token) > MAX_TOKEN_CHARS or any(c.isspace() for c in token):
-        problem, status = "Paste the bearer token you were given (one word, no spaces).", 400
+    if not token or len(token) > MAX_TOKEN_CHARS or any(c.isspace() for c in token) or token_problem(token):
+        problem, status = "Paste the bearer token you were given (one word of printable ASCII, no spaces).", 400
     else:
         try:
             user = await services.runs.user_of(Caller(token))

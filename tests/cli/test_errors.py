@@ -97,3 +97,31 @@ def test_exit_codes() -> None:
     assert exit_code_for(grpc.StatusCode.INVALID_ARGUMENT) == 2
     assert exit_code_for(grpc.StatusCode.PERMISSION_DENIED) == 1
     assert exit_code_for(grpc.StatusCode.UNAVAILABLE) == 1
+
+
+def test_a_token_file_saved_with_crlf_is_sent_without_its_line_end(runner: CliRunner, fake: FakeServer) -> None:
+    """Before: gRPC's own E... validate_metadata.cc log lines, then `error: INTERNAL: Invalid metadata`."""
+    result = invoke(runner, fake, "runs", "list", env={"AGENTRUN_TOKEN": "s3cret-token\r\n"})
+    assert result.exit_code == 0, result.stderr
+    assert fake.calls.metadata[-1]["authorization"] == "Bearer s3cret-token"
+
+
+@pytest.mark.parametrize(
+    ("token", "flag", "problem"),
+    [
+        ("ab\rcd", False, "a control character (U+000D) at character 3"),
+        ("ab\x7fcd", True, "a control character (U+007F) at character 3"),
+        ("tök", True, "a non-ASCII character (U+00F6) at character 2"),
+    ],
+)
+def test_a_token_with_a_control_or_non_ascii_character_is_one_line_naming_the_setting(
+    runner: CliRunner, fake: FakeServer, token: str, flag: bool, problem: str
+) -> None:
+    args = ["--token", token] if flag else []
+    env = {} if flag else {"AGENTRUN_TOKEN": token}
+    result = invoke(runner, fake, *args, "runs", "list", env=env)
+    assert result.exit_code == 2
+    setting = "--token" if flag else "AGENTRUN_TOKEN"
+    assert_one_line_error(result.stderr, f"error: the bearer token ({setting}) holds {problem}")
+    assert token not in result.stderr
+    assert fake.calls.metadata == []

@@ -98,6 +98,15 @@ def test_wrong_token_is_refused_on_the_login_page(web: WebStack, caplog: pytest.
     assert "sign-in refused" in caplog.text and wrong not in caplog.text
 
 
+def test_a_non_ascii_token_is_refused_on_the_login_page_without_calling_the_services(web: WebStack) -> None:
+    """Before: gRPC refused the metadata ("Invalid metadata") and the page showed an internal error."""
+    with httpx.Client(base_url=web.url, follow_redirects=False) as client:
+        login = client.get("/login")
+        response = client.post("/login", data={"token": "tök-0123456789", "csrf_token": csrf_of(login.text)})
+        assert response.status_code == 400
+        assert "one word of printable ASCII, no spaces" in response.text
+
+
 def test_state_changing_requests_need_the_csrf_token_and_this_site(web: WebStack, alice_http: httpx.Client) -> None:
     run_id = new_run_id()
     page = alice_http.get("/")

@@ -378,3 +378,18 @@ def test_a_resumed_step_is_shown_with_its_replicas_and_gap() -> None:
     assert row.kind == "resumed" and row.summary == "resumed on replica-b after 31.5 s (was replica-a)"
     html = Renderer().fragment("_step_detail.html", step=step, run_id="r-3")
     assert "replica-b" in html and "replica-a" in html and "no view" not in html
+
+
+def test_a_web_token_from_a_crlf_file_is_stripped_and_a_control_character_refused_without_echo(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: the CR (or any non-ASCII character) reached gRPC, which failed every call with "Invalid metadata"."""
+    monkeypatch.setenv("AGENTRUN_WEB_TOKEN", "single-user-token-0123\r\n")
+    token = WebSettings.load().token
+    assert token is not None and token.get_secret_value() == "single-user-token-0123"
+    monkeypatch.setenv("AGENTRUN_WEB_TOKEN", "single-user\rtoken")
+    with pytest.raises(SettingsError) as refused:
+        WebSettings.load()
+    assert str(refused.value) == (
+        "AGENTRUN_WEB_TOKEN holds a control character (U+000D) at character 12; a bearer token is printable ASCII"
+    )
