@@ -3,7 +3,10 @@
 What people read shows control characters instead of obeying them: a model's answer or a tool's result holding
 ESC[2J or a carriage return must not clear or rewrite the reader's terminal. Each C0 control (tab and newline aside)
 and DEL become their Unicode control picture (ESC: U+241B), C1 controls U+FFFD; one character each, so columns keep
-their width. JSON output is untouched (the JSON escapes them).
+their width. Bidirectional-text controls (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C), which would
+visually reorder what follows them ("over\u202egnp.exe" reads as "overexe.png"), have no control picture: they
+become a visible placeholder naming their code point, "⟨U+202E⟩" (wider than the zero-width character, so a table
+cell holding one is wider by that much). JSON output is untouched (the JSON escapes them, or keeps them as they are).
 """
 
 from __future__ import annotations
@@ -18,7 +21,12 @@ from rich.console import Console, ConsoleOptions, RenderableType
 from rich.segment import Segment
 
 _CONTROL_PICTURES = {code: 0x2400 + code for code in range(0x20) if chr(code) not in "\t\n"} | {0x7F: 0x2421}
-_CONTROLS = _CONTROL_PICTURES | {code: 0xFFFD for code in range(0x80, 0xA0)}
+_BIDI_CONTROLS = (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)
+_CONTROLS: dict[int, int | str] = {
+    **_CONTROL_PICTURES,
+    **{code: 0xFFFD for code in range(0x80, 0xA0)},
+    **{code: f"\u27e8U+{code:04X}\u27e9" for code in _BIDI_CONTROLS},
+}
 
 
 def printable(text: str) -> str:

@@ -10,6 +10,7 @@ from agentrun.runs.v1 import run_pb2
 from agentrun.runs.v1 import runs_service_pb2 as runs_pb2
 from google.protobuf.duration_pb2 import Duration
 from rich.console import Console, RenderableType
+from typer.testing import CliRunner
 
 from agentrun_cli import output
 from agentrun_cli.progress import RunProgress
@@ -22,6 +23,8 @@ from agentrun_cli.render.stats import run_stats_table, tool_stats_table
 from agentrun_cli.render.steps import plain_line
 from agentrun_cli.render.summary import summary_lines, usage_line
 from tests.cli import samples
+from tests.cli.cli_helpers import invoke
+from tests.cli.fake_services import FakeServer
 
 
 def text_of(renderable: RenderableType, width: int = 200) -> str:
@@ -383,3 +386,26 @@ def test_a_tree_cut_by_size_says_more_runs_are_under_it_without_counting_them() 
     assert "at most 500, fewer when they are large" in out
     assert f"`agentrun runs list --root {root.id}` lists the whole tree" in out
     assert "runs (4 under this one)" in text_of(run_tree(root, children))
+
+
+def test_bidirectional_text_controls_are_shown_not_obeyed_by_runs_show_and_run_lines(
+    runner: CliRunner, fake: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: U+202E and friends were printed raw, so "over\\u202egnp.exe\\u202c" read as "overexe.png"."""
+    hostile = "see over\u202egnp.exe\u202c and \u2066x\u2069\u200e\u200f\u061c"
+    stored = samples.clock_run()
+    stored.final_response = hostile
+    fake.runs.runs[samples.RUN_ID] = stored
+    shown = invoke(runner, fake, "runs", "show", samples.RUN_ID)
+    assert shown.exit_code == 0, shown.stderr
+    expected = "see over⟨U+202E⟩gnp.exe⟨U+202C⟩ and ⟨U+2066⟩x⟨U+2069⟩⟨U+200E⟩⟨U+200F⟩⟨U+061C⟩"
+    assert expected in shown.stdout
+    for raw in "\u202e\u202c\u2066\u2069\u200e\u200f\u061c":
+        assert raw not in shown.stdout
+    as_json = invoke(runner, fake, "runs", "show", samples.RUN_ID, "--json")
+    assert json.loads(as_json.stdout)["finalResponse"] == hostile
+    step = samples.clock_run().execution_steps[-1]
+    step.final_response.text = hostile
+    capsys.readouterr()
+    output.print_line(plain_line(step))  # what `agentrun run` prints for each step when stdout is not a terminal
+    assert expected in capsys.readouterr().out
