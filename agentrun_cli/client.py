@@ -12,7 +12,8 @@ from agentrun.execution.v1 import execution_service_pb2_grpc as ex_grpc
 from agentrun.runs.v1 import runs_service_pb2 as runs_pb2
 from agentrun.runs.v1 import runs_service_pb2_grpc as runs_grpc
 
-from agentrun_cli.errors import CliError, Endpoint, ServiceError
+from agentrun_cli.errors import EXIT_USAGE, CliError, Endpoint, ServiceError
+from agentrun_cli.pem import pem_problem
 from agentrun_cli.settings import (
     EXECUTION_TARGET_ENV,
     RUNS_TARGET_ENV,
@@ -40,11 +41,17 @@ def call_metadata(settings: CliSettings) -> Metadata:
     return (("authorization", f"Bearer {token}"),) if token else ()
 
 
-def _read_pem(path: str, what: str, source: str) -> bytes:
+def _read_pem(path: str, what: str, source: str, label: str) -> bytes:
+    """The PEM file at `path`; CliError (exit 2) naming the file and its flag / variable when it cannot be read or
+    holds no PEM block of `label` (gRPC would only fail later, logging "Failed to create security handshaker")."""
     try:
-        return Path(path).expanduser().read_bytes()
+        data = Path(path).expanduser().read_bytes()
     except OSError as exc:
-        raise CliError(f"cannot read the {what} {path!r} ({source}): {exc.strerror}") from None
+        raise CliError(f"cannot read the {what} {path!r} ({source}): {exc.strerror}", EXIT_USAGE) from None
+    problem = pem_problem(data, label)
+    if problem is not None:
+        raise CliError(f"the {what} {path!r} ({source}) {problem}", EXIT_USAGE)
+    return data
 
 
 def open_channel(
@@ -60,15 +67,17 @@ def open_channel(
         if tls_cert or tls_key:
             raise CliError(f"a client certificate needs the services' CA too ({TLS_CA_ENV} / --tls-ca)")
         return grpc.insecure_channel(target, options=options)
-    root = _read_pem(tls_ca, "CA file", f"{TLS_CA_ENV} / --tls-ca")
+    root = _read_pem(tls_ca, "CA file", f"{TLS_CA_ENV} / --tls-ca", "CERTIFICATE")
     if not tls_cert and not tls_key:
         return grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=root), options=options)
     if not tls_cert or not tls_key:
         raise CliError(f"mutual TLS needs both {TLS_CLIENT_CERT_ENV} and {TLS_CLIENT_KEY_ENV} (--tls-cert, --tls-key)")
     credentials = grpc.ssl_channel_credentials(
         root_certificates=root,
-        private_key=_read_pem(tls_key, "client key", f"{TLS_CLIENT_KEY_ENV} / --tls-key"),
-        certificate_chain=_read_pem(tls_cert, "client certificate", f"{TLS_CLIENT_CERT_ENV} / --tls-cert"),
+        private_key=_read_pem(tls_key, "client key", f"{TLS_CLIENT_KEY_ENV} / --tls-key", "PRIVATE KEY"),
+        certificate_chain=_read_pem(
+            tls_cert, "client certificate", f"{TLS_CLIENT_CERT_ENV} / --tls-cert", "CERTIFICATE"
+        ),
     )
     return grpc.secure_channel(target, credentials, options=options)
 

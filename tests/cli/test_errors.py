@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import pytest
 from typer.testing import CliRunner
@@ -88,7 +90,7 @@ def test_bad_option_values_exit_2(runner: CliRunner, fake: FakeServer) -> None:
 
 def test_missing_ca_file(runner: CliRunner, fake: FakeServer) -> None:
     result = invoke(runner, fake, "--tls-ca", "/nonexistent/ca.pem", "runs", "list")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert_one_line_error(result.stderr, "error: cannot read the CA file '/nonexistent/ca.pem'")
 
 
@@ -125,3 +127,42 @@ def test_a_token_with_a_control_or_non_ascii_character_is_one_line_naming_the_se
     assert_one_line_error(result.stderr, f"error: the bearer token ({setting}) holds {problem}")
     assert token not in result.stderr
     assert fake.calls.metadata == []
+
+
+_CERT = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
+_KEY = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49\n-----END PRIVATE KEY-----\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "flag", "expected"),
+    [
+        ({"ca": "my-host\n"}, "--tls-ca", "the CA file '{ca}' (AGENTRUN_TLS_CA / --tls-ca) is not a PEM file"),
+        ({"ca": _KEY}, "--tls-ca", "the CA file '{ca}' (AGENTRUN_TLS_CA / --tls-ca) holds no CERTIFICATE PEM block"),
+        (
+            {"ca": _CERT, "cert": _CERT, "key": "not a key"},
+            "--tls-key",
+            "the client key '{key}' (AGENTRUN_TLS_CLIENT_KEY / --tls-key) is not a PEM file",
+        ),
+        (
+            {"ca": _CERT, "cert": _KEY, "key": _KEY},
+            "--tls-cert",
+            "the client certificate '{cert}' (AGENTRUN_TLS_CLIENT_CERT / --tls-cert) holds no CERTIFICATE PEM block",
+        ),
+    ],
+)
+def test_a_tls_file_that_is_not_pem_is_one_line_naming_it_and_exit_2(
+    runner: CliRunner, fake: FakeServer, tmp_path: Path, files: dict[str, str], flag: str, expected: str
+) -> None:
+    """Before: four lines of gRPC E... logs, then "UNAVAILABLE: cannot reach RunsService ... (Failed to create
+    security handshaker.)", exit 1."""
+    paths = {}
+    for name, text in files.items():
+        paths[name] = tmp_path / f"{name}.pem"
+        paths[name].write_text(text)
+    args = [f"--tls-{name}" for name in files]
+    argv = [part for name, arg in zip(files, args, strict=True) for part in (arg, str(paths[name]))]
+    result = invoke(runner, fake, *argv, "runs", "list")
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, "error: " + expected.format(**{k: str(v) for k, v in paths.items()}))
+    assert flag in result.stderr
+    assert fake.calls.requests == []
