@@ -101,6 +101,9 @@ def serve_command(
     except SettingsError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     if which is Which.ALL:
+        _refuse_any_port(runs.listen_address, "--runs-address", "RunsService", "ExecutionService and the console call")
+        if web:
+            _refuse_any_port(execution.listen_address, "--execution-address", "ExecutionService", "the console calls")
         execution = execution.with_overrides(runs_service_target=client_target(runs.listen_address))
     try:
         auth_turned_off = ServeSettings.from_env().auth is None
@@ -150,3 +153,14 @@ def _components(
     if console is not None:
         components.append(web_component(console))
     return components
+
+
+def _refuse_any_port(address: str, flag: str, service: str, callers: str) -> None:
+    """`serve all` tells each component the others' addresses before they bind: port 0 (any free port) cannot be
+    told. Exit 2 naming the flag (`serve runs` / `serve execution` alone announce the port they bound)."""
+    if not address.startswith("unix:") and address.rpartition(":")[2] == "0":
+        raise CliError(
+            f"{flag} {address}: `serve all` needs a fixed {service} port ({callers} it); port 0 (any free port) works "
+            f"with `serve {'runs' if service == 'RunsService' else 'execution'}` alone, which prints the port it bound",
+            EXIT_USAGE,
+        )

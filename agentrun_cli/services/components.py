@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agentrun_cli.addresses import bound_address
 from agentrun_core.settings import EnvSettings, SettingsError
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ def runs_component(settings: RunsSettings) -> Component:
         running = await start_server(settings)
         return Started(
             stop=lambda: running.stop(settings.shutdown_grace_s),
-            lines=(f"RunsService listening on {settings.listen_address}",),
+            lines=(f"RunsService listening on {bound_address(settings.listen_address, running.port)}",),
         )
 
     return Component("RunsService", start, settings.log_level, settings.log_format)
@@ -137,7 +138,7 @@ def execution_component(settings: ExecutionSettings) -> Component:
         return Started(
             stop=lambda: running.stop(settings.shutdown_grace_s),
             lines=(
-                f"ExecutionService listening on {settings.listen_address}",
+                f"ExecutionService listening on {bound_address(settings.listen_address, running.port)}",
                 f"  recording runs to RunsService at {settings.runs_service_target}",
                 *(
                     (f"  durable mode: replica {settings.resolved_replica_id} on the execution database",)

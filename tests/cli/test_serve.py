@@ -226,6 +226,66 @@ def test_serve_names_an_address_in_use_in_one_line(tmp_path: Path, which: str, f
     assert f"refusing to start: {service} cannot listen on {address}: the address is in use" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("which", "flag", "service"),
+    [("runs", "--runs-address", "RunsService"), ("execution", "--execution-address", "ExecutionService")],
+)
+def test_serve_with_port_0_announces_the_port_it_bound(tmp_path: Path, which: str, flag: str, service: str) -> None:
+    """Before: "RunsService listening on 127.0.0.1:0", which nobody can dial."""
+    env = {**os.environ, "AGENTRUN_LOG_FORMAT": "json", "AGENTRUN_RUNS_TARGET": f"127.0.0.1:{_free_port()}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentrun_cli", "serve", which, flag, "127.0.0.1:0", "--data-dir", str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = ""
+        while proc.poll() is None and not line.startswith(f"{service} listening on"):
+            line = proc.stdout.readline()
+        assert line.startswith(f"{service} listening on 127.0.0.1:"), line
+        port = int(line.strip().rpartition(":")[2])
+        assert port > 0
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+
+
+def test_serve_all_refuses_port_0_it_could_not_tell_the_other_components(tmp_path: Path) -> None:
+    """Before: ExecutionService was told to record runs to 127.0.0.1:0."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agentrun_cli",
+            "serve",
+            "all",
+            "--runs-address",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().startswith(
+        "error: --runs-address 127.0.0.1:0: `serve all` needs a fixed RunsService port"
+    )
+
+
 def test_serve_execution_names_a_bad_mcp_config_in_one_line(tmp_path: Path) -> None:
     mcp_json = tmp_path / "mcp.json"
     mcp_json.write_text(json.dumps({"mcpServers": {"time": {"command": "mcp-server-time", "argz": []}}}))
