@@ -13,6 +13,7 @@ from agentrun.execution.v1 import execution_service_pb2, execution_service_pb2_g
 
 from agentrun_core.auth import SERVER_METADATA_OPTIONS, auth_interceptors
 from agentrun_core.backoff import Backoff
+from agentrun_core.data_dir import DATA_DIR_SETTING, usable_directory
 from agentrun_core.grpc_decoding import add_servicer
 from agentrun_core.serving import SERVER_ACCEPT_OPTIONS, HealthServicer, add_health_and_reflection, set_serving
 from agentrun_core.stream_closing import StreamsEndInTheirTask
@@ -272,7 +273,8 @@ async def _embedded_manager(
 ) -> tuple[OutboxPublisher, RunManager]:
     """The embedded mode: runs in this process, published through the local SQLite outbox."""
 
-    settings.resolved_outbox_path.parent.mkdir(parents=True, exist_ok=True)
+    outbox_directory = settings.resolved_outbox_path.parent
+    usable_directory(outbox_directory, "AGENTRUN_OUTBOX_PATH" if settings.outbox_path else DATA_DIR_SETTING)
     outbox = await Outbox.open(settings.resolved_outbox_path)
     resources.push_async_callback(outbox.close)
     journal = StepJournal(journal_directory(settings.resolved_outbox_path))

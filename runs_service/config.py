@@ -6,6 +6,7 @@ import secrets
 from pathlib import Path
 
 from agentrun_core.auth.settings import AuthSettings
+from agentrun_core.data_dir import usable_directory
 from agentrun_core.settings import EnvSettings, ListenAddress, LogFormat, LogLevel, SettingsError, UserPath, setting
 from agentrun_core.tls import ServerTlsSettings
 from runs_service.retention import (
@@ -59,8 +60,7 @@ class RunsSettings(EnvSettings):
             return self.database_url
         from runs_service.storage.engine import database_url_default
 
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        return database_url_default(self.data_dir)
+        return database_url_default(usable_directory(self.data_dir))
 
     def resolved_page_token_secret(self) -> bytes:
         """The page-token key: AGENTRUN_PAGE_TOKEN_SECRET, else <data_dir>/page_token_secret (created once).
@@ -75,7 +75,7 @@ class RunsSettings(EnvSettings):
             return secret
         path = self.data_dir / "page_token_secret"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            usable_directory(self.data_dir)
             path.write_text(secrets.token_hex(32))
             path.chmod(0o600)
         secret = path.read_text().strip().encode()

@@ -265,3 +265,23 @@ def test_downgrade_without_a_revision_of_a_database_a_newer_build_migrated_is_ex
         connection.execute("UPDATE alembic_version SET version_num = '9999'")
     line = _one_line(_run(tmp_path, ["runs_service", "downgrade", "--database-url", url]), 3)
     assert "is at schema revision 9999, newer than this build knows" in line, line
+
+
+@pytest.mark.parametrize(
+    ("argv", "program"),
+    [
+        (RUNS, "agentrun-runs-service"),
+        (["runs_service", "migrate"], "agentrun-runs-service"),
+        (["execution_service", "--address", "127.0.0.1:0"], "agentrun-execution-service"),
+        (["agentrun_cli", "serve", "runs", "--runs-address", "127.0.0.1:0"], "agentrun"),
+    ],
+)
+def test_a_data_dir_that_cannot_be_created_is_exit_2_naming_the_setting(
+    tmp_path: Path, argv: list[str], program: str
+) -> None:
+    """Before: "refusing to start: [Errno 20] Not a directory: '...'", exit 1 (a bad setting is exit code 2)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    data = blocker / "data"
+    line = _one_line(_run(tmp_path, argv, AGENTRUN_DATA_DIR=str(data)), 2)
+    assert f"AGENTRUN_DATA_DIR / --data-dir {str(data)!r}: cannot create the directory: Not a directory" in line, line
