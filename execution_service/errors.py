@@ -49,6 +49,17 @@ class RunNotFound(ExecutionError):
         )
 
 
+class StoredRunNotFound(RunNotFound):
+    """ForkRun's original run: read from RunsService, not from the runs this service follows."""
+
+    def __init__(self, run_id: str) -> None:
+        ExecutionError.__init__(
+            self,
+            f"run {shown(run_id)} is not stored in RunsService (or is not yours to see): a fork starts from a "
+            "finished run RunsService stores; check the id with GetRun (`agentrun runs show`)",
+        )
+
+
 class RunAlreadyExists(ExecutionError):
     reason = "RUN_ALREADY_EXISTS"
 

@@ -21,7 +21,7 @@ from agentrun_core.ids import session_id_problem
 from execution_service.agents.errors import InvalidField
 from execution_service.agents.gen_config import validate_config
 from execution_service.agents.spec import AgentSpec
-from execution_service.errors import HistoryUnavailable, InvalidRequest, RunNotForkable, RunNotFound
+from execution_service.errors import HistoryUnavailable, InvalidRequest, RunNotForkable, StoredRunNotFound
 from execution_service.history.replay import ForkOverrides, Replay, ReplayingModel, ReplayingTools, plan_replay
 from execution_service.history.session import LoadedHistory, UnreadRun, fit_history
 from execution_service.history.stored_runs import StoredRuns
@@ -144,13 +144,13 @@ class PreparedFork:
 async def fork_setup(
     stored: StoredRuns | None, tools: ToolProvider, find_agent: Callable[[str], AgentSpec], request: ForkRequest
 ) -> PreparedFork:
-    """Reads the original and plans the replay. Raises RunNotFound (unknown, or another user's), RunNotForkable,
-    InvalidRequest (a bad step, override, or generation config), and what `find_agent` raises for an agent this
-    service no longer has."""
+    """Reads the original and plans the replay. Raises StoredRunNotFound (not stored, or another user's),
+    RunNotForkable, InvalidRequest (a bad step, override, or generation config), and what `find_agent` raises for an
+    agent this service no longer has."""
     reader = _needs_runs_service(stored, "a fork")
     original = await reader.get(request.run_id)
     if original is None or (request.visible_user is not None and original.user != request.visible_user):
-        raise RunNotFound(request.run_id)
+        raise StoredRunNotFound(request.run_id)
     if not original.status.is_terminal:
         raise RunNotForkable(
             f"run {request.run_id} is {original.status.value}: a run can be forked once it has finished"

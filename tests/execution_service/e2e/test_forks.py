@@ -154,7 +154,7 @@ async def test_fork_requests_that_cannot_be_served_get_clear_statuses(tmp_path: 
             (
                 {"run_id": "0190a4e2-8f3b-7c1d-9e2f-3a4b5c6d7e8f", "from_sequence": 1},
                 grpc.StatusCode.NOT_FOUND,
-                "not found",
+                "run '0190a4e2-8f3b-7c1d-9e2f-3a4b5c6d7e8f' is not stored in RunsService (or is not yours to see)",
             ),
             (
                 {"run_id": original_id, "from_sequence": 4, "overrides": ex.ForkOverrides(tool_results={"c9": "x"})},
@@ -194,6 +194,8 @@ async def test_another_users_run_cannot_be_forked(tmp_path: Path) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await fork(stack, BOB, run_id=run_id, from_sequence=1)
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "is not stored in RunsService" in (caught.value.details() or "")
+        assert "among the runs the execution service follows" not in (caught.value.details() or "")
         # A run with one model call has no step before it to fork from.
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await fork(stack, ALICE, run_id=run_id, from_sequence=1)
