@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import grpc
@@ -13,7 +14,7 @@ from agentrun_cli import output
 from agentrun_cli.client import ExecutionClient, RunsClient
 from agentrun_cli.commands.common import JsonOption, settings_of, usage_error
 from agentrun_cli.commands.run import exit_code_for_run
-from agentrun_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError, ServiceError, handle_errors
+from agentrun_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, CliError, ServiceError, handle_errors
 from agentrun_cli.filters import FilterValueError, build_filter
 from agentrun_cli.progress import RunProgress, StreamEvent
 from agentrun_cli.render.run_details import run_details
@@ -165,10 +166,15 @@ def show_run(
     """Everything about one run: tokens, cost, steps in order, tool calls, and its sub-agent runs."""
     client = RunsClient(settings_of(ctx))
     try:
-        response = client.get_run(resolve_run_id(client, run_id), full=True, include_descendants=True)
-        parent = _parent_of(client, response.run) if not as_json else None
+        _print_stored_run(client, resolve_run_id(client, run_id), as_json=as_json)
     finally:
         client.close()
+
+
+def _print_stored_run(client: RunsClient, run_id: str, *, as_json: bool) -> run_pb2.Run:
+    """Prints the stored run `run_id` as `runs show` does (ServiceError NOT_FOUND when it is not stored); the run."""
+    response = client.get_run(run_id, full=True, include_descendants=True)
+    parent = _parent_of(client, response.run) if not as_json else None
     if as_json:
         # The run as before; its descendants (BASIC views) only when it has some.
         if response.descendants:
@@ -181,10 +187,11 @@ def show_run(
             )
         else:
             output.print_json(response.run)
-        return
+        return response.run
     output.console().print(
         run_details(response.run, response.descendants, truncated=response.descendants_truncated, parent=parent)
     )
+    return response.run
 
 
 def _parent_of(client: RunsClient, run: run_pb2.Run) -> run_pb2.Run | None:
@@ -244,7 +251,8 @@ def watch_run(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Follow a live run with the same view as `agentrun run`. Ctrl-C stops watching; the run goes on."""
+    """Follow a live run with the same view as `agentrun run`. Ctrl-C stops watching; the run goes on. A run that
+    already finished (ExecutionService no longer follows it) is shown as `runs show` shows it."""
     if from_sequence < 0:
         raise CliError("--from must not be negative", EXIT_USAGE)
     last_received = _last_received(after or [])
@@ -254,11 +262,11 @@ def watch_run(
     # The runs of --after as typed: whole ids, or parts of ids as `runs list` prints them, like the run's own.
     last_received = {_whole_id(ctx, run): sequence for run, sequence in last_received.items()}
     client = ExecutionClient(settings_of(ctx))
+    progress = RunProgress(last_received=dict(last_received))
     try:
         stream: BackgroundStream[StreamEvent] = BackgroundStream(
             client.watch(run_id, from_sequence, from_run, last_received)
         )
-        progress = RunProgress(last_received=dict(last_received))
         view = choose_view(as_json=as_json, console=output.console())
         with view, reattach_when_lost(progress):
             try:
@@ -268,11 +276,36 @@ def watch_run(
                 view.notice(f"stopped watching; run {run_id} goes on{_reattach_hint(run_id, progress)}")
                 raise typer.Exit(EXIT_INTERRUPTED) from None
         view.summary(progress)
+    except ServiceError as exc:
+        if exc.code is not grpc.StatusCode.NOT_FOUND or progress.started is not None:
+            raise
+        # Not among the runs ExecutionService follows: a run that finished earlier is stored in RunsService.
+        raise typer.Exit(_show_finished(ctx, run_id, exc, as_json=as_json)) from None
     finally:
         client.close()
     if progress.finished is None:
         raise CliError(f"the stream ended before the run finished; see `agentrun runs show {run_id}`")
     raise typer.Exit(exit_code_for_run(progress))
+
+
+def _show_finished(ctx: typer.Context, run_id: str, not_live: ServiceError, *, as_json: bool) -> int:
+    """`runs watch` of a run ExecutionService does not follow: the stored run, printed as `runs show` does, after a
+    line saying it already finished; the exit code as for a watched run (0: completed). `not_live` when RunsService
+    does not store it either."""
+    runs = RunsClient(settings_of(ctx))
+    try:
+        try:
+            run = runs.get_run(run_id, full=False).run
+        except ServiceError as exc:
+            if exc.code is grpc.StatusCode.NOT_FOUND:
+                raise not_live from None
+            raise
+        status = run_pb2.RunStatus.Name(run.status).removeprefix("RUN_STATUS_")
+        print(f"run {run_id} already finished ({status}); showing the stored run", file=sys.stderr)
+        _print_stored_run(runs, run_id, as_json=as_json)
+    finally:
+        runs.close()
+    return 0 if run.status == run_pb2.RUN_STATUS_COMPLETED else EXIT_FAILURE
 
 
 def _last_received(pairs: list[str]) -> dict[str, int]:

@@ -157,6 +157,30 @@ def test_runs_watch_replays_from_a_sequence(runner: CliRunner, fake: FakeServer)
     assert "status: COMPLETED" in result.stdout
 
 
+FINISHED_RUN_ID = "0193a5c4-7d2e-7b3a-9c1d-00000000f1d0"
+
+
+def test_runs_watch_of_a_run_that_finished_earlier_shows_the_stored_run(runner: CliRunner, fake: FakeServer) -> None:
+    """Before: exit 2, "NOT_FOUND: run ... not found among the runs the execution service follows ...; a run that
+    finished earlier is read from RunsService (GetRun)"."""
+    stored = samples.clock_run()
+    stored.id = FINISHED_RUN_ID
+    fake.runs.runs[FINISHED_RUN_ID] = stored
+    result = invoke(runner, fake, "runs", "watch", FINISHED_RUN_ID)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.strip() == f"run {FINISHED_RUN_ID} already finished (COMPLETED); showing the stored run"
+    shown = invoke(runner, fake, "runs", "show", FINISHED_RUN_ID)
+    assert result.stdout == shown.stdout
+    as_json = invoke(runner, fake, "runs", "watch", FINISHED_RUN_ID, "--json")
+    assert json.loads(as_json.stdout)["id"] == FINISHED_RUN_ID
+
+
+def test_runs_watch_of_a_run_stored_nowhere_is_not_found(runner: CliRunner, fake: FakeServer) -> None:
+    result = invoke(runner, fake, "runs", "watch", FINISHED_RUN_ID)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: NOT_FOUND: run '{FINISHED_RUN_ID}' is not live"
+
+
 def test_runs_watch_reattaches_after_a_sub_agents_step(runner: CliRunner, fake: FakeServer) -> None:
     child = "0193a5c4-0000-7000-8000-00000000c0de"
     result = invoke(runner, fake, "runs", "watch", samples.RUN_ID, "--from-run", child, "--from", "4")
