@@ -27,9 +27,12 @@ def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
 def parse_since(value: str) -> timedelta:
     """`90s`, `15m`, `12h`, `7d`, `2w` (agentrun_core.periods)."""
     try:
-        return parse_period(value)
+        period = parse_period(value)
     except ValueError as exc:
         raise ParamError(f"--since {exc}, got {value!r}") from None
+    if period <= timedelta(0):
+        raise ParamError(f"--since must be longer than 0 (e.g. 90m, 12h, 7d), got {value!r}")
+    return period
 
 
 def parse_time(value: str, option: str) -> datetime:

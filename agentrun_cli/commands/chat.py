@@ -45,6 +45,7 @@ def chat_command(
     session_id = session or new_session_id()
     output.print_line(f"session {session_id} · {agent} · Ctrl-D to end")
     client = ExecutionClient(settings_of(ctx))
+    runs = 0
     try:
         while True:
             try:
@@ -57,11 +58,15 @@ def chat_command(
             request = ex_pb2.ExecuteAgentRequest(
                 agent_name=agent, task=line, variables=variables, model=model or "", session_id=session_id
             )
+            runs += 1
             _one_turn(client, request)
     except KeyboardInterrupt:
         output.print_line("")
     finally:
         client.close()
+    if runs == 0 and session is None:  # a new session exists once a run is made in it
+        output.print_line("nothing was asked: no run was made, so there is no session to continue")
+        return
     output.print_line(f"session {session_id} · continue with `agentrun chat {agent} --session {session_id}`")
 
 

@@ -71,8 +71,8 @@ def list_request(
         )
     except FilterValueError as exc:
         raise usage_error(exc) from None
-    if limit < 0:
-        raise CliError("--limit must not be negative", EXIT_USAGE)
+    if limit < 1:
+        raise CliError(f"--limit must be at least 1 (runs per page; default {DEFAULT_LIMIT}), got {limit}", EXIT_USAGE)
     return runs_pb2.ListRunsRequest(
         filter=expression,
         order_by=order_by or "",
@@ -120,7 +120,7 @@ def list_runs(
     order_by: Annotated[
         str | None, typer.Option("--order-by", help='"start_time desc" (default), duration, total_tokens or cost.')
     ] = None,
-    limit: Annotated[int, typer.Option(help="Runs per page.")] = DEFAULT_LIMIT,
+    limit: Annotated[int, typer.Option(help="Runs per page (at least 1).")] = DEFAULT_LIMIT,
     page_token: Annotated[str | None, typer.Option("--page-token", help="Continue from a previous page.")] = None,
     all_pages: Annotated[bool, typer.Option("--all", help="Fetch every page.")] = False,
     as_json: JsonOption = False,

@@ -29,8 +29,10 @@ def list_sessions_request(
         expression = build_filter(filter_expr, agent=agent, user=user)
     except FilterValueError as exc:
         raise usage_error(exc) from None
-    if limit < 0:
-        raise CliError("--limit must not be negative", EXIT_USAGE)
+    if limit < 1:
+        raise CliError(
+            f"--limit must be at least 1 (sessions per page; default {DEFAULT_LIMIT}), got {limit}", EXIT_USAGE
+        )
     return runs_pb2.ListSessionsRequest(
         filter=expression, order_by=order_by or "", page_size=limit, page_token=page_token or ""
     )
@@ -68,7 +70,7 @@ def list_sessions(
         str | None,
         typer.Option("--order-by", help='"last_run_start_time desc" (default) or "start_time", asc or desc.'),
     ] = None,
-    limit: Annotated[int, typer.Option(help="Sessions per page.")] = DEFAULT_LIMIT,
+    limit: Annotated[int, typer.Option(help="Sessions per page (at least 1).")] = DEFAULT_LIMIT,
     page_token: Annotated[str | None, typer.Option("--page-token", help="Continue from a previous page.")] = None,
     all_pages: Annotated[bool, typer.Option("--all", help="Fetch every page.")] = False,
     as_json: JsonOption = False,

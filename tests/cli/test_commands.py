@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from agentrun.execution.v1 import execution_service_pb2 as ex_pb2
 from agentrun.runs.v1 import runs_service_pb2 as runs_pb2
 from typer.testing import CliRunner
 
+from agentrun_cli.main import app
 from tests.cli import fake_services, samples
-from tests.cli.cli_helpers import invoke
+from tests.cli.cli_helpers import WIDE, invoke
 from tests.cli.fake_services import FakeServer
 
 
@@ -222,3 +224,34 @@ def test_a_run_whose_stream_is_lost_says_how_to_watch_it_again(runner: CliRunner
     step = samples.clock_steps(run_id)[1]
     assert f"agentrun runs watch {run_id} --from {step.sequence + 1}" in lines[2], lines
     assert f"agentrun --execution-target HOST:PORT runs watch {run_id} --from {step.sequence + 1}" in lines[2]
+
+
+def test_chat_with_no_input_offers_no_session_that_was_never_created(runner: CliRunner, fake: FakeServer) -> None:
+    """Before: it ended "continue with `agentrun chat clock --session chat-...`" for a session with no run."""
+    result = runner.invoke(app, ["--execution-target", fake.target, "chat", "clock"], input="\n  \n", env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "continue with" not in result.stdout
+    assert result.stdout.splitlines()[-1] == "nothing was asked: no run was made, so there is no session to continue"
+    assert fake.calls.requests == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["runs", "stats", "--since", "0d"], "error: --since must be longer than 0 (e.g. 90m, 12h, 7d), got '0d'"),
+        (["runs", "list", "--limit", "0"], "error: --limit must be at least 1 (runs per page; default 20), got 0"),
+        (
+            ["sessions", "list", "--limit", "0"],
+            "error: --limit must be at least 1 (sessions per page; default 20), got 0",
+        ),
+    ],
+)
+def test_zero_since_or_limit_is_refused_before_calling_the_service(
+    runner: CliRunner, fake: FakeServer, args: list[str], expected: str
+) -> None:
+    """Before: --since 0d got INVALID_ARGUMENT "end_time: must be after start_time" from the server; --limit 0 listed
+    the server's default page size (50) although the help says 20."""
+    result = invoke(runner, fake, *args)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == expected
+    assert fake.calls.requests == []
