@@ -112,7 +112,7 @@ class RunDeleter:
         position: Position | None = None
         while True:
             started = time.monotonic()
-            async with storage_errors(what, deleted_so_far=deleted):
+            async with storage_errors(what, write=True, deleted_so_far=deleted):
                 found, position = await self._delete_batch(where, position, batch_size, include_unfinished)
             deleted += found
             if pause is not None:

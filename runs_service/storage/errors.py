@@ -35,11 +35,12 @@ def _is_missing_table(error: sa_exc.DBAPIError) -> bool:
 
 
 @asynccontextmanager
-async def storage_errors(operation: str, **context: object) -> AsyncIterator[None]:
+async def storage_errors(operation: str, *, write: bool = False, **context: object) -> AsyncIterator[None]:
     """Turns failures to reach or use the database inside the block (database_problems.is_database_error, the one
     classification start-up uses too) into StorageUnavailable, a query the database cancelled (its statement timeout)
-    into QueryTimedOut, and missing tables into SchemaOutdated, logging the
-    operation and its context. RunsServiceErrors pass through unchanged; anything else is logged and re-raised."""
+    into QueryTimedOut (its advice fits a `write`: no filter narrows it), and missing tables into SchemaOutdated,
+    logging the operation and its context. RunsServiceErrors pass through unchanged; anything else is logged and
+    re-raised."""
     try:
         yield
     except RunsServiceError:
@@ -56,11 +57,7 @@ async def storage_errors(operation: str, **context: object) -> AsyncIterator[Non
         if isinstance(driver_error(exc), psycopg.errors.QueryCanceled):  # an OperationalError, but not unavailability
             cause = first_line(driver_error(exc))
             logger.warning("%s: query cancelled: %s", operation, cause, extra={"context": context})
-            raise QueryTimedOut(
-                f"{operation}: the database cancelled the query ({cause}): it ran past the database's statement "
-                "timeout; narrow the filter or the time range (or raise the statement_timeout of the database's "
-                "role or database)"
-            ) from exc
+            raise QueryTimedOut(_timed_out(operation, cause, write=write)) from exc
         if is_sqlite_overflow(exc):
             logger.warning("%s: a sum overflowed: %s", operation, exc, extra={"context": context})
             raise out_of_range(operation) from exc
@@ -72,3 +69,17 @@ async def storage_errors(operation: str, **context: object) -> AsyncIterator[Non
         if isinstance(exc, sa_exc.DBAPIError):
             logger.exception("%s: database error", operation, extra={"context": context})
         raise
+
+
+def _timed_out(operation: str, cause: str, *, write: bool) -> str:
+    """QueryTimedOut's message: a read can be narrowed; a write cannot, and waited on locks or a loaded server."""
+    if write:
+        return (
+            f"{operation}: the database cancelled the write ({cause}): it ran past the database's statement timeout; "
+            "raise the statement_timeout of the database's role or database, or check the database's load (locks "
+            "held by other sessions, I/O)"
+        )
+    return (
+        f"{operation}: the database cancelled the query ({cause}): it ran past the database's statement timeout; "
+        "narrow the filter or the time range (or raise the statement_timeout of the database's role or database)"
+    )

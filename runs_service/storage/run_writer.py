@@ -236,7 +236,7 @@ class RunWriter:
     async def record_rows(self, rows: RunRows) -> RecordResult:
         """Stores one run's rows (already validated) following the module's rules."""
         run_id = rows.run["id"]
-        async with storage_errors("record run", run_id=run_id):
+        async with storage_errors("record run", write=True, run_id=run_id):
             if self._lock is None:
                 return await self._pg_with_retries(rows)
             async with self._lock:
@@ -255,7 +255,7 @@ class RunWriter:
         unique = sorted((batch[i] for i in first.values()), key=lambda rows: rows.run["id"])
         results: dict[int, RecordResult] = {}
         if unique:
-            async with storage_errors("record runs", runs=len(unique)):
+            async with storage_errors("record runs", write=True, runs=len(unique)):
                 try:
                     stored = await self._batch_once(unique)
                 except sa_exc.DBAPIError as exc:

@@ -95,7 +95,9 @@ class ScheduleRepository:
     async def claim_tick(self, claim: TickClaim) -> ClaimResult:
         """CLAIMED when this claim is the first for its tick, ALREADY_CLAIMED (with the earlier claim) otherwise,
         PAUSED (nothing stored) when the schedule is paused."""
-        async with storage_errors("claim schedule tick", schedule=claim.schedule, tick=claim.tick_time.isoformat()):
+        async with storage_errors(
+            "claim schedule tick", write=True, schedule=claim.schedule, tick=claim.tick_time.isoformat()
+        ):
             if self._lock is None:
                 return await self._claim(claim)
             async with self._lock:
@@ -151,7 +153,7 @@ class ScheduleRepository:
             index_elements=[schedule_states.c.schedule],
             set_={"paused": paused, "changed_by": changed_by, "changed_time": values["changed_time"]},
         )
-        async with storage_errors("set schedule paused", schedule=schedule):
+        async with storage_errors("set schedule paused", write=True, schedule=schedule):
             if self._lock is None:
                 await self._execute_write(statement)
             else:

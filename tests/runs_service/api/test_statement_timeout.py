@@ -14,7 +14,9 @@ from agentrun.runs.v1 import runs_service_pb2 as rs
 from sqlalchemy.engine import make_url
 
 from agentrun_core.grpc_status import error_reason
+from agentrun_core.proto_convert import run_to_pb
 from tests.runs_service.api.conftest import start_runs_client
+from tests.support.run_factory import make_run
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -60,6 +62,17 @@ async def test_a_query_cancelled_by_the_statement_timeout_is_deadline_exceeded(
             assert details.startswith(f"{operation}: the database cancelled the query (canceling statement due to")
             assert "statement timeout" in details and "narrow the filter or the time range" in details
             assert "unavailable" not in details
+        # A write cannot be narrowed: its advice is the timeout and the database's load.
+        record = rs.RecordRunsRequest(requests=[rs.RecordRunRequest(run=run_to_pb(make_run()))])
+        with _runs_table_locked(migrated_db_url), pytest.raises(grpc.aio.AioRpcError) as caught:
+            await client.stub.RecordRuns(record)
+        # Before: "record runs: the database cancelled the query (...); narrow the filter or the time range (...)".
+        assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED, caught.value.details()
+        assert error_reason(caught.value) == "QUERY_TIMEOUT"
+        details = caught.value.details() or ""
+        assert details.startswith("record runs: the database cancelled the write (canceling statement due to"), details
+        assert "raise the statement_timeout" in details and "check the database's load" in details
+        assert "narrow the filter" not in details
         # Without the lock the same calls answer.
         assert (await client.stub.ListRuns(rs.ListRunsRequest())).runs == []
     finally:
