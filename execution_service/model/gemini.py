@@ -177,9 +177,10 @@ class GeminiProvider:
             deadline.reschedule(loop.time() + self.timeout_s)
             if accumulator.add(chunk) and first_token is None:
                 first_token = timedelta(seconds=time.perf_counter() - started)
-        if accumulator.parts and not accumulator.finish_reason and accumulator.block_reason is None:
-            # The API's last chunk carries the finish reason: a stream that ends with content and without one was
-            # cut (a proxy or load balancer closing it cleanly), and its answer may be a truncated one.
+        if not accumulator.finish_reason and accumulator.block_reason is None:
+            # The API's last chunk carries the finish reason (or the prompt's block reason): a stream that ends
+            # without one was cut (a proxy or load balancer closing it cleanly, before or after some content), and
+            # what came of its answer may be a truncated one.
             raise ModelError(
                 ErrorReason.MODEL_UNAVAILABLE,
                 f"the reply stream of model {model} ended after {accumulator.chunks} chunks without a finish "

@@ -477,9 +477,7 @@ def _case_id(value: object) -> str:
         (FakeResponse(no_content=True, finish_reason="SPII"), "RESPONSE_BLOCKED", ["SPII"]),
         (FakeResponse(no_content=True, finish_reason="MODEL_ARMOR"), "RESPONSE_BLOCKED", ["MODEL_ARMOR"]),
         (FakeResponse(no_content=True, finish_reason="NO_IMAGE"), "MODEL_FINISH_REASON", ["NO_IMAGE"]),
-        (FakeRaw({}), "MODEL_EMPTY_RESPONSE", ["no candidate"]),
         (FakeResponse(no_content=True, finish_reason="STOP"), "MODEL_EMPTY_RESPONSE", ["finish reason STOP"]),
-        (FakeResponse(no_content=True, finish_reason=None), "MODEL_EMPTY_RESPONSE", ["finish reason absent"]),
         (
             FakeResponse(block_reason="OTHER", block_reason_message="The prompt was blocked for other reasons."),
             "PROMPT_BLOCKED",
@@ -545,6 +543,29 @@ async def test_a_reply_stream_cut_before_its_finish_reason_is_asked_again(tmp_pa
         finished = (await stack.execute(agent_name="plain", task="time?"))[-1].run_finished
         assert (finished.status, finished.error.reason) == (run_pb2.RUN_STATUS_FAILED, "MODEL_UNAVAILABLE")
         assert finished.final_response == ""
+
+
+@pytest.mark.parametrize(
+    "turn",
+    [FakeRaw({}), FakeRaw(chunks=()), FakeResponse(no_content=True, finish_reason=None)],
+    ids=["no candidate", "no chunk", "no content"],
+)
+async def test_a_reply_without_a_finish_reason_is_a_cut_stream_or_an_empty_answer(
+    tmp_path: Path, turn: FakeResponse | FakeRaw
+) -> None:
+    """Streamed, a reply that ends with nothing that closes it (no finish reason, no block reason) was cut before its
+    end, even before any content (a proxy closing the stream): retried, then MODEL_UNAVAILABLE. Not streamed, it is
+    an empty answer: MODEL_EMPTY_RESPONSE at once."""
+    agents = {"plain": agent_source(model="gemini-2.5-flash")}
+    async with running_stack(tmp_path, agents, model_retry_attempts=2) as stack:
+        stack.gemini.add(turn, turn)
+        finished = (await stack.execute(agent_name="plain", task="answer me"))[-1].run_finished
+        assert (finished.status, finished.error.reason) == (run_pb2.RUN_STATUS_FAILED, "MODEL_UNAVAILABLE")
+        assert "without a finish reason" in finished.error.message and len(stack.gemini.requests) == 2
+    async with running_stack(tmp_path / "unary", agents, model_stream=False) as stack:
+        stack.gemini.add(turn)
+        finished = (await stack.execute(agent_name="plain", task="answer me"))[-1].run_finished
+        assert (finished.status, finished.error.reason) == (run_pb2.RUN_STATUS_FAILED, "MODEL_EMPTY_RESPONSE")
 
 
 async def test_streamed_model_calls_record_time_to_first_token(tmp_path: Path) -> None:

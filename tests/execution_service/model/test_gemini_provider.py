@@ -388,9 +388,14 @@ def test_candidate_finish_message_is_kept() -> None:
     assert (response.finish_reason, response.finish_message) == ("UNEXPECTED_TOOL_CALL", "no such tool")
 
 
-async def test_an_empty_response_has_no_candidates(any_gemini: GeminiProvider, fake_gemini: FakeGemini) -> None:
+async def test_an_empty_response_has_no_candidates(fake_gemini: FakeGemini) -> None:
+    """Not streamed: an answer with no candidate (streamed, such a reply was cut: test_limits_and_cancellation)."""
     fake_gemini.add(FakeRaw({}))
-    response = await any_gemini.generate(ask())
+    any_gemini = GeminiProvider("test-key", fake_gemini.base_url, timeout_s=10.0, stream=False)
+    try:
+        response = await any_gemini.generate(ask())
+    finally:
+        await any_gemini.aclose()
     assert response.no_candidates
     assert (response.text, response.function_calls, response.finish_reason) == ("", (), "")
     assert response.blocked_reason is None and response.usage == TokenUsage()
