@@ -4,12 +4,15 @@ The model names its function calls. Gemini sends no ids (the provider then makes
 proxy may repeat its own, e.g. numbering each turn's calls `call_0`, `call_1`, ... again. A run keys a call's steps,
 its summary row, its sub-agent run and its idempotency key by the call id, so a repeated id is recorded under a new
 one, `<id>~<n>` (the smallest n >= 2 not used yet), while the conversation sent back to the model keeps the ids it
-gave. Renaming depends only on the run's calls in order, so a resumed (durable) or forked run renames alike.
+gave. Renaming depends only on the run's calls in order, so a resumed (durable) or forked run renames alike; a
+conversation rebuilt from a stored run (a fork's replay, a session's history) maps `<id>~<n>` back to `<id>`
+(`model_given_id`), so the model sees the ids it gave there too.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 from execution_service.model.base import FunctionCall, ModelMessage, ModelResponse, ToolResultMessage
@@ -39,6 +42,9 @@ class RunCallIds:
 
     def _unique(self, call: FunctionCall) -> FunctionCall:
         if call.id not in self._recorded:
+            given = model_given_id(call.id, self._recorded)  # a fork's replayed call, recorded renamed
+            if given != call.id:
+                self._given[call.id] = given
             self._recorded.add(call.id)
             return call
         n = 2
@@ -48,3 +54,10 @@ class RunCallIds:
         self._recorded.add(unique)
         self._given[unique] = call.id
         return dataclasses.replace(call, id=unique)
+
+
+def model_given_id(call_id: str, earlier: Container[str]) -> str:
+    """The id the model gave the call recorded as `call_id`: `<id>` for `<id>~<n>` when `<id>` is the id of an
+    earlier call of the same run (`earlier`), else `call_id` itself."""
+    base, tilde, number = call_id.rpartition("~")
+    return base if tilde and number.isdigit() and base in earlier else call_id

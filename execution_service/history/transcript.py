@@ -8,6 +8,7 @@ failed, and a model turn whose tool results were not all recorded (a cancelled r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import orjson
 
 from agentrun_core.domain import ExecutionStep, ModelCall, Run, ToolCallFinished, ToolCallStarted
+from execution_service.engine.call_ids import model_given_id
 from execution_service.engine.tool_calls import response_for_model, utf8_size
 from execution_service.model.base import (
     FunctionCall,
@@ -75,13 +77,40 @@ def run_turns(run: Run, namer: ToolNamer = default_namer) -> list[Turn]:
     task = (UserMessage(run.task),)
     turns = [Turn(run.id, 0, task, estimate_tokens(task))]
     steps = run.execution_steps
+    recorded: set[str] = set()
     for index, step in enumerate(steps):
         if not isinstance(step.payload, ModelCall):
             continue
         messages = model_turn(steps, index, namer)
         if messages is not None:
+            messages = _as_given(messages, recorded)
             turns.append(Turn(run.id, step.sequence, messages, estimate_tokens(messages)))
     return turns
+
+
+def _as_given(messages: tuple[Message, ...], recorded: set[str]) -> tuple[Message, ...]:
+    """A stored turn's messages under the call ids the model gave (a repeated id was recorded as `<id>~<n>`:
+    engine.call_ids); `recorded` holds the run's call ids so far, and gets this turn's."""
+    given: dict[str, str] = {}
+    for message in messages:
+        if isinstance(message, ModelMessage):
+            for call in message.function_calls:
+                given[call.id] = model_given_id(call.id, recorded)
+                recorded.add(call.id)
+    if all(model_id == call_id for call_id, model_id in given.items()):
+        return messages
+    return tuple(_with_ids(message, given) for message in messages)
+
+
+def _with_ids(message: Message, given: dict[str, str]) -> Message:
+    if isinstance(message, ModelMessage):
+        calls = tuple(dataclasses.replace(call, id=given[call.id]) for call in message.function_calls)
+        return dataclasses.replace(message, function_calls=calls)
+    if isinstance(message, ToolResultMessage):
+        return ToolResultMessage(
+            tuple(dataclasses.replace(r, call_id=given.get(r.call_id, r.call_id)) for r in message.results)
+        )
+    return message
 
 
 def model_turn(steps: Sequence[ExecutionStep], index: int, namer: ToolNamer) -> tuple[Message, ...] | None:

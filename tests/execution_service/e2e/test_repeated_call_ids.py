@@ -1,6 +1,7 @@
 """A model (or a proxy in front of it) that repeats its own function call ids, numbering every turn's calls `call_0`
 again: each call is still recorded as its own call (its steps, its summary row, its sub-agent run, its stats), under
-an id unique within the run, while the model gets its results back under the ids it gave (both modes)."""
+an id unique within the run, while the model gets its results back under the ids it gave, in the run, in a fork of
+it and in its session's next run (both modes)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,15 @@ def respond(body: dict[str, Any]) -> FakeResponse:
             return FakeResponse(text="boss done")
 
 
+def function_responses(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        part["functionResponse"].get("response", {})
+        for content in body.get("contents") or []
+        for part in content.get("parts") or []
+        if "functionResponse" in part
+    ]
+
+
 def function_response_ids(body: dict[str, Any]) -> list[str]:
     return [
         part["functionResponse"].get("id", "")
@@ -46,7 +56,7 @@ async def test_repeated_model_call_ids_are_recorded_as_distinct_calls(tmp_path: 
     }
     async with running_stack(tmp_path, agents, **mode) as stack:
         stack.gemini.set_responder(respond)
-        events = await stack.execute(agent_name="boss", task="go")
+        events = await stack.execute(agent_name="boss", task="go", session_id="repeats")
         finished = events[-1].run_finished
         assert finished.status == run_pb2.RUN_STATUS_COMPLETED, finished.error
         run_id = finished.run_id
@@ -73,12 +83,18 @@ async def test_repeated_model_call_ids_are_recorded_as_distinct_calls(tmp_path: 
         boss_requests = [r.body for r in stack.gemini.requests if agent_named_in(r.body) == "boss"]
         assert function_response_ids(boss_requests[-1]) == ["call_0"] * 4
 
-        # A fork names a call by its recorded id; its replayed history pairs each call with its own result.
+        # A fork names a call by its recorded id; its replayed history gives the model its own ids back, each call
+        # with its own result.
         last_result = max(s.sequence for s in stored.execution_steps if s.WhichOneof("payload") == "tool_result")
         overrides = ex.ForkOverrides(tool_results={"call_0~3": "edited"})
         request = ex.ForkRunRequest(run_id=run_id, from_sequence=last_result, overrides=overrides)
         forked = [event async for event in stack.execution_stub().ForkRun(request)]
         assert forked[-1].run_finished.status == run_pb2.RUN_STATUS_COMPLETED, forked[-1].run_finished.error
         live = stack.gemini.requests[-1]
-        assert function_response_ids(live.body) == ["call_0", "call_0~2", "call_0~3", "call_0~4"]
-        assert live.function_response("call_0~3")["response"] == {"result": "edited"}
+        assert function_response_ids(live.body) == ["call_0"] * 4
+        assert function_responses(live.body)[2] == {"result": "edited"}
+
+        # A session's next run gets the earlier run's turns under the model's own ids too.
+        stack.gemini.set_responder(lambda body: FakeResponse(text="again done"))
+        await stack.execute(agent_name="boss", task="again", session_id="repeats")
+        assert function_response_ids(stack.gemini.requests[-1].body) == ["call_0"] * 4
