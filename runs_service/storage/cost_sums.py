@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentrun_core.domain import Cost
@@ -39,6 +39,36 @@ def price_table(low: str | None, high: str | None) -> str:
     if not low or not high:
         return low or high or ""
     return low if low == high else f"{low} .. {high}"
+
+
+def single_currency_columns() -> list[Any]:
+    """Columns to add to a grouped aggregate: each group's cost sum, the lowest and highest currency of its priced
+    runs, and its price tables (labelled min_/max_: stats._histogram_rows merges them with min/max). A group whose
+    two currencies are equal has one, and its GroupCosts come from the row itself (`costs_from_row`): the
+    per-currency query (`costs_by_currency`) is needed only for groups that mix currencies."""
+    priced_currency = case((runs.c.cost.is_not(None), _CURRENCY))
+    return [
+        func.sum(runs.c.cost).label("cost_amount"),
+        func.min(priced_currency).label("min_cost_currency"),
+        func.max(priced_currency).label("max_cost_currency"),
+        func.min(runs.c.price_table_version).label("min_cost_price_table"),
+        func.max(runs.c.price_table_version).label("max_cost_price_table"),
+    ]
+
+
+def mixes_currencies(row: Any) -> bool:
+    """Whether a row with `single_currency_columns` is a group whose priced runs use several currencies."""
+    return row.min_cost_currency is not None and row.min_cost_currency != row.max_cost_currency
+
+
+def costs_from_row(row: Any) -> GroupCosts:
+    """The costs of a group priced in at most one currency, from its `single_currency_columns`."""
+    if row.min_cost_currency is None or row.cost_amount is None:
+        return GroupCosts()
+    table = price_table(row.min_cost_price_table, row.max_cost_price_table)
+    return GroupCosts(
+        (Cost(amount=Decimal(row.cost_amount), currency_code=row.min_cost_currency, price_table_version=table),)
+    )
 
 
 async def costs_by_currency(

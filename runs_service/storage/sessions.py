@@ -23,7 +23,13 @@ from agentrun_core.domain import RunStatus
 from agentrun_core.echo import shown
 from runs_service.errors import InvalidArgument, InvalidPageToken
 from runs_service.queries import SessionOrderField, SessionOrdering, SessionSummary
-from runs_service.storage.cost_sums import GroupCosts, costs_by_currency
+from runs_service.storage.cost_sums import (
+    GroupCosts,
+    costs_by_currency,
+    costs_from_row,
+    mixes_currencies,
+    single_currency_columns,
+)
 from runs_service.storage.rows import to_utc
 from runs_service.storage.sums import summed_token_usage
 from runs_service.storage.tables import TOKEN_COLUMNS, runs, sessions
@@ -130,6 +136,7 @@ async def summaries(conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> l
             func.min(runs.c.start_time).label("first_start"),
             func.max(runs.c.start_time).label("last_start"),
             func.max(runs.c.end_time).label("last_end"),
+            *single_currency_columns(),
         )
         .where(in_page)
         .group_by(*group)
@@ -156,7 +163,9 @@ async def summaries(conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> l
     for agent in await conn.execute(agents_stmt):
         agents[(agent.session_id, agent.user_name)].append(agent.agent_name)
     latest = {(row.session_id, row.user_name): row for row in await conn.execute(latest_stmt)}
-    costs = await costs_by_currency(conn, group, [in_page])
+    mixed = {}
+    if any(mixes_currencies(row) for row in totals.values()):
+        mixed = await costs_by_currency(conn, group, [in_page])
 
     result = []
     for key in keys:
@@ -164,7 +173,7 @@ async def summaries(conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> l
         if row is None:
             continue
         last = latest.get(key)
-        session_costs = costs.get(key, GroupCosts())
+        session_costs = mixed.get(key, GroupCosts()) if mixes_currencies(row) else costs_from_row(row)
         result.append(
             SessionSummary(
                 session_id=key[0],

@@ -28,7 +28,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agentrun_core.domain import RunStatus
 from runs_service.errors import InvalidArgument
 from runs_service.queries import GroupBy, RunStatsRow, ToolStatsRow
-from runs_service.storage.cost_sums import GroupCosts, costs_by_currency
+from runs_service.storage.cost_sums import (
+    GroupCosts,
+    costs_by_currency,
+    costs_from_row,
+    mixes_currencies,
+    single_currency_columns,
+)
 from runs_service.storage.percentiles import HistogramBucket, histogram_percentile, micros_to_duration, percentile_cont
 from runs_service.storage.sums import summed_token_usage
 from runs_service.storage.tables import TOKEN_COLUMNS, runs, tool_calls
@@ -166,6 +172,7 @@ async def run_stats(
         func.sum(case((runs.c.status.in_(_NOT_FINISHED), 0), else_=1)).label("terminal"),
         *(func.sum(runs.c[name]).label(name) for name in TOKEN_COLUMNS),
         func.max(runs.c.max_context_window_used).label("max_context_window_used"),
+        *single_currency_columns(),
     ]
     percentiles: dict[str, Percentiles]
     if dialect == "postgresql" and group_by in _EXACT_ON_POSTGRES:
@@ -193,12 +200,12 @@ async def run_stats(
             durations[key_value].append(duration_us)
         percentiles = _exact(durations)
 
-    costs = await costs_by_currency(conn, [key], conditions)
+    mixed = await costs_by_currency(conn, [key], conditions) if any(mixes_currencies(row) for row in rows) else {}
     result = []
     for row in rows:
         p50, p95 = percentiles.get(row.key, (None, None))
         completed = int(row.completed or 0)
-        group_costs = costs.get((row.key,), GroupCosts())
+        group_costs = mixed.get((row.key,), GroupCosts()) if mixes_currencies(row) else costs_from_row(row)
         single = group_costs.single
         result.append(
             RunStatsRow(
