@@ -66,10 +66,11 @@ _CLIENT_INFO = Implementation(name="agentrun", version="0.1.0")
 # freed memory to the OS (McpConnection._after_large_result).
 LARGE_RESULT_CHARS = 1_000_000
 _HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
-# The messages of the -32000 (CONNECTION_CLOSED) errors the SDK (mcp, pinned in constraints.txt) makes itself when a
-# connection fails under a request: "Connection closed" (the session), "SSE stream ..." (streamable HTTP). A server's
-# own -32000, JSON-RPC's generic server error, says something else.
-_SDK_CONNECTION_ERRORS = ("Connection closed", "SSE stream ")
+# The messages of the -32000 (CONNECTION_CLOSED) errors the SDK's streamable HTTP client (mcp, pinned in
+# constraints.txt) makes itself for a request whose SSE stream failed or ended without an answer. The SDK's other
+# -32000, "Connection closed", comes only once the transport's stream ended (live.stop is set then); a server's own
+# -32000, JSON-RPC's generic server error, is that call's error.
+_SDK_SSE_ERRORS = ("SSE stream failed", "SSE stream ended")
 # The SDK's message for an HTTP error answer without a JSON-RPC error body (it does not name the status).
 _SDK_HTTP_ERROR = "Server returned an error response"
 _MAX_TOOL_PAGES = 100
@@ -86,6 +87,9 @@ _MCP_LOG_LEVELS = {
     "emergency": logging.WARNING,
 }
 
+
+# The shortest time between two listings of a server's tools that notifications/tools/list_changed asks for.
+RELIST_INTERVAL_S = 1.0
 
 # Reconnect waits: 0.5 s, doubling up to 30 s, scaled by a random factor in [0.8, 1].
 RECONNECT_BACKOFF = Backoff(initial_s=0.5, multiplier=2.0, max_s=30.0, jitter=0.2)
@@ -140,6 +144,9 @@ class _Live:
     session: ClientSession
     tools: tuple[Tool, ...]
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    # notifications/tools/list_changed: the listing under way, and whether another was asked for meanwhile.
+    relisting: asyncio.Task[None] | None = None
+    relist_wanted: bool = False
 
 
 _StartOutcome = _Live | str  # the live session, or why it could not start
@@ -423,30 +430,43 @@ class McpConnection:
 
     def _relist_tools_later(self, live: _Live) -> None:
         """The server said its tools changed (notifications/tools/list_changed): list them again, outside the
-        session's receive loop (which the answer needs). Runs that start later resolve their tools from the new
-        list; runs under way keep the tools they started with."""
+        session's receive loop (which the answer needs). One listing at a time, at most one per RELIST_INTERVAL_S:
+        notifications that come meanwhile make one more listing after it (a server that notifies in a loop costs one
+        listing a second, and the last listing is always the newest). Runs that start later resolve their tools from
+        the new list; runs under way keep the tools they started with."""
+        live.relist_wanted = True
+        if live.relisting is not None and not live.relisting.done():
+            return
         task = asyncio.create_task(
             self._relist_tools(live), name=f"mcp-relist:{self.name}", context=contextvars.Context()
         )
+        live.relisting = task
         self._release_tasks.add(task)
         task.add_done_callback(self._release_tasks.discard)
 
     async def _relist_tools(self, live: _Live) -> None:
-        try:
-            with anyio.fail_after(self._timeouts.connect_s):
-                tools = await _list_all_tools(live.session, self.name)
-        except Exception as exc:
-            logger.warning(
-                "MCP server %r changed its tools, but listing them again failed (%s): its last list is used",
-                self.name,
-                _describe(exc),
-            )
-            return
-        if self._live is not live:
-            return  # that session ended meanwhile: its successor listed the tools itself
-        live.tools = tools
-        self._known_tools = tools
-        logger.info("MCP server %r changed its tools: now %d: %s", self.name, len(tools), [t.name for t in tools])
+        while live.relist_wanted and self._live is live:
+            live.relist_wanted = False
+            started = asyncio.get_running_loop().time()
+            try:
+                with anyio.fail_after(self._timeouts.connect_s):
+                    tools = await _list_all_tools(live.session, self.name)
+            except Exception as exc:
+                logger.warning(
+                    "MCP server %r changed its tools, but listing them again failed (%s): its last list is used",
+                    self.name,
+                    _describe(exc),
+                )
+            else:
+                if self._live is not live:
+                    return  # that session ended meanwhile: its successor listed the tools itself
+                live.tools = tools
+                self._known_tools = tools
+                logger.info(
+                    "MCP server %r changed its tools: now %d: %s", self.name, len(tools), [t.name for t in tools]
+                )
+            if live.relist_wanted:
+                await asyncio.sleep(max(RELIST_INTERVAL_S - (asyncio.get_running_loop().time() - started), 0.0))
 
     def _unread_note(self, waited_s: float) -> str:
         """'; meanwhile ...' when the server wrote an unreadable message during the last `waited_s` seconds (it may
@@ -547,11 +567,11 @@ class McpConnection:
             # One answer over the cap (its SSE stream was dropped); the session and its other calls are fine.
             logger.warning("MCP server %r: %s", self.name, exc.message)
             return ToolCallFailedError(too_large_message(self.name, self._max_message_bytes))
-        if self._session_expired(exc, timed_out=waited_s >= timeout_s):
+        if self._session_expired(exc, timed_out=waited_s >= timeout_s, waited_s=waited_s):
             reason = f"the server no longer knows the session ({exc.message})"
             self._connection_lost(live, reason)
             return SessionExpiredError(self.name, reason)
-        if exc.code == CONNECTION_CLOSED and (exc.message.startswith(_SDK_CONNECTION_ERRORS) or live.stop.is_set()):
+        if exc.code == CONNECTION_CLOSED and (live.stop.is_set() or self._sdk_http_stream_error(exc)):
             # If the owner already saw the stream end, its reason says more than "Connection closed".
             known = self._last_error if self._live is not live and live.stop.is_set() else ""
             reason = f"connection lost during tools/call {tool!r}: {known or exc.message}"
@@ -571,12 +591,23 @@ class McpConnection:
             return message
         return f"{message} ({self._http_transport.last_error_status or 'no HTTP error status seen'})"
 
-    def _session_expired(self, exc: MCPError, *, timed_out: bool) -> bool:
+    def _session_expired(self, exc: MCPError, *, timed_out: bool, waited_s: float) -> bool:
         """The SDK's answer to an HTTP 404 ("Session terminated"), or a server's JSON-RPC error naming the session
-        in its 404 body (the Python SDK's -32600 "Session not found", the TypeScript SDK's -32001)."""
+        in its 404 body (the Python SDK's -32600 "Session not found", the TypeScript SDK's -32001): only when the
+        server did answer 404 during the call (a tool's own error that mentions a session is that tool's error, and
+        sending the call again would run it twice)."""
         if not isinstance(self._config, HttpServer) or "session" not in exc.message.lower():
             return False
+        transport = self._http_transport
+        not_found_at = None if transport is None else transport.last_not_found_at
+        if not_found_at is None or not_found_at < asyncio.get_running_loop().time() - waited_s:
+            return False
         return exc.code == INVALID_REQUEST or (exc.code == REQUEST_TIMEOUT and not timed_out)
+
+    def _sdk_http_stream_error(self, exc: MCPError) -> bool:
+        """The SDK's streamable HTTP client's own -32000 for a request whose SSE stream failed or ended without an
+        answer (over stdio the SDK's "Connection closed" comes only once the stream ended: live.stop is set)."""
+        return isinstance(self._config, HttpServer) and exc.message.startswith(_SDK_SSE_ERRORS)
 
     def _after_large_result(self, live: _Live) -> None:
         """The SDK's reader and session keep their last message (here a large result) until the next one arrives: a

@@ -9,6 +9,7 @@ growing the process's memory without bound; the connection stays usable.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx2
@@ -59,11 +60,15 @@ class CappedTransport(httpx2.AsyncBaseTransport):
         self._limit = limit
         self._server = server
         self.last_error_status = ""
+        # When (event loop time) the server last answered 404: it no longer knows the session.
+        self.last_not_found_at: float | None = None
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         response = await self._inner.handle_async_request(request)
         if response.status_code >= 400:
             self.last_error_status = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+        if response.status_code == 404:
+            self.last_not_found_at = asyncio.get_running_loop().time()
         if response.headers.get("content-type", "").startswith("text/event-stream"):
             return response  # the SDK caps each event (max_sse_event_size)
         assert isinstance(response.stream, httpx2.AsyncByteStream)

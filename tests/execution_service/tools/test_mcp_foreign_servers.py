@@ -56,7 +56,7 @@ async def test_tools_with_loose_schemas_are_usable_and_a_broken_tool_costs_only_
     refuses outright (a name that is not a string) is left out, and the server's other tools are there."""
     servers = await raw_pool.list_servers()
     assert sorted(servers["raw"]) == sorted(
-        ["echo", "fail", "loose", "bare", "video", "noout", "surrogate", "unreadable", "grow"]
+        ["echo", "fail", "loose", "bare", "video", "noout", "surrogate", "unreadable", "grow", "storm", "listings"]
     )
     assert (await call(raw_pool, "loose", q="x")).text == 'loose got {"q": "x"}'
     assert (await call(raw_pool, "bare")).text == "bare got {}"
@@ -125,3 +125,18 @@ async def test_a_servers_stderr_is_logged_redacted_and_within_a_rate(caplog: pyt
         lines[-1]
         == f"[mcp raw stderr] {1000 - LINES_PER_WINDOW} lines not logged (more than {LINES_PER_WINDOW} in 10 s)"
     )
+
+
+async def test_a_servers_own_error_saying_connection_closed_is_that_calls_error(raw_pool: McpToolPool) -> None:
+    """The SDK's own -32000 "Connection closed" comes only once the stream ended; a server's -32000 with those words
+    (about its own upstream) is the call's error, and the server is not restarted."""
+    outcome = await call(raw_pool, "fail", code=-32000, message="Connection closed by the upstream database")
+    assert (outcome.error_reason, raw_pool.servers_down()) == (ErrorReason.TOOL_ERROR, {}), outcome
+    assert (await call(raw_pool, "listings")).text == "1"  # the same process: listed once, never restarted
+
+
+async def test_a_storm_of_tool_list_changes_makes_a_few_listings_not_one_each(raw_pool: McpToolPool) -> None:
+    assert (await call(raw_pool, "storm", n=200)).text == "stormed"
+    await asyncio.sleep(2.5)
+    listings = int((await call(raw_pool, "listings")).text)
+    assert 2 <= listings <= 4, listings  # the first, then at most one a second (before: 201)

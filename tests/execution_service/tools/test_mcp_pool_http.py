@@ -146,3 +146,16 @@ async def test_a_call_after_the_server_forgot_the_session_is_made_on_a_new_one(h
         http_server.start()
         outcome = await pool.call(echo, {"text": "two"}, timeout_s=10)
         assert (outcome.is_error, outcome.text) == (False, "two"), outcome
+
+
+async def test_a_tool_error_that_mentions_a_session_is_not_sent_again(http_server: HttpTestServer) -> None:
+    """Only a 404 means the server forgot the session: a tool's own JSON-RPC error about a "checkout session" at
+    HTTP 200 is that call's error, and the call is not made again (it would run twice)."""
+    async with McpToolPool(
+        {"web": http_test_server(http_server.url)}, backoff=FAST_BACKOFF, timeouts=FAST_TIMEOUTS
+    ) as pool:
+        (rpc_error,) = await pool.resolve(["web/rpc_error"])
+        outcome = await pool.call(rpc_error, {"code": -32600, "message": "checkout session already closed"}, 10)
+        assert outcome.error_reason is ErrorReason.TOOL_ERROR, outcome
+        assert outcome.text == "server error -32600 for tool 'rpc_error': checkout session already closed"
+        assert pool.servers_down() == {}

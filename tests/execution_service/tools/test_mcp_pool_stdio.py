@@ -22,7 +22,7 @@ from execution_service.tools.mcp_config import StdioServer
 from execution_service.tools.pool import McpToolPool
 from tests.support.stack import wait_for
 
-ALL_TOOLS = {"echo", "add", "sleep", "log", "picture", "fail", "crash", "secret_config", "big"}
+ALL_TOOLS = {"echo", "add", "sleep", "log", "picture", "fail", "rpc_error", "crash", "secret_config", "big"}
 
 
 async def _tool(pool: McpToolPool, name: str) -> ResolvedTool:
